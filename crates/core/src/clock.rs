@@ -1,0 +1,72 @@
+//! Time as a dependency: the [`Clock`] trait, the real [`SystemClock`] and a [`ManualClock`] for
+//! deterministic tests.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A source of monotonic time. Breakers, limiters and counters read time only through this.
+pub trait Clock: Send + Sync + Debug {
+    /// Now.
+    fn now(&self) -> Instant;
+}
+
+/// The real monotonic clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// A clock that moves only when told to; clones share the same time.
+///
+/// ```
+/// use infermux_core::{Clock, ManualClock};
+/// use std::time::Duration;
+/// let clock = ManualClock::new();
+/// let t0 = clock.now();
+/// clock.advance(Duration::from_millis(250));
+/// assert_eq!(clock.now() - t0, Duration::from_millis(250));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    base: Instant,
+    offset_nanos: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A manual clock starting at the real now.
+    pub fn new() -> Self {
+        ManualClock {
+            base: Instant::now(),
+            offset_nanos: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Moves time forward.
+    pub fn advance(&self, by: Duration) {
+        let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.offset_nanos.fetch_add(nanos, Ordering::SeqCst);
+    }
+
+    /// Time elapsed since creation.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.offset_nanos.load(Ordering::SeqCst))
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.base + self.elapsed()
+    }
+}

@@ -1,0 +1,142 @@
+//! [`RequestContext`]: what travels with a request through every layer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::id::RequestId;
+
+/// Admission priority in a pool's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Priority {
+    /// Served last; ageing keeps it from starving.
+    Low,
+    /// The default.
+    #[default]
+    Normal,
+    /// Served first.
+    High,
+}
+
+/// Whether a call may be sent twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Idempotency {
+    /// Safe to repeat (inference, embeddings, reads): the default.
+    #[default]
+    Idempotent,
+    /// Not safe to repeat (file upload, batch creation): retried only when it is known not to
+    /// have reached the server.
+    NonIdempotent,
+}
+
+/// The request id, priority, deadline, idempotency, tenant and attempt number of one call.
+///
+/// ```
+/// use infermux_core::{Priority, RequestContext};
+/// use std::time::Duration;
+/// let ctx = RequestContext::new()
+///     .with_priority(Priority::Low)
+///     .with_timeout(Duration::from_secs(30))
+///     .with_tenant("team-a");
+/// assert_eq!(ctx.priority(), Priority::Low);
+/// assert!(ctx.remaining().unwrap() <= Duration::from_secs(30));
+/// assert_eq!(ctx.attempt(), 1);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    request_id: RequestId,
+    priority: Priority,
+    deadline: Option<Instant>,
+    idempotency: Idempotency,
+    tenant: Option<Arc<str>>,
+    attempt: u32,
+}
+
+impl RequestContext {
+    /// A context with a fresh request id, normal priority, no deadline, first attempt.
+    pub fn new() -> Self {
+        RequestContext {
+            request_id: RequestId::new(),
+            priority: Priority::Normal,
+            deadline: None,
+            idempotency: Idempotency::Idempotent,
+            tenant: None,
+            attempt: 1,
+        }
+    }
+
+    /// Uses a given request id (e.g. one received from upstream).
+    pub fn with_request_id(mut self, id: RequestId) -> Self {
+        self.request_id = id;
+        self
+    }
+    /// Sets the priority.
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+    /// Sets an absolute deadline over all attempts.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+    /// Sets the deadline `timeout` from now.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        let deadline = Instant::now() + timeout;
+        self.with_deadline(deadline)
+    }
+    /// Sets the idempotency.
+    pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = idempotency;
+        self
+    }
+    /// Sets the tenant (cache namespaces, quotas).
+    pub fn with_tenant(mut self, tenant: impl AsRef<str>) -> Self {
+        self.tenant = Some(Arc::from(tenant.as_ref()));
+        self
+    }
+    /// The same context for attempt number `attempt` (1-based).
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt.max(1);
+        self
+    }
+
+    /// The request id.
+    pub fn request_id(&self) -> RequestId {
+        self.request_id
+    }
+    /// The priority.
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+    /// The deadline, if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+    /// Time left before the deadline (`Some(ZERO)` once passed), `None` without a deadline.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+    /// The idempotency.
+    pub fn idempotency(&self) -> Idempotency {
+        self.idempotency
+    }
+    /// The tenant, if any.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+    /// The attempt number, starting at 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+impl Default for RequestContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}

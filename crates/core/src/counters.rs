@@ -1,0 +1,385 @@
+//! Per-endpoint counters: lock-free atomics, read as a [`CounterSnapshot`] at any time.
+
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::error::ErrorKind;
+use crate::types::Usage;
+
+const SUB_BUCKETS: u32 = 8; // 3 bits of precision: about 12 % relative error
+const BUCKETS: usize = 64 * SUB_BUCKETS as usize;
+
+/// A lock-free log-linear histogram of latencies in microseconds (about 12 % precision), from
+/// 1 µs to hours.
+///
+/// ```
+/// use infermux_core::LatencyHistogram;
+/// use std::time::Duration;
+/// let h = LatencyHistogram::new();
+/// for ms in 1..=100 {
+///     h.record(Duration::from_millis(ms));
+/// }
+/// let s = h.snapshot();
+/// assert_eq!(s.count, 100);
+/// let p50 = s.quantile(0.5).as_millis();
+/// assert!((45..=56).contains(&p50), "{p50}");
+/// ```
+pub struct LatencyHistogram {
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+    max_micros: AtomicU64,
+}
+
+fn bucket_of(micros: u64) -> usize {
+    if micros < SUB_BUCKETS as u64 {
+        return micros as usize;
+    }
+    let msb = 63 - micros.leading_zeros(); // >= 3
+    let shift = msb - SUB_BUCKETS.trailing_zeros();
+    let sub = (micros >> shift) as u32 & (SUB_BUCKETS - 1);
+    let idx = (shift + 1) * SUB_BUCKETS + sub;
+    (idx as usize).min(BUCKETS - 1)
+}
+
+fn bucket_upper(idx: usize) -> u64 {
+    let idx = idx as u32;
+    if idx < SUB_BUCKETS {
+        return idx as u64;
+    }
+    let shift = idx / SUB_BUCKETS - 1;
+    let sub = (idx % SUB_BUCKETS) as u64;
+    let upper = ((SUB_BUCKETS as u128 + sub as u128 + 1) << shift) - 1;
+    u64::try_from(upper).unwrap_or(u64::MAX)
+}
+
+impl LatencyHistogram {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        LatencyHistogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+            max_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one latency.
+    pub fn record(&self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        if let Some(b) = self.buckets.get(bucket_of(micros)) {
+            b.fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(micros, Relaxed);
+        self.max_micros.fetch_max(micros, Relaxed);
+    }
+
+    /// A copy of the current state.
+    pub fn snapshot(&self) -> LatencySnapshot {
+        LatencySnapshot {
+            buckets: self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
+            count: self.count.load(Relaxed),
+            sum: Duration::from_micros(self.sum_micros.load(Relaxed)),
+            max: Duration::from_micros(self.max_micros.load(Relaxed)),
+        }
+    }
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for LatencyHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.snapshot();
+        f.debug_struct("LatencyHistogram")
+            .field("count", &s.count)
+            .field("p50", &s.quantile(0.5))
+            .field("p99", &s.quantile(0.99))
+            .finish()
+    }
+}
+
+/// A copy of a [`LatencyHistogram`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct LatencySnapshot {
+    /// Counts per bucket.
+    pub buckets: Vec<u64>,
+    /// Number of latencies recorded.
+    pub count: u64,
+    /// Their sum.
+    pub sum: Duration,
+    /// The largest.
+    pub max: Duration,
+}
+
+impl LatencySnapshot {
+    /// The latency at quantile `q` (0.0..=1.0): the upper bound of the bucket holding it, or zero
+    /// when empty.
+    pub fn quantile(&self, q: f64) -> Duration {
+        if self.count == 0 {
+            return Duration::ZERO;
+        }
+        let q = q.clamp(0.0, 1.0);
+        let rank = ((q * self.count as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in self.buckets.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Duration::from_micros(bucket_upper(i)).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    /// The mean latency.
+    pub fn mean(&self) -> Duration {
+        if self.count == 0 {
+            Duration::ZERO
+        } else {
+            self.sum / u32::try_from(self.count).unwrap_or(u32::MAX)
+        }
+    }
+
+    /// Upper bounds (µs) and cumulative counts, for Prometheus-style rendering.
+    pub fn cumulative(&self) -> Vec<(u64, u64)> {
+        let mut acc = 0;
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| {
+                acc += c;
+                (bucket_upper(i), acc)
+            })
+            .collect()
+    }
+}
+
+/// The counters of one endpoint, filled by every layer. All methods are lock-free.
+///
+/// ```
+/// use infermux_core::{EndpointCounters, ErrorKind, Usage};
+/// use std::time::Duration;
+/// let c = EndpointCounters::new();
+/// c.record_request();
+/// c.record_success(Duration::from_millis(12), Some(&Usage::new(10, 5)));
+/// c.record_request();
+/// c.record_failure(ErrorKind::RateLimited, Duration::from_millis(3));
+/// let s = c.snapshot();
+/// assert_eq!(s.requests, 2);
+/// assert_eq!(s.successes + s.failures_total(), s.requests);
+/// assert_eq!(s.failures(ErrorKind::RateLimited), 1);
+/// assert_eq!(s.tokens_in, 10);
+/// ```
+#[derive(Debug)]
+pub struct EndpointCounters {
+    requests: AtomicU64,
+    successes: AtomicU64,
+    failures: [AtomicU64; ErrorKind::ALL.len()],
+    retries: AtomicU64,
+    in_flight: AtomicI64,
+    queued: AtomicI64,
+    queue_wait_micros: AtomicU64,
+    tokens_in: AtomicU64,
+    tokens_out: AtomicU64,
+    breaker_state: AtomicU8,
+    breaker_trips: AtomicU64,
+    latency: LatencyHistogram,
+}
+
+impl EndpointCounters {
+    /// Zeroed counters.
+    pub fn new() -> Self {
+        EndpointCounters {
+            requests: AtomicU64::new(0),
+            successes: AtomicU64::new(0),
+            failures: std::array::from_fn(|_| AtomicU64::new(0)),
+            retries: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+            queued: AtomicI64::new(0),
+            queue_wait_micros: AtomicU64::new(0),
+            tokens_in: AtomicU64::new(0),
+            tokens_out: AtomicU64::new(0),
+            breaker_state: AtomicU8::new(0),
+            breaker_trips: AtomicU64::new(0),
+            latency: LatencyHistogram::new(),
+        }
+    }
+
+    /// One request (attempt) started.
+    pub fn record_request(&self) {
+        self.requests.fetch_add(1, Relaxed);
+    }
+    /// One attempt succeeded after `latency`, with the usage the provider reported.
+    pub fn record_success(&self, latency: Duration, usage: Option<&Usage>) {
+        self.successes.fetch_add(1, Relaxed);
+        self.latency.record(latency);
+        if let Some(u) = usage {
+            self.record_tokens(u);
+        }
+    }
+    /// Adds token usage.
+    pub fn record_tokens(&self, usage: &Usage) {
+        self.tokens_in.fetch_add(usage.input_tokens, Relaxed);
+        self.tokens_out.fetch_add(usage.output_tokens, Relaxed);
+    }
+    /// One attempt failed with `kind` after `latency`.
+    pub fn record_failure(&self, kind: ErrorKind, latency: Duration) {
+        if let Some(c) = self.failures.get(kind.index()) {
+            c.fetch_add(1, Relaxed);
+        }
+        self.latency.record(latency);
+    }
+    /// One retry was scheduled.
+    pub fn record_retry(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+    /// Marks one attempt in flight until the guard drops.
+    pub fn in_flight(&self) -> InFlightGuard<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlightGuard(&self.in_flight)
+    }
+    /// Marks one request queued until the guard drops.
+    pub fn queued(&self) -> InFlightGuard<'_> {
+        self.queued.fetch_add(1, Relaxed);
+        InFlightGuard(&self.queued)
+    }
+    /// Adds the time one request waited in the queue.
+    pub fn record_queue_wait(&self, wait: Duration) {
+        let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+        self.queue_wait_micros.fetch_add(micros, Relaxed);
+    }
+    /// Sets the breaker state (0 closed, 1 open, 2 half-open, others as the breaker defines).
+    pub fn set_breaker_state(&self, state: u8) {
+        self.breaker_state.store(state, Relaxed);
+    }
+    /// One CLOSED→OPEN transition.
+    pub fn record_breaker_trip(&self) {
+        self.breaker_trips.fetch_add(1, Relaxed);
+    }
+
+    /// A consistent-enough copy (each field read atomically).
+    pub fn snapshot(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            requests: self.requests.load(Relaxed),
+            successes: self.successes.load(Relaxed),
+            failures: self.failures.iter().map(|c| c.load(Relaxed)).collect(),
+            retries: self.retries.load(Relaxed),
+            in_flight: self.in_flight.load(Relaxed).max(0) as u64,
+            queued: self.queued.load(Relaxed).max(0) as u64,
+            queue_wait: Duration::from_micros(self.queue_wait_micros.load(Relaxed)),
+            tokens_in: self.tokens_in.load(Relaxed),
+            tokens_out: self.tokens_out.load(Relaxed),
+            breaker_state: self.breaker_state.load(Relaxed),
+            breaker_trips: self.breaker_trips.load(Relaxed),
+            latency: self.latency.snapshot(),
+        }
+    }
+}
+
+impl Default for EndpointCounters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Decrements a gauge when dropped.
+#[derive(Debug)]
+pub struct InFlightGuard<'a>(&'a AtomicI64);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A copy of [`EndpointCounters`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct CounterSnapshot {
+    /// Attempts started.
+    pub requests: u64,
+    /// Attempts that succeeded.
+    pub successes: u64,
+    /// Failures indexed like [`ErrorKind::ALL`].
+    pub failures: Vec<u64>,
+    /// Retries scheduled.
+    pub retries: u64,
+    /// Attempts in flight now.
+    pub in_flight: u64,
+    /// Requests queued now.
+    pub queued: u64,
+    /// Total time spent queued.
+    pub queue_wait: Duration,
+    /// Input tokens reported.
+    pub tokens_in: u64,
+    /// Output tokens reported.
+    pub tokens_out: u64,
+    /// Breaker state code.
+    pub breaker_state: u8,
+    /// Breaker trips.
+    pub breaker_trips: u64,
+    /// Latency of finished attempts.
+    pub latency: LatencySnapshot,
+}
+
+impl CounterSnapshot {
+    /// Failures of one kind.
+    pub fn failures(&self, kind: ErrorKind) -> u64 {
+        self.failures.get(kind.index()).copied().unwrap_or(0)
+    }
+    /// All failures.
+    pub fn failures_total(&self) -> u64 {
+        self.failures.iter().sum()
+    }
+    /// Non-zero failures by kind.
+    pub fn failures_by_kind(&self) -> Vec<(ErrorKind, u64)> {
+        ErrorKind::ALL
+            .iter()
+            .map(|k| (*k, self.failures(*k)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_bounds_contain_values() {
+        let mut last = 0;
+        for v in (0..100_000u64).chain([u64::MAX / 2, u64::MAX]) {
+            let b = bucket_of(v);
+            assert!(b >= last || v > 100_000);
+            last = b;
+            assert!(bucket_upper(b) >= v.min(bucket_upper(BUCKETS - 1)), "{v}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn bucket_error_is_small(v in 8u64..1_000_000_000_000) {
+            let upper = bucket_upper(bucket_of(v));
+            prop_assert!(upper >= v);
+            prop_assert!((upper - v) as f64 <= v as f64 * 0.125 + 1.0);
+        }
+    }
+
+    #[test]
+    fn guards_release() {
+        let c = EndpointCounters::new();
+        {
+            let _a = c.in_flight();
+            let _b = c.in_flight();
+            assert_eq!(c.snapshot().in_flight, 2);
+        }
+        assert_eq!(c.snapshot().in_flight, 0);
+    }
+}

@@ -1,0 +1,246 @@
+//! Endpoint configuration: base URL, key, timeouts and limits.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::EndpointId;
+use crate::secret::ApiKey;
+
+/// Per-attempt timeouts, enforced by the transport (which sees the bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// Establishing the connection (TCP + TLS). Default 10 s.
+    pub connect: Duration,
+    /// From sending the request to the first byte of the response body. Default 60 s (a
+    /// non-streamed answer is generated before its first byte).
+    pub first_byte: Duration,
+    /// Between two chunks of a streamed body. Default 30 s.
+    pub idle: Duration,
+    /// The whole attempt, or `None`. Default 10 min.
+    pub total: Option<Duration>,
+}
+
+impl Timeouts {
+    /// The defaults listed on each field.
+    pub const fn standard() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(60),
+            idle: Duration::from_secs(30),
+            total: Some(Duration::from_secs(600)),
+        }
+    }
+    /// Sets the connect timeout.
+    pub fn with_connect(mut self, d: Duration) -> Self {
+        self.connect = d;
+        self
+    }
+    /// Sets the first-byte timeout.
+    pub fn with_first_byte(mut self, d: Duration) -> Self {
+        self.first_byte = d;
+        self
+    }
+    /// Sets the idle timeout.
+    pub fn with_idle(mut self, d: Duration) -> Self {
+        self.idle = d;
+        self
+    }
+    /// Sets the whole-attempt timeout.
+    pub fn with_total(mut self, d: Option<Duration>) -> Self {
+        self.total = d;
+        self
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self::standard()
+    }
+}
+
+/// Limits of one endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Concurrent attempts in flight. Default 64.
+    pub max_concurrency: usize,
+    /// Largest response body accepted, after decompression. Default 32 MiB.
+    pub max_body_bytes: usize,
+}
+
+impl Limits {
+    /// The defaults listed on each field.
+    pub const fn standard() -> Self {
+        Limits {
+            max_concurrency: 64,
+            max_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+    /// Sets the concurrency limit.
+    pub fn with_max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n;
+        self
+    }
+    /// Sets the body size limit.
+    pub fn with_max_body_bytes(mut self, n: usize) -> Self {
+        self.max_body_bytes = n;
+        self
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::standard()
+    }
+}
+
+/// One endpoint: a base URL, an optional key bound to that URL's origin, timeouts and limits.
+///
+/// `Debug` never shows the key nor the URL's query string.
+///
+/// ```
+/// use infermux_core::{ApiKey, EndpointConfig};
+/// let cfg = EndpointConfig::new("local", "http://127.0.0.1:8080/v1")
+///     .unwrap()
+///     .with_api_key(ApiKey::new("sk-local"));
+/// assert_eq!(cfg.origin(), "http://127.0.0.1:8080");
+/// assert!(!format!("{cfg:?}").contains("sk-local"));
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct EndpointConfig {
+    /// The endpoint's name.
+    pub id: EndpointId,
+    /// The base URL, without a trailing slash.
+    pub base_url: String,
+    /// The key, sent only to `base_url`'s origin.
+    pub api_key: Option<ApiKey>,
+    /// Per-attempt timeouts.
+    pub timeouts: Timeouts,
+    /// Limits.
+    pub limits: Limits,
+    /// Extra headers sent with every request (never auth headers: use `api_key`).
+    pub headers: Vec<(String, String)>,
+}
+
+impl EndpointConfig {
+    /// An endpoint with default timeouts and limits. Fails with [`ErrorKind::Config`] when the URL
+    /// is not `http://` or `https://` with a host.
+    pub fn new(id: impl AsRef<str>, base_url: impl AsRef<str>) -> Result<Self> {
+        let base_url = base_url.as_ref().trim().trim_end_matches('/').to_owned();
+        let cfg = EndpointConfig {
+            id: EndpointId::new(id),
+            base_url,
+            api_key: None,
+            timeouts: Timeouts::standard(),
+            limits: Limits::standard(),
+            headers: Vec::new(),
+        };
+        if cfg.scheme_and_rest().is_none() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "base URL must start with http:// or https:// and name a host",
+            )
+            .with_endpoint(cfg.id.clone()));
+        }
+        Ok(cfg)
+    }
+
+    fn scheme_and_rest(&self) -> Option<(&str, &str)> {
+        let (scheme, rest) = self.base_url.split_once("://")?;
+        let scheme_ok = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        (scheme_ok && !host.is_empty() && !host.contains('@')).then_some((scheme, rest))
+    }
+
+    /// `scheme://host[:port]` of the base URL, lower-cased: the origin the key is bound to.
+    pub fn origin(&self) -> String {
+        match self.scheme_and_rest() {
+            Some((scheme, rest)) => {
+                let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+                format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase())
+            }
+            None => String::new(),
+        }
+    }
+
+    /// The base URL without its query string (safe to print).
+    pub fn display_url(&self) -> &str {
+        self.base_url
+            .split_once('?')
+            .map(|(a, _)| a)
+            .unwrap_or(&self.base_url)
+    }
+
+    /// Sets the key.
+    pub fn with_api_key(mut self, key: ApiKey) -> Self {
+        self.api_key = Some(key);
+        self
+    }
+    /// Sets the key from an environment variable when it is set.
+    pub fn with_api_key_from_env(mut self, var: &str) -> Self {
+        if let Some(key) = ApiKey::from_env(var) {
+            self.api_key = Some(key);
+        }
+        self
+    }
+    /// Sets the timeouts.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+    /// Sets the limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+    /// Adds a header sent with every request.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+impl fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("id", &self.id)
+            .field("base_url", &self.display_url())
+            .field("api_key", &self.api_key)
+            .field("timeouts", &self.timeouts)
+            .field("limits", &self.limits)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_urls() {
+        for bad in ["", "ftp://x", "http://", "localhost:8080", "https://user:pw@host"] {
+            let err = EndpointConfig::new("e", bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_key_query_and_header_values() {
+        let cfg = EndpointConfig::new("e", "https://API.example.com/v1/?key=sk-query")
+            .unwrap()
+            .with_api_key(ApiKey::new("sk-abc"))
+            .with_header("x-extra", "hidden-value");
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("sk-abc"));
+        assert!(!dbg.contains("sk-query"));
+        assert!(!dbg.contains("hidden-value"));
+        assert_eq!(cfg.origin(), "https://api.example.com");
+    }
+}

@@ -1,0 +1,47 @@
+//! Provider-neutral core of infermux: the types every layer speaks, the one [`Provider`] trait,
+//! the opaque [`Error`], request and endpoint identities, per-endpoint counters, clocks and
+//! secret keys.
+//!
+//! This crate has no HTTP and no async runtime dependency: providers (which know wire formats),
+//! `infermux-http` (which knows reqwest) and the middleware crates all build on it.
+//!
+//! ```
+//! use infermux_core::{ChatRequest, Message, Request, RequestContext, Priority};
+//!
+//! let request = Request::Chat(
+//!     ChatRequest::new("smollm2", vec![Message::system("Be brief."), Message::user("Hi!")])
+//!         .with_max_tokens(16),
+//! );
+//! let ctx = RequestContext::new().with_priority(Priority::High);
+//! assert_eq!(request.operation(), infermux_core::Operation::Chat);
+//! assert!(ctx.request_id().to_string().len() == 26);
+//! ```
+//!
+//! # Crate features
+//! This crate has no optional features.
+
+mod clock;
+mod context;
+mod counters;
+mod endpoint;
+mod error;
+mod id;
+mod provider;
+mod ratelimit;
+mod secret;
+mod stream;
+mod tokens;
+mod types;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use context::{Idempotency, Priority, RequestContext};
+pub use counters::{CounterSnapshot, EndpointCounters, InFlightGuard, LatencyHistogram, LatencySnapshot};
+pub use endpoint::{EndpointConfig, Limits, Timeouts};
+pub use error::{Error, ErrorKind, Result};
+pub use id::{EndpointId, RequestId};
+pub use provider::{Capabilities, EventStream, Operation, Provider};
+pub use ratelimit::{RateLimitInfo, RateLimitWindow};
+pub use secret::ApiKey;
+pub use stream::{StreamAccumulator, StreamEvent, first_event};
+pub use tokens::estimate_tokens;
+pub use types::*;

@@ -1,0 +1,47 @@
+//! [`ApiKey`]: a secret that cannot be printed.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// An API key. `Debug` prints `ApiKey(***)`; there is no `Display` and no `Serialize`, so a key
+/// cannot end up in a log line, an error or a metric by accident. Read it only where it is sent.
+///
+/// ```
+/// use infermux_core::ApiKey;
+/// let key = ApiKey::new("sk-secret");
+/// assert_eq!(format!("{key:?}"), "ApiKey(***)");
+/// assert_eq!(key.expose(), "sk-secret");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(Arc<str>);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl AsRef<str>) -> Self {
+        ApiKey(Arc::from(key.as_ref().trim()))
+    }
+
+    /// Reads a key from an environment variable; `None` when unset or empty.
+    pub fn from_env(var: &str) -> Option<Self> {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(ApiKey::new)
+    }
+
+    /// The key itself. Call this only to put the key on the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `text` contains this key (for tests and log scrubbing).
+    pub fn appears_in(&self, text: &str) -> bool {
+        !self.0.is_empty() && text.contains(&*self.0)
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}

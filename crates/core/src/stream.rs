@@ -1,0 +1,295 @@
+//! Stream events, the accumulator that folds them into a [`ChatResponse`], and [`first_event`].
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::provider::EventStream;
+use crate::types::{ChatResponse, ContentPart, FinishReason, Message, Role, ToolCall, Usage};
+
+/// One event of a streamed answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StreamEvent {
+    /// The answer started.
+    Start {
+        /// Provider id of the answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// Model answering.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+    },
+    /// More answer text.
+    TextDelta {
+        /// The text.
+        text: String,
+    },
+    /// More reasoning text.
+    ReasoningDelta {
+        /// The text.
+        text: String,
+    },
+    /// More refusal text.
+    RefusalDelta {
+        /// The text.
+        text: String,
+    },
+    /// A piece of a tool call; pieces with the same `index` belong together.
+    ToolCallDelta {
+        /// Which call.
+        index: u32,
+        /// The call's id (usually on the first piece).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The tool's name (usually on the first piece).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// A fragment of the JSON arguments.
+        arguments: String,
+    },
+    /// Token usage (may come before or after `Done`'s reason; the last one wins).
+    Usage(Usage),
+    /// The answer is complete.
+    Done {
+        /// Why generation stopped.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        finish_reason: Option<FinishReason>,
+    },
+}
+
+/// Folds stream events into a [`ChatResponse`]: concatenates text, reasoning and refusals,
+/// reassembles tool calls by index.
+///
+/// ```
+/// use infermux_core::{StreamAccumulator, StreamEvent};
+/// let mut acc = StreamAccumulator::new();
+/// acc.push(&StreamEvent::TextDelta { text: "Hel".into() });
+/// acc.push(&StreamEvent::ToolCallDelta { index: 0, id: Some("c1".into()), name: Some("f".into()), arguments: "{\"a\":".into() });
+/// acc.push(&StreamEvent::TextDelta { text: "lo".into() });
+/// acc.push(&StreamEvent::ToolCallDelta { index: 0, id: None, name: None, arguments: "1}".into() });
+/// acc.push(&StreamEvent::Done { finish_reason: None });
+/// let resp = acc.finish();
+/// assert_eq!(resp.text(), "Hello");
+/// assert_eq!(resp.tool_calls()[0].arguments, "{\"a\":1}");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct StreamAccumulator {
+    id: Option<String>,
+    model: Option<String>,
+    text: String,
+    reasoning: String,
+    refusal: String,
+    tools: Vec<(u32, ToolCall)>,
+    usage: Option<Usage>,
+    finish_reason: Option<FinishReason>,
+    done: bool,
+}
+
+impl StreamAccumulator {
+    /// An empty accumulator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one event.
+    pub fn push(&mut self, event: &StreamEvent) {
+        match event {
+            StreamEvent::Start { id, model } => {
+                if id.is_some() {
+                    self.id.clone_from(id);
+                }
+                if model.is_some() {
+                    self.model.clone_from(model);
+                }
+            }
+            StreamEvent::TextDelta { text } => self.text.push_str(text),
+            StreamEvent::ReasoningDelta { text } => self.reasoning.push_str(text),
+            StreamEvent::RefusalDelta { text } => self.refusal.push_str(text),
+            StreamEvent::ToolCallDelta {
+                index,
+                id,
+                name,
+                arguments,
+            } => {
+                let pos = match self.tools.iter().position(|(i, _)| i == index) {
+                    Some(p) => p,
+                    None => {
+                        self.tools
+                            .push((*index, ToolCall::new(String::new(), String::new(), "")));
+                        self.tools.len() - 1
+                    }
+                };
+                if let Some((_, call)) = self.tools.get_mut(pos) {
+                    if let Some(id) = id.as_ref().filter(|s| !s.is_empty()) {
+                        call.id.clone_from(id);
+                    }
+                    if let Some(name) = name.as_ref().filter(|s| !s.is_empty()) {
+                        call.name.push_str(name);
+                    }
+                    call.arguments.push_str(arguments);
+                }
+            }
+            StreamEvent::Usage(u) => self.usage = Some(*u),
+            StreamEvent::Done { finish_reason } => {
+                self.done = true;
+                if finish_reason.is_some() {
+                    self.finish_reason.clone_from(finish_reason);
+                }
+            }
+        }
+    }
+
+    /// The text so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether `Done` was seen.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The answer so far.
+    pub fn finish(self) -> ChatResponse {
+        let mut content = Vec::new();
+        if !self.reasoning.is_empty() {
+            content.push(ContentPart::Thinking {
+                text: self.reasoning,
+                signature: None,
+            });
+        }
+        if !self.text.is_empty() {
+            content.push(ContentPart::Text { text: self.text });
+        }
+        if !self.refusal.is_empty() {
+            content.push(ContentPart::Refusal { text: self.refusal });
+        }
+        let mut tools = self.tools;
+        tools.sort_by_key(|(i, _)| *i);
+        let mut message = Message::assistant_tool_calls(tools.into_iter().map(|(_, c)| c).collect());
+        message.role = Role::Assistant;
+        message.content = content;
+        let mut resp = ChatResponse::new(self.model.unwrap_or_default(), message);
+        resp.id = self.id;
+        resp.usage = self.usage;
+        resp.finish_reason = self.finish_reason;
+        resp
+    }
+
+    /// Drains a stream into a response; a stream error is returned with the partial text
+    /// attached.
+    pub async fn collect(mut stream: EventStream) -> Result<ChatResponse> {
+        let mut acc = StreamAccumulator::new();
+        while let Some(item) = next(&mut stream).await {
+            match item {
+                Ok(ev) => acc.push(&ev),
+                Err(e) => {
+                    return Err(if e.partial_text().is_none() && !acc.text.is_empty() {
+                        e.with_partial_text(acc.text)
+                    } else {
+                        e
+                    });
+                }
+            }
+        }
+        if !acc.done {
+            let text = acc.text.clone();
+            return Err(Error::new(ErrorKind::Decode, "stream ended without a final event")
+                .with_partial_text(text));
+        }
+        Ok(acc.finish())
+    }
+}
+
+/// The next item of a stream (a runtime-free `StreamExt::next`).
+pub(crate) async fn next<S: Stream + Unpin + ?Sized>(s: &mut S) -> Option<S::Item> {
+    poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await
+}
+
+/// Waits for the first event of `stream`, then returns a stream that yields it and the rest.
+///
+/// A stream that fails or ends before its first event gives `Err` here, so the retry layer sees
+/// it; once this resolves, the caller owns the answer.
+pub async fn first_event(mut stream: EventStream) -> Result<EventStream> {
+    match next(&mut stream).await {
+        Some(Ok(first)) => Ok(Box::pin(Prepend {
+            first: Some(first),
+            rest: stream,
+        })),
+        Some(Err(e)) => Err(e),
+        None => Err(Error::new(
+            ErrorKind::Decode,
+            "stream ended before its first event",
+        )),
+    }
+}
+
+struct Prepend {
+    first: Option<StreamEvent>,
+    rest: EventStream,
+}
+
+impl Stream for Prepend {
+    type Item = Result<StreamEvent>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
+        self.rest.as_mut().poll_next(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_executor::block_on;
+    use futures_util::{StreamExt, stream};
+
+    #[test]
+    fn parallel_tool_calls_reassemble_by_index() {
+        let mut acc = StreamAccumulator::new();
+        let evs = [
+            StreamEvent::ToolCallDelta { index: 1, id: Some("b".into()), name: Some("g".into()), arguments: "{\"y\"".into() },
+            StreamEvent::ToolCallDelta { index: 0, id: Some("a".into()), name: Some("f".into()), arguments: "{\"x\"".into() },
+            StreamEvent::ToolCallDelta { index: 0, id: None, name: None, arguments: ":1}".into() },
+            StreamEvent::ToolCallDelta { index: 1, id: None, name: None, arguments: ":2}".into() },
+            StreamEvent::Done { finish_reason: Some(FinishReason::ToolCalls) },
+        ];
+        evs.iter().for_each(|e| acc.push(e));
+        let r = acc.finish();
+        assert_eq!(r.tool_calls().len(), 2);
+        assert_eq!(r.tool_calls()[0].name, "f");
+        assert_eq!(r.tool_calls()[0].arguments, "{\"x\":1}");
+        assert_eq!(r.tool_calls()[1].parsed_arguments().unwrap()["y"], 2);
+        assert_eq!(r.finish_reason, Some(FinishReason::ToolCalls));
+    }
+
+    #[test]
+    fn first_event_errors_before_output_and_replays_after() {
+        let s: EventStream = Box::pin(stream::iter(vec![Err(Error::new(ErrorKind::Server, "x"))]));
+        assert_eq!(block_on(first_event(s)).err().map(|e| e.kind()), Some(ErrorKind::Server));
+        let s: EventStream = Box::pin(stream::iter(Vec::new()));
+        assert_eq!(block_on(first_event(s)).err().map(|e| e.kind()), Some(ErrorKind::Decode));
+        let s: EventStream = Box::pin(stream::iter(vec![
+            Ok(StreamEvent::TextDelta { text: "a".into() }),
+            Ok(StreamEvent::Done { finish_reason: None }),
+        ]));
+        let s = block_on(first_event(s)).unwrap();
+        let all: Vec<_> = block_on(s.collect::<Vec<_>>());
+        assert_eq!(all.len(), 2);
+    }
+
+    #[test]
+    fn collect_without_done_is_decode_error_with_partial_text() {
+        let s: EventStream = Box::pin(stream::iter(vec![Ok(StreamEvent::TextDelta { text: "par".into() })]));
+        let err = block_on(StreamAccumulator::collect(s)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        assert_eq!(err.partial_text(), Some("par"));
+    }
+}

@@ -1,0 +1,471 @@
+//! Chat: messages with multimodal parts, tools, tool calls and tool results.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::usage::Usage;
+
+string_enum! {
+    /// Who wrote a message.
+    pub enum Role {
+        /// Instructions for the model.
+        System => "system",
+        /// OpenAI's newer name for system instructions.
+        Developer => "developer",
+        /// The user.
+        User => "user",
+        /// The model.
+        Assistant => "assistant",
+        /// A tool's result.
+        Tool => "tool",
+    }
+}
+
+string_enum! {
+    /// Why generation stopped.
+    pub enum FinishReason {
+        /// A natural stop or a stop sequence.
+        Stop => "stop",
+        /// The token limit.
+        Length => "length",
+        /// The model called tools.
+        ToolCalls => "tool_calls",
+        /// Content filtering.
+        ContentFilter => "content_filter",
+    }
+}
+
+/// Where an image comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ImageSource {
+    /// A URL (https or `data:`).
+    Url {
+        /// The URL.
+        url: String,
+    },
+    /// Inline bytes, base64-encoded.
+    Base64 {
+        /// MIME type such as `image/png`.
+        media_type: String,
+        /// Base64 data without a `data:` prefix.
+        data: String,
+    },
+}
+
+/// One part of a message's content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ContentPart {
+    /// Text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// An image.
+    Image {
+        /// The image.
+        source: ImageSource,
+        /// Detail hint (`low`, `high`, `auto`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// Model reasoning shown to the caller.
+    Thinking {
+        /// The reasoning text.
+        text: String,
+        /// Provider signature that must be sent back unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
+    /// Reasoning the provider redacted (opaque, sent back unchanged).
+    RedactedThinking {
+        /// Opaque data.
+        data: String,
+    },
+    /// A refusal by the model.
+    Refusal {
+        /// The refusal text.
+        text: String,
+    },
+}
+
+impl ContentPart {
+    /// A text part.
+    pub fn text(text: impl Into<String>) -> Self {
+        ContentPart::Text { text: text.into() }
+    }
+    /// An image part from a URL.
+    pub fn image_url(url: impl Into<String>) -> Self {
+        ContentPart::Image {
+            source: ImageSource::Url { url: url.into() },
+            detail: None,
+        }
+    }
+    /// An image part from base64 bytes.
+    pub fn image_base64(media_type: impl Into<String>, data: impl Into<String>) -> Self {
+        ContentPart::Image {
+            source: ImageSource::Base64 {
+                media_type: media_type.into(),
+                data: data.into(),
+            },
+            detail: None,
+        }
+    }
+}
+
+/// A tool call the model made. `arguments` is the raw JSON text the model produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ToolCall {
+    /// The provider's id for the call, echoed in the tool result.
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// JSON arguments as text.
+    pub arguments: String,
+}
+
+impl ToolCall {
+    /// A tool call.
+    pub fn new(id: impl Into<String>, name: impl Into<String>, arguments: impl Into<String>) -> Self {
+        ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
+    /// The arguments parsed as JSON (`Value::Null` for empty arguments).
+    pub fn parsed_arguments(&self) -> Result<Value, serde_json::Error> {
+        if self.arguments.trim().is_empty() {
+            return Ok(Value::Object(Map::new()));
+        }
+        serde_json::from_str(&self.arguments)
+    }
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Message {
+    /// Who wrote it.
+    pub role: Role,
+    /// Its content parts.
+    #[serde(default)]
+    pub content: Vec<ContentPart>,
+    /// Optional participant name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Tool calls (assistant messages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The call this message answers (tool messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    /// A message with one text part.
+    pub fn new(role: Role, text: impl Into<String>) -> Self {
+        Message {
+            role,
+            content: vec![ContentPart::text(text)],
+            name: None,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+    /// A system message.
+    pub fn system(text: impl Into<String>) -> Self {
+        Self::new(Role::System, text)
+    }
+    /// A user message.
+    pub fn user(text: impl Into<String>) -> Self {
+        Self::new(Role::User, text)
+    }
+    /// An assistant message.
+    pub fn assistant(text: impl Into<String>) -> Self {
+        Self::new(Role::Assistant, text)
+    }
+    /// A user message with several parts (text and images).
+    pub fn user_parts(parts: Vec<ContentPart>) -> Self {
+        Message {
+            content: parts,
+            ..Self::new(Role::User, "")
+        }
+    }
+    /// An assistant message that called tools.
+    pub fn assistant_tool_calls(calls: Vec<ToolCall>) -> Self {
+        Message {
+            role: Role::Assistant,
+            content: Vec::new(),
+            name: None,
+            tool_calls: calls,
+            tool_call_id: None,
+        }
+    }
+    /// A tool result answering `call_id`.
+    pub fn tool_result(call_id: impl Into<String>, text: impl Into<String>) -> Self {
+        Message {
+            tool_call_id: Some(call_id.into()),
+            ..Self::new(Role::Tool, text)
+        }
+    }
+    /// The concatenated text parts.
+    pub fn text(&self) -> String {
+        self.content
+            .iter()
+            .filter_map(|p| match p {
+                ContentPart::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A tool the model may call: a name, a description and a JSON schema of its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Tool {
+    /// The name.
+    pub name: String,
+    /// What it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON schema of the arguments.
+    pub parameters: Value,
+    /// Ask for strict schema adherence (OpenAI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+impl Tool {
+    /// A tool.
+    pub fn new(name: impl Into<String>, description: impl Into<String>, parameters: Value) -> Self {
+        Tool {
+            name: name.into(),
+            description: Some(description.into()),
+            parameters,
+            strict: None,
+        }
+    }
+}
+
+/// Whether and which tool the model must call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ToolChoice {
+    /// The model decides.
+    Auto,
+    /// No tool.
+    None,
+    /// Some tool.
+    Required,
+    /// This tool.
+    Tool(String),
+}
+
+/// The shape of the answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ResponseFormat {
+    /// Free text.
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON matching a schema.
+    JsonSchema {
+        /// Schema name.
+        name: String,
+        /// The schema.
+        schema: Value,
+        /// Strict adherence.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        strict: Option<bool>,
+    },
+}
+
+/// A chat request.
+///
+/// ```
+/// use infermux_core::{ChatRequest, Message, Tool};
+/// let req = ChatRequest::new("gpt-4o-mini", vec![Message::user("Weather in Paris?")])
+///     .with_tools(vec![Tool::new(
+///         "get_weather",
+///         "Current weather",
+///         serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+///     )])
+///     .with_temperature(0.0);
+/// assert_eq!(req.tools.len(), 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ChatRequest {
+    /// Model name.
+    pub model: String,
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// Output token limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Stop sequences.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    /// Sampling seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// Tools the model may call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Tool>,
+    /// Tool choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether several tools may be called at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    /// Answer format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    /// End-user id for abuse tracking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Provider-specific fields merged into the wire body as they are.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extra: Map<String, Value>,
+}
+
+impl ChatRequest {
+    /// A request for `model` with `messages`.
+    pub fn new(model: impl Into<String>, messages: Vec<Message>) -> Self {
+        ChatRequest {
+            model: model.into(),
+            messages,
+            temperature: None,
+            top_p: None,
+            max_tokens: None,
+            stop: Vec::new(),
+            seed: None,
+            tools: Vec::new(),
+            tool_choice: None,
+            parallel_tool_calls: None,
+            response_format: None,
+            user: None,
+            extra: Map::new(),
+        }
+    }
+    /// Sets the temperature.
+    pub fn with_temperature(mut self, t: f32) -> Self {
+        self.temperature = Some(t);
+        self
+    }
+    /// Sets the output token limit.
+    pub fn with_max_tokens(mut self, n: u32) -> Self {
+        self.max_tokens = Some(n);
+        self
+    }
+    /// Sets the tools.
+    pub fn with_tools(mut self, tools: Vec<Tool>) -> Self {
+        self.tools = tools;
+        self
+    }
+    /// Sets the tool choice.
+    pub fn with_tool_choice(mut self, choice: ToolChoice) -> Self {
+        self.tool_choice = Some(choice);
+        self
+    }
+    /// Sets the stop sequences.
+    pub fn with_stop(mut self, stop: Vec<String>) -> Self {
+        self.stop = stop;
+        self
+    }
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: i64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+    /// Sets the response format.
+    pub fn with_response_format(mut self, f: ResponseFormat) -> Self {
+        self.response_format = Some(f);
+        self
+    }
+    /// Adds a provider-specific field.
+    pub fn with_extra(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.extra.insert(key.into(), value);
+        self
+    }
+}
+
+/// A chat answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ChatResponse {
+    /// The provider's id for the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The model that answered.
+    pub model: String,
+    /// The assistant message (text, reasoning, refusal parts and tool calls).
+    pub message: Message,
+    /// Why generation stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<FinishReason>,
+    /// Tokens used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+impl ChatResponse {
+    /// An answer.
+    pub fn new(model: impl Into<String>, message: Message) -> Self {
+        ChatResponse {
+            id: None,
+            model: model.into(),
+            message,
+            finish_reason: None,
+            usage: None,
+        }
+    }
+    /// The answer's text.
+    pub fn text(&self) -> String {
+        self.message.text()
+    }
+    /// The tool calls.
+    pub fn tool_calls(&self) -> &[ToolCall] {
+        &self.message.tool_calls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_enum_values_are_kept() {
+        let r: FinishReason = serde_json::from_str("\"eos_token\"").unwrap();
+        assert_eq!(r, FinishReason::Other("eos_token".into()));
+        assert_eq!(serde_json::to_string(&r).unwrap(), "\"eos_token\"");
+        let r: Role = serde_json::from_str("\"assistant\"").unwrap();
+        assert_eq!(r, Role::Assistant);
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let m = Message::user_parts(vec![
+            ContentPart::text("what is this?"),
+            ContentPart::image_base64("image/png", "iVBORw0KGgo="),
+        ]);
+        let json = serde_json::to_string(&m).unwrap();
+        let back: Message = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+    }
+}

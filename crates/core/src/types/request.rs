@@ -1,0 +1,91 @@
+//! [`Request`] and [`Response`]: one enum each over every operation, so every layer is written
+//! once.
+
+use serde::{Deserialize, Serialize};
+
+use super::chat::{ChatRequest, ChatResponse};
+use super::ops::{
+    CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse, ModelList,
+    RerankRequest, RerankResponse,
+};
+use super::usage::Usage;
+use crate::provider::Operation;
+
+/// A request for one operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "request", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Request {
+    /// Chat.
+    Chat(ChatRequest),
+    /// Legacy completion.
+    Completion(CompletionRequest),
+    /// Embeddings.
+    Embeddings(EmbeddingRequest),
+    /// Rerank.
+    Rerank(RerankRequest),
+    /// List models.
+    Models,
+}
+
+impl Request {
+    /// The operation.
+    pub fn operation(&self) -> Operation {
+        match self {
+            Request::Chat(_) => Operation::Chat,
+            Request::Completion(_) => Operation::Completion,
+            Request::Embeddings(_) => Operation::Embeddings,
+            Request::Rerank(_) => Operation::Rerank,
+            Request::Models => Operation::Models,
+        }
+    }
+    /// The model named, if any.
+    pub fn model(&self) -> Option<&str> {
+        match self {
+            Request::Chat(r) => Some(&r.model),
+            Request::Completion(r) => Some(&r.model),
+            Request::Embeddings(r) => Some(&r.model),
+            Request::Rerank(r) => Some(&r.model),
+            Request::Models => None,
+        }
+    }
+}
+
+/// The response to a [`Request`], same variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "operation", content = "response", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Response {
+    /// Chat.
+    Chat(ChatResponse),
+    /// Legacy completion.
+    Completion(CompletionResponse),
+    /// Embeddings.
+    Embeddings(EmbeddingResponse),
+    /// Rerank.
+    Rerank(RerankResponse),
+    /// Models.
+    Models(ModelList),
+}
+
+impl Response {
+    /// The operation.
+    pub fn operation(&self) -> Operation {
+        match self {
+            Response::Chat(_) => Operation::Chat,
+            Response::Completion(_) => Operation::Completion,
+            Response::Embeddings(_) => Operation::Embeddings,
+            Response::Rerank(_) => Operation::Rerank,
+            Response::Models(_) => Operation::Models,
+        }
+    }
+    /// Token usage, when reported.
+    pub fn usage(&self) -> Option<&Usage> {
+        match self {
+            Response::Chat(r) => r.usage.as_ref(),
+            Response::Completion(r) => r.usage.as_ref(),
+            Response::Embeddings(r) => r.usage.as_ref(),
+            Response::Rerank(_) | Response::Models(_) => None,
+        }
+    }
+}
