@@ -1,0 +1,226 @@
+//! Mapping a failed response (status, headers, body) or a transport failure to
+//! [`infermux_core::Error`].
+
+use http::HeaderMap;
+use infermux_core::{Error, ErrorKind};
+use serde_json::Value;
+
+use crate::headers::{rate_limits, retry_after, should_retry};
+
+const MAX_MESSAGE: usize = 300;
+
+fn truncate(s: &str) -> String {
+    let s = s.trim();
+    if s.len() <= MAX_MESSAGE {
+        return s.to_owned();
+    }
+    let mut end = MAX_MESSAGE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The message and the provider's error code/type found in an error body.
+///
+/// Understands the shapes real providers send: `{"error": {"message", "type", "code"}}`
+/// (OpenAI, Anthropic, Groq), `{"error": "text"}` (TGI, Ollama), `{"message": ...}`,
+/// `{"detail": ...}` (FastAPI), `[{"error": {...}}]` (Gemini arrays), HTML pages (their title)
+/// and plain text.
+pub fn error_body_message(body: &[u8]) -> (String, Option<String>) {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return ("empty error body".to_owned(), None);
+    }
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        let v = match &v {
+            Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
+            _ => v,
+        };
+        let err = v.get("error").unwrap_or(&v);
+        let message = match err {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(_) => err
+                .get("message")
+                .or_else(|| err.get("detail"))
+                .or_else(|| err.get("error"))
+                .map(|m| match m {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }),
+            _ => None,
+        };
+        let code = ["code", "type", "status", "error_type"]
+            .iter()
+            .filter_map(|k| err.get(*k).or_else(|| v.get(*k)))
+            .find_map(|c| match c {
+                Value::String(s) if !s.is_empty() && s != "error" => Some(s.clone()),
+                Value::Number(n) if err.get("type").is_none() => Some(n.to_string()),
+                _ => None,
+            });
+        return (
+            truncate(&message.unwrap_or_else(|| v.to_string())),
+            code,
+        );
+    }
+    let text = String::from_utf8_lossy(body);
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("<html") || lower.contains("<!doctype") {
+        let title = lower
+            .find("<title>")
+            .and_then(|start| {
+                let rest = text.get(start + 7..)?;
+                let end = rest.to_ascii_lowercase().find("</title>")?;
+                rest.get(..end)
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        return (
+            match title {
+                Some(t) => format!("HTML error page: {}", truncate(t)),
+                None => "HTML error page".to_owned(),
+            },
+            None,
+        );
+    }
+    (truncate(text.lines().next().unwrap_or("")), None)
+}
+
+/// The kind for an HTTP error status, refined by the body's message and code.
+pub fn kind_for_status(status: u16, message: &str, code: Option<&str>) -> ErrorKind {
+    let code = code.unwrap_or("");
+    let lower_msg = message.to_ascii_lowercase();
+    let mentions = |needles: &[&str]| {
+        needles
+            .iter()
+            .any(|n| code.eq_ignore_ascii_case(n) || lower_msg.contains(n))
+    };
+    if code == "overloaded_error" || status == 529 {
+        return ErrorKind::Overloaded;
+    }
+    if mentions(&["insufficient_quota", "billing_hard_limit_reached"]) {
+        return ErrorKind::QuotaExceeded;
+    }
+    if mentions(&[
+        "context_length_exceeded",
+        "maximum context length",
+        "context window",
+        "prompt is too long",
+        "exceeds the context",
+        "exceed_context_size_error",
+    ]) {
+        return ErrorKind::ContextLength;
+    }
+    if mentions(&["content_filter", "content_policy_violation"]) {
+        return ErrorKind::ContentFilter;
+    }
+    match status {
+        401 | 403 => ErrorKind::Auth,
+        404 => ErrorKind::NotFound,
+        408 => ErrorKind::Timeout,
+        429 => ErrorKind::RateLimited,
+        409 | 425 => ErrorKind::Server,
+        400..=499 => ErrorKind::InvalidRequest,
+        504 => ErrorKind::Timeout,
+        _ => ErrorKind::Server,
+    }
+}
+
+/// The error for a non-2xx response: kind from status and body, message from the body,
+/// `Retry-After`, `x-should-retry` and rate-limit headers attached. Never contains the URL.
+///
+/// ```
+/// use http::HeaderMap;
+/// use infermux_core::ErrorKind;
+/// use infermux_http::error_from_response;
+/// let body = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+/// let err = error_from_response(529, &HeaderMap::new(), body);
+/// assert_eq!(err.kind(), ErrorKind::Overloaded);
+/// assert_eq!(err.status(), Some(529));
+/// assert_eq!(err.message(), "Overloaded");
+/// ```
+pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
+    let (message, code) = error_body_message(body);
+    let kind = kind_for_status(status, &message, code.as_deref());
+    let mut err = Error::new(kind, message)
+        .with_status(status)
+        .with_reached_server(true);
+    if let Some(code) = code {
+        err = err.with_provider_code(code);
+    }
+    if let Some(after) = retry_after(headers) {
+        err = err.with_retry_after(after);
+    }
+    if let Some(v) = should_retry(headers) {
+        err = err.with_should_retry(v);
+    }
+    if kind == ErrorKind::QuotaExceeded {
+        err = err.with_should_retry(false);
+    }
+    let info = rate_limits(headers);
+    if !info.is_empty() {
+        err = err.with_rate_limit(info);
+    }
+    err
+}
+
+/// The error for a reqwest failure, with the URL stripped (it may carry a query).
+pub(crate) fn from_transport(e: reqwest::Error, phase: &'static str) -> Error {
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if e.is_connect() {
+        ErrorKind::Connect
+    } else if e.is_decode() {
+        ErrorKind::Decode
+    } else if e.is_builder() {
+        ErrorKind::Config
+    } else {
+        ErrorKind::Connect
+    };
+    let reached = !(e.is_connect() || e.is_builder());
+    Error::new(kind, phase)
+        .with_reached_server(reached)
+        .with_source(e.without_url())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(status: u16, body: &str) -> ErrorKind {
+        error_from_response(status, &HeaderMap::new(), body.as_bytes()).kind()
+    }
+
+    #[test]
+    fn statuses_and_bodies() {
+        assert_eq!(kind(401, r#"{"error":{"message":"bad key","type":"invalid_request_error"}}"#), ErrorKind::Auth);
+        assert_eq!(kind(429, r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#), ErrorKind::QuotaExceeded);
+        assert_eq!(kind(429, r#"{"error":{"message":"Rate limit reached","type":"requests"}}"#), ErrorKind::RateLimited);
+        assert_eq!(kind(400, r#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#), ErrorKind::ContextLength);
+        assert_eq!(kind(422, "Input validation error: `inputs` must have less than 1024 tokens"), ErrorKind::InvalidRequest);
+        assert_eq!(kind(503, "<html><head><title>503 Service Unavailable</title></head></html>"), ErrorKind::Server);
+        assert_eq!(kind(504, ""), ErrorKind::Timeout);
+        assert_eq!(kind(404, r#"{"error":"model 'x' not found"}"#), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn messages() {
+        assert_eq!(error_body_message(b"").0, "empty error body");
+        assert_eq!(
+            error_body_message(b"<!DOCTYPE html><html><title> Bad Gateway </title>").0,
+            "HTML error page: Bad Gateway"
+        );
+        let (m, c) = error_body_message(br#"[{"error":{"code":429,"message":"Resource exhausted","status":"RESOURCE_EXHAUSTED"}}]"#);
+        assert_eq!(m, "Resource exhausted");
+        assert_eq!(c.as_deref(), Some("RESOURCE_EXHAUSTED"));
+        let long = "x".repeat(5000);
+        assert!(error_body_message(long.as_bytes()).0.len() < 400);
+    }
+
+    #[test]
+    fn quota_is_never_retried_even_if_server_says_so() {
+        let mut h = HeaderMap::new();
+        h.insert("x-should-retry", "true".parse().unwrap());
+        let e = error_from_response(429, &h, br#"{"error":{"code":"insufficient_quota","message":"q"}}"#);
+        assert!(!e.is_retryable());
+    }
+}

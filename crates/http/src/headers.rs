@@ -1,0 +1,298 @@
+//! Reading what servers say about retrying: `Retry-After` (seconds or HTTP date),
+//! `retry-after-ms`, `x-should-retry`, and the OpenAI and Anthropic rate-limit headers.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderMap;
+use infermux_core::{RateLimitInfo, RateLimitWindow};
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// The time the response was produced: its `Date` header, or now.
+fn response_time(headers: &HeaderMap) -> SystemTime {
+    header_str(headers, "date")
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .unwrap_or_else(SystemTime::now)
+}
+
+/// The minimum delay before a retry: `retry-after-ms` (milliseconds, fractional allowed), else
+/// `retry-after` as seconds or as an HTTP date (relative to the `Date` header, else now).
+/// Negative, unparseable or absurd (> 1 day) values are ignored.
+///
+/// ```
+/// use http::HeaderMap;
+/// use infermux_http::retry_after;
+/// use std::time::Duration;
+/// let mut h = HeaderMap::new();
+/// h.insert("retry-after", "3".parse().unwrap());
+/// assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+/// h.insert("retry-after-ms", "250.5".parse().unwrap());
+/// assert_eq!(retry_after(&h), Some(Duration::from_micros(250_500)));
+/// ```
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    const MAX: Duration = Duration::from_secs(24 * 3600);
+    if let Some(ms) = header_str(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        let d = Duration::from_secs_f64(ms / 1000.0);
+        return (d <= MAX).then_some(d);
+    }
+    let value = header_str(headers, "retry-after")?;
+    if let Ok(secs) = value.parse::<f64>() {
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        let d = Duration::from_secs_f64(secs);
+        return (d <= MAX).then_some(d);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let d = at
+        .duration_since(response_time(headers))
+        .unwrap_or(Duration::ZERO);
+    (d <= MAX).then_some(d)
+}
+
+/// The server's `x-should-retry` verdict (`true` / `false`), if sent.
+pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
+    match header_str(headers, "x-should-retry")? {
+        v if v.eq_ignore_ascii_case("true") => Some(true),
+        v if v.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses OpenAI-style durations: `12ms`, `1s`, `6m0s`, `1m30.5s`, `2h`, `1d` or plain seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let (num, tail) = rest.split_at(num_len);
+        let n: f64 = num.parse().ok()?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let factor = match unit {
+            "ms" => 0.001,
+            "us" | "µs" => 0.000_001,
+            "ns" => 0.000_000_001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return None,
+        };
+        total += n * factor;
+        rest = next;
+    }
+    (total.is_finite() && total >= 0.0).then(|| Duration::from_secs_f64(total))
+}
+
+/// Parses an RFC 3339 timestamp (`2024-05-01T12:00:30Z`, with fraction and offset) to a
+/// `SystemTime`.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() < 20 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60
+    {
+        return None;
+    }
+    let mut rest = s.get(19..)?;
+    let mut nanos = 0u32;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.find(|c: char| !c.is_ascii_digit()).unwrap_or(frac.len());
+        let mut f = frac.get(..digits.min(9))?.to_owned();
+        while f.len() < 9 {
+            f.push('0');
+        }
+        nanos = f.parse().ok()?;
+        rest = frac.get(digits..)?;
+    }
+    let offset_secs = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 => {
+            let sign = match o.as_bytes().first() {
+                Some(b'+') => 1,
+                Some(b'-') => -1,
+                _ => return None,
+            };
+            let h: i64 = o.get(1..3)?.parse().ok()?;
+            let m: i64 = o.get(4..6)?.parse().ok()?;
+            sign * (h * 3600 + m * 60)
+        }
+        _ => return None,
+    };
+    // days from civil (Howard Hinnant)
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86400 + hour * 3600 + min * 60 + sec - offset_secs;
+    let secs = u64::try_from(secs).ok()?;
+    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+fn window(headers: &HeaderMap, limit: &str, remaining: &str, reset: &str, now: SystemTime) -> RateLimitWindow {
+    let mut w = RateLimitWindow::default();
+    w.limit = header_str(headers, limit).and_then(|v| v.parse().ok());
+    w.remaining = header_str(headers, remaining).and_then(|v| v.parse().ok());
+    w.reset_after = header_str(headers, reset).and_then(|v| {
+        parse_duration(v).or_else(|| {
+            parse_rfc3339(v).map(|t| t.duration_since(now).unwrap_or(Duration::ZERO))
+        })
+    });
+    w
+}
+
+/// Parses the OpenAI (`x-ratelimit-{limit,remaining,reset}-{requests,tokens}`) and Anthropic
+/// (`anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`)
+/// rate-limit headers. Anthropic resets are RFC 3339 times, made relative to the `Date` header.
+///
+/// ```
+/// use http::HeaderMap;
+/// use infermux_http::rate_limits;
+/// use std::time::Duration;
+/// let mut h = HeaderMap::new();
+/// h.insert("x-ratelimit-remaining-requests", "0".parse().unwrap());
+/// h.insert("x-ratelimit-reset-requests", "1m30s".parse().unwrap());
+/// let info = rate_limits(&h);
+/// assert_eq!(info.requests.remaining, Some(0));
+/// assert_eq!(info.exhausted_until(), Some(Duration::from_secs(90)));
+/// ```
+pub fn rate_limits(headers: &HeaderMap) -> RateLimitInfo {
+    let now = response_time(headers);
+    let mut info = RateLimitInfo::default();
+    info.requests = window(
+        headers,
+        "x-ratelimit-limit-requests",
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-reset-requests",
+        now,
+    );
+    info.tokens = window(
+        headers,
+        "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-reset-tokens",
+        now,
+    );
+    let anthropic = |kind: &str| {
+        window(
+            headers,
+            &format!("anthropic-ratelimit-{kind}-limit"),
+            &format!("anthropic-ratelimit-{kind}-remaining"),
+            &format!("anthropic-ratelimit-{kind}-reset"),
+            now,
+        )
+    };
+    if info.requests.is_empty() {
+        info.requests = anthropic("requests");
+    }
+    if info.tokens.is_empty() {
+        info.tokens = anthropic("tokens");
+    }
+    info.input_tokens = anthropic("input-tokens");
+    info.output_tokens = anthropic("output-tokens");
+    info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(retry_after(&h(&[("retry-after", "0")])), Some(Duration::ZERO));
+        assert_eq!(retry_after(&h(&[("retry-after", "-1")])), None);
+        assert_eq!(retry_after(&h(&[("retry-after", "soon")])), None);
+        assert_eq!(retry_after(&h(&[("retry-after", "999999999")])), None);
+        let date = h(&[
+            ("date", "Wed, 21 Oct 2015 07:28:00 GMT"),
+            ("retry-after", "Wed, 21 Oct 2015 07:28:30 GMT"),
+        ]);
+        assert_eq!(retry_after(&date), Some(Duration::from_secs(30)));
+        // ms wins over seconds
+        let both = h(&[("retry-after", "5"), ("retry-after-ms", "20")]);
+        assert_eq!(retry_after(&both), Some(Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn should_retry_values() {
+        assert_eq!(should_retry(&h(&[("x-should-retry", "false")])), Some(false));
+        assert_eq!(should_retry(&h(&[("x-should-retry", "TRUE")])), Some(true));
+        assert_eq!(should_retry(&h(&[("x-should-retry", "maybe")])), None);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("12ms"), Some(Duration::from_millis(12)));
+        assert_eq!(parse_duration("6m0s"), Some(Duration::from_secs(360)));
+        assert_eq!(parse_duration("1m30.5s"), Some(Duration::from_millis(90_500)));
+        assert_eq!(parse_duration("1h2m"), Some(Duration::from_secs(3720)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("7x"), None);
+        assert_eq!(parse_duration("ms"), None);
+    }
+
+    #[test]
+    fn rfc3339() {
+        let t = parse_rfc3339("2024-05-01T12:00:30Z").unwrap();
+        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_714_564_830);
+        let t2 = parse_rfc3339("2024-05-01T14:00:30.250+02:00").unwrap();
+        assert_eq!(t2.duration_since(t).unwrap(), Duration::from_millis(250));
+        assert!(parse_rfc3339("2024-13-01T00:00:00Z").is_none());
+        assert!(parse_rfc3339("garbage").is_none());
+    }
+
+    #[test]
+    fn anthropic_headers() {
+        let m = h(&[
+            ("date", "Wed, 01 May 2024 12:00:00 GMT"),
+            ("anthropic-ratelimit-requests-limit", "50"),
+            ("anthropic-ratelimit-requests-remaining", "49"),
+            ("anthropic-ratelimit-requests-reset", "2024-05-01T12:00:30Z"),
+            ("anthropic-ratelimit-output-tokens-remaining", "0"),
+            ("anthropic-ratelimit-output-tokens-reset", "2024-05-01T12:01:00Z"),
+        ]);
+        let info = rate_limits(&m);
+        assert_eq!(info.requests.limit, Some(50));
+        assert_eq!(info.requests.reset_after, Some(Duration::from_secs(30)));
+        assert_eq!(info.exhausted_until(), Some(Duration::from_secs(60)));
+    }
+}

@@ -1,0 +1,36 @@
+//! The one place that knows reqwest: request building, per-attempt timeouts (connect, first
+//! byte, idle between chunks), redirects that never carry credentials to another origin, keys
+//! bound to their endpoint's origin, a body size limit applied after decompression, stream
+//! decoders (SSE, NDJSON, streamed JSON arrays), and mapping of status, headers and body to
+//! [`infermux_core::ErrorKind`].
+//!
+//! No reqwest or hyper type appears in this crate's public API.
+//!
+//! ```no_run
+//! # async fn demo() -> infermux_core::Result<()> {
+//! use futures_util::StreamExt;
+//! use infermux_core::{EndpointConfig, RequestContext};
+//! use infermux_http::{Auth, HttpEndpoint};
+//!
+//! let ep = HttpEndpoint::new("openai-compat", EndpointConfig::new("local", "http://127.0.0.1:8080/v1")?, Auth::Bearer)?;
+//! let body = serde_json::json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+//! let mut events = ep.post("/chat/completions").json(&body).send(&RequestContext::new()).await?.sse();
+//! while let Some(event) = events.next().await {
+//!     println!("{}", event?.data);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Crate features
+//! This crate has no optional features. TLS is rustls with the `ring` provider, the one crypto
+//! provider used across the workspace.
+
+pub mod decode;
+mod errors;
+mod headers;
+mod transport;
+
+pub use errors::{error_body_message, error_from_response, kind_for_status};
+pub use headers::{parse_duration, parse_rfc3339, rate_limits, retry_after, should_retry};
+pub use http::{HeaderMap, Method};
+pub use transport::{AUTH_HEADERS, Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse};

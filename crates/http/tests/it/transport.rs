@@ -1,0 +1,240 @@
+//! Transport behaviour: redirects and keys, timeouts, body limits, bad input.
+
+use std::io::Write;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use infermux_core::{ApiKey, EndpointConfig, ErrorKind, Limits, RequestContext, Timeouts};
+use infermux_http::{AUTH_HEADERS, Auth, HttpEndpoint};
+
+use crate::support::{RawServer, Step, chunk, chunked_head, last_chunk, response};
+
+const KEY: &str = "sk-very-secret-key-123";
+
+fn endpoint(base: &str, auth: Auth) -> HttpEndpoint {
+    let cfg = EndpointConfig::new("test", base)
+        .unwrap()
+        .with_api_key(ApiKey::new(KEY))
+        .with_timeouts(
+            Timeouts::standard()
+                .with_first_byte(Duration::from_millis(500))
+                .with_idle(Duration::from_millis(300)),
+        )
+        .with_limits(Limits::standard().with_max_body_bytes(1024 * 1024));
+    HttpEndpoint::new("test", cfg, auth).unwrap()
+}
+
+fn ok_json() -> Vec<Step> {
+    vec![Step::Send(response("200 OK", &[("content-type", "application/json")], br#"{"ok":true}"#))]
+}
+
+#[tokio::test]
+async fn cross_origin_redirect_carries_no_auth_header() {
+    let other = RawServer::start(|_| ok_json()).await;
+    let target = format!("{}/landing?x=1", other.url);
+    let home = RawServer::start(move |req| {
+        if req.path().starts_with("/same") {
+            vec![Step::Send(response("307 Temporary Redirect", &[("location", "/final")], b""))]
+        } else if req.path().starts_with("/final") {
+            ok_json()
+        } else {
+            vec![Step::Send(response("302 Found", &[("location", target.as_str())], b""))]
+        }
+    })
+    .await;
+    for auth in [Auth::Bearer, Auth::Header("x-api-key"), Auth::Header("x-goog-api-key"), Auth::Header("api-key")] {
+        let ep = endpoint(&home.url, auth);
+        let ctx = RequestContext::new();
+        let v: serde_json::Value = ep.post("/away").json(&serde_json::json!({"a": 1})).send(&ctx).await.unwrap().json().await.unwrap();
+        assert_eq!(v["ok"], true);
+    }
+    let landed = other.seen();
+    assert_eq!(landed.len(), 4);
+    for req in &landed {
+        for h in AUTH_HEADERS {
+            assert!(req.header(h).is_none(), "{h} leaked to another origin: {}", req.head);
+        }
+        assert!(!req.head.contains(KEY));
+        assert!(req.head.starts_with("GET "), "302 turns POST into GET");
+    }
+    // a same-origin redirect keeps the key
+    let ep = endpoint(&home.url, Auth::Bearer);
+    ep.get("/same").send(&RequestContext::new()).await.unwrap();
+    let fin = home.seen().into_iter().find(|s| s.path() == "/final").unwrap();
+    assert_eq!(fin.header("authorization").as_deref(), Some(&*format!("Bearer {KEY}")));
+}
+
+#[tokio::test]
+async fn key_is_bound_to_its_origin_and_request_id_is_sent() {
+    let server = RawServer::start(|_| ok_json()).await;
+    let ep = endpoint("http://127.0.0.1:9/v1", Auth::Bearer);
+    let err = ep.get(&format!("{}/steal", server.url)).send(&RequestContext::new()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(server.seen().is_empty());
+
+    let ep = endpoint(&server.url, Auth::Header("x-api-key"));
+    let ctx = RequestContext::new();
+    ep.get("/x").send(&ctx).await.unwrap();
+    let seen = &server.seen()[0];
+    assert_eq!(seen.header("x-request-id"), Some(ctx.request_id().to_string()));
+    assert_eq!(seen.header("x-api-key").as_deref(), Some(KEY));
+    assert!(seen.header("authorization").is_none());
+    // headers set by hand cannot smuggle credentials
+    let err = ep.get("/x").header("Authorization", "Bearer other").send(&ctx).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+}
+
+#[tokio::test]
+async fn errors_never_print_keys_or_queries() {
+    // nothing listens on port 9 (discard): a connect error whose URL has a query
+    let ep = endpoint("http://127.0.0.1:9/v1?key=query-secret", Auth::Bearer);
+    let ctx = RequestContext::new();
+    let err = ep.get("/models?token=query-secret").send(&ctx).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect);
+    assert_eq!(err.reached_server(), Some(false));
+    assert_eq!(err.request_id(), Some(ctx.request_id()));
+    let mut texts = vec![err.to_string(), format!("{err:?}"), format!("{ep:?}")];
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&err);
+    while let Some(s) = src {
+        texts.push(s.to_string());
+        texts.push(format!("{s:?}"));
+        src = s.source();
+    }
+    for t in texts {
+        assert!(!t.contains("query-secret"), "{t}");
+        assert!(!t.contains(KEY), "{t}");
+    }
+}
+
+#[tokio::test]
+async fn status_headers_and_body_map_to_typed_errors() {
+    let server = RawServer::start(|req| {
+        let p = req.path();
+        let r = if p == "/429" {
+            response("429 Too Many Requests", &[("retry-after-ms", "1500"), ("x-ratelimit-remaining-requests", "0"), ("x-ratelimit-reset-requests", "2s")], br#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#)
+        } else if p == "/html" {
+            response("502 Bad Gateway", &[("content-type", "text/html")], b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>")
+        } else if p == "/empty" {
+            response("200 OK", &[("content-type", "application/json")], b"")
+        } else if p == "/malformed" {
+            response("200 OK", &[("content-type", "application/json")], br#"{"choices": [1, 2"#)
+        } else if p == "/no-retry" {
+            response("500 Internal Server Error", &[("x-should-retry", "false")], b"{}")
+        } else {
+            response("529 Overloaded", &[], br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#)
+        };
+        vec![Step::Send(r)]
+    })
+    .await;
+    let ep = endpoint(&server.url, Auth::Bearer);
+    let ctx = RequestContext::new();
+    let e = ep.get("/429").send(&ctx).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
+    assert_eq!(e.rate_limit().unwrap().exhausted_until(), Some(Duration::from_secs(2)));
+    assert_eq!(e.provider_code(), Some("rate_limit_exceeded"));
+    let e = ep.get("/html").send(&ctx).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Server);
+    assert!(e.message().contains("502 Bad Gateway"), "{}", e.message());
+    let e = ep.get("/empty").send(&ctx).await.unwrap().json::<serde_json::Value>().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode);
+    let e = ep.get("/malformed").send(&ctx).await.unwrap().json::<serde_json::Value>().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode);
+    assert_eq!(e.status(), Some(200));
+    let e = ep.get("/no-retry").send(&ctx).await.unwrap_err();
+    assert!(!e.is_retryable());
+    let e = ep.get("/overloaded").send(&ctx).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Overloaded);
+    assert!(e.is_retryable());
+}
+
+#[tokio::test]
+async fn huge_content_length_fails_at_once() {
+    let server = RawServer::start(|_| {
+        vec![
+            Step::Send(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2147483648\r\n\r\n{\"a\":".to_vec()),
+            Step::Stall,
+        ]
+    })
+    .await;
+    let ep = endpoint(&server.url, Auth::Bearer);
+    let e = ep.get("/big").send(&RequestContext::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode);
+    assert!(e.message().contains("exceeds the limit"), "{}", e.message());
+    server.release.notify_waiters();
+}
+
+#[tokio::test]
+async fn gzip_bomb_is_cut_at_the_decompressed_limit() {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![b' '; 1024 * 1024];
+    for _ in 0..64 {
+        enc.write_all(&zeros).unwrap();
+    }
+    let bomb = enc.finish().unwrap();
+    assert!(bomb.len() < 200 * 1024, "64 MiB of spaces compress well: {}", bomb.len());
+    let server = RawServer::start(move |_| {
+        vec![Step::Send(response("200 OK", &[("content-type", "application/json"), ("content-encoding", "gzip")], &bomb))]
+    })
+    .await;
+    let ep = endpoint(&server.url, Auth::Bearer);
+    let e = ep.get("/bomb").send(&RequestContext::new()).await.unwrap().bytes().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode);
+}
+
+#[tokio::test]
+async fn first_byte_and_idle_timeouts() {
+    let server = RawServer::start(|req| {
+        if req.path() == "/silent" {
+            vec![Step::Stall]
+        } else {
+            vec![
+                Step::Send(chunked_head("200 OK", "text/event-stream")),
+                Step::Send(chunk(b"data: {\"n\":1}\n\n")),
+                Step::Stall,
+            ]
+        }
+    })
+    .await;
+    let ep = endpoint(&server.url, Auth::Bearer);
+    let e = ep.get("/silent").send(&RequestContext::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    let mut events = ep.get("/stall").send(&RequestContext::new()).await.unwrap().sse();
+    assert_eq!(events.next().await.unwrap().unwrap().data, "{\"n\":1}");
+    let e = events.next().await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert!(events.next().await.is_none(), "an error ends the stream");
+    server.release.notify_waiters();
+}
+
+#[tokio::test]
+async fn sse_split_into_tiny_network_chunks_decodes_the_same() {
+    let body = "event: message_start\r\ndata: {\"a\": \"héllo 🌍\"}\r\n\r\n: ping\n\ndata:{\"b\":2}\n\ndata: [DONE]\n\n";
+    let bytes = body.as_bytes().to_vec();
+    let server = RawServer::start(move |_| {
+        let mut steps = vec![Step::Send(chunked_head("200 OK", "text/event-stream"))];
+        steps.extend(bytes.chunks(3).map(|c| Step::Send(chunk(c))));
+        steps.push(Step::Send(last_chunk()));
+        steps
+    })
+    .await;
+    let ep = endpoint(&server.url, Auth::Bearer);
+    let events: Vec<_> = ep.get("/s").send(&RequestContext::new()).await.unwrap().sse().collect().await;
+    let events: Vec<_> = events.into_iter().map(Result::unwrap).collect();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0].event.as_deref(), Some("message_start"));
+    assert_eq!(events[0].data, "{\"a\": \"héllo 🌍\"}");
+    assert_eq!(events[1].data, "{\"b\":2}");
+    assert_eq!(events[2].data, "[DONE]");
+}
+
+#[tokio::test]
+async fn truncated_body_is_an_error_not_a_hang() {
+    let server = RawServer::start(|_| {
+        vec![Step::Send(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{\"partial\":".to_vec())]
+    })
+    .await;
+    let ep = endpoint(&server.url, Auth::Bearer);
+    let e = ep.get("/t").send(&RequestContext::new()).await.unwrap().json::<serde_json::Value>().await.unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Connect | ErrorKind::Decode), "{e:?}");
+}
