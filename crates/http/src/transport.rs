@@ -170,7 +170,7 @@ pub struct HttpRequest<'a> {
     url: String,
     query: Vec<(String, String)>,
     headers: Vec<(HeaderName, HeaderValue)>,
-    body: Option<(Bytes, &'static str)>,
+    body: Option<(Bytes, HeaderValue)>,
     error: Option<Error>,
     send_key: bool,
 }
@@ -213,7 +213,9 @@ impl HttpRequest<'_> {
     /// A JSON body.
     pub fn json<T: serde::Serialize + ?Sized>(mut self, body: &T) -> Self {
         match serde_json::to_vec(body) {
-            Ok(v) => self.body = Some((Bytes::from(v), "application/json")),
+            Ok(v) => {
+                self.body = Some((Bytes::from(v), HeaderValue::from_static("application/json")))
+            }
             Err(e) => {
                 self.error = Some(
                     Error::new(ErrorKind::InvalidRequest, "request body is not serialisable")
@@ -224,8 +226,11 @@ impl HttpRequest<'_> {
         self
     }
     /// A raw body with its content type.
-    pub fn body(mut self, body: impl Into<Bytes>, content_type: &'static str) -> Self {
-        self.body = Some((body.into(), content_type));
+    pub fn body(mut self, body: impl Into<Bytes>, content_type: &str) -> Self {
+        match HeaderValue::try_from(content_type) {
+            Ok(ct) => self.body = Some((body.into(), ct)),
+            Err(_) => self.error = Some(Error::new(ErrorKind::Config, "invalid content type")),
+        }
         self
     }
 
@@ -284,7 +289,7 @@ impl HttpRequest<'_> {
             }
             rb = rb.header("x-request-id", request_id.as_str());
             if let Some((b, ct)) = &body {
-                rb = rb.header(http::header::CONTENT_TYPE, *ct).body(b.clone());
+                rb = rb.header(http::header::CONTENT_TYPE, ct.clone()).body(b.clone());
             }
             if with_key && let Some(key) = &ep.config.api_key {
                 // Keys are bound to their endpoint's origin, checked at send time.

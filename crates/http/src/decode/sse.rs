@@ -286,17 +286,14 @@ impl SseDecoder {
                 self.data.push_str(value);
                 self.data.push('\n');
             }
-            "id" => {
-                if !value.contains('\0') {
-                    self.last_event_id.clear();
-                    self.last_event_id.push_str(value);
-                }
+            // An id containing NUL is ignored.
+            "id" if !value.contains('\0') => {
+                self.last_event_id.clear();
+                self.last_event_id.push_str(value);
             }
-            "retry" => {
-                if !value.is_empty()
-                    && value.bytes().all(|b| b.is_ascii_digit())
-                    && let Ok(ms) = value.parse::<u64>()
-                {
+            // Only all-digit values count; one too large for u64 is ignored.
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                if let Ok(ms) = value.parse::<u64>() {
                     self.retry = Some(ms);
                     self.pending_retry = Some(ms);
                 }

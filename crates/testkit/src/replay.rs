@@ -1,0 +1,172 @@
+//! The cassette replay server: answers each request with the next unused recorded interaction
+//! whose method, path and query (without credentials) match, byte for byte.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::cassette::{Cassette, Interaction, query_without_keys};
+use crate::server::{self, Chunk, Handler, IncomingRequest, Reply, Running};
+
+/// The status answered to a request no interaction matches (and recorded as a failure).
+pub const UNMATCHED_STATUS: u16 = 599;
+
+/// How recorded bodies are served.
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct ReplayOptions {
+    /// Serve bodies chunked in pieces of this many bytes (exercises stream decoders); `None`
+    /// serves each body whole with its Content-Length.
+    pub chunk_size: Option<usize>,
+}
+
+impl ReplayOptions {
+    /// Serves bodies in chunks of `n` bytes.
+    pub fn with_chunk_size(mut self, n: usize) -> Self {
+        self.chunk_size = Some(n.max(1));
+        self
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    interactions: Vec<Interaction>,
+    used: Vec<bool>,
+    unmatched: Vec<String>,
+}
+
+/// A loopback server replaying a cassette.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use infermux_testkit::{Cassette, ReplayServer};
+/// let cassette = Cassette::from_yaml(r#"
+/// interactions:
+/// - request: {method: GET, uri: "https://api.example.com/v1/models", body: null, headers: {}}
+///   response:
+///     status: {code: 200, message: OK}
+///     headers: {content-type: [application/json]}
+///     body: {string: '{"object":"list","data":[]}'}
+/// "#).unwrap();
+/// let server = ReplayServer::start(cassette).await.unwrap();
+/// // point a provider at server.url() + "/v1" ... then:
+/// assert!(server.verify().is_err(), "the interaction was not used");
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct ReplayServer {
+    running: Running,
+    state: Arc<Mutex<State>>,
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ReplayServer {
+    /// Starts serving `cassette` on 127.0.0.1.
+    pub async fn start(cassette: Cassette) -> std::io::Result<Self> {
+        Self::start_with(cassette, ReplayOptions::default()).await
+    }
+
+    /// Starts serving `cassette` with options.
+    pub async fn start_with(cassette: Cassette, options: ReplayOptions) -> std::io::Result<Self> {
+        let n = cassette.interactions.len();
+        let state = Arc::new(Mutex::new(State {
+            interactions: cassette.interactions,
+            used: vec![false; n],
+            unmatched: Vec::new(),
+        }));
+        let st = state.clone();
+        let handler: Handler = Arc::new(move |req: IncomingRequest| {
+            let reply = answer(&st, &req, options);
+            Box::pin(async move { reply })
+        });
+        let running = server::start(handler).await?;
+        Ok(ReplayServer { running, state })
+    }
+
+    /// `http://127.0.0.1:PORT` (append the recorded base path).
+    pub fn url(&self) -> String {
+        self.running.url()
+    }
+
+    /// Requests that matched no interaction.
+    pub fn unmatched(&self) -> Vec<String> {
+        lock(&self.state).unmatched.clone()
+    }
+
+    /// Indexes of interactions not served yet.
+    pub fn unused(&self) -> Vec<usize> {
+        let st = lock(&self.state);
+        st.used.iter().enumerate().filter(|(_, u)| !**u).map(|(i, _)| i).collect()
+    }
+
+    /// Ok when every interaction was served and no request went unmatched.
+    pub fn verify(&self) -> Result<(), String> {
+        let unmatched = self.unmatched();
+        let unused = self.unused();
+        if unmatched.is_empty() && unused.is_empty() {
+            return Ok(());
+        }
+        let st = lock(&self.state);
+        let unused: Vec<String> = unused
+            .iter()
+            .filter_map(|i| st.interactions.get(*i))
+            .map(|it| format!("{} {}", it.request.method, it.request.path()))
+            .collect();
+        Err(format!("unmatched requests: {unmatched:?}; unused interactions: {unused:?}"))
+    }
+}
+
+fn answer(state: &Mutex<State>, req: &IncomingRequest, options: ReplayOptions) -> Reply {
+    let query = query_without_keys(&req.query);
+    let mut st = lock(state);
+    let found = st.interactions.iter().enumerate().position(|(i, it)| {
+        !st.used.get(i).copied().unwrap_or(true)
+            && it.request.method.eq_ignore_ascii_case(&req.method)
+            && it.request.path() == req.path
+            && it.request.query_without_keys() == query
+    });
+    let Some(i) = found else {
+        let what = format!("{} {}?{}", req.method, req.path, query);
+        st.unmatched.push(what.clone());
+        return Reply::json(
+            UNMATCHED_STATUS,
+            &serde_json::json!({"error": {"message": format!("no recorded interaction matches {what}"), "type": "replay_unmatched"}}),
+        );
+    };
+    if let Some(u) = st.used.get_mut(i) {
+        *u = true;
+    }
+    let Some(resp) = st.interactions.get(i).map(|it| it.response.clone()) else {
+        return Reply::Reset;
+    };
+    drop(st);
+    let body = Bytes::from(resp.body.to_bytes());
+    let mut headers = resp.headers;
+    if !resp.body.is_raw() {
+        // a parsed body was re-serialised: it is no longer compressed
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case("content-encoding"));
+    }
+    match options.chunk_size {
+        None => Reply::Full {
+            status: resp.status,
+            headers,
+            body,
+        },
+        Some(size) => {
+            let pieces: Vec<Bytes> = body.chunks(size).map(Bytes::copy_from_slice).collect();
+            let (tx, rx) = mpsc::channel(pieces.len().max(1));
+            for p in pieces {
+                let _ = tx.try_send(Chunk::Data(p));
+            }
+            Reply::Stream {
+                status: resp.status,
+                headers,
+                chunks: rx,
+            }
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! A fault-injecting simulator of an OpenAI-compatible server, for load and failure tests.
+//!
+//! It answers `/v1/chat/completions` (plain, streamed, tool calls), `/v1/completions`,
+//! `/v1/embeddings` and `/v1/models` deterministically, and injects faults either at random
+//! (seeded, so a run replays exactly) or from a script: 429 with `Retry-After`, 503, 529
+//! overload, connection resets, mid-stream stalls released by a handle, truncated streams and
+//! errors inside a 200 stream. It is for fault injection and load; wire formats are proven on
+//! recorded traffic, not here.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use crate::rng::SplitMix64;
+use crate::server::{self, Chunk, Handler, IncomingRequest, Reply, Running};
+
+/// One injected fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fault {
+    /// 429 with `Retry-After` (and `retry-after-ms`).
+    RateLimited(Duration),
+    /// 503 Service Unavailable.
+    Unavailable,
+    /// 529 with Anthropic's `overloaded_error` body.
+    Overloaded,
+    /// The connection is closed without an answer.
+    Reset,
+    /// A stream stops after its first event until [`Simulator::release_stalls`].
+    StallMidStream,
+    /// A stream ends after its first event without `[DONE]`.
+    TruncateStream,
+    /// A 200 stream carries an error event after its first event.
+    ErrorInStream,
+}
+
+impl Fault {
+    /// A stable name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::RateLimited(_) => "rate_limited_429",
+            Fault::Unavailable => "unavailable_503",
+            Fault::Overloaded => "overloaded_529",
+            Fault::Reset => "reset",
+            Fault::StallMidStream => "stall_mid_stream",
+            Fault::TruncateStream => "truncated_stream",
+            Fault::ErrorInStream => "error_in_stream",
+        }
+    }
+    fn is_stream_only(self) -> bool {
+        matches!(self, Fault::StallMidStream | Fault::TruncateStream | Fault::ErrorInStream)
+    }
+}
+
+/// Random faults: each request draws one fault with these probabilities (summing to ≤ 1).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct FaultPlan {
+    /// Seed of the draw.
+    pub seed: u64,
+    /// (fault, probability) pairs.
+    pub faults: Vec<(Fault, f64)>,
+}
+
+impl FaultPlan {
+    /// No faults.
+    pub fn none() -> Self {
+        FaultPlan::default()
+    }
+    /// A seeded plan.
+    pub fn seeded(seed: u64) -> Self {
+        FaultPlan {
+            seed,
+            faults: Vec::new(),
+        }
+    }
+    /// Adds a fault with its probability.
+    pub fn with(mut self, fault: Fault, probability: f64) -> Self {
+        self.faults.push((fault, probability.clamp(0.0, 1.0)));
+        self
+    }
+    /// About `total` probability of transient faults spread over 429, 503, 529, resets and
+    /// mid-stream problems (stream faults apply to streamed requests only).
+    pub fn transient(seed: u64, total: f64) -> Self {
+        let p = total / 6.0;
+        FaultPlan::seeded(seed)
+            .with(Fault::RateLimited(Duration::from_millis(200)), p)
+            .with(Fault::Unavailable, p)
+            .with(Fault::Overloaded, p)
+            .with(Fault::Reset, p)
+            .with(Fault::TruncateStream, p)
+            .with(Fault::ErrorInStream, p)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    requests: AtomicU64,
+    faults: Mutex<Vec<(&'static str, u64)>>,
+}
+
+impl Stats {
+    fn fault(&self, f: Fault) {
+        let mut v = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        match v.iter_mut().find(|(n, _)| *n == f.name()) {
+            Some((_, c)) => *c += 1,
+            None => v.push((f.name(), 1)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    plan: FaultPlan,
+    rng: Mutex<SplitMix64>,
+    script: Mutex<VecDeque<Fault>>,
+    stats: Stats,
+    release: watch::Sender<u64>,
+    stalled: watch::Sender<usize>,
+    model: String,
+}
+
+/// A running simulator.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use infermux_testkit::{Fault, FaultPlan, Simulator};
+/// let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+/// sim.push_fault(Fault::Unavailable); // the next request gets a 503
+/// println!("OpenAI-compatible base URL: {}/v1", sim.url());
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Simulator {
+    running: Running,
+    shared: Arc<Shared>,
+}
+
+impl Simulator {
+    /// Starts a simulator with a random fault plan on 127.0.0.1 (any free port).
+    pub async fn start(plan: FaultPlan) -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0", plan).await
+    }
+
+    /// Starts a simulator on a given address.
+    pub async fn start_on(addr: &str, plan: FaultPlan) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            rng: Mutex::new(SplitMix64::new(plan.seed)),
+            plan,
+            script: Mutex::new(VecDeque::new()),
+            stats: Stats::default(),
+            release: watch::channel(0).0,
+            stalled: watch::channel(0).0,
+            model: "sim-echo-1".to_owned(),
+        });
+        let sh = shared.clone();
+        let handler: Handler = Arc::new(move |req: IncomingRequest| {
+            let sh = sh.clone();
+            Box::pin(async move { handle(&sh, req) })
+        });
+        let running = server::start_on(addr, handler).await?;
+        Ok(Simulator { running, shared })
+    }
+
+    /// `http://127.0.0.1:PORT`; the OpenAI routes are under `/v1`.
+    pub fn url(&self) -> String {
+        self.running.url()
+    }
+
+    /// The model name the simulator reports.
+    pub fn model(&self) -> &str {
+        &self.shared.model
+    }
+
+    /// Makes the next request (in arrival order) get `fault`, before any random draw.
+    pub fn push_fault(&self, fault: Fault) {
+        self.shared
+            .script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(fault);
+    }
+
+    /// Releases every stream stalled so far.
+    pub fn release_stalls(&self) {
+        self.shared.release.send_modify(|g| *g += 1);
+    }
+
+    /// Waits until at least `n` streams are stalled (for synchronising tests without sleeps).
+    pub async fn wait_stalled(&self, n: usize) {
+        let mut rx = self.shared.stalled.subscribe();
+        let _ = rx.wait_for(|s| *s >= n).await;
+    }
+
+    /// Requests received.
+    pub fn requests(&self) -> u64 {
+        self.shared.stats.requests.load(Ordering::Relaxed)
+    }
+
+    /// Faults injected, by name.
+    pub fn faults(&self) -> Vec<(&'static str, u64)> {
+        self.shared
+            .stats
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+fn draw(sh: &Shared, streaming: bool) -> Option<Fault> {
+    if let Some(f) = sh.script.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+        return Some(f);
+    }
+    let x = sh.rng.lock().unwrap_or_else(|p| p.into_inner()).next_f64();
+    let mut acc = 0.0;
+    for (f, p) in &sh.plan.faults {
+        acc += p;
+        if x < acc {
+            return (streaming || !f.is_stream_only()).then_some(*f);
+        }
+    }
+    None
+}
+
+fn error_body(kind: &str, message: &str) -> Value {
+    json!({"error": {"message": message, "type": kind, "code": kind}})
+}
+
+fn last_user_text(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        })
+        .unwrap_or_default()
+}
+
+fn answer_words(prompt: &str, max_tokens: Option<u64>) -> Vec<String> {
+    let mut words: Vec<String> = std::iter::once("Echo:".to_owned())
+        .chain(prompt.split_whitespace().map(str::to_owned))
+        .collect();
+    if let Some(max) = max_tokens {
+        words.truncate(usize::try_from(max.max(1)).unwrap_or(usize::MAX));
+    }
+    words
+}
+
+fn tool_call(body: &Value) -> Option<Value> {
+    let tools = body["tools"].as_array()?;
+    if tools.is_empty() || body["tool_choice"] == "none" {
+        return None;
+    }
+    let f = &tools.first()?["function"];
+    let mut args = serde_json::Map::new();
+    if let Some(props) = f["parameters"]["properties"].as_object() {
+        for (name, schema) in props {
+            let v = match schema["type"].as_str() {
+                Some("integer") | Some("number") => json!(1),
+                Some("boolean") => json!(true),
+                _ => json!("Paris"),
+            };
+            args.insert(name.clone(), v);
+        }
+    }
+    Some(json!({"id": "call_sim_0", "type": "function", "function": {"name": f["name"], "arguments": Value::Object(args).to_string()}}))
+}
+
+fn embedding(text: &str) -> Vec<f32> {
+    let mut rng = SplitMix64::new(text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    }));
+    let v: Vec<f32> = (0..8).map(|_| rng.next_f64() as f32 - 0.5).collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+fn handle(sh: &Arc<Shared>, req: IncomingRequest) -> Reply {
+    sh.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let body = req.json().unwrap_or(Value::Null);
+    let streaming = body["stream"] == true;
+    let route = (req.method.as_str(), req.path.as_str());
+    let known = matches!(
+        route,
+        ("POST", "/v1/chat/completions")
+            | ("POST", "/v1/completions")
+            | ("POST", "/v1/embeddings")
+            | ("GET", "/v1/models")
+    );
+    if !known {
+        return Reply::json(404, &error_body("not_found", "no such route"));
+    }
+    let fault = draw(sh, streaming);
+    if let Some(f) = fault {
+        sh.stats.fault(f);
+        match f {
+            Fault::RateLimited(after) => {
+                let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+                headers.push(("retry-after-ms".into(), after.as_millis().to_string()));
+                headers.push(("retry-after".into(), after.as_secs().max(1).to_string()));
+                return Reply::Full {
+                    status: 429,
+                    headers,
+                    body: Bytes::from(error_body("rate_limit_exceeded", "Rate limit reached").to_string()),
+                };
+            }
+            Fault::Unavailable => return Reply::json(503, &error_body("server_error", "The server is temporarily unavailable")),
+            Fault::Overloaded => {
+                return Reply::json(529, &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}));
+            }
+            Fault::Reset => return Reply::Reset,
+            _ => {}
+        }
+    }
+    let model = body["model"].as_str().unwrap_or(&sh.model).to_owned();
+    match route {
+        ("GET", _) => Reply::json(200, &json!({"object": "list", "data": [{"id": sh.model, "object": "model", "created": 0, "owned_by": "infermux-sim"}]})),
+        ("POST", "/v1/embeddings") => {
+            let inputs: Vec<String> = match &body["input"] {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+                _ => return Reply::json(400, &error_body("invalid_request_error", "input must be a string or an array of strings")),
+            };
+            let tokens: usize = inputs.iter().map(|s| s.split_whitespace().count()).sum();
+            let data: Vec<Value> = inputs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| json!({"object": "embedding", "index": i, "embedding": embedding(s)}))
+                .collect();
+            Reply::json(200, &json!({"object": "list", "model": model, "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+        }
+        ("POST", "/v1/completions") => {
+            let prompt = body["prompt"].as_str().unwrap_or("");
+            let words = answer_words(prompt, body["max_tokens"].as_u64());
+            let text = words.join(" ");
+            Reply::json(200, &json!({"id": "cmpl-sim", "object": "text_completion", "created": 0, "model": model,
+                "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": prompt.split_whitespace().count(), "completion_tokens": words.len(), "total_tokens": prompt.split_whitespace().count() + words.len()}}))
+        }
+        _ => chat(sh, &body, model, streaming, fault),
+    }
+}
+
+fn chat(sh: &Arc<Shared>, body: &Value, model: String, streaming: bool, fault: Option<Fault>) -> Reply {
+    if !body["messages"].is_array() {
+        return Reply::json(400, &error_body("invalid_request_error", "`messages` is required"));
+    }
+    let prompt = last_user_text(body);
+    let prompt_tokens = body["messages"].as_array().map_or(0, |m| {
+        m.iter().map(|m| m["content"].as_str().map_or(1, |s| s.split_whitespace().count())).sum::<usize>()
+    });
+    let call = tool_call(body);
+    let words = if call.is_some() { Vec::new() } else { answer_words(&prompt, body["max_tokens"].as_u64()) };
+    let finish = if call.is_some() { "tool_calls" } else { "stop" };
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": words.len().max(1), "total_tokens": prompt_tokens + words.len().max(1)});
+    if !streaming {
+        let mut message = json!({"role": "assistant", "content": words.join(" ")});
+        if let Some(c) = &call {
+            message["content"] = Value::Null;
+            message["tool_calls"] = json!([c]);
+        }
+        return Reply::json(200, &json!({"id": "chatcmpl-sim", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage}));
+    }
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": "chatcmpl-sim", "object": "chat.completion.chunk", "created": 0, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut events: Vec<Value> = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    if let Some(c) = &call {
+        let args = c["function"]["arguments"].as_str().unwrap_or("{}").to_owned();
+        let (a, b) = args.split_at(args.len() / 2);
+        events.push(chunk(json!({"tool_calls": [{"index": 0, "id": c["id"], "type": "function", "function": {"name": c["function"]["name"], "arguments": a}}]}), Value::Null));
+        events.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}), Value::Null));
+    }
+    for (i, w) in words.iter().enumerate() {
+        let text = if i == 0 { w.clone() } else { format!(" {w}") };
+        events.push(chunk(json!({"content": text}), Value::Null));
+    }
+    events.push(chunk(json!({}), json!(finish)));
+    if body["stream_options"]["include_usage"] == true {
+        events.push(json!({"id": "chatcmpl-sim", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [], "usage": usage}));
+    }
+    let (tx, rx) = mpsc::channel(16);
+    let sh = sh.clone();
+    tokio::spawn(async move {
+        let mut release = sh.release.subscribe();
+        let seen = *release.borrow_and_update();
+        for (i, ev) in events.iter().enumerate() {
+            if i == 1 {
+                match fault {
+                    Some(Fault::StallMidStream) => {
+                        sh.stalled.send_modify(|n| *n += 1);
+                        let _ = release.wait_for(|g| *g > seen).await;
+                        sh.stalled.send_modify(|n| *n = n.saturating_sub(1));
+                    }
+                    Some(Fault::TruncateStream) => return,
+                    Some(Fault::ErrorInStream) => {
+                        let e = error_body("server_error", "The model crashed mid-stream");
+                        let _ = tx.send(Chunk::Data(Bytes::from(format!("data: {e}\n\n")))).await;
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+            if tx.send(Chunk::Data(Bytes::from(format!("data: {ev}\n\n")))).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Chunk::Data(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+    });
+    Reply::Stream {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        chunks: rx,
+    }
+}
