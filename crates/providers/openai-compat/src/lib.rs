@@ -1,0 +1,211 @@
+//! infermux provider for any OpenAI-compatible server: llama.cpp's `llama-server`, vLLM,
+//! LocalAI, LM Studio, OPEA microservices, the `/v1` modes of Ollama, TGI and OVMS.
+//!
+//! Chat (plain and streamed, tools, images), legacy completions, embeddings and model listing
+//! against any base URL, with an optional Bearer key. The wire format lives in [`wire`] so the
+//! other OpenAI-protocol crates reuse it.
+//!
+//! ```no_run
+//! # async fn demo() -> infermux_core::Result<()> {
+//! use infermux_core::{ChatRequest, EndpointConfig, Message, Provider, Request, RequestContext, Response};
+//! use infermux_openai_compat::OpenAiCompat;
+//!
+//! let provider = OpenAiCompat::new(EndpointConfig::new("local", "http://127.0.0.1:8080/v1")?)?;
+//! let req = Request::Chat(ChatRequest::new("any", vec![Message::user("Hello!")]));
+//! if let Response::Chat(chat) = provider.call(&req, &RequestContext::new()).await? {
+//!     println!("{}", chat.text());
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Crate features
+//! This crate has no optional features.
+
+pub mod wire;
+
+use std::collections::VecDeque;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use infermux_core::{
+    Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, Operation, Provider,
+    Request, RequestContext, Response, Result, first_event,
+};
+use infermux_http::{Auth, HttpEndpoint, HttpResponse};
+
+pub use wire::ChatStreamState;
+
+/// The provider name errors and counters carry.
+pub const NAME: &str = "openai-compat";
+
+/// A client of one OpenAI-compatible endpoint. The base URL includes the version prefix
+/// (`http://127.0.0.1:8080/v1`).
+#[derive(Debug, Clone)]
+pub struct OpenAiCompat {
+    http: HttpEndpoint,
+    name: &'static str,
+    caps: Capabilities,
+}
+
+impl OpenAiCompat {
+    /// A client for `config`; its key, if any, is sent as `Authorization: Bearer`.
+    pub fn new(config: EndpointConfig) -> Result<Self> {
+        Self::with_auth(NAME, config, Auth::Bearer)
+    }
+
+    /// A client that reports itself as `name` and sends the key as `auth` says (for crates
+    /// built on this one: groq, vllm, opea, Azure's `api-key`).
+    pub fn with_auth(name: &'static str, config: EndpointConfig, auth: Auth) -> Result<Self> {
+        Ok(OpenAiCompat {
+            http: HttpEndpoint::new(name, config, auth)?,
+            name,
+            caps: Capabilities::new()
+                .with(Operation::Chat)
+                .with(Operation::ChatStream)
+                .with(Operation::Tools)
+                .with(Operation::Vision)
+                .with(Operation::Completion)
+                .with(Operation::Embeddings)
+                .with(Operation::Models),
+        })
+    }
+
+    /// Replaces the advertised capabilities (for servers that offer less).
+    pub fn with_capabilities(mut self, caps: Capabilities) -> Self {
+        self.caps = caps;
+        self
+    }
+
+    /// The HTTP endpoint (for crates that add routes).
+    pub fn http(&self) -> &HttpEndpoint {
+        &self.http
+    }
+
+    fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
+        let id = ctx.request_id();
+        move |e| e.in_context(id, self.name, self.http.id())
+    }
+
+    async fn post(&self, path: &str, body: &serde_json::Value, ctx: &RequestContext) -> Result<HttpResponse> {
+        self.http.post(path).json(body).send(ctx).await
+    }
+}
+
+struct StreamState<F> {
+    sse: infermux_http::DecodedStream<infermux_http::decode::SseEvent>,
+    state: ChatStreamState,
+    pending: VecDeque<infermux_core::StreamEvent>,
+    ended: bool,
+    with_context: F,
+}
+
+impl<F: Fn(Error) -> Error> StreamState<F> {
+    async fn next(&mut self) -> Option<Result<infermux_core::StreamEvent>> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Some(Ok(ev));
+            }
+            if self.ended {
+                return None;
+            }
+            let step = match self.sse.next().await {
+                Some(Ok(ev)) if ev.event.as_deref() == Some("error") => {
+                    let v: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or_default();
+                    Err(wire::embedded_error(v.get("error").unwrap_or(&v)))
+                }
+                Some(Ok(ev)) => self.state.on_data(&ev.data),
+                Some(Err(e)) => Err(e),
+                None => {
+                    self.ended = true;
+                    self.state.on_end()
+                }
+            };
+            match step {
+                Ok(evs) => {
+                    self.pending.extend(evs);
+                    self.ended |= self.state.is_done();
+                }
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Err((self.with_context)(e)));
+                }
+            }
+        }
+    }
+}
+
+/// Turns a chat-completions SSE response into an [`EventStream`] (not yet awaited to its first
+/// event; see [`infermux_core::first_event`]). `with_context` fills request id, provider and
+/// endpoint into stream errors.
+pub fn chat_event_stream(
+    resp: HttpResponse,
+    with_context: impl Fn(Error) -> Error + Send + 'static,
+) -> EventStream {
+    let st = StreamState {
+        sse: resp.sse(),
+        state: ChatStreamState::new(),
+        pending: VecDeque::new(),
+        ended: false,
+        with_context,
+    };
+    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
+        let item = st.next().await?;
+        Some((item, st))
+    }))
+}
+
+#[async_trait]
+impl Provider for OpenAiCompat {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn endpoint(&self) -> &EndpointId {
+        self.http.id()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
+        let ctx_err = self.ctx_err(ctx);
+        match request {
+            Request::Chat(req) => {
+                let body = self.post("/chat/completions", &wire::chat_body(req, false), ctx).await?.bytes().await?;
+                wire::parse_chat(&body).map(Response::Chat).map_err(ctx_err)
+            }
+            Request::Completion(req) => {
+                let body = self.post("/completions", &wire::completion_body(req), ctx).await?.bytes().await?;
+                wire::parse_completion(&body).map(Response::Completion).map_err(ctx_err)
+            }
+            Request::Embeddings(req) => {
+                if req.inputs.is_empty() {
+                    return Err(ctx_err(Error::new(ErrorKind::InvalidRequest, "no input to embed")));
+                }
+                let body = self.post("/embeddings", &wire::embedding_body(req), ctx).await?.bytes().await?;
+                wire::parse_embeddings(&body, req.inputs.len()).map(Response::Embeddings).map_err(ctx_err)
+            }
+            Request::Models => {
+                let body = self.http.get("/models").send(ctx).await?.bytes().await?;
+                wire::parse_models(&body).map(Response::Models).map_err(ctx_err)
+            }
+            other => Err(ctx_err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{} does not offer {:?}", self.name, other.operation()),
+            ))),
+        }
+    }
+
+    async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
+        let Request::Chat(req) = request else {
+            return Err(self.ctx_err(ctx)(Error::new(
+                ErrorKind::Unsupported,
+                format!("{} streams chat only", self.name),
+            )));
+        };
+        let resp = self.post("/chat/completions", &wire::chat_body(req, true), ctx).await?;
+        let (id, name, ep) = (ctx.request_id(), self.name, self.http.id().clone());
+        first_event(chat_event_stream(resp, move |e| e.in_context(id, name, &ep))).await
+    }
+}
