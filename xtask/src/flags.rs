@@ -1,0 +1,161 @@
+//! Command-line parsing, by hand (xtask keeps to `std`).
+
+use std::path::PathBuf;
+
+use crate::{Result, ci::STEPS};
+
+/// Printed for `help` and after an unknown command or flag.
+pub(crate) const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci [--skip STEP]...                  run every CI step in order (steps: fmt, clippy, test,
+                                       doctest, doc, tidy, codegen, publish, fuzz, deny,
+                                       conformance); --skip is for local use
+  tidy                                 check the house rules on sources and manifests
+  codegen [--check]                    regenerate the provider lists (or check they are fresh)
+  publish-order [--dry-run]            print the publish order of the workspace crates;
+                                       --dry-run also runs `cargo publish --workspace --dry-run`
+  conformance [--corpus DIR] [--json]  run the CLI's conformance suite
+                                       (default corpus: ../shared/fixtures/cassettes)
+  help                                 print this message";
+
+/// A parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flags {
+    /// `help`, `--help`, `-h`
+    Help,
+    /// `ci [--skip STEP]…`
+    Ci {
+        /// Steps not to run.
+        skip: Vec<String>,
+    },
+    /// `tidy`
+    Tidy,
+    /// `codegen [--check]`
+    Codegen {
+        /// Compare instead of writing.
+        check: bool,
+    },
+    /// `publish-order [--dry-run]`
+    PublishOrder {
+        /// Also run `cargo publish --workspace --dry-run`.
+        dry_run: bool,
+    },
+    /// `conformance [--corpus DIR] [--json]`
+    Conformance {
+        /// The cassette folder; the default is `../shared/fixtures/cassettes`.
+        corpus: Option<PathBuf>,
+        /// Ask the CLI for JSON output.
+        json: bool,
+    },
+}
+
+impl Flags {
+    /// Parses the arguments after `cargo xtask`.
+    pub(crate) fn parse(args: &[String]) -> Result<Flags> {
+        let Some((command, rest)) = args.split_first() else {
+            return Err("no command given".to_owned());
+        };
+        let mut rest = rest.iter().map(String::as_str);
+        let flags = match command.as_str() {
+            "help" | "--help" | "-h" => Flags::Help,
+            "ci" => {
+                let mut skip = Vec::new();
+                while let Some(arg) = rest.next() {
+                    let step = match arg.strip_prefix("--skip=") {
+                        Some(step) => step,
+                        None if arg == "--skip" => rest.next().ok_or("--skip needs a step name")?,
+                        None => return Err(format!("ci: unknown argument `{arg}`")),
+                    };
+                    if !STEPS.contains(&step) {
+                        return Err(format!(
+                            "ci: unknown step `{step}` (steps: {})",
+                            STEPS.join(", ")
+                        ));
+                    }
+                    skip.push(step.to_owned());
+                }
+                return Ok(Flags::Ci { skip });
+            }
+            "tidy" => Flags::Tidy,
+            "codegen" => match rest.next() {
+                None => Flags::Codegen { check: false },
+                Some("--check") => Flags::Codegen { check: true },
+                Some(arg) => return Err(format!("codegen: unknown argument `{arg}`")),
+            },
+            "publish-order" => match rest.next() {
+                None => Flags::PublishOrder { dry_run: false },
+                Some("--dry-run") => Flags::PublishOrder { dry_run: true },
+                Some(arg) => return Err(format!("publish-order: unknown argument `{arg}`")),
+            },
+            "conformance" => {
+                let (mut corpus, mut json) = (None, false);
+                while let Some(arg) = rest.next() {
+                    match arg {
+                        "--json" => json = true,
+                        "--corpus" => {
+                            let dir = rest.next().ok_or("--corpus needs a folder")?;
+                            corpus = Some(PathBuf::from(dir));
+                        }
+                        _ => match arg.strip_prefix("--corpus=") {
+                            Some(dir) => corpus = Some(PathBuf::from(dir)),
+                            None => return Err(format!("conformance: unknown argument `{arg}`")),
+                        },
+                    }
+                }
+                return Ok(Flags::Conformance { corpus, json });
+            }
+            other => return Err(format!("unknown command `{other}`")),
+        };
+        match rest.next() {
+            Some(extra) => Err(format!("{command}: unexpected argument `{extra}`")),
+            None => Ok(flags),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Flags> {
+        Flags::parse(&args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(parse(&["tidy"]), Ok(Flags::Tidy));
+        assert_eq!(
+            parse(&["codegen", "--check"]),
+            Ok(Flags::Codegen { check: true })
+        );
+        assert_eq!(
+            parse(&["publish-order"]),
+            Ok(Flags::PublishOrder { dry_run: false })
+        );
+        assert_eq!(
+            parse(&["ci", "--skip", "fmt", "--skip=deny"]),
+            Ok(Flags::Ci {
+                skip: vec!["fmt".into(), "deny".into()]
+            })
+        );
+        assert_eq!(
+            parse(&["conformance", "--json", "--corpus", "x"]),
+            Ok(Flags::Conformance {
+                corpus: Some("x".into()),
+                json: true
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_input() {
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["frobnicate"]).is_err());
+        assert!(parse(&["ci", "--skip", "nope"]).is_err());
+        assert!(parse(&["ci", "--skip"]).is_err());
+        assert!(parse(&["tidy", "--fix"]).is_err());
+        assert!(parse(&["codegen", "--write"]).is_err());
+    }
+}
