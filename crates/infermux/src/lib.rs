@@ -1,0 +1,35 @@
+//! infermux: one resilient, multiplexed async client for inference backends.
+//!
+//! The facade re-exports the core types and every provider crate behind a Cargo feature of the
+//! same name (`full` enables them all), and offers [`Client`]: typed `chat`, `stream_chat`,
+//! `embed`, `complete` and `models` calls over any [`Provider`], with per-endpoint counters,
+//! request ids and a call deadline.
+//!
+//! ```no_run
+//! # async fn demo() -> infermux::Result<()> {
+//! use infermux::openai_compat::OpenAiCompat;
+//! use infermux::{ChatRequest, Client, EndpointConfig, Message};
+//!
+//! let provider = OpenAiCompat::new(EndpointConfig::new("local", "http://127.0.0.1:8080/v1")?)?;
+//! let client = Client::new(provider);
+//! let answer = client.chat(ChatRequest::new("smollm2", vec![Message::user("Hi!")])).await?;
+//! println!("{}", answer.text());
+//! println!("{:?}", client.counters());
+//! # Ok(()) }
+//! ```
+//!
+//! # Crate features
+//! One feature per provider crate, named like the crate without `infermux-`:
+#![doc = "- `openai-compat` (default): [`openai_compat`], any OpenAI-compatible server."]
+//! - `full`: every provider.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod client;
+mod providers;
+
+pub use client::{Client, ClientBuilder};
+pub use infermux_core::*;
+pub use providers::*;
+
+/// The core crate, for paths such as `infermux::core::Provider`.
+pub use infermux_core as core;

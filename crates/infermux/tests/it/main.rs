@@ -1,0 +1,74 @@
+//! The facade's client against the testkit simulator: typed calls, counters that add up, the
+//! call deadline, and cancelled streams.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use infermux::openai_compat::OpenAiCompat;
+use infermux::{
+    ChatRequest, Client, EmbeddingRequest, EndpointConfig, ErrorKind, Message, RequestContext,
+    StreamAccumulator,
+};
+use infermux_testkit::{Fault, FaultPlan, Simulator};
+
+async fn setup() -> (Simulator, Client) {
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    let provider = OpenAiCompat::new(EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap()).unwrap();
+    (sim, Client::new(provider))
+}
+
+fn hello() -> ChatRequest {
+    ChatRequest::new("sim-echo-1", vec![Message::user("hello world")])
+}
+
+#[tokio::test]
+async fn typed_calls_and_counters_add_up() {
+    let (sim, client) = setup().await;
+    let r = client.chat(hello()).await.unwrap();
+    assert_eq!(r.text(), "Echo: hello world");
+    let s = client.stream_chat(hello()).await.unwrap();
+    let streamed = StreamAccumulator::collect(s).await.unwrap();
+    assert_eq!(streamed.text(), r.text());
+    let e = client.embed(EmbeddingRequest::new("e", vec!["a".into(), "b".into()])).await.unwrap();
+    assert_eq!(e.embeddings.len(), 2);
+    assert_eq!(client.models().await.unwrap().models[0].id, sim.model());
+    sim.push_fault(Fault::Unavailable);
+    let err = client.chat(hello()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Server);
+    assert_eq!(err.endpoint().unwrap().as_str(), "sim");
+    let c = client.counters();
+    assert_eq!(c.requests, 5);
+    assert_eq!(c.successes, 4);
+    assert_eq!(c.failures(ErrorKind::Server), 1);
+    assert_eq!(c.successes + c.failures_total(), c.requests);
+    assert_eq!(c.in_flight, 0);
+    assert!(c.tokens_in > 0 && c.tokens_out > 0);
+    assert_eq!(c.latency.count, 5);
+}
+
+#[tokio::test]
+async fn deadline_ends_a_stalled_stream_and_drops_count_as_cancelled() {
+    let (sim, client) = setup().await;
+    sim.push_fault(Fault::StallMidStream);
+    let ctx = RequestContext::new().with_timeout(Duration::from_millis(300));
+    let mut s = client.stream(&infermux::Request::Chat(hello()), ctx).await.unwrap();
+    assert!(s.next().await.unwrap().is_ok(), "the first event arrives before the stall");
+    sim.wait_stalled(1).await;
+    let e = s.next().await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert!(s.next().await.is_none());
+    sim.release_stalls();
+
+    let mut s = client.stream_chat(hello()).await.unwrap();
+    assert!(s.next().await.unwrap().is_ok());
+    drop(s);
+    let c = client.counters();
+    assert_eq!(c.failures(ErrorKind::Timeout), 1);
+    assert_eq!(c.failures(ErrorKind::Cancelled), 1);
+    assert_eq!(c.successes + c.failures_total(), c.requests);
+}
+
+#[tokio::test]
+async fn builder_without_provider_is_a_config_error() {
+    assert_eq!(Client::builder().build().unwrap_err().kind(), ErrorKind::Config);
+}
