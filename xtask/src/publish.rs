@@ -4,9 +4,9 @@
 //! - A publishable crate's normal and build dependencies on workspace crates must be
 //!   publishable and carry a `version` (in the root `[workspace.dependencies]` entry);
 //!   every root entry for a publishable workspace crate has one.
-//! - `infermux-testkit` is the exception: providers use it as a path-only dev-dependency
-//!   (no `version`), which `cargo publish` strips, so it never orders or blocks a release.
-//!   Other dev-dependencies on workspace crates order the release only when versioned.
+//! - Dev-dependencies on workspace crates order the release only when versioned
+//!   (`infermux-testkit` is versioned: the CLI's demo runs its simulator, so it is published
+//!   before the providers that test with it).
 //! - No cycles.
 //!
 //! `--dry-run` also runs `cargo publish --workspace --dry-run --allow-dirty --locked`, which
@@ -21,9 +21,6 @@ use crate::{
     Result, cargo,
     manifest::{Dep, DepKind, Workspace},
 };
-
-/// The crate providers use as a path-only dev-dependency.
-const PATH_ONLY_DEV: &str = "infermux-testkit";
 
 /// `cargo xtask publish-order [--dry-run]`.
 pub(crate) fn run(root: &Path, dry_run: bool) -> Result<()> {
@@ -68,15 +65,7 @@ pub(crate) fn order(ws: &Workspace) -> Result<Vec<String>> {
             continue;
         };
         let at = format!("Cargo.toml:{}", dep.line);
-        if target.name == PATH_ONLY_DEV {
-            if dep.version.is_some() {
-                problems.push(format!(
-                    "{at}: `{}` must be path-only (no `version`): providers use it as a \
-                     dev-dependency that `cargo publish` strips",
-                    dep.key
-                ));
-            }
-        } else if target.publishable && dep.version.is_none() {
+        if target.publishable && dep.version.is_none() {
             problems.push(format!(
                 "{at}: [workspace.dependencies] `{}` needs a `version` next to its `path` so \
                  dependents can be published",
@@ -133,11 +122,7 @@ pub(crate) fn order(ws: &Workspace) -> Result<Vec<String>> {
                     edges.insert(target.name.clone());
                 }
                 DepKind::Dev if resolved.version.is_some() => {
-                    if target.name == PATH_ONLY_DEV {
-                        problems.push(format!(
-                            "{at}: the dev-dependency on `{PATH_ONLY_DEV}` must be path-only"
-                        ));
-                    } else if !target.publishable {
+                    if !target.publishable {
                         problems.push(format!(
                             "{at}: versioned dev-dependency on unpublishable `{}`",
                             target.name
@@ -252,7 +237,7 @@ mod tests {
     const ROOT: &str = r#"[workspace.dependencies]
 infermux-core = { path = "crates/core", version = "0.1.0" }
 infermux-http = { path = "crates/http", version = "0.1.0" }
-infermux-testkit = { path = "crates/testkit" }
+infermux-testkit = { path = "crates/testkit", version = "0.1.0" }
 serde = "1"
 "#;
 
@@ -286,20 +271,15 @@ serde = "1"
             [
                 "infermux-core",
                 "infermux-http",
-                "infermux-a",
-                "infermux-testkit"
+                "infermux-testkit",
+                "infermux-a"
             ]
         );
     }
 
     #[test]
     fn reports_every_problem() {
-        let root = ROOT
-            .replace("crates/http\", version = \"0.1.0\"", "crates/http\"")
-            .replace(
-                "infermux-testkit = { path = \"crates/testkit\" }",
-                "infermux-testkit = { path = \"crates/testkit\", version = \"0.1.0\" }",
-            )
+        let root = ROOT.replace("crates/http\", version = \"0.1.0\"", "crates/http\"")
             + "xtask = { path = \"xtask\" }\n";
         let mut members = members();
         members.push(member(
@@ -309,10 +289,8 @@ serde = "1"
         let err = order(&workspace(&root, members)).unwrap_err();
         for needle in [
             "`infermux-http` needs a `version`",
-            "`infermux-testkit` must be path-only",
             "`infermux-a` depends on `infermux-http` without a `version`",
             "publishable `infermux-b` depends on `xtask`",
-            "dev-dependency on `infermux-testkit` must be path-only",
         ] {
             assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
         }

@@ -160,7 +160,11 @@ impl EndpointConfig {
         match self.scheme_and_rest() {
             Some((scheme, rest)) => {
                 let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-                format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase())
+                format!(
+                    "{}://{}",
+                    scheme.to_ascii_lowercase(),
+                    host.to_ascii_lowercase()
+                )
             }
             None => String::new(),
         }
@@ -213,7 +217,11 @@ impl fmt::Debug for EndpointConfig {
             .field("limits", &self.limits)
             .field(
                 "headers",
-                &self.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -225,7 +233,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_urls() {
-        for bad in ["", "ftp://x", "http://", "localhost:8080", "https://user:pw@host"] {
+        for bad in [
+            "",
+            "ftp://x",
+            "http://",
+            "localhost:8080",
+            "https://user:pw@host",
+        ] {
             let err = EndpointConfig::new("e", bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
         }

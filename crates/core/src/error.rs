@@ -428,7 +428,10 @@ mod tests {
         let io = std::io::Error::other("socket closed");
         let e = Error::new(ErrorKind::Connect, "connection failed").with_source(io);
         assert_eq!(e.to_string(), "connect: connection failed");
-        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("socket closed"));
+        assert_eq!(
+            e.source().map(|s| s.to_string()).as_deref(),
+            Some("socket closed")
+        );
     }
 
     #[test]

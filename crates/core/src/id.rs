@@ -109,7 +109,10 @@ impl FromStr for RequestId {
         let mut v: u128 = 0;
         for (i, c) in s.bytes().enumerate() {
             let c = c.to_ascii_uppercase();
-            let d = ALPHABET.iter().position(|a| *a == c).ok_or(ParseRequestIdError)? as u128;
+            let d = ALPHABET
+                .iter()
+                .position(|a| *a == c)
+                .ok_or(ParseRequestIdError)? as u128;
             // the first character carries only 3 bits (26 * 5 = 130)
             if i == 0 && d > 7 {
                 return Err(ParseRequestIdError);
@@ -188,7 +191,12 @@ mod tests {
 
     #[test]
     fn display_parse_round_trip_and_order() {
-        for raw in [0u128, 1, u128::MAX, 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef] {
+        for raw in [
+            0u128,
+            1,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
+        ] {
             let id = RequestId::from_u128(raw);
             let s = id.to_string();
             assert_eq!(s.len(), 26);
@@ -204,7 +212,10 @@ mod tests {
     #[test]
     fn timestamp_is_recent() {
         let id = RequestId::new();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
         assert!(now - id.timestamp_millis() < 60_000);
     }
 }

@@ -35,7 +35,9 @@ mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{Idempotency, Priority, RequestContext};
-pub use counters::{CounterSnapshot, EndpointCounters, InFlightGuard, LatencyHistogram, LatencySnapshot};
+pub use counters::{
+    CounterSnapshot, EndpointCounters, InFlightGuard, LatencyHistogram, LatencySnapshot,
+};
 pub use endpoint::{EndpointConfig, Limits, Timeouts};
 pub use error::{Error, ErrorKind, Result};
 pub use id::{EndpointId, RequestId};

@@ -61,10 +61,15 @@ impl RateLimitInfo {
 
     /// The longest reset among exhausted windows (`remaining == 0`), if any.
     pub fn exhausted_until(&self) -> Option<Duration> {
-        [self.requests, self.tokens, self.input_tokens, self.output_tokens]
-            .iter()
-            .filter(|w| w.remaining == Some(0))
-            .filter_map(|w| w.reset_after)
-            .max()
+        [
+            self.requests,
+            self.tokens,
+            self.input_tokens,
+            self.output_tokens,
+        ]
+        .iter()
+        .filter(|w| w.remaining == Some(0))
+        .filter_map(|w| w.reset_after)
+        .max()
     }
 }

@@ -172,7 +172,8 @@ impl StreamAccumulator {
         }
         let mut tools = self.tools;
         tools.sort_by_key(|(i, _)| *i);
-        let mut message = Message::assistant_tool_calls(tools.into_iter().map(|(_, c)| c).collect());
+        let mut message =
+            Message::assistant_tool_calls(tools.into_iter().map(|(_, c)| c).collect());
         message.role = Role::Assistant;
         message.content = content;
         let mut resp = ChatResponse::new(self.model.unwrap_or_default(), message);
@@ -200,8 +201,10 @@ impl StreamAccumulator {
         }
         if !acc.done {
             let text = acc.text.clone();
-            return Err(Error::new(ErrorKind::Decode, "stream ended without a final event")
-                .with_partial_text(text));
+            return Err(
+                Error::new(ErrorKind::Decode, "stream ended without a final event")
+                    .with_partial_text(text),
+            );
         }
         Ok(acc.finish())
     }
@@ -255,11 +258,33 @@ mod tests {
     fn parallel_tool_calls_reassemble_by_index() {
         let mut acc = StreamAccumulator::new();
         let evs = [
-            StreamEvent::ToolCallDelta { index: 1, id: Some("b".into()), name: Some("g".into()), arguments: "{\"y\"".into() },
-            StreamEvent::ToolCallDelta { index: 0, id: Some("a".into()), name: Some("f".into()), arguments: "{\"x\"".into() },
-            StreamEvent::ToolCallDelta { index: 0, id: None, name: None, arguments: ":1}".into() },
-            StreamEvent::ToolCallDelta { index: 1, id: None, name: None, arguments: ":2}".into() },
-            StreamEvent::Done { finish_reason: Some(FinishReason::ToolCalls) },
+            StreamEvent::ToolCallDelta {
+                index: 1,
+                id: Some("b".into()),
+                name: Some("g".into()),
+                arguments: "{\"y\"".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                id: Some("a".into()),
+                name: Some("f".into()),
+                arguments: "{\"x\"".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                id: None,
+                name: None,
+                arguments: ":1}".into(),
+            },
+            StreamEvent::ToolCallDelta {
+                index: 1,
+                id: None,
+                name: None,
+                arguments: ":2}".into(),
+            },
+            StreamEvent::Done {
+                finish_reason: Some(FinishReason::ToolCalls),
+            },
         ];
         evs.iter().for_each(|e| acc.push(e));
         let r = acc.finish();
@@ -273,12 +298,20 @@ mod tests {
     #[test]
     fn first_event_errors_before_output_and_replays_after() {
         let s: EventStream = Box::pin(stream::iter(vec![Err(Error::new(ErrorKind::Server, "x"))]));
-        assert_eq!(block_on(first_event(s)).err().map(|e| e.kind()), Some(ErrorKind::Server));
+        assert_eq!(
+            block_on(first_event(s)).err().map(|e| e.kind()),
+            Some(ErrorKind::Server)
+        );
         let s: EventStream = Box::pin(stream::iter(Vec::new()));
-        assert_eq!(block_on(first_event(s)).err().map(|e| e.kind()), Some(ErrorKind::Decode));
+        assert_eq!(
+            block_on(first_event(s)).err().map(|e| e.kind()),
+            Some(ErrorKind::Decode)
+        );
         let s: EventStream = Box::pin(stream::iter(vec![
             Ok(StreamEvent::TextDelta { text: "a".into() }),
-            Ok(StreamEvent::Done { finish_reason: None }),
+            Ok(StreamEvent::Done {
+                finish_reason: None,
+            }),
         ]));
         let s = block_on(first_event(s)).unwrap();
         let all: Vec<_> = block_on(s.collect::<Vec<_>>());
@@ -287,7 +320,9 @@ mod tests {
 
     #[test]
     fn collect_without_done_is_decode_error_with_partial_text() {
-        let s: EventStream = Box::pin(stream::iter(vec![Ok(StreamEvent::TextDelta { text: "par".into() })]));
+        let s: EventStream = Box::pin(stream::iter(vec![Ok(StreamEvent::TextDelta {
+            text: "par".into(),
+        })]));
         let err = block_on(StreamAccumulator::collect(s)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Decode);
         assert_eq!(err.partial_text(), Some("par"));

@@ -57,10 +57,7 @@ pub fn error_body_message(body: &[u8]) -> (String, Option<String>) {
                 Value::Number(n) if err.get("type").is_none() => Some(n.to_string()),
                 _ => None,
             });
-        return (
-            truncate(&message.unwrap_or_else(|| v.to_string())),
-            code,
-        );
+        return (truncate(&message.unwrap_or_else(|| v.to_string())), code);
     }
     let text = String::from_utf8_lossy(body);
     let lower = text.to_ascii_lowercase();
@@ -192,14 +189,53 @@ mod tests {
 
     #[test]
     fn statuses_and_bodies() {
-        assert_eq!(kind(401, r#"{"error":{"message":"bad key","type":"invalid_request_error"}}"#), ErrorKind::Auth);
-        assert_eq!(kind(429, r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#), ErrorKind::QuotaExceeded);
-        assert_eq!(kind(429, r#"{"error":{"message":"Rate limit reached","type":"requests"}}"#), ErrorKind::RateLimited);
-        assert_eq!(kind(400, r#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#), ErrorKind::ContextLength);
-        assert_eq!(kind(422, "Input validation error: `inputs` must have less than 1024 tokens"), ErrorKind::InvalidRequest);
-        assert_eq!(kind(503, "<html><head><title>503 Service Unavailable</title></head></html>"), ErrorKind::Server);
+        assert_eq!(
+            kind(
+                401,
+                r#"{"error":{"message":"bad key","type":"invalid_request_error"}}"#
+            ),
+            ErrorKind::Auth
+        );
+        assert_eq!(
+            kind(
+                429,
+                r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#
+            ),
+            ErrorKind::QuotaExceeded
+        );
+        assert_eq!(
+            kind(
+                429,
+                r#"{"error":{"message":"Rate limit reached","type":"requests"}}"#
+            ),
+            ErrorKind::RateLimited
+        );
+        assert_eq!(
+            kind(
+                400,
+                r#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#
+            ),
+            ErrorKind::ContextLength
+        );
+        assert_eq!(
+            kind(
+                422,
+                "Input validation error: `inputs` must have less than 1024 tokens"
+            ),
+            ErrorKind::InvalidRequest
+        );
+        assert_eq!(
+            kind(
+                503,
+                "<html><head><title>503 Service Unavailable</title></head></html>"
+            ),
+            ErrorKind::Server
+        );
         assert_eq!(kind(504, ""), ErrorKind::Timeout);
-        assert_eq!(kind(404, r#"{"error":"model 'x' not found"}"#), ErrorKind::NotFound);
+        assert_eq!(
+            kind(404, r#"{"error":"model 'x' not found"}"#),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]
@@ -220,7 +256,11 @@ mod tests {
     fn quota_is_never_retried_even_if_server_says_so() {
         let mut h = HeaderMap::new();
         h.insert("x-should-retry", "true".parse().unwrap());
-        let e = error_from_response(429, &h, br#"{"error":{"code":"insufficient_quota","message":"q"}}"#);
+        let e = error_from_response(
+            429,
+            &h,
+            br#"{"error":{"code":"insufficient_quota","message":"q"}}"#,
+        );
         assert!(!e.is_retryable());
     }
 }

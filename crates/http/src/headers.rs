@@ -7,7 +7,10 @@ use http::HeaderMap;
 use infermux_core::{RateLimitInfo, RateLimitWindow};
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// The time the response was produced: its `Date` header, or now.
@@ -118,14 +121,15 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
         return None;
     }
     let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60
-    {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
     let mut rest = s.get(19..)?;
     let mut nanos = 0u32;
     if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.find(|c: char| !c.is_ascii_digit()).unwrap_or(frac.len());
+        let digits = frac
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(frac.len());
         let mut f = frac.get(..digits.min(9))?.to_owned();
         while f.len() < 9 {
             f.push('0');
@@ -160,14 +164,19 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
-fn window(headers: &HeaderMap, limit: &str, remaining: &str, reset: &str, now: SystemTime) -> RateLimitWindow {
+fn window(
+    headers: &HeaderMap,
+    limit: &str,
+    remaining: &str,
+    reset: &str,
+    now: SystemTime,
+) -> RateLimitWindow {
     let mut w = RateLimitWindow::default();
     w.limit = header_str(headers, limit).and_then(|v| v.parse().ok());
     w.remaining = header_str(headers, remaining).and_then(|v| v.parse().ok());
     w.reset_after = header_str(headers, reset).and_then(|v| {
-        parse_duration(v).or_else(|| {
-            parse_rfc3339(v).map(|t| t.duration_since(now).unwrap_or(Duration::ZERO))
-        })
+        parse_duration(v)
+            .or_else(|| parse_rfc3339(v).map(|t| t.duration_since(now).unwrap_or(Duration::ZERO)))
     });
     w
 }
@@ -238,7 +247,10 @@ mod tests {
 
     #[test]
     fn retry_after_forms() {
-        assert_eq!(retry_after(&h(&[("retry-after", "0")])), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(&h(&[("retry-after", "0")])),
+            Some(Duration::ZERO)
+        );
         assert_eq!(retry_after(&h(&[("retry-after", "-1")])), None);
         assert_eq!(retry_after(&h(&[("retry-after", "soon")])), None);
         assert_eq!(retry_after(&h(&[("retry-after", "999999999")])), None);
@@ -254,7 +266,10 @@ mod tests {
 
     #[test]
     fn should_retry_values() {
-        assert_eq!(should_retry(&h(&[("x-should-retry", "false")])), Some(false));
+        assert_eq!(
+            should_retry(&h(&[("x-should-retry", "false")])),
+            Some(false)
+        );
         assert_eq!(should_retry(&h(&[("x-should-retry", "TRUE")])), Some(true));
         assert_eq!(should_retry(&h(&[("x-should-retry", "maybe")])), None);
     }
@@ -263,7 +278,10 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("12ms"), Some(Duration::from_millis(12)));
         assert_eq!(parse_duration("6m0s"), Some(Duration::from_secs(360)));
-        assert_eq!(parse_duration("1m30.5s"), Some(Duration::from_millis(90_500)));
+        assert_eq!(
+            parse_duration("1m30.5s"),
+            Some(Duration::from_millis(90_500))
+        );
         assert_eq!(parse_duration("1h2m"), Some(Duration::from_secs(3720)));
         assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
         assert_eq!(parse_duration("7x"), None);
@@ -273,7 +291,10 @@ mod tests {
     #[test]
     fn rfc3339() {
         let t = parse_rfc3339("2024-05-01T12:00:30Z").unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_714_564_830);
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            1_714_564_830
+        );
         let t2 = parse_rfc3339("2024-05-01T14:00:30.250+02:00").unwrap();
         assert_eq!(t2.duration_since(t).unwrap(), Duration::from_millis(250));
         assert!(parse_rfc3339("2024-13-01T00:00:00Z").is_none());
@@ -288,7 +309,10 @@ mod tests {
             ("anthropic-ratelimit-requests-remaining", "49"),
             ("anthropic-ratelimit-requests-reset", "2024-05-01T12:00:30Z"),
             ("anthropic-ratelimit-output-tokens-remaining", "0"),
-            ("anthropic-ratelimit-output-tokens-reset", "2024-05-01T12:01:00Z"),
+            (
+                "anthropic-ratelimit-output-tokens-reset",
+                "2024-05-01T12:01:00Z",
+            ),
         ]);
         let info = rate_limits(&m);
         assert_eq!(info.requests.limit, Some(50));

@@ -11,7 +11,9 @@ use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use infermux_core::{EndpointConfig, EndpointId, Error, ErrorKind, RateLimitInfo, RequestContext, Result};
+use infermux_core::{
+    EndpointConfig, EndpointId, Error, ErrorKind, RateLimitInfo, RequestContext, Result,
+};
 use tokio::time::{Instant, timeout_at};
 use url::Url;
 
@@ -218,8 +220,11 @@ impl HttpRequest<'_> {
             }
             Err(e) => {
                 self.error = Some(
-                    Error::new(ErrorKind::InvalidRequest, "request body is not serialisable")
-                        .with_source(e),
+                    Error::new(
+                        ErrorKind::InvalidRequest,
+                        "request body is not serialisable",
+                    )
+                    .with_source(e),
                 )
             }
         }
@@ -244,7 +249,10 @@ impl HttpRequest<'_> {
         }
         let status = resp.status;
         let headers = resp.headers.clone();
-        let body = resp.bytes_limited(MAX_ERROR_BODY, true).await.unwrap_or_default();
+        let body = resp
+            .bytes_limited(MAX_ERROR_BODY, true)
+            .await
+            .unwrap_or_default();
         Err(ep.err(error_from_response(status, &headers, &body), ctx))
     }
 
@@ -289,7 +297,9 @@ impl HttpRequest<'_> {
             }
             rb = rb.header("x-request-id", request_id.as_str());
             if let Some((b, ct)) = &body {
-                rb = rb.header(http::header::CONTENT_TYPE, ct.clone()).body(b.clone());
+                rb = rb
+                    .header(http::header::CONTENT_TYPE, ct.clone())
+                    .body(b.clone());
             }
             if with_key && let Some(key) = &ep.config.api_key {
                 // Keys are bound to their endpoint's origin, checked at send time.
@@ -312,12 +322,17 @@ impl HttpRequest<'_> {
             let resp = match sent {
                 Err(_) => {
                     return Err(ep.err(
-                        Error::new(ErrorKind::Timeout, "no response before the first-byte timeout")
-                            .with_reached_server(true),
+                        Error::new(
+                            ErrorKind::Timeout,
+                            "no response before the first-byte timeout",
+                        )
+                        .with_reached_server(true),
                         ctx,
                     ));
                 }
-                Ok(Err(e)) => return Err(ep.err(from_transport(e, "sending the request failed"), ctx)),
+                Ok(Err(e)) => {
+                    return Err(ep.err(from_transport(e, "sending the request failed"), ctx));
+                }
                 Ok(Ok(r)) => r,
             };
             let status = resp.status().as_u16();
@@ -369,7 +384,12 @@ impl fmt::Debug for HttpResponse {
 }
 
 impl HttpResponse {
-    fn new(resp: reqwest::Response, ep: &HttpEndpoint, ctx: &RequestContext, deadline: Option<Instant>) -> Result<Self> {
+    fn new(
+        resp: reqwest::Response,
+        ep: &HttpEndpoint,
+        ctx: &RequestContext,
+        deadline: Option<Instant>,
+    ) -> Result<Self> {
         let max_body = ep.config.limits.max_body_bytes;
         let err_ctx = (ctx.clone(), ep.provider, ep.config.id.clone());
         if let Some(len) = resp.content_length()
@@ -451,7 +471,8 @@ impl HttpResponse {
         let ctx = self.error_ctx.clone();
         let body = self.bytes().await?;
         serde_json::from_slice(&body).map_err(|e| {
-            let snippet: String = String::from_utf8_lossy(body.get(..120).unwrap_or(&body)).into_owned();
+            let snippet: String =
+                String::from_utf8_lossy(body.get(..120).unwrap_or(&body)).into_owned();
             Error::new(
                 ErrorKind::Decode,
                 format!("response is not the expected JSON ({e}); body starts: {snippet:?}"),
@@ -547,7 +568,11 @@ fn decode_error(e: DecodeError) -> Error {
     Error::new(ErrorKind::Decode, format!("stream decoding failed: {e}")).with_source(e)
 }
 
-async fn next_chunk(body: &mut BodyStream, idle: Duration, deadline: Option<Instant>) -> Result<Option<Bytes>> {
+async fn next_chunk(
+    body: &mut BodyStream,
+    idle: Duration,
+    deadline: Option<Instant>,
+) -> Result<Option<Bytes>> {
     let idle_at = Instant::now() + idle;
     let at = deadline.map_or(idle_at, |d| d.min(idle_at));
     match timeout_at(at, body.next()).await {
@@ -563,7 +588,11 @@ async fn next_chunk(body: &mut BodyStream, idle: Duration, deadline: Option<Inst
         Ok(None) => Ok(None),
         Ok(Some(Ok(b))) => Ok(Some(b)),
         Ok(Some(Err(e))) => {
-            let kind = if e.is_decode() { ErrorKind::Decode } else { ErrorKind::Connect };
+            let kind = if e.is_decode() {
+                ErrorKind::Decode
+            } else {
+                ErrorKind::Connect
+            };
             Err(Error::new(kind, "reading the response body failed")
                 .with_reached_server(true)
                 .with_source(e.without_url()))

@@ -75,7 +75,10 @@ pub struct Client {
 }
 
 fn unexpected(op: &str) -> Error {
-    Error::new(ErrorKind::Decode, format!("the provider answered a {op} request with another operation"))
+    Error::new(
+        ErrorKind::Decode,
+        format!("the provider answered a {op} request with another operation"),
+    )
 }
 
 impl Client {
@@ -193,7 +196,11 @@ impl Client {
     }
 
     /// A chat answer with a given context (priority, deadline, tenant, request id).
-    pub async fn chat_with(&self, request: ChatRequest, ctx: RequestContext) -> Result<ChatResponse> {
+    pub async fn chat_with(
+        &self,
+        request: ChatRequest,
+        ctx: RequestContext,
+    ) -> Result<ChatResponse> {
         match self.call(&Request::Chat(request), ctx).await? {
             Response::Chat(c) => Ok(c),
             _ => Err(unexpected("chat")),
@@ -202,12 +209,16 @@ impl Client {
 
     /// A streamed chat answer, resolved at its first event.
     pub async fn stream_chat(&self, request: ChatRequest) -> Result<EventStream> {
-        self.stream(&Request::Chat(request), RequestContext::new()).await
+        self.stream(&Request::Chat(request), RequestContext::new())
+            .await
     }
 
     /// Embeddings, one per input.
     pub async fn embed(&self, request: EmbeddingRequest) -> Result<EmbeddingResponse> {
-        match self.call(&Request::Embeddings(request), RequestContext::new()).await? {
+        match self
+            .call(&Request::Embeddings(request), RequestContext::new())
+            .await?
+        {
             Response::Embeddings(e) => Ok(e),
             _ => Err(unexpected("embeddings")),
         }
@@ -215,7 +226,10 @@ impl Client {
 
     /// A legacy completion.
     pub async fn complete(&self, request: CompletionRequest) -> Result<CompletionResponse> {
-        match self.call(&Request::Completion(request), RequestContext::new()).await? {
+        match self
+            .call(&Request::Completion(request), RequestContext::new())
+            .await?
+        {
             Response::Completion(c) => Ok(c),
             _ => Err(unexpected("completion")),
         }
@@ -267,25 +281,29 @@ impl Stream for Counted {
             }
             Poll::Ready(Some(Err(e))) => {
                 self.finished = true;
-                self.counters.record_failure(e.kind(), self.started.elapsed());
+                self.counters
+                    .record_failure(e.kind(), self.started.elapsed());
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
                 self.finished = true;
                 let e = Error::new(ErrorKind::Decode, "stream ended without a final event");
-                self.counters.record_failure(e.kind(), self.started.elapsed());
+                self.counters
+                    .record_failure(e.kind(), self.started.elapsed());
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Pending => {
                 if let Some(d) = self.deadline {
-                    let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(d)));
+                    let sleep = self
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(d)));
                     if sleep.as_mut().poll(cx).is_ready() {
                         self.finished = true;
-                        let e = self
-                            .timeout_error
-                            .take()
-                            .unwrap_or_else(|| Error::new(ErrorKind::Timeout, "the call deadline passed"));
-                        self.counters.record_failure(ErrorKind::Timeout, self.started.elapsed());
+                        let e = self.timeout_error.take().unwrap_or_else(|| {
+                            Error::new(ErrorKind::Timeout, "the call deadline passed")
+                        });
+                        self.counters
+                            .record_failure(ErrorKind::Timeout, self.started.elapsed());
                         return Poll::Ready(Some(Err(e)));
                     }
                 }

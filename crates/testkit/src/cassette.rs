@@ -257,17 +257,28 @@ impl Cassette {
             .ok_or_else(|| err("no `interactions` list"))?;
         let mut interactions = Vec::with_capacity(list.len());
         for (n, it) in list.iter().enumerate() {
-            let req = it.get("request").ok_or_else(|| err(format!("interaction {n}: no request")))?;
-            let resp = it.get("response").ok_or_else(|| err(format!("interaction {n}: no response")))?;
+            let req = it
+                .get("request")
+                .ok_or_else(|| err(format!("interaction {n}: no request")))?;
+            let resp = it
+                .get("response")
+                .ok_or_else(|| err(format!("interaction {n}: no response")))?;
             let request = RecordedRequest {
-                method: req.get("method").and_then(Yaml::as_str).unwrap_or("GET").to_ascii_uppercase(),
+                method: req
+                    .get("method")
+                    .and_then(Yaml::as_str)
+                    .unwrap_or("GET")
+                    .to_ascii_uppercase(),
                 uri: req
                     .get("uri")
                     .and_then(Yaml::as_str)
                     .ok_or_else(|| err(format!("interaction {n}: no uri")))?
                     .to_owned(),
                 headers: headers_of(req.get("headers")),
-                body: body_of(req.get("body").unwrap_or(&Yaml::Null), req.get("parsed_body"))?,
+                body: body_of(
+                    req.get("body").unwrap_or(&Yaml::Null),
+                    req.get("parsed_body"),
+                )?,
             };
             let status = resp.get("status");
             let response = RecordedResponse {
@@ -282,8 +293,11 @@ impl Cassette {
                     .unwrap_or("")
                     .to_owned(),
                 headers: headers_of(resp.get("headers")),
-                body: body_of(resp.get("body").unwrap_or(&Yaml::Null), resp.get("parsed_body"))?
-                    .unwrap_or(Body::Raw(Vec::new())),
+                body: body_of(
+                    resp.get("body").unwrap_or(&Yaml::Null),
+                    resp.get("parsed_body"),
+                )?
+                .unwrap_or(Body::Raw(Vec::new())),
             };
             interactions.push(Interaction { request, response });
         }
@@ -309,7 +323,9 @@ impl Cassette {
                     Ok(s) => Yaml::String(s.to_owned()),
                     Err(_) => Yaml::Tagged(Box::new(TaggedValue {
                         tag: Tag::new("binary"),
-                        value: Yaml::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                        value: Yaml::String(
+                            base64::engine::general_purpose::STANDARD.encode(bytes),
+                        ),
                     })),
                 },
                 Body::Parsed(j) => Yaml::String(j.to_string()),
@@ -414,7 +430,10 @@ version: 1
             other => panic!("{other:?}"),
         }
         let second = &c.interactions[1];
-        assert_eq!(second.response.body.to_bytes(), br#"{"data":[{"id":"m","n":1.5}]}"#);
+        assert_eq!(
+            second.response.body.to_bytes(),
+            br#"{"data":[{"id":"m","n":1.5}]}"#
+        );
     }
 
     #[test]
@@ -422,7 +441,10 @@ version: 1
         let c = Cassette::from_yaml(SAMPLE).unwrap();
         let again = Cassette::from_yaml(&c.to_yaml()).unwrap();
         assert_eq!(again.interactions.len(), 2);
-        assert_eq!(again.interactions[0].response.body, c.interactions[0].response.body);
+        assert_eq!(
+            again.interactions[0].response.body,
+            c.interactions[0].response.body
+        );
         assert_eq!(
             again.interactions[1].response.body.to_bytes(),
             c.interactions[1].response.body.to_bytes()

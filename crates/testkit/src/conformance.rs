@@ -79,7 +79,11 @@ impl SuiteReport {
             self.failed,
             self.passed
         );
-        assert!(!self.passed.is_empty(), "no conformance check ran: {:?}", self.skipped);
+        assert!(
+            !self.passed.is_empty(),
+            "no conformance check ran: {:?}",
+            self.skipped
+        );
     }
 }
 
@@ -88,7 +92,10 @@ type CheckResult = Result<(), String>;
 fn chat_request(cfg: &SuiteConfig, prompt: &str) -> ChatRequest {
     ChatRequest::new(
         cfg.chat_model.clone(),
-        vec![Message::system("You are a terse assistant."), Message::user(prompt)],
+        vec![
+            Message::system("You are a terse assistant."),
+            Message::user(prompt),
+        ],
     )
     .with_max_tokens(cfg.max_tokens)
     .with_temperature(0.0)
@@ -118,9 +125,15 @@ async fn check_chat(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
     Ok(())
 }
 
-async fn collect_stream(p: &dyn Provider, req: &Request) -> Result<(Vec<StreamEvent>, infermux_core::ChatResponse), String> {
+async fn collect_stream(
+    p: &dyn Provider,
+    req: &Request,
+) -> Result<(Vec<StreamEvent>, infermux_core::ChatResponse), String> {
     let ctx = RequestContext::new();
-    let mut stream = p.stream(req, &ctx).await.map_err(|e| format!("stream failed: {e}"))?;
+    let mut stream = p
+        .stream(req, &ctx)
+        .await
+        .map_err(|e| format!("stream failed: {e}"))?;
     let mut events = Vec::new();
     let mut acc = StreamAccumulator::new();
     while let Some(ev) = stream.next().await {
@@ -137,12 +150,21 @@ async fn collect_stream(p: &dyn Provider, req: &Request) -> Result<(Vec<StreamEv
 async fn check_stream(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
     let req = Request::Chat(chat_request(cfg, "Count to five."));
     let (events, resp) = collect_stream(p, &req).await?;
-    let deltas = events.iter().filter(|e| matches!(e, StreamEvent::TextDelta { .. })).count();
+    let deltas = events
+        .iter()
+        .filter(|e| matches!(e, StreamEvent::TextDelta { .. }))
+        .count();
     if deltas == 0 || resp.text().trim().is_empty() {
         return Err(format!("stream carried no text ({} events)", events.len()));
     }
-    if !matches!(events.last(), Some(StreamEvent::Done { .. }) | Some(StreamEvent::Usage(_))) {
-        return Err(format!("stream does not end with Done/Usage: {:?}", events.last()));
+    if !matches!(
+        events.last(),
+        Some(StreamEvent::Done { .. }) | Some(StreamEvent::Usage(_))
+    ) {
+        return Err(format!(
+            "stream does not end with Done/Usage: {:?}",
+            events.last()
+        ));
     }
     if cfg.deterministic {
         let Response::Chat(plain) = p
@@ -153,7 +175,11 @@ async fn check_stream(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
             return Err("chat answered with another operation".into());
         };
         if plain.text() != resp.text() {
-            return Err(format!("streamed {:?} != plain {:?}", resp.text(), plain.text()));
+            return Err(format!(
+                "streamed {:?} != plain {:?}",
+                resp.text(),
+                plain.text()
+            ));
         }
     }
     Ok(())
@@ -192,30 +218,44 @@ async fn check_tools(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
     else {
         return Err("tool chat answered with another operation".into());
     };
-    let call = plain.tool_calls().first().ok_or("no tool call in the answer")?;
+    let call = plain
+        .tool_calls()
+        .first()
+        .ok_or("no tool call in the answer")?;
     if call.name != "get_weather" {
         return Err(format!("called {:?}", call.name));
     }
     call.parsed_arguments()
         .map_err(|e| format!("arguments are not JSON ({e}): {:?}", call.arguments))?;
-    if plain.finish_reason != Some(FinishReason::ToolCalls) && plain.finish_reason != Some(FinishReason::Stop) {
+    if plain.finish_reason != Some(FinishReason::ToolCalls)
+        && plain.finish_reason != Some(FinishReason::Stop)
+    {
         return Err(format!("finish reason {:?}", plain.finish_reason));
     }
     let (_, streamed) = collect_stream(p, &req).await?;
-    let scall = streamed.tool_calls().first().ok_or("no tool call in the stream")?;
+    let scall = streamed
+        .tool_calls()
+        .first()
+        .ok_or("no tool call in the stream")?;
     if scall.name != "get_weather" {
         return Err(format!("stream called {:?}", scall.name));
     }
-    scall
-        .parsed_arguments()
-        .map_err(|e| format!("streamed arguments are not JSON ({e}): {:?}", scall.arguments))?;
+    scall.parsed_arguments().map_err(|e| {
+        format!(
+            "streamed arguments are not JSON ({e}): {:?}",
+            scall.arguments
+        )
+    })?;
     Ok(())
 }
 
 async fn check_embeddings(p: &dyn Provider, model: &str) -> CheckResult {
     let req = Request::Embeddings(EmbeddingRequest::new(
         model,
-        vec!["The cat sat on the mat.".into(), "Quantum chromodynamics".into()],
+        vec![
+            "The cat sat on the mat.".into(),
+            "Quantum chromodynamics".into(),
+        ],
     ));
     let Response::Embeddings(e) = p
         .call(&req, &RequestContext::new())
@@ -265,16 +305,56 @@ pub async fn run(provider: Arc<dyn Provider>, cfg: &SuiteConfig) -> SuiteReport 
     let t = cfg.timeout;
     let chat = caps.supports(Operation::Chat);
     let stream = caps.supports(Operation::ChatStream);
-    record("chat", if chat { Some(timed(t, check_chat(p, cfg)).await) } else { None }, "no chat");
-    record("chat_stream", if stream { Some(timed(t, check_stream(p, cfg)).await) } else { None }, "no streaming");
-    record("chat_stream_drop", if stream && chat { Some(timed(t, check_stream_drop(p, cfg)).await) } else { None }, "no streaming");
+    record(
+        "chat",
+        if chat {
+            Some(timed(t, check_chat(p, cfg)).await)
+        } else {
+            None
+        },
+        "no chat",
+    );
+    record(
+        "chat_stream",
+        if stream {
+            Some(timed(t, check_stream(p, cfg)).await)
+        } else {
+            None
+        },
+        "no streaming",
+    );
+    record(
+        "chat_stream_drop",
+        if stream && chat {
+            Some(timed(t, check_stream_drop(p, cfg)).await)
+        } else {
+            None
+        },
+        "no streaming",
+    );
     let tools = caps.supports(Operation::Tools) && cfg.tools;
-    record("tools", if tools { Some(timed(t, check_tools(p, cfg)).await) } else { None }, "no tools or disabled");
+    record(
+        "tools",
+        if tools {
+            Some(timed(t, check_tools(p, cfg)).await)
+        } else {
+            None
+        },
+        "no tools or disabled",
+    );
     let embed = match (&cfg.embed_model, caps.supports(Operation::Embeddings)) {
         (Some(m), true) => Some(timed(t, check_embeddings(p, m)).await),
         _ => None,
     };
     record("embeddings", embed, "no embeddings or no embedding model");
-    record("models", if caps.supports(Operation::Models) { Some(timed(t, check_models(p)).await) } else { None }, "no model listing");
+    record(
+        "models",
+        if caps.supports(Operation::Models) {
+            Some(timed(t, check_models(p)).await)
+        } else {
+            None
+        },
+        "no model listing",
+    );
     report
 }

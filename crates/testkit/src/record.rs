@@ -51,7 +51,11 @@ impl RecordingProxy {
     /// What was recorded so far.
     pub fn cassette(&self) -> Cassette {
         Cassette {
-            interactions: self.recorded.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            interactions: self
+                .recorded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 
@@ -84,7 +88,10 @@ async fn forward(
         }
     }
     if !req.body.is_empty() {
-        let ct = req.header("content-type").unwrap_or("application/json").to_owned();
+        let ct = req
+            .header("content-type")
+            .unwrap_or("application/json")
+            .to_owned();
         out = out.body(req.body.clone(), &ct);
     }
     let ctx = RequestContext::new();
@@ -118,7 +125,9 @@ async fn forward(
             body: Body::Raw(body.to_vec()),
         },
     };
-    rec.lock().unwrap_or_else(|p| p.into_inner()).push(interaction);
+    rec.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(interaction);
     Reply::Full {
         status,
         headers: resp_headers,

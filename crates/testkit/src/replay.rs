@@ -100,7 +100,12 @@ impl ReplayServer {
     /// Indexes of interactions not served yet.
     pub fn unused(&self) -> Vec<usize> {
         let st = lock(&self.state);
-        st.used.iter().enumerate().filter(|(_, u)| !**u).map(|(i, _)| i).collect()
+        st.used
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| !**u)
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// Ok when every interaction was served and no request went unmatched.
@@ -116,7 +121,9 @@ impl ReplayServer {
             .filter_map(|i| st.interactions.get(*i))
             .map(|it| format!("{} {}", it.request.method, it.request.path()))
             .collect();
-        Err(format!("unmatched requests: {unmatched:?}; unused interactions: {unused:?}"))
+        Err(format!(
+            "unmatched requests: {unmatched:?}; unused interactions: {unused:?}"
+        ))
     }
 }
 

@@ -91,20 +91,34 @@ impl Reply {
 type BoxFut = Pin<Box<dyn Future<Output = Reply> + Send>>;
 pub(crate) type Handler = Arc<dyn Fn(IncomingRequest) -> BoxFut + Send + Sync>;
 
-const FRAMING: [&str; 4] = ["content-length", "transfer-encoding", "connection", "keep-alive"];
+const FRAMING: [&str; 4] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+];
 
-fn build_headers(resp: &mut Response<BoxBody<Bytes, std::io::Error>>, headers: Vec<(String, String)>) {
+fn build_headers(
+    resp: &mut Response<BoxBody<Bytes, std::io::Error>>,
+    headers: Vec<(String, String)>,
+) {
     for (k, v) in headers {
         if FRAMING.iter().any(|f| k.eq_ignore_ascii_case(f)) {
             continue;
         }
-        if let (Ok(n), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::try_from(k.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) {
             resp.headers_mut().append(n, v);
         }
     }
 }
 
-async fn serve_one(handler: Handler, req: hyper::Request<Incoming>) -> Result<Response<BoxBody<Bytes, std::io::Error>>, std::io::Error> {
+async fn serve_one(
+    handler: Handler,
+    req: hyper::Request<Incoming>,
+) -> Result<Response<BoxBody<Bytes, std::io::Error>>, std::io::Error> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -121,16 +135,28 @@ async fn serve_one(handler: Handler, req: hyper::Request<Incoming>) -> Result<Re
     let reply = handler(incoming).await;
     let (status, headers, body) = match reply {
         Reply::Reset => return Err(std::io::Error::other("reset by the test server")),
-        Reply::Full { status, headers, body } => (
+        Reply::Full {
             status,
             headers,
-            Full::new(body).map_err(|never: Infallible| match never {}).boxed(),
+            body,
+        } => (
+            status,
+            headers,
+            Full::new(body)
+                .map_err(|never: Infallible| match never {})
+                .boxed(),
         ),
-        Reply::Stream { status, headers, chunks } => {
+        Reply::Stream {
+            status,
+            headers,
+            chunks,
+        } => {
             let stream = futures_util::stream::unfold(chunks, |mut rx| async move {
                 match rx.recv().await {
                     Some(Chunk::Data(b)) => Some((Ok(Frame::data(b)), rx)),
-                    Some(Chunk::Abort) => Some((Err(std::io::Error::other("aborted by the test server")), rx)),
+                    Some(Chunk::Abort) => {
+                        Some((Err(std::io::Error::other("aborted by the test server")), rx))
+                    }
                     None => None,
                 }
             });

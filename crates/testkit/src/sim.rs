@@ -53,7 +53,10 @@ impl Fault {
         }
     }
     fn is_stream_only(self) -> bool {
-        matches!(self, Fault::StallMidStream | Fault::TruncateStream | Fault::ErrorInStream)
+        matches!(
+            self,
+            Fault::StallMidStream | Fault::TruncateStream | Fault::ErrorInStream
+        )
     }
 }
 
@@ -214,7 +217,12 @@ impl Simulator {
 }
 
 fn draw(sh: &Shared, streaming: bool) -> Option<Fault> {
-    if let Some(f) = sh.script.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+    if let Some(f) = sh
+        .script
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pop_front()
+    {
         return Some(f);
     }
     let x = sh.rng.lock().unwrap_or_else(|p| p.into_inner()).next_f64();
@@ -275,7 +283,9 @@ fn tool_call(body: &Value) -> Option<Value> {
             args.insert(name.clone(), v);
         }
     }
-    Some(json!({"id": "call_sim_0", "type": "function", "function": {"name": f["name"], "arguments": Value::Object(args).to_string()}}))
+    Some(
+        json!({"id": "call_sim_0", "type": "function", "function": {"name": f["name"], "arguments": Value::Object(args).to_string()}}),
+    )
 }
 
 fn embedding(text: &str) -> Vec<f32> {
@@ -283,7 +293,12 @@ fn embedding(text: &str) -> Vec<f32> {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     }));
     let v: Vec<f32> = (0..8).map(|_| rng.next_f64() as f32 - 0.5).collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
     v.into_iter().map(|x| x / norm).collect()
 }
 
@@ -313,12 +328,22 @@ fn handle(sh: &Arc<Shared>, req: IncomingRequest) -> Reply {
                 return Reply::Full {
                     status: 429,
                     headers,
-                    body: Bytes::from(error_body("rate_limit_exceeded", "Rate limit reached").to_string()),
+                    body: Bytes::from(
+                        error_body("rate_limit_exceeded", "Rate limit reached").to_string(),
+                    ),
                 };
             }
-            Fault::Unavailable => return Reply::json(503, &error_body("server_error", "The server is temporarily unavailable")),
+            Fault::Unavailable => {
+                return Reply::json(
+                    503,
+                    &error_body("server_error", "The server is temporarily unavailable"),
+                );
+            }
             Fault::Overloaded => {
-                return Reply::json(529, &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}));
+                return Reply::json(
+                    529,
+                    &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+                );
             }
             Fault::Reset => return Reply::Reset,
             _ => {}
@@ -326,12 +351,26 @@ fn handle(sh: &Arc<Shared>, req: IncomingRequest) -> Reply {
     }
     let model = body["model"].as_str().unwrap_or(&sh.model).to_owned();
     match route {
-        ("GET", _) => Reply::json(200, &json!({"object": "list", "data": [{"id": sh.model, "object": "model", "created": 0, "owned_by": "infermux-sim"}]})),
+        ("GET", _) => Reply::json(
+            200,
+            &json!({"object": "list", "data": [{"id": sh.model, "object": "model", "created": 0, "owned_by": "infermux-sim"}]}),
+        ),
         ("POST", "/v1/embeddings") => {
             let inputs: Vec<String> = match &body["input"] {
                 Value::String(s) => vec![s.clone()],
-                Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
-                _ => return Reply::json(400, &error_body("invalid_request_error", "input must be a string or an array of strings")),
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+                _ => {
+                    return Reply::json(
+                        400,
+                        &error_body(
+                            "invalid_request_error",
+                            "input must be a string or an array of strings",
+                        ),
+                    );
+                }
             };
             let tokens: usize = inputs.iter().map(|s| s.split_whitespace().count()).sum();
             let data: Vec<Value> = inputs
@@ -339,30 +378,55 @@ fn handle(sh: &Arc<Shared>, req: IncomingRequest) -> Reply {
                 .enumerate()
                 .map(|(i, s)| json!({"object": "embedding", "index": i, "embedding": embedding(s)}))
                 .collect();
-            Reply::json(200, &json!({"object": "list", "model": model, "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+            Reply::json(
+                200,
+                &json!({"object": "list", "model": model, "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+            )
         }
         ("POST", "/v1/completions") => {
             let prompt = body["prompt"].as_str().unwrap_or("");
             let words = answer_words(prompt, body["max_tokens"].as_u64());
             let text = words.join(" ");
-            Reply::json(200, &json!({"id": "cmpl-sim", "object": "text_completion", "created": 0, "model": model,
+            Reply::json(
+                200,
+                &json!({"id": "cmpl-sim", "object": "text_completion", "created": 0, "model": model,
                 "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt.split_whitespace().count(), "completion_tokens": words.len(), "total_tokens": prompt.split_whitespace().count() + words.len()}}))
+                "usage": {"prompt_tokens": prompt.split_whitespace().count(), "completion_tokens": words.len(), "total_tokens": prompt.split_whitespace().count() + words.len()}}),
+            )
         }
         _ => chat(sh, &body, model, streaming, fault),
     }
 }
 
-fn chat(sh: &Arc<Shared>, body: &Value, model: String, streaming: bool, fault: Option<Fault>) -> Reply {
+fn chat(
+    sh: &Arc<Shared>,
+    body: &Value,
+    model: String,
+    streaming: bool,
+    fault: Option<Fault>,
+) -> Reply {
     if !body["messages"].is_array() {
-        return Reply::json(400, &error_body("invalid_request_error", "`messages` is required"));
+        return Reply::json(
+            400,
+            &error_body("invalid_request_error", "`messages` is required"),
+        );
     }
     let prompt = last_user_text(body);
     let prompt_tokens = body["messages"].as_array().map_or(0, |m| {
-        m.iter().map(|m| m["content"].as_str().map_or(1, |s| s.split_whitespace().count())).sum::<usize>()
+        m.iter()
+            .map(|m| {
+                m["content"]
+                    .as_str()
+                    .map_or(1, |s| s.split_whitespace().count())
+            })
+            .sum::<usize>()
     });
     let call = tool_call(body);
-    let words = if call.is_some() { Vec::new() } else { answer_words(&prompt, body["max_tokens"].as_u64()) };
+    let words = if call.is_some() {
+        Vec::new()
+    } else {
+        answer_words(&prompt, body["max_tokens"].as_u64())
+    };
     let finish = if call.is_some() { "tool_calls" } else { "stop" };
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": words.len().max(1), "total_tokens": prompt_tokens + words.len().max(1)});
     if !streaming {
@@ -371,19 +435,31 @@ fn chat(sh: &Arc<Shared>, body: &Value, model: String, streaming: bool, fault: O
             message["content"] = Value::Null;
             message["tool_calls"] = json!([c]);
         }
-        return Reply::json(200, &json!({"id": "chatcmpl-sim", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage}));
+        return Reply::json(
+            200,
+            &json!({"id": "chatcmpl-sim", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage}),
+        );
     }
     let chunk = |delta: Value, finish: Value| {
         json!({"id": "chatcmpl-sim", "object": "chat.completion.chunk", "created": 0, "model": model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
-    let mut events: Vec<Value> = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    let mut events: Vec<Value> = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
     if let Some(c) = &call {
-        let args = c["function"]["arguments"].as_str().unwrap_or("{}").to_owned();
+        let args = c["function"]["arguments"]
+            .as_str()
+            .unwrap_or("{}")
+            .to_owned();
         let (a, b) = args.split_at(args.len() / 2);
         events.push(chunk(json!({"tool_calls": [{"index": 0, "id": c["id"], "type": "function", "function": {"name": c["function"]["name"], "arguments": a}}]}), Value::Null));
-        events.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}), Value::Null));
+        events.push(chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}),
+            Value::Null,
+        ));
     }
     for (i, w) in words.iter().enumerate() {
         let text = if i == 0 { w.clone() } else { format!(" {w}") };
@@ -409,17 +485,25 @@ fn chat(sh: &Arc<Shared>, body: &Value, model: String, streaming: bool, fault: O
                     Some(Fault::TruncateStream) => return,
                     Some(Fault::ErrorInStream) => {
                         let e = error_body("server_error", "The model crashed mid-stream");
-                        let _ = tx.send(Chunk::Data(Bytes::from(format!("data: {e}\n\n")))).await;
+                        let _ = tx
+                            .send(Chunk::Data(Bytes::from(format!("data: {e}\n\n"))))
+                            .await;
                         return;
                     }
                     _ => {}
                 }
             }
-            if tx.send(Chunk::Data(Bytes::from(format!("data: {ev}\n\n")))).await.is_err() {
+            if tx
+                .send(Chunk::Data(Bytes::from(format!("data: {ev}\n\n"))))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
-        let _ = tx.send(Chunk::Data(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+        let _ = tx
+            .send(Chunk::Data(Bytes::from_static(b"data: [DONE]\n\n")))
+            .await;
     });
     Reply::Stream {
         status: 200,

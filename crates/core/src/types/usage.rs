@@ -50,8 +50,10 @@ impl Usage {
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;
         self.cached_input_tokens = sum(self.cached_input_tokens, other.cached_input_tokens);
-        self.cache_creation_input_tokens =
-            sum(self.cache_creation_input_tokens, other.cache_creation_input_tokens);
+        self.cache_creation_input_tokens = sum(
+            self.cache_creation_input_tokens,
+            other.cache_creation_input_tokens,
+        );
         self.reasoning_tokens = sum(self.reasoning_tokens, other.reasoning_tokens);
     }
 }

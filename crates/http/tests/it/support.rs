@@ -16,7 +16,9 @@ impl Seen {
     pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.head.lines().skip(1).find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
         })
     }
     pub(crate) fn path(&self) -> String {
@@ -51,13 +53,17 @@ impl RawServer {
         let (seen2, release2) = (seen.clone(), release.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let (seen, release, script) = (seen2.clone(), release2.clone(), script.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut tmp = [0u8; 4096];
                     let head_end = loop {
-                        let Ok(n) = sock.read(&mut tmp).await else { return };
+                        let Ok(n) = sock.read(&mut tmp).await else {
+                            return;
+                        };
                         if n == 0 {
                             return;
                         }
@@ -68,9 +74,14 @@ impl RawServer {
                     };
                     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
                     let req = Seen { head };
-                    let len: usize = req.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    let len: usize = req
+                        .header("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
                     while buf.len() < head_end + len {
-                        let Ok(n) = sock.read(&mut tmp).await else { return };
+                        let Ok(n) = sock.read(&mut tmp).await else {
+                            return;
+                        };
                         if n == 0 {
                             break;
                         }
@@ -102,7 +113,10 @@ impl RawServer {
 
 /// A complete response with a body and Content-Length.
 pub(crate) fn response(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -25,7 +25,11 @@ fn endpoint(base: &str, auth: Auth) -> HttpEndpoint {
 }
 
 fn ok_json() -> Vec<Step> {
-    vec![Step::Send(response("200 OK", &[("content-type", "application/json")], br#"{"ok":true}"#))]
+    vec![Step::Send(response(
+        "200 OK",
+        &[("content-type", "application/json")],
+        br#"{"ok":true}"#,
+    ))]
 }
 
 #[tokio::test]
@@ -34,25 +38,50 @@ async fn cross_origin_redirect_carries_no_auth_header() {
     let target = format!("{}/landing?x=1", other.url);
     let home = RawServer::start(move |req| {
         if req.path().starts_with("/same") {
-            vec![Step::Send(response("307 Temporary Redirect", &[("location", "/final")], b""))]
+            vec![Step::Send(response(
+                "307 Temporary Redirect",
+                &[("location", "/final")],
+                b"",
+            ))]
         } else if req.path().starts_with("/final") {
             ok_json()
         } else {
-            vec![Step::Send(response("302 Found", &[("location", target.as_str())], b""))]
+            vec![Step::Send(response(
+                "302 Found",
+                &[("location", target.as_str())],
+                b"",
+            ))]
         }
     })
     .await;
-    for auth in [Auth::Bearer, Auth::Header("x-api-key"), Auth::Header("x-goog-api-key"), Auth::Header("api-key")] {
+    for auth in [
+        Auth::Bearer,
+        Auth::Header("x-api-key"),
+        Auth::Header("x-goog-api-key"),
+        Auth::Header("api-key"),
+    ] {
         let ep = endpoint(&home.url, auth);
         let ctx = RequestContext::new();
-        let v: serde_json::Value = ep.post("/away").json(&serde_json::json!({"a": 1})).send(&ctx).await.unwrap().json().await.unwrap();
+        let v: serde_json::Value = ep
+            .post("/away")
+            .json(&serde_json::json!({"a": 1}))
+            .send(&ctx)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(v["ok"], true);
     }
     let landed = other.seen();
     assert_eq!(landed.len(), 4);
     for req in &landed {
         for h in AUTH_HEADERS {
-            assert!(req.header(h).is_none(), "{h} leaked to another origin: {}", req.head);
+            assert!(
+                req.header(h).is_none(),
+                "{h} leaked to another origin: {}",
+                req.head
+            );
         }
         assert!(!req.head.contains(KEY));
         assert!(req.head.starts_with("GET "), "302 turns POST into GET");
@@ -60,15 +89,26 @@ async fn cross_origin_redirect_carries_no_auth_header() {
     // a same-origin redirect keeps the key
     let ep = endpoint(&home.url, Auth::Bearer);
     ep.get("/same").send(&RequestContext::new()).await.unwrap();
-    let fin = home.seen().into_iter().find(|s| s.path() == "/final").unwrap();
-    assert_eq!(fin.header("authorization").as_deref(), Some(&*format!("Bearer {KEY}")));
+    let fin = home
+        .seen()
+        .into_iter()
+        .find(|s| s.path() == "/final")
+        .unwrap();
+    assert_eq!(
+        fin.header("authorization").as_deref(),
+        Some(&*format!("Bearer {KEY}"))
+    );
 }
 
 #[tokio::test]
 async fn key_is_bound_to_its_origin_and_request_id_is_sent() {
     let server = RawServer::start(|_| ok_json()).await;
     let ep = endpoint("http://127.0.0.1:9/v1", Auth::Bearer);
-    let err = ep.get(&format!("{}/steal", server.url)).send(&RequestContext::new()).await.unwrap_err();
+    let err = ep
+        .get(&format!("{}/steal", server.url))
+        .send(&RequestContext::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(server.seen().is_empty());
 
@@ -76,11 +116,19 @@ async fn key_is_bound_to_its_origin_and_request_id_is_sent() {
     let ctx = RequestContext::new();
     ep.get("/x").send(&ctx).await.unwrap();
     let seen = &server.seen()[0];
-    assert_eq!(seen.header("x-request-id"), Some(ctx.request_id().to_string()));
+    assert_eq!(
+        seen.header("x-request-id"),
+        Some(ctx.request_id().to_string())
+    );
     assert_eq!(seen.header("x-api-key").as_deref(), Some(KEY));
     assert!(seen.header("authorization").is_none());
     // headers set by hand cannot smuggle credentials
-    let err = ep.get("/x").header("Authorization", "Bearer other").send(&ctx).await.unwrap_err();
+    let err = ep
+        .get("/x")
+        .header("Authorization", "Bearer other")
+        .send(&ctx)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
 }
 
@@ -89,7 +137,11 @@ async fn errors_never_print_keys_or_queries() {
     // nothing listens on port 9 (discard): a connect error whose URL has a query
     let ep = endpoint("http://127.0.0.1:9/v1?key=query-secret", Auth::Bearer);
     let ctx = RequestContext::new();
-    let err = ep.get("/models?token=query-secret").send(&ctx).await.unwrap_err();
+    let err = ep
+        .get("/models?token=query-secret")
+        .send(&ctx)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connect);
     assert_eq!(err.reached_server(), Some(false));
     assert_eq!(err.request_id(), Some(ctx.request_id()));
@@ -131,14 +183,31 @@ async fn status_headers_and_body_map_to_typed_errors() {
     let e = ep.get("/429").send(&ctx).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::RateLimited);
     assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
-    assert_eq!(e.rate_limit().unwrap().exhausted_until(), Some(Duration::from_secs(2)));
+    assert_eq!(
+        e.rate_limit().unwrap().exhausted_until(),
+        Some(Duration::from_secs(2))
+    );
     assert_eq!(e.provider_code(), Some("rate_limit_exceeded"));
     let e = ep.get("/html").send(&ctx).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Server);
     assert!(e.message().contains("502 Bad Gateway"), "{}", e.message());
-    let e = ep.get("/empty").send(&ctx).await.unwrap().json::<serde_json::Value>().await.unwrap_err();
+    let e = ep
+        .get("/empty")
+        .send(&ctx)
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Decode);
-    let e = ep.get("/malformed").send(&ctx).await.unwrap().json::<serde_json::Value>().await.unwrap_err();
+    let e = ep
+        .get("/malformed")
+        .send(&ctx)
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Decode);
     assert_eq!(e.status(), Some(200));
     let e = ep.get("/no-retry").send(&ctx).await.unwrap_err();
@@ -158,7 +227,11 @@ async fn huge_content_length_fails_at_once() {
     })
     .await;
     let ep = endpoint(&server.url, Auth::Bearer);
-    let e = ep.get("/big").send(&RequestContext::new()).await.unwrap_err();
+    let e = ep
+        .get("/big")
+        .send(&RequestContext::new())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Decode);
     assert!(e.message().contains("exceeds the limit"), "{}", e.message());
     server.release.notify_waiters();
@@ -172,13 +245,31 @@ async fn gzip_bomb_is_cut_at_the_decompressed_limit() {
         enc.write_all(&zeros).unwrap();
     }
     let bomb = enc.finish().unwrap();
-    assert!(bomb.len() < 200 * 1024, "64 MiB of spaces compress well: {}", bomb.len());
+    assert!(
+        bomb.len() < 200 * 1024,
+        "64 MiB of spaces compress well: {}",
+        bomb.len()
+    );
     let server = RawServer::start(move |_| {
-        vec![Step::Send(response("200 OK", &[("content-type", "application/json"), ("content-encoding", "gzip")], &bomb))]
+        vec![Step::Send(response(
+            "200 OK",
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            &bomb,
+        ))]
     })
     .await;
     let ep = endpoint(&server.url, Auth::Bearer);
-    let e = ep.get("/bomb").send(&RequestContext::new()).await.unwrap().bytes().await.unwrap_err();
+    let e = ep
+        .get("/bomb")
+        .send(&RequestContext::new())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Decode);
 }
 
@@ -197,9 +288,18 @@ async fn first_byte_and_idle_timeouts() {
     })
     .await;
     let ep = endpoint(&server.url, Auth::Bearer);
-    let e = ep.get("/silent").send(&RequestContext::new()).await.unwrap_err();
+    let e = ep
+        .get("/silent")
+        .send(&RequestContext::new())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout);
-    let mut events = ep.get("/stall").send(&RequestContext::new()).await.unwrap().sse();
+    let mut events = ep
+        .get("/stall")
+        .send(&RequestContext::new())
+        .await
+        .unwrap()
+        .sse();
     assert_eq!(events.next().await.unwrap().unwrap().data, "{\"n\":1}");
     let e = events.next().await.unwrap().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout);
@@ -219,7 +319,14 @@ async fn sse_split_into_tiny_network_chunks_decodes_the_same() {
     })
     .await;
     let ep = endpoint(&server.url, Auth::Bearer);
-    let events: Vec<_> = ep.get("/s").send(&RequestContext::new()).await.unwrap().sse().collect().await;
+    let events: Vec<_> = ep
+        .get("/s")
+        .send(&RequestContext::new())
+        .await
+        .unwrap()
+        .sse()
+        .collect()
+        .await;
     let events: Vec<_> = events.into_iter().map(Result::unwrap).collect();
     assert_eq!(events.len(), 3);
     assert_eq!(events[0].event.as_deref(), Some("message_start"));
@@ -235,6 +342,16 @@ async fn truncated_body_is_an_error_not_a_hang() {
     })
     .await;
     let ep = endpoint(&server.url, Auth::Bearer);
-    let e = ep.get("/t").send(&RequestContext::new()).await.unwrap().json::<serde_json::Value>().await.unwrap_err();
-    assert!(matches!(e.kind(), ErrorKind::Connect | ErrorKind::Decode), "{e:?}");
+    let e = ep
+        .get("/t")
+        .send(&RequestContext::new())
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Connect | ErrorKind::Decode),
+        "{e:?}"
+    );
 }

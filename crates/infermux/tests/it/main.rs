@@ -13,7 +13,9 @@ use infermux_testkit::{Fault, FaultPlan, Simulator};
 
 async fn setup() -> (Simulator, Client) {
     let sim = Simulator::start(FaultPlan::none()).await.unwrap();
-    let provider = OpenAiCompat::new(EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap()).unwrap();
+    let provider =
+        OpenAiCompat::new(EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap())
+            .unwrap();
     (sim, Client::new(provider))
 }
 
@@ -29,7 +31,10 @@ async fn typed_calls_and_counters_add_up() {
     let s = client.stream_chat(hello()).await.unwrap();
     let streamed = StreamAccumulator::collect(s).await.unwrap();
     assert_eq!(streamed.text(), r.text());
-    let e = client.embed(EmbeddingRequest::new("e", vec!["a".into(), "b".into()])).await.unwrap();
+    let e = client
+        .embed(EmbeddingRequest::new("e", vec!["a".into(), "b".into()]))
+        .await
+        .unwrap();
     assert_eq!(e.embeddings.len(), 2);
     assert_eq!(client.models().await.unwrap().models[0].id, sim.model());
     sim.push_fault(Fault::Unavailable);
@@ -51,8 +56,14 @@ async fn deadline_ends_a_stalled_stream_and_drops_count_as_cancelled() {
     let (sim, client) = setup().await;
     sim.push_fault(Fault::StallMidStream);
     let ctx = RequestContext::new().with_timeout(Duration::from_millis(300));
-    let mut s = client.stream(&infermux::Request::Chat(hello()), ctx).await.unwrap();
-    assert!(s.next().await.unwrap().is_ok(), "the first event arrives before the stall");
+    let mut s = client
+        .stream(&infermux::Request::Chat(hello()), ctx)
+        .await
+        .unwrap();
+    assert!(
+        s.next().await.unwrap().is_ok(),
+        "the first event arrives before the stall"
+    );
     sim.wait_stalled(1).await;
     let e = s.next().await.unwrap().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout);
@@ -70,5 +81,8 @@ async fn deadline_ends_a_stalled_stream_and_drops_count_as_cancelled() {
 
 #[tokio::test]
 async fn builder_without_provider_is_a_config_error() {
-    assert_eq!(Client::builder().build().unwrap_err().kind(), ErrorKind::Config);
+    assert_eq!(
+        Client::builder().build().unwrap_err().kind(),
+        ErrorKind::Config
+    );
 }

@@ -86,7 +86,12 @@ impl OpenAiCompat {
         move |e| e.in_context(id, self.name, self.http.id())
     }
 
-    async fn post(&self, path: &str, body: &serde_json::Value, ctx: &RequestContext) -> Result<HttpResponse> {
+    async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        ctx: &RequestContext,
+    ) -> Result<HttpResponse> {
         self.http.post(path).json(body).send(ctx).await
     }
 }
@@ -172,23 +177,44 @@ impl Provider for OpenAiCompat {
         let ctx_err = self.ctx_err(ctx);
         match request {
             Request::Chat(req) => {
-                let body = self.post("/chat/completions", &wire::chat_body(req, false), ctx).await?.bytes().await?;
+                let body = self
+                    .post("/chat/completions", &wire::chat_body(req, false), ctx)
+                    .await?
+                    .bytes()
+                    .await?;
                 wire::parse_chat(&body).map(Response::Chat).map_err(ctx_err)
             }
             Request::Completion(req) => {
-                let body = self.post("/completions", &wire::completion_body(req), ctx).await?.bytes().await?;
-                wire::parse_completion(&body).map(Response::Completion).map_err(ctx_err)
+                let body = self
+                    .post("/completions", &wire::completion_body(req), ctx)
+                    .await?
+                    .bytes()
+                    .await?;
+                wire::parse_completion(&body)
+                    .map(Response::Completion)
+                    .map_err(ctx_err)
             }
             Request::Embeddings(req) => {
                 if req.inputs.is_empty() {
-                    return Err(ctx_err(Error::new(ErrorKind::InvalidRequest, "no input to embed")));
+                    return Err(ctx_err(Error::new(
+                        ErrorKind::InvalidRequest,
+                        "no input to embed",
+                    )));
                 }
-                let body = self.post("/embeddings", &wire::embedding_body(req), ctx).await?.bytes().await?;
-                wire::parse_embeddings(&body, req.inputs.len()).map(Response::Embeddings).map_err(ctx_err)
+                let body = self
+                    .post("/embeddings", &wire::embedding_body(req), ctx)
+                    .await?
+                    .bytes()
+                    .await?;
+                wire::parse_embeddings(&body, req.inputs.len())
+                    .map(Response::Embeddings)
+                    .map_err(ctx_err)
             }
             Request::Models => {
                 let body = self.http.get("/models").send(ctx).await?.bytes().await?;
-                wire::parse_models(&body).map(Response::Models).map_err(ctx_err)
+                wire::parse_models(&body)
+                    .map(Response::Models)
+                    .map_err(ctx_err)
             }
             other => Err(ctx_err(Error::new(
                 ErrorKind::Unsupported,
@@ -204,8 +230,13 @@ impl Provider for OpenAiCompat {
                 format!("{} streams chat only", self.name),
             )));
         };
-        let resp = self.post("/chat/completions", &wire::chat_body(req, true), ctx).await?;
+        let resp = self
+            .post("/chat/completions", &wire::chat_body(req, true), ctx)
+            .await?;
         let (id, name, ep) = (ctx.request_id(), self.name, self.http.id().clone());
-        first_event(chat_event_stream(resp, move |e| e.in_context(id, name, &ep))).await
+        first_event(chat_event_stream(resp, move |e| {
+            e.in_context(id, name, &ep)
+        }))
+        .await
     }
 }

@@ -51,8 +51,16 @@ fn message_json(m: &Message) -> Value {
                 .collect(),
         )
     };
-    let empty_assistant = m.role == Role::Assistant && !m.tool_calls.is_empty() && m.text().is_empty();
-    out.insert("content".into(), if empty_assistant { Value::Null } else { content });
+    let empty_assistant =
+        m.role == Role::Assistant && !m.tool_calls.is_empty() && m.text().is_empty();
+    out.insert(
+        "content".into(),
+        if empty_assistant {
+            Value::Null
+        } else {
+            content
+        },
+    );
     for p in &m.content {
         if let ContentPart::Refusal { text } = p {
             out.insert("refusal".into(), Value::String(text.clone()));
@@ -83,7 +91,10 @@ fn message_json(m: &Message) -> Value {
 pub fn chat_body(req: &ChatRequest, stream: bool) -> Value {
     let mut b = Map::new();
     b.insert("model".into(), Value::String(req.model.clone()));
-    b.insert("messages".into(), Value::Array(req.messages.iter().map(message_json).collect()));
+    b.insert(
+        "messages".into(),
+        Value::Array(req.messages.iter().map(message_json).collect()),
+    );
     if let Some(t) = req.temperature {
         b.insert("temperature".into(), json!(t));
     }
@@ -133,7 +144,11 @@ pub fn chat_body(req: &ChatRequest, stream: bool) -> Value {
         let v = match f {
             ResponseFormat::Text => json!({"type": "text"}),
             ResponseFormat::JsonObject => json!({"type": "json_object"}),
-            ResponseFormat::JsonSchema { name, schema, strict } => {
+            ResponseFormat::JsonSchema {
+                name,
+                schema,
+                strict,
+            } => {
                 let mut s = json!({"name": name, "schema": schema});
                 if let Some(st) = strict {
                     s["strict"] = json!(st);
@@ -215,7 +230,10 @@ pub struct WireUsage {
 impl WireUsage {
     /// As core usage (cached and reasoning tokens when reported).
     pub fn to_usage(&self) -> Usage {
-        let mut u = Usage::new(self.prompt_tokens.unwrap_or(0), self.completion_tokens.unwrap_or(0));
+        let mut u = Usage::new(
+            self.prompt_tokens.unwrap_or(0),
+            self.completion_tokens.unwrap_or(0),
+        );
         u.cached_input_tokens = self
             .prompt_tokens_details
             .as_ref()
@@ -332,12 +350,14 @@ pub fn embedded_error(error: &Value) -> Error {
         .and_then(|c| u16::try_from(c).ok())
         .filter(|c| (400..600).contains(c));
     let typ = error.get("type").and_then(Value::as_str).unwrap_or("");
-    let fallback = if typ.contains("invalid_request") || code.as_deref() == Some("tool_use_failed") {
+    let fallback = if typ.contains("invalid_request") || code.as_deref() == Some("tool_use_failed")
+    {
         400
     } else {
         500
     };
-    let kind = infermux_http::kind_for_status(status.unwrap_or(fallback), &message, code.as_deref());
+    let kind =
+        infermux_http::kind_for_status(status.unwrap_or(fallback), &message, code.as_deref());
     let mut e = Error::new(kind, message);
     if let Some(c) = code {
         e = e.with_provider_code(c);
@@ -347,7 +367,8 @@ pub fn embedded_error(error: &Value) -> Error {
 
 /// Parses a chat-completions response body.
 pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
-    let w: WireResponse = serde_json::from_slice(body).map_err(|e| decode_err("chat response is not valid JSON", e))?;
+    let w: WireResponse = serde_json::from_slice(body)
+        .map_err(|e| decode_err("chat response is not valid JSON", e))?;
     if let Some(err) = &w.error {
         return Err(embedded_error(err));
     }
@@ -358,8 +379,15 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
         .ok_or_else(|| Error::new(ErrorKind::Decode, "chat response has no choices"))?;
     let m = choice.message.unwrap_or_default();
     let mut content = Vec::new();
-    if let Some(r) = m.reasoning_content.or(m.reasoning).filter(|r| !r.is_empty()) {
-        content.push(ContentPart::Thinking { text: r, signature: None });
+    if let Some(r) = m
+        .reasoning_content
+        .or(m.reasoning)
+        .filter(|r| !r.is_empty())
+    {
+        content.push(ContentPart::Thinking {
+            text: r,
+            signature: None,
+        });
     }
     let text = content_text(&m.content);
     if !text.is_empty() {
@@ -372,7 +400,13 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
         .tool_calls
         .unwrap_or_default()
         .into_iter()
-        .map(|c| ToolCall::new(c.id.unwrap_or_default(), c.function.name.unwrap_or_default(), arguments_text(&c.function.arguments)))
+        .map(|c| {
+            ToolCall::new(
+                c.id.unwrap_or_default(),
+                c.function.name.unwrap_or_default(),
+                arguments_text(&c.function.arguments),
+            )
+        })
         .collect();
     let mut message = Message::assistant_tool_calls(calls);
     if let Some(role) = m.role.as_deref() {
@@ -388,7 +422,8 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
 
 /// Parses a legacy completions response body.
 pub fn parse_completion(body: &[u8]) -> Result<CompletionResponse> {
-    let w: WireResponse = serde_json::from_slice(body).map_err(|e| decode_err("completion response is not valid JSON", e))?;
+    let w: WireResponse = serde_json::from_slice(body)
+        .map_err(|e| decode_err("completion response is not valid JSON", e))?;
     if let Some(err) = &w.error {
         return Err(embedded_error(err));
     }
@@ -397,7 +432,8 @@ pub fn parse_completion(body: &[u8]) -> Result<CompletionResponse> {
         .into_iter()
         .next()
         .ok_or_else(|| Error::new(ErrorKind::Decode, "completion response has no choices"))?;
-    let mut resp = CompletionResponse::new(w.model.unwrap_or_default(), choice.text.unwrap_or_default());
+    let mut resp =
+        CompletionResponse::new(w.model.unwrap_or_default(), choice.text.unwrap_or_default());
     resp.id = w.id;
     resp.finish_reason = finish_reason(&choice.finish_reason);
     resp.usage = w.usage.map(|u| u.to_usage());
@@ -420,7 +456,8 @@ pub fn parse_embeddings(body: &[u8], expected: usize) -> Result<EmbeddingRespons
         #[serde(default)]
         usage: Option<WireUsage>,
     }
-    let w: Wire = serde_json::from_slice(body).map_err(|e| decode_err("embeddings response is not valid JSON", e))?;
+    let w: Wire = serde_json::from_slice(body)
+        .map_err(|e| decode_err("embeddings response is not valid JSON", e))?;
     let mut items: Vec<(usize, Vec<f32>)> = Vec::with_capacity(w.data.len());
     for (pos, item) in w.data.into_iter().enumerate() {
         let v = match item.embedding {
@@ -434,14 +471,22 @@ pub fn parse_embeddings(body: &[u8], expected: usize) -> Result<EmbeddingRespons
                     .decode(b64.trim())
                     .map_err(|e| decode_err("embedding is not valid base64", e))?;
                 if bytes.len() % 4 != 0 {
-                    return Err(Error::new(ErrorKind::Decode, "base64 embedding is not a whole number of f32"));
+                    return Err(Error::new(
+                        ErrorKind::Decode,
+                        "base64 embedding is not a whole number of f32",
+                    ));
                 }
                 bytes
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect()
             }
-            _ => return Err(Error::new(ErrorKind::Decode, "embedding is neither an array nor base64")),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Decode,
+                    "embedding is neither an array nor base64",
+                ));
+            }
         };
         items.push((item.index.unwrap_or(pos), v));
     }
@@ -452,7 +497,10 @@ pub fn parse_embeddings(body: &[u8], expected: usize) -> Result<EmbeddingRespons
             format!("{} embeddings returned for {expected} inputs", items.len()),
         ));
     }
-    let mut resp = EmbeddingResponse::new(w.model.unwrap_or_default(), items.into_iter().map(|(_, v)| v).collect());
+    let mut resp = EmbeddingResponse::new(
+        w.model.unwrap_or_default(),
+        items.into_iter().map(|(_, v)| v).collect(),
+    );
     resp.usage = w.usage.map(|u| u.to_usage());
     Ok(resp)
 }
@@ -473,7 +521,8 @@ pub fn parse_models(body: &[u8]) -> Result<ModelList> {
     struct Wire {
         data: Vec<Item>,
     }
-    let w: Wire = serde_json::from_slice(body).map_err(|e| decode_err("models response is not valid JSON", e))?;
+    let w: Wire = serde_json::from_slice(body)
+        .map_err(|e| decode_err("models response is not valid JSON", e))?;
     Ok(ModelList::new(
         w.data
             .into_iter()
@@ -521,21 +570,32 @@ impl ChatStreamState {
         }
         if data == "[DONE]" {
             self.done = true;
-            return Ok(vec![StreamEvent::Done { finish_reason: self.finish.clone() }]);
+            return Ok(vec![StreamEvent::Done {
+                finish_reason: self.finish.clone(),
+            }]);
         }
-        let chunk: WireResponse = serde_json::from_str(data)
-            .map_err(|e| decode_err("stream chunk is not valid JSON", e).with_partial_text(self.text.clone()))?;
+        let chunk: WireResponse = serde_json::from_str(data).map_err(|e| {
+            decode_err("stream chunk is not valid JSON", e).with_partial_text(self.text.clone())
+        })?;
         if let Some(err) = &chunk.error {
             return Err(embedded_error(err).with_partial_text(self.text.clone()));
         }
         let mut out = Vec::new();
         if !self.started {
             self.started = true;
-            out.push(StreamEvent::Start { id: chunk.id.clone(), model: chunk.model.clone() });
+            out.push(StreamEvent::Start {
+                id: chunk.id.clone(),
+                model: chunk.model.clone(),
+            });
         }
         for choice in chunk.choices.iter().filter(|c| c.index.unwrap_or(0) == 0) {
             if let Some(d) = &choice.delta {
-                if let Some(r) = d.reasoning_content.as_ref().or(d.reasoning.as_ref()).filter(|r| !r.is_empty()) {
+                if let Some(r) = d
+                    .reasoning_content
+                    .as_ref()
+                    .or(d.reasoning.as_ref())
+                    .filter(|r| !r.is_empty())
+                {
                     out.push(StreamEvent::ReasoningDelta { text: r.clone() });
                 }
                 let text = content_text(&d.content);
@@ -570,7 +630,8 @@ impl ChatStreamState {
         if self.done {
             Ok(Vec::new())
         } else {
-            Err(Error::new(ErrorKind::Decode, "stream ended without [DONE]").with_partial_text(self.text.clone()))
+            Err(Error::new(ErrorKind::Decode, "stream ended without [DONE]")
+                .with_partial_text(self.text.clone()))
         }
     }
 }

@@ -33,19 +33,39 @@ interactions:
 "#;
 
 fn ep(url: &str) -> HttpEndpoint {
-    HttpEndpoint::new("t", EndpointConfig::new("t", format!("{url}/v1")).unwrap(), Auth::None).unwrap()
+    HttpEndpoint::new(
+        "t",
+        EndpointConfig::new("t", format!("{url}/v1")).unwrap(),
+        Auth::None,
+    )
+    .unwrap()
 }
 
 #[tokio::test]
 async fn replay_is_byte_exact_in_order_and_recomputes_framing() {
-    for opts in [ReplayOptions::default(), ReplayOptions::default().with_chunk_size(3)] {
-        let server = ReplayServer::start_with(Cassette::from_yaml(CASSETTE).unwrap(), opts).await.unwrap();
+    for opts in [
+        ReplayOptions::default(),
+        ReplayOptions::default().with_chunk_size(3),
+    ] {
+        let server = ReplayServer::start_with(Cassette::from_yaml(CASSETTE).unwrap(), opts)
+            .await
+            .unwrap();
         let e = ep(&server.url());
         let ctx = RequestContext::new();
         // the key in the query is ignored for matching
-        let r = e.post("/chat/completions?key=other").body(&b"{}"[..], "application/json").send(&ctx).await.unwrap();
+        let r = e
+            .post("/chat/completions?key=other")
+            .body(&b"{}"[..], "application/json")
+            .send(&ctx)
+            .await
+            .unwrap();
         assert_eq!(r.headers().get("x-custom").unwrap(), "kept");
-        assert_ne!(r.headers().get("content-length").map(|v| v.to_str().unwrap()), Some("9999"));
+        assert_ne!(
+            r.headers()
+                .get("content-length")
+                .map(|v| v.to_str().unwrap()),
+            Some("9999")
+        );
         let body = r.bytes().await.unwrap();
         assert_eq!(&body[..], b"data: {\"a\":1}\n\ndata: [DONE]\n\n");
         assert!(server.verify().is_err(), "the second interaction is unused");
@@ -57,11 +77,21 @@ async fn replay_is_byte_exact_in_order_and_recomputes_framing() {
 
 #[tokio::test]
 async fn replay_fails_loudly_on_unmatched_requests() {
-    let server = ReplayServer::start(Cassette::from_yaml(CASSETTE).unwrap()).await.unwrap();
+    let server = ReplayServer::start(Cassette::from_yaml(CASSETTE).unwrap())
+        .await
+        .unwrap();
     let e = ep(&server.url());
-    let err = e.get("/embeddings").send(&RequestContext::new()).await.unwrap_err();
+    let err = e
+        .get("/embeddings")
+        .send(&RequestContext::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(599));
-    assert!(err.message().contains("no recorded interaction"), "{}", err.message());
+    assert!(
+        err.message().contains("no recorded interaction"),
+        "{}",
+        err.message()
+    );
     let report = server.verify().unwrap_err();
     assert!(report.contains("GET /v1/embeddings"), "{report}");
 }
@@ -71,18 +101,45 @@ async fn simulator_injects_scripted_faults() {
     let sim = Simulator::start(FaultPlan::none()).await.unwrap();
     let e = ep(&sim.url());
     let ctx = RequestContext::new();
-    let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi there"}]});
+    let body =
+        serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi there"}]});
     sim.push_fault(Fault::RateLimited(std::time::Duration::from_millis(1500)));
     sim.push_fault(Fault::Overloaded);
     sim.push_fault(Fault::Reset);
-    let err = e.post("/chat/completions").json(&body).send(&ctx).await.unwrap_err();
+    let err = e
+        .post("/chat/completions")
+        .json(&body)
+        .send(&ctx)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RateLimited);
-    assert_eq!(err.retry_after(), Some(std::time::Duration::from_millis(1500)));
-    let err = e.post("/chat/completions").json(&body).send(&ctx).await.unwrap_err();
+    assert_eq!(
+        err.retry_after(),
+        Some(std::time::Duration::from_millis(1500))
+    );
+    let err = e
+        .post("/chat/completions")
+        .json(&body)
+        .send(&ctx)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Overloaded);
-    let err = e.post("/chat/completions").json(&body).send(&ctx).await.unwrap_err();
+    let err = e
+        .post("/chat/completions")
+        .json(&body)
+        .send(&ctx)
+        .await
+        .unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Connect), "{err:?}");
-    let ok: serde_json::Value = e.post("/chat/completions").json(&body).send(&ctx).await.unwrap().json().await.unwrap();
+    let ok: serde_json::Value = e
+        .post("/chat/completions")
+        .json(&body)
+        .send(&ctx)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ok["choices"][0]["message"]["content"], "Echo: hi there");
     assert_eq!(sim.requests(), 4);
     assert_eq!(sim.faults().len(), 3);
@@ -106,11 +163,20 @@ fn every_shared_cassette_parses() {
                 let c = Cassette::load(&path).unwrap_or_else(|e| panic!("{e}"));
                 files += 1;
                 interactions += c.interactions.len();
-                raw += c.interactions.iter().filter(|i| matches!(i.response.body, Body::Raw(_))).count();
+                raw += c
+                    .interactions
+                    .iter()
+                    .filter(|i| matches!(i.response.body, Body::Raw(_)))
+                    .count();
                 for it in &c.interactions {
                     if it.response.header("content-encoding") == Some("gzip") {
                         let b = it.response.body.to_bytes();
-                        assert_eq!(&b[..2], &[0x1f, 0x8b], "{}: gzip body is not gzip", path.display());
+                        assert_eq!(
+                            &b[..2],
+                            &[0x1f, 0x8b],
+                            "{}: gzip body is not gzip",
+                            path.display()
+                        );
                     }
                 }
             }

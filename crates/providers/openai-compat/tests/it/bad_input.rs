@@ -2,7 +2,9 @@
 //! or a hang.
 
 use futures_util::StreamExt;
-use infermux_core::{ErrorKind, FinishReason, Provider, Request, RequestContext, Response, StreamAccumulator};
+use infermux_core::{
+    ErrorKind, FinishReason, Provider, Request, RequestContext, Response, StreamAccumulator,
+};
 use infermux_testkit::{Cassette, ReplayServer};
 
 use crate::{chat_request, provider};
@@ -16,15 +18,22 @@ fn cassette(status: u16, content_type: &str, body: &str) -> Cassette {
 }
 
 async fn call(status: u16, ct: &str, body: &str) -> infermux_core::Result<Response> {
-    let server = ReplayServer::start(cassette(status, ct, body)).await.unwrap();
+    let server = ReplayServer::start(cassette(status, ct, body))
+        .await
+        .unwrap();
     let p = provider(&format!("{}/v1", server.url()));
-    p.call(&Request::Chat(chat_request()), &RequestContext::new()).await
+    p.call(&Request::Chat(chat_request()), &RequestContext::new())
+        .await
 }
 
 async fn stream(body: &str) -> infermux_core::Result<infermux_core::ChatResponse> {
-    let server = ReplayServer::start(cassette(200, "text/event-stream", body)).await.unwrap();
+    let server = ReplayServer::start(cassette(200, "text/event-stream", body))
+        .await
+        .unwrap();
     let p = provider(&format!("{}/v1", server.url()));
-    let s = p.stream(&Request::Chat(chat_request()), &RequestContext::new()).await?;
+    let s = p
+        .stream(&Request::Chat(chat_request()), &RequestContext::new())
+        .await?;
     StreamAccumulator::collect(s).await
 }
 
@@ -37,19 +46,40 @@ async fn deviations_are_tolerated() {
     assert_eq!(c.finish_reason, None);
     assert!(c.usage.is_none());
     // an unknown finish reason is kept
-    let Response::Chat(c) = call(200, "application/json", r#"{"choices":[{"message":{"content":"x"},"finish_reason":"eos_token"}]}"#).await.unwrap() else { panic!() };
-    assert_eq!(c.finish_reason, Some(FinishReason::Other("eos_token".into())));
+    let Response::Chat(c) = call(
+        200,
+        "application/json",
+        r#"{"choices":[{"message":{"content":"x"},"finish_reason":"eos_token"}]}"#,
+    )
+    .await
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        c.finish_reason,
+        Some(FinishReason::Other("eos_token".into()))
+    );
 }
 
 #[tokio::test]
 async fn malformed_empty_and_html_bodies_are_typed_errors() {
-    let e = call(200, "application/json", r#"{"choices": [{"message": "#).await.unwrap_err();
+    let e = call(200, "application/json", r#"{"choices": [{"message": "#)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Decode);
     let e = call(200, "application/json", "").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Decode);
-    let e = call(200, "application/json", r#"{"choices": []}"#).await.unwrap_err();
+    let e = call(200, "application/json", r#"{"choices": []}"#)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Decode);
-    let e = call(502, "text/html", "<html><title>502 Bad Gateway</title></html>").await.unwrap_err();
+    let e = call(
+        502,
+        "text/html",
+        "<html><title>502 Bad Gateway</title></html>",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Server);
     assert!(e.message().contains("Bad Gateway"));
     let e = call(200, "application/json", r#"{"error":{"message":"context too long","code":"context_length_exceeded","type":"invalid_request_error"}}"#).await.unwrap_err();
@@ -72,18 +102,34 @@ async fn error_inside_a_200_stream() {
     assert_eq!(e.provider_code(), Some("tool_use_failed"));
     assert_eq!(e.partial_text(), Some("I will"));
     // an error before any event fails the stream call itself (so a retry layer sees it)
-    let server = ReplayServer::start(cassette(200, "text/event-stream", "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n")).await.unwrap();
+    let server = ReplayServer::start(cassette(
+        200,
+        "text/event-stream",
+        "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n",
+    ))
+    .await
+    .unwrap();
     let p = provider(&format!("{}/v1", server.url()));
-    let e = p.stream(&Request::Chat(chat_request()), &RequestContext::new()).await.err().unwrap();
+    let e = p
+        .stream(&Request::Chat(chat_request()), &RequestContext::new())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(e.kind(), ErrorKind::Server);
 }
 
 #[tokio::test]
 async fn split_tool_calls_and_parallel_calls_reassemble() {
-    let mut body = String::from("data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}},{\"index\":1,\"id\":\"call_b\",\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"arguments\":\"\"}}]}}]}\n\n");
+    let mut body = String::from(
+        "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}},{\"index\":1,\"id\":\"call_b\",\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"arguments\":\"\"}}]}}]}\n\n",
+    );
     let args_a = r#"{"city": "Paris", "unit": "celsius"}"#;
     let args_b = r#"{"tz": "Europe/Paris"}"#;
-    for (i, (a, b)) in args_a.chars().zip(args_b.chars().chain(std::iter::repeat('\0'))).enumerate() {
+    for (i, (a, b)) in args_a
+        .chars()
+        .zip(args_b.chars().chain(std::iter::repeat('\0')))
+        .enumerate()
+    {
         let piece_a = serde_json::to_string(&a.to_string()).unwrap();
         body.push_str(&format!("data: {{\"choices\":[{{\"delta\":{{\"tool_calls\":[{{\"index\":0,\"function\":{{\"arguments\":{piece_a}}}}}]}}}}]}}\n\n"));
         if b != '\0' && i < args_b.len() {
@@ -91,7 +137,9 @@ async fn split_tool_calls_and_parallel_calls_reassemble() {
             body.push_str(&format!("data: {{\"choices\":[{{\"delta\":{{\"tool_calls\":[{{\"index\":1,\"function\":{{\"arguments\":{piece_b}}}}}]}}}}]}}\n\n"));
         }
     }
-    body.push_str("data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n");
+    body.push_str(
+        "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: [DONE]\n\n",
+    );
     let r = stream(&body).await.unwrap();
     assert_eq!(r.tool_calls().len(), 2);
     assert_eq!(r.tool_calls()[0].id, "call_a");
@@ -104,9 +152,14 @@ async fn split_tool_calls_and_parallel_calls_reassemble() {
 #[tokio::test]
 async fn dropping_a_stream_mid_way_is_fine() {
     let body = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\ndata: [DONE]\n\n";
-    let server = ReplayServer::start(cassette(200, "text/event-stream", body)).await.unwrap();
+    let server = ReplayServer::start(cassette(200, "text/event-stream", body))
+        .await
+        .unwrap();
     let p = provider(&format!("{}/v1", server.url()));
-    let mut s = p.stream(&Request::Chat(chat_request()), &RequestContext::new()).await.unwrap();
+    let mut s = p
+        .stream(&Request::Chat(chat_request()), &RequestContext::new())
+        .await
+        .unwrap();
     assert!(s.next().await.unwrap().is_ok());
     drop(s);
 }

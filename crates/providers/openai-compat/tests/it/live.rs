@@ -11,13 +11,20 @@ use crate::{chat_request, provider};
 
 #[tokio::test]
 async fn live_chat_and_stream() {
-    let Some(url) = server_url("INFERMUX_LLAMA_URL") else { return };
+    let Some(url) = server_url("INFERMUX_LLAMA_URL") else {
+        return;
+    };
     let p = provider(&format!("{url}/v1"));
     let ctx = RequestContext::new();
-    let Response::Chat(r) = p.call(&Request::Chat(chat_request()), &ctx).await.unwrap() else { panic!() };
+    let Response::Chat(r) = p.call(&Request::Chat(chat_request()), &ctx).await.unwrap() else {
+        panic!()
+    };
     assert!(!r.text().trim().is_empty());
     assert!(r.usage.unwrap().output_tokens > 0);
-    let mut s = p.stream(&Request::Chat(chat_request()), &ctx).await.unwrap();
+    let mut s = p
+        .stream(&Request::Chat(chat_request()), &ctx)
+        .await
+        .unwrap();
     let mut text = String::new();
     let mut done = false;
     while let Some(ev) = s.next().await {
@@ -35,15 +42,21 @@ async fn live_chat_and_stream() {
 
 #[tokio::test]
 async fn live_conformance() {
-    let Some(url) = server_url("INFERMUX_LLAMA_URL") else { return };
-    let Some(embed_url) = server_url("INFERMUX_LLAMA_EMBED_URL") else { return };
+    let Some(url) = server_url("INFERMUX_LLAMA_URL") else {
+        return;
+    };
+    let Some(embed_url) = server_url("INFERMUX_LLAMA_EMBED_URL") else {
+        return;
+    };
     // llama.cpp ignores the requested tool choice for this model's template: tools are proven on
     // recorded provider traffic and the simulator instead.
     let cfg = SuiteConfig::new("smollm2").with_tools(false);
     let report = conformance::run(Arc::new(provider(&format!("{url}/v1"))), &cfg).await;
     eprintln!("{report:?}");
     report.assert_ok();
-    let embed_cfg = SuiteConfig::new("smollm2").with_embed_model("smollm2").with_tools(false);
+    let embed_cfg = SuiteConfig::new("smollm2")
+        .with_embed_model("smollm2")
+        .with_tools(false);
     let embedder: Arc<dyn Provider> = Arc::new(provider(&format!("{embed_url}/v1")));
     let report = conformance::run(embedder, &embed_cfg).await;
     assert!(report.passed.contains(&"embeddings"), "{report:?}");
@@ -52,7 +65,9 @@ async fn live_conformance() {
 #[tokio::test]
 async fn simulator_conformance() {
     let sim = Simulator::start(FaultPlan::none()).await.unwrap();
-    let cfg = SuiteConfig::new(sim.model()).with_embed_model("sim-embed").deterministic(true);
+    let cfg = SuiteConfig::new(sim.model())
+        .with_embed_model("sim-embed")
+        .deterministic(true);
     let report = conformance::run(Arc::new(provider(&format!("{}/v1", sim.url()))), &cfg).await;
     report.assert_ok();
     assert_eq!(report.passed.len(), 6, "{report:?}");

@@ -13,7 +13,9 @@ use infermux_openai_compat::OpenAiCompat;
 use serde_json::json;
 
 pub(crate) fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 pub(crate) fn provider(base: &str) -> OpenAiCompat {
@@ -24,7 +26,10 @@ pub(crate) fn provider(base: &str) -> OpenAiCompat {
 pub(crate) fn chat_request() -> ChatRequest {
     ChatRequest::new(
         "smollm2",
-        vec![Message::system("You are a terse assistant."), Message::user("Name three colours.")],
+        vec![
+            Message::system("You are a terse assistant."),
+            Message::user("Name three colours."),
+        ],
     )
     .with_max_tokens(24)
     .with_temperature(0.0)
@@ -43,14 +48,17 @@ pub(crate) fn image_request() -> ChatRequest {
 }
 
 pub(crate) fn tool_request() -> ChatRequest {
-    ChatRequest::new("smollm2", vec![Message::user("What is the weather in Paris? Use the tool.")])
-        .with_tools(vec![Tool::new(
-            "get_weather",
-            "Get the current weather of a city",
-            json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
-        )])
-        .with_tool_choice(ToolChoice::Required)
-        .with_max_tokens(64)
-        .with_temperature(0.0)
-        .with_seed(42)
+    ChatRequest::new(
+        "smollm2",
+        vec![Message::user("What is the weather in Paris? Use the tool.")],
+    )
+    .with_tools(vec![Tool::new(
+        "get_weather",
+        "Get the current weather of a city",
+        json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+    )])
+    .with_tool_choice(ToolChoice::Required)
+    .with_max_tokens(64)
+    .with_temperature(0.0)
+    .with_seed(42)
 }

@@ -10,7 +10,9 @@ use crate::{chat_request, fixture, provider, tool_request};
 #[tokio::test]
 async fn record_fixtures_from_the_real_server() {
     if std::env::var("INFERMUX_RECORD").as_deref() != Ok("1") {
-        eprintln!("skipping: set INFERMUX_RECORD=1 (and INFERMUX_LLAMA_URL, INFERMUX_LLAMA_EMBED_URL) to re-record fixtures");
+        eprintln!(
+            "skipping: set INFERMUX_RECORD=1 (and INFERMUX_LLAMA_URL, INFERMUX_LLAMA_EMBED_URL) to re-record fixtures"
+        );
         return;
     }
     let chat_url = std::env::var("INFERMUX_LLAMA_URL").expect("INFERMUX_LLAMA_URL");
@@ -20,7 +22,10 @@ async fn record_fixtures_from_the_real_server() {
     let proxy = RecordingProxy::start(&chat_url).await.unwrap();
     let p = provider(&format!("{}/v1", proxy.url()));
     p.call(&Request::Chat(chat_request()), &ctx).await.unwrap();
-    let mut s = p.stream(&Request::Chat(chat_request()), &ctx).await.unwrap();
+    let mut s = p
+        .stream(&Request::Chat(chat_request()), &ctx)
+        .await
+        .unwrap();
     while let Some(ev) = s.next().await {
         ev.unwrap();
     }
@@ -29,7 +34,10 @@ async fn record_fixtures_from_the_real_server() {
     let proxy = RecordingProxy::start(&chat_url).await.unwrap();
     let p = provider(&format!("{}/v1", proxy.url()));
     p.call(&Request::Chat(tool_request()), &ctx).await.unwrap();
-    let mut s = p.stream(&Request::Chat(tool_request()), &ctx).await.unwrap();
+    let mut s = p
+        .stream(&Request::Chat(tool_request()), &ctx)
+        .await
+        .unwrap();
     while let Some(ev) = s.next().await {
         ev.unwrap();
     }
@@ -38,13 +46,36 @@ async fn record_fixtures_from_the_real_server() {
     let proxy = RecordingProxy::start(&chat_url).await.unwrap();
     let p = provider(&format!("{}/v1", proxy.url()));
     p.call(&Request::Models, &ctx).await.unwrap();
-    p.call(&Request::Completion(CompletionRequest::new("smollm2", "The capital of France is").with_max_tokens(8).with_temperature(0.0)), &ctx).await.unwrap();
+    p.call(
+        &Request::Completion(
+            CompletionRequest::new("smollm2", "The capital of France is")
+                .with_max_tokens(8)
+                .with_temperature(0.0),
+        ),
+        &ctx,
+    )
+    .await
+    .unwrap();
     // an image to a text-only model: the server's own error
-    let _ = p.call(&Request::Chat(crate::image_request()), &ctx).await.unwrap_err();
+    let _ = p
+        .call(&Request::Chat(crate::image_request()), &ctx)
+        .await
+        .unwrap_err();
     proxy.save(fixture("llama_misc.yaml")).unwrap();
 
     let proxy = RecordingProxy::start(&embed_url).await.unwrap();
     let p = provider(&format!("{}/v1", proxy.url()));
-    p.call(&Request::Embeddings(EmbeddingRequest::new("smollm2", vec!["The cat sat on the mat.".into(), "Quantum chromodynamics".into()])), &ctx).await.unwrap();
+    p.call(
+        &Request::Embeddings(EmbeddingRequest::new(
+            "smollm2",
+            vec![
+                "The cat sat on the mat.".into(),
+                "Quantum chromodynamics".into(),
+            ],
+        )),
+        &ctx,
+    )
+    .await
+    .unwrap();
     proxy.save(fixture("llama_embeddings.yaml")).unwrap();
 }

@@ -1,0 +1,161 @@
+//! The `infermux` command line: `demo` (the fault-injection demo: no keys, no network), `chat`
+//! (stream an answer from any OpenAI-compatible server) and `models`.
+
+mod demo;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+use infermux::openai_compat::OpenAiCompat;
+use infermux::{ApiKey, ChatRequest, Client, EndpointConfig, Message, StreamEvent};
+
+#[derive(Parser)]
+#[command(
+    name = "infermux",
+    version,
+    about = "One resilient client for inference backends"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the demo: a few hundred chat requests through the client against local simulators
+    /// that inject faults, then a per-endpoint report. Needs no keys and no network.
+    Demo(demo::DemoArgs),
+    /// Stream an answer from an OpenAI-compatible server.
+    Chat {
+        /// Base URL including the version prefix, e.g. http://127.0.0.1:8080/v1
+        #[arg(long)]
+        base_url: String,
+        /// Model name.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Environment variable holding the API key (sent as a Bearer token).
+        #[arg(long)]
+        api_key_env: Option<String>,
+        /// System prompt.
+        #[arg(long)]
+        system: Option<String>,
+        /// Output token limit.
+        #[arg(long, default_value_t = 256)]
+        max_tokens: u32,
+        /// The prompt.
+        prompt: String,
+    },
+    /// List the models of an OpenAI-compatible server.
+    Models {
+        /// Base URL including the version prefix.
+        #[arg(long)]
+        base_url: String,
+        /// Environment variable holding the API key.
+        #[arg(long)]
+        api_key_env: Option<String>,
+    },
+}
+
+fn client(base_url: &str, api_key_env: Option<&str>) -> infermux::Result<Client> {
+    let mut cfg = EndpointConfig::new("cli", base_url)?;
+    if let Some(var) = api_key_env {
+        let key = ApiKey::from_env(var).ok_or_else(|| {
+            infermux::Error::new(
+                infermux::ErrorKind::Config,
+                format!("environment variable {var} is not set"),
+            )
+        })?;
+        cfg = cfg.with_api_key(key);
+    }
+    Ok(Client::new(OpenAiCompat::new(cfg)?))
+}
+
+async fn chat(
+    base_url: &str,
+    model: String,
+    key: Option<&str>,
+    system: Option<String>,
+    max_tokens: u32,
+    prompt: String,
+) -> infermux::Result<()> {
+    let client = client(base_url, key)?;
+    let mut messages = Vec::new();
+    if let Some(s) = system {
+        messages.push(Message::system(s));
+    }
+    messages.push(Message::user(prompt));
+    let mut stream = client
+        .stream_chat(ChatRequest::new(model, messages).with_max_tokens(max_tokens))
+        .await?;
+    let mut out = std::io::stdout().lock();
+    while let Some(ev) = stream.next().await {
+        match ev? {
+            StreamEvent::TextDelta { text } | StreamEvent::RefusalDelta { text } => {
+                let _ = write!(out, "{text}");
+                let _ = out.flush();
+            }
+            StreamEvent::ToolCallDelta {
+                name: Some(name), ..
+            } => {
+                let _ = write!(out, "\n[tool call: {name}]");
+            }
+            StreamEvent::Usage(u) => {
+                eprintln!("\n[{} tokens in, {} out]", u.input_tokens, u.output_tokens);
+            }
+            _ => {}
+        }
+    }
+    let _ = writeln!(out);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Chat {
+            base_url,
+            model,
+            api_key_env,
+            system,
+            max_tokens,
+            prompt,
+        } => {
+            chat(
+                &base_url,
+                model,
+                api_key_env.as_deref(),
+                system,
+                max_tokens,
+                prompt,
+            )
+            .await
+        }
+        Command::Models {
+            base_url,
+            api_key_env,
+        } => {
+            async {
+                for m in client(&base_url, api_key_env.as_deref())?
+                    .models()
+                    .await?
+                    .models
+                {
+                    println!("{}", m.id);
+                }
+                Ok(())
+            }
+            .await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
