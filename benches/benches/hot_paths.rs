@@ -1,6 +1,9 @@
 //! Criterion benches of the hot paths that exist so far: SSE decoding and chunk parsing of a
 //! streamed answer, request ids, the latency histogram and error construction.
 
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -49,14 +49,18 @@ pub fn error_body_message(body: &[u8]) -> (String, Option<String>) {
                 }),
             _ => None,
         };
-        let code = ["code", "type", "status", "error_type"]
-            .iter()
-            .filter_map(|k| err.get(*k).or_else(|| v.get(*k)))
+        let fields = || {
+            ["code", "type", "status", "error_type"]
+                .into_iter()
+                .filter_map(|k| err.get(k).or_else(|| v.get(k)))
+        };
+        // a textual code (`insufficient_quota`, `RESOURCE_EXHAUSTED`) says more than a number
+        let code = fields()
             .find_map(|c| match c {
                 Value::String(s) if !s.is_empty() && s != "error" => Some(s.clone()),
-                Value::Number(n) if err.get("type").is_none() => Some(n.to_string()),
                 _ => None,
-            });
+            })
+            .or_else(|| fields().find_map(|c| c.as_u64().map(|n| n.to_string())));
         return (truncate(&message.unwrap_or_else(|| v.to_string())), code);
     }
     let text = String::from_utf8_lossy(body);

@@ -86,3 +86,22 @@ async fn builder_without_provider_is_a_config_error() {
         ErrorKind::Config
     );
 }
+
+#[tokio::test]
+async fn no_key_in_debug_of_config_client_or_error() {
+    let key = "sk-facade-secret-0042";
+    let cfg = EndpointConfig::new("k", "http://127.0.0.1:9/v1")
+        .unwrap()
+        .with_api_key(infermux::ApiKey::new(key));
+    let client = Client::new(OpenAiCompat::new(cfg.clone()).unwrap());
+    let err = client.chat(hello()).await.unwrap_err();
+    for text in [
+        format!("{cfg:?}"),
+        format!("{client:?}"),
+        format!("{err:?}"),
+        err.to_string(),
+    ] {
+        assert!(!text.contains(key), "{text}");
+    }
+    assert_eq!(err.kind(), ErrorKind::Connect);
+}
