@@ -1,6 +1,7 @@
 //! The `infermux` command line: `demo` (the fault-injection demo: no keys, no network), `chat`
 //! (stream an answer from any OpenAI-compatible server) and `models`.
 
+mod conformance;
 mod demo;
 
 use std::io::Write;
@@ -27,6 +28,8 @@ enum Command {
     /// Run the demo: a few hundred chat requests through the client against local simulators
     /// that inject faults, then a per-endpoint report. Needs no keys and no network.
     Demo(demo::DemoArgs),
+    /// Replay a folder of recorded cassettes through the providers and report per interaction.
+    Conformance(conformance::ConformanceArgs),
     /// Stream an answer from an OpenAI-compatible server.
     Chat {
         /// Base URL including the version prefix, e.g. http://127.0.0.1:8080/v1
@@ -116,6 +119,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Conformance(args) => conformance::run(args).await,
         Command::Chat {
             base_url,
             model,

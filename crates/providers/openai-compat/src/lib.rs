@@ -45,12 +45,25 @@ pub struct OpenAiCompat {
     http: HttpEndpoint,
     name: &'static str,
     caps: Capabilities,
+    end_at_finish: bool,
 }
 
 impl OpenAiCompat {
     /// A client for `config`; its key, if any, is sent as `Authorization: Bearer`.
+    ///
+    /// Being the client for any compatible server, it accepts a stream that ends after a
+    /// finish reason without `[DONE]` (TGI 1.x); see
+    /// [`OpenAiCompat::with_missing_done_tolerated`].
     pub fn new(config: EndpointConfig) -> Result<Self> {
-        Self::with_auth(NAME, config, Auth::Bearer)
+        Ok(Self::with_auth(NAME, config, Auth::Bearer)?.with_missing_done_tolerated(true))
+    }
+
+    /// Whether a stream that ends without `[DONE]` after a chunk with a finish reason is a
+    /// complete answer (`false`, the default of [`OpenAiCompat::with_auth`], makes it a
+    /// `Decode` error like any other stream that ends without `[DONE]`).
+    pub fn with_missing_done_tolerated(mut self, yes: bool) -> Self {
+        self.end_at_finish = yes;
+        self
     }
 
     /// A client that reports itself as `name` and sends the key as `auth` says (for crates
@@ -67,6 +80,7 @@ impl OpenAiCompat {
                 .with(Operation::Completion)
                 .with(Operation::Embeddings)
                 .with(Operation::Models),
+            end_at_finish: false,
         })
     }
 
@@ -146,9 +160,19 @@ pub fn chat_event_stream(
     resp: HttpResponse,
     with_context: impl Fn(Error) -> Error + Send + 'static,
 ) -> EventStream {
+    chat_event_stream_with(resp, ChatStreamState::new(), with_context)
+}
+
+/// [`chat_event_stream`] with a given initial state (for example
+/// [`ChatStreamState::ending_at_finish_reason`]).
+pub fn chat_event_stream_with(
+    resp: HttpResponse,
+    state: ChatStreamState,
+    with_context: impl Fn(Error) -> Error + Send + 'static,
+) -> EventStream {
     let st = StreamState {
         sse: resp.sse(),
-        state: ChatStreamState::new(),
+        state,
         pending: VecDeque::new(),
         ended: false,
         with_context,
@@ -234,7 +258,12 @@ impl Provider for OpenAiCompat {
             .post("/chat/completions", &wire::chat_body(req, true), ctx)
             .await?;
         let (id, name, ep) = (ctx.request_id(), self.name, self.http.id().clone());
-        first_event(chat_event_stream(resp, move |e| {
+        let state = if self.end_at_finish {
+            ChatStreamState::ending_at_finish_reason()
+        } else {
+            ChatStreamState::new()
+        };
+        first_event(chat_event_stream_with(resp, state, move |e| {
             e.in_context(id, name, &ep)
         }))
         .await

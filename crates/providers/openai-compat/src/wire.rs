@@ -9,7 +9,8 @@ use base64::Engine;
 use infermux_core::{
     ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, ContentPart,
     EmbeddingRequest, EmbeddingResponse, Error, ErrorKind, FinishReason, ImageSource, Message,
-    ModelInfo, ModelList, ResponseFormat, Result, Role, StreamEvent, ToolCall, ToolChoice, Usage,
+    ModelInfo, ModelList, ResponseFormat, Result, Role, StreamEvent, Tool, ToolCall, ToolChoice,
+    Usage,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -542,9 +543,12 @@ pub fn parse_models(body: &[u8]) -> Result<ModelList> {
 /// Emits `Start` once, text / reasoning / refusal / tool-call deltas as they come, `Usage`
 /// when the usage chunk arrives, and `Done` at `[DONE]` (with the last finish reason seen). A
 /// stream that ends without `[DONE]` is a `Decode` error carrying the partial text; an
-/// `{"error": ...}` payload is the error it describes.
+/// `{"error": ...}` payload is the error it describes. With
+/// [`ChatStreamState::ending_at_finish_reason`], a stream that ends without `[DONE]` after a
+/// chunk with a finish reason is complete (servers such as TGI 1.x never send `[DONE]`).
 #[derive(Debug, Default)]
 pub struct ChatStreamState {
+    end_at_finish: bool,
     started: bool,
     finish: Option<FinishReason>,
     done: bool,
@@ -555,6 +559,15 @@ impl ChatStreamState {
     /// A fresh state.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A state that also accepts the end of the body, without `[DONE]`, as the end of the
+    /// answer once a finish reason has been seen.
+    pub fn ending_at_finish_reason() -> Self {
+        ChatStreamState {
+            end_at_finish: true,
+            ..Self::default()
+        }
     }
 
     /// Whether `[DONE]` was seen.
@@ -629,9 +642,289 @@ impl ChatStreamState {
     pub fn on_end(&mut self) -> Result<Vec<StreamEvent>> {
         if self.done {
             Ok(Vec::new())
+        } else if self.end_at_finish && self.finish.is_some() {
+            self.done = true;
+            Ok(vec![StreamEvent::Done {
+                finish_reason: self.finish.clone(),
+            }])
         } else {
             Err(Error::new(ErrorKind::Decode, "stream ended without [DONE]")
                 .with_partial_text(self.text.clone()))
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies back to core types (the inverse of `chat_body` and friends): used to replay
+// recorded traffic and by servers that accept the OpenAI protocol.
+
+fn request_err(what: &str) -> Error {
+    Error::new(ErrorKind::InvalidRequest, what.to_owned())
+}
+
+fn parts_from_json(content: &Value) -> Vec<ContentPart> {
+    match content {
+        Value::String(s) => vec![ContentPart::text(s.clone())],
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| match p.get("type").and_then(Value::as_str) {
+                Some("text") | Some("input_text") => p
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .map(|t| ContentPart::text(t.to_owned())),
+                Some("image_url") => {
+                    let img = p.get("image_url")?;
+                    let url = img.get("url").and_then(Value::as_str).or(img.as_str())?;
+                    let source = match url
+                        .strip_prefix("data:")
+                        .and_then(|rest| rest.split_once(";base64,"))
+                    {
+                        Some((media_type, data)) => ImageSource::Base64 {
+                            media_type: media_type.to_owned(),
+                            data: data.to_owned(),
+                        },
+                        None => ImageSource::Url {
+                            url: url.to_owned(),
+                        },
+                    };
+                    Some(ContentPart::Image {
+                        source,
+                        detail: img.get("detail").and_then(Value::as_str).map(str::to_owned),
+                    })
+                }
+                Some("refusal") => p
+                    .get("refusal")
+                    .and_then(Value::as_str)
+                    .map(|t| ContentPart::Refusal { text: t.to_owned() }),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn message_from_json(v: &Value) -> Result<Message> {
+    let role = v
+        .get("role")
+        .and_then(Value::as_str)
+        .ok_or_else(|| request_err("a message has no role"))?;
+    let mut m = Message::new(Role::from(role), "");
+    m.content = v.get("content").map(parts_from_json).unwrap_or_default();
+    if let Some(r) = v.get("refusal").and_then(Value::as_str) {
+        m.content.push(ContentPart::Refusal { text: r.to_owned() });
+    }
+    m.name = v.get("name").and_then(Value::as_str).map(str::to_owned);
+    m.tool_call_id = v
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(calls) = v.get("tool_calls").and_then(Value::as_array) {
+        m.tool_calls = calls
+            .iter()
+            .map(|c| {
+                let f = c.get("function").cloned().unwrap_or_default();
+                ToolCall::new(
+                    c.get("id").and_then(Value::as_str).unwrap_or_default(),
+                    f.get("name").and_then(Value::as_str).unwrap_or_default(),
+                    arguments_text(&f.get("arguments").cloned()),
+                )
+            })
+            .collect();
+    }
+    Ok(m)
+}
+
+fn take_f32(v: &Value, key: &str) -> Option<f32> {
+    v.get(key).and_then(Value::as_f64).map(|f| f as f32)
+}
+
+fn take_u32(v: &Value, key: &str) -> Option<u32> {
+    v.get(key)
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+}
+
+fn stop_list(v: &Value) -> Vec<String> {
+    match v.get("stop") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(xs)) => xs
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn extras(v: &Value, known: &[&str]) -> Map<String, Value> {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| !known.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const CHAT_KNOWN: &[&str] = &[
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "stop",
+    "seed",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "user",
+    "stream",
+    "stream_options",
+];
+
+/// A chat-completions request body as a core [`ChatRequest`] (fields core does not model go
+/// to `extra`; `stream` and `stream_options` are dropped: whether to stream is the caller's
+/// choice of [`infermux_core::Provider::stream`]).
+pub fn chat_request_from_json(v: &Value) -> Result<ChatRequest> {
+    let model = v.get("model").and_then(Value::as_str).unwrap_or_default();
+    let messages = v
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| request_err("chat request has no messages"))?
+        .iter()
+        .map(message_from_json)
+        .collect::<Result<Vec<_>>>()?;
+    let mut req = ChatRequest::new(model, messages);
+    req.temperature = take_f32(v, "temperature");
+    req.top_p = take_f32(v, "top_p");
+    req.max_tokens = take_u32(v, "max_tokens");
+    req.stop = stop_list(v);
+    req.seed = v.get("seed").and_then(Value::as_i64);
+    if let Some(tools) = v.get("tools").and_then(Value::as_array) {
+        for t in tools {
+            let Some(f) = t.get("function") else {
+                // a non-function tool (web search, ...) is passed on unchanged
+                req.extra
+                    .entry("tools")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                continue;
+            };
+            let mut tool = Tool::new(
+                f.get("name").and_then(Value::as_str).unwrap_or_default(),
+                "",
+                f.get("parameters").cloned().unwrap_or(json!({})),
+            );
+            tool.description = f
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            tool.strict = f.get("strict").and_then(Value::as_bool);
+            req.tools.push(tool);
+        }
+        if req.extra.contains_key("tools") {
+            // keep the tools exactly as sent when some are not functions
+            req.tools.clear();
+            req.extra
+                .insert("tools".into(), Value::Array(tools.clone()));
+        }
+    }
+    req.tool_choice = match v.get("tool_choice") {
+        Some(Value::String(s)) if s == "auto" => Some(ToolChoice::Auto),
+        Some(Value::String(s)) if s == "none" => Some(ToolChoice::None),
+        Some(Value::String(s)) if s == "required" => Some(ToolChoice::Required),
+        Some(c) => c
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+            .map(|n| ToolChoice::Tool(n.to_owned())),
+        None => None,
+    };
+    req.parallel_tool_calls = v.get("parallel_tool_calls").and_then(Value::as_bool);
+    req.response_format =
+        v.get("response_format")
+            .and_then(|f| match f.get("type").and_then(Value::as_str)? {
+                "text" => Some(ResponseFormat::Text),
+                "json_object" => Some(ResponseFormat::JsonObject),
+                "json_schema" => {
+                    let s = f.get("json_schema")?;
+                    Some(ResponseFormat::JsonSchema {
+                        name: s.get("name").and_then(Value::as_str)?.to_owned(),
+                        schema: s.get("schema").cloned().unwrap_or(json!({})),
+                        strict: s.get("strict").and_then(Value::as_bool),
+                    })
+                }
+                _ => None,
+            });
+    req.user = v.get("user").and_then(Value::as_str).map(str::to_owned);
+    req.extra.extend(extras(v, CHAT_KNOWN));
+    Ok(req)
+}
+
+/// Whether a request body asks for a streamed answer (`"stream": true`).
+pub fn request_streams(v: &Value) -> bool {
+    v.get("stream").and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// A legacy completions request body as a core [`CompletionRequest`].
+pub fn completion_request_from_json(v: &Value) -> Result<CompletionRequest> {
+    let prompt = match v.get("prompt") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(xs)) if xs.len() == 1 => xs
+            .first()
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        _ => return Err(request_err("completion request has no single text prompt")),
+    };
+    let mut req = CompletionRequest::new(
+        v.get("model").and_then(Value::as_str).unwrap_or_default(),
+        prompt,
+    );
+    req.max_tokens = take_u32(v, "max_tokens");
+    req.temperature = take_f32(v, "temperature");
+    req.stop = stop_list(v);
+    req.seed = v.get("seed").and_then(Value::as_i64);
+    req.extra = extras(
+        v,
+        &[
+            "model",
+            "prompt",
+            "max_tokens",
+            "temperature",
+            "stop",
+            "seed",
+            "stream",
+            "stream_options",
+        ],
+    );
+    Ok(req)
+}
+
+/// An embeddings request body as a core [`EmbeddingRequest`]. Token-array inputs, which core
+/// does not model, are kept in `extra["input"]` (sent as they are) with one placeholder input
+/// per vector expected back.
+pub fn embedding_request_from_json(v: &Value) -> Result<EmbeddingRequest> {
+    let model = v.get("model").and_then(Value::as_str).unwrap_or_default();
+    let (inputs, raw) = match v.get("input") {
+        Some(Value::String(s)) => (vec![s.clone()], false),
+        Some(Value::Array(xs)) if xs.iter().all(Value::is_string) => (
+            xs.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+            false,
+        ),
+        Some(Value::Array(xs)) if xs.iter().all(Value::is_number) => (vec![String::new()], true),
+        Some(Value::Array(xs)) if xs.iter().all(Value::is_array) => {
+            (vec![String::new(); xs.len()], true)
+        }
+        _ => return Err(request_err("embeddings request has no usable input")),
+    };
+    let mut req = EmbeddingRequest::new(model, inputs);
+    req.dimensions = take_u32(v, "dimensions");
+    req.extra = extras(v, &["model", "input", "dimensions"]);
+    if raw && let Some(input) = v.get("input") {
+        req.extra.insert("input".into(), input.clone());
+    }
+    Ok(req)
 }

@@ -1,0 +1,793 @@
+//! `infermux conformance --corpus DIR [--json]`: replays every interaction of a folder of vcrpy
+//! cassettes through the testkit's replay server into the provider operation its host and path
+//! route to, and reports per interaction whether infermux decoded it as the real service meant
+//! it (an answer for a 2xx, the right error kind for a 4xx/5xx or an error inside a 200 stream).
+//!
+//! The routing table is documented in the CLI's README. Each interaction is served by its own
+//! replay server (replay matches in recorded order, so one server per interaction keeps every
+//! interaction independent of the others).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use infermux::openai_compat::{OpenAiCompat, wire};
+use infermux::{
+    ChatResponse, EndpointConfig, Error, ErrorKind, Provider, Request, RequestContext, Response,
+    StreamAccumulator, Timeouts,
+};
+use infermux_testkit::{Cassette, Interaction, ReplayServer};
+use serde_json::{Value, json};
+
+/// Arguments of `infermux conformance`.
+#[derive(clap::Args)]
+pub(crate) struct ConformanceArgs {
+    /// Folder of vcrpy cassettes (searched recursively for `.yaml` / `.yml` files).
+    #[arg(long)]
+    corpus: PathBuf,
+    /// Print one JSON object per interaction instead of a readable line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A provider operation the runner can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Chat,
+    Completion,
+    Embeddings,
+    Models,
+}
+
+/// Where an interaction goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Route {
+    provider: &'static str,
+    operation: String,
+    /// The operation and the base path (the recorded path minus the operation's suffix), or
+    /// why the operation is not offered.
+    target: Result<(Op, String), String>,
+}
+
+const NOT_YET: &str = "provider not implemented yet";
+
+fn unsupported(provider: &'static str, operation: &str, reason: &str) -> Route {
+    Route {
+        provider,
+        operation: operation.to_owned(),
+        target: Err(reason.to_owned()),
+    }
+}
+
+/// The OpenAI-protocol operation a path ends with.
+fn openai_op(method: &str, path: &str) -> Option<(Op, &'static str, String)> {
+    let table: [(&str, &str, Op, &str); 4] = [
+        ("POST", "/chat/completions", Op::Chat, "chat"),
+        ("POST", "/completions", Op::Completion, "completion"),
+        ("POST", "/embeddings", Op::Embeddings, "embeddings"),
+        ("GET", "/models", Op::Models, "models"),
+    ];
+    table.iter().find_map(|(m, suffix, op, name)| {
+        let base = path.strip_suffix(suffix)?;
+        method
+            .eq_ignore_ascii_case(m)
+            .then(|| (*op, *name, base.to_owned()))
+    })
+}
+
+fn openai_route(provider: &'static str, method: &str, path: &str) -> Option<Route> {
+    openai_op(method, path).map(|(op, name, base)| Route {
+        provider,
+        operation: name.to_owned(),
+        target: Ok((op, base)),
+    })
+}
+
+/// The first path segment after `prefix`, as an operation name.
+fn segment_after<'a>(path: &'a str, prefix: &str) -> &'a str {
+    path.strip_prefix(prefix)
+        .unwrap_or(path)
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("")
+}
+
+/// The routing table: host and path to provider and operation (see the CLI README).
+fn route(method: &str, host: &str, path: &str) -> Route {
+    let host = host.to_ascii_lowercase();
+    let hostname = host.split(':').next().unwrap_or("");
+    let port = host.split(':').nth(1);
+    match hostname {
+        "api.openai.com" => openai_route("openai", method, path).unwrap_or_else(|| {
+            let op = segment_after(path, "/v1");
+            let reason = match op {
+                "assistants" | "threads" => {
+                    "the Assistants API, deprecated by OpenAI in favour of the Responses API, is not offered"
+                }
+                _ => "operation not implemented yet",
+            };
+            unsupported("openai", op, reason)
+        }),
+        h if h.ends_with(".openai.azure.com") => {
+            unsupported("openai", "azure", "Azure OpenAI deployments not implemented yet")
+        }
+        "api.groq.com" => openai_route("groq", method, path).unwrap_or_else(|| {
+            unsupported(
+                "groq",
+                segment_after(path, "/openai/v1"),
+                "operation not implemented yet",
+            )
+        }),
+        "api.anthropic.com" => unsupported("anthropic", segment_after(path, "/v1"), NOT_YET),
+        "generativelanguage.googleapis.com" => {
+            let op = path.rsplit(':').next().unwrap_or("");
+            unsupported("gemini", op, NOT_YET)
+        }
+        "huggingface.co" => unsupported(
+            "hf-hub",
+            segment_after(path, "/api"),
+            "Hugging Face Hub metadata, not an inference operation",
+        ),
+        "api-inference.huggingface.co" | "router.huggingface.co" => {
+            if path.ends_with("/v1/chat/completions") {
+                // TGI's OpenAI-compatible Messages API
+                openai_route("openai-compat", method, path)
+                    .unwrap_or_else(|| unsupported("tgi", "chat", NOT_YET))
+            } else if path.contains("/pipeline/feature-extraction/") {
+                unsupported("tei", "feature-extraction", NOT_YET)
+            } else {
+                unsupported("tgi", "generate", NOT_YET)
+            }
+        }
+        _ if port == Some("11434") || hostname == "ollama.com" => {
+            if path.starts_with("/api/") {
+                unsupported("ollama", segment_after(path, "/api"), NOT_YET)
+            } else {
+                // Ollama's OpenAI-compatible `/v1` mode
+                openai_route("openai-compat", method, path).unwrap_or_else(|| {
+                    unsupported("ollama", segment_after(path, "/v1"), NOT_YET)
+                })
+            }
+        }
+        _ => openai_route("openai-compat", method, path).unwrap_or_else(|| {
+            let last = path.rsplit('/').next().unwrap_or("");
+            match last {
+                "generate" | "generate_stream" | "info" | "health" => {
+                    unsupported("tgi", last, NOT_YET)
+                }
+                "embed" | "embed_sparse" | "rerank" => unsupported("tei", last, NOT_YET),
+                _ => unsupported("unknown", last, "no route for this host and path"),
+            }
+        }),
+    }
+}
+
+/// The provider for `name` at `base_url`.
+fn provider(name: &'static str, base_url: &str) -> infermux::Result<Arc<dyn Provider>> {
+    let timeouts = Timeouts::standard()
+        .with_first_byte(Duration::from_secs(20))
+        .with_total(Some(Duration::from_secs(30)));
+    let cfg = EndpointConfig::new("conformance", base_url)?.with_timeouts(timeouts);
+    match name {
+        "openai" | "groq" | "openai-compat" => Ok(Arc::new(OpenAiCompat::new(cfg)?)),
+        other => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("no provider {other}"),
+        )),
+    }
+}
+
+/// What the provider returned, reduced to the reported fields.
+#[derive(Debug, Default)]
+struct Decoded {
+    text: Option<String>,
+    tool_calls: Option<Vec<(String, String)>>,
+    finish_reason: Option<String>,
+    usage: Option<(u64, u64)>,
+    embeddings: Option<(usize, usize)>,
+}
+
+fn decoded_chat(resp: &ChatResponse) -> Decoded {
+    Decoded {
+        text: Some(resp.text()),
+        tool_calls: Some(
+            resp.tool_calls()
+                .iter()
+                .map(|c| (c.name.clone(), c.arguments.clone()))
+                .collect(),
+        ),
+        finish_reason: resp
+            .finish_reason
+            .as_ref()
+            .and_then(|f| serde_json::to_value(f).ok())
+            .and_then(|v| v.as_str().map(str::to_owned)),
+        usage: resp.usage.map(|u| (u.input_tokens, u.output_tokens)),
+        embeddings: None,
+    }
+}
+
+fn decoded(resp: &Response) -> Decoded {
+    match resp {
+        Response::Chat(c) => decoded_chat(c),
+        Response::Completion(c) => Decoded {
+            text: Some(c.text.clone()),
+            finish_reason: c
+                .finish_reason
+                .as_ref()
+                .and_then(|f| serde_json::to_value(f).ok())
+                .and_then(|v| v.as_str().map(str::to_owned)),
+            usage: c.usage.map(|u| (u.input_tokens, u.output_tokens)),
+            ..Decoded::default()
+        },
+        Response::Embeddings(e) => Decoded {
+            embeddings: Some((e.embeddings.len(), e.dimension())),
+            usage: e.usage.map(|u| (u.input_tokens, u.output_tokens)),
+            ..Decoded::default()
+        },
+        Response::Models(m) => Decoded {
+            text: Some(
+                m.models
+                    .iter()
+                    .map(|m| m.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            ..Decoded::default()
+        },
+        _ => Decoded::default(),
+    }
+}
+
+/// One line of the report.
+#[derive(Debug)]
+struct Record {
+    file: String,
+    interaction: Option<usize>,
+    provider: &'static str,
+    operation: String,
+    status: Option<u16>,
+    outcome: &'static str,
+    error_kind: Option<ErrorKind>,
+    decoded: Decoded,
+    /// `None` for unsupported.
+    pass: Option<bool>,
+    reason: Option<String>,
+}
+
+impl Record {
+    fn to_json(&self) -> Value {
+        let d = &self.decoded;
+        json!({
+            "file": self.file,
+            "interaction": self.interaction,
+            "provider": self.provider,
+            "operation": self.operation,
+            "status": self.status,
+            "outcome": self.outcome,
+            "error_kind": self.error_kind.map(ErrorKind::as_str),
+            "text": d.text,
+            "tool_calls": d.tool_calls.as_ref().map(|calls| calls
+                .iter()
+                .map(|(name, args)| json!({
+                    "name": name,
+                    "arguments": parse_arguments(args).unwrap_or_else(|_| Value::String(args.clone())),
+                }))
+                .collect::<Vec<_>>()),
+            "finish_reason": d.finish_reason,
+            "usage": d.usage.map(|(i, o)| json!({"input_tokens": i, "output_tokens": o})),
+            "embeddings": d.embeddings.map(|(count, dim)| json!({"count": count, "dim": dim})),
+            "pass": self.pass,
+            "reason": self.reason,
+        })
+    }
+
+    fn line(&self) -> String {
+        let verdict = match self.pass {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "UNSUPPORTED",
+        };
+        let at = self
+            .interaction
+            .map_or_else(|| self.file.clone(), |i| format!("{}#{i}", self.file));
+        let mut line = format!(
+            "{verdict:<11} {:<13} {:<22} {:<5} {:<5} {at}",
+            self.provider,
+            self.operation,
+            self.status.map_or_else(String::new, |s| s.to_string()),
+            self.outcome
+        );
+        if let Some(k) = self.error_kind {
+            line.push_str(&format!(" [{k}]"));
+        }
+        if let Some(r) = &self.reason {
+            line.push_str(&format!(" — {r}"));
+        }
+        line
+    }
+}
+
+fn parse_arguments(args: &str) -> Result<Value, serde_json::Error> {
+    if args.trim().is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_str(args)
+}
+
+/// The error kinds that are right for a recorded HTTP error status.
+fn kinds_for_status(status: u16) -> &'static [ErrorKind] {
+    match status {
+        401 | 403 => &[ErrorKind::Auth],
+        404 => &[ErrorKind::NotFound],
+        408 | 504 => &[ErrorKind::Timeout],
+        429 => &[ErrorKind::RateLimited, ErrorKind::QuotaExceeded],
+        529 => &[ErrorKind::Overloaded],
+        400..=499 => &[
+            ErrorKind::InvalidRequest,
+            ErrorKind::ContextLength,
+            ErrorKind::ContentFilter,
+        ],
+        _ => &[ErrorKind::Server, ErrorKind::Overloaded],
+    }
+}
+
+fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
+}
+
+/// The JSON payloads of a recorded SSE body's `data:` lines (not `[DONE]`).
+fn sse_payloads(body: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .collect()
+}
+
+/// Whether a recorded 200 stream carries an error event.
+fn stream_has_error(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    text.lines().any(|l| l.trim() == "event: error")
+        || sse_payloads(body).iter().any(|v| v.get("error").is_some())
+}
+
+/// An independent reading of the recorded answer, to check the decoded one against: the text
+/// and the number of tool calls of a chat answer, the number of vectors of an embeddings answer.
+/// `None` when the body cannot be read here (compressed bytes).
+fn expected_answer(op: Op, streamed: bool, body: &[u8]) -> Option<(Option<String>, usize)> {
+    if is_gzip(body) {
+        return None;
+    }
+    match (op, streamed) {
+        (Op::Chat, false) => {
+            let v: Value = serde_json::from_slice(body).ok()?;
+            let m = v.get("choices")?.get(0)?.get("message")?;
+            let text = match m.get("content") {
+                Some(Value::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            let calls = m
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            Some((Some(text), calls))
+        }
+        (Op::Chat, true) => {
+            let mut text = String::new();
+            let mut indexes = Vec::new();
+            for v in sse_payloads(body) {
+                let Some(choices) = v.get("choices").and_then(Value::as_array) else {
+                    continue;
+                };
+                for c in choices
+                    .iter()
+                    .filter(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+                {
+                    let Some(delta) = c.get("delta") else {
+                        continue;
+                    };
+                    if let Some(t) = delta.get("content").and_then(Value::as_str) {
+                        text.push_str(t);
+                    }
+                    for (pos, call) in delta
+                        .get("tool_calls")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .enumerate()
+                    {
+                        let i = call
+                            .get("index")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(pos as u64);
+                        if !indexes.contains(&i) {
+                            indexes.push(i);
+                        }
+                    }
+                }
+            }
+            Some((Some(text), indexes.len()))
+        }
+        (Op::Embeddings, _) => {
+            let v: Value = serde_json::from_slice(body).ok()?;
+            Some((None, v.get("data")?.as_array()?.len()))
+        }
+        _ => None,
+    }
+}
+
+/// The core request for a recorded request body.
+fn core_request(op: Op, it: &Interaction) -> infermux::Result<(Request, bool)> {
+    let body = || {
+        it.request.json().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidRequest,
+                "recorded request body is not JSON",
+            )
+        })
+    };
+    Ok(match op {
+        Op::Chat => {
+            let b = body()?;
+            (
+                Request::Chat(wire::chat_request_from_json(&b)?),
+                wire::request_streams(&b),
+            )
+        }
+        Op::Completion => {
+            let b = body()?;
+            if wire::request_streams(&b) {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "streamed legacy completions are not offered yet",
+                ));
+            }
+            (
+                Request::Completion(wire::completion_request_from_json(&b)?),
+                false,
+            )
+        }
+        Op::Embeddings => (
+            Request::Embeddings(wire::embedding_request_from_json(&body()?)?),
+            false,
+        ),
+        Op::Models => (Request::Models, false),
+    })
+}
+
+async fn drive(
+    provider: &dyn Provider,
+    request: &Request,
+    streamed: bool,
+) -> infermux::Result<Response> {
+    let ctx = RequestContext::new();
+    if streamed {
+        let mut stream = provider.stream(request, &ctx).await?;
+        let mut acc = StreamAccumulator::new();
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(ev) => acc.push(&ev),
+                Err(e) if e.partial_text().is_none() => {
+                    return Err(e.with_partial_text(acc.text().to_owned()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !acc.is_done() {
+            return Err(
+                Error::new(ErrorKind::Decode, "the stream ended without Done")
+                    .with_partial_text(acc.text().to_owned()),
+            );
+        }
+        Ok(Response::Chat(acc.finish()))
+    } else {
+        provider.call(request, &ctx).await
+    }
+}
+
+async fn run_one(file: &str, index: usize, it: &Interaction) -> Record {
+    let r = route(&it.request.method, it.request.host(), it.request.path());
+    let status = it.response.status;
+    let mut rec = Record {
+        file: file.to_owned(),
+        interaction: Some(index),
+        provider: r.provider,
+        operation: r.operation.clone(),
+        status: Some(status),
+        outcome: "unsupported",
+        error_kind: None,
+        decoded: Decoded::default(),
+        pass: None,
+        reason: None,
+    };
+    let (op, base_path) = match r.target {
+        Ok(t) => t,
+        Err(reason) => {
+            rec.reason = Some(reason);
+            return rec;
+        }
+    };
+    let (request, streamed) = match core_request(op, it) {
+        Ok(x) => x,
+        Err(e) if e.kind() == ErrorKind::Unsupported => {
+            rec.reason = Some(e.to_string());
+            return rec;
+        }
+        Err(e) => {
+            rec.outcome = "error";
+            rec.pass = Some(false);
+            rec.reason = Some(format!("the recorded request could not be read: {e}"));
+            return rec;
+        }
+    };
+    if streamed {
+        rec.operation.push_str("_stream");
+    }
+    let cassette = Cassette {
+        interactions: vec![it.clone()],
+    };
+    let server = match ReplayServer::start(cassette).await {
+        Ok(s) => s,
+        Err(e) => {
+            rec.outcome = "error";
+            rec.pass = Some(false);
+            rec.reason = Some(format!("replay server did not start: {e}"));
+            return rec;
+        }
+    };
+    let result = match provider(r.provider, &format!("{}{base_path}", server.url())) {
+        Ok(p) => drive(p.as_ref(), &request, streamed).await,
+        Err(e) => Err(e),
+    };
+    let served = server.verify();
+    let body = it.response.body.to_bytes();
+    let error_expected = status >= 400 || (streamed && stream_has_error(&body));
+    let (pass, reason) = match &result {
+        Ok(resp) => {
+            rec.outcome = "ok";
+            rec.decoded = decoded(resp);
+            if error_expected {
+                (
+                    false,
+                    Some("an error was recorded but infermux returned an answer".to_owned()),
+                )
+            } else {
+                check_answer(op, streamed, &body, &rec.decoded)
+            }
+        }
+        Err(e) => {
+            rec.outcome = "error";
+            rec.error_kind = Some(e.kind());
+            if let Some(partial) = e.partial_text() {
+                rec.decoded.text = Some(partial.to_owned());
+            }
+            if !error_expected {
+                (
+                    false,
+                    Some(format!("the recorded answer was not decoded: {e}")),
+                )
+            } else if status >= 400 {
+                let right = kinds_for_status(status);
+                if right.contains(&e.kind()) {
+                    (true, None)
+                } else {
+                    let names: Vec<&str> = right.iter().map(|k| k.as_str()).collect();
+                    (
+                        false,
+                        Some(format!(
+                            "HTTP {status} should be {} but is {}: {e}",
+                            names.join(" or "),
+                            e.kind()
+                        )),
+                    )
+                }
+            } else if matches!(
+                e.kind(),
+                ErrorKind::Decode | ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::Config
+            ) {
+                (
+                    false,
+                    Some(format!(
+                        "the error inside the stream was not decoded as the provider's error: {e}"
+                    )),
+                )
+            } else {
+                (true, None)
+            }
+        }
+    };
+    let (pass, reason) = match served {
+        Err(why) if pass => (
+            false,
+            Some(format!("the request did not match the recording: {why}")),
+        ),
+        _ => (pass, reason),
+    };
+    rec.pass = Some(pass);
+    rec.reason = reason;
+    rec
+}
+
+/// Checks a decoded answer against an independent reading of the recorded body.
+fn check_answer(op: Op, streamed: bool, body: &[u8], d: &Decoded) -> (bool, Option<String>) {
+    for (name, args) in d.tool_calls.iter().flatten() {
+        if let Err(e) = parse_arguments(args) {
+            return (
+                false,
+                Some(format!("arguments of tool call {name} are not JSON: {e}")),
+            );
+        }
+    }
+    let Some((text, count)) = expected_answer(op, streamed, body) else {
+        return (true, None);
+    };
+    if let Some(expected) = text {
+        let got = d.text.clone().unwrap_or_default();
+        if got != expected {
+            return (
+                false,
+                Some(format!(
+                    "decoded text differs from the recorded one ({} vs {} chars)",
+                    got.chars().count(),
+                    expected.chars().count()
+                )),
+            );
+        }
+        let calls = d.tool_calls.as_ref().map_or(0, Vec::len);
+        if calls != count {
+            return (
+                false,
+                Some(format!("{calls} tool calls decoded, {count} recorded")),
+            );
+        }
+    } else if let Some((n, _)) = d.embeddings
+        && n != count
+    {
+        return (
+            false,
+            Some(format!("{n} embeddings decoded, {count} recorded")),
+        );
+    }
+    (true, None)
+}
+
+/// Every cassette under `dir`, sorted.
+fn cassettes(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Runs the conformance corpus; fails when any interaction failed.
+pub(crate) async fn run(args: ConformanceArgs) -> infermux::Result<()> {
+    let files = cassettes(&args.corpus).map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            format!("cannot read corpus {}: {e}", args.corpus.display()),
+        )
+    })?;
+    let (mut passed, mut failed, mut unsupported) = (0usize, 0usize, 0usize);
+    let mut unsupported_lines = Vec::new();
+    for path in files {
+        let rel = path
+            .strip_prefix(&args.corpus)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let records = match Cassette::load(&path) {
+            Ok(c) => {
+                let mut records = Vec::with_capacity(c.interactions.len());
+                for (i, it) in c.interactions.iter().enumerate() {
+                    records.push(run_one(&rel, i, it).await);
+                }
+                records
+            }
+            Err(e) => vec![Record {
+                file: rel.clone(),
+                interaction: None,
+                provider: "unknown",
+                operation: String::new(),
+                status: None,
+                outcome: "error",
+                error_kind: None,
+                decoded: Decoded::default(),
+                pass: Some(false),
+                reason: Some(format!("cassette could not be loaded: {e}")),
+            }],
+        };
+        for rec in records {
+            match rec.pass {
+                Some(true) => passed += 1,
+                Some(false) => failed += 1,
+                None => {
+                    unsupported += 1;
+                    unsupported_lines.push(rec.line());
+                }
+            }
+            if args.json {
+                println!("{}", rec.to_json());
+            } else if rec.pass.is_some() {
+                println!("{}", rec.line());
+            }
+        }
+    }
+    if !args.json && !unsupported_lines.is_empty() {
+        println!("\nunsupported:");
+        for l in &unsupported_lines {
+            println!("{l}");
+        }
+    }
+    let summary = format!("{passed} passed, {failed} failed, {unsupported} unsupported");
+    if args.json {
+        eprintln!("{summary}");
+    } else {
+        println!("\n{summary}");
+    }
+    if failed > 0 {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            format!("{failed} interactions failed"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_table() {
+        let r = route("POST", "api.openai.com", "/v1/chat/completions");
+        assert_eq!(r.provider, "openai");
+        assert_eq!(r.target, Ok((Op::Chat, "/v1".to_owned())));
+        let r = route("POST", "api.groq.com", "/openai/v1/chat/completions");
+        assert_eq!(r.target, Ok((Op::Chat, "/openai/v1".to_owned())));
+        let r = route("GET", "api.openai.com", "/v1/models");
+        assert_eq!(r.target, Ok((Op::Models, "/v1".to_owned())));
+        let r = route("POST", "api.openai.com", "/v1/completions");
+        assert_eq!(r.target, Ok((Op::Completion, "/v1".to_owned())));
+        let r = route("POST", "api.openai.com", "/v1/threads/t1/runs");
+        assert_eq!((r.provider, r.operation.as_str()), ("openai", "threads"));
+        assert!(r.target.is_err());
+        let r = route("POST", "api.anthropic.com", "/v1/messages");
+        assert_eq!(r.target, Err(NOT_YET.to_owned()));
+        let r = route("POST", "localhost:11434", "/v1/chat/completions");
+        assert_eq!(r.provider, "openai-compat");
+        let r = route("POST", "127.0.0.1:11434", "/api/chat");
+        assert_eq!((r.provider, r.operation.as_str()), ("ollama", "chat"));
+        let r = route("POST", "127.0.0.1:8000", "/v1/embeddings");
+        assert_eq!(r.target, Ok((Op::Embeddings, "/v1".to_owned())));
+        let r = route("POST", "router.huggingface.co", "/hf-inference/models/gpt2");
+        assert_eq!(r.provider, "tgi");
+    }
+
+    #[test]
+    fn error_kinds_for_statuses() {
+        assert_eq!(kinds_for_status(404), &[ErrorKind::NotFound]);
+        assert!(kinds_for_status(400).contains(&ErrorKind::InvalidRequest));
+        assert!(kinds_for_status(503).contains(&ErrorKind::Server));
+    }
+
+    #[test]
+    fn stream_errors_are_found() {
+        let body = b"data: {\"choices\":[]}\n\ndata: {\"error\":{\"message\":\"x\"}}\n\n";
+        assert!(stream_has_error(body));
+        assert!(!stream_has_error(
+            b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n"
+        ));
+    }
+}

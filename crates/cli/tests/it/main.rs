@@ -1,0 +1,219 @@
+//! Integration tests of the `infermux` binary: the conformance runner on a tiny corpus written
+//! here, and on the real recorded traffic in `../shared/fixtures/cassettes` when it exists.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A fresh folder under the system temp dir, unique to this test.
+fn temp_corpus(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "infermux-conformance-{name}-{}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn cassette(uri: &str, request_body: &str, status: u16, content_type: &str, body: &str) -> String {
+    let q = |s: &str| serde_json::to_string(s).unwrap();
+    format!(
+        "interactions:\n- request:\n    method: POST\n    uri: {}\n    body: {}\n    headers: {{}}\n  response:\n    status: {{code: {status}, message: X}}\n    headers: {{content-type: [{}]}}\n    body: {{string: {}}}\nversion: 1\n",
+        q(uri),
+        q(request_body),
+        q(content_type),
+        q(body)
+    )
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn run(corpus: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .args(["conformance", "--json", "--corpus"])
+        .arg(corpus)
+        .output()
+        .unwrap()
+}
+
+fn lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+const CHAT_REQ: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+const STREAM_REQ: &str =
+    r#"{"model":"llama","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+
+fn good_corpus(dir: &Path) {
+    write(
+        dir,
+        "openai/chat.yaml",
+        &cassette(
+            "https://api.openai.com/v1/chat/completions",
+            CHAT_REQ,
+            200,
+            "application/json",
+            r#"{"id":"c1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":9,"completion_tokens":7,"total_tokens":16}}"#,
+        ),
+    );
+    write(
+        dir,
+        "groq/error.yaml",
+        &cassette(
+            "https://api.groq.com/openai/v1/chat/completions",
+            CHAT_REQ,
+            404,
+            "application/json",
+            r#"{"error":{"message":"The model `x` does not exist","type":"invalid_request_error","code":"model_not_found"}}"#,
+        ),
+    );
+    write(
+        dir,
+        "groq/stream_error.yaml",
+        &cassette(
+            "https://api.groq.com/openai/v1/chat/completions",
+            STREAM_REQ,
+            200,
+            "text/event-stream",
+            "data: {\"id\":\"a\",\"model\":\"llama\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"I will\"}}]}\n\ndata: {\"error\":{\"message\":\"Failed to call a function\",\"type\":\"invalid_request_error\",\"code\":\"tool_use_failed\"}}\n\n",
+        ),
+    );
+    write(
+        dir,
+        "anthropic/messages.yml",
+        &cassette(
+            "https://api.anthropic.com/v1/messages",
+            CHAT_REQ,
+            200,
+            "application/json",
+            "{}",
+        ),
+    );
+}
+
+#[test]
+fn conformance_reports_each_interaction() {
+    let dir = temp_corpus("good");
+    good_corpus(&dir);
+    let out = run(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("3 passed, 0 failed, 1 unsupported"),
+        "{stderr}"
+    );
+    let lines = lines(&out);
+    assert_eq!(lines.len(), 4);
+    let by_file = |f: &str| lines.iter().find(|l| l["file"] == f).unwrap().clone();
+
+    let chat = by_file("openai/chat.yaml");
+    assert_eq!(chat["interaction"], 0);
+    assert_eq!(chat["provider"], "openai");
+    assert_eq!(chat["operation"], "chat");
+    assert_eq!(chat["outcome"], "ok");
+    assert_eq!(chat["finish_reason"], "tool_calls");
+    assert_eq!(chat["tool_calls"][0]["name"], "get_weather");
+    assert_eq!(chat["tool_calls"][0]["arguments"]["city"], "Paris");
+    assert_eq!(chat["usage"]["input_tokens"], 9);
+    assert_eq!(chat["usage"]["output_tokens"], 7);
+
+    let err = by_file("groq/error.yaml");
+    assert_eq!(err["outcome"], "error");
+    assert_eq!(err["error_kind"], "not_found");
+    assert_eq!(err["pass"], true);
+
+    let mid = by_file("groq/stream_error.yaml");
+    assert_eq!(mid["operation"], "chat_stream");
+    assert_eq!(mid["outcome"], "error");
+    assert_eq!(mid["error_kind"], "invalid_request");
+    assert_eq!(mid["text"], "I will");
+    assert_eq!(mid["pass"], true);
+
+    let un = by_file("anthropic/messages.yml");
+    assert_eq!(un["outcome"], "unsupported");
+    assert_eq!(un["provider"], "anthropic");
+    assert_eq!(un["reason"], "provider not implemented yet");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn conformance_fails_on_what_it_cannot_decode() {
+    let dir = temp_corpus("bad");
+    // a 200 whose body is not a chat answer, and a truncated stream: both failures
+    write(
+        &dir,
+        "a.yaml",
+        &cassette(
+            "https://api.openai.com/v1/chat/completions",
+            CHAT_REQ,
+            200,
+            "application/json",
+            r#"{"choices": "#,
+        ),
+    );
+    write(
+        &dir,
+        "b.yaml",
+        &cassette(
+            "https://api.openai.com/v1/chat/completions",
+            STREAM_REQ,
+            200,
+            "text/event-stream",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+        ),
+    );
+    let out = run(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("0 passed, 2 failed, 0 unsupported"),
+        "{stderr}"
+    );
+    for l in lines(&out) {
+        assert_eq!(l["pass"], false);
+        assert_eq!(l["error_kind"], "decode");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn openai_protocol_cassettes_all_pass() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/cassettes");
+    if !corpus.is_dir() {
+        eprintln!(
+            "skipping: {} not found (the shared real-traffic corpus)",
+            corpus.display()
+        );
+        return;
+    }
+    let out = run(&corpus);
+    let lines = lines(&out);
+    assert!(!lines.is_empty());
+    let failed: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            matches!(
+                l["provider"].as_str(),
+                Some("openai" | "openai-compat" | "groq")
+            ) && l["pass"] == false
+        })
+        .collect();
+    assert!(failed.is_empty(), "failed: {failed:#?}");
+    // every interaction is accounted for: passed, failed or unsupported with a reason
+    for l in &lines {
+        if l["outcome"] == "unsupported" {
+            assert!(l["reason"].is_string(), "{l}");
+        }
+    }
+}
