@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use infermux::groq::Groq;
 use infermux::openai_compat::{OpenAiCompat, wire};
 use infermux::{
     ChatResponse, EndpointConfig, Error, ErrorKind, Provider, Request, RequestContext, Response,
@@ -171,7 +172,8 @@ fn provider(name: &'static str, base_url: &str) -> infermux::Result<Arc<dyn Prov
         .with_total(Some(Duration::from_secs(30)));
     let cfg = EndpointConfig::new("conformance", base_url)?.with_timeouts(timeouts);
     match name {
-        "openai" | "groq" | "openai-compat" => Ok(Arc::new(OpenAiCompat::new(cfg)?)),
+        "groq" => Ok(Arc::new(Groq::new(cfg)?)),
+        "openai" | "openai-compat" => Ok(Arc::new(OpenAiCompat::new(cfg)?)),
         other => Err(Error::new(
             ErrorKind::Unsupported,
             format!("no provider {other}"),

@@ -315,8 +315,26 @@ struct WireResponse {
     choices: Vec<WireChoice>,
     #[serde(default)]
     usage: Option<WireUsage>,
+    /// Groq's extension object; its `usage` is where Groq reports a stream's usage.
+    #[serde(default)]
+    x_groq: Option<XGroq>,
     #[serde(default)]
     error: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct XGroq {
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+impl WireResponse {
+    /// `usage`, or Groq's `x_groq.usage` when the standard field is absent.
+    fn usage(&self) -> Option<&WireUsage> {
+        self.usage
+            .as_ref()
+            .or_else(|| self.x_groq.as_ref().and_then(|x| x.usage.as_ref()))
+    }
 }
 
 fn finish_reason(s: &Option<String>) -> Option<FinishReason> {
@@ -373,6 +391,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
     if let Some(err) = &w.error {
         return Err(embedded_error(err));
     }
+    let usage = w.usage().map(WireUsage::to_usage);
     let choice = w
         .choices
         .into_iter()
@@ -417,7 +436,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
     let mut resp = ChatResponse::new(w.model.unwrap_or_default(), message);
     resp.id = w.id;
     resp.finish_reason = finish_reason(&choice.finish_reason);
-    resp.usage = w.usage.map(|u| u.to_usage());
+    resp.usage = usage;
     Ok(resp)
 }
 
@@ -632,7 +651,7 @@ impl ChatStreamState {
                 self.finish = Some(f);
             }
         }
-        if let Some(u) = &chunk.usage {
+        if let Some(u) = chunk.usage() {
             out.push(StreamEvent::Usage(u.to_usage()));
         }
         Ok(out)
