@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use infermux::groq::Groq;
+use infermux::openai::OpenAi;
 use infermux::openai_compat::{OpenAiCompat, wire};
 use infermux::{
     ChatResponse, EndpointConfig, Error, ErrorKind, Provider, Request, RequestContext, Response,
@@ -173,7 +174,8 @@ fn provider(name: &'static str, base_url: &str) -> infermux::Result<Arc<dyn Prov
     let cfg = EndpointConfig::new("conformance", base_url)?.with_timeouts(timeouts);
     match name {
         "groq" => Ok(Arc::new(Groq::new(cfg)?)),
-        "openai" | "openai-compat" => Ok(Arc::new(OpenAiCompat::new(cfg)?)),
+        "openai" => Ok(Arc::new(OpenAi::new(cfg)?)),
+        "openai-compat" => Ok(Arc::new(OpenAiCompat::new(cfg)?)),
         other => Err(Error::new(
             ErrorKind::Unsupported,
             format!("no provider {other}"),

@@ -7,6 +7,10 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "groq")))]
 pub use infermux_groq as groq;
 
+#[cfg(feature = "openai")]
+#[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
+pub use infermux_openai as openai;
+
 #[cfg(feature = "openai-compat")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openai-compat")))]
 pub use infermux_openai_compat as openai_compat;

@@ -1,0 +1,257 @@
+//! infermux provider for the [OpenAI API](https://platform.openai.com/docs/api-reference).
+//!
+//! Built on [`infermux_openai_compat`]'s wire format, plus what the real OpenAI API wants:
+//! the key from `OPENAI_API_KEY`, the base URL from `OPENAI_BASE_URL` (default
+//! `https://api.openai.com/v1`), the `OpenAI-Organization` and `OpenAI-Project` headers
+//! (`OPENAI_ORG_ID`, `OPENAI_PROJECT_ID`), `max_completion_tokens` instead of the deprecated
+//! `max_tokens` (the reasoning models refuse the latter), streams that must end with
+//! `data: [DONE]` and ask for the usage chunk (`stream_options.include_usage`), and embeddings
+//! optionally fetched as base64 (a quarter of the bytes of JSON floats).
+//!
+//! Chat covers tools and parallel tool calls, `tool_choice`, JSON-schema response formats,
+//! images, refusals (a [`infermux_core::ContentPart::Refusal`] part, or refusal deltas in a
+//! stream) and reasoning-token usage ([`infermux_core::Usage::reasoning_tokens`]); legacy
+//! completions, embeddings and models are offered too.
+//!
+//! ```no_run
+//! # async fn demo() -> infermux_core::Result<()> {
+//! use infermux_core::{ChatRequest, Message, Provider, Request, RequestContext, Response};
+//! use infermux_openai::OpenAi;
+//!
+//! let openai = OpenAi::from_env()?; // OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_ORG_ID, ...
+//! let req = Request::Chat(ChatRequest::new("gpt-4o-mini", vec![Message::user("Hi!")]));
+//! if let Response::Chat(answer) = openai.call(&req, &RequestContext::new()).await? {
+//!     println!("{}", answer.text());
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Crate features
+//! This crate has no optional features.
+
+use async_trait::async_trait;
+use infermux_core::{
+    ApiKey, Capabilities, ChatRequest, EndpointConfig, EndpointId, Error, ErrorKind, EventStream,
+    Provider, Request, RequestContext, Response, Result, first_event,
+};
+use infermux_http::Auth;
+use infermux_openai_compat::{OpenAiCompat, chat_event_stream, wire};
+use serde_json::{Value, json};
+
+/// The provider name errors and counters carry.
+pub const NAME: &str = "openai";
+/// The OpenAI API's base URL.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+/// The environment variable holding the key.
+pub const API_KEY_ENV: &str = "OPENAI_API_KEY";
+/// The environment variable that overrides the base URL.
+pub const BASE_URL_ENV: &str = "OPENAI_BASE_URL";
+/// The environment variable holding the organization id.
+pub const ORG_ID_ENV: &str = "OPENAI_ORG_ID";
+/// The environment variable holding the project id.
+pub const PROJECT_ID_ENV: &str = "OPENAI_PROJECT_ID";
+/// The header carrying the organization id.
+pub const ORG_HEADER: &str = "OpenAI-Organization";
+/// The header carrying the project id.
+pub const PROJECT_HEADER: &str = "OpenAI-Project";
+
+/// A client of one OpenAI endpoint.
+#[derive(Debug, Clone)]
+pub struct OpenAi {
+    inner: OpenAiCompat,
+    base64_embeddings: bool,
+}
+
+/// How to build an [`OpenAi`] client: base URL, key, organization and project.
+///
+/// ```
+/// use infermux_openai::OpenAiBuilder;
+/// let openai = OpenAiBuilder::new()
+///     .with_base_url("http://127.0.0.1:8080/v1")
+///     .with_organization("org-123")
+///     .with_project("proj_456")
+///     .build()
+///     .unwrap();
+/// # let _ = openai;
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct OpenAiBuilder {
+    /// The base URL (default [`DEFAULT_BASE_URL`]).
+    pub base_url: Option<String>,
+    /// The key.
+    pub api_key: Option<ApiKey>,
+    /// Sent as `OpenAI-Organization`.
+    pub organization: Option<String>,
+    /// Sent as `OpenAI-Project`.
+    pub project: Option<String>,
+    /// Ask for base64 embeddings.
+    pub base64_embeddings: bool,
+}
+
+impl OpenAiBuilder {
+    /// An empty builder: the default base URL, no key.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// A builder from `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `OPENAI_ORG_ID` and
+    /// `OPENAI_PROJECT_ID` (each only when set).
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        OpenAiBuilder {
+            base_url: var(BASE_URL_ENV),
+            api_key: ApiKey::from_env(API_KEY_ENV),
+            organization: var(ORG_ID_ENV),
+            project: var(PROJECT_ID_ENV),
+            base64_embeddings: false,
+        }
+    }
+    /// Sets the base URL (including `/v1`).
+    pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+    /// Sets the key.
+    pub fn with_api_key(mut self, key: ApiKey) -> Self {
+        self.api_key = Some(key);
+        self
+    }
+    /// Sets the organization id.
+    pub fn with_organization(mut self, org: impl Into<String>) -> Self {
+        self.organization = Some(org.into());
+        self
+    }
+    /// Sets the project id.
+    pub fn with_project(mut self, project: impl Into<String>) -> Self {
+        self.project = Some(project.into());
+        self
+    }
+    /// Asks for embeddings as base64 instead of JSON floats.
+    pub fn with_base64_embeddings(mut self, yes: bool) -> Self {
+        self.base64_embeddings = yes;
+        self
+    }
+    /// The client. Fails with `Config` on a bad base URL.
+    pub fn build(self) -> Result<OpenAi> {
+        let base = self.base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let mut cfg = EndpointConfig::new(NAME, base)?;
+        if let Some(k) = self.api_key {
+            cfg = cfg.with_api_key(k);
+        }
+        if let Some(o) = self.organization {
+            cfg = cfg.with_header(ORG_HEADER, o);
+        }
+        if let Some(p) = self.project {
+            cfg = cfg.with_header(PROJECT_HEADER, p);
+        }
+        Ok(OpenAi::new(cfg)?.with_base64_embeddings(self.base64_embeddings))
+    }
+}
+
+impl OpenAi {
+    /// A client for `config` (its key is sent as `Authorization: Bearer`; organization and
+    /// project headers go in `config.headers`, see [`OpenAiBuilder`]).
+    pub fn new(config: EndpointConfig) -> Result<Self> {
+        Ok(OpenAi {
+            inner: OpenAiCompat::with_auth(NAME, config, Auth::Bearer)?,
+            base64_embeddings: false,
+        })
+    }
+
+    /// A client configured from the environment ([`OpenAiBuilder::from_env`]); fails with
+    /// `Config` when `OPENAI_API_KEY` is not set.
+    pub fn from_env() -> Result<Self> {
+        let b = OpenAiBuilder::from_env();
+        if b.api_key.is_none() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("environment variable {API_KEY_ENV} is not set"),
+            ));
+        }
+        b.build()
+    }
+
+    /// Asks for embeddings as base64 (decoded to the same floats).
+    pub fn with_base64_embeddings(mut self, yes: bool) -> Self {
+        self.base64_embeddings = yes;
+        self
+    }
+
+    fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
+        let id = ctx.request_id();
+        move |e| e.in_context(id, NAME, self.inner.endpoint())
+    }
+}
+
+/// The JSON body of an OpenAI chat-completions request: the shared OpenAI-protocol body with
+/// `max_completion_tokens` in place of the deprecated `max_tokens`.
+pub fn chat_body(req: &ChatRequest, stream: bool) -> Value {
+    let mut body = wire::chat_body(req, stream);
+    if let Value::Object(m) = &mut body
+        && !req.extra.contains_key("max_tokens")
+        && let Some(n) = m.remove("max_tokens")
+    {
+        m.entry("max_completion_tokens").or_insert(n);
+    }
+    body
+}
+
+#[async_trait]
+impl Provider for OpenAi {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn endpoint(&self) -> &EndpointId {
+        self.inner.endpoint()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
+        match request {
+            Request::Chat(req) => {
+                let body = self
+                    .inner
+                    .http()
+                    .post("/chat/completions")
+                    .json(&chat_body(req, false))
+                    .send(ctx)
+                    .await?
+                    .bytes()
+                    .await?;
+                wire::parse_chat(&body)
+                    .map(Response::Chat)
+                    .map_err(self.ctx_err(ctx))
+            }
+            Request::Embeddings(req) if self.base64_embeddings => {
+                let mut req = req.clone();
+                req.extra
+                    .entry("encoding_format")
+                    .or_insert_with(|| json!("base64"));
+                self.inner.call(&Request::Embeddings(req), ctx).await
+            }
+            other => self.inner.call(other, ctx).await,
+        }
+    }
+
+    async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
+        let Request::Chat(req) = request else {
+            return self.inner.stream(request, ctx).await;
+        };
+        let resp = self
+            .inner
+            .http()
+            .post("/chat/completions")
+            .json(&chat_body(req, true))
+            .send(ctx)
+            .await?;
+        let (id, ep) = (ctx.request_id(), self.inner.endpoint().clone());
+        first_event(chat_event_stream(resp, move |e| {
+            e.in_context(id, NAME, &ep)
+        }))
+        .await
+    }
+}

@@ -1,0 +1,113 @@
+//! Replay of the fixtures recorded from the real llama.cpp server through this crate, whole and
+//! cut into chunks of several sizes.
+
+use infermux_core::{
+    ChatResponse, ContentPart, Provider, Request, RequestContext, Response, StreamAccumulator,
+};
+use infermux_testkit::{Cassette, ReplayOptions, ReplayServer};
+
+use crate::{
+    chat_request, completion_request, embedding_request, fixture, json_schema_request, openai,
+    openai_base64, tool_request,
+};
+
+const CHUNKS: [Option<usize>; 4] = [None, Some(1), Some(5), Some(97)];
+
+async fn server(name: &str, chunk: Option<usize>) -> ReplayServer {
+    let cassette = Cassette::load(fixture(name)).unwrap();
+    let opts = chunk.map_or_else(ReplayOptions::default, |n| {
+        ReplayOptions::default().with_chunk_size(n)
+    });
+    ReplayServer::start_with(cassette, opts).await.unwrap()
+}
+
+async fn both(p: &dyn Provider, req: Request) -> (ChatResponse, ChatResponse) {
+    let ctx = RequestContext::new();
+    let Response::Chat(plain) = p.call(&req, &ctx).await.unwrap() else {
+        panic!("not a chat answer")
+    };
+    let s = p.stream(&req, &ctx).await.unwrap();
+    (plain, StreamAccumulator::collect(s).await.unwrap())
+}
+
+#[tokio::test]
+async fn replays_chat_tools_json_schema_completion_and_models() {
+    for chunk in CHUNKS {
+        let server = server("llama_chat.yaml", chunk).await;
+        let p = openai(&format!("{}/v1", server.url()));
+        let ctx = RequestContext::new();
+
+        let (plain, streamed) = both(&p, Request::Chat(chat_request())).await;
+        assert!(!plain.text().trim().is_empty());
+        let u = plain.usage.unwrap();
+        assert!(u.input_tokens > 0 && u.output_tokens > 0);
+        assert!(
+            u.cached_input_tokens.is_some(),
+            "prompt_tokens_details.cached_tokens"
+        );
+        assert!(!streamed.text().trim().is_empty());
+        assert!(
+            streamed.usage.unwrap().output_tokens > 0,
+            "include_usage chunk"
+        );
+        assert!(streamed.finish_reason.is_some());
+
+        // llama.cpp answers in text despite tool_choice=required for this model; the answer
+        // must still decode completely
+        let (plain, streamed) = both(&p, Request::Chat(tool_request())).await;
+        assert!(plain.finish_reason.is_some() && streamed.finish_reason.is_some());
+
+        let (plain, streamed) = both(&p, Request::Chat(json_schema_request())).await;
+        for answer in [&plain, &streamed] {
+            let v: serde_json::Value = serde_json::from_str(&answer.text()).unwrap();
+            assert_eq!(v["capital"], "Paris");
+        }
+        assert!(
+            !plain
+                .message
+                .content
+                .iter()
+                .any(|p| matches!(p, ContentPart::Refusal { .. }))
+        );
+
+        let Response::Completion(c) = p
+            .call(&Request::Completion(completion_request()), &ctx)
+            .await
+            .unwrap()
+        else {
+            panic!("not a completion")
+        };
+        assert!(c.text.contains("Paris"));
+        let Response::Models(m) = p.call(&Request::Models, &ctx).await.unwrap() else {
+            panic!("not a model list")
+        };
+        assert_eq!(m.models[0].id, "smollm2");
+        server.verify().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn replays_float_and_base64_embeddings() {
+    for chunk in CHUNKS {
+        let server = server("llama_embeddings.yaml", chunk).await;
+        let ctx = RequestContext::new();
+        let req = Request::Embeddings(embedding_request());
+        let base = format!("{}/v1", server.url());
+        let Response::Embeddings(floats) = openai(&base).call(&req, &ctx).await.unwrap() else {
+            panic!("not embeddings")
+        };
+        let Response::Embeddings(b64) = openai_base64(&base).call(&req, &ctx).await.unwrap() else {
+            panic!("not embeddings")
+        };
+        assert_eq!(floats.embeddings.len(), 2);
+        assert_eq!(b64.embeddings.len(), 2);
+        assert!(floats.dimension() > 0);
+        assert_eq!(floats.dimension(), b64.dimension());
+        for (a, b) in floats.embeddings.iter().zip(&b64.embeddings) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "{x} vs {y}");
+            }
+        }
+        server.verify().unwrap();
+    }
+}
