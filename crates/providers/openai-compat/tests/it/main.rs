@@ -5,6 +5,7 @@ mod bad_input;
 mod live;
 mod record;
 mod replay;
+mod requests;
 
 use std::path::PathBuf;
 
