@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `fmt` | `cargo fmt --all -- --check` |
 //! | `clippy` | `cargo clippy --workspace --all-targets --locked -- -D warnings` |
+//! | `conformance` | the CLI's `conformance` over `../shared/fixtures/cassettes` (before the tests) |
 //! | `test` | `cargo nextest run --workspace --locked` |
 //! | `doctest` | `cargo test --doc --workspace --locked` |
 //! | `doc` | `RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked` |
@@ -12,7 +13,6 @@
 //! | `publish` | the publish-order rules, in process |
 //! | `fuzz` | `cargo check --manifest-path fuzz/Cargo.toml` (own target dir `<target>/fuzz`) |
 //! | `deny` | `cargo deny --offline check` with the offline advisory database |
-//! | `conformance` | the CLI's `conformance` over `../shared/fixtures/cassettes` |
 //!
 //! Steps whose input is missing (no `fuzz/`, no fixtures, a CLI without `conformance`, no
 //! `cargo-deny` outside CI) print why and are skipped; with `CI=true` a missing `cargo-deny`
@@ -31,6 +31,7 @@ use crate::{Result, cargo, codegen, publish, read_to_string, run as run_cmd, tar
 pub(crate) const STEPS: &[&str] = &[
     "fmt",
     "clippy",
+    "conformance",
     "test",
     "doctest",
     "doc",
@@ -39,7 +40,6 @@ pub(crate) const STEPS: &[&str] = &[
     "publish",
     "fuzz",
     "deny",
-    "conformance",
 ];
 
 /// The offline RustSec snapshot, relative to the repository root.

@@ -133,10 +133,13 @@ fn route(method: &str, host: &str, path: &str) -> Route {
             "Hugging Face Hub metadata, not an inference operation",
         ),
         "api-inference.huggingface.co" | "router.huggingface.co" => {
-            if path.ends_with("/v1/chat/completions") {
-                // TGI's OpenAI-compatible Messages API
-                openai_route("openai-compat", method, path)
-                    .unwrap_or_else(|| unsupported("tgi", "chat", NOT_YET))
+            if let Some(r) = path
+                .contains("/v1/")
+                .then(|| openai_route("openai-compat", method, path))
+                .flatten()
+            {
+                // the OpenAI-compatible routes of TGI and the HF router
+                r
             } else if path.contains("/pipeline/feature-extraction/") {
                 unsupported("tei", "feature-extraction", NOT_YET)
             } else {
