@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use infermux::groq::Groq;
-use infermux::openai::OpenAi;
+use infermux::openai::{OpenAi, responses};
 use infermux::openai_compat::{OpenAiCompat, wire};
 use infermux::{
     ChatResponse, EndpointConfig, Error, ErrorKind, Provider, Request, RequestContext, Response,
@@ -40,6 +40,8 @@ enum Op {
     Completion,
     Embeddings,
     Models,
+    /// Chat through OpenAI's Responses API.
+    Responses,
 }
 
 /// Where an interaction goes.
@@ -102,6 +104,13 @@ fn route(method: &str, host: &str, path: &str) -> Route {
     let hostname = host.split(':').next().unwrap_or("");
     let port = host.split(':').nth(1);
     match hostname {
+        "api.openai.com" if method.eq_ignore_ascii_case("POST") && path == "/v1/responses" => {
+            Route {
+                provider: "openai",
+                operation: "responses".to_owned(),
+                target: Ok((Op::Responses, "/v1".to_owned())),
+            }
+        }
         "api.openai.com" => openai_route("openai", method, path).unwrap_or_else(|| {
             let op = segment_after(path, "/v1");
             let reason = match op {
@@ -170,14 +179,16 @@ fn route(method: &str, host: &str, path: &str) -> Route {
 }
 
 /// The provider for `name` at `base_url`.
-fn provider(name: &'static str, base_url: &str) -> infermux::Result<Arc<dyn Provider>> {
+fn provider(name: &'static str, op: Op, base_url: &str) -> infermux::Result<Arc<dyn Provider>> {
     let timeouts = Timeouts::standard()
         .with_first_byte(Duration::from_secs(20))
         .with_total(Some(Duration::from_secs(30)));
     let cfg = EndpointConfig::new("conformance", base_url)?.with_timeouts(timeouts);
     match name {
         "groq" => Ok(Arc::new(Groq::new(cfg)?)),
-        "openai" => Ok(Arc::new(OpenAi::new(cfg)?)),
+        "openai" => Ok(Arc::new(
+            OpenAi::new(cfg)?.with_responses_api(op == Op::Responses),
+        )),
         "openai-compat" => Ok(Arc::new(OpenAiCompat::new(cfg)?)),
         other => Err(Error::new(
             ErrorKind::Unsupported,
@@ -357,7 +368,13 @@ fn sse_payloads(body: &[u8]) -> Vec<Value> {
 fn stream_has_error(body: &[u8]) -> bool {
     let text = String::from_utf8_lossy(body);
     text.lines().any(|l| l.trim() == "event: error")
-        || sse_payloads(body).iter().any(|v| v.get("error").is_some())
+        || sse_payloads(body).iter().any(|v| {
+            v.get("error").is_some()
+                || matches!(
+                    v.get("type").and_then(Value::as_str),
+                    Some("error" | "response.failed")
+                )
+        })
 }
 
 /// An independent reading of the recorded answer, to check the decoded one against: the text
@@ -417,6 +434,50 @@ fn expected_answer(op: Op, streamed: bool, body: &[u8]) -> Option<(Option<String
             }
             Some((Some(text), indexes.len()))
         }
+        (Op::Responses, false) => {
+            let v: Value = serde_json::from_slice(body).ok()?;
+            let mut text = String::new();
+            let mut calls = 0;
+            for item in v.get("output")?.as_array()? {
+                match item.get("type").and_then(Value::as_str) {
+                    Some("message") => {
+                        for part in item
+                            .get("content")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter(|p| {
+                                p.get("type").and_then(Value::as_str) == Some("output_text")
+                            })
+                        {
+                            text.push_str(part.get("text").and_then(Value::as_str).unwrap_or(""));
+                        }
+                    }
+                    Some("function_call") => calls += 1,
+                    _ => {}
+                }
+            }
+            Some((Some(text), calls))
+        }
+        (Op::Responses, true) => {
+            let mut text = String::new();
+            let mut calls = 0;
+            for v in sse_payloads(body) {
+                match v.get("type").and_then(Value::as_str) {
+                    Some("response.output_text.delta") => {
+                        text.push_str(v.get("delta").and_then(Value::as_str).unwrap_or(""));
+                    }
+                    Some("response.output_item.added")
+                        if v.pointer("/item/type").and_then(Value::as_str)
+                            == Some("function_call") =>
+                    {
+                        calls += 1;
+                    }
+                    _ => {}
+                }
+            }
+            Some((Some(text), calls))
+        }
         (Op::Embeddings, _) => {
             let v: Value = serde_json::from_slice(body).ok()?;
             Some((None, v.get("data")?.as_array()?.len()))
@@ -461,6 +522,13 @@ fn core_request(op: Op, it: &Interaction) -> infermux::Result<(Request, bool)> {
             false,
         ),
         Op::Models => (Request::Models, false),
+        Op::Responses => {
+            let b = body()?;
+            (
+                Request::Chat(responses::chat_request_from_responses_json(&b)?),
+                wire::request_streams(&b),
+            )
+        }
     })
 }
 
@@ -544,7 +612,7 @@ async fn run_one(file: &str, index: usize, it: &Interaction) -> Record {
             return rec;
         }
     };
-    let result = match provider(r.provider, &format!("{}{base_path}", server.url())) {
+    let result = match provider(r.provider, op, &format!("{}{base_path}", server.url())) {
         Ok(p) => drive(p.as_ref(), &request, streamed).await,
         Err(e) => Err(e),
     };
@@ -770,6 +838,8 @@ mod tests {
         let r = route("POST", "api.openai.com", "/v1/threads/t1/runs");
         assert_eq!((r.provider, r.operation.as_str()), ("openai", "threads"));
         assert!(r.target.is_err());
+        let r = route("POST", "api.openai.com", "/v1/responses");
+        assert_eq!(r.target, Ok((Op::Responses, "/v1".to_owned())));
         let r = route("POST", "api.anthropic.com", "/v1/messages");
         assert_eq!(r.target, Err(NOT_YET.to_owned()));
         let r = route("POST", "localhost:11434", "/v1/chat/completions");

@@ -91,6 +91,21 @@ fn good_corpus(dir: &Path) {
     );
     write(
         dir,
+        "openai/responses.yaml",
+        &cassette(
+            "https://api.openai.com/v1/responses",
+            r#"{"model":"gpt-4.1","input":"Say hello","stream":true}"#,
+            200,
+            "text/event-stream",
+            concat!(
+                "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-4.1\",\"status\":\"in_progress\",\"output\":[]}}\n\n",
+                "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hello!\"}\n\n",
+                "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"model\":\"gpt-4.1\",\"status\":\"completed\",\"output\":[],\"usage\":{\"input_tokens\":8,\"output_tokens\":2}}}\n\n",
+            ),
+        ),
+    );
+    write(
+        dir,
         "anthropic/messages.yml",
         &cassette(
             "https://api.anthropic.com/v1/messages",
@@ -110,11 +125,11 @@ fn conformance_reports_each_interaction() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("3 passed, 0 failed, 1 unsupported"),
+        stderr.contains("4 passed, 0 failed, 1 unsupported"),
         "{stderr}"
     );
     let lines = lines(&out);
-    assert_eq!(lines.len(), 4);
+    assert_eq!(lines.len(), 5);
     let by_file = |f: &str| lines.iter().find(|l| l["file"] == f).unwrap().clone();
 
     let chat = by_file("openai/chat.yaml");
@@ -139,6 +154,13 @@ fn conformance_reports_each_interaction() {
     assert_eq!(mid["error_kind"], "invalid_request");
     assert_eq!(mid["text"], "I will");
     assert_eq!(mid["pass"], true);
+
+    let resp = by_file("openai/responses.yaml");
+    assert_eq!(resp["operation"], "responses_stream");
+    assert_eq!(resp["outcome"], "ok");
+    assert_eq!(resp["text"], "Hello!");
+    assert_eq!(resp["finish_reason"], "stop");
+    assert_eq!(resp["usage"]["output_tokens"], 2);
 
     let un = by_file("anthropic/messages.yml");
     assert_eq!(un["outcome"], "unsupported");

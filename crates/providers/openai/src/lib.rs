@@ -26,10 +26,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With [`OpenAi::with_responses_api`], chat goes through the [Responses API](responses)
+//! (`POST /responses`, plain and streamed events, function tools, reasoning summaries) instead
+//! of chat completions.
+//!
 //! # Crate features
 //! This crate has no optional features.
 
+pub mod responses;
+
+use std::collections::VecDeque;
+
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use infermux_core::{
     ApiKey, Capabilities, ChatRequest, EndpointConfig, EndpointId, Error, ErrorKind, EventStream,
     Provider, Request, RequestContext, Response, Result, first_event,
@@ -60,6 +69,7 @@ pub const PROJECT_HEADER: &str = "OpenAI-Project";
 pub struct OpenAi {
     inner: OpenAiCompat,
     base64_embeddings: bool,
+    responses_api: bool,
 }
 
 /// How to build an [`OpenAi`] client: base URL, key, organization and project.
@@ -87,6 +97,8 @@ pub struct OpenAiBuilder {
     pub project: Option<String>,
     /// Ask for base64 embeddings.
     pub base64_embeddings: bool,
+    /// Send chat through the Responses API.
+    pub responses_api: bool,
 }
 
 impl OpenAiBuilder {
@@ -104,6 +116,7 @@ impl OpenAiBuilder {
             organization: var(ORG_ID_ENV),
             project: var(PROJECT_ID_ENV),
             base64_embeddings: false,
+            responses_api: false,
         }
     }
     /// Sets the base URL (including `/v1`).
@@ -131,6 +144,11 @@ impl OpenAiBuilder {
         self.base64_embeddings = yes;
         self
     }
+    /// Sends chat through the Responses API (`POST /responses`).
+    pub fn with_responses_api(mut self, yes: bool) -> Self {
+        self.responses_api = yes;
+        self
+    }
     /// The client. Fails with `Config` on a bad base URL.
     pub fn build(self) -> Result<OpenAi> {
         let base = self.base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
@@ -144,7 +162,9 @@ impl OpenAiBuilder {
         if let Some(p) = self.project {
             cfg = cfg.with_header(PROJECT_HEADER, p);
         }
-        Ok(OpenAi::new(cfg)?.with_base64_embeddings(self.base64_embeddings))
+        Ok(OpenAi::new(cfg)?
+            .with_base64_embeddings(self.base64_embeddings)
+            .with_responses_api(self.responses_api))
     }
 }
 
@@ -155,6 +175,7 @@ impl OpenAi {
         Ok(OpenAi {
             inner: OpenAiCompat::with_auth(NAME, config, Auth::Bearer)?,
             base64_embeddings: false,
+            responses_api: false,
         })
     }
 
@@ -174,6 +195,12 @@ impl OpenAi {
     /// Asks for embeddings as base64 (decoded to the same floats).
     pub fn with_base64_embeddings(mut self, yes: bool) -> Self {
         self.base64_embeddings = yes;
+        self
+    }
+
+    /// Sends chat through the Responses API (`POST /responses`) instead of chat completions.
+    pub fn with_responses_api(mut self, yes: bool) -> Self {
+        self.responses_api = yes;
         self
     }
 
@@ -212,6 +239,20 @@ impl Provider for OpenAi {
 
     async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
         match request {
+            Request::Chat(req) if self.responses_api => {
+                let body = self
+                    .inner
+                    .http()
+                    .post("/responses")
+                    .json(&responses::responses_body(req, false))
+                    .send(ctx)
+                    .await?
+                    .bytes()
+                    .await?;
+                responses::parse_response(&body)
+                    .map(Response::Chat)
+                    .map_err(self.ctx_err(ctx))
+            }
             Request::Chat(req) => {
                 let body = self
                     .inner
@@ -241,6 +282,20 @@ impl Provider for OpenAi {
         let Request::Chat(req) = request else {
             return self.inner.stream(request, ctx).await;
         };
+        if self.responses_api {
+            let resp = self
+                .inner
+                .http()
+                .post("/responses")
+                .json(&responses::responses_body(req, true))
+                .send(ctx)
+                .await?;
+            let (id, ep) = (ctx.request_id(), self.inner.endpoint().clone());
+            return first_event(responses_event_stream(resp, move |e| {
+                e.in_context(id, NAME, &ep)
+            }))
+            .await;
+        }
         let resp = self
             .inner
             .http()
@@ -254,4 +309,62 @@ impl Provider for OpenAi {
         }))
         .await
     }
+}
+
+struct ResponsesStream<F> {
+    sse: infermux_http::DecodedStream<infermux_http::decode::SseEvent>,
+    state: responses::ResponsesStreamState,
+    pending: VecDeque<infermux_core::StreamEvent>,
+    ended: bool,
+    with_context: F,
+}
+
+impl<F: Fn(Error) -> Error> ResponsesStream<F> {
+    async fn next(&mut self) -> Option<Result<infermux_core::StreamEvent>> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Some(Ok(ev));
+            }
+            if self.ended {
+                return None;
+            }
+            let step = match self.sse.next().await {
+                Some(Ok(ev)) => self.state.on_event(ev.event.as_deref(), &ev.data),
+                Some(Err(e)) => Err(e),
+                None => {
+                    self.ended = true;
+                    self.state.on_end()
+                }
+            };
+            match step {
+                Ok(evs) => {
+                    self.pending.extend(evs);
+                    self.ended |= self.state.is_done();
+                }
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Err((self.with_context)(e)));
+                }
+            }
+        }
+    }
+}
+
+/// Turns a streamed Responses API answer into an [`EventStream`] (not yet awaited to its first
+/// event).
+fn responses_event_stream(
+    resp: infermux_http::HttpResponse,
+    with_context: impl Fn(Error) -> Error + Send + 'static,
+) -> EventStream {
+    let st = ResponsesStream {
+        sse: resp.sse(),
+        state: responses::ResponsesStreamState::new(),
+        pending: VecDeque::new(),
+        ended: false,
+        with_context,
+    };
+    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
+        let item = st.next().await?;
+        Some((item, st))
+    }))
 }

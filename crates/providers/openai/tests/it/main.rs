@@ -6,6 +6,7 @@
 mod quirks;
 mod record;
 mod replay;
+mod responses;
 mod schema;
 
 use std::path::PathBuf;

@@ -12,8 +12,8 @@
 
 use std::path::PathBuf;
 
-use infermux_core::{ContentPart, Message, ToolCall, ToolChoice};
-use infermux_openai::chat_body;
+use infermux_core::{ChatRequest, ContentPart, Message, ToolCall, ToolChoice};
+use infermux_openai::{chat_body, responses};
 use infermux_openai_compat::wire;
 use serde_json::{Map, Value, json};
 
@@ -217,6 +217,17 @@ impl<'a> Validator<'a> {
 
 /// Every kind of chat body this crate builds.
 fn chat_bodies() -> Vec<(&'static str, Value)> {
+    let mut out: Vec<(&'static str, Value)> = chat_bodies_requests()
+        .into_iter()
+        .map(|(what, req)| (what, chat_body(&req, false)))
+        .collect();
+    out.push(("streamed", chat_body(&chat_request(), true)));
+    out.push(("tools, streamed", chat_body(&tool_request(), true)));
+    out
+}
+
+/// Every kind of chat request the body tests cover.
+fn chat_bodies_requests() -> Vec<(&'static str, ChatRequest)> {
     let mut conversation = chat_request();
     conversation
         .messages
@@ -242,14 +253,26 @@ fn chat_bodies() -> Vec<(&'static str, Value)> {
     misc.top_p = Some(0.9);
     misc.user = Some("user-1".into());
     vec![
-        ("plain", chat_body(&chat_request(), false)),
-        ("streamed", chat_body(&chat_request(), true)),
-        ("tools", chat_body(&tool_request(), false)),
-        ("named tool, no parallel calls", chat_body(&named, true)),
-        ("tool results and images", chat_body(&conversation, false)),
-        ("json schema", chat_body(&json_schema_request(), false)),
-        ("stop, top_p, user", chat_body(&misc, false)),
+        ("plain", chat_request()),
+        ("tools", tool_request()),
+        ("named tool, no parallel calls", named),
+        ("tool results and images", conversation),
+        ("json schema", json_schema_request()),
+        ("stop, top_p, user", misc),
     ]
+}
+
+/// Every kind of Responses API body this crate builds.
+fn responses_bodies() -> Vec<(&'static str, Value)> {
+    chat_bodies_requests()
+        .into_iter()
+        .flat_map(|(what, req)| {
+            [
+                (what, responses::responses_body(&req, false)),
+                (what, responses::responses_body(&req, true)),
+            ]
+        })
+        .collect()
 }
 
 #[test]
@@ -262,6 +285,11 @@ fn request_bodies_validate_against_the_openapi_spec() {
     for (what, body) in chat_bodies() {
         for e in v.validate("CreateChatCompletionRequest", &body) {
             failures.push(format!("chat ({what}): {e}"));
+        }
+    }
+    for (what, body) in responses_bodies() {
+        for e in v.validate("CreateResponse", &body) {
+            failures.push(format!("responses ({what}): {e}"));
         }
     }
     let completion = wire::completion_body(&completion_request());

@@ -1,0 +1,191 @@
+//! The Responses API on small cassettes shaped like the spec's objects and events: output
+//! items (message, function_call, reasoning), usage, streamed deltas, failures and truncation.
+
+use infermux_core::{
+    ContentPart, ErrorKind, FinishReason, Message, Provider, Request, RequestContext, Response,
+    StreamAccumulator, ToolCall,
+};
+use infermux_openai::{OpenAiBuilder, responses};
+use infermux_testkit::{Cassette, ReplayOptions, ReplayServer};
+use serde_json::json;
+
+use crate::{chat_request, tool_request};
+
+fn cassette(content_type: &str, body: &str) -> Cassette {
+    let q = |s: &str| serde_json::to_string(s).unwrap();
+    Cassette::from_yaml(&format!(
+        "interactions:\n- request:\n    method: POST\n    uri: https://api.openai.com/v1/responses\n    body: null\n    headers: {{}}\n  response:\n    status: {{code: 200, message: OK}}\n    headers: {{content-type: [{}]}}\n    body: {{string: {}}}\n",
+        q(content_type),
+        q(body)
+    ))
+    .unwrap()
+}
+
+fn client(base: &str) -> infermux_openai::OpenAi {
+    OpenAiBuilder::new()
+        .with_base_url(base)
+        .with_responses_api(true)
+        .build()
+        .unwrap()
+}
+
+async fn call(body: &str) -> infermux_core::Result<infermux_core::ChatResponse> {
+    let server = ReplayServer::start(cassette("application/json", body))
+        .await
+        .unwrap();
+    let p = client(&format!("{}/v1", server.url()));
+    match p
+        .call(&Request::Chat(tool_request()), &RequestContext::new())
+        .await?
+    {
+        Response::Chat(c) => {
+            server.verify().unwrap();
+            Ok(c)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn stream(
+    events: &[serde_json::Value],
+    chunk: usize,
+) -> infermux_core::Result<infermux_core::ChatResponse> {
+    let body: String = events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+        .collect();
+    let server = ReplayServer::start_with(
+        cassette("text/event-stream", &body),
+        ReplayOptions::default().with_chunk_size(chunk),
+    )
+    .await
+    .unwrap();
+    let p = client(&format!("{}/v1", server.url()));
+    let s = p
+        .stream(&Request::Chat(chat_request()), &RequestContext::new())
+        .await?;
+    StreamAccumulator::collect(s).await
+}
+
+#[tokio::test]
+async fn a_response_with_reasoning_text_and_a_function_call() {
+    let r = call(r#"{"id":"resp_1","object":"response","created_at":1741476542,"status":"completed","model":"o4-mini-2025-04-16","output":[
+        {"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"Need the weather."}]},
+        {"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Let me check.","annotations":[]}]},
+        {"type":"function_call","id":"fc_1","call_id":"call_1","name":"get_weather","arguments":"{\"city\":\"Paris\"}","status":"completed"}],
+        "usage":{"input_tokens":36,"input_tokens_details":{"cached_tokens":0},"output_tokens":87,"output_tokens_details":{"reasoning_tokens":64},"total_tokens":123},"future_field":true}"#).await.unwrap();
+    assert_eq!(r.text(), "Let me check.");
+    assert_eq!(
+        r.tool_calls(),
+        &[ToolCall::new(
+            "call_1",
+            "get_weather",
+            r#"{"city":"Paris"}"#
+        )]
+    );
+    assert_eq!(r.finish_reason, Some(FinishReason::ToolCalls));
+    assert!(r.message.content.contains(&ContentPart::Thinking {
+        text: "Need the weather.".into(),
+        signature: None
+    }));
+    let u = r.usage.unwrap();
+    assert_eq!(
+        (u.input_tokens, u.output_tokens, u.reasoning_tokens),
+        (36, 87, Some(64))
+    );
+    assert_eq!(r.id.as_deref(), Some("resp_1"));
+}
+
+#[tokio::test]
+async fn an_incomplete_response_and_a_failed_one() {
+    let r = call(r#"{"id":"r","status":"incomplete","incomplete_details":{"reason":"max_output_tokens"},"model":"gpt-4.1","output":[{"type":"message","role":"assistant","content":[{"type":"output_text","text":"Par"}]}]}"#).await.unwrap();
+    assert_eq!(r.finish_reason, Some(FinishReason::Length));
+    let e = call(r#"{"id":"r","status":"failed","model":"gpt-4.1","output":[],"error":{"code":"rate_limit_exceeded","message":"Slow down"}}"#).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    assert_eq!(e.provider_code(), Some("rate_limit_exceeded"));
+}
+
+fn created() -> serde_json::Value {
+    json!({"type":"response.created","sequence_number":0,"response":{"id":"resp_9","object":"response","status":"in_progress","model":"gpt-4.1","output":[]}})
+}
+
+#[tokio::test]
+async fn streamed_text_function_calls_and_usage() {
+    let events = vec![
+        created(),
+        json!({"type":"response.output_item.added","output_index":0,"item":{"type":"message","id":"msg","role":"assistant","content":[]}}),
+        json!({"type":"response.output_text.delta","item_id":"msg","output_index":0,"content_index":0,"delta":"Hel"}),
+        json!({"type":"response.output_text.delta","item_id":"msg","output_index":0,"content_index":0,"delta":"lo"}),
+        json!({"type":"response.output_item.added","output_index":1,"item":{"type":"function_call","id":"fc_a","call_id":"call_a","name":"get_weather","arguments":""}}),
+        json!({"type":"response.output_item.added","output_index":2,"item":{"type":"function_call","id":"fc_b","call_id":"call_b","name":"get_time","arguments":""}}),
+        json!({"type":"response.function_call_arguments.delta","item_id":"fc_a","output_index":1,"delta":"{\"city\":"}),
+        json!({"type":"response.function_call_arguments.delta","item_id":"fc_b","output_index":2,"delta":"{}"}),
+        json!({"type":"response.function_call_arguments.delta","item_id":"fc_a","output_index":1,"delta":"\"Paris\"}"}),
+        json!({"type":"response.some_future_event","x":1}),
+        json!({"type":"response.completed","response":{"id":"resp_9","status":"completed","model":"gpt-4.1","output":[],"usage":{"input_tokens":10,"output_tokens":5,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":15}}}),
+    ];
+    for chunk in [1, 9, 1 << 16] {
+        let r = stream(&events, chunk).await.unwrap();
+        assert_eq!(r.text(), "Hello");
+        assert_eq!(
+            r.tool_calls(),
+            &[
+                ToolCall::new("call_a", "get_weather", r#"{"city":"Paris"}"#),
+                ToolCall::new("call_b", "get_time", "{}")
+            ]
+        );
+        assert_eq!(r.finish_reason, Some(FinishReason::ToolCalls));
+        assert_eq!(r.usage.unwrap().output_tokens, 5);
+        assert_eq!(r.id.as_deref(), Some("resp_9"));
+    }
+}
+
+#[tokio::test]
+async fn stream_errors_and_truncation() {
+    let partial = json!({"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":"Hi"});
+    let e = stream(
+        &[created(), partial.clone(), json!({"type":"error","code":"server_error","message":"boom","param":null,"sequence_number":3})],
+        4,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Server);
+    assert_eq!(e.partial_text(), Some("Hi"));
+    let e = stream(
+        &[created(), json!({"type":"response.failed","response":{"id":"r","status":"failed","output":[],"error":{"code":"invalid_prompt","message":"no"}}})],
+        4,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+    let e = stream(&[created(), partial], 4).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode);
+    assert_eq!(e.partial_text(), Some("Hi"));
+}
+
+#[test]
+fn bodies_read_back_to_the_same_request() {
+    let mut conversation = tool_request();
+    conversation
+        .messages
+        .insert(0, Message::system("Be brief."));
+    conversation
+        .messages
+        .push(Message::assistant_tool_calls(vec![ToolCall::new(
+            "call_1",
+            "get_weather",
+            r#"{"city":"Paris"}"#,
+        )]));
+    conversation
+        .messages
+        .push(Message::tool_result("call_1", "18 °C"));
+    for req in [chat_request(), conversation] {
+        let body = responses::responses_body(&req, true);
+        let back = responses::chat_request_from_responses_json(&body).unwrap();
+        assert_eq!(responses::responses_body(&back, true), body);
+    }
+    let body = json!({"model": "gpt-4.1", "input": "Tell me a joke", "store": false});
+    let req = responses::chat_request_from_responses_json(&body).unwrap();
+    assert_eq!(req.messages[0].text(), "Tell me a joke");
+    assert_eq!(req.extra["store"], json!(false));
+}
