@@ -14,3 +14,7 @@ pub use infermux_openai as openai;
 #[cfg(feature = "openai-compat")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openai-compat")))]
 pub use infermux_openai_compat as openai_compat;
+
+#[cfg(feature = "vllm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vllm")))]
+pub use infermux_vllm as vllm;
