@@ -7,6 +7,10 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "groq")))]
 pub use infermux_groq as groq;
 
+#[cfg(feature = "opea")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opea")))]
+pub use infermux_opea as opea;
+
 #[cfg(feature = "openai")]
 #[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
 pub use infermux_openai as openai;
