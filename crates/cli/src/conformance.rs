@@ -16,8 +16,8 @@ use infermux::groq::Groq;
 use infermux::openai::{OpenAi, responses};
 use infermux::openai_compat::{OpenAiCompat, wire};
 use infermux::{
-    ChatResponse, EndpointConfig, Error, ErrorKind, Provider, Request, RequestContext, Response,
-    StreamAccumulator, Timeouts,
+    ChatResponse, CompletionResponse, EndpointConfig, Error, ErrorKind, Provider, Request,
+    RequestContext, Response, StreamAccumulator, Timeouts,
 };
 use infermux_testkit::{Cassette, Interaction, ReplayServer};
 use serde_json::{Value, json};
@@ -377,6 +377,15 @@ fn stream_has_error(body: &[u8]) -> bool {
         })
 }
 
+/// Whether a recorded 2xx JSON body is an error object (`{"error": {...}}` with a non-null
+/// error, as some compatible servers and failed Responses API answers send).
+fn json_has_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").cloned())
+        .is_some_and(|e| !e.is_null())
+}
+
 /// An independent reading of the recorded answer, to check the decoded one against: the text
 /// and the number of tool calls of a chat answer, the number of vectors of an embeddings answer.
 /// `None` when the body cannot be read here (compressed bytes).
@@ -478,6 +487,20 @@ fn expected_answer(op: Op, streamed: bool, body: &[u8]) -> Option<(Option<String
             }
             Some((Some(text), calls))
         }
+        (Op::Completion, false) => {
+            let v: Value = serde_json::from_slice(body).ok()?;
+            let text = v.get("choices")?.get(0)?.get("text")?.as_str()?.to_owned();
+            Some((Some(text), 0))
+        }
+        (Op::Completion, true) => {
+            let text = sse_payloads(body)
+                .iter()
+                .filter_map(|v| v.get("choices")?.as_array()?.first().cloned())
+                .filter(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+                .filter_map(|c| c.get("text").and_then(Value::as_str).map(str::to_owned))
+                .collect();
+            Some((Some(text), 0))
+        }
         (Op::Embeddings, _) => {
             let v: Value = serde_json::from_slice(body).ok()?;
             Some((None, v.get("data")?.as_array()?.len()))
@@ -506,15 +529,9 @@ fn core_request(op: Op, it: &Interaction) -> infermux::Result<(Request, bool)> {
         }
         Op::Completion => {
             let b = body()?;
-            if wire::request_streams(&b) {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    "streamed legacy completions are not offered yet",
-                ));
-            }
             (
                 Request::Completion(wire::completion_request_from_json(&b)?),
-                false,
+                wire::request_streams(&b),
             )
         }
         Op::Embeddings => (
@@ -556,7 +573,22 @@ async fn drive(
                     .with_partial_text(acc.text().to_owned()),
             );
         }
-        Ok(Response::Chat(acc.finish()))
+        let chat = acc.finish();
+        if let Request::Completion(req) = request {
+            let mut c = CompletionResponse::new(
+                if chat.model.is_empty() {
+                    req.model.clone()
+                } else {
+                    chat.model.clone()
+                },
+                chat.text(),
+            );
+            c.id = chat.id;
+            c.finish_reason = chat.finish_reason;
+            c.usage = chat.usage;
+            return Ok(Response::Completion(c));
+        }
+        Ok(Response::Chat(chat))
     } else {
         provider.call(request, &ctx).await
     }
@@ -618,7 +650,12 @@ async fn run_one(file: &str, index: usize, it: &Interaction) -> Record {
     };
     let served = server.verify();
     let body = it.response.body.to_bytes();
-    let error_expected = status >= 400 || (streamed && stream_has_error(&body));
+    let error_expected = status >= 400
+        || if streamed {
+            stream_has_error(&body)
+        } else {
+            json_has_error(&body)
+        };
     let (pass, reason) = match &result {
         Ok(resp) => {
             rec.outcome = "ok";

@@ -1,9 +1,9 @@
 //! infermux provider for any OpenAI-compatible server: llama.cpp's `llama-server`, vLLM,
 //! LocalAI, LM Studio, OPEA microservices, the `/v1` modes of Ollama, TGI and OVMS.
 //!
-//! Chat (plain and streamed, tools, images), legacy completions, embeddings and model listing
-//! against any base URL, with an optional Bearer key. The wire format lives in [`wire`] so the
-//! other OpenAI-protocol crates reuse it.
+//! Chat (plain and streamed, tools, images), legacy completions (plain and streamed),
+//! embeddings and model listing against any base URL, with an optional Bearer key. The wire
+//! format lives in [`wire`] so the other OpenAI-protocol crates reuse it.
 //!
 //! ```no_run
 //! # async fn demo() -> infermux_core::Result<()> {
@@ -78,6 +78,7 @@ impl OpenAiCompat {
                 .with(Operation::Tools)
                 .with(Operation::Vision)
                 .with(Operation::Completion)
+                .with(Operation::CompletionStream)
                 .with(Operation::Embeddings)
                 .with(Operation::Models),
             end_at_finish: false,
@@ -248,15 +249,22 @@ impl Provider for OpenAiCompat {
     }
 
     async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
-        let Request::Chat(req) = request else {
-            return Err(self.ctx_err(ctx)(Error::new(
-                ErrorKind::Unsupported,
-                format!("{} streams chat only", self.name),
-            )));
+        let resp = match request {
+            Request::Chat(req) => {
+                self.post("/chat/completions", &wire::chat_body(req, true), ctx)
+                    .await?
+            }
+            Request::Completion(req) => {
+                self.post("/completions", &wire::completion_stream_body(req), ctx)
+                    .await?
+            }
+            _ => {
+                return Err(self.ctx_err(ctx)(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("{} streams chat and completions only", self.name),
+                )));
+            }
         };
-        let resp = self
-            .post("/chat/completions", &wire::chat_body(req, true), ctx)
-            .await?;
         let (id, name, ep) = (ctx.request_id(), self.name, self.http.id().clone());
         let state = if self.end_at_finish {
             ChatStreamState::ending_at_finish_reason()

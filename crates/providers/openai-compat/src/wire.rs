@@ -196,6 +196,17 @@ pub fn completion_body(req: &CompletionRequest) -> Value {
     b
 }
 
+/// The JSON body of a streamed legacy completions request (with the usage chunk asked for).
+pub fn completion_stream_body(req: &CompletionRequest) -> Value {
+    let mut b = completion_body(req);
+    if let Value::Object(m) = &mut b {
+        m.insert("stream".into(), json!(true));
+        m.entry("stream_options")
+            .or_insert_with(|| json!({"include_usage": true}));
+    }
+    b
+}
+
 /// The JSON body of an embeddings request (floats requested).
 pub fn embedding_body(req: &EmbeddingRequest) -> Value {
     let mut b = json!({"model": req.model, "input": req.inputs, "encoding_format": "float"});
@@ -557,7 +568,8 @@ pub fn parse_models(body: &[u8]) -> Result<ModelList> {
     ))
 }
 
-/// Turns the `data:` payloads of a chat-completions SSE stream into [`StreamEvent`]s.
+/// Turns the `data:` payloads of a chat-completions (or legacy completions) SSE stream into
+/// [`StreamEvent`]s.
 ///
 /// Emits `Start` once, text / reasoning / refusal / tool-call deltas as they come, `Usage`
 /// when the usage chunk arrives, and `Done` at `[DONE]` (with the last finish reason seen). A
@@ -621,6 +633,11 @@ impl ChatStreamState {
             });
         }
         for choice in chunk.choices.iter().filter(|c| c.index.unwrap_or(0) == 0) {
+            // a legacy-completions chunk carries `text` instead of a delta
+            if let Some(text) = choice.text.as_ref().filter(|t| !t.is_empty()) {
+                self.text.push_str(text);
+                out.push(StreamEvent::TextDelta { text: text.clone() });
+            }
             if let Some(d) = &choice.delta {
                 if let Some(r) = d
                     .reasoning_content
@@ -887,14 +904,25 @@ pub fn request_streams(v: &Value) -> bool {
 
 /// A legacy completions request body as a core [`CompletionRequest`].
 pub fn completion_request_from_json(v: &Value) -> Result<CompletionRequest> {
-    let prompt = match v.get("prompt") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(xs)) if xs.len() == 1 => xs
-            .first()
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        _ => return Err(request_err("completion request has no single text prompt")),
+    let (prompt, raw) = match v.get("prompt") {
+        Some(Value::String(s)) => (s.clone(), false),
+        Some(Value::Array(xs)) if xs.len() == 1 && xs.iter().all(Value::is_string) => (
+            xs.first()
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            false,
+        ),
+        // several prompts or tokens: core models one text prompt; the original is kept in
+        // `extra["prompt"]` and sent as it was
+        Some(Value::Array(xs)) if !xs.is_empty() => (
+            xs.first()
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            true,
+        ),
+        _ => return Err(request_err("completion request has no prompt")),
     };
     let mut req = CompletionRequest::new(
         v.get("model").and_then(Value::as_str).unwrap_or_default(),
@@ -917,6 +945,9 @@ pub fn completion_request_from_json(v: &Value) -> Result<CompletionRequest> {
             "stream_options",
         ],
     );
+    if raw && let Some(p) = v.get("prompt") {
+        req.extra.insert("prompt".into(), p.clone());
+    }
     Ok(req)
 }
 

@@ -245,7 +245,13 @@ pub fn chat_request_from_responses_json(v: &Value) -> Result<ChatRequest> {
                 }
             }
         }
-        _ => return Err(request_err("responses request has no input")),
+        // no input (a continuation by `previous_response_id`): nothing to add
+        None | Some(Value::Null) => {}
+        Some(_) => {
+            return Err(request_err(
+                "responses request input is neither text nor items",
+            ));
+        }
     }
     let mut req = ChatRequest::new(
         v.get("model").and_then(Value::as_str).unwrap_or_default(),

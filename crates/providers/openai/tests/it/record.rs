@@ -43,6 +43,11 @@ async fn record_fixtures_from_the_real_server() {
     p.call(&Request::Models, &ctx).await.unwrap();
     proxy.save(fixture("llama_chat.yaml")).unwrap();
 
+    let proxy = RecordingProxy::start(&chat_url).await.unwrap();
+    let p = openai(&format!("{}/v1", proxy.url()));
+    drain(&p, Request::Completion(completion_request())).await;
+    proxy.save(fixture("llama_completion_stream.yaml")).unwrap();
+
     let proxy = RecordingProxy::start(&embed_url).await.unwrap();
     let req = Request::Embeddings(embedding_request());
     openai(&format!("{}/v1", proxy.url()))

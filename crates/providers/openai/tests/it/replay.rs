@@ -111,3 +111,23 @@ async fn replays_float_and_base64_embeddings() {
         server.verify().unwrap();
     }
 }
+
+#[tokio::test]
+async fn replays_a_streamed_completion() {
+    for chunk in CHUNKS {
+        let server = server("llama_completion_stream.yaml", chunk).await;
+        let p = openai(&format!("{}/v1", server.url()));
+        let s = p
+            .stream(
+                &Request::Completion(completion_request()),
+                &RequestContext::new(),
+            )
+            .await
+            .unwrap();
+        let r = StreamAccumulator::collect(s).await.unwrap();
+        assert!(r.text().contains("Paris"), "{}", r.text());
+        assert!(r.finish_reason.is_some());
+        assert!(r.usage.unwrap().output_tokens > 0, "include_usage chunk");
+        server.verify().unwrap();
+    }
+}
