@@ -19,6 +19,7 @@ use infermux::{
     ChatResponse, CompletionResponse, EndpointConfig, Error, ErrorKind, Provider, Request,
     RequestContext, Response, StreamAccumulator, Timeouts,
 };
+use infermux_testkit::cassette::split_uri;
 use infermux_testkit::{Cassette, Interaction, ReplayServer};
 use serde_json::{Value, json};
 
@@ -121,9 +122,21 @@ fn route(method: &str, host: &str, path: &str) -> Route {
             };
             unsupported("openai", op, reason)
         }),
-        h if h.ends_with(".openai.azure.com") => {
-            unsupported("openai", "azure", "Azure OpenAI deployments not implemented yet")
-        }
+        h if h.ends_with(".openai.azure.com") => path
+            .starts_with("/openai/deployments/")
+            .then(|| openai_route("openai", method, path))
+            .flatten()
+            .map(|mut r| {
+                r.operation = format!("azure_{}", r.operation);
+                r
+            })
+            .unwrap_or_else(|| {
+                unsupported(
+                    "openai",
+                    "azure",
+                    "this Azure OpenAI route is not implemented yet",
+                )
+            }),
         "api.groq.com" => openai_route("groq", method, path).unwrap_or_else(|| {
             unsupported(
                 "groq",
@@ -179,16 +192,25 @@ fn route(method: &str, host: &str, path: &str) -> Route {
 }
 
 /// The provider for `name` at `base_url`.
-fn provider(name: &'static str, op: Op, base_url: &str) -> infermux::Result<Arc<dyn Provider>> {
+fn provider(
+    name: &'static str,
+    op: Op,
+    base_url: &str,
+    azure_api_version: Option<&str>,
+) -> infermux::Result<Arc<dyn Provider>> {
     let timeouts = Timeouts::standard()
         .with_first_byte(Duration::from_secs(20))
         .with_total(Some(Duration::from_secs(30)));
     let cfg = EndpointConfig::new("conformance", base_url)?.with_timeouts(timeouts);
     match name {
         "groq" => Ok(Arc::new(Groq::new(cfg)?)),
-        "openai" => Ok(Arc::new(
-            OpenAi::new(cfg)?.with_responses_api(op == Op::Responses),
-        )),
+        "openai" => {
+            let client = match azure_api_version {
+                Some(v) => OpenAi::azure(cfg, v)?,
+                None => OpenAi::new(cfg)?,
+            };
+            Ok(Arc::new(client.with_responses_api(op == Op::Responses)))
+        }
         "openai-compat" => Ok(Arc::new(OpenAiCompat::new(cfg)?)),
         other => Err(Error::new(
             ErrorKind::Unsupported,
@@ -644,7 +666,19 @@ async fn run_one(file: &str, index: usize, it: &Interaction) -> Record {
             return rec;
         }
     };
-    let result = match provider(r.provider, op, &format!("{}{base_path}", server.url())) {
+    let azure_api_version = r
+        .operation
+        .starts_with("azure_")
+        .then(|| {
+            split_uri(&it.request.uri)
+                .2
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("api-version="))
+                .map(str::to_owned)
+        })
+        .flatten();
+    let base_url = format!("{}{base_path}", server.url());
+    let result = match provider(r.provider, op, &base_url, azure_api_version.as_deref()) {
         Ok(p) => drive(p.as_ref(), &request, streamed).await,
         Err(e) => Err(e),
     };
@@ -877,6 +911,16 @@ mod tests {
         assert!(r.target.is_err());
         let r = route("POST", "api.openai.com", "/v1/responses");
         assert_eq!(r.target, Ok((Op::Responses, "/v1".to_owned())));
+        let r = route(
+            "POST",
+            "contoso.openai.azure.com",
+            "/openai/deployments/gpt4o/chat/completions",
+        );
+        assert_eq!(r.operation, "azure_chat");
+        assert_eq!(
+            r.target,
+            Ok((Op::Chat, "/openai/deployments/gpt4o".to_owned()))
+        );
         let r = route("POST", "api.anthropic.com", "/v1/messages");
         assert_eq!(r.target, Err(NOT_YET.to_owned()));
         let r = route("POST", "localhost:11434", "/v1/chat/completions");

@@ -106,6 +106,17 @@ fn good_corpus(dir: &Path) {
     );
     write(
         dir,
+        "azure/chat.yaml",
+        &cassette(
+            "https://contoso.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21",
+            CHAT_REQ,
+            200,
+            "application/json",
+            r#"{"id":"c2","object":"chat.completion","model":"gpt-4o-2024-08-06","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}],"choices":[{"index":0,"message":{"role":"assistant","content":"Hi there"},"finish_reason":"stop","content_filter_results":{}}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#,
+        ),
+    );
+    write(
+        dir,
         "anthropic/messages.yml",
         &cassette(
             "https://api.anthropic.com/v1/messages",
@@ -125,11 +136,11 @@ fn conformance_reports_each_interaction() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("4 passed, 0 failed, 1 unsupported"),
+        stderr.contains("5 passed, 0 failed, 1 unsupported"),
         "{stderr}"
     );
     let lines = lines(&out);
-    assert_eq!(lines.len(), 5);
+    assert_eq!(lines.len(), 6);
     let by_file = |f: &str| lines.iter().find(|l| l["file"] == f).unwrap().clone();
 
     let chat = by_file("openai/chat.yaml");
@@ -161,6 +172,11 @@ fn conformance_reports_each_interaction() {
     assert_eq!(resp["text"], "Hello!");
     assert_eq!(resp["finish_reason"], "stop");
     assert_eq!(resp["usage"]["output_tokens"], 2);
+
+    let azure = by_file("azure/chat.yaml");
+    assert_eq!(azure["operation"], "azure_chat");
+    assert_eq!(azure["text"], "Hi there");
+    assert_eq!(azure["pass"], true);
 
     let un = by_file("anthropic/messages.yml");
     assert_eq!(un["outcome"], "unsupported");

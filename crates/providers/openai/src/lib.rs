@@ -30,6 +30,9 @@
 //! (`POST /responses`, plain and streamed events, function tools, reasoning summaries) instead
 //! of chat completions.
 //!
+//! [`OpenAiBuilder::azure`] targets an Azure OpenAI deployment (`api-key` header,
+//! `api-version` query).
+//!
 //! # Crate features
 //! This crate has no optional features.
 
@@ -43,7 +46,7 @@ use infermux_core::{
     ApiKey, Capabilities, ChatRequest, EndpointConfig, EndpointId, Error, ErrorKind, EventStream,
     Provider, Request, RequestContext, Response, Result, first_event,
 };
-use infermux_http::Auth;
+use infermux_http::{Auth, HttpRequest};
 use infermux_openai_compat::{OpenAiCompat, chat_event_stream, wire};
 use serde_json::{Value, json};
 
@@ -63,6 +66,15 @@ pub const PROJECT_ID_ENV: &str = "OPENAI_PROJECT_ID";
 pub const ORG_HEADER: &str = "OpenAI-Organization";
 /// The header carrying the project id.
 pub const PROJECT_HEADER: &str = "OpenAI-Project";
+/// The header carrying an Azure OpenAI key.
+pub const AZURE_KEY_HEADER: &str = "api-key";
+/// The environment variable holding an Azure OpenAI key.
+pub const AZURE_API_KEY_ENV: &str = "AZURE_OPENAI_API_KEY";
+/// The environment variable holding an Azure OpenAI resource endpoint
+/// (`https://<resource>.openai.azure.com`).
+pub const AZURE_ENDPOINT_ENV: &str = "AZURE_OPENAI_ENDPOINT";
+/// The environment variable holding the Azure OpenAI API version.
+pub const AZURE_API_VERSION_ENV: &str = "OPENAI_API_VERSION";
 
 /// A client of one OpenAI endpoint.
 #[derive(Debug, Clone)]
@@ -70,6 +82,8 @@ pub struct OpenAi {
     inner: OpenAiCompat,
     base64_embeddings: bool,
     responses_api: bool,
+    /// `Some` for an Azure OpenAI deployment: the `api-version` query every request carries.
+    api_version: Option<String>,
 }
 
 /// How to build an [`OpenAi`] client: base URL, key, organization and project.
@@ -99,6 +113,8 @@ pub struct OpenAiBuilder {
     pub base64_embeddings: bool,
     /// Send chat through the Responses API.
     pub responses_api: bool,
+    /// `Some(api_version)` for an Azure OpenAI deployment (see [`OpenAiBuilder::azure`]).
+    pub azure_api_version: Option<String>,
 }
 
 impl OpenAiBuilder {
@@ -117,7 +133,40 @@ impl OpenAiBuilder {
             project: var(PROJECT_ID_ENV),
             base64_embeddings: false,
             responses_api: false,
+            azure_api_version: None,
         }
+    }
+    /// A builder for Azure OpenAI deployment `deployment` of the resource at `endpoint`
+    /// (`https://<resource>.openai.azure.com`), with API version `api_version`.
+    ///
+    /// ```
+    /// use infermux_openai::OpenAiBuilder;
+    /// let azure = OpenAiBuilder::azure("https://contoso.openai.azure.com", "gpt-4o", "2024-10-21")
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(azure.is_azure());
+    /// ```
+    pub fn azure(endpoint: &str, deployment: &str, api_version: &str) -> Self {
+        OpenAiBuilder {
+            base_url: Some(format!(
+                "{}/openai/deployments/{deployment}",
+                endpoint.trim_end_matches('/')
+            )),
+            azure_api_version: Some(api_version.to_owned()),
+            ..Self::default()
+        }
+    }
+    /// [`OpenAiBuilder::azure`] from `AZURE_OPENAI_ENDPOINT`, `AZURE_OPENAI_API_KEY` and
+    /// `OPENAI_API_VERSION`; `None` when the endpoint or the version is not set.
+    pub fn azure_from_env(deployment: &str) -> Option<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let mut b = Self::azure(
+            &var(AZURE_ENDPOINT_ENV)?,
+            deployment,
+            &var(AZURE_API_VERSION_ENV)?,
+        );
+        b.api_key = ApiKey::from_env(AZURE_API_KEY_ENV);
+        Some(b)
     }
     /// Sets the base URL (including `/v1`).
     pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
@@ -162,7 +211,11 @@ impl OpenAiBuilder {
         if let Some(p) = self.project {
             cfg = cfg.with_header(PROJECT_HEADER, p);
         }
-        Ok(OpenAi::new(cfg)?
+        let client = match self.azure_api_version {
+            Some(v) => OpenAi::azure(cfg, v)?,
+            None => OpenAi::new(cfg)?,
+        };
+        Ok(client
             .with_base64_embeddings(self.base64_embeddings)
             .with_responses_api(self.responses_api))
     }
@@ -176,6 +229,7 @@ impl OpenAi {
             inner: OpenAiCompat::with_auth(NAME, config, Auth::Bearer)?,
             base64_embeddings: false,
             responses_api: false,
+            api_version: None,
         })
     }
 
@@ -202,6 +256,47 @@ impl OpenAi {
     pub fn with_responses_api(mut self, yes: bool) -> Self {
         self.responses_api = yes;
         self
+    }
+
+    /// A client of an Azure OpenAI deployment: `config.base_url` is
+    /// `https://<resource>.openai.azure.com/openai/deployments/<deployment>`, the key goes in
+    /// the `api-key` header and every request carries `api-version`. Chat keeps `max_tokens`
+    /// (older Azure API versions refuse `max_completion_tokens`).
+    pub fn azure(config: EndpointConfig, api_version: impl Into<String>) -> Result<Self> {
+        Ok(OpenAi {
+            inner: OpenAiCompat::with_auth(NAME, config, Auth::Header(AZURE_KEY_HEADER))?,
+            base64_embeddings: false,
+            responses_api: false,
+            api_version: Some(api_version.into()),
+        })
+    }
+
+    /// Whether this client talks to an Azure OpenAI deployment.
+    pub fn is_azure(&self) -> bool {
+        self.api_version.is_some()
+    }
+
+    fn with_version<'a>(&self, r: HttpRequest<'a>) -> HttpRequest<'a> {
+        match &self.api_version {
+            Some(v) => r.query("api-version", v),
+            None => r,
+        }
+    }
+
+    fn post(&self, path: &str) -> HttpRequest<'_> {
+        self.with_version(self.inner.http().post(path))
+    }
+
+    fn get(&self, path: &str) -> HttpRequest<'_> {
+        self.with_version(self.inner.http().get(path))
+    }
+
+    fn chat_body(&self, req: &ChatRequest, stream: bool) -> Value {
+        if self.is_azure() {
+            wire::chat_body(req, stream)
+        } else {
+            chat_body(req, stream)
+        }
     }
 
     fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
@@ -238,11 +333,10 @@ impl Provider for OpenAi {
     }
 
     async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
+        let ctx_err = self.ctx_err(ctx);
         match request {
             Request::Chat(req) if self.responses_api => {
                 let body = self
-                    .inner
-                    .http()
                     .post("/responses")
                     .json(&responses::responses_body(req, false))
                     .send(ctx)
@@ -251,63 +345,101 @@ impl Provider for OpenAi {
                     .await?;
                 responses::parse_response(&body)
                     .map(Response::Chat)
-                    .map_err(self.ctx_err(ctx))
+                    .map_err(ctx_err)
             }
             Request::Chat(req) => {
                 let body = self
-                    .inner
-                    .http()
                     .post("/chat/completions")
-                    .json(&chat_body(req, false))
+                    .json(&self.chat_body(req, false))
                     .send(ctx)
                     .await?
                     .bytes()
                     .await?;
-                wire::parse_chat(&body)
-                    .map(Response::Chat)
-                    .map_err(self.ctx_err(ctx))
+                wire::parse_chat(&body).map(Response::Chat).map_err(ctx_err)
             }
-            Request::Embeddings(req) if self.base64_embeddings => {
-                let mut req = req.clone();
-                req.extra
-                    .entry("encoding_format")
-                    .or_insert_with(|| json!("base64"));
-                self.inner.call(&Request::Embeddings(req), ctx).await
+            Request::Completion(req) => {
+                let body = self
+                    .post("/completions")
+                    .json(&wire::completion_body(req))
+                    .send(ctx)
+                    .await?
+                    .bytes()
+                    .await?;
+                wire::parse_completion(&body)
+                    .map(Response::Completion)
+                    .map_err(ctx_err)
             }
-            other => self.inner.call(other, ctx).await,
+            Request::Embeddings(req) => {
+                if req.inputs.is_empty() {
+                    return Err(ctx_err(Error::new(
+                        ErrorKind::InvalidRequest,
+                        "no input to embed",
+                    )));
+                }
+                let mut body = wire::embedding_body(req);
+                if self.base64_embeddings && !req.extra.contains_key("encoding_format") {
+                    body["encoding_format"] = json!("base64");
+                }
+                let bytes = self
+                    .post("/embeddings")
+                    .json(&body)
+                    .send(ctx)
+                    .await?
+                    .bytes()
+                    .await?;
+                wire::parse_embeddings(&bytes, req.inputs.len())
+                    .map(Response::Embeddings)
+                    .map_err(ctx_err)
+            }
+            Request::Models => {
+                let body = self.get("/models").send(ctx).await?.bytes().await?;
+                wire::parse_models(&body)
+                    .map(Response::Models)
+                    .map_err(ctx_err)
+            }
+            other => Err(ctx_err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{NAME} does not offer {:?}", other.operation()),
+            ))),
         }
     }
 
     async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
-        let Request::Chat(req) = request else {
-            return self.inner.stream(request, ctx).await;
-        };
-        if self.responses_api {
-            let resp = self
-                .inner
-                .http()
-                .post("/responses")
-                .json(&responses::responses_body(req, true))
-                .send(ctx)
-                .await?;
-            let (id, ep) = (ctx.request_id(), self.inner.endpoint().clone());
-            return first_event(responses_event_stream(resp, move |e| {
-                e.in_context(id, NAME, &ep)
-            }))
-            .await;
-        }
-        let resp = self
-            .inner
-            .http()
-            .post("/chat/completions")
-            .json(&chat_body(req, true))
-            .send(ctx)
-            .await?;
         let (id, ep) = (ctx.request_id(), self.inner.endpoint().clone());
-        first_event(chat_event_stream(resp, move |e| {
-            e.in_context(id, NAME, &ep)
-        }))
-        .await
+        let with_context = move |e: Error| e.in_context(id, NAME, &ep);
+        let stream = match request {
+            Request::Chat(req) if self.responses_api => {
+                let resp = self
+                    .post("/responses")
+                    .json(&responses::responses_body(req, true))
+                    .send(ctx)
+                    .await?;
+                responses_event_stream(resp, with_context)
+            }
+            Request::Chat(req) => {
+                let resp = self
+                    .post("/chat/completions")
+                    .json(&self.chat_body(req, true))
+                    .send(ctx)
+                    .await?;
+                chat_event_stream(resp, with_context)
+            }
+            Request::Completion(req) => {
+                let resp = self
+                    .post("/completions")
+                    .json(&wire::completion_stream_body(req))
+                    .send(ctx)
+                    .await?;
+                chat_event_stream(resp, with_context)
+            }
+            other => {
+                return Err(self.ctx_err(ctx)(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("{NAME} does not stream {:?}", other.operation()),
+                )));
+            }
+        };
+        first_event(stream).await
     }
 }
 

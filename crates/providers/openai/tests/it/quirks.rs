@@ -236,3 +236,38 @@ async fn organization_and_project_headers_and_max_completion_tokens() {
     assert_eq!(body["max_completion_tokens"], 16);
     assert!(body.get("max_tokens").is_none());
 }
+
+#[tokio::test]
+async fn azure_deployments_send_api_key_and_api_version() {
+    let (url, task) = capture_one(
+        r#"{"id":"c","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"prompt_filter_results":[{"prompt_index":0,"content_filter_results":{}}]}"#,
+    )
+    .await;
+    let mut b = infermux_openai::OpenAiBuilder::azure(&url, "my-gpt4o", "2024-10-21");
+    b.api_key = Some(infermux_core::ApiKey::new("azure-key"));
+    let p = b.build().unwrap();
+    assert!(p.is_azure());
+    let Response::Chat(r) = p
+        .call(&Request::Chat(chat_request()), &RequestContext::new())
+        .await
+        .unwrap()
+    else {
+        panic!("not a chat answer")
+    };
+    assert_eq!(r.text(), "ok");
+    let (head, body) = task.await.unwrap();
+    assert!(
+        head.starts_with(
+            "POST /openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21 "
+        ),
+        "{head}"
+    );
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("\r\napi-key: azure-key"), "{head}");
+    assert!(!lower.contains("authorization:"), "{head}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body["max_tokens"], 16,
+        "older Azure API versions want max_tokens"
+    );
+}
