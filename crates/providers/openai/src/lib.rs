@@ -30,12 +30,17 @@
 //! (`POST /responses`, plain and streamed events, function tools, reasoning summaries) instead
 //! of chat completions.
 //!
+//! Moderation, image generation, audio speech and transcription, and files are inherent
+//! methods ([`OpenAi::moderate`], [`OpenAi::generate_images`], [`OpenAi::speech`],
+//! [`OpenAi::transcribe`], [`OpenAi::upload_file`], …) with the types of [`media`].
+//!
 //! [`OpenAiBuilder::azure`] targets an Azure OpenAI deployment (`api-key` header,
 //! `api-version` query).
 //!
 //! # Crate features
 //! This crate has no optional features.
 
+pub mod media;
 pub mod responses;
 
 use std::collections::VecDeque;

@@ -3,6 +3,7 @@
 //! quirks on small cassettes, request bodies checked against the official OpenAPI spec, and
 //! the testkit conformance suite against the simulator and live against llama.cpp.
 
+mod media;
 mod quirks;
 mod record;
 mod replay;

@@ -13,6 +13,7 @@
 use std::path::PathBuf;
 
 use infermux_core::{ChatRequest, ContentPart, Message, ToolCall, ToolChoice};
+use infermux_openai::media::{ImageRequest, SpeechRequest};
 use infermux_openai::{chat_body, responses};
 use infermux_openai_compat::wire;
 use serde_json::{Map, Value, json};
@@ -292,6 +293,16 @@ fn request_bodies_validate_against_the_openapi_spec() {
             failures.push(format!("responses ({what}): {e}"));
         }
     }
+    let moderation = json!({"model": "omni-moderation-latest", "input": ["a", "b"]});
+    failures.extend(v.validate("CreateModerationRequest", &moderation));
+    let mut image = ImageRequest::new("dall-e-3", "an otter");
+    image.n = Some(1);
+    image.size = Some("1024x1024".into());
+    image.response_format = Some("b64_json".into());
+    failures.extend(v.validate("CreateImageRequest", &image.body()));
+    let mut speech = SpeechRequest::new("tts-1", "Hello", "alloy");
+    speech.response_format = Some("mp3".into());
+    failures.extend(v.validate("CreateSpeechRequest", &speech.body()));
     let completion = wire::completion_body(&completion_request());
     failures.extend(v.validate("CreateCompletionRequest", &completion));
     let mut embedding = wire::embedding_body(&embedding_request());
