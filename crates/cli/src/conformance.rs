@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use infermux::groq::Groq;
+use infermux::openai::media::{ImageRequest, SpeechRequest, TranscriptionRequest};
 use infermux::openai::{OpenAi, responses};
 use infermux::openai_compat::{OpenAiCompat, wire};
 use infermux::{
@@ -43,6 +44,34 @@ enum Op {
     Models,
     /// Chat through OpenAI's Responses API.
     Responses,
+    /// OpenAI moderation.
+    Moderation,
+    /// OpenAI image generation.
+    Images,
+    /// OpenAI text to speech.
+    Speech,
+    /// OpenAI transcription (multipart upload).
+    Transcription,
+    /// OpenAI file upload (multipart).
+    FileUpload,
+    /// OpenAI file listing.
+    FileList,
+}
+
+impl Op {
+    /// Operations outside the provider-neutral `Request`, driven through the OpenAI crate's
+    /// inherent methods.
+    fn is_media(self) -> bool {
+        matches!(
+            self,
+            Op::Moderation
+                | Op::Images
+                | Op::Speech
+                | Op::Transcription
+                | Op::FileUpload
+                | Op::FileList
+        )
+    }
 }
 
 /// Where an interaction goes.
@@ -89,6 +118,20 @@ fn openai_route(provider: &'static str, method: &str, path: &str) -> Option<Rout
     })
 }
 
+/// The OpenAI operations outside the provider-neutral `Request` that the runner drives.
+fn openai_media_op(method: &str, path: &str) -> Option<(Op, &'static str)> {
+    let post = method.eq_ignore_ascii_case("POST");
+    match path {
+        "/v1/moderations" if post => Some((Op::Moderation, "moderation")),
+        "/v1/images/generations" if post => Some((Op::Images, "image_generation")),
+        "/v1/audio/speech" if post => Some((Op::Speech, "speech")),
+        "/v1/audio/transcriptions" if post => Some((Op::Transcription, "transcription")),
+        "/v1/files" if post => Some((Op::FileUpload, "file_upload")),
+        "/v1/files" if method.eq_ignore_ascii_case("GET") => Some((Op::FileList, "file_list")),
+        _ => None,
+    }
+}
+
 /// The first path segment after `prefix`, as an operation name.
 fn segment_after<'a>(path: &'a str, prefix: &str) -> &'a str {
     path.strip_prefix(prefix)
@@ -110,6 +153,14 @@ fn route(method: &str, host: &str, path: &str) -> Route {
                 provider: "openai",
                 operation: "responses".to_owned(),
                 target: Ok((Op::Responses, "/v1".to_owned())),
+            }
+        }
+        "api.openai.com" if openai_media_op(method, path).is_some() => {
+            let (op, name) = openai_media_op(method, path).unwrap_or((Op::FileList, "files"));
+            Route {
+                provider: "openai",
+                operation: name.to_owned(),
+                target: Ok((op, "/v1".to_owned())),
             }
         }
         "api.openai.com" => openai_route("openai", method, path).unwrap_or_else(|| {
@@ -220,7 +271,7 @@ fn provider(
 }
 
 /// What the provider returned, reduced to the reported fields.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Decoded {
     text: Option<String>,
     tool_calls: Option<Vec<(String, String)>>,
@@ -560,7 +611,14 @@ fn core_request(op: Op, it: &Interaction) -> infermux::Result<(Request, bool)> {
             Request::Embeddings(wire::embedding_request_from_json(&body()?)?),
             false,
         ),
-        Op::Models => (Request::Models, false),
+        // driven by `drive_media`, which reads the recorded request itself
+        Op::Models
+        | Op::Moderation
+        | Op::Images
+        | Op::Speech
+        | Op::Transcription
+        | Op::FileUpload
+        | Op::FileList => (Request::Models, false),
         Op::Responses => {
             let b = body()?;
             (
@@ -613,6 +671,94 @@ async fn drive(
         Ok(Response::Chat(chat))
     } else {
         provider.call(request, &ctx).await
+    }
+}
+
+/// Drives an OpenAI operation outside the provider-neutral `Request` from the recorded
+/// request body (uploads send a placeholder file: replay matches method and path only).
+async fn drive_media(op: Op, base_url: &str, it: &Interaction) -> infermux::Result<Decoded> {
+    let cfg = EndpointConfig::new("conformance", base_url)?;
+    let p = OpenAi::new(cfg)?;
+    let ctx = RequestContext::new();
+    let body = it.request.json().unwrap_or(Value::Null);
+    let s = |k: &str, default: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+            .to_owned()
+    };
+    let text = |t: String| Decoded {
+        text: Some(t),
+        ..Decoded::default()
+    };
+    match op {
+        Op::Moderation => {
+            let inputs: Vec<String> = match body.get("input") {
+                Some(Value::String(t)) => vec![t.clone()],
+                Some(Value::Array(xs)) => xs
+                    .iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                    .collect(),
+                _ => vec![String::new()],
+            };
+            let model = body.get("model").and_then(Value::as_str);
+            let m = p.moderate(model, &inputs, &ctx).await?;
+            let flagged: Vec<&str> = m
+                .results
+                .iter()
+                .flat_map(|r| {
+                    r.categories
+                        .iter()
+                        .filter(|(_, v)| **v)
+                        .map(|(k, _)| k.as_str())
+                })
+                .collect();
+            Ok(text(format!("flagged: [{}]", flagged.join(","))))
+        }
+        Op::Images => {
+            let mut req = ImageRequest::new(s("model", "dall-e-2"), s("prompt", ""));
+            req.n = body
+                .get("n")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok());
+            let g = p.generate_images(&req, &ctx).await?;
+            if g.data
+                .iter()
+                .any(|i| i.url.is_none() && i.b64_json.is_none())
+            {
+                return Err(Error::new(
+                    ErrorKind::Decode,
+                    "an image has neither url nor data",
+                ));
+            }
+            Ok(text(format!("{} images", g.data.len())))
+        }
+        Op::Speech => {
+            let req = SpeechRequest::new(s("model", "tts-1"), s("input", ""), s("voice", "alloy"));
+            let audio = p.speech(&req, &ctx).await?;
+            Ok(text(format!("{} bytes of audio", audio.len())))
+        }
+        Op::Transcription => {
+            let req = TranscriptionRequest::new("whisper-1", "audio.wav", b"RIFF".to_vec());
+            Ok(text(p.transcribe(&req, &ctx).await?.text))
+        }
+        Op::FileUpload => {
+            let f = p
+                .upload_file("upload.jsonl", b"{}\n", "batch", &ctx)
+                .await?;
+            Ok(text(f.id))
+        }
+        Op::FileList => {
+            let files = p.list_files(&ctx).await?;
+            Ok(text(
+                files
+                    .iter()
+                    .map(|f| f.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ))
+        }
+        _ => Err(Error::new(ErrorKind::Unsupported, "not a media operation")),
     }
 }
 
@@ -678,9 +824,15 @@ async fn run_one(file: &str, index: usize, it: &Interaction) -> Record {
         })
         .flatten();
     let base_url = format!("{}{base_path}", server.url());
-    let result = match provider(r.provider, op, &base_url, azure_api_version.as_deref()) {
-        Ok(p) => drive(p.as_ref(), &request, streamed).await,
-        Err(e) => Err(e),
+    let mut result = if op.is_media() {
+        drive_media(op, &base_url, it).await
+    } else {
+        match provider(r.provider, op, &base_url, azure_api_version.as_deref()) {
+            Ok(p) => drive(p.as_ref(), &request, streamed)
+                .await
+                .map(|resp| decoded(&resp)),
+            Err(e) => Err(e),
+        }
     };
     let served = server.verify();
     let body = it.response.body.to_bytes();
@@ -690,10 +842,10 @@ async fn run_one(file: &str, index: usize, it: &Interaction) -> Record {
         } else {
             json_has_error(&body)
         };
-    let (pass, reason) = match &result {
-        Ok(resp) => {
+    let (pass, reason) = match &mut result {
+        Ok(d) => {
             rec.outcome = "ok";
-            rec.decoded = decoded(resp);
+            rec.decoded = std::mem::take(d);
             if error_expected {
                 (
                     false,
@@ -921,6 +1073,10 @@ mod tests {
             r.target,
             Ok((Op::Chat, "/openai/deployments/gpt4o".to_owned()))
         );
+        let r = route("POST", "api.openai.com", "/v1/audio/transcriptions");
+        assert_eq!(r.target, Ok((Op::Transcription, "/v1".to_owned())));
+        let r = route("POST", "api.openai.com", "/v1/images/edits");
+        assert!(r.target.is_err());
         let r = route("POST", "api.anthropic.com", "/v1/messages");
         assert_eq!(r.target, Err(NOT_YET.to_owned()));
         let r = route("POST", "localhost:11434", "/v1/chat/completions");

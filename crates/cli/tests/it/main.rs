@@ -117,6 +117,17 @@ fn good_corpus(dir: &Path) {
     );
     write(
         dir,
+        "openai/moderation.yaml",
+        &cassette(
+            "https://api.openai.com/v1/moderations",
+            r#"{"input":"I will hurt you","model":"omni-moderation-latest"}"#,
+            200,
+            "application/json",
+            r#"{"id":"modr-1","model":"omni-moderation-latest","results":[{"flagged":true,"categories":{"violence":true,"harassment":false},"category_scores":{"violence":0.9,"harassment":0.1}}]}"#,
+        ),
+    );
+    write(
+        dir,
         "anthropic/messages.yml",
         &cassette(
             "https://api.anthropic.com/v1/messages",
@@ -136,11 +147,11 @@ fn conformance_reports_each_interaction() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("5 passed, 0 failed, 1 unsupported"),
+        stderr.contains("6 passed, 0 failed, 1 unsupported"),
         "{stderr}"
     );
     let lines = lines(&out);
-    assert_eq!(lines.len(), 6);
+    assert_eq!(lines.len(), 7);
     let by_file = |f: &str| lines.iter().find(|l| l["file"] == f).unwrap().clone();
 
     let chat = by_file("openai/chat.yaml");
@@ -177,6 +188,11 @@ fn conformance_reports_each_interaction() {
     assert_eq!(azure["operation"], "azure_chat");
     assert_eq!(azure["text"], "Hi there");
     assert_eq!(azure["pass"], true);
+
+    let m = by_file("openai/moderation.yaml");
+    assert_eq!(m["operation"], "moderation");
+    assert_eq!(m["text"], "flagged: [violence]");
+    assert_eq!(m["pass"], true);
 
     let un = by_file("anthropic/messages.yml");
     assert_eq!(un["outcome"], "unsupported");
