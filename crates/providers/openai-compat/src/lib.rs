@@ -2,8 +2,9 @@
 //! LocalAI, LM Studio, OPEA microservices, the `/v1` modes of Ollama, TGI and OVMS.
 //!
 //! Chat (plain and streamed, tools, images), legacy completions (plain and streamed),
-//! embeddings and model listing against any base URL, with an optional Bearer key. The wire
-//! format lives in [`wire`] so the other OpenAI-protocol crates reuse it.
+//! embeddings and model listing against any base URL, with an optional Bearer key; moderation,
+//! images, audio and files through [`OpenAiCompat::media`]. The wire format lives in [`wire`]
+//! (and [`media`]) so the other OpenAI-protocol crates reuse it.
 //!
 //! ```no_run
 //! # async fn demo() -> infermux_core::Result<()> {
@@ -21,6 +22,7 @@
 //! # Crate features
 //! This crate has no optional features.
 
+pub mod media;
 pub mod wire;
 
 use std::collections::VecDeque;
@@ -89,6 +91,11 @@ impl OpenAiCompat {
     pub fn with_capabilities(mut self, caps: Capabilities) -> Self {
         self.caps = caps;
         self
+    }
+
+    /// Moderation, images, audio and files on this endpoint (see [`media`]).
+    pub fn media(&self) -> media::MediaClient<'_> {
+        media::MediaClient::new(&self.http, None)
     }
 
     /// The HTTP endpoint (for crates that add routes).

@@ -40,8 +40,10 @@
 //! # Crate features
 //! This crate has no optional features.
 
-pub mod media;
 pub mod responses;
+
+/// Moderation, images, audio and files: the OpenAI-protocol code of `infermux-openai-compat`.
+pub use infermux_openai_compat::media;
 
 use std::collections::VecDeque;
 
@@ -279,6 +281,77 @@ impl OpenAi {
     /// Whether this client talks to an Azure OpenAI deployment.
     pub fn is_azure(&self) -> bool {
         self.api_version.is_some()
+    }
+
+    /// Moderation, images, audio and files on this endpoint (with Azure's `api-version` when
+    /// set).
+    pub fn media(&self) -> media::MediaClient<'_> {
+        media::MediaClient::new(self.inner.http(), self.api_version.as_deref())
+    }
+
+    /// `POST /moderations`: one result per input.
+    pub async fn moderate(
+        &self,
+        model: Option<&str>,
+        inputs: &[String],
+        ctx: &RequestContext,
+    ) -> Result<media::Moderation> {
+        self.media().moderate(model, inputs, ctx).await
+    }
+
+    /// `POST /images/generations`.
+    pub async fn generate_images(
+        &self,
+        req: &media::ImageRequest,
+        ctx: &RequestContext,
+    ) -> Result<media::ImageGeneration> {
+        self.media().generate_images(req, ctx).await
+    }
+
+    /// `POST /audio/speech`: the audio bytes.
+    pub async fn speech(
+        &self,
+        req: &media::SpeechRequest,
+        ctx: &RequestContext,
+    ) -> Result<Vec<u8>> {
+        self.media().speech(req, ctx).await
+    }
+
+    /// `POST /audio/transcriptions` (multipart).
+    pub async fn transcribe(
+        &self,
+        req: &media::TranscriptionRequest,
+        ctx: &RequestContext,
+    ) -> Result<media::Transcription> {
+        self.media().transcribe(req, ctx).await
+    }
+
+    /// `POST /files` (multipart): uploads `bytes` as `filename` for `purpose`.
+    pub async fn upload_file(
+        &self,
+        filename: &str,
+        bytes: &[u8],
+        purpose: &str,
+        ctx: &RequestContext,
+    ) -> Result<media::FileObject> {
+        self.media()
+            .upload_file(filename, bytes, purpose, ctx)
+            .await
+    }
+
+    /// `GET /files`.
+    pub async fn list_files(&self, ctx: &RequestContext) -> Result<Vec<media::FileObject>> {
+        self.media().list_files(ctx).await
+    }
+
+    /// `GET /files/{id}/content`: the file's bytes.
+    pub async fn file_content(&self, id: &str, ctx: &RequestContext) -> Result<Vec<u8>> {
+        self.media().file_content(id, ctx).await
+    }
+
+    /// `DELETE /files/{id}`: whether the file was deleted.
+    pub async fn delete_file(&self, id: &str, ctx: &RequestContext) -> Result<bool> {
+        self.media().delete_file(id, ctx).await
     }
 
     fn with_version<'a>(&self, r: HttpRequest<'a>) -> HttpRequest<'a> {

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod live;
+mod media;
 mod record;
 mod replay;
 mod requests;

@@ -1,7 +1,8 @@
-//! OpenAI operations outside the provider-neutral [`infermux_core::Request`]: moderation,
-//! image generation, audio speech and transcription (multipart upload), and files (multipart
-//! upload, list, delete, content). Each is an inherent method of [`crate::OpenAi`] with its own
-//! small types; unknown fields of the answers are ignored.
+//! OpenAI-protocol operations outside the provider-neutral [`infermux_core::Request`]:
+//! moderation, image generation, audio speech and transcription (multipart upload), and files
+//! (multipart upload, list, delete, content), for any server that offers them (OpenAI, Azure,
+//! LocalAI, vLLM's transcription, ...). [`MediaClient`] holds the methods, with small types of
+//! their own; unknown fields of the answers are ignored.
 //!
 //! Uploads (transcription, files) are not idempotent: a retry layer must only repeat them when
 //! the error says the request never reached the server.
@@ -9,10 +10,9 @@
 use std::collections::BTreeMap;
 
 use infermux_core::{Error, ErrorKind, RequestContext, Result};
+use infermux_http::{HttpEndpoint, HttpRequest, Method};
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-use crate::OpenAi;
 
 /// The result of moderating one input.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -339,7 +339,43 @@ pub fn parse_file_list(body: &[u8]) -> Result<Vec<FileObject>> {
     decode::<List>("file list", body).map(|l| l.data)
 }
 
-impl OpenAi {
+/// The media and files operations of one endpoint: get one from
+/// [`crate::OpenAiCompat::media`] (or `infermux_openai::OpenAi::media`, which adds Azure's
+/// `api-version`).
+#[derive(Debug, Clone, Copy)]
+pub struct MediaClient<'a> {
+    http: &'a HttpEndpoint,
+    api_version: Option<&'a str>,
+}
+
+impl<'a> MediaClient<'a> {
+    /// The operations of `http`; `api_version`, when given, goes in every request's query
+    /// (Azure).
+    pub fn new(http: &'a HttpEndpoint, api_version: Option<&'a str>) -> Self {
+        MediaClient { http, api_version }
+    }
+
+    fn request(&self, method: Method, path: &str) -> HttpRequest<'a> {
+        let r = self.http.request(method, path);
+        match self.api_version {
+            Some(v) => r.query("api-version", v),
+            None => r,
+        }
+    }
+
+    fn post(&self, path: &str) -> HttpRequest<'a> {
+        self.request(Method::POST, path)
+    }
+
+    fn get(&self, path: &str) -> HttpRequest<'a> {
+        self.request(Method::GET, path)
+    }
+
+    fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + 'a {
+        let (id, name, ep) = (ctx.request_id(), self.http.provider(), self.http);
+        move |e| e.in_context(id, name, ep.id())
+    }
+
     /// `POST /moderations`: one result per input.
     pub async fn moderate(
         &self,
@@ -475,11 +511,7 @@ impl OpenAi {
     pub async fn delete_file(&self, id: &str, ctx: &RequestContext) -> Result<bool> {
         let id = file_id(id).map_err(self.ctx_err(ctx))?;
         let body = self
-            .with_version(
-                self.inner
-                    .http()
-                    .request(infermux_http::Method::DELETE, &format!("/files/{id}")),
-            )
+            .request(Method::DELETE, &format!("/files/{id}"))
             .send(ctx)
             .await?
             .bytes()
