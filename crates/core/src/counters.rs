@@ -249,6 +249,14 @@ impl EndpointCounters {
         self.queued.fetch_add(1, Relaxed);
         InFlightGuard(&self.queued)
     }
+    /// Moves the in-flight gauge by `delta` (for owners that cannot hold an [`InFlightGuard`]).
+    pub fn adjust_in_flight(&self, delta: i64) {
+        self.in_flight.fetch_add(delta, Relaxed);
+    }
+    /// Moves the queued gauge by `delta`.
+    pub fn adjust_queued(&self, delta: i64) {
+        self.queued.fetch_add(delta, Relaxed);
+    }
     /// Adds the time one request waited in the queue.
     pub fn record_queue_wait(&self, wait: Duration) {
         let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);

@@ -1,0 +1,144 @@
+//! Breaker configuration with resilience4j-like defaults.
+
+use std::time::Duration;
+
+use infermux_core::{Error, ErrorKind, Result};
+
+/// What the breaker's rates are computed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlidingWindow {
+    /// The last N calls.
+    Count(u32),
+    /// The calls of the last `window`, kept in `buckets` equal buckets.
+    Time {
+        /// The window's length.
+        window: Duration,
+        /// Buckets it is cut into.
+        buckets: u32,
+    },
+}
+
+/// Configuration of a [`CircuitBreaker`](super::CircuitBreaker). Build with
+/// [`BreakerConfig::standard`] and the `with_*` setters, then [`BreakerConfig::validate`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BreakerConfig {
+    /// The sliding window. Default: the last 50 calls.
+    pub window: SlidingWindow,
+    /// Failure rate (percent) at or above which the breaker opens. Default 50.
+    pub failure_rate_threshold: f32,
+    /// Slow-call rate (percent) at or above which the breaker opens. Default 100 (only when
+    /// every call is slow).
+    pub slow_call_rate_threshold: f32,
+    /// A call is slow when its time to first byte is at least this. Default 30 s.
+    pub slow_call_duration: Duration,
+    /// Calls the window must hold before rates count. Default 20.
+    pub minimum_calls: u32,
+    /// How long the breaker stays open. Default 30 s.
+    pub open_wait: Duration,
+    /// Each consecutive re-open multiplies the wait by this. Default 1 (constant).
+    pub open_wait_multiplier: f32,
+    /// The longest open wait. Default 5 min.
+    pub max_open_wait: Duration,
+    /// Calls admitted in half-open. Default 3.
+    pub half_open_probes: u32,
+}
+
+impl BreakerConfig {
+    /// The defaults listed on each field.
+    pub fn standard() -> Self {
+        BreakerConfig {
+            window: SlidingWindow::Count(50),
+            failure_rate_threshold: 50.0,
+            slow_call_rate_threshold: 100.0,
+            slow_call_duration: Duration::from_secs(30),
+            minimum_calls: 20,
+            open_wait: Duration::from_secs(30),
+            open_wait_multiplier: 1.0,
+            max_open_wait: Duration::from_secs(300),
+            half_open_probes: 3,
+        }
+    }
+    /// Sets the window.
+    pub fn with_window(mut self, w: SlidingWindow) -> Self {
+        self.window = w;
+        self
+    }
+    /// Sets the failure-rate threshold (percent).
+    pub fn with_failure_rate_threshold(mut self, pct: f32) -> Self {
+        self.failure_rate_threshold = pct;
+        self
+    }
+    /// Sets the slow-call threshold (percent) and duration.
+    pub fn with_slow_calls(mut self, pct: f32, duration: Duration) -> Self {
+        self.slow_call_rate_threshold = pct;
+        self.slow_call_duration = duration;
+        self
+    }
+    /// Sets the minimum number of calls.
+    pub fn with_minimum_calls(mut self, n: u32) -> Self {
+        self.minimum_calls = n;
+        self
+    }
+    /// Sets the open wait.
+    pub fn with_open_wait(mut self, d: Duration) -> Self {
+        self.open_wait = d;
+        self
+    }
+    /// Makes the open wait grow by `multiplier` per consecutive re-open, up to `max`.
+    pub fn with_growing_open_wait(mut self, multiplier: f32, max: Duration) -> Self {
+        self.open_wait_multiplier = multiplier;
+        self.max_open_wait = max;
+        self
+    }
+    /// Sets the number of half-open probes.
+    pub fn with_half_open_probes(mut self, n: u32) -> Self {
+        self.half_open_probes = n;
+        self
+    }
+
+    /// Checks the values, returning the config or a [`ErrorKind::Config`] error.
+    pub fn validate(self) -> Result<Self> {
+        let bad = |m: &'static str| Err(Error::new(ErrorKind::Config, m));
+        match self.window {
+            SlidingWindow::Count(0) => return bad("breaker window must hold at least one call"),
+            SlidingWindow::Time { window, buckets } if buckets == 0 || window.is_zero() => {
+                return bad("a time window needs a length and at least one bucket");
+            }
+            _ => {}
+        }
+        if !(0.0..=100.0).contains(&self.failure_rate_threshold)
+            || !(0.0..=100.0).contains(&self.slow_call_rate_threshold)
+        {
+            return bad("rate thresholds are percentages in 0..=100");
+        }
+        if self.minimum_calls == 0 || self.half_open_probes == 0 {
+            return bad("minimum calls and half-open probes must be at least 1");
+        }
+        if self.open_wait_multiplier.is_nan()
+            || self.open_wait_multiplier < 1.0
+            || !self.open_wait_multiplier.is_finite()
+        {
+            return bad("the open wait multiplier must be a finite number >= 1");
+        }
+        Ok(self)
+    }
+
+    pub(crate) fn open_wait_for(&self, reopen: u32) -> Duration {
+        let factor =
+            f64::from(self.open_wait_multiplier).powi(i32::try_from(reopen).unwrap_or(i32::MAX));
+        let wait = self.open_wait.as_secs_f64() * factor;
+        if wait.is_finite() {
+            Duration::from_secs_f64(wait).min(self.max_open_wait.max(self.open_wait))
+        } else {
+            self.max_open_wait.max(self.open_wait)
+        }
+    }
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self::standard()
+    }
+}

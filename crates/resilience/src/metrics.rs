@@ -1,0 +1,148 @@
+//! Prometheus text rendering of endpoint counter snapshots.
+
+use std::fmt::Write;
+
+use infermux_core::{CounterSnapshot, EndpointId};
+
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders snapshots in the Prometheus text exposition format (version 0.0.4).
+///
+/// ```
+/// use infermux_core::{EndpointCounters, EndpointId, ErrorKind};
+/// use infermux_resilience::render_prometheus;
+/// use std::time::Duration;
+/// let c = EndpointCounters::new();
+/// c.record_request();
+/// c.record_failure(ErrorKind::RateLimited, Duration::from_millis(3));
+/// let text = render_prometheus(&[(EndpointId::new("openai"), c.snapshot())]);
+/// assert!(text.contains(r#"infermux_failures_total{endpoint="openai",kind="rate_limited"} 1"#));
+/// ```
+pub fn render_prometheus(snapshots: &[(EndpointId, CounterSnapshot)]) -> String {
+    let mut out = String::new();
+    let mut metric =
+        |name: &str, kind: &str, help: &str, values: &mut dyn Iterator<Item = (String, String)>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in values {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        };
+    let ep = |id: &EndpointId| format!("endpoint=\"{}\"", label(id.as_str()));
+    let simple = |f: fn(&CounterSnapshot) -> u64| {
+        snapshots
+            .iter()
+            .map(move |(id, s)| (ep(id), f(s).to_string()))
+            .collect::<Vec<_>>()
+    };
+    metric(
+        "infermux_requests_total",
+        "counter",
+        "Attempts sent to the endpoint.",
+        &mut simple(|s| s.requests).into_iter(),
+    );
+    metric(
+        "infermux_successes_total",
+        "counter",
+        "Attempts that succeeded.",
+        &mut simple(|s| s.successes).into_iter(),
+    );
+    metric(
+        "infermux_failures_total",
+        "counter",
+        "Attempts that failed, by error kind.",
+        &mut snapshots.iter().flat_map(|(id, s)| {
+            s.failures_by_kind()
+                .into_iter()
+                .map(move |(k, n)| (format!("{},kind=\"{}\"", ep(id), k.as_str()), n.to_string()))
+        }),
+    );
+    metric(
+        "infermux_retries_total",
+        "counter",
+        "Retries scheduled.",
+        &mut simple(|s| s.retries).into_iter(),
+    );
+    metric(
+        "infermux_in_flight",
+        "gauge",
+        "Attempts in flight.",
+        &mut simple(|s| s.in_flight).into_iter(),
+    );
+    metric(
+        "infermux_queued",
+        "gauge",
+        "Requests waiting for admission.",
+        &mut simple(|s| s.queued).into_iter(),
+    );
+    metric(
+        "infermux_queue_wait_seconds_total",
+        "counter",
+        "Time spent waiting for admission.",
+        &mut snapshots
+            .iter()
+            .map(|(id, s)| (ep(id), format!("{:.6}", s.queue_wait.as_secs_f64()))),
+    );
+    metric(
+        "infermux_tokens_in_total",
+        "counter",
+        "Input tokens reported.",
+        &mut simple(|s| s.tokens_in).into_iter(),
+    );
+    metric(
+        "infermux_tokens_out_total",
+        "counter",
+        "Output tokens reported.",
+        &mut simple(|s| s.tokens_out).into_iter(),
+    );
+    metric(
+        "infermux_breaker_state",
+        "gauge",
+        "Breaker state: 0 closed, 1 open, 2 half-open.",
+        &mut simple(|s| u64::from(s.breaker_state)).into_iter(),
+    );
+    metric(
+        "infermux_breaker_trips_total",
+        "counter",
+        "Breaker CLOSED to OPEN transitions.",
+        &mut simple(|s| s.breaker_trips).into_iter(),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP infermux_latency_seconds Latency of finished attempts."
+    );
+    let _ = writeln!(out, "# TYPE infermux_latency_seconds histogram");
+    for (id, s) in snapshots {
+        for (upper_us, cumulative) in s.latency.cumulative() {
+            let _ = writeln!(
+                out,
+                "infermux_latency_seconds_bucket{{{},le=\"{:.6}\"}} {cumulative}",
+                ep(id),
+                upper_us as f64 / 1e6
+            );
+        }
+        let _ = writeln!(
+            out,
+            "infermux_latency_seconds_bucket{{{},le=\"+Inf\"}} {}",
+            ep(id),
+            s.latency.count
+        );
+        let _ = writeln!(
+            out,
+            "infermux_latency_seconds_sum{{{}}} {:.6}",
+            ep(id),
+            s.latency.sum.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "infermux_latency_seconds_count{{{}}} {}",
+            ep(id),
+            s.latency.count
+        );
+    }
+    out
+}

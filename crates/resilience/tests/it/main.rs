@@ -1,0 +1,8 @@
+//! Integration tests of infermux-resilience: the breaker against a reference model and under
+//! concurrency, queue properties, retry decisions, the stack against the fault-injecting
+//! simulator (soak and cancellation).
+
+mod breaker;
+mod queue;
+mod retry;
+mod stack;
