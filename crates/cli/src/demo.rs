@@ -5,7 +5,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::Arc;
+
 use infermux::openai_compat::OpenAiCompat;
+use infermux::resilience::ResilienceConfig;
+use infermux::resilience::breaker::{BreakerConfig, SlidingWindow};
+use infermux::resilience::queue::QueueConfig;
+use infermux::resilience::retry::StandardRetry;
 use infermux::{
     ChatRequest, Client, CounterSnapshot, EndpointConfig, Message, Request, RequestContext,
     StreamAccumulator,
@@ -55,8 +61,28 @@ async fn endpoint(
         )
     })?;
     let cfg = EndpointConfig::new(name, format!("{}/v1", sim.url()))?;
+    // demo-sized settings: short pauses, a small breaker window, 4 requests in flight per endpoint
+    let retry = StandardRetry::standard()
+        .with_bases(
+            Duration::from_millis(10),
+            Duration::from_millis(25),
+            Duration::from_millis(25),
+        )
+        .with_max_delay(Duration::from_millis(500))
+        .validate()?;
+    let breaker = BreakerConfig::standard()
+        .with_window(SlidingWindow::Count(20))
+        .with_minimum_calls(10)
+        .with_open_wait(Duration::from_millis(250))
+        .with_half_open_probes(2)
+        .validate()?;
+    let resilience = ResilienceConfig::standard()
+        .with_queue(QueueConfig::standard().with_permits(4))
+        .with_retry(Arc::new(retry))
+        .with_breaker(Some(breaker));
     let client = Client::builder()
         .provider(OpenAiCompat::new(cfg)?)
+        .resilience(resilience)
         .timeout(timeout)
         .build()?;
     Ok(Endpoint { name, sim, client })
@@ -73,7 +99,7 @@ fn report(ep: &Endpoint, c: &CounterSnapshot) -> bool {
         ep.client.provider_name(),
         ep.sim.url()
     );
-    println!("  requests        {:>6}", c.requests);
+    println!("  attempts        {:>6}", c.requests);
     println!("  successes       {:>6}", c.successes);
     println!("  failures        {:>6}", c.failures_total());
     for (kind, n) in c.failures_by_kind() {
@@ -82,6 +108,15 @@ fn report(ep: &Endpoint, c: &CounterSnapshot) -> bool {
     println!("  latency p50     {:>10}", ms(c.latency.quantile(0.5)));
     println!("  latency p99     {:>10}", ms(c.latency.quantile(0.99)));
     println!("  tokens in/out   {:>6} / {}", c.tokens_in, c.tokens_out);
+    println!("  retries         {:>6}", c.retries);
+    println!(
+        "  breaker trips   {:>6} (now {})",
+        c.breaker_trips,
+        ["closed", "open", "half-open"]
+            .get(usize::from(c.breaker_state))
+            .unwrap_or(&"?")
+    );
+    println!("  queue wait      {:>10} in all", ms(c.queue_wait));
     let faults: Vec<String> = ep
         .sim
         .faults()
@@ -98,7 +133,7 @@ fn report(ep: &Endpoint, c: &CounterSnapshot) -> bool {
     );
     let adds_up = c.successes + c.failures_total() == c.requests && c.in_flight == 0;
     println!(
-        "  successes + failures = requests: {}",
+        "  successes + failures = attempts: {}",
         if adds_up { "yes" } else { "NO" }
     );
     adds_up
@@ -114,9 +149,15 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
             timeout,
         )
         .await?,
+        endpoint(
+            "sim-down",
+            FaultPlan::seeded(args.seed.wrapping_add(2)).with(Fault::Unavailable, 0.9),
+            timeout,
+        )
+        .await?,
     ];
     println!(
-        "infermux demo: {} chat requests ({} at a time, one in three streamed) over {} simulated endpoints",
+        "infermux demo: {} chat requests ({} at a time, one in three streamed) over {} simulated endpoints,\neach behind an admission queue (4 in flight), retries with backoff and a circuit breaker",
         args.requests,
         args.concurrency,
         endpoints.len()
@@ -168,15 +209,23 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let mut adds_up = results.len() == args.requests;
-    let mut total = 0;
+    let mut attempts = 0;
+    let mut retries = 0;
     for ep in &endpoints {
         let c = ep.client.counters();
-        total += c.requests;
+        attempts += c.requests;
+        retries += c.retries;
         adds_up &= report(ep, &c);
     }
-    adds_up &= total as usize == args.requests;
+    adds_up &= attempts == args.requests as u64 + retries;
     println!(
-        "\nretries, circuit breakers and priority queues arrive with infermux-resilience; this run shows the raw failure mix."
+        "\n{} calls made {attempts} attempts: every call is one first attempt plus its {retries} retries: {}",
+        args.requests,
+        if attempts == args.requests as u64 + retries {
+            "yes"
+        } else {
+            "NO"
+        }
     );
     if adds_up {
         Ok(())

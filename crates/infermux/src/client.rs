@@ -1,32 +1,36 @@
-//! [`Client`]: typed calls over one provider endpoint, with counters, request ids and a call
-//! deadline.
+//! [`Client`]: typed calls over one provider endpoint through the resilience stack (admission
+//! queue, circuit breaker, retries, call deadline) with per-endpoint counters.
 
-use std::future::Future as _;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_core::Stream;
 use infermux_core::{
     ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, CounterSnapshot,
-    EmbeddingRequest, EmbeddingResponse, EndpointCounters, EndpointId, Error, ErrorKind,
-    EventStream, ModelList, Provider, Request, RequestContext, Response, Result, StreamEvent,
+    EmbeddingRequest, EmbeddingResponse, EndpointId, Error, ErrorKind, EventStream, ModelList,
+    Provider, Request, RequestContext, Response, Result,
 };
+use infermux_resilience::{ResilienceConfig, Resilient, render_prometheus};
 
 /// Builds a [`Client`].
 ///
 /// ```
-/// use infermux::{Client, EndpointConfig};
+/// use infermux::resilience::ResilienceConfig;
 /// use infermux::openai_compat::OpenAiCompat;
+/// use infermux::{Client, EndpointConfig};
 /// use std::time::Duration;
 /// let provider = OpenAiCompat::new(EndpointConfig::new("local", "http://127.0.0.1:8080/v1").unwrap()).unwrap();
-/// let client = Client::builder().provider(provider).timeout(Duration::from_secs(30)).build().unwrap();
+/// let client = Client::builder()
+///     .provider(provider)
+///     .resilience(ResilienceConfig::standard())
+///     .timeout(Duration::from_secs(30))
+///     .build()
+///     .unwrap();
 /// assert_eq!(client.endpoint().as_str(), "local");
 /// ```
 #[derive(Debug, Default)]
 pub struct ClientBuilder {
     provider: Option<Arc<dyn Provider>>,
+    resilience: Option<ResilienceConfig>,
     timeout: Option<Duration>,
 }
 
@@ -41,7 +45,12 @@ impl ClientBuilder {
         self.provider = Some(provider);
         self
     }
-    /// The default deadline of a call (over everything it does), unless its context sets one.
+    /// The resilience stack's configuration. Default [`ResilienceConfig::standard`].
+    pub fn resilience(mut self, config: ResilienceConfig) -> Self {
+        self.resilience = Some(config);
+        self
+    }
+    /// The default deadline of a call over all its attempts, unless its context sets one.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -51,27 +60,20 @@ impl ClientBuilder {
         let provider = self
             .provider
             .ok_or_else(|| Error::new(ErrorKind::Config, "a client needs a provider"))?;
+        let mut config = self.resilience.unwrap_or_default();
+        if let Some(t) = self.timeout {
+            config = config.with_timeout(Some(t));
+        }
         Ok(Client {
-            inner: Arc::new(Inner {
-                provider,
-                counters: Arc::new(EndpointCounters::new()),
-                timeout: self.timeout,
-            }),
+            inner: Arc::new(Resilient::new(provider, config)),
         })
     }
 }
 
-#[derive(Debug)]
-struct Inner {
-    provider: Arc<dyn Provider>,
-    counters: Arc<EndpointCounters>,
-    timeout: Option<Duration>,
-}
-
-/// The infermux client. Cheap to clone; clones share counters.
+/// The infermux client. Cheap to clone; clones share the stack and its counters.
 #[derive(Debug, Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    inner: Arc<Resilient>,
 }
 
 fn unexpected(op: &str) -> Error {
@@ -82,14 +84,13 @@ fn unexpected(op: &str) -> Error {
 }
 
 impl Client {
-    /// A client over `provider` with default settings.
+    /// A client over `provider` with the standard resilience stack.
     pub fn new(provider: impl Provider + 'static) -> Self {
         Client {
-            inner: Arc::new(Inner {
-                provider: Arc::new(provider),
-                counters: Arc::new(EndpointCounters::new()),
-                timeout: None,
-            }),
+            inner: Arc::new(Resilient::new(
+                Arc::new(provider),
+                ResilienceConfig::standard(),
+            )),
         }
     }
 
@@ -100,94 +101,37 @@ impl Client {
 
     /// The endpoint this client calls.
     pub fn endpoint(&self) -> &EndpointId {
-        self.inner.provider.endpoint()
+        self.inner.endpoint()
     }
 
     /// The provider's name.
     pub fn provider_name(&self) -> &'static str {
-        self.inner.provider.name()
+        self.inner.name()
+    }
+
+    /// The resilience stack (queue, breaker, counters).
+    pub fn stack(&self) -> &Resilient {
+        &self.inner
     }
 
     /// A snapshot of the endpoint's counters.
     pub fn counters(&self) -> CounterSnapshot {
-        self.inner.counters.snapshot()
+        self.inner.counters().snapshot()
     }
 
-    fn deadline(&self, ctx: &RequestContext) -> Option<tokio::time::Instant> {
-        let own = ctx.deadline();
-        let default = self.inner.timeout.map(|t| Instant::now() + t);
-        let d = match (own, default) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        d.map(tokio::time::Instant::from_std)
-    }
-
-    fn with_deadline(&self, ctx: RequestContext) -> RequestContext {
-        match self.deadline(&ctx) {
-            Some(d) => ctx.with_deadline(d.into_std()),
-            None => ctx,
-        }
-    }
-
-    fn timeout_error(&self, ctx: &RequestContext) -> Error {
-        Error::new(ErrorKind::Timeout, "the call deadline passed").in_context(
-            ctx.request_id(),
-            self.inner.provider.name(),
-            self.endpoint(),
-        )
+    /// The endpoint's counters in the Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        render_prometheus(&[(self.endpoint().clone(), self.counters())])
     }
 
     /// One call of any operation.
     pub async fn call(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
-        let ctx = self.with_deadline(ctx);
-        let counters = &self.inner.counters;
-        counters.record_request();
-        let _in_flight = counters.in_flight();
-        let started = Instant::now();
-        let fut = self.inner.provider.call(request, &ctx);
-        let result = match ctx.deadline() {
-            Some(d) => tokio::time::timeout_at(tokio::time::Instant::from_std(d), fut)
-                .await
-                .unwrap_or_else(|_| Err(self.timeout_error(&ctx))),
-            None => fut.await,
-        };
-        match &result {
-            Ok(resp) => counters.record_success(started.elapsed(), resp.usage()),
-            Err(e) => counters.record_failure(e.kind(), started.elapsed()),
-        }
-        result
+        self.inner.call(request, &ctx).await
     }
 
     /// One streamed call; resolves at the first event.
     pub async fn stream(&self, request: &Request, ctx: RequestContext) -> Result<EventStream> {
-        let ctx = self.with_deadline(ctx);
-        let counters = self.inner.counters.clone();
-        counters.record_request();
-        let started = Instant::now();
-        let fut = self.inner.provider.stream(request, &ctx);
-        let result = match ctx.deadline() {
-            Some(d) => tokio::time::timeout_at(tokio::time::Instant::from_std(d), fut)
-                .await
-                .unwrap_or_else(|_| Err(self.timeout_error(&ctx))),
-            None => fut.await,
-        };
-        match result {
-            Ok(stream) => Ok(Box::pin(Counted {
-                inner: stream,
-                counters,
-                started,
-                usage: None,
-                finished: false,
-                deadline: ctx.deadline().map(tokio::time::Instant::from_std),
-                sleep: None,
-                timeout_error: Some(self.timeout_error(&ctx)),
-            })),
-            Err(e) => {
-                counters.record_failure(e.kind(), started.elapsed());
-                Err(e)
-            }
-        }
+        self.inner.stream(request, &ctx).await
     }
 
     /// A chat answer.
@@ -240,84 +184,6 @@ impl Client {
         match self.call(&Request::Models, RequestContext::new()).await? {
             Response::Models(m) => Ok(m),
             _ => Err(unexpected("models")),
-        }
-    }
-}
-
-/// A stream that records its outcome in the endpoint's counters: success at `Done`, failure
-/// at an error, `Cancelled` when dropped before the end; and ends with `Timeout` at the call
-/// deadline.
-struct Counted {
-    inner: EventStream,
-    counters: Arc<EndpointCounters>,
-    started: Instant,
-    usage: Option<infermux_core::Usage>,
-    finished: bool,
-    deadline: Option<tokio::time::Instant>,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    timeout_error: Option<Error>,
-}
-
-impl Stream for Counted {
-    type Item = Result<StreamEvent>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.finished {
-            return Poll::Ready(None);
-        }
-        let polled = self.inner.as_mut().poll_next(cx);
-        match polled {
-            Poll::Ready(Some(Ok(ev))) => {
-                match &ev {
-                    StreamEvent::Usage(u) => self.usage = Some(*u),
-                    StreamEvent::Done { .. } => {
-                        self.finished = true;
-                        let (elapsed, usage) = (self.started.elapsed(), self.usage);
-                        self.counters.record_success(elapsed, usage.as_ref());
-                    }
-                    _ => {}
-                }
-                Poll::Ready(Some(Ok(ev)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                self.finished = true;
-                self.counters
-                    .record_failure(e.kind(), self.started.elapsed());
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(None) => {
-                self.finished = true;
-                let e = Error::new(ErrorKind::Decode, "stream ended without a final event");
-                self.counters
-                    .record_failure(e.kind(), self.started.elapsed());
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Pending => {
-                if let Some(d) = self.deadline {
-                    let sleep = self
-                        .sleep
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(d)));
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        self.finished = true;
-                        let e = self.timeout_error.take().unwrap_or_else(|| {
-                            Error::new(ErrorKind::Timeout, "the call deadline passed")
-                        });
-                        self.counters
-                            .record_failure(ErrorKind::Timeout, self.started.elapsed());
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                }
-                Poll::Pending
-            }
-        }
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.counters
-                .record_failure(ErrorKind::Cancelled, self.started.elapsed());
         }
     }
 }

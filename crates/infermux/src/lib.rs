@@ -2,8 +2,9 @@
 //!
 //! The facade re-exports the core types and every provider crate behind a Cargo feature of the
 //! same name (`full` enables them all), and offers [`Client`]: typed `chat`, `stream_chat`,
-//! `embed`, `complete` and `models` calls over any [`Provider`], with per-endpoint counters,
-//! request ids and a call deadline.
+//! `embed`, `complete` and `models` calls over any [`Provider`] through the
+//! [`resilience`] stack (priority admission queue, circuit breaker, retries with backoff and
+//! Retry-After, a call deadline), with per-endpoint counters and request ids.
 //!
 //! ```no_run
 //! # async fn demo() -> infermux::Result<()> {
@@ -33,3 +34,5 @@ pub use providers::*;
 
 /// The core crate, for paths such as `infermux::core::Provider`.
 pub use infermux_core as core;
+/// The resilience stack: admission queue, retry, circuit breaker, call deadline.
+pub use infermux_resilience as resilience;

@@ -37,18 +37,32 @@ async fn typed_calls_and_counters_add_up() {
         .unwrap();
     assert_eq!(e.embeddings.len(), 2);
     assert_eq!(client.models().await.unwrap().models[0].id, sim.model());
+    // one 503 is retried away; three exhaust the standard three attempts
     sim.push_fault(Fault::Unavailable);
+    assert_eq!(
+        client.chat(hello()).await.unwrap().text(),
+        "Echo: hello world"
+    );
+    for _ in 0..3 {
+        sim.push_fault(Fault::Unavailable);
+    }
     let err = client.chat(hello()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Server);
     assert_eq!(err.endpoint().unwrap().as_str(), "sim");
     let c = client.counters();
-    assert_eq!(c.requests, 5);
-    assert_eq!(c.successes, 4);
-    assert_eq!(c.failures(ErrorKind::Server), 1);
+    assert_eq!(c.requests, 9);
+    assert_eq!(c.retries, 3);
+    assert_eq!(c.successes, 5);
+    assert_eq!(c.failures(ErrorKind::Server), 4);
+    assert!(
+        client
+            .prometheus()
+            .contains("infermux_retries_total{endpoint=\"sim\"} 3")
+    );
     assert_eq!(c.successes + c.failures_total(), c.requests);
     assert_eq!(c.in_flight, 0);
     assert!(c.tokens_in > 0 && c.tokens_out > 0);
-    assert_eq!(c.latency.count, 5);
+    assert_eq!(c.latency.count, 9);
 }
 
 #[tokio::test]
