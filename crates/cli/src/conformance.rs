@@ -424,8 +424,16 @@ fn kinds_for_status(status: u16) -> &'static [ErrorKind] {
     }
 }
 
-fn is_gzip(bytes: &[u8]) -> bool {
-    bytes.starts_with(&[0x1f, 0x8b])
+/// The recorded body as the client saw it: gzip bodies (stored as the exact wire bytes)
+/// decompressed, so the independent reading below checks them too. `None` when a gzip body
+/// does not decompress.
+fn plain_body(bytes: &[u8]) -> Option<Vec<u8>> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Some(bytes.to_vec());
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(bytes), &mut out).ok()?;
+    Some(out)
 }
 
 /// The JSON payloads of a recorded SSE body's `data:` lines (not `[DONE]`).
@@ -461,11 +469,9 @@ fn json_has_error(body: &[u8]) -> bool {
 
 /// An independent reading of the recorded answer, to check the decoded one against: the text
 /// and the number of tool calls of a chat answer, the number of vectors of an embeddings answer.
-/// `None` when the body cannot be read here (compressed bytes).
+/// `None` when the body cannot be read here.
 fn expected_answer(op: Op, streamed: bool, body: &[u8]) -> Option<(Option<String>, usize)> {
-    if is_gzip(body) {
-        return None;
-    }
+    let body = &plain_body(body)?[..];
     match (op, streamed) {
         (Op::Chat, false) => {
             let v: Value = serde_json::from_slice(body).ok()?;
@@ -835,7 +841,8 @@ async fn run_one(file: &str, index: usize, it: &Interaction) -> Record {
         }
     };
     let served = server.verify();
-    let body = it.response.body.to_bytes();
+    let wire_body = it.response.body.to_bytes();
+    let body = plain_body(&wire_body).unwrap_or(wire_body);
     let error_expected = status >= 400
         || if streamed {
             stream_has_error(&body)
@@ -1094,6 +1101,21 @@ mod tests {
         assert_eq!(kinds_for_status(404), &[ErrorKind::NotFound]);
         assert!(kinds_for_status(400).contains(&ErrorKind::InvalidRequest));
         assert!(kinds_for_status(503).contains(&ErrorKind::Server));
+    }
+
+    #[test]
+    fn gzip_bodies_are_read_by_the_oracle() {
+        use std::io::Write;
+        let answer = br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"Hi"}}]}"#;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(answer).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(
+            expected_answer(Op::Chat, false, &gz),
+            Some((Some("Hi".to_owned()), 0))
+        );
+        assert_eq!(plain_body(b"plain").as_deref(), Some(&b"plain"[..]));
+        assert_eq!(plain_body(&[0x1f, 0x8b, 0, 1]), None);
     }
 
     #[test]
