@@ -14,13 +14,18 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::task::noop_waker;
 use infermux_core::{Error, ErrorKind, Priority, SystemClock};
-use infermux_resilience::breaker::{Breaker, BreakerConfig, CircuitBreaker, Outcome, SlidingWindow};
+use infermux_resilience::breaker::{
+    Breaker, BreakerConfig, CircuitBreaker, Outcome, SlidingWindow,
+};
 use infermux_resilience::queue::{Admission, Permit, QueueConfig};
 use infermux_resilience::retry::{Attempt, RetryPolicy, StandardRetry};
 
 fn breaker(c: &mut Criterion) {
     let count = CircuitBreaker::new(
-        BreakerConfig::standard().with_window(SlidingWindow::Count(100)).validate().unwrap(),
+        BreakerConfig::standard()
+            .with_window(SlidingWindow::Count(100))
+            .validate()
+            .unwrap(),
         Arc::new(SystemClock),
     );
     c.bench_function("breaker_admit_record_count_window", |b| {
@@ -31,7 +36,10 @@ fn breaker(c: &mut Criterion) {
     });
     let time = CircuitBreaker::new(
         BreakerConfig::standard()
-            .with_window(SlidingWindow::Time { window: Duration::from_secs(60), buckets: 60 })
+            .with_window(SlidingWindow::Time {
+                window: Duration::from_secs(60),
+                buckets: 60,
+            })
             .validate()
             .unwrap(),
         Arc::new(SystemClock),
@@ -49,7 +57,11 @@ type Acquire<'a> = Pin<Box<dyn Future<Output = infermux_core::Result<Permit>> + 
 fn queue(c: &mut Criterion) {
     let waker = noop_waker();
     let mut cx = Context::from_waker(&waker);
-    let q = Admission::new(QueueConfig::standard().with_permits(1).with_max_queued(1024));
+    let q = Admission::new(
+        QueueConfig::standard()
+            .with_permits(1)
+            .with_max_queued(1024),
+    );
     let free = q.clone();
     c.bench_function("queue_acquire_release_uncontended", |b| {
         b.iter(|| {
@@ -62,10 +74,11 @@ fn queue(c: &mut Criterion) {
     });
     // one permit, always held: each iteration enqueues a waiter, then releases the held
     // permit, which hands it to the waiter (dequeue), which becomes the held one.
-    let mut held: Option<Permit> = match Box::pin(q.acquire(Priority::Normal)).as_mut().poll(&mut cx) {
-        Poll::Ready(Ok(p)) => Some(p),
-        _ => unreachable!("the first permit is free"),
-    };
+    let mut held: Option<Permit> =
+        match Box::pin(q.acquire(Priority::Normal)).as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(p)) => Some(p),
+            _ => unreachable!("the first permit is free"),
+        };
     c.bench_function("queue_enqueue_dequeue", |b| {
         b.iter(|| {
             let mut f: Acquire<'_> = Box::pin(q.acquire(Priority::High));

@@ -3,10 +3,10 @@
 //! | step | runs |
 //! |---|---|
 //! | `fmt` | `cargo fmt --all -- --check` |
-//! | `clippy` | `cargo clippy --workspace --all-targets --locked -- -D warnings` |
+//! | `clippy` | `cargo clippy --workspace --all-targets --all-features --locked -- -D warnings` |
 //! | `conformance` | the CLI's `conformance` over `../shared/fixtures/cassettes` (before the tests) |
-//! | `test` | `cargo nextest run --workspace --locked` |
-//! | `doctest` | `cargo test --doc --workspace --locked` |
+//! | `test` | `cargo nextest run --workspace --all-features --locked` |
+//! | `doctest` | `cargo test --doc --workspace --all-features --locked` |
 //! | `doc` | `RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked` |
 //! | `tidy` | [`crate::tidy`], in process |
 //! | `codegen` | `codegen --check`, in process |
@@ -95,6 +95,7 @@ fn run_step(root: &Path, step: &str) -> Result<()> {
             "clippy",
             "--workspace",
             "--all-targets",
+            "--all-features",
             "--locked",
             "--",
             "-D",
@@ -104,16 +105,24 @@ fn run_step(root: &Path, step: &str) -> Result<()> {
             "nextest",
             "run",
             "--workspace",
+            "--all-features",
             "--locked",
         ])),
         "doctest" => run_cmd(&mut cargo_with(&[
             "test",
             "--doc",
             "--workspace",
+            "--all-features",
             "--locked",
         ])),
         "doc" => {
-            let mut cmd = cargo_with(&["doc", "--workspace", "--no-deps", "--locked"]);
+            let mut cmd = cargo_with(&[
+                "doc",
+                "--workspace",
+                "--all-features",
+                "--no-deps",
+                "--locked",
+            ]);
             run_cmd(cmd.env("RUSTDOCFLAGS", "-D warnings"))
         }
         "tidy" => tidy::run(root),

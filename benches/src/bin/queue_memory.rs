@@ -12,7 +12,11 @@ use infermux_resilience::queue::{Admission, Permit, QueueConfig};
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -42,7 +46,10 @@ fn main() {
     let after = rss_bytes();
     assert_eq!(q.queued(), N);
     let mb = (after.saturating_sub(before)) as f64 / 1e6;
-    println!("{N} queued requests hold {mb:.1} MB ({:.0} bytes each)", (after - before) as f64 / N as f64);
+    println!(
+        "{N} queued requests hold {mb:.1} MB ({:.0} bytes each)",
+        (after - before) as f64 / N as f64
+    );
     drop(waiting);
     drop(held);
     assert_eq!(q.queued(), 0);

@@ -88,7 +88,9 @@ impl Window {
         } else {
             // the buckets of epochs (epoch - n, current - n] leave the window
             for e in (*epoch + 1)..=current {
-                let Some(leaving) = e.checked_sub(n) else { continue };
+                let Some(leaving) = e.checked_sub(n) else {
+                    continue;
+                };
                 if let Some(b) = buckets.get_mut((e % n) as usize)
                     && b.epoch == leaving
                     && b.calls > 0
@@ -161,11 +163,19 @@ mod tests {
     #[test]
     fn time_window_running_totals_match_a_recount() {
         let t0 = Instant::now();
-        let mut w = Window::new(SlidingWindow::Time { window: Duration::from_secs(5), buckets: 5 }, t0);
+        let mut w = Window::new(
+            SlidingWindow::Time {
+                window: Duration::from_secs(5),
+                buckets: 5,
+            },
+            t0,
+        );
         let mut log: Vec<(u64, bool)> = Vec::new();
         let mut rng = 12345u64;
         for step in 0..2_000u64 {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let ms = step * 137 + (rng >> 60);
             let now = t0 + Duration::from_millis(ms);
             let failed = rng >> 63 == 1;
@@ -175,7 +185,10 @@ mod tests {
             let expect: Vec<_> = log.iter().filter(|(s, _)| sec - s < 5).collect();
             let t = w.totals(now);
             assert_eq!(t.calls as usize, expect.len(), "step {step}");
-            assert_eq!(t.failures as usize, expect.iter().filter(|(_, f)| *f).count());
+            assert_eq!(
+                t.failures as usize,
+                expect.iter().filter(|(_, f)| *f).count()
+            );
         }
     }
 }

@@ -2,7 +2,9 @@
 //! concurrency, queue properties, retry decisions, the stack against the fault-injecting
 //! simulator (soak and cancellation).
 
+mod adapters;
 mod breaker;
 mod queue;
 mod retry;
 mod stack;
+mod tower;
