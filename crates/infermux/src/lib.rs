@@ -20,8 +20,15 @@
 //! ```
 //!
 //! # Crate features
-//! One feature per provider crate, named like the crate without `infermux-`:
-#![doc = "- `openai-compat` (default): [`openai_compat`], any OpenAI-compatible server."]
+//! One feature per provider crate, named like the crate without `infermux-`, each
+//! re-exporting that crate as a module of the same name (the table of providers is generated
+//! by `cargo xtask codegen` into `docs/providers.md`):
+//!
+//! - `openai-compat` (default): any OpenAI-compatible server (llama.cpp, LocalAI, LM Studio…).
+//! - `openai`: OpenAI and Azure OpenAI (chat, Responses API, embeddings, media, files).
+//! - `groq`: Groq.
+//! - `vllm`: vLLM, with LoRA adapters and `/metrics`.
+//! - `opea`: OPEA GenAIComps microservices.
 //! - `full`: every provider.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
