@@ -30,7 +30,7 @@
 //!   default: `backoff` 0.4 is unmaintained (RUSTSEC-2025-0012).
 //! - `failsafe`: [`adapters::failsafe`], a `failsafe` state machine as the breaker, with our
 //!   half-open probe cap and ignored outcomes. Off by default.
-//! - `tower`: each middleware also as a `tower::Layer` ([`tower`](crate::tower) module).
+//! - `tower`: each middleware also as a `tower::Layer` ([`tower`] module).
 
 pub mod adapters;
 pub mod breaker;
