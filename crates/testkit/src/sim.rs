@@ -1,4 +1,5 @@
-//! A fault-injecting simulator of an OpenAI-compatible server, for load and failure tests.
+//! A fault-injecting simulator of an OpenAI-compatible server (and of the LLVM inference
+//! protocol: `/status`, `/models...`, see the infermux-llvm README), for load and failure tests.
 //!
 //! It answers `/v1/chat/completions` (plain, streamed, tool calls), `/v1/completions`,
 //! `/v1/embeddings` and `/v1/models` deterministically, and injects faults either at random
@@ -126,6 +127,8 @@ struct Shared {
     release: watch::Sender<u64>,
     stalled: watch::Sender<usize>,
     model: String,
+    api_key: Mutex<Option<String>>,
+    per_model: Mutex<Vec<(String, u64, u64)>>,
 }
 
 /// A running simulator.
@@ -160,6 +163,8 @@ impl Simulator {
             release: watch::channel(0).0,
             stalled: watch::channel(0).0,
             model: "sim-echo-1".to_owned(),
+            api_key: Mutex::new(None),
+            per_model: Mutex::new(Vec::new()),
         });
         let sh = shared.clone();
         let handler: Handler = Arc::new(move |req: IncomingRequest| {
@@ -187,6 +192,15 @@ impl Simulator {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push_back(fault);
+    }
+
+    /// Requires `Authorization: Bearer <key>` on every request (401 otherwise).
+    pub fn require_api_key(&self, key: &str) {
+        *self
+            .shared
+            .api_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(key.to_owned());
     }
 
     /// Releases every stream stalled so far.
@@ -307,15 +321,26 @@ fn handle(sh: &Arc<Shared>, req: IncomingRequest) -> Reply {
     let body = req.json().unwrap_or(Value::Null);
     let streaming = body["stream"] == true;
     let route = (req.method.as_str(), req.path.as_str());
-    let known = matches!(
-        route,
-        ("POST", "/v1/chat/completions")
-            | ("POST", "/v1/completions")
-            | ("POST", "/v1/embeddings")
-            | ("GET", "/v1/models")
-    );
+    let llvm = req.path == "/status" || req.path == "/models" || req.path.starts_with("/models/");
+    let known = llvm
+        || matches!(
+            route,
+            ("POST", "/v1/chat/completions")
+                | ("POST", "/v1/completions")
+                | ("POST", "/v1/embeddings")
+                | ("GET", "/v1/models")
+        );
     if !known {
         return Reply::json(404, &error_body("not_found", "no such route"));
+    }
+    let required = sh.api_key.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(key) = required
+        && req.header("authorization") != Some(format!("Bearer {key}").as_str())
+    {
+        return Reply::json(
+            401,
+            &error_body("invalid_api_key", "Incorrect API key provided"),
+        );
     }
     let fault = draw(sh, streaming);
     if let Some(f) = fault {
@@ -348,6 +373,9 @@ fn handle(sh: &Arc<Shared>, req: IncomingRequest) -> Reply {
             Fault::Reset => return Reply::Reset,
             _ => {}
         }
+    }
+    if llvm {
+        return llvm_route(sh, &req, &body);
     }
     let model = body["model"].as_str().unwrap_or(&sh.model).to_owned();
     match route {
@@ -509,5 +537,110 @@ fn chat(
         status: 200,
         headers: vec![("content-type".into(), "text/event-stream".into())],
         chunks: rx,
+    }
+}
+
+/// The models the LLVM inference protocol routes serve.
+const LLVM_MODELS: [(&str, &str); 2] = [
+    ("llvm-gen-1", "text-generation"),
+    ("llvm-embed-1", "embedding"),
+];
+
+fn llvm_output(kind: &str, input: &Value, params: &Value) -> Option<Value> {
+    let text = input.as_str()?;
+    Some(if kind == "embedding" {
+        json!(embedding(text))
+    } else {
+        json!(answer_words(text, params["max_tokens"].as_u64()).join(" "))
+    })
+}
+
+fn llvm_tokens(input: &Value) -> usize {
+    input.as_str().map_or(0, |s| s.split_whitespace().count())
+}
+
+/// The LLVM inference REST protocol (see the infermux-llvm README): `GET /status`,
+/// `GET /models`, `GET /models/{id}`, `POST /models/{id}/infer`,
+/// `POST /models/{id}/batch_infer`, `GET /models/{id}/statistics`.
+fn llvm_route(sh: &Arc<Shared>, req: &IncomingRequest, body: &Value) -> Reply {
+    let err = |status: u16, code: &str, message: &str| {
+        Reply::json(
+            status,
+            &json!({"error": {"code": code, "message": message}}),
+        )
+    };
+    let describe = |(id, kind): (&str, &str)| json!({"id": id, "type": kind, "status": "ready", "version": "1", "dimensions": if kind == "embedding" { json!(8) } else { Value::Null }});
+    if req.path == "/status" {
+        return Reply::json(
+            200,
+            &json!({"status": "ok", "version": "1.0", "models_loaded": LLVM_MODELS.len()}),
+        );
+    }
+    if req.path == "/models" {
+        return Reply::json(
+            200,
+            &json!({"models": LLVM_MODELS.iter().map(|m| describe(*m)).collect::<Vec<_>>()}),
+        );
+    }
+    let rest = req.path.trim_start_matches("/models/");
+    let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
+    let Some(&(id, kind)) = LLVM_MODELS.iter().find(|(m, _)| *m == id) else {
+        return err(404, "model_not_found", "no such model");
+    };
+    let mut stats = sh.per_model.lock().unwrap_or_else(|p| p.into_inner());
+    let pos = match stats.iter().position(|(m, _, _)| m == id) {
+        Some(p) => p,
+        None => {
+            stats.push((id.to_owned(), 0, 0));
+            stats.len() - 1
+        }
+    };
+    match (req.method.as_str(), action) {
+        ("GET", "") => Reply::json(200, &describe((id, kind))),
+        ("GET", "statistics") => {
+            let (_, requests, errors) = stats.get(pos).cloned().unwrap_or_default();
+            Reply::json(
+                200,
+                &json!({"model": id, "requests": requests, "errors": errors, "avg_latency_ms": 1.0}),
+            )
+        }
+        ("POST", "infer") => {
+            let Some(output) = llvm_output(kind, &body["input"], &body["parameters"]) else {
+                if let Some(s) = stats.get_mut(pos) {
+                    s.2 += 1;
+                }
+                return err(400, "invalid_input", "`input` must be a string");
+            };
+            if let Some(s) = stats.get_mut(pos) {
+                s.1 += 1;
+            }
+            let out_tokens = output.as_str().map_or(0, |o| o.split_whitespace().count());
+            Reply::json(
+                200,
+                &json!({"model": id, "output": output,
+                "usage": {"input_tokens": llvm_tokens(&body["input"]), "output_tokens": out_tokens}}),
+            )
+        }
+        ("POST", "batch_infer") => {
+            let Some(inputs) = body["inputs"].as_array() else {
+                return err(400, "invalid_input", "`inputs` must be an array of strings");
+            };
+            let outputs: Option<Vec<Value>> = inputs
+                .iter()
+                .map(|i| llvm_output(kind, i, &body["parameters"]))
+                .collect();
+            let Some(outputs) = outputs else {
+                return err(400, "invalid_input", "every input must be a string");
+            };
+            if let Some(s) = stats.get_mut(pos) {
+                s.1 += inputs.len() as u64;
+            }
+            let input_tokens: usize = inputs.iter().map(llvm_tokens).sum();
+            Reply::json(
+                200,
+                &json!({"model": id, "outputs": outputs, "usage": {"input_tokens": input_tokens, "output_tokens": 0}}),
+            )
+        }
+        _ => err(404, "not_found", "no such route"),
     }
 }
