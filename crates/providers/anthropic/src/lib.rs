@@ -1,0 +1,302 @@
+//! infermux provider for Anthropic's Messages API.
+//!
+//! Chat plain and streamed (every SSE event: `message_start`, `content_block_start|delta|stop`
+//! with text, `input_json_delta`, `thinking_delta` and `signature_delta`, `message_delta`,
+//! `message_stop`, `ping`, and `error` events inside a 200 stream as typed errors carrying the
+//! partial text), tool use, images (base64 and URL sources), system prompts, stop sequences,
+//! extended thinking ([`wire::with_thinking`] or `extra.thinking`) and redacted thinking blocks
+//! sent back unchanged, prompt-caching usage, token counting ([`Anthropic::count_tokens`]) and
+//! model listing.
+//!
+//! Choices worth knowing:
+//! - `max_tokens` is required by Anthropic: a request without one is sent with
+//!   [`wire::DEFAULT_MAX_TOKENS`] (1024; change it with [`Anthropic::with_default_max_tokens`]).
+//! - `Usage::input_tokens` is the whole prompt: uncached input plus cache reads plus cache
+//!   writes; `cached_input_tokens` is `cache_read_input_tokens` and
+//!   `cache_creation_input_tokens` is kept as it is.
+//! - System and developer messages are joined into the top-level `system` text.
+//! - The key goes in `x-api-key` only; `anthropic-version` defaults to
+//!   [`DEFAULT_VERSION`]; `anthropic-beta` is sent when betas are set
+//!   ([`Anthropic::with_beta`]).
+//! - A 529 `overloaded_error` is [`infermux_core::ErrorKind::Overloaded`], not a rate limit;
+//!   `retry-after` and the `anthropic-ratelimit-*` headers are attached to errors by
+//!   `infermux-http`.
+//!
+//! ```no_run
+//! # async fn demo() -> infermux_core::Result<()> {
+//! use infermux_anthropic::Anthropic;
+//! use infermux_core::{ChatRequest, Message, Provider, Request, RequestContext, Response};
+//!
+//! let claude = Anthropic::from_env()?; // ANTHROPIC_API_KEY, and ANTHROPIC_BASE_URL when set
+//! let req = ChatRequest::new("claude-haiku-4-5", vec![Message::user("Hello!")]);
+//! if let Response::Chat(chat) = claude.call(&Request::Chat(req), &RequestContext::new()).await? {
+//!     println!("{}", chat.text());
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Crate features
+//! This crate has no optional features.
+
+pub mod wire;
+
+use std::collections::VecDeque;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use infermux_core::{
+    ApiKey, Capabilities, ChatRequest, EndpointConfig, EndpointId, Error, ErrorKind, EventStream,
+    Operation, Provider, Request, RequestContext, Response, Result, StreamEvent, first_event,
+};
+use infermux_http::{Auth, HttpEndpoint, HttpRequest, HttpResponse};
+
+pub use wire::ChatStreamState;
+
+/// The provider name errors and counters carry.
+pub const NAME: &str = "anthropic";
+/// The default base URL (with the version prefix).
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
+/// The environment variable holding the key.
+pub const API_KEY_ENV: &str = "ANTHROPIC_API_KEY";
+/// The environment variable overriding the base URL (the SDKs' convention, without `/v1`;
+/// `/v1` is appended unless it is already there).
+pub const BASE_URL_ENV: &str = "ANTHROPIC_BASE_URL";
+/// The `anthropic-version` sent unless [`Anthropic::with_version`] says otherwise.
+pub const DEFAULT_VERSION: &str = "2023-06-01";
+
+/// A client of one Anthropic Messages API endpoint. The base URL includes `/v1`.
+#[derive(Debug, Clone)]
+pub struct Anthropic {
+    http: HttpEndpoint,
+    version: String,
+    betas: Vec<String>,
+    beta_query: bool,
+    default_max_tokens: u32,
+}
+
+impl Anthropic {
+    /// A client for `config` (base URL like `https://api.anthropic.com/v1`); its key, if any,
+    /// is sent as `x-api-key`.
+    pub fn new(config: EndpointConfig) -> Result<Self> {
+        Ok(Anthropic {
+            http: HttpEndpoint::new(NAME, config, Auth::Header("x-api-key"))?,
+            version: DEFAULT_VERSION.to_owned(),
+            betas: Vec::new(),
+            beta_query: false,
+            default_max_tokens: wire::DEFAULT_MAX_TOKENS,
+        })
+    }
+
+    /// A client from `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL` (default
+    /// `https://api.anthropic.com`). Fails with `Config` when the key is not set.
+    pub fn from_env() -> Result<Self> {
+        let base = std::env::var(BASE_URL_ENV)
+            .ok()
+            .map(|b| b.trim().trim_end_matches('/').to_owned())
+            .filter(|b| !b.is_empty())
+            .map(|b| {
+                if b.ends_with("/v1") {
+                    b
+                } else {
+                    format!("{b}/v1")
+                }
+            })
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let key = ApiKey::from_env(API_KEY_ENV).ok_or_else(|| {
+            Error::new(ErrorKind::Config, "ANTHROPIC_API_KEY is not set").with_provider(NAME)
+        })?;
+        Self::new(EndpointConfig::new(NAME, base)?.with_api_key(key))
+    }
+
+    /// Sets the `anthropic-version` header.
+    pub fn with_version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Adds a beta (sent comma-separated in `anthropic-beta`), e.g.
+    /// `prompt-caching-2024-07-31` or `interleaved-thinking-2025-05-14`.
+    pub fn with_beta(mut self, beta: impl Into<String>) -> Self {
+        self.betas.push(beta.into());
+        self
+    }
+
+    /// Adds `?beta=true` to message routes, as Anthropic's SDKs do for their beta client.
+    pub fn with_beta_query(mut self, yes: bool) -> Self {
+        self.beta_query = yes;
+        self
+    }
+
+    /// The `max_tokens` sent when a request has none (default [`wire::DEFAULT_MAX_TOKENS`]).
+    pub fn with_default_max_tokens(mut self, n: u32) -> Self {
+        self.default_max_tokens = n;
+        self
+    }
+
+    /// The HTTP endpoint.
+    pub fn http(&self) -> &HttpEndpoint {
+        &self.http
+    }
+
+    fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
+        let id = ctx.request_id();
+        move |e| e.in_context(id, NAME, self.http.id())
+    }
+
+    fn headers<'a>(&self, mut r: HttpRequest<'a>) -> HttpRequest<'a> {
+        r = r.header("anthropic-version", &self.version);
+        if !self.betas.is_empty() {
+            r = r.header("anthropic-beta", &self.betas.join(","));
+        }
+        r
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        ctx: &RequestContext,
+    ) -> Result<HttpResponse> {
+        let mut r = self.headers(self.http.post(path)).json(body);
+        if self.beta_query {
+            r = r.query("beta", "true");
+        }
+        r.send(ctx).await
+    }
+
+    /// The prompt tokens `req` would use (`POST /v1/messages/count_tokens`).
+    pub async fn count_tokens(&self, req: &ChatRequest, ctx: &RequestContext) -> Result<u64> {
+        let body = self
+            .post("/messages/count_tokens", &wire::count_tokens_body(req), ctx)
+            .await?
+            .bytes()
+            .await?;
+        wire::parse_count_tokens(&body).map_err(self.ctx_err(ctx))
+    }
+}
+
+struct StreamState<F> {
+    sse: infermux_http::DecodedStream<infermux_http::decode::SseEvent>,
+    state: ChatStreamState,
+    pending: VecDeque<StreamEvent>,
+    ended: bool,
+    with_context: F,
+}
+
+impl<F: Fn(Error) -> Error> StreamState<F> {
+    async fn next(&mut self) -> Option<Result<StreamEvent>> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Some(Ok(ev));
+            }
+            if self.ended {
+                return None;
+            }
+            let step = match self.sse.next().await {
+                Some(Ok(ev)) => self.state.on_event(ev.event.as_deref(), &ev.data),
+                Some(Err(e)) => Err(if self.state.text().is_empty() {
+                    e
+                } else {
+                    e.with_partial_text(self.state.text().to_owned())
+                }),
+                None => {
+                    self.ended = true;
+                    self.state.on_end().map(|()| Vec::new())
+                }
+            };
+            match step {
+                Ok(evs) => {
+                    self.pending.extend(evs);
+                    self.ended |= self.state.is_done();
+                }
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Err((self.with_context)(e)));
+                }
+            }
+        }
+    }
+}
+
+/// Turns a Messages API SSE response into an [`EventStream`] (not yet awaited to its first
+/// event). `with_context` fills request id, provider and endpoint into stream errors.
+pub fn chat_event_stream(
+    resp: HttpResponse,
+    with_context: impl Fn(Error) -> Error + Send + 'static,
+) -> EventStream {
+    let st = StreamState {
+        sse: resp.sse(),
+        state: ChatStreamState::new(),
+        pending: VecDeque::new(),
+        ended: false,
+        with_context,
+    };
+    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
+        let item = st.next().await?;
+        Some((item, st))
+    }))
+}
+
+#[async_trait]
+impl Provider for Anthropic {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn endpoint(&self) -> &EndpointId {
+        self.http.id()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+            .with(Operation::Chat)
+            .with(Operation::ChatStream)
+            .with(Operation::Tools)
+            .with(Operation::Vision)
+            .with(Operation::Models)
+    }
+
+    async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
+        let ctx_err = self.ctx_err(ctx);
+        match request {
+            Request::Chat(req) => {
+                let body = wire::chat_body_with_default(req, false, self.default_max_tokens);
+                let bytes = self.post("/messages", &body, ctx).await?.bytes().await?;
+                wire::parse_chat(&bytes)
+                    .map(Response::Chat)
+                    .map_err(ctx_err)
+            }
+            Request::Models => {
+                let bytes = self
+                    .headers(self.http.get("/models"))
+                    .send(ctx)
+                    .await?
+                    .bytes()
+                    .await?;
+                wire::parse_models(&bytes)
+                    .map(Response::Models)
+                    .map_err(ctx_err)
+            }
+            other => Err(ctx_err(Error::new(
+                ErrorKind::Unsupported,
+                format!("anthropic does not offer {:?}", other.operation()),
+            ))),
+        }
+    }
+
+    async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
+        let Request::Chat(req) = request else {
+            return Err(self.ctx_err(ctx)(Error::new(
+                ErrorKind::Unsupported,
+                "anthropic streams chat only",
+            )));
+        };
+        let body = wire::chat_body_with_default(req, true, self.default_max_tokens);
+        let resp = self.post("/messages", &body, ctx).await?;
+        let (id, ep) = (ctx.request_id(), self.http.id().clone());
+        first_event(chat_event_stream(resp, move |e| {
+            e.in_context(id, NAME, &ep)
+        }))
+        .await
+    }
+}
