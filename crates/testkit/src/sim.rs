@@ -320,7 +320,28 @@ fn handle(sh: &Arc<Shared>, req: IncomingRequest) -> Reply {
     sh.stats.requests.fetch_add(1, Ordering::Relaxed);
     let body = req.json().unwrap_or(Value::Null);
     let streaming = body["stream"] == true;
+    // OVMS's OpenAI-compatible routes live under /v3
+    let mut req = req;
+    if let Some(rest) = req.path.strip_prefix("/v3/") {
+        if rest == "rerank" {
+            return rerank(&req);
+        }
+        req.path = format!("/v1/{rest}");
+    }
     let route = (req.method.as_str(), req.path.as_str());
+    let ovms = req.path.starts_with("/v2/")
+        || (req.path.starts_with("/v1/models/") && req.method != "POST")
+        || (req.path.starts_with("/v1/models/") && req.path.ends_with(":predict"));
+    if ovms {
+        if let Some(f) = draw(sh, false) {
+            sh.stats.fault(f);
+            return Reply::json(
+                503,
+                &json!({"error": format!("injected fault: {}", f.name())}),
+            );
+        }
+        return ovms_route(&req, &body);
+    }
     let llvm = req.path == "/status" || req.path == "/models" || req.path.starts_with("/models/");
     let known = llvm
         || matches!(
@@ -642,5 +663,184 @@ fn llvm_route(sh: &Arc<Shared>, req: &IncomingRequest, body: &Value) -> Reply {
             )
         }
         _ => err(404, "not_found", "no such route"),
+    }
+}
+
+/// Cohere-style rerank as OVMS's `/v3/rerank` serves it: scores by shared words.
+fn rerank(req: &IncomingRequest) -> Reply {
+    let body = req.json().unwrap_or(Value::Null);
+    let query: Vec<String> = body["query"]
+        .as_str()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_lowercase)
+        .collect();
+    let Some(docs) = body["documents"].as_array() else {
+        return Reply::json(400, &json!({"error": "documents must be an array"}));
+    };
+    let mut results: Vec<(usize, f64)> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let words: Vec<String> = d
+                .as_str()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_lowercase)
+                .collect();
+            let shared = query.iter().filter(|q| words.contains(q)).count();
+            (i, shared as f64 / (query.len().max(1) as f64))
+        })
+        .collect();
+    results.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if let Some(n) = body["top_n"].as_u64() {
+        results.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    Reply::json(
+        200,
+        &json!({"results": results.iter().map(|(i, s)| json!({"index": i, "relevance_score": s})).collect::<Vec<_>>()}),
+    )
+}
+
+/// The model OVMS routes serve: it doubles every number of its input.
+const OVMS_MODEL: &str = "ovms-double";
+
+fn double(v: &Value) -> Option<Value> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .map(|i| json!(i * 2))
+            .or_else(|| n.as_f64().map(|f| json!(f * 2.0))),
+        Value::Array(xs) => xs
+            .iter()
+            .map(double)
+            .collect::<Option<Vec<_>>>()
+            .map(Value::Array),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| double(v).map(|d| (k.clone(), d)))
+            .collect::<Option<serde_json::Map<_, _>>>()
+            .map(Value::Object),
+        _ => None,
+    }
+}
+
+/// OVMS's TF-Serving (`/v1`) and KServe v2 (`/v2`) REST routes, per its published docs.
+fn ovms_route(req: &IncomingRequest, body: &Value) -> Reply {
+    let not_found = || {
+        Reply::json(
+            404,
+            &json!({"error": "Model with requested name is not found"}),
+        )
+    };
+    if req.path == "/v2/health/ready" || req.path == "/v2/health/live" {
+        return Reply::Full {
+            status: 200,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        };
+    }
+    let (api, rest) = if let Some(r) = req.path.strip_prefix("/v2/models/") {
+        ("v2", r)
+    } else if let Some(r) = req.path.strip_prefix("/v1/models/") {
+        ("v1", r)
+    } else {
+        return Reply::json(404, &json!({"error": "no such route"}));
+    };
+    let (rest, predict) = match rest.strip_suffix(":predict") {
+        Some(r) => (r, true),
+        None => (rest, false),
+    };
+    let mut parts = rest.split('/');
+    let model = parts.next().unwrap_or("");
+    let mut version = None;
+    let mut action = "";
+    while let Some(p) = parts.next() {
+        if p == "versions" {
+            version = parts.next();
+        } else {
+            action = p;
+        }
+    }
+    if model != OVMS_MODEL || version.is_some_and(|v| v != "1") {
+        return not_found();
+    }
+    let io = |name: &str| json!({"name": name, "datatype": "FP32", "shape": [-1, 4]});
+    match (api, req.method.as_str(), action, predict) {
+        ("v1", "POST", _, true) => {
+            if let Some(instances) = body.get("instances") {
+                return match double(instances) {
+                    Some(p) => Reply::json(200, &json!({"predictions": p})),
+                    None => Reply::json(400, &json!({"error": "instances must hold numbers"})),
+                };
+            }
+            match body.get("inputs").and_then(double) {
+                Some(o) => Reply::json(200, &json!({"outputs": o})),
+                None => Reply::json(
+                    400,
+                    &json!({"error": "Missing 'instances' or 'inputs' key"}),
+                ),
+            }
+        }
+        ("v1", "GET", "", false) => Reply::json(
+            200,
+            &json!({"model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}),
+        ),
+        ("v1", "GET", "metadata", false) => Reply::json(
+            200,
+            &json!({"modelSpec": {"name": model, "version": "1"},
+            "metadata": {"signature_def": {"signatureDef": {"serving_default": {
+                "inputs": {"input": {"name": "input", "dtype": "DT_FLOAT"}},
+                "outputs": {"output": {"name": "output", "dtype": "DT_FLOAT"}}}}}}}),
+        ),
+        ("v2", "GET", "", false) => Reply::json(
+            200,
+            &json!({"name": model, "versions": ["1"], "platform": "OpenVINO",
+            "inputs": [io("input")], "outputs": [io("output")]}),
+        ),
+        ("v2", "GET", "ready", false) => Reply::Full {
+            status: 200,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        },
+        ("v2", "POST", "infer", false) => {
+            let Some(inputs) = body["inputs"].as_array() else {
+                return Reply::json(
+                    400,
+                    &json!({"error": "Invalid message structure - missing inputs"}),
+                );
+            };
+            let mut outputs = Vec::new();
+            for (i, t) in inputs.iter().enumerate() {
+                let (Some(shape), Some(dt), Some(data)) =
+                    (t["shape"].as_array(), t["datatype"].as_str(), t.get("data"))
+                else {
+                    return Reply::json(
+                        400,
+                        &json!({"error": "an input lacks shape, datatype or data"}),
+                    );
+                };
+                if !matches!(dt, "FP32" | "FP64" | "INT32" | "INT64") {
+                    return Reply::json(400, &json!({"error": format!("Invalid datatype {dt}")}));
+                }
+                let Some(doubled) = double(data) else {
+                    return Reply::json(400, &json!({"error": "data must hold numbers"}));
+                };
+                let name = if i == 0 {
+                    "output".to_owned()
+                } else {
+                    format!("output{i}")
+                };
+                outputs
+                    .push(json!({"name": name, "shape": shape, "datatype": dt, "data": doubled}));
+            }
+            let mut resp = json!({"model_name": model, "model_version": "1", "outputs": outputs});
+            if let Some(id) = body.get("id") {
+                resp["id"] = id.clone();
+            }
+            Reply::json(200, &resp)
+        }
+        _ => Reply::json(404, &json!({"error": "no such route"})),
     }
 }

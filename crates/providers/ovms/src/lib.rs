@@ -1,0 +1,361 @@
+//! infermux provider for OpenVINO Model Server (OVMS):
+//!
+//! - the TF-Serving REST API: [`Ovms::predict_rows`] (`instances`) and
+//!   [`Ovms::predict_columns`] (`inputs`) on `/v1/models/{m}[/versions/{v}]:predict`, model
+//!   status with versions ([`Ovms::model_status`]) and metadata;
+//! - the KServe v2 REST API: [`Ovms::infer`] on `/v2/models/{m}[/versions/{v}]/infer` with
+//!   typed [`Tensor`]s (ndarray in and out), model metadata, `/v2/health/ready`;
+//! - the OpenAI-compatible `/v3` routes (chat, completions, embeddings, models) through
+//!   `infermux-openai-compat`, and `/v3/rerank`, as the [`Provider`] implementation.
+//!
+//! No OVMS server can run where infermux is tested and no recording of one exists: the tests
+//! run against the testkit simulator, built from OVMS's published REST documentation.
+//!
+//! ```no_run
+//! # async fn demo() -> infermux_core::Result<()> {
+//! use infermux_core::{EndpointConfig, RequestContext};
+//! use infermux_ovms::{Ovms, Tensor};
+//! use ndarray::array;
+//!
+//! let ovms = Ovms::new(EndpointConfig::new("ovms", "http://127.0.0.1:8000")?)?;
+//! let input = Tensor::from_f32("input", array![[1.0f32, 2.0, 3.0, 4.0]].into_dyn());
+//! let out = ovms.infer("resnet", None, &[input], &RequestContext::new()).await?;
+//! println!("{:?}", out.outputs[0].to_f32()?);
+//! # Ok(()) }
+//! ```
+//!
+//! # Crate features
+//! This crate has no optional features.
+
+mod tensor;
+
+use async_trait::async_trait;
+use infermux_core::{
+    Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, Operation, Provider,
+    Request, RequestContext, RerankResponse, Response, Result,
+};
+use infermux_http::{Auth, HttpEndpoint};
+use infermux_openai_compat::OpenAiCompat;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub use tensor::{Tensor, TensorData};
+
+/// The provider name errors and counters carry.
+pub const NAME: &str = "ovms";
+
+/// The status of one model version (`GET /v1/models/{m}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct VersionStatus {
+    /// Version.
+    pub version: String,
+    /// `AVAILABLE`, `LOADING`, `UNLOADING`, `END`...
+    pub state: String,
+    /// Error code (`OK`).
+    pub error_code: String,
+    /// Error message.
+    pub error_message: String,
+}
+
+/// The answer of a KServe v2 inference.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct InferResponse {
+    /// Model.
+    pub model_name: String,
+    /// Version that answered.
+    pub model_version: Option<String>,
+    /// Request id echoed back.
+    pub id: Option<String>,
+    /// Output tensors.
+    pub outputs: Vec<Tensor>,
+}
+
+/// A client of one OVMS instance (base URL without a version prefix).
+#[derive(Debug, Clone)]
+pub struct Ovms {
+    http: HttpEndpoint,
+    v3: OpenAiCompat,
+}
+
+fn segment(s: &str) -> Result<&str> {
+    if s.is_empty() || s.contains(['/', '?', '#', ':']) || s.contains("..") {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            "a model name or version may not contain '/', '?', '#', ':' or '..'",
+        ));
+    }
+    Ok(s)
+}
+
+fn model_path(api: &str, model: &str, version: Option<&str>) -> Result<String> {
+    let mut p = format!("/{api}/models/{}", segment(model)?);
+    if let Some(v) = version {
+        p.push_str("/versions/");
+        p.push_str(segment(v)?);
+    }
+    Ok(p)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        Error::new(
+            ErrorKind::Decode,
+            format!("{what} is not the expected JSON: {e}"),
+        )
+    })
+}
+
+impl Ovms {
+    /// A client for `config`; a key, if any, goes as Bearer.
+    pub fn new(config: EndpointConfig) -> Result<Self> {
+        let mut v3 = config.clone();
+        v3.base_url = format!("{}/v3", config.base_url);
+        Ok(Ovms {
+            http: HttpEndpoint::new(NAME, config, Auth::Bearer)?,
+            v3: OpenAiCompat::with_auth(NAME, v3, Auth::Bearer)?.with_capabilities(
+                Capabilities::new()
+                    .with(Operation::Chat)
+                    .with(Operation::ChatStream)
+                    .with(Operation::Tools)
+                    .with(Operation::Vision)
+                    .with(Operation::Completion)
+                    .with(Operation::Embeddings)
+                    .with(Operation::Models)
+                    .with(Operation::Rerank),
+            ),
+        })
+    }
+
+    fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
+        let id = ctx.request_id();
+        move |e| e.in_context(id, NAME, self.http.id())
+    }
+
+    async fn get_json(&self, path: &str, what: &str, ctx: &RequestContext) -> Result<Value> {
+        let body = self.http.get(path).send(ctx).await?.bytes().await?;
+        decode(&body, what).map_err(self.ctx_err(ctx))
+    }
+
+    async fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        what: &str,
+        ctx: &RequestContext,
+    ) -> Result<Value> {
+        let body = self
+            .http
+            .post(path)
+            .json(body)
+            .send(ctx)
+            .await?
+            .bytes()
+            .await?;
+        decode(&body, what).map_err(self.ctx_err(ctx))
+    }
+
+    /// Whether the server is ready (`GET /v2/health/ready` answers 200).
+    pub async fn ready(&self, ctx: &RequestContext) -> Result<bool> {
+        let resp = self.http.get("/v2/health/ready").send_raw(ctx).await?;
+        Ok(resp.status() == 200)
+    }
+
+    /// TF-Serving model status, all versions or one.
+    pub async fn model_status(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Vec<VersionStatus>> {
+        #[derive(Deserialize)]
+        struct Status {
+            error_code: String,
+            #[serde(default)]
+            error_message: String,
+        }
+        #[derive(Deserialize)]
+        struct Item {
+            version: Value,
+            state: String,
+            status: Status,
+        }
+        #[derive(Deserialize)]
+        struct Wire {
+            model_version_status: Vec<Item>,
+        }
+        let path = model_path("v1", model, version).map_err(self.ctx_err(ctx))?;
+        let v = self.get_json(&path, "model status", ctx).await?;
+        let w: Wire = serde_json::from_value(v).map_err(|e| {
+            self.ctx_err(ctx)(Error::new(ErrorKind::Decode, format!("model status: {e}")))
+        })?;
+        Ok(w.model_version_status
+            .into_iter()
+            .map(|i| VersionStatus {
+                version: match i.version {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                },
+                state: i.state,
+                error_code: i.status.error_code,
+                error_message: i.status.error_message,
+            })
+            .collect())
+    }
+
+    /// TF-Serving model metadata (the signature definitions), as JSON.
+    pub async fn tfs_metadata(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Value> {
+        let path = format!(
+            "{}/metadata",
+            model_path("v1", model, version).map_err(self.ctx_err(ctx))?
+        );
+        self.get_json(&path, "model metadata", ctx).await
+    }
+
+    /// KServe v2 model metadata (inputs and outputs with datatypes and shapes), as JSON.
+    pub async fn metadata(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Value> {
+        let path = model_path("v2", model, version).map_err(self.ctx_err(ctx))?;
+        self.get_json(&path, "model metadata", ctx).await
+    }
+
+    /// TF-Serving predict in row format: `{"instances": ...}` → `predictions`.
+    pub async fn predict_rows(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        instances: Value,
+        ctx: &RequestContext,
+    ) -> Result<Value> {
+        let path = format!(
+            "{}:predict",
+            model_path("v1", model, version).map_err(self.ctx_err(ctx))?
+        );
+        let mut v = self
+            .post_json(
+                &path,
+                &json!({"instances": instances}),
+                "predict answer",
+                ctx,
+            )
+            .await?;
+        v.get_mut("predictions").map(Value::take).ok_or_else(|| {
+            self.ctx_err(ctx)(Error::new(
+                ErrorKind::Decode,
+                "predict answer has no predictions",
+            ))
+        })
+    }
+
+    /// TF-Serving predict in columnar format: `{"inputs": ...}` → `outputs`.
+    pub async fn predict_columns(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        inputs: Value,
+        ctx: &RequestContext,
+    ) -> Result<Value> {
+        let path = format!(
+            "{}:predict",
+            model_path("v1", model, version).map_err(self.ctx_err(ctx))?
+        );
+        let mut v = self
+            .post_json(&path, &json!({"inputs": inputs}), "predict answer", ctx)
+            .await?;
+        v.get_mut("outputs").map(Value::take).ok_or_else(|| {
+            self.ctx_err(ctx)(Error::new(
+                ErrorKind::Decode,
+                "predict answer has no outputs",
+            ))
+        })
+    }
+
+    /// KServe v2 inference with typed tensors.
+    pub async fn infer(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        inputs: &[Tensor],
+        ctx: &RequestContext,
+    ) -> Result<InferResponse> {
+        let path = format!(
+            "{}/infer",
+            model_path("v2", model, version).map_err(self.ctx_err(ctx))?
+        );
+        let body = json!({"id": ctx.request_id().to_string(), "inputs": inputs.iter().map(Tensor::to_json).collect::<Vec<_>>()});
+        let v = self
+            .post_json(&path, &body, "inference answer", ctx)
+            .await?;
+        let outputs = v["outputs"]
+            .as_array()
+            .ok_or_else(|| Error::new(ErrorKind::Decode, "inference answer has no outputs"))
+            .and_then(|o| o.iter().map(Tensor::from_json).collect::<Result<Vec<_>>>())
+            .map_err(self.ctx_err(ctx))?;
+        Ok(InferResponse {
+            model_name: v["model_name"].as_str().unwrap_or(model).to_owned(),
+            model_version: v["model_version"].as_str().map(str::to_owned),
+            id: v["id"].as_str().map(str::to_owned),
+            outputs,
+        })
+    }
+
+    async fn rerank(
+        &self,
+        r: &infermux_core::RerankRequest,
+        ctx: &RequestContext,
+    ) -> Result<RerankResponse> {
+        let mut body = json!({"model": r.model, "query": r.query, "documents": r.documents});
+        if let Some(n) = r.top_n {
+            body["top_n"] = json!(n);
+        }
+        let v = self
+            .post_json("/v3/rerank", &body, "rerank answer", ctx)
+            .await?;
+        let results: Vec<Value> = v["results"]
+            .as_array()
+            .ok_or_else(|| {
+                self.ctx_err(ctx)(Error::new(
+                    ErrorKind::Decode,
+                    "rerank answer has no results",
+                ))
+            })?
+            .iter()
+            .map(|x| json!({"index": x["index"], "score": x["relevance_score"]}))
+            .collect();
+        serde_json::from_value(json!({"model": r.model, "results": results})).map_err(|e| {
+            self.ctx_err(ctx)(Error::new(ErrorKind::Decode, format!("rerank answer: {e}")))
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for Ovms {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn endpoint(&self) -> &EndpointId {
+        self.http.id()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.v3.capabilities()
+    }
+    async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
+        match request {
+            Request::Rerank(r) => self.rerank(r, ctx).await.map(Response::Rerank),
+            other => self.v3.call(other, ctx).await,
+        }
+    }
+    async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
+        self.v3.stream(request, ctx).await
+    }
+}

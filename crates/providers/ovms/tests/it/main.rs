@@ -1,0 +1,196 @@
+//! infermux-ovms against the testkit simulator's OVMS routes (built from OVMS's published REST
+//! docs: no OVMS server runs here and no recording exists), plus request bodies checked
+//! against the KServe v2 OpenAPI spec.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use infermux_core::{
+    ApiKey, ChatRequest, EndpointConfig, ErrorKind, Message, Provider, Request, RequestContext,
+    RerankRequest, Response,
+};
+use infermux_ovms::{Ovms, Tensor, TensorData};
+use infermux_testkit::{Fault, FaultPlan, Simulator, SuiteConfig, conformance};
+use ndarray::array;
+use serde_json::{Value, json};
+
+async fn setup() -> (Simulator, Ovms) {
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    let ovms = Ovms::new(EndpointConfig::new("ovms", sim.url()).unwrap()).unwrap();
+    (sim, ovms)
+}
+
+#[tokio::test]
+async fn kserve_v2_infer_with_ndarray_tensors() {
+    let (_sim, ovms) = setup().await;
+    let ctx = RequestContext::new();
+    assert!(ovms.ready(&ctx).await.unwrap());
+    let input = Tensor::from_f32(
+        "input",
+        array![[1.0f32, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]].into_dyn(),
+    );
+    let ids = Tensor::new("ids", vec![3], TensorData::Int64(vec![1, 2, 3])).unwrap();
+    let out = ovms
+        .infer("ovms-double", Some("1"), &[input, ids], &ctx)
+        .await
+        .unwrap();
+    assert_eq!(out.model_version.as_deref(), Some("1"));
+    assert_eq!(
+        out.id,
+        Some(ctx.request_id().to_string()),
+        "the request id travels in the body"
+    );
+    assert_eq!(
+        out.outputs[0].to_f32().unwrap(),
+        array![[2.0f32, 4.0, 6.0, 8.0], [10.0, 12.0, 14.0, 16.0]].into_dyn()
+    );
+    assert_eq!(out.outputs[1].data, TensorData::Int64(vec![2, 4, 6]));
+    let meta = ovms.metadata("ovms-double", None, &ctx).await.unwrap();
+    assert_eq!(meta["inputs"][0]["datatype"], "FP32");
+    let e = ovms.infer("missing", None, &[], &ctx).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(e.request_id(), Some(ctx.request_id()));
+    let e = ovms.infer("bad/model", None, &[], &ctx).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+    assert!(
+        Tensor::new("x", vec![2, 2], TensorData::Fp32(vec![1.0])).is_err(),
+        "shape and data must agree"
+    );
+}
+
+#[tokio::test]
+async fn tf_serving_predict_status_and_metadata() {
+    let (sim, ovms) = setup().await;
+    let ctx = RequestContext::new();
+    let rows = ovms
+        .predict_rows("ovms-double", None, json!([[1, 2], [3, 4]]), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(rows, json!([[2, 4], [6, 8]]));
+    let cols = ovms
+        .predict_columns(
+            "ovms-double",
+            Some("1"),
+            json!({"a": [1.5], "b": [2]}),
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(cols, json!({"a": [3.0], "b": [4]}));
+    let status = ovms.model_status("ovms-double", None, &ctx).await.unwrap();
+    assert_eq!(status[0].state, "AVAILABLE");
+    assert_eq!(status[0].version, "1");
+    let meta = ovms
+        .tfs_metadata("ovms-double", Some("1"), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(meta["modelSpec"]["name"], "ovms-double");
+    let e = ovms
+        .model_status("ovms-double", Some("7"), &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    sim.push_fault(Fault::Unavailable);
+    assert_eq!(
+        ovms.model_status("ovms-double", None, &ctx)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Server
+    );
+}
+
+#[tokio::test]
+async fn v3_openai_routes_and_rerank() {
+    let (sim, ovms) = setup().await;
+    let ctx = RequestContext::new();
+    let Response::Chat(c) = ovms
+        .call(
+            &Request::Chat(ChatRequest::new(
+                sim.model(),
+                vec![Message::user("hello ovms")],
+            )),
+            &ctx,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(c.text(), "Echo: hello ovms");
+    let docs = vec![
+        "the cat sat".to_owned(),
+        "quantum physics".to_owned(),
+        "a cat and a dog".to_owned(),
+    ];
+    let Response::Rerank(r) = ovms
+        .call(
+            &Request::Rerank(RerankRequest::new("rr", "cat physics", docs)),
+            &ctx,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(r.results.len(), 3);
+    assert!(r.results[0].score >= r.results[1].score);
+    let cfg = SuiteConfig::new(sim.model())
+        .with_embed_model("e")
+        .deterministic(true);
+    conformance::run(Arc::new(ovms), &cfg).await.assert_ok();
+}
+
+#[test]
+fn infer_requests_match_the_kserve_v2_spec() {
+    let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../../shared/fixtures/specs/kserve_v2/open_inference_rest.yaml");
+    let Ok(text) = std::fs::read_to_string(&spec) else {
+        eprintln!("skipping: {} not found", spec.display());
+        return;
+    };
+    let spec: Value = serde_norway::from_str(&text).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let required = |name: &str| -> Vec<String> {
+        schemas[name]["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let t = Tensor::from_f32("input", array![[1.0f32, 2.0]].into_dyn());
+    let body = json!({"id": "x", "inputs": [t.to_json()]});
+    for field in required("inference_request") {
+        assert!(
+            body.get(&field).is_some(),
+            "inference_request needs {field}"
+        );
+    }
+    let input = &body["inputs"][0];
+    for field in required("request_input") {
+        assert!(input.get(&field).is_some(), "request_input needs {field}");
+    }
+    for (field, schema) in schemas["request_input"]["properties"].as_object().unwrap() {
+        if let (Some(v), Some(ty)) = (input.get(field), schema["type"].as_str()) {
+            let ok = match ty {
+                "string" => v.is_string(),
+                "array" => v.is_array(),
+                "object" => v.is_object(),
+                _ => true,
+            };
+            assert!(ok, "{field} should be a {ty}: {v}");
+        }
+    }
+}
+
+#[test]
+fn no_key_in_debug() {
+    let ovms = Ovms::new(
+        EndpointConfig::new("ovms", "http://127.0.0.1:9")
+            .unwrap()
+            .with_api_key(ApiKey::new("ovms-key-123")),
+    )
+    .unwrap();
+    assert!(!format!("{ovms:?}").contains("ovms-key-123"));
+}
