@@ -1,0 +1,19 @@
+//! Integration tests of infermux-ollama: replay of every interaction of the shared Ollama
+//! cassettes (real recorded traffic), requests checked against Ollama's `openapi.yaml`, bad
+//! input (truncated NDJSON, HTML error pages, in-stream errors), keys kept out of `Debug` and
+//! errors, and the testkit conformance suite (the `/v1` mode against the simulator, the native
+//! mode against a small NDJSON server in [`native_sim`]).
+
+mod bad_input;
+mod conformance;
+mod native_sim;
+mod replay;
+mod spec;
+
+use infermux_core::EndpointConfig;
+use infermux_ollama::Ollama;
+
+/// A client of `base` in native mode.
+fn ollama(base: &str) -> Ollama {
+    Ollama::new(EndpointConfig::new("test", base).unwrap()).unwrap()
+}
