@@ -29,6 +29,10 @@
 //! - `groq`: Groq.
 //! - `vllm`: vLLM, with LoRA adapters and `/metrics`.
 //! - `opea`: OPEA GenAIComps microservices.
+//! - `anthropic`: Anthropic's Messages API.
+//! - `ollama`: Ollama's native `/api` and its `/v1` mode.
+//! - `ovms`: OpenVINO Model Server (TF-Serving, KServe v2 tensors, `/v3`).
+//! - `llvm`: the LLVM inference REST protocol.
 //! - `full`: every provider.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
