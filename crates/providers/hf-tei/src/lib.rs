@@ -1,0 +1,374 @@
+//! infermux provider for Hugging Face [Text Embeddings Inference](https://github.com/huggingface/text-embeddings-inference)
+//! (TEI), and for the HF Inference API's feature-extraction task.
+//!
+//! Three modes ([`Mode`]):
+//! - [`Mode::Server`] (default), a TEI server: embeddings with `/embed` (`normalize` and
+//!   `truncate` from [`HfTei::with_embed_options`], or per request in `extra`); inputs beyond
+//!   the server's `max_client_batch_size` (read once from `/info`, or set with
+//!   [`HfTei::with_max_client_batch_size`]) are split into several requests whose results are
+//!   reassembled in order; rerank with `/rerank`; models from `/info`; and as inherent methods
+//!   [`HfTei::embed_sparse`] (`/embed_sparse`), [`HfTei::info`] and [`HfTei::health`].
+//! - [`Mode::OpenAi`]: embeddings through TEI's `/v1/embeddings`, spoken by
+//!   [`infermux_openai_compat`]; rerank and models as in `Server`.
+//! - [`Mode::InferenceApi`] ([`HfTei::inference_api`]): `POST {base}/pipeline/feature-extraction/{model}`
+//!   on `https://router.huggingface.co/hf-inference`. Models without a pooling layer answer
+//!   token vectors, which are mean-pooled. A 503 "model is loading" with `estimated_time`
+//!   becomes an `Overloaded` error with that `retry_after`; [`HfTei::with_wait_for_model`]
+//!   sends `x-wait-for-model: true` so the server waits instead.
+//!
+//! The key (`HF_TOKEN`, or `HF_API_KEY`) is sent as `Authorization: Bearer`; a local TEI server
+//! needs none. [`cosine_similarity`] and [`cosine_similarities`] compare vectors on ndarray.
+//!
+//! ```no_run
+//! # async fn demo() -> infermux_core::Result<()> {
+//! use infermux_core::{EmbeddingRequest, Provider, Request, RequestContext, Response};
+//! use infermux_hf_tei::{HfTei, cosine_similarity};
+//! use ndarray::ArrayView1;
+//!
+//! let tei = HfTei::from_env()?; // TEI_URL (default http://127.0.0.1:8080), HF_TOKEN when set
+//! let req = Request::Embeddings(EmbeddingRequest::new("", vec!["cat".into(), "kitten".into()]));
+//! if let Response::Embeddings(e) = tei.call(&req, &RequestContext::new()).await? {
+//!     let s = cosine_similarity(ArrayView1::from(&e.embeddings[0]), ArrayView1::from(&e.embeddings[1]));
+//!     println!("similarity {s}");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Crate features
+//! This crate has no optional features.
+
+mod similarity;
+pub mod wire;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use infermux_core::{
+    ApiKey, Capabilities, EmbeddingResponse, EndpointConfig, EndpointId, Error, ErrorKind,
+    EventStream, ModelInfo, ModelList, Operation, Provider, Request, RequestContext, Response,
+    Result,
+};
+use infermux_http::{Auth, HttpEndpoint, HttpRequest, HttpResponse};
+use infermux_openai_compat::OpenAiCompat;
+use serde_json::Value;
+
+pub use similarity::{cosine_similarities, cosine_similarity, to_matrix};
+pub use wire::{EmbedOptions, SparseValue, TeiInfo};
+
+/// The provider name errors and counters carry.
+pub const NAME: &str = "hf-tei";
+/// The environment variable holding a TEI server's URL.
+pub const BASE_URL_ENV: &str = "TEI_URL";
+/// The default URL of a local TEI server.
+pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
+/// The environment variables holding the Hugging Face token, in order of preference.
+pub const API_KEY_ENVS: [&str; 2] = ["HF_TOKEN", "HF_API_KEY"];
+/// The HF Inference API's base URL.
+pub const INFERENCE_API_URL: &str = "https://router.huggingface.co/hf-inference";
+/// The batch size assumed when `/info` is not offered (TEI's default `max_client_batch_size`).
+pub const DEFAULT_MAX_CLIENT_BATCH_SIZE: usize = 32;
+
+/// Which API [`Provider`] calls use.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Mode {
+    /// TEI's own routes.
+    #[default]
+    Server,
+    /// TEI's OpenAI-compatible `/v1/embeddings`.
+    OpenAi,
+    /// The HF Inference API's feature-extraction task for this model.
+    InferenceApi {
+        /// The model (`sentence-transformers/all-MiniLM-L6-v2`).
+        model: String,
+    },
+}
+
+/// A client of one TEI server (or of the HF Inference API).
+#[derive(Debug, Clone)]
+pub struct HfTei {
+    http: HttpEndpoint,
+    openai: OpenAiCompat,
+    mode: Mode,
+    options: EmbedOptions,
+    wait_for_model: bool,
+    /// `max_client_batch_size`; 0 until known.
+    batch: Arc<AtomicUsize>,
+}
+
+fn api_key_from_env() -> Option<ApiKey> {
+    API_KEY_ENVS.iter().find_map(|v| ApiKey::from_env(v))
+}
+
+impl HfTei {
+    /// A client of the TEI server at `config.base_url` (its root; a trailing `/v1` is removed).
+    pub fn new(mut config: EndpointConfig) -> Result<Self> {
+        let root = config
+            .base_url
+            .trim_end_matches('/')
+            .trim_end_matches("/v1")
+            .to_owned();
+        config.base_url = format!("{root}/v1");
+        let openai = OpenAiCompat::with_auth(NAME, config.clone(), Auth::Bearer)?
+            .with_capabilities(Capabilities::new().with(Operation::Embeddings));
+        config.base_url = root;
+        Ok(HfTei {
+            http: HttpEndpoint::new(NAME, config, Auth::Bearer)?,
+            openai,
+            mode: Mode::Server,
+            options: EmbedOptions::default(),
+            wait_for_model: false,
+            batch: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// A client from `TEI_URL` (default [`DEFAULT_BASE_URL`]) and `HF_TOKEN` / `HF_API_KEY`.
+    pub fn from_env() -> Result<Self> {
+        let base = std::env::var(BASE_URL_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let mut cfg = EndpointConfig::new(NAME, base)?;
+        if let Some(k) = api_key_from_env() {
+            cfg = cfg.with_api_key(k);
+        }
+        Self::new(cfg)
+    }
+
+    /// A client of the HF Inference API's feature extraction for `model` at `config.base_url`
+    /// (normally [`INFERENCE_API_URL`]).
+    pub fn inference_api(config: EndpointConfig, model: impl Into<String>) -> Result<Self> {
+        Ok(Self::new(config)?.with_mode(Mode::InferenceApi {
+            model: model.into(),
+        }))
+    }
+
+    /// [`HfTei::inference_api`] on [`INFERENCE_API_URL`] with `HF_TOKEN` / `HF_API_KEY`.
+    pub fn inference_api_from_env(model: impl Into<String>) -> Result<Self> {
+        let mut cfg = EndpointConfig::new(NAME, INFERENCE_API_URL)?;
+        if let Some(k) = api_key_from_env() {
+            cfg = cfg.with_api_key(k);
+        }
+        Self::inference_api(cfg, model)
+    }
+
+    /// The same server in `mode`.
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// `normalize` and `truncate` sent with every `/embed` (a request's `extra` overrides).
+    pub fn with_embed_options(mut self, options: EmbedOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Fixes `max_client_batch_size` instead of reading it from `/info`.
+    pub fn with_max_client_batch_size(self, n: usize) -> Self {
+        self.batch.store(n.max(1), Ordering::Relaxed);
+        self
+    }
+
+    /// Sends `x-wait-for-model: true` (Inference API): the server holds the request while the
+    /// model loads instead of answering 503.
+    pub fn with_wait_for_model(mut self, yes: bool) -> Self {
+        self.wait_for_model = yes;
+        self
+    }
+
+    fn in_ctx(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
+        let id = ctx.request_id();
+        move |e| e.in_context(id, NAME, self.http.id())
+    }
+
+    async fn send(&self, req: HttpRequest<'_>, ctx: &RequestContext) -> Result<HttpResponse> {
+        let req = if self.wait_for_model {
+            req.header("x-wait-for-model", "true")
+        } else {
+            req
+        };
+        let resp = req.send_raw(ctx).await?;
+        if (200..300).contains(&resp.status()) {
+            return Ok(resp);
+        }
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(self.in_ctx(ctx)(wire::error_from_response(
+            status, &headers, &body,
+        )))
+    }
+
+    async fn post_json(&self, path: &str, body: &Value, ctx: &RequestContext) -> Result<Vec<u8>> {
+        let resp = self.send(self.http.post(path).json(body), ctx).await?;
+        Ok(resp.bytes().await?.to_vec())
+    }
+
+    /// `GET /health`: `Ok` when the server answers 2xx.
+    pub async fn health(&self, ctx: &RequestContext) -> Result<()> {
+        self.send(self.http.get("/health"), ctx)
+            .await?
+            .bytes()
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /info`; also remembers `max_client_batch_size`.
+    pub async fn info(&self, ctx: &RequestContext) -> Result<TeiInfo> {
+        let body = self
+            .send(self.http.get("/info"), ctx)
+            .await?
+            .bytes()
+            .await?;
+        let info = wire::parse_info(&body).map_err(self.in_ctx(ctx))?;
+        self.batch
+            .store(info.max_client_batch_size.max(1), Ordering::Relaxed);
+        Ok(info)
+    }
+
+    /// `max_client_batch_size`, from `/info` the first time more than one input is sent
+    /// ([`DEFAULT_MAX_CLIENT_BATCH_SIZE`] when the server has no `/info`).
+    async fn batch_size(&self, inputs: usize, ctx: &RequestContext) -> Result<usize> {
+        let known = self.batch.load(Ordering::Relaxed);
+        if known > 0 || inputs <= 1 {
+            return Ok(known.max(1));
+        }
+        match self.info(ctx).await {
+            Ok(info) => Ok(info.max_client_batch_size.max(1)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.batch
+                    .store(DEFAULT_MAX_CLIENT_BATCH_SIZE, Ordering::Relaxed);
+                Ok(DEFAULT_MAX_CLIENT_BATCH_SIZE)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `/embed` for `inputs`, split by `max_client_batch_size` and reassembled in order.
+    pub async fn embed(
+        &self,
+        inputs: &[String],
+        dimensions: Option<u32>,
+        extra: &serde_json::Map<String, Value>,
+        ctx: &RequestContext,
+    ) -> Result<Vec<Vec<f32>>> {
+        let size = self.batch_size(inputs.len(), ctx).await?;
+        let mut out = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(size) {
+            let body = wire::embed_body(chunk, self.options, dimensions, extra);
+            let bytes = self.post_json("/embed", &body, ctx).await?;
+            out.extend(wire::parse_embed(&bytes, chunk.len()).map_err(self.in_ctx(ctx))?);
+        }
+        Ok(out)
+    }
+
+    /// `/embed_sparse` (SPLADE models) for `inputs`, split like [`HfTei::embed`].
+    pub async fn embed_sparse(
+        &self,
+        inputs: &[String],
+        ctx: &RequestContext,
+    ) -> Result<Vec<Vec<SparseValue>>> {
+        let size = self.batch_size(inputs.len(), ctx).await?;
+        let mut out = Vec::with_capacity(inputs.len());
+        let opts = EmbedOptions {
+            normalize: None,
+            truncate: self.options.truncate,
+        };
+        for chunk in inputs.chunks(size) {
+            let body = wire::embed_body(chunk, opts, None, &serde_json::Map::new());
+            let bytes = self.post_json("/embed_sparse", &body, ctx).await?;
+            out.extend(wire::parse_embed_sparse(&bytes, chunk.len()).map_err(self.in_ctx(ctx))?);
+        }
+        Ok(out)
+    }
+
+    async fn feature_extraction(
+        &self,
+        model: &str,
+        inputs: &[String],
+        extra: &serde_json::Map<String, Value>,
+        ctx: &RequestContext,
+    ) -> Result<Vec<Vec<f32>>> {
+        let body = wire::embed_body(inputs, self.options, None, extra);
+        let path = format!("/pipeline/feature-extraction/{model}");
+        let bytes = self.post_json(&path, &body, ctx).await?;
+        wire::parse_feature_extraction(&bytes, inputs.len()).map_err(self.in_ctx(ctx))
+    }
+}
+
+#[async_trait]
+impl Provider for HfTei {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn endpoint(&self) -> &EndpointId {
+        self.http.id()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let caps = Capabilities::new().with(Operation::Embeddings);
+        match self.mode {
+            Mode::InferenceApi { .. } => caps,
+            _ => caps.with(Operation::Rerank).with(Operation::Models),
+        }
+    }
+
+    async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
+        let ctx_err = self.in_ctx(ctx);
+        match (request, &self.mode) {
+            (Request::Embeddings(req), _) if req.inputs.is_empty() => Err(ctx_err(Error::new(
+                ErrorKind::InvalidRequest,
+                "no input to embed",
+            ))),
+            (Request::Embeddings(_), Mode::OpenAi) => self.openai.call(request, ctx).await,
+            (Request::Embeddings(req), Mode::InferenceApi { model }) => {
+                let v = self
+                    .feature_extraction(model, &req.inputs, &req.extra, ctx)
+                    .await?;
+                Ok(Response::Embeddings(EmbeddingResponse::new(
+                    model.clone(),
+                    v,
+                )))
+            }
+            (Request::Embeddings(req), Mode::Server) => {
+                let v = self
+                    .embed(&req.inputs, req.dimensions, &req.extra, ctx)
+                    .await?;
+                Ok(Response::Embeddings(EmbeddingResponse::new(
+                    req.model.clone(),
+                    v,
+                )))
+            }
+            (Request::Rerank(req), Mode::Server | Mode::OpenAi) => {
+                let body = wire::rerank_body(&req.query, &req.documents, self.options.truncate);
+                let bytes = self.post_json("/rerank", &body, ctx).await?;
+                let results =
+                    wire::parse_rerank(&bytes, req.documents.len(), req.top_n).map_err(&ctx_err)?;
+                let resp = serde_json::json!({"model": req.model, "results": []});
+                let mut resp: infermux_core::RerankResponse = serde_json::from_value(resp)
+                    .map_err(|e| ctx_err(Error::new(ErrorKind::Decode, e.to_string())))?;
+                resp.results = results;
+                Ok(Response::Rerank(resp))
+            }
+            (Request::Models, Mode::Server | Mode::OpenAi) => {
+                let info = self.info(ctx).await?;
+                let mut m = ModelInfo::new(info.model_id);
+                m.owned_by = Some("tei".into());
+                Ok(Response::Models(ModelList::new(vec![m])))
+            }
+            (other, _) => Err(ctx_err(Error::new(
+                ErrorKind::Unsupported,
+                format!("hf-tei does not offer {:?} in this mode", other.operation()),
+            ))),
+        }
+    }
+
+    async fn stream(&self, _request: &Request, ctx: &RequestContext) -> Result<EventStream> {
+        Err(self.in_ctx(ctx)(Error::new(
+            ErrorKind::Unsupported,
+            "hf-tei has nothing to stream",
+        )))
+    }
+}

@@ -1,0 +1,126 @@
+//! Error answers: the Inference API's 503 "model is loading", TEI's JSON errors (413 batch too
+//! large, 424 wrong model type, 429 overloaded), a text/plain 422, an HTML page; keys kept out
+//! of `Debug` and errors.
+
+use std::time::Duration;
+
+use infermux_core::{
+    ApiKey, EmbeddingRequest, EndpointConfig, ErrorKind, Provider, Request, RequestContext,
+};
+use infermux_hf_tei::HfTei;
+use infermux_testkit::ReplayServer;
+
+use crate::{cassette, tei};
+
+fn embed() -> Request {
+    Request::Embeddings(EmbeddingRequest::new("m", vec!["hello".into()]))
+}
+
+#[tokio::test]
+async fn model_loading_is_overloaded_with_estimated_time_as_retry_after() {
+    let body = r#"{"error":"Model sentence-transformers/all-MiniLM-L6-v2 is currently loading","estimated_time":20.0}"#;
+    let server = ReplayServer::start(cassette(&[(
+        "POST",
+        "/pipeline/feature-extraction/sentence-transformers/all-MiniLM-L6-v2",
+        503,
+        "application/json",
+        body,
+    )]))
+    .await
+    .unwrap();
+    let cfg = EndpointConfig::new("hf", server.url()).unwrap();
+    let p = HfTei::inference_api(cfg, "sentence-transformers/all-MiniLM-L6-v2").unwrap();
+    let e = p.call(&embed(), &RequestContext::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Overloaded);
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(20)));
+    assert!(e.to_string().contains("x-wait-for-model"), "{e}");
+    assert!(e.is_retryable());
+}
+
+#[tokio::test]
+async fn error_pages_map_to_kinds() {
+    let cases = [
+        (
+            413,
+            "application/json",
+            r#"{"error":"batch size 64 > maximum allowed batch size 32","error_type":"Validation"}"#,
+            ErrorKind::InvalidRequest,
+        ),
+        (
+            422,
+            "text/plain; charset=utf-8",
+            "Failed to deserialize the JSON body into the target type: inputs: invalid type: map",
+            ErrorKind::InvalidRequest,
+        ),
+        (
+            424,
+            "application/json",
+            r#"{"error":"model is not an embedding model","error_type":"Backend"}"#,
+            ErrorKind::InvalidRequest,
+        ),
+        (
+            429,
+            "application/json",
+            r#"{"error":"Model is overloaded","error_type":"Overloaded"}"#,
+            ErrorKind::RateLimited,
+        ),
+        (
+            502,
+            "text/html",
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+            ErrorKind::Server,
+        ),
+    ];
+    for (status, ctype, body, kind) in cases {
+        let server = ReplayServer::start(cassette(&[("POST", "/embed", status, ctype, body)]))
+            .await
+            .unwrap();
+        let e = tei(&server.url())
+            .call(&embed(), &RequestContext::new())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), kind, "{status}: {e}");
+        assert_eq!(e.status(), Some(status));
+        assert_eq!(e.provider(), Some("hf-tei"));
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_answer_shape_is_a_decode_error() {
+    let server = ReplayServer::start(cassette(&[(
+        "POST",
+        "/embed",
+        200,
+        "application/json",
+        "[[0.1],[0.2]]",
+    )]))
+    .await
+    .unwrap();
+    let e = tei(&server.url())
+        .call(&embed(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode);
+}
+
+#[tokio::test]
+async fn the_key_is_in_neither_debug_nor_errors() {
+    let key = "hf_secretTokenValue123456";
+    let server = ReplayServer::start(cassette(&[(
+        "POST",
+        "/embed",
+        401,
+        "application/json",
+        r#"{"error":"Invalid credentials in Authorization header"}"#,
+    )]))
+    .await
+    .unwrap();
+    let cfg = EndpointConfig::new("t", server.url())
+        .unwrap()
+        .with_api_key(ApiKey::new(key));
+    let p = HfTei::new(cfg).unwrap();
+    assert!(!format!("{p:?}").contains(key));
+    let e = p.call(&embed(), &RequestContext::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth);
+    assert!(!format!("{e} {e:?}").contains(key));
+}

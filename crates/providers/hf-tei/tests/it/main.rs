@@ -1,0 +1,32 @@
+//! Integration tests of infermux-hf-tei: replay of every interaction of the shared TEI
+//! cassettes (real HF Inference API traffic), TEI's own server outputs (snapshots) decoded,
+//! request bodies checked against TEI's `openapi.json`, batching by `max_client_batch_size`,
+//! bad input, keys kept out of `Debug` and errors, and the testkit conformance suite on
+//! replayed traffic.
+
+mod bad_input;
+mod conformance;
+mod replay;
+mod routes;
+mod spec;
+
+use infermux_core::EndpointConfig;
+use infermux_hf_tei::HfTei;
+use infermux_testkit::Cassette;
+
+/// A client of the TEI server at `base`.
+fn tei(base: &str) -> HfTei {
+    HfTei::new(EndpointConfig::new("test", base).unwrap()).unwrap()
+}
+
+/// A cassette from `(method, path, status, content type, body)` rows, served in order.
+fn cassette(rows: &[(&str, &str, u16, &str, &str)]) -> Cassette {
+    let mut yaml = String::from("interactions:\n");
+    for (method, path, status, ctype, body) in rows {
+        yaml.push_str(&format!(
+            "- request: {{method: {method}, uri: 'http://tei:8080{path}', body: null, headers: {{}}}}\n  response:\n    status: {{code: {status}, message: X}}\n    headers: {{content-type: ['{ctype}']}}\n    body: {{string: {}}}\n",
+            serde_json::to_string(body).unwrap()
+        ));
+    }
+    Cassette::from_yaml(&yaml).unwrap()
+}
