@@ -56,6 +56,8 @@ enum Op {
     FileUpload,
     /// OpenAI file listing.
     FileList,
+    /// Anthropic's Messages API (chat, plain or streamed).
+    AnthropicChat,
 }
 
 impl Op {
@@ -195,7 +197,28 @@ fn route(method: &str, host: &str, path: &str) -> Route {
                 "operation not implemented yet",
             )
         }),
-        "api.anthropic.com" => unsupported("anthropic", segment_after(path, "/v1"), NOT_YET),
+        "api.anthropic.com" => match path {
+            "/v1/messages" if method.eq_ignore_ascii_case("POST") => Route {
+                provider: "anthropic",
+                operation: "messages".to_owned(),
+                target: Ok((Op::AnthropicChat, "/v1".to_owned())),
+            },
+            "/v1/messages/count_tokens" => unsupported(
+                "anthropic",
+                "count_tokens",
+                "token counting is Anthropic::count_tokens, not a provider-neutral operation",
+            ),
+            "/v1/complete" => unsupported(
+                "anthropic",
+                "complete",
+                "the legacy Text Completions API (superseded by Messages) is not offered",
+            ),
+            _ => unsupported(
+                "anthropic",
+                segment_after(path, "/v1"),
+                "operation not implemented yet",
+            ),
+        },
         "generativelanguage.googleapis.com" => {
             let op = path.rsplit(':').next().unwrap_or("");
             unsupported("gemini", op, NOT_YET)
@@ -248,6 +271,7 @@ fn provider(
     op: Op,
     base_url: &str,
     azure_api_version: Option<&str>,
+    query: &str,
 ) -> infermux::Result<Arc<dyn Provider>> {
     let timeouts = Timeouts::standard()
         .with_first_byte(Duration::from_secs(20))
@@ -263,6 +287,11 @@ fn provider(
             Ok(Arc::new(client.with_responses_api(op == Op::Responses)))
         }
         "openai-compat" => Ok(Arc::new(OpenAiCompat::new(cfg)?)),
+        // the Anthropic SDK's beta client marks requests with `?beta=true`
+        "anthropic" => Ok(Arc::new(
+            infermux::anthropic::Anthropic::new(cfg)?
+                .with_beta_query(query.split('&').any(|kv| kv == "beta=true")),
+        )),
         other => Err(Error::new(
             ErrorKind::Unsupported,
             format!("no provider {other}"),
@@ -584,6 +613,47 @@ fn expected_answer(op: Op, streamed: bool, body: &[u8]) -> Option<(Option<String
             let v: Value = serde_json::from_slice(body).ok()?;
             Some((None, v.get("data")?.as_array()?.len()))
         }
+        (Op::AnthropicChat, false) => {
+            let v: Value = serde_json::from_slice(body).ok()?;
+            let mut text = String::new();
+            let mut calls = 0;
+            for block in v.get("content")?.as_array()? {
+                match block.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        text.push_str(block.get("text").and_then(Value::as_str).unwrap_or(""))
+                    }
+                    Some("tool_use") => calls += 1,
+                    _ => {}
+                }
+            }
+            Some((Some(text), calls))
+        }
+        (Op::AnthropicChat, true) => {
+            let mut text = String::new();
+            let mut calls = 0;
+            for v in sse_payloads(body) {
+                match v.get("type").and_then(Value::as_str) {
+                    Some("content_block_delta")
+                        if v.pointer("/delta/type").and_then(Value::as_str)
+                            == Some("text_delta") =>
+                    {
+                        text.push_str(
+                            v.pointer("/delta/text")
+                                .and_then(Value::as_str)
+                                .unwrap_or(""),
+                        );
+                    }
+                    Some("content_block_start")
+                        if v.pointer("/content_block/type").and_then(Value::as_str)
+                            == Some("tool_use") =>
+                    {
+                        calls += 1;
+                    }
+                    _ => {}
+                }
+            }
+            Some((Some(text), calls))
+        }
         _ => None,
     }
 }
@@ -630,6 +700,13 @@ fn core_request(op: Op, it: &Interaction) -> infermux::Result<(Request, bool)> {
             (
                 Request::Chat(responses::chat_request_from_responses_json(&b)?),
                 wire::request_streams(&b),
+            )
+        }
+        Op::AnthropicChat => {
+            let b = body()?;
+            (
+                Request::Chat(infermux::anthropic::wire::chat_request_from_json(&b)?),
+                infermux::anthropic::wire::request_streams(&b),
             )
         }
     })
@@ -833,7 +910,14 @@ async fn run_one(file: &str, index: usize, it: &Interaction) -> Record {
     let mut result = if op.is_media() {
         drive_media(op, &base_url, it).await
     } else {
-        match provider(r.provider, op, &base_url, azure_api_version.as_deref()) {
+        let query = split_uri(&it.request.uri).2;
+        match provider(
+            r.provider,
+            op,
+            &base_url,
+            azure_api_version.as_deref(),
+            query,
+        ) {
             Ok(p) => drive(p.as_ref(), &request, streamed)
                 .await
                 .map(|resp| decoded(&resp)),
@@ -1085,7 +1169,9 @@ mod tests {
         let r = route("POST", "api.openai.com", "/v1/images/edits");
         assert!(r.target.is_err());
         let r = route("POST", "api.anthropic.com", "/v1/messages");
-        assert_eq!(r.target, Err(NOT_YET.to_owned()));
+        assert_eq!(r.target, Ok((Op::AnthropicChat, "/v1".to_owned())));
+        let r = route("POST", "api.anthropic.com", "/v1/messages/count_tokens");
+        assert!(r.target.is_err());
         let r = route("POST", "localhost:11434", "/v1/chat/completions");
         assert_eq!(r.provider, "openai-compat");
         let r = route("POST", "127.0.0.1:11434", "/api/chat");

@@ -128,9 +128,9 @@ fn good_corpus(dir: &Path) {
     );
     write(
         dir,
-        "anthropic/messages.yml",
+        "anthropic/complete.yml",
         &cassette(
-            "https://api.anthropic.com/v1/messages",
+            "https://api.anthropic.com/v1/complete",
             CHAT_REQ,
             200,
             "application/json",
@@ -194,10 +194,13 @@ fn conformance_reports_each_interaction() {
     assert_eq!(m["text"], "flagged: [violence]");
     assert_eq!(m["pass"], true);
 
-    let un = by_file("anthropic/messages.yml");
+    let un = by_file("anthropic/complete.yml");
     assert_eq!(un["outcome"], "unsupported");
     assert_eq!(un["provider"], "anthropic");
-    assert_eq!(un["reason"], "provider not implemented yet");
+    assert_eq!(
+        un["reason"],
+        "the legacy Text Completions API (superseded by Messages) is not offered"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
