@@ -3,12 +3,18 @@
 //! Anthropic's `/v1/messages`), live tests against that server, the conformance suite, request
 //! bodies, and bad input.
 
+mod bad_input;
+mod live;
+mod record;
+mod replay;
+mod requests;
 mod shared;
 
 use std::path::PathBuf;
 
 use infermux_anthropic::Anthropic;
 use infermux_core::{ChatRequest, EndpointConfig, Message, Tool, ToolChoice};
+use infermux_testkit::SuiteConfig;
 use serde_json::json;
 
 pub(crate) fn fixture(name: &str) -> PathBuf {
@@ -48,6 +54,16 @@ pub(crate) fn tool_request() -> ChatRequest {
     .with_tool_choice(ToolChoice::Required)
     .with_max_tokens(64)
     .with_temperature(0.0)
+}
+
+/// The conformance suite's settings for llama.cpp's `/v1/messages`: deterministic (temperature
+/// 0), without the forced-tool check — llama.cpp's Anthropic route ignores `tool_choice`
+/// (`any` and `tool` answer with text), so SmolLM2 does not call the tool; tool use is proven on
+/// the shared cassettes of the real API instead.
+pub(crate) fn conformance_config() -> SuiteConfig {
+    SuiteConfig::new("smollm2")
+        .deterministic(true)
+        .with_tools(false)
 }
 
 /// The body of a recorded response as the client saw it (gzip bodies decompressed).

@@ -1,0 +1,165 @@
+//! Request bodies: system prompt, tools and tool choice, tool results, images, stop sequences,
+//! thinking round-trips, the `max_tokens` default, and the inverse reading of recorded bodies.
+
+use infermux_anthropic::wire;
+use infermux_core::{ChatRequest, ContentPart, Message, Role, ToolCall, ToolChoice};
+use serde_json::json;
+
+use crate::tool_request;
+
+#[test]
+fn tools_choice_system_and_default_max_tokens() {
+    let body = wire::chat_body(&tool_request(), false);
+    assert_eq!(body["tools"][0]["name"], "get_weather");
+    assert_eq!(body["tools"][0]["input_schema"]["required"][0], "city");
+    assert_eq!(body["tool_choice"], json!({"type": "any"}));
+    for (choice, wire_choice) in [
+        (ToolChoice::Auto, json!({"type": "auto"})),
+        (ToolChoice::None, json!({"type": "none"})),
+        (
+            ToolChoice::Tool("get_weather".into()),
+            json!({"type": "tool", "name": "get_weather"}),
+        ),
+    ] {
+        let b = wire::chat_body(&tool_request().with_tool_choice(choice), false);
+        assert_eq!(b["tool_choice"], wire_choice);
+    }
+    let mut no_parallel = tool_request();
+    no_parallel.parallel_tool_calls = Some(false);
+    assert_eq!(
+        wire::chat_body(&no_parallel, false)["tool_choice"]["disable_parallel_tool_use"],
+        true
+    );
+
+    let req = ChatRequest::new(
+        "claude",
+        vec![Message::system("Be brief."), Message::user("Hi")],
+    )
+    .with_stop(vec!["\n\nHuman:".into()]);
+    let b = wire::chat_body(&req, true);
+    assert_eq!(b["system"], "Be brief.");
+    assert_eq!(b["max_tokens"], wire::DEFAULT_MAX_TOKENS);
+    assert_eq!(b["stop_sequences"][0], "\n\nHuman:");
+    assert_eq!(b["stream"], true);
+    assert_eq!(b["messages"].as_array().unwrap().len(), 1);
+    assert!(b.get("seed").is_none());
+}
+
+#[test]
+fn tool_results_images_and_thinking_round_trip() {
+    let mut assistant = Message::assistant_tool_calls(vec![ToolCall::new(
+        "toolu_1",
+        "get_weather",
+        r#"{"city":"Paris"}"#,
+    )]);
+    assistant.content = vec![
+        ContentPart::Thinking {
+            text: "I should call the tool.".into(),
+            signature: Some("sig-abc".into()),
+        },
+        ContentPart::RedactedThinking {
+            data: "opaque".into(),
+        },
+    ];
+    let req = ChatRequest::new(
+        "claude",
+        vec![
+            Message::user_parts(vec![
+                ContentPart::text("Weather here?"),
+                ContentPart::image_base64("image/png", "iVBORw0KGgo="),
+                ContentPart::image_url("https://example.com/cat.jpg"),
+                ContentPart::image_url("data:image/jpeg;base64,/9j/4AAQ"),
+            ]),
+            assistant,
+            Message::tool_result("toolu_1", "18°C and sunny"),
+            Message::user("Thanks!"),
+        ],
+    );
+    let b = wire::chat_body(&wire::with_thinking(req.clone(), 2048), false);
+    let msgs = b["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 3, "tool result and the next user turn merge");
+    let user = &msgs[0]["content"];
+    assert_eq!(
+        user[1]["source"],
+        json!({"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="})
+    );
+    assert_eq!(
+        user[2]["source"],
+        json!({"type": "url", "url": "https://example.com/cat.jpg"})
+    );
+    assert_eq!(user[3]["source"]["media_type"], "image/jpeg");
+    let a = &msgs[1]["content"];
+    assert_eq!(
+        a[0],
+        json!({"type": "thinking", "thinking": "I should call the tool.", "signature": "sig-abc"})
+    );
+    assert_eq!(a[1], json!({"type": "redacted_thinking", "data": "opaque"}));
+    assert_eq!(
+        a[2],
+        json!({"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}})
+    );
+    assert_eq!(msgs[2]["content"][0]["type"], "tool_result");
+    assert_eq!(msgs[2]["content"][0]["tool_use_id"], "toolu_1");
+    assert_eq!(
+        msgs[2]["content"][1],
+        json!({"type": "text", "text": "Thanks!"})
+    );
+    assert_eq!(
+        b["thinking"],
+        json!({"type": "enabled", "budget_tokens": 2048})
+    );
+    assert!(b["max_tokens"].as_u64().unwrap() > 2048);
+
+    // the inverse reads the body back into the same conversation
+    let back = wire::chat_request_from_json(&b).unwrap();
+    assert_eq!(back.messages[1].role, Role::Assistant);
+    assert_eq!(back.messages[1].tool_calls[0].name, "get_weather");
+    assert_eq!(back.messages[1].content, req.messages[1].content);
+    assert_eq!(back.messages[2].tool_call_id.as_deref(), Some("toolu_1"));
+    assert_eq!(back.extra["thinking"]["budget_tokens"], 2048);
+    assert_eq!(wire::chat_body(&back, false)["messages"], b["messages"]);
+}
+
+#[test]
+fn answers_with_thinking_tools_and_cache_usage_parse() {
+    let body = json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [
+            {"type": "thinking", "thinking": "Hmm.", "signature": "sig"},
+            {"type": "redacted_thinking", "data": "xyz"},
+            {"type": "text", "text": "Calling."},
+            {"type": "tool_use", "id": "toolu_9", "name": "f", "input": {"a": 1}}
+        ],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 3, "cache_read_input_tokens": 1111, "cache_creation_input_tokens": 10, "output_tokens": 40}
+    });
+    let r = wire::parse_chat(body.to_string().as_bytes()).unwrap();
+    assert_eq!(r.text(), "Calling.");
+    assert_eq!(
+        r.tool_calls()[0].parsed_arguments().unwrap(),
+        json!({"a": 1})
+    );
+    assert_eq!(
+        r.finish_reason,
+        Some(infermux_core::FinishReason::ToolCalls)
+    );
+    assert!(
+        matches!(&r.message.content[0], ContentPart::Thinking { signature: Some(s), .. } if s == "sig")
+    );
+    assert!(
+        matches!(&r.message.content[1], ContentPart::RedactedThinking { data } if data == "xyz")
+    );
+    let u = r.usage.unwrap();
+    assert_eq!(u.input_tokens, 3 + 1111 + 10);
+    assert_eq!(u.cached_input_tokens, Some(1111));
+    assert_eq!(u.cache_creation_input_tokens, Some(10));
+    assert_eq!(u.output_tokens, 40);
+}
+
+#[test]
+fn count_tokens_body_has_the_prompt_only() {
+    let b = wire::count_tokens_body(&tool_request());
+    assert!(b.get("max_tokens").is_none());
+    assert!(b.get("temperature").is_none());
+    assert_eq!(b["tools"][0]["name"], "get_weather");
+}
