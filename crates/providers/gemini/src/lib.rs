@@ -1,0 +1,338 @@
+//! infermux provider for the Gemini API (Google AI `generativelanguage.googleapis.com`).
+//!
+//! Chat through `generateContent`, streamed chat through `streamGenerateContent` decoded both
+//! as SSE (`alt=sse`, the default) and as a streamed JSON array (without `alt`, see
+//! [`Gemini::with_sse`]) into the same events; embeddings through `batchEmbedContents` (and
+//! `embedContent` with [`Gemini::embed_one`]); `countTokens` ([`Gemini::count_tokens`]); model
+//! listing; inline images (`inlineData`, `fileData` for URLs); function calling with schemas
+//! cleaned of what Gemini rejects ([`wire::clean_schema`]: `additionalProperties`, `$schema`,
+//! `$ref`/`$defs` inlined), `functionResponse` tool results; system instructions.
+//!
+//! Errors: a blocked prompt (`promptFeedback.blockReason`) or a safety finish reason is
+//! [`infermux_core::ErrorKind::ContentFilter`]; a 429 `RESOURCE_EXHAUSTED` is `RateLimited` with
+//! the body's `RetryInfo.retryDelay` as its retry-after; `API_KEY_INVALID` is `Auth`.
+//!
+//! The key goes in `x-goog-api-key`, never in the URL.
+//!
+//! ```no_run
+//! # async fn demo() -> infermux_core::Result<()> {
+//! use infermux_core::{ChatRequest, Message, Provider, Request, RequestContext, Response};
+//! use infermux_gemini::Gemini;
+//!
+//! let gemini = Gemini::from_env()?; // GEMINI_API_KEY or GOOGLE_API_KEY
+//! let req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("Hello!")]);
+//! if let Response::Chat(chat) = gemini.call(&Request::Chat(req), &RequestContext::new()).await? {
+//!     println!("{}", chat.text());
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Crate features
+//! This crate has no optional features.
+
+pub mod wire;
+
+use std::collections::VecDeque;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use infermux_core::{
+    ApiKey, Capabilities, ChatRequest, EmbeddingRequest, EndpointConfig, EndpointId, Error,
+    ErrorKind, EventStream, Operation, Provider, Request, RequestContext, Response, Result,
+    StreamEvent, first_event,
+};
+use infermux_http::{Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse};
+
+pub use wire::GenerateState;
+
+/// The provider name errors and counters carry.
+pub const NAME: &str = "gemini";
+/// The default base URL.
+pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";
+/// The environment variables holding the key, in order of preference.
+pub const API_KEY_ENVS: [&str; 2] = ["GEMINI_API_KEY", "GOOGLE_API_KEY"];
+/// The environment variable overriding the base URL.
+pub const BASE_URL_ENV: &str = "GEMINI_BASE_URL";
+
+/// A client of one Gemini API endpoint (base URL with the version,
+/// `https://generativelanguage.googleapis.com/v1beta`).
+#[derive(Debug, Clone)]
+pub struct Gemini {
+    http: HttpEndpoint,
+    sse: bool,
+}
+
+impl Gemini {
+    /// A client for `config`; its key, if any, is sent as `x-goog-api-key`.
+    pub fn new(config: EndpointConfig) -> Result<Self> {
+        Ok(Gemini {
+            http: HttpEndpoint::new(NAME, config, Auth::Header("x-goog-api-key"))?,
+            sse: true,
+        })
+    }
+
+    /// A client from `GEMINI_API_KEY` (or `GOOGLE_API_KEY`) and `GEMINI_BASE_URL` (default
+    /// [`DEFAULT_BASE_URL`]). Fails with `Config` when no key is set.
+    pub fn from_env() -> Result<Self> {
+        let base = std::env::var(BASE_URL_ENV)
+            .ok()
+            .filter(|b| !b.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let key = API_KEY_ENVS
+            .iter()
+            .find_map(|v| ApiKey::from_env(v))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    "GEMINI_API_KEY (or GOOGLE_API_KEY) is not set",
+                )
+                .with_provider(NAME)
+            })?;
+        Self::new(EndpointConfig::new(NAME, base)?.with_api_key(key))
+    }
+
+    /// Whether streams are asked for as SSE (`alt=sse`, the default) or as a streamed JSON
+    /// array (no `alt`). Both decode to the same events.
+    pub fn with_sse(mut self, yes: bool) -> Self {
+        self.sse = yes;
+        self
+    }
+
+    /// The HTTP endpoint.
+    pub fn http(&self) -> &HttpEndpoint {
+        &self.http
+    }
+
+    fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
+        let id = ctx.request_id();
+        move |e| e.in_context(id, NAME, self.http.id())
+    }
+
+    /// Sends `r`; a non-2xx answer becomes the typed error, with the body's `RetryInfo` delay
+    /// as retry-after and `API_KEY_INVALID` as `Auth`.
+    async fn send(&self, r: HttpRequest<'_>, ctx: &RequestContext) -> Result<HttpResponse> {
+        let resp = r.send_raw(ctx).await?;
+        let status = resp.status();
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.unwrap_or_default();
+        let mut e = infermux_http::error_from_response(status, &headers, &body);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if e.retry_after().is_none()
+            && let Some(d) = wire::retry_delay(&v)
+        {
+            e = e.with_retry_after(d);
+        }
+        if String::from_utf8_lossy(&body).contains("API_KEY_INVALID") {
+            let mut auth = infermux_core::Error::new(ErrorKind::Auth, e.message().to_owned())
+                .with_status(status)
+                .with_reached_server(true);
+            if let Some(c) = e.provider_code() {
+                auth = auth.with_provider_code(c.to_owned());
+            }
+            e = auth;
+        }
+        Err(self.ctx_err(ctx)(e))
+    }
+
+    async fn post(
+        &self,
+        model: &str,
+        method: &str,
+        body: &serde_json::Value,
+        ctx: &RequestContext,
+    ) -> Result<Vec<u8>> {
+        let path = format!("/{}:{method}", wire::model_path(model));
+        let resp = self.send(self.http.post(&path).json(body), ctx).await?;
+        Ok(resp.bytes().await?.to_vec())
+    }
+
+    /// The tokens `req`'s prompt would use (`countTokens`).
+    pub async fn count_tokens(&self, req: &ChatRequest, ctx: &RequestContext) -> Result<u64> {
+        let body = self
+            .post(
+                &req.model,
+                "countTokens",
+                &wire::count_tokens_body(req),
+                ctx,
+            )
+            .await?;
+        wire::parse_count_tokens(&body).map_err(self.ctx_err(ctx))
+    }
+
+    /// The embedding of one text through `embedContent`.
+    pub async fn embed_one(
+        &self,
+        req: &EmbeddingRequest,
+        text: &str,
+        ctx: &RequestContext,
+    ) -> Result<Vec<f32>> {
+        let body = self
+            .post(
+                &req.model,
+                "embedContent",
+                &wire::embed_body(req, text),
+                ctx,
+            )
+            .await?;
+        wire::parse_embedding(&body).map_err(self.ctx_err(ctx))
+    }
+}
+
+struct StreamState<F> {
+    chunks: DecodedStream<String>,
+    state: GenerateState,
+    pending: VecDeque<StreamEvent>,
+    ended: bool,
+    with_context: F,
+}
+
+impl<F: Fn(Error) -> Error> StreamState<F> {
+    async fn next(&mut self) -> Option<Result<StreamEvent>> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Some(Ok(ev));
+            }
+            if self.ended {
+                return None;
+            }
+            let step = match self.chunks.next().await {
+                Some(Ok(data)) if data.trim().is_empty() => Ok(Vec::new()),
+                Some(Ok(data)) => self.state.on_chunk(&data),
+                Some(Err(e)) => Err(if self.state.text().is_empty() {
+                    e
+                } else {
+                    e.with_partial_text(self.state.text().to_owned())
+                }),
+                None => {
+                    self.ended = true;
+                    self.state.on_end()
+                }
+            };
+            match step {
+                Ok(evs) => self.pending.extend(evs),
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Err((self.with_context)(e)));
+                }
+            }
+        }
+    }
+}
+
+/// Turns a `streamGenerateContent` response into an [`EventStream`] (not yet awaited to its
+/// first event): `sse` says whether the body is SSE (`alt=sse`) or a streamed JSON array.
+pub fn generate_event_stream(
+    resp: HttpResponse,
+    sse: bool,
+    with_context: impl Fn(Error) -> Error + Send + 'static,
+) -> EventStream {
+    let chunks: DecodedStream<String> = if sse {
+        Box::pin(resp.sse().map(|r| r.map(|ev| ev.data)))
+    } else {
+        resp.json_array()
+    };
+    let st = StreamState {
+        chunks,
+        state: GenerateState::new(),
+        pending: VecDeque::new(),
+        ended: false,
+        with_context,
+    };
+    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
+        let item = st.next().await?;
+        Some((item, st))
+    }))
+}
+
+#[async_trait]
+impl Provider for Gemini {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn endpoint(&self) -> &EndpointId {
+        self.http.id()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+            .with(Operation::Chat)
+            .with(Operation::ChatStream)
+            .with(Operation::Tools)
+            .with(Operation::Vision)
+            .with(Operation::Embeddings)
+            .with(Operation::Models)
+    }
+
+    async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
+        let ctx_err = self.ctx_err(ctx);
+        match request {
+            Request::Chat(req) => {
+                let body = self
+                    .post(
+                        &req.model,
+                        "generateContent",
+                        &wire::generate_body(req),
+                        ctx,
+                    )
+                    .await?;
+                wire::parse_generate(&body)
+                    .map(Response::Chat)
+                    .map_err(ctx_err)
+            }
+            Request::Embeddings(req) => {
+                if req.inputs.is_empty() {
+                    return Err(ctx_err(Error::new(
+                        ErrorKind::InvalidRequest,
+                        "no input to embed",
+                    )));
+                }
+                let body = self
+                    .post(
+                        &req.model,
+                        "batchEmbedContents",
+                        &wire::batch_embed_body(req),
+                        ctx,
+                    )
+                    .await?;
+                wire::parse_batch_embeddings(&body, &req.model, req.inputs.len())
+                    .map(Response::Embeddings)
+                    .map_err(ctx_err)
+            }
+            Request::Models => {
+                let resp = self.send(self.http.get("/models"), ctx).await?;
+                let body = resp.bytes().await?;
+                wire::parse_models(&body)
+                    .map(Response::Models)
+                    .map_err(ctx_err)
+            }
+            other => Err(ctx_err(Error::new(
+                ErrorKind::Unsupported,
+                format!("gemini does not offer {:?}", other.operation()),
+            ))),
+        }
+    }
+
+    async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
+        let Request::Chat(req) = request else {
+            return Err(self.ctx_err(ctx)(Error::new(
+                ErrorKind::Unsupported,
+                "gemini streams chat only",
+            )));
+        };
+        let path = format!("/{}:streamGenerateContent", wire::model_path(&req.model));
+        let mut r = self.http.post(&path).json(&wire::generate_body(req));
+        if self.sse {
+            r = r.query("alt", "sse");
+        }
+        let resp = self.send(r, ctx).await?;
+        let (id, ep) = (ctx.request_id(), self.http.id().clone());
+        first_event(generate_event_stream(resp, self.sse, move |e| {
+            e.in_context(id, NAME, &ep)
+        }))
+        .await
+    }
+}
