@@ -1,0 +1,411 @@
+//! infermux provider for Hugging Face [Text Generation Inference](https://github.com/huggingface/text-generation-inference)
+//! (TGI), and for the HF Inference API's text generation.
+//!
+//! - Completions are TGI's own `/generate` (with `details: true`: the finish reason and token
+//!   counts) and, streamed, `/generate_stream` (SSE written `data:{...}`; one event per token,
+//!   the last one carrying `generated_text` and `details`; special tokens are not text; a
+//!   stream that ends before that last event is a `Decode` error with the partial text).
+//!   [`HfTgi::generate`] returns the typed [`Generation`] with its tokens.
+//! - Chat goes to the server's messages API, `/v1/chat/completions`, spoken by
+//!   [`infermux_openai_compat`] (the server applies the model's chat template). For a server
+//!   without it (TGI < 1.4.3), [`HfTgi::with_prompt_format`] renders the messages with a
+//!   documented [`PromptFormat`] and sends them to `/generate`.
+//! - [`HfTgi::info`] (`/info`), [`HfTgi::health`] (`/health`), [`HfTgi::metrics`] (`/metrics`,
+//!   a typed [`TgiMetrics`]).
+//! - The HF Inference API mode ([`HfTgi::inference_api`]): the model is in the path
+//!   (`{base}/models/{model}` for generation, `{base}/models/{model}/v1/chat/completions` for
+//!   chat). A 503 "model is loading" with `estimated_time` becomes an `Overloaded` error with
+//!   that `retry_after` and a message saying to retry then or to send
+//!   `x-wait-for-model: true`, which [`HfTgi::with_wait_for_model`] does.
+//! - 422 validation errors, JSON or `text/plain`, are `InvalidRequest`.
+//!
+//! The key (`HF_TOKEN`, or `HF_API_KEY`) is sent as `Authorization: Bearer`.
+//!
+//! ```no_run
+//! # async fn demo() -> infermux_core::Result<()> {
+//! use infermux_core::{CompletionRequest, Provider, Request, RequestContext, Response};
+//! use infermux_hf_tgi::HfTgi;
+//!
+//! let tgi = HfTgi::from_env()?; // TGI_URL (default http://127.0.0.1:8080), HF_TOKEN when set
+//! let req = Request::Completion(CompletionRequest::new("tgi", "Deep learning is").with_max_tokens(20));
+//! if let Response::Completion(c) = tgi.call(&req, &RequestContext::new()).await? {
+//!     println!("{} ({:?})", c.text, c.finish_reason);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Crate features
+//! This crate has no optional features.
+
+mod metrics;
+pub mod wire;
+
+use std::collections::VecDeque;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use infermux_core::{
+    ApiKey, Capabilities, ChatRequest, ChatResponse, CompletionRequest, EndpointConfig, EndpointId,
+    Error, ErrorKind, EventStream, Message, ModelInfo, ModelList, Operation, Provider, Request,
+    RequestContext, Response, Result, StreamEvent, first_event,
+};
+use infermux_http::{
+    Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse, decode::SseEvent,
+};
+use infermux_openai_compat::OpenAiCompat;
+
+pub use metrics::TgiMetrics;
+pub use wire::{
+    Details, GenerateStreamState, Generation, PromptFormat, StreamToken, TgiInfo, Token,
+};
+
+/// The provider name errors and counters carry.
+pub const NAME: &str = "hf-tgi";
+/// The environment variable holding a TGI server's URL.
+pub const BASE_URL_ENV: &str = "TGI_URL";
+/// The default URL of a local TGI server.
+pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
+/// The environment variables holding the Hugging Face token, in order of preference.
+pub const API_KEY_ENVS: [&str; 2] = ["HF_TOKEN", "HF_API_KEY"];
+/// The HF Inference API's base URL.
+pub const INFERENCE_API_URL: &str = "https://router.huggingface.co/hf-inference";
+
+/// A client of one TGI server (or of one model on the HF Inference API).
+#[derive(Debug, Clone)]
+pub struct HfTgi {
+    http: HttpEndpoint,
+    openai: OpenAiCompat,
+    /// The model of the Inference API mode.
+    model: Option<String>,
+    prompt_format: Option<PromptFormat>,
+    wait_for_model: bool,
+}
+
+fn api_key_from_env() -> Option<ApiKey> {
+    API_KEY_ENVS.iter().find_map(|v| ApiKey::from_env(v))
+}
+
+impl HfTgi {
+    /// A client of the TGI server at `config.base_url` (its root; a trailing `/v1` is removed).
+    pub fn new(config: EndpointConfig) -> Result<Self> {
+        let root = config
+            .base_url
+            .trim_end_matches('/')
+            .trim_end_matches("/v1")
+            .to_owned();
+        Self::at(config, root, None)
+    }
+
+    fn at(mut config: EndpointConfig, base: String, model: Option<String>) -> Result<Self> {
+        config.base_url = format!("{base}/v1");
+        let openai = OpenAiCompat::with_auth(NAME, config.clone(), Auth::Bearer)?
+            .with_missing_done_tolerated(true);
+        config.base_url = base;
+        Ok(HfTgi {
+            http: HttpEndpoint::new(NAME, config, Auth::Bearer)?,
+            openai,
+            model,
+            prompt_format: None,
+            wait_for_model: false,
+        })
+    }
+
+    /// A client from `TGI_URL` (default [`DEFAULT_BASE_URL`]) and `HF_TOKEN` / `HF_API_KEY`.
+    pub fn from_env() -> Result<Self> {
+        let base = std::env::var(BASE_URL_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let mut cfg = EndpointConfig::new(NAME, base)?;
+        if let Some(k) = api_key_from_env() {
+            cfg = cfg.with_api_key(k);
+        }
+        Self::new(cfg)
+    }
+
+    /// A client of `model` on the HF Inference API at `config.base_url` (normally
+    /// [`INFERENCE_API_URL`]): generation at `{base}/models/{model}`, chat at
+    /// `{base}/models/{model}/v1/chat/completions`.
+    pub fn inference_api(config: EndpointConfig, model: impl Into<String>) -> Result<Self> {
+        let model = model.into();
+        let base = format!(
+            "{}/models/{}",
+            config.base_url.trim_end_matches('/'),
+            model.trim_matches('/')
+        );
+        Self::at(config, base, Some(model))
+    }
+
+    /// [`HfTgi::inference_api`] on [`INFERENCE_API_URL`] with `HF_TOKEN` / `HF_API_KEY`.
+    pub fn inference_api_from_env(model: impl Into<String>) -> Result<Self> {
+        let mut cfg = EndpointConfig::new(NAME, INFERENCE_API_URL)?;
+        if let Some(k) = api_key_from_env() {
+            cfg = cfg.with_api_key(k);
+        }
+        Self::inference_api(cfg, model)
+    }
+
+    /// Renders chat as a prompt in `format` and sends it to `/generate`, for servers without
+    /// the messages API.
+    pub fn with_prompt_format(mut self, format: PromptFormat) -> Self {
+        self.prompt_format = Some(format);
+        self
+    }
+
+    /// Sends `x-wait-for-model: true` (Inference API): the server holds the request while the
+    /// model loads instead of answering 503. Applies to `/generate`-style requests.
+    pub fn with_wait_for_model(mut self, yes: bool) -> Self {
+        self.wait_for_model = yes;
+        self
+    }
+
+    /// The OpenAI-compatible client of this server's `/v1` routes.
+    pub fn openai(&self) -> &OpenAiCompat {
+        &self.openai
+    }
+
+    fn in_ctx(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
+        let id = ctx.request_id();
+        move |e| e.in_context(id, NAME, self.http.id())
+    }
+
+    async fn send(&self, req: HttpRequest<'_>, ctx: &RequestContext) -> Result<HttpResponse> {
+        let req = if self.wait_for_model {
+            req.header("x-wait-for-model", "true")
+        } else {
+            req
+        };
+        let resp = req.send_raw(ctx).await?;
+        if (200..300).contains(&resp.status()) {
+            return Ok(resp);
+        }
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(self.in_ctx(ctx)(wire::error_from_response(
+            status, &headers, &body,
+        )))
+    }
+
+    async fn post_generate(
+        &self,
+        req: &CompletionRequest,
+        stream: bool,
+        ctx: &RequestContext,
+    ) -> Result<HttpResponse> {
+        let (path, body) = match (&self.model, stream) {
+            (Some(_), s) => ("", wire::generate_body(req, Some(s))),
+            (None, false) => ("/generate", wire::generate_body(req, None)),
+            (None, true) => ("/generate_stream", wire::generate_body(req, None)),
+        };
+        self.send(self.http.post(path).json(&body), ctx).await
+    }
+
+    /// `/generate` (or the Inference API's generation): the typed answer with its details.
+    pub async fn generate(
+        &self,
+        req: &CompletionRequest,
+        ctx: &RequestContext,
+    ) -> Result<Generation> {
+        let body = self.post_generate(req, false, ctx).await?.bytes().await?;
+        wire::parse_generation(&body).map_err(self.in_ctx(ctx))
+    }
+
+    /// `/generate_stream`, as stream events (resolved at the first event).
+    pub async fn generate_stream(
+        &self,
+        req: &CompletionRequest,
+        ctx: &RequestContext,
+    ) -> Result<EventStream> {
+        let resp = self.post_generate(req, true, ctx).await?;
+        let (id, ep) = (ctx.request_id(), self.http.id().clone());
+        first_event(generate_event_stream(resp, move |e| {
+            e.in_context(id, NAME, &ep)
+        }))
+        .await
+    }
+
+    /// `GET /health`: `Ok` when the server answers 2xx.
+    pub async fn health(&self, ctx: &RequestContext) -> Result<()> {
+        self.send(self.http.get("/health"), ctx)
+            .await?
+            .bytes()
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /info`.
+    pub async fn info(&self, ctx: &RequestContext) -> Result<TgiInfo> {
+        let body = self
+            .send(self.http.get("/info"), ctx)
+            .await?
+            .bytes()
+            .await?;
+        wire::parse_info(&body).map_err(self.in_ctx(ctx))
+    }
+
+    /// `GET /metrics`, a few gauges and counters.
+    pub async fn metrics(&self, ctx: &RequestContext) -> Result<TgiMetrics> {
+        let body = self
+            .send(self.http.get("/metrics"), ctx)
+            .await?
+            .bytes()
+            .await?;
+        Ok(TgiMetrics::parse(&String::from_utf8_lossy(&body)))
+    }
+
+    fn chat_as_completion(&self, req: &ChatRequest, format: PromptFormat) -> CompletionRequest {
+        let (prompt, stop) = format.render(req);
+        let mut c = CompletionRequest::new(req.model.clone(), prompt);
+        c.max_tokens = req.max_tokens;
+        c.temperature = req.temperature;
+        c.seed = req.seed;
+        c.stop = req.stop.clone();
+        c.stop.push(stop.to_owned());
+        c
+    }
+
+    fn model_name<'a>(&'a self, requested: &'a str) -> &'a str {
+        self.model.as_deref().unwrap_or(requested)
+    }
+}
+
+struct SseEvents<F> {
+    sse: DecodedStream<SseEvent>,
+    state: GenerateStreamState,
+    pending: VecDeque<StreamEvent>,
+    ended: bool,
+    with_context: F,
+}
+
+impl<F: Fn(Error) -> Error> SseEvents<F> {
+    async fn next(&mut self) -> Option<Result<StreamEvent>> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Some(Ok(ev));
+            }
+            if self.ended {
+                return None;
+            }
+            let step = match self.sse.next().await {
+                Some(Ok(ev)) if ev.data.trim().is_empty() => Ok(Vec::new()),
+                Some(Ok(ev)) => self.state.on_data(&ev.data),
+                Some(Err(e)) => Err(e),
+                None => {
+                    self.ended = true;
+                    self.state.on_end().map(|()| Vec::new())
+                }
+            };
+            match step {
+                Ok(evs) => {
+                    self.pending.extend(evs);
+                    self.ended |= self.state.is_done();
+                }
+                Err(mut e) => {
+                    self.ended = true;
+                    if e.partial_text().is_none() && !self.state.text().is_empty() {
+                        e = e.with_partial_text(self.state.text().to_owned());
+                    }
+                    return Some(Err((self.with_context)(e)));
+                }
+            }
+        }
+    }
+}
+
+/// Turns a `/generate_stream` response into an [`EventStream`] (not yet awaited to its first
+/// event; see [`infermux_core::first_event`]).
+pub fn generate_event_stream(
+    resp: HttpResponse,
+    with_context: impl Fn(Error) -> Error + Send + 'static,
+) -> EventStream {
+    let st = SseEvents {
+        sse: resp.sse(),
+        state: GenerateStreamState::new(),
+        pending: VecDeque::new(),
+        ended: false,
+        with_context,
+    };
+    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
+        let item = st.next().await?;
+        Some((item, st))
+    }))
+}
+
+#[async_trait]
+impl Provider for HfTgi {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn endpoint(&self) -> &EndpointId {
+        self.http.id()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let caps = Capabilities::new()
+            .with(Operation::Chat)
+            .with(Operation::ChatStream)
+            .with(Operation::Completion)
+            .with(Operation::CompletionStream)
+            .with(Operation::Models);
+        if self.prompt_format.is_some() {
+            caps
+        } else {
+            caps.with(Operation::Tools).with(Operation::Vision)
+        }
+    }
+
+    async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
+        match request {
+            Request::Chat(req) => match self.prompt_format {
+                None => self.openai.call(request, ctx).await,
+                Some(format) => {
+                    let c = self.chat_as_completion(req, format);
+                    let g = self.generate(&c, ctx).await?;
+                    let done = wire::to_completion(self.model_name(&req.model), g);
+                    let mut resp = ChatResponse::new(done.model, Message::assistant(done.text));
+                    resp.finish_reason = done.finish_reason;
+                    resp.usage = done.usage;
+                    Ok(Response::Chat(resp))
+                }
+            },
+            Request::Completion(req) => {
+                let g = self.generate(req, ctx).await?;
+                Ok(Response::Completion(wire::to_completion(
+                    self.model_name(&req.model),
+                    g,
+                )))
+            }
+            Request::Models => match &self.model {
+                // TGI serves `/v1/models` (its one model); the Inference API mode knows it.
+                None => self.openai.call(request, ctx).await,
+                Some(m) => {
+                    let mut info = ModelInfo::new(m.clone());
+                    info.owned_by = Some("tgi".into());
+                    Ok(Response::Models(ModelList::new(vec![info])))
+                }
+            },
+            other => Err(self.in_ctx(ctx)(Error::new(
+                ErrorKind::Unsupported,
+                format!("hf-tgi does not offer {:?}", other.operation()),
+            ))),
+        }
+    }
+
+    async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
+        match request {
+            Request::Chat(req) => match self.prompt_format {
+                None => self.openai.stream(request, ctx).await,
+                Some(format) => {
+                    self.generate_stream(&self.chat_as_completion(req, format), ctx)
+                        .await
+                }
+            },
+            Request::Completion(req) => self.generate_stream(req, ctx).await,
+            _ => Err(self.in_ctx(ctx)(Error::new(
+                ErrorKind::Unsupported,
+                "hf-tgi streams chat and completions only",
+            ))),
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! TGI's own wire format: `/generate` and `/generate_stream` (and the Inference API's
+//! `POST /models/{model}`, TGI's `/` route) bodies and answers, `/info`, the prompt formats used
+//! when a server has no messages API, and the Inference API's 503 "model is loading" error.
+
+use std::time::Duration;
+
+use infermux_core::{
+    ChatRequest, CompletionRequest, CompletionResponse, Error, ErrorKind, FinishReason, Result,
+    Role, StreamEvent, Usage,
+};
+use infermux_http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+fn decode_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Decode, format!("invalid TGI {what}: {e}"))
+}
+
+/// The `parameters` object of a generate request.
+pub fn parameters(req: &CompletionRequest, inference_api: bool) -> Map<String, Value> {
+    let mut p = Map::new();
+    p.insert("details".into(), json!(true));
+    if let Some(n) = req.max_tokens {
+        p.insert("max_new_tokens".into(), json!(n));
+    }
+    match req.temperature {
+        Some(t) if t > 0.0 => {
+            p.insert("temperature".into(), json!(t));
+            p.insert("do_sample".into(), json!(true));
+        }
+        Some(_) => {
+            p.insert("do_sample".into(), json!(false));
+        }
+        None => {}
+    }
+    if !req.stop.is_empty() {
+        p.insert("stop".into(), json!(req.stop));
+    }
+    if let Some(s) = req.seed.and_then(|s| u64::try_from(s).ok()) {
+        p.insert("seed".into(), json!(s));
+    }
+    if inference_api {
+        p.insert("return_full_text".into(), json!(false));
+    }
+    for (k, v) in &req.extra {
+        p.insert(k.clone(), v.clone());
+    }
+    p
+}
+
+/// The `/generate` / `/generate_stream` body (`{inputs, parameters}`); with `stream`
+/// `Some(_)`, the Inference API's (`{inputs, parameters, stream}`).
+pub fn generate_body(req: &CompletionRequest, stream: Option<bool>) -> Value {
+    let mut body = json!({
+        "inputs": req.prompt,
+        "parameters": Value::Object(parameters(req, stream.is_some())),
+    });
+    if let Some(s) = stream {
+        body["stream"] = json!(s);
+    }
+    body
+}
+
+/// One generated token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Token {
+    /// Token id.
+    pub id: u32,
+    /// Its text.
+    pub text: String,
+    /// Log probability (absent for the first prefill token).
+    #[serde(default)]
+    pub logprob: Option<f32>,
+    /// Whether it is a special token (not part of the text).
+    #[serde(default)]
+    pub special: bool,
+}
+
+/// `details` of a generation (`details: true`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Details {
+    /// `length`, `eos_token` or `stop_sequence`.
+    pub finish_reason: String,
+    /// Tokens generated.
+    pub generated_tokens: u64,
+    /// Seed used when sampling.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Prompt tokens (with `decoder_input_details`).
+    #[serde(default)]
+    pub prefill: Vec<Token>,
+    /// Generated tokens.
+    #[serde(default)]
+    pub tokens: Vec<Token>,
+    /// Prompt length in tokens (stream details only).
+    #[serde(default)]
+    pub input_length: Option<u64>,
+}
+
+/// The answer of `/generate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Generation {
+    /// The generated text.
+    pub generated_text: String,
+    /// Details, when asked for.
+    #[serde(default)]
+    pub details: Option<Details>,
+}
+
+/// One event of `/generate_stream`: a token, and on the last one the whole text and details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StreamToken {
+    /// The token.
+    pub token: Token,
+    /// The whole text (last event only).
+    #[serde(default)]
+    pub generated_text: Option<String>,
+    /// Details (last event only, with `details: true`).
+    #[serde(default)]
+    pub details: Option<Details>,
+}
+
+/// The core finish reason of TGI's (`eos_token` and `stop_sequence` are `Stop`).
+pub fn finish_reason(reason: &str) -> FinishReason {
+    match reason {
+        "eos_token" | "stop_sequence" | "stop" => FinishReason::Stop,
+        other => FinishReason::from(other),
+    }
+}
+
+/// Usage, when the prompt length is known (`input_length` of stream details, or the prefill
+/// tokens with `decoder_input_details`).
+fn usage(d: &Details) -> Option<Usage> {
+    let input = d
+        .input_length
+        .or_else(|| (!d.prefill.is_empty()).then_some(d.prefill.len() as u64))?;
+    Some(Usage::new(input, d.generated_tokens))
+}
+
+fn embedded_error(v: &Value) -> Option<Error> {
+    let msg = v.get("error")?;
+    let msg = msg.as_str().map_or_else(|| msg.to_string(), str::to_owned);
+    let kind = match v.get("error_type").and_then(Value::as_str) {
+        Some("validation") => ErrorKind::InvalidRequest,
+        Some("overloaded") => ErrorKind::Overloaded,
+        _ => ErrorKind::Server,
+    };
+    Some(Error::new(kind, msg))
+}
+
+/// Parses a `/generate` answer: an object, or (Inference API) a one-element array.
+pub fn parse_generation(body: &[u8]) -> Result<Generation> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| decode_err("generation", e))?;
+    let one = match v {
+        Value::Array(mut a) if a.len() == 1 => a.remove(0),
+        Value::Array(a) => {
+            return Err(Error::new(
+                ErrorKind::Decode,
+                format!("TGI returned {} generations for one input", a.len()),
+            ));
+        }
+        other => other,
+    };
+    if let Some(e) = embedded_error(&one) {
+        return Err(e);
+    }
+    serde_json::from_value(one).map_err(|e| decode_err("generation", e))
+}
+
+/// A [`Generation`] as a core completion.
+pub fn to_completion(model: &str, g: Generation) -> CompletionResponse {
+    let mut resp = CompletionResponse::new(model, g.generated_text);
+    if let Some(d) = &g.details {
+        resp.finish_reason = Some(finish_reason(&d.finish_reason));
+        resp.usage = usage(d);
+    }
+    resp
+}
+
+/// Folds `/generate_stream` events into stream events.
+#[derive(Debug, Default)]
+pub struct GenerateStreamState {
+    started: bool,
+    done: bool,
+    text: String,
+}
+
+impl GenerateStreamState {
+    /// A fresh state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the last event (with `generated_text`) arrived.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The text so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Events of one SSE `data`.
+    pub fn on_data(&mut self, data: &str) -> Result<Vec<StreamEvent>> {
+        let v: Value = serde_json::from_str(data).map_err(|e| decode_err("stream event", e))?;
+        if let Some(e) = embedded_error(&v) {
+            return Err(e);
+        }
+        let ev: StreamToken =
+            serde_json::from_value(v).map_err(|e| decode_err("stream event", e))?;
+        let mut out = Vec::new();
+        if !self.started {
+            self.started = true;
+            out.push(StreamEvent::Start {
+                id: None,
+                model: None,
+            });
+        }
+        if !ev.token.special && !ev.token.text.is_empty() {
+            self.text.push_str(&ev.token.text);
+            out.push(StreamEvent::TextDelta {
+                text: ev.token.text,
+            });
+        }
+        if ev.generated_text.is_some() {
+            self.done = true;
+            if let Some(u) = ev.details.as_ref().and_then(usage) {
+                out.push(StreamEvent::Usage(u));
+            }
+            out.push(StreamEvent::Done {
+                finish_reason: ev.details.as_ref().map(|d| finish_reason(&d.finish_reason)),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The end of the body: an error with the partial text unless the last event arrived.
+    pub fn on_end(&self) -> Result<()> {
+        if self.done {
+            return Ok(());
+        }
+        let mut e = Error::new(
+            ErrorKind::Decode,
+            "TGI stream ended before the event carrying generated_text",
+        );
+        if !self.text.is_empty() {
+            e = e.with_partial_text(self.text.clone());
+        }
+        Err(e)
+    }
+}
+
+/// What `/info` says about the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TgiInfo {
+    /// The model served.
+    pub model_id: String,
+    /// Its revision.
+    #[serde(default)]
+    pub model_sha: Option<String>,
+    /// Longest prompt in tokens (`max_input_length` before TGI 2).
+    #[serde(default, alias = "max_input_length")]
+    pub max_input_tokens: Option<u64>,
+    /// Longest prompt plus answer in tokens.
+    #[serde(default)]
+    pub max_total_tokens: Option<u64>,
+    /// Concurrent requests accepted.
+    #[serde(default)]
+    pub max_concurrent_requests: Option<u64>,
+    /// Stop sequences accepted in one request.
+    #[serde(default)]
+    pub max_stop_sequences: Option<u64>,
+    /// Inputs a client may send in one request.
+    #[serde(default)]
+    pub max_client_batch_size: Option<u64>,
+    /// Server version.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// Parses `/info`.
+pub fn parse_info(body: &[u8]) -> Result<TgiInfo> {
+    serde_json::from_slice(body).map_err(|e| decode_err("info", e))
+}
+
+/// How chat messages become one prompt when the server has no messages API
+/// (`/v1/chat/completions`, TGI ≥ 1.4.3). With a messages API the server applies the model's
+/// own chat template, which is always better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PromptFormat {
+    /// ChatML: `<|im_start|>{role}\n{text}<|im_end|>\n` per message, then
+    /// `<|im_start|>assistant\n`; generation stops at `<|im_end|>`.
+    ChatMl,
+    /// Plain text: `System: …`, `User: …`, `Assistant: …` lines, then `Assistant:`;
+    /// generation stops at `\nUser:`.
+    Plain,
+}
+
+impl PromptFormat {
+    /// The prompt for `req`'s messages and the stop sequence to add.
+    pub fn render(self, req: &ChatRequest) -> (String, &'static str) {
+        let mut out = String::new();
+        for m in &req.messages {
+            let role = match m.role {
+                Role::Developer => "system",
+                ref r => r.as_str(),
+            };
+            match self {
+                PromptFormat::ChatMl => {
+                    out.push_str(&format!("<|im_start|>{role}\n{}<|im_end|>\n", m.text()));
+                }
+                PromptFormat::Plain => {
+                    let mut label = role.to_owned();
+                    if let Some(first) = label.get_mut(..1) {
+                        first.make_ascii_uppercase();
+                    }
+                    out.push_str(&format!("{label}: {}\n", m.text()));
+                }
+            }
+        }
+        match self {
+            PromptFormat::ChatMl => {
+                out.push_str("<|im_start|>assistant\n");
+                (out, "<|im_end|>")
+            }
+            PromptFormat::Plain => {
+                out.push_str("Assistant:");
+                (out, "\nUser:")
+            }
+        }
+    }
+}
+
+/// The error of a non-2xx answer: [`infermux_http::error_from_response`] (TGI's 422 validation
+/// errors, JSON or text/plain, are `InvalidRequest`; its 424 generation errors `Server`), except the HF Inference API's 503
+/// `{"error": "... is currently loading", "estimated_time": 20.0}`, which becomes
+/// `Overloaded` with `retry_after` = `estimated_time` and a message saying to retry then, or
+/// to send `x-wait-for-model: true` (see `with_wait_for_model`) so the server waits.
+pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
+    let base = infermux_http::error_from_response(status, headers, body);
+    if status == 422 && base.kind() != ErrorKind::ContextLength {
+        let message = base.message().to_owned();
+        return Error::new(ErrorKind::InvalidRequest, message)
+            .with_status(status)
+            .with_reached_server(true);
+    }
+    if status == 424 {
+        // TGI answers 424 when generation itself failed (a server-side problem)
+        let message = base.message().to_owned();
+        return Error::new(ErrorKind::Server, message)
+            .with_status(status)
+            .with_reached_server(true);
+    }
+    if status != 503 {
+        return base;
+    }
+    let v: Value = serde_json::from_slice(body).unwrap_or_default();
+    let Some(secs) = v.get("estimated_time").and_then(Value::as_f64) else {
+        return base;
+    };
+    let msg = v
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("model is loading");
+    Error::new(
+        ErrorKind::Overloaded,
+        format!(
+            "{msg} (estimated {secs:.0}s): retry after that, or send `x-wait-for-model: true` to wait"
+        ),
+    )
+    .with_status(status)
+    .with_reached_server(true)
+    .with_retry_after(Duration::from_secs_f64(secs.clamp(0.0, 86_400.0)))
+    .with_provider_code("model_loading")
+}

@@ -1,0 +1,159 @@
+//! Bad input: a `/generate_stream` cut before its last event, an error event inside a 200
+//! stream, a text/plain 422, TGI's JSON 422, an HTML page, the Inference API's 503 "model is
+//! loading"; keys kept out of `Debug` and errors.
+
+use std::time::Duration;
+
+use infermux_core::{
+    ApiKey, CompletionRequest, EndpointConfig, ErrorKind, Provider, Request, RequestContext,
+    StreamAccumulator,
+};
+use infermux_hf_tgi::HfTgi;
+use infermux_testkit::ReplayServer;
+use serde_json::json;
+
+use crate::{cassette, sse, tgi};
+
+fn generate() -> Request {
+    Request::Completion(CompletionRequest::new("tgi", "What is"))
+}
+
+#[tokio::test]
+async fn a_cut_stream_is_a_decode_error_with_the_partial_text() {
+    let body = sse(&[
+        json!({"index":1,"token":{"id":415,"text":" Deep","logprob":-0.1,"special":false},"generated_text":null,"details":null}),
+        json!({"index":2,"token":{"id":5168,"text":" learn","logprob":-0.2,"special":false},"generated_text":null,"details":null}),
+    ]);
+    let server = ReplayServer::start(cassette(&[(
+        "POST",
+        "/generate_stream",
+        200,
+        "text/event-stream",
+        &body,
+    )]))
+    .await
+    .unwrap();
+    let s = tgi(&server.url())
+        .stream(&generate(), &RequestContext::new())
+        .await
+        .unwrap();
+    let e = StreamAccumulator::collect(s).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode);
+    assert_eq!(e.partial_text(), Some(" Deep learn"));
+    assert_eq!(e.provider(), Some("hf-tgi"));
+}
+
+#[tokio::test]
+async fn an_error_event_inside_a_200_stream() {
+    let body = sse(&[
+        json!({"index":1,"token":{"id":415,"text":" Deep","logprob":-0.1,"special":false},"generated_text":null,"details":null}),
+        json!({"error":"Request failed during generation: Server error: CUDA out of memory","error_type":"generation"}),
+    ]);
+    let server = ReplayServer::start(cassette(&[(
+        "POST",
+        "/generate_stream",
+        200,
+        "text/event-stream",
+        &body,
+    )]))
+    .await
+    .unwrap();
+    let s = tgi(&server.url())
+        .stream(&generate(), &RequestContext::new())
+        .await
+        .unwrap();
+    let e = StreamAccumulator::collect(s).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Server);
+    assert!(e.to_string().contains("out of memory"), "{e}");
+    assert_eq!(e.partial_text(), Some(" Deep"));
+}
+
+#[tokio::test]
+async fn error_pages_map_to_kinds() {
+    let cases = [
+        (
+            422,
+            "text/plain; charset=utf-8",
+            "Failed to deserialize the JSON body into the target type: inputs: invalid type: map, expected a string at line 1 column 11",
+            ErrorKind::InvalidRequest,
+        ),
+        (
+            422,
+            "application/json",
+            r#"{"error":"Input validation error: `temperature` must be strictly positive","error_type":"validation"}"#,
+            ErrorKind::InvalidRequest,
+        ),
+        (
+            424,
+            "application/json",
+            r#"{"error":"Request failed during generation: Server error: unexpected","error_type":"generation"}"#,
+            ErrorKind::Server,
+        ),
+        (
+            502,
+            "text/html",
+            "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>",
+            ErrorKind::Server,
+        ),
+    ];
+    for (status, ctype, body, kind) in cases {
+        let server = ReplayServer::start(cassette(&[("POST", "/generate", status, ctype, body)]))
+            .await
+            .unwrap();
+        let e = tgi(&server.url())
+            .call(&generate(), &RequestContext::new())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), kind, "{status} {ctype}: {e}");
+        assert_eq!(e.status(), Some(status));
+    }
+}
+
+#[tokio::test]
+async fn model_loading_is_overloaded_with_estimated_time_and_the_wait_hint() {
+    let body = r#"{"error":"Model HuggingFaceH4/zephyr-7b-beta is currently loading","estimated_time":41.5}"#;
+    let server = ReplayServer::start(cassette(&[(
+        "POST",
+        "/models/HuggingFaceH4/zephyr-7b-beta",
+        503,
+        "application/json",
+        body,
+    )]))
+    .await
+    .unwrap();
+    let cfg = EndpointConfig::new("hf", server.url()).unwrap();
+    let p = HfTgi::inference_api(cfg, "HuggingFaceH4/zephyr-7b-beta").unwrap();
+    let e = p
+        .call(&generate(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Overloaded);
+    assert_eq!(e.retry_after(), Some(Duration::from_secs_f64(41.5)));
+    assert!(e.to_string().contains("x-wait-for-model: true"), "{e}");
+    assert_eq!(e.provider_code(), Some("model_loading"));
+}
+
+#[tokio::test]
+async fn the_key_is_in_neither_debug_nor_errors() {
+    let key = "hf_TopSecretTokenForTests987";
+    let server = ReplayServer::start(cassette(&[(
+        "POST",
+        "/generate",
+        401,
+        "application/json",
+        r#"{"error":"Authorization header is correct, but the token seems invalid"}"#,
+    )]))
+    .await
+    .unwrap();
+    let cfg = EndpointConfig::new("t", server.url())
+        .unwrap()
+        .with_api_key(ApiKey::new(key));
+    let p = HfTgi::new(cfg).unwrap();
+    assert!(!format!("{p:?}").contains(key));
+    let e = p
+        .call(&generate(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth);
+    assert!(!format!("{e} {e:?}").contains(key));
+}

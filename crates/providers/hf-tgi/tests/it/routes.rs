@@ -1,0 +1,112 @@
+//! TGI's own routes on small cassettes shaped like its answers: `/generate_stream` with special
+//! tokens, `/info`, `/health`, `/metrics`, and chat rendered with a prompt format for a server
+//! without the messages API.
+
+use infermux_core::{
+    ChatRequest, CompletionRequest, FinishReason, Message, Provider, Request, RequestContext,
+    Response, StreamAccumulator,
+};
+use infermux_hf_tgi::PromptFormat;
+use infermux_testkit::ReplayServer;
+use serde_json::json;
+
+use crate::{cassette, sse, tgi};
+
+fn stream_body() -> String {
+    sse(&[
+        json!({"index":1,"token":{"id":415,"text":" Deep","logprob":-0.1,"special":false},"generated_text":null,"details":null}),
+        json!({"index":2,"token":{"id":5168,"text":" learning","logprob":-0.2,"special":false},"generated_text":null,"details":null}),
+        json!({"index":3,"token":{"id":2,"text":"</s>","logprob":-0.3,"special":true},"generated_text":" Deep learning","details":{"finish_reason":"eos_token","generated_tokens":3,"input_length":7,"seed":null}}),
+    ])
+}
+
+#[tokio::test]
+async fn generate_stream_tokens_end_with_generated_text_and_details() {
+    let server = ReplayServer::start(cassette(&[(
+        "POST",
+        "/generate_stream",
+        200,
+        "text/event-stream",
+        &stream_body(),
+    )]))
+    .await
+    .unwrap();
+    let req = Request::Completion(CompletionRequest::new("tgi", "What is"));
+    let s = tgi(&server.url())
+        .stream(&req, &RequestContext::new())
+        .await
+        .unwrap();
+    let r = StreamAccumulator::collect(s).await.unwrap();
+    assert_eq!(r.text(), " Deep learning");
+    assert_eq!(r.finish_reason, Some(FinishReason::Stop));
+    let u = r.usage.unwrap();
+    assert_eq!((u.input_tokens, u.output_tokens), (7, 3));
+    server.verify().unwrap();
+}
+
+#[tokio::test]
+async fn info_health_and_metrics() {
+    let info = r#"{"model_id":"bigscience/bloom-560m","model_sha":"e985a63cdc139290c5f700ff1929f0b5942cced2","model_pipeline_tag":"text-generation","max_concurrent_requests":128,"max_best_of":2,"max_stop_sequences":4,"max_input_tokens":1024,"max_total_tokens":2048,"validation_workers":2,"max_client_batch_size":4,"router":"text-generation-router","version":"3.0.0","sha":null,"docker_label":null}"#;
+    let metrics = "# TYPE tgi_queue_size gauge\ntgi_queue_size 2\n# TYPE tgi_batch_current_size gauge\ntgi_batch_current_size 5\ntgi_batch_current_max_tokens 4096\n# TYPE tgi_request_count counter\ntgi_request_count 17\ntgi_request_success 15\n";
+    let server = ReplayServer::start(cassette(&[
+        ("GET", "/health", 200, "text/plain", ""),
+        ("GET", "/info", 200, "application/json", info),
+        ("GET", "/metrics", 200, "text/plain; version=0.0.4", metrics),
+    ]))
+    .await
+    .unwrap();
+    let p = tgi(&server.url());
+    let ctx = RequestContext::new();
+    p.health(&ctx).await.unwrap();
+    let i = p.info(&ctx).await.unwrap();
+    assert_eq!(i.model_id, "bigscience/bloom-560m");
+    assert_eq!(i.max_input_tokens, Some(1024));
+    let m = p.metrics(&ctx).await.unwrap();
+    assert_eq!(m.queue_size, Some(2.0));
+    assert_eq!(m.batch_current_size, Some(5.0));
+    assert_eq!(m.request_count, Some(17.0));
+    assert_eq!(m.request_failure, None);
+    server.verify().unwrap();
+}
+
+#[tokio::test]
+async fn chat_without_a_messages_api_uses_the_prompt_format() {
+    let body = r#"{"generated_text":"Paris.","details":{"finish_reason":"stop_sequence","generated_tokens":3,"seed":null,"prefill":[],"tokens":[]}}"#;
+    let server = ReplayServer::start(cassette(&[(
+        "POST",
+        "/generate",
+        200,
+        "application/json",
+        body,
+    )]))
+    .await
+    .unwrap();
+    let p = tgi(&server.url()).with_prompt_format(PromptFormat::ChatMl);
+    let req = Request::Chat(ChatRequest::new(
+        "tgi",
+        vec![
+            Message::system("Be brief."),
+            Message::user("Capital of France?"),
+        ],
+    ));
+    let Response::Chat(r) = p.call(&req, &RequestContext::new()).await.unwrap() else {
+        panic!("not chat")
+    };
+    assert_eq!(r.text(), "Paris.");
+    assert_eq!(r.finish_reason, Some(FinishReason::Stop));
+    let Request::Chat(c) = &req else {
+        unreachable!()
+    };
+    let (prompt, stop) = PromptFormat::ChatMl.render(c);
+    assert_eq!(
+        prompt,
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\n"
+    );
+    assert_eq!(stop, "<|im_end|>");
+    let (plain, _) = PromptFormat::Plain.render(c);
+    assert_eq!(
+        plain,
+        "System: Be brief.\nUser: Capital of France?\nAssistant:"
+    );
+    server.verify().unwrap();
+}
