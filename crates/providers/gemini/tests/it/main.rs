@@ -3,6 +3,8 @@
 //! against the published OpenAPI description, the conformance suite on replayed traffic, and bad
 //! input.
 
+mod bad_input;
+mod requests;
 mod shared;
 
 use infermux_core::EndpointConfig;

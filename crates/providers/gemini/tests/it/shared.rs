@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use futures_util::StreamExt;
 use infermux_core::{
     ChatResponse, EmbeddingRequest, Error, ErrorKind, Provider, Request, RequestContext, Response,
     StreamAccumulator,

@@ -1,0 +1,158 @@
+//! Bad input: an error inside a 200 stream, a truncated stream, an HTML error page, 429
+//! `RESOURCE_EXHAUSTED` with `RetryInfo`, blocked prompts and answers; and no key in `Debug`,
+//! or in errors.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use infermux_core::{
+    ApiKey, ChatRequest, EndpointConfig, ErrorKind, Message, Provider, Request, RequestContext,
+    StreamAccumulator,
+};
+use infermux_gemini::Gemini;
+use infermux_testkit::{
+    Body, Cassette, Interaction, RecordedRequest, RecordedResponse, ReplayOptions, ReplayServer,
+};
+
+const KEY: &str = "AIzaSy-test-0123456789-secret";
+const GENERATE: &str =
+    "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent";
+const STREAM: &str = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse";
+
+fn answer(uri: &str, status: u16, content_type: &str, body: &str) -> Cassette {
+    Cassette {
+        interactions: vec![Interaction {
+            request: RecordedRequest {
+                method: "POST".into(),
+                uri: uri.into(),
+                headers: Vec::new(),
+                body: None,
+            },
+            response: RecordedResponse {
+                status,
+                message: String::new(),
+                headers: vec![("content-type".into(), content_type.into())],
+                body: Body::Raw(body.as_bytes().to_vec()),
+            },
+        }],
+    }
+}
+
+async fn serve(c: Cassette) -> (ReplayServer, Gemini) {
+    let server = ReplayServer::start_with(c, ReplayOptions::default().with_chunk_size(11))
+        .await
+        .unwrap();
+    let cfg = EndpointConfig::new("bad", format!("{}/v1beta", server.url()))
+        .unwrap()
+        .with_api_key(ApiKey::new(KEY));
+    (server, Gemini::new(cfg).unwrap())
+}
+
+fn chat() -> Request {
+    Request::Chat(ChatRequest::new(
+        "gemini-2.0-flash",
+        vec![Message::user("hi")],
+    ))
+}
+
+const TEXT: &str = r#"data: {"candidates": [{"content": {"parts": [{"text": "Once upon"}], "role": "model"}}], "responseId": "r"}
+
+"#;
+
+#[tokio::test]
+async fn error_inside_a_200_stream_carries_the_partial_text() {
+    let body = format!(
+        "{TEXT}data: {{\"error\": {{\"code\": 503, \"message\": \"The model is overloaded.\", \"status\": \"UNAVAILABLE\"}}}}\n\n"
+    );
+    let (server, p) = serve(answer(STREAM, 200, "text/event-stream", &body)).await;
+    let ctx = RequestContext::new();
+    let s = p.stream(&chat(), &ctx).await.unwrap();
+    let e = StreamAccumulator::collect(s).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Server);
+    assert_eq!(e.partial_text(), Some("Once upon"));
+    assert_eq!(e.provider(), Some("gemini"));
+    assert_eq!(e.request_id(), Some(ctx.request_id()));
+    server.verify().unwrap();
+}
+
+#[tokio::test]
+async fn truncated_streams_are_decode_errors() {
+    // SSE without a finish reason
+    let (server, p) = serve(answer(STREAM, 200, "text/event-stream", TEXT)).await;
+    let s = p.stream(&chat(), &RequestContext::new()).await.unwrap();
+    let e = StreamAccumulator::collect(s).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode);
+    assert_eq!(e.partial_text(), Some("Once upon"));
+    server.verify().unwrap();
+    // a JSON array cut in the middle
+    let uri = STREAM.trim_end_matches("?alt=sse");
+    let body = r#"[{"candidates": [{"content": {"parts": [{"text": "Once upon"}]}}]}, {"candidates": [{"content": {"par"#;
+    let (server, p) = serve(answer(uri, 200, "application/json", body)).await;
+    let p = p.with_sse(false);
+    let mut s = p.stream(&chat(), &RequestContext::new()).await.unwrap();
+    let mut last = None;
+    while let Some(ev) = s.next().await {
+        last = Some(ev);
+    }
+    let e = last.unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode);
+    assert_eq!(e.partial_text(), Some("Once upon"));
+    server.verify().unwrap();
+}
+
+#[tokio::test]
+async fn html_error_page_is_a_server_error() {
+    let html = "<html><head><title>502 Server Error</title></head><body>Bad Gateway</body></html>";
+    let (server, p) = serve(answer(GENERATE, 502, "text/html", html)).await;
+    let e = p.call(&chat(), &RequestContext::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Server);
+    assert_eq!(e.status(), Some(502));
+    assert!(e.message().contains("502 Server Error"));
+    server.verify().unwrap();
+}
+
+#[tokio::test]
+async fn resource_exhausted_carries_the_retry_info_delay() {
+    let body = r#"{"error": {"code": 429, "message": "You exceeded your current quota.", "status": "RESOURCE_EXHAUSTED",
+      "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests"}]},
+                  {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "17s"}]}}"#;
+    let (server, p) = serve(answer(GENERATE, 429, "application/json", body)).await;
+    let e = p.call(&chat(), &RequestContext::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(17)));
+    assert_eq!(e.provider_code(), Some("RESOURCE_EXHAUSTED"));
+    server.verify().unwrap();
+}
+
+#[tokio::test]
+async fn blocked_prompts_and_answers_are_content_filter_errors() {
+    let body = r#"{"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []}, "usageMetadata": {"promptTokenCount": 8}}"#;
+    let (server, p) = serve(answer(GENERATE, 200, "application/json", body)).await;
+    let e = p.call(&chat(), &RequestContext::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ContentFilter);
+    assert_eq!(e.provider_code(), Some("SAFETY"));
+    server.verify().unwrap();
+
+    let body = format!(
+        "{TEXT}data: {{\"candidates\": [{{\"content\": {{}}, \"finishReason\": \"PROHIBITED_CONTENT\"}}]}}\n\n"
+    );
+    let (server, p) = serve(answer(STREAM, 200, "text/event-stream", &body)).await;
+    let s = p.stream(&chat(), &RequestContext::new()).await.unwrap();
+    let e = StreamAccumulator::collect(s).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ContentFilter);
+    assert_eq!(e.partial_text(), Some("Once upon"));
+    server.verify().unwrap();
+}
+
+#[tokio::test]
+async fn no_key_in_debug_errors_or_url() {
+    let body = r#"{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT",
+      "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]}}"#;
+    let (server, p) = serve(answer(GENERATE, 400, "application/json", body)).await;
+    assert!(!format!("{p:?}").contains(KEY));
+    let e = p.call(&chat(), &RequestContext::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth);
+    assert!(!format!("{e:?}").contains(KEY));
+    assert!(!e.to_string().contains(KEY));
+    server.verify().unwrap();
+}

@@ -1,0 +1,334 @@
+//! Request bodies: function schemas cleaned of what Gemini rejects, tool results, images, the
+//! generation config; validation of the bodies against Google's published OpenAPI description
+//! (`../shared/fixtures/specs/gemini`) with a small hand-rolled checker; and SSE versus
+//! JSON-array streaming of the same content giving the same events.
+
+use std::path::PathBuf;
+
+use futures_util::StreamExt;
+use infermux_core::{
+    ChatRequest, ContentPart, EmbeddingRequest, Message, Provider, Request, RequestContext,
+    StreamEvent, Tool, ToolCall, ToolChoice,
+};
+use infermux_gemini::wire;
+use infermux_testkit::{
+    Body, Cassette, Interaction, RecordedRequest, RecordedResponse, ReplayOptions, ReplayServer,
+};
+use serde_json::{Value, json};
+
+use crate::{provider, stream_chunks};
+
+fn weather_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "city": {"type": "string", "description": "City name"},
+            "where": {"$ref": "#/$defs/Place"},
+            "history": {"type": "array", "items": {"$ref": "#/$defs/Place"}}
+        },
+        "required": ["city"],
+        "$defs": {
+            "Place": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+                "required": ["lat", "lon"]
+            }
+        }
+    })
+}
+
+fn rich_request() -> ChatRequest {
+    let call = ToolCall::new(
+        format!("{}0", wire::GENERATED_ID),
+        "get_weather",
+        r#"{"city":"Paris"}"#,
+    );
+    let mut req = ChatRequest::new(
+        "gemini-2.5-flash",
+        vec![
+            Message::system("Be brief."),
+            Message::user_parts(vec![
+                ContentPart::text("Weather where this photo was taken?"),
+                ContentPart::image_base64("image/png", "iVBORw0KGgo="),
+                ContentPart::image_url("https://example.com/photo.jpg"),
+            ]),
+            Message::assistant_tool_calls(vec![call.clone()]),
+            Message::tool_result(call.id.clone(), r#"{"temp_c": 18}"#),
+        ],
+    )
+    .with_tools(vec![Tool::new(
+        "get_weather",
+        "Current weather",
+        weather_schema(),
+    )])
+    .with_tool_choice(ToolChoice::Tool("get_weather".into()))
+    .with_max_tokens(128)
+    .with_temperature(0.2)
+    .with_stop(vec!["END".into()])
+    .with_seed(7);
+    req.top_p = Some(0.9);
+    req
+}
+
+#[test]
+fn schemas_are_cleaned_and_refs_inlined() {
+    let cleaned = wire::clean_schema(&weather_schema());
+    let text = cleaned.to_string();
+    for banned in ["additionalProperties", "$schema", "$ref", "$defs"] {
+        assert!(!text.contains(banned), "{banned} left in {text}");
+    }
+    assert_eq!(
+        cleaned["properties"]["where"]["properties"]["lat"]["type"],
+        "number"
+    );
+    assert_eq!(
+        cleaned["properties"]["history"]["items"]["required"],
+        json!(["lat", "lon"])
+    );
+    // a recursive reference ends instead of looping
+    let recursive = json!({"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}},
+        "$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}}});
+    assert!(!wire::clean_schema(&recursive).to_string().contains("$ref"));
+}
+
+#[test]
+fn generate_body_maps_every_field() {
+    let b = wire::generate_body(&rich_request());
+    assert_eq!(b["systemInstruction"]["parts"][0]["text"], "Be brief.");
+    let contents = b["contents"].as_array().unwrap();
+    assert_eq!(contents.len(), 3);
+    assert_eq!(
+        contents[0]["parts"][1]["inlineData"]["mimeType"],
+        "image/png"
+    );
+    assert_eq!(
+        contents[0]["parts"][2]["fileData"]["fileUri"],
+        "https://example.com/photo.jpg"
+    );
+    assert_eq!(contents[1]["role"], "model");
+    assert_eq!(
+        contents[1]["parts"][0]["functionCall"],
+        json!({"name": "get_weather", "args": {"city": "Paris"}})
+    );
+    assert_eq!(
+        contents[2]["parts"][0]["functionResponse"],
+        json!({"name": "get_weather", "response": {"temp_c": 18}})
+    );
+    assert_eq!(
+        b["toolConfig"]["functionCallingConfig"],
+        json!({"mode": "ANY", "allowedFunctionNames": ["get_weather"]})
+    );
+    let g = &b["generationConfig"];
+    assert_eq!(g["maxOutputTokens"], 128);
+    assert_eq!(g["stopSequences"], json!(["END"]));
+    assert_eq!(g["seed"], 7);
+    assert!(!b.to_string().contains("additionalProperties"));
+    // the inverse reads it back
+    let back = wire::chat_request_from_json("gemini-2.5-flash", &b).unwrap();
+    assert_eq!(back.messages.len(), 4);
+    assert_eq!(back.messages[2].tool_calls[0].name, "get_weather");
+    assert_eq!(back.max_tokens, Some(128));
+}
+
+// ---- validation against the published OpenAPI description ------------------------------
+
+fn spec() -> Option<Value> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(
+        "../../../../shared/fixtures/specs/gemini/generativelanguage-v1beta-openapi-20241016.json",
+    );
+    let text = std::fs::read_to_string(p).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Checks `v` against `schema`: object keys known, types right, enums (case-insensitively,
+/// as Google's JSON parser accepts) respected. Returns the problems found, with their paths.
+fn check(v: &Value, schema: &Value, spec: &Value, path: &str, out: &mut Vec<String>) {
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let name = r.rsplit('/').next().unwrap();
+        return check(v, &spec["components"]["schemas"][name], spec, path, out);
+    }
+    let ty = schema.get("type").and_then(Value::as_str).unwrap_or("");
+    let ok = match ty {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        _ => true,
+    };
+    if !ok {
+        out.push(format!("{path}: expected {ty}, got {v}"));
+        return;
+    }
+    if let (Some(allowed), Some(s)) = (schema.get("enum").and_then(Value::as_array), v.as_str())
+        && !allowed
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| a.eq_ignore_ascii_case(s)))
+    {
+        out.push(format!("{path}: {s:?} not in the enum"));
+    }
+    match v {
+        Value::Object(obj) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let extra = schema.get("additionalProperties");
+            for (k, val) in obj {
+                match (props.and_then(|p| p.get(k)), extra) {
+                    (Some(s), _) => check(val, s, spec, &format!("{path}.{k}"), out),
+                    (None, Some(s)) if s.get("$ref").is_some() => {
+                        check(val, s, spec, &format!("{path}.{k}"), out);
+                    }
+                    (None, Some(_)) => {}
+                    (None, None) if props.is_none() => {}
+                    (None, None) => out.push(format!("{path}: unknown field {k:?}")),
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    check(item, s, spec, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn validate(v: &Value, schema_name: &str, spec: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    check(
+        v,
+        &spec["components"]["schemas"][schema_name],
+        spec,
+        schema_name,
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn request_bodies_validate_against_the_openapi_description() {
+    let Some(spec) = spec() else {
+        eprintln!("skipping: ../shared/fixtures/specs/gemini is absent");
+        return;
+    };
+    let mut req = rich_request();
+    // `generationConfig.seed` (like `FunctionCall.id`) is newer than this 2024-10 description
+    req.seed = None;
+    let problems = validate(&wire::generate_body(&req), "GenerateContentRequest", &spec);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let mut emb = EmbeddingRequest::new("gemini-embedding-001", vec!["a".into(), "b".into()]);
+    emb.dimensions = Some(768);
+    emb.extra
+        .insert("taskType".into(), json!("RETRIEVAL_QUERY"));
+    let problems = validate(
+        &wire::batch_embed_body(&emb),
+        "BatchEmbedContentsRequest",
+        &spec,
+    );
+    assert!(problems.is_empty(), "{problems:#?}");
+    let problems = validate(&wire::embed_body(&emb, "a"), "EmbedContentRequest", &spec);
+    assert!(problems.is_empty(), "{problems:#?}");
+    for body in [
+        wire::count_tokens_body(&req),
+        wire::count_tokens_body(&ChatRequest::new("m", vec![Message::user("hi")])),
+    ] {
+        let problems = validate(&body, "CountTokensRequest", &spec);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+    // the checker does catch what Gemini would reject
+    let bad = json!({"contents": [{"parts": [{"txet": "hi"}]}], "generationConfig": {"maxOutputTokens": "many"}});
+    assert_eq!(validate(&bad, "GenerateContentRequest", &spec).len(), 2);
+}
+
+// ---- SSE and JSON-array streaming of the same content -----------------------------------
+
+fn serve(uri: &str, content_type: &str, body: String) -> Cassette {
+    Cassette {
+        interactions: vec![Interaction {
+            request: RecordedRequest {
+                method: "POST".into(),
+                uri: uri.into(),
+                headers: Vec::new(),
+                body: None,
+            },
+            response: RecordedResponse {
+                status: 200,
+                message: "OK".into(),
+                headers: vec![("content-type".into(), content_type.into())],
+                body: Body::Raw(body.into_bytes()),
+            },
+        }],
+    }
+}
+
+async fn events(cassette: Cassette, sse: bool, chunk: usize) -> Vec<StreamEvent> {
+    let server =
+        ReplayServer::start_with(cassette, ReplayOptions::default().with_chunk_size(chunk))
+            .await
+            .unwrap();
+    let p = provider(&format!("{}/v1beta", server.url())).with_sse(sse);
+    let req = Request::Chat(ChatRequest::new(
+        "gemini-2.0-flash",
+        vec![Message::user("hi")],
+    ));
+    let mut s = p.stream(&req, &RequestContext::new()).await.unwrap();
+    let mut out = Vec::new();
+    while let Some(ev) = s.next().await {
+        out.push(ev.unwrap());
+    }
+    server.verify().unwrap();
+    out
+}
+
+#[tokio::test]
+async fn sse_and_json_array_streams_of_the_same_content_give_the_same_events() {
+    // a tool call with thinking, as the real API streamed it (as a JSON array), and a text
+    // answer (as SSE); each served both ways
+    let chunks = vec![
+        json!({"candidates": [{"content": {"parts": [{"text": "Thinking it over.", "thought": true}], "role": "model"}, "index": 0}], "modelVersion": "gemini-2.5-flash", "responseId": "r1"}),
+        json!({"candidates": [{"content": {"parts": [{"text": "Paris is "}], "role": "model"}, "index": 0}], "modelVersion": "gemini-2.5-flash", "responseId": "r1"}),
+        json!({"candidates": [{"content": {"parts": [{"text": "sunny."}, {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}], "role": "model"}, "finishReason": "STOP", "index": 0}], "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 12, "thoughtsTokenCount": 4, "totalTokenCount": 25}, "modelVersion": "gemini-2.5-flash", "responseId": "r1"}),
+    ];
+    let mut sets = vec![chunks];
+    let recorded = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(
+        "../../../../shared/fixtures/cassettes/gemini/pydantic-ai/test_google_model_stream.yaml",
+    );
+    if let Ok(c) = Cassette::load(&recorded) {
+        sets.push(stream_chunks(&crate::response_bytes(
+            &c.interactions[0].response,
+        )));
+    }
+    for chunks in sets {
+        let array = format!(
+            "[{}]",
+            chunks
+                .iter()
+                .map(|c| serde_json::to_string_pretty(c).unwrap())
+                .collect::<Vec<_>>()
+                .join(",\r\n")
+        );
+        let sse: String = chunks
+            .iter()
+            .map(|c| format!("data: {c}\r\n\r\n"))
+            .collect();
+        let uri = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:streamGenerateContent";
+        for chunk in [1, 5, 64] {
+            let from_array =
+                events(serve(uri, "application/json", array.clone()), false, chunk).await;
+            let from_sse = events(
+                serve(&format!("{uri}?alt=sse"), "text/event-stream", sse.clone()),
+                true,
+                chunk,
+            )
+            .await;
+            assert_eq!(from_array, from_sse);
+            assert!(matches!(from_sse.first(), Some(StreamEvent::Start { .. })));
+            assert!(matches!(from_sse.last(), Some(StreamEvent::Done { .. })));
+        }
+    }
+}
