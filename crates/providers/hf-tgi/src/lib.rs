@@ -6,8 +6,9 @@
 //!   the last one carrying `generated_text` and `details`; special tokens are not text; a
 //!   stream that ends before that last event is a `Decode` error with the partial text).
 //!   [`HfTgi::generate`] returns the typed [`Generation`] with its tokens.
-//! - Chat goes to the server's messages API, `/v1/chat/completions`, spoken by
-//!   [`infermux_openai_compat`] (the server applies the model's chat template). For a server
+//! - Chat goes to the server's messages API, `/v1/chat/completions`, in the OpenAI protocol of
+//!   [`infermux_openai_compat::wire`] (the server applies the model's chat template; errors and
+//!   `x-wait-for-model` are handled as for generation). For a server
 //!   without it (TGI < 1.4.3), [`HfTgi::with_prompt_format`] renders the messages with a
 //!   documented [`PromptFormat`] and sends them to `/generate`.
 //! - [`HfTgi::info`] (`/info`), [`HfTgi::health`] (`/health`), [`HfTgi::metrics`] (`/metrics`,
@@ -52,7 +53,7 @@ use infermux_core::{
 use infermux_http::{
     Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse, decode::SseEvent,
 };
-use infermux_openai_compat::OpenAiCompat;
+use infermux_openai_compat::{ChatStreamState, OpenAiCompat};
 
 pub use metrics::TgiMetrics;
 pub use wire::{
@@ -153,7 +154,7 @@ impl HfTgi {
     }
 
     /// Sends `x-wait-for-model: true` (Inference API): the server holds the request while the
-    /// model loads instead of answering 503. Applies to `/generate`-style requests.
+    /// model loads instead of answering 503.
     pub fn with_wait_for_model(mut self, yes: bool) -> Self {
         self.wait_for_model = yes;
         self
@@ -264,6 +265,36 @@ impl HfTgi {
         c
     }
 
+    async fn chat_messages(&self, req: &ChatRequest, ctx: &RequestContext) -> Result<Response> {
+        let body = infermux_openai_compat::wire::chat_body(req, false);
+        let resp = self
+            .send(self.http.post("/v1/chat/completions").json(&body), ctx)
+            .await?;
+        let bytes = resp.bytes().await?;
+        infermux_openai_compat::wire::parse_chat(&bytes)
+            .map(Response::Chat)
+            .map_err(self.in_ctx(ctx))
+    }
+
+    async fn chat_messages_stream(
+        &self,
+        req: &ChatRequest,
+        ctx: &RequestContext,
+    ) -> Result<EventStream> {
+        let body = infermux_openai_compat::wire::chat_body(req, true);
+        let resp = self
+            .send(self.http.post("/v1/chat/completions").json(&body), ctx)
+            .await?;
+        let (id, ep) = (ctx.request_id(), self.http.id().clone());
+        // TGI 1.x ends a chat stream after the finish reason without `[DONE]`
+        first_event(infermux_openai_compat::chat_event_stream_with(
+            resp,
+            ChatStreamState::ending_at_finish_reason(),
+            move |e| e.in_context(id, NAME, &ep),
+        ))
+        .await
+    }
+
     fn model_name<'a>(&'a self, requested: &'a str) -> &'a str {
         self.model.as_deref().unwrap_or(requested)
     }
@@ -358,7 +389,7 @@ impl Provider for HfTgi {
     async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
         match request {
             Request::Chat(req) => match self.prompt_format {
-                None => self.openai.call(request, ctx).await,
+                None => self.chat_messages(req, ctx).await,
                 Some(format) => {
                     let c = self.chat_as_completion(req, format);
                     let g = self.generate(&c, ctx).await?;
@@ -395,7 +426,7 @@ impl Provider for HfTgi {
     async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
         match request {
             Request::Chat(req) => match self.prompt_format {
-                None => self.openai.stream(request, ctx).await,
+                None => self.chat_messages_stream(req, ctx).await,
                 Some(format) => {
                     self.generate_stream(&self.chat_as_completion(req, format), ctx)
                         .await

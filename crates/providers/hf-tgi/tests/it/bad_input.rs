@@ -157,3 +157,29 @@ async fn the_key_is_in_neither_debug_nor_errors() {
     assert_eq!(e.kind(), ErrorKind::Auth);
     assert!(!format!("{e} {e:?}").contains(key));
 }
+
+#[tokio::test]
+async fn model_loading_on_the_messages_api_is_overloaded_too() {
+    let body = r#"{"error":"Model HuggingFaceH4/zephyr-7b-beta is currently loading","estimated_time":12.0}"#;
+    let server = ReplayServer::start(cassette(&[(
+        "POST",
+        "/models/HuggingFaceH4/zephyr-7b-beta/v1/chat/completions",
+        503,
+        "application/json",
+        body,
+    )]))
+    .await
+    .unwrap();
+    let cfg = EndpointConfig::new("hf", server.url()).unwrap();
+    let p = HfTgi::inference_api(cfg, "HuggingFaceH4/zephyr-7b-beta")
+        .unwrap()
+        .with_wait_for_model(true);
+    let req = infermux_core::Request::Chat(infermux_core::ChatRequest::new(
+        "tgi",
+        vec![infermux_core::Message::user("Hi")],
+    ));
+    let e = p.stream(&req, &RequestContext::new()).await.err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Overloaded);
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(12)));
+    server.verify().unwrap();
+}
