@@ -4,6 +4,7 @@
 //! input.
 
 mod bad_input;
+mod conformance;
 mod requests;
 mod shared;
 
