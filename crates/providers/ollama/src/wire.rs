@@ -57,7 +57,7 @@ fn merge_extra(body: &mut Map<String, Value>, extra: &Map<String, Value>) {
     }
 }
 
-fn message_json(m: &Message) -> Value {
+fn message_json(m: &Message, tool_names: &std::collections::HashMap<&str, &str>) -> Value {
     let mut text = String::new();
     let mut images = Vec::new();
     let mut thinking = String::new();
@@ -104,10 +104,16 @@ fn message_json(m: &Message) -> Value {
             .collect();
         o.insert("tool_calls".into(), Value::Array(calls));
     }
-    if let Some(name) = &m.name
-        && m.role == Role::Tool
-    {
-        o.insert("tool_name".into(), json!(name));
+    if m.role == Role::Tool {
+        // Ollama names the tool a result belongs to; core carries the call id
+        let name = m.name.as_deref().or_else(|| {
+            m.tool_call_id
+                .as_deref()
+                .and_then(|id| tool_names.get(id).copied())
+        });
+        if let Some(name) = name {
+            o.insert("tool_name".into(), json!(name));
+        }
     }
     Value::Object(o)
 }
@@ -116,9 +122,20 @@ fn message_json(m: &Message) -> Value {
 pub fn chat_body(req: &ChatRequest, stream: bool) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), json!(req.model));
+    let tool_names: std::collections::HashMap<&str, &str> = req
+        .messages
+        .iter()
+        .flat_map(|m| &m.tool_calls)
+        .map(|c| (c.id.as_str(), c.name.as_str()))
+        .collect();
     body.insert(
         "messages".into(),
-        Value::Array(req.messages.iter().map(message_json).collect()),
+        Value::Array(
+            req.messages
+                .iter()
+                .map(|m| message_json(m, &tool_names))
+                .collect(),
+        ),
     );
     body.insert("stream".into(), json!(stream));
     let tools_off = matches!(req.tool_choice, Some(ToolChoice::None));
@@ -580,6 +597,20 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(evs[0], StreamEvent::Usage(Usage::new(3, 1)));
         assert!(st.on_end().is_ok());
+    }
+
+    #[test]
+    fn tool_results_carry_the_tool_name() {
+        let req = ChatRequest::new(
+            "m",
+            vec![
+                Message::assistant_tool_calls(vec![ToolCall::new("c1", "get_weather", "{}")]),
+                Message::tool_result("c1", "sunny"),
+            ],
+        );
+        let body = chat_body(&req, false);
+        assert_eq!(body["messages"][1]["tool_name"], "get_weather");
+        assert_eq!(body["messages"][1]["role"], "tool");
     }
 
     #[test]
