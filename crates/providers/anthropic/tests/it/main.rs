@@ -4,6 +4,7 @@
 //! bodies, and bad input.
 
 mod bad_input;
+mod capture;
 mod live;
 mod record;
 mod replay;

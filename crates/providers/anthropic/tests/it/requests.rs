@@ -163,3 +163,36 @@ fn count_tokens_body_has_the_prompt_only() {
     assert!(b.get("temperature").is_none());
     assert_eq!(b["tools"][0]["name"], "get_weather");
 }
+
+#[tokio::test]
+async fn headers_on_the_wire_key_version_and_betas() {
+    use infermux_anthropic::Anthropic;
+    use infermux_core::{ApiKey, EndpointConfig, Provider, Request, RequestContext};
+
+    let (url, seen) = crate::capture::capture(
+        r#"{"id":"m","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}"#,
+    )
+    .await;
+    let cfg = EndpointConfig::new("wire", format!("{url}/v1"))
+        .unwrap()
+        .with_api_key(ApiKey::new("sk-ant-wire"));
+    let p = Anthropic::new(cfg)
+        .unwrap()
+        .with_beta("prompt-caching-2024-07-31")
+        .with_beta("interleaved-thinking-2025-05-14")
+        .with_beta_query(true);
+    let req = ChatRequest::new("claude", vec![Message::user("hi")]);
+    p.call(&Request::Chat(req), &RequestContext::new())
+        .await
+        .unwrap();
+    let seen = seen.await.unwrap();
+    assert_eq!(seen.target, "/v1/messages?beta=true");
+    assert_eq!(seen.header("x-api-key"), Some("sk-ant-wire"));
+    assert_eq!(seen.header("authorization"), None);
+    assert_eq!(seen.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(
+        seen.header("anthropic-beta"),
+        Some("prompt-caching-2024-07-31,interleaved-thinking-2025-05-14")
+    );
+    assert!(seen.header("x-request-id").is_some());
+}

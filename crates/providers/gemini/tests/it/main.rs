@@ -4,6 +4,7 @@
 //! input.
 
 mod bad_input;
+mod capture;
 mod conformance;
 mod requests;
 mod shared;

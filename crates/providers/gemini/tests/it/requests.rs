@@ -332,3 +332,51 @@ async fn sse_and_json_array_streams_of_the_same_content_give_the_same_events() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_key_is_a_header_never_in_the_url() {
+    use infermux_core::{ApiKey, EndpointConfig};
+    use infermux_gemini::Gemini;
+
+    let (url, seen) = crate::capture::capture(
+        r#"{"candidates": [{"content": {"parts": [{"text": "hi"}], "role": "model"}, "finishReason": "STOP"}]}"#,
+    )
+    .await;
+    let cfg = EndpointConfig::new("wire", format!("{url}/v1beta"))
+        .unwrap()
+        .with_api_key(ApiKey::new("AIza-wire-key"));
+    let p = Gemini::new(cfg).unwrap();
+    let req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("hi")]);
+    let r = p
+        .call(&Request::Chat(req), &RequestContext::new())
+        .await
+        .unwrap();
+    assert_eq!(r.operation(), infermux_core::Operation::Chat);
+    let seen = seen.await.unwrap();
+    assert_eq!(
+        seen.target,
+        "/v1beta/models/gemini-2.5-flash:generateContent"
+    );
+    assert!(!seen.target.contains("AIza-wire-key"));
+    assert_eq!(seen.header("x-goog-api-key"), Some("AIza-wire-key"));
+    assert_eq!(seen.header("authorization"), None);
+
+    // and a stream asks for SSE with `alt=sse`, still without the key in the URL
+    let (url, seen) = crate::capture::capture(
+        r#"{"candidates": [{"content": {"parts": [{"text": "hi"}], "role": "model"}, "finishReason": "STOP"}]}"#,
+    )
+    .await;
+    let cfg = EndpointConfig::new("wire", format!("{url}/v1beta"))
+        .unwrap()
+        .with_api_key(ApiKey::new("AIza-wire-key"));
+    let req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("hi")]);
+    let _ = Gemini::new(cfg)
+        .unwrap()
+        .stream(&Request::Chat(req), &RequestContext::new())
+        .await;
+    let seen = seen.await.unwrap();
+    assert_eq!(
+        seen.target,
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    );
+}
