@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod conformance;
+mod headers;
 mod replay;
 mod routes;
 mod snapshots;
