@@ -362,8 +362,9 @@ pub fn embedded_error(error: &Value) -> Error {
 /// The state of one streamed answer: turns each SSE event (name and data) into core events.
 ///
 /// Block indexes of `tool_use` blocks are renumbered 0, 1, … as tool-call indexes; text deltas
-/// become `TextDelta`, thinking deltas `ReasoningDelta`; `signature_delta`s are collected in
-/// [`ChatStreamState::signatures`] (core stream events have no signature field); usage from
+/// become `TextDelta`, thinking deltas `ReasoningDelta`; `signature_delta`s and
+/// `redacted_thinking` blocks are collected in [`ChatStreamState::signatures`] and
+/// [`ChatStreamState::redacted_thinking`] (core stream events have no field for them); usage from
 /// `message_start` and `message_delta` is merged and sent as one `Usage` event before `Done`.
 #[derive(Debug, Default)]
 pub struct ChatStreamState {
@@ -372,6 +373,7 @@ pub struct ChatStreamState {
     finish: Option<FinishReason>,
     text: String,
     signatures: Vec<String>,
+    redacted: Vec<String>,
     done: bool,
 }
 
@@ -394,6 +396,11 @@ impl ChatStreamState {
     /// The thinking signatures received so far, in block order.
     pub fn signatures(&self) -> &[String] {
         &self.signatures
+    }
+
+    /// The data of the `redacted_thinking` blocks received so far, in block order.
+    pub fn redacted_thinking(&self) -> &[String] {
+        &self.redacted
     }
 
     fn merge_usage(&mut self, u: &Value) {
@@ -454,6 +461,10 @@ impl ChatStreamState {
                         if !t.is_empty() {
                             out.push(StreamEvent::ReasoningDelta { text: t.to_owned() });
                         }
+                    }
+                    "redacted_thinking" => {
+                        let d = b.get("data").and_then(Value::as_str).unwrap_or("");
+                        self.redacted.push(d.to_owned());
                     }
                     _ => {}
                 }

@@ -196,3 +196,62 @@ async fn headers_on_the_wire_key_version_and_betas() {
     );
     assert!(seen.header("x-request-id").is_some());
 }
+
+#[test]
+fn stream_state_keeps_signatures_and_redacted_thinking() {
+    let mut st = wire::ChatStreamState::new();
+    let events = [
+        (
+            "message_start",
+            r#"{"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":2,"cache_read_input_tokens":5,"output_tokens":1}}}"#,
+        ),
+        (
+            "content_block_start",
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Hmm"}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQB"}}"#,
+        ),
+        (
+            "content_block_start",
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"redacted_thinking","data":"opaque"}}"#,
+        ),
+        (
+            "content_block_start",
+            r#"{"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{}}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"1}"}}"#,
+        ),
+        (
+            "message_delta",
+            r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}"#,
+        ),
+        ("message_stop", r#"{"type":"message_stop"}"#),
+    ];
+    let mut acc = infermux_core::StreamAccumulator::new();
+    for (name, data) in events {
+        for ev in st.on_event(Some(name), data).unwrap() {
+            acc.push(&ev);
+        }
+    }
+    assert!(st.is_done());
+    assert_eq!(st.signatures(), ["EqQB"]);
+    assert_eq!(st.redacted_thinking(), ["opaque"]);
+    let r = acc.finish();
+    assert_eq!(r.tool_calls()[0].id, "toolu_1");
+    assert_eq!(r.tool_calls()[0].arguments, r#"{"a":1}"#);
+    let u = r.usage.unwrap();
+    assert_eq!((u.input_tokens, u.output_tokens), (7, 9));
+    assert_eq!(u.cached_input_tokens, Some(5));
+}
