@@ -434,9 +434,16 @@ pub struct GenerateState {
     text: String,
     usage: Option<Usage>,
     finish: Option<String>,
+    signatures: Vec<(u32, String)>,
 }
 
 impl GenerateState {
+    /// The `thoughtSignature`s that came on `functionCall` parts, by tool-call index (core tool
+    /// calls have no field for them; Gemini 2.5+ wants them back with thinking enabled).
+    pub fn call_signatures(&self) -> &[(u32, String)] {
+        &self.signatures
+    }
+
     /// A fresh state.
     pub fn new() -> Self {
         Self::default()
@@ -521,6 +528,9 @@ impl GenerateState {
             if let Some(fc) = p.get("functionCall") {
                 let index = self.calls;
                 self.calls += 1;
+                if let Some(sig) = p.get("thoughtSignature").and_then(Value::as_str) {
+                    self.signatures.push((index, sig.to_owned()));
+                }
                 let id = fc
                     .get("id")
                     .and_then(Value::as_str)

@@ -380,3 +380,22 @@ async fn the_key_is_a_header_never_in_the_url() {
         "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
     );
 }
+
+#[test]
+fn function_call_thought_signatures_are_kept() {
+    let mut st = wire::GenerateState::new();
+    let chunk = r#"{"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "ClgB"}], "role": "model"}, "finishReason": "STOP"}]}"#;
+    let evs = st.on_chunk(chunk).unwrap();
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, StreamEvent::ToolCallDelta { index: 0, .. }))
+    );
+    assert_eq!(st.call_signatures(), [(0, "ClgB".to_owned())]);
+    let end = st.on_end().unwrap();
+    assert!(matches!(
+        end.last(),
+        Some(StreamEvent::Done {
+            finish_reason: Some(infermux_core::FinishReason::ToolCalls)
+        })
+    ));
+}
