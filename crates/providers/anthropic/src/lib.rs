@@ -64,6 +64,9 @@ pub const BASE_URL_ENV: &str = "ANTHROPIC_BASE_URL";
 /// The `anthropic-version` sent unless [`Anthropic::with_version`] says otherwise.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
 
+/// The most pages of `/v1/models` one listing reads.
+const MAX_PAGES: usize = 50;
+
 /// A client of one Anthropic Messages API endpoint. The base URL includes `/v1`.
 #[derive(Debug, Clone)]
 pub struct Anthropic {
@@ -267,15 +270,23 @@ impl Provider for Anthropic {
                     .map_err(ctx_err)
             }
             Request::Models => {
-                let bytes = self
-                    .headers(self.http.get("/models"))
-                    .send(ctx)
-                    .await?
-                    .bytes()
-                    .await?;
-                wire::parse_models(&bytes)
-                    .map(Response::Models)
-                    .map_err(ctx_err)
+                // every page, following `last_id` while `has_more` (at most MAX_PAGES)
+                let mut all = Vec::new();
+                let mut after: Option<String> = None;
+                for _ in 0..MAX_PAGES {
+                    let mut r = self.headers(self.http.get("/models"));
+                    if let Some(a) = &after {
+                        r = r.query("after_id", a);
+                    }
+                    let bytes = r.send(ctx).await?.bytes().await?;
+                    let page = wire::parse_models(&bytes).map_err(&ctx_err)?;
+                    all.extend(page.models);
+                    after = wire::next_models_page(&bytes);
+                    if after.is_none() {
+                        break;
+                    }
+                }
+                Ok(Response::Models(infermux_core::ModelList::new(all)))
             }
             other => Err(ctx_err(Error::new(
                 ErrorKind::Unsupported,

@@ -331,6 +331,18 @@ pub fn parse_models(body: &[u8]) -> Result<ModelList> {
     Ok(ModelList::new(models))
 }
 
+/// The `after_id` of the next `/v1/models` page: the page's `last_id` when `has_more`.
+pub fn next_models_page(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    if v.get("has_more").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    v.get("last_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
 /// The typed error of an Anthropic error object (`{"type": "overloaded_error", "message": ..}`),
 /// as found in an `error` event inside a 200 stream or an error body.
 pub fn embedded_error(error: &Value) -> Error {

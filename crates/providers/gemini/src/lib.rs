@@ -54,6 +54,9 @@ pub const API_KEY_ENVS: [&str; 2] = ["GEMINI_API_KEY", "GOOGLE_API_KEY"];
 /// The environment variable overriding the base URL.
 pub const BASE_URL_ENV: &str = "GEMINI_BASE_URL";
 
+/// The most pages of `models` one listing reads.
+const MAX_PAGES: usize = 50;
+
 /// A client of one Gemini API endpoint (base URL with the version,
 /// `https://generativelanguage.googleapis.com/v1beta`).
 #[derive(Debug, Clone)]
@@ -303,11 +306,23 @@ impl Provider for Gemini {
                     .map_err(ctx_err)
             }
             Request::Models => {
-                let resp = self.send(self.http.get("/models"), ctx).await?;
-                let body = resp.bytes().await?;
-                wire::parse_models(&body)
-                    .map(Response::Models)
-                    .map_err(ctx_err)
+                // every page, following `nextPageToken` (at most MAX_PAGES)
+                let mut all = Vec::new();
+                let mut token: Option<String> = None;
+                for _ in 0..MAX_PAGES {
+                    let mut r = self.http.get("/models");
+                    if let Some(t) = &token {
+                        r = r.query("pageToken", t);
+                    }
+                    let body = self.send(r, ctx).await?.bytes().await?;
+                    let page = wire::parse_models(&body).map_err(&ctx_err)?;
+                    all.extend(page.models);
+                    token = wire::next_models_page(&body);
+                    if token.is_none() {
+                        break;
+                    }
+                }
+                Ok(Response::Models(infermux_core::ModelList::new(all)))
             }
             other => Err(ctx_err(Error::new(
                 ErrorKind::Unsupported,

@@ -375,6 +375,15 @@ pub fn parse_models(body: &[u8]) -> Result<ModelList> {
     Ok(ModelList::new(models))
 }
 
+/// The `nextPageToken` of a `models` page, when there is a next page.
+pub fn next_models_page(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v.get("nextPageToken")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
 /// Usage from `usageMetadata`: output includes thinking tokens (`thoughtsTokenCount`, also in
 /// `reasoning_tokens`); `cachedContentTokenCount` is `cached_input_tokens`.
 pub fn usage_from(u: &Value) -> Usage {

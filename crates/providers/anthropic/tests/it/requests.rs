@@ -255,3 +255,39 @@ fn stream_state_keeps_signatures_and_redacted_thinking() {
     assert_eq!((u.input_tokens, u.output_tokens), (7, 9));
     assert_eq!(u.cached_input_tokens, Some(5));
 }
+
+#[tokio::test]
+async fn models_follow_every_page() {
+    use infermux_core::{Provider, Request, RequestContext, Response};
+    use infermux_testkit::{Cassette, ReplayServer};
+
+    let cassette = Cassette::from_yaml(
+        r#"
+interactions:
+- request: {method: GET, uri: "https://api.anthropic.com/v1/models", body: null, headers: {}}
+  response:
+    status: {code: 200, message: OK}
+    headers: {content-type: [application/json]}
+    body: {string: '{"data":[{"type":"model","id":"claude-opus-4-1","display_name":"Claude Opus 4.1","created_at":"2025-08-05T00:00:00Z"}],"has_more":true,"first_id":"claude-opus-4-1","last_id":"claude-opus-4-1"}'}
+- request: {method: GET, uri: "https://api.anthropic.com/v1/models?after_id=claude-opus-4-1", body: null, headers: {}}
+  response:
+    status: {code: 200, message: OK}
+    headers: {content-type: [application/json]}
+    body: {string: '{"data":[{"type":"model","id":"claude-haiku-4-5","display_name":"Claude Haiku 4.5","created_at":"2025-10-15T00:00:00Z"}],"has_more":false,"first_id":"claude-haiku-4-5","last_id":"claude-haiku-4-5"}'}
+"#,
+    )
+    .unwrap();
+    let server = ReplayServer::start(cassette).await.unwrap();
+    let p = crate::provider(&format!("{}/v1", server.url()));
+    let Response::Models(m) = p
+        .call(&Request::Models, &RequestContext::new())
+        .await
+        .unwrap()
+    else {
+        panic!("not a model list")
+    };
+    let ids: Vec<&str> = m.models.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["claude-opus-4-1", "claude-haiku-4-5"]);
+    assert_eq!(m.models[0].created, Some(1_754_352_000));
+    server.verify().unwrap();
+}

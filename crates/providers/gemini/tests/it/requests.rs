@@ -399,3 +399,37 @@ fn function_call_thought_signatures_are_kept() {
         })
     ));
 }
+
+#[tokio::test]
+async fn models_follow_every_page() {
+    use infermux_core::Response;
+
+    let cassette = Cassette::from_yaml(
+        r#"
+interactions:
+- request: {method: GET, uri: "https://generativelanguage.googleapis.com/v1beta/models", body: null, headers: {}}
+  response:
+    status: {code: 200, message: OK}
+    headers: {content-type: [application/json]}
+    body: {string: '{"models":[{"name":"models/gemini-2.5-flash"}],"nextPageToken":"p2"}'}
+- request: {method: GET, uri: "https://generativelanguage.googleapis.com/v1beta/models?pageToken=p2", body: null, headers: {}}
+  response:
+    status: {code: 200, message: OK}
+    headers: {content-type: [application/json]}
+    body: {string: '{"models":[{"name":"models/gemini-embedding-001"}]}'}
+"#,
+    )
+    .unwrap();
+    let server = ReplayServer::start(cassette).await.unwrap();
+    let p = provider(&format!("{}/v1beta", server.url()));
+    let Response::Models(m) = p
+        .call(&Request::Models, &RequestContext::new())
+        .await
+        .unwrap()
+    else {
+        panic!("not a model list")
+    };
+    let ids: Vec<&str> = m.models.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["gemini-2.5-flash", "gemini-embedding-001"]);
+    server.verify().unwrap();
+}
