@@ -31,6 +31,9 @@
 //! - `opea`: OPEA GenAIComps microservices.
 //! - `anthropic`: Anthropic's Messages API.
 //! - `ollama`: Ollama's native `/api` and its `/v1` mode.
+//! - `gemini`: Google Gemini (`generateContent`, both streaming formats, embeddings).
+//! - `hf-tgi`: Hugging Face Text Generation Inference and the HF Inference API.
+//! - `hf-tei`: Hugging Face Text Embeddings Inference (embed, rerank, sparse).
 //! - `ovms`: OpenVINO Model Server (TF-Serving, KServe v2 tensors, `/v3`).
 //! - `llvm`: the LLVM inference REST protocol.
 //! - `full`: every provider.

@@ -7,9 +7,21 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "anthropic")))]
 pub use infermux_anthropic as anthropic;
 
+#[cfg(feature = "gemini")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gemini")))]
+pub use infermux_gemini as gemini;
+
 #[cfg(feature = "groq")]
 #[cfg_attr(docsrs, doc(cfg(feature = "groq")))]
 pub use infermux_groq as groq;
+
+#[cfg(feature = "hf-tei")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hf-tei")))]
+pub use infermux_hf_tei as hf_tei;
+
+#[cfg(feature = "hf-tgi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hf-tgi")))]
+pub use infermux_hf_tgi as hf_tgi;
 
 #[cfg(feature = "llvm")]
 #[cfg_attr(docsrs, doc(cfg(feature = "llvm")))]
