@@ -17,8 +17,9 @@ use infermux::openai::media::{ImageRequest, SpeechRequest, TranscriptionRequest}
 use infermux::openai::{OpenAi, responses};
 use infermux::openai_compat::{OpenAiCompat, wire};
 use infermux::{
-    ChatResponse, CompletionResponse, EndpointConfig, Error, ErrorKind, Provider, Request,
-    RequestContext, Response, StreamAccumulator, Timeouts,
+    ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, EmbeddingRequest,
+    EndpointConfig, Error, ErrorKind, Message, Provider, Request, RequestContext, Response, Role,
+    StreamAccumulator, Timeouts,
 };
 use infermux_testkit::cassette::split_uri;
 use infermux_testkit::{Cassette, Interaction, ReplayServer};
@@ -58,6 +59,24 @@ enum Op {
     FileList,
     /// Anthropic's Messages API (chat, plain or streamed).
     AnthropicChat,
+    /// Gemini `generateContent` / `streamGenerateContent`.
+    GeminiChat,
+    /// Gemini `batchEmbedContents`.
+    GeminiEmbed,
+    /// Ollama's native `/api/chat`.
+    OllamaChat,
+    /// Ollama's native `/api/generate`.
+    OllamaGenerate,
+    /// TGI text generation (`/generate`, `/generate_stream`, the HF Inference API).
+    TgiGenerate,
+    /// TEI embeddings (`/embed`, HF feature extraction).
+    TeiEmbed,
+}
+
+/// The model named in a Gemini path (`/v1beta/models/<model>:<method>`).
+fn gemini_model(path: &str) -> &str {
+    path.split_once("/models/")
+        .map_or("", |(_, rest)| rest.split(':').next().unwrap_or(""))
 }
 
 impl Op {
@@ -221,7 +240,26 @@ fn route(method: &str, host: &str, path: &str) -> Route {
         },
         "generativelanguage.googleapis.com" => {
             let op = path.rsplit(':').next().unwrap_or("");
-            unsupported("gemini", op, NOT_YET)
+            let version = path.trim_start_matches('/').split('/').next().unwrap_or("v1beta");
+            let target = |op: Op| Ok((op, format!("/{version}")));
+            match op {
+                "generateContent" | "streamGenerateContent" => Route {
+                    provider: "gemini",
+                    operation: op.to_owned(),
+                    target: target(Op::GeminiChat),
+                },
+                "batchEmbedContents" => Route {
+                    provider: "gemini",
+                    operation: op.to_owned(),
+                    target: target(Op::GeminiEmbed),
+                },
+                "embedContent" | "countTokens" => unsupported(
+                    "gemini",
+                    op,
+                    "a Gemini-only method (Gemini::embed_one, Gemini::count_tokens), not a provider-neutral operation",
+                ),
+                _ => unsupported("gemini", op, "operation not implemented yet"),
+            }
         }
         "huggingface.co" => unsupported(
             "hf-hub",
@@ -236,15 +274,38 @@ fn route(method: &str, host: &str, path: &str) -> Route {
             {
                 // the OpenAI-compatible routes of TGI and the HF router
                 r
-            } else if path.contains("/pipeline/feature-extraction/") {
-                unsupported("tei", "feature-extraction", NOT_YET)
+            } else if let Some((prefix, _)) = path.split_once("/pipeline/feature-extraction/") {
+                Route {
+                    provider: "tei",
+                    operation: "feature-extraction".to_owned(),
+                    target: Ok((Op::TeiEmbed, prefix.to_owned())),
+                }
+            } else if let Some((prefix, _)) = path.split_once("/models/") {
+                Route {
+                    provider: "tgi",
+                    operation: "generate".to_owned(),
+                    target: Ok((Op::TgiGenerate, prefix.to_owned())),
+                }
             } else {
-                unsupported("tgi", "generate", NOT_YET)
+                unsupported("tgi", "generate", "no route for this Inference API path")
             }
         }
         _ if port == Some("11434") || hostname == "ollama.com" => {
             if path.starts_with("/api/") {
-                unsupported("ollama", segment_after(path, "/api"), NOT_YET)
+                let op = segment_after(path, "/api");
+                let target = match op {
+                    "chat" => Some(Op::OllamaChat),
+                    "generate" => Some(Op::OllamaGenerate),
+                    _ => None,
+                };
+                match target {
+                    Some(t) => Route {
+                        provider: "ollama",
+                        operation: op.to_owned(),
+                        target: Ok((t, String::new())),
+                    },
+                    None => unsupported("ollama", op, "operation not implemented yet"),
+                }
             } else {
                 // Ollama's OpenAI-compatible `/v1` mode
                 openai_route("openai-compat", method, path).unwrap_or_else(|| {
@@ -272,6 +333,7 @@ fn provider(
     base_url: &str,
     azure_api_version: Option<&str>,
     query: &str,
+    path: &str,
 ) -> infermux::Result<Arc<dyn Provider>> {
     let timeouts = Timeouts::standard()
         .with_first_byte(Duration::from_secs(20))
@@ -288,6 +350,25 @@ fn provider(
         }
         "openai-compat" => Ok(Arc::new(OpenAiCompat::new(cfg)?)),
         // the Anthropic SDK's beta client marks requests with `?beta=true`
+        "gemini" => Ok(Arc::new(
+            infermux::gemini::Gemini::new(cfg)?
+                .with_sse(query.split('&').any(|kv| kv == "alt=sse")),
+        )),
+        "ollama" => Ok(Arc::new(infermux::ollama::Ollama::new(cfg)?)),
+        "tgi" => {
+            let model = path.split_once("/models/").map_or("", |(_, m)| m);
+            Ok(Arc::new(infermux::hf_tgi::HfTgi::inference_api(
+                cfg, model,
+            )?))
+        }
+        "tei" => {
+            let model = path
+                .split_once("/pipeline/feature-extraction/")
+                .map_or("", |(_, m)| m);
+            Ok(Arc::new(infermux::hf_tei::HfTei::inference_api(
+                cfg, model,
+            )?))
+        }
         "anthropic" => Ok(Arc::new(
             infermux::anthropic::Anthropic::new(cfg)?
                 .with_beta_query(query.split('&').any(|kv| kv == "beta=true")),
@@ -487,6 +568,24 @@ fn stream_has_error(body: &[u8]) -> bool {
         })
 }
 
+/// Whether a recorded Gemini answer was blocked for safety (a 200 that must give
+/// `ContentFilter`).
+fn gemini_blocked(body: &[u8]) -> bool {
+    let chunks: Vec<Value> = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(xs)) => xs,
+        Ok(v) => vec![v],
+        Err(_) => sse_payloads(body),
+    };
+    chunks.iter().any(|c| {
+        c.pointer("/promptFeedback/blockReason").is_some()
+            || matches!(
+                c.pointer("/candidates/0/finishReason")
+                    .and_then(Value::as_str),
+                Some("SAFETY" | "PROHIBITED_CONTENT" | "BLOCKLIST" | "SPII" | "RECITATION")
+            )
+    })
+}
+
 /// Whether a recorded 2xx JSON body is an error object (`{"error": {...}}` with a non-null
 /// error, as some compatible servers and failed Responses API answers send).
 fn json_has_error(body: &[u8]) -> bool {
@@ -613,6 +712,81 @@ fn expected_answer(op: Op, streamed: bool, body: &[u8]) -> Option<(Option<String
             let v: Value = serde_json::from_slice(body).ok()?;
             Some((None, v.get("data")?.as_array()?.len()))
         }
+        (Op::GeminiChat, streamed) => {
+            let chunks: Vec<Value> = if !streamed {
+                vec![serde_json::from_slice(body).ok()?]
+            } else if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+                serde_json::from_slice::<Vec<Value>>(body).ok()?
+            } else {
+                sse_payloads(body)
+            };
+            let mut text = String::new();
+            let mut calls = 0;
+            for c in &chunks {
+                for p in c
+                    .pointer("/candidates/0/content/parts")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if p.get("functionCall").is_some() {
+                        calls += 1;
+                    } else if p.get("thought") != Some(&Value::Bool(true))
+                        && let Some(t) = p.get("text").and_then(Value::as_str)
+                    {
+                        text.push_str(t);
+                    }
+                }
+            }
+            Some((Some(text), calls))
+        }
+        (Op::GeminiEmbed, _) => {
+            let v: Value = serde_json::from_slice(body).ok()?;
+            Some((None, v.get("embeddings")?.as_array()?.len()))
+        }
+        (Op::OllamaChat | Op::OllamaGenerate, _) => {
+            let mut text = String::new();
+            for line in String::from_utf8_lossy(body).lines() {
+                let Ok(v) = serde_json::from_str::<Value>(line) else {
+                    continue;
+                };
+                let piece = if op == Op::OllamaChat {
+                    v.pointer("/message/content").and_then(Value::as_str)
+                } else {
+                    v.get("response").and_then(Value::as_str)
+                };
+                text.push_str(piece.unwrap_or(""));
+            }
+            Some((Some(text), 0))
+        }
+        (Op::TgiGenerate, true) => {
+            let text = sse_payloads(body)
+                .iter()
+                .filter(|e| e.pointer("/token/special") != Some(&Value::Bool(true)))
+                .filter_map(|e| {
+                    e.pointer("/token/text")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .collect();
+            Some((Some(text), 0))
+        }
+        (Op::TgiGenerate, false) => {
+            let v: Value = serde_json::from_slice(body).ok()?;
+            let one = if v.is_array() { v.get(0)? } else { &v };
+            Some((Some(one.get("generated_text")?.as_str()?.to_owned()), 0))
+        }
+        (Op::TeiEmbed, _) => {
+            let v: Value = serde_json::from_slice(body).ok()?;
+            let top = v.as_array()?;
+            // one vector (numbers) for one input, else one entry per input
+            let count = if top.first().is_some_and(Value::is_number) {
+                1
+            } else {
+                top.len()
+            };
+            Some((None, count))
+        }
         (Op::AnthropicChat, false) => {
             let v: Value = serde_json::from_slice(body).ok()?;
             let mut text = String::new();
@@ -707,6 +881,104 @@ fn core_request(op: Op, it: &Interaction) -> infermux::Result<(Request, bool)> {
             (
                 Request::Chat(infermux::anthropic::wire::chat_request_from_json(&b)?),
                 infermux::anthropic::wire::request_streams(&b),
+            )
+        }
+        Op::GeminiChat => {
+            let path = it.request.path();
+            (
+                Request::Chat(infermux::gemini::wire::chat_request_from_json(
+                    gemini_model(path),
+                    &body()?,
+                )?),
+                path.ends_with(":streamGenerateContent"),
+            )
+        }
+        Op::GeminiEmbed => {
+            let b = body()?;
+            let inputs = b["requests"]
+                .as_array()
+                .map(|rs| {
+                    rs.iter()
+                        .map(|r| {
+                            r["content"]["parts"][0]["text"]
+                                .as_str()
+                                .unwrap_or("")
+                                .to_owned()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut req = EmbeddingRequest::new(gemini_model(it.request.path()), inputs);
+            req.dimensions = b["requests"][0]["outputDimensionality"]
+                .as_u64()
+                .and_then(|d| u32::try_from(d).ok());
+            if let Some(t) = b["requests"][0].get("taskType") {
+                req.extra.insert("taskType".to_owned(), t.clone());
+            }
+            (Request::Embeddings(req), false)
+        }
+        Op::OllamaChat => {
+            let b = body()?;
+            let messages = b["messages"]
+                .as_array()
+                .map(|ms| {
+                    ms.iter()
+                        .map(|m| {
+                            Message::new(
+                                Role::from(m["role"].as_str().unwrap_or("user")),
+                                m["content"].as_str().unwrap_or(""),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut req = ChatRequest::new(b["model"].as_str().unwrap_or(""), messages);
+            req.max_tokens = b["options"]["num_predict"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok());
+            (Request::Chat(req), b["stream"] != Value::Bool(false))
+        }
+        Op::OllamaGenerate => {
+            let b = body()?;
+            let mut req = CompletionRequest::new(
+                b["model"].as_str().unwrap_or(""),
+                b["prompt"].as_str().unwrap_or(""),
+            );
+            req.max_tokens = b["options"]["num_predict"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok());
+            (Request::Completion(req), b["stream"] != Value::Bool(false))
+        }
+        Op::TgiGenerate => {
+            let b = body()?;
+            let prompt = match &b["inputs"] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let model = it
+                .request
+                .path()
+                .split_once("/models/")
+                .map_or("", |(_, m)| m);
+            let mut req = CompletionRequest::new(model, prompt);
+            req.max_tokens = b["parameters"]["max_new_tokens"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok());
+            (Request::Completion(req), b["stream"] == Value::Bool(true))
+        }
+        Op::TeiEmbed => {
+            let b = body()?;
+            let inputs = match &b["inputs"] {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(xs) => xs
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            (
+                Request::Embeddings(EmbeddingRequest::new("tei", inputs)),
+                false,
             )
         }
     })
@@ -917,6 +1189,7 @@ async fn run_one(file: &str, index: usize, it: &Interaction) -> Record {
             &base_url,
             azure_api_version.as_deref(),
             query,
+            it.request.path(),
         ) {
             Ok(p) => drive(p.as_ref(), &request, streamed)
                 .await
@@ -932,7 +1205,8 @@ async fn run_one(file: &str, index: usize, it: &Interaction) -> Record {
             stream_has_error(&body)
         } else {
             json_has_error(&body)
-        };
+        }
+        || (op == Op::GeminiChat && gemini_blocked(&body));
     let (pass, reason) = match &mut result {
         Ok(d) => {
             rec.outcome = "ok";
