@@ -10,7 +10,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 use infermux::openai_compat::OpenAiCompat;
-use infermux::{ApiKey, ChatRequest, Client, EndpointConfig, Message, StreamEvent};
+use infermux::{
+    ApiKey, ChatRequest, Client, EndpointConfig, Message, Operation, Provider, StreamEvent,
+};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -30,11 +33,15 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Replay a folder of recorded cassettes through the providers and report per interaction.
     Conformance(conformance::ConformanceArgs),
-    /// Stream an answer from an OpenAI-compatible server.
+    /// Stream an answer from a server (OpenAI-compatible unless `--provider` says otherwise).
     Chat {
-        /// Base URL including the version prefix, e.g. http://127.0.0.1:8080/v1
+        /// Base URL, e.g. http://127.0.0.1:8080/v1 (see `--provider` for what each expects).
         #[arg(long)]
         base_url: String,
+        /// The provider: openai-compat, openai, groq, vllm, opea, anthropic, gemini, ollama,
+        /// hf-tgi, hf-tei, ovms or llvm.
+        #[arg(long, default_value = "openai-compat")]
+        provider: String,
         /// Model name.
         #[arg(long, default_value = "default")]
         model: String,
@@ -50,18 +57,45 @@ enum Command {
         /// The prompt.
         prompt: String,
     },
-    /// List the models of an OpenAI-compatible server.
+    /// List the models of a server.
     Models {
         /// Base URL including the version prefix.
         #[arg(long)]
         base_url: String,
+        /// The provider (as for `chat`).
+        #[arg(long, default_value = "openai-compat")]
+        provider: String,
         /// Environment variable holding the API key.
         #[arg(long)]
         api_key_env: Option<String>,
     },
 }
 
-fn client(base_url: &str, api_key_env: Option<&str>) -> infermux::Result<Client> {
+/// The provider named `name` for `cfg` (each sends the key the way its API wants).
+fn provider_for(name: &str, cfg: EndpointConfig) -> infermux::Result<Arc<dyn Provider>> {
+    Ok(match name {
+        "openai-compat" => Arc::new(OpenAiCompat::new(cfg)?),
+        "openai" => Arc::new(infermux::openai::OpenAi::new(cfg)?),
+        "groq" => Arc::new(infermux::groq::Groq::new(cfg)?),
+        "vllm" => Arc::new(infermux::vllm::Vllm::new(cfg)?),
+        "opea" => Arc::new(infermux::opea::Opea::new(cfg)?),
+        "anthropic" => Arc::new(infermux::anthropic::Anthropic::new(cfg)?),
+        "gemini" => Arc::new(infermux::gemini::Gemini::new(cfg)?),
+        "ollama" => Arc::new(infermux::ollama::Ollama::new(cfg)?),
+        "hf-tgi" => Arc::new(infermux::hf_tgi::HfTgi::new(cfg)?),
+        "hf-tei" => Arc::new(infermux::hf_tei::HfTei::new(cfg)?),
+        "ovms" => Arc::new(infermux::ovms::Ovms::new(cfg)?),
+        "llvm" => Arc::new(infermux::llvm::Llvm::new(cfg)?),
+        other => {
+            return Err(infermux::Error::new(
+                infermux::ErrorKind::Config,
+                format!("unknown provider {other:?}"),
+            ));
+        }
+    })
+}
+
+fn client(provider: &str, base_url: &str, api_key_env: Option<&str>) -> infermux::Result<Client> {
     let mut cfg = EndpointConfig::new("cli", base_url)?;
     if let Some(var) = api_key_env {
         let key = ApiKey::from_env(var).ok_or_else(|| {
@@ -72,10 +106,13 @@ fn client(base_url: &str, api_key_env: Option<&str>) -> infermux::Result<Client>
         })?;
         cfg = cfg.with_api_key(key);
     }
-    Ok(Client::new(OpenAiCompat::new(cfg)?))
+    Client::builder()
+        .shared_provider(provider_for(provider, cfg)?)
+        .build()
 }
 
 async fn chat(
+    provider: &str,
     base_url: &str,
     model: String,
     key: Option<&str>,
@@ -83,10 +120,28 @@ async fn chat(
     max_tokens: u32,
     prompt: String,
 ) -> infermux::Result<()> {
-    let client = client(base_url, key)?;
+    let client = client(provider, base_url, key)?;
     let mut messages = Vec::new();
     if let Some(s) = system {
         messages.push(Message::system(s));
+    }
+    if !client
+        .stack()
+        .capabilities()
+        .supports(Operation::ChatStream)
+    {
+        // a protocol without streaming (LLVM): one plain answer
+        let answer = client
+            .chat(
+                ChatRequest::new(model, {
+                    messages.push(Message::user(prompt));
+                    messages
+                })
+                .with_max_tokens(max_tokens),
+            )
+            .await?;
+        println!("{}", answer.text());
+        return Ok(());
     }
     messages.push(Message::user(prompt));
     let mut stream = client
@@ -122,6 +177,7 @@ async fn main() -> ExitCode {
         Command::Conformance(args) => conformance::run(args).await,
         Command::Chat {
             base_url,
+            provider,
             model,
             api_key_env,
             system,
@@ -129,6 +185,7 @@ async fn main() -> ExitCode {
             prompt,
         } => {
             chat(
+                &provider,
                 &base_url,
                 model,
                 api_key_env.as_deref(),
@@ -140,10 +197,11 @@ async fn main() -> ExitCode {
         }
         Command::Models {
             base_url,
+            provider,
             api_key_env,
         } => {
             async {
-                for m in client(&base_url, api_key_env.as_deref())?
+                for m in client(&provider, &base_url, api_key_env.as_deref())?
                     .models()
                     .await?
                     .models

@@ -260,9 +260,20 @@ fn every_routed_shared_cassette_passes() {
     let failed: Vec<&Value> = lines.iter().filter(|l| l["pass"] == false).collect();
     assert!(failed.is_empty(), "failed: {failed:#?}");
     // every provider of issues 3 and 4 with recorded traffic is exercised, not skipped
-    for p in ["openai", "openai-compat", "groq", "anthropic", "gemini", "ollama", "tgi", "tei"] {
+    for p in [
+        "openai",
+        "openai-compat",
+        "groq",
+        "anthropic",
+        "gemini",
+        "ollama",
+        "tgi",
+        "tei",
+    ] {
         assert!(
-            lines.iter().any(|l| l["provider"] == p && l["pass"] == true),
+            lines
+                .iter()
+                .any(|l| l["provider"] == p && l["pass"] == true),
             "no passing interaction for {p}"
         );
     }
@@ -272,4 +283,51 @@ fn every_routed_shared_cassette_passes() {
             assert!(l["reason"].is_string(), "{l}");
         }
     }
+}
+
+#[test]
+fn chat_reaches_any_provider_by_name() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt
+        .block_on(infermux_testkit::Simulator::start(
+            infermux_testkit::FaultPlan::none(),
+        ))
+        .unwrap();
+    let chat = |provider: &str, base: String, model: &str| {
+        Command::new(env!("CARGO_BIN_EXE_infermux"))
+            .args([
+                "chat",
+                "--provider",
+                provider,
+                "--base-url",
+                &base,
+                "--model",
+                model,
+                "hello there",
+            ])
+            .output()
+            .unwrap()
+    };
+    // streamed, over the OpenAI protocol
+    let out = chat("openai-compat", format!("{}/v1", sim.url()), "m");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Echo: hello there"
+    );
+    // a protocol without streaming answers in one piece
+    let out = chat("llvm", sim.url(), "llvm-gen-1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hello there"));
+    let out = chat("nonsense", sim.url(), "m");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown provider"));
 }
