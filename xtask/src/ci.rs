@@ -50,7 +50,7 @@ const ADVISORY_DB: &str = "../shared/advisory-db";
 const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
 
 /// The environment variable the root `deny.toml` reads its `db-path` from
-/// (see `xtask/deny.toml.proposed`).
+/// (see `deny.toml`).
 pub(crate) const ADVISORY_DBS_ENV: &str = "INFERMUX_ADVISORY_DBS";
 
 /// `cargo xtask ci`.
@@ -168,17 +168,16 @@ fn deny(root: &Path) -> Result<()> {
         return Ok(());
     }
 
+    // `--offline` also keeps cargo-deny's `cargo metadata` offline: fetch every locked crate
+    // (all targets, all features) first, from the registry this machine reaches.
+    run_cmd(cargo(root).args(["fetch", "--locked"]))?;
     let mut cmd = cargo(root);
     cmd.args(["deny", "--offline"]);
     let config = root.join("deny.toml");
-    let config_text = if config.is_file() {
-        read_to_string(&config)?
-    } else {
-        let proposed = root.join("xtask/deny.toml.proposed");
-        println!("deny.toml not found: using xtask/deny.toml.proposed");
-        cmd.arg("--config").arg(&proposed);
-        read_to_string(&proposed)?
-    };
+    if !config.is_file() {
+        return Err("deny.toml is missing at the repository root".into());
+    }
+    let config_text = read_to_string(&config)?;
     cmd.arg("check");
 
     let source = root.join(ADVISORY_DB);
@@ -187,7 +186,7 @@ fn deny(root: &Path) -> Result<()> {
             return Err(format!(
                 "deny.toml must read the advisory database location from ${ADVISORY_DBS_ENV}: \
                  in [advisories] set db-path = \"${{{ADVISORY_DBS_ENV}:-target/advisory-dbs}}\" \
-                 (see xtask/deny.toml.proposed)"
+                 (see deny.toml)"
             ));
         }
         let dbs = target_dir(root).join("advisory-dbs");
