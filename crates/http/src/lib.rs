@@ -27,10 +27,12 @@
 
 pub mod decode;
 mod errors;
+mod events;
 mod headers;
 mod transport;
 
 pub use errors::{error_body_message, error_from_response, kind_for_status};
+pub use events::{EventDecoder, event_stream};
 pub use headers::{parse_duration, parse_rfc3339, rate_limits, retry_after, should_retry};
 pub use http::{HeaderMap, Method};
 pub use transport::{AUTH_HEADERS, Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse};

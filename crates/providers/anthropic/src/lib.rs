@@ -40,14 +40,13 @@
 
 pub mod wire;
 
-use std::collections::VecDeque;
-
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use infermux_core::{
     ApiKey, Capabilities, ChatRequest, EndpointConfig, EndpointId, Error, ErrorKind, EventStream,
     Operation, Provider, Request, RequestContext, Response, Result, StreamEvent, first_event,
 };
+use infermux_http::EventDecoder;
+use infermux_http::decode::SseEvent;
 use infermux_http::{Auth, HttpEndpoint, HttpRequest, HttpResponse};
 
 pub use wire::ChatStreamState;
@@ -178,46 +177,18 @@ impl Anthropic {
     }
 }
 
-struct StreamState<F> {
-    sse: infermux_http::DecodedStream<infermux_http::decode::SseEvent>,
-    state: ChatStreamState,
-    pending: VecDeque<StreamEvent>,
-    ended: bool,
-    with_context: F,
-}
-
-impl<F: Fn(Error) -> Error> StreamState<F> {
-    async fn next(&mut self) -> Option<Result<StreamEvent>> {
-        loop {
-            if let Some(ev) = self.pending.pop_front() {
-                return Some(Ok(ev));
-            }
-            if self.ended {
-                return None;
-            }
-            let step = match self.sse.next().await {
-                Some(Ok(ev)) => self.state.on_event(ev.event.as_deref(), &ev.data),
-                Some(Err(e)) => Err(if self.state.text().is_empty() {
-                    e
-                } else {
-                    e.with_partial_text(self.state.text().to_owned())
-                }),
-                None => {
-                    self.ended = true;
-                    self.state.on_end().map(|()| Vec::new())
-                }
-            };
-            match step {
-                Ok(evs) => {
-                    self.pending.extend(evs);
-                    self.ended |= self.state.is_done();
-                }
-                Err(e) => {
-                    self.ended = true;
-                    return Some(Err((self.with_context)(e)));
-                }
-            }
-        }
+impl EventDecoder<SseEvent> for ChatStreamState {
+    fn on_item(&mut self, ev: SseEvent) -> Result<Vec<StreamEvent>> {
+        self.on_event(ev.event.as_deref(), &ev.data)
+    }
+    fn on_end(&mut self) -> Result<Vec<StreamEvent>> {
+        ChatStreamState::on_end(self).map(|()| Vec::new())
+    }
+    fn is_done(&self) -> bool {
+        ChatStreamState::is_done(self)
+    }
+    fn partial_text(&self) -> &str {
+        self.text()
     }
 }
 
@@ -227,17 +198,7 @@ pub fn chat_event_stream(
     resp: HttpResponse,
     with_context: impl Fn(Error) -> Error + Send + 'static,
 ) -> EventStream {
-    let st = StreamState {
-        sse: resp.sse(),
-        state: ChatStreamState::new(),
-        pending: VecDeque::new(),
-        ended: false,
-        with_context,
-    };
-    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
-        let item = st.next().await?;
-        Some((item, st))
-    }))
+    infermux_http::event_stream(resp.sse(), ChatStreamState::new(), with_context)
 }
 
 #[async_trait]

@@ -32,8 +32,6 @@
 
 pub mod wire;
 
-use std::collections::VecDeque;
-
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use infermux_core::{
@@ -41,6 +39,7 @@ use infermux_core::{
     ErrorKind, EventStream, Operation, Provider, Request, RequestContext, Response, Result,
     StreamEvent, first_event,
 };
+use infermux_http::EventDecoder;
 use infermux_http::{Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse};
 
 pub use wire::GenerateState;
@@ -184,44 +183,18 @@ impl Gemini {
     }
 }
 
-struct StreamState<F> {
-    chunks: DecodedStream<String>,
-    state: GenerateState,
-    pending: VecDeque<StreamEvent>,
-    ended: bool,
-    with_context: F,
-}
-
-impl<F: Fn(Error) -> Error> StreamState<F> {
-    async fn next(&mut self) -> Option<Result<StreamEvent>> {
-        loop {
-            if let Some(ev) = self.pending.pop_front() {
-                return Some(Ok(ev));
-            }
-            if self.ended {
-                return None;
-            }
-            let step = match self.chunks.next().await {
-                Some(Ok(data)) if data.trim().is_empty() => Ok(Vec::new()),
-                Some(Ok(data)) => self.state.on_chunk(&data),
-                Some(Err(e)) => Err(if self.state.text().is_empty() {
-                    e
-                } else {
-                    e.with_partial_text(self.state.text().to_owned())
-                }),
-                None => {
-                    self.ended = true;
-                    self.state.on_end()
-                }
-            };
-            match step {
-                Ok(evs) => self.pending.extend(evs),
-                Err(e) => {
-                    self.ended = true;
-                    return Some(Err((self.with_context)(e)));
-                }
-            }
+impl EventDecoder<String> for GenerateState {
+    fn on_item(&mut self, chunk: String) -> Result<Vec<StreamEvent>> {
+        if chunk.trim().is_empty() {
+            return Ok(Vec::new());
         }
+        self.on_chunk(&chunk)
+    }
+    fn on_end(&mut self) -> Result<Vec<StreamEvent>> {
+        GenerateState::on_end(self)
+    }
+    fn partial_text(&self) -> &str {
+        self.text()
     }
 }
 
@@ -237,17 +210,7 @@ pub fn generate_event_stream(
     } else {
         resp.json_array()
     };
-    let st = StreamState {
-        chunks,
-        state: GenerateState::new(),
-        pending: VecDeque::new(),
-        ended: false,
-        with_context,
-    };
-    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
-        let item = st.next().await?;
-        Some((item, st))
-    }))
+    infermux_http::event_stream(chunks, GenerateState::new(), with_context)
 }
 
 #[async_trait]

@@ -41,18 +41,14 @@
 mod metrics;
 pub mod wire;
 
-use std::collections::VecDeque;
-
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use infermux_core::{
     ApiKey, Capabilities, ChatRequest, ChatResponse, CompletionRequest, EndpointConfig, EndpointId,
     Error, ErrorKind, EventStream, Message, ModelInfo, ModelList, Operation, Provider, Request,
     RequestContext, Response, Result, StreamEvent, first_event,
 };
-use infermux_http::{
-    Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse, decode::SseEvent,
-};
+use infermux_http::EventDecoder;
+use infermux_http::{Auth, HttpEndpoint, HttpRequest, HttpResponse, decode::SseEvent};
 use infermux_openai_compat::{ChatStreamState, OpenAiCompat};
 
 pub use metrics::TgiMetrics;
@@ -300,46 +296,21 @@ impl HfTgi {
     }
 }
 
-struct SseEvents<F> {
-    sse: DecodedStream<SseEvent>,
-    state: GenerateStreamState,
-    pending: VecDeque<StreamEvent>,
-    ended: bool,
-    with_context: F,
-}
-
-impl<F: Fn(Error) -> Error> SseEvents<F> {
-    async fn next(&mut self) -> Option<Result<StreamEvent>> {
-        loop {
-            if let Some(ev) = self.pending.pop_front() {
-                return Some(Ok(ev));
-            }
-            if self.ended {
-                return None;
-            }
-            let step = match self.sse.next().await {
-                Some(Ok(ev)) if ev.data.trim().is_empty() => Ok(Vec::new()),
-                Some(Ok(ev)) => self.state.on_data(&ev.data),
-                Some(Err(e)) => Err(e),
-                None => {
-                    self.ended = true;
-                    self.state.on_end().map(|()| Vec::new())
-                }
-            };
-            match step {
-                Ok(evs) => {
-                    self.pending.extend(evs);
-                    self.ended |= self.state.is_done();
-                }
-                Err(mut e) => {
-                    self.ended = true;
-                    if e.partial_text().is_none() && !self.state.text().is_empty() {
-                        e = e.with_partial_text(self.state.text().to_owned());
-                    }
-                    return Some(Err((self.with_context)(e)));
-                }
-            }
+impl EventDecoder<SseEvent> for GenerateStreamState {
+    fn on_item(&mut self, ev: SseEvent) -> Result<Vec<StreamEvent>> {
+        if ev.data.trim().is_empty() {
+            return Ok(Vec::new());
         }
+        self.on_data(&ev.data)
+    }
+    fn on_end(&mut self) -> Result<Vec<StreamEvent>> {
+        GenerateStreamState::on_end(self).map(|()| Vec::new())
+    }
+    fn is_done(&self) -> bool {
+        GenerateStreamState::is_done(self)
+    }
+    fn partial_text(&self) -> &str {
+        self.text()
     }
 }
 
@@ -349,17 +320,7 @@ pub fn generate_event_stream(
     resp: HttpResponse,
     with_context: impl Fn(Error) -> Error + Send + 'static,
 ) -> EventStream {
-    let st = SseEvents {
-        sse: resp.sse(),
-        state: GenerateStreamState::new(),
-        pending: VecDeque::new(),
-        ended: false,
-        with_context,
-    };
-    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
-        let item = st.next().await?;
-        Some((item, st))
-    }))
+    infermux_http::event_stream(resp.sse(), GenerateStreamState::new(), with_context)
 }
 
 #[async_trait]

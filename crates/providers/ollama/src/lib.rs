@@ -32,15 +32,14 @@
 
 pub mod wire;
 
-use std::collections::VecDeque;
-
 use async_trait::async_trait;
 use futures_util::{Stream, StreamExt};
 use infermux_core::{
     ApiKey, Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, Operation,
     Provider, Request, RequestContext, Response, Result, StreamEvent, first_event,
 };
-use infermux_http::{Auth, DecodedStream, HttpEndpoint, HttpResponse};
+use infermux_http::EventDecoder;
+use infermux_http::{Auth, HttpEndpoint, HttpResponse};
 use infermux_openai_compat::OpenAiCompat;
 use serde_json::json;
 
@@ -289,45 +288,18 @@ impl Ollama {
     }
 }
 
-struct NdjsonEvents<F> {
-    lines: DecodedStream<String>,
-    state: NdjsonStreamState,
-    pending: VecDeque<StreamEvent>,
-    ended: bool,
-    with_context: F,
-}
-
-impl<F: Fn(Error) -> Error> NdjsonEvents<F> {
-    async fn next(&mut self) -> Option<Result<StreamEvent>> {
-        loop {
-            if let Some(ev) = self.pending.pop_front() {
-                return Some(Ok(ev));
-            }
-            if self.ended {
-                return None;
-            }
-            let step = match self.lines.next().await {
-                Some(Ok(line)) => self.state.on_line(&line),
-                Some(Err(e)) => Err(e),
-                None => {
-                    self.ended = true;
-                    self.state.on_end().map(|()| Vec::new())
-                }
-            };
-            match step {
-                Ok(evs) => {
-                    self.pending.extend(evs);
-                    self.ended |= self.state.is_done();
-                }
-                Err(mut e) => {
-                    self.ended = true;
-                    if e.partial_text().is_none() && !self.state.text().is_empty() {
-                        e = e.with_partial_text(self.state.text().to_owned());
-                    }
-                    return Some(Err((self.with_context)(e)));
-                }
-            }
-        }
+impl EventDecoder<String> for NdjsonStreamState {
+    fn on_item(&mut self, line: String) -> Result<Vec<StreamEvent>> {
+        self.on_line(&line)
+    }
+    fn on_end(&mut self) -> Result<Vec<StreamEvent>> {
+        NdjsonStreamState::on_end(self).map(|()| Vec::new())
+    }
+    fn is_done(&self) -> bool {
+        NdjsonStreamState::is_done(self)
+    }
+    fn partial_text(&self) -> &str {
+        self.text()
     }
 }
 
@@ -337,17 +309,7 @@ pub fn ndjson_event_stream(
     resp: HttpResponse,
     with_context: impl Fn(Error) -> Error + Send + 'static,
 ) -> EventStream {
-    let st = NdjsonEvents {
-        lines: resp.ndjson(),
-        state: NdjsonStreamState::new(),
-        pending: VecDeque::new(),
-        ended: false,
-        with_context,
-    };
-    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
-        let item = st.next().await?;
-        Some((item, st))
-    }))
+    infermux_http::event_stream(resp.ndjson(), NdjsonStreamState::new(), with_context)
 }
 
 #[async_trait]

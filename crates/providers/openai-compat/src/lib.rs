@@ -25,15 +25,13 @@
 pub mod media;
 pub mod wire;
 
-use std::collections::VecDeque;
-
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use infermux_core::{
     Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, Operation, Provider,
-    Request, RequestContext, Response, Result, first_event,
+    Request, RequestContext, Response, Result, StreamEvent, first_event,
 };
-use infermux_http::{Auth, HttpEndpoint, HttpResponse};
+use infermux_http::decode::SseEvent;
+use infermux_http::{Auth, EventDecoder, HttpEndpoint, HttpResponse};
 
 pub use wire::ChatStreamState;
 
@@ -118,46 +116,19 @@ impl OpenAiCompat {
     }
 }
 
-struct StreamState<F> {
-    sse: infermux_http::DecodedStream<infermux_http::decode::SseEvent>,
-    state: ChatStreamState,
-    pending: VecDeque<infermux_core::StreamEvent>,
-    ended: bool,
-    with_context: F,
-}
-
-impl<F: Fn(Error) -> Error> StreamState<F> {
-    async fn next(&mut self) -> Option<Result<infermux_core::StreamEvent>> {
-        loop {
-            if let Some(ev) = self.pending.pop_front() {
-                return Some(Ok(ev));
-            }
-            if self.ended {
-                return None;
-            }
-            let step = match self.sse.next().await {
-                Some(Ok(ev)) if ev.event.as_deref() == Some("error") => {
-                    let v: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or_default();
-                    Err(wire::embedded_error(v.get("error").unwrap_or(&v)))
-                }
-                Some(Ok(ev)) => self.state.on_data(&ev.data),
-                Some(Err(e)) => Err(e),
-                None => {
-                    self.ended = true;
-                    self.state.on_end()
-                }
-            };
-            match step {
-                Ok(evs) => {
-                    self.pending.extend(evs);
-                    self.ended |= self.state.is_done();
-                }
-                Err(e) => {
-                    self.ended = true;
-                    return Some(Err((self.with_context)(e)));
-                }
-            }
+impl EventDecoder<SseEvent> for ChatStreamState {
+    fn on_item(&mut self, ev: SseEvent) -> Result<Vec<StreamEvent>> {
+        if ev.event.as_deref() == Some("error") {
+            let v: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or_default();
+            return Err(wire::embedded_error(v.get("error").unwrap_or(&v)));
         }
+        self.on_data(&ev.data)
+    }
+    fn on_end(&mut self) -> Result<Vec<StreamEvent>> {
+        ChatStreamState::on_end(self)
+    }
+    fn is_done(&self) -> bool {
+        ChatStreamState::is_done(self)
     }
 }
 
@@ -178,17 +149,7 @@ pub fn chat_event_stream_with(
     state: ChatStreamState,
     with_context: impl Fn(Error) -> Error + Send + 'static,
 ) -> EventStream {
-    let st = StreamState {
-        sse: resp.sse(),
-        state,
-        pending: VecDeque::new(),
-        ended: false,
-        with_context,
-    };
-    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
-        let item = st.next().await?;
-        Some((item, st))
-    }))
+    infermux_http::event_stream(resp.sse(), state, with_context)
 }
 
 #[async_trait]

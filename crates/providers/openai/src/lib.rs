@@ -45,10 +45,7 @@ pub mod responses;
 /// Moderation, images, audio and files: the OpenAI-protocol code of `infermux-openai-compat`.
 pub use infermux_openai_compat::media;
 
-use std::collections::VecDeque;
-
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use infermux_core::{
     ApiKey, Capabilities, ChatRequest, EndpointConfig, EndpointId, Error, ErrorKind, EventStream,
     Provider, Request, RequestContext, Response, Result, first_event,
@@ -521,42 +518,20 @@ impl Provider for OpenAi {
     }
 }
 
-struct ResponsesStream<F> {
-    sse: infermux_http::DecodedStream<infermux_http::decode::SseEvent>,
-    state: responses::ResponsesStreamState,
-    pending: VecDeque<infermux_core::StreamEvent>,
-    ended: bool,
-    with_context: F,
-}
-
-impl<F: Fn(Error) -> Error> ResponsesStream<F> {
-    async fn next(&mut self) -> Option<Result<infermux_core::StreamEvent>> {
-        loop {
-            if let Some(ev) = self.pending.pop_front() {
-                return Some(Ok(ev));
-            }
-            if self.ended {
-                return None;
-            }
-            let step = match self.sse.next().await {
-                Some(Ok(ev)) => self.state.on_event(ev.event.as_deref(), &ev.data),
-                Some(Err(e)) => Err(e),
-                None => {
-                    self.ended = true;
-                    self.state.on_end()
-                }
-            };
-            match step {
-                Ok(evs) => {
-                    self.pending.extend(evs);
-                    self.ended |= self.state.is_done();
-                }
-                Err(e) => {
-                    self.ended = true;
-                    return Some(Err((self.with_context)(e)));
-                }
-            }
-        }
+impl infermux_http::EventDecoder<infermux_http::decode::SseEvent>
+    for responses::ResponsesStreamState
+{
+    fn on_item(
+        &mut self,
+        ev: infermux_http::decode::SseEvent,
+    ) -> Result<Vec<infermux_core::StreamEvent>> {
+        self.on_event(ev.event.as_deref(), &ev.data)
+    }
+    fn on_end(&mut self) -> Result<Vec<infermux_core::StreamEvent>> {
+        responses::ResponsesStreamState::on_end(self)
+    }
+    fn is_done(&self) -> bool {
+        responses::ResponsesStreamState::is_done(self)
     }
 }
 
@@ -566,15 +541,9 @@ fn responses_event_stream(
     resp: infermux_http::HttpResponse,
     with_context: impl Fn(Error) -> Error + Send + 'static,
 ) -> EventStream {
-    let st = ResponsesStream {
-        sse: resp.sse(),
-        state: responses::ResponsesStreamState::new(),
-        pending: VecDeque::new(),
-        ended: false,
+    infermux_http::event_stream(
+        resp.sse(),
+        responses::ResponsesStreamState::new(),
         with_context,
-    };
-    Box::pin(futures_util::stream::unfold(st, |mut st| async move {
-        let item = st.next().await?;
-        Some((item, st))
-    }))
+    )
 }
