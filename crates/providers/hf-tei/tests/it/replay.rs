@@ -13,8 +13,14 @@ use serde_json::Value;
 
 use crate::{cassette, tei};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../shared/fixtures/cassettes/tei");
-const SNAPSHOTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../shared/fixtures/snapshots/tei");
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../../shared/fixtures/cassettes/tei"
+);
+const SNAPSHOTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../../shared/fixtures/snapshots/tei"
+);
 
 fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {

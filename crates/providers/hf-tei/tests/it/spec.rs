@@ -6,7 +6,10 @@ use infermux_core::EmbeddingRequest;
 use infermux_hf_tei::{EmbedOptions, wire};
 use serde_json::{Map, Value, json};
 
-const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../shared/fixtures/specs/tei/openapi.json");
+const SPEC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../../shared/fixtures/specs/tei/openapi.json"
+);
 
 fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
     match schema.get("$ref").and_then(Value::as_str) {

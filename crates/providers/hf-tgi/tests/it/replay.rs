@@ -13,7 +13,10 @@ use infermux_openai_compat::wire as oai;
 use infermux_testkit::{Cassette, Interaction, ReplayOptions, ReplayServer};
 use serde_json::Value;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../shared/fixtures/cassettes/tgi");
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../../shared/fixtures/cassettes/tgi"
+);
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {

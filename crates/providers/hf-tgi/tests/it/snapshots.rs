@@ -13,7 +13,10 @@ use serde_json::Value;
 
 use crate::{cassette, sse, tgi};
 
-const SNAPSHOTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../shared/fixtures/snapshots/tgi/integration-tests");
+const SNAPSHOTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../../shared/fixtures/snapshots/tgi/integration-tests"
+);
 
 fn chat() -> Request {
     Request::Chat(ChatRequest::new("tgi", vec![Message::user("Hi")]))

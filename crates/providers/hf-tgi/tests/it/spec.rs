@@ -6,7 +6,10 @@ use infermux_core::{ChatRequest, CompletionRequest, Message, Tool};
 use infermux_hf_tgi::wire;
 use serde_json::{Value, json};
 
-const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../shared/fixtures/specs/tgi/openapi.json");
+const SPEC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../../shared/fixtures/specs/tgi/openapi.json"
+);
 
 fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
     match schema.get("$ref").and_then(Value::as_str) {

@@ -14,7 +14,10 @@ use serde_json::Value;
 
 use crate::ollama;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../shared/fixtures/cassettes/ollama");
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../../shared/fixtures/cassettes/ollama"
+);
 
 fn cassettes(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {

@@ -9,7 +9,10 @@ use infermux_core::{
 use infermux_ollama::wire;
 use serde_json::{Value, json};
 
-const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../shared/fixtures/specs/ollama/openapi.yaml");
+const SPEC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../../shared/fixtures/specs/ollama/openapi.yaml"
+);
 
 fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
     match schema.get("$ref").and_then(Value::as_str) {
