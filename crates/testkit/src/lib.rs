@@ -10,6 +10,7 @@
 //! - [`Simulator`] is an OpenAI-compatible server with seeded or scripted faults.
 //! - [`conformance::run`] checks chat, streaming, tools, embeddings and models as a provider's
 //!   capabilities say.
+//! - [`spec::check`] validates request bodies against OpenAPI schemas.
 //! - [`server_url`] reads a live server's address from the environment, skipping (or failing
 //!   under `INFERMUX_REQUIRE_SERVERS=1`) when it is absent.
 //!
@@ -26,6 +27,7 @@ pub mod replay;
 mod rng;
 mod server;
 mod sim;
+pub mod spec;
 
 pub use cassette::{Body, Cassette, Interaction, RecordedRequest, RecordedResponse};
 pub use conformance::{SuiteConfig, SuiteReport};

@@ -1,0 +1,102 @@
+//! A small validator of JSON values against OpenAPI 3.0 schemas (`$ref`, `type`, `required`,
+//! `properties`, `items`, `oneOf` / `anyOf` / `allOf`, `nullable`), so provider tests can check
+//! the request bodies they build against the providers' published specs.
+//!
+//! ```
+//! use serde_json::json;
+//! let spec = json!({"components": {"schemas": {"Req": {"type": "object", "required": ["inputs"],
+//!     "properties": {"inputs": {"type": "string"}}}}}});
+//! let schema = json!({"$ref": "#/components/schemas/Req"});
+//! let mut problems = Vec::new();
+//! infermux_testkit::spec::check(&spec, &schema, &json!({"inputs": 3}), "$", &mut problems);
+//! assert_eq!(problems, ["$.inputs: expected string, got 3"]);
+//! ```
+
+use serde_json::Value;
+
+/// Follows a local `$ref` (`#/components/schemas/...`).
+pub fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let ptr = r.trim_start_matches('#');
+            root.pointer(ptr).map_or(schema, |s| resolve(root, s))
+        }
+        None => schema,
+    }
+}
+
+fn type_ok(ty: &str, v: &Value) -> bool {
+    match ty {
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        "null" => v.is_null(),
+        _ => true,
+    }
+}
+
+/// Problems of `v` against `schema`, with JSON paths.
+pub fn check(root: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<String>) {
+    let s = resolve(root, schema);
+    for key in ["oneOf", "anyOf"] {
+        if let Some(alts) = s.get(key).and_then(Value::as_array) {
+            let ok = alts.iter().any(|a| {
+                let mut sub = Vec::new();
+                check(root, a, v, at, &mut sub);
+                sub.is_empty()
+            });
+            if !ok {
+                out.push(format!("{at}: matches no alternative of {key}"));
+            }
+            return;
+        }
+    }
+    if let Some(all) = s.get("allOf").and_then(Value::as_array) {
+        for a in all {
+            check(root, a, v, at, out);
+        }
+    }
+    if v.is_null() && s.get("nullable") == Some(&Value::Bool(true)) {
+        return;
+    }
+    match s.get("type") {
+        Some(Value::String(t)) if !type_ok(t, v) => {
+            out.push(format!("{at}: expected {t}, got {v}"));
+            return;
+        }
+        Some(Value::Array(ts)) if !ts.iter().any(|t| t.as_str().is_some_and(|t| type_ok(t, v))) => {
+            out.push(format!("{at}: expected one of {ts:?}, got {v}"));
+            return;
+        }
+        _ => {}
+    }
+    if let Some(obj) = v.as_object() {
+        for r in s
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = r.as_str()
+                && !obj.contains_key(name)
+            {
+                out.push(format!("{at}: missing required `{name}`"));
+            }
+        }
+        if let Some(props) = s.get("properties").and_then(Value::as_object) {
+            for (k, val) in obj {
+                if let Some(ps) = props.get(k) {
+                    check(root, ps, val, &format!("{at}.{k}"), out);
+                }
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (s.get("items"), v.as_array()) {
+        for (i, x) in arr.iter().enumerate() {
+            check(root, items, x, &format!("{at}[{i}]"), out);
+        }
+    }
+}
