@@ -20,6 +20,7 @@
 //! # Crate features
 //! This crate has no optional features.
 
+mod capture;
 pub mod cassette;
 pub mod conformance;
 mod record;
@@ -29,6 +30,7 @@ mod server;
 mod sim;
 pub mod spec;
 
+pub use capture::{Seen, capture};
 pub use cassette::{Body, Cassette, Interaction, RecordedRequest, RecordedResponse};
 pub use conformance::{SuiteConfig, SuiteReport};
 pub use record::RecordingProxy;

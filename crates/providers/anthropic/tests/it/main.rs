@@ -4,7 +4,6 @@
 //! bodies, and bad input.
 
 mod bad_input;
-mod capture;
 mod live;
 mod record;
 mod replay;

@@ -169,7 +169,7 @@ async fn headers_on_the_wire_key_version_and_betas() {
     use infermux_anthropic::Anthropic;
     use infermux_core::{ApiKey, EndpointConfig, Provider, Request, RequestContext};
 
-    let (url, seen) = crate::capture::capture(
+    let (url, seen) = infermux_testkit::capture(
         r#"{"id":"m","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}"#,
     )
     .await;

@@ -4,7 +4,6 @@
 //! input.
 
 mod bad_input;
-mod capture;
 mod conformance;
 mod requests;
 mod shared;

@@ -338,7 +338,7 @@ async fn the_key_is_a_header_never_in_the_url() {
     use infermux_core::{ApiKey, EndpointConfig};
     use infermux_gemini::Gemini;
 
-    let (url, seen) = crate::capture::capture(
+    let (url, seen) = infermux_testkit::capture(
         r#"{"candidates": [{"content": {"parts": [{"text": "hi"}], "role": "model"}, "finishReason": "STOP"}]}"#,
     )
     .await;
@@ -362,7 +362,7 @@ async fn the_key_is_a_header_never_in_the_url() {
     assert_eq!(seen.header("authorization"), None);
 
     // and a stream asks for SSE with `alt=sse`, still without the key in the URL
-    let (url, seen) = crate::capture::capture(
+    let (url, seen) = infermux_testkit::capture(
         r#"{"candidates": [{"content": {"parts": [{"text": "hi"}], "role": "model"}, "finishReason": "STOP"}]}"#,
     )
     .await;
