@@ -187,6 +187,13 @@ pub struct RerankResult {
     pub score: f32,
 }
 
+impl RerankResult {
+    /// Document `index` scored `score`.
+    pub fn new(index: usize, score: f32) -> Self {
+        RerankResult { index, score }
+    }
+}
+
 /// Scored documents, best first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -195,6 +202,16 @@ pub struct RerankResponse {
     pub model: String,
     /// Results, best first.
     pub results: Vec<RerankResult>,
+}
+
+impl RerankResponse {
+    /// Results of `model`, best first.
+    pub fn new(model: impl Into<String>, results: Vec<RerankResult>) -> Self {
+        RerankResponse {
+            model: model.into(),
+            results,
+        }
+    }
 }
 
 /// One model a provider offers.

@@ -346,11 +346,10 @@ impl Provider for HfTei {
                 let bytes = self.post_json("/rerank", &body, ctx).await?;
                 let results =
                     wire::parse_rerank(&bytes, req.documents.len(), req.top_n).map_err(&ctx_err)?;
-                let resp = serde_json::json!({"model": req.model, "results": []});
-                let mut resp: infermux_core::RerankResponse = serde_json::from_value(resp)
-                    .map_err(|e| ctx_err(Error::new(ErrorKind::Decode, e.to_string())))?;
-                resp.results = results;
-                Ok(Response::Rerank(resp))
+                Ok(Response::Rerank(infermux_core::RerankResponse::new(
+                    req.model.clone(),
+                    results,
+                )))
             }
             (Request::Models, Mode::Server | Mode::OpenAi) => {
                 let info = self.info(ctx).await?;

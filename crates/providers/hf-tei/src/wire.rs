@@ -135,13 +135,10 @@ pub fn parse_rerank(
     if let Some(n) = top_n {
         ranks.truncate(n as usize);
     }
-    ranks
+    Ok(ranks
         .into_iter()
-        .map(|r| {
-            serde_json::from_value(json!({"index": r.index, "score": r.score}))
-                .map_err(|e| decode_err("rank", e))
-        })
-        .collect()
+        .map(|r| RerankResult::new(r.index, r.score))
+        .collect())
 }
 
 /// What `/info` says about the server.

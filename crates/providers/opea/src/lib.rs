@@ -35,7 +35,8 @@
 use async_trait::async_trait;
 use infermux_core::{
     ApiKey, Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, Operation,
-    Provider, Request, RequestContext, RerankRequest, RerankResponse, Response, Result,
+    Provider, Request, RequestContext, RerankRequest, RerankResponse, RerankResult, Response,
+    Result,
 };
 use infermux_http::Auth;
 use infermux_openai_compat::OpenAiCompat;
@@ -184,11 +185,9 @@ pub fn parse_rerank(body: &[u8], req: &RerankRequest) -> Result<RerankResponse> 
             *u = true;
         }
         let score = score.unwrap_or(1.0 / (rank as f64 + 1.0)) as f32;
-        results.push(json!({"index": index, "score": score}));
+        results.push(RerankResult::new(index, score));
     }
-    // core's rerank types are non-exhaustive and built through their serde form
-    serde_json::from_value(json!({"model": req.model, "results": results}))
-        .map_err(|e| Error::new(ErrorKind::Decode, format!("reranking answer: {e}")))
+    Ok(RerankResponse::new(req.model.clone(), results))
 }
 
 #[async_trait]

@@ -32,7 +32,7 @@ mod tensor;
 use async_trait::async_trait;
 use infermux_core::{
     Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, Operation, Provider,
-    Request, RequestContext, RerankResponse, Response, Result,
+    Request, RequestContext, RerankResponse, RerankResult, Response, Result,
 };
 use infermux_http::{Auth, HttpEndpoint};
 use infermux_openai_compat::OpenAiCompat;
@@ -321,20 +321,28 @@ impl Ovms {
         let v = self
             .post_json("/v3/rerank", &body, "rerank answer", ctx)
             .await?;
-        let results: Vec<Value> = v["results"]
+        let bad = || {
+            self.ctx_err(ctx)(Error::new(
+                ErrorKind::Decode,
+                "rerank answer has no valid results",
+            ))
+        };
+        let results = v["results"]
             .as_array()
-            .ok_or_else(|| {
-                self.ctx_err(ctx)(Error::new(
-                    ErrorKind::Decode,
-                    "rerank answer has no results",
-                ))
-            })?
+            .ok_or_else(bad)?
             .iter()
-            .map(|x| json!({"index": x["index"], "score": x["relevance_score"]}))
-            .collect();
-        serde_json::from_value(json!({"model": r.model, "results": results})).map_err(|e| {
-            self.ctx_err(ctx)(Error::new(ErrorKind::Decode, format!("rerank answer: {e}")))
-        })
+            .map(|x| {
+                let index = x["index"].as_u64().and_then(|i| usize::try_from(i).ok());
+                let score = x["relevance_score"].as_f64();
+                match (index, score) {
+                    (Some(i), Some(s)) if i < r.documents.len() => {
+                        Ok(RerankResult::new(i, s as f32))
+                    }
+                    _ => Err(bad()),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RerankResponse::new(r.model.clone(), results))
     }
 }
 
