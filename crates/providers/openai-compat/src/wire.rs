@@ -458,11 +458,19 @@ pub fn parse_completion(body: &[u8]) -> Result<CompletionResponse> {
     if let Some(err) = &w.error {
         return Err(embedded_error(err));
     }
-    let choice = w
-        .choices
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::new(ErrorKind::Decode, "completion response has no choices"))?;
+    // the first prompt's answer (servers may list choices out of order)
+    let mut choices = w.choices;
+    let first = choices
+        .iter()
+        .position(|c| c.index.unwrap_or(0) == 0)
+        .unwrap_or(0);
+    if first >= choices.len() {
+        return Err(Error::new(
+            ErrorKind::Decode,
+            "completion response has no choices",
+        ));
+    }
+    let choice = choices.swap_remove(first);
     let mut resp =
         CompletionResponse::new(w.model.unwrap_or_default(), choice.text.unwrap_or_default());
     resp.id = w.id;

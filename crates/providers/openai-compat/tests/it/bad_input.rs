@@ -163,3 +163,21 @@ async fn dropping_a_stream_mid_way_is_fine() {
     assert!(s.next().await.unwrap().is_ok());
     drop(s);
 }
+
+#[tokio::test]
+async fn completion_choices_out_of_order_answer_the_first_prompt() {
+    let yaml = "interactions:\n- request: {method: POST, uri: 'http://h/v1/completions', body: null, headers: {}}\n  response:\n    status: {code: 200, message: OK}\n    headers: {content-type: ['application/json']}\n    body: {string: '{\"choices\":[{\"index\":1,\"text\":\"second\"},{\"index\":0,\"text\":\"first\"}]}'}\n";
+    let server = ReplayServer::start(Cassette::from_yaml(yaml).unwrap())
+        .await
+        .unwrap();
+    let p = provider(&format!("{}/v1", server.url()));
+    let req = infermux_core::CompletionRequest::new("m", "p");
+    let Response::Completion(c) = p
+        .call(&Request::Completion(req), &RequestContext::new())
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(c.text, "first");
+}
