@@ -121,7 +121,13 @@ async fn decode(v: &Value) -> Result<(), String> {
         }
         return server.verify();
     }
-    let first = &v["choices"][0];
+    // the answer to the first prompt: choice index 0, wherever it is listed
+    let choices = v["choices"].as_array().cloned().unwrap_or_default();
+    let first = choices
+        .iter()
+        .find(|c| c["index"].as_u64().unwrap_or(0) == 0)
+        .cloned()
+        .unwrap_or(Value::Null);
     if first.get("text").is_some() {
         let server = ReplayServer::start(cassette(&[(
             "POST",
