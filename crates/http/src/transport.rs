@@ -163,6 +163,13 @@ impl HttpEndpoint {
     fn err(&self, e: Error, ctx: &RequestContext) -> Error {
         e.in_context(ctx.request_id(), self.provider, &self.config.id)
     }
+
+    /// Fills `ctx`'s request id, this endpoint's provider name and id into errors that lack
+    /// them (for errors a provider raises after the transport, such as decoding ones).
+    pub fn error_context(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
+        let id = ctx.request_id();
+        move |e| e.in_context(id, self.provider, &self.config.id)
+    }
 }
 
 /// A request being built. Nothing is sent before [`HttpRequest::send`].
@@ -242,6 +249,16 @@ impl HttpRequest<'_> {
     /// Sends the request and returns the response if its status is 2xx; otherwise the typed
     /// error built from status, headers and body.
     pub async fn send(self, ctx: &RequestContext) -> Result<HttpResponse> {
+        self.send_mapped(ctx, error_from_response).await
+    }
+
+    /// [`HttpRequest::send`] with the provider's own mapping of a non-2xx status, headers and
+    /// body (at most 64 KiB of it) to an error; the error gets the request's context.
+    pub async fn send_mapped(
+        self,
+        ctx: &RequestContext,
+        map: impl FnOnce(u16, &HeaderMap, &[u8]) -> Error,
+    ) -> Result<HttpResponse> {
         let ep = self.ep;
         let resp = self.send_raw(ctx).await?;
         if (200..300).contains(&resp.status) {
@@ -253,7 +270,7 @@ impl HttpRequest<'_> {
             .bytes_limited(MAX_ERROR_BODY, true)
             .await
             .unwrap_or_default();
-        Err(ep.err(error_from_response(status, &headers, &body), ctx))
+        Err(ep.err(map(status, &headers, &body), ctx))
     }
 
     /// Sends the request and returns the response whatever its status.

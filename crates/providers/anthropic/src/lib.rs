@@ -141,8 +141,7 @@ impl Anthropic {
     }
 
     fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
-        let id = ctx.request_id();
-        move |e| e.in_context(id, NAME, self.http.id())
+        self.http.error_context(ctx)
     }
 
     fn headers<'a>(&self, mut r: HttpRequest<'a>) -> HttpRequest<'a> {

@@ -106,37 +106,13 @@ impl Gemini {
     }
 
     fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
-        let id = ctx.request_id();
-        move |e| e.in_context(id, NAME, self.http.id())
+        self.http.error_context(ctx)
     }
 
     /// Sends `r`; a non-2xx answer becomes the typed error, with the body's `RetryInfo` delay
     /// as retry-after and `API_KEY_INVALID` as `Auth`.
     async fn send(&self, r: HttpRequest<'_>, ctx: &RequestContext) -> Result<HttpResponse> {
-        let resp = r.send_raw(ctx).await?;
-        let status = resp.status();
-        if (200..300).contains(&status) {
-            return Ok(resp);
-        }
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.unwrap_or_default();
-        let mut e = infermux_http::error_from_response(status, &headers, &body);
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        if e.retry_after().is_none()
-            && let Some(d) = wire::retry_delay(&v)
-        {
-            e = e.with_retry_after(d);
-        }
-        if String::from_utf8_lossy(&body).contains("API_KEY_INVALID") {
-            let mut auth = infermux_core::Error::new(ErrorKind::Auth, e.message().to_owned())
-                .with_status(status)
-                .with_reached_server(true);
-            if let Some(c) = e.provider_code() {
-                auth = auth.with_provider_code(c.to_owned());
-            }
-            e = auth;
-        }
-        Err(self.ctx_err(ctx)(e))
+        r.send_mapped(ctx, wire::error_from_response).await
     }
 
     async fn post(

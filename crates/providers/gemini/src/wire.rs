@@ -810,3 +810,25 @@ pub fn chat_request_from_json(model: &str, v: &Value) -> Result<ChatRequest> {
     }
     Ok(req)
 }
+
+/// The error of a non-2xx answer: [`infermux_http::error_from_response`], with the body's
+/// `RetryInfo` delay as retry-after and `API_KEY_INVALID` as `Auth`.
+pub fn error_from_response(status: u16, headers: &infermux_http::HeaderMap, body: &[u8]) -> Error {
+    let mut e = infermux_http::error_from_response(status, headers, body);
+    let v: Value = serde_json::from_slice(body).unwrap_or_default();
+    if e.retry_after().is_none()
+        && let Some(d) = retry_delay(&v)
+    {
+        e = e.with_retry_after(d);
+    }
+    if String::from_utf8_lossy(body).contains("API_KEY_INVALID") {
+        let mut auth = Error::new(ErrorKind::Auth, e.message().to_owned())
+            .with_status(status)
+            .with_reached_server(true);
+        if let Some(c) = e.provider_code() {
+            auth = auth.with_provider_code(c.to_owned());
+        }
+        e = auth;
+    }
+    e
+}

@@ -179,8 +179,7 @@ impl HfTei {
     }
 
     fn in_ctx(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
-        let id = ctx.request_id();
-        move |e| e.in_context(id, NAME, self.http.id())
+        self.http.error_context(ctx)
     }
 
     async fn send(&self, req: HttpRequest<'_>, ctx: &RequestContext) -> Result<HttpResponse> {
@@ -189,15 +188,7 @@ impl HfTei {
         } else {
             req
         };
-        let resp = req.send_raw(ctx).await?;
-        if (200..300).contains(&resp.status()) {
-            return Ok(resp);
-        }
-        let (status, headers) = (resp.status(), resp.headers().clone());
-        let body = resp.bytes().await.unwrap_or_default();
-        Err(self.in_ctx(ctx)(wire::error_from_response(
-            status, &headers, &body,
-        )))
+        req.send_mapped(ctx, wire::error_from_response).await
     }
 
     async fn post_json(&self, path: &str, body: &Value, ctx: &RequestContext) -> Result<Vec<u8>> {

@@ -226,8 +226,7 @@ impl Llvm {
     }
 
     fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
-        let id = ctx.request_id();
-        move |e| e.in_context(id, NAME, self.http.id())
+        self.http.error_context(ctx)
     }
 
     async fn get<T: serde::de::DeserializeOwned>(

@@ -147,8 +147,7 @@ impl Ollama {
     }
 
     fn in_ctx(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
-        let id = ctx.request_id();
-        move |e| e.in_context(id, NAME, self.http.id())
+        self.http.error_context(ctx)
     }
 
     async fn post(

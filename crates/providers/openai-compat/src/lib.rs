@@ -102,8 +102,7 @@ impl OpenAiCompat {
     }
 
     fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
-        let id = ctx.request_id();
-        move |e| e.in_context(id, self.name, self.http.id())
+        self.http.error_context(ctx)
     }
 
     async fn post(

@@ -129,8 +129,7 @@ impl Ovms {
     }
 
     fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
-        let id = ctx.request_id();
-        move |e| e.in_context(id, NAME, self.http.id())
+        self.http.error_context(ctx)
     }
 
     async fn get_json(&self, path: &str, what: &str, ctx: &RequestContext) -> Result<Value> {

@@ -87,8 +87,7 @@ impl Vllm {
     }
 
     fn in_ctx(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
-        let id = ctx.request_id();
-        move |e| e.in_context(id, NAME, self.root.id())
+        self.root.error_context(ctx)
     }
 
     /// `GET /health`: `Ok` when the server answers 2xx.
