@@ -5,7 +5,7 @@
 //! | `fmt` | `cargo fmt --all -- --check` |
 //! | `clippy` | `cargo clippy --workspace --all-targets --all-features --locked -- -D warnings` |
 //! | `conformance` | the CLI's `conformance` over `../shared/fixtures/cassettes` (before the tests) |
-//! | `test` | `cargo nextest run --workspace --all-features --locked` |
+//! | `test` | `cargo nextest run --workspace --all-features --locked`; `cargo test` (doctests included) where cargo-nextest is not installed |
 //! | `doctest` | `cargo test --doc --workspace --all-features --locked` |
 //! | `doc` | `RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked` |
 //! | `tidy` | [`crate::tidy`], in process |
@@ -14,9 +14,16 @@
 //! | `fuzz` | `cargo check --manifest-path fuzz/Cargo.toml` (own target dir `<target>/fuzz`) |
 //! | `deny` | `cargo deny --offline check` with the offline advisory database |
 //!
-//! Steps whose input is missing (no `fuzz/`, no fixtures, a CLI without `conformance`, no
-//! `cargo-deny` outside CI) print why and are skipped; with `CI=true` a missing `cargo-deny`
-//! is an error.
+//! A step whose input or tool is missing (no `fuzz/`, no `cargo-deny` outside CI, no
+//! cargo-nextest so `cargo test` ran the doctests already) is *skipped*, and every skipped step
+//! is listed as such, with its reason, in the final summary. With `CI=true` a missing
+//! `cargo-deny` is an error.
+//!
+//! The `test` and `doctest` steps run with `INFERMUX_SKIP_LOG` pointing at a file in the target
+//! folder: each test that skips itself for lack of a live server, the shared fixtures or record
+//! mode appends a line there (see `infermux_testkit::skip`), and the summary counts and lists
+//! those tests. Under `INFERMUX_REQUIRE_SERVERS=1` / `INFERMUX_REQUIRE_FIXTURES=1` (set by
+//! `.ci/run`) such a test fails instead.
 
 use std::{
     env, fs,
@@ -53,45 +60,137 @@ const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
 /// (see `deny.toml`).
 pub(crate) const ADVISORY_DBS_ENV: &str = "INFERMUX_ADVISORY_DBS";
 
+/// The variable tests append their skips to (read by `infermux_testkit::skip`).
+const SKIP_LOG_ENV: &str = "INFERMUX_SKIP_LOG";
+
+/// How a step ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The step ran and passed; `note` is shown in the summary (what it did not cover).
+    Ran { note: Option<String> },
+    /// The step did not run, for this reason.
+    Skipped(String),
+}
+
+impl Outcome {
+    fn ran() -> Self {
+        Outcome::Ran { note: None }
+    }
+}
+
+/// What the run learnt that later steps need.
+#[derive(Debug, Default)]
+struct State {
+    /// The test step ran `cargo test`, which runs the doctests too.
+    doctests_ran: bool,
+    /// Where tests record their skips.
+    skip_log: PathBuf,
+}
+
 /// `cargo xtask ci`.
 pub(crate) fn run(root: &Path, skip: &[String]) -> Result<()> {
     let started = Instant::now();
-    let mut timings = Vec::new();
+    let mut state = State {
+        doctests_ran: false,
+        skip_log: target_dir(root).join("infermux-test-skips.log"),
+    };
+    remove_file_if_exists(&state.skip_log)?;
+    let mut summary: Vec<(&str, f64, Outcome)> = Vec::new();
     for &step in STEPS {
         if skip.iter().any(|s| s == step) {
             println!("\n== {step} == skipped (--skip)");
+            summary.push((step, 0.0, Outcome::Skipped("--skip".into())));
             continue;
         }
         println!("\n== {step} ==");
         let step_started = Instant::now();
-        let result = run_step(root, step);
+        let result = run_step(root, step, &mut state);
         let secs = step_started.elapsed().as_secs_f64();
-        if let Err(message) = result {
-            println!("== {step}: FAILED after {secs:.1}s ==");
-            return Err(format!("ci: step `{step}` failed: {message}"));
+        let outcome = match result {
+            Err(message) => {
+                println!("== {step}: FAILED after {secs:.1}s ==");
+                print_summary(&summary, &state.skip_log);
+                return Err(format!("ci: step `{step}` failed: {message}"));
+            }
+            Ok(outcome) => outcome,
+        };
+        match &outcome {
+            Outcome::Skipped(why) => println!("== {step}: SKIPPED: {why} =="),
+            Outcome::Ran { .. } => println!("== {step}: ok in {secs:.1}s =="),
         }
-        println!("== {step}: ok in {secs:.1}s ==");
-        timings.push((step, secs));
+        summary.push((step, secs, outcome));
     }
+    let skipped = summary
+        .iter()
+        .filter(|(_, _, o)| matches!(o, Outcome::Skipped(_)))
+        .count();
+    print_summary(&summary, &state.skip_log);
     println!(
-        "\nci: all steps passed in {:.1}s",
+        "\nci: {} steps passed, {skipped} skipped, in {:.1}s",
+        summary.len() - skipped,
         started.elapsed().as_secs_f64()
     );
-    for (step, secs) in timings {
-        println!("  {step:<12} {secs:>7.1}s");
-    }
     Ok(())
 }
 
-fn run_step(root: &Path, step: &str) -> Result<()> {
+/// Every step so far with its time or why it was skipped, then the tests that skipped
+/// themselves.
+fn print_summary(summary: &[(&str, f64, Outcome)], skip_log: &Path) {
+    println!("\nci summary:");
+    for (step, secs, outcome) in summary {
+        match outcome {
+            Outcome::Ran { note: None } => println!("  {step:<12} {secs:>7.1}s"),
+            Outcome::Ran { note: Some(n) } => println!("  {step:<12} {secs:>7.1}s  ({n})"),
+            Outcome::Skipped(why) => println!("  {step:<12} SKIPPED  {why}"),
+        }
+    }
+    let text = fs::read_to_string(skip_log).unwrap_or_default();
+    let skips = parse_skip_log(&text);
+    if skips.is_empty() {
+        println!("  tests skipped: 0");
+        return;
+    }
+    let count = |need: &str| skips.iter().filter(|s| s.0 == need).count();
+    println!(
+        "  tests skipped: {} (server: {}, fixtures: {}, record-mode: {}, other: {})",
+        skips.len(),
+        count("server"),
+        count("fixtures"),
+        count("record-mode"),
+        skips.len() - count("server") - count("fixtures") - count("record-mode"),
+    );
+    for (need, test, reason) in &skips {
+        println!("    SKIPPED [{need}] {test}: {reason}");
+    }
+}
+
+/// The lines of the skip log as (need, test, reason), in order, without duplicates (a test
+/// retried by the runner logs twice).
+pub(crate) fn parse_skip_log(text: &str) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut fields = line.splitn(3, '\t');
+        let need = fields.next().unwrap_or("").to_owned();
+        let test = fields.next().unwrap_or("").to_owned();
+        let reason = fields.next().unwrap_or("").to_owned();
+        let entry = (need, test, reason);
+        if !out.contains(&entry) {
+            out.push(entry);
+        }
+    }
+    out
+}
+
+fn run_step(root: &Path, step: &str, state: &mut State) -> Result<Outcome> {
     let cargo_with = |args: &[&str]| {
         let mut cmd = cargo(root);
         cmd.args(args);
         cmd
     };
+    let ran = |r: Result<()>| r.map(|()| Outcome::ran());
     match step {
-        "fmt" => run_cmd(&mut cargo_with(&["fmt", "--all", "--", "--check"])),
-        "clippy" => run_cmd(&mut cargo_with(&[
+        "fmt" => ran(run_cmd(&mut cargo_with(&["fmt", "--all", "--", "--check"]))),
+        "clippy" => ran(run_cmd(&mut cargo_with(&[
             "clippy",
             "--workspace",
             "--all-targets",
@@ -100,21 +199,41 @@ fn run_step(root: &Path, step: &str) -> Result<()> {
             "--",
             "-D",
             "warnings",
-        ])),
-        "test" => run_cmd(&mut cargo_with(&[
-            "nextest",
-            "run",
-            "--workspace",
-            "--all-features",
-            "--locked",
-        ])),
-        "doctest" => run_cmd(&mut cargo_with(&[
-            "test",
-            "--doc",
-            "--workspace",
-            "--all-features",
-            "--locked",
-        ])),
+        ]))),
+        "test" => {
+            let nextest = cargo_with(&["nextest", "--version"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            let mut cmd = if nextest {
+                cargo_with(&[
+                    "nextest",
+                    "run",
+                    "--workspace",
+                    "--all-features",
+                    "--locked",
+                ])
+            } else {
+                println!(
+                    "cargo-nextest is not installed: running `cargo test` (doctests included) \
+                     instead (install it with `cargo install cargo-nextest --locked`)"
+                );
+                state.doctests_ran = true;
+                cargo_with(&["test", "--workspace", "--all-features", "--locked"])
+            };
+            cmd.env(SKIP_LOG_ENV, &state.skip_log);
+            run_cmd(&mut cmd)?;
+            Ok(Outcome::Ran {
+                note: (!nextest).then(|| "cargo test: cargo-nextest is not installed".into()),
+            })
+        }
+        "doctest" if state.doctests_ran => Ok(Outcome::Skipped(
+            "the test step's `cargo test` ran the doctests".into(),
+        )),
+        "doctest" => {
+            let mut cmd =
+                cargo_with(&["test", "--doc", "--workspace", "--all-features", "--locked"]);
+            ran(run_cmd(cmd.env(SKIP_LOG_ENV, &state.skip_log)))
+        }
         "doc" => {
             let mut cmd = cargo_with(&[
                 "doc",
@@ -123,34 +242,41 @@ fn run_step(root: &Path, step: &str) -> Result<()> {
                 "--no-deps",
                 "--locked",
             ]);
-            run_cmd(cmd.env("RUSTDOCFLAGS", "-D warnings"))
+            ran(run_cmd(cmd.env("RUSTDOCFLAGS", "-D warnings")))
         }
-        "tidy" => tidy::run(root),
-        "codegen" => codegen::run(root, true),
-        "publish" => publish::run(root, false),
+        "tidy" => ran(tidy::run(root)),
+        "codegen" => ran(codegen::run(root, true)),
+        "publish" => ran(publish::run(root, false)),
         "fuzz" => fuzz(root),
         "deny" => deny(root),
-        "conformance" => conformance(root),
+        "conformance" => ran(conformance(root)),
         other => Err(format!("unknown step `{other}`")),
+    }
+}
+
+fn remove_file_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
 
 /// `cargo check` of the fuzz crate (outside the workspace), in its own target folder so it
 /// does not invalidate the workspace's build cache.
-fn fuzz(root: &Path) -> Result<()> {
+fn fuzz(root: &Path) -> Result<Outcome> {
     if !root.join("fuzz/Cargo.toml").is_file() {
-        println!("fuzz/Cargo.toml not found: skipping the fuzz check");
-        return Ok(());
+        return Ok(Outcome::Skipped("fuzz/Cargo.toml not found".into()));
     }
     let mut cmd = cargo(root);
     cmd.args(["check", "--manifest-path", "fuzz/Cargo.toml"]);
     cmd.env("CARGO_TARGET_DIR", target_dir(root).join("fuzz"));
-    run_cmd(&mut cmd)
+    run_cmd(&mut cmd).map(|()| Outcome::ran())
 }
 
 /// `cargo deny --offline check`: advisories against the offline snapshot when it exists,
 /// licenses, bans and sources always.
-fn deny(root: &Path) -> Result<()> {
+fn deny(root: &Path) -> Result<Outcome> {
     let installed = cargo(root)
         .args(["deny", "--version"])
         .output()
@@ -161,11 +287,11 @@ fn deny(root: &Path) -> Result<()> {
                         cargo install cargo-deny --locked"
                 .into());
         }
-        println!(
-            "cargo-deny not installed: skipping licenses/bans/advisories \
-             (install with cargo install cargo-deny --locked)"
-        );
-        return Ok(());
+        return Ok(Outcome::Skipped(
+            "cargo-deny is not installed (cargo install cargo-deny --locked): \
+             licenses, bans and advisories not checked"
+                .into(),
+        ));
     }
 
     // `--offline` also keeps cargo-deny's `cargo metadata` offline: fetch every locked crate
@@ -193,11 +319,13 @@ fn deny(root: &Path) -> Result<()> {
         prepare_advisory_db(&source, &dbs.join(ADVISORY_DB_DIR))?;
         cmd.env(ADVISORY_DBS_ENV, &dbs);
         cmd.arg("all");
+        run_cmd(&mut cmd).map(|()| Outcome::ran())
     } else {
-        println!("{ADVISORY_DB} not found: skipping advisories");
         cmd.args(["bans", "licenses", "sources"]);
+        run_cmd(&mut cmd).map(|()| Outcome::Ran {
+            note: Some(format!("{ADVISORY_DB} not found: advisories not checked")),
+        })
     }
-    run_cmd(&mut cmd)
 }
 
 /// Makes `dest` a git repository holding a copy of `source` (cargo-deny opens the advisory
@@ -328,4 +456,23 @@ fn conformance(root: &Path) -> Result<()> {
     ]);
     cmd.arg(&corpus);
     run_cmd(&mut cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_skip_log;
+
+    #[test]
+    fn skip_log_lines_are_parsed_and_deduplicated() {
+        let log =
+            "fixtures\ta::it t1\tgone\nserver\tb::it t2\tno url\n\nfixtures\ta::it t1\tgone\n";
+        let skips = parse_skip_log(log);
+        assert_eq!(skips.len(), 2);
+        assert_eq!(
+            skips[0],
+            ("fixtures".into(), "a::it t1".into(), "gone".into())
+        );
+        assert_eq!(skips[1].0, "server");
+        assert!(parse_skip_log("").is_empty());
+    }
 }

@@ -12,7 +12,9 @@
 //!   capabilities say.
 //! - [`spec::check`] validates request bodies against OpenAPI schemas.
 //! - [`server_url`] reads a live server's address from the environment, skipping (or failing
-//!   under `INFERMUX_REQUIRE_SERVERS=1`) when it is absent.
+//!   under `INFERMUX_REQUIRE_SERVERS=1`) when it is absent; [`shared_fixture`] finds the shared
+//!   recorded traffic the same way (`INFERMUX_REQUIRE_FIXTURES=1`); [`skip()`](fn@skip) makes every skip
+//!   visible (see the [`skip`](mod@skip) module).
 //!
 //! This crate depends on `infermux-core` and `infermux-http` only; providers take it as a
 //! path-only dev-dependency.
@@ -28,6 +30,7 @@ pub mod replay;
 mod rng;
 mod server;
 mod sim;
+pub mod skip;
 pub mod spec;
 
 pub use capture::{Seen, capture};
@@ -38,21 +41,20 @@ pub use replay::{ReplayOptions, ReplayServer};
 pub use rng::SplitMix64;
 pub use server::{Chunk, IncomingRequest, Reply};
 pub use sim::{Fault, FaultPlan, Simulator};
+pub use skip::{Need, record_mode, shared_dir, shared_fixture, skip};
 
 /// The address of a live server from environment variable `var`.
 ///
-/// Without it, prints a message saying the test is skipped and returns `None`; when
+/// Without it, the test is skipped visibly ([`skip()`](fn@skip)) and this returns `None`; when
 /// `INFERMUX_REQUIRE_SERVERS=1` is set (as `.ci/run` does), a missing server fails the test.
 pub fn server_url(var: &str) -> Option<String> {
     match std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
         Some(url) => Some(url.trim().trim_end_matches('/').to_owned()),
         None => {
-            let required = std::env::var("INFERMUX_REQUIRE_SERVERS").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "{var} is not set but INFERMUX_REQUIRE_SERVERS=1: the live server is missing"
+            skip(
+                Need::Server,
+                &format!("{var} is not set (no live server; .ci/run starts one)"),
             );
-            eprintln!("skipping: {var} is not set (no live server; .ci/run starts one)");
             None
         }
     }

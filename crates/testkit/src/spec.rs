@@ -14,6 +14,27 @@
 
 use serde_json::Value;
 
+/// Loads a published OpenAPI description from the shared fixtures (`rel` under
+/// [`shared_dir`](crate::shared_dir), JSON or YAML by its extension).
+///
+/// Returns `None` when it is absent — the test is then skipped visibly, or fails under
+/// `INFERMUX_REQUIRE_FIXTURES=1` (see [`shared_fixture`](crate::shared_fixture)).
+///
+/// # Panics
+/// When the file exists but cannot be read or parsed: a broken spec fails the test, it never
+/// skips it.
+pub fn load_shared(rel: &str) -> Option<Value> {
+    let path = crate::shared_fixture(rel)?;
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+    let parsed = if yaml {
+        serde_norway::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    };
+    Some(parsed.unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
 /// Follows a local `$ref` (`#/components/schemas/...`).
 pub fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
     match schema.get("$ref").and_then(Value::as_str) {

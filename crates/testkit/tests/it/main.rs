@@ -1,7 +1,7 @@
 //! Integration tests of the testkit: replay byte-exactness and loud failures, the simulator's
 //! faults, and that every shared cassette parses.
 
-use std::path::PathBuf;
+mod skips;
 
 use infermux_core::{EndpointConfig, ErrorKind, RequestContext};
 use infermux_http::{Auth, HttpEndpoint};
@@ -147,11 +147,9 @@ async fn simulator_injects_scripted_faults() {
 
 #[test]
 fn every_shared_cassette_parses() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/cassettes");
-    if !root.exists() {
-        eprintln!("skipping: {} not found", root.display());
+    let Some(root) = infermux_testkit::shared_fixture("fixtures/cassettes") else {
         return;
-    }
+    };
     let mut stack = vec![root];
     let (mut files, mut interactions, mut raw) = (0, 0, 0);
     while let Some(dir) = stack.pop() {

@@ -64,8 +64,7 @@ async fn replay_stream(body: &str) -> infermux_core::Result<infermux_core::ChatR
 
 #[tokio::test]
 async fn record_fixtures_from_the_real_server() {
-    if std::env::var("INFERMUX_RECORD").as_deref() != Ok("1") {
-        eprintln!("skipping: set INFERMUX_RECORD=1 (and INFERMUX_LLAMA_URL) to re-record fixtures");
+    if !infermux_testkit::record_mode() {
         return;
     }
     let url = std::env::var("INFERMUX_LLAMA_URL").expect("INFERMUX_LLAMA_URL");

@@ -10,8 +10,6 @@
 //! spec, every top-level field must be one the schema declares, so a misspelt field fails even
 //! where the spec leaves objects open.
 
-use std::path::PathBuf;
-
 use infermux_core::{ChatRequest, ContentPart, Message, ToolCall, ToolChoice};
 use infermux_openai::media::{ImageRequest, SpeechRequest};
 use infermux_openai::{chat_body, responses};
@@ -23,18 +21,7 @@ use crate::{
 };
 
 fn spec() -> Option<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../../shared/fixtures/specs/openai/openapi.json");
-    match std::fs::read(&path) {
-        Ok(bytes) => Some(serde_json::from_slice(&bytes).unwrap()),
-        Err(_) => {
-            eprintln!(
-                "skipping: {} not found (the official OpenAI OpenAPI spec)",
-                path.display()
-            );
-            None
-        }
-    }
+    infermux_testkit::spec::load_shared("fixtures/specs/openai/openapi.json")
 }
 
 struct Validator<'a> {

@@ -2,7 +2,6 @@
 //! docs: no OVMS server runs here and no recording exists), plus request bodies checked
 //! against the KServe v2 OpenAPI spec.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use infermux_core::{
@@ -12,7 +11,7 @@ use infermux_core::{
 use infermux_ovms::{Ovms, Tensor, TensorData};
 use infermux_testkit::{Fault, FaultPlan, Simulator, SuiteConfig, conformance};
 use ndarray::array;
-use serde_json::{Value, json};
+use serde_json::json;
 
 async fn setup() -> (Simulator, Ovms) {
     let sim = Simulator::start(FaultPlan::none()).await.unwrap();
@@ -143,13 +142,11 @@ async fn v3_openai_routes_and_rerank() {
 
 #[test]
 fn infer_requests_match_the_kserve_v2_spec() {
-    let spec = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../../shared/fixtures/specs/kserve_v2/open_inference_rest.yaml");
-    let Ok(text) = std::fs::read_to_string(&spec) else {
-        eprintln!("skipping: {} not found", spec.display());
+    let Some(spec) =
+        infermux_testkit::spec::load_shared("fixtures/specs/kserve_v2/open_inference_rest.yaml")
+    else {
         return;
     };
-    let spec: Value = serde_norway::from_str(&text).unwrap();
     let schemas = &spec["components"]["schemas"];
     let required = |name: &str| -> Vec<String> {
         schemas[name]["required"]

@@ -35,8 +35,7 @@ fn chat_request() -> ChatRequest {
 
 #[tokio::test]
 async fn record_fixtures_from_the_real_server() {
-    if std::env::var("INFERMUX_RECORD").as_deref() != Ok("1") {
-        eprintln!("skipping: set INFERMUX_RECORD=1 (and INFERMUX_LLAMA_URL) to re-record fixtures");
+    if !infermux_testkit::record_mode() {
         return;
     }
     let url = std::env::var("INFERMUX_LLAMA_URL").expect("INFERMUX_LLAMA_URL");
