@@ -193,9 +193,21 @@ impl Expected {
                 first_difference(w, g)
             ));
         }
-        field("text", &self.text, &got.text)?;
-        field("reasoning", &self.reasoning, &got.reasoning)?;
-        field("tool calls", &self.tool_calls, &got.tool_calls)?;
+        // an answer without reasoning or tool calls has empty ones
+        let or_empty = |want: &Option<String>, got: &Option<String>| {
+            want.as_ref().map(|_| got.clone().unwrap_or_default())
+        };
+        field("text", &self.text, &or_empty(&self.text, &got.text))?;
+        field(
+            "reasoning",
+            &self.reasoning,
+            &or_empty(&self.reasoning, &got.reasoning),
+        )?;
+        let calls = self
+            .tool_calls
+            .as_ref()
+            .map(|_| got.tool_calls.clone().unwrap_or_default());
+        field("tool calls", &self.tool_calls, &calls)?;
         field("input tokens", &self.input_tokens, &got.input_tokens)?;
         field("output tokens", &self.output_tokens, &got.output_tokens)?;
         field("finish reason", &self.finish_reason, &got.finish_reason)?;
