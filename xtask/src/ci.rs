@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `fmt` | `cargo fmt --all -- --check` |
 //! | `clippy` | `cargo clippy --workspace --all-targets --all-features --locked -- -D warnings` |
-//! | `conformance` | the CLI's `conformance` over `../shared/fixtures/cassettes` (before the tests) |
+//! | `conformance` | the conformance runner (`infermux conformance`) over `../shared/fixtures/cassettes` (before the tests); fails when any interaction fails |
 //! | `test` | `cargo nextest run --workspace --all-features --locked` |
 //! | `doctest` | `cargo test --doc --workspace --all-features --locked` |
 //! | `doc` | `RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked` |
@@ -14,9 +14,9 @@
 //! | `fuzz` | `cargo check --manifest-path fuzz/Cargo.toml` (own target dir `<target>/fuzz`) |
 //! | `deny` | `cargo deny --offline check` with the offline advisory database |
 //!
-//! Steps whose input is missing (no `fuzz/`, no fixtures, a CLI without `conformance`, no
-//! `cargo-deny` outside CI) print why and are skipped; with `CI=true` a missing `cargo-deny`
-//! is an error.
+//! Steps whose input is missing (no `fuzz/`, no fixtures, no `cargo-deny` outside CI) print
+//! why and are skipped; with `CI=true` a missing `cargo-deny` is an error, and with
+//! `INFERMUX_REQUIRE_FIXTURES=1` missing fixtures are.
 
 use std::{
     env, fs,
@@ -296,24 +296,19 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The CLI's conformance suite over the shared cassettes, when both exist.
+/// The conformance runner (through the CLI) over the shared cassettes; fails when it fails.
+/// Without `../shared/fixtures` the step is reported as skipped, and fails when
+/// `INFERMUX_REQUIRE_FIXTURES=1`.
 fn conformance(root: &Path) -> Result<()> {
     let corpus = crate::default_corpus(root);
     if !corpus.is_dir() {
-        println!("../shared/fixtures not found: skipping conformance");
-        return Ok(());
-    }
-    let help = cargo(root)
-        .args(["run", "-q", "-p", "infermux-cli", "--", "help"])
-        .output()
-        .map_err(|e| format!("could not run the CLI: {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&help.stdout),
-        String::from_utf8_lossy(&help.stderr)
-    );
-    if !text.contains("conformance") {
-        println!("conformance runner not built yet: skipping");
+        if std::env::var("INFERMUX_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
+            return Err(format!(
+                "{} not found but INFERMUX_REQUIRE_FIXTURES=1",
+                corpus.display()
+            ));
+        }
+        println!("conformance skipped: {} not found", corpus.display());
         return Ok(());
     }
     let mut cmd = cargo(root);
