@@ -90,9 +90,14 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
     }
 }
 
-/// `<root>/../shared/fixtures/cassettes`, the default conformance corpus.
+/// `fixtures/cassettes` under the shared fixtures folder (`$INFERMUX_SHARED_DIR`, or
+/// `<root>/../shared`): the default conformance corpus.
 pub(crate) fn default_corpus(root: &Path) -> PathBuf {
-    root.join("../shared/fixtures/cassettes")
+    let shared = match env::var_os("INFERMUX_SHARED_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => root.join("../shared"),
+    };
+    shared.join("fixtures/cassettes")
 }
 
 /// `cargo xtask conformance`: the CLI's `conformance` subcommand over `corpus`.

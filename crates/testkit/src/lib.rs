@@ -10,6 +10,8 @@
 //! - [`Simulator`] is an OpenAI-compatible server with seeded or scripted faults.
 //! - [`conformance::run`] checks chat, streaming, tools, embeddings and models as a provider's
 //!   capabilities say.
+//! - [`oracle`] reads a recorded response body, independently of any provider, into the answer
+//!   or error kind it means, one module per wire format, and compares a decoded answer with it.
 //! - [`spec::check`] validates request bodies against OpenAPI schemas.
 //! - [`server_url`] reads a live server's address from the environment, skipping (or failing
 //!   under `INFERMUX_REQUIRE_SERVERS=1`) when it is absent; [`shared_fixture`] finds the shared
@@ -25,6 +27,7 @@
 mod capture;
 pub mod cassette;
 pub mod conformance;
+pub mod oracle;
 mod record;
 pub mod replay;
 mod rng;

@@ -30,6 +30,7 @@
 //! # Crate features
 //! This crate has no optional features.
 
+mod legacy;
 pub mod wire;
 
 use async_trait::async_trait;

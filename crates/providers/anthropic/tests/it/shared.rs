@@ -1,18 +1,15 @@
 //! Replay of every interaction of the shared Anthropic cassettes
 //! (`../shared/fixtures/cassettes/anthropic`, recorded from the real API by llm-anthropic,
-//! openllmetry and pydantic-ai) through this provider. Each answer is compared with a naive
-//! reading of the recorded body written here, independently of the provider's parser.
+//! openllmetry and pydantic-ai) through this provider. Each answer is checked against the
+//! testkit's Anthropic oracle (`infermux_testkit::oracle::anthropic`), the same reading of the
+//! recorded body the conformance runner uses, independent of the provider's parser.
 
 use std::path::{Path, PathBuf};
 
-use futures_util::StreamExt;
 use infermux_anthropic::{Anthropic, wire};
-use infermux_core::{
-    ChatResponse, ContentPart, EndpointConfig, ErrorKind, Provider, Request, RequestContext,
-    Response, StreamAccumulator,
-};
+use infermux_core::{EndpointConfig, Provider, Request, RequestContext, StreamAccumulator};
+use infermux_testkit::oracle::{Expected, anthropic as oracle};
 use infermux_testkit::{Cassette, Interaction, ReplayOptions, ReplayServer};
-use serde_json::Value;
 
 use crate::response_bytes;
 
@@ -39,136 +36,6 @@ fn cassettes(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// What a recorded answer says, read naively.
-#[derive(Debug, Default, PartialEq)]
-struct Expected {
-    text: String,
-    thinking: String,
-    /// (name, arguments as JSON)
-    tools: Vec<(String, Value)>,
-    input_tokens: u64,
-    output_tokens: u64,
-    stop_reason: Option<String>,
-}
-
-fn total_input(u: &Value) -> u64 {
-    [
-        "input_tokens",
-        "cache_read_input_tokens",
-        "cache_creation_input_tokens",
-    ]
-    .iter()
-    .map(|k| u[*k].as_u64().unwrap_or(0))
-    .sum()
-}
-
-fn expected_plain(v: &Value) -> Expected {
-    let mut e = Expected::default();
-    for b in v["content"].as_array().unwrap() {
-        match b["type"].as_str().unwrap() {
-            "text" => e.text.push_str(b["text"].as_str().unwrap()),
-            "thinking" => e.thinking.push_str(b["thinking"].as_str().unwrap()),
-            "tool_use" => e
-                .tools
-                .push((b["name"].as_str().unwrap().to_owned(), b["input"].clone())),
-            _ => {}
-        }
-    }
-    e.input_tokens = total_input(&v["usage"]);
-    e.output_tokens = v["usage"]["output_tokens"].as_u64().unwrap();
-    e.stop_reason = v["stop_reason"].as_str().map(str::to_owned);
-    e
-}
-
-fn expected_stream(body: &str) -> Expected {
-    let mut e = Expected::default();
-    let mut args: Vec<(u64, String, String)> = Vec::new();
-    for line in body.lines() {
-        let Some(data) = line.strip_prefix("data:") else {
-            continue;
-        };
-        let v: Value = serde_json::from_str(data.trim()).unwrap();
-        match v["type"].as_str().unwrap_or("") {
-            "message_start" => e.input_tokens = total_input(&v["message"]["usage"]),
-            "content_block_start" if v["content_block"]["type"] == "tool_use" => args.push((
-                v["index"].as_u64().unwrap(),
-                v["content_block"]["name"].as_str().unwrap().to_owned(),
-                String::new(),
-            )),
-            "content_block_delta" => {
-                let d = &v["delta"];
-                match d["type"].as_str().unwrap() {
-                    "text_delta" => e.text.push_str(d["text"].as_str().unwrap()),
-                    "thinking_delta" => e.thinking.push_str(d["thinking"].as_str().unwrap()),
-                    "input_json_delta" => {
-                        let i = v["index"].as_u64().unwrap();
-                        let slot = args.iter_mut().find(|a| a.0 == i).unwrap();
-                        slot.2.push_str(d["partial_json"].as_str().unwrap());
-                    }
-                    _ => {}
-                }
-            }
-            "message_delta" => {
-                e.output_tokens = v["usage"]["output_tokens"].as_u64().unwrap();
-                if v["usage"]["input_tokens"].is_u64() {
-                    e.input_tokens = total_input(&v["usage"]);
-                }
-                e.stop_reason = v["delta"]["stop_reason"].as_str().map(str::to_owned);
-            }
-            _ => {}
-        }
-    }
-    e.tools = args
-        .into_iter()
-        .map(|(_, name, a)| {
-            let v = if a.is_empty() {
-                serde_json::json!({})
-            } else {
-                serde_json::from_str(&a).unwrap()
-            };
-            (name, v)
-        })
-        .collect();
-    e
-}
-
-fn actual(r: &ChatResponse) -> Expected {
-    let thinking = r
-        .message
-        .content
-        .iter()
-        .filter_map(|p| match p {
-            ContentPart::Thinking { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
-    let u = r.usage.unwrap_or_default();
-    Expected {
-        text: r.text(),
-        thinking,
-        tools: r
-            .tool_calls()
-            .iter()
-            .map(|c| (c.name.clone(), c.parsed_arguments().unwrap()))
-            .collect(),
-        input_tokens: u.input_tokens,
-        output_tokens: u.output_tokens,
-        stop_reason: None,
-    }
-}
-
-/// The kind an error status must give, read independently of `infermux-http`.
-fn expected_kind(status: u16, body: &Value) -> ErrorKind {
-    match (status, body["error"]["type"].as_str()) {
-        (_, Some("overloaded_error")) | (529, _) => ErrorKind::Overloaded,
-        (401 | 403, _) => ErrorKind::Auth,
-        (404, _) => ErrorKind::NotFound,
-        (429, _) => ErrorKind::RateLimited,
-        (400..=499, _) => ErrorKind::InvalidRequest,
-        _ => ErrorKind::Server,
-    }
-}
-
 /// Why an interaction is out of scope, if it is.
 fn out_of_scope(it: &Interaction) -> Option<&'static str> {
     match it.request.path() {
@@ -192,118 +59,57 @@ async fn replay_one(it: &Interaction, chunk: Option<usize>) -> Result<(), String
     let status = it.response.status;
     let body = response_bytes(&it.response);
     let ctx = RequestContext::new();
-    let req_json = it.request.json().ok_or("request body is not JSON")?;
-    let outcome: Result<(), String> = match it.request.path() {
+    let req_json = it.request.json().unwrap_or_default();
+    // the testkit oracle reads the recorded body, independently of this crate's parser
+    let (want, got): (Expected, Result<Expected, infermux_core::Error>) = match it.request.path() {
         "/v1/messages/count_tokens" => {
             let req = wire::chat_request_from_json(&req_json).map_err(|e| e.to_string())?;
-            match p.count_tokens(&req, &ctx).await {
-                Ok(n) => {
-                    let v: Value = serde_json::from_slice(&body).unwrap();
-                    if Some(n) == v["input_tokens"].as_u64() {
-                        Ok(())
-                    } else {
-                        Err(format!("count {n} != recorded {}", v["input_tokens"]))
-                    }
-                }
-                Err(e) => check_error(status, &body, &e),
-            }
+            let got = p.count_tokens(&req, &ctx).await.map(|n| {
+                let mut e = Expected::default();
+                e.token_count = Some(n);
+                e
+            });
+            (oracle::count_tokens(status, &body)?, got)
         }
-        "/v1/models" => match p.call(&Request::Models, &ctx).await {
-            Ok(Response::Models(m)) => {
-                let v: Value = serde_json::from_slice(&body).unwrap();
-                let ids: Vec<&str> = v["data"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|m| m["id"].as_str().unwrap())
-                    .collect();
-                let got: Vec<&str> = m.models.iter().map(|m| m.id.as_str()).collect();
-                (ids == got)
-                    .then_some(())
-                    .ok_or(format!("{got:?} != {ids:?}"))
-            }
-            Ok(other) => Err(format!("{:?}", other.operation())),
-            Err(e) => check_error(status, &body, &e),
-        },
+        "/v1/models" => {
+            let got = p.call(&Request::Models, &ctx).await;
+            (
+                oracle::models(status, &body)?,
+                got.map(|r| Expected::of_response(&r)),
+            )
+        }
         _ => {
             let req =
                 Request::Chat(wire::chat_request_from_json(&req_json).map_err(|e| e.to_string())?);
             if wire::request_streams(&req_json) {
                 let got = match p.stream(&req, &ctx).await {
-                    Ok(s) => {
-                        let mut s = s;
-                        let mut acc = StreamAccumulator::new();
-                        let mut failure = None;
-                        while let Some(ev) = s.next().await {
-                            match ev {
-                                Ok(ev) => acc.push(&ev),
-                                Err(e) => {
-                                    failure = Some(e);
-                                    break;
-                                }
-                            }
-                        }
-                        match failure {
-                            Some(e) => Err(e),
-                            None => Ok(acc.finish()),
-                        }
-                    }
+                    Ok(s) => StreamAccumulator::collect(s).await,
                     Err(e) => Err(e),
                 };
-                match got {
-                    Ok(r) if (200..300).contains(&status) => {
-                        compare(&expected_stream(&String::from_utf8_lossy(&body)), &r)
-                    }
-                    Ok(_) => Err(format!("status {status} decoded as an answer")),
-                    Err(e) => check_error(status, &body, &e),
-                }
+                (
+                    oracle::messages_stream(status, &body)?,
+                    got.map(|r| Expected::of_chat(&r)),
+                )
             } else {
-                match p.call(&req, &ctx).await {
-                    Ok(Response::Chat(r)) if (200..300).contains(&status) => {
-                        let v: Value = serde_json::from_slice(&body).unwrap();
-                        compare(&expected_plain(&v), &r)
-                    }
-                    Ok(_) => Err(format!("status {status} decoded as an answer")),
-                    Err(e) => check_error(status, &body, &e),
-                }
+                let got = p.call(&req, &ctx).await;
+                (
+                    oracle::messages(status, &body)?,
+                    got.map(|r| Expected::of_response(&r)),
+                )
             }
         }
     };
-    outcome?;
-    server.verify()
-}
-
-fn compare(want: &Expected, r: &ChatResponse) -> Result<(), String> {
-    let want_reason = want.stop_reason.as_deref().map(wire::finish_reason);
-    if r.finish_reason != want_reason {
+    want.check_outcome(got.as_ref())?;
+    if let Err(e) = &got
+        && status >= 400
+        && e.status() != Some(status)
+    {
         return Err(format!(
-            "finish {:?} != recorded {:?}",
-            r.finish_reason, want.stop_reason
-        ));
-    }
-    let got = Expected {
-        stop_reason: want.stop_reason.clone(),
-        ..actual(r)
-    };
-    (got == *want)
-        .then_some(())
-        .ok_or_else(|| format!("decoded {got:?}\nrecorded {want:?}"))
-}
-
-fn check_error(status: u16, body: &[u8], e: &infermux_core::Error) -> Result<(), String> {
-    if (200..300).contains(&status) {
-        return Err(format!("a {status} answer failed: {e}"));
-    }
-    let v: Value = serde_json::from_slice(body).unwrap_or_default();
-    let want = expected_kind(status, &v);
-    if e.kind() != want || e.status() != Some(status) {
-        return Err(format!(
-            "error {:?} (status {:?}) for a recorded {status}, expected {want:?}",
-            e.kind(),
+            "error status {:?} for a recorded {status}",
             e.status()
         ));
     }
-    Ok(())
+    server.verify()
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod conformance;
+mod legacy_embeddings;
 mod native_sim;
 mod replay;
 mod spec;

@@ -1,0 +1,214 @@
+//! Ollama's native API: `/api/chat` and `/api/generate` (one JSON object, or NDJSON when
+//! streamed), `/api/embed`, the legacy `/api/embeddings` and `/api/tags`. An `{"error": …}`
+//! line inside a 200 stream is the error it means.
+
+use serde_json::Value;
+
+use super::{Expected, embedded_error_kind, is_error_object, json, status_error};
+
+/// The JSON lines of a body (a plain answer is one line).
+fn lines(body: &[u8]) -> Result<Vec<Value>, String> {
+    let text = String::from_utf8_lossy(body);
+    let xs: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    if xs.is_empty() {
+        // one pretty-printed object
+        return json(body).map(|v| vec![v]);
+    }
+    Ok(xs)
+}
+
+fn answer(status: u16, body: &[u8], chat: bool) -> Result<Expected, String> {
+    if let Some(e) = status_error(status, body) {
+        return Ok(e);
+    }
+    let mut e = Expected::default();
+    let (mut text, mut reasoning, mut calls) = (String::new(), String::new(), Vec::new());
+    let mut done = false;
+    for v in lines(body)? {
+        if is_error_object(&v) {
+            return Ok(Expected::error(embedded_error_kind(&v)));
+        }
+        let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("");
+        if chat {
+            text.push_str(s("/message/content"));
+            reasoning.push_str(s("/message/thinking"));
+            for c in v
+                .pointer("/message/tool_calls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let args = match c.pointer("/function/arguments") {
+                    Some(Value::String(a)) => super::arguments(a),
+                    Some(Value::Null) | None => super::arguments(""),
+                    Some(other) => other.clone(),
+                };
+                calls.push((
+                    c.pointer("/function/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    args,
+                ));
+            }
+        } else {
+            text.push_str(s("/response"));
+            reasoning.push_str(s("/thinking"));
+        }
+        if v.get("done") == Some(&Value::Bool(true)) {
+            done = true;
+            e.input_tokens = v.get("prompt_eval_count").and_then(Value::as_u64);
+            e.output_tokens = v.get("eval_count").and_then(Value::as_u64);
+        }
+    }
+    if !done {
+        return Err("the recorded answer never says done".to_owned());
+    }
+    e.text = Some(text);
+    e.reasoning = Some(reasoning);
+    if chat {
+        e.tool_calls = Some(calls);
+    }
+    Ok(e)
+}
+
+/// An `/api/chat` answer, plain or NDJSON.
+pub fn chat(status: u16, body: &[u8]) -> Result<Expected, String> {
+    answer(status, body, true)
+}
+
+/// An `/api/generate` answer, plain or NDJSON.
+pub fn generate(status: u16, body: &[u8]) -> Result<Expected, String> {
+    answer(status, body, false)
+}
+
+fn error_of(status: u16, body: &[u8]) -> Option<Expected> {
+    if let Some(e) = status_error(status, body) {
+        return Some(e);
+    }
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .filter(is_error_object)
+        .map(|v| Expected::error(embedded_error_kind(&v)))
+}
+
+/// An `/api/embed` answer: `{"embeddings": [[…], …]}`.
+pub fn embed(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = error_of(status, body) {
+        return Ok(e);
+    }
+    let v = json(body)?;
+    let xs = v
+        .get("embeddings")
+        .and_then(Value::as_array)
+        .ok_or("the recorded answer has no embeddings")?;
+    let dim = xs.first().and_then(Value::as_array).map_or(0, Vec::len);
+    Ok(Expected {
+        vectors: Some((xs.len(), dim)),
+        input_tokens: v.get("prompt_eval_count").and_then(Value::as_u64),
+        ..Expected::default()
+    })
+}
+
+/// The legacy `/api/embeddings` answers of one call, one per input (`{"embedding": […]}`
+/// each): the number of vectors and the first's dimension.
+pub fn embeddings_legacy(answers: &[(u16, &[u8])]) -> Result<Expected, String> {
+    let mut dim = None;
+    for (status, body) in answers {
+        if let Some(e) = error_of(*status, body) {
+            return Ok(e);
+        }
+        let v = json(body)?;
+        let x = v
+            .get("embedding")
+            .and_then(Value::as_array)
+            .ok_or("the recorded answer has no embedding")?;
+        dim.get_or_insert(x.len());
+    }
+    let dim = dim.ok_or("no recorded answer")?;
+    Ok(Expected {
+        vectors: Some((answers.len(), dim)),
+        ..Expected::default()
+    })
+}
+
+/// An `/api/tags` answer: the local models' names in order.
+pub fn tags(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = error_of(status, body) {
+        return Ok(e);
+    }
+    let v = json(body)?;
+    let xs = v
+        .get("models")
+        .and_then(Value::as_array)
+        .ok_or("the recorded answer has no models")?;
+    Ok(Expected {
+        ids: Some(
+            xs.iter()
+                .map(|m| {
+                    m.get("name")
+                        .or_else(|| m.get("model"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned()
+                })
+                .collect(),
+        ),
+        ..Expected::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infermux_core::ErrorKind;
+    use serde_json::json;
+
+    #[test]
+    fn ndjson_and_plain_answers() {
+        let body = b"{\"message\":{\"content\":\"Hel\"},\"done\":false}\n{\"message\":{\"content\":\"lo\",\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":{\"a\":1}}}]},\"done\":false}\n{\"message\":{\"content\":\"\"},\"done\":true,\"prompt_eval_count\":3,\"eval_count\":4}\n";
+        let e = chat(200, body).unwrap();
+        assert_eq!(e.text.as_deref(), Some("Hello"));
+        assert_eq!(e.tool_calls, Some(vec![("f".into(), json!({"a": 1}))]));
+        assert_eq!((e.input_tokens, e.output_tokens), (Some(3), Some(4)));
+        let g = generate(200, br#"{"response":"Paris","done":true,"eval_count":2}"#).unwrap();
+        assert_eq!(g.text.as_deref(), Some("Paris"));
+        assert_eq!(g.tool_calls, None);
+        // a cut stream is not an answer
+        assert!(generate(200, b"{\"response\":\"Par\",\"done\":false}\n").is_err());
+        let err = b"{\"response\":\"a\",\"done\":false}\n{\"error\":\"model 'x' not found\"}\n";
+        assert_eq!(generate(200, err).unwrap().error, Some(ErrorKind::NotFound));
+        assert_eq!(
+            chat(404, br#"{"error":"model not found"}"#).unwrap().error,
+            Some(ErrorKind::NotFound)
+        );
+    }
+
+    #[test]
+    fn embeddings_and_tags() {
+        let e = embed(200, br#"{"embeddings":[[1,2,3],[4,5,6]]}"#).unwrap();
+        assert_eq!(e.vectors, Some((2, 3)));
+        let mut fewer = e.clone();
+        fewer.vectors = Some((1, 3));
+        assert!(e.check(&fewer).is_err());
+        let one: &[u8] = br#"{"embedding":[1,2]}"#;
+        assert_eq!(
+            embeddings_legacy(&[(200, one), (200, one)])
+                .unwrap()
+                .vectors,
+            Some((2, 2))
+        );
+        assert!(embeddings_legacy(&[(200, br#"{"embeddings":[]}"#)]).is_err());
+        let t = tags(
+            200,
+            br#"{"models":[{"name":"llama3:latest"},{"model":"qwen"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(t.ids, Some(vec!["llama3:latest".into(), "qwen".into()]));
+        assert!(tags(200, b"[]").is_err());
+    }
+}

@@ -1,0 +1,606 @@
+//! The OpenAI wire format (also Groq, vLLM, llama.cpp, TGI's and Ollama's `/v1`, the HF
+//! router, Gemini's OpenAI-compatible endpoint): chat and completions plain and streamed,
+//! embeddings, model lists, the Responses API, moderation, images, speech, transcription and
+//! files.
+
+use serde_json::Value;
+
+use super::{
+    Expected, arguments, embedded_error_kind, fnv1a, is_error_object, json, sse_events,
+    status_error,
+};
+
+/// A recorded error status, or an error object in a 2xx body.
+fn error_of(status: u16, body: &[u8]) -> Option<Expected> {
+    if let Some(e) = status_error(status, body) {
+        return Some(e);
+    }
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .filter(is_error_object)
+        .map(|v| Expected::error(embedded_error_kind(&v)))
+}
+
+/// The choice answering the first prompt: index 0 wherever it is listed, else the first.
+fn first_choice(v: &Value) -> Option<&Value> {
+    let choices = v.get("choices")?.as_array()?;
+    choices
+        .iter()
+        .find(|c| c.get("index").and_then(Value::as_u64) == Some(0))
+        .or_else(|| choices.first())
+}
+
+fn set_usage(e: &mut Expected, u: &Value) {
+    if u.is_object() {
+        e.input_tokens = u.get("prompt_tokens").and_then(Value::as_u64);
+        e.output_tokens = u.get("completion_tokens").and_then(Value::as_u64);
+    }
+}
+
+/// The usage of a chat or completion body (or chunk): `usage`, or Groq's `x_groq.usage`.
+fn usage_of(v: &Value) -> Option<&Value> {
+    v.get("usage")
+        .filter(|u| u.is_object())
+        .or_else(|| v.pointer("/x_groq/usage").filter(|u| u.is_object()))
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// A chat completion (`POST …/chat/completions` without `stream`).
+pub fn chat(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = error_of(status, body) {
+        return Ok(e);
+    }
+    let v = json(body)?;
+    let c = first_choice(&v).ok_or("the recorded chat answer has no choices")?;
+    let m = c
+        .get("message")
+        .ok_or("the recorded choice has no message")?;
+    let mut e = Expected {
+        text: Some(str_of(m, "content").unwrap_or("").to_owned()),
+        reasoning: Some(
+            str_of(m, "reasoning_content")
+                .or_else(|| str_of(m, "reasoning"))
+                .unwrap_or("")
+                .to_owned(),
+        ),
+        tool_calls: Some(
+            m.get("tool_calls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    (
+                        t.pointer("/function/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned(),
+                        match t.pointer("/function/arguments") {
+                            Some(Value::String(s)) => arguments(s),
+                            Some(Value::Null) | None => arguments(""),
+                            Some(other) => other.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        ),
+        finish_reason: str_of(c, "finish_reason").map(str::to_owned),
+        ..Expected::default()
+    };
+    if let Some(u) = usage_of(&v) {
+        set_usage(&mut e, u);
+    }
+    Ok(e)
+}
+
+/// A streamed chat completion (SSE `chat.completion.chunk`s); an error object inside the
+/// stream is the error it means.
+pub fn chat_stream(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = status_error(status, body) {
+        return Ok(e);
+    }
+    let mut text = String::new();
+    let mut reasoning = String::new();
+    let mut calls: Vec<(u64, String, String, bool)> = Vec::new();
+    let mut e = Expected::default();
+    let mut seen = false;
+    for (event, v) in sse_events(body) {
+        if event.as_deref() == Some("error") || is_error_object(&v) {
+            return Ok(Expected::error(embedded_error_kind(&v)));
+        }
+        if let Some(u) = usage_of(&v) {
+            set_usage(&mut e, u);
+        }
+        let Some(choices) = v.get("choices").and_then(Value::as_array) else {
+            continue;
+        };
+        seen = true;
+        for c in choices
+            .iter()
+            .filter(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+        {
+            if let Some(f) = str_of(c, "finish_reason") {
+                e.finish_reason = Some(f.to_owned());
+            }
+            let Some(d) = c.get("delta") else { continue };
+            text.push_str(str_of(d, "content").unwrap_or(""));
+            reasoning.push_str(
+                str_of(d, "reasoning_content")
+                    .or_else(|| str_of(d, "reasoning"))
+                    .unwrap_or(""),
+            );
+            for (pos, t) in d
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let i = t.get("index").and_then(Value::as_u64).unwrap_or(pos as u64);
+                let slot = match calls.iter().position(|c| c.0 == i) {
+                    Some(p) => p,
+                    None => {
+                        calls.push((i, String::new(), String::new(), false));
+                        calls.len() - 1
+                    }
+                };
+                if let Some(n) = t.pointer("/function/name").and_then(Value::as_str) {
+                    calls[slot].1.push_str(n);
+                }
+                match t.pointer("/function/arguments") {
+                    Some(Value::String(s)) => calls[slot].2.push_str(s),
+                    Some(Value::Null) | None => {}
+                    Some(other) => {
+                        calls[slot].2 = other.to_string();
+                        calls[slot].3 = true;
+                    }
+                }
+            }
+        }
+    }
+    if !seen {
+        return Err("the recorded stream has no chat chunks".to_owned());
+    }
+    e.text = Some(text);
+    e.reasoning = Some(reasoning);
+    e.tool_calls = Some(
+        calls
+            .into_iter()
+            .map(|(_, n, a, _)| (n, arguments(&a)))
+            .collect(),
+    );
+    Ok(e)
+}
+
+/// A legacy completion (`POST …/completions` without `stream`).
+pub fn completion(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = error_of(status, body) {
+        return Ok(e);
+    }
+    let v = json(body)?;
+    let c = first_choice(&v).ok_or("the recorded completion has no choices")?;
+    let mut e = Expected {
+        text: Some(str_of(c, "text").unwrap_or("").to_owned()),
+        finish_reason: str_of(c, "finish_reason").map(str::to_owned),
+        ..Expected::default()
+    };
+    if let Some(u) = usage_of(&v) {
+        set_usage(&mut e, u);
+    }
+    Ok(e)
+}
+
+/// A streamed legacy completion.
+pub fn completion_stream(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = status_error(status, body) {
+        return Ok(e);
+    }
+    let mut e = Expected::default();
+    let mut text = String::new();
+    let mut seen = false;
+    for (event, v) in sse_events(body) {
+        if event.as_deref() == Some("error") || is_error_object(&v) {
+            return Ok(Expected::error(embedded_error_kind(&v)));
+        }
+        if let Some(u) = usage_of(&v) {
+            set_usage(&mut e, u);
+        }
+        for c in v
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+        {
+            seen = true;
+            text.push_str(str_of(c, "text").unwrap_or(""));
+            if let Some(f) = str_of(c, "finish_reason") {
+                e.finish_reason = Some(f.to_owned());
+            }
+        }
+    }
+    if !seen {
+        return Err("the recorded stream has no completion chunks".to_owned());
+    }
+    e.text = Some(text);
+    Ok(e)
+}
+
+/// The length of a vector given as floats or as base64 little-endian `f32`s.
+pub(crate) fn vector_len(v: &Value) -> Option<usize> {
+    match v {
+        Value::Array(xs) => Some(xs.len()),
+        Value::String(s) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
+            Some(bytes.len() / 4)
+        }
+        _ => None,
+    }
+}
+
+/// An embeddings answer: the number of vectors, the first's dimension, the prompt tokens.
+pub fn embeddings(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = error_of(status, body) {
+        return Ok(e);
+    }
+    let v = json(body)?;
+    let data = v
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or("the recorded embeddings answer has no data")?;
+    let dim = data
+        .first()
+        .and_then(|d| d.get("embedding"))
+        .and_then(vector_len)
+        .unwrap_or(0);
+    Ok(Expected {
+        vectors: Some((data.len(), dim)),
+        input_tokens: v.pointer("/usage/prompt_tokens").and_then(Value::as_u64),
+        ..Expected::default()
+    })
+}
+
+/// A model listing (`GET …/models`): the ids in order.
+pub fn models(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = error_of(status, body) {
+        return Ok(e);
+    }
+    let v = json(body)?;
+    let data = v
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or("the recorded model list has no data")?;
+    Ok(Expected {
+        ids: Some(
+            data.iter()
+                .map(|m| str_of(m, "id").unwrap_or("").to_owned())
+                .collect(),
+        ),
+        ..Expected::default()
+    })
+}
+
+/// The text and function calls of a Responses API `output` array.
+fn responses_output(output: &[Value], e: &mut Expected) {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for item in output {
+        match str_of(item, "type") {
+            Some("message") => {
+                for part in item
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| str_of(p, "type") == Some("output_text"))
+                {
+                    text.push_str(str_of(part, "text").unwrap_or(""));
+                }
+            }
+            Some("function_call") => calls.push((
+                str_of(item, "name").unwrap_or("").to_owned(),
+                arguments(str_of(item, "arguments").unwrap_or("")),
+            )),
+            _ => {}
+        }
+    }
+    e.text = Some(text);
+    e.tool_calls = Some(calls);
+}
+
+fn responses_usage(e: &mut Expected, u: Option<&Value>) {
+    if let Some(u) = u.filter(|u| u.is_object()) {
+        e.input_tokens = u.get("input_tokens").and_then(Value::as_u64);
+        e.output_tokens = u.get("output_tokens").and_then(Value::as_u64);
+    }
+}
+
+/// A Responses API answer (`POST /v1/responses` without `stream`); a failed response is the
+/// error it means.
+pub fn responses(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = error_of(status, body) {
+        return Ok(e);
+    }
+    let v = json(body)?;
+    if str_of(&v, "status") == Some("failed") {
+        return Ok(Expected::error(embedded_error_kind(
+            v.get("error").unwrap_or(&Value::Null),
+        )));
+    }
+    let output = v
+        .get("output")
+        .and_then(Value::as_array)
+        .ok_or("the recorded response has no output")?;
+    let mut e = Expected::default();
+    responses_output(output, &mut e);
+    responses_usage(&mut e, v.get("usage"));
+    Ok(e)
+}
+
+/// A streamed Responses API answer: text from the deltas, function calls from the finished
+/// output items, usage from `response.completed`; `error` or `response.failed` is the error
+/// it means.
+pub fn responses_stream(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = status_error(status, body) {
+        return Ok(e);
+    }
+    let mut e = Expected::default();
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    let mut seen = false;
+    for (_, v) in sse_events(body) {
+        match str_of(&v, "type") {
+            Some("error") => return Ok(Expected::error(embedded_error_kind(&v))),
+            Some("response.failed") => {
+                return Ok(Expected::error(embedded_error_kind(
+                    v.pointer("/response/error").unwrap_or(&Value::Null),
+                )));
+            }
+            Some("response.output_text.delta") => {
+                seen = true;
+                text.push_str(str_of(&v, "delta").unwrap_or(""));
+            }
+            Some("response.output_item.done")
+                if v.pointer("/item/type").and_then(Value::as_str) == Some("function_call") =>
+            {
+                seen = true;
+                let item = &v["item"];
+                calls.push((
+                    str_of(item, "name").unwrap_or("").to_owned(),
+                    arguments(str_of(item, "arguments").unwrap_or("")),
+                ));
+            }
+            Some("response.completed" | "response.incomplete") => {
+                seen = true;
+                responses_usage(&mut e, v.pointer("/response/usage"));
+            }
+            _ => {}
+        }
+    }
+    if !seen {
+        return Err("the recorded stream has no Responses API events".to_owned());
+    }
+    e.text = Some(text);
+    e.tool_calls = Some(calls);
+    Ok(e)
+}
+
+/// A moderation answer: the flagged categories of every result, sorted, joined with `,`.
+pub fn moderation(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = error_of(status, body) {
+        return Ok(e);
+    }
+    let v = json(body)?;
+    let results = v
+        .get("results")
+        .and_then(Value::as_array)
+        .ok_or("the recorded moderation has no results")?;
+    Ok(Expected {
+        flagged: Some(
+            results
+                .iter()
+                .map(|r| {
+                    let mut cats: Vec<&str> = r
+                        .get("categories")
+                        .and_then(Value::as_object)
+                        .into_iter()
+                        .flatten()
+                        .filter(|(_, f)| **f == Value::Bool(true))
+                        .map(|(k, _)| k.as_str())
+                        .collect();
+                    cats.sort_unstable();
+                    cats.join(",")
+                })
+                .collect(),
+        ),
+        ..Expected::default()
+    })
+}
+
+/// An image generation answer: how many images.
+pub fn images(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = error_of(status, body) {
+        return Ok(e);
+    }
+    let v = json(body)?;
+    let data = v
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or("the recorded image answer has no data")?;
+    Ok(Expected {
+        images: Some(data.len()),
+        ..Expected::default()
+    })
+}
+
+/// A speech answer: the audio's byte length and hash.
+pub fn speech(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = status_error(status, body) {
+        return Ok(e);
+    }
+    Ok(Expected {
+        media: Some((body.len(), fnv1a(body))),
+        ..Expected::default()
+    })
+}
+
+/// A transcription answer (JSON `{"text"}` or plain text).
+pub fn transcription(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = error_of(status, body) {
+        return Ok(e);
+    }
+    let text = match serde_json::from_slice::<Value>(body) {
+        Ok(v) => str_of(&v, "text")
+            .ok_or("the recorded transcription has no text")?
+            .to_owned(),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    };
+    Ok(Expected {
+        text: Some(text),
+        ..Expected::default()
+    })
+}
+
+/// A file upload answer: the file's id.
+pub fn file(status: u16, body: &[u8]) -> Result<Expected, String> {
+    if let Some(e) = error_of(status, body) {
+        return Ok(e);
+    }
+    let v = json(body)?;
+    let id = str_of(&v, "id").ok_or("the recorded file has no id")?;
+    Ok(Expected {
+        ids: Some(vec![id.to_owned()]),
+        ..Expected::default()
+    })
+}
+
+/// A file listing: the ids in order.
+pub fn files(status: u16, body: &[u8]) -> Result<Expected, String> {
+    models(status, body).map_err(|e| e.replace("model list", "file list"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infermux_core::ErrorKind;
+    use serde_json::json;
+
+    #[test]
+    fn chat_reads_text_tools_usage_and_finish() {
+        let body = br#"{"choices":[{"index":1,"message":{"content":"second"}},{"index":0,"message":{"content":null,"tool_calls":[{"function":{"name":"w","arguments":"{\"city\":\"Paris\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":9,"completion_tokens":7}}"#;
+        let e = chat(200, body).unwrap();
+        assert_eq!(e.text.as_deref(), Some(""));
+        assert_eq!(
+            e.tool_calls,
+            Some(vec![("w".into(), json!({"city": "Paris"}))])
+        );
+        assert_eq!((e.input_tokens, e.output_tokens), (Some(9), Some(7)));
+        assert_eq!(e.finish_reason.as_deref(), Some("tool_calls"));
+        // a wrong answer is rejected
+        let mut wrong = e.clone();
+        wrong.tool_calls = Some(vec![("w".into(), json!({"city": "Rome"}))]);
+        assert!(e.check(&wrong).is_err());
+        // not a chat answer
+        assert!(chat(200, br#"{"object":"list"}"#).is_err());
+        assert!(chat(200, b"{\"choices\": ").is_err());
+    }
+
+    #[test]
+    fn chat_stream_joins_deltas_and_finds_errors() {
+        let body = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\",\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\"\"}}]}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\":1}\"}}]},\"finish_reason\":\"stop\"}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n";
+        let e = chat_stream(200, body).unwrap();
+        assert_eq!(e.text.as_deref(), Some("Hello"));
+        assert_eq!(e.tool_calls, Some(vec![("f".into(), json!({"a": 1}))]));
+        assert_eq!(e.output_tokens, Some(3));
+        let mut dropped = e.clone();
+        dropped.text = Some("Hel".into());
+        assert!(e.check(&dropped).is_err());
+        let err = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"I\"}}]}\n\ndata: {\"error\":{\"message\":\"x\",\"type\":\"invalid_request_error\",\"code\":\"tool_use_failed\"}}\n\n";
+        assert_eq!(
+            chat_stream(200, err).unwrap().error,
+            Some(ErrorKind::InvalidRequest)
+        );
+        assert!(chat_stream(200, b"data: {\"object\":\"x\"}\n\n").is_err());
+    }
+
+    #[test]
+    fn embeddings_models_and_errors() {
+        let e = embeddings(200, br#"{"data":[{"embedding":[1,2,3]},{"embedding":[4,5,6]}],"usage":{"prompt_tokens":4}}"#).unwrap();
+        assert_eq!(e.vectors, Some((2, 3)));
+        let mut fewer = e.clone();
+        fewer.vectors = Some((1, 3));
+        assert!(e.check(&fewer).is_err());
+        // base64: 8 bytes are two floats
+        let b = embeddings(200, br#"{"data":[{"embedding":"AAAAAAAAgD8="}]}"#).unwrap();
+        assert_eq!(b.vectors, Some((1, 2)));
+        let m = models(200, br#"{"data":[{"id":"a"},{"id":"b"}]}"#).unwrap();
+        assert_eq!(m.ids, Some(vec!["a".into(), "b".into()]));
+        assert!(models(200, br#"{"models":[]}"#).is_err());
+        let q = chat(429, br#"{"error":{"code":"insufficient_quota"}}"#).unwrap();
+        assert_eq!(q.error, Some(ErrorKind::QuotaExceeded));
+        let in_body = chat(
+            200,
+            br#"{"error":{"type":"server_error","message":"boom"}}"#,
+        )
+        .unwrap();
+        assert_eq!(in_body.error, Some(ErrorKind::Server));
+    }
+
+    #[test]
+    fn responses_plain_and_streamed() {
+        let body = br#"{"status":"completed","output":[{"type":"reasoning"},{"type":"message","content":[{"type":"output_text","text":"Hi"}]},{"type":"function_call","name":"f","arguments":"{}"}],"usage":{"input_tokens":5,"output_tokens":6}}"#;
+        let e = responses(200, body).unwrap();
+        assert_eq!(e.text.as_deref(), Some("Hi"));
+        assert_eq!(e.tool_calls, Some(vec![("f".into(), json!({}))]));
+        assert_eq!(e.input_tokens, Some(5));
+        let s = b"data: {\"type\":\"response.output_text.delta\",\"delta\":\"Hel\"}\n\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"lo\"}\n\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":1,\"output_tokens\":2}}}\n\n";
+        let e = responses_stream(200, s).unwrap();
+        assert_eq!(e.text.as_deref(), Some("Hello"));
+        assert_eq!(e.output_tokens, Some(2));
+        let failed = b"data: {\"type\":\"response.failed\",\"response\":{\"error\":{\"code\":\"rate_limit_exceeded\"}}}\n\n";
+        assert_eq!(
+            responses_stream(200, failed).unwrap().error,
+            Some(ErrorKind::RateLimited)
+        );
+        assert!(responses(200, br#"{"id":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn media_and_files() {
+        let m = moderation(
+            200,
+            br#"{"results":[{"categories":{"violence":true,"hate":false,"harassment":true}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(m.flagged, Some(vec!["harassment,violence".into()]));
+        assert!(moderation(200, b"{}").is_err());
+        assert_eq!(
+            images(200, br#"{"data":[{"url":"u"},{"url":"v"}]}"#)
+                .unwrap()
+                .images,
+            Some(2)
+        );
+        let s = speech(200, b"ID3abc").unwrap();
+        assert_eq!(s.media, Some((6, fnv1a(b"ID3abc"))));
+        assert_ne!(fnv1a(b"ID3abc"), fnv1a(b"ID3abd"));
+        assert_eq!(
+            transcription(200, br#"{"text":"hello"}"#)
+                .unwrap()
+                .text
+                .as_deref(),
+            Some("hello")
+        );
+        assert_eq!(
+            file(200, br#"{"id":"file-1"}"#).unwrap().ids,
+            Some(vec!["file-1".into()])
+        );
+        assert!(file(200, br#"{"object":"file"}"#).is_err());
+        assert_eq!(
+            files(200, br#"{"data":[{"id":"f"}]}"#).unwrap().ids,
+            Some(vec!["f".into()])
+        );
+    }
+}
