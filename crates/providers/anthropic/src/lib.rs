@@ -42,7 +42,7 @@ pub mod wire;
 
 use async_trait::async_trait;
 use infermux_core::{
-    ApiKey, Capabilities, ChatRequest, EndpointConfig, EndpointId, Error, ErrorKind, EventStream,
+    Capabilities, ChatRequest, EndpointConfig, EndpointId, Error, ErrorKind, EventStream,
     Operation, Provider, Request, RequestContext, Response, Result, StreamEvent, first_event,
 };
 use infermux_http::EventDecoder;
@@ -92,22 +92,12 @@ impl Anthropic {
     /// A client from `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL` (default
     /// `https://api.anthropic.com`). Fails with `Config` when the key is not set.
     pub fn from_env() -> Result<Self> {
-        let base = std::env::var(BASE_URL_ENV)
-            .ok()
-            .map(|b| b.trim().trim_end_matches('/').to_owned())
-            .filter(|b| !b.is_empty())
-            .map(|b| {
-                if b.ends_with("/v1") {
-                    b
-                } else {
-                    format!("{b}/v1")
-                }
-            })
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        let key = ApiKey::from_env(API_KEY_ENV).ok_or_else(|| {
-            Error::new(ErrorKind::Config, "ANTHROPIC_API_KEY is not set").with_provider(NAME)
-        })?;
-        Self::new(EndpointConfig::new(NAME, base)?.with_api_key(key))
+        let mut cfg = EndpointConfig::from_env(NAME, BASE_URL_ENV, Some(DEFAULT_BASE_URL))?
+            .with_api_key_from_env(API_KEY_ENV)?;
+        if !cfg.base_url.ends_with("/v1") {
+            cfg.base_url.push_str("/v1");
+        }
+        Self::new(cfg)
     }
 
     /// Sets the `anthropic-version` header.
