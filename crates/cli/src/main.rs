@@ -10,9 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 use infermux::openai_compat::OpenAiCompat;
-use infermux::{
-    ChatRequest, Client, EndpointConfig, Message, Operation, Provider, StreamEvent,
-};
+use infermux::{ChatRequest, Client, EndpointConfig, Message, Operation, Provider, StreamEvent};
 use std::sync::Arc;
 
 #[derive(Parser)]

@@ -622,9 +622,9 @@ impl HttpResponse {
                             return Some((Err(e), st));
                         }
                         match st.decoder.feed(&bytes) {
-                            Ok(items) => st.pending.extend(
-                                items.into_iter().map(|i| D::scrub(i, &st.resp.scrubber)),
-                            ),
+                            Ok(items) => st
+                                .pending
+                                .extend(items.into_iter().map(|i| D::scrub(i, &st.resp.scrubber))),
                             Err(e) => {
                                 st.finished = true;
                                 let e = st.resp.err(decode_error(e));
@@ -635,9 +635,9 @@ impl HttpResponse {
                     Ok(None) => {
                         st.finished = true;
                         match st.decoder.finish() {
-                            Ok(items) => st.pending.extend(
-                                items.into_iter().map(|i| D::scrub(i, &st.resp.scrubber)),
-                            ),
+                            Ok(items) => st
+                                .pending
+                                .extend(items.into_iter().map(|i| D::scrub(i, &st.resp.scrubber))),
                             Err(e) => {
                                 let e = st.resp.err(decode_error(e));
                                 return Some((Err(e), st));

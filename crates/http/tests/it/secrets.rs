@@ -45,10 +45,16 @@ async fn a_server_echoing_the_key_never_puts_it_in_an_error() {
             "/json" => response(
                 "401 Unauthorized",
                 &[("content-type", "application/json")],
-                format!(r#"{{"error":{{"message":"bad credentials in: {echoed}","type":"auth"}}}}"#)
-                    .as_bytes(),
+                format!(
+                    r#"{{"error":{{"message":"bad credentials in: {echoed}","type":"auth"}}}}"#
+                )
+                .as_bytes(),
             ),
-            "/text" => response("400 Bad Request", &[], format!("rejected {echoed}").as_bytes()),
+            "/text" => response(
+                "400 Bad Request",
+                &[],
+                format!("rejected {echoed}").as_bytes(),
+            ),
             // a 200 whose body is not the JSON expected: its start goes into the error
             "/snippet" => response(
                 "200 OK",
@@ -59,10 +65,8 @@ async fn a_server_echoing_the_key_never_puts_it_in_an_error() {
             _ => {
                 let mut out = chunked_head("200 OK", "text/event-stream");
                 out.extend(chunk(
-                    format!(
-                        "event: error\ndata: {{\"error\":{{\"message\":\"{echoed}\"}}}}\n\n"
-                    )
-                    .as_bytes(),
+                    format!("event: error\ndata: {{\"error\":{{\"message\":\"{echoed}\"}}}}\n\n")
+                        .as_bytes(),
                 ));
                 out.extend(last_chunk());
                 out
@@ -89,7 +93,10 @@ async fn a_server_echoing_the_key_never_puts_it_in_an_error() {
             assert_eq!(err.kind(), expected, "{err}");
             let text = all_text(&err);
             assert!(!text.contains(KEY), "{auth:?} {path}: {text}");
-            assert!(text.contains("***"), "the echo is still there, masked: {text}");
+            assert!(
+                text.contains("***"),
+                "the echo is still there, masked: {text}"
+            );
         }
         // a provider's own mapper sees the body already scrubbed
         let err = ep
