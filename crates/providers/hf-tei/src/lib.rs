@@ -104,12 +104,14 @@ impl HfTei {
             .trim_end_matches('/')
             .trim_end_matches("/v1")
             .to_owned();
-        config.base_url = format!("{root}/v1");
-        let openai = OpenAiCompat::with_auth(NAME, config.clone(), Auth::Bearer)?
-            .with_capabilities(Capabilities::new().with(Operation::Embeddings));
         config.base_url = root;
+        // one connection pool for the native and the OpenAI-compatible (`/v1`) routes
+        let http = HttpEndpoint::new(NAME, config, Auth::Bearer)?;
+        let v1 = http.rebased(format!("{}/v1", http.config().base_url))?;
+        let openai = OpenAiCompat::with_http(v1)
+            .with_capabilities(Capabilities::new().with(Operation::Embeddings));
         Ok(HfTei {
-            http: HttpEndpoint::new(NAME, config, Auth::Bearer)?,
+            http,
             openai,
             mode: Mode::Server,
             options: EmbedOptions::default(),

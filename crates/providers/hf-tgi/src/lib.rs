@@ -90,12 +90,13 @@ impl HfTgi {
     }
 
     fn at(mut config: EndpointConfig, base: String, model: Option<String>) -> Result<Self> {
-        config.base_url = format!("{base}/v1");
-        let openai = OpenAiCompat::with_auth(NAME, config.clone(), Auth::Bearer)?
-            .with_missing_done_tolerated(true);
         config.base_url = base;
+        // one connection pool for the native and the messages (`/v1`) routes
+        let http = HttpEndpoint::new(NAME, config, Auth::Bearer)?;
+        let v1 = http.rebased(format!("{}/v1", http.config().base_url))?;
+        let openai = OpenAiCompat::with_http(v1).with_missing_done_tolerated(true);
         Ok(HfTgi {
-            http: HttpEndpoint::new(NAME, config, Auth::Bearer)?,
+            http,
             openai,
             model,
             prompt_format: None,

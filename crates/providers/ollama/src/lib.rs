@@ -110,11 +110,13 @@ impl Ollama {
             .trim_end_matches("/v1")
             .trim_end_matches("/api")
             .to_owned();
-        config.base_url = format!("{root}/v1");
-        let openai = OpenAiCompat::with_auth(NAME, config.clone(), Auth::Bearer)?;
         config.base_url = root;
+        // one connection pool for the native (`/api`) and the OpenAI-compatible (`/v1`) routes
+        let http = HttpEndpoint::new(NAME, config, Auth::Bearer)?;
+        let openai =
+            OpenAiCompat::with_http(http.rebased(format!("{}/v1", http.config().base_url))?);
         Ok(Ollama {
-            http: HttpEndpoint::new(NAME, config, Auth::Bearer)?,
+            http,
             openai,
             mode: Mode::Native,
         })

@@ -63,13 +63,12 @@ impl Vllm {
             .trim_end_matches('/')
             .trim_end_matches("/v1")
             .to_owned();
-        config.base_url = format!("{root}/v1");
-        let inner = OpenAiCompat::with_auth(NAME, config.clone(), Auth::Bearer)?;
         config.base_url = root;
-        Ok(Vllm {
-            inner,
-            root: HttpEndpoint::new(NAME, config, Auth::Bearer)?,
-        })
+        // one connection pool for `/v1` and the server's own routes (`/health`, `/metrics`)
+        let root = HttpEndpoint::new(NAME, config, Auth::Bearer)?;
+        let inner =
+            OpenAiCompat::with_http(root.rebased(format!("{}/v1", root.config().base_url))?);
+        Ok(Vllm { inner, root })
     }
 
     /// A client from `VLLM_API_URL` (default [`DEFAULT_BASE_URL`]) and, when set,
