@@ -1,12 +1,14 @@
 //! infermux provider for Anthropic's Messages API.
 //!
 //! Chat plain and streamed (every SSE event: `message_start`, `content_block_start|delta|stop`
-//! with text, `input_json_delta`, `thinking_delta` and `signature_delta`, `message_delta`,
-//! `message_stop`, `ping`, and `error` events inside a 200 stream as typed errors carrying the
-//! partial text), tool use, images (base64 and URL sources), system prompts, stop sequences,
-//! extended thinking ([`wire::with_thinking`] or `extra.thinking`) and redacted thinking blocks
-//! sent back unchanged, prompt-caching usage, token counting ([`Anthropic::count_tokens`]) and
-//! model listing.
+//! with text, `input_json_delta`, `thinking_delta`, `signature_delta` and `citations_delta`,
+//! `message_delta`, `message_stop`, `ping`, and `error` events inside a 200 stream as typed
+//! errors carrying the partial text; unknown blocks kept raw, unknown deltas and events
+//! skipped), tool use, server tools (web search, code execution: their calls and results as
+//! their own parts), images (base64 and URL sources), system prompts, stop sequences, extended
+//! thinking ([`wire::with_thinking`] or `extra.thinking`) with signed and redacted thinking
+//! blocks sent back unchanged (streamed too), prompt-caching usage, token counting
+//! ([`Anthropic::count_tokens`]) and model listing.
 //!
 //! Choices worth knowing:
 //! - `max_tokens` is required by Anthropic: a request without one is sent with

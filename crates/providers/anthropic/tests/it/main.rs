@@ -8,7 +8,9 @@ mod live;
 mod record;
 mod replay;
 mod requests;
+mod server_tools;
 mod shared;
+mod signatures;
 
 use std::path::PathBuf;
 

@@ -14,7 +14,13 @@ const EMBEDDINGS: &str = r#"{"object":"list","data":[{"object":"embedding","embe
 async fn native_and_openai_routes_share_one_connection() {
     let server = ReplayServer::start(cassette(&[
         ("GET", "/info", 200, "application/json", INFO),
-        ("POST", "/v1/embeddings", 200, "application/json", EMBEDDINGS),
+        (
+            "POST",
+            "/v1/embeddings",
+            200,
+            "application/json",
+            EMBEDDINGS,
+        ),
     ]))
     .await
     .unwrap();

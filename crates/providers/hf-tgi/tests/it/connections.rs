@@ -6,7 +6,8 @@ use infermux_testkit::ReplayServer;
 
 use crate::{cassette, tgi};
 
-const MODELS: &str = r#"{"object":"list","data":[{"id":"tgi","object":"model","created":0,"owned_by":"tgi"}]}"#;
+const MODELS: &str =
+    r#"{"object":"list","data":[{"id":"tgi","object":"model","created":0,"owned_by":"tgi"}]}"#;
 
 #[tokio::test]
 async fn native_and_messages_routes_share_one_connection() {
