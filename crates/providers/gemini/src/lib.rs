@@ -6,7 +6,10 @@
 //! `embedContent` with [`Gemini::embed_one`]); `countTokens` ([`Gemini::count_tokens`]); model
 //! listing; inline images (`inlineData`, `fileData` for URLs); function calling with schemas
 //! cleaned of what Gemini rejects ([`wire::clean_schema`]: `additionalProperties`, `$schema`,
-//! `$ref`/`$defs` inlined), `functionResponse` tool results; system instructions.
+//! `$ref`/`$defs` inlined), `functionResponse` tool results; system instructions; thought
+//! signatures (a `functionCall` part's as [`infermux_core::ToolCall::signature`], a thought or
+//! text part's on a signed thinking part) kept, streamed or not, and sent back where they came
+//! from on the next turn.
 //!
 //! Errors: a blocked prompt (`promptFeedback.blockReason`) or a safety finish reason is
 //! [`infermux_core::ErrorKind::ContentFilter`]; a 429 `RESOURCE_EXHAUSTED` is `RateLimited` with

@@ -7,6 +7,7 @@ mod bad_input;
 mod conformance;
 mod requests;
 mod shared;
+mod signatures;
 
 use infermux_core::EndpointConfig;
 use infermux_gemini::Gemini;
