@@ -12,6 +12,7 @@ mod replay;
 mod routes;
 mod snapshots;
 mod spec;
+mod tool_calls;
 
 use infermux_core::EndpointConfig;
 use infermux_hf_tgi::HfTgi;
