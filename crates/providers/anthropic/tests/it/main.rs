@@ -8,6 +8,7 @@ mod live;
 mod record;
 mod replay;
 mod requests;
+mod secrets;
 mod server_tools;
 mod shared;
 mod signatures;

@@ -6,6 +6,7 @@
 mod bad_input;
 mod conformance;
 mod requests;
+mod secrets;
 mod shared;
 mod signatures;
 

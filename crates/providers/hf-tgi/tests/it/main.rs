@@ -10,6 +10,7 @@ mod connections;
 mod headers;
 mod replay;
 mod routes;
+mod secrets;
 mod snapshots;
 mod spec;
 mod tool_calls;
