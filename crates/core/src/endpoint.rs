@@ -303,6 +303,51 @@ mod tests {
     }
 
     #[test]
+    fn a_key_from_an_unset_variable_is_a_config_error() {
+        let cfg = EndpointConfig::new("e", "http://127.0.0.1:1").unwrap();
+        let err = cfg
+            .clone()
+            .with_api_key_from_env("INFERMUX_TEST_SURELY_UNSET_KEY_1")
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(
+            err.message(),
+            "environment variable INFERMUX_TEST_SURELY_UNSET_KEY_1 is not set"
+        );
+        assert_eq!(err.endpoint().map(|e| e.to_string()).as_deref(), Some("e"));
+        let err = cfg
+            .clone()
+            .with_api_key_from_any_env(&["INFERMUX_TEST_UNSET_A", "INFERMUX_TEST_UNSET_B"])
+            .unwrap_err();
+        assert!(
+            err.message()
+                .contains("INFERMUX_TEST_UNSET_A, INFERMUX_TEST_UNSET_B")
+        );
+        // optional keys stay optional
+        assert!(
+            cfg.with_optional_api_key_from_env(&["INFERMUX_TEST_UNSET_A"])
+                .api_key
+                .is_none()
+        );
+        // PATH is set everywhere tests run
+        let cfg = EndpointConfig::new("e", "http://127.0.0.1:1")
+            .unwrap()
+            .with_api_key_from_any_env(&["INFERMUX_TEST_UNSET_A", "PATH"])
+            .unwrap();
+        assert!(cfg.api_key.is_some());
+    }
+
+    #[test]
+    fn from_env_falls_back_to_the_default_and_needs_one() {
+        let cfg =
+            EndpointConfig::from_env("e", "INFERMUX_TEST_UNSET_URL", Some("http://h:1/")).unwrap();
+        assert_eq!(cfg.base_url, "http://h:1");
+        let err = EndpointConfig::from_env("e", "INFERMUX_TEST_UNSET_URL", None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.message().contains("INFERMUX_TEST_UNSET_URL"));
+    }
+
+    #[test]
     fn debug_hides_key_query_and_header_values() {
         let cfg = EndpointConfig::new("e", "https://API.example.com/v1/?key=sk-query")
             .unwrap()
