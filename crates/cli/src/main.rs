@@ -10,9 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 use infermux::openai_compat::OpenAiCompat;
-use infermux::{
-    ApiKey, ChatRequest, Client, EndpointConfig, Message, Operation, Provider, StreamEvent,
-};
+use infermux::{ChatRequest, Client, EndpointConfig, Message, Operation, Provider, StreamEvent};
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -98,13 +96,7 @@ fn provider_for(name: &str, cfg: EndpointConfig) -> infermux::Result<Arc<dyn Pro
 fn client(provider: &str, base_url: &str, api_key_env: Option<&str>) -> infermux::Result<Client> {
     let mut cfg = EndpointConfig::new("cli", base_url)?;
     if let Some(var) = api_key_env {
-        let key = ApiKey::from_env(var).ok_or_else(|| {
-            infermux::Error::new(
-                infermux::ErrorKind::Config,
-                format!("environment variable {var} is not set"),
-            )
-        })?;
-        cfg = cfg.with_api_key(key);
+        cfg = cfg.with_api_key_from_env(var)?;
     }
     Client::builder()
         .shared_provider(provider_for(provider, cfg)?)

@@ -64,8 +64,6 @@ impl Default for Timeouts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Concurrent attempts in flight. Default 64.
-    pub max_concurrency: usize,
     /// Largest response body accepted, after decompression. Default 32 MiB.
     pub max_body_bytes: usize,
 }
@@ -74,14 +72,8 @@ impl Limits {
     /// The defaults listed on each field.
     pub const fn standard() -> Self {
         Limits {
-            max_concurrency: 64,
             max_body_bytes: 32 * 1024 * 1024,
         }
-    }
-    /// Sets the concurrency limit.
-    pub fn with_max_concurrency(mut self, n: usize) -> Self {
-        self.max_concurrency = n;
-        self
     }
     /// Sets the body size limit.
     pub fn with_max_body_bytes(mut self, n: usize) -> Self {
@@ -183,12 +175,77 @@ impl EndpointConfig {
         self.api_key = Some(key);
         self
     }
-    /// Sets the key from an environment variable when it is set.
-    pub fn with_api_key_from_env(mut self, var: &str) -> Self {
-        if let Some(key) = ApiKey::from_env(var) {
+    /// Sets the key from the environment variable `var`. Fails with [`ErrorKind::Config`]
+    /// (naming the variable, never a value) when it is unset or empty.
+    ///
+    /// ```
+    /// use infermux_core::{EndpointConfig, ErrorKind};
+    /// let err = EndpointConfig::new("e", "http://127.0.0.1:8080")
+    ///     .unwrap()
+    ///     .with_api_key_from_env("INFERMUX_DOC_SURELY_UNSET_KEY")
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Config);
+    /// assert!(err.message().contains("INFERMUX_DOC_SURELY_UNSET_KEY"));
+    /// ```
+    pub fn with_api_key_from_env(self, var: &str) -> Result<Self> {
+        self.with_api_key_from_any_env(&[var])
+    }
+
+    /// Sets the key from the first of `vars` that is set and not empty; fails with
+    /// [`ErrorKind::Config`] when none is.
+    pub fn with_api_key_from_any_env(mut self, vars: &[&str]) -> Result<Self> {
+        match vars.iter().find_map(|v| ApiKey::from_env(v)) {
+            Some(key) => {
+                self.api_key = Some(key);
+                Ok(self)
+            }
+            None => Err(Error::new(
+                ErrorKind::Config,
+                match vars {
+                    [one] => format!("environment variable {one} is not set"),
+                    many => format!(
+                        "none of the environment variables {} is set",
+                        many.join(", ")
+                    ),
+                },
+            )
+            .with_endpoint(self.id.clone())),
+        }
+    }
+
+    /// Sets the key from the first of `vars` that is set and not empty, and leaves the endpoint
+    /// without a key when none is (for servers where a key is optional).
+    pub fn with_optional_api_key_from_env(mut self, vars: &[&str]) -> Self {
+        if let Some(key) = vars.iter().find_map(|v| ApiKey::from_env(v)) {
             self.api_key = Some(key);
         }
         self
+    }
+
+    /// An endpoint named `id` at the URL in the environment variable `url_var` when it is set
+    /// and not empty, else at `default_url`: the one helper behind every provider's `from_env`.
+    /// Fails with [`ErrorKind::Config`] when the variable is unset and there is no default, or
+    /// when the URL is invalid.
+    ///
+    /// ```
+    /// use infermux_core::EndpointConfig;
+    /// let cfg = EndpointConfig::from_env("tgi", "INFERMUX_DOC_UNSET_URL", Some("http://127.0.0.1:8080"))
+    ///     .unwrap()
+    ///     .with_optional_api_key_from_env(&["INFERMUX_DOC_UNSET_KEY"]);
+    /// assert_eq!(cfg.base_url, "http://127.0.0.1:8080");
+    /// assert!(cfg.api_key.is_none());
+    /// assert!(EndpointConfig::from_env("x", "INFERMUX_DOC_UNSET_URL", None).is_err());
+    /// ```
+    pub fn from_env(id: impl AsRef<str>, url_var: &str, default_url: Option<&str>) -> Result<Self> {
+        let from_var = std::env::var(url_var).ok().filter(|v| !v.trim().is_empty());
+        match from_var.as_deref().or(default_url) {
+            Some(url) => Self::new(id, url),
+            None => Err(Error::new(
+                ErrorKind::Config,
+                format!("environment variable {url_var} is not set"),
+            )
+            .with_endpoint(EndpointId::new(id))),
+        }
     }
     /// Sets the timeouts.
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
@@ -243,6 +300,51 @@ mod tests {
             let err = EndpointConfig::new("e", bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_key_from_an_unset_variable_is_a_config_error() {
+        let cfg = EndpointConfig::new("e", "http://127.0.0.1:1").unwrap();
+        let err = cfg
+            .clone()
+            .with_api_key_from_env("INFERMUX_TEST_SURELY_UNSET_KEY_1")
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(
+            err.message(),
+            "environment variable INFERMUX_TEST_SURELY_UNSET_KEY_1 is not set"
+        );
+        assert_eq!(err.endpoint().map(|e| e.to_string()).as_deref(), Some("e"));
+        let err = cfg
+            .clone()
+            .with_api_key_from_any_env(&["INFERMUX_TEST_UNSET_A", "INFERMUX_TEST_UNSET_B"])
+            .unwrap_err();
+        assert!(
+            err.message()
+                .contains("INFERMUX_TEST_UNSET_A, INFERMUX_TEST_UNSET_B")
+        );
+        // optional keys stay optional
+        assert!(
+            cfg.with_optional_api_key_from_env(&["INFERMUX_TEST_UNSET_A"])
+                .api_key
+                .is_none()
+        );
+        // PATH is set everywhere tests run
+        let cfg = EndpointConfig::new("e", "http://127.0.0.1:1")
+            .unwrap()
+            .with_api_key_from_any_env(&["INFERMUX_TEST_UNSET_A", "PATH"])
+            .unwrap();
+        assert!(cfg.api_key.is_some());
+    }
+
+    #[test]
+    fn from_env_falls_back_to_the_default_and_needs_one() {
+        let cfg =
+            EndpointConfig::from_env("e", "INFERMUX_TEST_UNSET_URL", Some("http://h:1/")).unwrap();
+        assert_eq!(cfg.base_url, "http://h:1");
+        let err = EndpointConfig::from_env("e", "INFERMUX_TEST_UNSET_URL", None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert!(err.message().contains("INFERMUX_TEST_UNSET_URL"));
     }
 
     #[test]

@@ -53,6 +53,31 @@ pub enum StreamEvent {
         /// A fragment of the JSON arguments.
         arguments: String,
     },
+    /// The provider's signature of the reasoning delivered since the last signature (Anthropic's
+    /// `signature_delta`, Gemini's `thoughtSignature` on a thought or text part). It closes
+    /// that reasoning block; send it back unchanged with it on the next turn (the
+    /// [`StreamAccumulator`] puts it in the block's [`ContentPart::Thinking`]).
+    ReasoningSignature {
+        /// The opaque signature.
+        signature: String,
+    },
+    /// The provider's signature of the tool call with this `index` (Gemini's `thoughtSignature`
+    /// on a `functionCall` part); send it back with the call (the [`StreamAccumulator`] puts it
+    /// in [`ToolCall::signature`]).
+    ToolCallSignature {
+        /// Which call (as in [`StreamEvent::ToolCallDelta`]).
+        index: u32,
+        /// The opaque signature.
+        signature: String,
+    },
+    /// A content part that arrives whole: a server tool's call or result
+    /// ([`ContentPart::ServerToolCall`], [`ContentPart::ServerToolResult`]), a
+    /// [`ContentPart::Citation`], redacted reasoning ([`ContentPart::RedactedThinking`]), or a
+    /// block this version does not model ([`ContentPart::Other`]).
+    Part {
+        /// The part, in answer order.
+        part: ContentPart,
+    },
     /// Token usage (may come before or after `Done`'s reason; the last one wins).
     Usage(Usage),
     /// The answer is complete.
@@ -64,11 +89,19 @@ pub enum StreamEvent {
 }
 
 /// Folds stream events into a [`ChatResponse`]: concatenates text, reasoning and refusals,
-/// reassembles tool calls by index.
+/// reassembles tool calls by index, and keeps signatures and whole parts where they belong.
+///
+/// Content parts keep the order they arrived in. A delta extends the last part when it is of
+/// the same kind (a reasoning delta only while that block has no signature yet), and starts a
+/// new part otherwise; so text after a server tool's result, or reasoning after a signed
+/// reasoning block, is a part of its own. A [`StreamEvent::ReasoningSignature`] signs the open
+/// reasoning block (or, when there is none, adds an empty signed one).
 ///
 /// ```
-/// use infermux_core::{StreamAccumulator, StreamEvent};
+/// use infermux_core::{ContentPart, StreamAccumulator, StreamEvent};
 /// let mut acc = StreamAccumulator::new();
+/// acc.push(&StreamEvent::ReasoningDelta { text: "Think".into() });
+/// acc.push(&StreamEvent::ReasoningSignature { signature: "sig".into() });
 /// acc.push(&StreamEvent::TextDelta { text: "Hel".into() });
 /// acc.push(&StreamEvent::ToolCallDelta { index: 0, id: Some("c1".into()), name: Some("f".into()), arguments: "{\"a\":".into() });
 /// acc.push(&StreamEvent::TextDelta { text: "lo".into() });
@@ -77,14 +110,17 @@ pub enum StreamEvent {
 /// let resp = acc.finish();
 /// assert_eq!(resp.text(), "Hello");
 /// assert_eq!(resp.tool_calls()[0].arguments, "{\"a\":1}");
+/// assert_eq!(
+///     resp.message.content[0],
+///     ContentPart::Thinking { text: "Think".into(), signature: Some("sig".into()) }
+/// );
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct StreamAccumulator {
     id: Option<String>,
     model: Option<String>,
     text: String,
-    reasoning: String,
-    refusal: String,
+    parts: Vec<ContentPart>,
     tools: Vec<(u32, ToolCall)>,
     usage: Option<Usage>,
     finish_reason: Option<FinishReason>,
@@ -95,6 +131,18 @@ impl StreamAccumulator {
     /// An empty accumulator.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn tool(&mut self, index: u32) -> &mut ToolCall {
+        let pos = match self.tools.iter().position(|(i, _)| *i == index) {
+            Some(p) => p,
+            None => {
+                self.tools
+                    .push((index, ToolCall::new(String::new(), String::new(), "")));
+                self.tools.len() - 1
+            }
+        };
+        &mut self.tools[pos].1
     }
 
     /// Adds one event.
@@ -108,33 +156,58 @@ impl StreamAccumulator {
                     self.model.clone_from(model);
                 }
             }
-            StreamEvent::TextDelta { text } => self.text.push_str(text),
-            StreamEvent::ReasoningDelta { text } => self.reasoning.push_str(text),
-            StreamEvent::RefusalDelta { text } => self.refusal.push_str(text),
+            StreamEvent::TextDelta { text } => {
+                self.text.push_str(text);
+                match self.parts.last_mut() {
+                    Some(ContentPart::Text { text: t }) => t.push_str(text),
+                    _ if text.is_empty() => {}
+                    _ => self.parts.push(ContentPart::text(text.clone())),
+                }
+            }
+            StreamEvent::ReasoningDelta { text } => match self.parts.last_mut() {
+                Some(ContentPart::Thinking {
+                    text: t,
+                    signature: None,
+                }) => t.push_str(text),
+                _ if text.is_empty() => {}
+                _ => self.parts.push(ContentPart::Thinking {
+                    text: text.clone(),
+                    signature: None,
+                }),
+            },
+            StreamEvent::RefusalDelta { text } => match self.parts.last_mut() {
+                Some(ContentPart::Refusal { text: t }) => t.push_str(text),
+                _ if text.is_empty() => {}
+                _ => self.parts.push(ContentPart::Refusal { text: text.clone() }),
+            },
+            StreamEvent::ReasoningSignature { signature } => match self.parts.last_mut() {
+                Some(ContentPart::Thinking { signature: s, .. }) if s.is_none() => {
+                    *s = Some(signature.clone());
+                }
+                _ => self.parts.push(ContentPart::Thinking {
+                    text: String::new(),
+                    signature: Some(signature.clone()),
+                }),
+            },
             StreamEvent::ToolCallDelta {
                 index,
                 id,
                 name,
                 arguments,
             } => {
-                let pos = match self.tools.iter().position(|(i, _)| i == index) {
-                    Some(p) => p,
-                    None => {
-                        self.tools
-                            .push((*index, ToolCall::new(String::new(), String::new(), "")));
-                        self.tools.len() - 1
-                    }
-                };
-                if let Some((_, call)) = self.tools.get_mut(pos) {
-                    if let Some(id) = id.as_ref().filter(|s| !s.is_empty()) {
-                        call.id.clone_from(id);
-                    }
-                    if let Some(name) = name.as_ref().filter(|s| !s.is_empty()) {
-                        call.name.push_str(name);
-                    }
-                    call.arguments.push_str(arguments);
+                let call = self.tool(*index);
+                if let Some(id) = id.as_ref().filter(|s| !s.is_empty()) {
+                    call.id.clone_from(id);
                 }
+                if let Some(name) = name.as_ref().filter(|s| !s.is_empty()) {
+                    call.name.push_str(name);
+                }
+                call.arguments.push_str(arguments);
             }
+            StreamEvent::ToolCallSignature { index, signature } => {
+                self.tool(*index).signature = Some(signature.clone());
+            }
+            StreamEvent::Part { part } => self.parts.push(part.clone()),
             StreamEvent::Usage(u) => self.usage = Some(*u),
             StreamEvent::Done { finish_reason } => {
                 self.done = true;
@@ -157,25 +230,12 @@ impl StreamAccumulator {
 
     /// The answer so far.
     pub fn finish(self) -> ChatResponse {
-        let mut content = Vec::new();
-        if !self.reasoning.is_empty() {
-            content.push(ContentPart::Thinking {
-                text: self.reasoning,
-                signature: None,
-            });
-        }
-        if !self.text.is_empty() {
-            content.push(ContentPart::Text { text: self.text });
-        }
-        if !self.refusal.is_empty() {
-            content.push(ContentPart::Refusal { text: self.refusal });
-        }
         let mut tools = self.tools;
         tools.sort_by_key(|(i, _)| *i);
         let mut message =
             Message::assistant_tool_calls(tools.into_iter().map(|(_, c)| c).collect());
         message.role = Role::Assistant;
-        message.content = content;
+        message.content = self.parts;
         let mut resp = ChatResponse::new(self.model.unwrap_or_default(), message);
         resp.id = self.id;
         resp.usage = self.usage;
@@ -293,6 +353,94 @@ mod tests {
         assert_eq!(r.tool_calls()[0].arguments, "{\"x\":1}");
         assert_eq!(r.tool_calls()[1].parsed_arguments().unwrap()["y"], 2);
         assert_eq!(r.finish_reason, Some(FinishReason::ToolCalls));
+    }
+
+    #[test]
+    fn signatures_reach_the_parts_they_sign() {
+        let mut acc = StreamAccumulator::new();
+        let evs = [
+            StreamEvent::ReasoningDelta { text: "a".into() },
+            StreamEvent::ReasoningDelta { text: "b".into() },
+            StreamEvent::ReasoningSignature {
+                signature: "s1".into(),
+            },
+            StreamEvent::Part {
+                part: ContentPart::RedactedThinking { data: "r".into() },
+            },
+            StreamEvent::ReasoningDelta { text: "c".into() },
+            StreamEvent::ReasoningSignature {
+                signature: "s2".into(),
+            },
+            StreamEvent::TextDelta { text: "t".into() },
+            StreamEvent::ToolCallDelta {
+                index: 0,
+                id: Some("c".into()),
+                name: Some("f".into()),
+                arguments: "{}".into(),
+            },
+            StreamEvent::ToolCallSignature {
+                index: 0,
+                signature: "s3".into(),
+            },
+            StreamEvent::Done {
+                finish_reason: None,
+            },
+        ];
+        evs.iter().for_each(|e| acc.push(e));
+        let r = acc.finish();
+        assert_eq!(
+            r.message.content,
+            vec![
+                ContentPart::Thinking {
+                    text: "ab".into(),
+                    signature: Some("s1".into())
+                },
+                ContentPart::RedactedThinking { data: "r".into() },
+                ContentPart::Thinking {
+                    text: "c".into(),
+                    signature: Some("s2".into())
+                },
+                ContentPart::text("t"),
+            ]
+        );
+        assert_eq!(r.tool_calls()[0].signature.as_deref(), Some("s3"));
+    }
+
+    #[test]
+    fn text_after_a_whole_part_is_a_part_of_its_own() {
+        let mut acc = StreamAccumulator::new();
+        acc.push(&StreamEvent::TextDelta {
+            text: "I'll ".into(),
+        });
+        acc.push(&StreamEvent::TextDelta {
+            text: "search.".into(),
+        });
+        acc.push(&StreamEvent::Part {
+            part: ContentPart::ServerToolCall {
+                id: "srv".into(),
+                name: "web_search".into(),
+                input: serde_json::json!({"query": "q"}),
+            },
+        });
+        acc.push(&StreamEvent::TextDelta {
+            text: "Found.".into(),
+        });
+        let r = acc.finish();
+        assert_eq!(r.message.content.len(), 3);
+        assert_eq!(r.text(), "I'll search.Found.");
+        // a signature with no open reasoning block is a signed empty block
+        let mut acc = StreamAccumulator::new();
+        acc.push(&StreamEvent::TextDelta { text: "x".into() });
+        acc.push(&StreamEvent::ReasoningSignature {
+            signature: "s".into(),
+        });
+        assert_eq!(
+            acc.finish().message.content[1],
+            ContentPart::Thinking {
+                text: String::new(),
+                signature: Some("s".into())
+            }
+        );
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! [`infermux_core::Error`].
 
 use http::HeaderMap;
-use infermux_core::{Error, ErrorKind};
+use infermux_core::{EndpointId, Error, ErrorKind};
 use serde_json::Value;
 
-use crate::headers::{rate_limits, retry_after, should_retry};
+use crate::headers::{capped_secs, rate_limits, retry_after, should_retry};
 
 const MAX_MESSAGE: usize = 300;
 
@@ -101,6 +101,11 @@ pub fn kind_for_status(status: u16, message: &str, code: Option<&str>) -> ErrorK
     if mentions(&["insufficient_quota", "billing_hard_limit_reached"]) {
         return ErrorKind::QuotaExceeded;
     }
+    // 501 Not Implemented, and llama.cpp's `not_supported_error` (e.g. embeddings on a server
+    // started without them): asking again will not help
+    if status == 501 || code.eq_ignore_ascii_case("not_supported_error") {
+        return ErrorKind::Unsupported;
+    }
     if mentions(&[
         "context_length_exceeded",
         "maximum context length",
@@ -127,7 +132,14 @@ pub fn kind_for_status(status: u16, message: &str, code: Option<&str>) -> ErrorK
 }
 
 /// The error for a non-2xx response: kind from status and body, message from the body,
-/// `Retry-After`, `x-should-retry` and rate-limit headers attached. Never contains the URL.
+/// `Retry-After`, `x-should-retry` and rate-limit headers attached. Never contains the URL
+/// (and, sent through [`crate::HttpRequest::send`], never the endpoint's key: the transport
+/// scrubs it from the body first).
+///
+/// The Hugging Face Inference API's 503 `{"error": "… is currently loading",
+/// "estimated_time": 20.0}` (TGI, TEI and any HF-hosted model) is `Overloaded`, with
+/// `estimated_time` as the retry-after, provider code `model_loading` and a message saying to
+/// retry then or to send `x-wait-for-model: true`.
 ///
 /// ```
 /// use http::HeaderMap;
@@ -140,6 +152,9 @@ pub fn kind_for_status(status: u16, message: &str, code: Option<&str>) -> ErrorK
 /// assert_eq!(err.message(), "Overloaded");
 /// ```
 pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
+    if let Some(e) = model_loading(status, body) {
+        return e;
+    }
     let (message, code) = error_body_message(body);
     let kind = kind_for_status(status, &message, code.as_deref());
     let mut err = Error::new(kind, message)
@@ -164,9 +179,103 @@ pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Err
     err
 }
 
-/// The error for a reqwest failure, with the URL stripped (it may carry a query).
-pub(crate) fn from_transport(e: reqwest::Error, phase: &'static str) -> Error {
-    let kind = if e.is_timeout() {
+/// The HF Inference API's "model is loading" 503, if that is what `body` says.
+fn model_loading(status: u16, body: &[u8]) -> Option<Error> {
+    if status != 503 {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let secs = v.get("estimated_time").and_then(Value::as_f64)?;
+    let msg = v
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("model is loading");
+    let mut e = Error::new(
+        ErrorKind::Overloaded,
+        format!(
+            "{} (estimated {secs:.0}s): retry after that, or send `x-wait-for-model: true` to wait",
+            truncate(msg)
+        ),
+    )
+    .with_status(status)
+    .with_reached_server(true)
+    .with_provider_code("model_loading");
+    if let Some(after) = capped_secs(secs) {
+        e = e.with_retry_after(after);
+    }
+    Some(e)
+}
+
+/// The innermost cause of a transport failure, in a few words: an I/O error by its kind
+/// (`connection refused`, `connection reset`), hyper's `dns error` kept in front of the
+/// resolver's own words; the chain itself stays on the error as its source.
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut dns = false;
+    let mut io_kind = None;
+    let mut last = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        dns |= text == "dns error";
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        last = text;
+        cur = c.source();
+    }
+    let cause = match io_kind {
+        Some(
+            k @ (std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::NotConnected
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::AddrNotAvailable
+            | std::io::ErrorKind::HostUnreachable
+            | std::io::ErrorKind::NetworkUnreachable),
+        ) => k.to_string(),
+        _ => last,
+    };
+    if dns && !cause.starts_with("dns error") {
+        format!("dns error: {cause}")
+    } else {
+        cause
+    }
+}
+
+/// `host:port` of `url` (never its path or query), for messages.
+pub(crate) fn address_of(url: &url::Url) -> String {
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// The error for a reqwest failure sending a request to `url` of endpoint `endpoint`: a connect
+/// failure says "connect to {endpoint} ({host:port}): {root cause}", others "request to … failed:
+/// {root cause}". The URL is stripped from the source (it may carry a query).
+pub(crate) fn send_error(e: reqwest::Error, endpoint: &EndpointId, url: &url::Url) -> Error {
+    let cause = root_cause(&e);
+    let addr = address_of(url);
+    let message = if e.is_connect() {
+        format!("connect to {endpoint} ({addr}): {cause}")
+    } else if e.is_timeout() {
+        format!("request to {endpoint} ({addr}) timed out: {cause}")
+    } else {
+        format!("request to {endpoint} ({addr}) failed: {cause}")
+    };
+    let kind = from_transport_kind(&e);
+    let reached = !(e.is_connect() || e.is_builder());
+    Error::new(kind, message)
+        .with_reached_server(reached)
+        .with_source(e.without_url())
+}
+
+fn from_transport_kind(e: &reqwest::Error) -> ErrorKind {
+    if e.is_timeout() {
         ErrorKind::Timeout
     } else if e.is_connect() {
         ErrorKind::Connect
@@ -176,7 +285,12 @@ pub(crate) fn from_transport(e: reqwest::Error, phase: &'static str) -> Error {
         ErrorKind::Config
     } else {
         ErrorKind::Connect
-    };
+    }
+}
+
+/// The error for a reqwest failure, with the URL stripped (it may carry a query).
+pub(crate) fn from_transport(e: reqwest::Error, phase: &'static str) -> Error {
+    let kind = from_transport_kind(&e);
     let reached = !(e.is_connect() || e.is_builder());
     Error::new(kind, phase)
         .with_reached_server(reached)
@@ -254,6 +368,32 @@ mod tests {
         assert_eq!(c.as_deref(), Some("RESOURCE_EXHAUSTED"));
         let long = "x".repeat(5000);
         assert!(error_body_message(long.as_bytes()).0.len() < 400);
+    }
+
+    #[test]
+    fn not_offered_is_unsupported_and_model_loading_is_overload_with_its_estimate() {
+        assert_eq!(kind(501, ""), ErrorKind::Unsupported);
+        assert_eq!(
+            kind(
+                400,
+                r#"{"error":{"message":"no","type":"not_supported_error"}}"#
+            ),
+            ErrorKind::Unsupported
+        );
+        let e = error_from_response(
+            503,
+            &HeaderMap::new(),
+            br#"{"error":"Model x is currently loading","estimated_time":20.5}"#,
+        );
+        assert_eq!(e.kind(), ErrorKind::Overloaded);
+        assert_eq!(
+            e.retry_after(),
+            Some(std::time::Duration::from_millis(20_500))
+        );
+        assert_eq!(e.provider_code(), Some("model_loading"));
+        assert!(e.message().contains("x-wait-for-model"), "{}", e.message());
+        // a plain 503 stays a server error
+        assert_eq!(kind(503, r#"{"error":"down"}"#), ErrorKind::Server);
     }
 
     #[test]

@@ -20,9 +20,26 @@ fn response_time(headers: &HeaderMap) -> SystemTime {
         .unwrap_or_else(SystemTime::now)
 }
 
+/// The longest retry-after kept: larger values (and ones too large to represent) are capped
+/// here, never dropped, so a call can still fail at once saying how long the server wants.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// `secs` as a duration, capped at [`MAX_RETRY_AFTER`]; `None` when negative or not a number.
+pub(crate) fn capped_secs(secs: f64) -> Option<Duration> {
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    Some(
+        Duration::try_from_secs_f64(secs)
+            .unwrap_or(MAX_RETRY_AFTER)
+            .min(MAX_RETRY_AFTER),
+    )
+}
+
 /// The minimum delay before a retry: `retry-after-ms` (milliseconds, fractional allowed), else
 /// `retry-after` as seconds or as an HTTP date (relative to the `Date` header, else now).
-/// Negative, unparseable or absurd (> 1 day) values are ignored.
+/// Negative or unparseable values are ignored; a long delay is kept as it is (a retry policy
+/// fails at once when it exceeds its cap), only capped at [`MAX_RETRY_AFTER`].
 ///
 /// ```
 /// use http::HeaderMap;
@@ -35,27 +52,20 @@ fn response_time(headers: &HeaderMap) -> SystemTime {
 /// assert_eq!(retry_after(&h), Some(Duration::from_micros(250_500)));
 /// ```
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    const MAX: Duration = Duration::from_secs(24 * 3600);
     if let Some(ms) = header_str(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
+        && let Some(d) = capped_secs(ms / 1000.0)
     {
-        let d = Duration::from_secs_f64(ms / 1000.0);
-        return (d <= MAX).then_some(d);
+        return Some(d);
     }
     let value = header_str(headers, "retry-after")?;
     if let Ok(secs) = value.parse::<f64>() {
-        if !secs.is_finite() || secs < 0.0 {
-            return None;
-        }
-        let d = Duration::from_secs_f64(secs);
-        return (d <= MAX).then_some(d);
+        return capped_secs(secs);
     }
     let at = httpdate::parse_http_date(value).ok()?;
     let d = at
         .duration_since(response_time(headers))
         .unwrap_or(Duration::ZERO);
-    (d <= MAX).then_some(d)
+    Some(d.min(MAX_RETRY_AFTER))
 }
 
 /// The server's `x-should-retry` verdict (`true` / `false`), if sent.
@@ -253,7 +263,7 @@ mod tests {
         );
         assert_eq!(retry_after(&h(&[("retry-after", "-1")])), None);
         assert_eq!(retry_after(&h(&[("retry-after", "soon")])), None);
-        assert_eq!(retry_after(&h(&[("retry-after", "999999999")])), None);
+        assert_eq!(retry_after(&h(&[("retry-after", "nan")])), None);
         let date = h(&[
             ("date", "Wed, 21 Oct 2015 07:28:00 GMT"),
             ("retry-after", "Wed, 21 Oct 2015 07:28:30 GMT"),
@@ -262,6 +272,32 @@ mod tests {
         // ms wins over seconds
         let both = h(&[("retry-after", "5"), ("retry-after-ms", "20")]);
         assert_eq!(retry_after(&both), Some(Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn retry_after_beyond_a_day_is_kept_and_overflow_capped() {
+        // two days: a retry policy must see it to fail at once with it attached
+        assert_eq!(
+            retry_after(&h(&[("retry-after", "172800")])),
+            Some(Duration::from_secs(172_800))
+        );
+        assert_eq!(
+            retry_after(&h(&[("retry-after-ms", "90000000")])),
+            Some(Duration::from_secs(90_000))
+        );
+        let date = h(&[
+            ("date", "Wed, 21 Oct 2015 07:28:00 GMT"),
+            ("retry-after", "Fri, 23 Oct 2015 07:28:00 GMT"),
+        ]);
+        assert_eq!(retry_after(&date), Some(Duration::from_secs(172_800)));
+        // absurd values are capped, not dropped, and never panic
+        for absurd in ["999999999999", "1e300", "inf"] {
+            assert_eq!(
+                retry_after(&h(&[("retry-after", absurd)])),
+                Some(MAX_RETRY_AFTER),
+                "{absurd}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The one place that knows reqwest: request building, per-attempt timeouts (connect, first
-//! byte, idle between chunks), redirects that never carry credentials to another origin, keys
-//! bound to their endpoint's origin, a body size limit applied after decompression, stream
+//! byte, idle between chunks), redirects that never carry credentials (nor any header the
+//! endpoint configures) to another origin, keys bound to their endpoint's origin and scrubbed
+//! from whatever a server sends back, a body size limit applied after decompression, stream
 //! decoders (SSE, NDJSON, streamed JSON arrays), and mapping of status, headers and body to
 //! [`infermux_core::ErrorKind`].
 //!
@@ -29,10 +30,13 @@ pub mod decode;
 mod errors;
 mod events;
 mod headers;
+mod scrub;
 mod transport;
 
 pub use errors::{error_body_message, error_from_response, kind_for_status};
 pub use events::{EventDecoder, event_stream};
-pub use headers::{parse_duration, parse_rfc3339, rate_limits, retry_after, should_retry};
+pub use headers::{
+    MAX_RETRY_AFTER, parse_duration, parse_rfc3339, rate_limits, retry_after, should_retry,
+};
 pub use http::{HeaderMap, Method};
 pub use transport::{AUTH_HEADERS, Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse};

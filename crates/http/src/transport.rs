@@ -18,8 +18,9 @@ use tokio::time::{Instant, timeout_at};
 use url::Url;
 
 use crate::decode::{DecodeError, JsonArrayDecoder, NdjsonDecoder, SseDecoder, SseEvent};
-use crate::errors::{error_from_response, from_transport};
+use crate::errors::{error_from_response, from_transport, root_cause, send_error};
 use crate::headers::rate_limits;
+use crate::scrub::Scrubber;
 
 /// Every header name that carries a credential. None of them ever crosses to another origin.
 pub const AUTH_HEADERS: [&str; 4] = ["authorization", "x-api-key", "x-goog-api-key", "api-key"];
@@ -44,7 +45,13 @@ pub type DecodedStream<T> = Pin<Box<dyn Stream<Item = Result<T>> + Send>>;
 
 type BodyStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
-/// One endpoint's HTTP client.
+/// One endpoint's HTTP client: one connection pool, shared by its clones and by
+/// [`HttpEndpoint::rebased`] endpoints (other base paths on the same server).
+///
+/// The endpoint's key is scrubbed (replaced by `***`) from every body the transport hands out
+/// (error bodies before they are mapped to an error, streamed items, textual bodies), so a
+/// server that echoes it cannot put it in an error; keys shorter than
+/// 8 bytes are placeholders (`ollama`, `EMPTY`) and are left alone.
 ///
 /// ```no_run
 /// # async fn demo() -> infermux_core::Result<()> {
@@ -62,6 +69,7 @@ pub struct HttpEndpoint {
     origin: String,
     auth: Auth,
     client: reqwest::Client,
+    scrubber: Scrubber,
 }
 
 impl fmt::Debug for HttpEndpoint {
@@ -109,13 +117,48 @@ impl HttpEndpoint {
                     .with_provider(provider)
                     .with_endpoint(config.id.clone())
             })?;
+        let scrubber = Scrubber::new(config.api_key.as_ref());
         Ok(HttpEndpoint {
             provider,
             config,
             origin,
             auth,
             client,
+            scrubber,
         })
+    }
+
+    /// The same endpoint (same connection pool, key, auth, timeouts and headers) at another
+    /// base URL on the same origin: how a provider reaches a server's other route families
+    /// (TGI's `/v1`, OVMS's `/v3`) without a second connection pool. Fails with
+    /// [`ErrorKind::Config`] for an invalid URL or another origin (the key is bound to this
+    /// one).
+    ///
+    /// ```
+    /// use infermux_core::EndpointConfig;
+    /// use infermux_http::{Auth, HttpEndpoint};
+    /// let root = HttpEndpoint::new("tgi", EndpointConfig::new("tgi", "http://127.0.0.1:8080")?, Auth::Bearer)?;
+    /// let v1 = root.rebased("http://127.0.0.1:8080/v1")?;
+    /// assert_eq!(v1.config().base_url, "http://127.0.0.1:8080/v1");
+    /// assert!(root.rebased("http://elsewhere.example/v1").is_err());
+    /// # Ok::<(), infermux_core::Error>(())
+    /// ```
+    pub fn rebased(&self, base_url: impl AsRef<str>) -> Result<Self> {
+        let config_err = |m: &'static str| {
+            Error::new(ErrorKind::Config, m)
+                .with_provider(self.provider)
+                .with_endpoint(self.config.id.clone())
+        };
+        let base = base_url.as_ref().trim().trim_end_matches('/').to_owned();
+        let url = Url::parse(&base).map_err(|_| config_err("invalid base URL"))?;
+        if origin_of(&url) != self.origin {
+            return Err(config_err(
+                "a rebased endpoint must stay on its endpoint's origin",
+            ));
+        }
+        let mut ep = self.clone();
+        ep.config.base_url = base;
+        Ok(ep)
     }
 
     /// The endpoint's configuration.
@@ -270,6 +313,7 @@ impl HttpRequest<'_> {
             .bytes_limited(MAX_ERROR_BODY, true)
             .await
             .unwrap_or_default();
+        let body = ep.scrubber.scrub(&body);
         Err(ep.err(map(status, &headers, &body), ctx))
     }
 
@@ -304,9 +348,13 @@ impl HttpRequest<'_> {
 
         for hop in 0..=MAX_REDIRECTS {
             let mut rb = ep.client.request(method.clone(), url.clone());
-            for (k, v) in &ep.config.headers {
-                if !AUTH_HEADERS.iter().any(|h| k.eq_ignore_ascii_case(h)) {
-                    rb = rb.header(k.as_str(), v.as_str());
+            // The endpoint's own headers (which may carry tenant ids or tokens of their own)
+            // go to its origin only, like its key.
+            if origin_of(&url) == ep.origin {
+                for (k, v) in &ep.config.headers {
+                    if !AUTH_HEADERS.iter().any(|h| k.eq_ignore_ascii_case(h)) {
+                        rb = rb.header(k.as_str(), v.as_str());
+                    }
                 }
             }
             for (k, v) in &self.headers {
@@ -331,8 +379,21 @@ impl HttpRequest<'_> {
                 }
                 rb = match ep.auth {
                     Auth::None => rb,
+                    // reqwest marks the Authorization value sensitive
                     Auth::Bearer => rb.bearer_auth(key.expose()),
-                    Auth::Header(name) => rb.header(name, key.expose()),
+                    Auth::Header(name) => {
+                        let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
+                            ep.err(
+                                Error::new(
+                                    ErrorKind::Config,
+                                    "the endpoint's key is not a valid header value",
+                                ),
+                                ctx,
+                            )
+                        })?;
+                        value.set_sensitive(true);
+                        rb.header(name, value)
+                    }
                 };
             }
             let sent = timeout_at(first_byte_at, rb.send()).await;
@@ -347,9 +408,7 @@ impl HttpRequest<'_> {
                         ctx,
                     ));
                 }
-                Ok(Err(e)) => {
-                    return Err(ep.err(from_transport(e, "sending the request failed"), ctx));
-                }
+                Ok(Err(e)) => return Err(ep.err(send_error(e, &ep.config.id, &url), ctx)),
                 Ok(Ok(r)) => r,
             };
             let status = resp.status().as_u16();
@@ -390,6 +449,7 @@ pub struct HttpResponse {
     deadline: Option<Instant>,
     max_body: usize,
     error_ctx: (RequestContext, &'static str, EndpointId),
+    scrubber: Scrubber,
 }
 
 impl fmt::Debug for HttpResponse {
@@ -430,6 +490,7 @@ impl HttpResponse {
             max_body,
             error_ctx: err_ctx,
             body: Box::pin(resp.bytes_stream()),
+            scrubber: ep.scrubber.clone(),
         })
     }
 
@@ -452,10 +513,25 @@ impl HttpResponse {
             .in_context(ctx.request_id(), provider, ep)
     }
 
-    /// The whole body (decompressed), at most the endpoint's body limit.
+    /// The whole body (decompressed), at most the endpoint's body limit. A textual body (JSON,
+    /// `text/*`, or no content type) has the endpoint's key scrubbed from it.
     pub async fn bytes(self) -> Result<Bytes> {
         let max = self.max_body;
-        self.bytes_limited(max, false).await
+        let textual = self
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|ct| {
+                let ct = ct.to_ascii_lowercase();
+                ct.contains("json") || ct.starts_with("text/") || ct.contains("ndjson")
+            });
+        let scrubber = self.scrubber.clone();
+        let body = self.bytes_limited(max, false).await?;
+        Ok(if textual {
+            scrubber.scrub_bytes(body)
+        } else {
+            body
+        })
     }
 
     async fn bytes_limited(mut self, max: usize, truncate: bool) -> Result<Bytes> {
@@ -486,8 +562,10 @@ impl HttpResponse {
     pub async fn json<T: serde::de::DeserializeOwned>(self) -> Result<T> {
         let status = self.status;
         let ctx = self.error_ctx.clone();
+        let scrubber = self.scrubber.clone();
         let body = self.bytes().await?;
         serde_json::from_slice(&body).map_err(|e| {
+            let body = scrubber.scrub(&body);
             let snippet: String =
                 String::from_utf8_lossy(body.get(..120).unwrap_or(&body)).into_owned();
             Error::new(
@@ -544,7 +622,9 @@ impl HttpResponse {
                             return Some((Err(e), st));
                         }
                         match st.decoder.feed(&bytes) {
-                            Ok(items) => st.pending.extend(items),
+                            Ok(items) => st
+                                .pending
+                                .extend(items.into_iter().map(|i| D::scrub(i, &st.resp.scrubber))),
                             Err(e) => {
                                 st.finished = true;
                                 let e = st.resp.err(decode_error(e));
@@ -555,7 +635,9 @@ impl HttpResponse {
                     Ok(None) => {
                         st.finished = true;
                         match st.decoder.finish() {
-                            Ok(items) => st.pending.extend(items),
+                            Ok(items) => st
+                                .pending
+                                .extend(items.into_iter().map(|i| D::scrub(i, &st.resp.scrubber))),
                             Err(e) => {
                                 let e = st.resp.err(decode_error(e));
                                 return Some((Err(e), st));
@@ -610,9 +692,12 @@ async fn next_chunk(
             } else {
                 ErrorKind::Connect
             };
-            Err(Error::new(kind, "reading the response body failed")
-                .with_reached_server(true)
-                .with_source(e.without_url()))
+            Err(Error::new(
+                kind,
+                format!("reading the response body failed: {}", root_cause(&e)),
+            )
+            .with_reached_server(true)
+            .with_source(e.without_url()))
         }
     }
 }
@@ -622,10 +707,23 @@ trait Decoder: Send + 'static {
     type Item: Send + 'static;
     fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Self::Item>, DecodeError>;
     fn finish(&mut self) -> Result<Vec<Self::Item>, DecodeError>;
+    /// The item with the endpoint's key scrubbed from its text (items are whole events, so a
+    /// key is never split across two).
+    fn scrub(item: Self::Item, scrubber: &Scrubber) -> Self::Item;
 }
 
 impl Decoder for SseDecoder {
     type Item = SseEvent;
+    fn scrub(mut item: SseEvent, scrubber: &Scrubber) -> SseEvent {
+        scrubber.scrub_string(&mut item.data);
+        if let Some(e) = &mut item.event {
+            scrubber.scrub_string(e);
+        }
+        if let Some(id) = &mut item.id {
+            scrubber.scrub_string(id);
+        }
+        item
+    }
     fn feed(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, DecodeError> {
         SseDecoder::feed(self, chunk)
     }
@@ -636,6 +734,10 @@ impl Decoder for SseDecoder {
 
 impl Decoder for NdjsonDecoder {
     type Item = String;
+    fn scrub(mut item: String, scrubber: &Scrubber) -> String {
+        scrubber.scrub_string(&mut item);
+        item
+    }
     fn feed(&mut self, chunk: &[u8]) -> Result<Vec<String>, DecodeError> {
         NdjsonDecoder::feed(self, chunk)
     }
@@ -646,6 +748,10 @@ impl Decoder for NdjsonDecoder {
 
 impl Decoder for JsonArrayDecoder {
     type Item = String;
+    fn scrub(mut item: String, scrubber: &Scrubber) -> String {
+        scrubber.scrub_string(&mut item);
+        item
+    }
     fn feed(&mut self, chunk: &[u8]) -> Result<Vec<String>, DecodeError> {
         JsonArrayDecoder::feed(self, chunk)
     }

@@ -1,5 +1,5 @@
 //! A one-shot loopback server that answers with a fixed JSON body and hands back the request it
-//! received (target and headers): it shows what goes on the wire, which the replay server
+//! received (target, headers and body): it shows what goes on the wire, which the replay server
 //! (matching without credentials) does not.
 
 use std::sync::{Arc, Mutex};
@@ -18,12 +18,18 @@ pub struct Seen {
     pub target: String,
     /// The headers.
     pub headers: HeaderMap,
+    /// The body, as sent.
+    pub body: Bytes,
 }
 
 impl Seen {
     /// A header's value, if present and text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// The body as JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
     }
 }
 
@@ -53,6 +59,7 @@ pub async fn capture(body: &'static str) -> (String, JoinHandle<Seen>) {
             let _ = tx.send(Seen {
                 target,
                 headers: req.headers.clone(),
+                body: req.body.clone(),
             });
         }
         Box::pin(async move {

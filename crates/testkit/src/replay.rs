@@ -92,6 +92,12 @@ impl ReplayServer {
         self.running.url()
     }
 
+    /// TCP connections clients have opened to this server so far (a client that reuses its
+    /// connections opens one for any number of sequential requests).
+    pub fn connections(&self) -> usize {
+        self.running.connections()
+    }
+
     /// Requests that matched no interaction.
     pub fn unmatched(&self) -> Vec<String> {
         lock(&self.state).unmatched.clone()

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
@@ -173,12 +174,17 @@ async fn serve_one(
 #[derive(Debug)]
 pub(crate) struct Running {
     pub(crate) addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
     _stop: oneshot::Sender<()>,
 }
 
 impl Running {
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+    /// TCP connections accepted so far.
+    pub(crate) fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 }
 
@@ -190,12 +196,15 @@ pub(crate) async fn start_on(addr: &str, handler: Handler) -> std::io::Result<Ru
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = &mut stop_rx => return,
                 accepted = listener.accept() => {
                     let Ok((sock, _)) = accepted else { continue };
+                    counter.fetch_add(1, Ordering::SeqCst);
                     let _ = sock.set_nodelay(true);
                     let handler = handler.clone();
                     tokio::spawn(async move {
@@ -210,6 +219,7 @@ pub(crate) async fn start_on(addr: &str, handler: Handler) -> std::io::Result<Ru
     });
     Ok(Running {
         addr,
+        accepted,
         _stop: stop_tx,
     })
 }

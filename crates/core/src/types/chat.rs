@@ -90,6 +90,38 @@ pub enum ContentPart {
         /// The refusal text.
         text: String,
     },
+    /// A call of a tool the provider runs itself (Anthropic's `server_tool_use`: web search,
+    /// code execution, web fetch). Nothing for the caller to do: its result follows as a
+    /// [`ContentPart::ServerToolResult`]. Sent back unchanged to the provider that made it.
+    ServerToolCall {
+        /// The provider's id for the call.
+        id: String,
+        /// The server tool's name (`web_search`, `code_execution`, …).
+        name: String,
+        /// The call's input as the provider sent it (`{"query": "…"}`).
+        input: Value,
+    },
+    /// The result of a [`ContentPart::ServerToolCall`] (Anthropic's `web_search_tool_result`,
+    /// `code_execution_tool_result`, …), kept as the raw block the provider sent so it can be
+    /// sent back unchanged.
+    ServerToolResult {
+        /// The id of the call it answers.
+        tool_use_id: String,
+        /// The whole block as sent, `type` included.
+        raw: Value,
+    },
+    /// A source the text before it cites (Anthropic's `citations` on a text block), as the
+    /// provider sent it.
+    Citation {
+        /// The citation object (`type`, `url`, `cited_text`, …).
+        raw: Value,
+    },
+    /// A content block this version does not model, kept as the raw JSON the provider sent
+    /// (sent back unchanged to the same provider, dropped for others).
+    Other {
+        /// The whole block as sent.
+        raw: Value,
+    },
 }
 
 impl ContentPart {
@@ -126,6 +158,10 @@ pub struct ToolCall {
     pub name: String,
     /// JSON arguments as text.
     pub arguments: String,
+    /// An opaque provider signature of the reasoning that led to this call (Gemini's
+    /// `thoughtSignature` on a `functionCall` part), sent back unchanged with the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl ToolCall {
@@ -139,7 +175,13 @@ impl ToolCall {
             id: id.into(),
             name: name.into(),
             arguments: arguments.into(),
+            signature: None,
         }
+    }
+    /// Sets the provider signature sent back with the call.
+    pub fn with_signature(mut self, signature: impl Into<String>) -> Self {
+        self.signature = Some(signature.into());
+        self
     }
     /// The arguments parsed as JSON (`Value::Null` for empty arguments).
     pub fn parsed_arguments(&self) -> Result<Value, serde_json::Error> {

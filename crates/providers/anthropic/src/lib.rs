@@ -1,12 +1,14 @@
 //! infermux provider for Anthropic's Messages API.
 //!
 //! Chat plain and streamed (every SSE event: `message_start`, `content_block_start|delta|stop`
-//! with text, `input_json_delta`, `thinking_delta` and `signature_delta`, `message_delta`,
-//! `message_stop`, `ping`, and `error` events inside a 200 stream as typed errors carrying the
-//! partial text), tool use, images (base64 and URL sources), system prompts, stop sequences,
-//! extended thinking ([`wire::with_thinking`] or `extra.thinking`) and redacted thinking blocks
-//! sent back unchanged, prompt-caching usage, token counting ([`Anthropic::count_tokens`]) and
-//! model listing.
+//! with text, `input_json_delta`, `thinking_delta`, `signature_delta` and `citations_delta`,
+//! `message_delta`, `message_stop`, `ping`, and `error` events inside a 200 stream as typed
+//! errors carrying the partial text; unknown blocks kept raw, unknown deltas and events
+//! skipped), tool use, server tools (web search, code execution: their calls and results as
+//! their own parts), images (base64 and URL sources), system prompts, stop sequences, extended
+//! thinking ([`wire::with_thinking`] or `extra.thinking`) with signed and redacted thinking
+//! blocks sent back unchanged (streamed too), prompt-caching usage, token counting
+//! ([`Anthropic::count_tokens`]) and model listing.
 //!
 //! Choices worth knowing:
 //! - `max_tokens` is required by Anthropic: a request without one is sent with
@@ -42,7 +44,7 @@ pub mod wire;
 
 use async_trait::async_trait;
 use infermux_core::{
-    ApiKey, Capabilities, ChatRequest, EndpointConfig, EndpointId, Error, ErrorKind, EventStream,
+    Capabilities, ChatRequest, EndpointConfig, EndpointId, Error, ErrorKind, EventStream,
     Operation, Provider, Request, RequestContext, Response, Result, StreamEvent, first_event,
 };
 use infermux_http::EventDecoder;
@@ -92,22 +94,12 @@ impl Anthropic {
     /// A client from `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL` (default
     /// `https://api.anthropic.com`). Fails with `Config` when the key is not set.
     pub fn from_env() -> Result<Self> {
-        let base = std::env::var(BASE_URL_ENV)
-            .ok()
-            .map(|b| b.trim().trim_end_matches('/').to_owned())
-            .filter(|b| !b.is_empty())
-            .map(|b| {
-                if b.ends_with("/v1") {
-                    b
-                } else {
-                    format!("{b}/v1")
-                }
-            })
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        let key = ApiKey::from_env(API_KEY_ENV).ok_or_else(|| {
-            Error::new(ErrorKind::Config, "ANTHROPIC_API_KEY is not set").with_provider(NAME)
-        })?;
-        Self::new(EndpointConfig::new(NAME, base)?.with_api_key(key))
+        let mut cfg = EndpointConfig::from_env(NAME, BASE_URL_ENV, Some(DEFAULT_BASE_URL))?
+            .with_api_key_from_env(API_KEY_ENV)?;
+        if !cfg.base_url.ends_with("/v1") {
+            cfg.base_url.push_str("/v1");
+        }
+        Self::new(cfg)
     }
 
     /// Sets the `anthropic-version` header.

@@ -50,8 +50,41 @@ fn part_block(part: &ContentPart) -> Option<Value> {
             json!({"type": "redacted_thinking", "data": data})
         }
         ContentPart::Refusal { text } => json!({"type": "text", "text": text}),
+        ContentPart::ServerToolCall { id, name, input } => {
+            json!({"type": "server_tool_use", "id": id, "name": name, "input": input})
+        }
+        // blocks kept as sent go back as they came
+        ContentPart::ServerToolResult { raw, .. } | ContentPart::Other { raw }
+            if raw.get("type").is_some_and(Value::is_string) =>
+        {
+            raw.clone()
+        }
+        // citations are attached to the text block before them, in `assistant_blocks`
         _ => return None,
     })
+}
+
+/// The blocks of an assistant turn: its parts in order (each citation put back on the text
+/// block it follows), then its tool calls.
+fn assistant_blocks(m: &Message) -> Vec<Value> {
+    let mut blocks: Vec<Value> = Vec::new();
+    for part in &m.content {
+        if let ContentPart::Citation { raw } = part {
+            if let Some(text) = blocks.last_mut().filter(|b| b["type"] == "text")
+                && let Some(obj) = text.as_object_mut()
+            {
+                let list = obj.entry("citations").or_insert_with(|| json!([]));
+                if let Some(a) = list.as_array_mut() {
+                    a.push(raw.clone());
+                }
+            }
+            continue;
+        }
+        blocks.extend(part_block(part));
+    }
+    blocks.retain(|b| b["type"] != "text" || b["text"].as_str() != Some(""));
+    blocks.extend(m.tool_calls.iter().map(tool_call_block));
+    blocks
 }
 
 fn tool_call_block(c: &ToolCall) -> Value {
@@ -88,12 +121,7 @@ fn messages_json(messages: &[Message]) -> (Vec<Value>, Option<String>) {
                 }
                 ("user", vec![b])
             }
-            Role::Assistant => {
-                let mut blocks: Vec<Value> = m.content.iter().filter_map(part_block).collect();
-                blocks.retain(|b| b["type"] != "text" || b["text"].as_str() != Some(""));
-                blocks.extend(m.tool_calls.iter().map(tool_call_block));
-                ("assistant", blocks)
-            }
+            Role::Assistant => ("assistant", assistant_blocks(m)),
             _ => ("user", m.content.iter().filter_map(part_block).collect()),
         };
         match out.last_mut() {
@@ -247,6 +275,35 @@ pub fn finish_reason(stop_reason: &str) -> FinishReason {
     }
 }
 
+/// The part of a block that is not text, thinking or a client tool call: a server tool's call
+/// (`server_tool_use`) or result (`web_search_tool_result`, `code_execution_tool_result`, any
+/// `*_tool_result` with a `tool_use_id`), or a block this version does not know, kept raw.
+fn whole_block_part(b: &Value) -> ContentPart {
+    let ty = b.get("type").and_then(Value::as_str).unwrap_or("");
+    let s = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_owned);
+    match (ty, s("tool_use_id")) {
+        ("server_tool_use", _) => ContentPart::ServerToolCall {
+            id: s("id").unwrap_or_default(),
+            name: s("name").unwrap_or_default(),
+            input: b.get("input").cloned().unwrap_or_else(|| json!({})),
+        },
+        (t, Some(tool_use_id)) if t.ends_with("_tool_result") => ContentPart::ServerToolResult {
+            tool_use_id,
+            raw: b.clone(),
+        },
+        _ => ContentPart::Other { raw: b.clone() },
+    }
+}
+
+/// The citations of a text block, as parts.
+fn citation_parts(b: &Value) -> impl Iterator<Item = ContentPart> + '_ {
+    b.get("citations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| ContentPart::Citation { raw: c.clone() })
+}
+
 /// The content parts and tool calls of an Anthropic `content` array.
 fn content_from(blocks: &[Value]) -> (Vec<ContentPart>, Vec<ToolCall>) {
     let mut parts = Vec::new();
@@ -254,7 +311,10 @@ fn content_from(blocks: &[Value]) -> (Vec<ContentPart>, Vec<ToolCall>) {
     for b in blocks {
         let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
         match b.get("type").and_then(Value::as_str).unwrap_or("") {
-            "text" => parts.push(ContentPart::Text { text: s("text") }),
+            "text" => {
+                parts.push(ContentPart::Text { text: s("text") });
+                parts.extend(citation_parts(b));
+            }
             "thinking" => parts.push(ContentPart::Thinking {
                 text: s("thinking"),
                 signature: b
@@ -269,7 +329,7 @@ fn content_from(blocks: &[Value]) -> (Vec<ContentPart>, Vec<ToolCall>) {
                 b.get("input")
                     .map_or_else(|| "{}".to_owned(), Value::to_string),
             )),
-            _ => {}
+            _ => parts.push(whole_block_part(b)),
         }
     }
     (parts, calls)
@@ -374,18 +434,26 @@ pub fn embedded_error(error: &Value) -> Error {
 /// The state of one streamed answer: turns each SSE event (name and data) into core events.
 ///
 /// Block indexes of `tool_use` blocks are renumbered 0, 1, … as tool-call indexes; text deltas
-/// become `TextDelta`, thinking deltas `ReasoningDelta`; `signature_delta`s and
-/// `redacted_thinking` blocks are collected in [`ChatStreamState::signatures`] and
-/// [`ChatStreamState::redacted_thinking`] (core stream events have no field for them); usage from
-/// `message_start` and `message_delta` is merged and sent as one `Usage` event before `Done`.
+/// become `TextDelta`, thinking deltas `ReasoningDelta`, a `signature_delta` a
+/// `ReasoningSignature` (so the signed block can be sent back), a `redacted_thinking` block a
+/// `Part` with [`ContentPart::RedactedThinking`]. Server tools (web search, code execution,
+/// web fetch) arrive as a `Part` each at their block's end: a `server_tool_use` block (its
+/// input streamed as `input_json_delta`) as [`ContentPart::ServerToolCall`], a
+/// `*_tool_result` block as [`ContentPart::ServerToolResult`]; a text block's citations
+/// (`citations_delta`) follow its text as [`ContentPart::Citation`]s; a block type this
+/// version does not know is kept raw as [`ContentPart::Other`], and unknown delta and event
+/// types are skipped. Usage from `message_start` and `message_delta` is merged and sent as one
+/// `Usage` event before `Done`.
 #[derive(Debug, Default)]
 pub struct ChatStreamState {
     tool_index: Vec<(u64, u32)>,
+    /// Blocks that arrive whole at their `content_block_stop`: the block and its streamed input.
+    open: Vec<(u64, Value, String)>,
+    /// Citations of text blocks, sent after the block's text.
+    citations: Vec<(u64, Value)>,
     usage: Option<Value>,
     finish: Option<FinishReason>,
     text: String,
-    signatures: Vec<String>,
-    redacted: Vec<String>,
     done: bool,
 }
 
@@ -405,16 +473,6 @@ impl ChatStreamState {
         &self.text
     }
 
-    /// The thinking signatures received so far, in block order.
-    pub fn signatures(&self) -> &[String] {
-        &self.signatures
-    }
-
-    /// The data of the `redacted_thinking` blocks received so far, in block order.
-    pub fn redacted_thinking(&self) -> &[String] {
-        &self.redacted
-    }
-
     fn merge_usage(&mut self, u: &Value) {
         let Some(obj) = u.as_object() else { return };
         let mut cur = self.usage.take().unwrap_or_else(|| json!({}));
@@ -424,6 +482,33 @@ impl ChatStreamState {
             }
         }
         self.usage = Some(cur);
+    }
+
+    /// The parts of the block at `index` that were waiting for its end (or of every waiting
+    /// block, for `None`).
+    fn close(&mut self, index: Option<u64>, out: &mut Vec<StreamEvent>) {
+        let here = |i: u64| index.is_none_or(|x| x == i);
+        let mut i = 0;
+        while i < self.open.len() {
+            if !here(self.open[i].0) {
+                i += 1;
+                continue;
+            }
+            let (_, mut block, input) = self.open.remove(i);
+            if !input.trim().is_empty() {
+                block["input"] = serde_json::from_str(&input).unwrap_or(Value::String(input));
+            }
+            out.push(StreamEvent::Part {
+                part: whole_block_part(&block),
+            });
+        }
+        let (mine, rest) = std::mem::take(&mut self.citations)
+            .into_iter()
+            .partition(|(i, _)| here(*i));
+        self.citations = rest;
+        out.extend(mine.into_iter().map(|(_, c)| StreamEvent::Part {
+            part: ContentPart::Citation { raw: c },
+        }));
     }
 
     /// The events of one SSE event. `event` is the SSE event name (falls back to the data's
@@ -449,7 +534,8 @@ impl ChatStreamState {
             "content_block_start" => {
                 let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
                 let b = v.get("content_block").unwrap_or(&Value::Null);
-                match b.get("type").and_then(Value::as_str).unwrap_or("") {
+                let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("");
+                match s("type") {
                     "tool_use" => {
                         let ti = u32::try_from(self.tool_index.len()).unwrap_or(u32::MAX);
                         self.tool_index.push((index, ti));
@@ -462,23 +548,39 @@ impl ChatStreamState {
                         });
                     }
                     "text" => {
-                        let t = b.get("text").and_then(Value::as_str).unwrap_or("");
+                        let t = s("text");
                         if !t.is_empty() {
                             self.text.push_str(t);
                             out.push(StreamEvent::TextDelta { text: t.to_owned() });
                         }
+                        for c in b
+                            .get("citations")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
+                            self.citations.push((index, c.clone()));
+                        }
                     }
                     "thinking" => {
-                        let t = b.get("thinking").and_then(Value::as_str).unwrap_or("");
+                        let t = s("thinking");
                         if !t.is_empty() {
                             out.push(StreamEvent::ReasoningDelta { text: t.to_owned() });
                         }
+                        let sig = s("signature");
+                        if !sig.is_empty() {
+                            out.push(StreamEvent::ReasoningSignature {
+                                signature: sig.to_owned(),
+                            });
+                        }
                     }
-                    "redacted_thinking" => {
-                        let d = b.get("data").and_then(Value::as_str).unwrap_or("");
-                        self.redacted.push(d.to_owned());
-                    }
-                    _ => {}
+                    "redacted_thinking" => out.push(StreamEvent::Part {
+                        part: ContentPart::RedactedThinking {
+                            data: s("data").to_owned(),
+                        },
+                    }),
+                    // server tool calls and results, and blocks added later: whole at their end
+                    _ => self.open.push((index, b.clone(), String::new())),
                 }
             }
             "content_block_delta" => {
@@ -492,27 +594,43 @@ impl ChatStreamState {
                         out.push(StreamEvent::TextDelta { text: t });
                     }
                     "input_json_delta" => {
-                        let ti = self
+                        if let Some(ti) = self
                             .tool_index
                             .iter()
                             .find(|(b, _)| *b == index)
                             .map(|(_, t)| *t)
-                            .ok_or_else(|| {
-                                decode_err("invalid event", "input_json_delta outside a tool_use")
-                            })?;
-                        out.push(StreamEvent::ToolCallDelta {
-                            index: ti,
-                            id: None,
-                            name: None,
-                            arguments: s("partial_json"),
-                        });
+                        {
+                            out.push(StreamEvent::ToolCallDelta {
+                                index: ti,
+                                id: None,
+                                name: None,
+                                arguments: s("partial_json"),
+                            });
+                        } else if let Some((_, _, input)) =
+                            self.open.iter_mut().find(|(b, _, _)| *b == index)
+                        {
+                            // a server tool's input (web search query, code to run)
+                            input.push_str(&s("partial_json"));
+                        }
                     }
                     "thinking_delta" => out.push(StreamEvent::ReasoningDelta {
                         text: s("thinking"),
                     }),
-                    "signature_delta" => self.signatures.push(s("signature")),
+                    "signature_delta" => out.push(StreamEvent::ReasoningSignature {
+                        signature: s("signature"),
+                    }),
+                    "citations_delta" => {
+                        if let Some(c) = d.get("citation") {
+                            self.citations.push((index, c.clone()));
+                        }
+                    }
+                    // delta types added later
                     _ => {}
                 }
+            }
+            "content_block_stop" => {
+                let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                self.close(Some(index), &mut out);
             }
             "message_delta" => {
                 if let Some(r) = v
@@ -527,6 +645,8 @@ impl ChatStreamState {
                 }
             }
             "message_stop" => {
+                // blocks a server left open still reach the caller
+                self.close(None, &mut out);
                 if let Some(u) = &self.usage {
                     out.push(StreamEvent::Usage(usage_from(u)));
                 }
@@ -543,7 +663,7 @@ impl ChatStreamState {
                     e.with_partial_text(self.text.clone())
                 });
             }
-            // ping, content_block_stop and event types added later
+            // ping and event types added later
             _ => {}
         }
         Ok(out)

@@ -6,7 +6,10 @@
 //! `embedContent` with [`Gemini::embed_one`]); `countTokens` ([`Gemini::count_tokens`]); model
 //! listing; inline images (`inlineData`, `fileData` for URLs); function calling with schemas
 //! cleaned of what Gemini rejects ([`wire::clean_schema`]: `additionalProperties`, `$schema`,
-//! `$ref`/`$defs` inlined), `functionResponse` tool results; system instructions.
+//! `$ref`/`$defs` inlined), `functionResponse` tool results; system instructions; thought
+//! signatures (a `functionCall` part's as [`infermux_core::ToolCall::signature`], a thought or
+//! text part's on a signed thinking part) kept, streamed or not, and sent back where they came
+//! from on the next turn.
 //!
 //! Errors: a blocked prompt (`promptFeedback.blockReason`) or a safety finish reason is
 //! [`infermux_core::ErrorKind::ContentFilter`]; a 429 `RESOURCE_EXHAUSTED` is `RateLimited` with
@@ -35,9 +38,9 @@ pub mod wire;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use infermux_core::{
-    ApiKey, Capabilities, ChatRequest, EmbeddingRequest, EndpointConfig, EndpointId, Error,
-    ErrorKind, EventStream, Operation, Provider, Request, RequestContext, Response, Result,
-    StreamEvent, first_event,
+    Capabilities, ChatRequest, EmbeddingRequest, EndpointConfig, EndpointId, Error, ErrorKind,
+    EventStream, Operation, Provider, Request, RequestContext, Response, Result, StreamEvent,
+    first_event,
 };
 use infermux_http::EventDecoder;
 use infermux_http::{Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse};
@@ -76,21 +79,10 @@ impl Gemini {
     /// A client from `GEMINI_API_KEY` (or `GOOGLE_API_KEY`) and `GEMINI_BASE_URL` (default
     /// [`DEFAULT_BASE_URL`]). Fails with `Config` when no key is set.
     pub fn from_env() -> Result<Self> {
-        let base = std::env::var(BASE_URL_ENV)
-            .ok()
-            .filter(|b| !b.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        let key = API_KEY_ENVS
-            .iter()
-            .find_map(|v| ApiKey::from_env(v))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    "GEMINI_API_KEY (or GOOGLE_API_KEY) is not set",
-                )
-                .with_provider(NAME)
-            })?;
-        Self::new(EndpointConfig::new(NAME, base)?.with_api_key(key))
+        Self::new(
+            EndpointConfig::from_env(NAME, BASE_URL_ENV, Some(DEFAULT_BASE_URL))?
+                .with_api_key_from_any_env(&API_KEY_ENVS)?,
+        )
     }
 
     /// Whether streams are asked for as SSE (`alt=sse`, the default) or as a streamed JSON

@@ -123,6 +123,46 @@ fn part_json(p: &ContentPart) -> Option<Value> {
     })
 }
 
+/// The parts of a model turn: its content (a signature that came on a text part, kept as an
+/// empty signed thinking part after it, goes back on that text part), then its function calls
+/// with their `thoughtSignature`s.
+fn model_parts(m: &Message) -> Vec<Value> {
+    let mut parts: Vec<Value> = Vec::new();
+    for p in &m.content {
+        if let ContentPart::Thinking {
+            text,
+            signature: Some(sig),
+        } = p
+            && text.is_empty()
+            && let Some(prev) = parts.last_mut().filter(|q| {
+                q.get("thought").is_none()
+                    && q.get("text").is_some()
+                    && q.get("thoughtSignature").is_none()
+            })
+        {
+            prev["thoughtSignature"] = json!(sig);
+            continue;
+        }
+        parts.extend(part_json(p));
+    }
+    parts.retain(|p| {
+        p.get("text").and_then(Value::as_str) != Some("") || p.get("thoughtSignature").is_some()
+    });
+    for c in &m.tool_calls {
+        let args = c.parsed_arguments().unwrap_or_else(|_| json!({}));
+        let mut fc = json!({"name": c.name, "args": args});
+        if !c.id.is_empty() && !c.id.starts_with(GENERATED_ID) {
+            fc["id"] = json!(c.id);
+        }
+        let mut part = json!({"functionCall": fc});
+        if let Some(sig) = &c.signature {
+            part["thoughtSignature"] = json!(sig);
+        }
+        parts.push(part);
+    }
+    parts
+}
+
 /// The name of the tool call `id` answers, found in the assistant turns before it.
 fn call_name<'a>(messages: &'a [Message], id: &str) -> Option<&'a str> {
     messages
@@ -141,19 +181,7 @@ fn contents_json(messages: &[Message]) -> (Vec<Value>, Option<String>) {
                 system.push(m.text());
                 continue;
             }
-            Role::Assistant => {
-                let mut parts: Vec<Value> = m.content.iter().filter_map(part_json).collect();
-                parts.retain(|p| p.get("text").and_then(Value::as_str) != Some(""));
-                for c in &m.tool_calls {
-                    let args = c.parsed_arguments().unwrap_or_else(|_| json!({}));
-                    let mut fc = json!({"name": c.name, "args": args});
-                    if !c.id.is_empty() && !c.id.starts_with(GENERATED_ID) {
-                        fc["id"] = json!(c.id);
-                    }
-                    parts.push(json!({"functionCall": fc}));
-                }
-                ("model", parts)
-            }
+            Role::Assistant => ("model", model_parts(m)),
             Role::Tool => {
                 let id = m.tool_call_id.clone().unwrap_or_default();
                 let name = call_name(&messages[..i], &id).unwrap_or(&id).to_owned();
@@ -432,7 +460,9 @@ pub const GENERATED_ID: &str = "gemini-call-";
 /// The state of one answer, streamed or not: each `GenerateContentResponse` chunk becomes core
 /// events. Thought parts are `ReasoningDelta`s; each `functionCall` part is a whole tool call
 /// (Gemini does not split arguments) with its `id`, or a generated one; `finishReason` `STOP`
-/// with function calls is reported as `ToolCalls`. A `promptFeedback.blockReason` or a safety
+/// with function calls is reported as `ToolCalls`. A part's `thoughtSignature` follows it: a
+/// `ToolCallSignature` for a function call, a `ReasoningSignature` for a thought or text part
+/// (so the accumulated message sends it back where it came from). A `promptFeedback.blockReason` or a safety
 /// finish reason is a `ContentFilter` error carrying the text so far; an `error` object inside
 /// the stream is a typed error. The stream ends when the body ends: `Usage` then `Done`, or a
 /// `Decode` error when no finish reason was seen (a truncated stream).
@@ -443,16 +473,9 @@ pub struct GenerateState {
     text: String,
     usage: Option<Usage>,
     finish: Option<String>,
-    signatures: Vec<(u32, String)>,
 }
 
 impl GenerateState {
-    /// The `thoughtSignature`s that came on `functionCall` parts, by tool-call index (core tool
-    /// calls have no field for them; Gemini 2.5+ wants them back with thinking enabled).
-    pub fn call_signatures(&self) -> &[(u32, String)] {
-        &self.signatures
-    }
-
     /// A fresh state.
     pub fn new() -> Self {
         Self::default()
@@ -534,12 +557,14 @@ impl GenerateState {
             .and_then(|c| c.get("parts"))
             .and_then(Value::as_array);
         for p in parts.map(Vec::as_slice).unwrap_or(&[]) {
+            let signature = p
+                .get("thoughtSignature")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned);
             if let Some(fc) = p.get("functionCall") {
                 let index = self.calls;
                 self.calls += 1;
-                if let Some(sig) = p.get("thoughtSignature").and_then(Value::as_str) {
-                    self.signatures.push((index, sig.to_owned()));
-                }
                 let id = fc
                     .get("id")
                     .and_then(Value::as_str)
@@ -552,12 +577,18 @@ impl GenerateState {
                         .get("args")
                         .map_or_else(|| "{}".to_owned(), Value::to_string),
                 });
+                if let Some(signature) = signature {
+                    out.push(StreamEvent::ToolCallSignature { index, signature });
+                }
             } else if let Some(t) = p.get("text").and_then(Value::as_str) {
                 if p.get("thought").and_then(Value::as_bool) == Some(true) {
                     out.push(StreamEvent::ReasoningDelta { text: t.to_owned() });
                 } else if !t.is_empty() {
                     self.text.push_str(t);
                     out.push(StreamEvent::TextDelta { text: t.to_owned() });
+                }
+                if let Some(signature) = signature {
+                    out.push(StreamEvent::ReasoningSignature { signature });
                 }
             }
         }
@@ -602,7 +633,7 @@ impl GenerateState {
 }
 
 /// A `generateContent` answer, decoded by the same [`GenerateState`] as streams so both give
-/// the same result; thought signatures are kept on the thinking parts.
+/// the same result (thought signatures included).
 pub fn parse_generate(body: &[u8]) -> Result<ChatResponse> {
     let v: Value = serde_json::from_slice(body).map_err(|e| decode_err("invalid answer", e))?;
     let mut st = GenerateState::new();
@@ -610,25 +641,7 @@ pub fn parse_generate(body: &[u8]) -> Result<ChatResponse> {
     for ev in st.on_value(&v)?.iter().chain(st.on_end()?.iter()) {
         acc.push(ev);
     }
-    let mut resp = acc.finish();
-    // keep the signature of a thought part so it can be sent back
-    let sig = v
-        .pointer("/candidates/0/content/parts")
-        .and_then(Value::as_array)
-        .and_then(|ps| {
-            ps.iter()
-                .find(|p| p.get("thought").and_then(Value::as_bool) == Some(true))
-        })
-        .and_then(|p| p.get("thoughtSignature"))
-        .and_then(Value::as_str);
-    if let Some(s) = sig {
-        for p in &mut resp.message.content {
-            if let ContentPart::Thinking { signature, .. } = p {
-                *signature = Some(s.to_owned());
-            }
-        }
-    }
-    Ok(resp)
+    Ok(acc.finish())
 }
 
 // ---- the inverse: recorded request bodies as core requests -------------------------------
@@ -686,12 +699,16 @@ pub fn chat_request_from_json(model: &str, v: &Value) -> Result<ChatRequest> {
                     },
                     str::to_owned,
                 );
-                calls.push(ToolCall::new(
+                let mut call = ToolCall::new(
                     id,
                     fc.get("name").and_then(Value::as_str).unwrap_or(""),
                     fc.get("args")
                         .map_or_else(|| "{}".to_owned(), Value::to_string),
-                ));
+                );
+                call.signature = get(p, "thoughtSignature", "thought_signature")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                calls.push(call);
             } else if let Some(fr) = get(p, "functionResponse", "function_response") {
                 let name = fr.get("name").and_then(Value::as_str).unwrap_or("");
                 let id = fr.get("id").and_then(Value::as_str).unwrap_or(name);
@@ -725,6 +742,15 @@ pub fn chat_request_from_json(model: &str, v: &Value) -> Result<ChatRequest> {
                     });
                 } else {
                     content.push(ContentPart::text(t));
+                    // a signature on a text part: an empty signed thinking part after it
+                    if let Some(sig) =
+                        get(p, "thoughtSignature", "thought_signature").and_then(Value::as_str)
+                    {
+                        content.push(ContentPart::Thinking {
+                            text: String::new(),
+                            signature: Some(sig.to_owned()),
+                        });
+                    }
                 }
             }
         }

@@ -26,8 +26,8 @@
 
 use async_trait::async_trait;
 use infermux_core::{
-    ApiKey, Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, Operation,
-    Provider, Request, RequestContext, Response, Result,
+    Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, Operation, Provider,
+    Request, RequestContext, Response, Result,
 };
 use infermux_http::Auth;
 use infermux_openai_compat::OpenAiCompat;
@@ -72,17 +72,10 @@ impl Groq {
     /// A client configured from the environment: `GROQ_API_KEY` (required) and
     /// `GROQ_BASE_URL` (default [`DEFAULT_BASE_URL`]).
     pub fn from_env() -> Result<Self> {
-        let base = std::env::var(BASE_URL_ENV)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        let key = ApiKey::from_env(API_KEY_ENV).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Config,
-                format!("environment variable {API_KEY_ENV} is not set"),
-            )
-        })?;
-        Self::new(EndpointConfig::new(NAME, base)?.with_api_key(key))
+        Self::new(
+            EndpointConfig::from_env(NAME, BASE_URL_ENV, Some(DEFAULT_BASE_URL))?
+                .with_api_key_from_env(API_KEY_ENV)?,
+        )
     }
 
     fn check(&self, request: &Request, ctx: &RequestContext) -> Result<()> {

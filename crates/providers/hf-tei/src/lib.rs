@@ -45,9 +45,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use infermux_core::{
-    ApiKey, Capabilities, EmbeddingResponse, EndpointConfig, EndpointId, Error, ErrorKind,
-    EventStream, ModelInfo, ModelList, Operation, Provider, Request, RequestContext, Response,
-    Result,
+    Capabilities, EmbeddingResponse, EndpointConfig, EndpointId, Error, ErrorKind, EventStream,
+    ModelInfo, ModelList, Operation, Provider, Request, RequestContext, Response, Result,
 };
 use infermux_http::{Auth, HttpEndpoint, HttpRequest, HttpResponse};
 use infermux_openai_compat::OpenAiCompat;
@@ -97,10 +96,6 @@ pub struct HfTei {
     batch: Arc<AtomicUsize>,
 }
 
-fn api_key_from_env() -> Option<ApiKey> {
-    API_KEY_ENVS.iter().find_map(|v| ApiKey::from_env(v))
-}
-
 impl HfTei {
     /// A client of the TEI server at `config.base_url` (its root; a trailing `/v1` is removed).
     pub fn new(mut config: EndpointConfig) -> Result<Self> {
@@ -109,12 +104,14 @@ impl HfTei {
             .trim_end_matches('/')
             .trim_end_matches("/v1")
             .to_owned();
-        config.base_url = format!("{root}/v1");
-        let openai = OpenAiCompat::with_auth(NAME, config.clone(), Auth::Bearer)?
-            .with_capabilities(Capabilities::new().with(Operation::Embeddings));
         config.base_url = root;
+        // one connection pool for the native and the OpenAI-compatible (`/v1`) routes
+        let http = HttpEndpoint::new(NAME, config, Auth::Bearer)?;
+        let v1 = http.rebased(format!("{}/v1", http.config().base_url))?;
+        let openai = OpenAiCompat::with_http(v1)
+            .with_capabilities(Capabilities::new().with(Operation::Embeddings));
         Ok(HfTei {
-            http: HttpEndpoint::new(NAME, config, Auth::Bearer)?,
+            http,
             openai,
             mode: Mode::Server,
             options: EmbedOptions::default(),
@@ -125,15 +122,10 @@ impl HfTei {
 
     /// A client from `TEI_URL` (default [`DEFAULT_BASE_URL`]) and `HF_TOKEN` / `HF_API_KEY`.
     pub fn from_env() -> Result<Self> {
-        let base = std::env::var(BASE_URL_ENV)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        let mut cfg = EndpointConfig::new(NAME, base)?;
-        if let Some(k) = api_key_from_env() {
-            cfg = cfg.with_api_key(k);
-        }
-        Self::new(cfg)
+        Self::new(
+            EndpointConfig::from_env(NAME, BASE_URL_ENV, Some(DEFAULT_BASE_URL))?
+                .with_optional_api_key_from_env(&API_KEY_ENVS),
+        )
     }
 
     /// A client of the HF Inference API's feature extraction for `model` at `config.base_url`
@@ -146,10 +138,8 @@ impl HfTei {
 
     /// [`HfTei::inference_api`] on [`INFERENCE_API_URL`] with `HF_TOKEN` / `HF_API_KEY`.
     pub fn inference_api_from_env(model: impl Into<String>) -> Result<Self> {
-        let mut cfg = EndpointConfig::new(NAME, INFERENCE_API_URL)?;
-        if let Some(k) = api_key_from_env() {
-            cfg = cfg.with_api_key(k);
-        }
+        let cfg = EndpointConfig::new(NAME, INFERENCE_API_URL)?
+            .with_optional_api_key_from_env(&API_KEY_ENVS);
         Self::inference_api(cfg, model)
     }
 

@@ -1,11 +1,7 @@
-//! TEI's wire format: `/embed`, `/embed_sparse`, `/rerank` and `/info` bodies, the HF Inference
-//! API feature-extraction answers (sentence vectors or token vectors), and the Inference API's
-//! 503 "model is loading" error.
-
-use std::time::Duration;
+//! TEI's wire format: `/embed`, `/embed_sparse`, `/rerank` and `/info` bodies and the HF
+//! Inference API feature-extraction answers (sentence vectors or token vectors).
 
 use infermux_core::{Error, ErrorKind, RerankResult, Result};
-use infermux_http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -249,31 +245,7 @@ pub fn parse_feature_extraction(body: &[u8], expected: usize) -> Result<Vec<Vec<
     Ok(out)
 }
 
-/// The error of a non-2xx answer: [`infermux_http::error_from_response`], except the HF
-/// Inference API's 503 `{"error": "... is currently loading", "estimated_time": 20.0}`, which
-/// becomes `Overloaded` with `retry_after` = `estimated_time` and a message saying to retry
-/// then, or to send `x-wait-for-model: true` (see `with_wait_for_model`) so the server waits.
-pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
-    let base = infermux_http::error_from_response(status, headers, body);
-    if status != 503 {
-        return base;
-    }
-    let v: Value = serde_json::from_slice(body).unwrap_or_default();
-    let Some(secs) = v.get("estimated_time").and_then(Value::as_f64) else {
-        return base;
-    };
-    let msg = v
-        .get("error")
-        .and_then(Value::as_str)
-        .unwrap_or("model is loading");
-    Error::new(
-        ErrorKind::Overloaded,
-        format!(
-            "{msg} (estimated {secs:.0}s): retry after that, or send `x-wait-for-model: true` to wait"
-        ),
-    )
-    .with_status(status)
-    .with_reached_server(true)
-    .with_retry_after(Duration::from_secs_f64(secs.clamp(0.0, 86_400.0)))
-    .with_provider_code("model_loading")
-}
+/// The error of a non-2xx answer. TEI's errors need nothing of their own: this is
+/// [`infermux_http::error_from_response`], which also maps the HF Inference API's 503 "model
+/// is loading" (`Overloaded` with `estimated_time` as the retry-after).
+pub use infermux_http::error_from_response;

@@ -43,8 +43,8 @@ pub mod wire;
 
 use async_trait::async_trait;
 use infermux_core::{
-    ApiKey, Capabilities, ChatRequest, ChatResponse, CompletionRequest, EndpointConfig, EndpointId,
-    Error, ErrorKind, EventStream, Message, ModelInfo, ModelList, Operation, Provider, Request,
+    Capabilities, ChatRequest, ChatResponse, CompletionRequest, EndpointConfig, EndpointId, Error,
+    ErrorKind, EventStream, Message, ModelInfo, ModelList, Operation, Provider, Request,
     RequestContext, Response, Result, StreamEvent, first_event,
 };
 use infermux_http::EventDecoder;
@@ -78,10 +78,6 @@ pub struct HfTgi {
     wait_for_model: bool,
 }
 
-fn api_key_from_env() -> Option<ApiKey> {
-    API_KEY_ENVS.iter().find_map(|v| ApiKey::from_env(v))
-}
-
 impl HfTgi {
     /// A client of the TGI server at `config.base_url` (its root; a trailing `/v1` is removed).
     pub fn new(config: EndpointConfig) -> Result<Self> {
@@ -94,12 +90,13 @@ impl HfTgi {
     }
 
     fn at(mut config: EndpointConfig, base: String, model: Option<String>) -> Result<Self> {
-        config.base_url = format!("{base}/v1");
-        let openai = OpenAiCompat::with_auth(NAME, config.clone(), Auth::Bearer)?
-            .with_missing_done_tolerated(true);
         config.base_url = base;
+        // one connection pool for the native and the messages (`/v1`) routes
+        let http = HttpEndpoint::new(NAME, config, Auth::Bearer)?;
+        let v1 = http.rebased(format!("{}/v1", http.config().base_url))?;
+        let openai = OpenAiCompat::with_http(v1).with_missing_done_tolerated(true);
         Ok(HfTgi {
-            http: HttpEndpoint::new(NAME, config, Auth::Bearer)?,
+            http,
             openai,
             model,
             prompt_format: None,
@@ -109,15 +106,10 @@ impl HfTgi {
 
     /// A client from `TGI_URL` (default [`DEFAULT_BASE_URL`]) and `HF_TOKEN` / `HF_API_KEY`.
     pub fn from_env() -> Result<Self> {
-        let base = std::env::var(BASE_URL_ENV)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        let mut cfg = EndpointConfig::new(NAME, base)?;
-        if let Some(k) = api_key_from_env() {
-            cfg = cfg.with_api_key(k);
-        }
-        Self::new(cfg)
+        Self::new(
+            EndpointConfig::from_env(NAME, BASE_URL_ENV, Some(DEFAULT_BASE_URL))?
+                .with_optional_api_key_from_env(&API_KEY_ENVS),
+        )
     }
 
     /// A client of `model` on the HF Inference API at `config.base_url` (normally
@@ -135,10 +127,8 @@ impl HfTgi {
 
     /// [`HfTgi::inference_api`] on [`INFERENCE_API_URL`] with `HF_TOKEN` / `HF_API_KEY`.
     pub fn inference_api_from_env(model: impl Into<String>) -> Result<Self> {
-        let mut cfg = EndpointConfig::new(NAME, INFERENCE_API_URL)?;
-        if let Some(k) = api_key_from_env() {
-            cfg = cfg.with_api_key(k);
-        }
+        let cfg = EndpointConfig::new(NAME, INFERENCE_API_URL)?
+            .with_optional_api_key_from_env(&API_KEY_ENVS);
         Self::inference_api(cfg, model)
     }
 

@@ -1,8 +1,6 @@
 //! TGI's own wire format: `/generate` and `/generate_stream` (and the Inference API's
 //! `POST /models/{model}`, TGI's `/` route) bodies and answers, `/info`, the prompt formats used
-//! when a server has no messages API, and the Inference API's 503 "model is loading" error.
-
-use std::time::Duration;
+//! when a server has no messages API, and TGI's own error statuses.
 
 use infermux_core::{
     ChatRequest, CompletionRequest, CompletionResponse, Error, ErrorKind, FinishReason, Result,
@@ -338,11 +336,10 @@ impl PromptFormat {
     }
 }
 
-/// The error of a non-2xx answer: [`infermux_http::error_from_response`] (TGI's 422 validation
-/// errors, JSON or text/plain, are `InvalidRequest`; its 424 generation errors `Server`), except the HF Inference API's 503
-/// `{"error": "... is currently loading", "estimated_time": 20.0}`, which becomes
-/// `Overloaded` with `retry_after` = `estimated_time` and a message saying to retry then, or
-/// to send `x-wait-for-model: true` (see `with_wait_for_model`) so the server waits.
+/// The error of a non-2xx answer: [`infermux_http::error_from_response`] (which also maps the
+/// HF Inference API's 503 "model is loading" to `Overloaded` with `estimated_time` as the
+/// retry-after; see `with_wait_for_model`), except that TGI's 422 validation errors, JSON or
+/// text/plain, are `InvalidRequest` and its 424 generation errors `Server`.
 pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
     let base = infermux_http::error_from_response(status, headers, body);
     if status == 422 && base.kind() != ErrorKind::ContextLength {
@@ -358,25 +355,5 @@ pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Err
             .with_status(status)
             .with_reached_server(true);
     }
-    if status != 503 {
-        return base;
-    }
-    let v: Value = serde_json::from_slice(body).unwrap_or_default();
-    let Some(secs) = v.get("estimated_time").and_then(Value::as_f64) else {
-        return base;
-    };
-    let msg = v
-        .get("error")
-        .and_then(Value::as_str)
-        .unwrap_or("model is loading");
-    Error::new(
-        ErrorKind::Overloaded,
-        format!(
-            "{msg} (estimated {secs:.0}s): retry after that, or send `x-wait-for-model: true` to wait"
-        ),
-    )
-    .with_status(status)
-    .with_reached_server(true)
-    .with_retry_after(Duration::from_secs_f64(secs.clamp(0.0, 86_400.0)))
-    .with_provider_code("model_loading")
+    base
 }

@@ -11,7 +11,7 @@
 //! use infermux_core::{EndpointConfig, RequestContext};
 //! use infermux_llvm::Llvm;
 //!
-//! let llvm = Llvm::new(EndpointConfig::new("llvm", "http://127.0.0.1:9000")?.with_api_key_from_env("LLVM_API_KEY"))?;
+//! let llvm = Llvm::new(EndpointConfig::new("llvm", "http://127.0.0.1:9000")?.with_api_key_from_env("LLVM_API_KEY")?)?;
 //! let ctx = RequestContext::new();
 //! println!("{:?}", llvm.status(&ctx).await?);
 //! let out = llvm.batch_infer("llvm-embed-1", &["hello".into(), "world".into()], &ctx).await?;
@@ -34,6 +34,10 @@ use serde_json::{Map, Value, json};
 
 /// The provider name errors and counters carry.
 pub const NAME: &str = "llvm";
+/// The environment variable holding the server's URL.
+pub const BASE_URL_ENV: &str = "LLVM_API_URL";
+/// The environment variable holding the (optional) key.
+pub const API_KEY_ENV: &str = "LLVM_API_KEY";
 
 /// `GET /status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,11 +222,12 @@ impl Llvm {
         })
     }
 
-    /// From `LLVM_API_URL` and, when set, `LLVM_API_KEY`.
+    /// From `LLVM_API_URL` ([`BASE_URL_ENV`]) and, when set, `LLVM_API_KEY` ([`API_KEY_ENV`]).
     pub fn from_env() -> Result<Self> {
-        let url = std::env::var("LLVM_API_URL")
-            .map_err(|_| Error::new(ErrorKind::Config, "LLVM_API_URL is not set"))?;
-        Self::new(EndpointConfig::new("llvm", url)?.with_api_key_from_env("LLVM_API_KEY"))
+        Self::new(
+            EndpointConfig::from_env(NAME, BASE_URL_ENV, None)?
+                .with_optional_api_key_from_env(&[API_KEY_ENV]),
+        )
     }
 
     fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {

@@ -36,8 +36,8 @@ pub mod wire;
 use async_trait::async_trait;
 use futures_util::{Stream, StreamExt};
 use infermux_core::{
-    ApiKey, Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, Operation,
-    Provider, Request, RequestContext, Response, Result, StreamEvent, first_event,
+    Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, Operation, Provider,
+    Request, RequestContext, Response, Result, StreamEvent, first_event,
 };
 use infermux_http::EventDecoder;
 use infermux_http::{Auth, HttpEndpoint, HttpResponse};
@@ -111,11 +111,13 @@ impl Ollama {
             .trim_end_matches("/v1")
             .trim_end_matches("/api")
             .to_owned();
-        config.base_url = format!("{root}/v1");
-        let openai = OpenAiCompat::with_auth(NAME, config.clone(), Auth::Bearer)?;
         config.base_url = root;
+        // one connection pool for the native (`/api`) and the OpenAI-compatible (`/v1`) routes
+        let http = HttpEndpoint::new(NAME, config, Auth::Bearer)?;
+        let openai =
+            OpenAiCompat::with_http(http.rebased(format!("{}/v1", http.config().base_url))?);
         Ok(Ollama {
-            http: HttpEndpoint::new(NAME, config, Auth::Bearer)?,
+            http,
             openai,
             mode: Mode::Native,
         })
@@ -123,12 +125,12 @@ impl Ollama {
 
     /// A client from `OLLAMA_HOST` (default [`DEFAULT_HOST`]) and, when set, `OLLAMA_API_KEY`.
     pub fn from_env() -> Result<Self> {
+        // OLLAMA_HOST is a host[:port] as often as a URL: normalised before it is parsed
         let host = std::env::var(HOST_ENV).unwrap_or_default();
-        let mut cfg = EndpointConfig::new(NAME, normalize_host(&host))?;
-        if let Some(k) = ApiKey::from_env(API_KEY_ENV) {
-            cfg = cfg.with_api_key(k);
-        }
-        Self::new(cfg)
+        Self::new(
+            EndpointConfig::new(NAME, normalize_host(&host))?
+                .with_optional_api_key_from_env(&[API_KEY_ENV]),
+        )
     }
 
     /// The same server, with [`Provider`] calls going to `mode`'s routes.

@@ -34,9 +34,8 @@
 
 use async_trait::async_trait;
 use infermux_core::{
-    ApiKey, Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, Operation,
-    Provider, Request, RequestContext, RerankRequest, RerankResponse, RerankResult, Response,
-    Result,
+    Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, Operation, Provider,
+    Request, RequestContext, RerankRequest, RerankResponse, RerankResult, Response, Result,
 };
 use infermux_http::Auth;
 use infermux_openai_compat::OpenAiCompat;
@@ -72,20 +71,10 @@ impl Opea {
 
     /// A client from `OPEA_API_URL` (required) and, when set, `OPEA_API_KEY`.
     pub fn from_env() -> Result<Self> {
-        let base = std::env::var(BASE_URL_ENV)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!("environment variable {BASE_URL_ENV} is not set"),
-                )
-            })?;
-        let mut cfg = EndpointConfig::new(NAME, base)?;
-        if let Some(k) = ApiKey::from_env(API_KEY_ENV) {
-            cfg = cfg.with_api_key(k);
-        }
-        Self::new(cfg)
+        Self::new(
+            EndpointConfig::from_env(NAME, BASE_URL_ENV, None)?
+                .with_optional_api_key_from_env(&[API_KEY_ENV]),
+        )
     }
 
     /// `GET /health_check`: `Ok` when the microservice answers 2xx.

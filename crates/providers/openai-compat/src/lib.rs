@@ -69,9 +69,27 @@ impl OpenAiCompat {
     /// A client that reports itself as `name` and sends the key as `auth` says (for crates
     /// built on this one: groq, vllm, opea, Azure's `api-key`).
     pub fn with_auth(name: &'static str, config: EndpointConfig, auth: Auth) -> Result<Self> {
-        Ok(OpenAiCompat {
-            http: HttpEndpoint::new(name, config, auth)?,
-            name,
+        Ok(Self::with_http(HttpEndpoint::new(name, config, auth)?))
+    }
+
+    /// A client over an existing endpoint (its base URL includes the version prefix), reporting
+    /// itself as the endpoint's provider: how a crate for a server with native routes too
+    /// (TGI, TEI, Ollama, vLLM, OVMS) reaches the OpenAI-compatible ones through the same
+    /// connection pool, with [`HttpEndpoint::rebased`].
+    ///
+    /// ```
+    /// use infermux_core::EndpointConfig;
+    /// use infermux_http::{Auth, HttpEndpoint};
+    /// use infermux_openai_compat::OpenAiCompat;
+    /// let root = HttpEndpoint::new("ollama", EndpointConfig::new("local", "http://127.0.0.1:11434")?, Auth::Bearer)?;
+    /// let v1 = OpenAiCompat::with_http(root.rebased("http://127.0.0.1:11434/v1")?);
+    /// assert_eq!(v1.http().config().base_url, "http://127.0.0.1:11434/v1");
+    /// # Ok::<(), infermux_core::Error>(())
+    /// ```
+    pub fn with_http(http: HttpEndpoint) -> Self {
+        OpenAiCompat {
+            name: http.provider(),
+            http,
             caps: Capabilities::new()
                 .with(Operation::Chat)
                 .with(Operation::ChatStream)
@@ -82,7 +100,7 @@ impl OpenAiCompat {
                 .with(Operation::Embeddings)
                 .with(Operation::Models),
             end_at_finish: false,
-        })
+        }
     }
 
     /// Replaces the advertised capabilities (for servers that offer less).

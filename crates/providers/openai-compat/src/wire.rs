@@ -3,7 +3,9 @@
 //! opea, the `/v1` modes of ollama, tgi and ovms) reuses it instead of copying it.
 //!
 //! Tolerant of the usual deviations of compatible servers: missing `object`, `finish_reason: ""`,
-//! unknown fields, no `usage`, `content: null`, reasoning in `reasoning_content` or `reasoning`.
+//! unknown fields, no `usage`, `content: null`, reasoning in `reasoning_content` or `reasoning`,
+//! tool-call ids that are numbers (TGI: `"id": 0`), arguments sent as a JSON object, and
+//! `tool_calls` sent as one object instead of a list.
 
 use base64::Engine;
 use infermux_core::{
@@ -12,7 +14,7 @@ use infermux_core::{
     ModelInfo, ModelList, ResponseFormat, Result, Role, StreamEvent, Tool, ToolCall, ToolChoice,
     Usage,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
 fn image_url(source: &ImageSource) -> String {
@@ -272,10 +274,46 @@ struct WireFunction {
 struct WireToolCall {
     #[serde(default)]
     index: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "string_or_number")]
     id: Option<String>,
     #[serde(default)]
     function: WireFunction,
+}
+
+/// An id as text, whether the server sent a string or a number (TGI sends `"id": 0`).
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn string_or_number<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(id_text))
+}
+
+/// `tool_calls` as a list, or as the one object some servers send.
+fn one_or_many<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Vec<WireToolCall>>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| serde_json::from_value(v).map_err(D::Error::custom))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map(Some),
+        Some(one @ Value::Object(_)) => serde_json::from_value(one)
+            .map(|c| Some(vec![c]))
+            .map_err(D::Error::custom),
+        Some(other) => Err(D::Error::custom(format!(
+            "tool_calls is neither a list nor an object: {other}"
+        ))),
+    }
 }
 
 fn arguments_text(v: &Option<Value>) -> String {
@@ -298,7 +336,7 @@ struct WireMessage {
     reasoning: Option<String>,
     #[serde(default)]
     refusal: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     tool_calls: Option<Vec<WireToolCall>>,
 }
 
@@ -758,17 +796,14 @@ fn message_from_json(v: &Value) -> Result<Message> {
         m.content.push(ContentPart::Refusal { text: r.to_owned() });
     }
     m.name = v.get("name").and_then(Value::as_str).map(str::to_owned);
-    m.tool_call_id = v
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    m.tool_call_id = v.get("tool_call_id").and_then(id_text);
     if let Some(calls) = v.get("tool_calls").and_then(Value::as_array) {
         m.tool_calls = calls
             .iter()
             .map(|c| {
                 let f = c.get("function").cloned().unwrap_or_default();
                 ToolCall::new(
-                    c.get("id").and_then(Value::as_str).unwrap_or_default(),
+                    c.get("id").and_then(id_text).unwrap_or_default(),
                     f.get("name").and_then(Value::as_str).unwrap_or_default(),
                     arguments_text(&f.get("arguments").cloned()),
                 )

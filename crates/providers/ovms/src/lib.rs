@@ -110,11 +110,12 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> 
 impl Ovms {
     /// A client for `config`; a key, if any, goes as Bearer.
     pub fn new(config: EndpointConfig) -> Result<Self> {
-        let mut v3 = config.clone();
-        v3.base_url = format!("{}/v3", config.base_url);
+        // one connection pool for the TF-Serving, KServe and OpenAI-compatible (`/v3`) routes
+        let http = HttpEndpoint::new(NAME, config, Auth::Bearer)?;
+        let v3 = http.rebased(format!("{}/v3", http.config().base_url))?;
         Ok(Ovms {
-            http: HttpEndpoint::new(NAME, config, Auth::Bearer)?,
-            v3: OpenAiCompat::with_auth(NAME, v3, Auth::Bearer)?.with_capabilities(
+            http,
+            v3: OpenAiCompat::with_http(v3).with_capabilities(
                 Capabilities::new()
                     .with(Operation::Chat)
                     .with(Operation::ChatStream)

@@ -30,8 +30,8 @@ mod metrics;
 
 use async_trait::async_trait;
 use infermux_core::{
-    ApiKey, Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, ModelInfo,
-    Provider, Request, RequestContext, Response, Result,
+    Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, ModelInfo, Provider,
+    Request, RequestContext, Response, Result,
 };
 use infermux_http::{Auth, HttpEndpoint};
 use infermux_openai_compat::{OpenAiCompat, wire};
@@ -63,27 +63,21 @@ impl Vllm {
             .trim_end_matches('/')
             .trim_end_matches("/v1")
             .to_owned();
-        config.base_url = format!("{root}/v1");
-        let inner = OpenAiCompat::with_auth(NAME, config.clone(), Auth::Bearer)?;
         config.base_url = root;
-        Ok(Vllm {
-            inner,
-            root: HttpEndpoint::new(NAME, config, Auth::Bearer)?,
-        })
+        // one connection pool for `/v1` and the server's own routes (`/health`, `/metrics`)
+        let root = HttpEndpoint::new(NAME, config, Auth::Bearer)?;
+        let inner =
+            OpenAiCompat::with_http(root.rebased(format!("{}/v1", root.config().base_url))?);
+        Ok(Vllm { inner, root })
     }
 
     /// A client from `VLLM_API_URL` (default [`DEFAULT_BASE_URL`]) and, when set,
     /// `VLLM_API_KEY`.
     pub fn from_env() -> Result<Self> {
-        let base = std::env::var(BASE_URL_ENV)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        let mut cfg = EndpointConfig::new(NAME, base)?;
-        if let Some(k) = ApiKey::from_env(API_KEY_ENV) {
-            cfg = cfg.with_api_key(k);
-        }
-        Self::new(cfg)
+        Self::new(
+            EndpointConfig::from_env(NAME, BASE_URL_ENV, Some(DEFAULT_BASE_URL))?
+                .with_optional_api_key_from_env(&[API_KEY_ENV]),
+        )
     }
 
     fn in_ctx(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {

@@ -8,7 +8,10 @@ mod live;
 mod record;
 mod replay;
 mod requests;
+mod secrets;
+mod server_tools;
 mod shared;
+mod signatures;
 
 use std::path::PathBuf;
 

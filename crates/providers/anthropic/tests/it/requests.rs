@@ -246,9 +246,19 @@ fn stream_state_keeps_signatures_and_redacted_thinking() {
         }
     }
     assert!(st.is_done());
-    assert_eq!(st.signatures(), ["EqQB"]);
-    assert_eq!(st.redacted_thinking(), ["opaque"]);
     let r = acc.finish();
+    assert_eq!(
+        r.message.content,
+        [
+            infermux_core::ContentPart::Thinking {
+                text: "Hmm".into(),
+                signature: Some("EqQB".into())
+            },
+            infermux_core::ContentPart::RedactedThinking {
+                data: "opaque".into()
+            },
+        ]
+    );
     assert_eq!(r.tool_calls()[0].id, "toolu_1");
     assert_eq!(r.tool_calls()[0].arguments, r#"{"a":1}"#);
     let u = r.usage.unwrap();

@@ -6,7 +6,9 @@
 mod bad_input;
 mod conformance;
 mod requests;
+mod secrets;
 mod shared;
+mod signatures;
 
 use infermux_core::EndpointConfig;
 use infermux_gemini::Gemini;

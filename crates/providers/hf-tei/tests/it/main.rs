@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod conformance;
+mod connections;
 mod replay;
 mod routes;
 mod spec;

@@ -6,11 +6,14 @@
 
 mod bad_input;
 mod conformance;
+mod connections;
 mod headers;
 mod replay;
 mod routes;
+mod secrets;
 mod snapshots;
 mod spec;
+mod tool_calls;
 
 use infermux_core::EndpointConfig;
 use infermux_hf_tgi::HfTgi;

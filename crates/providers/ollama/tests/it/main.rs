@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod conformance;
+mod connections;
 mod legacy_embeddings;
 mod native_sim;
 mod replay;

@@ -7,6 +7,7 @@ mod media;
 mod record;
 mod replay;
 mod requests;
+mod tool_call_shapes;
 
 use std::path::PathBuf;
 

@@ -2,6 +2,8 @@
 //! docs: no OVMS server runs here and no recording exists), plus request bodies checked
 //! against the KServe v2 OpenAPI spec.
 
+mod connections;
+
 use std::sync::Arc;
 
 use infermux_core::{

@@ -3,6 +3,8 @@
 //! metrics routes on small cassettes shaped like vLLM's answers, and the testkit conformance
 //! suite against the simulator and live against llama.cpp.
 
+mod connections;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

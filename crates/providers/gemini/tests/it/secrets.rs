@@ -1,0 +1,73 @@
+//! The key never reaches an error, even from a server that quotes it back: in an error body
+//! mapped by Gemini's own mapper (`send_mapped`) and in an error inside a 200 stream.
+
+use infermux_core::{
+    ApiKey, ChatRequest, EndpointConfig, Error, Message, Provider, Request, RequestContext,
+};
+use infermux_gemini::Gemini;
+use infermux_testkit::{Cassette, ReplayServer};
+
+const KEY: &str = "AIzaSyEchoedBackByTheServer01";
+
+fn all_text(err: &Error) -> String {
+    let mut texts = vec![err.to_string(), format!("{err:?}")];
+    texts.extend(err.partial_text().map(str::to_owned));
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(err);
+    while let Some(s) = src {
+        texts.push(format!("{s} {s:?}"));
+        src = s.source();
+    }
+    texts.join("\n")
+}
+
+fn echoing_server_cassette() -> Cassette {
+    Cassette::from_yaml(&format!(
+        r#"
+interactions:
+- request: {{method: POST, uri: 'https://g/v1beta/models/gemini-2.5-flash:generateContent', body: null, headers: {{}}}}
+  response:
+    status: {{code: 400, message: Bad Request}}
+    headers: {{content-type: [application/json]}}
+    body: {{string: '{{"error":{{"code":400,"message":"API key not valid: {KEY}. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}}]}}}}'}}
+- request: {{method: POST, uri: 'https://g/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse', body: null, headers: {{}}}}
+  response:
+    status: {{code: 200, message: OK}}
+    headers: {{content-type: [text/event-stream]}}
+    body: {{string: "data: {{\"candidates\": [{{\"content\": {{\"parts\": [{{\"text\": \"Hi\"}}], \"role\": \"model\"}}}}]}}\n\ndata: {{\"error\": {{\"code\": 500, \"message\": \"internal error for key {KEY}\", \"status\": \"INTERNAL\"}}}}\n\n"}}
+"#
+    ))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_key_quoted_back_by_the_server_never_reaches_an_error() {
+    let server = ReplayServer::start(echoing_server_cassette())
+        .await
+        .unwrap();
+    let p = Gemini::new(
+        EndpointConfig::new("g", format!("{}/v1beta", server.url()))
+            .unwrap()
+            .with_api_key(ApiKey::new(KEY)),
+    )
+    .unwrap();
+    let req = Request::Chat(ChatRequest::new(
+        "gemini-2.5-flash",
+        vec![Message::user("hi")],
+    ));
+    let ctx = RequestContext::new();
+    let err = p.call(&req, &ctx).await.unwrap_err();
+    assert!(err.is_auth(), "{err}");
+    let text = all_text(&err);
+    assert!(!text.contains(KEY), "{text}");
+    assert!(text.contains("API key not valid: ***"), "{text}");
+
+    let stream = p.stream(&req, &ctx).await.unwrap();
+    let err = infermux_core::StreamAccumulator::collect(stream)
+        .await
+        .unwrap_err();
+    let text = all_text(&err);
+    assert!(!text.contains(KEY), "{text}");
+    assert!(text.contains("***"), "{text}");
+    assert_eq!(err.partial_text(), Some("Hi"));
+    server.verify().unwrap();
+}

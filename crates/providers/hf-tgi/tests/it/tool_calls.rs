@@ -1,0 +1,86 @@
+//! TGI's messages API answers tool calls with numeric ids (`"id": 0`) and arguments as a JSON
+//! object: they decode, plain and streamed in any chunking, on the crate's own written
+//! cassette (`tests/fixtures/tool_calls_numeric_ids.yaml`, shaped after TGI 2.0's answers).
+
+use std::path::PathBuf;
+
+use infermux_core::{
+    ChatRequest, Message, Provider, Request, RequestContext, Response, StreamAccumulator, Tool,
+};
+use infermux_testkit::{Cassette, ReplayOptions, ReplayServer};
+use serde_json::json;
+
+use crate::tgi;
+
+fn interaction(i: usize) -> Cassette {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tool_calls_numeric_ids.yaml");
+    let mut c = Cassette::load(path).unwrap();
+    c.interactions = vec![c.interactions.remove(i)];
+    c
+}
+
+fn request() -> Request {
+    Request::Chat(
+        ChatRequest::new("tgi", vec![Message::user("Weather in Brooklyn?")]).with_tools(vec![
+            Tool::new(
+                "get_current_weather",
+                "Current weather",
+                json!({"type": "object", "properties": {"location": {"type": "string"}, "format": {"type": "string"}}}),
+            ),
+        ]),
+    )
+}
+
+#[tokio::test]
+async fn a_tool_call_with_a_numeric_id_decodes() {
+    let server = ReplayServer::start(interaction(0)).await.unwrap();
+    let Response::Chat(r) = tgi(&server.url())
+        .call(&request(), &RequestContext::new())
+        .await
+        .unwrap()
+    else {
+        panic!("not chat")
+    };
+    server.verify().unwrap();
+    let call = &r.tool_calls()[0];
+    assert_eq!(call.id, "0");
+    assert_eq!(call.name, "get_current_weather");
+    assert_eq!(
+        call.parsed_arguments().unwrap(),
+        json!({"format": "celsius", "location": "Brooklyn, NY"})
+    );
+    // and the id goes back on the tool result as text
+    let mut next = ChatRequest::new("tgi", vec![Message::user("Weather in Brooklyn?")]);
+    next.messages.push(r.message.clone());
+    next.messages
+        .push(Message::tool_result(call.id.clone(), "18C"));
+    let body = infermux_openai_compat::wire::chat_body(&next, false);
+    assert_eq!(body["messages"][1]["tool_calls"][0]["id"], "0");
+    assert_eq!(body["messages"][2]["tool_call_id"], "0");
+}
+
+#[tokio::test]
+async fn a_streamed_tool_call_with_numeric_ids_decodes_in_any_chunking() {
+    for chunk in [None, Some(1), Some(13), Some(300)] {
+        let opts = chunk.map_or_else(ReplayOptions::default, |n| {
+            ReplayOptions::default().with_chunk_size(n)
+        });
+        let server = ReplayServer::start_with(interaction(1), opts)
+            .await
+            .unwrap();
+        let stream = tgi(&server.url())
+            .stream(&request(), &RequestContext::new())
+            .await
+            .unwrap();
+        let r = StreamAccumulator::collect(stream).await.unwrap();
+        server.verify().unwrap();
+        let call = &r.tool_calls()[0];
+        assert_eq!(call.id, "0", "{chunk:?}");
+        assert_eq!(call.name, "get_current_weather");
+        assert_eq!(
+            call.parsed_arguments().unwrap(),
+            json!({"format": "celsius", "location": "Brooklyn, NY"})
+        );
+    }
+}
