@@ -4,6 +4,8 @@
 
 mod adapters;
 mod breaker;
+mod deadline;
+mod first_content;
 mod queue;
 mod retry;
 mod stack;

@@ -61,8 +61,8 @@ async fn layers_compose_retry_outside_admission_and_breaker() {
             .validate()
             .unwrap(),
         Arc::new(clock.clone()),
-    ));
-    let admission = Admission::new(QueueConfig::standard().with_permits(1));
+    ).unwrap());
+    let admission = Admission::new(QueueConfig::standard().with_permits(1)).unwrap();
     let retry = StandardRetry::standard()
         .with_max_attempts(3)
         .with_bases(
