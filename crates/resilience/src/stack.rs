@@ -168,7 +168,11 @@ impl Resilient {
     /// [`ResilienceConfig::standard`] around `provider` (cannot fail: the standard config is
     /// valid).
     pub fn standard(provider: Arc<dyn Provider>) -> Self {
-        Self::unchecked(provider, ResilienceConfig::standard(), Arc::new(SystemClock))
+        Self::unchecked(
+            provider,
+            ResilienceConfig::standard(),
+            Arc::new(SystemClock),
+        )
     }
 
     /// Wraps `provider`; the breaker, the queue and the attempt timings read time from
@@ -288,7 +292,10 @@ impl Resilient {
             None => {
                 return Err(reject(
                     RejectReason::Deadline,
-                    self.deadline_error(ctx, "the call deadline passed while waiting for admission"),
+                    self.deadline_error(
+                        ctx,
+                        "the call deadline passed while waiting for admission",
+                    ),
                 ));
             }
             Some(Err(e)) if e.kind() == ErrorKind::QueueFull => {
@@ -358,7 +365,12 @@ impl Resilient {
         Err(e.with_attempts(attempts).with_stop_reason(reason))
     }
 
-    fn attempt_context(&self, ctx: &RequestContext, deadline: &CallDeadline, n: u32) -> RequestContext {
+    fn attempt_context(
+        &self,
+        ctx: &RequestContext,
+        deadline: &CallDeadline,
+        n: u32,
+    ) -> RequestContext {
         let actx = match deadline.std() {
             Some(d) => ctx.clone().with_deadline(d),
             None => ctx.clone(),
@@ -367,9 +379,13 @@ impl Resilient {
             .with_first_byte(FirstByte::new(self.clock.clone()))
     }
 
-    async fn run_call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
+    async fn run_call(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+        call_span: Span,
+    ) -> Result<Response> {
         let deadline = self.deadline(ctx);
-        let call_span = Span::current();
         let (mut tries, mut attempts) = (0u32, 0u32);
         loop {
             tries += 1;
@@ -399,7 +415,7 @@ impl Resilient {
                 let ttfb = actx
                     .first_byte()
                     .and_then(FirstByte::at)
-                    .map_or_else(|| self.clock.now(), |at| at)
+                    .unwrap_or_else(|| self.clock.now())
                     .saturating_duration_since(t0);
                 let outcome = match &result {
                     Ok(_) => Outcome::Success,
@@ -413,10 +429,10 @@ impl Resilient {
                     Ok(resp) => record.success(resp.usage()),
                     Err(e) => record.failure(e.kind()),
                 }
-                record_attempt(&Span::current(), result.as_ref().err(), outcome);
+                record_attempt(&span, result.as_ref().err(), outcome);
                 result
             }
-            .instrument(span)
+            .instrument(span.clone())
             .await;
             match result {
                 Ok(resp) => {
@@ -432,9 +448,13 @@ impl Resilient {
         }
     }
 
-    async fn run_stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
+    async fn run_stream(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+        call_span: Span,
+    ) -> Result<EventStream> {
         let deadline = self.deadline(ctx);
-        let call_span = Span::current();
         let (mut tries, mut attempts) = (0u32, 0u32);
         loop {
             tries += 1;
@@ -477,7 +497,7 @@ impl Resilient {
                         }
                         drop(permit);
                         record.failure(e.kind());
-                        record_attempt(&Span::current(), Some(&e), outcome);
+                        record_attempt(&span, Some(&e), outcome);
                         Err(e)
                     }
                 }
@@ -626,12 +646,16 @@ impl Provider for Resilient {
 
     async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
         let span = self.call_span(request, ctx, false);
-        self.run_call(request, ctx).instrument(span).await
+        self.run_call(request, ctx, span.clone())
+            .instrument(span)
+            .await
     }
 
     async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
         let span = self.call_span(request, ctx, true);
-        self.run_stream(request, ctx).instrument(span).await
+        self.run_stream(request, ctx, span.clone())
+            .instrument(span)
+            .await
     }
 }
 
@@ -739,12 +763,16 @@ impl Guarded {
                 if let Some(g) = self.guard.take() {
                     g.record(outcome, self.ttfb);
                 }
-                self.span.record("infermux.outcome", match e {
-                    None => "cancelled",
-                    Some(_) => "error",
-                });
+                self.span.record(
+                    "infermux.outcome",
+                    match e {
+                        None => "cancelled",
+                        Some(_) => "error",
+                    },
+                );
                 self.span.record("error.type", kind.as_str());
-                self.span.record("infermux.breaker_outcome", outcome.as_str());
+                self.span
+                    .record("infermux.breaker_outcome", outcome.as_str());
                 self.call_span.record("infermux.attempts", self.attempts);
                 self.call_span.record("error.type", kind.as_str());
             }
@@ -763,7 +791,8 @@ impl Guarded {
         };
         let e = e.with_attempts(self.attempts).with_stop_reason(reason);
         self.finish(Err(Some(&e)));
-        self.call_span.record("infermux.stop_reason", reason.as_str());
+        self.call_span
+            .record("infermux.stop_reason", reason.as_str());
         e
     }
 }

@@ -617,7 +617,12 @@ fn chat(
 /// `content_block_delta` per word, `content_block_stop`, `message_delta`, `message_stop`.
 /// Stream faults act after `message_start` (`ErrorAfterStart`: an `overloaded_error` event)
 /// or after the first text delta.
-fn anthropic_messages(sh: &Arc<Shared>, body: &Value, streaming: bool, fault: Option<Fault>) -> Reply {
+fn anthropic_messages(
+    sh: &Arc<Shared>,
+    body: &Value,
+    streaming: bool,
+    fault: Option<Fault>,
+) -> Reply {
     if !body["messages"].is_array() {
         return Reply::json(
             400,

@@ -125,7 +125,9 @@ impl BreakerConfig {
                 );
             }
             SlidingWindow::Count(n) if self.minimum_calls > n => {
-                return bad("minimum calls exceed what the count window holds: it could never trip");
+                return bad(
+                    "minimum calls exceed what the count window holds: it could never trip",
+                );
             }
             _ => {}
         }

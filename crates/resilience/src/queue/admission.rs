@@ -269,10 +269,7 @@ impl Admission {
                 });
             }
             if st.queued >= self.shared.config.max_queued {
-                tracing::debug!(
-                    "infermux.queue.queued" = st.queued,
-                    "admission queue full"
-                );
+                tracing::debug!("infermux.queue.queued" = st.queued, "admission queue full");
                 return Err(Error::new(
                     ErrorKind::QueueFull,
                     format!("the admission queue is full ({} waiting)", st.queued),

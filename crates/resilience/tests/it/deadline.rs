@@ -31,7 +31,8 @@ fn stack(sim: &Simulator, first_byte: Duration) -> Resilient {
         ResilienceConfig::standard()
             .with_retry(Arc::new(StandardRetry::disabled()))
             .with_breaker(Some(breaker)),
-    ).unwrap()
+    )
+    .unwrap()
 }
 
 fn chat() -> Request {

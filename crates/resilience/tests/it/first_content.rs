@@ -55,10 +55,7 @@ fn starts(evs: &[StreamEvent]) -> usize {
 }
 
 async fn check(provider: Arc<dyn Provider>, sim: &Simulator, fault: Fault) {
-    let stack = Resilient::new(
-        provider,
-        ResilienceConfig::standard().with_retry(retry()),
-    ).unwrap();
+    let stack = Resilient::new(provider, ResilienceConfig::standard().with_retry(retry())).unwrap();
     sim.push_fault(fault);
     let s = stack
         .stream(&chat("one two three"), &RequestContext::new())
@@ -78,7 +75,7 @@ async fn check(provider: Arc<dyn Provider>, sim: &Simulator, fault: Fault) {
 
 #[tokio::test]
 async fn openai_style_error_after_start_is_retried_and_the_caller_sees_one_start_and_the_full_text()
- {
+{
     let sim = Simulator::start(FaultPlan::none()).await.unwrap();
     let provider: Arc<dyn Provider> = Arc::new(
         OpenAiCompat::new(EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap())
@@ -111,8 +108,7 @@ async fn anthropic_style_overloaded_after_message_start_is_retried_and_the_calle
  {
     let sim = Simulator::start(FaultPlan::none()).await.unwrap();
     let provider: Arc<dyn Provider> = Arc::new(
-        Anthropic::new(EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap())
-            .unwrap(),
+        Anthropic::new(EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap()).unwrap(),
     );
     check(provider.clone(), &sim, Fault::ErrorAfterStart).await;
     truncated_before_content(provider, &sim).await;
@@ -131,7 +127,8 @@ async fn once_content_reached_the_caller_nothing_is_retried() {
                 .unwrap(),
         ),
     ] {
-        let stack = Resilient::new(provider, ResilienceConfig::standard().with_retry(retry())).unwrap();
+        let stack =
+            Resilient::new(provider, ResilienceConfig::standard().with_retry(retry())).unwrap();
         sim.push_fault(Fault::ErrorInStream);
         let mut s = stack
             .stream(&chat("one two"), &RequestContext::new())
@@ -146,7 +143,10 @@ async fn once_content_reached_the_caller_nothing_is_retried() {
             }
         };
         assert_eq!(text(&seen), "Echo:", "the first content reached the caller");
-        assert!(err.is_retryable(), "retryable in itself, but too late: {err}");
+        assert!(
+            err.is_retryable(),
+            "retryable in itself, but too late: {err}"
+        );
         let c = stack.counters().snapshot();
         assert_eq!((c.requests, c.retries), (1, 0));
     }
