@@ -5,7 +5,9 @@
 //!
 //! Each piece is usable alone; decisions on the hot path are synchronous; only waiting is async.
 //! Counters of the endpoint ([`infermux_core::EndpointCounters`]) are filled at every layer
-//! and render as Prometheus text with [`render_prometheus`].
+//! and render as Prometheus text with [`render_prometheus`]. A stream is retried until its
+//! first content event ([`first_content`], [`is_content`]). Calls and attempts are `tracing`
+//! spans (`infermux.call`, `infermux.attempt`) with OpenTelemetry GenAI field names.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -107,6 +107,22 @@ async fn builder_without_provider_is_a_config_error() {
 }
 
 #[tokio::test]
+async fn builder_with_a_nonsense_resilience_config_is_a_config_error() {
+    use infermux::resilience::ResilienceConfig;
+    use infermux::resilience::queue::QueueConfig;
+    let provider =
+        OpenAiCompat::new(EndpointConfig::new("sim", "http://127.0.0.1:9/v1").unwrap()).unwrap();
+    let err = Client::builder()
+        .provider(provider)
+        .resilience(
+            ResilienceConfig::standard().with_queue(QueueConfig::standard().with_permits(0)),
+        )
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+}
+
+#[tokio::test]
 async fn no_key_in_debug_of_config_client_or_error() {
     let key = "sk-facade-secret-0042";
     let cfg = EndpointConfig::new("k", "http://127.0.0.1:9/v1")

@@ -312,14 +312,18 @@ impl Admission {
                 "the admission queue was dropped",
             ));
         }
-        let waited = self.shared.clock.now().saturating_duration_since(since);
-        tracing::debug!(
-            "infermux.queue.wait_ms" = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
-            "infermux.priority" = ?priority,
-            "admitted after waiting"
-        );
-        if let Some(c) = &self.shared.counters {
-            c.record_queue_wait(waited);
+        // the clock is read only when someone looks at the wait
+        let traced = tracing::enabled!(tracing::Level::DEBUG);
+        if traced || self.shared.counters.is_some() {
+            let waited = self.shared.clock.now().saturating_duration_since(since);
+            tracing::debug!(
+                "infermux.queue.wait_ms" = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                "infermux.priority" = ?priority,
+                "admitted after waiting"
+            );
+            if let Some(c) = &self.shared.counters {
+                c.record_queue_wait(waited);
+            }
         }
         Ok(Permit {
             shared: self.shared.clone(),

@@ -21,7 +21,7 @@ pub struct Attempt<'a> {
     pub remaining: Option<Duration>,
     /// Whether the call may be sent twice.
     pub idempotency: Idempotency,
-    /// Whether a streamed answer already delivered an event to the caller.
+    /// Whether a streamed answer already delivered content to the caller.
     pub stream_started: bool,
 }
 
@@ -46,7 +46,7 @@ impl<'a> Attempt<'a> {
         self.idempotency = i;
         self
     }
-    /// Marks a stream that already delivered an event.
+    /// Marks a stream that already delivered content.
     pub fn with_stream_started(mut self, started: bool) -> Self {
         self.stream_started = started;
         self
