@@ -27,7 +27,8 @@ fn breaker(c: &mut Criterion) {
             .validate()
             .unwrap(),
         Arc::new(SystemClock),
-    );
+    )
+    .unwrap();
     c.bench_function("breaker_admit_record_count_window", |b| {
         b.iter(|| {
             let t = count.try_acquire().unwrap();
@@ -43,7 +44,8 @@ fn breaker(c: &mut Criterion) {
             .validate()
             .unwrap(),
         Arc::new(SystemClock),
-    );
+    )
+    .unwrap();
     c.bench_function("breaker_admit_record_time_window", |b| {
         b.iter(|| {
             let t = time.try_acquire().unwrap();
@@ -61,7 +63,8 @@ fn queue(c: &mut Criterion) {
         QueueConfig::standard()
             .with_permits(1)
             .with_max_queued(1024),
-    );
+    )
+    .unwrap();
     let free = q.clone();
     c.bench_function("queue_acquire_release_uncontended", |b| {
         b.iter(|| {

@@ -26,7 +26,7 @@ fn main() {
     const N: usize = 100_000;
     let waker = noop_waker();
     let mut cx = Context::from_waker(&waker);
-    let q = Admission::new(QueueConfig::standard().with_permits(1).with_max_queued(N));
+    let q = Admission::new(QueueConfig::standard().with_permits(1).with_max_queued(N)).unwrap();
     let mut first: Acquire<'_> = Box::pin(q.acquire(Priority::Normal));
     let Poll::Ready(Ok(held)) = first.as_mut().poll(&mut cx) else {
         eprintln!("the first permit was not granted");

@@ -105,6 +105,16 @@ fn report(ep: &Endpoint, c: &CounterSnapshot) -> bool {
     for (kind, n) in c.failures_by_kind() {
         println!("    {:<22}{:>6}", kind.as_str(), n);
     }
+    println!(
+        "  rejected        {:>6} (refused before an attempt)",
+        c.rejected_total()
+    );
+    for reason in infermux::RejectReason::ALL {
+        let n = c.rejected(reason);
+        if n > 0 {
+            println!("    {:<22}{:>6}", reason.as_str(), n);
+        }
+    }
     println!("  latency p50     {:>10}", ms(c.latency.quantile(0.5)));
     println!("  latency p99     {:>10}", ms(c.latency.quantile(0.99)));
     println!("  tokens in/out   {:>6} / {}", c.tokens_in, c.tokens_out);
@@ -210,22 +220,21 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
     );
     let mut adds_up = results.len() == args.requests;
     let mut attempts = 0;
+    let mut rejected = 0;
     let mut retries = 0;
     for ep in &endpoints {
         let c = ep.client.counters();
         attempts += c.requests;
+        rejected += c.rejected_total();
         retries += c.retries;
         adds_up &= report(ep, &c);
     }
-    adds_up &= attempts == args.requests as u64 + retries;
+    let tries_add_up = attempts + rejected == args.requests as u64 + retries;
+    adds_up &= tries_add_up;
     println!(
-        "\n{} calls made {attempts} attempts: every call is one first attempt plus its {retries} retries: {}",
+        "\n{} calls made {attempts} attempts and met {rejected} rejections: every call is one first try plus its {retries} retries: {}",
         args.requests,
-        if attempts == args.requests as u64 + retries {
-            "yes"
-        } else {
-            "NO"
-        }
+        if tries_add_up { "yes" } else { "NO" }
     );
     if adds_up {
         Ok(())

@@ -1,8 +1,10 @@
 //! [`RequestContext`]: what travels with a request through every layer.
 
-use std::sync::Arc;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
 use crate::id::RequestId;
 
 /// Admission priority in a pool's queue.
@@ -43,6 +45,65 @@ pub enum Idempotency {
     NonIdempotent,
 }
 
+/// A per-attempt mark of when the response's first byte (its headers) arrived.
+///
+/// The layer that judges slowness (the resilience stack) puts a fresh one in each attempt's
+/// context ([`RequestContext::with_first_byte`]); the transport calls
+/// [`RequestContext::mark_first_byte`] when the headers arrive. The first mark wins; it reads
+/// the clock the judging layer gave, so tests with a manual clock stay deterministic. Cheap:
+/// one `Arc`, one `OnceLock`.
+///
+/// ```
+/// use infermux_core::{Clock, FirstByte, ManualClock, RequestContext};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let t0 = clock.now();
+/// let mark = FirstByte::new(Arc::new(clock.clone()));
+/// let ctx = RequestContext::new().with_first_byte(mark.clone());
+/// clock.advance(Duration::from_millis(40));
+/// ctx.mark_first_byte(); // the transport: headers arrived
+/// clock.advance(Duration::from_secs(60));
+/// ctx.mark_first_byte(); // later marks change nothing
+/// assert_eq!(mark.at().map(|t| t - t0), Some(Duration::from_millis(40)));
+/// ```
+#[derive(Clone)]
+pub struct FirstByte {
+    inner: Arc<FirstByteCell>,
+}
+
+struct FirstByteCell {
+    clock: Arc<dyn Clock>,
+    at: OnceLock<Instant>,
+}
+
+impl FirstByte {
+    /// An unmarked cell reading time from `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        FirstByte {
+            inner: Arc::new(FirstByteCell {
+                clock,
+                at: OnceLock::new(),
+            }),
+        }
+    }
+    /// Marks now as the first byte's arrival, unless already marked.
+    pub fn mark(&self) {
+        let _ = self.inner.at.get_or_init(|| self.inner.clock.now());
+    }
+    /// When the first byte arrived, if it was marked.
+    pub fn at(&self) -> Option<Instant> {
+        self.inner.at.get().copied()
+    }
+}
+
+impl fmt::Debug for FirstByte {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FirstByte").field("at", &self.at()).finish()
+    }
+}
+
 /// The request id, priority, deadline, idempotency, tenant and attempt number of one call.
 ///
 /// ```
@@ -64,6 +125,7 @@ pub struct RequestContext {
     idempotency: Idempotency,
     tenant: Option<Arc<str>>,
     attempt: u32,
+    first_byte: Option<FirstByte>,
 }
 
 impl RequestContext {
@@ -76,6 +138,7 @@ impl RequestContext {
             idempotency: Idempotency::Idempotent,
             tenant: None,
             attempt: 1,
+            first_byte: None,
         }
     }
 
@@ -113,6 +176,24 @@ impl RequestContext {
     pub fn with_attempt(mut self, attempt: u32) -> Self {
         self.attempt = attempt.max(1);
         self
+    }
+    /// Attaches the cell [`RequestContext::mark_first_byte`] marks (one per attempt).
+    pub fn with_first_byte(mut self, first_byte: FirstByte) -> Self {
+        self.first_byte = Some(first_byte);
+        self
+    }
+
+    /// Marks the arrival of the response's first byte (its headers), for the layer that
+    /// judges slow calls by time to first byte. The transport calls this; without a
+    /// [`FirstByte`] attached it does nothing.
+    pub fn mark_first_byte(&self) {
+        if let Some(f) = &self.first_byte {
+            f.mark();
+        }
+    }
+    /// The attached first-byte cell, if any.
+    pub fn first_byte(&self) -> Option<&FirstByte> {
+        self.first_byte.as_ref()
     }
 
     /// The request id.

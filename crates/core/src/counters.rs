@@ -9,6 +9,66 @@ use crate::types::Usage;
 const SUB_BUCKETS: u32 = 8; // 3 bits of precision: about 12 % relative error
 const BUCKETS: usize = 64 * SUB_BUCKETS as usize;
 
+/// The fixed upper bounds (µs) of the exported latency buckets: 5 ms … 10 min. Every export
+/// lists all of them (plus `+Inf`), so every scrape has the same series.
+pub const LATENCY_BOUNDS_MICROS: [u64; 16] = [
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    60_000_000,
+    120_000_000,
+    300_000_000,
+    600_000_000,
+];
+
+/// Why a call was refused before an attempt started (not an attempt: it never reached the
+/// endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The admission queue was full.
+    QueueFull,
+    /// The circuit breaker was open (or all half-open probes were out).
+    CircuitOpen,
+    /// The call deadline passed while the call waited for admission.
+    Deadline,
+}
+
+impl RejectReason {
+    /// Every reason, in declaration order (used to index counters).
+    pub const ALL: [RejectReason; 3] = [
+        RejectReason::QueueFull,
+        RejectReason::CircuitOpen,
+        RejectReason::Deadline,
+    ];
+
+    /// A stable snake_case name, used in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::QueueFull => "queue_full",
+            RejectReason::CircuitOpen => "circuit_open",
+            RejectReason::Deadline => "deadline",
+        }
+    }
+
+    /// The position of this reason in [`RejectReason::ALL`].
+    pub fn index(self) -> usize {
+        RejectReason::ALL
+            .iter()
+            .position(|r| *r == self)
+            .unwrap_or(0)
+    }
+}
+
 /// A lock-free log-linear histogram of latencies in microseconds (about 12 % precision), from
 /// 1 µs to hours.
 ///
@@ -26,6 +86,7 @@ const BUCKETS: usize = 64 * SUB_BUCKETS as usize;
 /// ```
 pub struct LatencyHistogram {
     buckets: Box<[AtomicU64]>,
+    fixed: [AtomicU64; LATENCY_BOUNDS_MICROS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
     max_micros: AtomicU64,
@@ -58,6 +119,7 @@ impl LatencyHistogram {
     pub fn new() -> Self {
         LatencyHistogram {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            fixed: std::array::from_fn(|_| AtomicU64::new(0)),
             count: AtomicU64::new(0),
             sum_micros: AtomicU64::new(0),
             max_micros: AtomicU64::new(0),
@@ -70,6 +132,10 @@ impl LatencyHistogram {
         if let Some(b) = self.buckets.get(bucket_of(micros)) {
             b.fetch_add(1, Relaxed);
         }
+        let fixed = LATENCY_BOUNDS_MICROS.partition_point(|upper| *upper < micros);
+        if let Some(b) = self.fixed.get(fixed) {
+            b.fetch_add(1, Relaxed);
+        }
         self.count.fetch_add(1, Relaxed);
         self.sum_micros.fetch_add(micros, Relaxed);
         self.max_micros.fetch_max(micros, Relaxed);
@@ -79,6 +145,7 @@ impl LatencyHistogram {
     pub fn snapshot(&self) -> LatencySnapshot {
         LatencySnapshot {
             buckets: self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
+            fixed: self.fixed.iter().map(|b| b.load(Relaxed)).collect(),
             count: self.count.load(Relaxed),
             sum: Duration::from_micros(self.sum_micros.load(Relaxed)),
             max: Duration::from_micros(self.max_micros.load(Relaxed)),
@@ -109,6 +176,9 @@ impl std::fmt::Debug for LatencyHistogram {
 pub struct LatencySnapshot {
     /// Counts per bucket.
     pub buckets: Vec<u64>,
+    /// Counts per fixed bucket of [`LATENCY_BOUNDS_MICROS`] (not cumulative; latencies above
+    /// the last bound are only in `count`).
+    pub fixed: Vec<u64>,
     /// Number of latencies recorded.
     pub count: u64,
     /// Their sum.
@@ -145,7 +215,22 @@ impl LatencySnapshot {
         }
     }
 
-    /// Upper bounds (µs) and cumulative counts, for Prometheus-style rendering.
+    /// Every fixed bound of [`LATENCY_BOUNDS_MICROS`] (µs) with the number of latencies at
+    /// or below it: the same bounds in every snapshot, for Prometheus buckets.
+    pub fn fixed_cumulative(&self) -> Vec<(u64, u64)> {
+        let mut acc = 0;
+        LATENCY_BOUNDS_MICROS
+            .iter()
+            .enumerate()
+            .map(|(i, upper)| {
+                acc += self.fixed.get(i).copied().unwrap_or(0);
+                (*upper, acc)
+            })
+            .collect()
+    }
+
+    /// Upper bounds (µs) and cumulative counts of the non-empty log-linear buckets (which
+    /// buckets appear depends on the data; exports use [`LatencySnapshot::fixed_cumulative`]).
     pub fn cumulative(&self) -> Vec<(u64, u64)> {
         let mut acc = 0;
         self.buckets
@@ -181,6 +266,7 @@ pub struct EndpointCounters {
     requests: AtomicU64,
     successes: AtomicU64,
     failures: [AtomicU64; ErrorKind::ALL.len()],
+    rejected: [AtomicU64; RejectReason::ALL.len()],
     retries: AtomicU64,
     in_flight: AtomicI64,
     queued: AtomicI64,
@@ -199,6 +285,7 @@ impl EndpointCounters {
             requests: AtomicU64::new(0),
             successes: AtomicU64::new(0),
             failures: std::array::from_fn(|_| AtomicU64::new(0)),
+            rejected: std::array::from_fn(|_| AtomicU64::new(0)),
             retries: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             queued: AtomicI64::new(0),
@@ -211,7 +298,7 @@ impl EndpointCounters {
         }
     }
 
-    /// One request (attempt) started.
+    /// One attempt started (after admission: it was sent to the endpoint).
     pub fn record_request(&self) {
         self.requests.fetch_add(1, Relaxed);
     }
@@ -234,6 +321,12 @@ impl EndpointCounters {
             c.fetch_add(1, Relaxed);
         }
         self.latency.record(latency);
+    }
+    /// One call was refused before an attempt started (not an attempt, no latency).
+    pub fn record_rejected(&self, reason: RejectReason) {
+        if let Some(c) = self.rejected.get(reason.index()) {
+            c.fetch_add(1, Relaxed);
+        }
     }
     /// One retry was scheduled.
     pub fn record_retry(&self) {
@@ -277,6 +370,7 @@ impl EndpointCounters {
             requests: self.requests.load(Relaxed),
             successes: self.successes.load(Relaxed),
             failures: self.failures.iter().map(|c| c.load(Relaxed)).collect(),
+            rejected: self.rejected.iter().map(|c| c.load(Relaxed)).collect(),
             retries: self.retries.load(Relaxed),
             in_flight: self.in_flight.load(Relaxed).max(0) as u64,
             queued: self.queued.load(Relaxed).max(0) as u64,
@@ -310,12 +404,14 @@ impl Drop for InFlightGuard<'_> {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct CounterSnapshot {
-    /// Attempts started.
+    /// Attempts started (after admission; rejections are not attempts).
     pub requests: u64,
     /// Attempts that succeeded.
     pub successes: u64,
     /// Failures indexed like [`ErrorKind::ALL`].
     pub failures: Vec<u64>,
+    /// Calls refused before an attempt, indexed like [`RejectReason::ALL`].
+    pub rejected: Vec<u64>,
     /// Retries scheduled.
     pub retries: u64,
     /// Attempts in flight now.
@@ -328,7 +424,7 @@ pub struct CounterSnapshot {
     pub tokens_in: u64,
     /// Output tokens reported.
     pub tokens_out: u64,
-    /// Breaker state code.
+    /// Breaker state code: 0 closed, 1 open, 2 half-open.
     pub breaker_state: u8,
     /// Breaker trips.
     pub breaker_trips: u64,
@@ -344,6 +440,14 @@ impl CounterSnapshot {
     /// All failures.
     pub fn failures_total(&self) -> u64 {
         self.failures.iter().sum()
+    }
+    /// Calls refused for `reason`.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejected.get(reason.index()).copied().unwrap_or(0)
+    }
+    /// All refused calls.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
     }
     /// Non-zero failures by kind.
     pub fn failures_by_kind(&self) -> Vec<(ErrorKind, u64)> {
@@ -378,6 +482,38 @@ mod tests {
             prop_assert!(upper >= v);
             prop_assert!((upper - v) as f64 <= v as f64 * 0.125 + 1.0);
         }
+    }
+
+    #[test]
+    fn fixed_buckets_are_inclusive_and_cumulative() {
+        let h = LatencyHistogram::new();
+        h.record(Duration::from_millis(5)); // on the first bound: counted in it
+        h.record(Duration::from_micros(5_001));
+        h.record(Duration::from_secs(3600)); // above the last bound: only in +Inf
+        let s = h.snapshot();
+        let cum = s.fixed_cumulative();
+        assert_eq!(cum.len(), LATENCY_BOUNDS_MICROS.len());
+        assert_eq!(cum[0], (5_000, 1));
+        assert_eq!(cum[1], (10_000, 2));
+        assert_eq!(cum.last().map(|c| c.1), Some(2));
+        assert_eq!(s.count, 3);
+        assert_eq!(
+            LatencyHistogram::new().snapshot().fixed_cumulative().len(),
+            cum.len(),
+            "an empty histogram lists the same bounds"
+        );
+    }
+
+    #[test]
+    fn rejections_are_not_attempts() {
+        let c = EndpointCounters::new();
+        c.record_rejected(RejectReason::QueueFull);
+        c.record_rejected(RejectReason::CircuitOpen);
+        let s = c.snapshot();
+        assert_eq!(s.requests, 0);
+        assert_eq!(s.rejected(RejectReason::QueueFull), 1);
+        assert_eq!(s.rejected_total(), 2);
+        assert_eq!(s.latency.count, 0);
     }
 
     #[test]

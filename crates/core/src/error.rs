@@ -129,6 +129,60 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// Why a call stopped retrying, carried by its final [`Error`] ([`Error::stop_reason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The error is not worth retrying.
+    NotRetryable,
+    /// The attempt cap is reached.
+    Exhausted,
+    /// The next attempt could not finish before the deadline, or the deadline passed.
+    Deadline,
+    /// The server asked to wait longer than the cap or the deadline allows.
+    RetryAfterTooLong,
+    /// The call is not idempotent and may have reached the server.
+    NotIdempotent,
+    /// A streamed answer already reached the caller.
+    StreamStarted,
+    /// The retry budget is spent.
+    Budget,
+}
+
+impl StopReason {
+    /// A stable snake_case name, for reports and tracing fields.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::NotRetryable => "not_retryable",
+            StopReason::Exhausted => "exhausted",
+            StopReason::Deadline => "deadline",
+            StopReason::RetryAfterTooLong => "retry_after_too_long",
+            StopReason::NotIdempotent => "not_idempotent",
+            StopReason::StreamStarted => "stream_started",
+            StopReason::Budget => "budget",
+        }
+    }
+
+    /// A few words for messages: `retries exhausted`, `the deadline`, …
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::NotRetryable => "not retryable",
+            StopReason::Exhausted => "retries exhausted",
+            StopReason::Deadline => "deadline reached",
+            StopReason::RetryAfterTooLong => "retry-after too long",
+            StopReason::NotIdempotent => "not idempotent",
+            StopReason::StreamStarted => "stream already started",
+            StopReason::Budget => "retry budget spent",
+        }
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
 /// The error of every infermux operation.
 ///
 /// Cheap to clone (one `Arc`). `Display` prints one level; [`std::error::Error::source`] gives
@@ -167,6 +221,8 @@ struct Inner {
     rate_limit: Option<RateLimitInfo>,
     partial_text: Option<String>,
     reached_server: Option<bool>,
+    attempts: u32,
+    stop_reason: Option<StopReason>,
     source: Option<Arc<dyn StdError + Send + Sync>>,
 }
 
@@ -187,6 +243,8 @@ impl Error {
                 rate_limit: None,
                 partial_text: None,
                 reached_server: None,
+                attempts: 0,
+                stop_reason: None,
                 source: None,
             }),
         }
@@ -237,6 +295,14 @@ impl Error {
     /// failures, so even a non-idempotent call may be retried).
     pub fn with_reached_server(self, reached: bool) -> Self {
         self.edit(|i| i.reached_server = Some(reached))
+    }
+    /// Records how many attempts the call made (the retry layer sets it when it gives up).
+    pub fn with_attempts(self, attempts: u32) -> Self {
+        self.edit(|i| i.attempts = attempts)
+    }
+    /// Records why the retry layer stopped retrying.
+    pub fn with_stop_reason(self, reason: StopReason) -> Self {
+        self.edit(|i| i.stop_reason = Some(reason))
     }
     /// Sets the underlying cause.
     pub fn with_source(self, source: impl StdError + Send + Sync + 'static) -> Self {
@@ -301,6 +367,16 @@ impl Error {
     pub fn reached_server(&self) -> Option<bool> {
         self.inner.reached_server
     }
+    /// Attempts the call made before it failed, as the retry layer counted them (attempts
+    /// refused before being sent — queue full, circuit open — are not counted); 0 when no
+    /// retry layer saw the error.
+    pub fn attempts(&self) -> u32 {
+        self.inner.attempts
+    }
+    /// Why the retry layer stopped, when one saw the error.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.inner.stop_reason
+    }
 
     /// Whether a retry may succeed: the kind is transient and the server did not say
     /// `x-should-retry: false`; or the server said `x-should-retry: true`.
@@ -347,6 +423,12 @@ impl fmt::Display for Error {
             write!(f, " from {p}")?;
         }
         write!(f, ": {}", i.message)?;
+        if i.attempts > 1 {
+            write!(f, " after {} attempts", i.attempts)?;
+            if let Some(r) = i.stop_reason {
+                write!(f, " ({r})")?;
+            }
+        }
         if let Some(id) = i.request_id {
             write!(f, " [request {id}]")?;
         }
@@ -379,6 +461,12 @@ impl fmt::Debug for Error {
         }
         if let Some(c) = &i.provider_code {
             d.field("provider_code", c);
+        }
+        if i.attempts > 0 {
+            d.field("attempts", &i.attempts);
+        }
+        if let Some(r) = i.stop_reason {
+            d.field("stop_reason", &r);
         }
         if let Some(s) = &i.source {
             d.field("source", &format_args!("{s}"));
@@ -432,6 +520,24 @@ mod tests {
             e.source().map(|s| s.to_string()).as_deref(),
             Some("socket closed")
         );
+    }
+
+    #[test]
+    fn display_mentions_attempts_and_why_retries_stopped() {
+        let e = Error::new(ErrorKind::Server, "boom")
+            .with_status(503)
+            .with_attempts(3)
+            .with_stop_reason(StopReason::Exhausted);
+        assert_eq!(e.attempts(), 3);
+        assert_eq!(e.stop_reason(), Some(StopReason::Exhausted));
+        assert_eq!(
+            e.to_string(),
+            "server (HTTP 503): boom after 3 attempts (retries exhausted)"
+        );
+        let once = Error::new(ErrorKind::InvalidRequest, "no")
+            .with_attempts(1)
+            .with_stop_reason(StopReason::NotRetryable);
+        assert_eq!(once.to_string(), "invalid_request: no");
     }
 
     #[test]

@@ -34,12 +34,13 @@ mod tokens;
 mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use context::{Idempotency, Priority, RequestContext};
+pub use context::{FirstByte, Idempotency, Priority, RequestContext};
 pub use counters::{
-    CounterSnapshot, EndpointCounters, InFlightGuard, LatencyHistogram, LatencySnapshot,
+    CounterSnapshot, EndpointCounters, InFlightGuard, LATENCY_BOUNDS_MICROS, LatencyHistogram,
+    LatencySnapshot, RejectReason,
 };
 pub use endpoint::{EndpointConfig, Limits, Timeouts};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Result, StopReason};
 pub use id::{EndpointId, RequestId};
 pub use provider::{Capabilities, EventStream, Operation, Provider};
 pub use ratelimit::{RateLimitInfo, RateLimitWindow};

@@ -55,7 +55,8 @@ impl ClientBuilder {
         self.timeout = Some(timeout);
         self
     }
-    /// The client; fails with [`ErrorKind::Config`] without a provider.
+    /// The client; fails with [`ErrorKind::Config`] without a provider or with a resilience
+    /// config that does not validate (zero permits, a threshold outside (0, 100], …).
     pub fn build(self) -> Result<Client> {
         let provider = self
             .provider
@@ -65,7 +66,7 @@ impl ClientBuilder {
             config = config.with_timeout(Some(t));
         }
         Ok(Client {
-            inner: Arc::new(Resilient::new(provider, config)),
+            inner: Arc::new(Resilient::new(provider, config)?),
         })
     }
 }
@@ -87,10 +88,7 @@ impl Client {
     /// A client over `provider` with the standard resilience stack.
     pub fn new(provider: impl Provider + 'static) -> Self {
         Client {
-            inner: Arc::new(Resilient::new(
-                Arc::new(provider),
-                ResilienceConfig::standard(),
-            )),
+            inner: Arc::new(Resilient::standard(Arc::new(provider))),
         }
     }
 
@@ -119,7 +117,8 @@ impl Client {
         self.inner.counters().snapshot()
     }
 
-    /// The endpoint's counters in the Prometheus text format.
+    /// The endpoint's counters in the Prometheus text format (a fixed layout: every scrape
+    /// has the same series).
     pub fn prometheus(&self) -> String {
         render_prometheus(&[(self.endpoint().clone(), self.counters())])
     }

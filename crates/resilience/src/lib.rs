@@ -5,7 +5,9 @@
 //!
 //! Each piece is usable alone; decisions on the hot path are synchronous; only waiting is async.
 //! Counters of the endpoint ([`infermux_core::EndpointCounters`]) are filled at every layer
-//! and render as Prometheus text with [`render_prometheus`].
+//! and render as Prometheus text with [`render_prometheus`]. A stream is retried until its
+//! first content event ([`first_content`], [`is_content`]). Calls and attempts are `tracing`
+//! spans (`infermux.call`, `infermux.attempt`) with OpenTelemetry GenAI field names.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -17,7 +19,7 @@
 //!
 //! let sim = Simulator::start(FaultPlan::none()).await.unwrap();
 //! let provider = OpenAiCompat::new(EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap()).unwrap();
-//! let stack = Resilient::new(Arc::new(provider), ResilienceConfig::standard());
+//! let stack = Resilient::new(Arc::new(provider), ResilienceConfig::standard()).unwrap();
 //! let req = Request::Chat(ChatRequest::new("m", vec![Message::user("hello")]));
 //! stack.call(&req, &RequestContext::new()).await.unwrap();
 //! println!("{}", infermux_resilience::render_prometheus(&[(stack.endpoint().clone(), stack.counters().snapshot())]));
@@ -34,6 +36,7 @@
 
 pub mod adapters;
 pub mod breaker;
+mod content;
 mod metrics;
 pub mod queue;
 pub mod retry;
@@ -41,5 +44,6 @@ mod stack;
 #[cfg(feature = "tower")]
 pub mod tower;
 
+pub use content::{first_content, is_content};
 pub use metrics::render_prometheus;
 pub use stack::{ResilienceConfig, Resilient};

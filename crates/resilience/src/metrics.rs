@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use infermux_core::{CounterSnapshot, EndpointId};
+use infermux_core::{CounterSnapshot, EndpointId, ErrorKind, RejectReason};
+
+use crate::breaker::BreakerState;
 
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -11,6 +13,13 @@ fn label(s: &str) -> String {
 }
 
 /// Renders snapshots in the Prometheus text exposition format (version 0.0.4).
+///
+/// The layout is fixed: whatever the traffic, every scrape has the same series — every error
+/// kind under `infermux_failures_total`, every reason under `infermux_rejected_total`, every
+/// state under `infermux_breaker_state` (1 for the current one, 0 for the others) and the
+/// same latency buckets ([`LATENCY_BOUNDS_MICROS`](infermux_core::LATENCY_BOUNDS_MICROS)).
+/// Attempts are counted after admission: a call refused by a full queue or an open breaker
+/// is a rejection, not an attempt, and has no latency.
 ///
 /// ```
 /// use infermux_core::{EndpointCounters, EndpointId, ErrorKind};
@@ -21,6 +30,8 @@ fn label(s: &str) -> String {
 /// c.record_failure(ErrorKind::RateLimited, Duration::from_millis(3));
 /// let text = render_prometheus(&[(EndpointId::new("openai"), c.snapshot())]);
 /// assert!(text.contains(r#"infermux_failures_total{endpoint="openai",kind="rate_limited"} 1"#));
+/// assert!(text.contains(r#"infermux_failures_total{endpoint="openai",kind="server"} 0"#));
+/// assert!(text.contains(r#"infermux_breaker_state{endpoint="openai",state="closed"} 1"#));
 /// ```
 pub fn render_prometheus(snapshots: &[(EndpointId, CounterSnapshot)]) -> String {
     let mut out = String::new();
@@ -42,7 +53,7 @@ pub fn render_prometheus(snapshots: &[(EndpointId, CounterSnapshot)]) -> String 
     metric(
         "infermux_requests_total",
         "counter",
-        "Attempts sent to the endpoint.",
+        "Attempts sent to the endpoint (after admission; rejections are not attempts).",
         &mut simple(|s| s.requests).into_iter(),
     );
     metric(
@@ -56,9 +67,25 @@ pub fn render_prometheus(snapshots: &[(EndpointId, CounterSnapshot)]) -> String 
         "counter",
         "Attempts that failed, by error kind.",
         &mut snapshots.iter().flat_map(|(id, s)| {
-            s.failures_by_kind()
-                .into_iter()
-                .map(move |(k, n)| (format!("{},kind=\"{}\"", ep(id), k.as_str()), n.to_string()))
+            ErrorKind::ALL.into_iter().map(move |k| {
+                (
+                    format!("{},kind=\"{}\"", ep(id), k.as_str()),
+                    s.failures(k).to_string(),
+                )
+            })
+        }),
+    );
+    metric(
+        "infermux_rejected_total",
+        "counter",
+        "Calls refused before an attempt (queue full, circuit open, deadline while queued), by reason.",
+        &mut snapshots.iter().flat_map(|(id, s)| {
+            RejectReason::ALL.into_iter().map(move |r| {
+                (
+                    format!("{},reason=\"{}\"", ep(id), r.as_str()),
+                    s.rejected(r).to_string(),
+                )
+            })
         }),
     );
     metric(
@@ -102,8 +129,15 @@ pub fn render_prometheus(snapshots: &[(EndpointId, CounterSnapshot)]) -> String 
     metric(
         "infermux_breaker_state",
         "gauge",
-        "Breaker state: 0 closed, 1 open, 2 half-open.",
-        &mut simple(|s| u64::from(s.breaker_state)).into_iter(),
+        "Breaker state: 1 for the current state, 0 for the others.",
+        &mut snapshots.iter().flat_map(|(id, s)| {
+            BreakerState::ALL.into_iter().map(move |st| {
+                (
+                    format!("{},state=\"{}\"", ep(id), st.as_str()),
+                    u64::from(s.breaker_state == st.code()).to_string(),
+                )
+            })
+        }),
     );
     metric(
         "infermux_breaker_trips_total",
@@ -113,11 +147,11 @@ pub fn render_prometheus(snapshots: &[(EndpointId, CounterSnapshot)]) -> String 
     );
     let _ = writeln!(
         out,
-        "# HELP infermux_latency_seconds Latency of finished attempts."
+        "# HELP infermux_latency_seconds Latency of finished attempts (rejections excluded)."
     );
     let _ = writeln!(out, "# TYPE infermux_latency_seconds histogram");
     for (id, s) in snapshots {
-        for (upper_us, cumulative) in s.latency.cumulative() {
+        for (upper_us, cumulative) in s.latency.fixed_cumulative() {
             let _ = writeln!(
                 out,
                 "infermux_latency_seconds_bucket{{{},le=\"{:.6}\"}} {cumulative}",

@@ -2,10 +2,23 @@
 //!
 //! For each call: the call deadline over all attempts; then for each attempt admission (the
 //! priority queue and the endpoint's concurrency permits) → breaker → provider; the permit is
-//! released before any backoff; the retry policy decides on each failure. A stream is retried
-//! only until its first event; the stream handed to the caller owns its permit and breaker
-//! ticket, records success at `Done`, failure at an error, and `Cancelled` when dropped early
-//! (never a breaker failure).
+//! released before any backoff; the retry policy decides on each failure. A refusal before the
+//! attempt (queue full, circuit open, the deadline passing in the queue) is counted as
+//! `rejected{reason}`, never as an attempt.
+//!
+//! A stream is retried until its first *content* event: metadata (`Start`, `Usage`) is held
+//! back ([`first_content`](crate::first_content)) and reaches the caller, in order, just before
+//! the content. The stream handed to the caller owns its permit and breaker ticket, records
+//! success at `Done`, failure at an error, and `Cancelled` when dropped early (never a breaker
+//! failure).
+//!
+//! A timeout caused by the caller's own deadline is [`Outcome::Ignored`] for the breaker,
+//! whichever timer saw it first (ours, or the transport's, which clamps to the context's
+//! remaining time); a timeout of the endpoint's own setting (first byte, idle) is a failure.
+//!
+//! Every call is a `tracing` span `infermux.call` and every attempt a span `infermux.attempt`,
+//! with OpenTelemetry GenAI field names; retries, breaker transitions and queue waits are
+//! events. No field carries a key or a message from the server.
 
 use std::fmt;
 use std::future::Future;
@@ -17,13 +30,22 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures_core::Stream;
 use infermux_core::{
-    Capabilities, Clock, EndpointCounters, EndpointId, Error, ErrorKind, EventStream, Provider,
-    Request, RequestContext, Response, Result, StreamEvent, SystemClock, Usage,
+    Capabilities, Clock, EndpointCounters, EndpointId, Error, ErrorKind, EventStream, FirstByte,
+    Operation, Provider, RejectReason, Request, RequestContext, Response, Result, StopReason,
+    StreamEvent, SystemClock, Usage,
 };
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerGuard, CircuitBreaker, Outcome};
+use crate::content::first_content;
 use crate::queue::{Admission, Permit, QueueConfig};
 use crate::retry::{Attempt, Decision, RetryPolicy, StandardRetry};
+
+/// A timeout that ends this close to the call deadline is taken as the deadline's: the
+/// transport derives its clamp from the context's remaining time a moment after the stack
+/// computed the deadline, so the two timers may differ by that moment.
+const DEADLINE_SLACK: Duration = Duration::from_millis(10);
 
 /// Configuration of a [`Resilient`] stack.
 #[derive(Debug, Clone)]
@@ -78,6 +100,16 @@ impl ResilienceConfig {
         self.timeout = t;
         self
     }
+    /// Checks the queue and breaker configs (the stack's constructors also do).
+    pub fn validate(self) -> Result<Self> {
+        let queue = self.queue.validate()?;
+        let breaker = self.breaker.map(BreakerConfig::validate).transpose()?;
+        Ok(ResilienceConfig {
+            queue,
+            breaker,
+            ..self
+        })
+    }
 }
 
 impl Default for ResilienceConfig {
@@ -99,7 +131,7 @@ impl Default for ResilienceConfig {
 /// let sim = Simulator::start(FaultPlan::none()).await.unwrap();
 /// sim.push_fault(Fault::Unavailable); // the first attempt gets a 503
 /// let provider = OpenAiCompat::new(EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap()).unwrap();
-/// let resilient = Resilient::new(Arc::new(provider), ResilienceConfig::standard());
+/// let resilient = Resilient::new(Arc::new(provider), ResilienceConfig::standard()).unwrap();
 /// let req = Request::Chat(ChatRequest::new("m", vec![Message::user("hi")]));
 /// assert!(resilient.call(&req, &RequestContext::new()).await.is_ok());
 /// assert_eq!(resilient.counters().snapshot().retries, 1);
@@ -112,6 +144,7 @@ pub struct Resilient {
     retry: Arc<dyn RetryPolicy>,
     counters: Arc<EndpointCounters>,
     timeout: Option<Duration>,
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Resilient {
@@ -126,33 +159,55 @@ impl fmt::Debug for Resilient {
 }
 
 impl Resilient {
-    /// Wraps `provider` with `config`, using the real clock.
-    pub fn new(provider: Arc<dyn Provider>, config: ResilienceConfig) -> Self {
+    /// Wraps `provider` with `config`, using the real clock; fails with
+    /// [`ErrorKind::Config`] when the config does not pass [`ResilienceConfig::validate`].
+    pub fn new(provider: Arc<dyn Provider>, config: ResilienceConfig) -> Result<Self> {
         Self::with_clock(provider, config, Arc::new(SystemClock))
     }
 
-    /// Wraps `provider`; the breaker and the queue read time from `clock`.
+    /// [`ResilienceConfig::standard`] around `provider` (cannot fail: the standard config is
+    /// valid).
+    pub fn standard(provider: Arc<dyn Provider>) -> Self {
+        Self::unchecked(
+            provider,
+            ResilienceConfig::standard(),
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// Wraps `provider`; the breaker, the queue and the attempt timings read time from
+    /// `clock` (the timers — deadline, pauses — are tokio's). Fails like [`Resilient::new`].
     pub fn with_clock(
+        provider: Arc<dyn Provider>,
+        config: ResilienceConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        Ok(Self::unchecked(provider, config.validate()?, clock))
+    }
+
+    fn unchecked(
         provider: Arc<dyn Provider>,
         config: ResilienceConfig,
         clock: Arc<dyn Clock>,
     ) -> Self {
         let counters = Arc::new(EndpointCounters::new());
         let breaker = config.breaker.map(|b| {
-            Arc::new(CircuitBreaker::new(b, clock.clone()).with_counters(counters.clone()))
+            Arc::new(CircuitBreaker::unchecked(b, clock.clone()).with_counters(counters.clone()))
                 as Arc<dyn Breaker>
         });
         Resilient {
-            admission: Admission::with_clock(config.queue, clock, Some(counters.clone())),
+            admission: Admission::unchecked(config.queue, clock.clone(), Some(counters.clone())),
             provider,
             breaker,
             retry: config.retry,
             counters,
             timeout: config.timeout,
+            clock,
         }
     }
 
-    /// Replaces the breaker (for adapters such as the `failsafe` one).
+    /// Replaces the breaker (for adapters such as the `failsafe` one; give it
+    /// [`Resilient::counters`] so it fills the breaker gauges).
     pub fn with_breaker(mut self, breaker: Option<Arc<dyn Breaker>>) -> Self {
         self.breaker = breaker;
         self
@@ -175,11 +230,13 @@ impl Resilient {
         &self.provider
     }
 
-    fn deadline(&self, ctx: &RequestContext) -> Option<Instant> {
-        let default = self.timeout.map(|t| Instant::now() + t);
-        match (ctx.deadline(), default) {
+    fn deadline(&self, ctx: &RequestContext) -> CallDeadline {
+        let left = match (ctx.remaining(), self.timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        };
+        CallDeadline {
+            at: left.map(|l| tokio::time::Instant::now() + l),
         }
     }
 
@@ -191,61 +248,386 @@ impl Resilient {
         )
     }
 
-    fn deadline_error(&self, ctx: &RequestContext) -> Error {
+    fn deadline_error(&self, ctx: &RequestContext, what: &'static str) -> Error {
         self.context(
-            Error::new(ErrorKind::Timeout, "the call deadline passed").with_reached_server(true),
+            Error::new(ErrorKind::Timeout, what).with_reached_server(true),
             ctx,
         )
     }
 
-    async fn admit(&self, ctx: &RequestContext) -> Result<(Permit, Option<BreakerGuard>)> {
-        let permit = self.admission.acquire(ctx.priority()).await?;
+    fn call_span(&self, request: &Request, ctx: &RequestContext, stream: bool) -> Span {
+        tracing::info_span!(
+            target: "infermux::call",
+            "infermux.call",
+            "gen_ai.operation.name" = operation_name(request.operation()),
+            "gen_ai.provider.name" = self.provider.name(),
+            "gen_ai.request.model" = request.model(),
+            "infermux.request_id" = %ctx.request_id(),
+            "infermux.endpoint" = self.provider.endpoint().as_str(),
+            "infermux.stream" = stream,
+            "infermux.attempts" = Empty,
+            "infermux.stop_reason" = Empty,
+            "error.type" = Empty,
+            "gen_ai.usage.input_tokens" = Empty,
+            "gen_ai.usage.output_tokens" = Empty,
+        )
+    }
+
+    /// Admission, then the breaker; a refusal is counted as rejected, not as an attempt.
+    async fn admit(
+        &self,
+        ctx: &RequestContext,
+        deadline: &CallDeadline,
+    ) -> Result<(Permit, Option<BreakerGuard>)> {
+        let reject = |reason: RejectReason, e: Error| {
+            self.counters.record_rejected(reason);
+            tracing::info!(
+                "infermux.rejected" = reason.as_str(),
+                "error.type" = e.kind().as_str(),
+                "call refused before an attempt"
+            );
+            self.context(e, ctx)
+        };
+        let permit = match deadline.run(self.admission.acquire(ctx.priority())).await {
+            None => {
+                return Err(reject(
+                    RejectReason::Deadline,
+                    self.deadline_error(
+                        ctx,
+                        "the call deadline passed while waiting for admission",
+                    ),
+                ));
+            }
+            Some(Err(e)) if e.kind() == ErrorKind::QueueFull => {
+                return Err(reject(RejectReason::QueueFull, e));
+            }
+            Some(Err(e)) => return Err(self.context(e, ctx)),
+            Some(Ok(p)) => p,
+        };
         let guard = match &self.breaker {
-            Some(b) => Some(BreakerGuard::acquire(b)?),
+            Some(b) => match BreakerGuard::acquire(b) {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    let reason = match e.kind() {
+                        ErrorKind::CircuitOpen => RejectReason::CircuitOpen,
+                        _ => return Err(self.context(e, ctx)),
+                    };
+                    return Err(reject(reason, e));
+                }
+            },
             None => None,
         };
         Ok((permit, guard))
     }
 
-    /// Waits out a retry pause, or fails when the deadline comes first.
-    async fn pause(&self, after: Duration, deadline: Option<Instant>) {
+    /// Waits out a retry pause, or until the deadline if that comes first.
+    async fn pause(&self, after: Duration, deadline: &CallDeadline) {
         let until = tokio::time::Instant::now() + after;
-        let until = deadline.map_or(until, |d| until.min(tokio::time::Instant::from_std(d)));
+        let until = deadline.at.map_or(until, |d| until.min(d));
         tokio::time::sleep_until(until).await;
     }
 
-    async fn with_deadline<T>(
+    /// The policy's decision after a failed or refused try: `Ok(pause)` to retry, or the
+    /// final error (carrying the attempts made and why retrying stopped).
+    fn after_failure(
         &self,
-        deadline: Option<Instant>,
+        e: Error,
+        tries: u32,
+        attempts: u32,
+        deadline: &CallDeadline,
         ctx: &RequestContext,
-        fut: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        match deadline {
-            Some(d) => tokio::time::timeout_at(tokio::time::Instant::from_std(d), fut)
-                .await
-                .unwrap_or_else(|_| Err(self.deadline_error(ctx))),
-            None => fut.await,
+    ) -> std::result::Result<Duration, Error> {
+        let a = Attempt::new(&e, tries)
+            .with_remaining(deadline.remaining())
+            .with_idempotency(ctx.idempotency());
+        let reason = match self.retry.decide(&a) {
+            Decision::Retry(after) => {
+                self.counters.record_retry();
+                tracing::info!(
+                    "infermux.attempt" = tries,
+                    "infermux.retry.wait_ms" = u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                    "error.type" = e.kind().as_str(),
+                    "retrying"
+                );
+                return Ok(after);
+            }
+            Decision::Stop(_) if e.kind() == ErrorKind::Timeout && deadline.reached() => {
+                StopReason::Deadline
+            }
+            Decision::Stop(reason) => reason,
+        };
+        tracing::info!(
+            "infermux.attempts" = attempts,
+            "infermux.stop_reason" = reason.as_str(),
+            "error.type" = e.kind().as_str(),
+            "not retrying"
+        );
+        Err(e.with_attempts(attempts).with_stop_reason(reason))
+    }
+
+    fn attempt_context(
+        &self,
+        ctx: &RequestContext,
+        deadline: &CallDeadline,
+        n: u32,
+    ) -> RequestContext {
+        let actx = match deadline.std() {
+            Some(d) => ctx.clone().with_deadline(d),
+            None => ctx.clone(),
+        };
+        actx.with_attempt(n)
+            .with_first_byte(FirstByte::new(self.clock.clone()))
+    }
+
+    async fn run_call(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+        call_span: Span,
+    ) -> Result<Response> {
+        let deadline = self.deadline(ctx);
+        let (mut tries, mut attempts) = (0u32, 0u32);
+        loop {
+            tries += 1;
+            let (permit, guard) = match self.admit(ctx, &deadline).await {
+                Ok(admitted) => admitted,
+                Err(e) => match self.after_failure(e, tries, attempts, &deadline, ctx) {
+                    Ok(after) => {
+                        self.pause(after, &deadline).await;
+                        continue;
+                    }
+                    Err(e) => return finish_span(&call_span, attempts, Err(e)),
+                },
+            };
+            attempts += 1;
+            let actx = self.attempt_context(ctx, &deadline, attempts);
+            let span = attempt_span(attempts);
+            let result = async {
+                let mut record = AttemptRecord::start(&self.counters, &self.clock);
+                let in_flight = InFlight::new(&self.counters);
+                let t0 = self.clock.now();
+                let result = match deadline.run(self.provider.call(request, &actx)).await {
+                    Some(r) => r.map_err(|e| self.context(e, &actx)),
+                    None => Err(self.deadline_error(&actx, "the call deadline passed")),
+                };
+                drop(in_flight);
+                // slow is judged by time to first byte (the headers), else the whole call
+                let ttfb = actx
+                    .first_byte()
+                    .and_then(FirstByte::at)
+                    .unwrap_or_else(|| self.clock.now())
+                    .saturating_duration_since(t0);
+                let outcome = match &result {
+                    Ok(_) => Outcome::Success,
+                    Err(e) => deadline.outcome_of(e),
+                };
+                if let Some(g) = guard {
+                    g.record(outcome, ttfb);
+                }
+                drop(permit);
+                match &result {
+                    Ok(resp) => record.success(resp.usage()),
+                    Err(e) => record.failure(e.kind()),
+                }
+                record_attempt(&span, result.as_ref().err(), outcome);
+                result
+            }
+            .instrument(span.clone())
+            .await;
+            match result {
+                Ok(resp) => {
+                    self.retry.on_success();
+                    record_usage(&call_span, resp.usage());
+                    return finish_span(&call_span, attempts, Ok(resp));
+                }
+                Err(e) => match self.after_failure(e, tries, attempts, &deadline, ctx) {
+                    Ok(after) => self.pause(after, &deadline).await,
+                    Err(e) => return finish_span(&call_span, attempts, Err(e)),
+                },
+            }
         }
     }
 
-    /// Decides after a failed attempt: `Some(pause)` to retry.
-    fn after_failure(
+    async fn run_stream(
         &self,
-        e: &Error,
-        attempt: u32,
-        deadline: Option<Instant>,
+        request: &Request,
         ctx: &RequestContext,
-    ) -> Option<Duration> {
-        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let a = Attempt::new(e, attempt)
-            .with_remaining(remaining)
-            .with_idempotency(ctx.idempotency());
-        match self.retry.decide(&a) {
-            Decision::Retry(after) => {
-                self.counters.record_retry();
-                Some(after)
+        call_span: Span,
+    ) -> Result<EventStream> {
+        let deadline = self.deadline(ctx);
+        let (mut tries, mut attempts) = (0u32, 0u32);
+        loop {
+            tries += 1;
+            let (permit, guard) = match self.admit(ctx, &deadline).await {
+                Ok(admitted) => admitted,
+                Err(e) => match self.after_failure(e, tries, attempts, &deadline, ctx) {
+                    Ok(after) => {
+                        self.pause(after, &deadline).await;
+                        continue;
+                    }
+                    Err(e) => return finish_span(&call_span, attempts, Err(e)),
+                },
+            };
+            attempts += 1;
+            let actx = self.attempt_context(ctx, &deadline, attempts);
+            let span = attempt_span(attempts);
+            let started = async {
+                let mut record = AttemptRecord::start(&self.counters, &self.clock);
+                let in_flight = InFlight::new(&self.counters);
+                let t0 = self.clock.now();
+                let opened = deadline
+                    .run(async {
+                        let stream = self.provider.stream(request, &actx).await?;
+                        // slow is judged by the time to the stream's first event
+                        let ttfb = self.clock.now().saturating_duration_since(t0);
+                        Ok((first_content(stream).await?, ttfb))
+                    })
+                    .await;
+                let opened = match opened {
+                    Some(r) => r.map_err(|e| self.context(e, &actx)),
+                    None => Err(self.deadline_error(&actx, "the call deadline passed")),
+                };
+                match opened {
+                    Ok((stream, ttfb)) => Ok((stream, ttfb, record, in_flight, permit, guard)),
+                    Err(e) => {
+                        drop(in_flight);
+                        let outcome = deadline.outcome_of(&e);
+                        if let Some(g) = guard {
+                            g.record(outcome, self.clock.now().saturating_duration_since(t0));
+                        }
+                        drop(permit);
+                        record.failure(e.kind());
+                        record_attempt(&span, Some(&e), outcome);
+                        Err(e)
+                    }
+                }
             }
-            Decision::Stop(_) => None,
+            .instrument(span.clone())
+            .await;
+            match started {
+                Ok((stream, ttfb, record, in_flight, permit, guard)) => {
+                    return Ok(Box::pin(Guarded {
+                        inner: stream,
+                        permit: Some(permit),
+                        in_flight: Some(in_flight),
+                        guard,
+                        ttfb,
+                        record,
+                        retry: self.retry.clone(),
+                        usage: None,
+                        finished: false,
+                        deadline,
+                        sleep: None,
+                        deadline_error: Some(
+                            self.deadline_error(&actx, "the call deadline passed"),
+                        ),
+                        attempts,
+                        span,
+                        call_span,
+                    }));
+                }
+                Err(e) => match self.after_failure(e, tries, attempts, &deadline, ctx) {
+                    Ok(after) => self.pause(after, &deadline).await,
+                    Err(e) => return finish_span(&call_span, attempts, Err(e)),
+                },
+            }
+        }
+    }
+}
+
+/// The OpenTelemetry GenAI `gen_ai.operation.name` of an operation.
+fn operation_name(op: Operation) -> &'static str {
+    match op {
+        Operation::Chat | Operation::ChatStream | Operation::Tools | Operation::Vision => "chat",
+        Operation::Completion | Operation::CompletionStream => "text_completion",
+        Operation::Embeddings => "embeddings",
+        Operation::Rerank => "rerank",
+        Operation::Models => "list_models",
+        _ => "other",
+    }
+}
+
+fn attempt_span(n: u32) -> Span {
+    tracing::info_span!(
+        target: "infermux::call",
+        "infermux.attempt",
+        "infermux.attempt" = n,
+        "infermux.outcome" = Empty,
+        "infermux.breaker_outcome" = Empty,
+        "error.type" = Empty,
+    )
+}
+
+/// Records an attempt's end on its span (`None`: success).
+fn record_attempt(span: &Span, error: Option<&Error>, outcome: Outcome) {
+    match error {
+        None => span.record("infermux.outcome", "success"),
+        Some(e) => {
+            span.record("infermux.outcome", "error");
+            span.record("error.type", e.kind().as_str())
+        }
+    };
+    span.record("infermux.breaker_outcome", outcome.as_str());
+}
+
+fn record_usage(span: &Span, usage: Option<&Usage>) {
+    if let Some(u) = usage {
+        span.record("gen_ai.usage.input_tokens", u.input_tokens);
+        span.record("gen_ai.usage.output_tokens", u.output_tokens);
+    }
+}
+
+/// Records the call's end on its span and passes the result through.
+fn finish_span<T>(span: &Span, attempts: u32, result: Result<T>) -> Result<T> {
+    span.record("infermux.attempts", attempts);
+    if let Err(e) = &result {
+        span.record("error.type", e.kind().as_str());
+        if let Some(r) = e.stop_reason() {
+            span.record("infermux.stop_reason", r.as_str());
+        }
+    }
+    result
+}
+
+/// The call deadline on tokio's clock (so paused-time tests and the transport's timers agree).
+#[derive(Debug, Clone, Copy)]
+struct CallDeadline {
+    at: Option<tokio::time::Instant>,
+}
+
+impl CallDeadline {
+    /// Time left, `None` without a deadline.
+    fn remaining(&self) -> Option<Duration> {
+        self.at
+            .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
+    }
+
+    /// The deadline as a std instant, for the attempt's context (the transport clamps its
+    /// timers to it).
+    fn std(&self) -> Option<Instant> {
+        self.remaining().map(|left| Instant::now() + left)
+    }
+
+    /// Whether the deadline has passed (within [`DEADLINE_SLACK`]).
+    fn reached(&self) -> bool {
+        self.remaining().is_some_and(|left| left <= DEADLINE_SLACK)
+    }
+
+    /// The breaker's view of a failed attempt: a timeout at the caller's deadline says
+    /// nothing about the endpoint.
+    fn outcome_of(&self, e: &Error) -> Outcome {
+        if e.kind() == ErrorKind::Timeout && self.reached() {
+            Outcome::Ignored
+        } else {
+            Outcome::of_error(e)
+        }
+    }
+
+    /// Runs `fut` until the deadline: `None` when the deadline came first.
+    async fn run<T>(&self, fut: impl Future<Output = T>) -> Option<T> {
+        match self.at {
+            Some(d) => tokio::time::timeout_at(d, fut).await.ok(),
+            None => Some(fut.await),
         }
     }
 }
@@ -263,105 +645,17 @@ impl Provider for Resilient {
     }
 
     async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
-        let deadline = self.deadline(ctx);
-        let mut attempt = 1;
-        loop {
-            let actx = match deadline {
-                Some(d) => ctx.clone().with_deadline(d),
-                None => ctx.clone(),
-            }
-            .with_attempt(attempt);
-            let mut record = AttemptRecord::start(&self.counters);
-            let result = self
-                .with_deadline(deadline, &actx, async {
-                    let (permit, guard) = self.admit(&actx).await?;
-                    let in_flight = InFlight::new(&self.counters);
-                    let t0 = Instant::now();
-                    let result = self.provider.call(request, &actx).await;
-                    drop(in_flight);
-                    if let Some(g) = guard {
-                        g.record(Outcome::of(&result), t0.elapsed());
-                    }
-                    drop(permit);
-                    result
-                })
-                .await;
-            match result {
-                Ok(resp) => {
-                    record.success(resp.usage());
-                    self.retry.on_success();
-                    return Ok(resp);
-                }
-                Err(e) => {
-                    let e = self.context(e, &actx);
-                    record.failure(e.kind());
-                    match self.after_failure(&e, attempt, deadline, &actx) {
-                        Some(after) => self.pause(after, deadline).await,
-                        None => return Err(e),
-                    }
-                }
-            }
-            attempt += 1;
-        }
+        let span = self.call_span(request, ctx, false);
+        self.run_call(request, ctx, span.clone())
+            .instrument(span)
+            .await
     }
 
     async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
-        let deadline = self.deadline(ctx);
-        let mut attempt = 1;
-        loop {
-            let actx = match deadline {
-                Some(d) => ctx.clone().with_deadline(d),
-                None => ctx.clone(),
-            }
-            .with_attempt(attempt);
-            let mut record = AttemptRecord::start(&self.counters);
-            let result = self
-                .with_deadline(deadline, &actx, async {
-                    let (permit, guard) = self.admit(&actx).await?;
-                    let in_flight = InFlight::new(&self.counters);
-                    let t0 = Instant::now();
-                    let result = self.provider.stream(request, &actx).await;
-                    let ttfb = t0.elapsed();
-                    match result {
-                        Ok(stream) => Ok((stream, permit, guard, ttfb, in_flight)),
-                        Err(e) => {
-                            drop(in_flight);
-                            if let Some(g) = guard {
-                                g.record(Outcome::of_error(&e), ttfb);
-                            }
-                            Err(e)
-                        }
-                    }
-                })
-                .await;
-            match result {
-                Ok((stream, permit, guard, ttfb, in_flight)) => {
-                    return Ok(Box::pin(Guarded {
-                        inner: stream,
-                        permit: Some(permit),
-                        in_flight: Some(in_flight),
-                        guard,
-                        ttfb,
-                        record,
-                        retry: self.retry.clone(),
-                        usage: None,
-                        finished: false,
-                        deadline: deadline.map(tokio::time::Instant::from_std),
-                        sleep: None,
-                        deadline_error: Some(self.deadline_error(&actx)),
-                    }));
-                }
-                Err(e) => {
-                    let e = self.context(e, &actx);
-                    record.failure(e.kind());
-                    match self.after_failure(&e, attempt, deadline, &actx) {
-                        Some(after) => self.pause(after, deadline).await,
-                        None => return Err(e),
-                    }
-                }
-            }
-            attempt += 1;
-        }
+        let span = self.call_span(request, ctx, true);
+        self.run_stream(request, ctx, span.clone())
+            .instrument(span)
+            .await
     }
 }
 
@@ -384,27 +678,32 @@ impl Drop for InFlight {
 /// Records one attempt's outcome exactly once; an attempt dropped unfinished is `Cancelled`.
 struct AttemptRecord {
     counters: Arc<EndpointCounters>,
+    clock: Arc<dyn Clock>,
     started: Instant,
     done: bool,
 }
 
 impl AttemptRecord {
-    fn start(counters: &Arc<EndpointCounters>) -> Self {
+    fn start(counters: &Arc<EndpointCounters>, clock: &Arc<dyn Clock>) -> Self {
         counters.record_request();
         AttemptRecord {
             counters: counters.clone(),
-            started: Instant::now(),
+            clock: clock.clone(),
+            started: clock.now(),
             done: false,
         }
     }
+    fn elapsed(&self) -> Duration {
+        self.clock.now().saturating_duration_since(self.started)
+    }
     fn success(&mut self, usage: Option<&Usage>) {
         if !std::mem::replace(&mut self.done, true) {
-            self.counters.record_success(self.started.elapsed(), usage);
+            self.counters.record_success(self.elapsed(), usage);
         }
     }
     fn failure(&mut self, kind: ErrorKind) {
         if !std::mem::replace(&mut self.done, true) {
-            self.counters.record_failure(kind, self.started.elapsed());
+            self.counters.record_failure(kind, self.elapsed());
         }
     }
 }
@@ -426,19 +725,24 @@ struct Guarded {
     retry: Arc<dyn RetryPolicy>,
     usage: Option<Usage>,
     finished: bool,
-    deadline: Option<tokio::time::Instant>,
+    deadline: CallDeadline,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     deadline_error: Option<Error>,
+    attempts: u32,
+    span: Span,
+    call_span: Span,
 }
 
 impl Guarded {
-    fn finish(&mut self, outcome: std::result::Result<(), ErrorKind>) {
+    /// Records the end of the attempt (`Err(None)`: dropped by the caller).
+    fn finish(&mut self, end: std::result::Result<(), Option<&Error>>) {
         if self.finished {
             return;
         }
         self.finished = true;
         self.in_flight = None;
-        match outcome {
+        let _entered = self.span.enter();
+        match end {
             Ok(()) => {
                 let usage = self.usage;
                 self.record.success(usage.as_ref());
@@ -446,19 +750,50 @@ impl Guarded {
                 if let Some(g) = self.guard.take() {
                     g.record(Outcome::Success, self.ttfb);
                 }
+                record_attempt(&self.span, None, Outcome::Success);
+                record_usage(&self.call_span, usage.as_ref());
+                self.call_span.record("infermux.attempts", self.attempts);
             }
-            Err(kind) => {
+            Err(e) => {
+                let (kind, outcome) = match e {
+                    None => (ErrorKind::Cancelled, Outcome::Ignored),
+                    Some(e) => (e.kind(), self.deadline.outcome_of(e)),
+                };
                 self.record.failure(kind);
                 if let Some(g) = self.guard.take() {
-                    let outcome = match kind {
-                        ErrorKind::Cancelled => Outcome::Ignored,
-                        k => Outcome::of_error(&Error::new(k, "")),
-                    };
                     g.record(outcome, self.ttfb);
                 }
+                self.span.record(
+                    "infermux.outcome",
+                    match e {
+                        None => "cancelled",
+                        Some(_) => "error",
+                    },
+                );
+                self.span.record("error.type", kind.as_str());
+                self.span
+                    .record("infermux.breaker_outcome", outcome.as_str());
+                self.call_span.record("infermux.attempts", self.attempts);
+                self.call_span.record("error.type", kind.as_str());
             }
         }
         self.permit = None;
+    }
+
+    /// A mid-stream error, with the attempts made and why it is not retried.
+    fn fail(&mut self, e: Error) -> Error {
+        let reason = if e.kind() == ErrorKind::Timeout && self.deadline.reached() {
+            StopReason::Deadline
+        } else if e.is_retryable() {
+            StopReason::StreamStarted
+        } else {
+            StopReason::NotRetryable
+        };
+        let e = e.with_attempts(self.attempts).with_stop_reason(reason);
+        self.finish(Err(Some(&e)));
+        self.call_span
+            .record("infermux.stop_reason", reason.as_str());
+        e
     }
 }
 
@@ -478,28 +813,21 @@ impl Stream for Guarded {
                 }
                 Poll::Ready(Some(Ok(ev)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                self.finish(Err(e.kind()));
-                Poll::Ready(Some(Err(e)))
-            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(self.fail(e)))),
             Poll::Ready(None) => {
-                self.finish(Err(ErrorKind::Decode));
-                Poll::Ready(Some(Err(Error::new(
-                    ErrorKind::Decode,
-                    "stream ended without a final event",
-                ))))
+                let e = Error::new(ErrorKind::Decode, "stream ended without a final event");
+                Poll::Ready(Some(Err(self.fail(e))))
             }
             Poll::Pending => {
-                if let Some(d) = self.deadline {
+                if let Some(d) = self.deadline.at {
                     let sleep = self
                         .sleep
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(d)));
                     if sleep.as_mut().poll(cx).is_ready() {
-                        self.finish(Err(ErrorKind::Timeout));
                         let e = self.deadline_error.take().unwrap_or_else(|| {
                             Error::new(ErrorKind::Timeout, "the call deadline passed")
                         });
-                        return Poll::Ready(Some(Err(e)));
+                        return Poll::Ready(Some(Err(self.fail(e))));
                     }
                 }
                 Poll::Pending
@@ -510,6 +838,6 @@ impl Stream for Guarded {
 
 impl Drop for Guarded {
     fn drop(&mut self) {
-        self.finish(Err(ErrorKind::Cancelled));
+        self.finish(Err(None));
     }
 }

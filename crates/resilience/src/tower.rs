@@ -19,9 +19,9 @@
 //! #     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> { std::task::Poll::Ready(Ok(())) }
 //! #     fn call(&mut self, r: String) -> Self::Future { std::future::ready(Ok(r)) }
 //! # }
-//! let breaker = Arc::new(CircuitBreaker::new(BreakerConfig::standard(), Arc::new(SystemClock)));
+//! let breaker = Arc::new(CircuitBreaker::new(BreakerConfig::standard(), Arc::new(SystemClock)).unwrap());
 //! let service = RetryLayer::new(Arc::new(StandardRetry::standard())).layer(
-//!     AdmissionLayer::new(Admission::new(QueueConfig::standard()))
+//!     AdmissionLayer::new(Admission::new(QueueConfig::standard()).unwrap())
 //!         .layer(BreakerLayer::new(breaker).layer(Echo)),
 //! );
 //! # let _ = service;
@@ -237,7 +237,9 @@ where
                     }
                     Err(e) => match policy.decide(&Attempt::new(&e, attempt)) {
                         Decision::Retry(after) => tokio::time::sleep(after).await,
-                        Decision::Stop(_) => return Err(e),
+                        Decision::Stop(reason) => {
+                            return Err(e.with_attempts(attempt).with_stop_reason(reason));
+                        }
                     },
                 }
                 attempt += 1;

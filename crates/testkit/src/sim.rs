@@ -2,11 +2,14 @@
 //! protocol: `/status`, `/models...`, see the infermux-llvm README), for load and failure tests.
 //!
 //! It answers `/v1/chat/completions` (plain, streamed, tool calls), `/v1/completions`,
-//! `/v1/embeddings` and `/v1/models` deterministically, and injects faults either at random
-//! (seeded, so a run replays exactly) or from a script: 429 with `Retry-After`, 503, 529
-//! overload, connection resets, mid-stream stalls released by a handle, truncated streams and
-//! errors inside a 200 stream. It is for fault injection and load; wire formats are proven on
-//! recorded traffic, not here.
+//! `/v1/embeddings` and `/v1/models` deterministically, plus an Anthropic-style
+//! `/v1/messages` (plain and streamed, `message_start` … `message_stop`), and injects faults
+//! either at random (seeded, so a run replays exactly) or from a script: 429 with
+//! `Retry-After`, 503, 529 overload, connection resets, requests held before any response
+//! byte, mid-stream stalls released by a handle, truncated streams and errors inside a 200
+//! stream — after the first content event, or right after the metadata-only start of the
+//! stream (before any content). It is for fault injection and load; wire formats are proven
+//! on recorded traffic, not here.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,12 +35,21 @@ pub enum Fault {
     Overloaded,
     /// The connection is closed without an answer.
     Reset,
-    /// A stream stops after its first event until [`Simulator::release_stalls`].
+    /// No response byte (not even the headers) until [`Simulator::release_stalls`]: for
+    /// first-byte timeouts and call deadlines. Applies to every route.
+    StallBeforeHeaders,
+    /// A stream stops after its first content event until [`Simulator::release_stalls`].
     StallMidStream,
-    /// A stream ends after its first event without `[DONE]`.
+    /// A stream ends after its first content event without `[DONE]` (or `message_stop`).
     TruncateStream,
-    /// A 200 stream carries an error event after its first event.
+    /// A 200 stream carries an error event after its first content event.
     ErrorInStream,
+    /// A 200 stream sends its metadata-only start (a role-only chunk; Anthropic's
+    /// `message_start`) and then an error event (`server_error`; Anthropic's
+    /// `overloaded_error`), before any content.
+    ErrorAfterStart,
+    /// A 200 stream sends its metadata-only start and then ends, before any content.
+    TruncateAfterStart,
 }
 
 impl Fault {
@@ -48,15 +60,22 @@ impl Fault {
             Fault::Unavailable => "unavailable_503",
             Fault::Overloaded => "overloaded_529",
             Fault::Reset => "reset",
+            Fault::StallBeforeHeaders => "stall_before_headers",
             Fault::StallMidStream => "stall_mid_stream",
             Fault::TruncateStream => "truncated_stream",
             Fault::ErrorInStream => "error_in_stream",
+            Fault::ErrorAfterStart => "error_after_start",
+            Fault::TruncateAfterStart => "truncated_after_start",
         }
     }
     fn is_stream_only(self) -> bool {
         matches!(
             self,
-            Fault::StallMidStream | Fault::TruncateStream | Fault::ErrorInStream
+            Fault::StallMidStream
+                | Fault::TruncateStream
+                | Fault::ErrorInStream
+                | Fault::ErrorAfterStart
+                | Fault::TruncateAfterStart
         )
     }
 }
@@ -169,7 +188,7 @@ impl Simulator {
         let sh = shared.clone();
         let handler: Handler = Arc::new(move |req: IncomingRequest| {
             let sh = sh.clone();
-            Box::pin(async move { handle(&sh, req) })
+            Box::pin(async move { handle(&sh, req).await })
         });
         let running = server::start_on(addr, handler).await?;
         Ok(Simulator { running, shared })
@@ -203,12 +222,13 @@ impl Simulator {
             .unwrap_or_else(|p| p.into_inner()) = Some(key.to_owned());
     }
 
-    /// Releases every stream stalled so far.
+    /// Releases every stream (and every request held before its headers) stalled so far.
     pub fn release_stalls(&self) {
         self.shared.release.send_modify(|g| *g += 1);
     }
 
-    /// Waits until at least `n` streams are stalled (for synchronising tests without sleeps).
+    /// Waits until at least `n` streams or requests are stalled (for synchronising tests
+    /// without sleeps).
     pub async fn wait_stalled(&self, n: usize) {
         let mut rx = self.shared.stalled.subscribe();
         let _ = rx.wait_for(|s| *s >= n).await;
@@ -316,7 +336,26 @@ fn embedding(text: &str) -> Vec<f32> {
     v.into_iter().map(|x| x / norm).collect()
 }
 
-fn handle(sh: &Arc<Shared>, req: IncomingRequest) -> Reply {
+/// Holds a request until the next [`Simulator::release_stalls`].
+async fn stall(sh: &Shared) {
+    let mut release = sh.release.subscribe();
+    let seen = *release.borrow_and_update();
+    sh.stalled.send_modify(|n| *n += 1);
+    let _ = release.wait_for(|g| *g > seen).await;
+    sh.stalled.send_modify(|n| *n = n.saturating_sub(1));
+}
+
+async fn handle(sh: &Arc<Shared>, req: IncomingRequest) -> Reply {
+    let mut held = false;
+    let reply = answer(sh, req, &mut held);
+    if held {
+        stall(sh).await;
+    }
+    reply
+}
+
+/// The reply; sets `held` when it must wait for [`Simulator::release_stalls`] first.
+fn answer(sh: &Arc<Shared>, req: IncomingRequest, held: &mut bool) -> Reply {
     sh.stats.requests.fetch_add(1, Ordering::Relaxed);
     let body = req.json().unwrap_or(Value::Null);
     let streaming = body["stream"] == true;
@@ -349,14 +388,17 @@ fn handle(sh: &Arc<Shared>, req: IncomingRequest) -> Reply {
             ("POST", "/v1/chat/completions")
                 | ("POST", "/v1/completions")
                 | ("POST", "/v1/embeddings")
+                | ("POST", "/v1/messages")
                 | ("GET", "/v1/models")
         );
     if !known {
         return Reply::json(404, &error_body("not_found", "no such route"));
     }
+    let messages = route == ("POST", "/v1/messages");
     let required = sh.api_key.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(key) = required
         && req.header("authorization") != Some(format!("Bearer {key}").as_str())
+        && !(messages && req.header("x-api-key") == Some(key.as_str()))
     {
         return Reply::json(
             401,
@@ -392,11 +434,15 @@ fn handle(sh: &Arc<Shared>, req: IncomingRequest) -> Reply {
                 );
             }
             Fault::Reset => return Reply::Reset,
+            Fault::StallBeforeHeaders => *held = true,
             _ => {}
         }
     }
     if llvm {
         return llvm_route(sh, &req, &body);
+    }
+    if messages {
+        return anthropic_messages(sh, &body, streaming, fault);
     }
     let model = body["model"].as_str().unwrap_or(&sh.model).to_owned();
     match route {
@@ -524,15 +570,20 @@ fn chat(
         let mut release = sh.release.subscribe();
         let seen = *release.borrow_and_update();
         for (i, ev) in events.iter().enumerate() {
-            if i == 1 {
+            // events[0] is the role-only chunk (metadata); events[1] the first content
+            let at = match fault {
+                Some(Fault::ErrorAfterStart | Fault::TruncateAfterStart) => 1,
+                _ => 2,
+            };
+            if i == at {
                 match fault {
                     Some(Fault::StallMidStream) => {
                         sh.stalled.send_modify(|n| *n += 1);
                         let _ = release.wait_for(|g| *g > seen).await;
                         sh.stalled.send_modify(|n| *n = n.saturating_sub(1));
                     }
-                    Some(Fault::TruncateStream) => return,
-                    Some(Fault::ErrorInStream) => {
+                    Some(Fault::TruncateStream | Fault::TruncateAfterStart) => return,
+                    Some(Fault::ErrorInStream | Fault::ErrorAfterStart) => {
                         let e = error_body("server_error", "The model crashed mid-stream");
                         let _ = tx
                             .send(Chunk::Data(Bytes::from(format!("data: {e}\n\n"))))
@@ -553,6 +604,110 @@ fn chat(
         let _ = tx
             .send(Chunk::Data(Bytes::from_static(b"data: [DONE]\n\n")))
             .await;
+    });
+    Reply::Stream {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        chunks: rx,
+    }
+}
+
+/// Anthropic's Messages API (`POST /v1/messages`), echoing like the chat route: a plain
+/// `message`, or the SSE sequence `message_start`, `content_block_start`, `ping`,
+/// `content_block_delta` per word, `content_block_stop`, `message_delta`, `message_stop`.
+/// Stream faults act after `message_start` (`ErrorAfterStart`: an `overloaded_error` event)
+/// or after the first text delta.
+fn anthropic_messages(
+    sh: &Arc<Shared>,
+    body: &Value,
+    streaming: bool,
+    fault: Option<Fault>,
+) -> Reply {
+    if !body["messages"].is_array() {
+        return Reply::json(
+            400,
+            &json!({"type": "error", "error": {"type": "invalid_request_error", "message": "messages: Field required"}}),
+        );
+    }
+    let model = body["model"].as_str().unwrap_or(&sh.model).to_owned();
+    let prompt = last_user_text(body);
+    let input_tokens = prompt.split_whitespace().count().max(1);
+    let words = answer_words(&prompt, body["max_tokens"].as_u64());
+    if !streaming {
+        return Reply::json(
+            200,
+            &json!({"id": "msg_sim", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": words.join(" ")}],
+                "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": input_tokens, "output_tokens": words.len()}}),
+        );
+    }
+    let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let start = ev(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_sim", "type": "message", "role": "assistant",
+            "model": model, "content": [], "stop_reason": null,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+    );
+    let mut events = vec![
+        ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        ev("ping", json!({"type": "ping"})),
+    ];
+    let first_text = events.len();
+    for (i, w) in words.iter().enumerate() {
+        let text = if i == 0 { w.clone() } else { format!(" {w}") };
+        events.push(ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+        ));
+    }
+    events.push(ev(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(ev(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+            "usage": {"output_tokens": words.len()}}),
+    ));
+    events.push(ev("message_stop", json!({"type": "message_stop"})));
+    let overloaded = ev(
+        "error",
+        json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+    );
+    let (tx, rx) = mpsc::channel(16);
+    let sh = sh.clone();
+    tokio::spawn(async move {
+        if tx.send(Chunk::Data(Bytes::from(start))).await.is_err() {
+            return;
+        }
+        match fault {
+            Some(Fault::ErrorAfterStart) => {
+                let _ = tx.send(Chunk::Data(Bytes::from(overloaded))).await;
+                return;
+            }
+            Some(Fault::TruncateAfterStart) => return,
+            _ => {}
+        }
+        for (i, e) in events.into_iter().enumerate() {
+            if i == first_text + 1 {
+                match fault {
+                    Some(Fault::StallMidStream) => stall(&sh).await,
+                    Some(Fault::TruncateStream) => return,
+                    Some(Fault::ErrorInStream) => {
+                        let _ = tx.send(Chunk::Data(Bytes::from(overloaded))).await;
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+            if tx.send(Chunk::Data(Bytes::from(e))).await.is_err() {
+                return;
+            }
+        }
     });
     Reply::Stream {
         status: 200,

@@ -79,7 +79,12 @@ async fn deadline_ends_a_stalled_stream_and_drops_count_as_cancelled() {
         "the first event arrives before the stall"
     );
     sim.wait_stalled(1).await;
-    let e = s.next().await.unwrap().unwrap_err();
+    let e = loop {
+        match s.next().await.unwrap() {
+            Ok(_) => {} // the held Start, then the first content
+            Err(e) => break e,
+        }
+    };
     assert_eq!(e.kind(), ErrorKind::Timeout);
     assert!(s.next().await.is_none());
     sim.release_stalls();
@@ -99,6 +104,22 @@ async fn builder_without_provider_is_a_config_error() {
         Client::builder().build().unwrap_err().kind(),
         ErrorKind::Config
     );
+}
+
+#[tokio::test]
+async fn builder_with_a_nonsense_resilience_config_is_a_config_error() {
+    use infermux::resilience::ResilienceConfig;
+    use infermux::resilience::queue::QueueConfig;
+    let provider =
+        OpenAiCompat::new(EndpointConfig::new("sim", "http://127.0.0.1:9/v1").unwrap()).unwrap();
+    let err = Client::builder()
+        .provider(provider)
+        .resilience(
+            ResilienceConfig::standard().with_queue(QueueConfig::standard().with_permits(0)),
+        )
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
 }
 
 #[tokio::test]

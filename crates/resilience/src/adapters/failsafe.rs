@@ -2,10 +2,13 @@
 //! [`Breaker`] trait.
 //!
 //! The adapter keeps our semantics where `failsafe`'s differ: in half-open it admits at most
-//! `half_open_probes` calls (`failsafe` admits every call), and an ignored outcome (a 400, a
+//! `half_open_probes` calls (`failsafe` admits every call); an ignored outcome (a 400, a
 //! cancelled call) is reported to `failsafe` neither as a success nor as a failure (its
 //! predicate-based API counts ignored errors as successes, which would close a half-open
-//! breaker).
+//! breaker); and an outcome whose ticket was issued in an earlier state (a stale success
+//! arriving after the breaker opened and went half-open) is not reported at all. With
+//! [`FailsafeBreaker::with_counters`] it fills the endpoint's breaker state and trips, and each
+//! state change is a `tracing` event, like our own breaker.
 //!
 //! ```
 //! use infermux_resilience::adapters::failsafe::FailsafeBreaker;
@@ -29,7 +32,7 @@ use std::time::Duration;
 
 use failsafe::failure_policy::FailurePolicy;
 use failsafe::{Instrument, StateMachine};
-use infermux_core::{Error, ErrorKind, Result};
+use infermux_core::{EndpointCounters, Error, ErrorKind, Result};
 
 use crate::breaker::{Breaker, BreakerState, Outcome, Ticket};
 
@@ -37,12 +40,43 @@ const CLOSED: u8 = 0;
 const OPEN: u8 = 1;
 const HALF_OPEN: u8 = 2;
 
-/// Mirrors failsafe's state changes (it has no state getter) and counts half-open epochs.
+/// Mirrors failsafe's state changes (it has no state getter) and counts state epochs.
 #[derive(Debug, Default)]
 pub struct Tracker {
     state: AtomicU8,
     epoch: AtomicU64,
     probes: AtomicU32,
+    counters: std::sync::OnceLock<Arc<EndpointCounters>>,
+}
+
+impl Tracker {
+    fn enter(&self, to: u8) {
+        if to == HALF_OPEN {
+            self.probes.store(0, Ordering::SeqCst);
+        }
+        let from = self.state.swap(to, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let (from, to) = (state_of(from), state_of(to));
+        tracing::info!(
+            "infermux.breaker.from" = from.as_str(),
+            "infermux.breaker.to" = to.as_str(),
+            "circuit breaker state changed"
+        );
+        if let Some(c) = self.counters.get() {
+            c.set_breaker_state(to.code());
+            if from == BreakerState::Closed && to == BreakerState::Open {
+                c.record_breaker_trip();
+            }
+        }
+    }
+}
+
+fn state_of(code: u8) -> BreakerState {
+    match code {
+        OPEN => BreakerState::Open,
+        HALF_OPEN => BreakerState::HalfOpen,
+        _ => BreakerState::Closed,
+    }
 }
 
 /// The instrument failsafe calls: a handle on the shared [`Tracker`].
@@ -52,17 +86,13 @@ pub struct TrackerHandle(Arc<Tracker>);
 impl Instrument for TrackerHandle {
     fn on_call_rejected(&self) {}
     fn on_open(&self) {
-        self.0.state.store(OPEN, Ordering::SeqCst);
-        self.0.epoch.fetch_add(1, Ordering::SeqCst);
+        self.0.enter(OPEN);
     }
     fn on_half_open(&self) {
-        self.0.probes.store(0, Ordering::SeqCst);
-        self.0.state.store(HALF_OPEN, Ordering::SeqCst);
-        self.0.epoch.fetch_add(1, Ordering::SeqCst);
+        self.0.enter(HALF_OPEN);
     }
     fn on_closed(&self) {
-        self.0.state.store(CLOSED, Ordering::SeqCst);
-        self.0.epoch.fetch_add(1, Ordering::SeqCst);
+        self.0.enter(CLOSED);
     }
 }
 
@@ -91,6 +121,14 @@ impl<P: FailurePolicy> FailsafeBreaker<P> {
             tracker,
             max_probes: max_probes.max(1),
         }
+    }
+
+    /// Mirrors state changes and trips into the endpoint's counters (pass
+    /// [`Resilient::counters`](crate::Resilient::counters) when plugging it into a stack).
+    pub fn with_counters(self, counters: Arc<EndpointCounters>) -> Self {
+        counters.set_breaker_state(state_of(self.tracker.state.load(Ordering::SeqCst)).code());
+        let _ = self.tracker.counters.set(counters);
+        self
     }
 
     /// The wrapped state machine.
@@ -131,13 +169,17 @@ impl<P: FailurePolicy + Send + Sync> Breaker for FailsafeBreaker<P> {
     }
 
     fn on_outcome(&self, ticket: Ticket, outcome: Outcome, _time_to_first_byte: Duration) {
-        let same_epoch = ticket.generation() == self.tracker.epoch.load(Ordering::SeqCst);
+        if ticket.generation() != self.tracker.epoch.load(Ordering::SeqCst) {
+            // issued in an earlier state: says nothing about this one (a stale success must
+            // not close a half-open breaker, a stale failure not re-open it)
+            return;
+        }
         match outcome {
             Outcome::Success => self.machine.on_success(),
             Outcome::Failure => self.machine.on_error(),
             _ => {
                 // ignored: tell failsafe nothing; free the probe slot
-                if ticket.is_probe() && same_epoch {
+                if ticket.is_probe() {
                     let _ =
                         self.tracker
                             .probes
@@ -148,10 +190,6 @@ impl<P: FailurePolicy + Send + Sync> Breaker for FailsafeBreaker<P> {
     }
 
     fn state(&self) -> BreakerState {
-        match self.tracker.state.load(Ordering::SeqCst) {
-            OPEN => BreakerState::Open,
-            HALF_OPEN => BreakerState::HalfOpen,
-            _ => BreakerState::Closed,
-        }
+        state_of(self.tracker.state.load(Ordering::SeqCst))
     }
 }

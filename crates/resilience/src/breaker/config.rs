@@ -20,7 +20,15 @@ pub enum SlidingWindow {
 }
 
 /// Configuration of a [`CircuitBreaker`](super::CircuitBreaker). Build with
-/// [`BreakerConfig::standard`] and the `with_*` setters, then [`BreakerConfig::validate`].
+/// [`BreakerConfig::standard`] and the `with_*` setters; [`BreakerConfig::validate`] (which
+/// the breaker's constructor also runs) rejects nonsense.
+///
+/// ```
+/// use infermux_resilience::breaker::{BreakerConfig, SlidingWindow};
+/// assert!(BreakerConfig::standard().validate().is_ok());
+/// assert!(BreakerConfig::standard().with_failure_rate_threshold(0.0).validate().is_err());
+/// assert!(BreakerConfig::standard().with_window(SlidingWindow::Count(0)).validate().is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct BreakerConfig {
@@ -98,20 +106,37 @@ impl BreakerConfig {
         self
     }
 
-    /// Checks the values, returning the config or a [`ErrorKind::Config`] error.
+    /// Checks the values, returning the config or a [`ErrorKind::Config`] error: a window
+    /// that holds at least one call (a time window: a length and at least one bucket, no more
+    /// buckets than milliseconds), rate thresholds in (0, 100], a non-zero slow-call duration,
+    /// at least one minimum call (no more than a count window holds) and one half-open probe,
+    /// an open-wait multiplier that is a finite number ≥ 1.
     pub fn validate(self) -> Result<Self> {
         let bad = |m: &'static str| Err(Error::new(ErrorKind::Config, m));
         match self.window {
             SlidingWindow::Count(0) => return bad("breaker window must hold at least one call"),
-            SlidingWindow::Time { window, buckets } if buckets == 0 || window.is_zero() => {
-                return bad("a time window needs a length and at least one bucket");
+            SlidingWindow::Time { window, buckets }
+                if buckets == 0
+                    || window.is_zero()
+                    || window < Duration::from_millis(u64::from(buckets)) =>
+            {
+                return bad(
+                    "a time window needs a length and at least one bucket of at least 1 ms",
+                );
+            }
+            SlidingWindow::Count(n) if self.minimum_calls > n => {
+                return bad(
+                    "minimum calls exceed what the count window holds: it could never trip",
+                );
             }
             _ => {}
         }
-        if !(0.0..=100.0).contains(&self.failure_rate_threshold)
-            || !(0.0..=100.0).contains(&self.slow_call_rate_threshold)
-        {
-            return bad("rate thresholds are percentages in 0..=100");
+        let pct = |p: f32| p > 0.0 && p <= 100.0;
+        if !pct(self.failure_rate_threshold) || !pct(self.slow_call_rate_threshold) {
+            return bad("rate thresholds are percentages in (0, 100]");
+        }
+        if self.slow_call_duration.is_zero() {
+            return bad("a zero slow-call duration makes every call slow");
         }
         if self.minimum_calls == 0 || self.half_open_probes == 0 {
             return bad("minimum calls and half-open probes must be at least 1");

@@ -11,6 +11,7 @@
 //!   that ends ignored or cancelled frees its slot for another probe.
 //!
 //! Outcomes are success, failure or ignored ([`Outcome`]): a 400 is ignored, not a success.
+//! Each state change is also a `tracing` event (in module `breaker`).
 //! Slow means a slow time to first byte, not a long generation. Every state change happens
 //! under one lock, so concurrent failures produce exactly one transition and one event.
 //!
@@ -26,7 +27,7 @@
 //!     .with_minimum_calls(4)
 //!     .with_open_wait(Duration::from_secs(10))
 //!     .with_half_open_probes(1);
-//! let breaker = CircuitBreaker::new(config.validate().unwrap(), Arc::new(clock.clone()));
+//! let breaker = CircuitBreaker::new(config, Arc::new(clock.clone())).unwrap();
 //! for _ in 0..4 {
 //!     let ticket = breaker.try_acquire().unwrap();
 //!     breaker.on_outcome(ticket, Outcome::Failure, Duration::from_millis(5));

@@ -22,12 +22,33 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
+    /// Every state, in code order.
+    pub const ALL: [BreakerState; 3] = [
+        BreakerState::Closed,
+        BreakerState::Open,
+        BreakerState::HalfOpen,
+    ];
+
     /// The code stored in [`EndpointCounters`]: 0 closed, 1 open, 2 half-open.
     pub fn code(self) -> u8 {
         match self {
             BreakerState::Closed => 0,
             BreakerState::Open => 1,
             BreakerState::HalfOpen => 2,
+        }
+    }
+
+    /// The state of a [`BreakerState::code`] (`None` for codes it never produces).
+    pub fn from_code(code: u8) -> Option<Self> {
+        BreakerState::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    /// A stable snake_case name: `closed`, `open`, `half_open` (metrics labels, tracing).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
         }
     }
 }
@@ -47,8 +68,9 @@ pub enum Outcome {
 impl Outcome {
     /// The default classification of a call's result: 5xx, timeouts, connection failures,
     /// overload and undecodable answers are failures; invalid requests, auth and quota
-    /// problems, rate limits (they cool a key down, not an endpoint) and cancellations are
-    /// ignored.
+    /// problems, rate limits (they cool a key down, not an endpoint), unsupported operations
+    /// (a 501 says nothing about health) and cancellations are ignored. The resilience stack
+    /// also ignores a timeout caused by the caller's own deadline.
     pub fn of<T>(result: &Result<T>) -> Outcome {
         match result {
             Ok(_) => Outcome::Success,
@@ -64,7 +86,17 @@ impl Outcome {
             | ErrorKind::Connect
             | ErrorKind::Overloaded
             | ErrorKind::Decode => Outcome::Failure,
+            ErrorKind::Unsupported | ErrorKind::Cancelled => Outcome::Ignored,
             _ => Outcome::Ignored,
+        }
+    }
+
+    /// A stable snake_case name: `success`, `failure`, `ignored`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Ignored => "ignored",
         }
     }
 }
@@ -197,8 +229,14 @@ impl fmt::Debug for CircuitBreaker {
 }
 
 impl CircuitBreaker {
-    /// A closed breaker (pass a validated config).
-    pub fn new(config: BreakerConfig, clock: Arc<dyn Clock>) -> Self {
+    /// A closed breaker; fails with [`ErrorKind::Config`] when `config` does not pass
+    /// [`BreakerConfig::validate`].
+    pub fn new(config: BreakerConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+        Ok(Self::unchecked(config.validate()?, clock))
+    }
+
+    /// A closed breaker from a config known to be valid.
+    pub(crate) fn unchecked(config: BreakerConfig, clock: Arc<dyn Clock>) -> Self {
         let now = clock.now();
         CircuitBreaker {
             state: Mutex::new(State {
@@ -255,6 +293,11 @@ impl CircuitBreaker {
 
     fn emit(&self, t: Option<Transition>) {
         let Some(t) = t else { return };
+        tracing::info!(
+            "infermux.breaker.from" = t.from.as_str(),
+            "infermux.breaker.to" = t.to.as_str(),
+            "circuit breaker state changed"
+        );
         if let Some(c) = &self.counters {
             c.set_breaker_state(t.to.code());
             if t.from == BreakerState::Closed && t.to == BreakerState::Open {

@@ -44,6 +44,30 @@ impl QueueConfig {
         self.age_step = d;
         self
     }
+    /// Checks the values (the queue's constructors also do): at least one permit, and a
+    /// non-zero ageing step. `max_queued` may be 0 (no waiting: `QueueFull` whenever every
+    /// permit is taken).
+    ///
+    /// ```
+    /// use infermux_resilience::queue::QueueConfig;
+    /// assert!(QueueConfig::standard().validate().is_ok());
+    /// assert!(QueueConfig::standard().with_permits(0).validate().is_err());
+    /// ```
+    pub fn validate(self) -> Result<Self> {
+        if self.permits == 0 {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "an admission queue needs at least one permit",
+            ));
+        }
+        if self.age_step.is_zero() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "the ageing step must be longer than zero",
+            ));
+        }
+        Ok(self)
+    }
 }
 
 impl Default for QueueConfig {
@@ -195,13 +219,23 @@ impl Drop for WaitGuard {
 }
 
 impl Admission {
-    /// A queue with the real clock.
-    pub fn new(config: QueueConfig) -> Self {
+    /// A queue with the real clock; fails with [`ErrorKind::Config`] when `config` does not
+    /// pass [`QueueConfig::validate`].
+    pub fn new(config: QueueConfig) -> Result<Self> {
         Self::with_clock(config, Arc::new(SystemClock), None)
     }
 
-    /// A queue reading time from `clock` (ageing, wait times) and filling `counters`.
+    /// A queue reading time from `clock` (ageing, wait times) and filling `counters`; fails
+    /// like [`Admission::new`].
     pub fn with_clock(
+        config: QueueConfig,
+        clock: Arc<dyn Clock>,
+        counters: Option<Arc<EndpointCounters>>,
+    ) -> Result<Self> {
+        Ok(Self::unchecked(config.validate()?, clock, counters))
+    }
+
+    pub(crate) fn unchecked(
         config: QueueConfig,
         clock: Arc<dyn Clock>,
         counters: Option<Arc<EndpointCounters>>,
@@ -235,6 +269,7 @@ impl Admission {
                 });
             }
             if st.queued >= self.shared.config.max_queued {
+                tracing::debug!("infermux.queue.queued" = st.queued, "admission queue full");
                 return Err(Error::new(
                     ErrorKind::QueueFull,
                     format!("the admission queue is full ({} waiting)", st.queued),
@@ -277,8 +312,18 @@ impl Admission {
                 "the admission queue was dropped",
             ));
         }
-        if let Some(c) = &self.shared.counters {
-            c.record_queue_wait(self.shared.clock.now().saturating_duration_since(since));
+        // the clock is read only when someone looks at the wait
+        let traced = tracing::enabled!(tracing::Level::DEBUG);
+        if traced || self.shared.counters.is_some() {
+            let waited = self.shared.clock.now().saturating_duration_since(since);
+            tracing::debug!(
+                "infermux.queue.wait_ms" = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                "infermux.priority" = ?priority,
+                "admitted after waiting"
+            );
+            if let Some(c) = &self.shared.counters {
+                c.record_queue_wait(waited);
+            }
         }
         Ok(Permit {
             shared: self.shared.clone(),

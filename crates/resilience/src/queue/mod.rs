@@ -6,14 +6,15 @@
 //! it has waited, so LOW is never starved; ties go to the earliest. A full queue refuses at
 //! once with [`ErrorKind::QueueFull`](infermux_core::ErrorKind); nothing already queued is
 //! dropped. Dropping a waiting future frees its place; dropping a [`Permit`] frees the permit.
-//! No polling: a release wakes exactly the waiter it hands the permit to.
+//! No polling: a release wakes exactly the waiter it hands the permit to. A wait and a full
+//! queue are `tracing` events (in module `queue`).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use infermux_core::Priority;
 //! use infermux_resilience::queue::{Admission, QueueConfig};
 //!
-//! let admission = Admission::new(QueueConfig::standard().with_permits(1).with_max_queued(10));
+//! let admission = Admission::new(QueueConfig::standard().with_permits(1).with_max_queued(10)).unwrap();
 //! let first = admission.acquire(Priority::Normal).await.unwrap();
 //! let waiting = tokio::spawn({
 //!     let admission = admission.clone();

@@ -6,8 +6,10 @@
 //! say `x-should-retry: false`) until the attempt cap, with full jitter from separate bases for
 //! transient and throttling errors and a floor for throttling. A server's Retry-After is a
 //! minimum; when it is longer than the cap or the time left before the call deadline, the call
-//! is not retried but fails at once with the error carrying it. A stream that delivered an event
-//! is never retried; a non-idempotent call only when it never reached the server.
+//! is not retried but fails at once with the error carrying it. A stream that delivered content
+//! is never retried; a non-idempotent call only when it never reached the server; an
+//! unsupported operation never. [`StopReason`] lives in core (re-exported here): the final
+//! error of a call carries it with the number of attempts made.
 //!
 //! ```
 //! use infermux_core::{Error, ErrorKind, Idempotency};
@@ -30,4 +32,5 @@ mod policy;
 
 pub use backoff::{Backoff, DelayClass, FullJitter};
 pub use budget::RetryBudget;
-pub use policy::{Attempt, Decision, RetryPolicy, StandardRetry, StopReason};
+pub use infermux_core::StopReason;
+pub use policy::{Attempt, Decision, RetryPolicy, StandardRetry};

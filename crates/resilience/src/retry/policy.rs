@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use infermux_core::{Error, ErrorKind, Idempotency, Result};
+use infermux_core::{Error, ErrorKind, Idempotency, Result, StopReason};
 
 use super::backoff::{Backoff, DelayClass, FullJitter};
 use super::budget::RetryBudget;
@@ -21,7 +21,7 @@ pub struct Attempt<'a> {
     pub remaining: Option<Duration>,
     /// Whether the call may be sent twice.
     pub idempotency: Idempotency,
-    /// Whether a streamed answer already delivered an event to the caller.
+    /// Whether a streamed answer already delivered content to the caller.
     pub stream_started: bool,
 }
 
@@ -46,31 +46,11 @@ impl<'a> Attempt<'a> {
         self.idempotency = i;
         self
     }
-    /// Marks a stream that already delivered an event.
+    /// Marks a stream that already delivered content.
     pub fn with_stream_started(mut self, started: bool) -> Self {
         self.stream_started = started;
         self
     }
-}
-
-/// Why no retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StopReason {
-    /// The error is not worth retrying.
-    NotRetryable,
-    /// The attempt cap is reached.
-    Exhausted,
-    /// The next attempt could not finish before the deadline.
-    Deadline,
-    /// The server asked to wait longer than the cap or the deadline allows.
-    RetryAfterTooLong,
-    /// The call is not idempotent and may have reached the server.
-    NotIdempotent,
-    /// A streamed answer already reached the caller.
-    StreamStarted,
-    /// The retry budget is spent.
-    Budget,
 }
 
 /// A retry decision.
@@ -194,7 +174,8 @@ impl RetryPolicy for StandardRetry {
         if a.stream_started {
             return Decision::Stop(StopReason::StreamStarted);
         }
-        if !e.is_retryable() {
+        // an unsupported operation stays unsupported, whatever `x-should-retry` says
+        if !e.is_retryable() || e.kind() == ErrorKind::Unsupported {
             return Decision::Stop(StopReason::NotRetryable);
         }
         if a.idempotency == Idempotency::NonIdempotent && e.reached_server() != Some(false) {

@@ -142,6 +142,7 @@ mod failsafe_adapter {
             provider,
             ResilienceConfig::standard().with_retry(Arc::new(StandardRetry::disabled())),
         )
+        .unwrap()
         .with_breaker(Some(Arc::new(breaker(Duration::from_secs(600), 1))));
         let req = Request::Chat(ChatRequest::new("m", vec![Message::user("x")]));
         for _ in 0..3 {

@@ -72,7 +72,7 @@ proptest! {
     #[test]
     fn breaker_matches_reference_model(ops in proptest::collection::vec(op(), 1..120)) {
         let clock = ManualClock::new();
-        let breaker = CircuitBreaker::new(config(), Arc::new(clock.clone()));
+        let breaker = CircuitBreaker::new(config(), Arc::new(clock.clone())).unwrap();
         let mut model = Model::Closed(Vec::new());
         let mut now = Duration::ZERO;
         // outstanding tickets, with the model generation they belong to
@@ -166,6 +166,7 @@ fn concurrent_failures_trip_exactly_once_and_half_open_admits_n_probes() {
                 .unwrap(),
             Arc::new(clock.clone()),
         )
+        .unwrap()
         .with_counters(counters.clone())
         .with_listener(move |tr| {
             t.fetch_add(1, Ordering::SeqCst);
@@ -239,7 +240,8 @@ fn open_error_carries_time_left_and_wait_grows() {
             .validate()
             .unwrap(),
         Arc::new(clock.clone()),
-    );
+    )
+    .unwrap();
     for _ in 0..2 {
         let t = b.try_acquire().unwrap();
         b.on_outcome(t, Outcome::Failure, Duration::ZERO);
@@ -273,7 +275,8 @@ fn time_window_forgets_old_failures_and_ignored_is_not_success() {
             .validate()
             .unwrap(),
         Arc::new(clock.clone()),
-    );
+    )
+    .unwrap();
     for _ in 0..3 {
         let t = b.try_acquire().unwrap();
         b.on_outcome(t, Outcome::Failure, Duration::ZERO);

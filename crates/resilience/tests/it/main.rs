@@ -4,7 +4,14 @@
 
 mod adapters;
 mod breaker;
+mod config;
+mod counters;
+mod deadline;
+mod errors;
+mod first_content;
 mod queue;
 mod retry;
 mod stack;
+mod stub;
 mod tower;
+mod tracing;

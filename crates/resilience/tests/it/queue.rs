@@ -58,7 +58,7 @@ proptest! {
             QueueConfig::standard().with_permits(permits).with_max_queued(max_queued).with_age_step(Duration::from_secs(3600)),
             Arc::new(clock.clone()),
             None,
-        );
+        ).unwrap();
         // (id, priority level, future)
         let mut waiting: Vec<(usize, u8, Acquire)> = Vec::new();
         let mut held: Vec<(usize, Permit)> = Vec::new();
@@ -145,7 +145,8 @@ async fn ageing_lets_low_priority_overtake_and_counters_track_waits() {
             .with_age_step(Duration::from_secs(1)),
         Arc::new(clock.clone()),
         Some(counters.clone()),
-    );
+    )
+    .unwrap();
     let first = q.acquire(Priority::Normal).await.unwrap();
     let low = tokio::spawn({
         let q = q.clone();
@@ -176,7 +177,8 @@ async fn dropping_waiters_and_permits_leaves_nothing_held() {
         QueueConfig::standard()
             .with_permits(2)
             .with_max_queued(1000),
-    );
+    )
+    .unwrap();
     let a = q.acquire(Priority::Normal).await.unwrap();
     let b = q.acquire(Priority::Normal).await.unwrap();
     let tasks: Vec<_> = (0..500)

@@ -49,7 +49,8 @@ async fn retries_honour_retry_after_and_go_around_faults() {
         ResilienceConfig::standard()
             .with_retry(Arc::new(fast_retry(4)))
             .with_breaker(None),
-    );
+    )
+    .unwrap();
     sim.push_fault(Fault::RateLimited(Duration::from_millis(300)));
     sim.push_fault(Fault::Reset);
     sim.push_fault(Fault::Overloaded);
@@ -82,12 +83,13 @@ async fn retries_honour_retry_after_and_go_around_faults() {
 }
 
 #[tokio::test]
-async fn streams_retry_before_the_first_event_only() {
+async fn streams_retry_before_the_first_content_only() {
     let sim = Simulator::start(FaultPlan::none()).await.unwrap();
     let stack = Resilient::new(
         provider(&sim),
         ResilienceConfig::standard().with_retry(Arc::new(fast_retry(3))),
-    );
+    )
+    .unwrap();
     sim.push_fault(Fault::Unavailable);
     let s = stack
         .stream(&chat("one two"), &RequestContext::new())
@@ -125,7 +127,8 @@ async fn the_breaker_opens_and_fails_fast() {
         ResilienceConfig::standard()
             .with_retry(Arc::new(fast_retry(1)))
             .with_breaker(Some(breaker)),
-    );
+    )
+    .unwrap();
     for _ in 0..5 {
         assert_eq!(
             stack
@@ -147,12 +150,20 @@ async fn the_breaker_opens_and_fails_fast() {
     let c = stack.counters().snapshot();
     assert_eq!(c.breaker_trips, 1);
     assert_eq!(c.breaker_state, 1);
-    let text = render_prometheus(&[(stack.endpoint().clone(), c)]);
+    let text = render_prometheus(&[(stack.endpoint().clone(), c.clone())]);
     assert!(
         text.contains("infermux_breaker_trips_total{endpoint=\"sim\"} 1"),
         "{text}"
     );
-    assert!(text.contains("kind=\"circuit_open\"} 1"), "{text}");
+    assert!(
+        text.contains("infermux_rejected_total{endpoint=\"sim\",reason=\"circuit_open\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kind=\"circuit_open\"} 0"),
+        "a rejection is no failure: {text}"
+    );
+    assert_eq!(c.requests, 5, "a rejection is no attempt");
 }
 
 #[tokio::test]
@@ -161,16 +172,20 @@ async fn the_call_deadline_covers_all_attempts_and_stalls() {
     let stack = Resilient::new(
         provider(&sim),
         ResilienceConfig::standard().with_retry(Arc::new(fast_retry(10))),
-    );
+    )
+    .unwrap();
     sim.push_fault(Fault::StallMidStream);
     let ctx = RequestContext::new().with_timeout(Duration::from_millis(300));
     let mut s = stack.stream(&chat("x y"), &ctx).await.unwrap();
     assert!(s.next().await.unwrap().is_ok());
     sim.wait_stalled(1).await;
-    assert_eq!(
-        s.next().await.unwrap().unwrap_err().kind(),
-        ErrorKind::Timeout
-    );
+    let e = loop {
+        match s.next().await.unwrap() {
+            Ok(_) => {} // the held Start and the first content
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.kind(), ErrorKind::Timeout);
     sim.release_stalls();
     let c = stack.counters().snapshot();
     assert_eq!(c.in_flight, 0);
@@ -194,23 +209,26 @@ async fn soak_10k_requests_with_20_percent_faults_resolve_exactly_once() {
         .with(Fault::RateLimited(Duration::from_millis(5)), 0.0);
     let sim = Arc::new(Simulator::start(plan).await.unwrap());
     let releaser = tokio::spawn(release_stalls_forever(sim.clone()));
-    let stack = Arc::new(Resilient::new(
-        provider(&sim),
-        ResilienceConfig::standard()
-            .with_queue(
-                QueueConfig::standard()
-                    .with_permits(32)
-                    .with_max_queued(20_000),
-            )
-            .with_retry(Arc::new(fast_retry(6).with_budget(Some(Arc::new(
-                RetryBudget::new(1_000.0, 0.2).unwrap(),
-            )))))
-            .with_breaker(Some(
-                BreakerConfig::standard()
-                    .with_minimum_calls(50)
-                    .with_failure_rate_threshold(90.0),
-            )),
-    ));
+    let stack = Arc::new(
+        Resilient::new(
+            provider(&sim),
+            ResilienceConfig::standard()
+                .with_queue(
+                    QueueConfig::standard()
+                        .with_permits(32)
+                        .with_max_queued(20_000),
+                )
+                .with_retry(Arc::new(fast_retry(6).with_budget(Some(Arc::new(
+                    RetryBudget::new(1_000.0, 0.2).unwrap(),
+                )))))
+                .with_breaker(Some(
+                    BreakerConfig::standard()
+                        .with_minimum_calls(50)
+                        .with_failure_rate_threshold(90.0),
+                )),
+        )
+        .unwrap(),
+    );
     let n = 10_000usize;
     let started = Instant::now();
     let results: Vec<Result<bool, ErrorKind>> = futures_util::stream::iter(0..n)
@@ -262,9 +280,9 @@ async fn soak_10k_requests_with_20_percent_faults_resolve_exactly_once() {
         "counters add up"
     );
     assert_eq!(
-        c.requests,
+        c.requests + c.rejected_total(),
         n as u64 + c.retries,
-        "every attempt is a request or a retry"
+        "every try (an attempt or a rejection) is a call or a retry"
     );
     assert_eq!(c.successes as usize, ok, "one success per successful call");
     assert_eq!(c.in_flight, 0);
@@ -281,23 +299,26 @@ async fn a_thousand_cancellations_leave_nothing_held() {
     let plan = FaultPlan::transient(99, 0.2).with(Fault::StallMidStream, 0.1);
     let sim = Arc::new(Simulator::start(plan).await.unwrap());
     let clock = infermux_core::ManualClock::new();
-    let stack = Arc::new(Resilient::with_clock(
-        provider(&sim),
-        ResilienceConfig::standard()
-            .with_queue(
-                QueueConfig::standard()
-                    .with_permits(8)
-                    .with_max_queued(2_000),
-            )
-            .with_retry(Arc::new(fast_retry(3)))
-            .with_breaker(Some(
-                BreakerConfig::standard()
-                    .with_minimum_calls(5)
-                    .with_open_wait(Duration::from_secs(60))
-                    .with_half_open_probes(2),
-            )),
-        Arc::new(clock.clone()),
-    ));
+    let stack = Arc::new(
+        Resilient::with_clock(
+            provider(&sim),
+            ResilienceConfig::standard()
+                .with_queue(
+                    QueueConfig::standard()
+                        .with_permits(8)
+                        .with_max_queued(2_000),
+                )
+                .with_retry(Arc::new(fast_retry(3)))
+                .with_breaker(Some(
+                    BreakerConfig::standard()
+                        .with_minimum_calls(5)
+                        .with_open_wait(Duration::from_secs(60))
+                        .with_half_open_probes(2),
+                )),
+            Arc::new(clock.clone()),
+        )
+        .unwrap(),
+    );
     let mut rng = SplitMix64::new(5);
     let tasks: Vec<_> = (0..1_000)
         .map(|i| {

@@ -53,16 +53,19 @@ async fn call<S: Service<String, Response = String, Error = Error>>(
 #[tokio::test]
 async fn layers_compose_retry_outside_admission_and_breaker() {
     let clock = ManualClock::new();
-    let breaker: Arc<dyn Breaker> = Arc::new(CircuitBreaker::new(
-        BreakerConfig::standard()
-            .with_window(SlidingWindow::Count(10))
-            .with_minimum_calls(6)
-            .with_open_wait(Duration::from_secs(60))
-            .validate()
-            .unwrap(),
-        Arc::new(clock.clone()),
-    ));
-    let admission = Admission::new(QueueConfig::standard().with_permits(1));
+    let breaker: Arc<dyn Breaker> = Arc::new(
+        CircuitBreaker::new(
+            BreakerConfig::standard()
+                .with_window(SlidingWindow::Count(10))
+                .with_minimum_calls(6)
+                .with_open_wait(Duration::from_secs(60))
+                .validate()
+                .unwrap(),
+            Arc::new(clock.clone()),
+        )
+        .unwrap(),
+    );
+    let admission = Admission::new(QueueConfig::standard().with_permits(1)).unwrap();
     let retry = StandardRetry::standard()
         .with_max_attempts(3)
         .with_bases(
