@@ -433,6 +433,7 @@ impl HttpRequest<'_> {
                 url = next;
                 continue;
             }
+            ctx.mark_first_byte();
             return HttpResponse::new(resp, ep, ctx, deadline);
         }
         Err(ep.err(Error::new(ErrorKind::Server, "too many redirects"), ctx))
