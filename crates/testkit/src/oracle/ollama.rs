@@ -1,6 +1,6 @@
 //! Ollama's native API: `/api/chat` and `/api/generate` (one JSON object, or NDJSON when
 //! streamed), `/api/embed`, the legacy `/api/embeddings` and `/api/tags`. An `{"error": …}`
-//! line inside a 200 stream is the error it means.
+//! line inside a 200 stream is the error it means; a count Ollama leaves out is zero.
 
 use serde_json::Value;
 
@@ -61,8 +61,14 @@ fn answer(status: u16, body: &[u8], chat: bool) -> Result<Expected, String> {
         }
         if v.get("done") == Some(&Value::Bool(true)) {
             done = true;
-            e.input_tokens = v.get("prompt_eval_count").and_then(Value::as_u64);
-            e.output_tokens = v.get("eval_count").and_then(Value::as_u64);
+            // Ollama leaves a zero count out (`omitempty`): a prompt read entirely from its
+            // cache has no `prompt_eval_count`
+            let input = v.get("prompt_eval_count").and_then(Value::as_u64);
+            let output = v.get("eval_count").and_then(Value::as_u64);
+            if input.is_some() || output.is_some() {
+                e.input_tokens = Some(input.unwrap_or(0));
+                e.output_tokens = Some(output.unwrap_or(0));
+            }
         }
     }
     if !done {
@@ -187,6 +193,11 @@ mod tests {
         assert_eq!((e.input_tokens, e.output_tokens), (Some(3), Some(4)));
         let g = generate(200, br#"{"response":"Paris","done":true,"eval_count":2}"#).unwrap();
         assert_eq!(g.text.as_deref(), Some("Paris"));
+        // a cached prompt leaves its zero count out
+        assert_eq!((g.input_tokens, g.output_tokens), (Some(0), Some(2)));
+        let mut uncounted = g.clone();
+        uncounted.input_tokens = None;
+        assert!(g.check(&uncounted).unwrap_err().starts_with("input tokens"));
         assert_eq!(g.tool_calls, None);
         // a cut stream is not an answer
         assert!(generate(200, b"{\"response\":\"Par\",\"done\":false}\n").is_err());
