@@ -24,8 +24,11 @@ async fn server(name: &str, chunk: Option<usize>) -> ReplayServer {
     ReplayServer::start_with(cassette, opts).await.unwrap()
 }
 
+/// One of the oracle's readings (`oracle::openai::chat`, …).
+type Reading = fn(u16, &[u8]) -> Result<Expected, String>;
+
 /// The oracle's readings of the fixture's interactions, in order, with `read` for each.
-fn recorded(name: &str, read: &[fn(u16, &[u8]) -> Result<Expected, String>]) -> Vec<Expected> {
+fn recorded(name: &str, read: &[Reading]) -> Vec<Expected> {
     let c = Cassette::load(fixture(name)).unwrap();
     assert_eq!(c.interactions.len(), read.len(), "{name}");
     c.interactions
