@@ -471,6 +471,7 @@ async fn drive_inherent(t: &Target<'_>) -> infermux::Result<Expected> {
             }
             let v = t.gemini()?.embed_one(&req, &text, &ctx).await?;
             got.vectors = Some((1, v.len()));
+            got.embeddings = Some(vec![v]);
         }
         Op::OllamaEmbeddingsLegacy => {
             let req = EmbeddingRequest::new(s("model", ""), vec![s("prompt", "")]);
@@ -478,6 +479,7 @@ async fn drive_inherent(t: &Target<'_>) -> infermux::Result<Expected> {
                 .embeddings_legacy(&req, &ctx)
                 .await?;
             got.vectors = Some((e.embeddings.len(), e.dimension()));
+            got.embeddings = Some(e.embeddings);
         }
         Op::TgiInfo => got.ids = Some(vec![t.tgi()?.info(&ctx).await?.model_id]),
         Op::TgiHealth => {

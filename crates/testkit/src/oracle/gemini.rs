@@ -115,13 +115,24 @@ pub fn generate(status: u16, body: &[u8]) -> Result<Expected, String> {
     Ok(e)
 }
 
-fn values_len(e: &Value) -> usize {
-    e.get("values")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len)
+/// A `ContentEmbedding`'s `values`.
+fn values(e: &Value) -> Result<Vec<f32>, String> {
+    super::floats(
+        e.get("values")
+            .and_then(Value::as_array)
+            .ok_or("a recorded embedding has no values")?,
+    )
 }
 
-/// A `batchEmbedContents` answer: the number of vectors and the first's dimension.
+fn vectors(xs: Vec<Vec<f32>>) -> Expected {
+    Expected {
+        vectors: Some((xs.len(), xs.first().map_or(0, Vec::len))),
+        embeddings: Some(xs),
+        ..Expected::default()
+    }
+}
+
+/// A `batchEmbedContents` answer: every vector, the count and the first's dimension.
 pub fn batch_embed(status: u16, body: &[u8]) -> Result<Expected, String> {
     if let Some(e) = error_of(status, body) {
         return Ok(e);
@@ -131,10 +142,7 @@ pub fn batch_embed(status: u16, body: &[u8]) -> Result<Expected, String> {
         .get("embeddings")
         .and_then(Value::as_array)
         .ok_or("the recorded answer has no embeddings")?;
-    Ok(Expected {
-        vectors: Some((xs.len(), xs.first().map_or(0, values_len))),
-        ..Expected::default()
-    })
+    Ok(vectors(xs.iter().map(values).collect::<Result<_, _>>()?))
 }
 
 /// An `embedContent` answer: one vector.
@@ -146,10 +154,7 @@ pub fn embed_one(status: u16, body: &[u8]) -> Result<Expected, String> {
     let x = v
         .get("embedding")
         .ok_or("the recorded answer has no embedding")?;
-    Ok(Expected {
-        vectors: Some((1, values_len(x))),
-        ..Expected::default()
-    })
+    Ok(vectors(vec![values(x)?]))
 }
 
 /// A model listing (`GET …/models`): the ids without the `models/` prefix.
@@ -250,5 +255,25 @@ mod tests {
             generate(429, err).unwrap().error,
             Some(ErrorKind::RateLimited)
         );
+    }
+
+    #[test]
+    fn embedding_values_are_read_and_a_wrong_vector_rejected() {
+        let e = batch_embed(
+            200,
+            br#"{"embeddings":[{"values":[0.25,-0.5]},{"values":[1,2]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(e.embeddings, Some(vec![vec![0.25, -0.5], vec![1.0, 2.0]]));
+        let mut wrong = e.clone();
+        wrong.embeddings = Some(vec![vec![0.25, 0.5], vec![1.0, 2.0]]);
+        assert!(
+            e.check(&wrong)
+                .unwrap_err()
+                .contains("vector 0 component 1")
+        );
+        let one = embed_one(200, br#"{"embedding":{"values":[3]}}"#).unwrap();
+        assert_eq!(one.embeddings, Some(vec![vec![3.0]]));
+        assert!(embed_one(200, br#"{"embedding":{}}"#).is_err());
     }
 }

@@ -18,6 +18,10 @@
 //! - [`tgi`]: `/generate`, `/generate_stream`, `/info`, `/health`.
 //! - [`tei`]: `/embed`, `/embed_sparse`, `/rerank`, feature extraction, `/info`, `/health`.
 //!
+//! TGI's and TEI's own test suites keep what their servers answered as snapshots rather than
+//! HTTP recordings; [`tgi::snapshot`] and [`tei::snapshot`] read one into the body the server
+//! sent (a [`Snapshot`]) and its expectation, so a test can serve the body and check the answer.
+//!
 //! ```
 //! use infermux_core::{ChatResponse, Message, Response};
 //! use infermux_testkit::oracle::{self, Expected};
@@ -62,6 +66,9 @@ pub struct Expected {
     pub tool_calls: Option<Vec<(String, Value)>>,
     /// Input (prompt) tokens, cached tokens included.
     pub input_tokens: Option<u64>,
+    /// Input tokens read from the provider's prompt cache, where the recording says so (the
+    /// OpenAI format's `prompt_tokens_details.cached_tokens`).
+    pub cached_input_tokens: Option<u64>,
     /// Output tokens, reasoning tokens included.
     pub output_tokens: Option<u64>,
     /// The finish reason under its core name (`stop`, `length`, `tool_calls`,
@@ -73,6 +80,20 @@ pub struct Expected {
     /// Embeddings: the number of vectors and the dimension of the first (for sparse vectors,
     /// the number of entries of the first).
     pub vectors: Option<(usize, usize)>,
+    /// Embeddings: every vector, every component, as an `f32` decoder reads the recorded
+    /// numbers (or base64 bytes); for token vectors, their mean.
+    pub embeddings: Option<Vec<Vec<f32>>>,
+    /// How far a decoded embedding component may be from [`Expected::embeddings`], relative to
+    /// the larger of the recorded value's magnitude and 1. `None`: exactly equal. Set only where
+    /// the oracle computed the components (a mean of token vectors), since the order of
+    /// floating-point additions is the decoder's.
+    pub embedding_tolerance: Option<f32>,
+    /// The owners of a model listing's models, in order (the OpenAI format's `owned_by`; an
+    /// absent owner is empty).
+    pub owners: Option<Vec<String>>,
+    /// The generated tokens' texts, in order (TGI's `details.tokens`, special tokens
+    /// included).
+    pub tokens: Option<Vec<String>>,
     /// Rerank results in the recorded order: document index and score.
     pub rerank: Option<Vec<(usize, f32)>>,
     /// Binary media (speech): byte length and FNV-1a hash of the bytes.
@@ -112,12 +133,14 @@ impl Expected {
             Response::Completion(c) => Expected {
                 text: Some(c.text.clone()),
                 input_tokens: c.usage.map(|u| u.input_tokens),
+                cached_input_tokens: c.usage.and_then(|u| u.cached_input_tokens),
                 output_tokens: c.usage.map(|u| u.output_tokens),
                 finish_reason: c.finish_reason.as_ref().map(|f| f.as_str().to_owned()),
                 ..Expected::default()
             },
             Response::Embeddings(e) => Expected {
                 vectors: Some((e.embeddings.len(), e.dimension())),
+                embeddings: Some(e.embeddings.clone()),
                 input_tokens: e.usage.map(|u| u.input_tokens),
                 ..Expected::default()
             },
@@ -127,6 +150,12 @@ impl Expected {
             },
             Response::Models(m) => Expected {
                 ids: Some(m.models.iter().map(|m| m.id.clone()).collect()),
+                owners: Some(
+                    m.models
+                        .iter()
+                        .map(|m| m.owned_by.clone().unwrap_or_default())
+                        .collect(),
+                ),
                 ..Expected::default()
             },
             _ => Expected::default(),
@@ -154,6 +183,7 @@ impl Expected {
                     .collect(),
             ),
             input_tokens: c.usage.map(|u| u.input_tokens),
+            cached_input_tokens: c.usage.and_then(|u| u.cached_input_tokens),
             output_tokens: c.usage.map(|u| u.output_tokens),
             finish_reason: c.finish_reason.as_ref().map(|f| f.as_str().to_owned()),
             ..Expected::default()
@@ -209,10 +239,32 @@ impl Expected {
             .map(|_| got.tool_calls.clone().unwrap_or_default());
         field("tool calls", &self.tool_calls, &calls)?;
         field("input tokens", &self.input_tokens, &got.input_tokens)?;
+        field(
+            "cached input tokens",
+            &self.cached_input_tokens,
+            &got.cached_input_tokens,
+        )?;
         field("output tokens", &self.output_tokens, &got.output_tokens)?;
         field("finish reason", &self.finish_reason, &got.finish_reason)?;
         field("ids", &self.ids, &got.ids)?;
+        field("owners", &self.owners, &got.owners)?;
         field("vectors (count, dimension)", &self.vectors, &got.vectors)?;
+        if let Some(want) = &self.embeddings {
+            let got = got.embeddings.as_ref().ok_or("embeddings: not decoded")?;
+            compare_embeddings(want, got, self.embedding_tolerance)?;
+        }
+        if let Some(want) = &self.tokens {
+            let got = got.tokens.as_ref().ok_or("tokens: not decoded")?;
+            if let Some(i) = (0..want.len().max(got.len())).find(|&i| want.get(i) != got.get(i)) {
+                return Err(format!(
+                    "tokens: token {i} decoded {:?}, recorded {:?} ({} decoded, {} recorded)",
+                    got.get(i),
+                    want.get(i),
+                    got.len(),
+                    want.len()
+                ));
+            }
+        }
         if let Some(want) = &self.rerank {
             let got = got.rerank.as_ref().ok_or("rerank: not decoded")?;
             let same = want.len() == got.len()
@@ -261,6 +313,72 @@ impl Expected {
     }
 }
 
+/// Embeddings equal component by component (within `tolerance` of the larger of the recorded
+/// magnitude and 1, or exactly); the first difference, named.
+fn compare_embeddings(
+    want: &[Vec<f32>],
+    got: &[Vec<f32>],
+    tolerance: Option<f32>,
+) -> Result<(), String> {
+    if want.len() != got.len() {
+        return Err(format!(
+            "embeddings: decoded {} vectors, recorded {}",
+            got.len(),
+            want.len()
+        ));
+    }
+    for (i, (w, g)) in want.iter().zip(got).enumerate() {
+        if w.len() != g.len() {
+            return Err(format!(
+                "embeddings: vector {i} has {} components, recorded {}",
+                g.len(),
+                w.len()
+            ));
+        }
+        let close = |(a, b): (&f32, &f32)| match tolerance {
+            None => a == b,
+            Some(t) => (a - b).abs() <= t * a.abs().max(1.0),
+        };
+        if let Some(j) = w.iter().zip(g).position(|p| !close(p)) {
+            return Err(format!(
+                "embeddings: vector {i} component {j}: decoded {}, recorded {}",
+                g[j], w[j]
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What a server answered, kept as a snapshot by its own test suite (not an HTTP recording):
+/// the route it answered, the body as it went on the wire, and what that body means.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The route that answered (`/generate`, `/v1/chat/completions`, `/embed`, …).
+    pub route: &'static str,
+    /// The body's content type (`application/json`, `text/event-stream`).
+    pub content_type: &'static str,
+    /// Whether the answer is a stream (the body is SSE).
+    pub streamed: bool,
+    /// The body as the server sent it.
+    pub body: Vec<u8>,
+    /// The oracle's reading of the body.
+    pub expected: Expected,
+}
+
+/// The value of an [insta](https://insta.rs) snapshot file (a `---` header block, then the
+/// value as YAML) as JSON.
+pub fn insta_value(text: &str) -> Result<Value, String> {
+    let text = text.replace("\r\n", "\n");
+    let rest = text
+        .strip_prefix("---\n")
+        .ok_or("the snapshot does not open with an insta header (---)")?;
+    let (_, yaml) = rest
+        .split_once("\n---\n")
+        .ok_or("the snapshot's insta header is not closed (---)")?;
+    serde_norway::from_str(yaml).map_err(|e| format!("the snapshot's value is not YAML: {e}"))
+}
+
 /// Tool-call arguments as JSON; empty text is `{}`, text that is not JSON a string value.
 pub fn arguments(text: &str) -> Value {
     if text.trim().is_empty() {
@@ -306,6 +424,17 @@ pub fn plain_bytes(bytes: &[u8]) -> Result<Vec<u8>, String> {
     std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(bytes), &mut out)
         .map_err(|e| format!("the recorded gzip body does not decompress: {e}"))?;
     Ok(out)
+}
+
+/// Numbers as an `f32` decoder reads them (the nearest `f64`, rounded to `f32`).
+pub(crate) fn floats(xs: &[Value]) -> Result<Vec<f32>, String> {
+    xs.iter()
+        .map(|x| {
+            x.as_f64()
+                .map(|f| f as f32)
+                .ok_or_else(|| format!("a recorded vector holds {x}, not a number"))
+        })
+        .collect()
 }
 
 /// The body as JSON, or why not.
@@ -574,5 +703,56 @@ mod tests {
             events,
             vec![(Some("x".into()), serde_json::json!({"a": 1}))]
         );
+    }
+
+    #[test]
+    fn embeddings_tokens_owners_and_cached_tokens_are_compared() {
+        let want = Expected {
+            embeddings: Some(vec![vec![0.5, -1.25], vec![3.0, 4.0]]),
+            tokens: Some(vec![" Par".into(), "is".into()]),
+            owners: Some(vec!["llamacpp".into()]),
+            cached_input_tokens: Some(8),
+            ..Expected::default()
+        };
+        assert_eq!(want.check(&want), Ok(()));
+        let wrong = |f: fn(&mut Expected)| {
+            let mut got = want.clone();
+            f(&mut got);
+            want.check(&got).unwrap_err()
+        };
+        let why = wrong(|g| g.embeddings = Some(vec![vec![0.5, -1.25], vec![3.0, 4.000_001]]));
+        assert!(why.contains("vector 1 component 1"), "{why}");
+        assert!(wrong(|g| g.embeddings = Some(vec![vec![0.5, -1.25]])).contains("1 vectors"));
+        assert!(
+            wrong(|g| g.embeddings = Some(vec![vec![0.5], vec![3.0, 4.0]])).contains("components")
+        );
+        assert!(wrong(|g| g.embeddings = None).contains("not decoded"));
+        assert!(wrong(|g| g.tokens = Some(vec![" Par".into()])).contains("token 1"));
+        assert!(wrong(|g| g.tokens = Some(vec![" Par".into(), "IS".into()])).contains("token 1"));
+        assert!(wrong(|g| g.owners = Some(vec!["openai".into()])).starts_with("owners"));
+        assert!(wrong(|g| g.cached_input_tokens = None).starts_with("cached input tokens"));
+        // a tolerance admits a computed mean's rounding, and no more
+        let mut pooled = want.clone();
+        pooled.embedding_tolerance = Some(1e-4);
+        let mut got = want.clone();
+        got.embeddings = Some(vec![vec![0.500_01, -1.25], vec![3.0, 4.0]]);
+        assert_eq!(pooled.check(&got), Ok(()));
+        got.embeddings = Some(vec![vec![0.501, -1.25], vec![3.0, 4.0]]);
+        assert!(
+            pooled
+                .check(&got)
+                .unwrap_err()
+                .contains("vector 0 component 0")
+        );
+    }
+
+    #[test]
+    fn insta_snapshots_are_read_and_malformed_ones_refused() {
+        let snap =
+            "---\nsource: router/tests/test_http_embed.rs\nexpression: x\n---\n- - 0.5\n  - -1\n";
+        assert_eq!(insta_value(snap), Ok(serde_json::json!([[0.5, -1]])));
+        assert!(insta_value("- - 0.5\n").is_err());
+        assert!(insta_value("---\nsource: x\n- - 0.5\n").is_err());
+        assert!(insta_value("---\nsource: x\n---\n- [0.5\n").is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! Ollama's native API: `/api/chat` and `/api/generate` (one JSON object, or NDJSON when
 //! streamed), `/api/embed`, the legacy `/api/embeddings` and `/api/tags`. An `{"error": …}`
-//! line inside a 200 stream is the error it means.
+//! line inside a 200 stream is the error it means; a count Ollama leaves out is zero.
 
 use serde_json::Value;
 
@@ -61,8 +61,14 @@ fn answer(status: u16, body: &[u8], chat: bool) -> Result<Expected, String> {
         }
         if v.get("done") == Some(&Value::Bool(true)) {
             done = true;
-            e.input_tokens = v.get("prompt_eval_count").and_then(Value::as_u64);
-            e.output_tokens = v.get("eval_count").and_then(Value::as_u64);
+            // Ollama leaves a zero count out (`omitempty`): a prompt read entirely from its
+            // cache has no `prompt_eval_count`
+            let input = v.get("prompt_eval_count").and_then(Value::as_u64);
+            let output = v.get("eval_count").and_then(Value::as_u64);
+            if input.is_some() || output.is_some() {
+                e.input_tokens = Some(input.unwrap_or(0));
+                e.output_tokens = Some(output.unwrap_or(0));
+            }
         }
     }
     if !done {
@@ -106,18 +112,27 @@ pub fn embed(status: u16, body: &[u8]) -> Result<Expected, String> {
         .get("embeddings")
         .and_then(Value::as_array)
         .ok_or("the recorded answer has no embeddings")?;
-    let dim = xs.first().and_then(Value::as_array).map_or(0, Vec::len);
+    let xs = xs
+        .iter()
+        .map(|x| {
+            super::floats(
+                x.as_array()
+                    .ok_or("a recorded embedding is not an array of numbers")?,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Expected {
-        vectors: Some((xs.len(), dim)),
+        vectors: Some((xs.len(), xs.first().map_or(0, Vec::len))),
+        embeddings: Some(xs),
         input_tokens: v.get("prompt_eval_count").and_then(Value::as_u64),
         ..Expected::default()
     })
 }
 
 /// The legacy `/api/embeddings` answers of one call, one per input (`{"embedding": […]}`
-/// each): the number of vectors and the first's dimension.
+/// each): every vector, the count and the first's dimension.
 pub fn embeddings_legacy(answers: &[(u16, &[u8])]) -> Result<Expected, String> {
-    let mut dim = None;
+    let mut xs = Vec::new();
     for (status, body) in answers {
         if let Some(e) = error_of(*status, body) {
             return Ok(e);
@@ -127,11 +142,12 @@ pub fn embeddings_legacy(answers: &[(u16, &[u8])]) -> Result<Expected, String> {
             .get("embedding")
             .and_then(Value::as_array)
             .ok_or("the recorded answer has no embedding")?;
-        dim.get_or_insert(x.len());
+        xs.push(super::floats(x)?);
     }
-    let dim = dim.ok_or("no recorded answer")?;
+    let dim = xs.first().ok_or("no recorded answer")?.len();
     Ok(Expected {
-        vectors: Some((answers.len(), dim)),
+        vectors: Some((xs.len(), dim)),
+        embeddings: Some(xs),
         ..Expected::default()
     })
 }
@@ -177,6 +193,11 @@ mod tests {
         assert_eq!((e.input_tokens, e.output_tokens), (Some(3), Some(4)));
         let g = generate(200, br#"{"response":"Paris","done":true,"eval_count":2}"#).unwrap();
         assert_eq!(g.text.as_deref(), Some("Paris"));
+        // a cached prompt leaves its zero count out
+        assert_eq!((g.input_tokens, g.output_tokens), (Some(0), Some(2)));
+        let mut uncounted = g.clone();
+        uncounted.input_tokens = None;
+        assert!(g.check(&uncounted).unwrap_err().starts_with("input tokens"));
         assert_eq!(g.tool_calls, None);
         // a cut stream is not an answer
         assert!(generate(200, b"{\"response\":\"Par\",\"done\":false}\n").is_err());
@@ -210,5 +231,27 @@ mod tests {
         .unwrap();
         assert_eq!(t.ids, Some(vec!["llama3:latest".into(), "qwen".into()]));
         assert!(tags(200, b"[]").is_err());
+    }
+
+    #[test]
+    fn embedding_values_are_read_and_a_wrong_vector_rejected() {
+        let e = embed(
+            200,
+            br#"{"embeddings":[[0.5,1],[2,3]],"prompt_eval_count":4}"#,
+        )
+        .unwrap();
+        assert_eq!(e.embeddings, Some(vec![vec![0.5, 1.0], vec![2.0, 3.0]]));
+        let mut wrong = e.clone();
+        wrong.embeddings = Some(vec![vec![0.5, 1.0], vec![3.0, 2.0]]);
+        assert!(
+            e.check(&wrong)
+                .unwrap_err()
+                .contains("vector 1 component 0")
+        );
+        let a: &[u8] = br#"{"embedding":[1,2]}"#;
+        let b: &[u8] = br#"{"embedding":[3,4]}"#;
+        let l = embeddings_legacy(&[(200, a), (200, b)]).unwrap();
+        assert_eq!(l.embeddings, Some(vec![vec![1.0, 2.0], vec![3.0, 4.0]]));
+        assert!(embed(200, br#"{"embeddings":[["x"]]}"#).is_err());
     }
 }

@@ -34,6 +34,9 @@ fn set_usage(e: &mut Expected, u: &Value) {
     if u.is_object() {
         e.input_tokens = u.get("prompt_tokens").and_then(Value::as_u64);
         e.output_tokens = u.get("completion_tokens").and_then(Value::as_u64);
+        e.cached_input_tokens = u
+            .pointer("/prompt_tokens_details/cached_tokens")
+            .and_then(Value::as_u64);
     }
 }
 
@@ -228,20 +231,32 @@ pub fn completion_stream(status: u16, body: &[u8]) -> Result<Expected, String> {
     Ok(e)
 }
 
-/// The length of a vector given as floats or as base64 little-endian `f32`s.
-pub(crate) fn vector_len(v: &Value) -> Option<usize> {
+/// A vector given as numbers or as base64 of little-endian `f32`s.
+pub(crate) fn vector(v: &Value) -> Result<Vec<f32>, String> {
     match v {
-        Value::Array(xs) => Some(xs.len()),
+        Value::Array(xs) => super::floats(xs),
         Value::String(s) => {
             use base64::Engine as _;
-            let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
-            Some(bytes.len() / 4)
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|e| format!("a recorded base64 embedding does not decode: {e}"))?;
+            if bytes.len() % 4 != 0 {
+                return Err(format!(
+                    "a recorded base64 embedding has {} bytes, not whole f32s",
+                    bytes.len()
+                ));
+            }
+            Ok(bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
         }
-        _ => None,
+        _ => Err("a recorded embedding is neither numbers nor base64".to_owned()),
     }
 }
 
-/// An embeddings answer: the number of vectors, the first's dimension, the prompt tokens.
+/// An embeddings answer: every vector (numbers or base64, in `index` order when the
+/// recording gives indexes), the count and the first's dimension, the prompt tokens.
 pub fn embeddings(status: u16, body: &[u8]) -> Result<Expected, String> {
     if let Some(e) = error_of(status, body) {
         return Ok(e);
@@ -251,13 +266,29 @@ pub fn embeddings(status: u16, body: &[u8]) -> Result<Expected, String> {
         .get("data")
         .and_then(Value::as_array)
         .ok_or("the recorded embeddings answer has no data")?;
-    let dim = data
-        .first()
-        .and_then(|d| d.get("embedding"))
-        .and_then(vector_len)
-        .unwrap_or(0);
+    let mut items: Vec<(u64, &Value)> = data
+        .iter()
+        .enumerate()
+        .map(|(pos, d)| {
+            (
+                d.get("index").and_then(Value::as_u64).unwrap_or(pos as u64),
+                d,
+            )
+        })
+        .collect();
+    items.sort_by_key(|(i, _)| *i);
+    let vectors = items
+        .iter()
+        .map(|(_, d)| {
+            vector(
+                d.get("embedding")
+                    .ok_or("a recorded embedding has no `embedding`")?,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Expected {
-        vectors: Some((data.len(), dim)),
+        vectors: Some((vectors.len(), vectors.first().map_or(0, Vec::len))),
+        embeddings: Some(vectors),
         input_tokens: v.pointer("/usage/prompt_tokens").and_then(Value::as_u64),
         ..Expected::default()
     })
@@ -273,14 +304,31 @@ pub fn models(status: u16, body: &[u8]) -> Result<Expected, String> {
         .get("data")
         .and_then(Value::as_array)
         .ok_or("the recorded model list has no data")?;
+    let owned = data.iter().any(|m| str_of(m, "owned_by").is_some());
     Ok(Expected {
         ids: Some(
             data.iter()
                 .map(|m| str_of(m, "id").unwrap_or("").to_owned())
                 .collect(),
         ),
+        owners: owned.then(|| {
+            data.iter()
+                .map(|m| str_of(m, "owned_by").unwrap_or("").to_owned())
+                .collect()
+        }),
         ..Expected::default()
     })
+}
+
+/// The message of a recorded error body: `error.message`, a top-level `message`, or an
+/// `error` string (llama.cpp, TGI); `None` when the body says none.
+pub fn error_message(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v.pointer("/error/message")
+        .or_else(|| v.get("message"))
+        .or_else(|| v.get("error"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// The text and function calls of a Responses API `output` array.
@@ -602,5 +650,50 @@ mod tests {
             files(200, br#"{"data":[{"id":"f"}]}"#).unwrap().ids,
             Some(vec!["f".into()])
         );
+    }
+
+    #[test]
+    fn embeddings_values_owners_cached_tokens_and_error_messages() {
+        // out of order, one as numbers and one as base64 of [0.0, 1.0]
+        let body = br#"{"data":[{"index":1,"embedding":"AAAAAAAAgD8="},{"index":0,"embedding":[0.1,-2]}],"usage":{"prompt_tokens":4}}"#;
+        let e = embeddings(200, body).unwrap();
+        assert_eq!(e.embeddings, Some(vec![vec![0.1, -2.0], vec![0.0, 1.0]]));
+        assert_eq!(e.vectors, Some((2, 2)));
+        let mut swapped = e.clone();
+        swapped.embeddings = Some(vec![vec![0.0, 1.0], vec![0.1, -2.0]]);
+        assert!(e.check(&swapped).unwrap_err().contains("vector 0"));
+        assert!(embeddings(200, br#"{"data":[{"embedding":"AAAA"}]}"#).is_err());
+        assert!(embeddings(200, br#"{"data":[{"embedding":["x"]}]}"#).is_err());
+
+        let m = models(200, br#"{"data":[{"id":"a","owned_by":"me"},{"id":"b"}]}"#).unwrap();
+        assert_eq!(m.owners, Some(vec!["me".into(), String::new()]));
+        let mut other = m.clone();
+        other.owners = Some(vec!["you".into(), String::new()]);
+        assert!(m.check(&other).unwrap_err().starts_with("owners"));
+        assert_eq!(
+            models(200, br#"{"data":[{"id":"a"}]}"#).unwrap().owners,
+            None
+        );
+
+        let c = chat(200, br#"{"choices":[{"index":0,"message":{"content":"x"}}],"usage":{"prompt_tokens":9,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":6}}}"#).unwrap();
+        assert_eq!(c.cached_input_tokens, Some(6));
+        let mut uncached = c.clone();
+        uncached.cached_input_tokens = Some(0);
+        assert!(
+            c.check(&uncached)
+                .unwrap_err()
+                .starts_with("cached input tokens")
+        );
+
+        let err = br#"{"error":{"code":500,"message":"image input is not supported","type":"server_error"}}"#;
+        assert_eq!(
+            error_message(err).as_deref(),
+            Some("image input is not supported")
+        );
+        assert_eq!(
+            error_message(br#"{"error":"Model is overloaded"}"#).as_deref(),
+            Some("Model is overloaded")
+        );
+        assert_eq!(error_message(b"Internal Server Error"), None);
     }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{Expected, embedded_error_kind, is_error_object, json, status_error};
+use super::{Expected, Snapshot, embedded_error_kind, is_error_object, json, status_error};
 
 fn error_of(status: u16, body: &[u8]) -> Option<Expected> {
     if let Some(e) = status_error(status, body) {
@@ -16,33 +16,83 @@ fn error_of(status: u16, body: &[u8]) -> Option<Expected> {
         .map(|v| Expected::error(embedded_error_kind(&v)))
 }
 
-/// The length of the innermost array of `v` (the dimension of a vector, or of a token
-/// vector).
-fn innermost(v: &Value) -> usize {
-    match v.as_array() {
-        Some(xs) if xs.first().is_some_and(Value::is_array) => innermost(&xs[0]),
-        Some(xs) => xs.len(),
-        None => 0,
-    }
+/// How far a mean of token vectors may be from the oracle's (relative to the larger of its
+/// magnitude and 1): the decoder adds the tokens up in its own order and precision.
+const POOLED_TOLERANCE: f32 = 1e-4;
+
+fn rows(v: &Value) -> Result<Vec<Vec<f32>>, String> {
+    v.as_array()
+        .ok_or("a recorded entry is not an array")?
+        .iter()
+        .map(|x| {
+            super::floats(
+                x.as_array()
+                    .ok_or("a recorded vector is not an array of numbers")?,
+            )
+        })
+        .collect()
 }
 
-/// An `/embed` or feature-extraction answer: the number of vectors (one per input) and the
-/// dimension.
+/// The mean of one input's token vectors (computed in `f64`).
+fn mean(tokens: &[Vec<f32>]) -> Result<Vec<f32>, String> {
+    let dim = tokens.first().ok_or("an input has no token vectors")?.len();
+    if tokens.iter().any(|t| t.len() != dim) {
+        return Err("an input's token vectors differ in length".to_owned());
+    }
+    let n = tokens.len() as f64;
+    Ok((0..dim)
+        .map(|j| (tokens.iter().map(|t| f64::from(t[j])).sum::<f64>() / n) as f32)
+        .collect())
+}
+
+/// An `/embed` or feature-extraction answer: one vector for one input (`[f32]`), one per
+/// input (`[[f32]]`), or token vectors per input (`[[[f32]]]`, from models without pooling),
+/// which mean one vector each, their mean. Every vector, the count and the dimension.
 pub fn embed(status: u16, body: &[u8]) -> Result<Expected, String> {
     if let Some(e) = error_of(status, body) {
         return Ok(e);
     }
     let v = json(body)?;
     let top = v.as_array().ok_or("the recorded answer is not an array")?;
-    // one vector of numbers for one input, else one entry per input
-    let count = if top.first().is_some_and(Value::is_number) {
-        1
-    } else {
-        top.len()
+    let (xs, tolerance) = match top.first() {
+        // one vector of numbers for one input
+        Some(x) if x.is_number() => (vec![super::floats(top)?], None),
+        // token vectors per input
+        Some(Value::Array(x)) if x.first().is_some_and(Value::is_array) => (
+            top.iter()
+                .map(|t| mean(&rows(t)?))
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(POOLED_TOLERANCE),
+        ),
+        // one vector per input
+        _ => (rows(&v)?, None),
     };
     Ok(Expected {
-        vectors: Some((count, innermost(&v))),
+        vectors: Some((xs.len(), xs.first().map_or(0, Vec::len))),
+        embeddings: Some(xs),
+        embedding_tolerance: tolerance,
         ..Expected::default()
+    })
+}
+
+/// A snapshot of TEI's own router tests (`router/tests/snapshots/*.snap`, insta): the
+/// `/embed` answer it holds (one vector per input), served as JSON.
+pub fn snapshot(text: &str) -> Result<Snapshot, String> {
+    let v = super::insta_value(text)?;
+    if !v
+        .as_array()
+        .is_some_and(|xs| xs.iter().all(Value::is_array))
+    {
+        return Err("the snapshot is not an /embed answer (vectors)".to_owned());
+    }
+    let body = serde_json::to_vec(&v).map_err(|e| e.to_string())?;
+    let expected = embed(200, &body)?;
+    Ok(Snapshot {
+        route: "/embed",
+        content_type: "application/json",
+        streamed: false,
+        body,
+        expected,
     })
 }
 
@@ -139,5 +189,33 @@ mod tests {
         swapped.rerank = Some(vec![(0, 0.9), (1, 0.1)]);
         assert!(r.check(&swapped).is_err());
         assert!(rerank(200, br#"[{"index":1}]"#).is_err());
+    }
+
+    #[test]
+    fn token_vectors_mean_their_average_and_a_wrong_vector_is_rejected() {
+        let e = embed(200, b"[[[1,2],[3,5]],[[0,0],[1,1],[2,2]]]").unwrap();
+        assert_eq!(e.embeddings, Some(vec![vec![2.0, 3.5], vec![1.0, 1.0]]));
+        assert_eq!(e.vectors, Some((2, 2)));
+        assert_eq!(e.embedding_tolerance, Some(POOLED_TOLERANCE));
+        let mut first_token = e.clone();
+        first_token.embeddings = Some(vec![vec![1.0, 2.0], vec![0.0, 0.0]]);
+        assert!(e.check(&first_token).is_err());
+        // vectors read as they are recorded are compared exactly: one ulp off is a difference
+        let plain = embed(200, b"[[0.1,0.2]]").unwrap();
+        assert_eq!(plain.embedding_tolerance, None);
+        let mut off = plain.clone();
+        off.embeddings = Some(vec![vec![0.1, f32::from_bits(0.2f32.to_bits() + 1)]]);
+        assert!(plain.check(&off).is_err());
+        assert!(embed(200, b"[[[1,2],[3]]]").is_err());
+    }
+
+    #[test]
+    fn snapshots_are_embed_answers() {
+        let s = snapshot("---\nsource: router/tests/test_http_embed.rs\n---\n- - 0.5\n  - 1.5\n")
+            .unwrap();
+        assert_eq!((s.route, s.streamed), ("/embed", false));
+        assert_eq!(s.expected.embeddings, Some(vec![vec![0.5, 1.5]]));
+        assert_eq!(embed(200, &s.body).unwrap(), s.expected);
+        assert!(snapshot("---\nsource: x\n---\nid: 3\n").is_err());
     }
 }

@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
-use super::{Expected, embedded_error_kind, is_error_object, json, sse_events, status_error};
+use super::{
+    Expected, Snapshot, embedded_error_kind, is_error_object, json, sse_events, status_error,
+};
 
 fn finish(reason: &str) -> Option<String> {
     match reason {
@@ -53,6 +55,44 @@ pub fn generate(status: u16, body: &[u8]) -> Result<Expected, String> {
     if let Some(d) = one.get("details").filter(|d| d.is_object()) {
         details(&mut e, d);
     }
+    Ok(e)
+}
+
+/// A `/generate` answer read with its `details`, for a caller that sees them (TGI's own
+/// `generate`, not a core completion): the text, the finish reason, every generated token's
+/// text and the generated token count (as `output_tokens`, also when the answer has no input
+/// length). An answer without details is refused.
+pub fn generate_details(status: u16, body: &[u8]) -> Result<Expected, String> {
+    let mut e = generate(status, body)?;
+    if e.error.is_some() {
+        return Ok(e);
+    }
+    let v = json(body)?;
+    let one = if v.is_array() { &v[0] } else { &v };
+    let d = one
+        .get("details")
+        .filter(|d| d.is_object())
+        .ok_or("the recorded answer has no details")?;
+    let tokens = d
+        .get("tokens")
+        .and_then(Value::as_array)
+        .ok_or("the recorded details have no tokens")?;
+    e.tokens = Some(
+        tokens
+            .iter()
+            .map(|t| {
+                t.get("text")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| "a recorded token has no text".to_owned())
+            })
+            .collect::<Result<_, _>>()?,
+    );
+    e.output_tokens = Some(
+        d.get("generated_tokens")
+            .and_then(Value::as_u64)
+            .ok_or("the recorded details have no generated_tokens")?,
+    );
     Ok(e)
 }
 
@@ -109,6 +149,49 @@ pub fn health(status: u16, body: &[u8]) -> Result<Expected, String> {
     }))
 }
 
+/// A snapshot of TGI's own integration tests (`integration-tests/models/__snapshots__`, JSON
+/// of what the client received): a `/generate` answer with details, a messages-API answer
+/// (`/v1/chat/completions`), a completions answer (`/v1/completions`), or the chunks of a
+/// streamed messages-API answer, served back as TGI writes SSE (`data:{…}`, then
+/// `data: [DONE]`, which the snapshot does not keep).
+pub fn snapshot(text: &str) -> Result<Snapshot, String> {
+    let v = json(text.as_bytes())?;
+    let json_answer = |route, expected: fn(u16, &[u8]) -> Result<Expected, String>| {
+        let body = v.to_string().into_bytes();
+        Ok::<_, String>(Snapshot {
+            route,
+            content_type: "application/json",
+            streamed: false,
+            expected: expected(200, &body)?,
+            body,
+        })
+    };
+    if let Some(chunks) = v.as_array() {
+        let mut body: String = chunks.iter().map(|c| format!("data:{c}\n\n")).collect();
+        body.push_str("data: [DONE]\n\n");
+        let expected = super::openai::chat_stream(200, body.as_bytes())?;
+        return Ok(Snapshot {
+            route: "/v1/chat/completions",
+            content_type: "text/event-stream",
+            streamed: true,
+            body: body.into_bytes(),
+            expected,
+        });
+    }
+    if v.get("generated_text").is_some() {
+        return json_answer("/generate", generate_details);
+    }
+    let choices = v
+        .get("choices")
+        .and_then(Value::as_array)
+        .ok_or("the snapshot is neither a TGI nor an OpenAI-format answer")?;
+    if choices.iter().any(|c| c.get("text").is_some()) {
+        json_answer("/v1/completions", super::openai::completion)
+    } else {
+        json_answer("/v1/chat/completions", super::openai::chat)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +236,59 @@ mod tests {
         assert!(info(200, b"{}").is_err());
         assert_eq!(health(200, b"").unwrap().healthy, Some(true));
         assert_eq!(health(503, b"").unwrap().error, Some(ErrorKind::Server));
+    }
+
+    #[test]
+    fn generate_details_read_tokens_and_count() {
+        let body = br#"{"generated_text":" failed:","details":{"finish_reason":"length","generated_tokens":2,"prefill":[],"tokens":[{"id":1,"text":" failed","special":false},{"id":2,"text":":","special":false}]}}"#;
+        let e = generate_details(200, body).unwrap();
+        assert_eq!(e.tokens, Some(vec![" failed".into(), ":".into()]));
+        assert_eq!((e.input_tokens, e.output_tokens), (None, Some(2)));
+        assert_eq!(e.text.as_deref(), Some(" failed:"));
+        let mut wrong = e.clone();
+        wrong.tokens = Some(vec![" failed".into(), ";".into()]);
+        assert!(e.check(&wrong).unwrap_err().contains("token 1"));
+        let mut short = e.clone();
+        short.output_tokens = Some(1);
+        assert!(e.check(&short).is_err());
+        // the plain reading has no tokens and, without an input length, no usage
+        let plain = generate(200, body).unwrap();
+        assert_eq!((plain.tokens, plain.output_tokens), (None, None));
+        assert!(generate_details(200, br#"{"generated_text":"x"}"#).is_err());
+        assert_eq!(
+            generate_details(422, b"Input validation error")
+                .unwrap()
+                .error,
+            Some(ErrorKind::InvalidRequest)
+        );
+    }
+
+    #[test]
+    fn snapshots_are_served_by_their_route() {
+        let stream = r#"[{"choices":[{"index":0,"delta":{"content":"OK"}}]},{"choices":[{"index":0,"delta":{"content":"!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}]"#;
+        let s = snapshot(stream).unwrap();
+        assert_eq!(
+            (s.route, s.content_type, s.streamed),
+            ("/v1/chat/completions", "text/event-stream", true)
+        );
+        assert!(s.body.starts_with(b"data:{") && s.body.ends_with(b"data: [DONE]\n\n"));
+        assert_eq!(s.expected.text.as_deref(), Some("OK!"));
+        assert_eq!(s.expected.output_tokens, Some(2));
+        let g = snapshot(
+            r#"{"generated_text":"x","details":{"generated_tokens":1,"tokens":[{"text":"x"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (g.route, g.expected.tokens),
+            ("/generate", Some(vec!["x".into()]))
+        );
+        let c = snapshot(r#"{"choices":[{"index":1,"text":"b"},{"index":0,"text":"a"}]}"#).unwrap();
+        assert_eq!(
+            (c.route, c.expected.text.as_deref()),
+            ("/v1/completions", Some("a"))
+        );
+        let m = snapshot(r#"{"choices":[{"index":0,"message":{"content":"hi"}}]}"#).unwrap();
+        assert_eq!((m.route, m.streamed), ("/v1/chat/completions", false));
+        assert!(snapshot(r#"{"id":"x"}"#).is_err());
     }
 }

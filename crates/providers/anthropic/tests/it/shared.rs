@@ -13,12 +13,6 @@ use infermux_testkit::{Cassette, Interaction, ReplayOptions, ReplayServer};
 
 use crate::response_bytes;
 
-fn corpus() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../../shared/fixtures/cassettes/anthropic");
-    dir.is_dir().then_some(dir)
-}
-
 fn cassettes(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -114,8 +108,7 @@ async fn replay_one(it: &Interaction, chunk: Option<usize>) -> Result<(), String
 
 #[tokio::test]
 async fn every_shared_anthropic_interaction_replays() {
-    let Some(dir) = corpus() else {
-        eprintln!("skipping: ../shared/fixtures/cassettes/anthropic is absent");
+    let Some(dir) = infermux_testkit::shared_fixture("fixtures/cassettes/anthropic") else {
         return;
     };
     let (mut passed, mut failed, mut skipped) = (0, Vec::new(), Vec::new());

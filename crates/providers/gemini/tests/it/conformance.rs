@@ -4,7 +4,7 @@
 //! tool answer is also served as an SSE stream of the same chunk, and the model list (never
 //! recorded) is written here.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use infermux_core::Provider;
@@ -17,11 +17,12 @@ use crate::{provider, response_bytes};
 
 const BASE: &str = "https://generativelanguage.googleapis.com/v1beta";
 
-fn recorded(name: &str, i: usize) -> Option<Interaction> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../../shared/fixtures/cassettes/gemini")
-        .join(name);
-    Cassette::load(p).ok()?.interactions.into_iter().nth(i)
+fn recorded(dir: &Path, name: &str, i: usize) -> Interaction {
+    let c = Cassette::load(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    c.interactions
+        .into_iter()
+        .nth(i)
+        .unwrap_or_else(|| panic!("{name} has no interaction {i}"))
 }
 
 fn at(mut it: Interaction, method: &str, uri: String) -> Interaction {
@@ -32,20 +33,25 @@ fn at(mut it: Interaction, method: &str, uri: String) -> Interaction {
 
 #[tokio::test]
 async fn conformance_suite_on_replayed_real_answers() {
-    let (Some(chat), Some(stream), Some(stream2), Some(chat2), Some(tool), Some(embed)) = (
+    let Some(dir) = infermux_testkit::shared_fixture("fixtures/cassettes/gemini") else {
+        return;
+    };
+    let (chat, stream, stream2, chat2, tool, embed) = (
         recorded(
+            &dir,
             "pydantic-ai/test_google_model_usage_limit_not_exceeded.yaml",
             1,
         ),
-        recorded("pydantic-ai/test_google_model_stream.yaml", 0),
-        recorded("pydantic-ai/test_google_model_iter_stream.yaml", 0),
-        recorded("openllmetry/test_client_spans.yaml", 0),
-        recorded("pydantic-ai/test_tool_choice_matrix_auto-google.yaml", 0),
-        recorded("llm-gemini/test_embedding_batch.yaml", 0),
-    ) else {
-        eprintln!("skipping: ../shared/fixtures/cassettes/gemini is absent");
-        return;
-    };
+        recorded(&dir, "pydantic-ai/test_google_model_stream.yaml", 0),
+        recorded(&dir, "pydantic-ai/test_google_model_iter_stream.yaml", 0),
+        recorded(&dir, "openllmetry/test_client_spans.yaml", 0),
+        recorded(
+            &dir,
+            "pydantic-ai/test_tool_choice_matrix_auto-google.yaml",
+            0,
+        ),
+        recorded(&dir, "llm-gemini/test_embedding_batch.yaml", 0),
+    );
     let m = "gemini-2.0-flash";
     let generate = format!("{BASE}/models/{m}:generateContent");
     let sse = format!("{BASE}/models/{m}:streamGenerateContent?alt=sse");

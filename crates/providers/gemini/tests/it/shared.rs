@@ -1,25 +1,19 @@
 //! Replay of every interaction of the shared Gemini cassettes
 //! (`../shared/fixtures/cassettes/gemini`, recorded from the real API by llm-gemini, openllmetry
-//! and pydantic-ai) through this provider. Each answer is compared with a naive reading of the
-//! recorded body written here, independently of the provider's parser.
+//! and pydantic-ai) through this provider. Each answer is checked against the testkit's Gemini
+//! oracle (`infermux_testkit::oracle::gemini`), the same reading of the recorded body the
+//! conformance runner uses, independent of the provider's parser.
 
 use std::path::{Path, PathBuf};
 
 use infermux_core::{
-    ChatResponse, EmbeddingRequest, Error, ErrorKind, Provider, Request, RequestContext, Response,
-    StreamAccumulator,
+    EmbeddingRequest, Error, Provider, Request, RequestContext, StreamAccumulator,
 };
 use infermux_gemini::wire;
+use infermux_testkit::oracle::{self, Expected, gemini as oracle_gemini};
 use infermux_testkit::{Cassette, Interaction, ReplayOptions, ReplayServer};
-use serde_json::Value;
 
-use crate::{provider, response_bytes, stream_chunks};
-
-fn corpus() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../../shared/fixtures/cassettes/gemini");
-    dir.is_dir().then_some(dir)
-}
+use crate::provider;
 
 fn cassettes(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -38,105 +32,6 @@ fn cassettes(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// What a recorded answer says, read naively.
-#[derive(Debug, Default, PartialEq)]
-struct Expected {
-    text: String,
-    tools: Vec<(String, Value)>,
-    input_tokens: u64,
-    output_tokens: u64,
-    blocked: bool,
-}
-
-fn expected(chunks: &[Value]) -> Expected {
-    let mut e = Expected::default();
-    for c in chunks {
-        if c["promptFeedback"]["blockReason"].is_string() {
-            e.blocked = true;
-        }
-        let cand = &c["candidates"][0];
-        if matches!(
-            cand["finishReason"].as_str(),
-            Some("SAFETY" | "PROHIBITED_CONTENT" | "BLOCKLIST" | "SPII" | "RECITATION")
-        ) {
-            e.blocked = true;
-        }
-        for p in cand["content"]["parts"].as_array().into_iter().flatten() {
-            if let Some(fc) = p.get("functionCall") {
-                e.tools
-                    .push((fc["name"].as_str().unwrap().to_owned(), fc["args"].clone()));
-            } else if p["thought"] != true
-                && let Some(t) = p["text"].as_str()
-            {
-                e.text.push_str(t);
-            }
-        }
-        if let Some(u) = c.get("usageMetadata") {
-            e.input_tokens = u["promptTokenCount"].as_u64().unwrap_or(0);
-            e.output_tokens = u["candidatesTokenCount"].as_u64().unwrap_or(0)
-                + u["thoughtsTokenCount"].as_u64().unwrap_or(0);
-        }
-    }
-    e
-}
-
-fn actual(r: &ChatResponse) -> Expected {
-    let u = r.usage.unwrap_or_default();
-    Expected {
-        text: r.text(),
-        tools: r
-            .tool_calls()
-            .iter()
-            .map(|c| (c.name.clone(), c.parsed_arguments().unwrap()))
-            .collect(),
-        input_tokens: u.input_tokens,
-        output_tokens: u.output_tokens,
-        blocked: false,
-    }
-}
-
-/// The kind an error status must give, read independently of `infermux-http`.
-fn expected_kind(status: u16) -> ErrorKind {
-    match status {
-        401 | 403 => ErrorKind::Auth,
-        404 => ErrorKind::NotFound,
-        429 => ErrorKind::RateLimited,
-        400..=499 => ErrorKind::InvalidRequest,
-        _ => ErrorKind::Server,
-    }
-}
-
-fn check_error(status: u16, e: &Error) -> Result<(), String> {
-    if (200..300).contains(&status) {
-        return Err(format!("a {status} answer failed: {e}"));
-    }
-    let want = expected_kind(status);
-    (e.kind() == want && e.status() == Some(status))
-        .then_some(())
-        .ok_or_else(|| format!("{:?} ({:?}) for a recorded {status}", e.kind(), e.status()))
-}
-
-fn check_chat(status: u16, body: &[u8], got: Result<ChatResponse, Error>) -> Result<(), String> {
-    if !(200..300).contains(&status) {
-        return match got {
-            Ok(_) => Err(format!("status {status} decoded as an answer")),
-            Err(e) => check_error(status, &e),
-        };
-    }
-    let want = expected(&stream_chunks(body));
-    match got {
-        Err(e) if want.blocked && e.kind() == ErrorKind::ContentFilter => Ok(()),
-        Err(e) => Err(format!("a {status} answer failed: {e}")),
-        Ok(_) if want.blocked => Err("a blocked answer decoded as an answer".into()),
-        Ok(r) => {
-            let got = actual(&r);
-            (got == want)
-                .then_some(())
-                .ok_or_else(|| format!("decoded {got:?}\nrecorded {want:?}"))
-        }
-    }
-}
-
 async fn replay_one(it: &Interaction, chunk: Option<usize>) -> Result<(), String> {
     let cassette = Cassette {
         interactions: vec![it.clone()],
@@ -148,7 +43,7 @@ async fn replay_one(it: &Interaction, chunk: Option<usize>) -> Result<(), String
     let sse = it.request.query_without_keys().contains("alt=sse");
     let p = provider(&format!("{}/v1beta", server.url())).with_sse(sse);
     let status = it.response.status;
-    let body = response_bytes(&it.response);
+    let body = oracle::plain_body(&it.response)?;
     let ctx = RequestContext::new();
     let path = it.request.path().to_owned();
     let model = path
@@ -159,39 +54,38 @@ async fn replay_one(it: &Interaction, chunk: Option<usize>) -> Result<(), String
         .to_owned();
     let method = path.rsplit(':').next().unwrap_or("");
     let req_json = it.request.json().unwrap_or_default();
-    let outcome = match method {
+    // the testkit oracle reads the recorded body, independently of this crate's parser
+    let (want, got): (Expected, Result<Expected, Error>) = match method {
         "generateContent" | "streamGenerateContent" => {
             let req = Request::Chat(
                 wire::chat_request_from_json(&model, &req_json).map_err(|e| e.to_string())?,
             );
             let got = if method == "generateContent" {
-                match p.call(&req, &ctx).await {
-                    Ok(Response::Chat(r)) => Ok(r),
-                    Ok(other) => return Err(format!("{:?}", other.operation())),
-                    Err(e) => Err(e),
-                }
+                p.call(&req, &ctx).await.map(|r| Expected::of_response(&r))
             } else {
                 match p.stream(&req, &ctx).await {
-                    Ok(s) => StreamAccumulator::collect(s).await,
+                    Ok(s) => StreamAccumulator::collect(s)
+                        .await
+                        .map(|r| Expected::of_chat(&r)),
                     Err(e) => Err(e),
                 }
             };
-            check_chat(status, &body, got)
+            (oracle_gemini::generate(status, &body)?, got)
         }
         "batchEmbedContents" | "embedContent" => {
             let items = req_json["requests"]
                 .as_array()
                 .cloned()
                 .unwrap_or_else(|| vec![req_json.clone()]);
-            let inputs: Vec<String> = items
+            let inputs = items
                 .iter()
                 .map(|r| {
                     r["content"]["parts"][0]["text"]
                         .as_str()
-                        .unwrap()
-                        .to_owned()
+                        .map(str::to_owned)
+                        .ok_or("a recorded embedding request without text")
                 })
-                .collect();
+                .collect::<Result<Vec<_>, _>>()?;
             let mut req = EmbeddingRequest::new(model.clone(), inputs.clone());
             req.dimensions = items[0]["outputDimensionality"]
                 .as_u64()
@@ -199,71 +93,56 @@ async fn replay_one(it: &Interaction, chunk: Option<usize>) -> Result<(), String
             if let Some(t) = items[0].get("taskType") {
                 req.extra.insert("taskType".into(), t.clone());
             }
-            let got = if method == "embedContent" {
-                p.embed_one(&req, &inputs[0], &ctx).await.map(|v| vec![v])
+            if method == "embedContent" {
+                let got = p.embed_one(&req, &inputs[0], &ctx).await.map(|v| {
+                    let mut e = Expected::default();
+                    e.vectors = Some((1, v.len()));
+                    e.embeddings = Some(vec![v]);
+                    e
+                });
+                (oracle_gemini::embed_one(status, &body)?, got)
             } else {
-                match p.call(&Request::Embeddings(req), &ctx).await {
-                    Ok(Response::Embeddings(e)) => Ok(e.embeddings),
-                    Ok(other) => return Err(format!("{:?}", other.operation())),
-                    Err(e) => Err(e),
-                }
-            };
-            match got {
-                Ok(vectors) => {
-                    let v: Value = serde_json::from_slice(&body).unwrap();
-                    let recorded: Vec<Vec<f32>> = v["embeddings"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_else(|| vec![v["embedding"].clone()])
-                        .iter()
-                        .map(|e| {
-                            e["values"]
-                                .as_array()
-                                .unwrap()
-                                .iter()
-                                .map(|x| x.as_f64().unwrap() as f32)
-                                .collect()
-                        })
-                        .collect();
-                    (vectors == recorded)
-                        .then_some(())
-                        .ok_or_else(|| "vectors differ from the recording".to_owned())
-                }
-                Err(e) => check_error(status, &e),
+                let got = p.call(&Request::Embeddings(req), &ctx).await;
+                (
+                    oracle_gemini::batch_embed(status, &body)?,
+                    got.map(|r| Expected::of_response(&r)),
+                )
             }
         }
         "countTokens" => {
             let req = wire::chat_request_from_json(&model, &req_json).map_err(|e| e.to_string())?;
-            match p.count_tokens(&req, &ctx).await {
-                Ok(n) => {
-                    let v: Value = serde_json::from_slice(&body).unwrap();
-                    (Some(n) == v["totalTokens"].as_u64())
-                        .then_some(())
-                        .ok_or_else(|| format!("{n} != {}", v["totalTokens"]))
-                }
-                Err(e) => check_error(status, &e),
-            }
+            let got = p.count_tokens(&req, &ctx).await.map(|n| {
+                let mut e = Expected::default();
+                e.token_count = Some(n);
+                e
+            });
+            (oracle_gemini::count_tokens(status, &body)?, got)
         }
-        _ if path.ends_with("/models") => match p.call(&Request::Models, &ctx).await {
-            Ok(Response::Models(m)) => {
-                let v: Value = serde_json::from_slice(&body).unwrap();
-                (m.models.len() == v["models"].as_array().unwrap().len())
-                    .then_some(())
-                    .ok_or_else(|| "model count differs".to_owned())
-            }
-            Ok(other) => Err(format!("{:?}", other.operation())),
-            Err(e) => check_error(status, &e),
-        },
-        other => Err(format!("no route for {other}")),
+        _ if path.ends_with("/models") => {
+            let got = p.call(&Request::Models, &ctx).await;
+            (
+                oracle_gemini::models(status, &body)?,
+                got.map(|r| Expected::of_response(&r)),
+            )
+        }
+        other => return Err(format!("no route for {other}")),
     };
-    outcome?;
+    want.check_outcome(got.as_ref())?;
+    if let Err(e) = &got
+        && status >= 400
+        && e.status() != Some(status)
+    {
+        return Err(format!(
+            "error status {:?} for a recorded {status}",
+            e.status()
+        ));
+    }
     server.verify()
 }
 
 #[tokio::test]
 async fn every_shared_gemini_interaction_replays() {
-    let Some(dir) = corpus() else {
-        eprintln!("skipping: ../shared/fixtures/cassettes/gemini is absent");
+    let Some(dir) = infermux_testkit::shared_fixture("fixtures/cassettes/gemini") else {
         return;
     };
     let (mut passed, mut failed) = (0, Vec::new());
@@ -283,5 +162,5 @@ async fn every_shared_gemini_interaction_replays() {
         failed.len()
     );
     assert!(failed.is_empty(), "failures:\n{}", failed.join("\n"));
-    assert!(passed > 0);
+    assert!(passed >= 30, "only {passed} interactions replayed");
 }

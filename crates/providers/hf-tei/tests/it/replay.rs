@@ -1,32 +1,22 @@
-//! Replays every interaction of `/work/shared/fixtures/cassettes/tei` (HF Inference API
-//! feature extraction) and decodes TEI's server outputs under `fixtures/snapshots/tei`,
-//! comparing vectors with a naive reading of the recorded bodies.
+//! Replays every interaction of the shared TEI cassettes (`../shared/fixtures/cassettes/tei`,
+//! HF Inference API feature extraction: sentence vectors and token vectors) and decodes TEI's
+//! own server outputs (`../shared/fixtures/snapshots/tei`). Each answer is checked against the
+//! testkit's TEI oracle (`infermux_testkit::oracle::tei`): every component of every vector, as
+//! recorded, or the mean of the recorded token vectors — the same reading of the recorded body
+//! the conformance runner uses, independent of the provider's parser.
 
 use std::path::{Path, PathBuf};
 
-use infermux_core::{
-    EmbeddingRequest, EndpointConfig, Provider, Request, RequestContext, Response,
-};
+use infermux_core::{EmbeddingRequest, EndpointConfig, Error, Provider, Request, RequestContext};
 use infermux_hf_tei::HfTei;
+use infermux_testkit::oracle::{self, Expected};
 use infermux_testkit::{Cassette, Interaction, ReplayServer};
 use serde_json::Value;
 
 use crate::{cassette, tei};
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../../shared/fixtures/cassettes/tei"
-);
-const SNAPSHOTS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../../shared/fixtures/snapshots/tei"
-);
-
 fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
         if p.is_dir() {
             files(&p, ext, out);
@@ -41,59 +31,6 @@ fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
 /// Python client reads to pick a provider; it is not part of the TEI or Inference API protocol.
 fn out_of_scope(it: &Interaction) -> bool {
     it.request.host().ends_with("huggingface.co") && it.request.path().starts_with("/api/models/")
-}
-
-/// Naive reading: a vector, vectors, or token vectors averaged.
-fn naive_vectors(body: &[u8]) -> Vec<Vec<f64>> {
-    let v: Value = serde_json::from_slice(body).unwrap();
-    let to_vec = |x: &Value| -> Vec<f64> {
-        x.as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f.as_f64().unwrap())
-            .collect()
-    };
-    let first = &v[0];
-    if first.is_number() {
-        return vec![to_vec(&v)];
-    }
-    if first[0].is_number() {
-        return v.as_array().unwrap().iter().map(to_vec).collect();
-    }
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|tokens| {
-            let rows: Vec<Vec<f64>> = tokens.as_array().unwrap().iter().map(to_vec).collect();
-            let mut mean = vec![0.0; rows[0].len()];
-            for r in &rows {
-                for (m, x) in mean.iter_mut().zip(r) {
-                    *m += x / rows.len() as f64;
-                }
-            }
-            mean
-        })
-        .collect()
-}
-
-fn close(a: &[Vec<f32>], b: &[Vec<f64>]) -> Result<(), String> {
-    if a.len() != b.len() {
-        return Err(format!("{} vectors, recorded {}", a.len(), b.len()));
-    }
-    for (x, y) in a.iter().zip(b) {
-        if x.len() != y.len() {
-            return Err(format!("dimension {} != recorded {}", x.len(), y.len()));
-        }
-        if let Some((i, (p, q))) = x
-            .iter()
-            .zip(y)
-            .enumerate()
-            .find(|(_, (p, q))| (f64::from(**p) - **q).abs() > 1e-4 * q.abs().max(1.0))
-        {
-            return Err(format!("component {i}: {p} != recorded {q}"));
-        }
-    }
-    Ok(())
 }
 
 async fn replay_one(server: &str, it: &Interaction) -> Result<(), String> {
@@ -113,34 +50,30 @@ async fn replay_one(server: &str, it: &Interaction) -> Result<(), String> {
         _ => return Err("no inputs recorded".into()),
     };
     let req = Request::Embeddings(EmbeddingRequest::new(model, inputs));
-    let out = p.call(&req, &RequestContext::new()).await;
+    let got: Result<Expected, Error> = p
+        .call(&req, &RequestContext::new())
+        .await
+        .map(|r| Expected::of_response(&r));
+    // the testkit oracle reads the recorded body, independently of this crate's parser
     let status = it.response.status;
-    if status >= 400 {
-        let want = infermux_hf_tei::wire::error_from_response(
-            status,
-            &Default::default(),
-            &it.response.body.to_bytes(),
-        )
-        .kind();
-        return match out {
-            Err(e) if e.kind() == want => Ok(()),
-            other => Err(format!("{status} gave {other:?}")),
-        };
+    let want = oracle::tei::embed(status, &oracle::plain_body(&it.response)?)?;
+    want.check_outcome(got.as_ref())?;
+    match &got {
+        Err(e) if status >= 400 && e.status() != Some(status) => Err(format!(
+            "error status {:?} for a recorded {status}",
+            e.status()
+        )),
+        _ => Ok(()),
     }
-    let Response::Embeddings(e) = out.map_err(|e| format!("{:?}: {e}", e.kind()))? else {
-        return Err("not embeddings".into());
-    };
-    close(&e.embeddings, &naive_vectors(&it.response.body.to_bytes()))
 }
 
 #[tokio::test]
 async fn every_recorded_tei_interaction_replays() {
-    let mut paths = Vec::new();
-    files(Path::new(CORPUS), "yaml", &mut paths);
-    if paths.is_empty() {
-        eprintln!("skipping: no cassettes under {CORPUS}");
+    let Some(dir) = infermux_testkit::shared_fixture("fixtures/cassettes/tei") else {
         return;
-    }
+    };
+    let mut paths = Vec::new();
+    files(&dir, "yaml", &mut paths);
     let (mut passed, mut skipped, mut failed) = (0, 0, Vec::new());
     for f in &paths {
         let mut c = Cassette::load(f).unwrap();
@@ -167,34 +100,37 @@ async fn every_recorded_tei_interaction_replays() {
 
 #[tokio::test]
 async fn tei_server_snapshots_decode() {
-    let mut paths = Vec::new();
-    files(Path::new(SNAPSHOTS), "snap", &mut paths);
-    if paths.is_empty() {
-        eprintln!("skipping: no snapshots under {SNAPSHOTS}");
+    let Some(dir) = infermux_testkit::shared_fixture("fixtures/snapshots/tei") else {
         return;
-    }
+    };
+    let mut paths = Vec::new();
+    files(&dir, "snap", &mut paths);
+    assert!(!paths.is_empty(), "no snapshots under {}", dir.display());
     for f in &paths {
-        let text = std::fs::read_to_string(f).unwrap();
-        // insta: a `---` header block, then the YAML value
-        let yaml = text.splitn(3, "---\n").nth(2).unwrap();
-        let naive: Vec<Vec<f64>> = serde_norway::from_str(yaml).unwrap();
-        let json = serde_json::to_string(&naive).unwrap();
+        let snap = oracle::tei::snapshot(&std::fs::read_to_string(f).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let body = String::from_utf8(snap.body).unwrap();
         let server = ReplayServer::start(cassette(&[(
             "POST",
-            "/embed",
+            snap.route,
             200,
-            "application/json",
-            &json,
+            snap.content_type,
+            &body,
         )]))
         .await
         .unwrap();
-        let inputs = vec!["What is Deep Learning?".to_owned(); naive.len()];
+        let (count, _) = snap.expected.vectors.unwrap();
+        let inputs = vec!["What is Deep Learning?".to_owned(); count];
         let p = tei(&server.url()).with_max_client_batch_size(32);
         let req = Request::Embeddings(EmbeddingRequest::new("tei", inputs));
-        let Response::Embeddings(e) = p.call(&req, &RequestContext::new()).await.unwrap() else {
-            panic!("not embeddings")
-        };
-        close(&e.embeddings, &naive).unwrap_or_else(|m| panic!("{}: {m}", f.display()));
+        let got = p
+            .call(&req, &RequestContext::new())
+            .await
+            .map(|r| Expected::of_response(&r));
+        snap.expected
+            .check_outcome(got.as_ref())
+            .unwrap_or_else(|m| panic!("{}: {m}", f.display()));
         server.verify().unwrap();
     }
+    eprintln!("tei snapshots: {} decoded", paths.len());
 }

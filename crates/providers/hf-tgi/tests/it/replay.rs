@@ -1,28 +1,23 @@
-//! Replays every interaction of `/work/shared/fixtures/cassettes/tgi` (HF Inference API:
-//! generation plain and streamed, the messages API plain and streamed, validation errors)
-//! through the provider, comparing with a naive reading of the recorded bodies.
+//! Replays every interaction of the shared TGI cassettes (`../shared/fixtures/cassettes/tgi`,
+//! HF Inference API: generation plain and streamed, the messages API plain and streamed,
+//! validation errors) through the provider, whole and cut into 5-byte chunks. Each answer is
+//! checked against the testkit's oracle of its wire format (`infermux_testkit::oracle::tgi`, or
+//! `openai` for the messages API), the same reading of the recorded body the conformance runner
+//! uses, independent of the provider's parser.
 
 use std::path::{Path, PathBuf};
 
 use infermux_core::{
-    CompletionRequest, EndpointConfig, Provider, Request, RequestContext, Response,
-    StreamAccumulator, Usage,
+    CompletionRequest, EndpointConfig, Error, Provider, Request, RequestContext, StreamAccumulator,
 };
 use infermux_hf_tgi::HfTgi;
 use infermux_openai_compat::wire as oai;
+use infermux_testkit::oracle::{self, Expected};
 use infermux_testkit::{Cassette, Interaction, ReplayOptions, ReplayServer};
 use serde_json::Value;
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../../shared/fixtures/cassettes/tgi"
-);
-
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
         if p.is_dir() {
             files(&p, out);
@@ -37,74 +32,6 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Python client to pick a provider; not part of the TGI or Inference API protocol.
 fn out_of_scope(it: &Interaction) -> bool {
     it.request.host().ends_with("huggingface.co") && it.request.path().starts_with("/api/models/")
-}
-
-/// `data:` payloads of an SSE body, read naively.
-fn sse_payloads(body: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(body)
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(str::trim)
-        .filter(|d| *d != "[DONE]")
-        .filter_map(|d| serde_json::from_str(d).ok())
-        .collect()
-}
-
-struct Naive {
-    text: String,
-    usage: Option<Usage>,
-}
-
-fn naive(body: &[u8], chat: bool, streamed: bool) -> Naive {
-    if streamed {
-        let events = sse_payloads(body);
-        let text = events
-            .iter()
-            .map(|e| {
-                if chat {
-                    e["choices"][0]["delta"]["content"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_owned()
-                } else if e["token"]["special"] == Value::Bool(true) {
-                    String::new()
-                } else {
-                    e["token"]["text"].as_str().unwrap_or("").to_owned()
-                }
-            })
-            .collect();
-        let usage = events.iter().rev().find_map(|e| {
-            let u = &e["usage"];
-            u.is_object().then(|| {
-                Usage::new(
-                    u["prompt_tokens"].as_u64().unwrap_or(0),
-                    u["completion_tokens"].as_u64().unwrap_or(0),
-                )
-            })
-        });
-        return Naive { text, usage };
-    }
-    let v: Value = serde_json::from_slice(body).unwrap();
-    if chat {
-        let u = &v["usage"];
-        return Naive {
-            text: v["choices"][0]["message"]["content"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned(),
-            usage: u.is_object().then(|| {
-                Usage::new(
-                    u["prompt_tokens"].as_u64().unwrap_or(0),
-                    u["completion_tokens"].as_u64().unwrap_or(0),
-                )
-            }),
-        };
-    }
-    let one = if v.is_array() { &v[0] } else { &v };
-    Naive {
-        text: one["generated_text"].as_str().unwrap_or("").to_owned(),
-        usage: None,
-    }
 }
 
 async fn replay_one(server: &str, it: &Interaction) -> Result<(), String> {
@@ -137,53 +64,44 @@ async fn replay_one(server: &str, it: &Interaction) -> Result<(), String> {
             body["stream"] == Value::Bool(true),
         )
     };
-    let out = if streamed {
+    let got: Result<Expected, Error> = if streamed {
         match p.stream(&request, &ctx).await {
             Ok(s) => StreamAccumulator::collect(s)
                 .await
-                .map(|r| (r.text(), r.usage)),
+                .map(|r| Expected::of_chat(&r)),
             Err(e) => Err(e),
         }
     } else {
-        p.call(&request, &ctx).await.map(|r| match r {
-            Response::Chat(c) => (c.text(), c.usage),
-            Response::Completion(c) => (c.text, c.usage),
-            _ => (String::new(), None),
-        })
+        p.call(&request, &ctx)
+            .await
+            .map(|r| Expected::of_response(&r))
     };
+    // the testkit oracle reads the recorded body, independently of this crate's parser
     let status = it.response.status;
-    let recorded = it.response.body.to_bytes();
-    if status >= 400 {
-        let want =
-            infermux_hf_tgi::wire::error_from_response(status, &Default::default(), &recorded)
-                .kind();
-        return match out {
-            Err(e) if e.kind() == want => Ok(()),
-            other => Err(format!("{status} gave {other:?}")),
-        };
+    let recorded = oracle::plain_body(&it.response)?;
+    let want = match (chat, streamed) {
+        (true, false) => oracle::openai::chat(status, &recorded)?,
+        (true, true) => oracle::openai::chat_stream(status, &recorded)?,
+        (false, false) => oracle::tgi::generate(status, &recorded)?,
+        (false, true) => oracle::tgi::generate_stream(status, &recorded)?,
+    };
+    want.check_outcome(got.as_ref())?;
+    match &got {
+        Err(e) if status >= 400 && e.status() != Some(status) => Err(format!(
+            "error status {:?} for a recorded {status}",
+            e.status()
+        )),
+        _ => Ok(()),
     }
-    let (text, usage) = out.map_err(|e| format!("{:?}: {e}", e.kind()))?;
-    let n = naive(&recorded, chat, streamed);
-    if text != n.text {
-        return Err(format!("text {text:?} != recorded {:?}", n.text));
-    }
-    if let Some(u) = n.usage {
-        let got = usage.ok_or("no usage")?;
-        if (got.input_tokens, got.output_tokens) != (u.input_tokens, u.output_tokens) {
-            return Err(format!("usage {got:?} != recorded {u:?}"));
-        }
-    }
-    Ok(())
 }
 
 #[tokio::test]
 async fn every_recorded_tgi_interaction_replays() {
-    let mut paths = Vec::new();
-    files(Path::new(CORPUS), &mut paths);
-    if paths.is_empty() {
-        eprintln!("skipping: no cassettes under {CORPUS}");
+    let Some(dir) = infermux_testkit::shared_fixture("fixtures/cassettes/tgi") else {
         return;
-    }
+    };
+    let mut paths = Vec::new();
+    files(&dir, &mut paths);
     let (mut passed, mut skipped, mut failed) = (0, 0, Vec::new());
     // whole bodies, and bodies cut in 5-byte chunks (events split across reads)
     for (f, chunk) in paths.iter().flat_map(|f| [(f, None), (f, Some(5))]) {

@@ -1,29 +1,26 @@
-//! Replays every interaction of `/work/shared/fixtures/cassettes/ollama` through the provider
-//! and compares what it decodes with a naive reading of the recorded body.
+//! Replays every interaction of the shared Ollama cassettes (`../shared/fixtures/cassettes/ollama`:
+//! the native `/api/chat` and `/api/generate`, plain and NDJSON, and the `/v1` mode) through
+//! the provider, whole and cut into 7-byte chunks. Each answer is checked against the
+//! testkit's oracle of its wire format (`infermux_testkit::oracle::ollama`, or `openai` for
+//! `/v1`), the same reading of the recorded body the conformance runner uses, independent of
+//! the provider's parser.
 
 use std::path::{Path, PathBuf};
 
 use infermux_core::{
-    ChatRequest, CompletionRequest, ErrorKind, Message, Provider, Request, RequestContext,
-    Response, StreamAccumulator, Usage,
+    ChatRequest, CompletionRequest, Error, Message, Provider, Request, RequestContext,
+    StreamAccumulator,
 };
 use infermux_ollama::Mode;
 use infermux_openai_compat::wire;
+use infermux_testkit::oracle::{self, Expected};
 use infermux_testkit::{Cassette, Interaction, ReplayOptions, ReplayServer};
 use serde_json::Value;
 
 use crate::ollama;
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../../shared/fixtures/cassettes/ollama"
-);
-
 fn cassettes(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
         if p.is_dir() {
             cassettes(&p, out);
@@ -32,39 +29,6 @@ fn cassettes(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
     out.sort();
-}
-
-/// What the recorded body says, read without the provider's code.
-struct Naive {
-    text: String,
-    usage: Option<Usage>,
-}
-
-fn naive_ndjson(body: &[u8], field: &str) -> Naive {
-    let mut text = String::new();
-    let mut usage = None;
-    for line in String::from_utf8_lossy(body).lines() {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        let piece = if field == "message" {
-            v["message"]["content"].as_str()
-        } else {
-            v[field].as_str()
-        };
-        text.push_str(piece.unwrap_or(""));
-        if v["done"] == Value::Bool(true) {
-            usage = Some(Usage::new(
-                v["prompt_eval_count"].as_u64().unwrap_or(0),
-                v["eval_count"].as_u64().unwrap_or(0),
-            ));
-        }
-    }
-    Naive { text, usage }
-}
-
-fn expected_kind(status: u16) -> ErrorKind {
-    infermux_http::kind_for_status(status, "", None)
 }
 
 fn messages(v: &Value) -> Vec<Message> {
@@ -83,20 +47,22 @@ fn messages(v: &Value) -> Vec<Message> {
         .unwrap_or_default()
 }
 
-/// Sends one interaction's request; `Ok(true)` when it was in scope and passed.
+/// Sends one interaction's request and checks the answer against the oracle.
 async fn replay_one(base: &str, it: &Interaction) -> Result<(), String> {
     let req_json = it.request.json().unwrap_or(Value::Null);
     let status = it.response.status;
-    let body = it.response.body.to_bytes();
-    let path = it.request.path().to_owned();
+    let body = oracle::plain_body(&it.response)?;
     let ctx = RequestContext::new();
-    let streams = req_json["stream"].as_bool().unwrap_or(true);
     let model = req_json["model"].as_str().unwrap_or("m").to_owned();
-    let (provider, request, field) = match path.as_str() {
+    // the native API streams unless told not to
+    let native_streams = req_json["stream"].as_bool().unwrap_or(true);
+    // the testkit oracle reads the recorded body, independently of this crate's parser
+    let (provider, request, streams, want) = match it.request.path() {
         "/api/chat" => (
             ollama(base),
             Request::Chat(ChatRequest::new(model, messages(&req_json))),
-            "message",
+            native_streams,
+            oracle::ollama::chat(status, &body)?,
         ),
         "/api/generate" => (
             ollama(base),
@@ -104,79 +70,54 @@ async fn replay_one(base: &str, it: &Interaction) -> Result<(), String> {
                 model,
                 req_json["prompt"].as_str().unwrap_or(""),
             )),
-            "response",
+            native_streams,
+            oracle::ollama::generate(status, &body)?,
         ),
-        "/v1/chat/completions" => (
-            ollama(base).with_mode(Mode::OpenAi),
-            Request::Chat(wire::chat_request_from_json(&req_json).map_err(|e| e.to_string())?),
-            "openai",
-        ),
+        "/v1/chat/completions" => {
+            let streams = wire::request_streams(&req_json);
+            (
+                ollama(base).with_mode(Mode::OpenAi),
+                Request::Chat(wire::chat_request_from_json(&req_json).map_err(|e| e.to_string())?),
+                streams,
+                if streams {
+                    oracle::openai::chat_stream(status, &body)?
+                } else {
+                    oracle::openai::chat(status, &body)?
+                },
+            )
+        }
         other => return Err(format!("no route for {other}")),
     };
-    let streams = if field == "openai" {
-        wire::request_streams(&req_json)
-    } else {
-        streams
-    };
-    let outcome = if streams {
+    let got: Result<Expected, Error> = if streams {
         match provider.stream(&request, &ctx).await {
             Ok(s) => StreamAccumulator::collect(s)
                 .await
-                .map(|r| (r.text(), r.usage)),
+                .map(|r| Expected::of_chat(&r)),
             Err(e) => Err(e),
         }
     } else {
-        provider.call(&request, &ctx).await.map(|r| match r {
-            Response::Chat(c) => (c.text(), c.usage),
-            Response::Completion(c) => (c.text, c.usage),
-            _ => (String::new(), None),
-        })
+        provider
+            .call(&request, &ctx)
+            .await
+            .map(|r| Expected::of_response(&r))
     };
-    if status >= 400 {
-        return match outcome {
-            Err(e) if e.kind() == expected_kind(status) => Ok(()),
-            Err(e) => Err(format!("{status} gave {:?}: {e}", e.kind())),
-            Ok(_) => Err(format!("{status} decoded as success")),
-        };
+    want.check_outcome(got.as_ref())?;
+    match &got {
+        Err(e) if status >= 400 && e.status() != Some(status) => Err(format!(
+            "error status {:?} for a recorded {status}",
+            e.status()
+        )),
+        _ => Ok(()),
     }
-    let (text, usage) = outcome.map_err(|e| format!("{:?}: {e}", e.kind()))?;
-    let naive = if field == "openai" {
-        let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-        Naive {
-            text: v["choices"][0]["message"]["content"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned(),
-            usage: v["usage"].is_object().then(|| {
-                Usage::new(
-                    v["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
-                    v["usage"]["completion_tokens"].as_u64().unwrap_or(0),
-                )
-            }),
-        }
-    } else {
-        naive_ndjson(&body, field)
-    };
-    if text != naive.text {
-        return Err(format!("text {text:?} != recorded {:?}", naive.text));
-    }
-    if let Some(u) = naive.usage {
-        let got = usage.ok_or("no usage")?;
-        if (got.input_tokens, got.output_tokens) != (u.input_tokens, u.output_tokens) {
-            return Err(format!("usage {got:?} != recorded {u:?}"));
-        }
-    }
-    Ok(())
 }
 
 #[tokio::test]
 async fn every_recorded_ollama_interaction_replays() {
-    let mut files = Vec::new();
-    cassettes(Path::new(CORPUS), &mut files);
-    if files.is_empty() {
-        eprintln!("skipping: no cassettes under {CORPUS}");
+    let Some(dir) = infermux_testkit::shared_fixture("fixtures/cassettes/ollama") else {
         return;
-    }
+    };
+    let mut files = Vec::new();
+    cassettes(&dir, &mut files);
     let (mut passed, mut failed) = (0, Vec::new());
     // whole bodies, and bodies cut in 7-byte chunks (lines split across reads)
     for (f, chunk) in files.iter().flat_map(|f| [(f, None), (f, Some(7))]) {

@@ -1,15 +1,16 @@
 //! Replay of cassettes recorded from the real llama.cpp server, byte for byte, with bodies cut
-//! into chunks of many sizes; expectations are read from the recorded bodies independently of
-//! the provider's parser.
+//! into chunks of many sizes; every answer is checked against the testkit's OpenAI oracle
+//! (`infermux_testkit::oracle::openai`), the reading of the recorded bodies the conformance
+//! runner also uses, independent of the provider's parser.
 
 use futures_util::StreamExt;
 use infermux_core::{
-    CompletionRequest, EmbeddingRequest, ErrorKind, FinishReason, Provider, Request,
-    RequestContext, Response, StreamAccumulator, StreamEvent,
+    CompletionRequest, EmbeddingRequest, ErrorKind, Provider, Request, RequestContext, Response,
+    StreamAccumulator, StreamEvent,
 };
 use infermux_openai_compat::wire;
+use infermux_testkit::oracle::{self, Expected};
 use infermux_testkit::{Cassette, ReplayOptions, ReplayServer};
-use serde_json::Value;
 
 use crate::{chat_request, fixture, image_request, provider, tool_request};
 
@@ -24,33 +25,19 @@ async fn server(name: &str, chunk: Option<usize>) -> ReplayServer {
     ReplayServer::start_with(cassette, opts).await.unwrap()
 }
 
-fn body_json(c: &Cassette, i: usize) -> Value {
-    serde_json::from_slice(&c.interactions[i].response.body.to_bytes()).unwrap()
+/// The oracle's reading of interaction `i` of `c` with `read` (`oracle::openai::chat`, …).
+fn expected(c: &Cassette, i: usize, read: fn(u16, &[u8]) -> Result<Expected, String>) -> Expected {
+    let r = &c.interactions[i].response;
+    read(r.status, &oracle::plain_body(r).unwrap()).unwrap()
 }
 
-/// The text, finish reason and usage of a recorded SSE body, read naively line by line.
-fn sse_expectations(c: &Cassette, i: usize) -> (String, Option<String>, Option<Value>) {
-    let body = String::from_utf8(c.interactions[i].response.body.to_bytes()).unwrap();
-    let (mut text, mut finish, mut usage) = (String::new(), None, None);
-    for line in body.lines() {
-        let Some(data) = line.strip_prefix("data: ") else {
-            continue;
-        };
-        if data == "[DONE]" {
-            continue;
-        }
-        let v: Value = serde_json::from_str(data).unwrap();
-        if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
-            text.push_str(t);
-        }
-        if let Some(f) = v["choices"][0]["finish_reason"].as_str() {
-            finish = Some(f.to_owned());
-        }
-        if !v["usage"].is_null() {
-            usage = Some(v["usage"].clone());
-        }
+/// Checks a decoded answer (or error) against the oracle's expectation, naming the difference.
+#[track_caller]
+fn check(want: &Expected, got: Result<&Response, &infermux_core::Error>) {
+    let got = got.map(Expected::of_response);
+    if let Err(why) = want.check_outcome(got.as_ref().map_err(|e| *e)) {
+        panic!("{why}");
     }
-    (text, finish, usage)
 }
 
 async fn collect(
@@ -98,55 +85,28 @@ async fn requests_match_what_was_recorded() {
 #[tokio::test]
 async fn chat_plain_and_streamed_replay() {
     let c = Cassette::load(fixture("llama_chat.yaml")).unwrap();
-    let plain = body_json(&c, 0);
-    let (stream_text, stream_finish, stream_usage) = sse_expectations(&c, 1);
+    let plain = expected(&c, 0, oracle::openai::chat);
+    let streamed = expected(&c, 1, oracle::openai::chat_stream);
+    // the plain answer's usage says how many prompt tokens came from llama.cpp's cache
+    assert!(plain.cached_input_tokens.is_some());
     for chunk in CHUNKINGS {
         let server = server("llama_chat.yaml", chunk).await;
         let p = provider(&format!("{}/v1", server.url()));
-        let Response::Chat(r) = p
+        let r = p
             .call(&Request::Chat(chat_request()), &RequestContext::new())
-            .await
-            .unwrap()
-        else {
+            .await;
+        check(&plain, r.as_ref());
+        let Ok(Response::Chat(r)) = r else {
             panic!("not a chat response")
         };
-        assert_eq!(
-            r.text(),
-            plain["choices"][0]["message"]["content"].as_str().unwrap()
-        );
-        assert_eq!(
-            r.finish_reason.as_ref().map(FinishReason::as_str),
-            plain["choices"][0]["finish_reason"].as_str()
-        );
-        let u = r.usage.unwrap();
-        assert_eq!(
-            u.input_tokens,
-            plain["usage"]["prompt_tokens"].as_u64().unwrap()
-        );
-        assert_eq!(
-            u.output_tokens,
-            plain["usage"]["completion_tokens"].as_u64().unwrap()
-        );
-        assert_eq!(
-            u.cached_input_tokens,
-            plain["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64()
-        );
         assert_eq!(r.model, "smollm2");
 
         let (events, s) = collect(&p, &Request::Chat(chat_request())).await;
         assert!(matches!(events.first(), Some(StreamEvent::Start { .. })));
         assert!(matches!(events.last(), Some(StreamEvent::Done { .. })));
-        assert_eq!(s.text(), stream_text);
-        assert_eq!(
-            s.finish_reason.as_ref().map(FinishReason::as_str),
-            stream_finish.as_deref()
-        );
-        let su = s.usage.unwrap();
-        let stream_usage = stream_usage.clone().unwrap();
-        assert_eq!(
-            su.output_tokens,
-            stream_usage["completion_tokens"].as_u64().unwrap()
-        );
+        if let Err(why) = streamed.check(&Expected::of_chat(&s)) {
+            panic!("chunks of {chunk:?}: {why}");
+        }
         server.verify().unwrap();
     }
 }
@@ -154,30 +114,19 @@ async fn chat_plain_and_streamed_replay() {
 #[tokio::test]
 async fn tool_request_replay() {
     let c = Cassette::load(fixture("llama_tools.yaml")).unwrap();
-    let plain = body_json(&c, 0);
-    let (stream_text, _, _) = sse_expectations(&c, 1);
+    let plain = expected(&c, 0, oracle::openai::chat);
+    let streamed = expected(&c, 1, oracle::openai::chat_stream);
     for chunk in CHUNKINGS {
         let server = server("llama_tools.yaml", chunk).await;
         let p = provider(&format!("{}/v1", server.url()));
-        let Response::Chat(r) = p
+        let r = p
             .call(&Request::Chat(tool_request()), &RequestContext::new())
-            .await
-            .unwrap()
-        else {
-            panic!("not a chat response")
-        };
-        let recorded_calls = plain["choices"][0]["message"]["tool_calls"]
-            .as_array()
-            .map_or(0, Vec::len);
-        assert_eq!(r.tool_calls().len(), recorded_calls);
-        assert_eq!(
-            r.text(),
-            plain["choices"][0]["message"]["content"]
-                .as_str()
-                .unwrap_or("")
-        );
+            .await;
+        check(&plain, r.as_ref());
         let (_, s) = collect(&p, &Request::Chat(tool_request())).await;
-        assert_eq!(s.text(), stream_text);
+        if let Err(why) = streamed.check(&Expected::of_chat(&s)) {
+            panic!("chunks of {chunk:?}: {why}");
+        }
         server.verify().unwrap();
     }
 }
@@ -185,34 +134,31 @@ async fn tool_request_replay() {
 #[tokio::test]
 async fn models_completion_and_server_error_replay() {
     let c = Cassette::load(fixture("llama_misc.yaml")).unwrap();
-    let models = body_json(&c, 0);
-    let completion = body_json(&c, 1);
-    let error = body_json(&c, 2);
+    let models = expected(&c, 0, oracle::openai::models);
+    assert_eq!(models.owners, Some(vec!["llamacpp".to_owned()]));
+    let completion = expected(&c, 1, oracle::openai::completion);
+    let error = expected(&c, 2, oracle::openai::chat);
+    let recorded_error = &c.interactions[2].response;
     let server = server("llama_misc.yaml", Some(5)).await;
     let p = provider(&format!("{}/v1", server.url()));
     let ctx = RequestContext::new();
-    let Response::Models(m) = p.call(&Request::Models, &ctx).await.unwrap() else {
-        panic!()
-    };
-    assert_eq!(m.models[0].id, models["data"][0]["id"].as_str().unwrap());
-    assert_eq!(
-        m.models[0].owned_by.as_deref(),
-        models["data"][0]["owned_by"].as_str()
-    );
+    check(&models, p.call(&Request::Models, &ctx).await.as_ref());
     let req = CompletionRequest::new("smollm2", "The capital of France is")
         .with_max_tokens(8)
         .with_temperature(0.0);
-    let Response::Completion(r) = p.call(&Request::Completion(req), &ctx).await.unwrap() else {
-        panic!()
-    };
-    assert_eq!(r.text, completion["choices"][0]["text"].as_str().unwrap());
-    let e = p
-        .call(&Request::Chat(image_request()), &ctx)
-        .await
-        .unwrap_err();
-    assert_eq!(e.status(), Some(500));
+    check(
+        &completion,
+        p.call(&Request::Completion(req), &ctx).await.as_ref(),
+    );
+    let r = p.call(&Request::Chat(image_request()), &ctx).await;
+    check(&error, r.as_ref());
+    let e = r.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Server);
-    assert_eq!(e.message(), error["error"]["message"].as_str().unwrap());
+    assert_eq!(e.status(), Some(recorded_error.status));
+    assert_eq!(
+        Some(e.message()),
+        oracle::openai::error_message(&oracle::plain_body(recorded_error).unwrap()).as_deref()
+    );
     assert_eq!(e.request_id(), Some(ctx.request_id()));
     assert_eq!(e.provider(), Some("openai-compat"));
     assert_eq!(e.endpoint().map(|e| e.as_str()), Some("test"));
@@ -222,7 +168,7 @@ async fn models_completion_and_server_error_replay() {
 #[tokio::test]
 async fn embeddings_replay() {
     let c = Cassette::load(fixture("llama_embeddings.yaml")).unwrap();
-    let recorded = body_json(&c, 0);
+    let recorded = expected(&c, 0, oracle::openai::embeddings);
     let server = server("llama_embeddings.yaml", Some(1000)).await;
     let p = provider(&format!("{}/v1", server.url()));
     let req = EmbeddingRequest::new(
@@ -232,25 +178,14 @@ async fn embeddings_replay() {
             "Quantum chromodynamics".into(),
         ],
     );
-    let Response::Embeddings(e) = p
+    let r = p
         .call(&Request::Embeddings(req), &RequestContext::new())
-        .await
-        .unwrap()
-    else {
-        panic!()
+        .await;
+    // every component of both vectors, the count and the prompt tokens
+    check(&recorded, r.as_ref());
+    let Ok(Response::Embeddings(e)) = r else {
+        panic!("not embeddings")
     };
-    assert_eq!(e.embeddings.len(), 2);
-    let first: Vec<f32> = recorded["data"][0]["embedding"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
-    assert_eq!(e.embeddings[0], first);
     assert_eq!(e.dimension(), 576, "SmolLM2-135M's hidden size");
-    assert_eq!(
-        e.usage.unwrap().input_tokens,
-        recorded["usage"]["prompt_tokens"].as_u64().unwrap()
-    );
     server.verify().unwrap();
 }
