@@ -8,7 +8,10 @@
 //!   between `# BEGIN GENERATED (cargo xtask codegen): provider features` and
 //!   `# END GENERATED` in `[features]` (`<x> = ["dep:infermux-<x>"]` and `full`; a line
 //!   `# full-extra: a, b` just above that BEGIN marker adds non-provider features to `full`);
-//! - `crates/infermux/src/providers.rs`: one feature-gated `pub use` per provider;
+//! - `crates/infermux/src/providers.rs`: one feature-gated `pub use` per provider, and one
+//!   `#[cfg(all(doctest, feature = "<x>"))]` item per provider whose doc is that provider's
+//!   `README.md`, so `cargo test --doc -p infermux --all-features` compiles every provider
+//!   README's examples as a user of the facade writes them;
 //! - `docs/providers.md`: the providers table.
 //!
 //! With `--check` nothing is written; stale files are listed and the command fails.
@@ -52,6 +55,20 @@ impl Provider {
 
     fn ident(&self) -> String {
         self.folder.replace('-', "_")
+    }
+
+    /// `hf-tei` → `HfTeiReadme`: the item carrying the provider's README as its doc.
+    fn readme_item(&self) -> String {
+        let mut out = String::new();
+        for word in self.folder.split(['-', '_']) {
+            let mut chars = word.chars();
+            if let Some(first) = chars.next() {
+                out.extend(first.to_uppercase());
+                out.push_str(chars.as_str());
+            }
+        }
+        out.push_str("Readme");
+        out
     }
 }
 
@@ -255,6 +272,20 @@ pub(crate) fn providers_rs(providers: &[Provider]) -> String {
              pub use infermux_{ident} as {ident};\n"
         ));
     }
+    out.push_str(
+        "\n// Each provider's README is compiled as doctests of this crate\n\
+         // (`cargo test --doc -p infermux --all-features`), so its examples are written as a\n\
+         // user of the facade writes them.\n",
+    );
+    for p in providers {
+        out.push_str(&format!(
+            "\n#[cfg(all(doctest, feature = \"{feature}\"))]\n\
+             #[doc = include_str!(\"../../providers/{feature}/README.md\")]\n\
+             struct {item};\n",
+            feature = p.folder,
+            item = p.readme_item(),
+        ));
+    }
     out
 }
 
@@ -394,6 +425,11 @@ full = ["anthropic", "openai-compat", "cache", "tower"]
             "\n#[cfg(feature = \"openai-compat\")]\n\
              #[cfg_attr(docsrs, doc(cfg(feature = \"openai-compat\")))]\n\
              pub use infermux_openai_compat as openai_compat;\n"
+        ));
+        assert!(rs.contains(
+            "\n#[cfg(all(doctest, feature = \"openai-compat\"))]\n\
+             #[doc = include_str!(\"../../providers/openai-compat/README.md\")]\n\
+             struct OpenaiCompatReadme;\n"
         ));
         let md = providers_md(&sample());
         assert!(md.contains(

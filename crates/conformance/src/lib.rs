@@ -373,3 +373,8 @@ pub async fn run(corpus: &Path, json: bool) -> infermux::Result<Summary> {
     }
     Ok(s)
 }
+
+// The README, compiled as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -48,3 +48,8 @@ pub use secret::ApiKey;
 pub use stream::{StreamAccumulator, StreamEvent, first_event};
 pub use tokens::estimate_tokens;
 pub use types::*;
+
+// The README, compiled as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

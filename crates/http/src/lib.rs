@@ -40,3 +40,8 @@ pub use headers::{
 };
 pub use http::{HeaderMap, Method};
 pub use transport::{AUTH_HEADERS, Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse};
+
+// The README, compiled as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -50,3 +50,8 @@ pub use providers::*;
 pub use infermux_core as core;
 /// The resilience stack: admission queue, retry, circuit breaker, call deadline.
 pub use infermux_resilience as resilience;
+
+// The README, compiled as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

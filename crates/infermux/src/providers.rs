@@ -50,3 +50,55 @@ pub use infermux_ovms as ovms;
 #[cfg(feature = "vllm")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vllm")))]
 pub use infermux_vllm as vllm;
+
+// Each provider's README is compiled as doctests of this crate
+// (`cargo test --doc -p infermux --all-features`), so its examples are written as a
+// user of the facade writes them.
+
+#[cfg(all(doctest, feature = "anthropic"))]
+#[doc = include_str!("../../providers/anthropic/README.md")]
+struct AnthropicReadme;
+
+#[cfg(all(doctest, feature = "gemini"))]
+#[doc = include_str!("../../providers/gemini/README.md")]
+struct GeminiReadme;
+
+#[cfg(all(doctest, feature = "groq"))]
+#[doc = include_str!("../../providers/groq/README.md")]
+struct GroqReadme;
+
+#[cfg(all(doctest, feature = "hf-tei"))]
+#[doc = include_str!("../../providers/hf-tei/README.md")]
+struct HfTeiReadme;
+
+#[cfg(all(doctest, feature = "hf-tgi"))]
+#[doc = include_str!("../../providers/hf-tgi/README.md")]
+struct HfTgiReadme;
+
+#[cfg(all(doctest, feature = "llvm"))]
+#[doc = include_str!("../../providers/llvm/README.md")]
+struct LlvmReadme;
+
+#[cfg(all(doctest, feature = "ollama"))]
+#[doc = include_str!("../../providers/ollama/README.md")]
+struct OllamaReadme;
+
+#[cfg(all(doctest, feature = "opea"))]
+#[doc = include_str!("../../providers/opea/README.md")]
+struct OpeaReadme;
+
+#[cfg(all(doctest, feature = "openai"))]
+#[doc = include_str!("../../providers/openai/README.md")]
+struct OpenaiReadme;
+
+#[cfg(all(doctest, feature = "openai-compat"))]
+#[doc = include_str!("../../providers/openai-compat/README.md")]
+struct OpenaiCompatReadme;
+
+#[cfg(all(doctest, feature = "ovms"))]
+#[doc = include_str!("../../providers/ovms/README.md")]
+struct OvmsReadme;
+
+#[cfg(all(doctest, feature = "vllm"))]
+#[doc = include_str!("../../providers/vllm/README.md")]
+struct VllmReadme;

@@ -62,3 +62,8 @@ pub fn server_url(var: &str) -> Option<String> {
         }
     }
 }
+
+// The README, compiled as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

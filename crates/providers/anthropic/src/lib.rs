@@ -24,6 +24,11 @@
 //!   `retry-after` and the `anthropic-ratelimit-*` headers are attached to errors by
 //!   `infermux-http`.
 //!
+//! Called directly, as below, a provider sends each request once, with no retry. Through the
+//! [`infermux`](https://docs.rs/infermux) facade (feature `anthropic`), wrap it in `infermux::Client`
+//! to run its `Provider` operations through the resilience stack: admission queue, retries
+//! with backoff, circuit breaker and call deadline.
+//!
 //! ```no_run
 //! # async fn demo() -> infermux_core::Result<()> {
 //! use infermux_anthropic::Anthropic;

@@ -17,6 +17,11 @@
 //!
 //! The key goes in `x-goog-api-key`, never in the URL.
 //!
+//! Called directly, as below, a provider sends each request once, with no retry. Through the
+//! [`infermux`](https://docs.rs/infermux) facade (feature `gemini`), wrap it in `infermux::Client`
+//! to run its `Provider` operations through the resilience stack: admission queue, retries
+//! with backoff, circuit breaker and call deadline.
+//!
 //! ```no_run
 //! # async fn demo() -> infermux_core::Result<()> {
 //! use infermux_core::{ChatRequest, Message, Provider, Request, RequestContext, Response};

@@ -19,6 +19,11 @@
 //! The key (`HF_TOKEN`, or `HF_API_KEY`) is sent as `Authorization: Bearer`; a local TEI server
 //! needs none. [`cosine_similarity`] and [`cosine_similarities`] compare vectors on ndarray.
 //!
+//! Called directly, as below, a provider sends each request once, with no retry. Through the
+//! [`infermux`](https://docs.rs/infermux) facade (feature `hf-tei`), wrap it in `infermux::Client`
+//! to run its `Provider` operations through the resilience stack: admission queue, retries
+//! with backoff, circuit breaker and call deadline.
+//!
 //! ```no_run
 //! # async fn demo() -> infermux_core::Result<()> {
 //! use infermux_core::{EmbeddingRequest, Provider, Request, RequestContext, Response};

@@ -22,6 +22,11 @@
 //!
 //! The key (`HF_TOKEN`, or `HF_API_KEY`) is sent as `Authorization: Bearer`.
 //!
+//! Called directly, as below, a provider sends each request once, with no retry. Through the
+//! [`infermux`](https://docs.rs/infermux) facade (feature `hf-tgi`), wrap it in `infermux::Client`
+//! to run its `Provider` operations through the resilience stack: admission queue, retries
+//! with backoff, circuit breaker and call deadline.
+//!
 //! ```no_run
 //! # async fn demo() -> infermux_core::Result<()> {
 //! use infermux_core::{CompletionRequest, Provider, Request, RequestContext, Response};

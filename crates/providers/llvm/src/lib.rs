@@ -1,10 +1,15 @@
-//! infermux provider for the LLVM inference REST protocol: the model-serving protocol the
-//! system infermux implements describes (no public server exists; the crate README is the
-//! protocol's reference). Chat and completions go through `POST /models/{id}/infer` (chat
-//! messages rendered into one prompt, format documented on [`render_prompt`]), embeddings
-//! through `POST /models/{id}/batch_infer` (which the batching crate uses to coalesce single
-//! calls), and the typed extras [`Llvm::status`], [`Llvm::model`], [`Llvm::statistics`] and
-//! [`Llvm::batch_infer`]. Bearer key. No streaming: the protocol has none.
+//! infermux provider for the LLVM inference REST protocol, a small JSON model-serving protocol
+//! (no public server of it exists; the crate README is the protocol's reference). Chat and
+//! completions go through `POST /models/{id}/infer` (chat messages rendered into one prompt,
+//! format documented on [`render_prompt`]), embeddings through one
+//! `POST /models/{id}/batch_infer` for all of a request's inputs, and the typed extras
+//! [`Llvm::status`], [`Llvm::model`], [`Llvm::statistics`] and [`Llvm::batch_infer`]. Bearer
+//! key. No streaming: the protocol has none.
+//!
+//! Called directly, as below, a provider sends each request once, with no retry. Through the
+//! [`infermux`](https://docs.rs/infermux) facade (feature `llvm`), wrap it in `infermux::Client`
+//! to run its `Provider` operations through the resilience stack: admission queue, retries
+//! with backoff, circuit breaker and call deadline.
 //!
 //! ```no_run
 //! # async fn demo() -> infermux_core::Result<()> {

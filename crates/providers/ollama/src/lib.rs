@@ -7,12 +7,17 @@
 //!   error carrying the partial text), tool calls, thinking, images, `/api/embed`, `/api/tags`
 //!   (models); and, as inherent methods, [`Ollama::show`] (`/api/show`) and [`Ollama::pull`]
 //!   (`/api/pull`, a typed [`PullProgress`] stream).
-//! - [`Mode::OpenAi`] (the "Ollama_clean" of the seed): Ollama's OpenAI-compatible `/v1`
-//!   routes, spoken by [`infermux_openai_compat`] (never a copy of that protocol).
+//! - [`Mode::OpenAi`]: the same server's OpenAI-compatible `/v1` routes, spoken by
+//!   [`infermux_openai_compat`] (never a copy of that protocol).
 //!
 //! The server address comes from `OLLAMA_HOST` (default `http://127.0.0.1:11434`; `host:port`
 //! without a scheme is accepted, as the Ollama CLI does). Ollama needs no key; when one is set
 //! (a proxy in front, or ollama.com) it is sent as `Authorization: Bearer`.
+//!
+//! Called directly, as below, a provider sends each request once, with no retry. Through the
+//! [`infermux`](https://docs.rs/infermux) facade (feature `ollama`), wrap it in `infermux::Client`
+//! to run its `Provider` operations through the resilience stack: admission queue, retries
+//! with backoff, circuit breaker and call deadline.
 //!
 //! ```no_run
 //! # async fn demo() -> infermux_core::Result<()> {

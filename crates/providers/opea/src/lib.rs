@@ -13,6 +13,11 @@
 //! then each result's score is derived from its rank (`1 / (rank + 1)`), so the order is kept
 //! but the values are not model scores.
 //!
+//! Called directly, as below, a provider sends each request once, with no retry. Through the
+//! [`infermux`](https://docs.rs/infermux) facade (feature `opea`), wrap it in `infermux::Client`
+//! to run its `Provider` operations through the resilience stack: admission queue, retries
+//! with backoff, circuit breaker and call deadline.
+//!
 //! ```no_run
 //! # async fn demo() -> infermux_core::Result<()> {
 //! use infermux_core::{EndpointConfig, Provider, Request, RequestContext, RerankRequest, Response};

@@ -6,6 +6,11 @@
 //! images, audio and files through [`OpenAiCompat::media`]. The wire format lives in [`wire`]
 //! (and [`media`]) so the other OpenAI-protocol crates reuse it.
 //!
+//! Called directly, as below, a provider sends each request once, with no retry. Through the
+//! [`infermux`](https://docs.rs/infermux) facade (feature `openai-compat`), wrap it in `infermux::Client`
+//! to run its `Provider` operations through the resilience stack: admission queue, retries
+//! with backoff, circuit breaker and call deadline.
+//!
 //! ```no_run
 //! # async fn demo() -> infermux_core::Result<()> {
 //! use infermux_core::{ChatRequest, EndpointConfig, Message, Provider, Request, RequestContext, Response};

@@ -13,6 +13,11 @@
 //! stream) and reasoning-token usage ([`infermux_core::Usage::reasoning_tokens`]); legacy
 //! completions, embeddings and models are offered too.
 //!
+//! Called directly, as below, a provider sends each request once, with no retry. Through the
+//! [`infermux`](https://docs.rs/infermux) facade (feature `openai`), wrap it in `infermux::Client`
+//! to run its `Provider` operations through the resilience stack: admission queue, retries
+//! with backoff, circuit breaker and call deadline.
+//!
 //! ```no_run
 //! # async fn demo() -> infermux_core::Result<()> {
 //! use infermux_core::{ChatRequest, Message, Provider, Request, RequestContext, Response};

@@ -11,6 +11,11 @@
 //! No OVMS server can run where infermux is tested and no recording of one exists: the tests
 //! run against the testkit simulator, built from OVMS's published REST documentation.
 //!
+//! Called directly, as below, a provider sends each request once, with no retry. Through the
+//! [`infermux`](https://docs.rs/infermux) facade (feature `ovms`), wrap it in `infermux::Client`
+//! to run its `Provider` operations through the resilience stack: admission queue, retries
+//! with backoff, circuit breaker and call deadline.
+//!
 //! ```no_run
 //! # async fn demo() -> infermux_core::Result<()> {
 //! use infermux_core::{EndpointConfig, RequestContext};

@@ -7,6 +7,11 @@
 //! [`MetricsSnapshot`] / [`VllmMetrics`]; and `/health`. The base URL is the server's root
 //! (`http://127.0.0.1:8000`, a trailing `/v1` is accepted); the key is optional.
 //!
+//! Called directly, as below, a provider sends each request once, with no retry. Through the
+//! [`infermux`](https://docs.rs/infermux) facade (feature `vllm`), wrap it in `infermux::Client`
+//! to run its `Provider` operations through the resilience stack: admission queue, retries
+//! with backoff, circuit breaker and call deadline.
+//!
 //! ```no_run
 //! # async fn demo() -> infermux_core::Result<()> {
 //! use infermux_core::{ChatRequest, Message, Provider, Request, RequestContext, Response};
