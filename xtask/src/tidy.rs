@@ -51,11 +51,7 @@ const FORBIDDEN_ATTRIBUTES: &[&str] = &[concat!("#[", "ignore"), concat!("#[", "
 /// READMEs whose examples are not doc-tested yet, each waiting for a change on another branch.
 /// An entry whose README is doc-tested (or has no Rust block) is itself a violation, so the list
 /// only shrinks.
-const README_DOCTEST_PENDING: &[&str] = &[
-    // infermux-resilience is being reworked on another branch; its README and lib.rs get the
-    // doctest item when that lands.
-    "crates/resilience/README.md",
-];
+const README_DOCTEST_PENDING: &[&str] = &[];
 
 /// One broken rule.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

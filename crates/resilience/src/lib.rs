@@ -47,3 +47,8 @@ pub mod tower;
 pub use content::{first_content, is_content};
 pub use metrics::render_prometheus;
 pub use stack::{ResilienceConfig, Resilient};
+
+// The README, compiled as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
