@@ -21,7 +21,7 @@
 //! ```no_run
 //! # async fn demo() -> infermux::Result<()> {
 //! let report = infermux_conformance::Runner::new()
-//!     .run_corpus(std::path::Path::new("../shared/fixtures/cassettes"))
+//!     .run_corpus(std::path::Path::new("recorded/cassettes"))
 //!     .await?;
 //! let s = report.summary();
 //! assert_eq!(s.passed + s.failed + s.unsupported, s.interactions);

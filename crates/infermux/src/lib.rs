@@ -1,4 +1,4 @@
-//! infermux: one resilient, multiplexed async client for inference backends.
+//! infermux: one resilient async client for inference backends.
 //!
 //! The facade re-exports the core types and every provider crate behind a Cargo feature of the
 //! same name (`full` enables them all), and offers [`Client`]: typed `chat`, `stream_chat`,
@@ -55,3 +55,9 @@ pub use infermux_resilience as resilience;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+// The repository's README (its examples use this facade), compiled as doctests. Only under
+// `cfg(doctest)`: the packaged crate never reads a file outside its folder.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct RepositoryReadmeDoctests;

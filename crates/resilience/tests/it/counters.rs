@@ -149,13 +149,25 @@ fn slow_breaker() -> BreakerConfig {
 
 #[tokio::test]
 async fn a_non_streamed_call_is_slow_by_its_time_to_first_byte_not_its_total_time() {
-    // the headers arrive at once, then the body takes (real) time
-    let provider = Stub::new(|ctx| async move {
-        ctx.mark_first_byte();
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        ok()
+    // the headers arrive at once, then the body takes a second (a manual clock, no waiting)
+    let clock = ManualClock::new();
+    let provider = Stub::new({
+        let clock = clock.clone();
+        move |ctx| {
+            let clock = clock.clone();
+            async move {
+                ctx.mark_first_byte();
+                clock.advance(Duration::from_secs(1));
+                ok()
+            }
+        }
     });
-    let stack = Resilient::new(provider, no_retry().with_breaker(Some(slow_breaker()))).unwrap();
+    let stack = Resilient::with_clock(
+        provider,
+        no_retry().with_breaker(Some(slow_breaker())),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
     stack.call(&chat(), &RequestContext::new()).await.unwrap();
     assert_eq!(
         stack.breaker().unwrap().state(),

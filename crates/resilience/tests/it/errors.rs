@@ -82,17 +82,15 @@ async fn exhausted_retries_tell_the_attempts_made_and_why_they_stopped() {
 #[tokio::test(start_paused = true)]
 async fn a_retry_after_of_two_days_fails_at_once_as_rate_limited_with_that_retry_after() {
     let two_days = Duration::from_secs(2 * 24 * 3600);
-    // what the transport makes of `retry-after: 172800` once it keeps long values
-    let provider = Stub::new(move |_| async move {
-        Err(Error::new(ErrorKind::RateLimited, "Rate limit reached")
-            .with_status(429)
-            .with_retry_after(two_days))
-    });
-    let stack = Resilient::new(
-        provider.clone(),
-        ResilienceConfig::standard().with_retry(retry(5)),
-    )
-    .unwrap();
+    // a real 429 with `retry-after: 172800` through the real transport, which keeps long waits
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    let provider: Arc<dyn Provider> = Arc::new(
+        OpenAiCompat::new(EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap())
+            .unwrap(),
+    );
+    let stack =
+        Resilient::new(provider, ResilienceConfig::standard().with_retry(retry(5))).unwrap();
+    sim.push_fault(Fault::RateLimited(two_days));
     let t0 = tokio::time::Instant::now();
     let e = stack
         .call(&chat(), &RequestContext::new())
@@ -107,7 +105,7 @@ async fn a_retry_after_of_two_days_fails_at_once_as_rate_limited_with_that_retry
     assert_eq!(e.retry_after(), Some(two_days));
     assert_eq!(e.stop_reason(), Some(StopReason::RetryAfterTooLong));
     assert_eq!(e.attempts(), 1);
-    assert_eq!(provider.calls(), 1);
+    assert_eq!(sim.requests(), 1);
     assert_eq!(stack.counters().snapshot().retries, 0);
 }
 
