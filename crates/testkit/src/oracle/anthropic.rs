@@ -4,7 +4,10 @@
 
 use serde_json::Value;
 
-use super::{Expected, arguments, embedded_error_kind, json, sse_events, status_error};
+use super::{
+    Expected, arguments, array, ids, json_answer, listed, set_joined, sse_answer, str_of,
+    token_count, u64_of,
+};
 
 /// The core name of a `stop_reason`, for the reasons with one.
 fn finish(stop_reason: &str) -> Option<&'static str> {
@@ -18,86 +21,66 @@ fn finish(stop_reason: &str) -> Option<&'static str> {
 }
 
 fn total_input(u: &Value) -> Option<u64> {
-    let base = u.get("input_tokens").and_then(Value::as_u64)?;
-    Some(
-        base + ["cache_read_input_tokens", "cache_creation_input_tokens"]
-            .iter()
-            .filter_map(|k| u.get(*k).and_then(Value::as_u64))
-            .sum::<u64>(),
-    )
+    let base = u64_of(u, "input_tokens")?;
+    let cached = ["cache_read_input_tokens", "cache_creation_input_tokens"]
+        .iter()
+        .filter_map(|k| u64_of(u, k));
+    Some(base + cached.sum::<u64>())
 }
 
-/// A recorded error status, or an `{"type":"error"}` body.
-fn error_of(status: u16, body: &[u8]) -> Option<Expected> {
-    if let Some(e) = status_error(status, body) {
-        return Some(e);
-    }
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .filter(|v| v.get("type").and_then(Value::as_str) == Some("error"))
-        .map(|v| Expected::error(embedded_error_kind(&v)))
+/// Whether a body or event is an `{"type":"error"}` object.
+fn is_error(v: &Value) -> bool {
+    str_of(v, "type") == Some("error")
 }
 
 /// A Messages answer (`POST /v1/messages` without `stream`).
 pub fn messages(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    let blocks = v
-        .get("content")
-        .and_then(Value::as_array)
-        .ok_or("the recorded message has no content")?;
-    let (mut text, mut reasoning, mut calls) = (String::new(), String::new(), Vec::new());
-    for b in blocks {
-        let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("");
-        match s("type") {
-            "text" => text.push_str(s("text")),
-            "thinking" => reasoning.push_str(s("thinking")),
-            "tool_use" => calls.push((
-                s("name").to_owned(),
-                b.get("input").cloned().unwrap_or_else(|| arguments("")),
-            )),
-            _ => {}
+    json_answer(status, body, is_error, |v| {
+        let (mut text, mut reasoning, mut calls) = (String::new(), String::new(), Vec::new());
+        for b in array(v, "content", "message")? {
+            let s = |k: &str| str_of(b, k).unwrap_or("");
+            match s("type") {
+                "text" => text.push_str(s("text")),
+                "thinking" => reasoning.push_str(s("thinking")),
+                "tool_use" => calls.push((
+                    s("name").to_owned(),
+                    b.get("input").cloned().unwrap_or_else(|| arguments("")),
+                )),
+                _ => {}
+            }
         }
-    }
-    let u = v.get("usage").cloned().unwrap_or(Value::Null);
-    Ok(Expected {
-        text: Some(text),
-        reasoning: Some(reasoning),
-        tool_calls: Some(calls),
-        input_tokens: total_input(&u),
-        output_tokens: u.get("output_tokens").and_then(Value::as_u64),
-        finish_reason: v
-            .get("stop_reason")
-            .and_then(Value::as_str)
-            .and_then(finish)
-            .map(str::to_owned),
-        ..Expected::default()
+        let u = v.get("usage").unwrap_or(&Value::Null);
+        Ok(Expected {
+            text: Some(text),
+            reasoning: Some(reasoning),
+            tool_calls: Some(calls),
+            input_tokens: total_input(u),
+            output_tokens: u64_of(u, "output_tokens"),
+            finish_reason: str_of(v, "stop_reason").and_then(finish).map(str::to_owned),
+            ..Expected::default()
+        })
     })
 }
 
 /// A streamed Messages answer (SSE); an `error` event is the error it means.
 pub fn messages_stream(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = status_error(status, body) {
-        return Ok(e);
-    }
+    sse_answer(status, body, is_error, message_events)
+}
+
+/// The events of a streamed Messages answer (none an error).
+fn message_events(events: Vec<Value>) -> Result<Expected, String> {
     let mut e = Expected::default();
     let (mut text, mut reasoning) = (String::new(), String::new());
     let mut calls: Vec<(u64, String, String)> = Vec::new();
     let mut seen = false;
-    for (event, v) in sse_events(body) {
-        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
-        if event.as_deref() == Some("error") || kind == "error" {
-            return Ok(Expected::error(embedded_error_kind(&v)));
-        }
-        let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-        match kind {
+    for v in &events {
+        let index = u64_of(v, "index").unwrap_or(0);
+        match str_of(v, "type").unwrap_or("") {
             "message_start" => {
                 seen = true;
-                let u = v.pointer("/message/usage").cloned().unwrap_or(Value::Null);
-                e.input_tokens = total_input(&u);
-                e.output_tokens = u.get("output_tokens").and_then(Value::as_u64);
+                let u = v.pointer("/message/usage").unwrap_or(&Value::Null);
+                e.input_tokens = total_input(u);
+                e.output_tokens = u64_of(u, "output_tokens");
             }
             "content_block_start"
                 if v.pointer("/content_block/type").and_then(Value::as_str) == Some("tool_use") =>
@@ -113,7 +96,7 @@ pub fn messages_stream(status: u16, body: &[u8]) -> Result<Expected, String> {
             }
             "content_block_delta" => {
                 let d = &v["delta"];
-                let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("");
+                let s = |k: &str| str_of(d, k).unwrap_or("");
                 match s("type") {
                     "text_delta" => text.push_str(s("text")),
                     "thinking_delta" => reasoning.push_str(s("thinking")),
@@ -127,7 +110,7 @@ pub fn messages_stream(status: u16, body: &[u8]) -> Result<Expected, String> {
             }
             "message_delta" => {
                 let u = &v["usage"];
-                if let Some(o) = u.get("output_tokens").and_then(Value::as_u64) {
+                if let Some(o) = u64_of(u, "output_tokens") {
                     e.output_tokens = Some(o);
                 }
                 if let Some(i) = total_input(u) {
@@ -143,56 +126,28 @@ pub fn messages_stream(status: u16, body: &[u8]) -> Result<Expected, String> {
     if !seen {
         return Err("the recorded stream has no message_start".to_owned());
     }
-    e.text = Some(text);
-    e.reasoning = Some(reasoning);
-    e.tool_calls = Some(
-        calls
-            .into_iter()
-            .map(|(_, n, a)| (n, arguments(&a)))
-            .collect(),
-    );
+    set_joined(&mut e, text, reasoning, calls);
     Ok(e)
 }
 
 /// A model listing (`GET /v1/models`): the ids in order.
 pub fn models(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    let data = v
-        .get("data")
-        .and_then(Value::as_array)
-        .ok_or("the recorded model list has no data")?;
-    Ok(Expected {
-        ids: Some(
-            data.iter()
-                .map(|m| m.get("id").and_then(Value::as_str).unwrap_or("").to_owned())
-                .collect(),
-        ),
-        ..Expected::default()
+    json_answer(status, body, is_error, |v| {
+        Ok(ids(listed(array(v, "data", "model list")?, |m| {
+            str_of(m, "id")
+        })))
     })
 }
 
 /// A token count (`POST /v1/messages/count_tokens`).
 pub fn count_tokens(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    Ok(Expected {
-        token_count: Some(
-            v.get("input_tokens")
-                .and_then(Value::as_u64)
-                .ok_or("the recorded count has no input_tokens")?,
-        ),
-        ..Expected::default()
-    })
+    json_answer(status, body, is_error, |v| token_count(v, "input_tokens"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oracle::refused;
     use infermux_core::ErrorKind;
     use serde_json::json;
 
@@ -205,9 +160,7 @@ mod tests {
         assert_eq!(e.tool_calls, Some(vec![("f".into(), json!({"a": 1}))]));
         assert_eq!((e.input_tokens, e.output_tokens), (Some(13), Some(4)));
         assert_eq!(e.finish_reason.as_deref(), Some("tool_calls"));
-        let mut lost = e.clone();
-        lost.output_tokens = None;
-        assert!(e.check(&lost).is_err());
+        refused(&e, |g| g.output_tokens = None);
         assert!(messages(200, br#"{"type":"message"}"#).is_err());
     }
 

@@ -6,16 +6,19 @@
 use infermux_core::ErrorKind;
 use serde_json::Value;
 
-use super::{Expected, embedded_error_kind, is_error_object, json, sse_payloads, status_error};
+use super::{
+    Expected, array, embedded_error_kind, error_of, ids, is_error_object, json, json_answer,
+    listed, sse_payloads, str_of, token_count, u64_of, vectors,
+};
 
-fn error_of(status: u16, body: &[u8]) -> Option<Expected> {
-    if let Some(e) = status_error(status, body) {
-        return Some(e);
-    }
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .filter(is_error_object)
-        .map(|v| Expected::error(embedded_error_kind(&v)))
+/// A plain answer: a recorded error status or an error object in a 2xx body, else `read` of
+/// the JSON body.
+fn answer(
+    status: u16,
+    body: &[u8],
+    read: impl FnOnce(&Value) -> Result<Expected, String>,
+) -> Result<Expected, String> {
+    json_answer(status, body, is_error_object, read)
 }
 
 /// The chunks of a `generateContent` body: one object, a JSON array of them, or SSE.
@@ -48,7 +51,7 @@ const BLOCKED: [&str; 5] = [
 
 /// A `generateContent` answer, plain or streamed (either way of streaming).
 pub fn generate(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
+    if let Some(e) = error_of(status, body, is_error_object) {
         return Ok(e);
     }
     let chunks = chunks(body)?;
@@ -63,7 +66,7 @@ pub fn generate(status: u16, body: &[u8]) -> Result<Expected, String> {
             return Ok(Expected::error(ErrorKind::ContentFilter));
         }
         let cand = c.pointer("/candidates/0").unwrap_or(&Value::Null);
-        if let Some(r) = cand.get("finishReason").and_then(Value::as_str) {
+        if let Some(r) = str_of(cand, "finishReason") {
             if BLOCKED.contains(&r) {
                 return Ok(Expected::error(ErrorKind::ContentFilter));
             }
@@ -76,16 +79,12 @@ pub fn generate(status: u16, body: &[u8]) -> Result<Expected, String> {
             .flatten()
         {
             if let Some(fc) = p.get("functionCall") {
+                let args = fc.get("args").cloned();
                 calls.push((
-                    fc.get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned(),
-                    fc.get("args")
-                        .cloned()
-                        .unwrap_or_else(|| super::arguments("")),
+                    str_of(fc, "name").unwrap_or("").to_owned(),
+                    args.unwrap_or_else(|| super::arguments("")),
                 ));
-            } else if let Some(t) = p.get("text").and_then(Value::as_str) {
+            } else if let Some(t) = str_of(p, "text") {
                 if p.get("thought") == Some(&Value::Bool(true)) {
                     reasoning.push_str(t);
                 } else {
@@ -94,9 +93,9 @@ pub fn generate(status: u16, body: &[u8]) -> Result<Expected, String> {
             }
         }
         if let Some(u) = c.get("usageMetadata") {
-            e.input_tokens = u.get("promptTokenCount").and_then(Value::as_u64);
-            let out = u.get("candidatesTokenCount").and_then(Value::as_u64);
-            let thoughts = u.get("thoughtsTokenCount").and_then(Value::as_u64);
+            e.input_tokens = u64_of(u, "promptTokenCount");
+            let out = u64_of(u, "candidatesTokenCount");
+            let thoughts = u64_of(u, "thoughtsTokenCount");
             e.output_tokens = match (out, thoughts) {
                 (None, None) => e.input_tokens.map(|_| 0),
                 (o, t) => Some(o.unwrap_or(0) + t.unwrap_or(0)),
@@ -117,88 +116,46 @@ pub fn generate(status: u16, body: &[u8]) -> Result<Expected, String> {
 
 /// A `ContentEmbedding`'s `values`.
 fn values(e: &Value) -> Result<Vec<f32>, String> {
-    super::floats(
-        e.get("values")
-            .and_then(Value::as_array)
-            .ok_or("a recorded embedding has no values")?,
-    )
-}
-
-fn vectors(xs: Vec<Vec<f32>>) -> Expected {
-    Expected {
-        vectors: Some((xs.len(), xs.first().map_or(0, Vec::len))),
-        embeddings: Some(xs),
-        ..Expected::default()
-    }
+    super::floats(array(e, "values", "embedding")?)
 }
 
 /// A `batchEmbedContents` answer: every vector, the count and the first's dimension.
 pub fn batch_embed(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    let xs = v
-        .get("embeddings")
-        .and_then(Value::as_array)
-        .ok_or("the recorded answer has no embeddings")?;
-    Ok(vectors(xs.iter().map(values).collect::<Result<_, _>>()?))
+    answer(status, body, |v| {
+        let xs = array(v, "embeddings", "answer")?;
+        Ok(vectors(xs.iter().map(values).collect::<Result<_, _>>()?))
+    })
 }
 
 /// An `embedContent` answer: one vector.
 pub fn embed_one(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    let x = v
-        .get("embedding")
-        .ok_or("the recorded answer has no embedding")?;
-    Ok(vectors(vec![values(x)?]))
+    answer(status, body, |v| {
+        let x = v
+            .get("embedding")
+            .ok_or("the recorded answer has no embedding")?;
+        Ok(vectors(vec![values(x)?]))
+    })
 }
 
 /// A model listing (`GET …/models`): the ids without the `models/` prefix.
 pub fn models(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    let xs = v
-        .get("models")
-        .and_then(Value::as_array)
-        .ok_or("the recorded model list has no models")?;
-    Ok(Expected {
-        ids: Some(
-            xs.iter()
-                .map(|m| {
-                    let name = m.get("name").and_then(Value::as_str).unwrap_or("");
-                    name.strip_prefix("models/").unwrap_or(name).to_owned()
-                })
-                .collect(),
-        ),
-        ..Expected::default()
+    answer(status, body, |v| {
+        let xs = array(v, "models", "model list")?;
+        Ok(ids(listed(xs, |m| {
+            str_of(m, "name").map(|n| n.strip_prefix("models/").unwrap_or(n))
+        })))
     })
 }
 
 /// A `countTokens` answer.
 pub fn count_tokens(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    Ok(Expected {
-        token_count: Some(
-            v.get("totalTokens")
-                .and_then(Value::as_u64)
-                .ok_or("the recorded count has no totalTokens")?,
-        ),
-        ..Expected::default()
-    })
+    answer(status, body, |v| token_count(v, "totalTokens"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oracle::refused;
     use serde_json::json;
 
     #[test]
@@ -232,9 +189,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.vectors, Some((2, 2)));
-        let mut fewer = e.clone();
-        fewer.vectors = Some((1, 2));
-        assert!(e.check(&fewer).is_err());
+        refused(&e, |g| g.vectors = Some((1, 2)));
         assert_eq!(
             embed_one(200, br#"{"embedding":{"values":[1,2,3]}}"#)
                 .unwrap()
@@ -265,12 +220,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.embeddings, Some(vec![vec![0.25, -0.5], vec![1.0, 2.0]]));
-        let mut wrong = e.clone();
-        wrong.embeddings = Some(vec![vec![0.25, 0.5], vec![1.0, 2.0]]);
         assert!(
-            e.check(&wrong)
-                .unwrap_err()
-                .contains("vector 0 component 1")
+            refused(&e, |g| g.embeddings =
+                Some(vec![vec![0.25, 0.5], vec![1.0, 2.0]]))
+            .contains("vector 0 component 1")
         );
         let one = embed_one(200, br#"{"embedding":{"values":[3]}}"#).unwrap();
         assert_eq!(one.embeddings, Some(vec![vec![3.0]]));

@@ -614,6 +614,164 @@ pub(crate) fn is_error_object(v: &Value) -> bool {
     v.get("error").is_some_and(|e| !e.is_null())
 }
 
+/// The expectation for a recorded HTTP error, or for a 2xx JSON body that `is_error` says is an
+/// error object (the kind its words mean); `None` for an answer.
+pub(crate) fn error_of(status: u16, body: &[u8], is_error: fn(&Value) -> bool) -> Option<Expected> {
+    status_error(status, body).or_else(|| {
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .filter(is_error)
+            .map(|v| Expected::error(embedded_error_kind(&v)))
+    })
+}
+
+/// A plain JSON answer: the recorded error ([`error_of`]), else what `read` makes of the body
+/// (which must be JSON).
+pub(crate) fn json_answer(
+    status: u16,
+    body: &[u8],
+    is_error: fn(&Value) -> bool,
+    read: impl FnOnce(&Value) -> Result<Expected, String>,
+) -> Result<Expected, String> {
+    match error_of(status, body, is_error) {
+        Some(e) => Ok(e),
+        None => read(&json(body)?),
+    }
+}
+
+/// A streamed SSE answer: the recorded error status, or the first event named `error` or that
+/// `is_error` says is an error object (the kind its words mean), else what `read` makes of the
+/// events' payloads in order.
+pub(crate) fn sse_answer(
+    status: u16,
+    body: &[u8],
+    is_error: fn(&Value) -> bool,
+    read: impl FnOnce(Vec<Value>) -> Result<Expected, String>,
+) -> Result<Expected, String> {
+    if let Some(e) = status_error(status, body) {
+        return Ok(e);
+    }
+    let events = sse_events(body);
+    if let Some((_, v)) = events
+        .iter()
+        .find(|(event, v)| event.as_deref() == Some("error") || is_error(v))
+    {
+        return Ok(Expected::error(embedded_error_kind(v)));
+    }
+    read(events.into_iter().map(|(_, v)| v).collect())
+}
+
+/// The string at `key`, if it is one.
+pub(crate) fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// The whole number at `key`, if it is one.
+pub(crate) fn u64_of(v: &Value, key: &str) -> Option<u64> {
+    v.get(key).and_then(Value::as_u64)
+}
+
+/// The array at `key`; without one, why not (`the recorded {what} has no {key}`).
+pub(crate) fn array<'a>(v: &'a Value, key: &str, what: &str) -> Result<&'a [Value], String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .ok_or_else(|| format!("the recorded {what} has no {key}"))
+}
+
+/// What `name` reads from each entry of a listing, in order (empty where it reads nothing).
+pub(crate) fn listed<'a>(
+    entries: &'a [Value],
+    name: impl Fn(&'a Value) -> Option<&'a str>,
+) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| name(e).unwrap_or("").to_owned())
+        .collect()
+}
+
+/// An expectation of ids only (a listing, an uploaded file, a server's model).
+pub(crate) fn ids(ids: Vec<String>) -> Expected {
+    Expected {
+        ids: Some(ids),
+        ..Expected::default()
+    }
+}
+
+/// An expectation of embeddings: every vector, their count and the first's dimension.
+pub(crate) fn vectors(xs: Vec<Vec<f32>>) -> Expected {
+    Expected {
+        vectors: Some((xs.len(), xs.first().map_or(0, Vec::len))),
+        embeddings: Some(xs),
+        ..Expected::default()
+    }
+}
+
+/// Vectors given as arrays of numbers, one per entry.
+pub(crate) fn float_rows(xs: &[Value]) -> Result<Vec<Vec<f32>>, String> {
+    xs.iter()
+        .map(|x| {
+            floats(
+                x.as_array()
+                    .ok_or("a recorded vector is not an array of numbers")?,
+            )
+        })
+        .collect()
+}
+
+/// A token count answer: the number at `key`.
+pub(crate) fn token_count(v: &Value, key: &str) -> Result<Expected, String> {
+    Ok(Expected {
+        token_count: Some(
+            u64_of(v, key).ok_or_else(|| format!("the recorded count has no {key}"))?,
+        ),
+        ..Expected::default()
+    })
+}
+
+/// A tool call given as `{"function": {"name", "arguments"}}` (the OpenAI format, Ollama's
+/// native API): the name, and the arguments whether recorded as JSON text, as a JSON value or
+/// not at all.
+pub(crate) fn function_call(t: &Value) -> (String, Value) {
+    let name = t.pointer("/function/name").and_then(Value::as_str);
+    let args = match t.pointer("/function/arguments") {
+        Some(Value::String(s)) => arguments(s),
+        Some(Value::Null) | None => arguments(""),
+        Some(other) => other.clone(),
+    };
+    (name.unwrap_or("").to_owned(), args)
+}
+
+/// A streamed chat answer once its deltas are joined, onto `e`: the text, the reasoning, and
+/// the tool calls (stream index, name, arguments text) in order.
+pub(crate) fn set_joined(
+    e: &mut Expected,
+    text: String,
+    reasoning: String,
+    calls: Vec<(u64, String, String)>,
+) {
+    e.text = Some(text);
+    e.reasoning = Some(reasoning);
+    e.tool_calls = Some(
+        calls
+            .into_iter()
+            .map(|(_, n, a)| (n, arguments(&a)))
+            .collect(),
+    );
+}
+
+/// For the format modules' tests: `want` changed by `change` must be refused by `want`; the
+/// reason.
+#[cfg(test)]
+pub(crate) fn refused(want: &Expected, change: impl FnOnce(&mut Expected)) -> String {
+    let mut got = want.clone();
+    change(&mut got);
+    match want.check(&got) {
+        Err(why) => why,
+        Ok(()) => panic!("{got:?} passed as {want:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -715,11 +873,7 @@ mod tests {
             ..Expected::default()
         };
         assert_eq!(want.check(&want), Ok(()));
-        let wrong = |f: fn(&mut Expected)| {
-            let mut got = want.clone();
-            f(&mut got);
-            want.check(&got).unwrap_err()
-        };
+        let wrong = |f: fn(&mut Expected)| refused(&want, f);
         let why = wrong(|g| g.embeddings = Some(vec![vec![0.5, -1.25], vec![3.0, 4.000_001]]));
         assert!(why.contains("vector 1 component 1"), "{why}");
         assert!(wrong(|g| g.embeddings = Some(vec![vec![0.5, -1.25]])).contains("1 vectors"));

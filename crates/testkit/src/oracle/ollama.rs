@@ -4,7 +4,10 @@
 
 use serde_json::Value;
 
-use super::{Expected, embedded_error_kind, is_error_object, json, status_error};
+use super::{
+    Expected, array, embedded_error_kind, error_of, float_rows, function_call, ids,
+    is_error_object, json, json_answer, listed, status_error, u64_of, vectors,
+};
 
 /// The JSON lines of a body (a plain answer is one line).
 fn lines(body: &[u8]) -> Result<Vec<Value>, String> {
@@ -36,25 +39,8 @@ fn answer(status: u16, body: &[u8], chat: bool) -> Result<Expected, String> {
         if chat {
             text.push_str(s("/message/content"));
             reasoning.push_str(s("/message/thinking"));
-            for c in v
-                .pointer("/message/tool_calls")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let args = match c.pointer("/function/arguments") {
-                    Some(Value::String(a)) => super::arguments(a),
-                    Some(Value::Null) | None => super::arguments(""),
-                    Some(other) => other.clone(),
-                };
-                calls.push((
-                    c.pointer("/function/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned(),
-                    args,
-                ));
-            }
+            let said = v.pointer("/message/tool_calls").and_then(Value::as_array);
+            calls.extend(said.into_iter().flatten().map(function_call));
         } else {
             text.push_str(s("/response"));
             reasoning.push_str(s("/thinking"));
@@ -63,8 +49,8 @@ fn answer(status: u16, body: &[u8], chat: bool) -> Result<Expected, String> {
             done = true;
             // Ollama leaves a zero count out (`omitempty`): a prompt read entirely from its
             // cache has no `prompt_eval_count`
-            let input = v.get("prompt_eval_count").and_then(Value::as_u64);
-            let output = v.get("eval_count").and_then(Value::as_u64);
+            let input = u64_of(&v, "prompt_eval_count");
+            let output = u64_of(&v, "eval_count");
             if input.is_some() || output.is_some() {
                 e.input_tokens = Some(input.unwrap_or(0));
                 e.output_tokens = Some(output.unwrap_or(0));
@@ -92,40 +78,14 @@ pub fn generate(status: u16, body: &[u8]) -> Result<Expected, String> {
     answer(status, body, false)
 }
 
-fn error_of(status: u16, body: &[u8]) -> Option<Expected> {
-    if let Some(e) = status_error(status, body) {
-        return Some(e);
-    }
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .filter(is_error_object)
-        .map(|v| Expected::error(embedded_error_kind(&v)))
-}
-
 /// An `/api/embed` answer: `{"embeddings": [[…], …]}`.
 pub fn embed(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    let xs = v
-        .get("embeddings")
-        .and_then(Value::as_array)
-        .ok_or("the recorded answer has no embeddings")?;
-    let xs = xs
-        .iter()
-        .map(|x| {
-            super::floats(
-                x.as_array()
-                    .ok_or("a recorded embedding is not an array of numbers")?,
-            )
+    json_answer(status, body, is_error_object, |v| {
+        let xs = float_rows(array(v, "embeddings", "answer")?)?;
+        Ok(Expected {
+            input_tokens: u64_of(v, "prompt_eval_count"),
+            ..vectors(xs)
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Expected {
-        vectors: Some((xs.len(), xs.first().map_or(0, Vec::len))),
-        embeddings: Some(xs),
-        input_tokens: v.get("prompt_eval_count").and_then(Value::as_u64),
-        ..Expected::default()
     })
 }
 
@@ -134,53 +94,33 @@ pub fn embed(status: u16, body: &[u8]) -> Result<Expected, String> {
 pub fn embeddings_legacy(answers: &[(u16, &[u8])]) -> Result<Expected, String> {
     let mut xs = Vec::new();
     for (status, body) in answers {
-        if let Some(e) = error_of(*status, body) {
+        if let Some(e) = error_of(*status, body, is_error_object) {
             return Ok(e);
         }
-        let v = json(body)?;
-        let x = v
-            .get("embedding")
-            .and_then(Value::as_array)
-            .ok_or("the recorded answer has no embedding")?;
-        xs.push(super::floats(x)?);
+        xs.push(super::floats(array(&json(body)?, "embedding", "answer")?)?);
     }
-    let dim = xs.first().ok_or("no recorded answer")?.len();
-    Ok(Expected {
-        vectors: Some((xs.len(), dim)),
-        embeddings: Some(xs),
-        ..Expected::default()
-    })
+    if xs.is_empty() {
+        return Err("no recorded answer".to_owned());
+    }
+    Ok(vectors(xs))
 }
 
 /// An `/api/tags` answer: the local models' names in order.
 pub fn tags(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    let xs = v
-        .get("models")
-        .and_then(Value::as_array)
-        .ok_or("the recorded answer has no models")?;
-    Ok(Expected {
-        ids: Some(
-            xs.iter()
-                .map(|m| {
-                    m.get("name")
-                        .or_else(|| m.get("model"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned()
-                })
-                .collect(),
-        ),
-        ..Expected::default()
+    json_answer(status, body, is_error_object, |v| {
+        let xs = array(v, "models", "answer")?;
+        Ok(ids(listed(xs, |m| {
+            m.get("name")
+                .or_else(|| m.get("model"))
+                .and_then(Value::as_str)
+        })))
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oracle::refused;
     use infermux_core::ErrorKind;
     use serde_json::json;
 
@@ -195,9 +135,7 @@ mod tests {
         assert_eq!(g.text.as_deref(), Some("Paris"));
         // a cached prompt leaves its zero count out
         assert_eq!((g.input_tokens, g.output_tokens), (Some(0), Some(2)));
-        let mut uncounted = g.clone();
-        uncounted.input_tokens = None;
-        assert!(g.check(&uncounted).unwrap_err().starts_with("input tokens"));
+        assert!(refused(&g, |g| g.input_tokens = None).starts_with("input tokens"));
         assert_eq!(g.tool_calls, None);
         // a cut stream is not an answer
         assert!(generate(200, b"{\"response\":\"Par\",\"done\":false}\n").is_err());
@@ -213,9 +151,7 @@ mod tests {
     fn embeddings_and_tags() {
         let e = embed(200, br#"{"embeddings":[[1,2,3],[4,5,6]]}"#).unwrap();
         assert_eq!(e.vectors, Some((2, 3)));
-        let mut fewer = e.clone();
-        fewer.vectors = Some((1, 3));
-        assert!(e.check(&fewer).is_err());
+        refused(&e, |g| g.vectors = Some((1, 3)));
         let one: &[u8] = br#"{"embedding":[1,2]}"#;
         assert_eq!(
             embeddings_legacy(&[(200, one), (200, one)])
@@ -241,12 +177,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.embeddings, Some(vec![vec![0.5, 1.0], vec![2.0, 3.0]]));
-        let mut wrong = e.clone();
-        wrong.embeddings = Some(vec![vec![0.5, 1.0], vec![3.0, 2.0]]);
         assert!(
-            e.check(&wrong)
-                .unwrap_err()
-                .contains("vector 1 component 0")
+            refused(&e, |g| g.embeddings =
+                Some(vec![vec![0.5, 1.0], vec![3.0, 2.0]]))
+            .contains("vector 1 component 0")
         );
         let a: &[u8] = br#"{"embedding":[1,2]}"#;
         let b: &[u8] = br#"{"embedding":[3,4]}"#;

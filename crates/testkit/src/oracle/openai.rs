@@ -6,19 +6,19 @@
 use serde_json::Value;
 
 use super::{
-    Expected, arguments, embedded_error_kind, fnv1a, is_error_object, json, sse_events,
-    status_error,
+    Expected, arguments, array, embedded_error_kind, error_of, fnv1a, function_call, ids,
+    is_error_object, json_answer, listed, set_joined, sse_answer, sse_events, status_error, str_of,
+    u64_of, vectors,
 };
 
-/// A recorded error status, or an error object in a 2xx body.
-fn error_of(status: u16, body: &[u8]) -> Option<Expected> {
-    if let Some(e) = status_error(status, body) {
-        return Some(e);
-    }
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .filter(is_error_object)
-        .map(|v| Expected::error(embedded_error_kind(&v)))
+/// A plain answer: a recorded error status or an error object in a 2xx body, else `read` of
+/// the JSON body.
+fn answer(
+    status: u16,
+    body: &[u8],
+    read: impl FnOnce(&Value) -> Result<Expected, String>,
+) -> Result<Expected, String> {
+    json_answer(status, body, is_error_object, read)
 }
 
 /// The choice answering the first prompt: index 0 wherever it is listed, else the first.
@@ -26,208 +26,162 @@ fn first_choice(v: &Value) -> Option<&Value> {
     let choices = v.get("choices")?.as_array()?;
     choices
         .iter()
-        .find(|c| c.get("index").and_then(Value::as_u64) == Some(0))
+        .find(|c| u64_of(c, "index") == Some(0))
         .or_else(|| choices.first())
 }
 
-fn set_usage(e: &mut Expected, u: &Value) {
-    if u.is_object() {
-        e.input_tokens = u.get("prompt_tokens").and_then(Value::as_u64);
-        e.output_tokens = u.get("completion_tokens").and_then(Value::as_u64);
+/// The usage of a chat or completion body (or chunk), when it has one (`usage`, or Groq's
+/// `x_groq.usage`), into `e`.
+fn set_usage(e: &mut Expected, v: &Value) {
+    let usage = v
+        .get("usage")
+        .filter(|u| u.is_object())
+        .or_else(|| v.pointer("/x_groq/usage").filter(|u| u.is_object()));
+    if let Some(u) = usage {
+        e.input_tokens = u64_of(u, "prompt_tokens");
+        e.output_tokens = u64_of(u, "completion_tokens");
         e.cached_input_tokens = u
             .pointer("/prompt_tokens_details/cached_tokens")
             .and_then(Value::as_u64);
     }
 }
 
-/// The usage of a chat or completion body (or chunk): `usage`, or Groq's `x_groq.usage`.
-fn usage_of(v: &Value) -> Option<&Value> {
-    v.get("usage")
-        .filter(|u| u.is_object())
-        .or_else(|| v.pointer("/x_groq/usage").filter(|u| u.is_object()))
+/// The content of a message or delta, and its reasoning (`reasoning_content`, or
+/// `reasoning`).
+fn text_and_reasoning(m: &Value) -> (&str, &str) {
+    let reasoning = str_of(m, "reasoning_content").or_else(|| str_of(m, "reasoning"));
+    (str_of(m, "content").unwrap_or(""), reasoning.unwrap_or(""))
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
+/// The choice of a plain answer (see [`first_choice`]) read by `read`, with the answer's finish
+/// reason and usage.
+fn choice_answer(
+    status: u16,
+    body: &[u8],
+    what: &str,
+    read: impl FnOnce(&Value) -> Result<Expected, String>,
+) -> Result<Expected, String> {
+    answer(status, body, |v| {
+        let c = first_choice(v).ok_or_else(|| format!("the recorded {what} has no choices"))?;
+        let mut e = read(c)?;
+        e.finish_reason = str_of(c, "finish_reason").map(str::to_owned);
+        set_usage(&mut e, v);
+        Ok(e)
+    })
+}
+
+/// A streamed answer: the finish reason and usage wherever a chunk has them, and each choice
+/// answering the first prompt (index 0) handed to `read` in order; `what` names the chunks in
+/// the refusal of a stream without any `choices`.
+fn choice_stream(
+    status: u16,
+    body: &[u8],
+    what: &str,
+    mut read: impl FnMut(&Value),
+) -> Result<Expected, String> {
+    sse_answer(status, body, is_error_object, |chunks| {
+        let mut e = Expected::default();
+        let mut seen = false;
+        for v in &chunks {
+            set_usage(&mut e, v);
+            let Some(choices) = v.get("choices").and_then(Value::as_array) else {
+                continue;
+            };
+            seen = true;
+            for c in choices
+                .iter()
+                .filter(|c| u64_of(c, "index").unwrap_or(0) == 0)
+            {
+                if let Some(f) = str_of(c, "finish_reason") {
+                    e.finish_reason = Some(f.to_owned());
+                }
+                read(c);
+            }
+        }
+        if !seen {
+            return Err(format!("the recorded stream has no {what} chunks"));
+        }
+        Ok(e)
+    })
 }
 
 /// A chat completion (`POST …/chat/completions` without `stream`).
 pub fn chat(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    let c = first_choice(&v).ok_or("the recorded chat answer has no choices")?;
-    let m = c
-        .get("message")
-        .ok_or("the recorded choice has no message")?;
-    let mut e = Expected {
-        text: Some(str_of(m, "content").unwrap_or("").to_owned()),
-        reasoning: Some(
-            str_of(m, "reasoning_content")
-                .or_else(|| str_of(m, "reasoning"))
-                .unwrap_or("")
-                .to_owned(),
-        ),
-        tool_calls: Some(
-            m.get("tool_calls")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .map(|t| {
-                    (
-                        t.pointer("/function/name")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_owned(),
-                        match t.pointer("/function/arguments") {
-                            Some(Value::String(s)) => arguments(s),
-                            Some(Value::Null) | None => arguments(""),
-                            Some(other) => other.clone(),
-                        },
-                    )
-                })
-                .collect(),
-        ),
-        finish_reason: str_of(c, "finish_reason").map(str::to_owned),
-        ..Expected::default()
-    };
-    if let Some(u) = usage_of(&v) {
-        set_usage(&mut e, u);
-    }
-    Ok(e)
+    choice_answer(status, body, "chat answer", |c| {
+        let m = c
+            .get("message")
+            .ok_or("the recorded choice has no message")?;
+        let (text, reasoning) = text_and_reasoning(m);
+        let calls = m.get("tool_calls").and_then(Value::as_array);
+        Ok(Expected {
+            text: Some(text.to_owned()),
+            reasoning: Some(reasoning.to_owned()),
+            tool_calls: Some(calls.into_iter().flatten().map(function_call).collect()),
+            ..Expected::default()
+        })
+    })
 }
 
 /// A streamed chat completion (SSE `chat.completion.chunk`s); an error object inside the
 /// stream is the error it means.
 pub fn chat_stream(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = status_error(status, body) {
-        return Ok(e);
-    }
     let mut text = String::new();
     let mut reasoning = String::new();
-    let mut calls: Vec<(u64, String, String, bool)> = Vec::new();
-    let mut e = Expected::default();
-    let mut seen = false;
-    for (event, v) in sse_events(body) {
-        if event.as_deref() == Some("error") || is_error_object(&v) {
-            return Ok(Expected::error(embedded_error_kind(&v)));
-        }
-        if let Some(u) = usage_of(&v) {
-            set_usage(&mut e, u);
-        }
-        let Some(choices) = v.get("choices").and_then(Value::as_array) else {
-            continue;
-        };
-        seen = true;
-        for c in choices
-            .iter()
-            .filter(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
-        {
-            if let Some(f) = str_of(c, "finish_reason") {
-                e.finish_reason = Some(f.to_owned());
+    let mut calls: Vec<(u64, String, String)> = Vec::new();
+    let mut e = choice_stream(status, body, "chat", |c| {
+        let Some(d) = c.get("delta") else { return };
+        let (t, r) = text_and_reasoning(d);
+        text.push_str(t);
+        reasoning.push_str(r);
+        let deltas = d.get("tool_calls").and_then(Value::as_array);
+        for (pos, t) in deltas.into_iter().flatten().enumerate() {
+            let i = u64_of(t, "index").unwrap_or(pos as u64);
+            let slot = match calls.iter().position(|c| c.0 == i) {
+                Some(p) => p,
+                None => {
+                    calls.push((i, String::new(), String::new()));
+                    calls.len() - 1
+                }
+            };
+            if let Some(n) = t.pointer("/function/name").and_then(Value::as_str) {
+                calls[slot].1.push_str(n);
             }
-            let Some(d) = c.get("delta") else { continue };
-            text.push_str(str_of(d, "content").unwrap_or(""));
-            reasoning.push_str(
-                str_of(d, "reasoning_content")
-                    .or_else(|| str_of(d, "reasoning"))
-                    .unwrap_or(""),
-            );
-            for (pos, t) in d
-                .get("tool_calls")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                let i = t.get("index").and_then(Value::as_u64).unwrap_or(pos as u64);
-                let slot = match calls.iter().position(|c| c.0 == i) {
-                    Some(p) => p,
-                    None => {
-                        calls.push((i, String::new(), String::new(), false));
-                        calls.len() - 1
-                    }
-                };
-                if let Some(n) = t.pointer("/function/name").and_then(Value::as_str) {
-                    calls[slot].1.push_str(n);
-                }
-                match t.pointer("/function/arguments") {
-                    Some(Value::String(s)) => calls[slot].2.push_str(s),
-                    Some(Value::Null) | None => {}
-                    Some(other) => {
-                        calls[slot].2 = other.to_string();
-                        calls[slot].3 = true;
-                    }
-                }
+            match t.pointer("/function/arguments") {
+                Some(Value::String(s)) => calls[slot].2.push_str(s),
+                Some(Value::Null) | None => {}
+                Some(other) => calls[slot].2 = other.to_string(),
             }
         }
+    })?;
+    if e.error.is_none() {
+        set_joined(&mut e, text, reasoning, calls);
     }
-    if !seen {
-        return Err("the recorded stream has no chat chunks".to_owned());
-    }
-    e.text = Some(text);
-    e.reasoning = Some(reasoning);
-    e.tool_calls = Some(
-        calls
-            .into_iter()
-            .map(|(_, n, a, _)| (n, arguments(&a)))
-            .collect(),
-    );
     Ok(e)
 }
 
 /// A legacy completion (`POST …/completions` without `stream`).
 pub fn completion(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    let c = first_choice(&v).ok_or("the recorded completion has no choices")?;
-    let mut e = Expected {
-        text: Some(str_of(c, "text").unwrap_or("").to_owned()),
-        finish_reason: str_of(c, "finish_reason").map(str::to_owned),
-        ..Expected::default()
-    };
-    if let Some(u) = usage_of(&v) {
-        set_usage(&mut e, u);
-    }
-    Ok(e)
+    choice_answer(status, body, "completion", |c| {
+        Ok(Expected {
+            text: Some(str_of(c, "text").unwrap_or("").to_owned()),
+            ..Expected::default()
+        })
+    })
 }
 
 /// A streamed legacy completion.
 pub fn completion_stream(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = status_error(status, body) {
-        return Ok(e);
-    }
-    let mut e = Expected::default();
-    let mut text = String::new();
-    let mut seen = false;
-    for (event, v) in sse_events(body) {
-        if event.as_deref() == Some("error") || is_error_object(&v) {
-            return Ok(Expected::error(embedded_error_kind(&v)));
+    let (mut text, mut seen) = (String::new(), false);
+    let mut e = choice_stream(status, body, "completion", |c| {
+        seen = true;
+        text.push_str(str_of(c, "text").unwrap_or(""));
+    })?;
+    if e.error.is_none() {
+        if !seen {
+            return Err("the recorded stream has no completion chunks".to_owned());
         }
-        if let Some(u) = usage_of(&v) {
-            set_usage(&mut e, u);
-        }
-        for c in v
-            .get("choices")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
-        {
-            seen = true;
-            text.push_str(str_of(c, "text").unwrap_or(""));
-            if let Some(f) = str_of(c, "finish_reason") {
-                e.finish_reason = Some(f.to_owned());
-            }
-        }
+        e.text = Some(text);
     }
-    if !seen {
-        return Err("the recorded stream has no completion chunks".to_owned());
-    }
-    e.text = Some(text);
     Ok(e)
 }
 
@@ -258,65 +212,39 @@ pub(crate) fn vector(v: &Value) -> Result<Vec<f32>, String> {
 /// An embeddings answer: every vector (numbers or base64, in `index` order when the
 /// recording gives indexes), the count and the first's dimension, the prompt tokens.
 pub fn embeddings(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    let data = v
-        .get("data")
-        .and_then(Value::as_array)
-        .ok_or("the recorded embeddings answer has no data")?;
-    let mut items: Vec<(u64, &Value)> = data
-        .iter()
-        .enumerate()
-        .map(|(pos, d)| {
-            (
-                d.get("index").and_then(Value::as_u64).unwrap_or(pos as u64),
-                d,
-            )
+    answer(status, body, |v| {
+        let data = array(v, "data", "embeddings answer")?;
+        let mut items: Vec<(u64, &Value)> = data
+            .iter()
+            .enumerate()
+            .map(|(pos, d)| (u64_of(d, "index").unwrap_or(pos as u64), d))
+            .collect();
+        items.sort_by_key(|(i, _)| *i);
+        let xs = items
+            .iter()
+            .map(|(_, d)| {
+                vector(
+                    d.get("embedding")
+                        .ok_or("a recorded embedding has no `embedding`")?,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Expected {
+            input_tokens: v.pointer("/usage/prompt_tokens").and_then(Value::as_u64),
+            ..vectors(xs)
         })
-        .collect();
-    items.sort_by_key(|(i, _)| *i);
-    let vectors = items
-        .iter()
-        .map(|(_, d)| {
-            vector(
-                d.get("embedding")
-                    .ok_or("a recorded embedding has no `embedding`")?,
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Expected {
-        vectors: Some((vectors.len(), vectors.first().map_or(0, Vec::len))),
-        embeddings: Some(vectors),
-        input_tokens: v.pointer("/usage/prompt_tokens").and_then(Value::as_u64),
-        ..Expected::default()
     })
 }
 
-/// A model listing (`GET …/models`): the ids in order.
+/// A model listing (`GET …/models`): the ids in order, and their owners when any is said.
 pub fn models(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    let data = v
-        .get("data")
-        .and_then(Value::as_array)
-        .ok_or("the recorded model list has no data")?;
-    let owned = data.iter().any(|m| str_of(m, "owned_by").is_some());
-    Ok(Expected {
-        ids: Some(
-            data.iter()
-                .map(|m| str_of(m, "id").unwrap_or("").to_owned())
-                .collect(),
-        ),
-        owners: owned.then(|| {
-            data.iter()
-                .map(|m| str_of(m, "owned_by").unwrap_or("").to_owned())
-                .collect()
-        }),
-        ..Expected::default()
+    answer(status, body, |v| {
+        let data = array(v, "data", "model list")?;
+        let owned = data.iter().any(|m| str_of(m, "owned_by").is_some());
+        Ok(Expected {
+            owners: owned.then(|| listed(data, |m| str_of(m, "owned_by"))),
+            ..ids(listed(data, |m| str_of(m, "id")))
+        })
     })
 }
 
@@ -361,31 +289,26 @@ fn responses_output(output: &[Value], e: &mut Expected) {
 
 fn responses_usage(e: &mut Expected, u: Option<&Value>) {
     if let Some(u) = u.filter(|u| u.is_object()) {
-        e.input_tokens = u.get("input_tokens").and_then(Value::as_u64);
-        e.output_tokens = u.get("output_tokens").and_then(Value::as_u64);
+        e.input_tokens = u64_of(u, "input_tokens");
+        e.output_tokens = u64_of(u, "output_tokens");
     }
 }
 
 /// A Responses API answer (`POST /v1/responses` without `stream`); a failed response is the
 /// error it means.
 pub fn responses(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    if str_of(&v, "status") == Some("failed") {
-        return Ok(Expected::error(embedded_error_kind(
-            v.get("error").unwrap_or(&Value::Null),
-        )));
-    }
-    let output = v
-        .get("output")
-        .and_then(Value::as_array)
-        .ok_or("the recorded response has no output")?;
-    let mut e = Expected::default();
-    responses_output(output, &mut e);
-    responses_usage(&mut e, v.get("usage"));
-    Ok(e)
+    answer(status, body, |v| {
+        if str_of(v, "status") == Some("failed") {
+            return Ok(Expected::error(embedded_error_kind(
+                v.get("error").unwrap_or(&Value::Null),
+            )));
+        }
+        let output = array(v, "output", "response")?;
+        let mut e = Expected::default();
+        responses_output(output, &mut e);
+        responses_usage(&mut e, v.get("usage"));
+        Ok(e)
+    })
 }
 
 /// A streamed Responses API answer: text from the deltas, function calls from the finished
@@ -438,49 +361,33 @@ pub fn responses_stream(status: u16, body: &[u8]) -> Result<Expected, String> {
 
 /// A moderation answer: the flagged categories of every result, sorted, joined with `,`.
 pub fn moderation(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    let results = v
-        .get("results")
-        .and_then(Value::as_array)
-        .ok_or("the recorded moderation has no results")?;
-    Ok(Expected {
-        flagged: Some(
-            results
-                .iter()
-                .map(|r| {
-                    let mut cats: Vec<&str> = r
-                        .get("categories")
-                        .and_then(Value::as_object)
-                        .into_iter()
-                        .flatten()
-                        .filter(|(_, f)| **f == Value::Bool(true))
-                        .map(|(k, _)| k.as_str())
-                        .collect();
-                    cats.sort_unstable();
-                    cats.join(",")
-                })
-                .collect(),
-        ),
-        ..Expected::default()
+    answer(status, body, |v| {
+        let flagged = array(v, "results", "moderation")?.iter().map(|r| {
+            let mut cats: Vec<&str> = r
+                .get("categories")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter(|(_, f)| **f == Value::Bool(true))
+                .map(|(k, _)| k.as_str())
+                .collect();
+            cats.sort_unstable();
+            cats.join(",")
+        });
+        Ok(Expected {
+            flagged: Some(flagged.collect()),
+            ..Expected::default()
+        })
     })
 }
 
 /// An image generation answer: how many images.
 pub fn images(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    let data = v
-        .get("data")
-        .and_then(Value::as_array)
-        .ok_or("the recorded image answer has no data")?;
-    Ok(Expected {
-        images: Some(data.len()),
-        ..Expected::default()
+    answer(status, body, |v| {
+        Ok(Expected {
+            images: Some(array(v, "data", "image answer")?.len()),
+            ..Expected::default()
+        })
     })
 }
 
@@ -497,7 +404,7 @@ pub fn speech(status: u16, body: &[u8]) -> Result<Expected, String> {
 
 /// A transcription answer (JSON `{"text"}` or plain text).
 pub fn transcription(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
+    if let Some(e) = error_of(status, body, is_error_object) {
         return Ok(e);
     }
     let text = match serde_json::from_slice::<Value>(body) {
@@ -514,14 +421,9 @@ pub fn transcription(status: u16, body: &[u8]) -> Result<Expected, String> {
 
 /// A file upload answer: the file's id.
 pub fn file(status: u16, body: &[u8]) -> Result<Expected, String> {
-    if let Some(e) = error_of(status, body) {
-        return Ok(e);
-    }
-    let v = json(body)?;
-    let id = str_of(&v, "id").ok_or("the recorded file has no id")?;
-    Ok(Expected {
-        ids: Some(vec![id.to_owned()]),
-        ..Expected::default()
+    answer(status, body, |v| {
+        let id = str_of(v, "id").ok_or("the recorded file has no id")?;
+        Ok(ids(vec![id.to_owned()]))
     })
 }
 
@@ -533,6 +435,7 @@ pub fn files(status: u16, body: &[u8]) -> Result<Expected, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oracle::refused;
     use infermux_core::ErrorKind;
     use serde_json::json;
 
@@ -548,9 +451,9 @@ mod tests {
         assert_eq!((e.input_tokens, e.output_tokens), (Some(9), Some(7)));
         assert_eq!(e.finish_reason.as_deref(), Some("tool_calls"));
         // a wrong answer is rejected
-        let mut wrong = e.clone();
-        wrong.tool_calls = Some(vec![("w".into(), json!({"city": "Rome"}))]);
-        assert!(e.check(&wrong).is_err());
+        refused(&e, |g| {
+            g.tool_calls = Some(vec![("w".into(), json!({"city": "Rome"}))])
+        });
         // not a chat answer
         assert!(chat(200, br#"{"object":"list"}"#).is_err());
         assert!(chat(200, b"{\"choices\": ").is_err());
@@ -563,9 +466,7 @@ mod tests {
         assert_eq!(e.text.as_deref(), Some("Hello"));
         assert_eq!(e.tool_calls, Some(vec![("f".into(), json!({"a": 1}))]));
         assert_eq!(e.output_tokens, Some(3));
-        let mut dropped = e.clone();
-        dropped.text = Some("Hel".into());
-        assert!(e.check(&dropped).is_err());
+        refused(&e, |g| g.text = Some("Hel".into()));
         let err = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"I\"}}]}\n\ndata: {\"error\":{\"message\":\"x\",\"type\":\"invalid_request_error\",\"code\":\"tool_use_failed\"}}\n\n";
         assert_eq!(
             chat_stream(200, err).unwrap().error,
@@ -578,9 +479,7 @@ mod tests {
     fn embeddings_models_and_errors() {
         let e = embeddings(200, br#"{"data":[{"embedding":[1,2,3]},{"embedding":[4,5,6]}],"usage":{"prompt_tokens":4}}"#).unwrap();
         assert_eq!(e.vectors, Some((2, 3)));
-        let mut fewer = e.clone();
-        fewer.vectors = Some((1, 3));
-        assert!(e.check(&fewer).is_err());
+        refused(&e, |g| g.vectors = Some((1, 3)));
         // base64: 8 bytes are two floats
         let b = embeddings(200, br#"{"data":[{"embedding":"AAAAAAAAgD8="}]}"#).unwrap();
         assert_eq!(b.vectors, Some((1, 2)));
@@ -659,17 +558,20 @@ mod tests {
         let e = embeddings(200, body).unwrap();
         assert_eq!(e.embeddings, Some(vec![vec![0.1, -2.0], vec![0.0, 1.0]]));
         assert_eq!(e.vectors, Some((2, 2)));
-        let mut swapped = e.clone();
-        swapped.embeddings = Some(vec![vec![0.0, 1.0], vec![0.1, -2.0]]);
-        assert!(e.check(&swapped).unwrap_err().contains("vector 0"));
+        assert!(
+            refused(&e, |g| g.embeddings =
+                Some(vec![vec![0.0, 1.0], vec![0.1, -2.0]]))
+            .contains("vector 0")
+        );
         assert!(embeddings(200, br#"{"data":[{"embedding":"AAAA"}]}"#).is_err());
         assert!(embeddings(200, br#"{"data":[{"embedding":["x"]}]}"#).is_err());
 
         let m = models(200, br#"{"data":[{"id":"a","owned_by":"me"},{"id":"b"}]}"#).unwrap();
         assert_eq!(m.owners, Some(vec!["me".into(), String::new()]));
-        let mut other = m.clone();
-        other.owners = Some(vec!["you".into(), String::new()]);
-        assert!(m.check(&other).unwrap_err().starts_with("owners"));
+        assert!(
+            refused(&m, |g| g.owners = Some(vec!["you".into(), String::new()]))
+                .starts_with("owners")
+        );
         assert_eq!(
             models(200, br#"{"data":[{"id":"a"}]}"#).unwrap().owners,
             None
@@ -677,12 +579,8 @@ mod tests {
 
         let c = chat(200, br#"{"choices":[{"index":0,"message":{"content":"x"}}],"usage":{"prompt_tokens":9,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":6}}}"#).unwrap();
         assert_eq!(c.cached_input_tokens, Some(6));
-        let mut uncached = c.clone();
-        uncached.cached_input_tokens = Some(0);
         assert!(
-            c.check(&uncached)
-                .unwrap_err()
-                .starts_with("cached input tokens")
+            refused(&c, |g| g.cached_input_tokens = Some(0)).starts_with("cached input tokens")
         );
 
         let err = br#"{"error":{"code":500,"message":"image input is not supported","type":"server_error"}}"#;
