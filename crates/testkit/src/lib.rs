@@ -27,6 +27,7 @@
 mod capture;
 pub mod cassette;
 pub mod conformance;
+pub mod helpers;
 pub mod oracle;
 mod record;
 pub mod replay;

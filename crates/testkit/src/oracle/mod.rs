@@ -304,6 +304,19 @@ impl Expected {
         }
     }
 
+    /// [`Expected::check_outcome`] for a replayed recording answered with `status`: also, an
+    /// error answering a recorded error status (400 and up) must carry that status.
+    pub fn check_replay(&self, status: u16, got: Result<&Expected, &Error>) -> Result<(), String> {
+        self.check_outcome(got)?;
+        match got {
+            Err(e) if status >= 400 && e.status() != Some(status) => Err(format!(
+                "error status {:?} for a recorded {status}",
+                e.status()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// [`Expected::check_outcome`] for a core response.
     pub fn check_response(&self, got: &Result<Response, Error>) -> Result<(), String> {
         match got {
@@ -847,6 +860,15 @@ mod tests {
         assert!(want.check_outcome(Ok(&got)).is_err());
         let quota = Error::new(ErrorKind::QuotaExceeded, "pay");
         assert_eq!(want.check_outcome(Err(&quota)), Ok(()));
+        // a replayed error keeps the recorded status
+        assert!(
+            want.check_replay(429, Err(&quota))
+                .unwrap_err()
+                .contains("recorded 429")
+        );
+        let quota = quota.with_status(429);
+        assert_eq!(want.check_replay(429, Err(&quota)), Ok(()));
+        assert!(want.check_replay(402, Err(&quota)).is_err());
     }
 
     #[test]

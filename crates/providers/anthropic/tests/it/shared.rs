@@ -4,31 +4,13 @@
 //! testkit's Anthropic oracle (`infermux_testkit::oracle::anthropic`), the same reading of the
 //! recorded body the conformance runner uses, independent of the provider's parser.
 
-use std::path::{Path, PathBuf};
-
 use infermux_anthropic::{Anthropic, wire};
 use infermux_core::{EndpointConfig, Provider, Request, RequestContext, StreamAccumulator};
+use infermux_testkit::helpers::files_with;
 use infermux_testkit::oracle::{Expected, anthropic as oracle};
 use infermux_testkit::{Cassette, Interaction, ReplayOptions, ReplayServer};
 
 use crate::response_bytes;
-
-fn cassettes(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 /// Why an interaction is out of scope, if it is.
 fn out_of_scope(it: &Interaction) -> Option<&'static str> {
@@ -93,16 +75,7 @@ async fn replay_one(it: &Interaction, chunk: Option<usize>) -> Result<(), String
             }
         }
     };
-    want.check_outcome(got.as_ref())?;
-    if let Err(e) = &got
-        && status >= 400
-        && e.status() != Some(status)
-    {
-        return Err(format!(
-            "error status {:?} for a recorded {status}",
-            e.status()
-        ));
-    }
+    want.check_replay(status, got.as_ref())?;
     server.verify()
 }
 
@@ -112,7 +85,11 @@ async fn every_shared_anthropic_interaction_replays() {
         return;
     };
     let (mut passed, mut failed, mut skipped) = (0, Vec::new(), Vec::new());
-    for (n, path) in cassettes(&dir).iter().enumerate() {
+    for (n, path) in files_with(&dir, &["yaml", "yml"])
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
         let c = Cassette::load(path).unwrap();
         let name = path.strip_prefix(&dir).unwrap().display().to_string();
         for (i, it) in c.interactions.iter().enumerate() {

@@ -4,29 +4,16 @@
 //! replayed, accumulated, and the next turn built from the accumulated message carries the
 //! signature and the redacted data on the wire.
 
-use std::path::PathBuf;
-
 use infermux_anthropic::{Anthropic, wire};
 use infermux_core::{
-    ChatRequest, ContentPart, EndpointConfig, Message, Provider, Request, RequestContext,
-    StreamAccumulator, Tool,
+    ChatRequest, ChatResponse, ContentPart, EndpointConfig, Message, Provider, Request,
+    RequestContext, StreamAccumulator, Tool,
 };
+use infermux_testkit::helpers::shared_cassette;
 use infermux_testkit::{Cassette, ReplayServer, capture};
 use serde_json::{Value, json};
 
 use crate::{fixture, response_bytes};
-
-/// The shared corpus of recorded traffic (`shared/fixtures` next to the repository), found
-/// from this crate upwards; a missing corpus fails the test.
-pub(crate) fn shared_cassette(rel: &str) -> Cassette {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let path = here
-        .ancestors()
-        .map(|a| a.join("shared/fixtures/cassettes").join(rel))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("shared cassette {rel} not found above {}", here.display()));
-    Cassette::load(path).unwrap()
-}
 
 /// The `(thinking, signature)` of every thinking block of a recorded SSE body, read naively.
 fn recorded_thinking(body: &[u8]) -> Vec<(String, String)> {
@@ -50,6 +37,18 @@ fn recorded_thinking(body: &[u8]) -> Vec<(String, String)> {
         }
     }
     blocks
+}
+
+/// The answer `p` accumulates from its stream for `req`, once `server` has served every
+/// interaction.
+async fn streamed(p: &Anthropic, req: &ChatRequest, server: &ReplayServer) -> ChatResponse {
+    let stream = p
+        .stream(&Request::Chat(req.clone()), &RequestContext::new())
+        .await
+        .unwrap();
+    let answer = StreamAccumulator::collect(stream).await.unwrap();
+    server.verify().unwrap();
+    answer
 }
 
 /// Sends `req` streamed to a capture server and returns the JSON body that went on the wire.
@@ -79,12 +78,7 @@ async fn a_recorded_thinking_signature_goes_back_on_the_next_turn() {
         ChatRequest::new("claude-sonnet-4-0", vec![ask.clone()]).with_max_tokens(4096),
         1024,
     );
-    let stream = p
-        .stream(&Request::Chat(req.clone()), &RequestContext::new())
-        .await
-        .unwrap();
-    let answer = StreamAccumulator::collect(stream).await.unwrap();
-    server.verify().unwrap();
+    let answer = streamed(&p, &req, &server).await;
     assert_eq!(
         answer.message.content[0],
         ContentPart::Thinking {
@@ -119,12 +113,7 @@ async fn a_streamed_tool_call_with_thinking_round_trips_signature_and_redacted_d
         )]),
         2048,
     );
-    let stream = p
-        .stream(&Request::Chat(req.clone()), &RequestContext::new())
-        .await
-        .unwrap();
-    let answer = StreamAccumulator::collect(stream).await.unwrap();
-    server.verify().unwrap();
+    let answer = streamed(&p, &req, &server).await;
     let signature = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds";
     let redacted = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP";
     assert_eq!(

@@ -2,23 +2,13 @@
 //! mapped by Gemini's own mapper (`send_mapped`) and in an error inside a 200 stream.
 
 use infermux_core::{
-    ApiKey, ChatRequest, EndpointConfig, Error, Message, Provider, Request, RequestContext,
+    ApiKey, ChatRequest, EndpointConfig, Message, Provider, Request, RequestContext,
 };
 use infermux_gemini::Gemini;
+use infermux_testkit::helpers::assert_masked;
 use infermux_testkit::{Cassette, ReplayServer};
 
 const KEY: &str = "AIzaSyEchoedBackByTheServer01";
-
-fn all_text(err: &Error) -> String {
-    let mut texts = vec![err.to_string(), format!("{err:?}")];
-    texts.extend(err.partial_text().map(str::to_owned));
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(err);
-    while let Some(s) = src {
-        texts.push(format!("{s} {s:?}"));
-        src = s.source();
-    }
-    texts.join("\n")
-}
 
 fn echoing_server_cassette() -> Cassette {
     Cassette::from_yaml(&format!(
@@ -57,17 +47,13 @@ async fn a_key_quoted_back_by_the_server_never_reaches_an_error() {
     let ctx = RequestContext::new();
     let err = p.call(&req, &ctx).await.unwrap_err();
     assert!(err.is_auth(), "{err}");
-    let text = all_text(&err);
-    assert!(!text.contains(KEY), "{text}");
-    assert!(text.contains("API key not valid: ***"), "{text}");
+    assert_masked(&err, KEY, "API key not valid: ***");
 
     let stream = p.stream(&req, &ctx).await.unwrap();
     let err = infermux_core::StreamAccumulator::collect(stream)
         .await
         .unwrap_err();
-    let text = all_text(&err);
-    assert!(!text.contains(KEY), "{text}");
-    assert!(text.contains("***"), "{text}");
+    assert_masked(&err, KEY, "***");
     assert_eq!(err.partial_text(), Some("Hi"));
     server.verify().unwrap();
 }

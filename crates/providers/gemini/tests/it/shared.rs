@@ -4,33 +4,15 @@
 //! oracle (`infermux_testkit::oracle::gemini`), the same reading of the recorded body the
 //! conformance runner uses, independent of the provider's parser.
 
-use std::path::{Path, PathBuf};
-
 use infermux_core::{
     EmbeddingRequest, Error, Provider, Request, RequestContext, StreamAccumulator,
 };
 use infermux_gemini::wire;
+use infermux_testkit::helpers::files_with;
 use infermux_testkit::oracle::{self, Expected, gemini as oracle_gemini};
 use infermux_testkit::{Cassette, Interaction, ReplayOptions, ReplayServer};
 
 use crate::provider;
-
-fn cassettes(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 async fn replay_one(it: &Interaction, chunk: Option<usize>) -> Result<(), String> {
     let cassette = Cassette {
@@ -127,16 +109,7 @@ async fn replay_one(it: &Interaction, chunk: Option<usize>) -> Result<(), String
         }
         other => return Err(format!("no route for {other}")),
     };
-    want.check_outcome(got.as_ref())?;
-    if let Err(e) = &got
-        && status >= 400
-        && e.status() != Some(status)
-    {
-        return Err(format!(
-            "error status {:?} for a recorded {status}",
-            e.status()
-        ));
-    }
+    want.check_replay(status, got.as_ref())?;
     server.verify()
 }
 
@@ -146,7 +119,11 @@ async fn every_shared_gemini_interaction_replays() {
         return;
     };
     let (mut passed, mut failed) = (0, Vec::new());
-    for (n, path) in cassettes(&dir).iter().enumerate() {
+    for (n, path) in files_with(&dir, &["yaml", "yml"])
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
         let c = Cassette::load(path).unwrap();
         let name = path.strip_prefix(&dir).unwrap().display().to_string();
         for (i, it) in c.interactions.iter().enumerate() {

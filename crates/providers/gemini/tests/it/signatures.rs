@@ -4,29 +4,16 @@
 //! stream accumulated, and the next turn built from the accumulated message carries the
 //! signature on its `functionCall` part, as the recorded second request did.
 
-use std::path::PathBuf;
-
 use infermux_core::{
     ChatRequest, ContentPart, EndpointConfig, Message, Provider, Request, RequestContext,
     StreamAccumulator, Tool,
 };
 use infermux_gemini::{Gemini, wire};
-use infermux_testkit::{Cassette, ReplayServer, capture};
+use infermux_testkit::helpers::shared_cassette;
+use infermux_testkit::{ReplayServer, capture};
 use serde_json::{Value, json};
 
 use crate::{response_bytes, stream_chunks};
-
-/// A cassette of the shared corpus (`shared/fixtures` next to the repository), found from this
-/// crate upwards; a missing corpus fails the test.
-fn shared_cassette(rel: &str) -> Cassette {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let path = here
-        .ancestors()
-        .map(|a| a.join("shared/fixtures/cassettes").join(rel))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("shared cassette {rel} not found above {}", here.display()));
-    Cassette::load(path).unwrap()
-}
 
 fn first_turn() -> ChatRequest {
     ChatRequest::new(
@@ -50,29 +37,22 @@ async fn a_recorded_function_call_signature_goes_back_on_the_next_turn() {
     // what was recorded: the signature on the streamed functionCall part, and the part the
     // client sent back in its second request
     let chunks = stream_chunks(&response_bytes(&cassette.interactions[0].response));
-    let recorded_sig = chunks
+    let parts: Vec<&Value> = chunks
         .iter()
-        .flat_map(|c| {
-            c["candidates"][0]["content"]["parts"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
+        .filter_map(|c| c["candidates"][0]["content"]["parts"].as_array())
+        .flatten()
+        .collect();
+    let recorded_sig = parts
+        .iter()
         .find_map(|p| {
             p.get("functionCall")
                 .and(p["thoughtSignature"].as_str().map(str::to_owned))
         })
         .unwrap();
-    let recorded_thought: String = chunks
+    let recorded_thought: String = parts
         .iter()
-        .flat_map(|c| {
-            c["candidates"][0]["content"]["parts"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
         .filter(|p| p["thought"] == true)
-        .filter_map(|p| p["text"].as_str().map(str::to_owned))
+        .filter_map(|p| p["text"].as_str())
         .collect();
     let sent_back: Value = cassette.interactions[1].request.json().unwrap();
     let sent_part = &sent_back["contents"][1]["parts"][0];

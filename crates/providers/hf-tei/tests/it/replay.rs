@@ -5,27 +5,14 @@
 //! recorded, or the mean of the recorded token vectors — the same reading of the recorded body
 //! the conformance runner uses, independent of the provider's parser.
 
-use std::path::{Path, PathBuf};
-
 use infermux_core::{EmbeddingRequest, EndpointConfig, Error, Provider, Request, RequestContext};
 use infermux_hf_tei::HfTei;
+use infermux_testkit::helpers::files_with;
 use infermux_testkit::oracle::{self, Expected};
 use infermux_testkit::{Cassette, Interaction, ReplayServer};
 use serde_json::Value;
 
 use crate::{cassette, tei};
-
-fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files(&p, ext, out);
-        } else if p.extension().is_some_and(|x| x == ext) {
-            out.push(p);
-        }
-    }
-    out.sort();
-}
 
 /// Out of scope: Hugging Face Hub metadata (`GET huggingface.co/api/models/...`), which the
 /// Python client reads to pick a provider; it is not part of the TEI or Inference API protocol.
@@ -57,14 +44,7 @@ async fn replay_one(server: &str, it: &Interaction) -> Result<(), String> {
     // the testkit oracle reads the recorded body, independently of this crate's parser
     let status = it.response.status;
     let want = oracle::tei::embed(status, &oracle::plain_body(&it.response)?)?;
-    want.check_outcome(got.as_ref())?;
-    match &got {
-        Err(e) if status >= 400 && e.status() != Some(status) => Err(format!(
-            "error status {:?} for a recorded {status}",
-            e.status()
-        )),
-        _ => Ok(()),
-    }
+    want.check_replay(status, got.as_ref())
 }
 
 #[tokio::test]
@@ -72,8 +52,7 @@ async fn every_recorded_tei_interaction_replays() {
     let Some(dir) = infermux_testkit::shared_fixture("fixtures/cassettes/tei") else {
         return;
     };
-    let mut paths = Vec::new();
-    files(&dir, "yaml", &mut paths);
+    let paths = files_with(&dir, &["yaml"]).unwrap();
     let (mut passed, mut skipped, mut failed) = (0, 0, Vec::new());
     for f in &paths {
         let mut c = Cassette::load(f).unwrap();
@@ -103,8 +82,7 @@ async fn tei_server_snapshots_decode() {
     let Some(dir) = infermux_testkit::shared_fixture("fixtures/snapshots/tei") else {
         return;
     };
-    let mut paths = Vec::new();
-    files(&dir, "snap", &mut paths);
+    let paths = files_with(&dir, &["snap"]).unwrap();
     assert!(!paths.is_empty(), "no snapshots under {}", dir.display());
     for f in &paths {
         let snap = oracle::tei::snapshot(&std::fs::read_to_string(f).unwrap())

@@ -5,28 +5,15 @@
 //! `openai` for the messages API), the same reading of the recorded body the conformance runner
 //! uses, independent of the provider's parser.
 
-use std::path::{Path, PathBuf};
-
 use infermux_core::{
     CompletionRequest, EndpointConfig, Error, Provider, Request, RequestContext, StreamAccumulator,
 };
 use infermux_hf_tgi::HfTgi;
 use infermux_openai_compat::wire as oai;
+use infermux_testkit::helpers::files_with;
 use infermux_testkit::oracle::{self, Expected};
 use infermux_testkit::{Cassette, Interaction, ReplayOptions, ReplayServer};
 use serde_json::Value;
-
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "yaml") {
-            out.push(p);
-        }
-    }
-    out.sort();
-}
 
 /// Out of scope: Hugging Face Hub metadata (`GET huggingface.co/api/models/...`), read by the
 /// Python client to pick a provider; not part of the TGI or Inference API protocol.
@@ -85,14 +72,7 @@ async fn replay_one(server: &str, it: &Interaction) -> Result<(), String> {
         (false, false) => oracle::tgi::generate(status, &recorded)?,
         (false, true) => oracle::tgi::generate_stream(status, &recorded)?,
     };
-    want.check_outcome(got.as_ref())?;
-    match &got {
-        Err(e) if status >= 400 && e.status() != Some(status) => Err(format!(
-            "error status {:?} for a recorded {status}",
-            e.status()
-        )),
-        _ => Ok(()),
-    }
+    want.check_replay(status, got.as_ref())
 }
 
 #[tokio::test]
@@ -100,8 +80,7 @@ async fn every_recorded_tgi_interaction_replays() {
     let Some(dir) = infermux_testkit::shared_fixture("fixtures/cassettes/tgi") else {
         return;
     };
-    let mut paths = Vec::new();
-    files(&dir, &mut paths);
+    let paths = files_with(&dir, &["yaml"]).unwrap();
     let (mut passed, mut skipped, mut failed) = (0, 0, Vec::new());
     // whole bodies, and bodies cut in 5-byte chunks (events split across reads)
     for (f, chunk) in paths.iter().flat_map(|f| [(f, None), (f, Some(5))]) {

@@ -1,6 +1,9 @@
 //! A minimal Ollama-native server for the conformance suite (the testkit simulator speaks the
 //! OpenAI protocol only): `/api/chat` plain and NDJSON-streamed, with a tool call when tools
-//! are offered, `/api/embed` and `/api/tags`. Deterministic; one request per connection.
+//! are offered, `/api/embed` and `/api/tags`. Deterministic; one request per connection. Its
+//! loopback server, [`serve`], also answers other tests with their own answers.
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -8,10 +11,25 @@ use tokio::net::TcpListener;
 
 /// Starts the server; returns its base URL.
 pub(crate) async fn start() -> String {
+    serve(|path, body| {
+        let (content_type, answer) = route(path, body);
+        (200, content_type, answer)
+    })
+    .await
+}
+
+/// Starts a loopback server that answers each request (one per connection) with
+/// `answer(path, JSON body)`: a status, a content type and a body. Returns its base URL.
+pub(crate) async fn serve<F>(answer: F) -> String
+where
+    F: Fn(&str, &Value) -> (u16, &'static str, String) + Send + Sync + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let answer = Arc::new(answer);
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut tmp = [0u8; 4096];
@@ -45,10 +63,10 @@ pub(crate) async fn start() -> String {
                 let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
                 let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
                 let body: Value = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
-                let (ctype, answer) = route(&path, &body);
+                let (status, ctype, text) = answer(&path, &body);
                 let reply = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                    answer.len()
+                    "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
                 );
                 let _ = sock.write_all(reply.as_bytes()).await;
                 let _ = sock.shutdown().await;

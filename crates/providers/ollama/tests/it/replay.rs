@@ -5,31 +5,18 @@
 //! `/v1`), the same reading of the recorded body the conformance runner uses, independent of
 //! the provider's parser.
 
-use std::path::{Path, PathBuf};
-
 use infermux_core::{
     ChatRequest, CompletionRequest, Error, Message, Provider, Request, RequestContext,
     StreamAccumulator,
 };
 use infermux_ollama::Mode;
 use infermux_openai_compat::wire;
+use infermux_testkit::helpers::files_with;
 use infermux_testkit::oracle::{self, Expected};
 use infermux_testkit::{Cassette, Interaction, ReplayOptions, ReplayServer};
 use serde_json::Value;
 
 use crate::ollama;
-
-fn cassettes(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            cassettes(&p, out);
-        } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-            out.push(p);
-        }
-    }
-    out.sort();
-}
 
 fn messages(v: &Value) -> Vec<Message> {
     v["messages"]
@@ -101,14 +88,7 @@ async fn replay_one(base: &str, it: &Interaction) -> Result<(), String> {
             .await
             .map(|r| Expected::of_response(&r))
     };
-    want.check_outcome(got.as_ref())?;
-    match &got {
-        Err(e) if status >= 400 && e.status() != Some(status) => Err(format!(
-            "error status {:?} for a recorded {status}",
-            e.status()
-        )),
-        _ => Ok(()),
-    }
+    want.check_replay(status, got.as_ref())
 }
 
 #[tokio::test]
@@ -116,8 +96,7 @@ async fn every_recorded_ollama_interaction_replays() {
     let Some(dir) = infermux_testkit::shared_fixture("fixtures/cassettes/ollama") else {
         return;
     };
-    let mut files = Vec::new();
-    cassettes(&dir, &mut files);
+    let files = files_with(&dir, &["yaml", "yml"]).unwrap();
     let (mut passed, mut failed) = (0, Vec::new());
     // whole bodies, and bodies cut in 7-byte chunks (lines split across reads)
     for (f, chunk) in files.iter().flat_map(|f| [(f, None), (f, Some(7))]) {

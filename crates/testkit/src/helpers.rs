@@ -1,0 +1,203 @@
+//! Small pieces the providers' and runners' tests share: the whole text of an error (to prove
+//! a key never reaches it), the recorded files under a folder, a cassette of the shared corpus,
+//! and corpora a test writes for itself.
+//!
+//! These are test helpers: where a test's expectation fails they panic with what they saw.
+//!
+//! ```
+//! use infermux_core::{Error, ErrorKind};
+//! use infermux_testkit::helpers;
+//!
+//! let err = Error::new(ErrorKind::Auth, "invalid key: sk-***");
+//! helpers::assert_masked(&err, "sk-secret", "invalid key: sk-***");
+//! assert!(helpers::error_text(&err).contains("Auth"));
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use infermux_core::Error;
+
+use crate::{Cassette, shared_dir};
+
+/// Everything an error shows: `Display`, `Debug`, the partial text of a cut stream, and the
+/// `Display` and `Debug` of every error in its source chain, one per line.
+pub fn error_text(err: &Error) -> String {
+    let mut texts = vec![err.to_string(), format!("{err:?}")];
+    texts.extend(err.partial_text().map(str::to_owned));
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(err);
+    while let Some(s) = src {
+        texts.push(format!("{s} {s:?}"));
+        src = s.source();
+    }
+    texts.join("\n")
+}
+
+/// Asserts that `key` appears nowhere in the [`error_text`] of `err` and that `masked` (what
+/// the echo looks like once the key is masked) does.
+///
+/// # Panics
+/// When the key is there or `masked` is not, with the whole text.
+pub fn assert_masked(err: &Error, key: &str, masked: &str) {
+    let text = error_text(err);
+    assert!(!text.contains(key), "the key is in the error: {text}");
+    assert!(
+        text.contains(masked),
+        "{masked:?} is not in the error: {text}"
+    );
+}
+
+/// Every file below `dir` (in every sub-folder) whose extension is one of `extensions`,
+/// sorted.
+pub fn files_with(dir: &Path, extensions: &[&str]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|e| extensions.iter().any(|x| e == *x))
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The cassette `rel` of the shared corpus (`fixtures/cassettes/<rel>` under
+/// [`shared_dir`]), for a test that needs that very recording.
+///
+/// # Panics
+/// When the cassette is absent or does not parse: a test built on one recording fails
+/// without it (unlike [`shared_fixture`](crate::shared_fixture), which skips).
+pub fn shared_cassette(rel: &str) -> Cassette {
+    let path = shared_dir().join("fixtures/cassettes").join(rel);
+    Cassette::load(&path).unwrap_or_else(|e| panic!("shared cassette {}: {e}", path.display()))
+}
+
+/// A fresh folder for a corpus a test writes, under the system temp dir, unique to the test
+/// (`name`), the process and the moment.
+///
+/// # Panics
+/// When the folder cannot be created.
+pub fn temp_corpus(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "infermux-conformance-{name}-{}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    dir
+}
+
+/// One recorded exchange, for a cassette a test writes: the request's method, URI and body
+/// (empty for none), the response's status, content type and body.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    /// The request's method (`POST`).
+    pub method: &'a str,
+    /// The request's full URI.
+    pub uri: &'a str,
+    /// The request's body.
+    pub request_body: &'a str,
+    /// The response's status.
+    pub status: u16,
+    /// The response's content type.
+    pub content_type: &'a str,
+    /// The response's body.
+    pub body: &'a str,
+}
+
+impl Exchange<'_> {
+    /// The exchange as a one-interaction vcrpy cassette (YAML).
+    pub fn cassette(&self) -> String {
+        let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        format!(
+            "interactions:\n- request:\n    method: {}\n    uri: {}\n    body: {}\n    headers: {{}}\n  response:\n    status: {{code: {}, message: X}}\n    headers: {{content-type: [{}]}}\n    body: {{string: {}}}\nversion: 1\n",
+            self.method,
+            q(self.uri),
+            q(self.request_body),
+            self.status,
+            q(self.content_type),
+            q(self.body)
+        )
+    }
+
+    /// Writes the exchange as a one-interaction cassette at `rel` under `dir` (creating the
+    /// folders on the way).
+    ///
+    /// # Panics
+    /// When the file cannot be written.
+    pub fn write(&self, dir: &Path, rel: &str) {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("creating {}: {e}", parent.display()));
+        }
+        std::fs::write(&path, self.cassette())
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infermux_core::ErrorKind;
+
+    #[test]
+    fn a_key_in_the_source_chain_is_found() {
+        let inner = Error::new(ErrorKind::Auth, "bad key sk-secret-1");
+        let outer = Error::new(ErrorKind::Server, "failed").with_source(inner);
+        assert!(error_text(&outer).contains("sk-secret-1"));
+        let fails = |err: &Error, masked: &str| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                assert_masked(err, "sk-secret-1", masked)
+            }))
+            .is_err()
+        };
+        assert!(fails(&outer, "failed"), "a key in the chain is caught");
+        let cut = Error::new(ErrorKind::Server, "cut").with_partial_text("said sk-secret-1");
+        assert!(fails(&cut, "cut"), "a key in the partial text is caught");
+        let masked = Error::new(ErrorKind::Auth, "bad key ***");
+        assert_masked(&masked, "sk-secret-1", "bad key ***");
+        assert!(fails(&masked, "key: ***"), "the masked echo must be there");
+    }
+
+    #[test]
+    fn a_written_exchange_is_a_cassette_with_that_exchange() {
+        let dir = temp_corpus("helpers");
+        let ex = Exchange {
+            method: "POST",
+            uri: "https://api.openai.com/v1/chat/completions",
+            request_body: r#"{"model":"m"}"#,
+            status: 429,
+            content_type: "application/json",
+            body: "{\"error\":\"a \\\"quoted\\\" line\nand another\"}",
+        };
+        ex.write(&dir, "a/b.yaml");
+        Exchange {
+            uri: "https://x/y",
+            ..ex
+        }
+        .write(&dir, "c.yml");
+        std::fs::write(dir.join("a/notes.txt"), "x").unwrap();
+        let files = files_with(&dir, &["yaml", "yml"]).unwrap();
+        assert_eq!(files, vec![dir.join("a/b.yaml"), dir.join("c.yml")]);
+        let c = Cassette::load(&files[0]).unwrap();
+        let it = &c.interactions[0];
+        assert_eq!(
+            (it.request.method.as_str(), it.request.uri.as_str()),
+            ("POST", ex.uri)
+        );
+        assert_eq!(it.response.status, 429);
+        assert_eq!(it.response.header("content-type"), Some("application/json"));
+        assert_eq!(it.response.body.to_bytes(), ex.body.as_bytes());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
