@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use infermux_core::{EndpointConfig, ErrorKind, RequestContext, Timeouts};
+use infermux_core::{EndpointConfig, Error, ErrorKind, RequestContext, Timeouts};
 use infermux_http::{Auth, HttpEndpoint};
 
 use crate::support::{RawServer, Step, response};
@@ -15,16 +15,27 @@ fn endpoint(id: &str, base: &str) -> HttpEndpoint {
     HttpEndpoint::new("test", cfg, Auth::None).unwrap()
 }
 
-#[tokio::test]
-async fn a_connect_error_names_the_endpoint_and_its_root_cause() {
-    // nothing listens on port 9 (discard)
-    let ep = endpoint("local", "http://127.0.0.1:9/v1?key=query-secret");
-    let err = ep
-        .get("/models?token=query-secret")
+/// The error of a GET of `path` from endpoint `id` at `base`, which cannot be reached: a
+/// `Connect` error.
+async fn connect_error(id: &str, base: &str, path: &str) -> Error {
+    let err = endpoint(id, base)
+        .get(path)
         .send(&RequestContext::new())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connect);
+    err
+}
+
+#[tokio::test]
+async fn a_connect_error_names_the_endpoint_and_its_root_cause() {
+    // nothing listens on port 9 (discard)
+    let err = connect_error(
+        "local",
+        "http://127.0.0.1:9/v1?key=query-secret",
+        "/models?token=query-secret",
+    )
+    .await;
     let shown = err.to_string();
     assert!(
         shown.contains("connect to local (127.0.0.1:9): connection refused"),
@@ -36,14 +47,9 @@ async fn a_connect_error_names_the_endpoint_and_its_root_cause() {
         "the chain stays on the error"
     );
 
-    let ep = endpoint("remote", "http://no-such-host.invalid:8080/v1");
-    let err = ep
-        .get("/models")
-        .send(&RequestContext::new())
+    let shown = connect_error("remote", "http://no-such-host.invalid:8080/v1", "/models")
         .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Connect);
-    let shown = err.to_string();
+        .to_string();
     assert!(
         shown.contains("connect to remote (no-such-host.invalid:8080): dns error"),
         "{shown}"

@@ -5,7 +5,9 @@ use futures_util::StreamExt;
 use infermux_core::{ApiKey, EndpointConfig, Error, ErrorKind, RequestContext};
 use infermux_http::{Auth, HttpEndpoint, error_from_response};
 
-use crate::support::{RawServer, Seen, Step, chunk, chunked_head, last_chunk, response};
+use crate::support::{
+    KEYED, RawServer, Seen, Step, chunk, chunked_head, json_ok, last_chunk, response,
+};
 
 const KEY: &str = "sk-echoed-secret-4242";
 
@@ -56,11 +58,7 @@ async fn a_server_echoing_the_key_never_puts_it_in_an_error() {
                 format!("rejected {echoed}").as_bytes(),
             ),
             // a 200 whose body is not the JSON expected: its start goes into the error
-            "/snippet" => response(
-                "200 OK",
-                &[("content-type", "application/json")],
-                format!("{KEY} is not JSON").as_bytes(),
-            ),
+            "/snippet" => json_ok(format!("{KEY} is not JSON").as_bytes()),
             // an error inside a 200 stream that quotes the request
             _ => {
                 let mut out = chunked_head("200 OK", "text/event-stream");
@@ -75,12 +73,7 @@ async fn a_server_echoing_the_key_never_puts_it_in_an_error() {
         vec![Step::Send(r)]
     })
     .await;
-    for auth in [
-        Auth::Bearer,
-        Auth::Header("x-api-key"),
-        Auth::Header("x-goog-api-key"),
-        Auth::Header("api-key"),
-    ] {
+    for auth in KEYED {
         let ep = endpoint(&server.url, auth);
         let ctx = RequestContext::new();
         for path in ["/json", "/text"] {
@@ -133,14 +126,7 @@ async fn a_server_echoing_the_key_never_puts_it_in_an_error() {
 
 #[tokio::test]
 async fn a_cross_origin_redirect_drops_every_endpoint_header() {
-    let other = RawServer::start(|_| {
-        vec![Step::Send(response(
-            "200 OK",
-            &[("content-type", "application/json")],
-            b"{}",
-        ))]
-    })
-    .await;
+    let other = RawServer::start(|_| vec![Step::Send(json_ok(b"{}"))]).await;
     let target = format!("{}/landing", other.url);
     let home = RawServer::start(move |req| {
         if req.path() == "/here" {
@@ -168,11 +154,7 @@ async fn a_cross_origin_redirect_drops_every_endpoint_header() {
     assert!(landed.header("x-request-id").is_some());
     assert!(!landed.head.contains(KEY));
     // at home, the endpoint's headers are sent as configured
-    let here = home
-        .seen()
-        .into_iter()
-        .find(|s| s.path() == "/here")
-        .unwrap();
+    let here = home.seen_at("/here");
     assert_eq!(
         here.header("x-tenant-token").as_deref(),
         Some("tenant-secret-77")

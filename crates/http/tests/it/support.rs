@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use infermux_http::Auth;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -109,6 +110,27 @@ impl RawServer {
     pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
+
+    /// The first request seen at `path`.
+    pub(crate) fn seen_at(&self, path: &str) -> Seen {
+        self.seen()
+            .into_iter()
+            .find(|s| s.path() == path)
+            .unwrap_or_else(|| panic!("no request to {path}"))
+    }
+}
+
+/// Every way an endpoint's key goes in a header.
+pub(crate) const KEYED: [Auth; 4] = [
+    Auth::Bearer,
+    Auth::Header("x-api-key"),
+    Auth::Header("x-goog-api-key"),
+    Auth::Header("api-key"),
+];
+
+/// A 200 with a JSON body.
+pub(crate) fn json_ok(body: &[u8]) -> Vec<u8> {
+    response("200 OK", &[("content-type", "application/json")], body)
 }
 
 /// A complete response with a body and Content-Length.

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use infermux_core::{ApiKey, EndpointConfig, ErrorKind, Limits, RequestContext, Timeouts};
 use infermux_http::{AUTH_HEADERS, Auth, HttpEndpoint};
 
-use crate::support::{RawServer, Step, chunk, chunked_head, last_chunk, response};
+use crate::support::{KEYED, RawServer, Step, chunk, chunked_head, json_ok, last_chunk, response};
 
 const KEY: &str = "sk-very-secret-key-123";
 
@@ -25,11 +25,7 @@ fn endpoint(base: &str, auth: Auth) -> HttpEndpoint {
 }
 
 fn ok_json() -> Vec<Step> {
-    vec![Step::Send(response(
-        "200 OK",
-        &[("content-type", "application/json")],
-        br#"{"ok":true}"#,
-    ))]
+    vec![Step::Send(json_ok(br#"{"ok":true}"#))]
 }
 
 #[tokio::test]
@@ -54,12 +50,7 @@ async fn cross_origin_redirect_carries_no_auth_header() {
         }
     })
     .await;
-    for auth in [
-        Auth::Bearer,
-        Auth::Header("x-api-key"),
-        Auth::Header("x-goog-api-key"),
-        Auth::Header("api-key"),
-    ] {
+    for auth in KEYED {
         let ep = endpoint(&home.url, auth);
         let ctx = RequestContext::new();
         let v: serde_json::Value = ep
@@ -89,11 +80,7 @@ async fn cross_origin_redirect_carries_no_auth_header() {
     // a same-origin redirect keeps the key
     let ep = endpoint(&home.url, Auth::Bearer);
     ep.get("/same").send(&RequestContext::new()).await.unwrap();
-    let fin = home
-        .seen()
-        .into_iter()
-        .find(|s| s.path() == "/final")
-        .unwrap();
+    let fin = home.seen_at("/final");
     assert_eq!(
         fin.header("authorization").as_deref(),
         Some(&*format!("Bearer {KEY}"))
@@ -167,9 +154,9 @@ async fn status_headers_and_body_map_to_typed_errors() {
         } else if p == "/html" {
             response("502 Bad Gateway", &[("content-type", "text/html")], b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>")
         } else if p == "/empty" {
-            response("200 OK", &[("content-type", "application/json")], b"")
+            json_ok(b"")
         } else if p == "/malformed" {
-            response("200 OK", &[("content-type", "application/json")], br#"{"choices": [1, 2"#)
+            json_ok(br#"{"choices": [1, 2"#)
         } else if p == "/no-retry" {
             response("500 Internal Server Error", &[("x-should-retry", "false")], b"{}")
         } else {
