@@ -6,7 +6,7 @@ use infermux_core::{ApiKey, EndpointConfig, Error, ErrorKind, RequestContext};
 use infermux_http::{Auth, HttpEndpoint, error_from_response};
 
 use crate::support::{
-    KEYED, RawServer, Seen, Step, chunk, chunked_head, json_ok, last_chunk, response,
+    KEYED, RawServer, Seen, Step, chunk, chunked_head, json_error, json_ok, last_chunk, response,
 };
 
 const KEY: &str = "sk-echoed-secret-4242";
@@ -101,14 +101,7 @@ async fn a_server_echoing_the_key_never_puts_it_in_an_error() {
             .await
             .unwrap_err();
         assert!(!all_text(&err).contains(KEY));
-        let err = ep
-            .get("/snippet")
-            .send(&ctx)
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap_err();
+        let err = json_error(&ep, &ctx, "/snippet").await;
         assert_eq!(err.kind(), ErrorKind::Decode);
         assert!(!all_text(&err).contains(KEY), "{err}");
         // the items of a 200 stream, which provider decoders turn into errors

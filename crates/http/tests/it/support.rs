@@ -2,7 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use infermux_http::Auth;
+use infermux_core::{Error, RequestContext};
+use infermux_http::{Auth, HttpEndpoint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -127,6 +128,17 @@ pub(crate) const KEYED: [Auth; 4] = [
     Auth::Header("x-goog-api-key"),
     Auth::Header("api-key"),
 ];
+
+/// The error of reading the 2xx answer of a GET of `path` as JSON.
+pub(crate) async fn json_error(ep: &HttpEndpoint, ctx: &RequestContext, path: &str) -> Error {
+    ep.get(path)
+        .send(ctx)
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap_err()
+}
 
 /// A 200 with a JSON body.
 pub(crate) fn json_ok(body: &[u8]) -> Vec<u8> {

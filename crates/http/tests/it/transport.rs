@@ -7,7 +7,9 @@ use futures_util::StreamExt;
 use infermux_core::{ApiKey, EndpointConfig, ErrorKind, Limits, RequestContext, Timeouts};
 use infermux_http::{AUTH_HEADERS, Auth, HttpEndpoint};
 
-use crate::support::{KEYED, RawServer, Step, chunk, chunked_head, json_ok, last_chunk, response};
+use crate::support::{
+    KEYED, RawServer, Step, chunk, chunked_head, json_error, json_ok, last_chunk, response,
+};
 
 const KEY: &str = "sk-very-secret-key-123";
 
@@ -178,23 +180,9 @@ async fn status_headers_and_body_map_to_typed_errors() {
     let e = ep.get("/html").send(&ctx).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Server);
     assert!(e.message().contains("502 Bad Gateway"), "{}", e.message());
-    let e = ep
-        .get("/empty")
-        .send(&ctx)
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap_err();
+    let e = json_error(&ep, &ctx, "/empty").await;
     assert_eq!(e.kind(), ErrorKind::Decode);
-    let e = ep
-        .get("/malformed")
-        .send(&ctx)
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap_err();
+    let e = json_error(&ep, &ctx, "/malformed").await;
     assert_eq!(e.kind(), ErrorKind::Decode);
     assert_eq!(e.status(), Some(200));
     let e = ep.get("/no-retry").send(&ctx).await.unwrap_err();
