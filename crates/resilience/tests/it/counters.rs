@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use infermux_core::{
-    Clock, EndpointCounters, EndpointId, ErrorKind, ManualClock, Provider, RejectReason,
-    RequestContext,
+    EndpointCounters, EndpointId, ErrorKind, ManualClock, Provider, RejectReason, RequestContext,
 };
 use infermux_resilience::breaker::{BreakerConfig, BreakerState, SlidingWindow};
 use infermux_resilience::queue::QueueConfig;
@@ -147,17 +146,22 @@ fn slow_breaker() -> BreakerConfig {
         .with_open_wait(Duration::from_secs(600))
 }
 
-#[tokio::test]
-async fn a_non_streamed_call_is_slow_by_its_time_to_first_byte_not_its_total_time() {
-    // the headers arrive at once, then the body takes a second (a manual clock, no waiting)
+/// The breaker's state after one call that takes a second on a manual clock (no waiting),
+/// its first byte arriving at its start (`first_byte_at_once`) or at its end.
+async fn breaker_after_a_one_second_call(first_byte_at_once: bool) -> BreakerState {
     let clock = ManualClock::new();
     let provider = Stub::new({
         let clock = clock.clone();
         move |ctx| {
             let clock = clock.clone();
             async move {
-                ctx.mark_first_byte();
+                if first_byte_at_once {
+                    ctx.mark_first_byte();
+                }
                 clock.advance(Duration::from_secs(1));
+                if !first_byte_at_once {
+                    ctx.mark_first_byte();
+                }
                 ok()
             }
         }
@@ -165,36 +169,24 @@ async fn a_non_streamed_call_is_slow_by_its_time_to_first_byte_not_its_total_tim
     let stack = Resilient::with_clock(
         provider,
         no_retry().with_breaker(Some(slow_breaker())),
-        Arc::new(clock.clone()),
+        Arc::new(clock),
     )
     .unwrap();
     stack.call(&chat(), &RequestContext::new()).await.unwrap();
+    stack.breaker().unwrap().state()
+}
+
+#[tokio::test]
+async fn a_non_streamed_call_is_slow_by_its_time_to_first_byte_not_its_total_time() {
+    // the headers arrive at once, then the body takes a second
     assert_eq!(
-        stack.breaker().unwrap().state(),
+        breaker_after_a_one_second_call(true).await,
         BreakerState::Closed,
         "a fast first byte is not slow, however long the body"
     );
-
-    // the check can fail: a late first byte is slow (a manual clock, no waiting)
-    let clock = ManualClock::new();
-    let provider = Stub::new({
-        let clock = clock.clone();
-        move |ctx| {
-            let clock = clock.clone();
-            async move {
-                clock.advance(Duration::from_secs(1));
-                ctx.mark_first_byte();
-                ok()
-            }
-        }
-    });
-    let stack = Resilient::with_clock(
-        provider,
-        no_retry().with_breaker(Some(slow_breaker())),
-        Arc::new(clock.clone()),
-    )
-    .unwrap();
-    stack.call(&chat(), &RequestContext::new()).await.unwrap();
-    assert_eq!(stack.breaker().unwrap().state(), BreakerState::Open);
-    let _ = clock.now();
+    // the check can fail: a late first byte is slow
+    assert_eq!(
+        breaker_after_a_one_second_call(false).await,
+        BreakerState::Open
+    );
 }

@@ -8,25 +8,20 @@ use std::time::Duration;
 use infermux_core::{EndpointConfig, Error, ErrorKind, Provider, RequestContext, StopReason};
 use infermux_openai_compat::OpenAiCompat;
 use infermux_resilience::breaker::{BreakerConfig, BreakerState, SlidingWindow};
-use infermux_resilience::retry::{FullJitter, StandardRetry};
+use infermux_resilience::retry::StandardRetry;
 use infermux_resilience::{ResilienceConfig, Resilient};
 use infermux_testkit::{Fault, FaultPlan, Simulator};
 
-use crate::stub::{Stub, chat};
+use crate::stub::{Stub, chat, quick_retry};
 
 fn retry(attempts: u32) -> Arc<StandardRetry> {
-    Arc::new(
-        StandardRetry::standard()
-            .with_max_attempts(attempts)
-            .with_bases(
-                Duration::from_millis(1),
-                Duration::from_millis(2),
-                Duration::from_millis(2),
-            )
-            .with_max_delay(Duration::from_secs(30))
-            .with_budget(None)
-            .with_backoff(Arc::new(FullJitter::seeded(9))),
-    )
+    Arc::new(quick_retry(attempts, 9).with_max_delay(Duration::from_secs(30)))
+}
+
+/// The simulator's OpenAI-compatible API as a provider.
+fn over(sim: &Simulator) -> Arc<dyn Provider> {
+    let cfg = EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap();
+    Arc::new(OpenAiCompat::new(cfg).unwrap())
 }
 
 fn one_failure_opens() -> BreakerConfig {
@@ -39,10 +34,7 @@ fn one_failure_opens() -> BreakerConfig {
 #[tokio::test]
 async fn exhausted_retries_tell_the_attempts_made_and_why_they_stopped() {
     let sim = Simulator::start(FaultPlan::none()).await.unwrap();
-    let provider: Arc<dyn Provider> = Arc::new(
-        OpenAiCompat::new(EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap())
-            .unwrap(),
-    );
+    let provider = over(&sim);
     let stack = Resilient::new(
         provider,
         ResilienceConfig::standard()
@@ -84,10 +76,7 @@ async fn a_retry_after_of_two_days_fails_at_once_as_rate_limited_with_that_retry
     let two_days = Duration::from_secs(2 * 24 * 3600);
     // a real 429 with `retry-after: 172800` through the real transport, which keeps long waits
     let sim = Simulator::start(FaultPlan::none()).await.unwrap();
-    let provider: Arc<dyn Provider> = Arc::new(
-        OpenAiCompat::new(EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap())
-            .unwrap(),
-    );
+    let provider = over(&sim);
     let stack =
         Resilient::new(provider, ResilienceConfig::standard().with_retry(retry(5))).unwrap();
     sim.push_fault(Fault::RateLimited(two_days));
@@ -112,10 +101,7 @@ async fn a_retry_after_of_two_days_fails_at_once_as_rate_limited_with_that_retry
 #[tokio::test(start_paused = true)]
 async fn a_429_whose_wait_exceeds_the_deadline_fails_at_once_as_rate_limited() {
     let sim = Simulator::start(FaultPlan::none()).await.unwrap();
-    let provider: Arc<dyn Provider> = Arc::new(
-        OpenAiCompat::new(EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap())
-            .unwrap(),
-    );
+    let provider = over(&sim);
     let stack =
         Resilient::new(provider, ResilienceConfig::standard().with_retry(retry(5))).unwrap();
     sim.push_fault(Fault::RateLimited(Duration::from_secs(10)));

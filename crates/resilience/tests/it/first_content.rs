@@ -4,7 +4,6 @@
 //! caller must see exactly one `Start`, then the whole answer.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use infermux_anthropic::Anthropic;
@@ -13,22 +12,14 @@ use infermux_core::{
     StreamEvent,
 };
 use infermux_openai_compat::OpenAiCompat;
-use infermux_resilience::retry::{FullJitter, StandardRetry};
+use infermux_resilience::retry::StandardRetry;
 use infermux_resilience::{ResilienceConfig, Resilient};
 use infermux_testkit::{Fault, FaultPlan, Simulator};
 
+use crate::stub::quick_retry;
+
 fn retry() -> Arc<StandardRetry> {
-    Arc::new(
-        StandardRetry::standard()
-            .with_max_attempts(3)
-            .with_bases(
-                Duration::from_millis(1),
-                Duration::from_millis(2),
-                Duration::from_millis(2),
-            )
-            .with_budget(None)
-            .with_backoff(Arc::new(FullJitter::seeded(3))),
-    )
+    Arc::new(quick_retry(3, 3))
 }
 
 fn chat(text: &str) -> Request {

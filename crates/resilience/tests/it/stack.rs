@@ -12,9 +12,11 @@ use infermux_core::{
 use infermux_openai_compat::OpenAiCompat;
 use infermux_resilience::breaker::{BreakerConfig, BreakerState, SlidingWindow};
 use infermux_resilience::queue::QueueConfig;
-use infermux_resilience::retry::{FullJitter, RetryBudget, StandardRetry};
+use infermux_resilience::retry::{RetryBudget, StandardRetry};
 use infermux_resilience::{ResilienceConfig, Resilient, render_prometheus};
 use infermux_testkit::{Fault, FaultPlan, Simulator, SplitMix64};
+
+use crate::stub::quick_retry;
 
 fn provider(sim: &Simulator) -> Arc<dyn Provider> {
     let cfg = EndpointConfig::new("sim", format!("{}/v1", sim.url()))
@@ -25,16 +27,7 @@ fn provider(sim: &Simulator) -> Arc<dyn Provider> {
 }
 
 fn fast_retry(attempts: u32) -> StandardRetry {
-    StandardRetry::standard()
-        .with_max_attempts(attempts)
-        .with_bases(
-            Duration::from_millis(1),
-            Duration::from_millis(2),
-            Duration::from_millis(2),
-        )
-        .with_max_delay(Duration::from_secs(2))
-        .with_budget(None)
-        .with_backoff(Arc::new(FullJitter::seeded(1)))
+    quick_retry(attempts, 1).with_max_delay(Duration::from_secs(2))
 }
 
 fn chat(text: &str) -> Request {

@@ -4,12 +4,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use infermux_core::{
     Capabilities, ChatRequest, ChatResponse, EndpointId, Error, ErrorKind, EventStream, Message,
     Operation, Provider, Request, RequestContext, Response, Result,
 };
+use infermux_resilience::retry::{FullJitter, StandardRetry};
 
 type Answer =
     dyn Fn(RequestContext) -> Pin<Box<dyn Future<Output = Result<Response>> + Send>> + Send + Sync;
@@ -50,6 +52,21 @@ pub(crate) fn ok() -> Result<Response> {
         "stub-model",
         Message::assistant("fine"),
     )))
+}
+
+/// A retry policy that waits a millisecond or two (bases: 1 ms transient, 2 ms throttling,
+/// a 2 ms floor), has no budget, and jitters with a generator seeded with `seed`; at most
+/// `attempts` attempts.
+pub(crate) fn quick_retry(attempts: u32, seed: u64) -> StandardRetry {
+    StandardRetry::standard()
+        .with_max_attempts(attempts)
+        .with_bases(
+            Duration::from_millis(1),
+            Duration::from_millis(2),
+            Duration::from_millis(2),
+        )
+        .with_budget(None)
+        .with_backoff(Arc::new(FullJitter::seeded(seed)))
 }
 
 /// A chat request.

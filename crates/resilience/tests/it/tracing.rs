@@ -15,12 +15,13 @@ use infermux_core::{
 use infermux_openai_compat::OpenAiCompat;
 use infermux_resilience::breaker::{BreakerConfig, SlidingWindow};
 use infermux_resilience::queue::QueueConfig;
-use infermux_resilience::retry::{FullJitter, StandardRetry};
 use infermux_resilience::{ResilienceConfig, Resilient};
 use infermux_testkit::{Fault, FaultPlan, Simulator};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
+
+use crate::stub::quick_retry;
 
 #[derive(Debug, Clone, Default)]
 struct Recorded {
@@ -128,16 +129,7 @@ async fn call_and_attempt_spans_carry_genai_fields_and_no_key() {
             provider,
             ResilienceConfig::standard()
                 .with_queue(QueueConfig::standard().with_permits(1))
-                .with_retry(Arc::new(
-                    StandardRetry::standard()
-                        .with_bases(
-                            Duration::from_millis(1),
-                            Duration::from_millis(2),
-                            Duration::from_millis(2),
-                        )
-                        .with_budget(None)
-                        .with_backoff(Arc::new(FullJitter::seeded(1))),
-                ))
+                .with_retry(Arc::new(quick_retry(3, 1)))
                 .with_breaker(Some(
                     BreakerConfig::standard()
                         .with_window(SlidingWindow::Count(2))
