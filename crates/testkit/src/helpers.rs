@@ -1,6 +1,6 @@
 //! Small pieces the providers' and runners' tests share: the whole text of an error (to prove
 //! a key never reaches it), the recorded files under a folder, a cassette of the shared corpus,
-//! and corpora a test writes for itself.
+//! cassettes and corpora a test writes for itself.
 //!
 //! These are test helpers: where a test's expectation fails they panic with what they saw.
 //!
@@ -96,8 +96,8 @@ pub fn temp_corpus(name: &str) -> PathBuf {
     dir
 }
 
-/// One recorded exchange, for a cassette a test writes: the request's method, URI and body
-/// (empty for none), the response's status, content type and body.
+/// One recorded exchange, for a cassette a test writes: the request's method, URI and body,
+/// the response's status, content type and body.
 #[derive(Debug, Clone, Copy)]
 pub struct Exchange<'a> {
     /// The request's method (`POST`).
@@ -114,19 +114,38 @@ pub struct Exchange<'a> {
     pub body: &'a str,
 }
 
+/// One interaction of a vcrpy cassette (YAML, a list item); `None` is a request without a
+/// body.
+fn interaction(
+    method: &str,
+    uri: &str,
+    request_body: Option<&str>,
+    status: u16,
+    content_type: &str,
+    body: &str,
+) -> String {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    format!(
+        "- request:\n    method: {method}\n    uri: {}\n    body: {}\n    headers: {{}}\n  response:\n    status: {{code: {status}, message: X}}\n    headers: {{content-type: [{}]}}\n    body: {{string: {}}}\n",
+        q(uri),
+        request_body.map_or_else(|| "null".to_owned(), q),
+        q(content_type),
+        q(body)
+    )
+}
+
 impl Exchange<'_> {
     /// The exchange as a one-interaction vcrpy cassette (YAML).
     pub fn cassette(&self) -> String {
-        let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
-        format!(
-            "interactions:\n- request:\n    method: {}\n    uri: {}\n    body: {}\n    headers: {{}}\n  response:\n    status: {{code: {}, message: X}}\n    headers: {{content-type: [{}]}}\n    body: {{string: {}}}\nversion: 1\n",
+        let it = interaction(
             self.method,
-            q(self.uri),
-            q(self.request_body),
+            self.uri,
+            Some(self.request_body),
             self.status,
-            q(self.content_type),
-            q(self.body)
-        )
+            self.content_type,
+            self.body,
+        );
+        format!("interactions:\n{it}version: 1\n")
     }
 
     /// Writes the exchange as a one-interaction cassette at `rel` under `dir` (creating the
@@ -143,6 +162,20 @@ impl Exchange<'_> {
         std::fs::write(&path, self.cassette())
             .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }
+}
+
+/// A cassette of `origin` answering `(method, path, status, content type, body)` rows in
+/// order (requests without bodies).
+///
+/// # Panics
+/// When a row does not make a cassette (an `origin` that is not a URI's start).
+pub fn served(origin: &str, rows: &[(&str, &str, u16, &str, &str)]) -> Cassette {
+    let mut yaml = String::from("interactions:\n");
+    for &(method, path, status, content_type, body) in rows {
+        let uri = format!("{origin}{path}");
+        yaml.push_str(&interaction(method, &uri, None, status, content_type, body));
+    }
+    Cassette::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}: {yaml}"))
 }
 
 #[cfg(test)]
@@ -199,5 +232,49 @@ mod tests {
         assert_eq!(it.response.header("content-type"), Some("application/json"));
         assert_eq!(it.response.body.to_bytes(), ex.body.as_bytes());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn served_rows_are_interactions_of_the_origin_in_order() {
+        let c = served(
+            "http://tgi:8080",
+            &[
+                ("GET", "/health", 200, "application/json", ""),
+                ("POST", "/generate", 422, "text/plain", "bad 'input'\n"),
+            ],
+        );
+        assert!(c.interactions.iter().all(|it| it.request.body.is_none()));
+        let got: Vec<_> = c
+            .interactions
+            .iter()
+            .map(|it| {
+                (
+                    it.request.method.as_str(),
+                    it.request.uri.as_str(),
+                    it.response.status,
+                    it.response.header("content-type"),
+                    it.response.body.to_bytes(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "GET",
+                    "http://tgi:8080/health",
+                    200,
+                    Some("application/json"),
+                    Vec::new()
+                ),
+                (
+                    "POST",
+                    "http://tgi:8080/generate",
+                    422,
+                    Some("text/plain"),
+                    b"bad 'input'\n".to_vec()
+                ),
+            ]
+        );
     }
 }

@@ -26,14 +26,7 @@ fn tgi(base: &str) -> HfTgi {
 
 /// A cassette from `(method, path, status, content type, body)` rows, served in order.
 fn cassette(rows: &[(&str, &str, u16, &str, &str)]) -> Cassette {
-    let mut yaml = String::from("interactions:\n");
-    for (method, path, status, ctype, body) in rows {
-        yaml.push_str(&format!(
-            "- request: {{method: {method}, uri: 'http://tgi:8080{path}', body: null, headers: {{}}}}\n  response:\n    status: {{code: {status}, message: X}}\n    headers: {{content-type: ['{ctype}']}}\n    body: {{string: {}}}\n",
-            serde_json::to_string(body).unwrap()
-        ));
-    }
-    Cassette::from_yaml(&yaml).unwrap()
+    infermux_testkit::helpers::served("http://tgi:8080", rows)
 }
 
 /// The SSE body TGI writes for `chunks` (`data:{...}` without a space).

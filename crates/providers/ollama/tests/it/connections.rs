@@ -2,30 +2,23 @@
 //! `/v1` go through the same keep-alive connection.
 
 use infermux_core::{Provider, Request, RequestContext, Response};
-use infermux_testkit::{Cassette, ReplayServer};
+use infermux_testkit::ReplayServer;
+use infermux_testkit::helpers::served;
 
 use crate::ollama;
 
+const TAGS: &str = r#"{"models":[{"name":"llama3.2:latest","size":1,"digest":"d"}]}"#;
+const MODELS: &str = r#"{"object":"list","data":[{"id":"llama3.2:latest","object":"model","created":0,"owned_by":"library"}]}"#;
+
 #[tokio::test]
 async fn native_and_openai_routes_share_one_connection() {
-    let server = ReplayServer::start(
-        Cassette::from_yaml(
-            r#"
-interactions:
-- request: {method: GET, uri: 'http://ollama:11434/api/tags', body: null, headers: {}}
-  response:
-    status: {code: 200, message: OK}
-    headers: {content-type: [application/json]}
-    body: {string: '{"models":[{"name":"llama3.2:latest","size":1,"digest":"d"}]}'}
-- request: {method: GET, uri: 'http://ollama:11434/v1/models', body: null, headers: {}}
-  response:
-    status: {code: 200, message: OK}
-    headers: {content-type: [application/json]}
-    body: {string: '{"object":"list","data":[{"id":"llama3.2:latest","object":"model","created":0,"owned_by":"library"}]}'}
-"#,
-        )
-        .unwrap(),
-    )
+    let server = ReplayServer::start(served(
+        "http://ollama:11434",
+        &[
+            ("GET", "/api/tags", 200, "application/json", TAGS),
+            ("GET", "/v1/models", 200, "application/json", MODELS),
+        ],
+    ))
     .await
     .unwrap();
     let ollama = ollama(&server.url());

@@ -3,28 +3,22 @@
 
 use infermux_core::{EndpointConfig, Provider, Request, RequestContext, Response};
 use infermux_ovms::Ovms;
-use infermux_testkit::{Cassette, ReplayServer};
+use infermux_testkit::ReplayServer;
+use infermux_testkit::helpers::served;
+
+const STATUS: &str = r#"{"model_version_status":[{"version":"1","state":"AVAILABLE","status":{"error_code":"OK","error_message":""}}]}"#;
+const MODELS: &str =
+    r#"{"object":"list","data":[{"id":"resnet","object":"model","created":0,"owned_by":"ovms"}]}"#;
 
 #[tokio::test]
 async fn native_and_v3_routes_share_one_connection() {
-    let server = ReplayServer::start(
-        Cassette::from_yaml(
-            r#"
-interactions:
-- request: {method: GET, uri: 'http://ovms:9000/v1/models/resnet', body: null, headers: {}}
-  response:
-    status: {code: 200, message: OK}
-    headers: {content-type: [application/json]}
-    body: {string: '{"model_version_status":[{"version":"1","state":"AVAILABLE","status":{"error_code":"OK","error_message":""}}]}'}
-- request: {method: GET, uri: 'http://ovms:9000/v3/models', body: null, headers: {}}
-  response:
-    status: {code: 200, message: OK}
-    headers: {content-type: [application/json]}
-    body: {string: '{"object":"list","data":[{"id":"resnet","object":"model","created":0,"owned_by":"ovms"}]}'}
-"#,
-        )
-        .unwrap(),
-    )
+    let server = ReplayServer::start(served(
+        "http://ovms:9000",
+        &[
+            ("GET", "/v1/models/resnet", 200, "application/json", STATUS),
+            ("GET", "/v3/models", 200, "application/json", MODELS),
+        ],
+    ))
     .await
     .unwrap();
     let ovms = Ovms::new(EndpointConfig::new("ovms", server.url()).unwrap()).unwrap();

@@ -2,30 +2,23 @@
 //! go through the same keep-alive connection.
 
 use infermux_core::{Provider, Request, RequestContext, Response};
-use infermux_testkit::{Cassette, ReplayServer};
+use infermux_testkit::ReplayServer;
+use infermux_testkit::helpers::served;
 
 use crate::vllm;
 
+const MODELS: &str =
+    r#"{"object":"list","data":[{"id":"smollm2","object":"model","created":0,"owned_by":"vllm"}]}"#;
+
 #[tokio::test]
 async fn server_and_openai_routes_share_one_connection() {
-    let server = ReplayServer::start(
-        Cassette::from_yaml(
-            r#"
-interactions:
-- request: {method: GET, uri: 'http://vllm:8000/health', body: null, headers: {}}
-  response:
-    status: {code: 200, message: OK}
-    headers: {content-type: [application/json]}
-    body: {string: ''}
-- request: {method: GET, uri: 'http://vllm:8000/v1/models', body: null, headers: {}}
-  response:
-    status: {code: 200, message: OK}
-    headers: {content-type: [application/json]}
-    body: {string: '{"object":"list","data":[{"id":"smollm2","object":"model","created":0,"owned_by":"vllm"}]}'}
-"#,
-        )
-        .unwrap(),
-    )
+    let server = ReplayServer::start(served(
+        "http://vllm:8000",
+        &[
+            ("GET", "/health", 200, "application/json", ""),
+            ("GET", "/v1/models", 200, "application/json", MODELS),
+        ],
+    ))
     .await
     .unwrap();
     let vllm = vllm(&server.url());
