@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use infermux_core::Error;
 
-use crate::{Cassette, shared_dir};
+use crate::Cassette;
 
 /// Everything an error shows: `Display`, `Debug`, the partial text of a cut stream, and the
 /// `Display` and `Debug` of every error in its source chain, one per line.
@@ -69,14 +69,18 @@ pub fn files_with(dir: &Path, extensions: &[&str]) -> std::io::Result<Vec<PathBu
 }
 
 /// The cassette `rel` of the shared corpus (`fixtures/cassettes/<rel>` under
-/// [`shared_dir`]), for a test that needs that very recording.
+/// [`shared_dir`](crate::shared_dir)), for a test that needs that very recording; `None` when the shared fixtures
+/// are absent (the test is then skipped visibly, or fails under `INFERMUX_REQUIRE_FIXTURES=1`,
+/// as with [`shared_fixture`](crate::shared_fixture)).
 ///
 /// # Panics
-/// When the cassette is absent or does not parse: a test built on one recording fails
-/// without it (unlike [`shared_fixture`](crate::shared_fixture), which skips).
-pub fn shared_cassette(rel: &str) -> Cassette {
-    let path = shared_dir().join("fixtures/cassettes").join(rel);
-    Cassette::load(&path).unwrap_or_else(|e| panic!("shared cassette {}: {e}", path.display()))
+/// When the shared corpus is there but this cassette is not, or does not parse.
+pub fn shared_cassette(rel: &str) -> Option<Cassette> {
+    let corpus = crate::shared_fixture("fixtures/cassettes")?;
+    let path = corpus.join(rel);
+    Some(
+        Cassette::load(&path).unwrap_or_else(|e| panic!("shared cassette {}: {e}", path.display())),
+    )
 }
 
 /// A fresh folder for a corpus a test writes, under the system temp dir, unique to the test

@@ -64,8 +64,11 @@ async fn next_turn_on_the_wire(req: ChatRequest, beta_query: bool) -> Value {
 
 #[tokio::test]
 async fn a_recorded_thinking_signature_goes_back_on_the_next_turn() {
-    let cassette =
-        shared_cassette("anthropic/pydantic-ai/test_anthropic_model_thinking_part_stream.yaml");
+    let Some(cassette) =
+        shared_cassette("anthropic/pydantic-ai/test_anthropic_model_thinking_part_stream.yaml")
+    else {
+        return;
+    };
     let recorded = recorded_thinking(&response_bytes(&cassette.interactions[0].response));
     assert_eq!(recorded.len(), 1);
     assert!(!recorded[0].1.is_empty(), "the recording has a signature");

@@ -33,7 +33,9 @@ fn first_turn() -> ChatRequest {
 
 #[tokio::test]
 async fn a_recorded_function_call_signature_goes_back_on_the_next_turn() {
-    let cassette = shared_cassette("gemini/llm-gemini/test_tools.yaml");
+    let Some(cassette) = shared_cassette("gemini/llm-gemini/test_tools.yaml") else {
+        return;
+    };
     // what was recorded: the signature on the streamed functionCall part, and the part the
     // client sent back in its second request
     let chunks = stream_chunks(&response_bytes(&cassette.interactions[0].response));
