@@ -1,10 +1,53 @@
 //! Per-endpoint counters: lock-free atomics, read as a [`CounterSnapshot`] at any time.
+//!
+//! What every attempt touches (attempts, successes, failures, in-flight, tokens and the latency
+//! histogram) is sharded: each thread writes the shard it was given on first use, every shard
+//! on cache lines of its own, so two threads recording at once do not fight over one line.
+//! A snapshot sums the shards; what is rare (rejections, retries, queue, breaker) is one
+//! atomic each.
 
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::cell::Cell;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::error::ErrorKind;
 use crate::types::Usage;
+
+/// Shards at most (a power of two).
+const MAX_SHARDS: usize = 16;
+
+/// The number of shards of every sharded counter: the machine's parallelism rounded up to a
+/// power of two, at least 4 (a few threads map to distinct shards) and at most
+/// [`MAX_SHARDS`]. Read once per process.
+fn shard_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(4, usize::from)
+            .clamp(4, MAX_SHARDS)
+            .next_power_of_two()
+    })
+}
+
+/// This thread's shard among `len` (a power of two): threads are numbered in the order they
+/// first record, so the first `len` threads get distinct shards.
+fn shard_index(len: usize) -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    let i = INDEX.with(|c| {
+        let i = c.get();
+        if i != usize::MAX {
+            return i;
+        }
+        let i = NEXT.fetch_add(1, Relaxed);
+        c.set(i);
+        i
+    });
+    i & (len - 1)
+}
 
 const SUB_BUCKETS: u32 = 8; // 3 bits of precision: about 12 % relative error
 const BUCKETS: usize = 64 * SUB_BUCKETS as usize;
@@ -85,11 +128,28 @@ impl RejectReason {
 /// assert!((45..=56).contains(&p50), "{p50}");
 /// ```
 pub struct LatencyHistogram {
-    buckets: Box<[AtomicU64]>,
+    shards: Box<[HistogramShard]>,
+}
+
+/// One thread's share of a [`LatencyHistogram`], on cache lines of its own. The count is the
+/// sum of the buckets (every latency lands in exactly one), so it costs no increment.
+#[repr(align(128))]
+struct HistogramShard {
+    buckets: [AtomicU64; BUCKETS],
     fixed: [AtomicU64; LATENCY_BOUNDS_MICROS.len()],
-    count: AtomicU64,
     sum_micros: AtomicU64,
     max_micros: AtomicU64,
+}
+
+impl HistogramShard {
+    fn new() -> Self {
+        HistogramShard {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            fixed: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_micros: AtomicU64::new(0),
+            max_micros: AtomicU64::new(0),
+        }
+    }
 }
 
 fn bucket_of(micros: u64) -> usize {
@@ -118,37 +178,57 @@ impl LatencyHistogram {
     /// An empty histogram.
     pub fn new() -> Self {
         LatencyHistogram {
-            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-            fixed: std::array::from_fn(|_| AtomicU64::new(0)),
-            count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
-            max_micros: AtomicU64::new(0),
+            shards: (0..shard_count()).map(|_| HistogramShard::new()).collect(),
         }
     }
 
     /// Records one latency.
     pub fn record(&self, latency: Duration) {
+        self.record_in(shard_index(self.shards.len()), latency);
+    }
+
+    /// Records one latency in shard `index` (a caller that already knows its thread's shard:
+    /// every sharded counter has the same number of shards).
+    fn record_in(&self, index: usize, latency: Duration) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        if let Some(b) = self.buckets.get(bucket_of(micros)) {
+        let Some(shard) = self.shards.get(index) else {
+            return;
+        };
+        if let Some(b) = shard.buckets.get(bucket_of(micros)) {
             b.fetch_add(1, Relaxed);
         }
         let fixed = LATENCY_BOUNDS_MICROS.partition_point(|upper| *upper < micros);
-        if let Some(b) = self.fixed.get(fixed) {
+        if let Some(b) = shard.fixed.get(fixed) {
             b.fetch_add(1, Relaxed);
         }
-        self.count.fetch_add(1, Relaxed);
-        self.sum_micros.fetch_add(micros, Relaxed);
-        self.max_micros.fetch_max(micros, Relaxed);
+        shard.sum_micros.fetch_add(micros, Relaxed);
+        // a new maximum is rare: read first, write only then
+        if micros > shard.max_micros.load(Relaxed) {
+            shard.max_micros.fetch_max(micros, Relaxed);
+        }
     }
 
     /// A copy of the current state.
     pub fn snapshot(&self) -> LatencySnapshot {
+        let mut buckets = vec![0u64; BUCKETS];
+        let mut fixed = vec![0u64; LATENCY_BOUNDS_MICROS.len()];
+        let (mut sum, mut max) = (0u64, 0u64);
+        for shard in self.shards.iter() {
+            for (acc, b) in buckets.iter_mut().zip(&shard.buckets) {
+                *acc += b.load(Relaxed);
+            }
+            for (acc, b) in fixed.iter_mut().zip(&shard.fixed) {
+                *acc += b.load(Relaxed);
+            }
+            sum = sum.wrapping_add(shard.sum_micros.load(Relaxed));
+            max = max.max(shard.max_micros.load(Relaxed));
+        }
         LatencySnapshot {
-            buckets: self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
-            fixed: self.fixed.iter().map(|b| b.load(Relaxed)).collect(),
-            count: self.count.load(Relaxed),
-            sum: Duration::from_micros(self.sum_micros.load(Relaxed)),
-            max: Duration::from_micros(self.max_micros.load(Relaxed)),
+            count: buckets.iter().sum(),
+            buckets,
+            fixed,
+            sum: Duration::from_micros(sum),
+            max: Duration::from_micros(max),
         }
     }
 }
@@ -261,66 +341,118 @@ impl LatencySnapshot {
 /// assert_eq!(s.failures(ErrorKind::RateLimited), 1);
 /// assert_eq!(s.tokens_in, 10);
 /// ```
-#[derive(Debug)]
 pub struct EndpointCounters {
-    requests: AtomicU64,
-    successes: AtomicU64,
-    failures: [AtomicU64; ErrorKind::ALL.len()],
+    shards: Box<[CounterShard]>,
     rejected: [AtomicU64; RejectReason::ALL.len()],
     retries: AtomicU64,
-    in_flight: AtomicI64,
     queued: AtomicI64,
     queue_wait_micros: AtomicU64,
-    tokens_in: AtomicU64,
-    tokens_out: AtomicU64,
     breaker_state: AtomicU8,
     breaker_trips: AtomicU64,
     latency: LatencyHistogram,
+}
+
+/// One thread's share of what every attempt touches, on cache lines of its own. Gauges are
+/// sums too: a guard may end on another thread (another shard) than it began.
+#[repr(align(128))]
+struct CounterShard {
+    requests: AtomicU64,
+    successes: AtomicU64,
+    in_flight: AtomicI64,
+    tokens_in: AtomicU64,
+    tokens_out: AtomicU64,
+    failures: [AtomicU64; ErrorKind::ALL.len()],
+}
+
+impl CounterShard {
+    fn new() -> Self {
+        CounterShard {
+            requests: AtomicU64::new(0),
+            successes: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+            tokens_in: AtomicU64::new(0),
+            tokens_out: AtomicU64::new(0),
+            failures: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl std::fmt::Debug for EndpointCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.snapshot();
+        f.debug_struct("EndpointCounters")
+            .field("requests", &s.requests)
+            .field("successes", &s.successes)
+            .field("failures", &s.failures)
+            .field("rejected", &s.rejected)
+            .field("retries", &s.retries)
+            .field("in_flight", &s.in_flight)
+            .field("queued", &s.queued)
+            .field("queue_wait", &s.queue_wait)
+            .field("tokens_in", &s.tokens_in)
+            .field("tokens_out", &s.tokens_out)
+            .field("breaker_state", &s.breaker_state)
+            .field("breaker_trips", &s.breaker_trips)
+            .field("latency", &self.latency)
+            .finish()
+    }
 }
 
 impl EndpointCounters {
     /// Zeroed counters.
     pub fn new() -> Self {
         EndpointCounters {
-            requests: AtomicU64::new(0),
-            successes: AtomicU64::new(0),
-            failures: std::array::from_fn(|_| AtomicU64::new(0)),
+            shards: (0..shard_count()).map(|_| CounterShard::new()).collect(),
             rejected: std::array::from_fn(|_| AtomicU64::new(0)),
             retries: AtomicU64::new(0),
-            in_flight: AtomicI64::new(0),
             queued: AtomicI64::new(0),
             queue_wait_micros: AtomicU64::new(0),
-            tokens_in: AtomicU64::new(0),
-            tokens_out: AtomicU64::new(0),
             breaker_state: AtomicU8::new(0),
             breaker_trips: AtomicU64::new(0),
             latency: LatencyHistogram::new(),
         }
     }
 
+    /// This thread's shard and its index (there is always one: the slice is never empty).
+    fn shard_at(&self) -> (usize, &CounterShard) {
+        let i = shard_index(self.shards.len());
+        match self.shards.get(i) {
+            Some(s) => (i, s),
+            None => (0, &self.shards[0]),
+        }
+    }
+
+    fn shard(&self) -> &CounterShard {
+        self.shard_at().1
+    }
+
     /// One attempt started (after admission: it was sent to the endpoint).
     pub fn record_request(&self) {
-        self.requests.fetch_add(1, Relaxed);
+        self.shard().requests.fetch_add(1, Relaxed);
     }
     /// One attempt succeeded after `latency`, with the usage the provider reported.
     pub fn record_success(&self, latency: Duration, usage: Option<&Usage>) {
-        self.successes.fetch_add(1, Relaxed);
-        self.latency.record(latency);
+        let (i, shard) = self.shard_at();
+        shard.successes.fetch_add(1, Relaxed);
+        self.latency.record_in(i, latency);
         if let Some(u) = usage {
-            self.record_tokens(u);
+            shard.tokens_in.fetch_add(u.input_tokens, Relaxed);
+            shard.tokens_out.fetch_add(u.output_tokens, Relaxed);
         }
     }
     /// Adds token usage.
     pub fn record_tokens(&self, usage: &Usage) {
-        self.tokens_in.fetch_add(usage.input_tokens, Relaxed);
-        self.tokens_out.fetch_add(usage.output_tokens, Relaxed);
+        let shard = self.shard();
+        shard.tokens_in.fetch_add(usage.input_tokens, Relaxed);
+        shard.tokens_out.fetch_add(usage.output_tokens, Relaxed);
     }
     /// One attempt failed with `kind` after `latency`.
     pub fn record_failure(&self, kind: ErrorKind, latency: Duration) {
-        if let Some(c) = self.failures.get(kind.index()) {
+        let (i, shard) = self.shard_at();
+        if let Some(c) = shard.failures.get(kind.index()) {
             c.fetch_add(1, Relaxed);
         }
-        self.latency.record(latency);
+        self.latency.record_in(i, latency);
     }
     /// One call was refused before an attempt started (not an attempt, no latency).
     pub fn record_rejected(&self, reason: RejectReason) {
@@ -334,8 +466,9 @@ impl EndpointCounters {
     }
     /// Marks one attempt in flight until the guard drops.
     pub fn in_flight(&self) -> InFlightGuard<'_> {
-        self.in_flight.fetch_add(1, Relaxed);
-        InFlightGuard(&self.in_flight)
+        let gauge = &self.shard().in_flight;
+        gauge.fetch_add(1, Relaxed);
+        InFlightGuard(gauge)
     }
     /// Marks one request queued until the guard drops.
     pub fn queued(&self) -> InFlightGuard<'_> {
@@ -344,7 +477,7 @@ impl EndpointCounters {
     }
     /// Moves the in-flight gauge by `delta` (for owners that cannot hold an [`InFlightGuard`]).
     pub fn adjust_in_flight(&self, delta: i64) {
-        self.in_flight.fetch_add(delta, Relaxed);
+        self.shard().in_flight.fetch_add(delta, Relaxed);
     }
     /// Moves the queued gauge by `delta`.
     pub fn adjust_queued(&self, delta: i64) {
@@ -364,19 +497,32 @@ impl EndpointCounters {
         self.breaker_trips.fetch_add(1, Relaxed);
     }
 
-    /// A consistent-enough copy (each field read atomically).
+    /// A consistent-enough copy (each field read atomically; sharded fields summed).
     pub fn snapshot(&self) -> CounterSnapshot {
+        let mut failures = vec![0u64; ErrorKind::ALL.len()];
+        let (mut requests, mut successes, mut tokens_in, mut tokens_out) = (0u64, 0u64, 0u64, 0u64);
+        let mut in_flight = 0i64;
+        for s in self.shards.iter() {
+            requests = requests.wrapping_add(s.requests.load(Relaxed));
+            successes = successes.wrapping_add(s.successes.load(Relaxed));
+            tokens_in = tokens_in.wrapping_add(s.tokens_in.load(Relaxed));
+            tokens_out = tokens_out.wrapping_add(s.tokens_out.load(Relaxed));
+            in_flight = in_flight.wrapping_add(s.in_flight.load(Relaxed));
+            for (acc, c) in failures.iter_mut().zip(&s.failures) {
+                *acc = acc.wrapping_add(c.load(Relaxed));
+            }
+        }
         CounterSnapshot {
-            requests: self.requests.load(Relaxed),
-            successes: self.successes.load(Relaxed),
-            failures: self.failures.iter().map(|c| c.load(Relaxed)).collect(),
+            requests,
+            successes,
+            failures,
             rejected: self.rejected.iter().map(|c| c.load(Relaxed)).collect(),
             retries: self.retries.load(Relaxed),
-            in_flight: self.in_flight.load(Relaxed).max(0) as u64,
+            in_flight: in_flight.max(0) as u64,
             queued: self.queued.load(Relaxed).max(0) as u64,
             queue_wait: Duration::from_micros(self.queue_wait_micros.load(Relaxed)),
-            tokens_in: self.tokens_in.load(Relaxed),
-            tokens_out: self.tokens_out.load(Relaxed),
+            tokens_in,
+            tokens_out,
             breaker_state: self.breaker_state.load(Relaxed),
             breaker_trips: self.breaker_trips.load(Relaxed),
             latency: self.latency.snapshot(),
@@ -514,6 +660,39 @@ mod tests {
         assert_eq!(s.rejected(RejectReason::QueueFull), 1);
         assert_eq!(s.rejected_total(), 2);
         assert_eq!(s.latency.count, 0);
+    }
+
+    #[test]
+    fn two_threads_record_into_distinct_cache_line_shards() {
+        let c = EndpointCounters::new();
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    c.record_request();
+                    c.record_success(Duration::from_millis(1), None);
+                });
+            }
+        });
+        let busy: Vec<_> = c
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.requests.load(Relaxed) > 0)
+            .collect();
+        assert_eq!(busy.len(), 2, "each thread wrote its own shard");
+        let addr = |i: usize| std::ptr::from_ref(&c.shards[i]) as usize;
+        assert!(
+            addr(busy[1].0).abs_diff(addr(busy[0].0)) >= 128,
+            "not one cache line"
+        );
+        let hist_busy = c
+            .latency
+            .shards
+            .iter()
+            .filter(|s| s.buckets.iter().any(|b| b.load(Relaxed) > 0))
+            .count();
+        assert_eq!(hist_busy, 2);
+        assert_eq!(c.snapshot().latency.count, 2);
     }
 
     #[test]
