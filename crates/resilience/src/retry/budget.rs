@@ -64,13 +64,18 @@ impl RetryBudget {
             .is_ok()
     }
 
-    /// Refunds after a success.
+    /// Refunds after a success. Lock-free and without a compare-and-swap loop: a full bucket
+    /// (the usual case) is only read, so the successes of many threads share its cache line
+    /// instead of fighting for it; otherwise one add, and a clamp back to the maximum when the
+    /// add overshot it.
     pub fn deposit(&self) {
-        let _ = self
-            .tokens
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-                Some((t + self.refund).min(self.max))
-            });
+        if self.refund == 0 || self.tokens.load(Ordering::Relaxed) >= self.max {
+            return;
+        }
+        let before = self.tokens.fetch_add(self.refund, Ordering::AcqRel);
+        if before + self.refund > self.max {
+            self.tokens.fetch_min(self.max, Ordering::AcqRel);
+        }
     }
 
     /// Retries left.
