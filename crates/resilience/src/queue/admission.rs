@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -82,14 +83,22 @@ struct Waiter {
     grant: oneshot::Sender<()>,
 }
 
+/// What only the slow path (someone waits) touches, under the lock.
 struct State {
-    available: usize,
     levels: [VecDeque<Waiter>; 3],
     queued: usize,
     next_seq: u64,
 }
 
+/// The permits free now, and a flag set while anyone waits, in one word: a free permit is
+/// taken and given back with one atomic operation, and the lock is taken only when the flag is
+/// set (or about to be). While the flag is set the count is 0 and only the lock holder
+/// changes the word: a released permit is handed to a waiter under the lock.
+const WAITING: u64 = 1 << 63;
+
 struct Shared {
+    /// First, so it shares a cache line with the `Arc`'s counts every permit touches anyway.
+    permits: AtomicU64,
     config: QueueConfig,
     state: Mutex<State>,
     clock: Arc<dyn Clock>,
@@ -108,6 +117,29 @@ fn level(p: Priority) -> usize {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a free permit without the lock, unless none is free or someone waits.
+    fn try_take(&self) -> bool {
+        self.permits
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |w| {
+                (w & WAITING == 0 && w > 0).then(|| w - 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives a permit back: without the lock when nobody waits, else to the best waiter.
+    fn release(&self) {
+        let given_back = self
+            .permits
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |w| {
+                (w & WAITING == 0).then(|| w + 1)
+            })
+            .is_ok();
+        if !given_back {
+            let mut st = self.lock();
+            self.release_locked(&mut st);
+        }
     }
 
     /// Gives a freed permit to the best waiter, or back to the pool. Called with the lock held.
@@ -129,16 +161,12 @@ impl Shared {
                     }
                 }
             }
-            let Some((lvl, _, _)) = best else {
-                st.available += 1;
+            let Some(w) = best.and_then(|(lvl, _, _)| st.levels.get_mut(lvl)?.pop_front()) else {
+                // nobody waits (so the flag is clear): the permit goes back to the pool
+                self.permits.fetch_add(1, Ordering::Release);
                 return;
             };
-            let Some(w) = st.levels.get_mut(lvl).and_then(VecDeque::pop_front) else {
-                st.available += 1;
-                return;
-            };
-            st.queued -= 1;
-            self.queued_changed(st.queued);
+            self.dequeued(st);
             if w.grant.send(()).is_ok() {
                 return;
             }
@@ -146,8 +174,22 @@ impl Shared {
         }
     }
 
+    /// One waiter left the queue (granted or gone); the last one clears the flag. Called with
+    /// the lock held.
+    fn dequeued(&self, st: &mut State) {
+        st.queued -= 1;
+        if st.queued == 0 {
+            self.permits.fetch_and(!WAITING, Ordering::Release);
+        }
+        self.queued_changed(st.queued);
+    }
+
     fn queued_changed(&self, queued: usize) {
         self.queued_tx.send_replace(queued);
+    }
+
+    fn available(&self) -> usize {
+        usize::try_from(self.permits.load(Ordering::Acquire) & !WAITING).unwrap_or(usize::MAX)
     }
 }
 
@@ -159,10 +201,10 @@ pub struct Admission {
 
 impl fmt::Debug for Admission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = self.shared.lock();
+        let queued = self.shared.lock().queued;
         f.debug_struct("Admission")
-            .field("available", &st.available)
-            .field("queued", &st.queued)
+            .field("available", &self.shared.available())
+            .field("queued", &queued)
             .field("config", &self.shared.config)
             .finish()
     }
@@ -181,8 +223,31 @@ impl fmt::Debug for Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut st = self.shared.lock();
-        self.shared.release_locked(&mut st);
+        self.shared.release();
+    }
+}
+
+/// A [`Permit`] borrowed from its queue (see [`Admission::acquire_borrowed`]).
+pub(crate) struct BorrowedPermit<'a> {
+    shared: &'a Arc<Shared>,
+    /// Whether the caller waited in the queue for it.
+    pub(crate) waited: bool,
+}
+
+impl BorrowedPermit<'_> {
+    /// The same permit, owned (for a stream that outlives the call that opened it).
+    pub(crate) fn into_owned(self) -> Permit {
+        let owned = Permit {
+            shared: self.shared.clone(),
+        };
+        std::mem::forget(self);
+        owned
+    }
+}
+
+impl Drop for BorrowedPermit<'_> {
+    fn drop(&mut self) {
+        self.shared.release();
     }
 }
 
@@ -209,8 +274,7 @@ impl Drop for WaitGuard {
             q.remove(pos)
         });
         if removed.is_some() {
-            st.queued -= 1;
-            self.shared.queued_changed(st.queued);
+            self.shared.dequeued(&mut st);
         } else if rx.try_recv().is_ok() {
             // granted while we were leaving: pass the permit on
             self.shared.release_locked(&mut st);
@@ -240,10 +304,14 @@ impl Admission {
         clock: Arc<dyn Clock>,
         counters: Option<Arc<EndpointCounters>>,
     ) -> Self {
+        // a count never reaches the flag bit: 2^63 - 1 permits at most
+        let permits = u64::try_from(config.permits)
+            .unwrap_or(u64::MAX)
+            .min(WAITING - 1);
         Admission {
             shared: Arc::new(Shared {
+                permits: AtomicU64::new(permits),
                 state: Mutex::new(State {
-                    available: config.permits,
                     levels: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
                     queued: 0,
                     next_seq: 0,
@@ -259,14 +327,54 @@ impl Admission {
     /// Waits for a permit at `priority`. Fails at once with `QueueFull` when the queue is full.
     /// Cancel-safe: dropping the future frees its place.
     pub async fn acquire(&self, priority: Priority) -> Result<Permit> {
+        self.take(priority).await?;
+        Ok(Permit {
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// [`Admission::acquire`] for a caller that holds the permit no longer than it borrows the
+    /// queue (the resilience stack's non-streamed attempts): no reference count is touched.
+    pub(crate) async fn acquire_borrowed(&self, priority: Priority) -> Result<BorrowedPermit<'_>> {
+        let waited = self.take(priority).await?;
+        Ok(BorrowedPermit {
+            shared: &self.shared,
+            waited,
+        })
+    }
+
+    /// Waits until the caller holds a permit (which it must wrap at once, with no await in
+    /// between, so that it is freed on drop); `true` when it waited in the queue for it.
+    async fn take(&self, priority: Priority) -> Result<bool> {
+        if self.shared.try_take() {
+            return Ok(false);
+        }
         let lvl = level(priority);
         let (rx, seq, since) = {
             let mut st = self.shared.lock();
-            if st.available > 0 && st.queued == 0 {
-                st.available -= 1;
-                return Ok(Permit {
-                    shared: self.shared.clone(),
-                });
+            // under the lock: take a permit freed meanwhile, or raise the flag (only while
+            // none is free, so the count stays 0 while anyone waits)
+            let mut word = self.shared.permits.load(Ordering::Acquire);
+            loop {
+                let next = if word & WAITING != 0 {
+                    break;
+                } else if word > 0 {
+                    word - 1
+                } else if self.shared.config.max_queued == 0 {
+                    break;
+                } else {
+                    WAITING
+                };
+                match self.shared.permits.compare_exchange_weak(
+                    word,
+                    next,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) if next != WAITING => return Ok(false),
+                    Ok(_) => break,
+                    Err(now) => word = now,
+                }
             }
             if st.queued >= self.shared.config.max_queued {
                 tracing::debug!("infermux.queue.queued" = st.queued, "admission queue full");
@@ -325,14 +433,12 @@ impl Admission {
                 c.record_queue_wait(waited);
             }
         }
-        Ok(Permit {
-            shared: self.shared.clone(),
-        })
+        Ok(true)
     }
 
     /// Permits free now.
     pub fn available(&self) -> usize {
-        self.shared.lock().available
+        self.shared.available()
     }
 
     /// Requests waiting now.

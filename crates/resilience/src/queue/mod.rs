@@ -28,4 +28,5 @@
 
 mod admission;
 
+pub(crate) use admission::BorrowedPermit;
 pub use admission::{Admission, Permit, QueueConfig};
