@@ -1,13 +1,15 @@
 //! The breaker's state machine.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use infermux_core::{Clock, EndpointCounters, Error, ErrorKind, Result};
 
 use super::config::BreakerConfig;
-use super::window::Window;
+use super::config::SlidingWindow;
+use super::window::{ATOMIC_RING_MAX, AtomicRing, Window};
 
 /// The breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,6 +165,13 @@ impl fmt::Debug for BreakerGuard {
 }
 
 impl BreakerGuard {
+    /// Guards a ticket already acquired from `breaker`.
+    pub(crate) fn from_ticket(breaker: Arc<dyn Breaker>, ticket: Ticket) -> Self {
+        BreakerGuard {
+            breaker,
+            ticket: Some(ticket),
+        }
+    }
     /// Acquires a guarded ticket.
     pub fn acquire(breaker: &Arc<dyn Breaker>) -> Result<Self> {
         let ticket = breaker.try_acquire()?;
@@ -189,7 +198,8 @@ impl Drop for BreakerGuard {
 
 enum Phase {
     Closed {
-        window: Window,
+        /// The window, when it is not the breaker's lock-free ring.
+        window: Option<Window>,
     },
     Open {
         until: Instant,
@@ -210,10 +220,32 @@ struct State {
 
 type Listener = Arc<dyn Fn(&Transition) + Send + Sync>;
 
+/// The state code and generation in one word (`generation << 2 | code`), written under the
+/// lock at each transition and read without it: a closed breaker admits with one load.
+fn status_word(generation: u64, state: BreakerState) -> u64 {
+    (generation << 2) | u64::from(state.code())
+}
+
+fn status_state(word: u64) -> BreakerState {
+    match word & 3 {
+        0 => BreakerState::Closed,
+        1 => BreakerState::Open,
+        _ => BreakerState::HalfOpen,
+    }
+}
+
 /// The breaker of one endpoint (see the [module docs](super)).
+///
+/// A closed breaker admits without its lock (one atomic load), and a count window of up to
+/// 4096 calls records without it too (an atomic ring); the lock is taken to change state and
+/// while open or half-open, so each change still happens once, under the lock.
 pub struct CircuitBreaker {
+    /// [`status_word`]: read on every admission, written only on a transition.
+    status: AtomicU64,
     config: BreakerConfig,
     clock: Arc<dyn Clock>,
+    /// The closed state's count window, when it is one the ring holds.
+    ring: Option<AtomicRing>,
     state: Mutex<State>,
     listener: Option<Listener>,
     counters: Option<Arc<EndpointCounters>>,
@@ -238,14 +270,19 @@ impl CircuitBreaker {
     /// A closed breaker from a config known to be valid.
     pub(crate) fn unchecked(config: BreakerConfig, clock: Arc<dyn Clock>) -> Self {
         let now = clock.now();
+        let ring = match config.window {
+            SlidingWindow::Count(n) if n <= ATOMIC_RING_MAX => Some(AtomicRing::new(n)),
+            _ => None,
+        };
+        let window = ring.is_none().then(|| Window::new(config.window, now));
         CircuitBreaker {
+            status: AtomicU64::new(status_word(0, BreakerState::Closed)),
             state: Mutex::new(State {
-                phase: Phase::Closed {
-                    window: Window::new(config.window, now),
-                },
+                phase: Phase::Closed { window },
                 generation: 0,
                 reopens: 0,
             }),
+            ring,
             config,
             clock,
             listener: None,
@@ -278,6 +315,15 @@ impl CircuitBreaker {
         let from = phase_state(&st.phase);
         st.phase = to;
         st.generation += 1;
+        let to_state = phase_state(&st.phase);
+        if to_state == BreakerState::Closed
+            && let Some(ring) = &self.ring
+        {
+            // emptied before the closed state is published: no admission sees old calls
+            ring.clear();
+        }
+        self.status
+            .store(status_word(st.generation, to_state), Ordering::Release);
         Transition {
             from,
             to: phase_state(&st.phase),
@@ -314,6 +360,19 @@ impl CircuitBreaker {
         rate(failures) >= f64::from(self.config.failure_rate_threshold)
             || rate(slow) >= f64::from(self.config.slow_call_rate_threshold)
     }
+
+    /// Opens a closed breaker whose ring reached a threshold, unless another call already
+    /// changed the state since `generation`: of many failures that see the rate at once,
+    /// exactly one opens it.
+    fn trip(&self, generation: u64) {
+        let mut st = self.lock();
+        if st.generation != generation || !matches!(st.phase, Phase::Closed { .. }) {
+            return;
+        }
+        let event = self.open(&mut st, self.clock.now());
+        drop(st);
+        self.emit(Some(event));
+    }
 }
 
 fn phase_state(p: &Phase) -> BreakerState {
@@ -326,6 +385,13 @@ fn phase_state(p: &Phase) -> BreakerState {
 
 impl Breaker for CircuitBreaker {
     fn try_acquire(&self) -> Result<Ticket> {
+        let word = self.status.load(Ordering::Acquire);
+        if status_state(word) == BreakerState::Closed {
+            return Ok(Ticket {
+                generation: word >> 2,
+                probe: false,
+            });
+        }
         let mut st = self.lock();
         let mut event = None;
         let result = match &mut st.phase {
@@ -376,19 +442,45 @@ impl Breaker for CircuitBreaker {
     }
 
     fn on_outcome(&self, ticket: Ticket, outcome: Outcome, time_to_first_byte: Duration) {
-        let mut st = self.lock();
-        if ticket.generation != st.generation {
+        let word = self.status.load(Ordering::Acquire);
+        if ticket.generation != word >> 2 {
             return; // issued in an earlier state: says nothing about this one
         }
         let slow = time_to_first_byte >= self.config.slow_call_duration;
         let failed = outcome == Outcome::Failure;
+        if status_state(word) == BreakerState::Closed
+            && let Some(ring) = &self.ring
+        {
+            // the closed state's count window, without the lock
+            if outcome == Outcome::Ignored {
+                return;
+            }
+            let recorded = ring.record(failed, slow);
+            // a fast success lowers both rates, so it can trip the breaker only as the call
+            // that brings the window to its minimum: otherwise the totals need no reading
+            if !failed && !slow && recorded != u64::from(self.config.minimum_calls) {
+                return;
+            }
+            let t = ring.totals();
+            if t.calls >= self.config.minimum_calls && self.trips(t.calls, t.failures, t.slow) {
+                self.trip(ticket.generation);
+            }
+            return;
+        }
+        let mut st = self.lock();
+        if ticket.generation != st.generation {
+            return; // issued in an earlier state: says nothing about this one
+        }
         let probes = self.config.half_open_probes;
         let mut event = None;
         let mut next: Option<Phase> = None;
         let mut reopen = false;
         let now = self.clock.now();
         match &mut st.phase {
-            Phase::Closed { window } => {
+            Phase::Closed { window: None } => {} // recorded in the ring, without the lock
+            Phase::Closed {
+                window: Some(window),
+            } => {
                 if outcome != Outcome::Ignored {
                     let cap = match self.config.window {
                         super::SlidingWindow::Count(n) => n,
@@ -421,7 +513,10 @@ impl Breaker for CircuitBreaker {
                             reopen = true;
                         } else {
                             next = Some(Phase::Closed {
-                                window: Window::new(self.config.window, now),
+                                window: self
+                                    .ring
+                                    .is_none()
+                                    .then(|| Window::new(self.config.window, now)),
                             });
                         }
                     }
@@ -439,6 +534,6 @@ impl Breaker for CircuitBreaker {
     }
 
     fn state(&self) -> BreakerState {
-        phase_state(&self.lock().phase)
+        status_state(self.status.load(Ordering::Acquire))
     }
 }

@@ -1,6 +1,8 @@
 //! Sliding windows of call outcomes: count-based (a ring) and time-based (buckets), both with
-//! running totals so reading them is O(1) (a time window subtracts buckets as they expire).
+//! running totals so reading them is O(1) (a time window subtracts buckets as they expire);
+//! and [`AtomicRing`], the count-based window the closed breaker records into without a lock.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::config::SlidingWindow;
@@ -156,9 +158,126 @@ impl Window {
     }
 }
 
+/// Calls one word of an [`AtomicRing`] holds: three bit planes of 21 bits (present, failed,
+/// slow).
+const PER_WORD: u64 = 21;
+const PLANE: u64 = (1 << PER_WORD) - 1;
+/// Words per cache line; the first word of the first line is the call counter.
+const PER_LINE: usize = 8;
+/// The largest count window kept in an [`AtomicRing`] (larger ones keep the locked [`Window`]).
+pub(crate) const ATOMIC_RING_MAX: u32 = 4096;
+
+#[repr(align(64))]
+struct Line([AtomicU64; PER_LINE]);
+
+/// The last N calls as bits in atomic words, recorded without a lock.
+///
+/// A call takes the next index (one `fetch_add`) and writes its slot (one compare-and-swap on
+/// the slot's word); totals are the popcounts of the words, so they always describe slots as
+/// they are — never a torn running total. Windows of up to 147 calls (the default is 50) fit
+/// in one cache line with the counter. With one recorder at a time it is exactly the ring of
+/// the last N calls; recorders racing each other may see a total that misses a call still
+/// being written, by at most one per racing thread.
+pub(crate) struct AtomicRing {
+    len: u64,
+    lines: Box<[Line]>,
+}
+
+impl std::fmt::Debug for AtomicRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AtomicRing")
+            .field("len", &self.len)
+            .field("totals", &self.totals())
+            .finish()
+    }
+}
+
+impl AtomicRing {
+    /// A ring of the last `len` calls (1 ..= [`ATOMIC_RING_MAX`]).
+    pub(crate) fn new(len: u32) -> Self {
+        let len = u64::from(len.max(1));
+        let words = 1 + len.div_ceil(PER_WORD) as usize;
+        let lines = words.div_ceil(PER_LINE);
+        AtomicRing {
+            len,
+            lines: (0..lines)
+                .map(|_| Line(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+        }
+    }
+
+    fn word(&self, i: usize) -> Option<&AtomicU64> {
+        self.lines.get(i / PER_LINE)?.0.get(i % PER_LINE)
+    }
+
+    /// Records one call; returns the number of calls recorded since the window was emptied,
+    /// this one included.
+    pub(crate) fn record(&self, failed: bool, slow: bool) -> u64 {
+        let Some(counter) = self.word(0) else {
+            return 0;
+        };
+        let n = counter.fetch_add(1, Ordering::AcqRel);
+        let slot = n % self.len;
+        let Some(word) = self.word(1 + (slot / PER_WORD) as usize) else {
+            return n + 1;
+        };
+        let bit = slot % PER_WORD;
+        let mask = (1 | 1 << PER_WORD | 1 << (2 * PER_WORD)) << bit;
+        let bits = (1 | u64::from(failed) << PER_WORD | u64::from(slow) << (2 * PER_WORD)) << bit;
+        let _ = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+            Some((w & !mask) | bits)
+        });
+        n + 1
+    }
+
+    /// The calls in the window, and how many failed and were slow.
+    pub(crate) fn totals(&self) -> Totals {
+        let words = self.len.div_ceil(PER_WORD) as usize;
+        let mut t = Totals::default();
+        for i in 1..=words {
+            let Some(w) = self.word(i) else { break };
+            let w = w.load(Ordering::Acquire);
+            t.calls += (w & PLANE).count_ones();
+            t.failures += ((w >> PER_WORD) & PLANE).count_ones();
+            t.slow += ((w >> (2 * PER_WORD)) & PLANE).count_ones();
+        }
+        t
+    }
+
+    /// Empties the window (on closing; the caller holds the breaker's lock).
+    pub(crate) fn clear(&self) {
+        for line in self.lines.iter() {
+            for w in &line.0 {
+                w.store(0, Ordering::Release);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomic_ring_matches_the_locked_count_window() {
+        let t0 = Instant::now();
+        for len in [1u32, 6, 21, 22, 50, 147, 148, 500] {
+            let ring = AtomicRing::new(len);
+            let mut w = Window::new(SlidingWindow::Count(len), t0);
+            let mut rng = 99u64 + u64::from(len);
+            for step in 0..3 * len + 50 {
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let (failed, slow) = (rng >> 63 == 1, rng >> 62 & 1 == 1);
+                assert_eq!(ring.record(failed, slow), u64::from(step) + 1);
+                w.record(failed, slow, t0, len);
+                assert_eq!(ring.totals(), w.totals(t0), "len {len} step {step}");
+            }
+            ring.clear();
+            assert_eq!(ring.totals(), Totals::default());
+        }
+    }
 
     #[test]
     fn time_window_running_totals_match_a_recount() {
