@@ -74,7 +74,8 @@ pub struct FirstByte {
 }
 
 struct FirstByteCell {
-    clock: Arc<dyn Clock>,
+    /// `None`: the system clock (no shared clock to count references to).
+    clock: Option<Arc<dyn Clock>>,
     at: OnceLock<Instant>,
 }
 
@@ -83,14 +84,29 @@ impl FirstByte {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         FirstByte {
             inner: Arc::new(FirstByteCell {
-                clock,
+                clock: Some(clock),
+                at: OnceLock::new(),
+            }),
+        }
+    }
+    /// An unmarked cell reading the system's monotonic clock ([`Instant::now`]); the same as
+    /// `FirstByte::new(Arc::new(SystemClock))` without the clock's reference count.
+    ///
+    /// [`SystemClock`]: crate::SystemClock
+    pub fn system() -> Self {
+        FirstByte {
+            inner: Arc::new(FirstByteCell {
+                clock: None,
                 at: OnceLock::new(),
             }),
         }
     }
     /// Marks now as the first byte's arrival, unless already marked.
     pub fn mark(&self) {
-        let _ = self.inner.at.get_or_init(|| self.inner.clock.now());
+        let _ = self.inner.at.get_or_init(|| match &self.inner.clock {
+            Some(clock) => clock.now(),
+            None => Instant::now(),
+        });
     }
     /// When the first byte arrived, if it was marked.
     pub fn at(&self) -> Option<Instant> {

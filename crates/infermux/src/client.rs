@@ -125,12 +125,13 @@ impl Client {
 
     /// One call of any operation.
     pub async fn call(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
-        self.inner.call(request, &ctx).await
+        // the stack's own future, not the `Provider` trait's boxed one
+        self.inner.execute(request, &ctx).await
     }
 
     /// One streamed call; resolves at the first event.
     pub async fn stream(&self, request: &Request, ctx: RequestContext) -> Result<EventStream> {
-        self.inner.stream(request, &ctx).await
+        self.inner.execute_stream(request, &ctx).await
     }
 
     /// A chat answer.

@@ -37,9 +37,9 @@ use infermux_core::{
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
-use crate::breaker::{Breaker, BreakerConfig, BreakerGuard, CircuitBreaker, Outcome};
+use crate::breaker::{Breaker, BreakerConfig, BreakerGuard, CircuitBreaker, Outcome, Ticket};
 use crate::content::first_content;
-use crate::queue::{Admission, Permit, QueueConfig};
+use crate::queue::{Admission, BorrowedPermit, Permit, QueueConfig};
 use crate::retry::{Attempt, Decision, RetryPolicy, StandardRetry};
 
 /// A timeout that ends this close to the call deadline is taken as the deadline's: the
@@ -145,6 +145,9 @@ pub struct Resilient {
     counters: Arc<EndpointCounters>,
     timeout: Option<Duration>,
     clock: Arc<dyn Clock>,
+    /// Whether `clock` is the system clock, so one read of `Instant::now` serves both the
+    /// deadline and the attempt's start.
+    system_clock: bool,
 }
 
 impl fmt::Debug for Resilient {
@@ -162,17 +165,21 @@ impl Resilient {
     /// Wraps `provider` with `config`, using the real clock; fails with
     /// [`ErrorKind::Config`] when the config does not pass [`ResilienceConfig::validate`].
     pub fn new(provider: Arc<dyn Provider>, config: ResilienceConfig) -> Result<Self> {
-        Self::with_clock(provider, config, Arc::new(SystemClock))
+        let mut stack = Self::with_clock(provider, config, Arc::new(SystemClock))?;
+        stack.system_clock = true;
+        Ok(stack)
     }
 
     /// [`ResilienceConfig::standard`] around `provider` (cannot fail: the standard config is
     /// valid).
     pub fn standard(provider: Arc<dyn Provider>) -> Self {
-        Self::unchecked(
+        let mut stack = Self::unchecked(
             provider,
             ResilienceConfig::standard(),
             Arc::new(SystemClock),
-        )
+        );
+        stack.system_clock = true;
+        stack
     }
 
     /// Wraps `provider`; the breaker, the queue and the attempt timings read time from
@@ -203,6 +210,7 @@ impl Resilient {
             counters,
             timeout: config.timeout,
             clock,
+            system_clock: false,
         }
     }
 
@@ -230,14 +238,51 @@ impl Resilient {
         &self.provider
     }
 
-    fn deadline(&self, ctx: &RequestContext) -> CallDeadline {
-        let left = match (ctx.remaining(), self.timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        CallDeadline {
-            at: left.map(|l| tokio::time::Instant::now() + l),
+    /// [`Provider::call`] as a plain future: the same call without the trait's boxed future
+    /// (one allocation less per call, for callers that hold a `Resilient` itself, such as the
+    /// facade's client).
+    pub async fn execute(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
+        let span = self.call_span(request, ctx, false);
+        self.run_call(request, ctx, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    /// [`Provider::stream`] as a plain future (see [`Resilient::execute`]).
+    pub async fn execute_stream(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+    ) -> Result<EventStream> {
+        let span = self.call_span(request, ctx, true);
+        self.run_stream(request, ctx, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    /// The call deadline, and the moment it was computed when that was a read of the system
+    /// clock (`None` without a deadline: then nothing is read).
+    fn deadline(&self, ctx: &RequestContext) -> (CallDeadline, Option<Instant>) {
+        if ctx.deadline().is_none() && self.timeout.is_none() {
+            return (
+                CallDeadline {
+                    at: None,
+                    std: None,
+                },
+                None,
+            );
         }
+        let now = Instant::now();
+        let from_ctx = ctx.deadline().map(|d| d.saturating_duration_since(now));
+        let left = match (from_ctx, self.timeout) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or_default(),
+        };
+        let deadline = CallDeadline {
+            at: Some(tokio::time::Instant::now() + left),
+            std: now.checked_add(left),
+        };
+        (deadline, Some(now))
     }
 
     fn context(&self, e: Error, ctx: &RequestContext) -> Error {
@@ -273,51 +318,19 @@ impl Resilient {
         )
     }
 
-    /// Admission, then the breaker; a refusal is counted as rejected, not as an attempt.
+    /// Admission, then the breaker; a refusal is counted as rejected, not as an attempt. The
+    /// permit and ticket are owned: a stream keeps them after the call returns.
     async fn admit(
         &self,
         ctx: &RequestContext,
         deadline: &CallDeadline,
     ) -> Result<(Permit, Option<BreakerGuard>)> {
-        let reject = |reason: RejectReason, e: Error| {
-            self.counters.record_rejected(reason);
-            tracing::info!(
-                "infermux.rejected" = reason.as_str(),
-                "error.type" = e.kind().as_str(),
-                "call refused before an attempt"
-            );
-            self.context(e, ctx)
+        let (permit, ticket) = self.admit_borrowed(ctx, deadline).await?;
+        let guard = match (&self.breaker, ticket) {
+            (Some(b), Some(t)) => Some(BreakerGuard::from_ticket(b.clone(), t)),
+            _ => None,
         };
-        let permit = match deadline.run(self.admission.acquire(ctx.priority())).await {
-            None => {
-                return Err(reject(
-                    RejectReason::Deadline,
-                    self.deadline_error(
-                        ctx,
-                        "the call deadline passed while waiting for admission",
-                    ),
-                ));
-            }
-            Some(Err(e)) if e.kind() == ErrorKind::QueueFull => {
-                return Err(reject(RejectReason::QueueFull, e));
-            }
-            Some(Err(e)) => return Err(self.context(e, ctx)),
-            Some(Ok(p)) => p,
-        };
-        let guard = match &self.breaker {
-            Some(b) => match BreakerGuard::acquire(b) {
-                Ok(g) => Some(g),
-                Err(e) => {
-                    let reason = match e.kind() {
-                        ErrorKind::CircuitOpen => RejectReason::CircuitOpen,
-                        _ => return Err(self.context(e, ctx)),
-                    };
-                    return Err(reject(reason, e));
-                }
-            },
-            None => None,
-        };
-        Ok((permit, guard))
+        Ok((permit.into_owned(), guard))
     }
 
     /// Waits out a retry pause, or until the deadline if that comes first.
@@ -365,18 +378,82 @@ impl Resilient {
         Err(e.with_attempts(attempts).with_stop_reason(reason))
     }
 
+    /// The context of attempt `n`: the call deadline (as an instant of the system clock, which
+    /// the transport clamps its timers to), the attempt number and, for the breaker's slow-call
+    /// rule when there is a breaker, a first-byte mark.
     fn attempt_context(
         &self,
         ctx: &RequestContext,
         deadline: &CallDeadline,
         n: u32,
+        fresh: bool,
+        first_byte: bool,
     ) -> RequestContext {
-        let actx = match deadline.std() {
+        // right after the deadline was computed, its system instant is still exact; later
+        // (a retry, a wait in the queue) it is recomputed from the time left on tokio's clock
+        let at = if fresh { deadline.std } else { deadline.std() };
+        let actx = match at {
             Some(d) => ctx.clone().with_deadline(d),
             None => ctx.clone(),
         };
-        actx.with_attempt(n)
-            .with_first_byte(FirstByte::new(self.clock.clone()))
+        let actx = actx.with_attempt(n);
+        if !first_byte {
+            actx
+        } else if self.system_clock {
+            actx.with_first_byte(FirstByte::system())
+        } else {
+            actx.with_first_byte(FirstByte::new(self.clock.clone()))
+        }
+    }
+
+    /// Admission and the breaker for a non-streamed attempt, borrowing both (no reference
+    /// count is touched); refusals are counted like [`Resilient::admit`]'s.
+    async fn admit_borrowed(
+        &self,
+        ctx: &RequestContext,
+        deadline: &CallDeadline,
+    ) -> Result<(BorrowedPermit<'_>, Option<Ticket>)> {
+        let permit = match deadline
+            .run(self.admission.acquire_borrowed(ctx.priority()))
+            .await
+        {
+            None => {
+                return Err(self.reject(
+                    ctx,
+                    RejectReason::Deadline,
+                    self.deadline_error(
+                        ctx,
+                        "the call deadline passed while waiting for admission",
+                    ),
+                ));
+            }
+            Some(Err(e)) if e.kind() == ErrorKind::QueueFull => {
+                return Err(self.reject(ctx, RejectReason::QueueFull, e));
+            }
+            Some(Err(e)) => return Err(self.context(e, ctx)),
+            Some(Ok(p)) => p,
+        };
+        let ticket = match &self.breaker {
+            Some(b) => match b.try_acquire() {
+                Ok(t) => Some(t),
+                Err(e) if e.kind() == ErrorKind::CircuitOpen => {
+                    return Err(self.reject(ctx, RejectReason::CircuitOpen, e));
+                }
+                Err(e) => return Err(self.context(e, ctx)),
+            },
+            None => None,
+        };
+        Ok((permit, ticket))
+    }
+
+    fn reject(&self, ctx: &RequestContext, reason: RejectReason, e: Error) -> Error {
+        self.counters.record_rejected(reason);
+        tracing::info!(
+            "infermux.rejected" = reason.as_str(),
+            "error.type" = e.kind().as_str(),
+            "call refused before an attempt"
+        );
+        self.context(e, ctx)
     }
 
     async fn run_call(
@@ -385,50 +462,45 @@ impl Resilient {
         ctx: &RequestContext,
         call_span: Span,
     ) -> Result<Response> {
-        let deadline = self.deadline(ctx);
+        let (deadline, mut computed_at) = self.deadline(ctx);
         let (mut tries, mut attempts) = (0u32, 0u32);
         loop {
             tries += 1;
-            let (permit, guard) = match self.admit(ctx, &deadline).await {
+            let (permit, ticket) = match self.admit_borrowed(ctx, &deadline).await {
                 Ok(admitted) => admitted,
-                Err(e) => match self.after_failure(e, tries, attempts, &deadline, ctx) {
-                    Ok(after) => {
-                        self.pause(after, &deadline).await;
-                        continue;
+                Err(e) => {
+                    computed_at = None;
+                    match self.after_failure(e, tries, attempts, &deadline, ctx) {
+                        Ok(after) => {
+                            self.pause(after, &deadline).await;
+                            continue;
+                        }
+                        Err(e) => return finish_span(&call_span, attempts, Err(e)),
                     }
-                    Err(e) => return finish_span(&call_span, attempts, Err(e)),
-                },
+                }
             };
             attempts += 1;
-            let actx = self.attempt_context(ctx, &deadline, attempts);
+            // the first attempt admitted at once starts at the instant the deadline was read
+            // (the system clock's, when that is the stack's clock)
+            let fresh = !permit.waited && computed_at.is_some();
+            let started = computed_at
+                .take()
+                .filter(|_| fresh && self.system_clock)
+                .unwrap_or_else(|| self.clock.now());
+            let actx =
+                self.attempt_context(ctx, &deadline, attempts, fresh, self.breaker.is_some());
             let span = attempt_span(attempts);
             let result = async {
-                let mut record = AttemptRecord::start(&self.counters, &self.clock);
-                let in_flight = InFlight::new(&self.counters);
-                let t0 = self.clock.now();
+                let mut attempt = CallAttempt::start(self, started, permit, ticket);
                 let result = match deadline.run(self.provider.call(request, &actx)).await {
                     Some(r) => r.map_err(|e| self.context(e, &actx)),
                     None => Err(self.deadline_error(&actx, "the call deadline passed")),
                 };
-                drop(in_flight);
-                // slow is judged by time to first byte (the headers), else the whole call
-                let ttfb = actx
-                    .first_byte()
-                    .and_then(FirstByte::at)
-                    .unwrap_or_else(|| self.clock.now())
-                    .saturating_duration_since(t0);
                 let outcome = match &result {
                     Ok(_) => Outcome::Success,
                     Err(e) => deadline.outcome_of(e),
                 };
-                if let Some(g) = guard {
-                    g.record(outcome, ttfb);
-                }
-                drop(permit);
-                match &result {
-                    Ok(resp) => record.success(resp.usage()),
-                    Err(e) => record.failure(e.kind()),
-                }
+                attempt.finish(&actx, &result, outcome);
                 record_attempt(&span, result.as_ref().err(), outcome);
                 result
             }
@@ -454,7 +526,7 @@ impl Resilient {
         ctx: &RequestContext,
         call_span: Span,
     ) -> Result<EventStream> {
-        let deadline = self.deadline(ctx);
+        let (deadline, _) = self.deadline(ctx);
         let (mut tries, mut attempts) = (0u32, 0u32);
         loop {
             tries += 1;
@@ -469,7 +541,8 @@ impl Resilient {
                 },
             };
             attempts += 1;
-            let actx = self.attempt_context(ctx, &deadline, attempts);
+            // slow is judged by the time to the first event: no first-byte mark needed
+            let actx = self.attempt_context(ctx, &deadline, attempts, false, false);
             let span = attempt_span(attempts);
             let started = async {
                 let mut record = AttemptRecord::start(&self.counters, &self.clock);
@@ -593,6 +666,8 @@ fn finish_span<T>(span: &Span, attempts: u32, result: Result<T>) -> Result<T> {
 #[derive(Debug, Clone, Copy)]
 struct CallDeadline {
     at: Option<tokio::time::Instant>,
+    /// The same deadline on the system clock, as computed with it.
+    std: Option<Instant>,
 }
 
 impl CallDeadline {
@@ -645,17 +720,81 @@ impl Provider for Resilient {
     }
 
     async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
-        let span = self.call_span(request, ctx, false);
-        self.run_call(request, ctx, span.clone())
-            .instrument(span)
-            .await
+        self.execute(request, ctx).await
     }
 
     async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
-        let span = self.call_span(request, ctx, true);
-        self.run_stream(request, ctx, span.clone())
-            .instrument(span)
-            .await
+        self.execute_stream(request, ctx).await
+    }
+}
+
+/// One non-streamed attempt: counted in flight from its start, holding its permit and breaker
+/// ticket (all borrowed from the stack); [`CallAttempt::finish`] records it once, and dropping
+/// it unfinished (the caller gave up) records `Cancelled` and an ignored breaker outcome.
+struct CallAttempt<'a> {
+    stack: &'a Resilient,
+    started: Instant,
+    permit: Option<BorrowedPermit<'a>>,
+    ticket: Option<Ticket>,
+    done: bool,
+}
+
+impl<'a> CallAttempt<'a> {
+    fn start(
+        stack: &'a Resilient,
+        started: Instant,
+        permit: BorrowedPermit<'a>,
+        ticket: Option<Ticket>,
+    ) -> Self {
+        stack.counters.record_request();
+        stack.counters.adjust_in_flight(1);
+        CallAttempt {
+            stack,
+            started,
+            permit: Some(permit),
+            ticket,
+            done: false,
+        }
+    }
+
+    /// Records the attempt's end: one clock read serves its latency and, unless the transport
+    /// marked the first byte, its time to first byte.
+    fn finish(&mut self, actx: &RequestContext, result: &Result<Response>, outcome: Outcome) {
+        self.done = true;
+        let counters = &self.stack.counters;
+        counters.adjust_in_flight(-1);
+        let end = self.stack.clock.now();
+        if let (Some(b), Some(t)) = (&self.stack.breaker, self.ticket.take()) {
+            // slow is judged by time to first byte (the headers), else the whole call
+            let first = actx.first_byte().and_then(FirstByte::at).unwrap_or(end);
+            b.on_outcome(t, outcome, first.saturating_duration_since(self.started));
+        }
+        self.permit = None;
+        let elapsed = end.saturating_duration_since(self.started);
+        match result {
+            Ok(resp) => counters.record_success(elapsed, resp.usage()),
+            Err(e) => counters.record_failure(e.kind(), elapsed),
+        }
+    }
+}
+
+impl Drop for CallAttempt<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let counters = &self.stack.counters;
+        counters.adjust_in_flight(-1);
+        if let (Some(b), Some(t)) = (&self.stack.breaker, self.ticket.take()) {
+            b.on_outcome(t, Outcome::Ignored, Duration::ZERO);
+        }
+        self.permit = None;
+        let elapsed = self
+            .stack
+            .clock
+            .now()
+            .saturating_duration_since(self.started);
+        counters.record_failure(ErrorKind::Cancelled, elapsed);
     }
 }
 
