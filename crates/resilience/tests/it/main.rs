@@ -5,6 +5,7 @@
 mod adapters;
 mod breaker;
 mod config;
+mod contention;
 mod counters;
 mod deadline;
 mod errors;
