@@ -114,8 +114,7 @@ fn client(n: u64, config: ResilienceConfig) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(op), Some(n)) = (args.get(1), args.get(2).and_then(|n| n.parse::<u64>().ok()))
-    else {
+    let (Some(op), Some(n)) = (args.get(1), args.get(2).and_then(|n| n.parse::<u64>().ok())) else {
         eprintln!("usage: icount_resilience <op> <n>");
         std::process::exit(2)
     };
