@@ -14,6 +14,10 @@
 //! Each state change is also a `tracing` event (in module `breaker`).
 //! Slow means a slow time to first byte, not a long generation. Every state change happens
 //! under one lock, so concurrent failures produce exactly one transition and one event.
+//! A closed breaker admits without the lock (one atomic load), and records a count window of
+//! up to 4096 calls without it too (an atomic ring of outcome bits, its totals popcounts);
+//! with one caller at a time that window is exactly the last N calls, and calls racing each
+//! other may see it a call behind (a trip can come one call later, never from a torn count).
 //!
 //! ```
 //! use infermux_core::ManualClock;

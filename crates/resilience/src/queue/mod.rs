@@ -9,6 +9,9 @@
 //! No polling: a release wakes exactly the waiter it hands the permit to. A wait and a full
 //! queue are `tracing` events (in module `queue`).
 //!
+//! While nobody waits, a permit is taken and given back with one atomic operation each; the
+//! queue's lock is taken only to wait, to hand a permit to a waiter, and to leave the queue.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use infermux_core::Priority;
