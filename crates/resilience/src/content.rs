@@ -62,7 +62,16 @@ pub fn is_content(event: &StreamEvent) -> bool {
 /// assert_eq!(all.len(), 2, "the held Start comes first");
 /// # }
 /// ```
-pub async fn first_content(mut stream: EventStream) -> Result<EventStream> {
+pub async fn first_content(stream: EventStream) -> Result<EventStream> {
+    let (held, rest) = hold_until_content(stream).await?;
+    Ok(Box::pin(Replay { held, rest }))
+}
+
+/// [`first_content`] without boxing the replay: the held events and the rest of the stream,
+/// for a caller that replays them itself (the resilience stack's guarded stream).
+pub(crate) async fn hold_until_content(
+    mut stream: EventStream,
+) -> Result<(VecDeque<StreamEvent>, EventStream)> {
     let mut held = VecDeque::new();
     loop {
         match poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
@@ -70,7 +79,7 @@ pub async fn first_content(mut stream: EventStream) -> Result<EventStream> {
                 let content = is_content(&event);
                 held.push_back(event);
                 if content || held.len() >= MAX_HELD {
-                    return Ok(Box::pin(Replay { held, rest: stream }));
+                    return Ok((held, stream));
                 }
             }
             Some(Err(e)) => return Err(e),

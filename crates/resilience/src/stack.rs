@@ -20,6 +20,7 @@
 //! with OpenTelemetry GenAI field names; retries, breaker transitions and queue waits are
 //! events. No field carries a key or a message from the server.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -38,7 +39,7 @@ use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerGuard, CircuitBreaker, Outcome, Ticket};
-use crate::content::first_content;
+use crate::content::hold_until_content;
 use crate::queue::{Admission, BorrowedPermit, Permit, QueueConfig};
 use crate::retry::{Attempt, Decision, RetryPolicy, StandardRetry};
 
@@ -553,7 +554,7 @@ impl Resilient {
                         let stream = self.provider.stream(request, &actx).await?;
                         // slow is judged by the time to the stream's first event
                         let ttfb = self.clock.now().saturating_duration_since(t0);
-                        Ok((first_content(stream).await?, ttfb))
+                        Ok((hold_until_content(stream).await?, ttfb))
                     })
                     .await;
                 let opened = match opened {
@@ -578,8 +579,13 @@ impl Resilient {
             .instrument(span.clone())
             .await;
             match started {
-                Ok((stream, ttfb, record, in_flight, permit, guard)) => {
+                Ok(((held, stream), ttfb, record, in_flight, permit, guard)) => {
+                    // the error is built only for a stream that has a deadline to miss
+                    let deadline_error = deadline
+                        .at
+                        .map(|_| self.deadline_error(&actx, "the call deadline passed"));
                     return Ok(Box::pin(Guarded {
+                        held,
                         inner: stream,
                         permit: Some(permit),
                         in_flight: Some(in_flight),
@@ -591,9 +597,7 @@ impl Resilient {
                         finished: false,
                         deadline,
                         sleep: None,
-                        deadline_error: Some(
-                            self.deadline_error(&actx, "the call deadline passed"),
-                        ),
+                        deadline_error,
                         attempts,
                         span,
                         call_span,
@@ -853,8 +857,10 @@ impl Drop for AttemptRecord {
     }
 }
 
-/// A stream that owns its permit and breaker ticket and records its outcome once.
+/// A stream that owns its permit and breaker ticket and records its outcome once; it first
+/// replays the metadata held back until the first content event (and that event).
 struct Guarded {
+    held: VecDeque<StreamEvent>,
     inner: EventStream,
     permit: Option<Permit>,
     in_flight: Option<InFlight>,
@@ -943,7 +949,11 @@ impl Stream for Guarded {
         if self.finished {
             return Poll::Ready(None);
         }
-        match self.inner.as_mut().poll_next(cx) {
+        let next = match self.held.pop_front() {
+            Some(ev) => Poll::Ready(Some(Ok(ev))),
+            None => self.inner.as_mut().poll_next(cx),
+        };
+        match next {
             Poll::Ready(Some(Ok(ev))) => {
                 match &ev {
                     StreamEvent::Usage(u) => self.usage = Some(*u),
