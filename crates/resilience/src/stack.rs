@@ -22,8 +22,8 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -702,12 +702,28 @@ impl CallDeadline {
         }
     }
 
-    /// Runs `fut` until the deadline: `None` when the deadline came first.
+    /// Runs `fut` until the deadline: `None` when the deadline came first (`fut` is polled
+    /// first, like tokio's `timeout_at`). The timer is created only once `fut` has to wait: a
+    /// permit free at once, or an answer ready at once, costs no timer.
     async fn run<T>(&self, fut: impl Future<Output = T>) -> Option<T> {
-        match self.at {
-            Some(d) => tokio::time::timeout_at(d, fut).await.ok(),
-            None => Some(fut.await),
-        }
+        let Some(at) = self.at else {
+            return Some(fut.await);
+        };
+        let mut fut = pin!(fut);
+        let mut sleep = pin!(None::<tokio::time::Sleep>);
+        poll_fn(|cx| {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            if sleep.is_none() {
+                sleep.set(Some(tokio::time::sleep_until(at)));
+            }
+            match sleep.as_mut().as_pin_mut().map(|timer| timer.poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(None),
+                _ => Poll::Pending,
+            }
+        })
+        .await
     }
 }
 
