@@ -181,3 +181,26 @@ fn retry_budget_refunds_from_many_threads_never_overfill_it() {
         budget.available()
     );
 }
+
+fn assert_send<T: Send>(value: T) -> T {
+    value
+}
+
+#[tokio::test]
+async fn execute_is_the_provider_call_as_a_send_future() {
+    use infermux_core::{Provider, RequestContext};
+    use infermux_resilience::{ResilienceConfig, Resilient};
+
+    let provider = crate::stub::Stub::new(|_| async { crate::stub::ok() });
+    let stack = Resilient::new(provider.clone(), ResilienceConfig::disabled()).unwrap();
+    let req = crate::stub::chat();
+    let ctx = RequestContext::new();
+    // the facade awaits this future in its own, which callers spawn: it must be Send
+    let direct = assert_send(stack.execute(&req, &ctx)).await.unwrap();
+    let through_trait = stack.call(&req, &ctx).await.unwrap();
+    assert_eq!(direct, through_trait);
+    let s = stack.counters().snapshot();
+    assert_eq!((s.requests, s.successes), (2, 2));
+    assert_eq!(provider.calls(), 2);
+    assert_eq!(stack.admission().available(), usize::MAX / 2, "permits back");
+}
