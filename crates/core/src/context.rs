@@ -70,7 +70,8 @@ pub enum Idempotency {
 /// ```
 #[derive(Clone)]
 pub struct FirstByte {
-    inner: Arc<FirstByteCell>,
+    /// Always `Some` but while dropping (a cell nobody else holds is kept for reuse).
+    inner: Option<Arc<FirstByteCell>>,
 }
 
 struct FirstByteCell {
@@ -79,38 +80,66 @@ struct FirstByteCell {
     at: OnceLock<Instant>,
 }
 
+thread_local! {
+    /// One unmarked system-clock cell per thread, left by the last [`FirstByte`] dropped here
+    /// that nobody else held: an attempt's mark then costs no allocation.
+    static SPARE_CELL: std::cell::Cell<Option<Arc<FirstByteCell>>> =
+        const { std::cell::Cell::new(None) };
+}
+
 impl FirstByte {
     /// An unmarked cell reading time from `clock`.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         FirstByte {
-            inner: Arc::new(FirstByteCell {
+            inner: Some(Arc::new(FirstByteCell {
                 clock: Some(clock),
                 at: OnceLock::new(),
-            }),
+            })),
         }
     }
     /// An unmarked cell reading the system's monotonic clock ([`Instant::now`]); the same as
-    /// `FirstByte::new(Arc::new(SystemClock))` without the clock's reference count.
+    /// `FirstByte::new(Arc::new(SystemClock))` without the clock's reference count, and
+    /// without an allocation when this thread dropped such a cell before.
     ///
     /// [`SystemClock`]: crate::SystemClock
     pub fn system() -> Self {
+        let spare = SPARE_CELL.try_with(std::cell::Cell::take).ok().flatten();
         FirstByte {
-            inner: Arc::new(FirstByteCell {
-                clock: None,
-                at: OnceLock::new(),
-            }),
+            inner: Some(spare.unwrap_or_else(|| {
+                Arc::new(FirstByteCell {
+                    clock: None,
+                    at: OnceLock::new(),
+                })
+            })),
         }
     }
     /// Marks now as the first byte's arrival, unless already marked.
     pub fn mark(&self) {
-        let _ = self.inner.at.get_or_init(|| match &self.inner.clock {
-            Some(clock) => clock.now(),
-            None => Instant::now(),
-        });
+        if let Some(cell) = &self.inner {
+            let _ = cell.at.get_or_init(|| match &cell.clock {
+                Some(clock) => clock.now(),
+                None => Instant::now(),
+            });
+        }
     }
     /// When the first byte arrived, if it was marked.
     pub fn at(&self) -> Option<Instant> {
-        self.inner.at.get().copied()
+        self.inner.as_ref().and_then(|c| c.at.get().copied())
+    }
+}
+
+impl Drop for FirstByte {
+    fn drop(&mut self) {
+        let Some(mut cell) = self.inner.take() else {
+            return;
+        };
+        // the last holder of a system-clock cell keeps it, unmarked, for this thread's next
+        if let Some(c) = Arc::get_mut(&mut cell)
+            && c.clock.is_none()
+        {
+            c.at = OnceLock::new();
+            let _ = SPARE_CELL.try_with(|spare| spare.set(Some(cell)));
+        }
     }
 }
 
@@ -246,5 +275,35 @@ impl RequestContext {
 impl Default for RequestContext {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell_addr(f: &FirstByte) -> usize {
+        f.inner.as_ref().map_or(0, |c| Arc::as_ptr(c) as usize)
+    }
+
+    #[test]
+    fn a_dropped_system_mark_is_reused_unmarked_and_a_shared_one_is_not() {
+        let first = FirstByte::system();
+        first.mark();
+        assert!(first.at().is_some());
+        let addr = cell_addr(&first);
+        drop(first);
+        let second = FirstByte::system();
+        assert_eq!(cell_addr(&second), addr, "the same cell, no new allocation");
+        assert_eq!(second.at(), None, "reused unmarked");
+
+        // a cell someone still holds (the context's clone) is never handed out again
+        let held = second.clone();
+        drop(second);
+        held.mark();
+        let third = FirstByte::system();
+        assert_ne!(cell_addr(&third), addr);
+        assert!(held.at().is_some(), "the holder's mark is untouched");
+        assert_eq!(third.at(), None);
     }
 }

@@ -70,7 +70,7 @@ impl RequestId {
     pub fn new() -> Self {
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
+            .map(|d| d.as_secs().wrapping_mul(1000) + u64::from(d.subsec_millis()))
             .unwrap_or(0)
             & 0xFFFF_FFFF_FFFF;
         RequestId(
