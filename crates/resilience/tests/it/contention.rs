@@ -202,5 +202,9 @@ async fn execute_is_the_provider_call_as_a_send_future() {
     let s = stack.counters().snapshot();
     assert_eq!((s.requests, s.successes), (2, 2));
     assert_eq!(provider.calls(), 2);
-    assert_eq!(stack.admission().available(), usize::MAX / 2, "permits back");
+    assert_eq!(
+        stack.admission().available(),
+        usize::MAX / 2,
+        "permits back"
+    );
 }
