@@ -458,7 +458,7 @@ impl Breaker for CircuitBreaker {
             let recorded = ring.record(failed, slow);
             // a fast success lowers both rates, so it can trip the breaker only as the call
             // that brings the window to its minimum: otherwise the totals need no reading
-            if !failed && !slow && recorded != u64::from(self.config.minimum_calls) {
+            if !failed && !slow && recorded != Some(u64::from(self.config.minimum_calls)) {
                 return;
             }
             let t = ring.totals();

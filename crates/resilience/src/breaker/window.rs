@@ -211,15 +211,21 @@ impl AtomicRing {
     }
 
     /// Records one call; returns the number of calls recorded since the window was emptied,
-    /// this one included.
-    pub(crate) fn record(&self, failed: bool, slow: bool) -> u64 {
+    /// this one included, or `None` when the call changed nothing: a fast success in a full
+    /// window of fast successes (every slot alike, so which one it replaces does not matter).
+    /// That steady state is only read, so threads recording successes at once do not write
+    /// the ring's cache line at all.
+    pub(crate) fn record(&self, failed: bool, slow: bool) -> Option<u64> {
+        if !failed && !slow && self.all_fast_successes() {
+            return None;
+        }
         let Some(counter) = self.word(0) else {
-            return 0;
+            return Some(0);
         };
         let n = counter.fetch_add(1, Ordering::AcqRel);
         let slot = n % self.len;
         let Some(word) = self.word(1 + (slot / PER_WORD) as usize) else {
-            return n + 1;
+            return Some(n + 1);
         };
         let bit = slot % PER_WORD;
         let mask = (1 | 1 << PER_WORD | 1 << (2 * PER_WORD)) << bit;
@@ -227,7 +233,18 @@ impl AtomicRing {
         let _ = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
             Some((w & !mask) | bits)
         });
-        n + 1
+        Some(n + 1)
+    }
+
+    /// Whether every slot holds a call that neither failed nor was slow.
+    fn all_fast_successes(&self) -> bool {
+        let words = self.len.div_ceil(PER_WORD);
+        (0..words).all(|i| {
+            let slots = (self.len - i * PER_WORD).min(PER_WORD);
+            let present = (1u64 << slots) - 1; // present bits only: no failed, no slow
+            self.word(1 + i as usize)
+                .is_some_and(|w| w.load(Ordering::Acquire) == present)
+        })
     }
 
     /// The calls in the window, and how many failed and were slow.
@@ -270,13 +287,37 @@ mod tests {
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 let (failed, slow) = (rng >> 63 == 1, rng >> 62 & 1 == 1);
-                assert_eq!(ring.record(failed, slow), u64::from(step) + 1);
+                let recorded = ring.record(failed, slow);
+                assert!(recorded.is_none_or(|n| n <= u64::from(step) + 1));
                 w.record(failed, slow, t0, len);
                 assert_eq!(ring.totals(), w.totals(t0), "len {len} step {step}");
             }
             ring.clear();
             assert_eq!(ring.totals(), Totals::default());
         }
+    }
+
+    #[test]
+    fn a_full_window_of_fast_successes_absorbs_more_without_a_write() {
+        let t0 = Instant::now();
+        let ring = AtomicRing::new(4);
+        let mut w = Window::new(SlidingWindow::Count(4), t0);
+        for _ in 0..4 {
+            assert!(ring.record(false, false).is_some(), "filling writes");
+            w.record(false, false, t0, 4);
+        }
+        assert_eq!(ring.record(false, false), None, "absorbed: nothing changes");
+        // a failure is written and leaves after exactly four more calls
+        assert!(ring.record(true, false).is_some());
+        w.record(true, false, t0, 4);
+        for step in 0..4 {
+            assert_eq!(ring.totals().failures, u32::from(step < 4), "step {step}");
+            ring.record(false, false);
+            w.record(false, false, t0, 4);
+            assert_eq!(ring.totals(), w.totals(t0), "step {step}");
+        }
+        assert_eq!(ring.totals().failures, 0);
+        assert_eq!(ring.record(false, false), None, "clean again");
     }
 
     #[test]
