@@ -180,6 +180,10 @@ struct Line([AtomicU64; PER_LINE]);
 /// being written, by at most one per racing thread.
 pub(crate) struct AtomicRing {
     len: u64,
+    /// Words of slots (after the counter).
+    words: usize,
+    /// The last word's present bits when every one of its slots is filled.
+    last_full: u64,
     lines: Box<[Line]>,
 }
 
@@ -196,10 +200,12 @@ impl AtomicRing {
     /// A ring of the last `len` calls (1 ..= [`ATOMIC_RING_MAX`]).
     pub(crate) fn new(len: u32) -> Self {
         let len = u64::from(len.max(1));
-        let words = 1 + len.div_ceil(PER_WORD) as usize;
-        let lines = words.div_ceil(PER_LINE);
+        let words = len.div_ceil(PER_WORD) as usize;
+        let lines = (1 + words).div_ceil(PER_LINE);
         AtomicRing {
             len,
+            words,
+            last_full: (1u64 << (len - (words as u64 - 1) * PER_WORD)) - 1,
             lines: (0..lines)
                 .map(|_| Line(std::array::from_fn(|_| AtomicU64::new(0))))
                 .collect(),
@@ -238,20 +244,22 @@ impl AtomicRing {
 
     /// Whether every slot holds a call that neither failed nor was slow.
     fn all_fast_successes(&self) -> bool {
-        let words = self.len.div_ceil(PER_WORD);
-        (0..words).all(|i| {
-            let slots = (self.len - i * PER_WORD).min(PER_WORD);
-            let present = (1u64 << slots) - 1; // present bits only: no failed, no slow
-            self.word(1 + i as usize)
-                .is_some_and(|w| w.load(Ordering::Acquire) == present)
+        // every slot present, no failed or slow bit: full words are exactly the present plane
+        (1..=self.words).all(|i| {
+            let full = if i == self.words {
+                self.last_full
+            } else {
+                PLANE
+            };
+            self.word(i)
+                .is_some_and(|w| w.load(Ordering::Acquire) == full)
         })
     }
 
     /// The calls in the window, and how many failed and were slow.
     pub(crate) fn totals(&self) -> Totals {
-        let words = self.len.div_ceil(PER_WORD) as usize;
         let mut t = Totals::default();
-        for i in 1..=words {
+        for i in 1..=self.words {
             let Some(w) = self.word(i) else { break };
             let w = w.load(Ordering::Acquire);
             t.calls += (w & PLANE).count_ones();
