@@ -64,18 +64,19 @@ impl RetryBudget {
             .is_ok()
     }
 
-    /// Refunds after a success. Lock-free and without a compare-and-swap loop: a full bucket
-    /// (the usual case) is only read, so the successes of many threads share its cache line
-    /// instead of fighting for it; otherwise one add, and a clamp back to the maximum when the
-    /// add overshot it.
+    /// Refunds after a success. A full bucket (the usual case: no retries lately) is only
+    /// read, so the successes of many threads share its cache line instead of fighting for it;
+    /// only a refund into a bucket below its maximum writes (a compare-and-swap clamped to the
+    /// maximum, so the bucket never holds more than it may, not even for a moment).
     pub fn deposit(&self) {
         if self.refund == 0 || self.tokens.load(Ordering::Relaxed) >= self.max {
             return;
         }
-        let before = self.tokens.fetch_add(self.refund, Ordering::AcqRel);
-        if before + self.refund > self.max {
-            self.tokens.fetch_min(self.max, Ordering::AcqRel);
-        }
+        let _ = self
+            .tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                (t < self.max).then(|| (t + self.refund).min(self.max))
+            });
     }
 
     /// Retries left.
