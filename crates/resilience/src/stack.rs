@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -267,7 +267,8 @@ impl Resilient {
         if ctx.deadline().is_none() && self.timeout.is_none() {
             return (
                 CallDeadline {
-                    at: None,
+                    left: None,
+                    at: OnceLock::new(),
                     std: None,
                 },
                 None,
@@ -279,8 +280,11 @@ impl Resilient {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b).unwrap_or_default(),
         };
+        // tokio's clock (which paused-time tests move) is read only once the deadline is
+        // needed: a call answered without waiting reads neither it nor a timer
         let deadline = CallDeadline {
-            at: Some(tokio::time::Instant::now() + left),
+            left: Some(left),
+            at: OnceLock::new(),
             std: now.checked_add(left),
         };
         (deadline, Some(now))
@@ -337,7 +341,7 @@ impl Resilient {
     /// Waits out a retry pause, or until the deadline if that comes first.
     async fn pause(&self, after: Duration, deadline: &CallDeadline) {
         let until = tokio::time::Instant::now() + after;
-        let until = deadline.at.map_or(until, |d| until.min(d));
+        let until = deadline.at().map_or(until, |d| until.min(d));
         tokio::time::sleep_until(until).await;
     }
 
@@ -582,7 +586,7 @@ impl Resilient {
                 Ok(((held, stream), ttfb, record, in_flight, permit, guard)) => {
                     // the error is built only for a stream that has a deadline to miss
                     let deadline_error = deadline
-                        .at
+                        .at()
                         .map(|_| self.deadline_error(&actx, "the call deadline passed"));
                     return Ok(Box::pin(Guarded {
                         held,
@@ -667,9 +671,19 @@ fn finish_span<T>(span: &Span, attempts: u32, result: Result<T>) -> Result<T> {
 }
 
 /// The call deadline on tokio's clock (so paused-time tests and the transport's timers agree).
-#[derive(Debug, Clone, Copy)]
+///
+/// Tokio's clock is read when the deadline is first needed — a timer armed because the call
+/// has to wait, the time left for a retry, the stream handed out — not when the call starts:
+/// a call answered without waiting reads it never. Until then nothing can wait, so on a
+/// paused clock (which moves only while everything waits) the deadline is exactly the one
+/// taken at the start; on the real clock it is later by the synchronous work before the first
+/// wait (microseconds).
+#[derive(Debug)]
 struct CallDeadline {
-    at: Option<tokio::time::Instant>,
+    /// The time the call has, `None` without a deadline.
+    left: Option<Duration>,
+    /// The deadline on tokio's clock, once it was needed.
+    at: OnceLock<tokio::time::Instant>,
     /// The same deadline on the system clock, as computed with it.
     std: Option<Instant>,
 }
@@ -677,8 +691,14 @@ struct CallDeadline {
 impl CallDeadline {
     /// Time left, `None` without a deadline.
     fn remaining(&self) -> Option<Duration> {
-        self.at
+        self.at()
             .map(|d| d.saturating_duration_since(tokio::time::Instant::now()))
+    }
+
+    /// The deadline on tokio's clock (fixed the first time it is asked for).
+    fn at(&self) -> Option<tokio::time::Instant> {
+        let left = self.left?;
+        Some(*self.at.get_or_init(|| tokio::time::Instant::now() + left))
     }
 
     /// The deadline as a std instant, for the attempt's context (the transport clamps its
@@ -706,16 +726,18 @@ impl CallDeadline {
     /// first, like tokio's `timeout_at`). The timer is created only once `fut` has to wait: a
     /// permit free at once, or an answer ready at once, costs no timer.
     async fn run<T>(&self, fut: impl Future<Output = T>) -> Option<T> {
-        let Some(at) = self.at else {
+        if self.left.is_none() {
             return Some(fut.await);
-        };
+        }
         let mut fut = pin!(fut);
         let mut sleep = pin!(None::<tokio::time::Sleep>);
         poll_fn(|cx| {
             if let Poll::Ready(v) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Some(v));
             }
-            if sleep.is_none() {
+            if sleep.is_none()
+                && let Some(at) = self.at()
+            {
                 sleep.set(Some(tokio::time::sleep_until(at)));
             }
             match sleep.as_mut().as_pin_mut().map(|timer| timer.poll(cx)) {
@@ -984,7 +1006,7 @@ impl Stream for Guarded {
                 Poll::Ready(Some(Err(self.fail(e))))
             }
             Poll::Pending => {
-                if let Some(d) = self.deadline.at {
+                if let Some(d) = self.deadline.at() {
                     let sleep = self
                         .sleep
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(d)));

@@ -10,6 +10,7 @@ mod counters;
 mod deadline;
 mod errors;
 mod first_content;
+mod hot_path;
 mod queue;
 mod retry;
 mod stack;
