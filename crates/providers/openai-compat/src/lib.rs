@@ -27,6 +27,7 @@
 //! # Crate features
 //! This crate has no optional features.
 
+pub mod json;
 pub mod media;
 pub mod wire;
 
@@ -131,7 +132,7 @@ impl OpenAiCompat {
     async fn post(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &(impl serde::Serialize + Sync),
         ctx: &RequestContext,
     ) -> Result<HttpResponse> {
         self.http.post(path).json(body).send(ctx).await
@@ -193,7 +194,7 @@ impl Provider for OpenAiCompat {
         match request {
             Request::Chat(req) => {
                 let body = self
-                    .post("/chat/completions", &wire::chat_body(req, false), ctx)
+                    .post("/chat/completions", &wire::ChatBody::new(req, false), ctx)
                     .await?
                     .bytes()
                     .await?;
@@ -201,7 +202,7 @@ impl Provider for OpenAiCompat {
             }
             Request::Completion(req) => {
                 let body = self
-                    .post("/completions", &wire::completion_body(req), ctx)
+                    .post("/completions", &wire::CompletionBody::new(req, false), ctx)
                     .await?
                     .bytes()
                     .await?;
@@ -217,7 +218,7 @@ impl Provider for OpenAiCompat {
                     )));
                 }
                 let body = self
-                    .post("/embeddings", &wire::embedding_body(req), ctx)
+                    .post("/embeddings", &wire::EmbeddingBody::new(req), ctx)
                     .await?
                     .bytes()
                     .await?;
@@ -241,11 +242,11 @@ impl Provider for OpenAiCompat {
     async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
         let resp = match request {
             Request::Chat(req) => {
-                self.post("/chat/completions", &wire::chat_body(req, true), ctx)
+                self.post("/chat/completions", &wire::ChatBody::new(req, true), ctx)
                     .await?
             }
             Request::Completion(req) => {
-                self.post("/completions", &wire::completion_stream_body(req), ctx)
+                self.post("/completions", &wire::CompletionBody::new(req, true), ctx)
                     .await?
             }
             _ => {
