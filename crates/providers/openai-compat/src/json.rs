@@ -162,7 +162,7 @@ pub mod lenient {
     use std::fmt;
     use std::marker::PhantomData;
 
-    use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
     /// Implements the visits of the JSON types a reader does not keep: each returns `$v`
     /// (arrays and objects are read to their end first).
@@ -189,18 +189,50 @@ pub mod lenient {
         };
         (@ seq, $v:expr) => {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                while seq.next_element::<$crate::json::lenient::Skip>()?.is_some() {}
                 Ok($v)
             }
         };
         (@ map, $v:expr) => {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                while map
+                    .next_entry::<$crate::json::lenient::Skip, $crate::json::lenient::Skip>()?
+                    .is_some()
+                {}
                 Ok($v)
             }
         };
     }
     pub(crate) use others_are;
+
+    /// A value read and dropped, checked as reading it into a `Value` would check it (numbers
+    /// in range, strings valid UTF-8 with valid escapes), without keeping anything. The reader
+    /// of a key [`Fields`] does not use: unlike `IgnoredAny`, which skips without checking, it
+    /// fails exactly where reading the document into a `Value` failed.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct Skip;
+
+    impl<'de> Deserialize<'de> for Skip {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Skip;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Skip, D::Error> {
+                    Skip::deserialize(d)
+                }
+                others_are!(Skip; bool, i64, u64, f64, str, unit, seq, map);
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// Reads and drops the value of the current entry of `map` ([`Skip`]).
+    pub fn skip_value<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
+        map.next_value::<Skip>().map(|_| ())
+    }
 
     /// A string, or `None` for any other value (`Value::as_str`).
     #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -376,8 +408,9 @@ pub mod lenient {
 
     /// The fields of an object read by [`Object`].
     pub trait Fields<'de>: Default {
-        /// Reads the value of `key` from `map` (every key must read its value: unknown keys as
-        /// `IgnoredAny`). Called for each key in order, so a repeated key keeps its last value.
+        /// Reads the value of `key` from `map` (every key must read its value: unknown keys with
+        /// [`skip_value`]). Called for each key in order, so a repeated key keeps its last
+        /// value.
         fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
     }
 

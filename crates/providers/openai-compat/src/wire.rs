@@ -26,7 +26,7 @@ use infermux_core::{
     ModelInfo, ModelList, ResponseFormat, Result, Role, StreamEvent, Tool, ToolCall, ToolChoice,
     Usage,
 };
-use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
@@ -124,9 +124,7 @@ impl<'de> Fields<'de> for TokenDetails {
         match key {
             "cached_tokens" => self.cached_tokens = map.next_value()?,
             "reasoning_tokens" => self.reasoning_tokens = map.next_value()?,
-            _ => {
-                map.next_value::<IgnoredAny>()?;
-            }
+            _ => lenient::skip_value(map)?,
         }
         Ok(())
     }
@@ -385,7 +383,7 @@ impl<'de> Fields<'de> for PartText<'de> {
         if key == "text" {
             self.0 = map.next_value()?;
         } else {
-            map.next_value::<IgnoredAny>()?;
+            lenient::skip_value(map)?;
         }
         Ok(())
     }

@@ -534,6 +534,14 @@ fn answers_in_every_odd_shape_read_as_the_value_code_read_them() {
         b"{\"choices\": [{\"message\": {\"content\": \"cut",
         b"",
         b"  {\"choices\": [{\"message\": {\"content\": \"padded\"}}]}  ",
+        // what reading into a `Value` refused where the old code read one (content parts,
+        // usage details, arguments, ids), and where it skipped unknown fields unchecked
+        b"{\"choices\": [{\"message\": {\"content\": [{\"text\": \"a\", \"x\": 1e400}]}}]}",
+        b"{\"choices\": [{\"message\": {\"content\": [{\"text\": \"a\", \"x\": \"\\ud800\"}]}}]}",
+        b"{\"choices\": [{\"message\": {}}], \"usage\": {\"prompt_tokens_details\": {\"audio\": \"\xff\"}}}",
+        b"{\"choices\": [{\"message\": {\"tool_calls\": [{\"id\": [1e400], \"function\": {\"arguments\": {\"a\": 1e400}}}]}}]}",
+        b"{\"choices\": [{\"message\": {\"content\": 5}}], \"x\": 1e400, \"y\": \"\xff\"}",
+        b"{\"data\": [{\"embedding\": {\"a\": 1e400}}]}",
     ] {
         answer_matches(raw);
     }
