@@ -4,8 +4,6 @@
 //! errors of the same kind — on hand-made edge cases, on random requests and random
 //! answer-shaped JSON, and on every OpenAI-protocol recording of the shared corpus.
 
-use std::path::Path;
-
 use infermux_core::{
     ChatRequest, CompletionRequest, ContentPart, EmbeddingRequest, ImageSource, Message,
     ResponseFormat, Result, Role, Tool, ToolCall, ToolChoice,
@@ -13,6 +11,7 @@ use infermux_core::{
 use infermux_http::decode::SseDecoder;
 use infermux_openai_compat::wire::{self, ChatBody, CompletionBody, EmbeddingBody};
 use infermux_testkit::Cassette;
+use infermux_testkit::helpers::files_with;
 use infermux_testkit::oracle::plain_body;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -740,21 +739,6 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // The shared corpus
 
-/// Every file under `dir`, recursively.
-fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 /// The `data:` payloads of an SSE body.
 fn sse_payloads(body: &[u8]) -> Vec<String> {
     let mut d = SseDecoder::new();
@@ -776,7 +760,7 @@ fn the_recorded_openai_protocol_traffic_reads_and_rebuilds_as_before() {
         else {
             return;
         };
-        files(&dir, &mut cassettes);
+        cassettes.extend(files_with(&dir, &["yaml"]).unwrap());
     }
     let (mut requests, mut answers, mut streams) = (0, 0, 0);
     for file in cassettes
@@ -823,19 +807,17 @@ fn the_recorded_openai_protocol_traffic_reads_and_rebuilds_as_before() {
     };
     let mut recorded = Vec::new();
     for provider in ["openai", "groq"] {
-        files(&payloads.join(provider), &mut recorded);
+        recorded.extend(files_with(&payloads.join(provider), &["txt", "json"]).unwrap_or_default());
     }
     for p in recorded {
-        {
-            let text = std::fs::read_to_string(&p).unwrap();
-            if p.to_string_lossy().ends_with(".chunks.txt") {
-                let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-                stream_matches(&lines);
-                streams += 1;
-            } else if p.extension().is_some_and(|x| x == "json") {
-                answer_matches(text.as_bytes());
-                answers += 1;
-            }
+        let text = std::fs::read_to_string(&p).unwrap();
+        if p.to_string_lossy().ends_with(".chunks.txt") {
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            stream_matches(&lines);
+            streams += 1;
+        } else if p.extension().is_some_and(|x| x == "json") {
+            answer_matches(text.as_bytes());
+            answers += 1;
         }
     }
     // the corpus is there: this test read something of each kind
@@ -863,4 +845,77 @@ fn a_typed_body_flattens_into_a_callers_struct() {
     let mut want = legacy::chat_body(&req, true);
     want["top_k"] = json!(40);
     assert_eq!(v, want);
+}
+
+/// Moderation, image and speech bodies go on the wire as the `json!` bodies they were.
+#[tokio::test]
+async fn media_bodies_are_the_bytes_the_value_code_sent() {
+    use infermux_core::RequestContext;
+    use infermux_openai_compat::media::{ImageRequest, SpeechRequest};
+
+    let mut image = ImageRequest::new("dall-e-3", "a \"red\" fox");
+    let mut speech = SpeechRequest::new("tts-1", "Hello", "alloy");
+    let inputs = vec!["one".to_owned(), "two\n".to_owned()];
+    for full in [false, true] {
+        if full {
+            image.n = Some(2);
+            image.size = Some("1024x1024".into());
+            image.response_format = Some("b64_json".into());
+            speech.response_format = Some("opus".into());
+        }
+        let model = full.then_some("omni-moderation-latest");
+        let mut legacy_image = json!({"model": image.model, "prompt": image.prompt});
+        if let Some(n) = image.n {
+            legacy_image["n"] = json!(n);
+        }
+        if let Some(s) = &image.size {
+            legacy_image["size"] = json!(s);
+        }
+        if let Some(f) = &image.response_format {
+            legacy_image["response_format"] = json!(f);
+        }
+        let mut legacy_speech =
+            json!({"model": speech.model, "input": speech.input, "voice": speech.voice});
+        if let Some(f) = &speech.response_format {
+            legacy_speech["response_format"] = json!(f);
+        }
+        let mut legacy_moderation = json!({ "input": inputs });
+        if let Some(m) = model {
+            legacy_moderation["model"] = json!(m);
+        }
+        assert_eq!(image.body(), legacy_image);
+        assert_eq!(speech.body(), legacy_speech);
+
+        let ctx = RequestContext::new();
+        let (url, seen) = infermux_testkit::capture(r#"{"data": []}"#).await;
+        let p = crate::provider(&url);
+        p.media().generate_images(&image, &ctx).await.unwrap();
+        let sent = seen.await.unwrap().body;
+        assert_eq!(sent, serde_json::to_vec(&legacy_image).unwrap());
+
+        let (url, seen) = infermux_testkit::capture("{}").await;
+        crate::provider(&url)
+            .media()
+            .speech(&speech, &ctx)
+            .await
+            .unwrap();
+        assert_eq!(
+            seen.await.unwrap().body,
+            serde_json::to_vec(&legacy_speech).unwrap()
+        );
+
+        let (url, seen) = infermux_testkit::capture(
+            r#"{"results": [{"flagged": false}, {"flagged": true}]}"#,
+        )
+        .await;
+        crate::provider(&url)
+            .media()
+            .moderate(model, &inputs, &ctx)
+            .await
+            .unwrap();
+        assert_eq!(
+            seen.await.unwrap().body,
+            serde_json::to_vec(&legacy_moderation).unwrap()
+        );
+    }
 }
