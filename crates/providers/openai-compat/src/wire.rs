@@ -441,8 +441,9 @@ struct WireMessage<'a> {
 struct WireChoice<'a> {
     #[serde(default)]
     index: Option<u32>,
+    /// Boxed: a stream chunk has none, and a choice is moved around.
     #[serde(default, borrow)]
-    message: Option<WireMessage<'a>>,
+    message: Option<Box<WireMessage<'a>>>,
     #[serde(default, borrow)]
     delta: Option<WireMessage<'a>>,
     #[serde(default)]
@@ -459,11 +460,12 @@ struct WireResponse<'a> {
     model: Option<CowStr<'a>>,
     #[serde(default, borrow)]
     choices: Vec<WireChoice<'a>>,
+    /// Boxed, as the rest of this answer-sized struct: most chunks carry none.
     #[serde(default)]
-    usage: Option<UsageBody>,
+    usage: Option<Box<UsageBody>>,
     /// Groq's extension object; its `usage` is where Groq reports a stream's usage.
     #[serde(default)]
-    x_groq: Option<XGroq>,
+    x_groq: Option<Box<XGroq>>,
     #[serde(default)]
     error: Option<Value>,
 }
@@ -478,7 +480,7 @@ impl WireResponse<'_> {
     /// `usage`, or Groq's `x_groq.usage` when the standard field is absent.
     fn usage(&self) -> Option<&UsageBody> {
         self.usage
-            .as_ref()
+            .as_deref()
             .or_else(|| self.x_groq.as_ref().and_then(|x| x.usage.as_ref()))
     }
 }
@@ -537,7 +539,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
         .into_iter()
         .next()
         .ok_or_else(|| Error::new(ErrorKind::Decode, "chat response has no choices"))?;
-    let m = choice.message.unwrap_or_default();
+    let m = choice.message.map(|m| *m).unwrap_or_default();
     let mut content = Vec::new();
     if let Some(r) = m
         .reasoning_content
