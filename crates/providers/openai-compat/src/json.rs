@@ -414,6 +414,14 @@ pub mod lenient {
         fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
     }
 
+    /// A boxed object reads as the object: for a rarely present, large one, which then costs
+    /// an allocation when present instead of its size in every struct that holds it.
+    impl<'de, T: Fields<'de>> Fields<'de> for Box<T> {
+        fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+            T::field(self, key, map)
+        }
+    }
+
     /// An object read through [`Fields`], or `None` for any other value (`get(..)` on a
     /// non-object `Value` finds nothing).
     #[derive(Debug, Clone, PartialEq)]

@@ -859,10 +859,11 @@ pub fn parse_response(body: &[u8]) -> Result<ChatResponse> {
 #[derive(Debug, Default)]
 struct EventFields<'a> {
     kind: lenient::Str<'a>,
-    response: Object<EventResponse<'a>>,
+    /// Boxed, as `item`: few events carry one, and every event is moved around.
+    response: Object<Box<EventResponse<'a>>>,
     output_index: lenient::U64,
     delta: lenient::Str<'a>,
-    item: Object<OutputItem<'a>>,
+    item: Object<Box<OutputItem<'a>>>,
 }
 
 impl<'de> Fields<'de> for EventFields<'de> {
@@ -1007,7 +1008,7 @@ impl ResponsesStreamState {
                 });
             }
             "response.completed" | "response.incomplete" => {
-                let resp = v.response.into_inner();
+                let resp = v.response.0.map(|r| *r).unwrap_or_default();
                 if let Some(u) = resp.usage.0.as_ref() {
                     out.push(StreamEvent::Usage(usage_of(u)));
                 }
