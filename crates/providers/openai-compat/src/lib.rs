@@ -4,7 +4,10 @@
 //! Chat (plain and streamed, tools, images), legacy completions (plain and streamed),
 //! embeddings and model listing against any base URL, with an optional Bearer key; moderation,
 //! images, audio and files through [`OpenAiCompat::media`]. The wire format lives in [`wire`]
-//! (and [`media`]) so the other OpenAI-protocol crates reuse it.
+//! (and [`media`]) so the other OpenAI-protocol crates reuse it: request bodies are typed views
+//! of the request serialised straight to bytes ([`wire::ChatBody`]), and answers are read into
+//! typed structs, with the helpers of [`json`] (merging `extra` into a body, reading as
+//! tolerantly as a `serde_json::Value`) for any crate that does the same.
 //!
 //! Called directly, as below, a provider sends each request once, with no retry. Through the
 //! [`infermux`](https://docs.rs/infermux) facade (feature `openai-compat`), wrap it in `infermux::Client`

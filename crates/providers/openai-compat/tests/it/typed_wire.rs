@@ -904,10 +904,9 @@ async fn media_bodies_are_the_bytes_the_value_code_sent() {
             serde_json::to_vec(&legacy_speech).unwrap()
         );
 
-        let (url, seen) = infermux_testkit::capture(
-            r#"{"results": [{"flagged": false}, {"flagged": true}]}"#,
-        )
-        .await;
+        let (url, seen) =
+            infermux_testkit::capture(r#"{"results": [{"flagged": false}, {"flagged": true}]}"#)
+                .await;
         crate::provider(&url)
             .media()
             .moderate(model, &inputs, &ctx)
