@@ -344,25 +344,6 @@ pub mod lenient {
         }
     }
 
-    /// Whether the value is anything but `null` (`!Value::is_null`); absent reads as `false`.
-    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-    pub struct NotNull(pub bool);
-
-    impl<'de> Deserialize<'de> for NotNull {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = NotNull;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("any JSON value")
-                }
-                others_are!(NotNull(false); unit);
-                others_are!(NotNull(true); bool, i64, u64, f64, str, seq, map);
-            }
-            d.deserialize_any(V)
-        }
-    }
-
     /// An array's elements, each read with `T`, or `None` for any other value
     /// (`Value::as_array`).
     #[derive(Debug, Clone, PartialEq)]
