@@ -44,7 +44,10 @@ use infermux_core::{
 };
 use infermux_http::Auth;
 use infermux_openai_compat::OpenAiCompat;
-use serde_json::{Value, json};
+use infermux_openai_compat::json::lenient::{self, Fields, List, Object};
+use serde::Serialize;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
 
 /// The provider name errors and counters carry.
 pub const NAME: &str = "opea";
@@ -95,12 +98,11 @@ impl Opea {
     }
 
     async fn rerank(&self, req: &RerankRequest, ctx: &RequestContext) -> Result<RerankResponse> {
-        let body = rerank_body(req);
         let bytes = self
             .inner
             .http()
             .post("/reranking")
-            .json(&body)
+            .json(&RerankBody::new(req))
             .send(ctx)
             .await?
             .bytes()
@@ -110,50 +112,169 @@ impl Opea {
     }
 }
 
-/// The JSON body of a reranking request.
+/// The JSON body of a reranking request ([`RerankBody`] as a `Value`).
 pub fn rerank_body(req: &RerankRequest) -> Value {
-    json!({
-        "initial_query": req.query,
-        "retrieved_docs": req.documents.iter().map(|d| json!({"text": d})).collect::<Vec<_>>(),
-        "top_n": req.top_n.unwrap_or(u32::try_from(req.documents.len()).unwrap_or(u32::MAX)),
-    })
+    serde_json::to_value(RerankBody::new(req)).unwrap_or(Value::Null)
+}
+
+/// The body of a reranking request, borrowed from the request and serialised straight to
+/// JSON: `initial_query`, `retrieved_docs` (`[{"text": …}]`) and `top_n` (every document
+/// unless the request says).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RerankBody<'a> {
+    initial_query: &'a str,
+    retrieved_docs: Docs<'a>,
+    top_n: u32,
+}
+
+impl<'a> RerankBody<'a> {
+    /// The body of `req`.
+    pub fn new(req: &'a RerankRequest) -> Self {
+        RerankBody {
+            initial_query: &req.query,
+            retrieved_docs: Docs(&req.documents),
+            top_n: req
+                .top_n
+                .unwrap_or(u32::try_from(req.documents.len()).unwrap_or(u32::MAX)),
+        }
+    }
+}
+
+/// Documents as `[{"text": …}]`.
+#[derive(Debug, Clone, Copy)]
+struct Docs<'a>(&'a [String]);
+
+#[derive(Serialize)]
+struct Doc<'a> {
+    text: &'a str,
+}
+
+impl Serialize for Docs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|text| Doc { text }))
+    }
+}
+
+/// A reranking answer as read: `reranked_docs` or `documents`, each absent unless a list.
+#[derive(Debug, Default)]
+struct Answer<'a> {
+    reranked_docs: List<Object<Scored<'a>>>,
+    documents: List<Document<'a>>,
+}
+
+impl<'de> Fields<'de> for Answer<'de> {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<(), A::Error> {
+        match key {
+            "reranked_docs" => self.reranked_docs = map.next_value()?,
+            "documents" => self.documents = map.next_value()?,
+            _ => lenient::skip_value(map)?,
+        }
+        Ok(())
+    }
+}
+
+/// `{"text", "score"}` of `reranked_docs`.
+#[derive(Debug, Default)]
+struct Scored<'a> {
+    text: lenient::Str<'a>,
+    score: lenient::F64,
+}
+
+impl<'de> Fields<'de> for Scored<'de> {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<(), A::Error> {
+        match key {
+            "text" => self.text = map.next_value()?,
+            "score" => self.score = map.next_value()?,
+            _ => lenient::skip_value(map)?,
+        }
+        Ok(())
+    }
+}
+
+/// An entry of `documents`: its text, or `{"text": …}`'s (empty for anything else).
+#[derive(Debug, Default)]
+struct Document<'a>(Option<std::borrow::Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for Document<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Document<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(
+                self,
+                s: &'de str,
+            ) -> std::result::Result<Document<'de>, E> {
+                Ok(Document(Some(s.into())))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Document<'de>, E> {
+                Ok(Document(Some(s.to_owned().into())))
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<Document<'de>, A::Error> {
+                let text: Scored<'de> = lenient::read_fields(map)?;
+                Ok(Document(text.text.0))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> std::result::Result<Document<'de>, A::Error> {
+                List::<lenient::Skip>::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(Document(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> std::result::Result<Document<'de>, E> {
+                Ok(Document(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> std::result::Result<Document<'de>, E> {
+                Ok(Document(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> std::result::Result<Document<'de>, E> {
+                Ok(Document(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<Document<'de>, E> {
+                Ok(Document(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> std::result::Result<Document<'de>, E> {
+                Ok(Document(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Parses a reranking answer (either shape, see the crate docs) against the request's
 /// documents.
 pub fn parse_rerank(body: &[u8], req: &RerankRequest) -> Result<RerankResponse> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
+    let v: Object<Answer<'_>> = serde_json::from_slice(body).map_err(|e| {
         Error::new(
             ErrorKind::Decode,
             format!("reranking answer is not valid JSON: {e}"),
         )
     })?;
-    let ranked: Vec<(String, Option<f64>)> =
-        if let Some(docs) = v.get("reranked_docs").and_then(Value::as_array) {
-            docs.iter()
+    let v = v.into_inner();
+    let ranked: Vec<(std::borrow::Cow<'_, str>, Option<f64>)> =
+        if let Some(docs) = v.reranked_docs.0 {
+            docs.into_iter()
                 .map(|d| {
-                    (
-                        d.get("text")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
-                        d.get("score").and_then(Value::as_f64),
-                    )
+                    let d = d.into_inner();
+                    (d.text.0.unwrap_or_default(), d.score.0)
                 })
                 .collect()
-        } else if let Some(docs) = v.get("documents").and_then(Value::as_array) {
-            docs.iter()
-                .map(|d| {
-                    let text = match d {
-                        Value::String(s) => s.clone(),
-                        other => other
-                            .get("text")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
-                    };
-                    (text, None)
-                })
+        } else if let Some(docs) = v.documents.0 {
+            docs.into_iter()
+                .map(|d| (d.0.unwrap_or_default(), None))
                 .collect()
         } else {
             return Err(Error::new(

@@ -4,7 +4,10 @@
 //! Chat (plain and streamed, tools, images), legacy completions (plain and streamed),
 //! embeddings and model listing against any base URL, with an optional Bearer key; moderation,
 //! images, audio and files through [`OpenAiCompat::media`]. The wire format lives in [`wire`]
-//! (and [`media`]) so the other OpenAI-protocol crates reuse it.
+//! (and [`media`]) so the other OpenAI-protocol crates reuse it: request bodies are typed views
+//! of the request serialised straight to bytes ([`wire::ChatBody`]), and answers are read into
+//! typed structs, with the helpers of [`json`] (merging `extra` into a body, reading as
+//! tolerantly as a `serde_json::Value`) for any crate that does the same.
 //!
 //! Called directly, as below, a provider sends each request once, with no retry. Through the
 //! [`infermux`](https://docs.rs/infermux) facade (feature `openai-compat`), wrap it in `infermux::Client`
@@ -27,6 +30,7 @@
 //! # Crate features
 //! This crate has no optional features.
 
+pub mod json;
 pub mod media;
 pub mod wire;
 
@@ -131,7 +135,7 @@ impl OpenAiCompat {
     async fn post(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &(impl serde::Serialize + Sync),
         ctx: &RequestContext,
     ) -> Result<HttpResponse> {
         self.http.post(path).json(body).send(ctx).await
@@ -193,7 +197,7 @@ impl Provider for OpenAiCompat {
         match request {
             Request::Chat(req) => {
                 let body = self
-                    .post("/chat/completions", &wire::chat_body(req, false), ctx)
+                    .post("/chat/completions", &wire::ChatBody::new(req, false), ctx)
                     .await?
                     .bytes()
                     .await?;
@@ -201,7 +205,7 @@ impl Provider for OpenAiCompat {
             }
             Request::Completion(req) => {
                 let body = self
-                    .post("/completions", &wire::completion_body(req), ctx)
+                    .post("/completions", &wire::CompletionBody::new(req, false), ctx)
                     .await?
                     .bytes()
                     .await?;
@@ -217,7 +221,7 @@ impl Provider for OpenAiCompat {
                     )));
                 }
                 let body = self
-                    .post("/embeddings", &wire::embedding_body(req), ctx)
+                    .post("/embeddings", &wire::EmbeddingBody::new(req), ctx)
                     .await?
                     .bytes()
                     .await?;
@@ -241,11 +245,11 @@ impl Provider for OpenAiCompat {
     async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
         let resp = match request {
             Request::Chat(req) => {
-                self.post("/chat/completions", &wire::chat_body(req, true), ctx)
+                self.post("/chat/completions", &wire::ChatBody::new(req, true), ctx)
                     .await?
             }
             Request::Completion(req) => {
-                self.post("/completions", &wire::completion_stream_body(req), ctx)
+                self.post("/completions", &wire::CompletionBody::new(req, true), ctx)
                     .await?
             }
             _ => {

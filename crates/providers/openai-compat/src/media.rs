@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 
 use infermux_core::{Error, ErrorKind, RequestContext, Result};
 use infermux_http::{HttpEndpoint, HttpRequest, Method};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::json::lenient::{self, Fields, Object};
 
 /// The result of moderating one input.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -98,17 +100,32 @@ impl ImageRequest {
 
     /// The JSON body.
     pub fn body(&self) -> Value {
-        let mut b = json!({"model": self.model, "prompt": self.prompt});
-        if let Some(n) = self.n {
-            b["n"] = json!(n);
+        serde_json::to_value(ImageBody::of(self)).unwrap_or(Value::Null)
+    }
+}
+
+/// The body of `POST /images/generations`, borrowed from an [`ImageRequest`].
+#[derive(Serialize)]
+struct ImageBody<'a> {
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    n: Option<u32>,
+    prompt: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<&'a str>,
+}
+
+impl<'a> ImageBody<'a> {
+    fn of(r: &'a ImageRequest) -> Self {
+        ImageBody {
+            model: &r.model,
+            n: r.n,
+            prompt: &r.prompt,
+            response_format: r.response_format.as_deref(),
+            size: r.size.as_deref(),
         }
-        if let Some(s) = &self.size {
-            b["size"] = json!(s);
-        }
-        if let Some(f) = &self.response_format {
-            b["response_format"] = json!(f);
-        }
-        b
     }
 }
 
@@ -143,11 +160,57 @@ impl SpeechRequest {
 
     /// The JSON body.
     pub fn body(&self) -> Value {
-        let mut b = json!({"model": self.model, "input": self.input, "voice": self.voice});
-        if let Some(f) = &self.response_format {
-            b["response_format"] = json!(f);
+        serde_json::to_value(SpeechBody::of(self)).unwrap_or(Value::Null)
+    }
+}
+
+/// The body of `POST /audio/speech`, borrowed from a [`SpeechRequest`].
+#[derive(Serialize)]
+struct SpeechBody<'a> {
+    input: &'a str,
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<&'a str>,
+    voice: &'a str,
+}
+
+impl<'a> SpeechBody<'a> {
+    fn of(r: &'a SpeechRequest) -> Self {
+        SpeechBody {
+            input: &r.input,
+            model: &r.model,
+            response_format: r.response_format.as_deref(),
+            voice: &r.voice,
         }
-        b
+    }
+}
+
+/// The body of `POST /moderations`.
+#[derive(Serialize)]
+struct ModerationBody<'a> {
+    input: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+}
+
+/// The answer of `DELETE /files/{id}`: whether `deleted` is `true` (anything else reads as
+/// not deleted).
+#[derive(Debug, Default)]
+struct Deletion {
+    deleted: lenient::Bool,
+}
+
+impl<'de> Fields<'de> for Deletion {
+    fn field<A: serde::de::MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<(), A::Error> {
+        match key {
+            "deleted" => self.deleted = map.next_value()?,
+            _ => lenient::skip_value(map)?,
+        }
+        Ok(())
     }
 }
 
@@ -383,13 +446,12 @@ impl<'a> MediaClient<'a> {
         inputs: &[String],
         ctx: &RequestContext,
     ) -> Result<Moderation> {
-        let mut body = json!({ "input": inputs });
-        if let Some(m) = model {
-            body["model"] = json!(m);
-        }
         let bytes = self
             .post("/moderations")
-            .json(&body)
+            .json(&ModerationBody {
+                input: inputs,
+                model,
+            })
             .send(ctx)
             .await?
             .bytes()
@@ -416,7 +478,7 @@ impl<'a> MediaClient<'a> {
     ) -> Result<ImageGeneration> {
         let bytes = self
             .post("/images/generations")
-            .json(&req.body())
+            .json(&ImageBody::of(req))
             .send(ctx)
             .await?
             .bytes()
@@ -428,7 +490,7 @@ impl<'a> MediaClient<'a> {
     pub async fn speech(&self, req: &SpeechRequest, ctx: &RequestContext) -> Result<Vec<u8>> {
         let bytes = self
             .post("/audio/speech")
-            .json(&req.body())
+            .json(&SpeechBody::of(req))
             .send(ctx)
             .await?
             .bytes()
@@ -516,7 +578,7 @@ impl<'a> MediaClient<'a> {
             .await?
             .bytes()
             .await?;
-        let v: Value = decode("file deletion", &body).map_err(self.ctx_err(ctx))?;
-        Ok(v.get("deleted").and_then(Value::as_bool).unwrap_or(false))
+        let v: Object<Deletion> = decode("file deletion", &body).map_err(self.ctx_err(ctx))?;
+        Ok(v.into_inner().deleted.0.unwrap_or(false))
     }
 }

@@ -6,6 +6,18 @@
 //! unknown fields, no `usage`, `content: null`, reasoning in `reasoning_content` or `reasoning`,
 //! tool-call ids that are numbers (TGI: `"id": 0`), arguments sent as a JSON object, and
 //! `tool_calls` sent as one object instead of a list.
+//!
+//! The hot path builds no `serde_json::Value`: bodies are typed views of the request
+//! ([`ChatBody`], [`CompletionBody`], [`EmbeddingBody`]) serialised straight to bytes, and
+//! answers and stream chunks are read into typed structs that borrow from the input.
+//! [`chat_body`] and friends return the same bodies as a `Value`, for callers that edit them.
+
+mod body;
+
+pub use body::{ChatBody, CompletionBody, EmbeddingBody};
+
+use std::borrow::Cow;
+use std::fmt;
 
 use base64::Engine;
 use infermux_core::{
@@ -14,216 +26,36 @@ use infermux_core::{
     ModelInfo, ModelList, ResponseFormat, Result, Role, StreamEvent, Tool, ToolCall, ToolChoice,
     Usage,
 };
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
-fn image_url(source: &ImageSource) -> String {
-    match source {
-        ImageSource::Url { url } => url.clone(),
-        ImageSource::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
-        _ => String::new(),
-    }
-}
-
-fn message_json(m: &Message) -> Value {
-    let mut out = Map::new();
-    out.insert("role".into(), Value::String(m.role.as_str().to_owned()));
-    let texts: Vec<&ContentPart> = m
-        .content
-        .iter()
-        .filter(|p| matches!(p, ContentPart::Text { .. } | ContentPart::Image { .. }))
-        .collect();
-    let only_text = texts.iter().all(|p| matches!(p, ContentPart::Text { .. }));
-    let content = if only_text {
-        Value::String(m.text())
-    } else {
-        Value::Array(
-            texts
-                .iter()
-                .map(|p| match p {
-                    ContentPart::Image { source, detail } => {
-                        let mut img = json!({"url": image_url(source)});
-                        if let Some(d) = detail {
-                            img["detail"] = Value::String(d.clone());
-                        }
-                        json!({"type": "image_url", "image_url": img})
-                    }
-                    ContentPart::Text { text } => json!({"type": "text", "text": text}),
-                    _ => Value::Null,
-                })
-                .collect(),
-        )
-    };
-    let empty_assistant =
-        m.role == Role::Assistant && !m.tool_calls.is_empty() && m.text().is_empty();
-    out.insert(
-        "content".into(),
-        if empty_assistant {
-            Value::Null
-        } else {
-            content
-        },
-    );
-    for p in &m.content {
-        if let ContentPart::Refusal { text } = p {
-            out.insert("refusal".into(), Value::String(text.clone()));
-        }
-    }
-    if let Some(name) = &m.name {
-        out.insert("name".into(), Value::String(name.clone()));
-    }
-    if !m.tool_calls.is_empty() {
-        out.insert(
-            "tool_calls".into(),
-            Value::Array(
-                m.tool_calls
-                    .iter()
-                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
-                    .collect(),
-            ),
-        );
-    }
-    if let Some(id) = &m.tool_call_id {
-        out.insert("tool_call_id".into(), Value::String(id.clone()));
-    }
-    Value::Object(out)
-}
+use crate::json::lenient::{self, Fields, Object, others_are};
 
 /// The JSON body of a chat-completions request. `stream` adds `stream: true` and asks for the
-/// usage chunk (`stream_options.include_usage`).
+/// usage chunk (`stream_options.include_usage`). The same body as [`ChatBody`], as a `Value`.
 pub fn chat_body(req: &ChatRequest, stream: bool) -> Value {
-    let mut b = Map::new();
-    b.insert("model".into(), Value::String(req.model.clone()));
-    b.insert(
-        "messages".into(),
-        Value::Array(req.messages.iter().map(message_json).collect()),
-    );
-    if let Some(t) = req.temperature {
-        b.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        b.insert("top_p".into(), json!(p));
-    }
-    if let Some(n) = req.max_tokens {
-        b.insert("max_tokens".into(), json!(n));
-    }
-    if !req.stop.is_empty() {
-        b.insert("stop".into(), json!(req.stop));
-    }
-    if let Some(s) = req.seed {
-        b.insert("seed".into(), json!(s));
-    }
-    if !req.tools.is_empty() {
-        let tools: Vec<Value> = req
-            .tools
-            .iter()
-            .map(|t| {
-                let mut f = json!({"name": t.name, "parameters": t.parameters});
-                if let Some(d) = &t.description {
-                    f["description"] = Value::String(d.clone());
-                }
-                if let Some(s) = t.strict {
-                    f["strict"] = Value::Bool(s);
-                }
-                json!({"type": "function", "function": f})
-            })
-            .collect();
-        b.insert("tools".into(), Value::Array(tools));
-    }
-    if let Some(choice) = &req.tool_choice {
-        let v = match choice {
-            ToolChoice::Auto => json!("auto"),
-            ToolChoice::None => json!("none"),
-            ToolChoice::Required => json!("required"),
-            ToolChoice::Tool(name) => json!({"type": "function", "function": {"name": name}}),
-            _ => json!("auto"),
-        };
-        b.insert("tool_choice".into(), v);
-    }
-    if let Some(p) = req.parallel_tool_calls {
-        b.insert("parallel_tool_calls".into(), json!(p));
-    }
-    if let Some(f) = &req.response_format {
-        let v = match f {
-            ResponseFormat::Text => json!({"type": "text"}),
-            ResponseFormat::JsonObject => json!({"type": "json_object"}),
-            ResponseFormat::JsonSchema {
-                name,
-                schema,
-                strict,
-            } => {
-                let mut s = json!({"name": name, "schema": schema});
-                if let Some(st) = strict {
-                    s["strict"] = json!(st);
-                }
-                json!({"type": "json_schema", "json_schema": s})
-            }
-            _ => json!({"type": "text"}),
-        };
-        b.insert("response_format".into(), v);
-    }
-    if let Some(u) = &req.user {
-        b.insert("user".into(), json!(u));
-    }
-    if stream {
-        b.insert("stream".into(), json!(true));
-        b.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    for (k, v) in &req.extra {
-        b.insert(k.clone(), v.clone());
-    }
-    Value::Object(b)
+    body::to_value(ChatBody::new(req, stream))
 }
 
-/// The JSON body of a legacy completions request.
+/// The JSON body of a legacy completions request ([`CompletionBody`] as a `Value`).
 pub fn completion_body(req: &CompletionRequest) -> Value {
-    let mut b = json!({"model": req.model, "prompt": req.prompt});
-    if let Some(n) = req.max_tokens {
-        b["max_tokens"] = json!(n);
-    }
-    if let Some(t) = req.temperature {
-        b["temperature"] = json!(t);
-    }
-    if !req.stop.is_empty() {
-        b["stop"] = json!(req.stop);
-    }
-    if let Some(s) = req.seed {
-        b["seed"] = json!(s);
-    }
-    if let (Value::Object(m), false) = (&mut b, req.extra.is_empty()) {
-        for (k, v) in &req.extra {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    b
+    body::to_value(CompletionBody::new(req, false))
 }
 
-/// The JSON body of a streamed legacy completions request (with the usage chunk asked for).
+/// The JSON body of a streamed legacy completions request (with the usage chunk asked for;
+/// [`CompletionBody`] as a `Value`).
 pub fn completion_stream_body(req: &CompletionRequest) -> Value {
-    let mut b = completion_body(req);
-    if let Value::Object(m) = &mut b {
-        m.insert("stream".into(), json!(true));
-        m.entry("stream_options")
-            .or_insert_with(|| json!({"include_usage": true}));
-    }
-    b
+    body::to_value(CompletionBody::new(req, true))
 }
 
-/// The JSON body of an embeddings request (floats requested).
+/// The JSON body of an embeddings request (floats requested; [`EmbeddingBody`] as a `Value`).
 pub fn embedding_body(req: &EmbeddingRequest) -> Value {
-    let mut b = json!({"model": req.model, "input": req.inputs, "encoding_format": "float"});
-    if let Some(d) = req.dimensions {
-        b["dimensions"] = json!(d);
-    }
-    if let Value::Object(m) = &mut b {
-        for (k, v) in &req.extra {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    b
+    body::to_value(EmbeddingBody::new(req))
 }
 
-/// `usage` of any OpenAI-style response.
+/// `usage` of any OpenAI-style response, with its details as raw JSON. (The parsers of this
+/// module read usage without a `Value`; this type is kept for callers that use it.)
 #[derive(Debug, Default, Deserialize)]
 #[non_exhaustive]
 pub struct WireUsage {
@@ -262,12 +94,102 @@ impl WireUsage {
     }
 }
 
+/// `usage` as the parsers read it: [`WireUsage`] with its details read in place.
+#[derive(Debug, Default, Deserialize)]
+struct UsageBody {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Object<TokenDetails>,
+    #[serde(default)]
+    completion_tokens_details: Object<TokenDetails>,
+}
+
+/// `cached_tokens` and `reasoning_tokens` of a details object (each absent unless a
+/// non-negative integer).
+#[derive(Debug, Default)]
+struct TokenDetails {
+    cached_tokens: lenient::U64,
+    reasoning_tokens: lenient::U64,
+}
+
+impl<'de> Fields<'de> for TokenDetails {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<(), A::Error> {
+        match key {
+            "cached_tokens" => self.cached_tokens = map.next_value()?,
+            "reasoning_tokens" => self.reasoning_tokens = map.next_value()?,
+            _ => lenient::skip_value(map)?,
+        }
+        Ok(())
+    }
+}
+
+impl UsageBody {
+    fn to_usage(&self) -> Usage {
+        let mut u = Usage::new(
+            self.prompt_tokens.unwrap_or(0),
+            self.completion_tokens.unwrap_or(0),
+        );
+        u.cached_input_tokens = self
+            .prompt_tokens_details
+            .0
+            .as_ref()
+            .and_then(|d| d.cached_tokens.0);
+        u.reasoning_tokens = self
+            .completion_tokens_details
+            .0
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens.0);
+        u
+    }
+}
+
+/// A string borrowed from the input when it holds no escapes; any other type is the error a
+/// `String` field gives.
+#[derive(Debug, Default)]
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(
+                self,
+                s: &'de str,
+            ) -> std::result::Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> std::result::Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+fn owned(s: Option<CowStr<'_>>) -> Option<String> {
+    s.map(|s| s.0.into_owned())
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct WireFunction {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
-    arguments: Option<Value>,
+    arguments: Option<ArgumentsText>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -289,31 +211,91 @@ fn id_text(v: &Value) -> Option<String> {
     }
 }
 
+/// [`id_text`] read in place: a string, a number as text, or `None` for anything else.
 fn string_or_number<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<String>, D::Error> {
-    Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(id_text))
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Self::Value, E> {
+            Ok(Some(s.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, s: String) -> std::result::Result<Self::Value, E> {
+            Ok(Some(s))
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> std::result::Result<Self::Value, E> {
+            Ok(Some(n.to_string()))
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> std::result::Result<Self::Value, E> {
+            Ok(Some(n.to_string()))
+        }
+        fn visit_f64<E: de::Error>(self, n: f64) -> std::result::Result<Self::Value, E> {
+            Ok(serde_json::Number::from_f64(n).map(|n| n.to_string()))
+        }
+        others_are!(None; bool, unit, seq, map);
+    }
+    d.deserialize_any(V)
 }
 
 /// `tool_calls` as a list, or as the one object some servers send.
 fn one_or_many<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<Vec<WireToolCall>>, D::Error> {
-    use serde::de::Error as _;
-    match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .map(|v| serde_json::from_value(v).map_err(D::Error::custom))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map(Some),
-        Some(one @ Value::Object(_)) => serde_json::from_value(one)
-            .map(|c| Some(vec![c]))
-            .map_err(D::Error::custom),
-        Some(other) => Err(D::Error::custom(format!(
+    struct V;
+    fn neither<E: de::Error>(other: Value) -> E {
+        E::custom(format!(
             "tool_calls is neither a list nor an object: {other}"
-        ))),
+        ))
     }
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<Vec<WireToolCall>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list or an object")
+        }
+        fn visit_unit<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(c) = seq.next_element()? {
+                out.push(c);
+            }
+            Ok(Some(out))
+        }
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            WireToolCall::deserialize(de::value::MapAccessDeserializer::new(map))
+                .map(|c| Some(vec![c]))
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Self::Value, E> {
+            Err(neither(Value::String(s.to_owned())))
+        }
+        fn visit_bool<E: de::Error>(self, b: bool) -> std::result::Result<Self::Value, E> {
+            Err(neither(Value::Bool(b)))
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> std::result::Result<Self::Value, E> {
+            Err(neither(Value::from(n)))
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> std::result::Result<Self::Value, E> {
+            Err(neither(Value::from(n)))
+        }
+        fn visit_f64<E: de::Error>(self, n: f64) -> std::result::Result<Self::Value, E> {
+            Err(neither(Value::from(n)))
+        }
+    }
+    d.deserialize_any(V)
 }
 
 fn arguments_text(v: &Option<Value>) -> String {
@@ -324,12 +306,127 @@ fn arguments_text(v: &Option<Value>) -> String {
     }
 }
 
+/// Tool-call arguments as text: a string as it is, `null` as nothing, anything else as its
+/// compact JSON ([`arguments_text`] read in place; only that rare case builds a `Value`).
+#[derive(Debug, Default)]
+struct ArgumentsText(String);
+
+impl<'de> Deserialize<'de> for ArgumentsText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ArgumentsText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<ArgumentsText, E> {
+                Ok(ArgumentsText(s.to_owned()))
+            }
+            fn visit_string<E: de::Error>(
+                self,
+                s: String,
+            ) -> std::result::Result<ArgumentsText, E> {
+                Ok(ArgumentsText(s))
+            }
+            fn visit_unit<E: de::Error>(self) -> std::result::Result<ArgumentsText, E> {
+                Ok(ArgumentsText(String::new()))
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> std::result::Result<ArgumentsText, E> {
+                Ok(ArgumentsText(Value::Bool(b).to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> std::result::Result<ArgumentsText, E> {
+                Ok(ArgumentsText(Value::from(n).to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> std::result::Result<ArgumentsText, E> {
+                Ok(ArgumentsText(Value::from(n).to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> std::result::Result<ArgumentsText, E> {
+                Ok(ArgumentsText(Value::from(n).to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> std::result::Result<ArgumentsText, A::Error> {
+                let v = Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(ArgumentsText(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<ArgumentsText, A::Error> {
+                let v = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ArgumentsText(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn arguments(a: Option<ArgumentsText>) -> String {
+    a.map(|a| a.0).unwrap_or_default()
+}
+
+/// A message's `content` as text: a string, the `text` of each part of a list, or nothing.
+#[derive(Debug, Default)]
+struct ContentText(String);
+
+/// The `text` of a content part (absent unless a string).
+#[derive(Debug, Default)]
+struct PartText<'a>(lenient::Str<'a>);
+
+impl<'de> Fields<'de> for PartText<'de> {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<(), A::Error> {
+        if key == "text" {
+            self.0 = map.next_value()?;
+        } else {
+            lenient::skip_value(map)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ContentText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<ContentText, E> {
+                Ok(ContentText(s.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> std::result::Result<ContentText, E> {
+                Ok(ContentText(s))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<ContentText, A::Error> {
+                let mut text = String::new();
+                while let Some(part) = seq.next_element::<Object<PartText<'de>>>()? {
+                    if let Some(t) = part.0.as_ref().and_then(|p| p.0.as_deref()) {
+                        text.push_str(t);
+                    }
+                }
+                Ok(ContentText(text))
+            }
+            others_are!(ContentText(String::new()); bool, i64, u64, f64, unit, map);
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
-struct WireMessage {
+struct WireMessage<'a> {
+    #[serde(default, borrow)]
+    role: Option<CowStr<'a>>,
     #[serde(default)]
-    role: Option<String>,
-    #[serde(default)]
-    content: Option<Value>,
+    content: Option<ContentText>,
     #[serde(default)]
     reasoning_content: Option<String>,
     #[serde(default)]
@@ -341,32 +438,34 @@ struct WireMessage {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct WireChoice {
+struct WireChoice<'a> {
     #[serde(default)]
     index: Option<u32>,
-    #[serde(default)]
-    message: Option<WireMessage>,
-    #[serde(default)]
-    delta: Option<WireMessage>,
+    /// Boxed: a stream chunk has none, and a choice is moved around.
+    #[serde(default, borrow)]
+    message: Option<Box<WireMessage<'a>>>,
+    #[serde(default, borrow)]
+    delta: Option<WireMessage<'a>>,
     #[serde(default)]
     text: Option<String>,
-    #[serde(default)]
-    finish_reason: Option<String>,
+    #[serde(default, borrow)]
+    finish_reason: Option<CowStr<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct WireResponse {
+struct WireResponse<'a> {
+    #[serde(default, borrow)]
+    id: Option<CowStr<'a>>,
+    #[serde(default, borrow)]
+    model: Option<CowStr<'a>>,
+    #[serde(default, borrow)]
+    choices: Vec<WireChoice<'a>>,
+    /// Boxed, as the rest of this answer-sized struct: most chunks carry none.
     #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    choices: Vec<WireChoice>,
-    #[serde(default)]
-    usage: Option<WireUsage>,
+    usage: Option<Box<UsageBody>>,
     /// Groq's extension object; its `usage` is where Groq reports a stream's usage.
     #[serde(default)]
-    x_groq: Option<XGroq>,
+    x_groq: Option<Box<XGroq>>,
     #[serde(default)]
     error: Option<Value>,
 }
@@ -374,33 +473,27 @@ struct WireResponse {
 #[derive(Debug, Default, Deserialize)]
 struct XGroq {
     #[serde(default)]
-    usage: Option<WireUsage>,
+    usage: Option<UsageBody>,
 }
 
-impl WireResponse {
+impl WireResponse<'_> {
     /// `usage`, or Groq's `x_groq.usage` when the standard field is absent.
-    fn usage(&self) -> Option<&WireUsage> {
+    fn usage(&self) -> Option<&UsageBody> {
         self.usage
-            .as_ref()
+            .as_deref()
             .or_else(|| self.x_groq.as_ref().and_then(|x| x.usage.as_ref()))
     }
 }
 
-fn finish_reason(s: &Option<String>) -> Option<FinishReason> {
-    s.as_deref()
+fn finish_reason(s: &Option<CowStr<'_>>) -> Option<FinishReason> {
+    s.as_ref()
+        .map(|s| &*s.0)
         .filter(|s| !s.is_empty())
         .map(FinishReason::from)
 }
 
-fn content_text(v: &Option<Value>) -> String {
-    match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect(),
-        _ => String::new(),
-    }
+fn content_text(v: Option<ContentText>) -> String {
+    v.map(|c| c.0).unwrap_or_default()
 }
 
 fn decode_err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -435,18 +528,18 @@ pub fn embedded_error(error: &Value) -> Error {
 
 /// Parses a chat-completions response body.
 pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
-    let w: WireResponse = serde_json::from_slice(body)
+    let w: WireResponse<'_> = serde_json::from_slice(body)
         .map_err(|e| decode_err("chat response is not valid JSON", e))?;
     if let Some(err) = &w.error {
         return Err(embedded_error(err));
     }
-    let usage = w.usage().map(WireUsage::to_usage);
+    let usage = w.usage().map(UsageBody::to_usage);
     let choice = w
         .choices
         .into_iter()
         .next()
         .ok_or_else(|| Error::new(ErrorKind::Decode, "chat response has no choices"))?;
-    let m = choice.message.unwrap_or_default();
+    let m = choice.message.map(|m| *m).unwrap_or_default();
     let mut content = Vec::new();
     if let Some(r) = m
         .reasoning_content
@@ -458,7 +551,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
             signature: None,
         });
     }
-    let text = content_text(&m.content);
+    let text = content_text(m.content);
     if !text.is_empty() {
         content.push(ContentPart::text(text));
     }
@@ -473,17 +566,17 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
             ToolCall::new(
                 c.id.unwrap_or_default(),
                 c.function.name.unwrap_or_default(),
-                arguments_text(&c.function.arguments),
+                arguments(c.function.arguments),
             )
         })
         .collect();
     let mut message = Message::assistant_tool_calls(calls);
-    if let Some(role) = m.role.as_deref() {
-        message.role = Role::from(role);
+    if let Some(role) = m.role.as_ref() {
+        message.role = Role::from(&*role.0);
     }
     message.content = content;
-    let mut resp = ChatResponse::new(w.model.unwrap_or_default(), message);
-    resp.id = w.id;
+    let mut resp = ChatResponse::new(owned(w.model).unwrap_or_default(), message);
+    resp.id = owned(w.id);
     resp.finish_reason = finish_reason(&choice.finish_reason);
     resp.usage = usage;
     Ok(resp)
@@ -491,7 +584,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
 
 /// Parses a legacy completions response body.
 pub fn parse_completion(body: &[u8]) -> Result<CompletionResponse> {
-    let w: WireResponse = serde_json::from_slice(body)
+    let w: WireResponse<'_> = serde_json::from_slice(body)
         .map_err(|e| decode_err("completion response is not valid JSON", e))?;
     if let Some(err) = &w.error {
         return Err(embedded_error(err));
@@ -509,12 +602,58 @@ pub fn parse_completion(body: &[u8]) -> Result<CompletionResponse> {
         ));
     }
     let choice = choices.swap_remove(first);
-    let mut resp =
-        CompletionResponse::new(w.model.unwrap_or_default(), choice.text.unwrap_or_default());
-    resp.id = w.id;
+    let mut resp = CompletionResponse::new(
+        owned(w.model).unwrap_or_default(),
+        choice.text.unwrap_or_default(),
+    );
+    resp.id = owned(w.id);
     resp.finish_reason = finish_reason(&choice.finish_reason);
     resp.usage = w.usage.map(|u| u.to_usage());
     Ok(resp)
+}
+
+/// An embedding as sent: floats, base64 little-endian `f32`, or neither.
+enum EmbeddingField {
+    Floats(Vec<f32>),
+    /// A list holding something other than a number.
+    NonNumber,
+    Base64(String),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for EmbeddingField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EmbeddingField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<EmbeddingField, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                let mut numbers = true;
+                while let Some(lenient::F64(x)) = seq.next_element()? {
+                    match x {
+                        Some(x) if numbers => out.push(x as f32),
+                        _ => numbers = false,
+                    }
+                }
+                Ok(if numbers {
+                    EmbeddingField::Floats(out)
+                } else {
+                    EmbeddingField::NonNumber
+                })
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<EmbeddingField, E> {
+                Ok(EmbeddingField::Base64(s.to_owned()))
+            }
+            others_are!(EmbeddingField::Other; bool, i64, u64, f64, unit, map);
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Parses an embeddings response body (float arrays or base64 little-endian f32).
@@ -523,27 +662,29 @@ pub fn parse_embeddings(body: &[u8], expected: usize) -> Result<EmbeddingRespons
     struct Item {
         #[serde(default)]
         index: Option<usize>,
-        embedding: Value,
+        embedding: EmbeddingField,
     }
     #[derive(Deserialize)]
-    struct Wire {
-        #[serde(default)]
-        model: Option<String>,
+    struct Wire<'a> {
+        #[serde(default, borrow)]
+        model: Option<CowStr<'a>>,
         data: Vec<Item>,
         #[serde(default)]
-        usage: Option<WireUsage>,
+        usage: Option<UsageBody>,
     }
-    let w: Wire = serde_json::from_slice(body)
+    let w: Wire<'_> = serde_json::from_slice(body)
         .map_err(|e| decode_err("embeddings response is not valid JSON", e))?;
     let mut items: Vec<(usize, Vec<f32>)> = Vec::with_capacity(w.data.len());
     for (pos, item) in w.data.into_iter().enumerate() {
         let v = match item.embedding {
-            Value::Array(xs) => xs
-                .iter()
-                .map(|x| x.as_f64().map(|f| f as f32))
-                .collect::<Option<Vec<f32>>>()
-                .ok_or_else(|| Error::new(ErrorKind::Decode, "embedding holds a non-number"))?,
-            Value::String(b64) => {
+            EmbeddingField::Floats(v) => v,
+            EmbeddingField::NonNumber => {
+                return Err(Error::new(
+                    ErrorKind::Decode,
+                    "embedding holds a non-number",
+                ));
+            }
+            EmbeddingField::Base64(b64) => {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(b64.trim())
                     .map_err(|e| decode_err("embedding is not valid base64", e))?;
@@ -558,7 +699,7 @@ pub fn parse_embeddings(body: &[u8], expected: usize) -> Result<EmbeddingRespons
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect()
             }
-            _ => {
+            EmbeddingField::Other => {
                 return Err(Error::new(
                     ErrorKind::Decode,
                     "embedding is neither an array nor base64",
@@ -575,7 +716,7 @@ pub fn parse_embeddings(body: &[u8], expected: usize) -> Result<EmbeddingRespons
         ));
     }
     let mut resp = EmbeddingResponse::new(
-        w.model.unwrap_or_default(),
+        owned(w.model).unwrap_or_default(),
         items.into_iter().map(|(_, v)| v).collect(),
     );
     resp.usage = w.usage.map(|u| u.to_usage());
@@ -664,7 +805,7 @@ impl ChatStreamState {
                 finish_reason: self.finish.clone(),
             }]);
         }
-        let chunk: WireResponse = serde_json::from_str(data).map_err(|e| {
+        let chunk: WireResponse<'_> = serde_json::from_str(data).map_err(|e| {
             decode_err("stream chunk is not valid JSON", e).with_partial_text(self.text.clone())
         })?;
         if let Some(err) = &chunk.error {
@@ -674,39 +815,43 @@ impl ChatStreamState {
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {
-                id: chunk.id.clone(),
-                model: chunk.model.clone(),
+                id: chunk.id.as_ref().map(|s| s.0.clone().into_owned()),
+                model: chunk.model.as_ref().map(|s| s.0.clone().into_owned()),
             });
         }
-        for choice in chunk.choices.iter().filter(|c| c.index.unwrap_or(0) == 0) {
+        let usage = chunk.usage().map(UsageBody::to_usage);
+        for choice in chunk
+            .choices
+            .into_iter()
+            .filter(|c| c.index.unwrap_or(0) == 0)
+        {
             // a legacy-completions chunk carries `text` instead of a delta
-            if let Some(text) = choice.text.as_ref().filter(|t| !t.is_empty()) {
-                self.text.push_str(text);
-                out.push(StreamEvent::TextDelta { text: text.clone() });
+            if let Some(text) = choice.text.filter(|t| !t.is_empty()) {
+                self.text.push_str(&text);
+                out.push(StreamEvent::TextDelta { text });
             }
-            if let Some(d) = &choice.delta {
+            if let Some(d) = choice.delta {
                 if let Some(r) = d
                     .reasoning_content
-                    .as_ref()
-                    .or(d.reasoning.as_ref())
+                    .or(d.reasoning)
                     .filter(|r| !r.is_empty())
                 {
-                    out.push(StreamEvent::ReasoningDelta { text: r.clone() });
+                    out.push(StreamEvent::ReasoningDelta { text: r });
                 }
-                let text = content_text(&d.content);
+                let text = content_text(d.content);
                 if !text.is_empty() {
                     self.text.push_str(&text);
                     out.push(StreamEvent::TextDelta { text });
                 }
-                if let Some(r) = d.refusal.as_ref().filter(|r| !r.is_empty()) {
-                    out.push(StreamEvent::RefusalDelta { text: r.clone() });
+                if let Some(r) = d.refusal.filter(|r| !r.is_empty()) {
+                    out.push(StreamEvent::RefusalDelta { text: r });
                 }
-                for (pos, c) in d.tool_calls.iter().flatten().enumerate() {
+                for (pos, c) in d.tool_calls.into_iter().flatten().enumerate() {
                     out.push(StreamEvent::ToolCallDelta {
                         index: c.index.unwrap_or(pos as u32),
-                        id: c.id.clone().filter(|s| !s.is_empty()),
-                        name: c.function.name.clone().filter(|s| !s.is_empty()),
-                        arguments: arguments_text(&c.function.arguments),
+                        id: c.id.filter(|s| !s.is_empty()),
+                        name: c.function.name.filter(|s| !s.is_empty()),
+                        arguments: arguments(c.function.arguments),
                     });
                 }
             }
@@ -714,8 +859,8 @@ impl ChatStreamState {
                 self.finish = Some(f);
             }
         }
-        if let Some(u) = chunk.usage() {
-            out.push(StreamEvent::Usage(u.to_usage()));
+        if let Some(u) = usage {
+            out.push(StreamEvent::Usage(u));
         }
         Ok(out)
     }

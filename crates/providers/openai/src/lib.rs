@@ -57,7 +57,7 @@ use infermux_core::{
 };
 use infermux_http::{Auth, HttpRequest};
 use infermux_openai_compat::{OpenAiCompat, chat_event_stream, wire};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The provider name errors and counters carry.
 pub const NAME: &str = "openai";
@@ -371,11 +371,11 @@ impl OpenAi {
         self.with_version(self.inner.http().get(path))
     }
 
-    fn chat_body(&self, req: &ChatRequest, stream: bool) -> Value {
+    fn chat_body<'a>(&self, req: &'a ChatRequest, stream: bool) -> wire::ChatBody<'a> {
         if self.is_azure() {
-            wire::chat_body(req, stream)
+            wire::ChatBody::new(req, stream)
         } else {
-            chat_body(req, stream)
+            typed_chat_body(req, stream)
         }
     }
 
@@ -386,16 +386,22 @@ impl OpenAi {
 }
 
 /// The JSON body of an OpenAI chat-completions request: the shared OpenAI-protocol body with
-/// `max_completion_tokens` in place of the deprecated `max_tokens`.
+/// `max_completion_tokens` in place of the deprecated `max_tokens` ([`typed_chat_body`] as a
+/// `Value`).
 pub fn chat_body(req: &ChatRequest, stream: bool) -> Value {
-    let mut body = wire::chat_body(req, stream);
-    if let Value::Object(m) = &mut body
-        && !req.extra.contains_key("max_tokens")
-        && let Some(n) = m.remove("max_tokens")
-    {
-        m.entry("max_completion_tokens").or_insert(n);
+    serde_json::to_value(typed_chat_body(req, stream)).unwrap_or(Value::Null)
+}
+
+/// The body of an OpenAI chat-completions request, serialised straight from `req`: the shared
+/// [`wire::ChatBody`] with the token limit sent as `max_completion_tokens` (unless the request's
+/// `extra` names `max_tokens` itself, which is then sent as given).
+pub fn typed_chat_body(req: &ChatRequest, stream: bool) -> wire::ChatBody<'_> {
+    let body = wire::ChatBody::new(req, stream);
+    if req.extra.contains_key("max_tokens") {
+        body
+    } else {
+        body.with_max_tokens_key("max_completion_tokens")
     }
-    body
 }
 
 #[async_trait]
@@ -418,7 +424,7 @@ impl Provider for OpenAi {
             Request::Chat(req) if self.responses_api => {
                 let body = self
                     .post("/responses")
-                    .json(&responses::responses_body(req, false))
+                    .json(&responses::ResponsesBody::new(req, false))
                     .send(ctx)
                     .await?
                     .bytes()
@@ -440,7 +446,7 @@ impl Provider for OpenAi {
             Request::Completion(req) => {
                 let body = self
                     .post("/completions")
-                    .json(&wire::completion_body(req))
+                    .json(&wire::CompletionBody::new(req, false))
                     .send(ctx)
                     .await?
                     .bytes()
@@ -456,9 +462,9 @@ impl Provider for OpenAi {
                         "no input to embed",
                     )));
                 }
-                let mut body = wire::embedding_body(req);
-                if self.base64_embeddings && !req.extra.contains_key("encoding_format") {
-                    body["encoding_format"] = json!("base64");
+                let mut body = wire::EmbeddingBody::new(req);
+                if self.base64_embeddings {
+                    body = body.with_encoding_format("base64");
                 }
                 let bytes = self
                     .post("/embeddings")
@@ -491,7 +497,7 @@ impl Provider for OpenAi {
             Request::Chat(req) if self.responses_api => {
                 let resp = self
                     .post("/responses")
-                    .json(&responses::responses_body(req, true))
+                    .json(&responses::ResponsesBody::new(req, true))
                     .send(ctx)
                     .await?;
                 responses_event_stream(resp, with_context)
@@ -507,7 +513,7 @@ impl Provider for OpenAi {
             Request::Completion(req) => {
                 let resp = self
                     .post("/completions")
-                    .json(&wire::completion_stream_body(req))
+                    .json(&wire::CompletionBody::new(req, true))
                     .send(ctx)
                     .await?;
                 chat_event_stream(resp, with_context)

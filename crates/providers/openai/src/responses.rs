@@ -10,147 +10,363 @@
 //! (`response.output_text.delta`, `response.function_call_arguments.delta`,
 //! `response.completed`, `error`, `response.failed`, …); unknown events are ignored.
 
+use std::fmt;
+
 use infermux_core::{
     ChatRequest, ChatResponse, ContentPart, Error, ErrorKind, FinishReason, ImageSource, Message,
     ResponseFormat, Result, Role, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
 };
-use serde_json::{Map, Value, json};
+use infermux_openai_compat::json::lenient::{self, Fields, List, Object};
+use infermux_openai_compat::json::{F32AsF64, ObjectWriter};
+use serde::de::{Deserialize, MapAccess};
+use serde::ser::{Serialize, SerializeSeq, Serializer};
+use serde_json::{Value, json};
 
-fn input_part(p: &ContentPart, role: &Role) -> Value {
-    match p {
-        ContentPart::Text { text } if *role == Role::Assistant => {
-            json!({"type": "output_text", "text": text})
-        }
-        ContentPart::Text { text } => json!({"type": "input_text", "text": text}),
-        ContentPart::Image { source, detail } => {
-            let url = match source {
-                ImageSource::Url { url } => url.clone(),
-                ImageSource::Base64 { media_type, data } => {
-                    format!("data:{media_type};base64,{data}")
-                }
-                _ => String::new(),
-            };
-            json!({"type": "input_image", "image_url": url, "detail": detail.as_deref().unwrap_or("auto")})
-        }
-        ContentPart::Refusal { text } => json!({"type": "refusal", "refusal": text}),
-        _ => Value::Null,
+/// The JSON body of a Responses API request for a chat request ([`ResponsesBody`] as a
+/// `Value`).
+pub fn responses_body(req: &ChatRequest, stream: bool) -> Value {
+    serde_json::to_value(ResponsesBody::new(req, stream)).unwrap_or(Value::Null)
+}
+
+/// The body of a Responses API request, borrowed from a chat request and serialised straight
+/// to JSON: what [`responses_body`] returns as a `Value`, without building one. System and
+/// developer messages become `instructions`, the others `input` items; a field of the
+/// request's `extra` replaces the body's field of the same name.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponsesBody<'a> {
+    req: &'a ChatRequest,
+    stream: bool,
+}
+
+impl<'a> ResponsesBody<'a> {
+    /// The body of `req`, streamed or not.
+    pub fn new(req: &'a ChatRequest, stream: bool) -> Self {
+        ResponsesBody { req, stream }
     }
 }
 
-/// The JSON body of a Responses API request for a chat request.
-pub fn responses_body(req: &ChatRequest, stream: bool) -> Value {
-    let mut b = Map::new();
-    b.insert("model".into(), json!(req.model));
-    let mut instructions = Vec::new();
-    let mut input = Vec::new();
-    for m in &req.messages {
-        match m.role {
-            Role::System | Role::Developer => instructions.push(m.text()),
-            Role::Tool => input.push(json!({
-                "type": "function_call_output",
-                "call_id": m.tool_call_id.clone().unwrap_or_default(),
-                "output": m.text(),
-            })),
-            _ => {
-                let parts: Vec<Value> = m
-                    .content
-                    .iter()
-                    .map(|p| input_part(p, &m.role))
-                    .filter(|v| !v.is_null())
-                    .collect();
-                if !parts.is_empty() {
-                    let only_text = m
-                        .content
-                        .iter()
-                        .all(|p| matches!(p, ContentPart::Text { .. }));
-                    let content = if only_text {
-                        json!(m.text())
-                    } else {
-                        Value::Array(parts)
-                    };
-                    input.push(json!({"role": m.role.as_str(), "content": content}));
-                }
-                for c in &m.tool_calls {
-                    input.push(json!({
-                        "type": "function_call",
-                        "call_id": c.id,
-                        "name": c.name,
-                        "arguments": c.arguments,
-                    }));
+fn is_instruction(m: &Message) -> bool {
+    matches!(m.role, Role::System | Role::Developer)
+}
+
+impl Serialize for ResponsesBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let r = self.req;
+        let mut w = ObjectWriter::new(s.serialize_map(None)?, &r.extra);
+        w.field("input", &Input(&r.messages))?;
+        if r.messages.iter().any(is_instruction) {
+            w.field("instructions", &Instructions(&r.messages))?;
+        }
+        w.opt("max_output_tokens", r.max_tokens.as_ref())?;
+        w.field("model", r.model.as_str())?;
+        w.opt("parallel_tool_calls", r.parallel_tool_calls.as_ref())?;
+        if self.stream {
+            w.field("stream", &true)?;
+        }
+        w.opt("temperature", r.temperature.map(F32AsF64).as_ref())?;
+        if let Some(f) = &r.response_format {
+            w.field("text", &TextFormat { format: Format(f) })?;
+        }
+        w.opt("tool_choice", r.tool_choice.as_ref().map(Choice).as_ref())?;
+        if !r.tools.is_empty() {
+            w.field("tools", &Tools(&r.tools))?;
+        }
+        w.opt("top_p", r.top_p.map(F32AsF64).as_ref())?;
+        w.opt("user", r.user.as_deref())?;
+        w.end()
+    }
+}
+
+fn texts(m: &Message) -> impl Iterator<Item = &str> {
+    m.content.iter().filter_map(|p| match p {
+        ContentPart::Text { text } => Some(text.as_str()),
+        _ => None,
+    })
+}
+
+/// A message's text parts as one string ([`Message::text`], without allocating for one part).
+struct MessageText<'a>(&'a Message);
+
+impl Serialize for MessageText<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut t = texts(self.0);
+        match (t.next(), t.next()) {
+            (None, _) => s.serialize_str(""),
+            (Some(one), None) => s.serialize_str(one),
+            _ => s.collect_str(&Joined(std::slice::from_ref(self.0), "")),
+        }
+    }
+}
+
+/// The text of messages joined by a separator.
+struct Joined<'a, I>(I, &'a str);
+
+impl<'m, I: Clone + IntoIterator<Item = &'m Message>> fmt::Display for Joined<'_, I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, m) in self.0.clone().into_iter().enumerate() {
+            if i > 0 {
+                f.write_str(self.1)?;
+            }
+            texts(m).try_for_each(|t| f.write_str(t))?;
+        }
+        Ok(())
+    }
+}
+
+/// The system and developer messages' text, joined by blank lines.
+struct Instructions<'a>(&'a [Message]);
+
+impl Serialize for Instructions<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut it = self.0.iter().filter(|m| is_instruction(m));
+        match (it.next(), it.next()) {
+            (Some(one), None) => MessageText(one).serialize(s),
+            _ => s.collect_str(&Joined(self.0.iter().filter(|m| is_instruction(m)), "\n\n")),
+        }
+    }
+}
+
+/// The `input` items: messages, the assistant's function calls, function call outputs.
+struct Input<'a>(&'a [Message]);
+
+#[derive(serde::Serialize)]
+struct CallOutput<'a> {
+    call_id: &'a str,
+    output: MessageText<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct InputMessage<'a> {
+    content: InputContent<'a>,
+    role: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct FunctionCall<'a> {
+    arguments: &'a str,
+    call_id: &'a str,
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// A part the Responses API takes (text, image, refusal); others have no place in `input`.
+fn is_input_part(p: &ContentPart) -> bool {
+    matches!(
+        p,
+        ContentPart::Text { .. } | ContentPart::Image { .. } | ContentPart::Refusal { .. }
+    )
+}
+
+impl Serialize for Input<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        for m in self.0 {
+            match m.role {
+                Role::System | Role::Developer => {}
+                Role::Tool => seq.serialize_element(&CallOutput {
+                    call_id: m.tool_call_id.as_deref().unwrap_or_default(),
+                    output: MessageText(m),
+                    kind: "function_call_output",
+                })?,
+                _ => {
+                    if m.content.iter().any(is_input_part) {
+                        seq.serialize_element(&InputMessage {
+                            content: InputContent(m),
+                            role: m.role.as_str(),
+                        })?;
+                    }
+                    for c in &m.tool_calls {
+                        seq.serialize_element(&FunctionCall {
+                            arguments: &c.arguments,
+                            call_id: &c.id,
+                            name: &c.name,
+                            kind: "function_call",
+                        })?;
+                    }
                 }
             }
         }
+        seq.end()
     }
-    if !instructions.is_empty() {
-        b.insert("instructions".into(), json!(instructions.join("\n\n")));
+}
+
+/// A message's content: its text when it holds only text, else its parts.
+struct InputContent<'a>(&'a Message);
+
+#[derive(serde::Serialize)]
+struct TextPart<'a> {
+    text: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct ImagePart<'a> {
+    detail: &'a str,
+    image_url: ImageUrl<'a>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct RefusalPart<'a> {
+    refusal: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// An image as a URL: its own, or a `data:` URL of its bytes.
+struct ImageUrl<'a>(&'a ImageSource);
+
+impl Serialize for ImageUrl<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0 {
+            ImageSource::Url { url } => s.serialize_str(url),
+            ImageSource::Base64 { media_type, data } => {
+                s.collect_str(&format_args!("data:{media_type};base64,{data}"))
+            }
+            _ => s.serialize_str(""),
+        }
     }
-    b.insert("input".into(), Value::Array(input));
-    if let Some(t) = req.temperature {
-        b.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        b.insert("top_p".into(), json!(p));
-    }
-    if let Some(n) = req.max_tokens {
-        b.insert("max_output_tokens".into(), json!(n));
-    }
-    if !req.tools.is_empty() {
-        let tools: Vec<Value> = req
-            .tools
+}
+
+impl Serialize for InputContent<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let m = self.0;
+        if m.content
             .iter()
-            .map(|t| {
-                let mut f = json!({"type": "function", "name": t.name, "parameters": t.parameters});
-                if let Some(d) = &t.description {
-                    f["description"] = json!(d);
-                }
-                // required by the spec; unset means false, as in chat completions (the
-                // Responses API would otherwise default to strict schemas)
-                f["strict"] = json!(t.strict.unwrap_or(false));
-                f
-            })
-            .collect();
-        b.insert("tools".into(), Value::Array(tools));
-    }
-    if let Some(choice) = &req.tool_choice {
-        let v = match choice {
-            ToolChoice::None => json!("none"),
-            ToolChoice::Required => json!("required"),
-            ToolChoice::Tool(name) => json!({"type": "function", "name": name}),
-            _ => json!("auto"),
+            .all(|p| matches!(p, ContentPart::Text { .. }))
+        {
+            return MessageText(m).serialize(s);
+        }
+        let text_kind = if m.role == Role::Assistant {
+            "output_text"
+        } else {
+            "input_text"
         };
-        b.insert("tool_choice".into(), v);
+        let mut seq = s.serialize_seq(None)?;
+        for p in &m.content {
+            match p {
+                ContentPart::Text { text } => seq.serialize_element(&TextPart {
+                    text,
+                    kind: text_kind,
+                })?,
+                ContentPart::Image { source, detail } => seq.serialize_element(&ImagePart {
+                    detail: detail.as_deref().unwrap_or("auto"),
+                    image_url: ImageUrl(source),
+                    kind: "input_image",
+                })?,
+                ContentPart::Refusal { text } => seq.serialize_element(&RefusalPart {
+                    refusal: text,
+                    kind: "refusal",
+                })?,
+                _ => {}
+            }
+        }
+        seq.end()
     }
-    if let Some(p) = req.parallel_tool_calls {
-        b.insert("parallel_tool_calls".into(), json!(p));
+}
+
+struct Tools<'a>(&'a [Tool]);
+
+#[derive(serde::Serialize)]
+struct FunctionTool<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    name: &'a str,
+    parameters: &'a Value,
+    strict: bool,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl Serialize for Tools<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|t| FunctionTool {
+            description: t.description.as_deref(),
+            name: &t.name,
+            parameters: &t.parameters,
+            // required by the spec; unset means false, as in chat completions (the
+            // Responses API would otherwise default to strict schemas)
+            strict: t.strict.unwrap_or(false),
+            kind: "function",
+        }))
     }
-    if let Some(f) = &req.response_format {
-        let format = match f {
-            ResponseFormat::JsonObject => json!({"type": "json_object"}),
+}
+
+/// `"auto"`, `"none"`, `"required"` or `{"name": …, "type": "function"}`.
+struct Choice<'a>(&'a ToolChoice);
+
+#[derive(serde::Serialize)]
+struct NamedTool<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl Serialize for Choice<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0 {
+            ToolChoice::None => s.serialize_str("none"),
+            ToolChoice::Required => s.serialize_str("required"),
+            ToolChoice::Tool(name) => NamedTool {
+                name,
+                kind: "function",
+            }
+            .serialize(s),
+            _ => s.serialize_str("auto"),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct TextFormat<'a> {
+    format: Format<'a>,
+}
+
+/// `{"type": "text" | "json_object"}` or `{"name", "schema", "strict"?, "type": "json_schema"}`.
+struct Format<'a>(&'a ResponseFormat);
+
+#[derive(serde::Serialize)]
+struct Typed {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct SchemaFormat<'a> {
+    name: &'a str,
+    schema: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strict: Option<bool>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl Serialize for Format<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0 {
+            ResponseFormat::JsonObject => Typed {
+                kind: "json_object",
+            }
+            .serialize(s),
             ResponseFormat::JsonSchema {
                 name,
                 schema,
                 strict,
-            } => {
-                let mut s = json!({"type": "json_schema", "name": name, "schema": schema});
-                if let Some(st) = strict {
-                    s["strict"] = json!(st);
-                }
-                s
+            } => SchemaFormat {
+                name,
+                schema,
+                strict: *strict,
+                kind: "json_schema",
             }
-            _ => json!({"type": "text"}),
-        };
-        b.insert("text".into(), json!({ "format": format }));
+            .serialize(s),
+            _ => Typed { kind: "text" }.serialize(s),
+        }
     }
-    if let Some(u) = &req.user {
-        b.insert("user".into(), json!(u));
-    }
-    if stream {
-        b.insert("stream".into(), json!(true));
-    }
-    for (k, v) in &req.extra {
-        b.insert(k.clone(), v.clone());
-    }
-    Value::Object(b)
 }
 
 fn request_err(what: &str) -> Error {
@@ -310,19 +526,74 @@ pub fn chat_request_from_responses_json(v: &Value) -> Result<ChatRequest> {
     Ok(req)
 }
 
+/// `usage` of a response object, read in place.
+#[derive(Debug, Default)]
+struct UsageFields {
+    input_tokens: lenient::U64,
+    output_tokens: lenient::U64,
+    input_tokens_details: Object<TokenDetails>,
+    output_tokens_details: Object<TokenDetails>,
+}
+
+#[derive(Debug, Default)]
+struct TokenDetails {
+    cached_tokens: lenient::U64,
+    reasoning_tokens: lenient::U64,
+}
+
+/// Skips the value of a key a reader does not use (checked as a `Value` would be).
+fn skip<'de, A: MapAccess<'de>>(map: &mut A) -> std::result::Result<(), A::Error> {
+    lenient::skip_value(map)
+}
+
+impl<'de> Fields<'de> for UsageFields {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<(), A::Error> {
+        match key {
+            "input_tokens" => self.input_tokens = map.next_value()?,
+            "output_tokens" => self.output_tokens = map.next_value()?,
+            "input_tokens_details" => self.input_tokens_details = map.next_value()?,
+            "output_tokens_details" => self.output_tokens_details = map.next_value()?,
+            _ => skip(map)?,
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Fields<'de> for TokenDetails {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<(), A::Error> {
+        match key {
+            "cached_tokens" => self.cached_tokens = map.next_value()?,
+            "reasoning_tokens" => self.reasoning_tokens = map.next_value()?,
+            _ => skip(map)?,
+        }
+        Ok(())
+    }
+}
+
 /// `usage` of a response object.
-fn usage_of(u: &Value) -> Usage {
-    let n = |k: &str| u.get(k).and_then(Value::as_u64);
+fn usage_of(u: &UsageFields) -> Usage {
     let mut usage = Usage::new(
-        n("input_tokens").unwrap_or(0),
-        n("output_tokens").unwrap_or(0),
+        u.input_tokens.0.unwrap_or(0),
+        u.output_tokens.0.unwrap_or(0),
     );
     usage.cached_input_tokens = u
-        .pointer("/input_tokens_details/cached_tokens")
-        .and_then(Value::as_u64);
+        .input_tokens_details
+        .0
+        .as_ref()
+        .and_then(|d| d.cached_tokens.0);
     usage.reasoning_tokens = u
-        .pointer("/output_tokens_details/reasoning_tokens")
-        .and_then(Value::as_u64);
+        .output_tokens_details
+        .0
+        .as_ref()
+        .and_then(|d| d.reasoning_tokens.0);
     usage
 }
 
@@ -364,16 +635,37 @@ pub fn response_error(error: &Value) -> Error {
     e
 }
 
+/// `incomplete_details`: its `reason`.
+#[derive(Debug, Default)]
+struct Incomplete<'a> {
+    reason: lenient::Str<'a>,
+}
+
+impl<'de> Fields<'de> for Incomplete<'de> {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<(), A::Error> {
+        match key {
+            "reason" => self.reason = map.next_value()?,
+            _ => skip(map)?,
+        }
+        Ok(())
+    }
+}
+
 fn finish_of(
     status: Option<&str>,
-    incomplete: Option<&Value>,
+    incomplete: &Object<Incomplete<'_>>,
     tool_calls: bool,
 ) -> Option<FinishReason> {
     match status {
         Some("incomplete") => {
             let reason = incomplete
-                .and_then(|d| d.get("reason"))
-                .and_then(Value::as_str)
+                .0
+                .as_ref()
+                .and_then(|d| d.reason.as_deref())
                 .unwrap_or("");
             Some(match reason {
                 "max_output_tokens" => FinishReason::Length,
@@ -388,64 +680,139 @@ fn finish_of(
     }
 }
 
-/// Parses a response object (the body of `POST /responses`, or the `response` of a
-/// `response.completed` event).
-pub fn parse_response_value(v: &Value) -> Result<ChatResponse> {
-    if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+/// A response object as read: only the fields the answer needs, each absent unless of the
+/// expected type (the leniency of reading a `Value`).
+#[derive(Debug, Default)]
+struct ResponseFields<'a> {
+    id: lenient::Str<'a>,
+    model: lenient::Str<'a>,
+    status: lenient::Str<'a>,
+    output: List<Object<OutputItem<'a>>>,
+    usage: Object<UsageFields>,
+    /// `error` unless absent or `null`: the rare failure, kept as JSON.
+    error: Option<Value>,
+    incomplete_details: Object<Incomplete<'a>>,
+}
+
+impl<'de> Fields<'de> for ResponseFields<'de> {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<(), A::Error> {
+        match key {
+            "id" => self.id = map.next_value()?,
+            "model" => self.model = map.next_value()?,
+            "status" => self.status = map.next_value()?,
+            "output" => self.output = map.next_value()?,
+            "usage" => self.usage = map.next_value()?,
+            "error" => self.error = map.next_value()?,
+            "incomplete_details" => self.incomplete_details = map.next_value()?,
+            _ => skip(map)?,
+        }
+        Ok(())
+    }
+}
+
+/// An `output` item: a message's parts, a function call, or a reasoning summary.
+#[derive(Debug, Default)]
+struct OutputItem<'a> {
+    kind: lenient::Str<'a>,
+    content: List<Object<OutputPart<'a>>>,
+    call_id: lenient::Str<'a>,
+    name: lenient::Str<'a>,
+    arguments: lenient::Str<'a>,
+    summary: List<Object<OutputPart<'a>>>,
+}
+
+impl<'de> Fields<'de> for OutputItem<'de> {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<(), A::Error> {
+        match key {
+            "type" => self.kind = map.next_value()?,
+            "content" => self.content = map.next_value()?,
+            "call_id" => self.call_id = map.next_value()?,
+            "name" => self.name = map.next_value()?,
+            "arguments" => self.arguments = map.next_value()?,
+            "summary" => self.summary = map.next_value()?,
+            _ => skip(map)?,
+        }
+        Ok(())
+    }
+}
+
+/// A content part or a summary part.
+#[derive(Debug, Default)]
+struct OutputPart<'a> {
+    kind: lenient::Str<'a>,
+    text: lenient::Str<'a>,
+    refusal: lenient::Str<'a>,
+}
+
+impl<'de> Fields<'de> for OutputPart<'de> {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<(), A::Error> {
+        match key {
+            "type" => self.kind = map.next_value()?,
+            "text" => self.text = map.next_value()?,
+            "refusal" => self.refusal = map.next_value()?,
+            _ => skip(map)?,
+        }
+        Ok(())
+    }
+}
+
+fn str_or_empty<'s>(s: &'s lenient::Str<'_>) -> &'s str {
+    s.as_deref().unwrap_or_default()
+}
+
+/// The answer a response object read with [`ResponseFields`] holds (`None`: not an object).
+fn to_response(v: Option<ResponseFields<'_>>) -> Result<ChatResponse> {
+    let v = v.unwrap_or_default();
+    if let Some(err) = v.error.as_ref() {
         return Err(response_error(err));
     }
     let output = v
-        .get("output")
-        .and_then(Value::as_array)
+        .output
+        .0
         .ok_or_else(|| Error::new(ErrorKind::Decode, "response has no output"))?;
     let mut text = String::new();
     let mut refusal = String::new();
     let mut reasoning = String::new();
     let mut calls = Vec::new();
-    for item in output {
-        match item.get("type").and_then(Value::as_str) {
+    for item in output.into_iter().filter_map(|i| i.0) {
+        match item.kind.as_deref() {
             Some("message") => {
-                for part in item
-                    .get("content")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    match part.get("type").and_then(Value::as_str) {
-                        Some("output_text") => {
-                            text.push_str(part.get("text").and_then(Value::as_str).unwrap_or(""));
-                        }
-                        Some("refusal") => refusal
-                            .push_str(part.get("refusal").and_then(Value::as_str).unwrap_or("")),
+                for part in item.content.iter().filter_map(|p| p.0.as_ref()) {
+                    match part.kind.as_deref() {
+                        Some("output_text") => text.push_str(str_or_empty(&part.text)),
+                        Some("refusal") => refusal.push_str(str_or_empty(&part.refusal)),
                         _ => {}
                     }
                 }
             }
             Some("function_call") => calls.push(ToolCall::new(
-                item.get("call_id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
-                item.get("name").and_then(Value::as_str).unwrap_or_default(),
-                item.get("arguments")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
+                str_or_empty(&item.call_id),
+                str_or_empty(&item.name),
+                str_or_empty(&item.arguments),
             )),
             Some("reasoning") => {
-                for s in item
-                    .get("summary")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    reasoning.push_str(s.get("text").and_then(Value::as_str).unwrap_or(""));
+                for s in item.summary.iter().filter_map(|s| s.0.as_ref()) {
+                    reasoning.push_str(str_or_empty(&s.text));
                 }
             }
             _ => {}
         }
     }
     let finish = finish_of(
-        v.get("status").and_then(Value::as_str),
-        v.get("incomplete_details"),
+        v.status.as_deref(),
+        &v.incomplete_details,
         !calls.is_empty(),
     );
     let mut message = Message::assistant_tool_calls(calls);
@@ -461,25 +828,88 @@ pub fn parse_response_value(v: &Value) -> Result<ChatResponse> {
     if !refusal.is_empty() {
         message.content.push(ContentPart::Refusal { text: refusal });
     }
-    let mut resp = ChatResponse::new(
-        v.get("model").and_then(Value::as_str).unwrap_or_default(),
-        message,
-    );
-    resp.id = v.get("id").and_then(Value::as_str).map(str::to_owned);
+    let mut resp = ChatResponse::new(str_or_empty(&v.model), message);
+    resp.id = v.id.into_owned();
     resp.finish_reason = finish;
-    resp.usage = v.get("usage").filter(|u| u.is_object()).map(usage_of);
+    resp.usage = v.usage.0.as_ref().map(usage_of);
     Ok(resp)
+}
+
+/// Parses a response object (the body of `POST /responses`, or the `response` of a
+/// `response.completed` event).
+pub fn parse_response_value(v: &Value) -> Result<ChatResponse> {
+    let fields = Object::<ResponseFields<'_>>::deserialize(v)
+        .map_err(|e| Error::new(ErrorKind::Decode, format!("response is not readable: {e}")))?;
+    to_response(fields.0)
 }
 
 /// Parses the body of `POST /responses`.
 pub fn parse_response(body: &[u8]) -> Result<ChatResponse> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
+    let fields: Object<ResponseFields<'_>> = serde_json::from_slice(body).map_err(|e| {
         Error::new(
             ErrorKind::Decode,
             format!("response is not valid JSON: {e}"),
         )
     })?;
-    parse_response_value(&v)
+    to_response(fields.0)
+}
+
+/// One stream event as read: its type, the response it carries (`response.created`,
+/// `response.completed`, …), the output index, the delta and the item added.
+#[derive(Debug, Default)]
+struct EventFields<'a> {
+    kind: lenient::Str<'a>,
+    /// Boxed, as `item`: few events carry one, and every event is moved around.
+    response: Object<Box<EventResponse<'a>>>,
+    output_index: lenient::U64,
+    delta: lenient::Str<'a>,
+    item: Object<Box<OutputItem<'a>>>,
+}
+
+impl<'de> Fields<'de> for EventFields<'de> {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<(), A::Error> {
+        match key {
+            "type" => self.kind = map.next_value()?,
+            "response" => self.response = map.next_value()?,
+            "output_index" => self.output_index = map.next_value()?,
+            "delta" => self.delta = map.next_value()?,
+            "item" => self.item = map.next_value()?,
+            _ => skip(map)?,
+        }
+        Ok(())
+    }
+}
+
+/// The response object of an event: what `Start`, `Usage` and `Done` need.
+#[derive(Debug, Default)]
+struct EventResponse<'a> {
+    id: lenient::Str<'a>,
+    model: lenient::Str<'a>,
+    status: lenient::Str<'a>,
+    usage: Object<UsageFields>,
+    incomplete_details: Object<Incomplete<'a>>,
+}
+
+impl<'de> Fields<'de> for EventResponse<'de> {
+    fn field<A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> std::result::Result<(), A::Error> {
+        match key {
+            "id" => self.id = map.next_value()?,
+            "model" => self.model = map.next_value()?,
+            "status" => self.status = map.next_value()?,
+            "usage" => self.usage = map.next_value()?,
+            "incomplete_details" => self.incomplete_details = map.next_value()?,
+            _ => skip(map)?,
+        }
+        Ok(())
+    }
 }
 
 /// Turns the events of a streamed response into [`StreamEvent`]s: `Start` at the first event,
@@ -525,40 +955,26 @@ impl ResponsesStreamState {
         if data.is_empty() || data == "[DONE]" || self.done {
             return Ok(Vec::new());
         }
-        let v: Value = serde_json::from_str(data).map_err(|e| {
+        let v: Object<EventFields<'_>> = serde_json::from_str(data).map_err(|e| {
             Error::new(
                 ErrorKind::Decode,
                 format!("stream event is not valid JSON: {e}"),
             )
             .with_partial_text(self.text.clone())
         })?;
-        let typ = v
-            .get("type")
-            .and_then(Value::as_str)
-            .or(event)
-            .unwrap_or("");
+        let v = v.into_inner();
+        let typ = v.kind.as_deref().or(event).unwrap_or("");
         let mut out = Vec::new();
         if !self.started {
             self.started = true;
-            let resp = v.get("response");
+            let resp = v.response.0.as_ref();
             out.push(StreamEvent::Start {
-                id: resp
-                    .and_then(|r| r.get("id"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                model: resp
-                    .and_then(|r| r.get("model"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
+                id: resp.and_then(|r| r.id.0.as_deref()).map(str::to_owned),
+                model: resp.and_then(|r| r.model.0.as_deref()).map(str::to_owned),
             });
         }
-        let output_index = v.get("output_index").and_then(Value::as_u64).unwrap_or(0);
-        let delta = || {
-            v.get("delta")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned()
-        };
+        let output_index = v.output_index.0.unwrap_or(0);
+        let delta = || str_or_empty(&v.delta).to_owned();
         match typ {
             "response.output_text.delta" => {
                 let text = delta();
@@ -570,21 +986,15 @@ impl ResponsesStreamState {
                 out.push(StreamEvent::ReasoningDelta { text: delta() });
             }
             "response.output_item.added" => {
-                let item = v.get("item").cloned().unwrap_or_default();
-                if item.get("type").and_then(Value::as_str) == Some("function_call") {
+                let item = v.item.0.as_ref();
+                if item.and_then(|i| i.kind.as_deref()) == Some("function_call") {
+                    let item = item.map(|i| (&i.call_id, &i.name, &i.arguments));
                     let index = self.call_index(output_index);
                     out.push(StreamEvent::ToolCallDelta {
                         index,
-                        id: item
-                            .get("call_id")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned),
-                        name: item.get("name").and_then(Value::as_str).map(str::to_owned),
-                        arguments: item
-                            .get("arguments")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_owned(),
+                        id: item.and_then(|i| i.0.as_deref()).map(str::to_owned),
+                        name: item.and_then(|i| i.1.as_deref()).map(str::to_owned),
+                        arguments: item.and_then(|i| i.2.as_deref()).unwrap_or("").to_owned(),
                     });
                 }
             }
@@ -598,28 +1008,29 @@ impl ResponsesStreamState {
                 });
             }
             "response.completed" | "response.incomplete" => {
-                let resp = v.get("response").cloned().unwrap_or_default();
-                if let Some(u) = resp.get("usage").filter(|u| u.is_object()) {
+                let resp = v.response.0.map(|r| *r).unwrap_or_default();
+                if let Some(u) = resp.usage.0.as_ref() {
                     out.push(StreamEvent::Usage(usage_of(u)));
                 }
                 self.done = true;
                 out.push(StreamEvent::Done {
                     finish_reason: finish_of(
-                        resp.get("status").and_then(Value::as_str),
-                        resp.get("incomplete_details"),
+                        resp.status.as_deref(),
+                        &resp.incomplete_details,
                         !self.calls.is_empty(),
                     ),
                 });
             }
-            "response.failed" => {
-                let err = v
-                    .pointer("/response/error")
-                    .cloned()
-                    .unwrap_or_else(|| json!({"message": "the response failed"}));
-                return Err(response_error(&err).with_partial_text(self.text.clone()));
-            }
-            "error" => {
-                let err = v.get("error").cloned().unwrap_or(v.clone());
+            "response.failed" | "error" => {
+                // the rare failure: read the whole event as JSON, as it always was
+                let v: Value = serde_json::from_str(data).unwrap_or_default();
+                let err = if typ == "error" {
+                    v.get("error").cloned().unwrap_or(v.clone())
+                } else {
+                    v.pointer("/response/error")
+                        .cloned()
+                        .unwrap_or_else(|| json!({"message": "the response failed"}))
+                };
                 return Err(response_error(&err).with_partial_text(self.text.clone()));
             }
             _ => {}

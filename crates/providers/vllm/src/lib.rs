@@ -40,7 +40,6 @@ use infermux_core::{
 };
 use infermux_http::{Auth, HttpEndpoint};
 use infermux_openai_compat::{OpenAiCompat, wire};
-use serde_json::json;
 
 pub use metrics::{MetricsSnapshot, Sample, VllmMetrics};
 
@@ -125,7 +124,10 @@ impl Vllm {
     ) -> Result<()> {
         self.root
             .post("/v1/load_lora_adapter")
-            .json(&json!({"lora_name": name, "lora_path": path}))
+            .json(&LoraAdapter {
+                lora_name: name,
+                lora_path: Some(path),
+            })
             .send(ctx)
             .await?
             .bytes()
@@ -137,13 +139,24 @@ impl Vllm {
     pub async fn unload_lora_adapter(&self, name: &str, ctx: &RequestContext) -> Result<()> {
         self.root
             .post("/v1/unload_lora_adapter")
-            .json(&json!({"lora_name": name}))
+            .json(&LoraAdapter {
+                lora_name: name,
+                lora_path: None,
+            })
             .send(ctx)
             .await?
             .bytes()
             .await?;
         Ok(())
     }
+}
+
+/// The body of `/v1/load_lora_adapter` (with the path) and `/v1/unload_lora_adapter`.
+#[derive(serde::Serialize)]
+struct LoraAdapter<'a> {
+    lora_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lora_path: Option<&'a str>,
 }
 
 #[async_trait]

@@ -3,6 +3,8 @@
 //! health on small cassettes shaped like the GenAIComps answers, and the testkit conformance
 //! suite against the simulator and live against llama.cpp.
 
+mod typed_wire;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

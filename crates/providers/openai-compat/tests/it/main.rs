@@ -2,12 +2,14 @@
 //! llama.cpp server, live tests against that server, the conformance suite, and bad input.
 
 mod bad_input;
+mod legacy;
 mod live;
 mod media;
 mod record;
 mod replay;
 mod requests;
 mod tool_call_shapes;
+mod typed_wire;
 
 use std::path::PathBuf;
 

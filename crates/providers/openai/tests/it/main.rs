@@ -3,12 +3,14 @@
 //! quirks on small cassettes, request bodies checked against the official OpenAPI spec, and
 //! the testkit conformance suite against the simulator and live against llama.cpp.
 
+mod legacy;
 mod media;
 mod quirks;
 mod record;
 mod replay;
 mod responses;
 mod schema;
+mod typed_wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;
