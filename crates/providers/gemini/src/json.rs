@@ -3,10 +3,10 @@
 //! Reading: field types that read a value the way `serde_json::Value`'s accessors did before
 //! the wire format was typed — [`Str`] is `Value::as_str`, [`U64`] `Value::as_u64`, [`Arr`]
 //! `Value::as_array`, [`Obj`] `Value::get` on a value that may not be an object, [`Present`]
-//! `Value::get(..).is_some()` (a `null` is present), [`F64`] `Value::as_f64` — so an unexpected type reads as absent and
-//! never fails the whole answer. A derived reader refuses one thing a `Value` took, an object
-//! repeating a key: the callers read such a text as a `Value` first (the last key wins), then
-//! read the typed struct from that `Value`.
+//! `Value::get(..).is_some()` (a `null` is present), [`F64`] `Value::as_f64` — so an
+//! unexpected type reads as absent and never fails the whole answer. A derived reader refuses
+//! one thing a `Value` took, an object repeating a key: the callers read such a text as a
+//! `Value` first (the last key wins), then read the typed struct from that `Value`.
 //!
 //! Writing: [`Fields`], an object's fields merged with a request's free-form `extra` fields.
 
