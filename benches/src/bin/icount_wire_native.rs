@@ -6,9 +6,11 @@
 //! them. The operations are what a provider does per request: serialise the chat request body
 //! to bytes, parse a plain chat answer, feed a 100-event stream to its state.
 //!
-//! The criterion bench `benches/wire_native.rs` runs the same operations. A line ending in
-//! `// before: <expr>` is the operation as it was before the wire formats were typed (the body
-//! built as a `Value`, then serialised); the before build replaces the line with `<expr>`.
+//! The criterion bench `benches/wire_native.rs` runs the same operations. A code line ending in
+//! a `before:` comment holds, in the comment, the operation as it was before the wire formats
+//! were typed (the body built as a `Value`, then serialised); the before build (f117165)
+//! replaces the line with it:
+//! `sed -i '/^ *\/\/!/!s|^\( *\).*// before: \(.*\)$|\1\2|' icount_wire_native.rs`.
 
 use std::hint::black_box;
 
