@@ -45,6 +45,7 @@
 //! # Crate features
 //! This crate has no optional features.
 
+mod json;
 pub mod wire;
 
 use async_trait::async_trait;
@@ -152,7 +153,7 @@ impl Anthropic {
     async fn post(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &(impl serde::Serialize + Sync),
         ctx: &RequestContext,
     ) -> Result<HttpResponse> {
         let mut r = self.headers(self.http.post(path)).json(body);
@@ -220,7 +221,8 @@ impl Provider for Anthropic {
         let ctx_err = self.ctx_err(ctx);
         match request {
             Request::Chat(req) => {
-                let body = wire::chat_body_with_default(req, false, self.default_max_tokens);
+                let body = wire::ChatBody::new(req, false)
+                    .with_default_max_tokens(self.default_max_tokens);
                 let bytes = self.post("/messages", &body, ctx).await?.bytes().await?;
                 wire::parse_chat(&bytes)
                     .map(Response::Chat)
@@ -259,7 +261,7 @@ impl Provider for Anthropic {
                 "anthropic streams chat only",
             )));
         };
-        let body = wire::chat_body_with_default(req, true, self.default_max_tokens);
+        let body = wire::ChatBody::new(req, true).with_default_max_tokens(self.default_max_tokens);
         let resp = self.post("/messages", &body, ctx).await?;
         let (id, ep) = (ctx.request_id(), self.http.id().clone());
         first_event(chat_event_stream(resp, move |e| {

@@ -1,63 +1,241 @@
-//! The Messages API wire format: request bodies built from core types, answers and streamed
-//! events parsed back, and the inverse (a recorded request body as a [`ChatRequest`]) that the
-//! conformance runner replays recorded traffic with.
+//! The Messages API wire format: request bodies serialised from core types (typed, borrowed:
+//! no `serde_json::Value` tree on the way), answers and streamed events read into typed structs,
+//! and the inverse (a recorded request body as a [`ChatRequest`]) that the conformance runner
+//! replays recorded traffic with.
+//!
+//! Reading keeps the tolerance of a `Value`: a field of an unexpected type reads as absent,
+//! unknown fields are ignored, unknown blocks are kept raw, unknown events and deltas skipped.
+
+use std::fmt;
 
 use infermux_core::{
     ChatRequest, ChatResponse, ContentPart, Error, ErrorKind, FinishReason, ImageSource, Message,
     ModelInfo, ModelList, Result, Role, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
 };
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+
+use crate::json::{Arr, Bool, Fields, Obj, Present, Str, U64, read};
 
 /// The output token limit sent when a request has none: Anthropic requires `max_tokens`.
 pub const DEFAULT_MAX_TOKENS: u32 = 1024;
 
-fn decode_err(what: &str, e: impl std::fmt::Display) -> Error {
+pub(crate) fn decode_err(what: &str, e: impl fmt::Display) -> Error {
     Error::new(ErrorKind::Decode, format!("{what}: {e}"))
+}
+
+// ---- request bodies ----------------------------------------------------------------------
+//
+// Objects are written with their keys in ascending order, as the `Value` objects (`BTreeMap`s)
+// these bodies used to be built as printed them: the bytes on the wire are the same.
+
+/// Where an image block's bytes come from.
+#[derive(Debug)]
+enum ImageSrc<'a> {
+    Base64 { media_type: &'a str, data: &'a str },
+    Url(&'a str),
+}
+
+/// One content block of a request message.
+#[derive(Debug)]
+enum Block<'a> {
+    /// A text block, with the citations put back on it (assistant turns).
+    Text {
+        text: &'a str,
+        citations: Vec<&'a Value>,
+    },
+    Image(ImageSrc<'a>),
+    Thinking {
+        text: &'a str,
+        signature: Option<&'a str>,
+    },
+    RedactedThinking(&'a str),
+    ServerToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: &'a Value,
+    },
+    /// A block kept as the provider sent it, with the citations put back on it.
+    Raw {
+        raw: &'a Value,
+        citations: Vec<&'a Value>,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: Value,
+    },
+    ToolResult {
+        tool_use_id: &'a str,
+        content: ToolResultContent<'a>,
+    },
+}
+
+/// A `tool_result` block's content: the result's text, or its blocks when it has images.
+#[derive(Debug)]
+enum ToolResultContent<'a> {
+    Text(String),
+    Blocks(Vec<Block<'a>>),
+}
+
+impl Block<'_> {
+    /// Whether this is a `text` block (citations attach to the text block before them).
+    fn is_text(&self) -> bool {
+        match self {
+            Block::Text { .. } => true,
+            Block::Raw { raw, .. } => raw.get("type").and_then(Value::as_str) == Some("text"),
+            _ => false,
+        }
+    }
+
+    /// Whether this is a `text` block with no text (left out of assistant turns).
+    fn is_empty_text(&self) -> bool {
+        match self {
+            Block::Text { text, .. } => text.is_empty(),
+            Block::Raw { raw, .. } => {
+                raw.get("type").and_then(Value::as_str) == Some("text")
+                    && raw.get("text").and_then(Value::as_str) == Some("")
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Serialize for ImageSrc<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        match self {
+            ImageSrc::Base64 { media_type, data } => {
+                m.serialize_entry("data", data)?;
+                m.serialize_entry("media_type", media_type)?;
+                m.serialize_entry("type", "base64")?;
+            }
+            ImageSrc::Url(url) => {
+                m.serialize_entry("type", "url")?;
+                m.serialize_entry("url", url)?;
+            }
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Block<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if let Block::Raw { raw, citations } = self {
+            if citations.is_empty() {
+                return raw.serialize(s);
+            }
+            // the citations go on the block's own `citations` list, as the `Value` did
+            let mut raw = (*raw).clone();
+            if let Some(obj) = raw.as_object_mut()
+                && let Some(list) = obj
+                    .entry("citations")
+                    .or_insert_with(|| json!([]))
+                    .as_array_mut()
+            {
+                list.extend(citations.iter().map(|c| (*c).clone()));
+            }
+            return raw.serialize(s);
+        }
+        let mut m = s.serialize_map(None)?;
+        match self {
+            Block::Text { text, citations } => {
+                if !citations.is_empty() {
+                    m.serialize_entry("citations", citations)?;
+                }
+                m.serialize_entry("text", text)?;
+                m.serialize_entry("type", "text")?;
+            }
+            Block::Image(src) => {
+                m.serialize_entry("source", src)?;
+                m.serialize_entry("type", "image")?;
+            }
+            Block::Thinking { text, signature } => {
+                if let Some(sig) = signature {
+                    m.serialize_entry("signature", sig)?;
+                }
+                m.serialize_entry("thinking", text)?;
+                m.serialize_entry("type", "thinking")?;
+            }
+            Block::RedactedThinking(data) => {
+                m.serialize_entry("data", data)?;
+                m.serialize_entry("type", "redacted_thinking")?;
+            }
+            Block::ServerToolUse { id, name, input } => {
+                m.serialize_entry("id", id)?;
+                m.serialize_entry("input", input)?;
+                m.serialize_entry("name", name)?;
+                m.serialize_entry("type", "server_tool_use")?;
+            }
+            Block::ToolUse { id, name, input } => {
+                m.serialize_entry("id", id)?;
+                m.serialize_entry("input", input)?;
+                m.serialize_entry("name", name)?;
+                m.serialize_entry("type", "tool_use")?;
+            }
+            Block::ToolResult {
+                tool_use_id,
+                content,
+            } => {
+                match content {
+                    ToolResultContent::Text(t) => m.serialize_entry("content", t)?,
+                    ToolResultContent::Blocks(b) => m.serialize_entry("content", b)?,
+                }
+                m.serialize_entry("tool_use_id", tool_use_id)?;
+                m.serialize_entry("type", "tool_result")?;
+            }
+            Block::Raw { .. } => {}
+        }
+        m.end()
+    }
 }
 
 /// An image part as an Anthropic `image` block: base64 sources as they are, `data:` URLs split
 /// into media type and data, other URLs as a `url` source.
-fn image_block(source: &ImageSource) -> Value {
+fn image_block(source: &ImageSource) -> Block<'_> {
     match source {
         ImageSource::Base64 { media_type, data } => {
-            json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})
+            Block::Image(ImageSrc::Base64 { media_type, data })
         }
         ImageSource::Url { url } => {
             if let Some(rest) = url.strip_prefix("data:")
                 && let Some((meta, data)) = rest.split_once(',')
                 && let Some(media_type) = meta.strip_suffix(";base64")
             {
-                return json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}});
+                return Block::Image(ImageSrc::Base64 { media_type, data });
             }
-            json!({"type": "image", "source": {"type": "url", "url": url}})
+            Block::Image(ImageSrc::Url(url))
         }
-        _ => json!({"type": "text", "text": ""}),
+        _ => Block::Text {
+            text: "",
+            citations: Vec::new(),
+        },
     }
 }
 
-fn part_block(part: &ContentPart) -> Option<Value> {
+fn part_block(part: &ContentPart) -> Option<Block<'_>> {
     Some(match part {
-        ContentPart::Text { text } => json!({"type": "text", "text": text}),
+        ContentPart::Text { text } | ContentPart::Refusal { text } => Block::Text {
+            text,
+            citations: Vec::new(),
+        },
         ContentPart::Image { source, .. } => image_block(source),
-        ContentPart::Thinking { text, signature } => {
-            let mut b = json!({"type": "thinking", "thinking": text});
-            if let Some(s) = signature {
-                b["signature"] = json!(s);
-            }
-            b
-        }
-        ContentPart::RedactedThinking { data } => {
-            json!({"type": "redacted_thinking", "data": data})
-        }
-        ContentPart::Refusal { text } => json!({"type": "text", "text": text}),
-        ContentPart::ServerToolCall { id, name, input } => {
-            json!({"type": "server_tool_use", "id": id, "name": name, "input": input})
-        }
+        ContentPart::Thinking { text, signature } => Block::Thinking {
+            text,
+            signature: signature.as_deref(),
+        },
+        ContentPart::RedactedThinking { data } => Block::RedactedThinking(data),
+        ContentPart::ServerToolCall { id, name, input } => Block::ServerToolUse { id, name, input },
         // blocks kept as sent go back as they came
         ContentPart::ServerToolResult { raw, .. } | ContentPart::Other { raw }
             if raw.get("type").is_some_and(Value::is_string) =>
         {
-            raw.clone()
+            Block::Raw {
+                raw,
+                citations: Vec::new(),
+            }
         }
         // citations are attached to the text block before them, in `assistant_blocks`
         _ => return None,
@@ -65,152 +243,303 @@ fn part_block(part: &ContentPart) -> Option<Value> {
 }
 
 /// The blocks of an assistant turn: its parts in order (each citation put back on the text
-/// block it follows), then its tool calls.
-fn assistant_blocks(m: &Message) -> Vec<Value> {
-    let mut blocks: Vec<Value> = Vec::new();
+/// block it follows, empty text blocks left out), then its tool calls.
+fn assistant_blocks<'a>(m: &'a Message, blocks: &mut Vec<Block<'a>>) {
+    let start = blocks.len();
     for part in &m.content {
         if let ContentPart::Citation { raw } = part {
-            if let Some(text) = blocks.last_mut().filter(|b| b["type"] == "text")
-                && let Some(obj) = text.as_object_mut()
+            if blocks.len() > start
+                && let Some(last) = blocks.last_mut().filter(|b| b.is_text())
             {
-                let list = obj.entry("citations").or_insert_with(|| json!([]));
-                if let Some(a) = list.as_array_mut() {
-                    a.push(raw.clone());
+                match last {
+                    Block::Text { citations, .. } | Block::Raw { citations, .. } => {
+                        citations.push(raw);
+                    }
+                    _ => {}
                 }
             }
             continue;
         }
         blocks.extend(part_block(part));
     }
-    blocks.retain(|b| b["type"] != "text" || b["text"].as_str() != Some(""));
+    let mine = blocks.split_off(start);
+    blocks.extend(mine.into_iter().filter(|b| !b.is_empty_text()));
     blocks.extend(m.tool_calls.iter().map(tool_call_block));
-    blocks
 }
 
-fn tool_call_block(c: &ToolCall) -> Value {
+fn tool_call_block(c: &ToolCall) -> Block<'_> {
     let input = c
         .parsed_arguments()
         .unwrap_or_else(|_| Value::Object(Map::new()));
-    json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input})
+    Block::ToolUse {
+        id: &c.id,
+        name: &c.name,
+        input,
+    }
 }
 
-/// The wire messages and the top-level `system` text of a conversation. System and developer
-/// messages become `system`; tool results become `tool_result` blocks of a user message;
+/// A tool message as a `tool_result` block: its text, or all its blocks when it has images.
+fn tool_result_block(m: &Message) -> Block<'_> {
+    let content = if m
+        .content
+        .iter()
+        .any(|p| matches!(p, ContentPart::Image { .. }))
+    {
+        ToolResultContent::Blocks(m.content.iter().filter_map(part_block).collect())
+    } else {
+        ToolResultContent::Text(m.text())
+    };
+    Block::ToolResult {
+        tool_use_id: m.tool_call_id.as_deref().unwrap_or_default(),
+        content,
+    }
+}
+
+/// The wire messages of a conversation. System and developer messages are left out (they are
+/// the top-level `system`); tool results become `tool_result` blocks of a user message;
 /// consecutive messages of the same role are merged (the API wants user and assistant turns to
 /// alternate).
-fn messages_json(messages: &[Message]) -> (Vec<Value>, Option<String>) {
-    let mut system: Vec<String> = Vec::new();
-    let mut out: Vec<(String, Vec<Value>)> = Vec::new();
-    for m in messages {
-        let (role, blocks): (&str, Vec<Value>) = match &m.role {
-            Role::System | Role::Developer => {
-                system.push(m.text());
+struct Messages<'a>(&'a [Message]);
+
+/// One wire message: a role and its blocks.
+struct WireMessage<'b, 'a> {
+    role: &'static str,
+    content: &'b [Block<'a>],
+}
+
+impl Serialize for WireMessage<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("content", self.content)?;
+        m.serialize_entry("role", self.role)?;
+        m.end()
+    }
+}
+
+impl Serialize for Messages<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        let mut role: Option<&'static str> = None;
+        let mut blocks: Vec<Block<'_>> = Vec::new();
+        for m in self.0 {
+            let r = match &m.role {
+                Role::System | Role::Developer => continue,
+                Role::Assistant => "assistant",
+                _ => "user",
+            };
+            if let Some(open) = role
+                && open != r
+            {
+                seq.serialize_element(&WireMessage {
+                    role: open,
+                    content: &blocks,
+                })?;
+                blocks.clear();
+            }
+            role = Some(r);
+            match &m.role {
+                Role::Tool => blocks.push(tool_result_block(m)),
+                Role::Assistant => assistant_blocks(m, &mut blocks),
+                _ => blocks.extend(m.content.iter().filter_map(part_block)),
+            }
+        }
+        if let Some(open) = role {
+            seq.serialize_element(&WireMessage {
+                role: open,
+                content: &blocks,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// The top-level `system` text: the system and developer messages' texts, joined by a blank
+/// line.
+struct SystemText<'a>(&'a [Message]);
+
+impl SystemText<'_> {
+    fn is_some(&self) -> bool {
+        self.0
+            .iter()
+            .any(|m| matches!(m.role, Role::System | Role::Developer))
+    }
+}
+
+impl fmt::Display for SystemText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for m in self.0 {
+            if !matches!(m.role, Role::System | Role::Developer) {
                 continue;
             }
-            Role::Tool => {
-                let mut b = json!({
-                    "type": "tool_result",
-                    "tool_use_id": m.tool_call_id.clone().unwrap_or_default(),
-                    "content": m.text(),
-                });
-                if m.content
-                    .iter()
-                    .any(|p| matches!(p, ContentPart::Image { .. }))
-                {
-                    b["content"] = Value::Array(m.content.iter().filter_map(part_block).collect());
-                }
-                ("user", vec![b])
+            if !first {
+                f.write_str("\n\n")?;
             }
-            Role::Assistant => ("assistant", assistant_blocks(m)),
-            _ => ("user", m.content.iter().filter_map(part_block).collect()),
-        };
-        match out.last_mut() {
-            Some((r, existing)) if r == role => existing.extend(blocks),
-            _ => out.push((role.to_owned(), blocks)),
+            first = false;
+            for p in &m.content {
+                if let ContentPart::Text { text } = p {
+                    f.write_str(text)?;
+                }
+            }
         }
+        Ok(())
     }
-    let msgs = out
-        .into_iter()
-        .map(|(role, content)| json!({"role": role, "content": content}))
-        .collect();
-    let system = (!system.is_empty()).then(|| system.join("\n\n"));
-    (msgs, system)
 }
 
-fn tool_json(t: &Tool) -> Value {
-    let mut v = json!({"name": t.name, "input_schema": t.parameters});
-    if let Some(d) = &t.description {
-        v["description"] = json!(d);
+impl Serialize for SystemText<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
-    v
 }
 
-fn tool_choice_json(req: &ChatRequest) -> Option<Value> {
-    let mut choice = match &req.tool_choice {
-        Some(ToolChoice::Auto) => json!({"type": "auto"}),
-        Some(ToolChoice::Required) => json!({"type": "any"}),
-        Some(ToolChoice::None) => json!({"type": "none"}),
-        Some(ToolChoice::Tool(name)) => json!({"type": "tool", "name": name}),
-        Some(_) => json!({"type": "auto"}),
-        None if req.parallel_tool_calls == Some(false) && !req.tools.is_empty() => {
-            json!({"type": "auto"})
+/// A tool definition.
+struct WireTool<'a>(&'a Tool);
+
+impl Serialize for WireTool<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let t = self.0;
+        let mut m = s.serialize_map(None)?;
+        if let Some(d) = &t.description {
+            m.serialize_entry("description", d)?;
         }
+        m.serialize_entry("input_schema", &t.parameters)?;
+        m.serialize_entry("name", &t.name)?;
+        m.end()
+    }
+}
+
+struct WireTools<'a>(&'a [Tool]);
+
+impl Serialize for WireTools<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(WireTool))
+    }
+}
+
+/// `tool_choice`.
+#[derive(Serialize)]
+struct WireToolChoice<'a> {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    disable_parallel_tool_use: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(rename = "type")]
+    ty: &'static str,
+}
+
+fn tool_choice(req: &ChatRequest) -> Option<WireToolChoice<'_>> {
+    let (ty, name) = match &req.tool_choice {
+        Some(ToolChoice::Auto) => ("auto", None),
+        Some(ToolChoice::Required) => ("any", None),
+        Some(ToolChoice::None) => ("none", None),
+        Some(ToolChoice::Tool(name)) => ("tool", Some(name.as_str())),
+        Some(_) => ("auto", None),
+        None if req.parallel_tool_calls == Some(false) && !req.tools.is_empty() => ("auto", None),
         None => return None,
     };
-    if req.parallel_tool_calls == Some(false) && choice["type"] != "none" {
-        choice["disable_parallel_tool_use"] = json!(true);
-    }
-    Some(choice)
+    Some(WireToolChoice {
+        disable_parallel_tool_use: req.parallel_tool_calls == Some(false) && ty != "none",
+        name,
+        ty,
+    })
 }
 
-/// The `/v1/messages` body of `req`. `max_tokens` defaults to [`DEFAULT_MAX_TOKENS`]; `user`
+/// `metadata`.
+#[derive(Serialize)]
+struct Metadata<'a> {
+    user_id: &'a str,
+}
+
+/// The `/v1/messages` body of a [`ChatRequest`], serialised straight from the request (what
+/// [`chat_body`] returns as a `Value`). `max_tokens` defaults to [`DEFAULT_MAX_TOKENS`]; `user`
 /// becomes `metadata.user_id`; `seed` and `response_format` have no Anthropic equivalent and
-/// are not sent; `extra` (e.g. `thinking`, `top_k`, `metadata`) is merged in as it is.
+/// are not sent; `extra` (e.g. `thinking`, `top_k`, `metadata`) is merged in as it is, winning
+/// over a field of the same name.
+///
+/// ```
+/// use infermux_anthropic::wire::ChatBody;
+/// use infermux_core::{ChatRequest, Message};
+///
+/// let req = ChatRequest::new("claude-haiku-4-5", vec![Message::user("Hi")]);
+/// let bytes = serde_json::to_vec(&ChatBody::new(&req, false)).unwrap();
+/// assert_eq!(
+///     String::from_utf8(bytes).unwrap(),
+///     r#"{"max_tokens":1024,"messages":[{"content":[{"text":"Hi","type":"text"}],"role":"user"}],"model":"claude-haiku-4-5"}"#
+/// );
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ChatBody<'a> {
+    req: &'a ChatRequest,
+    stream: bool,
+    default_max_tokens: u32,
+}
+
+impl<'a> ChatBody<'a> {
+    /// The body of `req`, streamed or not.
+    pub fn new(req: &'a ChatRequest, stream: bool) -> Self {
+        ChatBody {
+            req,
+            stream,
+            default_max_tokens: DEFAULT_MAX_TOKENS,
+        }
+    }
+
+    /// The `max_tokens` sent when the request has none.
+    pub fn with_default_max_tokens(mut self, n: u32) -> Self {
+        self.default_max_tokens = n;
+        self
+    }
+}
+
+impl Serialize for ChatBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let req = self.req;
+        let mut o = Fields::new(s.serialize_map(None)?, &req.extra);
+        o.field(
+            "max_tokens",
+            &req.max_tokens.unwrap_or(self.default_max_tokens),
+        )?;
+        o.field("messages", &Messages(&req.messages))?;
+        if let Some(u) = &req.user {
+            o.field("metadata", &Metadata { user_id: u })?;
+        }
+        o.field("model", &req.model)?;
+        if !req.stop.is_empty() {
+            o.field("stop_sequences", &req.stop)?;
+        }
+        if self.stream {
+            o.field("stream", &true)?;
+        }
+        let system = SystemText(&req.messages);
+        if system.is_some() {
+            o.field("system", &system)?;
+        }
+        // an `f32` goes out as the `f64` it widens to, as a `Value` number printed it
+        if let Some(t) = req.temperature {
+            o.field("temperature", &f64::from(t))?;
+        }
+        if let Some(c) = tool_choice(req) {
+            o.field("tool_choice", &c)?;
+        }
+        if !req.tools.is_empty() {
+            o.field("tools", &WireTools(&req.tools))?;
+        }
+        if let Some(p) = req.top_p {
+            o.field("top_p", &f64::from(p))?;
+        }
+        o.end()
+    }
+}
+
+/// The `/v1/messages` body of `req` as a `Value` ([`ChatBody`] is what is sent).
 pub fn chat_body(req: &ChatRequest, stream: bool) -> Value {
     chat_body_with_default(req, stream, DEFAULT_MAX_TOKENS)
 }
 
 /// [`chat_body`] with another default for `max_tokens`.
 pub fn chat_body_with_default(req: &ChatRequest, stream: bool, default_max_tokens: u32) -> Value {
-    let (messages, system) = messages_json(&req.messages);
-    let mut body = Map::new();
-    body.insert("model".into(), json!(req.model));
-    body.insert("messages".into(), Value::Array(messages));
-    body.insert(
-        "max_tokens".into(),
-        json!(req.max_tokens.unwrap_or(default_max_tokens)),
-    );
-    if let Some(s) = system {
-        body.insert("system".into(), json!(s));
-    }
-    if let Some(t) = req.temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        body.insert("top_p".into(), json!(p));
-    }
-    if !req.stop.is_empty() {
-        body.insert("stop_sequences".into(), json!(req.stop));
-    }
-    if !req.tools.is_empty() {
-        body.insert(
-            "tools".into(),
-            Value::Array(req.tools.iter().map(tool_json).collect()),
-        );
-    }
-    if let Some(c) = tool_choice_json(req) {
-        body.insert("tool_choice".into(), c);
-    }
-    if let Some(u) = &req.user {
-        body.insert("metadata".into(), json!({"user_id": u}));
-    }
-    if stream {
-        body.insert("stream".into(), json!(true));
-    }
-    for (k, v) in &req.extra {
-        body.insert(k.clone(), v.clone());
-    }
-    Value::Object(body)
+    serde_json::to_value(ChatBody::new(req, stream).with_default_max_tokens(default_max_tokens))
+        .unwrap_or(Value::Null)
 }
 
 /// The `/v1/messages/count_tokens` body of `req`: the prompt fields only (model, messages,
@@ -247,21 +576,62 @@ pub fn with_thinking(mut req: ChatRequest, budget_tokens: u32) -> ChatRequest {
     req
 }
 
+// ---- answers -----------------------------------------------------------------------------
+
+/// A `usage` object: each count as `Value::as_u64` read it; `None` for a count that is
+/// missing or `null` (which a streamed `message_delta` does not override).
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(default)]
+struct WireUsage {
+    input_tokens: Option<U64>,
+    output_tokens: Option<U64>,
+    cache_read_input_tokens: Option<U64>,
+    cache_creation_input_tokens: Option<U64>,
+}
+
+impl WireUsage {
+    /// The counts of `newer` that are set replace these.
+    fn merge(&mut self, newer: WireUsage) {
+        let keep = |old: &mut Option<U64>, new: Option<U64>| {
+            if new.is_some() {
+                *old = new;
+            }
+        };
+        keep(&mut self.input_tokens, newer.input_tokens);
+        keep(&mut self.output_tokens, newer.output_tokens);
+        keep(
+            &mut self.cache_read_input_tokens,
+            newer.cache_read_input_tokens,
+        );
+        keep(
+            &mut self.cache_creation_input_tokens,
+            newer.cache_creation_input_tokens,
+        );
+    }
+
+    fn usage(&self) -> Usage {
+        let get = |n: Option<U64>| n.and_then(|n| n.0);
+        let read = get(self.cache_read_input_tokens);
+        let created = get(self.cache_creation_input_tokens);
+        let mut usage = Usage::new(
+            get(self.input_tokens).unwrap_or(0) + read.unwrap_or(0) + created.unwrap_or(0),
+            get(self.output_tokens).unwrap_or(0),
+        );
+        usage.cached_input_tokens = read;
+        usage.cache_creation_input_tokens = created;
+        usage
+    }
+}
+
 /// Usage from an Anthropic `usage` object. `input_tokens` is the whole prompt: uncached input
 /// plus `cache_read_input_tokens` plus `cache_creation_input_tokens` (Anthropic reports them
 /// apart; core's `input_tokens` includes cached tokens); the two cache counts are also kept in
 /// `cached_input_tokens` and `cache_creation_input_tokens`.
 pub fn usage_from(u: &Value) -> Usage {
-    let get = |k: &str| u.get(k).and_then(Value::as_u64);
-    let read = get("cache_read_input_tokens");
-    let created = get("cache_creation_input_tokens");
-    let mut usage = Usage::new(
-        get("input_tokens").unwrap_or(0) + read.unwrap_or(0) + created.unwrap_or(0),
-        get("output_tokens").unwrap_or(0),
-    );
-    usage.cached_input_tokens = read;
-    usage.cache_creation_input_tokens = created;
-    usage
+    Obj::<WireUsage>::deserialize(u)
+        .map(Obj::or_default)
+        .unwrap_or_default()
+        .usage()
 }
 
 /// The core finish reason of an Anthropic `stop_reason`.
@@ -295,93 +665,211 @@ fn whole_block_part(b: &Value) -> ContentPart {
     }
 }
 
-/// The citations of a text block, as parts.
-fn citation_parts(b: &Value) -> impl Iterator<Item = ContentPart> + '_ {
-    b.get("citations")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|c| ContentPart::Citation { raw: c.clone() })
+/// A content block, as far as the known block types need it (the raw block is read again as a
+/// `Value` for any other type).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireBlock<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Str<'a>,
+    #[serde(borrow)]
+    text: Str<'a>,
+    #[serde(borrow)]
+    thinking: Str<'a>,
+    #[serde(borrow)]
+    signature: Str<'a>,
+    #[serde(borrow)]
+    data: Str<'a>,
+    #[serde(borrow)]
+    id: Str<'a>,
+    #[serde(borrow)]
+    name: Str<'a>,
+    input: Present<Value>,
+    citations: Arr<Value>,
 }
 
-/// The content parts and tool calls of an Anthropic `content` array.
+/// Adds block `b` to the answer's parts and tool calls; `raw` gives the whole block, for the
+/// block types kept raw.
+fn push_block(
+    b: WireBlock<'_>,
+    raw: impl FnOnce() -> Result<Value>,
+    parts: &mut Vec<ContentPart>,
+    calls: &mut Vec<ToolCall>,
+) -> Result<()> {
+    match b.ty.or_empty() {
+        "text" => {
+            parts.push(ContentPart::Text {
+                text: b.text.owned_or_empty(),
+            });
+            parts.extend(
+                b.citations
+                    .0
+                    .into_iter()
+                    .flatten()
+                    .map(|raw| ContentPart::Citation { raw }),
+            );
+        }
+        "thinking" => parts.push(ContentPart::Thinking {
+            text: b.thinking.owned_or_empty(),
+            signature: b.signature.owned(),
+        }),
+        "redacted_thinking" => parts.push(ContentPart::RedactedThinking {
+            data: b.data.owned_or_empty(),
+        }),
+        "tool_use" => calls.push(ToolCall::new(
+            b.id.owned_or_empty(),
+            b.name.owned_or_empty(),
+            b.input.0.map_or_else(|| "{}".to_owned(), |v| v.to_string()),
+        )),
+        _ => parts.push(whole_block_part(&raw()?)),
+    }
+    Ok(())
+}
+
+/// The content parts and tool calls of an Anthropic `content` array given as values (the
+/// inverse reads recorded request bodies with it).
 fn content_from(blocks: &[Value]) -> (Vec<ContentPart>, Vec<ToolCall>) {
     let mut parts = Vec::new();
     let mut calls = Vec::new();
     for b in blocks {
-        let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-        match b.get("type").and_then(Value::as_str).unwrap_or("") {
-            "text" => {
-                parts.push(ContentPart::Text { text: s("text") });
-                parts.extend(citation_parts(b));
-            }
-            "thinking" => parts.push(ContentPart::Thinking {
-                text: s("thinking"),
-                signature: b
-                    .get("signature")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-            }),
-            "redacted_thinking" => parts.push(ContentPart::RedactedThinking { data: s("data") }),
-            "tool_use" => calls.push(ToolCall::new(
-                s("id"),
-                s("name"),
-                b.get("input")
-                    .map_or_else(|| "{}".to_owned(), Value::to_string),
-            )),
-            _ => parts.push(whole_block_part(b)),
-        }
+        let typed = Obj::<WireBlock<'_>>::deserialize(b)
+            .map(Obj::or_default)
+            .unwrap_or_default();
+        // reading a block that is already a `Value` cannot fail
+        let _ = push_block(typed, || Ok(b.clone()), &mut parts, &mut calls);
     }
     (parts, calls)
 }
 
+/// Reads one content block given as JSON text.
+fn push_raw_block(
+    raw: &str,
+    parts: &mut Vec<ContentPart>,
+    calls: &mut Vec<ToolCall>,
+) -> Result<()> {
+    let as_value =
+        || serde_json::from_str::<Value>(raw).map_err(|e| decode_err("invalid block", e));
+    match serde_json::from_str::<Obj<WireBlock<'_>>>(raw) {
+        Ok(b) => push_block(b.or_default(), as_value, parts, calls),
+        // an object repeating a key: read from its `Value` (the last one wins)
+        Err(_) => {
+            let v = as_value()?;
+            let (p, c) = content_from(std::slice::from_ref(&v));
+            parts.extend(p);
+            calls.extend(c);
+            Ok(())
+        }
+    }
+}
+
 /// A `/v1/messages` answer.
-pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| decode_err("invalid message", e))?;
-    if v.get("type").and_then(Value::as_str) == Some("error") {
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireMessageAnswer<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Str<'a>,
+    #[serde(borrow)]
+    id: Str<'a>,
+    #[serde(borrow)]
+    model: Str<'a>,
+    #[serde(borrow)]
+    content: Arr<&'a RawValue>,
+    #[serde(borrow)]
+    stop_reason: Str<'a>,
+    usage: Present<Obj<WireUsage>>,
+}
+
+fn chat_from(w: Obj<WireMessageAnswer<'_>>, body: &[u8]) -> Result<ChatResponse> {
+    let w = w.or_default();
+    if w.ty.get() == Some("error") {
+        let v: Value =
+            serde_json::from_slice(body).map_err(|e| decode_err("invalid message", e))?;
         return Err(embedded_error(v.get("error").unwrap_or(&v)));
     }
-    let blocks = v
-        .get("content")
-        .and_then(Value::as_array)
+    let blocks = w
+        .content
+        .0
         .ok_or_else(|| decode_err("invalid message", "no content array"))?;
-    let (parts, calls) = content_from(blocks);
+    let mut parts = Vec::new();
+    let mut calls = Vec::new();
+    for b in blocks {
+        push_raw_block(b.get(), &mut parts, &mut calls)?;
+    }
     let mut message = Message::assistant_tool_calls(calls);
     message.content = parts;
-    let model = v.get("model").and_then(Value::as_str).unwrap_or("");
-    let mut resp = ChatResponse::new(model, message);
-    resp.id = v.get("id").and_then(Value::as_str).map(str::to_owned);
-    resp.finish_reason = v
-        .get("stop_reason")
-        .and_then(Value::as_str)
-        .map(finish_reason);
-    resp.usage = v.get("usage").map(usage_from);
+    let mut resp = ChatResponse::new(w.model.owned_or_empty(), message);
+    resp.id = w.id.owned();
+    resp.finish_reason = w.stop_reason.get().map(finish_reason);
+    resp.usage = w.usage.0.map(|u| u.or_default().usage());
     Ok(resp)
+}
+
+/// A `/v1/messages` answer.
+pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
+    read!(
+        from_slice,
+        body,
+        Obj<WireMessageAnswer<'_>>,
+        "invalid message",
+        |w| chat_from(w, body)
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireCount {
+    input_tokens: U64,
 }
 
 /// The `input_tokens` of a `/v1/messages/count_tokens` answer.
 pub fn parse_count_tokens(body: &[u8]) -> Result<u64> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| decode_err("invalid count", e))?;
-    v.get("input_tokens")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| decode_err("invalid count", "no input_tokens"))
+    read!(
+        from_slice,
+        body,
+        Obj<WireCount>,
+        "invalid count",
+        |w: Obj<WireCount>| w
+            .or_default()
+            .input_tokens
+            .0
+            .ok_or_else(|| decode_err("invalid count", "no input_tokens"))
+    )
 }
 
-/// A `/v1/models` page.
-pub fn parse_models(body: &[u8]) -> Result<ModelList> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| decode_err("invalid models", e))?;
-    let data = v
-        .get("data")
-        .and_then(Value::as_array)
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireModel<'a> {
+    #[serde(borrow)]
+    id: Str<'a>,
+    #[serde(borrow)]
+    created_at: Str<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireModels<'a> {
+    #[serde(borrow)]
+    data: Arr<Obj<WireModel<'a>>>,
+    has_more: Bool,
+    #[serde(borrow)]
+    last_id: Str<'a>,
+}
+
+fn models_from(w: Obj<WireModels<'_>>) -> Result<ModelList> {
+    let data = w
+        .or_default()
+        .data
+        .0
         .ok_or_else(|| decode_err("invalid models", "no data array"))?;
     let models = data
-        .iter()
+        .into_iter()
         .filter_map(|m| {
-            let mut info = ModelInfo::new(m.get("id")?.as_str()?);
+            let m = m.0?;
+            let mut info = ModelInfo::new(m.id.owned()?);
             info.owned_by = Some("anthropic".to_owned());
             info.created = m
-                .get("created_at")
-                .and_then(Value::as_str)
+                .created_at
+                .get()
                 .and_then(infermux_http::parse_rfc3339)
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .and_then(|d| i64::try_from(d.as_secs()).ok());
@@ -391,16 +879,36 @@ pub fn parse_models(body: &[u8]) -> Result<ModelList> {
     Ok(ModelList::new(models))
 }
 
+/// A `/v1/models` page.
+pub fn parse_models(body: &[u8]) -> Result<ModelList> {
+    read!(
+        from_slice,
+        body,
+        Obj<WireModels<'_>>,
+        "invalid models",
+        models_from
+    )
+}
+
+fn next_page_from(w: Obj<WireModels<'_>>) -> Result<Option<String>> {
+    let w = w.or_default();
+    if w.has_more.0 != Some(true) {
+        return Ok(None);
+    }
+    Ok(w.last_id.owned().filter(|s| !s.is_empty()))
+}
+
 /// The `after_id` of the next `/v1/models` page: the page's `last_id` when `has_more`.
 pub fn next_models_page(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    if v.get("has_more").and_then(Value::as_bool) != Some(true) {
-        return None;
-    }
-    v.get("last_id")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+    read!(
+        from_slice,
+        body,
+        Obj<WireModels<'_>>,
+        "invalid models",
+        next_page_from
+    )
+    .ok()
+    .flatten()
 }
 
 /// The typed error of an Anthropic error object (`{"type": "overloaded_error", "message": ..}`),
@@ -431,6 +939,54 @@ pub fn embedded_error(error: &Value) -> Error {
     e
 }
 
+// ---- streamed events ---------------------------------------------------------------------
+
+/// `message_start`'s `message`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireStart<'a> {
+    #[serde(borrow)]
+    id: Str<'a>,
+    #[serde(borrow)]
+    model: Str<'a>,
+    usage: Obj<WireUsage>,
+}
+
+/// A `content_block_delta`'s `delta` (and `message_delta`'s, with `stop_reason`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Str<'a>,
+    #[serde(borrow)]
+    text: Str<'a>,
+    #[serde(borrow)]
+    partial_json: Str<'a>,
+    #[serde(borrow)]
+    thinking: Str<'a>,
+    #[serde(borrow)]
+    signature: Str<'a>,
+    citation: Present<Value>,
+    #[serde(borrow)]
+    stop_reason: Str<'a>,
+}
+
+/// One streamed event's data.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Str<'a>,
+    #[serde(borrow)]
+    message: Obj<WireStart<'a>>,
+    index: U64,
+    #[serde(borrow)]
+    content_block: Option<&'a RawValue>,
+    #[serde(borrow)]
+    delta: Obj<WireDelta<'a>>,
+    usage: Obj<WireUsage>,
+}
+
 /// The state of one streamed answer: turns each SSE event (name and data) into core events.
 ///
 /// Block indexes of `tool_use` blocks are renumbered 0, 1, … as tool-call indexes; text deltas
@@ -451,7 +1007,7 @@ pub struct ChatStreamState {
     open: Vec<(u64, Value, String)>,
     /// Citations of text blocks, sent after the block's text.
     citations: Vec<(u64, Value)>,
-    usage: Option<Value>,
+    usage: Option<WireUsage>,
     finish: Option<FinishReason>,
     text: String,
     done: bool,
@@ -473,15 +1029,11 @@ impl ChatStreamState {
         &self.text
     }
 
-    fn merge_usage(&mut self, u: &Value) {
-        let Some(obj) = u.as_object() else { return };
-        let mut cur = self.usage.take().unwrap_or_else(|| json!({}));
-        for (k, v) in obj {
-            if !v.is_null() {
-                cur[k] = v.clone();
-            }
+    /// Merges a `usage` object (anything else is not usage).
+    fn merge_usage(&mut self, u: Obj<WireUsage>) {
+        if let Some(u) = u.0 {
+            self.usage.get_or_insert_default().merge(u);
         }
-        self.usage = Some(cur);
     }
 
     /// The parts of the block at `index` that were waiting for its end (or of every waiting
@@ -514,82 +1066,54 @@ impl ChatStreamState {
     /// The events of one SSE event. `event` is the SSE event name (falls back to the data's
     /// `type`).
     pub fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<StreamEvent>> {
-        let v: Value = serde_json::from_str(data).map_err(|e| decode_err("invalid event", e))?;
+        read!(
+            from_str,
+            data,
+            Obj<WireEvent<'_>>,
+            "invalid event",
+            |w: Obj<WireEvent<'_>>| self.on_wire(event, data, w.or_default())
+        )
+    }
+
+    fn on_wire(
+        &mut self,
+        event: Option<&str>,
+        data: &str,
+        v: WireEvent<'_>,
+    ) -> Result<Vec<StreamEvent>> {
         let ty = event
             .filter(|e| !e.is_empty() && *e != "message")
-            .or_else(|| v.get("type").and_then(Value::as_str))
+            .or_else(|| v.ty.get())
             .unwrap_or("");
+        let index = v.index.0.unwrap_or(0);
         let mut out = Vec::new();
         match ty {
             "message_start" => {
-                let m = v.get("message").unwrap_or(&Value::Null);
-                if let Some(u) = m.get("usage") {
-                    self.merge_usage(u);
-                }
+                let m = v.message.or_default();
+                self.merge_usage(m.usage);
                 out.push(StreamEvent::Start {
-                    id: m.get("id").and_then(Value::as_str).map(str::to_owned),
-                    model: m.get("model").and_then(Value::as_str).map(str::to_owned),
+                    id: m.id.owned(),
+                    model: m.model.owned(),
                 });
             }
             "content_block_start" => {
-                let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                let b = v.get("content_block").unwrap_or(&Value::Null);
-                let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("");
-                match s("type") {
-                    "tool_use" => {
-                        let ti = u32::try_from(self.tool_index.len()).unwrap_or(u32::MAX);
-                        self.tool_index.push((index, ti));
-                        // `input` is `{}` here; the arguments follow as input_json_delta
-                        out.push(StreamEvent::ToolCallDelta {
-                            index: ti,
-                            id: b.get("id").and_then(Value::as_str).map(str::to_owned),
-                            name: b.get("name").and_then(Value::as_str).map(str::to_owned),
-                            arguments: String::new(),
-                        });
+                let raw = v.content_block.map_or("null", RawValue::get);
+                let b = match serde_json::from_str::<Obj<WireBlock<'_>>>(raw) {
+                    Ok(b) => b.or_default(),
+                    // an object repeating a key: read from its `Value` (the last one wins)
+                    Err(_) => {
+                        let value: Value = serde_json::from_str(raw)
+                            .map_err(|e| decode_err("invalid event", e))?;
+                        return self.block_start(index, &value, &mut out).map(|()| out);
                     }
-                    "text" => {
-                        let t = s("text");
-                        if !t.is_empty() {
-                            self.text.push_str(t);
-                            out.push(StreamEvent::TextDelta { text: t.to_owned() });
-                        }
-                        for c in b
-                            .get("citations")
-                            .and_then(Value::as_array)
-                            .into_iter()
-                            .flatten()
-                        {
-                            self.citations.push((index, c.clone()));
-                        }
-                    }
-                    "thinking" => {
-                        let t = s("thinking");
-                        if !t.is_empty() {
-                            out.push(StreamEvent::ReasoningDelta { text: t.to_owned() });
-                        }
-                        let sig = s("signature");
-                        if !sig.is_empty() {
-                            out.push(StreamEvent::ReasoningSignature {
-                                signature: sig.to_owned(),
-                            });
-                        }
-                    }
-                    "redacted_thinking" => out.push(StreamEvent::Part {
-                        part: ContentPart::RedactedThinking {
-                            data: s("data").to_owned(),
-                        },
-                    }),
-                    // server tool calls and results, and blocks added later: whole at their end
-                    _ => self.open.push((index, b.clone(), String::new())),
-                }
+                };
+                self.block_start_typed(index, b, raw, &mut out)?;
             }
             "content_block_delta" => {
-                let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                let d = v.get("delta").unwrap_or(&Value::Null);
-                let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-                match d.get("type").and_then(Value::as_str).unwrap_or("") {
+                let d = v.delta.or_default();
+                match d.ty.or_empty() {
                     "text_delta" => {
-                        let t = s("text");
+                        let t = d.text.owned_or_empty();
                         self.text.push_str(&t);
                         out.push(StreamEvent::TextDelta { text: t });
                     }
@@ -604,51 +1128,42 @@ impl ChatStreamState {
                                 index: ti,
                                 id: None,
                                 name: None,
-                                arguments: s("partial_json"),
+                                arguments: d.partial_json.owned_or_empty(),
                             });
                         } else if let Some((_, _, input)) =
                             self.open.iter_mut().find(|(b, _, _)| *b == index)
                         {
                             // a server tool's input (web search query, code to run)
-                            input.push_str(&s("partial_json"));
+                            input.push_str(d.partial_json.or_empty());
                         }
                     }
                     "thinking_delta" => out.push(StreamEvent::ReasoningDelta {
-                        text: s("thinking"),
+                        text: d.thinking.owned_or_empty(),
                     }),
                     "signature_delta" => out.push(StreamEvent::ReasoningSignature {
-                        signature: s("signature"),
+                        signature: d.signature.owned_or_empty(),
                     }),
                     "citations_delta" => {
-                        if let Some(c) = d.get("citation") {
-                            self.citations.push((index, c.clone()));
+                        if let Some(c) = d.citation.0 {
+                            self.citations.push((index, c));
                         }
                     }
                     // delta types added later
                     _ => {}
                 }
             }
-            "content_block_stop" => {
-                let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                self.close(Some(index), &mut out);
-            }
+            "content_block_stop" => self.close(Some(index), &mut out),
             "message_delta" => {
-                if let Some(r) = v
-                    .get("delta")
-                    .and_then(|d| d.get("stop_reason"))
-                    .and_then(Value::as_str)
-                {
+                if let Some(r) = v.delta.or_default().stop_reason.get() {
                     self.finish = Some(finish_reason(r));
                 }
-                if let Some(u) = v.get("usage") {
-                    self.merge_usage(u);
-                }
+                self.merge_usage(v.usage);
             }
             "message_stop" => {
                 // blocks a server left open still reach the caller
                 self.close(None, &mut out);
                 if let Some(u) = &self.usage {
-                    out.push(StreamEvent::Usage(usage_from(u)));
+                    out.push(StreamEvent::Usage(u.usage()));
                 }
                 out.push(StreamEvent::Done {
                     finish_reason: self.finish.clone(),
@@ -656,6 +1171,8 @@ impl ChatStreamState {
                 self.done = true;
             }
             "error" => {
+                let v: Value =
+                    serde_json::from_str(data).map_err(|e| decode_err("invalid event", e))?;
                 let e = embedded_error(v.get("error").unwrap_or(&v));
                 return Err(if self.text.is_empty() {
                     e
@@ -667,6 +1184,83 @@ impl ChatStreamState {
             _ => {}
         }
         Ok(out)
+    }
+
+    /// `content_block_start` of a block that repeats a key, read from its `Value`.
+    fn block_start(&mut self, index: u64, b: &Value, out: &mut Vec<StreamEvent>) -> Result<()> {
+        let typed = Obj::<WireBlock<'_>>::deserialize(b)
+            .map(Obj::or_default)
+            .map_err(|e| decode_err("invalid event", e))?;
+        self.start_block(index, typed, || Ok(b.clone()), out)
+    }
+
+    fn block_start_typed(
+        &mut self,
+        index: u64,
+        b: WireBlock<'_>,
+        raw: &str,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<()> {
+        self.start_block(
+            index,
+            b,
+            || serde_json::from_str(raw).map_err(|e| decode_err("invalid event", e)),
+            out,
+        )
+    }
+
+    /// The events of `content_block_start` for block `b` at `index`; `raw` gives the whole
+    /// block, for the blocks that arrive whole at their end.
+    fn start_block(
+        &mut self,
+        index: u64,
+        b: WireBlock<'_>,
+        raw: impl FnOnce() -> Result<Value>,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<()> {
+        match b.ty.or_empty() {
+            "tool_use" => {
+                let ti = u32::try_from(self.tool_index.len()).unwrap_or(u32::MAX);
+                self.tool_index.push((index, ti));
+                // `input` is `{}` here; the arguments follow as input_json_delta
+                out.push(StreamEvent::ToolCallDelta {
+                    index: ti,
+                    id: b.id.owned(),
+                    name: b.name.owned(),
+                    arguments: String::new(),
+                });
+            }
+            "text" => {
+                let t = b.text.or_empty();
+                if !t.is_empty() {
+                    self.text.push_str(t);
+                    out.push(StreamEvent::TextDelta { text: t.to_owned() });
+                }
+                for c in b.citations.0.into_iter().flatten() {
+                    self.citations.push((index, c));
+                }
+            }
+            "thinking" => {
+                let t = b.thinking.or_empty();
+                if !t.is_empty() {
+                    out.push(StreamEvent::ReasoningDelta { text: t.to_owned() });
+                }
+                let sig = b.signature.or_empty();
+                if !sig.is_empty() {
+                    out.push(StreamEvent::ReasoningSignature {
+                        signature: sig.to_owned(),
+                    });
+                }
+            }
+            "redacted_thinking" => out.push(StreamEvent::Part {
+                part: ContentPart::RedactedThinking {
+                    data: b.data.owned_or_empty(),
+                },
+            }),
+            // server tool calls and results, and blocks added later: whole at their end
+            _ => self.open.push((index, raw()?, String::new())),
+        }
+        Ok(())
     }
 
     /// Called when the body ends: an error unless `message_stop` was seen.

@@ -38,6 +38,7 @@
 //! # Crate features
 //! This crate has no optional features.
 
+mod json;
 pub mod wire;
 
 use async_trait::async_trait;
@@ -116,7 +117,7 @@ impl Gemini {
         &self,
         model: &str,
         method: &str,
-        body: &serde_json::Value,
+        body: &(impl serde::Serialize + Sync),
         ctx: &RequestContext,
     ) -> Result<Vec<u8>> {
         let path = format!("/{}:{method}", wire::model_path(model));
@@ -148,7 +149,7 @@ impl Gemini {
             .post(
                 &req.model,
                 "embedContent",
-                &wire::embed_body(req, text),
+                &wire::EmbedBody::new(req, text),
                 ctx,
             )
             .await?;
@@ -214,7 +215,7 @@ impl Provider for Gemini {
                     .post(
                         &req.model,
                         "generateContent",
-                        &wire::generate_body(req),
+                        &wire::GenerateBody::new(req),
                         ctx,
                     )
                     .await?;
@@ -233,7 +234,7 @@ impl Provider for Gemini {
                     .post(
                         &req.model,
                         "batchEmbedContents",
-                        &wire::batch_embed_body(req),
+                        &wire::BatchEmbedBody::new(req),
                         ctx,
                     )
                     .await?;
@@ -275,7 +276,7 @@ impl Provider for Gemini {
             )));
         };
         let path = format!("/{}:streamGenerateContent", wire::model_path(&req.model));
-        let mut r = self.http.post(&path).json(&wire::generate_body(req));
+        let mut r = self.http.post(&path).json(&wire::GenerateBody::new(req));
         if self.sse {
             r = r.query("alt", "sse");
         }

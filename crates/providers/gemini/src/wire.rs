@@ -1,8 +1,14 @@
-//! The Gemini API wire format: `generateContent` bodies built from core types (with function
-//! schemas cleaned of what Gemini rejects), answers and streamed chunks parsed back, embeddings,
-//! token counts, models, and the inverse (a recorded body as a [`ChatRequest`]) that the
-//! conformance runner replays recorded traffic with.
+//! The Gemini API wire format: `generateContent` bodies serialised from core types (typed,
+//! borrowed: no `serde_json::Value` tree on the way; function schemas cleaned of what Gemini
+//! rejects), answers and streamed chunks read into typed structs, embeddings, token counts,
+//! models, and the inverse (a recorded body as a [`ChatRequest`]) that the conformance runner
+//! replays recorded traffic with.
+//!
+//! Reading keeps the tolerance of a `Value`: a field of an unexpected type reads as absent and
+//! unknown fields are ignored.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::time::Duration;
 
 use infermux_core::{
@@ -10,10 +16,35 @@ use infermux_core::{
     FinishReason, ImageSource, Message, ModelInfo, ModelList, ResponseFormat, Result, Role,
     StreamAccumulator, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
 };
+use serde::de::IgnoredAny;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
-fn decode_err(what: &str, e: impl std::fmt::Display) -> Error {
+use crate::json::{Arr, Bool, F64, Fields, Obj, Present, Str, U64};
+
+fn decode_err(what: &str, e: impl fmt::Display) -> Error {
     Error::new(ErrorKind::Decode, format!("{what}: {e}"))
+}
+
+/// Reads `$json` as an `Obj<$ty>` and hands it to `$then` (a function returning `Result`).
+/// Invalid JSON fails with `$what` and `Value`'s error, as before. A derived reader refuses an
+/// object that repeats a key, which `Value` accepted (the last one wins): such a text is read as
+/// a `Value` and the typed struct from that `Value`, so it means what it meant.
+macro_rules! read {
+    ($json:expr, $ty:ty, $what:expr, $then:expr) => {{
+        let json: &[u8] = $json;
+        match serde_json::from_slice::<Obj<$ty>>(json) {
+            Ok(w) => $then(w),
+            Err(_) => match serde_json::from_slice::<Value>(json) {
+                Err(e) => Err(decode_err($what, e)),
+                Ok(v) => match Obj::<$ty>::deserialize(&v) {
+                    Ok(w) => $then(w),
+                    Err(e) => Err(decode_err($what, e)),
+                },
+            },
+        }
+    }};
 }
 
 /// `models/{model}` unless the name already has a collection prefix.
@@ -90,35 +121,217 @@ fn guess_mime(url: &str) -> &'static str {
     }
 }
 
-fn image_part(source: &ImageSource) -> Value {
-    match source {
-        ImageSource::Base64 { media_type, data } => {
-            json!({"inlineData": {"mimeType": media_type, "data": data}})
+/// Whether [`clean_schema`] would change `v`.
+fn needs_cleaning(v: &Value) -> bool {
+    match v {
+        Value::Object(obj) => obj.iter().any(|(k, val)| {
+            matches!(
+                k.as_str(),
+                "$ref" | "$defs" | "definitions" | "$schema" | "$id" | "additionalProperties"
+            ) || needs_cleaning(val)
+        }),
+        Value::Array(items) => items.iter().any(needs_cleaning),
+        _ => false,
+    }
+}
+
+/// `schema` cleaned, borrowed when there is nothing to clean.
+fn cleaned(schema: &Value) -> Cow<'_, Value> {
+    if needs_cleaning(schema) {
+        Cow::Owned(clean_schema(schema))
+    } else {
+        Cow::Borrowed(schema)
+    }
+}
+
+// ---- request bodies ----------------------------------------------------------------------
+//
+// Objects are written with their keys in ascending order, as the `Value` objects (`BTreeMap`s)
+// these bodies used to be built as printed them: the bytes on the wire are the same.
+
+/// One part of a request turn.
+#[derive(Debug)]
+enum Part<'a> {
+    /// A text part, with the signature of the reasoning that led to it.
+    Text {
+        text: &'a str,
+        signature: Option<&'a str>,
+    },
+    /// A thought part.
+    Thought {
+        text: &'a str,
+        signature: Option<&'a str>,
+    },
+    InlineData {
+        mime_type: &'a str,
+        data: &'a str,
+    },
+    FileData {
+        mime_type: &'static str,
+        file_uri: &'a str,
+    },
+    FunctionCall {
+        call: &'a ToolCall,
+        args: Value,
+    },
+    FunctionResponse {
+        id: Option<&'a str>,
+        name: &'a str,
+        response: Value,
+    },
+}
+
+impl Part<'_> {
+    /// Whether this part has empty text and no signature (left out of model turns).
+    fn is_empty_text(&self) -> bool {
+        match self {
+            Part::Text { text, signature } | Part::Thought { text, signature } => {
+                text.is_empty() && signature.is_none()
+            }
+            _ => false,
         }
+    }
+}
+
+/// `{"mimeType", "data"}` and `{"mimeType", "fileUri"}`.
+struct Blob<'a> {
+    key: &'static str,
+    value: &'a str,
+    mime_type: &'a str,
+}
+
+impl Serialize for Blob<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        // "data" and "fileUri" both sort before "mimeType"
+        m.serialize_entry(self.key, self.value)?;
+        m.serialize_entry("mimeType", self.mime_type)?;
+        m.end()
+    }
+}
+
+/// A `functionCall`.
+struct FunctionCall<'a> {
+    call: &'a ToolCall,
+    args: &'a Value,
+}
+
+impl Serialize for FunctionCall<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let c = self.call;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("args", self.args)?;
+        if !c.id.is_empty() && !c.id.starts_with(GENERATED_ID) {
+            m.serialize_entry("id", &c.id)?;
+        }
+        m.serialize_entry("name", &c.name)?;
+        m.end()
+    }
+}
+
+/// A `functionResponse`.
+#[derive(Serialize)]
+struct FunctionResponse<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    name: &'a str,
+    response: &'a Value,
+}
+
+impl Serialize for Part<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        match self {
+            Part::Text { text, signature } => {
+                m.serialize_entry("text", text)?;
+                if let Some(sig) = signature {
+                    m.serialize_entry("thoughtSignature", sig)?;
+                }
+            }
+            Part::Thought { text, signature } => {
+                m.serialize_entry("text", text)?;
+                m.serialize_entry("thought", &true)?;
+                if let Some(sig) = signature {
+                    m.serialize_entry("thoughtSignature", sig)?;
+                }
+            }
+            Part::InlineData { mime_type, data } => m.serialize_entry(
+                "inlineData",
+                &Blob {
+                    key: "data",
+                    value: data,
+                    mime_type,
+                },
+            )?,
+            Part::FileData {
+                mime_type,
+                file_uri,
+            } => m.serialize_entry(
+                "fileData",
+                &Blob {
+                    key: "fileUri",
+                    value: file_uri,
+                    mime_type,
+                },
+            )?,
+            Part::FunctionCall { call, args } => {
+                m.serialize_entry("functionCall", &FunctionCall { call, args })?;
+                if let Some(sig) = &call.signature {
+                    m.serialize_entry("thoughtSignature", sig)?;
+                }
+            }
+            Part::FunctionResponse { id, name, response } => m.serialize_entry(
+                "functionResponse",
+                &FunctionResponse {
+                    id: *id,
+                    name,
+                    response,
+                },
+            )?,
+        }
+        m.end()
+    }
+}
+
+fn image_part(source: &ImageSource) -> Part<'_> {
+    match source {
+        ImageSource::Base64 { media_type, data } => Part::InlineData {
+            mime_type: media_type,
+            data,
+        },
         ImageSource::Url { url } => {
             if let Some(rest) = url.strip_prefix("data:")
                 && let Some((meta, data)) = rest.split_once(',')
                 && let Some(mime) = meta.strip_suffix(";base64")
             {
-                return json!({"inlineData": {"mimeType": mime, "data": data}});
+                return Part::InlineData {
+                    mime_type: mime,
+                    data,
+                };
             }
-            json!({"fileData": {"mimeType": guess_mime(url), "fileUri": url}})
+            Part::FileData {
+                mime_type: guess_mime(url),
+                file_uri: url,
+            }
         }
-        _ => json!({"text": ""}),
+        _ => Part::Text {
+            text: "",
+            signature: None,
+        },
     }
 }
 
-fn part_json(p: &ContentPart) -> Option<Value> {
+fn part_of(p: &ContentPart) -> Option<Part<'_>> {
     Some(match p {
-        ContentPart::Text { text } | ContentPart::Refusal { text } => json!({"text": text}),
+        ContentPart::Text { text } | ContentPart::Refusal { text } => Part::Text {
+            text,
+            signature: None,
+        },
         ContentPart::Image { source, .. } => image_part(source),
-        ContentPart::Thinking { text, signature } => {
-            let mut v = json!({"text": text, "thought": true});
-            if let Some(s) = signature {
-                v["thoughtSignature"] = json!(s);
-            }
-            v
-        }
+        ContentPart::Thinking { text, signature } => Part::Thought {
+            text,
+            signature: signature.as_deref(),
+        },
         _ => return None,
     })
 }
@@ -126,41 +339,31 @@ fn part_json(p: &ContentPart) -> Option<Value> {
 /// The parts of a model turn: its content (a signature that came on a text part, kept as an
 /// empty signed thinking part after it, goes back on that text part), then its function calls
 /// with their `thoughtSignature`s.
-fn model_parts(m: &Message) -> Vec<Value> {
-    let mut parts: Vec<Value> = Vec::new();
+fn model_parts<'a>(m: &'a Message, parts: &mut Vec<Part<'a>>) {
+    let start = parts.len();
     for p in &m.content {
         if let ContentPart::Thinking {
             text,
             signature: Some(sig),
         } = p
             && text.is_empty()
-            && let Some(prev) = parts.last_mut().filter(|q| {
-                q.get("thought").is_none()
-                    && q.get("text").is_some()
-                    && q.get("thoughtSignature").is_none()
-            })
+            && parts.len() > start
+            && let Some(Part::Text {
+                signature: prev @ None,
+                ..
+            }) = parts.last_mut()
         {
-            prev["thoughtSignature"] = json!(sig);
+            *prev = Some(sig);
             continue;
         }
-        parts.extend(part_json(p));
+        parts.extend(part_of(p));
     }
-    parts.retain(|p| {
-        p.get("text").and_then(Value::as_str) != Some("") || p.get("thoughtSignature").is_some()
-    });
+    let mine = parts.split_off(start);
+    parts.extend(mine.into_iter().filter(|p| !p.is_empty_text()));
     for c in &m.tool_calls {
         let args = c.parsed_arguments().unwrap_or_else(|_| json!({}));
-        let mut fc = json!({"name": c.name, "args": args});
-        if !c.id.is_empty() && !c.id.starts_with(GENERATED_ID) {
-            fc["id"] = json!(c.id);
-        }
-        let mut part = json!({"functionCall": fc});
-        if let Some(sig) = &c.signature {
-            part["thoughtSignature"] = json!(sig);
-        }
-        parts.push(part);
+        parts.push(Part::FunctionCall { call: c, args });
     }
-    parts
 }
 
 /// The name of the tool call `id` answers, found in the assistant turns before it.
@@ -172,135 +375,357 @@ fn call_name<'a>(messages: &'a [Message], id: &str) -> Option<&'a str> {
         .map(|c| c.name.as_str())
 }
 
-fn contents_json(messages: &[Message]) -> (Vec<Value>, Option<String>) {
-    let mut system = Vec::new();
-    let mut out: Vec<(&str, Vec<Value>)> = Vec::new();
-    for (i, m) in messages.iter().enumerate() {
-        let (role, parts): (&str, Vec<Value>) = match &m.role {
-            Role::System | Role::Developer => {
-                system.push(m.text());
+/// A tool message as a `functionResponse` part.
+fn function_response<'a>(messages: &'a [Message], i: usize) -> Part<'a> {
+    let m = &messages[i];
+    let id = m.tool_call_id.as_deref().unwrap_or_default();
+    let name = call_name(&messages[..i], id).unwrap_or(id);
+    let text = m.text();
+    // Gemini wants an object: JSON objects as they are, anything else wrapped
+    let response = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(o)) => Value::Object(o),
+        _ => json!({"result": text}),
+    };
+    Part::FunctionResponse {
+        id: (!id.is_empty() && !id.starts_with(GENERATED_ID)).then_some(id),
+        name,
+        response,
+    }
+}
+
+/// One `contents` entry: a role and its parts.
+struct Content<'b, 'a> {
+    role: &'static str,
+    parts: &'b [Part<'a>],
+}
+
+impl Serialize for Content<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("parts", self.parts)?;
+        m.serialize_entry("role", self.role)?;
+        m.end()
+    }
+}
+
+/// The `contents` of a conversation: system and developer messages left out (they are
+/// `systemInstruction`), tool results as `functionResponse` parts of a user turn, consecutive
+/// turns of the same role merged.
+struct Contents<'a>(&'a [Message]);
+
+impl Serialize for Contents<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        let mut role: Option<&'static str> = None;
+        let mut parts: Vec<Part<'_>> = Vec::new();
+        for (i, m) in self.0.iter().enumerate() {
+            let r = match &m.role {
+                Role::System | Role::Developer => continue,
+                Role::Assistant => "model",
+                _ => "user",
+            };
+            if let Some(open) = role
+                && open != r
+            {
+                seq.serialize_element(&Content {
+                    role: open,
+                    parts: &parts,
+                })?;
+                parts.clear();
+            }
+            role = Some(r);
+            match &m.role {
+                Role::Assistant => model_parts(m, &mut parts),
+                Role::Tool => parts.push(function_response(self.0, i)),
+                _ => parts.extend(m.content.iter().filter_map(part_of)),
+            }
+        }
+        if let Some(open) = role {
+            seq.serialize_element(&Content {
+                role: open,
+                parts: &parts,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// The system and developer messages' texts, joined by a blank line.
+struct SystemText<'a>(&'a [Message]);
+
+impl SystemText<'_> {
+    fn is_some(&self) -> bool {
+        self.0
+            .iter()
+            .any(|m| matches!(m.role, Role::System | Role::Developer))
+    }
+}
+
+impl fmt::Display for SystemText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for m in self.0 {
+            if !matches!(m.role, Role::System | Role::Developer) {
                 continue;
             }
-            Role::Assistant => ("model", model_parts(m)),
-            Role::Tool => {
-                let id = m.tool_call_id.clone().unwrap_or_default();
-                let name = call_name(&messages[..i], &id).unwrap_or(&id).to_owned();
-                let text = m.text();
-                // Gemini wants an object: JSON objects as they are, anything else wrapped
-                let response = match serde_json::from_str::<Value>(&text) {
-                    Ok(Value::Object(o)) => Value::Object(o),
-                    _ => json!({"result": text}),
-                };
-                let mut fr = json!({"name": name, "response": response});
-                if !id.is_empty() && !id.starts_with(GENERATED_ID) {
-                    fr["id"] = json!(id);
+            if !first {
+                f.write_str("\n\n")?;
+            }
+            first = false;
+            for p in &m.content {
+                if let ContentPart::Text { text } = p {
+                    f.write_str(text)?;
                 }
-                ("user", vec![json!({"functionResponse": fr})])
             }
-            _ => ("user", m.content.iter().filter_map(part_json).collect()),
-        };
-        match out.last_mut() {
-            Some((r, existing)) if *r == role => existing.extend(parts),
-            _ => out.push((role, parts)),
         }
+        Ok(())
     }
-    let contents = out
-        .into_iter()
-        .map(|(role, parts)| json!({"role": role, "parts": parts}))
-        .collect();
-    (contents, (!system.is_empty()).then(|| system.join("\n\n")))
 }
 
-fn tools_json(tools: &[Tool]) -> Value {
-    let decls: Vec<Value> = tools
-        .iter()
-        .map(|t| {
-            let mut d = json!({"name": t.name});
-            if let Some(desc) = &t.description {
-                d["description"] = json!(desc);
+/// `{"text": …}` of the system text.
+struct SystemPart<'a>(&'a SystemText<'a>);
+
+impl Serialize for SystemPart<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        struct Text<'a>(&'a SystemText<'a>);
+        impl Serialize for Text<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_str(self.0)
             }
-            let empty_object = t
-                .parameters
-                .get("properties")
-                .is_some_and(|p| p.as_object().is_some_and(Map::is_empty));
-            if !t.parameters.is_null() && !empty_object {
-                d["parameters"] = clean_schema(&t.parameters);
+        }
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("text", &Text(self.0))?;
+        m.end()
+    }
+}
+
+/// `systemInstruction`: `{"parts": [{"text": …}]}`.
+struct SystemInstruction<'a>(SystemText<'a>);
+
+impl Serialize for SystemInstruction<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("parts", &[SystemPart(&self.0)])?;
+        m.end()
+    }
+}
+
+/// A function declaration.
+struct Declaration<'a>(&'a Tool);
+
+impl Serialize for Declaration<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let t = self.0;
+        let mut m = s.serialize_map(None)?;
+        if let Some(desc) = &t.description {
+            m.serialize_entry("description", desc)?;
+        }
+        m.serialize_entry("name", &t.name)?;
+        let empty_object = t
+            .parameters
+            .get("properties")
+            .is_some_and(|p| p.as_object().is_some_and(Map::is_empty));
+        if !t.parameters.is_null() && !empty_object {
+            m.serialize_entry("parameters", &cleaned(&t.parameters))?;
+        }
+        m.end()
+    }
+}
+
+/// `tools`: `[{"functionDeclarations": […]}]`.
+struct Tools<'a>(&'a [Tool]);
+
+impl Serialize for Tools<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        struct Declarations<'a>(&'a [Tool]);
+        impl Serialize for Declarations<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("functionDeclarations", &Seq(self.0.iter().map(Declaration)))?;
+                m.end()
             }
-            d
-        })
-        .collect();
-    json!([{"functionDeclarations": decls}])
+        }
+        s.collect_seq([Declarations(self.0)])
+    }
 }
 
-fn tool_config(choice: &ToolChoice) -> Value {
-    let cfg = match choice {
-        ToolChoice::None => json!({"mode": "NONE"}),
-        ToolChoice::Required => json!({"mode": "ANY"}),
-        ToolChoice::Tool(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
-        _ => json!({"mode": "AUTO"}),
-    };
-    json!({"functionCallingConfig": cfg})
+/// A sequence written from an iterator that can be cloned.
+struct Seq<I>(I);
+
+impl<I: Iterator<Item = T> + Clone, T: Serialize> Serialize for Seq<I> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.clone())
+    }
 }
 
-/// The `generateContent` / `streamGenerateContent` body of `req`.
+/// `toolConfig`.
+struct ToolConfig<'a>(&'a ToolChoice);
+
+impl Serialize for ToolConfig<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Calling<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            allowed_function_names: Option<[&'a str; 1]>,
+            mode: &'static str,
+        }
+        let cfg = match self.0 {
+            ToolChoice::None => Calling {
+                allowed_function_names: None,
+                mode: "NONE",
+            },
+            ToolChoice::Required => Calling {
+                allowed_function_names: None,
+                mode: "ANY",
+            },
+            ToolChoice::Tool(name) => Calling {
+                allowed_function_names: Some([name]),
+                mode: "ANY",
+            },
+            _ => Calling {
+                allowed_function_names: None,
+                mode: "AUTO",
+            },
+        };
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("functionCallingConfig", &cfg)?;
+        m.end()
+    }
+}
+
+/// `generationConfig`: the request's sampling fields merged with `extra.generationConfig`.
+struct GenerationConfig<'a> {
+    req: &'a ChatRequest,
+    extra: Option<&'a Map<String, Value>>,
+}
+
+impl GenerationConfig<'_> {
+    /// Whether the object has any field.
+    fn is_empty(&self) -> bool {
+        let r = self.req;
+        r.temperature.is_none()
+            && r.top_p.is_none()
+            && r.max_tokens.is_none()
+            && r.stop.is_empty()
+            && r.seed.is_none()
+            && !matches!(
+                r.response_format,
+                Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
+            )
+            && self.extra.is_none_or(Map::is_empty)
+    }
+}
+
+impl Serialize for GenerationConfig<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let r = self.req;
+        let none = Map::new();
+        let mut o = Fields::new(s.serialize_map(None)?, self.extra.unwrap_or(&none));
+        if let Some(n) = r.max_tokens {
+            o.field("maxOutputTokens", &n)?;
+        }
+        let schema = match &r.response_format {
+            Some(ResponseFormat::JsonObject) => {
+                o.field("responseMimeType", "application/json")?;
+                None
+            }
+            Some(ResponseFormat::JsonSchema { schema, .. }) => {
+                o.field("responseMimeType", "application/json")?;
+                Some(schema)
+            }
+            _ => None,
+        };
+        if let Some(schema) = schema {
+            o.field("responseSchema", &cleaned(schema))?;
+        }
+        if let Some(seed) = r.seed {
+            o.field("seed", &seed)?;
+        }
+        if !r.stop.is_empty() {
+            o.field("stopSequences", &r.stop)?;
+        }
+        // an `f32` goes out as the `f64` it widens to, as a `Value` number printed it
+        if let Some(t) = r.temperature {
+            o.field("temperature", &f64::from(t))?;
+        }
+        if let Some(p) = r.top_p {
+            o.field("topP", &f64::from(p))?;
+        }
+        o.end()
+    }
+}
+
+/// The `generateContent` / `streamGenerateContent` body of a [`ChatRequest`], serialised
+/// straight from the request (what [`generate_body`] returns as a `Value`).
 ///
 /// System messages become `systemInstruction`; tool results `functionResponse` parts (the name
 /// is looked up from the call they answer); sampling fields go to `generationConfig`;
 /// `response_format` JSON becomes `responseMimeType` (and a cleaned `responseSchema`). `extra`
-/// is merged at the top level, except `extra.generationConfig`, merged into the generation
-/// config (e.g. `thinkingConfig`).
+/// is merged at the top level, winning over a field of the same name, except
+/// `extra.generationConfig`, merged into the generation config (e.g. `thinkingConfig`).
+///
+/// ```
+/// use infermux_core::{ChatRequest, Message};
+/// use infermux_gemini::wire::GenerateBody;
+///
+/// let req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("Hi")]);
+/// let bytes = serde_json::to_vec(&GenerateBody::new(&req)).unwrap();
+/// assert_eq!(
+///     String::from_utf8(bytes).unwrap(),
+///     r#"{"contents":[{"parts":[{"text":"Hi"}],"role":"user"}]}"#
+/// );
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct GenerateBody<'a> {
+    req: &'a ChatRequest,
+}
+
+impl<'a> GenerateBody<'a> {
+    /// The body of `req`.
+    pub fn new(req: &'a ChatRequest) -> Self {
+        GenerateBody { req }
+    }
+}
+
+impl Serialize for GenerateBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let req = self.req;
+        let extra_cfg = match req.extra.get("generationConfig") {
+            Some(Value::Object(cfg)) => Some(cfg),
+            _ => None,
+        };
+        let cfg = GenerationConfig {
+            req,
+            extra: extra_cfg,
+        };
+        let mut o = Fields::new(s.serialize_map(None)?, &req.extra);
+        // an object `extra.generationConfig` is merged into ours; ours replaces any other
+        if extra_cfg.is_some() || !cfg.is_empty() {
+            o = o.except("generationConfig");
+        }
+        o.field("contents", &Contents(&req.messages))?;
+        if !cfg.is_empty() {
+            o.field("generationConfig", &cfg)?;
+        }
+        let system = SystemText(&req.messages);
+        if system.is_some() {
+            o.field("systemInstruction", &SystemInstruction(system))?;
+        }
+        if let Some(c) = &req.tool_choice {
+            o.field("toolConfig", &ToolConfig(c))?;
+        }
+        if !req.tools.is_empty() {
+            o.field("tools", &Tools(&req.tools))?;
+        }
+        o.end()
+    }
+}
+
+/// The `generateContent` / `streamGenerateContent` body of `req` as a `Value`
+/// ([`GenerateBody`] is what is sent).
 pub fn generate_body(req: &ChatRequest) -> Value {
-    let (contents, system) = contents_json(&req.messages);
-    let mut body = Map::new();
-    body.insert("contents".into(), Value::Array(contents));
-    if let Some(s) = system {
-        body.insert("systemInstruction".into(), json!({"parts": [{"text": s}]}));
-    }
-    if !req.tools.is_empty() {
-        body.insert("tools".into(), tools_json(&req.tools));
-    }
-    if let Some(c) = &req.tool_choice {
-        body.insert("toolConfig".into(), tool_config(c));
-    }
-    let mut gen_cfg = Map::new();
-    if let Some(t) = req.temperature {
-        gen_cfg.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        gen_cfg.insert("topP".into(), json!(p));
-    }
-    if let Some(n) = req.max_tokens {
-        gen_cfg.insert("maxOutputTokens".into(), json!(n));
-    }
-    if !req.stop.is_empty() {
-        gen_cfg.insert("stopSequences".into(), json!(req.stop));
-    }
-    if let Some(s) = req.seed {
-        gen_cfg.insert("seed".into(), json!(s));
-    }
-    match &req.response_format {
-        Some(ResponseFormat::JsonObject) => {
-            gen_cfg.insert("responseMimeType".into(), json!("application/json"));
-        }
-        Some(ResponseFormat::JsonSchema { schema, .. }) => {
-            gen_cfg.insert("responseMimeType".into(), json!("application/json"));
-            gen_cfg.insert("responseSchema".into(), clean_schema(schema));
-        }
-        _ => {}
-    }
-    for (k, v) in &req.extra {
-        if k == "generationConfig"
-            && let Value::Object(extra_cfg) = v
-        {
-            gen_cfg.extend(extra_cfg.clone());
-        } else {
-            body.insert(k.clone(), v.clone());
-        }
-    }
-    if !gen_cfg.is_empty() {
-        body.insert("generationConfig".into(), Value::Object(gen_cfg));
-    }
-    Value::Object(body)
+    serde_json::to_value(GenerateBody::new(req)).unwrap_or(Value::Null)
 }
 
 /// The `countTokens` body of `req`: `contents` alone for a plain conversation, the whole
@@ -315,47 +740,144 @@ pub fn count_tokens_body(req: &ChatRequest) -> Value {
     json!({"generateContentRequest": g})
 }
 
-/// The `totalTokens` of a `countTokens` answer.
-pub fn parse_count_tokens(body: &[u8]) -> Result<u64> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| decode_err("invalid count", e))?;
-    v.get("totalTokens")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| decode_err("invalid count", "no totalTokens"))
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WireCount {
+    total_tokens: U64,
 }
 
-fn embed_request(req: &EmbeddingRequest, text: &str) -> Value {
-    let mut r = json!({"model": model_path(&req.model), "content": {"parts": [{"text": text}]}});
-    if let Some(d) = req.dimensions {
-        r["outputDimensionality"] = json!(d);
+/// The `totalTokens` of a `countTokens` answer.
+pub fn parse_count_tokens(body: &[u8]) -> Result<u64> {
+    read!(body, WireCount, "invalid count", |w: Obj<WireCount>| w
+        .or_default()
+        .total_tokens
+        .0
+        .ok_or_else(|| decode_err("invalid count", "no totalTokens")))
+}
+
+/// One `embedContent` request: a text, the model, `outputDimensionality`, and `extra` merged
+/// in (winning over a field of the same name).
+struct EmbedRequest<'a> {
+    req: &'a EmbeddingRequest,
+    text: &'a str,
+}
+
+impl Serialize for EmbedRequest<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        struct Text<'a>(&'a str);
+        impl Serialize for Text<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("text", self.0)?;
+                m.end()
+            }
+        }
+        struct Parts<'a>(&'a str);
+        impl Serialize for Parts<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("parts", &[Text(self.0)])?;
+                m.end()
+            }
+        }
+        let mut o = Fields::new(s.serialize_map(None)?, &self.req.extra);
+        o.field("content", &Parts(self.text))?;
+        o.field("model", &model_path(&self.req.model))?;
+        if let Some(d) = self.req.dimensions {
+            o.field("outputDimensionality", &d)?;
+        }
+        o.end()
     }
-    for (k, v) in &req.extra {
-        r[k] = v.clone();
+}
+
+/// The `batchEmbedContents` body of an [`EmbeddingRequest`], serialised straight from the
+/// request (what [`batch_embed_body`] returns as a `Value`).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchEmbedBody<'a> {
+    req: &'a EmbeddingRequest,
+}
+
+impl<'a> BatchEmbedBody<'a> {
+    /// The body of `req`.
+    pub fn new(req: &'a EmbeddingRequest) -> Self {
+        BatchEmbedBody { req }
     }
-    r
+}
+
+impl Serialize for BatchEmbedBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let req = self.req;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(
+            "requests",
+            &Seq(req.inputs.iter().map(|text| EmbedRequest { req, text })),
+        )?;
+        m.end()
+    }
+}
+
+/// The `embedContent` body of one text, serialised straight from the request (what
+/// [`embed_body`] returns as a `Value`).
+#[derive(Debug, Clone, Copy)]
+pub struct EmbedBody<'a> {
+    req: &'a EmbeddingRequest,
+    text: &'a str,
+}
+
+impl<'a> EmbedBody<'a> {
+    /// The body embedding `text` with `req`'s model and options.
+    pub fn new(req: &'a EmbeddingRequest, text: &'a str) -> Self {
+        EmbedBody { req, text }
+    }
+}
+
+impl Serialize for EmbedBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        EmbedRequest {
+            req: self.req,
+            text: self.text,
+        }
+        .serialize(s)
+    }
 }
 
 /// The `batchEmbedContents` body: one request per input (`dimensions` →
 /// `outputDimensionality`; `extra`, e.g. `taskType`, merged into each).
 pub fn batch_embed_body(req: &EmbeddingRequest) -> Value {
-    json!({"requests": req.inputs.iter().map(|t| embed_request(req, t)).collect::<Vec<_>>()})
+    serde_json::to_value(BatchEmbedBody::new(req)).unwrap_or(Value::Null)
 }
 
 /// The `embedContent` body of one text.
 pub fn embed_body(req: &EmbeddingRequest, text: &str) -> Value {
-    embed_request(req, text)
+    serde_json::to_value(EmbedBody::new(req, text)).unwrap_or(Value::Null)
 }
 
-fn values(v: &Value) -> Result<Vec<f32>> {
-    v.get("values")
-        .and_then(Value::as_array)
+// ---- answers -----------------------------------------------------------------------------
+
+/// An embedding's `values`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireValues {
+    values: Arr<F64>,
+}
+
+fn values(v: Obj<WireValues>) -> Result<Vec<f32>> {
+    v.or_default()
+        .values
+        .0
         .ok_or_else(|| decode_err("invalid embedding", "no values"))?
-        .iter()
+        .into_iter()
         .map(|x| {
-            x.as_f64()
-                .map(|f| f as f32)
+            x.0.map(|f| f as f32)
                 .ok_or_else(|| decode_err("invalid embedding", "a value is not a number"))
         })
         .collect()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireBatchEmbeddings {
+    embeddings: Arr<Obj<WireValues>>,
 }
 
 /// A `batchEmbedContents` answer, checked to hold `expected` vectors.
@@ -364,10 +886,14 @@ pub fn parse_batch_embeddings(
     model: &str,
     expected: usize,
 ) -> Result<EmbeddingResponse> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| decode_err("invalid embeddings", e))?;
-    let embs = v
-        .get("embeddings")
-        .and_then(Value::as_array)
+    let w = read!(body, WireBatchEmbeddings, "invalid embeddings", |w: Obj<
+        _,
+    >| Ok(
+        w.or_default()
+    ))?;
+    let embs = w
+        .embeddings
+        .0
         .ok_or_else(|| decode_err("invalid embeddings", "no embeddings array"))?;
     if embs.len() != expected {
         return Err(decode_err(
@@ -375,26 +901,56 @@ pub fn parse_batch_embeddings(
             format!("{} vectors for {expected} inputs", embs.len()),
         ));
     }
-    let vectors = embs.iter().map(values).collect::<Result<Vec<_>>>()?;
+    let vectors = embs.into_iter().map(values).collect::<Result<Vec<_>>>()?;
     Ok(EmbeddingResponse::new(model, vectors))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireEmbedding {
+    embedding: Obj<WireValues>,
 }
 
 /// An `embedContent` answer.
 pub fn parse_embedding(body: &[u8]) -> Result<Vec<f32>> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| decode_err("invalid embedding", e))?;
-    values(v.get("embedding").unwrap_or(&Value::Null))
+    read!(body, WireEmbedding, "invalid embedding", |w: Obj<
+        WireEmbedding,
+    >| values(
+        w.or_default().embedding
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WireModels<'a> {
+    #[serde(borrow)]
+    models: Arr<Obj<WireModel<'a>>>,
+    #[serde(borrow)]
+    next_page_token: Str<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireModel<'a> {
+    #[serde(borrow)]
+    name: Str<'a>,
 }
 
 /// A `models` page (ids without the `models/` prefix).
 pub fn parse_models(body: &[u8]) -> Result<ModelList> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| decode_err("invalid models", e))?;
-    let models = v
-        .get("models")
-        .and_then(Value::as_array)
+    read!(body, WireModels<'_>, "invalid models", models_from)
+}
+
+fn models_from(w: Obj<WireModels<'_>>) -> Result<ModelList> {
+    let models = w
+        .or_default()
+        .models
+        .0
         .ok_or_else(|| decode_err("invalid models", "no models array"))?
-        .iter()
+        .into_iter()
         .filter_map(|m| {
-            let name = m.get("name")?.as_str()?;
+            let m = m.0?;
+            let name = m.name.get()?;
             let mut info = ModelInfo::new(name.strip_prefix("models/").unwrap_or(name));
             info.owned_by = Some("google".to_owned());
             Some(info)
@@ -405,25 +961,47 @@ pub fn parse_models(body: &[u8]) -> Result<ModelList> {
 
 /// The `nextPageToken` of a `models` page, when there is a next page.
 pub fn next_models_page(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    v.get("nextPageToken")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+    read!(body, WireModels<'_>, "invalid models", |w: Obj<
+        WireModels<'_>,
+    >| Ok(w
+        .or_default()
+        .next_page_token
+        .owned()
+        .filter(|s| !s.is_empty())))
+    .ok()
+    .flatten()
+}
+
+/// `usageMetadata`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WireUsage {
+    prompt_token_count: U64,
+    candidates_token_count: U64,
+    thoughts_token_count: U64,
+    cached_content_token_count: U64,
+}
+
+impl WireUsage {
+    fn usage(&self) -> Usage {
+        let thoughts = self.thoughts_token_count.0;
+        let mut usage = Usage::new(
+            self.prompt_token_count.0.unwrap_or(0),
+            self.candidates_token_count.0.unwrap_or(0) + thoughts.unwrap_or(0),
+        );
+        usage.reasoning_tokens = thoughts;
+        usage.cached_input_tokens = self.cached_content_token_count.0;
+        usage
+    }
 }
 
 /// Usage from `usageMetadata`: output includes thinking tokens (`thoughtsTokenCount`, also in
 /// `reasoning_tokens`); `cachedContentTokenCount` is `cached_input_tokens`.
 pub fn usage_from(u: &Value) -> Usage {
-    let get = |k: &str| u.get(k).and_then(Value::as_u64);
-    let thoughts = get("thoughtsTokenCount");
-    let mut usage = Usage::new(
-        get("promptTokenCount").unwrap_or(0),
-        get("candidatesTokenCount").unwrap_or(0) + thoughts.unwrap_or(0),
-    );
-    usage.reasoning_tokens = thoughts;
-    usage.cached_input_tokens = get("cachedContentTokenCount");
-    usage
+    Obj::<WireUsage>::deserialize(u)
+        .map(Obj::or_default)
+        .unwrap_or_default()
+        .usage()
 }
 
 /// Finish reasons that mean the answer was blocked.
@@ -456,6 +1034,69 @@ pub fn retry_delay(body: &Value) -> Option<Duration> {
 
 /// Prefix of the ids given to function calls that came without one.
 pub const GENERATED_ID: &str = "gemini-call-";
+
+/// A `functionCall`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireFunctionCall<'a> {
+    #[serde(borrow)]
+    id: Str<'a>,
+    #[serde(borrow)]
+    name: Str<'a>,
+    args: Present<Value>,
+}
+
+/// One part of a candidate's content.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WirePart<'a> {
+    #[serde(borrow)]
+    text: Str<'a>,
+    thought: Bool,
+    #[serde(borrow)]
+    thought_signature: Str<'a>,
+    #[serde(borrow)]
+    function_call: Present<Obj<WireFunctionCall<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WireContent<'a> {
+    #[serde(borrow)]
+    parts: Arr<Obj<WirePart<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WireCandidate<'a> {
+    #[serde(borrow)]
+    content: Obj<WireContent<'a>>,
+    #[serde(borrow)]
+    finish_reason: Str<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WireFeedback<'a> {
+    #[serde(borrow)]
+    block_reason: Str<'a>,
+}
+
+/// One `GenerateContentResponse`: a whole answer, or one chunk of a streamed one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WireChunk<'a> {
+    error: Present<IgnoredAny>,
+    #[serde(borrow)]
+    response_id: Str<'a>,
+    #[serde(borrow)]
+    model_version: Str<'a>,
+    usage_metadata: Present<Obj<WireUsage>>,
+    #[serde(borrow)]
+    prompt_feedback: Obj<WireFeedback<'a>>,
+    #[serde(borrow)]
+    candidates: Arr<Obj<WireCandidate<'a>>>,
+}
 
 /// The state of one answer, streamed or not: each `GenerateContentResponse` chunk becomes core
 /// events. Thought parts are `ReasoningDelta`s; each `functionCall` part is a whole tool call
@@ -496,13 +1137,32 @@ impl GenerateState {
 
     /// The events of one chunk (its JSON text).
     pub fn on_chunk(&mut self, data: &str) -> Result<Vec<StreamEvent>> {
-        let v: Value = serde_json::from_str(data).map_err(|e| decode_err("invalid chunk", e))?;
-        self.on_value(&v)
+        let value =
+            || serde_json::from_str::<Value>(data).map_err(|e| decode_err("invalid chunk", e));
+        match serde_json::from_str::<Obj<WireChunk<'_>>>(data) {
+            Ok(w) => self.on_wire(w.or_default(), value),
+            // not JSON (the error says so), or an object repeating a key: read as a `Value`
+            Err(_) => self.on_value(&value()?),
+        }
     }
 
     /// The events of one parsed chunk.
     pub fn on_value(&mut self, v: &Value) -> Result<Vec<StreamEvent>> {
-        if let Some(err) = v.get("error") {
+        let w = Obj::<WireChunk<'_>>::deserialize(v)
+            .map_err(|e| decode_err("invalid chunk", e))?
+            .or_default();
+        self.on_wire(w, || Ok(v.clone()))
+    }
+
+    /// The events of one chunk; `value` gives the chunk as a `Value` (for an `error` object).
+    fn on_wire(
+        &mut self,
+        w: WireChunk<'_>,
+        value: impl FnOnce() -> Result<Value>,
+    ) -> Result<Vec<StreamEvent>> {
+        if w.error.0.is_some() {
+            let v = value()?;
+            let err = v.get("error").unwrap_or(&Value::Null);
             let status = err.get("code").and_then(Value::as_u64).unwrap_or(500);
             let status = u16::try_from(status).unwrap_or(500);
             let mut e = infermux_http::error_from_response(
@@ -510,7 +1170,7 @@ impl GenerateState {
                 &infermux_http::HeaderMap::new(),
                 v.to_string().as_bytes(),
             );
-            if let Some(d) = retry_delay(v) {
+            if let Some(d) = retry_delay(&v) {
                 e = e.with_retry_after(d);
             }
             return Err(self.with_text(e));
@@ -519,24 +1179,14 @@ impl GenerateState {
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Start {
-                id: v
-                    .get("responseId")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                model: v
-                    .get("modelVersion")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
+                id: w.response_id.owned(),
+                model: w.model_version.owned(),
             });
         }
-        if let Some(u) = v.get("usageMetadata") {
-            self.usage = Some(usage_from(u));
+        if let Some(u) = w.usage_metadata.0 {
+            self.usage = Some(u.or_default().usage());
         }
-        if let Some(reason) = v
-            .get("promptFeedback")
-            .and_then(|f| f.get("blockReason"))
-            .and_then(Value::as_str)
-        {
+        if let Some(reason) = w.prompt_feedback.or_default().block_reason.get() {
             return Err(self.with_text(
                 Error::new(
                     ErrorKind::ContentFilter,
@@ -545,54 +1195,48 @@ impl GenerateState {
                 .with_provider_code(reason),
             ));
         }
-        let cand = v
-            .get("candidates")
-            .and_then(Value::as_array)
-            .and_then(|c| c.first());
-        let Some(cand) = cand else {
+        let Some(cand) = w.candidates.0.and_then(|c| c.into_iter().next()) else {
             return Ok(out);
         };
-        let parts = cand
-            .get("content")
-            .and_then(|c| c.get("parts"))
-            .and_then(Value::as_array);
-        for p in parts.map(Vec::as_slice).unwrap_or(&[]) {
-            let signature = p
-                .get("thoughtSignature")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned);
-            if let Some(fc) = p.get("functionCall") {
+        let cand = cand.or_default();
+        let parts = cand.content.or_default().parts.0.unwrap_or_default();
+        for p in parts {
+            let p = p.or_default();
+            let signature = p.thought_signature.owned().filter(|s| !s.is_empty());
+            if let Some(fc) = p.function_call.0 {
+                let fc = fc.or_default();
                 let index = self.calls;
                 self.calls += 1;
                 let id = fc
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| format!("{GENERATED_ID}{index}"), str::to_owned);
+                    .id
+                    .owned()
+                    .unwrap_or_else(|| format!("{GENERATED_ID}{index}"));
                 out.push(StreamEvent::ToolCallDelta {
                     index,
                     id: Some(id),
-                    name: fc.get("name").and_then(Value::as_str).map(str::to_owned),
-                    arguments: fc
-                        .get("args")
-                        .map_or_else(|| "{}".to_owned(), Value::to_string),
+                    name: fc.name.owned(),
+                    arguments: fc.args.0.map_or_else(|| "{}".to_owned(), |a| a.to_string()),
                 });
                 if let Some(signature) = signature {
                     out.push(StreamEvent::ToolCallSignature { index, signature });
                 }
-            } else if let Some(t) = p.get("text").and_then(Value::as_str) {
-                if p.get("thought").and_then(Value::as_bool) == Some(true) {
-                    out.push(StreamEvent::ReasoningDelta { text: t.to_owned() });
+            } else if let Some(t) = p.text.0 {
+                if p.thought.0 == Some(true) {
+                    out.push(StreamEvent::ReasoningDelta {
+                        text: t.into_owned(),
+                    });
                 } else if !t.is_empty() {
-                    self.text.push_str(t);
-                    out.push(StreamEvent::TextDelta { text: t.to_owned() });
+                    self.text.push_str(&t);
+                    out.push(StreamEvent::TextDelta {
+                        text: t.into_owned(),
+                    });
                 }
                 if let Some(signature) = signature {
                     out.push(StreamEvent::ReasoningSignature { signature });
                 }
             }
         }
-        if let Some(r) = cand.get("finishReason").and_then(Value::as_str) {
+        if let Some(r) = cand.finish_reason.get() {
             if BLOCKED.contains(&r) {
                 return Err(self.with_text(
                     Error::new(
@@ -635,10 +1279,15 @@ impl GenerateState {
 /// A `generateContent` answer, decoded by the same [`GenerateState`] as streams so both give
 /// the same result (thought signatures included).
 pub fn parse_generate(body: &[u8]) -> Result<ChatResponse> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| decode_err("invalid answer", e))?;
     let mut st = GenerateState::new();
+    let events = read!(body, WireChunk<'_>, "invalid answer", |w: Obj<
+        WireChunk<'_>,
+    >| st
+        .on_wire(w.or_default(), || {
+            serde_json::from_slice(body).map_err(|e| decode_err("invalid answer", e))
+        }))?;
     let mut acc = StreamAccumulator::new();
-    for ev in st.on_value(&v)?.iter().chain(st.on_end()?.iter()) {
+    for ev in events.iter().chain(st.on_end()?.iter()) {
         acc.push(ev);
     }
     Ok(acc.finish())

@@ -186,7 +186,12 @@ impl HfTei {
         req.send_mapped(ctx, wire::error_from_response).await
     }
 
-    async fn post_json(&self, path: &str, body: &Value, ctx: &RequestContext) -> Result<Vec<u8>> {
+    async fn post_json(
+        &self,
+        path: &str,
+        body: &(impl serde::Serialize + Sync),
+        ctx: &RequestContext,
+    ) -> Result<Vec<u8>> {
         let resp = self.send(self.http.post(path).json(body), ctx).await?;
         Ok(resp.bytes().await?.to_vec())
     }
@@ -242,7 +247,7 @@ impl HfTei {
         let size = self.batch_size(inputs.len(), ctx).await?;
         let mut out = Vec::with_capacity(inputs.len());
         for chunk in inputs.chunks(size) {
-            let body = wire::embed_body(chunk, self.options, dimensions, extra);
+            let body = wire::EmbedBody::new(chunk, self.options, dimensions, extra);
             let bytes = self.post_json("/embed", &body, ctx).await?;
             out.extend(wire::parse_embed(&bytes, chunk.len()).map_err(self.in_ctx(ctx))?);
         }
@@ -261,8 +266,9 @@ impl HfTei {
             normalize: None,
             truncate: self.options.truncate,
         };
+        let no_extra = serde_json::Map::new();
         for chunk in inputs.chunks(size) {
-            let body = wire::embed_body(chunk, opts, None, &serde_json::Map::new());
+            let body = wire::EmbedBody::new(chunk, opts, None, &no_extra);
             let bytes = self.post_json("/embed_sparse", &body, ctx).await?;
             out.extend(wire::parse_embed_sparse(&bytes, chunk.len()).map_err(self.in_ctx(ctx))?);
         }
@@ -276,7 +282,7 @@ impl HfTei {
         extra: &serde_json::Map<String, Value>,
         ctx: &RequestContext,
     ) -> Result<Vec<Vec<f32>>> {
-        let body = wire::embed_body(inputs, self.options, None, extra);
+        let body = wire::EmbedBody::new(inputs, self.options, None, extra);
         let path = format!("/pipeline/feature-extraction/{model}");
         let bytes = self.post_json(&path, &body, ctx).await?;
         wire::parse_feature_extraction(&bytes, inputs.len()).map_err(self.in_ctx(ctx))
@@ -328,7 +334,7 @@ impl Provider for HfTei {
                 )))
             }
             (Request::Rerank(req), Mode::Server | Mode::OpenAi) => {
-                let body = wire::rerank_body(&req.query, &req.documents, self.options.truncate);
+                let body = wire::RerankBody::new(&req.query, &req.documents, self.options.truncate);
                 let bytes = self.post_json("/rerank", &body, ctx).await?;
                 let results =
                     wire::parse_rerank(&bytes, req.documents.len(), req.top_n).map_err(&ctx_err)?;

@@ -1,9 +1,11 @@
-//! TEI's wire format: `/embed`, `/embed_sparse`, `/rerank` and `/info` bodies and the HF
-//! Inference API feature-extraction answers (sentence vectors or token vectors).
+//! TEI's wire format: `/embed`, `/embed_sparse`, `/rerank` and `/info` bodies (serialised from
+//! the borrowed inputs, no `serde_json::Value` tree) and answers (read into typed structs), and
+//! the HF Inference API feature-extraction answers (sentence vectors or token vectors).
 
 use infermux_core::{Error, ErrorKind, RerankResult, Result};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 fn decode_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Decode, format!("invalid TEI {what}: {e}"))
@@ -37,6 +39,84 @@ impl EmbedOptions {
     }
 }
 
+/// The `/embed` (or `/embed_sparse`, or a feature-extraction) body of `inputs`, serialised
+/// straight from them (what [`embed_body`] returns as a `Value`): `inputs`, `normalize`,
+/// `truncate` and `dimensions`, with `extra`'s keys added as they are (winning over a field of
+/// the same name).
+///
+/// ```
+/// use infermux_hf_tei::wire::{EmbedBody, EmbedOptions};
+///
+/// let inputs = ["hello".to_owned()];
+/// let extra = serde_json::Map::new();
+/// let body = EmbedBody::new(&inputs, EmbedOptions::new().with_truncate(true), None, &extra);
+/// assert_eq!(
+///     serde_json::to_string(&body).unwrap(),
+///     r#"{"inputs":["hello"],"truncate":true}"#
+/// );
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct EmbedBody<'a> {
+    inputs: &'a [String],
+    opts: EmbedOptions,
+    dimensions: Option<u32>,
+    extra: &'a Map<String, Value>,
+}
+
+impl<'a> EmbedBody<'a> {
+    /// The body of `inputs` with `opts`, `dimensions` and `extra`.
+    pub fn new(
+        inputs: &'a [String],
+        opts: EmbedOptions,
+        dimensions: Option<u32>,
+        extra: &'a Map<String, Value>,
+    ) -> Self {
+        EmbedBody {
+            inputs,
+            opts,
+            dimensions,
+            extra,
+        }
+    }
+}
+
+impl Serialize for EmbedBody<'_> {
+    // keys in ascending order, merged with `extra`'s, as the `Value` object (a `BTreeMap`)
+    // this body used to be built as printed them
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        let mut pending = self.extra.iter().peekable();
+        let fields: [(&str, Option<Field<'_>>); 4] = [
+            ("dimensions", self.dimensions.map(Field::U32)),
+            ("inputs", Some(Field::Strs(self.inputs))),
+            ("normalize", self.opts.normalize.map(Field::Bool)),
+            ("truncate", self.opts.truncate.map(Field::Bool)),
+        ];
+        for (key, value) in fields {
+            let Some(value) = value else { continue };
+            while let Some((k, v)) = pending.next_if(|(k, _)| k.as_str() < key) {
+                map.serialize_entry(k, v)?;
+            }
+            if !self.extra.contains_key(key) {
+                map.serialize_entry(key, &value)?;
+            }
+        }
+        for (k, v) in pending {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// A field of [`EmbedBody`].
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Field<'a> {
+    U32(u32),
+    Bool(bool),
+    Strs(&'a [String]),
+}
+
 /// The `/embed` (or `/embed_sparse`) body for `inputs`; `extra` keys are added as they are.
 pub fn embed_body(
     inputs: &[String],
@@ -44,31 +124,37 @@ pub fn embed_body(
     dimensions: Option<u32>,
     extra: &Map<String, Value>,
 ) -> Value {
-    let mut body = Map::new();
-    body.insert("inputs".into(), json!(inputs));
-    if let Some(n) = opts.normalize {
-        body.insert("normalize".into(), json!(n));
+    serde_json::to_value(EmbedBody::new(inputs, opts, dimensions, extra)).unwrap_or(Value::Null)
+}
+
+/// The `/rerank` body, serialised straight from the query and texts (what [`rerank_body`]
+/// returns as a `Value`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RerankBody<'a> {
+    query: &'a str,
+    raw_scores: bool,
+    return_text: bool,
+    texts: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncate: Option<bool>,
+}
+
+impl<'a> RerankBody<'a> {
+    /// The body ranking `texts` against `query`.
+    pub fn new(query: &'a str, texts: &'a [String], truncate: Option<bool>) -> Self {
+        RerankBody {
+            query,
+            raw_scores: false,
+            return_text: false,
+            texts,
+            truncate,
+        }
     }
-    if let Some(t) = opts.truncate {
-        body.insert("truncate".into(), json!(t));
-    }
-    if let Some(d) = dimensions {
-        body.insert("dimensions".into(), json!(d));
-    }
-    for (k, v) in extra {
-        body.insert(k.clone(), v.clone());
-    }
-    Value::Object(body)
 }
 
 /// The `/rerank` body.
 pub fn rerank_body(query: &str, texts: &[String], truncate: Option<bool>) -> Value {
-    let mut body =
-        json!({"query": query, "texts": texts, "raw_scores": false, "return_text": false});
-    if let Some(t) = truncate {
-        body["truncate"] = json!(t);
-    }
-    body
+    serde_json::to_value(RerankBody::new(query, texts, truncate)).unwrap_or(Value::Null)
 }
 
 /// Parses `/embed`: one vector per input.
@@ -222,6 +308,20 @@ fn mean_pool(tokens: &Value) -> Result<Vec<f32>> {
 /// (`[f32]`), one per input (`[[f32]]`), or token vectors per input (`[[[f32]]]`, from models
 /// without pooling), which are mean-pooled into one vector per input.
 pub fn parse_feature_extraction(body: &[u8], expected: usize) -> Result<Vec<Vec<f32>>> {
+    // the usual answers, one sentence vector per input, read straight into vectors; anything
+    // else through a `Value`, as it always was
+    if let Ok(vectors) = serde_json::from_slice::<Vec<Vec<f32>>>(body)
+        && !vectors.is_empty()
+        && vectors.len() == expected
+    {
+        return Ok(vectors);
+    }
+    if let Ok(vector) = serde_json::from_slice::<Vec<f32>>(body)
+        && !vector.is_empty()
+        && expected == 1
+    {
+        return Ok(vec![vector]);
+    }
     let v: Value = serde_json::from_slice(body).map_err(|e| decode_err("features", e))?;
     let arr = v.as_array().map(Vec::as_slice).unwrap_or_default();
     let out = match depth(&v) {

@@ -176,9 +176,9 @@ impl HfTgi {
         ctx: &RequestContext,
     ) -> Result<HttpResponse> {
         let (path, body) = match (&self.model, stream) {
-            (Some(_), s) => ("", wire::generate_body(req, Some(s))),
-            (None, false) => ("/generate", wire::generate_body(req, None)),
-            (None, true) => ("/generate_stream", wire::generate_body(req, None)),
+            (Some(_), s) => ("", wire::GenerateBody::new(req, Some(s))),
+            (None, false) => ("/generate", wire::GenerateBody::new(req, None)),
+            (None, true) => ("/generate_stream", wire::GenerateBody::new(req, None)),
         };
         self.send(self.http.post(path).json(&body), ctx).await
     }

@@ -1,62 +1,158 @@
 //! TGI's own wire format: `/generate` and `/generate_stream` (and the Inference API's
-//! `POST /models/{model}`, TGI's `/` route) bodies and answers, `/info`, the prompt formats used
-//! when a server has no messages API, and TGI's own error statuses.
+//! `POST /models/{model}`, TGI's `/` route) bodies (serialised from the borrowed request, no
+//! `serde_json::Value` tree) and answers (read into typed structs), `/info`, the prompt formats
+//! used when a server has no messages API, and TGI's own error statuses.
 
 use infermux_core::{
     ChatRequest, CompletionRequest, CompletionResponse, Error, ErrorKind, FinishReason, Result,
     Role, StreamEvent, Usage,
 };
 use infermux_http::HeaderMap;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde::de::IgnoredAny;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 fn decode_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Decode, format!("invalid TGI {what}: {e}"))
 }
 
-/// The `parameters` object of a generate request.
-pub fn parameters(req: &CompletionRequest, inference_api: bool) -> Map<String, Value> {
-    let mut p = Map::new();
-    p.insert("details".into(), json!(true));
-    if let Some(n) = req.max_tokens {
-        p.insert("max_new_tokens".into(), json!(n));
-    }
-    match req.temperature {
-        Some(t) if t > 0.0 => {
-            p.insert("temperature".into(), json!(t));
-            p.insert("do_sample".into(), json!(true));
-        }
-        Some(_) => {
-            p.insert("do_sample".into(), json!(false));
-        }
-        None => {}
-    }
-    if !req.stop.is_empty() {
-        p.insert("stop".into(), json!(req.stop));
-    }
-    if let Some(s) = req.seed.and_then(|s| u64::try_from(s).ok()) {
-        p.insert("seed".into(), json!(s));
-    }
-    if inference_api {
-        p.insert("return_full_text".into(), json!(false));
-    }
-    for (k, v) in &req.extra {
-        p.insert(k.clone(), v.clone());
-    }
-    p
+// ---- request bodies ----------------------------------------------------------------------
+//
+// Objects are written with their keys in ascending order, as the `Value` objects (`BTreeMap`s)
+// these bodies used to be built as printed them: the bytes on the wire are the same.
+
+/// Writes an object's fields, given in ascending key order, merged with `extra` (a request's
+/// free-form fields): `extra` wins a key both have, and its fields are written where their keys
+/// sort, so the object comes out as a `serde_json::Map` of both printed it.
+struct Fields<'e, M> {
+    map: M,
+    extra: &'e Map<String, Value>,
+    pending: std::iter::Peekable<serde_json::map::Iter<'e>>,
 }
 
-/// The `/generate` / `/generate_stream` body (`{inputs, parameters}`); with `stream`
-/// `Some(_)`, the Inference API's (`{inputs, parameters, stream}`).
-pub fn generate_body(req: &CompletionRequest, stream: Option<bool>) -> Value {
-    let mut body = json!({
-        "inputs": req.prompt,
-        "parameters": Value::Object(parameters(req, stream.is_some())),
-    });
-    if let Some(s) = stream {
-        body["stream"] = json!(s);
+impl<'e, M: SerializeMap> Fields<'e, M> {
+    fn new(map: M, extra: &'e Map<String, Value>) -> Self {
+        Fields {
+            map,
+            extra,
+            pending: extra.iter().peekable(),
+        }
     }
-    body
+
+    /// Writes `key: value`, unless `extra` has `key`.
+    fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), M::Error> {
+        while let Some((k, v)) = self.pending.next_if(|(k, _)| k.as_str() < key) {
+            self.map.serialize_entry(k, v)?;
+        }
+        if self.extra.contains_key(key) {
+            return Ok(());
+        }
+        self.map.serialize_entry(key, value)
+    }
+
+    /// Writes the rest of `extra` and closes the object.
+    fn end(mut self) -> Result<M::Ok, M::Error> {
+        for (k, v) in self.pending {
+            self.map.serialize_entry(k, v)?;
+        }
+        self.map.end()
+    }
+}
+
+/// The `parameters` object of a generate request, merged with the request's `extra` (which
+/// wins a key both have).
+struct Parameters<'a> {
+    req: &'a CompletionRequest,
+    inference_api: bool,
+}
+
+impl Serialize for Parameters<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let req = self.req;
+        let mut o = Fields::new(s.serialize_map(None)?, &req.extra);
+        o.field("details", &true)?;
+        if let Some(t) = req.temperature {
+            o.field("do_sample", &(t > 0.0))?;
+        }
+        if let Some(n) = req.max_tokens {
+            o.field("max_new_tokens", &n)?;
+        }
+        if self.inference_api {
+            o.field("return_full_text", &false)?;
+        }
+        if let Some(seed) = req.seed.and_then(|s| u64::try_from(s).ok()) {
+            o.field("seed", &seed)?;
+        }
+        if !req.stop.is_empty() {
+            o.field("stop", &req.stop)?;
+        }
+        // an `f32` goes out as the `f64` it widens to, as a `Value` number printed it
+        if let Some(t) = req.temperature.filter(|t| *t > 0.0) {
+            o.field("temperature", &f64::from(t))?;
+        }
+        o.end()
+    }
+}
+
+/// The `parameters` object of a generate request.
+pub fn parameters(req: &CompletionRequest, inference_api: bool) -> Map<String, Value> {
+    match serde_json::to_value(Parameters { req, inference_api }) {
+        Ok(Value::Object(p)) => p,
+        _ => Map::new(),
+    }
+}
+
+/// The `/generate` / `/generate_stream` body of a [`CompletionRequest`] (`{inputs,
+/// parameters}`; with `stream` `Some(_)`, the Inference API's `{inputs, parameters, stream}`),
+/// serialised straight from the request (what [`generate_body`] returns as a `Value`). `extra`
+/// goes into `parameters`, winning over a parameter of the same name.
+///
+/// ```
+/// use infermux_core::CompletionRequest;
+/// use infermux_hf_tgi::wire::GenerateBody;
+///
+/// let req = CompletionRequest::new("tgi", "Hi").with_max_tokens(8);
+/// let bytes = serde_json::to_vec(&GenerateBody::new(&req, None)).unwrap();
+/// assert_eq!(
+///     String::from_utf8(bytes).unwrap(),
+///     r#"{"inputs":"Hi","parameters":{"details":true,"max_new_tokens":8}}"#
+/// );
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct GenerateBody<'a> {
+    req: &'a CompletionRequest,
+    stream: Option<bool>,
+}
+
+impl<'a> GenerateBody<'a> {
+    /// The body of `req`; `stream` `Some(_)` for the Inference API.
+    pub fn new(req: &'a CompletionRequest, stream: Option<bool>) -> Self {
+        GenerateBody { req, stream }
+    }
+}
+
+impl Serialize for GenerateBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("inputs", &self.req.prompt)?;
+        m.serialize_entry(
+            "parameters",
+            &Parameters {
+                req: self.req,
+                inference_api: self.stream.is_some(),
+            },
+        )?;
+        if let Some(stream) = self.stream {
+            m.serialize_entry("stream", &stream)?;
+        }
+        m.end()
+    }
+}
+
+/// The `/generate` / `/generate_stream` body as a `Value` ([`GenerateBody`] is what is sent).
+pub fn generate_body(req: &CompletionRequest, stream: Option<bool>) -> Value {
+    serde_json::to_value(GenerateBody::new(req, stream)).unwrap_or(Value::Null)
 }
 
 /// One generated token.
@@ -150,8 +246,48 @@ fn embedded_error(v: &Value) -> Option<Error> {
     Some(Error::new(kind, msg))
 }
 
+/// Whether a field is there at all, `null` included (`Value::get(..).is_some()`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// A `/generate` answer as read on the fast path: a [`Generation`] and whether the object has
+/// an `error` field (then it is read as before, through a `Value`).
+#[derive(Deserialize)]
+struct WireGeneration {
+    generated_text: String,
+    #[serde(default)]
+    details: Option<Details>,
+    #[serde(default, deserialize_with = "present")]
+    error: bool,
+}
+
 /// Parses a `/generate` answer: an object, or (Inference API) a one-element array.
+///
+/// A well-formed answer is read straight into a [`Generation`]; anything else (an error
+/// object, an array of another length, a field of the wrong type, an object repeating a key)
+/// is read through a `Value` as it always was, with the same errors.
 pub fn parse_generation(body: &[u8]) -> Result<Generation> {
+    let array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let fast = if array {
+        serde_json::from_slice::<Vec<WireGeneration>>(body)
+            .ok()
+            .filter(|a| a.len() == 1)
+            .and_then(|mut a| a.pop())
+    } else {
+        serde_json::from_slice::<WireGeneration>(body).ok()
+    };
+    match fast {
+        Some(g) if !g.error => Ok(Generation {
+            generated_text: g.generated_text,
+            details: g.details,
+        }),
+        _ => parse_generation_value(body),
+    }
+}
+
+/// [`parse_generation`] through a `Value`.
+fn parse_generation_value(body: &[u8]) -> Result<Generation> {
     let v: Value = serde_json::from_slice(body).map_err(|e| decode_err("generation", e))?;
     let one = match v {
         Value::Array(mut a) if a.len() == 1 => a.remove(0),
@@ -204,13 +340,36 @@ impl GenerateStreamState {
     }
 
     /// Events of one SSE `data`.
+    ///
+    /// A well-formed event is read straight into a [`StreamToken`]; anything else (an error
+    /// object, a field of the wrong type, an object repeating a key) is read through a `Value`
+    /// as it always was, with the same errors.
     pub fn on_data(&mut self, data: &str) -> Result<Vec<StreamEvent>> {
-        let v: Value = serde_json::from_str(data).map_err(|e| decode_err("stream event", e))?;
-        if let Some(e) = embedded_error(&v) {
-            return Err(e);
+        #[derive(Deserialize)]
+        struct Wire {
+            token: Token,
+            #[serde(default)]
+            generated_text: Option<String>,
+            #[serde(default)]
+            details: Option<Details>,
+            #[serde(default, deserialize_with = "present")]
+            error: bool,
         }
-        let ev: StreamToken =
-            serde_json::from_value(v).map_err(|e| decode_err("stream event", e))?;
+        let ev = match serde_json::from_str::<Wire>(data) {
+            Ok(w) if !w.error => StreamToken {
+                token: w.token,
+                generated_text: w.generated_text,
+                details: w.details,
+            },
+            _ => {
+                let v: Value =
+                    serde_json::from_str(data).map_err(|e| decode_err("stream event", e))?;
+                if let Some(e) = embedded_error(&v) {
+                    return Err(e);
+                }
+                serde_json::from_value(v).map_err(|e| decode_err("stream event", e))?
+            }
+        };
         let mut out = Vec::new();
         if !self.started {
             self.started = true;

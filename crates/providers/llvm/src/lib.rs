@@ -34,8 +34,11 @@ use infermux_core::{
     Operation, Provider, Request, RequestContext, Response, Result, Role, Usage,
 };
 use infermux_http::{Auth, HttpEndpoint};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use std::borrow::Cow;
+
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 /// The provider name errors and counters carry.
 pub const NAME: &str = "llvm";
@@ -161,26 +164,135 @@ pub fn render_prompt(messages: &[Message]) -> Result<String> {
     Ok(out)
 }
 
-fn parameters(
+/// The `parameters` object of an `infer` body, serialised from the borrowed request: the
+/// known fields merged with `extra` in ascending key order (a key `extra` repeats takes
+/// `extra`'s value), the bytes the `Value` map built before printed.
+struct Parameters<'a> {
     max_tokens: Option<u32>,
     temperature: Option<f32>,
-    stop: &[String],
-    extra: &Map<String, Value>,
-) -> Value {
-    let mut p = Map::new();
-    if let Some(n) = max_tokens {
-        p.insert("max_tokens".into(), json!(n));
+    stop: &'a [String],
+    extra: &'a Map<String, Value>,
+}
+
+impl<'a> Parameters<'a> {
+    fn new(
+        max_tokens: Option<u32>,
+        temperature: Option<f32>,
+        stop: &'a [String],
+        extra: &'a Map<String, Value>,
+    ) -> Self {
+        Parameters {
+            max_tokens,
+            temperature,
+            stop,
+            extra,
+        }
     }
-    if let Some(t) = temperature {
-        p.insert("temperature".into(), json!(t));
+}
+
+/// One known field of [`Parameters`].
+enum Param<'a> {
+    Int(u32),
+    /// Widened to `f64`, as `json!` stored it.
+    Float(f64),
+    Strs(&'a [String]),
+}
+
+impl Serialize for Param<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Param::Int(n) => n.serialize(s),
+            Param::Float(f) => f.serialize(s),
+            Param::Strs(v) => v.serialize(s),
+        }
     }
-    if !stop.is_empty() {
-        p.insert("stop".into(), json!(stop));
+}
+
+impl Serialize for Parameters<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        // in ascending key order
+        let known = [
+            ("max_tokens", self.max_tokens.map(Param::Int)),
+            (
+                "stop",
+                (!self.stop.is_empty()).then_some(Param::Strs(self.stop)),
+            ),
+            (
+                "temperature",
+                self.temperature.map(|t| Param::Float(f64::from(t))),
+            ),
+        ];
+        let mut m = s.serialize_map(None)?;
+        let mut extra = self.extra.iter().peekable();
+        for (key, value) in known {
+            let Some(value) = value else { continue };
+            while let Some((k, v)) = extra.next_if(|(k, _)| k.as_str() < key) {
+                m.serialize_entry(k, v)?;
+            }
+            if !self.extra.contains_key(key) {
+                m.serialize_entry(key, &value)?;
+            }
+        }
+        for (k, v) in extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
     }
-    for (k, v) in extra {
-        p.insert(k.clone(), v.clone());
+}
+
+/// `POST /models/{id}/infer`'s body.
+#[derive(Serialize)]
+struct InferBody<'a> {
+    input: &'a str,
+    parameters: Parameters<'a>,
+}
+
+/// `POST /models/{id}/batch_infer`'s body.
+#[derive(Serialize)]
+struct BatchBody<'a> {
+    inputs: &'a [String],
+    parameters: Empty,
+}
+
+/// `{}`.
+struct Empty;
+
+impl Serialize for Empty {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_map(Some(0))?.end()
     }
-    Value::Object(p)
+}
+
+/// An `infer` answer whose output is text, read without a `Value` (anything else is read as
+/// an [`InferOutput`], as before).
+#[derive(Deserialize)]
+struct TextOutput<'a> {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(borrow)]
+    output: Cow<'a, str>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+/// A `batch_infer` answer whose outputs are all vectors, read without a `Value` (anything
+/// else is read as a [`BatchOutput`], as before).
+#[derive(Deserialize)]
+struct VectorOutput {
+    model: String,
+    outputs: Vec<Vec<Number>>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+/// A vector element: read as `f64` then narrowed, as `Value::as_f64` then `as f32` did (a
+/// direct `f32` read rounds large integers differently).
+struct Number(f32);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        f64::deserialize(d).map(|f| Number(f as f32))
+    }
 }
 
 fn segment(id: &str) -> Result<&str> {
@@ -267,24 +379,74 @@ impl Llvm {
             .await
     }
 
-    /// `POST /models/{id}/infer`.
+    /// `POST /models/{id}/infer`: the answer's bytes.
     async fn infer(
         &self,
         id: &str,
-        input: Value,
-        params: Value,
+        body: &InferBody<'_>,
         ctx: &RequestContext,
-    ) -> Result<InferOutput> {
+    ) -> Result<impl std::ops::Deref<Target = [u8]> + use<>> {
         let id = segment(id).map_err(self.ctx_err(ctx))?;
-        let body = self
-            .http
+        self.http
             .post(&format!("/models/{id}/infer"))
-            .json(&json!({"input": input, "parameters": params}))
+            .json(body)
             .send(ctx)
             .await?
             .bytes()
-            .await?;
-        decode(&body, "infer output").map_err(self.ctx_err(ctx))
+            .await
+    }
+
+    /// `POST /models/{id}/infer` for text: the model, the text and the usage.
+    async fn infer_text(
+        &self,
+        id: &str,
+        body: &InferBody<'_>,
+        ctx: &RequestContext,
+    ) -> Result<(Option<String>, String, Option<WireUsage>)> {
+        let bytes = self.infer(id, body, ctx).await?;
+        if let Ok(out) = serde_json::from_slice::<TextOutput<'_>>(&bytes) {
+            return Ok((out.model, out.output.into_owned(), out.usage));
+        }
+        let out: InferOutput = decode(&bytes, "infer output").map_err(self.ctx_err(ctx))?;
+        let text = text_of(&out).map_err(self.ctx_err(ctx))?;
+        Ok((out.model, text, out.usage))
+    }
+
+    /// `POST /models/{id}/batch_infer`: the answer's bytes.
+    async fn batch_bytes(
+        &self,
+        id: &str,
+        inputs: &[String],
+        ctx: &RequestContext,
+    ) -> Result<impl std::ops::Deref<Target = [u8]> + use<>> {
+        let id = segment(id).map_err(self.ctx_err(ctx))?;
+        self.http
+            .post(&format!("/models/{id}/batch_infer"))
+            .json(&BatchBody {
+                inputs,
+                parameters: Empty,
+            })
+            .send(ctx)
+            .await?
+            .bytes()
+            .await
+    }
+
+    /// Checks a batch answer has one output per input.
+    fn batch_output(
+        &self,
+        bytes: &[u8],
+        inputs: usize,
+        ctx: &RequestContext,
+    ) -> Result<BatchOutput> {
+        let out: BatchOutput = decode(bytes, "batch output").map_err(self.ctx_err(ctx))?;
+        if out.outputs.len() != inputs {
+            return Err(self.ctx_err(ctx)(Error::new(
+                ErrorKind::Decode,
+                format!("{} outputs for {} inputs", out.outputs.len(), inputs),
+            )));
+        }
+        Ok(out)
     }
 
     /// `POST /models/{id}/batch_infer`: one output per input, in order.
@@ -294,23 +456,37 @@ impl Llvm {
         inputs: &[String],
         ctx: &RequestContext,
     ) -> Result<BatchOutput> {
-        let id = segment(id).map_err(self.ctx_err(ctx))?;
-        let body = self
-            .http
-            .post(&format!("/models/{id}/batch_infer"))
-            .json(&json!({"inputs": inputs, "parameters": {}}))
-            .send(ctx)
-            .await?
-            .bytes()
-            .await?;
-        let out: BatchOutput = decode(&body, "batch output").map_err(self.ctx_err(ctx))?;
-        if out.outputs.len() != inputs.len() {
-            return Err(self.ctx_err(ctx)(Error::new(
-                ErrorKind::Decode,
-                format!("{} outputs for {} inputs", out.outputs.len(), inputs.len()),
-            )));
+        let bytes = self.batch_bytes(id, inputs, ctx).await?;
+        self.batch_output(&bytes, inputs.len(), ctx)
+    }
+
+    /// `POST /models/{id}/batch_infer` for embeddings: the model, one vector per input and the
+    /// usage.
+    async fn embed(
+        &self,
+        id: &str,
+        inputs: &[String],
+        ctx: &RequestContext,
+    ) -> Result<(String, Vec<Vec<f32>>, Option<WireUsage>)> {
+        let bytes = self.batch_bytes(id, inputs, ctx).await?;
+        if let Ok(out) = serde_json::from_slice::<VectorOutput>(&bytes)
+            && out.outputs.len() == inputs.len()
+        {
+            let vectors = out
+                .outputs
+                .into_iter()
+                .map(|v| v.into_iter().map(|Number(x)| x).collect())
+                .collect();
+            return Ok((out.model, vectors, out.usage));
         }
-        Ok(out)
+        let out = self.batch_output(&bytes, inputs.len(), ctx)?;
+        let vectors = out
+            .outputs
+            .iter()
+            .map(vector)
+            .collect::<Result<Vec<_>>>()
+            .map_err(self.ctx_err(ctx))?;
+        Ok((out.model, vectors, out.usage))
     }
 }
 
@@ -346,25 +522,29 @@ impl Provider for Llvm {
         match request {
             Request::Chat(r) => {
                 let prompt = render_prompt(&r.messages).map_err(&ctx_err)?;
-                let params = parameters(r.max_tokens, r.temperature, &r.stop, &r.extra);
-                let out = self.infer(&r.model, json!(prompt), params, ctx).await?;
+                let body = InferBody {
+                    input: &prompt,
+                    parameters: Parameters::new(r.max_tokens, r.temperature, &r.stop, &r.extra),
+                };
+                let (model, text, used) = self.infer_text(&r.model, &body, ctx).await?;
                 let mut resp = ChatResponse::new(
-                    out.model.clone().unwrap_or_else(|| r.model.clone()),
-                    Message::assistant(text_of(&out).map_err(&ctx_err)?),
+                    model.unwrap_or_else(|| r.model.clone()),
+                    Message::assistant(text),
                 );
                 resp.finish_reason = Some(FinishReason::Stop);
-                resp.usage = usage(out.usage);
+                resp.usage = usage(used);
                 Ok(Response::Chat(resp))
             }
             Request::Completion(r) => {
-                let params = parameters(r.max_tokens, r.temperature, &r.stop, &r.extra);
-                let out = self.infer(&r.model, json!(r.prompt), params, ctx).await?;
-                let mut resp = CompletionResponse::new(
-                    out.model.clone().unwrap_or_else(|| r.model.clone()),
-                    text_of(&out).map_err(&ctx_err)?,
-                );
+                let body = InferBody {
+                    input: &r.prompt,
+                    parameters: Parameters::new(r.max_tokens, r.temperature, &r.stop, &r.extra),
+                };
+                let (model, text, used) = self.infer_text(&r.model, &body, ctx).await?;
+                let mut resp =
+                    CompletionResponse::new(model.unwrap_or_else(|| r.model.clone()), text);
                 resp.finish_reason = Some(FinishReason::Stop);
-                resp.usage = usage(out.usage);
+                resp.usage = usage(used);
                 Ok(Response::Completion(resp))
             }
             Request::Embeddings(r) => {
@@ -374,15 +554,9 @@ impl Provider for Llvm {
                         "no input to embed",
                     )));
                 }
-                let out = self.batch_infer(&r.model, &r.inputs, ctx).await?;
-                let vectors = out
-                    .outputs
-                    .iter()
-                    .map(vector)
-                    .collect::<Result<Vec<_>>>()
-                    .map_err(&ctx_err)?;
-                let mut resp = EmbeddingResponse::new(out.model, vectors);
-                resp.usage = usage(out.usage);
+                let (model, vectors, used) = self.embed(&r.model, &r.inputs, ctx).await?;
+                let mut resp = EmbeddingResponse::new(model, vectors);
+                resp.usage = usage(used);
                 Ok(Response::Embeddings(resp))
             }
             Request::Models => {
@@ -414,5 +588,87 @@ impl Provider for Llvm {
             ErrorKind::Unsupported,
             "the LLVM inference protocol has no streaming",
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The `Value` body built before the body was serialised straight.
+    fn old_body(
+        input: &str,
+        max_tokens: Option<u32>,
+        temperature: Option<f32>,
+        stop: &[String],
+        extra: &Map<String, Value>,
+    ) -> Value {
+        let mut p = Map::new();
+        if let Some(n) = max_tokens {
+            p.insert("max_tokens".into(), json!(n));
+        }
+        if let Some(t) = temperature {
+            p.insert("temperature".into(), json!(t));
+        }
+        if !stop.is_empty() {
+            p.insert("stop".into(), json!(stop));
+        }
+        for (k, v) in extra {
+            p.insert(k.clone(), v.clone());
+        }
+        json!({"input": input, "parameters": Value::Object(p)})
+    }
+
+    #[test]
+    fn infer_body_bytes_are_the_bytes_the_value_printed_extra_winning() {
+        let extras = [
+            json!({}),
+            json!({"a": 1, "n": [1], "z": null}),
+            json!({"max_tokens": 9, "stop": "x", "temperature": "hot", "top_k": 4}),
+            json!({"max_tokensx": 1, "s": {"deep": [1.5]}, "temperaturf": true}),
+        ];
+        let stops = [vec![], vec!["\n".to_owned(), "é\"".to_owned()]];
+        for extra in &extras {
+            let extra = extra.as_object().unwrap();
+            for stop in &stops {
+                for (max, temp) in [
+                    (None, None),
+                    (Some(7), Some(0.7_f32)),
+                    (Some(0), Some(f32::NAN)),
+                ] {
+                    let fast = serde_json::to_vec(&InferBody {
+                        input: "user: hi\nassistant:",
+                        parameters: Parameters::new(max, temp, stop, extra),
+                    })
+                    .unwrap();
+                    let old = old_body("user: hi\nassistant:", max, temp, stop, extra);
+                    assert_eq!(
+                        String::from_utf8(fast).unwrap(),
+                        serde_json::to_string(&old).unwrap()
+                    );
+                }
+            }
+        }
+        let batch = serde_json::to_string(&BatchBody {
+            inputs: &["a".to_owned()],
+            parameters: Empty,
+        })
+        .unwrap();
+        assert_eq!(
+            batch,
+            json!({"inputs": ["a"], "parameters": {}}).to_string()
+        );
+    }
+
+    #[test]
+    fn vector_elements_round_as_value_as_f64_did() {
+        // 2^53 + 2^29 + 1: `as f32` straight from the integer and through `f64` differ
+        let n: u64 = (1 << 53) + (1 << 29) + 1;
+        let text = format!(r#"{{"model":"m","outputs":[[{n}, 1, -2, 0.5]]}}"#);
+        let fast: VectorOutput = serde_json::from_str(&text).unwrap();
+        let old: BatchOutput = serde_json::from_str(&text).unwrap();
+        let fast: Vec<f32> = fast.outputs[0].iter().map(|x| x.0).collect();
+        assert_eq!(fast, vector(&old.outputs[0]).unwrap());
     }
 }

@@ -6,7 +6,6 @@ use infermux_core::{
     EmbeddingRequest, EmbeddingResponse, Error, ErrorKind, RequestContext, Result,
 };
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::Ollama;
 
@@ -45,7 +44,11 @@ impl Ollama {
         }
         let mut vectors = Vec::with_capacity(request.inputs.len());
         for prompt in &request.inputs {
-            let body = json!({"model": request.model, "prompt": prompt});
+            let body = crate::wire::ModelBody {
+                model: &request.model,
+                prompt: Some(prompt),
+                stream: None,
+            };
             let bytes = self
                 .http
                 .post("/api/embeddings")

@@ -47,7 +47,6 @@ use infermux_core::{
 use infermux_http::EventDecoder;
 use infermux_http::{Auth, HttpEndpoint, HttpResponse};
 use infermux_openai_compat::OpenAiCompat;
-use serde_json::json;
 
 pub use wire::{LocalModel, ModelDetails, NdjsonStreamState, PullProgress};
 
@@ -161,7 +160,7 @@ impl Ollama {
     async fn post(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &(impl serde::Serialize + Sync),
         ctx: &RequestContext,
     ) -> Result<HttpResponse> {
         self.http.post(path).json(body).send(ctx).await
@@ -176,7 +175,15 @@ impl Ollama {
     /// `POST /api/show`: details of `model` (template, parameters, capabilities, ...).
     pub async fn show(&self, model: &str, ctx: &RequestContext) -> Result<ModelDetails> {
         let body = self
-            .post("/api/show", &json!({"model": model}), ctx)
+            .post(
+                "/api/show",
+                &wire::ModelBody {
+                    model,
+                    prompt: None,
+                    stream: None,
+                },
+                ctx,
+            )
             .await?
             .bytes()
             .await?;
@@ -192,7 +199,15 @@ impl Ollama {
         ctx: &RequestContext,
     ) -> Result<impl Stream<Item = Result<PullProgress>> + Send + use<>> {
         let resp = self
-            .post("/api/pull", &json!({"model": model, "stream": true}), ctx)
+            .post(
+                "/api/pull",
+                &wire::ModelBody {
+                    model,
+                    prompt: None,
+                    stream: Some(true),
+                },
+                ctx,
+            )
             .await?;
         let (id, ep) = (ctx.request_id(), self.http.id().clone());
         let lines = resp.ndjson();
@@ -227,7 +242,7 @@ impl Ollama {
         match request {
             Request::Chat(req) => {
                 let body = self
-                    .post("/api/chat", &wire::chat_body(req, false), ctx)
+                    .post("/api/chat", &wire::ChatBody::new(req, false), ctx)
                     .await?
                     .bytes()
                     .await?;
@@ -235,7 +250,7 @@ impl Ollama {
             }
             Request::Completion(req) => {
                 let body = self
-                    .post("/api/generate", &wire::generate_body(req, false), ctx)
+                    .post("/api/generate", &wire::GenerateBody::new(req, false), ctx)
                     .await?
                     .bytes()
                     .await?;
@@ -251,7 +266,7 @@ impl Ollama {
                     )));
                 }
                 let body = self
-                    .post("/api/embed", &wire::embed_body(req), ctx)
+                    .post("/api/embed", &wire::EmbedBody::new(req), ctx)
                     .await?
                     .bytes()
                     .await?;
@@ -273,11 +288,11 @@ impl Ollama {
     async fn native_stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
         let resp = match request {
             Request::Chat(req) => {
-                self.post("/api/chat", &wire::chat_body(req, true), ctx)
+                self.post("/api/chat", &wire::ChatBody::new(req, true), ctx)
                     .await?
             }
             Request::Completion(req) => {
-                self.post("/api/generate", &wire::generate_body(req, true), ctx)
+                self.post("/api/generate", &wire::GenerateBody::new(req, true), ctx)
                     .await?
             }
             _ => {

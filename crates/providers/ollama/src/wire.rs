@@ -1,205 +1,453 @@
 //! Ollama's native wire format (`/api/chat`, `/api/generate`, `/api/embed`, `/api/tags`,
-//! `/api/show`, `/api/pull`): request bodies from core types, and answers (whole or one NDJSON
-//! line at a time) back into core types.
+//! `/api/show`, `/api/pull`): request bodies serialised from core types (typed, borrowed: no
+//! `serde_json::Value` tree on the way), and answers (whole or one NDJSON line at a time) read
+//! into typed structs and back into core types.
 
 use infermux_core::{
     ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, ContentPart,
     EmbeddingRequest, EmbeddingResponse, Error, ErrorKind, FinishReason, ImageSource, Message,
-    ModelInfo, ModelList, Result, Role, StreamEvent, ToolCall, ToolChoice, Usage,
+    ModelInfo, ModelList, ResponseFormat, Result, Role, StreamEvent, Tool, ToolCall, ToolChoice,
+    Usage,
 };
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 fn decode_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Decode, format!("invalid Ollama {what}: {e}"))
 }
 
-/// The `options` object: sampling parameters core requests carry.
-fn options(
+// ---- request bodies ----------------------------------------------------------------------
+//
+// Objects are written with their keys in ascending order, as the `Value` objects (`BTreeMap`s)
+// these bodies used to be built as printed them: the bytes on the wire are the same.
+
+/// Writes an object's fields, given in ascending key order, merged with `extra` (a request's
+/// free-form fields): `extra` wins a key both have (but `except`, which the caller merges
+/// somewhere else), and its fields are written where their keys sort, so the object comes out
+/// as a `serde_json::Map` of both printed it.
+struct Fields<'e, M> {
+    map: M,
+    extra: &'e Map<String, Value>,
+    pending: std::iter::Peekable<serde_json::map::Iter<'e>>,
+    except: Option<&'static str>,
+}
+
+impl<'e, M: SerializeMap> Fields<'e, M> {
+    fn new(map: M, extra: &'e Map<String, Value>, except: Option<&'static str>) -> Self {
+        Fields {
+            map,
+            extra,
+            pending: extra.iter().peekable(),
+            except,
+        }
+    }
+
+    /// Writes `key: value`, unless `extra` has `key`.
+    fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), M::Error> {
+        while let Some((k, v)) = self.pending.next_if(|(k, _)| k.as_str() < key) {
+            if self.except != Some(k.as_str()) {
+                self.map.serialize_entry(k, v)?;
+            }
+        }
+        if self.except != Some(key) && self.extra.contains_key(key) {
+            return Ok(());
+        }
+        self.map.serialize_entry(key, value)
+    }
+
+    /// Writes the rest of `extra` and closes the object.
+    fn end(mut self) -> Result<M::Ok, M::Error> {
+        for (k, v) in self.pending {
+            if self.except != Some(k.as_str()) {
+                self.map.serialize_entry(k, v)?;
+            }
+        }
+        self.map.end()
+    }
+}
+
+/// The `options` object: sampling parameters core requests carry, with an `extra.options`
+/// object merged in (winning a key both have).
+struct Options<'a> {
     temperature: Option<f32>,
     top_p: Option<f32>,
     max_tokens: Option<u32>,
-    stop: &[String],
+    stop: &'a [String],
     seed: Option<i64>,
-) -> Map<String, Value> {
-    let mut o = Map::new();
-    if let Some(t) = temperature {
-        o.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = top_p {
-        o.insert("top_p".into(), json!(p));
-    }
-    if let Some(n) = max_tokens {
-        o.insert("num_predict".into(), json!(n));
-    }
-    if !stop.is_empty() {
-        o.insert("stop".into(), json!(stop));
-    }
-    if let Some(s) = seed {
-        o.insert("seed".into(), json!(s));
-    }
-    o
+    extra: Option<&'a Map<String, Value>>,
 }
 
-/// Merges `extra` into `body`; an `options` object in `extra` is merged into the body's options.
-fn merge_extra(body: &mut Map<String, Value>, extra: &Map<String, Value>) {
-    for (k, v) in extra {
-        match (k.as_str(), body.get_mut("options"), v) {
-            ("options", Some(Value::Object(mine)), Value::Object(theirs)) => {
-                for (ok, ov) in theirs {
-                    mine.insert(ok.clone(), ov.clone());
-                }
-            }
-            _ => {
-                body.insert(k.clone(), v.clone());
-            }
+impl<'a> Options<'a> {
+    fn of(extra: &'a Map<String, Value>) -> Self {
+        Options {
+            temperature: None,
+            top_p: None,
+            max_tokens: None,
+            stop: &[],
+            seed: None,
+            extra: match extra.get("options") {
+                Some(Value::Object(o)) => Some(o),
+                _ => None,
+            },
         }
     }
+
+    /// Whether the request sets any option itself (only then is `extra.options` merged in;
+    /// otherwise it is sent as it is).
+    fn is_set(&self) -> bool {
+        self.temperature.is_some()
+            || self.top_p.is_some()
+            || self.max_tokens.is_some()
+            || !self.stop.is_empty()
+            || self.seed.is_some()
+    }
+
+    /// The key of `extra` the top level leaves out because it is merged here.
+    fn merged_key(&self) -> Option<&'static str> {
+        (self.is_set() && self.extra.is_some()).then_some("options")
+    }
 }
 
-fn message_json(m: &Message, tool_names: &std::collections::HashMap<&str, &str>) -> Value {
-    let mut text = String::new();
-    let mut images = Vec::new();
-    let mut thinking = String::new();
-    for part in &m.content {
-        match part {
-            ContentPart::Text { text: t } => text.push_str(t),
-            ContentPart::Image {
-                source: ImageSource::Base64 { data, .. },
-                ..
-            } => images.push(Value::String(data.clone())),
-            ContentPart::Image {
-                source: ImageSource::Url { url },
-                ..
-            } => {
-                // Ollama takes base64 only; a data URL is unwrapped, other URLs are sent as is.
-                let data = url.split_once(";base64,").map_or(url.as_str(), |(_, d)| d);
-                images.push(Value::String(data.to_owned()));
+impl Serialize for Options<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let none = Map::new();
+        let mut o = Fields::new(s.serialize_map(None)?, self.extra.unwrap_or(&none), None);
+        if let Some(n) = self.max_tokens {
+            o.field("num_predict", &n)?;
+        }
+        if let Some(seed) = self.seed {
+            o.field("seed", &seed)?;
+        }
+        if !self.stop.is_empty() {
+            o.field("stop", self.stop)?;
+        }
+        // an `f32` goes out as the `f64` it widens to, as a `Value` number printed it
+        if let Some(t) = self.temperature {
+            o.field("temperature", &f64::from(t))?;
+        }
+        if let Some(p) = self.top_p {
+            o.field("top_p", &f64::from(p))?;
+        }
+        o.end()
+    }
+}
+
+/// The concatenated text (or thinking) parts of a message, written without a copy.
+struct Concat<'a> {
+    message: &'a Message,
+    thinking: bool,
+}
+
+impl Concat<'_> {
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        let thinking = self.thinking;
+        self.message.content.iter().filter_map(move |p| match p {
+            ContentPart::Text { text } if !thinking => Some(text.as_str()),
+            ContentPart::Thinking { text, .. } if thinking => Some(text.as_str()),
+            _ => None,
+        })
+    }
+}
+
+impl fmt::Display for Concat<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.texts().try_for_each(|t| f.write_str(t))
+    }
+}
+
+impl Serialize for Concat<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A message's images: base64 data (a data URL unwrapped; other URLs are sent as they are,
+/// Ollama taking base64 only).
+fn images(m: &Message) -> impl Iterator<Item = &str> + Clone {
+    m.content.iter().filter_map(|p| match p {
+        ContentPart::Image {
+            source: ImageSource::Base64 { data, .. },
+            ..
+        } => Some(data.as_str()),
+        ContentPart::Image {
+            source: ImageSource::Url { url },
+            ..
+        } => Some(url.split_once(";base64,").map_or(url.as_str(), |(_, d)| d)),
+        _ => None,
+    })
+}
+
+/// A sequence written from an iterator that can be cloned.
+struct Seq<I>(I);
+
+impl<I: Iterator<Item = T> + Clone, T: Serialize> Serialize for Seq<I> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.clone())
+    }
+}
+
+/// A tool call of an assistant message: `{"function": {"arguments", "name"}}`.
+struct WireCall<'a>(&'a ToolCall);
+
+impl Serialize for WireCall<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Function<'a> {
+            arguments: Value,
+            name: &'a str,
+        }
+        let c = self.0;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(
+            "function",
+            &Function {
+                arguments: c.parsed_arguments().unwrap_or_else(|_| json!({})),
+                name: &c.name,
+            },
+        )?;
+        m.end()
+    }
+}
+
+/// One message of a conversation.
+struct OutMessage<'a> {
+    message: &'a Message,
+    /// The conversation (a tool result's tool name is looked up in it).
+    all: &'a [Message],
+}
+
+impl Serialize for OutMessage<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let m = self.message;
+        let mut o = s.serialize_map(None)?;
+        o.serialize_entry(
+            "content",
+            &Concat {
+                message: m,
+                thinking: false,
+            },
+        )?;
+        let imgs = images(m);
+        if imgs.clone().next().is_some() {
+            o.serialize_entry("images", &Seq(imgs))?;
+        }
+        let role = match m.role {
+            Role::Developer => "system",
+            ref r => r.as_str(),
+        };
+        o.serialize_entry("role", role)?;
+        let thinking = Concat {
+            message: m,
+            thinking: true,
+        };
+        if thinking.texts().any(|t| !t.is_empty()) {
+            o.serialize_entry("thinking", &thinking)?;
+        }
+        if !m.tool_calls.is_empty() {
+            o.serialize_entry("tool_calls", &Seq(m.tool_calls.iter().map(WireCall)))?;
+        }
+        if m.role == Role::Tool {
+            // Ollama names the tool a result belongs to; core carries the call id (the last
+            // call with that id names it)
+            let name = m.name.as_deref().or_else(|| {
+                let id = m.tool_call_id.as_deref()?;
+                self.all
+                    .iter()
+                    .flat_map(|m| &m.tool_calls)
+                    .rev()
+                    .find(|c| c.id == id)
+                    .map(|c| c.name.as_str())
+            });
+            if let Some(name) = name {
+                o.serialize_entry("tool_name", name)?;
             }
-            ContentPart::Thinking { text: t, .. } => thinking.push_str(t),
+        }
+        o.end()
+    }
+}
+
+/// A tool definition: `{"function": {"description", "name", "parameters"}, "type": "function"}`.
+struct WireTool<'a>(&'a Tool);
+
+impl Serialize for WireTool<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Function<'a> {
+            description: &'a str,
+            name: &'a str,
+            parameters: &'a Value,
+        }
+        let t = self.0;
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry(
+            "function",
+            &Function {
+                description: t.description.as_deref().unwrap_or_default(),
+                name: &t.name,
+                parameters: &t.parameters,
+            },
+        )?;
+        m.serialize_entry("type", "function")?;
+        m.end()
+    }
+}
+
+/// The `/api/chat` body of a [`ChatRequest`], serialised straight from the request (what
+/// [`chat_body`] returns as a `Value`). Sampling fields go to `options`; `extra` is merged at
+/// the top level, winning over a field of the same name, and an `extra.options` object is
+/// merged into the request's own options.
+///
+/// ```
+/// use infermux_core::{ChatRequest, Message};
+/// use infermux_ollama::wire::ChatBody;
+///
+/// let req = ChatRequest::new("llama3.2", vec![Message::user("Hi")]);
+/// let bytes = serde_json::to_vec(&ChatBody::new(&req, false)).unwrap();
+/// assert_eq!(
+///     String::from_utf8(bytes).unwrap(),
+///     r#"{"messages":[{"content":"Hi","role":"user"}],"model":"llama3.2","stream":false}"#
+/// );
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ChatBody<'a> {
+    req: &'a ChatRequest,
+    stream: bool,
+}
+
+impl<'a> ChatBody<'a> {
+    /// The body of `req`, streamed or not.
+    pub fn new(req: &'a ChatRequest, stream: bool) -> Self {
+        ChatBody { req, stream }
+    }
+}
+
+impl Serialize for ChatBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let req = self.req;
+        let opts = Options {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            max_tokens: req.max_tokens,
+            stop: &req.stop,
+            seed: req.seed,
+            ..Options::of(&req.extra)
+        };
+        let mut o = Fields::new(s.serialize_map(None)?, &req.extra, opts.merged_key());
+        match &req.response_format {
+            Some(ResponseFormat::JsonObject) => o.field("format", "json")?,
+            Some(ResponseFormat::JsonSchema { schema, .. }) => o.field("format", schema)?,
             _ => {}
         }
-    }
-    let role = match m.role {
-        Role::Developer => "system",
-        ref r => r.as_str(),
-    };
-    let mut o = Map::new();
-    o.insert("role".into(), json!(role));
-    o.insert("content".into(), json!(text));
-    if !images.is_empty() {
-        o.insert("images".into(), Value::Array(images));
-    }
-    if !thinking.is_empty() {
-        o.insert("thinking".into(), json!(thinking));
-    }
-    if !m.tool_calls.is_empty() {
-        let calls: Vec<Value> = m
-            .tool_calls
-            .iter()
-            .map(|c| {
-                let args = c.parsed_arguments().unwrap_or_else(|_| json!({}));
-                json!({"function": {"name": c.name, "arguments": args}})
-            })
-            .collect();
-        o.insert("tool_calls".into(), Value::Array(calls));
-    }
-    if m.role == Role::Tool {
-        // Ollama names the tool a result belongs to; core carries the call id
-        let name = m.name.as_deref().or_else(|| {
-            m.tool_call_id
-                .as_deref()
-                .and_then(|id| tool_names.get(id).copied())
-        });
-        if let Some(name) = name {
-            o.insert("tool_name".into(), json!(name));
+        o.field(
+            "messages",
+            &Seq(req.messages.iter().map(|message| OutMessage {
+                message,
+                all: &req.messages,
+            })),
+        )?;
+        o.field("model", &req.model)?;
+        if opts.is_set() {
+            o.field("options", &opts)?;
         }
+        o.field("stream", &self.stream)?;
+        let tools_off = matches!(req.tool_choice, Some(ToolChoice::None));
+        if !req.tools.is_empty() && !tools_off {
+            o.field("tools", &Seq(req.tools.iter().map(WireTool)))?;
+        }
+        o.end()
     }
-    Value::Object(o)
 }
 
-/// The `/api/chat` body.
+/// The `/api/chat` body as a `Value` ([`ChatBody`] is what is sent).
 pub fn chat_body(req: &ChatRequest, stream: bool) -> Value {
-    let mut body = Map::new();
-    body.insert("model".into(), json!(req.model));
-    let tool_names: std::collections::HashMap<&str, &str> = req
-        .messages
-        .iter()
-        .flat_map(|m| &m.tool_calls)
-        .map(|c| (c.id.as_str(), c.name.as_str()))
-        .collect();
-    body.insert(
-        "messages".into(),
-        Value::Array(
-            req.messages
-                .iter()
-                .map(|m| message_json(m, &tool_names))
-                .collect(),
-        ),
-    );
-    body.insert("stream".into(), json!(stream));
-    let tools_off = matches!(req.tool_choice, Some(ToolChoice::None));
-    if !req.tools.is_empty() && !tools_off {
-        let tools: Vec<Value> = req
-            .tools
-            .iter()
-            .map(|t| {
-                json!({"type": "function", "function": {
-                    "name": t.name,
-                    "description": t.description.clone().unwrap_or_default(),
-                    "parameters": t.parameters,
-                }})
-            })
-            .collect();
-        body.insert("tools".into(), Value::Array(tools));
-    }
-    match &req.response_format {
-        Some(infermux_core::ResponseFormat::JsonObject) => {
-            body.insert("format".into(), json!("json"));
-        }
-        Some(infermux_core::ResponseFormat::JsonSchema { schema, .. }) => {
-            body.insert("format".into(), schema.clone());
-        }
-        _ => {}
-    }
-    let opts = options(
-        req.temperature,
-        req.top_p,
-        req.max_tokens,
-        &req.stop,
-        req.seed,
-    );
-    if !opts.is_empty() {
-        body.insert("options".into(), Value::Object(opts));
-    }
-    merge_extra(&mut body, &req.extra);
-    Value::Object(body)
+    serde_json::to_value(ChatBody::new(req, stream)).unwrap_or(Value::Null)
 }
 
-/// The `/api/generate` body.
+/// The `/api/generate` body of a [`CompletionRequest`], serialised straight from the request
+/// (what [`generate_body`] returns as a `Value`); `extra` as in [`ChatBody`].
+#[derive(Debug, Clone, Copy)]
+pub struct GenerateBody<'a> {
+    req: &'a CompletionRequest,
+    stream: bool,
+}
+
+impl<'a> GenerateBody<'a> {
+    /// The body of `req`, streamed or not.
+    pub fn new(req: &'a CompletionRequest, stream: bool) -> Self {
+        GenerateBody { req, stream }
+    }
+}
+
+impl Serialize for GenerateBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let req = self.req;
+        let opts = Options {
+            temperature: req.temperature,
+            max_tokens: req.max_tokens,
+            stop: &req.stop,
+            seed: req.seed,
+            ..Options::of(&req.extra)
+        };
+        let mut o = Fields::new(s.serialize_map(None)?, &req.extra, opts.merged_key());
+        o.field("model", &req.model)?;
+        if opts.is_set() {
+            o.field("options", &opts)?;
+        }
+        o.field("prompt", &req.prompt)?;
+        o.field("stream", &self.stream)?;
+        o.end()
+    }
+}
+
+/// The `/api/generate` body as a `Value` ([`GenerateBody`] is what is sent).
 pub fn generate_body(req: &CompletionRequest, stream: bool) -> Value {
-    let mut body = Map::new();
-    body.insert("model".into(), json!(req.model));
-    body.insert("prompt".into(), json!(req.prompt));
-    body.insert("stream".into(), json!(stream));
-    let opts = options(req.temperature, None, req.max_tokens, &req.stop, req.seed);
-    if !opts.is_empty() {
-        body.insert("options".into(), Value::Object(opts));
-    }
-    merge_extra(&mut body, &req.extra);
-    Value::Object(body)
+    serde_json::to_value(GenerateBody::new(req, stream)).unwrap_or(Value::Null)
 }
 
-/// The `/api/embed` body (`input` is always an array).
-pub fn embed_body(req: &EmbeddingRequest) -> Value {
-    let mut body = Map::new();
-    body.insert("model".into(), json!(req.model));
-    body.insert("input".into(), json!(req.inputs));
-    if let Some(d) = req.dimensions {
-        body.insert("dimensions".into(), json!(d));
+/// The `/api/embed` body of an [`EmbeddingRequest`] (`input` is always an array), serialised
+/// straight from the request (what [`embed_body`] returns as a `Value`); `extra` is merged at
+/// the top level, winning over a field of the same name.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbedBody<'a> {
+    req: &'a EmbeddingRequest,
+}
+
+impl<'a> EmbedBody<'a> {
+    /// The body of `req`.
+    pub fn new(req: &'a EmbeddingRequest) -> Self {
+        EmbedBody { req }
     }
-    merge_extra(&mut body, &req.extra);
-    Value::Object(body)
+}
+
+impl Serialize for EmbedBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let req = self.req;
+        let mut o = Fields::new(s.serialize_map(None)?, &req.extra, None);
+        if let Some(d) = req.dimensions {
+            o.field("dimensions", &d)?;
+        }
+        o.field("input", &req.inputs)?;
+        o.field("model", &req.model)?;
+        o.end()
+    }
+}
+
+/// The `/api/embed` body as a `Value` ([`EmbedBody`] is what is sent).
+pub fn embed_body(req: &EmbeddingRequest) -> Value {
+    serde_json::to_value(EmbedBody::new(req)).unwrap_or(Value::Null)
+}
+
+/// A body naming a model (`/api/show`, `/api/pull`, `/api/embeddings`).
+#[derive(Debug, Serialize)]
+pub(crate) struct ModelBody<'a> {
+    pub(crate) model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) prompt: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) stream: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

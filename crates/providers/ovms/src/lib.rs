@@ -37,13 +37,16 @@ mod tensor;
 use async_trait::async_trait;
 use infermux_core::{
     Capabilities, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, Operation, Provider,
-    Request, RequestContext, RerankResponse, RerankResult, Response, Result,
+    Request, RequestContext, RequestId, RerankResponse, RerankResult, Response, Result,
 };
 use infermux_http::{Auth, HttpEndpoint};
 use infermux_openai_compat::OpenAiCompat;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use std::borrow::Cow;
 
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+
+use tensor::{ObjOnly, TensorJson, WireTensor};
 pub use tensor::{Tensor, TensorData};
 
 /// The provider name errors and counters carry.
@@ -103,6 +106,79 @@ fn model_path(api: &str, model: &str, version: Option<&str>) -> Result<String> {
     Ok(p)
 }
 
+/// `{"instances": …}`.
+#[derive(Serialize)]
+struct Instances<'a> {
+    instances: &'a Value,
+}
+
+/// `{"inputs": …}`.
+#[derive(Serialize)]
+struct Inputs<'a> {
+    inputs: &'a Value,
+}
+
+/// A KServe v2 inference body: the request id and the input tensors.
+#[derive(Serialize)]
+struct InferBody<I> {
+    id: DisplayStr<RequestId>,
+    inputs: I,
+}
+
+/// A value written as the string its `Display` prints (no `String` in between).
+struct DisplayStr<T>(T);
+
+impl<T: std::fmt::Display> Serialize for DisplayStr<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// A sequence written from an iterator that can be cloned.
+struct Seq<I>(I);
+
+impl<I: Iterator<Item = T> + Clone, T: Serialize> Serialize for Seq<I> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.clone())
+    }
+}
+
+/// A KServe v2 inference answer, as read on the fast path.
+#[derive(Deserialize)]
+struct WireInfer<'a> {
+    #[serde(default, borrow)]
+    model_name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    outputs: Vec<ObjOnly<WireTensor<'a>>>,
+}
+
+/// The `/v3/rerank` body.
+#[derive(Serialize)]
+struct RerankBody<'a> {
+    documents: &'a [String],
+    model: &'a str,
+    query: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_n: Option<u32>,
+}
+
+/// A `/v3/rerank` answer, as read on the fast path.
+#[derive(Deserialize)]
+struct WireRerank {
+    results: Vec<ObjOnly<WireRank>>,
+}
+
+/// One result of a `/v3/rerank` answer.
+#[derive(Deserialize)]
+struct WireRank {
+    index: usize,
+    relevance_score: f64,
+}
+
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| {
         Error::new(
@@ -143,21 +219,29 @@ impl Ovms {
         decode(&body, what).map_err(self.ctx_err(ctx))
     }
 
-    async fn post_json(
+    async fn post_bytes(
         &self,
         path: &str,
-        body: &Value,
-        what: &str,
+        body: &(impl serde::Serialize + Sync),
         ctx: &RequestContext,
-    ) -> Result<Value> {
-        let body = self
-            .http
+    ) -> Result<impl std::ops::Deref<Target = [u8]>> {
+        self.http
             .post(path)
             .json(body)
             .send(ctx)
             .await?
             .bytes()
-            .await?;
+            .await
+    }
+
+    async fn post_json(
+        &self,
+        path: &str,
+        body: &(impl serde::Serialize + Sync),
+        what: &str,
+        ctx: &RequestContext,
+    ) -> Result<Value> {
+        let body = self.post_bytes(path, body, ctx).await?;
         decode(&body, what).map_err(self.ctx_err(ctx))
     }
 
@@ -249,7 +333,9 @@ impl Ovms {
         let mut v = self
             .post_json(
                 &path,
-                &json!({"instances": instances}),
+                &Instances {
+                    instances: &instances,
+                },
                 "predict answer",
                 ctx,
             )
@@ -275,7 +361,7 @@ impl Ovms {
             model_path("v1", model, version).map_err(self.ctx_err(ctx))?
         );
         let mut v = self
-            .post_json(&path, &json!({"inputs": inputs}), "predict answer", ctx)
+            .post_json(&path, &Inputs { inputs: &inputs }, "predict answer", ctx)
             .await?;
         v.get_mut("outputs").map(Value::take).ok_or_else(|| {
             self.ctx_err(ctx)(Error::new(
@@ -297,10 +383,30 @@ impl Ovms {
             "{}/infer",
             model_path("v2", model, version).map_err(self.ctx_err(ctx))?
         );
-        let body = json!({"id": ctx.request_id().to_string(), "inputs": inputs.iter().map(Tensor::to_json).collect::<Vec<_>>()});
-        let v = self
-            .post_json(&path, &body, "inference answer", ctx)
-            .await?;
+        let body = InferBody {
+            id: DisplayStr(ctx.request_id()),
+            inputs: Seq(inputs.iter().map(TensorJson)),
+        };
+        let bytes = self.post_bytes(&path, &body, ctx).await?;
+        // a well-formed answer is read straight into tensors; anything else through a `Value`,
+        // as it always was, with the same errors
+        if let Ok(ObjOnly(w)) = serde_json::from_slice::<ObjOnly<WireInfer<'_>>>(&bytes)
+            && let Some(outputs) = w
+                .outputs
+                .into_iter()
+                .map(|t| t.0.tensor())
+                .collect::<Option<Vec<_>>>()
+        {
+            return Ok(InferResponse {
+                model_name: w
+                    .model_name
+                    .map_or_else(|| model.to_owned(), Cow::into_owned),
+                model_version: w.model_version.map(Cow::into_owned),
+                id: w.id.map(Cow::into_owned),
+                outputs,
+            });
+        }
+        let v: Value = decode(&bytes, "inference answer").map_err(self.ctx_err(ctx))?;
         let outputs = v["outputs"]
             .as_array()
             .ok_or_else(|| Error::new(ErrorKind::Decode, "inference answer has no outputs"))
@@ -319,13 +425,26 @@ impl Ovms {
         r: &infermux_core::RerankRequest,
         ctx: &RequestContext,
     ) -> Result<RerankResponse> {
-        let mut body = json!({"model": r.model, "query": r.query, "documents": r.documents});
-        if let Some(n) = r.top_n {
-            body["top_n"] = json!(n);
+        let body = RerankBody {
+            documents: &r.documents,
+            model: &r.model,
+            query: &r.query,
+            top_n: r.top_n,
+        };
+        let bytes = self.post_bytes("/v3/rerank", &body, ctx).await?;
+        // a well-formed answer is read straight into results; anything else through a
+        // `Value`, as it always was, with the same errors
+        if let Ok(ObjOnly(w)) = serde_json::from_slice::<ObjOnly<WireRerank>>(&bytes)
+            && w.results.iter().all(|x| x.0.index < r.documents.len())
+        {
+            let results = w
+                .results
+                .into_iter()
+                .map(|ObjOnly(x)| RerankResult::new(x.index, x.relevance_score as f32))
+                .collect();
+            return Ok(RerankResponse::new(r.model.clone(), results));
         }
-        let v = self
-            .post_json("/v3/rerank", &body, "rerank answer", ctx)
-            .await?;
+        let v: Value = decode(&bytes, "rerank answer").map_err(self.ctx_err(ctx))?;
         let bad = || {
             self.ctx_err(ctx)(Error::new(
                 ErrorKind::Decode,

@@ -2,7 +2,11 @@
 
 use infermux_core::{Error, ErrorKind, Result};
 use ndarray::{ArrayD, IxDyn};
-use serde_json::{Value, json};
+use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The data of a tensor, flattened in row-major order.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,15 +136,7 @@ impl Tensor {
 
     /// The KServe v2 JSON form (`name`, `shape`, `datatype`, flat `data`).
     pub fn to_json(&self) -> Value {
-        let data = match &self.data {
-            TensorData::Fp32(v) => json!(v),
-            TensorData::Fp64(v) => json!(v),
-            TensorData::Int32(v) => json!(v),
-            TensorData::Int64(v) => json!(v),
-            TensorData::Bool(v) => json!(v),
-            TensorData::Bytes(v) => json!(v),
-        };
-        json!({"name": self.name, "shape": self.shape, "datatype": self.data.datatype(), "data": data})
+        serde_json::to_value(TensorJson(self)).unwrap_or(Value::Null)
     }
 
     /// Parses the KServe v2 JSON form; `data` may be nested or flat, and must match the shape.
@@ -207,5 +203,306 @@ impl Tensor {
             }
         };
         Tensor::new(name, shape, data).map_err(|e| bad(e.message().to_owned()))
+    }
+}
+
+/// A tensor in its KServe v2 JSON form, serialised straight from its data (what
+/// [`Tensor::to_json`] returns as a `Value`): keys in ascending order and `FP32` values widened
+/// to `f64`, as the `Value` printed them.
+pub(crate) struct TensorJson<'a>(pub(crate) &'a Tensor);
+
+impl Serialize for TensorJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Data<'a>(&'a TensorData);
+        impl Serialize for Data<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self.0 {
+                    TensorData::Fp32(v) => s.collect_seq(v.iter().map(|x| f64::from(*x))),
+                    TensorData::Fp64(v) => v.serialize(s),
+                    TensorData::Int32(v) => v.serialize(s),
+                    TensorData::Int64(v) => v.serialize(s),
+                    TensorData::Bool(v) => v.serialize(s),
+                    TensorData::Bytes(v) => v.serialize(s),
+                }
+            }
+        }
+        let t = self.0;
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("data", &Data(&t.data))?;
+        m.serialize_entry("datatype", t.data.datatype())?;
+        m.serialize_entry("name", &t.name)?;
+        m.serialize_entry("shape", &t.shape)?;
+        m.end()
+    }
+}
+
+/// A tensor of an inference answer, as read on the fast path: its data kept as JSON text until
+/// the datatype (which may come after it) is known.
+#[derive(Deserialize)]
+pub(crate) struct WireTensor<'a> {
+    name: String,
+    shape: Vec<usize>,
+    #[serde(borrow)]
+    datatype: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+impl WireTensor<'_> {
+    /// The tensor, when its data reads cleanly as its datatype and fits its shape; `None`
+    /// otherwise ([`Tensor::from_json`] then says what is wrong).
+    pub(crate) fn tensor(self) -> Option<Tensor> {
+        let raw = self.data.get();
+        let data = match &*self.datatype {
+            "FP32" | "FP16" => TensorData::Fp32(flat(raw)?),
+            "FP64" => TensorData::Fp64(flat(raw)?),
+            "INT8" | "INT16" | "INT32" | "UINT8" | "UINT16" => TensorData::Int32(flat(raw)?),
+            "INT64" | "UINT32" | "UINT64" => TensorData::Int64(flat(raw)?),
+            "BOOL" => TensorData::Bool(flat(raw)?),
+            "BYTES" => TensorData::Bytes(flat(raw)?),
+            _ => return None,
+        };
+        Tensor::new(self.name, self.shape, data).ok()
+    }
+}
+
+/// A `T` read only from a JSON object: a derived reader also takes an array of the fields in
+/// order, which the `Value` reading this replaces refused.
+pub(crate) struct ObjOnly<T>(pub(crate) T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData)).map(ObjOnly)
+    }
+}
+
+/// A tensor element read from JSON as [`Tensor::from_json`] reads it from a `Value`.
+trait Leaf: Sized {
+    fn from_u64(_: u64) -> Option<Self> {
+        None
+    }
+    fn from_i64(_: i64) -> Option<Self> {
+        None
+    }
+    fn from_f64(_: f64) -> Option<Self> {
+        None
+    }
+    fn from_bool(_: bool) -> Option<Self> {
+        None
+    }
+    fn from_str(_: &str) -> Option<Self> {
+        None
+    }
+}
+
+/// `Value::as_f64`, then to `f32`.
+impl Leaf for f32 {
+    fn from_u64(n: u64) -> Option<Self> {
+        Some(n as f64 as f32)
+    }
+    fn from_i64(n: i64) -> Option<Self> {
+        Some(n as f64 as f32)
+    }
+    fn from_f64(f: f64) -> Option<Self> {
+        Some(f as f32)
+    }
+}
+
+/// `Value::as_f64`.
+impl Leaf for f64 {
+    fn from_u64(n: u64) -> Option<Self> {
+        Some(n as f64)
+    }
+    fn from_i64(n: i64) -> Option<Self> {
+        Some(n as f64)
+    }
+    fn from_f64(f: f64) -> Option<Self> {
+        Some(f)
+    }
+}
+
+/// `Value::as_i64`, then to `i32`.
+impl Leaf for i32 {
+    fn from_u64(n: u64) -> Option<Self> {
+        i32::try_from(n).ok()
+    }
+    fn from_i64(n: i64) -> Option<Self> {
+        i32::try_from(n).ok()
+    }
+}
+
+/// `Value::as_i64`.
+impl Leaf for i64 {
+    fn from_u64(n: u64) -> Option<Self> {
+        i64::try_from(n).ok()
+    }
+    fn from_i64(n: i64) -> Option<Self> {
+        Some(n)
+    }
+}
+
+/// `Value::as_bool`.
+impl Leaf for bool {
+    fn from_bool(b: bool) -> Option<Self> {
+        Some(b)
+    }
+}
+
+/// `Value::as_str`.
+impl Leaf for String {
+    fn from_str(s: &str) -> Option<Self> {
+        Some(s.to_owned())
+    }
+}
+
+/// The elements of `raw` (an array nested to any depth, or one element), flattened in order;
+/// `None` when one is not a `T`.
+fn flat<T: Leaf>(raw: &str) -> Option<Vec<T>> {
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(raw);
+    Flatten(&mut out).deserialize(&mut de).ok()?;
+    Some(out)
+}
+
+/// Pushes the leaves of one JSON value.
+struct Flatten<'v, T>(&'v mut Vec<T>);
+
+impl<'de, T: Leaf> DeserializeSeed<'de> for Flatten<'_, T> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<T: Leaf> Flatten<'_, T> {
+    fn push<E: de::Error>(self, leaf: Option<T>) -> Result<(), E> {
+        let leaf = leaf.ok_or_else(|| E::custom("not a tensor element of this datatype"))?;
+        self.0.push(leaf);
+        Ok(())
+    }
+}
+
+impl<'de, T: Leaf> Visitor<'de> for Flatten<'_, T> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("tensor data")
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<(), E> {
+        self.push(T::from_u64(n))
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<(), E> {
+        self.push(T::from_i64(n))
+    }
+    fn visit_f64<E: de::Error>(self, f: f64) -> Result<(), E> {
+        self.push(T::from_f64(f))
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<(), E> {
+        self.push(T::from_bool(b))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
+        self.push(T::from_str(s))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Flatten(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The `Value` [`Tensor::to_json`] built before the body was serialised straight.
+    fn old_json(t: &Tensor) -> Value {
+        let data = match &t.data {
+            TensorData::Fp32(v) => json!(v),
+            TensorData::Fp64(v) => json!(v),
+            TensorData::Int32(v) => json!(v),
+            TensorData::Int64(v) => json!(v),
+            TensorData::Bool(v) => json!(v),
+            TensorData::Bytes(v) => json!(v),
+        };
+        json!({"name": t.name, "shape": t.shape, "datatype": t.data.datatype(), "data": data})
+    }
+
+    fn samples() -> Vec<Tensor> {
+        let t = |data| Tensor::new("x", vec![2], data).unwrap();
+        vec![
+            t(TensorData::Fp32(vec![0.1, -3.4e38])),
+            t(TensorData::Fp32(vec![f32::NAN, 1.0])),
+            t(TensorData::Fp64(vec![0.1, 2.0])),
+            t(TensorData::Int32(vec![i32::MIN, 7])),
+            t(TensorData::Int64(vec![i64::MAX, -1])),
+            t(TensorData::Bool(vec![true, false])),
+            t(TensorData::Bytes(vec!["a\"\u{e9}".into(), String::new()])),
+        ]
+    }
+
+    #[test]
+    fn tensor_bytes_are_the_bytes_the_value_printed() {
+        for t in samples() {
+            let fast = serde_json::to_vec(&TensorJson(&t)).unwrap();
+            assert_eq!(fast, serde_json::to_vec(&old_json(&t)).unwrap(), "{t:?}");
+            assert_eq!(t.to_json(), old_json(&t));
+        }
+    }
+
+    /// The fast reader either declines or agrees with [`Tensor::from_json`].
+    fn agrees(text: &str) -> Option<Tensor> {
+        let fast = serde_json::from_str::<ObjOnly<WireTensor<'_>>>(text)
+            .ok()
+            .and_then(|t| t.0.tensor());
+        let slow = serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| Tensor::from_json(&v).ok());
+        if let Some(f) = &fast {
+            assert_eq!(Some(f), slow.as_ref(), "{text}");
+        }
+        fast
+    }
+
+    #[test]
+    fn fast_tensor_reader_reads_what_from_json_reads_and_declines_the_rest() {
+        for t in samples() {
+            let text = serde_json::to_string(&TensorJson(&t)).unwrap();
+            let read = agrees(&text);
+            if !matches!(&t.data, TensorData::Fp32(v) if v[0].is_nan()) {
+                assert_eq!(read.as_ref(), Some(&t), "{text}");
+            }
+        }
+        // nested data, the datatype after the data, unknown fields
+        let nested =
+            r#"{"data":[[1,2],[3,4]],"shape":[2,2],"extra":{},"name":"y","datatype":"INT64"}"#;
+        assert_eq!(
+            agrees(nested).unwrap().data,
+            TensorData::Int64(vec![1, 2, 3, 4])
+        );
+        // what from_json refuses, the fast reader declines
+        for bad in [
+            r#"["y",[1],"FP32",[1.0]]"#,
+            r#"{"name":"y","shape":[2],"datatype":"FP32","data":[1.0]}"#,
+            r#"{"name":"y","shape":[1],"datatype":"INT32","data":[1.5]}"#,
+            r#"{"name":"y","shape":[1],"datatype":"INT32","data":[4294967296]}"#,
+            r#"{"name":"y","shape":[1],"datatype":"FP32","data":["1"]}"#,
+            r#"{"name":"y","shape":[1],"datatype":"FP32","data":[null]}"#,
+            r#"{"name":"y","shape":[1],"datatype":"FP32","data":[{"a":1}]}"#,
+            r#"{"name":"y","shape":[1],"datatype":"BF17","data":[1]}"#,
+            r#"{"name":"y","shape":[-1],"datatype":"FP32","data":[1]}"#,
+            r#"{"name":"y","shape":[1],"datatype":"FP32"}"#,
+            r#"{"name":"y","name":"z","shape":[1],"datatype":"FP32","data":[1]}"#,
+        ] {
+            assert_eq!(agrees(bad), None, "{bad}");
+        }
     }
 }
