@@ -356,7 +356,13 @@ fn label(spec: &Spec) -> String {
 fn brief(line: &str) -> String {
     let field = |key: &str| {
         line.split_once(&format!("\"{key}\":"))
-            .map(|(_, rest)| rest.split([',', '}']).next().unwrap_or("").to_owned())
+            .map(|(_, rest)| {
+                rest.trim_start()
+                    .split([',', '}'])
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
             .unwrap_or_default()
     };
     let rps: f64 = field("rps").parse().unwrap_or(f64::NAN);
@@ -659,6 +665,14 @@ mod tests {
         assert_eq!(replaced.matches("## Peers").count(), 1);
         assert!(splice_docs(&format!("x {DOCS_BEGIN} y"), "t").is_err());
         assert!(splice_docs(&format!("{DOCS_END} {DOCS_BEGIN}"), "t").is_err());
+    }
+
+    #[test]
+    fn progress_reads_rust_and_python_lines() {
+        let rust = r#"{"peer":"reqwest","rps":4294.2,"p50_us":3718.9,"errors":0}"#;
+        let python = r#"{"peer": "litellm", "rps": 31.0, "p50_us": 790633.8, "errors": 0}"#;
+        assert_eq!(brief(rust), "4294 req/s, p50 3718.9 µs, errors 0");
+        assert_eq!(brief(python), "31 req/s, p50 790633.8 µs, errors 0");
     }
 
     #[test]

@@ -65,8 +65,15 @@ pub fn draw(panels: &[Panel], path: &Path) -> Result<bool, String> {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let areas = root.split_evenly((1, panels.len()));
+        // One y range for every panel, a decade below the lowest ratio, so panels compare.
+        let lowest = panels
+            .iter()
+            .flat_map(|(_, series)| series.iter().flat_map(|(_, pts)| pts.iter().map(|p| p.1)))
+            .filter(|r| *r > 0.0)
+            .fold(1.0f64, f64::min);
+        let y_min = 10f64.powf(lowest.log10().floor() - 1.0).min(0.01);
         for (area, (title, series)) in areas.iter().zip(panels) {
-            draw_panel(area, title, series, text).map_err(|e| e.to_string())?;
+            draw_panel(area, title, series, y_min, text).map_err(|e| e.to_string())?;
         }
         root.present().map_err(|e| e.to_string())?;
     }
@@ -84,6 +91,7 @@ fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
     series: &[(String, Vec<(u32, f64)>)],
+    y_min: f64,
     text: bool,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let mut concurrencies: Vec<u32> = series
@@ -92,12 +100,6 @@ fn draw_panel<DB: DrawingBackend>(
         .collect();
     concurrencies.sort_unstable();
     concurrencies.dedup();
-    let lowest = series
-        .iter()
-        .flat_map(|(_, pts)| pts.iter().map(|p| p.1))
-        .filter(|r| *r > 0.0)
-        .fold(1.0f64, f64::min);
-    let y_min = 10f64.powf(lowest.log10().floor()).min(0.1);
     let x_of = |c: u32| concurrencies.iter().position(|x| *x == c).unwrap_or(0) as f64;
     let x_max = concurrencies.len().saturating_sub(1).max(1) as f64;
 
@@ -129,7 +131,10 @@ fn draw_panel<DB: DrawingBackend>(
     if text {
         mesh.x_desc("concurrency")
             .y_desc("× reqwest (log)")
-            .x_labels(concurrencies.len() + 1)
+            // Fine enough that every integer (a concurrency) gets a label; the others are blank.
+            .x_labels(40)
+            .light_line_style(WHITE)
+            .disable_x_mesh()
             .x_label_formatter(&x_label)
             .y_label_formatter(&|y| format!("{y}"))
             .label_style((FAMILY, 13));
@@ -151,7 +156,7 @@ fn draw_panel<DB: DrawingBackend>(
     if text {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
+            .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font((FAMILY, 13))
