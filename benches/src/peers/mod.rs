@@ -59,8 +59,8 @@ pub struct Measurement {
     pub requests: u64,
     /// Requests that failed in the window.
     pub errors: u64,
-    /// Open loop: scheduled sends skipped because `concurrency` requests were in flight
-    /// (the peer could not keep up with the rate).
+    /// Open loop: scheduled sends skipped because `concurrency` requests were in flight, plus
+    /// requests still unfinished 5 s after the window (the peer could not keep up).
     pub dropped: u64,
     /// Successful requests per second.
     pub rps: f64,
