@@ -6,9 +6,9 @@
 //! pinned; install time is not part of the run), starts the mock upstream, runs every point of
 //! the matrix as a fresh process (the Rust driver, the Python driver `benches/peers/driver.py`,
 //! or the Portkey gateway forced onto loopback plus the Rust driver), collects the JSON result
-//! lines and hands them to `peers report`, which writes `<target>/bench-report/peers.md` and
-//! `peers.png`. With `--docs` the report also replaces the "Peers" block of
-//! `docs/benchmarks.md`.
+//! lines and hands them to `peers report`, which writes `<target>/bench-report/peers.md`,
+//! `peers.png` and `peers-targets.md` (the targets, pass or fail, printed last). With
+//! `--docs` the report also replaces the "Peers" block of `docs/benchmarks.md`.
 //!
 //! The peers live in `$INFERMUX_CI_HOME/peers` (default `/var/cache/infermux-ci/peers`):
 //! `venv/` (PyPI `tensorzero`, `litellm`) and `node/` (npm `@portkey-ai/gateway`). The matrix
@@ -309,6 +309,8 @@ pub(crate) fn run(root: &Path, opts: &Options) -> Result<()> {
         fs::write(&docs, updated).map_err(|e| format!("{}: {e}", docs.display()))?;
         println!("updated {}", docs.display());
     }
+    // The targets last, where they are seen.
+    println!("\n{}", read_to_string(&out_dir.join("peers-targets.md"))?);
     println!(
         "bench peers: {} s measuring ({} s in all, build and installs included); results in {}",
         measured.as_secs(),

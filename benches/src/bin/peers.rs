@@ -5,7 +5,8 @@
 //!   current|multi] [--mode closed|open] [--stream] [--concurrency N] [--rate R] [--warmup S]
 //!   [--secs S] [--repeat N]`: one point, one JSON line on stdout;
 //! - `peers report --input FILE --out DIR [--command CMD] [--note TEXT]…`: the markdown report
-//!   (`DIR/peers.md`) and chart (`DIR/peers.png`).
+//!   (`DIR/peers.md`), the chart (`DIR/peers.png`) and the targets, pass or fail
+//!   (`DIR/peers-targets.md`, also the top of the report).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use infermux_benches::peers::drive::{self, DriveConfig, Peer, Runtime};
 use infermux_benches::peers::report::{self, Header};
-use infermux_benches::peers::{Mode, chart, upstream};
+use infermux_benches::peers::{Mode, chart, targets, upstream};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -138,7 +139,10 @@ fn run(args: &[String]) -> Result<(), String> {
             let md = out.join("peers.md");
             std::fs::write(&md, report::render(&ms, &header))
                 .map_err(|e| format!("{}: {e}", md.display()))?;
-            println!("{}\n{}", md.display(), png.display());
+            let summary = out.join("peers-targets.md");
+            std::fs::write(&summary, targets::render(&targets::targets(&ms)))
+                .map_err(|e| format!("{}: {e}", summary.display()))?;
+            println!("{}\n{}\n{}", md.display(), png.display(), summary.display());
             Ok(())
         }
         other => Err(format!(

@@ -9,7 +9,8 @@
 //!   [`Measurement`] printed as a JSON line (the Python drivers in `benches/peers/` print the
 //!   same line);
 //! - [`report`]: JSON lines → a markdown table and a PNG chart, every figure as a ratio to bare
-//!   reqwest of the same run and repeat.
+//!   reqwest of the same run and repeat;
+//! - [`targets`]: the targets for `standard()` checked against a run, pass or fail.
 //!
 //! Adding a peer (such as the multiplex pool) is a variant of [`drive::Peer`] and one arm in
 //! [`drive::Client`].
@@ -18,6 +19,7 @@ pub mod chart;
 pub mod drive;
 pub mod procfs;
 pub mod report;
+pub mod targets;
 pub mod upstream;
 
 use serde::{Deserialize, Serialize};

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use super::chart::Panel;
+use super::targets;
 use super::{Measurement, Mode};
 
 /// The baseline every ratio is taken against.
@@ -154,7 +155,8 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(values: Vec<f64>) -> Option<Spread> {
+    /// The median, min and max of `values`; `None` for no value.
+    pub fn of(values: Vec<f64>) -> Option<Spread> {
         if values.is_empty() {
             return None;
         }
@@ -304,6 +306,8 @@ pub fn render(ms: &[Measurement], header: &Header) -> String {
         repeats.len()
     );
     upstream_note(&mut out, ms);
+    out.push_str(&targets::render(&targets::targets(ms)));
+    out.push('\n');
 
     // Closed loop: throughput by concurrency, then the details.
     for stream in [false, true] {
