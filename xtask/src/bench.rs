@@ -235,11 +235,7 @@ pub(crate) fn run(root: &Path, opts: &Options) -> Result<()> {
                     "the Portkey gateway",
                 )?;
                 wait_listening(port, Duration::from_secs(30))?;
-                let ss = Command::new("ss")
-                    .arg("-ltnpH")
-                    .output()
-                    .map_err(|e| format!("could not run `ss -ltnp`: {e}"))?;
-                check_loopback_only(&String::from_utf8_lossy(&ss.stdout), node.pid(), port)?;
+                verify_loopback_only(node.pid(), port)?;
                 for spec in points {
                     let mut cmd = Command::new(&bin);
                     cmd.args(["drive", "--peer", "portkey", "--gateway"])
@@ -558,6 +554,24 @@ fn wait_listening(port: u16, limit: Duration) -> Result<()> {
     ))
 }
 
+/// Runs `ss -ltnpH` and checks with [`check_loopback_only`] that `pid` listens on
+/// `127.0.0.1:port` and nowhere beyond 127.0.0.0/8; an error (which stops the run) otherwise,
+/// or when `ss` cannot run or fails.
+pub(crate) fn verify_loopback_only(pid: u32, port: u16) -> Result<()> {
+    let ss = Command::new("ss")
+        .arg("-ltnpH")
+        .output()
+        .map_err(|e| format!("could not run `ss -ltnp`: {e}"))?;
+    if !ss.status.success() {
+        return Err(format!(
+            "`ss -ltnp` failed ({}): {}",
+            ss.status,
+            String::from_utf8_lossy(&ss.stderr).trim()
+        ));
+    }
+    check_loopback_only(&String::from_utf8_lossy(&ss.stdout), pid, port)
+}
+
 /// Checks `ss -ltnpH` output: `pid` listens on `127.0.0.1:port`, and on no address outside
 /// 127.0.0.0/8.
 pub(crate) fn check_loopback_only(ss: &str, pid: u32, port: u16) -> Result<()> {
@@ -569,7 +583,7 @@ pub(crate) fn check_loopback_only(ss: &str, pid: u32, port: u16) -> Result<()> {
         let (host, p) = local.rsplit_once(':').unwrap_or((local, ""));
         if !host.starts_with("127.") {
             return Err(format!(
-                "the gateway (pid {pid}) listens on {local}, beyond loopback: `{}`",
+                "the gateway (pid {pid}) listens on {local}, not on 127.0.0.0/8 only: `{}`",
                 line.trim()
             ));
         }
@@ -655,6 +669,27 @@ mod tests {
         assert!(check_loopback_only(ok, 78, 4000).is_err());
         // pid=7 must not match pid=77.
         assert!(check_loopback_only(ok, 7, 4000).is_err());
+    }
+
+    #[test]
+    fn the_loopback_check_reads_real_ss_output_and_can_fail() {
+        // Listeners of this process: the expected one passes; an IPv6 one (loopback, but not
+        // 127.0.0.0/8 as the check demands) and a missing one fail. Nothing listens beyond
+        // loopback.
+        let pid = std::process::id();
+        let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = v4.local_addr().unwrap().port();
+        assert_eq!(verify_loopback_only(pid, port), Ok(()));
+        let other = free_port().unwrap();
+        let e = verify_loopback_only(pid, other).unwrap_err();
+        assert!(e.contains("shows no 127.0.0.1"), "{e}");
+        if let Ok(v6) = TcpListener::bind("[::1]:0") {
+            let e = verify_loopback_only(pid, port).unwrap_err();
+            let v6_port = v6.local_addr().unwrap().port();
+            assert!(e.contains(&format!("[::1]:{v6_port}")), "{e}");
+        }
+        drop(v4);
+        assert!(verify_loopback_only(pid, port).is_err());
     }
 
     #[test]
