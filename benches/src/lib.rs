@@ -12,3 +12,5 @@ pub fn openai_sse_body(chunks: usize) -> Vec<u8> {
     out.push_str("data: {\"id\":\"chatcmpl-1\",\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":20}}\n\ndata: [DONE]\n\n");
     out.into_bytes()
 }
+
+pub mod peers;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::{Result, ci::STEPS};
+use crate::{Result, bench, ci::STEPS};
 
 /// Printed for `help` and after an unknown command or flag.
 pub(crate) const USAGE: &str = "\
@@ -18,10 +18,15 @@ commands:
                                        --dry-run also runs `cargo publish --workspace --dry-run`
   conformance [--corpus DIR] [--json]  run the CLI's conformance suite
                                        (default corpus: ../shared/fixtures/cassettes)
+  bench peers [--quick] [--peers LIST] [--repeats N] [--secs S] [--docs]
+                                       the peer benchmark (bare reqwest, infermux, async-openai,
+                                       TensorZero, Portkey, LiteLLM against one mock upstream);
+                                       report in <target>/bench-report/; --docs also writes the
+                                       figures into docs/benchmarks.md
   help                                 print this message";
 
 /// A parsed command line.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Flags {
     /// `help`, `--help`, `-h`
     Help,
@@ -49,6 +54,8 @@ pub(crate) enum Flags {
         /// Ask the CLI for JSON output.
         json: bool,
     },
+    /// `bench peers [--quick] [--peers LIST] [--repeats N] [--secs S] [--docs]`
+    BenchPeers(bench::Options),
 }
 
 impl Flags {
@@ -106,6 +113,61 @@ impl Flags {
                 }
                 return Ok(Flags::Conformance { corpus, json });
             }
+            "bench" => {
+                match rest.next() {
+                    Some("peers") => {}
+                    Some(other) => {
+                        return Err(format!("bench: unknown benchmark `{other}` (peers)"));
+                    }
+                    None => return Err("bench: which benchmark? (peers)".to_owned()),
+                }
+                let mut opts = bench::Options {
+                    quick: false,
+                    peers: None,
+                    repeats: None,
+                    secs: None,
+                    docs: false,
+                };
+                while let Some(arg) = rest.next() {
+                    let (key, inline) = match arg.split_once('=') {
+                        Some((k, v)) => (k, Some(v)),
+                        None => (arg, None),
+                    };
+                    let mut value = |name: &str| -> Result<String> {
+                        match inline {
+                            Some(v) => Ok(v.to_owned()),
+                            None => rest
+                                .next()
+                                .map(str::to_owned)
+                                .ok_or_else(|| format!("{name} needs a value")),
+                        }
+                    };
+                    match key {
+                        "--quick" if inline.is_none() => opts.quick = true,
+                        "--docs" if inline.is_none() => opts.docs = true,
+                        "--peers" => {
+                            let list = value("--peers")?;
+                            opts.peers = Some(list.split(',').map(str::to_owned).collect());
+                        }
+                        "--repeats" => {
+                            let v = value("--repeats")?;
+                            match v.parse::<u32>() {
+                                Ok(n) if n > 0 => opts.repeats = Some(n),
+                                _ => return Err(format!("--repeats: not a positive count: {v}")),
+                            }
+                        }
+                        "--secs" => {
+                            let v = value("--secs")?;
+                            match v.parse::<f64>() {
+                                Ok(s) if s.is_finite() && s > 0.0 => opts.secs = Some(s),
+                                _ => return Err(format!("--secs: not a positive number: {v}")),
+                            }
+                        }
+                        _ => return Err(format!("bench peers: unknown argument `{arg}`")),
+                    }
+                }
+                return Ok(Flags::BenchPeers(opts));
+            }
             other => return Err(format!("unknown command `{other}`")),
         };
         match rest.next() {
@@ -147,6 +209,24 @@ mod tests {
                 json: true
             })
         );
+        assert_eq!(
+            parse(&[
+                "bench",
+                "peers",
+                "--quick",
+                "--peers=litellm,portkey",
+                "--secs",
+                "1.5",
+                "--docs"
+            ]),
+            Ok(Flags::BenchPeers(bench::Options {
+                quick: true,
+                peers: Some(vec!["litellm".into(), "portkey".into()]),
+                repeats: None,
+                secs: Some(1.5),
+                docs: true,
+            }))
+        );
     }
 
     #[test]
@@ -157,5 +237,11 @@ mod tests {
         assert!(parse(&["ci", "--skip"]).is_err());
         assert!(parse(&["tidy", "--fix"]).is_err());
         assert!(parse(&["codegen", "--write"]).is_err());
+        assert!(parse(&["bench"]).is_err());
+        assert!(parse(&["bench", "soak"]).is_err());
+        assert!(parse(&["bench", "peers", "--fast"]).is_err());
+        assert!(parse(&["bench", "peers", "--repeats", "0"]).is_err());
+        assert!(parse(&["bench", "peers", "--secs"]).is_err());
+        assert!(parse(&["bench", "peers", "--quick=yes"]).is_err());
     }
 }

@@ -11,7 +11,9 @@
 //! | `codegen [--check]` | regenerates (or checks) the provider lists of the facade and docs |
 //! | `publish-order [--dry-run]` | the order publishable crates must be released in |
 //! | `conformance [--corpus DIR] [--json]` | runs the CLI's conformance suite over cassettes |
+//! | `bench peers [--quick] [--peers LIST] [--repeats N] [--secs S] [--docs]` | the peer benchmark (not part of `ci`: it installs Python and Node peers) |
 
+mod bench;
 mod ci;
 mod codegen;
 mod flags;
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
             let corpus = corpus.unwrap_or_else(|| default_corpus(&root));
             conformance(&root, &corpus, json)
         }
+        Flags::BenchPeers(opts) => bench::run(&root, &opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
