@@ -17,11 +17,15 @@
 //! - `paced`: the same, but the server writes each chunk only once the client has read the
 //!   previous event, so every chunk is waited for (the idle-timeout path).
 //!
-//! With `deadline` as the last argument every request's context carries a 60 s deadline.
+//! With `deadline` as the last argument every request's context carries a 60 s deadline. In
+//! `full`, the inclusive cost of `BodyRead::poll` is the cost of reading the one-chunk body.
 //! The server is a few lines of tokio: its instructions are counted too, identically before and
 //! after a transport change.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -37,6 +41,19 @@ const KEY: &str = "sk-bench-0123456789abcdefghijklmnopqrstuv";
 const ANSWER: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":10,"total_tokens":22}}"#;
 
 const EVENT: &str = "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" word\"},\"finish_reason\":null}]}\n\n";
+
+/// Polls the future reading a body through one function callgrind can name, so the inclusive
+/// cost of `<icount_transport::BodyRead<F> as Future>::poll` is the cost of reading the body on
+/// the caller's side (the connection task's share is not in it).
+struct BodyRead<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for BodyRead<F> {
+    type Output = F::Output;
+    #[inline(never)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -169,7 +186,7 @@ fn main() {
                 .await
                 .ok()?;
             if mode == Mode::Full {
-                total += resp.bytes().await.ok()?.len();
+                total += BodyRead(Box::pin(resp.bytes())).await.ok()?.len();
             } else {
                 let mut items = resp.sse();
                 while let Some(ev) = items.next().await {

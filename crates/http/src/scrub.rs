@@ -41,6 +41,11 @@ impl Scrubber {
         }
     }
 
+    /// Whether there is a key to scrub (not none, not a placeholder).
+    pub(crate) fn is_active(&self) -> bool {
+        self.finder.is_some()
+    }
+
     /// `text` with every occurrence of the key (leftmost first, not overlapping) replaced by
     /// [`MASK`].
     pub(crate) fn scrub<'a>(&self, text: &'a [u8]) -> Cow<'a, [u8]> {

@@ -736,7 +736,7 @@ impl HttpResponse {
     }
 
     async fn read_scrubbed(&mut self) -> Result<Bytes> {
-        let textual = is_textual(self.resp.headers());
+        let textual = self.scrubber.is_active() && is_textual(self.resp.headers());
         let body = self.read_body(self.max_body, false).await?;
         Ok(if textual {
             self.scrubber.scrub_bytes(body)
