@@ -94,6 +94,27 @@ impl RequestId {
     }
 }
 
+/// Formatting without an allocation (for the `x-request-id` header of every request).
+impl RequestId {
+    /// Writes the id's 26 characters (the same text as `Display`) into `buf` and returns them.
+    ///
+    /// ```
+    /// use infermux_core::RequestId;
+    /// let mut buf = [0u8; 26];
+    /// for id in [RequestId::new(), RequestId::from_u128(0), RequestId::from_u128(u128::MAX)] {
+    ///     assert_eq!(id.encode(&mut buf), id.to_string());
+    /// }
+    /// ```
+    pub fn encode<'b>(&self, buf: &'b mut [u8; 26]) -> &'b str {
+        // character i holds bits 125 - 5i.. (the first one only the top 3 bits)
+        for (i, slot) in buf.iter_mut().enumerate() {
+            *slot = ALPHABET[((self.0 >> (125 - 5 * i)) & 31) as usize];
+        }
+        // every byte comes from ALPHABET, so this never falls back
+        std::str::from_utf8(buf).unwrap_or("")
+    }
+}
+
 impl Default for RequestId {
     fn default() -> Self {
         Self::new()

@@ -14,6 +14,14 @@ use crate::transport::DecodedStream;
 pub trait EventDecoder<T>: Send + 'static {
     /// Handles one decoded item.
     fn on_item(&mut self, item: T) -> Result<Vec<StreamEvent>>;
+    /// Handles one decoded item, appending its events to `out` instead of returning a new
+    /// `Vec` (the pump calls this one; the default calls [`EventDecoder::on_item`]). An
+    /// implementation saves an allocation per item by overriding it; on an error, events it
+    /// appended are discarded, as those of a failing `on_item` are.
+    fn on_item_into(&mut self, item: T, out: &mut VecDeque<StreamEvent>) -> Result<()> {
+        out.extend(self.on_item(item)?);
+        Ok(())
+    }
     /// Handles the end of the body: final events, or the error of a truncated stream.
     fn on_end(&mut self) -> Result<Vec<StreamEvent>>;
     /// Whether the answer is complete (later items are not read).
@@ -44,19 +52,22 @@ impl<T, D: EventDecoder<T>, F: Fn(Error) -> Error> Pump<T, D, F> {
                 return None;
             }
             let step = match self.items.next().await {
-                Some(Ok(item)) => self.decoder.on_item(item),
+                Some(Ok(item)) => self.decoder.on_item_into(item, &mut self.pending),
                 Some(Err(e)) => Err(e),
                 None => {
                     self.ended = true;
-                    self.decoder.on_end()
+                    self.decoder
+                        .on_end()
+                        .map(|events| self.pending.extend(events))
                 }
             };
             match step {
-                Ok(events) => {
-                    self.pending.extend(events);
+                Ok(()) => {
                     self.ended |= self.decoder.is_done();
                 }
                 Err(mut e) => {
+                    // the events of the item that failed are not delivered
+                    self.pending.clear();
                     self.ended = true;
                     let partial = self.decoder.partial_text();
                     if e.partial_text().is_none() && !partial.is_empty() {
@@ -92,4 +103,47 @@ where
         let item = p.next().await?;
         Some((item, p))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infermux_core::ErrorKind;
+
+    /// Emits one text event per item, appended in place; the item "bad" appends one and fails.
+    struct Appending;
+
+    impl EventDecoder<&'static str> for Appending {
+        fn on_item(&mut self, _item: &'static str) -> Result<Vec<StreamEvent>> {
+            unreachable!("the pump appends through on_item_into")
+        }
+        fn on_item_into(
+            &mut self,
+            item: &'static str,
+            out: &mut VecDeque<StreamEvent>,
+        ) -> Result<()> {
+            out.push_back(StreamEvent::TextDelta {
+                text: item.to_owned(),
+            });
+            if item == "bad" {
+                return Err(Error::new(ErrorKind::Decode, "bad item"));
+            }
+            Ok(())
+        }
+        fn on_end(&mut self) -> Result<Vec<StreamEvent>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn events_appended_by_a_failing_item_are_not_delivered() {
+        let items: DecodedStream<&'static str> =
+            Box::pin(futures_util::stream::iter(["a", "bad", "c"].map(Ok)));
+        let got: Vec<_> =
+            futures_util::FutureExt::now_or_never(event_stream(items, Appending, |e| e).collect())
+                .unwrap();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(matches!(&got[0], Ok(StreamEvent::TextDelta { text }) if text == "a"));
+        assert_eq!(got[1].as_ref().unwrap_err().kind(), ErrorKind::Decode);
+    }
 }

@@ -2,9 +2,11 @@
 //! echoes the `Authorization` header in its error body must not put the key in a log line).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use infermux_core::ApiKey;
+use memchr::memmem::Finder;
 
 /// Keys shorter than this are placeholders (`ollama`, `EMPTY`, `none`) that OpenAI-compatible
 /// servers ignore, not secrets; scrubbing them would corrupt answers that contain the word.
@@ -14,9 +16,13 @@ pub(crate) const MIN_SCRUBBED_KEY_LEN: usize = 8;
 pub(crate) const MASK: &str = "***";
 
 /// Replaces an endpoint's key in text. `Debug` shows nothing of the key.
+///
+/// The key's searcher is built once per endpoint (a SIMD substring search, no UTF-8
+/// validation), and a clone shares it: a body without the key costs one pass of `memmem` and
+/// no copy; an endpoint without a key (or with a placeholder) costs nothing.
 #[derive(Clone, Default)]
 pub(crate) struct Scrubber {
-    key: Option<ApiKey>,
+    finder: Option<Arc<Finder<'static>>>,
 }
 
 impl std::fmt::Debug for Scrubber {
@@ -28,44 +34,39 @@ impl std::fmt::Debug for Scrubber {
 impl Scrubber {
     pub(crate) fn new(key: Option<&ApiKey>) -> Self {
         Scrubber {
-            key: key
-                .filter(|k| k.expose().len() >= MIN_SCRUBBED_KEY_LEN)
-                .cloned(),
+            finder: key
+                .map(ApiKey::expose)
+                .filter(|k| k.len() >= MIN_SCRUBBED_KEY_LEN)
+                .map(|k| Arc::new(Finder::new(k.as_bytes()).into_owned())),
         }
     }
 
-    fn needle(&self) -> Option<&str> {
-        self.key.as_ref().map(ApiKey::expose)
+    /// Whether there is a key to scrub (not none, not a placeholder).
+    pub(crate) fn is_active(&self) -> bool {
+        self.finder.is_some()
     }
 
-    /// `text` with every occurrence of the key replaced by [`MASK`].
+    /// `text` with every occurrence of the key (leftmost first, not overlapping) replaced by
+    /// [`MASK`].
     pub(crate) fn scrub<'a>(&self, text: &'a [u8]) -> Cow<'a, [u8]> {
-        let Some(key) = self.needle() else {
+        let Some(finder) = &self.finder else {
             return Cow::Borrowed(text);
         };
-        if let Ok(s) = std::str::from_utf8(text) {
-            return if s.contains(key) {
-                Cow::Owned(s.replace(key, MASK).into_bytes())
-            } else {
-                Cow::Borrowed(text)
-            };
-        }
-        let key = key.as_bytes();
-        let mut out: Option<Vec<u8>> = None;
+        let Some(first) = finder.find(text) else {
+            return Cow::Borrowed(text);
+        };
+        let key_len = finder.needle().len();
+        let mut out = Vec::with_capacity(text.len());
         let mut rest = text;
-        while let Some(at) = rest.windows(key.len()).position(|w| w == key) {
-            let buf = out.get_or_insert_with(|| Vec::with_capacity(text.len()));
-            buf.extend_from_slice(rest.get(..at).unwrap_or(&[]));
-            buf.extend_from_slice(MASK.as_bytes());
-            rest = rest.get(at + key.len()..).unwrap_or(&[]);
+        let mut at = Some(first);
+        while let Some(i) = at {
+            out.extend_from_slice(rest.get(..i).unwrap_or(&[]));
+            out.extend_from_slice(MASK.as_bytes());
+            rest = rest.get(i + key_len..).unwrap_or(&[]);
+            at = finder.find(rest);
         }
-        match out {
-            Some(mut buf) => {
-                buf.extend_from_slice(rest);
-                Cow::Owned(buf)
-            }
-            None => Cow::Borrowed(text),
-        }
+        out.extend_from_slice(rest);
+        Cow::Owned(out)
     }
 
     /// [`Scrubber::scrub`] for a body, without copying it when the key is not there.
@@ -78,10 +79,10 @@ impl Scrubber {
 
     /// [`Scrubber::scrub`] in place.
     pub(crate) fn scrub_string(&self, text: &mut String) {
-        if let Some(key) = self.needle()
-            && text.contains(key)
-        {
-            *text = text.replace(key, MASK);
+        if let Cow::Owned(v) = self.scrub(text.as_bytes()) {
+            // the key and the mask are whole UTF-8 strings, so cutting them out keeps the
+            // text valid
+            *text = String::from_utf8(v).unwrap_or_default();
         }
     }
 }
@@ -114,5 +115,23 @@ mod tests {
         let s = Scrubber::new(None);
         assert_eq!(&*s.scrub(b"anything"), b"anything");
         assert_eq!(format!("{s:?}"), "Scrubber");
+    }
+
+    proptest::proptest! {
+        /// The searcher replaces exactly what `str::replace` does (leftmost, not overlapping),
+        /// and hands back the very input when the key is absent.
+        #[test]
+        fn scrubbing_is_str_replace(
+            text in "(sk-k|ey-1|sk-key-1|x|é|\\*){0,12}",
+        ) {
+            let s = Scrubber::new(Some(&ApiKey::new("sk-key-1sk-key-1")));
+            let key = "sk-key-1sk-key-1";
+            let want = text.replace(key, MASK);
+            proptest::prop_assert_eq!(&*s.scrub(text.as_bytes()), want.as_bytes());
+            proptest::prop_assert_eq!(matches!(s.scrub(text.as_bytes()), Cow::Borrowed(_)), !text.contains(key));
+            let mut t = text.clone();
+            s.scrub_string(&mut t);
+            proptest::prop_assert_eq!(t, want);
+        }
     }
 }

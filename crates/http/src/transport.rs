@@ -2,19 +2,20 @@
 //! to the endpoint's origin, follows redirects without ever forwarding auth to another origin,
 //! enforces per-attempt timeouts and the body size limit, and maps failures to typed errors.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::pin::Pin;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
-use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use infermux_core::{
-    EndpointConfig, EndpointId, Error, ErrorKind, RateLimitInfo, RequestContext, Result,
+    EndpointConfig, EndpointId, Error, ErrorKind, RateLimitInfo, RequestContext, RequestId, Result,
 };
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, Sleep, sleep_until};
 use url::Url;
 
 use crate::decode::{DecodeError, JsonArrayDecoder, NdjsonDecoder, SseDecoder, SseEvent};
@@ -43,7 +44,7 @@ pub enum Auth {
 /// A stream of decoded items from a response body.
 pub type DecodedStream<T> = Pin<Box<dyn Stream<Item = Result<T>> + Send>>;
 
-type BodyStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// One endpoint's HTTP client: one connection pool, shared by its clones and by
 /// [`HttpEndpoint::rebased`] endpoints (other base paths on the same server).
@@ -66,10 +67,21 @@ type BodyStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 pub struct HttpEndpoint {
     provider: &'static str,
     config: EndpointConfig,
-    origin: String,
+    /// `config.base_url`, parsed once.
+    base: Url,
+    /// The base URL's path as written, when a request's path can be joined to it with
+    /// [`Url::set_path`] instead of parsing the whole URL again (see [`join_prefix`]).
+    join_prefix: Option<Arc<str>>,
     auth: Auth,
     client: reqwest::Client,
     scrubber: Scrubber,
+    /// The endpoint's own headers, parsed once; `None` when one is invalid (each request then
+    /// hands them to reqwest as text, which reports the error as before).
+    headers: Option<Arc<[(HeaderName, HeaderValue)]>>,
+    /// The key's header, built once (marked sensitive); `None` without a key, with
+    /// [`Auth::None`], or when the key is not a valid header value (each request then builds
+    /// it and reports the error as before).
+    key_header: Option<(HeaderName, HeaderValue)>,
 }
 
 impl fmt::Debug for HttpEndpoint {
@@ -86,6 +98,116 @@ fn origin_of(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
+/// `origin_of(a) == origin_of(b)`, without building either string for the schemes whose
+/// origin is a (scheme, host, port) tuple.
+fn same_origin(a: &Url, b: &Url) -> bool {
+    let tuple = |scheme: &str| matches!(scheme, "http" | "https" | "ws" | "wss" | "ftp");
+    let (sa, sb) = (a.scheme(), b.scheme());
+    if tuple(sa) && tuple(sb) {
+        // the parser leaves out a scheme's default port: `port()` is `None` exactly for it
+        sa == sb && a.host_str() == b.host_str() && a.port() == b.port()
+    } else {
+        origin_of(a) == origin_of(b)
+    }
+}
+
+/// The bytes [`plain_path`] accepts: those the URL parser copies as they are in a path, in
+/// every context (no `%`, `?`, `#`, `\\`, whitespace, control or non-ASCII byte).
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'/' | b'-'
+                    | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+            );
+        b += 1;
+    }
+    t
+};
+
+/// Whether the URL parser keeps `path` exactly as written, the same way in a whole URL and in
+/// [`Url::set_path`]: it starts with `/`, holds only [`PLAIN`] bytes and no dot segment (no
+/// `/.`).
+fn plain_path(path: &str) -> bool {
+    let mut prev = 0u8;
+    path.starts_with('/')
+        && path.bytes().all(|b| {
+            let ok = PLAIN[usize::from(b)] && !(prev == b'/' && b == b'.');
+            prev = b;
+            ok
+        })
+}
+
+/// The path of `base_url` as written, when joining a plain path to it with
+/// [`Url::set_path`] gives exactly what parsing `base_url + path` gives: an http(s) base
+/// without query or fragment, written in plain printable ASCII, whose path (if any) is plain
+/// and came out of the parser unchanged.
+fn join_prefix(base_url: &str, base: &Url) -> Option<Arc<str>> {
+    if !matches!(base.scheme(), "http" | "https")
+        || base.cannot_be_a_base()
+        || base.query().is_some()
+        || base.fragment().is_some()
+        || !base_url.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+    {
+        return None;
+    }
+    let rest = base_url.get(base_url.find("://")? + 3..)?;
+    let path = rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("");
+    let parsed_as = if path.is_empty() { "/" } else { path };
+    ((path.is_empty() || plain_path(path)) && base.path() == parsed_as).then(|| Arc::from(path))
+}
+
+/// The endpoint's own headers, parsed, without auth headers; `None` if one is invalid.
+fn parse_headers(headers: &[(String, String)]) -> Option<Arc<[(HeaderName, HeaderValue)]>> {
+    headers
+        .iter()
+        .filter(|(k, _)| !AUTH_HEADERS.iter().any(|h| k.eq_ignore_ascii_case(h)))
+        .map(|(k, v)| {
+            Some((
+                HeaderName::try_from(k.as_str()).ok()?,
+                HeaderValue::try_from(v.as_str()).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The key's header as `auth` sends it, marked sensitive.
+fn key_header(config: &EndpointConfig, auth: Auth) -> Option<(HeaderName, HeaderValue)> {
+    let key = config.api_key.as_ref()?.expose();
+    let (name, mut value) = match auth {
+        Auth::None => return None,
+        Auth::Bearer => (
+            http::header::AUTHORIZATION,
+            HeaderValue::try_from(format!("Bearer {key}")).ok()?,
+        ),
+        Auth::Header(name) => (
+            HeaderName::try_from(name).ok()?,
+            HeaderValue::from_str(key).ok()?,
+        ),
+    };
+    value.set_sensitive(true);
+    Some((name, value))
+}
+
 impl HttpEndpoint {
     /// A client for `config`, sending its key as `auth` says.
     pub fn new(provider: &'static str, config: EndpointConfig, auth: Auth) -> Result<Self> {
@@ -94,7 +216,6 @@ impl HttpEndpoint {
                 .with_provider(provider)
                 .with_endpoint(config.id.clone())
         })?;
-        let origin = origin_of(&base);
         let policy = reqwest::redirect::Policy::custom(|attempt| {
             let first = attempt.previous().first().map(origin_of);
             if attempt.previous().len() >= MAX_REDIRECTS {
@@ -120,8 +241,11 @@ impl HttpEndpoint {
         let scrubber = Scrubber::new(config.api_key.as_ref());
         Ok(HttpEndpoint {
             provider,
+            join_prefix: join_prefix(&config.base_url, &base),
+            base,
+            headers: parse_headers(&config.headers),
+            key_header: key_header(&config, auth),
             config,
-            origin,
             auth,
             client,
             scrubber,
@@ -151,12 +275,14 @@ impl HttpEndpoint {
         };
         let base = base_url.as_ref().trim().trim_end_matches('/').to_owned();
         let url = Url::parse(&base).map_err(|_| config_err("invalid base URL"))?;
-        if origin_of(&url) != self.origin {
+        if !same_origin(&url, &self.base) {
             return Err(config_err(
                 "a rebased endpoint must stay on its endpoint's origin",
             ));
         }
         let mut ep = self.clone();
+        ep.join_prefix = join_prefix(&base, &url);
+        ep.base = url;
         ep.config.base_url = base;
         Ok(ep)
     }
@@ -176,17 +302,10 @@ impl HttpEndpoint {
 
     /// A request to `path` (appended to the base URL) or to an absolute URL.
     pub fn request(&self, method: Method, path: &str) -> HttpRequest<'_> {
-        let url = if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_owned()
-        } else if path.is_empty() || path.starts_with('/') || path.starts_with('?') {
-            format!("{}{}", self.config.base_url, path)
-        } else {
-            format!("{}/{}", self.config.base_url, path)
-        };
         HttpRequest {
             ep: self,
             method,
-            url,
+            url: self.url_for(path),
             query: Vec::new(),
             headers: Vec::new(),
             body: None,
@@ -201,6 +320,44 @@ impl HttpEndpoint {
     /// A POST request.
     pub fn post(&self, path: &str) -> HttpRequest<'_> {
         self.request(Method::POST, path)
+    }
+
+    /// The URL of a request to `path`: an absolute URL as it is, otherwise `path` appended to
+    /// the base URL (with a `/` between them unless `path` is empty or starts with `/` or `?`).
+    /// A plain path is joined to the parsed base; anything else is parsed whole, as written.
+    /// `Err` holds the text that is not a URL.
+    fn url_for(&self, path: &str) -> Result<Url, String> {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            return Url::parse(path).map_err(|_| path.to_owned());
+        }
+        if let Some(prefix) = &self.join_prefix {
+            if path.is_empty() {
+                return Ok(self.base.clone());
+            }
+            if !path.starts_with('?') {
+                let sep = if path.starts_with('/') { "" } else { "/" };
+                let mut joined = String::with_capacity(prefix.len() + sep.len() + path.len());
+                joined.push_str(prefix);
+                joined.push_str(sep);
+                joined.push_str(path);
+                if plain_path(&joined) {
+                    let mut url = self.base.clone();
+                    url.set_path(&joined);
+                    return Ok(url);
+                }
+            }
+        }
+        let url = if path.is_empty() || path.starts_with('/') || path.starts_with('?') {
+            format!("{}{}", self.config.base_url, path)
+        } else {
+            format!("{}/{}", self.config.base_url, path)
+        };
+        Url::parse(&url).map_err(|_| url)
+    }
+
+    /// Whether `url` is on this endpoint's origin.
+    fn is_home(&self, url: &Url) -> bool {
+        same_origin(url, &self.base)
     }
 
     fn err(&self, e: Error, ctx: &RequestContext) -> Error {
@@ -219,7 +376,7 @@ impl HttpEndpoint {
 pub struct HttpRequest<'a> {
     ep: &'a HttpEndpoint,
     method: Method,
-    url: String,
+    url: Result<Url, String>,
     query: Vec<(String, String)>,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Option<(Bytes, HeaderValue)>,
@@ -231,7 +388,13 @@ impl fmt::Debug for HttpRequest<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpRequest")
             .field("method", &self.method)
-            .field("url", &self.url.split('?').next().unwrap_or(""))
+            .field(
+                "url",
+                &match &self.url {
+                    Ok(url) => &url[..url::Position::AfterPath],
+                    Err(text) => text.split('?').next().unwrap_or(""),
+                },
+            )
             .finish_non_exhaustive()
     }
 }
@@ -303,18 +466,16 @@ impl HttpRequest<'_> {
         map: impl FnOnce(u16, &HeaderMap, &[u8]) -> Error,
     ) -> Result<HttpResponse> {
         let ep = self.ep;
-        let resp = self.send_raw(ctx).await?;
+        let mut resp = self.send_raw(ctx).await?;
         if (200..300).contains(&resp.status) {
             return Ok(resp);
         }
-        let status = resp.status;
-        let headers = resp.headers.clone();
         let body = resp
-            .bytes_limited(MAX_ERROR_BODY, true)
+            .read_body(MAX_ERROR_BODY, true)
             .await
             .unwrap_or_default();
         let body = ep.scrubber.scrub(&body);
-        Err(ep.err(map(status, &headers, &body), ctx))
+        Err(ep.err(map(resp.status, resp.headers(), &body), ctx))
     }
 
     /// Sends the request and returns the response whatever its status.
@@ -324,6 +485,7 @@ impl HttpRequest<'_> {
             return Err(ep.err(e, ctx));
         }
         let t = &ep.config.timeouts;
+        // The attempt's clock reads: this one, and the caller's deadline's when it has one.
         let now = Instant::now();
         let mut deadline = t.total.map(|d| now + d);
         if let Some(left) = ctx.remaining() {
@@ -335,7 +497,8 @@ impl HttpRequest<'_> {
             deadline.map_or(fb, |d| d.min(fb))
         };
 
-        let mut url = Url::parse(&self.url)
+        let mut url = self
+            .url
             .map_err(|_| ep.err(Error::new(ErrorKind::Config, "invalid request URL"), ctx))?;
         if !self.query.is_empty() {
             url.query_pairs_mut()
@@ -344,23 +507,39 @@ impl HttpRequest<'_> {
         let mut method = self.method;
         let mut body = self.body;
         let mut with_key = self.send_key;
-        let request_id = ctx.request_id().to_string();
+        let mut id = [0u8; 26];
+        let request_id = HeaderValue::from_bytes(ctx.request_id().encode(&mut id).as_bytes())
+            .map_err(|_| ep.err(Error::new(ErrorKind::Config, "invalid request id"), ctx))?;
+        // One timer for the whole attempt until the headers arrive, across redirects: the
+        // first-byte timeout, or the deadline when it comes first.
+        let mut first_byte = pin!(sleep_until(first_byte_at));
 
         for hop in 0..=MAX_REDIRECTS {
+            let home = (with_key && ep.config.api_key.is_some()) || !ep.config.headers.is_empty();
+            let home = home && ep.is_home(&url);
             let mut rb = ep.client.request(method.clone(), url.clone());
             // The endpoint's own headers (which may carry tenant ids or tokens of their own)
             // go to its origin only, like its key.
-            if origin_of(&url) == ep.origin {
-                for (k, v) in &ep.config.headers {
-                    if !AUTH_HEADERS.iter().any(|h| k.eq_ignore_ascii_case(h)) {
-                        rb = rb.header(k.as_str(), v.as_str());
+            if home {
+                match &ep.headers {
+                    Some(headers) => {
+                        for (k, v) in headers.iter() {
+                            rb = rb.header(k.clone(), v.clone());
+                        }
+                    }
+                    None => {
+                        for (k, v) in &ep.config.headers {
+                            if !AUTH_HEADERS.iter().any(|h| k.eq_ignore_ascii_case(h)) {
+                                rb = rb.header(k.as_str(), v.as_str());
+                            }
+                        }
                     }
                 }
             }
             for (k, v) in &self.headers {
                 rb = rb.header(k, v);
             }
-            rb = rb.header("x-request-id", request_id.as_str());
+            rb = rb.header(X_REQUEST_ID, request_id.clone());
             if let Some((b, ct)) = &body {
                 rb = rb
                     .header(http::header::CONTENT_TYPE, ct.clone())
@@ -368,7 +547,7 @@ impl HttpRequest<'_> {
             }
             if with_key && let Some(key) = &ep.config.api_key {
                 // Keys are bound to their endpoint's origin, checked at send time.
-                if origin_of(&url) != ep.origin {
+                if !home {
                     return Err(ep.err(
                         Error::new(
                             ErrorKind::Config,
@@ -377,11 +556,12 @@ impl HttpRequest<'_> {
                         ctx,
                     ));
                 }
-                rb = match ep.auth {
-                    Auth::None => rb,
+                rb = match (&ep.key_header, ep.auth) {
+                    (_, Auth::None) => rb,
+                    (Some((name, value)), _) => rb.header(name.clone(), value.clone()),
                     // reqwest marks the Authorization value sensitive
-                    Auth::Bearer => rb.bearer_auth(key.expose()),
-                    Auth::Header(name) => {
+                    (None, Auth::Bearer) => rb.bearer_auth(key.expose()),
+                    (None, Auth::Header(name)) => {
                         let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
                             ep.err(
                                 Error::new(
@@ -396,9 +576,8 @@ impl HttpRequest<'_> {
                     }
                 };
             }
-            let sent = timeout_at(first_byte_at, rb.send()).await;
-            let resp = match sent {
-                Err(_) => {
+            let resp = match before(rb.send(), first_byte.as_mut()).await {
+                None => {
                     return Err(ep.err(
                         Error::new(
                             ErrorKind::Timeout,
@@ -408,22 +587,22 @@ impl HttpRequest<'_> {
                         ctx,
                     ));
                 }
-                Ok(Err(e)) => return Err(ep.err(send_error(e, &ep.config.id, &url), ctx)),
-                Ok(Ok(r)) => r,
+                Some(Err(e)) => return Err(ep.err(send_error(e, &ep.config.id, &url), ctx)),
+                Some(Ok(r)) => r,
             };
             let status = resp.status().as_u16();
-            let location = resp
-                .headers()
-                .get(http::header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .and_then(|l| url.join(l).ok());
-            if let (true, Some(next)) = ((300..400).contains(&status), location)
+            if (300..400).contains(&status)
                 && hop < MAX_REDIRECTS
                 && matches!(status, 301 | 302 | 303 | 307 | 308)
+                && let Some(next) = resp
+                    .headers()
+                    .get(http::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| url.join(l).ok())
             {
                 // reqwest stopped here because the target is another origin: follow by hand,
                 // never with credentials.
-                if origin_of(&next) != ep.origin {
+                if !ep.is_home(&next) {
                     with_key = false;
                 }
                 if matches!(status, 301..=303) && method != Method::HEAD {
@@ -440,16 +619,35 @@ impl HttpRequest<'_> {
     }
 }
 
+/// `fut`'s output, or `None` if `timer` fires first (`fut` is polled first, as
+/// `tokio::time::timeout` does).
+async fn before<F: Future>(fut: F, mut timer: Pin<&mut Sleep>) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        timer.as_mut().poll(cx).map(|()| None)
+    })
+    .await
+}
+
 /// A response whose headers have arrived; the body is read with the idle timeout and the size
 /// limit.
+///
+/// Reading the body reads the clock only when it has to wait for data: a body that is there
+/// already (a non-streamed answer usually arrives with its headers) costs no timer and no
+/// clock read; a wait arms one timer, kept for the whole body and moved forward (without
+/// re-registering it) on each later wait.
 pub struct HttpResponse {
     status: u16,
-    headers: HeaderMap,
-    body: BodyStream,
+    resp: reqwest::Response,
     idle: Duration,
     deadline: Option<Instant>,
+    /// The idle/deadline timer, created at the first wait for body data.
+    timer: Option<Pin<Box<Sleep>>>,
     max_body: usize,
-    error_ctx: (RequestContext, &'static str, EndpointId),
+    error_ctx: (RequestId, &'static str, EndpointId),
     scrubber: Scrubber,
 }
 
@@ -461,6 +659,25 @@ impl fmt::Debug for HttpResponse {
     }
 }
 
+/// Whether a body of this content type is text the key must be scrubbed from: JSON (and
+/// NDJSON), `text/*`, or no (readable) content type.
+fn is_textual(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| {
+            let ct = ct.as_bytes();
+            // `| 0x20` lower-cases an ASCII letter and maps nothing else onto one
+            let json = u32::from_le_bytes(*b"json");
+            ct.get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"text/"))
+                || ct.windows(4).any(|w| {
+                    <[u8; 4]>::try_from(w)
+                        .is_ok_and(|w| u32::from_le_bytes(w) | 0x2020_2020 == json)
+                })
+        })
+}
+
 impl HttpResponse {
     fn new(
         resp: reqwest::Response,
@@ -469,7 +686,6 @@ impl HttpResponse {
         deadline: Option<Instant>,
     ) -> Result<Self> {
         let max_body = ep.config.limits.max_body_bytes;
-        let err_ctx = (ctx.clone(), ep.provider, ep.config.id.clone());
         if let Some(len) = resp.content_length()
             && len > max_body as u64
             && resp.status().is_success()
@@ -485,12 +701,12 @@ impl HttpResponse {
         }
         Ok(HttpResponse {
             status: resp.status().as_u16(),
-            headers: resp.headers().clone(),
+            resp,
             idle: ep.config.timeouts.idle,
             deadline,
+            timer: None,
             max_body,
-            error_ctx: err_ctx,
-            body: Box::pin(resp.bytes_stream()),
+            error_ctx: (ctx.request_id(), ep.provider, ep.config.id.clone()),
             scrubber: ep.scrubber.clone(),
         })
     }
@@ -501,80 +717,148 @@ impl HttpResponse {
     }
     /// The headers.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        self.resp.headers()
     }
     /// The rate-limit headers, parsed.
     pub fn rate_limits(&self) -> RateLimitInfo {
-        rate_limits(&self.headers)
+        rate_limits(self.resp.headers())
     }
 
     fn err(&self, e: Error) -> Error {
-        let (ctx, provider, ep) = &self.error_ctx;
-        e.with_status(self.status)
-            .in_context(ctx.request_id(), provider, ep)
+        let (id, provider, ep) = &self.error_ctx;
+        e.with_status(self.status).in_context(*id, provider, ep)
     }
 
     /// The whole body (decompressed), at most the endpoint's body limit. A textual body (JSON,
     /// `text/*`, or no content type) has the endpoint's key scrubbed from it.
-    pub async fn bytes(self) -> Result<Bytes> {
-        let max = self.max_body;
-        let textual = self
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|ct| {
-                let ct = ct.to_ascii_lowercase();
-                ct.contains("json") || ct.starts_with("text/") || ct.contains("ndjson")
-            });
-        let scrubber = self.scrubber.clone();
-        let body = self.bytes_limited(max, false).await?;
+    pub async fn bytes(mut self) -> Result<Bytes> {
+        self.read_scrubbed().await
+    }
+
+    async fn read_scrubbed(&mut self) -> Result<Bytes> {
+        let textual = self.scrubber.is_active() && is_textual(self.resp.headers());
+        let body = self.read_body(self.max_body, false).await?;
         Ok(if textual {
-            scrubber.scrub_bytes(body)
+            self.scrubber.scrub_bytes(body)
         } else {
             body
         })
     }
 
-    async fn bytes_limited(mut self, max: usize, truncate: bool) -> Result<Bytes> {
+    /// The body, at most `max` bytes of it (cut there when `truncate`, an error otherwise).
+    /// A body that arrives in one chunk is handed out as it is, without a copy.
+    async fn read_body(&mut self, max: usize, truncate: bool) -> Result<Bytes> {
+        let mut first: Option<Bytes> = None;
         let mut buf = BytesMut::new();
         loop {
-            match next_chunk(&mut self.body, self.idle, self.deadline).await {
-                Ok(Some(chunk)) => {
-                    if buf.len() + chunk.len() > max {
-                        if truncate {
-                            let room = max - buf.len();
-                            buf.extend_from_slice(chunk.get(..room).unwrap_or(&[]));
-                            return Ok(buf.freeze());
+            let have = first.as_ref().map_or(buf.len(), Bytes::len);
+            match self.next_chunk().await {
+                Ok(Some(mut chunk)) => {
+                    let full = have + chunk.len() > max;
+                    if full {
+                        if !truncate {
+                            return Err(self.err(Error::new(
+                                ErrorKind::Decode,
+                                format!("response body exceeds the limit of {max} bytes"),
+                            )));
                         }
-                        return Err(self.err(Error::new(
-                            ErrorKind::Decode,
-                            format!("response body exceeds the limit of {max} bytes"),
-                        )));
+                        chunk.truncate(max - have);
                     }
-                    buf.extend_from_slice(&chunk);
+                    if let Some(one) = first.take() {
+                        buf.reserve(one.len() + chunk.len());
+                        buf.extend_from_slice(&one);
+                        buf.extend_from_slice(&chunk);
+                    } else if buf.is_empty() {
+                        first = Some(chunk);
+                    } else {
+                        buf.extend_from_slice(&chunk);
+                    }
+                    if full {
+                        return Ok(first.unwrap_or_else(|| buf.freeze()));
+                    }
                 }
-                Ok(None) => return Ok(buf.freeze()),
+                Ok(None) => return Ok(first.unwrap_or_else(|| buf.freeze())),
                 Err(e) => return Err(self.err(e)),
             }
         }
     }
 
+    /// The next chunk of the body, waiting at most until the idle timeout (counted from this
+    /// call) or the attempt's deadline.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        let HttpResponse {
+            resp,
+            idle,
+            deadline,
+            timer,
+            ..
+        } = self;
+        let mut chunk = pin!(resp.chunk());
+        // The timer is armed at the first wait of this call: the idle time counts from then.
+        let mut idle_at: Option<Instant> = None;
+        let next = std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = chunk.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            let timer = match timer {
+                Some(timer) if idle_at.is_some() => timer,
+                _ => {
+                    let at = Instant::now() + *idle;
+                    idle_at = Some(at);
+                    let at = deadline.map_or(at, |d| d.min(at));
+                    match timer {
+                        Some(timer) => {
+                            timer.as_mut().reset(at);
+                            timer
+                        }
+                        None => timer.insert(Box::pin(sleep_until(at))),
+                    }
+                }
+            };
+            timer.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        match next {
+            None => Err(Error::new(
+                ErrorKind::Timeout,
+                if deadline.is_some_and(|d| idle_at.is_some_and(|i| d <= i)) {
+                    "the attempt's time ran out while reading the body"
+                } else {
+                    "no data within the idle timeout"
+                },
+            )
+            .with_reached_server(true)),
+            Some(Ok(chunk)) => Ok(chunk),
+            Some(Err(e)) => {
+                let kind = if e.is_decode() {
+                    ErrorKind::Decode
+                } else {
+                    ErrorKind::Connect
+                };
+                Err(Error::new(
+                    kind,
+                    format!("reading the response body failed: {}", root_cause(&e)),
+                )
+                .with_reached_server(true)
+                .with_source(e.without_url()))
+            }
+        }
+    }
+
     /// The body parsed as JSON.
-    pub async fn json<T: serde::de::DeserializeOwned>(self) -> Result<T> {
-        let status = self.status;
-        let ctx = self.error_ctx.clone();
-        let scrubber = self.scrubber.clone();
-        let body = self.bytes().await?;
+    pub async fn json<T: serde::de::DeserializeOwned>(mut self) -> Result<T> {
+        let body = self.read_scrubbed().await?;
         serde_json::from_slice(&body).map_err(|e| {
-            let body = scrubber.scrub(&body);
+            let body = self.scrubber.scrub(&body);
             let snippet: String =
                 String::from_utf8_lossy(body.get(..120).unwrap_or(&body)).into_owned();
+            let (id, provider, ep) = &self.error_ctx;
             Error::new(
                 ErrorKind::Decode,
                 format!("response is not the expected JSON ({e}); body starts: {snippet:?}"),
             )
-            .with_status(status)
-            .in_context(ctx.0.request_id(), ctx.1, &ctx.2)
+            .with_status(self.status)
+            .in_context(*id, provider, ep)
         })
     }
 
@@ -598,19 +882,24 @@ impl HttpResponse {
         let state = DecodeState {
             resp: self,
             decoder,
-            pending: VecDeque::new(),
+            pending: Vec::new(),
+            next: 0,
             finished: false,
             total: 0,
         };
         Box::pin(futures_util::stream::unfold(state, |mut st| async move {
             loop {
-                if let Some(item) = st.pending.pop_front() {
+                if let Some(item) = st.pending.get_mut(st.next) {
+                    let item = std::mem::take(item);
+                    st.next += 1;
                     return Some((Ok(item), st));
                 }
+                st.pending.clear();
+                st.next = 0;
                 if st.finished {
                     return None;
                 }
-                let chunk = next_chunk(&mut st.resp.body, st.resp.idle, st.resp.deadline).await;
+                let chunk = st.resp.next_chunk().await;
                 match chunk {
                     Ok(Some(bytes)) => {
                         st.total += bytes.len();
@@ -622,28 +911,22 @@ impl HttpResponse {
                             ));
                             return Some((Err(e), st));
                         }
-                        match st.decoder.feed(&bytes) {
-                            Ok(items) => st
-                                .pending
-                                .extend(items.into_iter().map(|i| D::scrub(i, &st.resp.scrubber))),
-                            Err(e) => {
-                                st.finished = true;
-                                let e = st.resp.err(decode_error(e));
-                                return Some((Err(e), st));
-                            }
+                        if let Err(e) = st.decoder.feed_into(&bytes, &mut st.pending) {
+                            st.finished = true;
+                            st.pending.clear();
+                            let e = st.resp.err(decode_error(e));
+                            return Some((Err(e), st));
                         }
+                        st.scrub_pending();
                     }
                     Ok(None) => {
                         st.finished = true;
-                        match st.decoder.finish() {
-                            Ok(items) => st
-                                .pending
-                                .extend(items.into_iter().map(|i| D::scrub(i, &st.resp.scrubber))),
-                            Err(e) => {
-                                let e = st.resp.err(decode_error(e));
-                                return Some((Err(e), st));
-                            }
+                        if let Err(e) = st.decoder.finish_into(&mut st.pending) {
+                            st.pending.clear();
+                            let e = st.resp.err(decode_error(e));
+                            return Some((Err(e), st));
                         }
+                        st.scrub_pending();
                     }
                     Err(e) => {
                         st.finished = true;
@@ -656,66 +939,45 @@ impl HttpResponse {
     }
 }
 
+/// A body being decoded: `pending[next..]` are the decoded items not handed out yet (the
+/// buffer is reused for the whole body).
 struct DecodeState<D: Decoder> {
     resp: HttpResponse,
     decoder: D,
-    pending: VecDeque<D::Item>,
+    pending: Vec<D::Item>,
+    next: usize,
     finished: bool,
     total: usize,
+}
+
+impl<D: Decoder> DecodeState<D> {
+    /// Scrubs the key from the items just decoded.
+    fn scrub_pending(&mut self) {
+        for item in &mut self.pending {
+            D::scrub(item, &self.resp.scrubber);
+        }
+    }
 }
 
 fn decode_error(e: DecodeError) -> Error {
     Error::new(ErrorKind::Decode, format!("stream decoding failed: {e}")).with_source(e)
 }
 
-async fn next_chunk(
-    body: &mut BodyStream,
-    idle: Duration,
-    deadline: Option<Instant>,
-) -> Result<Option<Bytes>> {
-    let idle_at = Instant::now() + idle;
-    let at = deadline.map_or(idle_at, |d| d.min(idle_at));
-    match timeout_at(at, body.next()).await {
-        Err(_) => Err(Error::new(
-            ErrorKind::Timeout,
-            if deadline.is_some_and(|d| d <= idle_at) {
-                "the attempt's time ran out while reading the body"
-            } else {
-                "no data within the idle timeout"
-            },
-        )
-        .with_reached_server(true)),
-        Ok(None) => Ok(None),
-        Ok(Some(Ok(b))) => Ok(Some(b)),
-        Ok(Some(Err(e))) => {
-            let kind = if e.is_decode() {
-                ErrorKind::Decode
-            } else {
-                ErrorKind::Connect
-            };
-            Err(Error::new(
-                kind,
-                format!("reading the response body failed: {}", root_cause(&e)),
-            )
-            .with_reached_server(true)
-            .with_source(e.without_url()))
-        }
-    }
-}
-
 /// The incremental decoders a response body can be read with.
 trait Decoder: Send + 'static {
-    type Item: Send + 'static;
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Self::Item>, DecodeError>;
-    fn finish(&mut self) -> Result<Vec<Self::Item>, DecodeError>;
-    /// The item with the endpoint's key scrubbed from its text (items are whole events, so a
-    /// key is never split across two).
-    fn scrub(item: Self::Item, scrubber: &Scrubber) -> Self::Item;
+    type Item: Send + Default + 'static;
+    /// Appends the items `chunk` completes to `out`; on an error, what it appended is
+    /// discarded by the caller.
+    fn feed_into(&mut self, chunk: &[u8], out: &mut Vec<Self::Item>) -> Result<(), DecodeError>;
+    fn finish_into(&mut self, out: &mut Vec<Self::Item>) -> Result<(), DecodeError>;
+    /// Scrubs the endpoint's key from the item's text (items are whole events, so a key is
+    /// never split across two).
+    fn scrub(item: &mut Self::Item, scrubber: &Scrubber);
 }
 
 impl Decoder for SseDecoder {
     type Item = SseEvent;
-    fn scrub(mut item: SseEvent, scrubber: &Scrubber) -> SseEvent {
+    fn scrub(item: &mut SseEvent, scrubber: &Scrubber) {
         scrubber.scrub_string(&mut item.data);
         if let Some(e) = &mut item.event {
             scrubber.scrub_string(e);
@@ -723,40 +985,191 @@ impl Decoder for SseDecoder {
         if let Some(id) = &mut item.id {
             scrubber.scrub_string(id);
         }
-        item
     }
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, DecodeError> {
-        SseDecoder::feed(self, chunk)
+    fn feed_into(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), DecodeError> {
+        SseDecoder::feed_into(self, chunk, out)
     }
-    fn finish(&mut self) -> Result<Vec<SseEvent>, DecodeError> {
-        SseDecoder::finish(self).map(|o| o.into_iter().collect())
+    fn finish_into(&mut self, out: &mut Vec<SseEvent>) -> Result<(), DecodeError> {
+        out.extend(SseDecoder::finish(self)?);
+        Ok(())
     }
 }
 
 impl Decoder for NdjsonDecoder {
     type Item = String;
-    fn scrub(mut item: String, scrubber: &Scrubber) -> String {
-        scrubber.scrub_string(&mut item);
-        item
+    fn scrub(item: &mut String, scrubber: &Scrubber) {
+        scrubber.scrub_string(item);
     }
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<String>, DecodeError> {
-        NdjsonDecoder::feed(self, chunk)
+    fn feed_into(&mut self, chunk: &[u8], out: &mut Vec<String>) -> Result<(), DecodeError> {
+        NdjsonDecoder::feed_into(self, chunk, out)
     }
-    fn finish(&mut self) -> Result<Vec<String>, DecodeError> {
-        NdjsonDecoder::finish(self).map(|o| o.into_iter().collect())
+    fn finish_into(&mut self, out: &mut Vec<String>) -> Result<(), DecodeError> {
+        out.extend(NdjsonDecoder::finish(self)?);
+        Ok(())
     }
 }
 
 impl Decoder for JsonArrayDecoder {
     type Item = String;
-    fn scrub(mut item: String, scrubber: &Scrubber) -> String {
-        scrubber.scrub_string(&mut item);
-        item
+    fn scrub(item: &mut String, scrubber: &Scrubber) {
+        scrubber.scrub_string(item);
     }
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<String>, DecodeError> {
-        JsonArrayDecoder::feed(self, chunk)
+    fn feed_into(&mut self, chunk: &[u8], out: &mut Vec<String>) -> Result<(), DecodeError> {
+        JsonArrayDecoder::feed_into(self, chunk, out)
     }
-    fn finish(&mut self) -> Result<Vec<String>, DecodeError> {
-        JsonArrayDecoder::finish(self).map(|()| Vec::new())
+    fn finish_into(&mut self, _out: &mut Vec<String>) -> Result<(), DecodeError> {
+        JsonArrayDecoder::finish(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// How a request's URL was built before the base was parsed once per endpoint.
+    fn url_as_before(base_url: &str, path: &str) -> Option<Url> {
+        let url = if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_owned()
+        } else if path.is_empty() || path.starts_with('/') || path.starts_with('?') {
+            format!("{base_url}{path}")
+        } else {
+            format!("{base_url}/{path}")
+        };
+        Url::parse(&url).ok()
+    }
+
+    /// An endpoint whose base URL is `base_url` exactly as written (not trimmed).
+    fn endpoint_at(base_url: &str) -> Option<HttpEndpoint> {
+        let mut cfg = EndpointConfig::new("t", "http://127.0.0.1:9").ok()?;
+        cfg.base_url = base_url.to_owned();
+        HttpEndpoint::new("test", cfg, Auth::Bearer).ok()
+    }
+
+    const BASES: &[&str] = &[
+        "http://127.0.0.1:8080",
+        "http://127.0.0.1:8080/v1",
+        "https://Api.Example.COM/v1beta",
+        "http://h:80/a/b",
+        "https://h:443",
+        "http://user:pw@h/x",
+        "http://[::1]:9/v3",
+        "http://h/v1/",
+        "http://h/v1?key=x",
+        "http://h?key=x",
+        "http://h/v1#frag",
+        "http://h#frag",
+        "http://h/a%20b",
+        "http://h/./v1",
+        "http://h/v1/..",
+        " http://h/v1 ",
+        "http://h\\v1",
+        "http://h/\u{e9}",
+        "HTTP://H/V1",
+        "http://h/v\t1",
+    ];
+
+    proptest! {
+        /// A request's URL is the one parsing `base + path` gives, whatever the base and the
+        /// path (the plain ones take the join, the others the whole parse).
+        #[test]
+        fn joined_urls_are_the_parsed_ones(
+            base in proptest::sample::select(BASES),
+            path in prop_oneof![
+                // mostly what providers send, which takes the join
+                3 => "(/|v1|chat|-|~|:|@|[a-z]|\\.|/\\.\\.){0,8}",
+                1 => "(/|v1|\\.|\\.\\.|%2e|%|\\?|#|:|@|\u{e9}| |\\\\|chat|-|~|[a-z]){0,8}",
+            ],
+            absolute in proptest::bool::ANY,
+        ) {
+            let path = if absolute { format!("http://other.example{path}") } else { path };
+            if let Some(ep) = endpoint_at(base) {
+                let got = ep.url_for(&path).ok().map(String::from);
+                let want = url_as_before(base, &path).map(String::from);
+                prop_assert_eq!(got, want, "base {:?} path {:?}", base, path);
+            }
+        }
+    }
+
+    #[test]
+    fn common_paths_take_the_join() {
+        let ep = endpoint_at("http://127.0.0.1:8080/v1").unwrap();
+        assert_eq!(ep.join_prefix.as_deref(), Some("/v1"));
+        for (path, want) in [
+            (
+                "/chat/completions",
+                "http://127.0.0.1:8080/v1/chat/completions",
+            ),
+            ("models", "http://127.0.0.1:8080/v1/models"),
+            ("", "http://127.0.0.1:8080/v1"),
+            (
+                "/models/gemini-2.0:streamGenerateContent",
+                "http://127.0.0.1:8080/v1/models/gemini-2.0:streamGenerateContent",
+            ),
+        ] {
+            assert_eq!(ep.url_for(path).unwrap().as_str(), want);
+        }
+        for not_plain in ["/a/./b", "/a%2Fb", "/m?x=1", "/a b"] {
+            assert!(!plain_path(not_plain), "{not_plain}");
+        }
+        assert!(
+            endpoint_at("http://h/v1?key=x")
+                .unwrap()
+                .join_prefix
+                .is_none()
+        );
+        assert!(endpoint_at("http://h/a%20b").unwrap().join_prefix.is_none());
+    }
+
+    const ORIGINS: &[&str] = &[
+        "http://h/",
+        "http://H:80/x",
+        "http://h:8080/",
+        "https://h/",
+        "https://h:443/y",
+        "http://user:pw@h/",
+        "ws://h/",
+        "ws://h:80/",
+        "wss://h/",
+        "ftp://h/",
+        "http://[::1]/",
+        "http://[::1]:80/",
+        "http://127.0.0.1/",
+        "http://127.1/",
+        "file:///tmp/x",
+        "data:text/plain,hi",
+        "blob:http://h/uuid",
+        "mailto:a@h",
+    ];
+
+    proptest! {
+        /// Comparing origins without building them agrees with comparing their serialization.
+        #[test]
+        fn same_origin_is_equal_serialized_origins(
+            a in proptest::sample::select(ORIGINS),
+            b in proptest::sample::select(ORIGINS),
+        ) {
+            let (a, b) = (Url::parse(a).unwrap(), Url::parse(b).unwrap());
+            prop_assert_eq!(same_origin(&a, &b), origin_of(&a) == origin_of(&b), "{} {}", a, b);
+        }
+
+        /// The textual check without lower-casing a copy agrees with the one that did.
+        #[test]
+        fn textual_content_types_as_before(ct in "(JSON|json|Json|js|on|Text/|text/|TEXT|x|/|;|=| |-|\\+|n){0,6}") {
+            let before = {
+                let ct = ct.to_ascii_lowercase();
+                ct.contains("json") || ct.starts_with("text/") || ct.contains("ndjson")
+            };
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&ct) {
+                headers.insert(http::header::CONTENT_TYPE, v);
+                prop_assert_eq!(is_textual(&headers), before, "{:?}", ct);
+            }
+        }
+    }
+
+    #[test]
+    fn no_content_type_is_textual() {
+        assert!(is_textual(&HeaderMap::new()));
     }
 }

@@ -144,17 +144,24 @@ impl JsonArrayDecoder {
     /// [`TooLarge`](DecodeErrorKind::TooLarge) as described on the type, or
     /// the error that poisoned the decoder earlier.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<String>, DecodeError> {
+        let mut elements = Vec::new();
+        self.feed_into(chunk, &mut elements)?;
+        Ok(elements)
+    }
+
+    /// [`feed`](Self::feed), appending the elements to `elements` (the transport reuses one
+    /// buffer for a whole body).
+    pub(crate) fn feed_into(
+        &mut self,
+        chunk: &[u8],
+        elements: &mut Vec<String>,
+    ) -> Result<(), DecodeError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let mut elements = Vec::new();
-        match self.feed_inner(chunk, &mut elements) {
-            Ok(()) => Ok(elements),
-            Err(e) => {
-                self.failed = Some(e.clone());
-                Err(e)
-            }
-        }
+        self.feed_inner(chunk, elements).inspect_err(|e| {
+            self.failed = Some(e.clone());
+        })
     }
 
     /// Ends the stream, checking that the array was closed.
@@ -206,10 +213,7 @@ impl JsonArrayDecoder {
         while let Some((&b, tail)) = rest.split_first() {
             // Fast path: copy a run of plain string contents in one go.
             if self.in_string && !self.escape {
-                let run = rest
-                    .iter()
-                    .position(|&c| c == b'"' || c == b'\\')
-                    .unwrap_or(rest.len());
+                let run = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
                 if run > 0 {
                     let (plain, after) = rest.split_at_checked(run).unwrap_or((rest, &[]));
                     if self.buf.len().saturating_add(plain.len()) > self.max_event_bytes {

@@ -70,17 +70,24 @@ impl NdjsonDecoder {
     /// [`TooLarge`](super::DecodeErrorKind::TooLarge) if a line exceeds the
     /// maximum size, or the error that poisoned the decoder earlier.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<String>, DecodeError> {
+        let mut lines = Vec::new();
+        self.feed_into(chunk, &mut lines)?;
+        Ok(lines)
+    }
+
+    /// [`feed`](Self::feed), appending the lines to `lines` (the transport reuses one buffer
+    /// for a whole body).
+    pub(crate) fn feed_into(
+        &mut self,
+        chunk: &[u8],
+        lines: &mut Vec<String>,
+    ) -> Result<(), DecodeError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let mut lines = Vec::new();
-        match self.feed_inner(chunk, &mut lines) {
-            Ok(()) => Ok(lines),
-            Err(e) => {
-                self.failed = Some(e.clone());
-                Err(e)
-            }
-        }
+        self.feed_inner(chunk, lines).inspect_err(|e| {
+            self.failed = Some(e.clone());
+        })
     }
 
     /// Ends the stream and returns the last line if it had no trailing
@@ -111,7 +118,7 @@ impl NdjsonDecoder {
     fn feed_inner(&mut self, chunk: &[u8], lines: &mut Vec<String>) -> Result<(), DecodeError> {
         let mut rest = chunk;
         while !rest.is_empty() {
-            let Some(pos) = rest.iter().position(|&b| b == b'\n') else {
+            let Some(pos) = memchr::memchr(b'\n', rest) else {
                 self.check_size(self.line.len().saturating_add(rest.len()))?;
                 self.line.extend_from_slice(rest);
                 break;

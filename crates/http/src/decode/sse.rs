@@ -145,17 +145,24 @@ impl SseDecoder {
     /// [`TooLarge`](super::DecodeErrorKind::TooLarge) if an event exceeds the
     /// maximum size, or the error that poisoned the decoder earlier.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, DecodeError> {
+        let mut events = Vec::new();
+        self.feed_into(chunk, &mut events)?;
+        Ok(events)
+    }
+
+    /// [`feed`](Self::feed), appending the events to `events` (the transport reuses one
+    /// buffer for a whole body).
+    pub(crate) fn feed_into(
+        &mut self,
+        chunk: &[u8],
+        events: &mut Vec<SseEvent>,
+    ) -> Result<(), DecodeError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let mut events = Vec::new();
-        match self.feed_inner(chunk, &mut events) {
-            Ok(()) => Ok(events),
-            Err(e) => {
-                self.failed = Some(e.clone());
-                Err(e)
-            }
-        }
+        self.feed_inner(chunk, events).inspect_err(|e| {
+            self.failed = Some(e.clone());
+        })
     }
 
     /// Ends the stream: processes an unterminated last line and dispatches
@@ -212,7 +219,7 @@ impl SseDecoder {
             }
         }
         while !rest.is_empty() {
-            let Some(pos) = rest.iter().position(|&b| b == b'\r' || b == b'\n') else {
+            let Some(pos) = memchr::memchr2(b'\r', b'\n', rest) else {
                 self.check_size(self.line.len().saturating_add(rest.len()))?;
                 self.line.extend_from_slice(rest);
                 break;
@@ -283,6 +290,8 @@ impl SseDecoder {
                 self.event_type.push_str(value);
             }
             "data" => {
+                // one allocation for a one-line event: the value and its newline
+                self.data.reserve(value.len() + 1);
                 self.data.push_str(value);
                 self.data.push('\n');
             }

@@ -33,6 +33,8 @@ pub(crate) enum Step {
     Send(Vec<u8>),
     /// Wait until the server's `release` handle is notified.
     Stall,
+    /// Wait this long (on the tokio clock, so a paused test advances it).
+    Wait(std::time::Duration),
 }
 
 pub(crate) struct RawServer {
@@ -99,6 +101,7 @@ impl RawServer {
                                 let _ = sock.flush().await;
                             }
                             Step::Stall => release.notified().await,
+                            Step::Wait(d) => tokio::time::sleep(d).await,
                         }
                     }
                     let _ = sock.shutdown().await;

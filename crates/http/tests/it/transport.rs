@@ -330,3 +330,98 @@ async fn truncated_body_is_an_error_not_a_hang() {
         "{e:?}"
     );
 }
+
+/// A stream of `n` SSE events `data: 0`, `data: 1`, … written `gap` apart, then silence.
+fn paced_events(n: usize, gap: Duration) -> Vec<Step> {
+    let mut steps = vec![Step::Send(chunked_head("200 OK", "text/event-stream"))];
+    for i in 0..n {
+        if i > 0 {
+            steps.push(Step::Wait(gap));
+        }
+        steps.push(Step::Send(chunk(format!("data: {i}\n\n").as_bytes())));
+    }
+    steps.push(Step::Stall);
+    steps
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_counts_from_each_wait_and_the_attempt_deadline_cuts_it() {
+    let server = RawServer::start(|_| paced_events(4, Duration::from_millis(250))).await;
+    // idle 300 ms: events 250 ms apart all arrive, then 300 ms of silence ends the stream
+    let ep = endpoint(&server.url, Auth::Bearer);
+    let mut events = ep
+        .get("/paced")
+        .send(&RequestContext::new())
+        .await
+        .unwrap()
+        .sse();
+    for i in 0..4 {
+        assert_eq!(events.next().await.unwrap().unwrap().data, i.to_string());
+    }
+    let silent_since = tokio::time::Instant::now();
+    let e = events.next().await.unwrap().unwrap_err();
+    let waited = silent_since.elapsed();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert_eq!(e.message(), "no data within the idle timeout");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(310),
+        "the idle timeout counts from the last wait: {waited:?}"
+    );
+    assert!(events.next().await.is_none());
+
+    // the attempt's deadline (400 ms) comes before the idle timeout of the third wait
+    let cfg = EndpointConfig::new("test", &server.url)
+        .unwrap()
+        .with_timeouts(
+            Timeouts::standard()
+                .with_idle(Duration::from_millis(300))
+                .with_total(Some(Duration::from_millis(400))),
+        );
+    let ep = HttpEndpoint::new("test", cfg, Auth::None).unwrap();
+    let sent = tokio::time::Instant::now();
+    let mut events = ep
+        .get("/paced")
+        .send(&RequestContext::new())
+        .await
+        .unwrap()
+        .sse();
+    for i in 0..2 {
+        assert_eq!(events.next().await.unwrap().unwrap().data, i.to_string());
+    }
+    let e = events.next().await.unwrap().unwrap_err();
+    let at = sent.elapsed();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert_eq!(
+        e.message(),
+        "the attempt's time ran out while reading the body"
+    );
+    assert!(
+        at >= Duration::from_millis(400) && at < Duration::from_millis(410),
+        "{at:?}"
+    );
+    server.release.notify_waiters();
+}
+
+#[tokio::test]
+async fn invalid_endpoint_headers_and_keys_fail_at_send_as_before() {
+    let server = RawServer::start(|_| ok_json()).await;
+    // a configured header that is not a valid header name
+    let cfg = EndpointConfig::new("test", &server.url)
+        .unwrap()
+        .with_header("bad header", "x");
+    let ep = HttpEndpoint::new("test", cfg, Auth::None).unwrap();
+    let e = ep.get("/x").send(&RequestContext::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert_eq!(e.reached_server(), Some(false));
+    // a key that is not a valid header value, as a bearer token and in its own header
+    for auth in [Auth::Bearer, Auth::Header("x-api-key")] {
+        let cfg = EndpointConfig::new("test", &server.url)
+            .unwrap()
+            .with_api_key(ApiKey::new("sk-bad\u{7f}key-0123"));
+        let ep = HttpEndpoint::new("test", cfg, auth).unwrap();
+        let e = ep.get("/x").send(&RequestContext::new()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{auth:?}: {e}");
+        assert!(!format!("{e:?}").contains("sk-bad"), "{e:?}");
+    }
+    assert!(server.seen().is_empty(), "nothing was sent");
+}
