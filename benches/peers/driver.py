@@ -32,6 +32,11 @@ os.environ.setdefault("LITELLM_TELEMETRY", "False")
 
 MODEL = "mock"
 PROMPT = "Say hello."
+# A closed-loop window is extended until this many answers, up to MAX_WINDOW_S seconds.
+MIN_REQUESTS = 10
+MAX_WINDOW_S = 30.0
+# An open-loop point at a rate the peer cannot serve at all (nothing answered).
+SATURATED = object()
 
 
 def cpu_ns():
@@ -162,6 +167,8 @@ class LiteLLM:
 class Samples:
     def __init__(self):
         self.latency, self.ttft, self.errors, self.dropped, self.first_error = [], [], 0, 0, None
+        # The closed loop's real window in seconds when it had to be longer than --secs.
+        self.window = None
 
     def record(self, latency, ttft, error):
         if error is not None:
@@ -213,8 +220,14 @@ async def closed(peer, a):
     await asyncio.sleep(a.warmup)
     before = snapshot(a.upstream)
     phase["p"] = 1
+    opened = time.perf_counter()
     await asyncio.sleep(a.secs)
+    # A gateway slower than the window (LiteLLM at c = 256 answers in seconds) gets a longer
+    # one, until MIN_REQUESTS answers or MAX_WINDOW_S: its rate is taken over the real window.
+    while len(samples.latency) < MIN_REQUESTS and time.perf_counter() - opened < MAX_WINDOW_S:
+        await asyncio.sleep(0.1)
     phase["p"] = 2
+    samples.window = time.perf_counter() - opened
     after = snapshot(a.upstream)
     await asyncio.gather(*tasks)
     return before, after, samples
@@ -260,11 +273,17 @@ async def open_loop(peer, a):
     if t1 > now:
         await asyncio.sleep((t1 - now) / 1e9)
     after = snapshot(a.upstream)
-    if pending:
-        done, still = await asyncio.wait(set(pending), timeout=5)
-        for t in still:
-            t.cancel()
-        samples.dropped += len(still)
+    # Answers still due get 5 s, or up to MAX_WINDOW_S until MIN_REQUESTS have succeeded (a
+    # gateway far below the rate, LiteLLM at 1 000/s, answers in seconds).
+    waited = time.perf_counter()
+    while pending:
+        elapsed = time.perf_counter() - waited
+        if elapsed >= MAX_WINDOW_S or (elapsed >= 5 and len(samples.latency) >= MIN_REQUESTS):
+            break
+        await asyncio.wait(set(pending), timeout=0.1)
+    for t in set(pending):
+        t.cancel()
+    samples.dropped += len(pending)
     return state["before"] or after, after, samples
 
 
@@ -293,9 +312,18 @@ async def measure(peer, a, point):
     if s.first_error:
         print(f"{a.peer}: {s.errors} errors, the first: {s.first_error}", file=sys.stderr)
     n = len(s.latency)
+    if n == 0 and a.mode == "open" and s.errors == 0 and s.dropped > 0:
+        # Saturated, not broken: every send was skipped or still unanswered 30 s later.
+        print(
+            f"{a.peer}: saturated at {a.rate}/s: no answer within the window and 30 s after it "
+            f"({s.dropped} sends dropped); the point is left out of this repeat",
+            file=sys.stderr,
+        )
+        return SATURATED
     if n == 0:
         print(f"{a.peer}: no request succeeded in the window", file=sys.stderr)
         return None
+    window = s.window if s.window is not None else a.secs
     s.latency.sort()
     s.ttft.sort()
     wall = after[0] - before[0]
@@ -309,11 +337,11 @@ async def measure(peer, a, point):
         "concurrency": a.concurrency,
         "rate": a.rate,
         "repeat": a.repeat,
-        "secs": a.secs,
+        "secs": window,
         "requests": n,
         "errors": s.errors,
         "dropped": s.dropped,
-        "rps": n / a.secs,
+        "rps": n / window,
         "p50_us": quantile(s.latency, 0.5) / 1000,
         "p99_us": quantile(s.latency, 0.99) / 1000,
         "ttft_p50_us": quantile(s.ttft, 0.5) / 1000 if a.stream else None,
@@ -350,6 +378,9 @@ async def main():
         result = await measure(peer, a, point)
         if result is None:
             failed += 1
+        elif result is SATURATED:
+            # One line per point all the same, so the orchestrator can say which was left out.
+            print(json.dumps({"saturated": True, "peer": a.peer, "rate": point.rate}), flush=True)
         else:
             print(json.dumps(result), flush=True)
     return 1 if failed else 0

@@ -195,6 +195,7 @@ pub(crate) fn run(root: &Path, opts: &Options) -> Result<()> {
     let total = specs.len() * repeats as usize;
     let results = out_dir.join("peers.jsonl");
     let mut lines = String::new();
+    let mut saturated: Vec<String> = Vec::new();
     let mut n = 0;
     let mut record = |spec: &Spec, line: String| -> Result<()> {
         n += 1;
@@ -267,7 +268,13 @@ pub(crate) fn run(root: &Path, opts: &Options) -> Result<()> {
                 }
                 let got = output_lines(&mut cmd, points.len())?;
                 for (spec, line) in points.into_iter().zip(got) {
-                    record(spec, line)?;
+                    if is_saturated(&line) {
+                        let what = format!("{} {} in repeat {repeat}", spec.peer, label(spec));
+                        eprintln!("left out (saturated, nothing answered): {what}");
+                        saturated.push(what);
+                    } else {
+                        record(spec, line)?;
+                    }
                 }
             }
         }
@@ -296,6 +303,16 @@ pub(crate) fn run(root: &Path, opts: &Options) -> Result<()> {
     ]);
     if peers.contains(&"portkey") {
         report.args(["--note", PORTKEY_STREAM_NOTE]);
+    }
+    if !saturated.is_empty() {
+        report.args([
+            "--note",
+            &format!(
+                "Left out as saturated (no answer within the window and 30 s after it, every \
+                 send dropped or unanswered: the peer cannot serve that rate): {}.",
+                saturated.join("; ")
+            ),
+        ]);
     }
     run_cmd(&mut report)?;
     let md = out_dir.join("peers.md");
@@ -512,6 +529,11 @@ fn driver_args(upstream: &str, spec: &Spec, repeat: u32, warmup: f64, secs: f64)
 
 /// Runs `cmd` (stderr shown) and returns the `expected` JSON lines it printed; fails on a
 /// non-zero exit or another count of lines.
+/// The Python driver's line for an open-loop point its peer could not serve at all.
+fn is_saturated(line: &str) -> bool {
+    line.contains("\"saturated\": true")
+}
+
 fn output_lines(cmd: &mut Command, expected: usize) -> Result<Vec<String>> {
     let out = cmd
         .stdin(Stdio::null())
@@ -692,6 +714,17 @@ mod tests {
         }
         drop(v4);
         assert!(verify_loopback_only(pid, port).is_err());
+    }
+
+    #[test]
+    fn only_the_drivers_saturated_line_is_left_out() {
+        assert!(is_saturated(
+            r#"{"saturated": true, "peer": "litellm", "rate": 1000}"#
+        ));
+        assert!(!is_saturated(
+            r#"{"peer": "litellm", "mode": "open", "rate": 1000, "requests": 3, "dropped": 900}"#
+        ));
+        assert!(!is_saturated(r#"{"saturated": false, "peer": "litellm"}"#));
     }
 
     #[test]

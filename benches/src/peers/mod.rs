@@ -62,7 +62,8 @@ pub struct Measurement {
     /// Requests that failed in the window.
     pub errors: u64,
     /// Open loop: scheduled sends skipped because `concurrency` requests were in flight, plus
-    /// requests still unfinished 5 s after the window (the peer could not keep up).
+    /// requests still unfinished 5 s after the window (the Python gateways' driver waits up to
+    /// 30 s for ten answers at least; the peer could not keep up).
     pub dropped: u64,
     /// Successful requests per second.
     pub rps: f64,

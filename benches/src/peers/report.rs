@@ -453,8 +453,8 @@ pub fn render(ms: &[Measurement], header: &Header) -> String {
              Latency runs from each request's scheduled send time (tokio's timer has a 1 ms \
              granularity, the same for every peer). Added = peer − reqwest in the same repeat, \
              µs. `dropped` counts scheduled sends skipped because the cap of requests in flight \
-             was reached or unfinished 5 s after the window: a peer with drops could not keep \
-             up with the rate.\n"
+             was reached or unfinished 5 s after the window (for the Python gateways, up to \
+             30 s, until ten answers): a peer with drops could not keep up with the rate.\n"
         );
         let _ = writeln!(
             out,
