@@ -27,6 +27,7 @@
 //! provider used across the workspace.
 
 pub mod decode;
+pub mod json;
 mod errors;
 mod events;
 mod headers;
