@@ -302,11 +302,7 @@ impl<'e, M: SerializeMap> Fields<'e, M> {
     }
 
     /// Writes `key: value`, unless `extra` has `key`.
-    pub fn field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &str,
-        value: &T,
-    ) -> Result<(), M::Error> {
+    pub fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), M::Error> {
         while let Some((k, v)) = self.pending.next_if(|(k, _)| k.as_str() < key) {
             if self.except != Some(k.as_str()) {
                 self.map.serialize_entry(k, v)?;

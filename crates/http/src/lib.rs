@@ -27,10 +27,10 @@
 //! provider used across the workspace.
 
 pub mod decode;
-pub mod json;
 mod errors;
 mod events;
 mod headers;
+pub mod json;
 mod scrub;
 mod transport;
 
