@@ -515,3 +515,54 @@ mod tests {
         assert_eq!(back, m);
     }
 }
+
+/// The system and developer messages' texts, joined by a blank line: the one `system` text of
+/// the protocols that take it apart from the conversation (Anthropic, Gemini). It displays and
+/// serialises (as a JSON string) without building a `String`.
+///
+/// ```
+/// use infermux_core::{Message, SystemText};
+///
+/// let messages = [Message::system("Be brief."), Message::user("Hi"), Message::system("No emoji.")];
+/// assert!(SystemText(&messages).is_some());
+/// assert_eq!(SystemText(&messages).to_string(), "Be brief.\n\nNo emoji.");
+/// assert!(!SystemText(&messages[1..2]).is_some());
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct SystemText<'a>(pub &'a [Message]);
+
+impl SystemText<'_> {
+    /// Whether any message is a system or developer message.
+    pub fn is_some(&self) -> bool {
+        self.0
+            .iter()
+            .any(|m| matches!(m.role, Role::System | Role::Developer))
+    }
+}
+
+impl std::fmt::Display for SystemText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for m in self.0 {
+            if !matches!(m.role, Role::System | Role::Developer) {
+                continue;
+            }
+            if !first {
+                f.write_str("\n\n")?;
+            }
+            first = false;
+            for p in &m.content {
+                if let ContentPart::Text { text } = p {
+                    f.write_str(text)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for SystemText<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}

@@ -10,7 +10,7 @@ use std::fmt;
 
 use infermux_core::{
     ChatRequest, ChatResponse, ContentPart, Error, ErrorKind, FinishReason, ImageSource, Message,
-    ModelInfo, ModelList, Result, Role, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
+    ModelInfo, ModelList, Result, Role, StreamEvent, SystemText, Tool, ToolCall, ToolChoice, Usage,
 };
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
@@ -350,45 +350,6 @@ impl Serialize for Messages<'_> {
             })?;
         }
         seq.end()
-    }
-}
-
-/// The top-level `system` text: the system and developer messages' texts, joined by a blank
-/// line.
-struct SystemText<'a>(&'a [Message]);
-
-impl SystemText<'_> {
-    fn is_some(&self) -> bool {
-        self.0
-            .iter()
-            .any(|m| matches!(m.role, Role::System | Role::Developer))
-    }
-}
-
-impl fmt::Display for SystemText<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for m in self.0 {
-            if !matches!(m.role, Role::System | Role::Developer) {
-                continue;
-            }
-            if !first {
-                f.write_str("\n\n")?;
-            }
-            first = false;
-            for p in &m.content {
-                if let ContentPart::Text { text } = p {
-                    f.write_str(text)?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Serialize for SystemText<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use infermux_core::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingRequest, EmbeddingResponse, Error, ErrorKind,
     FinishReason, ImageSource, Message, ModelInfo, ModelList, ResponseFormat, Result, Role,
-    StreamAccumulator, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
+    StreamAccumulator, StreamEvent, SystemText, Tool, ToolCall, ToolChoice, Usage,
 };
 use serde::de::IgnoredAny;
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -450,51 +450,13 @@ impl Serialize for Contents<'_> {
     }
 }
 
-/// The system and developer messages' texts, joined by a blank line.
-struct SystemText<'a>(&'a [Message]);
-
-impl SystemText<'_> {
-    fn is_some(&self) -> bool {
-        self.0
-            .iter()
-            .any(|m| matches!(m.role, Role::System | Role::Developer))
-    }
-}
-
-impl fmt::Display for SystemText<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for m in self.0 {
-            if !matches!(m.role, Role::System | Role::Developer) {
-                continue;
-            }
-            if !first {
-                f.write_str("\n\n")?;
-            }
-            first = false;
-            for p in &m.content {
-                if let ContentPart::Text { text } = p {
-                    f.write_str(text)?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 /// `{"text": …}` of the system text.
 struct SystemPart<'a>(&'a SystemText<'a>);
 
 impl Serialize for SystemPart<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        struct Text<'a>(&'a SystemText<'a>);
-        impl Serialize for Text<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                s.collect_str(self.0)
-            }
-        }
         let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry("text", &Text(self.0))?;
+        m.serialize_entry("text", self.0)?;
         m.end()
     }
 }
