@@ -44,7 +44,7 @@ use infermux_core::{
 };
 use infermux_http::Auth;
 use infermux_openai_compat::OpenAiCompat;
-use infermux_openai_compat::json::lenient::{self, Fields, List, Object};
+use infermux_openai_compat::json::lenient::{self, List, Object};
 use serde::Serialize;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
@@ -162,20 +162,10 @@ struct Answer<'a> {
     documents: List<Document<'a>>,
 }
 
-impl<'de> Fields<'de> for Answer<'de> {
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> std::result::Result<(), A::Error> {
-        match key {
-            "reranked_docs" => self.reranked_docs = map.next_value()?,
-            "documents" => self.documents = map.next_value()?,
-            _ => lenient::skip_value(map)?,
-        }
-        Ok(())
-    }
-}
+lenient::fields!(Answer<'de> {
+    "reranked_docs" => reranked_docs,
+    "documents" => documents,
+});
 
 /// `{"text", "score"}` of `reranked_docs`.
 #[derive(Debug, Default)]
@@ -184,20 +174,10 @@ struct Scored<'a> {
     score: lenient::F64,
 }
 
-impl<'de> Fields<'de> for Scored<'de> {
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> std::result::Result<(), A::Error> {
-        match key {
-            "text" => self.text = map.next_value()?,
-            "score" => self.score = map.next_value()?,
-            _ => lenient::skip_value(map)?,
-        }
-        Ok(())
-    }
-}
+lenient::fields!(Scored<'de> {
+    "text" => text,
+    "score" => score,
+});
 
 /// An entry of `documents`: its text, or `{"text": …}`'s (empty for anything else).
 #[derive(Debug, Default)]

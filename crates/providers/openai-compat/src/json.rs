@@ -150,6 +150,9 @@ impl Serialize for F32AsF64 {
     }
 }
 
+#[doc(hidden)]
+pub use serde as __serde;
+
 pub mod lenient {
     //! Readers as tolerant as reading a [`serde_json::Value`] with `get(..)` and `as_*()`:
     //! each takes any JSON value and keeps it only when it has the expected type, so a field
@@ -386,6 +389,35 @@ pub mod lenient {
             d.deserialize_any(V(PhantomData))
         }
     }
+
+    /// Implements [`Fields`] for a struct each of whose fields reads one key, every other key
+    /// skipped with [`skip_value`]: `fields!(Usage<'de> { "input_tokens" => input, … })` (the
+    /// lifetime only when the struct borrows).
+    #[macro_export]
+    macro_rules! fields {
+        ($ty:ident<$lt:lifetime> { $($key:literal => $field:ident),* $(,)? }) => {
+            $crate::fields!(@impl $ty<$lt>, $lt { $($key => $field),* });
+        };
+        ($ty:ident { $($key:literal => $field:ident),* $(,)? }) => {
+            $crate::fields!(@impl $ty, 'de { $($key => $field),* });
+        };
+        (@impl $ty:ty, $lt:lifetime { $($key:literal => $field:ident),* }) => {
+            impl<$lt> $crate::json::lenient::Fields<$lt> for $ty {
+                fn field<A: $crate::json::__serde::de::MapAccess<$lt>>(
+                    &mut self,
+                    key: &str,
+                    map: &mut A,
+                ) -> ::std::result::Result<(), A::Error> {
+                    match key {
+                        $($key => self.$field = $crate::json::__serde::de::MapAccess::next_value(map)?,)*
+                        _ => $crate::json::lenient::skip_value(map)?,
+                    }
+                    Ok(())
+                }
+            }
+        };
+    }
+    pub use crate::fields;
 
     /// The fields of an object read by [`Object`].
     pub trait Fields<'de>: Default {

@@ -115,20 +115,10 @@ struct TokenDetails {
     reasoning_tokens: lenient::U64,
 }
 
-impl<'de> Fields<'de> for TokenDetails {
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> std::result::Result<(), A::Error> {
-        match key {
-            "cached_tokens" => self.cached_tokens = map.next_value()?,
-            "reasoning_tokens" => self.reasoning_tokens = map.next_value()?,
-            _ => lenient::skip_value(map)?,
-        }
-        Ok(())
-    }
-}
+crate::fields!(TokenDetails {
+    "cached_tokens" => cached_tokens,
+    "reasoning_tokens" => reasoning_tokens,
+});
 
 impl UsageBody {
     fn to_usage(&self) -> Usage {

@@ -16,9 +16,9 @@ use infermux_core::{
     ChatRequest, ChatResponse, ContentPart, Error, ErrorKind, FinishReason, ImageSource, Message,
     ResponseFormat, Result, Role, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
 };
-use infermux_openai_compat::json::lenient::{self, Fields, List, Object};
+use infermux_openai_compat::json::lenient::{self, List, Object};
 use infermux_openai_compat::json::{F32AsF64, ObjectWriter};
-use serde::de::{Deserialize, MapAccess};
+use serde::de::Deserialize;
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::{Value, json};
 
@@ -541,42 +541,17 @@ struct TokenDetails {
     reasoning_tokens: lenient::U64,
 }
 
-/// Skips the value of a key a reader does not use (checked as a `Value` would be).
-fn skip<'de, A: MapAccess<'de>>(map: &mut A) -> std::result::Result<(), A::Error> {
-    lenient::skip_value(map)
-}
+lenient::fields!(UsageFields {
+    "input_tokens" => input_tokens,
+    "output_tokens" => output_tokens,
+    "input_tokens_details" => input_tokens_details,
+    "output_tokens_details" => output_tokens_details,
+});
 
-impl<'de> Fields<'de> for UsageFields {
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> std::result::Result<(), A::Error> {
-        match key {
-            "input_tokens" => self.input_tokens = map.next_value()?,
-            "output_tokens" => self.output_tokens = map.next_value()?,
-            "input_tokens_details" => self.input_tokens_details = map.next_value()?,
-            "output_tokens_details" => self.output_tokens_details = map.next_value()?,
-            _ => skip(map)?,
-        }
-        Ok(())
-    }
-}
-
-impl<'de> Fields<'de> for TokenDetails {
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> std::result::Result<(), A::Error> {
-        match key {
-            "cached_tokens" => self.cached_tokens = map.next_value()?,
-            "reasoning_tokens" => self.reasoning_tokens = map.next_value()?,
-            _ => skip(map)?,
-        }
-        Ok(())
-    }
-}
+lenient::fields!(TokenDetails {
+    "cached_tokens" => cached_tokens,
+    "reasoning_tokens" => reasoning_tokens,
+});
 
 /// `usage` of a response object.
 fn usage_of(u: &UsageFields) -> Usage {
@@ -641,19 +616,9 @@ struct Incomplete<'a> {
     reason: lenient::Str<'a>,
 }
 
-impl<'de> Fields<'de> for Incomplete<'de> {
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> std::result::Result<(), A::Error> {
-        match key {
-            "reason" => self.reason = map.next_value()?,
-            _ => skip(map)?,
-        }
-        Ok(())
-    }
-}
+lenient::fields!(Incomplete<'de> {
+    "reason" => reason,
+});
 
 fn finish_of(
     status: Option<&str>,
@@ -694,25 +659,15 @@ struct ResponseFields<'a> {
     incomplete_details: Object<Incomplete<'a>>,
 }
 
-impl<'de> Fields<'de> for ResponseFields<'de> {
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> std::result::Result<(), A::Error> {
-        match key {
-            "id" => self.id = map.next_value()?,
-            "model" => self.model = map.next_value()?,
-            "status" => self.status = map.next_value()?,
-            "output" => self.output = map.next_value()?,
-            "usage" => self.usage = map.next_value()?,
-            "error" => self.error = map.next_value()?,
-            "incomplete_details" => self.incomplete_details = map.next_value()?,
-            _ => skip(map)?,
-        }
-        Ok(())
-    }
-}
+lenient::fields!(ResponseFields<'de> {
+    "id" => id,
+    "model" => model,
+    "status" => status,
+    "output" => output,
+    "usage" => usage,
+    "error" => error,
+    "incomplete_details" => incomplete_details,
+});
 
 /// An `output` item: a message's parts, a function call, or a reasoning summary.
 #[derive(Debug, Default)]
@@ -725,24 +680,14 @@ struct OutputItem<'a> {
     summary: List<Object<OutputPart<'a>>>,
 }
 
-impl<'de> Fields<'de> for OutputItem<'de> {
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> std::result::Result<(), A::Error> {
-        match key {
-            "type" => self.kind = map.next_value()?,
-            "content" => self.content = map.next_value()?,
-            "call_id" => self.call_id = map.next_value()?,
-            "name" => self.name = map.next_value()?,
-            "arguments" => self.arguments = map.next_value()?,
-            "summary" => self.summary = map.next_value()?,
-            _ => skip(map)?,
-        }
-        Ok(())
-    }
-}
+lenient::fields!(OutputItem<'de> {
+    "type" => kind,
+    "content" => content,
+    "call_id" => call_id,
+    "name" => name,
+    "arguments" => arguments,
+    "summary" => summary,
+});
 
 /// A content part or a summary part.
 #[derive(Debug, Default)]
@@ -752,21 +697,11 @@ struct OutputPart<'a> {
     refusal: lenient::Str<'a>,
 }
 
-impl<'de> Fields<'de> for OutputPart<'de> {
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> std::result::Result<(), A::Error> {
-        match key {
-            "type" => self.kind = map.next_value()?,
-            "text" => self.text = map.next_value()?,
-            "refusal" => self.refusal = map.next_value()?,
-            _ => skip(map)?,
-        }
-        Ok(())
-    }
-}
+lenient::fields!(OutputPart<'de> {
+    "type" => kind,
+    "text" => text,
+    "refusal" => refusal,
+});
 
 fn str_or_empty<'s>(s: &'s lenient::Str<'_>) -> &'s str {
     s.as_deref().unwrap_or_default()
@@ -866,23 +801,13 @@ struct EventFields<'a> {
     item: Object<Box<OutputItem<'a>>>,
 }
 
-impl<'de> Fields<'de> for EventFields<'de> {
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> std::result::Result<(), A::Error> {
-        match key {
-            "type" => self.kind = map.next_value()?,
-            "response" => self.response = map.next_value()?,
-            "output_index" => self.output_index = map.next_value()?,
-            "delta" => self.delta = map.next_value()?,
-            "item" => self.item = map.next_value()?,
-            _ => skip(map)?,
-        }
-        Ok(())
-    }
-}
+lenient::fields!(EventFields<'de> {
+    "type" => kind,
+    "response" => response,
+    "output_index" => output_index,
+    "delta" => delta,
+    "item" => item,
+});
 
 /// The response object of an event: what `Start`, `Usage` and `Done` need.
 #[derive(Debug, Default)]
@@ -894,23 +819,13 @@ struct EventResponse<'a> {
     incomplete_details: Object<Incomplete<'a>>,
 }
 
-impl<'de> Fields<'de> for EventResponse<'de> {
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        key: &str,
-        map: &mut A,
-    ) -> std::result::Result<(), A::Error> {
-        match key {
-            "id" => self.id = map.next_value()?,
-            "model" => self.model = map.next_value()?,
-            "status" => self.status = map.next_value()?,
-            "usage" => self.usage = map.next_value()?,
-            "incomplete_details" => self.incomplete_details = map.next_value()?,
-            _ => skip(map)?,
-        }
-        Ok(())
-    }
-}
+lenient::fields!(EventResponse<'de> {
+    "id" => id,
+    "model" => model,
+    "status" => status,
+    "usage" => usage,
+    "incomplete_details" => incomplete_details,
+});
 
 /// Turns the events of a streamed response into [`StreamEvent`]s: `Start` at the first event,
 /// text, refusal, reasoning-summary and function-call deltas, `Usage` and `Done` at
