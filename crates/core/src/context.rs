@@ -5,7 +5,81 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
-use crate::id::RequestId;
+use crate::id::{EndpointId, RequestId};
+use crate::ratelimit::RateLimitInfo;
+use crate::secret::ApiKey;
+
+/// The key one attempt sends, chosen per attempt by the pool (the multiplex layer), bound to
+/// the endpoint it belongs to: the transport refuses to send it anywhere else. `Debug` names
+/// the alias, never the key.
+///
+/// ```
+/// use infermux_core::{ApiKey, AttemptKey, EndpointId};
+/// let k = AttemptKey::new(EndpointId::new("openai"), "team-a", ApiKey::new("sk-secret"));
+/// assert_eq!(k.alias(), "team-a");
+/// assert!(!format!("{k:?}").contains("sk-secret"));
+/// ```
+#[derive(Clone)]
+pub struct AttemptKey {
+    endpoint: EndpointId,
+    alias: Arc<str>,
+    key: ApiKey,
+}
+
+impl AttemptKey {
+    /// `key`, named `alias`, for `endpoint` only.
+    pub fn new(endpoint: EndpointId, alias: impl AsRef<str>, key: ApiKey) -> Self {
+        AttemptKey {
+            endpoint,
+            alias: Arc::from(alias.as_ref()),
+            key,
+        }
+    }
+    /// The endpoint the key belongs to.
+    pub fn endpoint(&self) -> &EndpointId {
+        &self.endpoint
+    }
+    /// The key's alias (safe to log and export).
+    pub fn alias(&self) -> &str {
+        &self.alias
+    }
+    /// The key itself (only the transport puts it on the wire).
+    pub fn key(&self) -> &ApiKey {
+        &self.key
+    }
+}
+
+impl fmt::Debug for AttemptKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttemptKey")
+            .field("endpoint", &self.endpoint)
+            .field("alias", &self.alias)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the transport learned from one attempt's response beyond its body, success included:
+/// the rate-limit headers, for the pool's limits. One cell per attempt, shared by the clones of
+/// its context.
+#[derive(Debug, Default)]
+pub struct ResponseMeta {
+    rate_limits: OnceLock<RateLimitInfo>,
+}
+
+impl ResponseMeta {
+    /// An empty cell.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Records the response's rate-limit headers (the first record wins).
+    pub fn set_rate_limits(&self, info: RateLimitInfo) {
+        let _ = self.rate_limits.set(info);
+    }
+    /// The rate-limit headers the response carried, if recorded.
+    pub fn rate_limits(&self) -> Option<&RateLimitInfo> {
+        self.rate_limits.get()
+    }
+}
 
 /// Admission priority in a pool's queue.
 #[derive(
@@ -171,6 +245,8 @@ pub struct RequestContext {
     tenant: Option<Arc<str>>,
     attempt: u32,
     first_byte: Option<FirstByte>,
+    key: Option<AttemptKey>,
+    meta: Option<Arc<ResponseMeta>>,
 }
 
 impl RequestContext {
@@ -184,6 +260,8 @@ impl RequestContext {
             tenant: None,
             attempt: 1,
             first_byte: None,
+            key: None,
+            meta: None,
         }
     }
 
@@ -234,6 +312,32 @@ impl RequestContext {
     pub fn mark_first_byte(&self) {
         if let Some(f) = &self.first_byte {
             f.mark();
+        }
+    }
+    /// The key this attempt sends instead of its endpoint's configured one (set by the pool).
+    pub fn with_key(mut self, key: AttemptKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+    /// The attempt's key chosen by the pool, if any.
+    pub fn key(&self) -> Option<&AttemptKey> {
+        self.key.as_ref()
+    }
+    /// Attaches the cell the transport records the response's rate-limit headers in.
+    pub fn with_meta(mut self, meta: Arc<ResponseMeta>) -> Self {
+        self.meta = Some(meta);
+        self
+    }
+    /// The attached response cell, if any.
+    pub fn meta(&self) -> Option<&ResponseMeta> {
+        self.meta.as_deref()
+    }
+    /// Records the response's rate-limit headers in the attached cell (nothing without one).
+    pub fn record_rate_limits(&self, info: &RateLimitInfo) {
+        if let Some(m) = &self.meta
+            && !info.is_empty()
+        {
+            m.set_rate_limits(*info);
         }
     }
     /// The attached first-byte cell, if any.

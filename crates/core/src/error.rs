@@ -56,11 +56,14 @@ pub enum ErrorKind {
     Config,
     /// Model storage failed (S3 and friends).
     Storage,
+    /// No member of the pool can take the call before its deadline (every one cooling,
+    /// limited, removed or ejected); [`Error::retry_after`] says when the earliest returns.
+    Unavailable,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order (used to index counters).
-    pub const ALL: [ErrorKind; 18] = [
+    pub const ALL: [ErrorKind; 19] = [
         ErrorKind::RateLimited,
         ErrorKind::QuotaExceeded,
         ErrorKind::Overloaded,
@@ -79,6 +82,7 @@ impl ErrorKind {
         ErrorKind::Unsupported,
         ErrorKind::Config,
         ErrorKind::Storage,
+        ErrorKind::Unavailable,
     ];
 
     /// A stable snake_case name, used in reports and metrics labels.
@@ -102,6 +106,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Config => "config",
             ErrorKind::Storage => "storage",
+            ErrorKind::Unavailable => "unavailable",
         }
     }
 

@@ -28,13 +28,14 @@ mod error;
 mod id;
 mod provider;
 mod ratelimit;
+mod route;
 mod secret;
 mod stream;
 mod tokens;
 mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use context::{FirstByte, Idempotency, Priority, RequestContext};
+pub use context::{AttemptKey, FirstByte, Idempotency, Priority, RequestContext, ResponseMeta};
 pub use counters::{
     CounterSnapshot, EndpointCounters, InFlightGuard, LATENCY_BOUNDS_MICROS, LatencyHistogram,
     LatencySnapshot, RejectReason,
@@ -44,6 +45,7 @@ pub use error::{Error, ErrorKind, Result, StopReason};
 pub use id::{EndpointId, RequestId};
 pub use provider::{Capabilities, EventStream, Operation, Provider};
 pub use ratelimit::{RateLimitInfo, RateLimitWindow};
+pub use route::{FallbackTaken, Served};
 pub use secret::ApiKey;
 pub use stream::{StreamAccumulator, StreamEvent, first_event};
 pub use tokens::estimate_tokens;

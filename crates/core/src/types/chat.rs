@@ -468,6 +468,10 @@ pub struct ChatResponse {
     /// Tokens used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Who answered: set by the facade's client (routing, key, attempts, fallback); `None`
+    /// from a provider called directly.
+    #[serde(skip)]
+    pub served: Option<crate::route::Served>,
 }
 
 impl ChatResponse {
@@ -479,6 +483,7 @@ impl ChatResponse {
             message,
             finish_reason: None,
             usage: None,
+            served: None,
         }
     }
     /// The answer's text.

@@ -73,6 +73,10 @@ pub struct CompletionResponse {
     /// Tokens used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Who answered: set by the facade's client (routing, key, attempts, fallback); `None`
+    /// from a provider called directly.
+    #[serde(skip)]
+    pub served: Option<crate::route::Served>,
 }
 
 impl CompletionResponse {
@@ -84,6 +88,7 @@ impl CompletionResponse {
             text: text.into(),
             finish_reason: None,
             usage: None,
+            served: None,
         }
     }
 }
@@ -133,6 +138,10 @@ pub struct EmbeddingResponse {
     /// Tokens used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// Who answered: set by the facade's client (routing, key, attempts, fallback); `None`
+    /// from a provider called directly.
+    #[serde(skip)]
+    pub served: Option<crate::route::Served>,
 }
 
 impl EmbeddingResponse {
@@ -142,6 +151,7 @@ impl EmbeddingResponse {
             model: model.into(),
             embeddings,
             usage: None,
+            served: None,
         }
     }
     /// The dimension of the vectors (0 when empty).
@@ -202,6 +212,10 @@ pub struct RerankResponse {
     pub model: String,
     /// Results, best first.
     pub results: Vec<RerankResult>,
+    /// Who answered: set by the facade's client (routing, key, attempts, fallback); `None`
+    /// from a provider called directly.
+    #[serde(skip)]
+    pub served: Option<crate::route::Served>,
 }
 
 impl RerankResponse {
@@ -210,6 +224,7 @@ impl RerankResponse {
         RerankResponse {
             model: model.into(),
             results,
+            served: None,
         }
     }
 }

@@ -88,4 +88,24 @@ impl Response {
             Response::Rerank(_) | Response::Models(_) => None,
         }
     }
+    /// Who answered, when the facade's client set it.
+    pub fn served(&self) -> Option<&crate::route::Served> {
+        match self {
+            Response::Chat(r) => r.served.as_ref(),
+            Response::Completion(r) => r.served.as_ref(),
+            Response::Embeddings(r) => r.served.as_ref(),
+            Response::Rerank(r) => r.served.as_ref(),
+            Response::Models(_) => None,
+        }
+    }
+    /// Sets who answered (a model list has no field for it and ignores it).
+    pub fn set_served(&mut self, served: crate::route::Served) {
+        match self {
+            Response::Chat(r) => r.served = Some(served),
+            Response::Completion(r) => r.served = Some(served),
+            Response::Embeddings(r) => r.served = Some(served),
+            Response::Rerank(r) => r.served = Some(served),
+            Response::Models(_) => {}
+        }
+    }
 }

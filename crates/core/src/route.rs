@@ -1,0 +1,90 @@
+//! [`Served`]: which deployment, endpoint and key answered a call, after how many attempts, and
+//! whether a fallback was taken — set on every response the facade's client returns.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::ErrorKind;
+use crate::id::EndpointId;
+
+/// A fallback from one model group to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FallbackTaken {
+    /// The group the call was addressed to.
+    pub from: Arc<str>,
+    /// The error kind that triggered the (last) fallback.
+    pub trigger: ErrorKind,
+    /// How many groups were left behind.
+    pub hops: u32,
+}
+
+/// Who answered a call. Never carries a key, only its alias.
+///
+/// ```
+/// use infermux_core::{EndpointId, Served};
+/// let s = Served::new("chat-fast", "sim-a", EndpointId::new("sim-a"), "m");
+/// assert_eq!(s.to_string(), "chat-fast/sim-a (sim-a) model m, 1 attempt");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Served {
+    /// The model group the answer came from.
+    pub group: Arc<str>,
+    /// The deployment within the group.
+    pub deployment: Arc<str>,
+    /// The endpoint.
+    pub endpoint: EndpointId,
+    /// The key's alias, if the deployment has keys.
+    pub key_alias: Option<Arc<str>>,
+    /// The provider's model id sent on the wire.
+    pub model: Arc<str>,
+    /// Attempts made in total (all groups).
+    pub attempts: u32,
+    /// The fallback taken, if any.
+    pub fallback: Option<FallbackTaken>,
+}
+
+impl Served {
+    /// Served by `deployment` of `group` at `endpoint`, first attempt, no key, no fallback.
+    pub fn new(
+        group: impl AsRef<str>,
+        deployment: impl AsRef<str>,
+        endpoint: EndpointId,
+        model: impl AsRef<str>,
+    ) -> Self {
+        Served {
+            group: Arc::from(group.as_ref()),
+            deployment: Arc::from(deployment.as_ref()),
+            endpoint,
+            key_alias: None,
+            model: Arc::from(model.as_ref()),
+            attempts: 1,
+            fallback: None,
+        }
+    }
+}
+
+impl fmt::Display for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} ({}", self.group, self.deployment, self.endpoint)?;
+        if let Some(k) = &self.key_alias {
+            write!(f, ", key {k}")?;
+        }
+        write!(f, ") model {}, {} attempt", self.model, self.attempts)?;
+        if self.attempts != 1 {
+            f.write_str("s")?;
+        }
+        if let Some(fb) = &self.fallback {
+            write!(
+                f,
+                ", fallback from {} after {} ({} hop{})",
+                fb.from,
+                fb.trigger,
+                fb.hops,
+                if fb.hops == 1 { "" } else { "s" }
+            )?;
+        }
+        Ok(())
+    }
+}
