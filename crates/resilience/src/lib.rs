@@ -35,17 +35,23 @@
 //! - `tower`: each middleware also as a `tower::Layer` ([`tower`] module).
 
 pub mod adapters;
+mod attempt;
 pub mod breaker;
 mod content;
 mod metrics;
+mod policy;
+mod pool;
 pub mod queue;
 pub mod retry;
 mod stack;
 #[cfg(feature = "tower")]
 pub mod tower;
 
+pub use attempt::{AttemptExecutor, Refusal};
 pub use content::{first_content, is_content};
 pub use metrics::render_prometheus;
+pub use policy::{CallDeadline, CallPolicy, Called, Op, call_span};
+pub use pool::{Admit, AttemptReport, Grant, Lease, Pool};
 pub use stack::{ResilienceConfig, Resilient};
 
 // The README, compiled as doctests (`cargo test --doc`).

@@ -49,6 +49,37 @@ impl Request {
             Request::Models => None,
         }
     }
+    /// The same request for another model (a deployment's own model id); a model list has no
+    /// model and is returned unchanged.
+    pub fn with_model(&self, model: &str) -> Request {
+        let mut r = self.clone();
+        match &mut r {
+            Request::Chat(r) => model.clone_into(&mut r.model),
+            Request::Completion(r) => model.clone_into(&mut r.model),
+            Request::Embeddings(r) => model.clone_into(&mut r.model),
+            Request::Rerank(r) => model.clone_into(&mut r.model),
+            Request::Models => {}
+        }
+        r
+    }
+    /// A rough upper estimate of the tokens the request uses (input by
+    /// [`estimate_tokens`](crate::estimate_tokens) plus its output limit, or `default_output`
+    /// when it sets none): what a tokens-per-minute limit reserves before the call.
+    pub fn estimate_tokens(&self, default_output: u32) -> u64 {
+        let text = |s: &str| u64::from(crate::estimate_tokens(s));
+        match self {
+            Request::Chat(r) => {
+                let input: u64 = r.messages.iter().map(|m| text(&m.text()) + 4).sum::<u64>();
+                input + u64::from(r.max_tokens.unwrap_or(default_output))
+            }
+            Request::Completion(r) => {
+                text(&r.prompt) + u64::from(r.max_tokens.unwrap_or(default_output))
+            }
+            Request::Embeddings(r) => r.inputs.iter().map(|s| text(s)).sum(),
+            Request::Rerank(r) => text(&r.query) + r.documents.iter().map(|s| text(s)).sum::<u64>(),
+            Request::Models => 0,
+        }
+    }
 }
 
 /// The response to a [`Request`], same variant.

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use infermux_core::{Clock, EndpointCounters, Error, ErrorKind, Priority, Result, SystemClock};
@@ -104,7 +104,13 @@ struct Shared {
     clock: Arc<dyn Clock>,
     counters: Option<Arc<EndpointCounters>>,
     queued_tx: watch::Sender<usize>,
+    /// Called after a permit went back to the free count (not to a waiter of this queue): a
+    /// pool over several endpoints wakes its own waiters with it.
+    on_release: OnceLock<ReleaseHook>,
 }
+
+/// What [`Admission::on_release`] calls.
+pub type ReleaseHook = Arc<dyn Fn() + Send + Sync>;
 
 fn level(p: Priority) -> usize {
     match p {
@@ -139,6 +145,8 @@ impl Shared {
         if !given_back {
             let mut st = self.lock();
             self.release_locked(&mut st);
+        } else if let Some(hook) = self.on_release.get() {
+            hook();
         }
     }
 
@@ -164,6 +172,9 @@ impl Shared {
             let Some(w) = best.and_then(|(lvl, _, _)| st.levels.get_mut(lvl)?.pop_front()) else {
                 // nobody waits (so the flag is clear): the permit goes back to the pool
                 self.permits.fetch_add(1, Ordering::Release);
+                if let Some(hook) = self.on_release.get() {
+                    hook();
+                }
                 return;
             };
             self.dequeued(st);
@@ -320,6 +331,7 @@ impl Admission {
                 clock,
                 counters,
                 queued_tx: watch::channel(0).0,
+                on_release: OnceLock::new(),
             }),
         }
     }
@@ -341,6 +353,21 @@ impl Admission {
             shared: &self.shared,
             waited,
         })
+    }
+
+    /// A free permit now, without waiting (`None` when none is free or someone waits in this
+    /// queue): how a pool over several endpoints takes one.
+    pub(crate) fn try_acquire_borrowed(&self) -> Option<BorrowedPermit<'_>> {
+        self.shared.try_take().then_some(BorrowedPermit {
+            shared: &self.shared,
+            waited: false,
+        })
+    }
+
+    /// Sets the hook called each time a permit goes back to the free count; once only (a
+    /// second hook is refused and returned).
+    pub fn on_release(&self, hook: ReleaseHook) -> std::result::Result<(), ReleaseHook> {
+        self.shared.on_release.set(hook)
     }
 
     /// Waits until the caller holds a permit (which it must wrap at once, with no await in

@@ -32,4 +32,4 @@
 mod admission;
 
 pub(crate) use admission::BorrowedPermit;
-pub use admission::{Admission, Permit, QueueConfig};
+pub use admission::{Admission, Permit, QueueConfig, ReleaseHook};
