@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use infermux_core::{Clock, EndpointCounters, Error, ErrorKind, Priority, Result, SystemClock};
@@ -106,11 +106,18 @@ struct Shared {
     queued_tx: watch::Sender<usize>,
     /// Called after a permit went back to the free count (not to a waiter of this queue): a
     /// pool over several endpoints wakes its own waiters with it.
-    on_release: OnceLock<ReleaseHook>,
+    on_release: OnceLock<RwLock<Vec<ReleaseHook>>>,
 }
 
 /// What [`Admission::on_release`] calls.
 pub type ReleaseHook = Arc<dyn Fn() + Send + Sync>;
+
+fn run_hooks(hooks: &RwLock<Vec<ReleaseHook>>) {
+    let hooks = hooks.read().unwrap_or_else(|p| p.into_inner());
+    for h in hooks.iter() {
+        h();
+    }
+}
 
 fn level(p: Priority) -> usize {
     match p {
@@ -145,8 +152,8 @@ impl Shared {
         if !given_back {
             let mut st = self.lock();
             self.release_locked(&mut st);
-        } else if let Some(hook) = self.on_release.get() {
-            hook();
+        } else if let Some(hooks) = self.on_release.get() {
+            run_hooks(hooks);
         }
     }
 
@@ -172,8 +179,8 @@ impl Shared {
             let Some(w) = best.and_then(|(lvl, _, _)| st.levels.get_mut(lvl)?.pop_front()) else {
                 // nobody waits (so the flag is clear): the permit goes back to the pool
                 self.permits.fetch_add(1, Ordering::Release);
-                if let Some(hook) = self.on_release.get() {
-                    hook();
+                if let Some(hooks) = self.on_release.get() {
+                    run_hooks(hooks);
                 }
                 return;
             };
@@ -364,10 +371,12 @@ impl Admission {
         })
     }
 
-    /// Sets the hook called each time a permit goes back to the free count; once only (a
-    /// second hook is refused and returned).
+    /// Adds a hook called each time a permit goes back to the free count (every pool the
+    /// endpoint belongs to adds one). Never refused: the `Result` is always `Ok`.
     pub fn on_release(&self, hook: ReleaseHook) -> std::result::Result<(), ReleaseHook> {
-        self.shared.on_release.set(hook)
+        let hooks = self.shared.on_release.get_or_init(|| RwLock::new(Vec::new()));
+        hooks.write().unwrap_or_else(|p| p.into_inner()).push(hook);
+        Ok(())
     }
 
     /// Waits until the caller holds a permit (which it must wrap at once, with no await in
