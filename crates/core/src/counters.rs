@@ -595,6 +595,45 @@ impl CounterSnapshot {
     pub fn rejected_total(&self) -> u64 {
         self.rejected.iter().sum()
     }
+    /// The sum of two endpoints' counters (a client over several): counts and latencies add,
+    /// the breaker state is the worse one (open over half-open over closed).
+    pub fn merged(&self, other: &CounterSnapshot) -> CounterSnapshot {
+        fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
+            (0..a.len().max(b.len()))
+                .map(|i| a.get(i).copied().unwrap_or(0) + b.get(i).copied().unwrap_or(0))
+                .collect()
+        }
+        let rank = |s: u8| match s {
+            1 => 2,
+            2 => 1,
+            _ => 0,
+        };
+        CounterSnapshot {
+            requests: self.requests + other.requests,
+            successes: self.successes + other.successes,
+            failures: add(&self.failures, &other.failures),
+            rejected: add(&self.rejected, &other.rejected),
+            retries: self.retries + other.retries,
+            in_flight: self.in_flight + other.in_flight,
+            queued: self.queued + other.queued,
+            queue_wait: self.queue_wait + other.queue_wait,
+            tokens_in: self.tokens_in + other.tokens_in,
+            tokens_out: self.tokens_out + other.tokens_out,
+            breaker_state: if rank(other.breaker_state) > rank(self.breaker_state) {
+                other.breaker_state
+            } else {
+                self.breaker_state
+            },
+            breaker_trips: self.breaker_trips + other.breaker_trips,
+            latency: LatencySnapshot {
+                buckets: add(&self.latency.buckets, &other.latency.buckets),
+                fixed: add(&self.latency.fixed, &other.latency.fixed),
+                count: self.latency.count + other.latency.count,
+                sum: self.latency.sum + other.latency.sum,
+                max: self.latency.max.max(other.latency.max),
+            },
+        }
+    }
     /// Non-zero failures by kind.
     pub fn failures_by_kind(&self) -> Vec<(ErrorKind, u64)> {
         ErrorKind::ALL
