@@ -30,6 +30,7 @@ mod provider;
 mod ratelimit;
 mod route;
 mod secret;
+mod similarity;
 mod stream;
 mod tokens;
 mod types;
@@ -48,6 +49,7 @@ pub use ratelimit::{RateLimitInfo, RateLimitWindow};
 pub use route::{FallbackTaken, Served};
 pub use secret::ApiKey;
 pub use stream::{StreamAccumulator, StreamEvent, first_event};
+pub use similarity::cosine_similarity;
 pub use tokens::estimate_tokens;
 pub use types::*;
 
