@@ -1,17 +1,198 @@
 //! [`Client`]: typed calls over one provider endpoint through the resilience stack (admission
-//! queue, circuit breaker, retries, call deadline) with per-endpoint counters.
+//! queue, circuit breaker, retries, call deadline) with per-endpoint counters — or, built with
+//! endpoints, keys and model groups, over pools routed by model with fallbacks.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use infermux_core::{
-    ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, CounterSnapshot,
-    EmbeddingRequest, EmbeddingResponse, EndpointId, Error, ErrorKind, EventStream, ModelList,
-    Provider, Request, RequestContext, Response, Result,
-};
-use infermux_resilience::{ResilienceConfig, Resilient, render_prometheus};
+use std::collections::HashMap;
+use std::fmt;
 
-/// Builds a [`Client`].
+use infermux_core::{
+    ApiKey, Capabilities, ChatRequest, ChatResponse, CompletionRequest, CompletionResponse,
+    CounterSnapshot, EmbeddingRequest, EmbeddingResponse, EndpointId, Error, ErrorKind,
+    EventStream, ModelList, Provider, Request, RequestContext, RerankRequest, RerankResponse,
+    Response, Result, Served,
+};
+use infermux_multiplex::{MemberSpec, MultiPool, PoolConfig, Strategy};
+use infermux_resilience::{
+    AttemptExecutor, CallPolicy, ResilienceConfig, Resilient, render_prometheus,
+};
+
+use crate::router::{Chain, Group, Router};
+
+/// A key of an endpoint, with its alias (what reports, metrics and [`Served`] show) and its
+/// optional per-key limits.
+///
+/// ```
+/// use infermux::{ApiKey, NamedKey};
+/// let k = NamedKey::new("team-a", ApiKey::new("sk-1")).with_rpm(500).with_tpm(200_000);
+/// assert_eq!(k.alias(), "team-a");
+/// assert!(NamedKey::from_env("team-b", "INFERMUX_SURELY_UNSET_VAR").is_err());
+/// ```
+#[derive(Debug, Clone)]
+pub struct NamedKey {
+    alias: String,
+    key: ApiKey,
+    rpm: Option<u32>,
+    tpm: Option<u32>,
+}
+
+impl NamedKey {
+    /// `key`, named `alias`.
+    pub fn new(alias: impl Into<String>, key: ApiKey) -> Self {
+        NamedKey {
+            alias: alias.into(),
+            key,
+            rpm: None,
+            tpm: None,
+        }
+    }
+    /// The key in environment variable `var`; an unset or empty variable is a
+    /// [`ErrorKind::Config`] error now, not a 401 later.
+    pub fn from_env(alias: impl Into<String>, var: &str) -> Result<Self> {
+        let alias = alias.into();
+        let key = ApiKey::from_env(var).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!("key `{alias}`: environment variable {var} is not set"),
+            )
+        })?;
+        Ok(Self::new(alias, key))
+    }
+    /// The key in the file at `path` (trimmed); a missing, unreadable or empty file is a
+    /// [`ErrorKind::Config`] error.
+    pub fn from_file(alias: impl Into<String>, path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let alias = alias.into();
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("key `{alias}`: cannot read {}", path.display()),
+            )
+            .with_source(e)
+        })?;
+        if text.trim().is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("key `{alias}`: {} is empty", path.display()),
+            ));
+        }
+        Ok(Self::new(alias, ApiKey::new(text.trim())))
+    }
+    /// A requests-per-minute limit of this key.
+    pub fn with_rpm(mut self, rpm: u32) -> Self {
+        self.rpm = Some(rpm);
+        self
+    }
+    /// A tokens-per-minute limit of this key.
+    pub fn with_tpm(mut self, tpm: u32) -> Self {
+        self.tpm = Some(tpm);
+        self
+    }
+    /// The alias.
+    pub fn alias(&self) -> &str {
+        &self.alias
+    }
+}
+
+/// A deployment of a model group: an endpoint (by name), the provider's model id there, and a
+/// weight for the weighted strategy.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    endpoint: String,
+    model: Option<String>,
+    weight: u32,
+    name: Option<String>,
+}
+
+impl Deployment {
+    /// `model` at the endpoint named `endpoint`.
+    pub fn new(endpoint: impl Into<String>, model: impl Into<String>) -> Self {
+        Deployment {
+            endpoint: endpoint.into(),
+            model: Some(model.into()),
+            weight: 1,
+            name: None,
+        }
+    }
+    /// The endpoint with whatever model the request names.
+    pub fn any_model(endpoint: impl Into<String>) -> Self {
+        Deployment {
+            endpoint: endpoint.into(),
+            model: None,
+            weight: 1,
+            name: None,
+        }
+    }
+    /// The weight (default 1).
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+    /// A name for reports (default: the endpoint's).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// A model group: the name the application uses, a selection strategy and its deployments.
+///
+/// ```
+/// use infermux::{Deployment, ModelGroup, Strategy};
+/// let g = ModelGroup::new("chat-fast")
+///     .strategy(Strategy::LeastInFlight)
+///     .deployment(Deployment::new("openai-a", "gpt-4o-mini"))
+///     .deployment(Deployment::new("local", "smollm2").weight(2));
+/// assert_eq!(g.name(), "chat-fast");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ModelGroup {
+    name: String,
+    strategy: Strategy,
+    deployments: Vec<Deployment>,
+    config: Option<PoolConfig>,
+}
+
+impl ModelGroup {
+    /// A group named `name`, round-robin, no deployments yet.
+    pub fn new(name: impl Into<String>) -> Self {
+        ModelGroup {
+            name: name.into(),
+            strategy: Strategy::default(),
+            deployments: Vec::new(),
+            config: None,
+        }
+    }
+    /// The selection strategy.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+    /// Adds a deployment.
+    pub fn deployment(mut self, d: Deployment) -> Self {
+        self.deployments.push(d);
+        self
+    }
+    /// The pool's configuration (its strategy is replaced by [`ModelGroup::strategy`]'s).
+    pub fn pool_config(mut self, config: PoolConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+struct EndpointEntry {
+    provider: Arc<dyn Provider>,
+    keys: Vec<NamedKey>,
+}
+
+/// Builds a [`Client`]: one provider (the simple case), or endpoints with keys, model groups
+/// and fallbacks.
 ///
 /// ```
 /// use infermux::resilience::ResilienceConfig;
@@ -27,15 +208,49 @@ use infermux_resilience::{ResilienceConfig, Resilient, render_prometheus};
 ///     .unwrap();
 /// assert_eq!(client.endpoint().as_str(), "local");
 /// ```
-#[derive(Debug, Default)]
+///
+/// Two endpoints, two keys on one of them, a group routing over both and a fallback:
+///
+/// ```
+/// use infermux::openai_compat::OpenAiCompat;
+/// use infermux::{ApiKey, Client, Deployment, EndpointConfig, ErrorKind, ModelGroup, NamedKey, Strategy};
+/// let a = OpenAiCompat::new(EndpointConfig::new("a", "http://127.0.0.1:8080/v1").unwrap()).unwrap();
+/// let b = OpenAiCompat::new(EndpointConfig::new("b", "http://127.0.0.1:8081/v1").unwrap()).unwrap();
+/// let client = Client::builder()
+///     .endpoint(a)
+///     .key("a", NamedKey::new("k1", ApiKey::new("sk-1")))
+///     .key("a", NamedKey::new("k2", ApiKey::new("sk-2")))
+///     .endpoint(b)
+///     .group(ModelGroup::new("chat").strategy(Strategy::LeastInFlight).deployment(Deployment::new("a", "small")))
+///     .group(ModelGroup::new("backup").deployment(Deployment::new("b", "small")))
+///     .fallback("chat", ["backup"], [ErrorKind::Unavailable, ErrorKind::RateLimited])
+///     .build()
+///     .unwrap();
+/// assert_eq!(client.groups(), vec!["chat", "backup"]);
+/// ```
+#[derive(Default)]
 pub struct ClientBuilder {
     provider: Option<Arc<dyn Provider>>,
     resilience: Option<ResilienceConfig>,
     timeout: Option<Duration>,
+    endpoints: Vec<EndpointEntry>,
+    groups: Vec<ModelGroup>,
+    fallbacks: Vec<(String, Vec<String>, Vec<ErrorKind>)>,
+    errors: Vec<Error>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("provider", &self.provider)
+            .field("endpoints", &self.endpoints.len())
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientBuilder {
-    /// The provider endpoint to call.
+    /// The provider endpoint to call (the single-endpoint client).
     pub fn provider(mut self, provider: impl Provider + 'static) -> Self {
         self.provider = Some(Arc::new(provider));
         self
@@ -45,7 +260,68 @@ impl ClientBuilder {
         self.provider = Some(provider);
         self
     }
-    /// The resilience stack's configuration. Default [`ResilienceConfig::standard`].
+    /// Adds an endpoint of a pool, named by its [`Provider::endpoint`].
+    pub fn endpoint(self, provider: impl Provider + 'static) -> Self {
+        self.shared_endpoint(Arc::new(provider))
+    }
+    /// Adds an endpoint of a pool, already shared.
+    pub fn shared_endpoint(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.endpoints.push(EndpointEntry {
+            provider,
+            keys: Vec::new(),
+        });
+        self
+    }
+    /// Adds a key to the endpoint named `endpoint` (added before); each key is a pool member
+    /// of its own, cooled, removed and limited on its own.
+    pub fn key(mut self, endpoint: &str, key: NamedKey) -> Self {
+        match self
+            .endpoints
+            .iter_mut()
+            .find(|e| e.provider.endpoint().as_str() == endpoint)
+        {
+            Some(e) => e.keys.push(key),
+            None => self.errors.push(Error::new(
+                ErrorKind::Config,
+                format!("key `{}` names an unknown endpoint `{endpoint}`", key.alias),
+            )),
+        }
+        self
+    }
+    /// Adds a key read by `key` (e.g. [`NamedKey::from_env`]): its error, if any, is returned
+    /// by [`ClientBuilder::build`].
+    pub fn try_key(mut self, endpoint: &str, key: Result<NamedKey>) -> Self {
+        match key {
+            Ok(k) => self.key(endpoint, k),
+            Err(e) => {
+                self.errors.push(e);
+                self
+            }
+        }
+    }
+    /// Adds a model group.
+    pub fn group(mut self, group: ModelGroup) -> Self {
+        self.groups.push(group);
+        self
+    }
+    /// Falls back from group `from` to the groups `to`, in order, when a call fails with one
+    /// of the kinds `on` (e.g. [`ErrorKind::ContextLength`], [`ErrorKind::ContentFilter`],
+    /// [`ErrorKind::Unavailable`]). Never after stream content reached the caller.
+    pub fn fallback<'a>(
+        mut self,
+        from: &str,
+        to: impl IntoIterator<Item = &'a str>,
+        on: impl IntoIterator<Item = ErrorKind>,
+    ) -> Self {
+        self.fallbacks.push((
+            from.to_owned(),
+            to.into_iter().map(str::to_owned).collect(),
+            on.into_iter().collect(),
+        ));
+        self
+    }
+    /// The resilience configuration (each endpoint's queue and breaker, the retry policy and
+    /// call deadline). Default [`ResilienceConfig::standard`].
     pub fn resilience(mut self, config: ResilienceConfig) -> Self {
         self.resilience = Some(config);
         self
@@ -55,26 +331,176 @@ impl ClientBuilder {
         self.timeout = Some(timeout);
         self
     }
-    /// The client; fails with [`ErrorKind::Config`] without a provider or with a resilience
-    /// config that does not validate (zero permits, a threshold outside (0, 100], …).
-    pub fn build(self) -> Result<Client> {
-        let provider = self
-            .provider
-            .ok_or_else(|| Error::new(ErrorKind::Config, "a client needs a provider"))?;
-        let mut config = self.resilience.unwrap_or_default();
+    /// The client; fails with [`ErrorKind::Config`] without a provider or endpoint, with a
+    /// resilience config that does not validate (zero permits, a threshold outside (0, 100],
+    /// …), with a key that could not be read, or with groups and fallbacks naming what does
+    /// not exist.
+    pub fn build(mut self) -> Result<Client> {
+        if let Some(e) = self.errors.drain(..).next() {
+            return Err(e);
+        }
+        let mut config = self.resilience.take().unwrap_or_default();
         if let Some(t) = self.timeout {
             config = config.with_timeout(Some(t));
         }
-        Ok(Client {
-            inner: Arc::new(Resilient::new(provider, config)?),
-        })
+        if self.endpoints.is_empty() && self.groups.is_empty() {
+            let provider = self
+                .provider
+                .ok_or_else(|| Error::new(ErrorKind::Config, "a client needs a provider"))?;
+            return Ok(Client {
+                inner: Arc::new(Inner::Single(Resilient::new(provider, config)?)),
+            });
+        }
+        if let Some(p) = self.provider.take() {
+            self.endpoints.insert(
+                0,
+                EndpointEntry {
+                    provider: p,
+                    keys: Vec::new(),
+                },
+            );
+        }
+        build_router(self.endpoints, self.groups, self.fallbacks, config)
     }
+}
+
+fn config_error(msg: String) -> Error {
+    Error::new(ErrorKind::Config, msg)
+}
+
+fn build_router(
+    endpoints: Vec<EndpointEntry>,
+    mut groups: Vec<ModelGroup>,
+    fallbacks: Vec<(String, Vec<String>, Vec<ErrorKind>)>,
+    config: ResilienceConfig,
+) -> Result<Client> {
+    let config = config.validate()?;
+    let mut execs = Vec::with_capacity(endpoints.len());
+    let mut index = HashMap::new();
+    for (i, e) in endpoints.iter().enumerate() {
+        let id = e.provider.endpoint().clone();
+        if index.insert(id.as_str().to_owned(), i).is_some() {
+            return Err(config_error(format!("two endpoints are named `{id}`")));
+        }
+        let exec = AttemptExecutor::new(
+            e.provider.clone(),
+            config.queue.clone(),
+            config.breaker.clone(),
+        )?;
+        execs.push((id, Arc::new(exec)));
+    }
+    if groups.is_empty() {
+        let mut g = ModelGroup::new("default");
+        for e in &endpoints {
+            g = g.deployment(Deployment::any_model(e.provider.endpoint().as_str()));
+        }
+        groups.push(g);
+    }
+    let all: Vec<Arc<AttemptExecutor>> = execs.iter().map(|(_, e)| e.clone()).collect();
+    let mut built = Vec::with_capacity(groups.len());
+    let mut by_name = HashMap::new();
+    for (gi, g) in groups.into_iter().enumerate() {
+        if g.deployments.is_empty() {
+            return Err(config_error(format!("group `{}` has no deployments", g.name)));
+        }
+        let name: Arc<str> = Arc::from(g.name.as_str());
+        if by_name.insert(name.clone(), gi).is_some() {
+            return Err(config_error(format!("two groups are named `{}`", g.name)));
+        }
+        let mut members = Vec::new();
+        let mut deployments = Vec::new();
+        for d in &g.deployments {
+            let &ei = index.get(&d.endpoint).ok_or_else(|| {
+                config_error(format!(
+                    "group `{}` names an unknown endpoint `{}`",
+                    g.name, d.endpoint
+                ))
+            })?;
+            let dname: Arc<str> = Arc::from(d.name.as_deref().unwrap_or(d.endpoint.as_str()));
+            let base = || {
+                let m = MemberSpec::new(ei).with_weight(d.weight);
+                match &d.model {
+                    Some(model) => m.with_model(model),
+                    None => m,
+                }
+            };
+            let keys = &endpoints[ei].keys;
+            if keys.is_empty() {
+                members.push(base());
+                deployments.push(dname.clone());
+            }
+            for k in keys {
+                let mut m = base().with_key(&k.alias, k.key.clone());
+                if let Some(r) = k.rpm {
+                    m = m.with_rpm(r);
+                }
+                if let Some(t) = k.tpm {
+                    m = m.with_tpm(t);
+                }
+                members.push(m);
+                deployments.push(dname.clone());
+            }
+        }
+        let pool_config = g
+            .config
+            .clone()
+            .unwrap_or_else(|| PoolConfig::new(g.strategy))
+            .with_strategy(g.strategy);
+        let pool = MultiPool::new(all.clone(), members, pool_config)?;
+        built.push(Group {
+            name,
+            pool,
+            deployments,
+        });
+    }
+    let mut chains: Vec<Option<Chain>> = vec![None; built.len()];
+    for (from, to, on) in fallbacks {
+        let &fi = by_name.get(from.as_str()).ok_or_else(|| {
+            config_error(format!("a fallback starts at an unknown group `{from}`"))
+        })?;
+        let mut ids = Vec::with_capacity(to.len());
+        for t in &to {
+            let &ti = by_name.get(t.as_str()).ok_or_else(|| {
+                config_error(format!("the fallback of `{from}` names an unknown group `{t}`"))
+            })?;
+            if ti == fi || ids.contains(&ti) {
+                return Err(config_error(format!(
+                    "the fallback of `{from}` visits `{t}` twice"
+                )));
+            }
+            ids.push(ti);
+        }
+        if on.is_empty() {
+            return Err(config_error(format!(
+                "the fallback of `{from}` names no error kind to fall back on"
+            )));
+        }
+        chains[fi] = Some(Chain { to: ids, on });
+    }
+    let default = (built.len() == 1).then_some(0);
+    let router = Router {
+        endpoints: execs,
+        groups: built,
+        by_name,
+        default,
+        chains,
+        policy: CallPolicy::new(config.retry, config.timeout),
+    };
+    Ok(Client {
+        inner: Arc::new(Inner::Routed(router)),
+    })
+}
+
+#[derive(Debug)]
+enum Inner {
+    Single(Resilient),
+    Routed(Router),
 }
 
 /// The infermux client. Cheap to clone; clones share the stack and its counters.
 #[derive(Debug, Clone)]
 pub struct Client {
-    inner: Arc<Resilient>,
+    inner: Arc<Inner>,
 }
 
 fn unexpected(op: &str) -> Error {
@@ -88,7 +514,7 @@ impl Client {
     /// A client over `provider` with the standard resilience stack.
     pub fn new(provider: impl Provider + 'static) -> Self {
         Client {
-            inner: Arc::new(Resilient::standard(Arc::new(provider))),
+            inner: Arc::new(Inner::Single(Resilient::standard(Arc::new(provider)))),
         }
     }
 
@@ -97,41 +523,114 @@ impl Client {
         ClientBuilder::default()
     }
 
-    /// The endpoint this client calls.
+    /// The endpoint this client calls (a routed client: its first endpoint).
     pub fn endpoint(&self) -> &EndpointId {
-        self.inner.endpoint()
+        match &*self.inner {
+            Inner::Single(r) => r.endpoint(),
+            Inner::Routed(r) => &r.endpoints[0].0,
+        }
     }
 
-    /// The provider's name.
+    /// The provider's name (a routed client: its first endpoint's).
     pub fn provider_name(&self) -> &'static str {
-        self.inner.name()
+        match &*self.inner {
+            Inner::Single(r) => r.name(),
+            Inner::Routed(r) => r.endpoints[0].1.provider().name(),
+        }
     }
 
-    /// The resilience stack (queue, breaker, counters).
-    pub fn stack(&self) -> &Resilient {
-        &self.inner
+    /// What the (first) endpoint offers.
+    pub fn capabilities(&self) -> Capabilities {
+        match &*self.inner {
+            Inner::Single(r) => r.capabilities(),
+            Inner::Routed(r) => r.endpoints[0].1.provider().capabilities(),
+        }
     }
 
-    /// A snapshot of the endpoint's counters.
+    /// The resilience stack of a single-endpoint client (`None` for a routed one).
+    pub fn stack(&self) -> Option<&Resilient> {
+        match &*self.inner {
+            Inner::Single(r) => Some(r),
+            Inner::Routed(_) => None,
+        }
+    }
+
+    /// The model groups of a routed client, in order (empty for a single endpoint).
+    pub fn groups(&self) -> Vec<&str> {
+        match &*self.inner {
+            Inner::Single(_) => Vec::new(),
+            Inner::Routed(r) => r.groups.iter().map(|g| &*g.name).collect(),
+        }
+    }
+
+    /// The pool of group `name`, for its member status and counters.
+    pub fn pool(&self, name: &str) -> Option<&MultiPool> {
+        match &*self.inner {
+            Inner::Single(_) => None,
+            Inner::Routed(r) => r.by_name.get(name).map(|&g| &r.groups[g].pool),
+        }
+    }
+
+    /// A snapshot of the endpoint's counters (a routed client: the sum over its endpoints).
     pub fn counters(&self) -> CounterSnapshot {
-        self.inner.counters().snapshot()
+        match &*self.inner {
+            Inner::Single(r) => r.counters().snapshot(),
+            Inner::Routed(r) => {
+                let mut it = r.endpoints.iter().map(|(_, e)| e.counters().snapshot());
+                let first = it.next().unwrap_or_default();
+                it.fold(first, |acc, s| acc.merged(&s))
+            }
+        }
     }
 
-    /// The endpoint's counters in the Prometheus text format (a fixed layout: every scrape
-    /// has the same series).
+    /// Each endpoint's counters.
+    pub fn endpoint_counters(&self) -> Vec<(EndpointId, CounterSnapshot)> {
+        match &*self.inner {
+            Inner::Single(r) => vec![(r.endpoint().clone(), r.counters().snapshot())],
+            Inner::Routed(r) => r
+                .endpoints
+                .iter()
+                .map(|(id, e)| (id.clone(), e.counters().snapshot()))
+                .collect(),
+        }
+    }
+
+    /// Every endpoint's counters, and every pool's members, in the Prometheus text format
+    /// (a fixed layout: every scrape has the same series). Keys appear by alias only.
     pub fn prometheus(&self) -> String {
-        render_prometheus(&[(self.endpoint().clone(), self.counters())])
+        match &*self.inner {
+            Inner::Single(_) => render_prometheus(&self.endpoint_counters()),
+            Inner::Routed(r) => r.prometheus(),
+        }
     }
 
     /// One call of any operation.
     pub async fn call(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
-        // the stack's own future, not the `Provider` trait's boxed one
-        self.inner.execute(request, &ctx).await
+        match &*self.inner {
+            // the stack's own future, not the `Provider` trait's boxed one
+            Inner::Single(r) => r.execute(request, &ctx).await,
+            Inner::Routed(r) => r.call(request, ctx).await,
+        }
     }
 
     /// One streamed call; resolves at the first event.
     pub async fn stream(&self, request: &Request, ctx: RequestContext) -> Result<EventStream> {
-        self.inner.execute_stream(request, &ctx).await
+        match &*self.inner {
+            Inner::Single(r) => r.execute_stream(request, &ctx).await,
+            Inner::Routed(r) => r.stream(request, ctx).await.map(|(s, _)| s),
+        }
+    }
+
+    /// One streamed call, with who serves it (a single-endpoint client: `None`).
+    pub async fn stream_served(
+        &self,
+        request: &Request,
+        ctx: RequestContext,
+    ) -> Result<(EventStream, Option<Served>)> {
+        match &*self.inner {
+            Inner::Single(r) => r.execute_stream(request, &ctx).await.map(|s| (s, None)),
+            Inner::Routed(r) => r.stream(request, ctx).await.map(|(s, v)| (s, Some(v))),
+        }
     }
 
     /// A chat answer.
@@ -153,16 +652,30 @@ impl Client {
 
     /// A streamed chat answer, resolved at its first event.
     pub async fn stream_chat(&self, request: ChatRequest) -> Result<EventStream> {
-        self.stream(&Request::Chat(request), RequestContext::new())
-            .await
+        self.stream_chat_with(request, RequestContext::new()).await
+    }
+
+    /// A streamed chat answer with a given context.
+    pub async fn stream_chat_with(
+        &self,
+        request: ChatRequest,
+        ctx: RequestContext,
+    ) -> Result<EventStream> {
+        self.stream(&Request::Chat(request), ctx).await
     }
 
     /// Embeddings, one per input.
     pub async fn embed(&self, request: EmbeddingRequest) -> Result<EmbeddingResponse> {
-        match self
-            .call(&Request::Embeddings(request), RequestContext::new())
-            .await?
-        {
+        self.embed_with(request, RequestContext::new()).await
+    }
+
+    /// Embeddings with a given context.
+    pub async fn embed_with(
+        &self,
+        request: EmbeddingRequest,
+        ctx: RequestContext,
+    ) -> Result<EmbeddingResponse> {
+        match self.call(&Request::Embeddings(request), ctx).await? {
             Response::Embeddings(e) => Ok(e),
             _ => Err(unexpected("embeddings")),
         }
@@ -170,18 +683,46 @@ impl Client {
 
     /// A legacy completion.
     pub async fn complete(&self, request: CompletionRequest) -> Result<CompletionResponse> {
-        match self
-            .call(&Request::Completion(request), RequestContext::new())
-            .await?
-        {
+        self.complete_with(request, RequestContext::new()).await
+    }
+
+    /// A legacy completion with a given context.
+    pub async fn complete_with(
+        &self,
+        request: CompletionRequest,
+        ctx: RequestContext,
+    ) -> Result<CompletionResponse> {
+        match self.call(&Request::Completion(request), ctx).await? {
             Response::Completion(c) => Ok(c),
             _ => Err(unexpected("completion")),
         }
     }
 
+    /// Documents ranked by relevance to a query.
+    pub async fn rerank(&self, request: RerankRequest) -> Result<RerankResponse> {
+        self.rerank_with(request, RequestContext::new()).await
+    }
+
+    /// A rerank with a given context.
+    pub async fn rerank_with(
+        &self,
+        request: RerankRequest,
+        ctx: RequestContext,
+    ) -> Result<RerankResponse> {
+        match self.call(&Request::Rerank(request), ctx).await? {
+            Response::Rerank(r) => Ok(r),
+            _ => Err(unexpected("rerank")),
+        }
+    }
+
     /// The models the endpoint offers.
     pub async fn models(&self) -> Result<ModelList> {
-        match self.call(&Request::Models, RequestContext::new()).await? {
+        self.models_with(RequestContext::new()).await
+    }
+
+    /// The models, with a given context.
+    pub async fn models_with(&self, ctx: RequestContext) -> Result<ModelList> {
+        match self.call(&Request::Models, ctx).await? {
             Response::Models(m) => Ok(m),
             _ => Err(unexpected("models")),
         }

@@ -1,0 +1,259 @@
+//! Routing by model group: the application names a group (`"chat-fast"`), the router maps it to
+//! a [`MultiPool`] of deployments (endpoint + key + the provider's model id), runs the call
+//! through the [`CallPolicy`], and on a chosen error kind falls back along the group's ordered
+//! chain. Every answer says who served it ([`Served`]) and every fallback is a `tracing` event.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use infermux_core::{
+    EndpointId, Error, ErrorKind, EventStream, FallbackTaken, Request, RequestContext, Response,
+    Result, Served,
+};
+use infermux_multiplex::MultiPool;
+use infermux_resilience::{AttemptExecutor, CallPolicy, Called, call_span};
+use tracing::Instrument;
+
+/// One model group: its name, its pool and, per pool member, the deployment it belongs to.
+pub(crate) struct Group {
+    pub(crate) name: Arc<str>,
+    pub(crate) pool: MultiPool,
+    /// The deployment name of each pool member.
+    pub(crate) deployments: Vec<Arc<str>>,
+}
+
+/// A fallback chain from one group: the groups to try in order, and the error kinds that move
+/// the call on.
+#[derive(Debug, Clone)]
+pub(crate) struct Chain {
+    pub(crate) to: Vec<usize>,
+    pub(crate) on: Vec<ErrorKind>,
+}
+
+/// The routed side of a client: endpoints, groups, fallback chains and the call policy.
+pub(crate) struct Router {
+    pub(crate) endpoints: Vec<(EndpointId, Arc<AttemptExecutor>)>,
+    pub(crate) groups: Vec<Group>,
+    pub(crate) by_name: HashMap<Arc<str>, usize>,
+    /// The group a request whose model names no group goes to (only when there is one group).
+    pub(crate) default: Option<usize>,
+    pub(crate) chains: Vec<Option<Chain>>,
+    pub(crate) policy: CallPolicy,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field(
+                "endpoints",
+                &self.endpoints.iter().map(|(e, _)| e).collect::<Vec<_>>(),
+            )
+            .field(
+                "groups",
+                &self.groups.iter().map(|g| &g.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Router {
+    /// The group a request goes to: the one its model names, else the default.
+    pub(crate) fn resolve(&self, request: &Request, ctx: &RequestContext) -> Result<usize> {
+        if let Some(&g) = request.model().and_then(|m| self.by_name.get(m)) {
+            return Ok(g);
+        }
+        self.default.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no model group named `{}` (groups: {})",
+                    request.model().unwrap_or(""),
+                    self.groups
+                        .iter()
+                        .map(|g| &*g.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .in_context(ctx.request_id(), "infermux", &EndpointId::new("router"))
+        })
+    }
+
+    /// Who served member `member` of group `g`.
+    fn served(&self, g: usize, member: u32, attempts: u32, fallback: Option<FallbackTaken>) -> Served {
+        let group = &self.groups[g];
+        let info = group.pool.member(member);
+        let deployment = group
+            .deployments
+            .get(member as usize)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""));
+        let (endpoint, alias, model) = match info {
+            Some(i) => (i.endpoint, i.key_alias, i.model),
+            None => (EndpointId::new(""), None, None),
+        };
+        let mut s = Served::new(&*group.name, &*deployment, endpoint, model.as_deref().unwrap_or(""));
+        s.key_alias = alias;
+        s.attempts = attempts;
+        s.fallback = fallback;
+        s
+    }
+
+    /// The next group after a failure in `chain_of` at hop `hops`, if `e` triggers a fallback.
+    fn next(&self, first: usize, hops: u32, e: &Error) -> Option<usize> {
+        let chain = self.chains.get(first)?.as_ref()?;
+        if !chain.on.contains(&e.kind()) {
+            return None;
+        }
+        chain.to.get(hops as usize).copied()
+    }
+
+    /// The context every group's call shares: the call deadline is fixed once, so a fallback
+    /// spends what is left of it, never a fresh one.
+    fn call_context(&self, ctx: RequestContext) -> RequestContext {
+        match (ctx.deadline(), self.policy.timeout()) {
+            (None, Some(t)) => {
+                let d = Instant::now() + t;
+                ctx.with_deadline(d)
+            }
+            _ => ctx,
+        }
+    }
+
+    /// One call, routed, with fallbacks; the response says who served it.
+    pub(crate) async fn call(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
+        let first = self.resolve(request, &ctx)?;
+        let ctx = self.call_context(ctx);
+        let (mut g, mut hops, mut attempts) = (first, 0u32, 0u32);
+        let mut trigger = None;
+        loop {
+            let group = &self.groups[g];
+            let span = call_span(request, &ctx, "infermux", &group.name, false);
+            let result = self
+                .policy
+                .call_traced(&group.pool, request, &ctx, span.clone())
+                .instrument(span)
+                .await;
+            match result {
+                Ok(Called {
+                    mut value, member, attempts: a, ..
+                }) => {
+                    let fallback = trigger.map(|t| FallbackTaken {
+                        from: self.groups[first].name.clone(),
+                        trigger: t,
+                        hops,
+                    });
+                    let served = self.served(g, member, attempts + a, fallback);
+                    tracing::info!(
+                        target: "infermux::route",
+                        "infermux.group" = &*served.group,
+                        "infermux.deployment" = &*served.deployment,
+                        "infermux.endpoint" = served.endpoint.as_str(),
+                        "infermux.key" = served.key_alias.as_deref(),
+                        "infermux.attempts" = served.attempts,
+                        "infermux.fallback" = served.fallback.is_some(),
+                        "served"
+                    );
+                    value.set_served(served);
+                    return Ok(value);
+                }
+                Err(e) => {
+                    attempts += e.attempts();
+                    match self.next(first, hops, &e) {
+                        Some(next) => {
+                            tracing::warn!(
+                                target: "infermux::route",
+                                "infermux.group" = &*group.name,
+                                "infermux.fallback_to" = &*self.groups[next].name,
+                                "error.type" = e.kind().as_str(),
+                                "falling back"
+                            );
+                            trigger = Some(e.kind());
+                            hops += 1;
+                            g = next;
+                        }
+                        None => return Err(e.with_attempts(attempts.max(e.attempts()))),
+                    }
+                }
+            }
+        }
+    }
+
+    /// One streamed call, routed; falls back only before the first content event (the
+    /// policy resolves the stream there), and says who serves it.
+    pub(crate) async fn stream(
+        &self,
+        request: &Request,
+        ctx: RequestContext,
+    ) -> Result<(EventStream, Served)> {
+        let first = self.resolve(request, &ctx)?;
+        let ctx = self.call_context(ctx);
+        let (mut g, mut hops, mut attempts) = (first, 0u32, 0u32);
+        let mut trigger = None;
+        loop {
+            let group = &self.groups[g];
+            let span = call_span(request, &ctx, "infermux", &group.name, true);
+            let result = self
+                .policy
+                .stream_traced(&group.pool, request, &ctx, span.clone())
+                .instrument(span)
+                .await;
+            match result {
+                Ok(Called {
+                    value, member, attempts: a, ..
+                }) => {
+                    let fallback = trigger.map(|t| FallbackTaken {
+                        from: self.groups[first].name.clone(),
+                        trigger: t,
+                        hops,
+                    });
+                    let served = self.served(g, member, attempts + a, fallback);
+                    tracing::info!(
+                        target: "infermux::route",
+                        "infermux.group" = &*served.group,
+                        "infermux.endpoint" = served.endpoint.as_str(),
+                        "infermux.key" = served.key_alias.as_deref(),
+                        "infermux.attempts" = served.attempts,
+                        "infermux.fallback" = served.fallback.is_some(),
+                        "streaming"
+                    );
+                    return Ok((value, served));
+                }
+                Err(e) => {
+                    attempts += e.attempts();
+                    match self.next(first, hops, &e) {
+                        Some(next) => {
+                            tracing::warn!(
+                                target: "infermux::route",
+                                "infermux.group" = &*group.name,
+                                "infermux.fallback_to" = &*self.groups[next].name,
+                                "error.type" = e.kind().as_str(),
+                                "falling back"
+                            );
+                            trigger = Some(e.kind());
+                            hops += 1;
+                            g = next;
+                        }
+                        None => return Err(e.with_attempts(attempts.max(e.attempts()))),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prometheus text of every endpoint's counters and every pool's members.
+    pub(crate) fn prometheus(&self) -> String {
+        let snaps: Vec<_> = self
+            .endpoints
+            .iter()
+            .map(|(id, e)| (id.clone(), e.counters().snapshot()))
+            .collect();
+        let mut out = infermux_resilience::render_prometheus(&snaps);
+        for g in &self.groups {
+            g.pool.render_prometheus(&g.name, &mut out);
+        }
+        out
+    }
+}
