@@ -43,6 +43,10 @@
 //! - 5xx, connect errors and timeouts are left to the endpoint's breaker.
 //! - A success whose rate-limit headers say `remaining: 0` limits the key until the reset.
 //!
+//! A call policy that waits out a 429's `Retry-After` before its next attempt holds the call
+//! back while other keys are idle: use [`KeyRetry`] around it, which retries key-scoped
+//! errors at once and lets the pool route around the key (and wait, when no key is left).
+//!
 //! # Limits
 //! Per-key RPM and TPM limits are [GCRA](gcra::Gcra) limiters (one atomic each). A limit of
 //! `L` a minute is a bucket of capacity `B = L·p/100` (`p` =
@@ -86,10 +90,12 @@ pub mod gcra;
 mod member;
 mod pool;
 mod queue;
+mod retry;
 mod status;
 
 pub use config::{MemberSpec, PoolConfig, Strategy};
 pub use pool::{MAX_MEMBERS, MultiPool};
+pub use retry::KeyRetry;
 pub use status::{MemberInfo, MemberState, MemberStatus, PoolSnapshot, RemovalReason};
 
 // The README, compiled as doctests (`cargo test --doc`).

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use infermux_core::{
     AttemptKey, Clock, EndpointId, Error, ErrorKind, RateLimitInfo, Result, SystemClock,
 };
-use infermux_resilience::breaker::BreakerState;
+use infermux_resilience::breaker::{BreakerState, Outcome};
 use infermux_resilience::{Admit, AttemptExecutor, AttemptReport, Lease, Pool, Refusal};
 
 use crate::config::{MemberSpec, PoolConfig, Strategy};
@@ -545,6 +545,19 @@ impl MultiPool {
         }
     }
 
+    /// A lease now, without waiting, when a member can take an attempt reserving `estimate`
+    /// tokens (preferring members not in `tried`); `None` otherwise. Waiters in the queue are
+    /// not served first: this is for callers that would rather not wait at all, and for
+    /// benchmarks. Report its attempt with [`Pool::report`] like an admitted one.
+    pub fn try_lease(&self, estimate: u64, tried: &[u32]) -> Option<Lease<'_>> {
+        let inner = &*self.inner;
+        let tokens = if inner.has_tpm { estimate } else { 0 };
+        match inner.pick(inner.now_ns(), tokens, inner.tried_mask(tried)) {
+            Picked::Lease(lease) => Some(lease),
+            Picked::None { .. } => None,
+        }
+    }
+
     /// The member the strategy would pick at `now` for a request without a token estimate,
     /// taking nothing (no permit, no limit, no pick counted; round-robin and weighted advance
     /// their cursor). For diagnostics and the selection benchmark.
@@ -571,6 +584,12 @@ impl Inner {
     fn now_ns(&self) -> u64 {
         self.ns(self.clock.now())
     }
+    fn tried_mask(&self, tried: &[u32]) -> u64 {
+        tried
+            .iter()
+            .filter(|&&t| (t as usize) < self.members.len())
+            .fold(0u64, |m, &t| m | (1 << t))
+    }
     #[inline]
     fn rand(&self) -> u64 {
         splitmix(self.rng.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed))
@@ -591,9 +610,38 @@ impl Inner {
 
     /// Whether endpoint `e`'s breaker may admit at `now` (as far as the pool knows without
     /// asking it).
+    ///
+    /// The pool learns when an open breaker lets a probe through from its refusals
+    /// ([`Inner::learn_breakers`]); an open breaker it knows nothing of is held back.
     #[inline]
     fn breaker_may_admit(&self, ep: &Endpoint, now: u64) -> bool {
-        ep.breaker_blocked.load(Ordering::Relaxed) <= now
+        let blocked = ep.breaker_blocked.load(Ordering::Relaxed);
+        blocked <= now && (blocked != 0 || ep.exec.breaker_state() != BreakerState::Open)
+    }
+
+    /// Asks each open breaker the pool knows nothing of when it lets a probe through (a
+    /// probe ticket it hands out is given back unused at once).
+    fn learn_breakers(&self, now: u64) {
+        for ep in &self.endpoints {
+            if ep.breaker_blocked.load(Ordering::Relaxed) != 0
+                || ep.exec.breaker_state() != BreakerState::Open
+            {
+                continue;
+            }
+            let Some(b) = ep.exec.breaker() else { continue };
+            let at = match b.try_acquire() {
+                Ok(ticket) => {
+                    b.on_outcome(ticket, Outcome::Ignored, Duration::ZERO);
+                    1
+                }
+                Err(e) => e
+                    .retry_after()
+                    .map_or(NEVER, |d| now.saturating_add(dur_ns(d)).max(1)),
+            };
+            let _ = ep
+                .breaker_blocked
+                .compare_exchange(0, at, Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
 
     /// The members that can take an attempt of `tokens` now: the scan.
@@ -631,6 +679,11 @@ impl Inner {
         let ep = &self.endpoints[m.endpoint];
         let mut at = key.held_until().max(limits);
         let blocked = ep.breaker_blocked.load(Ordering::Relaxed);
+        let blocked = if blocked == 0 && ep.exec.breaker_state() == BreakerState::Open {
+            NEVER
+        } else {
+            blocked
+        };
         let mut on_release = ep.exec.admission().available() == 0;
         if blocked == NEVER {
             on_release = true;
@@ -725,6 +778,9 @@ impl Inner {
     /// One pick: the scan, the strategy, then the member's limits and its executor's grant.
     fn pick(&self, now: u64, tokens: u64, tried: u64) -> Picked<'_> {
         let mut failed = 0u64;
+        if self.eligible(now, tokens) == 0 {
+            self.learn_breakers(now);
+        }
         for _ in 0..=self.members.len() {
             let mask = self.eligible(now, tokens) & !failed;
             if mask == 0 {
@@ -970,11 +1026,7 @@ impl Pool for MultiPool {
     async fn admit<'a>(&'a self, req: Admit<'_>) -> Result<Lease<'a>> {
         let inner = &*self.inner;
         let tokens = inner.estimate(&req);
-        let tried = req
-            .tried
-            .iter()
-            .filter(|&&t| (t as usize) < inner.members.len())
-            .fold(0u64, |m, &t| m | (1 << t));
+        let tried = inner.tried_mask(req.tried);
         let now = inner.now_ns();
         if inner.queue.len() == 0
             && let Picked::Lease(lease) = inner.pick(now, tokens, tried)
