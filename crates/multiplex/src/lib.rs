@@ -1,0 +1,104 @@
+//! Key and endpoint multiplexing for infermux: a [`MultiPool`] of (endpoint, key) members
+//! behind the resilience crate's [`Pool`](infermux_resilience::Pool) seam, so a
+//! [`CallPolicy`](infermux_resilience::CallPolicy) retries across keys and endpoints.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use infermux_core::{ApiKey, ChatRequest, EndpointConfig, Message, Request, RequestContext};
+//! use infermux_multiplex::{MemberSpec, MultiPool, PoolConfig, Strategy};
+//! use infermux_openai_compat::OpenAiCompat;
+//! use infermux_resilience::{AttemptExecutor, CallPolicy, queue::QueueConfig};
+//! use infermux_testkit::{FaultPlan, Simulator};
+//! use std::sync::Arc;
+//!
+//! let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+//! let provider = OpenAiCompat::new(EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap()).unwrap();
+//! let endpoint = Arc::new(AttemptExecutor::new(Arc::new(provider), QueueConfig::standard(), None).unwrap());
+//! let members = vec![
+//!     MemberSpec::new(0).with_key("team-a", ApiKey::new("sk-a")).with_rpm(600),
+//!     MemberSpec::new(0).with_key("team-b", ApiKey::new("sk-b")).with_weight(2),
+//! ];
+//! let pool = MultiPool::new(vec![endpoint], members, PoolConfig::new(Strategy::Weighted)).unwrap();
+//! let req = Request::Chat(ChatRequest::new("m", vec![Message::user("hi")]));
+//! let called = CallPolicy::standard().call(&pool, &req, &RequestContext::new()).await.unwrap();
+//! assert_eq!(pool.counters().picks.iter().sum::<u64>(), 1);
+//! println!("answered by {:?}", pool.member(called.member));
+//! # }
+//! ```
+//!
+//! # Members and eligibility
+//! A member is an endpoint's [`AttemptExecutor`](infermux_resilience::AttemptExecutor), the
+//! key it sends (or the endpoint's own), a weight, the model id it asks for and its key's
+//! limits. It is *eligible* when its key is not cooling, not removed and not limited, its
+//! endpoint's breaker admits and a permit of the endpoint is free. The scan over the members
+//! (at most [`MAX_MEMBERS`]) reads atomics only; the strategy ([`Strategy`]) picks among the
+//! eligible members, preferring those the call has not already failed on
+//! ([`Admit::tried`](infermux_resilience::Admit::tried)).
+//!
+//! # What attempts teach the pool
+//! - 429 (`RateLimited`): the key cools down for the error's `Retry-After`, else its
+//!   rate-limit reset, else 1 s; a new cooldown extends a running one, never shortens it.
+//! - 401/403 (`Auth`): the key is removed until the pool is reconfigured.
+//! - `QuotaExceeded`: the key is removed until the stated reset, or until reconfigured.
+//! - 5xx, connect errors and timeouts are left to the endpoint's breaker.
+//! - A success whose rate-limit headers say `remaining: 0` limits the key until the reset.
+//!
+//! A call policy that waits out a 429's `Retry-After` before its next attempt holds the call
+//! back while other keys are idle: use [`KeyRetry`] around it, which retries key-scoped
+//! errors at once and lets the pool route around the key (and wait, when no key is left).
+//!
+//! # Limits
+//! Per-key RPM and TPM limits are [GCRA](gcra::Gcra) limiters (one atomic each). A limit of
+//! `L` a minute is a bucket of capacity `B = L·p/100` (`p` =
+//! [`PoolConfig::limit_burst_percent`], default 50; `1 ≤ B ≤ L−1`) refilling at `L − B` a
+//! minute, which guarantees: **in any minute-long window (sliding, half-open) the pool
+//! reserves at most `L`** on the key, so the real usage of the requests it admits in that
+//! window exceeds `L` only by what they used beyond their estimates. The price is a sustained
+//! rate of `L − B` a minute and a largest single reservation of `B`; the textbook GCRA
+//! (`B = L`, refill `L`) would sustain `L` but admit up to `2L` in a sliding minute.
+//!
+//! An attempt reserves one request and its token estimate (the request's
+//! [`estimate_tokens`](infermux_core::Request::estimate_tokens) with
+//! [`PoolConfig::default_output_tokens`], or the operation's stated estimate) before it is
+//! sent; its report gives back what it did not use (all of it when it failed) and charges what
+//! it used beyond. A cancelled attempt keeps its reservation. A request whose estimate exceeds
+//! every member's `B` fails at once with `InvalidRequest`.
+//!
+//! # Admission
+//! When no member can take the call, it waits in the pool's priority queue (high, normal, low;
+//! FIFO within a level; a waiter rises a level every [`PoolConfig::age_step`]) — woken when a
+//! member's endpoint releases a permit or tokens are given back, and by one timer at the
+//! earliest time a cooldown, limit or breaker ends. The call fails at once with
+//! [`QueueFull`](infermux_core::ErrorKind::QueueFull) when [`PoolConfig::max_queued`] already
+//! wait, and with [`Unavailable`](infermux_core::ErrorKind::Unavailable) when the earliest
+//! member returns after the call deadline (its `retry_after` is the time until then and its
+//! message names the member) or never (every key removed: no `retry_after`). A waiter whose
+//! future is dropped leaves the queue at once.
+//!
+//! # Ejection cap
+//! The pool never lets transient errors eject every member: when more than
+//! [`PoolConfig::max_ejection_percent`] of the members have open breakers and no other member
+//! can take the call, the attempt goes through the open breaker that reopens soonest (its
+//! outcome is not recorded on the breaker), counted in
+//! [`PoolSnapshot::ejection_overrides`].
+//!
+//! # Crate features
+//! None.
+
+mod config;
+pub mod gcra;
+mod member;
+mod pool;
+mod queue;
+mod retry;
+mod status;
+
+pub use config::{MemberSpec, PoolConfig, Strategy};
+pub use pool::{MAX_MEMBERS, MultiPool};
+pub use retry::KeyRetry;
+pub use status::{MemberInfo, MemberState, MemberStatus, PoolSnapshot, RemovalReason};
+
+// The README, compiled as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,177 @@
+//! Per-key and per-member state: atomics only, read by the eligibility scan and written by
+//! reports.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use infermux_core::AttemptKey;
+
+use crate::gcra::Gcra;
+use crate::status::RemovalReason;
+
+/// Forever, as a time in ns since the epoch.
+pub(crate) const NEVER: u64 = u64::MAX;
+
+/// One key's state (shared by the members that send it).
+#[derive(Debug)]
+pub(crate) struct KeyState {
+    pub(crate) alias: Option<Arc<str>>,
+    /// Cooling (429) until, ns since the epoch; re-cooling only extends.
+    pub(crate) cool_until: AtomicU64,
+    /// Removed until (0: not removed, [`NEVER`]: until reconfigured).
+    pub(crate) removed_until: AtomicU64,
+    /// 1 auth, 2 quota.
+    pub(crate) removed_reason: AtomicU8,
+    /// Limited by the provider's announced `remaining: 0` until.
+    pub(crate) limited_until: AtomicU64,
+    pub(crate) rpm: Option<Gcra>,
+    pub(crate) tpm: Option<Gcra>,
+}
+
+impl KeyState {
+    pub(crate) fn new(alias: Option<Arc<str>>, rpm: Option<Gcra>, tpm: Option<Gcra>) -> Self {
+        KeyState {
+            alias,
+            cool_until: AtomicU64::new(0),
+            removed_until: AtomicU64::new(0),
+            removed_reason: AtomicU8::new(0),
+            limited_until: AtomicU64::new(0),
+            rpm,
+            tpm,
+        }
+    }
+
+    pub(crate) fn remove(&self, reason: RemovalReason, until: u64) {
+        self.removed_reason.store(
+            match reason {
+                RemovalReason::Auth => 1,
+                RemovalReason::Quota => 2,
+            },
+            Ordering::Release,
+        );
+        self.removed_until.fetch_max(until, Ordering::AcqRel);
+    }
+
+    pub(crate) fn removal(&self, now: u64) -> Option<(RemovalReason, u64)> {
+        let until = self.removed_until.load(Ordering::Acquire);
+        (until > now).then(|| {
+            let reason = match self.removed_reason.load(Ordering::Acquire) {
+                2 => RemovalReason::Quota,
+                _ => RemovalReason::Auth,
+            };
+            (reason, until)
+        })
+    }
+
+    /// The latest of the time-based holds (cooling, removal, limit), 0 when none.
+    #[inline]
+    pub(crate) fn held_until(&self) -> u64 {
+        self.cool_until
+            .load(Ordering::Relaxed)
+            .max(self.removed_until.load(Ordering::Relaxed))
+            .max(self.limited_until.load(Ordering::Relaxed))
+    }
+
+    /// When the key's limits let one request of `tokens` through (0 without limits).
+    #[inline]
+    pub(crate) fn limits_ready_at(&self, tokens: u64, now: u64) -> u64 {
+        let rpm = self.rpm.as_ref().map_or(0, |g| g.ready_at(1, now));
+        let tpm = match &self.tpm {
+            Some(g) if tokens > 0 => g.ready_at(tokens, now),
+            _ => 0,
+        };
+        rpm.max(tpm)
+    }
+
+    /// Reserves one request and `tokens` on the limits; `false` (nothing kept) when they do
+    /// not fit now.
+    pub(crate) fn reserve(&self, tokens: u64, now: u64) -> bool {
+        if let Some(g) = &self.rpm
+            && g.try_take(1, now).is_err()
+        {
+            return false;
+        }
+        if let Some(g) = &self.tpm
+            && tokens > 0
+            && g.try_take(tokens, now).is_err()
+        {
+            if let Some(r) = &self.rpm {
+                r.give_back(1);
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Undoes [`KeyState::reserve`].
+    pub(crate) fn unreserve(&self, tokens: u64) {
+        if let Some(g) = &self.rpm {
+            g.give_back(1);
+        }
+        if let Some(g) = &self.tpm
+            && tokens > 0
+        {
+            g.give_back(tokens);
+        }
+    }
+
+    /// The share of the limits left (1.0 without limits).
+    pub(crate) fn headroom(&self, now: u64) -> f64 {
+        let r = self.rpm.as_ref().map_or(1.0, |g| g.headroom(now));
+        let t = self.tpm.as_ref().map_or(1.0, |g| g.headroom(now));
+        r.min(t)
+    }
+}
+
+/// Latencies decay with this time constant (tower's peak-EWMA default is 10 s).
+const DECAY_NS: f64 = 10e9;
+/// The latency assumed before a member's first report.
+pub(crate) const DEFAULT_RTT_NS: f64 = 50e6;
+
+/// One member's state.
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub(crate) endpoint: usize,
+    pub(crate) key: usize,
+    pub(crate) weight: u32,
+    pub(crate) model: Option<Arc<str>>,
+    pub(crate) attempt_key: Option<AttemptKey>,
+    pub(crate) in_flight: AtomicU32,
+    pub(crate) picks: AtomicU64,
+    /// Peak-EWMA latency in ns as f64 bits (0: none yet).
+    pub(crate) ewma: AtomicU64,
+    pub(crate) ewma_stamp: AtomicU64,
+}
+
+impl Member {
+    /// Peak EWMA: a slower sample replaces the estimate at once; faster ones pull it down
+    /// with a weight growing with the time since the last sample.
+    pub(crate) fn observe(&self, rtt_ns: f64, now: u64) {
+        let last = self.ewma_stamp.swap(now, Ordering::AcqRel);
+        let elapsed = now.saturating_sub(last) as f64;
+        let _ = self
+            .ewma
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |bits| {
+                let prev = f64::from_bits(bits);
+                let next = if bits == 0 || rtt_ns > prev {
+                    rtt_ns
+                } else {
+                    let decay = (-elapsed / DECAY_NS).exp();
+                    prev * decay + rtt_ns * (1.0 - decay)
+                };
+                Some(next.max(1.0).to_bits())
+            });
+    }
+
+    pub(crate) fn ewma_ns(&self) -> Option<f64> {
+        let bits = self.ewma.load(Ordering::Relaxed);
+        (bits != 0).then(|| f64::from_bits(bits))
+    }
+
+    /// Tower's p2c cost: latency times (in flight + 1).
+    #[inline]
+    pub(crate) fn cost(&self) -> f64 {
+        let rtt = self.ewma_ns().unwrap_or(DEFAULT_RTT_NS);
+        rtt * (f64::from(self.in_flight.load(Ordering::Relaxed)) + 1.0)
+    }
+}

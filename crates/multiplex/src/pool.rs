@@ -1,0 +1,1202 @@
+//! [`MultiPool`]: members of (endpoint, key), the eligibility scan, the strategies, admission
+//! with waiting, and what reports teach the pool.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::future::poll_fn;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use infermux_core::{
+    AttemptKey, Clock, EndpointId, Error, ErrorKind, RateLimitInfo, Result, SystemClock,
+};
+use infermux_resilience::breaker::{BreakerState, Outcome};
+use infermux_resilience::{Admit, AttemptExecutor, AttemptReport, Lease, Pool, Refusal};
+
+use crate::config::{MemberSpec, PoolConfig, Strategy};
+use crate::gcra::per_minute_limit;
+use crate::member::{KeyState, Member, NEVER};
+use crate::queue::{Slot, WaitQueue};
+use crate::status::{MemberInfo, MemberState, MemberStatus, PoolSnapshot, RemovalReason};
+
+/// The most members a pool holds (eligibility is a 64-bit mask).
+pub const MAX_MEMBERS: usize = 64;
+/// The cooldown of a 429 that says nothing of when to come back.
+const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
+/// How often a waiter re-checks an endpoint whose release hook another owner holds.
+const UNHOOKED_RECHECK: Duration = Duration::from_millis(50);
+/// The weighted schedule's longest length (longer weight sums are scaled down to it).
+const MAX_SCHEDULE: u64 = 4096;
+
+/// One endpoint of the pool.
+struct Endpoint {
+    exec: Arc<AttemptExecutor>,
+    id: EndpointId,
+    /// Its breaker refused until (ns; [`NEVER`]: until one of its permits is released).
+    breaker_blocked: AtomicU64,
+    /// Whether its release hook wakes this pool.
+    hooked: bool,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    cooldowns: AtomicU64,
+    removals: AtomicU64,
+    waits: AtomicU64,
+    unavailable: AtomicU64,
+    queue_full: AtomicU64,
+    overrides: AtomicU64,
+}
+
+struct Inner {
+    endpoints: Vec<Endpoint>,
+    keys: Vec<KeyState>,
+    members: Vec<Member>,
+    config: PoolConfig,
+    clock: Arc<dyn Clock>,
+    epoch: Instant,
+    cursor: AtomicU64,
+    rng: AtomicU64,
+    schedule: Box<[u8]>,
+    queue: WaitQueue,
+    counters: Counters,
+    has_tpm: bool,
+    has_limits: bool,
+}
+
+/// A pool of (endpoint, key) members behind one [`Pool`]: the call policy asks it who takes
+/// each attempt (see [the crate docs](crate) for the semantics).
+///
+/// Cheap to clone (clones share the state).
+#[derive(Clone)]
+pub struct MultiPool {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for MultiPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MultiPool")
+            .field("strategy", &self.inner.config.strategy)
+            .field("members", &self.inner.members.len())
+            .field("queued", &self.inner.queue.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the scan found about one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Return {
+    /// It may take the attempt now.
+    Now,
+    /// Only a permit holds it back: it may return whenever one is released.
+    OnRelease,
+    /// It returns at this time (ns), maybe also needing a permit then.
+    At(u64),
+    /// It never returns for this request.
+    Never(Never),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Never {
+    Removed(RemovalReason),
+    TooLarge,
+}
+
+/// The outcome of one pick.
+enum Picked<'a> {
+    Lease(Lease<'a>),
+    /// Nothing now; whether only the request's own token estimate held some member back.
+    None {
+        estimate_bound: bool,
+    },
+}
+
+fn config_error(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Config, msg.into())
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// nginx's smooth weighted round-robin sequence over `weights` (reduced by their gcd, scaled
+/// down to at most [`MAX_SCHEDULE`] slots).
+fn schedule(weights: &[u32]) -> Box<[u8]> {
+    let g = weights.iter().fold(0u64, |g, &w| gcd(g, u64::from(w)));
+    let mut w: Vec<u64> = weights.iter().map(|&x| u64::from(x) / g.max(1)).collect();
+    let total: u64 = w.iter().sum();
+    if total > MAX_SCHEDULE {
+        for x in &mut w {
+            *x = (*x * MAX_SCHEDULE / total).max(1);
+        }
+    }
+    let total: i64 = w.iter().map(|&x| x as i64).sum();
+    let mut current = vec![0i64; w.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        let mut best = 0;
+        for i in 0..w.len() {
+            current[i] += w[i] as i64;
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        out.push(best as u8);
+    }
+    out.into_boxed_slice()
+}
+
+#[inline]
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The `n`th set bit of `mask` (n < popcount).
+#[inline]
+fn nth_bit(mut mask: u64, n: u32) -> usize {
+    for _ in 0..n {
+        mask &= mask - 1;
+    }
+    mask.trailing_zeros() as usize
+}
+
+/// The first set bit at or after `start`, wrapping.
+#[inline]
+fn next_bit(mask: u64, start: usize) -> usize {
+    let hi = mask & (!0u64).checked_shl(start as u32).unwrap_or(0);
+    if hi != 0 {
+        hi.trailing_zeros() as usize
+    } else {
+        mask.trailing_zeros() as usize
+    }
+}
+
+impl MultiPool {
+    /// A pool over `executors` (the endpoints) with `members` on them, reading the system
+    /// clock. A [`ErrorKind::Config`] error when there are no members or more than
+    /// [`MAX_MEMBERS`], a member names no executor, has weight 0 or a zero limit, a key alias
+    /// is bound to two endpoints, or two members of one key disagree on its limits.
+    pub fn new(
+        executors: Vec<Arc<AttemptExecutor>>,
+        members: Vec<MemberSpec>,
+        config: PoolConfig,
+    ) -> Result<Self> {
+        Self::with_clock(executors, members, config, Arc::new(SystemClock))
+    }
+
+    /// [`MultiPool::new`] reading `clock` for cooldowns, limits and latencies (a
+    /// [`ManualClock`](infermux_core::ManualClock) in tests). Waiting itself runs on tokio's
+    /// timers: a waiter sleeps for the clock's time left until a member returns.
+    pub fn with_clock(
+        executors: Vec<Arc<AttemptExecutor>>,
+        members: Vec<MemberSpec>,
+        config: PoolConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let config = config.validate()?;
+        if members.is_empty() {
+            return Err(config_error("a pool needs at least one member"));
+        }
+        if members.len() > MAX_MEMBERS {
+            return Err(config_error(format!(
+                "a pool holds at most {MAX_MEMBERS} members, not {}",
+                members.len()
+            )));
+        }
+        let mut keys: Vec<KeyState> = Vec::new();
+        // (endpoint, alias) → key index; alias → endpoint
+        let mut by_key: HashMap<(usize, Option<String>), (usize, Option<u32>, Option<u32>)> =
+            HashMap::new();
+        let mut alias_endpoint: HashMap<String, usize> = HashMap::new();
+        let mut built = Vec::with_capacity(members.len());
+        for (i, spec) in members.iter().enumerate() {
+            let Some(exec) = executors.get(spec.endpoint) else {
+                return Err(config_error(format!(
+                    "member {i} names endpoint {} but the pool has {} executors",
+                    spec.endpoint,
+                    executors.len()
+                )));
+            };
+            if spec.weight == 0 {
+                return Err(config_error(format!("member {i} has weight 0")));
+            }
+            if spec.rpm == Some(0) || spec.tpm == Some(0) {
+                return Err(config_error(format!(
+                    "member {i} has a zero rpm or tpm limit"
+                )));
+            }
+            let alias = spec.key.as_ref().map(|(a, _)| a.clone());
+            if let Some(a) = &alias {
+                if a.is_empty() {
+                    return Err(config_error(format!("member {i} has an empty key alias")));
+                }
+                match alias_endpoint.get(a) {
+                    Some(&e) if e != spec.endpoint => {
+                        return Err(config_error(format!(
+                            "key `{a}` is bound to endpoint `{}` and cannot serve `{}` too \
+                             (member {i})",
+                            executors[e].provider().endpoint(),
+                            exec.provider().endpoint()
+                        )));
+                    }
+                    _ => {
+                        alias_endpoint.insert(a.clone(), spec.endpoint);
+                    }
+                }
+            }
+            let key = match by_key.get(&(spec.endpoint, alias.clone())) {
+                Some(&(k, rpm, tpm)) => {
+                    let (rpm2, tpm2) = (spec.rpm.or(rpm), spec.tpm.or(tpm));
+                    if (spec.rpm.is_some() && rpm.is_some() && spec.rpm != rpm)
+                        || (spec.tpm.is_some() && tpm.is_some() && spec.tpm != tpm)
+                        || (rpm2, tpm2) != (rpm, tpm)
+                    {
+                        return Err(config_error(format!(
+                            "member {i} states other limits than an earlier member with the \
+                             same key: state a key's limits once, identically"
+                        )));
+                    }
+                    k
+                }
+                None => {
+                    let burst = config.limit_burst_percent;
+                    keys.push(KeyState::new(
+                        alias.as_deref().map(Arc::from),
+                        spec.rpm.and_then(|l| per_minute_limit(l, burst)),
+                        spec.tpm.and_then(|l| per_minute_limit(l, burst)),
+                    ));
+                    by_key.insert(
+                        (spec.endpoint, alias.clone()),
+                        (keys.len() - 1, spec.rpm, spec.tpm),
+                    );
+                    keys.len() - 1
+                }
+            };
+            let attempt_key = spec
+                .key
+                .as_ref()
+                .map(|(a, k)| AttemptKey::new(exec.provider().endpoint().clone(), a, k.clone()));
+            built.push(Member {
+                endpoint: spec.endpoint,
+                key,
+                weight: spec.weight,
+                model: spec.model.as_deref().map(Arc::from),
+                attempt_key,
+                in_flight: Default::default(),
+                picks: Default::default(),
+                ewma: Default::default(),
+                ewma_stamp: Default::default(),
+            });
+        }
+        let weights: Vec<u32> = built.iter().map(|m| m.weight).collect();
+        let has_tpm = keys.iter().any(|k| k.tpm.is_some());
+        let has_limits = has_tpm || keys.iter().any(|k| k.rpm.is_some());
+        let epoch = clock.now();
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            let endpoints = executors
+                .iter()
+                .enumerate()
+                .map(|(e, exec)| {
+                    let w = weak.clone();
+                    let hook: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+                        if let Some(inner) = w.upgrade() {
+                            inner.on_release(e);
+                        }
+                    });
+                    Endpoint {
+                        hooked: exec.admission().on_release(hook).is_ok(),
+                        id: exec.provider().endpoint().clone(),
+                        exec: exec.clone(),
+                        breaker_blocked: AtomicU64::new(0),
+                    }
+                })
+                .collect();
+            Inner {
+                endpoints,
+                keys,
+                members: built,
+                queue: WaitQueue::new(config.age_step),
+                config,
+                clock,
+                epoch,
+                cursor: AtomicU64::new(0),
+                rng: AtomicU64::new(0x5EED),
+                schedule: schedule(&weights),
+                counters: Counters::default(),
+                has_tpm,
+                has_limits,
+            }
+        });
+        Ok(MultiPool { inner })
+    }
+
+    /// Who member `i` is; `None` past the last member.
+    pub fn member(&self, i: u32) -> Option<MemberInfo> {
+        let m = self.inner.members.get(i as usize)?;
+        Some(MemberInfo {
+            endpoint: self.inner.endpoints[m.endpoint].id.clone(),
+            key_alias: self.inner.keys[m.key].alias.clone(),
+            model: m.model.clone(),
+        })
+    }
+
+    /// The number of members.
+    pub fn len(&self) -> usize {
+        self.inner.members.len()
+    }
+
+    /// Always `false`: a pool has at least one member.
+    pub fn is_empty(&self) -> bool {
+        self.inner.members.is_empty()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PoolConfig {
+        &self.inner.config
+    }
+
+    /// Every member's status now.
+    pub fn status(&self) -> Vec<MemberStatus> {
+        let inner = &*self.inner;
+        let now = inner.now_ns();
+        inner
+            .members
+            .iter()
+            .map(|m| {
+                let key = &inner.keys[m.key];
+                let ep = &inner.endpoints[m.endpoint];
+                let at = |ns: u64| inner.epoch + Duration::from_nanos(ns);
+                let cool = key.cool_until.load(Ordering::Acquire);
+                let limited = key
+                    .limited_until
+                    .load(Ordering::Acquire)
+                    .max(key.rpm.as_ref().map_or(0, |g| g.ready_at(1, now)));
+                let state = if let Some((reason, until)) = key.removal(now) {
+                    MemberState::Removed {
+                        reason,
+                        until: (until != NEVER).then(|| at(until)),
+                    }
+                } else if cool > now {
+                    MemberState::Cooling { until: at(cool) }
+                } else if limited > now {
+                    MemberState::Limited { until: at(limited) }
+                } else if ep.exec.breaker_state() == BreakerState::Open {
+                    MemberState::Ejected
+                } else {
+                    MemberState::Eligible
+                };
+                MemberStatus {
+                    endpoint: ep.id.clone(),
+                    key_alias: key.alias.clone(),
+                    state,
+                    in_flight: m.in_flight.load(Ordering::Acquire),
+                    picks: m.picks.load(Ordering::Acquire),
+                    ewma_latency: m.ewma_ns().map(|ns| Duration::from_nanos(ns as u64)),
+                }
+            })
+            .collect()
+    }
+
+    /// The pool's counters.
+    pub fn counters(&self) -> PoolSnapshot {
+        let c = &self.inner.counters;
+        PoolSnapshot {
+            picks: self
+                .inner
+                .members
+                .iter()
+                .map(|m| m.picks.load(Ordering::Relaxed))
+                .collect(),
+            cooldowns: c.cooldowns.load(Ordering::Relaxed),
+            removals: c.removals.load(Ordering::Relaxed),
+            waits: c.waits.load(Ordering::Relaxed),
+            unavailable: c.unavailable.load(Ordering::Relaxed),
+            queue_full: c.queue_full.load(Ordering::Relaxed),
+            ejection_overrides: c.overrides.load(Ordering::Relaxed),
+            queued: self.inner.queue.len(),
+        }
+    }
+
+    /// Appends the pool's metrics in Prometheus text: per member (labelled `pool`, `endpoint`,
+    /// `key` — the alias, never the key) its picks, attempts in flight, state and latency; per
+    /// pool its cooldowns, removals, waits, refusals, ejection-cap overrides and queue.
+    pub fn render_prometheus(&self, pool_name: &str, out: &mut String) {
+        let pool = escape(pool_name);
+        let status = self.status();
+        let member = |out: &mut String,
+                      name: &str,
+                      kind: &str,
+                      help: &str,
+                      v: &dyn Fn(&MemberStatus) -> String| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for s in &status {
+                let _ = writeln!(
+                    out,
+                    "{name}{{pool=\"{pool}\",endpoint=\"{}\",key=\"{}\"}} {}",
+                    escape(s.endpoint.as_str()),
+                    escape(s.key_alias.as_deref().unwrap_or("")),
+                    v(s)
+                );
+            }
+        };
+        member(
+            out,
+            "infermux_pool_member_picks_total",
+            "counter",
+            "Times the member was picked.",
+            &|s| s.picks.to_string(),
+        );
+        member(
+            out,
+            "infermux_pool_member_in_flight",
+            "gauge",
+            "Attempts leased to the member and not yet reported.",
+            &|s| s.in_flight.to_string(),
+        );
+        member(
+            out,
+            "infermux_pool_member_eligible",
+            "gauge",
+            "1 when the member may take attempts.",
+            &|s| u8::from(s.state == MemberState::Eligible).to_string(),
+        );
+        member(
+            out,
+            "infermux_pool_member_state",
+            "gauge",
+            "0 eligible, 1 cooling, 2 removed, 3 limited, 4 ejected.",
+            &|s| {
+                match s.state {
+                    MemberState::Eligible => "0",
+                    MemberState::Cooling { .. } => "1",
+                    MemberState::Removed { .. } => "2",
+                    MemberState::Limited { .. } => "3",
+                    MemberState::Ejected => "4",
+                }
+                .to_owned()
+            },
+        );
+        member(
+            out,
+            "infermux_pool_member_latency_ewma_seconds",
+            "gauge",
+            "Peak-EWMA latency of the member.",
+            &|s| {
+                s.ewma_latency
+                    .map_or_else(|| "NaN".to_owned(), |d| d.as_secs_f64().to_string())
+            },
+        );
+        let c = self.counters();
+        for (name, kind, help, v) in [
+            (
+                "infermux_pool_cooldowns_total",
+                "counter",
+                "Keys put to cool down after a 429.",
+                c.cooldowns as usize,
+            ),
+            (
+                "infermux_pool_removals_total",
+                "counter",
+                "Keys taken out (auth, quota).",
+                c.removals as usize,
+            ),
+            (
+                "infermux_pool_waits_total",
+                "counter",
+                "Admissions that waited in the pool's queue.",
+                c.waits as usize,
+            ),
+            (
+                "infermux_pool_unavailable_total",
+                "counter",
+                "Admissions refused: no member before the deadline.",
+                c.unavailable as usize,
+            ),
+            (
+                "infermux_pool_queue_full_total",
+                "counter",
+                "Admissions refused: the queue was full.",
+                c.queue_full as usize,
+            ),
+            (
+                "infermux_pool_ejection_overrides_total",
+                "counter",
+                "Attempts sent through an open breaker by the ejection cap.",
+                c.ejection_overrides as usize,
+            ),
+            (
+                "infermux_pool_queued",
+                "gauge",
+                "Calls waiting for a member.",
+                c.queued,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{pool=\"{pool}\"}} {v}"
+            );
+        }
+    }
+
+    /// A lease now, without waiting, when a member can take an attempt reserving `estimate`
+    /// tokens (preferring members not in `tried`); `None` otherwise. Waiters in the queue are
+    /// not served first: this is for callers that would rather not wait at all, and for
+    /// benchmarks. Report its attempt with [`Pool::report`] like an admitted one.
+    pub fn try_lease(&self, estimate: u64, tried: &[u32]) -> Option<Lease<'_>> {
+        let inner = &*self.inner;
+        let tokens = if inner.has_tpm { estimate } else { 0 };
+        match inner.pick(inner.now_ns(), tokens, inner.tried_mask(tried)) {
+            Picked::Lease(lease) => Some(lease),
+            Picked::None { .. } => None,
+        }
+    }
+
+    /// The member the strategy would pick at `now` for a request without a token estimate,
+    /// taking nothing (no permit, no limit, no pick counted; round-robin and weighted advance
+    /// their cursor). For diagnostics and the selection benchmark.
+    pub fn select(&self, now: Instant) -> Option<u32> {
+        let inner = &*self.inner;
+        let now = inner.ns(now);
+        let mask = inner.eligible(now, 0);
+        (mask != 0).then(|| inner.choose(mask, now) as u32)
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Inner {
+    #[inline]
+    fn ns(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(NEVER - 1)
+    }
+    #[inline]
+    fn now_ns(&self) -> u64 {
+        self.ns(self.clock.now())
+    }
+    fn tried_mask(&self, tried: &[u32]) -> u64 {
+        tried
+            .iter()
+            .filter(|&&t| (t as usize) < self.members.len())
+            .fold(0u64, |m, &t| m | (1 << t))
+    }
+    #[inline]
+    fn rand(&self) -> u64 {
+        splitmix(self.rng.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed))
+    }
+
+    /// A permit of endpoint `e` went back to its free count.
+    fn on_release(&self, e: usize) {
+        let _ = self.endpoints[e].breaker_blocked.compare_exchange(
+            NEVER,
+            0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        if self.queue.len() > 0 {
+            self.queue.sweep(self.clock.now());
+        }
+    }
+
+    /// Whether endpoint `e`'s breaker may admit at `now` (as far as the pool knows without
+    /// asking it).
+    ///
+    /// The pool learns when an open breaker lets a probe through from its refusals
+    /// ([`Inner::learn_breakers`]); an open breaker it knows nothing of is held back.
+    #[inline]
+    fn breaker_may_admit(&self, ep: &Endpoint, now: u64) -> bool {
+        let blocked = ep.breaker_blocked.load(Ordering::Relaxed);
+        blocked <= now && (blocked != 0 || ep.exec.breaker_state() != BreakerState::Open)
+    }
+
+    /// Asks each open breaker the pool knows nothing of when it lets a probe through (a
+    /// probe ticket it hands out is given back unused at once).
+    fn learn_breakers(&self, now: u64) {
+        for ep in &self.endpoints {
+            if ep.breaker_blocked.load(Ordering::Relaxed) != 0
+                || ep.exec.breaker_state() != BreakerState::Open
+            {
+                continue;
+            }
+            let Some(b) = ep.exec.breaker() else { continue };
+            let at = match b.try_acquire() {
+                Ok(ticket) => {
+                    b.on_outcome(ticket, Outcome::Ignored, Duration::ZERO);
+                    1
+                }
+                Err(e) => e
+                    .retry_after()
+                    .map_or(NEVER, |d| now.saturating_add(dur_ns(d)).max(1)),
+            };
+            let _ = ep
+                .breaker_blocked
+                .compare_exchange(0, at, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    /// The members that can take an attempt of `tokens` now: the scan.
+    #[inline]
+    fn eligible(&self, now: u64, tokens: u64) -> u64 {
+        let mut mask = 0u64;
+        for (i, m) in self.members.iter().enumerate() {
+            let key = &self.keys[m.key];
+            if key.held_until() > now {
+                continue;
+            }
+            if self.has_limits && key.limits_ready_at(tokens, now) > now {
+                continue;
+            }
+            let ep = &self.endpoints[m.endpoint];
+            if !self.breaker_may_admit(ep, now) || ep.exec.admission().available() == 0 {
+                continue;
+            }
+            mask |= 1 << i;
+        }
+        mask
+    }
+
+    /// When member `i` could take an attempt of `tokens`.
+    fn returns(&self, i: usize, now: u64, tokens: u64) -> Return {
+        let m = &self.members[i];
+        let key = &self.keys[m.key];
+        if let Some((reason, NEVER)) = key.removal(now) {
+            return Return::Never(Never::Removed(reason));
+        }
+        let limits = key.limits_ready_at(tokens, now);
+        if limits == NEVER {
+            return Return::Never(Never::TooLarge);
+        }
+        let ep = &self.endpoints[m.endpoint];
+        let mut at = key.held_until().max(limits);
+        let blocked = ep.breaker_blocked.load(Ordering::Relaxed);
+        let blocked = if blocked == 0 && ep.exec.breaker_state() == BreakerState::Open {
+            NEVER
+        } else {
+            blocked
+        };
+        let mut on_release = ep.exec.admission().available() == 0;
+        if blocked == NEVER {
+            on_release = true;
+        } else {
+            at = at.max(blocked);
+        }
+        if at > now {
+            Return::At(at)
+        } else if on_release {
+            Return::OnRelease
+        } else {
+            Return::Now
+        }
+    }
+
+    /// The strategy's choice among `mask` (not empty).
+    #[inline]
+    fn choose(&self, mask: u64, now: u64) -> usize {
+        let n = self.members.len();
+        match self.config.strategy {
+            Strategy::Weighted => {
+                let c = self.cursor.fetch_add(1, Ordering::Relaxed);
+                let slot = self.schedule[(c % self.schedule.len() as u64) as usize] as usize;
+                if mask & (1 << slot) != 0 {
+                    return slot;
+                }
+                // the scheduled member cannot: a weighted draw among those that can
+                let total: u64 = bits(mask).map(|i| u64::from(self.members[i].weight)).sum();
+                let mut r = self.rand() % total.max(1);
+                for i in bits(mask) {
+                    let w = u64::from(self.members[i].weight);
+                    if r < w {
+                        return i;
+                    }
+                    r -= w;
+                }
+                mask.trailing_zeros() as usize
+            }
+            Strategy::LeastInFlight => {
+                let start = (self.cursor.fetch_add(1, Ordering::Relaxed) % n as u64) as usize;
+                self.best_from(mask, start, |i| {
+                    -f64::from(self.members[i].in_flight.load(Ordering::Relaxed))
+                })
+            }
+            Strategy::LowestLatency => {
+                let count = mask.count_ones();
+                if count == 1 {
+                    return mask.trailing_zeros() as usize;
+                }
+                let r = self.rand();
+                let a = (r % u64::from(count)) as u32;
+                let b = (a + 1 + ((r >> 32) % u64::from(count - 1)) as u32) % count;
+                let (a, b) = (nth_bit(mask, a), nth_bit(mask, b));
+                if self.members[b].cost() < self.members[a].cost() {
+                    b
+                } else {
+                    a
+                }
+            }
+            Strategy::LowestUsage => {
+                let start = (self.cursor.fetch_add(1, Ordering::Relaxed) % n as u64) as usize;
+                self.best_from(mask, start, |i| {
+                    self.keys[self.members[i].key].headroom(now)
+                })
+            }
+            _ => {
+                let start = (self.cursor.fetch_add(1, Ordering::Relaxed) % n as u64) as usize;
+                next_bit(mask, start)
+            }
+        }
+    }
+
+    /// The member of `mask` with the highest `score`, ties to the first from `start` on.
+    #[inline]
+    fn best_from(&self, mask: u64, start: usize, score: impl Fn(usize) -> f64) -> usize {
+        let rotated = mask.rotate_right(start as u32);
+        let n = self.members.len();
+        let mut best = (f64::NEG_INFINITY, next_bit(mask, start));
+        for j in bits(rotated) {
+            let i = (j + start) % 64;
+            if i >= n {
+                continue;
+            }
+            let s = score(i);
+            if s > best.0 {
+                best = (s, i);
+            }
+        }
+        best.1
+    }
+
+    /// One pick: the scan, the strategy, then the member's limits and its executor's grant.
+    fn pick(&self, now: u64, tokens: u64, tried: u64) -> Picked<'_> {
+        let mut failed = 0u64;
+        if self.eligible(now, tokens) == 0 {
+            self.learn_breakers(now);
+        }
+        for _ in 0..=self.members.len() {
+            let mask = self.eligible(now, tokens) & !failed;
+            if mask == 0 {
+                break;
+            }
+            let fresh = mask & !tried;
+            let i = self.choose(if fresh != 0 { fresh } else { mask }, now);
+            if let Some(lease) = self.lease(i, now, tokens, false) {
+                return Picked::Lease(lease);
+            }
+            failed |= 1 << i;
+        }
+        if let Some(lease) = self.ejection_cap(now, tokens) {
+            return Picked::Lease(lease);
+        }
+        let estimate_bound = self.has_tpm
+            && tokens > 0
+            && self.members.iter().any(|m| {
+                let k = &self.keys[m.key];
+                k.limits_ready_at(0, now) <= now && k.limits_ready_at(tokens, now) > now
+            });
+        Picked::None { estimate_bound }
+    }
+
+    /// Reserves member `i`'s limits and takes its executor's grant.
+    fn lease(&self, i: usize, now: u64, tokens: u64, past_open: bool) -> Option<Lease<'_>> {
+        let m = &self.members[i];
+        let key = &self.keys[m.key];
+        let reserved = if key.tpm.is_some() { tokens } else { 0 };
+        if self.has_limits && !key.reserve(reserved, now) {
+            return None;
+        }
+        let ep = &self.endpoints[m.endpoint];
+        match ep.exec.try_grant(past_open) {
+            Ok(grant) => {
+                m.picks.fetch_add(1, Ordering::Relaxed);
+                m.in_flight.fetch_add(1, Ordering::Relaxed);
+                Some(
+                    Lease::new(&ep.exec, grant, i as u32)
+                        .with_key(m.attempt_key.clone())
+                        .with_model(m.model.as_deref())
+                        .with_reserved(reserved),
+                )
+            }
+            Err(refusal) => {
+                if self.has_limits {
+                    key.unreserve(reserved);
+                }
+                if let Refusal::CircuitOpen { retry_after } = refusal {
+                    let until = retry_after.map_or(NEVER, |d| {
+                        now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(NEVER))
+                    });
+                    ep.breaker_blocked
+                        .store(until.max(now + 1), Ordering::Release);
+                }
+                None
+            }
+        }
+    }
+
+    /// Members whose only hold is an open breaker.
+    fn breaker_only(&self, now: u64, tokens: u64) -> u64 {
+        let mut mask = 0;
+        for (i, m) in self.members.iter().enumerate() {
+            let key = &self.keys[m.key];
+            let ep = &self.endpoints[m.endpoint];
+            if key.held_until() <= now
+                && key.limits_ready_at(tokens, now) <= now
+                && ep.exec.admission().available() > 0
+                && (ep.exec.breaker_state() == BreakerState::Open
+                    || ep.breaker_blocked.load(Ordering::Relaxed) > now)
+            {
+                mask |= 1 << i;
+            }
+        }
+        mask
+    }
+
+    /// The ejection cap: when more than `max_ejection_percent` of the members have open
+    /// breakers and nothing else can take the attempt, it goes through the open breaker that
+    /// reopens soonest.
+    fn ejection_cap(&self, now: u64, tokens: u64) -> Option<Lease<'_>> {
+        let n = self.members.len();
+        let open = self
+            .members
+            .iter()
+            .filter(|m| self.endpoints[m.endpoint].exec.breaker_state() == BreakerState::Open)
+            .count();
+        if open * 100 <= usize::from(self.config.max_ejection_percent) * n {
+            return None;
+        }
+        let candidates = self.breaker_only(now, tokens);
+        let i = bits(candidates).min_by_key(|&i| {
+            let b = self.endpoints[self.members[i].endpoint]
+                .breaker_blocked
+                .load(Ordering::Relaxed);
+            (b, i)
+        })?;
+        let lease = self.lease(i, now, tokens, true)?;
+        self.counters.overrides.fetch_add(1, Ordering::Relaxed);
+        Some(lease)
+    }
+
+    /// The error when nothing returns before the deadline (`at`: ns), naming the earliest.
+    fn unavailable(&self, now: u64, tokens: u64, deadline_ns: Option<u64>) -> Option<Error> {
+        let mut earliest: Option<(u64, usize)> = None;
+        let mut never: Option<Never> = None;
+        for i in 0..self.members.len() {
+            match self.returns(i, now, tokens) {
+                Return::Now | Return::OnRelease => return None,
+                Return::At(at) => {
+                    if earliest.is_none_or(|(e, _)| at < e) {
+                        earliest = Some((at, i));
+                    }
+                }
+                Return::Never(n) => never = never.or(Some(n)),
+            }
+        }
+        let describe = |i: usize| {
+            let m = &self.members[i];
+            let alias = self.keys[m.key].alias.as_deref();
+            let ep = &self.endpoints[m.endpoint].id;
+            match alias {
+                Some(a) => format!("member {i} (endpoint `{ep}`, key `{a}`)"),
+                None => format!("member {i} (endpoint `{ep}`)"),
+            }
+        };
+        match earliest {
+            Some((at, i)) => {
+                if deadline_ns.is_some_and(|d| at <= d) || deadline_ns.is_none() {
+                    return None;
+                }
+                let after = Duration::from_nanos(at - now);
+                Some(
+                    Error::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "no pool member can take the call before its deadline: the \
+                             earliest, {}, returns in {:.3}s",
+                            describe(i),
+                            after.as_secs_f64()
+                        ),
+                    )
+                    .with_retry_after(after),
+                )
+            }
+            None => Some(match never {
+                Some(Never::TooLarge)
+                    if self
+                        .members
+                        .iter()
+                        .all(|m| self.keys[m.key].removal(now).is_none()) =>
+                {
+                    Error::new(
+                        ErrorKind::InvalidRequest,
+                        format!(
+                            "the request's estimate of {tokens} tokens exceeds what any pool \
+                             member's tokens-per-minute limit admits at once"
+                        ),
+                    )
+                }
+                _ => Error::new(
+                    ErrorKind::Unavailable,
+                    "no pool member can ever take the call: every key was removed \
+                     (refused, or its quota exhausted) until the pool is reconfigured",
+                ),
+            }),
+        }
+    }
+
+    /// The tokens an attempt reserves.
+    fn estimate(&self, req: &Admit<'_>) -> u64 {
+        if !self.has_tpm {
+            return 0;
+        }
+        req.request.map_or(req.estimate, |r| {
+            r.estimate_tokens(self.config.default_output_tokens)
+                .max(req.estimate)
+        })
+    }
+
+    /// When a waiter should look again (ns), if anything but a release can change its answer.
+    fn next_return(&self, now: u64, tokens: u64) -> (Option<u64>, bool) {
+        let mut at: Option<u64> = None;
+        let mut unhooked = false;
+        for (i, m) in self.members.iter().enumerate() {
+            if let Return::At(t) = self.returns(i, now, tokens) {
+                at = Some(at.map_or(t, |a| a.min(t)));
+            }
+            if !self.endpoints[m.endpoint].hooked {
+                unhooked = true;
+            }
+        }
+        (at, unhooked)
+    }
+
+    fn cool(&self, key: &KeyState, until: u64) {
+        key.cool_until.fetch_max(until, Ordering::AcqRel);
+        self.counters.cooldowns.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The set bits of a mask, lowest first.
+#[inline]
+fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            i
+        })
+    })
+}
+
+fn dur_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(NEVER - 1)
+}
+
+/// When a rate-limit snapshot says the throttled key comes back.
+fn reset_of(info: &RateLimitInfo) -> Option<Duration> {
+    info.exhausted_until()
+        .or(info.requests.reset_after)
+        .or(info.tokens.reset_after)
+}
+
+/// Removes a waiter from the queue when dropped (granted, failed or cancelled).
+struct Waiting<'a> {
+    queue: &'a WaitQueue,
+    slot: Arc<Slot>,
+    clock: &'a Arc<dyn Clock>,
+    pass: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.queue.remove(&self.slot, self.clock.now(), self.pass);
+    }
+}
+
+impl Pool for MultiPool {
+    /// Picks a member now, or waits in the pool's priority queue until one can take the
+    /// attempt; refuses at once when none can before the deadline.
+    async fn admit<'a>(&'a self, req: Admit<'_>) -> Result<Lease<'a>> {
+        let inner = &*self.inner;
+        let tokens = inner.estimate(&req);
+        let tried = inner.tried_mask(req.tried);
+        let now = inner.now_ns();
+        if inner.queue.len() == 0
+            && let Picked::Lease(lease) = inner.pick(now, tokens, tried)
+        {
+            return Ok(lease);
+        }
+        // nothing now: fail at once when nothing returns before the deadline
+        let deadline = req.deadline.at();
+        let deadline_ns = deadline.map(|d| {
+            let left = d.saturating_duration_since(tokio::time::Instant::now());
+            now.saturating_add(dur_ns(left))
+        });
+        if let Some(e) = inner.unavailable(now, tokens, deadline_ns) {
+            inner.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        let Some(slot) = inner.queue.push(
+            req.ctx.priority(),
+            inner.clock.now(),
+            inner.config.max_queued,
+        ) else {
+            inner.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::new(
+                ErrorKind::QueueFull,
+                format!(
+                    "the pool's queue is full ({} waiting)",
+                    inner.config.max_queued
+                ),
+            ));
+        };
+        inner.counters.waits.fetch_add(1, Ordering::Relaxed);
+        let mut waiting = Waiting {
+            queue: &inner.queue,
+            slot: slot.clone(),
+            clock: &inner.clock,
+            pass: false,
+        };
+        // let the queue's order decide who goes first
+        inner.queue.sweep(inner.clock.now());
+        let mut timer = pin!(None::<tokio::time::Sleep>);
+        let mut timer_at: Option<u64> = None;
+        let mut deadline_timer = pin!(deadline.map(tokio::time::sleep_until));
+        poll_fn(|cx| {
+            slot.set_waker(cx.waker());
+            let now = inner.now_ns();
+            let baton = slot.woken.swap(false, Ordering::AcqRel);
+            let timer_fired = timer
+                .as_mut()
+                .as_pin_mut()
+                .is_some_and(|t| t.poll(cx).is_ready());
+            if baton || timer_fired {
+                match inner.pick(now, tokens, tried) {
+                    Picked::Lease(mut lease) => {
+                        lease.grant.set_waited();
+                        waiting.pass = true;
+                        return Poll::Ready(Ok(lease));
+                    }
+                    Picked::None { estimate_bound } => {
+                        if baton && estimate_bound {
+                            inner.queue.pass(inner.clock.now());
+                        }
+                    }
+                }
+                if let Some(e) = inner.unavailable(now, tokens, deadline_ns) {
+                    inner.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+                    return Poll::Ready(Err(e));
+                }
+                timer_at = None;
+            }
+            if let Some(d) = deadline_timer.as_mut().as_pin_mut()
+                && d.poll(cx).is_ready()
+            {
+                return Poll::Ready(Err(Error::new(
+                    ErrorKind::Timeout,
+                    "the call deadline passed while waiting for a pool member",
+                )));
+            }
+            // one timer: until the earliest member returns (or a re-check of an endpoint
+            // whose release hook is not ours)
+            let (at, unhooked) = inner.next_return(now, tokens);
+            let at = match (at, unhooked) {
+                (a, true) => Some(a.unwrap_or(NEVER).min(now + dur_ns(UNHOOKED_RECHECK))),
+                (a, false) => a,
+            };
+            if let Some(at) = at
+                && timer_at != Some(at)
+            {
+                timer_at = Some(at);
+                let sleep = tokio::time::sleep(Duration::from_nanos(at.saturating_sub(now)));
+                timer.set(Some(sleep));
+                if timer
+                    .as_mut()
+                    .as_pin_mut()
+                    .is_some_and(|t| t.poll(cx).is_ready())
+                {
+                    cx.waker().wake_by_ref();
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Learns cooldowns (429), removals (401/403, quota), provider-announced limits, latency
+    /// and real token usage. Constant time.
+    fn report(&self, r: &AttemptReport<'_>) {
+        let inner = &*self.inner;
+        let Some(m) = inner.members.get(r.member as usize) else {
+            return;
+        };
+        let _ = m
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let key = &inner.keys[m.key];
+        let now = inner.now_ns();
+        if !r.latency.is_zero() {
+            m.observe(r.latency.as_nanos() as f64, now);
+        }
+        let mut freed = false;
+        match r.result {
+            Ok(usage) => {
+                if let (Some(tpm), Some(u)) = (&key.tpm, usage) {
+                    let used = u.input_tokens.saturating_add(u.output_tokens);
+                    if used < r.reserved {
+                        tpm.give_back(r.reserved - used);
+                        freed = true;
+                    } else if used > r.reserved {
+                        tpm.charge(used - r.reserved, now);
+                    }
+                }
+                if let Some(d) = r.rate_limits.and_then(RateLimitInfo::exhausted_until) {
+                    key.limited_until
+                        .fetch_max(now.saturating_add(dur_ns(d)), Ordering::AcqRel);
+                }
+            }
+            Err(e) => {
+                if let Some(tpm) = &key.tpm
+                    && r.reserved > 0
+                {
+                    tpm.give_back(r.reserved);
+                    freed = true;
+                }
+                let stated = e
+                    .retry_after()
+                    .or_else(|| e.rate_limit().and_then(reset_of))
+                    .or_else(|| r.rate_limits.and_then(reset_of));
+                match e.kind() {
+                    ErrorKind::RateLimited => {
+                        let d = stated.unwrap_or(DEFAULT_COOLDOWN);
+                        inner.cool(key, now.saturating_add(dur_ns(d)));
+                    }
+                    ErrorKind::Auth => {
+                        key.remove(RemovalReason::Auth, NEVER);
+                        inner.counters.removals.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ErrorKind::QuotaExceeded => {
+                        let until = stated.map_or(NEVER, |d| now.saturating_add(dur_ns(d)));
+                        key.remove(RemovalReason::Quota, until);
+                        inner.counters.removals.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if freed && inner.queue.len() > 0 {
+            inner.queue.sweep(inner.clock.now());
+        }
+    }
+
+    fn wants_meta(&self) -> bool {
+        self.inner.has_limits
+    }
+}

@@ -1,0 +1,170 @@
+//! The pool's wait queue: priority levels (HIGH/NORMAL/LOW), FIFO within a level, ageing, and
+//! the "baton" that wakes waiters one at a time in that order when something frees.
+//!
+//! An event (a permit released, tokens given back, a waiter arriving) starts a *sweep*: the
+//! best waiter not yet visited by the sweep is woken; when it has tried, it passes the baton
+//! on if what it found may serve the next one (it succeeded, or only its own token estimate
+//! held it back) and ends the sweep otherwise. So waiters are served in priority order and one
+//! event wakes about one waiter, not all.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use infermux_core::Priority;
+
+/// One waiting call.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    seq: u64,
+    level: usize,
+    since: Instant,
+    /// Set by a sweep; the waiter clears it when it has tried.
+    pub(crate) woken: AtomicBool,
+    /// The sweep that last visited it.
+    visited: AtomicU64,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Slot {
+    pub(crate) fn set_waker(&self, w: &Waker) {
+        let mut slot = self.waker.lock().unwrap_or_else(|p| p.into_inner());
+        match &*slot {
+            Some(old) if old.will_wake(w) => {}
+            _ => *slot = Some(w.clone()),
+        }
+    }
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    levels: [VecDeque<Arc<Slot>>; 3],
+    next_seq: u64,
+    sweep: u64,
+}
+
+/// The wait queue.
+#[derive(Debug)]
+pub(crate) struct WaitQueue {
+    state: Mutex<State>,
+    len: AtomicUsize,
+    age_step: Duration,
+}
+
+fn level(p: Priority) -> usize {
+    match p {
+        Priority::Low => 0,
+        Priority::High => 2,
+        _ => 1,
+    }
+}
+
+impl WaitQueue {
+    pub(crate) fn new(age_step: Duration) -> Self {
+        WaitQueue {
+            state: Mutex::default(),
+            len: AtomicUsize::new(0),
+            age_step,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Calls waiting now.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// Adds a waiter, or `None` when `max` already wait.
+    pub(crate) fn push(&self, priority: Priority, now: Instant, max: usize) -> Option<Arc<Slot>> {
+        let mut st = self.lock();
+        if self.len() >= max {
+            return None;
+        }
+        st.next_seq += 1;
+        let lvl = level(priority);
+        let slot = Arc::new(Slot {
+            seq: st.next_seq,
+            level: lvl,
+            since: now,
+            woken: AtomicBool::new(false),
+            visited: AtomicU64::new(0),
+            waker: Mutex::new(None),
+        });
+        st.levels[lvl].push_back(slot.clone());
+        self.len.fetch_add(1, Ordering::AcqRel);
+        Some(slot)
+    }
+
+    /// Removes a waiter (granted, failed or dropped); a waiter that held the baton passes it.
+    pub(crate) fn remove(&self, slot: &Arc<Slot>, now: Instant, pass: bool) {
+        let mut st = self.lock();
+        let q = &mut st.levels[slot.level];
+        if let Some(i) = q.iter().position(|s| Arc::ptr_eq(s, slot)) {
+            q.remove(i);
+            self.len.fetch_sub(1, Ordering::AcqRel);
+        }
+        if pass || slot.woken.swap(false, Ordering::AcqRel) {
+            self.pass_locked(&mut st, now);
+        }
+    }
+
+    /// Starts a sweep (something freed); nothing when nobody waits.
+    pub(crate) fn sweep(&self, now: Instant) {
+        if self.len() == 0 {
+            return;
+        }
+        let mut st = self.lock();
+        st.sweep += 1;
+        self.pass_locked(&mut st, now);
+    }
+
+    /// Passes the baton to the next waiter of the current sweep.
+    pub(crate) fn pass(&self, now: Instant) {
+        if self.len() == 0 {
+            return;
+        }
+        let mut st = self.lock();
+        self.pass_locked(&mut st, now);
+    }
+
+    fn pass_locked(&self, st: &mut State, now: Instant) {
+        let sweep = st.sweep;
+        let step = self.age_step.as_nanos().max(1);
+        let mut best: Option<(u128, u64, &Arc<Slot>)> = None;
+        for (lvl, q) in st.levels.iter().enumerate() {
+            for s in q {
+                if s.visited.load(Ordering::Relaxed) == sweep {
+                    continue;
+                }
+                let aged = now.saturating_duration_since(s.since).as_nanos() / step;
+                let effective = (lvl as u128 + aged).min(2);
+                let better = match best {
+                    None => true,
+                    Some((e, seq, _)) => effective > e || (effective == e && s.seq < seq),
+                };
+                if better {
+                    best = Some((effective, s.seq, s));
+                }
+                // within a level, later waiters are younger: the first unvisited one is its best
+                break;
+            }
+        }
+        if let Some((_, _, s)) = best {
+            s.visited.store(sweep, Ordering::Relaxed);
+            s.wake();
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! [`KeyRetry`]: a retry policy for pools of keys, where a throttled or refused *key* is not a
+//! reason to wait — the next attempt goes to another key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use infermux_core::{ErrorKind, StopReason};
+use infermux_resilience::retry::{Attempt, Decision, RetryPolicy};
+
+/// Retries errors scoped to one key — `RateLimited` (429), `Auth` (401/403) and
+/// `QuotaExceeded` — at once, up to `max_attempts` attempts, and leaves every other error to
+/// `inner`.
+///
+/// With a [`MultiPool`](crate::MultiPool) the next attempt avoids the key: the pool cools it
+/// down or removes it, and when no other key can serve, the pool's own admission waits for the
+/// earliest one (or refuses with `Unavailable` when that is past the deadline). Waiting the
+/// `Retry-After` in the retry loop instead, as a single-endpoint policy does, would hold the
+/// call back while other keys are idle. These errors never ran the request, so a
+/// non-idempotent call is retried too.
+///
+/// ```
+/// use infermux_core::{Error, ErrorKind};
+/// use infermux_multiplex::KeyRetry;
+/// use infermux_resilience::retry::{Attempt, Decision, RetryPolicy, StandardRetry};
+/// use std::{sync::Arc, time::Duration};
+/// let policy = KeyRetry::new(Arc::new(StandardRetry::standard()), 4);
+/// let throttled = Error::new(ErrorKind::RateLimited, "slow down").with_retry_after(Duration::from_secs(30));
+/// assert_eq!(policy.decide(&Attempt::new(&throttled, 1)), Decision::Retry(Duration::ZERO));
+/// ```
+#[derive(Debug, Clone)]
+pub struct KeyRetry {
+    inner: Arc<dyn RetryPolicy>,
+    max_attempts: u32,
+}
+
+impl KeyRetry {
+    /// Key-scoped errors retried at once up to `max_attempts` attempts (the first included);
+    /// others decided by `inner`.
+    pub fn new(inner: Arc<dyn RetryPolicy>, max_attempts: u32) -> Self {
+        KeyRetry {
+            inner,
+            max_attempts,
+        }
+    }
+}
+
+impl RetryPolicy for KeyRetry {
+    fn decide(&self, a: &Attempt<'_>) -> Decision {
+        match a.error.kind() {
+            ErrorKind::RateLimited | ErrorKind::Auth | ErrorKind::QuotaExceeded
+                if !a.stream_started =>
+            {
+                if a.attempts >= self.max_attempts {
+                    Decision::Stop(StopReason::Exhausted)
+                } else if a.remaining.is_some_and(|left| left.is_zero()) {
+                    Decision::Stop(StopReason::Deadline)
+                } else {
+                    Decision::Retry(Duration::ZERO)
+                }
+            }
+            _ => self.inner.decide(a),
+        }
+    }
+
+    fn on_success(&self) {
+        self.inner.on_success();
+    }
+}

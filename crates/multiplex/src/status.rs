@@ -1,0 +1,120 @@
+//! What the pool shows of itself: [`MemberInfo`], [`MemberStatus`] and its [`MemberState`],
+//! the pool's [`PoolSnapshot`] counters. Keys appear by alias only.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use infermux_core::EndpointId;
+
+/// Who a member is: its endpoint, its key's alias and the model it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemberInfo {
+    /// The member's endpoint.
+    pub endpoint: EndpointId,
+    /// Its key's alias (`None`: the endpoint's configured key).
+    pub key_alias: Option<Arc<str>>,
+    /// The model id it asks for (`None`: the request's own).
+    pub model: Option<Arc<str>>,
+}
+
+/// Why a key was taken out of the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemovalReason {
+    /// The key was refused (401/403): out until the pool is reconfigured.
+    Auth,
+    /// The key's quota is exhausted: out until the stated reset, or until reconfigured.
+    Quota,
+}
+
+impl RemovalReason {
+    /// `auth` or `quota`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemovalReason::Auth => "auth",
+            RemovalReason::Quota => "quota",
+        }
+    }
+}
+
+/// Whether a member can take attempts, and if not, why and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemberState {
+    /// It can take attempts (when a permit is free and its limits allow).
+    Eligible,
+    /// Its key was throttled (429) and cools down until `until`.
+    Cooling {
+        /// When the cooldown ends.
+        until: Instant,
+    },
+    /// Its key was taken out.
+    Removed {
+        /// Why.
+        reason: RemovalReason,
+        /// Until when (`None`: until the pool is reconfigured).
+        until: Option<Instant>,
+    },
+    /// Its key's limits (its own RPM, or the provider's announced `remaining: 0`) hold it back
+    /// until `until`.
+    Limited {
+        /// When one more request fits.
+        until: Instant,
+    },
+    /// Its endpoint's breaker is open.
+    Ejected,
+}
+
+impl MemberState {
+    /// `eligible`, `cooling`, `removed`, `limited` or `ejected`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MemberState::Eligible => "eligible",
+            MemberState::Cooling { .. } => "cooling",
+            MemberState::Removed { .. } => "removed",
+            MemberState::Limited { .. } => "limited",
+            MemberState::Ejected => "ejected",
+        }
+    }
+}
+
+/// One member's status now.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct MemberStatus {
+    /// The member's endpoint.
+    pub endpoint: EndpointId,
+    /// Its key's alias.
+    pub key_alias: Option<Arc<str>>,
+    /// Its state.
+    pub state: MemberState,
+    /// Attempts leased to it and not yet reported.
+    pub in_flight: u32,
+    /// Times it was picked.
+    pub picks: u64,
+    /// Its peak-EWMA latency (`None` before its first report).
+    pub ewma_latency: Option<Duration>,
+}
+
+/// The pool's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PoolSnapshot {
+    /// Picks per member, in member order.
+    pub picks: Vec<u64>,
+    /// Keys put to cool down (429).
+    pub cooldowns: u64,
+    /// Keys taken out (auth, quota).
+    pub removals: u64,
+    /// Admissions that had to wait in the pool's queue.
+    pub waits: u64,
+    /// Admissions refused because no member could take them before the deadline (or ever).
+    pub unavailable: u64,
+    /// Admissions refused because the queue was full.
+    pub queue_full: u64,
+    /// Attempts sent through an open breaker by the ejection cap.
+    pub ejection_overrides: u64,
+    /// Calls waiting now.
+    pub queued: usize,
+}

@@ -1,0 +1,259 @@
+//! Admission: refusing at once when nothing returns before the deadline, waiting when
+//! something does, the queue bound, priorities and cancelled waiters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use infermux_core::{ChatRequest, Error, ErrorKind, Message, Priority, Request, RequestContext};
+use infermux_multiplex::{PoolConfig, Strategy};
+use tokio::sync::Notify;
+
+use crate::stub::{Stub, chat, executor, keyed, ok, policy, pool};
+
+fn throttled(after: Duration) -> Arc<Stub> {
+    Stub::new("throttled", move |_req, _ctx| async move {
+        Err(Error::new(ErrorKind::RateLimited, "slow down").with_retry_after(after))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_key_cooling_past_the_deadline_fails_at_once_with_the_earliest_return() {
+    let stub = throttled(Duration::from_secs(60));
+    let pool = pool(
+        vec![executor(stub.clone(), 4, None)],
+        vec![keyed(0, "a"), keyed(0, "b")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let p = policy(5, Duration::from_secs(5));
+    let start = tokio::time::Instant::now();
+    let e = p
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert_eq!(
+        tokio::time::Instant::now(),
+        start,
+        "refused at once, no waiting"
+    );
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(60)));
+    assert!(
+        e.message().contains("key `a`"),
+        "names the earliest member: {}",
+        e.message()
+    );
+    assert_eq!(stub.seen().len(), 2, "each key tried once");
+    assert_eq!(pool.counters().unavailable, 1);
+    assert_eq!(pool.counters().queued, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cooldown_ending_before_the_deadline_makes_the_call_wait_and_succeed() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let stub = Stub::new("once", move |_req, _ctx| {
+        let first = c.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                Err(Error::new(ErrorKind::RateLimited, "slow down")
+                    .with_retry_after(Duration::from_secs(2)))
+            } else {
+                ok()
+            }
+        }
+    });
+    let pool = pool(
+        vec![executor(stub.clone(), 4, None)],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let p = policy(3, Duration::from_secs(10));
+    let start = tokio::time::Instant::now();
+    let called = p
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap();
+    assert_eq!(called.attempts, 2);
+    let seen = stub.seen();
+    assert_eq!(
+        seen[1].at - start,
+        Duration::from_secs(2),
+        "the retry waited out the cooldown"
+    );
+    let c = pool.counters();
+    assert_eq!((c.waits, c.unavailable, c.queued), (1, 0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_removed_for_good_with_no_other_is_unavailable_without_retry_after() {
+    let stub = Stub::new("refused", |_req, _ctx| async {
+        Err(Error::new(ErrorKind::Auth, "bad key").with_status(401))
+    });
+    let pool = pool(
+        vec![executor(stub.clone(), 4, None)],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let p = policy(3, Duration::from_secs(10));
+    let e = p
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert_eq!(e.retry_after(), None);
+    // later calls never reach the provider
+    let e = p
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable);
+    assert_eq!(stub.seen().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_estimate_beyond_every_members_tpm_burst_fails_at_once_as_invalid() {
+    let stub = Stub::new("tpm", |_req, _ctx| async { ok() });
+    let pool = pool(
+        vec![executor(stub.clone(), 4, None)],
+        vec![keyed(0, "a").with_tpm(100)],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let mut req = ChatRequest::new("m", vec![Message::user("hi")]);
+    req.max_tokens = Some(1000);
+    let e = policy(3, Duration::from_secs(10))
+        .call(&pool, &Request::Chat(req), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
+    assert!(stub.seen().is_empty());
+}
+
+/// A stub whose calls wait for `gate` to be notified (one permit each).
+fn gated(gate: Arc<Notify>) -> Arc<Stub> {
+    Stub::new("gated", move |_req, _ctx| {
+        let gate = gate.clone();
+        async move {
+            gate.notified().await;
+            ok()
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiters_are_served_by_priority_then_arrival_and_the_queue_bound_refuses_at_once() {
+    let gate = Arc::new(Notify::new());
+    let stub = gated(gate.clone());
+    let pool = pool(
+        vec![executor(stub.clone(), 1, None)],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin).with_max_queued(4),
+    );
+    let p = Arc::new(policy(1, Duration::from_secs(100)));
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for (name, prio) in [
+        ("holder", Priority::Normal),
+        ("low", Priority::Low),
+        ("normal-1", Priority::Normal),
+        ("high", Priority::High),
+        ("normal-2", Priority::Normal),
+    ] {
+        let (pool, p, order) = (pool.clone(), p.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            let ctx = RequestContext::new().with_priority(prio);
+            let r = p.call(&pool, &chat(), &ctx).await;
+            order.lock().unwrap().push(name);
+            r.map(|_| ())
+        }));
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(pool.counters().queued, 4);
+    // the queue is full: the next call is refused at once
+    let e = p
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QueueFull);
+    for _ in 0..5 {
+        gate.notify_one();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        *order.lock().unwrap(),
+        ["holder", "high", "normal-1", "normal-2", "low"]
+    );
+    assert_eq!(pool.counters().queued, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_waiter_leaves_nothing_behind() {
+    let gate = Arc::new(Notify::new());
+    let stub = gated(gate.clone());
+    let exec = executor(stub.clone(), 1, None);
+    let pool = pool(
+        vec![exec.clone()],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let p = Arc::new(policy(1, Duration::from_secs(100)));
+    let holder = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
+    };
+    tokio::task::yield_now().await;
+    let waiter = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
+    };
+    tokio::task::yield_now().await;
+    assert_eq!(pool.counters().queued, 1);
+    waiter.abort();
+    assert!(waiter.await.unwrap_err().is_cancelled());
+    assert_eq!(pool.counters().queued, 0);
+    gate.notify_one();
+    holder.await.unwrap().unwrap();
+    // the freed permit is not held for the gone waiter: the next call runs at once
+    let next = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
+    };
+    tokio::task::yield_now().await;
+    gate.notify_one();
+    next.await.unwrap().unwrap();
+    assert_eq!(stub.seen().len(), 2);
+    assert_eq!(exec.admission().available(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_whose_deadline_passes_times_out_and_leaves() {
+    let gate = Arc::new(Notify::new());
+    let stub = gated(gate.clone());
+    let pool = pool(
+        vec![executor(stub.clone(), 1, None)],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let long = Arc::new(policy(1, Duration::from_secs(100)));
+    let holder = {
+        let (pool, p) = (pool.clone(), long.clone());
+        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
+    };
+    tokio::task::yield_now().await;
+    let start = tokio::time::Instant::now();
+    let e = policy(1, Duration::from_secs(3))
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(3));
+    assert_eq!(pool.counters().queued, 0);
+    gate.notify_one();
+    holder.await.unwrap().unwrap();
+}

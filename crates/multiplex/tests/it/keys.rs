@@ -1,0 +1,134 @@
+//! Three keys through the call policy: one throttled with a Retry-After, one refused, one
+//! fine.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use infermux_core::{Error, ErrorKind, RequestContext};
+use infermux_multiplex::{MemberState, PoolConfig, RemovalReason, Strategy};
+
+use crate::stub::{Stub, chat, executor, keyed, ok, policy, pool};
+
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+fn three_keys() -> std::sync::Arc<Stub> {
+    Stub::new("keys", |_req, ctx| {
+        let alias = ctx.key().map(|k| k.alias().to_owned());
+        async move {
+            match alias.as_deref() {
+                Some("a") => Err(Error::new(ErrorKind::RateLimited, "slow down")
+                    .with_status(429)
+                    .with_retry_after(RETRY_AFTER)),
+                Some("b") => Err(Error::new(ErrorKind::Auth, "bad key").with_status(401)),
+                _ => ok(),
+            }
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_keys_429_401_ok_every_call_succeeds_and_each_key_is_treated_by_its_status() {
+    let stub = three_keys();
+    let exec = executor(stub.clone(), 8, None);
+    let pool = pool(
+        vec![exec],
+        vec![keyed(0, "a"), keyed(0, "b"), keyed(0, "c")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let policy = policy(4, Duration::from_secs(30));
+    let start = tokio::time::Instant::now();
+    for _ in 0..40 {
+        let called = policy
+            .call(&pool, &chat(), &RequestContext::new())
+            .await
+            .expect("every call succeeds through key c");
+        assert_eq!(
+            pool.member(called.member).unwrap().key_alias.as_deref(),
+            Some("c")
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+    }
+    // the 401 key: exactly one attempt ever, then removed for good
+    assert_eq!(stub.seen_by("b").len(), 1);
+    assert!(matches!(
+        pool.status()[1].state,
+        MemberState::Removed {
+            reason: RemovalReason::Auth,
+            until: None
+        }
+    ));
+    // the 429 key: never an attempt before its Retry-After passed, and attempts after it
+    let a = stub.seen_by("a");
+    assert!(
+        a.len() >= 3,
+        "key a came back after each Retry-After: {} attempts",
+        a.len()
+    );
+    for pair in a.windows(2) {
+        assert!(
+            pair[1].at - pair[0].at >= RETRY_AFTER,
+            "key a was tried {:?} after its 429",
+            pair[1].at - pair[0].at
+        );
+    }
+    assert!(a.last().unwrap().at - start >= 2 * RETRY_AFTER);
+    // a retry after a 429 (or the 401) went to another key
+    let mut by_request: HashMap<_, Vec<String>> = HashMap::new();
+    for s in stub.seen() {
+        by_request
+            .entry(s.request)
+            .or_default()
+            .push(s.key.unwrap());
+    }
+    for keys in by_request.values() {
+        for pair in keys.windows(2) {
+            assert_ne!(
+                pair[0], pair[1],
+                "a retry went back to the key that failed: {keys:?}"
+            );
+        }
+        assert_eq!(keys.last().map(String::as_str), Some("c"));
+    }
+    assert!(pool.counters().cooldowns >= 3);
+    assert_eq!(pool.counters().removals, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recooled_key_keeps_the_later_end() {
+    // two attempts on one key in flight at once: the first answers late with a short
+    // Retry-After, the second at once with a long one; the short one must not shorten it
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let stub = Stub::new("recool", move |_req, _ctx| {
+        let first = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            let after = Duration::from_secs(if first { 1 } else { 30 });
+            Err::<infermux_core::Response, _>(
+                Error::new(ErrorKind::RateLimited, "slow").with_retry_after(after),
+            )
+        }
+    });
+    let exec = executor(stub.clone(), 4, None);
+    let pool = pool(
+        vec![exec],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let p = policy(1, Duration::from_secs(100));
+    let start = tokio::time::Instant::now();
+    let ctx = RequestContext::new();
+    let req = chat();
+    let (r1, r2) = tokio::join!(p.call(&pool, &req, &ctx), async {
+        tokio::task::yield_now().await;
+        p.call(&pool, &req, &ctx).await
+    });
+    assert!(r1.is_err() && r2.is_err());
+    assert_eq!(stub.seen().len(), 2);
+    assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(5));
+    let MemberState::Cooling { until } = pool.status()[0].state else {
+        panic!("key a is cooling: {:?}", pool.status()[0].state)
+    };
+    assert_eq!(until - start.into_std(), Duration::from_secs(30));
+}

@@ -1,0 +1,190 @@
+//! Tokens per minute: 64 concurrent calls against a 100 TPM key, audited per minute-long
+//! window; and the auditor failing on an over-admitting trace.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use infermux_core::{ChatRequest, ChatResponse, Message, Request, RequestContext, Response, Usage};
+use infermux_multiplex::gcra::Gcra;
+use infermux_multiplex::{PoolConfig, Strategy};
+
+use crate::stub::{Stub, executor, keyed, policy, pool};
+
+const MINUTE: Duration = Duration::from_secs(60);
+const LIMIT: u64 = 100;
+
+/// One admitted call: when it was admitted and reported, what it reserved and used.
+#[derive(Debug, Clone, Copy)]
+struct Admitted {
+    at: Duration,
+    reported: Duration,
+    reserved: u64,
+    used: u64,
+}
+
+/// Checks the documented TPM guarantee over every minute-long window `[t, t + 60 s)` starting
+/// at an admission: the real usage of the calls admitted in it is at most the limit plus the
+/// unused estimates given back in it by calls admitted before it (calls in flight at its
+/// start) plus what calls used beyond their estimates. Returns the violations.
+fn audit(trace: &[Admitted], limit: u64) -> Vec<String> {
+    let mut bad = Vec::new();
+    for start in trace.iter().map(|a| a.at) {
+        let end = start + MINUTE;
+        let inside = |t: Duration| t >= start && t < end;
+        let used: u64 = trace.iter().filter(|a| inside(a.at)).map(|a| a.used).sum();
+        let carried: u64 = trace
+            .iter()
+            .filter(|a| a.at < start && inside(a.reported))
+            .map(|a| a.reserved.saturating_sub(a.used))
+            .sum();
+        let over: u64 = trace
+            .iter()
+            .filter(|a| inside(a.at))
+            .map(|a| a.used.saturating_sub(a.reserved))
+            .sum();
+        if used > limit + carried + over {
+            bad.push(format!(
+                "window at {start:?}: {used} tokens used > {limit} + {carried} carried + {over} over"
+            ));
+        }
+    }
+    bad
+}
+
+/// A tiny seeded generator.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn the_auditor_rejects_a_window_over_the_limit() {
+    let a = |at: u64, used: u64| Admitted {
+        at: Duration::from_secs(at),
+        reported: Duration::from_secs(at),
+        reserved: used,
+        used,
+    };
+    assert!(audit(&[a(0, 50), a(30, 50), a(90, 100)], LIMIT).is_empty());
+    let bad = audit(&[a(0, 50), a(30, 50), a(59, 1)], LIMIT);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    // given-back tokens of a call in flight at the window's start excuse exactly that much
+    let mut carried = a(0, 10);
+    carried.reserved = 40;
+    carried.reported = Duration::from_secs(20);
+    assert!(audit(&[carried, a(10, 60), a(20, 30)], LIMIT).is_empty());
+    assert_eq!(audit(&[carried, a(10, 60), a(20, 31)], LIMIT).len(), 1);
+}
+
+/// The textbook GCRA (capacity = refill = the limit) driven by the same demand admits about
+/// twice the limit in a sliding minute: the auditor catches it.
+#[test]
+fn the_auditor_catches_the_textbook_gcra_over_admitting() {
+    let g = Gcra::new(LIMIT, LIMIT).unwrap();
+    let mut trace = Vec::new();
+    let mut rng = Lcg(3);
+    let mut t = Duration::ZERO;
+    while t < 3 * MINUTE {
+        let est = 5 + rng.next(10);
+        let ns = u64::try_from(t.as_nanos()).unwrap();
+        if g.try_take(est, ns).is_ok() {
+            trace.push(Admitted {
+                at: t,
+                reported: t,
+                reserved: est,
+                used: est,
+            });
+        }
+        t += Duration::from_millis(100);
+    }
+    assert!(
+        !audit(&trace, LIMIT).is_empty(),
+        "the textbook GCRA should over-admit"
+    );
+    // the pool's split (capacity 50, refill 50) on the same demand passes
+    let g = Gcra::new(LIMIT / 2, LIMIT / 2).unwrap();
+    let mut trace = Vec::new();
+    let mut t = Duration::ZERO;
+    while t < 3 * MINUTE {
+        let est = 5 + rng.next(10);
+        let ns = u64::try_from(t.as_nanos()).unwrap();
+        if g.try_take(est, ns).is_ok() {
+            trace.push(Admitted {
+                at: t,
+                reported: t,
+                reserved: est,
+                used: est,
+            });
+        }
+        t += Duration::from_millis(100);
+    }
+    assert!(
+        audit(&trace, LIMIT).is_empty(),
+        "{:?}",
+        audit(&trace, LIMIT)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn sixty_four_concurrent_calls_against_100_tpm_stay_within_the_limit_per_window() {
+    let start = tokio::time::Instant::now();
+    let log: Arc<Mutex<Vec<Admitted>>> = Arc::default();
+    let rng = Arc::new(Mutex::new(Lcg(42)));
+    let (l, r) = (log.clone(), rng.clone());
+    let stub = Stub::new("tpm", move |req: &Request, _ctx| {
+        let estimate = req.estimate_tokens(256);
+        let (used, latency) = {
+            let mut g = r.lock().unwrap();
+            (
+                estimate - g.next(estimate / 2 + 1),
+                Duration::from_millis(200 + g.next(3000)),
+            )
+        };
+        let l = l.clone();
+        async move {
+            let at = tokio::time::Instant::now() - start;
+            tokio::time::sleep(latency).await;
+            l.lock().unwrap().push(Admitted {
+                at,
+                reported: tokio::time::Instant::now() - start,
+                reserved: estimate,
+                used,
+            });
+            let mut resp = ChatResponse::new("m", Message::assistant("ok"));
+            resp.usage = Some(Usage::new(used / 2, used - used / 2));
+            Ok(Response::Chat(resp))
+        }
+    });
+    let pool = pool(
+        vec![executor(stub.clone(), 64, None)],
+        vec![keyed(0, "a").with_tpm(LIMIT as u32)],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let p = Arc::new(policy(1, Duration::from_secs(3600)));
+    let mut tasks = Vec::new();
+    for i in 0..64u32 {
+        let (pool, p) = (pool.clone(), p.clone());
+        let mut req = ChatRequest::new("m", vec![Message::user("hi")]);
+        req.max_tokens = Some(5 + i % 20);
+        tasks.push(tokio::spawn(async move {
+            p.call(&pool, &Request::Chat(req), &RequestContext::new())
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("every call is admitted eventually");
+    }
+    let trace = log.lock().unwrap().clone();
+    assert_eq!(trace.len(), 64);
+    let bad = audit(&trace, LIMIT);
+    assert!(bad.is_empty(), "{bad:#?}");
+    // and the reservations alone: reserved minus given back in any window is within the limit
+    assert!(pool.counters().waits > 0, "the limit made calls wait");
+    assert_eq!(pool.counters().queued, 0);
+}
