@@ -19,6 +19,17 @@ pub struct FallbackTaken {
     pub hops: u32,
 }
 
+impl FallbackTaken {
+    /// A fallback from group `from` after an error of kind `trigger`, `hops` groups on.
+    pub fn new(from: impl Into<Arc<str>>, trigger: ErrorKind, hops: u32) -> Self {
+        FallbackTaken {
+            from: from.into(),
+            trigger,
+            hops,
+        }
+    }
+}
+
 /// Who answered a call. Never carries a key, only its alias.
 ///
 /// ```

@@ -175,7 +175,7 @@ impl ModelGroup {
         self.deployments.push(d);
         self
     }
-    /// The pool's configuration (its strategy is replaced by [`ModelGroup::strategy`]'s).
+    /// The pool's configuration, strategy included (replaces [`ModelGroup::strategy`]).
     pub fn pool_config(mut self, config: PoolConfig) -> Self {
         self.config = Some(config);
         self
@@ -444,8 +444,7 @@ fn build_router(
         let pool_config = g
             .config
             .clone()
-            .unwrap_or_else(|| PoolConfig::new(g.strategy))
-            .with_strategy(g.strategy);
+            .unwrap_or_else(|| PoolConfig::new(g.strategy));
         let pool = MultiPool::new(all.clone(), members, pool_config)?;
         built.push(Group {
             name,

@@ -140,14 +140,10 @@ impl Router {
                 Ok(Called {
                     mut value, member, attempts: a, ..
                 }) => {
-                    let fallback = trigger.map(|t| FallbackTaken {
-                        from: self.groups[first].name.clone(),
-                        trigger: t,
-                        hops,
-                    });
+                    let fallback = trigger
+                        .map(|t| FallbackTaken::new(self.groups[first].name.clone(), t, hops));
                     let served = self.served(g, member, attempts + a, fallback);
                     tracing::info!(
-                        target: "infermux::route",
                         "infermux.group" = &*served.group,
                         "infermux.deployment" = &*served.deployment,
                         "infermux.endpoint" = served.endpoint.as_str(),
@@ -164,8 +160,7 @@ impl Router {
                     match self.next(first, hops, &e) {
                         Some(next) => {
                             tracing::warn!(
-                                target: "infermux::route",
-                                "infermux.group" = &*group.name,
+                                        "infermux.group" = &*group.name,
                                 "infermux.fallback_to" = &*self.groups[next].name,
                                 "error.type" = e.kind().as_str(),
                                 "falling back"
@@ -174,7 +169,7 @@ impl Router {
                             hops += 1;
                             g = next;
                         }
-                        None => return Err(e.with_attempts(attempts.max(e.attempts()))),
+                        None => return Err(e.with_attempts(attempts)),
                     }
                 }
             }
@@ -204,14 +199,10 @@ impl Router {
                 Ok(Called {
                     value, member, attempts: a, ..
                 }) => {
-                    let fallback = trigger.map(|t| FallbackTaken {
-                        from: self.groups[first].name.clone(),
-                        trigger: t,
-                        hops,
-                    });
+                    let fallback = trigger
+                        .map(|t| FallbackTaken::new(self.groups[first].name.clone(), t, hops));
                     let served = self.served(g, member, attempts + a, fallback);
                     tracing::info!(
-                        target: "infermux::route",
                         "infermux.group" = &*served.group,
                         "infermux.endpoint" = served.endpoint.as_str(),
                         "infermux.key" = served.key_alias.as_deref(),
@@ -226,8 +217,7 @@ impl Router {
                     match self.next(first, hops, &e) {
                         Some(next) => {
                             tracing::warn!(
-                                target: "infermux::route",
-                                "infermux.group" = &*group.name,
+                                        "infermux.group" = &*group.name,
                                 "infermux.fallback_to" = &*self.groups[next].name,
                                 "error.type" = e.kind().as_str(),
                                 "falling back"
@@ -236,7 +226,7 @@ impl Router {
                             hops += 1;
                             g = next;
                         }
-                        None => return Err(e.with_attempts(attempts.max(e.attempts()))),
+                        None => return Err(e.with_attempts(attempts)),
                     }
                 }
             }
