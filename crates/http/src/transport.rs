@@ -13,7 +13,8 @@ use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use infermux_core::{
-    EndpointConfig, EndpointId, Error, ErrorKind, RateLimitInfo, RequestContext, RequestId, Result,
+    AttemptKey, EndpointConfig, EndpointId, Error, ErrorKind, RateLimitInfo, RequestContext,
+    RequestId, Result,
 };
 use tokio::time::{Instant, Sleep, sleep_until};
 use url::Url;
@@ -53,6 +54,13 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// (error bodies before they are mapped to an error, streamed items, textual bodies), so a
 /// server that echoes it cannot put it in an error; keys shorter than
 /// 8 bytes are placeholders (`ollama`, `EMPTY`) and are left alone.
+///
+/// An attempt whose [`RequestContext::key`] is set (a pool chose the key) sends that key
+/// instead of the configured one, in the same header, and only when the key is bound to this
+/// endpoint ([`ErrorKind::Config`] before anything is sent otherwise); it is bound to the
+/// endpoint's origin and scrubbed like the configured one. When the context carries a
+/// [`infermux_core::ResponseMeta`] cell, every response's rate-limit headers (2xx, error or
+/// stream) are recorded in it; without one they are not parsed.
 ///
 /// ```no_run
 /// # async fn demo() -> infermux_core::Result<()> {
@@ -206,6 +214,53 @@ fn key_header(config: &EndpointConfig, auth: Auth) -> Option<(HeaderName, Header
     };
     value.set_sensitive(true);
     Some((name, value))
+}
+
+/// The header an attempt's key (chosen by a pool) is sent in, as `auth` sends the endpoint's
+/// own key, marked sensitive; built once per attempt. Fails with [`ErrorKind::Config`] when the
+/// key is bound to another endpoint, when the endpoint sends no key ([`Auth::None`]), or when
+/// the key is not a valid header value.
+fn attempt_key_header(
+    id: &EndpointId,
+    auth: Auth,
+    key: &AttemptKey,
+) -> Result<(HeaderName, HeaderValue)> {
+    if key.endpoint() != id {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "refusing to send a key bound to another endpoint",
+        ));
+    }
+    let invalid = || {
+        Error::new(
+            ErrorKind::Config,
+            "the attempt's key is not a valid header value",
+        )
+    };
+    let secret = key.key().expose();
+    let (name, mut value) = match auth {
+        Auth::None => {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "the endpoint sends no key, but the attempt has one",
+            ));
+        }
+        Auth::Bearer => {
+            let mut v = Vec::with_capacity(7 + secret.len());
+            v.extend_from_slice(b"Bearer ");
+            v.extend_from_slice(secret.as_bytes());
+            (
+                http::header::AUTHORIZATION,
+                HeaderValue::from_maybe_shared(Bytes::from(v)).map_err(|_| invalid())?,
+            )
+        }
+        Auth::Header(name) => (
+            HeaderName::try_from(name).map_err(|_| invalid())?,
+            HeaderValue::from_str(secret).map_err(|_| invalid())?,
+        ),
+    };
+    value.set_sensitive(true);
+    Ok((name, value))
 }
 
 impl HttpEndpoint {
@@ -474,7 +529,7 @@ impl HttpRequest<'_> {
             .read_body(MAX_ERROR_BODY, true)
             .await
             .unwrap_or_default();
-        let body = ep.scrubber.scrub(&body);
+        let body = resp.scrubber.scrub(&body);
         Err(ep.err(map(resp.status, resp.headers(), &body), ctx))
     }
 
@@ -507,6 +562,14 @@ impl HttpRequest<'_> {
         let mut method = self.method;
         let mut body = self.body;
         let mut with_key = self.send_key;
+        // The pool's key for this attempt, if it chose one: checked against this endpoint
+        // before anything is sent, and its header built once for every hop.
+        let attempt_key = match ctx.key() {
+            None => None,
+            Some(k) => {
+                Some(attempt_key_header(&ep.config.id, ep.auth, k).map_err(|e| ep.err(e, ctx))?)
+            }
+        };
         let mut id = [0u8; 26];
         let request_id = HeaderValue::from_bytes(ctx.request_id().encode(&mut id).as_bytes())
             .map_err(|_| ep.err(Error::new(ErrorKind::Config, "invalid request id"), ctx))?;
@@ -515,7 +578,8 @@ impl HttpRequest<'_> {
         let mut first_byte = pin!(sleep_until(first_byte_at));
 
         for hop in 0..=MAX_REDIRECTS {
-            let home = (with_key && ep.config.api_key.is_some()) || !ep.config.headers.is_empty();
+            let home = (with_key && (ep.config.api_key.is_some() || attempt_key.is_some()))
+                || !ep.config.headers.is_empty();
             let home = home && ep.is_home(&url);
             let mut rb = ep.client.request(method.clone(), url.clone());
             // The endpoint's own headers (which may carry tenant ids or tokens of their own)
@@ -545,7 +609,19 @@ impl HttpRequest<'_> {
                     .header(http::header::CONTENT_TYPE, ct.clone())
                     .body(b.clone());
             }
-            if with_key && let Some(key) = &ep.config.api_key {
+            if with_key && let Some((name, value)) = &attempt_key {
+                // The attempt's key is bound to this endpoint's origin like its own.
+                if !home {
+                    return Err(ep.err(
+                        Error::new(
+                            ErrorKind::Config,
+                            "refusing to send the attempt's key to another origin",
+                        ),
+                        ctx,
+                    ));
+                }
+                rb = rb.header(name.clone(), value.clone());
+            } else if with_key && let Some(key) = &ep.config.api_key {
                 // Keys are bound to their endpoint's origin, checked at send time.
                 if !home {
                     return Err(ep.err(
@@ -613,6 +689,10 @@ impl HttpRequest<'_> {
                 continue;
             }
             ctx.mark_first_byte();
+            // Parsed only for a caller that keeps them (a pool feeding its limits).
+            if ctx.meta().is_some() {
+                ctx.record_rate_limits(&rate_limits(resp.headers()));
+            }
             return HttpResponse::new(resp, ep, ctx, deadline);
         }
         Err(ep.err(Error::new(ErrorKind::Server, "too many redirects"), ctx))
@@ -707,7 +787,10 @@ impl HttpResponse {
             timer: None,
             max_body,
             error_ctx: (ctx.request_id(), ep.provider, ep.config.id.clone()),
-            scrubber: ep.scrubber.clone(),
+            scrubber: match ctx.key() {
+                Some(k) => ep.scrubber.with_attempt_key(k.key()),
+                None => ep.scrubber.clone(),
+            },
         })
     }
 

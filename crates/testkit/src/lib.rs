@@ -44,7 +44,10 @@ pub use record::RecordingProxy;
 pub use replay::{ReplayOptions, ReplayServer};
 pub use rng::SplitMix64;
 pub use server::{Chunk, IncomingRequest, Reply};
-pub use sim::{Fault, FaultPlan, Simulator};
+pub use sim::{
+    Fault, FaultPlan, KeyBehaviour, RateLimitHeaders, SimRequest, SimUsage, SimWindow, Simulator,
+    Until,
+};
 pub use skip::{Need, record_mode, shared_dir, shared_fixture, skip};
 
 /// The address of a live server from environment variable `var`.

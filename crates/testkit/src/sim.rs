@@ -10,8 +10,14 @@
 //! stream — after the first content event, or right after the metadata-only start of the
 //! stream (before any content). It is for fault injection and load; wire formats are proven
 //! on recorded traffic, not here.
+//!
+//! For pools of keys it also logs every request (when, with which key, which request id,
+//! [`Simulator::requests_log`]), gives keys their own behaviour ([`Simulator::set_key`]: 429
+//! with `Retry-After` for N requests or until a time, 401, quota exhausted), adds OpenAI's
+//! `x-ratelimit-*` headers to its answers ([`Simulator::set_rate_limit_headers`]) and reports
+//! the usage a test scripts ([`Simulator::set_usage`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::rng::SplitMix64;
 use crate::server::{self, Chunk, Handler, IncomingRequest, Reply, Running};
@@ -121,6 +128,167 @@ impl FaultPlan {
     }
 }
 
+/// One request as the simulator saw it, in arrival order ([`Simulator::requests_log`]).
+///
+/// The key is recorded as presented (simulator keys are test values): `Debug` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SimRequest {
+    /// When it arrived, since the simulator started, on tokio's clock (so a test with paused
+    /// time reads the paused clock).
+    pub at: Duration,
+    /// The method.
+    pub method: String,
+    /// The path, as sent (before the simulator maps `/v3` routes).
+    pub path: String,
+    /// The credential presented: `Authorization: Bearer <key>`, else `x-api-key`,
+    /// `x-goog-api-key` or `api-key`.
+    pub key: Option<String>,
+    /// The `X-Request-ID` header (the infermux transport sends one on every request).
+    pub request_id: Option<String>,
+}
+
+/// Until when a [`KeyBehaviour::RateLimited`] key answers 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Until {
+    /// Until this time since the simulator started (tokio's clock); OK from then on.
+    At(Duration),
+    /// For its next this many requests (from [`Simulator::set_key`] on); OK after them.
+    Requests(u64),
+    /// For as long as the behaviour is set.
+    Always,
+}
+
+/// How the simulator answers the requests presenting one key ([`Simulator::set_key`]), on its
+/// OpenAI- and Anthropic-style routes, before any fault is drawn. Unknown keys are
+/// [`KeyBehaviour::Ok`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyBehaviour {
+    /// Answered normally.
+    Ok,
+    /// 429 with `Retry-After` (whole seconds, at least 1), `retry-after-ms`,
+    /// `x-ratelimit-remaining-requests: 0` and OpenAI's `rate_limit_exceeded` body, until
+    /// `until`; answered normally after.
+    RateLimited {
+        /// The delay the 429 announces.
+        retry_after: Duration,
+        /// When the 429s stop.
+        until: Until,
+    },
+    /// 401 with OpenAI's `invalid_api_key` body.
+    Unauthorized,
+    /// 429 with OpenAI's `insufficient_quota` body (and no `Retry-After`).
+    QuotaExceeded,
+}
+
+impl KeyBehaviour {
+    /// 429 + `retry_after` for the key's next `n` requests.
+    pub fn rate_limited_for(retry_after: Duration, n: u64) -> Self {
+        KeyBehaviour::RateLimited {
+            retry_after,
+            until: Until::Requests(n),
+        }
+    }
+    /// 429 + `retry_after` until `at` (since the simulator started).
+    pub fn rate_limited_until(retry_after: Duration, at: Duration) -> Self {
+        KeyBehaviour::RateLimited {
+            retry_after,
+            until: Until::At(at),
+        }
+    }
+}
+
+/// One rate-limit window of [`RateLimitHeaders`]: limit, remaining, and when it resets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SimWindow {
+    /// `x-ratelimit-limit-*`.
+    pub limit: u64,
+    /// `x-ratelimit-remaining-*`.
+    pub remaining: u64,
+    /// `x-ratelimit-reset-*` (written as OpenAI does: `120ms`, `2s`).
+    pub reset: Duration,
+}
+
+impl SimWindow {
+    /// A window.
+    pub fn new(limit: u64, remaining: u64, reset: Duration) -> Self {
+        SimWindow {
+            limit,
+            remaining,
+            reset,
+        }
+    }
+}
+
+/// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers, added to every
+/// successful answer of the OpenAI-style routes ([`Simulator::set_rate_limit_headers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RateLimitHeaders {
+    /// The `-requests` headers.
+    pub requests: Option<SimWindow>,
+    /// The `-tokens` headers.
+    pub tokens: Option<SimWindow>,
+}
+
+impl RateLimitHeaders {
+    /// Both windows.
+    pub fn new(requests: Option<SimWindow>, tokens: Option<SimWindow>) -> Self {
+        RateLimitHeaders { requests, tokens }
+    }
+    fn push(&self, headers: &mut Vec<(String, String)>) {
+        let reset = |d: Duration| {
+            if d.subsec_millis() == 0 {
+                format!("{}s", d.as_secs())
+            } else {
+                format!("{}ms", d.as_millis())
+            }
+        };
+        for (name, w) in [("requests", self.requests), ("tokens", self.tokens)] {
+            if let Some(w) = w {
+                headers.push((format!("x-ratelimit-limit-{name}"), w.limit.to_string()));
+                headers.push((
+                    format!("x-ratelimit-remaining-{name}"),
+                    w.remaining.to_string(),
+                ));
+                headers.push((format!("x-ratelimit-reset-{name}"), reset(w.reset)));
+            }
+        }
+    }
+}
+
+/// The usage the simulator reports instead of counting words ([`Simulator::set_usage`]): in
+/// chat and completion answers (`usage`, and the streamed usage chunk when asked for),
+/// embeddings (`prompt_tokens`) and Anthropic messages (`input_tokens`, `output_tokens`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SimUsage {
+    /// Prompt (input) tokens.
+    pub prompt_tokens: u64,
+    /// Completion (output) tokens.
+    pub completion_tokens: u64,
+}
+
+impl SimUsage {
+    /// A usage.
+    pub fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
+        SimUsage {
+            prompt_tokens,
+            completion_tokens,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct KeyState {
+    behaviour: KeyBehaviour,
+    /// 429s served under a [`Until::Requests`] behaviour.
+    served: u64,
+}
+
 #[derive(Debug, Default)]
 struct Stats {
     requests: AtomicU64,
@@ -148,6 +316,15 @@ struct Shared {
     model: String,
     api_key: Mutex<Option<String>>,
     per_model: Mutex<Vec<(String, u64, u64)>>,
+    started: Instant,
+    log: Mutex<Vec<SimRequest>>,
+    keys: Mutex<HashMap<String, KeyState>>,
+    rate_limit_headers: Mutex<Option<RateLimitHeaders>>,
+    usage: Mutex<Option<SimUsage>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A running simulator.
@@ -184,6 +361,11 @@ impl Simulator {
             model: "sim-echo-1".to_owned(),
             api_key: Mutex::new(None),
             per_model: Mutex::new(Vec::new()),
+            started: Instant::now(),
+            log: Mutex::new(Vec::new()),
+            keys: Mutex::new(HashMap::new()),
+            rate_limit_headers: Mutex::new(None),
+            usage: Mutex::new(None),
         });
         let sh = shared.clone();
         let handler: Handler = Arc::new(move |req: IncomingRequest| {
@@ -237,6 +419,54 @@ impl Simulator {
     /// Requests received.
     pub fn requests(&self) -> u64 {
         self.shared.stats.requests.load(Ordering::Relaxed)
+    }
+
+    /// Every request received so far, in arrival order.
+    pub fn requests_log(&self) -> Vec<SimRequest> {
+        lock(&self.shared.log).clone()
+    }
+
+    /// How many requests presented `key`.
+    pub fn requests_by_key(&self, key: &str) -> u64 {
+        lock(&self.shared.log)
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(key))
+            .count() as u64
+    }
+
+    /// Makes the requests presenting `key` behave as `behaviour` from now on (replacing what
+    /// was set for it; a [`Until::Requests`] count starts again).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use infermux_testkit::{FaultPlan, KeyBehaviour, Simulator};
+    /// let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    /// // 429 + Retry-After: 1 for the key's next 2 requests, then OK
+    /// sim.set_key("sk-busy", KeyBehaviour::rate_limited_for(Duration::from_secs(1), 2));
+    /// sim.set_key("sk-revoked", KeyBehaviour::Unauthorized);
+    /// # }
+    /// ```
+    pub fn set_key(&self, key: &str, behaviour: KeyBehaviour) {
+        lock(&self.shared.keys).insert(
+            key.to_owned(),
+            KeyState {
+                behaviour,
+                served: 0,
+            },
+        );
+    }
+
+    /// Adds OpenAI's `x-ratelimit-*` headers to every successful answer of the OpenAI-style
+    /// routes from now on (`None`: no such headers, the default).
+    pub fn set_rate_limit_headers(&self, headers: Option<RateLimitHeaders>) {
+        *lock(&self.shared.rate_limit_headers) = headers;
+    }
+
+    /// Reports `usage` in every answer from now on instead of counting words (`None`: count
+    /// them, the default).
+    pub fn set_usage(&self, usage: Option<SimUsage>) {
+        *lock(&self.shared.usage) = usage;
     }
 
     /// Faults injected, by name.
@@ -357,6 +587,14 @@ async fn handle(sh: &Arc<Shared>, req: IncomingRequest) -> Reply {
 /// The reply; sets `held` when it must wait for [`Simulator::release_stalls`] first.
 fn answer(sh: &Arc<Shared>, req: IncomingRequest, held: &mut bool) -> Reply {
     sh.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let key = presented_key(&req);
+    lock(&sh.log).push(SimRequest {
+        at: sh.started.elapsed(),
+        method: req.method.clone(),
+        path: req.path.clone(),
+        key: key.clone(),
+        request_id: req.header("x-request-id").map(str::to_owned),
+    });
     let body = req.json().unwrap_or(Value::Null);
     let streaming = body["stream"] == true;
     // OVMS's OpenAI-compatible routes live under /v3
@@ -395,6 +633,9 @@ fn answer(sh: &Arc<Shared>, req: IncomingRequest, held: &mut bool) -> Reply {
         return Reply::json(404, &error_body("not_found", "no such route"));
     }
     let messages = route == ("POST", "/v1/messages");
+    if let Some(reply) = key.as_deref().and_then(|k| key_reply(sh, k)) {
+        return reply;
+    }
     let required = sh.api_key.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(key) = required
         && req.header("authorization") != Some(format!("Bearer {key}").as_str())
@@ -444,6 +685,94 @@ fn answer(sh: &Arc<Shared>, req: IncomingRequest, held: &mut bool) -> Reply {
     if messages {
         return anthropic_messages(sh, &body, streaming, fault);
     }
+    let mut reply = openai_route(sh, route, &body, streaming, fault);
+    if let Some(limits) = *lock(&sh.rate_limit_headers)
+        && let Reply::Full {
+            status: 200,
+            headers,
+            ..
+        }
+        | Reply::Stream {
+            status: 200,
+            headers,
+            ..
+        } = &mut reply
+    {
+        limits.push(headers);
+    }
+    reply
+}
+
+/// The credential `req` presents: `Authorization: Bearer`, `x-api-key`, `x-goog-api-key` or
+/// `api-key`.
+fn presented_key(req: &IncomingRequest) -> Option<String> {
+    req.header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| req.header("x-api-key"))
+        .or_else(|| req.header("x-goog-api-key"))
+        .or_else(|| req.header("api-key"))
+        .map(str::to_owned)
+}
+
+/// The answer `key`'s behaviour gives, if it is not answered normally.
+fn key_reply(sh: &Shared, key: &str) -> Option<Reply> {
+    let mut keys = lock(&sh.keys);
+    let state = keys.get_mut(key)?;
+    match state.behaviour {
+        KeyBehaviour::Ok => None,
+        KeyBehaviour::Unauthorized => Some(Reply::json(
+            401,
+            &json!({"error": {"message": "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+                "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}),
+        )),
+        KeyBehaviour::QuotaExceeded => Some(Reply::json(
+            429,
+            &json!({"error": {"message": "You exceeded your current quota, please check your plan and billing details.",
+                "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}),
+        )),
+        KeyBehaviour::RateLimited { retry_after, until } => {
+            let limited = match until {
+                Until::At(at) => sh.started.elapsed() < at,
+                Until::Requests(n) => state.served < n,
+                Until::Always => true,
+            };
+            if !limited {
+                return None;
+            }
+            state.served += 1;
+            Some(Reply::Full {
+                status: 429,
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("retry-after".into(), retry_after_secs(retry_after)),
+                    ("retry-after-ms".into(), retry_after.as_millis().to_string()),
+                    ("x-ratelimit-remaining-requests".into(), "0".into()),
+                ],
+                body: Bytes::from(
+                    json!({"error": {"message": format!("Rate limit reached for requests. Please try again in {}ms.", retry_after.as_millis()),
+                        "type": "requests", "param": null, "code": "rate_limit_exceeded"}})
+                    .to_string(),
+                ),
+            })
+        }
+    }
+}
+
+/// `Retry-After` in whole seconds, rounded up, at least 1.
+fn retry_after_secs(d: Duration) -> String {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    secs.max(1).to_string()
+}
+
+/// The OpenAI-style routes: models, embeddings, completions and chat.
+fn openai_route(
+    sh: &Arc<Shared>,
+    route: (&str, &str),
+    body: &Value,
+    streaming: bool,
+    fault: Option<Fault>,
+) -> Reply {
+    let usage = *lock(&sh.usage);
     let model = body["model"].as_str().unwrap_or(&sh.model).to_owned();
     match route {
         ("GET", _) => Reply::json(
@@ -467,7 +796,15 @@ fn answer(sh: &Arc<Shared>, req: IncomingRequest, held: &mut bool) -> Reply {
                     );
                 }
             };
-            let tokens: usize = inputs.iter().map(|s| s.split_whitespace().count()).sum();
+            let tokens = usage.map_or_else(
+                || {
+                    inputs
+                        .iter()
+                        .map(|s| s.split_whitespace().count() as u64)
+                        .sum()
+                },
+                |u| u.prompt_tokens,
+            );
             let data: Vec<Value> = inputs
                 .iter()
                 .enumerate()
@@ -482,14 +819,18 @@ fn answer(sh: &Arc<Shared>, req: IncomingRequest, held: &mut bool) -> Reply {
             let prompt = body["prompt"].as_str().unwrap_or("");
             let words = answer_words(prompt, body["max_tokens"].as_u64());
             let text = words.join(" ");
+            let u = usage.unwrap_or(SimUsage::new(
+                prompt.split_whitespace().count() as u64,
+                words.len() as u64,
+            ));
             Reply::json(
                 200,
                 &json!({"id": "cmpl-sim", "object": "text_completion", "created": 0, "model": model,
                 "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt.split_whitespace().count(), "completion_tokens": words.len(), "total_tokens": prompt.split_whitespace().count() + words.len()}}),
+                "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.prompt_tokens + u.completion_tokens}}),
             )
         }
-        _ => chat(sh, &body, model, streaming, fault),
+        _ => chat(sh, body, model, streaming, fault, usage),
     }
 }
 
@@ -499,6 +840,7 @@ fn chat(
     model: String,
     streaming: bool,
     fault: Option<Fault>,
+    usage: Option<SimUsage>,
 ) -> Reply {
     if !body["messages"].is_array() {
         return Reply::json(
@@ -523,7 +865,11 @@ fn chat(
         answer_words(&prompt, body["max_tokens"].as_u64())
     };
     let finish = if call.is_some() { "tool_calls" } else { "stop" };
-    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": words.len().max(1), "total_tokens": prompt_tokens + words.len().max(1)});
+    let u = usage.unwrap_or(SimUsage::new(
+        prompt_tokens as u64,
+        words.len().max(1) as u64,
+    ));
+    let usage = json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.prompt_tokens + u.completion_tokens});
     if !streaming {
         let mut message = json!({"role": "assistant", "content": words.join(" ")});
         if let Some(c) = &call {
@@ -631,15 +977,19 @@ fn anthropic_messages(
     }
     let model = body["model"].as_str().unwrap_or(&sh.model).to_owned();
     let prompt = last_user_text(body);
-    let input_tokens = prompt.split_whitespace().count().max(1);
     let words = answer_words(&prompt, body["max_tokens"].as_u64());
+    let u = lock(&sh.usage).unwrap_or(SimUsage::new(
+        prompt.split_whitespace().count().max(1) as u64,
+        words.len() as u64,
+    ));
+    let (input_tokens, output_tokens) = (u.prompt_tokens, u.completion_tokens);
     if !streaming {
         return Reply::json(
             200,
             &json!({"id": "msg_sim", "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "text", "text": words.join(" ")}],
                 "stop_reason": "end_turn", "stop_sequence": null,
-                "usage": {"input_tokens": input_tokens, "output_tokens": words.len()}}),
+                "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}}),
         );
     }
     let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
@@ -671,7 +1021,7 @@ fn anthropic_messages(
     events.push(ev(
         "message_delta",
         json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-            "usage": {"output_tokens": words.len()}}),
+            "usage": {"output_tokens": output_tokens}}),
     ));
     events.push(ev("message_stop", json!({"type": "message_stop"})));
     let overloaded = ev(

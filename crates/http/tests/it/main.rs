@@ -1,5 +1,6 @@
 //! Integration tests of infermux-http against raw loopback servers that send exact bytes.
 
+mod attempt;
 mod errors;
 mod secrets;
 mod support;

@@ -46,6 +46,11 @@ pub use wire::ChatStreamState;
 
 /// The provider name errors and counters carry.
 pub const NAME: &str = "openai-compat";
+/// The environment variable [`OpenAiCompat::from_env`] reads the server's URL from (with its
+/// version prefix), as OpenAI's SDKs do.
+pub const BASE_URL_ENV: &str = "OPENAI_BASE_URL";
+/// The environment variable [`OpenAiCompat::from_env`] reads the (optional) key from.
+pub const API_KEY_ENV: &str = "OPENAI_API_KEY";
 
 /// A client of one OpenAI-compatible endpoint. The base URL includes the version prefix
 /// (`http://127.0.0.1:8080/v1`).
@@ -65,6 +70,30 @@ impl OpenAiCompat {
     /// [`OpenAiCompat::with_missing_done_tolerated`].
     pub fn new(config: EndpointConfig) -> Result<Self> {
         Ok(Self::with_auth(NAME, config, Auth::Bearer)?.with_missing_done_tolerated(true))
+    }
+
+    /// A client from `OPENAI_BASE_URL` (the server's URL with its version prefix, such as
+    /// `http://127.0.0.1:8080/v1`) and, when set, `OPENAI_API_KEY` (sent as Bearer): the
+    /// variables OpenAI's SDKs read. There is no default server: an unset or empty
+    /// `OPENAI_BASE_URL` (or one that is not a URL) fails with [`ErrorKind::Config`].
+    ///
+    /// ```
+    /// use infermux_core::ErrorKind;
+    /// use infermux_openai_compat::OpenAiCompat;
+    /// // OPENAI_BASE_URL=http://127.0.0.1:8080/v1, and OPENAI_API_KEY when the server wants one
+    /// match OpenAiCompat::from_env() {
+    ///     Ok(provider) => println!("talking to {}", provider.http().config().base_url),
+    ///     Err(e) => {
+    ///         assert_eq!(e.kind(), ErrorKind::Config);
+    ///         assert!(e.message().contains("OPENAI_BASE_URL"), "{e}");
+    ///     }
+    /// }
+    /// ```
+    pub fn from_env() -> Result<Self> {
+        Self::new(
+            EndpointConfig::from_env(NAME, BASE_URL_ENV, None)?
+                .with_optional_api_key_from_env(&[API_KEY_ENV]),
+        )
     }
 
     /// Whether a stream that ends without `[DONE]` after a chunk with a finish reason is a
@@ -269,5 +298,81 @@ impl Provider for OpenAiCompat {
             e.in_context(id, name, &ep)
         }))
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infermux_testkit::{FaultPlan, Simulator};
+
+    /// The marker of a child run of [`from_env_child`], and what it checks.
+    const CHILD: &str = "INFERMUX_OPENAI_COMPAT_FROM_ENV_CHILD";
+
+    /// Runs [`from_env_child`] in a child process of this test binary with `env` set (the
+    /// environment of this process is never changed) and asserts it passed.
+    fn run_child(mode: &str, env: &[(&str, &str)]) {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "tests::from_env_child", "--nocapture"])
+            .env(CHILD, mode)
+            .env_remove(BASE_URL_ENV)
+            .env_remove(API_KEY_ENV);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child {mode}: {text}");
+        assert!(text.contains("1 passed"), "the child test ran: {text}");
+        assert!(text.contains(&format!("child {mode} done")), "{text}");
+    }
+
+    /// The child half of [`from_env_reads_openai_base_url_and_api_key`]: does nothing unless
+    /// started by it.
+    #[tokio::test]
+    async fn from_env_child() {
+        let Ok(mode) = std::env::var(CHILD) else {
+            return;
+        };
+        match mode.as_str() {
+            "set" => {
+                let p = OpenAiCompat::from_env().unwrap();
+                assert!(p.http().config().base_url.ends_with("/v1"));
+                p.http()
+                    .get("/models")
+                    .send(&RequestContext::new())
+                    .await
+                    .unwrap();
+            }
+            "unset" => {
+                let e = OpenAiCompat::from_env().unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::Config);
+                assert!(e.message().contains(BASE_URL_ENV), "{e}");
+            }
+            other => panic!("unknown mode {other}"),
+        }
+        println!("child {mode} done");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn from_env_reads_openai_base_url_and_api_key() {
+        let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+        let url = format!("{}/v1", sim.url());
+        tokio::task::spawn_blocking(move || {
+            run_child(
+                "set",
+                &[
+                    (BASE_URL_ENV, url.as_str()),
+                    (API_KEY_ENV, "sk-from-env-1234"),
+                ],
+            );
+            run_child("unset", &[]);
+            run_child("unset", &[(BASE_URL_ENV, " "), (API_KEY_ENV, "sk-x-1234")]);
+        })
+        .await
+        .unwrap();
+        assert_eq!(sim.requests(), 1);
+        assert_eq!(sim.requests_by_key("sk-from-env-1234"), 1);
     }
 }

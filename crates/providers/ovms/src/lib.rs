@@ -51,6 +51,11 @@ pub use tensor::{Tensor, TensorData};
 
 /// The provider name errors and counters carry.
 pub const NAME: &str = "ovms";
+/// The environment variable [`Ovms::from_env`] reads the server's URL from.
+pub const BASE_URL_ENV: &str = "OVMS_BASE_URL";
+/// The URL [`Ovms::from_env`] uses when `OVMS_BASE_URL` is unset: OVMS has no default REST
+/// port (`--rest_port` sets it); 8000 is the one its documentation's examples use.
+pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8000";
 
 /// The status of one model version (`GET /v1/models/{m}`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -208,6 +213,24 @@ impl Ovms {
                     .with(Operation::Rerank),
             ),
         })
+    }
+
+    /// A client from `OVMS_BASE_URL` (the server's root URL, without a version prefix),
+    /// default [`DEFAULT_BASE_URL`]; no key (OVMS has no authentication of its own). Fails with
+    /// [`ErrorKind::Config`] when the URL is invalid.
+    ///
+    /// ```
+    /// use infermux_ovms::Ovms;
+    /// // OVMS_BASE_URL=http://127.0.0.1:8000 (the default when unset)
+    /// let ovms = Ovms::from_env()?;
+    /// # Ok::<(), infermux_core::Error>(())
+    /// ```
+    pub fn from_env() -> Result<Self> {
+        Self::new(EndpointConfig::from_env(
+            NAME,
+            BASE_URL_ENV,
+            Some(DEFAULT_BASE_URL),
+        )?)
     }
 
     fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
@@ -489,5 +512,62 @@ impl Provider for Ovms {
     }
     async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
         self.v3.stream(request, ctx).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infermux_testkit::{FaultPlan, Simulator};
+
+    /// The marker of a child run of [`from_env_child`], and what it checks.
+    const CHILD: &str = "INFERMUX_OVMS_FROM_ENV_CHILD";
+
+    /// Runs [`from_env_child`] in a child process of this test binary with `env` set (the
+    /// environment of this process is never changed) and asserts it passed.
+    fn run_child(mode: &str, env: &[(&str, &str)]) {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "tests::from_env_child", "--nocapture"])
+            .env(CHILD, mode)
+            .env_remove(BASE_URL_ENV);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child {mode}: {text}");
+        assert!(text.contains(&format!("child {mode} done")), "{text}");
+    }
+
+    /// The child half of [`from_env_reads_ovms_base_url_with_a_default`]: does nothing unless
+    /// started by it.
+    #[tokio::test]
+    async fn from_env_child() {
+        let Ok(mode) = std::env::var(CHILD) else {
+            return;
+        };
+        let ovms = Ovms::from_env().unwrap();
+        match mode.as_str() {
+            "set" => assert!(ovms.ready(&RequestContext::new()).await.unwrap()),
+            "unset" => assert_eq!(ovms.http.config().base_url, DEFAULT_BASE_URL),
+            other => panic!("unknown mode {other}"),
+        }
+        assert!(ovms.http.config().api_key.is_none());
+        println!("child {mode} done");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn from_env_reads_ovms_base_url_with_a_default() {
+        let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+        let url = sim.url();
+        tokio::task::spawn_blocking(move || {
+            run_child("set", &[(BASE_URL_ENV, url.as_str())]);
+            run_child("unset", &[]);
+        })
+        .await
+        .unwrap();
+        assert_eq!(sim.requests(), 1);
+        assert_eq!(sim.requests_log()[0].path, "/v2/health/ready");
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the testkit: replay byte-exactness and loud failures, the simulator's
 //! faults, and that every shared cassette parses.
 
+mod keys;
 mod skips;
 
 use infermux_core::{EndpointConfig, ErrorKind, RequestContext};
