@@ -47,8 +47,8 @@ use std::time::Duration;
 use infermux_core::{
     ApiKey, EndpointConfig, Error, ErrorKind, Priority, Provider, Result, Timeouts,
 };
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use toml::Spanned;
 
 // ---------------------------------------------------------------------------------------------
@@ -221,7 +221,11 @@ impl fmt::Debug for EndpointSpec {
             .field("timeouts", &self.timeouts)
             .field(
                 "headers",
-                &self.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -468,7 +472,10 @@ impl ProviderKind {
     pub fn requires_key(self) -> bool {
         matches!(
             self,
-            ProviderKind::OpenAi | ProviderKind::Groq | ProviderKind::Anthropic | ProviderKind::Gemini
+            ProviderKind::OpenAi
+                | ProviderKind::Groq
+                | ProviderKind::Anthropic
+                | ProviderKind::Gemini
         )
     }
 
@@ -536,19 +543,18 @@ impl Config {
             .with_source(e)
         })?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-        Self::load(
-            &text,
-            &path.display().to_string(),
-            dir,
-            &|var: &str| std::env::var(var).ok(),
-        )
+        Self::load(&text, &path.display().to_string(), dir, &|var: &str| {
+            std::env::var(var).ok()
+        })
     }
 
     /// Parses and validates `text`; `origin_name` (e.g. `"infermux.toml"`) starts every error
     /// message. Key `env`s come from the process environment and relative key `file`s are
     /// relative to the working directory.
     pub fn from_toml_str(text: &str, origin_name: &str) -> Result<Config> {
-        Self::load(text, origin_name, None, &|var: &str| std::env::var(var).ok())
+        Self::load(text, origin_name, None, &|var: &str| {
+            std::env::var(var).ok()
+        })
     }
 
     /// As [`from_toml_str`](Self::from_toml_str), with key `env`s looked up by `env` instead
@@ -586,12 +592,7 @@ impl Config {
     ) -> Result<Config> {
         let src = Source { text, origin };
         let raw: RawFile = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
-        Loader {
-            src,
-            base_dir,
-            env,
-        }
-        .build(raw)
+        Loader { src, base_dir, env }.build(raw)
     }
 }
 
@@ -606,11 +607,7 @@ impl Source<'_> {
         let offset = offset.min(self.text.len());
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
-        let col = before
-            .rsplit('\n')
-            .next()
-            .map_or(0, |l| l.chars().count())
-            + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         format!("{} line {line}, column {col}", self.origin)
     }
 
@@ -741,18 +738,25 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     }
     let mut total = Duration::ZERO;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(bad());
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let part = match &rest[..unit_len] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
             "m" => n.checked_mul(60).map(Duration::from_secs).ok_or_else(bad)?,
-            "h" => n.checked_mul(3600).map(Duration::from_secs).ok_or_else(bad)?,
+            "h" => n
+                .checked_mul(3600)
+                .map(Duration::from_secs)
+                .ok_or_else(bad)?,
             _ => return Err(bad()),
         };
         total = total.checked_add(part).ok_or_else(bad)?;
@@ -1004,10 +1008,9 @@ impl Loader<'_> {
                     budget: r.budget.unwrap_or(true),
                 };
                 if spec.cap < spec.base {
-                    return Err(self.err(
-                        span,
-                        "in [defaults.retry], `cap` must be at least `base`",
-                    ));
+                    return Err(
+                        self.err(span, "in [defaults.retry], `cap` must be at least `base`")
+                    );
                 }
                 Some(spec)
             }
@@ -1037,7 +1040,11 @@ impl Loader<'_> {
                 Some(BreakerSpec {
                     enabled: b.enabled.unwrap_or(true),
                     failure_rate,
-                    minimum_calls: at_least_one(b.minimum_calls, "minimum_calls", std.minimum_calls)?,
+                    minimum_calls: at_least_one(
+                        b.minimum_calls,
+                        "minimum_calls",
+                        std.minimum_calls,
+                    )?,
                     open_for: b.open_for.map_or(std.open_wait, |d| d.0),
                     half_open_probes: at_least_one(
                         b.half_open_probes,
@@ -1048,9 +1055,9 @@ impl Loader<'_> {
             }
         };
         let queue = raw.queue.map(|q| QueueSpec {
-            max_queued: q.max_queued.unwrap_or_else(|| {
-                crate::resilience::queue::QueueConfig::standard().max_queued
-            }),
+            max_queued: q
+                .max_queued
+                .unwrap_or_else(|| crate::resilience::queue::QueueConfig::standard().max_queued),
         });
         Ok(Defaults {
             timeout: raw.timeout.map(|d| d.0),
@@ -1244,10 +1251,7 @@ impl Loader<'_> {
         let list_span = g.deployments.span();
         let list = g.deployments.into_inner();
         if list.is_empty() {
-            return Err(self.err(
-                list_span,
-                format_args!("group `{name}` has no deployments"),
-            ));
+            return Err(self.err(list_span, format_args!("group `{name}` has no deployments")));
         }
         let mut seen = HashSet::new();
         let mut deployments = Vec::with_capacity(list.len());
@@ -1324,14 +1328,20 @@ impl Loader<'_> {
             let to_span = f.to.span();
             let to_list = f.to.into_inner();
             if to_list.is_empty() {
-                return Err(self.err(to_span, format_args!("fallback from `{from}`: `to` is empty")));
+                return Err(self.err(
+                    to_span,
+                    format_args!("fallback from `{from}`: `to` is empty"),
+                ));
             }
             let mut to = Vec::with_capacity(to_list.len());
             for t in to_list {
                 if !groups.contains(t.get_ref()) {
                     return Err(self.err(
                         t.span(),
-                        format_args!("fallback from `{from}` names unknown group `{}`", t.get_ref()),
+                        format_args!(
+                            "fallback from `{from}` names unknown group `{}`",
+                            t.get_ref()
+                        ),
                     ));
                 }
                 if to.contains(t.get_ref()) {
@@ -1355,10 +1365,7 @@ impl Loader<'_> {
         }
         if let Some(cycle) = find_cycle(&out) {
             let span = spans.get(&cycle[0]).cloned().unwrap_or(0..0);
-            return Err(self.err(
-                span,
-                format_args!("fallback cycle: {}", cycle.join(" -> ")),
-            ));
+            return Err(self.err(span, format_args!("fallback cycle: {}", cycle.join(" -> "))));
         }
         Ok(out)
     }

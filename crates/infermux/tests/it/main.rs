@@ -1,6 +1,8 @@
 //! The facade's client against the testkit simulator: typed calls, counters that add up, the
 //! call deadline, and cancelled streams.
 
+mod config;
+
 use std::time::Duration;
 
 use futures_util::StreamExt;
