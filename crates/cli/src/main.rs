@@ -1,17 +1,22 @@
 //! The `infermux` command line: `demo` (the fault-injection demo: no keys, no network), `chat`
-//! (stream an answer from any OpenAI-compatible server) and `models`.
+//! (an answer from a server of any provider, streamed or not, with its finish reason) and
+//! `models`. Errors print with their cause chain, in red on a terminal unless `NO_COLOR`.
 
 mod conformance;
 mod demo;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::{Arc, LazyLock};
 
-use clap::{Parser, Subcommand};
+use clap::builder::PossibleValue;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
-use infermux::openai_compat::OpenAiCompat;
-use infermux::{ChatRequest, Client, EndpointConfig, Message, Operation, Provider, StreamEvent};
-use std::sync::Arc;
+use infermux::config::ProviderKind;
+use infermux::{
+    ChatRequest, Client, EndpointConfig, Error, ErrorKind, FinishReason, Message, Operation,
+    Provider, StreamEvent, Usage,
+};
 
 #[derive(Parser)]
 #[command(
@@ -31,115 +36,186 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Replay a folder of recorded cassettes through the providers and report per interaction.
     Conformance(conformance::ConformanceArgs),
-    /// Stream an answer from a server (OpenAI-compatible unless `--provider` says otherwise).
+    /// Ask a server for an answer (streamed unless `--no-stream`); the finish reason and token
+    /// counts follow on stderr.
     Chat {
-        /// Base URL, e.g. http://127.0.0.1:8080/v1 (see `--provider` for what each expects).
-        #[arg(long)]
-        base_url: String,
-        /// The provider: openai-compat, openai, groq, vllm, opea, anthropic, gemini, ollama,
-        /// hf-tgi, hf-tei, ovms or llvm.
-        #[arg(long, default_value = "openai-compat")]
-        provider: String,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
         /// Model name.
         #[arg(long, default_value = "default")]
         model: String,
-        /// Environment variable holding the API key (sent as a Bearer token).
-        #[arg(long)]
-        api_key_env: Option<String>,
         /// System prompt.
         #[arg(long)]
         system: Option<String>,
         /// Output token limit.
         #[arg(long, default_value_t = 256)]
         max_tokens: u32,
+        /// Ask for the whole answer at once instead of a stream.
+        #[arg(long)]
+        no_stream: bool,
         /// The prompt.
         prompt: String,
     },
     /// List the models of a server.
     Models {
-        /// Base URL including the version prefix.
-        #[arg(long)]
-        base_url: String,
-        /// The provider (as for `chat`).
-        #[arg(long, default_value = "openai-compat")]
-        provider: String,
-        /// Environment variable holding the API key.
-        #[arg(long)]
-        api_key_env: Option<String>,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
     },
 }
 
-/// The provider named `name` for `cfg` (each sends the key the way its API wants).
-fn provider_for(name: &str, cfg: EndpointConfig) -> infermux::Result<Arc<dyn Provider>> {
-    Ok(match name {
-        "openai-compat" => Arc::new(OpenAiCompat::new(cfg)?),
-        "openai" => Arc::new(infermux::openai::OpenAi::new(cfg)?),
-        "groq" => Arc::new(infermux::groq::Groq::new(cfg)?),
-        "vllm" => Arc::new(infermux::vllm::Vllm::new(cfg)?),
-        "opea" => Arc::new(infermux::opea::Opea::new(cfg)?),
-        "anthropic" => Arc::new(infermux::anthropic::Anthropic::new(cfg)?),
-        "gemini" => Arc::new(infermux::gemini::Gemini::new(cfg)?),
-        "ollama" => Arc::new(infermux::ollama::Ollama::new(cfg)?),
-        "hf-tgi" => Arc::new(infermux::hf_tgi::HfTgi::new(cfg)?),
-        "hf-tei" => Arc::new(infermux::hf_tei::HfTei::new(cfg)?),
-        "ovms" => Arc::new(infermux::ovms::Ovms::new(cfg)?),
-        "llvm" => Arc::new(infermux::llvm::Llvm::new(cfg)?),
-        other => {
-            return Err(infermux::Error::new(
-                infermux::ErrorKind::Config,
-                format!("unknown provider {other:?}"),
-            ));
-        }
-    })
+/// Where and how to reach the server.
+#[derive(Args)]
+struct EndpointArgs {
+    /// Base URL, e.g. http://127.0.0.1:8080/v1. Without it: $INFERMUX_BASE_URL, then the
+    /// provider's own variable (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, OLLAMA_HOST…), then the
+    /// provider's default URL when it has one.
+    #[arg(long)]
+    base_url: Option<String>,
+    /// The provider (the protocol the server speaks).
+    #[arg(long, value_enum, default_value = "openai-compat")]
+    provider: ProviderArg,
+    /// Environment variable holding the API key. Without it, the provider's own variable is
+    /// read (required for hosted APIs, optional for local servers); see --help for each
+    /// provider's variable and header.
+    #[arg(long, long_help = api_key_env_help())]
+    api_key_env: Option<String>,
 }
 
-fn client(provider: &str, base_url: &str, api_key_env: Option<&str>) -> infermux::Result<Client> {
-    let mut cfg = EndpointConfig::new("cli", base_url)?;
-    if let Some(var) = api_key_env {
-        cfg = cfg.with_api_key_from_env(var)?;
+/// `--provider`: a [`ProviderKind`], with clap's value list and typo suggestions.
+#[derive(Clone, Copy)]
+struct ProviderArg(ProviderKind);
+
+static PROVIDERS: LazyLock<Vec<ProviderArg>> =
+    LazyLock::new(|| ProviderKind::ALL.iter().copied().map(ProviderArg).collect());
+
+impl ValueEnum for ProviderArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &PROVIDERS
     }
-    Client::builder()
-        .shared_provider(provider_for(provider, cfg)?)
-        .build()
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.0.as_str()))
+    }
+}
+
+/// The long help of `--api-key-env`: each provider's default variable and the header its key
+/// goes in.
+fn api_key_env_help() -> String {
+    let mut help = String::from(
+        "Environment variable holding the API key. Without this flag, the provider's own \
+         variable is read: required for hosted APIs (openai, groq, anthropic, gemini), optional \
+         for local servers. The key is sent only to the base URL's origin.\n",
+    );
+    for p in ProviderKind::ALL {
+        let vars = match p.api_key_envs() {
+            [] => "none".to_owned(),
+            vars => vars.join(" or "),
+        };
+        let required = if p.requires_key() { ", required" } else { "" };
+        help.push_str(&format!(
+            "\n  {:<14} {} (sent as {}{required})",
+            p.as_str(),
+            vars,
+            p.key_header()
+        ));
+    }
+    help
+}
+
+/// The base URL: the flag, `INFERMUX_BASE_URL`, the provider's own variable, the provider's
+/// default; an error naming them when there is none.
+fn base_url(provider: ProviderKind, flag: Option<String>) -> infermux::Result<String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if let Some(url) = flag.or_else(|| var("INFERMUX_BASE_URL")) {
+        return Ok(url);
+    }
+    if let Some(name) = provider.base_url_env()
+        && let Some(url) = var(name)
+    {
+        return Ok(match provider {
+            // OLLAMA_HOST is a host[:port] as often as a URL
+            ProviderKind::Ollama => infermux::ollama::normalize_host(&url),
+            _ => url,
+        });
+    }
+    if let Some(url) = provider.default_base_url() {
+        return Ok(url.to_owned());
+    }
+    let mut vars = vec!["INFERMUX_BASE_URL"];
+    vars.extend(provider.base_url_env());
+    Err(Error::new(
+        ErrorKind::Config,
+        format!(
+            "no base URL for provider {provider}: pass --base-url or set {}",
+            vars.join(" or ")
+        ),
+    ))
+}
+
+fn client(args: EndpointArgs) -> infermux::Result<Client> {
+    let provider = args.provider.0;
+    let mut cfg = EndpointConfig::new("cli", base_url(provider, args.base_url)?)?;
+    cfg = match args.api_key_env.as_deref() {
+        Some(var) => cfg.with_api_key_from_env(var)?,
+        None if provider.requires_key() => cfg
+            .with_api_key_from_any_env(provider.api_key_envs())
+            .map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "provider {provider} needs a key: {}; or pass --api-key-env VAR",
+                    e.message()
+                ),
+            )
+        })?,
+        None => cfg.with_optional_api_key_from_env(provider.api_key_envs()),
+    };
+    let provider: Arc<dyn Provider> = provider.provider(cfg)?;
+    Client::builder().shared_provider(provider).build()
+}
+
+/// `[finish: stop, 12 tokens in, 34 out]`, for stderr after the answer.
+fn finish_line(reason: Option<&FinishReason>, usage: Option<&Usage>) -> String {
+    let mut line = format!("[finish: {}", reason.map_or("unknown", |r| r.as_str()));
+    if let Some(u) = usage {
+        line.push_str(&format!(
+            ", {} tokens in, {} out",
+            u.input_tokens, u.output_tokens
+        ));
+    }
+    line.push(']');
+    line
 }
 
 async fn chat(
-    provider: &str,
-    base_url: &str,
+    endpoint: EndpointArgs,
     model: String,
-    key: Option<&str>,
     system: Option<String>,
     max_tokens: u32,
+    no_stream: bool,
     prompt: String,
 ) -> infermux::Result<()> {
-    let client = client(provider, base_url, key)?;
+    let client = client(endpoint)?;
     let mut messages = Vec::new();
     if let Some(s) = system {
         messages.push(Message::system(s));
     }
-    if !client
-        .stack()
-        .capabilities()
-        .supports(Operation::ChatStream)
+    messages.push(Message::user(prompt));
+    let request = ChatRequest::new(model, messages).with_max_tokens(max_tokens);
+    // a protocol without streaming (LLVM) answers in one piece too
+    if no_stream
+        || !client.capabilities().supports(Operation::ChatStream)
     {
-        // a protocol without streaming (LLVM): one plain answer
-        let answer = client
-            .chat(
-                ChatRequest::new(model, {
-                    messages.push(Message::user(prompt));
-                    messages
-                })
-                .with_max_tokens(max_tokens),
-            )
-            .await?;
+        let answer = client.chat(request).await?;
         println!("{}", answer.text());
+        eprintln!(
+            "{}",
+            finish_line(answer.finish_reason.as_ref(), answer.usage.as_ref())
+        );
         return Ok(());
     }
-    messages.push(Message::user(prompt));
-    let mut stream = client
-        .stream_chat(ChatRequest::new(model, messages).with_max_tokens(max_tokens))
-        .await?;
+    let mut stream = client.stream_chat(request).await?;
     let mut out = std::io::stdout().lock();
+    let (mut reason, mut usage) = (None, None);
     while let Some(ev) = stream.next().await {
         match ev? {
             StreamEvent::TextDelta { text } | StreamEvent::RefusalDelta { text } => {
@@ -151,14 +227,36 @@ async fn chat(
             } => {
                 let _ = write!(out, "\n[tool call: {name}]");
             }
-            StreamEvent::Usage(u) => {
-                eprintln!("\n[{} tokens in, {} out]", u.input_tokens, u.output_tokens);
-            }
+            StreamEvent::Usage(u) => usage = Some(u),
+            StreamEvent::Done { finish_reason } => reason = finish_reason,
             _ => {}
         }
     }
     let _ = writeln!(out);
+    let _ = out.flush();
+    eprintln!("{}", finish_line(reason.as_ref(), usage.as_ref()));
     Ok(())
+}
+
+/// `error: …` and one `caused by: …` line per source, `error` in red when stderr is a
+/// terminal and `NO_COLOR` is not set.
+fn report(e: &(dyn std::error::Error + 'static), color: bool) -> String {
+    let mut text = if color {
+        format!("\x1b[1;31merror\x1b[0m: {e}")
+    } else {
+        format!("error: {e}")
+    };
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!("\n  caused by: {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// Colour on stderr: only on a terminal, and never when `NO_COLOR` is set to anything.
+fn stderr_color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 #[tokio::main]
@@ -168,36 +266,16 @@ async fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args).await,
         Command::Conformance(args) => conformance::run(args).await,
         Command::Chat {
-            base_url,
-            provider,
+            endpoint,
             model,
-            api_key_env,
             system,
             max_tokens,
+            no_stream,
             prompt,
-        } => {
-            chat(
-                &provider,
-                &base_url,
-                model,
-                api_key_env.as_deref(),
-                system,
-                max_tokens,
-                prompt,
-            )
-            .await
-        }
-        Command::Models {
-            base_url,
-            provider,
-            api_key_env,
-        } => {
+        } => chat(endpoint, model, system, max_tokens, no_stream, prompt).await,
+        Command::Models { endpoint } => {
             async {
-                for m in client(&provider, &base_url, api_key_env.as_deref())?
-                    .models()
-                    .await?
-                    .models
-                {
+                for m in client(endpoint)?.models().await?.models {
                     println!("{}", m.id);
                 }
                 Ok(())
@@ -208,8 +286,39 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{}", report(&e, stderr_color()));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_walks_the_cause_chain_and_colours_only_when_asked() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused by peer");
+        let e = Error::new(ErrorKind::Connect, "connect to x").with_source(io);
+        assert_eq!(
+            report(&e, false),
+            "error: connect: connect to x\n  caused by: refused by peer"
+        );
+        assert_eq!(
+            report(&e, true),
+            "\x1b[1;31merror\x1b[0m: connect: connect to x\n  caused by: refused by peer"
+        );
+    }
+
+    #[test]
+    fn finish_line_names_the_reason_and_the_tokens() {
+        let mut usage = Usage::default();
+        usage.input_tokens = 12;
+        usage.output_tokens = 34;
+        assert_eq!(
+            finish_line(Some(&FinishReason::Stop), Some(&usage)),
+            "[finish: stop, 12 tokens in, 34 out]"
+        );
+        assert_eq!(finish_line(None, None), "[finish: unknown]");
     }
 }

@@ -40,6 +40,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
+pub mod config;
 mod providers;
 mod router;
 

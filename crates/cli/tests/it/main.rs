@@ -1,5 +1,7 @@
 //! Integration tests of the `infermux` binary: the `conformance` subcommand's command line and
-//! output (the runner is tested in `infermux-conformance`), and `chat` against any provider.
+//! output (the runner is tested in `infermux-conformance`), and `chat`/`models` against the
+//! simulator: provider names with suggestions, `--no-stream`, the finish reason, the base URL
+//! and key from the environment, and errors with their cause chain.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -120,7 +122,170 @@ fn chat_reaches_any_provider_by_name() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("hello there"));
-    let out = chat("nonsense", sim.url(), "m");
+}
+
+/// The simulator, on a runtime that lives as long as it.
+fn simulator(
+    plan: infermux_testkit::FaultPlan,
+) -> (tokio::runtime::Runtime, infermux_testkit::Simulator) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt
+        .block_on(infermux_testkit::Simulator::start(plan))
+        .unwrap();
+    (rt, sim)
+}
+
+/// The binary with an empty environment plus `env` (no variable of the machine leaks in).
+fn infermux(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_infermux"));
+    cmd.env_clear().args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_misspelt_provider_lists_the_values_and_suggests_the_closest() {
+    let out = infermux(
+        &[
+            "chat",
+            "--provider",
+            "antropic",
+            "--base-url",
+            "http://127.0.0.1:1",
+            "hi",
+        ],
+        &[],
+    );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown provider"));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("invalid value 'antropic' for '--provider <PROVIDER>'"),
+        "{err}"
+    );
+    assert!(err.contains("possible values: openai-compat, openai, groq, vllm, opea, anthropic, gemini, ollama, hf-tgi, hf-tei, ovms, llvm"), "{err}");
+    assert!(err.contains("a similar value exists: 'anthropic'"), "{err}");
+    // the help says, for every provider, which variable and header carry its key
+    let help = text(&infermux(&["chat", "--help"], &[]).stdout);
+    for line in [
+        "openai         OPENAI_API_KEY (sent as Authorization: Bearer, required)",
+        "anthropic      ANTHROPIC_API_KEY (sent as x-api-key, required)",
+        "gemini         GEMINI_API_KEY or GOOGLE_API_KEY (sent as x-goog-api-key, required)",
+        "groq           GROQ_API_KEY (sent as Authorization: Bearer, required)",
+        "ollama         OLLAMA_API_KEY (sent as Authorization: Bearer)",
+    ] {
+        assert!(help.contains(line), "{line} missing from\n{help}");
+    }
+}
+
+#[test]
+fn no_stream_asks_for_the_whole_answer_and_both_modes_print_the_finish_reason() {
+    // every streamed request fails inside its stream; a non-streamed one cannot
+    let (_rt, sim) = simulator(
+        infermux_testkit::FaultPlan::seeded(1).with(infermux_testkit::Fault::ErrorInStream, 1.0),
+    );
+    let base = format!("{}/v1", sim.url());
+    let args = [
+        "chat",
+        "--base-url",
+        base.as_str(),
+        "--model",
+        "m",
+        "hello there",
+    ];
+    let streamed = infermux(&args, &[]);
+    assert!(!streamed.status.success(), "{}", text(&streamed.stdout));
+    let out = infermux(&[&args[..], &["--no-stream"]].concat(), &[]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(text(&out.stdout).trim(), "Echo: hello there");
+    assert!(err.contains("[finish: stop, "), "{err}");
+    assert!(
+        err.contains(" tokens in, ") && err.contains(" out]"),
+        "{err}"
+    );
+
+    // streamed, the reason comes from the stream's end
+    let (_rt, sim) = simulator(infermux_testkit::FaultPlan::none());
+    let base = format!("{}/v1", sim.url());
+    let out = infermux(
+        &["chat", "--base-url", &base, "--model", "m", "hello there"],
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(text(&out.stdout).trim(), "Echo: hello there");
+    assert!(
+        err.trim_end().ends_with(']') && err.contains("[finish: stop"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_base_url_and_key_come_from_the_environment() {
+    let (_rt, sim) = simulator(infermux_testkit::FaultPlan::none());
+    let base = format!("{}/v1", sim.url());
+    // INFERMUX_BASE_URL for any provider
+    let out = infermux(&["chat", "hi"], &[("INFERMUX_BASE_URL", &base)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "Echo: hi");
+    // none set, no default: an error naming the flag and the variables
+    let out = infermux(&["models"], &[]);
+    assert!(!out.status.success());
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: config: no base URL for provider openai-compat: pass --base-url or set INFERMUX_BASE_URL"
+    );
+    let out = infermux(&["models", "--provider", "opea"], &[]);
+    assert!(text(&out.stderr).contains("pass --base-url or set INFERMUX_BASE_URL or OPEA_API_URL"));
+    // the provider's own variables: OPENAI_BASE_URL, and OPENAI_API_KEY sent as Bearer
+    sim.require_api_key("sk-from-env");
+    let out = infermux(
+        &["models", "--provider", "openai"],
+        &[
+            ("OPENAI_BASE_URL", &base),
+            ("OPENAI_API_KEY", "sk-from-env"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), sim.model());
+    // a hosted provider without its key variable fails before any request, naming it
+    let out = infermux(
+        &["models", "--provider", "openai"],
+        &[("OPENAI_BASE_URL", &base)],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("OPENAI_API_KEY"),
+        "{}",
+        text(&out.stderr)
+    );
+    // --api-key-env names another variable
+    let out = infermux(
+        &["models", "--provider", "openai", "--api-key-env", "MY_KEY"],
+        &[("OPENAI_BASE_URL", &base), ("MY_KEY", "sk-from-env")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn errors_print_their_cause_chain_without_colour_off_a_terminal() {
+    // nothing listens on port 1: the connect error's causes go down to the OS
+    let out = infermux(&["models", "--base-url", "http://127.0.0.1:1/v1"], &[]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].starts_with("error: connect"), "{err}");
+    assert!(lines.len() >= 2, "{err}");
+    assert!(
+        lines[1..].iter().all(|l| l.starts_with("  caused by: ")),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("connection refused"), "{err}");
+    assert!(!err.contains('\u{1b}'), "colour on a pipe: {err:?}");
 }

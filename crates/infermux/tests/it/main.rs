@@ -2,6 +2,7 @@
 //! call deadline, and cancelled streams.
 
 mod routing;
+mod config;
 
 use std::time::Duration;
 

@@ -1,0 +1,631 @@
+//! `infermux.toml`: the documented example parses, and every validation names the file and
+//! the line of what is wrong; keys never show in `Debug`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use infermux::config::{Config, KeySource, ProviderKind, StrategyKind};
+use infermux::{ErrorKind, Priority};
+
+/// The environment the tests see: a few fixed variables, nothing else (the process
+/// environment is never read, so no test depends on the machine's variables).
+fn env(var: &str) -> Option<String> {
+    match var {
+        "TEST_KEY_A" => Some("sk-test-env-a".into()),
+        "TEST_KEY_B" => Some("sk-test-env-b".into()),
+        "TEST_EMPTY" => Some("  ".into()),
+        // the variables docs/infermux.toml names
+        "OPENAI_KEY_1" => Some("sk-doc-openai-1".into()),
+        "OPENAI_KEY_2" => Some("sk-doc-openai-2".into()),
+        "ANTHROPIC_API_KEY" => Some("sk-doc-anthropic".into()),
+        _ => None,
+    }
+}
+
+fn load(text: &str) -> infermux::Result<Config> {
+    Config::from_toml_str_with_env(text, "infermux.toml", None, &env)
+}
+
+/// The message of a load that must fail with a `Config` error.
+fn fails(text: &str) -> String {
+    let err = load(text).expect_err("the config must be rejected");
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    err.message().to_owned()
+}
+
+/// A fresh file under the system's temporary folder.
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "infermux-config-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+const LOCAL: &str = r#"
+[[endpoint]]
+name = "local"
+provider = "openai-compat"
+base_url = "http://127.0.0.1:8080/v1"
+"#;
+
+#[test]
+fn the_documented_example_parses_with_every_section() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/infermux.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // its file key, beside a copy of it
+    let dir = temp_file("infermux.toml", &text)
+        .parent()
+        .unwrap()
+        .to_owned();
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    std::fs::write(dir.join("secrets/groq.key"), "gsk-doc-groq\n").unwrap();
+    let cfg = Config::from_path(&dir.join("infermux.toml"));
+    // from_path reads the process environment, where the example's variables are unset
+    let err = cfg.unwrap_err();
+    assert!(
+        err.message()
+            .contains("environment variable OPENAI_KEY_1 is not set"),
+        "{err}"
+    );
+    let cfg = Config::from_toml_str_with_env(&text, "infermux.toml", Some(&dir), &env).unwrap();
+    assert_eq!(
+        cfg.endpoint("groq").unwrap().keys[0].key.expose(),
+        "gsk-doc-groq"
+    );
+    assert_eq!(cfg.defaults.timeout, Some(Duration::from_secs(120)));
+    assert!(cfg.defaults.retry.is_some());
+    assert!(cfg.defaults.breaker.is_some());
+    assert!(cfg.defaults.queue.is_some());
+    assert!(cfg.endpoints.len() >= 3, "{cfg:?}");
+    assert!(!cfg.groups.is_empty());
+    assert!(!cfg.fallbacks.is_empty());
+    for e in &cfg.endpoints {
+        let ec = e.endpoint_config().unwrap();
+        assert_eq!(ec.id.to_string(), e.name);
+    }
+    // no key of the example shows in its Debug
+    let dbg = format!("{cfg:?}");
+    for e in &cfg.endpoints {
+        for k in &e.keys {
+            assert!(!k.key.appears_in(&dbg), "{} shows in Debug", k.alias);
+        }
+    }
+    // the example names its env keys and they were read
+    let openai = cfg.endpoint("openai-a").unwrap();
+    assert_eq!(openai.keys[0].key.expose(), "sk-doc-openai-1");
+    assert_eq!(openai.keys[0].source, KeySource::Env("OPENAI_KEY_1".into()));
+}
+
+#[test]
+fn a_small_file_becomes_plain_specs() {
+    let cfg = load(&format!(
+        r#"
+[defaults]
+timeout = "1m30s"
+priority = "high"
+[defaults.retry]
+max_attempts = 5
+cap = "20s"
+[defaults.breaker]
+failure_rate = 0.25
+[defaults.queue]
+max_queued = 7
+
+{LOCAL}
+max_concurrency = 8
+rpm = 500
+tpm = 200000
+keys = [ {{ alias = "k1", env = "TEST_KEY_A" }}, {{ alias = "k2", value = "sk-literal" }} ]
+timeouts = {{ connect = "5s", first_byte = "60s", idle = "250ms" }}
+headers = {{ "OpenAI-Organization" = "org-1" }}
+
+[[endpoint]]
+name = "claude"
+provider = "anthropic"
+keys = [ {{ alias = "a", env = "TEST_KEY_B" }} ]
+
+[[group]]
+name = "chat"
+strategy = "weighted"
+deployments = [ {{ endpoint = "local", model = "smollm2", weight = 3 }}, {{ endpoint = "claude", model = "claude-haiku" }} ]
+
+[[group]]
+name = "backup"
+deployments = [ {{ endpoint = "claude", model = "claude-sonnet" }} ]
+
+[[fallback]]
+from = "chat"
+to = ["backup"]
+on = ["rate_limited", "context_length"]
+"#
+    ))
+    .unwrap();
+    assert_eq!(cfg.defaults.timeout, Some(Duration::from_secs(90)));
+    assert_eq!(cfg.defaults.priority, Priority::High);
+    let retry = cfg.defaults.retry.as_ref().unwrap();
+    assert_eq!(
+        (retry.max_attempts, retry.cap),
+        (5, Duration::from_secs(20))
+    );
+    assert_eq!(cfg.defaults.breaker.as_ref().unwrap().failure_rate, 0.25);
+    assert_eq!(cfg.defaults.queue.as_ref().unwrap().max_queued, 7);
+
+    let local = cfg.endpoint("local").unwrap();
+    assert_eq!(local.provider, ProviderKind::OpenAiCompat);
+    assert_eq!(
+        (local.max_concurrency, local.rpm, local.tpm),
+        (Some(8), Some(500), Some(200_000))
+    );
+    assert_eq!(local.keys.len(), 2);
+    assert_eq!(local.keys[1].source, KeySource::Literal);
+    let ec = local.endpoint_config().unwrap();
+    assert_eq!(ec.base_url, "http://127.0.0.1:8080/v1");
+    assert_eq!(ec.api_key.as_ref().unwrap().expose(), "sk-test-env-a"); // the first key
+    assert_eq!(ec.timeouts.connect, Duration::from_secs(5));
+    assert_eq!(ec.timeouts.idle, Duration::from_millis(250));
+    assert_eq!(
+        ec.headers,
+        vec![("OpenAI-Organization".into(), "org-1".into())]
+    );
+
+    // a provider's default base URL when `base_url` is left out
+    let claude = cfg.endpoint("claude").unwrap();
+    assert_eq!(claude.base_url, None);
+    assert_eq!(
+        claude.endpoint_config().unwrap().base_url,
+        "https://api.anthropic.com/v1"
+    );
+
+    let chat = cfg.group("chat").unwrap();
+    assert_eq!(chat.strategy, StrategyKind::Weighted);
+    assert_eq!(chat.deployments[0].weight, 3);
+    assert_eq!(chat.deployments[1].weight, 1);
+    assert_eq!(
+        cfg.group("backup").unwrap().strategy,
+        StrategyKind::RoundRobin
+    );
+    let fb = cfg.fallback_from("chat").unwrap();
+    assert_eq!(fb.to, vec!["backup".to_owned()]);
+    assert_eq!(
+        fb.on,
+        vec![ErrorKind::RateLimited, ErrorKind::ContextLength]
+    );
+}
+
+#[test]
+fn unknown_keys_fail_naming_their_line_and_table() {
+    // a deliberately broken file: each typo is found, at its own line
+    let broken = "\
+[defaults]
+timeout = \"30s\"
+
+[[endpoint]]
+name = \"local\"
+provider = \"openai-compat\"
+base_url = \"http://127.0.0.1:8080/v1\"
+tmeout = \"5s\"
+";
+    assert_eq!(
+        fails(broken),
+        "infermux.toml line 8, column 1: unknown key `tmeout` in [[endpoint]]"
+    );
+    let m = fails(&format!(
+        "{LOCAL}keys = [\n  {{ alias = \"k1\", value = \"sk-x\" }},\n  {{ alias = \"k2\", vaule = \"sk-y\" }},\n]\n"
+    ));
+    assert_eq!(
+        m,
+        "infermux.toml line 8, column 19: unknown key `vaule` in `keys` of [[endpoint]]"
+    );
+    let m = fails(&format!("{LOCAL}timeouts = {{ conect = \"1s\" }}\n"));
+    assert_eq!(
+        m,
+        "infermux.toml line 6, column 14: unknown key `conect` in `timeouts` of [[endpoint]]"
+    );
+    assert_eq!(
+        fails("[defaults.retry]\nmax_attempts = 2\nbudgett = true\n"),
+        "infermux.toml line 3, column 1: unknown key `budgett` in [defaults.retry]"
+    );
+    assert_eq!(
+        fails("[defaults]\n[defaults.retyr]\n"),
+        "infermux.toml line 2, column 11: unknown key `retyr` in [defaults]"
+    );
+    assert_eq!(
+        fails("# a comment\n[[endpoints]]\nname = \"x\"\n"),
+        "infermux.toml line 2, column 3: unknown key `endpoints` in the top level"
+    );
+    let m = fails(&format!(
+        "{LOCAL}\n[[group]]\nname = \"g\"\ndeployments = [ {{ endpoint = \"local\", modle = \"m\" }} ]\n"
+    ));
+    assert!(
+        m.starts_with(
+            "infermux.toml line 9, column 39: unknown key `modle` in `deployments` of [[group]]"
+        ),
+        "{m}"
+    );
+}
+
+#[test]
+fn bad_values_name_their_line() {
+    let m = fails("[[endpoint]]\nname = \"x\"\nprovider = \"openia\"\n");
+    assert!(m.starts_with("infermux.toml line 3, column 12: unknown provider `openia`; expected one of: openai-compat, openai, groq"), "{m}");
+    let m = fails("[defaults]\ntimeout = \"30\"\n");
+    assert!(
+        m.starts_with("infermux.toml line 2, column 11: invalid duration `30`"),
+        "{m}"
+    );
+    let m = fails(&format!(
+        "{LOCAL}[[group]]\nname = \"g\"\nstrategy = \"fastest\"\ndeployments = [ {{ endpoint = \"local\", model = \"m\" }} ]\n"
+    ));
+    assert!(m.contains("line 8, column 12: unknown strategy `fastest`; expected one of: round-robin, weighted, least-in-flight, lowest-latency, lowest-usage"), "{m}");
+    let m = fails(&format!(
+        "{LOCAL}[[group]]\nname = \"g\"\ndeployments = [ {{ endpoint = \"local\", model = \"m\" }} ]\n[[group]]\nname = \"h\"\ndeployments = [ {{ endpoint = \"local\", model = \"m\" }} ]\n[[fallback]]\nfrom = \"g\"\nto = [\"h\"]\non = [\"rate_limit\"]\n"
+    ));
+    assert!(
+        m.contains(
+            "line 15, column 6: unknown error kind `rate_limit`; expected one of: rate_limited,"
+        ),
+        "{m}"
+    );
+    assert!(fails("[defaults]\npriority = \"urgent\"\n").contains("unknown priority `urgent`"));
+    assert!(
+        fails("[defaults.breaker]\nfailure_rate = 1.5\n")
+            .contains("line 2, column 16: `failure_rate`")
+    );
+    assert!(
+        fails("[defaults.retry]\nmax_attempts = 0\n")
+            .contains("line 2, column 16: `max_attempts` must be at least 1")
+    );
+    assert!(
+        fails("[defaults.retry]\nbase = \"2s\"\ncap = \"1s\"\n")
+            .contains("`cap` must be at least `base`")
+    );
+    assert!(
+        fails(&format!("{LOCAL}rpm = 0\n"))
+            .contains("line 6, column 7: endpoint `local`: `rpm` must be at least 1")
+    );
+}
+
+#[test]
+fn duplicate_names_are_rejected() {
+    assert_eq!(
+        fails(&format!("{LOCAL}{LOCAL}")),
+        "infermux.toml line 8, column 8: duplicate endpoint name `local`"
+    );
+    let group =
+        "[[group]]\nname = \"g\"\ndeployments = [ { endpoint = \"local\", model = \"m\" } ]\n";
+    assert_eq!(
+        fails(&format!("{LOCAL}{group}{group}")),
+        "infermux.toml line 10, column 8: duplicate group name `g`"
+    );
+    assert_eq!(
+        fails(&format!(
+            "{LOCAL}keys = [ {{ alias = \"k\", value = \"a\" }}, {{ alias = \"k\", value = \"b\" }} ]\n"
+        )),
+        "infermux.toml line 6, column 50: endpoint `local`: duplicate key alias `k`"
+    );
+}
+
+#[test]
+fn groups_name_known_endpoints_with_nonzero_weights() {
+    let m = fails(&format!(
+        "{LOCAL}[[group]]\nname = \"g\"\ndeployments = [ {{ endpoint = \"lokal\", model = \"m\" }} ]\n"
+    ));
+    assert_eq!(
+        m,
+        "infermux.toml line 8, column 30: group `g` names unknown endpoint `lokal`"
+    );
+    let m = fails(&format!(
+        "{LOCAL}[[group]]\nname = \"g\"\ndeployments = [ {{ endpoint = \"local\", model = \"m\", weight = 0 }} ]\n"
+    ));
+    assert_eq!(
+        m,
+        "infermux.toml line 8, column 61: group `g`: a deployment's `weight` must be at least 1"
+    );
+    assert!(
+        fails(&format!(
+            "{LOCAL}[[group]]\nname = \"g\"\ndeployments = []\n"
+        ))
+        .contains("line 8, column 15: group `g` has no deployments")
+    );
+}
+
+#[test]
+fn fallbacks_name_known_groups_without_cycles() {
+    let groups = format!(
+        "{LOCAL}{}",
+        ["a", "b", "c"]
+            .iter()
+            .map(|g| format!(
+                "[[group]]\nname = \"{g}\"\ndeployments = [ {{ endpoint = \"local\", model = \"m\" }} ]\n"
+            ))
+            .collect::<String>()
+    );
+    // 5 + 9 lines: the first [[fallback]] is on line 15
+    let fb = |from: &str, to: &str| {
+        format!("[[fallback]]\nfrom = \"{from}\"\nto = [{to}]\non = [\"timeout\"]\n")
+    };
+    assert_eq!(
+        fails(&format!("{groups}{}", fb("z", "\"a\""))),
+        "infermux.toml line 16, column 8: fallback from unknown group `z`"
+    );
+    assert_eq!(
+        fails(&format!("{groups}{}", fb("a", "\"b\", \"y\""))),
+        "infermux.toml line 17, column 12: fallback from `a` names unknown group `y`"
+    );
+    let m = fails(&format!(
+        "{groups}{}{}{}",
+        fb("a", "\"b\""),
+        fb("b", "\"c\""),
+        fb("c", "\"a\"")
+    ));
+    assert_eq!(
+        m,
+        "infermux.toml line 15, column 1: fallback cycle: a -> b -> c -> a"
+    );
+    assert!(fails(&format!("{groups}{}", fb("a", "\"a\""))).contains("fallback cycle: a -> a"));
+    // a chain without a cycle, and a diamond, are fine
+    load(&format!(
+        "{groups}{}{}",
+        fb("a", "\"b\", \"c\""),
+        fb("b", "\"c\"")
+    ))
+    .unwrap();
+}
+
+#[test]
+fn an_unset_or_empty_key_variable_fails_at_load() {
+    let m = fails(&format!(
+        "{LOCAL}keys = [ {{ alias = \"k1\", env = \"OPENAI_KEY_UNSET\" }} ]\n"
+    ));
+    assert_eq!(
+        m,
+        "infermux.toml line 6, column 10: key `k1` of endpoint `local`: environment variable OPENAI_KEY_UNSET is not set"
+    );
+    assert!(
+        fails(&format!(
+            "{LOCAL}keys = [ {{ alias = \"k1\", env = \"TEST_EMPTY\" }} ]\n"
+        ))
+        .ends_with("environment variable TEST_EMPTY is empty")
+    );
+    // the process environment is what `from_toml_str` reads
+    let err = Config::from_toml_str(
+        &format!(
+            "{LOCAL}keys = [ {{ alias = \"k1\", env = \"INFERMUX_TEST_SURELY_UNSET_KEY\" }} ]\n"
+        ),
+        "infermux.toml",
+    )
+    .unwrap_err();
+    assert!(
+        err.message()
+            .contains("INFERMUX_TEST_SURELY_UNSET_KEY is not set")
+    );
+    // a hosted provider needs a key at all
+    assert!(
+        fails("[[endpoint]]\nname = \"o\"\nprovider = \"openai\"\n")
+            .contains("endpoint `o`: provider openai needs at least one key")
+    );
+    assert!(
+        fails(&format!(
+            "{LOCAL}keys = [ {{ alias = \"k1\", env = \"TEST_KEY_A\", value = \"x\" }} ]\n"
+        ))
+        .ends_with("give exactly one of `env`, `file` or `value`")
+    );
+    assert!(
+        fails(&format!("{LOCAL}keys = [ {{ alias = \"k1\" }} ]\n"))
+            .ends_with("give exactly one of `env`, `file` or `value`")
+    );
+}
+
+#[test]
+fn a_key_file_must_exist_and_hold_a_key() {
+    let key_file = temp_file("key", "sk-from-file\n");
+    let cfg = load(&format!(
+        "{LOCAL}keys = [ {{ alias = \"f\", file = {:?} }} ]\n",
+        key_file.display().to_string()
+    ))
+    .unwrap();
+    assert_eq!(cfg.endpoints[0].keys[0].key.expose(), "sk-from-file");
+    // relative to the config file's folder when loaded from a path
+    let config = key_file.with_file_name("infermux.toml");
+    std::fs::write(
+        &config,
+        format!("{LOCAL}keys = [ {{ alias = \"f\", file = \"key\" }} ]\n"),
+    )
+    .unwrap();
+    let cfg = Config::from_path(&config).unwrap();
+    assert_eq!(cfg.endpoints[0].keys[0].key.expose(), "sk-from-file");
+    assert_eq!(
+        cfg.endpoints[0].keys[0].source,
+        KeySource::File(key_file.clone())
+    );
+
+    let missing = key_file.with_file_name("missing");
+    let m = fails(&format!(
+        "{LOCAL}keys = [ {{ alias = \"f\", file = {:?} }} ]\n",
+        missing.display().to_string()
+    ));
+    assert!(
+        m.starts_with(&format!(
+            "infermux.toml line 6, column 10: key `f` of endpoint `local`: cannot read file {}:",
+            missing.display()
+        )),
+        "{m}"
+    );
+    let empty = temp_file("empty", " \n");
+    let m = fails(&format!(
+        "{LOCAL}keys = [ {{ alias = \"f\", file = {:?} }} ]\n",
+        empty.display().to_string()
+    ));
+    assert!(
+        m.ends_with(&format!("file {} is empty", empty.display())),
+        "{m}"
+    );
+    // a missing config file is a Config error naming it
+    let err = Config::from_path(&missing).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.message().contains("missing"));
+}
+
+#[test]
+fn base_urls_are_checked_at_load() {
+    let m =
+        fails("[[endpoint]]\nname = \"x\"\nprovider = \"vllm\"\nbase_url = \"localhost:8000\"\n");
+    assert_eq!(
+        m,
+        "infermux.toml line 4, column 12: endpoint `x`: base URL must start with http:// or https:// and name a host"
+    );
+    let m = fails("[[endpoint]]\nname = \"x\"\nprovider = \"opea\"\n");
+    assert_eq!(
+        m,
+        "infermux.toml line 1, column 1: endpoint `x`: provider opea has no default base URL; set `base_url`"
+    );
+    // vllm has a default
+    let cfg = load("[[endpoint]]\nname = \"x\"\nprovider = \"vllm\"\n").unwrap();
+    assert_eq!(
+        cfg.endpoints[0].endpoint_config().unwrap().base_url,
+        "http://127.0.0.1:8000"
+    );
+    // an auth header written by hand is refused: keys go in `keys`
+    assert!(
+        fails(&format!(
+            "{LOCAL}headers = {{ Authorization = \"Bearer sk-x\" }}\n"
+        ))
+        .contains("header `Authorization` carries a key")
+    );
+}
+
+#[test]
+fn debug_of_a_parsed_config_shows_no_key() {
+    let key_file = temp_file("key", "sk-secret-from-file");
+    let cfg = load(&format!(
+        "{LOCAL}keys = [ {{ alias = \"e\", env = \"TEST_KEY_A\" }}, {{ alias = \"f\", file = {:?} }}, {{ alias = \"v\", value = \"sk-secret-literal\" }} ]\nheaders = {{ \"X-Org\" = \"org-secret\" }}\n",
+        key_file.display().to_string()
+    ))
+    .unwrap();
+    let dbg = format!("{cfg:?} {:?}", cfg.endpoints[0]);
+    for secret in [
+        "sk-test-env-a",
+        "sk-secret-from-file",
+        "sk-secret-literal",
+        "org-secret",
+    ] {
+        assert!(!dbg.contains(secret), "{secret} shows in {dbg}");
+    }
+    // the aliases and sources do show
+    assert!(dbg.contains("\"e\"") && dbg.contains("TEST_KEY_A") && dbg.contains("X-Org"));
+    let alt = format!("{cfg:#?}");
+    assert!(!alt.contains("sk-secret-literal"));
+}
+
+#[test]
+fn provider_names_round_trip_and_errors_list_them() {
+    for p in ProviderKind::ALL {
+        assert_eq!(p.as_str().parse::<ProviderKind>().unwrap(), *p);
+    }
+    assert_eq!(ProviderKind::ALL.len(), 12);
+    let err = "claude".parse::<ProviderKind>().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.message().contains("hf-tgi, hf-tei, ovms, llvm"));
+    for s in StrategyKind::ALL {
+        assert_eq!(s.as_str().parse::<StrategyKind>().unwrap(), *s);
+    }
+}
+
+/// The defaults this module states for each provider are the provider crates' own.
+#[cfg(feature = "full")]
+#[test]
+fn provider_defaults_match_the_provider_crates() {
+    use infermux::*;
+    let p = |k: ProviderKind| {
+        (
+            k.default_base_url(),
+            k.api_key_envs().to_vec(),
+            k.base_url_env(),
+        )
+    };
+    assert_eq!(
+        p(ProviderKind::OpenAi),
+        (
+            Some(openai::DEFAULT_BASE_URL),
+            vec![openai::API_KEY_ENV],
+            Some(openai::BASE_URL_ENV)
+        )
+    );
+    assert_eq!(
+        p(ProviderKind::Groq),
+        (
+            Some(groq::DEFAULT_BASE_URL),
+            vec![groq::API_KEY_ENV],
+            Some(groq::BASE_URL_ENV)
+        )
+    );
+    assert_eq!(
+        p(ProviderKind::Anthropic),
+        (
+            Some(anthropic::DEFAULT_BASE_URL),
+            vec![anthropic::API_KEY_ENV],
+            Some(anthropic::BASE_URL_ENV)
+        )
+    );
+    assert_eq!(
+        p(ProviderKind::Gemini),
+        (
+            Some(gemini::DEFAULT_BASE_URL),
+            gemini::API_KEY_ENVS.to_vec(),
+            Some(gemini::BASE_URL_ENV)
+        )
+    );
+    assert_eq!(
+        p(ProviderKind::Vllm),
+        (
+            Some(vllm::DEFAULT_BASE_URL),
+            vec![vllm::API_KEY_ENV],
+            Some(vllm::BASE_URL_ENV)
+        )
+    );
+    assert_eq!(
+        p(ProviderKind::Ollama),
+        (
+            Some(ollama::DEFAULT_HOST),
+            vec![ollama::API_KEY_ENV],
+            Some(ollama::HOST_ENV)
+        )
+    );
+    assert_eq!(
+        p(ProviderKind::HfTgi),
+        (
+            Some(hf_tgi::DEFAULT_BASE_URL),
+            hf_tgi::API_KEY_ENVS.to_vec(),
+            Some(hf_tgi::BASE_URL_ENV)
+        )
+    );
+    assert_eq!(
+        p(ProviderKind::HfTei),
+        (
+            Some(hf_tei::DEFAULT_BASE_URL),
+            hf_tei::API_KEY_ENVS.to_vec(),
+            Some(hf_tei::BASE_URL_ENV)
+        )
+    );
+    assert_eq!(
+        p(ProviderKind::Opea),
+        (None, vec![opea::API_KEY_ENV], Some(opea::BASE_URL_ENV))
+    );
+    assert_eq!(
+        p(ProviderKind::Llvm),
+        (None, vec![llvm::API_KEY_ENV], Some(llvm::BASE_URL_ENV))
+    );
+    // each kind builds its provider, named as the kind
+    for k in ProviderKind::ALL {
+        let cfg = EndpointConfig::new("e", "http://127.0.0.1:1/v1").unwrap();
+        let provider = k.provider(cfg).unwrap();
+        assert_eq!(provider.name(), k.as_str(), "{k}");
+    }
+}
