@@ -14,7 +14,7 @@ use infermux_core::{
     EventStream, ModelList, Provider, Request, RequestContext, RerankRequest, RerankResponse,
     Response, Result, Served,
 };
-use infermux_multiplex::{MemberSpec, MultiPool, PoolConfig, Strategy};
+use infermux_multiplex::{KeyRetry, MemberSpec, MultiPool, PoolConfig, Strategy};
 use infermux_resilience::{
     AttemptExecutor, CallPolicy, ResilienceConfig, Resilient, render_prometheus,
 };
@@ -477,13 +477,18 @@ fn build_router(
         chains[fi] = Some(Chain { to: ids, on });
     }
     let default = (built.len() == 1).then_some(0);
+    // a 429, 401 or exhausted quota is one key's: the next attempt goes at once to another
+    // key (the pool cools or removes this one, and waits when no key is left)
+    let members: usize = built.iter().map(|g| g.deployments.len()).sum();
+    let tries = u32::try_from(members.clamp(1, 15)).unwrap_or(15) + 1;
+    let retry = Arc::new(KeyRetry::new(config.retry, tries));
     let router = Router {
         endpoints: execs,
         groups: built,
         by_name,
         default,
         chains,
-        policy: CallPolicy::new(config.retry, config.timeout),
+        policy: CallPolicy::new(retry, config.timeout),
     };
     Ok(Client {
         inner: Arc::new(Inner::Routed(router)),
