@@ -202,9 +202,7 @@ async fn chat(
     messages.push(Message::user(prompt));
     let request = ChatRequest::new(model, messages).with_max_tokens(max_tokens);
     // a protocol without streaming (LLVM) answers in one piece too
-    if no_stream
-        || !client.capabilities().supports(Operation::ChatStream)
-    {
+    if no_stream || !client.capabilities().supports(Operation::ChatStream) {
         let answer = client.chat(request).await?;
         println!("{}", answer.text());
         eprintln!(

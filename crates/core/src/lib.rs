@@ -48,8 +48,8 @@ pub use provider::{Capabilities, EventStream, Operation, Provider};
 pub use ratelimit::{RateLimitInfo, RateLimitWindow};
 pub use route::{FallbackTaken, Served};
 pub use secret::ApiKey;
-pub use stream::{StreamAccumulator, StreamEvent, first_event};
 pub use similarity::cosine_similarity;
+pub use stream::{StreamAccumulator, StreamEvent, first_event};
 pub use tokens::estimate_tokens;
 pub use types::*;
 

@@ -401,7 +401,10 @@ fn build_router(
     let mut by_name = HashMap::new();
     for (gi, g) in groups.into_iter().enumerate() {
         if g.deployments.is_empty() {
-            return Err(config_error(format!("group `{}` has no deployments", g.name)));
+            return Err(config_error(format!(
+                "group `{}` has no deployments",
+                g.name
+            )));
         }
         let name: Arc<str> = Arc::from(g.name.as_str());
         if by_name.insert(name.clone(), gi).is_some() {
@@ -460,7 +463,9 @@ fn build_router(
         let mut ids = Vec::with_capacity(to.len());
         for t in &to {
             let &ti = by_name.get(t.as_str()).ok_or_else(|| {
-                config_error(format!("the fallback of `{from}` names an unknown group `{t}`"))
+                config_error(format!(
+                    "the fallback of `{from}` names an unknown group `{t}`"
+                ))
             })?;
             if ti == fi || ids.contains(&ti) {
                 return Err(config_error(format!(

@@ -48,27 +48,26 @@ pub use client::{Client, ClientBuilder, Deployment, ModelGroup, NamedKey};
 pub use infermux_multiplex::{MultiPool, PoolConfig, Strategy};
 // The application-facing types of core; test clocks, counter internals and the attempt's
 // plumbing stay at `infermux::core::…`.
-pub use infermux_core::{
-    ApiKey, Capabilities, ChatRequest, ChatResponse, CompletionRequest, CompletionResponse,
-    ContentPart, CounterSnapshot, EmbeddingRequest, EmbeddingResponse, EndpointConfig,
-    EndpointId, Error, ErrorKind, EventStream, FallbackTaken, FinishReason, Idempotency,
-    ImageSource, Limits, Message, ModelInfo, ModelList, Operation, Priority, Provider,
-    RateLimitInfo, RateLimitWindow, RejectReason, Request, RequestContext, RequestId,
-    RerankRequest, RerankResponse, RerankResult, Response, ResponseFormat, Result, Role, Served,
-    StopReason, StreamAccumulator, StreamEvent, SystemText, Timeouts, Tool, ToolCall, ToolChoice,
-    Usage, cosine_similarity, estimate_tokens,
-};
 /// Reading a stream (`next()`, `map`, …) needs no extra crate import.
 pub use futures_util::StreamExt;
+pub use infermux_core::{
+    ApiKey, Capabilities, ChatRequest, ChatResponse, CompletionRequest, CompletionResponse,
+    ContentPart, CounterSnapshot, EmbeddingRequest, EmbeddingResponse, EndpointConfig, EndpointId,
+    Error, ErrorKind, EventStream, FallbackTaken, FinishReason, Idempotency, ImageSource, Limits,
+    Message, ModelInfo, ModelList, Operation, Priority, Provider, RateLimitInfo, RateLimitWindow,
+    RejectReason, Request, RequestContext, RequestId, RerankRequest, RerankResponse, RerankResult,
+    Response, ResponseFormat, Result, Role, Served, StopReason, StreamAccumulator, StreamEvent,
+    SystemText, Timeouts, Tool, ToolCall, ToolChoice, Usage, cosine_similarity, estimate_tokens,
+};
 pub mod prelude;
 pub use providers::*;
 
 /// The core crate, for paths such as `infermux::core::Provider`.
 pub use infermux_core as core;
-/// The resilience stack: admission queue, retry, circuit breaker, call deadline.
-pub use infermux_resilience as resilience;
 /// Pools of (endpoint, key) members: strategies, cooldowns, limits.
 pub use infermux_multiplex as multiplex;
+/// The resilience stack: admission queue, retry, circuit breaker, call deadline.
+pub use infermux_resilience as resilience;
 
 // The README, compiled as doctests (`cargo test --doc`).
 #[cfg(doctest)]

@@ -15,6 +15,6 @@ pub use crate::resilience::retry::StandardRetry;
 pub use crate::{
     ApiKey, ChatRequest, ChatResponse, Client, ClientBuilder, Deployment, EmbeddingRequest,
     EndpointConfig, Error, ErrorKind, EventStream, Idempotency, Message, ModelGroup, NamedKey,
-    PoolConfig, Priority, Request, RequestContext, Response, Result, Served, StreamAccumulator,
-    StreamEvent, StreamExt, Strategy,
+    PoolConfig, Priority, Request, RequestContext, Response, Result, Served, Strategy,
+    StreamAccumulator, StreamEvent, StreamExt,
 };

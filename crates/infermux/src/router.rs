@@ -82,7 +82,13 @@ impl Router {
     }
 
     /// Who served member `member` of group `g`.
-    fn served(&self, g: usize, member: u32, attempts: u32, fallback: Option<FallbackTaken>) -> Served {
+    fn served(
+        &self,
+        g: usize,
+        member: u32,
+        attempts: u32,
+        fallback: Option<FallbackTaken>,
+    ) -> Served {
         let group = &self.groups[g];
         let info = group.pool.member(member);
         let deployment = group
@@ -94,7 +100,12 @@ impl Router {
             Some(i) => (i.endpoint, i.key_alias, i.model),
             None => (EndpointId::new(""), None, None),
         };
-        let mut s = Served::new(&*group.name, &*deployment, endpoint, model.as_deref().unwrap_or(""));
+        let mut s = Served::new(
+            &*group.name,
+            &*deployment,
+            endpoint,
+            model.as_deref().unwrap_or(""),
+        );
         s.key_alias = alias;
         s.attempts = attempts;
         s.fallback = fallback;
@@ -138,7 +149,10 @@ impl Router {
                 .await;
             match result {
                 Ok(Called {
-                    mut value, member, attempts: a, ..
+                    mut value,
+                    member,
+                    attempts: a,
+                    ..
                 }) => {
                     let fallback = trigger
                         .map(|t| FallbackTaken::new(self.groups[first].name.clone(), t, hops));
@@ -160,7 +174,7 @@ impl Router {
                     match self.next(first, hops, &e) {
                         Some(next) => {
                             tracing::warn!(
-                                        "infermux.group" = &*group.name,
+                                "infermux.group" = &*group.name,
                                 "infermux.fallback_to" = &*self.groups[next].name,
                                 "error.type" = e.kind().as_str(),
                                 "falling back"
@@ -197,7 +211,10 @@ impl Router {
                 .await;
             match result {
                 Ok(Called {
-                    value, member, attempts: a, ..
+                    value,
+                    member,
+                    attempts: a,
+                    ..
                 }) => {
                     let fallback = trigger
                         .map(|t| FallbackTaken::new(self.groups[first].name.clone(), t, hops));
@@ -217,7 +234,7 @@ impl Router {
                     match self.next(first, hops, &e) {
                         Some(next) => {
                             tracing::warn!(
-                                        "infermux.group" = &*group.name,
+                                "infermux.group" = &*group.name,
                                 "infermux.fallback_to" = &*self.groups[next].name,
                                 "error.type" = e.kind().as_str(),
                                 "falling back"

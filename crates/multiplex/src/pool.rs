@@ -778,9 +778,9 @@ impl Inner {
     /// One pick: the scan, the strategy, then the member's limits and its executor's grant.
     fn pick(&self, now: u64, tokens: u64, tried: u64) -> Picked<'_> {
         let mut failed = 0u64;
-        if self.eligible(now, tokens) == 0 {
-            self.learn_breakers(now);
-        }
+        // an open breaker the pool knows nothing of is asked when it lets a probe through,
+        // even while other members serve: a recovered endpoint must be probed to rejoin
+        self.learn_breakers(now);
         for _ in 0..=self.members.len() {
             let mask = self.eligible(now, tokens) & !failed;
             if mask == 0 {

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use infermux_core::{ErrorKind, StopReason};
+use infermux_core::{ErrorKind, Idempotency, StopReason};
 use infermux_resilience::retry::{Attempt, Decision, RetryPolicy};
 
 /// Retries errors scoped to one key — `RateLimited` (429), `Auth` (401/403) and
-/// `QuotaExceeded` — at once, up to `max_attempts` attempts, and leaves every other error to
+/// `QuotaExceeded` — and connection failures (of an idempotent call, or one that never reached
+/// the server) at once, up to `max_attempts` attempts, and leaves every other error to
 /// `inner`.
 ///
 /// With a [`MultiPool`](crate::MultiPool) the next attempt avoids the key: the pool cools it
@@ -49,6 +50,22 @@ impl RetryPolicy for KeyRetry {
         match a.error.kind() {
             ErrorKind::RateLimited | ErrorKind::Auth | ErrorKind::QuotaExceeded
                 if !a.stream_started =>
+            {
+                if a.attempts >= self.max_attempts {
+                    Decision::Stop(StopReason::Exhausted)
+                } else if a.remaining.is_some_and(|left| left.is_zero()) {
+                    Decision::Stop(StopReason::Deadline)
+                } else {
+                    Decision::Retry(Duration::ZERO)
+                }
+            }
+            // a connection that failed is the endpoint's: the next attempt goes at once to
+            // another member (the pool avoids the one tried; the endpoint's breaker keeps
+            // calls off it), not through the retry budget meant to spare one dead endpoint
+            ErrorKind::Connect
+                if !a.stream_started
+                    && (a.idempotency == Idempotency::Idempotent
+                        || a.error.reached_server() == Some(false)) =>
             {
                 if a.attempts >= self.max_attempts {
                     Decision::Stop(StopReason::Exhausted)

@@ -1,8 +1,9 @@
 //! The facade's client against the testkit simulator: typed calls, counters that add up, the
 //! call deadline, and cancelled streams.
 
-mod routing;
 mod config;
+mod llama;
+mod routing;
 
 use std::time::Duration;
 

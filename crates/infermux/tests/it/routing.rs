@@ -6,7 +6,7 @@ use infermux::resilience::ResilienceConfig;
 use infermux::resilience::breaker::{BreakerConfig, SlidingWindow};
 use infermux::{
     ApiKey, ChatRequest, Client, Deployment, EndpointConfig, ErrorKind, Message, ModelGroup,
-    NamedKey, RequestContext, StreamAccumulator, Strategy,
+    NamedKey, RequestContext, Strategy, StreamAccumulator,
 };
 use infermux_testkit::{Fault, FaultPlan, Simulator};
 
@@ -33,7 +33,10 @@ async fn a_group_name_routes_to_its_deployment_and_the_model_id_is_rewritten() {
         .build()
         .unwrap();
     let r = client.chat(ask("slow")).await.unwrap();
-    let served = r.served.clone().expect("a routed answer says who served it");
+    let served = r
+        .served
+        .clone()
+        .expect("a routed answer says who served it");
     assert_eq!(&*served.group, "slow");
     assert_eq!(served.endpoint.as_str(), "b");
     assert_eq!(&*served.model, "model-b");
@@ -119,7 +122,10 @@ async fn a_fallback_is_taken_on_its_trigger_and_the_answer_says_so() {
     let served = r.served.unwrap();
     assert_eq!(&*served.group, "secondary");
     let fb = served.fallback.expect("the fallback is on the answer");
-    assert_eq!((&*fb.from, fb.trigger, fb.hops), ("primary", ErrorKind::Server, 1));
+    assert_eq!(
+        (&*fb.from, fb.trigger, fb.hops),
+        ("primary", ErrorKind::Server, 1)
+    );
     assert_eq!(served.attempts, 3 + 1, "three on primary, one on secondary");
     assert_eq!(down.requests(), 3);
 
@@ -130,7 +136,13 @@ async fn a_fallback_is_taken_on_its_trigger_and_the_answer_says_so() {
         .await
         .unwrap();
     assert_eq!(&*served.unwrap().group, "secondary");
-    assert!(!StreamAccumulator::collect(s).await.unwrap().text().is_empty());
+    assert!(
+        !StreamAccumulator::collect(s)
+            .await
+            .unwrap()
+            .text()
+            .is_empty()
+    );
 
     // an error kind outside the triggers does not fall back
     let strict = Client::builder()
@@ -147,9 +159,8 @@ async fn a_fallback_is_taken_on_its_trigger_and_the_answer_says_so() {
 
 #[test]
 fn the_builder_refuses_what_does_not_exist() {
-    let p = || {
-        OpenAiCompat::new(EndpointConfig::new("a", "http://127.0.0.1:9/v1").unwrap()).unwrap()
-    };
+    let p =
+        || OpenAiCompat::new(EndpointConfig::new("a", "http://127.0.0.1:9/v1").unwrap()).unwrap();
     let cases = [
         Client::builder()
             .endpoint(p())
@@ -164,7 +175,10 @@ fn the_builder_refuses_what_does_not_exist() {
             .unwrap_err(),
         Client::builder()
             .endpoint(p())
-            .try_key("a", NamedKey::from_env("k", "INFERMUX_TEST_SURELY_UNSET_KEY_VAR"))
+            .try_key(
+                "a",
+                NamedKey::from_env("k", "INFERMUX_TEST_SURELY_UNSET_KEY_VAR"),
+            )
             .build()
             .unwrap_err(),
         Client::builder()
@@ -181,4 +195,106 @@ fn the_builder_refuses_what_does_not_exist() {
     for e in cases {
         assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     }
+}
+
+/// The requests of one call (one `X-Request-ID`), in arrival order.
+fn by_request(log: &[infermux_testkit::SimRequest]) -> Vec<Vec<infermux_testkit::SimRequest>> {
+    let mut calls: Vec<Vec<infermux_testkit::SimRequest>> = Vec::new();
+    for r in log {
+        match calls
+            .iter_mut()
+            .find(|c| c[0].request_id.is_some() && c[0].request_id == r.request_id)
+        {
+            Some(c) => c.push(r.clone()),
+            None => calls.push(vec![r.clone()]),
+        }
+    }
+    calls
+}
+
+fn three_keys(s: &Simulator) -> Client {
+    Client::builder()
+        .endpoint(provider("s", s))
+        .key("s", NamedKey::new("throttled", ApiKey::new("sk-throttled")))
+        .key("s", NamedKey::new("revoked", ApiKey::new("sk-revoked")))
+        .key("s", NamedKey::new("ok", ApiKey::new("sk-ok")))
+        .group(ModelGroup::new("chat").deployment(Deployment::new("s", "m")))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_retry_after_a_429_goes_to_another_key_on_the_wire() {
+    use infermux_testkit::KeyBehaviour;
+    use std::time::Duration;
+    let s = sim(FaultPlan::none()).await;
+    s.set_key(
+        "sk-throttled",
+        KeyBehaviour::rate_limited_for(Duration::from_secs(30), 1),
+    );
+    let client = three_keys(&s);
+    // round-robin starts with the first key: the throttled one
+    let r = client.chat(ask("chat")).await.unwrap();
+    let served = r.served.unwrap();
+    assert_eq!(served.attempts, 2);
+    assert_eq!(
+        served.key_alias.as_deref(),
+        Some("revoked"),
+        "the next key in turn"
+    );
+    let calls = by_request(&s.requests_log());
+    assert_eq!(calls.len(), 1);
+    let keys: Vec<_> = calls[0].iter().map(|r| r.key.clone().unwrap()).collect();
+    assert_eq!(
+        keys,
+        ["sk-throttled", "sk-revoked"],
+        "one call, two keys on the wire"
+    );
+}
+
+#[tokio::test]
+async fn three_keys_one_throttled_one_revoked_every_call_succeeds_and_the_429_key_returns_after_its_delay()
+ {
+    use infermux_testkit::KeyBehaviour;
+    use std::time::Duration;
+    let s = sim(FaultPlan::none()).await;
+    let retry_after = Duration::from_secs(1);
+    // the throttled key answers its first request with 429 + Retry-After: 1 s, then normally
+    s.set_key(
+        "sk-throttled",
+        KeyBehaviour::rate_limited_for(retry_after, 1),
+    );
+    s.set_key("sk-revoked", KeyBehaviour::Unauthorized);
+    let client = three_keys(&s);
+    let mut calls = 0;
+    // load until the throttled key has been used again (bounded: it returns after ~1 s)
+    while s.requests_by_key("sk-throttled") < 2 {
+        let r = client.chat(ask("chat")).await.expect("every call succeeds");
+        assert!(r.served.is_some());
+        calls += 1;
+        assert!(calls < 200_000, "the throttled key never came back");
+    }
+    let log = s.requests_log();
+    let throttled: Vec<_> = log
+        .iter()
+        .filter(|r| r.key.as_deref() == Some("sk-throttled"))
+        .map(|r| r.at)
+        .collect();
+    assert!(
+        throttled[1] >= throttled[0] + retry_after,
+        "the 429 key came back before its Retry-After: {throttled:?}"
+    );
+    assert_eq!(
+        s.requests_by_key("sk-revoked"),
+        1,
+        "a 401 key is never tried again"
+    );
+    assert!(s.requests_by_key("sk-ok") >= 1);
+    let pool = client.pool("chat").unwrap();
+    let states: Vec<_> = pool
+        .status()
+        .iter()
+        .map(|m| (m.key_alias.clone(), m.state.as_str()))
+        .collect();
+    assert_eq!(states[1].1, "removed", "{states:?}");
 }

@@ -374,7 +374,10 @@ impl Admission {
     /// Adds a hook called each time a permit goes back to the free count (every pool the
     /// endpoint belongs to adds one). Never refused: the `Result` is always `Ok`.
     pub fn on_release(&self, hook: ReleaseHook) -> std::result::Result<(), ReleaseHook> {
-        let hooks = self.shared.on_release.get_or_init(|| RwLock::new(Vec::new()));
+        let hooks = self
+            .shared
+            .on_release
+            .get_or_init(|| RwLock::new(Vec::new()));
         hooks.write().unwrap_or_else(|p| p.into_inner()).push(hook);
         Ok(())
     }
