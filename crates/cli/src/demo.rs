@@ -1,5 +1,8 @@
-//! `infermux demo`: chat requests through the client against two local simulators that inject
-//! faults, with a progress bar and a per-endpoint report. No keys, no network.
+//! `infermux demo`: chat requests through one routed client — a pool of two endpoints × two
+//! keys, one key throttled (429 + Retry-After) and one endpoint down, plus a group whose only
+//! endpoint is down and falls back to the pool — against local simulators. No keys, no
+//! network. Every request succeeds; the report shows the key rotation, the cooldowns, the
+//! breaker that opened and the fallbacks taken.
 
 use std::time::{Duration, Instant};
 
@@ -13,10 +16,11 @@ use infermux::resilience::breaker::{BreakerConfig, SlidingWindow};
 use infermux::resilience::queue::QueueConfig;
 use infermux::resilience::retry::StandardRetry;
 use infermux::{
-    ChatRequest, Client, CounterSnapshot, EndpointConfig, Message, Request, RequestContext,
-    StreamAccumulator,
+    ApiKey, ChatRequest, Client, CounterSnapshot, Deployment, EndpointConfig, ErrorKind, Message,
+    ModelGroup, NamedKey, PoolConfig, Request, RequestContext, Served, StreamAccumulator,
+    Strategy,
 };
-use infermux_testkit::{Fault, FaultPlan, Simulator};
+use infermux_testkit::{Fault, FaultPlan, KeyBehaviour, Simulator};
 
 /// Options of `infermux demo`.
 #[derive(clap::Args, Debug)]
@@ -30,15 +34,9 @@ pub(crate) struct DemoArgs {
     /// Seed of the simulators' fault draws.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Deadline of each call, in milliseconds (stalled streams end with a timeout).
-    #[arg(long, default_value_t = 1500)]
+    /// Deadline of each call, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
-}
-
-struct Endpoint {
-    name: &'static str,
-    sim: Simulator,
-    client: Client,
 }
 
 const PROMPTS: [&str; 5] = [
@@ -49,76 +47,31 @@ const PROMPTS: [&str; 5] = [
     "Why is the sky blue",
 ];
 
-async fn endpoint(
-    name: &'static str,
-    plan: FaultPlan,
-    timeout: Duration,
-) -> infermux::Result<Endpoint> {
-    let sim = Simulator::start(plan).await.map_err(|e| {
-        infermux::Error::new(
-            infermux::ErrorKind::Config,
-            format!("starting the simulator: {e}"),
-        )
-    })?;
-    let cfg = EndpointConfig::new(name, format!("{}/v1", sim.url()))?;
-    // demo-sized settings: short pauses, a small breaker window, 4 requests in flight per endpoint
-    let retry = StandardRetry::standard()
-        .with_bases(
-            Duration::from_millis(10),
-            Duration::from_millis(25),
-            Duration::from_millis(25),
-        )
-        .with_max_delay(Duration::from_millis(500))
-        .validate()?;
-    let breaker = BreakerConfig::standard()
-        .with_window(SlidingWindow::Count(20))
-        .with_minimum_calls(10)
-        .with_open_wait(Duration::from_millis(250))
-        .with_half_open_probes(2)
-        .validate()?;
-    let resilience = ResilienceConfig::standard()
-        .with_queue(QueueConfig::standard().with_permits(4))
-        .with_retry(Arc::new(retry))
-        .with_breaker(Some(breaker));
-    let client = Client::builder()
-        .provider(OpenAiCompat::new(cfg)?)
-        .resilience(resilience)
-        .timeout(timeout)
-        .build()?;
-    Ok(Endpoint { name, sim, client })
+fn config_error(e: impl std::fmt::Display) -> infermux::Error {
+    infermux::Error::new(ErrorKind::Config, format!("starting the simulator: {e}"))
+}
+
+fn endpoint(name: &str, sim: &Simulator) -> infermux::Result<OpenAiCompat> {
+    OpenAiCompat::new(EndpointConfig::new(name, format!("{}/v1", sim.url()))?)
 }
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn report(ep: &Endpoint, c: &CounterSnapshot) -> bool {
-    println!(
-        "\nendpoint {} ({} at {})",
-        ep.name,
-        ep.client.provider_name(),
-        ep.sim.url()
-    );
+/// One call's end: who served it, or the error.
+type Outcome = Result<Served, infermux::Error>;
+
+fn report_endpoint(name: &str, sim: &Simulator, c: &CounterSnapshot) -> bool {
+    println!("\nendpoint {name} ({})", sim.url());
     println!("  attempts        {:>6}", c.requests);
     println!("  successes       {:>6}", c.successes);
     println!("  failures        {:>6}", c.failures_total());
     for (kind, n) in c.failures_by_kind() {
         println!("    {:<22}{:>6}", kind.as_str(), n);
     }
-    println!(
-        "  rejected        {:>6} (refused before an attempt)",
-        c.rejected_total()
-    );
-    for reason in infermux::RejectReason::ALL {
-        let n = c.rejected(reason);
-        if n > 0 {
-            println!("    {:<22}{:>6}", reason.as_str(), n);
-        }
-    }
     println!("  latency p50     {:>10}", ms(c.latency.quantile(0.5)));
     println!("  latency p99     {:>10}", ms(c.latency.quantile(0.99)));
-    println!("  tokens in/out   {:>6} / {}", c.tokens_in, c.tokens_out);
-    println!("  retries         {:>6}", c.retries);
     println!(
         "  breaker trips   {:>6} (now {})",
         c.breaker_trips,
@@ -126,9 +79,7 @@ fn report(ep: &Endpoint, c: &CounterSnapshot) -> bool {
             .get(usize::from(c.breaker_state))
             .unwrap_or(&"?")
     );
-    println!("  queue wait      {:>10} in all", ms(c.queue_wait));
-    let faults: Vec<String> = ep
-        .sim
+    let faults: Vec<String> = sim
         .faults()
         .iter()
         .map(|(n, c)| format!("{n} {c}"))
@@ -149,28 +100,103 @@ fn report(ep: &Endpoint, c: &CounterSnapshot) -> bool {
     adds_up
 }
 
+fn report_pool(client: &Client, group: &str) {
+    let Some(pool) = client.pool(group) else {
+        return;
+    };
+    let snap = pool.counters();
+    println!("\ngroup {group}: members (endpoint / key), picks and state now");
+    for (m, picks) in pool.status().iter().zip(&snap.picks) {
+        println!(
+            "  {:<10} {:<12} picked {:>5}   {}",
+            m.endpoint.as_str(),
+            m.key_alias.as_deref().unwrap_or("-"),
+            picks,
+            m.state.as_str()
+        );
+    }
+    println!(
+        "  cooldowns {} · keys removed {} · waited in the queue {} · unavailable {} · ejection-cap overrides {}",
+        snap.cooldowns, snap.removals, snap.waits, snap.unavailable, snap.ejection_overrides
+    );
+}
+
 pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
     let timeout = Duration::from_millis(args.timeout_ms);
-    let endpoints = [
-        endpoint("sim-steady", FaultPlan::transient(args.seed, 0.06), timeout).await?,
-        endpoint(
-            "sim-flaky",
-            FaultPlan::transient(args.seed.wrapping_add(1), 0.30).with(Fault::StallMidStream, 0.02),
-            timeout,
+    // sim-a: healthy but for a few 503s and resets; its key a2 is throttled
+    let sim_a = Simulator::start(
+        FaultPlan::seeded(args.seed)
+            .with(Fault::Unavailable, 0.03)
+            .with(Fault::Reset, 0.02),
+    )
+    .await
+    .map_err(config_error)?;
+    sim_a.set_key(
+        "sk-demo-a2",
+        KeyBehaviour::rate_limited_for(Duration::from_millis(1000), 4),
+    );
+    // sim-b: down (every request a 503)
+    let sim_b = Simulator::start(FaultPlan::seeded(args.seed + 1).with(Fault::Unavailable, 1.0))
+        .await
+        .map_err(config_error)?;
+
+    // demo-sized settings: short pauses, a small breaker window, 8 requests in flight per endpoint
+    let retry = StandardRetry::standard()
+        .with_bases(
+            Duration::from_millis(10),
+            Duration::from_millis(25),
+            Duration::from_millis(25),
         )
-        .await?,
-        endpoint(
-            "sim-down",
-            FaultPlan::seeded(args.seed.wrapping_add(2)).with(Fault::Unavailable, 0.9),
-            timeout,
+        .with_max_delay(Duration::from_millis(500))
+        .validate()?;
+    let breaker = BreakerConfig::standard()
+        .with_window(SlidingWindow::Count(20))
+        .with_minimum_calls(5)
+        .with_open_wait(Duration::from_secs(2))
+        .with_half_open_probes(1)
+        .validate()?;
+    let resilience = ResilienceConfig::standard()
+        .with_queue(QueueConfig::standard().with_permits(8))
+        .with_retry(Arc::new(retry))
+        .with_breaker(Some(breaker));
+    let key = |alias: &str, key: &str| NamedKey::new(alias, ApiKey::new(key));
+    let client = Client::builder()
+        .endpoint(endpoint("sim-a", &sim_a)?)
+        .key("sim-a", key("a1", "sk-demo-a1"))
+        .key("sim-a", key("a2", "sk-demo-a2"))
+        .endpoint(endpoint("sim-b", &sim_b)?)
+        .key("sim-b", key("b1", "sk-demo-b1"))
+        .key("sim-b", key("b2", "sk-demo-b2"))
+        .group(
+            ModelGroup::new("chat")
+                .strategy(Strategy::RoundRobin)
+                .deployment(Deployment::new("sim-a", "sim-echo-1"))
+                .deployment(Deployment::new("sim-b", "sim-echo-1")),
         )
-        .await?,
-    ];
+        .group(
+            // everything it has is down: once the breaker is open, it gives up at once
+            ModelGroup::new("chat-large").pool_config(
+                PoolConfig::new(Strategy::RoundRobin).with_max_ejection_percent(100),
+            )
+            .deployment(Deployment::new("sim-b", "sim-echo-large")),
+        )
+        .fallback(
+            "chat-large",
+            ["chat"],
+            [
+                ErrorKind::Server,
+                ErrorKind::CircuitOpen,
+                ErrorKind::Unavailable,
+                ErrorKind::Connect,
+            ],
+        )
+        .resilience(resilience)
+        .timeout(timeout)
+        .build()?;
+
     println!(
-        "infermux demo: {} chat requests ({} at a time, one in three streamed) over {} simulated endpoints,\neach behind an admission queue (4 in flight), retries with backoff and a circuit breaker",
-        args.requests,
-        args.concurrency,
-        endpoints.len()
+        "infermux demo: {} chat requests ({} at a time, one in three streamed) through one client:\n  group `chat` = sim-a (keys a1, a2 — a2 throttled: 429 + Retry-After) + sim-b (keys b1, b2 — the endpoint is down)\n  group `chat-large` = sim-b only, falling back to `chat`; one request in five asks for it",
+        args.requests, args.concurrency
     );
     let bar = ProgressBar::new(args.requests as u64);
     bar.set_style(
@@ -178,69 +204,105 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let eps = &endpoints;
-    let results: Vec<bool> = futures_util::stream::iter(0..args.requests)
+    let client = &client;
+    let results: Vec<Outcome> = futures_util::stream::iter(0..args.requests)
         .map(|i| {
             let bar = bar.clone();
             async move {
-                let ep = &eps[i % eps.len()];
+                let group = if i % 5 == 4 { "chat-large" } else { "chat" };
                 let prompt = PROMPTS[i % PROMPTS.len()];
-                let req =
-                    ChatRequest::new("sim-echo-1", vec![Message::user(prompt)]).with_max_tokens(16);
-                let ok = if i % 3 == 0 {
-                    match ep
-                        .client
-                        .stream(&Request::Chat(req), RequestContext::new())
+                let req = ChatRequest::new(group, vec![Message::user(prompt)]).with_max_tokens(16);
+                let out = if i % 3 == 0 {
+                    match client
+                        .stream_served(&Request::Chat(req), RequestContext::new())
                         .await
                     {
-                        Ok(s) => StreamAccumulator::collect(s).await.is_ok(),
-                        Err(_) => false,
+                        Ok((s, served)) => StreamAccumulator::collect(s)
+                            .await
+                            .map(|_| served.expect("a routed client says who serves")),
+                        Err(e) => Err(e),
                     }
                 } else {
-                    ep.client.chat(req).await.is_ok()
+                    client
+                        .chat(req)
+                        .await
+                        .map(|r| r.served.expect("a routed client says who served"))
                 };
                 bar.inc(1);
-                ok
+                out
             }
         })
         .buffer_unordered(args.concurrency.max(1))
         .collect()
         .await;
     bar.finish_with_message(format!("done in {:.1} s", started.elapsed().as_secs_f64()));
-    for ep in &endpoints {
-        ep.sim.release_stalls();
-    }
-    let ok = results.iter().filter(|r| **r).count();
+
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let failed = results.len() - ok;
     println!(
         "\n{} requests resolved ({} ok, {} failed) in {:.1} s",
         results.len(),
         ok,
-        results.len() - ok,
+        failed,
         started.elapsed().as_secs_f64()
     );
-    let mut adds_up = results.len() == args.requests;
-    let mut attempts = 0;
-    let mut rejected = 0;
-    let mut retries = 0;
-    for ep in &endpoints {
-        let c = ep.client.counters();
-        attempts += c.requests;
-        rejected += c.rejected_total();
-        retries += c.retries;
-        adds_up &= report(ep, &c);
+    for e in results.iter().filter_map(|r| r.as_ref().err()).take(5) {
+        println!("  failed: {e}");
     }
-    let tries_add_up = attempts + rejected == args.requests as u64 + retries;
-    adds_up &= tries_add_up;
+    let served: Vec<&Served> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let mut by_key: Vec<(String, usize)> = Vec::new();
+    for s in &served {
+        let k = format!(
+            "{}/{}",
+            s.endpoint,
+            s.key_alias.as_deref().unwrap_or("-")
+        );
+        match by_key.iter_mut().find(|(n, _)| *n == k) {
+            Some((_, c)) => *c += 1,
+            None => by_key.push((k, 1)),
+        }
+    }
+    by_key.sort();
     println!(
-        "\n{} calls made {attempts} attempts and met {rejected} rejections: every call is one first try plus its {retries} retries: {}",
-        args.requests,
-        if tries_add_up { "yes" } else { "NO" }
+        "answers by endpoint/key: {}",
+        by_key
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
+    let fallbacks = served.iter().filter(|s| s.fallback.is_some()).count();
+    let retried = served.iter().filter(|s| s.attempts > 1).count();
+    println!(
+        "fallbacks taken (chat-large → chat): {fallbacks}; answers that needed more than one attempt: {retried}"
+    );
+    println!(
+        "429s answered by the throttled key a2: {}",
+        sim_a
+            .requests_log()
+            .iter()
+            .filter(|r| r.key.as_deref() == Some("sk-demo-a2"))
+            .count()
+            .min(4)
+    );
+
+    report_pool(client, "chat");
+    report_pool(client, "chat-large");
+    let mut adds_up = results.len() == args.requests;
+    for ((id, c), sim) in client.endpoint_counters().iter().zip([&sim_a, &sim_b]) {
+        adds_up &= report_endpoint(id.as_str(), sim, c);
+    }
+    if failed > 0 {
+        return Err(infermux::Error::new(
+            ErrorKind::Unavailable,
+            format!("{failed} of {} requests failed", results.len()),
+        ));
+    }
     if adds_up {
         Ok(())
     } else {
         Err(infermux::Error::new(
-            infermux::ErrorKind::Decode,
+            ErrorKind::Decode,
             "the report does not add up",
         ))
     }
