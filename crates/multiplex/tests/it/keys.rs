@@ -159,7 +159,10 @@ async fn a_retry_avoids_the_member_that_failed_while_another_is_eligible() {
     }
     let mut by_request: HashMap<_, Vec<String>> = HashMap::new();
     for s in stub.seen() {
-        by_request.entry(s.request).or_default().push(s.key.unwrap());
+        by_request
+            .entry(s.request)
+            .or_default()
+            .push(s.key.unwrap());
     }
     for keys in by_request.values() {
         assert!(keys == &["a", "b"] || keys == &["b"], "{keys:?}");
