@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const MINUTE_NS: u128 = 60_000_000_000;
 
-/// A GCRA limiter: capacity `burst` units, refilling at `per_minute` units a minute.
+/// A GCRA limiter: capacity `burst` units, refilling at `per_minute` units a minute (one unit
+/// every `⌈60 s / per_minute⌉` nanoseconds).
 ///
 /// ```
 /// use infermux_multiplex::gcra::Gcra;
@@ -28,6 +29,9 @@ pub struct Gcra {
     tat: AtomicU64,
     burst: u64,
     per_minute: u64,
+    /// Nanoseconds one unit takes off the bucket, rounded up (so the rate never exceeds
+    /// `per_minute`).
+    unit: u64,
     tolerance: u64,
 }
 
@@ -37,12 +41,15 @@ impl Gcra {
         if burst == 0 || per_minute == 0 {
             return None;
         }
-        let tolerance = u128::from(burst) * MINUTE_NS / u128::from(per_minute);
+        let unit = u64::try_from(MINUTE_NS.div_ceil(u128::from(per_minute)))
+            .unwrap_or(u64::MAX)
+            .max(1);
         Some(Gcra {
             tat: AtomicU64::new(0),
             burst,
             per_minute,
-            tolerance: u64::try_from(tolerance).unwrap_or(u64::MAX),
+            unit,
+            tolerance: burst.saturating_mul(unit),
         })
     }
 
@@ -57,9 +64,9 @@ impl Gcra {
     }
 
     /// The time `units` take off the bucket, rounded up (so the rate is never exceeded).
+    #[inline]
     fn cost(&self, units: u64) -> u64 {
-        let ns = (u128::from(units) * MINUTE_NS).div_ceil(u128::from(self.per_minute));
-        u64::try_from(ns).unwrap_or(u64::MAX)
+        units.saturating_mul(self.unit)
     }
 
     /// Takes `units` at `now` (ns since the epoch), or says when they would fit (`Err(at)`,
@@ -85,6 +92,7 @@ impl Gcra {
     }
 
     /// When `units` would fit (`<= now`: now; `u64::MAX`: never), without taking them.
+    #[inline]
     pub fn ready_at(&self, units: u64, now: u64) -> u64 {
         if units > self.burst {
             return u64::MAX;

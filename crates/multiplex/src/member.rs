@@ -16,6 +16,10 @@ pub(crate) const NEVER: u64 = u64::MAX;
 #[derive(Debug)]
 pub(crate) struct KeyState {
     pub(crate) alias: Option<Arc<str>>,
+    /// The members sending the key.
+    pub(crate) members: u64,
+    /// The latest end of its cooldown, removal and announced limit: one load for the scan.
+    pub(crate) until: AtomicU64,
     /// Cooling (429) until, ns since the epoch; re-cooling only extends.
     pub(crate) cool_until: AtomicU64,
     /// Removed until (0: not removed, [`NEVER`]: until reconfigured).
@@ -32,6 +36,8 @@ impl KeyState {
     pub(crate) fn new(alias: Option<Arc<str>>, rpm: Option<Gcra>, tpm: Option<Gcra>) -> Self {
         KeyState {
             alias,
+            members: 0,
+            until: AtomicU64::new(0),
             cool_until: AtomicU64::new(0),
             removed_until: AtomicU64::new(0),
             removed_reason: AtomicU8::new(0),
@@ -50,6 +56,19 @@ impl KeyState {
             Ordering::Release,
         );
         self.removed_until.fetch_max(until, Ordering::AcqRel);
+        self.until.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// Cools the key down until `until` (a later cooldown wins).
+    pub(crate) fn cool(&self, until: u64) {
+        self.cool_until.fetch_max(until, Ordering::AcqRel);
+        self.until.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// Holds the key back until `until`, as its provider announced (a later end wins).
+    pub(crate) fn limit(&self, until: u64) {
+        self.limited_until.fetch_max(until, Ordering::AcqRel);
+        self.until.fetch_max(until, Ordering::AcqRel);
     }
 
     pub(crate) fn removal(&self, now: u64) -> Option<(RemovalReason, u64)> {
@@ -66,10 +85,7 @@ impl KeyState {
     /// The latest of the time-based holds (cooling, removal, limit), 0 when none.
     #[inline]
     pub(crate) fn held_until(&self) -> u64 {
-        self.cool_until
-            .load(Ordering::Relaxed)
-            .max(self.removed_until.load(Ordering::Relaxed))
-            .max(self.limited_until.load(Ordering::Relaxed))
+        self.until.load(Ordering::Relaxed)
     }
 
     /// When the key's limits let one request of `tokens` through (0 without limits).

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::future::poll_fn;
 use std::pin::pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -35,10 +35,34 @@ const MAX_SCHEDULE: u64 = 4096;
 struct Endpoint {
     exec: Arc<AttemptExecutor>,
     id: EndpointId,
-    /// Its breaker refused until (ns; [`NEVER`]: until one of its permits is released).
-    breaker_blocked: AtomicU64,
+    index: usize,
+    /// The members on it.
+    members: u64,
     /// Whether its release hook wakes this pool.
     hooked: bool,
+}
+
+/// What the endpoints' release hooks touch (they hold it, not the pool, so no cycle).
+struct Signal {
+    queue: WaitQueue,
+    /// Per endpoint: its breaker refused until (ns; [`NEVER`]: until one of its permits is
+    /// released; 0: nothing known).
+    blocked: Box<[AtomicU64]>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Signal {
+    /// A permit of endpoint `e` went back to its free count.
+    fn on_release(&self, e: usize) {
+        if let Some(b) = self.blocked.get(e)
+            && b.load(Ordering::Relaxed) == NEVER
+        {
+            let _ = b.compare_exchange(NEVER, 0, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        if self.queue.len() > 0 {
+            self.queue.sweep(self.clock.now());
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -61,7 +85,7 @@ struct Inner {
     cursor: AtomicU64,
     rng: AtomicU64,
     schedule: Box<[u8]>,
-    queue: WaitQueue,
+    signal: Arc<Signal>,
     counters: Counters,
     has_tpm: bool,
     has_limits: bool,
@@ -81,7 +105,7 @@ impl fmt::Debug for MultiPool {
         f.debug_struct("MultiPool")
             .field("strategy", &self.inner.config.strategy)
             .field("members", &self.inner.members.len())
-            .field("queued", &self.inner.queue.len())
+            .field("queued", &self.inner.signal.queue.len())
             .finish_non_exhaustive()
     }
 }
@@ -212,8 +236,9 @@ impl MultiPool {
         }
         let mut keys: Vec<KeyState> = Vec::new();
         // (endpoint, alias) → key index; alias → endpoint
-        let mut by_key: HashMap<(usize, Option<String>), (usize, Option<u32>, Option<u32>)> =
-            HashMap::new();
+        // (endpoint, alias) → (key index, rpm, tpm)
+        type Limits = (usize, Option<u32>, Option<u32>);
+        let mut by_key: HashMap<(usize, Option<String>), Limits> = HashMap::new();
         let mut alias_endpoint: HashMap<String, usize> = HashMap::new();
         let mut built = Vec::with_capacity(members.len());
         for (i, spec) in members.iter().enumerate() {
@@ -299,40 +324,51 @@ impl MultiPool {
         let has_tpm = keys.iter().any(|k| k.tpm.is_some());
         let has_limits = has_tpm || keys.iter().any(|k| k.rpm.is_some());
         let epoch = clock.now();
-        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
-            let endpoints = executors
+        let signal = Arc::new(Signal {
+            queue: WaitQueue::new(config.age_step),
+            blocked: executors.iter().map(|_| AtomicU64::new(0)).collect(),
+            clock: clock.clone(),
+        });
+        let endpoints = executors
+            .iter()
+            .enumerate()
+            .map(|(e, exec)| {
+                let s = signal.clone();
+                let hook: Arc<dyn Fn() + Send + Sync> = Arc::new(move || s.on_release(e));
+                Endpoint {
+                    hooked: exec.admission().on_release(hook).is_ok(),
+                    id: exec.provider().endpoint().clone(),
+                    index: e,
+                    members: built
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, m)| m.endpoint == e)
+                        .fold(0, |mask, (i, _)| mask | 1 << i),
+                    exec: exec.clone(),
+                }
+            })
+            .collect();
+        for (k, key) in keys.iter_mut().enumerate() {
+            key.members = built
                 .iter()
                 .enumerate()
-                .map(|(e, exec)| {
-                    let w = weak.clone();
-                    let hook: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-                        if let Some(inner) = w.upgrade() {
-                            inner.on_release(e);
-                        }
-                    });
-                    Endpoint {
-                        hooked: exec.admission().on_release(hook).is_ok(),
-                        id: exec.provider().endpoint().clone(),
-                        exec: exec.clone(),
-                        breaker_blocked: AtomicU64::new(0),
-                    }
-                })
-                .collect();
-            Inner {
-                endpoints,
-                keys,
-                members: built,
-                queue: WaitQueue::new(config.age_step),
-                config,
-                clock,
-                epoch,
-                cursor: AtomicU64::new(0),
-                rng: AtomicU64::new(0x5EED),
-                schedule: schedule(&weights),
-                counters: Counters::default(),
-                has_tpm,
-                has_limits,
-            }
+                .filter(|(_, m)| m.key == k)
+                .fold(0, |mask, (i, _)| mask | 1 << i);
+        }
+        let inner = Arc::new(Inner {
+            endpoints,
+            keys,
+            members: built,
+            signal,
+            config,
+            clock,
+            epoch,
+            cursor: AtomicU64::new(0),
+            rng: AtomicU64::new(0x5EED),
+            schedule: schedule(&weights),
+            counters: Counters::default(),
+            has_tpm,
+            has_limits,
         });
         Ok(MultiPool { inner })
     }
@@ -420,7 +456,7 @@ impl MultiPool {
             unavailable: c.unavailable.load(Ordering::Relaxed),
             queue_full: c.queue_full.load(Ordering::Relaxed),
             ejection_overrides: c.overrides.load(Ordering::Relaxed),
-            queued: self.inner.queue.len(),
+            queued: self.inner.signal.queue.len(),
         }
     }
 
@@ -595,17 +631,9 @@ impl Inner {
         splitmix(self.rng.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed))
     }
 
-    /// A permit of endpoint `e` went back to its free count.
-    fn on_release(&self, e: usize) {
-        let _ = self.endpoints[e].breaker_blocked.compare_exchange(
-            NEVER,
-            0,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
-        if self.queue.len() > 0 {
-            self.queue.sweep(self.clock.now());
-        }
+    #[inline]
+    fn blocked(&self, e: usize) -> &AtomicU64 {
+        &self.signal.blocked[e]
     }
 
     /// Whether endpoint `e`'s breaker may admit at `now` (as far as the pool knows without
@@ -615,7 +643,7 @@ impl Inner {
     /// ([`Inner::learn_breakers`]); an open breaker it knows nothing of is held back.
     #[inline]
     fn breaker_may_admit(&self, ep: &Endpoint, now: u64) -> bool {
-        let blocked = ep.breaker_blocked.load(Ordering::Relaxed);
+        let blocked = self.blocked(ep.index).load(Ordering::Relaxed);
         blocked <= now && (blocked != 0 || ep.exec.breaker_state() != BreakerState::Open)
     }
 
@@ -623,7 +651,7 @@ impl Inner {
     /// probe ticket it hands out is given back unused at once).
     fn learn_breakers(&self, now: u64) {
         for ep in &self.endpoints {
-            if ep.breaker_blocked.load(Ordering::Relaxed) != 0
+            if self.blocked(ep.index).load(Ordering::Relaxed) != 0
                 || ep.exec.breaker_state() != BreakerState::Open
             {
                 continue;
@@ -638,31 +666,34 @@ impl Inner {
                     .retry_after()
                     .map_or(NEVER, |d| now.saturating_add(dur_ns(d)).max(1)),
             };
-            let _ = ep
-                .breaker_blocked
-                .compare_exchange(0, at, Ordering::AcqRel, Ordering::Relaxed);
+            let _ =
+                self.blocked(ep.index)
+                    .compare_exchange(0, at, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
 
-    /// The members that can take an attempt of `tokens` now: the scan.
+    /// The members that can take an attempt of `tokens` now: the scan (endpoints, then keys).
     #[inline]
     fn eligible(&self, now: u64, tokens: u64) -> u64 {
-        let mut mask = 0u64;
-        for (i, m) in self.members.iter().enumerate() {
-            let key = &self.keys[m.key];
-            if key.held_until() > now {
-                continue;
+        let mut by_endpoint = 0u64;
+        for ep in &self.endpoints {
+            if self.breaker_may_admit(ep, now) && ep.exec.admission().available() > 0 {
+                by_endpoint |= ep.members;
             }
-            if self.has_limits && key.limits_ready_at(tokens, now) > now {
-                continue;
-            }
-            let ep = &self.endpoints[m.endpoint];
-            if !self.breaker_may_admit(ep, now) || ep.exec.admission().available() == 0 {
-                continue;
-            }
-            mask |= 1 << i;
         }
-        mask
+        if by_endpoint == 0 {
+            return 0;
+        }
+        let mut by_key = 0u64;
+        for key in &self.keys {
+            if key.members & by_endpoint != 0
+                && key.held_until() <= now
+                && (!self.has_limits || key.limits_ready_at(tokens, now) <= now)
+            {
+                by_key |= key.members;
+            }
+        }
+        by_endpoint & by_key
     }
 
     /// When member `i` could take an attempt of `tokens`.
@@ -678,7 +709,7 @@ impl Inner {
         }
         let ep = &self.endpoints[m.endpoint];
         let mut at = key.held_until().max(limits);
-        let blocked = ep.breaker_blocked.load(Ordering::Relaxed);
+        let blocked = self.blocked(ep.index).load(Ordering::Relaxed);
         let blocked = if blocked == 0 && ep.exec.breaker_state() == BreakerState::Open {
             NEVER
         } else {
@@ -781,8 +812,11 @@ impl Inner {
         // an open breaker the pool knows nothing of is asked when it lets a probe through,
         // even while other members serve: a recovered endpoint must be probed to rejoin
         self.learn_breakers(now);
-        for _ in 0..=self.members.len() {
-            let mask = self.eligible(now, tokens) & !failed;
+        let mut mask = self.eligible(now, tokens);
+        for round in 0..=self.members.len() {
+            if round > 0 {
+                mask = self.eligible(now, tokens) & !failed;
+            }
             if mask == 0 {
                 break;
             }
@@ -833,7 +867,7 @@ impl Inner {
                     let until = retry_after.map_or(NEVER, |d| {
                         now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(NEVER))
                     });
-                    ep.breaker_blocked
+                    self.blocked(ep.index)
                         .store(until.max(now + 1), Ordering::Release);
                 }
                 None
@@ -851,7 +885,7 @@ impl Inner {
                 && key.limits_ready_at(tokens, now) <= now
                 && ep.exec.admission().available() > 0
                 && (ep.exec.breaker_state() == BreakerState::Open
-                    || ep.breaker_blocked.load(Ordering::Relaxed) > now)
+                    || self.blocked(ep.index).load(Ordering::Relaxed) > now)
             {
                 mask |= 1 << i;
             }
@@ -874,8 +908,8 @@ impl Inner {
         }
         let candidates = self.breaker_only(now, tokens);
         let i = bits(candidates).min_by_key(|&i| {
-            let b = self.endpoints[self.members[i].endpoint]
-                .breaker_blocked
+            let b = self
+                .blocked(self.members[i].endpoint)
                 .load(Ordering::Relaxed);
             (b, i)
         })?;
@@ -978,7 +1012,7 @@ impl Inner {
     }
 
     fn cool(&self, key: &KeyState, until: u64) {
-        key.cool_until.fetch_max(until, Ordering::AcqRel);
+        key.cool(until);
         self.counters.cooldowns.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -1028,7 +1062,7 @@ impl Pool for MultiPool {
         let tokens = inner.estimate(&req);
         let tried = inner.tried_mask(req.tried);
         let now = inner.now_ns();
-        if inner.queue.len() == 0
+        if inner.signal.queue.len() == 0
             && let Picked::Lease(lease) = inner.pick(now, tokens, tried)
         {
             return Ok(lease);
@@ -1043,7 +1077,7 @@ impl Pool for MultiPool {
             inner.counters.unavailable.fetch_add(1, Ordering::Relaxed);
             return Err(e);
         }
-        let Some(slot) = inner.queue.push(
+        let Some(slot) = inner.signal.queue.push(
             req.ctx.priority(),
             inner.clock.now(),
             inner.config.max_queued,
@@ -1059,13 +1093,13 @@ impl Pool for MultiPool {
         };
         inner.counters.waits.fetch_add(1, Ordering::Relaxed);
         let mut waiting = Waiting {
-            queue: &inner.queue,
+            queue: &inner.signal.queue,
             slot: slot.clone(),
             clock: &inner.clock,
             pass: false,
         };
         // let the queue's order decide who goes first
-        inner.queue.sweep(inner.clock.now());
+        inner.signal.queue.sweep(inner.clock.now());
         let mut timer = pin!(None::<tokio::time::Sleep>);
         let mut timer_at: Option<u64> = None;
         let mut deadline_timer = pin!(deadline.map(tokio::time::sleep_until));
@@ -1086,7 +1120,7 @@ impl Pool for MultiPool {
                     }
                     Picked::None { estimate_bound } => {
                         if baton && estimate_bound {
-                            inner.queue.pass(inner.clock.now());
+                            inner.signal.queue.pass(inner.clock.now());
                         }
                     }
                 }
@@ -1158,8 +1192,7 @@ impl Pool for MultiPool {
                     }
                 }
                 if let Some(d) = r.rate_limits.and_then(RateLimitInfo::exhausted_until) {
-                    key.limited_until
-                        .fetch_max(now.saturating_add(dur_ns(d)), Ordering::AcqRel);
+                    key.limit(now.saturating_add(dur_ns(d)));
                 }
             }
             Err(e) => {
@@ -1191,8 +1224,8 @@ impl Pool for MultiPool {
                 }
             }
         }
-        if freed && inner.queue.len() > 0 {
-            inner.queue.sweep(inner.clock.now());
+        if freed && inner.signal.queue.len() > 0 {
+            inner.signal.queue.sweep(inner.clock.now());
         }
     }
 

@@ -132,3 +132,39 @@ async fn a_recooled_key_keeps_the_later_end() {
     };
     assert_eq!(until - start.into_std(), Duration::from_secs(30));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_avoids_the_member_that_failed_while_another_is_eligible() {
+    // key a fails with 5xx (not held back: no breaker) and is weighted 100:1 over key b, so
+    // only the preference for untried members sends the retry to b
+    let stub = Stub::new("tried", |_req, ctx| {
+        let alias = ctx.key().map(|k| k.alias().to_owned());
+        async move {
+            match alias.as_deref() {
+                Some("a") => Err(Error::new(ErrorKind::Server, "boom").with_status(500)),
+                _ => ok(),
+            }
+        }
+    });
+    let pool = pool(
+        vec![executor(stub.clone(), 8, None)],
+        vec![keyed(0, "a").with_weight(100), keyed(0, "b")],
+        PoolConfig::new(Strategy::Weighted),
+    );
+    let p = policy(2, Duration::from_secs(30));
+    for _ in 0..10 {
+        p.call(&pool, &chat(), &RequestContext::new())
+            .await
+            .expect("the retry goes to key b");
+    }
+    let mut by_request: HashMap<_, Vec<String>> = HashMap::new();
+    for s in stub.seen() {
+        by_request
+            .entry(s.request)
+            .or_default()
+            .push(s.key.unwrap());
+    }
+    for keys in by_request.values() {
+        assert!(keys == &["a", "b"] || keys == &["b"], "{keys:?}");
+    }
+}
