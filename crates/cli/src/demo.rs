@@ -17,8 +17,7 @@ use infermux::resilience::queue::QueueConfig;
 use infermux::resilience::retry::StandardRetry;
 use infermux::{
     ApiKey, ChatRequest, Client, CounterSnapshot, Deployment, EndpointConfig, ErrorKind, Message,
-    ModelGroup, NamedKey, PoolConfig, Request, RequestContext, Served, StreamAccumulator,
-    Strategy,
+    ModelGroup, NamedKey, PoolConfig, Request, RequestContext, Served, Strategy, StreamAccumulator,
 };
 use infermux_testkit::{Fault, FaultPlan, KeyBehaviour, Simulator};
 
@@ -133,7 +132,7 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
     .map_err(config_error)?;
     sim_a.set_key(
         "sk-demo-a2",
-        KeyBehaviour::rate_limited_for(Duration::from_millis(1000), 4),
+        KeyBehaviour::rate_limited_for(Duration::from_millis(50), 3),
     );
     // sim-b: down (every request a 503)
     let sim_b = Simulator::start(FaultPlan::seeded(args.seed + 1).with(Fault::Unavailable, 1.0))
@@ -152,7 +151,7 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
     let breaker = BreakerConfig::standard()
         .with_window(SlidingWindow::Count(20))
         .with_minimum_calls(5)
-        .with_open_wait(Duration::from_secs(2))
+        .with_open_wait(Duration::from_secs(10))
         .with_half_open_probes(1)
         .validate()?;
     let resilience = ResilienceConfig::standard()
@@ -175,10 +174,9 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
         )
         .group(
             // everything it has is down: once the breaker is open, it gives up at once
-            ModelGroup::new("chat-large").pool_config(
-                PoolConfig::new(Strategy::RoundRobin).with_max_ejection_percent(100),
-            )
-            .deployment(Deployment::new("sim-b", "sim-echo-large")),
+            ModelGroup::new("chat-large")
+                .pool_config(PoolConfig::new(Strategy::RoundRobin).with_max_ejection_percent(100))
+                .deployment(Deployment::new("sim-b", "sim-echo-large")),
         )
         .fallback(
             "chat-large",
@@ -252,11 +250,7 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
     let served: Vec<&Served> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     let mut by_key: Vec<(String, usize)> = Vec::new();
     for s in &served {
-        let k = format!(
-            "{}/{}",
-            s.endpoint,
-            s.key_alias.as_deref().unwrap_or("-")
-        );
+        let k = format!("{}/{}", s.endpoint, s.key_alias.as_deref().unwrap_or("-"));
         match by_key.iter_mut().find(|(n, _)| *n == k) {
             Some((_, c)) => *c += 1,
             None => by_key.push((k, 1)),
@@ -283,7 +277,7 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
             .iter()
             .filter(|r| r.key.as_deref() == Some("sk-demo-a2"))
             .count()
-            .min(4)
+            .min(3)
     );
 
     report_pool(client, "chat");

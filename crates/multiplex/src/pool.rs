@@ -1055,6 +1055,23 @@ impl Drop for Waiting<'_> {
 }
 
 impl Pool for MultiPool {
+    /// A member on an endpoint none of the failed attempts went to, whose key is not removed
+    /// for good: the next attempt can fail over there.
+    fn can_fail_over(&self, tried: &[u32]) -> bool {
+        let inner = &*self.inner;
+        let mut failed_endpoints = 0u64;
+        for &t in tried {
+            if let Some(m) = inner.members.get(t as usize) {
+                failed_endpoints |= 1 << (m.endpoint % 64);
+            }
+        }
+        let now = inner.now_ns();
+        inner.members.iter().any(|m| {
+            failed_endpoints & (1 << (m.endpoint % 64)) == 0
+                && !matches!(inner.keys[m.key].removal(now), Some((_, NEVER)))
+        })
+    }
+
     /// Picks a member now, or waits in the pool's priority queue until one can take the
     /// attempt; refuses at once when none can before the deadline.
     async fn admit<'a>(&'a self, req: Admit<'_>) -> Result<Lease<'a>> {

@@ -8,9 +8,10 @@ use infermux_core::{ErrorKind, Idempotency, StopReason};
 use infermux_resilience::retry::{Attempt, Decision, RetryPolicy};
 
 /// Retries errors scoped to one key — `RateLimited` (429), `Auth` (401/403) and
-/// `QuotaExceeded` — and connection failures (of an idempotent call, or one that never reached
-/// the server) at once, up to `max_attempts` attempts, and leaves every other error to
-/// `inner`.
+/// `QuotaExceeded` — at once, and an endpoint's failures (connection, 5xx, overload, timeout;
+/// of an idempotent call, or one that never reached the server) at once when the pool can fail
+/// over to another endpoint ([`Attempt::failover`]), up to `max_attempts` attempts; leaves
+/// every other error to `inner`.
 ///
 /// With a [`MultiPool`](crate::MultiPool) the next attempt avoids the key: the pool cools it
 /// down or removes it, and when no other key can serve, the pool's own admission waits for the
@@ -59,11 +60,14 @@ impl RetryPolicy for KeyRetry {
                     Decision::Retry(Duration::ZERO)
                 }
             }
-            // a connection that failed is the endpoint's: the next attempt goes at once to
-            // another member (the pool avoids the one tried; the endpoint's breaker keeps
-            // calls off it), not through the retry budget meant to spare one dead endpoint
-            ErrorKind::Connect
-                if !a.stream_started
+            // an endpoint's failure (its connection, a 5xx, an overload, its own timeout)
+            // while another endpoint can take the call: the next attempt goes there at once
+            // (the pool avoids the endpoints tried; their breakers keep calls off them), not
+            // through the backoff and retry budget meant to spare one failing endpoint
+            ErrorKind::Connect | ErrorKind::Server | ErrorKind::Overloaded | ErrorKind::Timeout
+                if a.failover
+                    && !a.stream_started
+                    && a.error.should_retry() != Some(false)
                     && (a.idempotency == Idempotency::Idempotent
                         || a.error.reached_server() == Some(false)) =>
             {

@@ -172,6 +172,7 @@ impl CallPolicy {
 
     /// The policy's decision after a failed or refused try: `Ok(pause)` to retry, or the
     /// final error (carrying the attempts made and why retrying stopped).
+    #[allow(clippy::too_many_arguments)] // the try's whole state, passed once
     fn after_failure(
         &self,
         e: Error,
@@ -180,10 +181,12 @@ impl CallPolicy {
         deadline: &CallDeadline,
         ctx: &RequestContext,
         counters: Option<&EndpointCounters>,
+        failover: bool,
     ) -> std::result::Result<Duration, Error> {
         let a = Attempt::new(&e, tries)
             .with_remaining(deadline.remaining())
-            .with_idempotency(ctx.idempotency());
+            .with_idempotency(ctx.idempotency())
+            .with_failover(failover);
         let reason = match self.retry.decide(&a) {
             Decision::Retry(after) => {
                 if let Some(c) = counters {
@@ -266,7 +269,7 @@ impl CallPolicy {
                 Err(e) => {
                     computed_at = None;
                     let counters = pool.retry_counters();
-                    match self.after_failure(e, tries, attempts, &deadline, ctx, counters) {
+                    match self.after_failure(e, tries, attempts, &deadline, ctx, counters, false) {
                         Ok(after) => {
                             self.pause(after, &deadline).await;
                             continue;
@@ -327,7 +330,9 @@ impl CallPolicy {
                 Err(e) => {
                     tried.push(member);
                     let counters = Some(&*exec.counters);
-                    match self.after_failure(e, tries, attempts, &deadline, ctx, counters) {
+                    let failover = pool.can_fail_over(&tried);
+                    match self.after_failure(e, tries, attempts, &deadline, ctx, counters, failover)
+                    {
                         Ok(after) => self.pause(after, &deadline).await,
                         Err(e) => return finish_span(&call_span, attempts, Err(e)),
                     }
@@ -371,7 +376,7 @@ impl CallPolicy {
                 Ok(lease) => lease,
                 Err(e) => {
                     let counters = pool.retry_counters();
-                    match self.after_failure(e, tries, attempts, &deadline, ctx, counters) {
+                    match self.after_failure(e, tries, attempts, &deadline, ctx, counters, false) {
                         Ok(after) => {
                             self.pause(after, &deadline).await;
                             continue;
@@ -443,7 +448,9 @@ impl CallPolicy {
                 Err(e) => {
                     tried.push(member);
                     let counters = Some(&*exec.counters);
-                    match self.after_failure(e, tries, attempts, &deadline, ctx, counters) {
+                    let failover = pool.can_fail_over(&tried);
+                    match self.after_failure(e, tries, attempts, &deadline, ctx, counters, failover)
+                    {
                         Ok(after) => self.pause(after, &deadline).await,
                         Err(e) => return finish_span(&call_span, attempts, Err(e)),
                     }
@@ -496,7 +503,9 @@ impl CallPolicy {
                     Ok(lease) => lease,
                     Err(e) => {
                         let counters = pool.retry_counters();
-                        match self.after_failure(e, tries, attempts, &deadline, ctx, counters) {
+                        match self
+                            .after_failure(e, tries, attempts, &deadline, ctx, counters, false)
+                        {
                             Ok(after) => {
                                 self.pause(after, &deadline).await;
                                 continue;
@@ -541,7 +550,10 @@ impl CallPolicy {
                     Err(e) => {
                         tried.push(member);
                         let counters = Some(&*exec.counters);
-                        match self.after_failure(e, tries, attempts, &deadline, ctx, counters) {
+                        let failover = pool.can_fail_over(&tried);
+                        match self
+                            .after_failure(e, tries, attempts, &deadline, ctx, counters, failover)
+                        {
                             Ok(after) => self.pause(after, &deadline).await,
                             Err(e) => return finish_span(&call_span, attempts, Err(e)),
                         }

@@ -154,6 +154,14 @@ pub trait Pool: Send + Sync {
         false
     }
 
+    /// Whether a member other than those in `tried` (members that failed in this call) could
+    /// take the next attempt — now or after a wait — so a retry policy may fail over at once
+    /// instead of backing off (see [`Attempt::failover`](crate::retry::Attempt::failover)).
+    fn can_fail_over(&self, tried: &[u32]) -> bool {
+        let _ = tried;
+        false
+    }
+
     /// The counters a retry after a refused admission is counted on (a pool of one: its
     /// endpoint's).
     fn retry_counters(&self) -> Option<&EndpointCounters> {

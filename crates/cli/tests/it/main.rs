@@ -289,3 +289,47 @@ fn errors_print_their_cause_chain_without_colour_off_a_terminal() {
     assert!(err.to_lowercase().contains("connection refused"), "{err}");
     assert!(!err.contains('\u{1b}'), "colour on a pipe: {err:?}");
 }
+
+/// `infermux demo` (the README's first command): every request succeeds through the pool, and
+/// the report shows the rotation, the cooldowns, the breaker that opened and the fallbacks.
+#[test]
+fn the_demo_answers_every_request_and_reports_rotation_cooldowns_breaker_and_fallbacks() {
+    let out = Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("300 requests resolved (300 ok, 0 failed)"),
+        "{text}"
+    );
+    // rotation: both keys of sim-a answered
+    assert!(
+        text.contains("sim-a/a1") && text.contains("sim-a/a2"),
+        "{text}"
+    );
+    // the throttled key cooled down, the down endpoint's breaker opened, fallbacks were taken
+    let number_after = |label: &str| -> u64 {
+        let at = text
+            .find(label)
+            .unwrap_or_else(|| panic!("no `{label}` in {text}"));
+        text[at + label.len()..]
+            .trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(number_after("cooldowns") >= 1, "{text}");
+    assert!(
+        number_after("fallbacks taken (chat-large → chat):") >= 1,
+        "{text}"
+    );
+    let sim_b = &text[text.find("endpoint sim-b").unwrap()..];
+    assert!(sim_b.contains("breaker trips        1"), "{sim_b}");
+}

@@ -23,6 +23,9 @@ pub struct Attempt<'a> {
     pub idempotency: Idempotency,
     /// Whether a streamed answer already delivered content to the caller.
     pub stream_started: bool,
+    /// Whether the pool has another member (another endpoint or key) the next attempt can go
+    /// to: a policy may fail over at once instead of backing off on the same endpoint.
+    pub failover: bool,
 }
 
 impl<'a> Attempt<'a> {
@@ -34,6 +37,7 @@ impl<'a> Attempt<'a> {
             remaining: None,
             idempotency: Idempotency::Idempotent,
             stream_started: false,
+            failover: false,
         }
     }
     /// Sets the time left.
@@ -49,6 +53,11 @@ impl<'a> Attempt<'a> {
     /// Marks a stream that already delivered content.
     pub fn with_stream_started(mut self, started: bool) -> Self {
         self.stream_started = started;
+        self
+    }
+    /// Says whether another member of the pool can take the next attempt.
+    pub fn with_failover(mut self, failover: bool) -> Self {
+        self.failover = failover;
         self
     }
 }
