@@ -41,7 +41,7 @@ enum Command {
     Chat {
         #[command(flatten)]
         endpoint: EndpointArgs,
-        /// Model name.
+        /// Model name (with `--config`: a model group).
         #[arg(long, default_value = "default")]
         model: String,
         /// System prompt.
@@ -56,7 +56,7 @@ enum Command {
         /// The prompt.
         prompt: String,
     },
-    /// List the models of a server.
+    /// List the models of a server (with `--config`: each model group and its deployments).
     Models {
         #[command(flatten)]
         endpoint: EndpointArgs,
@@ -66,6 +66,10 @@ enum Command {
 /// Where and how to reach the server.
 #[derive(Args)]
 struct EndpointArgs {
+    /// An infermux.toml (see docs/config.md): its endpoints, keys, groups and fallbacks, with
+    /// `--model` naming a group. Replaces --base-url, --provider and --api-key-env.
+    #[arg(long, conflicts_with_all = ["base_url", "api_key_env"])]
+    config: Option<std::path::PathBuf>,
     /// Base URL, e.g. http://127.0.0.1:8080/v1. Without it: $INFERMUX_BASE_URL, then the
     /// provider's own variable (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, OLLAMA_HOST…), then the
     /// provider's default URL when it has one.
@@ -152,6 +156,9 @@ fn base_url(provider: ProviderKind, flag: Option<String>) -> infermux::Result<St
 }
 
 fn client(args: EndpointArgs) -> infermux::Result<Client> {
+    if let Some(path) = &args.config {
+        return Client::from_path(path);
+    }
     let provider = args.provider.0;
     let mut cfg = EndpointConfig::new("cli", base_url(provider, args.base_url)?)?;
     cfg = match args.api_key_env.as_deref() {
@@ -209,9 +216,17 @@ async fn chat(
             "{}",
             finish_line(answer.finish_reason.as_ref(), answer.usage.as_ref())
         );
+        if let Some(s) = &answer.served {
+            eprintln!("[served by {s}]");
+        }
         return Ok(());
     }
-    let mut stream = client.stream_chat(request).await?;
+    let (mut stream, served) = client
+        .stream_served(
+            &infermux::Request::Chat(request),
+            infermux::RequestContext::new(),
+        )
+        .await?;
     let mut out = std::io::stdout().lock();
     let (mut reason, mut usage) = (None, None);
     while let Some(ev) = stream.next().await {
@@ -233,6 +248,23 @@ async fn chat(
     let _ = writeln!(out);
     let _ = out.flush();
     eprintln!("{}", finish_line(reason.as_ref(), usage.as_ref()));
+    if let Some(s) = &served {
+        eprintln!("[served by {s}]");
+    }
+    Ok(())
+}
+
+/// `models --config`: each group with its deployments (endpoint/model).
+fn list_groups(path: &std::path::Path) -> infermux::Result<()> {
+    let config = infermux::config::Config::from_path(path)?;
+    for g in &config.groups {
+        let deployments: Vec<String> = g
+            .deployments
+            .iter()
+            .map(|d| format!("{}/{}", d.endpoint, d.model))
+            .collect();
+        println!("{}: {}", g.name, deployments.join(", "));
+    }
     Ok(())
 }
 
@@ -273,6 +305,9 @@ async fn main() -> ExitCode {
         } => chat(endpoint, model, system, max_tokens, no_stream, prompt).await,
         Command::Models { endpoint } => {
             async {
+                if let Some(path) = &endpoint.config {
+                    return list_groups(path);
+                }
                 for m in client(endpoint)?.models().await?.models {
                     println!("{}", m.id);
                 }

@@ -11,8 +11,8 @@ use std::fmt;
 use infermux_core::{
     ApiKey, Capabilities, ChatRequest, ChatResponse, CompletionRequest, CompletionResponse,
     CounterSnapshot, EmbeddingRequest, EmbeddingResponse, EndpointId, Error, ErrorKind,
-    EventStream, ModelList, Provider, Request, RequestContext, RerankRequest, RerankResponse,
-    Response, Result, Served,
+    EventStream, ModelList, Priority, Provider, Request, RequestContext, RerankRequest,
+    RerankResponse, Response, Result, Served,
 };
 use infermux_multiplex::{KeyRetry, MemberSpec, MultiPool, PoolConfig, Strategy};
 use infermux_resilience::{
@@ -189,6 +189,7 @@ impl ModelGroup {
 struct EndpointEntry {
     provider: Arc<dyn Provider>,
     keys: Vec<NamedKey>,
+    permits: Option<usize>,
 }
 
 /// Builds a [`Client`]: one provider (the simple case), or endpoints with keys, model groups
@@ -237,6 +238,7 @@ pub struct ClientBuilder {
     groups: Vec<ModelGroup>,
     fallbacks: Vec<(String, Vec<String>, Vec<ErrorKind>)>,
     errors: Vec<Error>,
+    priority: Priority,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -269,7 +271,29 @@ impl ClientBuilder {
         self.endpoints.push(EndpointEntry {
             provider,
             keys: Vec::new(),
+            permits: None,
         });
+        self
+    }
+    /// Requests in flight at once on the endpoint named `endpoint` (added before); default
+    /// the resilience config's queue permits.
+    pub fn max_concurrency(mut self, endpoint: &str, permits: usize) -> Self {
+        match self
+            .endpoints
+            .iter_mut()
+            .find(|e| e.provider.endpoint().as_str() == endpoint)
+        {
+            Some(e) => e.permits = Some(permits),
+            None => self.errors.push(Error::new(
+                ErrorKind::Config,
+                format!("max_concurrency names an unknown endpoint `{endpoint}`"),
+            )),
+        }
+        self
+    }
+    /// The priority of calls made without a context (`chat`, `embed`, …). Default normal.
+    pub fn default_priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
         self
     }
     /// Adds a key to the endpoint named `endpoint` (added before); each key is a pool member
@@ -349,6 +373,7 @@ impl ClientBuilder {
                 .ok_or_else(|| Error::new(ErrorKind::Config, "a client needs a provider"))?;
             return Ok(Client {
                 inner: Arc::new(Inner::Single(Resilient::new(provider, config)?)),
+                priority: self.priority,
             });
         }
         if let Some(p) = self.provider.take() {
@@ -357,10 +382,13 @@ impl ClientBuilder {
                 EndpointEntry {
                     provider: p,
                     keys: Vec::new(),
+                    permits: None,
                 },
             );
         }
-        build_router(self.endpoints, self.groups, self.fallbacks, config)
+        let mut client = build_router(self.endpoints, self.groups, self.fallbacks, config)?;
+        client.priority = self.priority;
+        Ok(client)
     }
 }
 
@@ -382,11 +410,11 @@ fn build_router(
         if index.insert(id.as_str().to_owned(), i).is_some() {
             return Err(config_error(format!("two endpoints are named `{id}`")));
         }
-        let exec = AttemptExecutor::new(
-            e.provider.clone(),
-            config.queue.clone(),
-            config.breaker.clone(),
-        )?;
+        let queue = match e.permits {
+            Some(n) => config.queue.clone().with_permits(n),
+            None => config.queue.clone(),
+        };
+        let exec = AttemptExecutor::new(e.provider.clone(), queue, config.breaker.clone())?;
         execs.push((id, Arc::new(exec)));
     }
     if groups.is_empty() {
@@ -497,6 +525,7 @@ fn build_router(
     };
     Ok(Client {
         inner: Arc::new(Inner::Routed(router)),
+        priority: Priority::Normal,
     })
 }
 
@@ -510,6 +539,7 @@ enum Inner {
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    priority: Priority,
 }
 
 fn unexpected(op: &str) -> Error {
@@ -524,7 +554,13 @@ impl Client {
     pub fn new(provider: impl Provider + 'static) -> Self {
         Client {
             inner: Arc::new(Inner::Single(Resilient::standard(Arc::new(provider)))),
+            priority: Priority::Normal,
         }
+    }
+
+    /// A fresh context for a call made without one: the client's default priority.
+    fn context(&self) -> RequestContext {
+        RequestContext::new().with_priority(self.priority)
     }
 
     /// A builder.
@@ -644,7 +680,7 @@ impl Client {
 
     /// A chat answer.
     pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse> {
-        self.chat_with(request, RequestContext::new()).await
+        self.chat_with(request, self.context()).await
     }
 
     /// A chat answer with a given context (priority, deadline, tenant, request id).
@@ -661,7 +697,7 @@ impl Client {
 
     /// A streamed chat answer, resolved at its first event.
     pub async fn stream_chat(&self, request: ChatRequest) -> Result<EventStream> {
-        self.stream_chat_with(request, RequestContext::new()).await
+        self.stream_chat_with(request, self.context()).await
     }
 
     /// A streamed chat answer with a given context.
@@ -675,7 +711,7 @@ impl Client {
 
     /// Embeddings, one per input.
     pub async fn embed(&self, request: EmbeddingRequest) -> Result<EmbeddingResponse> {
-        self.embed_with(request, RequestContext::new()).await
+        self.embed_with(request, self.context()).await
     }
 
     /// Embeddings with a given context.
@@ -692,7 +728,7 @@ impl Client {
 
     /// A legacy completion.
     pub async fn complete(&self, request: CompletionRequest) -> Result<CompletionResponse> {
-        self.complete_with(request, RequestContext::new()).await
+        self.complete_with(request, self.context()).await
     }
 
     /// A legacy completion with a given context.
@@ -709,7 +745,7 @@ impl Client {
 
     /// Documents ranked by relevance to a query.
     pub async fn rerank(&self, request: RerankRequest) -> Result<RerankResponse> {
-        self.rerank_with(request, RequestContext::new()).await
+        self.rerank_with(request, self.context()).await
     }
 
     /// A rerank with a given context.
@@ -726,7 +762,7 @@ impl Client {
 
     /// The models the endpoint offers.
     pub async fn models(&self) -> Result<ModelList> {
-        self.models_with(RequestContext::new()).await
+        self.models_with(self.context()).await
     }
 
     /// The models, with a given context.

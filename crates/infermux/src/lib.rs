@@ -41,6 +41,7 @@
 
 mod client;
 pub mod config;
+mod from_config;
 mod providers;
 mod router;
 

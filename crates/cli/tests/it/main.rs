@@ -333,3 +333,72 @@ fn the_demo_answers_every_request_and_reports_rotation_cooldowns_breaker_and_fal
     let sim_b = &text[text.find("endpoint sim-b").unwrap()..];
     assert!(sim_b.contains("breaker trips        1"), "{sim_b}");
 }
+
+/// `chat --config FILE --model GROUP` routes through the file's pool and says who served;
+/// `models --config FILE` lists the groups.
+#[test]
+fn chat_with_a_config_routes_by_group_and_says_who_served() {
+    let (_rt, sim) = simulator(infermux_testkit::FaultPlan::none());
+    sim.set_key("sk-bad", infermux_testkit::KeyBehaviour::Unauthorized);
+    let dir = std::env::temp_dir().join(format!("infermux-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("infermux.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[endpoint]]
+name = "sim"
+provider = "openai-compat"
+base_url = "{}/v1"
+keys = [ {{ alias = "bad", value = "sk-bad" }}, {{ alias = "good", value = "sk-good" }} ]
+
+[[group]]
+name = "chat-fast"
+deployments = [ {{ endpoint = "sim", model = "sim-echo-1" }} ]
+"#,
+            sim.url()
+        ),
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    for mode in [&["--no-stream"][..], &[][..]] {
+        let args = [
+            &["chat", "--config", p, "--model", "chat-fast", "hello there"][..],
+            mode,
+        ]
+        .concat();
+        let out = infermux(&args, &[]);
+        let err = text(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert_eq!(text(&out.stdout).trim(), "Echo: hello there");
+        assert!(
+            err.contains("[served by chat-fast/sim (sim, key good)"),
+            "{err}"
+        );
+    }
+    // each of the two processes tried the bad key once (401), then took it out
+    assert_eq!(sim.requests_by_key("sk-bad"), 2);
+    let out = infermux(&["models", "--config", p], &[]);
+    assert_eq!(text(&out.stdout).trim(), "chat-fast: sim/sim-echo-1");
+    // an unknown group is an error naming the groups
+    let out = infermux(
+        &[
+            "chat",
+            "--config",
+            p,
+            "--model",
+            "nope",
+            "--no-stream",
+            "hi",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no model group named `nope`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

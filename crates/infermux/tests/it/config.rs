@@ -101,6 +101,21 @@ fn the_documented_example_parses_with_every_section() {
     let openai = cfg.endpoint("openai-a").unwrap();
     assert_eq!(openai.keys[0].key.expose(), "sk-doc-openai-1");
     assert_eq!(openai.keys[0].source, KeySource::Env("OPENAI_KEY_1".into()));
+
+    // and it builds a routed client: every group, in file order
+    let client = infermux::Client::from_config(&cfg).unwrap();
+    let groups: Vec<&str> = cfg.groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(client.groups(), groups);
+    for (id, _) in client.endpoint_counters() {
+        assert!(cfg.endpoint(id.as_str()).is_some());
+    }
+    // keys of the file appear in the metrics by alias only
+    let text = client.prometheus();
+    for e in &cfg.endpoints {
+        for k in &e.keys {
+            assert!(!k.key.appears_in(&text), "{} shows in the metrics", k.alias);
+        }
+    }
 }
 
 #[test]

@@ -1,0 +1,152 @@
+//! Building a [`Client`] from an `infermux.toml` ([`Config`]) or from the environment.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use infermux_core::{Error, ErrorKind, Result};
+use infermux_multiplex::Strategy;
+use infermux_resilience::ResilienceConfig;
+use infermux_resilience::breaker::BreakerConfig;
+use infermux_resilience::queue::QueueConfig;
+use infermux_resilience::retry::StandardRetry;
+
+use crate::config::{Config, StrategyKind};
+use crate::{Client, ClientBuilder, Deployment, ModelGroup, NamedKey};
+
+fn strategy(kind: StrategyKind) -> Strategy {
+    match kind {
+        StrategyKind::Weighted => Strategy::Weighted,
+        StrategyKind::LeastInFlight => Strategy::LeastInFlight,
+        StrategyKind::LowestLatency => Strategy::LowestLatency,
+        StrategyKind::LowestUsage => Strategy::LowestUsage,
+        _ => Strategy::RoundRobin,
+    }
+}
+
+/// The resilience settings of `[defaults]`.
+fn resilience(config: &Config) -> Result<ResilienceConfig> {
+    let d = &config.defaults;
+    let mut r = ResilienceConfig::standard().with_timeout(d.timeout);
+    if let Some(spec) = &d.retry {
+        let standard = StandardRetry::standard();
+        let mut retry = StandardRetry::standard()
+            .with_max_attempts(spec.max_attempts)
+            .with_bases(spec.base, standard.throttle_base, spec.throttle_floor)
+            .with_max_delay(spec.cap);
+        if !spec.budget {
+            retry = retry.with_budget(None);
+        }
+        r = r.with_retry(Arc::new(retry.validate()?));
+    }
+    if let Some(spec) = &d.breaker {
+        r = r.with_breaker(spec.enabled.then(|| {
+            BreakerConfig::standard()
+                .with_failure_rate_threshold((spec.failure_rate * 100.0) as f32)
+                .with_minimum_calls(spec.minimum_calls)
+                .with_open_wait(spec.open_for)
+                .with_half_open_probes(spec.half_open_probes)
+        }));
+    }
+    if let Some(spec) = &d.queue {
+        r = r.with_queue(QueueConfig::standard().with_max_queued(spec.max_queued));
+    }
+    Ok(r)
+}
+
+/// The builder `config` describes (every endpoint, key, group and fallback, and the
+/// `[defaults]`), to adjust before [`ClientBuilder::build`].
+pub(crate) fn builder(config: &Config) -> Result<ClientBuilder> {
+    let mut b = Client::builder().resilience(resilience(config)?);
+    if let Some(t) = config.defaults.timeout {
+        b = b.timeout(t);
+    }
+    b = b.default_priority(config.defaults.priority);
+    for e in &config.endpoints {
+        b = b.shared_endpoint(e.provider()?);
+        if let Some(n) = e.max_concurrency {
+            b = b.max_concurrency(&e.name, n);
+        }
+        for k in &e.keys {
+            let mut key = NamedKey::new(&k.alias, k.key.clone());
+            if let Some(rpm) = e.rpm {
+                key = key.with_rpm(rpm);
+            }
+            if let Some(tpm) = e.tpm {
+                key = key.with_tpm(u32::try_from(tpm).unwrap_or(u32::MAX));
+            }
+            b = b.key(&e.name, key);
+        }
+    }
+    for g in &config.groups {
+        let mut group = ModelGroup::new(&g.name).strategy(strategy(g.strategy));
+        for d in &g.deployments {
+            group = group.deployment(Deployment::new(&d.endpoint, &d.model).weight(d.weight));
+        }
+        b = b.group(group);
+    }
+    for f in &config.fallbacks {
+        b = b.fallback(
+            &f.from,
+            f.to.iter().map(String::as_str),
+            f.on.iter().copied(),
+        );
+    }
+    Ok(b)
+}
+
+impl Client {
+    /// The client an `infermux.toml` describes (see `docs/config.md`): its endpoints with
+    /// their keys and limits, its model groups, fallbacks and `[defaults]`.
+    ///
+    /// ```
+    /// use infermux::Client;
+    /// use infermux::config::Config;
+    /// let config = Config::from_toml_str(
+    ///     r#"
+    ///     [defaults]
+    ///     timeout = "30s"
+    ///
+    ///     [[endpoint]]
+    ///     name = "local"
+    ///     provider = "openai-compat"
+    ///     base_url = "http://127.0.0.1:8080/v1"
+    ///     keys = [ { alias = "k1", value = "sk-1" }, { alias = "k2", value = "sk-2" } ]
+    ///
+    ///     [[group]]
+    ///     name = "chat"
+    ///     deployments = [ { endpoint = "local", model = "smollm2" } ]
+    ///     "#,
+    ///     "infermux.toml",
+    /// )?;
+    /// let client = Client::from_config(&config)?;
+    /// assert_eq!(client.groups(), vec!["chat"]);
+    /// # Ok::<(), infermux::Error>(())
+    /// ```
+    pub fn from_config(config: &Config) -> Result<Client> {
+        builder(config)?.build()
+    }
+
+    /// [`Client::from_config`] of the file at `path`.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Client> {
+        Self::from_config(&Config::from_path(path.as_ref())?)
+    }
+
+    /// The client the environment describes: the file `INFERMUX_CONFIG` names when set, else
+    /// one OpenAI-compatible endpoint at `OPENAI_BASE_URL` with the optional key
+    /// `OPENAI_API_KEY` (see [`OpenAiCompat::from_env`](crate::openai_compat::OpenAiCompat::from_env)).
+    /// Fails with [`ErrorKind::Config`] naming what is missing.
+    #[cfg(feature = "openai-compat")]
+    pub fn from_env() -> Result<Client> {
+        if let Some(path) = std::env::var_os("INFERMUX_CONFIG").filter(|p| !p.is_empty()) {
+            return Self::from_path(path);
+        }
+        let provider = crate::openai_compat::OpenAiCompat::from_env().map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                "neither INFERMUX_CONFIG nor OPENAI_BASE_URL is set",
+            )
+            .with_source(e)
+        })?;
+        Ok(Client::new(provider))
+    }
+}
