@@ -417,7 +417,10 @@ fn build_router(
         let exec = AttemptExecutor::new(e.provider.clone(), queue, config.breaker.clone())?;
         execs.push((id, Arc::new(exec)));
     }
-    if groups.is_empty() {
+    // without groups, one implicit group over every endpoint takes every request, whatever
+    // its model; with groups, a model that names none is an error, never a silent default
+    let implicit = groups.is_empty();
+    if implicit {
         let mut g = ModelGroup::new("default");
         for e in &endpoints {
             g = g.deployment(Deployment::any_model(e.provider.endpoint().as_str()));
@@ -509,7 +512,7 @@ fn build_router(
         }
         chains[fi] = Some(Chain { to: ids, on });
     }
-    let default = (built.len() == 1).then_some(0);
+    let default = implicit.then_some(0);
     // a 429, 401 or exhausted quota is one key's: the next attempt goes at once to another
     // key (the pool cools or removes this one, and waits when no key is left)
     let members: usize = built.iter().map(|g| g.deployments.len()).sum();

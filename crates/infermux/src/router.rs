@@ -37,7 +37,7 @@ pub(crate) struct Router {
     pub(crate) endpoints: Vec<(EndpointId, Arc<AttemptExecutor>)>,
     pub(crate) groups: Vec<Group>,
     pub(crate) by_name: HashMap<Arc<str>, usize>,
-    /// The group a request whose model names no group goes to (only when there is one group).
+    /// The group every request goes to when the client was built without groups.
     pub(crate) default: Option<usize>,
     pub(crate) chains: Vec<Option<Chain>>,
     pub(crate) policy: CallPolicy,
