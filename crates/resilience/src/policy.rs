@@ -56,6 +56,44 @@ pub struct Called<T> {
     pub attempts: u32,
 }
 
+/// Reports a leased attempt the caller dropped before it ended (the call future was
+/// cancelled), so the pool's view of the member (in flight, strategy state) stays true. The
+/// reservation is kept: the request may have reached the server.
+struct Leased<'p, P: Pool> {
+    pool: &'p P,
+    member: u32,
+    armed: bool,
+}
+
+impl<'p, P: Pool> Leased<'p, P> {
+    fn new(pool: &'p P, member: u32) -> Self {
+        Leased {
+            pool,
+            member,
+            armed: true,
+        }
+    }
+    /// The attempt ended: its own report follows.
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl<P: Pool> Drop for Leased<'_, P> {
+    fn drop(&mut self) {
+        if self.armed {
+            let e = Error::new(ErrorKind::Cancelled, "the caller dropped the attempt");
+            self.pool.report(&AttemptReport {
+                member: self.member,
+                result: Err(&e),
+                latency: Duration::ZERO,
+                rate_limits: None,
+                reserved: 0,
+            });
+        }
+    }
+}
+
 /// An operation outside the [`Request`] enum run through [`CallPolicy::run`].
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
@@ -306,9 +344,11 @@ impl CallPolicy {
                 }
                 _ => request,
             };
+            let mut leased = Leased::new(pool, member);
             let (result, latency) = exec
                 .call(grant, req, &actx, &deadline, started, attempts)
                 .await;
+            leased.disarm();
             pool.report(&AttemptReport {
                 member,
                 result: result.as_ref().map(Response::usage),
@@ -407,7 +447,9 @@ impl CallPolicy {
                 _ => request,
             };
             let span = attempt_span(attempts);
+            let mut leased = Leased::new(pool, member);
             let opened = exec.open_stream(grant, req, &actx, &deadline, &span).await;
+            leased.disarm();
             pool.report(&AttemptReport {
                 member,
                 result: opened.as_ref().map(|_| None),
@@ -527,9 +569,11 @@ impl CallPolicy {
                 let actx = exec.attempt_context(ctx, &deadline, attempts, false, false);
                 let (actx, meta) = Self::lease_context(pool, actx, key);
                 let fut = f(member, &actx);
+                let mut leased = Leased::new(pool, member);
                 let (result, latency) = exec
                     .run_attempt(grant, &actx, &deadline, started, attempts, fut, |_| None)
                     .await;
+                leased.disarm();
                 pool.report(&AttemptReport {
                     member,
                     result: result.as_ref().map(|_| None),

@@ -257,3 +257,37 @@ async fn a_waiter_whose_deadline_passes_times_out_and_leaves() {
     gate.notify_one();
     holder.await.unwrap().unwrap();
 }
+
+/// A call dropped while its attempt is in flight is reported to the pool as it goes: the
+/// member's in-flight count (what least-in-flight picks by) returns to zero.
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_mid_attempt_leaves_the_member_not_in_flight() {
+    let gate = Arc::new(Notify::new());
+    let g = gate.clone();
+    let stub = Stub::new("slow", move |_req, _ctx| {
+        let g = g.clone();
+        async move {
+            g.notified().await;
+            ok()
+        }
+    });
+    let pool = pool(
+        vec![executor(stub, 4, None)],
+        vec![keyed(0, "a"), keyed(0, "b")],
+        PoolConfig::new(Strategy::LeastInFlight),
+    );
+    let p = policy(1, Duration::from_secs(5));
+    let req = chat();
+    let ctx = RequestContext::new();
+    {
+        let call = p.call(&pool, &req, &ctx);
+        tokio::pin!(call);
+        // poll once: the attempt is leased and waits on the gate
+        assert!(futures_util::FutureExt::now_or_never(call.as_mut()).is_none());
+        let in_flight: u32 = pool.status().iter().map(|m| m.in_flight).sum();
+        assert_eq!(in_flight, 1);
+    }
+    let in_flight: u32 = pool.status().iter().map(|m| m.in_flight).sum();
+    assert_eq!(in_flight, 0, "the dropped attempt was reported");
+    gate.notify_waiters();
+}
