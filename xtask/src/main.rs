@@ -69,10 +69,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The repository root: the parent of this crate's folder.
+/// The repository root: the parent of this crate's folder — as `cargo run` says at run time
+/// (a binary reused from a target dir shared by several checkouts must not act on the one it
+/// was built from), else as it was at build time.
 pub(crate) fn project_root() -> PathBuf {
-    let manifest_dir = env!("CARGO_MANIFEST_DIR");
-    Path::new(manifest_dir)
+    let manifest_dir = env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
