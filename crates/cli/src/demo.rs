@@ -74,9 +74,7 @@ fn report_endpoint(name: &str, sim: &Simulator, c: &CounterSnapshot) -> bool {
     println!(
         "  breaker trips   {:>6} (now {})",
         c.breaker_trips,
-        ["closed", "open", "half-open"]
-            .get(usize::from(c.breaker_state))
-            .unwrap_or(&"?")
+        c.breaker().as_str()
     );
     let faults: Vec<String> = sim
         .faults()

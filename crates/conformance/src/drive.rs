@@ -100,7 +100,7 @@ fn core_request(op: Op, it: &Interaction) -> infermux::Result<(Request, bool)> {
         ),
         Op::GeminiEmbed => {
             let b = body()?;
-            let inputs = b["requests"]
+            let inputs: Vec<String> = b["requests"]
                 .as_array()
                 .map(|rs| {
                     rs.iter()

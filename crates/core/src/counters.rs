@@ -546,6 +546,51 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
+/// A circuit breaker's state (the resilience crate's breakers; read from
+/// [`CounterSnapshot::breaker`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BreakerState {
+    /// Calls pass.
+    Closed,
+    /// Calls are refused.
+    Open,
+    /// A few probe calls pass.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// Every state, in code order.
+    pub const ALL: [BreakerState; 3] = [
+        BreakerState::Closed,
+        BreakerState::Open,
+        BreakerState::HalfOpen,
+    ];
+
+    /// The code stored in [`EndpointCounters`](crate::counters::EndpointCounters): 0 closed, 1 open, 2 half-open.
+    pub fn code(self) -> u8 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::Open => 1,
+            BreakerState::HalfOpen => 2,
+        }
+    }
+
+    /// The state of a [`BreakerState::code`] (`None` for codes it never produces).
+    pub fn from_code(code: u8) -> Option<Self> {
+        BreakerState::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    /// A stable snake_case name: `closed`, `open`, `half_open` (metrics labels, tracing).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
 /// A copy of [`EndpointCounters`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -634,13 +679,32 @@ impl CounterSnapshot {
             },
         }
     }
-    /// Non-zero failures by kind.
+    /// Non-zero failures by kind, in [`ErrorKind::ALL`] order.
     pub fn failures_by_kind(&self) -> Vec<(ErrorKind, u64)> {
         ErrorKind::ALL
             .iter()
             .map(|k| (*k, self.failures(*k)))
             .filter(|(_, n)| *n > 0)
             .collect()
+    }
+    /// Non-zero failures by kind, as a map keyed by the kind's name (`"rate_limited"`, …).
+    ///
+    /// ```
+    /// use infermux_core::{EndpointCounters, ErrorKind};
+    /// use std::time::Duration;
+    /// let c = EndpointCounters::new();
+    /// c.record_failure(ErrorKind::RateLimited, Duration::from_millis(3));
+    /// assert_eq!(c.snapshot().failures_map()["rate_limited"], 1);
+    /// ```
+    pub fn failures_map(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.failures_by_kind()
+            .into_iter()
+            .map(|(k, n)| (k.as_str(), n))
+            .collect()
+    }
+    /// The breaker's state (closed when the endpoint has no breaker).
+    pub fn breaker(&self) -> BreakerState {
+        BreakerState::from_code(self.breaker_state).unwrap_or(BreakerState::Closed)
     }
 }
 

@@ -38,8 +38,8 @@ mod types;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{AttemptKey, FirstByte, Idempotency, Priority, RequestContext, ResponseMeta};
 pub use counters::{
-    CounterSnapshot, EndpointCounters, InFlightGuard, LATENCY_BOUNDS_MICROS, LatencyHistogram,
-    LatencySnapshot, RejectReason,
+    BreakerState, CounterSnapshot, EndpointCounters, InFlightGuard, LATENCY_BOUNDS_MICROS,
+    LatencyHistogram, LatencySnapshot, RejectReason,
 };
 pub use endpoint::{EndpointConfig, Limits, Timeouts};
 pub use error::{Error, ErrorKind, Result, StopReason};

@@ -52,13 +52,14 @@ pub use infermux_multiplex::{MultiPool, PoolConfig, Strategy};
 /// Reading a stream (`next()`, `map`, …) needs no extra crate import.
 pub use futures_util::StreamExt;
 pub use infermux_core::{
-    ApiKey, Capabilities, ChatRequest, ChatResponse, CompletionRequest, CompletionResponse,
-    ContentPart, CounterSnapshot, EmbeddingRequest, EmbeddingResponse, EndpointConfig, EndpointId,
-    Error, ErrorKind, EventStream, FallbackTaken, FinishReason, Idempotency, ImageSource, Limits,
-    Message, ModelInfo, ModelList, Operation, Priority, Provider, RateLimitInfo, RateLimitWindow,
-    RejectReason, Request, RequestContext, RequestId, RerankRequest, RerankResponse, RerankResult,
-    Response, ResponseFormat, Result, Role, Served, StopReason, StreamAccumulator, StreamEvent,
-    SystemText, Timeouts, Tool, ToolCall, ToolChoice, Usage, cosine_similarity, estimate_tokens,
+    ApiKey, BreakerState, Capabilities, ChatRequest, ChatResponse, CompletionRequest,
+    CompletionResponse, ContentPart, CounterSnapshot, EmbeddingRequest, EmbeddingResponse,
+    EndpointConfig, EndpointId, Error, ErrorKind, EventStream, FallbackTaken, FinishReason,
+    Idempotency, ImageSource, Limits, Message, ModelInfo, ModelList, Operation, Priority, Provider,
+    RateLimitInfo, RateLimitWindow, RejectReason, Request, RequestContext, RequestId,
+    RerankRequest, RerankResponse, RerankResult, Response, ResponseFormat, Result, Role, Served,
+    StopReason, StreamAccumulator, StreamEvent, SystemText, Timeouts, Tool, ToolCall, ToolChoice,
+    Usage, cosine_similarity, estimate_tokens,
 };
 pub mod prelude;
 pub use providers::*;

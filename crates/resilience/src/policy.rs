@@ -688,7 +688,8 @@ impl CallDeadline {
         self.remaining().map(|left| Instant::now() + left)
     }
 
-    /// Whether the deadline has passed (within [`DEADLINE_SLACK`]).
+    /// Whether the deadline has passed (within 10 ms: the transport clamps its timers to the
+    /// deadline a moment after it was computed).
     pub fn reached(&self) -> bool {
         self.remaining().is_some_and(|left| left <= DEADLINE_SLACK)
     }

@@ -252,10 +252,7 @@ async fn check_tools(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
 async fn check_embeddings(p: &dyn Provider, model: &str) -> CheckResult {
     let req = Request::Embeddings(EmbeddingRequest::new(
         model,
-        vec![
-            "The cat sat on the mat.".into(),
-            "Quantum chromodynamics".into(),
-        ],
+        ["The cat sat on the mat.", "Quantum chromodynamics"],
     ));
     let Response::Embeddings(e) = p
         .call(&req, &RequestContext::new())

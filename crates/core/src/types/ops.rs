@@ -97,7 +97,7 @@ impl CompletionResponse {
 ///
 /// ```
 /// use infermux_core::EmbeddingRequest;
-/// let req = EmbeddingRequest::new("all-minilm", vec!["hello".into(), "world".into()]);
+/// let req = EmbeddingRequest::new("all-minilm", ["hello", "world"]);
 /// assert_eq!(req.inputs.len(), 2);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,10 +117,13 @@ pub struct EmbeddingRequest {
 
 impl EmbeddingRequest {
     /// Embeds `inputs` with `model`.
-    pub fn new(model: impl Into<String>, inputs: Vec<String>) -> Self {
+    pub fn new<S: Into<String>>(
+        model: impl Into<String>,
+        inputs: impl IntoIterator<Item = S>,
+    ) -> Self {
         EmbeddingRequest {
             model: model.into(),
-            inputs,
+            inputs: inputs.into_iter().map(Into::into).collect(),
             dimensions: None,
             extra: Map::new(),
         }

@@ -36,7 +36,7 @@ async fn typed_calls_and_counters_add_up() {
     let streamed = StreamAccumulator::collect(s).await.unwrap();
     assert_eq!(streamed.text(), r.text());
     let e = client
-        .embed(EmbeddingRequest::new("e", vec!["a".into(), "b".into()]))
+        .embed(EmbeddingRequest::new("e", ["a", "b"]))
         .await
         .unwrap();
     assert_eq!(e.embeddings.len(), 2);

@@ -31,7 +31,7 @@
 //! use ndarray::ArrayView1;
 //!
 //! let tei = HfTei::from_env()?; // TEI_URL (default http://127.0.0.1:8080), HF_TOKEN when set
-//! let req = Request::Embeddings(EmbeddingRequest::new("", vec!["cat".into(), "kitten".into()]));
+//! let req = Request::Embeddings(EmbeddingRequest::new("", ["cat", "kitten"]));
 //! if let Response::Embeddings(e) = tei.call(&req, &RequestContext::new()).await? {
 //!     let s = cosine_similarity(ArrayView1::from(&e.embeddings[0]), ArrayView1::from(&e.embeddings[1]));
 //!     println!("similarity {s}");

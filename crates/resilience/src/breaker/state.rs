@@ -11,49 +11,7 @@ use super::config::BreakerConfig;
 use super::config::SlidingWindow;
 use super::window::{ATOMIC_RING_MAX, AtomicRing, Window};
 
-/// The breaker's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum BreakerState {
-    /// Calls pass.
-    Closed,
-    /// Calls are refused.
-    Open,
-    /// A few probe calls pass.
-    HalfOpen,
-}
-
-impl BreakerState {
-    /// Every state, in code order.
-    pub const ALL: [BreakerState; 3] = [
-        BreakerState::Closed,
-        BreakerState::Open,
-        BreakerState::HalfOpen,
-    ];
-
-    /// The code stored in [`EndpointCounters`]: 0 closed, 1 open, 2 half-open.
-    pub fn code(self) -> u8 {
-        match self {
-            BreakerState::Closed => 0,
-            BreakerState::Open => 1,
-            BreakerState::HalfOpen => 2,
-        }
-    }
-
-    /// The state of a [`BreakerState::code`] (`None` for codes it never produces).
-    pub fn from_code(code: u8) -> Option<Self> {
-        BreakerState::ALL.into_iter().find(|s| s.code() == code)
-    }
-
-    /// A stable snake_case name: `closed`, `open`, `half_open` (metrics labels, tracing).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-        }
-    }
-}
+pub use infermux_core::BreakerState;
 
 /// How one call ended, as far as the breaker is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

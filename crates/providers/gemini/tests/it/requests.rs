@@ -216,7 +216,7 @@ fn request_bodies_validate_against_the_openapi_description() {
     req.seed = None;
     let problems = validate(&wire::generate_body(&req), "GenerateContentRequest", &spec);
     assert!(problems.is_empty(), "{problems:#?}");
-    let mut emb = EmbeddingRequest::new("gemini-embedding-001", vec!["a".into(), "b".into()]);
+    let mut emb = EmbeddingRequest::new("gemini-embedding-001", ["a", "b"]);
     emb.dimensions = Some(768);
     emb.extra
         .insert("taskType".into(), json!("RETRIEVAL_QUERY"));

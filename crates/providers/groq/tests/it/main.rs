@@ -177,7 +177,7 @@ async fn embeddings_are_unsupported() {
     let p = groq("http://127.0.0.1:9/openai/v1");
     let e = p
         .call(
-            &Request::Embeddings(EmbeddingRequest::new("m", vec!["x".into()])),
+            &Request::Embeddings(EmbeddingRequest::new("m", ["x"])),
             &RequestContext::new(),
         )
         .await

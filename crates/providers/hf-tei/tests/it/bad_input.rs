@@ -13,7 +13,7 @@ use infermux_testkit::ReplayServer;
 use crate::{cassette, tei};
 
 fn embed() -> Request {
-    Request::Embeddings(EmbeddingRequest::new("m", vec!["hello".into()]))
+    Request::Embeddings(EmbeddingRequest::new("m", ["hello"]))
 }
 
 #[tokio::test]

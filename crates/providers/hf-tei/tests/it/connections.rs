@@ -30,7 +30,7 @@ async fn native_and_openai_routes_share_one_connection() {
         panic!("not models")
     };
     assert_eq!(m.models[0].id, "BAAI/bge-small-en-v1.5");
-    let req = Request::Embeddings(EmbeddingRequest::new("bge", vec!["hi".into()]));
+    let req = Request::Embeddings(EmbeddingRequest::new("bge", ["hi"]));
     let Response::Embeddings(e) = tei.call(&req, &ctx).await.unwrap() else {
         panic!("not embeddings")
     };

@@ -107,7 +107,7 @@ async fn openai_mode_uses_v1_embeddings() {
     .await
     .unwrap();
     let p = tei(&format!("{}/v1", server.url())).with_mode(Mode::OpenAi);
-    let req = Request::Embeddings(EmbeddingRequest::new("bge", vec!["a".into(), "b".into()]));
+    let req = Request::Embeddings(EmbeddingRequest::new("bge", ["a", "b"]));
     let Response::Embeddings(e) = p.call(&req, &RequestContext::new()).await.unwrap() else {
         panic!("not embeddings")
     };

@@ -73,10 +73,7 @@ async fn chat_completion_and_embeddings_map_to_infer_and_batch_infer() {
     assert_eq!(r.text, "Echo: one two");
     let Response::Embeddings(e) = llvm
         .call(
-            &Request::Embeddings(EmbeddingRequest::new(
-                "llvm-embed-1",
-                vec!["x".into(), "y".into(), "x".into()],
-            )),
+            &Request::Embeddings(EmbeddingRequest::new("llvm-embed-1", ["x", "y", "x"])),
             &ctx,
         )
         .await

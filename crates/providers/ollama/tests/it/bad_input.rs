@@ -210,10 +210,7 @@ async fn pull_show_tags_and_embed() {
     let server = ReplayServer::start(one("POST", "/api/embed", 200, "application/json", embed))
         .await
         .unwrap();
-    let req = Request::Embeddings(EmbeddingRequest::new(
-        "all-minilm",
-        vec!["a".into(), "b".into()],
-    ));
+    let req = Request::Embeddings(EmbeddingRequest::new("all-minilm", ["a", "b"]));
     let Response::Embeddings(e) = ollama(&server.url())
         .call(&req, &RequestContext::new())
         .await

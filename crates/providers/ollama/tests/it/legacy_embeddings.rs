@@ -26,7 +26,7 @@ async fn server(answer: fn(&Value) -> (u16, Value)) -> (String, Seen) {
 }
 
 fn request() -> EmbeddingRequest {
-    EmbeddingRequest::new("nomic-embed-text", vec!["a".into(), "bcd".into()])
+    EmbeddingRequest::new("nomic-embed-text", ["a", "bcd"])
 }
 
 #[tokio::test]
@@ -84,7 +84,7 @@ async fn legacy_embeddings_report_errors_and_refuse_other_shapes() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Decode);
     let ctx = RequestContext::new();
-    let none = EmbeddingRequest::new("m", Vec::new());
+    let none = EmbeddingRequest::new("m", Vec::<String>::new());
     let e = ollama(&url)
         .embeddings_legacy(&none, &ctx)
         .await

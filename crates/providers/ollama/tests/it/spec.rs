@@ -74,7 +74,7 @@ fn request_bodies_validate_against_the_openapi_spec() {
             &wire::generate_body(&generate, stream),
         );
     }
-    let embed = EmbeddingRequest::new("all-minilm", vec!["a".into(), "b".into()]);
+    let embed = EmbeddingRequest::new("all-minilm", ["a", "b"]);
     assert_valid(&root, "/api/embed", &wire::embed_body(&embed));
     assert_valid(&root, "/api/show", &json!({"model": "llama3.2"}));
     assert_valid(

@@ -36,10 +36,7 @@ fn chat_request() -> ChatRequest {
 }
 
 fn embedding_request() -> EmbeddingRequest {
-    EmbeddingRequest::new(
-        "smollm2",
-        vec!["Hello, world!".into(), "How are you?".into()],
-    )
+    EmbeddingRequest::new("smollm2", ["Hello, world!", "How are you?"])
 }
 
 #[tokio::test]

@@ -65,10 +65,7 @@ async fn record_fixtures_from_the_real_server() {
     p.call(
         &Request::Embeddings(EmbeddingRequest::new(
             "smollm2",
-            vec![
-                "The cat sat on the mat.".into(),
-                "Quantum chromodynamics".into(),
-            ],
+            ["The cat sat on the mat.", "Quantum chromodynamics"],
         )),
         &ctx,
     )

@@ -173,10 +173,7 @@ async fn embeddings_replay() {
     let p = provider(&format!("{}/v1", server.url()));
     let req = EmbeddingRequest::new(
         "smollm2",
-        vec![
-            "The cat sat on the mat.".into(),
-            "Quantum chromodynamics".into(),
-        ],
+        ["The cat sat on the mat.", "Quantum chromodynamics"],
     );
     let r = p
         .call(&Request::Embeddings(req), &RequestContext::new())

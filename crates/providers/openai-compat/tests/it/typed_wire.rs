@@ -241,7 +241,7 @@ fn completion_and_embedding_bodies_are_the_bytes_the_value_code_sent() {
         .with_temperature(0.3);
     c.stop = vec!["\n".into()];
     c.seed = Some(9);
-    let mut e = EmbeddingRequest::new("e", vec!["a".into(), "b\u{0}".into()]);
+    let mut e = EmbeddingRequest::new("e", ["a", "b\u{0}"]);
     e.dimensions = Some(256);
     for extra in [
         json!({}),
@@ -256,7 +256,7 @@ fn completion_and_embedding_bodies_are_the_bytes_the_value_code_sent() {
             (c.clone(), e.clone()),
             (
                 CompletionRequest::new("", ""),
-                EmbeddingRequest::new("", vec![]),
+                EmbeddingRequest::new("", Vec::<String>::new()),
             ),
         ] {
             c.extra = extra.clone();

@@ -99,10 +99,7 @@ pub(crate) fn completion_request() -> CompletionRequest {
 pub(crate) fn embedding_request() -> EmbeddingRequest {
     EmbeddingRequest::new(
         "smollm2",
-        vec![
-            "The cat sat on the mat.".into(),
-            "Quantum chromodynamics".into(),
-        ],
+        ["The cat sat on the mat.", "Quantum chromodynamics"],
     )
 }
 

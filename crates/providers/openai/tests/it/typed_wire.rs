@@ -185,7 +185,7 @@ fn responses_and_chat_bodies_are_the_bytes_the_value_code_sent() {
 #[test]
 fn base64_embedding_bodies_are_the_bytes_the_value_code_sent() {
     for extra in [json!({}), json!({"encoding_format": "float", "user": "u"})] {
-        let mut e = EmbeddingRequest::new("e", vec!["a".into()]);
+        let mut e = EmbeddingRequest::new("e", ["a"]);
         let Value::Object(extra) = extra else {
             unreachable!()
         };
