@@ -535,13 +535,13 @@ async fn redis_killed_mid_run_both_processes_keep_serving_on_local_state() {
     let children = (0..2)
         .map(|_| spawn_child("shared", &sim.url(), Some(&redis.url), &ns, 4))
         .collect();
-    // kill Redis once both children served 40 requests through it
+    // kill Redis once both children served 30 requests through it
     let served = [AtomicU64::new(0), AtomicU64::new(0)];
     let at_kill = AtomicU64::new(0);
     let mut killed = false;
     let results = run_children(children, |i, n| {
         served[i].store(n, Ordering::Relaxed);
-        if !killed && served.iter().all(|s| s.load(Ordering::Relaxed) >= 40) {
+        if !killed && served.iter().all(|s| s.load(Ordering::Relaxed) >= 30) {
             redis.child.start_kill().expect("redis-server is killed");
             at_kill.store(load_seen(&sim).0, Ordering::Relaxed);
             killed = true;
@@ -575,7 +575,7 @@ async fn redis_killed_mid_run_both_processes_keep_serving_on_local_state() {
 
 /// The child half of the two-process tests: does nothing unless started by them. It drives
 /// four callers against one key limited to [`LOAD_RPM`] for `INFERMUX_MUX_CHILD_SECS`,
-/// printing `child-progress <served>` every 20 successes and a `child-result` line at the
+/// printing `child-progress <served>` every 10 successes and a `child-result` line at the
 /// end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_load() {
@@ -624,7 +624,7 @@ async fn child_load() {
                     match policy.call(&pool, &chat(), &RequestContext::new()).await {
                         Ok(_) => {
                             let n = served.fetch_add(1, Ordering::Relaxed) + 1;
-                            if n % 20 == 0 {
+                            if n % 10 == 0 {
                                 println!("child-progress {n}");
                             }
                         }
