@@ -83,7 +83,10 @@
 //! [`PoolSnapshot::ejection_overrides`].
 //!
 //! # Crate features
-//! None.
+//! - `redis`: state shared across processes through Redis (or Valkey): [`SharedState`] and
+//!   `MultiPool::with_shared`, so several processes hold one key's limits, cooldowns and
+//!   removals together (one script, one round trip, per decision; a local fallback when
+//!   Redis is down, counted in [`PoolSnapshot::shared_state_fallbacks`]).
 
 mod config;
 pub mod gcra;
@@ -91,11 +94,15 @@ mod member;
 mod pool;
 mod queue;
 mod retry;
+#[cfg(feature = "redis")]
+mod shared;
 mod status;
 
 pub use config::{MemberSpec, PoolConfig, Strategy};
 pub use pool::{MAX_MEMBERS, MultiPool};
 pub use retry::KeyRetry;
+#[cfg(feature = "redis")]
+pub use shared::SharedState;
 pub use status::{MemberInfo, MemberState, MemberStatus, PoolSnapshot, RemovalReason};
 
 // The README, compiled as doctests (`cargo test --doc`).

@@ -89,6 +89,9 @@ struct Inner {
     counters: Counters,
     has_tpm: bool,
     has_limits: bool,
+    /// The binding to state shared across processes (see [`MultiPool::with_shared`]).
+    #[cfg(feature = "redis")]
+    shared: std::sync::OnceLock<crate::shared::SharedPool>,
 }
 
 /// A pool of (endpoint, key) members behind one [`Pool`]: the call policy asks it who takes
@@ -369,6 +372,8 @@ impl MultiPool {
             counters: Counters::default(),
             has_tpm,
             has_limits,
+            #[cfg(feature = "redis")]
+            shared: std::sync::OnceLock::new(),
         });
         Ok(MultiPool { inner })
     }
@@ -457,6 +462,8 @@ impl MultiPool {
             queue_full: c.queue_full.load(Ordering::Relaxed),
             ejection_overrides: c.overrides.load(Ordering::Relaxed),
             queued: self.inner.signal.queue.len(),
+            shared_state_up: self.shared_up(),
+            shared_state_fallbacks: self.shared_fallbacks(),
         }
     }
 
@@ -578,6 +585,9 @@ impl MultiPool {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{pool=\"{pool}\"}} {v}"
             );
+        }
+        if let Some(up) = c.shared_state_up {
+            render_shared(out, &pool, up, c.shared_state_fallbacks);
         }
     }
 
@@ -1054,27 +1064,10 @@ impl Drop for Waiting<'_> {
     }
 }
 
-impl Pool for MultiPool {
-    /// A member on an endpoint none of the failed attempts went to, whose key is not removed
-    /// for good: the next attempt can fail over there.
-    fn can_fail_over(&self, tried: &[u32]) -> bool {
-        let inner = &*self.inner;
-        let mut failed_endpoints = 0u64;
-        for &t in tried {
-            if let Some(m) = inner.members.get(t as usize) {
-                failed_endpoints |= 1 << (m.endpoint % 64);
-            }
-        }
-        let now = inner.now_ns();
-        inner.members.iter().any(|m| {
-            failed_endpoints & (1 << (m.endpoint % 64)) == 0
-                && !matches!(inner.keys[m.key].removal(now), Some((_, NEVER)))
-        })
-    }
-
+impl MultiPool {
     /// Picks a member now, or waits in the pool's priority queue until one can take the
     /// attempt; refuses at once when none can before the deadline.
-    async fn admit<'a>(&'a self, req: Admit<'_>) -> Result<Lease<'a>> {
+    async fn admit_local<'a>(&'a self, req: Admit<'_>) -> Result<Lease<'a>> {
         let inner = &*self.inner;
         let tokens = inner.estimate(&req);
         let tried = inner.tried_mask(req.tried);
@@ -1183,7 +1176,7 @@ impl Pool for MultiPool {
 
     /// Learns cooldowns (429), removals (401/403, quota), provider-announced limits, latency
     /// and real token usage. Constant time.
-    fn report(&self, r: &AttemptReport<'_>) {
+    fn report_local(&self, r: &AttemptReport<'_>) {
         let inner = &*self.inner;
         let Some(m) = inner.members.get(r.member as usize) else {
             return;
@@ -1246,7 +1239,245 @@ impl Pool for MultiPool {
         }
     }
 
-    fn wants_meta(&self) -> bool {
+    fn wants_meta_local(&self) -> bool {
         self.inner.has_limits
+    }
+}
+
+// ---- the `Pool` seam, and state shared across processes (feature `redis`, crate::shared) ----
+
+impl Pool for MultiPool {
+    /// Picks a member now, or waits in the pool's priority queue until one can take the
+    /// attempt; refuses at once when none can before the deadline. With shared state, the
+    /// pick is confirmed on Redis too (see [`MultiPool::with_shared`]).
+    async fn admit<'a>(&'a self, req: Admit<'_>) -> Result<Lease<'a>> {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = self.inner.shared.get() {
+            return self.admit_shared(shared, req).await;
+        }
+        self.admit_local(req).await
+    }
+
+    /// Learns cooldowns (429), removals (401/403, quota), provider-announced limits, latency
+    /// and real token usage. Constant time (writes to shared state go off the caller's path).
+    fn report(&self, r: &AttemptReport<'_>) {
+        self.report_local(r);
+        #[cfg(feature = "redis")]
+        if let Some(shared) = self.inner.shared.get() {
+            self.report_shared(shared, r);
+        }
+    }
+
+    /// A member on an endpoint none of the failed attempts went to, whose key is not removed
+    /// for good: the next attempt can fail over there.
+    fn can_fail_over(&self, tried: &[u32]) -> bool {
+        let inner = &*self.inner;
+        let mut failed_endpoints = 0u64;
+        for &t in tried {
+            if let Some(m) = inner.members.get(t as usize) {
+                failed_endpoints |= 1 << (m.endpoint % 64);
+            }
+        }
+        let now = inner.now_ns();
+        inner.members.iter().any(|m| {
+            failed_endpoints & (1 << (m.endpoint % 64)) == 0
+                && !matches!(inner.keys[m.key].removal(now), Some((_, NEVER)))
+        })
+    }
+
+    fn wants_meta(&self) -> bool {
+        self.wants_meta_local()
+    }
+}
+
+fn render_shared(out: &mut String, pool: &str, up: bool, fallbacks: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP infermux_pool_shared_state_up 1 when the shared state (Redis) answers.\n\
+         # TYPE infermux_pool_shared_state_up gauge\n\
+         infermux_pool_shared_state_up{{pool=\"{pool}\"}} {}\n\
+         # HELP infermux_pool_shared_state_fallbacks_total Decisions taken on local state: \
+         the shared state was down or slow.\n\
+         # TYPE infermux_pool_shared_state_fallbacks_total counter\n\
+         infermux_pool_shared_state_fallbacks_total{{pool=\"{pool}\"}} {fallbacks}",
+        u8::from(up)
+    );
+}
+
+impl MultiPool {
+    #[cfg(not(feature = "redis"))]
+    fn shared_up(&self) -> Option<bool> {
+        None
+    }
+    #[cfg(not(feature = "redis"))]
+    fn shared_fallbacks(&self) -> u64 {
+        0
+    }
+}
+
+#[cfg(feature = "redis")]
+impl MultiPool {
+    fn shared_up(&self) -> Option<bool> {
+        self.inner.shared.get().map(crate::shared::SharedPool::up)
+    }
+    fn shared_fallbacks(&self) -> u64 {
+        self.inner
+            .shared
+            .get()
+            .map_or(0, crate::shared::SharedPool::fallbacks)
+    }
+
+    /// Binds the pool to `state`, shared with the pools of other processes under the same
+    /// namespace and `pool_name` (feature `redis`; see [`SharedState`](crate::SharedState)):
+    /// its keys' limits, cooldowns and removals are held together with theirs. Every process
+    /// must state the same members' limits and burst share. A [`ErrorKind::Config`] error
+    /// when the pool is already bound, or the pool name or a key alias holds braces (or the
+    /// name whitespace).
+    pub fn with_shared(self, state: crate::SharedState, pool_name: &str) -> Result<Self> {
+        use crate::shared::{SharedPool, valid_name};
+        let inner = &*self.inner;
+        if !valid_name(pool_name) {
+            return Err(config_error(
+                "a shared pool's name must be non-empty, without braces or whitespace",
+            ));
+        }
+        let mut names = Vec::with_capacity(inner.keys.len());
+        for (k, key) in inner.keys.iter().enumerate() {
+            names.push(match &key.alias {
+                Some(a) if a.contains(['{', '}']) => {
+                    return Err(config_error(format!(
+                        "key alias `{a}` holds braces: it cannot name shared state"
+                    )));
+                }
+                Some(a) => (a.to_string(), true),
+                None => {
+                    let e = inner
+                        .members
+                        .iter()
+                        .find(|m| m.key == k)
+                        .map_or(0, |m| m.endpoint);
+                    (inner.endpoints[e].id.to_string(), false)
+                }
+            });
+        }
+        let bound = SharedPool::new(
+            state,
+            pool_name,
+            inner.keys.iter().zip(&names).map(|(key, (name, alias))| {
+                (name.as_str(), *alias, key.rpm.as_ref(), key.tpm.as_ref())
+            }),
+        );
+        inner
+            .shared
+            .set(bound)
+            .map_err(|_| config_error("the pool is already bound to shared state"))?;
+        Ok(self)
+    }
+
+    /// [`MultiPool::try_lease`] confirmed on the shared state (one round trip): a lease now,
+    /// or `None` (a refusal by the shared state holds the key locally for as long as it
+    /// said). `try_lease` itself decides on local state alone.
+    pub async fn try_lease_shared(&self, estimate: u64, tried: &[u32]) -> Option<Lease<'_>> {
+        let lease = self.try_lease(estimate, tried)?;
+        match self.inner.shared.get() {
+            Some(shared) => self.confirm(shared, lease).await,
+            None => Some(lease),
+        }
+    }
+
+    /// Confirms a local lease on the shared state: the lease, or `None` (given back, its key
+    /// held locally for as long as the shared state said).
+    async fn confirm<'a>(
+        &'a self,
+        shared: &crate::shared::SharedPool,
+        lease: Lease<'a>,
+    ) -> Option<Lease<'a>> {
+        use crate::shared::Decision;
+        let inner = &*self.inner;
+        let m = &inner.members[lease.member as usize];
+        let hold = match shared.reserve(m.key, lease.reserved).await {
+            Decision::Reserved | Decision::Fallback => return Some(lease),
+            hold => hold,
+        };
+        // the lease goes back unused (its grant's drop releases the permit)
+        let reserved = lease.reserved;
+        drop(lease);
+        let _ = m
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let _ = m
+            .picks
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let key = &inner.keys[m.key];
+        if inner.has_limits {
+            key.unreserve(reserved);
+        }
+        let now = inner.now_ns();
+        let until = |d: Duration| now.saturating_add(dur_ns(d)).max(now + 1);
+        match hold {
+            Decision::Cooling(d) => key.cool(until(d)),
+            Decision::Limited(d) => key.limit(until(d)),
+            Decision::Removed(reason, d) => key.remove(reason, d.map_or(NEVER, until)),
+            Decision::Reserved | Decision::Fallback => {}
+        }
+        None
+    }
+
+    /// The local pick, confirmed on the shared state; a refusal there holds the key locally
+    /// for as long as Redis said and the pool picks again.
+    async fn admit_shared<'a>(
+        &'a self,
+        shared: &crate::shared::SharedPool,
+        req: Admit<'_>,
+    ) -> Result<Lease<'a>> {
+        loop {
+            let lease = self.admit_local(req).await?;
+            if let Some(lease) = self.confirm(shared, lease).await {
+                return Ok(lease);
+            }
+        }
+    }
+
+    /// Tells the shared state what [`MultiPool::report_local`] learnt: cooldowns, removals
+    /// and token usage (off the caller's path).
+    fn report_shared(&self, shared: &crate::shared::SharedPool, r: &AttemptReport<'_>) {
+        let inner = &*self.inner;
+        let Some(m) = inner.members.get(r.member as usize) else {
+            return;
+        };
+        let key = &inner.keys[m.key];
+        let now = inner.now_ns();
+        match r.result {
+            Ok(usage) => {
+                if let (Some(_), Some(u)) = (&key.tpm, usage) {
+                    let used = u.input_tokens.saturating_add(u.output_tokens);
+                    if used < r.reserved {
+                        shared.adjust_tokens(m.key, r.reserved - used, false);
+                    } else if used > r.reserved {
+                        shared.adjust_tokens(m.key, used - r.reserved, true);
+                    }
+                }
+            }
+            Err(e) => {
+                if key.tpm.is_some() {
+                    shared.adjust_tokens(m.key, r.reserved, false);
+                }
+                match e.kind() {
+                    ErrorKind::RateLimited => {
+                        let until = key.cool_until.load(Ordering::Acquire);
+                        if until > now {
+                            shared.cool(m.key, Duration::from_nanos(until - now));
+                        }
+                    }
+                    ErrorKind::Auth | ErrorKind::QuotaExceeded => {
+                        if let Some((reason, until)) = key.removal(now) {
+                            let span = (until != NEVER).then(|| Duration::from_nanos(until - now));
+                            shared.remove(m.key, reason, span);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 }

@@ -117,4 +117,9 @@ pub struct PoolSnapshot {
     pub ejection_overrides: u64,
     /// Calls waiting now.
     pub queued: usize,
+    /// Whether the shared state answers (`None`: the pool is not bound to shared state; see
+    /// `MultiPool::with_shared`, feature `redis`).
+    pub shared_state_up: Option<bool>,
+    /// Decisions taken on local state alone because the shared state was down or slow.
+    pub shared_state_fallbacks: u64,
 }

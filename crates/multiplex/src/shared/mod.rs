@@ -1,0 +1,160 @@
+//! Shared state across processes (feature `redis`): a pool bound to a [`SharedState`] asks
+//! Redis (one script, one round trip) before it hands out a lease, so the pools of several
+//! processes hold one key's RPM/TPM limits, cooldowns and removals together.
+//!
+//! # How a decision goes
+//! The pool first decides on its local state as without shared state (the local limiters
+//! count this process's reservations, so they never admit more than the shared ones), then
+//! runs the reserve script on the chosen member's key: it checks the key's shared removal and
+//! cooldown and reserves on the shared GCRA limiters (the same arithmetic and burst as
+//! [`gcra`](crate::gcra), in microseconds, on Redis's `TIME`). A refusal becomes a local hold
+//! of the key (removed, cooling or limited for the time Redis said) and the pool decides
+//! again; the lease goes back unused.
+//!
+//! Reports write to Redis off the caller's path (a spawned task): a 429's cooldown (extended,
+//! never shortened, in the script), a removal, and a TPM reservation's give-back or extra
+//! charge.
+//!
+//! # Keys
+//! `infermux:{<namespace>:<pool>:<alias>}:rpm|tpm|cool|removed` (the braces are Redis
+//! Cluster's hash tag: one key's four keys live on one slot). A member without a key alias
+//! uses `@<endpoint id>`. No key, and no hash of one, is ever written.
+//!
+//! # When Redis is down
+//! See [`SharedState`]: each process decides on its local state, so during the outage each
+//! holds a key's limit on its own (together they may send up to `processes × limit`).
+
+mod redis;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use self::redis::SharedState;
+pub(crate) use self::redis::valid_name;
+
+use crate::gcra::Gcra;
+use crate::status::RemovalReason;
+
+/// One key's names in Redis and its limits.
+#[derive(Debug)]
+struct KeyRef {
+    /// rpm, tpm, cool, removed
+    names: [String; 4],
+    /// (capacity, refill a minute); (0, 0) without a limit
+    rpm: (u64, u64),
+    tpm: (u64, u64),
+}
+
+/// What the shared state decided on one reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Reserved on the shared state too.
+    Reserved,
+    /// Redis is down or slow: the local decision stands.
+    Fallback,
+    /// The key cools down for this long.
+    Cooling(Duration),
+    /// The key is removed (`None`: for good).
+    Removed(RemovalReason, Option<Duration>),
+    /// The key's shared limits let one more through in this long.
+    Limited(Duration),
+}
+
+/// A pool's binding to a [`SharedState`].
+#[derive(Debug)]
+pub(crate) struct SharedPool {
+    state: SharedState,
+    keys: Vec<KeyRef>,
+    fallbacks: AtomicU64,
+}
+
+fn limits(g: Option<&Gcra>) -> (u64, u64) {
+    g.map_or((0, 0), |g| (g.burst(), g.per_minute()))
+}
+
+impl SharedPool {
+    /// Binds `state` to pool `pool` whose keys are `(alias or endpoint id, has alias, rpm,
+    /// tpm)`, in key order.
+    pub(crate) fn new<'a>(
+        state: SharedState,
+        pool: &str,
+        keys: impl Iterator<Item = (&'a str, bool, Option<&'a Gcra>, Option<&'a Gcra>)>,
+    ) -> Self {
+        let keys = keys
+            .map(|(name, alias, rpm, tpm)| {
+                let tag = if alias {
+                    format!("infermux:{{{}:{pool}:{name}}}", state.namespace())
+                } else {
+                    format!("infermux:{{{}:{pool}:@{name}}}", state.namespace())
+                };
+                KeyRef {
+                    names: ["rpm", "tpm", "cool", "removed"].map(|s| format!("{tag}:{s}")),
+                    rpm: limits(rpm),
+                    tpm: limits(tpm),
+                }
+            })
+            .collect();
+        SharedPool {
+            state,
+            keys,
+            fallbacks: AtomicU64::new(0),
+        }
+    }
+
+    /// One decision on key `key` for one request and `tokens` (one round trip at most).
+    pub(crate) async fn reserve(&self, key: usize, tokens: u64) -> Decision {
+        let k = &self.keys[key];
+        let tokens = if k.tpm.1 > 0 { tokens } else { 0 };
+        match self.state.reserve(&k.names, k.rpm, k.tpm, tokens).await {
+            None => {
+                self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                Decision::Fallback
+            }
+            Some(redis::Answer::Reserved) => Decision::Reserved,
+            Some(redis::Answer::Cooling(d)) => Decision::Cooling(d),
+            Some(redis::Answer::Limited(d)) => Decision::Limited(d),
+            Some(redis::Answer::Removed(reason, d)) => Decision::Removed(
+                if reason == 2 {
+                    RemovalReason::Quota
+                } else {
+                    RemovalReason::Auth
+                },
+                d,
+            ),
+        }
+    }
+
+    /// Records a cooldown of `span` on key `key` (extends a shared one, never shortens it).
+    pub(crate) fn cool(&self, key: usize, span: Duration) {
+        self.state
+            .hold(self.keys[key].names[2].clone(), 0, Some(span));
+    }
+
+    /// Records a removal of key `key` for `span` (`None`: for good).
+    pub(crate) fn remove(&self, key: usize, reason: RemovalReason, span: Option<Duration>) {
+        let code = match reason {
+            RemovalReason::Quota => 2,
+            _ => 1,
+        };
+        self.state.hold(self.keys[key].names[3].clone(), code, span);
+    }
+
+    /// Gives back (`charge` false) or charges `tokens` on key `key`'s shared TPM limiter.
+    pub(crate) fn adjust_tokens(&self, key: usize, tokens: u64, charge: bool) {
+        let k = &self.keys[key];
+        if k.tpm.1 > 0 && tokens > 0 {
+            self.state
+                .adjust(k.names[1].clone(), k.tpm.1, tokens, charge);
+        }
+    }
+
+    /// Decisions taken locally because Redis was down or slow.
+    pub(crate) fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Whether Redis answered the last call.
+    pub(crate) fn up(&self) -> bool {
+        self.state.is_up()
+    }
+}

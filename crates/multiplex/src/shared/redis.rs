@@ -1,0 +1,412 @@
+//! [`SharedState`]: the Redis (or Valkey) connection the pools of several processes share,
+//! guarded by a timeout and a breaker, and the Lua scripts that decide on it.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{Client, Script};
+use infermux_core::{Error, ErrorKind, Result};
+
+/// The script of one decision (see `reserve.lua`).
+const RESERVE: &str = include_str!("reserve.lua");
+/// The script of a TPM give-back or extra charge (see `adjust.lua`).
+const ADJUST: &str = include_str!("adjust.lua");
+/// The script of a cooldown or removal (see `hold.lua`).
+const HOLD: &str = include_str!("hold.lua");
+
+/// State shared by the pools of several processes through one Redis (or Valkey) server, so
+/// they act as one client: per-key RPM/TPM limiters, cooldowns and removals (feature
+/// `redis`). Bind it to a pool with [`MultiPool::with_shared`](crate::MultiPool::with_shared).
+///
+/// Each admission runs one script (one `EVALSHA`, one round trip) that checks the key's
+/// shared removal and cooldown and reserves on its shared limiters, on Redis's clock. Each
+/// Redis call is bounded by [`SharedState::with_timeout`] (default 50 ms); the first failure
+/// marks Redis down (one `warn` log), and until a probe every
+/// [`SharedState::with_retry_interval`] (default 1 s) succeeds again (one `warn` log), pools
+/// decide on their local state alone (which they keep up to date all along), counting
+/// [`PoolSnapshot::shared_state_fallbacks`](crate::PoolSnapshot::shared_state_fallbacks).
+///
+/// Writes (cooldowns, removals, token give-backs) run in a spawned task; while Redis is down
+/// they are dropped (each process keeps them in its local state).
+///
+/// Cheap to clone (clones share the connection). Redis keys name key aliases only, never a
+/// key. Its `Debug` shows the namespace, never the URL (which may carry a password).
+///
+/// ```
+/// use infermux_multiplex::SharedState;
+/// use std::time::Duration;
+/// let s = SharedState::redis("redis://127.0.0.1:6379", "prod").unwrap()
+///     .with_timeout(Duration::from_millis(20));
+/// assert!(!format!("{s:?}").contains("6379"));
+/// assert!(SharedState::redis("not a url", "prod").is_err());
+/// assert!(SharedState::redis("redis://127.0.0.1", "a{b}").is_err());
+/// ```
+#[derive(Clone)]
+pub struct SharedState {
+    conn: Arc<Conn>,
+    namespace: Arc<str>,
+    pub(crate) timeout: Duration,
+    retry_interval: Duration,
+    pub(crate) removal_ttl: Duration,
+}
+
+impl fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedState")
+            .field("namespace", &self.namespace)
+            .field("timeout", &self.timeout)
+            .field("retry_interval", &self.retry_interval)
+            .field("up", &self.is_up())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The connection and its health.
+struct Conn {
+    client: Client,
+    /// The open connection (`None`: connect on the next call).
+    current: Mutex<Option<MultiplexedConnection>>,
+    /// One connection attempt at a time.
+    connecting: tokio::sync::Mutex<()>,
+    reserve: Script,
+    adjust: Script,
+    hold: Script,
+    health: Health,
+}
+
+/// A breaker of one: down at the first failure, a probe once every retry interval.
+struct Health {
+    up: AtomicBool,
+    /// While down: no call before this (ms since `origin`).
+    retry_at: AtomicU64,
+    /// A probe is running.
+    probing: AtomicBool,
+    origin: Instant,
+}
+
+/// A word with Redis that may be had now, or not (down: decide locally).
+pub(crate) enum Permit {
+    /// Redis is up.
+    Call,
+    /// Redis is down and this call probes it.
+    Probe,
+}
+
+impl Health {
+    fn ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn permit(&self) -> Option<Permit> {
+        if self.up.load(Ordering::Acquire) {
+            return Some(Permit::Call);
+        }
+        if self.ms() >= self.retry_at.load(Ordering::Acquire)
+            && !self.probing.swap(true, Ordering::AcqRel)
+        {
+            return Some(Permit::Probe);
+        }
+        None
+    }
+
+    fn success(&self, permit: &Permit) {
+        if matches!(permit, Permit::Probe) {
+            self.probing.store(false, Ordering::Release);
+        }
+        if !self.up.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                target: "infermux::multiplex",
+                "shared state (redis) is back up: pools decide on it again"
+            );
+        }
+    }
+
+    fn failure(&self, permit: &Permit, retry_interval: Duration, what: &str) {
+        let retry = u64::try_from(retry_interval.as_millis()).unwrap_or(u64::MAX);
+        self.retry_at
+            .store(self.ms().saturating_add(retry), Ordering::Release);
+        if matches!(permit, Permit::Probe) {
+            self.probing.store(false, Ordering::Release);
+        }
+        if self.up.swap(false, Ordering::AcqRel) {
+            tracing::warn!(
+                target: "infermux::multiplex",
+                error = what,
+                "shared state (redis) is down: pools decide on their local state until it \
+                 answers again"
+            );
+        }
+    }
+}
+
+fn config_error(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Config, msg.into())
+}
+
+/// Whether `name` may go into a Redis key name: not empty, no braces (the keys' hash tag),
+/// no whitespace.
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['{', '}']) && !name.chars().any(char::is_whitespace)
+}
+
+/// What one reserve script answered.
+pub(crate) enum Answer {
+    /// Reserved.
+    Reserved,
+    /// The key cools down for this long.
+    Cooling(Duration),
+    /// The key is removed (`None`: for good), with the reason's code (1 auth, 2 quota).
+    Removed(u8, Option<Duration>),
+    /// The key's shared limits let the next request through in this long.
+    Limited(Duration),
+}
+
+impl SharedState {
+    /// State shared through the Redis (or Valkey) server at `url` (`redis://host:port/db`,
+    /// no TLS), its keys under `infermux:{<namespace>:…}`. Connects lazily (at the first
+    /// admission, or [`SharedState::connect`]). A [`ErrorKind::Config`] error when the URL
+    /// does not parse or the namespace is empty or holds braces or whitespace.
+    pub fn redis(url: &str, namespace: &str) -> Result<Self> {
+        let client = Client::open(url).map_err(|e| {
+            config_error(format!(
+                "the shared state's Redis URL does not parse: {}",
+                e.category()
+            ))
+        })?;
+        if !valid_name(namespace) {
+            return Err(config_error(
+                "the shared state's namespace must be non-empty, without braces or whitespace",
+            ));
+        }
+        Ok(SharedState {
+            conn: Arc::new(Conn {
+                client,
+                current: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                reserve: Script::new(RESERVE),
+                adjust: Script::new(ADJUST),
+                hold: Script::new(HOLD),
+                health: Health {
+                    up: AtomicBool::new(true),
+                    retry_at: AtomicU64::new(0),
+                    probing: AtomicBool::new(false),
+                    origin: Instant::now(),
+                },
+            }),
+            namespace: Arc::from(namespace),
+            timeout: Duration::from_millis(50),
+            retry_interval: Duration::from_secs(1),
+            removal_ttl: Duration::from_secs(3600),
+        })
+    }
+
+    /// Bounds each Redis call (default 50 ms; zero is taken as 1 ms): past it the pool
+    /// decides locally and Redis counts as down.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long Redis counts as down after a failure before one call probes it again
+    /// (default 1 s).
+    pub fn with_retry_interval(mut self, interval: Duration) -> Self {
+        self.retry_interval = interval;
+        self
+    }
+
+    /// How long Redis keeps a removal "for good" (401/403; default 1 h), so processes started
+    /// later learn of it too. A process that sees it treats the key as removed until it is
+    /// reconfigured; delete the key in Redis to readmit it sooner.
+    pub fn with_removal_ttl(mut self, ttl: Duration) -> Self {
+        self.removal_ttl = ttl.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The namespace of its keys.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Whether Redis answered the last call (`true` before the first).
+    pub fn is_up(&self) -> bool {
+        self.conn.health.up.load(Ordering::Acquire)
+    }
+
+    /// Connects now (and loads the scripts) rather than at the first admission; whether
+    /// Redis answered within the timeout (when not, it counts as down).
+    pub async fn connect(&self) -> bool {
+        let permit = Permit::Probe;
+        let conn = &self.conn;
+        let r = tokio::time::timeout(self.timeout, async {
+            let mut c = self.connection().await?;
+            conn.reserve.load_async(&mut c).await?;
+            conn.adjust.load_async(&mut c).await?;
+            conn.hold.load_async(&mut c).await?;
+            Ok::<_, ::redis::RedisError>(())
+        })
+        .await;
+        self.settle(&permit, r).is_some()
+    }
+
+    /// One `PING` on the connection the decisions use (guarded like them): its round-trip
+    /// time, `None` when Redis is down or did not answer in time. For health checks and the
+    /// benchmark that compares a decision with one round trip.
+    pub async fn ping(&self) -> Option<Duration> {
+        let permit = self.conn.health.permit()?;
+        let r = tokio::time::timeout(self.timeout, async {
+            let mut c = self.connection().await?;
+            let start = Instant::now();
+            ::redis::cmd("PING").query_async::<String>(&mut c).await?;
+            Ok(start.elapsed())
+        })
+        .await;
+        self.settle(&permit, r)
+    }
+
+    /// The open connection, or a new one.
+    async fn connection(&self) -> ::redis::RedisResult<MultiplexedConnection> {
+        let current = || {
+            self.conn
+                .current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        };
+        if let Some(c) = current() {
+            return Ok(c);
+        }
+        let _one = self.conn.connecting.lock().await;
+        if let Some(c) = current() {
+            return Ok(c);
+        }
+        let c = self.conn.client.get_multiplexed_async_connection().await?;
+        *self.conn.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Records the outcome of a guarded call.
+    fn settle<T>(
+        &self,
+        permit: &Permit,
+        r: std::result::Result<::redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> Option<T> {
+        let what = match r {
+            Ok(Ok(v)) => {
+                self.conn.health.success(permit);
+                return Some(v);
+            }
+            Ok(Err(e)) => {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                    *self.conn.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+                e.category().to_owned()
+            }
+            Err(_) => format!("no answer within {:?}", self.timeout),
+        };
+        self.conn.health.failure(permit, self.retry_interval, &what);
+        None
+    }
+
+    /// One decision on one key: `None` when Redis is down or did not answer in time.
+    pub(crate) async fn reserve(
+        &self,
+        keys: &[String; 4],
+        rpm: (u64, u64),
+        tpm: (u64, u64),
+        tokens: u64,
+    ) -> Option<Answer> {
+        let permit = self.conn.health.permit()?;
+        let r = tokio::time::timeout(self.timeout, async {
+            let mut c = self.connection().await?;
+            self.conn
+                .reserve
+                .key(&keys[0])
+                .key(&keys[1])
+                .key(&keys[2])
+                .key(&keys[3])
+                .arg(rpm.0)
+                .arg(rpm.1)
+                .arg(tpm.0)
+                .arg(tpm.1)
+                .arg(tokens)
+                .invoke_async::<Vec<i64>>(&mut c)
+                .await
+        })
+        .await;
+        let v = self.settle(&permit, r)?;
+        let us = |i: usize| Duration::from_micros(v.get(i).copied().unwrap_or(0).max(0) as u64);
+        Some(match v.first().copied() {
+            Some(1) => Answer::Cooling(us(1)),
+            Some(2) => {
+                let reason = v.get(1).copied().unwrap_or(1).clamp(1, 2) as u8;
+                let forever = v.get(2).copied().unwrap_or(-1) < 0;
+                Answer::Removed(reason, (!forever).then(|| us(2)))
+            }
+            Some(3) => Answer::Limited(us(1)),
+            _ => Answer::Reserved,
+        })
+    }
+
+    /// Gives back (`charge` false) or charges `tokens` on a TPM limiter refilling
+    /// `per_minute`; off the caller's path.
+    pub(crate) fn adjust(&self, key: String, per_minute: u64, tokens: u64, charge: bool) {
+        self.spawn(move |s| async move {
+            let Some(permit) = s.conn.health.permit() else {
+                return;
+            };
+            let r = tokio::time::timeout(s.timeout, async {
+                let mut c = s.connection().await?;
+                s.conn
+                    .adjust
+                    .key(&key)
+                    .arg(per_minute)
+                    .arg(tokens)
+                    .arg(if charge { 1 } else { -1 })
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            })
+            .await;
+            s.settle(&permit, r);
+        });
+    }
+
+    /// Records a cooldown (`reason` 0) or removal (1 auth, 2 quota) of `span` (`None`: for
+    /// good) on `key`; off the caller's path.
+    pub(crate) fn hold(&self, key: String, reason: u8, span: Option<Duration>) {
+        self.spawn(move |s| async move {
+            let Some(permit) = s.conn.health.permit() else {
+                return;
+            };
+            let span = span.map_or(-1, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+            let ttl = u64::try_from(s.removal_ttl.as_millis()).unwrap_or(u64::MAX);
+            let r = tokio::time::timeout(s.timeout, async {
+                let mut c = s.connection().await?;
+                s.conn
+                    .hold
+                    .key(&key)
+                    .arg(if reason == 0 { "cool" } else { "remove" })
+                    .arg(span)
+                    .arg(reason)
+                    .arg(ttl)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            })
+            .await;
+            s.settle(&permit, r);
+        });
+    }
+
+    /// Runs `f` on the current tokio runtime (nothing outside one).
+    fn spawn<F, Fut>(&self, f: F)
+    where
+        F: FnOnce(SharedState) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(f(self.clone()));
+        }
+    }
+}

@@ -1,0 +1,652 @@
+//! State shared across processes through a real Redis (feature `redis`): limits, cooldowns and
+//! removals held together by pools in one process and in two OS processes, and the local
+//! fallback when Redis is unreachable or killed mid-run.
+//!
+//! The shared Redis comes from `INFERMUX_REDIS_URL` (`.ci/run` starts one); without it those
+//! tests are skipped visibly (and fail under `INFERMUX_REQUIRE_SERVERS=1`). The kill test
+//! starts a private `redis-server` (from `PATH`) so killing it disturbs no other test.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use infermux_core::{ApiKey, EndpointConfig, Error, ErrorKind, RequestContext, SystemClock};
+use infermux_multiplex::{MemberSpec, MemberState, MultiPool, PoolConfig, SharedState, Strategy};
+use infermux_openai_compat::OpenAiCompat;
+use infermux_resilience::queue::QueueConfig;
+use infermux_resilience::{AttemptExecutor, CallPolicy};
+use infermux_testkit::{FaultPlan, Need, Simulator, server_url, skip};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::stub::{Stub, chat, executor, keyed, ok, policy};
+
+/// The environment variable naming the shared Redis.
+const REDIS_ENV: &str = "INFERMUX_REDIS_URL";
+/// Marks a child run of [`child_load`]; its value is the child's mode.
+const CHILD: &str = "INFERMUX_MUX_REDIS_CHILD";
+
+/// The load test's key limit: 2400 requests a minute, 1 % of it spendable at once, so the
+/// pool's GCRA has capacity `B = 24` and refills `r = 2376` a minute (39.6 a second).
+const LOAD_RPM: u32 = 2400;
+const LOAD_BURST_PERCENT: u8 = 1;
+const LOAD_B: f64 = 24.0;
+const LOAD_R_PER_S: f64 = 2376.0 / 60.0;
+/// The key the load children send (the simulator counts requests by it).
+const LOAD_KEY: &str = "sk-hot";
+
+/// A namespace no other run shares (the process id and the time).
+fn fresh_namespace(tag: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("test-{tag}-{}-{nanos}", std::process::id())
+}
+
+fn shared_redis() -> Option<String> {
+    server_url(REDIS_ENV)
+}
+
+/// A private `redis-server` on a free loopback port, killed on drop.
+struct PrivateRedis {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    /// Starts one, or skips visibly (fails under `INFERMUX_REQUIRE_SERVERS=1`) when no
+    /// `redis-server` is on `PATH`.
+    async fn start() -> Option<Self> {
+        let found = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("redis-server"))
+                .find(|p| p.is_file())
+        });
+        let Some(bin) = found else {
+            skip(
+                Need::Server,
+                "no redis-server on PATH (.ci/run installs one)",
+            );
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = tokio::process::Command::new(bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "notice"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server starts");
+        // ready when it says so
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains("Ready to accept connections") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(ready, Ok(true), "the private redis-server came up");
+        // keep draining its log so it never blocks on a full pipe
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Some(PrivateRedis {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        })
+    }
+}
+
+/// The stub pool of the in-process tests: keys `a` and `b` on one endpoint, each limited to
+/// `rpm` (burst 50 %), bound to `state` as pool `pool_name`.
+fn stub_pool(stub: Arc<Stub>, rpm: u32, state: Option<SharedState>, pool_name: &str) -> MultiPool {
+    let exec = executor(stub, 64, None);
+    let pool = crate::stub::pool(
+        vec![exec],
+        vec![keyed(0, "a").with_rpm(rpm), keyed(0, "b").with_rpm(rpm)],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    match state {
+        Some(s) => pool.with_shared(s, pool_name).unwrap(),
+        None => pool,
+    }
+}
+
+/// Calls granted at once: one attempt each, with a deadline of 200 ms, so the pool refuses
+/// at once any call whose key returns later than that.
+async fn immediate_calls(pool: &MultiPool, tries: usize) -> usize {
+    let policy = policy(1, Duration::from_millis(200));
+    let mut granted = 0;
+    for _ in 0..tries {
+        if policy
+            .call(pool, &chat(), &RequestContext::new())
+            .await
+            .is_ok()
+        {
+            granted += 1;
+        }
+    }
+    granted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pools_on_one_redis_hold_one_rpm_limit_together() {
+    let Some(url) = shared_redis() else { return };
+    let ns = fresh_namespace("limit");
+    let stub = Stub::new("limit", |_, _| async { ok() });
+    // 60 a minute at 50 %: capacity 30 per key, refilling 1 every 2 s
+    let state = SharedState::redis(&url, &ns).unwrap();
+    let p1 = stub_pool(stub.clone(), 60, Some(state.clone()), "chat");
+    let p2 = stub_pool(stub.clone(), 60, Some(state), "chat");
+    let first = immediate_calls(&p1, 100).await;
+    let second = immediate_calls(&p2, 100).await;
+    // alone, p1 takes both keys' capacity; p2 finds nothing left (a refill of one per key may
+    // fall in the run)
+    assert!((60..=62).contains(&first), "p1 got {first}");
+    assert!(
+        second <= 2,
+        "p2 got {second} after p1 took the shared capacity"
+    );
+    assert_eq!(p1.counters().shared_state_fallbacks, 0);
+    assert_eq!(p1.counters().shared_state_up, Some(true));
+    // p2's refusals come from Redis and show as a local hold
+    assert!(
+        p2.status()
+            .iter()
+            .all(|s| matches!(s.state, MemberState::Limited { .. })),
+        "{:?}",
+        p2.status()
+    );
+    // the checker fails without shared state: an unbound pool takes the full capacity again
+    let p3 = stub_pool(stub, 60, None, "chat");
+    assert!(immediate_calls(&p3, 100).await >= 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_in_one_pool_cools_the_key_in_another_pool() {
+    let Some(url) = shared_redis() else { return };
+    let ns = fresh_namespace("cool");
+    let stub = Stub::new("cool", |_, ctx| {
+        let alias = ctx.key().map(|k| k.alias().to_owned());
+        async move {
+            match alias.as_deref() {
+                Some("a") => Err(Error::new(ErrorKind::RateLimited, "slow down")
+                    .with_status(429)
+                    .with_retry_after(Duration::from_secs(30))),
+                _ => ok(),
+            }
+        }
+    });
+    let state = SharedState::redis(&url, &ns).unwrap();
+    assert!(state.connect().await, "the shared redis answers");
+    let p1 = stub_pool(stub.clone(), 6000, Some(state.clone()), "chat");
+    let p2 = stub_pool(stub.clone(), 6000, Some(state), "chat");
+    // p1's first call goes to `a` (round-robin), is throttled, and is retried on `b`
+    let called = policy(3, Duration::from_secs(5))
+        .call(&p1, &chat(), &RequestContext::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        p1.member(called.member).unwrap().key_alias.as_deref(),
+        Some("b")
+    );
+    assert_eq!(stub.seen_by("a").len(), 1);
+    // the cooldown reaches Redis off the call's path: p2 learns it at its first pick of `a`
+    // (a refusal that holds `a` locally), so `a` never sees a second attempt
+    let mut waited = 0;
+    while !matches!(p2.status()[0].state, MemberState::Cooling { .. }) {
+        policy(3, Duration::from_secs(5))
+            .call(&p2, &chat(), &RequestContext::new())
+            .await
+            .unwrap();
+        waited += 1;
+        assert!(waited < 200, "p2 never learnt the shared cooldown");
+    }
+    assert_eq!(
+        stub.seen_by("a").len(),
+        1,
+        "the cooled key saw no second attempt"
+    );
+    let MemberState::Cooling { until } = p2.status()[0].state else {
+        unreachable!()
+    };
+    // the shared cooldown is the 429's 30 s, less the time since
+    let left = until.saturating_duration_since(Instant::now());
+    assert!(left > Duration::from_secs(25), "{left:?}");
+    assert_eq!(p2.counters().cooldowns, 0, "p2 saw no 429 itself");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_in_one_pool_removes_the_key_in_another_pool() {
+    let Some(url) = shared_redis() else { return };
+    let ns = fresh_namespace("removal");
+    let stub = Stub::new("removal", |_, ctx| {
+        let alias = ctx.key().map(|k| k.alias().to_owned());
+        async move {
+            match alias.as_deref() {
+                Some("a") => Err(Error::new(ErrorKind::Auth, "bad key").with_status(401)),
+                _ => ok(),
+            }
+        }
+    });
+    let state = SharedState::redis(&url, &ns).unwrap();
+    assert!(state.connect().await);
+    let p1 = stub_pool(stub.clone(), 6000, Some(state.clone()), "chat");
+    let p2 = stub_pool(stub.clone(), 6000, Some(state), "chat");
+    policy(3, Duration::from_secs(5))
+        .call(&p1, &chat(), &RequestContext::new())
+        .await
+        .unwrap();
+    let mut calls = 0;
+    while !matches!(p2.status()[0].state, MemberState::Removed { .. }) {
+        policy(3, Duration::from_secs(5))
+            .call(&p2, &chat(), &RequestContext::new())
+            .await
+            .unwrap();
+        calls += 1;
+        assert!(calls < 200, "p2 never learnt the shared removal");
+    }
+    assert!(matches!(
+        p2.status()[0].state,
+        MemberState::Removed { until: None, .. }
+    ));
+    assert_eq!(
+        stub.seen_by("a").len(),
+        1,
+        "the removed key saw no second attempt"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_is_one_fallback_per_decision_counted_and_logged_as_down() {
+    // a port nothing listens on
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let state = SharedState::redis(&format!("redis://127.0.0.1:{port}"), "nowhere")
+        .unwrap()
+        .with_retry_interval(Duration::from_secs(3600));
+    let stub = Stub::new("down", |_, _| async { ok() });
+    let pool = stub_pool(stub.clone(), 6000, Some(state.clone()), "chat");
+    assert_eq!(
+        pool.counters().shared_state_up,
+        Some(true),
+        "up until it fails"
+    );
+    for _ in 0..20 {
+        policy(1, Duration::from_secs(5))
+            .call(&pool, &chat(), &RequestContext::new())
+            .await
+            .expect("the pool serves on local state");
+    }
+    let c = pool.counters();
+    assert_eq!(c.shared_state_up, Some(false));
+    assert_eq!(c.shared_state_fallbacks, 20);
+    assert!(!state.is_up());
+    let mut text = String::new();
+    pool.render_prometheus("p", &mut text);
+    assert!(
+        text.contains("infermux_pool_shared_state_up{pool=\"p\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("infermux_pool_shared_state_fallbacks_total{pool=\"p\"} 20"),
+        "{text}"
+    );
+    // without shared state, nothing is rendered about it
+    let mut plain = String::new();
+    stub_pool(stub, 6000, None, "chat").render_prometheus("p", &mut plain);
+    assert!(!plain.contains("shared_state"));
+}
+
+#[test]
+fn shared_state_names_are_checked_and_keys_never_shown() {
+    assert!(SharedState::redis("redis://127.0.0.1:1", "").is_err());
+    assert!(SharedState::redis("redis://127.0.0.1:1", "has space").is_err());
+    assert!(SharedState::redis("http://127.0.0.1:1", "ns").is_err());
+    let state = SharedState::redis("redis://:hunter2@127.0.0.1:1", "ns").unwrap();
+    assert!(!format!("{state:?}").contains("hunter2"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stub = Stub::new("names", |_, _| async { ok() });
+        let exec = executor(stub, 4, None);
+        let braces = crate::stub::pool(
+            vec![exec.clone()],
+            vec![keyed(0, "a{1}")],
+            PoolConfig::default(),
+        );
+        assert!(braces.with_shared(state.clone(), "chat").is_err());
+        let pool = crate::stub::pool(vec![exec], vec![keyed(0, "a")], PoolConfig::default());
+        assert!(pool.clone().with_shared(state.clone(), "a b").is_err());
+        let bound = pool.with_shared(state.clone(), "chat").unwrap();
+        assert!(bound.with_shared(state, "chat").is_err(), "bound twice");
+    });
+}
+
+// ---- two OS processes ----
+
+/// What one child reported.
+#[derive(Debug, Default)]
+struct ChildResult {
+    served: u64,
+    errors: u64,
+    up: Option<bool>,
+    fallbacks: u64,
+}
+
+fn parse_result(line: &str) -> Option<ChildResult> {
+    let rest = line.strip_prefix("child-result ")?;
+    let mut r = ChildResult::default();
+    for field in rest.split_whitespace() {
+        let (k, v) = field.split_once('=')?;
+        match k {
+            "served" => r.served = v.parse().ok()?,
+            "errors" => r.errors = v.parse().ok()?,
+            "fallbacks" => r.fallbacks = v.parse().ok()?,
+            "up" => r.up = v.parse().ok(),
+            _ => {}
+        }
+    }
+    Some(r)
+}
+
+/// One child: this test binary running only [`child_load`], in `mode`.
+fn spawn_child(
+    mode: &str,
+    sim: &str,
+    redis: Option<&str>,
+    ns: &str,
+    secs: u64,
+) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "redis::child_load",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env(CHILD, mode)
+    .env("INFERMUX_MUX_CHILD_SIM", sim)
+    .env("INFERMUX_MUX_CHILD_NS", ns)
+    .env("INFERMUX_MUX_CHILD_SECS", secs.to_string())
+    .env_remove(REDIS_ENV)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    if let Some(url) = redis {
+        cmd.env("INFERMUX_MUX_CHILD_REDIS", url);
+    }
+    cmd.spawn().expect("the child starts")
+}
+
+/// Runs `children` to their end, calling `on_progress(child, served)` for each progress line;
+/// returns their results.
+async fn run_children(
+    children: Vec<tokio::process::Child>,
+    mut on_progress: impl FnMut(usize, u64),
+) -> Vec<ChildResult> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut waits = Vec::new();
+    for (i, mut child) in children.into_iter().enumerate() {
+        let out = child.stdout.take().unwrap();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send((i, line));
+            }
+        });
+        waits.push(tokio::spawn(async move {
+            let out = child.wait_with_output().await.unwrap();
+            (
+                out.status,
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }));
+    }
+    drop(tx);
+    let mut results: Vec<Option<ChildResult>> = (0..waits.len()).map(|_| None).collect();
+    let mut transcript = String::new();
+    while let Some((i, line)) = rx.recv().await {
+        transcript.push_str(&format!("[{i}] {line}\n"));
+        if let Some(n) = line.strip_prefix("child-progress ") {
+            on_progress(i, n.trim().parse().unwrap_or(0));
+        } else if let Some(r) = parse_result(&line) {
+            results[i] = Some(r);
+        }
+    }
+    for w in waits {
+        let (status, stderr) = w.await.unwrap();
+        assert!(status.success(), "a child failed: {stderr}\n{transcript}");
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| panic!("a child reported no result:\n{transcript}")))
+        .collect()
+}
+
+/// The load's requests the simulator saw, and the time from the first to the last.
+fn load_seen(sim: &Simulator) -> (u64, Duration) {
+    let log: Vec<_> = sim
+        .requests_log()
+        .into_iter()
+        .filter(|r| r.key.as_deref() == Some(LOAD_KEY))
+        .collect();
+    let span = match (log.first(), log.last()) {
+        (Some(a), Some(b)) => b.at.saturating_sub(a.at),
+        _ => Duration::ZERO,
+    };
+    (log.len() as u64, span)
+}
+
+/// Checks a combined count against what the key's GCRA admits in `span`: `B + r·span`
+/// requests (at most that, +1 for the closed interval), within 5 %. The sustained rate past
+/// the first burst, `(count − B)/span`, is checked against `r` too.
+fn within_five_percent(count: u64, span: Duration) -> Result<(), String> {
+    let allowed = LOAD_B + LOAD_R_PER_S * span.as_secs_f64();
+    let got = count as f64;
+    if (got - allowed).abs() > 0.05 * allowed {
+        return Err(format!(
+            "{count} requests in {span:?}; the limit allows {allowed:.1} (±5 %)"
+        ));
+    }
+    let rate = (got - LOAD_B) / span.as_secs_f64();
+    if (rate - LOAD_R_PER_S).abs() > 0.05 * LOAD_R_PER_S {
+        return Err(format!(
+            "a sustained {rate:.2}/s; the limit refills {LOAD_R_PER_S:.2}/s (±5 %)"
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn the_five_percent_checker_rejects_counts_off_by_more() {
+    let span = Duration::from_secs(5); // allows 24 + 198 = 222
+    assert!(within_five_percent(222, span).is_ok());
+    assert!(within_five_percent(230, span).is_ok());
+    assert!(within_five_percent(240, span).is_err());
+    assert!(within_five_percent(205, span).is_err());
+    assert!(within_five_percent(444, span).is_err());
+}
+
+/// The load window of each child, seconds.
+const LOAD_SECS: u64 = 5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_redis_hold_a_combined_rpm_within_5_percent_of_the_limit() {
+    let Some(url) = shared_redis() else { return };
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    let ns = fresh_namespace("procs");
+    let children = (0..2)
+        .map(|_| spawn_child("shared", &sim.url(), Some(&url), &ns, LOAD_SECS))
+        .collect();
+    let results = run_children(children, |_, _| {}).await;
+    let (count, span) = load_seen(&sim);
+    for r in &results {
+        assert_eq!(r.errors, 0, "{results:?}");
+        assert_eq!(r.fallbacks, 0, "{results:?}");
+        assert_eq!(r.up, Some(true));
+        assert!(r.served > 20, "each process served its share: {results:?}");
+    }
+    eprintln!("shared: {count} requests in {span:?}: {results:?}");
+    assert_eq!(results.iter().map(|r| r.served).sum::<u64>(), count);
+    assert!(span > Duration::from_secs(LOAD_SECS - 1), "{span:?}");
+    within_five_percent(count, span).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_without_shared_state_exceed_the_bound() {
+    // the same run with each process on its own state: about twice the limit, which the
+    // checker of the shared run rejects
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    let ns = fresh_namespace("alone");
+    let children = (0..2)
+        .map(|_| spawn_child("local", &sim.url(), None, &ns, LOAD_SECS))
+        .collect();
+    let results = run_children(children, |_, _| {}).await;
+    let (count, span) = load_seen(&sim);
+    assert!(results.iter().all(|r| r.errors == 0 && r.up.is_none()));
+    let allowed = LOAD_B + LOAD_R_PER_S * span.as_secs_f64();
+    eprintln!("local: {count} requests in {span:?} (the limit allows {allowed:.1})");
+    assert!(count as f64 > 1.5 * allowed, "{count} in {span:?}");
+    assert!(within_five_percent(count, span).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_run_both_processes_keep_serving_on_local_state() {
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    let ns = fresh_namespace("kill");
+    let children = (0..2)
+        .map(|_| spawn_child("shared", &sim.url(), Some(&redis.url), &ns, 4))
+        .collect();
+    // kill Redis once both children served 30 requests through it
+    let served = [AtomicU64::new(0), AtomicU64::new(0)];
+    let at_kill = AtomicU64::new(0);
+    let mut killed = false;
+    let results = run_children(children, |i, n| {
+        served[i].store(n, Ordering::Relaxed);
+        if !killed && served.iter().all(|s| s.load(Ordering::Relaxed) >= 30) {
+            redis.child.start_kill().expect("redis-server is killed");
+            at_kill.store(load_seen(&sim).0, Ordering::Relaxed);
+            killed = true;
+        }
+    })
+    .await;
+    assert!(
+        killed,
+        "both children made progress through Redis: {results:?}"
+    );
+    let (count, _) = load_seen(&sim);
+    eprintln!("killed after {at_kill:?} of {count} requests: {results:?}");
+    let at_kill = at_kill.load(Ordering::Relaxed);
+    for r in &results {
+        assert_eq!(r.errors, 0, "every call succeeded: {results:?}");
+        assert_eq!(
+            r.up,
+            Some(false),
+            "the counters say Redis is down: {results:?}"
+        );
+        assert!(
+            r.fallbacks > 0,
+            "decisions fell back to local state: {results:?}"
+        );
+    }
+    assert!(
+        count > at_kill + 40,
+        "the processes kept serving after the kill: {at_kill} then {count}"
+    );
+}
+
+/// The child half of the two-process tests: does nothing unless started by them. It drives
+/// four callers against one key limited to [`LOAD_RPM`] for `INFERMUX_MUX_CHILD_SECS`,
+/// printing `child-progress <served>` every 10 successes and a `child-result` line at the
+/// end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_load() {
+    let Ok(mode) = std::env::var(CHILD) else {
+        return;
+    };
+    let var = |k: &str| std::env::var(k).unwrap();
+    let secs: u64 = var("INFERMUX_MUX_CHILD_SECS").parse().unwrap();
+    let provider = OpenAiCompat::new(
+        EndpointConfig::new("sim", format!("{}/v1", var("INFERMUX_MUX_CHILD_SIM"))).unwrap(),
+    )
+    .unwrap();
+    let exec = Arc::new(
+        AttemptExecutor::new(
+            Arc::new(provider),
+            QueueConfig::standard().with_permits(16),
+            None,
+        )
+        .unwrap(),
+    );
+    let member = MemberSpec::new(0)
+        .with_key("hot", ApiKey::new(LOAD_KEY))
+        .with_rpm(LOAD_RPM);
+    let config = PoolConfig::new(Strategy::RoundRobin).with_limit_burst_percent(LOAD_BURST_PERCENT);
+    let mut pool =
+        MultiPool::with_clock(vec![exec], vec![member], config, Arc::new(SystemClock)).unwrap();
+    if mode == "shared" {
+        let state = SharedState::redis(
+            &var("INFERMUX_MUX_CHILD_REDIS"),
+            &var("INFERMUX_MUX_CHILD_NS"),
+        )
+        .unwrap()
+        .with_retry_interval(Duration::from_millis(200));
+        assert!(state.connect().await, "the child reaches Redis");
+        pool = pool.with_shared(state, "load").unwrap();
+    }
+    let served = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + Duration::from_secs(secs);
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (pool, served, errors) = (pool.clone(), served.clone(), errors.clone());
+            tokio::spawn(async move {
+                let policy = CallPolicy::standard();
+                while Instant::now() < end {
+                    match policy.call(&pool, &chat(), &RequestContext::new()).await {
+                        Ok(_) => {
+                            let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+                            if n % 10 == 0 {
+                                println!("child-progress {n}");
+                            }
+                        }
+                        Err(e) => {
+                            eprintln!("child call failed: {e}");
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in callers {
+        c.await.unwrap();
+    }
+    let c = pool.counters();
+    println!(
+        "child-result served={} errors={} up={} fallbacks={}",
+        served.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        c.shared_state_up
+            .map_or("none".to_owned(), |u| u.to_string()),
+        c.shared_state_fallbacks
+    );
+}
