@@ -239,6 +239,8 @@ pub struct ClientBuilder {
     fallbacks: Vec<(String, Vec<String>, Vec<ErrorKind>)>,
     errors: Vec<Error>,
     priority: Priority,
+    #[cfg(feature = "redis")]
+    shared: Option<infermux_multiplex::SharedState>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -289,6 +291,15 @@ impl ClientBuilder {
                 format!("max_concurrency names an unknown endpoint `{endpoint}`"),
             )),
         }
+        self
+    }
+    /// Holds every group's cooldowns, key removals and limits in Redis together with the
+    /// other processes bound to the same state (feature `redis`; see
+    /// [`SharedState`](infermux_multiplex::SharedState)): each group's pool is bound under its
+    /// group name.
+    #[cfg(feature = "redis")]
+    pub fn shared_state(mut self, state: infermux_multiplex::SharedState) -> Self {
+        self.shared = Some(state);
         self
     }
     /// The priority of calls made without a context (`chat`, `embed`, …). Default normal.
@@ -386,7 +397,11 @@ impl ClientBuilder {
                 },
             );
         }
-        let mut client = build_router(self.endpoints, self.groups, self.fallbacks, config)?;
+        #[cfg(feature = "redis")]
+        let shared = self.shared.take();
+        #[cfg(not(feature = "redis"))]
+        let shared = None;
+        let mut client = build_router(self.endpoints, self.groups, self.fallbacks, config, shared)?;
         client.priority = self.priority;
         Ok(client)
     }
@@ -396,11 +411,18 @@ fn config_error(msg: String) -> Error {
     Error::new(ErrorKind::Config, msg)
 }
 
+/// Redis-held pool state when the feature is on; nothing otherwise.
+#[cfg(feature = "redis")]
+type Shared = infermux_multiplex::SharedState;
+#[cfg(not(feature = "redis"))]
+type Shared = std::convert::Infallible;
+
 fn build_router(
     endpoints: Vec<EndpointEntry>,
     mut groups: Vec<ModelGroup>,
     fallbacks: Vec<(String, Vec<String>, Vec<ErrorKind>)>,
     config: ResilienceConfig,
+    shared: Option<Shared>,
 ) -> Result<Client> {
     let config = config.validate()?;
     let mut execs = Vec::with_capacity(endpoints.len());
@@ -480,6 +502,13 @@ fn build_router(
             .clone()
             .unwrap_or_else(|| PoolConfig::new(g.strategy));
         let pool = MultiPool::new(all.clone(), members, pool_config)?;
+        let pool = match &shared {
+            #[cfg(feature = "redis")]
+            Some(state) => pool.with_shared(state.clone(), &g.name)?,
+            #[cfg(not(feature = "redis"))]
+            Some(never) => match *never {},
+            None => pool,
+        };
         built.push(Group {
             name,
             pool,
