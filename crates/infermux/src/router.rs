@@ -133,23 +133,30 @@ impl Router {
         }
     }
 
-    /// One call, routed, with fallbacks; the response says who served it.
-    pub(crate) async fn call(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
+    /// Runs `attempt` (given a group's index) on the request's group and, on a failure whose kind its fallback chain
+    /// names, on the next group of the chain, within one call deadline; says who served.
+    async fn route<T, F, Fut>(
+        &self,
+        request: &Request,
+        ctx: RequestContext,
+        stream: bool,
+        attempt: F,
+    ) -> Result<(T, Served)>
+    where
+        F: Fn(usize, RequestContext, tracing::Span) -> Fut,
+        Fut: std::future::Future<Output = Result<Called<T>>>,
+    {
         let first = self.resolve(request, &ctx)?;
         let ctx = self.call_context(ctx);
         let (mut g, mut hops, mut attempts) = (first, 0u32, 0u32);
         let mut trigger = None;
         loop {
             let group = &self.groups[g];
-            let span = call_span(request, &ctx, "infermux", &group.name, false);
-            let result = self
-                .policy
-                .call_traced(&group.pool, request, &ctx, span.clone())
-                .instrument(span)
-                .await;
+            let span = call_span(request, &ctx, "infermux", &group.name, stream);
+            let result = attempt(g, ctx.clone(), span.clone()).instrument(span).await;
             match result {
                 Ok(Called {
-                    mut value,
+                    value,
                     member,
                     attempts: a,
                     ..
@@ -164,68 +171,8 @@ impl Router {
                         "infermux.key" = served.key_alias.as_deref(),
                         "infermux.attempts" = served.attempts,
                         "infermux.fallback" = served.fallback.is_some(),
+                        "infermux.stream" = stream,
                         "served"
-                    );
-                    value.set_served(served);
-                    return Ok(value);
-                }
-                Err(e) => {
-                    attempts += e.attempts();
-                    match self.next(first, hops, &e) {
-                        Some(next) => {
-                            tracing::warn!(
-                                "infermux.group" = &*group.name,
-                                "infermux.fallback_to" = &*self.groups[next].name,
-                                "error.type" = e.kind().as_str(),
-                                "falling back"
-                            );
-                            trigger = Some(e.kind());
-                            hops += 1;
-                            g = next;
-                        }
-                        None => return Err(e.with_attempts(attempts)),
-                    }
-                }
-            }
-        }
-    }
-
-    /// One streamed call, routed; falls back only before the first content event (the
-    /// policy resolves the stream there), and says who serves it.
-    pub(crate) async fn stream(
-        &self,
-        request: &Request,
-        ctx: RequestContext,
-    ) -> Result<(EventStream, Served)> {
-        let first = self.resolve(request, &ctx)?;
-        let ctx = self.call_context(ctx);
-        let (mut g, mut hops, mut attempts) = (first, 0u32, 0u32);
-        let mut trigger = None;
-        loop {
-            let group = &self.groups[g];
-            let span = call_span(request, &ctx, "infermux", &group.name, true);
-            let result = self
-                .policy
-                .stream_traced(&group.pool, request, &ctx, span.clone())
-                .instrument(span)
-                .await;
-            match result {
-                Ok(Called {
-                    value,
-                    member,
-                    attempts: a,
-                    ..
-                }) => {
-                    let fallback = trigger
-                        .map(|t| FallbackTaken::new(self.groups[first].name.clone(), t, hops));
-                    let served = self.served(g, member, attempts + a, fallback);
-                    tracing::info!(
-                        "infermux.group" = &*served.group,
-                        "infermux.endpoint" = served.endpoint.as_str(),
-                        "infermux.key" = served.key_alias.as_deref(),
-                        "infermux.attempts" = served.attempts,
-                        "infermux.fallback" = served.fallback.is_some(),
-                        "streaming"
                     );
                     return Ok((value, served));
                 }
@@ -248,6 +195,32 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// One call, routed, with fallbacks; the response says who served it.
+    pub(crate) async fn call(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
+        let (mut value, served) = self
+            .route(request, ctx, false, |g, ctx, span| async move {
+                let pool = &self.groups[g].pool;
+                self.policy.call_traced(pool, request, &ctx, span).await
+            })
+            .await?;
+        value.set_served(served);
+        Ok(value)
+    }
+
+    /// One streamed call, routed; falls back only before the first content event (the
+    /// policy resolves the stream there), and says who serves it.
+    pub(crate) async fn stream(
+        &self,
+        request: &Request,
+        ctx: RequestContext,
+    ) -> Result<(EventStream, Served)> {
+        self.route(request, ctx, true, |g, ctx, span| async move {
+            let pool = &self.groups[g].pool;
+            self.policy.stream_traced(pool, request, &ctx, span).await
+        })
+        .await
     }
 
     /// Prometheus text of every endpoint's counters and every pool's members.

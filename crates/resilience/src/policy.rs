@@ -252,6 +252,36 @@ impl CallPolicy {
         Err(e.with_attempts(attempts).with_stop_reason(reason))
     }
 
+    /// After a failed or refused try: waits out the pause and returns `Ok` to try again, or
+    /// returns the final error.
+    #[allow(clippy::too_many_arguments)] // the try's whole state, passed once
+    async fn retry_or_stop(
+        &self,
+        e: Error,
+        tries: u32,
+        attempts: u32,
+        deadline: &CallDeadline,
+        ctx: &RequestContext,
+        counters: Option<&EndpointCounters>,
+        failover: bool,
+    ) -> Result<()> {
+        let after = self.after_failure(e, tries, attempts, deadline, ctx, counters, failover)?;
+        self.pause(after, deadline).await;
+        Ok(())
+    }
+
+    /// The request an attempt sends: `request`, or a copy asking for the lease's model.
+    fn for_model<'r>(
+        request: &'r Request,
+        model: Option<&str>,
+        owned: &'r mut Option<Request>,
+    ) -> &'r Request {
+        match model {
+            Some(m) if request.model() != Some(m) => owned.insert(request.with_model(m)),
+            _ => request,
+        }
+    }
+
     /// The attempt's context from its lease: the key, and the response cell when the pool
     /// wants the rate-limit headers.
     fn lease_context<P: Pool>(
@@ -307,11 +337,11 @@ impl CallPolicy {
                 Err(e) => {
                     computed_at = None;
                     let counters = pool.retry_counters();
-                    match self.after_failure(e, tries, attempts, &deadline, ctx, counters, false) {
-                        Ok(after) => {
-                            self.pause(after, &deadline).await;
-                            continue;
-                        }
+                    match self
+                        .retry_or_stop(e, tries, attempts, &deadline, ctx, counters, false)
+                        .await
+                    {
+                        Ok(()) => continue,
                         Err(e) => return finish_span(&call_span, attempts, Err(e)),
                     }
                 }
@@ -336,14 +366,8 @@ impl CallPolicy {
             let actx =
                 exec.attempt_context(ctx, &deadline, attempts, fresh, exec.breaker.is_some());
             let (actx, meta) = Self::lease_context(pool, actx, key);
-            let owned;
-            let req = match model {
-                Some(m) if request.model() != Some(m) => {
-                    owned = request.with_model(m);
-                    &owned
-                }
-                _ => request,
-            };
+            let mut owned = None;
+            let req = Self::for_model(request, model, &mut owned);
             let mut leased = Leased::new(pool, member);
             let (result, latency) = exec
                 .call(grant, req, &actx, &deadline, started, attempts)
@@ -371,10 +395,11 @@ impl CallPolicy {
                     tried.push(member);
                     let counters = Some(&*exec.counters);
                     let failover = pool.can_fail_over(&tried);
-                    match self.after_failure(e, tries, attempts, &deadline, ctx, counters, failover)
+                    if let Err(e) = self
+                        .retry_or_stop(e, tries, attempts, &deadline, ctx, counters, failover)
+                        .await
                     {
-                        Ok(after) => self.pause(after, &deadline).await,
-                        Err(e) => return finish_span(&call_span, attempts, Err(e)),
+                        return finish_span(&call_span, attempts, Err(e));
                     }
                 }
             }
@@ -416,11 +441,11 @@ impl CallPolicy {
                 Ok(lease) => lease,
                 Err(e) => {
                     let counters = pool.retry_counters();
-                    match self.after_failure(e, tries, attempts, &deadline, ctx, counters, false) {
-                        Ok(after) => {
-                            self.pause(after, &deadline).await;
-                            continue;
-                        }
+                    match self
+                        .retry_or_stop(e, tries, attempts, &deadline, ctx, counters, false)
+                        .await
+                    {
+                        Ok(()) => continue,
                         Err(e) => return finish_span(&call_span, attempts, Err(e)),
                     }
                 }
@@ -438,14 +463,8 @@ impl CallPolicy {
             // slow is judged by the time to the first event: no first-byte mark needed
             let actx = exec.attempt_context(ctx, &deadline, attempts, false, false);
             let (actx, meta) = Self::lease_context(pool, actx, key);
-            let owned;
-            let req = match model {
-                Some(m) if request.model() != Some(m) => {
-                    owned = request.with_model(m);
-                    &owned
-                }
-                _ => request,
-            };
+            let mut owned = None;
+            let req = Self::for_model(request, model, &mut owned);
             let span = attempt_span(attempts);
             let mut leased = Leased::new(pool, member);
             let opened = exec.open_stream(grant, req, &actx, &deadline, &span).await;
@@ -491,10 +510,11 @@ impl CallPolicy {
                     tried.push(member);
                     let counters = Some(&*exec.counters);
                     let failover = pool.can_fail_over(&tried);
-                    match self.after_failure(e, tries, attempts, &deadline, ctx, counters, failover)
+                    if let Err(e) = self
+                        .retry_or_stop(e, tries, attempts, &deadline, ctx, counters, failover)
+                        .await
                     {
-                        Ok(after) => self.pause(after, &deadline).await,
-                        Err(e) => return finish_span(&call_span, attempts, Err(e)),
+                        return finish_span(&call_span, attempts, Err(e));
                     }
                 }
             }
@@ -546,12 +566,10 @@ impl CallPolicy {
                     Err(e) => {
                         let counters = pool.retry_counters();
                         match self
-                            .after_failure(e, tries, attempts, &deadline, ctx, counters, false)
+                            .retry_or_stop(e, tries, attempts, &deadline, ctx, counters, false)
+                            .await
                         {
-                            Ok(after) => {
-                                self.pause(after, &deadline).await;
-                                continue;
-                            }
+                            Ok(()) => continue,
                             Err(e) => return finish_span(&call_span, attempts, Err(e)),
                         }
                     }
@@ -595,11 +613,11 @@ impl CallPolicy {
                         tried.push(member);
                         let counters = Some(&*exec.counters);
                         let failover = pool.can_fail_over(&tried);
-                        match self
-                            .after_failure(e, tries, attempts, &deadline, ctx, counters, failover)
+                        if let Err(e) = self
+                            .retry_or_stop(e, tries, attempts, &deadline, ctx, counters, failover)
+                            .await
                         {
-                            Ok(after) => self.pause(after, &deadline).await,
-                            Err(e) => return finish_span(&call_span, attempts, Err(e)),
+                            return finish_span(&call_span, attempts, Err(e));
                         }
                     }
                 }
