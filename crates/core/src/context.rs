@@ -282,8 +282,11 @@ impl RequestContext {
     }
     /// Sets the deadline `timeout` from now.
     pub fn with_timeout(self, timeout: Duration) -> Self {
-        let deadline = Instant::now() + timeout;
-        self.with_deadline(deadline)
+        // a timeout too long to add to now is no deadline at all (never a panic)
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.with_deadline(deadline),
+            None => self,
+        }
     }
     /// Sets the idempotency.
     pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {

@@ -124,11 +124,12 @@ impl Router {
     /// The context every group's call shares: the call deadline is fixed once, so a fallback
     /// spends what is left of it, never a fresh one.
     fn call_context(&self, ctx: RequestContext) -> RequestContext {
+        // a timeout too long to add to now is no deadline at all (never a panic)
         match (ctx.deadline(), self.policy.timeout()) {
-            (None, Some(t)) => {
-                let d = Instant::now() + t;
-                ctx.with_deadline(d)
-            }
+            (None, Some(t)) => match Instant::now().checked_add(t) {
+                Some(d) => ctx.with_deadline(d),
+                None => ctx,
+            },
             _ => ctx,
         }
     }

@@ -193,10 +193,14 @@ impl CallPolicy {
         };
         // tokio's clock (which paused-time tests move) is read only once the deadline is
         // needed: a call answered without waiting reads neither it nor a timer
+        // a deadline too far to add to now (a timeout of `Duration::MAX`) is no deadline
+        let Some(std) = now.checked_add(left) else {
+            return (CallDeadline::after(None), None);
+        };
         let deadline = CallDeadline {
             left: Some(left),
             at: OnceLock::new(),
-            std: now.checked_add(left),
+            std: Some(std),
         };
         (deadline, Some(now))
     }
@@ -681,10 +685,12 @@ pub struct CallDeadline {
 impl CallDeadline {
     /// A deadline `left` from now (`None`: no deadline), for driving a [`Pool`] directly.
     pub fn after(left: Option<Duration>) -> Self {
+        let std = left.and_then(|l| Instant::now().checked_add(l));
         CallDeadline {
-            left,
+            // a deadline too far to add to now is no deadline
+            left: left.filter(|_| std.is_some()),
             at: OnceLock::new(),
-            std: left.and_then(|l| Instant::now().checked_add(l)),
+            std,
         }
     }
 
@@ -697,7 +703,12 @@ impl CallDeadline {
     /// The deadline on tokio's clock (fixed the first time it is asked for).
     pub fn at(&self) -> Option<tokio::time::Instant> {
         let left = self.left?;
-        Some(*self.at.get_or_init(|| tokio::time::Instant::now() + left))
+        Some(*self.at.get_or_init(|| {
+            let now = tokio::time::Instant::now();
+            // about 30 years: far enough, and addable to tokio's (possibly paused) clock
+            now.checked_add(left)
+                .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+        }))
     }
 
     /// The deadline as a std instant, for the attempt's context (the transport clamps its

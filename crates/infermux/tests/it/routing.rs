@@ -298,3 +298,25 @@ async fn three_keys_one_throttled_one_revoked_every_call_succeeds_and_the_429_ke
         .collect();
     assert_eq!(states[1].1, "removed", "{states:?}");
 }
+
+#[tokio::test]
+async fn an_unbounded_timeout_is_no_deadline_not_a_panic() {
+    let s = sim(FaultPlan::none()).await;
+    let client = Client::builder()
+        .endpoint(provider("s", &s))
+        .group(ModelGroup::new("chat").deployment(Deployment::new("s", "m")))
+        .timeout(std::time::Duration::MAX)
+        .build()
+        .unwrap();
+    assert!(client.chat(ask("chat")).await.is_ok());
+    let ctx = RequestContext::new().with_timeout(std::time::Duration::MAX);
+    assert!(ctx.deadline().is_none());
+    assert!(client.chat_with(ask("chat"), ctx).await.is_ok());
+    // the single-endpoint client too
+    let single = Client::builder()
+        .provider(provider("s", &s))
+        .timeout(std::time::Duration::MAX)
+        .build()
+        .unwrap();
+    assert!(single.chat(ask("m")).await.is_ok());
+}
