@@ -268,15 +268,6 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
     println!(
         "fallbacks taken (chat-large → chat): {fallbacks}; answers that needed more than one attempt: {retried}"
     );
-    println!(
-        "429s answered by the throttled key a2: {}",
-        sim_a
-            .requests_log()
-            .iter()
-            .filter(|r| r.key.as_deref() == Some("sk-demo-a2"))
-            .count()
-            .min(3)
-    );
 
     report_pool(client, "chat");
     report_pool(client, "chat-large");

@@ -14,7 +14,8 @@ use infermux_core::{
     EventStream, ModelList, Priority, Provider, Request, RequestContext, RerankRequest,
     RerankResponse, Response, Result, Served,
 };
-use infermux_multiplex::{KeyRetry, MemberSpec, MultiPool, PoolConfig, Strategy};
+use infermux_multiplex::{MemberSpec, MultiPool, PoolConfig, Strategy};
+use infermux_resilience::retry::KeyRetry;
 use infermux_resilience::{
     AttemptExecutor, CallPolicy, ResilienceConfig, Resilient, render_prometheus,
 };

@@ -93,14 +93,14 @@ pub mod gcra;
 mod member;
 mod pool;
 mod queue;
-mod retry;
 #[cfg(feature = "redis")]
 mod shared;
 mod status;
 
 pub use config::{MemberSpec, PoolConfig, Strategy};
+/// The retry policy for pools of keys, from the resilience crate (where retry logic lives).
+pub use infermux_resilience::retry::KeyRetry;
 pub use pool::{MAX_MEMBERS, MultiPool};
-pub use retry::KeyRetry;
 #[cfg(feature = "redis")]
 pub use shared::SharedState;
 pub use status::{MemberInfo, MemberState, MemberStatus, PoolSnapshot, RemovalReason};

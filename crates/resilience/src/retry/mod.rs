@@ -28,9 +28,11 @@
 
 mod backoff;
 mod budget;
+mod key;
 mod policy;
 
 pub use backoff::{Backoff, DelayClass, FullJitter};
 pub use budget::RetryBudget;
 pub use infermux_core::StopReason;
+pub use key::KeyRetry;
 pub use policy::{Attempt, Decision, RetryPolicy, StandardRetry};

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::policy::{Attempt, Decision, RetryPolicy};
 use infermux_core::{ErrorKind, Idempotency, StopReason};
-use infermux_resilience::retry::{Attempt, Decision, RetryPolicy};
 
 /// Retries errors scoped to one key — `RateLimited` (429), `Auth` (401/403) and
 /// `QuotaExceeded` — at once, and an endpoint's failures (connection, 5xx, overload, timeout;
@@ -13,7 +13,7 @@ use infermux_resilience::retry::{Attempt, Decision, RetryPolicy};
 /// over to another endpoint ([`Attempt::failover`]), up to `max_attempts` attempts; leaves
 /// every other error to `inner`.
 ///
-/// With a [`MultiPool`](crate::MultiPool) the next attempt avoids the key: the pool cools it
+/// With a pool of keys (the multiplex crate's `MultiPool`) the next attempt avoids the key: the pool cools it
 /// down or removes it, and when no other key can serve, the pool's own admission waits for the
 /// earliest one (or refuses with `Unavailable` when that is past the deadline). Waiting the
 /// `Retry-After` in the retry loop instead, as a single-endpoint policy does, would hold the
@@ -22,7 +22,7 @@ use infermux_resilience::retry::{Attempt, Decision, RetryPolicy};
 ///
 /// ```
 /// use infermux_core::{Error, ErrorKind};
-/// use infermux_multiplex::KeyRetry;
+/// use infermux_resilience::retry::KeyRetry;
 /// use infermux_resilience::retry::{Attempt, Decision, RetryPolicy, StandardRetry};
 /// use std::{sync::Arc, time::Duration};
 /// let policy = KeyRetry::new(Arc::new(StandardRetry::standard()), 4);
