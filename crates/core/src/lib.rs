@@ -46,7 +46,7 @@ pub use error::{Error, ErrorKind, Result, StopReason};
 pub use id::{EndpointId, RequestId};
 pub use provider::{Capabilities, EventStream, Operation, Provider};
 pub use ratelimit::{RateLimitInfo, RateLimitWindow};
-pub use route::{FallbackTaken, Served};
+pub use route::{CacheHit, CacheTier, FallbackTaken, Served};
 pub use secret::ApiKey;
 pub use similarity::cosine_similarity;
 pub use stream::{StreamAccumulator, StreamEvent, first_event};

@@ -99,3 +99,77 @@ impl fmt::Display for Served {
         Ok(())
     }
 }
+
+/// Which cache tier answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CacheTier {
+    /// The same request (canonical form) was answered before.
+    Exact,
+    /// A request meaning the same was answered before: the last user turn matched by embedding
+    /// similarity and passed the verifier.
+    Semantic,
+}
+
+impl fmt::Display for CacheTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CacheTier::Exact => "exact",
+            CacheTier::Semantic => "semantic",
+        })
+    }
+}
+
+/// An answer served from the cache rather than by a provider: set on the response (`cache`
+/// field, [`Response::cache_hit`](crate::Response::cache_hit)) so a caller always knows.
+///
+/// ```
+/// use std::time::Duration;
+/// use infermux_core::{CacheHit, CacheTier};
+/// let hit = CacheHit::semantic(0.93, 0.98, Duration::from_secs(4));
+/// assert_eq!(hit.tier, CacheTier::Semantic);
+/// assert_eq!(hit.to_string(), "semantic cache hit (similarity 0.930, verifier 0.980), 4.0 s old");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CacheHit {
+    /// Which tier answered.
+    pub tier: CacheTier,
+    /// Cosine similarity of the last user turn to the cached one (semantic tier only).
+    pub similarity: Option<f32>,
+    /// The verifier's score that the two mean the same (semantic tier only).
+    pub verifier_score: Option<f32>,
+    /// How long ago the cached answer was stored.
+    pub age: std::time::Duration,
+}
+
+impl CacheHit {
+    /// An exact hit on an answer stored `age` ago.
+    pub fn exact(age: std::time::Duration) -> Self {
+        CacheHit {
+            tier: CacheTier::Exact,
+            similarity: None,
+            verifier_score: None,
+            age,
+        }
+    }
+    /// A semantic hit with its similarity and verifier score.
+    pub fn semantic(similarity: f32, verifier_score: f32, age: std::time::Duration) -> Self {
+        CacheHit {
+            tier: CacheTier::Semantic,
+            similarity: Some(similarity),
+            verifier_score: Some(verifier_score),
+            age,
+        }
+    }
+}
+
+impl fmt::Display for CacheHit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} cache hit", self.tier)?;
+        if let (Some(s), Some(v)) = (self.similarity, self.verifier_score) {
+            write!(f, " (similarity {s:.3}, verifier {v:.3})")?;
+        }
+        write!(f, ", {:.1} s old", self.age.as_secs_f64())
+    }
+}

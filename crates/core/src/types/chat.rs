@@ -472,6 +472,10 @@ pub struct ChatResponse {
     /// from a provider called directly.
     #[serde(skip)]
     pub served: Option<crate::route::Served>,
+    /// Set when the answer came from the cache (which tier, similarity, verifier score, age);
+    /// `None` when a provider answered.
+    #[serde(skip)]
+    pub cache: Option<crate::route::CacheHit>,
 }
 
 impl ChatResponse {
@@ -484,6 +488,7 @@ impl ChatResponse {
             finish_reason: None,
             usage: None,
             served: None,
+            cache: None,
         }
     }
     /// The answer's text.

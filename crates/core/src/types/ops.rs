@@ -77,6 +77,9 @@ pub struct CompletionResponse {
     /// from a provider called directly.
     #[serde(skip)]
     pub served: Option<crate::route::Served>,
+    /// Set when the answer came from the cache; `None` when a provider answered.
+    #[serde(skip)]
+    pub cache: Option<crate::route::CacheHit>,
 }
 
 impl CompletionResponse {
@@ -89,6 +92,7 @@ impl CompletionResponse {
             finish_reason: None,
             usage: None,
             served: None,
+            cache: None,
         }
     }
 }
@@ -145,6 +149,9 @@ pub struct EmbeddingResponse {
     /// from a provider called directly.
     #[serde(skip)]
     pub served: Option<crate::route::Served>,
+    /// Set when the answer came from the cache; `None` when a provider answered.
+    #[serde(skip)]
+    pub cache: Option<crate::route::CacheHit>,
 }
 
 impl EmbeddingResponse {
@@ -155,6 +162,7 @@ impl EmbeddingResponse {
             embeddings,
             usage: None,
             served: None,
+            cache: None,
         }
     }
     /// The dimension of the vectors (0 when empty).
@@ -219,6 +227,9 @@ pub struct RerankResponse {
     /// from a provider called directly.
     #[serde(skip)]
     pub served: Option<crate::route::Served>,
+    /// Set when the answer came from the cache; `None` when a provider answered.
+    #[serde(skip)]
+    pub cache: Option<crate::route::CacheHit>,
 }
 
 impl RerankResponse {
@@ -228,6 +239,7 @@ impl RerankResponse {
             model: model.into(),
             results,
             served: None,
+            cache: None,
         }
     }
 }

@@ -129,6 +129,26 @@ impl Response {
             Response::Models(_) => None,
         }
     }
+    /// Set when the answer came from the cache.
+    pub fn cache_hit(&self) -> Option<&crate::route::CacheHit> {
+        match self {
+            Response::Chat(r) => r.cache.as_ref(),
+            Response::Completion(r) => r.cache.as_ref(),
+            Response::Embeddings(r) => r.cache.as_ref(),
+            Response::Rerank(r) => r.cache.as_ref(),
+            Response::Models(_) => None,
+        }
+    }
+    /// Marks the answer as served from the cache (a model list ignores it).
+    pub fn set_cache_hit(&mut self, hit: crate::route::CacheHit) {
+        match self {
+            Response::Chat(r) => r.cache = Some(hit),
+            Response::Completion(r) => r.cache = Some(hit),
+            Response::Embeddings(r) => r.cache = Some(hit),
+            Response::Rerank(r) => r.cache = Some(hit),
+            Response::Models(_) => {}
+        }
+    }
     /// Sets who answered (a model list has no field for it and ignores it).
     pub fn set_served(&mut self, served: crate::route::Served) {
         match self {

@@ -1,0 +1,1 @@
+//! Client-side batching for infermux (being built: see issue 11).
