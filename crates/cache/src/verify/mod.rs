@@ -15,4 +15,10 @@ pub trait Verifier: Send + Sync + fmt::Debug {
     async fn score(&self, query: &str, candidate: &str, cosine: f32) -> Result<f32>;
     /// The score at or above which a candidate is accepted.
     fn threshold(&self) -> f32;
+    /// The estimated share of accepted candidates that do not mean the same (1 − precision) at
+    /// [`threshold`](Verifier::threshold), as measured on a labelled set; `None` when unknown.
+    /// The cache exports it as a metric.
+    fn estimated_false_hit_rate(&self) -> Option<f64> {
+        None
+    }
 }
