@@ -1,12 +1,36 @@
 //! Exact and semantic response caches for infermux.
 //!
+//! - [`Cache`]: the one entry point — [`Cache::call`] and [`Cache::stream`] wrap any call (the
+//!   facade's), or [`Cache::lookup`] / [`Cache::store`] / [`Cache::lookup_stream`] /
+//!   [`Cache::tee`] drive it by hand. An exact tier keyed by [`CacheKey`] (the canonical form
+//!   of everything that changes the answer), and a semantic tier
+//!   ([`Cache::with_semantic`]) that embeds the last user turn, finds the nearest stored ones
+//!   in a [`VectorIndex`] and lets a [`Verifier`] decide.
 //! - [`Embedder`]: turns texts into vectors — any provider with embeddings
 //!   ([`ProviderEmbedder`]) or a local model (feature `local-embed`).
 //! - [`Verifier`]: after the vector match, decides whether a cached prompt really means the same
 //!   as the new one.
+//! - Stores: in memory (default, `moka`: TinyLFU admission, LRU eviction) or Redis
+//!   ([`RedisStore`], feature `redis`) shared by several processes.
+//!
+//! # Crate features
+//! - `redis`: [`RedisStore`] and [`Cache::with_redis`].
 
+mod cache;
+mod config;
 pub mod embed;
+mod index;
+mod key;
+#[cfg(feature = "redis")]
+mod redis_store;
+mod stream;
 pub mod verify;
 
+pub use cache::{Cache, CacheSnapshot, StreamAnswer};
+pub use config::{CacheConfig, SemanticConfig};
 pub use embed::{Embedder, ProviderEmbedder};
+pub use index::{IndexConfig, Match, VectorIndex};
+pub use key::{CacheKey, canonical_json};
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
 pub use verify::Verifier;

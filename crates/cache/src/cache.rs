@@ -1,0 +1,1149 @@
+//! [`Cache`]: the exact and semantic tiers behind one entry point a facade wraps around any
+//! call ([`Cache::call`], [`Cache::stream`]), or drives itself ([`Cache::lookup`],
+//! [`Cache::store`], [`Cache::lookup_stream`], [`Cache::tee`]).
+
+use std::fmt::{self, Write as _};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use infermux_core::{
+    CacheHit, Clock, EventStream, Request, RequestContext, Response, Result, StreamAccumulator,
+    StreamEvent, SystemClock,
+};
+use moka::notification::RemovalCause;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CacheConfig, SemanticConfig};
+use crate::embed::Embedder;
+use crate::index::VectorIndex;
+use crate::key::{CacheKey, SemanticProbe, SemanticSkip, semantic_probe};
+use crate::stream::{Tee, replay};
+use crate::verify::Verifier;
+
+/// A stored answer: a whole response, or the events of a stream in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "answer", rename_all = "snake_case")]
+enum Answer {
+    Call(Response),
+    Stream(Vec<StreamEvent>),
+}
+
+/// One stored answer and when (cache time, ms since the Unix epoch).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    stored_ms: u64,
+    answer: Answer,
+}
+
+/// One semantic record as Redis holds it.
+#[cfg(feature = "redis")]
+#[derive(Serialize, Deserialize)]
+struct Record {
+    text: String,
+    vector: Vec<f32>,
+    entry: Entry,
+}
+
+/// One row of a namespace's index.
+#[derive(Debug)]
+struct Row {
+    text: String,
+    entry: Arc<Entry>,
+    alive: bool,
+}
+
+/// One semantic namespace: its index and rows.
+#[derive(Debug, Default)]
+struct Namespace {
+    index: Option<VectorIndex>,
+    rows: Vec<Row>,
+    live: usize,
+    /// The last Redis record folded in.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    redis_seq: u64,
+}
+
+/// The counters (see [`CacheSnapshot`]).
+#[derive(Debug, Default)]
+struct Counters {
+    exact_hits: AtomicU64,
+    exact_misses: AtomicU64,
+    semantic_hits: AtomicU64,
+    semantic_misses: AtomicU64,
+    semantic_skipped: AtomicU64,
+    verifier_rejects: AtomicU64,
+    stores: AtomicU64,
+    semantic_stores: AtomicU64,
+    evictions: AtomicU64,
+    expired: AtomicU64,
+    store_errors: AtomicU64,
+    embed_errors: AtomicU64,
+}
+
+/// The cache's counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct CacheSnapshot {
+    /// Lookups answered by the exact tier.
+    pub exact_hits: u64,
+    /// Lookups the exact tier did not answer.
+    pub exact_misses: u64,
+    /// Lookups answered by the semantic tier.
+    pub semantic_hits: u64,
+    /// Lookups the semantic tier saw and did not answer.
+    pub semantic_misses: u64,
+    /// Lookups the semantic tier did not see (temperature > 0, tools, not a chat ending in a
+    /// user turn of text).
+    pub semantic_skipped: u64,
+    /// Candidates the verifier turned down.
+    pub verifier_rejects: u64,
+    /// Answers stored in the exact tier.
+    pub stores: u64,
+    /// Answers stored in the semantic tier.
+    pub semantic_stores: u64,
+    /// Answers evicted for space (exact and semantic).
+    pub evictions: u64,
+    /// Answers found past their TTL.
+    pub expired: u64,
+    /// Store calls (Redis) that failed or timed out: each was a miss or a store not made.
+    pub store_errors: u64,
+    /// Embedding calls that failed (each a semantic miss or a store not made).
+    pub embed_errors: u64,
+    /// Answers in the in-memory exact store.
+    pub entries: u64,
+    /// The verifier's estimated false-hit rate at its threshold, when it knows it.
+    pub estimated_false_hit_rate: Option<f64>,
+}
+
+/// Where exact answers live.
+#[derive(Clone)]
+enum Backend {
+    Memory(moka::sync::Cache<CacheKey, Arc<Entry>>),
+    #[cfg(feature = "redis")]
+    Redis(crate::RedisStore),
+}
+
+/// The semantic tier: an embedder, a verifier and the namespaces.
+struct Semantic {
+    embedder: Arc<dyn Embedder>,
+    verifier: Arc<dyn Verifier>,
+    config: SemanticConfig,
+    namespaces: moka::sync::Cache<CacheKey, Arc<RwLock<Namespace>>>,
+}
+
+struct Inner {
+    config: CacheConfig,
+    backend: Backend,
+    semantic: Option<Semantic>,
+    clock: Arc<dyn Clock>,
+    base_instant: Instant,
+    base_wall_ms: u64,
+    counters: Arc<Counters>,
+}
+
+/// An exact and (with [`Cache::with_semantic`]) semantic response cache.
+///
+/// **Keys.** The exact tier keys a request by [`CacheKey::exact`]: the caller's namespace
+/// (deployment group or provider), the tenant of the [`RequestContext`], and the whole request
+/// in canonical form. The semantic tier looks only among requests equal in everything but
+/// their last user turn (namespace = the exact key of the request without it, plus the
+/// embedder's model id), embeds that turn, and lets the [`Verifier`] decide among the nearest
+/// candidates.
+///
+/// **Streams.** Whether a request was streamed is not in the key. A stream is recorded as it
+/// passes to the caller ([`Cache::tee`]) and stored only when it ended cleanly after `Done`; a
+/// streamed request is answered by replaying a stored stream's events in order. A call is
+/// answered by a stored call or by a stored stream folded with [`StreamAccumulator`]. A
+/// stored call does **not** answer a streamed request (its original events are unknown; a
+/// synthesised stream would not be them): that request misses, and its stream, once stored,
+/// answers both. A stored call never replaces a stored stream.
+///
+/// **Failures.** The cache never fails a call: a store (Redis) or embedder failure is a miss
+/// (or a store not made), counted in [`CacheSnapshot`].
+///
+/// Cheap to clone (clones share everything).
+///
+/// ```
+/// use infermux_cache::{Cache, CacheConfig};
+/// use infermux_core::{ChatRequest, ChatResponse, Message, Request, RequestContext, Response};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let cache = Cache::new(CacheConfig::default()).unwrap();
+/// let req = Request::Chat(ChatRequest::new("m", vec![Message::user("Hi")]));
+/// let ctx = RequestContext::new();
+/// let answer = || async {
+///     Ok(Response::Chat(ChatResponse::new("m", Message::assistant("Hello"))))
+/// };
+/// let first = cache.call(&req, &ctx, "group-a", answer).await.unwrap();
+/// assert!(first.cache_hit().is_none());
+/// let second = cache.call(&req, &ctx, "group-a", answer).await.unwrap();
+/// assert!(second.cache_hit().is_some());
+/// assert_eq!(cache.snapshot().exact_hits, 1);
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("config", &self.inner.config)
+            .field(
+                "backend",
+                &match &self.inner.backend {
+                    Backend::Memory(_) => "memory",
+                    #[cfg(feature = "redis")]
+                    Backend::Redis(_) => "redis",
+                },
+            )
+            .field("semantic", &self.inner.semantic.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A streamed answer and, when the cache gave it, the hit.
+#[non_exhaustive]
+pub struct StreamAnswer {
+    /// The events.
+    pub events: EventStream,
+    /// Set when the cache replayed a stored stream.
+    pub hit: Option<CacheHit>,
+}
+
+impl fmt::Debug for StreamAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamAnswer")
+            .field("hit", &self.hit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a miss learnt that the store after it can reuse.
+#[derive(Debug, Default)]
+struct Miss {
+    exact: Option<CacheKey>,
+    semantic: Option<(SemanticProbe, Vec<f32>)>,
+}
+
+/// What a lookup found.
+enum Found {
+    Hit(Arc<Entry>, CacheHit),
+    Miss(Miss),
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn memory_store(config: &CacheConfig, counters: &Arc<Counters>) -> Backend {
+    let c = Arc::clone(counters);
+    Backend::Memory(
+        moka::sync::Cache::builder()
+            .max_capacity(config.max_entries)
+            .time_to_live(config.ttl)
+            .eviction_listener(move |_k, _v, cause| match cause {
+                RemovalCause::Size => {
+                    c.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+                RemovalCause::Expired => {
+                    c.expired.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            })
+            .build(),
+    )
+}
+
+impl Cache {
+    /// An in-memory cache (exact tier only until [`Cache::with_semantic`]); a
+    /// [`ErrorKind::Config`](infermux_core::ErrorKind::Config) error for an invalid config.
+    pub fn new(config: CacheConfig) -> Result<Self> {
+        config.validate()?;
+        let counters = Arc::new(Counters::default());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                backend: memory_store(&config, &counters),
+                config,
+                semantic: None,
+                base_instant: clock.now(),
+                clock,
+                base_wall_ms: wall_ms(),
+                counters,
+            }),
+        })
+    }
+
+    fn rebuild(&self, f: impl FnOnce(&mut Inner)) -> Self {
+        let old = &self.inner;
+        let mut inner = Inner {
+            config: old.config.clone(),
+            backend: old.backend.clone(),
+            semantic: old.semantic.as_ref().map(|s| Semantic {
+                embedder: Arc::clone(&s.embedder),
+                verifier: Arc::clone(&s.verifier),
+                config: s.config.clone(),
+                namespaces: s.namespaces.clone(),
+            }),
+            clock: Arc::clone(&old.clock),
+            base_instant: old.base_instant,
+            base_wall_ms: old.base_wall_ms,
+            counters: Arc::clone(&old.counters),
+        };
+        f(&mut inner);
+        Cache {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Reads time from `clock` (TTLs and ages; a [`ManualClock`](infermux_core::ManualClock)
+    /// in tests). Ages are kept as wall time: this process's wall clock at the moment the
+    /// clock is set, plus the clock's time since.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        self.rebuild(|i| {
+            i.base_instant = clock.now();
+            i.base_wall_ms = wall_ms();
+            i.clock = clock;
+        })
+    }
+
+    /// Adds the semantic tier.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use infermux_cache::{Cache, CacheConfig, Embedder, SemanticConfig, Verifier};
+    /// # use infermux_core::{RequestContext, Result};
+    /// # #[derive(Debug)] struct Len;
+    /// # #[async_trait::async_trait] impl Embedder for Len {
+    /// #     fn model_id(&self) -> &str { "len" }
+    /// #     async fn embed(&self, t: &[String], _: &RequestContext) -> Result<Vec<Vec<f32>>> {
+    /// #         Ok(t.iter().map(|s| vec![1.0, s.len() as f32]).collect())
+    /// #     }
+    /// # }
+    /// # #[derive(Debug)] struct Yes;
+    /// # #[async_trait::async_trait] impl Verifier for Yes {
+    /// #     async fn score(&self, _: &str, _: &str, c: f32) -> Result<f32> { Ok(c) }
+    /// #     fn threshold(&self) -> f32 { 0.9 }
+    /// # }
+    /// let cache = Cache::new(CacheConfig::default())
+    ///     .unwrap()
+    ///     .with_semantic(Arc::new(Len), Arc::new(Yes), SemanticConfig::default());
+    /// assert!(format!("{cache:?}").contains("semantic: true"));
+    /// ```
+    pub fn with_semantic(
+        self,
+        embedder: Arc<dyn Embedder>,
+        verifier: Arc<dyn Verifier>,
+        config: SemanticConfig,
+    ) -> Self {
+        let counters = Arc::clone(&self.inner.counters);
+        let per_ns = config.max_entries_per_namespace as u64;
+        let namespaces = moka::sync::Cache::builder()
+            .max_capacity(config.max_namespaces)
+            .time_to_idle(config.ttl)
+            .eviction_listener(move |_k, v: Arc<RwLock<Namespace>>, cause| {
+                if cause == RemovalCause::Size {
+                    let live = v.read().map_or(per_ns, |n| n.live as u64);
+                    counters.evictions.fetch_add(live, Ordering::Relaxed);
+                }
+            })
+            .build();
+        self.rebuild(|i| {
+            i.semantic = Some(Semantic {
+                embedder,
+                verifier,
+                config,
+                namespaces,
+            });
+        })
+    }
+
+    /// Keeps entries in `store` (Redis) instead of memory, so several processes share them and
+    /// they survive a restart; the semantic tier's records go there too, and each process's
+    /// index catches up from it on lookup (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub fn with_redis(self, store: crate::RedisStore) -> Self {
+        self.rebuild(|i| i.backend = Backend::Redis(store))
+    }
+
+    /// Cache time now, ms since the Unix epoch.
+    fn now_ms(&self) -> u64 {
+        let i = &self.inner;
+        let since = i.clock.now().saturating_duration_since(i.base_instant);
+        i.base_wall_ms
+            .saturating_add(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn age(&self, entry: &Entry) -> Duration {
+        Duration::from_millis(self.now_ms().saturating_sub(entry.stored_ms))
+    }
+
+    fn fresh(&self, entry: &Entry, ttl: Duration) -> bool {
+        self.age(entry) < ttl
+    }
+
+    fn count(&self, c: impl Fn(&Counters) -> &AtomicU64) {
+        c(&self.inner.counters).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters now (the in-memory store's pending evictions are settled first).
+    pub fn snapshot(&self) -> CacheSnapshot {
+        let entries = match &self.inner.backend {
+            Backend::Memory(m) => {
+                m.run_pending_tasks();
+                m.entry_count()
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => 0,
+        };
+        if let Some(s) = &self.inner.semantic {
+            s.namespaces.run_pending_tasks();
+        }
+        let c = &self.inner.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CacheSnapshot {
+            exact_hits: l(&c.exact_hits),
+            exact_misses: l(&c.exact_misses),
+            semantic_hits: l(&c.semantic_hits),
+            semantic_misses: l(&c.semantic_misses),
+            semantic_skipped: l(&c.semantic_skipped),
+            verifier_rejects: l(&c.verifier_rejects),
+            stores: l(&c.stores),
+            semantic_stores: l(&c.semantic_stores),
+            evictions: l(&c.evictions),
+            expired: l(&c.expired),
+            store_errors: l(&c.store_errors),
+            embed_errors: l(&c.embed_errors),
+            entries,
+            estimated_false_hit_rate: self
+                .inner
+                .semantic
+                .as_ref()
+                .and_then(|s| s.verifier.estimated_false_hit_rate()),
+        }
+    }
+
+    /// Appends the cache's metrics in Prometheus text, labelled `cache="<name>"`: hits and
+    /// misses by tier, stores, evictions, expiries, store and embedder errors, verifier
+    /// rejections, entries, and the verifier's estimated false-hit rate at its threshold
+    /// (`NaN` when the verifier does not know it).
+    ///
+    /// ```
+    /// use infermux_cache::{Cache, CacheConfig};
+    /// let cache = Cache::new(CacheConfig::default()).unwrap();
+    /// let mut out = String::new();
+    /// cache.render_prometheus("main", &mut out);
+    /// assert!(out.contains("infermux_cache_hits_total{cache=\"main\",tier=\"exact\"} 0"));
+    /// assert!(out.contains("infermux_cache_semantic_estimated_false_hit_rate{cache=\"main\"} NaN"));
+    /// ```
+    pub fn render_prometheus(&self, cache_name: &str, out: &mut String) {
+        let name = escape(cache_name);
+        let s = self.snapshot();
+        let _ = writeln!(
+            out,
+            "# HELP infermux_cache_hits_total Lookups answered from the cache.\n\
+             # TYPE infermux_cache_hits_total counter\n\
+             infermux_cache_hits_total{{cache=\"{name}\",tier=\"exact\"}} {}\n\
+             infermux_cache_hits_total{{cache=\"{name}\",tier=\"semantic\"}} {}",
+            s.exact_hits, s.semantic_hits
+        );
+        let _ = writeln!(
+            out,
+            "# HELP infermux_cache_misses_total Lookups a tier did not answer.\n\
+             # TYPE infermux_cache_misses_total counter\n\
+             infermux_cache_misses_total{{cache=\"{name}\",tier=\"exact\"}} {}\n\
+             infermux_cache_misses_total{{cache=\"{name}\",tier=\"semantic\"}} {}",
+            s.exact_misses, s.semantic_misses
+        );
+        for (metric, kind, help, v) in [
+            (
+                "infermux_cache_semantic_skipped_total",
+                "counter",
+                "Lookups the semantic tier did not see (sampling, tools, shape).",
+                s.semantic_skipped,
+            ),
+            (
+                "infermux_cache_verifier_rejects_total",
+                "counter",
+                "Semantic candidates the verifier turned down.",
+                s.verifier_rejects,
+            ),
+            (
+                "infermux_cache_stores_total",
+                "counter",
+                "Answers stored in the exact tier.",
+                s.stores,
+            ),
+            (
+                "infermux_cache_semantic_stores_total",
+                "counter",
+                "Answers stored in the semantic tier.",
+                s.semantic_stores,
+            ),
+            (
+                "infermux_cache_evictions_total",
+                "counter",
+                "Answers evicted for space.",
+                s.evictions,
+            ),
+            (
+                "infermux_cache_expired_total",
+                "counter",
+                "Answers found past their TTL.",
+                s.expired,
+            ),
+            (
+                "infermux_cache_store_errors_total",
+                "counter",
+                "Store (Redis) calls that failed or timed out.",
+                s.store_errors,
+            ),
+            (
+                "infermux_cache_embed_errors_total",
+                "counter",
+                "Embedding calls that failed.",
+                s.embed_errors,
+            ),
+            (
+                "infermux_cache_entries",
+                "gauge",
+                "Answers in the in-memory exact store.",
+                s.entries,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {metric} {help}\n# TYPE {metric} {kind}\n{metric}{{cache=\"{name}\"}} {v}"
+            );
+        }
+        let rate = s
+            .estimated_false_hit_rate
+            .map_or_else(|| "NaN".to_owned(), |r| r.to_string());
+        let _ = writeln!(
+            out,
+            "# HELP infermux_cache_semantic_estimated_false_hit_rate The verifier's estimated \
+             share of wrong semantic hits at its threshold.\n\
+             # TYPE infermux_cache_semantic_estimated_false_hit_rate gauge\n\
+             infermux_cache_semantic_estimated_false_hit_rate{{cache=\"{name}\"}} {rate}"
+        );
+    }
+
+    // ---- lookups --------------------------------------------------------------------------
+
+    async fn exact_get(&self, key: CacheKey) -> Option<Arc<Entry>> {
+        match &self.inner.backend {
+            Backend::Memory(m) => m.get(&key),
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => match r.get(r.exact_key(&key.to_string())).await {
+                Some(Some(bytes)) => serde_json::from_slice::<Entry>(&bytes).ok().map(Arc::new),
+                Some(None) => None,
+                None => {
+                    self.count(|c| &c.store_errors);
+                    None
+                }
+            },
+        }
+    }
+
+    async fn find(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+        namespace: &str,
+        stream: bool,
+    ) -> Found {
+        let mut miss = Miss::default();
+        let Some(key) = CacheKey::exact(request, ctx, namespace) else {
+            return Found::Miss(miss);
+        };
+        miss.exact = Some(key);
+        if let Some(entry) = self.exact_get(key).await {
+            if !self.fresh(&entry, self.inner.config.ttl) {
+                self.count(|c| &c.expired);
+                if let Backend::Memory(m) = &self.inner.backend {
+                    m.invalidate(&key);
+                }
+            } else if serves(request, &entry.answer, stream) {
+                self.count(|c| &c.exact_hits);
+                let hit = CacheHit::exact(self.age(&entry));
+                return Found::Hit(entry, hit);
+            }
+        }
+        self.count(|c| &c.exact_misses);
+        let Some(sem) = &self.inner.semantic else {
+            return Found::Miss(miss);
+        };
+        let probe = match semantic_probe(
+            request,
+            ctx,
+            namespace,
+            sem.embedder.model_id(),
+            sem.config.allow_sampled,
+            sem.config.allow_tools,
+        ) {
+            Ok(p) => p,
+            Err(SemanticSkip::Shape | SemanticSkip::Sampled | SemanticSkip::Tools) => {
+                self.count(|c| &c.semantic_skipped);
+                return Found::Miss(miss);
+            }
+        };
+        let vector = match sem.embedder.embed(std::slice::from_ref(&probe.text), ctx).await {
+            Ok(mut v) if v.len() == 1 => v.remove(0),
+            _ => {
+                self.count(|c| &c.embed_errors);
+                self.count(|c| &c.semantic_misses);
+                return Found::Miss(miss);
+            }
+        };
+        let found = self.semantic_find(sem, request, &probe, &vector, stream).await;
+        miss.semantic = Some((probe, vector));
+        match found {
+            Some(hit) => Found::Hit(hit.0, hit.1),
+            None => {
+                self.count(|c| &c.semantic_misses);
+                Found::Miss(miss)
+            }
+        }
+    }
+
+    fn namespace(&self, sem: &Semantic, ns: CacheKey) -> Arc<RwLock<Namespace>> {
+        sem.namespaces
+            .get_with(ns, || Arc::new(RwLock::new(Namespace::default())))
+    }
+
+    async fn semantic_find(
+        &self,
+        sem: &Semantic,
+        request: &Request,
+        probe: &SemanticProbe,
+        vector: &[f32],
+        stream: bool,
+    ) -> Option<(Arc<Entry>, CacheHit)> {
+        let ns = self.namespace(sem, probe.namespace);
+        #[cfg(feature = "redis")]
+        self.catch_up(sem, probe.namespace, &ns).await;
+        let now = self.now_ms();
+        let ttl_ms = u64::try_from(sem.config.ttl.as_millis()).unwrap_or(u64::MAX);
+        let candidates: Vec<(String, Arc<Entry>, f32)> = {
+            let n = ns.read().unwrap_or_else(|e| e.into_inner());
+            let Some(index) = n.index.as_ref() else {
+                return None;
+            };
+            let keep = |row: usize| {
+                n.rows.get(row).is_some_and(|r| {
+                    r.alive
+                        && now.saturating_sub(r.entry.stored_ms) < ttl_ms
+                        && serves(request, &r.entry.answer, stream)
+                })
+            };
+            index
+                .search_filtered(vector, sem.config.top_k, &keep)
+                .into_iter()
+                .filter(|m| m.similarity >= sem.config.min_similarity)
+                .filter_map(|m| {
+                    let r = n.rows.get(m.row)?;
+                    Some((r.text.clone(), Arc::clone(&r.entry), m.similarity))
+                })
+                .collect()
+        };
+        let threshold = sem.verifier.threshold();
+        let mut best: Option<(Arc<Entry>, f32, f32)> = None;
+        for (text, entry, similarity) in candidates {
+            match sem.verifier.score(&probe.text, &text, similarity).await {
+                Ok(score) if score >= threshold => {
+                    if best.as_ref().is_none_or(|b| score > b.2) {
+                        best = Some((entry, similarity, score));
+                    }
+                }
+                _ => self.count(|c| &c.verifier_rejects),
+            }
+        }
+        let (entry, similarity, score) = best?;
+        self.count(|c| &c.semantic_hits);
+        let hit = CacheHit::semantic(similarity, score, self.age(&entry));
+        tracing::info!(
+            target: "infermux::cache",
+            similarity,
+            verifier_score = score,
+            age_ms = u64::try_from(hit.age.as_millis()).unwrap_or(u64::MAX),
+            "semantic cache hit"
+        );
+        Some((entry, hit))
+    }
+
+    /// Folds the Redis records of `ns` this process has not seen into its index.
+    #[cfg(feature = "redis")]
+    async fn catch_up(&self, sem: &Semantic, key: CacheKey, ns: &Arc<RwLock<Namespace>>) {
+        let Backend::Redis(r) = &self.inner.backend else {
+            return;
+        };
+        let after = ns.read().unwrap_or_else(|e| e.into_inner()).redis_seq;
+        let Some(records) = r.records_after(r.semantic_key(&key.to_string()), after).await else {
+            self.count(|c| &c.store_errors);
+            return;
+        };
+        let mut n = ns.write().unwrap_or_else(|e| e.into_inner());
+        for (seq, bytes) in records {
+            if seq <= n.redis_seq {
+                continue;
+            }
+            n.redis_seq = seq;
+            if let Ok(rec) = serde_json::from_slice::<Record>(&bytes) {
+                self.push_row(sem, &mut n, rec.text, &rec.vector, Arc::new(rec.entry));
+            }
+        }
+    }
+
+    /// Adds a row to a namespace, evicting its oldest past the bound and compacting the index
+    /// when most of it is dead.
+    fn push_row(
+        &self,
+        sem: &Semantic,
+        n: &mut Namespace,
+        text: String,
+        vector: &[f32],
+        entry: Arc<Entry>,
+    ) {
+        if n.index.as_ref().is_some_and(|i| i.dim() != vector.len()) {
+            return;
+        }
+        if n.index.is_none() {
+            match VectorIndex::new(vector.len(), sem.config.index.clone()) {
+                Ok(i) => n.index = Some(i),
+                Err(_) => return,
+            }
+        }
+        let Some(index) = n.index.as_mut() else {
+            return;
+        };
+        if index.push(vector).is_err() {
+            return;
+        }
+        n.rows.push(Row {
+            text,
+            entry,
+            alive: true,
+        });
+        n.live += 1;
+        // the oldest live rows go past the bound
+        let mut i = 0;
+        while n.live > sem.config.max_entries_per_namespace && i < n.rows.len() {
+            if n.rows[i].alive {
+                n.rows[i].alive = false;
+                n.live -= 1;
+                self.count(|c| &c.evictions);
+            }
+            i += 1;
+        }
+        let dead = n.rows.len() - n.live;
+        if dead > 64 && dead > n.live {
+            self.compact(sem, n);
+        }
+    }
+
+    /// Rebuilds a namespace's index from its live rows.
+    fn compact(&self, sem: &Semantic, n: &mut Namespace) {
+        let Some(old) = n.index.take() else {
+            return;
+        };
+        let Ok(mut index) = VectorIndex::new(old.dim(), sem.config.index.clone()) else {
+            return;
+        };
+        let rows = std::mem::take(&mut n.rows);
+        let mut kept = Vec::with_capacity(n.live);
+        for (i, row) in rows.into_iter().enumerate() {
+            if row.alive
+                && let Some(v) = old.row(i)
+                && index.push(&v).is_ok()
+            {
+                kept.push(row);
+            }
+        }
+        n.live = kept.len();
+        n.rows = kept;
+        n.index = Some(index);
+    }
+
+    /// The answer to `request` from the cache, marked with its [`CacheHit`]; `None` on a miss
+    /// (the exact tier first, then the semantic tier). A stored stream answers a chat call
+    /// folded into one response.
+    ///
+    /// ```
+    /// use infermux_cache::{Cache, CacheConfig};
+    /// use infermux_core::{CacheTier, ChatRequest, ChatResponse, Message, Request, RequestContext, Response};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = Cache::new(CacheConfig::default()).unwrap();
+    /// let req = Request::Chat(ChatRequest::new("m", vec![Message::user("Hi")]));
+    /// let ctx = RequestContext::new();
+    /// assert!(cache.lookup(&req, &ctx, "g").await.is_none());
+    /// let resp = Response::Chat(ChatResponse::new("m", Message::assistant("Hello")));
+    /// cache.store(&req, &ctx, "g", &resp).await;
+    /// let hit = cache.lookup(&req, &ctx, "g").await.unwrap();
+    /// assert_eq!(hit.cache_hit().unwrap().tier, CacheTier::Exact);
+    /// # });
+    /// ```
+    pub async fn lookup(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+        namespace: &str,
+    ) -> Option<Response> {
+        match self.find(request, ctx, namespace, false).await {
+            Found::Hit(entry, hit) => answer_call(&entry.answer, hit),
+            Found::Miss(_) => None,
+        }
+    }
+
+    /// Stores `response` as the answer to `request` (exact tier, and semantic tier when the
+    /// request is for it). A response already marked as a cache hit is not stored again.
+    ///
+    /// ```
+    /// use infermux_cache::{Cache, CacheConfig};
+    /// use infermux_core::{ChatRequest, ChatResponse, Message, Request, RequestContext, Response};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = Cache::new(CacheConfig::default()).unwrap();
+    /// let req = Request::Chat(ChatRequest::new("m", vec![Message::user("Hi")]));
+    /// let resp = Response::Chat(ChatResponse::new("m", Message::assistant("Hello")));
+    /// cache.store(&req, &RequestContext::new(), "g", &resp).await;
+    /// assert_eq!(cache.snapshot().stores, 1);
+    /// # });
+    /// ```
+    pub async fn store(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+        namespace: &str,
+        response: &Response,
+    ) {
+        if response.cache_hit().is_some() || matches!(response, Response::Models(_)) {
+            return;
+        }
+        let miss = Miss {
+            exact: CacheKey::exact(request, ctx, namespace),
+            semantic: None,
+        };
+        self.put(
+            request,
+            ctx,
+            namespace,
+            miss,
+            Answer::Call(response.clone()),
+        )
+        .await;
+    }
+
+    async fn put(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+        namespace: &str,
+        miss: Miss,
+        answer: Answer,
+    ) {
+        let Some(key) = miss.exact else {
+            return;
+        };
+        let entry = Arc::new(Entry {
+            stored_ms: self.now_ms(),
+            answer,
+        });
+        let is_stream = matches!(entry.answer, Answer::Stream(_));
+        match &self.inner.backend {
+            Backend::Memory(m) => {
+                let keep_old = !is_stream
+                    && m.get(&key).is_some_and(|old| {
+                        matches!(old.answer, Answer::Stream(_))
+                            && self.fresh(&old, self.inner.config.ttl)
+                    });
+                if !keep_old {
+                    m.insert(key, Arc::clone(&entry));
+                }
+                self.count(|c| &c.stores);
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => match serde_json::to_vec(&*entry) {
+                Ok(bytes) => {
+                    let ok = r
+                        .set(
+                            r.exact_key(&key.to_string()),
+                            bytes,
+                            self.inner.config.ttl,
+                            !is_stream,
+                        )
+                        .await;
+                    self.count(|c| if ok { &c.stores } else { &c.store_errors });
+                }
+                Err(_) => self.count(|c| &c.store_errors),
+            },
+        }
+        let Some(sem) = &self.inner.semantic else {
+            return;
+        };
+        let (probe, vector) = match miss.semantic {
+            Some(pv) => pv,
+            None => {
+                let Ok(probe) = semantic_probe(
+                    request,
+                    ctx,
+                    namespace,
+                    sem.embedder.model_id(),
+                    sem.config.allow_sampled,
+                    sem.config.allow_tools,
+                ) else {
+                    return;
+                };
+                match sem.embedder.embed(std::slice::from_ref(&probe.text), ctx).await {
+                    Ok(mut v) if v.len() == 1 => {
+                        let v = v.remove(0);
+                        (probe, v)
+                    }
+                    _ => {
+                        self.count(|c| &c.embed_errors);
+                        return;
+                    }
+                }
+            }
+        };
+        #[cfg(feature = "redis")]
+        if let Backend::Redis(r) = &self.inner.backend {
+            let rec = Record {
+                text: probe.text.clone(),
+                vector: vector.clone(),
+                entry: (*entry).clone(),
+            };
+            let ok = match serde_json::to_vec(&rec) {
+                Ok(bytes) => {
+                    r.push_record(
+                        r.semantic_key(&probe.namespace.to_string()),
+                        bytes,
+                        sem.config.max_entries_per_namespace,
+                        sem.config.ttl,
+                    )
+                    .await
+                }
+                Err(_) => false,
+            };
+            if ok {
+                self.count(|c| &c.semantic_stores);
+            } else {
+                self.count(|c| &c.store_errors);
+            }
+            // this process's index catches up from Redis at its next lookup
+            return;
+        }
+        let ns = self.namespace(sem, probe.namespace);
+        let mut n = ns.write().unwrap_or_else(|e| e.into_inner());
+        self.push_row(sem, &mut n, probe.text, &vector, entry);
+        self.count(|c| &c.semantic_stores);
+    }
+
+    /// A stored stream answering `request`, replayed as its original events in order, with
+    /// its [`CacheHit`]; `None` on a miss. A stored call does not answer a stream (see
+    /// [`Cache`]).
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use infermux_cache::{Cache, CacheConfig};
+    /// use infermux_core::{ChatRequest, EventStream, Message, Request, RequestContext, StreamEvent};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = Cache::new(CacheConfig::default()).unwrap();
+    /// let req = Request::Chat(ChatRequest::new("m", vec![Message::user("Hi")]));
+    /// let ctx = RequestContext::new();
+    /// let events = vec![
+    ///     StreamEvent::TextDelta { text: "Hel".into() },
+    ///     StreamEvent::TextDelta { text: "lo".into() },
+    ///     StreamEvent::Done { finish_reason: None },
+    /// ];
+    /// let live: EventStream = Box::pin(futures_util::stream::iter(events.clone().into_iter().map(Ok)));
+    /// let passed: Vec<_> = cache.tee(&req, &ctx, "g", live).collect().await;
+    /// assert_eq!(passed.len(), 3);
+    /// let (replayed, hit) = cache.lookup_stream(&req, &ctx, "g").await.unwrap();
+    /// let replayed: Vec<_> = replayed.map(|e| e.unwrap()).collect().await;
+    /// assert_eq!(replayed, events);
+    /// assert!(hit.age.as_secs() < 60);
+    /// # });
+    /// ```
+    pub async fn lookup_stream(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+        namespace: &str,
+    ) -> Option<(EventStream, CacheHit)> {
+        match self.find(request, ctx, namespace, true).await {
+            Found::Hit(entry, hit) => match &entry.answer {
+                Answer::Stream(events) => Some((replay(events.clone()), hit)),
+                Answer::Call(_) => None,
+            },
+            Found::Miss(_) => None,
+        }
+    }
+
+    /// Passes `stream` through to the caller unchanged and records it; when it ends cleanly
+    /// after `Done` it is stored as the answer to `request` (the store runs before the stream
+    /// yields its end, so the caller that drains it finds it stored). An error, an end without
+    /// `Done`, or a stream dropped early stores nothing. Example at [`Cache::lookup_stream`].
+    pub fn tee(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+        namespace: &str,
+        stream: EventStream,
+    ) -> EventStream {
+        let miss = Miss {
+            exact: CacheKey::exact(request, ctx, namespace),
+            semantic: None,
+        };
+        self.tee_with(request, ctx, namespace, stream, miss)
+    }
+
+    fn tee_with(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+        namespace: &str,
+        stream: EventStream,
+        miss: Miss,
+    ) -> EventStream {
+        let this = self.clone();
+        let request = request.clone();
+        let ctx = ctx.clone();
+        let namespace = namespace.to_owned();
+        Box::pin(Tee::new(
+            stream,
+            Box::new(move |events| {
+                Box::pin(async move {
+                    this.put(&request, &ctx, &namespace, miss, Answer::Stream(events))
+                        .await;
+                })
+            }),
+        ))
+    }
+
+    /// Answers `request` from the cache, or calls `inner` and stores its successful answer:
+    /// the one wrapper a facade puts around a call. An error from `inner` is returned as it
+    /// is and never stored. Example at [`Cache`].
+    pub async fn call<F, Fut>(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+        namespace: &str,
+        inner: F,
+    ) -> Result<Response>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Response>>,
+    {
+        let miss = match self.find(request, ctx, namespace, false).await {
+            Found::Hit(entry, hit) => {
+                if let Some(resp) = answer_call(&entry.answer, hit) {
+                    return Ok(resp);
+                }
+                Miss {
+                    exact: CacheKey::exact(request, ctx, namespace),
+                    semantic: None,
+                }
+            }
+            Found::Miss(m) => m,
+        };
+        let resp = inner().await?;
+        if resp.cache_hit().is_none() && !matches!(resp, Response::Models(_)) {
+            self.put(request, ctx, namespace, miss, Answer::Call(resp.clone()))
+                .await;
+        }
+        Ok(resp)
+    }
+
+    /// Answers a streamed `request` by replaying a stored stream, or opens one with `inner`
+    /// and tees it into the cache ([`Cache::tee`]). An error from `inner` is returned as it
+    /// is.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use infermux_cache::{Cache, CacheConfig};
+    /// use infermux_core::{ChatRequest, EventStream, Message, Request, RequestContext, StreamEvent};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = Cache::new(CacheConfig::default()).unwrap();
+    /// let req = Request::Chat(ChatRequest::new("m", vec![Message::user("Hi")]));
+    /// let ctx = RequestContext::new();
+    /// let open = || async {
+    ///     let events = vec![Ok(StreamEvent::TextDelta { text: "Hi!".into() }),
+    ///                       Ok(StreamEvent::Done { finish_reason: None })];
+    ///     Ok(Box::pin(futures_util::stream::iter(events)) as EventStream)
+    /// };
+    /// let first = cache.stream(&req, &ctx, "g", open).await.unwrap();
+    /// assert!(first.hit.is_none());
+    /// assert_eq!(first.events.count().await, 2);
+    /// let again = cache.stream(&req, &ctx, "g", open).await.unwrap();
+    /// assert!(again.hit.is_some());
+    /// # });
+    /// ```
+    pub async fn stream<F, Fut>(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+        namespace: &str,
+        inner: F,
+    ) -> Result<StreamAnswer>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<EventStream>>,
+    {
+        let miss = match self.find(request, ctx, namespace, true).await {
+            Found::Hit(entry, hit) => match &entry.answer {
+                Answer::Stream(events) => {
+                    return Ok(StreamAnswer {
+                        events: replay(events.clone()),
+                        hit: Some(hit),
+                    });
+                }
+                Answer::Call(_) => Miss {
+                    exact: CacheKey::exact(request, ctx, namespace),
+                    semantic: None,
+                },
+            },
+            Found::Miss(m) => m,
+        };
+        let live = inner().await?;
+        Ok(StreamAnswer {
+            events: self.tee_with(request, ctx, namespace, live, miss),
+            hit: None,
+        })
+    }
+}
+
+/// Whether a stored answer can answer `request`, streamed or not: a stream answers a stream,
+/// or a chat call (folded); a call answers a call of its operation.
+fn serves(request: &Request, answer: &Answer, stream: bool) -> bool {
+    match answer {
+        Answer::Call(r) => !stream && r.operation() == request.operation(),
+        Answer::Stream(_) => stream || matches!(request, Request::Chat(_)),
+    }
+}
+
+/// A stored answer as a call's response, marked with `hit`.
+fn answer_call(answer: &Answer, hit: CacheHit) -> Option<Response> {
+    let mut resp = match answer {
+        Answer::Call(r) => r.clone(),
+        Answer::Stream(events) => {
+            let mut acc = StreamAccumulator::new();
+            events.iter().for_each(|e| acc.push(e));
+            if !acc.is_done() {
+                return None;
+            }
+            Response::Chat(acc.finish())
+        }
+    };
+    resp.set_cache_hit(hit);
+    Some(resp)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -1,0 +1,158 @@
+//! [`CacheConfig`] and [`SemanticConfig`]: TTLs, size bounds and the semantic tier's match
+//! settings.
+
+use std::time::Duration;
+
+use infermux_core::{Error, ErrorKind, Result};
+
+use crate::index::IndexConfig;
+
+fn config_error(msg: &str) -> Error {
+    Error::new(ErrorKind::Config, msg.to_owned())
+}
+
+/// The exact tier's settings.
+///
+/// ```
+/// use infermux_cache::CacheConfig;
+/// use std::time::Duration;
+/// let c = CacheConfig::new(Duration::from_secs(600), 10_000).unwrap();
+/// assert_eq!(c.max_entries, 10_000);
+/// assert!(CacheConfig::new(Duration::ZERO, 10).is_err());
+/// assert!(CacheConfig::new(Duration::from_secs(1), 0).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// How long an answer is served after it was stored.
+    pub ttl: Duration,
+    /// The most answers the in-memory store holds (TinyLFU admission, LRU eviction); Redis
+    /// bounds its own memory (`maxmemory`), entries expire there after [`CacheConfig::ttl`].
+    pub max_entries: u64,
+}
+
+impl Default for CacheConfig {
+    /// One hour, 10 000 answers.
+    fn default() -> Self {
+        CacheConfig {
+            ttl: Duration::from_secs(3600),
+            max_entries: 10_000,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// Answers kept `ttl` (more than zero), at most `max_entries` (at least one) in memory.
+    pub fn new(ttl: Duration, max_entries: u64) -> Result<Self> {
+        let c = CacheConfig { ttl, max_entries };
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.ttl.is_zero() {
+            return Err(config_error("the cache's ttl must be more than zero"));
+        }
+        if self.max_entries == 0 {
+            return Err(config_error("the cache's max_entries must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// The semantic tier's settings.
+///
+/// ```
+/// use infermux_cache::SemanticConfig;
+/// let c = SemanticConfig::default().with_min_similarity(0.85).unwrap().with_top_k(3).unwrap();
+/// assert_eq!(c.top_k, 3);
+/// assert!(SemanticConfig::default().with_min_similarity(1.5).is_err());
+/// assert!(SemanticConfig::default().with_top_k(0).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SemanticConfig {
+    /// How long an answer is served after it was stored.
+    pub ttl: Duration,
+    /// The most answers one namespace holds; past it the oldest goes.
+    pub max_entries_per_namespace: usize,
+    /// The most namespaces held at once (TinyLFU/LRU over namespaces); the tier holds at most
+    /// `max_namespaces × max_entries_per_namespace` answers.
+    pub max_namespaces: u64,
+    /// The cosine similarity a candidate needs before the verifier sees it (default 0.80).
+    pub min_similarity: f32,
+    /// How many nearest candidates the verifier sees (default 4).
+    pub top_k: usize,
+    /// The vector index's settings (brute force, HNSW past a size).
+    pub index: IndexConfig,
+    /// Also requests with temperature > 0 (default: skipped).
+    pub allow_sampled: bool,
+    /// Also requests that offer or used tools (default: skipped).
+    pub allow_tools: bool,
+}
+
+impl Default for SemanticConfig {
+    fn default() -> Self {
+        SemanticConfig {
+            ttl: Duration::from_secs(3600),
+            max_entries_per_namespace: 100_000,
+            max_namespaces: 10_000,
+            min_similarity: 0.80,
+            top_k: 4,
+            index: IndexConfig::default(),
+            allow_sampled: false,
+            allow_tools: false,
+        }
+    }
+}
+
+impl SemanticConfig {
+    /// Sets the TTL (more than zero).
+    pub fn with_ttl(mut self, ttl: Duration) -> Result<Self> {
+        if ttl.is_zero() {
+            return Err(config_error("the semantic tier's ttl must be more than zero"));
+        }
+        self.ttl = ttl;
+        Ok(self)
+    }
+    /// Sets the size bounds (both at least one).
+    pub fn with_max_entries(mut self, per_namespace: usize, namespaces: u64) -> Result<Self> {
+        if per_namespace == 0 || namespaces == 0 {
+            return Err(config_error("the semantic tier's size bounds must be at least 1"));
+        }
+        self.max_entries_per_namespace = per_namespace;
+        self.max_namespaces = namespaces;
+        Ok(self)
+    }
+    /// Sets the similarity floor (−1 to 1).
+    pub fn with_min_similarity(mut self, floor: f32) -> Result<Self> {
+        if !(-1.0..=1.0).contains(&floor) {
+            return Err(config_error("min_similarity must be within -1 and 1"));
+        }
+        self.min_similarity = floor;
+        Ok(self)
+    }
+    /// Sets how many candidates the verifier sees (at least one).
+    pub fn with_top_k(mut self, k: usize) -> Result<Self> {
+        if k == 0 {
+            return Err(config_error("top_k must be at least 1"));
+        }
+        self.top_k = k;
+        Ok(self)
+    }
+    /// Sets the vector index's settings.
+    pub fn with_index(mut self, index: IndexConfig) -> Self {
+        self.index = index;
+        self
+    }
+    /// Also caches requests with temperature > 0.
+    pub fn allow_sampled(mut self, yes: bool) -> Self {
+        self.allow_sampled = yes;
+        self
+    }
+    /// Also caches requests that offer or used tools.
+    pub fn allow_tools(mut self, yes: bool) -> Self {
+        self.allow_tools = yes;
+        self
+    }
+}

@@ -1,0 +1,221 @@
+//! [`RedisStore`]: the cache's entries in Redis (feature `redis`), so several processes share
+//! one cache and entries survive a restart.
+//!
+//! # Keys
+//! - `infermux:cache:{<prefix>}:x:<key>`: one exact answer (JSON), expiring after the TTL.
+//! - `infermux:cache:{<prefix>}:s:<namespace>`: a semantic namespace, a sorted set of records
+//!   (text, vector, answer, time) scored by a sequence number from
+//!   `infermux:cache:{<prefix>}:seq`, so each process's index catches up with the records it
+//!   has not seen (`ZRANGEBYSCORE (last +inf`); trimmed to the namespace's size bound and
+//!   expiring with its last write.
+//!
+//! Every call is bounded by a timeout (default 50 ms); a failure or timeout is a miss (or a
+//! store not made) and is counted, never an error to the caller.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{AsyncCommands, Client};
+use infermux_core::{Error, ErrorKind, Result};
+
+/// A Redis (or Valkey) server holding the cache's entries (feature `redis`).
+///
+/// Cheap to clone (clones share the connection). Its `Debug` shows the prefix, never the URL
+/// (which may carry a password).
+///
+/// ```
+/// use infermux_cache::RedisStore;
+/// let s = RedisStore::new("redis://127.0.0.1:6379", "prod").unwrap();
+/// assert!(!format!("{s:?}").contains("6379"));
+/// assert!(RedisStore::new("not a url", "prod").is_err());
+/// assert!(RedisStore::new("redis://127.0.0.1", "a{b}").is_err());
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    client: Client,
+    current: Arc<Mutex<Option<MultiplexedConnection>>>,
+    connecting: Arc<tokio::sync::Mutex<()>>,
+    prefix: Arc<str>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// The server at `url` (`redis://host:port/db`), keys under `infermux:cache:{prefix}:`.
+    /// Connects lazily. A [`ErrorKind::Config`] error when the URL does not parse or the
+    /// prefix is empty or holds braces or whitespace.
+    pub fn new(url: &str, prefix: &str) -> Result<Self> {
+        let client = Client::open(url).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("the cache's Redis URL does not parse: {}", e.category()),
+            )
+        })?;
+        if prefix.is_empty()
+            || prefix.contains(['{', '}'])
+            || prefix.chars().any(char::is_whitespace)
+        {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "the cache's Redis prefix must be non-empty, without braces or whitespace",
+            ));
+        }
+        Ok(RedisStore {
+            client,
+            current: Arc::new(Mutex::new(None)),
+            connecting: Arc::new(tokio::sync::Mutex::new(())),
+            prefix: Arc::from(prefix),
+            timeout: Duration::from_millis(50),
+        })
+    }
+
+    /// Bounds each Redis call (default 50 ms; zero is taken as 1 ms).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    pub(crate) fn exact_key(&self, key: &str) -> String {
+        format!("infermux:cache:{{{}}}:x:{key}", self.prefix)
+    }
+
+    pub(crate) fn semantic_key(&self, ns: &str) -> String {
+        format!("infermux:cache:{{{}}}:s:{ns}", self.prefix)
+    }
+
+    fn seq_key(&self) -> String {
+        format!("infermux:cache:{{{}}}:seq", self.prefix)
+    }
+
+    async fn connection(&self) -> ::redis::RedisResult<MultiplexedConnection> {
+        let current = || self.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(c) = current() {
+            return Ok(c);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = current() {
+            return Ok(c);
+        }
+        let c = self.client.get_multiplexed_async_connection().await?;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs `op` on the connection within the timeout; `None` on any failure (the connection
+    /// is dropped to be made again after an I/O error).
+    async fn guarded<T, F, Fut>(&self, op: F) -> Option<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = ::redis::RedisResult<T>>,
+    {
+        let r = tokio::time::timeout(self.timeout, async {
+            let c = self.connection().await?;
+            op(c).await
+        })
+        .await;
+        match r {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                    *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+                tracing::debug!(target: "infermux::cache", error = e.category(), "redis call failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(target: "infermux::cache", "redis call timed out");
+                None
+            }
+        }
+    }
+
+    /// The value at `key`: `Some(None)` when absent, `None` when Redis failed.
+    pub(crate) async fn get(&self, key: String) -> Option<Option<Vec<u8>>> {
+        self.guarded(|mut c| async move { c.get::<_, Option<Vec<u8>>>(key).await })
+            .await
+    }
+
+    /// Sets `key` for `ttl`; with `only_new`, only when it is absent. Whether Redis answered.
+    pub(crate) async fn set(&self, key: String, value: Vec<u8>, ttl: Duration, only_new: bool) -> bool {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.guarded(|mut c| async move {
+            let mut cmd = ::redis::cmd("SET");
+            cmd.arg(key).arg(value).arg("PX").arg(ms);
+            if only_new {
+                cmd.arg("NX");
+            }
+            cmd.query_async::<::redis::Value>(&mut c).await
+        })
+        .await
+        .is_some()
+    }
+
+    /// Appends a record to a semantic namespace, keeping its newest `max` and expiring it
+    /// `ttl` after this write. Whether Redis answered.
+    pub(crate) async fn push_record(
+        &self,
+        ns_key: String,
+        record: Vec<u8>,
+        max: usize,
+        ttl: Duration,
+    ) -> bool {
+        let seq_key = self.seq_key();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let keep = i64::try_from(max).unwrap_or(i64::MAX);
+        self.guarded(|mut c| async move {
+            let seq: u64 = c.incr(seq_key, 1).await?;
+            // the member starts with its sequence number, so equal records stay distinct
+            let mut member = format!("{seq:020}:").into_bytes();
+            member.extend_from_slice(&record);
+            ::redis::pipe()
+                .atomic()
+                .zadd(&ns_key, member, seq)
+                .ignore()
+                .cmd("ZREMRANGEBYRANK")
+                .arg(&ns_key)
+                .arg(0)
+                .arg(-(keep.saturating_add(1)))
+                .ignore()
+                .pexpire(&ns_key, i64::try_from(ms).unwrap_or(i64::MAX))
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+        .is_some()
+    }
+
+    /// The records of a semantic namespace after sequence number `after`, with their
+    /// numbers, oldest first; `None` when Redis failed.
+    pub(crate) async fn records_after(&self, ns_key: String, after: u64) -> Option<Vec<(u64, Vec<u8>)>> {
+        let raw: Vec<Vec<u8>> = self
+            .guarded(|mut c| async move {
+                ::redis::cmd("ZRANGEBYSCORE")
+                    .arg(ns_key)
+                    .arg(format!("({after}"))
+                    .arg("+inf")
+                    .query_async::<Vec<Vec<u8>>>(&mut c)
+                    .await
+            })
+            .await?;
+        Some(
+            raw.into_iter()
+                .filter_map(|m| {
+                    let colon = m.iter().position(|&b| b == b':')?;
+                    let seq = std::str::from_utf8(&m[..colon]).ok()?.parse().ok()?;
+                    Some((seq, m[colon + 1..].to_vec()))
+                })
+                .collect(),
+        )
+    }
+}

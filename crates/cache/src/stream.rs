@@ -1,0 +1,97 @@
+//! Streams through the cache: the tee that records a stream as it passes to the caller, and the
+//! replay of a recorded one.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use infermux_core::{EventStream, Result, StreamEvent};
+
+/// What the tee does with a recorded stream that ended cleanly after `Done`.
+pub(crate) type OnComplete =
+    Box<dyn FnOnce(Vec<StreamEvent>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Passes every item of `inner` to the caller and records the events; when the stream ends
+/// (`None`) after a `Done` and without an error, it runs `on_complete` with the events before
+/// it yields the end. An error, an end without `Done`, or a drop stores nothing.
+pub(crate) struct Tee {
+    inner: EventStream,
+    events: Vec<StreamEvent>,
+    done: bool,
+    failed: bool,
+    on_complete: Option<OnComplete>,
+    storing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Tee {
+    pub(crate) fn new(inner: EventStream, on_complete: OnComplete) -> Self {
+        Tee {
+            inner,
+            events: Vec::new(),
+            done: false,
+            failed: false,
+            on_complete: Some(on_complete),
+            storing: None,
+        }
+    }
+}
+
+impl Stream for Tee {
+    type Item = Result<StreamEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(storing) = this.storing.as_mut() {
+            return match storing.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.storing = None;
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        if this.on_complete.is_none() {
+            // already ended (or failed): a fused end
+            if this.failed {
+                return Poll::Ready(None);
+            }
+        }
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(ev))) => {
+                if this.on_complete.is_some() && !this.failed {
+                    if matches!(ev, StreamEvent::Done { .. }) {
+                        this.done = true;
+                    }
+                    this.events.push(ev.clone());
+                }
+                Poll::Ready(Some(Ok(ev)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.failed = true;
+                this.events = Vec::new();
+                this.on_complete = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                match this.on_complete.take() {
+                    Some(store) if this.done && !this.failed => {
+                        let mut storing = store(std::mem::take(&mut this.events));
+                        if storing.as_mut().poll(cx).is_pending() {
+                            this.storing = Some(storing);
+                            return Poll::Pending;
+                        }
+                    }
+                    _ => {}
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Replays recorded events in order.
+pub(crate) fn replay(events: Vec<StreamEvent>) -> EventStream {
+    Box::pin(futures_util::stream::iter(events.into_iter().map(Ok)))
+}
