@@ -321,6 +321,10 @@ struct Shared {
     keys: Mutex<HashMap<String, KeyState>>,
     rate_limit_headers: Mutex<Option<RateLimitHeaders>>,
     usage: Mutex<Option<SimUsage>>,
+    /// The fixed cost of every request, served one at a time (`None`: no cost, concurrent).
+    cost: Mutex<Option<Duration>>,
+    /// The one worker requests queue for while a cost is set.
+    worker: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -366,6 +370,8 @@ impl Simulator {
             keys: Mutex::new(HashMap::new()),
             rate_limit_headers: Mutex::new(None),
             usage: Mutex::new(None),
+            cost: Mutex::new(None),
+            worker: tokio::sync::Mutex::new(()),
         });
         let sh = shared.clone();
         let handler: Handler = Arc::new(move |req: IncomingRequest| {
@@ -467,6 +473,24 @@ impl Simulator {
     /// them, the default).
     pub fn set_usage(&self, usage: Option<SimUsage>) {
         *lock(&self.shared.usage) = usage;
+    }
+
+    /// Gives every request from now on a fixed cost: the simulator then serves requests one at
+    /// a time, each holding its single worker for `cost` before it is answered, like a model
+    /// server with one compute stream whose per-request overhead dominates (`None`: no cost,
+    /// requests answered at once and concurrently, the default). A request with several
+    /// inputs costs the same as one with one: what client-side batching saves.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use infermux_testkit::{FaultPlan, Simulator};
+    /// let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    /// sim.set_request_cost(Some(Duration::from_millis(2)));
+    /// # }
+    /// ```
+    pub fn set_request_cost(&self, cost: Option<Duration>) {
+        *lock(&self.shared.cost) = cost;
     }
 
     /// Faults injected, by name.
@@ -576,6 +600,11 @@ async fn stall(sh: &Shared) {
 }
 
 async fn handle(sh: &Arc<Shared>, req: IncomingRequest) -> Reply {
+    let cost = *lock(&sh.cost);
+    if let Some(cost) = cost {
+        let _worker = sh.worker.lock().await;
+        tokio::time::sleep(cost).await;
+    }
     let mut held = false;
     let reply = answer(sh, req, &mut held);
     if held {

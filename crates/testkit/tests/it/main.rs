@@ -184,3 +184,27 @@ fn every_shared_cassette_parses() {
     eprintln!("{files} cassettes, {interactions} interactions ({raw} raw bodies)");
     assert!(files > 0);
 }
+
+#[tokio::test]
+async fn a_request_cost_serves_requests_one_at_a_time_whatever_their_size() {
+    let cost = std::time::Duration::from_millis(40);
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    sim.set_request_cost(Some(cost));
+    let e = ep(&sim.url());
+    let ctx = RequestContext::new();
+    let one = serde_json::json!({"model": "m", "input": ["a"]});
+    let many = serde_json::json!({"model": "m", "input": ["a", "b", "c", "d"]});
+    let (x, y) = tokio::join!(
+        e.post("/embeddings").json(&one).send(&ctx),
+        e.post("/embeddings").json(&many).send(&ctx),
+    );
+    let y: serde_json::Value = y.unwrap().json().await.unwrap();
+    assert_eq!(y["data"].as_array().unwrap().len(), 4);
+    x.unwrap();
+    let log = sim.requests_log();
+    assert_eq!(log.len(), 2);
+    // each is logged once its cost is paid; the second waited for the first (a lower bound
+    // only: a sleep never ends early)
+    assert!(log[0].at >= cost, "{:?}", log[0].at);
+    assert!(log[1].at - log[0].at >= cost, "{log:?}");
+}

@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod conformance;
+mod one_call;
 mod requests;
 mod secrets;
 mod shared;

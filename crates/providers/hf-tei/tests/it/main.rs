@@ -7,6 +7,7 @@
 mod bad_input;
 mod conformance;
 mod connections;
+mod one_call;
 mod replay;
 mod routes;
 mod spec;

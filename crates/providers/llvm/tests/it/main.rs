@@ -150,3 +150,28 @@ async fn conformance_suite() {
         "{report:?}"
     );
 }
+
+/// A multi-input embedding request goes out as ONE `batch_infer` call (what client-side
+/// batching relies on): the one-shot capture server answers a single request only.
+#[tokio::test]
+async fn a_multi_input_embedding_request_is_one_wire_call() {
+    let (url, seen) =
+        infermux_testkit::capture(r#"{"model":"e","outputs":[[1.0],[2.0],[3.0]]}"#).await;
+    let llvm = Llvm::new(
+        EndpointConfig::new("llvm", url)
+            .unwrap()
+            .with_api_key(ApiKey::new(KEY)),
+    )
+    .unwrap();
+    let req = Request::Embeddings(EmbeddingRequest::new("e", ["a", "b", "c"]));
+    let Response::Embeddings(r) = llvm.call(&req, &RequestContext::new()).await.unwrap() else {
+        panic!("not embeddings")
+    };
+    assert_eq!(r.embeddings, [vec![1.0], vec![2.0], vec![3.0]]);
+    let seen = seen.await.unwrap();
+    assert_eq!(seen.target, "/models/e/batch_infer");
+    assert_eq!(
+        seen.json().unwrap()["inputs"],
+        serde_json::json!(["a", "b", "c"])
+    );
+}

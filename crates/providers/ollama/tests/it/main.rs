@@ -9,6 +9,7 @@ mod conformance;
 mod connections;
 mod legacy_embeddings;
 mod native_sim;
+mod one_call;
 mod replay;
 mod spec;
 

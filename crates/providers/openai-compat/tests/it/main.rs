@@ -5,6 +5,7 @@ mod bad_input;
 mod legacy;
 mod live;
 mod media;
+mod one_call;
 mod record;
 mod replay;
 mod requests;

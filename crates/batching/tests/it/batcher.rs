@@ -1,0 +1,319 @@
+//! The generic batcher under paused time: each flush trigger, dedup, the bounded queue,
+//! cancellation, errors and the batch's context.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use infermux_batching::{BatchConfig, Batcher, FlushReason};
+use infermux_core::{Error, ErrorKind, Priority, RequestContext};
+use tokio::sync::Notify;
+
+use crate::{Seen, cfg, ctx, ok, poll_once, recording};
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_is_sent_max_wait_after_its_first_item() {
+    let (b, log) = recording(cfg(100, 1000, 10));
+    let (x, y, z) = tokio::join!(
+        b.submit(1, 1, ctx()),
+        b.submit(1, 2, ctx()),
+        b.submit(1, 3, ctx())
+    );
+    assert_eq!((ok(x), ok(y), ok(z)), (1001, 1002, 1003));
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].at, Duration::from_millis(10));
+    let mut items = log[0].items.clone();
+    items.sort_unstable();
+    assert_eq!(items, [1, 2, 3]);
+    assert_eq!(b.stats().flushes(FlushReason::MaxWait), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_wait_counts_from_the_first_item_not_the_last() {
+    let (b, log) = recording(cfg(100, 1000, 10));
+    let mut first = Box::pin(b.submit(1, 1, ctx()));
+    assert!(poll_once(&mut first).await.is_pending());
+    tokio::time::advance(Duration::from_millis(7)).await;
+    let (x, y) = tokio::join!(first, b.submit(1, 2, ctx()));
+    assert_eq!((ok(x), ok(y)), (1001, 1002));
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].at, Duration::from_millis(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_batch_goes_at_once_on_max_items() {
+    let (b, log) = recording(cfg(3, 1000, 1000));
+    let out = ok(b.submit_many(2, vec![1, 2, 3, 4], ctx()).await);
+    assert_eq!(out, [2001, 2002, 2003, 2004]);
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        [
+            Seen {
+                at: Duration::ZERO,
+                key: 2,
+                items: vec![1, 2, 3]
+            },
+            Seen {
+                at: Duration::from_secs(1),
+                key: 2,
+                items: vec![4]
+            },
+        ]
+    );
+    let s = b.stats();
+    assert_eq!(s.flushes(FlushReason::MaxItems), 1);
+    assert_eq!(s.flushes(FlushReason::MaxWait), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_goes_before_an_item_would_take_it_over_max_tokens() {
+    // items weigh their value: 4 + 5 fits in 10, + 3 would not
+    let (b, log) = recording(cfg(100, 10, 50));
+    let out = ok(b.submit_many(0, vec![4, 5, 3], ctx()).await);
+    assert_eq!(out, [4, 5, 3]);
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[0].at, log[0].items.clone()),
+        (Duration::ZERO, vec![4, 5])
+    );
+    assert_eq!(
+        (log[1].at, log[1].items.clone()),
+        (Duration::from_millis(50), vec![3])
+    );
+    assert_eq!(b.stats().flushes(FlushReason::MaxTokens), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oversize_item_goes_alone_at_once_and_leaves_the_open_batch_alone() {
+    let (b, log) = recording(cfg(100, 10, 50));
+    let out = ok(b.submit_many(0, vec![3, 50, 4], ctx()).await);
+    assert_eq!(out, [3, 50, 4]);
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(
+        (log[0].at, log[0].items.clone()),
+        (Duration::ZERO, vec![50])
+    );
+    assert_eq!(
+        (log[1].at, log[1].items.clone()),
+        (Duration::from_millis(50), vec![3, 4])
+    );
+    assert_eq!(b.stats().flushes(FlushReason::Oversize), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn identical_items_in_a_batch_are_sent_once_and_each_caller_gets_the_result() {
+    let (b, log) = recording(cfg(100, 1000, 5));
+    let (x, y, z) = tokio::join!(
+        b.submit_many(1, vec![7, 8, 7], ctx()),
+        b.submit(1, 8, ctx()),
+        b.submit(2, 7, ctx()), // another key: not the same item
+    );
+    assert_eq!(ok(x), [1007, 1008, 1007]);
+    assert_eq!(ok(y), 1008);
+    assert_eq!(ok(z), 2007);
+    let mut log = log.lock().unwrap().clone();
+    log.sort_by_key(|s| s.key);
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].items, [7, 8]);
+    assert_eq!(log[1].items, [7]);
+    let s = b.stats();
+    assert_eq!((s.submitted, s.items, s.dedup_hits), (5, 3, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_refuses_at_once_and_frees_up_after_the_flush() {
+    let cfg = cfg(100, 1000, 20).with_queue_capacity(2).unwrap();
+    let (b, _log) = recording(cfg);
+    let mut first = Box::pin(b.submit_many(0, vec![1, 2], ctx()));
+    assert!(poll_once(&mut first).await.is_pending());
+    assert_eq!(b.queued(), 2);
+    let refused = b.submit(0, 3, ctx()).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::QueueFull);
+    assert_eq!(b.stats().queue_full, 1);
+    assert_eq!(ok(first.await), [1, 2]);
+    assert_eq!(b.queued(), 0);
+    assert_eq!(ok(b.submit(0, 3, ctx()).await), 3);
+    // more items than the queue can ever hold is the caller's mistake, not a full queue
+    let too_many = b.submit_many(0, vec![1, 2, 3], ctx()).await.unwrap_err();
+    assert_eq!(too_many.kind(), ErrorKind::InvalidRequest);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_leaves_before_the_flush_is_left_out_and_harms_nobody() {
+    let (b, log) = recording(cfg(100, 1000, 10));
+    let mut gone = Box::pin(b.submit(0, 1, ctx()));
+    assert!(poll_once(&mut gone).await.is_pending());
+    drop(gone);
+    assert_eq!(ok(b.submit(0, 2, ctx()).await), 2);
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].items, [2]);
+    assert_eq!(b.stats().cancelled, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_leaves_during_the_flush_does_not_stop_it_for_the_others() {
+    let gate = Arc::new(Notify::new());
+    let started = Arc::new(Notify::new());
+    let calls = Arc::new(Mutex::new(0u32));
+    let (g, st, c) = (gate.clone(), started.clone(), calls.clone());
+    let b = Batcher::new(
+        cfg(100, 1000, 5),
+        |_: &u32| 1,
+        move |(), xs: Vec<u32>, _| {
+            let g = g.clone();
+            *c.lock().unwrap() += 1;
+            st.notify_one();
+            async move {
+                g.notified().await;
+                Ok(xs)
+            }
+        },
+    )
+    .unwrap();
+    let mut gone = Box::pin(b.submit((), 1, ctx()));
+    let mut stays = Box::pin(b.submit((), 2, ctx()));
+    assert!(poll_once(&mut gone).await.is_pending());
+    assert!(poll_once(&mut stays).await.is_pending());
+    // the flush starts (at 5 ms) and waits on the gate
+    started.notified().await;
+    drop(gone);
+    gate.notify_one();
+    assert_eq!(ok(stays.await), 2);
+    assert_eq!(*calls.lock().unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_whole_batch_error_goes_to_every_caller_of_that_batch_only() {
+    let b = Batcher::new(
+        cfg(2, 1000, 5),
+        |_: &u32| 1,
+        |(), xs: Vec<u32>, _| async move {
+            if xs.contains(&13) {
+                Err(Error::new(ErrorKind::Server, "boom").with_status(500))
+            } else {
+                Ok(xs)
+            }
+        },
+    )
+    .unwrap();
+    // max 2 items: [13, 1] fails, [2] succeeds
+    let (x, y, z) = tokio::join!(
+        b.submit((), 13, ctx()),
+        b.submit((), 1, ctx()),
+        b.submit((), 2, ctx())
+    );
+    for e in [x.unwrap_err(), y.unwrap_err()] {
+        assert_eq!(e.kind(), ErrorKind::Server);
+        assert_eq!(e.status(), Some(500));
+    }
+    assert_eq!(ok(z), 2);
+    assert_eq!(b.stats().failed_batches, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_answering_the_wrong_count_is_a_decode_error_to_every_caller() {
+    let b = Batcher::new(
+        cfg(100, 1000, 5),
+        |_: &u32| 1,
+        |(), mut xs: Vec<u32>, _| async move {
+            xs.pop(); // one result short: every result would be someone else's
+            Ok(xs)
+        },
+    )
+    .unwrap();
+    let (x, y) = tokio::join!(b.submit((), 1, ctx()), b.submit((), 2, ctx()));
+    for e in [x.unwrap_err(), y.unwrap_err()] {
+        assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_batch_context_has_the_earliest_deadline_and_the_highest_priority() {
+    let seen = Arc::new(Mutex::new(None));
+    let s = seen.clone();
+    let b = Batcher::new(
+        cfg(100, 1000, 5),
+        |_: &u32| 1,
+        move |(), xs: Vec<u32>, c: RequestContext| {
+            *s.lock().unwrap() = Some((c.deadline(), c.priority()));
+            async move { Ok(xs) }
+        },
+    )
+    .unwrap();
+    let soon = RequestContext::new()
+        .with_timeout(Duration::from_secs(5))
+        .with_priority(Priority::Low);
+    let later = RequestContext::new()
+        .with_timeout(Duration::from_secs(60))
+        .with_priority(Priority::High);
+    let none = RequestContext::new();
+    let (x, y, z) = tokio::join!(
+        b.submit((), 1, &later),
+        b.submit((), 2, &soon),
+        b.submit((), 3, &none)
+    );
+    ok(x);
+    ok(y);
+    ok(z);
+    let (deadline, priority) = seen.lock().unwrap().unwrap();
+    assert_eq!(deadline, soon.deadline());
+    assert_eq!(priority, Priority::High);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_flush_resolves_its_callers_with_an_error() {
+    let b = Batcher::new(
+        cfg(100, 1000, 5),
+        |_: &u32| 1,
+        |(), xs: Vec<u32>, _| async move {
+            if xs.contains(&0) {
+                panic!("flush bug");
+            }
+            Ok(xs)
+        },
+    )
+    .unwrap();
+    let e = b.submit((), 0, ctx()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Cancelled);
+    assert_eq!(ok(b.submit((), 1, ctx()).await), 1); // the batcher still works
+}
+
+#[test]
+fn configs_are_validated_and_a_batcher_needs_a_runtime() {
+    use std::time::Duration as D;
+    assert_eq!(
+        BatchConfig::new(0, 1, D::ZERO).unwrap_err().kind(),
+        ErrorKind::Config
+    );
+    assert_eq!(
+        BatchConfig::new(1, 0, D::ZERO).unwrap_err().kind(),
+        ErrorKind::Config
+    );
+    assert!(BatchConfig::new(1, 1, D::from_secs(61)).is_err());
+    assert!(BatchConfig::default().with_queue_capacity(0).is_err());
+    assert!(BatchConfig::new(1, 1, D::ZERO).is_ok());
+    let e = Batcher::new(
+        BatchConfig::default(),
+        |_: &u32| 1,
+        |(), xs: Vec<u32>, _| async move { Ok(xs) },
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+}
+
+#[tokio::test(start_paused = true)]
+async fn presets_carry_the_providers_limits() {
+    assert_eq!(BatchConfig::openai_embeddings().max_items(), 2048);
+    assert_eq!(BatchConfig::openai_embeddings().max_tokens(), 300_000);
+    assert_eq!(BatchConfig::tei(32).max_items(), 32);
+    assert_eq!(BatchConfig::tei(0).max_items(), 1);
+    assert_eq!(BatchConfig::gemini_batch_embed().max_items(), 100);
+    assert!(BatchConfig::ollama_embed().max_items() >= 1);
+    assert!(BatchConfig::llama_cpp_embeddings().max_items() >= 1);
+    assert!(BatchConfig::llvm_batch_infer().max_items() >= 1);
+}
