@@ -20,6 +20,7 @@ use infermux_resilience::{
     AttemptExecutor, CallPolicy, ResilienceConfig, Resilient, render_prometheus,
 };
 
+use crate::extras::{Extras, SemanticCache};
 use crate::router::{Chain, Group, Router};
 
 /// A key of an endpoint, with its alias (what reports, metrics and [`Served`] show) and its
@@ -242,6 +243,11 @@ pub struct ClientBuilder {
     priority: Priority,
     #[cfg(feature = "redis")]
     shared: Option<infermux_multiplex::SharedState>,
+    cache: Option<infermux_cache::CacheConfig>,
+    semantic: Option<SemanticCache>,
+    #[cfg(feature = "redis")]
+    cache_redis: Option<infermux_cache::RedisStore>,
+    batching: Option<infermux_batching::BatchConfig>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -367,11 +373,90 @@ impl ClientBuilder {
         self.timeout = Some(timeout);
         self
     }
+    /// Answers repeated requests from a cache (the exact tier): a request whose canonical form
+    /// (model group, model, parameters, system prompt, tools, the whole conversation, tenant)
+    /// was answered before gets the stored answer, marked on the response
+    /// ([`Response::cache_hit`]); only complete, successful answers are stored; a streamed
+    /// request is answered by replaying the stored events in order.
+    ///
+    /// ```
+    /// use infermux::cache::CacheConfig;
+    /// use infermux::openai_compat::OpenAiCompat;
+    /// use infermux::{Client, EndpointConfig};
+    /// use std::time::Duration;
+    /// let provider = OpenAiCompat::new(EndpointConfig::new("local", "http://127.0.0.1:8080/v1").unwrap()).unwrap();
+    /// let client = Client::builder()
+    ///     .provider(provider)
+    ///     .cache(CacheConfig::new(Duration::from_secs(600), 10_000).unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(client.cache().is_some());
+    /// ```
+    pub fn cache(mut self, config: infermux_cache::CacheConfig) -> Self {
+        self.cache = Some(config);
+        self
+    }
+
+    /// Adds the semantic tier to the cache (and turns the cache on with its defaults when
+    /// [`cache`](Self::cache) was not called): a request whose last user turn means the same as
+    /// a cached one's — by embedding similarity, then the verifier — in the same namespace
+    /// (everything else equal) gets that answer, with the similarity and the verifier's score
+    /// on the response. See [`SemanticCache`].
+    pub fn semantic_cache(mut self, semantic: SemanticCache) -> Self {
+        self.semantic = Some(semantic);
+        self
+    }
+
+    /// Stores cached answers in Redis as well, so several processes share them and they
+    /// survive a restart (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub fn cache_redis(mut self, store: infermux_cache::RedisStore) -> Self {
+        self.cache_redis = Some(store);
+        self
+    }
+
+    /// Batches concurrent embedding calls on the client side: inputs of calls with the same
+    /// model and parameters that arrive within `config`'s wait go out as one request (up to its
+    /// item and token limits), and each caller gets its own vectors. Needs a tokio runtime when
+    /// [`build`](Self::build) runs.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use infermux::batching::BatchConfig;
+    /// use infermux::openai_compat::OpenAiCompat;
+    /// use infermux::{Client, EndpointConfig};
+    /// let provider = OpenAiCompat::new(EndpointConfig::new("local", "http://127.0.0.1:8080/v1").unwrap()).unwrap();
+    /// let client = Client::builder()
+    ///     .provider(provider)
+    ///     .batch_embeddings(BatchConfig::llama_cpp_embeddings())
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(client.batch_stats().is_some());
+    /// # }
+    /// ```
+    pub fn batch_embeddings(mut self, config: infermux_batching::BatchConfig) -> Self {
+        self.batching = Some(config);
+        self
+    }
+
     /// The client; fails with [`ErrorKind::Config`] without a provider or endpoint, with a
     /// resilience config that does not validate (zero permits, a threshold outside (0, 100],
     /// …), with a key that could not be read, or with groups and fallbacks naming what does
     /// not exist.
     pub fn build(mut self) -> Result<Client> {
+        let extras = crate::extras::ExtrasSpec {
+            cache: self.cache.take(),
+            semantic: self.semantic.take(),
+            #[cfg(feature = "redis")]
+            redis: self.cache_redis.take(),
+            batching: self.batching.take(),
+        };
+        let mut client = self.build_stack()?;
+        client.extras = Arc::new(extras.build(&client.inner)?);
+        Ok(client)
+    }
+
+    fn build_stack(mut self) -> Result<Client> {
         if let Some(e) = self.errors.drain(..).next() {
             return Err(e);
         }
@@ -386,6 +471,7 @@ impl ClientBuilder {
             return Ok(Client {
                 inner: Arc::new(Inner::Single(Resilient::new(provider, config)?)),
                 priority: self.priority,
+                extras: Arc::default(),
             });
         }
         if let Some(p) = self.provider.take() {
@@ -559,20 +645,75 @@ fn build_router(
     Ok(Client {
         inner: Arc::new(Inner::Routed(router)),
         priority: Priority::Normal,
+        extras: Arc::default(),
     })
 }
 
 #[derive(Debug)]
-enum Inner {
+pub(crate) enum Inner {
     Single(Resilient),
     Routed(Router),
 }
 
-/// The infermux client. Cheap to clone; clones share the stack and its counters.
+impl Inner {
+    /// One call through the stack (no cache, no batching).
+    pub(crate) async fn call(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
+        match self {
+            // the stack's own future, not the `Provider` trait's boxed one
+            Inner::Single(r) => r.execute(request, &ctx).await,
+            Inner::Routed(r) => r.call(request, ctx).await,
+        }
+    }
+
+    /// One streamed call through the stack, with who serves it.
+    async fn stream(
+        &self,
+        request: &Request,
+        ctx: RequestContext,
+    ) -> Result<(EventStream, Option<Served>)> {
+        match self {
+            Inner::Single(r) => r.execute_stream(request, &ctx).await.map(|s| (s, None)),
+            Inner::Routed(r) => r.stream(request, ctx).await.map(|(s, v)| (s, Some(v))),
+        }
+    }
+
+    /// The cache namespace of a request: its model group (routed), or the endpoint.
+    fn namespace(&self, request: &Request, ctx: &RequestContext) -> Option<&str> {
+        match self {
+            Inner::Single(r) => Some(r.endpoint().as_str()),
+            Inner::Routed(r) => r.resolve(request, ctx).ok().map(|g| &*r.groups[g].name),
+        }
+    }
+}
+
+/// The infermux client. Cheap to clone; clones share the stack, its counters and its cache.
 #[derive(Debug, Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     priority: Priority,
+    extras: Arc<Extras>,
+}
+
+/// A streamed answer as [`Client::open_stream`] gives it: the events, who serves them, and
+/// whether they are a replay from the cache.
+#[non_exhaustive]
+pub struct OpenedStream {
+    /// The events, from the first on.
+    pub events: EventStream,
+    /// Who serves the stream (a routed client's live answer; `None` for a single endpoint or a
+    /// cache replay).
+    pub served: Option<Served>,
+    /// Set when the events are a replay of a cached answer.
+    pub cache: Option<infermux_core::CacheHit>,
+}
+
+impl fmt::Debug for OpenedStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenedStream")
+            .field("served", &self.served)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
 }
 
 fn unexpected(op: &str) -> Error {
@@ -588,6 +729,7 @@ impl Client {
         Client {
             inner: Arc::new(Inner::Single(Resilient::standard(Arc::new(provider)))),
             priority: Priority::Normal,
+            extras: Arc::default(),
         }
     }
 
@@ -676,39 +818,92 @@ impl Client {
     /// Every endpoint's counters, and every pool's members, in the Prometheus text format
     /// (a fixed layout: every scrape has the same series). Keys appear by alias only.
     pub fn prometheus(&self) -> String {
-        match &*self.inner {
+        let mut out = match &*self.inner {
             Inner::Single(_) => render_prometheus(&self.endpoint_counters()),
             Inner::Routed(r) => r.prometheus(),
+        };
+        if let Some(c) = &self.extras.cache {
+            c.render_prometheus("default", &mut out);
         }
+        out
     }
 
-    /// One call of any operation.
+    /// One call of any operation: from the cache when it holds the answer, through the
+    /// embedding batcher for embeddings when batching is on, else through the stack.
     pub async fn call(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
-        match &*self.inner {
-            // the stack's own future, not the `Provider` trait's boxed one
-            Inner::Single(r) => r.execute(request, &ctx).await,
-            Inner::Routed(r) => r.call(request, ctx).await,
-        }
+        let Some(cache) = &self.extras.cache else {
+            return self.extras.uncached(&self.inner, request, ctx).await;
+        };
+        let Some(ns) = self.inner.namespace(request, &ctx) else {
+            return self.extras.uncached(&self.inner, request, ctx).await;
+        };
+        let ctx2 = ctx.clone();
+        cache
+            .call(request, &ctx, ns, || {
+                self.extras.uncached(&self.inner, request, ctx2)
+            })
+            .await
     }
 
     /// One streamed call; resolves at the first event.
     pub async fn stream(&self, request: &Request, ctx: RequestContext) -> Result<EventStream> {
-        match &*self.inner {
-            Inner::Single(r) => r.execute_stream(request, &ctx).await,
-            Inner::Routed(r) => r.stream(request, ctx).await.map(|(s, _)| s),
-        }
+        self.open_stream(request, ctx).await.map(|s| s.events)
     }
 
-    /// One streamed call, with who serves it (a single-endpoint client: `None`).
+    /// One streamed call, with who serves it (a single-endpoint client or a cache replay:
+    /// `None`).
     pub async fn stream_served(
         &self,
         request: &Request,
         ctx: RequestContext,
     ) -> Result<(EventStream, Option<Served>)> {
-        match &*self.inner {
-            Inner::Single(r) => r.execute_stream(request, &ctx).await.map(|s| (s, None)),
-            Inner::Routed(r) => r.stream(request, ctx).await.map(|(s, v)| (s, Some(v))),
-        }
+        self.open_stream(request, ctx)
+            .await
+            .map(|s| (s.events, s.served))
+    }
+
+    /// One streamed call with everything known about it when it opens: the events, who serves
+    /// them, and whether they replay a cached answer.
+    pub async fn open_stream(&self, request: &Request, ctx: RequestContext) -> Result<OpenedStream> {
+        let cached = self
+            .extras
+            .cache
+            .as_ref()
+            .and_then(|c| Some((c, self.inner.namespace(request, &ctx)?)));
+        let Some((cache, ns)) = cached else {
+            let (events, served) = self.inner.stream(request, ctx).await?;
+            return Ok(OpenedStream {
+                events,
+                served,
+                cache: None,
+            });
+        };
+        let mut served = None;
+        let ctx2 = ctx.clone();
+        let answer = cache
+            .stream(request, &ctx, ns, || async {
+                let (events, who) = self.inner.stream(request, ctx2).await?;
+                served = who;
+                Ok(events)
+            })
+            .await?;
+        Ok(OpenedStream {
+            events: answer.events,
+            served,
+            cache: answer.hit,
+        })
+    }
+
+    /// The cache, when the client was built with one: its counters
+    /// ([`snapshot`](infermux_cache::Cache::snapshot)) and Prometheus text.
+    pub fn cache(&self) -> Option<&infermux_cache::Cache> {
+        self.extras.cache.as_deref()
+    }
+
+    /// The embedding batcher's counters (batches, items, sizes, flush reasons), when batching
+    /// is on.
+    pub fn batch_stats(&self) -> Option<infermux_batching::BatchStats> {
+        self.extras.batcher.as_ref().map(|b| b.stats())
     }
 
     /// A chat answer.

@@ -67,6 +67,49 @@ pub struct Config {
     pub groups: Vec<GroupSpec>,
     /// `[[fallback]]`s, in file order; at most one per `from` group, and no cycles.
     pub fallbacks: Vec<FallbackSpec>,
+    /// `[cache]`, or `None` when the section is absent (no cache).
+    pub cache: Option<CacheSpec>,
+    /// `[batching]`, or `None` when the section is absent (embedding calls are not batched).
+    pub batching: Option<infermux_batching::BatchConfig>,
+}
+
+/// `[cache]`: the response cache (exact tier, and the semantic tier when `[cache.semantic]`
+/// is present).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CacheSpec {
+    /// `ttl` and `max_entries` (defaults 1 h and 10 000 answers).
+    pub config: infermux_cache::CacheConfig,
+    /// `redis_url`: also store answers in this Redis (feature `redis`), shared by every process
+    /// using it and surviving restarts.
+    pub redis_url: Option<String>,
+    /// `redis_prefix`: the prefix of the cache's Redis keys. Default `infermux:cache`.
+    pub redis_prefix: String,
+    /// `[cache.semantic]`, or `None` for the exact tier only.
+    pub semantic: Option<SemanticSpec>,
+}
+
+/// `[cache.semantic]`: the semantic tier.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SemanticSpec {
+    /// `embedder`: `"local"` (all-MiniLM-L6-v2 in process, feature `local-embed`, from
+    /// `model_dir`) or the name of a `[[group]]` whose embeddings it uses.
+    pub embedder: EmbedderSpec,
+    /// `threshold`: the verifier's acceptance score, or `None` for its calibrated default.
+    pub threshold: Option<f32>,
+    /// `min_similarity`, `top_k`, `ttl`, `max_entries`, `cache_sampled`, `cache_tools`.
+    pub config: infermux_cache::SemanticConfig,
+}
+
+/// Where the semantic tier's vectors come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EmbedderSpec {
+    /// `embedder = "local"` with `model_dir` (relative paths from the file's folder).
+    Local(PathBuf),
+    /// `embedder = "<group>"`: the client's own model group.
+    Group(String),
 }
 
 /// `[defaults]`: settings every call gets unless the client's builder overrides them.
@@ -824,6 +867,41 @@ struct RawFile {
     group: Vec<Spanned<RawGroup>>,
     #[serde(default)]
     fallback: Vec<Spanned<RawFallback>>,
+    cache: Option<Spanned<RawCache>>,
+    batching: Option<Spanned<RawBatching>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    ttl: Option<Dur>,
+    max_entries: Option<Spanned<u64>>,
+    redis_url: Option<Spanned<String>>,
+    redis_prefix: Option<String>,
+    semantic: Option<Spanned<RawSemantic>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSemantic {
+    embedder: Spanned<String>,
+    model_dir: Option<Spanned<String>>,
+    threshold: Option<Spanned<f32>>,
+    min_similarity: Option<Spanned<f32>>,
+    top_k: Option<Spanned<usize>>,
+    ttl: Option<Dur>,
+    max_entries: Option<Spanned<usize>>,
+    cache_sampled: Option<bool>,
+    cache_tools: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBatching {
+    max_items: Option<Spanned<usize>>,
+    max_tokens: Option<Spanned<u64>>,
+    max_wait: Option<Spanned<Dur>>,
+    max_queued: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -969,12 +1047,133 @@ impl Loader<'_> {
             groups.push(self.group(g, &endpoint_names)?);
         }
         let fallbacks = self.fallbacks(raw.fallback, &group_names)?;
+        let cache = match raw.cache {
+            None => None,
+            Some(c) => Some(self.cache(c, &group_names)?),
+        };
+        let batching = match raw.batching {
+            None => None,
+            Some(b) => Some(self.batching(b)?),
+        };
         Ok(Config {
             defaults,
             endpoints,
             groups,
             fallbacks,
+            cache,
+            batching,
         })
+    }
+
+    fn cache(&self, c: Spanned<RawCache>, groups: &HashSet<String>) -> Result<CacheSpec> {
+        let span = c.span();
+        let c = c.into_inner();
+        let mut config = infermux_cache::CacheConfig::default();
+        if let Some(t) = c.ttl {
+            config.ttl = t.0;
+        }
+        if let Some(n) = &c.max_entries {
+            config.max_entries = *n.get_ref();
+        }
+        let config = infermux_cache::CacheConfig::new(config.ttl, config.max_entries)
+            .map_err(|e| self.err(span.clone(), e.message()))?;
+        if c.redis_url.is_some() && !cfg!(feature = "redis") {
+            return Err(self.err(
+                span,
+                "`redis_url` in [cache] needs infermux built with the feature `redis`",
+            ));
+        }
+        let semantic = match c.semantic {
+            None => None,
+            Some(s) => Some(self.semantic(s, groups)?),
+        };
+        Ok(CacheSpec {
+            config,
+            redis_url: c.redis_url.map(Spanned::into_inner),
+            redis_prefix: c.redis_prefix.unwrap_or_else(|| "infermux:cache".to_owned()),
+            semantic,
+        })
+    }
+
+    fn semantic(&self, s: Spanned<RawSemantic>, groups: &HashSet<String>) -> Result<SemanticSpec> {
+        let span = s.span();
+        let s = s.into_inner();
+        let name = s.embedder.get_ref();
+        let embedder = if name == "local" {
+            let Some(dir) = &s.model_dir else {
+                return Err(self.err(
+                    s.embedder.span(),
+                    "`embedder = \"local\"` needs `model_dir` (the all-MiniLM-L6-v2 folder)",
+                ));
+            };
+            let path = Path::new(dir.get_ref());
+            let path = match self.base_dir {
+                Some(base) if path.is_relative() => base.join(path),
+                _ => path.to_path_buf(),
+            };
+            EmbedderSpec::Local(path)
+        } else if groups.contains(name) {
+            if let Some(dir) = &s.model_dir {
+                return Err(self.err(dir.span(), "`model_dir` is for `embedder = \"local\"` only"));
+            }
+            EmbedderSpec::Group(name.clone())
+        } else {
+            return Err(self.err(
+                s.embedder.span(),
+                format_args!("`embedder` must be \"local\" or a group name, not `{name}`"),
+            ));
+        };
+        if let Some(t) = &s.threshold
+            && !(0.0..=1.0).contains(t.get_ref())
+        {
+            return Err(self.err(t.span(), "`threshold` must be within 0 and 1"));
+        }
+        let mut config = infermux_cache::SemanticConfig::default();
+        let at = |e: Error, span: Range<usize>| self.err(span, e.message());
+        if let Some(m) = s.min_similarity {
+            config = config.with_min_similarity(*m.get_ref()).map_err(|e| at(e, m.span()))?;
+        }
+        if let Some(k) = s.top_k {
+            config = config.with_top_k(*k.get_ref()).map_err(|e| at(e, k.span()))?;
+        }
+        if let Some(t) = s.ttl {
+            config = config.with_ttl(t.0).map_err(|e| at(e, span.clone()))?;
+        }
+        if let Some(n) = s.max_entries {
+            let namespaces = config.max_namespaces;
+            config = config
+                .with_max_entries(*n.get_ref(), namespaces)
+                .map_err(|e| at(e, n.span()))?;
+        }
+        config = config
+            .allow_sampled(s.cache_sampled.unwrap_or(false))
+            .allow_tools(s.cache_tools.unwrap_or(false));
+        Ok(SemanticSpec {
+            embedder,
+            threshold: s.threshold.map(Spanned::into_inner),
+            config,
+        })
+    }
+
+    fn batching(&self, b: Spanned<RawBatching>) -> Result<infermux_batching::BatchConfig> {
+        let b = b.into_inner();
+        let mut config = infermux_batching::BatchConfig::default();
+        let at = |e: Error, span: Range<usize>| self.err(span, e.message());
+        if let Some(n) = b.max_items {
+            config = config.with_max_items(*n.get_ref()).map_err(|e| at(e, n.span()))?;
+        }
+        if let Some(n) = b.max_tokens {
+            config = config.with_max_tokens(*n.get_ref()).map_err(|e| at(e, n.span()))?;
+        }
+        if let Some(w) = b.max_wait {
+            config = config.with_max_wait(w.get_ref().0).map_err(|e| at(e, w.span()))?;
+        }
+        if let Some(n) = b.max_queued {
+            config = config
+                .with_queue_capacity(*n.get_ref())
+                .map_err(|e| at(e, n.span()))?;
+        }
+        Ok(config)
     }
 
     fn defaults(&self, raw: Option<RawDefaults>) -> Result<Defaults> {

@@ -10,8 +10,8 @@ use infermux_resilience::breaker::BreakerConfig;
 use infermux_resilience::queue::QueueConfig;
 use infermux_resilience::retry::StandardRetry;
 
-use crate::config::{Config, StrategyKind};
-use crate::{Client, ClientBuilder, Deployment, ModelGroup, NamedKey};
+use crate::config::{Config, EmbedderSpec, SemanticSpec, StrategyKind};
+use crate::{Client, ClientBuilder, Deployment, ModelGroup, NamedKey, SemanticCache};
 
 fn strategy(kind: StrategyKind) -> Strategy {
     match kind {
@@ -91,7 +91,64 @@ pub(crate) fn builder(config: &Config) -> Result<ClientBuilder> {
             f.on.iter().copied(),
         );
     }
+    if let Some(c) = &config.cache {
+        b = b.cache(c.config.clone());
+        if let Some(url) = &c.redis_url {
+            #[cfg(feature = "redis")]
+            {
+                b = b.cache_redis(infermux_cache::RedisStore::new(url, &c.redis_prefix)?);
+            }
+            #[cfg(not(feature = "redis"))]
+            {
+                let _ = url;
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "[cache] redis_url needs infermux built with the feature `redis`",
+                ));
+            }
+        }
+        if let Some(s) = &c.semantic {
+            b = b.semantic_cache(semantic(s)?);
+        }
+    }
+    if let Some(batching) = &config.batching {
+        b = b.batch_embeddings(batching.clone());
+    }
     Ok(b)
+}
+
+/// The semantic tier `[cache.semantic]` describes.
+fn semantic(spec: &SemanticSpec) -> Result<SemanticCache> {
+    let s = match &spec.embedder {
+        EmbedderSpec::Group(group) => {
+            SemanticCache::via_group(group, crate::extras::remote_verifier(spec.threshold)?)
+        }
+        EmbedderSpec::Local(dir) => local_semantic(dir, spec.threshold)?,
+        #[allow(unreachable_patterns)]
+        _ => {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "this embedder is not supported by this build",
+            ));
+        }
+    };
+    Ok(s.with_config(spec.config.clone()))
+}
+
+#[cfg(feature = "local-embed")]
+fn local_semantic(dir: &Path, threshold: Option<f32>) -> Result<SemanticCache> {
+    crate::extras::local_semantic(dir, threshold)
+}
+
+#[cfg(not(feature = "local-embed"))]
+fn local_semantic(dir: &Path, _threshold: Option<f32>) -> Result<SemanticCache> {
+    Err(Error::new(
+        ErrorKind::Config,
+        format!(
+            "`embedder = \"local\"` ({}) needs infermux built with the feature `local-embed`",
+            dir.display()
+        ),
+    ))
 }
 
 impl Client {

@@ -41,18 +41,20 @@
 
 mod client;
 pub mod config;
+mod extras;
 mod from_config;
 mod providers;
 mod router;
 
-pub use client::{Client, ClientBuilder, Deployment, ModelGroup, NamedKey};
+pub use client::{Client, ClientBuilder, Deployment, ModelGroup, NamedKey, OpenedStream};
+pub use extras::SemanticCache;
 pub use infermux_multiplex::{MultiPool, PoolConfig, Strategy};
 // The application-facing types of core; test clocks, counter internals and the attempt's
 // plumbing stay at `infermux::core::…`.
 /// Reading a stream (`next()`, `map`, …) needs no extra crate import.
 pub use futures_util::StreamExt;
 pub use infermux_core::{
-    ApiKey, BreakerState, Capabilities, ChatRequest, ChatResponse, CompletionRequest,
+    ApiKey, BreakerState, CacheHit, CacheTier, Capabilities, ChatRequest, ChatResponse, CompletionRequest,
     CompletionResponse, ContentPart, CounterSnapshot, EmbeddingRequest, EmbeddingResponse,
     EndpointConfig, EndpointId, Error, ErrorKind, EventStream, FallbackTaken, FinishReason,
     Idempotency, ImageSource, Limits, Message, ModelInfo, ModelList, Operation, Priority, Provider,
@@ -66,6 +68,10 @@ pub use providers::*;
 
 /// The core crate, for paths such as `infermux::core::Provider`.
 pub use infermux_core as core;
+/// Client-side batching: concurrent embedding calls coalesced into provider batches.
+pub use infermux_batching as batching;
+/// The response cache: exact and semantic tiers, embedders, verifiers, stores.
+pub use infermux_cache as cache;
 /// Pools of (endpoint, key) members: strategies, cooldowns, limits.
 pub use infermux_multiplex as multiplex;
 /// The resilience stack: admission queue, retry, circuit breaker, call deadline.

@@ -1,0 +1,237 @@
+//! What the client adds in front of the stack: the response cache (exact and semantic tiers)
+//! and the embedding batcher. DESIGN.md §1's order: cache → batching → call policy.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use infermux_batching::{BatchConfig, EmbeddingBatcher};
+use infermux_cache::{Cache, CacheConfig, Embedder, SemanticConfig, Verifier};
+use infermux_core::{
+    EmbeddingRequest, Error, ErrorKind, Request, RequestContext, Response, Result,
+};
+
+use crate::client::Inner;
+
+/// Where the semantic tier's vectors come from.
+#[derive(Clone)]
+enum EmbedderSource {
+    /// Any embedder: a provider's ([`ProviderEmbedder`](infermux_cache::ProviderEmbedder)) or
+    /// a local model.
+    Given(Arc<dyn Embedder>),
+    /// A model group (or, on a single-endpoint client, a model) of this client: embeddings go
+    /// through its own pools, retries and breakers (never through its cache).
+    Group(String),
+}
+
+/// The semantic tier of a client's cache: which embedder turns the last user turn into a
+/// vector, which verifier decides whether a near neighbour really means the same, and the
+/// tier's settings ([`SemanticConfig`]: similarity floor, candidates, TTL, size, and whether
+/// sampled or tool-calling requests are cached).
+///
+/// ```
+/// use infermux::cache::{SemanticConfig, verify::LexicalVerifier};
+/// use infermux::SemanticCache;
+/// use std::sync::Arc;
+/// // embeddings from the client's own `embed` group, checked by the lexical verifier
+/// let semantic = SemanticCache::via_group("embed", Arc::new(LexicalVerifier::default()))
+///     .with_config(SemanticConfig::default());
+/// assert!(format!("{semantic:?}").contains("embed"));
+/// ```
+#[derive(Clone)]
+pub struct SemanticCache {
+    embedder: EmbedderSource,
+    verifier: Arc<dyn Verifier>,
+    config: SemanticConfig,
+}
+
+impl fmt::Debug for SemanticCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let embedder = match &self.embedder {
+            EmbedderSource::Given(e) => format!("{e:?}"),
+            EmbedderSource::Group(g) => format!("group `{g}`"),
+        };
+        f.debug_struct("SemanticCache")
+            .field("embedder", &embedder)
+            .field("verifier", &self.verifier)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl SemanticCache {
+    /// A semantic tier embedding with `embedder` and verifying with `verifier`.
+    pub fn new(embedder: Arc<dyn Embedder>, verifier: Arc<dyn Verifier>) -> Self {
+        SemanticCache {
+            embedder: EmbedderSource::Given(embedder),
+            verifier,
+            config: SemanticConfig::default(),
+        }
+    }
+    /// A semantic tier embedding through this client's model group `group` (its pools, keys,
+    /// retries and batching apply; its cache does not).
+    pub fn via_group(group: impl Into<String>, verifier: Arc<dyn Verifier>) -> Self {
+        SemanticCache {
+            embedder: EmbedderSource::Group(group.into()),
+            verifier,
+            config: SemanticConfig::default(),
+        }
+    }
+    /// The tier's settings.
+    pub fn with_config(mut self, config: SemanticConfig) -> Self {
+        self.config = config;
+        self
+    }
+}
+
+/// The builder's choices, turned into [`Extras`] once the stack exists.
+pub(crate) struct ExtrasSpec {
+    pub(crate) cache: Option<CacheConfig>,
+    pub(crate) semantic: Option<SemanticCache>,
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<infermux_cache::RedisStore>,
+    pub(crate) batching: Option<BatchConfig>,
+}
+
+impl ExtrasSpec {
+    pub(crate) fn build(self, inner: &Arc<Inner>) -> Result<Extras> {
+        let batcher = match self.batching {
+            None => None,
+            Some(config) => {
+                let inner = Arc::clone(inner);
+                Some(EmbeddingBatcher::new(config, move |req, ctx| {
+                    let inner = Arc::clone(&inner);
+                    async move {
+                        match inner.call(&Request::Embeddings(req), ctx).await? {
+                            Response::Embeddings(e) => Ok(e),
+                            _ => Err(Error::new(
+                                ErrorKind::Decode,
+                                "the provider answered an embeddings request with another operation",
+                            )),
+                        }
+                    }
+                })?)
+            }
+        };
+        #[cfg(feature = "redis")]
+        let redis = self.redis;
+        #[cfg(not(feature = "redis"))]
+        let redis: Option<std::convert::Infallible> = None;
+        let wants_cache = self.cache.is_some() || self.semantic.is_some() || redis.is_some();
+        let cache = if wants_cache {
+            let mut cache = Cache::new(self.cache.unwrap_or_default())?;
+            match redis {
+                #[cfg(feature = "redis")]
+                Some(store) => cache = cache.with_redis(store),
+                #[cfg(not(feature = "redis"))]
+                Some(never) => match never {},
+                None => {}
+            }
+            if let Some(s) = self.semantic {
+                let embedder: Arc<dyn Embedder> = match s.embedder {
+                    EmbedderSource::Given(e) => e,
+                    EmbedderSource::Group(group) => Arc::new(GroupEmbedder {
+                        id: format!("group:{group}"),
+                        group,
+                        inner: Arc::clone(inner),
+                        batcher: batcher.clone(),
+                    }),
+                };
+                cache = cache.with_semantic(embedder, s.verifier, s.config);
+            }
+            Some(Arc::new(cache))
+        } else {
+            None
+        };
+        Ok(Extras { cache, batcher })
+    }
+}
+
+/// The cache and the batcher of a built client.
+#[derive(Debug, Default)]
+pub(crate) struct Extras {
+    pub(crate) cache: Option<Arc<Cache>>,
+    pub(crate) batcher: Option<EmbeddingBatcher>,
+}
+
+impl Extras {
+    /// A call past the cache: embeddings through the batcher when it is on, the rest (and
+    /// embeddings without batching) straight through the stack.
+    pub(crate) async fn uncached(
+        &self,
+        inner: &Inner,
+        request: &Request,
+        ctx: RequestContext,
+    ) -> Result<Response> {
+        match (&self.batcher, request) {
+            (Some(b), Request::Embeddings(e)) => {
+                b.embed(e.clone(), &ctx).await.map(Response::Embeddings)
+            }
+            _ => inner.call(request, ctx).await,
+        }
+    }
+}
+
+/// The semantic tier's embedder when it embeds through one of the client's own groups.
+struct GroupEmbedder {
+    id: String,
+    group: String,
+    inner: Arc<Inner>,
+    batcher: Option<EmbeddingBatcher>,
+}
+
+impl fmt::Debug for GroupEmbedder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupEmbedder")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Embedder for GroupEmbedder {
+    fn model_id(&self) -> &str {
+        &self.id
+    }
+    async fn embed(&self, texts: &[String], ctx: &RequestContext) -> Result<Vec<Vec<f32>>> {
+        let req = EmbeddingRequest::new(self.group.clone(), texts.iter().cloned());
+        let resp = match &self.batcher {
+            Some(b) => b.embed(req, ctx).await?,
+            None => match self.inner.call(&Request::Embeddings(req), ctx.clone()).await? {
+                Response::Embeddings(e) => e,
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Decode,
+                        "the provider answered an embeddings request with another operation",
+                    ));
+                }
+            },
+        };
+        if resp.embeddings.len() != texts.len() {
+            return Err(Error::new(
+                ErrorKind::Decode,
+                format!(
+                    "{} vectors for {} texts",
+                    resp.embeddings.len(),
+                    texts.len()
+                ),
+            ));
+        }
+        Ok(resp.embeddings)
+    }
+}
+
+/// The verifier for vectors from a remote embedder (no token vectors to compare): the lexical
+/// one, at `threshold` or its calibrated default.
+pub(crate) fn remote_verifier(threshold: Option<f32>) -> Result<Arc<dyn Verifier>> {
+    // TODO(lead): the verifier engineer's lexical verifier
+    let _ = threshold;
+    Err(Error::new(ErrorKind::Config, "no verifier yet"))
+}
+
+/// The semantic tier over the local embedder in `dir` and the calibrated verifier.
+#[cfg(feature = "local-embed")]
+pub(crate) fn local_semantic(dir: &std::path::Path, threshold: Option<f32>) -> Result<SemanticCache> {
+    let _ = (dir, threshold);
+    Err(Error::new(ErrorKind::Config, "no verifier yet"))
+}
