@@ -864,7 +864,11 @@ impl Client {
 
     /// One streamed call with everything known about it when it opens: the events, who serves
     /// them, and whether they replay a cached answer.
-    pub async fn open_stream(&self, request: &Request, ctx: RequestContext) -> Result<OpenedStream> {
+    pub async fn open_stream(
+        &self,
+        request: &Request,
+        ctx: RequestContext,
+    ) -> Result<OpenedStream> {
         let cached = self
             .extras
             .cache

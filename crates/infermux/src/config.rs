@@ -1090,7 +1090,9 @@ impl Loader<'_> {
         Ok(CacheSpec {
             config,
             redis_url: c.redis_url.map(Spanned::into_inner),
-            redis_prefix: c.redis_prefix.unwrap_or_else(|| "infermux:cache".to_owned()),
+            redis_prefix: c
+                .redis_prefix
+                .unwrap_or_else(|| "infermux:cache".to_owned()),
             semantic,
         })
     }
@@ -1131,10 +1133,14 @@ impl Loader<'_> {
         let mut config = infermux_cache::SemanticConfig::default();
         let at = |e: Error, span: Range<usize>| self.err(span, e.message());
         if let Some(m) = s.min_similarity {
-            config = config.with_min_similarity(*m.get_ref()).map_err(|e| at(e, m.span()))?;
+            config = config
+                .with_min_similarity(*m.get_ref())
+                .map_err(|e| at(e, m.span()))?;
         }
         if let Some(k) = s.top_k {
-            config = config.with_top_k(*k.get_ref()).map_err(|e| at(e, k.span()))?;
+            config = config
+                .with_top_k(*k.get_ref())
+                .map_err(|e| at(e, k.span()))?;
         }
         if let Some(t) = s.ttl {
             config = config.with_ttl(t.0).map_err(|e| at(e, span.clone()))?;
@@ -1160,13 +1166,19 @@ impl Loader<'_> {
         let mut config = infermux_batching::BatchConfig::default();
         let at = |e: Error, span: Range<usize>| self.err(span, e.message());
         if let Some(n) = b.max_items {
-            config = config.with_max_items(*n.get_ref()).map_err(|e| at(e, n.span()))?;
+            config = config
+                .with_max_items(*n.get_ref())
+                .map_err(|e| at(e, n.span()))?;
         }
         if let Some(n) = b.max_tokens {
-            config = config.with_max_tokens(*n.get_ref()).map_err(|e| at(e, n.span()))?;
+            config = config
+                .with_max_tokens(*n.get_ref())
+                .map_err(|e| at(e, n.span()))?;
         }
         if let Some(w) = b.max_wait {
-            config = config.with_max_wait(w.get_ref().0).map_err(|e| at(e, w.span()))?;
+            config = config
+                .with_max_wait(w.get_ref().0)
+                .map_err(|e| at(e, w.span()))?;
         }
         if let Some(n) = b.max_queued {
             config = config

@@ -197,7 +197,11 @@ impl Embedder for GroupEmbedder {
         let req = EmbeddingRequest::new(self.group.clone(), texts.iter().cloned());
         let resp = match &self.batcher {
             Some(b) => b.embed(req, ctx).await?,
-            None => match self.inner.call(&Request::Embeddings(req), ctx.clone()).await? {
+            None => match self
+                .inner
+                .call(&Request::Embeddings(req), ctx.clone())
+                .await?
+            {
                 Response::Embeddings(e) => e,
                 _ => {
                     return Err(Error::new(
@@ -231,7 +235,10 @@ pub(crate) fn remote_verifier(threshold: Option<f32>) -> Result<Arc<dyn Verifier
 
 /// The semantic tier over the local embedder in `dir` and the calibrated verifier.
 #[cfg(feature = "local-embed")]
-pub(crate) fn local_semantic(dir: &std::path::Path, threshold: Option<f32>) -> Result<SemanticCache> {
+pub(crate) fn local_semantic(
+    dir: &std::path::Path,
+    threshold: Option<f32>,
+) -> Result<SemanticCache> {
     let _ = (dir, threshold);
     Err(Error::new(ErrorKind::Config, "no verifier yet"))
 }

@@ -54,24 +54,24 @@ pub use infermux_multiplex::{MultiPool, PoolConfig, Strategy};
 /// Reading a stream (`next()`, `map`, …) needs no extra crate import.
 pub use futures_util::StreamExt;
 pub use infermux_core::{
-    ApiKey, BreakerState, CacheHit, CacheTier, Capabilities, ChatRequest, ChatResponse, CompletionRequest,
-    CompletionResponse, ContentPart, CounterSnapshot, EmbeddingRequest, EmbeddingResponse,
-    EndpointConfig, EndpointId, Error, ErrorKind, EventStream, FallbackTaken, FinishReason,
-    Idempotency, ImageSource, Limits, Message, ModelInfo, ModelList, Operation, Priority, Provider,
-    RateLimitInfo, RateLimitWindow, RejectReason, Request, RequestContext, RequestId,
-    RerankRequest, RerankResponse, RerankResult, Response, ResponseFormat, Result, Role, Served,
-    StopReason, StreamAccumulator, StreamEvent, SystemText, Timeouts, Tool, ToolCall, ToolChoice,
-    Usage, cosine_similarity, estimate_tokens,
+    ApiKey, BreakerState, CacheHit, CacheTier, Capabilities, ChatRequest, ChatResponse,
+    CompletionRequest, CompletionResponse, ContentPart, CounterSnapshot, EmbeddingRequest,
+    EmbeddingResponse, EndpointConfig, EndpointId, Error, ErrorKind, EventStream, FallbackTaken,
+    FinishReason, Idempotency, ImageSource, Limits, Message, ModelInfo, ModelList, Operation,
+    Priority, Provider, RateLimitInfo, RateLimitWindow, RejectReason, Request, RequestContext,
+    RequestId, RerankRequest, RerankResponse, RerankResult, Response, ResponseFormat, Result, Role,
+    Served, StopReason, StreamAccumulator, StreamEvent, SystemText, Timeouts, Tool, ToolCall,
+    ToolChoice, Usage, cosine_similarity, estimate_tokens,
 };
 pub mod prelude;
 pub use providers::*;
 
-/// The core crate, for paths such as `infermux::core::Provider`.
-pub use infermux_core as core;
 /// Client-side batching: concurrent embedding calls coalesced into provider batches.
 pub use infermux_batching as batching;
 /// The response cache: exact and semantic tiers, embedders, verifiers, stores.
 pub use infermux_cache as cache;
+/// The core crate, for paths such as `infermux::core::Provider`.
+pub use infermux_core as core;
 /// Pools of (endpoint, key) members: strategies, cooldowns, limits.
 pub use infermux_multiplex as multiplex;
 /// The resilience stack: admission queue, retry, circuit breaker, call deadline.

@@ -2,6 +2,7 @@
 //! call deadline, and cancelled streams.
 
 mod config;
+mod extras;
 mod llama;
 mod routing;
 

@@ -1,0 +1,194 @@
+//! The client's cache and embedding batcher, over real HTTP to the testkit simulator: a repeated
+//! request never reaches the server, a streamed one is replayed in order, failures are never
+//! cached, namespaces (groups) never share an answer, and concurrent embedding calls go out
+//! as fewer, larger requests.
+
+use std::time::Duration;
+
+use infermux::batching::BatchConfig;
+use infermux::cache::CacheConfig;
+use infermux::openai_compat::OpenAiCompat;
+use infermux::resilience::ResilienceConfig;
+use infermux::{
+    CacheTier, ChatRequest, Client, Deployment, EmbeddingRequest, EndpointConfig, Message,
+    ModelGroup, Request, RequestContext, StreamAccumulator,
+};
+use infermux_testkit::{Fault, FaultPlan, Simulator};
+
+fn provider(name: &str, sim: &Simulator) -> OpenAiCompat {
+    OpenAiCompat::new(EndpointConfig::new(name, format!("{}/v1", sim.url())).unwrap()).unwrap()
+}
+
+fn cache() -> CacheConfig {
+    CacheConfig::new(Duration::from_secs(600), 1000).unwrap()
+}
+
+#[tokio::test]
+async fn a_repeated_chat_is_answered_by_the_cache_and_never_reaches_the_server() {
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    let client = Client::builder()
+        .provider(provider("sim", &sim))
+        .cache(cache())
+        .build()
+        .unwrap();
+    let ask = || ChatRequest::new("m", vec![Message::user("What is 2 + 2?")]).with_max_tokens(8);
+    let first = client.chat(ask()).await.unwrap();
+    assert!(
+        first.cache.is_none(),
+        "the first answer comes from the server"
+    );
+    let second = client.chat(ask()).await.unwrap();
+    let hit = second
+        .cache
+        .clone()
+        .expect("the second answer is a cache hit");
+    assert_eq!(hit.tier, CacheTier::Exact);
+    assert_eq!(second.text(), first.text());
+    assert_eq!(
+        sim.requests(),
+        1,
+        "the repeated request never reached the server"
+    );
+    // another question, and the same one for another tenant, are misses
+    let other = ChatRequest::new("m", vec![Message::user("What is 3 + 3?")]).with_max_tokens(8);
+    assert!(client.chat(other).await.unwrap().cache.is_none());
+    let tenant = RequestContext::new().with_tenant("other-team");
+    assert!(
+        client
+            .chat_with(ask(), tenant)
+            .await
+            .unwrap()
+            .cache
+            .is_none()
+    );
+    assert_eq!(sim.requests(), 3);
+    let snap = client.cache().unwrap().snapshot();
+    assert_eq!(snap.exact_hits, 1, "{snap:?}");
+    assert!(
+        client.prometheus().contains("infermux_cache"),
+        "cache metrics are exported"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_call_is_never_cached() {
+    let sim = Simulator::start(FaultPlan::seeded(3).with(Fault::Unavailable, 1.0))
+        .await
+        .unwrap();
+    let client = Client::builder()
+        .provider(provider("sim", &sim))
+        .resilience(ResilienceConfig::disabled())
+        .cache(cache())
+        .build()
+        .unwrap();
+    let ask = || ChatRequest::new("m", vec![Message::user("hi")]).with_max_tokens(8);
+    assert!(client.chat(ask()).await.is_err());
+    assert!(client.chat(ask()).await.is_err());
+    assert_eq!(sim.requests(), 2, "the error was not served from the cache");
+}
+
+#[tokio::test]
+async fn a_streamed_answer_is_replayed_from_the_cache_in_order() {
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    let client = Client::builder()
+        .provider(provider("sim", &sim))
+        .cache(cache())
+        .build()
+        .unwrap();
+    let req = Request::Chat(
+        ChatRequest::new("m", vec![Message::user("Tell me a story")]).with_max_tokens(16),
+    );
+    let live = client
+        .open_stream(&req, RequestContext::new())
+        .await
+        .unwrap();
+    assert!(live.cache.is_none());
+    let live = StreamAccumulator::collect(live.events).await.unwrap();
+    let replay = client
+        .open_stream(&req, RequestContext::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        replay.cache.as_ref().map(|h| h.tier),
+        Some(CacheTier::Exact)
+    );
+    let replay = StreamAccumulator::collect(replay.events).await.unwrap();
+    assert_eq!(replay.text(), live.text());
+    assert_eq!(sim.requests(), 1);
+    // and a plain call of the same request is answered from the stored stream
+    let Request::Chat(chat) = &req else {
+        unreachable!()
+    };
+    let call = client.chat(chat.clone()).await.unwrap();
+    assert_eq!(call.text(), live.text());
+    assert_eq!(sim.requests(), 1);
+}
+
+#[tokio::test]
+async fn two_groups_never_share_a_cached_answer() {
+    let (a, b) = (
+        Simulator::start(FaultPlan::none()).await.unwrap(),
+        Simulator::start(FaultPlan::none()).await.unwrap(),
+    );
+    let client = Client::builder()
+        .endpoint(provider("a", &a))
+        .endpoint(provider("b", &b))
+        .group(ModelGroup::new("fast").deployment(Deployment::new("a", "same-model")))
+        .group(ModelGroup::new("slow").deployment(Deployment::new("b", "same-model")))
+        .cache(cache())
+        .build()
+        .unwrap();
+    let ask = |g: &str| ChatRequest::new(g, vec![Message::user("hello")]).with_max_tokens(8);
+    client.chat(ask("fast")).await.unwrap();
+    let r = client.chat(ask("slow")).await.unwrap();
+    assert!(r.cache.is_none(), "another group is another namespace");
+    assert_eq!((a.requests(), b.requests()), (1, 1));
+    let again = client.chat(ask("fast")).await.unwrap();
+    assert!(again.cache.is_some());
+    assert_eq!((a.requests(), b.requests()), (1, 1));
+}
+
+#[tokio::test]
+async fn concurrent_embedding_calls_are_batched_and_each_caller_gets_its_own_vector() {
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    let unbatched = Client::new(provider("sim", &sim));
+    let client = Client::builder()
+        .provider(provider("sim", &sim))
+        .batch_embeddings(
+            BatchConfig::default()
+                .with_max_items(64)
+                .unwrap()
+                .with_max_wait(Duration::from_millis(20))
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let texts: Vec<String> = (0..32).map(|i| format!("sentence number {i}")).collect();
+    let mut expected = Vec::new();
+    for t in &texts {
+        let r = unbatched
+            .embed(EmbeddingRequest::new("e", [t.clone()]))
+            .await
+            .unwrap();
+        expected.push(r.embeddings[0].clone());
+    }
+    let before = sim.requests();
+    let calls = texts
+        .iter()
+        .map(|t| client.embed(EmbeddingRequest::new("e", [t.clone()])));
+    let got = futures_util::future::join_all(calls).await;
+    let sent = sim.requests() - before;
+    assert!(
+        sent < 32 / 4,
+        "32 concurrent calls went out as {sent} requests"
+    );
+    for (g, e) in got.into_iter().zip(&expected) {
+        assert_eq!(
+            &g.unwrap().embeddings[0],
+            e,
+            "each caller gets its own vector"
+        );
+    }
+    let stats = client.batch_stats().unwrap();
+    assert_eq!(stats.submitted, 32, "{stats:?}");
+}
