@@ -275,6 +275,13 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
     for ((id, c), sim) in client.endpoint_counters().iter().zip([&sim_a, &sim_b]) {
         adds_up &= report_endpoint(id.as_str(), sim, c);
     }
+    let cache = crate::demo_cache::run(crate::demo_cache::semantic_from_env()?).await?;
+    if cache.exact_hits < crate::demo_cache::QUESTIONS.len() as u64 {
+        return Err(infermux::Error::new(
+            ErrorKind::Decode,
+            "questions asked again word for word were not all cache hits",
+        ));
+    }
     if failed > 0 {
         return Err(infermux::Error::new(
             ErrorKind::Unavailable,

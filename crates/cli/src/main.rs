@@ -4,6 +4,7 @@
 
 mod conformance;
 mod demo;
+mod demo_cache;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
