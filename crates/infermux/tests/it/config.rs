@@ -649,3 +649,36 @@ fn provider_defaults_match_the_provider_crates() {
         assert_eq!(provider.name(), k.as_str(), "{k}");
     }
 }
+
+#[test]
+fn the_cache_and_batching_sections_parse_and_their_errors_name_the_line() {
+    let base = "[[endpoint]]\nname = \"e\"\nprovider = \"openai-compat\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\n[[group]]\nname = \"embed\"\ndeployments = [ { endpoint = \"e\", model = \"m\" } ]\n";
+    let cfg = load(&format!(
+        "{base}\n[cache]\nttl = \"10m\"\nmax_entries = 5\n\n[cache.semantic]\nembedder = \"embed\"\nmin_similarity = 0.7\nthreshold = 0.9\n\n[batching]\nmax_items = 32\nmax_wait = \"2ms\"\n"
+    ))
+    .unwrap();
+    let cache = cfg.cache.as_ref().unwrap();
+    assert_eq!(cache.config.ttl, Duration::from_secs(600));
+    assert_eq!(cache.config.max_entries, 5);
+    let sem = cache.semantic.as_ref().unwrap();
+    assert_eq!(sem.embedder, infermux::config::EmbedderSpec::Group("embed".into()));
+    assert_eq!(sem.threshold, Some(0.9));
+    assert_eq!(sem.config.min_similarity, 0.7);
+    let batching = cfg.batching.as_ref().unwrap();
+    assert_eq!(batching.max_items(), 32);
+    assert_eq!(batching.max_wait(), Duration::from_millis(2));
+
+    // each mistake is rejected with its line
+    let m = fails(&format!("{base}\n[cache]\nmax_entries = 0\n"));
+    assert!(m.starts_with("infermux.toml line 10"), "{m}");
+    let m = fails(&format!("{base}\n[cache.semantic]\nembedder = \"nope\"\n"));
+    assert!(m.contains("line 11") && m.contains("`nope`"), "{m}");
+    let m = fails(&format!("{base}\n[cache.semantic]\nembedder = \"local\"\n"));
+    assert!(m.contains("model_dir"), "{m}");
+    let m = fails(&format!("{base}\n[cache.semantic]\nembedder = \"embed\"\nthreshold = 1.5\n"));
+    assert!(m.contains("line 12") && m.contains("threshold"), "{m}");
+    let m = fails(&format!("{base}\n[batching]\nmax_items = 0\n"));
+    assert!(m.contains("line 11"), "{m}");
+    let m = fails(&format!("{base}\n[batching]\nmax_wiat = \"1ms\"\n"));
+    assert!(m.contains("max_wiat"), "{m}");
+}
