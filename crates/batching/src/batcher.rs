@@ -14,7 +14,7 @@ use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant as StdInstant;
+use std::time::{Duration, Instant as StdInstant};
 
 use infermux_core::{Error, ErrorKind, Priority, RequestContext, RequestId, Result};
 use tokio::sync::{mpsc, oneshot};
@@ -27,6 +27,12 @@ use crate::stats::{BatchStats, Counters, FlushReason};
 type FlushFuture<O> = Pin<Box<dyn Future<Output = Result<Vec<O>>> + Send>>;
 type FlushFn<K, I, O> = dyn Fn(K, Vec<I>, RequestContext) -> FlushFuture<O> + Send + Sync;
 type WeighFn<I> = dyn Fn(&I) -> u64 + Send + Sync;
+
+/// How early a batch may go before its `max_wait` is over: tokio's timer rounds a sleep up to
+/// the next millisecond (and the system's wake-up adds its own), so aiming at the due time
+/// itself would send a batch up to a millisecond or two late. Aiming this much earlier keeps
+/// `max_wait` a maximum (a batch waits between `max_wait - slack` and about `max_wait`).
+const TIMER_SLACK: Duration = Duration::from_millis(1);
 
 /// Batch ids, for tracing (one sequence per process).
 static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
@@ -353,12 +359,13 @@ async fn run<K, I, O>(
     O: Clone + Send + 'static,
 {
     let mut open: HashMap<K, Open<I, O>> = HashMap::new();
+    let slack = TIMER_SLACK.min(shared.config.max_wait() / 2);
     loop {
         // what is due goes first, even while submits keep coming
         let now = Instant::now();
         let due: Vec<K> = open
             .iter()
-            .filter(|(_, b)| b.due <= now)
+            .filter(|(_, b)| b.due <= now + slack)
             .map(|(k, _)| k.clone())
             .collect();
         for k in due {
@@ -366,7 +373,10 @@ async fn run<K, I, O>(
                 send(&shared, &flush, k, b, FlushReason::MaxWait);
             }
         }
-        let next = open.values().map(|b| b.due).min();
+        let next = open
+            .values()
+            .map(|b| b.due.checked_sub(slack).unwrap_or(b.due))
+            .min();
         let timer = async move {
             match next {
                 Some(at) => tokio::time::sleep_until(at).await,

@@ -17,12 +17,25 @@ use crate::stats::BatchStats;
 /// What must be equal for two inputs to share a request: the model and every parameter that
 /// changes a vector (`dimensions`, the provider-specific `extra` fields, compared as canonical
 /// JSON with sorted keys).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// `Debug` (which the batch's tracing span shows) names the model and dimensions and only
+/// counts the `extra` bytes: provider-specific fields are not for logs.
+#[derive(Clone, PartialEq, Eq, Hash)]
 struct EmbedKey {
     model: Arc<str>,
     dimensions: Option<u32>,
     /// `extra` as canonical JSON (`""` when empty).
     extra: Arc<str>,
+}
+
+impl std::fmt::Debug for EmbedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbedKey")
+            .field("model", &self.model)
+            .field("dimensions", &self.dimensions)
+            .field("extra_bytes", &self.extra.len())
+            .finish()
+    }
 }
 
 impl EmbedKey {

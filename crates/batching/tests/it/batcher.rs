@@ -21,7 +21,11 @@ async fn a_batch_is_sent_max_wait_after_its_first_item() {
     assert_eq!((ok(x), ok(y), ok(z)), (1001, 1002, 1003));
     let log = log.lock().unwrap().clone();
     assert_eq!(log.len(), 1, "{log:?}");
-    assert_eq!(log[0].at, Duration::from_millis(10));
+    assert_eq!(
+        log[0].at,
+        Duration::from_millis(9),
+        "max_wait 10 ms, aimed 1 ms early"
+    );
     let mut items = log[0].items.clone();
     items.sort_unstable();
     assert_eq!(items, [1, 2, 3]);
@@ -38,7 +42,11 @@ async fn the_wait_counts_from_the_first_item_not_the_last() {
     assert_eq!((ok(x), ok(y)), (1001, 1002));
     let log = log.lock().unwrap().clone();
     assert_eq!(log.len(), 1);
-    assert_eq!(log[0].at, Duration::from_millis(10));
+    assert_eq!(
+        log[0].at,
+        Duration::from_millis(9),
+        "max_wait 10 ms, aimed 1 ms early"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -56,7 +64,7 @@ async fn a_full_batch_goes_at_once_on_max_items() {
                 items: vec![1, 2, 3]
             },
             Seen {
-                at: Duration::from_secs(1),
+                at: Duration::from_millis(999),
                 key: 2,
                 items: vec![4]
             },
@@ -81,7 +89,7 @@ async fn a_batch_goes_before_an_item_would_take_it_over_max_tokens() {
     );
     assert_eq!(
         (log[1].at, log[1].items.clone()),
-        (Duration::from_millis(50), vec![3])
+        (Duration::from_millis(49), vec![3])
     );
     assert_eq!(b.stats().flushes(FlushReason::MaxTokens), 1);
 }
@@ -99,7 +107,7 @@ async fn an_oversize_item_goes_alone_at_once_and_leaves_the_open_batch_alone() {
     );
     assert_eq!(
         (log[1].at, log[1].items.clone()),
-        (Duration::from_millis(50), vec![3, 4])
+        (Duration::from_millis(49), vec![3, 4])
     );
     assert_eq!(b.stats().flushes(FlushReason::Oversize), 1);
 }
