@@ -26,7 +26,7 @@ use crate::verify::Verifier;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "answer", rename_all = "snake_case")]
 enum Answer {
-    Call(Response),
+    Call(Box<Response>),
     Stream(Vec<StreamEvent>),
 }
 
@@ -631,9 +631,7 @@ impl Cache {
         let ttl_ms = u64::try_from(sem.config.ttl.as_millis()).unwrap_or(u64::MAX);
         let candidates: Vec<(String, Arc<Entry>, f32)> = {
             let n = ns.read().unwrap_or_else(|e| e.into_inner());
-            let Some(index) = n.index.as_ref() else {
-                return None;
-            };
+            let index = n.index.as_ref()?;
             let keep = |row: usize| {
                 n.rows.get(row).is_some_and(|r| {
                     r.alive
@@ -832,7 +830,7 @@ impl Cache {
             ctx,
             namespace,
             miss,
-            Answer::Call(response.clone()),
+            Answer::Call(Box::new(response.clone())),
         )
         .await;
     }
@@ -1052,7 +1050,7 @@ impl Cache {
         };
         let resp = inner().await?;
         if resp.cache_hit().is_none() && !matches!(resp, Response::Models(_)) {
-            self.put(request, ctx, namespace, miss, Answer::Call(resp.clone()))
+            self.put(request, ctx, namespace, miss, Answer::Call(Box::new(resp.clone())))
                 .await;
         }
         Ok(resp)
@@ -1128,7 +1126,7 @@ fn serves(request: &Request, answer: &Answer, stream: bool) -> bool {
 /// A stored answer as a call's response, marked with `hit`.
 fn answer_call(answer: &Answer, hit: CacheHit) -> Option<Response> {
     let mut resp = match answer {
-        Answer::Call(r) => r.clone(),
+        Answer::Call(r) => (**r).clone(),
         Answer::Stream(events) => {
             let mut acc = StreamAccumulator::new();
             events.iter().for_each(|e| acc.push(e));
