@@ -17,9 +17,9 @@ pub struct IndexConfig {
     pub hnsw_from: usize,
     /// The HNSW search's candidate list (`ef`); recall grows with it. Default 64.
     pub ef_search: usize,
-    /// The HNSW build's candidate list (`ef_construction`). Default 200.
+    /// The HNSW build's candidate list (`ef_construction`). Default 100.
     pub ef_construction: usize,
-    /// The HNSW graph's links per node (`M`). Default 24.
+    /// The HNSW graph's links per node (`M`). Default 16.
     pub max_links: usize,
 }
 
@@ -28,8 +28,8 @@ impl Default for IndexConfig {
         IndexConfig {
             hnsw_from: 4096,
             ef_search: 64,
-            ef_construction: 200,
-            max_links: 24,
+            ef_construction: 100,
+            max_links: 16,
         }
     }
 }
