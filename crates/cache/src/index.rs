@@ -195,6 +195,11 @@ impl VectorIndex {
         Ok(row)
     }
 
+    /// Sets the HNSW search's candidate list (`ef`, at least 1) from now on.
+    pub fn set_ef_search(&mut self, ef: usize) {
+        self.config.ef_search = ef.max(1);
+    }
+
     /// Row `i` (normalised).
     pub(crate) fn row(&self, i: usize) -> Option<Vec<f32>> {
         (i < self.len()).then(|| self.rows.row(i).to_vec())
@@ -255,15 +260,22 @@ impl VectorIndex {
         }
         match &self.hnsw {
             Some(h) => {
-                let filter = |id: &usize| keep(*id);
-                let ef = self.config.ef_search.max(k);
-                h.search_filter(&q, k, ef, Some(&filter))
+                // hnsw_rs's filtered search never stops early (it walks the whole graph), so
+                // the graph is searched unfiltered for more than `k` and filtered after: dead
+                // rows are at most half the index (it is compacted past that)
+                let fetch = k.saturating_mul(2).saturating_add(8).min(self.len());
+                let ef = self.config.ef_search.max(fetch);
+                let mut found: Vec<Match> = h
+                    .search(&q, fetch, ef)
                     .into_iter()
+                    .filter(|n| keep(n.d_id))
                     .map(|n| Match {
                         row: n.d_id,
                         similarity: 1.0 - n.distance,
                     })
-                    .collect()
+                    .collect();
+                found.truncate(k);
+                found
             }
             None => self.brute(&q, k, keep),
         }

@@ -42,7 +42,7 @@ fn hnsw_recall_at_1_matches_brute_force() {
     let dim = 64;
     let data = clustered(4000, dim, 40, 0.6, 1);
     let mut index =
-        VectorIndex::new(dim, IndexConfig::default().with_hnsw_from(2000).with_ef_construction(64)).unwrap();
+        VectorIndex::new(dim, IndexConfig::default().with_hnsw_from(2000).with_ef_search(128)).unwrap();
     for v in &data {
         index.push(v).unwrap();
     }
