@@ -88,7 +88,10 @@ fn semantic_lookup(c: &mut Criterion) {
         index.push(v).unwrap();
     }
     assert!(index.uses_hnsw());
-    eprintln!("built {n} x {dim} (HNSW M 16, ef_construction 100) in {:?}", t.elapsed());
+    eprintln!(
+        "built {n} x {dim} (HNSW M 16, ef_construction 100) in {:?}",
+        t.elapsed()
+    );
     for ef in [32, 64, 128] {
         index.set_ef_search(ef);
         let agree = queries

@@ -592,7 +592,11 @@ impl Cache {
                 return Found::Miss(miss);
             }
         };
-        let vector = match sem.embedder.embed(std::slice::from_ref(&probe.text), ctx).await {
+        let vector = match sem
+            .embedder
+            .embed(std::slice::from_ref(&probe.text), ctx)
+            .await
+        {
             Ok(mut v) if v.len() == 1 => v.remove(0),
             _ => {
                 self.count(|c| &c.embed_errors);
@@ -600,7 +604,9 @@ impl Cache {
                 return Found::Miss(miss);
             }
         };
-        let found = self.semantic_find(sem, request, &probe, &vector, stream).await;
+        let found = self
+            .semantic_find(sem, request, &probe, &vector, stream)
+            .await;
         miss.semantic = Some((probe, vector));
         match found {
             Some(hit) => Found::Hit(hit.0, hit.1),
@@ -681,7 +687,10 @@ impl Cache {
             return;
         };
         let after = ns.read().unwrap_or_else(|e| e.into_inner()).redis_seq;
-        let Some(records) = r.records_after(r.semantic_key(&key.to_string()), after).await else {
+        let Some(records) = r
+            .records_after(r.semantic_key(&key.to_string()), after)
+            .await
+        else {
             self.count(|c| &c.store_errors);
             return;
         };
@@ -895,7 +904,11 @@ impl Cache {
                 ) else {
                     return;
                 };
-                match sem.embedder.embed(std::slice::from_ref(&probe.text), ctx).await {
+                match sem
+                    .embedder
+                    .embed(std::slice::from_ref(&probe.text), ctx)
+                    .await
+                {
                     Ok(mut v) if v.len() == 1 => {
                         let v = v.remove(0);
                         (probe, v)
@@ -1050,8 +1063,14 @@ impl Cache {
         };
         let resp = inner().await?;
         if resp.cache_hit().is_none() && !matches!(resp, Response::Models(_)) {
-            self.put(request, ctx, namespace, miss, Answer::Call(Box::new(resp.clone())))
-                .await;
+            self.put(
+                request,
+                ctx,
+                namespace,
+                miss,
+                Answer::Call(Box::new(resp.clone())),
+            )
+            .await;
         }
         Ok(resp)
     }

@@ -140,7 +140,10 @@ impl VectorIndex {
     /// dimension or an invalid config.
     pub fn new(dim: usize, config: IndexConfig) -> Result<Self> {
         if dim == 0 {
-            return Err(Error::new(ErrorKind::Config, "a vector index needs dim ≥ 1"));
+            return Err(Error::new(
+                ErrorKind::Config,
+                "a vector index needs dim ≥ 1",
+            ));
         }
         config.validate()?;
         Ok(VectorIndex {
@@ -177,12 +180,15 @@ impl VectorIndex {
         if v.len() != self.dim {
             return Err(Error::new(
                 ErrorKind::InvalidRequest,
-                format!("a {}-dimensional vector for a {}-dimensional index", v.len(), self.dim),
+                format!(
+                    "a {}-dimensional vector for a {}-dimensional index",
+                    v.len(),
+                    self.dim
+                ),
             ));
         }
-        let v = normalised(v).ok_or_else(|| {
-            Error::new(ErrorKind::InvalidRequest, "a zero or non-finite vector")
-        })?;
+        let v = normalised(v)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidRequest, "a zero or non-finite vector"))?;
         let row = self.len();
         self.rows
             .push_row(ArrayView1::from(&v[..]))

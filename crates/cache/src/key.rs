@@ -137,7 +137,14 @@ fn write_str(w: &mut impl Sink, s: &str) {
         };
         w.put(&bytes[start..i]);
         if short.is_empty() {
-            w.put(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+            w.put(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
         } else {
             w.put(short);
         }

@@ -63,15 +63,40 @@ pub(crate) fn variants() -> Vec<(&'static str, Request, RequestContext, &'static
     let ctx = RequestContext::new;
     let mut v = vec![("base", Request::Chat(base()), ctx(), "g")];
     v.push(("group", Request::Chat(base()), ctx(), "g2"));
-    v.push(("tenant", Request::Chat(base()), ctx().with_tenant("t2"), "g"));
+    v.push((
+        "tenant",
+        Request::Chat(base()),
+        ctx().with_tenant("t2"),
+        "g",
+    ));
     let mut r = base();
     r.model = "m2".into();
     v.push(("model", Request::Chat(r), ctx(), "g"));
-    v.push(("temperature", Request::Chat(base().with_temperature(0.5)), ctx(), "g"));
-    v.push(("max_tokens", Request::Chat(base().with_max_tokens(5)), ctx(), "g"));
+    v.push((
+        "temperature",
+        Request::Chat(base().with_temperature(0.5)),
+        ctx(),
+        "g",
+    ));
+    v.push((
+        "max_tokens",
+        Request::Chat(base().with_max_tokens(5)),
+        ctx(),
+        "g",
+    ));
     v.push(("seed", Request::Chat(base().with_seed(7)), ctx(), "g"));
-    v.push(("stop", Request::Chat(base().with_stop(vec!["x".into()])), ctx(), "g"));
-    v.push(("extra", Request::Chat(base().with_extra("k", json!(1))), ctx(), "g"));
+    v.push((
+        "stop",
+        Request::Chat(base().with_stop(vec!["x".into()])),
+        ctx(),
+        "g",
+    ));
+    v.push((
+        "extra",
+        Request::Chat(base().with_extra("k", json!(1))),
+        ctx(),
+        "g",
+    ));
     let mut r = base();
     r.messages[0] = Message::system("S2");
     v.push(("system", Request::Chat(r), ctx(), "g"));

@@ -24,7 +24,13 @@ impl Rng {
 
 /// Clustered vectors, like sentence embeddings: `clusters` random centres, each point its
 /// centre plus noise of `spread` (the same generator the benchmark uses).
-pub(crate) fn clustered(n: usize, dim: usize, clusters: usize, spread: f32, seed: u64) -> Vec<Vec<f32>> {
+pub(crate) fn clustered(
+    n: usize,
+    dim: usize,
+    clusters: usize,
+    spread: f32,
+    seed: u64,
+) -> Vec<Vec<f32>> {
     let mut rng = Rng::new(seed);
     let centres: Vec<Vec<f32>> = (0..clusters)
         .map(|_| (0..dim).map(|_| rng.unit()).collect())
@@ -41,8 +47,13 @@ pub(crate) fn clustered(n: usize, dim: usize, clusters: usize, spread: f32, seed
 fn hnsw_recall_at_1_matches_brute_force() {
     let dim = 64;
     let data = clustered(4000, dim, 40, 0.6, 1);
-    let mut index =
-        VectorIndex::new(dim, IndexConfig::default().with_hnsw_from(2000).with_ef_search(128)).unwrap();
+    let mut index = VectorIndex::new(
+        dim,
+        IndexConfig::default()
+            .with_hnsw_from(2000)
+            .with_ef_search(128),
+    )
+    .unwrap();
     for v in &data {
         index.push(v).unwrap();
     }
@@ -78,9 +89,15 @@ fn a_checker_of_recall_can_fail() {
     let queries = clustered(200, dim, 300, 1.5, 4);
     let agree = queries
         .iter()
-        .filter(|q| index.search(q, 1).first().map(|m| m.row) == index.search_brute(q, 1).first().map(|m| m.row))
+        .filter(|q| {
+            index.search(q, 1).first().map(|m| m.row)
+                == index.search_brute(q, 1).first().map(|m| m.row)
+        })
         .count();
-    assert!(agree < queries.len(), "a crippled graph agreed on every query");
+    assert!(
+        agree < queries.len(),
+        "a crippled graph agreed on every query"
+    );
 }
 
 #[test]

@@ -23,18 +23,28 @@ struct Point {
 }
 
 fn point() -> impl Strategy<Value = Point> {
-    (0u8..2, 0u8..3, 0u8..2, 0u8..2, 0u8..2, 0u8..2, 0u8..2, 0u8..3).prop_map(
-        |(group, tenant, model, temperature, max_tokens, system, tools, earlier)| Point {
-            group,
-            tenant,
-            model,
-            temperature,
-            max_tokens,
-            system,
-            tools,
-            earlier,
-        },
+    (
+        0u8..2,
+        0u8..3,
+        0u8..2,
+        0u8..2,
+        0u8..2,
+        0u8..2,
+        0u8..2,
+        0u8..3,
     )
+        .prop_map(
+            |(group, tenant, model, temperature, max_tokens, system, tools, earlier)| Point {
+                group,
+                tenant,
+                model,
+                temperature,
+                max_tokens,
+                system,
+                tools,
+                earlier,
+            },
+        )
 }
 
 /// The request of a point; `last` is the last user turn.
@@ -87,7 +97,6 @@ proptest! {
         })?;
     }
 }
-
 
 proptest! {
     #[test]

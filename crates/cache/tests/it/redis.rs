@@ -45,20 +45,39 @@ async fn child() {
     let ctx = RequestContext::new().with_tenant("t");
     match mode.as_str() {
         "store" => {
-            c.store(&ask("what is the capital of france"), &ctx, "g", &answer("Paris"))
-                .await;
+            c.store(
+                &ask("what is the capital of france"),
+                &ctx,
+                "g",
+                &answer("Paris"),
+            )
+            .await;
             let s = c.snapshot();
-            assert_eq!((s.stores, s.semantic_stores, s.store_errors), (1, 1, 0), "{s:?}");
+            assert_eq!(
+                (s.stores, s.semantic_stores, s.store_errors),
+                (1, 1, 0),
+                "{s:?}"
+            );
             println!("child-result stored");
         }
         "lookup" => {
-            let exact = c.lookup(&ask("what is the capital of france"), &ctx, "g").await;
-            let semantic = c.lookup(&ask("France: the capital of, what is"), &ctx, "g").await;
+            let exact = c
+                .lookup(&ask("what is the capital of france"), &ctx, "g")
+                .await;
+            let semantic = c
+                .lookup(&ask("France: the capital of, what is"), &ctx, "g")
+                .await;
             let tier = |r: &Option<infermux_core::Response>| match r {
-                Some(r) if text_of(r) == "Paris" => r.cache_hit().map_or("none".to_owned(), |h| h.tier.to_string()),
+                Some(r) if text_of(r) == "Paris" => r
+                    .cache_hit()
+                    .map_or("none".to_owned(), |h| h.tier.to_string()),
                 _ => "miss".to_owned(),
             };
-            println!("child-result exact={} semantic={}", tier(&exact), tier(&semantic));
+            println!(
+                "child-result exact={} semantic={}",
+                tier(&exact),
+                tier(&semantic)
+            );
         }
         other => panic!("unknown child mode {other}"),
     }
@@ -98,7 +117,11 @@ async fn two_processes_share_one_cache_and_entries_survive_a_restart() {
     let prefix = format!("test-{}-{nanos}", std::process::id());
     let here = cache(&url, &prefix);
     let ctx = RequestContext::new().with_tenant("t");
-    assert!(here.lookup(&ask("what is the capital of france"), &ctx, "g").await.is_none());
+    assert!(
+        here.lookup(&ask("what is the capital of france"), &ctx, "g")
+            .await
+            .is_none()
+    );
     // one process stores and exits
     assert_eq!(run_child("store", &url, &prefix).await, "stored");
     // this process (alive all along) finds it, exactly and semantically
@@ -119,9 +142,13 @@ async fn two_processes_share_one_cache_and_entries_survive_a_restart() {
     );
     // another tenant does not
     assert!(
-        here.lookup(&ask("what is the capital of france"), &RequestContext::new(), "g")
-            .await
-            .is_none()
+        here.lookup(
+            &ask("what is the capital of france"),
+            &RequestContext::new(),
+            "g"
+        )
+        .await
+        .is_none()
     );
 }
 

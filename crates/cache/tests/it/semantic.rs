@@ -7,14 +7,21 @@ use infermux_cache::{Cache, CacheConfig, SemanticConfig};
 use infermux_core::{CacheTier, ChatRequest, Message, Request, RequestContext, Tool};
 use serde_json::json;
 
-use crate::support::{CosineVerifier, NoVerifier, WordsEmbedder, answer, ask, semantic_cache, text_of};
+use crate::support::{
+    CosineVerifier, NoVerifier, WordsEmbedder, answer, ask, semantic_cache, text_of,
+};
 
 #[tokio::test]
 async fn a_paraphrase_of_the_last_turn_hits_with_its_scores() {
     let (cache, emb) = semantic_cache(Arc::new(CosineVerifier(0.8)));
     let ctx = RequestContext::new();
     cache
-        .store(&ask("what is the capital of france"), &ctx, "g", &answer("Paris"))
+        .store(
+            &ask("what is the capital of france"),
+            &ctx,
+            "g",
+            &answer("Paris"),
+        )
         .await;
     // the same words, another order and case: another exact key, the same vector
     let hit = cache
@@ -48,7 +55,12 @@ async fn the_verifier_decides_after_the_vector_match() {
     let (cache, _) = semantic_cache(Arc::new(NoVerifier));
     let ctx = RequestContext::new();
     cache
-        .store(&ask("what is the capital of france"), &ctx, "g", &answer("Paris"))
+        .store(
+            &ask("what is the capital of france"),
+            &ctx,
+            "g",
+            &answer("Paris"),
+        )
         .await;
     assert!(
         cache
@@ -66,12 +78,17 @@ async fn sampled_and_tool_requests_are_skipped_unless_allowed() {
     let sampled = |t: &str| {
         Request::Chat(ChatRequest::new("m", vec![Message::user(t)]).with_temperature(0.7))
     };
-    cache.store(&sampled("a b c"), &ctx, "g", &answer("x")).await;
+    cache
+        .store(&sampled("a b c"), &ctx, "g", &answer("x"))
+        .await;
     assert!(cache.lookup(&sampled("c b a"), &ctx, "g").await.is_none());
     let tools = |t: &str| {
         Request::Chat(
-            ChatRequest::new("m", vec![Message::user(t)])
-                .with_tools(vec![Tool::new("f", "d", json!({}))]),
+            ChatRequest::new("m", vec![Message::user(t)]).with_tools(vec![Tool::new(
+                "f",
+                "d",
+                json!({}),
+            )]),
         )
     };
     cache.store(&tools("a b c"), &ctx, "g", &answer("x")).await;
@@ -81,9 +98,13 @@ async fn sampled_and_tool_requests_are_skipped_unless_allowed() {
     let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
         Arc::new(WordsEmbedder::default()),
         Arc::new(CosineVerifier(0.8)),
-        SemanticConfig::default().allow_sampled(true).allow_tools(true),
+        SemanticConfig::default()
+            .allow_sampled(true)
+            .allow_tools(true),
     );
-    cache.store(&sampled("a b c"), &ctx, "g", &answer("x")).await;
+    cache
+        .store(&sampled("a b c"), &ctx, "g", &answer("x"))
+        .await;
     assert!(cache.lookup(&sampled("c b a"), &ctx, "g").await.is_some());
     cache.store(&tools("a b c"), &ctx, "g", &answer("x")).await;
     assert!(cache.lookup(&tools("c b a"), &ctx, "g").await.is_some());
@@ -103,7 +124,10 @@ async fn an_embedder_failure_is_a_counted_miss() {
     let ctx = RequestContext::new();
     cache.store(&ask("a b"), &ctx, "g", &answer("x")).await;
     assert!(cache.lookup(&ask("b a"), &ctx, "g").await.is_none());
-    assert!(cache.lookup(&ask("a b"), &ctx, "g").await.is_some(), "the exact tier still works");
+    assert!(
+        cache.lookup(&ask("a b"), &ctx, "g").await.is_some(),
+        "the exact tier still works"
+    );
     assert!(cache.snapshot().embed_errors >= 2);
 }
 
@@ -121,7 +145,12 @@ async fn the_semantic_tier_holds_its_size_bound() {
     }
     // the oldest went
     assert!(cache.lookup(&ask("beta alpha"), &ctx, "g").await.is_none());
-    assert!(cache.lookup(&ask("zeta epsilon"), &ctx, "g").await.is_some());
+    assert!(
+        cache
+            .lookup(&ask("zeta epsilon"), &ctx, "g")
+            .await
+            .is_some()
+    );
     assert_eq!(cache.snapshot().evictions, 1);
 }
 
