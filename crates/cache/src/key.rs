@@ -185,16 +185,29 @@ fn write_canonical(w: &mut impl Sink, v: &Value) {
             w.put(b"]");
         }
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
             w.put(b"{");
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    w.put(b",");
+            // serde_json's map is a BTreeMap (keys already in byte order) unless some crate in
+            // the build turns on `preserve_order`: sort only when they are not
+            if map.keys().is_sorted_by(|a, b| a.as_bytes() <= b.as_bytes()) {
+                for (i, (k, v)) in map.iter().enumerate() {
+                    if i > 0 {
+                        w.put(b",");
+                    }
+                    write_str(w, k);
+                    w.put(b":");
+                    write_canonical(w, v);
                 }
-                write_str(w, k);
-                w.put(b":");
-                write_canonical(w, &map[k.as_str()]);
+            } else {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        w.put(b",");
+                    }
+                    write_str(w, k);
+                    w.put(b":");
+                    write_canonical(w, &map[k.as_str()]);
+                }
             }
             w.put(b"}");
         }
