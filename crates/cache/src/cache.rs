@@ -565,8 +565,10 @@ impl Cache {
         if let Some(entry) = self.exact_get(key).await {
             if !self.fresh(&entry, self.inner.config.ttl) {
                 self.count(|c| &c.expired);
-                if let Backend::Memory(m) = &self.inner.backend {
-                    m.invalidate(&key);
+                match &self.inner.backend {
+                    Backend::Memory(m) => m.invalidate(&key),
+                    #[cfg(feature = "redis")]
+                    Backend::Redis(_) => {}
                 }
             } else if serves(request, &entry.answer, stream) {
                 self.count(|c| &c.exact_hits);
