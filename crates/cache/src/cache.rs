@@ -26,7 +26,7 @@ use crate::verify::Verifier;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "answer", rename_all = "snake_case")]
 enum Answer {
-    Call(Response),
+    Call(Box<Response>),
     Stream(Vec<StreamEvent>),
 }
 
@@ -565,8 +565,10 @@ impl Cache {
         if let Some(entry) = self.exact_get(key).await {
             if !self.fresh(&entry, self.inner.config.ttl) {
                 self.count(|c| &c.expired);
-                if let Backend::Memory(m) = &self.inner.backend {
-                    m.invalidate(&key);
+                match &self.inner.backend {
+                    Backend::Memory(m) => m.invalidate(&key),
+                    #[cfg(feature = "redis")]
+                    Backend::Redis(_) => {}
                 }
             } else if serves(request, &entry.answer, stream) {
                 self.count(|c| &c.exact_hits);
@@ -592,7 +594,11 @@ impl Cache {
                 return Found::Miss(miss);
             }
         };
-        let vector = match sem.embedder.embed(std::slice::from_ref(&probe.text), ctx).await {
+        let vector = match sem
+            .embedder
+            .embed(std::slice::from_ref(&probe.text), ctx)
+            .await
+        {
             Ok(mut v) if v.len() == 1 => v.remove(0),
             _ => {
                 self.count(|c| &c.embed_errors);
@@ -600,7 +606,9 @@ impl Cache {
                 return Found::Miss(miss);
             }
         };
-        let found = self.semantic_find(sem, request, &probe, &vector, stream).await;
+        let found = self
+            .semantic_find(sem, request, &probe, &vector, stream)
+            .await;
         miss.semantic = Some((probe, vector));
         match found {
             Some(hit) => Found::Hit(hit.0, hit.1),
@@ -631,9 +639,7 @@ impl Cache {
         let ttl_ms = u64::try_from(sem.config.ttl.as_millis()).unwrap_or(u64::MAX);
         let candidates: Vec<(String, Arc<Entry>, f32)> = {
             let n = ns.read().unwrap_or_else(|e| e.into_inner());
-            let Some(index) = n.index.as_ref() else {
-                return None;
-            };
+            let index = n.index.as_ref()?;
             let keep = |row: usize| {
                 n.rows.get(row).is_some_and(|r| {
                     r.alive
@@ -683,7 +689,10 @@ impl Cache {
             return;
         };
         let after = ns.read().unwrap_or_else(|e| e.into_inner()).redis_seq;
-        let Some(records) = r.records_after(r.semantic_key(&key.to_string()), after).await else {
+        let Some(records) = r
+            .records_after(r.semantic_key(&key.to_string()), after)
+            .await
+        else {
             self.count(|c| &c.store_errors);
             return;
         };
@@ -832,7 +841,7 @@ impl Cache {
             ctx,
             namespace,
             miss,
-            Answer::Call(response.clone()),
+            Answer::Call(Box::new(response.clone())),
         )
         .await;
     }
@@ -897,7 +906,11 @@ impl Cache {
                 ) else {
                     return;
                 };
-                match sem.embedder.embed(std::slice::from_ref(&probe.text), ctx).await {
+                match sem
+                    .embedder
+                    .embed(std::slice::from_ref(&probe.text), ctx)
+                    .await
+                {
                     Ok(mut v) if v.len() == 1 => {
                         let v = v.remove(0);
                         (probe, v)
@@ -1052,8 +1065,14 @@ impl Cache {
         };
         let resp = inner().await?;
         if resp.cache_hit().is_none() && !matches!(resp, Response::Models(_)) {
-            self.put(request, ctx, namespace, miss, Answer::Call(resp.clone()))
-                .await;
+            self.put(
+                request,
+                ctx,
+                namespace,
+                miss,
+                Answer::Call(Box::new(resp.clone())),
+            )
+            .await;
         }
         Ok(resp)
     }
@@ -1128,7 +1147,7 @@ fn serves(request: &Request, answer: &Answer, stream: bool) -> bool {
 /// A stored answer as a call's response, marked with `hit`.
 fn answer_call(answer: &Answer, hit: CacheHit) -> Option<Response> {
     let mut resp = match answer {
-        Answer::Call(r) => r.clone(),
+        Answer::Call(r) => (**r).clone(),
         Answer::Stream(events) => {
             let mut acc = StreamAccumulator::new();
             events.iter().for_each(|e| acc.push(e));

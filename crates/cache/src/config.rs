@@ -110,7 +110,9 @@ impl SemanticConfig {
     /// Sets the TTL (more than zero).
     pub fn with_ttl(mut self, ttl: Duration) -> Result<Self> {
         if ttl.is_zero() {
-            return Err(config_error("the semantic tier's ttl must be more than zero"));
+            return Err(config_error(
+                "the semantic tier's ttl must be more than zero",
+            ));
         }
         self.ttl = ttl;
         Ok(self)
@@ -118,7 +120,9 @@ impl SemanticConfig {
     /// Sets the size bounds (both at least one).
     pub fn with_max_entries(mut self, per_namespace: usize, namespaces: u64) -> Result<Self> {
         if per_namespace == 0 || namespaces == 0 {
-            return Err(config_error("the semantic tier's size bounds must be at least 1"));
+            return Err(config_error(
+                "the semantic tier's size bounds must be at least 1",
+            ));
         }
         self.max_entries_per_namespace = per_namespace;
         self.max_namespaces = namespaces;

@@ -17,9 +17,9 @@ pub struct IndexConfig {
     pub hnsw_from: usize,
     /// The HNSW search's candidate list (`ef`); recall grows with it. Default 64.
     pub ef_search: usize,
-    /// The HNSW build's candidate list (`ef_construction`). Default 200.
+    /// The HNSW build's candidate list (`ef_construction`). Default 100.
     pub ef_construction: usize,
-    /// The HNSW graph's links per node (`M`). Default 24.
+    /// The HNSW graph's links per node (`M`). Default 16.
     pub max_links: usize,
 }
 
@@ -28,8 +28,8 @@ impl Default for IndexConfig {
         IndexConfig {
             hnsw_from: 4096,
             ef_search: 64,
-            ef_construction: 200,
-            max_links: 24,
+            ef_construction: 100,
+            max_links: 16,
         }
     }
 }
@@ -140,7 +140,10 @@ impl VectorIndex {
     /// dimension or an invalid config.
     pub fn new(dim: usize, config: IndexConfig) -> Result<Self> {
         if dim == 0 {
-            return Err(Error::new(ErrorKind::Config, "a vector index needs dim ≥ 1"));
+            return Err(Error::new(
+                ErrorKind::Config,
+                "a vector index needs dim ≥ 1",
+            ));
         }
         config.validate()?;
         Ok(VectorIndex {
@@ -177,12 +180,15 @@ impl VectorIndex {
         if v.len() != self.dim {
             return Err(Error::new(
                 ErrorKind::InvalidRequest,
-                format!("a {}-dimensional vector for a {}-dimensional index", v.len(), self.dim),
+                format!(
+                    "a {}-dimensional vector for a {}-dimensional index",
+                    v.len(),
+                    self.dim
+                ),
             ));
         }
-        let v = normalised(v).ok_or_else(|| {
-            Error::new(ErrorKind::InvalidRequest, "a zero or non-finite vector")
-        })?;
+        let v = normalised(v)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidRequest, "a zero or non-finite vector"))?;
         let row = self.len();
         self.rows
             .push_row(ArrayView1::from(&v[..]))
@@ -193,6 +199,11 @@ impl VectorIndex {
             None => {}
         }
         Ok(row)
+    }
+
+    /// Sets the HNSW search's candidate list (`ef`, at least 1) from now on.
+    pub fn set_ef_search(&mut self, ef: usize) {
+        self.config.ef_search = ef.max(1);
     }
 
     /// Row `i` (normalised).
@@ -255,15 +266,22 @@ impl VectorIndex {
         }
         match &self.hnsw {
             Some(h) => {
-                let filter = |id: &usize| keep(*id);
-                let ef = self.config.ef_search.max(k);
-                h.search_filter(&q, k, ef, Some(&filter))
+                // hnsw_rs's filtered search never stops early (it walks the whole graph), so
+                // the graph is searched unfiltered for more than `k` and filtered after: dead
+                // rows are at most half the index (it is compacted past that)
+                let fetch = k.saturating_mul(2).saturating_add(8).min(self.len());
+                let ef = self.config.ef_search.max(fetch);
+                let mut found: Vec<Match> = h
+                    .search(&q, fetch, ef)
                     .into_iter()
+                    .filter(|n| keep(n.d_id))
                     .map(|n| Match {
                         row: n.d_id,
                         similarity: 1.0 - n.distance,
                     })
-                    .collect()
+                    .collect();
+                found.truncate(k);
+                found
             }
             None => self.brute(&q, k, keep),
         }

@@ -115,11 +115,52 @@ impl Sink for Vec<u8> {
     }
 }
 
+/// Writes `s` as a JSON string, escaped exactly as serde_json escapes it (`"`, `\\`, the
+/// short escapes `\b \f \n \r \t`, other control characters as `\u00xx`), without an
+/// allocation.
 fn write_str(w: &mut impl Sink, s: &str) {
-    // serde_json's string escaping is fixed by JSON itself (and stable in serde_json)
-    match serde_json::to_string(s) {
-        Ok(q) => w.put(q.as_bytes()),
-        Err(_) => w.put(b"\"\""),
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    w.put(b"\"");
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        w.put(&bytes[start..i]);
+        if short.is_empty() {
+            w.put(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        } else {
+            w.put(short);
+        }
+        start = i + 1;
+    }
+    w.put(&bytes[start..]);
+    w.put(b"\"");
+}
+
+/// Formats into a [`Sink`] without an allocation.
+struct FmtSink<'a, S: Sink>(&'a mut S);
+
+impl<S: Sink> fmt::Write for FmtSink<'_, S> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.put(s.as_bytes());
+        Ok(())
     }
 }
 
@@ -129,7 +170,9 @@ fn write_canonical(w: &mut impl Sink, v: &Value) {
         Value::Null => w.put(b"null"),
         Value::Bool(true) => w.put(b"true"),
         Value::Bool(false) => w.put(b"false"),
-        Value::Number(n) => w.put(n.to_string().as_bytes()),
+        Value::Number(n) => {
+            let _ = fmt::Write::write_fmt(&mut FmtSink(w), format_args!("{n}"));
+        }
         Value::String(s) => write_str(w, s),
         Value::Array(items) => {
             w.put(b"[");
@@ -142,16 +185,29 @@ fn write_canonical(w: &mut impl Sink, v: &Value) {
             w.put(b"]");
         }
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
             w.put(b"{");
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    w.put(b",");
+            // serde_json's map is a BTreeMap (keys already in byte order) unless some crate in
+            // the build turns on `preserve_order`: sort only when they are not
+            if map.keys().is_sorted_by(|a, b| a.as_bytes() <= b.as_bytes()) {
+                for (i, (k, v)) in map.iter().enumerate() {
+                    if i > 0 {
+                        w.put(b",");
+                    }
+                    write_str(w, k);
+                    w.put(b":");
+                    write_canonical(w, v);
                 }
-                write_str(w, k);
-                w.put(b":");
-                write_canonical(w, &map[k.as_str()]);
+            } else {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        w.put(b",");
+                    }
+                    write_str(w, k);
+                    w.put(b":");
+                    write_canonical(w, &map[k.as_str()]);
+                }
             }
             w.put(b"}");
         }

@@ -34,3 +34,8 @@ pub use key::{CacheKey, canonical_json};
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
 pub use verify::Verifier;
+
+// The README, compiled as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -98,7 +98,12 @@ impl RedisStore {
     }
 
     async fn connection(&self) -> ::redis::RedisResult<MultiplexedConnection> {
-        let current = || self.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let current = || {
+            self.current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        };
         if let Some(c) = current() {
             return Ok(c);
         }
@@ -146,7 +151,13 @@ impl RedisStore {
     }
 
     /// Sets `key` for `ttl`; with `only_new`, only when it is absent. Whether Redis answered.
-    pub(crate) async fn set(&self, key: String, value: Vec<u8>, ttl: Duration, only_new: bool) -> bool {
+    pub(crate) async fn set(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+        only_new: bool,
+    ) -> bool {
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.guarded(|mut c| async move {
             let mut cmd = ::redis::cmd("SET");
@@ -197,7 +208,11 @@ impl RedisStore {
 
     /// The records of a semantic namespace after sequence number `after`, with their
     /// numbers, oldest first; `None` when Redis failed.
-    pub(crate) async fn records_after(&self, ns_key: String, after: u64) -> Option<Vec<(u64, Vec<u8>)>> {
+    pub(crate) async fn records_after(
+        &self,
+        ns_key: String,
+        after: u64,
+    ) -> Option<Vec<(u64, Vec<u8>)>> {
         let raw: Vec<Vec<u8>> = self
             .guarded(|mut c| async move {
                 ::redis::cmd("ZRANGEBYSCORE")

@@ -1,0 +1,174 @@
+//! The Redis store (feature `redis`): two OS processes share one cache, entries survive a
+//! restart, and a Redis that does not answer is a counted miss, never a failed call.
+//!
+//! The shared Redis comes from `INFERMUX_REDIS_URL` (`.ci/run` starts one); without it the
+//! test that needs it is skipped visibly (and fails under `INFERMUX_REQUIRE_SERVERS=1`).
+#![cfg(feature = "redis")]
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use infermux_cache::{Cache, CacheConfig, RedisStore, SemanticConfig};
+use infermux_core::{CacheTier, RequestContext};
+use infermux_testkit::server_url;
+
+use crate::support::{CosineVerifier, WordsEmbedder, answer, ask, text_of};
+
+/// Marks a child run of [`child`]; its value is the mode (`store` or `lookup`).
+const CHILD: &str = "INFERMUX_CACHE_REDIS_CHILD";
+
+fn cache(url: &str, prefix: &str) -> Cache {
+    Cache::new(CacheConfig::default())
+        .unwrap()
+        .with_semantic(
+            Arc::new(WordsEmbedder::default()),
+            Arc::new(CosineVerifier(0.8)),
+            SemanticConfig::default(),
+        )
+        .with_redis(
+            RedisStore::new(url, prefix)
+                .unwrap()
+                .with_timeout(std::time::Duration::from_secs(2)),
+        )
+}
+
+/// Not a test of its own: the body of a child process (run by the test below with `CHILD`
+/// set); without `CHILD` it returns at once.
+#[tokio::test]
+async fn child() {
+    let Ok(mode) = std::env::var(CHILD) else {
+        return;
+    };
+    let url = std::env::var("INFERMUX_CACHE_CHILD_REDIS").unwrap();
+    let prefix = std::env::var("INFERMUX_CACHE_CHILD_PREFIX").unwrap();
+    let c = cache(&url, &prefix);
+    let ctx = RequestContext::new().with_tenant("t");
+    match mode.as_str() {
+        "store" => {
+            c.store(
+                &ask("what is the capital of france"),
+                &ctx,
+                "g",
+                &answer("Paris"),
+            )
+            .await;
+            let s = c.snapshot();
+            assert_eq!(
+                (s.stores, s.semantic_stores, s.store_errors),
+                (1, 1, 0),
+                "{s:?}"
+            );
+            println!("child-result stored");
+        }
+        "lookup" => {
+            let exact = c
+                .lookup(&ask("what is the capital of france"), &ctx, "g")
+                .await;
+            let semantic = c
+                .lookup(&ask("France: the capital of, what is"), &ctx, "g")
+                .await;
+            let tier = |r: &Option<infermux_core::Response>| match r {
+                Some(r) if text_of(r) == "Paris" => r
+                    .cache_hit()
+                    .map_or("none".to_owned(), |h| h.tier.to_string()),
+                _ => "miss".to_owned(),
+            };
+            println!(
+                "child-result exact={} semantic={}",
+                tier(&exact),
+                tier(&semantic)
+            );
+        }
+        other => panic!("unknown child mode {other}"),
+    }
+}
+
+async fn run_child(mode: &str, url: &str, prefix: &str) -> String {
+    let out = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["redis::child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, mode)
+        .env("INFERMUX_CACHE_CHILD_REDIS", url)
+        .env("INFERMUX_CACHE_CHILD_PREFIX", prefix)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child {mode} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.split_once("child-result ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("child {mode} reported nothing: {stdout}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_cache_and_entries_survive_a_restart() {
+    let Some(url) = server_url("INFERMUX_REDIS_URL") else {
+        return;
+    };
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("test-{}-{nanos}", std::process::id());
+    let here = cache(&url, &prefix);
+    let ctx = RequestContext::new().with_tenant("t");
+    assert!(
+        here.lookup(&ask("what is the capital of france"), &ctx, "g")
+            .await
+            .is_none()
+    );
+    // one process stores and exits
+    assert_eq!(run_child("store", &url, &prefix).await, "stored");
+    // this process (alive all along) finds it, exactly and semantically
+    let hit = here
+        .lookup(&ask("what is the capital of france"), &ctx, "g")
+        .await
+        .unwrap();
+    assert_eq!(hit.cache_hit().unwrap().tier, CacheTier::Exact);
+    let hit = here
+        .lookup(&ask("France: the capital of, what is"), &ctx, "g")
+        .await
+        .unwrap();
+    assert_eq!(hit.cache_hit().unwrap().tier, CacheTier::Semantic);
+    // a process started after the storing one ended (a restart) finds both
+    assert_eq!(
+        run_child("lookup", &url, &prefix).await,
+        "exact=exact semantic=semantic"
+    );
+    // another tenant does not
+    assert!(
+        here.lookup(
+            &ask("what is the capital of france"),
+            &RequestContext::new(),
+            "g"
+        )
+        .await
+        .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_redis_that_does_not_answer_is_a_counted_miss() {
+    // a port nobody listens on
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = cache(&format!("redis://127.0.0.1:{port}"), "down");
+    let ctx = RequestContext::new();
+    let r = c
+        .call(&ask("q"), &ctx, "g", || async { Ok(answer("a")) })
+        .await
+        .unwrap();
+    assert_eq!(text_of(&r), "a");
+    assert!(c.lookup(&ask("q"), &ctx, "g").await.is_none());
+    let s = c.snapshot();
+    assert!(s.store_errors >= 3, "{s:?}");
+    assert_eq!(s.stores, 0);
+}

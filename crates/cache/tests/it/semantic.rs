@@ -1,0 +1,176 @@
+//! The semantic tier with a deterministic embedder: hits, misses, skips, the verifier's say.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use infermux_cache::{Cache, CacheConfig, SemanticConfig};
+use infermux_core::{CacheTier, ChatRequest, Message, Request, RequestContext, Tool};
+use serde_json::json;
+
+use crate::support::{
+    CosineVerifier, NoVerifier, WordsEmbedder, answer, ask, semantic_cache, text_of,
+};
+
+#[tokio::test]
+async fn a_paraphrase_of_the_last_turn_hits_with_its_scores() {
+    let (cache, emb) = semantic_cache(Arc::new(CosineVerifier(0.8)));
+    let ctx = RequestContext::new();
+    cache
+        .store(
+            &ask("what is the capital of france"),
+            &ctx,
+            "g",
+            &answer("Paris"),
+        )
+        .await;
+    // the same words, another order and case: another exact key, the same vector
+    let hit = cache
+        .lookup(&ask("France: what is the capital of"), &ctx, "g")
+        .await
+        .unwrap();
+    assert_eq!(text_of(&hit), "Paris");
+    let h = hit.cache_hit().unwrap();
+    assert_eq!(h.tier, CacheTier::Semantic);
+    assert!(h.similarity.unwrap() > 0.99);
+    assert!(h.verifier_score.unwrap() > 0.99);
+    // another question misses
+    assert!(
+        cache
+            .lookup(&ask("how tall is mount everest"), &ctx, "g")
+            .await
+            .is_none()
+    );
+    let s = cache.snapshot();
+    assert_eq!((s.semantic_hits, s.semantic_misses), (1, 1));
+    assert_eq!(s.estimated_false_hit_rate, Some(0.02));
+    assert!(emb.calls.load(Ordering::SeqCst) >= 3);
+    let mut out = String::new();
+    cache.render_prometheus("c", &mut out);
+    assert!(out.contains("infermux_cache_semantic_estimated_false_hit_rate{cache=\"c\"} 0.02"));
+    assert!(out.contains("infermux_cache_hits_total{cache=\"c\",tier=\"semantic\"} 1"));
+}
+
+#[tokio::test]
+async fn the_verifier_decides_after_the_vector_match() {
+    let (cache, _) = semantic_cache(Arc::new(NoVerifier));
+    let ctx = RequestContext::new();
+    cache
+        .store(
+            &ask("what is the capital of france"),
+            &ctx,
+            "g",
+            &answer("Paris"),
+        )
+        .await;
+    assert!(
+        cache
+            .lookup(&ask("France: what is the capital of"), &ctx, "g")
+            .await
+            .is_none()
+    );
+    assert_eq!(cache.snapshot().verifier_rejects, 1);
+}
+
+#[tokio::test]
+async fn sampled_and_tool_requests_are_skipped_unless_allowed() {
+    let (cache, _) = semantic_cache(Arc::new(CosineVerifier(0.8)));
+    let ctx = RequestContext::new();
+    let sampled = |t: &str| {
+        Request::Chat(ChatRequest::new("m", vec![Message::user(t)]).with_temperature(0.7))
+    };
+    cache
+        .store(&sampled("a b c"), &ctx, "g", &answer("x"))
+        .await;
+    assert!(cache.lookup(&sampled("c b a"), &ctx, "g").await.is_none());
+    let tools = |t: &str| {
+        Request::Chat(
+            ChatRequest::new("m", vec![Message::user(t)]).with_tools(vec![Tool::new(
+                "f",
+                "d",
+                json!({}),
+            )]),
+        )
+    };
+    cache.store(&tools("a b c"), &ctx, "g", &answer("x")).await;
+    assert!(cache.lookup(&tools("c b a"), &ctx, "g").await.is_none());
+    assert!(cache.snapshot().semantic_skipped >= 2);
+    // allowed
+    let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
+        Arc::new(WordsEmbedder::default()),
+        Arc::new(CosineVerifier(0.8)),
+        SemanticConfig::default()
+            .allow_sampled(true)
+            .allow_tools(true),
+    );
+    cache
+        .store(&sampled("a b c"), &ctx, "g", &answer("x"))
+        .await;
+    assert!(cache.lookup(&sampled("c b a"), &ctx, "g").await.is_some());
+    cache.store(&tools("a b c"), &ctx, "g", &answer("x")).await;
+    assert!(cache.lookup(&tools("c b a"), &ctx, "g").await.is_some());
+}
+
+#[tokio::test]
+async fn an_embedder_failure_is_a_counted_miss() {
+    let emb = Arc::new(WordsEmbedder {
+        fail: true,
+        ..Default::default()
+    });
+    let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
+        emb,
+        Arc::new(CosineVerifier(0.8)),
+        SemanticConfig::default(),
+    );
+    let ctx = RequestContext::new();
+    cache.store(&ask("a b"), &ctx, "g", &answer("x")).await;
+    assert!(cache.lookup(&ask("b a"), &ctx, "g").await.is_none());
+    assert!(
+        cache.lookup(&ask("a b"), &ctx, "g").await.is_some(),
+        "the exact tier still works"
+    );
+    assert!(cache.snapshot().embed_errors >= 2);
+}
+
+#[tokio::test]
+async fn the_semantic_tier_holds_its_size_bound() {
+    let emb = Arc::new(WordsEmbedder::default());
+    let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
+        emb,
+        Arc::new(CosineVerifier(0.8)),
+        SemanticConfig::default().with_max_entries(2, 10).unwrap(),
+    );
+    let ctx = RequestContext::new();
+    for q in ["alpha beta", "gamma delta", "epsilon zeta"] {
+        cache.store(&ask(q), &ctx, "g", &answer(q)).await;
+    }
+    // the oldest went
+    assert!(cache.lookup(&ask("beta alpha"), &ctx, "g").await.is_none());
+    assert!(
+        cache
+            .lookup(&ask("zeta epsilon"), &ctx, "g")
+            .await
+            .is_some()
+    );
+    assert_eq!(cache.snapshot().evictions, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn semantic_entries_expire_after_their_ttl() {
+    let clock = infermux_core::ManualClock::new();
+    let cache = Cache::new(CacheConfig::default())
+        .unwrap()
+        .with_clock(Arc::new(clock.clone()))
+        .with_semantic(
+            Arc::new(WordsEmbedder::default()),
+            Arc::new(CosineVerifier(0.8)),
+            SemanticConfig::default()
+                .with_ttl(std::time::Duration::from_secs(10))
+                .unwrap(),
+        );
+    let ctx = RequestContext::new();
+    cache.store(&ask("a b c"), &ctx, "g", &answer("x")).await;
+    clock.advance(std::time::Duration::from_secs(9));
+    assert!(cache.lookup(&ask("c b a"), &ctx, "g").await.is_some());
+    clock.advance(std::time::Duration::from_secs(1));
+    assert!(cache.lookup(&ask("c b a"), &ctx, "g").await.is_none());
+}

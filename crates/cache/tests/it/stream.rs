@@ -1,0 +1,100 @@
+//! Streams through the cache: the tee stores only complete streams; replays keep the order; a
+//! stored stream answers a call, a stored call does not answer a stream.
+
+use futures_util::StreamExt;
+use infermux_cache::{Cache, CacheConfig};
+use infermux_core::{CacheTier, Error, ErrorKind, RequestContext, StreamEvent};
+
+use crate::support::{answer, ask, events, live, text_of};
+
+fn oks(evs: &[StreamEvent]) -> Vec<infermux_core::Result<StreamEvent>> {
+    evs.iter().cloned().map(Ok).collect()
+}
+
+#[tokio::test]
+async fn a_complete_stream_is_stored_and_replayed_in_order() {
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = ask("tell");
+    let evs = events(&["a", "b", "c", "d"]);
+    let mut with_usage = evs.clone();
+    // usage after Done is part of the answer too
+    with_usage.push(StreamEvent::Usage(Default::default()));
+    let passed: Vec<_> = cache
+        .tee(&req, &ctx, "g", live(oks(&with_usage)))
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(passed, with_usage, "the tee passes every event unchanged");
+    let (replay, hit) = cache.lookup_stream(&req, &ctx, "g").await.unwrap();
+    assert_eq!(hit.tier, CacheTier::Exact);
+    let replayed: Vec<_> = replay.map(Result::unwrap).collect().await;
+    assert_eq!(replayed, with_usage);
+    // a call is answered by the stored stream, folded
+    let call = cache.lookup(&req, &ctx, "g").await.unwrap();
+    assert_eq!(text_of(&call), "abcd");
+}
+
+#[tokio::test]
+async fn a_stream_that_fails_is_not_stored() {
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = ask("tell");
+    let mut items = oks(&events(&["a", "b"]));
+    items.insert(2, Err(Error::new(ErrorKind::Server, "cut")));
+    let passed: Vec<_> = cache.tee(&req, &ctx, "g", live(items)).collect().await;
+    assert!(passed.iter().any(Result::is_err));
+    assert!(cache.lookup_stream(&req, &ctx, "g").await.is_none());
+    assert_eq!(cache.snapshot().stores, 0);
+}
+
+#[tokio::test]
+async fn a_stream_without_done_is_not_stored() {
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = ask("tell");
+    let mut evs = events(&["a", "b"]);
+    evs.pop(); // no Done: truncated
+    let _: Vec<_> = cache.tee(&req, &ctx, "g", live(oks(&evs))).collect().await;
+    assert!(cache.lookup_stream(&req, &ctx, "g").await.is_none());
+    assert!(cache.lookup(&req, &ctx, "g").await.is_none());
+}
+
+#[tokio::test]
+async fn a_stream_dropped_early_is_not_stored() {
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = ask("tell");
+    let mut s = cache.tee(&req, &ctx, "g", live(oks(&events(&["a", "b"]))));
+    let _first = s.next().await;
+    drop(s);
+    assert!(cache.lookup_stream(&req, &ctx, "g").await.is_none());
+}
+
+#[tokio::test]
+async fn a_stored_call_does_not_answer_a_stream_and_never_replaces_one() {
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = ask("tell");
+    cache.store(&req, &ctx, "g", &answer("whole")).await;
+    assert!(cache.lookup_stream(&req, &ctx, "g").await.is_none());
+    let opened = cache
+        .stream(&req, &ctx, "g", || async {
+            Ok(live(oks(&events(&["x", "y"]))))
+        })
+        .await
+        .unwrap();
+    assert!(opened.hit.is_none());
+    let _: Vec<_> = opened.events.collect().await;
+    // a later call's answer does not overwrite the stream
+    cache.store(&req, &ctx, "g", &answer("whole")).await;
+    let again = cache
+        .stream(&req, &ctx, "g", || async {
+            panic!("a cached stream must not reach the provider")
+        })
+        .await
+        .unwrap();
+    assert!(again.hit.is_some());
+    let replayed: Vec<_> = again.events.map(Result::unwrap).collect().await;
+    assert_eq!(replayed, events(&["x", "y"]));
+}
