@@ -9,4 +9,4 @@ pub mod embed;
 pub mod verify;
 
 pub use embed::{Embedder, ProviderEmbedder};
-pub use verify::Verifier;
+pub use verify::{ContextualModel, LexicalVerifier, TokenVectors, Verifier};
