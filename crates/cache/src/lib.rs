@@ -9,4 +9,6 @@ pub mod embed;
 pub mod verify;
 
 pub use embed::{Embedder, ProviderEmbedder};
+#[cfg(feature = "local-embed")]
+pub use embed::LocalEmbedder;
 pub use verify::{ContextualModel, LexicalVerifier, TokenVectors, Verifier};

@@ -1,3 +1,5 @@
-//! Integration tests of infermux-cache (one binary, one module per area).
+//! infermux-cache's integration tests, one binary (one module per area).
 
+#[cfg(feature = "local-embed")]
+mod local_embed;
 mod verify;
