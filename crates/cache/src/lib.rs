@@ -8,7 +8,9 @@
 pub mod embed;
 pub mod verify;
 
-pub use embed::{Embedder, ProviderEmbedder};
 #[cfg(feature = "local-embed")]
 pub use embed::LocalEmbedder;
+pub use embed::{Embedder, ProviderEmbedder};
+#[cfg(feature = "local-embed")]
+pub use verify::ContextualVerifier;
 pub use verify::{ContextualModel, LexicalVerifier, TokenVectors, Verifier};
