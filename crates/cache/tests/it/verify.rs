@@ -136,3 +136,51 @@ fn bad_thresholds_cosines_and_token_vectors_are_typed_errors() {
         .score_tokens("", "", 0.0, &t, &t)
         .unwrap();
 }
+
+/// With the local model: the [`ContextualVerifier`](infermux_cache::ContextualVerifier) scores
+/// what the pure model scores on the embedder's token vectors, and tells a swapped subject and
+/// object from a paraphrase.
+#[cfg(feature = "local-embed")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contextual_verifier_on_the_local_model_scores_as_the_pure_model_does() {
+    use infermux_cache::{ContextualVerifier, LocalEmbedder};
+    use infermux_testkit::skip::{Need, skip};
+    let Some(dir) = std::env::var_os("INFERMUX_MINILM_DIR").filter(|v| !v.is_empty()) else {
+        skip(
+            Need::Fixtures,
+            "INFERMUX_MINILM_DIR is not set (the all-MiniLM-L6-v2 model folder)",
+        );
+        return;
+    };
+    let embedder = LocalEmbedder::open(&dir).unwrap();
+    let v = ContextualVerifier::new(embedder.clone());
+    let cos = |a: &str, b: &str| {
+        let e = embedder.embed_batch(&[a, b]).unwrap();
+        e[0].iter().zip(&e[1]).map(|(x, y)| x * y).sum::<f32>()
+    };
+    let tokens = |t: &str| {
+        let (p, v) = embedder.token_embeddings(t).unwrap();
+        TokenVectors::new(p, v).unwrap()
+    };
+    let (a, b) = (
+        "How do I learn Python quickly?",
+        "How can I learn Python quickly?",
+    );
+    let c = cos(a, b);
+    let got = v.score(a, b, c).await.unwrap();
+    let want = ContextualModel::new()
+        .score_tokens(a, b, c, &tokens(a), &tokens(b))
+        .unwrap();
+    assert_eq!(got, want);
+    assert!(got >= v.threshold(), "a paraphrase is accepted: {got}");
+    let (a, b) = (
+        "The company sold the subsidiary to the bank in 1998.",
+        "The bank sold the subsidiary to the company in 1998.",
+    );
+    let swapped = v.score(a, b, cos(a, b)).await.unwrap();
+    assert!(swapped < v.threshold(), "a swap is rejected: {swapped}");
+    assert_eq!(
+        v.estimated_false_hit_rate(),
+        ContextualModel::new().estimated_false_hit_rate()
+    );
+}
