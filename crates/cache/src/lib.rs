@@ -8,7 +8,7 @@
 pub mod embed;
 pub mod verify;
 
-pub use embed::{Embedder, ProviderEmbedder};
 #[cfg(feature = "local-embed")]
 pub use embed::LocalEmbedder;
+pub use embed::{Embedder, ProviderEmbedder};
 pub use verify::Verifier;
