@@ -189,7 +189,37 @@ fn config_err(dir: &Path, what: impl fmt::Display) -> Error {
 
 /// A failure while running the model.
 fn run_err(e: candle_core::Error) -> Error {
-    Error::new(ErrorKind::Server, format!("local embedder: {e}"))
+    Error::new(
+        ErrorKind::Server,
+        format!("local embedder: {}", candle_message(&e)),
+    )
+}
+
+/// A candle error's message without the backtrace candle attaches under `RUST_BACKTRACE`
+/// (pages of frames), on one line, at most 500 bytes.
+fn candle_message(e: &candle_core::Error) -> String {
+    fn strip(e: &candle_core::Error) -> String {
+        match e {
+            candle_core::Error::WithBacktrace { inner, .. } => strip(inner),
+            candle_core::Error::WithPath { inner, path } => {
+                format!("{}: {}", path.display(), strip(inner))
+            }
+            candle_core::Error::Context { inner, context } => {
+                format!("{context}: {}", strip(inner))
+            }
+            other => other.to_string(),
+        }
+    }
+    let mut text = strip(e).replace('\n', " ");
+    if text.len() > 500 {
+        let mut end = 500;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// Reads and parses `dir/rel`; `Ok(None)` when the file does not exist.
@@ -314,9 +344,18 @@ impl Inner {
 
         let device = Device::Cpu;
         let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &device)
-            .map_err(|e| config_err(dir, format_args!("model.safetensors: {e}")))?;
-        let model = Bert::load(tensors, &config, &device)
-            .map_err(|e| config_err(dir, format_args!("model.safetensors: {e}")))?;
+            .map_err(|e| {
+                config_err(
+                    dir,
+                    format_args!("model.safetensors: {}", candle_message(&e)),
+                )
+            })?;
+        let model = Bert::load(tensors, &config, &device).map_err(|e| {
+            config_err(
+                dir,
+                format_args!("model.safetensors: {}", candle_message(&e)),
+            )
+        })?;
         Ok(Inner {
             dir: dir.to_path_buf(),
             id,
