@@ -90,10 +90,7 @@ impl LocalEmbedder {
         if name.is_some_and(|n| n == "model") {
             name = dir.parent().and_then(Path::file_name).or(name);
         }
-        let name = name.map_or_else(
-            || "model".to_owned(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let name = name.map_or_else(|| "model".to_owned(), |n| n.to_string_lossy().into_owned());
         Self::open_named(dir, &name)
     }
 
@@ -104,7 +101,10 @@ impl LocalEmbedder {
     pub fn open_named(dir: impl AsRef<Path>, name: &str) -> Result<Self> {
         let dir = dir.as_ref();
         if name.trim().is_empty() {
-            return Err(Error::new(ErrorKind::Config, "local embedder: empty model name"));
+            return Err(Error::new(
+                ErrorKind::Config,
+                "local embedder: empty model name",
+            ));
         }
         let inner = Inner::load(dir, format!("local:{name}"))?;
         Ok(LocalEmbedder {
@@ -189,7 +189,37 @@ fn config_err(dir: &Path, what: impl fmt::Display) -> Error {
 
 /// A failure while running the model.
 fn run_err(e: candle_core::Error) -> Error {
-    Error::new(ErrorKind::Server, format!("local embedder: {e}"))
+    Error::new(
+        ErrorKind::Server,
+        format!("local embedder: {}", candle_message(&e)),
+    )
+}
+
+/// A candle error's message without the backtrace candle attaches under `RUST_BACKTRACE`
+/// (pages of frames), on one line, at most 500 bytes.
+fn candle_message(e: &candle_core::Error) -> String {
+    fn strip(e: &candle_core::Error) -> String {
+        match e {
+            candle_core::Error::WithBacktrace { inner, .. } => strip(inner),
+            candle_core::Error::WithPath { inner, path } => {
+                format!("{}: {}", path.display(), strip(inner))
+            }
+            candle_core::Error::Context { inner, context } => {
+                format!("{context}: {}", strip(inner))
+            }
+            other => other.to_string(),
+        }
+    }
+    let mut text = strip(e).replace('\n', " ");
+    if text.len() > 500 {
+        let mut end = 500;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// Reads and parses `dir/rel`; `Ok(None)` when the file does not exist.
@@ -314,9 +344,18 @@ impl Inner {
 
         let device = Device::Cpu;
         let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &device)
-            .map_err(|e| config_err(dir, format_args!("model.safetensors: {e}")))?;
-        let model = Bert::load(tensors, &config, &device)
-            .map_err(|e| config_err(dir, format_args!("model.safetensors: {e}")))?;
+            .map_err(|e| {
+                config_err(
+                    dir,
+                    format_args!("model.safetensors: {}", candle_message(&e)),
+                )
+            })?;
+        let model = Bert::load(tensors, &config, &device).map_err(|e| {
+            config_err(
+                dir,
+                format_args!("model.safetensors: {}", candle_message(&e)),
+            )
+        })?;
         Ok(Inner {
             dir: dir.to_path_buf(),
             id,
@@ -561,14 +600,13 @@ impl Bert {
             "relu" => Act::Relu,
             other => candle_core::bail!("config.json: activation `{other}` is not supported"),
         };
-        if c
-            .position_embedding_type
+        if c.position_embedding_type
             .as_deref()
             .is_some_and(|p| p != "absolute")
         {
             candle_core::bail!("config.json: only absolute position embeddings are supported");
         }
-        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             candle_core::bail!(
                 "config.json: hidden_size {} is not a multiple of num_attention_heads {}",
                 c.hidden_size,
@@ -649,12 +687,15 @@ impl Bert {
             let v = split(layer.value.forward(&x)?)?;
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let ctx = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((b, l, self.hidden))?;
-            let a = layer.attn_ln.forward(&layer.attn_out.forward(&ctx)?.add(&x)?)?;
+            let ctx =
+                probs
+                    .matmul(&v)?
+                    .transpose(1, 2)?
+                    .contiguous()?
+                    .reshape((b, l, self.hidden))?;
+            let a = layer
+                .attn_ln
+                .forward(&layer.attn_out.forward(&ctx)?.add(&x)?)?;
             let i = layer.intermediate.forward(&a)?;
             let i = match self.act {
                 Act::Gelu => i.gelu_erf()?,

@@ -69,7 +69,11 @@ fn embedder() -> Option<&'static LocalEmbedder> {
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len(), "dimensions differ");
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
     let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
@@ -93,7 +97,11 @@ fn local_embedder_matches_sentence_transformers_to_1e4_cosine() {
         reference.sentences.iter().any(|s| s.word_pieces > 256),
         "the fixture needs a text longer than max_seq_length"
     );
-    let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+    let texts: Vec<&str> = reference
+        .sentences
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect();
     let ours = embedder.embed_batch(&texts).expect("embeds");
     assert_eq!(ours.len(), texts.len());
     for (s, v) in reference.sentences.iter().zip(&ours) {
@@ -111,7 +119,11 @@ fn local_embedder_matches_sentence_transformers_to_1e4_cosine() {
 fn reference_check_rejects_another_sentences_vector() {
     let Some(embedder) = embedder() else { return };
     let reference = reference();
-    let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+    let texts: Vec<&str> = reference
+        .sentences
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect();
     let ours = embedder.embed_batch(&texts).expect("embeds");
     for (i, v) in ours.iter().enumerate() {
         for (j, s) in reference.sentences.iter().enumerate() {
@@ -170,7 +182,11 @@ fn padding_and_sorting_do_not_change_a_vector() {
     let Some(embedder) = embedder() else { return };
     let reference = reference();
     // longest first, so sorting by length reorders them, and one batch pads every short one
-    let mut texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+    let mut texts: Vec<&str> = reference
+        .sentences
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect();
     texts.reverse();
     let together = embedder.embed_batch(&texts).expect("embeds");
     for (text, v) in texts.iter().zip(&together) {
@@ -320,7 +336,10 @@ fn a_corrupt_folder_is_a_config_error_never_a_panic() {
         let dir = spoilt_copy("minilm-spoilt", &model, spoil);
         let err = LocalEmbedder::open(&dir).expect_err(what);
         assert_eq!(err.kind(), ErrorKind::Config, "{what}: {err}");
-        assert!(err.to_string().len() < 1000, "{what}: a short message: {err}");
+        assert!(
+            err.to_string().len() < 1000,
+            "{what}: a short message: {err}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
     std::fs::remove_dir_all(&good).ok();
