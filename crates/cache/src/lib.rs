@@ -28,12 +28,16 @@ pub mod verify;
 
 pub use cache::{Cache, CacheSnapshot, StreamAnswer};
 pub use config::{CacheConfig, SemanticConfig};
+#[cfg(feature = "local-embed")]
+pub use embed::LocalEmbedder;
 pub use embed::{Embedder, ProviderEmbedder};
 pub use index::{IndexConfig, Match, VectorIndex};
 pub use key::{CacheKey, canonical_json};
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
-pub use verify::Verifier;
+#[cfg(feature = "local-embed")]
+pub use verify::ContextualVerifier;
+pub use verify::{ContextualModel, LexicalVerifier, TokenVectors, Verifier};
 
 // The README, compiled as doctests (`cargo test --doc`).
 #[cfg(doctest)]

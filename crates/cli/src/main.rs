@@ -2,6 +2,7 @@
 //! (an answer from a server of any provider, streamed or not, with its finish reason) and
 //! `models`. Errors print with their cause chain, in red on a terminal unless `NO_COLOR`.
 
+mod cache_eval;
 mod conformance;
 mod demo;
 mod demo_cache;
@@ -35,6 +36,9 @@ enum Command {
     /// Run the demo: a few hundred chat requests through the client against local simulators
     /// that inject faults, then a per-endpoint report. Needs no keys and no network.
     Demo(demo::DemoArgs),
+    /// The response cache: `eval` measures the semantic tier on labelled pairs.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Replay a folder of recorded cassettes through the providers and report per interaction.
     Conformance(conformance::ConformanceArgs),
     /// Ask a server for an answer (streamed unless `--no-stream`); the finish reason and token
@@ -62,6 +66,14 @@ enum Command {
         #[command(flatten)]
         endpoint: EndpointArgs,
     },
+}
+
+/// `infermux cache …`.
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Run the semantic tier as the cache does (local all-MiniLM-L6-v2, candidate floor,
+    /// default verifier) over labelled pairs: precision, recall, the threshold and the counts.
+    Eval(cache_eval::EvalArgs),
 }
 
 /// Where and how to reach the server.
@@ -296,6 +308,11 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args).await,
         Command::Conformance(args) => conformance::run(args).await,
+        Command::Cache(CacheCommand::Eval(args)) => {
+            tokio::task::spawn_blocking(move || cache_eval::run(args))
+                .await
+                .unwrap_or_else(|e| Err(Error::new(ErrorKind::Unavailable, e.to_string())))
+        }
         Command::Chat {
             endpoint,
             model,

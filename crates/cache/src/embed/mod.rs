@@ -3,6 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+#[cfg(feature = "local-embed")]
+pub mod local;
+#[cfg(feature = "local-embed")]
+pub use local::LocalEmbedder;
+
 use async_trait::async_trait;
 use infermux_core::{
     EmbeddingRequest, Error, ErrorKind, Provider, Request, RequestContext, Response, Result,

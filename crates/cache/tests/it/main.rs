@@ -2,8 +2,11 @@
 
 mod exact;
 mod index;
+#[cfg(feature = "local-embed")]
+mod local_embed;
 mod props;
 mod redis;
 mod semantic;
 mod stream;
 mod support;
+mod verify;

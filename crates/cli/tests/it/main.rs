@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 use infermux_testkit::helpers::{Exchange, temp_corpus};
 use serde_json::Value;
 
+mod cache_eval;
+
 fn run(corpus: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_infermux"))
         .args(["conformance", "--json", "--corpus"])
