@@ -79,7 +79,9 @@ pub struct SemanticConfig {
     /// The most namespaces held at once (TinyLFU/LRU over namespaces); the tier holds at most
     /// `max_namespaces × max_entries_per_namespace` answers.
     pub max_namespaces: u64,
-    /// The cosine similarity a candidate needs before the verifier sees it (default 0.80).
+    /// The cosine similarity a candidate needs before the verifier sees it (default
+    /// [`CANDIDATE_FLOOR`](crate::verify::CANDIDATE_FLOOR), 0.5: the floor the verifier was
+    /// calibrated and measured with, so `infermux cache eval` measures what the cache does).
     pub min_similarity: f32,
     /// How many nearest candidates the verifier sees (default 4).
     pub top_k: usize,
@@ -97,7 +99,7 @@ impl Default for SemanticConfig {
             ttl: Duration::from_secs(3600),
             max_entries_per_namespace: 100_000,
             max_namespaces: 10_000,
-            min_similarity: 0.80,
+            min_similarity: crate::verify::CANDIDATE_FLOOR,
             top_k: 4,
             index: IndexConfig::default(),
             allow_sampled: false,

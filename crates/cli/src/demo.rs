@@ -275,7 +275,17 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
     for ((id, c), sim) in client.endpoint_counters().iter().zip([&sim_a, &sim_b]) {
         adds_up &= report_endpoint(id.as_str(), sim, c);
     }
-    let cache = crate::demo_cache::run(crate::demo_cache::semantic_from_env()?).await?;
+    // boxed: the demo's future is deep enough already
+    let cache = Box::pin(crate::demo_cache::run(
+        crate::demo_cache::semantic_from_env()?,
+    ))
+    .await?;
+    if cache.semantic_on && cache.semantic_hits == 0 {
+        return Err(infermux::Error::new(
+            ErrorKind::Decode,
+            "the semantic tier answered none of the reworded questions",
+        ));
+    }
     if cache.exact_hits < crate::demo_cache::QUESTIONS.len() as u64 {
         return Err(infermux::Error::new(
             ErrorKind::Decode,

@@ -16,11 +16,26 @@ use infermux_testkit::{FaultPlan, Simulator};
 
 /// Questions asked once each, then again word for word, then reworded.
 pub(crate) const QUESTIONS: [(&str, &str); 6] = [
-    ("What is the capital of France?", "What's the capital city of France?"),
-    ("How do I reverse a list in Python?", "How can I reverse a list in Python?"),
-    ("What is a circuit breaker in distributed systems?", "What is a circuit breaker in a distributed system?"),
-    ("Why is the sky blue?", "Why is the sky blue during the day?"),
-    ("How many legs does a spider have?", "How many legs do spiders have?"),
+    (
+        "What is the capital of France?",
+        "What's the capital city of France?",
+    ),
+    (
+        "How do I reverse a list in Python?",
+        "How can I reverse a list in Python?",
+    ),
+    (
+        "What is a circuit breaker in distributed systems?",
+        "What is a circuit breaker in a distributed system?",
+    ),
+    (
+        "Why is the sky blue?",
+        "Why is the sky blue during the day?",
+    ),
+    (
+        "How many legs does a spider have?",
+        "How many legs do spiders have?",
+    ),
     ("Who wrote Hamlet?", "Who is the author of Hamlet?"),
 ];
 
@@ -32,15 +47,16 @@ fn error(msg: String) -> infermux::Error {
 pub(crate) struct CacheReport {
     pub(crate) exact_hits: u64,
     pub(crate) semantic_hits: u64,
+    pub(crate) semantic_on: bool,
 }
 
-pub(crate) async fn run(semantic: Option<infermux::SemanticCache>) -> infermux::Result<CacheReport> {
+pub(crate) async fn run(
+    semantic: Option<infermux::SemanticCache>,
+) -> infermux::Result<CacheReport> {
     let sim = Simulator::start(FaultPlan::none())
         .await
         .map_err(|e| error(format!("starting the simulator: {e}")))?;
-    let provider = || {
-        OpenAiCompat::new(EndpointConfig::new("sim-c", format!("{}/v1", sim.url()))?)
-    };
+    let provider = || OpenAiCompat::new(EndpointConfig::new("sim-c", format!("{}/v1", sim.url()))?);
     let semantic_on = semantic.is_some();
     let mut builder = Client::builder()
         .provider(provider()?)
@@ -67,7 +83,10 @@ pub(crate) async fn run(semantic: Option<infermux::SemanticCache>) -> infermux::
         let sent = sim.requests() - sent_before;
         sent_before = sim.requests();
         let exact = hits.iter().filter(|h| h.tier == CacheTier::Exact).count();
-        let semantic: Vec<_> = hits.iter().filter(|h| h.tier == CacheTier::Semantic).collect();
+        let semantic: Vec<_> = hits
+            .iter()
+            .filter(|h| h.tier == CacheTier::Semantic)
+            .collect();
         print!(
             "  {round:<14} {exact} exact hits, {} semantic hits, {sent} sent to the server",
             semantic.len()
@@ -128,16 +147,22 @@ pub(crate) async fn run(semantic: Option<infermux::SemanticCache>) -> infermux::
         stats.items as f64 / stats.batches.max(1) as f64,
     );
     if own != 64 {
-        return Err(error(format!("{} callers got a wrong vector or an error", 64 - own)));
+        return Err(error(format!(
+            "{} callers got a wrong vector or an error",
+            64 - own
+        )));
     }
     Ok(CacheReport {
         exact_hits: snap.exact_hits,
         semantic_hits: snap.semantic_hits,
+        semantic_on,
     })
 }
 
 /// The semantic tier when the local embedder's model folder is found (`INFERMUX_MINILM_DIR`).
 pub(crate) fn semantic_from_env() -> infermux::Result<Option<infermux::SemanticCache>> {
-    // TODO(lead): the local embedder and the contextual verifier, after the merge
-    Ok(None)
+    match std::env::var_os("INFERMUX_MINILM_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => infermux::SemanticCache::local(dir, None).map(Some),
+        None => Ok(None),
+    }
 }

@@ -137,7 +137,7 @@ fn semantic(spec: &SemanticSpec) -> Result<SemanticCache> {
 
 #[cfg(feature = "local-embed")]
 fn local_semantic(dir: &Path, threshold: Option<f32>) -> Result<SemanticCache> {
-    crate::extras::local_semantic(dir, threshold)
+    SemanticCache::local(dir, threshold)
 }
 
 #[cfg(not(feature = "local-embed"))]

@@ -661,7 +661,10 @@ fn the_cache_and_batching_sections_parse_and_their_errors_name_the_line() {
     assert_eq!(cache.config.ttl, Duration::from_secs(600));
     assert_eq!(cache.config.max_entries, 5);
     let sem = cache.semantic.as_ref().unwrap();
-    assert_eq!(sem.embedder, infermux::config::EmbedderSpec::Group("embed".into()));
+    assert_eq!(
+        sem.embedder,
+        infermux::config::EmbedderSpec::Group("embed".into())
+    );
     assert_eq!(sem.threshold, Some(0.9));
     assert_eq!(sem.config.min_similarity, 0.7);
     let batching = cfg.batching.as_ref().unwrap();
@@ -675,7 +678,9 @@ fn the_cache_and_batching_sections_parse_and_their_errors_name_the_line() {
     assert!(m.contains("line 11") && m.contains("`nope`"), "{m}");
     let m = fails(&format!("{base}\n[cache.semantic]\nembedder = \"local\"\n"));
     assert!(m.contains("model_dir"), "{m}");
-    let m = fails(&format!("{base}\n[cache.semantic]\nembedder = \"embed\"\nthreshold = 1.5\n"));
+    let m = fails(&format!(
+        "{base}\n[cache.semantic]\nembedder = \"embed\"\nthreshold = 1.5\n"
+    ));
     assert!(m.contains("line 12") && m.contains("threshold"), "{m}");
     let m = fails(&format!("{base}\n[batching]\nmax_items = 0\n"));
     assert!(m.contains("line 11"), "{m}");
