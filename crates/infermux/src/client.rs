@@ -21,6 +21,9 @@ use infermux_resilience::{
 };
 
 use crate::extras::{Extras, SemanticCache};
+
+/// A boxed, type-erased future.
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 use crate::router::{Chain, Group, Router};
 
 /// A key of an endpoint, with its alias (what reports, metrics and [`Served`] show) and its
@@ -831,10 +834,23 @@ impl Client {
     /// One call of any operation: from the cache when it holds the answer, through the
     /// embedding batcher for embeddings when batching is on, else through the stack.
     pub async fn call(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
-        let Some(cache) = &self.extras.cache else {
-            return self.extras.uncached(&self.inner, request, ctx).await;
-        };
-        let Some(ns) = self.inner.namespace(request, &ctx) else {
+        if self.extras.is_empty() {
+            // the plain path keeps its small future: no cache or batcher state inside it
+            return self.inner.call(request, ctx).await;
+        }
+        // type-erased: the cache's future nests the batcher's and the stack's, and a caller's
+        // own async fns would otherwise inherit that depth (rustc's query depth limit)
+        let fut: BoxFuture<'_, Result<Response>> = Box::pin(self.call_extras(request, ctx));
+        fut.await
+    }
+
+    async fn call_extras(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
+        let cached = self
+            .extras
+            .cache
+            .as_ref()
+            .and_then(|c| Some((c, self.inner.namespace(request, &ctx)?)));
+        let Some((cache, ns)) = cached else {
             return self.extras.uncached(&self.inner, request, ctx).await;
         };
         let ctx2 = ctx.clone();
@@ -882,20 +898,23 @@ impl Client {
                 cache: None,
             });
         };
-        let mut served = None;
-        let ctx2 = ctx.clone();
-        let answer = cache
-            .stream(request, &ctx, ns, || async {
-                let (events, who) = self.inner.stream(request, ctx2).await?;
-                served = who;
-                Ok(events)
+        let fut: BoxFuture<'_, Result<OpenedStream>> = Box::pin(async move {
+            let mut served = None;
+            let ctx2 = ctx.clone();
+            let answer = cache
+                .stream(request, &ctx, ns, || async {
+                    let (events, who) = self.inner.stream(request, ctx2).await?;
+                    served = who;
+                    Ok(events)
+                })
+                .await?;
+            Ok(OpenedStream {
+                events: answer.events,
+                served,
+                cache: answer.hit,
             })
-            .await?;
-        Ok(OpenedStream {
-            events: answer.events,
-            served,
-            cache: answer.hit,
-        })
+        });
+        fut.await
     }
 
     /// The cache, when the client was built with one: its counters

@@ -155,6 +155,11 @@ pub(crate) struct Extras {
 }
 
 impl Extras {
+    /// Neither a cache nor a batcher: calls go straight to the stack.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.cache.is_none() && self.batcher.is_none()
+    }
+
     /// A call past the cache: embeddings through the batcher when it is on, the rest (and
     /// embeddings without batching) straight through the stack.
     pub(crate) async fn uncached(

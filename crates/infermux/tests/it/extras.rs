@@ -95,9 +95,8 @@ async fn a_streamed_answer_is_replayed_from_the_cache_in_order() {
         .cache(cache())
         .build()
         .unwrap();
-    let req = Request::Chat(
-        ChatRequest::new("m", vec![Message::user("Tell me a story")]).with_max_tokens(16),
-    );
+    let chat = ChatRequest::new("m", vec![Message::user("Tell me a story")]).with_max_tokens(16);
+    let req = Request::Chat(chat.clone());
     let live = client
         .open_stream(&req, RequestContext::new())
         .await
