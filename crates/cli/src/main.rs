@@ -1,6 +1,8 @@
 //! The `infermux` command line: `demo` (the fault-injection demo: no keys, no network), `chat`
-//! (an answer from a server of any provider, streamed or not, with its finish reason) and
-//! `models`. Errors print with their cause chain, in red on a terminal unless `NO_COLOR`.
+//! (an answer from a server of any provider, streamed or not, with its finish reason),
+//! `models`, `embed` (texts embedded through the client's batcher) and `cache eval` (the
+//! semantic tier's precision and recall on labelled pairs). Errors print with their cause chain,
+//! in red on a terminal unless `NO_COLOR`.
 
 mod cache_eval;
 mod conformance;
@@ -60,6 +62,24 @@ enum Command {
         no_stream: bool,
         /// The prompt.
         prompt: String,
+    },
+    /// Embed texts (the arguments, else one per line of stdin): every text is its own call, all
+    /// at once, and the client's batcher sends them as a few requests; one JSON vector per line
+    /// on stdout, the batch counts on stderr.
+    Embed {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        /// Model name (with `--config`: a model group).
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Most texts in one request (with `--config`: unless its `[batching]` says).
+        #[arg(long, default_value_t = 64)]
+        max_batch: usize,
+        /// Longest wait for more texts before a batch goes, in milliseconds.
+        #[arg(long, default_value_t = 5)]
+        max_wait_ms: u64,
+        /// The texts; without them, stdin's lines.
+        texts: Vec<String>,
     },
     /// List the models of a server (with `--config`: each model group and its deployments).
     Models {
@@ -169,8 +189,21 @@ fn base_url(provider: ProviderKind, flag: Option<String>) -> infermux::Result<St
 }
 
 fn client(args: EndpointArgs) -> infermux::Result<Client> {
+    client_batching(args, None)
+}
+
+/// The client `args` describe, batching embedding calls with `batching` unless a config file
+/// sets its own `[batching]`.
+fn client_batching(
+    args: EndpointArgs,
+    batching: Option<infermux::batching::BatchConfig>,
+) -> infermux::Result<Client> {
     if let Some(path) = &args.config {
-        return Client::from_path(path);
+        let mut config = infermux::config::Config::from_path(path)?;
+        if config.batching.is_none() {
+            config.batching = batching;
+        }
+        return Client::from_config(&config);
     }
     let provider = args.provider.0;
     let mut cfg = EndpointConfig::new("cli", base_url(provider, args.base_url)?)?;
@@ -190,7 +223,60 @@ fn client(args: EndpointArgs) -> infermux::Result<Client> {
         None => cfg.with_optional_api_key_from_env(provider.api_key_envs()),
     };
     let provider: Arc<dyn Provider> = provider.provider(cfg)?;
-    Client::builder().shared_provider(provider).build()
+    let mut builder = Client::builder().shared_provider(provider);
+    if let Some(b) = batching {
+        builder = builder.batch_embeddings(b);
+    }
+    builder.build()
+}
+
+/// `infermux embed`: every text its own call, batched by the client.
+async fn embed(
+    endpoint: EndpointArgs,
+    model: String,
+    max_batch: usize,
+    max_wait_ms: u64,
+    mut texts: Vec<String>,
+) -> infermux::Result<()> {
+    if texts.is_empty() {
+        texts = std::io::stdin()
+            .lines()
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| Error::new(ErrorKind::InvalidRequest, "reading stdin").with_source(e))?;
+        texts.retain(|t| !t.trim().is_empty());
+    }
+    if texts.is_empty() {
+        return Err(Error::new(ErrorKind::InvalidRequest, "no text to embed"));
+    }
+    let batching = infermux::batching::BatchConfig::default()
+        .with_max_items(max_batch)?
+        .with_max_wait(std::time::Duration::from_millis(max_wait_ms))?
+        .with_queue_capacity(texts.len().max(4096))?;
+    let client = client_batching(endpoint, Some(batching))?;
+    let calls = texts
+        .iter()
+        .map(|t| client.embed(infermux::EmbeddingRequest::new(&model, [t.as_str()])));
+    let answers = futures_util::future::join_all(calls).await;
+    let mut out = std::io::stdout().lock();
+    let mut dim = 0;
+    for a in answers {
+        let a = a?;
+        let v = a.embeddings.into_iter().next().unwrap_or_default();
+        dim = v.len();
+        let _ = writeln!(out, "{}", serde_json::to_string(&v).unwrap_or_default());
+    }
+    let _ = out.flush();
+    match client.batch_stats() {
+        Some(s) => eprintln!(
+            "[{} texts, dimension {dim}: {} requests, {} batched inputs, {} duplicates sent once]",
+            texts.len(),
+            s.batches,
+            s.items,
+            s.dedup_hits
+        ),
+        None => eprintln!("[{} texts, dimension {dim}]", texts.len()),
+    }
+    Ok(())
 }
 
 /// `[finish: stop, 12 tokens in, 34 out]`, for stderr after the answer.
@@ -321,6 +407,13 @@ async fn main() -> ExitCode {
             no_stream,
             prompt,
         } => chat(endpoint, model, system, max_tokens, no_stream, prompt).await,
+        Command::Embed {
+            endpoint,
+            model,
+            max_batch,
+            max_wait_ms,
+            texts,
+        } => embed(endpoint, model, max_batch, max_wait_ms, texts).await,
         Command::Models { endpoint } => {
             async {
                 if let Some(path) = &endpoint.config {

@@ -420,11 +420,11 @@ impl ClientBuilder {
 
     /// Batches concurrent embedding calls on the client side: inputs of calls with the same
     /// model and parameters that arrive within `config`'s wait go out as one request (up to its
-    /// item and token limits), and each caller gets its own vectors. Needs a tokio runtime when
-    /// [`build`](Self::build) runs.
+    /// item and token limits), and each caller gets its own vectors. The batcher's task starts
+    /// at the first embedding call, on that call's tokio runtime.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # fn main() {
     /// use infermux::batching::BatchConfig;
     /// use infermux::openai_compat::OpenAiCompat;
     /// use infermux::{Client, EndpointConfig};

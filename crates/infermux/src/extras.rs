@@ -2,7 +2,7 @@
 //! and the embedding batcher. DESIGN.md §1's order: cache → batching → call policy.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use infermux_batching::{BatchConfig, EmbeddingBatcher};
@@ -32,7 +32,7 @@ enum EmbedderSource {
 /// ```
 /// use infermux::cache::{SemanticConfig, verify::LexicalVerifier};
 /// use infermux::SemanticCache;
-/// use std::sync::Arc;
+/// use std::sync::{Arc, OnceLock};
 /// // embeddings from the client's own `embed` group, checked by the lexical verifier
 /// let semantic = SemanticCache::via_group("embed", Arc::new(LexicalVerifier::new()))
 ///     .with_config(SemanticConfig::default());
@@ -95,24 +95,15 @@ pub(crate) struct ExtrasSpec {
 
 impl ExtrasSpec {
     pub(crate) fn build(self, inner: &Arc<Inner>) -> Result<Extras> {
-        let batcher = match self.batching {
-            None => None,
-            Some(config) => {
-                let inner = Arc::clone(inner);
-                Some(EmbeddingBatcher::new(config, move |req, ctx| {
-                    let inner = Arc::clone(&inner);
-                    async move {
-                        match inner.call(&Request::Embeddings(req), ctx).await? {
-                            Response::Embeddings(e) => Ok(e),
-                            _ => Err(Error::new(
-                                ErrorKind::Decode,
-                                "the provider answered an embeddings request with another operation",
-                            )),
-                        }
-                    }
-                })?)
-            }
-        };
+        // started at the first embedding call (inside its runtime), so a client can be built
+        // before a runtime exists
+        let batcher = self.batching.map(|config| {
+            Arc::new(LazyBatcher {
+                config,
+                inner: Arc::clone(inner),
+                cell: OnceLock::new(),
+            })
+        });
         #[cfg(feature = "redis")]
         let redis = self.redis;
         #[cfg(not(feature = "redis"))]
@@ -147,11 +138,66 @@ impl ExtrasSpec {
     }
 }
 
+/// The embedding batcher, started at the first embedding call (its task needs a runtime).
+pub(crate) struct LazyBatcher {
+    config: BatchConfig,
+    inner: Arc<Inner>,
+    cell: OnceLock<EmbeddingBatcher>,
+}
+
+impl fmt::Debug for LazyBatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazyBatcher")
+            .field("config", &self.config)
+            .field("started", &self.cell.get().is_some())
+            .finish()
+    }
+}
+
+impl LazyBatcher {
+    fn get(&self) -> Result<&EmbeddingBatcher> {
+        if let Some(b) = self.cell.get() {
+            return Ok(b);
+        }
+        let inner = Arc::clone(&self.inner);
+        let b = EmbeddingBatcher::new(self.config.clone(), move |req, ctx| {
+            let inner = Arc::clone(&inner);
+            async move {
+                match inner.call(&Request::Embeddings(req), ctx).await? {
+                    Response::Embeddings(e) => Ok(e),
+                    _ => Err(Error::new(
+                        ErrorKind::Decode,
+                        "the provider answered an embeddings request with another operation",
+                    )),
+                }
+            }
+        })?;
+        // two first calls at once: one batcher wins, the other is dropped unused
+        let _ = self.cell.set(b);
+        self.cell
+            .get()
+            .ok_or_else(|| Error::new(ErrorKind::Config, "the batcher could not start"))
+    }
+
+    pub(crate) async fn embed(
+        &self,
+        req: EmbeddingRequest,
+        ctx: &RequestContext,
+    ) -> Result<infermux_core::EmbeddingResponse> {
+        self.get()?.embed(req, ctx).await
+    }
+
+    /// The counters (zero before the first call).
+    pub(crate) fn stats(&self) -> infermux_batching::BatchStats {
+        self.cell.get().map(|b| b.stats()).unwrap_or_default()
+    }
+}
+
 /// The cache and the batcher of a built client.
 #[derive(Debug, Default)]
 pub(crate) struct Extras {
     pub(crate) cache: Option<Arc<Cache>>,
-    pub(crate) batcher: Option<EmbeddingBatcher>,
+    pub(crate) batcher: Option<Arc<LazyBatcher>>,
 }
 
 impl Extras {
@@ -182,7 +228,7 @@ struct GroupEmbedder {
     id: String,
     group: String,
     inner: Arc<Inner>,
-    batcher: Option<EmbeddingBatcher>,
+    batcher: Option<Arc<LazyBatcher>>,
 }
 
 impl fmt::Debug for GroupEmbedder {

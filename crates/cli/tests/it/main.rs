@@ -334,6 +334,37 @@ fn the_demo_answers_every_request_and_reports_rotation_cooldowns_breaker_and_fal
     );
     let sim_b = &text[text.find("endpoint sim-b").unwrap()..];
     assert!(sim_b.contains("breaker trips        1"), "{sim_b}");
+    // the cache: every question asked again word for word is an exact hit, never sent
+    assert!(
+        text.contains("word for word  6 exact hits, 0 semantic hits, 0 sent to the server"),
+        "{text}"
+    );
+    // the semantic tier: on with the model folder (a reworded question answered from the
+    // cache), and saying it is off without it
+    match std::env::var_os("INFERMUX_MINILM_DIR").filter(|d| !d.is_empty()) {
+        Some(_) => {
+            let reworded = &text[text.find("  reworded ").expect("a reworded round")..];
+            let hits = reworded
+                .split(" semantic hits")
+                .next()
+                .and_then(|s| s.rsplit(' ').next())
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(0);
+            assert!(hits >= 1, "{text}");
+        }
+        None => {
+            assert!(text.contains("semantic tier: off"), "{text}");
+            infermux_testkit::skip(
+                infermux_testkit::Need::Fixtures,
+                "the demo's semantic tier: INFERMUX_MINILM_DIR is not set (the all-MiniLM-L6-v2 folder)",
+            );
+        }
+    }
+    // batching: 64 single-input calls went out as fewer requests, each caller its own vector
+    assert!(
+        text.contains("64/64 callers got their own vector"),
+        "{text}"
+    );
 }
 
 /// `chat --config FILE --model GROUP` routes through the file's pool and says who served;
@@ -403,4 +434,61 @@ deployments = [ {{ endpoint = "sim", model = "sim-echo-1" }} ]
         text(&out.stderr)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `infermux embed`: every line its own call, sent by the client's batcher as one request, each
+/// line getting its own vector (equal to the vector it gets alone).
+#[test]
+fn embed_batches_every_line_and_each_gets_its_own_vector() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt
+        .block_on(infermux_testkit::Simulator::start(
+            infermux_testkit::FaultPlan::none(),
+        ))
+        .unwrap();
+    let run = |input: &str, extra: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_infermux"))
+            .args([
+                "embed",
+                "--base-url",
+                &format!("{}/v1", sim.url()),
+                "--model",
+                "e",
+            ])
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let lines: Vec<String> = (0..20).map(|i| format!("line number {i}")).collect();
+    let before = sim.requests();
+    let (out, err) = run(&lines.join("\n"), &["--max-wait-ms", "50"]);
+    let vectors: Vec<&str> = out.lines().collect();
+    assert_eq!(vectors.len(), 20, "{out}");
+    assert!(err.contains("20 texts"), "{err}");
+    assert!(sim.requests() - before < 20, "{err}");
+    // each line's vector is the one it gets alone
+    let (alone, _) = run(&lines[7], &[]);
+    assert_eq!(alone.trim(), vectors[7]);
+    let (other, _) = run(&lines[8], &[]);
+    assert_ne!(other.trim(), vectors[7]);
 }
