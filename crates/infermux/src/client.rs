@@ -835,8 +835,14 @@ impl Client {
     /// embedding batcher for embeddings when batching is on, else through the stack.
     pub async fn call(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
         if self.extras.is_empty() {
-            // the plain path keeps its small future: no cache or batcher state inside it
-            return self.inner.call(request, ctx).await;
+            // the plain path keeps its small, shallow future: no cache or batcher state inside
+            // it, and no extra async layer (callers' async fns inherit the nesting, and rustc
+            // limits its depth)
+            return match &*self.inner {
+                // the stack's own future, not the `Provider` trait's boxed one
+                Inner::Single(r) => r.execute(request, &ctx).await,
+                Inner::Routed(r) => r.call(request, ctx).await,
+            };
         }
         // type-erased: the cache's future nests the batcher's and the stack's, and a caller's
         // own async fns would otherwise inherit that depth (rustc's query depth limit)
@@ -891,7 +897,13 @@ impl Client {
             .as_ref()
             .and_then(|c| Some((c, self.inner.namespace(request, &ctx)?)));
         let Some((cache, ns)) = cached else {
-            let (events, served) = self.inner.stream(request, ctx).await?;
+            let (events, served) = match &*self.inner {
+                Inner::Single(r) => (r.execute_stream(request, &ctx).await?, None),
+                Inner::Routed(r) => {
+                    let (s, v) = r.stream(request, ctx).await?;
+                    (s, Some(v))
+                }
+            };
             return Ok(OpenedStream {
                 events,
                 served,

@@ -1,10 +1,6 @@
 //! The facade's client against the testkit simulator: typed calls, counters that add up, the
 //! call deadline, and cancelled streams.
 
-// rustc's query depth: one test binary holding every facade test (async fns over the cached,
-// batched and routed client) passes the default limit of 128 while computing layouts.
-#![recursion_limit = "256"]
-
 mod config;
 mod extras;
 mod llama;
