@@ -74,8 +74,8 @@ pub struct Config {
 }
 
 /// `[cache]`: the response cache (exact tier, and the semantic tier when `[cache.semantic]`
-/// is present).
-#[derive(Debug, Clone, PartialEq)]
+/// is present). `Debug` hides a password in `redis_url`.
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct CacheSpec {
     /// `ttl` and `max_entries` (defaults 1 h and 10 000 answers).
@@ -87,6 +87,25 @@ pub struct CacheSpec {
     pub redis_prefix: String,
     /// `[cache.semantic]`, or `None` for the exact tier only.
     pub semantic: Option<SemanticSpec>,
+}
+
+impl fmt::Debug for CacheSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `redis://user:password@host` → `redis://***@host`
+        let redis = self
+            .redis_url
+            .as_deref()
+            .map(|u| match (u.find("://"), u.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}://***{}", &u[..s], &u[at..]),
+                _ => u.to_owned(),
+            });
+        f.debug_struct("CacheSpec")
+            .field("config", &self.config)
+            .field("redis_url", &redis)
+            .field("redis_prefix", &self.redis_prefix)
+            .field("semantic", &self.semantic)
+            .finish()
+    }
 }
 
 /// `[cache.semantic]`: the semantic tier.

@@ -687,3 +687,16 @@ fn the_cache_and_batching_sections_parse_and_their_errors_name_the_line() {
     let m = fails(&format!("{base}\n[batching]\nmax_wiat = \"1ms\"\n"));
     assert!(m.contains("max_wiat"), "{m}");
 }
+
+#[test]
+fn debug_of_the_cache_section_hides_the_redis_password() {
+    let Ok(cfg) = load("[cache]\nredis_url = \"redis://user:s3cret-pw@127.0.0.1:6379\"\n") else {
+        // without the feature `redis` the key is refused at load, naming the feature
+        let m = fails("[cache]\nredis_url = \"redis://user:s3cret-pw@127.0.0.1:6379\"\n");
+        assert!(m.contains("redis") && !m.contains("s3cret-pw"), "{m}");
+        return;
+    };
+    let debug = format!("{cfg:?}");
+    assert!(!debug.contains("s3cret-pw"), "{debug}");
+    assert!(debug.contains("redis://***@127.0.0.1:6379"), "{debug}");
+}
