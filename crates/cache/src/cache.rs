@@ -829,13 +829,26 @@ impl Cache {
         namespace: &str,
         response: &Response,
     ) {
-        if response.cache_hit().is_some() || matches!(response, Response::Models(_)) {
-            return;
-        }
         let miss = Miss {
             exact: CacheKey::exact(request, ctx, namespace),
             semantic: None,
         };
+        self.put_call(request, ctx, namespace, miss, response).await;
+    }
+
+    /// Stores a provider's answer to a call (never a model list, never an answer that itself
+    /// came from the cache).
+    async fn put_call(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+        namespace: &str,
+        miss: Miss,
+        response: &Response,
+    ) {
+        if response.cache_hit().is_some() || matches!(response, Response::Models(_)) {
+            return;
+        }
         self.put(
             request,
             ctx,
@@ -1064,16 +1077,7 @@ impl Cache {
             Found::Miss(m) => m,
         };
         let resp = inner().await?;
-        if resp.cache_hit().is_none() && !matches!(resp, Response::Models(_)) {
-            self.put(
-                request,
-                ctx,
-                namespace,
-                miss,
-                Answer::Call(Box::new(resp.clone())),
-            )
-            .await;
-        }
+        self.put_call(request, ctx, namespace, miss, &resp).await;
         Ok(resp)
     }
 

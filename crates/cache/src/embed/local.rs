@@ -165,17 +165,28 @@ impl Embedder for LocalEmbedder {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             inner.embed_batch(&refs)
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle.spawn_blocking(work).await.map_err(|e| {
-                let kind = if e.is_cancelled() {
-                    ErrorKind::Cancelled
-                } else {
-                    ErrorKind::Server
-                };
-                Error::new(kind, format!("local embedder task: {e}"))
-            })?,
-            Err(_) => work(),
-        }
+        off_runtime("local embedder", work).await
+    }
+}
+
+/// Runs the model's CPU work `work` on tokio's blocking pool, never on an async worker thread
+/// (inline when called outside a tokio runtime); a task that panicked or was cancelled is a
+/// typed error naming `what`.
+pub(crate) async fn off_runtime<T, F>(what: &str, work: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.spawn_blocking(work).await.map_err(|e| {
+            let kind = if e.is_cancelled() {
+                ErrorKind::Cancelled
+            } else {
+                ErrorKind::Server
+            };
+            Error::new(kind, format!("{what} task: {e}"))
+        })?,
+        Err(_) => work(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! `local-embed`): it gets the token vectors of both texts from the model and scores the pair.
 
 use async_trait::async_trait;
-use infermux_core::{Error, ErrorKind, Result};
+use infermux_core::Result;
 
 use super::{ContextualModel, TokenVectors, Verifier};
 use crate::embed::local::LocalEmbedder;
@@ -56,17 +56,7 @@ impl Verifier for ContextualVerifier {
             let tc = tokens(&embedder, &c)?;
             model.score_tokens(&q, &c, cosine, &tq, &tc)
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle.spawn_blocking(work).await.map_err(|e| {
-                let kind = if e.is_cancelled() {
-                    ErrorKind::Cancelled
-                } else {
-                    ErrorKind::Server
-                };
-                Error::new(kind, format!("verifier task: {e}"))
-            })?,
-            Err(_) => work(),
-        }
+        crate::embed::local::off_runtime("verifier", work).await
     }
     fn threshold(&self) -> f32 {
         self.model.threshold()
