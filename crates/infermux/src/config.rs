@@ -460,6 +460,8 @@ named_enum! {
         LowestLatency => "lowest-latency",
         /// The most RPM/TPM headroom.
         LowestUsage => "lowest-usage",
+        /// The first deployment that can serve, in file order (a primary and its standbys).
+        FirstHealthy => "first-healthy",
     }
 }
 

@@ -19,6 +19,7 @@ fn strategy(kind: StrategyKind) -> Strategy {
         StrategyKind::LeastInFlight => Strategy::LeastInFlight,
         StrategyKind::LowestLatency => Strategy::LowestLatency,
         StrategyKind::LowestUsage => Strategy::LowestUsage,
+        StrategyKind::FirstHealthy => Strategy::FirstHealthy,
         _ => Strategy::RoundRobin,
     }
 }

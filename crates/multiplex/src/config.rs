@@ -24,20 +24,25 @@ pub enum Strategy {
     LowestLatency,
     /// The member with the most RPM/TPM headroom left (members without limits count as full).
     LowestUsage,
+    /// The first eligible member in configuration order: a primary, then its standbys, each
+    /// taking over only while every member before it cannot serve (cooling, removed, limited,
+    /// breaker open or no free permit).
+    FirstHealthy,
 }
 
 impl Strategy {
     /// Every strategy.
-    pub const ALL: [Strategy; 5] = [
+    pub const ALL: [Strategy; 6] = [
         Strategy::RoundRobin,
         Strategy::Weighted,
         Strategy::LeastInFlight,
         Strategy::LowestLatency,
         Strategy::LowestUsage,
+        Strategy::FirstHealthy,
     ];
 
     /// The strategy's name in configuration files (`round-robin`, `weighted`,
-    /// `least-in-flight`, `lowest-latency`, `lowest-usage`).
+    /// `least-in-flight`, `lowest-latency`, `lowest-usage`, `first-healthy`).
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::RoundRobin => "round-robin",
@@ -45,6 +50,7 @@ impl Strategy {
             Strategy::LeastInFlight => "least-in-flight",
             Strategy::LowestLatency => "lowest-latency",
             Strategy::LowestUsage => "lowest-usage",
+            Strategy::FirstHealthy => "first-healthy",
         }
     }
 }
@@ -74,7 +80,7 @@ impl FromStr for Strategy {
                     ErrorKind::Config,
                     format!(
                         "unknown pool strategy `{s}` (expected round-robin, weighted, \
-                         least-in-flight, lowest-latency or lowest-usage)"
+                         least-in-flight, lowest-latency, lowest-usage or first-healthy)"
                     ),
                 )
             })

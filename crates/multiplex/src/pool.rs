@@ -790,6 +790,7 @@ impl Inner {
                     self.keys[self.members[i].key].headroom(now)
                 })
             }
+            Strategy::FirstHealthy => mask.trailing_zeros() as usize,
             _ => {
                 let start = (self.cursor.fetch_add(1, Ordering::Relaxed) % n as u64) as usize;
                 next_bit(mask, start)

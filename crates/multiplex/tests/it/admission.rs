@@ -291,3 +291,35 @@ async fn a_call_dropped_mid_attempt_leaves_the_member_not_in_flight() {
     assert_eq!(in_flight, 0, "the dropped attempt was reported");
     gate.notify_waiters();
 }
+
+#[tokio::test(start_paused = true)]
+async fn first_healthy_sends_every_attempt_to_the_first_member_that_can_serve() {
+    use infermux_multiplex::MemberSpec;
+    let stubs: Vec<_> = (0..3)
+        .map(|i| Stub::new(["a", "b", "c"][i], |_req, _ctx| async { ok() }))
+        .collect();
+    let pool = pool(
+        stubs.iter().map(|s| executor(s.clone(), 1, None)).collect(),
+        (0..3).map(MemberSpec::new).collect(),
+        PoolConfig::new(Strategy::FirstHealthy),
+    );
+    let now = tokio::time::Instant::now().into_std();
+    for _ in 0..5 {
+        assert_eq!(pool.select(now), Some(0), "the primary while it can serve");
+    }
+    // the primary's only permit is taken: the first standby, then the second
+    let held = pool.try_lease(0, &[]).expect("a lease on the primary");
+    assert_eq!(pool.select(now), Some(1));
+    let held2 = pool.try_lease(0, &[]).expect("a lease on the first standby");
+    assert_eq!(pool.select(now), Some(2));
+    drop(held2);
+    assert_eq!(pool.select(now), Some(1), "the first standby is back");
+    drop(held);
+    assert_eq!(pool.select(now), Some(0), "the primary is back");
+    let p = policy(1, Duration::from_secs(5));
+    for _ in 0..4 {
+        p.call(&pool, &chat(), &RequestContext::new()).await.unwrap();
+    }
+    assert_eq!(stubs[0].seen().len(), 4);
+    assert!(stubs[1].seen().is_empty() && stubs[2].seen().is_empty());
+}
