@@ -1,0 +1,964 @@
+//! Transfers: uploads from a file (one `PUT`, or multipart with parts in parallel, resumable)
+//! or from a stream, and downloads to a file (parallel ranges, resumable, checked against the
+//! object's SHA-256 before the file appears).
+
+use std::fs::File as StdFile;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use infermux_core::{Error, ErrorKind, Idempotency, RequestContext};
+use sha2::Digest;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::error::{S3Error, sdk_error};
+use crate::key::check_key;
+use crate::kit::{ObjectInfo, S3Kit, SHA256_META, Uploaded, content_md5, ranged_error, unquote};
+
+/// Called with the number of bytes each finished piece of a transfer moved (a part, a range,
+/// a whole small object): a progress bar adds them up.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// What a finished download wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Downloaded {
+    /// The file written.
+    pub path: PathBuf,
+    /// Its size.
+    pub size: u64,
+    /// Its SHA-256 (hex), equal to the object's when the object carries one.
+    pub sha256: String,
+    /// Ranges fetched in this run (ranges already on disk from an interrupted run are not
+    /// fetched again).
+    pub ranges_fetched: u32,
+    /// Ranges found on disk from an interrupted run.
+    pub ranges_resumed: u32,
+}
+
+/// The identity of a local file while it is uploaded: a write to it changes one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Result<Stamp, S3Error> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).map_err(|e| S3Error::io(path, e))?;
+    if !m.is_file() {
+        return Err(S3Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+        ));
+    }
+    Ok(Stamp {
+        len: m.len(),
+        modified: m.modified().ok(),
+        inode: m.ino(),
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, S3Error> + Send + 'static,
+) -> Result<T, S3Error> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        S3Error::Call(Error::new(
+            ErrorKind::Storage,
+            format!("a file task failed: {e}"),
+        ))
+    })?
+}
+
+/// SHA-256 (hex) of a whole file, on the blocking pool.
+pub async fn sha256_file(path: &Path) -> Result<String, S3Error> {
+    let p = path.to_path_buf();
+    blocking(move || {
+        let mut f = StdFile::open(&p).map_err(|e| S3Error::io(&p, e))?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).map_err(|e| S3Error::io(&p, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(hex::encode(h.finalize()))
+    })
+    .await
+}
+
+fn read_part(path: &Path, offset: u64, len: usize) -> Result<Bytes, S3Error> {
+    let f = StdFile::open(path).map_err(|e| S3Error::io(path, e))?;
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, offset).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            S3Error::SourceChanged {
+                path: path.to_path_buf(),
+            }
+        } else {
+            S3Error::io(path, e)
+        }
+    })?;
+    Ok(Bytes::from(buf))
+}
+
+struct Upload<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    path: &'a Path,
+    stamp: Stamp,
+    part_size: u64,
+    parts: u32,
+    progress: Option<&'a Progress>,
+}
+
+impl S3Kit {
+    /// Uploads a file: one `PUT` below the multipart threshold, else a multipart upload with
+    /// `concurrency` parts of `part_size` in flight. The file's SHA-256 is stored with the
+    /// object; a file that changes during the upload is [`S3Error::SourceChanged`] and leaves
+    /// no object. A multipart upload that fails on its endpoint is aborted and started again
+    /// on another endpoint while the deadline and the endpoints last.
+    pub async fn upload_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+    ) -> Result<Uploaded, S3Error> {
+        self.upload_file_with(bucket, key, path, None).await
+    }
+
+    /// [`S3Kit::upload_file`] reporting progress.
+    pub async fn upload_file_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        progress: Option<&Progress>,
+    ) -> Result<Uploaded, S3Error> {
+        check_key(key)?;
+        let before = stamp(path)?;
+        let transfer = self.transfer();
+        let ctx = self.ctx();
+        if before.len < transfer.multipart_threshold {
+            let p = path.to_path_buf();
+            let body = blocking(move || std::fs::read(&p).map_err(|e| S3Error::io(&p, e))).await?;
+            if stamp(path)? != before || body.len() as u64 != before.len {
+                return Err(S3Error::SourceChanged {
+                    path: path.to_path_buf(),
+                });
+            }
+            let body = Bytes::from(body);
+            let sha = hex::encode(sha2::Sha256::digest(&body));
+            let n = body.len() as u64;
+            let out = Box::pin(self.put_in(&ctx, bucket, key, body, sha)).await?;
+            if let Some(p) = progress {
+                p(n);
+            }
+            return Ok(out);
+        }
+        let sha = sha256_file(path).await?;
+        let part_size = transfer.part_size_for(before.len);
+        let up = Upload {
+            bucket,
+            key,
+            path,
+            stamp: before,
+            part_size,
+            parts: u32::try_from(before.len.div_ceil(part_size)).unwrap_or(u32::MAX),
+            progress,
+        };
+        let mut last = None;
+        for _ in 0..self.inner.endpoints.len() {
+            let (upload_id, ep) = Box::pin(self.create_upload(&ctx, bucket, key, &sha)).await?;
+            // boxed: the parts' futures are large
+            match Box::pin(self.upload_parts(&ctx, &up, ep, &upload_id, &[])).await {
+                Ok(etag) => {
+                    return Ok(Uploaded {
+                        key: key.to_owned(),
+                        size: before.len,
+                        sha256: sha,
+                        etag,
+                        parts: up.parts,
+                        endpoint: self.endpoint_name(ep).to_owned(),
+                    });
+                }
+                Err(e) => {
+                    let aborted = self.abort_on(ep, bucket, key, &upload_id).await.is_ok();
+                    // the endpoint failed (not the request): start again where the pool sends us
+                    let retry_elsewhere = match &e {
+                        S3Error::Call(c) => {
+                            (c.kind().is_transient()
+                                || matches!(
+                                    c.kind(),
+                                    ErrorKind::CircuitOpen | ErrorKind::QueueFull
+                                ))
+                                && !ctx_expired(&ctx)
+                        }
+                        _ => false,
+                    };
+                    let e = match e {
+                        S3Error::Call(source) => S3Error::UploadFailed {
+                            key: key.to_owned(),
+                            endpoint: self.endpoint_name(ep).to_owned(),
+                            upload_id: (!aborted).then(|| upload_id.clone()),
+                            source,
+                        },
+                        other => return Err(other),
+                    };
+                    tracing::warn!(
+                        target: "infermux::s3",
+                        endpoint = self.endpoint_name(ep),
+                        aborted,
+                        "multipart upload failed: {e}"
+                    );
+                    if !retry_elsewhere {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| S3Error::Config("no endpoint".into())))
+    }
+
+    async fn create_upload(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        key: &str,
+        sha: &str,
+    ) -> Result<(String, usize), S3Error> {
+        self.run(
+            "s3.create_multipart_upload",
+            Idempotency::NonIdempotent,
+            ctx,
+            |ep| {
+                let mut req = ep.client.create_multipart_upload().bucket(bucket).key(key);
+                if !sha.is_empty() {
+                    req = req.metadata(SHA256_META, sha);
+                }
+                async move {
+                    let out = req
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("CreateMultipartUpload", e))?;
+                    out.upload_id().map(str::to_owned).ok_or_else(|| {
+                        Error::new(ErrorKind::Decode, "CreateMultipartUpload: no upload id")
+                    })
+                }
+            },
+        )
+        .await
+        .map_err(|e| S3Error::from_call(e, bucket, None))
+    }
+
+    /// Uploads the parts not in `done` on endpoint `ep` and completes the upload.
+    async fn upload_parts(
+        &self,
+        ctx: &RequestContext,
+        up: &Upload<'_>,
+        ep: usize,
+        upload_id: &str,
+        done: &[CompletedPart],
+    ) -> Result<Option<String>, S3Error> {
+        let concurrency = self.transfer().concurrency;
+        let have: std::collections::HashMap<i32, &CompletedPart> = done
+            .iter()
+            .filter_map(|p| Some((p.part_number()?, p)))
+            .collect();
+        let todo: Vec<u32> = (1..=up.parts).collect();
+        let mut completed: Vec<CompletedPart> = stream::iter(todo)
+            .map(|n| {
+                let have = have.get(&(n as i32)).copied().cloned();
+                async move {
+                    let offset = u64::from(n - 1) * up.part_size;
+                    let len = up.part_size.min(up.stamp.len - offset) as usize;
+                    let path = up.path.to_path_buf();
+                    let (body, md5) = blocking(move || {
+                        let b = read_part(&path, offset, len)?;
+                        let m = content_md5(&b);
+                        Ok((b, m))
+                    })
+                    .await?;
+                    if let Some(p) = have
+                        && p.e_tag().map(unquote).as_deref() == Some(&md5_hex_of_b64(&md5))
+                    {
+                        return Ok(p);
+                    }
+                    let etag = self
+                        .run_on(ep, "s3.upload_part", Idempotency::Idempotent, ctx, |e| {
+                            let req = e
+                                .client
+                                .upload_part()
+                                .bucket(up.bucket)
+                                .key(up.key)
+                                .upload_id(upload_id)
+                                .part_number(n as i32)
+                                .content_length(len as i64)
+                                .content_md5(md5.clone())
+                                .body(ByteStream::from(body.clone()));
+                            async move {
+                                let out =
+                                    req.send().await.map_err(|e| sdk_error("UploadPart", e))?;
+                                Ok(out.e_tag().map(str::to_owned))
+                            }
+                        })
+                        .await
+                        .map_err(S3Error::Call)?;
+                    if let Some(p) = up.progress {
+                        p(len as u64);
+                    }
+                    Ok::<_, S3Error>(
+                        CompletedPart::builder()
+                            .part_number(n as i32)
+                            .set_e_tag(etag)
+                            .build(),
+                    )
+                }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+        // the file must be what was hashed: any write since changes its length, time or inode
+        if stamp(up.path)? != up.stamp {
+            return Err(S3Error::SourceChanged {
+                path: up.path.to_path_buf(),
+            });
+        }
+        completed.sort_by_key(|p| p.part_number());
+        let parts = CompletedMultipartUpload::builder()
+            .set_parts(Some(completed))
+            .build();
+        let etag = self
+            .run_on(
+                ep,
+                "s3.complete_multipart_upload",
+                Idempotency::Idempotent,
+                ctx,
+                |e| {
+                    let req = e
+                        .client
+                        .complete_multipart_upload()
+                        .bucket(up.bucket)
+                        .key(up.key)
+                        .upload_id(upload_id)
+                        .multipart_upload(parts.clone());
+                    async move {
+                        let out = req
+                            .send()
+                            .await
+                            .map_err(|e| sdk_error("CompleteMultipartUpload", e))?;
+                        Ok(out.e_tag().map(unquote))
+                    }
+                },
+            )
+            .await
+            .map_err(S3Error::Call)?;
+        Ok(etag)
+    }
+
+    /// Aborts an upload on endpoint `ep`; when that endpoint cannot be reached, through any
+    /// endpoint the pool picks (nodes of one store share their uploads). `Ok(true)` when an
+    /// upload was aborted, `Ok(false)` when none was found.
+    async fn abort_on(
+        &self,
+        ep: usize,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<bool, S3Error> {
+        let ctx = RequestContext::new().with_timeout(std::time::Duration::from_secs(10));
+        let attempt = |e: &crate::kit::Endpoint| {
+            let req = e
+                .client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id);
+            async move {
+                match req.send().await {
+                    Ok(_) => Ok(true),
+                    Err(e) => {
+                        let e = sdk_error("AbortMultipartUpload", e);
+                        // already gone (completed or aborted elsewhere)
+                        if e.kind() == ErrorKind::NotFound {
+                            Ok(false)
+                        } else {
+                            Err(e)
+                        }
+                    }
+                }
+            }
+        };
+        match self
+            .run_on(
+                ep,
+                "s3.abort_multipart_upload",
+                Idempotency::Idempotent,
+                &ctx,
+                attempt,
+            )
+            .await
+        {
+            Ok(done) => Ok(done),
+            Err(first) if first.kind() != ErrorKind::NotFound => {
+                match self
+                    .run(
+                        "s3.abort_multipart_upload",
+                        Idempotency::Idempotent,
+                        &ctx,
+                        attempt,
+                    )
+                    .await
+                {
+                    Ok((true, _)) => Ok(true),
+                    _ => Err(S3Error::from_call(first, bucket, None)),
+                }
+            }
+            Err(e) => Err(S3Error::from_call(e, bucket, None)),
+        }
+    }
+
+    /// Aborts a multipart upload on the endpoint named `endpoint` (no object appears; its
+    /// parts are freed).
+    pub async fn abort_upload(
+        &self,
+        endpoint: &str,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), S3Error> {
+        let ep = self.endpoint_index(endpoint)?;
+        self.abort_on(ep, bucket, key, upload_id).await.map(|_| ())
+    }
+
+    /// Resumes an interrupted multipart upload of `path` (the upload id an
+    /// [`S3Error::UploadFailed`] named): parts already on the server whose MD5 matches the
+    /// file's are kept, the others uploaded, then the upload is completed. Uses the
+    /// configured part size, which must be the one the upload started with.
+    pub async fn resume_upload(
+        &self,
+        endpoint: &str,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        upload_id: &str,
+    ) -> Result<Uploaded, S3Error> {
+        check_key(key)?;
+        let ep = self.endpoint_index(endpoint)?;
+        let before = stamp(path)?;
+        let ctx = self.ctx();
+        let mut done = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let (page, next) = self
+                .run_on(ep, "s3.list_parts", Idempotency::Idempotent, &ctx, |e| {
+                    let mut req = e
+                        .client
+                        .list_parts()
+                        .bucket(bucket)
+                        .key(key)
+                        .upload_id(upload_id);
+                    if let Some(m) = &marker {
+                        req = req.part_number_marker(m);
+                    }
+                    async move {
+                        let out = req.send().await.map_err(|e| sdk_error("ListParts", e))?;
+                        let parts: Vec<CompletedPart> = out
+                            .parts()
+                            .iter()
+                            .map(|p| {
+                                CompletedPart::builder()
+                                    .set_part_number(p.part_number())
+                                    .set_e_tag(p.e_tag().map(str::to_owned))
+                                    .build()
+                            })
+                            .collect();
+                        let next = if out.is_truncated() == Some(true) {
+                            out.next_part_number_marker().map(str::to_owned)
+                        } else {
+                            None
+                        };
+                        Ok((parts, next))
+                    }
+                })
+                .await
+                .map_err(|e| S3Error::from_call(e, bucket, Some(key)))?;
+            done.extend(page);
+            match next {
+                Some(m) => marker = Some(m),
+                None => break,
+            }
+        }
+        let sha = sha256_file(path).await?;
+        let part_size = self.transfer().part_size_for(before.len);
+        let up = Upload {
+            bucket,
+            key,
+            path,
+            stamp: before,
+            part_size,
+            parts: u32::try_from(before.len.div_ceil(part_size)).unwrap_or(u32::MAX),
+            progress: None,
+        };
+        let etag = Box::pin(self.upload_parts(&ctx, &up, ep, upload_id, &done)).await?;
+        Ok(Uploaded {
+            key: key.to_owned(),
+            size: before.len,
+            sha256: sha,
+            etag,
+            parts: up.parts,
+            endpoint: endpoint.to_owned(),
+        })
+    }
+
+    pub(crate) fn endpoint_index(&self, name: &str) -> Result<usize, S3Error> {
+        self.inner
+            .endpoints
+            .iter()
+            .position(|e| e.name == name)
+            .ok_or_else(|| S3Error::Config(format!("no endpoint named `{name}`")))
+    }
+
+    /// Uploads what `reader` yields, in parts of `part_size` (one `PUT` when it ends before
+    /// the multipart threshold). The SHA-256 is computed as the bytes pass and returned; the
+    /// object carries it only when it fits one `PUT` (a multipart upload must name its
+    /// metadata before its first part). A failed upload is aborted.
+    pub async fn upload_stream<R: AsyncRead + Unpin + Send>(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut reader: R,
+    ) -> Result<Uploaded, S3Error> {
+        check_key(key)?;
+        let transfer = self.transfer();
+        let ctx = self.ctx();
+        let part_size = transfer.part_size as usize;
+        let mut hasher = sha2::Sha256::new();
+        let first = read_chunk(&mut reader, transfer.multipart_threshold as usize).await?;
+        if (first.len() as u64) < transfer.multipart_threshold {
+            let sha = hex::encode(sha2::Sha256::digest(&first));
+            return Box::pin(self.put_in(&ctx, bucket, key, Bytes::from(first), sha)).await;
+        }
+        let (upload_id, ep) = self.create_upload(&ctx, bucket, key, "").await?;
+        let (ctx_ref, upload_ref) = (&ctx, upload_id.as_str());
+        let result: Result<(u64, u32, Option<String>), S3Error> = async {
+            let mut pending = Bytes::from(first);
+            let mut parts = Vec::new();
+            let mut inflight = futures_util::stream::FuturesUnordered::new();
+            let mut n = 0u32;
+            let mut total = 0u64;
+            let mut eof = false;
+            loop {
+                while pending.len() < part_size && !eof {
+                    let more = read_chunk(&mut reader, part_size - pending.len()).await?;
+                    if more.is_empty() {
+                        eof = true;
+                    } else {
+                        let mut v = Vec::with_capacity(pending.len() + more.len());
+                        v.extend_from_slice(&pending);
+                        v.extend_from_slice(&more);
+                        pending = Bytes::from(v);
+                    }
+                }
+                if pending.is_empty() {
+                    break;
+                }
+                let take = pending.len().min(part_size);
+                let body = pending.split_to(take);
+                hasher.update(&body);
+                total += body.len() as u64;
+                n += 1;
+                let number = n;
+                inflight.push(async move {
+                    let md5 = content_md5(&body);
+                    let len = body.len();
+                    let etag = self
+                        .run_on(
+                            ep,
+                            "s3.upload_part",
+                            Idempotency::Idempotent,
+                            ctx_ref,
+                            |e| {
+                                let req = e
+                                    .client
+                                    .upload_part()
+                                    .bucket(bucket)
+                                    .key(key)
+                                    .upload_id(upload_ref)
+                                    .part_number(number as i32)
+                                    .content_length(len as i64)
+                                    .content_md5(md5.clone())
+                                    .body(ByteStream::from(body.clone()));
+                                async move {
+                                    let out =
+                                        req.send().await.map_err(|e| sdk_error("UploadPart", e))?;
+                                    Ok(out.e_tag().map(str::to_owned))
+                                }
+                            },
+                        )
+                        .await
+                        .map_err(S3Error::Call)?;
+                    Ok::<_, S3Error>(
+                        CompletedPart::builder()
+                            .part_number(number as i32)
+                            .set_e_tag(etag)
+                            .build(),
+                    )
+                });
+                if inflight.len() >= transfer.concurrency
+                    && let Some(done) = inflight.next().await
+                {
+                    parts.push(done?);
+                }
+            }
+            while let Some(done) = inflight.next().await {
+                parts.push(done?);
+            }
+            parts.sort_by_key(|p| p.part_number());
+            let body = CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build();
+            let etag = self
+                .run_on(
+                    ep,
+                    "s3.complete_multipart_upload",
+                    Idempotency::Idempotent,
+                    ctx_ref,
+                    |e| {
+                        let req = e
+                            .client
+                            .complete_multipart_upload()
+                            .bucket(bucket)
+                            .key(key)
+                            .upload_id(upload_ref)
+                            .multipart_upload(body.clone());
+                        async move {
+                            let out = req
+                                .send()
+                                .await
+                                .map_err(|e| sdk_error("CompleteMultipartUpload", e))?;
+                            Ok(out.e_tag().map(unquote))
+                        }
+                    },
+                )
+                .await
+                .map_err(S3Error::Call)?;
+            Ok((total, n, etag))
+        }
+        .await;
+        match result {
+            Ok((size, parts, etag)) => Ok(Uploaded {
+                key: key.to_owned(),
+                size,
+                sha256: hex::encode(hasher.finalize()),
+                etag,
+                parts,
+                endpoint: self.endpoint_name(ep).to_owned(),
+            }),
+            Err(e) => {
+                let aborted = self.abort_on(ep, bucket, key, &upload_id).await.is_ok();
+                Err(match e {
+                    S3Error::Call(source) => S3Error::UploadFailed {
+                        key: key.to_owned(),
+                        endpoint: self.endpoint_name(ep).to_owned(),
+                        upload_id: (!aborted).then_some(upload_id),
+                        source,
+                    },
+                    other => other,
+                })
+            }
+        }
+    }
+
+    /// Downloads an object to `path`: ranges of `part_size`, `concurrency` at once, each
+    /// read with `If-Match` on the object's ETag (a changed object is
+    /// [`S3Error::ObjectChanged`]) and each retried on another endpoint when one fails. Bytes
+    /// go to `PATH.infermux-partial`; the ranges finished are listed beside it, so a later
+    /// call resumes. The file appears at `path` only once its SHA-256 (or, for objects
+    /// stored by others, the MD5 a plain ETag names) equals the object's.
+    pub async fn download_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+    ) -> Result<Downloaded, S3Error> {
+        self.download_file_with(bucket, key, path, None).await
+    }
+
+    /// [`S3Kit::download_file`] reporting progress.
+    pub async fn download_file_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        progress: Option<&Progress>,
+    ) -> Result<Downloaded, S3Error> {
+        check_key(key)?;
+        let ctx = self.ctx();
+        let (info, _) = Box::pin(self.head_in(&ctx, bucket, key)).await?;
+        Box::pin(self.download_known(&ctx, bucket, &info, path, progress)).await
+    }
+
+    pub(crate) async fn download_known(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        info: &ObjectInfo,
+        path: &Path,
+        progress: Option<&Progress>,
+    ) -> Result<Downloaded, S3Error> {
+        let key = info.key.as_str();
+        let transfer = self.transfer();
+        let partial = sidecar(path, "infermux-partial");
+        let journal = sidecar(path, "infermux-parts");
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| S3Error::io(dir, e))?;
+        }
+        let range = transfer.part_size;
+        let ranges = info.size.div_ceil(range).max(1);
+        let header = format!(
+            "{} {} {}",
+            info.etag.as_deref().unwrap_or("-"),
+            info.size,
+            range
+        );
+        let done = resume_state(&partial, &journal, &header).await?;
+        let resumed = done.len() as u32;
+        {
+            let (p, j, h, size) = (partial.clone(), journal.clone(), header.clone(), info.size);
+            let fresh = done.is_empty();
+            blocking(move || {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(fresh)
+                    .open(&p)
+                    .map_err(|e| S3Error::io(&p, e))?;
+                f.set_len(size).map_err(|e| S3Error::io(&p, e))?;
+                if fresh {
+                    std::fs::write(&j, format!("{h}\n")).map_err(|e| S3Error::io(&j, e))?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        let file = Arc::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&partial)
+                .map_err(|e| S3Error::io(&partial, e))?,
+        );
+        let log = Arc::new(std::sync::Mutex::new(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&journal)
+                .map_err(|e| S3Error::io(&journal, e))?,
+        ));
+        let todo: Vec<u64> = (0..ranges).filter(|i| !done.contains(i)).collect();
+        let fetched = todo.len() as u32;
+        let etag = info.etag.clone();
+        let result: Result<(), S3Error> = stream::iter(todo)
+            .map(|i| {
+                let (file, log, etag) = (file.clone(), log.clone(), etag.clone());
+                let (partial, journal) = (partial.clone(), journal.clone());
+                async move {
+                    let start = i * range;
+                    let end = (start + range).min(info.size);
+                    let body = if info.size == 0 {
+                        Bytes::new()
+                    } else {
+                        self.range_in(ctx, bucket, key, start..end, etag.as_deref())
+                            .await?
+                    };
+                    if body.len() as u64 != end - start {
+                        return Err(S3Error::ChecksumMismatch {
+                            key: key.to_owned(),
+                            expected: format!("{} bytes at {start}", end - start),
+                            actual: format!("{} bytes", body.len()),
+                        });
+                    }
+                    let n = body.len() as u64;
+                    blocking(move || {
+                        file.write_all_at(&body, start)
+                            .map_err(|e| S3Error::io(&partial, e))?;
+                        let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                        writeln!(l, "{i}").map_err(|e| S3Error::io(&journal, e))?;
+                        Ok(())
+                    })
+                    .await?;
+                    if let Some(p) = progress {
+                        p(n);
+                    }
+                    Ok(())
+                }
+            })
+            .buffer_unordered(transfer.concurrency)
+            .try_collect()
+            .await;
+        drop(file);
+        if let Err(e) = result {
+            if matches!(e, S3Error::ObjectChanged { .. }) {
+                let _ = tokio::fs::remove_file(&partial).await;
+                let _ = tokio::fs::remove_file(&journal).await;
+            }
+            return Err(e);
+        }
+        let sha = sha256_file(&partial).await?;
+        let plain_md5 = info
+            .etag
+            .as_deref()
+            .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+        let check = match (&info.sha256, plain_md5) {
+            (Some(expected), _) => Some((expected.clone(), sha.clone())),
+            (None, Some(md5)) => Some((md5.to_ascii_lowercase(), md5_file(&partial).await?)),
+            _ => None,
+        };
+        if let Some((expected, actual)) = check
+            && expected != actual
+        {
+            let _ = tokio::fs::remove_file(&partial).await;
+            let _ = tokio::fs::remove_file(&journal).await;
+            return Err(S3Error::ChecksumMismatch {
+                key: key.to_owned(),
+                expected,
+                actual,
+            });
+        }
+        tokio::fs::rename(&partial, path)
+            .await
+            .map_err(|e| S3Error::io(path, e))?;
+        let _ = tokio::fs::remove_file(&journal).await;
+        Ok(Downloaded {
+            path: path.to_path_buf(),
+            size: info.size,
+            sha256: sha,
+            ranges_fetched: fetched,
+            ranges_resumed: resumed,
+        })
+    }
+
+    async fn range_in(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+        key: &str,
+        range: std::ops::Range<u64>,
+        etag: Option<&str>,
+    ) -> Result<Bytes, S3Error> {
+        self.run("s3.get_range", Idempotency::Idempotent, ctx, |ep| {
+            let mut req = ep
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .range(format!("bytes={}-{}", range.start, range.end - 1));
+            if let Some(t) = etag {
+                req = req.if_match(format!("\"{t}\""));
+            }
+            async move {
+                let out = req.send().await.map_err(|e| sdk_error("GetObject", e))?;
+                let body = out.body.collect().await.map_err(|e| {
+                    Error::new(ErrorKind::Connect, format!("S3 GetObject: body: {e}"))
+                        .with_reached_server(true)
+                })?;
+                Ok(body.into_bytes())
+            }
+        })
+        .await
+        .map(|(v, _)| v)
+        .map_err(|e| ranged_error(e, bucket, key))
+    }
+}
+
+async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, cap: usize) -> Result<Vec<u8>, S3Error> {
+    let mut buf = Vec::with_capacity(cap);
+    reader
+        .take(cap as u64)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|e| S3Error::io("<stream>", e))?;
+    Ok(buf)
+}
+
+fn ctx_expired(ctx: &RequestContext) -> bool {
+    ctx.deadline()
+        .is_some_and(|d| d <= std::time::Instant::now())
+}
+
+fn md5_hex_of_b64(b64: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map(hex::encode)
+        .unwrap_or_default()
+}
+
+async fn md5_file(path: &Path) -> Result<String, S3Error> {
+    let p = path.to_path_buf();
+    blocking(move || {
+        let mut f = StdFile::open(&p).map_err(|e| S3Error::io(&p, e))?;
+        let mut h = md5::Md5::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).map_err(|e| S3Error::io(&p, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(hex::encode(h.finalize()))
+    })
+    .await
+}
+
+/// `PATH.suffix` beside `path`.
+pub(crate) fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".");
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// The ranges an interrupted download finished, when its journal names the same object
+/// (ETag, size, range size); none otherwise (and the stale files are replaced).
+async fn resume_state(
+    partial: &Path,
+    journal: &Path,
+    header: &str,
+) -> Result<std::collections::HashSet<u64>, S3Error> {
+    let mut done = std::collections::HashSet::new();
+    let (Ok(text), true) = (
+        tokio::fs::read_to_string(journal).await,
+        tokio::fs::try_exists(partial).await.unwrap_or(false),
+    ) else {
+        return Ok(done);
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some(header) {
+        return Ok(done);
+    }
+    // only whole lines count: a line cut by a crash is ignored
+    let complete = if text.ends_with('\n') {
+        text.lines().count()
+    } else {
+        text.lines().count() - 1
+    };
+    for l in text.lines().skip(1).take(complete.saturating_sub(1)) {
+        if let Ok(i) = l.trim().parse() {
+            done.insert(i);
+        }
+    }
+    Ok(done)
+}
