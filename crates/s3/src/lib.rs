@@ -39,7 +39,6 @@ pub use sync::SyncReport;
 pub use transfer::{Downloaded, Progress, sha256_file};
 
 pub use infermux_resilience::breaker::BreakerState;
-pub use verify::{ContextualModel, LexicalVerifier, TokenVectors, Verifier};
 
 // The README, compiled as doctests (`cargo test --doc`).
 #[cfg(doctest)]
