@@ -108,9 +108,9 @@ impl fmt::Debug for S3Credentials {
 /// ```
 /// use infermux_s3::{S3Credentials, S3EndpointConfig};
 /// let ep = S3EndpointConfig::new("local", "http://127.0.0.1:9000")
-///     .with_credentials(S3Credentials::new("AKIA", "secret"))
+///     .with_credentials(S3Credentials::new("AKIA", "wJalr-s3cr3t"))
 ///     .with_path_style(true);
-/// assert!(!format!("{ep:?}").contains("secret"));
+/// assert!(!format!("{ep:?}").contains("wJalr-s3cr3t"));
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -468,40 +468,46 @@ impl S3Kit {
 
     /// Creates `bucket` (an existing bucket of ours is not an error).
     pub async fn create_bucket(&self, bucket: &str) -> Result<(), S3Error> {
-        let ctx = self.ctx();
-        let r = self
-            .run("s3.create_bucket", Idempotency::Idempotent, &ctx, |ep| {
-                let req = ep.client.create_bucket().bucket(bucket);
-                async move {
-                    match req.send().await {
-                        Ok(_) => Ok(()),
-                        Err(e) => {
-                            let e = sdk_error("CreateBucket", e);
-                            match e.provider_code() {
-                                Some("BucketAlreadyOwnedByYou") => Ok(()),
-                                // someone's: ours when our credentials can read it
-                                Some("BucketAlreadyExists") => {
-                                    match ep.client.head_bucket().bucket(bucket).send().await {
-                                        Ok(_) => Ok(()),
-                                        Err(_) => Err(e),
+        erase(async move {
+            let ctx = self.ctx();
+            let r = self
+                .run("s3.create_bucket", Idempotency::Idempotent, &ctx, |ep| {
+                    let req = ep.client.create_bucket().bucket(bucket);
+                    async move {
+                        match req.send().await {
+                            Ok(_) => Ok(()),
+                            Err(e) => {
+                                let e = sdk_error("CreateBucket", e);
+                                match e.provider_code() {
+                                    Some("BucketAlreadyOwnedByYou") => Ok(()),
+                                    // someone's: ours when our credentials can read it
+                                    Some("BucketAlreadyExists") => {
+                                        match ep.client.head_bucket().bucket(bucket).send().await {
+                                            Ok(_) => Ok(()),
+                                            Err(_) => Err(e),
+                                        }
                                     }
+                                    _ => Err(e),
                                 }
-                                _ => Err(e),
                             }
                         }
                     }
-                }
-            })
-            .await;
-        r.map(|_| ())
-            .map_err(|e| S3Error::from_call(e, bucket, None))
+                })
+                .await;
+            r.map(|_| ())
+                .map_err(|e| S3Error::from_call(e, bucket, None))
+        })
+        .await
     }
 
     /// An object's size, ETag, modification time and stored SHA-256.
     pub async fn head(&self, bucket: &str, key: &str) -> Result<ObjectInfo, S3Error> {
-        check_key(key)?;
-        let ctx = self.ctx();
-        self.head_in(&ctx, bucket, key).await.map(|(info, _)| info)
+        erase(async move {
+            check_key(key)?;
+            let ctx = self.ctx();
+            self.head_in(&ctx, bucket, key).await.map(|(info, _)| info)
+        })
+        .await
     }
 
     pub(crate) async fn head_in(
@@ -534,18 +540,21 @@ impl S3Kit {
 
     /// Every object under `prefix`, page by page (each page one call through the policy).
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, S3Error> {
-        let mut all = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let (page, next) = self
-                .list_page(bucket, prefix, token.as_deref(), 1000)
-                .await?;
-            all.extend(page);
-            match next {
-                Some(t) => token = Some(t),
-                None => return Ok(all),
+        erase(async move {
+            let mut all = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let (page, next) = self
+                    .list_page(bucket, prefix, token.as_deref(), 1000)
+                    .await?;
+                all.extend(page);
+                match next {
+                    Some(t) => token = Some(t),
+                    None => return Ok(all),
+                }
             }
-        }
+        })
+        .await
     }
 
     /// One page of at most `max_keys` objects under `prefix`, from `token` on; returns the
@@ -557,48 +566,51 @@ impl S3Kit {
         token: Option<&str>,
         max_keys: i32,
     ) -> Result<(Vec<ObjectInfo>, Option<String>), S3Error> {
-        let ctx = self.ctx();
-        self.run("s3.list", Idempotency::Idempotent, &ctx, |ep| {
-            let mut req = ep
-                .client
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(prefix)
-                .max_keys(max_keys);
-            if let Some(t) = token {
-                req = req.continuation_token(t);
-            }
-            async move {
-                let out = req
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("ListObjectsV2", e))?;
-                let page = out
-                    .contents()
-                    .iter()
-                    .filter_map(|o| {
-                        Some(ObjectInfo {
-                            key: o.key()?.to_owned(),
-                            size: o.size().map_or(0, |n| n.max(0) as u64),
-                            etag: o.e_tag().map(unquote),
-                            last_modified: o
-                                .last_modified()
-                                .and_then(|t| SystemTime::try_from(*t).ok()),
-                            sha256: None,
+        erase(async move {
+            let ctx = self.ctx();
+            self.run("s3.list", Idempotency::Idempotent, &ctx, |ep| {
+                let mut req = ep
+                    .client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .max_keys(max_keys);
+                if let Some(t) = token {
+                    req = req.continuation_token(t);
+                }
+                async move {
+                    let out = req
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("ListObjectsV2", e))?;
+                    let page = out
+                        .contents()
+                        .iter()
+                        .filter_map(|o| {
+                            Some(ObjectInfo {
+                                key: o.key()?.to_owned(),
+                                size: o.size().map_or(0, |n| n.max(0) as u64),
+                                etag: o.e_tag().map(unquote),
+                                last_modified: o
+                                    .last_modified()
+                                    .and_then(|t| SystemTime::try_from(*t).ok()),
+                                sha256: None,
+                            })
                         })
-                    })
-                    .collect();
-                let next = if out.is_truncated() == Some(true) {
-                    out.next_continuation_token().map(str::to_owned)
-                } else {
-                    None
-                };
-                Ok((page, next))
-            }
+                        .collect();
+                    let next = if out.is_truncated() == Some(true) {
+                        out.next_continuation_token().map(str::to_owned)
+                    } else {
+                        None
+                    };
+                    Ok((page, next))
+                }
+            })
+            .await
+            .map(|(v, _)| v)
+            .map_err(|e| S3Error::from_call(e, bucket, None))
         })
         .await
-        .map(|(v, _)| v)
-        .map_err(|e| S3Error::from_call(e, bucket, None))
     }
 
     /// Stores `body` as one object (a single `PUT` with `Content-MD5` and the SHA-256 in its
@@ -609,10 +621,13 @@ impl S3Kit {
         key: &str,
         body: Bytes,
     ) -> Result<Uploaded, S3Error> {
-        check_key(key)?;
-        let sha = hex::encode(sha2::Sha256::digest(&body));
-        let ctx = self.ctx();
-        self.put_in(&ctx, bucket, key, body, sha).await
+        erase(async move {
+            check_key(key)?;
+            let sha = hex::encode(sha2::Sha256::digest(&body));
+            let ctx = self.ctx();
+            self.put_in(&ctx, bucket, key, body, sha).await
+        })
+        .await
     }
 
     pub(crate) async fn put_in(
@@ -655,49 +670,52 @@ impl S3Kit {
 
     /// A whole object in memory; its SHA-256 is checked against the one stored with it.
     pub async fn get_bytes(&self, bucket: &str, key: &str) -> Result<Bytes, S3Error> {
-        check_key(key)?;
-        let ctx = self.ctx();
-        let (body, meta) = self
-            .run("s3.get", Idempotency::Idempotent, &ctx, |ep| {
-                let req = ep.client.get_object().bucket(bucket).key(key);
-                async move {
-                    let out = req.send().await.map_err(|e| sdk_error("GetObject", e))?;
-                    let sha = out
-                        .metadata()
-                        .and_then(|m| m.get(SHA256_META))
-                        .map(|s| s.to_ascii_lowercase());
-                    let len = out.content_length();
-                    let body = out.body.collect().await.map_err(|e| {
-                        Error::new(ErrorKind::Connect, format!("S3 GetObject: body: {e}"))
-                            .with_reached_server(true)
-                    })?;
-                    Ok((body.into_bytes(), (sha, len)))
-                }
-            })
-            .await
-            .map(|(v, _)| v)
-            .map_err(|e| S3Error::from_call(e, bucket, Some(key)))?;
-        let (sha, len) = meta;
-        if let Some(len) = len
-            && len as u64 != body.len() as u64
-        {
-            return Err(S3Error::ChecksumMismatch {
-                key: key.to_owned(),
-                expected: format!("{len} bytes"),
-                actual: format!("{} bytes", body.len()),
-            });
-        }
-        if let Some(expected) = sha {
-            let actual = hex::encode(sha2::Sha256::digest(&body));
-            if actual != expected {
+        erase(async move {
+            check_key(key)?;
+            let ctx = self.ctx();
+            let (body, meta) = self
+                .run("s3.get", Idempotency::Idempotent, &ctx, |ep| {
+                    let req = ep.client.get_object().bucket(bucket).key(key);
+                    async move {
+                        let out = req.send().await.map_err(|e| sdk_error("GetObject", e))?;
+                        let sha = out
+                            .metadata()
+                            .and_then(|m| m.get(SHA256_META))
+                            .map(|s| s.to_ascii_lowercase());
+                        let len = out.content_length();
+                        let body = out.body.collect().await.map_err(|e| {
+                            Error::new(ErrorKind::Connect, format!("S3 GetObject: body: {e}"))
+                                .with_reached_server(true)
+                        })?;
+                        Ok((body.into_bytes(), (sha, len)))
+                    }
+                })
+                .await
+                .map(|(v, _)| v)
+                .map_err(|e| S3Error::from_call(e, bucket, Some(key)))?;
+            let (sha, len) = meta;
+            if let Some(len) = len
+                && len as u64 != body.len() as u64
+            {
                 return Err(S3Error::ChecksumMismatch {
                     key: key.to_owned(),
-                    expected,
-                    actual,
+                    expected: format!("{len} bytes"),
+                    actual: format!("{} bytes", body.len()),
                 });
             }
-        }
-        Ok(body)
+            if let Some(expected) = sha {
+                let actual = hex::encode(sha2::Sha256::digest(&body));
+                if actual != expected {
+                    return Err(S3Error::ChecksumMismatch {
+                        key: key.to_owned(),
+                        expected,
+                        actual,
+                    });
+                }
+            }
+            Ok(body)
+        })
+        .await
     }
 
     /// Bytes `start..end` of an object (`If-Match` on `etag` when given: a changed object is
@@ -709,49 +727,55 @@ impl S3Kit {
         range: std::ops::Range<u64>,
         etag: Option<&str>,
     ) -> Result<Bytes, S3Error> {
-        check_key(key)?;
-        if range.start >= range.end {
-            return Ok(Bytes::new());
-        }
-        let ctx = self.ctx();
-        self.run("s3.get_range", Idempotency::Idempotent, &ctx, |ep| {
-            let mut req = ep
-                .client
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .range(format!("bytes={}-{}", range.start, range.end - 1));
-            if let Some(t) = etag {
-                req = req.if_match(format!("\"{t}\""));
+        erase(async move {
+            check_key(key)?;
+            if range.start >= range.end {
+                return Ok(Bytes::new());
             }
-            async move {
-                let out = req.send().await.map_err(|e| sdk_error("GetObject", e))?;
-                let body = out.body.collect().await.map_err(|e| {
-                    Error::new(ErrorKind::Connect, format!("S3 GetObject: body: {e}"))
-                        .with_reached_server(true)
-                })?;
-                Ok(body.into_bytes())
-            }
+            let ctx = self.ctx();
+            self.run("s3.get_range", Idempotency::Idempotent, &ctx, |ep| {
+                let mut req = ep
+                    .client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .range(format!("bytes={}-{}", range.start, range.end - 1));
+                if let Some(t) = etag {
+                    req = req.if_match(format!("\"{t}\""));
+                }
+                async move {
+                    let out = req.send().await.map_err(|e| sdk_error("GetObject", e))?;
+                    let body = out.body.collect().await.map_err(|e| {
+                        Error::new(ErrorKind::Connect, format!("S3 GetObject: body: {e}"))
+                            .with_reached_server(true)
+                    })?;
+                    Ok(body.into_bytes())
+                }
+            })
+            .await
+            .map(|(v, _)| v)
+            .map_err(|e| ranged_error(e, bucket, key))
         })
         .await
-        .map(|(v, _)| v)
-        .map_err(|e| ranged_error(e, bucket, key))
     }
 
     /// Deletes one object (deleting a missing object is not an error, as in S3).
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), S3Error> {
-        check_key(key)?;
-        let ctx = self.ctx();
-        self.run("s3.delete", Idempotency::Idempotent, &ctx, |ep| {
-            let req = ep.client.delete_object().bucket(bucket).key(key);
-            async move {
-                req.send().await.map_err(|e| sdk_error("DeleteObject", e))?;
-                Ok(())
-            }
+        erase(async move {
+            check_key(key)?;
+            let ctx = self.ctx();
+            self.run("s3.delete", Idempotency::Idempotent, &ctx, |ep| {
+                let req = ep.client.delete_object().bucket(bucket).key(key);
+                async move {
+                    req.send().await.map_err(|e| sdk_error("DeleteObject", e))?;
+                    Ok(())
+                }
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| S3Error::from_call(e, bucket, None))
         })
         .await
-        .map(|_| ())
-        .map_err(|e| S3Error::from_call(e, bucket, None))
     }
 
     /// Deletes many objects, 1000 per request; returns the keys the server could not delete
@@ -761,51 +785,54 @@ impl S3Kit {
         bucket: &str,
         keys: &[String],
     ) -> Result<Vec<(String, String)>, S3Error> {
-        for k in keys {
-            check_key(k)?;
-        }
-        let mut failed = Vec::new();
-        for chunk in keys.chunks(1000) {
-            let ctx = self.ctx();
-            let ids: Vec<ObjectIdentifier> = chunk
-                .iter()
-                .map(|k| ObjectIdentifier::builder().key(k).build())
-                .collect::<Result<_, _>>()
-                .map_err(|e| S3Error::Config(e.to_string()))?;
-            let delete = Delete::builder()
-                .set_objects(Some(ids))
-                .quiet(true)
-                .build()
-                .map_err(|e| S3Error::Config(e.to_string()))?;
-            let (errs, _) = self
-                .run("s3.delete_many", Idempotency::Idempotent, &ctx, |ep| {
-                    let req = ep
-                        .client
-                        .delete_objects()
-                        .bucket(bucket)
-                        .delete(delete.clone());
-                    async move {
-                        let out = req
-                            .send()
-                            .await
-                            .map_err(|e| sdk_error("DeleteObjects", e))?;
-                        Ok(out
-                            .errors()
-                            .iter()
-                            .map(|e| {
-                                (
-                                    e.key().unwrap_or_default().to_owned(),
-                                    e.code().unwrap_or("Unknown").to_owned(),
-                                )
-                            })
-                            .collect::<Vec<_>>())
-                    }
-                })
-                .await
-                .map_err(|e| S3Error::from_call(e, bucket, None))?;
-            failed.extend(errs);
-        }
-        Ok(failed)
+        erase(async move {
+            for k in keys {
+                check_key(k)?;
+            }
+            let mut failed = Vec::new();
+            for chunk in keys.chunks(1000) {
+                let ctx = self.ctx();
+                let ids: Vec<ObjectIdentifier> = chunk
+                    .iter()
+                    .map(|k| ObjectIdentifier::builder().key(k).build())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| S3Error::Config(e.to_string()))?;
+                let delete = Delete::builder()
+                    .set_objects(Some(ids))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| S3Error::Config(e.to_string()))?;
+                let (errs, _) = self
+                    .run("s3.delete_many", Idempotency::Idempotent, &ctx, |ep| {
+                        let req = ep
+                            .client
+                            .delete_objects()
+                            .bucket(bucket)
+                            .delete(delete.clone());
+                        async move {
+                            let out = req
+                                .send()
+                                .await
+                                .map_err(|e| sdk_error("DeleteObjects", e))?;
+                            Ok(out
+                                .errors()
+                                .iter()
+                                .map(|e| {
+                                    (
+                                        e.key().unwrap_or_default().to_owned(),
+                                        e.code().unwrap_or("Unknown").to_owned(),
+                                    )
+                                })
+                                .collect::<Vec<_>>())
+                        }
+                    })
+                    .await
+                    .map_err(|e| S3Error::from_call(e, bucket, None))?;
+                failed.extend(errs);
+            }
+            Ok(failed)
+        })
+        .await
     }
 
     /// Copies an object on the server (metadata, the SHA-256 included, is copied along).
@@ -816,25 +843,28 @@ impl S3Kit {
         dst_bucket: &str,
         dst_key: &str,
     ) -> Result<(), S3Error> {
-        check_key(src_key)?;
-        check_key(dst_key)?;
-        let source = format!("{src_bucket}/{}", encode_copy_source(src_key));
-        let ctx = self.ctx();
-        self.run("s3.copy", Idempotency::Idempotent, &ctx, |ep| {
-            let req = ep
-                .client
-                .copy_object()
-                .bucket(dst_bucket)
-                .key(dst_key)
-                .copy_source(source.clone());
-            async move {
-                req.send().await.map_err(|e| sdk_error("CopyObject", e))?;
-                Ok(())
-            }
+        erase(async move {
+            check_key(src_key)?;
+            check_key(dst_key)?;
+            let source = format!("{src_bucket}/{}", encode_copy_source(src_key));
+            let ctx = self.ctx();
+            self.run("s3.copy", Idempotency::Idempotent, &ctx, |ep| {
+                let req = ep
+                    .client
+                    .copy_object()
+                    .bucket(dst_bucket)
+                    .key(dst_key)
+                    .copy_source(source.clone());
+                async move {
+                    req.send().await.map_err(|e| sdk_error("CopyObject", e))?;
+                    Ok(())
+                }
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| S3Error::from_call(e, src_bucket, Some(src_key)))
         })
         .await
-        .map(|_| ())
-        .map_err(|e| S3Error::from_call(e, src_bucket, Some(src_key)))
     }
 
     fn presign_endpoint(&self) -> &Endpoint {
@@ -851,18 +881,21 @@ impl S3Kit {
         key: &str,
         expires: Duration,
     ) -> Result<String, S3Error> {
-        check_key(key)?;
-        let cfg = presigning(expires)?;
-        let req = self
-            .presign_endpoint()
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .presigned(cfg)
-            .await
-            .map_err(|e| S3Error::Call(sdk_error("presign GetObject", e)))?;
-        Ok(req.uri().to_owned())
+        erase(async move {
+            check_key(key)?;
+            let cfg = presigning(expires)?;
+            let req = self
+                .presign_endpoint()
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .presigned(cfg)
+                .await
+                .map_err(|e| S3Error::Call(sdk_error("presign GetObject", e)))?;
+            Ok(req.uri().to_owned())
+        })
+        .await
     }
 
     /// A presigned `PUT` URL valid for `expires` (at most 7 days).
@@ -872,18 +905,21 @@ impl S3Kit {
         key: &str,
         expires: Duration,
     ) -> Result<String, S3Error> {
-        check_key(key)?;
-        let cfg = presigning(expires)?;
-        let req = self
-            .presign_endpoint()
-            .client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .presigned(cfg)
-            .await
-            .map_err(|e| S3Error::Call(sdk_error("presign PutObject", e)))?;
-        Ok(req.uri().to_owned())
+        erase(async move {
+            check_key(key)?;
+            let cfg = presigning(expires)?;
+            let req = self
+                .presign_endpoint()
+                .client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .presigned(cfg)
+                .await
+                .map_err(|e| S3Error::Call(sdk_error("presign PutObject", e)))?;
+            Ok(req.uri().to_owned())
+        })
+        .await
     }
 }
 
@@ -926,4 +962,13 @@ fn encode_copy_source(key: &str) -> String {
         }
     }
     out
+}
+
+/// A public operation's future behind a box, its type erased: the SDK's futures nest deep, and
+/// a caller's `async fn` awaiting them inline would push rustc past its query depth limit (and
+/// a debug build's task past its stack).
+pub(crate) fn erase<'a, T>(
+    f: impl Future<Output = T> + Send + 'a,
+) -> std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>> {
+    Box::pin(f)
 }

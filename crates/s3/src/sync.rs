@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::S3Error;
 use crate::key::local_path;
-use crate::kit::S3Kit;
+use crate::kit::{S3Kit, erase};
 use crate::transfer::{Progress, sha256_file};
 
 /// What a sync did.
@@ -108,25 +108,28 @@ impl S3Kit {
         prefix: &str,
         progress: Option<&Progress>,
     ) -> Result<SyncReport, S3Error> {
-        let mut report = SyncReport::default();
-        for (rel, path) in walk(dir)? {
-            let key = join_key(prefix, &rel);
-            let local = sha256_file(&path).await?;
-            let remote = match Box::pin(self.head(bucket, &key)).await {
-                Ok(info) => info.sha256,
-                Err(S3Error::NoSuchKey { .. }) => None,
-                Err(e) => return Err(e),
-            };
-            if remote.as_deref() == Some(local.as_str()) {
-                report.unchanged.push(rel);
-                continue;
+        erase(async move {
+            let mut report = SyncReport::default();
+            for (rel, path) in walk(dir)? {
+                let key = join_key(prefix, &rel);
+                let local = sha256_file(&path).await?;
+                let remote = match Box::pin(self.head(bucket, &key)).await {
+                    Ok(info) => info.sha256,
+                    Err(S3Error::NoSuchKey { .. }) => None,
+                    Err(e) => return Err(e),
+                };
+                if remote.as_deref() == Some(local.as_str()) {
+                    report.unchanged.push(rel);
+                    continue;
+                }
+                // boxed: a transfer's future is large, and a sync holds several in a row
+                let up = Box::pin(self.upload_file_with(bucket, &key, &path, progress)).await?;
+                report.bytes += up.size;
+                report.transferred.push(rel);
             }
-            // boxed: a transfer's future is large, and a sync holds several in a row
-            let up = Box::pin(self.upload_file_with(bucket, &key, &path, progress)).await?;
-            report.bytes += up.size;
-            report.transferred.push(rel);
-        }
-        Ok(report)
+            Ok(report)
+        })
+        .await
     }
 
     /// Fetches every object under `prefix` into `dir` (the model folder a local server
@@ -141,76 +144,80 @@ impl S3Kit {
         dir: &Path,
         progress: Option<&Progress>,
     ) -> Result<SyncReport, S3Error> {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| S3Error::io(dir, e))?;
-        let manifest_path = dir.join(MANIFEST);
-        let mut manifest: Manifest = match tokio::fs::read(&manifest_path).await {
-            Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
-            Err(_) => Manifest::default(),
-        };
-        let strip = if prefix.is_empty() || prefix.ends_with('/') {
-            prefix.to_owned()
-        } else {
-            format!("{prefix}/")
-        };
-        let mut report = SyncReport::default();
-        let objects = Box::pin(self.list(bucket, &strip)).await?;
-        for obj in objects {
-            let Some(rel) = obj.key.strip_prefix(&strip) else {
-                continue;
+        erase(async move {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| S3Error::io(dir, e))?;
+            let manifest_path = dir.join(MANIFEST);
+            let mut manifest: Manifest = match tokio::fs::read(&manifest_path).await {
+                Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+                Err(_) => Manifest::default(),
             };
-            if rel.is_empty() || rel.ends_with('/') {
-                continue; // a "folder" marker
-            }
-            let rel = rel.to_owned();
-            let path = local_path(dir, &rel)?;
-            let stat = mtime_ns(&path);
-            if let (Some(e), Some((len, t))) = (manifest.files.get(&rel), stat)
-                && e.size == len
-                && e.mtime_ns == t
-                && e.etag == obj.etag
-                && len == obj.size
-            {
-                report.unchanged.push(rel);
-                continue;
-            }
-            let ctx = self.ctx();
-            let (info, _) = Box::pin(self.head_in(&ctx, bucket, &obj.key)).await?;
-            if stat.is_some_and(|(len, _)| len == info.size) {
-                let local = sha256_file(&path).await?;
-                if info.sha256.as_deref() == Some(local.as_str()) {
-                    let (len, t) = mtime_ns(&path).unwrap_or_default();
-                    manifest.files.insert(
-                        rel.clone(),
-                        Entry {
-                            etag: info.etag.clone(),
-                            size: len,
-                            sha256: local,
-                            mtime_ns: t,
-                        },
-                    );
+            let strip = if prefix.is_empty() || prefix.ends_with('/') {
+                prefix.to_owned()
+            } else {
+                format!("{prefix}/")
+            };
+            let mut report = SyncReport::default();
+            let objects = Box::pin(self.list(bucket, &strip)).await?;
+            for obj in objects {
+                let Some(rel) = obj.key.strip_prefix(&strip) else {
+                    continue;
+                };
+                if rel.is_empty() || rel.ends_with('/') {
+                    continue; // a "folder" marker
+                }
+                let rel = rel.to_owned();
+                let path = local_path(dir, &rel)?;
+                let stat = mtime_ns(&path);
+                if let (Some(e), Some((len, t))) = (manifest.files.get(&rel), stat)
+                    && e.size == len
+                    && e.mtime_ns == t
+                    && e.etag == obj.etag
+                    && len == obj.size
+                {
                     report.unchanged.push(rel);
                     continue;
                 }
+                let ctx = self.ctx();
+                let (info, _) = Box::pin(self.head_in(&ctx, bucket, &obj.key)).await?;
+                if stat.is_some_and(|(len, _)| len == info.size) {
+                    let local = sha256_file(&path).await?;
+                    if info.sha256.as_deref() == Some(local.as_str()) {
+                        let (len, t) = mtime_ns(&path).unwrap_or_default();
+                        manifest.files.insert(
+                            rel.clone(),
+                            Entry {
+                                etag: info.etag.clone(),
+                                size: len,
+                                sha256: local,
+                                mtime_ns: t,
+                            },
+                        );
+                        report.unchanged.push(rel);
+                        continue;
+                    }
+                }
+                let got =
+                    Box::pin(self.download_known(&ctx, bucket, &info, &path, progress)).await?;
+                let (len, t) = mtime_ns(&path).unwrap_or_default();
+                manifest.files.insert(
+                    rel.clone(),
+                    Entry {
+                        etag: info.etag.clone(),
+                        size: len,
+                        sha256: got.sha256,
+                        mtime_ns: t,
+                    },
+                );
+                report.bytes += got.size;
+                report.transferred.push(rel);
+                write_manifest(&manifest_path, &manifest).await?;
             }
-            let got = Box::pin(self.download_known(&ctx, bucket, &info, &path, progress)).await?;
-            let (len, t) = mtime_ns(&path).unwrap_or_default();
-            manifest.files.insert(
-                rel.clone(),
-                Entry {
-                    etag: info.etag.clone(),
-                    size: len,
-                    sha256: got.sha256,
-                    mtime_ns: t,
-                },
-            );
-            report.bytes += got.size;
-            report.transferred.push(rel);
             write_manifest(&manifest_path, &manifest).await?;
-        }
-        write_manifest(&manifest_path, &manifest).await?;
-        Ok(report)
+            Ok(report)
+        })
+        .await
     }
 }
 

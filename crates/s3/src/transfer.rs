@@ -19,7 +19,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::{S3Error, sdk_error};
 use crate::key::check_key;
-use crate::kit::{ObjectInfo, S3Kit, SHA256_META, Uploaded, content_md5, ranged_error, unquote};
+use crate::kit::{
+    ObjectInfo, S3Kit, SHA256_META, Uploaded, content_md5, erase, ranged_error, unquote,
+};
 
 /// Called with the number of bytes each finished piece of a transfer moved (a part, a range,
 /// a whole small object): a progress bar adds them up.
@@ -133,7 +135,7 @@ impl S3Kit {
         key: &str,
         path: &Path,
     ) -> Result<Uploaded, S3Error> {
-        self.upload_file_with(bucket, key, path, None).await
+        erase(async move { self.upload_file_with(bucket, key, path, None).await }).await
     }
 
     /// [`S3Kit::upload_file`] reporting progress.
@@ -144,90 +146,94 @@ impl S3Kit {
         path: &Path,
         progress: Option<&Progress>,
     ) -> Result<Uploaded, S3Error> {
-        check_key(key)?;
-        let before = stamp(path)?;
-        let transfer = self.transfer();
-        let ctx = self.ctx();
-        if before.len < transfer.multipart_threshold {
-            let p = path.to_path_buf();
-            let body = blocking(move || std::fs::read(&p).map_err(|e| S3Error::io(&p, e))).await?;
-            if stamp(path)? != before || body.len() as u64 != before.len {
-                return Err(S3Error::SourceChanged {
-                    path: path.to_path_buf(),
-                });
-            }
-            let body = Bytes::from(body);
-            let sha = hex::encode(sha2::Sha256::digest(&body));
-            let n = body.len() as u64;
-            let out = Box::pin(self.put_in(&ctx, bucket, key, body, sha)).await?;
-            if let Some(p) = progress {
-                p(n);
-            }
-            return Ok(out);
-        }
-        let sha = sha256_file(path).await?;
-        let part_size = transfer.part_size_for(before.len);
-        let up = Upload {
-            bucket,
-            key,
-            path,
-            stamp: before,
-            part_size,
-            parts: u32::try_from(before.len.div_ceil(part_size)).unwrap_or(u32::MAX),
-            progress,
-        };
-        let mut last = None;
-        for _ in 0..self.inner.endpoints.len() {
-            let (upload_id, ep) = Box::pin(self.create_upload(&ctx, bucket, key, &sha)).await?;
-            // boxed: the parts' futures are large
-            match Box::pin(self.upload_parts(&ctx, &up, ep, &upload_id, &[])).await {
-                Ok(etag) => {
-                    return Ok(Uploaded {
-                        key: key.to_owned(),
-                        size: before.len,
-                        sha256: sha,
-                        etag,
-                        parts: up.parts,
-                        endpoint: self.endpoint_name(ep).to_owned(),
+        erase(async move {
+            check_key(key)?;
+            let before = stamp(path)?;
+            let transfer = self.transfer();
+            let ctx = self.ctx();
+            if before.len < transfer.multipart_threshold {
+                let p = path.to_path_buf();
+                let body =
+                    blocking(move || std::fs::read(&p).map_err(|e| S3Error::io(&p, e))).await?;
+                if stamp(path)? != before || body.len() as u64 != before.len {
+                    return Err(S3Error::SourceChanged {
+                        path: path.to_path_buf(),
                     });
                 }
-                Err(e) => {
-                    let aborted = self.abort_on(ep, bucket, key, &upload_id).await.is_ok();
-                    // the endpoint failed (not the request): start again where the pool sends us
-                    let retry_elsewhere = match &e {
-                        S3Error::Call(c) => {
-                            (c.kind().is_transient()
-                                || matches!(
-                                    c.kind(),
-                                    ErrorKind::CircuitOpen | ErrorKind::QueueFull
-                                ))
-                                && !ctx_expired(&ctx)
-                        }
-                        _ => false,
-                    };
-                    let e = match e {
-                        S3Error::Call(source) => S3Error::UploadFailed {
+                let body = Bytes::from(body);
+                let sha = hex::encode(sha2::Sha256::digest(&body));
+                let n = body.len() as u64;
+                let out = Box::pin(self.put_in(&ctx, bucket, key, body, sha)).await?;
+                if let Some(p) = progress {
+                    p(n);
+                }
+                return Ok(out);
+            }
+            let sha = sha256_file(path).await?;
+            let part_size = transfer.part_size_for(before.len);
+            let up = Upload {
+                bucket,
+                key,
+                path,
+                stamp: before,
+                part_size,
+                parts: u32::try_from(before.len.div_ceil(part_size)).unwrap_or(u32::MAX),
+                progress,
+            };
+            let mut last = None;
+            for _ in 0..self.inner.endpoints.len() {
+                let (upload_id, ep) = Box::pin(self.create_upload(&ctx, bucket, key, &sha)).await?;
+                // boxed: the parts' futures are large
+                match Box::pin(self.upload_parts(&ctx, &up, ep, &upload_id, &[])).await {
+                    Ok(etag) => {
+                        return Ok(Uploaded {
                             key: key.to_owned(),
+                            size: before.len,
+                            sha256: sha,
+                            etag,
+                            parts: up.parts,
                             endpoint: self.endpoint_name(ep).to_owned(),
-                            upload_id: (!aborted).then(|| upload_id.clone()),
-                            source,
-                        },
-                        other => return Err(other),
-                    };
-                    tracing::warn!(
-                        target: "infermux::s3",
-                        endpoint = self.endpoint_name(ep),
-                        aborted,
-                        "multipart upload failed: {e}"
-                    );
-                    if !retry_elsewhere {
-                        return Err(e);
+                        });
                     }
-                    last = Some(e);
+                    Err(e) => {
+                        let aborted = self.abort_on(ep, bucket, key, &upload_id).await.is_ok();
+                        // the endpoint failed (not the request): start again where the pool sends us
+                        let retry_elsewhere = match &e {
+                            S3Error::Call(c) => {
+                                (c.kind().is_transient()
+                                    || matches!(
+                                        c.kind(),
+                                        ErrorKind::CircuitOpen | ErrorKind::QueueFull
+                                    ))
+                                    && !ctx_expired(&ctx)
+                            }
+                            _ => false,
+                        };
+                        let e = match e {
+                            S3Error::Call(source) => S3Error::UploadFailed {
+                                key: key.to_owned(),
+                                endpoint: self.endpoint_name(ep).to_owned(),
+                                upload_id: (!aborted).then(|| upload_id.clone()),
+                                source,
+                            },
+                            other => return Err(other),
+                        };
+                        tracing::warn!(
+                            target: "infermux::s3",
+                            endpoint = self.endpoint_name(ep),
+                            aborted,
+                            "multipart upload failed: {e}"
+                        );
+                        if !retry_elsewhere {
+                            return Err(e);
+                        }
+                        last = Some(e);
+                    }
                 }
             }
-        }
-        Err(last.unwrap_or_else(|| S3Error::Config("no endpoint".into())))
+            Err(last.unwrap_or_else(|| S3Error::Config("no endpoint".into())))
+        })
+        .await
     }
 
     async fn create_upload(
@@ -437,8 +443,11 @@ impl S3Kit {
         key: &str,
         upload_id: &str,
     ) -> Result<(), S3Error> {
-        let ep = self.endpoint_index(endpoint)?;
-        self.abort_on(ep, bucket, key, upload_id).await.map(|_| ())
+        erase(async move {
+            let ep = self.endpoint_index(endpoint)?;
+            self.abort_on(ep, bucket, key, upload_id).await.map(|_| ())
+        })
+        .await
     }
 
     /// Resumes an interrupted multipart upload of `path` (the upload id an
@@ -453,72 +462,75 @@ impl S3Kit {
         path: &Path,
         upload_id: &str,
     ) -> Result<Uploaded, S3Error> {
-        check_key(key)?;
-        let ep = self.endpoint_index(endpoint)?;
-        let before = stamp(path)?;
-        let ctx = self.ctx();
-        let mut done = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let (page, next) = self
-                .run_on(ep, "s3.list_parts", Idempotency::Idempotent, &ctx, |e| {
-                    let mut req = e
-                        .client
-                        .list_parts()
-                        .bucket(bucket)
-                        .key(key)
-                        .upload_id(upload_id);
-                    if let Some(m) = &marker {
-                        req = req.part_number_marker(m);
-                    }
-                    async move {
-                        let out = req.send().await.map_err(|e| sdk_error("ListParts", e))?;
-                        let parts: Vec<CompletedPart> = out
-                            .parts()
-                            .iter()
-                            .map(|p| {
-                                CompletedPart::builder()
-                                    .set_part_number(p.part_number())
-                                    .set_e_tag(p.e_tag().map(str::to_owned))
-                                    .build()
-                            })
-                            .collect();
-                        let next = if out.is_truncated() == Some(true) {
-                            out.next_part_number_marker().map(str::to_owned)
-                        } else {
-                            None
-                        };
-                        Ok((parts, next))
-                    }
-                })
-                .await
-                .map_err(|e| S3Error::from_call(e, bucket, Some(key)))?;
-            done.extend(page);
-            match next {
-                Some(m) => marker = Some(m),
-                None => break,
+        erase(async move {
+            check_key(key)?;
+            let ep = self.endpoint_index(endpoint)?;
+            let before = stamp(path)?;
+            let ctx = self.ctx();
+            let mut done = Vec::new();
+            let mut marker: Option<String> = None;
+            loop {
+                let (page, next) = self
+                    .run_on(ep, "s3.list_parts", Idempotency::Idempotent, &ctx, |e| {
+                        let mut req = e
+                            .client
+                            .list_parts()
+                            .bucket(bucket)
+                            .key(key)
+                            .upload_id(upload_id);
+                        if let Some(m) = &marker {
+                            req = req.part_number_marker(m);
+                        }
+                        async move {
+                            let out = req.send().await.map_err(|e| sdk_error("ListParts", e))?;
+                            let parts: Vec<CompletedPart> = out
+                                .parts()
+                                .iter()
+                                .map(|p| {
+                                    CompletedPart::builder()
+                                        .set_part_number(p.part_number())
+                                        .set_e_tag(p.e_tag().map(str::to_owned))
+                                        .build()
+                                })
+                                .collect();
+                            let next = if out.is_truncated() == Some(true) {
+                                out.next_part_number_marker().map(str::to_owned)
+                            } else {
+                                None
+                            };
+                            Ok((parts, next))
+                        }
+                    })
+                    .await
+                    .map_err(|e| S3Error::from_call(e, bucket, Some(key)))?;
+                done.extend(page);
+                match next {
+                    Some(m) => marker = Some(m),
+                    None => break,
+                }
             }
-        }
-        let sha = sha256_file(path).await?;
-        let part_size = self.transfer().part_size_for(before.len);
-        let up = Upload {
-            bucket,
-            key,
-            path,
-            stamp: before,
-            part_size,
-            parts: u32::try_from(before.len.div_ceil(part_size)).unwrap_or(u32::MAX),
-            progress: None,
-        };
-        let etag = Box::pin(self.upload_parts(&ctx, &up, ep, upload_id, &done)).await?;
-        Ok(Uploaded {
-            key: key.to_owned(),
-            size: before.len,
-            sha256: sha,
-            etag,
-            parts: up.parts,
-            endpoint: endpoint.to_owned(),
+            let sha = sha256_file(path).await?;
+            let part_size = self.transfer().part_size_for(before.len);
+            let up = Upload {
+                bucket,
+                key,
+                path,
+                stamp: before,
+                part_size,
+                parts: u32::try_from(before.len.div_ceil(part_size)).unwrap_or(u32::MAX),
+                progress: None,
+            };
+            let etag = Box::pin(self.upload_parts(&ctx, &up, ep, upload_id, &done)).await?;
+            Ok(Uploaded {
+                key: key.to_owned(),
+                size: before.len,
+                sha256: sha,
+                etag,
+                parts: up.parts,
+                endpoint: endpoint.to_owned(),
+            })
         })
+        .await
     }
 
     pub(crate) fn endpoint_index(&self, name: &str) -> Result<usize, S3Error> {
@@ -539,145 +551,150 @@ impl S3Kit {
         key: &str,
         mut reader: R,
     ) -> Result<Uploaded, S3Error> {
-        check_key(key)?;
-        let transfer = self.transfer();
-        let ctx = self.ctx();
-        let part_size = transfer.part_size as usize;
-        let mut hasher = sha2::Sha256::new();
-        let first = read_chunk(&mut reader, transfer.multipart_threshold as usize).await?;
-        if (first.len() as u64) < transfer.multipart_threshold {
-            let sha = hex::encode(sha2::Sha256::digest(&first));
-            return Box::pin(self.put_in(&ctx, bucket, key, Bytes::from(first), sha)).await;
-        }
-        let (upload_id, ep) = self.create_upload(&ctx, bucket, key, "").await?;
-        let (ctx_ref, upload_ref) = (&ctx, upload_id.as_str());
-        let result: Result<(u64, u32, Option<String>), S3Error> = async {
-            let mut pending = Bytes::from(first);
-            let mut parts = Vec::new();
-            let mut inflight = futures_util::stream::FuturesUnordered::new();
-            let mut n = 0u32;
-            let mut total = 0u64;
-            let mut eof = false;
-            loop {
-                while pending.len() < part_size && !eof {
-                    let more = read_chunk(&mut reader, part_size - pending.len()).await?;
-                    if more.is_empty() {
-                        eof = true;
-                    } else {
-                        let mut v = Vec::with_capacity(pending.len() + more.len());
-                        v.extend_from_slice(&pending);
-                        v.extend_from_slice(&more);
-                        pending = Bytes::from(v);
+        erase(async move {
+            check_key(key)?;
+            let transfer = self.transfer();
+            let ctx = self.ctx();
+            let part_size = transfer.part_size as usize;
+            let mut hasher = sha2::Sha256::new();
+            let first = read_chunk(&mut reader, transfer.multipart_threshold as usize).await?;
+            if (first.len() as u64) < transfer.multipart_threshold {
+                let sha = hex::encode(sha2::Sha256::digest(&first));
+                return Box::pin(self.put_in(&ctx, bucket, key, Bytes::from(first), sha)).await;
+            }
+            let (upload_id, ep) = self.create_upload(&ctx, bucket, key, "").await?;
+            let (ctx_ref, upload_ref) = (&ctx, upload_id.as_str());
+            let result: Result<(u64, u32, Option<String>), S3Error> = async {
+                let mut pending = Bytes::from(first);
+                let mut parts = Vec::new();
+                let mut inflight = futures_util::stream::FuturesUnordered::new();
+                let mut n = 0u32;
+                let mut total = 0u64;
+                let mut eof = false;
+                loop {
+                    while pending.len() < part_size && !eof {
+                        let more = read_chunk(&mut reader, part_size - pending.len()).await?;
+                        if more.is_empty() {
+                            eof = true;
+                        } else {
+                            let mut v = Vec::with_capacity(pending.len() + more.len());
+                            v.extend_from_slice(&pending);
+                            v.extend_from_slice(&more);
+                            pending = Bytes::from(v);
+                        }
+                    }
+                    if pending.is_empty() {
+                        break;
+                    }
+                    let take = pending.len().min(part_size);
+                    let body = pending.split_to(take);
+                    hasher.update(&body);
+                    total += body.len() as u64;
+                    n += 1;
+                    let number = n;
+                    inflight.push(async move {
+                        let md5 = content_md5(&body);
+                        let len = body.len();
+                        let etag = self
+                            .run_on(
+                                ep,
+                                "s3.upload_part",
+                                Idempotency::Idempotent,
+                                ctx_ref,
+                                |e| {
+                                    let req = e
+                                        .client
+                                        .upload_part()
+                                        .bucket(bucket)
+                                        .key(key)
+                                        .upload_id(upload_ref)
+                                        .part_number(number as i32)
+                                        .content_length(len as i64)
+                                        .content_md5(md5.clone())
+                                        .body(ByteStream::from(body.clone()));
+                                    async move {
+                                        let out = req
+                                            .send()
+                                            .await
+                                            .map_err(|e| sdk_error("UploadPart", e))?;
+                                        Ok(out.e_tag().map(str::to_owned))
+                                    }
+                                },
+                            )
+                            .await
+                            .map_err(S3Error::Call)?;
+                        Ok::<_, S3Error>(
+                            CompletedPart::builder()
+                                .part_number(number as i32)
+                                .set_e_tag(etag)
+                                .build(),
+                        )
+                    });
+                    if inflight.len() >= transfer.concurrency
+                        && let Some(done) = inflight.next().await
+                    {
+                        parts.push(done?);
                     }
                 }
-                if pending.is_empty() {
-                    break;
-                }
-                let take = pending.len().min(part_size);
-                let body = pending.split_to(take);
-                hasher.update(&body);
-                total += body.len() as u64;
-                n += 1;
-                let number = n;
-                inflight.push(async move {
-                    let md5 = content_md5(&body);
-                    let len = body.len();
-                    let etag = self
-                        .run_on(
-                            ep,
-                            "s3.upload_part",
-                            Idempotency::Idempotent,
-                            ctx_ref,
-                            |e| {
-                                let req = e
-                                    .client
-                                    .upload_part()
-                                    .bucket(bucket)
-                                    .key(key)
-                                    .upload_id(upload_ref)
-                                    .part_number(number as i32)
-                                    .content_length(len as i64)
-                                    .content_md5(md5.clone())
-                                    .body(ByteStream::from(body.clone()));
-                                async move {
-                                    let out =
-                                        req.send().await.map_err(|e| sdk_error("UploadPart", e))?;
-                                    Ok(out.e_tag().map(str::to_owned))
-                                }
-                            },
-                        )
-                        .await
-                        .map_err(S3Error::Call)?;
-                    Ok::<_, S3Error>(
-                        CompletedPart::builder()
-                            .part_number(number as i32)
-                            .set_e_tag(etag)
-                            .build(),
-                    )
-                });
-                if inflight.len() >= transfer.concurrency
-                    && let Some(done) = inflight.next().await
-                {
+                while let Some(done) = inflight.next().await {
                     parts.push(done?);
                 }
+                parts.sort_by_key(|p| p.part_number());
+                let body = CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build();
+                let etag = self
+                    .run_on(
+                        ep,
+                        "s3.complete_multipart_upload",
+                        Idempotency::Idempotent,
+                        ctx_ref,
+                        |e| {
+                            let req = e
+                                .client
+                                .complete_multipart_upload()
+                                .bucket(bucket)
+                                .key(key)
+                                .upload_id(upload_ref)
+                                .multipart_upload(body.clone());
+                            async move {
+                                let out = req
+                                    .send()
+                                    .await
+                                    .map_err(|e| sdk_error("CompleteMultipartUpload", e))?;
+                                Ok(out.e_tag().map(unquote))
+                            }
+                        },
+                    )
+                    .await
+                    .map_err(S3Error::Call)?;
+                Ok((total, n, etag))
             }
-            while let Some(done) = inflight.next().await {
-                parts.push(done?);
+            .await;
+            match result {
+                Ok((size, parts, etag)) => Ok(Uploaded {
+                    key: key.to_owned(),
+                    size,
+                    sha256: hex::encode(hasher.finalize()),
+                    etag,
+                    parts,
+                    endpoint: self.endpoint_name(ep).to_owned(),
+                }),
+                Err(e) => {
+                    let aborted = self.abort_on(ep, bucket, key, &upload_id).await.is_ok();
+                    Err(match e {
+                        S3Error::Call(source) => S3Error::UploadFailed {
+                            key: key.to_owned(),
+                            endpoint: self.endpoint_name(ep).to_owned(),
+                            upload_id: (!aborted).then_some(upload_id),
+                            source,
+                        },
+                        other => other,
+                    })
+                }
             }
-            parts.sort_by_key(|p| p.part_number());
-            let body = CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build();
-            let etag = self
-                .run_on(
-                    ep,
-                    "s3.complete_multipart_upload",
-                    Idempotency::Idempotent,
-                    ctx_ref,
-                    |e| {
-                        let req = e
-                            .client
-                            .complete_multipart_upload()
-                            .bucket(bucket)
-                            .key(key)
-                            .upload_id(upload_ref)
-                            .multipart_upload(body.clone());
-                        async move {
-                            let out = req
-                                .send()
-                                .await
-                                .map_err(|e| sdk_error("CompleteMultipartUpload", e))?;
-                            Ok(out.e_tag().map(unquote))
-                        }
-                    },
-                )
-                .await
-                .map_err(S3Error::Call)?;
-            Ok((total, n, etag))
-        }
-        .await;
-        match result {
-            Ok((size, parts, etag)) => Ok(Uploaded {
-                key: key.to_owned(),
-                size,
-                sha256: hex::encode(hasher.finalize()),
-                etag,
-                parts,
-                endpoint: self.endpoint_name(ep).to_owned(),
-            }),
-            Err(e) => {
-                let aborted = self.abort_on(ep, bucket, key, &upload_id).await.is_ok();
-                Err(match e {
-                    S3Error::Call(source) => S3Error::UploadFailed {
-                        key: key.to_owned(),
-                        endpoint: self.endpoint_name(ep).to_owned(),
-                        upload_id: (!aborted).then_some(upload_id),
-                        source,
-                    },
-                    other => other,
-                })
-            }
-        }
+        })
+        .await
     }
 
     /// Downloads an object to `path`: ranges of `part_size`, `concurrency` at once, each
@@ -692,7 +709,7 @@ impl S3Kit {
         key: &str,
         path: &Path,
     ) -> Result<Downloaded, S3Error> {
-        self.download_file_with(bucket, key, path, None).await
+        erase(async move { self.download_file_with(bucket, key, path, None).await }).await
     }
 
     /// [`S3Kit::download_file`] reporting progress.
@@ -703,10 +720,13 @@ impl S3Kit {
         path: &Path,
         progress: Option<&Progress>,
     ) -> Result<Downloaded, S3Error> {
-        check_key(key)?;
-        let ctx = self.ctx();
-        let (info, _) = Box::pin(self.head_in(&ctx, bucket, key)).await?;
-        Box::pin(self.download_known(&ctx, bucket, &info, path, progress)).await
+        erase(async move {
+            check_key(key)?;
+            let ctx = self.ctx();
+            let (info, _) = Box::pin(self.head_in(&ctx, bucket, key)).await?;
+            Box::pin(self.download_known(&ctx, bucket, &info, path, progress)).await
+        })
+        .await
     }
 
     pub(crate) async fn download_known(
