@@ -71,6 +71,106 @@ pub struct Config {
     pub cache: Option<CacheSpec>,
     /// `[batching]`, or `None` when the section is absent (embedding calls are not batched).
     pub batching: Option<infermux_batching::BatchConfig>,
+    /// `[s3]` with its `[[s3.endpoint]]`s, or `None` when absent (model storage; built into a
+    /// kit with the feature `s3`).
+    pub s3: Option<S3Spec>,
+}
+
+/// `[s3]`: S3-compatible model storage, several endpoints behind one pool.
+///
+/// ```
+/// use infermux::config::Config;
+/// let config = Config::from_toml_str_with_env(
+///     r#"
+///     [s3]
+///     selection = "first-healthy"
+///     part_size = 16777216
+///     [[s3.endpoint]]
+///     name = "primary"
+///     url = "http://127.0.0.1:9000"
+///     access_key_env = "S3_ACCESS"
+///     secret_key_env = "S3_SECRET"
+///     [[s3.endpoint]]
+///     name = "replica"
+///     url = "http://127.0.0.1:9001"
+///     profile = "replica"
+///     "#,
+///     "infermux.toml",
+///     None,
+///     &|v| (v == "S3_ACCESS" || v == "S3_SECRET").then(|| "x".to_owned()),
+/// )
+/// .unwrap();
+/// let s3 = config.s3.unwrap();
+/// assert_eq!(s3.endpoints.len(), 2);
+/// assert_eq!(s3.part_size, 16 << 20);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct S3Spec {
+    /// `selection`: `first-healthy` (default), `round-robin` or `least-loaded`.
+    pub selection: String,
+    /// `part_size`: bytes per part and per download range (default 8 MiB, at least 5 MiB).
+    pub part_size: u64,
+    /// `concurrency`: parts or ranges in flight (default 8).
+    pub concurrency: usize,
+    /// `multipart_threshold`: files this large go multipart (default 16 MiB).
+    pub multipart_threshold: u64,
+    /// `max_attempts`: attempts per operation (default 4).
+    pub max_attempts: u32,
+    /// `timeout`: the deadline of one whole operation (none by default).
+    pub timeout: Option<Duration>,
+    /// `[[s3.endpoint]]`s, in file order (at least one; names unique).
+    pub endpoints: Vec<S3EndpointSpec>,
+}
+
+/// One `[[s3.endpoint]]`. `Debug` never shows the secret.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct S3EndpointSpec {
+    /// `name`.
+    pub name: String,
+    /// `url` (`None`: AWS S3 itself in `region`).
+    pub url: Option<String>,
+    /// `region` (default `us-east-1`).
+    pub region: String,
+    /// `path_style` (default: true with a `url`, false for AWS).
+    pub path_style: bool,
+    /// The credentials: `access_key_env` + `secret_key_env` (+ `session_token_env`), read at
+    /// load; or `profile` (+ `credentials_file`), read when the kit is built; or
+    /// `anonymous = true`.
+    pub credentials: S3CredentialSpec,
+    /// `max_concurrency`: requests in flight on this endpoint (default 64).
+    pub max_concurrency: Option<usize>,
+    /// `connect_timeout` (default 5 s).
+    pub connect_timeout: Option<Duration>,
+    /// `request_timeout`: the longest one request may take (default 5 min).
+    pub request_timeout: Option<Duration>,
+}
+
+/// Where an `[[s3.endpoint]]`'s credentials come from.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum S3CredentialSpec {
+    /// Read from environment variables at load.
+    Env {
+        /// The access key id.
+        access_key_id: String,
+        /// The secret (never shown by `Debug`).
+        secret: ApiKey,
+        /// A session token.
+        session_token: Option<ApiKey>,
+        /// The variable the secret came from.
+        secret_var: String,
+    },
+    /// A profile of the shared credentials file.
+    Profile {
+        /// The profile.
+        name: String,
+        /// The file, when not the default one.
+        file: Option<PathBuf>,
+    },
+    /// No signature.
+    Anonymous,
 }
 
 /// `[cache]`: the response cache (exact tier, and the semantic tier when `[cache.semantic]`
@@ -890,6 +990,38 @@ struct RawFile {
     fallback: Vec<Spanned<RawFallback>>,
     cache: Option<Spanned<RawCache>>,
     batching: Option<Spanned<RawBatching>>,
+    s3: Option<Spanned<RawS3>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    selection: Option<Spanned<String>>,
+    part_size: Option<Spanned<u64>>,
+    concurrency: Option<Spanned<usize>>,
+    multipart_threshold: Option<u64>,
+    max_attempts: Option<Spanned<u32>>,
+    timeout: Option<Dur>,
+    #[serde(default)]
+    endpoint: Vec<Spanned<RawS3Endpoint>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3Endpoint {
+    name: Spanned<String>,
+    url: Option<Spanned<String>>,
+    region: Option<String>,
+    path_style: Option<bool>,
+    access_key_env: Option<String>,
+    secret_key_env: Option<String>,
+    session_token_env: Option<String>,
+    profile: Option<String>,
+    credentials_file: Option<String>,
+    anonymous: Option<bool>,
+    max_concurrency: Option<Spanned<usize>>,
+    connect_timeout: Option<Dur>,
+    request_timeout: Option<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -1076,6 +1208,10 @@ impl Loader<'_> {
             None => None,
             Some(b) => Some(self.batching(b)?),
         };
+        let s3 = match raw.s3 {
+            None => None,
+            Some(s) => Some(self.s3(s)?),
+        };
         Ok(Config {
             defaults,
             endpoints,
@@ -1083,6 +1219,150 @@ impl Loader<'_> {
             fallbacks,
             cache,
             batching,
+            s3,
+        })
+    }
+
+    fn s3(&self, s: Spanned<RawS3>) -> Result<S3Spec> {
+        let span = s.span();
+        let s = s.into_inner();
+        let selection = match s.selection {
+            None => "first-healthy".to_owned(),
+            Some(sel) => {
+                let v = sel.get_ref();
+                if !matches!(v.as_str(), "first-healthy" | "round-robin" | "least-loaded") {
+                    return Err(self.err(
+                        sel.span(),
+                        format_args!(
+                            "unknown selection `{v}`; expected one of: first-healthy, \
+                             round-robin, least-loaded"
+                        ),
+                    ));
+                }
+                sel.into_inner()
+            }
+        };
+        let part_size = match s.part_size {
+            None => 8 << 20,
+            Some(p) if *p.get_ref() < 5 << 20 => {
+                return Err(self.err(
+                    p.span(),
+                    "`part_size` must be at least 5 MiB (5242880), S3's smallest part",
+                ));
+            }
+            Some(p) => p.into_inner(),
+        };
+        let concurrency = match s.concurrency {
+            None => 8,
+            Some(c) if !(1..=256).contains(c.get_ref()) => {
+                return Err(self.err(c.span(), "`concurrency` must be within 1..=256"));
+            }
+            Some(c) => c.into_inner(),
+        };
+        let max_attempts = match s.max_attempts {
+            None => 4,
+            Some(m) if *m.get_ref() == 0 => {
+                return Err(self.err(m.span(), "`max_attempts` must be at least 1"));
+            }
+            Some(m) => m.into_inner(),
+        };
+        if s.endpoint.is_empty() {
+            return Err(self.err(span, "[s3] needs at least one [[s3.endpoint]]"));
+        }
+        let mut names = HashSet::new();
+        let mut endpoints = Vec::with_capacity(s.endpoint.len());
+        for e in s.endpoint {
+            let espan = e.span();
+            let e = e.into_inner();
+            let name = e.name.get_ref().clone();
+            if !names.insert(name.clone()) {
+                return Err(self.err(
+                    e.name.span(),
+                    format_args!("duplicate s3 endpoint name `{name}`"),
+                ));
+            }
+            let url = match e.url {
+                None => None,
+                Some(u) => {
+                    let v = u.get_ref();
+                    let rest = v
+                        .strip_prefix("http://")
+                        .or_else(|| v.strip_prefix("https://"));
+                    let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'));
+                    if !ok {
+                        return Err(self.err(
+                            u.span(),
+                            format_args!("s3 endpoint `{name}`: `url` must be an http(s) URL"),
+                        ));
+                    }
+                    Some(u.into_inner())
+                }
+            };
+            let what = format!("s3 endpoint `{name}`");
+            let var = |v: &str| match (self.env)(v) {
+                Some(x) if !x.trim().is_empty() => Ok(x),
+                _ => Err(self.err(
+                    espan.clone(),
+                    format_args!("{what}: environment variable {v} is not set"),
+                )),
+            };
+            let credentials = match (
+                e.access_key_env,
+                e.secret_key_env,
+                e.profile,
+                e.anonymous.unwrap_or(false),
+            ) {
+                (Some(a), Some(sk), None, false) => S3CredentialSpec::Env {
+                    access_key_id: var(&a)?,
+                    secret: ApiKey::new(var(&sk)?),
+                    session_token: match &e.session_token_env {
+                        Some(t) => Some(ApiKey::new(var(t)?)),
+                        None => None,
+                    },
+                    secret_var: sk,
+                },
+                (None, None, Some(p), false) => S3CredentialSpec::Profile {
+                    name: p,
+                    file: e.credentials_file.map(|f| match self.base_dir {
+                        Some(dir) if Path::new(&f).is_relative() => dir.join(&f),
+                        _ => PathBuf::from(&f),
+                    }),
+                },
+                (None, None, None, true) => S3CredentialSpec::Anonymous,
+                _ => {
+                    return Err(self.err(
+                        espan,
+                        format_args!(
+                            "{what}: give exactly one of `access_key_env` with \
+                             `secret_key_env`, `profile`, or `anonymous = true`"
+                        ),
+                    ));
+                }
+            };
+            if let Some(c) = &e.max_concurrency
+                && *c.get_ref() == 0
+            {
+                return Err(self.err(c.span(), "`max_concurrency` must be at least 1"));
+            }
+            endpoints.push(S3EndpointSpec {
+                path_style: e.path_style.unwrap_or(url.is_some()),
+                url,
+                name,
+                region: e.region.unwrap_or_else(|| "us-east-1".to_owned()),
+                credentials,
+                max_concurrency: e.max_concurrency.map(Spanned::into_inner),
+                connect_timeout: e.connect_timeout.map(|d| d.0),
+                request_timeout: e.request_timeout.map(|d| d.0),
+            });
+        }
+        Ok(S3Spec {
+            selection,
+            part_size,
+            concurrency,
+            multipart_threshold: s.multipart_threshold.unwrap_or(16 << 20),
+            max_attempts,
+            timeout: s.timeout.map(|d| d.0),
+            endpoints,
         })
     }
 

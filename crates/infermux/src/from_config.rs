@@ -208,3 +208,89 @@ impl Client {
         Ok(Client::new(provider))
     }
 }
+
+#[cfg(feature = "s3")]
+impl crate::config::S3Spec {
+    /// The kit's configuration: endpoints with their credentials, the transfer sizes, the
+    /// selection, and `[defaults.breaker]` / `[defaults.queue]` for each endpoint.
+    pub fn kit_config(
+        &self,
+        defaults: &crate::config::Defaults,
+    ) -> Result<infermux_s3::S3Config> {
+        use crate::config::S3CredentialSpec;
+        use infermux_s3::{S3Credentials, S3EndpointConfig, TransferConfig};
+        let cfg_err = |e: infermux_s3::S3Error| Error::new(ErrorKind::Config, e.to_string());
+        let mut endpoints = Vec::with_capacity(self.endpoints.len());
+        for e in &self.endpoints {
+            let mut c = match &e.url {
+                Some(u) => S3EndpointConfig::new(&e.name, u),
+                None => S3EndpointConfig::aws(&e.name, &e.region),
+            }
+            .with_region(&e.region)
+            .with_path_style(e.path_style)
+            .with_credentials(match &e.credentials {
+                S3CredentialSpec::Env {
+                    access_key_id,
+                    secret,
+                    session_token,
+                    ..
+                } => S3Credentials::Static {
+                    access_key_id: access_key_id.clone(),
+                    secret_access_key: secret.clone(),
+                    session_token: session_token.clone(),
+                },
+                S3CredentialSpec::Profile { name, file } => S3Credentials::Profile {
+                    name: name.clone(),
+                    file: file.clone(),
+                },
+                _ => S3Credentials::Anonymous,
+            });
+            if let Some(spec) = &defaults.breaker {
+                c = c.with_breaker(spec.enabled.then(|| {
+                    BreakerConfig::standard()
+                        .with_failure_rate_threshold((spec.failure_rate * 100.0) as f32)
+                        .with_minimum_calls(spec.minimum_calls)
+                        .with_open_wait(spec.open_for)
+                        .with_half_open_probes(spec.half_open_probes)
+                }));
+            }
+            let mut queue = QueueConfig::standard();
+            if let Some(q) = &defaults.queue {
+                queue = queue.with_max_queued(q.max_queued);
+            }
+            if let Some(n) = e.max_concurrency {
+                queue = queue.with_permits(n);
+            }
+            c = c.with_queue(queue);
+            let (connect, request) = (c.connect_timeout, c.attempt_timeout);
+            c = c.with_timeouts(
+                e.connect_timeout.unwrap_or(connect),
+                e.request_timeout.unwrap_or(request),
+            );
+            endpoints.push(c);
+        }
+        let transfer = TransferConfig::default()
+            .with_part_size(self.part_size)
+            .with_concurrency(self.concurrency)
+            .with_multipart_threshold(self.multipart_threshold);
+        Ok(infermux_s3::S3Config::new(endpoints)
+            .with_selection(self.selection.parse().map_err(cfg_err)?)
+            .with_transfer(transfer)
+            .with_max_attempts(self.max_attempts)
+            .with_timeout(self.timeout))
+    }
+}
+
+#[cfg(feature = "s3")]
+impl Config {
+    /// The S3 kit `[s3]` describes; a [`ErrorKind::Config`] error when the file has no `[s3]`
+    /// or a profile cannot be read.
+    pub fn s3_kit(&self) -> Result<infermux_s3::S3Kit> {
+        let spec = self
+            .s3
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::Config, "the configuration has no [s3] section"))?;
+        infermux_s3::S3Kit::new(spec.kit_config(&self.defaults)?)
+            .map_err(|e| Error::new(ErrorKind::Config, e.to_string()))
+    }
+}

@@ -76,6 +76,9 @@ pub use infermux_core as core;
 pub use infermux_multiplex as multiplex;
 /// The resilience stack: admission queue, retry, circuit breaker, call deadline.
 pub use infermux_resilience as resilience;
+/// S3-compatible model storage (feature `s3`): the [`infermux_s3`] crate.
+#[cfg(feature = "s3")]
+pub use infermux_s3 as s3;
 
 // The README, compiled as doctests (`cargo test --doc`).
 #[cfg(doctest)]

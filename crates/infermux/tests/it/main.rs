@@ -5,6 +5,7 @@ mod config;
 mod extras;
 mod llama;
 mod routing;
+mod s3;
 
 use std::time::Duration;
 
