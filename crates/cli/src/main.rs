@@ -1,13 +1,16 @@
 //! The `infermux` command line: `demo` (the fault-injection demo: no keys, no network), `chat`
 //! (an answer from a server of any provider, streamed or not, with its finish reason),
 //! `models`, `embed` (texts embedded through the client's batcher) and `cache eval` (the
-//! semantic tier's precision and recall on labelled pairs). Errors print with their cause chain,
+//! semantic tier's precision and recall on labelled pairs); with the feature `s3`, `s3` (model
+//! storage: put, get, ls, rm, presign, sync, fetch). Errors print with their cause chain,
 //! in red on a terminal unless `NO_COLOR`.
 
 mod cache_eval;
 mod conformance;
 mod demo;
 mod demo_cache;
+#[cfg(feature = "s3")]
+mod s3cmd;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -86,6 +89,10 @@ enum Command {
         #[command(flatten)]
         endpoint: EndpointArgs,
     },
+    /// S3-compatible model storage (built with the feature `s3`): put, get, ls, rm, presign,
+    /// sync a model folder up, fetch one down.
+    #[cfg(feature = "s3")]
+    S3(s3cmd::S3Args),
 }
 
 /// `infermux cache …`.
@@ -414,6 +421,8 @@ async fn main() -> ExitCode {
             max_wait_ms,
             texts,
         } => embed(endpoint, model, max_batch, max_wait_ms, texts).await,
+        #[cfg(feature = "s3")]
+        Command::S3(args) => s3cmd::run(args).await,
         Command::Models { endpoint } => {
             async {
                 if let Some(path) = &endpoint.config {

@@ -10,6 +10,8 @@ use infermux_testkit::helpers::{Exchange, temp_corpus};
 use serde_json::Value;
 
 mod cache_eval;
+#[cfg(feature = "s3")]
+mod s3;
 
 fn run(corpus: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_infermux"))

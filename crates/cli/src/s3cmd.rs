@@ -1,0 +1,303 @@
+//! `infermux s3 …` (feature `s3`): put, get, ls, rm, presign, sync and fetch against one
+//! endpoint given by flags or the `[s3]` endpoints of an infermux.toml, with progress bars
+//! (bytes, rate, ETA) on a terminal.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use infermux::config::Config;
+use infermux::s3::{Progress, S3Config, S3Credentials, S3EndpointConfig, S3Error, S3Kit};
+use infermux::{Error, ErrorKind};
+
+/// `infermux s3 …`.
+#[derive(Args)]
+pub(crate) struct S3Args {
+    #[command(flatten)]
+    endpoint: S3EndpointArgs,
+    #[command(subcommand)]
+    command: S3Command,
+}
+
+/// Which endpoints: an infermux.toml's `[s3]`, or one endpoint from flags.
+#[derive(Args)]
+struct S3EndpointArgs {
+    /// An infermux.toml whose `[s3]` section names the endpoints (see docs/config.md).
+    #[arg(long, global = true, conflicts_with_all = ["endpoint_url", "profile"])]
+    config: Option<PathBuf>,
+    /// The endpoint's URL (without it: $INFERMUX_S3_URL, else AWS S3 in --region).
+    #[arg(long, global = true)]
+    endpoint_url: Option<String>,
+    /// The region signatures are made for.
+    #[arg(long, global = true, default_value = "us-east-1")]
+    region: String,
+    /// A profile of ~/.aws/credentials (else AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
+    #[arg(long, global = true)]
+    profile: Option<String>,
+    /// Part size of uploads and downloads, in MiB.
+    #[arg(long, global = true, default_value_t = 8)]
+    part_mib: u64,
+    /// Parts in flight at once.
+    #[arg(long, global = true, default_value_t = 8)]
+    concurrency: usize,
+    /// No progress bar.
+    #[arg(long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum S3Command {
+    /// Upload a file: `put FILE s3://bucket/key` (multipart past 16 MiB).
+    Put { file: PathBuf, dest: String },
+    /// Download an object: `get s3://bucket/key FILE` (parallel ranges, resumable).
+    Get { src: String, file: PathBuf },
+    /// List objects: `ls s3://bucket[/prefix]`.
+    Ls { url: String },
+    /// Delete objects: `rm s3://bucket/key…`.
+    Rm {
+        #[arg(required = true)]
+        urls: Vec<String>,
+    },
+    /// A presigned URL: `presign s3://bucket/key` (GET; `--put` for an upload URL).
+    Presign {
+        url: String,
+        /// A URL to upload with instead of one to download.
+        #[arg(long)]
+        put: bool,
+        /// Validity in seconds (at most 7 days).
+        #[arg(long, default_value_t = 3600)]
+        expires: u64,
+    },
+    /// Upload a model folder: `sync DIR s3://bucket/prefix` (only files whose SHA-256
+    /// differs).
+    Sync { dir: PathBuf, dest: String },
+    /// Fetch a prefix into a local folder: `fetch s3://bucket/prefix DIR` (only what changed).
+    Fetch { src: String, dir: PathBuf },
+}
+
+/// `s3://bucket/key` → (bucket, key); the key may be empty.
+pub(crate) fn parse_url(url: &str) -> Result<(String, String), Error> {
+    let rest = url.strip_prefix("s3://").ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidRequest,
+            format!("`{url}` is not an s3://bucket/key URL"),
+        )
+    })?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            format!("`{url}` names no bucket"),
+        ));
+    }
+    Ok((bucket.to_owned(), key.to_owned()))
+}
+
+fn s3_error(e: S3Error) -> Error {
+    match e.call_error() {
+        Some(c) => Error::new(c.kind(), e.to_string()).with_source(e),
+        None => Error::new(e.kind(), e.to_string()).with_source(e),
+    }
+}
+
+fn kit(a: &S3EndpointArgs) -> Result<S3Kit, Error> {
+    let transfer = infermux::s3::TransferConfig::default()
+        .with_part_size(a.part_mib << 20)
+        .with_concurrency(a.concurrency);
+    if let Some(path) = &a.config {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let config = Config::from_toml_str_with_env(
+            &text,
+            &path.display().to_string(),
+            path.parent(),
+            &|v| std::env::var(v).ok(),
+        )?;
+        return config.s3_kit();
+    }
+    let url = a
+        .endpoint_url
+        .clone()
+        .or_else(|| std::env::var("INFERMUX_S3_URL").ok());
+    let endpoint = match url {
+        Some(u) => S3EndpointConfig::new("s3", u),
+        None => S3EndpointConfig::aws("s3", &a.region),
+    }
+    .with_region(&a.region)
+    .with_credentials(match &a.profile {
+        Some(p) => S3Credentials::profile(p),
+        None => S3Credentials::aws_env(),
+    });
+    S3Kit::new(S3Config::new(vec![endpoint]).with_transfer(transfer)).map_err(s3_error)
+}
+
+fn bar(quiet: bool, total: u64, what: &str) -> (ProgressBar, Option<Progress>) {
+    if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return (ProgressBar::hidden(), None);
+    }
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_message(what.to_owned());
+    let p = pb.clone();
+    (pb, Some(Arc::new(move |n| p.inc(n)) as Progress))
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// Runs `infermux s3 …`.
+pub(crate) async fn run(args: S3Args) -> Result<(), Error> {
+    let kit = kit(&args.endpoint)?;
+    let quiet = args.endpoint.quiet;
+    match args.command {
+        S3Command::Put { file, dest } => {
+            let (bucket, mut key) = parse_url(&dest)?;
+            if key.is_empty() || key.ends_with('/') {
+                let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+                key.push_str(name);
+            }
+            let len = std::fs::metadata(&file).map_or(0, |m| m.len());
+            let (pb, progress) = bar(quiet, len, "put");
+            let up = kit
+                .upload_file_with(&bucket, &key, &file, progress.as_ref())
+                .await
+                .map_err(s3_error)?;
+            pb.finish_and_clear();
+            println!(
+                "s3://{bucket}/{key}\t{} bytes\t{} part(s)\tsha256 {}\tvia {}",
+                up.size, up.parts, up.sha256, up.endpoint
+            );
+        }
+        S3Command::Get { src, file } => {
+            let (bucket, key) = parse_url(&src)?;
+            let info = kit.head(&bucket, &key).await.map_err(s3_error)?;
+            let (pb, progress) = bar(quiet, info.size, "get");
+            let down = kit
+                .download_file_with(&bucket, &key, &file, progress.as_ref())
+                .await
+                .map_err(s3_error)?;
+            pb.finish_and_clear();
+            println!(
+                "{}\t{} bytes\tsha256 {}",
+                down.path.display(),
+                down.size,
+                down.sha256
+            );
+        }
+        S3Command::Ls { url } => {
+            let (bucket, prefix) = parse_url(&url)?;
+            for o in kit.list(&bucket, &prefix).await.map_err(s3_error)? {
+                println!("{}\t{}", o.size, o.key);
+            }
+        }
+        S3Command::Rm { urls } => {
+            for url in urls {
+                let (bucket, key) = parse_url(&url)?;
+                kit.delete(&bucket, &key).await.map_err(s3_error)?;
+                println!("deleted s3://{bucket}/{key}");
+            }
+        }
+        S3Command::Presign { url, put, expires } => {
+            let (bucket, key) = parse_url(&url)?;
+            let d = Duration::from_secs(expires);
+            let signed = if put {
+                kit.presign_put(&bucket, &key, d).await
+            } else {
+                kit.presign_get(&bucket, &key, d).await
+            }
+            .map_err(s3_error)?;
+            println!("{signed}");
+        }
+        S3Command::Sync { dir, dest } => {
+            let (bucket, prefix) = parse_url(&dest)?;
+            let (pb, progress) = bar(quiet, dir_size(&dir), "sync");
+            let r = kit
+                .sync_up(&dir, &bucket, &prefix, progress.as_ref())
+                .await
+                .map_err(s3_error)?;
+            pb.finish_and_clear();
+            for f in &r.transferred {
+                println!("uploaded\t{f}");
+            }
+            eprintln!(
+                "{} uploaded ({} bytes), {} unchanged",
+                r.transferred.len(),
+                r.bytes,
+                r.unchanged.len()
+            );
+        }
+        S3Command::Fetch { src, dir } => {
+            let (bucket, prefix) = parse_url(&src)?;
+            let total: u64 = kit
+                .list(&bucket, &prefix)
+                .await
+                .map_err(s3_error)?
+                .iter()
+                .map(|o| o.size)
+                .sum();
+            let (pb, progress) = bar(quiet, total, "fetch");
+            let r = kit
+                .fetch(&bucket, &prefix, &dir, progress.as_ref())
+                .await
+                .map_err(s3_error)?;
+            pb.finish_and_clear();
+            for f in &r.transferred {
+                println!("fetched\t{f}");
+            }
+            eprintln!(
+                "{} fetched ({} bytes), {} unchanged",
+                r.transferred.len(),
+                r.bytes,
+                r.unchanged.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_url;
+
+    #[test]
+    fn s3_urls_split_into_bucket_and_key() {
+        assert_eq!(
+            parse_url("s3://models/a/b c.bin").unwrap(),
+            ("models".to_owned(), "a/b c.bin".to_owned())
+        );
+        assert_eq!(
+            parse_url("s3://models").unwrap(),
+            ("models".to_owned(), String::new())
+        );
+        for bad in ["models/a", "s3:///key", "http://x/y"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `infermux s3 …` (feature `s3`) against the live s3s-fs endpoint `.ci/s3.sh` starts.
+
+use std::process::{Command, Output};
+
+fn s3(args: &[&str]) -> Option<Output> {
+    let url = infermux_testkit::server_url("INFERMUX_S3_URL")?;
+    let access = std::env::var("INFERMUX_S3_ACCESS_KEY").unwrap_or_default();
+    let secret = std::env::var("INFERMUX_S3_SECRET_KEY").unwrap_or_default();
+    let out = Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .env_clear()
+        .arg("s3")
+        .args(args)
+        .args(["--endpoint-url", &url, "--part-mib", "5", "--quiet"])
+        .env("AWS_ACCESS_KEY_ID", access)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .output()
+        .unwrap();
+    Some(out)
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn put_ls_get_presign_sync_fetch_and_rm_work_from_the_command_line() {
+    let bucket = format!("t-cli-{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("infermux-cli-s3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("model/sub")).unwrap();
+    let data: Vec<u8> = (0..(17u32 << 20)).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("model/weights.bin"), &data).unwrap();
+    std::fs::write(dir.join("model/sub/config.json"), b"{}").unwrap();
+    let dirs = |p: &str| dir.join(p).to_str().unwrap().to_owned();
+    // (s3s-fs makes the bucket on the first PUT)
+    let Some(out) = s3(&[
+        "put",
+        &dirs("model/weights.bin"),
+        &format!("s3://{bucket}/w.bin"),
+    ]) else {
+        return;
+    };
+    let line = ok(&out);
+    assert!(line.contains("4 part(s)"), "{line}");
+    let listed = ok(&s3(&["ls", &format!("s3://{bucket}")]).unwrap());
+    assert_eq!(listed.trim(), format!("{}\tw.bin", 17 << 20));
+    ok(&s3(&["get", &format!("s3://{bucket}/w.bin"), &dirs("back.bin")]).unwrap());
+    assert_eq!(std::fs::read(dir.join("back.bin")).unwrap(), data);
+    let url = ok(&s3(&[
+        "presign",
+        &format!("s3://{bucket}/w.bin"),
+        "--expires",
+        "60",
+    ])
+    .unwrap());
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+    let synced = ok(&s3(&["sync", &dirs("model"), &format!("s3://{bucket}/m")]).unwrap());
+    assert_eq!(synced.lines().count(), 2, "{synced}");
+    let again = ok(&s3(&["sync", &dirs("model"), &format!("s3://{bucket}/m")]).unwrap());
+    assert_eq!(again, "", "nothing changed");
+    let fetched = ok(&s3(&["fetch", &format!("s3://{bucket}/m"), &dirs("cache")]).unwrap());
+    assert_eq!(fetched.lines().count(), 2, "{fetched}");
+    assert_eq!(std::fs::read(dir.join("cache/weights.bin")).unwrap(), data);
+    ok(&s3(&["rm", &format!("s3://{bucket}/w.bin")]).unwrap());
+    let listed = ok(&s3(&["ls", &format!("s3://{bucket}/w")]).unwrap());
+    assert_eq!(listed, "");
+    // a missing object is a typed error and a failure exit
+    let out = s3(&["get", &format!("s3://{bucket}/w.bin"), &dirs("none")]).unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not exist"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
