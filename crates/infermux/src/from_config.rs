@@ -213,10 +213,7 @@ impl Client {
 impl crate::config::S3Spec {
     /// The kit's configuration: endpoints with their credentials, the transfer sizes, the
     /// selection, and `[defaults.breaker]` / `[defaults.queue]` for each endpoint.
-    pub fn kit_config(
-        &self,
-        defaults: &crate::config::Defaults,
-    ) -> Result<infermux_s3::S3Config> {
+    pub fn kit_config(&self, defaults: &crate::config::Defaults) -> Result<infermux_s3::S3Config> {
         use crate::config::S3CredentialSpec;
         use infermux_s3::{S3Credentials, S3EndpointConfig, TransferConfig};
         let cfg_err = |e: infermux_s3::S3Error| Error::new(ErrorKind::Config, e.to_string());
@@ -286,10 +283,9 @@ impl Config {
     /// The S3 kit `[s3]` describes; a [`ErrorKind::Config`] error when the file has no `[s3]`
     /// or a profile cannot be read.
     pub fn s3_kit(&self) -> Result<infermux_s3::S3Kit> {
-        let spec = self
-            .s3
-            .as_ref()
-            .ok_or_else(|| Error::new(ErrorKind::Config, "the configuration has no [s3] section"))?;
+        let spec = self.s3.as_ref().ok_or_else(|| {
+            Error::new(ErrorKind::Config, "the configuration has no [s3] section")
+        })?;
         infermux_s3::S3Kit::new(spec.kit_config(&self.defaults)?)
             .map_err(|e| Error::new(ErrorKind::Config, e.to_string()))
     }

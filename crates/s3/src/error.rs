@@ -90,6 +90,9 @@ pub enum S3Error {
         endpoint: String,
         /// The upload id, when the upload could not be aborted (still resumable).
         upload_id: Option<String>,
+        /// The SHA-256 of the file the upload was sending (what a resume checks the file
+        /// against).
+        sha256: String,
         /// The call's error.
         #[source]
         source: Error,

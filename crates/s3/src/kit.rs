@@ -68,6 +68,8 @@ pub struct Uploaded {
     pub etag: Option<String>,
     /// Parts (1 for a single `PUT`).
     pub parts: u32,
+    /// Parts a resumed upload found already on the server and did not send again.
+    pub parts_reused: u32,
     /// The endpoint that stored it.
     pub endpoint: String,
 }
@@ -638,7 +640,7 @@ impl S3Kit {
         body: Bytes,
         sha: String,
     ) -> Result<Uploaded, S3Error> {
-        let md5 = content_md5(&body);
+        let crc = crc32c_b64(&body);
         let size = body.len() as u64;
         let (etag, ep) = self
             .run("s3.put", Idempotency::Idempotent, ctx, |ep| {
@@ -647,7 +649,7 @@ impl S3Kit {
                     .put_object()
                     .bucket(bucket)
                     .key(key)
-                    .content_md5(md5.clone())
+                    .checksum_crc32_c(crc.clone())
                     .content_length(size as i64)
                     .metadata(SHA256_META, sha.clone())
                     .body(ByteStream::from(body.clone()));
@@ -664,6 +666,7 @@ impl S3Kit {
             sha256: sha,
             etag,
             parts: 1,
+            parts_reused: 0,
             endpoint: self.endpoint_name(ep).to_owned(),
         })
     }
@@ -944,10 +947,12 @@ pub(crate) fn unquote(s: &str) -> String {
     s.trim_matches('"').to_owned()
 }
 
-/// Base64 of the MD5 of `body` (the `Content-MD5` header).
-pub(crate) fn content_md5(body: &[u8]) -> String {
+/// Base64 of the big-endian CRC32C of `body` (the `x-amz-checksum-crc32c` header the server
+/// checks).
+pub(crate) fn crc32c_b64(body: &[u8]) -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body))
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, body) as u32;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
 
 /// `x-amz-copy-source` wants the key URL-encoded (slashes kept).

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use crate::error::{S3Error, sdk_error};
 use crate::key::check_key;
 use crate::kit::{
-    ObjectInfo, S3Kit, SHA256_META, Uploaded, content_md5, erase, ranged_error, unquote,
+    ObjectInfo, S3Kit, SHA256_META, Uploaded, crc32c_b64, erase, ranged_error, unquote,
 };
 
 /// Called with the number of bytes each finished piece of a transfer moved (a part, a range,
@@ -185,13 +185,14 @@ impl S3Kit {
                 let (upload_id, ep) = Box::pin(self.create_upload(&ctx, bucket, key, &sha)).await?;
                 // boxed: the parts' futures are large
                 match Box::pin(self.upload_parts(&ctx, &up, ep, &upload_id, &[])).await {
-                    Ok(etag) => {
+                    Ok((etag, parts_reused)) => {
                         return Ok(Uploaded {
                             key: key.to_owned(),
                             size: before.len,
                             sha256: sha,
                             etag,
                             parts: up.parts,
+                            parts_reused,
                             endpoint: self.endpoint_name(ep).to_owned(),
                         });
                     }
@@ -214,6 +215,7 @@ impl S3Kit {
                                 key: key.to_owned(),
                                 endpoint: self.endpoint_name(ep).to_owned(),
                                 upload_id: (!aborted).then(|| upload_id.clone()),
+                                sha256: sha.clone(),
                                 source,
                             },
                             other => return Err(other),
@@ -248,7 +250,12 @@ impl S3Kit {
             Idempotency::NonIdempotent,
             ctx,
             |ep| {
-                let mut req = ep.client.create_multipart_upload().bucket(bucket).key(key);
+                let mut req = ep
+                    .client
+                    .create_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32C);
                 if !sha.is_empty() {
                     req = req.metadata(SHA256_META, sha);
                 }
@@ -267,19 +274,23 @@ impl S3Kit {
         .map_err(|e| S3Error::from_call(e, bucket, None))
     }
 
-    /// Uploads the parts not in `done` on endpoint `ep` and completes the upload.
+    /// Uploads the parts not in `done` (a resumed upload's parts on the server, with their
+    /// sizes; the file is known to be the one they came from) on endpoint `ep` and completes
+    /// the upload.
     async fn upload_parts(
         &self,
         ctx: &RequestContext,
         up: &Upload<'_>,
         ep: usize,
         upload_id: &str,
-        done: &[CompletedPart],
-    ) -> Result<Option<String>, S3Error> {
+        done: &[(CompletedPart, i64)],
+    ) -> Result<(Option<String>, u32), S3Error> {
         let concurrency = self.transfer().concurrency;
-        let have: std::collections::HashMap<i32, &CompletedPart> = done
+        let reused = std::sync::atomic::AtomicU32::new(0);
+        let reused = &reused;
+        let have: std::collections::HashMap<i32, &(CompletedPart, i64)> = done
             .iter()
-            .filter_map(|p| Some((p.part_number()?, p)))
+            .filter_map(|p| Some((p.0.part_number()?, p)))
             .collect();
         let todo: Vec<u32> = (1..=up.parts).collect();
         let mut completed: Vec<CompletedPart> = stream::iter(todo)
@@ -289,15 +300,27 @@ impl S3Kit {
                     let offset = u64::from(n - 1) * up.part_size;
                     let len = up.part_size.min(up.stamp.len - offset) as usize;
                     let path = up.path.to_path_buf();
-                    let (body, md5) = blocking(move || {
+                    let (body, crc) = blocking(move || {
                         let b = read_part(&path, offset, len)?;
-                        let m = content_md5(&b);
-                        Ok((b, m))
+                        let c = crc32c_b64(&b);
+                        Ok((b, c))
                     })
                     .await?;
+                    // a part on the server is kept when its CRC32C, else its ETag (the part's
+                    // MD5), else — a server that lists neither — its size is the file's
+                    let same = |(p, size): &(CompletedPart, i64)| match (
+                        p.checksum_crc32_c(),
+                        p.e_tag(),
+                    ) {
+                        (Some(c), _) => c == crc,
+                        (None, Some(t)) => unquote(t) == hex::encode(md5::Md5::digest(&body)),
+                        (None, None) => *size == len as i64,
+                    };
                     if let Some(p) = have
-                        && p.e_tag().map(unquote).as_deref() == Some(&md5_hex_of_b64(&md5))
+                        && same(&p)
                     {
+                        let p = p.0;
+                        reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         return Ok(p);
                     }
                     let etag = self
@@ -310,7 +333,7 @@ impl S3Kit {
                                 .upload_id(upload_id)
                                 .part_number(n as i32)
                                 .content_length(len as i64)
-                                .content_md5(md5.clone())
+                                .checksum_crc32_c(crc.clone())
                                 .body(ByteStream::from(body.clone()));
                             async move {
                                 let out =
@@ -327,6 +350,7 @@ impl S3Kit {
                         CompletedPart::builder()
                             .part_number(n as i32)
                             .set_e_tag(etag)
+                            .checksum_crc32_c(crc)
                             .build(),
                     )
                 }
@@ -369,7 +393,7 @@ impl S3Kit {
             )
             .await
             .map_err(S3Error::Call)?;
-        Ok(etag)
+        Ok((etag, reused.load(std::sync::atomic::Ordering::Relaxed)))
     }
 
     /// Aborts an upload on endpoint `ep`; when that endpoint cannot be reached, through any
@@ -450,10 +474,14 @@ impl S3Kit {
         .await
     }
 
-    /// Resumes an interrupted multipart upload of `path` (the upload id an
-    /// [`S3Error::UploadFailed`] named): parts already on the server whose MD5 matches the
-    /// file's are kept, the others uploaded, then the upload is completed. Uses the
-    /// configured part size, which must be the one the upload started with.
+    /// Resumes an interrupted multipart upload of `path` (the upload id and SHA-256 an
+    /// [`S3Error::UploadFailed`] named): the file must still have that SHA-256
+    /// ([`S3Error::SourceChanged`] otherwise); parts already on the server whose CRC32C (or
+    /// ETag, the part's MD5) matches the file's are kept — and, on servers that list parts
+    /// with neither, those of the right size, since the file is the one they were sent from
+    /// and the server checked each one's CRC32C on receipt — the others are uploaded, then the
+    /// upload is completed. Uses the configured part size, which must be the one the upload
+    /// started with.
     pub async fn resume_upload(
         &self,
         endpoint: &str,
@@ -461,6 +489,7 @@ impl S3Kit {
         key: &str,
         path: &Path,
         upload_id: &str,
+        sha256: &str,
     ) -> Result<Uploaded, S3Error> {
         erase(async move {
             check_key(key)?;
@@ -483,14 +512,20 @@ impl S3Kit {
                         }
                         async move {
                             let out = req.send().await.map_err(|e| sdk_error("ListParts", e))?;
-                            let parts: Vec<CompletedPart> = out
+                            let parts: Vec<(CompletedPart, i64)> = out
                                 .parts()
                                 .iter()
                                 .map(|p| {
-                                    CompletedPart::builder()
-                                        .set_part_number(p.part_number())
-                                        .set_e_tag(p.e_tag().map(str::to_owned))
-                                        .build()
+                                    (
+                                        CompletedPart::builder()
+                                            .set_part_number(p.part_number())
+                                            .set_e_tag(p.e_tag().map(str::to_owned))
+                                            .set_checksum_crc32_c(
+                                                p.checksum_crc32_c().map(str::to_owned),
+                                            )
+                                            .build(),
+                                        p.size().unwrap_or(-1),
+                                    )
                                 })
                                 .collect();
                             let next = if out.is_truncated() == Some(true) {
@@ -510,6 +545,11 @@ impl S3Kit {
                 }
             }
             let sha = sha256_file(path).await?;
+            if sha != sha256 {
+                return Err(S3Error::SourceChanged {
+                    path: path.to_path_buf(),
+                });
+            }
             let part_size = self.transfer().part_size_for(before.len);
             let up = Upload {
                 bucket,
@@ -520,13 +560,15 @@ impl S3Kit {
                 parts: u32::try_from(before.len.div_ceil(part_size)).unwrap_or(u32::MAX),
                 progress: None,
             };
-            let etag = Box::pin(self.upload_parts(&ctx, &up, ep, upload_id, &done)).await?;
+            let (etag, parts_reused) =
+                Box::pin(self.upload_parts(&ctx, &up, ep, upload_id, &done)).await?;
             Ok(Uploaded {
                 key: key.to_owned(),
                 size: before.len,
                 sha256: sha,
                 etag,
                 parts: up.parts,
+                parts_reused,
                 endpoint: endpoint.to_owned(),
             })
         })
@@ -593,7 +635,7 @@ impl S3Kit {
                     n += 1;
                     let number = n;
                     inflight.push(async move {
-                        let md5 = content_md5(&body);
+                        let crc = crc32c_b64(&body);
                         let len = body.len();
                         let etag = self
                             .run_on(
@@ -610,7 +652,7 @@ impl S3Kit {
                                         .upload_id(upload_ref)
                                         .part_number(number as i32)
                                         .content_length(len as i64)
-                                        .content_md5(md5.clone())
+                                        .checksum_crc32_c(crc.clone())
                                         .body(ByteStream::from(body.clone()));
                                     async move {
                                         let out = req
@@ -627,6 +669,7 @@ impl S3Kit {
                             CompletedPart::builder()
                                 .part_number(number as i32)
                                 .set_e_tag(etag)
+                                .checksum_crc32_c(crc)
                                 .build(),
                         )
                     });
@@ -678,6 +721,7 @@ impl S3Kit {
                     sha256: hex::encode(hasher.finalize()),
                     etag,
                     parts,
+                    parts_reused: 0,
                     endpoint: self.endpoint_name(ep).to_owned(),
                 }),
                 Err(e) => {
@@ -687,6 +731,7 @@ impl S3Kit {
                             key: key.to_owned(),
                             endpoint: self.endpoint_name(ep).to_owned(),
                             upload_id: (!aborted).then_some(upload_id),
+                            sha256: String::new(),
                             source,
                         },
                         other => other,
@@ -789,35 +834,52 @@ impl S3Kit {
         let todo: Vec<u64> = (0..ranges).filter(|i| !done.contains(i)).collect();
         let fetched = todo.len() as u32;
         let etag = info.etag.clone();
+        // the SHA-256 follows the ranges as they land, in order, on a blocking thread: when the
+        // last range is written, little is left to hash
+        let (landed, hasher) = {
+            let (tx, rx) = std::sync::mpsc::channel::<u64>();
+            let (p, size) = (partial.clone(), info.size);
+            let ready: std::collections::BTreeSet<u64> = done.iter().copied().collect();
+            let task = tokio::task::spawn_blocking(move || {
+                hash_in_order(&p, size, range, ranges, ready, &rx)
+            });
+            (tx, task)
+        };
         let result: Result<(), S3Error> = stream::iter(todo)
             .map(|i| {
-                let (file, log, etag) = (file.clone(), log.clone(), etag.clone());
+                let (file, log, etag, landed) =
+                    (file.clone(), log.clone(), etag.clone(), landed.clone());
                 let (partial, journal) = (partial.clone(), journal.clone());
                 async move {
                     let start = i * range;
                     let end = (start + range).min(info.size);
-                    let body = if info.size == 0 {
-                        Bytes::new()
+                    let chunks = if info.size == 0 {
+                        Vec::new()
                     } else {
                         self.range_in(ctx, bucket, key, start..end, etag.as_deref())
                             .await?
                     };
-                    if body.len() as u64 != end - start {
+                    let n: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+                    if n != end - start {
                         return Err(S3Error::ChecksumMismatch {
                             key: key.to_owned(),
                             expected: format!("{} bytes at {start}", end - start),
-                            actual: format!("{} bytes", body.len()),
+                            actual: format!("{n} bytes"),
                         });
                     }
-                    let n = body.len() as u64;
                     blocking(move || {
-                        file.write_all_at(&body, start)
-                            .map_err(|e| S3Error::io(&partial, e))?;
+                        let mut at = start;
+                        for c in &chunks {
+                            file.write_all_at(c, at)
+                                .map_err(|e| S3Error::io(&partial, e))?;
+                            at += c.len() as u64;
+                        }
                         let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
                         writeln!(l, "{i}").map_err(|e| S3Error::io(&journal, e))?;
                         Ok(())
                     })
                     .await?;
+                    let _ = landed.send(i);
                     if let Some(p) = progress {
                         p(n);
                     }
@@ -828,6 +890,7 @@ impl S3Kit {
             .try_collect()
             .await;
         drop(file);
+        drop(landed);
         if let Err(e) = result {
             if matches!(e, S3Error::ObjectChanged { .. }) {
                 let _ = tokio::fs::remove_file(&partial).await;
@@ -835,7 +898,12 @@ impl S3Kit {
             }
             return Err(e);
         }
-        let sha = sha256_file(&partial).await?;
+        let sha = hasher.await.map_err(|e| {
+            S3Error::Call(Error::new(
+                ErrorKind::Storage,
+                format!("the hashing task failed: {e}"),
+            ))
+        })??;
         let plain_md5 = info
             .etag
             .as_deref()
@@ -876,7 +944,7 @@ impl S3Kit {
         key: &str,
         range: std::ops::Range<u64>,
         etag: Option<&str>,
-    ) -> Result<Bytes, S3Error> {
+    ) -> Result<Vec<Bytes>, S3Error> {
         self.run("s3.get_range", Idempotency::Idempotent, ctx, |ep| {
             let mut req = ep
                 .client
@@ -893,7 +961,8 @@ impl S3Kit {
                     Error::new(ErrorKind::Connect, format!("S3 GetObject: body: {e}"))
                         .with_reached_server(true)
                 })?;
-                Ok(body.into_bytes())
+                // the chunks as they arrived: written one after another, never copied into one
+                Ok(body.into_segments().collect())
             }
         })
         .await
@@ -917,14 +986,6 @@ fn ctx_expired(ctx: &RequestContext) -> bool {
         .is_some_and(|d| d <= std::time::Instant::now())
 }
 
-fn md5_hex_of_b64(b64: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map(hex::encode)
-        .unwrap_or_default()
-}
-
 async fn md5_file(path: &Path) -> Result<String, S3Error> {
     let p = path.to_path_buf();
     blocking(move || {
@@ -941,6 +1002,48 @@ async fn md5_file(path: &Path) -> Result<String, S3Error> {
         Ok(hex::encode(h.finalize()))
     })
     .await
+}
+
+/// SHA-256 of a file being written range by range: `ready` holds the ranges already on disk,
+/// `landed` names each one as it is written; ranges are hashed in order as soon as they and
+/// all before them are there. Fails when `landed` closes before the last range.
+fn hash_in_order(
+    path: &Path,
+    size: u64,
+    range: u64,
+    ranges: u64,
+    mut ready: std::collections::BTreeSet<u64>,
+    landed: &std::sync::mpsc::Receiver<u64>,
+) -> Result<String, S3Error> {
+    let f = StdFile::open(path).map_err(|e| S3Error::io(path, e))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut next = 0u64;
+    while next < ranges {
+        if ready.remove(&next) {
+            let (mut at, end) = (next * range, ((next + 1) * range).min(size));
+            while at < end {
+                let n = ((end - at) as usize).min(buf.len());
+                f.read_exact_at(&mut buf[..n], at)
+                    .map_err(|e| S3Error::io(path, e))?;
+                h.update(&buf[..n]);
+                at += n as u64;
+            }
+            next += 1;
+            continue;
+        }
+        match landed.recv() {
+            Ok(i) => {
+                ready.insert(i);
+            }
+            Err(_) => {
+                return Err(S3Error::Config(
+                    "the download stopped before its last range".into(),
+                ));
+            }
+        }
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 /// `PATH.suffix` beside `path`.

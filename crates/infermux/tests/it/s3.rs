@@ -25,7 +25,10 @@ fn s3_sections_load_with_their_defaults_and_hide_the_secret() {
     .unwrap();
     let s3 = c.s3.clone().unwrap();
     assert_eq!(s3.selection, "first-healthy");
-    assert_eq!((s3.part_size, s3.concurrency, s3.max_attempts), (8 << 20, 8, 4));
+    assert_eq!(
+        (s3.part_size, s3.concurrency, s3.max_attempts),
+        (8 << 20, 8, 4)
+    );
     assert!(s3.endpoints[0].path_style, "a URL: path style");
     assert!(!s3.endpoints[1].path_style, "AWS: virtual hosts");
     assert_eq!(s3.endpoints[1].region, "eu-west-1");

@@ -310,7 +310,9 @@ async fn first_healthy_sends_every_attempt_to_the_first_member_that_can_serve() 
     // the primary's only permit is taken: the first standby, then the second
     let held = pool.try_lease(0, &[]).expect("a lease on the primary");
     assert_eq!(pool.select(now), Some(1));
-    let held2 = pool.try_lease(0, &[]).expect("a lease on the first standby");
+    let held2 = pool
+        .try_lease(0, &[])
+        .expect("a lease on the first standby");
     assert_eq!(pool.select(now), Some(2));
     drop(held2);
     assert_eq!(pool.select(now), Some(1), "the first standby is back");
@@ -318,7 +320,9 @@ async fn first_healthy_sends_every_attempt_to_the_first_member_that_can_serve() 
     assert_eq!(pool.select(now), Some(0), "the primary is back");
     let p = policy(1, Duration::from_secs(5));
     for _ in 0..4 {
-        p.call(&pool, &chat(), &RequestContext::new()).await.unwrap();
+        p.call(&pool, &chat(), &RequestContext::new())
+            .await
+            .unwrap();
     }
     assert_eq!(stubs[0].seen().len(), 4);
     assert!(stubs[1].seen().is_empty() && stubs[2].seen().is_empty());

@@ -242,6 +242,7 @@ async fn an_upload_whose_only_endpoint_dies_keeps_its_id_and_resumes_when_it_is_
     let S3Error::UploadFailed {
         upload_id: Some(id),
         endpoint,
+        sha256,
         ..
     } = &e
     else {
@@ -253,11 +254,22 @@ async fn an_upload_whose_only_endpoint_dies_keeps_its_id_and_resumes_when_it_is_
     let _a = Server::start(&bin, data.path(), Some(port)).await;
     let e = kit.head(&bucket, "r.bin").await.unwrap_err();
     assert!(matches!(e, S3Error::NoSuchKey { .. }), "not visible: {e:?}");
+    // another file under the same name is refused: the parts on the server are not its own
+    let other = random_file(dir.path(), "other.bin", 26 << 20, 10);
+    let e2 = kit
+        .resume_upload("a", &bucket, "r.bin", &other, id, sha256)
+        .await
+        .unwrap_err();
+    assert!(matches!(e2, S3Error::SourceChanged { .. }), "{e2:?}");
     let up = kit
-        .resume_upload("a", &bucket, "r.bin", &big, id)
+        .resume_upload("a", &bucket, "r.bin", &big, id, sha256)
         .await
         .unwrap();
     assert_eq!(up.parts, 6);
+    assert!(
+        up.parts_reused >= 2,
+        "the parts sent before the crash are kept (their CRC32C matches): {up:?}"
+    );
     let back = dir.path().join("back");
     kit.download_file(&bucket, "r.bin", &back).await.unwrap();
     assert_eq!(sha256_hex(&back), sha256_hex(&big));

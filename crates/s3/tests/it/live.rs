@@ -399,3 +399,55 @@ async fn a_model_folder_syncs_up_and_fetches_down_moving_only_what_changed() {
         b"{\"a\":3}"
     );
 }
+
+#[tokio::test]
+async fn the_server_checks_the_crc32c_the_kit_sends_and_refuses_a_wrong_one() {
+    let Some(l) = live() else { return };
+    let kit = l.kit();
+    let bucket = fresh_bucket("crc");
+    kit.create_bucket(&bucket).await.unwrap();
+    // the same request the kit makes, by hand, with a checksum of other bytes
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(&l.url)
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            &l.access, &l.secret, None, None, "test",
+        ))
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build_https(),
+        )
+        .build();
+    let raw = aws_sdk_s3::Client::from_conf(conf);
+    let put = |crc: &'static str| {
+        raw.put_object()
+            .bucket(&bucket)
+            .key("c")
+            .checksum_crc32_c(crc)
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"hello"))
+            .send()
+    };
+    // CRC32C("hello") = 0x9a71bb4c
+    put("mnG7TA==")
+        .await
+        .expect("the right checksum is accepted");
+    let e = put("AAAAAA==")
+        .await
+        .expect_err("a wrong checksum is refused");
+    assert_eq!(
+        e.raw_response().map(|r| r.status().as_u16()),
+        Some(400),
+        "{e:?}"
+    );
+    assert_eq!(
+        &kit.get_bytes(&bucket, "c").await.unwrap()[..],
+        b"hello",
+        "the good one stays"
+    );
+}
