@@ -94,12 +94,25 @@ fn worker(o: &Opts, file: &Path) {
         let kit = kit(o);
         let key = format!("infermux/{}", file.file_name().unwrap().to_string_lossy());
         let t = Instant::now();
-        kit.upload_file("bench-s3", &key, file).await.expect("upload");
-        println!("infermux upload {:.4} {}", t.elapsed().as_secs_f64(), peak_rss_kib());
+        kit.upload_file("bench-s3", &key, file)
+            .await
+            .expect("upload");
+        println!(
+            "infermux upload {:.4} {}",
+            t.elapsed().as_secs_f64(),
+            peak_rss_kib()
+        );
         let out = file.with_extension("infermux");
         let t = Instant::now();
-        let d = kit.download_file("bench-s3", &key, &out).await.expect("download");
-        println!("infermux download {:.4} {}", t.elapsed().as_secs_f64(), peak_rss_kib());
+        let d = kit
+            .download_file("bench-s3", &key, &out)
+            .await
+            .expect("download");
+        println!(
+            "infermux download {:.4} {}",
+            t.elapsed().as_secs_f64(),
+            peak_rss_kib()
+        );
         assert_eq!(d.size, std::fs::metadata(file).unwrap().len());
         std::fs::remove_file(out).unwrap();
     });
@@ -117,7 +130,8 @@ fn main() {
         return;
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(kit(&o).create_bucket("bench-s3")).expect("bucket");
+    rt.block_on(kit(&o).create_bucket("bench-s3"))
+        .expect("bucket");
     let dir = std::env::temp_dir().join(format!("infermux-s3-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("payload.bin");

@@ -99,17 +99,21 @@ pub async fn sha256_file(path: &Path) -> Result<String, S3Error> {
 }
 
 fn read_part(path: &Path, offset: u64, len: usize) -> Result<Bytes, S3Error> {
-    let f = StdFile::open(path).map_err(|e| S3Error::io(path, e))?;
-    let mut buf = vec![0u8; len];
-    f.read_exact_at(&mut buf, offset).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            S3Error::SourceChanged {
-                path: path.to_path_buf(),
-            }
-        } else {
-            S3Error::io(path, e)
-        }
-    })?;
+    use std::io::Seek;
+    let mut f = StdFile::open(path).map_err(|e| S3Error::io(path, e))?;
+    f.seek(std::io::SeekFrom::Start(offset))
+        .map_err(|e| S3Error::io(path, e))?;
+    // read into spare capacity: no zero-filling of a buffer about to be overwritten
+    let mut buf = Vec::with_capacity(len);
+    f.take(len as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| S3Error::io(path, e))?;
+    if buf.len() != len {
+        // the file got shorter since it was measured
+        return Err(S3Error::SourceChanged {
+            path: path.to_path_buf(),
+        });
+    }
     Ok(Bytes::from(buf))
 }
 
@@ -336,8 +340,12 @@ impl S3Kit {
                                 .checksum_crc32_c(crc.clone())
                                 .body(ByteStream::from(body.clone()));
                             async move {
-                                let out =
-                                    req.send().await.map_err(|e| sdk_error("UploadPart", e))?;
+                                let out = req
+                                    .customize()
+                                    .disable_payload_signing()
+                                    .send()
+                                    .await
+                                    .map_err(|e| sdk_error("UploadPart", e))?;
                                 Ok(out.e_tag().map(str::to_owned))
                             }
                         })
@@ -656,6 +664,8 @@ impl S3Kit {
                                         .body(ByteStream::from(body.clone()));
                                     async move {
                                         let out = req
+                                            .customize()
+                                            .disable_payload_signing()
                                             .send()
                                             .await
                                             .map_err(|e| sdk_error("UploadPart", e))?;
