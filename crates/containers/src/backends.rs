@@ -140,7 +140,11 @@ impl TgiSpec {
         ];
         push_opt(&mut a, "--max-input-tokens", self.max_input_tokens);
         push_opt(&mut a, "--max-total-tokens", self.max_total_tokens);
-        push_opt(&mut a, "--quantize", self.quantize.as_ref().map(Quantize::as_str));
+        push_opt(
+            &mut a,
+            "--quantize",
+            self.quantize.as_ref().map(Quantize::as_str),
+        );
         a.extend(self.extra_args.iter().cloned());
         a
     }
@@ -228,7 +232,11 @@ impl TeiSpec {
             "--port".to_owned(),
             self.port.to_string(),
         ];
-        push_opt(&mut a, "--max-client-batch-size", self.max_client_batch_size);
+        push_opt(
+            &mut a,
+            "--max-client-batch-size",
+            self.max_client_batch_size,
+        );
         push_opt(&mut a, "--max-batch-tokens", self.max_batch_tokens);
         a.extend(self.extra_args.iter().cloned());
         a
@@ -444,9 +452,7 @@ impl OvmsSpec {
             }
         }
         if self.grpc_port == Some(self.rest_port) {
-            return Err(Error::Config(
-                "the gRPC and REST ports are the same".into(),
-            ));
+            return Err(Error::Config("the gRPC and REST ports are the same".into()));
         }
         Ok(
             ServerSpec::new(name, Self::PROGRAM, self.rest_port, Self::READINESS)?

@@ -122,9 +122,10 @@ impl DockerLauncher {
 
     /// The create body for `spec` (exposed for tests and inspection).
     pub fn create_body(&self, spec: &ServerSpec) -> Result<ContainerCreateBody> {
-        let image = spec.image.clone().ok_or_else(|| {
-            Error::Config(format!("the spec `{}` names no image", spec.name))
-        })?;
+        let image = spec
+            .image
+            .clone()
+            .ok_or_else(|| Error::Config(format!("the spec `{}` names no image", spec.name)))?;
         let port = format!("{}/tcp", spec.port);
         let labels = HashMap::from([
             (MANAGED_LABEL.to_owned(), "true".to_owned()),
@@ -140,8 +141,7 @@ impl DockerLauncher {
         let memory = spec
             .memory_bytes
             .map(|m| {
-                i64::try_from(m)
-                    .map_err(|_| Error::Config(format!("a memory limit of {m} bytes")))
+                i64::try_from(m).map_err(|_| Error::Config(format!("a memory limit of {m} bytes")))
             })
             .transpose()?;
         let host_config = HostConfig {
@@ -219,12 +219,19 @@ impl Launcher for DockerLauncher {
         let id = created.id;
         if let Err(e) = self
             .docker
-            .start_container(&id, None::<bollard::query_parameters::StartContainerOptions>)
+            .start_container(
+                &id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
             .await
         {
             self.remove(&id).await;
             return Err(match status_of(&e) {
-                Some((_, m)) if BIND_FAILURES.iter().any(|b| m.to_ascii_lowercase().contains(b)) => {
+                Some((_, m))
+                    if BIND_FAILURES
+                        .iter()
+                        .any(|b| m.to_ascii_lowercase().contains(b)) =>
+                {
                     Error::PortInUse { port: spec.port }
                 }
                 _ => docker_err(e),

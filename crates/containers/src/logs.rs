@@ -56,7 +56,11 @@ impl LogBuffer {
     /// The last `n` lines kept, oldest first.
     pub fn tail(&self, n: usize) -> Vec<String> {
         let lines = self.inner.lines.lock().unwrap_or_else(|p| p.into_inner());
-        lines.iter().skip(lines.len().saturating_sub(n)).cloned().collect()
+        lines
+            .iter()
+            .skip(lines.len().saturating_sub(n))
+            .cloned()
+            .collect()
     }
 
     /// The most lines kept.

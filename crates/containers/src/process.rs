@@ -151,7 +151,9 @@ impl Launcher for ProcessLauncher {
             _ => Error::Io(e),
         })?;
         let pid = child.id().ok_or_else(|| {
-            Error::Io(std::io::Error::other("the child exited before its pid was read"))
+            Error::Io(std::io::Error::other(
+                "the child exited before its pid was read",
+            ))
         })?;
         let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
@@ -251,9 +253,7 @@ impl Server for ProcessServer {
                 self.finished(exit_of(status));
                 false
             }
-            Err(_) => self
-                .group()
-                .is_some_and(|p| test_kill_process(p).is_ok()),
+            Err(_) => self.group().is_some_and(|p| test_kill_process(p).is_ok()),
         }
     }
 

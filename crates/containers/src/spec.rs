@@ -243,12 +243,7 @@ impl ServerSpec {
     pub fn process_env(&self) -> Vec<(String, String)> {
         let mut env = self.env.clone();
         let visible = match &self.gpus {
-            Gpus::Count(n) => Some(
-                (0..*n)
-                    .map(|i| i.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
+            Gpus::Count(n) => Some((0..*n).map(|i| i.to_string()).collect::<Vec<_>>().join(",")),
             Gpus::Devices(ids) => Some(ids.join(",")),
             Gpus::None | Gpus::All => None,
         };

@@ -94,7 +94,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
     let method = req.method().to_string();
     let path = strip_version(req.uri().path()).to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
-    let bytes = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     state.seen.lock().unwrap().push(Seen {
         method: method.clone(),
@@ -124,10 +129,16 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Byte
             respond(&ex)
         }
         None => {
-            state.unmatched.lock().unwrap().push(format!("{method} {path}"));
+            state
+                .unmatched
+                .lock()
+                .unwrap()
+                .push(format!("{method} {path}"));
             Response::builder()
                 .status(599)
-                .body(Full::new(Bytes::from_static(b"{\"message\":\"unmatched\"}")))
+                .body(Full::new(Bytes::from_static(
+                    b"{\"message\":\"unmatched\"}",
+                )))
                 .unwrap()
         }
     }
@@ -197,7 +208,14 @@ impl Replay {
 
     /// Every scripted exchange was used and nothing unexpected came.
     fn verify(&self) {
-        let left: Vec<_> = self.state.script.lock().unwrap().iter().map(|e| e["name"].clone()).collect();
+        let left: Vec<_> = self
+            .state
+            .script
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].clone())
+            .collect();
         assert!(left.is_empty(), "exchanges not used: {left:?}");
         let unmatched = self.state.unmatched.lock().unwrap().clone();
         assert!(unmatched.is_empty(), "unmatched requests: {unmatched:?}");
@@ -218,7 +236,15 @@ fn llama_spec(port: u16) -> ServerSpec {
 #[tokio::test]
 async fn the_launcher_removes_stale_containers_creates_labelled_starts_follows_logs_and_stops() {
     let replay = Replay::start(
-        &["list_stale", "remove_stale", "create", "start", "stop", "inspect_exited", "remove"],
+        &[
+            "list_stale",
+            "remove_stale",
+            "create",
+            "start",
+            "stop",
+            "inspect_exited",
+            "remove",
+        ],
         &["logs", "wait"],
     );
     let launcher = replay.launcher();
@@ -232,7 +258,10 @@ async fn the_launcher_removes_stale_containers_creates_labelled_starts_follows_l
         lines.recv().await.unwrap(),
         "main: server is listening on http://0.0.0.0:18093"
     );
-    let exit = server.stop(std::time::Duration::from_secs(3)).await.unwrap();
+    let exit = server
+        .stop(std::time::Duration::from_secs(3))
+        .await
+        .unwrap();
     assert_eq!(exit, infermux_containers::Exit::Code(143));
     replay.verify();
 
@@ -240,12 +269,27 @@ async fn the_launcher_removes_stale_containers_creates_labelled_starts_follows_l
     let list = &replay.seen("GET", "/containers/json")[0];
     let filters = url_param(&list.query, "filters");
     let filters: Value = serde_json::from_str(&filters).unwrap();
-    let mut labels: Vec<_> = filters["label"].as_array().unwrap().iter().cloned().collect();
+    let mut labels = filters["label"].as_array().unwrap().to_vec();
     labels.sort_by_key(|v| v.to_string());
-    assert_eq!(labels, [json!("infermux.managed=true"), json!("infermux.owner=ci")]);
+    assert_eq!(
+        labels,
+        [json!("infermux.managed=true"), json!("infermux.owner=ci")]
+    );
     assert!(url_param(&list.query, "all") == "true");
-    assert_eq!(url_param(&replay.seen("DELETE", "/containers/5a1e0000aaaa")[0].query, "force"), "true");
-    assert_eq!(url_param(&replay.seen("POST", "/containers/e90e34656806/stop")[0].query, "t"), "3");
+    assert_eq!(
+        url_param(
+            &replay.seen("DELETE", "/containers/5a1e0000aaaa")[0].query,
+            "force"
+        ),
+        "true"
+    );
+    assert_eq!(
+        url_param(
+            &replay.seen("POST", "/containers/e90e34656806/stop")[0].query,
+            "t"
+        ),
+        "3"
+    );
 
     // the create body: labels, image, entrypoint arguments, env, port, binds, GPUs, memory
     let create = &replay.seen("POST", "/containers/create")[0];
@@ -257,13 +301,23 @@ async fn the_launcher_removes_stale_containers_creates_labelled_starts_follows_l
     assert_eq!(b["Labels"]["infermux.name"], "llama");
     assert_eq!(
         b["Cmd"],
-        json!(["-m", "/models/smollm2.gguf", "--host", "0.0.0.0", "--port", port.to_string()])
+        json!([
+            "-m",
+            "/models/smollm2.gguf",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            port.to_string()
+        ])
     );
     assert_eq!(b["Env"], json!(["LLAMA_ARG_THREADS=2"]));
     let key = format!("{port}/tcp");
     assert_eq!(b["ExposedPorts"][&key], json!({}));
     let h = &b["HostConfig"];
-    assert_eq!(h["PortBindings"][&key], json!([{"HostIp": "127.0.0.1", "HostPort": port.to_string()}]));
+    assert_eq!(
+        h["PortBindings"][&key],
+        json!([{"HostIp": "127.0.0.1", "HostPort": port.to_string()}])
+    );
     assert_eq!(h["Binds"], json!(["/var/cache/models:/models:ro"]));
     assert_eq!(h["Memory"], json!(2i64 << 30));
     assert_eq!(h["DeviceRequests"][0]["Count"], 1);
@@ -284,21 +338,34 @@ async fn an_unknown_image_is_unknown_image_and_nothing_is_left() {
         .start(&spec, LogBuffer::new(10))
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::UnknownImage { ref image } if image == "infermux/does-not-exist:1"), "{e}");
+    assert!(
+        matches!(e, Error::UnknownImage { ref image } if image == "infermux/does-not-exist:1"),
+        "{e}"
+    );
     replay.verify();
-    assert!(replay.seen("POST", "/containers/e90e34656806/start").is_empty());
+    assert!(
+        replay
+            .seen("POST", "/containers/e90e34656806/start")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn a_port_the_engine_cannot_publish_is_port_in_use_and_the_container_is_removed() {
-    let replay = Replay::start(&["list_empty", "create", "start_port_allocated", "remove"], &[]);
+    let replay = Replay::start(
+        &["list_empty", "create", "start_port_allocated", "remove"],
+        &[],
+    );
     let port = free_port();
     let e = replay
         .launcher()
         .start(&llama_spec(port), LogBuffer::new(10))
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::PortInUse { port: p } if p == port), "{e}");
+    assert!(
+        matches!(e, Error::PortInUse { port: p } if p == port),
+        "{e}"
+    );
     replay.verify();
     let removed = &replay.seen("DELETE", "/containers/e90e34656806")[0];
     assert_eq!(url_param(&removed.query, "force"), "true");
@@ -327,12 +394,18 @@ fn the_spec_check_rejects_a_create_body_of_the_wrong_shape() {
     let bad = json!({"Image": 7, "HostConfig": {"Memory": "2g"}});
     infermux_testkit::spec::check(&spec, &create_schema(&spec), &bad, "$", &mut problems);
     assert!(problems.iter().any(|p| p.contains("Image")), "{problems:?}");
-    assert!(problems.iter().any(|p| p.contains("Memory")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("Memory")),
+        "{problems:?}"
+    );
 }
 
 #[tokio::test]
 async fn against_a_real_engine_where_docker_host_is_set() {
-    let Some(host) = std::env::var("DOCKER_HOST").ok().filter(|h| h.starts_with("unix://")) else {
+    let Some(host) = std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| h.starts_with("unix://"))
+    else {
         // not a failure even under INFERMUX_REQUIRE_SERVERS: this machine has no Docker engine
         let reason = "DOCKER_HOST is not a unix:// socket: no Docker engine to test against";
         eprintln!("SKIPPED against_a_real_engine_where_docker_host_is_set: {reason}");
@@ -357,7 +430,11 @@ async fn against_a_real_engine_where_docker_host_is_set() {
         .with_image("infermux/never-published-image:0");
     let e = launcher.start(&spec, LogBuffer::new(10)).await.unwrap_err();
     assert!(matches!(e, Error::UnknownImage { .. }), "{e}");
-    assert_eq!(launcher.cleanup().await.unwrap(), 0, "nothing labelled is left");
+    assert_eq!(
+        launcher.cleanup().await.unwrap(),
+        0,
+        "nothing labelled is left"
+    );
 }
 
 fn url_param(query: &str, name: &str) -> String {

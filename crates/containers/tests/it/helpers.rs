@@ -89,9 +89,8 @@ pub(crate) fn quick() -> SupervisorConfig {
 /// `python3` on `PATH`, or a visible skip (the process tests' small HTTP server is Python's
 /// `http.server`).
 pub(crate) fn python() -> Option<&'static str> {
-    let found = std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join("python3").is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("python3").is_file()));
     if found {
         Some("python3")
     } else {

@@ -34,7 +34,10 @@ const LOAD: usize = 32;
 /// The chroot, when everything the test needs is there (else a visible skip).
 fn chroot() -> Option<PathBuf> {
     let Some(home) = std::env::var_os("INFERMUX_CI_HOME") else {
-        skip(Need::Server, "INFERMUX_CI_HOME is not set (the CI's llama.cpp chroot)");
+        skip(
+            Need::Server,
+            "INFERMUX_CI_HOME is not set (the CI's llama.cpp chroot)",
+        );
         return None;
     };
     let root = PathBuf::from(home).join("sid");
@@ -201,7 +204,6 @@ async fn llama_server_sigkilled_under_load_is_restarted_and_every_request_resolv
     })
     .await;
     assert!(restarted.is_ok(), "not restarted: {seen:?}");
-    eprintln!("DEBUG restarted at {:?}", std::time::SystemTime::now());
     let Some(ServerId::Pid(second)) = unified.supervisor().server_id() else {
         panic!("a pid")
     };
@@ -215,9 +217,11 @@ async fn llama_server_sigkilled_under_load_is_restarted_and_every_request_resolv
     let mut failed = Vec::new();
     for t in tasks {
         let (i, took, out) = t.await.unwrap();
-        eprintln!("DEBUG request {i} took {took:?} ok={}", matches!(out, Ok(Ok(_))));
         let out = out.unwrap_or_else(|_| panic!("request {i} hung past its deadline"));
-        assert!(took <= DEADLINE + Duration::from_secs(1), "request {i} took {took:?}");
+        assert!(
+            took <= DEADLINE + Duration::from_secs(1),
+            "request {i} took {took:?}"
+        );
         match out {
             Ok(called) => {
                 let Response::Chat(_) = called.value else {
@@ -241,5 +245,8 @@ async fn llama_server_sigkilled_under_load_is_restarted_and_every_request_resolv
     );
     unified.stop().await;
     assert!(!running(second), "stopped");
-    assert!(launcher.pids().iter().all(|p| !running(*p)), "nothing left running");
+    assert!(
+        launcher.pids().iter().all(|p| !running(*p)),
+        "nothing left running"
+    );
 }

@@ -19,26 +19,38 @@ fn sh(name: &str, port: u16, script: &str) -> ServerSpec {
 }
 
 fn http_server(py: &str, port: u16) -> ServerSpec {
-    ServerSpec::new("http", py, port, "/")
-        .unwrap()
-        .with_args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+    ServerSpec::new("http", py, port, "/").unwrap().with_args([
+        "-m",
+        "http.server",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+    ])
 }
 
 #[tokio::test]
 async fn a_missing_binary_is_binary_missing_at_once_and_through_a_wrapper_too() {
     let launcher = Recording::new(ProcessLauncher::new());
-    let spec = ServerSpec::new("nobin", "/nonexistent/llama-server", free_port(), "/health")
-        .unwrap();
+    let spec =
+        ServerSpec::new("nobin", "/nonexistent/llama-server", free_port(), "/health").unwrap();
     let e = Supervisor::start(launcher.clone(), spec, quick())
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::BinaryMissing { ref program } if program == "/nonexistent/llama-server"), "{e}");
+    assert!(
+        matches!(e, Error::BinaryMissing { ref program } if program == "/nonexistent/llama-server"),
+        "{e}"
+    );
     assert!(launcher.started().is_empty(), "nothing was started");
 
     // through a wrapper (`env`, as `chroot … /usr/bin/env -i …` runs it): exit code 127
-    let wrapped = ServerSpec::new("wrapped", "/nonexistent/llama-server", free_port(), "/health")
-        .unwrap()
-        .with_wrapper(["/usr/bin/env", "-i"]);
+    let wrapped = ServerSpec::new(
+        "wrapped",
+        "/nonexistent/llama-server",
+        free_port(),
+        "/health",
+    )
+    .unwrap()
+    .with_wrapper(["/usr/bin/env", "-i"]);
     let e = Supervisor::start(launcher.clone(), wrapped, quick())
         .await
         .unwrap_err();
@@ -56,7 +68,10 @@ async fn a_port_taken_before_the_start_is_port_in_use_and_nothing_is_started() {
     let e = Supervisor::start(launcher.clone(), sh("taken", port, "sleep 30"), quick())
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::PortInUse { port: p } if p == port), "{e}");
+    assert!(
+        matches!(e, Error::PortInUse { port: p } if p == port),
+        "{e}"
+    );
     assert!(launcher.started().is_empty());
 }
 
@@ -68,7 +83,13 @@ async fn a_server_failing_to_bind_its_port_is_port_in_use_not_a_crash_loop() {
     let busy = taken.local_addr().unwrap().port();
     let spec = ServerSpec::new("bindfail", py, free_port(), "/")
         .unwrap()
-        .with_args(["-m", "http.server", &busy.to_string(), "--bind", "127.0.0.1"]);
+        .with_args([
+            "-m",
+            "http.server",
+            &busy.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ]);
     let launcher = Recording::new(ProcessLauncher::new());
     let e = Supervisor::start(launcher.clone(), spec, quick())
         .await
@@ -83,12 +104,19 @@ async fn a_server_never_ready_is_never_ready_at_its_deadline_and_is_stopped() {
     let launcher = Recording::new(ProcessLauncher::new());
     let config = quick().with_ready_timeout(Duration::from_millis(600));
     let start = Instant::now();
-    let e = Supervisor::start(launcher.clone(), sh("mute", free_port(), "sleep 30"), config)
-        .await
-        .unwrap_err();
+    let e = Supervisor::start(
+        launcher.clone(),
+        sh("mute", free_port(), "sleep 30"),
+        config,
+    )
+    .await
+    .unwrap_err();
     let took = start.elapsed();
     assert!(matches!(e, Error::NeverReady { .. }), "{e}");
-    assert!(took >= Duration::from_millis(600), "not before its deadline: {took:?}");
+    assert!(
+        took >= Duration::from_millis(600),
+        "not before its deadline: {took:?}"
+    );
     let pid = launcher.pids()[0];
     assert!(!running(pid), "the server {pid} was stopped");
 }
@@ -97,9 +125,13 @@ async fn a_server_never_ready_is_never_ready_at_its_deadline_and_is_stopped() {
 async fn a_server_that_keeps_exiting_is_a_crash_loop_after_the_restart_limit() {
     let launcher = Recording::new(ProcessLauncher::new());
     let config = quick().with_max_restarts(3);
-    let e = Supervisor::start(launcher.clone(), sh("crash", free_port(), "echo boom >&2; exit 3"), config)
-        .await
-        .unwrap_err();
+    let e = Supervisor::start(
+        launcher.clone(),
+        sh("crash", free_port(), "echo boom >&2; exit 3"),
+        config,
+    )
+    .await
+    .unwrap_err();
     match &e {
         Error::CrashLoop { restarts, last } => {
             assert_eq!(*restarts, 3);
@@ -107,7 +139,11 @@ async fn a_server_that_keeps_exiting_is_a_crash_loop_after_the_restart_limit() {
         }
         other => panic!("expected a crash loop, got {other}"),
     }
-    assert_eq!(launcher.started().len(), 4, "the first start and 3 restarts");
+    assert_eq!(
+        launcher.started().len(),
+        4,
+        "the first start and 3 restarts"
+    );
     for pid in launcher.pids() {
         assert!(!running(pid));
     }
@@ -139,7 +175,10 @@ async fn a_ready_server_killed_from_outside_is_restarted_and_ready_again() {
         }
     }
     // a watch channel shows the latest state: `restarting` may be overtaken by `starting`
-    assert!(matches!(seen.first(), Some(&("restarting" | "starting"))), "{seen:?}");
+    assert!(
+        matches!(seen.first(), Some(&("restarting" | "starting"))),
+        "{seen:?}"
+    );
     assert_eq!(seen.last(), Some(&"ready"), "{seen:?}");
     assert_eq!(sup.restarts(), 1);
     let Some(ServerId::Pid(second)) = sup.server_id() else {

@@ -25,19 +25,29 @@ fn tgi_writes_its_launcher_flags_and_is_ready_on_health() {
     );
     assert_eq!(spec.readiness, "/health");
     assert_eq!(spec.base_url(), "http://127.0.0.1:3001");
-    assert!(spec.image.as_deref().unwrap().starts_with("ghcr.io/huggingface/text-generation-inference"));
+    assert!(
+        spec.image
+            .as_deref()
+            .unwrap()
+            .starts_with("ghcr.io/huggingface/text-generation-inference")
+    );
     let e = TgiSpec::new("m")
         .max_input_length(10)
         .max_total_tokens(10)
         .server_spec("tgi")
         .unwrap_err();
     assert!(matches!(e, Error::Config(_)), "{e}");
-    assert!(matches!(TgiSpec::new("").server_spec("tgi"), Err(Error::Config(_))));
+    assert!(matches!(
+        TgiSpec::new("").server_spec("tgi"),
+        Err(Error::Config(_))
+    ));
 }
 
 #[test]
 fn tei_writes_its_router_flags_only_when_set() {
-    let plain = TeiSpec::new("BAAI/bge-small-en-v1.5").server_spec("tei").unwrap();
+    let plain = TeiSpec::new("BAAI/bge-small-en-v1.5")
+        .server_spec("tei")
+        .unwrap();
     assert_eq!(
         cmd(&plain),
         "text-embeddings-router --model-id BAAI/bge-small-en-v1.5 --port 3000"
@@ -98,10 +108,18 @@ fn ovms_takes_a_config_file_or_one_model_and_is_ready_on_the_kserve_route() {
         "ovms --rest_port 8001 --port 9001 --model_path /models/resnet --model_name resnet"
     );
     assert_eq!(one.readiness, "/v2/health/ready");
-    let many = OvmsSpec::config("/models/config.json").server_spec("ovms").unwrap();
-    assert_eq!(cmd(&many), "ovms --rest_port 8000 --config_path /models/config.json");
+    let many = OvmsSpec::config("/models/config.json")
+        .server_spec("ovms")
+        .unwrap();
+    assert_eq!(
+        cmd(&many),
+        "ovms --rest_port 8000 --config_path /models/config.json"
+    );
     assert!(matches!(
-        OvmsSpec::model("/m", "m").rest_port(9000).grpc_port(9000).server_spec("o"),
+        OvmsSpec::model("/m", "m")
+            .rest_port(9000)
+            .grpc_port(9000)
+            .server_spec("o"),
         Err(Error::Config(_))
     ));
 }
@@ -131,10 +149,22 @@ fn llama_server_writes_its_flags_and_listens_on_every_interface_in_a_container()
 
 #[test]
 fn a_spec_refuses_a_bad_name_port_or_route_and_a_process_sees_its_gpus() {
-    assert!(matches!(ServerSpec::new("a/b", "x", 1, "/"), Err(Error::Config(_))));
-    assert!(matches!(ServerSpec::new("a", "", 1, "/"), Err(Error::Config(_))));
-    assert!(matches!(ServerSpec::new("a", "x", 0, "/"), Err(Error::Config(_))));
-    assert!(matches!(ServerSpec::new("a", "x", 1, "health"), Err(Error::Config(_))));
+    assert!(matches!(
+        ServerSpec::new("a/b", "x", 1, "/"),
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        ServerSpec::new("a", "", 1, "/"),
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        ServerSpec::new("a", "x", 0, "/"),
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        ServerSpec::new("a", "x", 1, "health"),
+        Err(Error::Config(_))
+    ));
     let spec = ServerSpec::new("a", "x", 1, "/health")
         .unwrap()
         .with_wrapper(["chroot", "/root"])
@@ -145,7 +175,10 @@ fn a_spec_refuses_a_bad_name_port_or_route_and_a_process_sees_its_gpus() {
     assert_eq!(spec.command_line(), ["chroot", "/root", "x", "--flag"]);
     assert_eq!(
         spec.process_env(),
-        [("A".into(), "1".into()), ("CUDA_VISIBLE_DEVICES".into(), "0,1".into())]
+        [
+            ("A".into(), "1".into()),
+            ("CUDA_VISIBLE_DEVICES".into(), "0,1".into())
+        ]
     );
     assert_eq!(spec.volumes[0].bind(), "/cache:/data:ro");
 }

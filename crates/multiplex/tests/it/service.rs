@@ -30,7 +30,10 @@ async fn a_call_waits_for_an_endpoint_out_of_service_and_is_served_when_it_is_pu
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!waiting.is_finished(), "the call waits, it is not refused");
     assert_eq!(pool.counters().queued, 1);
-    assert!(stub.seen().is_empty(), "nothing was sent while out of service");
+    assert!(
+        stub.seen().is_empty(),
+        "nothing was sent while out of service"
+    );
     assert!(pool.put_back(&ep));
     let called = waiting.await.unwrap().unwrap();
     assert_eq!(called.attempts, 1);
