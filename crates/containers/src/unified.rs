@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use infermux_core::{EndpointId, Provider};
+use infermux_core::{EndpointConfig, EndpointId, Provider};
 use infermux_multiplex::MultiPool;
 use tokio::task::JoinHandle;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::launcher::Launcher;
 use crate::spec::ServerSpec;
 use crate::supervisor::{Supervisor, SupervisorConfig};
@@ -35,6 +35,25 @@ impl<P: Provider + ?Sized + 'static> Unified<P> {
             provider,
             supervisor,
         })
+    }
+
+    /// Launches `server` and builds its provider with `make` from an endpoint config whose
+    /// id is the server's name and whose base URL is its root ([`ServerSpec::base_url`]) plus
+    /// `path` (such as `/v1`). The provider crates' `unified` features are this call.
+    pub async fn launch_with(
+        server: ServerSpec,
+        path: &str,
+        launcher: Arc<dyn Launcher>,
+        config: SupervisorConfig,
+        make: impl FnOnce(EndpointConfig) -> infermux_core::Result<P>,
+    ) -> Result<Self>
+    where
+        P: Sized,
+    {
+        let endpoint = EndpointConfig::new(&server.name, format!("{}{path}", server.base_url()))
+            .and_then(make)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Self::launch(Arc::new(endpoint), launcher, server, config).await
     }
 
     /// Pairs an already started supervisor with `provider`.

@@ -32,6 +32,8 @@
 
 pub mod json;
 pub mod media;
+#[cfg(feature = "unified")]
+pub mod unified;
 pub mod wire;
 
 use async_trait::async_trait;
