@@ -1,13 +1,15 @@
 //! The `infermux` command line: `demo` (the fault-injection demo: no keys, no network), `chat`
 //! (an answer from a server of any provider, streamed or not, with its finish reason),
-//! `models`, `embed` (texts embedded through the client's batcher) and `cache eval` (the
-//! semantic tier's precision and recall on labelled pairs). Errors print with their cause chain,
+//! `models`, `embed` (texts embedded through the client's batcher), `cache eval` (the
+//! semantic tier's precision and recall on labelled pairs) and `serve` (an inference server
+//! launched and supervised in the foreground). Errors print with their cause chain,
 //! in red on a terminal unless `NO_COLOR`.
 
 mod cache_eval;
 mod conformance;
 mod demo;
 mod demo_cache;
+mod serve;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -86,6 +88,9 @@ enum Command {
         #[command(flatten)]
         endpoint: EndpointArgs,
     },
+    /// Run an inference server in the foreground (TGI, TEI, vLLM, OVMS, llama.cpp or any
+    /// command): its logs, a spinner until it is ready, restarts when it dies, Ctrl-C stops it.
+    Serve(serve::ServeArgs),
 }
 
 /// `infermux cache …`.
@@ -393,6 +398,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
         Command::Conformance(args) => conformance::run(args).await,
         Command::Cache(CacheCommand::Eval(args)) => {
             tokio::task::spawn_blocking(move || cache_eval::run(args))

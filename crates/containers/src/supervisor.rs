@@ -229,6 +229,18 @@ impl Supervisor {
         spec: ServerSpec,
         config: SupervisorConfig,
     ) -> Result<Self> {
+        let logs = LogBuffer::new(config.log_lines);
+        Self::start_with_logs(launcher, spec, config, logs).await
+    }
+
+    /// [`Supervisor::start`] writing the server's output to `logs`, which the caller may
+    /// follow ([`LogBuffer::subscribe`]) while the server starts.
+    pub async fn start_with_logs(
+        launcher: Arc<dyn Launcher>,
+        spec: ServerSpec,
+        config: SupervisorConfig,
+        logs: LogBuffer,
+    ) -> Result<Self> {
         let config = config.validate()?;
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -237,7 +249,6 @@ impl Supervisor {
             .map_err(|e| Error::Config(format!("the probe client: {e}")))?;
         let (state_tx, state) = watch::channel(State::Starting);
         let (id_tx, id) = watch::channel(None);
-        let logs = LogBuffer::new(config.log_lines);
         let restarts = Arc::new(AtomicU32::new(0));
         let ctx = Ctx {
             launcher,
