@@ -15,7 +15,9 @@
 //!   a limit ([`Error::CrashLoop`] then), a watchable [`State`], graceful stop.
 //! - [`Unified`]: a provider plus its supervised server, bound to a
 //!   [`MultiPool`](infermux_multiplex::MultiPool): out of service while the server (re)starts,
-//!   back when ready; calls wait in the pool's queue within their deadline.
+//!   back when ready; calls wait in the pool's queue within their deadline. The provider
+//!   crates' feature `unified` (TGI, TEI, vLLM, OVMS) and this crate's feature `llama`
+//!   (llama.cpp with the OpenAI-compatible client, [`llama::launch`]) build one in a call.
 //!
 //! Every failure is a typed [`Error`] returned within its deadline with nothing left running:
 //! [`Error::BinaryMissing`], [`Error::PortInUse`], [`Error::UnknownImage`],
@@ -26,6 +28,8 @@ mod backends;
 mod docker;
 mod error;
 mod launcher;
+#[cfg(feature = "llama")]
+pub mod llama;
 mod logs;
 mod process;
 mod spec;
@@ -42,3 +46,8 @@ pub use process::ProcessLauncher;
 pub use spec::{Gpus, ServerSpec, Volume};
 pub use supervisor::{State, Supervisor, SupervisorConfig};
 pub use unified::{PoolBinding, Unified};
+
+// The README, compiled as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

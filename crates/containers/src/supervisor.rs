@@ -193,7 +193,7 @@ impl State {
     }
 }
 
-/// A supervised server (see [the module](self)). Dropping it kills the server; prefer
+/// A supervised server (see [the crate docs](crate)). Dropping it kills the server; prefer
 /// [`Supervisor::stop`], which stops it gracefully.
 #[derive(Debug)]
 pub struct Supervisor {

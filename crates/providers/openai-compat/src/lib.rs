@@ -32,8 +32,6 @@
 
 pub mod json;
 pub mod media;
-#[cfg(feature = "unified")]
-pub mod unified;
 pub mod wire;
 
 use async_trait::async_trait;
