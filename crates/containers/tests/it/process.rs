@@ -264,3 +264,65 @@ async fn a_stopped_supervisor_reports_stopped_and_ready_says_so() {
     assert!(matches!(*states.borrow_and_update(), State::Stopped));
     assert!(!running(pid));
 }
+
+#[tokio::test]
+async fn a_server_failing_its_health_checks_is_stopped_and_restarted() {
+    let Some(py) = python() else { return };
+    let launcher = Recording::new(ProcessLauncher::new());
+    let config = quick()
+        .with_health(Duration::from_millis(100), 2)
+        .with_probe(Duration::from_millis(25), Duration::from_millis(200))
+        .with_stop_grace(Duration::from_millis(300));
+    let sup = Supervisor::start(launcher.clone(), http_server(py, free_port()), config)
+        .await
+        .unwrap();
+    let Some(ServerId::Pid(first)) = sup.server_id() else {
+        panic!("a pid")
+    };
+    let mut states = sup.subscribe();
+    // frozen, not dead: it no longer answers, so only the health checks can tell
+    std::process::Command::new("kill")
+        .args(["-STOP", &first.to_string()])
+        .status()
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        states.changed().await.unwrap();
+        let s = states.borrow_and_update().clone();
+        if let State::Restarting { reason, .. } = &s {
+            assert!(reason.contains("health checks"), "{reason}");
+        }
+        seen.push(s.as_str());
+        if s.is_ready() || s.is_final() {
+            break;
+        }
+    }
+    assert_eq!(seen.last(), Some(&"ready"), "{seen:?}");
+    assert!(!running(first), "the frozen server was killed");
+    assert_eq!(launcher.started().len(), 2);
+    sup.stop().await;
+}
+
+#[test]
+fn the_restart_backoff_doubles_is_capped_and_jittered_within_half() {
+    let c = quick().with_backoff(Duration::from_millis(100), Duration::from_millis(800));
+    for n in 1..=8u32 {
+        let full = Duration::from_millis(100 * 2u64.pow(n - 1)).min(Duration::from_millis(800));
+        for _ in 0..20 {
+            let d = c.backoff(n);
+            assert!(
+                d >= full / 2 && d <= full,
+                "restart {n}: {d:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
+        }
+    }
+    let distinct: std::collections::HashSet<_> = (0..20).map(|_| c.backoff(3)).collect();
+    assert!(distinct.len() > 1, "jittered");
+    assert!(matches!(
+        quick()
+            .with_backoff(Duration::from_secs(2), Duration::from_secs(1))
+            .validate(),
+        Err(Error::Config(_))
+    ));
+}
