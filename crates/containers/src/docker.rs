@@ -92,13 +92,20 @@ impl DockerLauncher {
 
     /// Removes (forcibly) every container labelled as this owner's; returns how many.
     pub async fn cleanup(&self) -> Result<usize> {
-        let filters = HashMap::from([(
-            "label".to_owned(),
-            vec![
-                format!("{MANAGED_LABEL}=true"),
-                format!("{OWNER_LABEL}={}", self.owner),
-            ],
-        )]);
+        self.cleanup_labelled(None).await
+    }
+
+    /// Removes this owner's containers, only those of the spec `name` when given (a start
+    /// removes what a previous run left of the same spec, not the owner's other servers).
+    async fn cleanup_labelled(&self, name: Option<&str>) -> Result<usize> {
+        let mut labels = vec![
+            format!("{MANAGED_LABEL}=true"),
+            format!("{OWNER_LABEL}={}", self.owner),
+        ];
+        if let Some(n) = name {
+            labels.push(format!("{NAME_LABEL}={n}"));
+        }
+        let filters = HashMap::from([("label".to_owned(), labels)]);
         let list = self
             .docker
             .list_containers(Some(ListContainersOptions {
@@ -197,7 +204,7 @@ impl Launcher for DockerLauncher {
     async fn start(&self, spec: &ServerSpec, logs: LogBuffer) -> Result<Box<dyn Server>> {
         let body = self.create_body(spec)?;
         let image = body.image.clone().unwrap_or_default();
-        self.cleanup().await?;
+        self.cleanup_labelled(Some(&spec.name)).await?;
         check_port_free(spec.port)?;
         let name = self.container_name(spec);
         let created = self

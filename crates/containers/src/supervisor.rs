@@ -383,7 +383,9 @@ impl Ctx {
             self.id.send_replace(Some(server.id()));
             let deadline = Instant::now() + self.config.ready_timeout;
             let exit = loop {
-                if let Probe::Ready = self.probe().await {
+                // a probe never runs past the deadline
+                let left = deadline.saturating_duration_since(Instant::now());
+                if let Ok(Probe::Ready) = tokio::time::timeout(left, self.probe()).await {
                     return Ok(server);
                 }
                 if Instant::now() >= deadline {

@@ -265,7 +265,7 @@ async fn the_launcher_removes_stale_containers_creates_labelled_starts_follows_l
     assert_eq!(exit, infermux_containers::Exit::Code(143));
     replay.verify();
 
-    // the cleanup asked for this owner's labelled containers only
+    // the cleanup asked for this owner's containers of this spec only
     let list = &replay.seen("GET", "/containers/json")[0];
     let filters = url_param(&list.query, "filters");
     let filters: Value = serde_json::from_str(&filters).unwrap();
@@ -273,7 +273,11 @@ async fn the_launcher_removes_stale_containers_creates_labelled_starts_follows_l
     labels.sort_by_key(|v| v.to_string());
     assert_eq!(
         labels,
-        [json!("infermux.managed=true"), json!("infermux.owner=ci")]
+        [
+            json!("infermux.managed=true"),
+            json!("infermux.name=llama"),
+            json!("infermux.owner=ci")
+        ]
     );
     assert!(url_param(&list.query, "all") == "true");
     assert_eq!(
