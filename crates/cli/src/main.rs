@@ -1,9 +1,11 @@
 //! The `infermux` command line: `demo` (the fault-injection demo: no keys, no network), `chat`
 //! (an answer from a server of any provider, streamed or not, with its finish reason),
-//! `models`, `embed` (texts embedded through the client's batcher), `cache eval` (the
-//! semantic tier's precision and recall on labelled pairs) and `serve` (an inference server
-//! launched and supervised in the foreground). Errors print with their cause chain,
+//! `models`, `embed` (texts embedded through the client's batcher) and `cache eval` (the
+//! semantic tier's precision and recall on labelled pairs). Errors print with their cause chain,
 //! in red on a terminal unless `NO_COLOR`.
+//!
+//! `serve` runs an inference server in the foreground, launched and supervised by
+//! `infermux-containers`.
 
 mod cache_eval;
 mod conformance;
@@ -45,6 +47,9 @@ enum Command {
     Cache(CacheCommand),
     /// Replay a folder of recorded cassettes through the providers and report per interaction.
     Conformance(conformance::ConformanceArgs),
+    /// Run an inference server in the foreground (TGI, TEI, vLLM, OVMS, llama.cpp or any
+    /// command): its logs, a spinner until it is ready, restarts when it dies, Ctrl-C stops it.
+    Serve(serve::ServeArgs),
     /// Ask a server for an answer (streamed unless `--no-stream`); the finish reason and token
     /// counts follow on stderr.
     Chat {
@@ -88,9 +93,6 @@ enum Command {
         #[command(flatten)]
         endpoint: EndpointArgs,
     },
-    /// Run an inference server in the foreground (TGI, TEI, vLLM, OVMS, llama.cpp or any
-    /// command): its logs, a spinner until it is ready, restarts when it dies, Ctrl-C stops it.
-    Serve(serve::ServeArgs),
 }
 
 /// `infermux cache …`.
