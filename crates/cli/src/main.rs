@@ -4,6 +4,9 @@
 //! semantic tier's precision and recall on labelled pairs); with the feature `s3`, `s3` (model
 //! storage: put, get, ls, rm, presign, sync, fetch). Errors print with their cause chain,
 //! in red on a terminal unless `NO_COLOR`.
+//!
+//! `serve` runs an inference server in the foreground, launched and supervised by
+//! `infermux-containers`.
 
 mod cache_eval;
 mod conformance;
@@ -11,6 +14,7 @@ mod demo;
 mod demo_cache;
 #[cfg(feature = "s3")]
 mod s3cmd;
+mod serve;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -46,6 +50,9 @@ enum Command {
     Cache(CacheCommand),
     /// Replay a folder of recorded cassettes through the providers and report per interaction.
     Conformance(conformance::ConformanceArgs),
+    /// Run an inference server in the foreground (TGI, TEI, vLLM, OVMS, llama.cpp or any
+    /// command): its logs, a spinner until it is ready, restarts when it dies, Ctrl-C stops it.
+    Serve(serve::ServeArgs),
     /// Ask a server for an answer (streamed unless `--no-stream`); the finish reason and token
     /// counts follow on stderr.
     Chat {
@@ -400,6 +407,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
         Command::Conformance(args) => conformance::run(args).await,
         Command::Cache(CacheCommand::Eval(args)) => {
             tokio::task::spawn_blocking(move || cache_eval::run(args))

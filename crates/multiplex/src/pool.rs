@@ -40,6 +40,15 @@ struct Endpoint {
     members: u64,
     /// Whether its release hook wakes this pool.
     hooked: bool,
+    /// Taken out of service by its owner (see [`MultiPool::take_out`]).
+    out_of_service: std::sync::atomic::AtomicBool,
+}
+
+impl Endpoint {
+    #[inline]
+    fn is_out(&self) -> bool {
+        self.out_of_service.load(Ordering::Acquire)
+    }
 }
 
 /// What the endpoints' release hooks touch (they hold it, not the pool, so no cycle).
@@ -348,6 +357,7 @@ impl MultiPool {
                         .filter(|(_, m)| m.endpoint == e)
                         .fold(0, |mask, (i, _)| mask | 1 << i),
                     exec: exec.clone(),
+                    out_of_service: Default::default(),
                 }
             })
             .collect();
@@ -419,7 +429,9 @@ impl MultiPool {
                     .limited_until
                     .load(Ordering::Acquire)
                     .max(key.rpm.as_ref().map_or(0, |g| g.ready_at(1, now)));
-                let state = if let Some((reason, until)) = key.removal(now) {
+                let state = if ep.is_out() {
+                    MemberState::OutOfService
+                } else if let Some((reason, until)) = key.removal(now) {
                     MemberState::Removed {
                         reason,
                         until: (until != NEVER).then(|| at(until)),
@@ -514,7 +526,7 @@ impl MultiPool {
             out,
             "infermux_pool_member_state",
             "gauge",
-            "0 eligible, 1 cooling, 2 removed, 3 limited, 4 ejected.",
+            "0 eligible, 1 cooling, 2 removed, 3 limited, 4 ejected, 5 out of service.",
             &|s| {
                 match s.state {
                     MemberState::Eligible => "0",
@@ -522,6 +534,7 @@ impl MultiPool {
                     MemberState::Removed { .. } => "2",
                     MemberState::Limited { .. } => "3",
                     MemberState::Ejected => "4",
+                    MemberState::OutOfService => "5",
                 }
                 .to_owned()
             },
@@ -602,6 +615,40 @@ impl MultiPool {
             Picked::Lease(lease) => Some(lease),
             Picked::None { .. } => None,
         }
+    }
+
+    /// Takes every member on `endpoint` out of service (its server is starting or restarting):
+    /// no attempt is leased to them until [`MultiPool::put_back`]. Admission meanwhile waits
+    /// for them within the call's deadline instead of failing at once. Returns whether the
+    /// pool has that endpoint (`false`: nothing changed).
+    pub fn take_out(&self, endpoint: &EndpointId) -> bool {
+        self.set_out(endpoint, true)
+    }
+
+    /// Puts the members on `endpoint` back in service and wakes the calls waiting for a
+    /// member. Returns whether the pool has that endpoint.
+    pub fn put_back(&self, endpoint: &EndpointId) -> bool {
+        let found = self.set_out(endpoint, false);
+        if found {
+            self.inner.signal.queue.sweep(self.inner.clock.now());
+        }
+        found
+    }
+
+    /// Whether the members on `endpoint` are out of service ([`MultiPool::take_out`]);
+    /// `None` when the pool has no such endpoint.
+    pub fn is_out_of_service(&self, endpoint: &EndpointId) -> Option<bool> {
+        let mut eps = self.inner.endpoints.iter().filter(|e| &e.id == endpoint);
+        eps.next().map(Endpoint::is_out)
+    }
+
+    fn set_out(&self, endpoint: &EndpointId, out: bool) -> bool {
+        let mut found = false;
+        for ep in self.inner.endpoints.iter().filter(|e| &e.id == endpoint) {
+            ep.out_of_service.store(out, Ordering::Release);
+            found = true;
+        }
+        found
     }
 
     /// The member the strategy would pick at `now` for a request without a token estimate,
@@ -687,7 +734,10 @@ impl Inner {
     fn eligible(&self, now: u64, tokens: u64) -> u64 {
         let mut by_endpoint = 0u64;
         for ep in &self.endpoints {
-            if self.breaker_may_admit(ep, now) && ep.exec.admission().available() > 0 {
+            if !ep.is_out()
+                && self.breaker_may_admit(ep, now)
+                && ep.exec.admission().available() > 0
+            {
                 by_endpoint |= ep.members;
             }
         }
@@ -718,6 +768,10 @@ impl Inner {
             return Return::Never(Never::TooLarge);
         }
         let ep = &self.endpoints[m.endpoint];
+        if ep.is_out() {
+            // back when its owner puts it back (which wakes the queue), like a permit release
+            return Return::OnRelease;
+        }
         let mut at = key.held_until().max(limits);
         let blocked = self.blocked(ep.index).load(Ordering::Relaxed);
         let blocked = if blocked == 0 && ep.exec.breaker_state() == BreakerState::Open {
@@ -892,7 +946,8 @@ impl Inner {
         for (i, m) in self.members.iter().enumerate() {
             let key = &self.keys[m.key];
             let ep = &self.endpoints[m.endpoint];
-            if key.held_until() <= now
+            if !ep.is_out()
+                && key.held_until() <= now
                 && key.limits_ready_at(tokens, now) <= now
                 && ep.exec.admission().available() > 0
                 && (ep.exec.breaker_state() == BreakerState::Open

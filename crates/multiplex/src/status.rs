@@ -64,10 +64,13 @@ pub enum MemberState {
     },
     /// Its endpoint's breaker is open.
     Ejected,
+    /// Its endpoint was taken out of service by its owner (a launched server starting or
+    /// restarting; see [`MultiPool::take_out`](crate::MultiPool::take_out)).
+    OutOfService,
 }
 
 impl MemberState {
-    /// `eligible`, `cooling`, `removed`, `limited` or `ejected`.
+    /// `eligible`, `cooling`, `removed`, `limited`, `ejected` or `out_of_service`.
     pub fn as_str(&self) -> &'static str {
         match self {
             MemberState::Eligible => "eligible",
@@ -75,6 +78,7 @@ impl MemberState {
             MemberState::Removed { .. } => "removed",
             MemberState::Limited { .. } => "limited",
             MemberState::Ejected => "ejected",
+            MemberState::OutOfService => "out_of_service",
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Integration tests of the `infermux` binary: the `conformance` subcommand's command line and
 //! output (the runner is tested in `infermux-conformance`), and `chat`/`models` against the
 //! simulator: provider names with suggestions, `--no-stream`, the finish reason, the base URL
-//! and key from the environment, and errors with their cause chain.
+//! and key from the environment, and errors with their cause chain; `serve` with a real child
+//! server and Ctrl-C.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -12,6 +13,7 @@ use serde_json::Value;
 mod cache_eval;
 #[cfg(feature = "s3")]
 mod s3;
+mod serve;
 
 fn run(corpus: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_infermux"))

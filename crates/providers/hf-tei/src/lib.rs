@@ -43,6 +43,8 @@
 //! This crate has no optional features.
 
 mod similarity;
+#[cfg(feature = "unified")]
+pub mod unified;
 pub mod wire;
 
 use std::sync::Arc;

@@ -44,6 +44,8 @@
 //! This crate has no optional features.
 
 mod metrics;
+#[cfg(feature = "unified")]
+pub mod unified;
 pub mod wire;
 
 use async_trait::async_trait;

@@ -33,6 +33,8 @@
 //! This crate has no optional features.
 
 mod tensor;
+#[cfg(feature = "unified")]
+pub mod unified;
 
 use async_trait::async_trait;
 use infermux_core::{

@@ -32,6 +32,8 @@
 //! This crate has no optional features.
 
 mod metrics;
+#[cfg(feature = "unified")]
+pub mod unified;
 
 use async_trait::async_trait;
 use infermux_core::{

@@ -1,0 +1,491 @@
+//! `infermux serve tgi|tei|vllm|ovms|llama|cmd …`: launches one inference server in the
+//! foreground (a child process, or with `--docker` a container), follows its logs, shows a
+//! spinner until its readiness route answers, restarts it when it dies, and stops it cleanly
+//! on Ctrl-C.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use infermux::{Error, ErrorKind};
+use infermux_containers::{
+    Gpus, Launcher, LlamaCppSpec, LogBuffer, OvmsSpec, ProcessLauncher, Quantize, ServerSpec,
+    State, Supervisor, SupervisorConfig, TeiSpec, TgiSpec, VllmSpec, Volume,
+};
+use tokio::sync::broadcast::error::RecvError;
+
+/// `infermux serve` options shared by every backend (they come before the backend's name).
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// The server's name (pid file, container name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Run the program through this command (split on spaces), e.g. `chroot
+    /// --userspec=65534:65534 /srv/root`.
+    #[arg(long)]
+    wrapper: Option<String>,
+    /// The program to run instead of the backend's own (a path, say).
+    #[arg(long)]
+    program: Option<String>,
+    /// An environment variable `KEY=VALUE` (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// A folder `HOST:CONTAINER[:ro]` (repeatable; containers).
+    #[arg(long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    volumes: Vec<String>,
+    /// GPUs: `all`, a count, or device ids separated by commas.
+    #[arg(long)]
+    gpus: Option<String>,
+    /// A memory limit in bytes (containers).
+    #[arg(long)]
+    memory: Option<u64>,
+    /// Seconds the server has to become ready.
+    #[arg(long, default_value_t = 300)]
+    ready_timeout: u64,
+    /// Restarts before giving up.
+    #[arg(long, default_value_t = 5)]
+    max_restarts: u32,
+    /// Keep a pid file here, so the next start kills what a killed run left.
+    #[arg(long)]
+    pid_dir: Option<PathBuf>,
+    /// Run the backend's image with the Docker engine (`DOCKER_HOST` or the default socket).
+    #[cfg(feature = "docker")]
+    #[arg(long)]
+    docker: bool,
+    /// Another image than the backend's default.
+    #[cfg(feature = "docker")]
+    #[arg(long)]
+    image: Option<String>,
+    /// The backend.
+    #[command(subcommand)]
+    backend: Backend,
+}
+
+/// The server to run.
+#[derive(Subcommand)]
+enum Backend {
+    /// Hugging Face TGI: `text-generation-launcher` (ready on `/health`).
+    Tgi {
+        /// `--model-id`.
+        #[arg(long)]
+        model_id: String,
+        /// `--port`.
+        #[arg(long, default_value_t = TgiSpec::DEFAULT_PORT)]
+        port: u16,
+        /// `--max-input-tokens` (formerly `--max-input-length`).
+        #[arg(long, alias = "max-input-tokens")]
+        max_input_length: Option<u32>,
+        /// `--max-total-tokens`.
+        #[arg(long)]
+        max_total_tokens: Option<u32>,
+        /// `--quantize` (awq, eetq, gptq, bitsandbytes, bitsandbytes-nf4, fp8, …).
+        #[arg(long)]
+        quantize: Option<String>,
+        /// Further arguments for the server (after `--`).
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
+    /// Hugging Face TEI: `text-embeddings-router` (ready on `/health`).
+    Tei {
+        /// `--model-id`.
+        #[arg(long)]
+        model_id: String,
+        /// `--port`.
+        #[arg(long, default_value_t = TeiSpec::DEFAULT_PORT)]
+        port: u16,
+        /// `--max-client-batch-size`.
+        #[arg(long)]
+        max_client_batch_size: Option<u32>,
+        /// `--max-batch-tokens`.
+        #[arg(long)]
+        max_batch_tokens: Option<u32>,
+        /// Further arguments for the server (after `--`).
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
+    /// vLLM: `vllm serve MODEL` (ready on `/health`).
+    Vllm {
+        /// The model.
+        model: String,
+        /// `--port`.
+        #[arg(long, default_value_t = VllmSpec::DEFAULT_PORT)]
+        port: u16,
+        /// `--enable-lora`.
+        #[arg(long)]
+        enable_lora: bool,
+        /// `--lora-modules name=path` (repeatable).
+        #[arg(long = "lora-modules", value_name = "NAME=PATH")]
+        lora_modules: Vec<String>,
+        /// Further arguments for the server (after `--`).
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
+    /// OpenVINO Model Server: `ovms` (ready on `/v2/health/ready`).
+    Ovms {
+        /// `--config_path`.
+        #[arg(long, conflicts_with_all = ["model_path", "model_name"])]
+        config_path: Option<PathBuf>,
+        /// `--model_path`.
+        #[arg(long, requires = "model_name")]
+        model_path: Option<String>,
+        /// `--model_name`.
+        #[arg(long, requires = "model_path")]
+        model_name: Option<String>,
+        /// `--rest_port`.
+        #[arg(long, default_value_t = OvmsSpec::DEFAULT_REST_PORT)]
+        rest_port: u16,
+        /// `--port` (gRPC).
+        #[arg(long)]
+        grpc_port: Option<u16>,
+        /// Further arguments for the server (after `--`).
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
+    /// llama.cpp: `llama-server -m MODEL` (ready on `/health`).
+    Llama {
+        /// `-m`: the GGUF file.
+        #[arg(short = 'm', long)]
+        model: String,
+        /// `--host`.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// `--port`.
+        #[arg(long, default_value_t = LlamaCppSpec::DEFAULT_PORT)]
+        port: u16,
+        /// `--embeddings`.
+        #[arg(long)]
+        embeddings: bool,
+        /// `--ctx-size`.
+        #[arg(long)]
+        ctx_size: Option<u32>,
+        /// `--alias`.
+        #[arg(long)]
+        alias: Option<String>,
+        /// Further arguments for the server (after `--`).
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
+    /// Any command listening on `--port`, ready when `--ready` answers 200.
+    Cmd {
+        /// The port it listens on.
+        #[arg(long)]
+        port: u16,
+        /// Its readiness route.
+        #[arg(long, default_value = "/health")]
+        ready: String,
+        /// The program and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+fn config_error(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Config, msg.into())
+}
+
+fn launch_error(e: infermux_containers::Error) -> Error {
+    let kind = match e {
+        infermux_containers::Error::Config(_) => ErrorKind::Config,
+        _ => ErrorKind::Unavailable,
+    };
+    Error::new(kind, e.to_string())
+}
+
+impl Backend {
+    fn spec(self, name: Option<&str>) -> infermux_containers::Result<ServerSpec> {
+        Ok(match self {
+            Backend::Tgi {
+                model_id,
+                port,
+                max_input_length,
+                max_total_tokens,
+                quantize,
+                extra,
+            } => {
+                let mut s = TgiSpec::new(model_id).port(port);
+                s.max_input_tokens = max_input_length;
+                s.max_total_tokens = max_total_tokens;
+                s.quantize = quantize.map(|q| match q.as_str() {
+                    "awq" => Quantize::Awq,
+                    "eetq" => Quantize::Eetq,
+                    "gptq" => Quantize::Gptq,
+                    "bitsandbytes" => Quantize::Bitsandbytes,
+                    "bitsandbytes-nf4" => Quantize::BitsandbytesNf4,
+                    "bitsandbytes-fp4" => Quantize::BitsandbytesFp4,
+                    "fp8" => Quantize::Fp8,
+                    "marlin" => Quantize::Marlin,
+                    _ => Quantize::Other(q),
+                });
+                s.extra_args = extra;
+                s.server_spec(name.unwrap_or("tgi"))?
+            }
+            Backend::Tei {
+                model_id,
+                port,
+                max_client_batch_size,
+                max_batch_tokens,
+                extra,
+            } => {
+                let mut s = TeiSpec::new(model_id).port(port);
+                s.max_client_batch_size = max_client_batch_size;
+                s.max_batch_tokens = max_batch_tokens;
+                s.extra_args = extra;
+                s.server_spec(name.unwrap_or("tei"))?
+            }
+            Backend::Vllm {
+                model,
+                port,
+                enable_lora,
+                lora_modules,
+                extra,
+            } => {
+                let mut s = VllmSpec::new(model).port(port);
+                if enable_lora {
+                    s = s.enable_lora();
+                }
+                for m in lora_modules {
+                    let (n, p) = m.split_once('=').ok_or_else(|| {
+                        infermux_containers::Error::Config(format!(
+                            "--lora-modules takes NAME=PATH, not `{m}`"
+                        ))
+                    })?;
+                    s = s.lora_module(n, p);
+                }
+                s.extra_args = extra;
+                s.server_spec(name.unwrap_or("vllm"))?
+            }
+            Backend::Ovms {
+                config_path,
+                model_path,
+                model_name,
+                rest_port,
+                grpc_port,
+                extra,
+            } => {
+                let mut s = match (config_path, model_path, model_name) {
+                    (Some(c), _, _) => OvmsSpec::config(c),
+                    (None, Some(p), Some(n)) => OvmsSpec::model(p, n),
+                    _ => {
+                        return Err(infermux_containers::Error::Config(
+                            "ovms needs --config-path, or --model-path and --model-name".into(),
+                        ));
+                    }
+                }
+                .rest_port(rest_port);
+                if let Some(g) = grpc_port {
+                    s = s.grpc_port(g);
+                }
+                s.extra_args = extra;
+                s.server_spec(name.unwrap_or("ovms"))?
+            }
+            Backend::Llama {
+                model,
+                host,
+                port,
+                embeddings,
+                ctx_size,
+                alias,
+                extra,
+            } => {
+                let mut s = LlamaCppSpec::new(model)
+                    .host(host)
+                    .port(port)
+                    .extra_args(extra);
+                if embeddings {
+                    s = s.embeddings();
+                }
+                s.ctx_size = ctx_size;
+                s.alias = alias;
+                s.server_spec(name.unwrap_or("llama"))?
+            }
+            Backend::Cmd {
+                port,
+                ready,
+                command,
+            } => {
+                let (program, args) = command.split_first().ok_or_else(|| {
+                    infermux_containers::Error::Config("no command after `--`".into())
+                })?;
+                ServerSpec::new(name.unwrap_or("cmd"), program.as_str(), port, ready)?
+                    .with_args(args.iter().cloned())
+            }
+        })
+    }
+}
+
+fn parse_volume(v: &str) -> Result<Volume, Error> {
+    let mut parts = v.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(c), None, None) if !h.is_empty() && !c.is_empty() => Ok(Volume::new(h, c)),
+        (Some(h), Some(c), Some("ro"), None) if !h.is_empty() && !c.is_empty() => {
+            Ok(Volume::new(h, c).read_only())
+        }
+        _ => Err(config_error(format!(
+            "--volume takes HOST:CONTAINER[:ro], not `{v}`"
+        ))),
+    }
+}
+
+fn parse_gpus(g: &str) -> Gpus {
+    if g == "all" {
+        Gpus::All
+    } else if let Ok(n) = g.parse() {
+        Gpus::Count(n)
+    } else {
+        Gpus::Devices(g.split(',').map(str::to_owned).collect())
+    }
+}
+
+/// Builds the spec from the command line (everything but the launcher).
+fn server_spec(args: &mut ServeArgs, backend: Backend) -> Result<ServerSpec, Error> {
+    let mut spec = backend.spec(args.name.as_deref()).map_err(launch_error)?;
+    if let Some(p) = args.program.take() {
+        spec.program = p;
+    }
+    if let Some(w) = &args.wrapper {
+        spec = spec.with_wrapper(w.split_whitespace());
+    }
+    for kv in &args.env {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| config_error(format!("--env takes KEY=VALUE, not `{kv}`")))?;
+        spec = spec.with_env(k, v);
+    }
+    for v in &args.volumes {
+        spec = spec.with_volume(parse_volume(v)?);
+    }
+    if let Some(g) = &args.gpus {
+        spec = spec.with_gpus(parse_gpus(g));
+    }
+    if let Some(m) = args.memory {
+        spec = spec.with_memory_bytes(m);
+    }
+    #[cfg(feature = "docker")]
+    if let Some(image) = args.image.take() {
+        spec = spec.with_image(image);
+    }
+    Ok(spec)
+}
+
+fn launcher(args: &ServeArgs) -> Result<Arc<dyn Launcher>, Error> {
+    #[cfg(feature = "docker")]
+    if args.docker {
+        let d = infermux_containers::DockerLauncher::from_env("cli").map_err(launch_error)?;
+        return Ok(Arc::new(d));
+    }
+    Ok(Arc::new(match &args.pid_dir {
+        Some(d) => ProcessLauncher::with_pid_dir(d),
+        None => ProcessLauncher::new(),
+    }))
+}
+
+/// Prints every log line on stderr (above the spinner).
+fn follow_logs(logs: &LogBuffer, bar: indicatif::ProgressBar) -> tokio::task::JoinHandle<()> {
+    let mut rx = logs.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(line) => bar.suspend(|| eprintln!("{line}")),
+                Err(RecvError::Lagged(n)) => bar.suspend(|| eprintln!("[{n} log lines skipped]")),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+/// `infermux serve …`.
+pub(crate) async fn run(mut args: ServeArgs) -> Result<(), Error> {
+    let backend = std::mem::replace(
+        &mut args.backend,
+        Backend::Cmd {
+            port: 1,
+            ready: "/".into(),
+            command: Vec::new(),
+        },
+    );
+    let spec = server_spec(&mut args, backend)?;
+    let launcher = launcher(&args)?;
+    let config = SupervisorConfig::new()
+        .with_ready_timeout(Duration::from_secs(args.ready_timeout.max(1)))
+        .with_max_restarts(args.max_restarts);
+    let logs = LogBuffer::new(config.log_lines);
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar.set_message(format!(
+        "starting {} on {} (ready on {})",
+        spec.name,
+        spec.base_url(),
+        spec.readiness
+    ));
+    let printer = follow_logs(&logs, bar.clone());
+    let name = spec.name.clone();
+    let url = spec.base_url();
+    let started = tokio::select! {
+        s = Supervisor::start_with_logs(launcher, spec, config, logs) => s,
+        _ = tokio::signal::ctrl_c() => {
+            // dropping the start kills what it started
+            bar.finish_and_clear();
+            eprintln!("interrupted before {name} was ready; stopped");
+            printer.abort();
+            return Ok(());
+        }
+    };
+    let sup = match started {
+        Ok(s) => s,
+        Err(e) => {
+            bar.finish_and_clear();
+            printer.abort();
+            return Err(launch_error(e));
+        }
+    };
+    bar.finish_and_clear();
+    eprintln!(
+        "{name} ready on {url} ({}); Ctrl-C stops it",
+        sup.server_id()
+            .map_or_else(String::new, |id| id.to_string())
+    );
+    let mut states = sup.subscribe();
+    let outcome = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+            changed = states.changed() => {
+                if changed.is_err() {
+                    break Ok(());
+                }
+                let state = states.borrow_and_update().clone();
+                match state {
+                    State::Ready => eprintln!("{name} ready again ({})",
+                        sup.server_id().map_or_else(String::new, |id| id.to_string())),
+                    State::Restarting { restarts, reason } => {
+                        eprintln!("{name} {reason}: restart {restarts}");
+                    }
+                    State::Failed(e) => break Err(Error::new(ErrorKind::Unavailable, e.to_string())),
+                    _ => {}
+                }
+            }
+        }
+    };
+    eprintln!("stopping {name}");
+    sup.stop().await;
+    printer.abort();
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volumes_and_gpus_parse_and_bad_ones_are_config_errors() {
+        assert_eq!(parse_volume("/a:/b:ro").unwrap().bind(), "/a:/b:ro");
+        assert_eq!(parse_volume("/a:/b").unwrap().bind(), "/a:/b");
+        assert_eq!(parse_volume("/a").unwrap_err().kind(), ErrorKind::Config);
+        assert_eq!(parse_gpus("all"), Gpus::All);
+        assert_eq!(parse_gpus("2"), Gpus::Count(2));
+        assert_eq!(
+            parse_gpus("0,3"),
+            Gpus::Devices(vec!["0".into(), "3".into()])
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! `infermux serve`: a server started in the foreground, ready, then stopped by Ctrl-C (SIGINT)
+//! with nothing left running; a missing binary is a clear failure.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| !s[i + 2..].starts_with('Z')))
+        .unwrap_or(false)
+}
+
+fn python() -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("python3").is_file()));
+    if !found {
+        infermux_testkit::skip::skip(
+            infermux_testkit::skip::Need::Server,
+            "python3 (the test HTTP server) is not on PATH",
+        );
+    }
+    found
+}
+
+#[test]
+fn serve_runs_a_command_until_ready_and_ctrl_c_stops_it_and_its_server() {
+    if !python() {
+        return;
+    }
+    let port = free_port().to_string();
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .args(["serve", "cmd", "--port", &port, "--ready", "/", "--"])
+        .args(["python3", "-m", "http.server", &port, "--bind", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = cli.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let ready = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("`ready on` within a minute");
+        if line.contains("ready on") {
+            break line;
+        }
+    };
+    assert!(
+        ready.contains(&format!("http://127.0.0.1:{port}")),
+        "{ready}"
+    );
+    let pid: u32 = ready
+        .split("(pid ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a pid in `{ready}`"));
+    assert!(running(pid));
+    let sent = Command::new("kill")
+        .args(["-INT", &cli.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = cli.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(
+        rest.iter().any(|l| l.starts_with("stopping cmd")),
+        "{rest:?}"
+    );
+    assert!(!running(pid), "the server {pid} was stopped with the CLI");
+}
+
+#[test]
+fn serve_fails_clearly_when_the_server_binary_is_missing() {
+    let out = Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .args(["serve", "--program", "/nonexistent/llama-server", "llama"])
+        .args(["-m", "/models/m.gguf", "--port", &free_port().to_string()])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("binary `/nonexistent/llama-server` not found"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,398 @@
+//! [`DockerLauncher`] (feature `docker`): a server as a container, through the Docker Engine
+//! API on its Unix socket with bollard's typed client — never a shell string. Containers carry
+//! the labels `infermux.managed=true` and `infermux.owner=<owner>`, so what a killed run left
+//! is found and removed by the next start.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+
+use crate::error::{Error, Exit, Result};
+use crate::launcher::{BIND_FAILURES, Launcher, Server, ServerId, check_port_free};
+use crate::logs::LogBuffer;
+use crate::spec::{Gpus, ServerSpec};
+
+/// The label every container this crate creates carries.
+pub const MANAGED_LABEL: &str = "infermux.managed";
+/// The label naming the launcher's owner id.
+pub const OWNER_LABEL: &str = "infermux.owner";
+/// The label naming the spec.
+pub const NAME_LABEL: &str = "infermux.name";
+
+/// Launches a [`ServerSpec`]'s image as a container: its entrypoint arguments, environment,
+/// the port published on the same host port, binds, GPU device requests, a memory limit and
+/// the infermux labels. Images are not pulled: a missing image is [`Error::UnknownImage`].
+#[derive(Debug, Clone)]
+pub struct DockerLauncher {
+    docker: Docker,
+    owner: String,
+}
+
+fn docker_err(e: bollard::errors::Error) -> Error {
+    Error::Docker(e.to_string())
+}
+
+fn status_of(e: &bollard::errors::Error) -> Option<(u16, &str)> {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => Some((*status_code, message.as_str())),
+        _ => None,
+    }
+}
+
+impl DockerLauncher {
+    /// A launcher on the engine's Unix socket at `socket` (a path or `unix://…`), labelling its
+    /// containers with `owner` (letters, digits, `-`, `_`, `.`).
+    pub fn connect_unix(socket: &str, owner: impl Into<String>) -> Result<Self> {
+        let docker = Docker::connect_with_unix(socket, 120, bollard::API_DEFAULT_VERSION)
+            .map_err(docker_err)?;
+        Self::with_client(docker, owner)
+    }
+
+    /// A launcher on `DOCKER_HOST` (a `unix://` socket) or the default socket.
+    pub fn from_env(owner: impl Into<String>) -> Result<Self> {
+        let docker = Docker::connect_with_unix_defaults().map_err(docker_err)?;
+        Self::with_client(docker, owner)
+    }
+
+    /// A launcher around a bollard client.
+    pub fn with_client(docker: Docker, owner: impl Into<String>) -> Result<Self> {
+        let owner = owner.into();
+        if owner.is_empty()
+            || !owner
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(Error::Config(format!(
+                "an owner id is letters, digits, `-`, `_` and `.`, not `{owner}`"
+            )));
+        }
+        Ok(DockerLauncher { docker, owner })
+    }
+
+    /// The owner id its containers are labelled with.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The container name of `spec`: `infermux-<owner>-<name>`.
+    pub fn container_name(&self, spec: &ServerSpec) -> String {
+        format!("infermux-{}-{}", self.owner, spec.name)
+    }
+
+    /// Removes (forcibly) every container labelled as this owner's; returns how many.
+    pub async fn cleanup(&self) -> Result<usize> {
+        self.cleanup_labelled(None).await
+    }
+
+    /// Removes this owner's containers, only those of the spec `name` when given (a start
+    /// removes what a previous run left of the same spec, not the owner's other servers).
+    async fn cleanup_labelled(&self, name: Option<&str>) -> Result<usize> {
+        let mut labels = vec![
+            format!("{MANAGED_LABEL}=true"),
+            format!("{OWNER_LABEL}={}", self.owner),
+        ];
+        if let Some(n) = name {
+            labels.push(format!("{NAME_LABEL}={n}"));
+        }
+        let filters = HashMap::from([("label".to_owned(), labels)]);
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(docker_err)?;
+        let mut removed = 0;
+        for c in list {
+            let Some(id) = c.id else { continue };
+            match self.docker.remove_container(&id, Some(force())).await {
+                Ok(()) => removed += 1,
+                Err(e) if status_of(&e).is_some_and(|(s, _)| s == 404) => {}
+                Err(e) => return Err(docker_err(e)),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The create body for `spec` (exposed for tests and inspection).
+    pub fn create_body(&self, spec: &ServerSpec) -> Result<ContainerCreateBody> {
+        let image = spec
+            .image
+            .clone()
+            .ok_or_else(|| Error::Config(format!("the spec `{}` names no image", spec.name)))?;
+        let port = format!("{}/tcp", spec.port);
+        let labels = HashMap::from([
+            (MANAGED_LABEL.to_owned(), "true".to_owned()),
+            (OWNER_LABEL.to_owned(), self.owner.clone()),
+            (NAME_LABEL.to_owned(), spec.name.clone()),
+        ]);
+        let device_requests = match &spec.gpus {
+            Gpus::None => None,
+            Gpus::All => Some(vec![gpu_request(Some(-1), None)]),
+            Gpus::Count(n) => Some(vec![gpu_request(Some(i64::from(*n)), None)]),
+            Gpus::Devices(ids) => Some(vec![gpu_request(None, Some(ids.clone()))]),
+        };
+        let memory = spec
+            .memory_bytes
+            .map(|m| {
+                i64::try_from(m).map_err(|_| Error::Config(format!("a memory limit of {m} bytes")))
+            })
+            .transpose()?;
+        let host_config = HostConfig {
+            port_bindings: Some(HashMap::from([(
+                port.clone(),
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".to_owned()),
+                    host_port: Some(spec.port.to_string()),
+                }]),
+            )])),
+            binds: (!spec.volumes.is_empty())
+                .then(|| spec.volumes.iter().map(|v| v.bind()).collect()),
+            device_requests,
+            memory,
+            ..Default::default()
+        };
+        Ok(ContainerCreateBody {
+            image: Some(image),
+            cmd: Some(spec.entrypoint_args().to_vec()),
+            env: (!spec.env.is_empty())
+                .then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            exposed_ports: Some(HashMap::from([(port, HashMap::new())])),
+            labels: Some(labels),
+            host_config: Some(host_config),
+            ..Default::default()
+        })
+    }
+
+    async fn remove(&self, id: &str) {
+        let _ = self.docker.remove_container(id, Some(force())).await;
+    }
+}
+
+fn force() -> RemoveContainerOptions {
+    RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    }
+}
+
+fn gpu_request(count: Option<i64>, ids: Option<Vec<String>>) -> DeviceRequest {
+    DeviceRequest {
+        driver: Some("nvidia".to_owned()),
+        count,
+        device_ids: ids,
+        capabilities: Some(vec![vec!["gpu".to_owned()]]),
+        options: None,
+    }
+}
+
+#[async_trait]
+impl Launcher for DockerLauncher {
+    async fn start(&self, spec: &ServerSpec, logs: LogBuffer) -> Result<Box<dyn Server>> {
+        let body = self.create_body(spec)?;
+        let image = body.image.clone().unwrap_or_default();
+        self.cleanup_labelled(Some(&spec.name)).await?;
+        check_port_free(spec.port)?;
+        let name = self.container_name(spec);
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| match status_of(&e) {
+                Some((404, _)) => Error::UnknownImage {
+                    image: image.clone(),
+                },
+                _ => docker_err(e),
+            })?;
+        let id = created.id;
+        if let Err(e) = self
+            .docker
+            .start_container(
+                &id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+        {
+            self.remove(&id).await;
+            return Err(match status_of(&e) {
+                Some((_, m))
+                    if BIND_FAILURES
+                        .iter()
+                        .any(|b| m.to_ascii_lowercase().contains(b)) =>
+                {
+                    Error::PortInUse { port: spec.port }
+                }
+                _ => docker_err(e),
+            });
+        }
+        let follow = self.docker.clone();
+        let (log_id, log_sink) = (id.clone(), logs.clone());
+        let log_task = tokio::spawn(async move {
+            let mut stream = follow.logs(
+                &log_id,
+                Some(LogsOptions {
+                    follow: true,
+                    stdout: true,
+                    stderr: true,
+                    ..Default::default()
+                }),
+            );
+            while let Some(Ok(out)) = stream.next().await {
+                let bytes = out.into_bytes();
+                for line in String::from_utf8_lossy(&bytes).lines() {
+                    log_sink.push(line);
+                }
+            }
+        });
+        tracing::debug!(container = %id, "server container started");
+        Ok(Box::new(ContainerServer {
+            launcher: self.clone(),
+            id,
+            logs,
+            exit: None,
+            log_task,
+        }))
+    }
+}
+
+/// A running container (see [`DockerLauncher`]).
+#[derive(Debug)]
+struct ContainerServer {
+    launcher: DockerLauncher,
+    id: String,
+    logs: LogBuffer,
+    exit: Option<Exit>,
+    log_task: tokio::task::JoinHandle<()>,
+}
+
+impl ContainerServer {
+    async fn inspect_exit(&self) -> Option<Exit> {
+        let info = self
+            .launcher
+            .docker
+            .inspect_container(&self.id, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        let state = info.state?;
+        if state.running == Some(true) {
+            return None;
+        }
+        Some(
+            state
+                .exit_code
+                .and_then(|c| i32::try_from(c).ok())
+                .map_or(Exit::Unknown, Exit::Code),
+        )
+    }
+
+    async fn finish(&mut self, exit: Exit) -> Exit {
+        self.exit = Some(exit);
+        self.launcher.remove(&self.id).await;
+        self.log_task.abort();
+        exit
+    }
+}
+
+#[async_trait]
+impl Server for ContainerServer {
+    fn id(&self) -> ServerId {
+        ServerId::Container(self.id.clone())
+    }
+
+    fn logs(&self) -> &LogBuffer {
+        &self.logs
+    }
+
+    async fn is_alive(&mut self) -> bool {
+        if self.exit.is_some() {
+            return false;
+        }
+        match self.inspect_exit().await {
+            None => true,
+            Some(e) => {
+                self.finish(e).await;
+                false
+            }
+        }
+    }
+
+    async fn exited(&mut self) -> Exit {
+        if let Some(e) = self.exit {
+            return e;
+        }
+        let mut wait = self.launcher.docker.wait_container(
+            &self.id,
+            Some(WaitContainerOptions {
+                condition: "not-running".to_owned(),
+            }),
+        );
+        let exit = match wait.next().await {
+            Some(Ok(r)) => i32::try_from(r.status_code).map_or(Exit::Unknown, Exit::Code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                i32::try_from(code).map_or(Exit::Unknown, Exit::Code)
+            }
+            _ => Exit::Unknown,
+        };
+        self.finish(exit).await
+    }
+
+    async fn stop(&mut self, grace: Duration) -> Result<Exit> {
+        if let Some(e) = self.exit {
+            return Ok(e);
+        }
+        let t = i32::try_from(grace.as_secs_f64().ceil() as u64).unwrap_or(i32::MAX);
+        match self
+            .launcher
+            .docker
+            .stop_container(
+                &self.id,
+                Some(StopContainerOptions {
+                    t: Some(t),
+                    signal: None,
+                }),
+            )
+            .await
+        {
+            Ok(()) => {}
+            // 304: already stopped; 404: already gone
+            Err(e) if status_of(&e).is_some_and(|(s, _)| s == 304 || s == 404) => {}
+            Err(e) => {
+                let _ = self.finish(Exit::Unknown).await;
+                return Err(docker_err(e));
+            }
+        }
+        let exit = self.inspect_exit().await.unwrap_or(Exit::Unknown);
+        Ok(self.finish(exit).await)
+    }
+}
+
+impl Drop for ContainerServer {
+    fn drop(&mut self) {
+        self.log_task.abort();
+        if self.exit.is_none()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let (launcher, id) = (self.launcher.clone(), self.id.clone());
+            rt.spawn(async move { launcher.remove(&id).await });
+        }
+    }
+}

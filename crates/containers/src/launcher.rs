@@ -1,0 +1,77 @@
+//! The [`Launcher`] seam (start a server from a [`ServerSpec`]) and the [`Server`] it hands
+//! back (its id, liveness, exit, graceful stop, logs).
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Exit, Result};
+use crate::logs::LogBuffer;
+use crate::spec::ServerSpec;
+
+/// Who a launched server is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ServerId {
+    /// A process (the leader of its own process group).
+    Pid(u32),
+    /// A container id.
+    Container(String),
+}
+
+impl fmt::Display for ServerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerId::Pid(p) => write!(f, "pid {p}"),
+            ServerId::Container(c) => write!(f, "container {}", &c[..c.len().min(12)]),
+        }
+    }
+}
+
+/// Starts servers: a child process ([`ProcessLauncher`](crate::ProcessLauncher)) or a
+/// container ([`DockerLauncher`](crate::DockerLauncher), feature `docker`).
+#[async_trait]
+pub trait Launcher: Send + Sync + fmt::Debug {
+    /// Starts the server `spec` describes, its output going to `logs`. Fails at once with
+    /// [`Error::PortInUse`] when its port is taken, [`Error::BinaryMissing`] or
+    /// [`Error::UnknownImage`]; what a previous run of this launcher left behind for the same
+    /// spec (a stale process group, labelled containers) is removed first. The server is not
+    /// ready yet: see [`Supervisor`](crate::Supervisor).
+    async fn start(&self, spec: &ServerSpec, logs: LogBuffer) -> Result<Box<dyn Server>>;
+}
+
+/// A launched server. Dropping it kills it (a process group) or removes it (a container),
+/// so nothing outlives its owner.
+#[async_trait]
+pub trait Server: Send + Sync + fmt::Debug {
+    /// Its pid or container id.
+    fn id(&self) -> ServerId;
+    /// Its output.
+    fn logs(&self) -> &LogBuffer;
+    /// Whether it still runs.
+    async fn is_alive(&mut self) -> bool;
+    /// Resolves when it exits, with how (cancel-safe: may be polled again).
+    async fn exited(&mut self) -> Exit;
+    /// Stops it: SIGTERM (a container's stop), then SIGKILL after `grace`; resolves once it
+    /// is gone.
+    async fn stop(&mut self, grace: Duration) -> Result<Exit>;
+}
+
+/// [`Error::PortInUse`] when `port` cannot be bound on every interface now.
+pub fn check_port_free(port: u16) -> Result<()> {
+    match std::net::TcpListener::bind(("0.0.0.0", port)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(Error::PortInUse { port }),
+        Err(e) => Err(Error::Io(e)),
+    }
+}
+
+/// What servers print when their port is taken.
+pub(crate) const BIND_FAILURES: &[&str] = &[
+    "address already in use",
+    "address in use",
+    "couldn't bind",
+    "could not bind",
+    "port is already allocated",
+];

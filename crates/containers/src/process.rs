@@ -1,0 +1,304 @@
+//! [`ProcessLauncher`]: a server as a child process in its own process group, signalled with
+//! rustix (no `unsafe`), with a pid file so a run killed with SIGKILL has its orphans killed by
+//! the next start.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rustix::process::{Pid, Signal, kill_process_group, test_kill_process};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Exit, Result};
+use crate::launcher::{Launcher, Server, ServerId, check_port_free};
+use crate::logs::LogBuffer;
+use crate::spec::ServerSpec;
+
+/// Launches a [`ServerSpec`]'s command line (wrapper, program, args) as a child process
+/// leading its own process group, stdout and stderr read into the [`LogBuffer`].
+///
+/// With a pid directory, each start writes `<dir>/<name>.pid` (the pid and its start time);
+/// the next start of the same name kills the group it names when that process still runs
+/// (same pid *and* start time: never another program that reused the pid).
+#[derive(Debug, Clone, Default)]
+pub struct ProcessLauncher {
+    pid_dir: Option<PathBuf>,
+}
+
+impl ProcessLauncher {
+    /// A launcher without pid files (a server is still killed when its owner drops it).
+    pub fn new() -> Self {
+        ProcessLauncher { pid_dir: None }
+    }
+
+    /// Pid files in `dir` (created when missing), for the cleanup after a killed run.
+    pub fn with_pid_dir(dir: impl Into<PathBuf>) -> Self {
+        ProcessLauncher {
+            pid_dir: Some(dir.into()),
+        }
+    }
+
+    fn pid_file(&self, spec: &ServerSpec) -> Option<PathBuf> {
+        self.pid_dir
+            .as_ref()
+            .map(|d| d.join(format!("{}.pid", spec.name)))
+    }
+
+    /// Kills the process group a pid file names if it is still the one started then;
+    /// returns whether it did. The file is removed.
+    pub async fn cleanup_stale(&self, spec: &ServerSpec) -> Result<bool> {
+        let Some(file) = self.pid_file(spec) else {
+            return Ok(false);
+        };
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            return Ok(false);
+        };
+        let mut it = text.split_whitespace();
+        let parsed = (
+            it.next().and_then(|p| p.parse::<i32>().ok()),
+            it.next().and_then(|s| s.parse::<u64>().ok()),
+        );
+        let mut killed = false;
+        if let (Some(pid), Some(start)) = parsed
+            && let Some(p) = Pid::from_raw(pid)
+            && start_time(pid) == Some(start)
+        {
+            let _ = kill_process_group(p, Signal::KILL);
+            killed = true;
+            // the group leader is a child of a dead process: init reaps it, soon
+            for _ in 0..500 {
+                if start_time(pid) != Some(start) || is_zombie(pid) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let _ = std::fs::remove_file(&file);
+        Ok(killed)
+    }
+}
+
+/// A process's start time (clock ticks after boot, field 22 of `/proc/<pid>/stat`).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name (field 2) may hold spaces and parentheses: count after the last `)`
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Whether `program` names an executable (a path, or a name found on `PATH`).
+fn find_program(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return executable(Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| executable(&d.join(program))))
+}
+
+fn pipe_lines(r: impl AsyncRead + Unpin + Send + 'static, logs: LogBuffer) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(r).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            logs.push(line);
+        }
+    })
+}
+
+#[async_trait]
+impl Launcher for ProcessLauncher {
+    async fn start(&self, spec: &ServerSpec, logs: LogBuffer) -> Result<Box<dyn Server>> {
+        self.cleanup_stale(spec).await?;
+        check_port_free(spec.port)?;
+        let cmd = spec.command_line();
+        let (program, args) = cmd.split_first().expect("a command line has its program");
+        if !find_program(program) {
+            return Err(Error::BinaryMissing {
+                program: program.clone(),
+            });
+        }
+        let mut c = Command::new(program);
+        c.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        if spec.clear_env {
+            c.env_clear();
+        }
+        c.envs(spec.process_env());
+        let mut child = c.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                Error::BinaryMissing {
+                    program: program.clone(),
+                }
+            }
+            _ => Error::Io(e),
+        })?;
+        let pid = child.id().ok_or_else(|| {
+            Error::Io(std::io::Error::other(
+                "the child exited before its pid was read",
+            ))
+        })?;
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(pipe_lines(out, logs.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.push(pipe_lines(err, logs.clone()));
+        }
+        let pid_file = self.pid_file(spec);
+        if let Some(file) = &pid_file {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let start = start_time(pid as i32).unwrap_or(0);
+            std::fs::write(file, format!("{pid} {start}\n"))?;
+        }
+        tracing::debug!(pid, program = %program, "server process started");
+        Ok(Box::new(ProcessServer {
+            child,
+            pid,
+            logs,
+            pid_file,
+            exit: None,
+            readers,
+        }))
+    }
+}
+
+/// A running child process (see [`ProcessLauncher`]).
+#[derive(Debug)]
+struct ProcessServer {
+    child: Child,
+    pid: u32,
+    logs: LogBuffer,
+    pid_file: Option<PathBuf>,
+    exit: Option<Exit>,
+    /// The tasks reading stdout and stderr into the logs.
+    readers: Vec<JoinHandle<()>>,
+}
+
+fn exit_of(status: std::process::ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => Exit::Code(c),
+        (None, Some(s)) => Exit::Signal(s),
+        _ => Exit::Unknown,
+    }
+}
+
+impl ProcessServer {
+    fn group(&self) -> Option<Pid> {
+        Pid::from_raw(self.pid as i32)
+    }
+
+    /// Kills whatever is left in the group (the leader gone, its children maybe not).
+    fn kill_group(&self) {
+        if let Some(g) = self.group() {
+            let _ = kill_process_group(g, Signal::KILL);
+        }
+    }
+
+    fn finished(&mut self, exit: Exit) -> Exit {
+        self.exit = Some(exit);
+        self.kill_group();
+        if let Some(f) = self.pid_file.take() {
+            let _ = std::fs::remove_file(f);
+        }
+        exit
+    }
+
+    /// Waits (briefly) until its last output is in the logs: the group is dead, so its pipes
+    /// close.
+    async fn drain(&mut self) {
+        for r in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), r).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Server for ProcessServer {
+    fn id(&self) -> ServerId {
+        ServerId::Pid(self.pid)
+    }
+
+    fn logs(&self) -> &LogBuffer {
+        &self.logs
+    }
+
+    async fn is_alive(&mut self) -> bool {
+        if self.exit.is_some() {
+            return false;
+        }
+        match self.child.try_wait() {
+            Ok(None) => true,
+            Ok(Some(status)) => {
+                self.finished(exit_of(status));
+                false
+            }
+            Err(_) => self.group().is_some_and(|p| test_kill_process(p).is_ok()),
+        }
+    }
+
+    async fn exited(&mut self) -> Exit {
+        if let Some(e) = self.exit {
+            return e;
+        }
+        let exit = match self.child.wait().await {
+            Ok(status) => exit_of(status),
+            Err(_) => Exit::Unknown,
+        };
+        self.finished(exit);
+        self.drain().await;
+        exit
+    }
+
+    async fn stop(&mut self, grace: Duration) -> Result<Exit> {
+        if let Some(e) = self.exit {
+            return Ok(e);
+        }
+        if let Some(g) = self.group() {
+            let _ = kill_process_group(g, Signal::TERM);
+        }
+        let exit = match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(Ok(status)) => exit_of(status),
+            Ok(Err(e)) => return Err(Error::Io(e)),
+            Err(_) => {
+                self.kill_group();
+                exit_of(self.child.wait().await?)
+            }
+        };
+        self.finished(exit);
+        self.drain().await;
+        Ok(exit)
+    }
+}
+
+impl Drop for ProcessServer {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            // the whole group, not only the child (kill_on_drop reaps the child)
+            self.kill_group();
+            if let Some(f) = self.pid_file.take() {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+}

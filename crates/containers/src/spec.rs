@@ -1,0 +1,257 @@
+//! [`ServerSpec`]: what to launch (a command, or an image with its arguments), where it
+//! listens, how to tell it is ready, and its environment, GPUs, memory and volumes.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// A host folder mounted into a container (for a process the path is used as is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Volume {
+    /// The folder on the host.
+    pub host: PathBuf,
+    /// Where the container sees it.
+    pub container: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+impl Volume {
+    /// `host` mounted at `container`, read-write.
+    pub fn new(host: impl Into<PathBuf>, container: impl Into<String>) -> Self {
+        Volume {
+            host: host.into(),
+            container: container.into(),
+            read_only: false,
+        }
+    }
+
+    /// Read-only.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Docker's bind string `host:container[:ro]`.
+    pub fn bind(&self) -> String {
+        format!(
+            "{}:{}{}",
+            self.host.display(),
+            self.container,
+            if self.read_only { ":ro" } else { "" }
+        )
+    }
+}
+
+/// Which GPUs the server gets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Gpus {
+    /// None (the default).
+    #[default]
+    None,
+    /// Every GPU (Docker: a device request with count -1; a process: no restriction).
+    All,
+    /// This many (Docker: a device request with this count; a process: the first ones, by
+    /// `CUDA_VISIBLE_DEVICES`).
+    Count(u32),
+    /// These device ids (Docker: device ids; a process: `CUDA_VISIBLE_DEVICES`).
+    Devices(Vec<String>),
+}
+
+/// What to launch and how to tell it is ready.
+///
+/// For [`ProcessLauncher`](crate::ProcessLauncher): `wrapper` (maybe empty, e.g. `chroot
+/// --userspec=65534:65534 ROOT /usr/bin/env -i PATH=/usr/bin`), then `program` and `args`. For
+/// [`DockerLauncher`](crate::DockerLauncher): `image` with `image_args` (default: `args`) given to
+/// its entrypoint, the container port `port` published on the same host port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerSpec {
+    /// A short name: the pid file's and the container's (`infermux-<name>`).
+    pub name: String,
+    /// A command the program runs through (empty: none).
+    pub wrapper: Vec<String>,
+    /// The program.
+    pub program: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The Docker image (none: only a process can run it).
+    pub image: Option<String>,
+    /// The arguments given to the image's entrypoint (`None`: [`ServerSpec::args`]).
+    pub image_args: Option<Vec<String>>,
+    /// The host the readiness and health probes connect to (default `127.0.0.1`).
+    pub host: String,
+    /// The port the server listens on.
+    pub port: u16,
+    /// The readiness route: ready when it answers 200 (never a route that spends tokens).
+    pub readiness: String,
+    /// Environment variables set for the server.
+    pub env: Vec<(String, String)>,
+    /// Start the process with an empty environment (plus [`ServerSpec::env`]).
+    pub clear_env: bool,
+    /// Host folders it sees (model caches).
+    pub volumes: Vec<Volume>,
+    /// GPUs.
+    pub gpus: Gpus,
+    /// A memory limit in bytes (enforced by Docker; a process is not limited).
+    pub memory_bytes: Option<u64>,
+}
+
+impl ServerSpec {
+    /// `program` listening on `port`, ready when `readiness` (a path such as `/health`)
+    /// answers 200. A [`Error::Config`] when the name or program is empty or holds a `/` in
+    /// the name, the port is 0 or the route does not start with `/`.
+    pub fn new(
+        name: impl Into<String>,
+        program: impl Into<String>,
+        port: u16,
+        readiness: impl Into<String>,
+    ) -> Result<Self> {
+        let (name, program, readiness) = (name.into(), program.into(), readiness.into());
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(Error::Config(format!(
+                "a server name is letters, digits, `-`, `_` and `.`, not `{name}`"
+            )));
+        }
+        if program.is_empty() {
+            return Err(Error::Config("the program is empty".into()));
+        }
+        if port == 0 {
+            return Err(Error::Config("the port is 0".into()));
+        }
+        if !readiness.starts_with('/') {
+            return Err(Error::Config(format!(
+                "the readiness route `{readiness}` does not start with `/`"
+            )));
+        }
+        Ok(ServerSpec {
+            name,
+            wrapper: Vec::new(),
+            program,
+            args: Vec::new(),
+            image: None,
+            image_args: None,
+            host: "127.0.0.1".into(),
+            port,
+            readiness,
+            env: Vec::new(),
+            clear_env: false,
+            volumes: Vec::new(),
+            gpus: Gpus::None,
+            memory_bytes: None,
+        })
+    }
+
+    /// Appends arguments.
+    pub fn with_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Runs the program through `wrapper` (e.g. `chroot --userspec=65534:65534 ROOT`).
+    pub fn with_wrapper<I, S>(mut self, wrapper: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.wrapper = wrapper.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The Docker image.
+    pub fn with_image(mut self, image: impl Into<String>) -> Self {
+        self.image = Some(image.into());
+        self
+    }
+
+    /// The arguments given to the image's entrypoint (when they differ from the process's).
+    pub fn with_image_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.image_args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The host the probes connect to.
+    pub fn with_host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Starts the process with an empty environment (plus [`ServerSpec::env`]).
+    pub fn with_clear_env(mut self) -> Self {
+        self.clear_env = true;
+        self
+    }
+
+    /// Mounts a host folder.
+    pub fn with_volume(mut self, volume: Volume) -> Self {
+        self.volumes.push(volume);
+        self
+    }
+
+    /// The GPUs it gets.
+    pub fn with_gpus(mut self, gpus: Gpus) -> Self {
+        self.gpus = gpus;
+        self
+    }
+
+    /// A memory limit (Docker).
+    pub fn with_memory_bytes(mut self, bytes: u64) -> Self {
+        self.memory_bytes = Some(bytes);
+        self
+    }
+
+    /// The base URL the server answers on: `http://host:port`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
+    }
+
+    /// The whole command line of the process: wrapper, program, args.
+    pub fn command_line(&self) -> Vec<String> {
+        let mut cmd = self.wrapper.clone();
+        cmd.push(self.program.clone());
+        cmd.extend(self.args.iter().cloned());
+        cmd
+    }
+
+    /// The arguments the image's entrypoint gets.
+    pub fn entrypoint_args(&self) -> &[String] {
+        self.image_args.as_deref().unwrap_or(&self.args)
+    }
+
+    /// The environment, with `CUDA_VISIBLE_DEVICES` for [`Gpus::Count`] and [`Gpus::Devices`]
+    /// when the spec does not set it itself (what a process sees).
+    pub fn process_env(&self) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        let visible = match &self.gpus {
+            Gpus::Count(n) => Some((0..*n).map(|i| i.to_string()).collect::<Vec<_>>().join(",")),
+            Gpus::Devices(ids) => Some(ids.join(",")),
+            Gpus::None | Gpus::All => None,
+        };
+        if let Some(v) = visible
+            && !env.iter().any(|(k, _)| k == "CUDA_VISIBLE_DEVICES")
+        {
+            env.push(("CUDA_VISIBLE_DEVICES".into(), v));
+        }
+        env
+    }
+}

@@ -1,0 +1,470 @@
+//! The Docker launcher against the Docker Engine API contract: a replay server on a Unix
+//! socket serves exchanges written from the engine's published spec (tests/it/fixtures/
+//! docker-engine.json — written from the spec, not recorded from an engine), and checks the
+//! create body the launcher sends against the spec's schema. Against a real engine only where
+//! `DOCKER_HOST` is set (a visible skip otherwise: a machine without Docker is not a failure).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use infermux_containers::{
+    DockerLauncher, Error, Gpus, Launcher, LlamaCppSpec, LogBuffer, ServerId, ServerSpec, Volume,
+};
+use serde_json::{Value, json};
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+use crate::helpers::free_port;
+
+fn fixtures() -> Value {
+    serde_json::from_str(include_str!("fixtures/docker-engine.json")).unwrap()
+}
+
+/// One request the replay server saw.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    body: Value,
+}
+
+struct State {
+    /// Expected in this order.
+    script: Mutex<VecDeque<Value>>,
+    /// May come at any time, any number of times.
+    background: Vec<Value>,
+    seen: Mutex<Vec<Seen>>,
+    unmatched: Mutex<Vec<String>>,
+    served: watch::Sender<Vec<String>>,
+}
+
+/// Replays Docker Engine API exchanges on a Unix socket.
+struct Replay {
+    socket: PathBuf,
+    state: Arc<State>,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn strip_version(path: &str) -> &str {
+    // `/v1.49/containers/json` → `/containers/json`
+    match path.strip_prefix("/v") {
+        Some(rest) => match rest.find('/') {
+            Some(i) if rest[..i].chars().all(|c| c.is_ascii_digit() || c == '.') => &rest[i..],
+            _ => path,
+        },
+        None => path,
+    }
+}
+
+fn respond(ex: &Value) -> Response<Full<Bytes>> {
+    let status = ex["status"].as_u64().unwrap() as u16;
+    let mut b = Response::builder().status(status);
+    let body = if let Some(text) = ex["stream_stderr"].as_str() {
+        // the multiplexed stream: [stream=2, 0, 0, 0, size u32 BE] + payload
+        let mut frame = vec![2u8, 0, 0, 0];
+        frame.extend_from_slice(&(text.len() as u32).to_be_bytes());
+        frame.extend_from_slice(text.as_bytes());
+        b = b.header("content-type", ex["content_type"].as_str().unwrap());
+        Bytes::from(frame)
+    } else if ex.get("body").is_some() {
+        b = b.header("content-type", "application/json");
+        Bytes::from(ex["body"].to_string())
+    } else {
+        Bytes::new()
+    };
+    b.body(Full::new(body)).unwrap()
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = req.method().to_string();
+    let path = strip_version(req.uri().path()).to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    state.seen.lock().unwrap().push(Seen {
+        method: method.clone(),
+        path: path.clone(),
+        query,
+        body,
+    });
+    let matches = |ex: &Value| ex["method"] == method.as_str() && ex["path"] == path.as_str();
+    if let Some(ex) = state.background.iter().find(|ex| matches(ex)).cloned() {
+        if let Some(after) = ex["after"].as_str() {
+            let mut served = state.served.subscribe();
+            let _ = served.wait_for(|s| s.iter().any(|n| n == after)).await;
+        }
+        return respond(&ex);
+    }
+    let next = {
+        let mut script = state.script.lock().unwrap();
+        match script.front() {
+            Some(ex) if matches(ex) => script.pop_front(),
+            _ => None,
+        }
+    };
+    match next {
+        Some(ex) => {
+            let name = ex["name"].as_str().unwrap_or("").to_owned();
+            state.served.send_modify(|s| s.push(name));
+            respond(&ex)
+        }
+        None => {
+            state
+                .unmatched
+                .lock()
+                .unwrap()
+                .push(format!("{method} {path}"));
+            Response::builder()
+                .status(599)
+                .body(Full::new(Bytes::from_static(
+                    b"{\"message\":\"unmatched\"}",
+                )))
+                .unwrap()
+        }
+    }
+}
+
+impl Replay {
+    /// Serves the named exchanges in order, and `background` ones at any time.
+    fn start(script: &[&str], background: &[&str]) -> Replay {
+        let all = fixtures();
+        let pick = |n: &&str| {
+            let mut ex = all[*n].clone();
+            assert!(ex.is_object(), "no exchange `{n}`");
+            ex["name"] = json!(n.split('_').next().unwrap());
+            ex
+        };
+        let dir = std::env::temp_dir().join(format!(
+            "infermux-docker-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("docker.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let state = Arc::new(State {
+            script: Mutex::new(script.iter().map(pick).collect()),
+            background: background.iter().map(pick).collect(),
+            seen: Mutex::default(),
+            unmatched: Mutex::default(),
+            served: watch::channel(Vec::new()).0,
+        });
+        let s = state.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let s = s.clone();
+                        async move { Ok::<_, Infallible>(handle(s, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Replay {
+            socket,
+            state,
+            _dir: TempDir(dir),
+        }
+    }
+
+    fn launcher(&self) -> DockerLauncher {
+        DockerLauncher::connect_unix(self.socket.to_str().unwrap(), "ci").unwrap()
+    }
+
+    fn seen(&self, method: &str, path: &str) -> Vec<Seen> {
+        self.state
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.method == method && s.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Every scripted exchange was used and nothing unexpected came.
+    fn verify(&self) {
+        let left: Vec<_> = self
+            .state
+            .script
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].clone())
+            .collect();
+        assert!(left.is_empty(), "exchanges not used: {left:?}");
+        let unmatched = self.state.unmatched.lock().unwrap().clone();
+        assert!(unmatched.is_empty(), "unmatched requests: {unmatched:?}");
+    }
+}
+
+fn llama_spec(port: u16) -> ServerSpec {
+    LlamaCppSpec::new("/models/smollm2.gguf")
+        .port(port)
+        .server_spec("llama")
+        .unwrap()
+        .with_env("LLAMA_ARG_THREADS", "2")
+        .with_volume(Volume::new("/var/cache/models", "/models").read_only())
+        .with_gpus(Gpus::Count(1))
+        .with_memory_bytes(2 << 30)
+}
+
+#[tokio::test]
+async fn the_launcher_removes_stale_containers_creates_labelled_starts_follows_logs_and_stops() {
+    let replay = Replay::start(
+        &[
+            "list_stale",
+            "remove_stale",
+            "create",
+            "start",
+            "stop",
+            "inspect_exited",
+            "remove",
+        ],
+        &["logs", "wait"],
+    );
+    let launcher = replay.launcher();
+    let port = free_port();
+    let spec = llama_spec(port);
+    let logs = LogBuffer::new(10);
+    let mut lines = logs.subscribe();
+    let mut server = launcher.start(&spec, logs.clone()).await.unwrap();
+    assert_eq!(server.id(), ServerId::Container("e90e34656806".into()));
+    assert_eq!(
+        lines.recv().await.unwrap(),
+        "main: server is listening on http://0.0.0.0:18093"
+    );
+    let exit = server
+        .stop(std::time::Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(exit, infermux_containers::Exit::Code(143));
+    replay.verify();
+
+    // the cleanup asked for this owner's containers of this spec only
+    let list = &replay.seen("GET", "/containers/json")[0];
+    let filters = url_param(&list.query, "filters");
+    let filters: Value = serde_json::from_str(&filters).unwrap();
+    let mut labels = filters["label"].as_array().unwrap().to_vec();
+    labels.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        labels,
+        [
+            json!("infermux.managed=true"),
+            json!("infermux.name=llama"),
+            json!("infermux.owner=ci")
+        ]
+    );
+    assert!(url_param(&list.query, "all") == "true");
+    assert_eq!(
+        url_param(
+            &replay.seen("DELETE", "/containers/5a1e0000aaaa")[0].query,
+            "force"
+        ),
+        "true"
+    );
+    assert_eq!(
+        url_param(
+            &replay.seen("POST", "/containers/e90e34656806/stop")[0].query,
+            "t"
+        ),
+        "3"
+    );
+
+    // the create body: labels, image, entrypoint arguments, env, port, binds, GPUs, memory
+    let create = &replay.seen("POST", "/containers/create")[0];
+    assert_eq!(url_param(&create.query, "name"), "infermux-ci-llama");
+    let b = &create.body;
+    assert_eq!(b["Image"], "ghcr.io/ggml-org/llama.cpp:server");
+    assert_eq!(b["Labels"]["infermux.managed"], "true");
+    assert_eq!(b["Labels"]["infermux.owner"], "ci");
+    assert_eq!(b["Labels"]["infermux.name"], "llama");
+    assert_eq!(
+        b["Cmd"],
+        json!([
+            "-m",
+            "/models/smollm2.gguf",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            port.to_string()
+        ])
+    );
+    assert_eq!(b["Env"], json!(["LLAMA_ARG_THREADS=2"]));
+    let key = format!("{port}/tcp");
+    assert_eq!(b["ExposedPorts"][&key], json!({}));
+    let h = &b["HostConfig"];
+    assert_eq!(
+        h["PortBindings"][&key],
+        json!([{"HostIp": "127.0.0.1", "HostPort": port.to_string()}])
+    );
+    assert_eq!(h["Binds"], json!(["/var/cache/models:/models:ro"]));
+    assert_eq!(h["Memory"], json!(2i64 << 30));
+    assert_eq!(h["DeviceRequests"][0]["Count"], 1);
+    assert_eq!(h["DeviceRequests"][0]["Capabilities"], json!([["gpu"]]));
+
+    // and the body is what the published spec describes
+    check_against_spec(b);
+}
+
+#[tokio::test]
+async fn an_unknown_image_is_unknown_image_and_nothing_is_left() {
+    let replay = Replay::start(&["list_empty", "create_no_image"], &[]);
+    let spec = ServerSpec::new("llama", "llama-server", free_port(), "/health")
+        .unwrap()
+        .with_image("infermux/does-not-exist:1");
+    let e = replay
+        .launcher()
+        .start(&spec, LogBuffer::new(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::UnknownImage { ref image } if image == "infermux/does-not-exist:1"),
+        "{e}"
+    );
+    replay.verify();
+    assert!(
+        replay
+            .seen("POST", "/containers/e90e34656806/start")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_port_the_engine_cannot_publish_is_port_in_use_and_the_container_is_removed() {
+    let replay = Replay::start(
+        &["list_empty", "create", "start_port_allocated", "remove"],
+        &[],
+    );
+    let port = free_port();
+    let e = replay
+        .launcher()
+        .start(&llama_spec(port), LogBuffer::new(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::PortInUse { port: p } if p == port),
+        "{e}"
+    );
+    replay.verify();
+    let removed = &replay.seen("DELETE", "/containers/e90e34656806")[0];
+    assert_eq!(url_param(&removed.query, "force"), "true");
+}
+
+#[tokio::test]
+async fn a_port_taken_on_the_host_is_refused_before_anything_is_created() {
+    let replay = Replay::start(&["list_empty"], &[]);
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let e = replay
+        .launcher()
+        .start(&llama_spec(port), LogBuffer::new(10))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::PortInUse { .. }), "{e}");
+    replay.verify();
+    assert!(replay.seen("POST", "/containers/create").is_empty());
+}
+
+#[test]
+fn the_spec_check_rejects_a_create_body_of_the_wrong_shape() {
+    // the check below can fail: a body with a wrongly typed field is refused
+    let Some(spec) = engine_spec() else { return };
+    let mut problems = Vec::new();
+    let bad = json!({"Image": 7, "HostConfig": {"Memory": "2g"}});
+    infermux_testkit::spec::check(&spec, &create_schema(&spec), &bad, "$", &mut problems);
+    assert!(problems.iter().any(|p| p.contains("Image")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("Memory")),
+        "{problems:?}"
+    );
+}
+
+#[tokio::test]
+async fn against_a_real_engine_where_docker_host_is_set() {
+    let Some(host) = std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| h.starts_with("unix://"))
+    else {
+        // not a failure even under INFERMUX_REQUIRE_SERVERS: this machine has no Docker engine
+        let reason = "DOCKER_HOST is not a unix:// socket: no Docker engine to test against";
+        eprintln!("SKIPPED against_a_real_engine_where_docker_host_is_set: {reason}");
+        if let Some(log) = std::env::var_os(infermux_testkit::skip::SKIP_LOG_ENV) {
+            use std::io::Write;
+            let line = infermux_testkit::skip::log_line(
+                "infermux-containers::it docker::against_a_real_engine_where_docker_host_is_set",
+                infermux_testkit::skip::Need::Server,
+                reason,
+            );
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .and_then(|mut f| f.write_all(line.as_bytes()));
+        }
+        return;
+    };
+    let launcher = DockerLauncher::connect_unix(&host, "infermux-test").unwrap();
+    let spec = ServerSpec::new("missing", "x", free_port(), "/health")
+        .unwrap()
+        .with_image("infermux/never-published-image:0");
+    let e = launcher.start(&spec, LogBuffer::new(10)).await.unwrap_err();
+    assert!(matches!(e, Error::UnknownImage { .. }), "{e}");
+    assert_eq!(
+        launcher.cleanup().await.unwrap(),
+        0,
+        "nothing labelled is left"
+    );
+}
+
+fn url_param(query: &str, name: &str) -> String {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn engine_spec() -> Option<Value> {
+    infermux_testkit::spec::load_shared("specs/docker/engine-api.swagger.yaml")
+}
+
+fn create_schema(spec: &Value) -> Value {
+    let ops = &spec["paths"]["/containers/create"]["post"]["parameters"];
+    ops.as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["in"] == "body")
+        .unwrap()["schema"]
+        .clone()
+}
+
+fn check_against_spec(body: &Value) {
+    let Some(spec) = engine_spec() else { return };
+    let mut problems = Vec::new();
+    infermux_testkit::spec::check(&spec, &create_schema(&spec), body, "$", &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+}

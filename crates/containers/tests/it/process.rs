@@ -1,0 +1,328 @@
+//! The process launcher and the supervisor against real child processes: each bad input is a
+//! typed error within its deadline with nothing left running (checked by pid), a killed server
+//! is restarted, a dropped owner leaves no orphan, and a stale pid file's group is killed by the
+//! next start.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use infermux_containers::{
+    Error, Launcher, LogBuffer, ProcessLauncher, ServerId, ServerSpec, State, Supervisor,
+};
+
+use crate::helpers::{Recording, free_port, gone_within, python, quick, running};
+
+fn sh(name: &str, port: u16, script: &str) -> ServerSpec {
+    ServerSpec::new(name, "/bin/sh", port, "/")
+        .unwrap()
+        .with_args(["-c", script])
+}
+
+fn http_server(py: &str, port: u16) -> ServerSpec {
+    ServerSpec::new("http", py, port, "/").unwrap().with_args([
+        "-m",
+        "http.server",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+    ])
+}
+
+#[tokio::test]
+async fn a_missing_binary_is_binary_missing_at_once_and_through_a_wrapper_too() {
+    let launcher = Recording::new(ProcessLauncher::new());
+    let spec =
+        ServerSpec::new("nobin", "/nonexistent/llama-server", free_port(), "/health").unwrap();
+    let e = Supervisor::start(launcher.clone(), spec, quick())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::BinaryMissing { ref program } if program == "/nonexistent/llama-server"),
+        "{e}"
+    );
+    assert!(launcher.started().is_empty(), "nothing was started");
+
+    // through a wrapper (`env`, as `chroot … /usr/bin/env -i …` runs it): exit code 127
+    let wrapped = ServerSpec::new(
+        "wrapped",
+        "/nonexistent/llama-server",
+        free_port(),
+        "/health",
+    )
+    .unwrap()
+    .with_wrapper(["/usr/bin/env", "-i"]);
+    let e = Supervisor::start(launcher.clone(), wrapped, quick())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::BinaryMissing { .. }), "{e}");
+    for pid in launcher.pids() {
+        assert!(!running(pid), "pid {pid} left running");
+    }
+}
+
+#[tokio::test]
+async fn a_port_taken_before_the_start_is_port_in_use_and_nothing_is_started() {
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let launcher = Recording::new(ProcessLauncher::new());
+    let e = Supervisor::start(launcher.clone(), sh("taken", port, "sleep 30"), quick())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::PortInUse { port: p } if p == port),
+        "{e}"
+    );
+    assert!(launcher.started().is_empty());
+}
+
+#[tokio::test]
+async fn a_server_failing_to_bind_its_port_is_port_in_use_not_a_crash_loop() {
+    let Some(py) = python() else { return };
+    // the spec's port is free; the server binds another, taken one: the failure is its own
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    let spec = ServerSpec::new("bindfail", py, free_port(), "/")
+        .unwrap()
+        .with_args([
+            "-m",
+            "http.server",
+            &busy.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ]);
+    let launcher = Recording::new(ProcessLauncher::new());
+    let e = Supervisor::start(launcher.clone(), spec, quick())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::PortInUse { .. }), "{e}");
+    assert_eq!(launcher.started().len(), 1, "not restarted");
+    assert!(!running(launcher.pids()[0]));
+}
+
+#[tokio::test]
+async fn a_server_never_ready_is_never_ready_at_its_deadline_and_is_stopped() {
+    let launcher = Recording::new(ProcessLauncher::new());
+    let config = quick().with_ready_timeout(Duration::from_millis(600));
+    let start = Instant::now();
+    let e = Supervisor::start(
+        launcher.clone(),
+        sh("mute", free_port(), "sleep 30"),
+        config,
+    )
+    .await
+    .unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(e, Error::NeverReady { .. }), "{e}");
+    assert!(
+        took >= Duration::from_millis(600),
+        "not before its deadline: {took:?}"
+    );
+    let pid = launcher.pids()[0];
+    assert!(!running(pid), "the server {pid} was stopped");
+}
+
+#[tokio::test]
+async fn a_server_that_keeps_exiting_is_a_crash_loop_after_the_restart_limit() {
+    let launcher = Recording::new(ProcessLauncher::new());
+    let config = quick().with_max_restarts(3);
+    let e = Supervisor::start(
+        launcher.clone(),
+        sh("crash", free_port(), "echo boom >&2; exit 3"),
+        config,
+    )
+    .await
+    .unwrap_err();
+    match &e {
+        Error::CrashLoop { restarts, last } => {
+            assert_eq!(*restarts, 3);
+            assert!(last.contains("exit code 3"), "{last}");
+        }
+        other => panic!("expected a crash loop, got {other}"),
+    }
+    assert_eq!(
+        launcher.started().len(),
+        4,
+        "the first start and 3 restarts"
+    );
+    for pid in launcher.pids() {
+        assert!(!running(pid));
+    }
+}
+
+#[tokio::test]
+async fn a_ready_server_killed_from_outside_is_restarted_and_ready_again() {
+    let Some(py) = python() else { return };
+    let launcher = Recording::new(ProcessLauncher::new());
+    let sup = Supervisor::start(launcher.clone(), http_server(py, free_port()), quick())
+        .await
+        .unwrap();
+    assert!(sup.state().is_ready());
+    let Some(ServerId::Pid(first)) = sup.server_id() else {
+        panic!("a pid")
+    };
+    let mut states = sup.subscribe();
+    std::process::Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status()
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        states.changed().await.unwrap();
+        let s = states.borrow_and_update().clone();
+        seen.push(s.as_str());
+        if s.is_ready() || s.is_final() {
+            break;
+        }
+    }
+    // a watch channel shows the latest state: `restarting` may be overtaken by `starting`
+    assert!(
+        matches!(seen.first(), Some(&("restarting" | "starting"))),
+        "{seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&"ready"), "{seen:?}");
+    assert_eq!(sup.restarts(), 1);
+    let Some(ServerId::Pid(second)) = sup.server_id() else {
+        panic!("a pid")
+    };
+    assert_ne!(first, second);
+    assert!(running(second));
+    sup.stop().await;
+    assert!(!running(second), "stopped gracefully");
+}
+
+#[tokio::test]
+async fn dropping_a_server_kills_its_whole_process_group() {
+    let launcher = ProcessLauncher::new();
+    let logs = LogBuffer::new(10);
+    let spec = sh("group", free_port(), "sleep 30 & echo $!; wait");
+    let mut lines = logs.subscribe();
+    let server = launcher.start(&spec, logs.clone()).await.unwrap();
+    let ServerId::Pid(leader) = server.id() else {
+        panic!("a pid")
+    };
+    let grandchild: u32 = lines.recv().await.unwrap().trim().parse().unwrap();
+    assert!(running(grandchild));
+    drop(server);
+    assert!(gone_within(leader, Duration::from_secs(5)).await);
+    assert!(
+        gone_within(grandchild, Duration::from_secs(5)).await,
+        "the grandchild {grandchild} died with its group"
+    );
+}
+
+#[tokio::test]
+async fn the_next_start_kills_the_group_a_killed_run_left_in_its_pid_file() {
+    let dir = std::env::temp_dir().join(format!("infermux-pids-{}", std::process::id()));
+    let launcher = ProcessLauncher::with_pid_dir(&dir);
+    let spec = sh("stale", free_port(), "sleep 30");
+    let server = launcher.start(&spec, LogBuffer::new(10)).await.unwrap();
+    let ServerId::Pid(orphan) = server.id() else {
+        panic!("a pid")
+    };
+    assert!(dir.join("stale.pid").exists());
+    // the owner dies without running any destructor (as under SIGKILL)
+    std::mem::forget(server);
+    assert!(running(orphan));
+    let next = launcher.start(&spec, LogBuffer::new(10)).await.unwrap();
+    assert!(!running(orphan), "the stale group {orphan} was killed");
+    let ServerId::Pid(fresh) = next.id() else {
+        panic!("a pid")
+    };
+    let recorded = std::fs::read_to_string(dir.join("stale.pid")).unwrap();
+    assert!(recorded.starts_with(&format!("{fresh} ")), "{recorded}");
+    drop(next);
+    assert!(!dir.join("stale.pid").exists(), "removed with its server");
+    // a pid file naming a pid that is now another process is left alone
+    std::fs::write(dir.join("stale.pid"), format!("{} 1\n", std::process::id())).unwrap();
+    assert!(!launcher.cleanup_stale(&spec).await.unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_log_ring_keeps_only_the_last_lines() {
+    let logs = LogBuffer::new(3);
+    for i in 0..5 {
+        logs.push(format!("line {i}\n"));
+    }
+    assert_eq!(logs.lines(), ["line 2", "line 3", "line 4"]);
+    assert_eq!(logs.tail(2), ["line 3", "line 4"]);
+}
+
+#[tokio::test]
+async fn a_stopped_supervisor_reports_stopped_and_ready_says_so() {
+    let Some(py) = python() else { return };
+    let launcher: Arc<ProcessLauncher> = Arc::new(ProcessLauncher::new());
+    let sup = Supervisor::start(launcher, http_server(py, free_port()), quick())
+        .await
+        .unwrap();
+    sup.ready().await.unwrap();
+    let mut states = sup.subscribe();
+    let Some(ServerId::Pid(pid)) = sup.server_id() else {
+        panic!("a pid")
+    };
+    sup.stop().await;
+    assert!(matches!(*states.borrow_and_update(), State::Stopped));
+    assert!(!running(pid));
+}
+
+#[tokio::test]
+async fn a_server_failing_its_health_checks_is_stopped_and_restarted() {
+    let Some(py) = python() else { return };
+    let launcher = Recording::new(ProcessLauncher::new());
+    let config = quick()
+        .with_health(Duration::from_millis(100), 2)
+        .with_probe(Duration::from_millis(25), Duration::from_millis(200))
+        .with_stop_grace(Duration::from_millis(300));
+    let sup = Supervisor::start(launcher.clone(), http_server(py, free_port()), config)
+        .await
+        .unwrap();
+    let Some(ServerId::Pid(first)) = sup.server_id() else {
+        panic!("a pid")
+    };
+    let mut states = sup.subscribe();
+    // frozen, not dead: it no longer answers, so only the health checks can tell
+    std::process::Command::new("kill")
+        .args(["-STOP", &first.to_string()])
+        .status()
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        states.changed().await.unwrap();
+        let s = states.borrow_and_update().clone();
+        if let State::Restarting { reason, .. } = &s {
+            assert!(reason.contains("health checks"), "{reason}");
+        }
+        seen.push(s.as_str());
+        if s.is_ready() || s.is_final() {
+            break;
+        }
+    }
+    assert_eq!(seen.last(), Some(&"ready"), "{seen:?}");
+    assert!(!running(first), "the frozen server was killed");
+    assert_eq!(launcher.started().len(), 2);
+    sup.stop().await;
+}
+
+#[test]
+fn the_restart_backoff_doubles_is_capped_and_jittered_within_half() {
+    let c = quick().with_backoff(Duration::from_millis(100), Duration::from_millis(800));
+    for n in 1..=8u32 {
+        let full = Duration::from_millis(100 * 2u64.pow(n - 1)).min(Duration::from_millis(800));
+        for _ in 0..20 {
+            let d = c.backoff(n);
+            assert!(
+                d >= full / 2 && d <= full,
+                "restart {n}: {d:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
+        }
+    }
+    let distinct: std::collections::HashSet<_> = (0..20).map(|_| c.backoff(3)).collect();
+    assert!(distinct.len() > 1, "jittered");
+    assert!(matches!(
+        quick()
+            .with_backoff(Duration::from_secs(2), Duration::from_secs(1))
+            .validate(),
+        Err(Error::Config(_))
+    ));
+}

@@ -1,0 +1,86 @@
+//! Taking an endpoint out of service and putting it back (a launched server restarting):
+//! calls wait for it within their deadline, are woken when it returns, and time out typed when
+//! it does not return in time.
+
+use std::time::Duration;
+
+use infermux_core::{EndpointId, ErrorKind, RequestContext};
+use infermux_multiplex::{MemberState, PoolConfig, Strategy};
+
+use crate::stub::{Stub, chat, executor, keyed, ok, policy, pool};
+
+#[tokio::test(start_paused = true)]
+async fn a_call_waits_for_an_endpoint_out_of_service_and_is_served_when_it_is_put_back() {
+    let stub = Stub::new("restarting", |_req, _ctx| async { ok() });
+    let pool = pool(
+        vec![executor(stub.clone(), 4, None)],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let ep = EndpointId::new("restarting");
+    assert!(pool.take_out(&ep));
+    assert_eq!(pool.is_out_of_service(&ep), Some(true));
+    assert_eq!(pool.status()[0].state, MemberState::OutOfService);
+    let p = policy(1, Duration::from_secs(10));
+    let start = tokio::time::Instant::now();
+    let waiting = {
+        let pool = pool.clone();
+        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!waiting.is_finished(), "the call waits, it is not refused");
+    assert_eq!(pool.counters().queued, 1);
+    assert!(
+        stub.seen().is_empty(),
+        "nothing was sent while out of service"
+    );
+    assert!(pool.put_back(&ep));
+    let called = waiting.await.unwrap().unwrap();
+    assert_eq!(called.attempts, 1);
+    assert_eq!(stub.seen()[0].at - start, Duration::from_secs(3));
+    assert_eq!(pool.status()[0].state, MemberState::Eligible);
+    assert_eq!(pool.counters().queued, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_waiting_for_an_endpoint_that_stays_out_times_out_at_its_deadline() {
+    let stub = Stub::new("down", |_req, _ctx| async { ok() });
+    let pool = pool(
+        vec![executor(stub.clone(), 4, None)],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    assert!(pool.take_out(&EndpointId::new("down")));
+    let p = policy(3, Duration::from_secs(2));
+    let start = tokio::time::Instant::now();
+    let e = p
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(2));
+    assert!(stub.seen().is_empty());
+    assert_eq!(pool.counters().queued, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_endpoint_serves_while_one_is_out_and_unknown_endpoints_are_refused() {
+    let a = Stub::new("a", |_req, _ctx| async { ok() });
+    let b = Stub::new("b", |_req, _ctx| async { ok() });
+    let pool = pool(
+        vec![executor(a.clone(), 4, None), executor(b.clone(), 4, None)],
+        vec![keyed(0, "ka"), keyed(1, "kb")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    assert!(!pool.take_out(&EndpointId::new("nobody")));
+    assert_eq!(pool.is_out_of_service(&EndpointId::new("nobody")), None);
+    assert!(pool.take_out(&EndpointId::new("a")));
+    let p = policy(1, Duration::from_secs(5));
+    for _ in 0..4 {
+        p.call(&pool, &chat(), &RequestContext::new())
+            .await
+            .unwrap();
+    }
+    assert!(a.seen().is_empty());
+    assert_eq!(b.seen().len(), 4);
+}

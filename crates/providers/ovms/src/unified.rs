@@ -1,0 +1,39 @@
+//! Feature `unified`: the OpenVINO Model Server server launched and supervised by infermux
+//! ([`infermux_containers`]) with this crate's client bound to it. A wrapper (such as
+//! `chroot`), the environment, GPUs, memory or volumes go on the [`ServerSpec`] given to
+//! [`Unified::launch_with`] instead.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use infermux_containers::{ProcessLauncher, SupervisorConfig};
+//! use infermux_ovms::unified::{OvmsSpec, launch};
+//!
+//! let spec = OvmsSpec::model("/models/resnet", "resnet").rest_port(8002);
+//! let launcher = Arc::new(ProcessLauncher::new());
+//! let unified = launch("ovms", &spec, launcher, SupervisorConfig::new()).await?;
+//! assert!(unified.supervisor().state().is_ready());
+//! unified.stop().await;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+pub use infermux_containers::OvmsSpec;
+#[cfg(doc)]
+use infermux_containers::ServerSpec;
+use infermux_containers::{Launcher, Result, SupervisorConfig, Unified};
+
+use crate::Ovms;
+
+/// Starts `spec` as the server `name` with `launcher` (a process or a container), waits
+/// until it is ready and returns the client talking to it with its supervisor: bind it to a
+/// pool with [`Unified::bind`]. The errors are [`infermux_containers::Supervisor::start`]'s.
+pub async fn launch(
+    name: &str,
+    spec: &OvmsSpec,
+    launcher: Arc<dyn Launcher>,
+    config: SupervisorConfig,
+) -> Result<Unified<Ovms>> {
+    Unified::launch_with(spec.server_spec(name)?, "", launcher, config, Ovms::new).await
+}
