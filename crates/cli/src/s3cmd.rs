@@ -95,7 +95,7 @@ pub(crate) fn parse_url(url: &str) -> Result<(String, String), Error> {
     Ok((bucket.to_owned(), key.to_owned()))
 }
 
-fn s3_error(e: S3Error) -> Error {
+pub(crate) fn s3_error(e: S3Error) -> Error {
     match e.call_error() {
         Some(c) => Error::new(c.kind(), e.to_string()).with_source(e),
         None => Error::new(e.kind(), e.to_string()).with_source(e),

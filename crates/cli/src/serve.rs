@@ -57,9 +57,50 @@ pub(crate) struct ServeArgs {
     #[cfg(feature = "docker")]
     #[arg(long)]
     image: Option<String>,
+    /// Fetch this model folder from S3 (`s3://bucket/prefix`) into `--fetch-dir` before the
+    /// server starts, moving only what changed (one endpoint from $INFERMUX_S3_URL, else AWS
+    /// in $AWS_REGION; keys from the AWS environment variables).
+    #[cfg(feature = "s3")]
+    #[arg(long, requires = "fetch_dir")]
+    fetch: Option<String>,
+    /// The local folder `--fetch` fills (point the backend's model flag into it).
+    #[cfg(feature = "s3")]
+    #[arg(long, requires = "fetch")]
+    fetch_dir: Option<PathBuf>,
     /// The backend.
     #[command(subcommand)]
     backend: Backend,
+}
+
+/// `--fetch`: the model folder from S3 before anything starts; a failure stops here.
+#[cfg(feature = "s3")]
+async fn fetch_model(args: &ServeArgs) -> Result<(), Error> {
+    use infermux::s3::{S3Config, S3Credentials, S3EndpointConfig, S3Kit};
+    let (Some(url), Some(dir)) = (&args.fetch, &args.fetch_dir) else {
+        return Ok(());
+    };
+    let (bucket, prefix) = crate::s3cmd::parse_url(url)?;
+    let endpoint = match std::env::var("INFERMUX_S3_URL") {
+        Ok(u) if !u.is_empty() => S3EndpointConfig::new("s3", u),
+        _ => S3EndpointConfig::aws(
+            "s3",
+            std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        ),
+    }
+    .with_credentials(S3Credentials::aws_env());
+    let kit = S3Kit::new(S3Config::new(vec![endpoint])).map_err(crate::s3cmd::s3_error)?;
+    let r = kit
+        .fetch(&bucket, &prefix, dir, None)
+        .await
+        .map_err(crate::s3cmd::s3_error)?;
+    eprintln!(
+        "fetched {url} into {}: {} file(s) ({} bytes), {} unchanged",
+        dir.display(),
+        r.transferred.len(),
+        r.bytes,
+        r.unchanged.len()
+    );
+    Ok(())
 }
 
 /// The server to run.
@@ -396,6 +437,8 @@ fn follow_logs(logs: &LogBuffer, bar: indicatif::ProgressBar) -> tokio::task::Jo
 
 /// `infermux serve …`.
 pub(crate) async fn run(mut args: ServeArgs) -> Result<(), Error> {
+    #[cfg(feature = "s3")]
+    fetch_model(&args).await?;
     let backend = std::mem::replace(
         &mut args.backend,
         Backend::Cmd {

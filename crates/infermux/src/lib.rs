@@ -80,6 +80,11 @@ pub use infermux_resilience as resilience;
 #[cfg(feature = "s3")]
 pub use infermux_s3 as s3;
 
+// docs/s3.md's example, compiled as a doctest.
+#[cfg(all(doctest, feature = "s3"))]
+#[doc = include_str!("../../../docs/s3.md")]
+struct S3Guide;
+
 // The README, compiled as doctests (`cargo test --doc`).
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -76,3 +76,89 @@ fn put_ls_get_presign_sync_fetch_and_rm_work_from_the_command_line() {
     assert!(err.contains("does not exist"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn serve_fetches_its_model_folder_from_s3_before_the_server_starts() {
+    let Some(url) = infermux_testkit::server_url("INFERMUX_S3_URL") else {
+        return;
+    };
+    let access = std::env::var("INFERMUX_S3_ACCESS_KEY").unwrap_or_default();
+    let secret = std::env::var("INFERMUX_S3_SECRET_KEY").unwrap_or_default();
+    let bucket = format!("t-serve-{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("infermux-serve-s3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src/model.bin"), b"weights").unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_infermux"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("INFERMUX_S3_URL", &url)
+            .env("AWS_ACCESS_KEY_ID", &access)
+            .env("AWS_SECRET_ACCESS_KEY", &secret)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let d = |p: &str| dir.join(p).to_str().unwrap().to_owned();
+    ok(&run(&[
+        "s3",
+        "sync",
+        &d("src"),
+        &format!("s3://{bucket}/m"),
+        "--endpoint-url",
+        &url,
+    ]));
+    // the "server" checks the fetched file is there, then fails: serve reports the crash
+    // loop after having fetched, and never starts when the fetch fails
+    let out = run(&[
+        "serve",
+        "--fetch",
+        &format!("s3://{bucket}/m"),
+        "--fetch-dir",
+        &d("models"),
+        "--max-restarts",
+        "0",
+        "--ready-timeout",
+        "5",
+        "cmd",
+        "--port",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "test -f {} && echo found-the-model; exit 3",
+            d("models/model.bin")
+        ),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fetched s3://"), "{err}");
+    assert!(
+        err.contains("found-the-model"),
+        "the server saw the fetched file: {err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("models/model.bin")).unwrap(),
+        b"weights"
+    );
+    let out = run(&[
+        "serve",
+        "--fetch",
+        &format!("s3://{bucket}-missing/m"),
+        "--fetch-dir",
+        &d("none"),
+        "cmd",
+        "--port",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "echo started-anyway",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!err.contains("started-anyway"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
