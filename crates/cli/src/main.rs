@@ -52,7 +52,7 @@ enum Command {
     Conformance(conformance::ConformanceArgs),
     /// Run an inference server in the foreground (TGI, TEI, vLLM, OVMS, llama.cpp or any
     /// command): its logs, a spinner until it is ready, restarts when it dies, Ctrl-C stops it.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Ask a server for an answer (streamed unless `--no-stream`); the finish reason and token
     /// counts follow on stderr.
     Chat {
@@ -407,7 +407,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args).await,
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Conformance(args) => conformance::run(args).await,
         Command::Cache(CacheCommand::Eval(args)) => {
             tokio::task::spawn_blocking(move || cache_eval::run(args))
