@@ -863,13 +863,17 @@ impl S3Kit {
                 async move {
                     let start = i * range;
                     let end = (start + range).min(info.size);
-                    let chunks = if info.size == 0 {
-                        Vec::new()
+                    let n = if info.size == 0 {
+                        0
                     } else {
-                        self.range_in(ctx, bucket, key, start..end, etag.as_deref())
+                        let sink = RangeSink {
+                            file: file.clone(),
+                            path: partial.clone(),
+                            start,
+                        };
+                        self.range_to_file(ctx, bucket, key, start..end, etag.as_deref(), &sink)
                             .await?
                     };
-                    let n: u64 = chunks.iter().map(|c| c.len() as u64).sum();
                     if n != end - start {
                         return Err(S3Error::ChecksumMismatch {
                             key: key.to_owned(),
@@ -878,12 +882,6 @@ impl S3Kit {
                         });
                     }
                     blocking(move || {
-                        let mut at = start;
-                        for c in &chunks {
-                            file.write_all_at(c, at)
-                                .map_err(|e| S3Error::io(&partial, e))?;
-                            at += c.len() as u64;
-                        }
                         let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
                         writeln!(l, "{i}").map_err(|e| S3Error::io(&journal, e))?;
                         Ok(())
@@ -947,14 +945,18 @@ impl S3Kit {
         })
     }
 
-    async fn range_in(
+    /// One range straight into the partial file: the body is written as it arrives, at most
+    /// [`WRITE_CHUNK`] held at once, so memory per range stays small whatever the part size.
+    /// Returns the bytes written (a retried attempt writes the range again from its start).
+    async fn range_to_file(
         &self,
         ctx: &RequestContext,
         bucket: &str,
         key: &str,
         range: std::ops::Range<u64>,
         etag: Option<&str>,
-    ) -> Result<Vec<Bytes>, S3Error> {
+        sink: &RangeSink,
+    ) -> Result<u64, S3Error> {
         self.run("s3.get_range", Idempotency::Idempotent, ctx, |ep| {
             let mut req = ep
                 .client
@@ -966,13 +968,35 @@ impl S3Kit {
                 req = req.if_match(format!("\"{t}\""));
             }
             async move {
-                let out = req.send().await.map_err(|e| sdk_error("GetObject", e))?;
-                let body = out.body.collect().await.map_err(|e| {
+                let mut out = req.send().await.map_err(|e| sdk_error("GetObject", e))?;
+                let body_error = |e: &dyn std::fmt::Display| {
                     Error::new(ErrorKind::Connect, format!("S3 GetObject: body: {e}"))
                         .with_reached_server(true)
-                })?;
-                // the chunks as they arrived: written one after another, never copied into one
-                Ok(body.into_segments().collect())
+                };
+                let mut at = sink.start;
+                let mut buf: Vec<u8> = Vec::with_capacity(WRITE_CHUNK);
+                loop {
+                    let chunk = out.body.try_next().await.map_err(|e| body_error(&e))?;
+                    let done = chunk.is_none();
+                    if let Some(c) = &chunk {
+                        buf.extend_from_slice(c);
+                    }
+                    if buf.len() >= WRITE_CHUNK || (done && !buf.is_empty()) {
+                        let full = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_CHUNK));
+                        let (file, path, len) = (sink.file.clone(), sink.path.clone(), full.len());
+                        blocking(move || {
+                            file.write_all_at(&full, at).map_err(|e| S3Error::io(&path, e))
+                        })
+                        .await
+                        .map_err(|e| {
+                            Error::new(ErrorKind::Storage, e.to_string()).with_reached_server(true)
+                        })?;
+                        at += len as u64;
+                    }
+                    if done {
+                        return Ok(at - sink.start);
+                    }
+                }
             }
         })
         .await
@@ -1012,6 +1036,16 @@ async fn md5_file(path: &Path) -> Result<String, S3Error> {
         Ok(hex::encode(h.finalize()))
     })
     .await
+}
+
+/// The most a range holds in memory before writing it out.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// Where one range of a download goes: the partial file at `start`.
+struct RangeSink {
+    file: Arc<StdFile>,
+    path: PathBuf,
+    start: u64,
 }
 
 /// SHA-256 of a file being written range by range: `ready` holds the ranges already on disk,

@@ -449,7 +449,7 @@ fn url_param(query: &str, name: &str) -> String {
 }
 
 fn engine_spec() -> Option<Value> {
-    infermux_testkit::spec::load_shared("specs/docker/engine-api.swagger.yaml")
+    infermux_testkit::spec::load_shared("fixtures/specs/docker/engine-api.swagger.yaml")
 }
 
 fn create_schema(spec: &Value) -> Value {
