@@ -985,7 +985,8 @@ impl S3Kit {
                         let full = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_CHUNK));
                         let (file, path, len) = (sink.file.clone(), sink.path.clone(), full.len());
                         blocking(move || {
-                            file.write_all_at(&full, at).map_err(|e| S3Error::io(&path, e))
+                            file.write_all_at(&full, at)
+                                .map_err(|e| S3Error::io(&path, e))
                         })
                         .await
                         .map_err(|e| {
