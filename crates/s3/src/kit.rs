@@ -615,8 +615,8 @@ impl S3Kit {
         .await
     }
 
-    /// Stores `body` as one object (a single `PUT` with `Content-MD5` and the SHA-256 in its
-    /// metadata).
+    /// Stores `body` as one object (a single `PUT` with its CRC32C, checked by the server, and
+    /// its SHA-256 in the metadata).
     pub async fn put_bytes(
         &self,
         bucket: &str,

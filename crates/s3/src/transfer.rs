@@ -297,7 +297,7 @@ impl S3Kit {
             .filter_map(|p| Some((p.0.part_number()?, p)))
             .collect();
         let todo: Vec<u32> = (1..=up.parts).collect();
-        let mut completed: Vec<CompletedPart> = stream::iter(todo)
+        let completed: Vec<CompletedPart> = stream::iter(todo)
             .map(|n| {
                 let have = have.get(&(n as i32)).copied().cloned();
                 async move {
@@ -327,40 +327,13 @@ impl S3Kit {
                         reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         return Ok(p);
                     }
-                    let etag = self
-                        .run_on(ep, "s3.upload_part", Idempotency::Idempotent, ctx, |e| {
-                            let req = e
-                                .client
-                                .upload_part()
-                                .bucket(up.bucket)
-                                .key(up.key)
-                                .upload_id(upload_id)
-                                .part_number(n as i32)
-                                .content_length(len as i64)
-                                .checksum_crc32_c(crc.clone())
-                                .body(ByteStream::from(body.clone()));
-                            async move {
-                                let out = req
-                                    .customize()
-                                    .disable_payload_signing()
-                                    .send()
-                                    .await
-                                    .map_err(|e| sdk_error("UploadPart", e))?;
-                                Ok(out.e_tag().map(str::to_owned))
-                            }
-                        })
-                        .await
-                        .map_err(S3Error::Call)?;
+                    let part = self
+                        .send_part(ctx, ep, (up.bucket, up.key, upload_id), n, body, crc)
+                        .await?;
                     if let Some(p) = up.progress {
                         p(len as u64);
                     }
-                    Ok::<_, S3Error>(
-                        CompletedPart::builder()
-                            .part_number(n as i32)
-                            .set_e_tag(etag)
-                            .checksum_crc32_c(crc)
-                            .build(),
-                    )
+                    Ok::<_, S3Error>(part)
                 }
             })
             .buffer_unordered(concurrency)
@@ -372,36 +345,92 @@ impl S3Kit {
                 path: up.path.to_path_buf(),
             });
         }
-        completed.sort_by_key(|p| p.part_number());
-        let parts = CompletedMultipartUpload::builder()
-            .set_parts(Some(completed))
-            .build();
         let etag = self
-            .run_on(
-                ep,
-                "s3.complete_multipart_upload",
-                Idempotency::Idempotent,
-                ctx,
-                |e| {
-                    let req = e
-                        .client
-                        .complete_multipart_upload()
-                        .bucket(up.bucket)
-                        .key(up.key)
-                        .upload_id(upload_id)
-                        .multipart_upload(parts.clone());
-                    async move {
-                        let out = req
-                            .send()
-                            .await
-                            .map_err(|e| sdk_error("CompleteMultipartUpload", e))?;
-                        Ok(out.e_tag().map(unquote))
-                    }
-                },
-            )
+            .complete(ctx, ep, (up.bucket, up.key, upload_id), completed)
+            .await?;
+        Ok((etag, reused.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
+    /// Sends part `n` of an upload (`bucket`, `key`, upload id) on endpoint `ep`, its CRC32C
+    /// in the signed headers (checked by the server; the body is not hashed again for the
+    /// signature); returns its record for the completion.
+    async fn send_part(
+        &self,
+        ctx: &RequestContext,
+        ep: usize,
+        (bucket, key, upload_id): (&str, &str, &str),
+        n: u32,
+        body: Bytes,
+        crc: String,
+    ) -> Result<CompletedPart, S3Error> {
+        let len = body.len() as i64;
+        let etag = self
+            .run_on(ep, "s3.upload_part", Idempotency::Idempotent, ctx, |e| {
+                let req = e
+                    .client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(n as i32)
+                    .content_length(len)
+                    .checksum_crc32_c(crc.clone())
+                    .body(ByteStream::from(body.clone()));
+                async move {
+                    let out = req
+                        .customize()
+                        .disable_payload_signing()
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("UploadPart", e))?;
+                    Ok(out.e_tag().map(str::to_owned))
+                }
+            })
             .await
             .map_err(S3Error::Call)?;
-        Ok((etag, reused.load(std::sync::atomic::Ordering::Relaxed)))
+        Ok(CompletedPart::builder()
+            .part_number(n as i32)
+            .set_e_tag(etag)
+            .checksum_crc32_c(crc)
+            .build())
+    }
+
+    /// Completes an upload on endpoint `ep` with its `parts` (in any order); the object's ETag.
+    async fn complete(
+        &self,
+        ctx: &RequestContext,
+        ep: usize,
+        (bucket, key, upload_id): (&str, &str, &str),
+        mut parts: Vec<CompletedPart>,
+    ) -> Result<Option<String>, S3Error> {
+        parts.sort_by_key(|p| p.part_number());
+        let body = CompletedMultipartUpload::builder()
+            .set_parts(Some(parts))
+            .build();
+        self.run_on(
+            ep,
+            "s3.complete_multipart_upload",
+            Idempotency::Idempotent,
+            ctx,
+            |e| {
+                let req = e
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .multipart_upload(body.clone());
+                async move {
+                    let out = req
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("CompleteMultipartUpload", e))?;
+                    Ok(out.e_tag().map(unquote))
+                }
+            },
+        )
+        .await
+        .map_err(S3Error::Call)
     }
 
     /// Aborts an upload on endpoint `ep`; when that endpoint cannot be reached, through any
@@ -644,44 +673,8 @@ impl S3Kit {
                     let number = n;
                     inflight.push(async move {
                         let crc = crc32c_b64(&body);
-                        let len = body.len();
-                        let etag = self
-                            .run_on(
-                                ep,
-                                "s3.upload_part",
-                                Idempotency::Idempotent,
-                                ctx_ref,
-                                |e| {
-                                    let req = e
-                                        .client
-                                        .upload_part()
-                                        .bucket(bucket)
-                                        .key(key)
-                                        .upload_id(upload_ref)
-                                        .part_number(number as i32)
-                                        .content_length(len as i64)
-                                        .checksum_crc32_c(crc.clone())
-                                        .body(ByteStream::from(body.clone()));
-                                    async move {
-                                        let out = req
-                                            .customize()
-                                            .disable_payload_signing()
-                                            .send()
-                                            .await
-                                            .map_err(|e| sdk_error("UploadPart", e))?;
-                                        Ok(out.e_tag().map(str::to_owned))
-                                    }
-                                },
-                            )
+                        self.send_part(ctx_ref, ep, (bucket, key, upload_ref), number, body, crc)
                             .await
-                            .map_err(S3Error::Call)?;
-                        Ok::<_, S3Error>(
-                            CompletedPart::builder()
-                                .part_number(number as i32)
-                                .set_e_tag(etag)
-                                .checksum_crc32_c(crc)
-                                .build(),
-                        )
                     });
                     if inflight.len() >= transfer.concurrency
                         && let Some(done) = inflight.next().await
@@ -692,35 +685,9 @@ impl S3Kit {
                 while let Some(done) = inflight.next().await {
                     parts.push(done?);
                 }
-                parts.sort_by_key(|p| p.part_number());
-                let body = CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build();
                 let etag = self
-                    .run_on(
-                        ep,
-                        "s3.complete_multipart_upload",
-                        Idempotency::Idempotent,
-                        ctx_ref,
-                        |e| {
-                            let req = e
-                                .client
-                                .complete_multipart_upload()
-                                .bucket(bucket)
-                                .key(key)
-                                .upload_id(upload_ref)
-                                .multipart_upload(body.clone());
-                            async move {
-                                let out = req
-                                    .send()
-                                    .await
-                                    .map_err(|e| sdk_error("CompleteMultipartUpload", e))?;
-                                Ok(out.e_tag().map(unquote))
-                            }
-                        },
-                    )
-                    .await
-                    .map_err(S3Error::Call)?;
+                    .complete(ctx_ref, ep, (bucket, key, upload_ref), parts)
+                    .await?;
                 Ok((total, n, etag))
             }
             .await;
