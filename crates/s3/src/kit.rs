@@ -744,15 +744,7 @@ impl S3Kit {
             }
             let ctx = self.ctx();
             self.run("s3.get_range", Idempotency::Idempotent, &ctx, |ep| {
-                let mut req = ep
-                    .client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .range(format!("bytes={}-{}", range.start, range.end - 1));
-                if let Some(t) = etag {
-                    req = req.if_match(format!("\"{t}\""));
-                }
+                let req = ranged_get(&ep.client, bucket, key, &range, etag);
                 async move {
                     let out = req.send().await.map_err(|e| sdk_error("GetObject", e))?;
                     let body = out.body.collect().await.map_err(|e| {
@@ -891,21 +883,7 @@ impl S3Kit {
         key: &str,
         expires: Duration,
     ) -> Result<String, S3Error> {
-        erase(async move {
-            check_key(key)?;
-            let cfg = presigning(expires)?;
-            let req = self
-                .presign_endpoint()
-                .client
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .presigned(cfg)
-                .await
-                .map_err(|e| S3Error::Call(sdk_error("presign GetObject", e)))?;
-            Ok(req.uri().to_owned())
-        })
-        .await
+        erase(self.presign(bucket, key, expires, false)).await
     }
 
     /// A presigned `PUT` URL valid for `expires` (at most 7 days).
@@ -915,21 +893,49 @@ impl S3Kit {
         key: &str,
         expires: Duration,
     ) -> Result<String, S3Error> {
-        erase(async move {
-            check_key(key)?;
-            let cfg = presigning(expires)?;
-            let req = self
-                .presign_endpoint()
-                .client
-                .put_object()
-                .bucket(bucket)
-                .key(key)
-                .presigned(cfg)
-                .await
-                .map_err(|e| S3Error::Call(sdk_error("presign PutObject", e)))?;
-            Ok(req.uri().to_owned())
-        })
-        .await
+        erase(self.presign(bucket, key, expires, true)).await
+    }
+
+    async fn presign(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires: Duration,
+        put: bool,
+    ) -> Result<String, S3Error> {
+        check_key(key)?;
+        let cfg = presigning(expires)?;
+        let client = &self.presign_endpoint().client;
+        let req = if put {
+            let r = client.put_object().bucket(bucket).key(key).presigned(cfg);
+            r.await
+                .map_err(|e| S3Error::Call(sdk_error("presign PutObject", e)))?
+        } else {
+            let r = client.get_object().bucket(bucket).key(key).presigned(cfg);
+            r.await
+                .map_err(|e| S3Error::Call(sdk_error("presign GetObject", e)))?
+        };
+        Ok(req.uri().to_owned())
+    }
+}
+
+/// `GetObject` of `range` (`If-Match` on `etag` when given), the one ranged read every caller
+/// builds.
+pub(crate) fn ranged_get(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    range: &std::ops::Range<u64>,
+    etag: Option<&str>,
+) -> aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder {
+    let req = client.get_object().bucket(bucket).key(key).range(format!(
+        "bytes={}-{}",
+        range.start,
+        range.end - 1
+    ));
+    match etag {
+        Some(t) => req.if_match(format!("\"{t}\"")),
+        None => req,
     }
 }
 

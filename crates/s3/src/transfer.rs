@@ -925,15 +925,7 @@ impl S3Kit {
         sink: &RangeSink,
     ) -> Result<u64, S3Error> {
         self.run("s3.get_range", Idempotency::Idempotent, ctx, |ep| {
-            let mut req = ep
-                .client
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .range(format!("bytes={}-{}", range.start, range.end - 1));
-            if let Some(t) = etag {
-                req = req.if_match(format!("\"{t}\""));
-            }
+            let req = crate::kit::ranged_get(&ep.client, bucket, key, &range, etag);
             async move {
                 let mut out = req.send().await.map_err(|e| sdk_error("GetObject", e))?;
                 let body_error = |e: &dyn std::fmt::Display| {

@@ -33,6 +33,9 @@ pub enum Need {
     /// Record mode (`INFERMUX_RECORD=1`), which re-records a crate's own fixtures from a live
     /// server; never required.
     RecordMode,
+    /// A Docker engine (`DOCKER_HOST`), which `.ci/run` cannot install here; required only
+    /// under `INFERMUX_REQUIRE_DOCKER=1`, on machines that have one.
+    DockerEngine,
 }
 
 impl Need {
@@ -42,6 +45,7 @@ impl Need {
             Need::Server => Some("INFERMUX_REQUIRE_SERVERS"),
             Need::Fixtures => Some("INFERMUX_REQUIRE_FIXTURES"),
             Need::RecordMode => None,
+            Need::DockerEngine => Some("INFERMUX_REQUIRE_DOCKER"),
         }
     }
 
@@ -51,6 +55,7 @@ impl Need {
             Need::Server => "server",
             Need::Fixtures => "fixtures",
             Need::RecordMode => "record-mode",
+            Need::DockerEngine => "docker-engine",
         }
     }
 
@@ -179,6 +184,8 @@ mod tests {
         assert!(!Need::Fixtures.is_required_by(env("INFERMUX_REQUIRE_SERVERS")));
         assert!(Need::Server.is_required_by(env("INFERMUX_REQUIRE_SERVERS")));
         assert!(!Need::RecordMode.is_required_by(|_| Some("1".to_owned())));
+        assert!(Need::DockerEngine.is_required_by(env("INFERMUX_REQUIRE_DOCKER")));
+        assert!(!Need::DockerEngine.is_required_by(env("INFERMUX_REQUIRE_SERVERS")));
         assert!(!Need::Server.is_required_by(|_| Some("0".to_owned())));
         assert!(!Need::Server.is_required_by(|_| None));
     }
