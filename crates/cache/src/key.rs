@@ -14,8 +14,10 @@
 use std::fmt;
 
 use infermux_core::{ContentPart, Request, RequestContext, Role};
-use serde_json::Value;
-use xxhash_rust::xxh3::Xxh3;
+use serde::Serialize;
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::canon::Canon;
 
 /// Bumped when the canonical form changes, so old entries in a shared store are never read
 /// as new ones.
@@ -56,8 +58,7 @@ impl CacheKey {
         if matches!(request, Request::Models) {
             return None;
         }
-        let value = serde_json::to_value(request).ok()?;
-        Some(hash_parts(namespace, ctx.tenant(), "exact", "", &value))
+        hash_parts(namespace, ctx.tenant(), "exact", "", request)
     }
 
     /// The 128-bit value.
@@ -66,169 +67,58 @@ impl CacheKey {
     }
 }
 
-/// The hash of one canonical record.
+/// The hash of one canonical record, `None` when `request` has no canonical form.
+///
+/// The record is written into this thread's reused buffer by the canonical writer (no
+/// `serde_json::Value` tree, no allocation once warm) and hashed in one pass.
 fn hash_parts(
     namespace: &str,
     tenant: Option<&str>,
     tier: &str,
     extra: &str,
-    request: &Value,
-) -> CacheKey {
-    let mut h = Xxh3::new();
-    let mut w = HashWriter(&mut h);
-    // a fixed-shape record, written canonically like the request
-    w.put(b"{\"format\":");
-    write_str(&mut w, FORMAT);
-    w.put(b",\"namespace\":");
-    write_str(&mut w, namespace);
-    w.put(b",\"tenant\":");
-    match tenant {
-        Some(t) => write_str(&mut w, t),
-        None => w.put(b"null"),
-    }
-    w.put(b",\"tier\":");
-    write_str(&mut w, tier);
-    w.put(b",\"extra\":");
-    write_str(&mut w, extra);
-    w.put(b",\"request\":");
-    write_canonical(&mut w, request);
-    w.put(b"}");
-    CacheKey(h.digest128())
-}
-
-/// Where canonical bytes go: a hasher, or a buffer (for [`canonical_json`]).
-trait Sink {
-    fn put(&mut self, bytes: &[u8]);
-}
-
-struct HashWriter<'a>(&'a mut Xxh3);
-
-impl Sink for HashWriter<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-}
-
-impl Sink for Vec<u8> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
-
-/// Writes `s` as a JSON string, escaped exactly as serde_json escapes it (`"`, `\\`, the
-/// short escapes `\b \f \n \r \t`, other control characters as `\u00xx`), without an
-/// allocation.
-fn write_str(w: &mut impl Sink, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
-    w.put(b"\"");
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let short: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        w.put(&bytes[start..i]);
-        if short.is_empty() {
-            w.put(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]);
-        } else {
-            w.put(short);
+    request: &(impl Serialize + ?Sized),
+) -> Option<CacheKey> {
+    Canon::with(|w| {
+        // a fixed-shape record, written canonically like the request
+        w.put(b"{\"format\":");
+        w.put_str(FORMAT);
+        w.put(b",\"namespace\":");
+        w.put_str(namespace);
+        w.put(b",\"tenant\":");
+        match tenant {
+            Some(t) => w.put_str(t),
+            None => w.put(b"null"),
         }
-        start = i + 1;
-    }
-    w.put(&bytes[start..]);
-    w.put(b"\"");
-}
-
-/// Formats into a [`Sink`] without an allocation.
-struct FmtSink<'a, S: Sink>(&'a mut S);
-
-impl<S: Sink> fmt::Write for FmtSink<'_, S> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.put(s.as_bytes());
-        Ok(())
-    }
-}
-
-/// Writes `v` canonically: object keys sorted by their UTF-8 bytes at every depth.
-fn write_canonical(w: &mut impl Sink, v: &Value) {
-    match v {
-        Value::Null => w.put(b"null"),
-        Value::Bool(true) => w.put(b"true"),
-        Value::Bool(false) => w.put(b"false"),
-        Value::Number(n) => {
-            let _ = fmt::Write::write_fmt(&mut FmtSink(w), format_args!("{n}"));
-        }
-        Value::String(s) => write_str(w, s),
-        Value::Array(items) => {
-            w.put(b"[");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    w.put(b",");
-                }
-                write_canonical(w, item);
-            }
-            w.put(b"]");
-        }
-        Value::Object(map) => {
-            w.put(b"{");
-            // serde_json's map is a BTreeMap (keys already in byte order) unless some crate in
-            // the build turns on `preserve_order`: sort only when they are not
-            if map.keys().is_sorted_by(|a, b| a.as_bytes() <= b.as_bytes()) {
-                for (i, (k, v)) in map.iter().enumerate() {
-                    if i > 0 {
-                        w.put(b",");
-                    }
-                    write_str(w, k);
-                    w.put(b":");
-                    write_canonical(w, v);
-                }
-            } else {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-                for (i, k) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        w.put(b",");
-                    }
-                    write_str(w, k);
-                    w.put(b":");
-                    write_canonical(w, &map[k.as_str()]);
-                }
-            }
-            w.put(b"}");
-        }
-    }
+        w.put(b",\"tier\":");
+        w.put_str(tier);
+        w.put(b",\"extra\":");
+        w.put_str(extra);
+        w.put(b",\"request\":");
+        w.put_value(request).ok()?;
+        w.put(b"}");
+        Some(CacheKey(xxh3_128(&w.out)))
+    })
 }
 
 /// The canonical JSON text of `value`: object keys sorted by their bytes at every depth, no
-/// whitespace. What [`CacheKey`] hashes.
+/// whitespace, numbers and strings as `serde_json` prints them — the text
+/// `serde_json::to_value` and a sorted print would give, without the `Value`. What
+/// [`CacheKey`] hashes. `None` for a value with no JSON form (a map key that is not a
+/// string, an integer past 64 bits).
 ///
 /// ```
 /// use serde_json::json;
 /// let a = json!({"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": null}});
 /// assert_eq!(
-///     infermux_cache::canonical_json(&a),
+///     infermux_cache::canonical_json(&a).unwrap(),
 ///     r#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#
 /// );
 /// ```
-pub fn canonical_json(value: &Value) -> String {
-    let mut out = Vec::new();
-    write_canonical(&mut out, value);
-    String::from_utf8(out).unwrap_or_default()
+pub fn canonical_json(value: &(impl Serialize + ?Sized)) -> Option<String> {
+    Canon::with(|w| {
+        w.put_value(value).ok()?;
+        String::from_utf8(w.out.clone()).ok()
+    })
 }
 
 /// What the semantic tier needs of a request: its namespace and the text it embeds.
@@ -294,9 +184,10 @@ pub(crate) fn semantic_probe(
     }
     let mut rest = chat.clone();
     rest.messages.pop();
-    let value = serde_json::to_value(Request::Chat(rest)).map_err(|_| SemanticSkip::Shape)?;
+    let rest = Request::Chat(rest);
     Ok(SemanticProbe {
-        namespace: hash_parts(namespace, ctx.tenant(), "semantic", embedder_id, &value),
+        namespace: hash_parts(namespace, ctx.tenant(), "semantic", embedder_id, &rest)
+            .ok_or(SemanticSkip::Shape)?,
         text,
     })
 }

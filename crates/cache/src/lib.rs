@@ -17,6 +17,7 @@
 //! - `redis`: [`RedisStore`] and [`Cache::with_redis`].
 
 mod cache;
+mod canon;
 mod config;
 pub mod embed;
 mod index;

@@ -1,5 +1,6 @@
 //! Integration tests of infermux-cache: one binary, one module per area.
 
+mod canon;
 mod exact;
 mod index;
 #[cfg(feature = "local-embed")]
