@@ -30,11 +30,20 @@ pub(crate) struct KeyState {
     pub(crate) limited_until: AtomicU64,
     pub(crate) rpm: Option<Gcra>,
     pub(crate) tpm: Option<Gcra>,
+    /// The pool's latest hold end over all its keys (shared by them): while it is past, no
+    /// key is held and the scan skips the per-key loads.
+    pub(crate) pool_until: Arc<AtomicU64>,
 }
 
 impl KeyState {
-    pub(crate) fn new(alias: Option<Arc<str>>, rpm: Option<Gcra>, tpm: Option<Gcra>) -> Self {
+    pub(crate) fn new(
+        alias: Option<Arc<str>>,
+        rpm: Option<Gcra>,
+        tpm: Option<Gcra>,
+        pool_until: Arc<AtomicU64>,
+    ) -> Self {
         KeyState {
+            pool_until,
             alias,
             members: 0,
             until: AtomicU64::new(0),
@@ -57,18 +66,21 @@ impl KeyState {
         );
         self.removed_until.fetch_max(until, Ordering::AcqRel);
         self.until.fetch_max(until, Ordering::AcqRel);
+        self.pool_until.fetch_max(until, Ordering::AcqRel);
     }
 
     /// Cools the key down until `until` (a later cooldown wins).
     pub(crate) fn cool(&self, until: u64) {
         self.cool_until.fetch_max(until, Ordering::AcqRel);
         self.until.fetch_max(until, Ordering::AcqRel);
+        self.pool_until.fetch_max(until, Ordering::AcqRel);
     }
 
     /// Holds the key back until `until`, as its provider announced (a later end wins).
     pub(crate) fn limit(&self, until: u64) {
         self.limited_until.fetch_max(until, Ordering::AcqRel);
         self.until.fetch_max(until, Ordering::AcqRel);
+        self.pool_until.fetch_max(until, Ordering::AcqRel);
     }
 
     pub(crate) fn removal(&self, now: u64) -> Option<(RemovalReason, u64)> {

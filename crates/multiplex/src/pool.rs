@@ -98,6 +98,8 @@ struct Inner {
     counters: Counters,
     has_tpm: bool,
     has_limits: bool,
+    /// The latest hold end over all keys (each key raises it with its own).
+    pool_until: Arc<AtomicU64>,
     /// The binding to state shared across processes (see [`MultiPool::with_shared`]).
     #[cfg(feature = "redis")]
     shared: std::sync::OnceLock<crate::shared::SharedPool>,
@@ -247,6 +249,7 @@ impl MultiPool {
             )));
         }
         let mut keys: Vec<KeyState> = Vec::new();
+        let pool_until = Arc::new(AtomicU64::new(0));
         // (endpoint, alias) → key index; alias → endpoint
         // (endpoint, alias) → (key index, rpm, tpm)
         type Limits = (usize, Option<u32>, Option<u32>);
@@ -308,6 +311,7 @@ impl MultiPool {
                         alias.as_deref().map(Arc::from),
                         spec.rpm.and_then(|l| per_minute_limit(l, burst)),
                         spec.tpm.and_then(|l| per_minute_limit(l, burst)),
+                        pool_until.clone(),
                     ));
                     by_key.insert(
                         (spec.endpoint, alias.clone()),
@@ -382,6 +386,7 @@ impl MultiPool {
             counters: Counters::default(),
             has_tpm,
             has_limits,
+            pool_until,
             #[cfg(feature = "redis")]
             shared: std::sync::OnceLock::new(),
         });
@@ -657,7 +662,7 @@ impl MultiPool {
     pub fn select(&self, now: Instant) -> Option<u32> {
         let inner = &*self.inner;
         let now = inner.ns(now);
-        let mask = inner.eligible(now, 0);
+        let mask = inner.eligible(now, 0, true);
         (mask != 0).then(|| inner.choose(mask, now) as u32)
     }
 }
@@ -730,8 +735,10 @@ impl Inner {
     }
 
     /// The members that can take an attempt of `tokens` now: the scan (endpoints, then keys).
+    /// With `limits` false the keys' RPM/TPM limits are left to the lease's reservation
+    /// (which refuses a limited member), so a pick reads no limiter it does not reserve on.
     #[inline]
-    fn eligible(&self, now: u64, tokens: u64) -> u64 {
+    fn eligible(&self, now: u64, tokens: u64, limits: bool) -> u64 {
         let mut by_endpoint = 0u64;
         for ep in &self.endpoints {
             if !ep.is_out()
@@ -744,11 +751,16 @@ impl Inner {
         if by_endpoint == 0 {
             return 0;
         }
+        let limits = limits && self.has_limits;
+        // no key held and no limit to read: every key can (one load instead of one a key)
+        if !limits && self.pool_until.load(Ordering::Relaxed) <= now {
+            return by_endpoint;
+        }
         let mut by_key = 0u64;
         for key in &self.keys {
             if key.members & by_endpoint != 0
                 && key.held_until() <= now
-                && (!self.has_limits || key.limits_ready_at(tokens, now) <= now)
+                && (!limits || key.limits_ready_at(tokens, now) <= now)
             {
                 by_key |= key.members;
             }
@@ -828,9 +840,12 @@ impl Inner {
                 if count == 1 {
                     return mask.trailing_zeros() as usize;
                 }
+                // two distinct members from the two halves of one draw, each reduced by a
+                // multiply-shift instead of a division (bias < count / 2³², nil for ≤ 64)
                 let r = self.rand();
-                let a = (r % u64::from(count)) as u32;
-                let b = (a + 1 + ((r >> 32) % u64::from(count - 1)) as u32) % count;
+                let a = (((r & 0xFFFF_FFFF) * u64::from(count)) >> 32) as u32;
+                let b = a + 1 + (((r >> 32) * u64::from(count - 1)) >> 32) as u32;
+                let b = if b >= count { b - count } else { b };
                 let (a, b) = (nth_bit(mask, a), nth_bit(mask, b));
                 if self.members[b].cost() < self.members[a].cost() {
                     b
@@ -877,10 +892,10 @@ impl Inner {
         // an open breaker the pool knows nothing of is asked when it lets a probe through,
         // even while other members serve: a recovered endpoint must be probed to rejoin
         self.learn_breakers(now);
-        let mut mask = self.eligible(now, tokens);
+        let mut mask = self.eligible(now, tokens, false);
         for round in 0..=self.members.len() {
             if round > 0 {
-                mask = self.eligible(now, tokens) & !failed;
+                mask = self.eligible(now, tokens, false) & !failed;
             }
             if mask == 0 {
                 break;
