@@ -104,7 +104,7 @@ fn semantic_lookup(c: &mut Criterion) {
         "built {n} x {dim} (HNSW M 16, ef_construction 100) in {:?}",
         t.elapsed()
     );
-    for ef in [32, 64, 128] {
+    for ef in [32, 40, 48, 64, 128] {
         index.set_ef_search(ef);
         let agree = queries
             .iter()
