@@ -14,8 +14,8 @@ pub const MAX_WAIT_LIMIT: Duration = Duration::from_secs(60);
 /// A batch is sent as soon as it holds [`max_items`](Self::max_items) distinct items, as soon as
 /// the next item would take it over [`max_tokens`](Self::max_tokens) (the batch goes, the item
 /// starts the next one), or [`max_wait`](Self::max_wait) after its first item arrived,
-/// whichever comes first. `max_wait` is a maximum: the timer aims up to 1 ms (at most half of
-/// `max_wait`) early, since a timer's wake-up is late rather than early. An item that alone weighs more than `max_tokens` is sent alone at
+/// whichever comes first. `max_wait` is a maximum: the timer aims up to 1.5 ms (at most three
+/// quarters of `max_wait`) early, since a timer's wake-up is late rather than early. An item that alone weighs more than `max_tokens` is sent alone at
 /// once (the provider decides whether it fits). At most
 /// [`queue_capacity`](Self::queue_capacity) items wait, summed over every open batch; past
 /// that a submit fails at once with [`ErrorKind::QueueFull`].
