@@ -40,6 +40,18 @@ impl ser::Error for CanonError {
 
 type Result<T> = std::result::Result<T, CanonError>;
 
+/// A serializer's `serialize_<int>` methods, each printing its integer through `$put`.
+macro_rules! integers {
+    ($put:ident: $($f:ident($t:ty))*) => {
+        $(
+            fn $f(self, v: $t) -> Result<()> {
+                self.$put(v);
+                Ok(())
+            }
+        )*
+    };
+}
+
 /// One entry of an object being written: where it starts (its key's opening quote), where its
 /// key ends (after the closing quote) and where its value ends.
 #[derive(Clone, Copy)]
@@ -97,6 +109,13 @@ impl Canon {
     /// Appends the canonical form of `value`.
     pub(crate) fn put_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         value.serialize(&mut *self)
+    }
+
+    /// Opens an externally tagged variant's one-key object: `{"variant":`.
+    fn open_variant(&mut self, variant: &str) {
+        self.out.push(b'{');
+        self.put_str(variant);
+        self.out.push(b':');
     }
 
     fn put_f64(&mut self, v: f64) {
@@ -298,22 +317,8 @@ impl<'a> ser::Serializer for &'a mut Canon {
         self.put(if v { b"true" } else { b"false" });
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<()> {
-        self.put_int(v);
-        Ok(())
-    }
-    fn serialize_i16(self, v: i16) -> Result<()> {
-        self.put_int(v);
-        Ok(())
-    }
-    fn serialize_i32(self, v: i32) -> Result<()> {
-        self.put_int(v);
-        Ok(())
-    }
-    fn serialize_i64(self, v: i64) -> Result<()> {
-        self.put_int(v);
-        Ok(())
-    }
+    integers!(put_int: serialize_i8(i8) serialize_i16(i16) serialize_i32(i32) serialize_i64(i64)
+        serialize_u8(u8) serialize_u16(u16) serialize_u32(u32) serialize_u64(u64));
     fn serialize_i128(self, v: i128) -> Result<()> {
         if let Ok(v) = u64::try_from(v) {
             self.put_int(v);
@@ -322,22 +327,6 @@ impl<'a> ser::Serializer for &'a mut Canon {
         } else {
             return Err(CanonError("number out of range".into()));
         }
-        Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Result<()> {
-        self.put_int(v);
-        Ok(())
-    }
-    fn serialize_u16(self, v: u16) -> Result<()> {
-        self.put_int(v);
-        Ok(())
-    }
-    fn serialize_u32(self, v: u32) -> Result<()> {
-        self.put_int(v);
-        Ok(())
-    }
-    fn serialize_u64(self, v: u64) -> Result<()> {
-        self.put_int(v);
         Ok(())
     }
     fn serialize_u128(self, v: u128) -> Result<()> {
@@ -411,9 +400,7 @@ impl<'a> ser::Serializer for &'a mut Canon {
         variant: &'static str,
         value: &T,
     ) -> Result<()> {
-        self.out.push(b'{');
-        self.put_str(variant);
-        self.out.push(b':');
+        self.open_variant(variant);
         value.serialize(&mut *self)?;
         self.out.push(b'}');
         Ok(())
@@ -434,9 +421,7 @@ impl<'a> ser::Serializer for &'a mut Canon {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>> {
-        self.out.push(b'{');
-        self.put_str(variant);
-        self.out.push(b':');
+        self.open_variant(variant);
         Ok(Compound::seq(self, true))
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a>> {
@@ -452,56 +437,35 @@ impl<'a> ser::Serializer for &'a mut Canon {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>> {
-        self.out.push(b'{');
-        self.put_str(variant);
-        self.out.push(b':');
+        self.open_variant(variant);
         Ok(Compound::object(self, true))
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = CanonError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.end_seq()
-    }
+/// The four sequence traits, all writing elements of an array.
+macro_rules! sequences {
+    ($($tr:ident::$f:ident)*) => {
+        $(
+            impl ser::$tr for Compound<'_> {
+                type Ok = ();
+                type Error = CanonError;
+                fn $f<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+                    self.element(value)
+                }
+                fn end(self) -> Result<()> {
+                    self.end_seq()
+                }
+            }
+        )*
+    };
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = CanonError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.end_seq()
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = CanonError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.end_seq()
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = CanonError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.element(value)
-    }
-    fn end(self) -> Result<()> {
-        self.end_seq()
-    }
-}
+sequences!(
+    SerializeSeq::serialize_element
+    SerializeTuple::serialize_element
+    SerializeTupleStruct::serialize_field
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
@@ -559,10 +523,9 @@ fn key_must_be_a_string() -> CanonError {
 }
 
 impl MapKey<'_> {
-    fn int<I: itoa::Integer>(self, v: I) -> Result<()> {
+    fn int<I: itoa::Integer>(self, v: I) {
         let mut b = itoa::Buffer::new();
         self.0.put_str(b.format(v));
-        Ok(())
     }
 }
 
@@ -589,36 +552,9 @@ impl ser::Serializer for MapKey<'_> {
         self.0.put_str(if v { "true" } else { "false" });
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<()> {
-        self.int(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<()> {
-        self.int(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<()> {
-        self.int(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<()> {
-        self.int(v)
-    }
-    fn serialize_i128(self, v: i128) -> Result<()> {
-        self.int(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<()> {
-        self.int(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<()> {
-        self.int(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<()> {
-        self.int(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<()> {
-        self.int(v)
-    }
-    fn serialize_u128(self, v: u128) -> Result<()> {
-        self.int(v)
-    }
+    integers!(int: serialize_i8(i8) serialize_i16(i16) serialize_i32(i32) serialize_i64(i64)
+        serialize_i128(i128) serialize_u8(u8) serialize_u16(u16) serialize_u32(u32)
+        serialize_u64(u64) serialize_u128(u128));
     fn serialize_unit_variant(
         self,
         _name: &'static str,
