@@ -481,6 +481,7 @@ impl MultiPool {
             queued: self.inner.signal.queue.len(),
             shared_state_up: self.shared_up(),
             shared_state_fallbacks: self.shared_fallbacks(),
+            shared_state_ahead: self.shared_ahead(),
         }
     }
 
@@ -605,7 +606,13 @@ impl MultiPool {
             );
         }
         if let Some(up) = c.shared_state_up {
-            render_shared(out, &pool, up, c.shared_state_fallbacks);
+            render_shared(
+                out,
+                &pool,
+                up,
+                c.shared_state_fallbacks,
+                c.shared_state_ahead,
+            );
         }
     }
 
@@ -1361,7 +1368,7 @@ impl Pool for MultiPool {
     }
 }
 
-fn render_shared(out: &mut String, pool: &str, up: bool, fallbacks: u64) {
+fn render_shared(out: &mut String, pool: &str, up: bool, fallbacks: u64, ahead: u64) {
     let _ = writeln!(
         out,
         "# HELP infermux_pool_shared_state_up 1 when the shared state (Redis) answers.\n\
@@ -1370,7 +1377,11 @@ fn render_shared(out: &mut String, pool: &str, up: bool, fallbacks: u64) {
          # HELP infermux_pool_shared_state_fallbacks_total Decisions taken on local state: \
          the shared state was down or slow.\n\
          # TYPE infermux_pool_shared_state_fallbacks_total counter\n\
-         infermux_pool_shared_state_fallbacks_total{{pool=\"{pool}\"}} {fallbacks}",
+         infermux_pool_shared_state_fallbacks_total{{pool=\"{pool}\"}} {fallbacks}\n\
+         # HELP infermux_pool_shared_state_ahead_total Decisions that took a reservation made \
+         ahead on the shared state (no round trip).\n\
+         # TYPE infermux_pool_shared_state_ahead_total counter\n\
+         infermux_pool_shared_state_ahead_total{{pool=\"{pool}\"}} {ahead}",
         u8::from(up)
     );
 }
@@ -1382,6 +1393,10 @@ impl MultiPool {
     }
     #[cfg(not(feature = "redis"))]
     fn shared_fallbacks(&self) -> u64 {
+        0
+    }
+    #[cfg(not(feature = "redis"))]
+    fn shared_ahead(&self) -> u64 {
         0
     }
 }
@@ -1396,6 +1411,12 @@ impl MultiPool {
             .shared
             .get()
             .map_or(0, crate::shared::SharedPool::fallbacks)
+    }
+    fn shared_ahead(&self) -> u64 {
+        self.inner
+            .shared
+            .get()
+            .map_or(0, crate::shared::SharedPool::ahead_hits)
     }
 
     /// Binds the pool to `state`, shared with the pools of other processes under the same

@@ -126,4 +126,7 @@ pub struct PoolSnapshot {
     pub shared_state_up: Option<bool>,
     /// Decisions taken on local state alone because the shared state was down or slow.
     pub shared_state_fallbacks: u64,
+    /// Decisions that took a reservation made ahead on the shared state, without a round
+    /// trip (`SharedState::with_prefetch`).
+    pub shared_state_ahead: u64,
 }

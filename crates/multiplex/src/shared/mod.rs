@@ -11,6 +11,12 @@
 //! of the key (removed, cooling or limited for the time Redis said) and the pool decides
 //! again; the lease goes back unused.
 //!
+//! With [`SharedState::with_prefetch`] (opt-in), a successful decision also reserves the
+//! key's next request (and the tokens this one asked for) in a spawned task; the next decision
+//! on the key takes that reservation without a round trip while it is younger than the TTL
+//! and holds enough tokens (the surplus is given back). Refusals, this process's 429s and
+//! removals discard it (given back); an expired one is given back when next seen.
+//!
 //! Reports write to Redis off the caller's path (a spawned task): a 429's cooldown (extended,
 //! never shortened, in the script), a removal, and a TPM reservation's give-back or extra
 //! charge.
@@ -26,8 +32,9 @@
 
 mod redis;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub use self::redis::SharedState;
 pub(crate) use self::redis::valid_name;
@@ -39,10 +46,34 @@ use crate::status::RemovalReason;
 #[derive(Debug)]
 struct KeyRef {
     /// rpm, tpm, cool, removed
-    names: [String; 4],
+    names: Arc<[String; 4]>,
     /// (capacity, refill a minute); (0, 0) without a limit
     rpm: (u64, u64),
     tpm: (u64, u64),
+    /// The reservation made ahead for the key's next decision
+    /// ([`SharedState::with_prefetch`]).
+    ahead: Arc<Ahead>,
+}
+
+/// One request (and its tokens) reserved on the shared state before a decision asked.
+#[derive(Debug, Clone, Copy)]
+struct Credit {
+    tokens: u64,
+    /// Usable until (from when the reservation was asked for, so never late).
+    until: Instant,
+}
+
+/// A key's reservation made ahead, and whether one is being made.
+#[derive(Debug, Default)]
+struct Ahead {
+    credit: Mutex<Option<Credit>>,
+    refilling: AtomicBool,
+}
+
+impl Ahead {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Credit>> {
+        self.credit.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// What the shared state decided on one reservation.
@@ -66,6 +97,8 @@ pub(crate) struct SharedPool {
     state: SharedState,
     keys: Vec<KeyRef>,
     fallbacks: AtomicU64,
+    /// Decisions that took a reservation made ahead (no round trip).
+    ahead_hits: AtomicU64,
 }
 
 fn limits(g: Option<&Gcra>) -> (u64, u64) {
@@ -88,9 +121,12 @@ impl SharedPool {
                     format!("infermux:{{{}:{pool}:@{name}}}", state.namespace())
                 };
                 KeyRef {
-                    names: ["rpm", "tpm", "cool", "removed"].map(|s| format!("{tag}:{s}")),
+                    names: Arc::new(
+                        ["rpm", "tpm", "cool", "removed"].map(|s| format!("{tag}:{s}")),
+                    ),
                     rpm: limits(rpm),
                     tpm: limits(tpm),
+                    ahead: Arc::default(),
                 }
             })
             .collect();
@@ -98,14 +134,21 @@ impl SharedPool {
             state,
             keys,
             fallbacks: AtomicU64::new(0),
+            ahead_hits: AtomicU64::new(0),
         }
     }
 
-    /// One decision on key `key` for one request and `tokens` (one round trip at most).
+    /// One decision on key `key` for one request and `tokens`: a reservation made ahead when
+    /// one is usable (no round trip), else one round trip.
     pub(crate) async fn reserve(&self, key: usize, tokens: u64) -> Decision {
         let k = &self.keys[key];
         let tokens = if k.tpm.1 > 0 { tokens } else { 0 };
-        match self.state.reserve(&k.names, k.rpm, k.tpm, tokens).await {
+        if self.state.prefetch.is_some() && self.take_ahead(key, tokens) {
+            self.ahead_hits.fetch_add(1, Ordering::Relaxed);
+            self.reserve_ahead(key, tokens);
+            return Decision::Reserved;
+        }
+        let decision = match self.state.reserve(&k.names, k.rpm, k.tpm, tokens).await {
             None => {
                 self.fallbacks.fetch_add(1, Ordering::Relaxed);
                 Decision::Fallback
@@ -121,17 +164,101 @@ impl SharedPool {
                 },
                 d,
             ),
+        };
+        match decision {
+            Decision::Reserved => self.reserve_ahead(key, tokens),
+            Decision::Fallback => {}
+            _ => self.discard_ahead(key),
         }
+        decision
+    }
+
+    /// Takes key `key`'s reservation made ahead if it is still usable and holds at least
+    /// `tokens` (the surplus is given back); an expired one is given back.
+    fn take_ahead(&self, key: usize, tokens: u64) -> bool {
+        let k = &self.keys[key];
+        let taken = {
+            let mut slot = k.ahead.slot();
+            match *slot {
+                Some(c) if c.until > Instant::now() && c.tokens >= tokens => slot.take(),
+                Some(c) if c.until <= Instant::now() => {
+                    *slot = None;
+                    drop(slot);
+                    self.give_back(key, c);
+                    return false;
+                }
+                _ => None,
+            }
+        };
+        match taken {
+            Some(c) => {
+                self.adjust_tokens(key, c.tokens - tokens, false);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Gives back key `key`'s reservation made ahead, if any (a refusal, a 429 or a removal
+    /// seen for the key: the next decision asks Redis).
+    fn discard_ahead(&self, key: usize) {
+        let taken = self.keys[key].ahead.slot().take();
+        if let Some(c) = taken {
+            self.give_back(key, c);
+        }
+    }
+
+    /// Gives back one unused reservation: its request and its tokens.
+    fn give_back(&self, key: usize, c: Credit) {
+        let k = &self.keys[key];
+        if k.rpm.1 > 0 {
+            self.state.adjust(k.names[0].clone(), k.rpm.1, 1, false);
+        }
+        self.adjust_tokens(key, c.tokens, false);
+    }
+
+    /// Reserves the key's next request and `tokens` ahead, off the caller's path (one at a
+    /// time a key; not while one is held).
+    fn reserve_ahead(&self, key: usize, tokens: u64) {
+        let Some(ttl) = self.state.prefetch else {
+            return;
+        };
+        let k = &self.keys[key];
+        if k.ahead.slot().is_some() || k.ahead.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (names, rpm, tpm, ahead) = (k.names.clone(), k.rpm, k.tpm, k.ahead.clone());
+        self.state.spawn(move |state| async move {
+            let asked = Instant::now();
+            if let Some(redis::Answer::Reserved) = state.reserve(&names, rpm, tpm, tokens).await {
+                *ahead.slot() = Some(Credit {
+                    tokens,
+                    until: asked + ttl,
+                });
+            }
+            ahead.refilling.store(false, Ordering::Release);
+        });
+        // outside a runtime nothing was spawned
+        if tokio::runtime::Handle::try_current().is_err() {
+            k.ahead.refilling.store(false, Ordering::Release);
+        }
+    }
+
+    /// Decisions that took a reservation made ahead.
+    pub(crate) fn ahead_hits(&self) -> u64 {
+        self.ahead_hits.load(Ordering::Relaxed)
     }
 
     /// Records a cooldown of `span` on key `key` (extends a shared one, never shortens it).
     pub(crate) fn cool(&self, key: usize, span: Duration) {
+        self.discard_ahead(key);
         self.state
             .hold(self.keys[key].names[2].clone(), 0, Some(span));
     }
 
     /// Records a removal of key `key` for `span` (`None`: for good).
     pub(crate) fn remove(&self, key: usize, reason: RemovalReason, span: Option<Duration>) {
+        self.discard_ahead(key);
         let code = match reason {
             RemovalReason::Quota => 2,
             _ => 1,

@@ -51,6 +51,9 @@ pub struct SharedState {
     pub(crate) timeout: Duration,
     retry_interval: Duration,
     pub(crate) removal_ttl: Duration,
+    /// How long a reservation made ahead for a key's next decision stays usable (`None`: no
+    /// reservations ahead).
+    pub(crate) prefetch: Option<Duration>,
 }
 
 impl fmt::Debug for SharedState {
@@ -200,6 +203,7 @@ impl SharedState {
             timeout: Duration::from_millis(50),
             retry_interval: Duration::from_secs(1),
             removal_ttl: Duration::from_secs(3600),
+            prefetch: None,
         })
     }
 
@@ -223,6 +227,36 @@ impl SharedState {
     pub fn with_removal_ttl(mut self, ttl: Duration) -> Self {
         self.removal_ttl = ttl.max(Duration::from_millis(1));
         self
+    }
+
+    /// Reserves one request ahead per key (opt-in; off by default): after a decision on a
+    /// key succeeds, the next one is reserved on Redis off the caller's path, and the next
+    /// decision on that key takes it at once, without a round trip, if it is younger than
+    /// `ttl` and reserved at least the tokens it needs (the surplus is given back). Every
+    /// admitted request is still a reservation on the shared limiters, so the processes
+    /// together never pass a limit.
+    ///
+    /// The price is staleness: a cooldown or removal that another process records after the
+    /// reservation was made is not seen by the one request that takes it (at most one a key
+    /// a process, within `ttl`). This process's own 429s, 401s and the shared state's
+    /// refusals discard the reservation (given back). A reservation nobody takes within
+    /// `ttl` is given back at the next decision on its key. A `ttl` of zero turns it off.
+    ///
+    /// ```
+    /// use infermux_multiplex::SharedState;
+    /// use std::time::Duration;
+    /// let s = SharedState::redis("redis://127.0.0.1:6379", "prod").unwrap()
+    ///     .with_prefetch(Duration::from_millis(100));
+    /// assert_eq!(s.prefetch(), Some(Duration::from_millis(100)));
+    /// ```
+    pub fn with_prefetch(mut self, ttl: Duration) -> Self {
+        self.prefetch = (!ttl.is_zero()).then_some(ttl);
+        self
+    }
+
+    /// How long a reservation made ahead stays usable (`None`: none are made).
+    pub fn prefetch(&self) -> Option<Duration> {
+        self.prefetch
     }
 
     /// The namespace of its keys.
@@ -350,7 +384,7 @@ impl SharedState {
         })
     }
 
-    /// Gives back (`charge` false) or charges `tokens` on a TPM limiter refilling
+    /// Gives back (`charge` false) or charges `tokens` (or requests) on a limiter refilling
     /// `per_minute`; off the caller's path.
     pub(crate) fn adjust(&self, key: String, per_minute: u64, tokens: u64, charge: bool) {
         self.spawn(move |s| async move {
@@ -400,7 +434,7 @@ impl SharedState {
     }
 
     /// Runs `f` on the current tokio runtime (nothing outside one).
-    fn spawn<F, Fut>(&self, f: F)
+    pub(crate) fn spawn<F, Fut>(&self, f: F)
     where
         F: FnOnce(SharedState) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,

@@ -169,6 +169,37 @@ async fn two_pools_on_one_redis_hold_one_rpm_limit_together() {
     assert!(immediate_calls(&p3, 100).await >= 60);
 }
 
+/// Reservations made ahead (`with_prefetch`) are reservations all the same: decisions that
+/// take them skip the round trip, and the two pools still hold the one limit together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_made_ahead_answer_without_a_round_trip_and_keep_the_limit() {
+    let Some(url) = shared_redis() else { return };
+    let ns = fresh_namespace("ahead");
+    let stub = Stub::new("ahead", |_, _| async { ok() });
+    let state = SharedState::redis(&url, &ns)
+        .unwrap()
+        .with_prefetch(Duration::from_secs(30));
+    let p1 = stub_pool(stub.clone(), 60, Some(state.clone()), "chat");
+    let p2 = stub_pool(stub.clone(), 60, Some(state), "chat");
+    let first = immediate_calls(&p1, 100).await;
+    let second = immediate_calls(&p2, 100).await;
+    let ahead = p1.counters().shared_state_ahead;
+    // each key's capacity is 30 (a refill of one per key may fall in the run); a reservation
+    // made ahead and not taken yet is capacity held back, not extra capacity
+    assert!(first + second <= 62, "p1 {first} + p2 {second}");
+    assert!(first >= 56, "p1 got {first}");
+    assert!(ahead > 0, "no decision took a reservation made ahead");
+    assert!(ahead < first as u64, "{ahead} of {first}");
+    assert_eq!(p1.counters().shared_state_fallbacks, 0);
+    // the check can fail: without shared state the same two pools take twice the capacity
+    let p3 = stub_pool(stub.clone(), 60, None, "chat");
+    let p4 = stub_pool(stub, 60, None, "chat");
+    let unshared = immediate_calls(&p3, 100).await + immediate_calls(&p4, 100).await;
+    eprintln!("p1 {first} ({ahead} ahead), p2 {second}; unshared {unshared}");
+    assert!(unshared > 62, "{unshared}");
+    assert_eq!(p3.counters().shared_state_ahead, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_in_one_pool_cools_the_key_in_another_pool() {
     let Some(url) = shared_redis() else { return };
