@@ -464,9 +464,10 @@ pub(crate) async fn run(mut args: ServeArgs) -> Result<(), Error> {
     let printer = follow_logs(&logs, bar.clone());
     let name = spec.name.clone();
     let url = spec.base_url();
+    let mut interrupt = Interrupt::new()?;
     let started = tokio::select! {
         s = Supervisor::start_with_logs(launcher, spec, config, logs) => s,
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupt.wait() => {
             // dropping the start kills what it started
             bar.finish_and_clear();
             eprintln!("interrupted before {name} was ready; stopped");
@@ -491,7 +492,7 @@ pub(crate) async fn run(mut args: ServeArgs) -> Result<(), Error> {
     let mut states = sup.subscribe();
     let outcome = loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = interrupt.wait() => break Ok(()),
             changed = states.changed() => {
                 if changed.is_err() {
                     break Ok(());
@@ -513,6 +514,43 @@ pub(crate) async fn run(mut args: ServeArgs) -> Result<(), Error> {
     sup.stop().await;
     printer.abort();
     outcome
+}
+
+/// Ctrl-C, listened for from before the server starts to its stop: one registration, so a
+/// signal that arrives between two waits (say, right after "ready on" is printed) is kept for
+/// the next wait instead of lost — a fresh `ctrl_c()` future per wait would miss it.
+struct Interrupt {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    fn new() -> Result<Self, Error> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signal = signal(SignalKind::interrupt()).map_err(|e| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!("cannot listen for Ctrl-C: {e}"),
+                )
+            })?;
+            Ok(Interrupt { signal })
+        }
+        #[cfg(not(unix))]
+        Ok(Interrupt {})
+    }
+
+    async fn wait(&mut self) {
+        #[cfg(unix)]
+        {
+            self.signal.recv().await;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 #[cfg(test)]
