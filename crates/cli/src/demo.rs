@@ -130,7 +130,7 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
     .map_err(config_error)?;
     sim_a.set_key(
         "sk-demo-a2",
-        KeyBehaviour::rate_limited_for(Duration::from_millis(50), 3),
+        KeyBehaviour::rate_limited_for(Duration::from_millis(15), 3),
     );
     // sim-b: down (every request a 503)
     let sim_b = Simulator::start(FaultPlan::seeded(args.seed + 1).with(Fault::Unavailable, 1.0))
