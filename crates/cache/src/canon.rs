@@ -177,7 +177,7 @@ fn key_cmp(out: &[u8], a: Entry, b: Entry) -> Ordering {
 
 /// Writes `s` as a JSON string, escaped exactly as serde_json escapes it (`"`, `\\`, the
 /// short escapes `\b \f \n \r \t`, other control characters as `\u00xx`).
-pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+fn write_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     out.push(b'"');

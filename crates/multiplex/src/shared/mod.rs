@@ -176,27 +176,22 @@ impl SharedPool {
     /// Takes key `key`'s reservation made ahead if it is still usable and holds at least
     /// `tokens` (the surplus is given back); an expired one is given back.
     fn take_ahead(&self, key: usize, tokens: u64) -> bool {
-        let k = &self.keys[key];
-        let taken = {
-            let mut slot = k.ahead.slot();
-            match *slot {
-                Some(c) if c.until > Instant::now() && c.tokens >= tokens => slot.take(),
-                Some(c) if c.until <= Instant::now() => {
-                    *slot = None;
-                    drop(slot);
-                    self.give_back(key, c);
-                    return false;
-                }
-                _ => None,
-            }
+        let mut slot = self.keys[key].ahead.slot();
+        let Some(c) = *slot else {
+            return false;
         };
-        match taken {
-            Some(c) => {
-                self.adjust_tokens(key, c.tokens - tokens, false);
-                true
-            }
-            None => false,
+        if c.until > Instant::now() && c.tokens < tokens {
+            // fresh but too small for this request: kept for a smaller one
+            return false;
         }
+        *slot = None;
+        drop(slot);
+        if c.until <= Instant::now() {
+            self.give_back(key, c);
+            return false;
+        }
+        self.adjust_tokens(key, c.tokens - tokens, false);
+        true
     }
 
     /// Gives back key `key`'s reservation made ahead, if any (a refusal, a 429 or a removal
@@ -228,7 +223,7 @@ impl SharedPool {
             return;
         }
         let (names, rpm, tpm, ahead) = (k.names.clone(), k.rpm, k.tpm, k.ahead.clone());
-        self.state.spawn(move |state| async move {
+        let spawned = self.state.spawn(move |state| async move {
             let asked = Instant::now();
             if let Some(redis::Answer::Reserved) = state.reserve(&names, rpm, tpm, tokens).await {
                 *ahead.slot() = Some(Credit {
@@ -238,8 +233,7 @@ impl SharedPool {
             }
             ahead.refilling.store(false, Ordering::Release);
         });
-        // outside a runtime nothing was spawned
-        if tokio::runtime::Handle::try_current().is_err() {
+        if !spawned {
             k.ahead.refilling.store(false, Ordering::Release);
         }
     }

@@ -433,14 +433,18 @@ impl SharedState {
         });
     }
 
-    /// Runs `f` on the current tokio runtime (nothing outside one).
-    pub(crate) fn spawn<F, Fut>(&self, f: F)
+    /// Runs `f` on the current tokio runtime; whether it did (nothing runs outside one).
+    pub(crate) fn spawn<F, Fut>(&self, f: F) -> bool
     where
         F: FnOnce(SharedState) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(f(self.clone()));
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(f(self.clone()));
+                true
+            }
+            Err(_) => false,
         }
     }
 }
