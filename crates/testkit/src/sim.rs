@@ -16,8 +16,15 @@
 //! with `Retry-After` for N requests or until a time, 401, quota exhausted), adds OpenAI's
 //! `x-ratelimit-*` headers to its answers ([`Simulator::set_rate_limit_headers`]) and reports
 //! the usage a test scripts ([`Simulator::set_usage`]).
+//!
+//! The providers' own operations outside the `Request` enum have small routes too, shaped like
+//! their published answers, so a client's pools and retries can be driven through them:
+//! `/v1/audio/speech`, `/v1/audio/transcriptions`, `/v1/files` (multipart),
+//! `/v1/messages/count_tokens` (Anthropic), `/api/pull` (Ollama, NDJSON progress) and vLLM's
+//! `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` (a second load of one name is a 400,
+//! as vLLM answers).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -325,6 +332,8 @@ struct Shared {
     cost: Mutex<Option<Duration>>,
     /// The one worker requests queue for while a cost is set.
     worker: tokio::sync::Mutex<()>,
+    /// The LoRA adapters loaded (vLLM's routes).
+    lora: Mutex<HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -372,6 +381,7 @@ impl Simulator {
             usage: Mutex::new(None),
             cost: Mutex::new(None),
             worker: tokio::sync::Mutex::new(()),
+            lora: Mutex::new(HashSet::new()),
         });
         let sh = shared.clone();
         let handler: Handler = Arc::new(move |req: IncomingRequest| {
@@ -649,26 +659,27 @@ fn answer(sh: &Arc<Shared>, req: IncomingRequest, held: &mut bool) -> Reply {
         return ovms_route(&req, &body);
     }
     let llvm = req.path == "/status" || req.path == "/models" || req.path.starts_with("/models/");
-    let known = llvm
-        || matches!(
+    let known =
+        llvm || matches!(
             route,
             ("POST", "/v1/chat/completions")
                 | ("POST", "/v1/completions")
                 | ("POST", "/v1/embeddings")
                 | ("POST", "/v1/messages")
                 | ("GET", "/v1/models")
-        );
+        ) || is_op_route(route);
     if !known {
         return Reply::json(404, &error_body("not_found", "no such route"));
     }
     let messages = route == ("POST", "/v1/messages");
+    let anthropic = messages || route == ("POST", "/v1/messages/count_tokens");
     if let Some(reply) = key.as_deref().and_then(|k| key_reply(sh, k)) {
         return reply;
     }
     let required = sh.api_key.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(key) = required
         && req.header("authorization") != Some(format!("Bearer {key}").as_str())
-        && !(messages && req.header("x-api-key") == Some(key.as_str()))
+        && !(anthropic && req.header("x-api-key") == Some(key.as_str()))
     {
         return Reply::json(
             401,
@@ -711,6 +722,9 @@ fn answer(sh: &Arc<Shared>, req: IncomingRequest, held: &mut bool) -> Reply {
     if llvm {
         return llvm_route(sh, &req, &body);
     }
+    if is_op_route(route) {
+        return op_route(sh, route, &req, &body);
+    }
     if messages {
         return anthropic_messages(sh, &body, streaming, fault);
     }
@@ -730,6 +744,162 @@ fn answer(sh: &Arc<Shared>, req: IncomingRequest, held: &mut bool) -> Reply {
         limits.push(headers);
     }
     reply
+}
+
+/// The routes of operations outside the `Request` enum.
+fn is_op_route(route: (&str, &str)) -> bool {
+    matches!(
+        route,
+        ("POST", "/v1/audio/speech")
+            | ("POST", "/v1/audio/transcriptions")
+            | ("POST", "/v1/files")
+            | ("POST", "/v1/messages/count_tokens")
+            | ("POST", "/api/pull")
+            | ("POST", "/v1/load_lora_adapter")
+            | ("POST", "/v1/unload_lora_adapter")
+    )
+}
+
+/// The parts of a `multipart/form-data` body: (name, content).
+fn multipart_parts(req: &IncomingRequest) -> Vec<(String, &[u8])> {
+    let Some(boundary) = req
+        .header("content-type")
+        .and_then(|c| c.split("boundary=").nth(1))
+        .map(|b| format!("--{}", b.trim_matches('"')))
+    else {
+        return Vec::new();
+    };
+    let body = &req.body[..];
+    let mut parts = Vec::new();
+    let find = |hay: &[u8], needle: &[u8], from: usize| {
+        hay.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + from)
+    };
+    let mut at = match find(body, boundary.as_bytes(), 0) {
+        Some(i) => i + boundary.len(),
+        None => return parts,
+    };
+    while let Some(next) = find(body, boundary.as_bytes(), at) {
+        let part = &body[at..next];
+        let part = part.strip_prefix(b"\r\n").unwrap_or(part);
+        let part = part.strip_suffix(b"\r\n").unwrap_or(part);
+        if let Some(split) = find(part, b"\r\n\r\n", 0) {
+            let head = String::from_utf8_lossy(&part[..split]);
+            let name = head
+                .split("name=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("")
+                .to_owned();
+            parts.push((name, &part[split + 4..]));
+        }
+        at = next + boundary.len();
+    }
+    parts
+}
+
+/// Words in the text of an Anthropic request's system prompt and messages.
+fn prompt_words(body: &Value) -> u64 {
+    fn words(v: &Value) -> u64 {
+        match v {
+            Value::String(s) => s.split_whitespace().count() as u64,
+            Value::Array(a) => a.iter().map(|b| words(&b["text"])).sum(),
+            _ => 0,
+        }
+    }
+    let messages: u64 = body["messages"]
+        .as_array()
+        .map_or(0, |m| m.iter().map(|m| words(&m["content"])).sum());
+    messages + words(&body["system"])
+}
+
+/// Speech, transcription, files, token counting, model pulls and LoRA adapters.
+fn op_route(sh: &Shared, route: (&str, &str), req: &IncomingRequest, body: &Value) -> Reply {
+    match route.1 {
+        "/v1/audio/speech" => Reply::Full {
+            status: 200,
+            headers: vec![("content-type".into(), "audio/mpeg".into())],
+            body: Bytes::from(format!(
+                "ID3sim:{}:{}",
+                body["voice"].as_str().unwrap_or(""),
+                body["input"].as_str().unwrap_or("")
+            )),
+        },
+        "/v1/audio/transcriptions" => {
+            let parts = multipart_parts(req);
+            let audio = parts.iter().find(|(n, _)| n == "file").map_or(0, |p| p.1.len());
+            Reply::json(200, &json!({"text": format!("{audio} bytes of audio")}))
+        }
+        "/v1/files" => {
+            let parts = multipart_parts(req);
+            let Some((_, file)) = parts.iter().find(|(n, _)| n == "file") else {
+                return Reply::json(
+                    400,
+                    &error_body("invalid_request_error", "a file part is required"),
+                );
+            };
+            let purpose = parts
+                .iter()
+                .find(|(n, _)| n == "purpose")
+                .map(|p| String::from_utf8_lossy(p.1).into_owned())
+                .unwrap_or_default();
+            let n = sh.stats.requests.load(Ordering::Relaxed);
+            Reply::json(
+                200,
+                &json!({"id": format!("file-sim{n}"), "object": "file", "bytes": file.len(),
+                    "created_at": 0, "filename": "upload", "purpose": purpose}),
+            )
+        }
+        "/v1/messages/count_tokens" => {
+            Reply::json(200, &json!({"input_tokens": prompt_words(body)}))
+        }
+        "/api/pull" => Reply::Full {
+            status: 200,
+            headers: vec![("content-type".into(), "application/x-ndjson".into())],
+            body: Bytes::from(
+                [
+                    json!({"status": "pulling manifest"}),
+                    json!({"status": "pulling sha256:5e1", "digest": "sha256:5e1", "total": 64, "completed": 64}),
+                    json!({"status": "verifying sha256 digest"}),
+                    json!({"status": "success"}),
+                ]
+                .iter()
+                .map(|v| format!("{v}\n"))
+                .collect::<String>(),
+            ),
+        },
+        path => {
+            let name = body["lora_name"].as_str().unwrap_or("").to_owned();
+            let mut lora = lock(&sh.lora);
+            let load = path == "/v1/load_lora_adapter";
+            let changed = if load {
+                lora.insert(name.clone())
+            } else {
+                lora.remove(&name)
+            };
+            if !changed {
+                let msg = if load {
+                    format!("The lora adapter '{name}' has already been loaded.")
+                } else {
+                    format!("The lora adapter '{name}' cannot be found.")
+                };
+                return Reply::json(
+                    400,
+                    &json!({"object": "error", "message": msg, "type": "InvalidUserInput", "param": null, "code": 400}),
+                );
+            }
+            let verb = if load { "added" } else { "removed" };
+            Reply::Full {
+                status: 200,
+                headers: vec![("content-type".into(), "text/plain".into())],
+                body: Bytes::from(format!(
+                    "Success: LoRA adapter '{name}' {verb} successfully."
+                )),
+            }
+        }
+    }
 }
 
 /// The credential `req` presents: `Authorization: Bearer`, `x-api-key`, `x-goog-api-key` or
