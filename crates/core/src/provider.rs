@@ -1,5 +1,6 @@
 //! The one seam: the object-safe [`Provider`] trait every backend implements.
 
+use std::any::Any;
 use std::fmt::Debug;
 use std::pin::Pin;
 
@@ -78,8 +79,11 @@ impl Capabilities {
 /// equivalent); return errors carrying the request id, the provider name and the endpoint; never
 /// retry on their own (retry is a layer above); and make [`Provider::stream`] resolve only once
 /// the first event has arrived, so a failure before any output is an `Err` the retry layer sees.
+///
+/// A provider is `'static` ([`Any`]), so the layers above can reach its own operations outside
+/// [`Request`] through [`downcast_ref`](trait.Provider.html#method.downcast_ref).
 #[async_trait]
-pub trait Provider: Send + Sync + Debug {
+pub trait Provider: Any + Send + Sync + Debug {
     /// The provider's name (`openai-compat`, `anthropic`, ...).
     fn name(&self) -> &'static str;
     /// The endpoint this instance talks to.
@@ -90,4 +94,35 @@ pub trait Provider: Send + Sync + Debug {
     async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response>;
     /// One attempt of a streamed call, resolved at the first event.
     async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream>;
+}
+
+impl dyn Provider {
+    /// The provider as its concrete type `P`, when it is one: how a client reaches a
+    /// provider's own operations (speech, file upload, token counting, model pulls, adapters)
+    /// through the same pools and policy as its calls.
+    ///
+    /// ```
+    /// use infermux_core::*;
+    /// use std::sync::Arc;
+    /// #[derive(Debug)]
+    /// struct Local(EndpointId);
+    /// #[async_trait::async_trait]
+    /// impl Provider for Local {
+    ///     fn name(&self) -> &'static str { "local" }
+    ///     fn endpoint(&self) -> &EndpointId { &self.0 }
+    ///     fn capabilities(&self) -> Capabilities { Capabilities::new() }
+    ///     async fn call(&self, _: &Request, _: &RequestContext) -> Result<Response> {
+    ///         Err(Error::new(ErrorKind::Unsupported, "nothing"))
+    ///     }
+    ///     async fn stream(&self, _: &Request, _: &RequestContext) -> Result<EventStream> {
+    ///         Err(Error::new(ErrorKind::Unsupported, "nothing"))
+    ///     }
+    /// }
+    /// let p: Arc<dyn Provider> = Arc::new(Local(EndpointId::new("here")));
+    /// assert!(p.downcast_ref::<Local>().is_some());
+    /// ```
+    pub fn downcast_ref<P: Provider>(&self) -> Option<&P> {
+        let any: &dyn Any = self;
+        any.downcast_ref::<P>()
+    }
 }

@@ -555,6 +555,7 @@ fn build_router(
         }
         let mut members = Vec::new();
         let mut deployments = Vec::new();
+        let mut member_endpoints = Vec::new();
         for d in &g.deployments {
             let &ei = index.get(&d.endpoint).ok_or_else(|| {
                 config_error(format!(
@@ -574,6 +575,7 @@ fn build_router(
             if keys.is_empty() {
                 members.push(base());
                 deployments.push(dname.clone());
+                member_endpoints.push(ei);
             }
             for k in keys {
                 let mut m = base().with_key(&k.alias, k.key.clone());
@@ -585,6 +587,7 @@ fn build_router(
                 }
                 members.push(m);
                 deployments.push(dname.clone());
+                member_endpoints.push(ei);
             }
         }
         let pool_config = g
@@ -603,6 +606,7 @@ fn build_router(
             name,
             pool,
             deployments,
+            member_endpoints,
         });
     }
     let mut chains: Vec<Option<Chain>> = vec![None; built.len()];

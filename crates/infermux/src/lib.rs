@@ -43,12 +43,16 @@ mod client;
 pub mod config;
 mod extras;
 mod from_config;
+mod ops;
+mod ops_typed;
 mod providers;
 mod router;
 
 pub use client::{Client, ClientBuilder, Deployment, ModelGroup, NamedKey, OpenedStream};
 pub use extras::SemanticCache;
 pub use infermux_multiplex::{MultiPool, PoolConfig, Strategy};
+pub use infermux_resilience::Op;
+pub use ops::{OpTarget, Ran};
 // The application-facing types of core; test clocks, counter internals and the attempt's
 // plumbing stay at `infermux::core::…`.
 /// Reading a stream (`next()`, `map`, …) needs no extra crate import.

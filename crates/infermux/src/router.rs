@@ -16,12 +16,16 @@ use infermux_multiplex::MultiPool;
 use infermux_resilience::{AttemptExecutor, CallPolicy, Called, call_span};
 use tracing::Instrument;
 
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// One model group: its name, its pool and, per pool member, the deployment it belongs to.
 pub(crate) struct Group {
     pub(crate) name: Arc<str>,
     pub(crate) pool: MultiPool,
     /// The deployment name of each pool member.
     pub(crate) deployments: Vec<Arc<str>>,
+    /// The index (in [`Router::endpoints`]) of each pool member's endpoint.
+    pub(crate) member_endpoints: Vec<usize>,
 }
 
 /// A fallback chain from one group: the groups to try in order, and the error kinds that move
@@ -82,7 +86,7 @@ impl Router {
     }
 
     /// Who served member `member` of group `g`.
-    fn served(
+    pub(crate) fn served(
         &self,
         g: usize,
         member: u32,
@@ -123,7 +127,7 @@ impl Router {
 
     /// The context every group's call shares: the call deadline is fixed once, so a fallback
     /// spends what is left of it, never a fresh one.
-    fn call_context(&self, ctx: RequestContext) -> RequestContext {
+    pub(crate) fn call_context(&self, ctx: RequestContext) -> RequestContext {
         // a timeout too long to add to now is no deadline at all (never a panic)
         match (ctx.deadline(), self.policy.timeout()) {
             (None, Some(t)) => match Instant::now().checked_add(t) {
@@ -198,30 +202,41 @@ impl Router {
         }
     }
 
-    /// One call, routed, with fallbacks; the response says who served it.
-    pub(crate) async fn call(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
-        let (mut value, served) = self
-            .route(request, ctx, false, |g, ctx, span| async move {
-                let pool = &self.groups[g].pool;
-                self.policy.call_traced(pool, request, &ctx, span).await
-            })
-            .await?;
-        value.set_served(served);
-        Ok(value)
+    /// One call, routed, with fallbacks; the response says who served it. Boxed: the routed
+    /// future nests the pool's admission (and its Redis round trips) inside the policy's
+    /// retries inside the fallback loop, and a caller's async fn that awaited it unboxed could
+    /// exceed rustc's query depth when its layout is computed.
+    pub(crate) fn call<'a>(
+        &'a self,
+        request: &'a Request,
+        ctx: RequestContext,
+    ) -> BoxFuture<'a, Result<Response>> {
+        Box::pin(async move {
+            let (mut value, served) = self
+                .route(request, ctx, false, |g, ctx, span| async move {
+                    let pool = &self.groups[g].pool;
+                    self.policy.call_traced(pool, request, &ctx, span).await
+                })
+                .await?;
+            value.set_served(served);
+            Ok(value)
+        })
     }
 
     /// One streamed call, routed; falls back only before the first content event (the
-    /// policy resolves the stream there), and says who serves it.
-    pub(crate) async fn stream(
-        &self,
-        request: &Request,
+    /// policy resolves the stream there), and says who serves it. Boxed, like
+    /// [`Router::call`].
+    pub(crate) fn stream<'a>(
+        &'a self,
+        request: &'a Request,
         ctx: RequestContext,
-    ) -> Result<(EventStream, Served)> {
-        self.route(request, ctx, true, |g, ctx, span| async move {
-            let pool = &self.groups[g].pool;
-            self.policy.stream_traced(pool, request, &ctx, span).await
-        })
-        .await
+    ) -> BoxFuture<'a, Result<(EventStream, Served)>> {
+        Box::pin(
+            self.route(request, ctx, true, move |g, ctx, span| async move {
+                let pool = &self.groups[g].pool;
+                self.policy.stream_traced(pool, request, &ctx, span).await
+            }),
+        )
     }
 
     /// Prometheus text of every endpoint's counters and every pool's members.

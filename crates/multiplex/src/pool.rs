@@ -403,6 +403,17 @@ impl MultiPool {
         })
     }
 
+    /// The provider's model id member `i` asks for (`None`: the request's own, or past the
+    /// last member).
+    pub fn model_of(&self, i: u32) -> Option<&str> {
+        self.inner.members.get(i as usize)?.model.as_deref()
+    }
+
+    /// The key member `i` sends (`None`: the endpoint's own, or past the last member).
+    pub fn key_of(&self, i: u32) -> Option<&AttemptKey> {
+        self.inner.members.get(i as usize)?.attempt_key.as_ref()
+    }
+
     /// The number of members.
     pub fn len(&self) -> usize {
         self.inner.members.len()

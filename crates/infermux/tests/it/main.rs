@@ -4,6 +4,8 @@
 mod config;
 mod extras;
 mod llama;
+#[cfg(feature = "full")]
+mod ops;
 mod routing;
 mod s3;
 
