@@ -362,6 +362,20 @@ async fn run<K, I, O>(
     let mut open: HashMap<K, Open<I, O>> = HashMap::new();
     let slack = TIMER_SLACK.min(shared.config.max_wait() * 3 / 4);
     loop {
+        // submits already waiting in the channel were made before this moment: they join their
+        // batches before a due batch goes (a busy thread can run this loop late, and a batch
+        // must not leave without items submitted within its wait); only those queued now, so a
+        // steady stream of submits cannot hold a due batch back
+        for _ in 0..rx.len() {
+            match rx.try_recv() {
+                Ok(sub) => {
+                    for e in sub.entries {
+                        add(&shared, &flush, &mut open, sub.key.clone(), e);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
         // what is due goes first, even while submits keep coming
         let now = Instant::now();
         let due: Vec<K> = open

@@ -49,6 +49,26 @@ async fn the_wait_counts_from_the_first_item_not_the_last() {
     );
 }
 
+/// The batcher's task runs late (a busy thread): by then its first item is past due and a
+/// second one waits in the channel. Both were submitted within the wait, so both go in one
+/// batch — before the fix the due batch left with the first alone (the batcher's doctest
+/// failed that way on a loaded CI machine).
+#[tokio::test(start_paused = true)]
+async fn submits_already_queued_join_a_batch_that_is_due_when_the_batcher_wakes() {
+    let (b, log) = recording(cfg(100, 1000, 2));
+    let mut first = Box::pin(b.submit(1, 1, ctx()));
+    let mut second = Box::pin(b.submit(1, 2, ctx()));
+    // both enqueued without the batcher's task running in between
+    assert!(poll_once(&mut first).await.is_pending());
+    assert!(poll_once(&mut second).await.is_pending());
+    tokio::time::advance(Duration::from_millis(50)).await;
+    let (x, y) = tokio::join!(first, second);
+    assert_eq!((ok(x), ok(y)), (1001, 1002));
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].items, [1, 2]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_full_batch_goes_at_once_on_max_items() {
     let (b, log) = recording(cfg(3, 1000, 1000));
