@@ -362,10 +362,11 @@ async fn run<K, I, O>(
     let mut open: HashMap<K, Open<I, O>> = HashMap::new();
     let slack = TIMER_SLACK.min(shared.config.max_wait() * 3 / 4);
     loop {
-        // submits already waiting in the channel were made before this moment: they join their
-        // batches before a due batch goes (a busy thread can run this loop late, and a batch
-        // must not leave without items submitted within its wait); only those queued now, so a
-        // steady stream of submits cannot hold a due batch back
+        // submits already waiting in the channel join their batches before a due batch goes: a
+        // busy thread can run this loop late, and a batch must not leave without the items
+        // submitted within its wait (one submitted after it fell due rides along, leaving no
+        // later than it would alone); only those queued now, so a steady stream of submits
+        // cannot hold a due batch back
         for _ in 0..rx.len() {
             match rx.try_recv() {
                 Ok(sub) => {

@@ -9,6 +9,7 @@ use std::future::Future;
 
 use futures_util::future::join_all;
 use infermux_core::{EndpointId, Error, ErrorKind, Provider, RequestContext, Result, Served};
+use infermux_multiplex::MemberState;
 use infermux_resilience::Op;
 use tracing::Instrument;
 
@@ -26,7 +27,7 @@ pub struct OpTarget<'a, P: ?Sized> {
     /// key (sent only to this endpoint's origin), the attempt's deadline and the request id.
     pub ctx: RequestContext,
     /// The provider's model id of the member's deployment (`None`: the deployment takes any
-    /// model, or a single-endpoint client).
+    /// model, a single-endpoint client, or [`Client::run_op_each`], which runs per endpoint).
     pub model: Option<&'a str>,
 }
 
@@ -111,7 +112,10 @@ impl Client {
     /// the failed attempt provably never reached the server.
     ///
     /// Fails at once with [`ErrorKind::Unsupported`], sending nothing, when a member of the
-    /// group is not a `P`; with [`ErrorKind::NotFound`] when the group does not exist.
+    /// group is not a `P`; with [`ErrorKind::NotFound`] when the group does not exist. The
+    /// group's fallback chain is not followed (another group may hold other providers); the
+    /// call deadline is the context's, else the client's timeout (5 minutes by default): raise
+    /// [`ClientBuilder::timeout`](crate::ClientBuilder::timeout) for long operations.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -259,10 +263,13 @@ impl Client {
 
     /// Runs an operation of `P` on every endpoint of `group` (`None`: the implicit group, or
     /// the only endpoint), concurrently, each through the call policy against that endpoint
-    /// alone (its queue, breaker, counters and retries; the endpoint's first key): for what
-    /// changes a server's state and must reach every replica — a model pull, a LoRA adapter
-    /// loaded or unloaded. One result per endpoint, in the order the group names them; one
-    /// endpoint's failure does not stop the others.
+    /// alone (its queue, breaker, counters and retries): for what changes a server's state and
+    /// must reach every replica — a model pull, a LoRA adapter loaded or unloaded. Each
+    /// endpoint gets the key of its first member the group's pool holds eligible (a key cooling
+    /// after a 429 or taken out after a 401 is passed over while another is usable); these
+    /// attempts are not charged to the keys' RPM/TPM limits nor reported to the pool. One
+    /// result per endpoint, in the order the group names them; one endpoint's failure does not
+    /// stop the others.
     ///
     /// Fails at once with [`ErrorKind::Unsupported`], sending nothing, when an endpoint of the
     /// group is not a `P`.
@@ -378,12 +385,22 @@ impl Client {
                 let g = router.group_for(group, &ctx)?;
                 router.check_members(g, &project, what, &ctx)?;
                 let ctx = router.call_context(ctx);
-                // each endpoint once, with the key of its first member (its first key)
+                // each endpoint once, with the key of its first member the pool holds eligible
+                // (not cooling, limited or removed), else its first member not removed for
+                // good, else its first
                 let group = &router.groups[g];
+                let status = group.pool.status();
+                let rank = |m: usize| match status.get(m).map(|s| &s.state) {
+                    Some(MemberState::Eligible) => 0,
+                    Some(MemberState::Removed { until: None, .. }) => 2,
+                    _ => 1,
+                };
                 let mut seen: Vec<(usize, u32)> = Vec::new();
                 for (m, &ei) in group.member_endpoints.iter().enumerate() {
-                    if !seen.iter().any(|&(e, _)| e == ei) {
-                        seen.push((ei, m as u32));
+                    match seen.iter_mut().find(|(e, _)| *e == ei) {
+                        Some(slot) if rank(m) < rank(slot.1 as usize) => slot.1 = m as u32,
+                        Some(_) => {}
+                        None => seen.push((ei, m as u32)),
                     }
                 }
                 let span = tracing::info_span!(

@@ -199,7 +199,9 @@ impl Client {
 
     /// `POST /api/pull` on every Ollama endpoint of `group` (see [`Client::run_op_each`]): the
     /// progress lines of each pull, read to the end (`status: "success"` last). Idempotent. One
-    /// result per endpoint.
+    /// result per endpoint. The whole pull is one attempt within the call deadline (the
+    /// context's, else the client's timeout, 5 minutes by default): a large model needs a
+    /// longer one.
     #[cfg(feature = "ollama")]
     pub async fn pull_model(
         &self,

@@ -765,7 +765,12 @@ fn multipart_parts(req: &IncomingRequest) -> Vec<(String, &[u8])> {
     let Some(boundary) = req
         .header("content-type")
         .and_then(|c| c.split("boundary=").nth(1))
-        .map(|b| format!("--{}", b.trim_matches('"')))
+        .map(|b| {
+            format!(
+                "--{}",
+                b.split(';').next().unwrap_or(b).trim().trim_matches('"')
+            )
+        })
     else {
         return Vec::new();
     };

@@ -47,33 +47,35 @@ async fn speech_after_a_429_goes_to_another_key_and_the_throttled_key_cools() {
         .endpoint(compat("ep", &s.url()))
         .key("ep", NamedKey::new("busy", ApiKey::new("sk-busy")))
         .key("ep", NamedKey::new("free", ApiKey::new("sk-free")))
+        .group(
+            ModelGroup::new("tts")
+                .strategy(Strategy::RoundRobin)
+                .deployment(Deployment::any_model("ep")),
+        )
         .build()
         .unwrap();
     for _ in 0..6 {
         let ran = client
-            .speech(None, &speech(), RequestContext::new())
+            .speech(Some("tts"), &speech(), RequestContext::new())
             .await
             .unwrap();
         assert!(ran.value.starts_with(b"ID3sim:alloy:Hello there."));
         let served = ran.served.expect("a routed client says who served");
         assert_eq!(served.key_alias.as_deref(), Some("free"));
     }
-    // on the wire: the throttled key was tried at most once, and right after its 429 the same
-    // call went to the other key; then it stayed cooled for its Retry-After
+    // on the wire: round robin tried the throttled key first, once; right after its 429 the
+    // same call went to the other key; then it stayed cooled for its Retry-After
     let keys: Vec<_> = s
         .requests_log()
         .into_iter()
         .map(|r| r.key.unwrap_or_default())
         .collect();
-    let busy = keys.iter().filter(|k| *k == "sk-busy").count();
-    assert!(busy <= 1, "{keys:?}");
-    if let Some(i) = keys.iter().position(|k| k == "sk-busy") {
-        assert_eq!(keys[i + 1], "sk-free", "{keys:?}");
-    }
-    assert_eq!(keys.len(), 6 + busy);
+    assert_eq!(keys[..2], ["sk-busy", "sk-free"], "{keys:?}");
+    assert!(keys[2..].iter().all(|k| k == "sk-free"), "{keys:?}");
+    assert_eq!(keys.len(), 7);
     // the attempts are the endpoint's: counted like calls
     let c = client.counters();
-    assert_eq!(c.requests, 6 + busy as u64);
+    assert_eq!(c.requests, 7);
     assert_eq!(c.successes, 6);
 }
 
@@ -254,7 +256,11 @@ async fn count_tokens_goes_through_the_pool_with_the_deployments_model() {
             NamedKey::new("revoked", ApiKey::new("sk-revoked")),
         )
         .key("claude", NamedKey::new("good", ApiKey::new("sk-good")))
-        .group(ModelGroup::new("chat").deployment(Deployment::new("claude", "claude-x")))
+        .group(
+            ModelGroup::new("chat")
+                .strategy(Strategy::RoundRobin)
+                .deployment(Deployment::new("claude", "claude-x")),
+        )
         .build()
         .unwrap();
     let req =
@@ -269,8 +275,8 @@ async fn count_tokens_goes_through_the_pool_with_the_deployments_model() {
         assert_eq!(&*served.model, "claude-x");
         assert_eq!(served.key_alias.as_deref(), Some("good"));
     }
-    // the revoked key answered 401 once and was taken out
-    assert!(s.requests_by_key("sk-revoked") <= 1);
+    // round robin tried the revoked key first: it answered 401 once and was taken out
+    assert_eq!(s.requests_by_key("sk-revoked"), 1);
     assert_eq!(s.requests_by_key("sk-good"), 3);
 }
 
@@ -282,13 +288,16 @@ fn vllm(name: &str, base: &str) -> infermux::vllm::Vllm {
 async fn lora_adapters_load_on_every_endpoint_of_a_group_once() {
     let (a, b) = (sim().await, sim().await);
     let dead = refused_url().await;
+    a.set_key("sk-revoked", KeyBehaviour::Unauthorized);
     let client = Client::builder()
         .endpoint(vllm("a", &a.url()))
         .endpoint(vllm("b", &b.url()))
         .endpoint(vllm("dead", &dead))
+        .key("a", NamedKey::new("revoked", ApiKey::new("sk-revoked")))
         .key("a", NamedKey::new("ka", ApiKey::new("sk-a")))
         .group(
             ModelGroup::new("llama")
+                .strategy(Strategy::RoundRobin)
                 .deployment(Deployment::any_model("a"))
                 .deployment(Deployment::any_model("b"))
                 .deployment(Deployment::any_model("dead")),
@@ -296,6 +305,12 @@ async fn lora_adapters_load_on_every_endpoint_of_a_group_once() {
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
+    // a chat through the group meets the revoked key first: the pool takes it out
+    let chat = infermux::ChatRequest::new("llama", vec![infermux::Message::user("hi")]);
+    client.chat(chat).await.unwrap();
+    assert_eq!(a.requests_by_key("sk-revoked"), 1);
+    let (sent_a, sent_b) = (a.requests(), b.requests());
+
     let each = client
         .load_lora_adapter(Some("llama"), "sql", "/adapters/sql", RequestContext::new())
         .await
@@ -304,9 +319,11 @@ async fn lora_adapters_load_on_every_endpoint_of_a_group_once() {
     assert_eq!(names, ["a", "b", "dead"]);
     assert!(each[0].1.is_ok() && each[1].1.is_ok(), "{each:?}");
     assert_eq!(each[2].1.as_ref().unwrap_err().kind(), ErrorKind::Connect);
-    // the endpoint's first key went to that endpoint only
-    assert_eq!(a.requests_by_key("sk-a"), 1);
+    // endpoint a's usable key went to it (not the removed one), and to no other endpoint
+    assert_eq!(a.requests_by_key("sk-revoked"), 1);
+    assert_eq!(a.requests_by_key("sk-a"), a.requests() - 1);
     assert_eq!(b.requests_by_key("sk-a"), 0);
+    assert_eq!((a.requests(), b.requests()), (sent_a + 1, sent_b + 1));
 
     // a second load reached each server and was refused: not repeated
     let again = client
@@ -320,7 +337,25 @@ async fn lora_adapters_load_on_every_endpoint_of_a_group_once() {
             "{id}"
         );
     }
-    assert_eq!((a.requests(), b.requests()), (2, 2));
+    assert_eq!((a.requests(), b.requests()), (sent_a + 2, sent_b + 2));
+
+    // a load answered 503 may have been applied: not repeated (non-idempotent), while the
+    // other endpoint's load goes through
+    a.push_fault(Fault::Unavailable);
+    let fresh = client
+        .load_lora_adapter(
+            Some("llama"),
+            "chat",
+            "/adapters/chat",
+            RequestContext::new(),
+        )
+        .await
+        .unwrap();
+    let e = fresh[0].1.as_ref().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Server, "{e}");
+    assert_eq!(e.stop_reason(), Some(StopReason::NotIdempotent), "{e:?}");
+    assert!(fresh[1].1.is_ok(), "{fresh:?}");
+    assert_eq!((a.requests(), b.requests()), (sent_a + 3, sent_b + 3));
     let gone = client
         .unload_lora_adapter(Some("llama"), "sql", RequestContext::new())
         .await
@@ -359,20 +394,31 @@ async fn any_provider_method_runs_through_the_policy_with_the_leased_key() {
         .endpoint(compat("ep", &s.url()))
         .key("ep", NamedKey::new("one", ApiKey::new("sk-1")))
         .key("ep", NamedKey::new("two", ApiKey::new("sk-2")))
+        .group(
+            ModelGroup::new("g")
+                .strategy(Strategy::RoundRobin)
+                .deployment(Deployment::any_model("ep")),
+        )
         .build()
         .unwrap();
     let op = Op::new("speech.direct", Idempotency::Idempotent);
-    let mut keys = Vec::new();
+    let mut leased = Vec::new();
     let ran = client
-        .run_op::<OpenAiCompat, _, _, _>(None, op, RequestContext::new(), |t| {
-            keys.push(t.ctx.attempt());
+        .run_op::<OpenAiCompat, _, _, _>(Some("g"), op, RequestContext::new(), |t| {
+            leased.push((t.ctx.attempt(), t.ctx.key().map(|k| k.alias().to_owned())));
             async move { t.provider.media().speech(&speech(), &t.ctx).await }
         })
         .await
         .unwrap();
     assert!(!ran.value.is_empty());
+    // attempt 1 leased key one (401), attempt 2 key two, each sent on the wire
+    assert_eq!(
+        leased,
+        [(1, Some("one".to_owned())), (2, Some("two".to_owned()))]
+    );
     let served = ran.served.unwrap();
     assert_eq!(served.key_alias.as_deref(), Some("two"));
-    assert_eq!(served.attempts as usize, keys.len());
+    assert_eq!(served.attempts, 2);
+    assert_eq!(s.requests_by_key("sk-1"), 1);
     assert_eq!(s.requests_by_key("sk-2"), 1);
 }
