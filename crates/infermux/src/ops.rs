@@ -55,6 +55,37 @@ fn not_offered(
     .in_context(ctx.request_id(), provider, endpoint)
 }
 
+/// An attempt's future, or `Unsupported` when the member's provider does not offer the
+/// operation (checked before the call: never, as a provider's type does not change).
+async fn or_unsupported<T>(attempt: Option<impl Future<Output = Result<T>>>) -> Result<T> {
+    match attempt {
+        Some(fut) => fut.await,
+        None => Err(Error::new(ErrorKind::Unsupported, "no such operation")),
+    }
+}
+
+/// A single-endpoint client's provider, when `group` names none and it offers the operation.
+fn single_target<'a, X>(
+    r: &'a infermux_resilience::Resilient,
+    group: Option<&str>,
+    project: &impl Fn(&'a (dyn Provider + 'static)) -> Option<X>,
+    what: &str,
+    ctx: &RequestContext,
+) -> Result<&'a (dyn Provider + 'static)> {
+    if let Some(name) = group {
+        return Err(router_error(
+            ErrorKind::NotFound,
+            format!("no model group named `{name}`: a single-endpoint client has none"),
+            ctx,
+        ));
+    }
+    let p = &**r.executor().provider();
+    if project(p).is_none() {
+        return Err(not_offered(p.endpoint(), p.name(), what, ctx));
+    }
+    Ok(p)
+}
+
 fn router_error(kind: ErrorKind, msg: String, ctx: &RequestContext) -> Error {
     Error::new(kind, msg).in_context(ctx.request_id(), "infermux", &EndpointId::new("router"))
 }
@@ -187,31 +218,14 @@ impl Client {
     {
         match &*self.inner {
             Inner::Single(r) => {
-                if let Some(name) = group {
-                    return Err(router_error(
-                        ErrorKind::NotFound,
-                        format!("no model group named `{name}`: a single-endpoint client has none"),
-                        &ctx,
-                    ));
-                }
-                let p = &**r.executor().provider();
-                if project(p).is_none() {
-                    return Err(not_offered(p.endpoint(), p.name(), what, &ctx));
-                }
+                let p = single_target(r, group, &project, what, &ctx)?;
                 let called = r
                     .policy()
                     .run(r.executor(), op, &ctx, |_, actx| {
                         // checked above; a provider's type never changes
                         let x = project(p);
                         let attempt = x.map(|x| f(x, actx.clone(), None));
-                        async move {
-                            match attempt {
-                                Some(fut) => fut.await,
-                                None => {
-                                    Err(Error::new(ErrorKind::Unsupported, "no such operation"))
-                                }
-                            }
-                        }
+                        or_unsupported(attempt)
                     })
                     .await?;
                 Ok(Ran {
@@ -233,14 +247,7 @@ impl Client {
                             let model = group.pool.model_of(member);
                             project(p).map(|x| f(x, actx.clone(), model))
                         });
-                        async move {
-                            match attempt {
-                                Some(fut) => fut.await,
-                                None => {
-                                    Err(Error::new(ErrorKind::Unsupported, "no such operation"))
-                                }
-                            }
-                        }
+                        or_unsupported(attempt)
                     })
                     .await?;
                 let served = router.served(g, called.member, called.attempts, None);
@@ -352,14 +359,7 @@ impl Client {
                 let called = policy
                     .run(exec, op, &ctx, |_, actx| {
                         let attempt = project(p).map(|x| f(x, actx.clone()));
-                        async move {
-                            match attempt {
-                                Some(fut) => fut.await,
-                                None => {
-                                    Err(Error::new(ErrorKind::Unsupported, "no such operation"))
-                                }
-                            }
-                        }
+                        or_unsupported(attempt)
                     })
                     .await?;
                 Ok(called.value)
@@ -367,17 +367,7 @@ impl Client {
         };
         match &*self.inner {
             Inner::Single(r) => {
-                if let Some(name) = group {
-                    return Err(router_error(
-                        ErrorKind::NotFound,
-                        format!("no model group named `{name}`: a single-endpoint client has none"),
-                        &ctx,
-                    ));
-                }
-                let p = &**r.executor().provider();
-                if project(p).is_none() {
-                    return Err(not_offered(p.endpoint(), p.name(), what, &ctx));
-                }
+                single_target(r, group, &project, what, &ctx)?;
                 let result = one(r.executor(), r.policy(), ctx).await;
                 Ok(vec![(r.endpoint().clone(), result)])
             }
