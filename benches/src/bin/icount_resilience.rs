@@ -3,7 +3,8 @@
 //! `icount_resilience <op> <n>` where `op` is one of `resilient_disabled`,
 //! `resilient_standard` (one `Resilient::call` around an in-memory provider that answers at
 //! once, so only the stack is measured), `client_disabled`, `client_standard` (the facade's
-//! `Client::call` with a fresh `RequestContext`, request id included), `request_id`
+//! `Client::call` with a fresh `RequestContext`, request id included), `client_routed` (the
+//! same through a routed client: one endpoint with one key, its group's pool), `request_id`
 //! (`RequestId::new`), `counters_success` (`EndpointCounters::record_success` with usage),
 //! `breaker` (admit + record a success), `queue` (acquire a free permit + release it),
 //! `budget` (a retry budget's refund on success). Instructions per operation =
@@ -94,11 +95,26 @@ fn resilient(n: u64, config: ResilienceConfig) {
 }
 
 fn client(n: u64, config: ResilienceConfig) {
-    let Ok(client) = Client::builder()
-        .shared_provider(provider())
-        .resilience(config)
-        .build()
-    else {
+    drive(
+        Client::builder()
+            .shared_provider(provider())
+            .resilience(config),
+        n,
+    );
+}
+
+fn routed(n: u64) {
+    let key = infermux::NamedKey::new("k", infermux::ApiKey::new("sk-bench"));
+    let builder = Client::builder()
+        .shared_endpoint(provider())
+        .key("instant", key)
+        .resilience(ResilienceConfig::standard());
+    drive(builder, n);
+}
+
+/// Builds the client and makes `n` calls with fresh contexts.
+fn drive(builder: infermux::ClientBuilder, n: u64) {
+    let Ok(client) = builder.build() else {
         eprintln!("no client");
         std::process::exit(2)
     };
@@ -123,6 +139,7 @@ fn main() {
         "resilient_standard" => resilient(n, ResilienceConfig::standard()),
         "client_disabled" => client(n, ResilienceConfig::disabled()),
         "client_standard" => client(n, ResilienceConfig::standard()),
+        "client_routed" => routed(n),
         "request_id" => {
             for _ in 0..n {
                 black_box(RequestId::new());

@@ -202,30 +202,24 @@ impl Router {
         }
     }
 
-    /// One call, routed, with fallbacks; the response says who served it. Boxed: the routed
-    /// future nests the pool's admission (and its Redis round trips) inside the policy's
-    /// retries inside the fallback loop, and a caller's async fn that awaited it unboxed could
-    /// exceed rustc's query depth when its layout is computed.
-    pub(crate) fn call<'a>(
-        &'a self,
-        request: &'a Request,
-        ctx: RequestContext,
-    ) -> BoxFuture<'a, Result<Response>> {
-        Box::pin(async move {
-            let (mut value, served) = self
-                .route(request, ctx, false, |g, ctx, span| async move {
-                    let pool = &self.groups[g].pool;
-                    self.policy.call_traced(pool, request, &ctx, span).await
-                })
-                .await?;
-            value.set_served(served);
-            Ok(value)
-        })
+    /// One call, routed, with fallbacks; the response says who served it.
+    pub(crate) async fn call(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
+        let (mut value, served) = self
+            .route(request, ctx, false, |g, ctx, span| async move {
+                let pool = &self.groups[g].pool;
+                self.policy.call_traced(pool, request, &ctx, span).await
+            })
+            .await?;
+        value.set_served(served);
+        Ok(value)
     }
 
     /// One streamed call, routed; falls back only before the first content event (the
-    /// policy resolves the stream there), and says who serves it. Boxed, like
-    /// [`Router::call`].
+    /// policy resolves the stream there), and says who serves it. Boxed: the routed future
+    /// nests the pool's admission (and its Redis round trips) inside the policy's retries
+    /// inside the fallback loop, and a caller's async fn awaiting it beside a routed `call`
+    /// could exceed rustc's query depth when its layout is computed (a stream allocates
+    /// anyway; the plain call stays unboxed).
     pub(crate) fn stream<'a>(
         &'a self,
         request: &'a Request,
