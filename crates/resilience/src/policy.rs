@@ -339,6 +339,7 @@ impl CallPolicy {
             let lease = match pool.admit(admit).await {
                 Ok(lease) => lease,
                 Err(e) => {
+                    let e = never_sent(e);
                     computed_at = None;
                     let counters = pool.retry_counters();
                     match self
@@ -444,6 +445,7 @@ impl CallPolicy {
             let lease = match pool.admit(admit).await {
                 Ok(lease) => lease,
                 Err(e) => {
+                    let e = never_sent(e);
                     let counters = pool.retry_counters();
                     match self
                         .retry_or_stop(e, tries, attempts, &deadline, ctx, counters, false)
@@ -568,6 +570,7 @@ impl CallPolicy {
                 let lease = match pool.admit(admit).await {
                     Ok(lease) => lease,
                     Err(e) => {
+                        let e = never_sent(e);
                         let counters = pool.retry_counters();
                         match self
                             .retry_or_stop(e, tries, attempts, &deadline, ctx, counters, false)
@@ -629,6 +632,16 @@ impl CallPolicy {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// An error of admission (queue, breaker, pool): no request left, so a non-idempotent call may
+/// try again.
+fn never_sent(e: Error) -> Error {
+    if e.reached_server().is_none() {
+        e.with_reached_server(false)
+    } else {
+        e
     }
 }
 

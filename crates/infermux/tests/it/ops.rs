@@ -181,6 +181,15 @@ async fn failed_operations_open_the_endpoints_breaker_for_every_call() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::CircuitOpen, "{e}");
+    // a refusal before any attempt never reached the server, and says so (a non-idempotent
+    // operation may be tried again)
+    let e = client
+        .upload_file(None, "a.jsonl", b"{}\n", "batch", RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CircuitOpen, "{e}");
+    assert_eq!(e.reached_server(), Some(false), "{e:?}");
+    assert_ne!(e.stop_reason(), Some(StopReason::NotIdempotent), "{e:?}");
     assert_eq!(s.requests(), sent, "an open breaker sends nothing");
 }
 
