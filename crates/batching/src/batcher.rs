@@ -369,11 +369,7 @@ async fn run<K, I, O>(
         // cannot hold a due batch back
         for _ in 0..rx.len() {
             match rx.try_recv() {
-                Ok(sub) => {
-                    for e in sub.entries {
-                        add(&shared, &flush, &mut open, sub.key.clone(), e);
-                    }
-                }
+                Ok(sub) => add_all(&shared, &flush, &mut open, sub),
                 Err(_) => break,
             }
         }
@@ -402,11 +398,7 @@ async fn run<K, I, O>(
         tokio::select! {
             biased;
             msg = rx.recv() => match msg {
-                Some(sub) => {
-                    for e in sub.entries {
-                        add(&shared, &flush, &mut open, sub.key.clone(), e);
-                    }
-                }
+                Some(sub) => add_all(&shared, &flush, &mut open, sub),
                 None => {
                     for (k, b) in open.drain() {
                         send(&shared, &flush, k, b, FlushReason::Shutdown);
@@ -416,6 +408,22 @@ async fn run<K, I, O>(
             },
             () = timer => {}
         }
+    }
+}
+
+/// Puts every entry of `sub` into its key's open batch.
+fn add_all<K, I, O>(
+    shared: &Arc<Shared<I>>,
+    flush: &Arc<FlushFn<K, I, O>>,
+    open: &mut HashMap<K, Open<I, O>>,
+    sub: Submission<K, I, O>,
+) where
+    K: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
+    I: Clone + Eq + Hash + Send + Sync + 'static,
+    O: Clone + Send + 'static,
+{
+    for e in sub.entries {
+        add(shared, flush, open, sub.key.clone(), e);
     }
 }
 

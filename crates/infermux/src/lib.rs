@@ -44,6 +44,14 @@ pub mod config;
 mod extras;
 mod from_config;
 mod ops;
+#[cfg(any(
+    feature = "openai",
+    feature = "openai-compat",
+    feature = "anthropic",
+    feature = "gemini",
+    feature = "ollama",
+    feature = "vllm"
+))]
 mod ops_typed;
 mod providers;
 mod router;

@@ -50,7 +50,7 @@ fn not_offered(
 ) -> Error {
     Error::new(
         ErrorKind::Unsupported,
-        format!("endpoint `{endpoint}` is a `{provider}` provider, which does not offer {what}"),
+        format!("endpoint `{endpoint}` is a `{provider}` provider, which does not offer `{what}`"),
     )
     .in_context(ctx.request_id(), provider, endpoint)
 }
@@ -73,11 +73,11 @@ fn single_target<'a, X>(
     ctx: &RequestContext,
 ) -> Result<&'a (dyn Provider + 'static)> {
     if let Some(name) = group {
-        return Err(router_error(
+        return Err(Error::new(
             ErrorKind::NotFound,
             format!("no model group named `{name}`: a single-endpoint client has none"),
-            ctx,
-        ));
+        )
+        .in_context(ctx.request_id(), r.name(), r.endpoint()));
     }
     let p = &**r.executor().provider();
     if project(p).is_none() {
@@ -86,34 +86,7 @@ fn single_target<'a, X>(
     Ok(p)
 }
 
-fn router_error(kind: ErrorKind, msg: String, ctx: &RequestContext) -> Error {
-    Error::new(kind, msg).in_context(ctx.request_id(), "infermux", &EndpointId::new("router"))
-}
-
 impl Router {
-    /// The group an operation names (`None`: the client's implicit group).
-    fn group_for(&self, group: Option<&str>, ctx: &RequestContext) -> Result<usize> {
-        let found = match group {
-            Some(name) => self.by_name.get(name).copied(),
-            None => self.default,
-        };
-        found.ok_or_else(|| {
-            router_error(
-                ErrorKind::NotFound,
-                format!(
-                    "no model group named `{}` (groups: {})",
-                    group.unwrap_or(""),
-                    self.groups
-                        .iter()
-                        .map(|g| &*g.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                ctx,
-            )
-        })
-    }
-
     /// Fails unless every member of group `g` offers the operation (`project` finds it).
     fn check_members<'a, X>(
         &'a self,
@@ -188,7 +161,6 @@ impl Client {
             op,
             ctx,
             |p: &'a (dyn Provider + 'static)| p.downcast_ref::<P>(),
-            std::any::type_name::<P>(),
             move |provider, ctx, model| {
                 f(OpTarget {
                     provider,
@@ -208,7 +180,6 @@ impl Client {
         op: Op,
         ctx: RequestContext,
         project: J,
-        what: &str,
         mut f: F,
     ) -> Result<Ran<T>>
     where
@@ -218,7 +189,7 @@ impl Client {
     {
         match &*self.inner {
             Inner::Single(r) => {
-                let p = single_target(r, group, &project, what, &ctx)?;
+                let p = single_target(r, group, &project, op.name, &ctx)?;
                 let called = r
                     .policy()
                     .run(r.executor(), op, &ctx, |_, actx| {
@@ -235,7 +206,7 @@ impl Client {
             }
             Inner::Routed(router) => {
                 let g = router.group_for(group, &ctx)?;
-                router.check_members(g, &project, what, &ctx)?;
+                router.check_members(g, &project, op.name, &ctx)?;
                 let ctx = router.call_context(ctx);
                 let group = &router.groups[g];
                 let called = router
@@ -323,7 +294,6 @@ impl Client {
             op,
             ctx,
             |p: &'a (dyn Provider + 'static)| p.downcast_ref::<P>(),
-            std::any::type_name::<P>(),
             move |provider, ctx| {
                 f(OpTarget {
                     provider,
@@ -342,7 +312,6 @@ impl Client {
         op: Op,
         ctx: RequestContext,
         project: J,
-        what: &str,
         f: F,
     ) -> Result<Vec<(EndpointId, Result<T>)>>
     where
@@ -367,13 +336,13 @@ impl Client {
         };
         match &*self.inner {
             Inner::Single(r) => {
-                single_target(r, group, &project, what, &ctx)?;
+                single_target(r, group, &project, op.name, &ctx)?;
                 let result = one(r.executor(), r.policy(), ctx).await;
                 Ok(vec![(r.endpoint().clone(), result)])
             }
             Inner::Routed(router) => {
                 let g = router.group_for(group, &ctx)?;
-                router.check_members(g, &project, what, &ctx)?;
+                router.check_members(g, &project, op.name, &ctx)?;
                 let ctx = router.call_context(ctx);
                 // each endpoint once, with the key of its first member the pool holds eligible
                 // (not cooling, limited or removed), else its first member not removed for

@@ -3,13 +3,10 @@
 //! OpenAI-compatible server), token counting (Anthropic, Gemini), model pulls (Ollama), LoRA
 //! adapters (vLLM).
 
-#![allow(unused_imports)]
-
-use infermux_core::{EndpointId, Idempotency, Provider, RequestContext, Result};
+use infermux_core::{Idempotency, RequestContext, Result};
 use infermux_resilience::Op;
 
 use crate::client::Client;
-use crate::ops::Ran;
 
 #[cfg(all(feature = "openai", not(feature = "openai-compat")))]
 use infermux_openai::media;
@@ -18,7 +15,7 @@ use infermux_openai_compat::media;
 
 /// The media routes of an OpenAI or OpenAI-compatible provider.
 #[cfg(any(feature = "openai", feature = "openai-compat"))]
-fn media_of<'a>(p: &'a (dyn Provider + 'static)) -> Option<media::MediaClient<'a>> {
+fn media_of<'a>(p: &'a (dyn infermux_core::Provider + 'static)) -> Option<media::MediaClient<'a>> {
     #[cfg(feature = "openai-compat")]
     if let Some(c) = p.downcast_ref::<infermux_openai_compat::OpenAiCompat>() {
         return Some(c.media());
@@ -41,7 +38,7 @@ enum Counter<'a> {
 }
 
 #[cfg(any(feature = "anthropic", feature = "gemini"))]
-fn counter_of<'a>(p: &'a (dyn Provider + 'static)) -> Option<Counter<'a>> {
+fn counter_of<'a>(p: &'a (dyn infermux_core::Provider + 'static)) -> Option<Counter<'a>> {
     #[cfg(feature = "anthropic")]
     if let Some(a) = p.downcast_ref::<infermux_anthropic::Anthropic>() {
         return Some(Counter::Anthropic(a));
@@ -90,9 +87,9 @@ impl Client {
         group: Option<&str>,
         req: &media::SpeechRequest,
         ctx: RequestContext,
-    ) -> Result<Ran<Vec<u8>>> {
+    ) -> Result<crate::Ran<Vec<u8>>> {
         let op = Op::new("speech", Idempotency::Idempotent);
-        self.run_projected(group, op, ctx, media_of, "speech", |m, actx, model| {
+        self.run_projected(group, op, ctx, media_of, |m, actx, model| {
             let mut req = req.clone();
             req.model = model_for(&req.model, model);
             async move { m.speech(&req, &actx).await }
@@ -108,20 +105,13 @@ impl Client {
         group: Option<&str>,
         req: &media::TranscriptionRequest,
         ctx: RequestContext,
-    ) -> Result<Ran<media::Transcription>> {
+    ) -> Result<crate::Ran<media::Transcription>> {
         let op = Op::new("transcribe", Idempotency::Idempotent);
-        self.run_projected(
-            group,
-            op,
-            ctx,
-            media_of,
-            "transcription",
-            |m, actx, model| {
-                let mut req = req.clone();
-                req.model = model_for(&req.model, model);
-                async move { m.transcribe(&req, &actx).await }
-            },
-        )
+        self.run_projected(group, op, ctx, media_of, |m, actx, model| {
+            let mut req = req.clone();
+            req.model = model_for(&req.model, model);
+            async move { m.transcribe(&req, &actx).await }
+        })
         .await
     }
 
@@ -150,16 +140,11 @@ impl Client {
         bytes: &[u8],
         purpose: &str,
         ctx: RequestContext,
-    ) -> Result<Ran<media::FileObject>> {
+    ) -> Result<crate::Ran<media::FileObject>> {
         let op = Op::new("upload_file", Idempotency::NonIdempotent);
-        self.run_projected(
-            group,
-            op,
-            ctx,
-            media_of,
-            "file upload",
-            |m, actx, _| async move { m.upload_file(filename, bytes, purpose, &actx).await },
-        )
+        self.run_projected(group, op, ctx, media_of, |m, actx, _| async move {
+            m.upload_file(filename, bytes, purpose, &actx).await
+        })
         .await
     }
 
@@ -173,27 +158,20 @@ impl Client {
         group: Option<&str>,
         req: &infermux_core::ChatRequest,
         ctx: RequestContext,
-    ) -> Result<Ran<u64>> {
+    ) -> Result<crate::Ran<u64>> {
         let op = Op::new("count_tokens", Idempotency::Idempotent);
-        self.run_projected(
-            group,
-            op,
-            ctx,
-            counter_of,
-            "token counting",
-            |c, actx, model| {
-                let mut req = req.clone();
-                req.model = model_for(&req.model, model);
-                async move {
-                    match c {
-                        #[cfg(feature = "anthropic")]
-                        Counter::Anthropic(a) => a.count_tokens(&req, &actx).await,
-                        #[cfg(feature = "gemini")]
-                        Counter::Gemini(g) => g.count_tokens(&req, &actx).await,
-                    }
+        self.run_projected(group, op, ctx, counter_of, |c, actx, model| {
+            let mut req = req.clone();
+            req.model = model_for(&req.model, model);
+            async move {
+                match c {
+                    #[cfg(feature = "anthropic")]
+                    Counter::Anthropic(a) => a.count_tokens(&req, &actx).await,
+                    #[cfg(feature = "gemini")]
+                    Counter::Gemini(g) => g.count_tokens(&req, &actx).await,
                 }
-            },
-        )
+            }
+        })
         .await
     }
 
@@ -208,7 +186,12 @@ impl Client {
         group: Option<&str>,
         model: &str,
         ctx: RequestContext,
-    ) -> Result<Vec<(EndpointId, Result<Vec<infermux_ollama::PullProgress>>)>> {
+    ) -> Result<
+        Vec<(
+            infermux_core::EndpointId,
+            Result<Vec<infermux_ollama::PullProgress>>,
+        )>,
+    > {
         use futures_util::StreamExt;
         let op = Op::new("ollama.pull", Idempotency::Idempotent);
         self.run_op_each::<infermux_ollama::Ollama, _, _, _>(group, op, ctx, |t| async move {
@@ -234,7 +217,7 @@ impl Client {
         name: &str,
         path: &str,
         ctx: RequestContext,
-    ) -> Result<Vec<(EndpointId, Result<()>)>> {
+    ) -> Result<Vec<(infermux_core::EndpointId, Result<()>)>> {
         let op = Op::new("vllm.load_lora_adapter", Idempotency::NonIdempotent);
         self.run_op_each::<infermux_vllm::Vllm, _, _, _>(group, op, ctx, |t| async move {
             t.provider.load_lora_adapter(name, path, &t.ctx).await
@@ -250,7 +233,7 @@ impl Client {
         group: Option<&str>,
         name: &str,
         ctx: RequestContext,
-    ) -> Result<Vec<(EndpointId, Result<()>)>> {
+    ) -> Result<Vec<(infermux_core::EndpointId, Result<()>)>> {
         let op = Op::new("vllm.unload_lora_adapter", Idempotency::NonIdempotent);
         self.run_op_each::<infermux_vllm::Vllm, _, _, _>(group, op, ctx, |t| async move {
             t.provider.unload_lora_adapter(name, &t.ctx).await

@@ -68,21 +68,33 @@ impl Router {
         if let Some(&g) = request.model().and_then(|m| self.by_name.get(m)) {
             return Ok(g);
         }
-        self.default.ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!(
-                    "no model group named `{}` (groups: {})",
-                    request.model().unwrap_or(""),
-                    self.groups
-                        .iter()
-                        .map(|g| &*g.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )
-            .in_context(ctx.request_id(), "infermux", &EndpointId::new("router"))
-        })
+        self.default
+            .ok_or_else(|| self.no_group(request.model().unwrap_or(""), ctx))
+    }
+
+    /// The group an operation names (`None`: the client's implicit group); never another.
+    pub(crate) fn group_for(&self, group: Option<&str>, ctx: &RequestContext) -> Result<usize> {
+        let found = match group {
+            Some(name) => self.by_name.get(name).copied(),
+            None => self.default,
+        };
+        found.ok_or_else(|| self.no_group(group.unwrap_or(""), ctx))
+    }
+
+    /// `NotFound` for a group named `name`, listing the groups there are.
+    fn no_group(&self, name: &str, ctx: &RequestContext) -> Error {
+        Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "no model group named `{name}` (groups: {})",
+                self.groups
+                    .iter()
+                    .map(|g| &*g.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .in_context(ctx.request_id(), "infermux", &EndpointId::new("router"))
     }
 
     /// Who served member `member` of group `g`.
