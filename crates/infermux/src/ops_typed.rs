@@ -118,7 +118,7 @@ impl Client {
     /// `POST /files` on one member of `group`: uploads `bytes` as `filename` for `purpose`.
     /// Not idempotent (a second upload stores a second file): retried only when the failed
     /// attempt provably never reached the server (a refused connection), never after a 5xx or a
-    /// dropped answer. [`Ran::served`] says which endpoint and key hold the file.
+    /// dropped answer. [`Ran::served`](crate::Ran::served) says which endpoint and key hold the file.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
