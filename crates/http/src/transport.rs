@@ -581,33 +581,34 @@ impl HttpRequest<'_> {
             let home = (with_key && (ep.config.api_key.is_some() || attempt_key.is_some()))
                 || !ep.config.headers.is_empty();
             let home = home && ep.is_home(&url);
-            let mut rb = ep.client.request(method.clone(), url.clone());
+            // The request is built in place (not through `RequestBuilder`, which is moved
+            // by value once per header).
+            let mut req = reqwest::Request::new(method.clone(), url.clone());
+            let h = req.headers_mut();
             // The endpoint's own headers (which may carry tenant ids or tokens of their own)
             // go to its origin only, like its key.
             if home {
-                match &ep.headers {
-                    Some(headers) => {
-                        for (k, v) in headers.iter() {
-                            rb = rb.header(k.clone(), v.clone());
-                        }
-                    }
-                    None => {
-                        for (k, v) in &ep.config.headers {
-                            if !AUTH_HEADERS.iter().any(|h| k.eq_ignore_ascii_case(h)) {
-                                rb = rb.header(k.as_str(), v.as_str());
-                            }
-                        }
-                    }
+                let Some(headers) = &ep.headers else {
+                    return Err(ep.err(
+                        Error::new(
+                            ErrorKind::Config,
+                            "the endpoint's headers are not valid header names and values",
+                        )
+                        .with_reached_server(false),
+                        ctx,
+                    ));
+                };
+                for (k, v) in headers.iter() {
+                    h.append(k.clone(), v.clone());
                 }
             }
             for (k, v) in &self.headers {
-                rb = rb.header(k, v);
+                h.append(k.clone(), v.clone());
             }
-            rb = rb.header(X_REQUEST_ID, request_id.clone());
+            h.append(X_REQUEST_ID, request_id.clone());
             if let Some((b, ct)) = &body {
-                rb = rb
-                    .header(http::header::CONTENT_TYPE, ct.clone())
-                    .body(b.clone());
+                h.append(http::header::CONTENT_TYPE, ct.clone());
+                *req.body_mut() = Some(reqwest::Body::from(b.clone()));
             }
             if with_key && let Some((name, value)) = &attempt_key {
                 // The attempt's key is bound to this endpoint's origin like its own.
@@ -620,8 +621,8 @@ impl HttpRequest<'_> {
                         ctx,
                     ));
                 }
-                rb = rb.header(name.clone(), value.clone());
-            } else if with_key && let Some(key) = &ep.config.api_key {
+                req.headers_mut().append(name.clone(), value.clone());
+            } else if with_key && ep.config.api_key.is_some() {
                 // Keys are bound to their endpoint's origin, checked at send time.
                 if !home {
                     return Err(ep.err(
@@ -632,27 +633,24 @@ impl HttpRequest<'_> {
                         ctx,
                     ));
                 }
-                rb = match (&ep.key_header, ep.auth) {
-                    (_, Auth::None) => rb,
-                    (Some((name, value)), _) => rb.header(name.clone(), value.clone()),
-                    // reqwest marks the Authorization value sensitive
-                    (None, Auth::Bearer) => rb.bearer_auth(key.expose()),
-                    (None, Auth::Header(name)) => {
-                        let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
-                            ep.err(
-                                Error::new(
-                                    ErrorKind::Config,
-                                    "the endpoint's key is not a valid header value",
-                                ),
-                                ctx,
-                            )
-                        })?;
-                        value.set_sensitive(true);
-                        rb.header(name, value)
+                match (&ep.key_header, ep.auth) {
+                    (_, Auth::None) => {}
+                    (Some((name, value)), _) => {
+                        req.headers_mut().append(name.clone(), value.clone());
                     }
-                };
+                    (None, Auth::Bearer | Auth::Header(_)) => {
+                        return Err(ep.err(
+                            Error::new(
+                                ErrorKind::Config,
+                                "the endpoint's key is not a valid header value",
+                            )
+                            .with_reached_server(false),
+                            ctx,
+                        ));
+                    }
+                }
             }
-            let resp = match before(rb.send(), first_byte.as_mut()).await {
+            let resp = match before(ep.client.execute(req), first_byte.as_mut()).await {
                 None => {
                     return Err(ep.err(
                         Error::new(

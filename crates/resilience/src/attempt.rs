@@ -310,7 +310,7 @@ impl AttemptExecutor {
         usage: fn(&T) -> Option<&Usage>,
     ) -> (Result<T>, Duration) {
         let span = attempt_span(n);
-        async {
+        let fut = async {
             let mut attempt = CallAttempt::start(self, started, grant.permit, grant.ticket);
             let result = match deadline.run(fut).await {
                 Some(r) => r.map_err(|e| self.context(e, actx)),
@@ -323,9 +323,14 @@ impl AttemptExecutor {
             let latency = attempt.finish(actx, result.as_ref().map(usage), outcome);
             record_attempt(&span, result.as_ref().err(), outcome);
             (result, latency)
+        };
+        // a span no subscriber records is not entered on every poll (and the attempt's
+        // future is not moved into a wrapper for it)
+        if span.is_disabled() {
+            fut.await
+        } else {
+            fut.instrument(span.clone()).await
         }
-        .instrument(span.clone())
-        .await
     }
 
     /// One non-streamed attempt of `request`.

@@ -207,11 +207,16 @@ impl Resilient {
     /// facade's client).
     pub async fn execute(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
         let span = self.call_span(request, ctx, false);
-        self.policy
-            .call_traced(&self.exec, request, ctx, span.clone())
-            .instrument(span)
-            .await
-            .map(|c| c.value)
+        let fut = self
+            .policy
+            .call_traced(&self.exec, request, ctx, span.clone());
+        // a span no subscriber records is not entered on every poll
+        let called = if span.is_disabled() {
+            fut.await
+        } else {
+            fut.instrument(span).await
+        };
+        called.map(|c| c.value)
     }
 
     /// [`Provider::stream`] as a plain future (see [`Resilient::execute`]).
