@@ -32,6 +32,7 @@ pub(crate) const RUST_PEERS: &[&str] = &[
     "reqwest",
     "infermux-disabled",
     "infermux-standard",
+    "infermux-pool",
     "async-openai",
 ];
 /// The gateways, each with the runtime label of its results.
@@ -668,9 +669,11 @@ mod tests {
         for peer in &all {
             assert!(quick.iter().any(|s| s.peer == *peer), "{peer}");
         }
-        // The full matrix: 4 Rust peers × 2 runtimes × (8 closed + 2 open) + 3 gateways × 9,
-        // less Portkey's 4 streamed points.
-        assert_eq!(full.len(), 4 * 2 * 10 + 3 * 9 - 4);
+        // The full matrix: 5 Rust peers × 2 runtimes × (8 closed + 2 open) + 3 gateways × 9,
+        // less Portkey's 4 streamed points; the quick one: 5 Rust peers × (4 current-thread
+        // + 2 two-worker points) + 5 gateway points.
+        assert_eq!(full.len(), 5 * 2 * 10 + 3 * 9 - 4);
+        assert_eq!(quick.len(), 5 * 6 + 5);
         assert!(!full.iter().any(|s| s.peer == "portkey" && s.stream));
         assert!(
             full.iter()

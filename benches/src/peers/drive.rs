@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Measurement, Mode, procfs, quantile};
 
-/// A client under test. Adding one (the multiplex pool, say) is a variant here, a name in
-/// [`Peer::ALL`] and an arm in [`Client::new`], [`Client::plain`] and [`Client::stream`].
+/// A client under test. Adding one is a variant here, a name in [`Peer::ALL`] and an arm in
+/// [`Client::new`] (and in [`Client::plain`] and [`Client::stream`] unless it is an
+/// `infermux::Client`, as the multiplex pool's peer is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Peer {
@@ -30,6 +31,9 @@ pub enum Peer {
     InfermuxDisabled,
     /// `infermux::Client` with `ResilienceConfig::standard()`.
     InfermuxStandard,
+    /// `infermux::Client` routing a model group through the multiplex pool: one endpoint,
+    /// two keys (each a pool member), `ResilienceConfig::standard()`.
+    InfermuxPool,
     /// async-openai's client.
     AsyncOpenai,
     /// Portkey's gateway (Node, its own process), called with reqwest.
@@ -42,6 +46,7 @@ impl Peer {
         Peer::Reqwest,
         Peer::InfermuxDisabled,
         Peer::InfermuxStandard,
+        Peer::InfermuxPool,
         Peer::AsyncOpenai,
         Peer::Portkey,
     ];
@@ -52,6 +57,7 @@ impl Peer {
             Peer::Reqwest => "reqwest",
             Peer::InfermuxDisabled => "infermux-disabled",
             Peer::InfermuxStandard => "infermux-standard",
+            Peer::InfermuxPool => "infermux-pool",
             Peer::AsyncOpenai => "async-openai",
             Peer::Portkey => "portkey",
         }
@@ -220,6 +226,21 @@ impl Client {
                 let client = infermux::Client::builder()
                     .provider(provider)
                     .resilience(resilience)
+                    .build()
+                    .map_err(err)?;
+                Ok(Client::Infermux(client))
+            }
+            Peer::InfermuxPool => {
+                use infermux::{ApiKey, Deployment, ModelGroup, NamedKey};
+                let config =
+                    infermux::EndpointConfig::new("mock", format!("{upstream}/v1")).map_err(err)?;
+                let provider = infermux::openai_compat::OpenAiCompat::new(config).map_err(err)?;
+                let client = infermux::Client::builder()
+                    .endpoint(provider)
+                    .key("mock", NamedKey::new("team-1", ApiKey::new("sk-bench-1")))
+                    .key("mock", NamedKey::new("team-2", ApiKey::new("sk-bench-2")))
+                    .group(ModelGroup::new(MODEL).deployment(Deployment::new("mock", MODEL)))
+                    .resilience(infermux::resilience::ResilienceConfig::standard())
                     .build()
                     .map_err(err)?;
                 Ok(Client::Infermux(client))
@@ -727,6 +748,8 @@ mod tests {
         for (peer, mode, stream) in [
             (Peer::Reqwest, Mode::Closed, false),
             (Peer::InfermuxStandard, Mode::Closed, true),
+            (Peer::InfermuxPool, Mode::Closed, false),
+            (Peer::InfermuxPool, Mode::Closed, true),
             (Peer::AsyncOpenai, Mode::Open, false),
         ] {
             let m = run(&point(peer, upstream.clone(), mode, stream)).unwrap();
@@ -738,7 +761,7 @@ mod tests {
             lines.push_str(&serde_json::to_string(&m).unwrap());
             lines.push('\n');
         }
-        assert_eq!(report::parse_lines(&lines).unwrap().len(), 3);
+        assert_eq!(report::parse_lines(&lines).unwrap().len(), 5);
     }
 
     #[test]

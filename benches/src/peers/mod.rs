@@ -12,8 +12,8 @@
 //!   reqwest of the same run and repeat;
 //! - [`targets`]: the targets for `standard()` checked against a run, pass or fail.
 //!
-//! Adding a peer (such as the multiplex pool) is a variant of [`drive::Peer`] and one arm in
-//! [`drive::Client`].
+//! Adding a peer is a variant of [`drive::Peer`] and its arms in [`drive::Client`] (the
+//! multiplex pool's, `infermux-pool`, was added so), and a name in xtask's `RUST_PEERS`.
 
 pub mod chart;
 pub mod drive;

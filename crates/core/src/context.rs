@@ -1,5 +1,6 @@
 //! [`RequestContext`]: what travels with a request through every layer.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -20,40 +21,63 @@ use crate::secret::ApiKey;
 /// assert!(!format!("{k:?}").contains("sk-secret"));
 /// ```
 #[derive(Clone)]
-pub struct AttemptKey {
+pub struct AttemptKey(Arc<KeyInner>);
+
+struct KeyInner {
     endpoint: EndpointId,
     alias: Arc<str>,
     key: ApiKey,
+    /// What the transport derives from the key once (the header it is sent in, its searcher
+    /// for scrubbing), shared by every clone.
+    derived: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl AttemptKey {
     /// `key`, named `alias`, for `endpoint` only.
     pub fn new(endpoint: EndpointId, alias: impl AsRef<str>, key: ApiKey) -> Self {
-        AttemptKey {
+        AttemptKey(Arc::new(KeyInner {
             endpoint,
             alias: Arc::from(alias.as_ref()),
             key,
-        }
+            derived: OnceLock::new(),
+        }))
     }
     /// The endpoint the key belongs to.
     pub fn endpoint(&self) -> &EndpointId {
-        &self.endpoint
+        &self.0.endpoint
     }
     /// The key's alias (safe to log and export).
     pub fn alias(&self) -> &str {
-        &self.alias
+        &self.0.alias
     }
     /// The key itself (only the transport puts it on the wire).
     pub fn key(&self) -> &ApiKey {
-        &self.key
+        &self.0.key
+    }
+    /// What the transport derives from the key (made by `make` the first time, then shared by
+    /// every clone of this key): `None` when a value of another type was derived first.
+    ///
+    /// ```
+    /// use infermux_core::{ApiKey, AttemptKey, EndpointId};
+    /// let k = AttemptKey::new(EndpointId::new("openai"), "team-a", ApiKey::new("sk-secret"));
+    /// let len = |key: &ApiKey| key.expose().len();
+    /// assert_eq!(k.clone().derived(len), Some(&9));
+    /// assert_eq!(k.derived(|_| 0usize), Some(&9)); // made once
+    /// assert_eq!(k.derived(|_| "other type"), None);
+    /// ```
+    pub fn derived<T: Any + Send + Sync>(&self, make: impl FnOnce(&ApiKey) -> T) -> Option<&T> {
+        self.0
+            .derived
+            .get_or_init(|| Box::new(make(&self.0.key)))
+            .downcast_ref::<T>()
     }
 }
 
 impl fmt::Debug for AttemptKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AttemptKey")
-            .field("endpoint", &self.endpoint)
-            .field("alias", &self.alias)
+            .field("endpoint", &self.0.endpoint)
+            .field("alias", &self.0.alias)
             .finish_non_exhaustive()
     }
 }

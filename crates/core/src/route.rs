@@ -58,18 +58,19 @@ pub struct Served {
 
 impl Served {
     /// Served by `deployment` of `group` at `endpoint`, first attempt, no key, no fallback.
+    /// Names already shared (`Arc<str>`) are kept, not copied.
     pub fn new(
-        group: impl AsRef<str>,
-        deployment: impl AsRef<str>,
+        group: impl Into<Arc<str>>,
+        deployment: impl Into<Arc<str>>,
         endpoint: EndpointId,
-        model: impl AsRef<str>,
+        model: impl Into<Arc<str>>,
     ) -> Self {
         Served {
-            group: Arc::from(group.as_ref()),
-            deployment: Arc::from(deployment.as_ref()),
+            group: group.into(),
+            deployment: deployment.into(),
             endpoint,
             key_alias: None,
-            model: Arc::from(model.as_ref()),
+            model: model.into(),
             attempts: 1,
             fallback: None,
         }

@@ -30,7 +30,7 @@ pub(crate) struct Scrubber {
     attempt: Option<Arc<Finder<'static>>>,
 }
 
-fn finder(key: &ApiKey) -> Option<Arc<Finder<'static>>> {
+pub(crate) fn finder(key: &ApiKey) -> Option<Arc<Finder<'static>>> {
     Some(key.expose())
         .filter(|k| k.len() >= MIN_SCRUBBED_KEY_LEN)
         .map(|k| Arc::new(Finder::new(k.as_bytes()).into_owned()))
@@ -60,6 +60,23 @@ impl Scrubber {
         Scrubber {
             finder: self.finder.clone(),
             attempt: if same { None } else { finder(key) },
+        }
+    }
+
+    /// [`Scrubber::with_attempt_key`] with the key's searcher built already (`finder`, from
+    /// [`finder`]).
+    pub(crate) fn with_attempt_finder(
+        &self,
+        key: &ApiKey,
+        finder: Option<Arc<Finder<'static>>>,
+    ) -> Self {
+        let same = self
+            .finder
+            .as_ref()
+            .is_some_and(|f| f.needle() == key.expose().as_bytes());
+        Scrubber {
+            finder: self.finder.clone(),
+            attempt: if same { None } else { finder },
         }
     }
 

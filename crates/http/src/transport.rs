@@ -13,8 +13,8 @@ use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use infermux_core::{
-    AttemptKey, EndpointConfig, EndpointId, Error, ErrorKind, RateLimitInfo, RequestContext,
-    RequestId, Result,
+    ApiKey, AttemptKey, EndpointConfig, EndpointId, Error, ErrorKind, RateLimitInfo,
+    RequestContext, RequestId, Result,
 };
 use tokio::time::{Instant, Sleep, sleep_until};
 use url::Url;
@@ -23,6 +23,7 @@ use crate::decode::{DecodeError, JsonArrayDecoder, NdjsonDecoder, SseDecoder, Ss
 use crate::errors::{error_from_response, from_transport, root_cause, send_error};
 use crate::headers::rate_limits;
 use crate::scrub::Scrubber;
+use memchr::memmem::Finder;
 
 /// Every header name that carries a credential. None of them ever crosses to another origin.
 pub const AUTH_HEADERS: [&str; 4] = ["authorization", "x-api-key", "x-goog-api-key", "api-key"];
@@ -200,16 +201,47 @@ fn parse_headers(headers: &[(String, String)]) -> Option<Arc<[(HeaderName, Heade
 
 /// The key's header as `auth` sends it, marked sensitive.
 fn key_header(config: &EndpointConfig, auth: Auth) -> Option<(HeaderName, HeaderValue)> {
-    let key = config.api_key.as_ref()?.expose();
+    key_header_for(auth, config.api_key.as_ref()?)
+}
+
+/// What the transport derives from an attempt's key once (kept with the key, shared by every
+/// attempt that sends it): the header it goes in as `auth` sends keys, and its searcher for
+/// scrubbing.
+struct DerivedKey {
+    auth: Auth,
+    /// `None` when the key is not a valid header value.
+    header: Option<(HeaderName, HeaderValue)>,
+    finder: Option<Arc<Finder<'static>>>,
+}
+
+impl DerivedKey {
+    fn new(auth: Auth, key: &ApiKey) -> Self {
+        DerivedKey {
+            auth,
+            header: key_header_for(auth, key),
+            finder: crate::scrub::finder(key),
+        }
+    }
+}
+
+/// `key`'s header as `auth` sends it, marked sensitive (`None` for [`Auth::None`] or a key
+/// that is not a valid header value).
+fn key_header_for(auth: Auth, key: &ApiKey) -> Option<(HeaderName, HeaderValue)> {
+    let secret = key.expose();
     let (name, mut value) = match auth {
         Auth::None => return None,
-        Auth::Bearer => (
-            http::header::AUTHORIZATION,
-            HeaderValue::try_from(format!("Bearer {key}")).ok()?,
-        ),
+        Auth::Bearer => {
+            let mut v = Vec::with_capacity(7 + secret.len());
+            v.extend_from_slice(b"Bearer ");
+            v.extend_from_slice(secret.as_bytes());
+            (
+                http::header::AUTHORIZATION,
+                HeaderValue::from_maybe_shared(Bytes::from(v)).ok()?,
+            )
+        }
         Auth::Header(name) => (
             HeaderName::try_from(name).ok()?,
-            HeaderValue::from_str(key).ok()?,
+            HeaderValue::from_str(secret).ok()?,
         ),
     };
     value.set_sensitive(true);
@@ -217,9 +249,9 @@ fn key_header(config: &EndpointConfig, auth: Auth) -> Option<(HeaderName, Header
 }
 
 /// The header an attempt's key (chosen by a pool) is sent in, as `auth` sends the endpoint's
-/// own key, marked sensitive; built once per attempt. Fails with [`ErrorKind::Config`] when the
-/// key is bound to another endpoint, when the endpoint sends no key ([`Auth::None`]), or when
-/// the key is not a valid header value.
+/// own key, marked sensitive; built once per key ([`AttemptKey::derived`]). Fails with
+/// [`ErrorKind::Config`] when the key is bound to another endpoint, when the endpoint sends no
+/// key ([`Auth::None`]), or when the key is not a valid header value.
 fn attempt_key_header(
     id: &EndpointId,
     auth: Auth,
@@ -231,36 +263,23 @@ fn attempt_key_header(
             "refusing to send a key bound to another endpoint",
         ));
     }
-    let invalid = || {
+    if auth == Auth::None {
+        return Err(Error::new(
+            ErrorKind::Config,
+            "the endpoint sends no key, but the attempt has one",
+        ));
+    }
+    let header = match key.derived(|k| DerivedKey::new(auth, k)) {
+        Some(d) if d.auth == auth => d.header.clone(),
+        // derived for another auth (an endpoint of the same id sending keys otherwise)
+        _ => key_header_for(auth, key.key()),
+    };
+    header.ok_or_else(|| {
         Error::new(
             ErrorKind::Config,
             "the attempt's key is not a valid header value",
         )
-    };
-    let secret = key.key().expose();
-    let (name, mut value) = match auth {
-        Auth::None => {
-            return Err(Error::new(
-                ErrorKind::Config,
-                "the endpoint sends no key, but the attempt has one",
-            ));
-        }
-        Auth::Bearer => {
-            let mut v = Vec::with_capacity(7 + secret.len());
-            v.extend_from_slice(b"Bearer ");
-            v.extend_from_slice(secret.as_bytes());
-            (
-                http::header::AUTHORIZATION,
-                HeaderValue::from_maybe_shared(Bytes::from(v)).map_err(|_| invalid())?,
-            )
-        }
-        Auth::Header(name) => (
-            HeaderName::try_from(name).map_err(|_| invalid())?,
-            HeaderValue::from_str(secret).map_err(|_| invalid())?,
-        ),
-    };
-    value.set_sensitive(true);
-    Ok((name, value))
+    })
 }
 
 impl HttpEndpoint {
@@ -786,7 +805,10 @@ impl HttpResponse {
             max_body,
             error_ctx: (ctx.request_id(), ep.provider, ep.config.id.clone()),
             scrubber: match ctx.key() {
-                Some(k) => ep.scrubber.with_attempt_key(k.key()),
+                Some(k) => match k.derived(|key| DerivedKey::new(ep.auth, key)) {
+                    Some(d) => ep.scrubber.with_attempt_finder(k.key(), d.finder.clone()),
+                    None => ep.scrubber.with_attempt_key(k.key()),
+                },
                 None => ep.scrubber.clone(),
             },
         })

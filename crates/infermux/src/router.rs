@@ -117,10 +117,10 @@ impl Router {
             None => (EndpointId::new(""), None, None),
         };
         let mut s = Served::new(
-            &*group.name,
-            &*deployment,
+            group.name.clone(),
+            deployment,
             endpoint,
-            model.as_deref().unwrap_or(""),
+            model.unwrap_or_else(|| Arc::from("")),
         );
         s.key_alias = alias;
         s.attempts = attempts;
@@ -170,7 +170,13 @@ impl Router {
         loop {
             let group = &self.groups[g];
             let span = call_span(request, &ctx, "infermux", &group.name, stream);
-            let result = attempt(g, ctx.clone(), span.clone()).instrument(span).await;
+            let fut = attempt(g, ctx.clone(), span.clone());
+            // a span no subscriber records is not entered on every poll
+            let result = if span.is_disabled() {
+                fut.await
+            } else {
+                fut.instrument(span).await
+            };
             match result {
                 Ok(Called {
                     value,
