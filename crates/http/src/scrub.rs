@@ -53,22 +53,15 @@ impl Scrubber {
     /// This scrubber, also scrubbing `key` (an attempt's key), unless it is the endpoint's own
     /// or a placeholder.
     pub(crate) fn with_attempt_key(&self, key: &ApiKey) -> Self {
-        let same = self
-            .finder
-            .as_ref()
-            .is_some_and(|f| f.needle() == key.expose().as_bytes());
-        Scrubber {
-            finder: self.finder.clone(),
-            attempt: if same { None } else { finder(key) },
-        }
+        self.with_attempt_finder(key, || finder(key))
     }
 
-    /// [`Scrubber::with_attempt_key`] with the key's searcher built already (`finder`, from
-    /// [`finder`]).
+    /// [`Scrubber::with_attempt_key`] with the key's searcher from `make` (built already, kept
+    /// with the key), called only when the key is not the endpoint's own.
     pub(crate) fn with_attempt_finder(
         &self,
         key: &ApiKey,
-        finder: Option<Arc<Finder<'static>>>,
+        make: impl FnOnce() -> Option<Arc<Finder<'static>>>,
     ) -> Self {
         let same = self
             .finder
@@ -76,7 +69,7 @@ impl Scrubber {
             .is_some_and(|f| f.needle() == key.expose().as_bytes());
         Scrubber {
             finder: self.finder.clone(),
-            attempt: if same { None } else { finder },
+            attempt: if same { None } else { make() },
         }
     }
 

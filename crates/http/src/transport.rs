@@ -806,7 +806,9 @@ impl HttpResponse {
             error_ctx: (ctx.request_id(), ep.provider, ep.config.id.clone()),
             scrubber: match ctx.key() {
                 Some(k) => match k.derived(|key| DerivedKey::new(ep.auth, key)) {
-                    Some(d) => ep.scrubber.with_attempt_finder(k.key(), d.finder.clone()),
+                    Some(d) => ep
+                        .scrubber
+                        .with_attempt_finder(k.key(), || d.finder.clone()),
                     None => ep.scrubber.with_attempt_key(k.key()),
                 },
                 None => ep.scrubber.clone(),
