@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ struct KeyInner {
     key: ApiKey,
     /// What the transport derives from the key once (the header it is sent in, its searcher
     /// for scrubbing), shared by every clone.
-    derived: OnceLock<Box<dyn Any + Send + Sync>>,
+    derived: OnceLock<Box<dyn Any + Send + Sync + UnwindSafe + RefUnwindSafe>>,
 }
 
 impl AttemptKey {
@@ -64,12 +65,17 @@ impl AttemptKey {
     /// assert_eq!(k.clone().derived(len), Some(&9));
     /// assert_eq!(k.derived(|_| 0usize), Some(&9)); // made once
     /// assert_eq!(k.derived(|_| "other type"), None);
+    /// // still safe to hold across `catch_unwind`
+    /// fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>(_: &T) {}
+    /// unwind_safe(&k);
     /// ```
-    pub fn derived<T: Any + Send + Sync>(&self, make: impl FnOnce(&ApiKey) -> T) -> Option<&T> {
-        self.0
-            .derived
-            .get_or_init(|| Box::new(make(&self.0.key)))
-            .downcast_ref::<T>()
+    pub fn derived<T: Any + Send + Sync + UnwindSafe + RefUnwindSafe>(
+        &self,
+        make: impl FnOnce(&ApiKey) -> T,
+    ) -> Option<&T> {
+        let derived: &(dyn Any + Send + Sync) =
+            &**self.0.derived.get_or_init(|| Box::new(make(&self.0.key)));
+        derived.downcast_ref::<T>()
     }
 }
 

@@ -58,19 +58,33 @@ pub struct Served {
 
 impl Served {
     /// Served by `deployment` of `group` at `endpoint`, first attempt, no key, no fallback.
-    /// Names already shared (`Arc<str>`) are kept, not copied.
     pub fn new(
-        group: impl Into<Arc<str>>,
-        deployment: impl Into<Arc<str>>,
+        group: impl AsRef<str>,
+        deployment: impl AsRef<str>,
         endpoint: EndpointId,
-        model: impl Into<Arc<str>>,
+        model: impl AsRef<str>,
+    ) -> Self {
+        Self::from_shared(
+            Arc::from(group.as_ref()),
+            Arc::from(deployment.as_ref()),
+            endpoint,
+            Arc::from(model.as_ref()),
+        )
+    }
+
+    /// [`Served::new`] from names already shared (kept, not copied).
+    pub fn from_shared(
+        group: Arc<str>,
+        deployment: Arc<str>,
+        endpoint: EndpointId,
+        model: Arc<str>,
     ) -> Self {
         Served {
-            group: group.into(),
-            deployment: deployment.into(),
+            group,
+            deployment,
             endpoint,
             key_alias: None,
-            model: model.into(),
+            model,
             attempts: 1,
             fallback: None,
         }

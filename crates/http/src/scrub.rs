@@ -22,7 +22,8 @@ pub(crate) const MASK: &str = "***";
 /// The endpoint key's searcher is built once per endpoint (a SIMD substring search, no UTF-8
 /// validation), and a clone shares it: a body without the key costs one pass of `memmem` and
 /// no copy; an endpoint without a key (or with a placeholder) costs nothing. An attempt's key
-/// gets its own searcher, built once per attempt ([`Scrubber::with_attempt_key`]).
+/// gets its own searcher, built once per key and kept with it
+/// ([`Scrubber::with_attempt_finder`]).
 #[derive(Clone, Default)]
 pub(crate) struct Scrubber {
     finder: Option<Arc<Finder<'static>>>,

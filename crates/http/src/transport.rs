@@ -84,12 +84,12 @@ pub struct HttpEndpoint {
     auth: Auth,
     client: reqwest::Client,
     scrubber: Scrubber,
-    /// The endpoint's own headers, parsed once; `None` when one is invalid (each request then
-    /// hands them to reqwest as text, which reports the error as before).
+    /// The endpoint's own headers, parsed once; `None` when one is invalid (each request to
+    /// the endpoint's origin then fails with [`ErrorKind::Config`] before anything is sent).
     headers: Option<Arc<[(HeaderName, HeaderValue)]>>,
     /// The key's header, built once (marked sensitive); `None` without a key, with
-    /// [`Auth::None`], or when the key is not a valid header value (each request then builds
-    /// it and reports the error as before).
+    /// [`Auth::None`], or when the key is not a valid header value (each request that would
+    /// send it then fails with [`ErrorKind::Config`] before anything is sent).
     key_header: Option<(HeaderName, HeaderValue)>,
 }
 
@@ -600,6 +600,18 @@ impl HttpRequest<'_> {
             let home = (with_key && (ep.config.api_key.is_some() || attempt_key.is_some()))
                 || !ep.config.headers.is_empty();
             let home = home && ep.is_home(&url);
+            // Credentials written into a URL (`user:password@`, from a rebased base, an
+            // absolute path or a redirect) are never sent: keys go in the endpoint's key.
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(ep.err(
+                    Error::new(
+                        ErrorKind::Config,
+                        "a URL with credentials in it (user:password@) is not sent",
+                    )
+                    .with_reached_server(false),
+                    ctx,
+                ));
+            }
             // The request is built in place (not through `RequestBuilder`, which is moved
             // by value once per header).
             let mut req = reqwest::Request::new(method.clone(), url.clone());
@@ -608,10 +620,18 @@ impl HttpRequest<'_> {
             // go to its origin only, like its key.
             if home {
                 let Some(headers) = &ep.headers else {
+                    // the name only: a value may carry a token of its own
+                    let bad = ep.config.headers.iter().find(|(k, v)| {
+                        HeaderName::try_from(k.as_str()).is_err()
+                            || HeaderValue::try_from(v.as_str()).is_err()
+                    });
+                    let name = bad.map_or("", |(k, _)| k.as_str());
                     return Err(ep.err(
                         Error::new(
                             ErrorKind::Config,
-                            "the endpoint's headers are not valid header names and values",
+                            format!(
+                                "the endpoint's header {name:?} is not a valid header name and value"
+                            ),
                         )
                         .with_reached_server(false),
                         ctx,

@@ -116,7 +116,7 @@ impl Router {
             Some(i) => (i.endpoint, i.key_alias, i.model),
             None => (EndpointId::new(""), None, None),
         };
-        let mut s = Served::new(
+        let mut s = Served::from_shared(
             group.name.clone(),
             deployment,
             endpoint,

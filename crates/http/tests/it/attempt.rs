@@ -280,3 +280,61 @@ async fn response_meta_records_rate_limit_headers_on_success_error_and_stream() 
     ep.get("/bare").send(&ctx).await.unwrap();
     assert!(meta.rate_limits().is_none(), "no headers, nothing recorded");
 }
+
+/// One key (one `AttemptKey`, its derived header kept with it) sent through endpoints of the
+/// same id that send keys differently goes out as each of them sends keys; a key whose derived
+/// slot holds something else is still sent and scrubbed.
+#[tokio::test]
+async fn one_attempt_key_through_every_auth_is_sent_as_each_endpoint_sends_keys() {
+    let server = RawServer::start(|_| vec![Step::Send(json_ok(b"{}"))]).await;
+    let key = AttemptKey::new(EndpointId::new("ep-a"), "team-b", ApiKey::new(ATTEMPT));
+    let other = AttemptKey::new(EndpointId::new("ep-a"), "team-c", ApiKey::new(ATTEMPT));
+    assert_eq!(other.derived(|_| 7u8), Some(&7));
+    for k in [key, other] {
+        for auth in KEYED {
+            let ep = endpoint("ep-a", &server.url, auth);
+            let before = server.seen().len();
+            ep.get("/k")
+                .send(&RequestContext::new().with_key(k.clone()))
+                .await
+                .unwrap();
+            let seen = server.seen();
+            let want = match auth {
+                Auth::Bearer => format!("Bearer {ATTEMPT}"),
+                _ => ATTEMPT.to_owned(),
+            };
+            assert_eq!(credential(&seen[before], auth), Some(want), "{auth:?}");
+            assert!(!seen[before].head.contains(CONFIGURED), "{auth:?}");
+        }
+    }
+}
+
+/// Credentials written into a URL (`user:password@`) are never sent: a request to such a URL
+/// fails with `Config` before anything reaches the server.
+#[tokio::test]
+async fn a_url_with_credentials_in_it_is_not_sent() {
+    let server = RawServer::start(|_| vec![Step::Send(json_ok(b"{}"))]).await;
+    let ep = endpoint("ep-a", &server.url, Auth::Bearer);
+    let with_user = server.url.replacen("http://", "http://user:pw@", 1);
+    let with_name = server.url.replacen("http://", "http://user@", 1);
+    for url in [with_user, with_name] {
+        let e = ep
+            .get(&format!("{url}/x"))
+            .send(&RequestContext::new())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert_eq!(e.reached_server(), Some(false));
+        assert!(!all_text(&e).contains("pw"), "{e:?}");
+    }
+    // the same URL without them is sent
+    ep.get(&format!("{}/x", server.url))
+        .send(&RequestContext::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        server.seen().len(),
+        1,
+        "only the request without credentials"
+    );
+}

@@ -413,6 +413,16 @@ async fn invalid_endpoint_headers_and_keys_fail_at_send_as_before() {
     let e = ep.get("/x").send(&RequestContext::new()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
     assert_eq!(e.reached_server(), Some(false));
+    assert!(e.to_string().contains("\"bad header\""), "{e}");
+    // a valid name with a value that is not a header value: named, the value not shown
+    let cfg = EndpointConfig::new("test", &server.url)
+        .unwrap()
+        .with_header("x-tenant", "tok-secret\nvalue");
+    let ep = HttpEndpoint::new("test", cfg, Auth::None).unwrap();
+    let e = ep.get("/x").send(&RequestContext::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert!(e.to_string().contains("\"x-tenant\""), "{e}");
+    assert!(!format!("{e:?}").contains("tok-secret"), "{e:?}");
     // a key that is not a valid header value, as a bearer token and in its own header
     for auth in [Auth::Bearer, Auth::Header("x-api-key")] {
         let cfg = EndpointConfig::new("test", &server.url)
