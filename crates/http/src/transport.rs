@@ -199,11 +199,6 @@ fn parse_headers(headers: &[(String, String)]) -> Option<Arc<[(HeaderName, Heade
         .collect()
 }
 
-/// The key's header as `auth` sends it, marked sensitive.
-fn key_header(config: &EndpointConfig, auth: Auth) -> Option<(HeaderName, HeaderValue)> {
-    key_header_for(auth, config.api_key.as_ref()?)
-}
-
 /// What the transport derives from an attempt's key once (kept with the key, shared by every
 /// attempt that sends it): the header it goes in as `auth` sends keys, and its searcher for
 /// scrubbing.
@@ -318,7 +313,10 @@ impl HttpEndpoint {
             join_prefix: join_prefix(&config.base_url, &base),
             base,
             headers: parse_headers(&config.headers),
-            key_header: key_header(&config, auth),
+            key_header: config
+                .api_key
+                .as_ref()
+                .and_then(|k| key_header_for(auth, k)),
             config,
             auth,
             client,
