@@ -9,6 +9,9 @@
 //!     --python $INFERMUX_CI_HOME/peers/venv/bin/python
 //! ```
 //!
+//! `bash benches/garage.sh start` (then `source $INFERMUX_CI_HOME/run/garage/env`) runs the same
+//! against a single-node Garage, a server fast enough that the clients, not it, show.
+//!
 //! Env: `INFERMUX_S3_URL`, `INFERMUX_S3_ACCESS_KEY`, `INFERMUX_S3_SECRET_KEY`. Prints a
 //! markdown table (MB/s per run, the median, the ratio to boto3, peak RSS).
 
