@@ -57,7 +57,13 @@ EOF
     sleep 0.1
   done
   listening "$PORT" || { echo "garage did not start (log: $STATE/log)" >&2; exit 1; }
-  if ! "${g[@]}" layout show 2>/dev/null | grep -q "dc1"; then
+  local layout=""
+  for _ in $(seq 1 100); do
+    layout="$("${g[@]}" layout show 2>/dev/null)" && break
+    sleep 0.1
+  done
+  [ -n "$layout" ] || { echo "garage does not answer (log: $STATE/log)" >&2; exit 1; }
+  if echo "$layout" | grep -q "Current cluster layout version: 0"; then
     local node
     node="$("${g[@]}" node id -q | cut -d@ -f1)"
     "${g[@]}" layout assign -z dc1 -c 10G "$node" >/dev/null
