@@ -471,7 +471,7 @@ impl fmt::Debug for HttpRequest<'_> {
     }
 }
 
-impl HttpRequest<'_> {
+impl<'a> HttpRequest<'a> {
     /// Adds a header. Auth headers are refused here: the key goes through [`Auth`].
     pub fn header(mut self, name: &str, value: &str) -> Self {
         if AUTH_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
@@ -526,36 +526,98 @@ impl HttpRequest<'_> {
 
     /// Sends the request and returns the response if its status is 2xx; otherwise the typed
     /// error built from status, headers and body.
-    pub async fn send(self, ctx: &RequestContext) -> Result<HttpResponse> {
-        self.send_mapped(ctx, error_from_response).await
+    pub fn send(self, ctx: &RequestContext) -> impl Future<Output = Result<HttpResponse>> {
+        self.send_mapped(ctx, error_from_response)
     }
 
     /// [`HttpRequest::send`] with the provider's own mapping of a non-2xx status, headers and
     /// body (at most 64 KiB of it) to an error; the error gets the request's context.
-    pub async fn send_mapped(
+    pub fn send_mapped(
         self,
         ctx: &RequestContext,
         map: impl FnOnce(u16, &HeaderMap, &[u8]) -> Error,
-    ) -> Result<HttpResponse> {
-        let ep = self.ep;
-        let mut resp = self.send_raw(ctx).await?;
-        if (200..300).contains(&resp.status) {
-            return Ok(resp);
-        }
-        let body = resp
-            .read_body(MAX_ERROR_BODY, true)
-            .await
-            .unwrap_or_default();
-        let body = resp.scrubber.scrub(&body);
-        Err(ep.err(map(resp.status, resp.headers(), &body), ctx))
+    ) -> impl Future<Output = Result<HttpResponse>> {
+        self.sending(ctx, Some(map))
     }
 
     /// Sends the request and returns the response whatever its status.
-    pub async fn send_raw(self, ctx: &RequestContext) -> Result<HttpResponse> {
-        let ep = self.ep;
-        if let Some(e) = self.error {
-            return Err(ep.err(e, ctx));
+    pub fn send_raw(self, ctx: &RequestContext) -> impl Future<Output = Result<HttpResponse>> {
+        self.sending(ctx, None::<fn(u16, &HeaderMap, &[u8]) -> Error>)
+    }
+
+    /// The one future behind `send`, `send_mapped` and `send_raw`. A plain function returning
+    /// one `async` block (not nested `async fn`s, which each keep a copy of the request the
+    /// next one is given): the request's parts are captured once and used in place, the
+    /// attempt is awaited from them by reference, and reading an error body reuses the
+    /// attempt's space. Nothing runs before the first poll.
+    fn sending<'s, M>(
+        self,
+        ctx: &'s RequestContext,
+        map: Option<M>,
+    ) -> impl Future<Output = Result<HttpResponse>> + use<'a, 's, M>
+    where
+        M: FnOnce(u16, &HeaderMap, &[u8]) -> Error,
+    {
+        let HttpRequest {
+            ep,
+            mut method,
+            mut url,
+            query,
+            headers,
+            mut body,
+            mut error,
+            send_key,
+        } = self;
+        async move {
+            if let Some(e) = error.take() {
+                return Err(ep.err(e, ctx));
+            }
+            let Ok(url) = &mut url else {
+                return Err(ep.err(Error::new(ErrorKind::Config, "invalid request URL"), ctx));
+            };
+            if !query.is_empty() {
+                url.query_pairs_mut()
+                    .extend_pairs(query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            }
+            let parts = Parts {
+                ep,
+                ctx,
+                headers: &headers,
+                send_key,
+            };
+            let mut resp = parts.attempt(url, &mut method, &mut body).await?;
+            let Some(map) = map else { return Ok(resp) };
+            if (200..300).contains(&resp.status) {
+                return Ok(resp);
+            }
+            let body = resp
+                .read_body(MAX_ERROR_BODY, true)
+                .await
+                .unwrap_or_default();
+            let body = resp.scrubber.scrub(&body);
+            Err(ep.err(map(resp.status, resp.headers(), &body), ctx))
         }
+    }
+}
+
+/// The parts of a request an attempt reads but does not change.
+struct Parts<'r> {
+    ep: &'r HttpEndpoint,
+    ctx: &'r RequestContext,
+    headers: &'r [(HeaderName, HeaderValue)],
+    send_key: bool,
+}
+
+impl Parts<'_> {
+    /// Sends the request (following redirects by hand) until a response's headers arrive.
+    /// `url`, `method` and `body` change as redirects are followed.
+    async fn attempt(
+        &self,
+        url: &mut Url,
+        method: &mut Method,
+        body: &mut Option<(Bytes, HeaderValue)>,
+    ) -> Result<HttpResponse> {
+        let (ep, ctx) = (self.ep, self.ctx);
         let t = &ep.config.timeouts;
         // The attempt's clock reads: this one, and the caller's deadline's when it has one.
         let now = Instant::now();
@@ -568,16 +630,6 @@ impl HttpRequest<'_> {
             let fb = now + t.first_byte;
             deadline.map_or(fb, |d| d.min(fb))
         };
-
-        let mut url = self
-            .url
-            .map_err(|_| ep.err(Error::new(ErrorKind::Config, "invalid request URL"), ctx))?;
-        if !self.query.is_empty() {
-            url.query_pairs_mut()
-                .extend_pairs(self.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        }
-        let mut method = self.method;
-        let mut body = self.body;
         let mut with_key = self.send_key;
         // The pool's key for this attempt, if it chose one: checked against this endpoint
         // before anything is sent, and its header built once for every hop.
@@ -587,107 +639,25 @@ impl HttpRequest<'_> {
                 Some(attempt_key_header(&ep.config.id, ep.auth, k).map_err(|e| ep.err(e, ctx))?)
             }
         };
-        let mut id = [0u8; 26];
-        let request_id = HeaderValue::from_bytes(ctx.request_id().encode(&mut id).as_bytes())
-            .map_err(|_| ep.err(Error::new(ErrorKind::Config, "invalid request id"), ctx))?;
+        let request_id = {
+            let mut id = [0u8; 26];
+            HeaderValue::from_bytes(ctx.request_id().encode(&mut id).as_bytes())
+                .map_err(|_| ep.err(Error::new(ErrorKind::Config, "invalid request id"), ctx))?
+        };
         // One timer for the whole attempt until the headers arrive, across redirects: the
         // first-byte timeout, or the deadline when it comes first.
         let mut first_byte = pin!(sleep_until(first_byte_at));
 
         for hop in 0..=MAX_REDIRECTS {
-            let home = (with_key && (ep.config.api_key.is_some() || attempt_key.is_some()))
-                || !ep.config.headers.is_empty();
-            let home = home && ep.is_home(&url);
-            // Credentials written into a URL (`user:password@`, from a rebased base, an
-            // absolute path or a redirect) are never sent: keys go in the endpoint's key.
-            if !url.username().is_empty() || url.password().is_some() {
-                return Err(ep.err(
-                    Error::new(
-                        ErrorKind::Config,
-                        "a URL with credentials in it (user:password@) is not sent",
-                    )
-                    .with_reached_server(false),
-                    ctx,
-                ));
-            }
-            // The request is built in place (not through `RequestBuilder`, which is moved
-            // by value once per header).
-            let mut req = reqwest::Request::new(method.clone(), url.clone());
-            let h = req.headers_mut();
-            // The endpoint's own headers (which may carry tenant ids or tokens of their own)
-            // go to its origin only, like its key.
-            if home {
-                let Some(headers) = &ep.headers else {
-                    // the name only: a value may carry a token of its own
-                    let bad = ep.config.headers.iter().find(|(k, v)| {
-                        HeaderName::try_from(k.as_str()).is_err()
-                            || HeaderValue::try_from(v.as_str()).is_err()
-                    });
-                    let name = bad.map_or("", |(k, _)| k.as_str());
-                    return Err(ep.err(
-                        Error::new(
-                            ErrorKind::Config,
-                            format!(
-                                "the endpoint's header {name:?} is not a valid header name and value"
-                            ),
-                        )
-                        .with_reached_server(false),
-                        ctx,
-                    ));
-                };
-                for (k, v) in headers.iter() {
-                    h.append(k.clone(), v.clone());
-                }
-            }
-            for (k, v) in &self.headers {
-                h.append(k.clone(), v.clone());
-            }
-            h.append(X_REQUEST_ID, request_id.clone());
-            if let Some((b, ct)) = &body {
-                h.append(http::header::CONTENT_TYPE, ct.clone());
-                *req.body_mut() = Some(reqwest::Body::from(b.clone()));
-            }
-            if with_key && let Some((name, value)) = &attempt_key {
-                // The attempt's key is bound to this endpoint's origin like its own.
-                if !home {
-                    return Err(ep.err(
-                        Error::new(
-                            ErrorKind::Config,
-                            "refusing to send the attempt's key to another origin",
-                        ),
-                        ctx,
-                    ));
-                }
-                req.headers_mut().append(name.clone(), value.clone());
-            } else if with_key && ep.config.api_key.is_some() {
-                // Keys are bound to their endpoint's origin, checked at send time.
-                if !home {
-                    return Err(ep.err(
-                        Error::new(
-                            ErrorKind::Config,
-                            "refusing to send the endpoint's key to another origin",
-                        ),
-                        ctx,
-                    ));
-                }
-                match (&ep.key_header, ep.auth) {
-                    (_, Auth::None) => {}
-                    (Some((name, value)), _) => {
-                        req.headers_mut().append(name.clone(), value.clone());
-                    }
-                    (None, Auth::Bearer | Auth::Header(_)) => {
-                        return Err(ep.err(
-                            Error::new(
-                                ErrorKind::Config,
-                                "the endpoint's key is not a valid header value",
-                            )
-                            .with_reached_server(false),
-                            ctx,
-                        ));
-                    }
-                }
-            }
-            let resp = match before(ep.client.execute(req), first_byte.as_mut()).await {
+            let pending = self.hop_request(
+                url,
+                method,
+                body,
+                with_key,
+                attempt_key.as_ref(),
+                &request_id,
+            )?;
+            let resp = match before(pending, first_byte.as_mut()).await {
                 None => {
                     return Err(ep.err(
                         Error::new(
@@ -698,7 +668,7 @@ impl HttpRequest<'_> {
                         ctx,
                     ));
                 }
-                Some(Err(e)) => return Err(ep.err(send_error(e, &ep.config.id, &url), ctx)),
+                Some(Err(e)) => return Err(ep.err(send_error(e, &ep.config.id, url), ctx)),
                 Some(Ok(r)) => r,
             };
             let status = resp.status().as_u16();
@@ -716,11 +686,11 @@ impl HttpRequest<'_> {
                 if !ep.is_home(&next) {
                     with_key = false;
                 }
-                if matches!(status, 301..=303) && method != Method::HEAD {
-                    method = Method::GET;
-                    body = None;
+                if matches!(status, 301..=303) && *method != Method::HEAD {
+                    *method = Method::GET;
+                    *body = None;
                 }
-                url = next;
+                *url = next;
                 continue;
             }
             ctx.mark_first_byte();
@@ -731,6 +701,112 @@ impl HttpRequest<'_> {
             return HttpResponse::new(resp, ep, ctx, deadline);
         }
         Err(ep.err(Error::new(ErrorKind::Server, "too many redirects"), ctx))
+    }
+
+    /// One hop's request, built in place (not through `RequestBuilder`, which is moved by
+    /// value once per header) and handed to reqwest, in a function of its own so that the
+    /// request is not kept in the attempt's future while the attempt waits.
+    fn hop_request(
+        &self,
+        url: &Url,
+        method: &Method,
+        body: &Option<(Bytes, HeaderValue)>,
+        with_key: bool,
+        attempt_key: Option<&(HeaderName, HeaderValue)>,
+        request_id: &HeaderValue,
+    ) -> Result<impl Future<Output = reqwest::Result<reqwest::Response>> + use<>> {
+        let (ep, ctx) = (self.ep, self.ctx);
+        let home = (with_key && (ep.config.api_key.is_some() || attempt_key.is_some()))
+            || !ep.config.headers.is_empty();
+        let home = home && ep.is_home(url);
+        // Credentials written into a URL (`user:password@`, from a rebased base, an
+        // absolute path or a redirect) are never sent: keys go in the endpoint's key.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ep.err(
+                Error::new(
+                    ErrorKind::Config,
+                    "a URL with credentials in it (user:password@) is not sent",
+                )
+                .with_reached_server(false),
+                ctx,
+            ));
+        }
+        let mut req = reqwest::Request::new(method.clone(), url.clone());
+        let h = req.headers_mut();
+        // The endpoint's own headers (which may carry tenant ids or tokens of their own)
+        // go to its origin only, like its key.
+        if home {
+            let Some(headers) = &ep.headers else {
+                // the name only: a value may carry a token of its own
+                let bad = ep.config.headers.iter().find(|(k, v)| {
+                    HeaderName::try_from(k.as_str()).is_err()
+                        || HeaderValue::try_from(v.as_str()).is_err()
+                });
+                let name = bad.map_or("", |(k, _)| k.as_str());
+                return Err(ep.err(
+                    Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "the endpoint's header {name:?} is not a valid header name and value"
+                        ),
+                    )
+                    .with_reached_server(false),
+                    ctx,
+                ));
+            };
+            for (k, v) in headers.iter() {
+                h.append(k.clone(), v.clone());
+            }
+        }
+        for (k, v) in self.headers {
+            h.append(k.clone(), v.clone());
+        }
+        h.append(X_REQUEST_ID, request_id.clone());
+        if let Some((b, ct)) = body {
+            h.append(http::header::CONTENT_TYPE, ct.clone());
+            *req.body_mut() = Some(reqwest::Body::from(b.clone()));
+        }
+        if with_key && let Some((name, value)) = attempt_key {
+            // The attempt's key is bound to this endpoint's origin like its own.
+            if !home {
+                return Err(ep.err(
+                    Error::new(
+                        ErrorKind::Config,
+                        "refusing to send the attempt's key to another origin",
+                    ),
+                    ctx,
+                ));
+            }
+            req.headers_mut().append(name.clone(), value.clone());
+        } else if with_key && ep.config.api_key.is_some() {
+            // Keys are bound to their endpoint's origin, checked at send time.
+            if !home {
+                return Err(ep.err(
+                    Error::new(
+                        ErrorKind::Config,
+                        "refusing to send the endpoint's key to another origin",
+                    ),
+                    ctx,
+                ));
+            }
+            match (&ep.key_header, ep.auth) {
+                (_, Auth::None) => {}
+                (Some((name, value)), _) => {
+                    req.headers_mut().append(name.clone(), value.clone());
+                }
+                (None, Auth::Bearer | Auth::Header(_)) => {
+                    return Err(ep.err(
+                        Error::new(
+                            ErrorKind::Config,
+                            "the endpoint's key is not a valid header value",
+                        )
+                        .with_reached_server(false),
+                        ctx,
+                    ));
+                }
+            }
+        }
+        Ok(ep.client.execute(req))
     }
 }
 
@@ -854,8 +930,14 @@ impl HttpResponse {
 
     /// The whole body (decompressed), at most the endpoint's body limit. A textual body (JSON,
     /// `text/*`, or no content type) has the endpoint's key scrubbed from it.
-    pub async fn bytes(mut self) -> Result<Bytes> {
-        self.read_scrubbed().await
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps a second copy of the response it is given"
+    )]
+    pub fn bytes(mut self) -> impl Future<Output = Result<Bytes>> {
+        // an `async` block reading the response it owns in place (an `async fn` would keep a
+        // second copy of it)
+        async move { self.read_scrubbed().await }
     }
 
     async fn read_scrubbed(&mut self) -> Result<Bytes> {
@@ -969,7 +1051,15 @@ impl HttpResponse {
     }
 
     /// The body parsed as JSON.
-    pub async fn json<T: serde::de::DeserializeOwned>(mut self) -> Result<T> {
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps a second copy of the response it is given"
+    )]
+    pub fn json<T: serde::de::DeserializeOwned>(mut self) -> impl Future<Output = Result<T>> {
+        async move { self.json_in_place().await }
+    }
+
+    async fn json_in_place<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         let body = self.read_scrubbed().await?;
         serde_json::from_slice(&body).map_err(|e| {
             let body = self.scrubber.scrub(&body);
