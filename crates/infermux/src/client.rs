@@ -723,6 +723,14 @@ impl fmt::Debug for OpenedStream {
     }
 }
 
+/// The chat answer in `response`, or the error for another operation's answer.
+fn chat_answer(response: Response) -> Result<ChatResponse> {
+    match response {
+        Response::Chat(c) => Ok(c),
+        _ => Err(unexpected("chat")),
+    }
+}
+
 fn unexpected(op: &str) -> Error {
     Error::new(
         ErrorKind::Decode,
@@ -837,21 +845,36 @@ impl Client {
 
     /// One call of any operation: from the cache when it holds the answer, through the
     /// embedding batcher for embeddings when batching is on, else through the stack.
-    pub async fn call(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
-        if self.extras.is_empty() {
-            // the plain path keeps its small, shallow future: no cache or batcher state inside
-            // it, and no extra async layer (callers' async fns inherit the nesting, and rustc
-            // limits its depth)
-            return match &*self.inner {
-                // the stack's own future, not the `Provider` trait's boxed one
-                Inner::Single(r) => r.execute(request, &ctx).await,
-                Inner::Routed(r) => r.call(request, ctx).await,
-            };
+    ///
+    /// A plain function returning one `async` block, not an `async fn`: the block owns `ctx`
+    /// once (an `async fn` keeps a second copy of an argument it is given by value), and
+    /// nothing runs before the first poll.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps a second copy of the context it is given"
+    )]
+    pub fn call<'s>(
+        &'s self,
+        request: &'s Request,
+        ctx: RequestContext,
+    ) -> impl Future<Output = Result<Response>> + 's {
+        async move {
+            if self.extras.is_empty() {
+                // the plain path keeps its small, shallow future: no cache or batcher state
+                // inside it, and no extra async layer (callers' async fns inherit the
+                // nesting, and rustc limits its depth)
+                return match &*self.inner {
+                    // the stack's own future, not the `Provider` trait's boxed one
+                    Inner::Single(r) => r.execute(request, &ctx).await,
+                    Inner::Routed(r) => r.call(request, ctx).await,
+                };
+            }
+            // type-erased: the cache's future nests the batcher's and the stack's, and a
+            // caller's own async fns would otherwise inherit that depth (rustc's query depth
+            // limit)
+            let fut: BoxFuture<'_, Result<Response>> = Box::pin(self.call_extras(request, ctx));
+            fut.await
         }
-        // type-erased: the cache's future nests the batcher's and the stack's, and a caller's
-        // own async fns would otherwise inherit that depth (rustc's query depth limit)
-        let fut: BoxFuture<'_, Result<Response>> = Box::pin(self.call_extras(request, ctx));
-        fut.await
     }
 
     async fn call_extras(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
@@ -946,20 +969,22 @@ impl Client {
     }
 
     /// A chat answer.
-    pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse> {
-        self.chat_with(request, self.context()).await
+    ///
+    /// Its context (a new request id, the client's priority) is made at the first poll.
+    pub fn chat(&self, request: ChatRequest) -> impl Future<Output = Result<ChatResponse>> + '_ {
+        // the request is wrapped before the `async` block, which then owns it once
+        let request = Request::Chat(request);
+        async move { chat_answer(self.call(&request, self.context()).await?) }
     }
 
     /// A chat answer with a given context (priority, deadline, tenant, request id).
-    pub async fn chat_with(
+    pub fn chat_with(
         &self,
         request: ChatRequest,
         ctx: RequestContext,
-    ) -> Result<ChatResponse> {
-        match self.call(&Request::Chat(request), ctx).await? {
-            Response::Chat(c) => Ok(c),
-            _ => Err(unexpected("chat")),
-        }
+    ) -> impl Future<Output = Result<ChatResponse>> + '_ {
+        let request = Request::Chat(request);
+        async move { chat_answer(self.call(&request, ctx).await?) }
     }
 
     /// A streamed chat answer, resolved at its first event.
