@@ -723,11 +723,35 @@ impl fmt::Debug for OpenedStream {
     }
 }
 
-/// The chat answer in `response`, or the error for another operation's answer.
+// The answer of each typed call in a `Response`, or the error for another operation's answer.
 fn chat_answer(response: Response) -> Result<ChatResponse> {
     match response {
         Response::Chat(c) => Ok(c),
         _ => Err(unexpected("chat")),
+    }
+}
+fn embeddings_answer(response: Response) -> Result<EmbeddingResponse> {
+    match response {
+        Response::Embeddings(e) => Ok(e),
+        _ => Err(unexpected("embeddings")),
+    }
+}
+fn completion_answer(response: Response) -> Result<CompletionResponse> {
+    match response {
+        Response::Completion(c) => Ok(c),
+        _ => Err(unexpected("completion")),
+    }
+}
+fn rerank_answer(response: Response) -> Result<RerankResponse> {
+    match response {
+        Response::Rerank(r) => Ok(r),
+        _ => Err(unexpected("rerank")),
+    }
+}
+fn models_answer(response: Response) -> Result<ModelList> {
+    match response {
+        Response::Models(m) => Ok(m),
+        _ => Err(unexpected("models")),
     }
 }
 
@@ -970,11 +994,10 @@ impl Client {
 
     /// A chat answer.
     ///
-    /// Its context (a new request id, the client's priority) is made at the first poll.
+    /// Its context (a new request id, the client's priority) is made at the first poll, as
+    /// for every typed call below.
     pub fn chat(&self, request: ChatRequest) -> impl Future<Output = Result<ChatResponse>> + '_ {
-        // the request is wrapped before the `async` block, which then owns it once
-        let request = Request::Chat(request);
-        async move { chat_answer(self.call(&request, self.context()).await?) }
+        self.typed(Request::Chat(request), None, chat_answer)
     }
 
     /// A chat answer with a given context (priority, deadline, tenant, request id).
@@ -983,85 +1006,108 @@ impl Client {
         request: ChatRequest,
         ctx: RequestContext,
     ) -> impl Future<Output = Result<ChatResponse>> + '_ {
-        let request = Request::Chat(request);
-        async move { chat_answer(self.call(&request, ctx).await?) }
+        self.typed(Request::Chat(request), Some(ctx), chat_answer)
+    }
+
+    /// One typed call: `request` through [`call`](Self::call) with `ctx` (or a new context at
+    /// the first poll), its answer taken out by `answer`. A plain function returning one
+    /// `async` block that owns the request once (nested `async fn`s each kept a copy).
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps a second copy of the request it is given"
+    )]
+    fn typed<'s, T: 's>(
+        &'s self,
+        request: Request,
+        ctx: Option<RequestContext>,
+        answer: fn(Response) -> Result<T>,
+    ) -> impl Future<Output = Result<T>> + 's {
+        async move {
+            let ctx = ctx.unwrap_or_else(|| self.context());
+            answer(self.call(&request, ctx).await?)
+        }
     }
 
     /// A streamed chat answer, resolved at its first event.
-    pub async fn stream_chat(&self, request: ChatRequest) -> Result<EventStream> {
-        self.stream_chat_with(request, self.context()).await
+    pub fn stream_chat(
+        &self,
+        request: ChatRequest,
+    ) -> impl Future<Output = Result<EventStream>> + '_ {
+        let request = Request::Chat(request);
+        async move {
+            let ctx = self.context();
+            self.open_stream(&request, ctx).await.map(|s| s.events)
+        }
     }
 
     /// A streamed chat answer with a given context.
-    pub async fn stream_chat_with(
+    pub fn stream_chat_with(
         &self,
         request: ChatRequest,
         ctx: RequestContext,
-    ) -> Result<EventStream> {
-        self.stream(&Request::Chat(request), ctx).await
+    ) -> impl Future<Output = Result<EventStream>> + '_ {
+        let request = Request::Chat(request);
+        async move { self.open_stream(&request, ctx).await.map(|s| s.events) }
     }
 
     /// Embeddings, one per input.
-    pub async fn embed(&self, request: EmbeddingRequest) -> Result<EmbeddingResponse> {
-        self.embed_with(request, self.context()).await
+    pub fn embed(
+        &self,
+        request: EmbeddingRequest,
+    ) -> impl Future<Output = Result<EmbeddingResponse>> + '_ {
+        self.typed(Request::Embeddings(request), None, embeddings_answer)
     }
 
     /// Embeddings with a given context.
-    pub async fn embed_with(
+    pub fn embed_with(
         &self,
         request: EmbeddingRequest,
         ctx: RequestContext,
-    ) -> Result<EmbeddingResponse> {
-        match self.call(&Request::Embeddings(request), ctx).await? {
-            Response::Embeddings(e) => Ok(e),
-            _ => Err(unexpected("embeddings")),
-        }
+    ) -> impl Future<Output = Result<EmbeddingResponse>> + '_ {
+        self.typed(Request::Embeddings(request), Some(ctx), embeddings_answer)
     }
 
     /// A legacy completion.
-    pub async fn complete(&self, request: CompletionRequest) -> Result<CompletionResponse> {
-        self.complete_with(request, self.context()).await
+    pub fn complete(
+        &self,
+        request: CompletionRequest,
+    ) -> impl Future<Output = Result<CompletionResponse>> + '_ {
+        self.typed(Request::Completion(request), None, completion_answer)
     }
 
     /// A legacy completion with a given context.
-    pub async fn complete_with(
+    pub fn complete_with(
         &self,
         request: CompletionRequest,
         ctx: RequestContext,
-    ) -> Result<CompletionResponse> {
-        match self.call(&Request::Completion(request), ctx).await? {
-            Response::Completion(c) => Ok(c),
-            _ => Err(unexpected("completion")),
-        }
+    ) -> impl Future<Output = Result<CompletionResponse>> + '_ {
+        self.typed(Request::Completion(request), Some(ctx), completion_answer)
     }
 
     /// Documents ranked by relevance to a query.
-    pub async fn rerank(&self, request: RerankRequest) -> Result<RerankResponse> {
-        self.rerank_with(request, self.context()).await
+    pub fn rerank(
+        &self,
+        request: RerankRequest,
+    ) -> impl Future<Output = Result<RerankResponse>> + '_ {
+        self.typed(Request::Rerank(request), None, rerank_answer)
     }
 
     /// A rerank with a given context.
-    pub async fn rerank_with(
+    pub fn rerank_with(
         &self,
         request: RerankRequest,
         ctx: RequestContext,
-    ) -> Result<RerankResponse> {
-        match self.call(&Request::Rerank(request), ctx).await? {
-            Response::Rerank(r) => Ok(r),
-            _ => Err(unexpected("rerank")),
-        }
+    ) -> impl Future<Output = Result<RerankResponse>> + '_ {
+        self.typed(Request::Rerank(request), Some(ctx), rerank_answer)
     }
 
     /// The models the endpoint offers.
-    pub async fn models(&self) -> Result<ModelList> {
-        self.models_with(self.context()).await
+    pub fn models(&self) -> impl Future<Output = Result<ModelList>> + '_ {
+        self.typed(Request::Models, None, models_answer)
     }
 
     /// The models, with a given context.
-    pub async fn models_with(&self, ctx: RequestContext) -> Result<ModelList> {
-        match self.call(&Request::Models, ctx).await? {
-            Response::Models(m) => Ok(m),
-            _ => Err(unexpected("models")),
-        }
+    pub fn models_with(&self, ctx: RequestContext) -> impl Future<Output = Result<ModelList>> + '_ {
+        self.typed(Request::Models, Some(ctx), models_answer)
     }
 }

@@ -73,6 +73,30 @@ async fn typed_calls_and_counters_add_up() {
     assert_eq!(c.latency.count, 9);
 }
 
+/// The typed calls are plain functions returning futures (not `async fn`s): a future made and
+/// dropped unpolled sends nothing and leaves no count behind, and one awaited sends once.
+#[tokio::test]
+async fn typed_call_futures_do_nothing_until_polled() {
+    let (sim, client) = setup().await;
+    let unpolled = (
+        client.chat(hello()),
+        client.chat_with(hello(), RequestContext::new()),
+        client.stream_chat(hello()),
+        client.embed(EmbeddingRequest::new("e", ["a"])),
+        client.complete(infermux::CompletionRequest::new("sim-echo-1", "hi")),
+        client.models(),
+    );
+    tokio::task::yield_now().await;
+    drop(unpolled);
+    assert_eq!(sim.requests(), 0);
+    assert_eq!(client.counters().requests, 0);
+    let models = client.models();
+    assert_eq!(sim.requests(), 0);
+    assert_eq!(models.await.unwrap().models[0].id, sim.model());
+    assert_eq!(sim.requests(), 1);
+    assert_eq!(client.counters().requests, 1);
+}
+
 #[tokio::test]
 async fn deadline_ends_a_stalled_stream_and_drops_count_as_cancelled() {
     let (sim, client) = setup().await;
