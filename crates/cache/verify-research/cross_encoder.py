@@ -235,11 +235,13 @@ def train(args):
             if bi % 50 == 0:
                 print(f"epoch {ep} batch {bi}/{len(batches)} loss {tot / (bi + 1):.4f} "
                       f"{time.time() - t0:.0f}s", flush=True)
-        torch.save(model.export(), f"{args.out}/adapter-ep{ep}.pt")
+        # with --full the base weights change too: only the whole state says what was learnt
         if args.full:
             torch.save(model.state_dict(), f"{args.out}/state-ep{ep}.pt")
-    os.makedirs(args.out, exist_ok=True)
-    torch.save(model.export(), f"{args.out}/adapter.pt")
+        else:
+            torch.save(model.export(), f"{args.out}/adapter-ep{ep}.pt")
+    if not args.full:
+        torch.save(model.export(), f"{args.out}/adapter.pt")
 
 
 def load_trained(path):

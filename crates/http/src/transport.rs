@@ -766,35 +766,28 @@ impl Parts<'_> {
             h.append(http::header::CONTENT_TYPE, ct.clone());
             *req.body_mut() = Some(reqwest::Body::from(b.clone()));
         }
-        if with_key && let Some((name, value)) = attempt_key {
-            // The attempt's key is bound to this endpoint's origin like its own.
+        if with_key && (attempt_key.is_some() || ep.config.api_key.is_some()) {
+            // A key (the pool's for this attempt, else the endpoint's own) is bound to its
+            // endpoint's origin, checked at send time.
             if !home {
+                let whose = if attempt_key.is_some() {
+                    "attempt's"
+                } else {
+                    "endpoint's"
+                };
                 return Err(ep.err(
                     Error::new(
                         ErrorKind::Config,
-                        "refusing to send the attempt's key to another origin",
+                        format!("refusing to send the {whose} key to another origin"),
                     ),
                     ctx,
                 ));
             }
-            req.headers_mut().append(name.clone(), value.clone());
-        } else if with_key && ep.config.api_key.is_some() {
-            // Keys are bound to their endpoint's origin, checked at send time.
-            if !home {
-                return Err(ep.err(
-                    Error::new(
-                        ErrorKind::Config,
-                        "refusing to send the endpoint's key to another origin",
-                    ),
-                    ctx,
-                ));
-            }
-            match (&ep.key_header, ep.auth) {
-                (_, Auth::None) => {}
-                (Some((name, value)), _) => {
-                    req.headers_mut().append(name.clone(), value.clone());
-                }
-                (None, Auth::Bearer | Auth::Header(_)) => {
+            let header = match (attempt_key, &ep.key_header, ep.auth) {
+                (Some((name, value)), _, _) => Some((name, value)),
+                (None, _, Auth::None) => None,
+                (None, Some((name, value)), _) => Some((name, value)),
+                (None, None, Auth::Bearer | Auth::Header(_)) => {
                     return Err(ep.err(
                         Error::new(
                             ErrorKind::Config,
@@ -804,6 +797,9 @@ impl Parts<'_> {
                         ctx,
                     ));
                 }
+            };
+            if let Some((name, value)) = header {
+                req.headers_mut().append(name.clone(), value.clone());
             }
         }
         Ok(ep.client.execute(req))

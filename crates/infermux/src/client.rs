@@ -1033,11 +1033,7 @@ impl Client {
         &self,
         request: ChatRequest,
     ) -> impl Future<Output = Result<EventStream>> + '_ {
-        let request = Request::Chat(request);
-        async move {
-            let ctx = self.context();
-            self.open_stream(&request, ctx).await.map(|s| s.events)
-        }
+        self.chat_stream(request, None)
     }
 
     /// A streamed chat answer with a given context.
@@ -1046,8 +1042,22 @@ impl Client {
         request: ChatRequest,
         ctx: RequestContext,
     ) -> impl Future<Output = Result<EventStream>> + '_ {
+        self.chat_stream(request, Some(ctx))
+    }
+
+    /// [`stream_chat`](Self::stream_chat) and its `_with` form: like [`typed`](Self::typed),
+    /// one `async` block owning the request once, the context made at the first poll when
+    /// none is given.
+    fn chat_stream(
+        &self,
+        request: ChatRequest,
+        ctx: Option<RequestContext>,
+    ) -> impl Future<Output = Result<EventStream>> + '_ {
         let request = Request::Chat(request);
-        async move { self.open_stream(&request, ctx).await.map(|s| s.events) }
+        async move {
+            let ctx = ctx.unwrap_or_else(|| self.context());
+            self.open_stream(&request, ctx).await.map(|s| s.events)
+        }
     }
 
     /// Embeddings, one per input.
