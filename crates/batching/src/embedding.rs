@@ -105,7 +105,7 @@ fn canonical(v: &Value, out: &mut String) {
 #[derive(Debug)]
 struct BatchMeta {
     model: String,
-    served: Option<Served>,
+    served: Option<Box<Served>>,
 }
 
 /// One input's vector and who answered its batch.

@@ -222,7 +222,7 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
                     client
                         .chat(req)
                         .await
-                        .map(|r| r.served.expect("a routed client says who served"))
+                        .map(|r| *r.served.expect("a routed client says who served"))
                 };
                 bar.inc(1);
                 out

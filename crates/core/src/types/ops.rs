@@ -74,12 +74,13 @@ pub struct CompletionResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     /// Who answered: set by the facade's client (routing, key, attempts, fallback); `None`
-    /// from a provider called directly.
+    /// from a provider called directly. Boxed, as `cache`: most answers have neither, and an
+    /// answer is moved through every layer of a call (in place they made it 136 bytes larger).
     #[serde(skip)]
-    pub served: Option<crate::route::Served>,
+    pub served: Option<Box<crate::route::Served>>,
     /// Set when the answer came from the cache; `None` when a provider answered.
     #[serde(skip)]
-    pub cache: Option<crate::route::CacheHit>,
+    pub cache: Option<Box<crate::route::CacheHit>>,
 }
 
 impl CompletionResponse {
@@ -146,12 +147,13 @@ pub struct EmbeddingResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     /// Who answered: set by the facade's client (routing, key, attempts, fallback); `None`
-    /// from a provider called directly.
+    /// from a provider called directly. Boxed, as `cache`: most answers have neither, and an
+    /// answer is moved through every layer of a call (in place they made it 136 bytes larger).
     #[serde(skip)]
-    pub served: Option<crate::route::Served>,
+    pub served: Option<Box<crate::route::Served>>,
     /// Set when the answer came from the cache; `None` when a provider answered.
     #[serde(skip)]
-    pub cache: Option<crate::route::CacheHit>,
+    pub cache: Option<Box<crate::route::CacheHit>>,
 }
 
 impl EmbeddingResponse {
@@ -224,12 +226,13 @@ pub struct RerankResponse {
     /// Results, best first.
     pub results: Vec<RerankResult>,
     /// Who answered: set by the facade's client (routing, key, attempts, fallback); `None`
-    /// from a provider called directly.
+    /// from a provider called directly. Boxed, as `cache`: most answers have neither, and an
+    /// answer is moved through every layer of a call (in place they made it 136 bytes larger).
     #[serde(skip)]
-    pub served: Option<crate::route::Served>,
+    pub served: Option<Box<crate::route::Served>>,
     /// Set when the answer came from the cache; `None` when a provider answered.
     #[serde(skip)]
-    pub cache: Option<crate::route::CacheHit>,
+    pub cache: Option<Box<crate::route::CacheHit>>,
 }
 
 impl RerankResponse {

@@ -122,40 +122,41 @@ impl Response {
     /// Who answered, when the facade's client set it.
     pub fn served(&self) -> Option<&crate::route::Served> {
         match self {
-            Response::Chat(r) => r.served.as_ref(),
-            Response::Completion(r) => r.served.as_ref(),
-            Response::Embeddings(r) => r.served.as_ref(),
-            Response::Rerank(r) => r.served.as_ref(),
+            Response::Chat(r) => r.served.as_deref(),
+            Response::Completion(r) => r.served.as_deref(),
+            Response::Embeddings(r) => r.served.as_deref(),
+            Response::Rerank(r) => r.served.as_deref(),
             Response::Models(_) => None,
         }
     }
     /// Set when the answer came from the cache.
     pub fn cache_hit(&self) -> Option<&crate::route::CacheHit> {
         match self {
-            Response::Chat(r) => r.cache.as_ref(),
-            Response::Completion(r) => r.cache.as_ref(),
-            Response::Embeddings(r) => r.cache.as_ref(),
-            Response::Rerank(r) => r.cache.as_ref(),
+            Response::Chat(r) => r.cache.as_deref(),
+            Response::Completion(r) => r.cache.as_deref(),
+            Response::Embeddings(r) => r.cache.as_deref(),
+            Response::Rerank(r) => r.cache.as_deref(),
             Response::Models(_) => None,
         }
     }
     /// Marks the answer as served from the cache (a model list ignores it).
     pub fn set_cache_hit(&mut self, hit: crate::route::CacheHit) {
         match self {
-            Response::Chat(r) => r.cache = Some(hit),
-            Response::Completion(r) => r.cache = Some(hit),
-            Response::Embeddings(r) => r.cache = Some(hit),
-            Response::Rerank(r) => r.cache = Some(hit),
+            Response::Chat(r) => r.cache = Some(Box::new(hit)),
+            Response::Completion(r) => r.cache = Some(Box::new(hit)),
+            Response::Embeddings(r) => r.cache = Some(Box::new(hit)),
+            Response::Rerank(r) => r.cache = Some(Box::new(hit)),
             Response::Models(_) => {}
         }
     }
     /// Sets who answered (a model list has no field for it and ignores it).
     pub fn set_served(&mut self, served: crate::route::Served) {
+        let served = Some(Box::new(served));
         match self {
-            Response::Chat(r) => r.served = Some(served),
-            Response::Completion(r) => r.served = Some(served),
-            Response::Embeddings(r) => r.served = Some(served),
-            Response::Rerank(r) => r.served = Some(served),
+            Response::Chat(r) => r.served = served,
+            Response::Completion(r) => r.served = served,
+            Response::Embeddings(r) => r.served = served,
+            Response::Rerank(r) => r.served = served,
             Response::Models(_) => {}
         }
     }
