@@ -92,13 +92,14 @@ where
     T: Send + 'static,
     D: EventDecoder<T>,
 {
-    let pump = Pump {
+    // boxed: `unfold` moves its state into each event's future and back out with the event
+    let pump = Box::new(Pump {
         items,
         decoder,
         pending: VecDeque::new(),
         ended: false,
         with_context,
-    };
+    });
     Box::pin(futures_util::stream::unfold(pump, |mut p| async move {
         let item = p.next().await?;
         Some((item, p))

@@ -1088,14 +1088,16 @@ impl HttpResponse {
     }
 
     fn decode<D: Decoder>(self, decoder: D) -> DecodedStream<D::Item> {
-        let state = DecodeState {
+        // boxed: `unfold` moves its state into each item's future and back out with the item
+        // (480 bytes for SSE, twice an event); a box moves as one pointer
+        let state = Box::new(DecodeState {
             resp: self,
             decoder,
             pending: Vec::new(),
             next: 0,
             finished: false,
             total: 0,
-        };
+        });
         Box::pin(futures_util::stream::unfold(state, |mut st| async move {
             loop {
                 if let Some(item) = st.pending.get_mut(st.next) {
