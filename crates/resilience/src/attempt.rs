@@ -369,7 +369,7 @@ impl AttemptExecutor {
             (Some(b), Some(t)) => Some(BreakerGuard::from_ticket(b.clone(), t)),
             _ => None,
         };
-        async {
+        let fut = async {
             let mut record = AttemptRecord::start(&self.counters, &self.clock);
             let in_flight = InFlight::new(&self.counters);
             let t0 = self.clock.now();
@@ -407,9 +407,13 @@ impl AttemptExecutor {
                     Err(e)
                 }
             }
+        };
+        // a span no subscriber records is not entered on every poll
+        if span.is_disabled() {
+            fut.await
+        } else {
+            fut.instrument(span.clone()).await
         }
-        .instrument(span.clone())
-        .await
     }
 }
 

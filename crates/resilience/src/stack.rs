@@ -230,11 +230,18 @@ impl Resilient {
         ctx: &RequestContext,
     ) -> Result<EventStream> {
         let span = self.call_span(request, ctx, true);
-        self.policy
-            .stream_traced(&self.exec, request, ctx, span.clone())
-            .instrument(span)
-            .await
-            .map(|c| c.value)
+        // as in `execute`: a span no subscriber records is not entered on every poll
+        let opened = if span.is_disabled() {
+            self.policy
+                .stream_traced(&self.exec, request, ctx, span)
+                .await
+        } else {
+            let traced = self
+                .policy
+                .stream_traced(&self.exec, request, ctx, span.clone());
+            traced.instrument(span).await
+        };
+        opened.map(|c| c.value)
     }
 
     fn call_span(&self, request: &Request, ctx: &RequestContext, stream: bool) -> tracing::Span {
