@@ -730,7 +730,7 @@ fn chat_answer(response: Response) -> Result<ChatResponse> {
         _ => Err(unexpected("chat")),
     }
 }
-fn embeddings_answer(response: Response) -> Result<EmbeddingResponse> {
+pub(crate) fn embeddings_answer(response: Response) -> Result<EmbeddingResponse> {
     match response {
         Response::Embeddings(e) => Ok(e),
         _ => Err(unexpected("embeddings")),
@@ -756,9 +756,14 @@ fn models_answer(response: Response) -> Result<ModelList> {
 }
 
 fn unexpected(op: &str) -> Error {
+    let a = if op.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     Error::new(
         ErrorKind::Decode,
-        format!("the provider answered a {op} request with another operation"),
+        format!("the provider answered {a} {op} request with another operation"),
     )
 }
 

@@ -163,13 +163,7 @@ impl LazyBatcher {
         let b = EmbeddingBatcher::new(self.config.clone(), move |req, ctx| {
             let inner = Arc::clone(&inner);
             async move {
-                match inner.call(&Request::Embeddings(req), ctx).await? {
-                    Response::Embeddings(e) => Ok(e),
-                    _ => Err(Error::new(
-                        ErrorKind::Decode,
-                        "the provider answered an embeddings request with another operation",
-                    )),
-                }
+                crate::client::embeddings_answer(inner.call(&Request::Embeddings(req), ctx).await?)
             }
         })?;
         // two first calls at once: one batcher wins, the other is dropped unused
