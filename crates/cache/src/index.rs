@@ -369,8 +369,8 @@ mod tests {
     }
 
     /// The graph's distance on quantised rows is within 2·10⁻³ of the exact one at 384
-    /// dimensions (10⁻² at 3 and 17, where a step is coarse beside most components); a row's distance
-    /// to itself is as close to 0 and never negative; and the check sees a wrong step.
+    /// dimensions (10⁻² at 3 and 17, where a step is coarse beside most components); a row's
+    /// distance to itself is as close to 0 and never negative; and the check sees a wrong step.
     #[test]
     fn quantised_distance_is_close_to_the_exact_one() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
