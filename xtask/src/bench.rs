@@ -184,13 +184,7 @@ pub(crate) fn run(root: &Path, opts: &Options) -> Result<()> {
     let (python, node_modules) = prepare(&home, &peers)?;
     let prepared = Instant::now();
 
-    let mut upstream = Spawned::start(Command::new(&bin).arg("upstream"), "the mock upstream")?;
-    let line = upstream.first_line()?;
-    let addr = line
-        .strip_prefix("listening ")
-        .ok_or_else(|| format!("the mock upstream said `{line}`"))?
-        .to_owned();
-    let upstream_url = format!("http://{addr}");
+    let (mut upstream, upstream_url) = start_upstream(&bin)?;
 
     let specs = matrix(opts.quick, &peers);
     let total = specs.len() * repeats as usize;
@@ -459,7 +453,20 @@ fn prepare(home: &Path, peers: &[&str]) -> Result<(PathBuf, PathBuf)> {
 }
 
 /// A child process this run started; killed (by its handle) when dropped.
-struct Spawned {
+/// Starts the mock upstream of the `peers` binary `bin` on a free loopback port; it and its
+/// base URL.
+pub(crate) fn start_upstream(bin: &Path) -> Result<(Spawned, String)> {
+    let mut upstream = Spawned::start(Command::new(bin).arg("upstream"), "the mock upstream")?;
+    let line = upstream.first_line()?;
+    let addr = line
+        .strip_prefix("listening ")
+        .ok_or_else(|| format!("the mock upstream said `{line}`"))?
+        .to_owned();
+    Ok((upstream, format!("http://{addr}")))
+}
+
+/// A child process, killed when dropped.
+pub(crate) struct Spawned {
     child: Child,
     what: String,
 }
@@ -491,7 +498,7 @@ impl Spawned {
         self.child.id()
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

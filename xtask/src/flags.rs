@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::{Result, bench, ci::STEPS};
+use crate::{Result, bench, ci::STEPS, counts};
 
 /// Printed for `help` and after an unknown command or flag.
 pub(crate) const USAGE: &str = "\
@@ -23,6 +23,10 @@ commands:
                                        TensorZero, Portkey, LiteLLM against one mock upstream);
                                        report in <target>/bench-report/; --docs also writes the
                                        figures into docs/benchmarks.md
+  bench instructions [--peers LIST] [--concurrency N] [--stream] [--secs A,B]
+                                       the Rust peers' instructions and L1 misses per request,
+                                       counted under valgrind (two windows, their difference);
+                                       report in <target>/bench-report/instructions.md
   help                                 print this message";
 
 /// A parsed command line.
@@ -56,6 +60,8 @@ pub(crate) enum Flags {
     },
     /// `bench peers [--quick] [--peers LIST] [--repeats N] [--secs S] [--docs]`
     BenchPeers(bench::Options),
+    /// `bench instructions [--peers LIST] [--concurrency N] [--stream] [--secs A,B]`
+    BenchInstructions(counts::Options),
 }
 
 impl Flags {
@@ -116,10 +122,13 @@ impl Flags {
             "bench" => {
                 match rest.next() {
                     Some("peers") => {}
+                    Some("instructions") => return parse_instructions(rest),
                     Some(other) => {
-                        return Err(format!("bench: unknown benchmark `{other}` (peers)"));
+                        return Err(format!(
+                            "bench: unknown benchmark `{other}` (peers, instructions)"
+                        ));
                     }
-                    None => return Err("bench: which benchmark? (peers)".to_owned()),
+                    None => return Err("bench: which benchmark? (peers, instructions)".to_owned()),
                 }
                 let mut opts = bench::Options {
                     quick: false,
@@ -177,6 +186,57 @@ impl Flags {
     }
 }
 
+/// The arguments of `bench instructions`.
+fn parse_instructions<'a>(mut rest: impl Iterator<Item = &'a str>) -> Result<Flags> {
+    let mut opts = counts::Options::default();
+    while let Some(arg) = rest.next() {
+        let (key, inline) = match arg.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (arg, None),
+        };
+        let mut value = |name: &str| -> Result<String> {
+            match inline {
+                Some(v) => Ok(v.to_owned()),
+                None => rest
+                    .next()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("{name} needs a value")),
+            }
+        };
+        match key {
+            "--stream" if inline.is_none() => opts.stream = true,
+            "--peers" => {
+                let list = value("--peers")?;
+                opts.peers = Some(list.split(',').map(str::to_owned).collect());
+            }
+            "--concurrency" => {
+                let v = value("--concurrency")?;
+                match v.parse::<u32>() {
+                    Ok(n) if n > 0 => opts.concurrency = n,
+                    _ => return Err(format!("--concurrency: not a positive count: {v}")),
+                }
+            }
+            "--secs" => {
+                let v = value("--secs")?;
+                let pair = v.split_once(',').and_then(|(a, b)| {
+                    let (a, b) = (a.parse::<f64>().ok()?, b.parse::<f64>().ok()?);
+                    (a.is_finite() && b.is_finite() && a > 0.0 && b > a).then_some((a, b))
+                });
+                match pair {
+                    Some(p) => opts.secs = p,
+                    None => {
+                        return Err(format!(
+                            "--secs: two windows A,B in seconds with 0 < A < B: {v}"
+                        ));
+                    }
+                }
+            }
+            _ => return Err(format!("bench instructions: unknown argument `{arg}`")),
+        }
+    }
+    Ok(Flags::BenchInstructions(opts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +287,27 @@ mod tests {
                 docs: true,
             }))
         );
+        assert_eq!(
+            parse(&[
+                "bench",
+                "instructions",
+                "--peers=infermux-standard",
+                "--concurrency",
+                "64",
+                "--stream",
+                "--secs=1,3"
+            ]),
+            Ok(Flags::BenchInstructions(counts::Options {
+                peers: Some(vec!["infermux-standard".into()]),
+                concurrency: 64,
+                stream: true,
+                secs: (1.0, 3.0),
+            }))
+        );
+        assert_eq!(
+            parse(&["bench", "instructions"]),
+            Ok(Flags::BenchInstructions(counts::Options::default()))
+        );
     }
 
     #[test]
@@ -243,5 +324,10 @@ mod tests {
         assert!(parse(&["bench", "peers", "--repeats", "0"]).is_err());
         assert!(parse(&["bench", "peers", "--secs"]).is_err());
         assert!(parse(&["bench", "peers", "--quick=yes"]).is_err());
+        assert!(parse(&["bench", "instructions", "--secs", "6,2"]).is_err());
+        assert!(parse(&["bench", "instructions", "--secs", "2"]).is_err());
+        assert!(parse(&["bench", "instructions", "--concurrency", "0"]).is_err());
+        assert!(parse(&["bench", "instructions", "--stream=no"]).is_err());
+        assert!(parse(&["bench", "instructions", "--quick"]).is_err());
     }
 }

@@ -12,10 +12,12 @@
 //! | `publish-order [--dry-run]` | the order publishable crates must be released in |
 //! | `conformance [--corpus DIR] [--json]` | runs the CLI's conformance suite over cassettes |
 //! | `bench peers [--quick] [--peers LIST] [--repeats N] [--secs S] [--docs]` | the peer benchmark (not part of `ci`: it installs Python and Node peers) |
+//! | `bench instructions [--peers LIST] [--concurrency N] [--stream] [--secs A,B]` | the Rust peers' instructions and L1 misses per request, counted under valgrind |
 
 mod bench;
 mod ci;
 mod codegen;
+mod counts;
 mod flags;
 mod manifest;
 mod publish;
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
             conformance(&root, &corpus, json)
         }
         Flags::BenchPeers(opts) => bench::run(&root, &opts),
+        Flags::BenchInstructions(opts) => counts::run(&root, &opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
