@@ -887,6 +887,20 @@ impl Client {
         request: &'s Request,
         ctx: RequestContext,
     ) -> impl Future<Output = Result<Response>> + 's {
+        async move { self.call_boxed(request, ctx).await.map(|r| *r) }
+    }
+
+    /// [`call`](Self::call) with the answer boxed as it came up the stack (the typed calls
+    /// take their part out of the box: one move, not one per layer).
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps a second copy of the context it is given"
+    )]
+    fn call_boxed<'s>(
+        &'s self,
+        request: &'s Request,
+        ctx: RequestContext,
+    ) -> impl Future<Output = Result<Box<Response>>> + 's {
         async move {
             if self.extras.is_empty() {
                 // the plain path keeps its small, shallow future: no cache or batcher state
@@ -894,15 +908,15 @@ impl Client {
                 // nesting, and rustc limits its depth)
                 return match &*self.inner {
                     // the stack's own future, not the `Provider` trait's boxed one
-                    Inner::Single(r) => r.execute(request, &ctx).await,
-                    Inner::Routed(r) => r.call(request, ctx).await,
+                    Inner::Single(r) => r.execute_boxed(request, &ctx).await,
+                    Inner::Routed(r) => r.call(request, ctx).await.map(Box::new),
                 };
             }
             // type-erased: the cache's future nests the batcher's and the stack's, and a
             // caller's own async fns would otherwise inherit that depth (rustc's query depth
             // limit)
             let fut: BoxFuture<'_, Result<Response>> = Box::pin(self.call_extras(request, ctx));
-            fut.await
+            fut.await.map(Box::new)
         }
     }
 
@@ -1029,7 +1043,7 @@ impl Client {
     ) -> impl Future<Output = Result<T>> + 's {
         async move {
             let ctx = ctx.unwrap_or_else(|| self.context());
-            answer(self.call(&request, ctx).await?)
+            answer(*self.call_boxed(&request, ctx).await?)
         }
     }
 

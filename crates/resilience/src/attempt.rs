@@ -333,7 +333,10 @@ impl AttemptExecutor {
         }
     }
 
-    /// One non-streamed attempt of `request`.
+    /// One non-streamed attempt of `request`. The answer is boxed where the provider hands it
+    /// over: from there up to the call's caller it moves as a pointer, not as the whole
+    /// `Response` through every layer's future (each move writes it into memory the other
+    /// requests in flight have evicted from the cache since the last poll).
     pub(crate) async fn call(
         &self,
         grant: Grant<'_>,
@@ -342,15 +345,15 @@ impl AttemptExecutor {
         deadline: &CallDeadline,
         started: Instant,
         n: u32,
-    ) -> (Result<Response>, Duration) {
+    ) -> (Result<Box<Response>>, Duration) {
         self.run_attempt(
             grant,
             actx,
             deadline,
             started,
             n,
-            self.provider.call(request, actx),
-            Response::usage,
+            async { self.provider.call(request, actx).await.map(Box::new) },
+            boxed_usage,
         )
         .await
     }
@@ -415,6 +418,12 @@ impl AttemptExecutor {
             fut.instrument(span.clone()).await
         }
     }
+}
+
+/// [`Response::usage`] of a boxed answer.
+#[allow(clippy::borrowed_box)] // the attempt's answer type is `Box<Response>`
+fn boxed_usage(r: &Box<Response>) -> Option<&Usage> {
+    r.usage()
 }
 
 impl Pool for AttemptExecutor {

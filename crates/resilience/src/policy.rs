@@ -324,6 +324,24 @@ impl CallPolicy {
         ctx: &RequestContext,
         call_span: Span,
     ) -> Result<Called<Response>> {
+        let called = self.call_boxed(pool, request, ctx, call_span).await?;
+        Ok(Called {
+            value: *called.value,
+            member: called.member,
+            attempts: called.attempts,
+        })
+    }
+
+    /// [`CallPolicy::call_traced`] with the answer left in the box the attempt put it in (see
+    /// `AttemptExecutor::call`): a caller that returns it by value unboxes it once, at its
+    /// end.
+    pub(crate) async fn call_boxed<P: Pool>(
+        &self,
+        pool: &P,
+        request: &Request,
+        ctx: &RequestContext,
+        call_span: Span,
+    ) -> Result<Called<Box<Response>>> {
         let (deadline, mut computed_at) = self.deadline(ctx);
         let (mut tries, mut attempts) = (0u32, 0u32);
         let mut tried: Vec<u32> = Vec::new();
@@ -380,7 +398,7 @@ impl CallPolicy {
             leased.disarm();
             pool.report(&AttemptReport {
                 member,
-                result: result.as_ref().map(Response::usage),
+                result: result.as_ref().map(|r| r.usage()),
                 latency,
                 rate_limits: meta.as_deref().and_then(ResponseMeta::rate_limits),
                 reserved,
