@@ -160,17 +160,11 @@ pub(crate) fn matrix(quick: bool, peers: &[&'static str]) -> Vec<Spec> {
     out
 }
 
-/// `bench peers`.
-pub(crate) fn run(root: &Path, opts: &Options) -> Result<()> {
-    let started = Instant::now();
-    let peers = selected(opts)?;
-    let repeats = opts.repeats.unwrap_or(if opts.quick { 1 } else { 3 });
-    let secs = opts.secs.unwrap_or(if opts.quick { 1.0 } else { 2.0 });
-    let warmup = if opts.quick { 0.3 } else { 0.5 };
+/// Builds the `peers` driver (release); its path and the report folder (created).
+pub(crate) fn build_driver(root: &Path) -> Result<(PathBuf, PathBuf)> {
     let target = target_dir(root);
     let out_dir = target.join("bench-report");
     fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
-
     run_cmd(cargo(root).args([
         "build",
         "--release",
@@ -179,7 +173,17 @@ pub(crate) fn run(root: &Path, opts: &Options) -> Result<()> {
         "--bin",
         "peers",
     ]))?;
-    let bin = target.join("release/peers");
+    Ok((target.join("release/peers"), out_dir))
+}
+
+/// `bench peers`.
+pub(crate) fn run(root: &Path, opts: &Options) -> Result<()> {
+    let started = Instant::now();
+    let peers = selected(opts)?;
+    let repeats = opts.repeats.unwrap_or(if opts.quick { 1 } else { 3 });
+    let secs = opts.secs.unwrap_or(if opts.quick { 1.0 } else { 2.0 });
+    let warmup = if opts.quick { 0.3 } else { 0.5 };
+    let (bin, out_dir) = build_driver(root)?;
     let home = peers_home();
     let (python, node_modules) = prepare(&home, &peers)?;
     let prepared = Instant::now();

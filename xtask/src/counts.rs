@@ -15,7 +15,7 @@
 
 use std::{fmt::Write as _, fs, path::Path, process::Command};
 
-use crate::{Result, bench, cargo, display, run as run_cmd, target_dir};
+use crate::{Result, bench, display};
 
 /// `bench instructions` options.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,18 +76,7 @@ pub(crate) fn run(root: &Path, opts: &Options) -> Result<()> {
     if !valgrind.is_ok_and(|o| o.status.success()) {
         return Err("valgrind is not on the PATH (Debian: `apt install valgrind`)".to_owned());
     }
-    let target = target_dir(root);
-    let out_dir = target.join("bench-report");
-    fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
-    run_cmd(cargo(root).args([
-        "build",
-        "--release",
-        "-p",
-        "infermux-benches",
-        "--bin",
-        "peers",
-    ]))?;
-    let bin = target.join("release/peers");
+    let (bin, out_dir) = bench::build_driver(root)?;
     let (mut upstream, upstream_url) = bench::start_upstream(&bin)?;
 
     let mut rows: Vec<(&str, Totals, Totals, PerRequest)> = Vec::new();

@@ -138,19 +138,8 @@ impl Flags {
                     docs: false,
                 };
                 while let Some(arg) = rest.next() {
-                    let (key, inline) = match arg.split_once('=') {
-                        Some((k, v)) => (k, Some(v)),
-                        None => (arg, None),
-                    };
-                    let mut value = |name: &str| -> Result<String> {
-                        match inline {
-                            Some(v) => Ok(v.to_owned()),
-                            None => rest
-                                .next()
-                                .map(str::to_owned)
-                                .ok_or_else(|| format!("{name} needs a value")),
-                        }
-                    };
+                    let (key, inline) = split_flag(arg);
+                    let mut value = |name: &str| flag_value(inline, &mut rest, name);
                     match key {
                         "--quick" if inline.is_none() => opts.quick = true,
                         "--docs" if inline.is_none() => opts.docs = true,
@@ -186,23 +175,35 @@ impl Flags {
     }
 }
 
+/// A `--key=value` argument split at its `=`; `--key` alone has no inline value.
+fn split_flag(arg: &str) -> (&str, Option<&str>) {
+    match arg.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (arg, None),
+    }
+}
+
+/// The value of flag `name`: its inline value, else the next argument.
+fn flag_value<'a>(
+    inline: Option<&str>,
+    rest: &mut impl Iterator<Item = &'a str>,
+    name: &str,
+) -> Result<String> {
+    match inline {
+        Some(v) => Ok(v.to_owned()),
+        None => rest
+            .next()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{name} needs a value")),
+    }
+}
+
 /// The arguments of `bench instructions`.
 fn parse_instructions<'a>(mut rest: impl Iterator<Item = &'a str>) -> Result<Flags> {
     let mut opts = counts::Options::default();
     while let Some(arg) = rest.next() {
-        let (key, inline) = match arg.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
-            None => (arg, None),
-        };
-        let mut value = |name: &str| -> Result<String> {
-            match inline {
-                Some(v) => Ok(v.to_owned()),
-                None => rest
-                    .next()
-                    .map(str::to_owned)
-                    .ok_or_else(|| format!("{name} needs a value")),
-            }
-        };
+        let (key, inline) = split_flag(arg);
+        let mut value = |name: &str| flag_value(inline, &mut rest, name);
         match key {
             "--stream" if inline.is_none() => opts.stream = true,
             "--peers" => {
