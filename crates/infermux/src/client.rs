@@ -909,7 +909,7 @@ impl Client {
                 return match &*self.inner {
                     // the stack's own future, not the `Provider` trait's boxed one
                     Inner::Single(r) => r.execute_boxed(request, &ctx).await,
-                    Inner::Routed(r) => r.call(request, ctx).await.map(Box::new),
+                    Inner::Routed(r) => r.call_boxed(request, ctx).await,
                 };
             }
             // type-erased: the cache's future nests the batcher's and the stack's, and a

@@ -222,10 +222,19 @@ impl Router {
 
     /// One call, routed, with fallbacks; the response says who served it.
     pub(crate) async fn call(&self, request: &Request, ctx: RequestContext) -> Result<Response> {
+        self.call_boxed(request, ctx).await.map(|r| *r)
+    }
+
+    /// [`Router::call`] with the answer in the box it came up the pool's attempt in.
+    pub(crate) async fn call_boxed(
+        &self,
+        request: &Request,
+        ctx: RequestContext,
+    ) -> Result<Box<Response>> {
         let (mut value, served) = self
             .route(request, ctx, false, |g, ctx, span| async move {
                 let pool = &self.groups[g].pool;
-                self.policy.call_traced(pool, request, &ctx, span).await
+                self.policy.call_boxed(pool, request, &ctx, span).await
             })
             .await?;
         value.set_served(served);

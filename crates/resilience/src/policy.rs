@@ -332,10 +332,11 @@ impl CallPolicy {
         })
     }
 
-    /// [`CallPolicy::call_traced`] with the answer left in the box the attempt put it in (see
-    /// `AttemptExecutor::call`): a caller that returns it by value unboxes it once, at its
-    /// end.
-    pub(crate) async fn call_boxed<P: Pool>(
+    /// [`CallPolicy::call_traced`] with the answer left in the box the attempt put it in: it
+    /// moves up the call as a pointer, and a caller that returns it by value unboxes it once,
+    /// at its end (a routed client's router does; see `Resilient::execute_boxed` for the
+    /// same on one endpoint).
+    pub async fn call_boxed<P: Pool>(
         &self,
         pool: &P,
         request: &Request,
