@@ -336,6 +336,27 @@ impl CallPolicy {
     /// moves up the call as a pointer, and a caller that returns it by value unboxes it once,
     /// at its end (a routed client's router does; see `Resilient::execute_boxed` for the
     /// same on one endpoint).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use infermux_core::{ChatRequest, EndpointConfig, Message, Request, RequestContext, Response};
+    /// use infermux_openai_compat::OpenAiCompat;
+    /// use infermux_resilience::{AttemptExecutor, CallPolicy, queue::QueueConfig};
+    /// use infermux_testkit::{FaultPlan, Simulator};
+    /// use std::sync::Arc;
+    ///
+    /// let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    /// let provider = OpenAiCompat::new(EndpointConfig::new("sim", format!("{}/v1", sim.url())).unwrap()).unwrap();
+    /// let endpoint = AttemptExecutor::new(Arc::new(provider), QueueConfig::standard(), None).unwrap();
+    /// let req = Request::Chat(ChatRequest::new("m", vec![Message::user("hi")]));
+    /// let called = CallPolicy::standard()
+    ///     .call_boxed(&endpoint, &req, &RequestContext::new(), tracing::Span::none())
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(called.attempts, 1);
+    /// assert!(matches!(*called.value, Response::Chat(_)));
+    /// # }
+    /// ```
     pub async fn call_boxed<P: Pool>(
         &self,
         pool: &P,
