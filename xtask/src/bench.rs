@@ -370,17 +370,7 @@ fn label(spec: &Spec) -> String {
 
 /// `"rps":12345.6` → `12346 req/s`, for the progress line.
 fn brief(line: &str) -> String {
-    let field = |key: &str| {
-        line.split_once(&format!("\"{key}\":"))
-            .map(|(_, rest)| {
-                rest.trim_start()
-                    .split([',', '}'])
-                    .next()
-                    .unwrap_or("")
-                    .to_owned()
-            })
-            .unwrap_or_default()
-    };
+    let field = |key: &str| json_field(line, key).unwrap_or("");
     let rps: f64 = field("rps").parse().unwrap_or(f64::NAN);
     format!(
         "{rps:.0} req/s, p50 {} µs, errors {}",
@@ -391,8 +381,16 @@ fn brief(line: &str) -> String {
 
 fn selected(opts: &Options) -> Result<Vec<&'static str>> {
     let all: Vec<&'static str> = RUST_PEERS.iter().chain(GATEWAYS).copied().collect();
-    let Some(names) = &opts.peers else {
-        return Ok(all);
+    select_peers(opts.peers.as_deref(), &all)
+}
+
+/// The peers named (each of `all`), bare reqwest first; every one of `all` when none is named.
+pub(crate) fn select_peers(
+    names: Option<&[String]>,
+    all: &[&'static str],
+) -> Result<Vec<&'static str>> {
+    let Some(names) = names else {
+        return Ok(all.to_vec());
     };
     let mut out = vec!["reqwest"];
     for name in names {
@@ -405,6 +403,12 @@ fn selected(opts: &Options) -> Result<Vec<&'static str>> {
         }
     }
     Ok(out)
+}
+
+/// The raw text of field `key` in a flat JSON line (up to the next `,` or `}`, trimmed).
+pub(crate) fn json_field<'l>(line: &'l str, key: &str) -> Option<&'l str> {
+    let (_, rest) = line.split_once(&format!("\"{key}\":"))?;
+    rest.split([',', '}']).next().map(str::trim)
 }
 
 /// `$INFERMUX_CI_HOME/peers`, default `/var/cache/infermux-ci/peers`.

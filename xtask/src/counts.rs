@@ -131,25 +131,7 @@ pub(crate) fn run(root: &Path, opts: &Options) -> Result<()> {
 
 /// Bare reqwest first, then the chosen Rust peers (every one by default).
 fn selected(opts: &Options) -> Result<Vec<&'static str>> {
-    let Some(names) = &opts.peers else {
-        return Ok(bench::RUST_PEERS.to_vec());
-    };
-    let mut out = vec!["reqwest"];
-    for name in names {
-        let peer = bench::RUST_PEERS
-            .iter()
-            .find(|p| *p == name)
-            .ok_or_else(|| {
-                format!(
-                    "`{name}` is not a Rust peer (counted peers: {})",
-                    bench::RUST_PEERS.join(", ")
-                )
-            })?;
-        if !out.contains(peer) {
-            out.push(peer);
-        }
-    }
-    Ok(out)
+    bench::select_peers(opts.peers.as_deref(), bench::RUST_PEERS)
 }
 
 /// The counts of one run: `requests` from the driver's JSON line (stdout), the rest from
@@ -159,7 +141,9 @@ pub(crate) fn totals(stdout: &str, stderr: &str) -> Result<Totals> {
         .lines()
         .find(|l| l.trim_start().starts_with('{'))
         .ok_or("the driver printed no result line")?;
-    let requests = json_u64(line, "requests").ok_or("the result line has no `requests`")?;
+    let requests = bench::json_field(line, "requests")
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or("the result line has no `requests` count")?;
     let count = |label: &str| -> Result<u64> {
         stderr
             .lines()
@@ -178,17 +162,6 @@ pub(crate) fn totals(stdout: &str, stderr: &str) -> Result<Totals> {
         i1_misses: count("I1  misses")?,
         d1_misses: count("D1  misses")?,
     })
-}
-
-/// An unsigned integer field of a flat JSON line.
-fn json_u64(line: &str, key: &str) -> Option<u64> {
-    let (_, rest) = line.split_once(&format!("\"{key}\":"))?;
-    rest.trim_start()
-        .split([',', '}'])
-        .next()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// One request's share of the work: the long run's totals less the short run's, over the

@@ -124,14 +124,10 @@ fn quantised(v: &[f32]) -> Vec<i8> {
 
 /// A quantised row's step, from its last [`SCALE_BYTES`] bytes (0 when they are missing).
 fn step(tail: &[i8]) -> f32 {
-    let mut b = [0u8; SCALE_BYTES];
-    if tail.len() != SCALE_BYTES {
-        return 0.0;
+    match *tail {
+        [a, b, c, d] => f32::from_le_bytes([a as u8, b as u8, c as u8, d as u8]),
+        _ => 0.0,
     }
-    for (o, t) in b.iter_mut().zip(tail) {
-        *o = *t as u8;
-    }
-    f32::from_le_bytes(b)
 }
 
 /// Normalises `v` to unit length; `None` when it is zero, not finite, or empty.
@@ -266,7 +262,10 @@ impl VectorIndex {
         let quantised: Vec<Vec<i8>> = self
             .rows
             .axis_iter(Axis(0))
-            .map(|r| quantised(&r.to_vec()))
+            .map(|r| match r.as_slice() {
+                Some(row) => quantised(row),
+                None => quantised(&r.to_vec()),
+            })
             .collect();
         let rows: Vec<(&[i8], usize)> = quantised
             .iter()
