@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use infermux_cache::{Cache, CacheConfig, SemanticConfig};
+use infermux_cache::{Cache, CacheConfig, IndexConfig, SemanticConfig};
 use infermux_core::{CacheTier, ChatRequest, Message, Request, RequestContext, Tool};
 use serde_json::json;
 
@@ -131,46 +131,69 @@ async fn an_embedder_failure_is_a_counted_miss() {
     assert!(cache.snapshot().embed_errors >= 2);
 }
 
+/// Brute force (the default below 4096 rows), and the HNSW graph from the first row: the
+/// graph's search must skip evicted and expired rows as brute force does.
+fn index_configs() -> [IndexConfig; 2] {
+    [
+        IndexConfig::default(),
+        IndexConfig::default().with_hnsw_from(1),
+    ]
+}
+
 #[tokio::test]
 async fn the_semantic_tier_holds_its_size_bound() {
-    let emb = Arc::new(WordsEmbedder::default());
-    let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
-        emb,
-        Arc::new(CosineVerifier(0.8)),
-        SemanticConfig::default().with_max_entries(2, 10).unwrap(),
-    );
-    let ctx = RequestContext::new();
-    for q in ["alpha beta", "gamma delta", "epsilon zeta"] {
-        cache.store(&ask(q), &ctx, "g", &answer(q)).await;
+    for index in index_configs() {
+        let emb = Arc::new(WordsEmbedder::default());
+        let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
+            emb,
+            Arc::new(CosineVerifier(0.8)),
+            SemanticConfig::default()
+                .with_max_entries(2, 10)
+                .unwrap()
+                .with_index(index.clone()),
+        );
+        let ctx = RequestContext::new();
+        for q in ["alpha beta", "gamma delta", "epsilon zeta"] {
+            cache.store(&ask(q), &ctx, "g", &answer(q)).await;
+        }
+        // the oldest went
+        assert!(
+            cache.lookup(&ask("beta alpha"), &ctx, "g").await.is_none(),
+            "{index:?}"
+        );
+        assert!(
+            cache
+                .lookup(&ask("zeta epsilon"), &ctx, "g")
+                .await
+                .is_some()
+        );
+        assert_eq!(cache.snapshot().evictions, 1);
     }
-    // the oldest went
-    assert!(cache.lookup(&ask("beta alpha"), &ctx, "g").await.is_none());
-    assert!(
-        cache
-            .lookup(&ask("zeta epsilon"), &ctx, "g")
-            .await
-            .is_some()
-    );
-    assert_eq!(cache.snapshot().evictions, 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn semantic_entries_expire_after_their_ttl() {
-    let clock = infermux_core::ManualClock::new();
-    let cache = Cache::new(CacheConfig::default())
-        .unwrap()
-        .with_clock(Arc::new(clock.clone()))
-        .with_semantic(
-            Arc::new(WordsEmbedder::default()),
-            Arc::new(CosineVerifier(0.8)),
-            SemanticConfig::default()
-                .with_ttl(std::time::Duration::from_secs(10))
-                .unwrap(),
+    for index in index_configs() {
+        let clock = infermux_core::ManualClock::new();
+        let cache = Cache::new(CacheConfig::default())
+            .unwrap()
+            .with_clock(Arc::new(clock.clone()))
+            .with_semantic(
+                Arc::new(WordsEmbedder::default()),
+                Arc::new(CosineVerifier(0.8)),
+                SemanticConfig::default()
+                    .with_ttl(std::time::Duration::from_secs(10))
+                    .unwrap()
+                    .with_index(index.clone()),
+            );
+        let ctx = RequestContext::new();
+        cache.store(&ask("a b c"), &ctx, "g", &answer("x")).await;
+        clock.advance(std::time::Duration::from_secs(9));
+        assert!(cache.lookup(&ask("c b a"), &ctx, "g").await.is_some());
+        clock.advance(std::time::Duration::from_secs(1));
+        assert!(
+            cache.lookup(&ask("c b a"), &ctx, "g").await.is_none(),
+            "{index:?}"
         );
-    let ctx = RequestContext::new();
-    cache.store(&ask("a b c"), &ctx, "g", &answer("x")).await;
-    clock.advance(std::time::Duration::from_secs(9));
-    assert!(cache.lookup(&ask("c b a"), &ctx, "g").await.is_some());
-    clock.advance(std::time::Duration::from_secs(1));
-    assert!(cache.lookup(&ask("c b a"), &ctx, "g").await.is_none());
+    }
 }
