@@ -381,15 +381,22 @@ mod tests {
     use super::{IndexConfig, VectorIndex, normalised, quantised, search_slots};
     use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-    /// `n` vectors around `clusters` centres (xorshift, fixed seed).
-    fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
+    /// Uniform in [-0.5, 0.5) (xorshift from a fixed seed).
+    fn uniform(seed: u64) -> impl FnMut() -> f32 {
         let mut seed = seed | 1;
-        let mut next = move || {
+        move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
+        }
+    }
+
+    /// `n` vectors around `clusters` centres (queries are the last few of one call, not another
+    /// call's: another seed draws other centres, and a query far from every cluster has near
+    /// ties for its nearest row, which an approximate search may not break as brute force does).
+    fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut next = uniform(seed);
         let centres: Vec<Vec<f32>> = (0..clusters)
             .map(|_| (0..dim).map(|_| next()).collect())
             .collect();
@@ -416,45 +423,50 @@ mod tests {
         index
     }
 
-    /// A filtered search through the graph returns only the rows the filter keeps, and the
-    /// same best row as brute force over those rows; unfiltered, the same searches do return
-    /// rows the filter would drop, so the first check can fail.
+    /// A filtered search through the graph returns only the rows the filter keeps, and on
+    /// nearly every query (≥ 97 of 100) the same best row as brute force over those rows (the
+    /// graph is approximate and built in parallel, so an exact match on every query fails about
+    /// one run in thirty); unfiltered, the same searches do return rows the filter would drop,
+    /// so the first check can fail. The filter keeps every other block of 30 rows: each
+    /// cluster (row mod 30) keeps half its rows, so every query has kept rows near it.
     #[test]
     fn the_graph_searches_only_the_rows_kept() {
-        let data = clustered(3000, 32, 30, 7);
-        let index = graph_of(&data);
-        let even = |row: usize| row.is_multiple_of(2);
-        let queries = clustered(100, 32, 30, 8);
-        let mut odd_unfiltered = 0;
-        for q in &queries {
-            let found = index.search_filtered(q, 4, &even);
+        let rows = clustered(3100, 32, 30, 7);
+        let (data, queries) = rows.split_at(3000);
+        let index = graph_of(data);
+        let kept = |row: usize| (row / 30).is_multiple_of(2);
+        let (mut dropped_unfiltered, mut agree) = (0, 0);
+        for q in queries {
+            let found = index.search_filtered(q, 4, &kept);
             assert_eq!(found.len(), 4);
-            assert!(found.iter().all(|m| even(m.row)), "{found:?}");
+            assert!(found.iter().all(|m| kept(m.row)), "{found:?}");
             let q = normalised(q).unwrap();
-            assert_eq!(found[0].row, index.brute(&q, 1, &even)[0].row);
-            odd_unfiltered += index.search(&q, 4).iter().filter(|m| !even(m.row)).count();
+            agree += usize::from(found[0].row == index.brute(&q, 1, &kept)[0].row);
+            dropped_unfiltered += index.search(&q, 4).iter().filter(|m| !kept(m.row)).count();
         }
-        assert!(odd_unfiltered > 0);
+        assert!(agree >= 97, "{agree} of 100 agree with brute force");
+        assert!(dropped_unfiltered > 0);
     }
 
     /// More searches at once than the graph has slots for: every one answers, and answers as
-    /// brute force does (on data where the graph alone agrees with brute force on every query).
+    /// brute force does, on the queries where the graph alone agrees with brute force (nearly
+    /// all of them; a search that finds no free slot is answered by brute force itself).
     #[test]
     fn searches_past_the_graph_s_slots_still_answer() {
-        let data = clustered(2000, 16, 20, 11);
-        let index = graph_of(&data);
-        let queries = clustered(50, 16, 20, 12);
-        let expected: Vec<usize> = queries
+        let rows = clustered(2050, 16, 20, 11);
+        let (data, queries) = rows.split_at(2000);
+        let index = graph_of(data);
+        let checked: Vec<(&Vec<f32>, usize)> = queries
             .iter()
-            .map(|q| index.search_brute(q, 1)[0].row)
+            .map(|q| (q, index.search_brute(q, 1)[0].row))
+            .filter(|(q, want)| index.search(q, 1)[0].row == *want)
             .collect();
-        let alone: Vec<usize> = queries.iter().map(|q| index.search(q, 1)[0].row).collect();
-        assert_eq!(alone, expected);
+        assert!(checked.len() >= 48, "{} of 50", checked.len());
         std::thread::scope(|s| {
             for _ in 0..search_slots() + 8 {
                 s.spawn(|| {
                     for _ in 0..5 {
-                        for (q, want) in queries.iter().zip(&expected) {
+                        for (q, want) in &checked {
                             assert_eq!(index.search(q, 1)[0].row, *want);
                         }
                     }
@@ -472,13 +484,7 @@ mod tests {
     /// 10⁻⁴, 3.5·10⁻⁴); and the check sees a coarser quantisation (5·10⁻³ to 10⁻² off).
     #[test]
     fn quantised_distance_is_close_to_the_exact_one() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
+        let mut next = uniform(0x2545_f491_4f6c_dd1d);
         for (dim, bound) in [(3usize, 1e-3f32), (17, 1e-3), (384, 2e-4)] {
             let graph = Index::new(&IndexOptions {
                 dimensions: dim,
