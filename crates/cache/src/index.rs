@@ -409,8 +409,8 @@ mod tests {
 
     /// A filtered search through the graph returns only the rows the filter keeps, and on
     /// nearly every query (≥ 97 of 100) the same best row as brute force over those rows (the
-    /// graph is approximate and built in parallel, so an exact match on every query fails about
-    /// one run in thirty); unfiltered, the same searches do return rows the filter would drop,
+    /// graph is approximate: it need not agree on every query); unfiltered, the same searches
+    /// do return rows the filter would drop,
     /// so the first check can fail. The filter keeps every other block of 30 rows: each
     /// cluster (row mod 30) keeps half its rows, so every query has kept rows near it.
     #[test]
