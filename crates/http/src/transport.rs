@@ -29,6 +29,10 @@ use memchr::memmem::Finder;
 pub const AUTH_HEADERS: [&str; 4] = ["authorization", "x-api-key", "x-goog-api-key", "api-key"];
 
 const MAX_REDIRECTS: usize = 5;
+
+/// Headers reqwest and hyper add to a request after we built it: user-agent, accept,
+/// accept-encoding, host, content-length.
+const REQWEST_ADDS: usize = 5;
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// How the endpoint's key is sent.
@@ -101,6 +105,19 @@ impl fmt::Debug for HttpEndpoint {
             .field("auth", &self.auth)
             .finish()
     }
+}
+
+/// Whether reqwest's own retry of HTTP/2 refusals (a `REFUSED_STREAM` reset, a graceful
+/// `GOAWAY`: requests the server never processed) stays on for an endpoint at `base`.
+///
+/// Those refusals exist only on HTTP/2, which reqwest speaks here only over TLS (ALPN), so
+/// a plain `http://` endpoint, as every local server is, has nothing to retry. reqwest's
+/// policy still clones every request (headers, URI, extensions) in case it has to, before
+/// it looks at the scope; switching it off for such an endpoint spares each request that
+/// clone. A plain endpoint that redirects to another origin over TLS reaches it without
+/// this retry: a refusal there is a transport error for the caller's retry policy.
+fn nack_retries(base: &Url) -> bool {
+    base.scheme() != "http"
 }
 
 fn origin_of(url: &Url) -> String {
@@ -296,11 +313,15 @@ impl HttpEndpoint {
                 attempt.stop()
             }
         });
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(config.timeouts.connect)
             .redirect(policy)
             .user_agent(concat!("infermux/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(60));
+        if !nack_retries(&base) {
+            builder = builder.retry(reqwest::retry::never().max_retries_per_request(0));
+        }
+        let client = builder
             .build()
             .map_err(|e| {
                 from_transport(e, "building the HTTP client failed")
@@ -733,6 +754,11 @@ impl Parts<'_> {
         }
         let mut req = reqwest::Request::new(method.clone(), url.clone());
         let h = req.headers_mut();
+        // Room for every header the request ends with, ours and the ones reqwest and hyper
+        // add (user-agent, accept, accept-encoding, host, content-length): an empty map
+        // holds six before it grows, and growing rehashes and reallocates on every request.
+        let ours = 3 + self.headers.len() + if home { ep.config.headers.len() } else { 0 };
+        *h = http::HeaderMap::with_capacity(ours + REQWEST_ADDS);
         // The endpoint's own headers (which may carry tenant ids or tokens of their own)
         // go to its origin only, like its key.
         if home {
@@ -1255,6 +1281,17 @@ mod tests {
         let mut cfg = EndpointConfig::new("t", "http://127.0.0.1:9").ok()?;
         cfg.base_url = base_url.to_owned();
         HttpEndpoint::new("test", cfg, Auth::Bearer).ok()
+    }
+
+    /// reqwest's retry of HTTP/2 refusals stays on wherever HTTP/2 can be spoken (TLS), and
+    /// is off for plain HTTP, which never speaks it here.
+    #[test]
+    fn nack_retries_only_where_http2_can_be_spoken() {
+        let on = |u: &str| nack_retries(&Url::parse(u).unwrap());
+        assert!(!on("http://127.0.0.1:8080/v1"));
+        assert!(!on("HTTP://Local.Host:11434"));
+        assert!(on("https://api.openai.com/v1"));
+        assert!(on("HTTPS://api.example.com"));
     }
 
     const BASES: &[&str] = &[
