@@ -160,15 +160,6 @@ impl OpenAiCompat {
     fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
         self.http.error_context(ctx)
     }
-
-    async fn post(
-        &self,
-        path: &str,
-        body: &(impl serde::Serialize + Sync),
-        ctx: &RequestContext,
-    ) -> Result<HttpResponse> {
-        self.http.post(path).json(body).send(ctx).await
-    }
 }
 
 impl EventDecoder<SseEvent> for ChatStreamState {
@@ -223,21 +214,28 @@ impl Provider for OpenAiCompat {
 
     async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
         let ctx_err = self.ctx_err(ctx);
+        // The response and its body are awaited in statements of their own: chained
+        // (`.await?.bytes().await?`), the first `?`'s result, a whole response, stays in this
+        // future while the body is read.
         match request {
             Request::Chat(req) => {
-                let body = self
-                    .post("/chat/completions", &wire::ChatBody::new(req, false), ctx)
-                    .await?
-                    .bytes()
+                let resp = self
+                    .http
+                    .post("/chat/completions")
+                    .json(&wire::ChatBody::new(req, false))
+                    .send(ctx)
                     .await?;
+                let body = resp.bytes().await?;
                 wire::parse_chat(&body).map(Response::Chat).map_err(ctx_err)
             }
             Request::Completion(req) => {
-                let body = self
-                    .post("/completions", &wire::CompletionBody::new(req, false), ctx)
-                    .await?
-                    .bytes()
+                let resp = self
+                    .http
+                    .post("/completions")
+                    .json(&wire::CompletionBody::new(req, false))
+                    .send(ctx)
                     .await?;
+                let body = resp.bytes().await?;
                 wire::parse_completion(&body)
                     .map(Response::Completion)
                     .map_err(ctx_err)
@@ -249,17 +247,20 @@ impl Provider for OpenAiCompat {
                         "no input to embed",
                     )));
                 }
-                let body = self
-                    .post("/embeddings", &wire::EmbeddingBody::new(req), ctx)
-                    .await?
-                    .bytes()
+                let resp = self
+                    .http
+                    .post("/embeddings")
+                    .json(&wire::EmbeddingBody::new(req))
+                    .send(ctx)
                     .await?;
+                let body = resp.bytes().await?;
                 wire::parse_embeddings(&body, req.inputs.len())
                     .map(Response::Embeddings)
                     .map_err(ctx_err)
             }
             Request::Models => {
-                let body = self.http.get("/models").send(ctx).await?.bytes().await?;
+                let resp = self.http.get("/models").send(ctx).await?;
+                let body = resp.bytes().await?;
                 wire::parse_models(&body)
                     .map(Response::Models)
                     .map_err(ctx_err)
@@ -274,11 +275,17 @@ impl Provider for OpenAiCompat {
     async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
         let resp = match request {
             Request::Chat(req) => {
-                self.post("/chat/completions", &wire::ChatBody::new(req, true), ctx)
+                self.http
+                    .post("/chat/completions")
+                    .json(&wire::ChatBody::new(req, true))
+                    .send(ctx)
                     .await?
             }
             Request::Completion(req) => {
-                self.post("/completions", &wire::CompletionBody::new(req, true), ctx)
+                self.http
+                    .post("/completions")
+                    .json(&wire::CompletionBody::new(req, true))
+                    .send(ctx)
                     .await?
             }
             _ => {
