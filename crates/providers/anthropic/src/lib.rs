@@ -150,26 +150,23 @@ impl Anthropic {
         r
     }
 
-    async fn post(
-        &self,
-        path: &str,
-        body: &(impl serde::Serialize + Sync),
-        ctx: &RequestContext,
-    ) -> Result<HttpResponse> {
+    /// A POST of `body` to `path` with the API's version and beta headers, ready to send (a
+    /// plain function: an `async fn` around the send would nest its future in another).
+    fn post<'a>(&'a self, path: &str, body: &(impl serde::Serialize + Sync)) -> HttpRequest<'a> {
         let mut r = self.headers(self.http.post(path)).json(body);
         if self.beta_query {
             r = r.query("beta", "true");
         }
-        r.send(ctx).await
+        r
     }
 
     /// The prompt tokens `req` would use (`POST /v1/messages/count_tokens`).
     pub async fn count_tokens(&self, req: &ChatRequest, ctx: &RequestContext) -> Result<u64> {
-        let body = self
-            .post("/messages/count_tokens", &wire::count_tokens_body(req), ctx)
-            .await?
-            .bytes()
+        let resp = self
+            .post("/messages/count_tokens", &wire::count_tokens_body(req))
+            .send(ctx)
             .await?;
+        let body = resp.bytes().await?;
         wire::parse_count_tokens(&body).map_err(self.ctx_err(ctx))
     }
 }
@@ -223,7 +220,8 @@ impl Provider for Anthropic {
             Request::Chat(req) => {
                 let body = wire::ChatBody::new(req, false)
                     .with_default_max_tokens(self.default_max_tokens);
-                let bytes = self.post("/messages", &body, ctx).await?.bytes().await?;
+                let resp = self.post("/messages", &body).send(ctx).await?;
+                let bytes = resp.bytes().await?;
                 wire::parse_chat(&bytes)
                     .map(Response::Chat)
                     .map_err(ctx_err)
@@ -262,7 +260,7 @@ impl Provider for Anthropic {
             )));
         };
         let body = wire::ChatBody::new(req, true).with_default_max_tokens(self.default_max_tokens);
-        let resp = self.post("/messages", &body, ctx).await?;
+        let resp = self.post("/messages", &body).send(ctx).await?;
         let (id, ep) = (ctx.request_id(), self.http.id().clone());
         first_event(chat_event_stream(resp, move |e| {
             e.in_context(id, NAME, &ep)

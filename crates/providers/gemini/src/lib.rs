@@ -113,29 +113,37 @@ impl Gemini {
         r.send_mapped(ctx, wire::error_from_response).await
     }
 
-    async fn post(
+    /// Posts `body` to `model`'s `method` and reads the answer with `parse`, from the body as
+    /// it arrived (not a copy of it).
+    async fn post<T>(
         &self,
         model: &str,
         method: &str,
         body: &(impl serde::Serialize + Sync),
         ctx: &RequestContext,
-    ) -> Result<Vec<u8>> {
+        parse: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<T> {
         let path = format!("/{}:{method}", wire::model_path(model));
-        let resp = self.send(self.http.post(&path).json(body), ctx).await?;
-        Ok(resp.bytes().await?.to_vec())
+        let resp = self
+            .http
+            .post(&path)
+            .json(body)
+            .send_mapped(ctx, wire::error_from_response)
+            .await?;
+        let bytes = resp.bytes().await?;
+        parse(&bytes).map_err(self.ctx_err(ctx))
     }
 
     /// The tokens `req`'s prompt would use (`countTokens`).
     pub async fn count_tokens(&self, req: &ChatRequest, ctx: &RequestContext) -> Result<u64> {
-        let body = self
-            .post(
-                &req.model,
-                "countTokens",
-                &wire::count_tokens_body(req),
-                ctx,
-            )
-            .await?;
-        wire::parse_count_tokens(&body).map_err(self.ctx_err(ctx))
+        self.post(
+            &req.model,
+            "countTokens",
+            &wire::count_tokens_body(req),
+            ctx,
+            wire::parse_count_tokens,
+        )
+        .await
     }
 
     /// The embedding of one text through `embedContent`.
@@ -145,15 +153,14 @@ impl Gemini {
         text: &str,
         ctx: &RequestContext,
     ) -> Result<Vec<f32>> {
-        let body = self
-            .post(
-                &req.model,
-                "embedContent",
-                &wire::EmbedBody::new(req, text),
-                ctx,
-            )
-            .await?;
-        wire::parse_embedding(&body).map_err(self.ctx_err(ctx))
+        self.post(
+            &req.model,
+            "embedContent",
+            &wire::EmbedBody::new(req, text),
+            ctx,
+            wire::parse_embedding,
+        )
+        .await
     }
 }
 
@@ -210,19 +217,16 @@ impl Provider for Gemini {
     async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
         let ctx_err = self.ctx_err(ctx);
         match request {
-            Request::Chat(req) => {
-                let body = self
-                    .post(
-                        &req.model,
-                        "generateContent",
-                        &wire::GenerateBody::new(req),
-                        ctx,
-                    )
-                    .await?;
-                wire::parse_generate(&body)
-                    .map(Response::Chat)
-                    .map_err(ctx_err)
-            }
+            Request::Chat(req) => self
+                .post(
+                    &req.model,
+                    "generateContent",
+                    &wire::GenerateBody::new(req),
+                    ctx,
+                    wire::parse_generate,
+                )
+                .await
+                .map(Response::Chat),
             Request::Embeddings(req) => {
                 if req.inputs.is_empty() {
                     return Err(ctx_err(Error::new(
@@ -230,17 +234,15 @@ impl Provider for Gemini {
                         "no input to embed",
                     )));
                 }
-                let body = self
-                    .post(
-                        &req.model,
-                        "batchEmbedContents",
-                        &wire::BatchEmbedBody::new(req),
-                        ctx,
-                    )
-                    .await?;
-                wire::parse_batch_embeddings(&body, &req.model, req.inputs.len())
-                    .map(Response::Embeddings)
-                    .map_err(ctx_err)
+                self.post(
+                    &req.model,
+                    "batchEmbedContents",
+                    &wire::BatchEmbedBody::new(req),
+                    ctx,
+                    |body| wire::parse_batch_embeddings(body, &req.model, req.inputs.len()),
+                )
+                .await
+                .map(Response::Embeddings)
             }
             Request::Models => {
                 // every page, following `nextPageToken` (at most MAX_PAGES)

@@ -157,15 +157,6 @@ impl Ollama {
         self.http.error_context(ctx)
     }
 
-    async fn post(
-        &self,
-        path: &str,
-        body: &(impl serde::Serialize + Sync),
-        ctx: &RequestContext,
-    ) -> Result<HttpResponse> {
-        self.http.post(path).json(body).send(ctx).await
-    }
-
     /// `GET /api/tags`: the models present on the server.
     pub async fn local_models(&self, ctx: &RequestContext) -> Result<Vec<LocalModel>> {
         let body = self.http.get("/api/tags").send(ctx).await?.bytes().await?;
@@ -174,19 +165,17 @@ impl Ollama {
 
     /// `POST /api/show`: details of `model` (template, parameters, capabilities, ...).
     pub async fn show(&self, model: &str, ctx: &RequestContext) -> Result<ModelDetails> {
-        let body = self
-            .post(
-                "/api/show",
-                &wire::ModelBody {
-                    model,
-                    prompt: None,
-                    stream: None,
-                },
-                ctx,
-            )
-            .await?
-            .bytes()
+        let resp = self
+            .http
+            .post("/api/show")
+            .json(&wire::ModelBody {
+                model,
+                prompt: None,
+                stream: None,
+            })
+            .send(ctx)
             .await?;
+        let body = resp.bytes().await?;
         wire::parse_show(&body).map_err(self.in_ctx(ctx))
     }
 
@@ -199,15 +188,14 @@ impl Ollama {
         ctx: &RequestContext,
     ) -> Result<impl Stream<Item = Result<PullProgress>> + Send + use<>> {
         let resp = self
-            .post(
-                "/api/pull",
-                &wire::ModelBody {
-                    model,
-                    prompt: None,
-                    stream: Some(true),
-                },
-                ctx,
-            )
+            .http
+            .post("/api/pull")
+            .json(&wire::ModelBody {
+                model,
+                prompt: None,
+                stream: Some(true),
+            })
+            .send(ctx)
             .await?;
         let (id, ep) = (ctx.request_id(), self.http.id().clone());
         let lines = resp.ndjson();
@@ -241,19 +229,23 @@ impl Ollama {
         let ctx_err = self.in_ctx(ctx);
         match request {
             Request::Chat(req) => {
-                let body = self
-                    .post("/api/chat", &wire::ChatBody::new(req, false), ctx)
-                    .await?
-                    .bytes()
+                let resp = self
+                    .http
+                    .post("/api/chat")
+                    .json(&wire::ChatBody::new(req, false))
+                    .send(ctx)
                     .await?;
+                let body = resp.bytes().await?;
                 wire::parse_chat(&body).map(Response::Chat).map_err(ctx_err)
             }
             Request::Completion(req) => {
-                let body = self
-                    .post("/api/generate", &wire::GenerateBody::new(req, false), ctx)
-                    .await?
-                    .bytes()
+                let resp = self
+                    .http
+                    .post("/api/generate")
+                    .json(&wire::GenerateBody::new(req, false))
+                    .send(ctx)
                     .await?;
+                let body = resp.bytes().await?;
                 wire::parse_generate(&body)
                     .map(Response::Completion)
                     .map_err(ctx_err)
@@ -265,11 +257,13 @@ impl Ollama {
                         "no input to embed",
                     )));
                 }
-                let body = self
-                    .post("/api/embed", &wire::EmbedBody::new(req), ctx)
-                    .await?
-                    .bytes()
+                let resp = self
+                    .http
+                    .post("/api/embed")
+                    .json(&wire::EmbedBody::new(req))
+                    .send(ctx)
                     .await?;
+                let body = resp.bytes().await?;
                 wire::parse_embed(&body, req.inputs.len())
                     .map(Response::Embeddings)
                     .map_err(ctx_err)
@@ -288,11 +282,17 @@ impl Ollama {
     async fn native_stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
         let resp = match request {
             Request::Chat(req) => {
-                self.post("/api/chat", &wire::ChatBody::new(req, true), ctx)
+                self.http
+                    .post("/api/chat")
+                    .json(&wire::ChatBody::new(req, true))
+                    .send(ctx)
                     .await?
             }
             Request::Completion(req) => {
-                self.post("/api/generate", &wire::GenerateBody::new(req, true), ctx)
+                self.http
+                    .post("/api/generate")
+                    .json(&wire::GenerateBody::new(req, true))
+                    .send(ctx)
                     .await?
             }
             _ => {
