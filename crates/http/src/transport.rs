@@ -321,13 +321,11 @@ impl HttpEndpoint {
         if !nack_retries(&base) {
             builder = builder.retry(reqwest::retry::never().max_retries_per_request(0));
         }
-        let client = builder
-            .build()
-            .map_err(|e| {
-                from_transport(e, "building the HTTP client failed")
-                    .with_provider(provider)
-                    .with_endpoint(config.id.clone())
-            })?;
+        let client = builder.build().map_err(|e| {
+            from_transport(e, "building the HTTP client failed")
+                .with_provider(provider)
+                .with_endpoint(config.id.clone())
+        })?;
         let scrubber = Scrubber::new(config.api_key.as_ref());
         Ok(HttpEndpoint {
             provider,
