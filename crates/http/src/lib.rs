@@ -40,7 +40,9 @@ pub use headers::{
     MAX_RETRY_AFTER, parse_duration, parse_rfc3339, rate_limits, retry_after, should_retry,
 };
 pub use http::{HeaderMap, Method};
-pub use transport::{AUTH_HEADERS, Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse};
+pub use transport::{
+    AUTH_HEADERS, Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse, Route,
+};
 
 // The README, compiled as doctests (`cargo test --doc`).
 #[cfg(doctest)]

@@ -393,10 +393,40 @@ impl HttpEndpoint {
 
     /// A request to `path` (appended to the base URL) or to an absolute URL.
     pub fn request(&self, method: Method, path: &str) -> HttpRequest<'_> {
+        self.request_at(method, self.url_for(path))
+    }
+
+    /// `path` joined to the base URL once, for a request sent many times: see
+    /// [`HttpEndpoint::request_to`]. A route is this endpoint's; sent through another
+    /// endpoint it is a URL like any other, and the other's key still goes only to the other's
+    /// origin.
+    ///
+    /// ```
+    /// use infermux_core::EndpointConfig;
+    /// use infermux_http::{Auth, HttpEndpoint, Method};
+    /// let ep = HttpEndpoint::new("local", EndpointConfig::new("local", "http://127.0.0.1:8080/v1")?, Auth::Bearer)?;
+    /// let chat = ep.route("/chat/completions");
+    /// // each request clones the joined URL instead of joining the path again
+    /// let request = ep.request_to(Method::POST, &chat).json(&serde_json::json!({"model": "m"}));
+    /// # drop(request);
+    /// # Ok::<(), infermux_core::Error>(())
+    /// ```
+    pub fn route(&self, path: &str) -> Route {
+        Route(self.url_for(path))
+    }
+
+    /// A request to a [`route`](HttpEndpoint::route) of this endpoint: the same request as
+    /// [`HttpEndpoint::request`] with the route's path, without joining the path to the base
+    /// URL again.
+    pub fn request_to(&self, method: Method, route: &Route) -> HttpRequest<'_> {
+        self.request_at(method, route.0.clone())
+    }
+
+    fn request_at(&self, method: Method, url: Result<Url, String>) -> HttpRequest<'_> {
         HttpRequest {
             ep: self,
             method,
-            url: self.url_for(path),
+            url,
             query: Vec::new(),
             headers: Vec::new(),
             body: None,
@@ -460,6 +490,22 @@ impl HttpEndpoint {
     pub fn error_context(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
         let id = ctx.request_id();
         move |e| e.in_context(id, self.provider, &self.config.id)
+    }
+}
+
+/// A path joined to an endpoint's base URL, made once by [`HttpEndpoint::route`] and sent
+/// with [`HttpEndpoint::request_to`].
+#[derive(Clone)]
+pub struct Route(Result<Url, String>);
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // the path only: a base URL may carry a key in its query
+        let path = match &self.0 {
+            Ok(url) => url.path(),
+            Err(_) => "<invalid URL>",
+        };
+        f.debug_tuple("Route").field(&path).finish()
     }
 }
 
@@ -1290,6 +1336,36 @@ mod tests {
         assert!(!on("HTTP://Local.Host:11434"));
         assert!(on("https://api.openai.com/v1"));
         assert!(on("HTTPS://api.example.com"));
+    }
+
+    /// A route is the URL `request` builds for its path, and its `Debug` shows the path only
+    /// (a base may carry a key in its query).
+    #[test]
+    fn a_route_is_the_request_s_url_and_shows_its_path_only() {
+        for base in BASES {
+            let Some(ep) = endpoint_at(base) else {
+                continue;
+            };
+            for path in [
+                "/chat/completions",
+                "embeddings",
+                "",
+                "?a=b",
+                "http://o.example/x",
+            ] {
+                assert_eq!(ep.route(path).0, ep.url_for(path), "{base:?} {path:?}");
+            }
+        }
+        let ep = endpoint_at("http://h/v1").unwrap();
+        let shown = format!("{:?}", ep.route("/chat/completions"));
+        assert_eq!(shown, r#"Route("/v1/chat/completions")"#);
+        for base in ["http://h/v1?key=secret-1", "http://u:secret-2@h/v1"] {
+            let ep = endpoint_at(base).unwrap();
+            for path in ["/chat/completions", "x?key=secret-3"] {
+                let shown = format!("{:?}", ep.route(path));
+                assert!(!shown.contains("secret"), "{base:?} {path:?}: {shown}");
+            }
+        }
     }
 
     const BASES: &[&str] = &[
