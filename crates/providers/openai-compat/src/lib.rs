@@ -40,7 +40,7 @@ use infermux_core::{
     Request, RequestContext, Response, Result, StreamEvent, first_event,
 };
 use infermux_http::decode::SseEvent;
-use infermux_http::{Auth, EventDecoder, HttpEndpoint, HttpResponse};
+use infermux_http::{Auth, EventDecoder, HttpEndpoint, HttpResponse, Method, Route};
 
 pub use wire::ChatStreamState;
 
@@ -60,6 +60,16 @@ pub struct OpenAiCompat {
     name: &'static str,
     caps: Capabilities,
     end_at_finish: bool,
+    /// The routes every call takes, joined to the base URL once.
+    routes: Routes,
+}
+
+/// [`OpenAiCompat`]'s routes, joined to its base URL once.
+#[derive(Clone, Debug)]
+struct Routes {
+    chat: Route,
+    completions: Route,
+    embeddings: Route,
 }
 
 impl OpenAiCompat {
@@ -125,6 +135,11 @@ impl OpenAiCompat {
     /// # Ok::<(), infermux_core::Error>(())
     /// ```
     pub fn with_http(http: HttpEndpoint) -> Self {
+        let routes = Routes {
+            chat: http.route("/chat/completions"),
+            completions: http.route("/completions"),
+            embeddings: http.route("/embeddings"),
+        };
         OpenAiCompat {
             name: http.provider(),
             http,
@@ -138,6 +153,7 @@ impl OpenAiCompat {
                 .with(Operation::Embeddings)
                 .with(Operation::Models),
             end_at_finish: false,
+            routes,
         }
     }
 
@@ -221,7 +237,7 @@ impl Provider for OpenAiCompat {
             Request::Chat(req) => {
                 let resp = self
                     .http
-                    .post("/chat/completions")
+                    .request_to(Method::POST, &self.routes.chat)
                     .json(&wire::ChatBody::new(req, false))
                     .send(ctx)
                     .await?;
@@ -231,7 +247,7 @@ impl Provider for OpenAiCompat {
             Request::Completion(req) => {
                 let resp = self
                     .http
-                    .post("/completions")
+                    .request_to(Method::POST, &self.routes.completions)
                     .json(&wire::CompletionBody::new(req, false))
                     .send(ctx)
                     .await?;
@@ -249,7 +265,7 @@ impl Provider for OpenAiCompat {
                 }
                 let resp = self
                     .http
-                    .post("/embeddings")
+                    .request_to(Method::POST, &self.routes.embeddings)
                     .json(&wire::EmbeddingBody::new(req))
                     .send(ctx)
                     .await?;
@@ -276,14 +292,14 @@ impl Provider for OpenAiCompat {
         let resp = match request {
             Request::Chat(req) => {
                 self.http
-                    .post("/chat/completions")
+                    .request_to(Method::POST, &self.routes.chat)
                     .json(&wire::ChatBody::new(req, true))
                     .send(ctx)
                     .await?
             }
             Request::Completion(req) => {
                 self.http
-                    .post("/completions")
+                    .request_to(Method::POST, &self.routes.completions)
                     .json(&wire::CompletionBody::new(req, true))
                     .send(ctx)
                     .await?
