@@ -744,7 +744,7 @@ fn chat_from(w: Obj<WireMessageAnswer<'_>>, body: &[u8]) -> Result<ChatResponse>
     let w = w.or_default();
     if w.ty.get() == Some("error") {
         let v: Value =
-            serde_json::from_slice(body).map_err(|e| decode_err("invalid message", e))?;
+            infermux_http::json::from_body(body).map_err(|e| decode_err("invalid message", e))?;
         return Err(embedded_error(v.get("error").unwrap_or(&v)));
     }
     let blocks = w

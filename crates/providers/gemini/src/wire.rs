@@ -1246,7 +1246,7 @@ pub fn parse_generate(body: &[u8]) -> Result<ChatResponse> {
         WireChunk<'_>,
     >| st
         .on_wire(w.or_default(), || {
-            serde_json::from_slice(body).map_err(|e| decode_err("invalid answer", e))
+            infermux_http::json::from_body(body).map_err(|e| decode_err("invalid answer", e))
         }))?;
     let mut acc = StreamAccumulator::new();
     for ev in events.iter().chain(st.on_end()?.iter()) {
@@ -1452,7 +1452,7 @@ pub fn chat_request_from_json(model: &str, v: &Value) -> Result<ChatRequest> {
 /// `RetryInfo` delay as retry-after and `API_KEY_INVALID` as `Auth`.
 pub fn error_from_response(status: u16, headers: &infermux_http::HeaderMap, body: &[u8]) -> Error {
     let mut e = infermux_http::error_from_response(status, headers, body);
-    let v: Value = serde_json::from_slice(body).unwrap_or_default();
+    let v: Value = infermux_http::json::from_body(body).unwrap_or_default();
     if e.retry_after().is_none()
         && let Some(d) = retry_delay(&v)
     {

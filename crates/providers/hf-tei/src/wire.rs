@@ -159,7 +159,8 @@ pub fn rerank_body(query: &str, texts: &[String], truncate: Option<bool>) -> Val
 
 /// Parses `/embed`: one vector per input.
 pub fn parse_embed(body: &[u8], expected: usize) -> Result<Vec<Vec<f32>>> {
-    let v: Vec<Vec<f32>> = serde_json::from_slice(body).map_err(|e| decode_err("embeddings", e))?;
+    let v: Vec<Vec<f32>> =
+        infermux_http::json::from_body(body).map_err(|e| decode_err("embeddings", e))?;
     if v.len() != expected {
         return Err(Error::new(
             ErrorKind::Decode,
@@ -182,7 +183,7 @@ pub struct SparseValue {
 /// Parses `/embed_sparse`: one sparse vector per input.
 pub fn parse_embed_sparse(body: &[u8], expected: usize) -> Result<Vec<Vec<SparseValue>>> {
     let v: Vec<Vec<SparseValue>> =
-        serde_json::from_slice(body).map_err(|e| decode_err("sparse embeddings", e))?;
+        infermux_http::json::from_body(body).map_err(|e| decode_err("sparse embeddings", e))?;
     if v.len() != expected {
         return Err(Error::new(
             ErrorKind::Decode,
@@ -206,7 +207,8 @@ pub fn parse_rerank(
         index: usize,
         score: f32,
     }
-    let mut ranks: Vec<Rank> = serde_json::from_slice(body).map_err(|e| decode_err("ranks", e))?;
+    let mut ranks: Vec<Rank> =
+        infermux_http::json::from_body(body).map_err(|e| decode_err("ranks", e))?;
     if let Some(bad) = ranks.iter().find(|r| r.index >= documents) {
         return Err(Error::new(
             ErrorKind::Decode,
@@ -266,7 +268,7 @@ impl TeiInfo {
 
 /// Parses `/info`.
 pub fn parse_info(body: &[u8]) -> Result<TeiInfo> {
-    serde_json::from_slice(body).map_err(|e| decode_err("info", e))
+    infermux_http::json::from_body(body).map_err(|e| decode_err("info", e))
 }
 
 fn depth(v: &Value) -> usize {
@@ -316,13 +318,13 @@ pub fn parse_feature_extraction(body: &[u8], expected: usize) -> Result<Vec<Vec<
     {
         return Ok(vectors);
     }
-    if let Ok(vector) = serde_json::from_slice::<Vec<f32>>(body)
+    if let Ok(vector) = infermux_http::json::from_body::<Vec<f32>>(body)
         && !vector.is_empty()
         && expected == 1
     {
         return Ok(vec![vector]);
     }
-    let v: Value = serde_json::from_slice(body).map_err(|e| decode_err("features", e))?;
+    let v: Value = infermux_http::json::from_body(body).map_err(|e| decode_err("features", e))?;
     let arr = v.as_array().map(Vec::as_slice).unwrap_or_default();
     let out = match depth(&v) {
         1 => vec![floats(&v)?],

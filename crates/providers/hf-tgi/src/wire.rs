@@ -270,12 +270,12 @@ struct WireGeneration {
 pub fn parse_generation(body: &[u8]) -> Result<Generation> {
     let array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     let fast = if array {
-        serde_json::from_slice::<Vec<WireGeneration>>(body)
+        infermux_http::json::from_body::<Vec<WireGeneration>>(body)
             .ok()
             .filter(|a| a.len() == 1)
             .and_then(|mut a| a.pop())
     } else {
-        serde_json::from_slice::<WireGeneration>(body).ok()
+        infermux_http::json::from_body::<WireGeneration>(body).ok()
     };
     match fast {
         Some(g) if !g.error => Ok(Generation {
@@ -288,7 +288,7 @@ pub fn parse_generation(body: &[u8]) -> Result<Generation> {
 
 /// [`parse_generation`] through a `Value`.
 fn parse_generation_value(body: &[u8]) -> Result<Generation> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| decode_err("generation", e))?;
+    let v: Value = infermux_http::json::from_body(body).map_err(|e| decode_err("generation", e))?;
     let one = match v {
         Value::Array(mut a) if a.len() == 1 => a.remove(0),
         Value::Array(a) => {
@@ -443,7 +443,7 @@ pub struct TgiInfo {
 
 /// Parses `/info`.
 pub fn parse_info(body: &[u8]) -> Result<TgiInfo> {
-    serde_json::from_slice(body).map_err(|e| decode_err("info", e))
+    infermux_http::json::from_body(body).map_err(|e| decode_err("info", e))
 }
 
 /// How chat messages become one prompt when the server has no messages API

@@ -306,7 +306,7 @@ fn segment(id: &str) -> Result<&str> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
-    serde_json::from_slice(body).map_err(|e| {
+    infermux_http::json::from_body(body).map_err(|e| {
         Error::new(
             ErrorKind::Decode,
             format!("{what} is not the expected JSON: {e}"),
@@ -404,7 +404,7 @@ impl Llvm {
         ctx: &RequestContext,
     ) -> Result<(Option<String>, String, Option<WireUsage>)> {
         let bytes = self.infer(id, body, ctx).await?;
-        if let Ok(out) = serde_json::from_slice::<TextOutput<'_>>(&bytes) {
+        if let Ok(out) = infermux_http::json::from_body::<TextOutput<'_>>(&bytes) {
             return Ok((out.model, out.output.into_owned(), out.usage));
         }
         let out: InferOutput = decode(&bytes, "infer output").map_err(self.ctx_err(ctx))?;
@@ -469,7 +469,7 @@ impl Llvm {
         ctx: &RequestContext,
     ) -> Result<(String, Vec<Vec<f32>>, Option<WireUsage>)> {
         let bytes = self.batch_bytes(id, inputs, ctx).await?;
-        if let Ok(out) = serde_json::from_slice::<VectorOutput>(&bytes)
+        if let Ok(out) = infermux_http::json::from_body::<VectorOutput>(&bytes)
             && out.outputs.len() == inputs.len()
         {
             let vectors = out

@@ -16,7 +16,7 @@ struct Wire {
 
 /// Parses one `/api/embeddings` answer.
 fn parse(body: &[u8]) -> Result<Vec<f32>> {
-    let w: Wire = serde_json::from_slice(body).map_err(|e| {
+    let w: Wire = infermux_http::json::from_body(body).map_err(|e| {
         Error::new(
             ErrorKind::Decode,
             format!("invalid Ollama legacy embedding: {e}"),

@@ -554,7 +554,8 @@ fn tool_call(index: usize, c: WireToolCall) -> ToolCall {
 }
 
 fn parse_chunk(data: &[u8]) -> Result<WireChunk> {
-    let chunk: WireChunk = serde_json::from_slice(data).map_err(|e| decode_err("answer", e))?;
+    let chunk: WireChunk =
+        infermux_http::json::from_body(data).map_err(|e| decode_err("answer", e))?;
     if let Some(e) = &chunk.error {
         return Err(embedded_error(e));
     }
@@ -613,7 +614,7 @@ pub fn parse_embed(body: &[u8], expected: usize) -> Result<EmbeddingResponse> {
         #[serde(default)]
         prompt_eval_count: Option<u64>,
     }
-    let w: Wire = serde_json::from_slice(body).map_err(|e| decode_err("embeddings", e))?;
+    let w: Wire = infermux_http::json::from_body(body).map_err(|e| decode_err("embeddings", e))?;
     if w.embeddings.len() != expected {
         return Err(Error::new(
             ErrorKind::Decode,
@@ -655,7 +656,7 @@ pub fn parse_tags(body: &[u8]) -> Result<Vec<LocalModel>> {
         #[serde(default)]
         models: Vec<LocalModel>,
     }
-    let w: Wire = serde_json::from_slice(body).map_err(|e| decode_err("model list", e))?;
+    let w: Wire = infermux_http::json::from_body(body).map_err(|e| decode_err("model list", e))?;
     Ok(w.models)
 }
 
@@ -702,7 +703,7 @@ pub struct ModelDetails {
 
 /// Parses `/api/show`.
 pub fn parse_show(body: &[u8]) -> Result<ModelDetails> {
-    serde_json::from_slice(body).map_err(|e| decode_err("model details", e))
+    infermux_http::json::from_body(body).map_err(|e| decode_err("model details", e))
 }
 
 /// One line of the `/api/pull` progress stream.

@@ -237,7 +237,7 @@ impl<'de> Deserialize<'de> for Document<'de> {
 /// Parses a reranking answer (either shape, see the crate docs) against the request's
 /// documents.
 pub fn parse_rerank(body: &[u8], req: &RerankRequest) -> Result<RerankResponse> {
-    let v: Object<Answer<'_>> = serde_json::from_slice(body).map_err(|e| {
+    let v: Object<Answer<'_>> = infermux_http::json::from_body(body).map_err(|e| {
         Error::new(
             ErrorKind::Decode,
             format!("reranking answer is not valid JSON: {e}"),

@@ -354,7 +354,7 @@ fn file_id(id: &str) -> Result<&str> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body)
+    infermux_http::json::from_body(body)
         .map_err(|e| Error::new(ErrorKind::Decode, format!("{what} answer: {e}")))
 }
 

@@ -780,7 +780,7 @@ pub fn parse_response_value(v: &Value) -> Result<ChatResponse> {
 
 /// Parses the body of `POST /responses`.
 pub fn parse_response(body: &[u8]) -> Result<ChatResponse> {
-    let fields: Object<ResponseFields<'_>> = serde_json::from_slice(body).map_err(|e| {
+    let fields: Object<ResponseFields<'_>> = infermux_http::json::from_body(body).map_err(|e| {
         Error::new(
             ErrorKind::Decode,
             format!("response is not valid JSON: {e}"),

@@ -187,7 +187,7 @@ struct WireRank {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
-    serde_json::from_slice(body).map_err(|e| {
+    infermux_http::json::from_body(body).map_err(|e| {
         Error::new(
             ErrorKind::Decode,
             format!("{what} is not the expected JSON: {e}"),
@@ -459,7 +459,7 @@ impl Ovms {
         let bytes = self.post_bytes("/v3/rerank", &body, ctx).await?;
         // a well-formed answer is read straight into results; anything else through a
         // `Value`, as it always was, with the same errors
-        if let Ok(ObjOnly(w)) = serde_json::from_slice::<ObjOnly<WireRerank>>(&bytes)
+        if let Ok(ObjOnly(w)) = infermux_http::json::from_body::<ObjOnly<WireRerank>>(&bytes)
             && w.results.iter().all(|x| x.0.index < r.documents.len())
         {
             let results = w
