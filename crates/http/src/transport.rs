@@ -95,6 +95,9 @@ pub struct HttpEndpoint {
     /// [`Auth::None`], or when the key is not a valid header value (each request that would
     /// send it then fails with [`ErrorKind::Config`] before anything is sent).
     key_header: Option<(HeaderName, HeaderValue)>,
+    /// The `Host` header of a request to this endpoint's origin, built once for a plain
+    /// `http://` endpoint (see [`host_header`]).
+    host: Option<HeaderValue>,
 }
 
 impl fmt::Debug for HttpEndpoint {
@@ -118,6 +121,24 @@ impl fmt::Debug for HttpEndpoint {
 /// this retry: a refusal there is a transport error for the caller's retry policy.
 fn nack_retries(base: &Url) -> bool {
     base.scheme() != "http"
+}
+
+/// The `Host` header hyper would write for a request to `base`'s origin, for a plain
+/// `http://` base: the host, and the port unless it is the scheme's default. hyper builds it
+/// on every request (`format!`, then a header inserted into a map reqwest cloned to its exact
+/// length, so the map reallocates); a request to the endpoint's origin carries this one
+/// instead. Over TLS, where HTTP/2 may carry the authority in `:authority`, hyper is left to
+/// it.
+fn host_header(base: &Url) -> Option<HeaderValue> {
+    if base.scheme() != "http" {
+        return None;
+    }
+    let host = base.host_str()?;
+    let value = match base.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    HeaderValue::from_str(&value).ok()
 }
 
 fn origin_of(url: &Url) -> String {
@@ -330,6 +351,7 @@ impl HttpEndpoint {
         Ok(HttpEndpoint {
             provider,
             join_prefix: join_prefix(&config.base_url, &base),
+            host: host_header(&base),
             base,
             headers: parse_headers(&config.headers),
             key_header: config
@@ -832,6 +854,11 @@ impl Parts<'_> {
             h.append(k.clone(), v.clone());
         }
         h.append(X_REQUEST_ID, request_id.clone());
+        if let Some(host) = &ep.host
+            && ep.is_home(url)
+        {
+            h.append(http::header::HOST, host.clone());
+        }
         if let Some((b, ct)) = body {
             h.append(http::header::CONTENT_TYPE, ct.clone());
             *req.body_mut() = Some(reqwest::Body::from(b.clone()));
@@ -1366,6 +1393,25 @@ mod tests {
                 assert!(!shown.contains("secret"), "{base:?} {path:?}: {shown}");
             }
         }
+    }
+
+    /// The `Host` header written for a plain-HTTP endpoint is hyper's: the host, and the port
+    /// unless it is the default; none over TLS.
+    #[test]
+    fn host_header_is_host_and_port_unless_default() {
+        let host =
+            |u: &str| host_header(&Url::parse(u).unwrap()).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            host("http://127.0.0.1:8080/v1").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(
+            host("http://Local.Host:80/v1").as_deref(),
+            Some("local.host")
+        );
+        assert_eq!(host("http://h").as_deref(), Some("h"));
+        assert_eq!(host("http://[::1]:9/v3").as_deref(), Some("[::1]:9"));
+        assert_eq!(host("https://api.example.com/v1"), None);
     }
 
     const BASES: &[&str] = &[

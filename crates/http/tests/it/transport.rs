@@ -89,6 +89,69 @@ async fn cross_origin_redirect_carries_no_auth_header() {
     );
 }
 
+/// Every request names the host it goes to, once: the endpoint's own, which infermux writes
+/// for a plain-HTTP endpoint, on the first hop and a same-origin redirect, and another
+/// origin's (hyper's) on a hop there, never the endpoint's.
+#[tokio::test]
+async fn every_hop_carries_one_host_header_its_own() {
+    let other = RawServer::start(|_| ok_json()).await;
+    let target = format!("{}/landing", other.url);
+    let home = RawServer::start(move |req| {
+        if req.path().starts_with("/v1/away") {
+            vec![Step::Send(response(
+                "302 Found",
+                &[("location", target.as_str())],
+                b"",
+            ))]
+        } else if req.path().starts_with("/v1/same") {
+            vec![Step::Send(response(
+                "307 Temporary Redirect",
+                &[("location", "/v1/final")],
+                b"",
+            ))]
+        } else {
+            ok_json()
+        }
+    })
+    .await;
+    let ep = endpoint(&format!("{}/v1", home.url), Auth::Bearer);
+    let ctx = RequestContext::new();
+    for path in ["/chat/completions", "/away", "/same"] {
+        ep.post(path)
+            .json(&serde_json::json!({"a": 1}))
+            .send(&ctx)
+            .await
+            .unwrap();
+    }
+    let hosts = |seen: &crate::support::Seen| -> Vec<String> {
+        seen.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("host"))
+            .map(|(_, v)| v.trim().to_owned())
+            .collect()
+    };
+    let home_seen = home.seen();
+    assert_eq!(home_seen.len(), 4, "chat, away, same, final");
+    for req in &home_seen {
+        assert_eq!(
+            hosts(req),
+            [home.url.trim_start_matches("http://")],
+            "{}",
+            req.head
+        );
+    }
+    let other_seen = other.seen();
+    assert_eq!(other_seen.len(), 1);
+    assert_eq!(
+        hosts(&other_seen[0]),
+        [other.url.trim_start_matches("http://")],
+        "{}",
+        other_seen[0].head
+    );
+}
+
 #[tokio::test]
 async fn key_is_bound_to_its_origin_and_request_id_is_sent() {
     let server = RawServer::start(|_| ok_json()).await;
