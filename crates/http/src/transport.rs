@@ -854,8 +854,10 @@ impl Parts<'_> {
             h.append(k.clone(), v.clone());
         }
         h.append(X_REQUEST_ID, request_id.clone());
+        // (not over a `Host` the endpoint's own headers or the request's set)
         if let Some(host) = &ep.host
             && ep.is_home(url)
+            && !h.contains_key(http::header::HOST)
         {
             h.append(http::header::HOST, host.clone());
         }

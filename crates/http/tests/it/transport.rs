@@ -142,6 +142,13 @@ async fn every_hop_carries_one_host_header_its_own() {
             req.head
         );
     }
+    // a `Host` of the endpoint's own configuration is the only one sent
+    let cfg = EndpointConfig::new("test", format!("{}/v1", home.url))
+        .unwrap()
+        .with_header("Host", "virtual.example");
+    let ep = HttpEndpoint::new("test", cfg, Auth::Bearer).unwrap();
+    ep.get("/virtual").send(&ctx).await.unwrap();
+    assert_eq!(hosts(&home.seen_at("/v1/virtual")), ["virtual.example"]);
     let other_seen = other.seen();
     assert_eq!(other_seen.len(), 1);
     assert_eq!(
