@@ -1,5 +1,6 @@
 //! Endpoint configuration: base URL, key, timeouts and limits.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -162,12 +163,30 @@ impl EndpointConfig {
         }
     }
 
-    /// The base URL without its query string (safe to print).
-    pub fn display_url(&self) -> &str {
-        self.base_url
+    /// The base URL without its query string or a `user:password@` in it (safe to print).
+    ///
+    /// ```
+    /// use infermux_core::EndpointConfig;
+    /// let mut cfg = EndpointConfig::new("e", "http://127.0.0.1:8080/v1?key=k-secret")?;
+    /// assert_eq!(cfg.display_url(), "http://127.0.0.1:8080/v1");
+    /// // `new` refuses a URL with credentials in it; the field can still be set by hand
+    /// cfg.base_url = "http://user:pw-secret@127.0.0.1:8080/v1".to_owned();
+    /// assert_eq!(cfg.display_url(), "http://127.0.0.1:8080/v1");
+    /// # Ok::<(), infermux_core::Error>(())
+    /// ```
+    pub fn display_url(&self) -> Cow<'_, str> {
+        let url = self
+            .base_url
             .split_once('?')
-            .map(|(a, _)| a)
-            .unwrap_or(&self.base_url)
+            .map_or(&*self.base_url, |(a, _)| a);
+        if let Some(start) = url.find("://").map(|i| i + 3) {
+            let rest = &url[start..];
+            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+            if let Some(at) = authority.rfind('@') {
+                return Cow::Owned(format!("{}{}", &url[..start], &rest[at + 1..]));
+            }
+        }
+        Cow::Borrowed(url)
     }
 
     /// Sets the key.
@@ -358,5 +377,11 @@ mod tests {
         assert!(!dbg.contains("sk-query"));
         assert!(!dbg.contains("hidden-value"));
         assert_eq!(cfg.origin(), "https://api.example.com");
+        // nor a password written into the URL
+        let mut cfg = EndpointConfig::new("e", "http://h:1/v1").unwrap();
+        cfg.base_url = "http://user:pw-secret@h:1/v1".to_owned();
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("pw-secret"), "{dbg}");
+        assert!(dbg.contains("http://h:1/v1"), "{dbg}");
     }
 }

@@ -114,7 +114,9 @@ impl fmt::Debug for HttpEndpoint {
 /// `GOAWAY`: requests the server never processed) stays on for an endpoint at `base`.
 ///
 /// Those refusals exist only on HTTP/2, which reqwest speaks here only over TLS (ALPN), so
-/// a plain `http://` endpoint, as every local server is, has nothing to retry. reqwest's
+/// a plain `http://` endpoint, as every local server is, has nothing to retry (but one
+/// reached through an `https://` proxy that agrees to HTTP/2: its refusals then reach the
+/// caller's retry policy as transport errors). reqwest's
 /// policy still clones every request (headers, URI, extensions) in case it has to, before
 /// it looks at the scope; switching it off for such an endpoint spares each request that
 /// clone. A plain endpoint that redirects to another origin over TLS reaches it without
