@@ -55,7 +55,7 @@ use infermux_core::{
 };
 use infermux_http::EventDecoder;
 use infermux_http::decode::SseEvent;
-use infermux_http::{Auth, HttpEndpoint, HttpRequest, HttpResponse};
+use infermux_http::{Auth, HttpEndpoint, HttpRequest, HttpResponse, Method, Route};
 
 pub use wire::ChatStreamState;
 
@@ -78,6 +78,8 @@ const MAX_PAGES: usize = 50;
 #[derive(Debug, Clone)]
 pub struct Anthropic {
     http: HttpEndpoint,
+    /// `/messages`, joined to the base URL once.
+    messages: Route,
     version: String,
     betas: Vec<String>,
     beta_query: bool,
@@ -88,8 +90,10 @@ impl Anthropic {
     /// A client for `config` (base URL like `https://api.anthropic.com/v1`); its key, if any,
     /// is sent as `x-api-key`.
     pub fn new(config: EndpointConfig) -> Result<Self> {
+        let http = HttpEndpoint::new(NAME, config, Auth::Header("x-api-key"))?;
         Ok(Anthropic {
-            http: HttpEndpoint::new(NAME, config, Auth::Header("x-api-key"))?,
+            messages: http.route("/messages"),
+            http,
             version: DEFAULT_VERSION.to_owned(),
             betas: Vec::new(),
             beta_query: false,
@@ -150,10 +154,14 @@ impl Anthropic {
         r
     }
 
-    /// A POST of `body` to `path` with the API's version and beta headers, ready to send (a
-    /// plain function: an `async fn` around the send would nest its future in another).
-    fn post<'a>(&'a self, path: &str, body: &(impl serde::Serialize + Sync)) -> HttpRequest<'a> {
-        let mut r = self.headers(self.http.post(path)).json(body);
+    /// `r` with `body` and the API's version and beta headers, ready to send (a plain
+    /// function: an `async fn` around the send would nest its future in another).
+    fn post<'a>(
+        &'a self,
+        r: HttpRequest<'a>,
+        body: &(impl serde::Serialize + Sync),
+    ) -> HttpRequest<'a> {
+        let mut r = self.headers(r).json(body);
         if self.beta_query {
             r = r.query("beta", "true");
         }
@@ -163,7 +171,10 @@ impl Anthropic {
     /// The prompt tokens `req` would use (`POST /v1/messages/count_tokens`).
     pub async fn count_tokens(&self, req: &ChatRequest, ctx: &RequestContext) -> Result<u64> {
         let resp = self
-            .post("/messages/count_tokens", &wire::count_tokens_body(req))
+            .post(
+                self.http.post("/messages/count_tokens"),
+                &wire::count_tokens_body(req),
+            )
             .send(ctx)
             .await?;
         let body = resp.bytes().await?;
@@ -220,7 +231,10 @@ impl Provider for Anthropic {
             Request::Chat(req) => {
                 let body = wire::ChatBody::new(req, false)
                     .with_default_max_tokens(self.default_max_tokens);
-                let resp = self.post("/messages", &body).send(ctx).await?;
+                let resp = self
+                    .post(self.http.request_to(Method::POST, &self.messages), &body)
+                    .send(ctx)
+                    .await?;
                 let bytes = resp.bytes().await?;
                 wire::parse_chat(&bytes)
                     .map(Response::Chat)
@@ -260,7 +274,10 @@ impl Provider for Anthropic {
             )));
         };
         let body = wire::ChatBody::new(req, true).with_default_max_tokens(self.default_max_tokens);
-        let resp = self.post("/messages", &body).send(ctx).await?;
+        let resp = self
+            .post(self.http.request_to(Method::POST, &self.messages), &body)
+            .send(ctx)
+            .await?;
         let (id, ep) = (ctx.request_id(), self.http.id().clone());
         first_event(chat_event_stream(resp, move |e| {
             e.in_context(id, NAME, &ep)
