@@ -45,7 +45,7 @@ use infermux_core::{
     Request, RequestContext, Response, Result, StreamEvent, first_event,
 };
 use infermux_http::EventDecoder;
-use infermux_http::{Auth, HttpEndpoint, HttpResponse};
+use infermux_http::{Auth, HttpEndpoint, HttpResponse, Method, Route};
 use infermux_openai_compat::OpenAiCompat;
 
 pub use wire::{LocalModel, ModelDetails, NdjsonStreamState, PullProgress};
@@ -76,6 +76,16 @@ pub struct Ollama {
     http: HttpEndpoint,
     openai: OpenAiCompat,
     mode: Mode,
+    /// The native routes every call takes, joined to the base URL once.
+    routes: Routes,
+}
+
+/// [`Ollama`]'s native routes, joined to its base URL once.
+#[derive(Debug, Clone)]
+struct Routes {
+    chat: Route,
+    generate: Route,
+    embed: Route,
 }
 
 /// A base URL from an `OLLAMA_HOST`-style value: `host`, `host:port`, `:port` or a URL.
@@ -120,10 +130,16 @@ impl Ollama {
         let http = HttpEndpoint::new(NAME, config, Auth::Bearer)?;
         let openai =
             OpenAiCompat::with_http(http.rebased(format!("{}/v1", http.config().base_url))?);
+        let routes = Routes {
+            chat: http.route("/api/chat"),
+            generate: http.route("/api/generate"),
+            embed: http.route("/api/embed"),
+        };
         Ok(Ollama {
             http,
             openai,
             mode: Mode::Native,
+            routes,
         })
     }
 
@@ -231,7 +247,7 @@ impl Ollama {
             Request::Chat(req) => {
                 let resp = self
                     .http
-                    .post("/api/chat")
+                    .request_to(Method::POST, &self.routes.chat)
                     .json(&wire::ChatBody::new(req, false))
                     .send(ctx)
                     .await?;
@@ -241,7 +257,7 @@ impl Ollama {
             Request::Completion(req) => {
                 let resp = self
                     .http
-                    .post("/api/generate")
+                    .request_to(Method::POST, &self.routes.generate)
                     .json(&wire::GenerateBody::new(req, false))
                     .send(ctx)
                     .await?;
@@ -259,7 +275,7 @@ impl Ollama {
                 }
                 let resp = self
                     .http
-                    .post("/api/embed")
+                    .request_to(Method::POST, &self.routes.embed)
                     .json(&wire::EmbedBody::new(req))
                     .send(ctx)
                     .await?;
@@ -283,14 +299,14 @@ impl Ollama {
         let resp = match request {
             Request::Chat(req) => {
                 self.http
-                    .post("/api/chat")
+                    .request_to(Method::POST, &self.routes.chat)
                     .json(&wire::ChatBody::new(req, true))
                     .send(ctx)
                     .await?
             }
             Request::Completion(req) => {
                 self.http
-                    .post("/api/generate")
+                    .request_to(Method::POST, &self.routes.generate)
                     .json(&wire::GenerateBody::new(req, true))
                     .send(ctx)
                     .await?
