@@ -31,7 +31,8 @@ pub const AUTH_HEADERS: [&str; 4] = ["authorization", "x-api-key", "x-goog-api-k
 const MAX_REDIRECTS: usize = 5;
 
 /// Headers reqwest and hyper add to a request after we built it: user-agent, accept,
-/// accept-encoding, host, content-length.
+/// accept-encoding, content-length, and host (for a plain-HTTP endpoint's own origin we
+/// write it, see [`host_header`]; counted here either way).
 const REQWEST_ADDS: usize = 5;
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -129,10 +130,10 @@ fn nack_retries(base: &Url) -> bool {
 /// `http://` base: the host, and the port unless it is the scheme's default. hyper builds it
 /// on every request (`format!`, then a header inserted into a map reqwest cloned to its exact
 /// length, so the map reallocates); a request to the endpoint's origin carries this one
-/// instead. Over TLS, where HTTP/2 may carry the authority in `:authority`, hyper is left to
-/// it.
+/// instead. Wherever HTTP/2 may be spoken ([`nack_retries`]), where the authority goes in
+/// `:authority`, hyper is left to it.
 fn host_header(base: &Url) -> Option<HeaderValue> {
-    if base.scheme() != "http" {
+    if nack_retries(base) {
         return None;
     }
     let host = base.host_str()?;

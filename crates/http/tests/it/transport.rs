@@ -123,15 +123,7 @@ async fn every_hop_carries_one_host_header_its_own() {
             .await
             .unwrap();
     }
-    let hosts = |seen: &crate::support::Seen| -> Vec<String> {
-        seen.head
-            .lines()
-            .skip(1)
-            .filter_map(|l| l.split_once(':'))
-            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("host"))
-            .map(|(_, v)| v.trim().to_owned())
-            .collect()
-    };
+    let hosts = |seen: &crate::support::Seen| seen.headers("host");
     let home_seen = home.seen();
     assert_eq!(home_seen.len(), 4, "chat, away, same, final");
     for req in &home_seen {
