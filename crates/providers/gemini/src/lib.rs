@@ -108,9 +108,13 @@ impl Gemini {
     }
 
     /// Sends `r`; a non-2xx answer becomes the typed error, with the body's `RetryInfo` delay
-    /// as retry-after and `API_KEY_INVALID` as `Auth`.
-    async fn send(&self, r: HttpRequest<'_>, ctx: &RequestContext) -> Result<HttpResponse> {
-        r.send_mapped(ctx, wire::error_from_response).await
+    /// as retry-after and `API_KEY_INVALID` as `Auth`. The transport's own future (an
+    /// `async fn` here would nest it in another).
+    fn send<'a, 's>(
+        r: HttpRequest<'a>,
+        ctx: &'s RequestContext,
+    ) -> impl Future<Output = Result<HttpResponse>> + use<'a, 's> {
+        r.send_mapped(ctx, wire::error_from_response)
     }
 
     /// Posts `body` to `model`'s `method` and reads the answer with `parse`, from the body as
@@ -124,12 +128,7 @@ impl Gemini {
         parse: impl FnOnce(&[u8]) -> Result<T>,
     ) -> Result<T> {
         let path = format!("/{}:{method}", wire::model_path(model));
-        let resp = self
-            .http
-            .post(&path)
-            .json(body)
-            .send_mapped(ctx, wire::error_from_response)
-            .await?;
+        let resp = Self::send(self.http.post(&path).json(body), ctx).await?;
         let bytes = resp.bytes().await?;
         parse(&bytes).map_err(self.ctx_err(ctx))
     }
@@ -253,7 +252,7 @@ impl Provider for Gemini {
                     if let Some(t) = &token {
                         r = r.query("pageToken", t);
                     }
-                    let body = self.send(r, ctx).await?.bytes().await?;
+                    let body = Self::send(r, ctx).await?.bytes().await?;
                     let page = wire::parse_models(&body).map_err(&ctx_err)?;
                     all.extend(page.models);
                     token = wire::next_models_page(&body);
@@ -282,7 +281,7 @@ impl Provider for Gemini {
         if self.sse {
             r = r.query("alt", "sse");
         }
-        let resp = self.send(r, ctx).await?;
+        let resp = Self::send(r, ctx).await?;
         let (id, ep) = (ctx.request_id(), self.http.id().clone());
         first_event(generate_event_stream(resp, self.sse, move |e| {
             e.in_context(id, NAME, &ep)
