@@ -172,9 +172,12 @@ impl EmbeddingBatcher {
             |s: &String| u64::from(estimate_tokens(s)),
             move |key: EmbedKey, inputs: Vec<String>, ctx: RequestContext| {
                 let n = inputs.len();
-                let call = key.request(inputs).map(|req| flush(req, ctx));
+                let flush = Arc::clone(&flush);
+                // the provider's future is made inside the block, so the batch's task holds it
+                // once (made outside, the block would hold it as a capture and again as the
+                // future it awaits)
                 async move {
-                    let resp = call?.await?;
+                    let resp = flush(key.request(inputs)?, ctx).await?;
                     if let Some(u) = &resp.usage {
                         tracing::debug!(inputs = n, usage = ?u, "batch usage");
                     }

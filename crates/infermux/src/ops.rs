@@ -7,7 +7,7 @@
 
 use std::future::Future;
 
-use futures_util::future::join_all;
+use futures_util::future::{Either, join_all};
 use infermux_core::{EndpointId, Error, ErrorKind, Provider, RequestContext, Result, Served};
 use infermux_multiplex::MemberState;
 use infermux_resilience::Op;
@@ -57,10 +57,17 @@ fn not_offered(
 
 /// An attempt's future, or `Unsupported` when the member's provider does not offer the
 /// operation (checked before the call: never, as a provider's type does not change).
-async fn or_unsupported<T>(attempt: Option<impl Future<Output = Result<T>>>) -> Result<T> {
+fn or_unsupported<T>(
+    attempt: Option<impl Future<Output = Result<T>>>,
+) -> impl Future<Output = Result<T>> {
+    // not an `async fn`: that would hold the attempt's future twice (as its argument and as
+    // the future it awaits)
     match attempt {
-        Some(fut) => fut.await,
-        None => Err(Error::new(ErrorKind::Unsupported, "no such operation")),
+        Some(fut) => Either::Left(fut),
+        None => Either::Right(std::future::ready(Err(Error::new(
+            ErrorKind::Unsupported,
+            "no such operation",
+        )))),
     }
 }
 

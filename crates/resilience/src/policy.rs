@@ -633,7 +633,9 @@ impl CallPolicy {
                 let started = exec.clock.now();
                 let actx = exec.attempt_context(ctx, &deadline, attempts, false, false);
                 let (actx, meta) = Self::lease_context(pool, actx, key);
-                let fut = f(member, &actx);
+                // boxed: the operation's future (an upload's is kilobytes) is held once, on the
+                // heap, not again in each layer that awaits it (the attempt, its deadline)
+                let fut = Box::pin(f(member, &actx));
                 let mut leased = Leased::new(pool, member);
                 let (result, latency) = exec
                     .run_attempt(grant, &actx, &deadline, started, attempts, fut, |_| None)

@@ -431,3 +431,30 @@ async fn any_provider_method_runs_through_the_policy_with_the_leased_key() {
     assert_eq!(s.requests_by_key("sk-1"), 1);
     assert_eq!(s.requests_by_key("sk-2"), 1);
 }
+
+/// An operation's attempt is held once, boxed by the call policy: before, each layer that
+/// awaited it (the policy's attempt, its deadline, `or_unsupported`) held it again, and a
+/// transcription's future was over 15 KiB, a chat call's under 5 KiB.
+#[test]
+fn media_operations_futures_hold_their_attempt_once() {
+    use infermux::openai_compat::media::TranscriptionRequest;
+    let client = Client::new(compat("local", "http://127.0.0.1:9"));
+    let transcription = TranscriptionRequest::new("whisper-1", "a.wav", vec![0; 16]);
+    let sizes = [
+        (
+            "speech",
+            size_of_val(&client.speech(None, &speech(), RequestContext::new())),
+        ),
+        (
+            "transcribe",
+            size_of_val(&client.transcribe(None, &transcription, RequestContext::new())),
+        ),
+        (
+            "upload_file",
+            size_of_val(&client.upload_file(None, "a", b"", "batch", RequestContext::new())),
+        ),
+    ];
+    for (op, size) in sizes {
+        assert!(size <= 8 * 1024, "{op}'s future is {size} bytes");
+    }
+}
