@@ -419,6 +419,8 @@ fn async_openai_request(
 #[derive(Debug, Default)]
 struct Samples {
     latency_ns: Vec<u64>,
+    /// Open loop: latencies from the moment the request was handed to the client.
+    sent_ns: Vec<u64>,
     ttft_ns: Vec<u64>,
     errors: u64,
     dropped: u64,
@@ -443,6 +445,7 @@ impl Samples {
 
     fn merge(&mut self, other: Samples) {
         self.latency_ns.extend(other.latency_ns);
+        self.sent_ns.extend(other.sent_ns);
         self.ttft_ns.extend(other.ttft_ns);
         self.errors += other.errors;
         self.dropped += other.dropped;
@@ -564,6 +567,9 @@ async fn measure(cfg: &DriveConfig) -> Result<Measurement, String> {
     latency.sort_unstable();
     let mut ttft = samples.ttft_ns;
     ttft.sort_unstable();
+    let mut sent = samples.sent_ns;
+    sent.sort_unstable();
+    let open = cfg.mode == Mode::Open;
     let us = |ns: u64| ns as f64 / 1000.0;
     let up_cpu = after.upstream.cpu_ns.saturating_sub(before.upstream.cpu_ns);
     let up_req = after
@@ -589,6 +595,8 @@ async fn measure(cfg: &DriveConfig) -> Result<Measurement, String> {
         rps: requests as f64 / cfg.secs.as_secs_f64(),
         p50_us: us(quantile(&latency, 0.50)),
         p99_us: us(quantile(&latency, 0.99)),
+        sent_p50_us: open.then(|| us(quantile(&sent, 0.50))),
+        sent_p99_us: open.then(|| us(quantile(&sent, 0.99))),
         ttft_p50_us: cfg.stream.then(|| us(quantile(&ttft, 0.50))),
         ttft_p99_us: cfg.stream.then(|| us(quantile(&ttft, 0.99))),
         cpu_us_per_req: us(after.cpu_ns.saturating_sub(before.cpu_ns)) / requests as f64,
@@ -645,8 +653,11 @@ async fn closed(client: Arc<Client>, cfg: &DriveConfig) -> Result<Window, String
 }
 
 /// Requests sent on a fixed schedule (`rate` per second, missed ticks sent at once), each
-/// measured from its scheduled send time; at most `concurrency` in flight, a send with no free
-/// slot is counted as dropped. Requests scheduled inside the window are counted.
+/// measured from its scheduled send time and from the moment it was handed to the client (the
+/// scheduled time also counts the lag of tokio's 1 ms timer wheel in waking the scheduler,
+/// 1–2 ms here, the same for every peer and larger than anything a client adds); at most
+/// `concurrency` in flight, a send with no free slot is counted as dropped. Requests scheduled
+/// inside the window are counted.
 async fn open(client: Arc<Client>, cfg: &DriveConfig) -> Result<Window, String> {
     let period = Duration::from_secs_f64(1.0 / f64::from(cfg.rate));
     let start = tokio::time::Instant::now();
@@ -681,10 +692,14 @@ async fn open(client: Arc<Client>, cfg: &DriveConfig) -> Result<Window, String> 
                 let (client, samples, in_flight) =
                     (client.clone(), samples.clone(), in_flight.clone());
                 let scheduled = scheduled.into_std();
+                let sent = Instant::now();
                 tokio::spawn(async move {
                     let result = client.call(stream, scheduled).await;
-                    let latency = scheduled.elapsed();
+                    let (latency, from_sent) = (scheduled.elapsed(), sent.elapsed());
                     if record && let Ok(mut s) = samples.lock() {
+                        if result.is_ok() {
+                            s.sent_ns.push(from_sent.as_nanos() as u64);
+                        }
                         s.record(latency, result);
                     }
                     in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -758,6 +773,12 @@ mod tests {
             assert!(m.upstream_requests > 0, "{m:?}");
             assert!(m.cpu_us_per_req > 0.0 && m.peak_rss_kb > 0, "{m:?}");
             assert_eq!(m.ttft_p50_us.is_some(), stream, "{m:?}");
+            // the hand-off figures: open loop only, never above those from the scheduled time
+            let open = mode == Mode::Open;
+            assert_eq!(m.sent_p50_us.is_some(), open, "{m:?}");
+            if let (Some(sent), true) = (m.sent_p50_us, open) {
+                assert!(sent > 0.0 && sent <= m.p50_us, "{m:?}");
+            }
             lines.push_str(&serde_json::to_string(&m).unwrap());
             lines.push('\n');
         }

@@ -71,6 +71,13 @@ pub struct Measurement {
     pub p50_us: f64,
     /// 99th percentile latency (µs).
     pub p99_us: f64,
+    /// Open loop, Rust peers: median latency from the moment the request was handed to the
+    /// client (µs), without the harness timer's lag in waking the scheduler.
+    #[serde(default)]
+    pub sent_p50_us: Option<f64>,
+    /// Open loop, Rust peers: 99th percentile latency from the hand-off (µs).
+    #[serde(default)]
+    pub sent_p99_us: Option<f64>,
     /// Streams: median time to the first text delta (µs).
     pub ttft_p50_us: Option<f64>,
     /// Streams: 99th percentile time to the first text delta (µs).

@@ -141,6 +141,22 @@ impl Row<'_> {
     fn delta(&self, f: impl Fn(&Measurement) -> f64) -> Option<Spread> {
         Spread::of(self.pairs.iter().map(|(m, b)| f(m) - f(b)).collect())
     }
+
+    /// The median of a figure only some peers report (`None` when no run has it).
+    fn median_of(&self, f: impl Fn(&Measurement) -> Option<f64>) -> Option<f64> {
+        let v: Vec<f64> = self.runs.iter().filter_map(|m| f(m)).collect();
+        (!v.is_empty()).then(|| median(v))
+    }
+
+    /// Per-repeat differences of a figure only some peers report, where both have it.
+    fn delta_of(&self, f: impl Fn(&Measurement) -> Option<f64>) -> Option<Spread> {
+        Spread::of(
+            self.pairs
+                .iter()
+                .filter_map(|(m, b)| Some(f(m)? - f(b)?))
+                .collect(),
+        )
+    }
 }
 
 /// A median with the min and max around it.
@@ -450,15 +466,19 @@ pub fn render(ms: &[Measurement], header: &Header) -> String {
         let _ = writeln!(
             out,
             "### Open loop: added latency over bare reqwest at the same rate\n\n\
-             Latency runs from each request's scheduled send time (tokio's timer has a 1 ms \
-             granularity, the same for every peer). Added = peer − reqwest in the same repeat, \
+             Latency runs from each request's scheduled send time, and (Rust peers, the \
+             \"hand-off\" columns) from the moment the scheduler handed the request to the \
+             client. The scheduled time also counts tokio's 1 ms timer wheel waking the \
+             scheduler late (1–2 ms here, the same for every peer, more than any client adds); \
+             the hand-off figures leave that lag out and keep everything the client does, \
+             its runtime's scheduling included. Added = peer − reqwest in the same repeat, \
              µs. `dropped` counts scheduled sends skipped because the cap of requests in flight \
              was reached or unfinished 5 s after the window (for the Python gateways, up to \
              30 s, until ten answers): a peer with drops could not keep up with the rate.\n"
         );
         let _ = writeln!(
             out,
-            "| peer | runtime | rate/s | achieved req/s | p50 µs | added p50 µs | p99 µs | added p99 µs | client CPU µs/req | Δ µs | dropped | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "| peer | runtime | rate/s | achieved req/s | p50 µs | added p50 µs | p99 µs | added p99 µs | hand-off p50 µs | added | hand-off p99 µs | added | client CPU µs/req | Δ µs | dropped | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         let mut sorted = open.clone();
         sorted.sort_by_key(|r| {
@@ -473,7 +493,7 @@ pub fn render(ms: &[Measurement], header: &Header) -> String {
             let cpu = |m: &Measurement| m.cpu_us_per_req + m.gateway_cpu_us_per_req.unwrap_or(0.0);
             let _ = writeln!(
                 out,
-                "| {} | {} | {}{} | {} | {:.0} | {} | {:.0} | {} | {:.1} | {} | {} | {} |",
+                "| {} | {} | {}{} | {} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} |",
                 r.peer,
                 runtime_label(r.runtime),
                 thousands(f64::from(r.point.rate)),
@@ -483,6 +503,12 @@ pub fn render(ms: &[Measurement], header: &Header) -> String {
                 delta_text(r.delta(|m| m.p50_us)),
                 r.median(|m| m.p99_us),
                 delta_text(r.delta(|m| m.p99_us)),
+                r.median_of(|m| m.sent_p50_us)
+                    .map_or("—".to_owned(), |x| format!("{x:.0}")),
+                delta_text(r.delta_of(|m| m.sent_p50_us)),
+                r.median_of(|m| m.sent_p99_us)
+                    .map_or("—".to_owned(), |x| format!("{x:.0}")),
+                delta_text(r.delta_of(|m| m.sent_p99_us)),
                 r.median(cpu),
                 delta_text(r.delta(cpu)),
                 r.runs.iter().map(|m| m.dropped).sum::<u64>(),
@@ -572,6 +598,8 @@ mod tests {
             rps,
             p50_us: 100.0,
             p99_us: 200.0,
+            sent_p50_us: None,
+            sent_p99_us: None,
             ttft_p50_us: None,
             ttft_p99_us: None,
             cpu_us_per_req: 10.0,
