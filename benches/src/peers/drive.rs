@@ -421,6 +421,9 @@ struct Samples {
     latency_ns: Vec<u64>,
     /// Open loop: latencies from the moment the request was handed to the client.
     sent_ns: Vec<u64>,
+    /// Open loop: how late the scheduler woke for each send in the window (hand-off −
+    /// scheduled time).
+    lag_ns: Vec<u64>,
     ttft_ns: Vec<u64>,
     errors: u64,
     dropped: u64,
@@ -428,10 +431,20 @@ struct Samples {
 }
 
 impl Samples {
-    fn record(&mut self, latency: Duration, result: Result<Option<Duration>, String>) {
+    /// One request's outcome: its latency, in an open loop also the latency from its hand-off
+    /// (both kept for successful requests only, so the two sets are the same requests).
+    fn record(
+        &mut self,
+        latency: Duration,
+        from_sent: Option<Duration>,
+        result: Result<Option<Duration>, String>,
+    ) {
         match result {
             Ok(ttft) => {
                 self.latency_ns.push(latency.as_nanos() as u64);
+                if let Some(d) = from_sent {
+                    self.sent_ns.push(d.as_nanos() as u64);
+                }
                 if let Some(t) = ttft {
                     self.ttft_ns.push(t.as_nanos() as u64);
                 }
@@ -446,6 +459,7 @@ impl Samples {
     fn merge(&mut self, other: Samples) {
         self.latency_ns.extend(other.latency_ns);
         self.sent_ns.extend(other.sent_ns);
+        self.lag_ns.extend(other.lag_ns);
         self.ttft_ns.extend(other.ttft_ns);
         self.errors += other.errors;
         self.dropped += other.dropped;
@@ -569,7 +583,9 @@ async fn measure(cfg: &DriveConfig) -> Result<Measurement, String> {
     ttft.sort_unstable();
     let mut sent = samples.sent_ns;
     sent.sort_unstable();
-    let open = cfg.mode == Mode::Open;
+    let mut lag = samples.lag_ns;
+    lag.sort_unstable();
+    let open_loop = cfg.mode == Mode::Open;
     let us = |ns: u64| ns as f64 / 1000.0;
     let up_cpu = after.upstream.cpu_ns.saturating_sub(before.upstream.cpu_ns);
     let up_req = after
@@ -595,8 +611,10 @@ async fn measure(cfg: &DriveConfig) -> Result<Measurement, String> {
         rps: requests as f64 / cfg.secs.as_secs_f64(),
         p50_us: us(quantile(&latency, 0.50)),
         p99_us: us(quantile(&latency, 0.99)),
-        sent_p50_us: open.then(|| us(quantile(&sent, 0.50))),
-        sent_p99_us: open.then(|| us(quantile(&sent, 0.99))),
+        sent_p50_us: open_loop.then(|| us(quantile(&sent, 0.50))),
+        sent_p99_us: open_loop.then(|| us(quantile(&sent, 0.99))),
+        lag_p50_us: open_loop.then(|| us(quantile(&lag, 0.50))),
+        lag_p99_us: open_loop.then(|| us(quantile(&lag, 0.99))),
         ttft_p50_us: cfg.stream.then(|| us(quantile(&ttft, 0.50))),
         ttft_p99_us: cfg.stream.then(|| us(quantile(&ttft, 0.99))),
         cpu_us_per_req: us(after.cpu_ns.saturating_sub(before.cpu_ns)) / requests as f64,
@@ -633,7 +651,7 @@ async fn closed(client: Arc<Client>, cfg: &DriveConfig) -> Result<Window, String
                 let result = client.call(stream, start).await;
                 let latency = start.elapsed();
                 if phase.load(Ordering::Relaxed) == MEASURE {
-                    samples.record(latency, result);
+                    samples.record(latency, None, result);
                 }
             }
             samples
@@ -653,11 +671,12 @@ async fn closed(client: Arc<Client>, cfg: &DriveConfig) -> Result<Window, String
 }
 
 /// Requests sent on a fixed schedule (`rate` per second, missed ticks sent at once), each
-/// measured from its scheduled send time and from the moment it was handed to the client (the
-/// scheduled time also counts the lag of tokio's 1 ms timer wheel in waking the scheduler,
-/// 1–2 ms here, the same for every peer and larger than anything a client adds); at most
-/// `concurrency` in flight, a send with no free slot is counted as dropped. Requests scheduled
-/// inside the window are counted.
+/// measured from its scheduled send time and from the moment the scheduler handed it to the
+/// client. The scheduled time also counts how late the scheduler woke: mostly tokio's 1 ms
+/// timer wheel (about 1 ms here), but also any time the client kept the runtime busy when a
+/// send was due, so that lag is recorded per send as well. At most `concurrency` in flight, a
+/// send with no free slot is counted as dropped. Requests scheduled inside the window are
+/// counted.
 async fn open(client: Arc<Client>, cfg: &DriveConfig) -> Result<Window, String> {
     let period = Duration::from_secs_f64(1.0 / f64::from(cfg.rate));
     let start = tokio::time::Instant::now();
@@ -675,13 +694,17 @@ async fn open(client: Arc<Client>, cfg: &DriveConfig) -> Result<Window, String> 
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval_at(start, period);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut dropped = 0u64;
+            let (mut dropped, mut lags) = (0u64, Vec::new());
             loop {
                 let scheduled = ticker.tick().await;
                 if scheduled >= t1 {
                     break;
                 }
-                let record = scheduled >= t0;
+                let (scheduled, sent) = (scheduled.into_std(), Instant::now());
+                let record = scheduled >= t0.into_std();
+                if record {
+                    lags.push(sent.saturating_duration_since(scheduled).as_nanos() as u64);
+                }
                 if in_flight.load(Ordering::Relaxed) >= cap {
                     if record {
                         dropped += 1;
@@ -691,28 +714,23 @@ async fn open(client: Arc<Client>, cfg: &DriveConfig) -> Result<Window, String> 
                 in_flight.fetch_add(1, Ordering::Relaxed);
                 let (client, samples, in_flight) =
                     (client.clone(), samples.clone(), in_flight.clone());
-                let scheduled = scheduled.into_std();
-                let sent = Instant::now();
                 tokio::spawn(async move {
                     let result = client.call(stream, scheduled).await;
                     let (latency, from_sent) = (scheduled.elapsed(), sent.elapsed());
                     if record && let Ok(mut s) = samples.lock() {
-                        if result.is_ok() {
-                            s.sent_ns.push(from_sent.as_nanos() as u64);
-                        }
-                        s.record(latency, result);
+                        s.record(latency, Some(from_sent), result);
                     }
                     in_flight.fetch_sub(1, Ordering::Relaxed);
                 });
             }
-            dropped
+            (dropped, lags)
         })
     };
     tokio::time::sleep_until(t0).await;
     let before = Snapshot::take(cfg)?;
     tokio::time::sleep_until(t1).await;
     let after = Snapshot::take(cfg)?;
-    let dropped = scheduler.await.map_err(err)?;
+    let (dropped, lags) = scheduler.await.map_err(err)?;
     // Let the requests of the window finish (bounded: a saturated peer is cut off).
     let grace = tokio::time::Instant::now() + Duration::from_secs(5);
     while in_flight.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < grace {
@@ -724,6 +742,7 @@ async fn open(client: Arc<Client>, cfg: &DriveConfig) -> Result<Window, String> 
         out.merge(std::mem::take(&mut *s));
     }
     out.dropped = dropped + unfinished;
+    out.lag_ns = lags;
     Ok((before, after, out))
 }
 
@@ -775,9 +794,13 @@ mod tests {
             assert_eq!(m.ttft_p50_us.is_some(), stream, "{m:?}");
             // the hand-off figures: open loop only, never above those from the scheduled time
             let open = mode == Mode::Open;
-            assert_eq!(m.sent_p50_us.is_some(), open, "{m:?}");
-            if let (Some(sent), true) = (m.sent_p50_us, open) {
-                assert!(sent > 0.0 && sent <= m.p50_us, "{m:?}");
+            for figure in [m.sent_p50_us, m.sent_p99_us, m.lag_p50_us, m.lag_p99_us] {
+                assert_eq!(figure.is_some(), open, "{m:?}");
+            }
+            if let (Some(p50), Some(p99), Some(lag)) = (m.sent_p50_us, m.sent_p99_us, m.lag_p99_us)
+            {
+                assert!(0.0 < p50 && p50 <= m.p50_us && p99 <= m.p99_us, "{m:?}");
+                assert!(lag >= 0.0, "{m:?}");
             }
             lines.push_str(&serde_json::to_string(&m).unwrap());
             lines.push('\n');

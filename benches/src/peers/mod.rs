@@ -71,13 +71,18 @@ pub struct Measurement {
     pub p50_us: f64,
     /// 99th percentile latency (µs).
     pub p99_us: f64,
-    /// Open loop, Rust peers: median latency from the moment the request was handed to the
-    /// client (µs), without the harness timer's lag in waking the scheduler.
-    #[serde(default)]
+    /// Open loop, the Rust driver's peers (not the Python gateways): median latency from the
+    /// moment the scheduler handed the request to the client (µs), without the scheduler's
+    /// lag in waking for it.
     pub sent_p50_us: Option<f64>,
-    /// Open loop, Rust peers: 99th percentile latency from the hand-off (µs).
-    #[serde(default)]
+    /// Open loop, the Rust driver's peers: 99th percentile latency from the hand-off (µs).
     pub sent_p99_us: Option<f64>,
+    /// Open loop, the Rust driver's peers: median of how late the scheduler woke for a send
+    /// (hand-off − scheduled time, µs): tokio's timer, and any time the client kept the
+    /// runtime busy when a send was due.
+    pub lag_p50_us: Option<f64>,
+    /// Open loop, the Rust driver's peers: 99th percentile of that lag (µs).
+    pub lag_p99_us: Option<f64>,
     /// Streams: median time to the first text delta (µs).
     pub ttft_p50_us: Option<f64>,
     /// Streams: 99th percentile time to the first text delta (µs).

@@ -121,7 +121,7 @@ struct Row<'a> {
 
 impl Row<'_> {
     fn median(&self, f: impl Fn(&Measurement) -> f64) -> f64 {
-        median(self.runs.iter().map(|m| f(m)).collect())
+        self.median_of(|m| Some(f(m))).unwrap_or(f64::NAN)
     }
 
     /// The per-repeat ratios to the baseline: median, min, max.
@@ -139,16 +139,17 @@ impl Row<'_> {
 
     /// The per-repeat differences from the baseline.
     fn delta(&self, f: impl Fn(&Measurement) -> f64) -> Option<Spread> {
-        Spread::of(self.pairs.iter().map(|(m, b)| f(m) - f(b)).collect())
+        self.delta_of(|m| Some(f(m)))
     }
 
-    /// The median of a figure only some peers report (`None` when no run has it).
+    /// The median of a figure, `None` when no run has it (some figures only some peers
+    /// report).
     fn median_of(&self, f: impl Fn(&Measurement) -> Option<f64>) -> Option<f64> {
         let v: Vec<f64> = self.runs.iter().filter_map(|m| f(m)).collect();
         (!v.is_empty()).then(|| median(v))
     }
 
-    /// Per-repeat differences of a figure only some peers report, where both have it.
+    /// The per-repeat differences from the baseline, where both have the figure.
     fn delta_of(&self, f: impl Fn(&Measurement) -> Option<f64>) -> Option<Spread> {
         Spread::of(
             self.pairs
@@ -205,6 +206,11 @@ fn ratio_text(s: Option<Spread>) -> String {
         Some(s) if (s.max - s.min).abs() < f64::EPSILON => format!("{}×", sig(s.median)),
         Some(s) => format!("{}× ({}–{})", sig(s.median), sig(s.min), sig(s.max)),
     }
+}
+
+/// A figure in whole µs, or a dash when the peer does not report it.
+fn us_text(x: Option<f64>) -> String {
+    x.map_or("—".to_owned(), |x| format!("{x:.0}"))
 }
 
 fn delta_text(s: Option<Spread>) -> String {
@@ -466,19 +472,20 @@ pub fn render(ms: &[Measurement], header: &Header) -> String {
         let _ = writeln!(
             out,
             "### Open loop: added latency over bare reqwest at the same rate\n\n\
-             Latency runs from each request's scheduled send time, and (Rust peers, the \
-             \"hand-off\" columns) from the moment the scheduler handed the request to the \
-             client. The scheduled time also counts tokio's 1 ms timer wheel waking the \
-             scheduler late (1–2 ms here, the same for every peer, more than any client adds); \
-             the hand-off figures leave that lag out and keep everything the client does, \
-             its runtime's scheduling included. Added = peer − reqwest in the same repeat, \
-             µs. `dropped` counts scheduled sends skipped because the cap of requests in flight \
+             Latency runs from each request's scheduled send time, and (the Rust driver's \
+             peers, the \"hand-off\" columns) from the moment the scheduler handed the \
+             request to the client. The difference is how late the scheduler woke for the \
+             send (\"lag\"): mostly tokio's timer wheel, whose 1 ms resolution makes it \
+             about 1 ms, but also any time the client kept the runtime busy when a send was \
+             due. The hand-off figures leave the lag out (so they miss that second part: \
+             compare the lag columns); the scheduled-time figures carry all of it. Added = \
+             peer − reqwest in the same repeat, µs. `dropped` counts scheduled sends skipped because the cap of requests in flight \
              was reached or unfinished 5 s after the window (for the Python gateways, up to \
              30 s, until ten answers): a peer with drops could not keep up with the rate.\n"
         );
         let _ = writeln!(
             out,
-            "| peer | runtime | rate/s | achieved req/s | p50 µs | added p50 µs | p99 µs | added p99 µs | hand-off p50 µs | added | hand-off p99 µs | added | client CPU µs/req | Δ µs | dropped | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "| peer | runtime | rate/s | achieved req/s | p50 µs | added p50 µs | p99 µs | added p99 µs | hand-off p50 µs | added | hand-off p99 µs | added | lag p50 / p99 µs | client CPU µs/req | Δ µs | dropped | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         let mut sorted = open.clone();
         sorted.sort_by_key(|r| {
@@ -493,7 +500,7 @@ pub fn render(ms: &[Measurement], header: &Header) -> String {
             let cpu = |m: &Measurement| m.cpu_us_per_req + m.gateway_cpu_us_per_req.unwrap_or(0.0);
             let _ = writeln!(
                 out,
-                "| {} | {} | {}{} | {} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} |",
+                "| {} | {} | {}{} | {} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} |",
                 r.peer,
                 runtime_label(r.runtime),
                 thousands(f64::from(r.point.rate)),
@@ -503,12 +510,14 @@ pub fn render(ms: &[Measurement], header: &Header) -> String {
                 delta_text(r.delta(|m| m.p50_us)),
                 r.median(|m| m.p99_us),
                 delta_text(r.delta(|m| m.p99_us)),
-                r.median_of(|m| m.sent_p50_us)
-                    .map_or("—".to_owned(), |x| format!("{x:.0}")),
+                us_text(r.median_of(|m| m.sent_p50_us)),
                 delta_text(r.delta_of(|m| m.sent_p50_us)),
-                r.median_of(|m| m.sent_p99_us)
-                    .map_or("—".to_owned(), |x| format!("{x:.0}")),
+                us_text(r.median_of(|m| m.sent_p99_us)),
                 delta_text(r.delta_of(|m| m.sent_p99_us)),
+                match (r.median_of(|m| m.lag_p50_us), r.median_of(|m| m.lag_p99_us)) {
+                    (Some(p50), Some(p99)) => format!("{p50:.0} / {p99:.0}"),
+                    _ => "—".to_owned(),
+                },
                 r.median(cpu),
                 delta_text(r.delta(cpu)),
                 r.runs.iter().map(|m| m.dropped).sum::<u64>(),
@@ -600,6 +609,8 @@ mod tests {
             p99_us: 200.0,
             sent_p50_us: None,
             sent_p99_us: None,
+            lag_p50_us: None,
+            lag_p99_us: None,
             ttft_p50_us: None,
             ttft_p99_us: None,
             cpu_us_per_req: 10.0,
@@ -616,6 +627,45 @@ mod tests {
         ms.iter()
             .map(|m| serde_json::to_string(m).unwrap() + "\n")
             .collect()
+    }
+
+    #[test]
+    fn open_loop_rows_have_every_column_and_a_dash_for_figures_a_peer_lacks() {
+        let open = |peer: &str, runtime: &str, sent: Option<f64>| {
+            let mut x = m(peer, runtime, 64, 0, 1000.0);
+            x.mode = Mode::Open;
+            x.rate = 1000;
+            x.p50_us = 1_200.0;
+            x.p99_us = 2_000.0;
+            x.sent_p50_us = sent;
+            x.sent_p99_us = sent.map(|s| s * 2.0);
+            x.lag_p50_us = sent.map(|_| 1_000.0);
+            x.lag_p99_us = sent.map(|_| 1_400.0);
+            x
+        };
+        let ms = [
+            open("reqwest", "current", Some(100.0)),
+            open("infermux-standard", "current", Some(104.0)),
+            open("litellm", "python", None),
+        ];
+        let md = render(&ms, &Header::default());
+        let table: Vec<&str> = md
+            .lines()
+            .skip_while(|l| !l.starts_with("| peer | runtime | rate/s"))
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        assert_eq!(table.len(), 5, "{md}");
+        for line in &table {
+            assert_eq!(line.matches('|').count(), 18, "{line}");
+        }
+        assert!(
+            table[3].starts_with(
+                "| infermux-standard | current-thread | 1 000 | 1 000 | 1200 | +0.0 | 2000 | \
+                 +0.0 | 104 | +4.0 | 208 | +8.0 | 1000 / 1400 |"
+            ),
+            "{md}"
+        );
+        assert!(table[4].contains("| — | — | — | — | — |"), "{md}");
     }
 
     #[test]

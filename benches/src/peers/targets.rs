@@ -355,6 +355,8 @@ mod tests {
             p99_us: 200.0,
             sent_p50_us: None,
             sent_p99_us: None,
+            lag_p50_us: None,
+            lag_p99_us: None,
             ttft_p50_us: None,
             ttft_p99_us: None,
             cpu_us_per_req: cpu,
