@@ -543,13 +543,13 @@ fn driver_args(upstream: &str, spec: &Spec, repeat: u32, warmup: f64, secs: f64)
     args
 }
 
-/// Runs `cmd` (stderr shown) and returns the `expected` JSON lines it printed; fails on a
-/// non-zero exit or another count of lines.
 /// The Python driver's line for an open-loop point its peer could not serve at all.
 fn is_saturated(line: &str) -> bool {
     line.contains("\"saturated\": true")
 }
 
+/// Runs `cmd` (stderr shown) and returns the `expected` JSON lines it printed; fails on a
+/// non-zero exit or another count of lines.
 fn output_lines(cmd: &mut Command, expected: usize) -> Result<Vec<String>> {
     let out = cmd
         .stdin(Stdio::null())
