@@ -39,7 +39,7 @@ pub use events::{EventDecoder, event_stream};
 pub use headers::{
     MAX_RETRY_AFTER, parse_duration, parse_rfc3339, rate_limits, retry_after, should_retry,
 };
-pub use http::{HeaderMap, Method};
+pub use http::{HeaderMap, HeaderName, HeaderValue, Method};
 pub use transport::{
     AUTH_HEADERS, Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse, Route,
 };

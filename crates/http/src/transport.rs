@@ -564,17 +564,27 @@ impl fmt::Debug for HttpRequest<'_> {
 impl<'a> HttpRequest<'a> {
     /// Adds a header. Auth headers are refused here: the key goes through [`Auth`].
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        if AUTH_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            (Ok(n), Ok(v)) => self.header_value(n, v),
+            _ => {
+                self.error = Some(Error::new(ErrorKind::Config, "invalid header"));
+                self
+            }
+        }
+    }
+    /// Adds a header its caller built once (a provider's fixed headers, checked when they
+    /// are configured rather than on every request). The auth headers are refused, as by
+    /// [`HttpRequest::header`].
+    pub fn header_value(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        // a `HeaderName` is lowercase, as the auth headers' names are
+        if AUTH_HEADERS.contains(&name.as_str()) {
             self.error = Some(Error::new(
                 ErrorKind::Config,
                 "auth headers are set from the endpoint's key, not by hand",
             ));
             return self;
         }
-        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            (Ok(n), Ok(v)) => self.headers.push((n, v)),
-            _ => self.error = Some(Error::new(ErrorKind::Config, "invalid header")),
-        }
+        self.headers.push((name, value));
         self
     }
     /// Adds a query parameter (never a key: keys go in headers).

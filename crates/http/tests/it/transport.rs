@@ -181,6 +181,18 @@ async fn key_is_bound_to_its_origin_and_request_id_is_sent() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
+    // nor headers built ahead
+    let err = ep
+        .get("/x")
+        .header_value(
+            infermux_http::HeaderName::from_static("x-goog-api-key"),
+            infermux_http::HeaderValue::from_static("other"),
+        )
+        .send(&ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert_eq!(server.seen().len(), 1, "a refused request is never sent");
 }
 
 #[tokio::test]

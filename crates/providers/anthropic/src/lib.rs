@@ -55,7 +55,9 @@ use infermux_core::{
 };
 use infermux_http::EventDecoder;
 use infermux_http::decode::SseEvent;
-use infermux_http::{Auth, HttpEndpoint, HttpRequest, HttpResponse, Method, Route};
+use infermux_http::{
+    Auth, HeaderName, HeaderValue, HttpEndpoint, HttpRequest, HttpResponse, Method, Route,
+};
 
 pub use wire::ChatStreamState;
 
@@ -68,6 +70,22 @@ pub const API_KEY_ENV: &str = "ANTHROPIC_API_KEY";
 /// The environment variable overriding the base URL (the SDKs' convention, without `/v1`;
 /// `/v1` is appended unless it is already there).
 pub const BASE_URL_ENV: &str = "ANTHROPIC_BASE_URL";
+/// `anthropic-version` and (when there are betas) `anthropic-beta`, or `None` when either is
+/// not a valid header value.
+fn api_headers(version: &str, betas: &[String]) -> Option<Vec<(HeaderName, HeaderValue)>> {
+    let mut headers = vec![(
+        HeaderName::from_static("anthropic-version"),
+        HeaderValue::try_from(version).ok()?,
+    )];
+    if !betas.is_empty() {
+        headers.push((
+            HeaderName::from_static("anthropic-beta"),
+            HeaderValue::try_from(betas.join(",")).ok()?,
+        ));
+    }
+    Some(headers)
+}
+
 /// The `anthropic-version` sent unless [`Anthropic::with_version`] says otherwise.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
 
@@ -82,6 +100,10 @@ pub struct Anthropic {
     messages: Route,
     version: String,
     betas: Vec<String>,
+    /// `anthropic-version` and `anthropic-beta` as sent, built when they are configured, not
+    /// on every request (`None`: one is not a valid header value, and every request fails with
+    /// `Config` as it would have)
+    api_headers: Option<Vec<(HeaderName, HeaderValue)>>,
     beta_query: bool,
     default_max_tokens: u32,
 }
@@ -96,6 +118,7 @@ impl Anthropic {
             http,
             version: DEFAULT_VERSION.to_owned(),
             betas: Vec::new(),
+            api_headers: api_headers(DEFAULT_VERSION, &[]),
             beta_query: false,
             default_max_tokens: wire::DEFAULT_MAX_TOKENS,
         })
@@ -115,6 +138,7 @@ impl Anthropic {
     /// Sets the `anthropic-version` header.
     pub fn with_version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();
+        self.api_headers = api_headers(&self.version, &self.betas);
         self
     }
 
@@ -122,6 +146,7 @@ impl Anthropic {
     /// `prompt-caching-2024-07-31` or `interleaved-thinking-2025-05-14`.
     pub fn with_beta(mut self, beta: impl Into<String>) -> Self {
         self.betas.push(beta.into());
+        self.api_headers = api_headers(&self.version, &self.betas);
         self
     }
 
@@ -147,6 +172,13 @@ impl Anthropic {
     }
 
     fn headers<'a>(&self, mut r: HttpRequest<'a>) -> HttpRequest<'a> {
+        if let Some(headers) = &self.api_headers {
+            for (name, value) in headers {
+                r = r.header_value(name.clone(), value.clone());
+            }
+            return r;
+        }
+        // an invalid value: the request fails with the transport's own error for it
         r = r.header("anthropic-version", &self.version);
         if !self.betas.is_empty() {
             r = r.header("anthropic-beta", &self.betas.join(","));

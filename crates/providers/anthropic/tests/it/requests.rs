@@ -197,6 +197,37 @@ async fn headers_on_the_wire_key_version_and_betas() {
     assert!(seen.header("x-request-id").is_some());
 }
 
+#[tokio::test]
+async fn an_invalid_version_or_beta_fails_every_request_with_config() {
+    use infermux_anthropic::Anthropic;
+    use infermux_core::{EndpointConfig, ErrorKind, Provider, Request, RequestContext};
+
+    // nothing listens on port 9: the request must fail before anything is sent
+    let p = || Anthropic::new(EndpointConfig::new("bad", "http://127.0.0.1:9/v1").unwrap());
+    let req = Request::Chat(ChatRequest::new("claude", vec![Message::user("hi")]));
+    for p in [
+        p().unwrap().with_version("2023-06-01\n"),
+        p().unwrap().with_beta("ok").with_beta("not\nok"),
+    ] {
+        let err = p.call(&req, &RequestContext::new()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    }
+    // a valid version set after an invalid one is sent again
+    let (url, seen) = infermux_testkit::capture(
+        r#"{"id":"m","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}"#,
+    )
+    .await;
+    let p = Anthropic::new(EndpointConfig::new("ok", format!("{url}/v1")).unwrap())
+        .unwrap()
+        .with_version("bad\n")
+        .with_version("2024-01-01");
+    p.call(&req, &RequestContext::new()).await.unwrap();
+    assert_eq!(
+        seen.await.unwrap().header("anthropic-version"),
+        Some("2024-01-01")
+    );
+}
+
 #[test]
 fn stream_state_keeps_signatures_and_redacted_thinking() {
     let mut st = wire::ChatStreamState::new();
