@@ -78,13 +78,17 @@ pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
 }
 
 /// Parses OpenAI-style durations: `12ms`, `1s`, `6m0s`, `1m30.5s`, `2h`, `1d` or plain seconds.
+/// One too long for a `Duration` is capped at [`MAX_RETRY_AFTER`]; a negative, infinite or
+/// malformed one is `None`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if s.is_empty() {
         return None;
     }
+    // a number or a sum too large for a `Duration` (`1e20`, `99999999999999999999d`) is
+    // capped at `MAX_RETRY_AFTER`, never a panic: these come from servers
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return finite_capped(secs);
     }
     let mut total = 0f64;
     let mut rest = s;
@@ -114,7 +118,12 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         total += n * factor;
         rest = next;
     }
-    (total.is_finite() && total >= 0.0).then(|| Duration::from_secs_f64(total))
+    finite_capped(total)
+}
+
+/// [`capped_secs`] of a finite `secs`; `None` for an infinity or NaN (`inf`, `1e400`).
+fn finite_capped(secs: f64) -> Option<Duration> {
+    secs.is_finite().then(|| capped_secs(secs)).flatten()
 }
 
 /// Parses an RFC 3339 timestamp (`2024-05-01T12:00:30Z`, with fraction and offset) to a
@@ -322,6 +331,35 @@ mod tests {
         assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
         assert_eq!(parse_duration("7x"), None);
         assert_eq!(parse_duration("ms"), None);
+    }
+
+    #[test]
+    fn durations_too_long_for_a_duration_are_capped_not_a_panic() {
+        for v in [
+            "1e20",
+            "99999999999999999999",
+            "1000000000000000d",
+            "10000000000000000000s",
+            "1e300",
+        ] {
+            assert_eq!(parse_duration(v), Some(MAX_RETRY_AFTER), "{v}");
+        }
+        for v in ["inf", "NaN", "-1", "1e400", &"9".repeat(400)] {
+            assert_eq!(parse_duration(v), None, "{v}");
+        }
+        // every rate-limit header a server sends goes through it: a 429 or a 200 with an
+        // absurd reset is read, not a panic
+        let rl = rate_limits(&h(&[
+            ("x-ratelimit-reset-requests", "1e20"),
+            ("x-ratelimit-reset-tokens", "99999999999999999999"),
+        ]));
+        assert_eq!(rl.requests.reset_after, Some(MAX_RETRY_AFTER));
+        assert_eq!(rl.tokens.reset_after, Some(MAX_RETRY_AFTER));
+        let rl = rate_limits(&h(&[(
+            "anthropic-ratelimit-tokens-reset",
+            "1000000000000000d",
+        )]));
+        assert_eq!(rl.tokens.reset_after, Some(MAX_RETRY_AFTER));
     }
 
     #[test]

@@ -125,6 +125,17 @@ async fn resource_exhausted_carries_the_retry_info_delay() {
 }
 
 #[tokio::test]
+async fn a_retry_delay_too_long_for_a_duration_is_capped_not_a_panic() {
+    let body = r#"{"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED",
+      "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1e20s"}]}}"#;
+    let (server, p) = serve(answer(GENERATE, 429, "application/json", body)).await;
+    let e = p.call(&chat(), &RequestContext::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    assert_eq!(e.retry_after(), Some(infermux_http::MAX_RETRY_AFTER));
+    server.verify().unwrap();
+}
+
+#[tokio::test]
 async fn blocked_prompts_and_answers_are_content_filter_errors() {
     let body = r#"{"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []}, "usageMetadata": {"promptTokenCount": 8}}"#;
     let (server, p) = serve(answer(GENERATE, 200, "application/json", body)).await;
