@@ -276,7 +276,10 @@ impl EndpointConfig {
         self.limits = limits;
         self
     }
-    /// Adds a header sent with every request.
+    /// Adds a header sent with every request to the endpoint's own origin (never to another
+    /// one a redirect leads to). A credential header (`authorization`, `x-api-key`,
+    /// `x-goog-api-key`, `api-key`, `proxy-authorization`) is left out: the key goes in
+    /// [`EndpointConfig::with_api_key`].
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self

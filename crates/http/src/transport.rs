@@ -25,8 +25,16 @@ use crate::headers::rate_limits;
 use crate::scrub::Scrubber;
 use memchr::memmem::Finder;
 
-/// Every header name that carries a credential. None of them ever crosses to another origin.
-pub const AUTH_HEADERS: [&str; 4] = ["authorization", "x-api-key", "x-goog-api-key", "api-key"];
+/// Every header name that carries a credential. None of them ever crosses to another origin:
+/// a request's own headers refuse them ([`HttpRequest::header`]), an endpoint's own headers
+/// leave them out (its key goes through [`Auth`]), and recordings strip them.
+pub const AUTH_HEADERS: [&str; 5] = [
+    "authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "api-key",
+    "proxy-authorization",
+];
 
 const MAX_REDIRECTS: usize = 5;
 
