@@ -38,6 +38,13 @@ pub const AUTH_HEADERS: [&str; 5] = [
 
 const MAX_REDIRECTS: usize = 5;
 
+/// `now + d`, or some thirty years on when that is past what an `Instant` holds: a timeout of
+/// `Duration::MAX` means no timeout, not a panic.
+fn later(now: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
+    now.checked_add(d).unwrap_or_else(|| now + FAR)
+}
+
 /// Headers reqwest and hyper add to a request after we built it: user-agent, accept,
 /// accept-encoding, content-length, and host (for a plain-HTTP endpoint's own origin we
 /// write it, see [`host_header`]; counted here either way).
@@ -729,13 +736,13 @@ impl Parts<'_> {
         let t = &ep.config.timeouts;
         // The attempt's clock reads: this one, and the caller's deadline's when it has one.
         let now = Instant::now();
-        let mut deadline = t.total.map(|d| now + d);
+        let mut deadline = t.total.map(|d| later(now, d));
         if let Some(left) = ctx.remaining() {
-            let d = now + left;
+            let d = later(now, left);
             deadline = Some(deadline.map_or(d, |x| x.min(d)));
         }
         let first_byte_at = {
-            let fb = now + t.first_byte;
+            let fb = later(now, t.first_byte);
             deadline.map_or(fb, |d| d.min(fb))
         };
         let mut with_key = self.send_key;
@@ -1124,7 +1131,7 @@ impl HttpResponse {
             let timer = match timer {
                 Some(timer) if idle_at.is_some() => timer,
                 _ => {
-                    let at = Instant::now() + *idle;
+                    let at = later(Instant::now(), *idle);
                     idle_at = Some(at);
                     let at = deadline.map_or(at, |d| d.min(at));
                     match timer {

@@ -515,3 +515,23 @@ async fn invalid_endpoint_headers_and_keys_fail_at_send_as_before() {
     }
     assert!(server.seen().is_empty(), "nothing was sent");
 }
+
+#[tokio::test]
+async fn timeouts_of_duration_max_are_no_timeouts_not_a_panic() {
+    let server = RawServer::start(|_| ok_json()).await;
+    let cfg = EndpointConfig::new("test", &server.url)
+        .unwrap()
+        .with_timeouts(
+            Timeouts::standard()
+                .with_first_byte(Duration::MAX)
+                .with_idle(Duration::MAX)
+                .with_total(Some(Duration::MAX)),
+        );
+    let ep = HttpEndpoint::new("test", cfg, Auth::None).unwrap();
+    let ctx = RequestContext::new().with_timeout(Duration::MAX);
+    let v: serde_json::Value = ep.get("/x").send(&ctx).await.unwrap().json().await.unwrap();
+    assert_eq!(v["ok"], true);
+    // a body read in chunks arms the idle timer
+    let mut events = ep.get("/x").send(&ctx).await.unwrap().sse();
+    assert!(events.next().await.is_none());
+}

@@ -154,11 +154,9 @@ impl BreakerConfig {
         let factor =
             f64::from(self.open_wait_multiplier).powi(i32::try_from(reopen).unwrap_or(i32::MAX));
         let wait = self.open_wait.as_secs_f64() * factor;
-        if wait.is_finite() {
-            Duration::from_secs_f64(wait).min(self.max_open_wait.max(self.open_wait))
-        } else {
-            self.max_open_wait.max(self.open_wait)
-        }
+        let most = self.max_open_wait.max(self.open_wait);
+        // past what a `Duration` holds (an open wait near `Duration::MAX`): the most
+        Duration::try_from_secs_f64(wait).map_or(most, |w| w.min(most))
     }
 }
 

@@ -292,7 +292,11 @@ impl CircuitBreaker {
     fn open(&self, st: &mut State, now: Instant) -> Transition {
         let wait = self.config.open_wait_for(st.reopens);
         st.reopens = st.reopens.saturating_add(1);
-        self.transition(st, Phase::Open { until: now + wait }, now)
+        // an open wait past what an `Instant` holds is open for good (some thirty years)
+        let until = now
+            .checked_add(wait)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
+        self.transition(st, Phase::Open { until }, now)
     }
 
     fn emit(&self, t: Option<Transition>) {

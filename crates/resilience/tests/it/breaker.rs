@@ -263,6 +263,43 @@ fn open_error_carries_time_left_and_wait_grows() {
 }
 
 #[test]
+fn open_waits_past_what_a_duration_or_an_instant_holds_keep_it_open_not_a_panic() {
+    for (wait, growth) in [(Duration::MAX, 1.0), (Duration::from_secs(10), 1e30)] {
+        let clock = ManualClock::new();
+        let b = CircuitBreaker::new(
+            BreakerConfig::standard()
+                .with_window(SlidingWindow::Count(2))
+                .with_minimum_calls(2)
+                .with_open_wait(wait)
+                .with_growing_open_wait(growth, Duration::MAX)
+                .with_half_open_probes(1)
+                .validate()
+                .unwrap(),
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        for _ in 0..2 {
+            let t = b.try_acquire().unwrap();
+            b.on_outcome(t, Outcome::Failure, Duration::ZERO);
+        }
+        if wait < Duration::MAX {
+            // the second opening's wait, 10 s × 1e30, is past a `Duration`
+            clock.advance(Duration::from_secs(11));
+            let probe = b.try_acquire().unwrap();
+            b.on_outcome(probe, Outcome::Failure, Duration::ZERO);
+        }
+        clock.advance(Duration::from_secs(365 * 86_400));
+        let e = b.try_acquire().unwrap_err();
+        assert!(
+            e.retry_after() > Some(Duration::from_secs(20 * 365 * 86_400)),
+            "{wait:?} × {growth}: {:?}",
+            e.retry_after()
+        );
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+}
+
+#[test]
 fn time_window_forgets_old_failures_and_ignored_is_not_success() {
     let clock = ManualClock::new();
     let b = CircuitBreaker::new(
