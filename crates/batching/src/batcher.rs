@@ -1,8 +1,8 @@
 //! [`Batcher`]: coalesces concurrent submits under one key into batches for a user-supplied
 //! async flush function, and hands each caller its own result.
 //!
-//! One task (spawned on the runtime that built the batcher) owns the open batches: submits
-//! reach it over a channel, it sends a batch when it is full (items or tokens) or its wait is
+//! One task (spawned on the runtime that built the batcher, and again on a caller's runtime
+//! if that one shut down) owns the open batches: submits reach it over a channel, it sends a batch when it is full (items or tokens) or its wait is
 //! over, and each sent batch runs in a task of its own, so a slow flush holds no other batch and
 //! a caller that goes away cannot stop a batch others wait on. No lock is held across an
 //! `.await`; waiting uses tokio's clock, so tests can pause time.
@@ -12,8 +12,8 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant as StdInstant};
 
 use infermux_core::{Error, ErrorKind, Priority, RequestContext, RequestId, Result};
@@ -47,7 +47,10 @@ static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
 /// - `O`, one item's result, cloned to every caller of an identical item.
 ///
 /// The flush function gets the key, the batch's distinct items and a [`RequestContext`] with
-/// the earliest deadline and the highest priority of its items, and answers one result per
+/// the highest priority of the callers still waiting when it is sent and the latest of their
+/// deadlines (none when one of them has none): a caller with a near deadline does not cut the
+/// others' time short. Each caller's own deadline ends its own wait
+/// ([`ErrorKind::Timeout`]); the batch goes on for the rest. It answers one result per
 /// item, in order; another count is a [`ErrorKind::Decode`] error to every caller of the batch
 /// (never a result given to the wrong caller). Its error goes to every caller of the batch.
 /// It is an ordinary async call, so batches go through a pool, retries and breakers like any
@@ -59,7 +62,9 @@ static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
 /// yet sent. Dropping the last handle sends what is open at once.
 ///
 /// Cloning is cheap (every clone feeds the same batches). [`Batcher::new`] must be called
-/// within a tokio runtime (it spawns the task that owns the open batches).
+/// within a tokio runtime (it spawns the task that owns the open batches). When that runtime
+/// shuts down, the callers of the batches it held get [`ErrorKind::Cancelled`], and the next
+/// submit starts the task again on its own runtime.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> infermux_core::Result<()> {
@@ -83,7 +88,10 @@ static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
 /// # Ok(()) }
 /// ```
 pub struct Batcher<K, I, O> {
-    tx: mpsc::UnboundedSender<Submission<K, I, O>>,
+    /// The batching task's inbox, replaced when that task is found gone (its runtime shut
+    /// down). Locked only to send, never across an `.await`.
+    tx: Arc<Mutex<mpsc::UnboundedSender<Submission<K, I, O>>>>,
+    flush: Arc<FlushFn<K, I, O>>,
     shared: Arc<Shared<I>>,
 }
 
@@ -91,6 +99,7 @@ impl<K, I, O> Clone for Batcher<K, I, O> {
     fn clone(&self) -> Self {
         Batcher {
             tx: self.tx.clone(),
+            flush: self.flush.clone(),
             shared: self.shared.clone(),
         }
     }
@@ -135,6 +144,8 @@ struct Waiter<O> {
     slot: usize,
     tx: oneshot::Sender<Result<O>>,
     request_id: RequestId,
+    deadline: Option<StdInstant>,
+    priority: Priority,
 }
 
 /// An open batch.
@@ -143,8 +154,6 @@ struct Open<I, O> {
     index: HashMap<I, usize>,
     waiters: Vec<Waiter<O>>,
     tokens: u64,
-    deadline: Option<StdInstant>,
-    priority: Priority,
     due: Instant,
 }
 
@@ -155,23 +164,18 @@ impl<I: Clone + Eq + Hash, O> Open<I, O> {
             index: HashMap::new(),
             waiters: Vec::new(),
             tokens: 0,
-            deadline: None,
-            priority: Priority::Low,
             due,
         }
     }
 
-    /// Adds `e`'s caller as a waiter on `slot`, folding its deadline and priority in.
+    /// Adds `e`'s caller as a waiter on `slot`.
     fn wait_on(&mut self, slot: usize, e: Entry<I, O>) {
-        self.deadline = match (self.deadline, e.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.priority = self.priority.max(e.priority);
         self.waiters.push(Waiter {
             slot,
             tx: e.tx,
             request_id: e.request_id,
+            deadline: e.deadline,
+            priority: e.priority,
         });
     }
 
@@ -214,21 +218,26 @@ where
         });
         let flush: Arc<FlushFn<K, I, O>> =
             Arc::new(move |k, items, ctx| Box::pin(flush(k, items, ctx)) as FlushFuture<O>);
-        let (tx, rx) = mpsc::unbounded_channel();
-        runtime.spawn(run(shared.clone(), flush, rx));
-        Ok(Batcher { tx, shared })
+        let tx = start(&runtime, &shared, &flush);
+        Ok(Batcher {
+            tx: Arc::new(Mutex::new(tx)),
+            flush,
+            shared,
+        })
     }
 
     /// Submits one item under `key` and waits for its result.
     ///
-    /// `ctx` gives the item's request id (kept in tracing), deadline and priority (folded
-    /// into its batch's context). Errors: the batch's error, [`ErrorKind::QueueFull`] at once
-    /// when the queue is full, [`ErrorKind::Decode`] when the flush answered with the wrong
-    /// number of results.
+    /// `ctx` gives the item's request id (kept in tracing), deadline (the end of this
+    /// caller's wait; the batch's context gets the latest of its callers') and priority
+    /// (the batch's is the highest of its callers'). Errors: the batch's error,
+    /// [`ErrorKind::QueueFull`] at once when the queue is full, [`ErrorKind::Timeout`] when
+    /// `ctx`'s deadline passes first, [`ErrorKind::Decode`] when the flush answered with the
+    /// wrong number of results.
     pub async fn submit(&self, key: K, item: I, ctx: &RequestContext) -> Result<O> {
         let mut rx = self.enqueue(key, vec![item], ctx)?;
         let rx = rx.pop().ok_or_else(lost)?;
-        rx.await.map_err(|_| lost())?
+        within(ctx, async { rx.await.map_err(|_| lost())? }).await
     }
 
     /// Submits several items under one key and waits for all their results, in order (the
@@ -255,11 +264,14 @@ where
             return Ok(Vec::new());
         }
         let receivers = self.enqueue(key, items, ctx)?;
-        let mut out = Vec::with_capacity(receivers.len());
-        for rx in receivers {
-            out.push(rx.await.map_err(|_| lost())??);
-        }
-        Ok(out)
+        within(ctx, async {
+            let mut out = Vec::with_capacity(receivers.len());
+            for rx in receivers {
+                out.push(rx.await.map_err(|_| lost())??);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// The counters so far.
@@ -331,13 +343,53 @@ where
                 }
             })
             .collect();
-        if self.tx.send(Submission { key, entries }).is_err() {
-            // the batching task is gone (its runtime shut down): nothing will answer
+        let mut tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
+        let Err(mpsc::error::SendError(sub)) = tx.send(Submission { key, entries }) else {
+            return Ok(receivers);
+        };
+        // the batching task is gone (the runtime it ran on shut down, and the batches it held
+        // with it): start it again on this caller's runtime
+        let again = tokio::runtime::Handle::try_current().ok().and_then(|rt| {
+            *tx = start(&rt, &self.shared, &self.flush);
+            tx.send(sub).ok()
+        });
+        if again.is_none() {
             self.shared.queued.fetch_sub(n, Ordering::AcqRel);
             return Err(lost());
         }
         Ok(receivers)
     }
+}
+
+/// Spawns the task that owns the open batches on `runtime`; its inbox.
+fn start<K, I, O>(
+    runtime: &tokio::runtime::Handle,
+    shared: &Arc<Shared<I>>,
+    flush: &Arc<FlushFn<K, I, O>>,
+) -> mpsc::UnboundedSender<Submission<K, I, O>>
+where
+    K: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
+    I: Clone + Eq + Hash + Send + Sync + 'static,
+    O: Clone + Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    runtime.spawn(run(shared.clone(), flush.clone(), rx));
+    tx
+}
+
+/// `wait`, ended by `ctx`'s deadline with [`ErrorKind::Timeout`] (the caller's receivers are
+/// dropped with it, so a batch not yet sent leaves its items out).
+async fn within<T>(ctx: &RequestContext, wait: impl Future<Output = Result<T>>) -> Result<T> {
+    let Some(left) = ctx.remaining() else {
+        return wait.await;
+    };
+    tokio::time::timeout(left, wait).await.unwrap_or_else(|_| {
+        Err(Error::new(
+            ErrorKind::Timeout,
+            "the caller's deadline passed before its batch answered",
+        )
+        .with_request_id(ctx.request_id()))
+    })
 }
 
 /// The error of a submit whose batch can no longer answer (its runtime shut down, or the flush
@@ -349,17 +401,44 @@ fn lost() -> Error {
     )
 }
 
+/// What the batching task holds: the open batches and its inbox. Dropped with the task (its
+/// runtime shut down), it gives back the queue's room of every item it held, open or still
+/// in the inbox; their callers' receivers see the senders dropped ([`ErrorKind::Cancelled`]).
+struct Held<K, I, O> {
+    open: HashMap<K, Open<I, O>>,
+    rx: mpsc::UnboundedReceiver<Submission<K, I, O>>,
+    shared: Arc<Shared<I>>,
+}
+
+impl<K, I, O> Drop for Held<K, I, O> {
+    fn drop(&mut self) {
+        let mut n: usize = self.open.values().map(|b| b.waiters.len()).sum();
+        self.rx.close();
+        while let Ok(sub) = self.rx.try_recv() {
+            n += sub.entries.len();
+        }
+        if n > 0 {
+            self.shared.queued.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+}
+
 /// The task that owns the open batches.
 async fn run<K, I, O>(
     shared: Arc<Shared<I>>,
     flush: Arc<FlushFn<K, I, O>>,
-    mut rx: mpsc::UnboundedReceiver<Submission<K, I, O>>,
+    rx: mpsc::UnboundedReceiver<Submission<K, I, O>>,
 ) where
     K: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
     I: Clone + Eq + Hash + Send + Sync + 'static,
     O: Clone + Send + 'static,
 {
-    let mut open: HashMap<K, Open<I, O>> = HashMap::new();
+    let mut held = Held {
+        open: HashMap::new(),
+        rx,
+        shared: shared.clone(),
+    };
+    let Held { open, rx, .. } = &mut held;
     let slack = TIMER_SLACK.min(shared.config.max_wait() * 3 / 4);
     loop {
         // submits already waiting in the channel join their batches before a due batch goes: a
@@ -369,7 +448,7 @@ async fn run<K, I, O>(
         // cannot hold a due batch back
         for _ in 0..rx.len() {
             match rx.try_recv() {
-                Ok(sub) => add_all(&shared, &flush, &mut open, sub),
+                Ok(sub) => add_all(&shared, &flush, open, sub),
                 Err(_) => break,
             }
         }
@@ -398,7 +477,7 @@ async fn run<K, I, O>(
         tokio::select! {
             biased;
             msg = rx.recv() => match msg {
-                Some(sub) => add_all(&shared, &flush, &mut open, sub),
+                Some(sub) => add_all(&shared, &flush, open, sub),
                 None => {
                     for (k, b) in open.drain() {
                         send(&shared, &flush, k, b, FlushReason::Shutdown);
@@ -509,15 +588,17 @@ async fn flush_batch<K, I, O>(
     O: Clone,
 {
     let counters = &shared.counters;
-    let Open {
-        items,
-        waiters,
-        deadline,
-        priority,
-        ..
-    } = batch;
+    let Open { items, waiters, .. } = batch;
     let before = waiters.len();
     let waiters: Vec<Waiter<O>> = waiters.into_iter().filter(|w| !w.tx.is_closed()).collect();
+    // the context of the callers still waiting: their highest priority, their latest deadline
+    // (none if one has none; one who left, or whose deadline ends its own wait first, does not
+    // cut the others' time short)
+    let priority = waiters.iter().map(|w| w.priority).max();
+    let deadline = waiters
+        .iter()
+        .map(|w| w.deadline)
+        .reduce(|a, b| a.zip(b).map(|(a, b)| a.max(b)));
     Counters::add(&counters.cancelled, (before - waiters.len()) as u64);
     // keep only the items someone still waits for; `remap[old slot]` is the new slot
     let mut remap = vec![usize::MAX; items.len()];
@@ -539,8 +620,8 @@ async fn flush_batch<K, I, O>(
     counters.flushed(reason);
     Counters::add(&counters.batches, 1);
     Counters::add(&counters.items, live.len() as u64);
-    let mut ctx = RequestContext::new().with_priority(priority);
-    if let Some(d) = deadline {
+    let mut ctx = RequestContext::new().with_priority(priority.unwrap_or(Priority::Low));
+    if let Some(d) = deadline.flatten() {
         ctx = ctx.with_deadline(d);
     }
     for w in &waiters {

@@ -261,25 +261,29 @@ async fn a_flush_answering_the_wrong_count_is_a_decode_error_to_every_caller() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_batch_context_has_the_earliest_deadline_and_the_highest_priority() {
-    let seen = Arc::new(Mutex::new(None));
+async fn the_batch_context_has_the_latest_deadline_and_the_highest_priority() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
     let b = Batcher::new(
         cfg(100, 1000, 5),
         |_: &u32| 1,
         move |(), xs: Vec<u32>, c: RequestContext| {
-            *s.lock().unwrap() = Some((c.deadline(), c.priority()));
+            s.lock().unwrap().push((c.deadline(), c.priority()));
             async move { Ok(xs) }
         },
     )
     .unwrap();
     let soon = RequestContext::new()
         .with_timeout(Duration::from_secs(5))
-        .with_priority(Priority::Low);
+        .with_priority(Priority::High);
     let later = RequestContext::new()
         .with_timeout(Duration::from_secs(60))
-        .with_priority(Priority::High);
+        .with_priority(Priority::Low);
     let none = RequestContext::new();
+    let (x, y) = tokio::join!(b.submit((), 1, &later), b.submit((), 2, &soon));
+    ok(x);
+    ok(y);
+    // a caller with no deadline: the batch has none
     let (x, y, z) = tokio::join!(
         b.submit((), 1, &later),
         b.submit((), 2, &soon),
@@ -288,9 +292,62 @@ async fn the_batch_context_has_the_earliest_deadline_and_the_highest_priority() 
     ok(x);
     ok(y);
     ok(z);
-    let (deadline, priority) = seen.lock().unwrap().unwrap();
-    assert_eq!(deadline, soon.deadline());
-    assert_eq!(priority, Priority::High);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [(later.deadline(), Priority::High), (None, Priority::High)]
+    );
+}
+
+/// A caller with a near deadline ends its own wait with a timeout; the batch, sent with the
+/// others' deadline (here none), answers them. Before, the batch took the earliest deadline
+/// of every caller that ever joined it: a caller that had left, or whose 2 ms were nearly
+/// up, timed out everyone else.
+#[tokio::test(start_paused = true)]
+async fn a_callers_near_deadline_ends_its_own_wait_not_the_batch() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let b = Batcher::new(
+        cfg(100, 1000, 5),
+        |_: &u32| 1,
+        move |(), xs: Vec<u32>, c: RequestContext| {
+            s.lock().unwrap().push((xs.clone(), c.deadline()));
+            async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok(xs)
+            }
+        },
+    )
+    .unwrap();
+    let hurried = RequestContext::new().with_timeout(Duration::from_millis(2));
+    let patient = RequestContext::new();
+    let started = tokio::time::Instant::now();
+    let (x, y) = tokio::join!(
+        async {
+            let r = b.submit((), 1, &hurried).await;
+            (r, started.elapsed())
+        },
+        b.submit((), 2, &patient)
+    );
+    let (x, at) = x;
+    let e = x.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert_eq!(e.request_id(), Some(hurried.request_id()));
+    assert_eq!(at, Duration::from_millis(2));
+    assert_eq!(ok(y), 2);
+    // the hurried caller had left when the batch went: its item was left out, and its
+    // deadline did not become the batch's
+    assert_eq!(seen.lock().unwrap().clone(), [(vec![2], None)]);
+
+    // one still waiting when the batch goes: the batch runs to the latest deadline, the
+    // hurried caller times out alone, the other gets its answer
+    let hurried = RequestContext::new().with_timeout(Duration::from_millis(8));
+    let patient = RequestContext::new().with_timeout(Duration::from_secs(1));
+    let (x, y) = tokio::join!(b.submit((), 3, &hurried), b.submit((), 4, &patient));
+    assert_eq!(x.unwrap_err().kind(), ErrorKind::Timeout);
+    assert_eq!(ok(y), 4);
+    assert_eq!(seen.lock().unwrap()[1], (vec![3, 4], patient.deadline()));
+    assert_eq!(b.queued(), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -344,4 +401,65 @@ async fn presets_carry_the_providers_limits() {
     assert!(BatchConfig::ollama_embed().max_items() >= 1);
     assert!(BatchConfig::llama_cpp_embeddings().max_items() >= 1);
     assert!(BatchConfig::llvm_batch_infer().max_items() >= 1);
+}
+
+/// The runtime that built the batcher shuts down (a client shared across `#[tokio::test]`s,
+/// or one `Runtime` per blocking call): the callers of the batches it held get `Cancelled`
+/// and their room in the queue back, and the next submit starts the batching task on its own
+/// runtime. Before, every later submit failed with `Cancelled` for good.
+#[test]
+fn a_batcher_outlives_the_runtime_that_built_it() {
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    };
+    let first = rt();
+    let b = first
+        .block_on(async {
+            Batcher::new(
+                BatchConfig::new(100, 1000, Duration::from_secs(30))?.with_queue_capacity(1)?,
+                |_: &u32| 1,
+                |(), xs: Vec<u32>, _| async move { Ok(xs) },
+            )
+        })
+        .unwrap();
+    // an item left in an open batch (30 s wait) when the runtime goes
+    let waiting = {
+        let b = b.clone();
+        first.spawn(async move { b.submit((), 1, &RequestContext::new()).await })
+    };
+    first.block_on(async {
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+    });
+    assert_eq!(b.queued(), 1);
+    drop(first);
+    assert_eq!(
+        b.queued(),
+        0,
+        "the queue's room came back with the runtime's batches"
+    );
+    drop(waiting);
+
+    let second = rt();
+    // the queue holds one item: had the lost item's room not come back, this were QueueFull
+    assert_eq!(
+        second
+            .block_on(b.submit((), 7, &RequestContext::new()))
+            .unwrap(),
+        7
+    );
+    assert_eq!(b.queued(), 0);
+    drop(second);
+    // and again on a third runtime, after the second's shutdown
+    let third = rt();
+    assert_eq!(
+        third
+            .block_on(b.submit((), 9, &RequestContext::new()))
+            .unwrap(),
+        9
+    );
 }
