@@ -1140,6 +1140,23 @@ fn reset_of(info: &RateLimitInfo) -> Option<Duration> {
 }
 
 /// Removes a waiter from the queue when dropped (granted, failed or cancelled).
+/// A lease waiting for the shared state's word (`MultiPool::confirm`): dropped with it (the
+/// caller's future cancelled mid round trip), it is given back.
+#[cfg(feature = "redis")]
+struct Unconfirmed<'a> {
+    pool: &'a MultiPool,
+    lease: Option<Lease<'a>>,
+}
+
+#[cfg(feature = "redis")]
+impl Drop for Unconfirmed<'_> {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            self.pool.give_back(lease);
+        }
+    }
+}
+
 struct Waiting<'a> {
     queue: &'a WaitQueue,
     slot: Arc<Slot>,
@@ -1489,7 +1506,9 @@ impl MultiPool {
     }
 
     /// Confirms a local lease on the shared state: the lease, or `None` (given back, its key
-    /// held locally for as long as the shared state said).
+    /// held locally for as long as the shared state said). Cancelled during the round trip,
+    /// the lease goes back as a refused one does: nothing stays counted in flight or
+    /// reserved locally.
     async fn confirm<'a>(
         &'a self,
         shared: &crate::shared::SharedPool,
@@ -1498,23 +1517,18 @@ impl MultiPool {
         use crate::shared::Decision;
         let inner = &*self.inner;
         let m = &inner.members[lease.member as usize];
-        let hold = match shared.reserve(m.key, lease.reserved).await {
-            Decision::Reserved | Decision::Fallback => return Some(lease),
-            hold => hold,
-        };
-        // the lease goes back unused (its grant's drop releases the permit)
         let reserved = lease.reserved;
-        drop(lease);
-        let _ = m
-            .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        let _ = m
-            .picks
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        let key = &inner.keys[m.key];
-        if inner.has_limits {
-            key.unreserve(reserved);
+        let mut pending = Unconfirmed {
+            pool: self,
+            lease: Some(lease),
+        };
+        let hold = shared.reserve(m.key, reserved).await;
+        let lease = pending.lease.take()?;
+        if let Decision::Reserved | Decision::Fallback = hold {
+            return Some(lease);
         }
+        self.give_back(lease);
+        let key = &inner.keys[m.key];
         let now = inner.now_ns();
         let until = |d: Duration| now.saturating_add(dur_ns(d)).max(now + 1);
         match hold {
@@ -1524,6 +1538,26 @@ impl MultiPool {
             Decision::Reserved | Decision::Fallback => {}
         }
         None
+    }
+
+    /// A lease that never ran goes back: its grant's drop releases the permit, and its pick,
+    /// its place in flight and its reservation are undone.
+    fn give_back(&self, lease: Lease<'_>) {
+        let inner = &*self.inner;
+        let Some(m) = inner.members.get(lease.member as usize) else {
+            return;
+        };
+        let reserved = lease.reserved;
+        drop(lease);
+        let _ = m
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        let _ = m
+            .picks
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if inner.has_limits {
+            inner.keys[m.key].unreserve(reserved);
+        }
     }
 
     /// The local pick, confirmed on the shared state; a refusal there holds the key locally

@@ -339,6 +339,61 @@ async fn an_unreachable_redis_is_one_fallback_per_decision_counted_and_logged_as
     assert!(!plain.contains("shared_state"));
 }
 
+/// Polls `f` once.
+async fn once<F: std::future::Future>(mut f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await
+}
+
+/// A call cancelled while the shared state decides (its round trip never answers here: a
+/// listener that accepts and stays silent) leaves nothing behind: before, the lease's pick
+/// and place in flight stayed counted for good, and the least-in-flight and lowest-latency
+/// strategies steered away from that member ever after.
+#[tokio::test]
+async fn a_call_cancelled_during_the_shared_round_trip_leaves_nothing_in_flight() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let state = SharedState::redis(&url, "stalled")
+        .unwrap()
+        .with_timeout(Duration::from_secs(3600));
+    let stub = Stub::new("stalled", |_, _| async { ok() });
+    let pool = stub_pool(stub.clone(), 6000, Some(state), "chat");
+    let in_flight = |pool: &MultiPool| pool.status().iter().map(|m| m.in_flight).sum::<u32>();
+    let policy = policy(1, Duration::from_secs(3600));
+    let ctx = RequestContext::new();
+    let request = chat();
+    let mut call = Box::pin(policy.call(&pool, &request, &ctx));
+    // until the call holds a lease and waits on the shared state
+    let mut polls = 0;
+    while in_flight(&pool) == 0 {
+        assert!(once(call.as_mut()).await.is_pending());
+        tokio::task::yield_now().await;
+        polls += 1;
+        assert!(polls < 10_000, "the call never took a lease");
+    }
+    assert_eq!(in_flight(&pool), 1);
+    for _ in 0..10 {
+        assert!(
+            once(call.as_mut()).await.is_pending(),
+            "Redis never answers"
+        );
+        tokio::task::yield_now().await;
+    }
+    drop(call);
+    assert_eq!(in_flight(&pool), 0, "{:?}", pool.status());
+    assert!(
+        pool.status().iter().all(|m| m.picks == 0),
+        "{:?}",
+        pool.status()
+    );
+    assert!(stub.seen().is_empty(), "nothing was sent");
+}
+
 #[test]
 fn shared_state_names_are_checked_and_keys_never_shown() {
     assert!(SharedState::redis("redis://127.0.0.1:1", "").is_err());
