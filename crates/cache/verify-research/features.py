@@ -74,8 +74,13 @@ def is_number(w):
     return any(c.isascii() and c.isdigit() for c in w)
 
 
+# Word signals read the first MAX_WORDS words of each text (as features.rs does): their cost is
+# quadratic in the words, and the embedder reads no further than that anyway.
+MAX_WORDS = 512
+
+
 def lexical(a, b, cos):
-    wa_orig, wb_orig = words(a), words(b)
+    wa_orig, wb_orig = words(a)[:MAX_WORDS], words(b)[:MAX_WORDS]
     wa = [w.lower() for w in wa_orig]
     wb = [w.lower() for w in wb_orig]
     sa, sb = set(wa), set(wb)

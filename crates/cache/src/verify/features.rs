@@ -13,6 +13,12 @@ pub(crate) const N_CONTEXTUAL: usize = 6;
 /// All signals, lexical then contextual.
 pub(crate) const N_FEATURES: usize = N_LEXICAL + N_CONTEXTUAL;
 
+/// The word signals read the first this many words of each text. Their cost is quadratic in
+/// the words (longest common subsequence, order), and they run on the caller's task: a pasted
+/// 50 000-word document must not cost billions of steps before the real call. The embedder
+/// reads no further than this anyway (MiniLM: 256 word pieces).
+pub(crate) const MAX_WORDS: usize = 512;
+
 /// Words that negate (after splitting on apostrophes, "don't" leaves a lone `t`).
 const NEGATIONS: &[&str] = &[
     "not", "no", "never", "nor", "none", "nothing", "nobody", "neither", "nowhere", "without",
@@ -105,7 +111,10 @@ fn capitalised(words: &[&str]) -> HashSet<String> {
 /// number_mismatch, negation_mismatch, len_ratio, unshared_frac, char_len_ratio, cap_mismatch,
 /// first_word_mismatch, unshared_content]`.
 pub(crate) fn lexical(a: &str, b: &str, cos: f64) -> [f64; N_LEXICAL] {
-    let (wa_orig, wb_orig) = (words(a), words(b));
+    let (mut wa_orig, mut wb_orig) = (words(a), words(b));
+    wa_orig.truncate(MAX_WORDS);
+    wb_orig.truncate(MAX_WORDS);
+
     let wa: Vec<String> = wa_orig.iter().map(|w| w.to_lowercase()).collect();
     let wb: Vec<String> = wb_orig.iter().map(|w| w.to_lowercase()).collect();
     let sa: HashSet<&str> = wa.iter().map(String::as_str).collect();
@@ -283,4 +292,34 @@ pub(crate) fn contextual(
             .copied()
             .fold(f64::INFINITY, f64::min),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Words past `MAX_WORDS` change no word signal: a long pair scores as its first
+    /// `MAX_WORDS` words do (the character-length ratio reads the whole texts).
+    #[test]
+    fn the_word_signals_read_the_first_max_words_only() {
+        let text = |n: usize, from: usize| {
+            (from..from + n)
+                .map(|i| format!("w{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        // the same first MAX_WORDS words, then 20 000 different ones each
+        let (a, b) = (
+            format!("{} {}", text(MAX_WORDS, 0), text(20_000, 100_000)),
+            format!("{} {}", text(MAX_WORDS, 0), text(20_000, 200_000)),
+        );
+        let long = lexical(&a, &b, 0.9);
+        let short = lexical(&text(MAX_WORDS, 0), &text(MAX_WORDS, 0), 0.9);
+        for (i, (l, s)) in long.iter().zip(short).enumerate() {
+            if i != 10 {
+                assert_eq!(*l, s, "signal {i}");
+            }
+        }
+        assert_eq!(long[1], 1.0, "jaccard of the words read");
+    }
 }
