@@ -689,7 +689,7 @@ impl Cache {
             return;
         };
         let after = ns.read().unwrap_or_else(|e| e.into_inner()).redis_seq;
-        let Some(records) = r
+        let Some((reset, records)) = r
             .records_after(r.semantic_key(&key.to_string()), after)
             .await
         else {
@@ -697,6 +697,11 @@ impl Cache {
             return;
         };
         let mut n = ns.write().unwrap_or_else(|e| e.into_inner());
+        if reset {
+            // the namespace was lost in Redis and written anew from lower numbers: read them
+            // all (the rows this process holds stay until they expire)
+            n.redis_seq = 0;
+        }
         for (seq, bytes) in records {
             if seq <= n.redis_seq {
                 continue;
@@ -849,12 +854,22 @@ impl Cache {
         if response.cache_hit().is_some() || matches!(response, Response::Models(_)) {
             return;
         }
+        // stored without who served it: a hit was served by the cache, not by the deployment
+        // that answered first (as a Redis entry, which never carries `served`, reads back)
+        let mut stored = response.clone();
+        match &mut stored {
+            Response::Chat(r) => r.served = None,
+            Response::Completion(r) => r.served = None,
+            Response::Embeddings(r) => r.served = None,
+            Response::Rerank(r) => r.served = None,
+            _ => {}
+        }
         self.put(
             request,
             ctx,
             namespace,
             miss,
-            Answer::Call(Box::new(response.clone())),
+            Answer::Call(Box::new(stored)),
         )
         .await;
     }

@@ -26,6 +26,25 @@ async fn byte_identical_requests_hit() {
     assert_eq!((s.exact_hits, s.stores), (1, 1));
 }
 
+/// A hit says the cache served it: it does not carry who served the stored answer (before,
+/// a memory-tier hit reported the first call's deployment, key and attempts as its own; a
+/// Redis-tier hit reported none).
+#[tokio::test]
+async fn a_hit_does_not_carry_who_served_the_stored_answer() {
+    use infermux_core::{EndpointId, Served};
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = ask("What is 2+2?");
+    let mut first = answer("4");
+    first.set_served(Served::new("chat", "sim-a", EndpointId::new("sim-a"), "m"));
+    cache.store(&req, &ctx, "g", &first).await;
+    assert!(first.served().is_some(), "the caller's own answer keeps it");
+    let hit = cache.lookup(&req, &ctx, "g").await.unwrap();
+    assert_eq!(text_of(&hit), "4");
+    assert!(hit.cache_hit().is_some());
+    assert!(hit.served().is_none(), "{:?}", hit.served());
+}
+
 #[tokio::test]
 async fn key_order_different_requests_hit() {
     // the same request written with its keys (and its nested keys) in another order
