@@ -20,6 +20,8 @@ pub(crate) struct Tee {
     events: Vec<StreamEvent>,
     done: bool,
     failed: bool,
+    /// The inner stream has ended: it is never polled again (a stream need not be fused).
+    ended: bool,
     on_complete: Option<OnComplete>,
     storing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
@@ -31,6 +33,7 @@ impl Tee {
             events: Vec::new(),
             done: false,
             failed: false,
+            ended: false,
             on_complete: Some(on_complete),
             storing: None,
         }
@@ -51,11 +54,9 @@ impl Stream for Tee {
                 Poll::Pending => Poll::Pending,
             };
         }
-        if this.on_complete.is_none() {
-            // already ended (or failed): a fused end
-            if this.failed {
-                return Poll::Ready(None);
-            }
+        // already ended or failed: a fused end
+        if this.ended || this.failed {
+            return Poll::Ready(None);
         }
         match this.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(ev))) => {
@@ -74,6 +75,7 @@ impl Stream for Tee {
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
+                this.ended = true;
                 match this.on_complete.take() {
                     Some(store) if this.done && !this.failed => {
                         let mut storing = store(std::mem::take(&mut this.events));

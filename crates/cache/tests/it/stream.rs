@@ -98,3 +98,30 @@ async fn a_stored_call_does_not_answer_a_stream_and_never_replaces_one() {
     let replayed: Vec<_> = again.events.map(Result::unwrap).collect().await;
     assert_eq!(replayed, events(&["x", "y"]));
 }
+
+/// The tee ends for good when its source does: polled again after its end, it answers the
+/// end again and never polls the source (a stream need not be fused; this one panics if
+/// polled after its end, as `futures::stream::unfold` does).
+#[tokio::test]
+async fn the_tee_never_polls_its_source_after_the_end() {
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = ask("tell");
+    let evs = events(&["a", "b"]);
+    let source = futures_util::stream::unfold(evs.clone().into_iter(), |mut it| async move {
+        it.next().map(|ev| (Ok(ev), it))
+    });
+    let mut tee = cache.tee(&req, &ctx, "g", Box::pin(source));
+    let mut passed = Vec::new();
+    while let Some(ev) = tee.next().await {
+        passed.push(ev.unwrap());
+    }
+    assert_eq!(passed, evs);
+    for _ in 0..3 {
+        assert!(tee.next().await.is_none());
+    }
+    assert!(
+        cache.lookup_stream(&req, &ctx, "g").await.is_some(),
+        "stored"
+    );
+}
