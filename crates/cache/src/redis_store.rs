@@ -7,7 +7,11 @@
 //!   (text, vector, answer, time) scored by a sequence number from
 //!   `infermux:cache:{<prefix>}:seq`, so each process's index catches up with the records it
 //!   has not seen (`ZRANGEBYSCORE (last +inf`); trimmed to the namespace's size bound and
-//!   expiring with its last write.
+//!   expiring with its last write. A record is numbered and added in one script
+//!   (`push.lua`), so no reader sees a later record before an earlier one; numbers never go
+//!   backwards within a namespace, and a reader that finds the namespace's newest record older
+//!   than the last it read (a flush, a restart without persistence) reads it all again
+//!   (`since.lua`).
 //!
 //! Every call is bounded by a timeout (default 50 ms); a failure or timeout is a miss (or a
 //! store not made) and is counted, never an error to the caller.
@@ -17,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncCommands, Client};
+use ::redis::{AsyncCommands, Client, Script};
 use infermux_core::{Error, ErrorKind, Result};
 
 /// A Redis (or Valkey) server holding the cache's entries (feature `redis`).
@@ -39,6 +43,13 @@ pub struct RedisStore {
     connecting: Arc<tokio::sync::Mutex<()>>,
     prefix: Arc<str>,
     timeout: Duration,
+    scripts: Arc<Scripts>,
+}
+
+/// The semantic namespaces' scripts (`push.lua`, `since.lua`).
+struct Scripts {
+    push: Script,
+    since: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -76,6 +87,10 @@ impl RedisStore {
             connecting: Arc::new(tokio::sync::Mutex::new(())),
             prefix: Arc::from(prefix),
             timeout: Duration::from_millis(50),
+            scripts: Arc::new(Scripts {
+                push: Script::new(include_str!("push.lua")),
+                since: Script::new(include_str!("since.lua")),
+            }),
         })
     }
 
@@ -183,23 +198,15 @@ impl RedisStore {
         let seq_key = self.seq_key();
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let keep = i64::try_from(max).unwrap_or(i64::MAX);
+        let script = &self.scripts.push;
         self.guarded(|mut c| async move {
-            let seq: u64 = c.incr(seq_key, 1).await?;
-            // the member starts with its sequence number, so equal records stay distinct
-            let mut member = format!("{seq:020}:").into_bytes();
-            member.extend_from_slice(&record);
-            ::redis::pipe()
-                .atomic()
-                .zadd(&ns_key, member, seq)
-                .ignore()
-                .cmd("ZREMRANGEBYRANK")
-                .arg(&ns_key)
-                .arg(0)
+            script
+                .key(seq_key)
+                .key(ns_key)
+                .arg(record)
                 .arg(-(keep.saturating_add(1)))
-                .ignore()
-                .pexpire(&ns_key, i64::try_from(ms).unwrap_or(i64::MAX))
-                .ignore()
-                .query_async::<()>(&mut c)
+                .arg(i64::try_from(ms).unwrap_or(i64::MAX))
+                .invoke_async::<u64>(&mut c)
                 .await
         })
         .await
@@ -207,23 +214,25 @@ impl RedisStore {
     }
 
     /// The records of a semantic namespace after sequence number `after`, with their
-    /// numbers, oldest first; `None` when Redis failed.
+    /// numbers, oldest first, and whether numbering began again below `after` (the namespace
+    /// was lost and written anew: the records are then all of them); `None` when Redis failed.
     pub(crate) async fn records_after(
         &self,
         ns_key: String,
         after: u64,
-    ) -> Option<Vec<(u64, Vec<u8>)>> {
-        let raw: Vec<Vec<u8>> = self
+    ) -> Option<(bool, Vec<(u64, Vec<u8>)>)> {
+        let script = &self.scripts.since;
+        let (reset, raw): (u8, Vec<Vec<u8>>) = self
             .guarded(|mut c| async move {
-                ::redis::cmd("ZRANGEBYSCORE")
-                    .arg(ns_key)
-                    .arg(format!("({after}"))
-                    .arg("+inf")
-                    .query_async::<Vec<Vec<u8>>>(&mut c)
+                script
+                    .key(ns_key)
+                    .arg(after)
+                    .invoke_async::<(u8, Vec<Vec<u8>>)>(&mut c)
                     .await
             })
             .await?;
-        Some(
+        Some((
+            reset == 1,
             raw.into_iter()
                 .filter_map(|m| {
                     let colon = m.iter().position(|&b| b == b':')?;
@@ -231,6 +240,6 @@ impl RedisStore {
                     Some((seq, m[colon + 1..].to_vec()))
                 })
                 .collect(),
-        )
+        ))
     }
 }

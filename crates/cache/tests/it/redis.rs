@@ -172,3 +172,76 @@ async fn a_redis_that_does_not_answer_is_a_counted_miss() {
     assert!(s.store_errors >= 3, "{s:?}");
     assert_eq!(s.stores, 0);
 }
+
+/// Deletes every key under `prefix` (what a `FLUSHDB`, a restart without persistence or an
+/// eviction does to them), or only its sequence counter.
+async fn lose(url: &str, prefix: &str, only_the_counter: bool) {
+    use redis::AsyncCommands;
+    let mut c = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = if only_the_counter {
+        vec![format!("infermux:cache:{{{prefix}}}:seq")]
+    } else {
+        c.keys(format!("infermux:cache:{{{prefix}}}:*"))
+            .await
+            .unwrap()
+    };
+    assert!(!keys.is_empty());
+    let _: () = c.del(keys).await.unwrap();
+}
+
+/// Another process's semantic records reach this one after Redis lost its keys: the whole
+/// prefix (numbering begins again at 1, below the last number this process read), or only
+/// the counter (the namespace stays, with higher numbers than the counter now gives). Before,
+/// this process skipped every new record until the counter climbed past the old numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semantic_records_after_redis_lost_its_keys_still_reach_other_processes() {
+    let Some(url) = server_url("INFERMUX_REDIS_URL") else {
+        return;
+    };
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("test-lost-{}-{nanos}", std::process::id());
+    let (here, there) = (cache(&url, &prefix), cache(&url, &prefix));
+    let ctx = RequestContext::new().with_tenant("t");
+    let semantic = |r: Option<infermux_core::Response>| {
+        r.and_then(|r| r.cache_hit().map(|h| (text_of(&r), h.tier)))
+    };
+    for q in [
+        "one two",
+        "three four",
+        "five six",
+        "seven eight",
+        "nine ten",
+    ] {
+        there.store(&ask(q), &ctx, "g", &answer(q)).await;
+    }
+    // this process reads up to the fifth record
+    assert_eq!(
+        semantic(here.lookup(&ask("ten nine"), &ctx, "g").await),
+        Some(("nine ten".to_owned(), CacheTier::Semantic))
+    );
+    for (only_the_counter, q, paraphrase) in [
+        (false, "who wrote hamlet", "hamlet: who wrote"),
+        (true, "where is lima", "lima, where is"),
+    ] {
+        lose(&url, &prefix, only_the_counter).await;
+        there.store(&ask(q), &ctx, "g", &answer(q)).await;
+        assert_eq!(
+            semantic(here.lookup(&ask(paraphrase), &ctx, "g").await),
+            Some((q.to_owned(), CacheTier::Semantic)),
+            "after losing {}",
+            if only_the_counter {
+                "the counter"
+            } else {
+                "every key"
+            }
+        );
+    }
+    assert_eq!(here.snapshot().store_errors, 0);
+}
