@@ -162,23 +162,26 @@ impl Launcher for ProcessLauncher {
         if let Some(err) = child.stderr.take() {
             readers.push(pipe_lines(err, logs.clone()));
         }
-        let pid_file = self.pid_file(spec);
-        if let Some(file) = &pid_file {
+        // held before the pid file is written: a failure to write it drops the server, which
+        // kills its whole group (the leader alone would leave its children running)
+        let mut server = ProcessServer {
+            child,
+            pid,
+            logs,
+            pid_file: None,
+            exit: None,
+            readers,
+        };
+        if let Some(file) = self.pid_file(spec) {
             if let Some(dir) = file.parent() {
                 std::fs::create_dir_all(dir)?;
             }
             let start = start_time(pid as i32).unwrap_or(0);
-            std::fs::write(file, format!("{pid} {start}\n"))?;
+            std::fs::write(&file, format!("{pid} {start}\n"))?;
+            server.pid_file = Some(file);
         }
         tracing::debug!(pid, program = %program, "server process started");
-        Ok(Box::new(ProcessServer {
-            child,
-            pid,
-            logs,
-            pid_file,
-            exit: None,
-            readers,
-        }))
+        Ok(Box::new(server))
     }
 }
 

@@ -66,7 +66,10 @@ pub enum Gpus {
 /// --userspec=65534:65534 ROOT /usr/bin/env -i PATH=/usr/bin`), then `program` and `args`. For
 /// [`DockerLauncher`](crate::DockerLauncher): `image` with `image_args` (default: `args`) given to
 /// its entrypoint, the container port `port` published on the same host port.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` shows the environment's names, never their values (tokens such as `HF_TOKEN`
+/// go there).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerSpec {
     /// A short name: the pid file's and the container's (`infermux-<name>`).
@@ -97,6 +100,32 @@ pub struct ServerSpec {
     pub gpus: Gpus,
     /// A memory limit in bytes (enforced by Docker; a process is not limited).
     pub memory_bytes: Option<u64>,
+}
+
+impl std::fmt::Debug for ServerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<String> = self
+            .env
+            .iter()
+            .map(|(k, _)| format!("{k}=<redacted>"))
+            .collect();
+        f.debug_struct("ServerSpec")
+            .field("name", &self.name)
+            .field("wrapper", &self.wrapper)
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("image", &self.image)
+            .field("image_args", &self.image_args)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("readiness", &self.readiness)
+            .field("env", &env)
+            .field("clear_env", &self.clear_env)
+            .field("volumes", &self.volumes)
+            .field("gpus", &self.gpus)
+            .field("memory_bytes", &self.memory_bytes)
+            .finish()
+    }
 }
 
 impl ServerSpec {

@@ -381,7 +381,11 @@ impl Ctx {
         loop {
             let mut server = self.launcher.start(&self.spec, self.logs.clone()).await?;
             self.id.send_replace(Some(server.id()));
-            let deadline = Instant::now() + self.config.ready_timeout;
+            // a ready timeout past what an `Instant` holds (`Duration::MAX`) is no limit
+            let now = Instant::now();
+            let deadline = now
+                .checked_add(self.config.ready_timeout)
+                .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
             let exit = loop {
                 // a probe never runs past the deadline
                 let left = deadline.saturating_duration_since(Instant::now());

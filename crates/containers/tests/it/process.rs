@@ -248,6 +248,28 @@ fn the_log_ring_keeps_only_the_last_lines() {
     assert_eq!(logs.tail(2), ["line 3", "line 4"]);
 }
 
+/// A ready timeout of `Duration::MAX` is no limit, not an `Instant` overflow (it panicked).
+#[tokio::test]
+async fn a_ready_timeout_of_duration_max_is_no_limit() {
+    let Some(py) = python() else { return };
+    let launcher: Arc<ProcessLauncher> = Arc::new(ProcessLauncher::new());
+    let config = quick().with_ready_timeout(Duration::MAX);
+    let sup = Supervisor::start(launcher, http_server(py, free_port()), config)
+        .await
+        .unwrap();
+    sup.ready().await.unwrap();
+    sup.stop().await;
+}
+
+/// The spec's `Debug` names its environment, never the values (tokens go there).
+#[test]
+fn a_specs_debug_shows_no_environment_value() {
+    let spec = http_server("python3", 8080).with_env("HF_TOKEN", "hf_secret_value_123");
+    let text = format!("{spec:?}");
+    assert!(text.contains("HF_TOKEN"), "{text}");
+    assert!(!text.contains("hf_secret_value_123"), "{text}");
+}
+
 #[tokio::test]
 async fn a_stopped_supervisor_reports_stopped_and_ready_says_so() {
     let Some(py) = python() else { return };
