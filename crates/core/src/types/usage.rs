@@ -35,25 +35,43 @@ impl Usage {
             ..Usage::default()
         }
     }
-    /// Input plus output.
+    /// Input plus output (saturating: counts come from servers).
     pub fn total_tokens(&self) -> u64 {
-        self.input_tokens + self.output_tokens
+        self.input_tokens.saturating_add(self.output_tokens)
     }
     /// Adds another usage (summing optional fields present in either).
     pub fn add(&mut self, other: &Usage) {
         fn sum(a: Option<u64>, b: Option<u64>) -> Option<u64> {
             match (a, b) {
                 (None, None) => None,
-                (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+                (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
             }
         }
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
         self.cached_input_tokens = sum(self.cached_input_tokens, other.cached_input_tokens);
         self.cache_creation_input_tokens = sum(
             self.cache_creation_input_tokens,
             other.cache_creation_input_tokens,
         );
         self.reasoning_tokens = sum(self.reasoning_tokens, other.reasoning_tokens);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Usage;
+
+    /// Counts come from servers: sums saturate, never panic (debug) or wrap (release).
+    #[test]
+    fn sums_of_server_counts_saturate() {
+        let mut u = Usage::new(u64::MAX, 1);
+        assert_eq!(u.total_tokens(), u64::MAX);
+        u.cached_input_tokens = Some(u64::MAX);
+        let mut more = Usage::new(5, u64::MAX);
+        more.cached_input_tokens = Some(1);
+        u.add(&more);
+        assert_eq!((u.input_tokens, u.output_tokens), (u64::MAX, u64::MAX));
+        assert_eq!(u.cached_input_tokens, Some(u64::MAX));
     }
 }

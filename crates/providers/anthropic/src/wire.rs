@@ -575,7 +575,11 @@ impl WireUsage {
         let read = get(self.cache_read_input_tokens);
         let created = get(self.cache_creation_input_tokens);
         let mut usage = Usage::new(
-            get(self.input_tokens).unwrap_or(0) + read.unwrap_or(0) + created.unwrap_or(0),
+            // saturating: a broken or hostile server's counts must not panic or wrap
+            get(self.input_tokens)
+                .unwrap_or(0)
+                .saturating_add(read.unwrap_or(0))
+                .saturating_add(created.unwrap_or(0)),
             get(self.output_tokens).unwrap_or(0),
         );
         usage.cached_input_tokens = read;

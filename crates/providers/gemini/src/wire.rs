@@ -949,7 +949,10 @@ impl WireUsage {
         let thoughts = self.thoughts_token_count.0;
         let mut usage = Usage::new(
             self.prompt_token_count.0.unwrap_or(0),
-            self.candidates_token_count.0.unwrap_or(0) + thoughts.unwrap_or(0),
+            self.candidates_token_count
+                .0
+                .unwrap_or(0)
+                .saturating_add(thoughts.unwrap_or(0)),
         );
         usage.reasoning_tokens = thoughts;
         usage.cached_input_tokens = self.cached_content_token_count.0;

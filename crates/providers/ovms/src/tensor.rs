@@ -90,12 +90,14 @@ fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
 impl Tensor {
     /// A tensor from typed data; fails unless the shape's product is the data's length.
     pub fn new(name: impl Into<String>, shape: Vec<usize>, data: TensorData) -> Result<Self> {
-        let want: usize = shape.iter().product();
-        if want != data.len() {
+        // a shape whose product overflows holds no data of ours (never a panic or a wrap)
+        let want = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if want != Some(data.len()) {
+            let holds = want.map_or_else(|| "more than usize::MAX".to_owned(), |n| n.to_string());
             return Err(Error::new(
                 ErrorKind::InvalidRequest,
                 format!(
-                    "shape {shape:?} holds {want} elements, the data {}",
+                    "shape {shape:?} holds {holds} elements, the data {}",
                     data.len()
                 ),
             ));
@@ -504,5 +506,15 @@ mod tests {
         ] {
             assert_eq!(agrees(bad), None, "{bad}");
         }
+    }
+
+    /// A server's shape whose product overflows is an error, not a panic (debug) or a
+    /// wrapped product that could match the data (release).
+    #[test]
+    fn a_shape_whose_product_overflows_is_an_error() {
+        let v = json!({"name": "o", "shape": [4294967296u64, 4294967296u64], "datatype": "FP32", "data": []});
+        let e = Tensor::from_json(&v).unwrap_err();
+        assert!(e.message().contains("more than usize::MAX"), "{e}");
+        assert!(Tensor::new("x", vec![usize::MAX, 2], TensorData::Fp32(vec![])).is_err());
     }
 }

@@ -332,3 +332,18 @@ interactions:
     assert_eq!(m.models[0].created, Some(1_754_352_000));
     server.verify().unwrap();
 }
+
+/// Token counts come from the server: their sum saturates, never a panic (debug) or a wrap
+/// (release).
+#[test]
+fn absurd_token_counts_saturate() {
+    let body = json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+        "content": [{"type": "text", "text": "x"}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": u64::MAX, "cache_read_input_tokens": 1, "cache_creation_input_tokens": 1, "output_tokens": u64::MAX}
+    });
+    let r = wire::parse_chat(body.to_string().as_bytes()).unwrap();
+    let u = r.usage.unwrap();
+    assert_eq!((u.input_tokens, u.output_tokens), (u64::MAX, u64::MAX));
+    assert_eq!(u.total_tokens(), u64::MAX);
+}
