@@ -133,8 +133,10 @@ impl StreamAccumulator {
         Self::default()
     }
 
+    /// The call at `index`: the latest one there (an index reused by a new call, see
+    /// [`StreamEvent::ToolCallDelta`] in [`StreamAccumulator::push`]).
     fn tool(&mut self, index: u32) -> &mut ToolCall {
-        let pos = match self.tools.iter().position(|(i, _)| *i == index) {
+        let pos = match self.tools.iter().rposition(|(i, _)| *i == index) {
             Some(p) => p,
             None => {
                 self.tools
@@ -195,12 +197,30 @@ impl StreamAccumulator {
                 name,
                 arguments,
             } => {
+                let id = id.as_ref().filter(|s| !s.is_empty());
+                // a piece with another id at an index already in use starts a new call (some
+                // servers, Ollama's `/v1` among them, give every call index 0)
+                if let Some(id) = id
+                    && self
+                        .tools
+                        .iter()
+                        .rev()
+                        .find(|(i, _)| i == index)
+                        .is_some_and(|(_, c)| !c.id.is_empty() && c.id != *id)
+                {
+                    self.tools
+                        .push((*index, ToolCall::new(String::new(), String::new(), "")));
+                }
                 let call = self.tool(*index);
-                if let Some(id) = id.as_ref().filter(|s| !s.is_empty()) {
+                if let Some(id) = id {
                     call.id.clone_from(id);
                 }
                 if let Some(name) = name.as_ref().filter(|s| !s.is_empty()) {
-                    call.name.push_str(name);
+                    // a name comes once, or in pieces; a server that sends the whole name
+                    // with every piece sends it again, not more of it
+                    if call.name != *name {
+                        call.name.push_str(name);
+                    }
                 }
                 call.arguments.push_str(arguments);
             }
@@ -353,6 +373,50 @@ mod tests {
         assert_eq!(r.tool_calls()[0].arguments, "{\"x\":1}");
         assert_eq!(r.tool_calls()[1].parsed_arguments().unwrap()["y"], 2);
         assert_eq!(r.finish_reason, Some(FinishReason::ToolCalls));
+    }
+
+    /// Two calls at one index (Ollama's `/v1` gives every call index 0) stay two calls, and
+    /// a name sent again with every piece is not doubled.
+    #[test]
+    fn a_reused_index_with_a_new_id_is_a_new_call_and_a_repeated_name_is_not_doubled() {
+        let mut acc = StreamAccumulator::new();
+        let delta = |id: Option<&str>, name: Option<&str>, args: &str| StreamEvent::ToolCallDelta {
+            index: 0,
+            id: id.map(Into::into),
+            name: name.map(Into::into),
+            arguments: args.into(),
+        };
+        let evs = [
+            delta(Some("a"), Some("file_write"), "{\"a\""),
+            delta(None, Some("file_write"), ":1}"),
+            delta(Some("b"), Some("file_write"), "{\"b\":2}"),
+            delta(Some("b"), None, ""),
+            StreamEvent::Done {
+                finish_reason: Some(FinishReason::ToolCalls),
+            },
+        ];
+        evs.iter().for_each(|e| acc.push(e));
+        let r = acc.finish();
+        let calls: Vec<_> = r
+            .tool_calls()
+            .iter()
+            .map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str()))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("a", "file_write", "{\"a\":1}"),
+                ("b", "file_write", "{\"b\":2}")
+            ]
+        );
+        // a name in pieces is still joined
+        let mut acc = StreamAccumulator::new();
+        acc.push(&delta(Some("c"), Some("read_"), ""));
+        acc.push(&delta(None, Some("file"), "{}"));
+        acc.push(&StreamEvent::Done {
+            finish_reason: None,
+        });
+        assert_eq!(acc.finish().tool_calls()[0].name, "read_file");
     }
 
     #[test]
