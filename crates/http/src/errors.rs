@@ -112,6 +112,9 @@ pub fn kind_for_status(status: u16, message: &str, code: Option<&str>) -> ErrorK
         "context window",
         "prompt is too long",
         "exceeds the context",
+        // llama.cpp's server: "the request exceeds the available context size, try
+        // increasing it" (typed `exceed_context_size_error` only since September 2025)
+        "exceeds the available context size",
         "exceed_context_size_error",
     ]) {
         return ErrorKind::ContextLength;

@@ -1,10 +1,10 @@
 //! Incremental decoder for `text/event-stream` (Server-Sent Events).
 //!
 //! The parsing follows the WHATWG HTML "event stream interpretation" rules,
-//! with two deliberate deviations documented on [`SseDecoder`]: invalid UTF-8
-//! is an error instead of being replaced by U+FFFD, and an event that is not
+//! with deliberate deviations documented on [`SseDecoder`]: invalid UTF-8
+//! is an error instead of being replaced by U+FFFD, an event that is not
 //! followed by a blank line before end of stream is still dispatched by
-//! [`SseDecoder::finish`].
+//! [`SseDecoder::finish`], and an `error:` line is read as an `error` event.
 
 use super::{DEFAULT_MAX_EVENT_BYTES, DecodeError, UTF8_BOM};
 
@@ -43,13 +43,17 @@ pub struct SseEvent {
 /// - `data` appends its value to the data buffer (several lines are joined
 ///   with `\n`); `event` sets the event type; `id` sets the last event ID
 ///   unless the value contains NUL; `retry` sets the reconnection time if the
-///   value is only ASCII digits; any other field is ignored.
+///   value is only ASCII digits; any other field is ignored (but `error`, below).
 /// - A blank line dispatches the event, unless no `data` field was seen since
 ///   the previous dispatch, in which case the event is dropped. `data:` with an
 ///   empty value does count, and dispatches an event with empty data.
 ///
 /// Deviations from WHATWG, chosen for API clients:
 ///
+/// - An `error` field (`error: {...}`, how llama.cpp's server before September 2025
+///   reported a failure mid-stream) sets the event type to `error` and appends its value
+///   to the data, as `event: error` and `data: {...}` would: the failure is an error event,
+///   not a line dropped before a clean `[DONE]`.
 /// - Invalid UTF-8 (including a character cut off by the end of the body) is a
 ///   [`DecodeErrorKind::Utf8`](super::DecodeErrorKind::Utf8) error rather
 ///   than being replaced with U+FFFD.
@@ -292,6 +296,16 @@ impl SseDecoder {
             "data" => {
                 // one allocation for a one-line event: the value and its newline
                 self.data.reserve(value.len() + 1);
+                self.data.push_str(value);
+                self.data.push('\n');
+            }
+            // Not a field of the standard (which ignores unknown fields), but how llama.cpp's
+            // server before PR 16109 (September 2025) reports a failure mid-stream, followed
+            // by `data: [DONE]`: read as `event: error` with that data, so the failure is an
+            // error and not a clean end.
+            "error" => {
+                self.event_type.clear();
+                self.event_type.push_str("error");
                 self.data.push_str(value);
                 self.data.push('\n');
             }
@@ -557,6 +571,19 @@ mod tests {
         );
         // A value may itself contain colons.
         assert_eq!(decode("data: a:b: c\n\n"), vec![data("a:b: c")]);
+    }
+
+    #[test]
+    fn an_error_line_is_an_error_event() {
+        let want = SseEvent {
+            event: Some("error".into()),
+            data: "{\"code\":400}".into(),
+            ..SseEvent::default()
+        };
+        assert_all_splits(
+            "data: a\n\nerror: {\"code\":400}\n\ndata: [DONE]\n\n",
+            &[data("a"), want, data("[DONE]")],
+        );
     }
 
     #[test]

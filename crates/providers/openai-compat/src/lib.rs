@@ -192,6 +192,9 @@ impl EventDecoder<SseEvent> for ChatStreamState {
     fn is_done(&self) -> bool {
         ChatStreamState::is_done(self)
     }
+    fn partial_text(&self) -> &str {
+        self.text()
+    }
 }
 
 /// Turns a chat-completions SSE response into an [`EventStream`] (not yet awaited to its first

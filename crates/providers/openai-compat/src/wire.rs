@@ -769,6 +769,11 @@ impl ChatStreamState {
         Self::default()
     }
 
+    /// The text streamed so far (a stream error carries it as its partial text).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// A state that also accepts the end of the body, without `[DONE]`, as the end of the
     /// answer once a finish reason has been seen.
     pub fn ending_at_finish_reason() -> Self {

@@ -544,6 +544,9 @@ impl infermux_http::EventDecoder<infermux_http::decode::SseEvent>
     fn is_done(&self) -> bool {
         responses::ResponsesStreamState::is_done(self)
     }
+    fn partial_text(&self) -> &str {
+        self.text()
+    }
 }
 
 /// Turns a streamed Responses API answer into an [`EventStream`] (not yet awaited to its first

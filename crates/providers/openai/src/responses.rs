@@ -847,6 +847,11 @@ impl ResponsesStreamState {
         Self::default()
     }
 
+    /// The text streamed so far (a stream error carries it as its partial text).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// Whether the response completed.
     pub fn is_done(&self) -> bool {
         self.done

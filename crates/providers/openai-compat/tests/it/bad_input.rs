@@ -94,6 +94,32 @@ async fn stream_without_done_is_decode_error_with_partial_text() {
     assert_eq!(e.partial_text(), Some("Hello"));
 }
 
+/// The stream's own error carries the text so far, for a caller reading the stream itself
+/// (not only through `StreamAccumulator::collect`, which adds it).
+#[tokio::test]
+async fn a_stream_error_read_directly_carries_the_text_so_far() {
+    let body = "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n\
+                data: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\n\
+                event: error\ndata: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n";
+    let server = ReplayServer::start(cassette(200, "text/event-stream", body))
+        .await
+        .unwrap();
+    let p = provider(&format!("{}/v1", server.url()));
+    let mut s = p
+        .stream(&Request::Chat(chat_request()), &RequestContext::new())
+        .await
+        .unwrap();
+    let mut last = None;
+    while let Some(item) = s.next().await {
+        if let Err(e) = item {
+            last = Some(e);
+        }
+    }
+    let e = last.expect("the error event is an error");
+    assert_eq!(e.kind(), ErrorKind::Server, "{e}");
+    assert_eq!(e.partial_text(), Some("Hello"));
+}
+
 #[tokio::test]
 async fn error_inside_a_200_stream() {
     let body = "data: {\"choices\":[{\"delta\":{\"content\":\"I will\"}}]}\n\ndata: {\"error\":{\"message\":\"Failed to call a function\",\"type\":\"invalid_request_error\",\"code\":\"tool_use_failed\"}}\n\n";
@@ -116,6 +142,25 @@ async fn error_inside_a_200_stream() {
         .err()
         .unwrap();
     assert_eq!(e.kind(), ErrorKind::Server);
+}
+
+/// llama.cpp's server before PR 16109 (September 2025) reports a failure mid-stream on an
+/// `error:` line (not a standard SSE field), then `data: [DONE]`: an error with its message
+/// and code and the text so far, not a clean answer cut short.
+#[tokio::test]
+async fn a_legacy_llama_cpp_error_line_is_an_error_not_a_clean_end() {
+    let body = "data: {\"choices\":[{\"delta\":{\"content\":\"Once\"}}]}\n\n\
+                error: {\"code\":400,\"message\":\"the request exceeds the available context size\",\"type\":\"invalid_request_error\"}\n\n\
+                data: [DONE]\n\n";
+    let e = stream(body).await.unwrap_err();
+    // llama.cpp's wording for a prompt past its context, typed 400 invalid_request_error
+    // before it had a type of its own
+    assert_eq!(e.kind(), ErrorKind::ContextLength, "{e}");
+    assert!(
+        e.message().contains("exceeds the available context size"),
+        "{e}"
+    );
+    assert_eq!(e.partial_text(), Some("Once"));
 }
 
 #[tokio::test]
