@@ -109,11 +109,11 @@ pub struct Config {
 pub struct S3Spec {
     /// `selection`: `first-healthy` (default), `round-robin` or `least-loaded`.
     pub selection: String,
-    /// `part_size`: bytes per part and per download range (default 8 MiB, at least 5 MiB).
+    /// `part_size`: bytes per part and per download range (default 8 MiB, 5 MiB to 5 GiB).
     pub part_size: u64,
     /// `concurrency`: parts or ranges in flight (default 8).
     pub concurrency: usize,
-    /// `multipart_threshold`: files this large go multipart (default 16 MiB).
+    /// `multipart_threshold`: files this large go multipart (default 16 MiB, 1 byte to 5 GiB).
     pub multipart_threshold: u64,
     /// `max_attempts`: attempts per operation (default 4).
     pub max_attempts: u32,
@@ -999,7 +999,7 @@ struct RawS3 {
     selection: Option<Spanned<String>>,
     part_size: Option<Spanned<u64>>,
     concurrency: Option<Spanned<usize>>,
-    multipart_threshold: Option<u64>,
+    multipart_threshold: Option<Spanned<u64>>,
     max_attempts: Option<Spanned<u32>>,
     timeout: Option<Dur>,
     #[serde(default)]
@@ -1244,13 +1244,25 @@ impl Loader<'_> {
         };
         let part_size = match s.part_size {
             None => 8 << 20,
-            Some(p) if *p.get_ref() < 5 << 20 => {
+            Some(p) if !(5 << 20..=5 << 30).contains(p.get_ref()) => {
                 return Err(self.err(
                     p.span(),
-                    "`part_size` must be at least 5 MiB (5242880), S3's smallest part",
+                    "`part_size` must be 5 MiB (5242880) to 5 GiB (5368709120), S3's smallest \
+                     and largest part",
                 ));
             }
             Some(p) => p.into_inner(),
+        };
+        let multipart_threshold = match s.multipart_threshold {
+            None => 16 << 20,
+            Some(t) if !(1..=5 << 30).contains(t.get_ref()) => {
+                return Err(self.err(
+                    t.span(),
+                    "`multipart_threshold` must be 1 byte to 5 GiB (5368709120): an empty file \
+                     is one PutObject, and one PutObject carries at most 5 GiB",
+                ));
+            }
+            Some(t) => t.into_inner(),
         };
         let concurrency = match s.concurrency {
             None => 8,
@@ -1293,6 +1305,16 @@ impl Loader<'_> {
                         return Err(self.err(
                             u.span(),
                             format_args!("s3 endpoint `{name}`: `url` must be an http(s) URL"),
+                        ));
+                    }
+                    let authority = rest.and_then(|r| r.split(['/', '?', '#']).next());
+                    if authority.is_some_and(|a| a.contains('@')) {
+                        return Err(self.err(
+                            u.span(),
+                            format_args!(
+                                "s3 endpoint `{name}`: `url` carries credentials (user:password@); \
+                                 S3 keys go in access_key_env/secret_key_env or a profile"
+                            ),
                         ));
                     }
                     Some(u.into_inner())
@@ -1359,7 +1381,7 @@ impl Loader<'_> {
             selection,
             part_size,
             concurrency,
-            multipart_threshold: s.multipart_threshold.unwrap_or(16 << 20),
+            multipart_threshold,
             max_attempts,
             timeout: s.timeout.map(|d| d.0),
             endpoints,

@@ -111,8 +111,11 @@ impl fmt::Debug for S3Credentials {
 ///     .with_credentials(S3Credentials::new("AKIA", "wJalr-s3cr3t"))
 ///     .with_path_style(true);
 /// assert!(!format!("{ep:?}").contains("wJalr-s3cr3t"));
+/// // a password written into the URL is not shown either (and the kit refuses such a URL)
+/// let ep = S3EndpointConfig::new("local", "http://me:pa55word@127.0.0.1:9000");
+/// assert!(!format!("{ep:?}").contains("pa55word"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct S3EndpointConfig {
     /// The endpoint's name (counters, spans, errors).
@@ -134,6 +137,36 @@ pub struct S3EndpointConfig {
     pub connect_timeout: Duration,
     /// The longest one request may take, body included (a part, a range, a listing page).
     pub attempt_timeout: Duration,
+}
+
+impl std::fmt::Debug for S3EndpointConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3EndpointConfig")
+            .field("name", &self.name)
+            .field("url", &self.url.as_deref().map(without_userinfo))
+            .field("region", &self.region)
+            .field("credentials", &self.credentials)
+            .field("path_style", &self.path_style)
+            .field("breaker", &self.breaker)
+            .field("queue", &self.queue)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .finish()
+    }
+}
+
+/// `url` without a `user:password@` (never shown; such a URL is refused when the kit is
+/// built).
+fn without_userinfo(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{}<redacted>@{}", &url[..start], &rest[at + 1..]),
+        None => url.to_owned(),
+    }
 }
 
 impl S3EndpointConfig {
@@ -225,7 +258,8 @@ impl std::str::FromStr for Selection {
 
 /// Transfer sizes: when an upload goes multipart, the part (and download range) size, and how
 /// many parts or ranges are in flight at once. Memory in flight is bounded by
-/// `part_size × concurrency` per transfer.
+/// `part_size × concurrency` per transfer (a stream of unknown length past 800 parts grows
+/// its parts so that 10 000 reach 5 TiB; a part larger than that bound goes alone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TransferConfig {
@@ -252,6 +286,8 @@ impl Default for TransferConfig {
 pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// The most parts one multipart upload may have.
 pub const MAX_PARTS: u64 = 10_000;
+/// The largest part S3 accepts, and the largest object one `PutObject` may carry.
+pub const MAX_PART_SIZE: u64 = 5 << 30;
 
 impl TransferConfig {
     /// Sets the part size.
@@ -269,12 +305,37 @@ impl TransferConfig {
         self.multipart_threshold = bytes;
         self
     }
-    /// Checks the sizes: a part of at least [`MIN_PART_SIZE`], concurrency 1..=256.
+    /// Checks the sizes: a part of [`MIN_PART_SIZE`] to [`MAX_PART_SIZE`], a multipart
+    /// threshold of 1 byte to [`MAX_PART_SIZE`] (an empty object is one `PutObject`: a
+    /// multipart upload needs a part; and one `PutObject` carries at most 5 GiB), concurrency
+    /// 1..=256.
+    ///
+    /// ```
+    /// use infermux_s3::TransferConfig;
+    /// assert!(TransferConfig::default().validate().is_ok());
+    /// assert!(TransferConfig::default().with_multipart_threshold(0).validate().is_err());
+    /// assert!(TransferConfig::default().with_multipart_threshold(6 << 30).validate().is_err());
+    /// assert!(TransferConfig::default().with_part_size(6 << 30).validate().is_err());
+    /// assert!(TransferConfig::default().with_part_size(1 << 20).validate().is_err());
+    /// ```
     pub fn validate(self) -> Result<Self, S3Error> {
         if self.part_size < MIN_PART_SIZE {
             return Err(S3Error::Config(format!(
                 "part_size {} is below S3's minimum of 5 MiB",
                 self.part_size
+            )));
+        }
+        if self.part_size > MAX_PART_SIZE {
+            return Err(S3Error::Config(format!(
+                "part_size {} is above S3's maximum of 5 GiB",
+                self.part_size
+            )));
+        }
+        if self.multipart_threshold == 0 || self.multipart_threshold > MAX_PART_SIZE {
+            return Err(S3Error::Config(format!(
+                "multipart_threshold {} is outside 1 byte..=5 GiB (an empty object is one \
+                 PutObject, and one PutObject carries at most 5 GiB)",
+                self.multipart_threshold
             )));
         }
         if self.concurrency == 0 || self.concurrency > 256 {

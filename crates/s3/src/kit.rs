@@ -52,6 +52,17 @@ pub struct ObjectInfo {
     /// The SHA-256 (hex) an upload of the kit stored with it (`HEAD` only; listings carry no
     /// metadata).
     pub sha256: Option<String>,
+    /// Whether the ETag is the object's MD5 (`HEAD` only): a single-part ETag of an object
+    /// not encrypted with SSE-KMS or SSE-C, whose ETags are not MD5s. A download with no
+    /// SHA-256 checks the MD5 only then.
+    pub etag_is_md5: bool,
+}
+
+/// Whether an object's ETag is its MD5: 32 hex digits (a multipart ETag has a `-N` suffix),
+/// and no SSE-KMS (`aws:kms`, `aws:kms:dsse`) or SSE-C encryption.
+fn etag_is_md5(etag: Option<&str>, sse: Option<&str>, sse_customer_key: bool) -> bool {
+    let plain = etag.is_some_and(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+    plain && !sse_customer_key && !sse.is_some_and(|s| s.starts_with("aws:kms"))
 }
 
 /// What a finished upload stored.
@@ -266,11 +277,19 @@ fn client_for(c: &S3EndpointConfig) -> Result<Client, S3Error> {
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
     if let Some(url) = &c.url {
+        // the URL itself is never in an error: it may carry a password
         let parsed = url::Url::parse(url)
-            .map_err(|e| S3Error::Config(format!("endpoint `{}`: bad url {url}: {e}", c.name)))?;
+            .map_err(|e| S3Error::Config(format!("endpoint `{}`: bad url: {e}", c.name)))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(S3Error::Config(format!(
                 "endpoint `{}`: url must be http or https",
+                c.name
+            )));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(S3Error::Config(format!(
+                "endpoint `{}`: a url with credentials in it (user:password@) is not used: S3 \
+                 keys go in the endpoint's credentials",
                 c.name
             )));
         }
@@ -522,9 +541,15 @@ impl S3Kit {
             let req = ep.client.head_object().bucket(bucket).key(key);
             async move {
                 let out = req.send().await.map_err(|e| sdk_error("HeadObject", e))?;
+                let etag_is_md5 = etag_is_md5(
+                    out.e_tag().map(unquote).as_deref(),
+                    out.server_side_encryption().map(|s| s.as_str()),
+                    out.sse_customer_algorithm().is_some(),
+                );
                 Ok(ObjectInfo {
                     key: key.to_owned(),
                     size: out.content_length().map_or(0, |n| n.max(0) as u64),
+                    etag_is_md5,
                     etag: out.e_tag().map(unquote),
                     last_modified: out
                         .last_modified()
@@ -597,6 +622,8 @@ impl S3Kit {
                                     .last_modified()
                                     .and_then(|t| SystemTime::try_from(*t).ok()),
                                 sha256: None,
+                                // a listing does not say how the object is encrypted
+                                etag_is_md5: false,
                             })
                         })
                         .collect();
@@ -989,4 +1016,30 @@ pub(crate) fn erase<'a, T>(
     f: impl Future<Output = T> + Send + 'a,
 ) -> std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>> {
     Box::pin(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::etag_is_md5;
+
+    #[test]
+    fn only_a_plain_etag_of_an_object_without_kms_or_customer_keys_is_an_md5() {
+        let md5 = Some("9e107d9d372bb6826bd81d3542a419d6");
+        assert!(etag_is_md5(md5, None, false));
+        assert!(etag_is_md5(md5, Some("AES256"), false));
+        assert!(!etag_is_md5(md5, Some("aws:kms"), false));
+        assert!(!etag_is_md5(md5, Some("aws:kms:dsse"), false));
+        assert!(!etag_is_md5(md5, None, true));
+        assert!(!etag_is_md5(
+            Some("9e107d9d372bb6826bd81d3542a419d6-3"),
+            None,
+            false
+        ));
+        assert!(!etag_is_md5(
+            Some("not-hex-not-hex-not-hex-not-hex!"),
+            None,
+            false
+        ));
+        assert!(!etag_is_md5(None, None, false));
+    }
 }

@@ -30,7 +30,8 @@ mod sync;
 mod transfer;
 
 pub use config::{
-    MAX_PARTS, MIN_PART_SIZE, S3Config, S3Credentials, S3EndpointConfig, Selection, TransferConfig,
+    MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, S3Config, S3Credentials, S3EndpointConfig, Selection,
+    TransferConfig,
 };
 pub use error::S3Error;
 pub use key::{check_key, local_path};

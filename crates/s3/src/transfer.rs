@@ -17,6 +17,7 @@ use infermux_core::{Error, ErrorKind, Idempotency, RequestContext};
 use sha2::Digest;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::config::{MAX_PART_SIZE, MAX_PARTS};
 use crate::error::{S3Error, sdk_error};
 use crate::key::check_key;
 use crate::kit::{
@@ -634,8 +635,12 @@ impl S3Kit {
             check_key(key)?;
             let transfer = self.transfer();
             let ctx = self.ctx();
-            let part_size = transfer.part_size as usize;
             let mut hasher = sha2::Sha256::new();
+            // bytes in flight stay within part_size × concurrency (one part at a time once a
+            // grown part is larger than that)
+            let budget = transfer
+                .part_size
+                .saturating_mul(transfer.concurrency as u64);
             let first = read_chunk(&mut reader, transfer.multipart_threshold as usize).await?;
             if (first.len() as u64) < transfer.multipart_threshold {
                 let sha = hex::encode(sha2::Sha256::digest(&first));
@@ -649,8 +654,10 @@ impl S3Kit {
                 let mut inflight = futures_util::stream::FuturesUnordered::new();
                 let mut n = 0u32;
                 let mut total = 0u64;
+                let mut in_flight = 0u64;
                 let mut eof = false;
                 loop {
+                    let part_size = stream_part_size(transfer.part_size, n + 1) as usize;
                     while pending.len() < part_size && !eof {
                         let more = read_chunk(&mut reader, part_size - pending.len()).await?;
                         if more.is_empty() {
@@ -668,22 +675,32 @@ impl S3Kit {
                     let take = pending.len().min(part_size);
                     let body = pending.split_to(take);
                     hasher.update(&body);
-                    total += body.len() as u64;
+                    let len = body.len() as u64;
+                    total += len;
                     n += 1;
+                    if u64::from(n) > MAX_PARTS {
+                        return Err(S3Error::Config(format!(
+                            "the stream is longer than {MAX_PARTS} parts can carry"
+                        )));
+                    }
                     let number = n;
+                    in_flight += len;
                     inflight.push(async move {
                         let crc = crc32c_b64(&body);
                         self.send_part(ctx_ref, ep, (bucket, key, upload_ref), number, body, crc)
                             .await
+                            .map(|part| (part, len))
                     });
-                    if inflight.len() >= transfer.concurrency
+                    while (inflight.len() >= transfer.concurrency || in_flight > budget)
                         && let Some(done) = inflight.next().await
                     {
-                        parts.push(done?);
+                        let (part, len) = done?;
+                        in_flight -= len;
+                        parts.push(part);
                     }
                 }
                 while let Some(done) = inflight.next().await {
-                    parts.push(done?);
+                    parts.push(done?.0);
                 }
                 let etag = self
                     .complete(ctx_ref, ep, (bucket, key, upload_ref), parts)
@@ -879,10 +896,8 @@ impl S3Kit {
                 format!("the hashing task failed: {e}"),
             ))
         })??;
-        let plain_md5 = info
-            .etag
-            .as_deref()
-            .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+        // an SSE-KMS or SSE-C object's ETag is not its MD5: nothing to check it against
+        let plain_md5 = info.etag.as_deref().filter(|_| info.etag_is_md5);
         let check = match (&info.sha256, plain_md5) {
             (Some(expected), _) => Some((expected.clone(), sha.clone())),
             (None, Some(md5)) => Some((md5.to_ascii_lowercase(), md5_file(&partial).await?)),
@@ -1088,4 +1103,41 @@ async fn resume_state(
         }
     }
     Ok(done)
+}
+
+/// The size of part `n` (1-based) of a stream of unknown length: the configured size for
+/// the first 800 parts, doubling every 800 parts after, at most [`MAX_PART_SIZE`]. S3
+/// takes at most [`MAX_PARTS`] parts: at one fixed 8 MiB size a stream could not pass 78 GiB
+/// (and S3 refused its 10 001st part only after all of it was sent); grown this way, 10 000
+/// parts carry past S3's 5 TiB object limit.
+pub(crate) fn stream_part_size(base: u64, n: u32) -> u64 {
+    let doublings = (n.saturating_sub(1) / 800).min(20);
+    base.saturating_mul(1u64 << doublings)
+        .clamp(base, MAX_PART_SIZE.max(base))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_part_size;
+    use crate::config::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE};
+
+    /// A stream's 10 000 parts carry more than S3's largest object (5 TiB), every part within
+    /// S3's sizes; the first 800 are the configured size.
+    #[test]
+    fn a_streams_parts_grow_to_carry_five_tib_in_ten_thousand() {
+        for base in [MIN_PART_SIZE, 8 << 20, 64 << 20] {
+            let sizes: Vec<u64> = (1..=MAX_PARTS as u32)
+                .map(|n| stream_part_size(base, n))
+                .collect();
+            assert!(sizes[..800].iter().all(|&s| s == base));
+            assert!(
+                sizes
+                    .iter()
+                    .all(|&s| (MIN_PART_SIZE..=MAX_PART_SIZE).contains(&s))
+            );
+            assert!(sizes.windows(2).all(|w| w[0] <= w[1]));
+            let total: u64 = sizes.iter().sum();
+            assert!(total > 5 << 40, "{base}: {total}");
+        }
+    }
 }

@@ -50,7 +50,17 @@ fn bad_s3_sections_are_refused_with_their_line() {
         (
             "[s3]\npart_size = 1024\n[[s3.endpoint]]\nname = \"a\"\nanonymous = true\n",
             "line 2",
-            "at least 5 MiB",
+            "must be 5 MiB",
+        ),
+        (
+            "[s3]\nmultipart_threshold = 0\n[[s3.endpoint]]\nname = \"a\"\nanonymous = true\n",
+            "line 2",
+            "`multipart_threshold` must be 1 byte to 5 GiB",
+        ),
+        (
+            "[s3]\npart_size = 6442450944\n[[s3.endpoint]]\nname = \"a\"\nanonymous = true\n",
+            "line 2",
+            "to 5 GiB",
         ),
         ("[s3]\n", "line 1", "at least one [[s3.endpoint]]"),
         (
@@ -68,6 +78,12 @@ fn bad_s3_sections_are_refused_with_their_line() {
             "[s3]\n[[s3.endpoint]]\nname = \"a\"\nurl = \"ftp://x\"\nanonymous = true\n",
             "line 4",
             "must be an http(s) URL",
+        ),
+        (
+            "[s3]\n[[s3.endpoint]]\nname = \"a\"\nurl = \"http://me:pa55word@h:9000/\"\n\
+             anonymous = true\n",
+            "line 4",
+            "carries credentials",
         ),
         (
             "[s3]\n[[s3.endpoint]]\nname = \"a\"\nanonymous = true\n[[s3.endpoint]]\n\
@@ -88,6 +104,7 @@ fn bad_s3_sections_are_refused_with_their_line() {
             "{text:?}: {}",
             e.message()
         );
+        assert!(!e.message().contains("pa55word"), "{}", e.message());
     }
 }
 
