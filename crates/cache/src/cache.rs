@@ -60,9 +60,12 @@ struct Namespace {
     index: Option<VectorIndex>,
     rows: Vec<Row>,
     live: usize,
-    /// The last Redis record folded in.
+    /// The last Redis record folded in, and the generation of the namespace it was read
+    /// from (see `redis_store`).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     redis_seq: u64,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    redis_gen: String,
 }
 
 /// The counters (see [`CacheSnapshot`]).
@@ -688,19 +691,27 @@ impl Cache {
         let Backend::Redis(r) = &self.inner.backend else {
             return;
         };
-        let after = ns.read().unwrap_or_else(|e| e.into_inner()).redis_seq;
-        let Some((reset, records)) = r
-            .records_after(r.semantic_key(&key.to_string()), after)
+        let (after, generation) = {
+            let n = ns.read().unwrap_or_else(|e| e.into_inner());
+            (n.redis_seq, n.redis_gen.clone())
+        };
+        let Some((now, records)) = r
+            .records_after(r.semantic_key(&key.to_string()), after, &generation)
             .await
         else {
             self.count(|c| &c.store_errors);
             return;
         };
         let mut n = ns.write().unwrap_or_else(|e| e.into_inner());
-        if reset {
-            // the namespace was lost in Redis and written anew from lower numbers: read them
-            // all (the rows this process holds stay until they expire)
+        if n.redis_seq != after || n.redis_gen != generation {
+            // another lookup folded records in meanwhile: these may be the same ones
+            return;
+        }
+        if now != generation {
+            // the namespace was made anew in Redis (or is read for the first time): its
+            // records are all new to this process (the rows it holds stay until they expire)
             n.redis_seq = 0;
+            n.redis_gen = now;
         }
         for (seq, bytes) in records {
             if seq <= n.redis_seq {

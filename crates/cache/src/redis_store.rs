@@ -4,14 +4,16 @@
 //! # Keys
 //! - `infermux:cache:{<prefix>}:x:<key>`: one exact answer (JSON), expiring after the TTL.
 //! - `infermux:cache:{<prefix>}:s:<namespace>`: a semantic namespace, a sorted set of records
-//!   (text, vector, answer, time) scored by a sequence number from
-//!   `infermux:cache:{<prefix>}:seq`, so each process's index catches up with the records it
-//!   has not seen (`ZRANGEBYSCORE (last +inf`); trimmed to the namespace's size bound and
-//!   expiring with its last write. A record is numbered and added in one script
-//!   (`push.lua`), so no reader sees a later record before an earlier one; numbers never go
-//!   backwards within a namespace, and a reader that finds the namespace's newest record older
-//!   than the last it read (a flush, a restart without persistence) reads it all again
-//!   (`since.lua`).
+//!   (text, vector, answer, time) scored by their number within the namespace, so each
+//!   process's index catches up with the records it has not seen (`ZRANGEBYSCORE (last
+//!   +inf`); trimmed to the namespace's size bound and expiring with its last write. A record
+//!   is numbered and added in one script (`push.lua`), so no reader sees a later record
+//!   before an earlier one.
+//! - `infermux:cache:{<prefix>}:s:<namespace>:generation`: the namespace's generation, made
+//!   (from the server's time and the counter `infermux:cache:{<prefix>}:seq`) whenever the
+//!   namespace is made anew: after a flush, a restart without persistence, an expiry or an
+//!   eviction. A reader that last read another generation reads the namespace again from the
+//!   start (`since.lua`), so records written after Redis lost its keys reach every process.
 //!
 //! Every call is bounded by a timeout (default 50 ms); a failure or timeout is a miss (or a
 //! store not made) and is counted, never an error to the caller.
@@ -196,6 +198,7 @@ impl RedisStore {
         ttl: Duration,
     ) -> bool {
         let seq_key = self.seq_key();
+        let gen_key = format!("{ns_key}:generation");
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let keep = i64::try_from(max).unwrap_or(i64::MAX);
         let script = &self.scripts.push;
@@ -203,6 +206,7 @@ impl RedisStore {
             script
                 .key(seq_key)
                 .key(ns_key)
+                .key(gen_key)
                 .arg(record)
                 .arg(-(keep.saturating_add(1)))
                 .arg(i64::try_from(ms).unwrap_or(i64::MAX))
@@ -213,26 +217,30 @@ impl RedisStore {
         .is_some()
     }
 
-    /// The records of a semantic namespace after sequence number `after`, with their
-    /// numbers, oldest first, and whether numbering began again below `after` (the namespace
-    /// was lost and written anew: the records are then all of them); `None` when Redis failed.
+    /// The records of a semantic namespace after number `after` of generation
+    /// `generation`, with their numbers, oldest first, and the namespace's generation now
+    /// (when it is not `generation`, the records are all of them); `None` when Redis failed.
     pub(crate) async fn records_after(
         &self,
         ns_key: String,
         after: u64,
-    ) -> Option<(bool, Vec<(u64, Vec<u8>)>)> {
+        generation: &str,
+    ) -> Option<(String, Vec<(u64, Vec<u8>)>)> {
         let script = &self.scripts.since;
-        let (reset, raw): (u8, Vec<Vec<u8>>) = self
+        let gen_key = format!("{ns_key}:generation");
+        let (now, raw): (String, Vec<Vec<u8>>) = self
             .guarded(|mut c| async move {
                 script
                     .key(ns_key)
+                    .key(gen_key)
                     .arg(after)
-                    .invoke_async::<(u8, Vec<Vec<u8>>)>(&mut c)
+                    .arg(generation)
+                    .invoke_async::<(String, Vec<Vec<u8>>)>(&mut c)
                     .await
             })
             .await?;
         Some((
-            reset == 1,
+            now,
             raw.into_iter()
                 .filter_map(|m| {
                     let colon = m.iter().position(|&b| b == b':')?;

@@ -1,12 +1,10 @@
--- The records of a semantic namespace after sequence number ARGV[1].
--- KEYS[1]: the namespace. Returns {reset, records}: reset is 1 when the namespace's newest
--- record is older than ARGV[1] (the namespace and its counter were lost, a flush or a
--- restart, and numbering began again), and the records are then all of them.
+-- The records of a semantic namespace after sequence number ARGV[1] of generation ARGV[2].
+-- KEYS[1]: the namespace; KEYS[2]: its generation. Returns {generation, records}: when the
+-- namespace's generation is not ARGV[2] (it was made anew, or the reader has read none yet),
+-- the records are all of them.
+local gen = redis.call('GET', KEYS[2]) or ''
 local after = ARGV[1]
-local reset = 0
-local top = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if top[2] and tonumber(top[2]) < tonumber(after) then
+if gen ~= ARGV[2] then
   after = '0'
-  reset = 1
 end
-return {reset, redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. after, '+inf')}
+return {gen, redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. after, '+inf')}

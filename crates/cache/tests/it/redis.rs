@@ -17,6 +17,15 @@ use crate::support::{CosineVerifier, WordsEmbedder, answer, ask, text_of};
 /// Marks a child run of [`child`]; its value is the mode (`store` or `lookup`).
 const CHILD: &str = "INFERMUX_CACHE_REDIS_CHILD";
 
+/// A prefix no other run shares (the process id and the time).
+fn fresh_prefix(tag: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}-{}-{nanos}", std::process::id())
+}
+
 fn cache(url: &str, prefix: &str) -> Cache {
     Cache::new(CacheConfig::default())
         .unwrap()
@@ -110,11 +119,7 @@ async fn two_processes_share_one_cache_and_entries_survive_a_restart() {
     let Some(url) = server_url("INFERMUX_REDIS_URL") else {
         return;
     };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let prefix = format!("test-{}-{nanos}", std::process::id());
+    let prefix = fresh_prefix("test");
     let here = cache(&url, &prefix);
     let ctx = RequestContext::new().with_tenant("t");
     assert!(
@@ -194,19 +199,15 @@ async fn lose(url: &str, prefix: &str, only_the_counter: bool) {
 }
 
 /// Another process's semantic records reach this one after Redis lost its keys: the whole
-/// prefix (numbering begins again at 1, below the last number this process read), or only
-/// the counter (the namespace stays, with higher numbers than the counter now gives). Before,
-/// this process skipped every new record until the counter climbed past the old numbers.
+/// prefix (numbering begins again, below or past the last number this process read), or only
+/// the counter. Before, this process skipped every new record until a global counter climbed
+/// past the old numbers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn semantic_records_after_redis_lost_its_keys_still_reach_other_processes() {
     let Some(url) = server_url("INFERMUX_REDIS_URL") else {
         return;
     };
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let prefix = format!("test-lost-{}-{nanos}", std::process::id());
+    let prefix = fresh_prefix("test-lost");
     let (here, there) = (cache(&url, &prefix), cache(&url, &prefix));
     let ctx = RequestContext::new().with_tenant("t");
     let semantic = |r: Option<infermux_core::Response>| {
@@ -243,5 +244,16 @@ async fn semantic_records_after_redis_lost_its_keys_still_reach_other_processes(
             }
         );
     }
+    // every key lost again, and more records written than this process had read: numbers
+    // past its last one do not hide the new namespace's first records
+    lose(&url, &prefix, false).await;
+    for q in ["red blue", "green yellow", "black white", "up down"] {
+        there.store(&ask(q), &ctx, "g", &answer(q)).await;
+    }
+    assert_eq!(
+        semantic(here.lookup(&ask("blue red"), &ctx, "g").await),
+        Some(("red blue".to_owned(), CacheTier::Semantic)),
+        "after losing every key a second time"
+    );
     assert_eq!(here.snapshot().store_errors, 0);
 }
