@@ -198,9 +198,11 @@ impl StreamAccumulator {
                 arguments,
             } => {
                 let id = id.as_ref().filter(|s| !s.is_empty());
-                // a piece with another id at an index already in use starts a new call (some
-                // servers, Ollama's `/v1` among them, give every call index 0)
+                // a piece with another id and a name at an index already in use starts a new
+                // call (some servers, Ollama's `/v1` among them, give every call index 0); a new
+                // id without a name is the same call (some servers change the id mid-call)
                 if let Some(id) = id
+                    && name.as_ref().is_some_and(|n| !n.is_empty())
                     && self
                         .tools
                         .iter()
@@ -408,6 +410,22 @@ mod tests {
                 ("a", "file_write", "{\"a\":1}"),
                 ("b", "file_write", "{\"b\":2}")
             ]
+        );
+        // an id that changes mid-call, without a name, is still the same call
+        let mut acc = StreamAccumulator::new();
+        acc.push(&delta(Some("x"), Some("f"), ""));
+        acc.push(&delta(Some("y"), None, "{}"));
+        acc.push(&StreamEvent::Done {
+            finish_reason: None,
+        });
+        let r = acc.finish();
+        assert_eq!(r.tool_calls().len(), 1);
+        assert_eq!(
+            (
+                r.tool_calls()[0].name.as_str(),
+                r.tool_calls()[0].arguments.as_str()
+            ),
+            ("f", "{}")
         );
         // a name in pieces is still joined
         let mut acc = StreamAccumulator::new();
