@@ -62,7 +62,8 @@ static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
 /// yet sent. Dropping the last handle sends what is open at once.
 ///
 /// Cloning is cheap (every clone feeds the same batches). [`Batcher::new`] must be called
-/// within a tokio runtime (it spawns the task that owns the open batches). When that runtime
+/// within a tokio runtime with its timer enabled (it spawns the task that owns the open
+/// batches, whose waits and callers' deadlines use tokio's timer). When that runtime
 /// shuts down, the callers of the batches it held get [`ErrorKind::Cancelled`], and the next
 /// submit starts the task again on its own runtime.
 ///
@@ -373,14 +374,26 @@ where
     O: Clone + Send + 'static,
 {
     let (tx, rx) = mpsc::unbounded_channel();
-    runtime.spawn(run(shared.clone(), flush.clone(), rx));
+    // the guard exists before the task first runs: a runtime dropped before polling it gives
+    // back the room of what reached its inbox too
+    let held = Held {
+        open: HashMap::new(),
+        rx,
+        shared: shared.clone(),
+    };
+    runtime.spawn(run(shared.clone(), flush.clone(), held));
     tx
 }
 
 /// `wait`, ended by `ctx`'s deadline with [`ErrorKind::Timeout`] (the caller's receivers are
-/// dropped with it, so a batch not yet sent leaves its items out).
+/// dropped with it, so a batch not yet sent leaves its items out). The deadline takes tokio's
+/// timer: off a tokio runtime the wait is not bounded here (the batch's own deadline still
+/// is).
 async fn within<T>(ctx: &RequestContext, wait: impl Future<Output = Result<T>>) -> Result<T> {
-    let Some(left) = ctx.remaining() else {
+    let Some(left) = ctx
+        .remaining()
+        .filter(|_| tokio::runtime::Handle::try_current().is_ok())
+    else {
         return wait.await;
     };
     tokio::time::timeout(left, wait).await.unwrap_or_else(|_| {
@@ -424,20 +437,12 @@ impl<K, I, O> Drop for Held<K, I, O> {
 }
 
 /// The task that owns the open batches.
-async fn run<K, I, O>(
-    shared: Arc<Shared<I>>,
-    flush: Arc<FlushFn<K, I, O>>,
-    rx: mpsc::UnboundedReceiver<Submission<K, I, O>>,
-) where
+async fn run<K, I, O>(shared: Arc<Shared<I>>, flush: Arc<FlushFn<K, I, O>>, mut held: Held<K, I, O>)
+where
     K: Clone + Eq + Hash + fmt::Debug + Send + Sync + 'static,
     I: Clone + Eq + Hash + Send + Sync + 'static,
     O: Clone + Send + 'static,
 {
-    let mut held = Held {
-        open: HashMap::new(),
-        rx,
-        shared: shared.clone(),
-    };
     let Held { open, rx, .. } = &mut held;
     let slack = TIMER_SLACK.min(shared.config.max_wait() * 3 / 4);
     loop {

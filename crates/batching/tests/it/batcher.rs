@@ -333,7 +333,12 @@ async fn a_callers_near_deadline_ends_its_own_wait_not_the_batch() {
     let e = x.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
     assert_eq!(e.request_id(), Some(hurried.request_id()));
-    assert_eq!(at, Duration::from_millis(2));
+    // at its own 2 ms (less the real time spent building the request, tokio's paused clock
+    // rounding up to the millisecond), before the batch left at 5 ms
+    assert!(
+        at >= Duration::from_millis(1) && at <= Duration::from_millis(2),
+        "{at:?}"
+    );
     assert_eq!(ok(y), 2);
     // the hurried caller had left when the batch went: its item was left out, and its
     // deadline did not become the batch's
