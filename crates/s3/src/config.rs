@@ -258,8 +258,9 @@ impl std::str::FromStr for Selection {
 
 /// Transfer sizes: when an upload goes multipart, the part (and download range) size, and how
 /// many parts or ranges are in flight at once. Memory in flight is bounded by
-/// `part_size × concurrency` per transfer (a stream of unknown length past 800 parts grows
-/// its parts so that 10 000 reach 5 TiB; a part larger than that bound goes alone).
+/// `part_size × concurrency` per transfer; a stream of unknown length past 800 parts grows
+/// its parts so that 10 000 reach 5 TiB, and then holds at most two of them once they are
+/// larger than half that bound (one sending while the next is read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TransferConfig {

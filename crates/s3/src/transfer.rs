@@ -636,8 +636,9 @@ impl S3Kit {
             let transfer = self.transfer();
             let ctx = self.ctx();
             let mut hasher = sha2::Sha256::new();
-            // bytes in flight stay within part_size × concurrency (one part at a time once a
-            // grown part is larger than that)
+            // bytes in flight (sending, and the next part being read) stay within
+            // part_size × concurrency, or two parts once grown parts are larger than half of
+            // that (one sending while the next is read)
             let budget = transfer
                 .part_size
                 .saturating_mul(transfer.concurrency as u64);
@@ -691,7 +692,10 @@ impl S3Kit {
                             .await
                             .map(|part| (part, len))
                     });
-                    while (inflight.len() >= transfer.concurrency || in_flight > budget)
+                    let next = stream_part_size(transfer.part_size, n + 1);
+                    let bound = budget.max(next.saturating_mul(2));
+                    while (inflight.len() >= transfer.concurrency
+                        || in_flight.saturating_add(next) > bound)
                         && let Some(done) = inflight.next().await
                     {
                         let (part, len) = done?;
