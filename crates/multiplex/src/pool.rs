@@ -1139,7 +1139,6 @@ fn reset_of(info: &RateLimitInfo) -> Option<Duration> {
         .or(info.tokens.reset_after)
 }
 
-/// Removes a waiter from the queue when dropped (granted, failed or cancelled).
 /// A lease waiting for the shared state's word (`MultiPool::confirm`): dropped with it (the
 /// caller's future cancelled mid round trip), it is given back.
 #[cfg(feature = "redis")]
@@ -1157,6 +1156,7 @@ impl Drop for Unconfirmed<'_> {
     }
 }
 
+/// Removes a waiter from the queue when dropped (granted, failed or cancelled).
 struct Waiting<'a> {
     queue: &'a WaitQueue,
     slot: Arc<Slot>,
