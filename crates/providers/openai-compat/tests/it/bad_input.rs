@@ -26,7 +26,11 @@ async fn call(status: u16, ct: &str, body: &str) -> infermux_core::Result<Respon
         .await
 }
 
-async fn stream(body: &str) -> infermux_core::Result<infermux_core::ChatResponse> {
+/// The provider's stream of `body` (the replay server lives as long as the stream is read:
+/// it is returned with it).
+async fn open_stream(
+    body: &str,
+) -> infermux_core::Result<(ReplayServer, infermux_core::EventStream)> {
     let server = ReplayServer::start(cassette(200, "text/event-stream", body))
         .await
         .unwrap();
@@ -34,6 +38,11 @@ async fn stream(body: &str) -> infermux_core::Result<infermux_core::ChatResponse
     let s = p
         .stream(&Request::Chat(chat_request()), &RequestContext::new())
         .await?;
+    Ok((server, s))
+}
+
+async fn stream(body: &str) -> infermux_core::Result<infermux_core::ChatResponse> {
+    let (_server, s) = open_stream(body).await?;
     StreamAccumulator::collect(s).await
 }
 
@@ -101,14 +110,7 @@ async fn a_stream_error_read_directly_carries_the_text_so_far() {
     let body = "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n\
                 data: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\n\
                 event: error\ndata: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n";
-    let server = ReplayServer::start(cassette(200, "text/event-stream", body))
-        .await
-        .unwrap();
-    let p = provider(&format!("{}/v1", server.url()));
-    let mut s = p
-        .stream(&Request::Chat(chat_request()), &RequestContext::new())
-        .await
-        .unwrap();
+    let (_server, mut s) = open_stream(body).await.unwrap();
     let mut last = None;
     while let Some(item) = s.next().await {
         if let Err(e) = item {
@@ -197,14 +199,7 @@ async fn split_tool_calls_and_parallel_calls_reassemble() {
 #[tokio::test]
 async fn dropping_a_stream_mid_way_is_fine() {
     let body = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\ndata: [DONE]\n\n";
-    let server = ReplayServer::start(cassette(200, "text/event-stream", body))
-        .await
-        .unwrap();
-    let p = provider(&format!("{}/v1", server.url()));
-    let mut s = p
-        .stream(&Request::Chat(chat_request()), &RequestContext::new())
-        .await
-        .unwrap();
+    let (_server, mut s) = open_stream(body).await.unwrap();
     assert!(s.next().await.unwrap().is_ok());
     drop(s);
 }
