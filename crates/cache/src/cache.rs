@@ -868,13 +868,7 @@ impl Cache {
         // stored without who served it: a hit was served by the cache, not by the deployment
         // that answered first (as a Redis entry, which never carries `served`, reads back)
         let mut stored = response.clone();
-        match &mut stored {
-            Response::Chat(r) => r.served = None,
-            Response::Completion(r) => r.served = None,
-            Response::Embeddings(r) => r.served = None,
-            Response::Rerank(r) => r.served = None,
-            _ => {}
-        }
+        stored.clear_served();
         self.put(
             request,
             ctx,

@@ -385,7 +385,7 @@ impl Ctx {
             let now = Instant::now();
             let deadline = now
                 .checked_add(self.config.ready_timeout)
-                .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
+                .unwrap_or_else(|| now + infermux_core::FAR_FUTURE);
             let exit = loop {
                 // a probe never runs past the deadline
                 let left = deadline.saturating_duration_since(Instant::now());

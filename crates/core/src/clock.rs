@@ -6,6 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// How far away "no deadline" lies: about thirty years. A timeout of `Duration::MAX` cannot
+/// be added to an `Instant`; `now.checked_add(d).unwrap_or(now + FAR_FUTURE)` is a deadline
+/// no call reaches, and still addable to any clock's now (tokio's paused one too).
+pub const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 86_400);
+
 /// A source of monotonic time. Breakers, limiters and counters read time only through this.
 pub trait Clock: Send + Sync + Debug {
     /// Now.

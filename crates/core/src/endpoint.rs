@@ -179,14 +179,7 @@ impl EndpointConfig {
             .base_url
             .split_once('?')
             .map_or(&*self.base_url, |(a, _)| a);
-        if let Some(start) = url.find("://").map(|i| i + 3) {
-            let rest = &url[start..];
-            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-            if let Some(at) = authority.rfind('@') {
-                return Cow::Owned(format!("{}{}", &url[..start], &rest[at + 1..]));
-            }
-        }
-        Cow::Borrowed(url)
+        url_without_userinfo(url)
     }
 
     /// Sets the key.
@@ -284,6 +277,25 @@ impl EndpointConfig {
         self.headers.push((name.into(), value.into()));
         self
     }
+}
+
+/// `url` without the `user:password@` of its authority, if it has one (for showing a URL that
+/// may carry credentials).
+///
+/// ```
+/// use infermux_core::url_without_userinfo;
+/// assert_eq!(url_without_userinfo("http://me:pw@h:9000/x"), "http://h:9000/x");
+/// assert_eq!(url_without_userinfo("http://h/a@b"), "http://h/a@b");
+/// ```
+pub fn url_without_userinfo(url: &str) -> Cow<'_, str> {
+    if let Some(start) = url.find("://").map(|i| i + 3) {
+        let rest = &url[start..];
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        if let Some(at) = authority.rfind('@') {
+            return Cow::Owned(format!("{}{}", &url[..start], &rest[at + 1..]));
+        }
+    }
+    Cow::Borrowed(url)
 }
 
 impl fmt::Debug for EndpointConfig {

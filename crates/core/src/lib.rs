@@ -35,13 +35,13 @@ mod stream;
 mod tokens;
 mod types;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, FAR_FUTURE, ManualClock, SystemClock};
 pub use context::{AttemptKey, FirstByte, Idempotency, Priority, RequestContext, ResponseMeta};
 pub use counters::{
     BreakerState, CounterSnapshot, EndpointCounters, InFlightGuard, LATENCY_BOUNDS_MICROS,
     LatencyHistogram, LatencySnapshot, RejectReason,
 };
-pub use endpoint::{EndpointConfig, Limits, Timeouts};
+pub use endpoint::{EndpointConfig, Limits, Timeouts, url_without_userinfo};
 pub use error::{Error, ErrorKind, Result, StopReason};
 pub use id::{EndpointId, RequestId};
 pub use provider::{Capabilities, EventStream, Operation, Provider};

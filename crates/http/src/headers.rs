@@ -24,8 +24,17 @@ fn response_time(headers: &HeaderMap) -> SystemTime {
 /// here, never dropped, so a call can still fail at once saying how long the server wants.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(100 * 365 * 86_400);
 
-/// `secs` as a duration, capped at [`MAX_RETRY_AFTER`]; `None` when negative or not a number.
-pub(crate) fn capped_secs(secs: f64) -> Option<Duration> {
+/// `secs` (a server's delay) as a duration, capped at [`MAX_RETRY_AFTER`]; `None` when
+/// negative or not a number.
+///
+/// ```
+/// use infermux_http::{MAX_RETRY_AFTER, capped_secs};
+/// use std::time::Duration;
+/// assert_eq!(capped_secs(1.5), Some(Duration::from_millis(1500)));
+/// assert_eq!(capped_secs(1e20), Some(MAX_RETRY_AFTER));
+/// assert_eq!(capped_secs(-1.0), None);
+/// ```
+pub fn capped_secs(secs: f64) -> Option<Duration> {
     if secs.is_nan() || secs < 0.0 {
         return None;
     }

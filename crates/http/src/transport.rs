@@ -41,8 +41,8 @@ const MAX_REDIRECTS: usize = 5;
 /// `now + d`, or some thirty years on when that is past what an `Instant` holds: a timeout of
 /// `Duration::MAX` means no timeout, not a panic.
 fn later(now: Instant, d: Duration) -> Instant {
-    const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
-    now.checked_add(d).unwrap_or_else(|| now + FAR)
+    now.checked_add(d)
+        .unwrap_or_else(|| now + infermux_core::FAR_FUTURE)
 }
 
 /// Headers reqwest and hyper add to a request after we built it: user-agent, accept,
@@ -1201,6 +1201,12 @@ impl HttpResponse {
     /// The body as Server-Sent Events.
     pub fn sse(self) -> DecodedStream<SseEvent> {
         let dec = SseDecoder::with_max_event_bytes(self.max_body);
+        self.decode(dec)
+    }
+    /// [`HttpResponse::sse`], with `error:` lines read as `error` events
+    /// ([`SseDecoder::reading_error_lines`]).
+    pub fn sse_reading_error_lines(self) -> DecodedStream<SseEvent> {
+        let dec = SseDecoder::with_max_event_bytes(self.max_body).reading_error_lines();
         self.decode(dec)
     }
     /// The body as newline-delimited JSON: one JSON text per item.

@@ -762,7 +762,7 @@ impl CallDeadline {
             let now = tokio::time::Instant::now();
             // about 30 years: far enough, and addable to tokio's (possibly paused) clock
             now.checked_add(left)
-                .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+                .unwrap_or_else(|| now + infermux_core::FAR_FUTURE)
         }))
     }
 

@@ -143,7 +143,10 @@ impl std::fmt::Debug for S3EndpointConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3EndpointConfig")
             .field("name", &self.name)
-            .field("url", &self.url.as_deref().map(without_userinfo))
+            .field(
+                "url",
+                &self.url.as_deref().map(infermux_core::url_without_userinfo),
+            )
             .field("region", &self.region)
             .field("credentials", &self.credentials)
             .field("path_style", &self.path_style)
@@ -152,20 +155,6 @@ impl std::fmt::Debug for S3EndpointConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("attempt_timeout", &self.attempt_timeout)
             .finish()
-    }
-}
-
-/// `url` without a `user:password@` (never shown; such a URL is refused when the kit is
-/// built).
-fn without_userinfo(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[start..];
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{}<redacted>@{}", &url[..start], &rest[at + 1..]),
-        None => url.to_owned(),
     }
 }
 

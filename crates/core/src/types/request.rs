@@ -149,6 +149,16 @@ impl Response {
             Response::Models(_) => {}
         }
     }
+    /// Forgets who answered (a stored answer served again from a cache was served by it).
+    pub fn clear_served(&mut self) {
+        match self {
+            Response::Chat(r) => r.served = None,
+            Response::Completion(r) => r.served = None,
+            Response::Embeddings(r) => r.served = None,
+            Response::Rerank(r) => r.served = None,
+            Response::Models(_) => {}
+        }
+    }
     /// Sets who answered (a model list has no field for it and ignores it).
     pub fn set_served(&mut self, served: crate::route::Served) {
         let served = Some(Box::new(served));

@@ -1,10 +1,11 @@
 //! Incremental decoder for `text/event-stream` (Server-Sent Events).
 //!
 //! The parsing follows the WHATWG HTML "event stream interpretation" rules,
-//! with deliberate deviations documented on [`SseDecoder`]: invalid UTF-8
-//! is an error instead of being replaced by U+FFFD, an event that is not
+//! with two deliberate deviations documented on [`SseDecoder`]: invalid UTF-8
+//! is an error instead of being replaced by U+FFFD, and an event that is not
 //! followed by a blank line before end of stream is still dispatched by
-//! [`SseDecoder::finish`], and an `error:` line is read as an `error` event.
+//! [`SseDecoder::finish`]. A provider may also ask for `error:` lines to be read
+//! ([`SseDecoder::reading_error_lines`]).
 
 use super::{DEFAULT_MAX_EVENT_BYTES, DecodeError, UTF8_BOM};
 
@@ -43,17 +44,13 @@ pub struct SseEvent {
 /// - `data` appends its value to the data buffer (several lines are joined
 ///   with `\n`); `event` sets the event type; `id` sets the last event ID
 ///   unless the value contains NUL; `retry` sets the reconnection time if the
-///   value is only ASCII digits; any other field is ignored (but `error`, below).
+///   value is only ASCII digits; any other field is ignored (`error` too, unless
+///   [`reading_error_lines`](Self::reading_error_lines) asks for it).
 /// - A blank line dispatches the event, unless no `data` field was seen since
 ///   the previous dispatch, in which case the event is dropped. `data:` with an
 ///   empty value does count, and dispatches an event with empty data.
 ///
 /// Deviations from WHATWG, chosen for API clients:
-///
-/// - An `error` field (`error: {...}`, how llama.cpp's server before September 2025
-///   reported a failure mid-stream) sets the event type to `error` and appends its value
-///   to the data, as `event: error` and `data: {...}` would: the failure is an error event,
-///   not a line dropped before a clean `[DONE]`.
 /// - Invalid UTF-8 (including a character cut off by the end of the body) is a
 ///   [`DecodeErrorKind::Utf8`](super::DecodeErrorKind::Utf8) error rather
 ///   than being replaced with U+FFFD.
@@ -89,6 +86,8 @@ pub struct SseDecoder {
     retry: Option<u64>,
     /// The error that poisoned the decoder, if any.
     failed: Option<DecodeError>,
+    /// Read `error:` lines as `error` events (see [`SseDecoder::reading_error_lines`]).
+    error_lines: bool,
 }
 
 impl Default for SseDecoder {
@@ -104,12 +103,24 @@ impl SseDecoder {
         Self::with_max_event_bytes(DEFAULT_MAX_EVENT_BYTES)
     }
 
+    /// Also reads an `error` field, which the standard ignores, as an `error` event: it
+    /// sets the event type to `error` and appends its value to the data, as
+    /// `event: error` and `data: ...` would. A wire format that uses such lines asks for
+    /// it (OpenAI-compatible chat: llama.cpp's server before September 2025 reported a
+    /// failure mid-stream on an `error:` line, then sent `data: [DONE]`).
+    #[must_use]
+    pub fn reading_error_lines(mut self) -> Self {
+        self.error_lines = true;
+        self
+    }
+
     /// Creates a decoder that buffers at most `max_event_bytes` bytes for one
     /// event (its data, event type and current line together).
     #[must_use]
     pub fn with_max_event_bytes(max_event_bytes: usize) -> Self {
         Self {
             max_event_bytes,
+            error_lines: false,
             line: Vec::new(),
             skip_lf: false,
             at_stream_start: true,
@@ -299,11 +310,8 @@ impl SseDecoder {
                 self.data.push_str(value);
                 self.data.push('\n');
             }
-            // Not a field of the standard (which ignores unknown fields), but how llama.cpp's
-            // server before PR 16109 (September 2025) reports a failure mid-stream, followed
-            // by `data: [DONE]`: read as `event: error` with that data, so the failure is an
-            // error and not a clean end.
-            "error" => {
+            // not a field of the standard: read only when asked for (`reading_error_lines`)
+            "error" if self.error_lines => {
                 self.event_type.clear();
                 self.event_type.push_str("error");
                 self.data.push_str(value);
@@ -580,10 +588,13 @@ mod tests {
             data: "{\"code\":400}".into(),
             ..SseEvent::default()
         };
-        assert_all_splits(
-            "data: a\n\nerror: {\"code\":400}\n\ndata: [DONE]\n\n",
-            &[data("a"), want, data("[DONE]")],
-        );
+        let body = "data: a\n\nerror: {\"code\":400}\n\ndata: [DONE]\n\n";
+        let mut dec = SseDecoder::new().reading_error_lines();
+        let mut got = dec.feed(body.as_bytes()).unwrap();
+        got.extend(dec.finish().unwrap());
+        assert_eq!(got, [data("a"), want, data("[DONE]")]);
+        // not asked for, the standard's rule: an unknown field, ignored
+        assert_all_splits(body, &[data("a"), data("[DONE]")]);
     }
 
     #[test]

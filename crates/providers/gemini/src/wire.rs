@@ -994,11 +994,9 @@ pub fn retry_delay(body: &Value) -> Option<Duration> {
         let s = d.get("retryDelay")?.as_str()?.strip_suffix('s')?;
         let secs: f64 = s.parse().ok()?;
         // a delay too long for a `Duration` (`"1e20s"`) is capped, never a panic
-        (secs.is_finite() && secs >= 0.0).then(|| {
-            Duration::try_from_secs_f64(secs)
-                .unwrap_or(infermux_http::MAX_RETRY_AFTER)
-                .min(infermux_http::MAX_RETRY_AFTER)
-        })
+        secs.is_finite()
+            .then(|| infermux_http::capped_secs(secs))
+            .flatten()
     })
 }
 

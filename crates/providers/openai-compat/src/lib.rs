@@ -214,7 +214,9 @@ pub fn chat_event_stream_with(
     state: ChatStreamState,
     with_context: impl Fn(Error) -> Error + Send + 'static,
 ) -> EventStream {
-    infermux_http::event_stream(resp.sse(), state, with_context)
+    // llama.cpp's server before September 2025 reported a failure mid-stream on an `error:`
+    // line, then `data: [DONE]`: read as an error event, not dropped before a clean end
+    infermux_http::event_stream(resp.sse_reading_error_lines(), state, with_context)
 }
 
 #[async_trait]

@@ -295,7 +295,7 @@ impl CircuitBreaker {
         // an open wait past what an `Instant` holds is open for good (some thirty years)
         let until = now
             .checked_add(wait)
-            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
+            .unwrap_or_else(|| now + infermux_core::FAR_FUTURE);
         self.transition(st, Phase::Open { until }, now)
     }
 
