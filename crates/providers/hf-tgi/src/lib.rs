@@ -5,7 +5,10 @@
 //!   counts) and, streamed, `/generate_stream` (SSE written `data:{...}`; one event per token,
 //!   the last one carrying `generated_text` and `details`; special tokens are not text; a
 //!   stream that ends before that last event is a `Decode` error with the partial text).
-//!   [`HfTgi::generate`] returns the typed [`Generation`] with its tokens.
+//!   TGI ends its text with the stop sequence that stopped it; the answer and the stream leave
+//!   it out, as OpenAI-style APIs do (a streamed piece that may start a stop sequence is held
+//!   back until it is known not to be). [`HfTgi::generate`] returns the typed [`Generation`]
+//!   with its tokens, as TGI sent them.
 //! - Chat goes to the server's messages API, `/v1/chat/completions`, in the OpenAI protocol of
 //!   [`infermux_openai_compat::wire`] (the server applies the model's chat template; errors and
 //!   `x-wait-for-model` are handled as for generation). For a server
@@ -203,9 +206,11 @@ impl HfTgi {
     ) -> Result<EventStream> {
         let resp = self.post_generate(req, true, ctx).await?;
         let (id, ep) = (ctx.request_id(), self.http.id().clone());
-        first_event(generate_event_stream(resp, move |e| {
-            e.in_context(id, NAME, &ep)
-        }))
+        first_event(infermux_http::event_stream(
+            resp.sse(),
+            GenerateStreamState::stopped_by(&req.stop),
+            move |e| e.in_context(id, NAME, &ep),
+        ))
         .await
     }
 
@@ -342,7 +347,8 @@ impl Provider for HfTgi {
                 Some(format) => {
                     let c = self.chat_as_completion(req, format);
                     let g = self.generate(&c, ctx).await?;
-                    let done = wire::to_completion(self.model_name(&req.model), g);
+                    let done =
+                        wire::to_completion_stopped_by(self.model_name(&req.model), g, &c.stop);
                     let mut resp = ChatResponse::new(done.model, Message::assistant(done.text));
                     resp.finish_reason = done.finish_reason;
                     resp.usage = done.usage;
@@ -351,9 +357,10 @@ impl Provider for HfTgi {
             },
             Request::Completion(req) => {
                 let g = self.generate(req, ctx).await?;
-                Ok(Response::Completion(wire::to_completion(
+                Ok(Response::Completion(wire::to_completion_stopped_by(
                     self.model_name(&req.model),
                     g,
+                    &req.stop,
                 )))
             }
             Request::Models => match &self.model {

@@ -307,7 +307,34 @@ fn parse_generation_value(body: &[u8]) -> Result<Generation> {
 
 /// A [`Generation`] as a core completion.
 pub fn to_completion(model: &str, g: Generation) -> CompletionResponse {
-    let mut resp = CompletionResponse::new(model, g.generated_text);
+    to_completion_stopped_by(model, g, &[])
+}
+
+/// A [`Generation`] of a request with stop sequences `stop` as a core completion, without the
+/// stop sequence that ended it.
+///
+/// TGI ends `generated_text` with the stop sequence that stopped it; OpenAI-style APIs and the
+/// other providers leave it out, and so does this.
+///
+/// ```
+/// use infermux_hf_tgi::wire::{parse_generation, to_completion_stopped_by};
+///
+/// let g = parse_generation(
+///     br#"{"generated_text":"Paris.\nUser:","details":{"finish_reason":"stop_sequence","generated_tokens":4}}"#,
+/// )
+/// .unwrap();
+/// let c = to_completion_stopped_by("tgi", g, &["\nUser:".to_owned()]);
+/// assert_eq!(c.text, "Paris.");
+/// ```
+pub fn to_completion_stopped_by(model: &str, g: Generation, stop: &[String]) -> CompletionResponse {
+    let mut text = g.generated_text;
+    if g.details
+        .as_ref()
+        .is_some_and(|d| d.finish_reason == "stop_sequence")
+    {
+        trim_stop_sequence(&mut text, stop);
+    }
+    let mut resp = CompletionResponse::new(model, text);
     if let Some(d) = &g.details {
         resp.finish_reason = Some(finish_reason(&d.finish_reason));
         resp.usage = usage(d);
@@ -315,12 +342,50 @@ pub fn to_completion(model: &str, g: Generation) -> CompletionResponse {
     resp
 }
 
+/// Removes from the end of `text` the longest of `stop` it ends with; whether one was removed.
+pub fn trim_stop_sequence(text: &mut String, stop: &[String]) -> bool {
+    let longest = stop
+        .iter()
+        .filter(|s| !s.is_empty() && text.ends_with(s.as_str()))
+        .map(String::len)
+        .max();
+    match longest {
+        Some(n) => {
+            text.truncate(text.len() - n);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The length of the longest end of `text` that is the start of one of `stop` (or all of it):
+/// text that may yet turn out to be a stop sequence.
+fn stop_prefix_len(text: &str, stop: &[String]) -> usize {
+    let mut best = 0;
+    for s in stop {
+        let most = s.len().min(text.len());
+        // the longest first, on `s`'s char boundaries (so `text`'s too, since it ends with it)
+        if let Some(k) = (best + 1..=most)
+            .rev()
+            .find(|&k| s.is_char_boundary(k) && text.ends_with(&s[..k]))
+        {
+            best = k;
+        }
+    }
+    best
+}
+
 /// Folds `/generate_stream` events into stream events.
 #[derive(Debug, Default)]
 pub struct GenerateStreamState {
     started: bool,
     done: bool,
+    /// The text sent on as deltas.
     text: String,
+    /// The request's stop sequences, whose text TGI streams and the deltas leave out.
+    stop: Vec<String>,
+    /// Text held back because it may be the start of a stop sequence.
+    held: String,
 }
 
 impl GenerateStreamState {
@@ -334,7 +399,17 @@ impl GenerateStreamState {
         self.done
     }
 
-    /// The text so far.
+    /// A fresh state for a request with stop sequences `stop`: the text of the stop sequence
+    /// that ends the generation is not sent on (TGI streams it; OpenAI-style APIs do not). Text
+    /// that may be the start of a stop sequence is held back until it is known not to be.
+    pub fn stopped_by(stop: &[String]) -> Self {
+        GenerateStreamState {
+            stop: stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            ..Self::default()
+        }
+    }
+
+    /// The text sent on so far.
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -379,13 +454,26 @@ impl GenerateStreamState {
             });
         }
         if !ev.token.special && !ev.token.text.is_empty() {
-            self.text.push_str(&ev.token.text);
-            out.push(StreamEvent::TextDelta {
-                text: ev.token.text,
-            });
+            if self.stop.is_empty() {
+                self.text.push_str(&ev.token.text);
+                out.push(StreamEvent::TextDelta {
+                    text: ev.token.text,
+                });
+            } else {
+                self.held.push_str(&ev.token.text);
+                let keep = stop_prefix_len(&self.held, &self.stop);
+                let rest = self.held.split_off(self.held.len() - keep);
+                let ready = std::mem::replace(&mut self.held, rest);
+                self.send(ready, &mut out);
+            }
         }
         if ev.generated_text.is_some() {
             self.done = true;
+            let mut held = std::mem::take(&mut self.held);
+            if ev.details.as_ref().map(|d| d.finish_reason.as_str()) == Some("stop_sequence") {
+                trim_stop_sequence(&mut held, &self.stop);
+            }
+            self.send(held, &mut out);
             if let Some(u) = ev.details.as_ref().and_then(usage) {
                 out.push(StreamEvent::Usage(u));
             }
@@ -396,7 +484,15 @@ impl GenerateStreamState {
         Ok(out)
     }
 
-    /// The end of the body: an error with the partial text unless the last event arrived.
+    fn send(&mut self, text: String, out: &mut Vec<StreamEvent>) {
+        if !text.is_empty() {
+            self.text.push_str(&text);
+            out.push(StreamEvent::TextDelta { text });
+        }
+    }
+
+    /// The end of the body: an error with the partial text (held-back text included) unless
+    /// the last event arrived.
     pub fn on_end(&self) -> Result<()> {
         if self.done {
             return Ok(());
@@ -405,8 +501,8 @@ impl GenerateStreamState {
             ErrorKind::Decode,
             "TGI stream ended before the event carrying generated_text",
         );
-        if !self.text.is_empty() {
-            e = e.with_partial_text(self.text.clone());
+        if !self.text.is_empty() || !self.held.is_empty() {
+            e = e.with_partial_text(format!("{}{}", self.text, self.held));
         }
         Err(e)
     }
@@ -515,4 +611,40 @@ pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Err
             .with_reached_server(true);
     }
     base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stops(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_held_back_end_is_the_longest_start_of_a_stop_sequence() {
+        let stop = stops(&["\nUser:", "<|im_end|>", "é!"]);
+        assert_eq!(stop_prefix_len("Paris.", &stop), 0);
+        assert_eq!(stop_prefix_len("Paris.\n", &stop), 1);
+        assert_eq!(stop_prefix_len("Paris.\nUs", &stop), 3);
+        assert_eq!(stop_prefix_len("Paris.\nUser:", &stop), 6);
+        assert_eq!(stop_prefix_len("Paris.<|im", &stop), 4);
+        // a multi-byte start is held whole, never split inside a char
+        assert_eq!(stop_prefix_len("café", &stop), "é".len());
+        assert_eq!(stop_prefix_len("", &stop), 0);
+        assert_eq!(stop_prefix_len("\nUsual", &stop), 0);
+    }
+
+    #[test]
+    fn only_a_stop_sequence_at_the_very_end_is_trimmed() {
+        let stop = stops(&["\nUser:", "User:"]);
+        let mut t = "Paris.\nUser:".to_owned();
+        assert!(trim_stop_sequence(&mut t, &stop));
+        assert_eq!(t, "Paris.");
+        let mut t = "User: hi".to_owned();
+        assert!(!trim_stop_sequence(&mut t, &stop));
+        assert_eq!(t, "User: hi");
+        let mut t = "x".to_owned();
+        assert!(!trim_stop_sequence(&mut t, &stops(&[""])));
+    }
 }

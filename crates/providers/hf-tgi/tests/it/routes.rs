@@ -110,3 +110,123 @@ async fn chat_without_a_messages_api_uses_the_prompt_format() {
     );
     server.verify().unwrap();
 }
+
+fn token(text: &str, last: Option<(&str, &str)>) -> serde_json::Value {
+    let (generated, details) = match last {
+        Some((text, reason)) => (
+            json!(text),
+            json!({"finish_reason": reason, "generated_tokens": 5, "input_length": 9, "seed": null}),
+        ),
+        None => (json!(null), json!(null)),
+    };
+    json!({"index":1,"token":{"id":1,"text":text,"logprob":-0.1,"special":false},"generated_text":generated,"details":details})
+}
+
+/// The deltas a stream of `chunks` gives a request with stop sequences `stop`.
+async fn streamed_deltas(chunks: &[serde_json::Value], stop: &[&str]) -> Vec<String> {
+    let server = ReplayServer::start(cassette(&[(
+        "POST",
+        "/generate_stream",
+        200,
+        "text/event-stream",
+        &sse(chunks),
+    )]))
+    .await
+    .unwrap();
+    let mut c = CompletionRequest::new("tgi", "Q: capital of France?");
+    c.stop = stop.iter().map(|s| (*s).to_owned()).collect();
+    let mut s = tgi(&server.url())
+        .stream(&Request::Completion(c), &RequestContext::new())
+        .await
+        .unwrap();
+    let mut deltas = Vec::new();
+    while let Some(ev) = futures_util::StreamExt::next(&mut s).await {
+        if let infermux_core::StreamEvent::TextDelta { text } = ev.unwrap() {
+            deltas.push(text);
+        }
+    }
+    server.verify().unwrap();
+    deltas
+}
+
+#[tokio::test]
+async fn the_stop_sequence_tgi_ends_with_is_left_out_of_answers_and_streams() {
+    // chat rendered as a plain prompt: TGI's text ends with the `\nUser:` that stopped it
+    let body = r#"{"generated_text":"Paris.\nUser:","details":{"finish_reason":"stop_sequence","generated_tokens":4,"seed":null,"prefill":[],"tokens":[]}}"#;
+    let server = ReplayServer::start(cassette(&[
+        ("POST", "/generate", 200, "application/json", body),
+        ("POST", "/generate", 200, "application/json", body),
+    ]))
+    .await
+    .unwrap();
+    let p = tgi(&server.url()).with_prompt_format(PromptFormat::Plain);
+    let chat = Request::Chat(ChatRequest::new("tgi", vec![Message::user("Capital?")]));
+    let Response::Chat(r) = p.call(&chat, &RequestContext::new()).await.unwrap() else {
+        panic!("not chat")
+    };
+    assert_eq!(r.text(), "Paris.");
+    // a completion with the caller's own stop sequence
+    let mut c = CompletionRequest::new("tgi", "Capital?");
+    c.stop = vec!["\nUser:".into()];
+    let Response::Completion(r) = p
+        .call(&Request::Completion(c), &RequestContext::new())
+        .await
+        .unwrap()
+    else {
+        panic!("not a completion")
+    };
+    assert_eq!(r.text, "Paris.");
+    server.verify().unwrap();
+
+    // streamed, the stop sequence arrives in pieces and is never sent on
+    let deltas = streamed_deltas(
+        &[
+            token("Paris", None),
+            token(".", None),
+            token("\n", None),
+            token("User", None),
+            token(":", Some(("Paris.\nUser:", "stop_sequence"))),
+        ],
+        &["\nUser:"],
+    )
+    .await;
+    assert_eq!(deltas.concat(), "Paris.");
+}
+
+#[tokio::test]
+async fn text_held_back_as_a_possible_stop_sequence_is_sent_when_it_is_not_one() {
+    // `\nUs` could start `\nUser:`, then `ual` shows it does not
+    let deltas = streamed_deltas(
+        &[
+            token("A", None),
+            token("\n", None),
+            token("Us", None),
+            token("ual", None),
+            token(".", Some(("A\nUsual.", "eos_token"))),
+        ],
+        &["\nUser:"],
+    )
+    .await;
+    assert_eq!(deltas.concat(), "A\nUsual.");
+    assert_eq!(
+        deltas[0], "A",
+        "text that cannot start a stop sequence goes on at once"
+    );
+    // a generation that ends for another reason on a possible start keeps it
+    let deltas = streamed_deltas(
+        &[token("B", None), token("\nUs", Some(("B\nUs", "length")))],
+        &["\nUser:"],
+    )
+    .await;
+    assert_eq!(deltas.concat(), "B\nUs");
+    // without stop sequences every token goes on as it came
+    let deltas = streamed_deltas(
+        &[
+            token("\n", None),
+            token("User:", Some(("\nUser:", "eos_token"))),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(deltas, ["\n", "User:"]);
+}
