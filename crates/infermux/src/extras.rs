@@ -69,7 +69,8 @@ impl SemanticCache {
         }
     }
     /// A semantic tier embedding through this client's model group `group` (its pools, keys,
-    /// retries and batching apply; its cache does not).
+    /// retries and batching apply; its cache does not). A client with model groups and none
+    /// named `group` fails to build with `Config`.
     pub fn via_group(group: impl Into<String>, verifier: Arc<dyn Verifier>) -> Self {
         SemanticCache {
             embedder: EmbedderSource::Group(group.into()),
@@ -121,12 +122,15 @@ impl ExtrasSpec {
             if let Some(s) = self.semantic {
                 let embedder: Arc<dyn Embedder> = match s.embedder {
                     EmbedderSource::Given(e) => e,
-                    EmbedderSource::Group(group) => Arc::new(GroupEmbedder {
-                        id: format!("group:{group}"),
-                        group,
-                        inner: Arc::clone(inner),
-                        batcher: batcher.clone(),
-                    }),
+                    EmbedderSource::Group(group) => {
+                        check_embedding_group(inner, &group)?;
+                        Arc::new(GroupEmbedder {
+                            id: format!("group:{group}"),
+                            group,
+                            inner: Arc::clone(inner),
+                            batcher: batcher.clone(),
+                        })
+                    }
                 };
                 cache = cache.with_semantic(embedder, s.verifier, s.config);
             }
@@ -135,6 +139,29 @@ impl ExtrasSpec {
             None
         };
         Ok(Extras { cache, batcher })
+    }
+}
+
+/// `Config` when a routed client with named groups has none called `group`: every lookup of the
+/// semantic tier would fail at its first embedding. (A single endpoint, or endpoints without
+/// groups, take any model name.)
+fn check_embedding_group(inner: &Inner, group: &str) -> Result<()> {
+    match inner {
+        Inner::Routed(r) if r.default.is_none() && !r.by_name.contains_key(group) => {
+            Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "the semantic cache embeds through group `{group}`, which the client does \
+                     not have (groups: {})",
+                    r.groups
+                        .iter()
+                        .map(|g| &*g.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ))
+        }
+        _ => Ok(()),
     }
 }
 

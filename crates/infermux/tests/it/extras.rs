@@ -191,3 +191,31 @@ async fn concurrent_embedding_calls_are_batched_and_each_caller_gets_its_own_vec
     let stats = client.batch_stats().unwrap();
     assert_eq!(stats.submitted, 32, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_semantic_tier_through_a_group_the_client_lacks_fails_at_build() {
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    let verifier = std::sync::Arc::new(infermux::cache::verify::LexicalVerifier::new());
+    let with_groups = |embed_group: &str| {
+        Client::builder()
+            .endpoint(provider("sim", &sim))
+            .group(ModelGroup::new("chat").deployment(Deployment::new("sim", "m")))
+            .group(ModelGroup::new("embed").deployment(Deployment::new("sim", "e")))
+            .semantic_cache(infermux::SemanticCache::via_group(
+                embed_group,
+                verifier.clone(),
+            ))
+            .build()
+    };
+    let err = with_groups("embeds").unwrap_err();
+    assert_eq!(err.kind(), infermux::ErrorKind::Config);
+    assert!(err.to_string().contains("`embeds`"), "{err}");
+    assert!(err.to_string().contains("chat, embed"), "{err}");
+    with_groups("embed").unwrap();
+    // a single endpoint takes any model name
+    Client::builder()
+        .provider(provider("sim", &sim))
+        .semantic_cache(infermux::SemanticCache::via_group("anything", verifier))
+        .build()
+        .unwrap();
+}
