@@ -10,11 +10,22 @@
 //!   ([`ProviderEmbedder`]) or a local model (feature `local-embed`).
 //! - [`Verifier`]: after the vector match, decides whether a cached prompt really means the same
 //!   as the new one.
-//! - Stores: in memory (default, `moka`: TinyLFU admission, LRU eviction) or Redis
-//!   ([`RedisStore`], feature `redis`) shared by several processes.
-//!
-//! # Crate features
-//! - `redis`: [`RedisStore`] and [`Cache::with_redis`].
+#![cfg_attr(
+    feature = "redis",
+    doc = "- Stores: in memory (default, `moka`: TinyLFU admission, LRU eviction) or Redis
+  ([`RedisStore`], feature `redis`) shared by several processes.
+
+# Crate features
+- `redis`: [`RedisStore`] and [`Cache::with_redis`]."
+)]
+#![cfg_attr(
+    not(feature = "redis"),
+    doc = "- Stores: in memory (default, `moka`: TinyLFU admission, LRU eviction) or Redis
+  (`RedisStore`, feature `redis`) shared by several processes.
+
+# Crate features
+- `redis`: `RedisStore` and `Cache::with_redis`."
+)]
 
 mod cache;
 mod canon;
