@@ -29,7 +29,7 @@ use crate::breaker::{
 };
 use crate::content::hold_until_content;
 use crate::policy::CallDeadline;
-use crate::pool::{Admit, Grant, Lease, Pool};
+use crate::pool::{Admit, ArmedTicket, Grant, Lease, Pool};
 use crate::queue::{Admission, BorrowedPermit, Permit, QueueConfig};
 use crate::retry::RetryPolicy;
 
@@ -193,7 +193,7 @@ impl AttemptExecutor {
             .ok_or(Refusal::NoPermit)?;
         let ticket = match (&self.breaker, past_open) {
             (Some(b), false) => match b.try_acquire() {
-                Ok(t) => Some(t),
+                Ok(t) => Some(ArmedTicket::new(&**b, t)),
                 Err(e) => {
                     return Err(Refusal::CircuitOpen {
                         retry_after: e.retry_after(),
@@ -230,7 +230,7 @@ impl AttemptExecutor {
         };
         let ticket = match &self.breaker {
             Some(b) => match b.try_acquire() {
-                Ok(t) => Some(t),
+                Ok(t) => Some(ArmedTicket::new(&**b, t)),
                 Err(e) if e.kind() == ErrorKind::CircuitOpen => {
                     return Err(self.reject(ctx, RejectReason::CircuitOpen, e));
                 }
@@ -311,7 +311,12 @@ impl AttemptExecutor {
     ) -> (Result<T>, Duration) {
         let span = attempt_span(n);
         let fut = async {
-            let mut attempt = CallAttempt::start(self, started, grant.permit, grant.ticket);
+            let mut attempt = CallAttempt::start(
+                self,
+                started,
+                grant.permit,
+                grant.ticket.map(ArmedTicket::disarm),
+            );
             let result = match deadline.run(fut).await {
                 Some(r) => r.map_err(|e| self.context(e, actx)),
                 None => Err(self.deadline_error(actx, "the call deadline passed")),
@@ -368,7 +373,7 @@ impl AttemptExecutor {
         span: &Span,
     ) -> Result<Opened> {
         let permit = grant.permit.into_owned();
-        let guard = match (&self.breaker, grant.ticket) {
+        let guard = match (&self.breaker, grant.ticket.map(ArmedTicket::disarm)) {
             (Some(b), Some(t)) => Some(BreakerGuard::from_ticket(b.clone(), t)),
             _ => None,
         };

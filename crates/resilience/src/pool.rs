@@ -18,15 +18,46 @@ use infermux_core::{
 };
 
 use crate::attempt::AttemptExecutor;
-use crate::breaker::Ticket;
+use crate::breaker::{Breaker, Ticket};
 use crate::policy::CallDeadline;
 use crate::queue::BorrowedPermit;
 
 /// One attempt's right to run on one executor: its concurrency permit and, when the endpoint
-/// has a breaker, the breaker's ticket. Dropping it unused gives both back.
+/// has a breaker, the breaker's ticket. Dropping it unused gives both back (the ticket as an
+/// ignored outcome, so a half-open probe slot is never lost).
 pub struct Grant<'a> {
     pub(crate) permit: BorrowedPermit<'a>,
-    pub(crate) ticket: Option<Ticket>,
+    pub(crate) ticket: Option<ArmedTicket<'a>>,
+}
+
+/// A breaker ticket that reports [`Outcome::Ignored`](crate::breaker::Outcome::Ignored) when
+/// dropped before it is [disarmed](ArmedTicket::disarm) to report an outcome.
+pub(crate) struct ArmedTicket<'a> {
+    breaker: &'a dyn Breaker,
+    ticket: Ticket,
+}
+
+impl<'a> ArmedTicket<'a> {
+    pub(crate) fn new(breaker: &'a dyn Breaker, ticket: Ticket) -> Self {
+        ArmedTicket { breaker, ticket }
+    }
+    /// The ticket, now the caller's to report.
+    pub(crate) fn disarm(self) -> Ticket {
+        let t = self.ticket;
+        // holds a borrow and a `Copy` ticket: forgetting it only skips the report
+        std::mem::forget(self);
+        t
+    }
+}
+
+impl Drop for ArmedTicket<'_> {
+    fn drop(&mut self) {
+        self.breaker.on_outcome(
+            self.ticket,
+            crate::breaker::Outcome::Ignored,
+            Duration::ZERO,
+        );
+    }
 }
 
 impl Grant<'_> {
@@ -40,7 +71,7 @@ impl Grant<'_> {
     }
     /// Whether the breaker admitted the attempt as a half-open probe.
     pub fn is_probe(&self) -> bool {
-        self.ticket.as_ref().is_some_and(Ticket::is_probe)
+        self.ticket.as_ref().is_some_and(|t| t.ticket.is_probe())
     }
 }
 
@@ -48,7 +79,7 @@ impl fmt::Debug for Grant<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Grant")
             .field("waited", &self.permit.waited)
-            .field("ticket", &self.ticket)
+            .field("ticket", &self.ticket.as_ref().map(|t| t.ticket))
             .finish()
     }
 }

@@ -347,3 +347,43 @@ fn invalid_configs_are_typed_errors() {
         assert_eq!(cfg.validate().unwrap_err().kind(), ErrorKind::Config);
     }
 }
+
+#[test]
+fn a_grant_dropped_unused_gives_its_half_open_probe_slot_back() {
+    use infermux_resilience::AttemptExecutor;
+    use infermux_resilience::queue::QueueConfig;
+    let clock = ManualClock::new();
+    let exec = AttemptExecutor::with_clock(
+        crate::stub::Stub::new(|_| async { crate::stub::ok() }),
+        QueueConfig::default(),
+        Some(
+            BreakerConfig::standard()
+                .with_window(SlidingWindow::Count(1))
+                .with_minimum_calls(1)
+                .with_open_wait(WAIT)
+                .with_half_open_probes(1),
+        ),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    let b = exec.breaker().unwrap();
+    let t = b.try_acquire().unwrap();
+    b.on_outcome(t, Outcome::Failure, Duration::ZERO);
+    assert_eq!(b.state(), BreakerState::Open);
+    clock.advance(WAIT);
+    // a pool picks the member, then gives the lease back unused (a cancelled caller, a key
+    // found cooling in the shared state) — many times over
+    for _ in 0..3 {
+        let g = exec.try_grant(false).unwrap();
+        assert!(g.is_probe());
+        drop(g);
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+    }
+    // a grant that is used still reports its own outcome
+    let t = exec.try_grant(false).unwrap();
+    assert!(t.is_probe());
+    drop(t);
+    let t = b.try_acquire().unwrap();
+    b.on_outcome(t, Outcome::Success, Duration::ZERO);
+    assert_eq!(b.state(), BreakerState::Closed);
+}
