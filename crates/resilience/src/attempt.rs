@@ -213,13 +213,15 @@ impl AttemptExecutor {
             .await
         {
             None => {
+                // the request never left the queue: nothing reached the server
                 return Err(self.reject(
                     ctx,
                     RejectReason::Deadline,
-                    self.deadline_error(
-                        ctx,
+                    Error::new(
+                        ErrorKind::Timeout,
                         "the call deadline passed while waiting for admission",
-                    ),
+                    )
+                    .with_reached_server(false),
                 ));
             }
             Some(Err(e)) if e.kind() == ErrorKind::QueueFull => {

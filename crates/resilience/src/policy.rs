@@ -206,10 +206,23 @@ impl CallPolicy {
     }
 
     /// Waits out a retry pause, or until the deadline if that comes first.
+    ///
+    /// A pause too long to add to now (a custom backoff or a `run` operation's error asking
+    /// for `Duration::MAX`) waits until [`FAR_FUTURE`](infermux_core::FAR_FUTURE) from now.
+    /// Dropped before it ends (the caller gave up), the retry the policy allowed never runs,
+    /// and the policy is told ([`RetryPolicy::on_abandoned`]) so it can give back what it took.
     async fn pause(&self, after: Duration, deadline: &CallDeadline) {
-        let until = tokio::time::Instant::now() + after;
+        if after.is_zero() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let until = now
+            .checked_add(after)
+            .unwrap_or_else(|| now + infermux_core::FAR_FUTURE);
         let until = deadline.at().map_or(until, |d| until.min(d));
+        let abandoned = Abandoned(&*self.retry);
         tokio::time::sleep_until(until).await;
+        abandoned.disarm();
     }
 
     /// The policy's decision after a failed or refused try: `Ok(pause)` to retry, or the
@@ -717,6 +730,22 @@ pub fn call_span(
         "gen_ai.usage.input_tokens" = Empty,
         "gen_ai.usage.output_tokens" = Empty,
     )
+}
+
+/// Tells a retry policy, when dropped armed, that the retry it allowed never ran.
+struct Abandoned<'a>(&'a dyn RetryPolicy);
+
+impl Abandoned<'_> {
+    fn disarm(self) {
+        // holds a borrow only: forgetting it just skips the call
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        self.0.on_abandoned();
+    }
 }
 
 /// The call deadline on tokio's clock (so paused-time tests and the transport's timers agree).

@@ -64,6 +64,16 @@ impl RetryBudget {
             .is_ok()
     }
 
+    /// Gives back the token of a retry that [`try_withdraw`](RetryBudget::try_withdraw) took
+    /// but that never ran (its caller gave up during the pause); never past the maximum.
+    pub fn give_back(&self) {
+        let _ = self
+            .tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                (t < self.max).then(|| (t + MILLI).min(self.max))
+            });
+    }
+
     /// Refunds after a success. A full bucket (the usual case: no retries lately) is only
     /// read, so the successes of many threads share its cache line instead of fighting for it;
     /// only a refund into a bucket below its maximum writes (a compare-and-swap clamped to the

@@ -86,4 +86,9 @@ impl RetryPolicy for KeyRetry {
     fn on_success(&self) {
         self.inner.on_success();
     }
+
+    // its own retries go at once (no pause to abandon): only `inner`'s can be abandoned
+    fn on_abandoned(&self) {
+        self.inner.on_abandoned();
+    }
 }

@@ -78,6 +78,9 @@ pub trait RetryPolicy: Send + Sync + fmt::Debug {
     fn decide(&self, attempt: &Attempt<'_>) -> Decision;
     /// Called after a successful attempt (refunds budgets).
     fn on_success(&self) {}
+    /// Called when a retry this policy allowed with a pause never ran: the caller gave up
+    /// during the pause. Gives back what [`RetryPolicy::decide`] took (a budget's token).
+    fn on_abandoned(&self) {}
 }
 
 /// The default retry policy. Build with [`StandardRetry::standard`] or
@@ -229,6 +232,12 @@ impl RetryPolicy for StandardRetry {
     fn on_success(&self) {
         if let Some(b) = &self.budget {
             b.deposit();
+        }
+    }
+
+    fn on_abandoned(&self) {
+        if let Some(b) = &self.budget {
+            b.give_back();
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod adapters;
 mod breaker;
+mod cancel;
 mod config;
 mod contention;
 mod counters;
