@@ -1374,8 +1374,11 @@ impl Pool for MultiPool {
         }
     }
 
-    /// A member on an endpoint none of the failed attempts went to, whose key is not removed
-    /// for good: the next attempt can fail over there.
+    /// A member on an endpoint none of the failed attempts went to that can take an attempt
+    /// now (its endpoint in service, its breaker admitting, a permit free, its key neither
+    /// cooling nor removed): the next attempt can fail over there at once. Otherwise the
+    /// retry policy's pause (and the failed endpoint's Retry-After) applies, since the next
+    /// pick would go back to an endpoint that just failed.
     fn can_fail_over(&self, tried: &[u32]) -> bool {
         let inner = &*self.inner;
         let mut failed_endpoints = 0u64;
@@ -1385,8 +1388,11 @@ impl Pool for MultiPool {
             }
         }
         let now = inner.now_ns();
-        inner.members.iter().any(|m| {
-            failed_endpoints & (1 << (m.endpoint % 64)) == 0
+        inner.learn_breakers(now);
+        let ready = inner.eligible(now, 0, false);
+        inner.members.iter().enumerate().any(|(i, m)| {
+            ready & (1 << i) != 0
+                && failed_endpoints & (1 << (m.endpoint % 64)) == 0
                 && !matches!(inner.keys[m.key].removal(now), Some((_, NEVER)))
         })
     }

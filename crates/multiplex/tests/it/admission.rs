@@ -327,3 +327,44 @@ async fn first_healthy_sends_every_attempt_to_the_first_member_that_can_serve() 
     assert_eq!(stubs[0].seen().len(), 4);
     assert!(stubs[1].seen().is_empty() && stubs[2].seen().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn no_fail_over_to_an_endpoint_whose_breaker_is_open_so_retry_after_is_kept() {
+    use infermux_resilience::breaker::{BreakerConfig, Outcome, SlidingWindow};
+    let a = Stub::new("a", |_req, _ctx| async {
+        Err(Error::new(ErrorKind::Overloaded, "busy").with_retry_after(Duration::from_secs(5)))
+    });
+    let b = Stub::new("b", |_req, _ctx| async { ok() });
+    let b_exec = executor(
+        b.clone(),
+        4,
+        Some(
+            BreakerConfig::standard()
+                .with_window(SlidingWindow::Count(1))
+                .with_minimum_calls(1)
+                .with_open_wait(Duration::from_secs(600)),
+        ),
+    );
+    let breaker = b_exec.breaker().unwrap();
+    let t = breaker.try_acquire().unwrap();
+    breaker.on_outcome(t, Outcome::Failure, Duration::ZERO);
+    let pool = pool(
+        vec![executor(a.clone(), 4, None), b_exec],
+        vec![keyed(0, "a"), keyed(1, "b")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let e = policy(3, Duration::from_secs(60))
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Overloaded, "{e}");
+    assert!(b.seen().is_empty(), "b's breaker is open");
+    let at: Vec<_> = a.seen().iter().map(|s| s.at).collect();
+    assert_eq!(at.len(), 3);
+    for w in at.windows(2) {
+        assert!(
+            w[1] - w[0] >= Duration::from_secs(5),
+            "a failing endpoint is retried after its Retry-After, not at once: {at:?}"
+        );
+    }
+}
