@@ -784,7 +784,8 @@ impl Source<'_> {
     }
 
     fn toml_error(&self, e: &toml::de::Error) -> Error {
-        let message = e.message().trim();
+        let message = hide_string_values(e.message().trim());
+        let message = message.as_str();
         let Some(span) = e.span() else {
             return self.error(None, message);
         };
@@ -1109,8 +1110,46 @@ struct RawEndpoint {
     headers: BTreeMap<String, Spanned<String>>,
 }
 
+/// serde's message with every quoted string value (`invalid type: string "sk-…", expected …`)
+/// replaced by `string (value not shown)`: a key written where a table belongs must not be
+/// printed. The line and column still say where it is.
+fn hide_string_values(message: &str) -> String {
+    const MARK: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(MARK) {
+        out.push_str(&rest[..i]);
+        out.push_str("string (value not shown)");
+        // the value is written as Rust's `Debug` of a `str`: `\` escapes the next char
+        let mut chars = rest[i + MARK.len()..].char_indices();
+        let mut end = None;
+        while let Some((j, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => {
+                    end = Some(i + MARK.len() + j + 1);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        match end {
+            Some(e) => rest = &rest[e..],
+            // no closing quote: hide everything after the mark
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a key table `{ alias = \"…\", env | file | value = \"…\" }`"
+)]
 struct RawKey {
     alias: Spanned<String>,
     env: Option<String>,

@@ -700,3 +700,27 @@ fn debug_of_the_cache_section_hides_the_redis_password() {
     assert!(!debug.contains("s3cret-pw"), "{debug}");
     assert!(debug.contains("redis://***@127.0.0.1:6379"), "{debug}");
 }
+
+#[test]
+fn a_key_written_where_a_table_belongs_is_not_printed_in_the_error() {
+    for (text, expected) in [
+        (
+            format!("{LOCAL}keys = [\"sk-live-plain-1\"]\n"),
+            "expected a key table",
+        ),
+        (
+            format!("{LOCAL}keys = \"sk-live-plain-1\"\n"),
+            "expected a sequence",
+        ),
+        (
+            format!("{LOCAL}keys = [ \"sk-live-\\\"quoted\\\" 1\" ]\n"),
+            "expected a key table",
+        ),
+    ] {
+        let msg = fails(&text);
+        assert!(!msg.contains("sk-live"), "a key shows in: {msg}");
+        assert!(msg.contains("line 6"), "still says where: {msg}");
+        assert!(msg.contains("string (value not shown)"), "{msg}");
+        assert!(msg.contains(expected), "{msg}");
+    }
+}
