@@ -335,6 +335,10 @@ impl Runner {
                 .to_string_lossy()
                 .replace('\\', "/");
             match Cassette::load(&path) {
+                Ok(c) if c.interactions.is_empty() => report.records.push(
+                    Record::new(&rel, None)
+                        .fail("error", "cassette has no interactions".to_owned()),
+                ),
                 Ok(c) => {
                     for (i, it) in c.interactions.iter().enumerate() {
                         report.records.push(self.run_interaction(&rel, i, it).await);
@@ -356,7 +360,8 @@ impl Runner {
 }
 
 /// `infermux conformance --corpus DIR [--json]`: runs the corpus, prints the report on
-/// stdout (the summary on stderr with `json`), and fails when any interaction failed.
+/// stdout (the summary on stderr with `json`), and fails when any interaction failed or none
+/// passed (an empty corpus, or one whose every interaction is unsupported, checked nothing).
 pub async fn run(corpus: &Path, json: bool) -> infermux::Result<Summary> {
     let report = Runner::new().run_corpus(corpus).await?;
     let mut out = std::io::stdout().lock();
@@ -369,6 +374,16 @@ pub async fn run(corpus: &Path, json: bool) -> infermux::Result<Summary> {
         return Err(Error::new(
             ErrorKind::InvalidRequest,
             format!("{} interactions failed", s.failed),
+        ));
+    }
+    if s.passed == 0 {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            format!(
+                "nothing was checked: no interaction of {} passed ({} unsupported)",
+                corpus.display(),
+                s.unsupported
+            ),
         ));
     }
     Ok(s)

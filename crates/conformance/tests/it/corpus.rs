@@ -185,3 +185,32 @@ async fn conformance_fails_what_it_cannot_decode_or_mislabels() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_corpus_that_checks_nothing_fails() {
+    // an empty folder, and a folder of JSON files the runner does not read
+    let empty = temp_corpus("empty");
+    let e = infermux_conformance::run(&empty, true).await.unwrap_err();
+    assert!(e.message().contains("nothing was checked"), "{e}");
+    std::fs::write(empty.join("c.json"), "{}").unwrap();
+    assert!(infermux_conformance::run(&empty, true).await.is_err());
+    // a cassette without interactions is a failed record
+    let dir = temp_corpus("no-interactions");
+    std::fs::write(dir.join("c.yaml"), "interactions: []\nversion: 1\n").unwrap();
+    let report = run(&Runner::new(), &dir).await;
+    assert_eq!(counts(&report), (0, 1, 0));
+    assert_eq!(by_file(&report, "c.yaml").verdict, Verdict::Failed);
+    // every interaction unsupported: nothing was checked
+    let dir = temp_corpus("all-unsupported");
+    Exchange {
+        uri: "https://api.anthropic.com/v1/complete",
+        body: "{}",
+        ..CHAT
+    }
+    .write(&dir, "anthropic/complete.yml");
+    let e = infermux_conformance::run(&dir, true).await.unwrap_err();
+    assert!(e.message().contains("1 unsupported"), "{e}");
+    // and one passing interaction is enough
+    good_corpus(&dir);
+    infermux_conformance::run(&dir, true).await.unwrap();
+}
