@@ -62,16 +62,16 @@ fn ms(d: Duration) -> String {
 type Outcome = Result<Served, infermux::Error>;
 
 fn report_endpoint(name: &str, sim: &Simulator, c: &CounterSnapshot) -> bool {
-    println!("\nendpoint {name} ({})", sim.url());
-    println!("  attempts        {:>6}", c.requests);
-    println!("  successes       {:>6}", c.successes);
-    println!("  failures        {:>6}", c.failures_total());
+    outln!("\nendpoint {name} ({})", sim.url());
+    outln!("  attempts        {:>6}", c.requests);
+    outln!("  successes       {:>6}", c.successes);
+    outln!("  failures        {:>6}", c.failures_total());
     for (kind, n) in c.failures_by_kind() {
-        println!("    {:<22}{:>6}", kind.as_str(), n);
+        outln!("    {:<22}{:>6}", kind.as_str(), n);
     }
-    println!("  latency p50     {:>10}", ms(c.latency.quantile(0.5)));
-    println!("  latency p99     {:>10}", ms(c.latency.quantile(0.99)));
-    println!(
+    outln!("  latency p50     {:>10}", ms(c.latency.quantile(0.5)));
+    outln!("  latency p99     {:>10}", ms(c.latency.quantile(0.99)));
+    outln!(
         "  breaker trips   {:>6} (now {})",
         c.breaker_trips,
         c.breaker().as_str()
@@ -81,7 +81,7 @@ fn report_endpoint(name: &str, sim: &Simulator, c: &CounterSnapshot) -> bool {
         .iter()
         .map(|(n, c)| format!("{n} {c}"))
         .collect();
-    println!(
+    outln!(
         "  faults injected by the simulator: {}",
         if faults.is_empty() {
             "none".into()
@@ -90,7 +90,7 @@ fn report_endpoint(name: &str, sim: &Simulator, c: &CounterSnapshot) -> bool {
         }
     );
     let adds_up = c.successes + c.failures_total() == c.requests && c.in_flight == 0;
-    println!(
+    outln!(
         "  successes + failures = attempts: {}",
         if adds_up { "yes" } else { "NO" }
     );
@@ -102,9 +102,9 @@ fn report_pool(client: &Client, group: &str) {
         return;
     };
     let snap = pool.counters();
-    println!("\ngroup {group}: members (endpoint / key), picks and state now");
+    outln!("\ngroup {group}: members (endpoint / key), picks and state now");
     for (m, picks) in pool.status().iter().zip(&snap.picks) {
-        println!(
+        outln!(
             "  {:<10} {:<12} picked {:>5}   {}",
             m.endpoint.as_str(),
             m.key_alias.as_deref().unwrap_or("-"),
@@ -112,9 +112,13 @@ fn report_pool(client: &Client, group: &str) {
             m.state.as_str()
         );
     }
-    println!(
+    outln!(
         "  cooldowns {} · keys removed {} · waited in the queue {} · unavailable {} · ejection-cap overrides {}",
-        snap.cooldowns, snap.removals, snap.waits, snap.unavailable, snap.ejection_overrides
+        snap.cooldowns,
+        snap.removals,
+        snap.waits,
+        snap.unavailable,
+        snap.ejection_overrides
     );
 }
 
@@ -190,9 +194,10 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
         .timeout(timeout)
         .build()?;
 
-    println!(
+    outln!(
         "infermux demo: {} chat requests ({} at a time, one in three streamed) through one client:\n  group `chat` = sim-a (keys a1, a2 — a2 throttled: 429 + Retry-After) + sim-b (keys b1, b2 — the endpoint is down)\n  group `chat-large` = sim-b only, falling back to `chat`; one request in five asks for it",
-        args.requests, args.concurrency
+        args.requests,
+        args.concurrency
     );
     let bar = ProgressBar::new(args.requests as u64);
     bar.set_style(
@@ -235,7 +240,7 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
 
     let ok = results.iter().filter(|r| r.is_ok()).count();
     let failed = results.len() - ok;
-    println!(
+    outln!(
         "\n{} requests resolved ({} ok, {} failed) in {:.1} s",
         results.len(),
         ok,
@@ -243,7 +248,7 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
         started.elapsed().as_secs_f64()
     );
     for e in results.iter().filter_map(|r| r.as_ref().err()).take(5) {
-        println!("  failed: {e}");
+        outln!("  failed: {e}");
     }
     let served: Vec<&Served> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     let mut by_key: Vec<(String, usize)> = Vec::new();
@@ -255,7 +260,7 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
         }
     }
     by_key.sort();
-    println!(
+    outln!(
         "answers by endpoint/key: {}",
         by_key
             .iter()
@@ -265,7 +270,7 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
     );
     let fallbacks = served.iter().filter(|s| s.fallback.is_some()).count();
     let retried = served.iter().filter(|s| s.attempts > 1).count();
-    println!(
+    outln!(
         "fallbacks taken (chat-large → chat): {fallbacks}; answers that needed more than one attempt: {retried}"
     );
 

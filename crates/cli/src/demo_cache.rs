@@ -65,7 +65,7 @@ pub(crate) async fn run(
         builder = builder.semantic_cache(s);
     }
     let client = builder.build()?;
-    println!(
+    outln!(
         "\ncache: {} questions asked, asked again word for word, then reworded (group-free client on sim-c)",
         QUESTIONS.len()
     );
@@ -87,21 +87,21 @@ pub(crate) async fn run(
             .iter()
             .filter(|h| h.tier == CacheTier::Semantic)
             .collect();
-        print!(
+        out!(
             "  {round:<14} {exact} exact hits, {} semantic hits, {sent} sent to the server",
             semantic.len()
         );
         if let Some(h) = semantic.first() {
-            print!(
+            out!(
                 " (e.g. similarity {:.3}, verifier {:.3})",
                 h.similarity.unwrap_or(0.0),
                 h.verifier_score.unwrap_or(0.0)
             );
         }
-        println!();
+        outln!();
     }
     if !semantic_on {
-        println!(
+        outln!(
             "  semantic tier: off — no all-MiniLM-L6-v2 folder (set INFERMUX_MINILM_DIR; see docs/cache.md)"
         );
     }
@@ -141,7 +141,7 @@ pub(crate) async fn run(
     let stats = batched
         .batch_stats()
         .ok_or_else(|| error("the client has no batcher".into()))?;
-    println!(
+    outln!(
         "\nbatching: 64 concurrent embedding calls of one input each\n  unbatched: {unbatched_sent} requests; batched: {batched_sent} requests (batches {}, mean size {:.1}); {own}/64 callers got their own vector",
         stats.batches,
         stats.items as f64 / stats.batches.max(1) as f64,

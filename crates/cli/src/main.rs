@@ -8,6 +8,25 @@
 //! `serve` runs an inference server in the foreground, launched and supervised by
 //! `infermux-containers`.
 
+/// `println!` that never panics on a closed stdout: `infermux s3 ls … | head -1` ends quietly
+/// when the reader is gone, as `ls | head -1` does (other write errors are ignored, as
+/// `println!`'s are not).
+macro_rules! outln {
+    () => {
+        $crate::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that never panics on a closed stdout (see `outln!`).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!($($arg)*))
+    };
+}
+
 mod cache_eval;
 mod conformance;
 mod demo;
@@ -82,12 +101,13 @@ enum Command {
         /// Model name (with `--config`: a model group).
         #[arg(long, default_value = "default")]
         model: String,
-        /// Most texts in one request (with `--config`: unless its `[batching]` says).
-        #[arg(long, default_value_t = 64)]
-        max_batch: usize,
-        /// Longest wait for more texts before a batch goes, in milliseconds.
-        #[arg(long, default_value_t = 5)]
-        max_wait_ms: u64,
+        /// Most texts in one request [default: 64; with `--config`, its `[batching]`'s].
+        #[arg(long)]
+        max_batch: Option<usize>,
+        /// Longest wait for more texts before a batch goes, in milliseconds [default: 5; with
+        /// `--config`, its `[batching]`'s].
+        #[arg(long)]
+        max_wait_ms: Option<u64>,
         /// The texts; without them, stdin's lines.
         texts: Vec<String>,
     },
@@ -115,7 +135,7 @@ enum CacheCommand {
 struct EndpointArgs {
     /// An infermux.toml (see docs/config.md): its endpoints, keys, groups and fallbacks, with
     /// `--model` naming a group. Replaces --base-url, --provider and --api-key-env.
-    #[arg(long, conflicts_with_all = ["base_url", "api_key_env"])]
+    #[arg(long, conflicts_with_all = ["base_url", "provider", "api_key_env"])]
     config: Option<std::path::PathBuf>,
     /// Base URL, e.g. http://127.0.0.1:8080/v1. Without it: $INFERMUX_BASE_URL, then the
     /// provider's own variable (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, OLLAMA_HOST…), then the
@@ -203,22 +223,23 @@ fn base_url(provider: ProviderKind, flag: Option<String>) -> infermux::Result<St
 }
 
 fn client(args: EndpointArgs) -> infermux::Result<Client> {
-    client_batching(args, None)
+    client_batching(args, |_| Ok(None))
 }
 
-/// The client `args` describe, batching embedding calls with `batching` unless a config file
-/// sets its own `[batching]`.
+/// The client `args` describe, batching embedding calls as `batching` says, given the config
+/// file's `[batching]` (`None` without a file or the section).
 fn client_batching(
     args: EndpointArgs,
-    batching: Option<infermux::batching::BatchConfig>,
+    batching: impl FnOnce(
+        Option<infermux::batching::BatchConfig>,
+    ) -> infermux::Result<Option<infermux::batching::BatchConfig>>,
 ) -> infermux::Result<Client> {
     if let Some(path) = &args.config {
         let mut config = infermux::config::Config::from_path(path)?;
-        if config.batching.is_none() {
-            config.batching = batching;
-        }
+        config.batching = batching(config.batching.take())?;
         return Client::from_config(&config);
     }
+    let batching = batching(None)?;
     let provider = args.provider.0;
     let mut cfg = EndpointConfig::new("cli", base_url(provider, args.base_url)?)?;
     cfg = match args.api_key_env.as_deref() {
@@ -248,8 +269,8 @@ fn client_batching(
 async fn embed(
     endpoint: EndpointArgs,
     model: String,
-    max_batch: usize,
-    max_wait_ms: u64,
+    max_batch: Option<usize>,
+    max_wait_ms: Option<u64>,
     mut texts: Vec<String>,
 ) -> infermux::Result<()> {
     if texts.is_empty() {
@@ -257,16 +278,35 @@ async fn embed(
             .lines()
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(|e| Error::new(ErrorKind::InvalidRequest, "reading stdin").with_source(e))?;
-        texts.retain(|t| !t.trim().is_empty());
+        // vector N answers line N: a blank line cannot be skipped without shifting the rest
+        if let Some(n) = texts.iter().position(|t| t.trim().is_empty()) {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "stdin line {} is blank: every line is one text, and output line N is the \
+                     vector of input line N",
+                    n + 1
+                ),
+            ));
+        }
     }
     if texts.is_empty() {
         return Err(Error::new(ErrorKind::InvalidRequest, "no text to embed"));
     }
-    let batching = infermux::batching::BatchConfig::default()
-        .with_max_items(max_batch)?
-        .with_max_wait(std::time::Duration::from_millis(max_wait_ms))?
-        .with_queue_capacity(texts.len().max(4096))?;
-    let client = client_batching(endpoint, Some(batching))?;
+    let n = texts.len();
+    // the flags win over the file's `[batching]`, which wins over the defaults; every text is
+    // queued at once, so the queue holds them all
+    let client = client_batching(endpoint, |from_file| {
+        let mut b = from_file.unwrap_or_default();
+        if let Some(m) = max_batch {
+            b = b.with_max_items(m)?;
+        }
+        if let Some(ms) = max_wait_ms {
+            b = b.with_max_wait(std::time::Duration::from_millis(ms))?;
+        }
+        let room = b.queue_capacity().max(n);
+        b.with_queue_capacity(room).map(Some)
+    })?;
     let calls = texts
         .iter()
         .map(|t| client.embed(infermux::EmbeddingRequest::new(&model, [t.as_str()])));
@@ -321,10 +361,25 @@ async fn chat(
     }
     messages.push(Message::user(prompt));
     let request = ChatRequest::new(model, messages).with_max_tokens(max_tokens);
-    // a protocol without streaming (LLVM) answers in one piece too
-    if no_stream || !client.capabilities().supports(Operation::ChatStream) {
+    // a protocol without streaming (LLVM) answers in one piece too; with several endpoints
+    // (`--config`) the group's own may not stream, which its `Unsupported` says
+    let streamed = if no_stream || !client.capabilities().supports(Operation::ChatStream) {
+        None
+    } else {
+        match client
+            .stream_served(
+                &infermux::Request::Chat(request.clone()),
+                infermux::RequestContext::new(),
+            )
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::Unsupported => None,
+            other => Some(other?),
+        }
+    };
+    let Some((mut stream, served)) = streamed else {
         let answer = client.chat(request).await?;
-        println!("{}", answer.text());
+        outln!("{}", answer.text());
         eprintln!(
             "{}",
             finish_line(answer.finish_reason.as_ref(), answer.usage.as_ref())
@@ -333,13 +388,7 @@ async fn chat(
             eprintln!("[served by {s}]");
         }
         return Ok(());
-    }
-    let (mut stream, served) = client
-        .stream_served(
-            &infermux::Request::Chat(request),
-            infermux::RequestContext::new(),
-        )
-        .await?;
+    };
     let mut out = std::io::stdout().lock();
     let (mut reason, mut usage) = (None, None);
     while let Some(ev) = stream.next().await {
@@ -367,18 +416,41 @@ async fn chat(
     Ok(())
 }
 
-/// `models --config`: each group with its deployments (endpoint/model).
+/// `models --config`: each group with its deployments (endpoint/model); without groups, the
+/// one implicit group that takes every model on every endpoint.
 fn list_groups(path: &std::path::Path) -> infermux::Result<()> {
     let config = infermux::config::Config::from_path(path)?;
+    if config.groups.is_empty() {
+        let endpoints: Vec<String> = config
+            .endpoints
+            .iter()
+            .map(|e| format!("{}/*", e.name))
+            .collect();
+        outln!(
+            "(no [[group]]: every model goes to) {}",
+            endpoints.join(", ")
+        );
+    }
     for g in &config.groups {
         let deployments: Vec<String> = g
             .deployments
             .iter()
             .map(|d| format!("{}/{}", d.endpoint, d.model))
             .collect();
-        println!("{}: {}", g.name, deployments.join(", "));
+        outln!("{}: {}", g.name, deployments.join(", "));
     }
     Ok(())
+}
+
+/// Writes to stdout; a reader that went away (`BrokenPipe`) ends the program quietly with
+/// success, as a shell pipeline expects of `… | head`.
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args)
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
 }
 
 /// `error: …` and one `caused by: …` line per source, `error` in red when stderr is a
@@ -437,7 +509,7 @@ async fn main() -> ExitCode {
                     return list_groups(path);
                 }
                 for m in client(endpoint)?.models().await?.models {
-                    println!("{}", m.id);
+                    outln!("{}", m.id);
                 }
                 Ok(())
             }

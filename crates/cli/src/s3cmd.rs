@@ -190,9 +190,12 @@ pub(crate) async fn run(args: S3Args) -> Result<(), Error> {
                 .await
                 .map_err(s3_error)?;
             pb.finish_and_clear();
-            println!(
+            outln!(
                 "s3://{bucket}/{key}\t{} bytes\t{} part(s)\tsha256 {}\tvia {}",
-                up.size, up.parts, up.sha256, up.endpoint
+                up.size,
+                up.parts,
+                up.sha256,
+                up.endpoint
             );
         }
         S3Command::Get { src, file } => {
@@ -204,7 +207,7 @@ pub(crate) async fn run(args: S3Args) -> Result<(), Error> {
                 .await
                 .map_err(s3_error)?;
             pb.finish_and_clear();
-            println!(
+            outln!(
                 "{}\t{} bytes\tsha256 {}",
                 down.path.display(),
                 down.size,
@@ -214,14 +217,14 @@ pub(crate) async fn run(args: S3Args) -> Result<(), Error> {
         S3Command::Ls { url } => {
             let (bucket, prefix) = parse_url(&url)?;
             for o in kit.list(&bucket, &prefix).await.map_err(s3_error)? {
-                println!("{}\t{}", o.size, o.key);
+                outln!("{}\t{}", o.size, o.key);
             }
         }
         S3Command::Rm { urls } => {
             for url in urls {
                 let (bucket, key) = parse_url(&url)?;
                 kit.delete(&bucket, &key).await.map_err(s3_error)?;
-                println!("deleted s3://{bucket}/{key}");
+                outln!("deleted s3://{bucket}/{key}");
             }
         }
         S3Command::Presign { url, put, expires } => {
@@ -233,7 +236,7 @@ pub(crate) async fn run(args: S3Args) -> Result<(), Error> {
                 kit.presign_get(&bucket, &key, d).await
             }
             .map_err(s3_error)?;
-            println!("{signed}");
+            outln!("{signed}");
         }
         S3Command::Sync { dir, dest } => {
             let (bucket, prefix) = parse_url(&dest)?;
@@ -244,7 +247,7 @@ pub(crate) async fn run(args: S3Args) -> Result<(), Error> {
                 .map_err(s3_error)?;
             pb.finish_and_clear();
             for f in &r.transferred {
-                println!("uploaded\t{f}");
+                outln!("uploaded\t{f}");
             }
             eprintln!(
                 "{} uploaded ({} bytes), {} unchanged",
@@ -269,7 +272,7 @@ pub(crate) async fn run(args: S3Args) -> Result<(), Error> {
                 .map_err(s3_error)?;
             pb.finish_and_clear();
             for f in &r.transferred {
-                println!("fetched\t{f}");
+                outln!("fetched\t{f}");
             }
             eprintln!(
                 "{} fetched ({} bytes), {} unchanged",

@@ -496,3 +496,166 @@ fn embed_batches_every_line_and_each_gets_its_own_vector() {
     let (other, _) = run(&lines[8], &[]);
     assert_ne!(other.trim(), vectors[7]);
 }
+
+/// A config file with one endpoint and no groups, written for this test.
+fn config_file(name: &str, body: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("infermux-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("infermux.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+#[test]
+fn flags_a_config_replaces_are_refused_with_it_not_ignored() {
+    let path = config_file(
+        "conflicts",
+        "[[endpoint]]\nname = \"local\"\nprovider = \"openai-compat\"\nbase_url = \"http://127.0.0.1:9/v1\"\n",
+    );
+    let p = path.to_str().unwrap();
+    let out = infermux(
+        &["chat", "--config", p, "--provider", "anthropic", "hi"],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cannot be used with"),
+        "{}",
+        text(&out.stderr)
+    );
+    // without groups, `models --config` says where every model goes
+    let out = infermux(&["models", "--config", p], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "(no [[group]]: every model goes to) local/*"
+    );
+}
+
+#[test]
+fn a_closed_stdout_ends_the_program_quietly_not_with_a_panic() {
+    let mut body = String::new();
+    for i in 0..2000 {
+        body.push_str(&format!(
+            "[[endpoint]]\nname = \"e{i}\"\nprovider = \"openai-compat\"\nbase_url = \"http://127.0.0.1:9/v1\"\n[[group]]\nname = \"g{i}\"\ndeployments = [ {{ endpoint = \"e{i}\", model = \"m\" }} ]\n"
+        ));
+    }
+    let path = config_file("pipe", &body);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .env_clear()
+        .args(["models", "--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the reader goes away before the first line is written
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn embed_refuses_a_blank_line_that_would_shift_every_vector_after_it() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .env_clear()
+        .args([
+            "embed",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "e",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"one\n\nthree\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("stdin line 2 is blank"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn embed_flags_win_over_the_config_files_batching() {
+    let (_rt, sim) = simulator(infermux_testkit::FaultPlan::none());
+    let path = config_file(
+        "embed-batching",
+        &format!(
+            "[[endpoint]]\nname = \"sim\"\nprovider = \"openai-compat\"\nbase_url = \"{}/v1\"\n\n[batching]\nmax_items = 2\nmax_wait = \"1ms\"\nmax_queued = 4\n",
+            sim.url()
+        ),
+    );
+    let texts: Vec<String> = (0..40).map(|i| format!("text {i}")).collect();
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["embed", "--config", path.to_str().unwrap(), "--model", "e"]
+            .map(String::from)
+            .to_vec();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.extend(texts.iter().cloned());
+        a
+    };
+    // the file's queue of 4 still takes all 40 texts, in batches of at most 2
+    let before = sim.requests();
+    let a = args(&[]);
+    let out = infermux(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 40);
+    assert!(sim.requests() - before >= 20, "batches of at most 2");
+    // --max-batch and --max-wait-ms replace the file's
+    let before = sim.requests();
+    let a = args(&["--max-batch", "64", "--max-wait-ms", "200"]);
+    let out = infermux(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        sim.requests() - before < 10,
+        "{} requests: the flags were ignored",
+        sim.requests() - before
+    );
+}
+
+#[test]
+fn chat_with_a_config_answers_in_one_piece_from_a_group_that_cannot_stream() {
+    let (_rt, sim) = simulator(infermux_testkit::FaultPlan::none());
+    // the first endpoint streams, the group's (LLVM) does not
+    let path = config_file(
+        "llvm-group",
+        &format!(
+            "[[endpoint]]\nname = \"chat\"\nprovider = \"openai-compat\"\nbase_url = \"{0}/v1\"\n\n[[endpoint]]\nname = \"gen\"\nprovider = \"llvm\"\nbase_url = \"{0}\"\n\n[[group]]\nname = \"g\"\ndeployments = [ {{ endpoint = \"gen\", model = \"llvm-gen-1\" }} ]\n",
+            sim.url()
+        ),
+    );
+    let out = infermux(
+        &[
+            "chat",
+            "--config",
+            path.to_str().unwrap(),
+            "--model",
+            "g",
+            "hello there",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("hello there"),
+        "{}",
+        text(&out.stdout)
+    );
+}
