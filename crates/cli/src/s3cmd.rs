@@ -24,8 +24,9 @@ pub(crate) struct S3Args {
 /// Which endpoints: an infermux.toml's `[s3]`, or one endpoint from flags.
 #[derive(Args)]
 struct S3EndpointArgs {
-    /// An infermux.toml whose `[s3]` section names the endpoints (see docs/config.md).
-    #[arg(long, global = true, conflicts_with_all = ["endpoint_url", "profile"])]
+    /// An infermux.toml whose `[s3]` section names the endpoints (see docs/config.md);
+    /// `--part-mib` and `--concurrency` given with it replace the file's.
+    #[arg(long, global = true, conflicts_with_all = ["endpoint_url", "profile", "region"])]
     config: Option<PathBuf>,
     /// The endpoint's URL (without it: $INFERMUX_S3_URL, else AWS S3 in --region).
     #[arg(long, global = true)]
@@ -36,12 +37,13 @@ struct S3EndpointArgs {
     /// A profile of ~/.aws/credentials (else AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
     #[arg(long, global = true)]
     profile: Option<String>,
-    /// Part size of uploads and downloads, in MiB.
-    #[arg(long, global = true, default_value_t = 8)]
-    part_mib: u64,
-    /// Parts in flight at once.
-    #[arg(long, global = true, default_value_t = 8)]
-    concurrency: usize,
+    /// Part size of uploads and downloads, in MiB [default: 8; with `--config`, its
+    /// `part_size`].
+    #[arg(long, global = true)]
+    part_mib: Option<u64>,
+    /// Parts in flight at once [default: 8; with `--config`, its `concurrency`].
+    #[arg(long, global = true)]
+    concurrency: Option<usize>,
     /// No progress bar.
     #[arg(long, global = true)]
     quiet: bool,
@@ -103,9 +105,17 @@ pub(crate) fn s3_error(e: S3Error) -> Error {
 }
 
 fn kit(a: &S3EndpointArgs) -> Result<S3Kit, Error> {
-    let transfer = infermux::s3::TransferConfig::default()
-        .with_part_size(a.part_mib << 20)
-        .with_concurrency(a.concurrency);
+    let part_size = a
+        .part_mib
+        .map(|mib| {
+            mib.checked_mul(1 << 20).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!("--part-mib {mib} is more than 5 GiB"),
+                )
+            })
+        })
+        .transpose()?;
     if let Some(path) = &a.config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::new(
@@ -113,14 +123,25 @@ fn kit(a: &S3EndpointArgs) -> Result<S3Kit, Error> {
                 format!("cannot read {}: {e}", path.display()),
             )
         })?;
-        let config = Config::from_toml_str_with_env(
+        let mut config = Config::from_toml_str_with_env(
             &text,
             &path.display().to_string(),
             path.parent(),
             &|v| std::env::var(v).ok(),
         )?;
+        if let Some(s3) = config.s3.as_mut() {
+            if let Some(p) = part_size {
+                s3.part_size = p;
+            }
+            if let Some(c) = a.concurrency {
+                s3.concurrency = c;
+            }
+        }
         return config.s3_kit();
     }
+    let transfer = infermux::s3::TransferConfig::default()
+        .with_part_size(part_size.unwrap_or(8 << 20))
+        .with_concurrency(a.concurrency.unwrap_or(8));
     let url = a
         .endpoint_url
         .clone()

@@ -162,3 +162,39 @@ fn serve_fetches_its_model_folder_from_s3_before_the_server_starts() {
     assert!(!err.contains("started-anyway"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With `--config`, `--part-mib` and `--concurrency` replace the file's (a part size below
+/// S3's 5 MiB minimum is refused, which shows the flag reached the kit), and `--region`,
+/// which belongs to each `[[s3.endpoint]]`, is refused. No server is needed: the kit is
+/// refused before any request.
+#[test]
+fn transfer_flags_apply_with_a_config_and_the_region_is_refused() {
+    let dir = std::env::temp_dir().join(format!("infermux-cli-s3cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("infermux.toml");
+    std::fs::write(
+        &path,
+        "[s3]\n[[s3.endpoint]]\nname = \"a\"\nurl = \"http://127.0.0.1:9\"\nanonymous = true\n",
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_infermux"))
+            .env_clear()
+            .args(["s3", "--config", p, "--quiet"])
+            .args(extra)
+            .args(["ls", "s3://b"])
+            .output()
+            .unwrap()
+    };
+    let err = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let out = run(&["--part-mib", "1"]);
+    assert!(!out.status.success());
+    assert!(err(&out).contains("part"), "{}", err(&out));
+    let out = run(&["--concurrency", "0"]);
+    assert!(!out.status.success());
+    assert!(err(&out).contains("concurrency"), "{}", err(&out));
+    let out = run(&["--region", "eu-west-1"]);
+    assert!(!out.status.success());
+    assert!(err(&out).contains("cannot be used with"), "{}", err(&out));
+}
