@@ -435,8 +435,55 @@ fn follow_logs(logs: &LogBuffer, bar: indicatif::ProgressBar) -> tokio::task::Jo
     })
 }
 
+/// Flags only one launcher reads, refused with the other instead of silently ignored.
+fn check_launcher_flags(args: &ServeArgs) -> Result<(), Error> {
+    #[cfg(feature = "docker")]
+    let docker = args.docker;
+    #[cfg(not(feature = "docker"))]
+    let docker = false;
+    let mut wrong = Vec::new();
+    if docker {
+        for (given, flag) in [
+            (args.wrapper.is_some(), "--wrapper"),
+            (args.program.is_some(), "--program"),
+            (args.pid_dir.is_some(), "--pid-dir"),
+        ] {
+            if given {
+                wrong.push(flag);
+            }
+        }
+        if !wrong.is_empty() {
+            return Err(config_error(format!(
+                "{} run a local process; with --docker the image's own command runs",
+                wrong.join(", ")
+            )));
+        }
+    } else {
+        for (given, flag) in [
+            (!args.volumes.is_empty(), "--volume"),
+            (args.memory.is_some(), "--memory"),
+        ] {
+            if given {
+                wrong.push(flag);
+            }
+        }
+        #[cfg(feature = "docker")]
+        if args.image.is_some() {
+            wrong.push("--image");
+        }
+        if !wrong.is_empty() {
+            return Err(config_error(format!(
+                "{} apply to containers only (--docker); a local process would run without them",
+                wrong.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `infermux serve …`.
 pub(crate) async fn run(mut args: ServeArgs) -> Result<(), Error> {
+    check_launcher_flags(&args)?;
     #[cfg(feature = "s3")]
     fetch_model(&args).await?;
     let backend = std::mem::replace(

@@ -103,3 +103,20 @@ fn serve_fails_clearly_when_the_server_binary_is_missing() {
         "{stderr}"
     );
 }
+
+#[test]
+fn container_flags_without_docker_are_refused_not_ignored() {
+    let out = Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .args(["serve", "--memory", "8000000000", "--volume", "/a:/b"])
+        .args(["--program", "/nonexistent/llama-server", "llama"])
+        .args(["-m", "/models/m.gguf", "--port", &free_port().to_string()])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--volume, --memory apply to containers only"),
+        "{stderr}"
+    );
+}
