@@ -1360,6 +1360,22 @@ impl Loader<'_> {
                 }
             };
             let what = format!("s3 endpoint `{name}`");
+            // keys that only go with one kind of credentials: never silently unused
+            if e.session_token_env.is_some() && e.access_key_env.is_none() {
+                return Err(self.err(
+                    espan,
+                    format_args!(
+                        "{what}: `session_token_env` goes with `access_key_env` and \
+                         `secret_key_env`"
+                    ),
+                ));
+            }
+            if e.credentials_file.is_some() && e.profile.is_none() {
+                return Err(self.err(
+                    espan,
+                    format_args!("{what}: `credentials_file` goes with `profile`"),
+                ));
+            }
             let var = |v: &str| match (self.env)(v) {
                 Some(x) if !x.trim().is_empty() => Ok(x),
                 _ => Err(self.err(
@@ -1439,6 +1455,12 @@ impl Loader<'_> {
         }
         let config = infermux_cache::CacheConfig::new(config.ttl, config.max_entries)
             .map_err(|e| self.err(span.clone(), e.message()))?;
+        if c.redis_prefix.is_some() && c.redis_url.is_none() {
+            return Err(self.err(
+                span,
+                "`redis_prefix` in [cache] goes with `redis_url` (without it the cache is in memory)",
+            ));
+        }
         if c.redis_url.is_some() && !cfg!(feature = "redis") {
             return Err(self.err(
                 span,
@@ -1686,11 +1708,11 @@ impl Loader<'_> {
             ));
         }
         if let Some(n) = &e.tpm
-            && *n.get_ref() == 0
+            && (*n.get_ref() == 0 || *n.get_ref() > u64::from(u32::MAX))
         {
             return Err(self.err(
                 n.span(),
-                format_args!("endpoint `{name}`: `tpm` must be at least 1"),
+                format_args!("endpoint `{name}`: `tpm` must be from 1 to {}", u32::MAX),
             ));
         }
         // keys: each read now, into an ApiKey

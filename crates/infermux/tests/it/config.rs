@@ -724,3 +724,32 @@ fn a_key_written_where_a_table_belongs_is_not_printed_in_the_error() {
         assert!(msg.contains(expected), "{msg}");
     }
 }
+
+#[test]
+fn keys_that_would_go_unused_are_refused_naming_their_line() {
+    let s3 = |extra: &str| {
+        format!("[s3]\n[[s3.endpoint]]\nname = \"a\"\nurl = \"http://127.0.0.1:9000\"\n{extra}\n")
+    };
+    let m = fails(&s3("profile = \"p\"\nsession_token_env = \"TEST_KEY_A\""));
+    assert!(
+        m.contains("`session_token_env` goes with `access_key_env`"),
+        "{m}"
+    );
+    assert!(m.contains("line "), "{m}");
+    let m = fails(&s3("anonymous = true\ncredentials_file = \"creds\""));
+    assert!(m.contains("`credentials_file` goes with `profile`"), "{m}");
+    let m = fails("[cache]\nredis_prefix = \"x\"\n");
+    assert!(
+        m.contains("`redis_prefix` in [cache] goes with `redis_url`"),
+        "{m}"
+    );
+    let m = fails(&format!("{LOCAL}tpm = 4294967296\n"));
+    assert!(m.contains("`tpm` must be from 1 to 4294967295"), "{m}");
+    // the same keys where they belong load
+    load(&s3("profile = \"p\"\ncredentials_file = \"creds\"")).unwrap();
+    load(&s3(
+        "access_key_env = \"TEST_KEY_A\"\nsecret_key_env = \"TEST_KEY_B\"\nsession_token_env = \"TEST_KEY_A\"",
+    ))
+    .unwrap();
+    load(&format!("{LOCAL}tpm = 4294967295\n")).unwrap();
+}
