@@ -1128,6 +1128,9 @@ fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
     })
 }
 
+/// How soon a waiter whose timer fired while another held the baton looks again.
+const DEFERRED_RECHECK: Duration = Duration::from_millis(1);
+
 fn dur_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(NEVER - 1)
 }
@@ -1222,13 +1225,30 @@ impl MultiPool {
         poll_fn(|cx| {
             slot.set_waker(cx.waker());
             let now = inner.now_ns();
-            let baton = slot.woken.swap(false, Ordering::AcqRel);
+            let mut baton = slot.woken.swap(false, Ordering::AcqRel);
+            // the baton went to a waiter ahead: it passes it on when it is done
+            let mut deferred = false;
             let timer_fired = timer
                 .as_mut()
                 .as_pin_mut()
                 .is_some_and(|t| t.poll(cx).is_ready());
+            if timer_fired && !baton {
+                // something returned (a cooldown, a limit): every waiter's timer fires at
+                // once, so the queue's order decides who tries first, not the timers' — a
+                // sweep hands the baton to the first waiter by priority (maybe this one)
+                inner.signal.queue.sweep(inner.clock.now());
+                baton = slot.woken.swap(false, Ordering::AcqRel);
+                deferred = !baton;
+            }
             if baton || timer_fired {
-                match inner.pick(now, tokens, tried) {
+                let picked = if baton {
+                    inner.pick(now, tokens, tried)
+                } else {
+                    Picked::None {
+                        estimate_bound: false,
+                    }
+                };
+                match picked {
                     Picked::Lease(mut lease) => {
                         lease.grant.set_waited();
                         waiting.pass = true;
@@ -1261,6 +1281,15 @@ impl MultiPool {
                 (a, true) => Some(a.unwrap_or(NEVER).min(now + dur_ns(UNHOOKED_RECHECK))),
                 (a, false) => a,
             };
+            // while a waiter ahead holds the baton, a member free now is its to take: look
+            // again a moment later (in case it never does), not in a loop
+            let at = at.map(|a| {
+                if deferred {
+                    a.max(now.saturating_add(dur_ns(DEFERRED_RECHECK)))
+                } else {
+                    a
+                }
+            });
             if let Some(at) = at
                 && timer_at != Some(at)
             {

@@ -368,3 +368,41 @@ async fn no_fail_over_to_an_endpoint_whose_breaker_is_open_so_retry_after_is_kep
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn waiters_woken_by_a_limit_returning_are_served_by_priority() {
+    // one key allowing one request a minute: the second and later calls wait for its timer
+    let stub = Stub::new("rpm", |_req, _ctx| async { ok() });
+    let pool = pool(
+        vec![executor(stub.clone(), 8, None)],
+        vec![keyed(0, "a").with_rpm(1)],
+        // no ageing within the test: priority alone decides
+        PoolConfig::new(Strategy::RoundRobin).with_age_step(Duration::from_secs(3600)),
+    );
+    let p = Arc::new(policy(1, Duration::from_secs(600)));
+    p.call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for (name, prio) in [
+        ("low", Priority::Low),
+        ("normal", Priority::Normal),
+        ("high", Priority::High),
+    ] {
+        let (pool, p, order) = (pool.clone(), p.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            let ctx = RequestContext::new().with_priority(prio);
+            let r = p.call(&pool, &chat(), &ctx).await;
+            order.lock().unwrap().push(name);
+            r.map(|_| ())
+        }));
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(pool.counters().queued, 3);
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), ["high", "normal", "low"]);
+}
