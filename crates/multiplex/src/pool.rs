@@ -14,7 +14,9 @@ use infermux_core::{
     AttemptKey, Clock, EndpointId, Error, ErrorKind, RateLimitInfo, Result, SystemClock,
 };
 use infermux_resilience::breaker::{BreakerState, Outcome};
-use infermux_resilience::{Admit, AttemptExecutor, AttemptReport, Lease, Pool, Refusal};
+use infermux_resilience::{
+    Admit, AttemptExecutor, AttemptReport, Lease, Pool, Refusal, StreamHold,
+};
 
 use crate::config::{MemberSpec, PoolConfig, Strategy};
 use crate::gcra::per_minute_limit;
@@ -1142,6 +1144,22 @@ fn reset_of(info: &RateLimitInfo) -> Option<Duration> {
         .or(info.tokens.reset_after)
 }
 
+/// A stream's member counted in flight until the stream ends ([`Pool::hold_stream`]).
+struct StreamInFlight {
+    inner: Arc<Inner>,
+    member: usize,
+}
+
+impl Drop for StreamInFlight {
+    fn drop(&mut self) {
+        if let Some(m) = self.inner.members.get(self.member) {
+            let _ = m
+                .in_flight
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+}
+
 /// A lease waiting for the shared state's word (`MultiPool::confirm`): dropped with it (the
 /// caller's future cancelled mid round trip), it is given back.
 #[cfg(feature = "redis")]
@@ -1391,6 +1409,17 @@ impl Pool for MultiPool {
             return self.admit_shared(shared, req).await;
         }
         self.admit_local(req).await
+    }
+
+    /// Keeps a streaming member counted in flight until its stream ends, so least-in-flight
+    /// and lowest-latency picks see the streams it is still generating.
+    fn hold_stream(&self, member: u32) -> Option<StreamHold> {
+        let m = self.inner.members.get(member as usize)?;
+        m.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some(StreamHold::new(StreamInFlight {
+            inner: Arc::clone(&self.inner),
+            member: member as usize,
+        }))
     }
 
     /// Learns cooldowns (429), removals (401/403, quota), provider-announced limits, latency

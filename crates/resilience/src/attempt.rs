@@ -637,6 +637,8 @@ pub(crate) struct Guarded {
     pub(crate) inner: EventStream,
     pub(crate) permit: Option<Permit>,
     pub(crate) in_flight: Option<InFlight>,
+    /// What the pool holds while the stream lives.
+    pub(crate) hold: Option<crate::pool::StreamHold>,
     pub(crate) guard: Option<BreakerGuard>,
     pub(crate) ttfb: Duration,
     pub(crate) record: AttemptRecord,
@@ -659,6 +661,7 @@ impl Guarded {
         }
         self.finished = true;
         self.in_flight = None;
+        self.hold = None;
         let _entered = self.span.enter();
         match end {
             Ok(()) => {

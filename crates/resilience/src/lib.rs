@@ -51,7 +51,7 @@ pub use attempt::{AttemptExecutor, Refusal};
 pub use content::{first_content, is_content};
 pub use metrics::render_prometheus;
 pub use policy::{CallDeadline, CallPolicy, Called, Op, call_span};
-pub use pool::{Admit, AttemptReport, Grant, Lease, Pool};
+pub use pool::{Admit, AttemptReport, Grant, Lease, Pool, StreamHold};
 pub use stack::{ResilienceConfig, Resilient};
 
 // The README, compiled as doctests (`cargo test --doc`).

@@ -528,6 +528,11 @@ impl CallPolicy {
             let mut leased = Leased::new(pool, member);
             let opened = exec.open_stream(grant, req, &actx, &deadline, &span).await;
             leased.disarm();
+            // held before the report, so the member never looks idle while the stream lives
+            let hold = match &opened {
+                Ok(_) => pool.hold_stream(member),
+                Err(_) => None,
+            };
             pool.report(&AttemptReport {
                 member,
                 result: opened.as_ref().map(|_| None),
@@ -546,6 +551,7 @@ impl CallPolicy {
                         inner: o.stream,
                         permit: Some(o.permit),
                         in_flight: Some(o.in_flight),
+                        hold,
                         guard: o.guard,
                         ttfb: o.ttfb,
                         record: o.record,

@@ -84,6 +84,27 @@ impl fmt::Debug for Grant<'_> {
     }
 }
 
+/// Something a pool holds for as long as a stream it leased lives ([`Pool::hold_stream`]):
+/// dropping it releases what it holds.
+pub struct StreamHold {
+    _release: Box<dyn Send + Sync>,
+}
+
+impl StreamHold {
+    /// A hold whose `release` runs (through its `Drop`) when the stream ends or is dropped.
+    pub fn new(release: impl Send + Sync + 'static) -> Self {
+        StreamHold {
+            _release: Box::new(release),
+        }
+    }
+}
+
+impl fmt::Debug for StreamHold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StreamHold")
+    }
+}
+
 /// Who takes one attempt: the member's executor with its grant, the key and the model id.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -179,6 +200,15 @@ pub trait Pool: Send + Sync {
         let _ = report;
     }
 
+    /// A stream opened on `member` and is handed to the caller (its attempt already
+    /// [reported](Pool::report) at its first content): what the pool wants held while the
+    /// stream lives — say, the member counted in flight for load-based picks — released when
+    /// the stream ends or is dropped. `None` (the default): nothing.
+    fn hold_stream(&self, member: u32) -> Option<StreamHold> {
+        let _ = member;
+        None
+    }
+
     /// Whether attempts should record their responses' rate-limit headers for
     /// [`Pool::report`] (costs a small allocation per attempt).
     fn wants_meta(&self) -> bool {
@@ -186,8 +216,8 @@ pub trait Pool: Send + Sync {
     }
 
     /// Whether a member other than those in `tried` (members that failed in this call) could
-    /// take the next attempt — now or after a wait — so a retry policy may fail over at once
-    /// instead of backing off (see [`Attempt::failover`](crate::retry::Attempt::failover)).
+    /// take the next attempt now, so a retry policy may fail over at once instead of backing
+    /// off (see [`Attempt::failover`](crate::retry::Attempt::failover)).
     fn can_fail_over(&self, tried: &[u32]) -> bool {
         let _ = tried;
         false

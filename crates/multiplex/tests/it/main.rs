@@ -11,5 +11,6 @@ mod props;
 #[cfg(feature = "redis")]
 mod redis;
 mod service;
+mod streams;
 mod stub;
 mod tpm;

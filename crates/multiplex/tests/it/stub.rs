@@ -132,6 +132,19 @@ pub(crate) fn executor(
     )
 }
 
+/// An executor around any provider on tokio's clock, with `permits` permits and no breaker.
+pub(crate) fn executor_of(provider: Arc<dyn Provider>, permits: usize) -> Arc<AttemptExecutor> {
+    Arc::new(
+        AttemptExecutor::with_clock(
+            provider,
+            QueueConfig::standard().with_permits(permits),
+            None,
+            Arc::new(TokioClock),
+        )
+        .unwrap(),
+    )
+}
+
 /// A member on endpoint `e` with key `alias` (the key is `sk-<alias>`).
 pub(crate) fn keyed(e: usize, alias: &str) -> MemberSpec {
     MemberSpec::new(e).with_key(alias, ApiKey::new(format!("sk-{alias}")))
