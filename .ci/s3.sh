@@ -62,6 +62,8 @@ start() {
     cargo install --locked "s3s-fs@$S3S_VERSION" --features binary --root "$TOOLS" \
       --target-dir "$H/target-s3s"
   fi
+  # a fresh store each run: objects of earlier runs neither pile up nor meet a reused name
+  rm -rf "$STATE/data"
   mkdir -p "$STATE/data"
   local p1 p2
   p1="$(start_one s3a "${S3_PORT:-18090}")"

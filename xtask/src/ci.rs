@@ -49,8 +49,8 @@ pub(crate) const STEPS: &[&str] = &[
     "deny",
 ];
 
-/// The offline RustSec snapshot, relative to the repository root.
-const ADVISORY_DB: &str = "../shared/advisory-db";
+/// The offline advisory database, under the shared folder ([`crate::shared_dir`]).
+const ADVISORY_DB: &str = "advisory-db";
 
 /// The folder cargo-deny (0.20) opens under `db-path` for the default advisory database URL
 /// `https://github.com/RustSec/advisory-db`: `<last path segment>-<xxhash64 of the URL>`.
@@ -269,7 +269,7 @@ fn fuzz(root: &Path) -> Result<Outcome> {
         return Ok(Outcome::Skipped("fuzz/Cargo.toml not found".into()));
     }
     let mut cmd = cargo(root);
-    cmd.args(["check", "--manifest-path", "fuzz/Cargo.toml"]);
+    cmd.args(["check", "--locked", "--manifest-path", "fuzz/Cargo.toml"]);
     cmd.env("CARGO_TARGET_DIR", target_dir(root).join("fuzz"));
     run_cmd(&mut cmd).map(|()| Outcome::ran())
 }
@@ -306,7 +306,7 @@ fn deny(root: &Path) -> Result<Outcome> {
     let config_text = read_to_string(&config)?;
     cmd.arg("check");
 
-    let source = root.join(ADVISORY_DB);
+    let source = crate::shared_dir(root).join(ADVISORY_DB);
     if source.join("SNAPSHOT.txt").is_file() {
         if !config_text.contains(ADVISORY_DBS_ENV) {
             return Err(format!(
@@ -320,10 +320,18 @@ fn deny(root: &Path) -> Result<Outcome> {
         cmd.env(ADVISORY_DBS_ENV, &dbs);
         cmd.arg("all");
         run_cmd(&mut cmd).map(|()| Outcome::ran())
+    } else if fixtures_required() {
+        Err(format!(
+            "{} not found but INFERMUX_REQUIRE_FIXTURES is set: advisories would go unchecked",
+            source.display()
+        ))
     } else {
         cmd.args(["bans", "licenses", "sources"]);
         run_cmd(&mut cmd).map(|()| Outcome::Ran {
-            note: Some(format!("{ADVISORY_DB} not found: advisories not checked")),
+            note: Some(format!(
+                "{} not found: advisories not checked",
+                source.display()
+            )),
         })
     }
 }
@@ -424,13 +432,22 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether `INFERMUX_REQUIRE_FIXTURES` asks for the shared fixtures: set to anything but
+/// empty, `0`, `false` or `no` (the rule of the testkit's `is_on`).
+fn fixtures_required() -> bool {
+    env::var("INFERMUX_REQUIRE_FIXTURES").is_ok_and(|v| {
+        let v = v.trim().to_ascii_lowercase();
+        !matches!(v.as_str(), "" | "0" | "false" | "no")
+    })
+}
+
 /// The conformance runner (through the CLI) over the shared cassettes; fails when it fails.
 /// Without `../shared/fixtures` the step is reported as skipped, and fails when
 /// `INFERMUX_REQUIRE_FIXTURES=1`.
 fn conformance(root: &Path) -> Result<Outcome> {
     let corpus = crate::default_corpus(root);
     if !corpus.is_dir() {
-        if std::env::var("INFERMUX_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
+        if fixtures_required() {
             return Err(format!(
                 "{} not found but INFERMUX_REQUIRE_FIXTURES=1",
                 corpus.display()
@@ -445,6 +462,7 @@ fn conformance(root: &Path) -> Result<Outcome> {
     cmd.args([
         "run",
         "--quiet",
+        "--locked",
         "-p",
         "infermux-cli",
         "--",

@@ -144,6 +144,13 @@ pub(crate) fn totals(stdout: &str, stderr: &str) -> Result<Totals> {
     let requests = bench::json_field(line, "requests")
         .and_then(|v| v.parse::<u64>().ok())
         .ok_or("the result line has no `requests` count")?;
+    // a failed request costs instructions too: counted per answered request, failures would
+    // pass for a dearer success
+    match bench::json_field(line, "errors").and_then(|v| v.parse::<u64>().ok()) {
+        Some(0) => {}
+        Some(n) => return Err(format!("the driver saw {n} failed requests: {line}")),
+        None => return Err("the result line has no `errors` count".into()),
+    }
     let count = |label: &str| -> Result<u64> {
         stderr
             .lines()
@@ -265,6 +272,10 @@ mod tests {
         assert!(totals(STDOUT, &no_d1).unwrap_err().contains("D1  misses"));
         assert!(totals("", STDERR).is_err());
         assert!(totals("{\"requests\":\"many\"}", STDERR).is_err());
+        let failed = STDOUT.replace("\"errors\":0", "\"errors\":3");
+        assert!(totals(&failed, STDERR).unwrap_err().contains("3 failed"));
+        let silent = STDOUT.replace(",\"errors\":0", "");
+        assert!(totals(&silent, STDERR).is_err());
         // `LLi misses` must not be read as `I1  misses`, nor `D   refs` as `I   refs`
         let only_ll = "==1== LLi misses: 5\n==1== D   refs: 7\n==1== D1  misses: 1\n";
         assert!(totals(STDOUT, only_ll).is_err());

@@ -99,14 +99,18 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
     }
 }
 
-/// `fixtures/cassettes` under the shared fixtures folder (`$INFERMUX_SHARED_DIR`, or
-/// `<root>/../shared`): the default conformance corpus.
-pub(crate) fn default_corpus(root: &Path) -> PathBuf {
-    let shared = match env::var_os("INFERMUX_SHARED_DIR") {
+/// The shared folder beside the checkout: `$INFERMUX_SHARED_DIR`, or `<root>/../shared`.
+pub(crate) fn shared_dir(root: &Path) -> PathBuf {
+    match env::var_os("INFERMUX_SHARED_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => root.join("../shared"),
-    };
-    shared.join("fixtures/cassettes")
+    }
+}
+
+/// `fixtures/cassettes` under the shared folder ([`shared_dir`]): the default conformance
+/// corpus.
+pub(crate) fn default_corpus(root: &Path) -> PathBuf {
+    shared_dir(root).join("fixtures/cassettes")
 }
 
 /// `cargo xtask conformance`: the CLI's `conformance` subcommand over `corpus`.

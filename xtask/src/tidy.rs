@@ -174,6 +174,24 @@ pub(crate) fn check_source(file: &str, text: &str, out: &mut Vec<Violation>) {
                 );
             }
         }
+        // the same attributes behind a condition: `#[cfg_attr(any(), ignore)]`
+        if let Some(at) = compact.find(concat!("#[", "cfg_attr(")) {
+            let rest = &compact[at..];
+            for word in ["ignore", "should_panic"] {
+                let found = rest.match_indices(word).any(|(i, w)| {
+                    let before = i.checked_sub(1).and_then(|j| rest.as_bytes().get(j));
+                    let after = rest.as_bytes().get(i + w.len());
+                    before.is_some_and(|b| matches!(b, b',' | b'('))
+                        && after.is_some_and(|b| matches!(b, b')' | b',' | b'=' | b'('))
+                });
+                if found {
+                    push(
+                        index + 1,
+                        format!("`{word}` inside `cfg_attr` is not allowed (DESIGN.md §5)"),
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -496,11 +514,25 @@ mod tests {
         check_source("d.rs", &ignored, &mut out);
         let should = format!("//! doc\n{}(expected = \"x\")]\n", FORBIDDEN_ATTRIBUTES[1]);
         check_source("e.rs", &should, &mut out);
+        let hidden = format!(
+            "//! doc
+{}any(), ignore)]
+",
+            concat!("#[", "cfg_attr(")
+        );
+        check_source("f.rs", &hidden, &mut out);
+        let fine = format!(
+            "//! doc
+{}test, allow(ignore_me))]
+",
+            concat!("#[", "cfg_attr(")
+        );
+        check_source("g.rs", &fine, &mut out);
         let lines: Vec<String> = out
             .iter()
             .map(|v| format!("{}:{}", v.file, v.line))
             .collect();
-        assert_eq!(lines, ["b.rs:1", "c.rs:1", "d.rs:2", "e.rs:2"]);
+        assert_eq!(lines, ["b.rs:1", "c.rs:1", "d.rs:2", "e.rs:2", "f.rs:2"]);
     }
 
     #[test]

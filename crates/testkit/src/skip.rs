@@ -59,12 +59,19 @@ impl Need {
         }
     }
 
-    /// Whether the environment (read through `var`) requires this need, so a skip must fail.
+    /// Whether the environment (read through `var`) requires this need, so a skip must fail:
+    /// its variable is set to anything but empty, `0`, `false` or `no` (so `true` and `yes`
+    /// require as `1` does, and a typo errs on the side of failing).
     pub fn is_required_by(self, var: impl Fn(&str) -> Option<String>) -> bool {
-        self.require_var()
-            .and_then(var)
-            .is_some_and(|v| v.trim() == "1")
+        self.require_var().and_then(var).is_some_and(|v| is_on(&v))
     }
+}
+
+/// Whether an `INFERMUX_REQUIRE_*` value asks for the requirement: anything but empty, `0`,
+/// `false` or `no` (any case).
+pub fn is_on(value: &str) -> bool {
+    let v = value.trim().to_ascii_lowercase();
+    !matches!(v.as_str(), "" | "0" | "false" | "no")
 }
 
 /// Records that the running test is skipped because `need` is absent.
@@ -188,6 +195,12 @@ mod tests {
         assert!(!Need::DockerEngine.is_required_by(env("INFERMUX_REQUIRE_SERVERS")));
         assert!(!Need::Server.is_required_by(|_| Some("0".to_owned())));
         assert!(!Need::Server.is_required_by(|_| None));
+        for on in ["1", "true", "YES", " yes ", "on"] {
+            assert!(is_on(on), "{on}");
+        }
+        for off in ["", " ", "0", "false", "No"] {
+            assert!(!is_on(off), "{off}");
+        }
     }
 
     #[test]
