@@ -316,7 +316,32 @@ impl Provider for HfTei {
                 ErrorKind::InvalidRequest,
                 "no input to embed",
             ))),
-            (Request::Embeddings(_), Mode::OpenAi) => self.openai.call(request, ctx).await,
+            (Request::Embeddings(req), Mode::OpenAi) => {
+                let size = self.batch_size(req.inputs.len(), ctx).await?;
+                if req.inputs.len() <= size {
+                    return self.openai.call(request, ctx).await;
+                }
+                // TEI answers 413 past `max_client_batch_size` on `/v1/embeddings` too
+                let mut all = EmbeddingResponse::new(req.model.clone(), Vec::new());
+                for chunk in req.inputs.chunks(size) {
+                    let mut part = req.clone();
+                    part.inputs = chunk.to_vec();
+                    let Response::Embeddings(e) =
+                        self.openai.call(&Request::Embeddings(part), ctx).await?
+                    else {
+                        return Err(ctx_err(Error::new(
+                            ErrorKind::Decode,
+                            "embeddings were answered with another operation",
+                        )));
+                    };
+                    all.model = e.model;
+                    all.embeddings.extend(e.embeddings);
+                    if let Some(u) = e.usage {
+                        all.usage.get_or_insert_with(Default::default).add(&u);
+                    }
+                }
+                Ok(Response::Embeddings(all))
+            }
             (Request::Embeddings(req), Mode::InferenceApi { model }) => {
                 let v = self
                     .feature_extraction(model, &req.inputs, &req.extra, ctx)
@@ -336,10 +361,23 @@ impl Provider for HfTei {
                 )))
             }
             (Request::Rerank(req), Mode::Server | Mode::OpenAi) => {
-                let body = wire::RerankBody::new(&req.query, &req.documents, self.options.truncate);
-                let bytes = self.post_json("/rerank", &body, ctx).await?;
-                let results =
-                    wire::parse_rerank(&bytes, req.documents.len(), req.top_n).map_err(&ctx_err)?;
+                // split by `max_client_batch_size` (TEI answers 413 past it); each document is
+                // scored against the query alone, so the parts' scores rank together
+                let size = self.batch_size(req.documents.len(), ctx).await?;
+                let mut results = Vec::with_capacity(req.documents.len());
+                for (n, chunk) in req.documents.chunks(size).enumerate() {
+                    let body = wire::RerankBody::new(&req.query, chunk, self.options.truncate);
+                    let bytes = self.post_json("/rerank", &body, ctx).await?;
+                    let part = wire::parse_rerank(&bytes, chunk.len(), None).map_err(&ctx_err)?;
+                    results.extend(part.into_iter().map(|mut r| {
+                        r.index += n * size;
+                        r
+                    }));
+                }
+                results.sort_by(|a, b| b.score.total_cmp(&a.score));
+                if let Some(n) = req.top_n {
+                    results.truncate(n as usize);
+                }
                 Ok(Response::Rerank(infermux_core::RerankResponse::new(
                     req.model.clone(),
                     results,

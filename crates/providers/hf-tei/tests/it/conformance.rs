@@ -36,6 +36,8 @@ async fn native_mode_passes_the_conformance_suite() {
 async fn openai_mode_passes_the_conformance_suite() {
     let body = r#"{"object":"list","data":[{"object":"embedding","embedding":[0.1,0.2],"index":0},{"object":"embedding","embedding":[0.3,0.4],"index":1}],"model":"bge","usage":{"prompt_tokens":4,"total_tokens":4}}"#;
     let server = ReplayServer::start(cassette(&[
+        // `max_client_batch_size` first: TEI refuses more inputs on `/v1/embeddings` too
+        ("GET", "/info", 200, "application/json", INFO),
         ("POST", "/v1/embeddings", 200, "application/json", body),
         ("GET", "/info", 200, "application/json", INFO),
     ]))

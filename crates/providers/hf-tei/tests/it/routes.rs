@@ -106,7 +106,9 @@ async fn openai_mode_uses_v1_embeddings() {
     )]))
     .await
     .unwrap();
-    let p = tei(&format!("{}/v1", server.url())).with_mode(Mode::OpenAi);
+    let p = tei(&format!("{}/v1", server.url()))
+        .with_mode(Mode::OpenAi)
+        .with_max_client_batch_size(8);
     let req = Request::Embeddings(EmbeddingRequest::new("bge", ["a", "b"]));
     let Response::Embeddings(e) = p.call(&req, &RequestContext::new()).await.unwrap() else {
         panic!("not embeddings")
@@ -128,4 +130,67 @@ fn cosine_helpers() {
         0.0
     );
     assert!(to_matrix(&[vec![1.0], vec![1.0, 2.0]]).is_none());
+}
+
+#[tokio::test]
+async fn rerank_and_v1_embeddings_are_split_by_max_client_batch_size_too() {
+    // TEI answers 413 past `max_client_batch_size` (2 here) on `/rerank` and `/v1/embeddings`
+    let part = |i: usize| {
+        format!(
+            r#"{{"object":"list","data":[{{"object":"embedding","embedding":[{i}.0],"index":0}},{{"object":"embedding","embedding":[{}.0],"index":1}}],"model":"bge","usage":{{"prompt_tokens":2,"total_tokens":2}}}}"#,
+            i + 1
+        )
+    };
+    let (first, second) = (part(1), part(3));
+    let last = r#"{"object":"list","data":[{"object":"embedding","embedding":[5.0],"index":0}],"model":"bge","usage":{"prompt_tokens":1,"total_tokens":1}}"#;
+    let server = ReplayServer::start(cassette(&[
+        ("GET", "/info", 200, "application/json", INFO),
+        (
+            "POST",
+            "/rerank",
+            200,
+            "application/json",
+            r#"[{"index":1,"score":0.2},{"index":0,"score":0.1}]"#,
+        ),
+        (
+            "POST",
+            "/rerank",
+            200,
+            "application/json",
+            r#"[{"index":0,"score":0.9}]"#,
+        ),
+        ("POST", "/v1/embeddings", 200, "application/json", &first),
+        ("POST", "/v1/embeddings", 200, "application/json", &second),
+        ("POST", "/v1/embeddings", 200, "application/json", last),
+    ]))
+    .await
+    .unwrap();
+    let p = tei(&server.url()).with_mode(Mode::OpenAi);
+    let ctx = RequestContext::new();
+    let mut rr = RerankRequest::new(
+        "bge-reranker",
+        "q",
+        vec!["a".into(), "b".into(), "c".into()],
+    );
+    rr.top_n = Some(2);
+    let Response::Rerank(r) = p.call(&Request::Rerank(rr), &ctx).await.unwrap() else {
+        panic!("not rerank")
+    };
+    // the second part's document 0 is the request's document 2
+    assert_eq!(
+        r.results
+            .iter()
+            .map(|x| (x.index, x.score))
+            .collect::<Vec<_>>(),
+        vec![(2, 0.9), (1, 0.2)]
+    );
+    let inputs: Vec<String> = (1..=5).map(|i| format!("text {i}")).collect();
+    let req = Request::Embeddings(EmbeddingRequest::new("bge", inputs));
+    let Response::Embeddings(e) = p.call(&req, &ctx).await.unwrap() else {
+        panic!("not embeddings")
+    };
+    let firsts: Vec<f32> = e.embeddings.iter().map(|v| v[0]).collect();
+    assert_eq!(firsts, [1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert_eq!(e.usage.unwrap().input_tokens, 5);
+    server.verify().unwrap();
 }
