@@ -168,8 +168,11 @@ pub fn render_prompt(messages: &[Message]) -> Result<String> {
 /// known fields merged with `extra` in ascending key order (a key `extra` repeats takes
 /// `extra`'s value), the bytes the `Value` map built before printed.
 struct Parameters<'a> {
+    dimensions: Option<u32>,
     max_tokens: Option<u32>,
+    seed: Option<i64>,
     temperature: Option<f32>,
+    top_p: Option<f32>,
     stop: &'a [String],
     extra: &'a Map<String, Value>,
 }
@@ -182,10 +185,27 @@ impl<'a> Parameters<'a> {
         extra: &'a Map<String, Value>,
     ) -> Self {
         Parameters {
+            dimensions: None,
             max_tokens,
+            seed: None,
             temperature,
+            top_p: None,
             stop,
             extra,
+        }
+    }
+    /// With `seed` and `top_p`, under those names (the protocol passes on what it does not
+    /// list).
+    fn sampling(mut self, seed: Option<i64>, top_p: Option<f32>) -> Self {
+        self.seed = seed;
+        self.top_p = top_p;
+        self
+    }
+    /// The parameters of an embeddings batch: `dimensions` and `extra`.
+    fn embeddings(dimensions: Option<u32>, extra: &'a Map<String, Value>) -> Self {
+        Parameters {
+            dimensions,
+            ..Parameters::new(None, None, &[], extra)
         }
     }
 }
@@ -193,6 +213,7 @@ impl<'a> Parameters<'a> {
 /// One known field of [`Parameters`].
 enum Param<'a> {
     Int(u32),
+    Seed(i64),
     /// Widened to `f64`, as `json!` stored it.
     Float(f64),
     Strs(&'a [String]),
@@ -202,6 +223,7 @@ impl Serialize for Param<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match self {
             Param::Int(n) => n.serialize(s),
+            Param::Seed(n) => n.serialize(s),
             Param::Float(f) => f.serialize(s),
             Param::Strs(v) => v.serialize(s),
         }
@@ -212,7 +234,9 @@ impl Serialize for Parameters<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         // in ascending key order
         let known = [
+            ("dimensions", self.dimensions.map(Param::Int)),
             ("max_tokens", self.max_tokens.map(Param::Int)),
+            ("seed", self.seed.map(Param::Seed)),
             (
                 "stop",
                 (!self.stop.is_empty()).then_some(Param::Strs(self.stop)),
@@ -221,6 +245,7 @@ impl Serialize for Parameters<'_> {
                 "temperature",
                 self.temperature.map(|t| Param::Float(f64::from(t))),
             ),
+            ("top_p", self.top_p.map(|t| Param::Float(f64::from(t)))),
         ];
         let mut m = s.serialize_map(None)?;
         let mut extra = self.extra.iter().peekable();
@@ -249,9 +274,9 @@ struct InferBody<'a> {
 
 /// `POST /models/{id}/batch_infer`'s body.
 #[derive(Serialize)]
-struct BatchBody<'a> {
+struct BatchBody<'a, P> {
     inputs: &'a [String],
-    parameters: Empty,
+    parameters: P,
 }
 
 /// `{}`.
@@ -296,10 +321,11 @@ impl<'de> Deserialize<'de> for Number {
 }
 
 fn segment(id: &str) -> Result<&str> {
-    if id.is_empty() || id.contains(['/', '?', '#']) || id.contains("..") {
+    // `%` and `\\` too: the URL parser reads `%2e%2e` as `..` and `\\` as `/`
+    if id.is_empty() || id == "." || id.contains(['/', '?', '#', '%', '\\']) || id.contains("..") {
         return Err(Error::new(
             ErrorKind::InvalidRequest,
-            "a model id may not contain '/', '?', '#' or '..'",
+            "a model id may not be '.' or contain '/', '?', '#', '%', '\\' or '..'",
         ));
     }
     Ok(id)
@@ -413,19 +439,17 @@ impl Llvm {
     }
 
     /// `POST /models/{id}/batch_infer`: the answer's bytes.
-    async fn batch_bytes(
+    async fn batch_bytes<P: Serialize>(
         &self,
         id: &str,
         inputs: &[String],
+        parameters: P,
         ctx: &RequestContext,
-    ) -> Result<impl std::ops::Deref<Target = [u8]> + use<>> {
+    ) -> Result<impl std::ops::Deref<Target = [u8]> + use<P>> {
         let id = segment(id).map_err(self.ctx_err(ctx))?;
         self.http
             .post(&format!("/models/{id}/batch_infer"))
-            .json(&BatchBody {
-                inputs,
-                parameters: Empty,
-            })
+            .json(&BatchBody { inputs, parameters })
             .send(ctx)
             .await?
             .bytes()
@@ -456,7 +480,7 @@ impl Llvm {
         inputs: &[String],
         ctx: &RequestContext,
     ) -> Result<BatchOutput> {
-        let bytes = self.batch_bytes(id, inputs, ctx).await?;
+        let bytes = self.batch_bytes(id, inputs, Empty, ctx).await?;
         self.batch_output(&bytes, inputs.len(), ctx)
     }
 
@@ -464,11 +488,12 @@ impl Llvm {
     /// usage.
     async fn embed(
         &self,
-        id: &str,
-        inputs: &[String],
+        r: &infermux_core::EmbeddingRequest,
         ctx: &RequestContext,
     ) -> Result<(String, Vec<Vec<f32>>, Option<WireUsage>)> {
-        let bytes = self.batch_bytes(id, inputs, ctx).await?;
+        let (id, inputs) = (&r.model, &r.inputs);
+        let parameters = Parameters::embeddings(r.dimensions, &r.extra);
+        let bytes = self.batch_bytes(id, inputs, parameters, ctx).await?;
         if let Ok(out) = infermux_http::json::from_body::<VectorOutput>(&bytes)
             && out.outputs.len() == inputs.len()
         {
@@ -524,7 +549,8 @@ impl Provider for Llvm {
                 let prompt = render_prompt(&r.messages).map_err(&ctx_err)?;
                 let body = InferBody {
                     input: &prompt,
-                    parameters: Parameters::new(r.max_tokens, r.temperature, &r.stop, &r.extra),
+                    parameters: Parameters::new(r.max_tokens, r.temperature, &r.stop, &r.extra)
+                        .sampling(r.seed, r.top_p),
                 };
                 let (model, text, used) = self.infer_text(&r.model, &body, ctx).await?;
                 let mut resp = ChatResponse::new(
@@ -538,7 +564,8 @@ impl Provider for Llvm {
             Request::Completion(r) => {
                 let body = InferBody {
                     input: &r.prompt,
-                    parameters: Parameters::new(r.max_tokens, r.temperature, &r.stop, &r.extra),
+                    parameters: Parameters::new(r.max_tokens, r.temperature, &r.stop, &r.extra)
+                        .sampling(r.seed, None),
                 };
                 let (model, text, used) = self.infer_text(&r.model, &body, ctx).await?;
                 let mut resp =
@@ -554,7 +581,7 @@ impl Provider for Llvm {
                         "no input to embed",
                     )));
                 }
-                let (model, vectors, used) = self.embed(&r.model, &r.inputs, ctx).await?;
+                let (model, vectors, used) = self.embed(r, ctx).await?;
                 let mut resp = EmbeddingResponse::new(model, vectors);
                 resp.usage = usage(used);
                 Ok(Response::Embeddings(resp))
@@ -618,6 +645,30 @@ mod tests {
             p.insert(k.clone(), v.clone());
         }
         json!({"input": input, "parameters": Value::Object(p)})
+    }
+
+    #[test]
+    fn seed_top_p_and_dimensions_are_sent_not_dropped() {
+        let none = Map::new();
+        let chat = serde_json::to_string(&InferBody {
+            input: "hi",
+            parameters: Parameters::new(Some(4), None, &[], &none).sampling(Some(3), Some(0.5)),
+        })
+        .unwrap();
+        assert_eq!(
+            chat,
+            r#"{"input":"hi","parameters":{"max_tokens":4,"seed":3,"top_p":0.5}}"#
+        );
+        let extra = json!({"normalize": true}).as_object().unwrap().clone();
+        let batch = serde_json::to_string(&BatchBody {
+            inputs: &["a".to_owned()],
+            parameters: Parameters::embeddings(Some(64), &extra),
+        })
+        .unwrap();
+        assert_eq!(
+            batch,
+            r#"{"inputs":["a"],"parameters":{"dimensions":64,"normalize":true}}"#
+        );
     }
 
     #[test]

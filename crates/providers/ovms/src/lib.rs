@@ -95,10 +95,11 @@ pub struct Ovms {
 }
 
 fn segment(s: &str) -> Result<&str> {
-    if s.is_empty() || s.contains(['/', '?', '#', ':']) || s.contains("..") {
+    // `%` and `\\` too: the URL parser reads `%2e%2e` as `..` and `\\` as `/`
+    if s.is_empty() || s == "." || s.contains(['/', '?', '#', ':', '%', '\\']) || s.contains("..") {
         return Err(Error::new(
             ErrorKind::InvalidRequest,
-            "a model name or version may not contain '/', '?', '#', ':' or '..'",
+            "a model name or version may not be '.' or contain '/', '?', '#', ':', '%', '\\' or '..'",
         ));
     }
     Ok(s)
@@ -196,8 +197,15 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> 
 }
 
 impl Ovms {
-    /// A client for `config`; a key, if any, goes as Bearer.
-    pub fn new(config: EndpointConfig) -> Result<Self> {
+    /// A client for `config` (the server's root; a trailing `/v1`, `/v2` or `/v3`, as OVMS's
+    /// docs write base URLs for one API, is removed); a key, if any, goes as Bearer.
+    pub fn new(mut config: EndpointConfig) -> Result<Self> {
+        let root = config.base_url.trim_end_matches('/');
+        let root = ["/v1", "/v2", "/v3"]
+            .iter()
+            .find_map(|v| root.strip_suffix(v))
+            .unwrap_or(root);
+        config.base_url = root.to_owned();
         // one connection pool for the TF-Serving, KServe and OpenAI-compatible (`/v3`) routes
         let http = HttpEndpoint::new(NAME, config, Auth::Bearer)?;
         let v3 = http.rebased(format!("{}/v3", http.config().base_url))?;

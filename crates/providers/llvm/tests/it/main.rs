@@ -175,3 +175,24 @@ async fn a_multi_input_embedding_request_is_one_wire_call() {
         serde_json::json!(["a", "b", "c"])
     );
 }
+
+#[tokio::test]
+async fn model_ids_the_url_parser_would_rewrite_are_refused() {
+    let sim = infermux_testkit::Simulator::start(infermux_testkit::FaultPlan::none())
+        .await
+        .unwrap();
+    let llvm =
+        infermux_llvm::Llvm::new(infermux_core::EndpointConfig::new("llvm", sim.url()).unwrap())
+            .unwrap();
+    for bad in [".", "%2e%2e", "a\\b"] {
+        let e = llvm
+            .batch_infer(
+                bad,
+                &["x".to_owned()],
+                &infermux_core::RequestContext::new(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), infermux_core::ErrorKind::InvalidRequest, "{bad}");
+    }
+}

@@ -193,3 +193,34 @@ fn no_key_in_debug() {
     .unwrap();
     assert!(!format!("{ovms:?}").contains("ovms-key-123"));
 }
+
+#[tokio::test]
+async fn a_base_url_written_with_its_api_version_reaches_the_same_routes() {
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    let ctx = RequestContext::new();
+    for base in [format!("{}/v3", sim.url()), format!("{}/v2/", sim.url())] {
+        let ovms = Ovms::new(EndpointConfig::new("ovms", &base).unwrap()).unwrap();
+        let Response::Chat(c) = ovms
+            .call(
+                &Request::Chat(ChatRequest::new(sim.model(), vec![Message::user("hi")])),
+                &ctx,
+            )
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.text(), "Echo: hi", "{base}");
+        assert!(ovms.ready(&ctx).await.unwrap(), "{base}");
+    }
+}
+
+#[tokio::test]
+async fn model_names_the_url_parser_would_rewrite_are_refused() {
+    let (_sim, ovms) = setup().await;
+    let ctx = RequestContext::new();
+    for bad in [".", "%2e%2e", "a\\b"] {
+        let e = ovms.metadata(bad, None, &ctx).await.unwrap_err();
+        assert_eq!(e.kind(), infermux_core::ErrorKind::InvalidRequest, "{bad}");
+    }
+}
