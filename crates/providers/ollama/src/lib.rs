@@ -245,6 +245,7 @@ impl Ollama {
         let ctx_err = self.in_ctx(ctx);
         match request {
             Request::Chat(req) => {
+                wire::check_images(req).map_err(&ctx_err)?;
                 let resp = self
                     .http
                     .request_to(Method::POST, &self.routes.chat)
@@ -298,6 +299,7 @@ impl Ollama {
     async fn native_stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
         let resp = match request {
             Request::Chat(req) => {
+                wire::check_images(req).map_err(self.in_ctx(ctx))?;
                 self.http
                     .request_to(Method::POST, &self.routes.chat)
                     .json(&wire::ChatBody::new(req, true))

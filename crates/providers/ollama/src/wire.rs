@@ -164,8 +164,26 @@ impl Serialize for Concat<'_> {
     }
 }
 
-/// A message's images: base64 data (a data URL unwrapped; other URLs are sent as they are,
-/// Ollama taking base64 only).
+/// Ollama takes images as base64 data only: an image given by an `http(s)` URL is refused
+/// here (`InvalidRequest`, before anything is sent) rather than sent for the server to refuse
+/// as bad base64. Data URLs are fine.
+pub fn check_images(req: &ChatRequest) -> Result<()> {
+    let by_url = req.messages.iter().flat_map(|m| &m.content).any(|p| {
+        matches!(p, ContentPart::Image { source: ImageSource::Url { url }, .. }
+            if !url.trim_start().starts_with("data:"))
+    });
+    if by_url {
+        return Err(Error::new(
+            ErrorKind::InvalidRequest,
+            "Ollama takes images as base64 data, not URLs: fetch the image and send its bytes \
+             (ImageSource::Base64 or a data: URL)",
+        ));
+    }
+    Ok(())
+}
+
+/// A message's images: base64 data (a data URL unwrapped; see [`check_images`] for other
+/// URLs).
 fn images(m: &Message) -> impl Iterator<Item = &str> + Clone {
     m.content.iter().filter_map(|p| match p {
         ContentPart::Image {

@@ -246,3 +246,32 @@ fn ollama_host_forms() {
     assert_eq!(normalize_host("http://box:1/"), "http://box:1");
     assert_eq!(normalize_host("[::1]"), "http://[::1]:11434");
 }
+
+#[tokio::test]
+async fn an_image_given_by_url_is_refused_before_anything_is_sent() {
+    // nothing recorded: a request reaching the server would be unmatched
+    let server = ReplayServer::start(Cassette::from_yaml("interactions: []\n").unwrap())
+        .await
+        .unwrap();
+    let p = ollama(&server.url());
+    let mut m = Message::user("What is this?");
+    m.content.push(infermux_core::ContentPart::image_url(
+        "https://example.com/cat.png?sig=secret",
+    ));
+    let req = Request::Chat(ChatRequest::new("llava", vec![m]));
+    let ctx = RequestContext::new();
+    let e = p.call(&req, &ctx).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
+    assert!(!e.to_string().contains("sig=secret"), "{e}");
+    let Err(e) = p.stream(&req, &ctx).await else {
+        panic!("a stream opened")
+    };
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
+    server.verify().unwrap();
+    // a data URL is base64 data, and goes
+    let mut m = Message::user("What is this?");
+    m.content.push(infermux_core::ContentPart::image_url(
+        "data:image/png;base64,iVBORw0KGgo=",
+    ));
+    infermux_ollama::wire::check_images(&ChatRequest::new("llava", vec![m])).unwrap();
+}
