@@ -3,6 +3,7 @@
 //! the HF Inference API feature-extraction answers (sentence vectors or token vectors).
 
 use infermux_core::{Error, ErrorKind, RerankResult, Result};
+use infermux_http::HeaderMap;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -347,7 +348,32 @@ pub fn parse_feature_extraction(body: &[u8], expected: usize) -> Result<Vec<Vec<
     Ok(out)
 }
 
-/// The error of a non-2xx answer. TEI's errors need nothing of their own: this is
-/// [`infermux_http::error_from_response`], which also maps the HF Inference API's 503 "model
-/// is loading" (`Overloaded` with `estimated_time` as the retry-after).
-pub use infermux_http::error_from_response;
+/// The error of a non-2xx answer: [`infermux_http::error_from_response`] (which also maps the
+/// HF Inference API's 503 "model is loading" to `Overloaded` with `estimated_time` as the
+/// retry-after), except for TEI's own statuses (its OpenAPI spec):
+/// - 429 `overloaded` ("Model is overloaded", the server's queue is full) is `Overloaded`,
+///   not a key's `RateLimited`;
+/// - 413 `validation` saying an input "must have less than N tokens" is `ContextLength`
+///   (other 413s, a batch too large, stay `InvalidRequest`);
+/// - 424 `backend` ("Inference failed") is `Server`, a failure a retry may not meet again,
+///   unless it says the model is of another kind ("not an embedding model"): `Unsupported`.
+pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
+    let base = infermux_http::error_from_response(status, headers, body);
+    let lower = base.message().to_ascii_lowercase();
+    let kind = match status {
+        429 if lower.contains("overloaded") => ErrorKind::Overloaded,
+        413 if lower.contains("must have less than") || lower.contains("too long") => {
+            ErrorKind::ContextLength
+        }
+        424 if lower.contains("is not a") || lower.contains("not an") => ErrorKind::Unsupported,
+        424 => ErrorKind::Server,
+        _ => return base,
+    };
+    let mut e = Error::new(kind, base.message().to_owned())
+        .with_status(status)
+        .with_reached_server(true);
+    if let Some(after) = base.retry_after() {
+        e = e.with_retry_after(after);
+    }
+    e
+}

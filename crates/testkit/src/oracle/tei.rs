@@ -13,9 +13,35 @@ fn array_answer(
     body: &[u8],
     read: impl FnOnce(&[Value]) -> Result<Expected, String>,
 ) -> Result<Expected, String> {
+    if let Some(kind) = tei_status_kind(status, body) {
+        return Ok(Expected::error(kind));
+    }
     json_answer(status, body, is_error_object, |v| {
         read(v.as_array().ok_or("the recorded answer is not an array")?)
     })
+}
+
+/// The statuses TEI's OpenAPI spec gives a meaning of their own, read from the error object's
+/// `error_type` and `error`: 429 `overloaded` is the server's full queue; 424 `backend` is a
+/// failed inference (a model of another kind, "not an embedding model", never passes); 413
+/// `validation` of an input over the token limit ("must have less than N tokens") is the
+/// context length. `None` for every other answer.
+fn tei_status_kind(status: u16, body: &[u8]) -> Option<infermux_core::ErrorKind> {
+    use infermux_core::ErrorKind;
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let kind = v.get("error_type")?.as_str()?.to_ascii_lowercase();
+    let message = v.get("error")?.as_str()?.to_ascii_lowercase();
+    match (status, kind.as_str()) {
+        (429, "overloaded") => Some(ErrorKind::Overloaded),
+        (424, "backend") if message.contains("not an") || message.contains("is not a") => {
+            Some(ErrorKind::Unsupported)
+        }
+        (424, "backend") => Some(ErrorKind::Server),
+        (413, "validation") if message.contains("must have less than") => {
+            Some(ErrorKind::ContextLength)
+        }
+        _ => None,
+    }
 }
 
 /// How far a mean of token vectors may be from the oracle's (relative to the larger of its
@@ -152,6 +178,30 @@ mod tests {
             embed(413, err).unwrap().error,
             Some(ErrorKind::InvalidRequest)
         );
+        for (status, body, kind) in [
+            (
+                429,
+                &br#"{"error":"Model is overloaded","error_type":"overloaded"}"#[..],
+                ErrorKind::Overloaded,
+            ),
+            (
+                424,
+                br#"{"error":"Inference failed","error_type":"backend"}"#,
+                ErrorKind::Server,
+            ),
+            (
+                424,
+                br#"{"error":"model is not an embedding model","error_type":"Backend"}"#,
+                ErrorKind::Unsupported,
+            ),
+            (
+                413,
+                br#"{"error":"`inputs` must have less than 512 tokens. Given: 600","error_type":"validation"}"#,
+                ErrorKind::ContextLength,
+            ),
+        ] {
+            assert_eq!(embed(status, body).unwrap().error, Some(kind), "{status}");
+        }
     }
 
     #[test]

@@ -56,13 +56,25 @@ async fn error_pages_map_to_kinds() {
             424,
             "application/json",
             r#"{"error":"model is not an embedding model","error_type":"Backend"}"#,
-            ErrorKind::InvalidRequest,
+            ErrorKind::Unsupported,
+        ),
+        (
+            424,
+            "application/json",
+            r#"{"error":"Inference failed","error_type":"backend"}"#,
+            ErrorKind::Server,
+        ),
+        (
+            413,
+            "application/json",
+            r#"{"error":"Input validation error: `inputs` must have less than 512 tokens. Given: 600","error_type":"validation"}"#,
+            ErrorKind::ContextLength,
         ),
         (
             429,
             "application/json",
             r#"{"error":"Model is overloaded","error_type":"Overloaded"}"#,
-            ErrorKind::RateLimited,
+            ErrorKind::Overloaded,
         ),
         (
             502,
