@@ -134,6 +134,11 @@ impl MetricsSnapshot {
         Some(it.map(|s| s.value).sum())
     }
 
+    /// The largest sample of metric `name` (over all label sets), or `None` when absent.
+    pub fn max_value(&self, name: &str) -> Option<f64> {
+        self.samples(name).map(|s| s.value).reduce(f64::max)
+    }
+
     /// The vLLM figures of this snapshot.
     pub fn vllm(&self) -> VllmMetrics {
         let first = |names: &[&str]| names.iter().find_map(|n| self.value(n));
@@ -141,7 +146,10 @@ impl MetricsSnapshot {
         VllmMetrics {
             requests_running: count(&["vllm:num_requests_running"]),
             requests_waiting: count(&["vllm:num_requests_waiting"]),
-            kv_cache_usage: first(&["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"]),
+            // a fraction per engine (one sample each): the fullest one, never a sum past 1
+            kv_cache_usage: ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"]
+                .iter()
+                .find_map(|n| self.max_value(n)),
             prompt_tokens_total: count(&["vllm:prompt_tokens_total"]),
             generation_tokens_total: count(&["vllm:generation_tokens_total"]),
             preemptions_total: count(&["vllm:num_preemptions_total"]),
@@ -160,7 +168,7 @@ pub struct VllmMetrics {
     /// Requests queued (`vllm:num_requests_waiting`).
     pub requests_waiting: Option<u64>,
     /// KV-cache usage, 0 to 1 (`vllm:kv_cache_usage_perc`, formerly
-    /// `vllm:gpu_cache_usage_perc`).
+    /// `vllm:gpu_cache_usage_perc`): with several engines, the fullest one's.
     pub kv_cache_usage: Option<f64>,
     /// Prompt tokens processed (`vllm:prompt_tokens_total`).
     pub prompt_tokens_total: Option<u64>,

@@ -207,6 +207,12 @@ fn malformed_metrics_are_decode_errors() {
     // the older name of the KV-cache gauge
     let snap = MetricsSnapshot::parse("vllm:gpu_cache_usage_perc 0.5\n").unwrap();
     assert_eq!(snap.vllm().kv_cache_usage, Some(0.5));
+    // two engines: the fullest one's fraction, not a sum past 1
+    let snap = MetricsSnapshot::parse(
+        "vllm:kv_cache_usage_perc{engine=\"0\"} 0.6\nvllm:kv_cache_usage_perc{engine=\"1\"} 0.7\n",
+    )
+    .unwrap();
+    assert_eq!(snap.vllm().kv_cache_usage, Some(0.7));
 }
 
 #[tokio::test]
