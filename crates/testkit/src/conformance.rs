@@ -24,6 +24,9 @@ pub struct SuiteConfig {
     pub deterministic: bool,
     /// Whether to check forced tool calls.
     pub tools: bool,
+    /// Whether the forced tool call names its tool (`ToolChoice::Tool`) instead of asking for
+    /// any (`ToolChoice::Required`), for servers that take only a named tool (OPEA).
+    pub named_tool: bool,
     /// Output token limit used in chat checks.
     pub max_tokens: u32,
     /// Timeout of each check.
@@ -38,6 +41,7 @@ impl SuiteConfig {
             embed_model: None,
             deterministic: false,
             tools: true,
+            named_tool: false,
             max_tokens: 24,
             timeout: Duration::from_secs(120),
         }
@@ -55,6 +59,11 @@ impl SuiteConfig {
     /// Enables or disables the tool check.
     pub fn with_tools(mut self, yes: bool) -> Self {
         self.tools = yes;
+        self
+    }
+    /// Forces the tool call by naming the tool (see [`SuiteConfig::named_tool`]).
+    pub fn with_named_tool(mut self, yes: bool) -> Self {
+        self.named_tool = yes;
         self
     }
 }
@@ -208,7 +217,11 @@ async fn check_tools(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
     );
     let mut req = chat_request(cfg, "What is the weather in Paris? Use the tool.")
         .with_tools(vec![tool])
-        .with_tool_choice(ToolChoice::Required);
+        .with_tool_choice(if cfg.named_tool {
+            ToolChoice::Tool("get_weather".into())
+        } else {
+            ToolChoice::Required
+        });
     req.max_tokens = Some(128);
     let req = Request::Chat(req);
     let Response::Chat(plain) = p

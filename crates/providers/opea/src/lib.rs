@@ -13,6 +13,11 @@
 //! then each result's score is derived from its rank (`1 / (rank + 1)`), so the order is kept
 //! but the values are not model scores.
 //!
+//! Tools: OPEA's chat gateway takes `tool_choice` `"none"` (its default) or a named tool only.
+//! A chat with tools must name the tool to call (`ToolChoice::Tool`); without it, or with
+//! `auto` / `required`, the call is refused as `Unsupported` before anything is sent
+//! ([`check_tool_choice`]), instead of the tools going unused.
+//!
 //! Called directly, as below, a provider sends each request once, with no retry. Through the
 //! [`infermux`](https://docs.rs/infermux) facade (feature `opea`), wrap it in `infermux::Client`
 //! to run its `Provider` operations through the resilience stack: admission queue, retries
@@ -109,6 +114,28 @@ impl Opea {
             .await?;
         parse_rerank(&bytes, req)
             .map_err(|e| e.in_context(ctx.request_id(), NAME, self.inner.endpoint()))
+    }
+}
+
+/// OPEA's chat gateway takes `tool_choice` `"none"` (its default) or a named tool only: tools
+/// sent without naming one are silently not called, and `"auto"` or `"required"` is refused.
+/// So a chat with tools must name the tool ([`ToolChoice::Tool`](infermux_core::ToolChoice));
+/// otherwise this is `Unsupported`, before anything is sent.
+pub fn check_tool_choice(request: &Request) -> Result<()> {
+    use infermux_core::ToolChoice;
+    let Request::Chat(chat) = request else {
+        return Ok(());
+    };
+    if chat.tools.is_empty() {
+        return Ok(());
+    }
+    match &chat.tool_choice {
+        Some(ToolChoice::Tool(_) | ToolChoice::None) => Ok(()),
+        _ => Err(Error::new(
+            ErrorKind::Unsupported,
+            "OPEA's chat gateway calls a tool only when the request names it (tool_choice \
+             \"none\" or a named tool; not \"auto\" or \"required\"): set ToolChoice::Tool",
+        )),
     }
 }
 
@@ -300,6 +327,8 @@ impl Provider for Opea {
     }
 
     async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
+        check_tool_choice(request)
+            .map_err(|e| e.in_context(ctx.request_id(), NAME, self.inner.endpoint()))?;
         match request {
             Request::Rerank(req) => self.rerank(req, ctx).await.map(Response::Rerank),
             other => self.inner.call(other, ctx).await,
@@ -307,6 +336,8 @@ impl Provider for Opea {
     }
 
     async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
+        check_tool_choice(request)
+            .map_err(|e| e.in_context(ctx.request_id(), NAME, self.inner.endpoint()))?;
         self.inner.stream(request, ctx).await
     }
 }

@@ -222,11 +222,36 @@ async fn health_check() {
 #[tokio::test]
 async fn simulator_conformance() {
     let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    // OPEA's gateway calls a tool only when the request names it
     let cfg = SuiteConfig::new(sim.model())
         .with_embed_model("sim-embed")
-        .deterministic(true);
+        .deterministic(true)
+        .with_named_tool(true);
     let report = conformance::run(Arc::new(opea(&format!("{}/v1", sim.url()))), &cfg).await;
     report.assert_ok();
+    assert!(report.passed.contains(&"tools"), "{report:?}");
+}
+
+#[tokio::test]
+async fn tools_without_a_named_choice_are_refused_before_sending() {
+    use infermux_core::{ChatRequest, Message, Tool, ToolChoice};
+    // nothing recorded: a request reaching the server would be unmatched
+    let server = ReplayServer::start(Cassette::from_yaml("interactions: []\n").unwrap())
+        .await
+        .unwrap();
+    let p = opea(&format!("{}/v1", server.url()));
+    let tool = Tool::new("f", "does f", serde_json::json!({"type": "object"}));
+    for choice in [None, Some(ToolChoice::Auto), Some(ToolChoice::Required)] {
+        let mut req =
+            ChatRequest::new("m", vec![Message::user("hi")]).with_tools(vec![tool.clone()]);
+        req.tool_choice = choice.clone();
+        let e = p
+            .call(&Request::Chat(req), &RequestContext::new())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{choice:?}: {e}");
+    }
+    server.verify().unwrap();
 }
 
 #[tokio::test]
