@@ -8,22 +8,59 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// The data of a tensor, flattened in row-major order.
+/// The data of a tensor, flattened in row-major order: one variant per KServe v2 datatype, so
+/// a tensor read from a server goes back with the datatype it came with (OVMS refuses an input
+/// whose datatype is not its model's precision).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum TensorData {
     /// `FP32`.
     Fp32(Vec<f32>),
+    /// `FP16` (its values as `f32`; JSON carries them as numbers).
+    Fp16(Vec<f32>),
     /// `FP64`.
     Fp64(Vec<f64>),
+    /// `INT8`.
+    Int8(Vec<i8>),
+    /// `INT16`.
+    Int16(Vec<i16>),
     /// `INT32`.
     Int32(Vec<i32>),
     /// `INT64`.
     Int64(Vec<i64>),
+    /// `UINT8`.
+    Uint8(Vec<u8>),
+    /// `UINT16`.
+    Uint16(Vec<u16>),
+    /// `UINT32`.
+    Uint32(Vec<u32>),
+    /// `UINT64`.
+    Uint64(Vec<u64>),
     /// `BOOL`.
     Bool(Vec<bool>),
     /// `BYTES` (as strings).
     Bytes(Vec<String>),
+}
+
+/// `$body` with `$v` bound to the data of every variant (each a `Vec` of its element type).
+macro_rules! each_variant {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            TensorData::Fp32($v) => $body,
+            TensorData::Fp16($v) => $body,
+            TensorData::Fp64($v) => $body,
+            TensorData::Int8($v) => $body,
+            TensorData::Int16($v) => $body,
+            TensorData::Int32($v) => $body,
+            TensorData::Int64($v) => $body,
+            TensorData::Uint8($v) => $body,
+            TensorData::Uint16($v) => $body,
+            TensorData::Uint32($v) => $body,
+            TensorData::Uint64($v) => $body,
+            TensorData::Bool($v) => $body,
+            TensorData::Bytes($v) => $body,
+        }
+    };
 }
 
 impl TensorData {
@@ -31,23 +68,45 @@ impl TensorData {
     pub fn datatype(&self) -> &'static str {
         match self {
             TensorData::Fp32(_) => "FP32",
+            TensorData::Fp16(_) => "FP16",
             TensorData::Fp64(_) => "FP64",
+            TensorData::Int8(_) => "INT8",
+            TensorData::Int16(_) => "INT16",
             TensorData::Int32(_) => "INT32",
             TensorData::Int64(_) => "INT64",
+            TensorData::Uint8(_) => "UINT8",
+            TensorData::Uint16(_) => "UINT16",
+            TensorData::Uint32(_) => "UINT32",
+            TensorData::Uint64(_) => "UINT64",
             TensorData::Bool(_) => "BOOL",
             TensorData::Bytes(_) => "BYTES",
         }
     }
     /// Number of elements.
     pub fn len(&self) -> usize {
-        match self {
-            TensorData::Fp32(v) => v.len(),
-            TensorData::Fp64(v) => v.len(),
-            TensorData::Int32(v) => v.len(),
-            TensorData::Int64(v) => v.len(),
-            TensorData::Bool(v) => v.len(),
-            TensorData::Bytes(v) => v.len(),
-        }
+        each_variant!(self, v => v.len())
+    }
+
+    /// The data of `raw` (the JSON text of a `data` field: an array nested to any depth, or
+    /// one element) read as `datatype`; `None` for an unknown datatype or an element that is
+    /// not one of it (a fraction or an out-of-range number for an integer type).
+    fn read(datatype: &str, raw: &str) -> Option<TensorData> {
+        Some(match datatype {
+            "FP32" => TensorData::Fp32(flat(raw)?),
+            "FP16" => TensorData::Fp16(flat(raw)?),
+            "FP64" => TensorData::Fp64(flat(raw)?),
+            "INT8" => TensorData::Int8(flat(raw)?),
+            "INT16" => TensorData::Int16(flat(raw)?),
+            "INT32" => TensorData::Int32(flat(raw)?),
+            "INT64" => TensorData::Int64(flat(raw)?),
+            "UINT8" => TensorData::Uint8(flat(raw)?),
+            "UINT16" => TensorData::Uint16(flat(raw)?),
+            "UINT32" => TensorData::Uint32(flat(raw)?),
+            "UINT64" => TensorData::Uint64(flat(raw)?),
+            "BOOL" => TensorData::Bool(flat(raw)?),
+            "BYTES" => TensorData::Bytes(flat(raw)?),
+            _ => return None,
+        })
     }
     /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
@@ -78,13 +137,6 @@ pub struct Tensor {
 
 fn bad(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::Decode, msg.into())
-}
-
-fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
-    match v {
-        Value::Array(xs) => xs.iter().for_each(|x| flatten(x, out)),
-        other => out.push(other),
-    }
 }
 
 impl Tensor {
@@ -121,10 +173,16 @@ impl Tensor {
     /// The data as an `f32` ndarray of the tensor's shape (any numeric datatype is converted).
     pub fn to_f32(&self) -> Result<ArrayD<f32>> {
         let flat: Vec<f32> = match &self.data {
-            TensorData::Fp32(v) => v.clone(),
+            TensorData::Fp32(v) | TensorData::Fp16(v) => v.clone(),
             TensorData::Fp64(v) => v.iter().map(|x| *x as f32).collect(),
+            TensorData::Int8(v) => v.iter().map(|x| f32::from(*x)).collect(),
+            TensorData::Int16(v) => v.iter().map(|x| f32::from(*x)).collect(),
             TensorData::Int32(v) => v.iter().map(|x| *x as f32).collect(),
             TensorData::Int64(v) => v.iter().map(|x| *x as f32).collect(),
+            TensorData::Uint8(v) => v.iter().map(|x| f32::from(*x)).collect(),
+            TensorData::Uint16(v) => v.iter().map(|x| f32::from(*x)).collect(),
+            TensorData::Uint32(v) => v.iter().map(|x| *x as f32).collect(),
+            TensorData::Uint64(v) => v.iter().map(|x| *x as f32).collect(),
             TensorData::Bool(_) | TensorData::Bytes(_) => {
                 return Err(bad(format!(
                     "a {} tensor is not numeric",
@@ -158,52 +216,18 @@ impl Tensor {
         let datatype = v["datatype"]
             .as_str()
             .ok_or_else(|| bad(format!("tensor {name} has no datatype")))?;
-        let mut flat = Vec::new();
-        flatten(&v["data"], &mut flat);
-        let num = |what: &str| bad(format!("tensor {name} holds a value that is not {what}"));
-        let data = match datatype {
-            "FP32" | "FP16" => TensorData::Fp32(
-                flat.iter()
-                    .map(|x| x.as_f64().map(|f| f as f32))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| num("a number"))?,
-            ),
-            "FP64" => TensorData::Fp64(
-                flat.iter()
-                    .map(|x| x.as_f64())
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| num("a number"))?,
-            ),
-            "INT8" | "INT16" | "INT32" | "UINT8" | "UINT16" => TensorData::Int32(
-                flat.iter()
-                    .map(|x| x.as_i64().and_then(|i| i32::try_from(i).ok()))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| num("a 32-bit integer"))?,
-            ),
-            "INT64" | "UINT32" | "UINT64" => TensorData::Int64(
-                flat.iter()
-                    .map(|x| x.as_i64())
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| num("an integer"))?,
-            ),
-            "BOOL" => TensorData::Bool(
-                flat.iter()
-                    .map(|x| x.as_bool())
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| num("a boolean"))?,
-            ),
-            "BYTES" => TensorData::Bytes(
-                flat.iter()
-                    .map(|x| x.as_str().map(str::to_owned))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| num("a string"))?,
-            ),
-            other => {
-                return Err(bad(format!(
-                    "tensor {name} has an unknown datatype {other}"
-                )));
+        if v.get("data").is_none() {
+            return Err(bad(format!("tensor {name} has no data")));
+        }
+        let data = TensorData::read(datatype, &v["data"].to_string()).ok_or_else(|| {
+            if TensorData::read(datatype, "[]").is_none() {
+                bad(format!("tensor {name} has an unknown datatype {datatype}"))
+            } else {
+                bad(format!(
+                    "tensor {name} holds a value that is not a {datatype} element"
+                ))
             }
-        };
+        })?;
         Tensor::new(name, shape, data).map_err(|e| bad(e.message().to_owned()))
     }
 }
@@ -219,12 +243,11 @@ impl Serialize for TensorJson<'_> {
         impl Serialize for Data<'_> {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 match self.0 {
-                    TensorData::Fp32(v) => s.collect_seq(v.iter().map(|x| f64::from(*x))),
-                    TensorData::Fp64(v) => v.serialize(s),
-                    TensorData::Int32(v) => v.serialize(s),
-                    TensorData::Int64(v) => v.serialize(s),
-                    TensorData::Bool(v) => v.serialize(s),
-                    TensorData::Bytes(v) => v.serialize(s),
+                    // widened to `f64`, as a `Value` number printed them
+                    TensorData::Fp32(v) | TensorData::Fp16(v) => {
+                        s.collect_seq(v.iter().map(|x| f64::from(*x)))
+                    }
+                    other => each_variant!(other, v => v.serialize(s)),
                 }
             }
         }
@@ -254,16 +277,7 @@ impl WireTensor<'_> {
     /// The tensor, when its data reads cleanly as its datatype and fits its shape; `None`
     /// otherwise ([`Tensor::from_json`] then says what is wrong).
     pub(crate) fn tensor(self) -> Option<Tensor> {
-        let raw = self.data.get();
-        let data = match &*self.datatype {
-            "FP32" | "FP16" => TensorData::Fp32(flat(raw)?),
-            "FP64" => TensorData::Fp64(flat(raw)?),
-            "INT8" | "INT16" | "INT32" | "UINT8" | "UINT16" => TensorData::Int32(flat(raw)?),
-            "INT64" | "UINT32" | "UINT64" => TensorData::Int64(flat(raw)?),
-            "BOOL" => TensorData::Bool(flat(raw)?),
-            "BYTES" => TensorData::Bytes(flat(raw)?),
-            _ => return None,
-        };
+        let data = TensorData::read(&self.datatype, self.data.get())?;
         Tensor::new(self.name, self.shape, data).ok()
     }
 }
@@ -342,6 +356,21 @@ impl Leaf for i32 {
         i32::try_from(n).ok()
     }
 }
+
+/// The narrow integer types: a whole number in range.
+macro_rules! int_leaf {
+    ($($t:ty),*) => {$(
+        impl Leaf for $t {
+            fn from_u64(n: u64) -> Option<Self> {
+                <$t>::try_from(n).ok()
+            }
+            fn from_i64(n: i64) -> Option<Self> {
+                <$t>::try_from(n).ok()
+            }
+        }
+    )*};
+}
+int_leaf!(i8, i16, u8, u16, u32, u64);
 
 /// `Value::as_i64`.
 impl Leaf for i64 {
@@ -427,14 +456,7 @@ mod tests {
 
     /// The `Value` [`Tensor::to_json`] built before the body was serialised straight.
     fn old_json(t: &Tensor) -> Value {
-        let data = match &t.data {
-            TensorData::Fp32(v) => json!(v),
-            TensorData::Fp64(v) => json!(v),
-            TensorData::Int32(v) => json!(v),
-            TensorData::Int64(v) => json!(v),
-            TensorData::Bool(v) => json!(v),
-            TensorData::Bytes(v) => json!(v),
-        };
+        let data = each_variant!(&t.data, v => json!(v));
         json!({"name": t.name, "shape": t.shape, "datatype": t.data.datatype(), "data": data})
     }
 
@@ -448,7 +470,41 @@ mod tests {
             t(TensorData::Int64(vec![i64::MAX, -1])),
             t(TensorData::Bool(vec![true, false])),
             t(TensorData::Bytes(vec!["a\"\u{e9}".into(), String::new()])),
+            t(TensorData::Fp16(vec![0.5, -2.0])),
+            t(TensorData::Int8(vec![i8::MIN, 7])),
+            t(TensorData::Int16(vec![i16::MAX, -1])),
+            t(TensorData::Uint8(vec![0, u8::MAX])),
+            t(TensorData::Uint16(vec![u16::MAX, 1])),
+            t(TensorData::Uint32(vec![u32::MAX, 1])),
+            t(TensorData::Uint64(vec![u64::MAX, 0])),
         ]
+    }
+
+    #[test]
+    fn every_datatype_comes_back_as_it_came_and_out_of_range_is_refused() {
+        // (NaN has no JSON form)
+        for t in samples()
+            .into_iter()
+            .filter(|t| !matches!(&t.data, TensorData::Fp32(v) if v[0].is_nan()))
+        {
+            let back = Tensor::from_json(&t.to_json()).unwrap();
+            assert_eq!(back, t);
+        }
+        // a UINT64 past i64::MAX, and the narrow types' bounds
+        let big = json!({"name": "o", "shape": [1], "datatype": "UINT64", "data": [18446744073709551615u64]});
+        assert_eq!(
+            Tensor::from_json(&big).unwrap().data,
+            TensorData::Uint64(vec![u64::MAX])
+        );
+        for (datatype, value) in [
+            ("UINT8", json!(256)),
+            ("INT8", json!(-129)),
+            ("UINT16", json!(-1)),
+        ] {
+            let v = json!({"name": "o", "shape": [1], "datatype": datatype, "data": [value]});
+            let e = Tensor::from_json(&v).unwrap_err();
+            assert!(e.message().contains(datatype), "{e}");
+        }
     }
 
     #[test]
