@@ -31,9 +31,9 @@ struct S3EndpointArgs {
     /// The endpoint's URL (without it: $INFERMUX_S3_URL, else AWS S3 in --region).
     #[arg(long, global = true)]
     endpoint_url: Option<String>,
-    /// The region signatures are made for.
-    #[arg(long, global = true, default_value = "us-east-1")]
-    region: String,
+    /// The region signatures are made for [default: $AWS_REGION, else us-east-1].
+    #[arg(long, global = true)]
+    region: Option<String>,
     /// A profile of ~/.aws/credentials (else AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
     #[arg(long, global = true)]
     profile: Option<String>,
@@ -142,20 +142,30 @@ fn kit(a: &S3EndpointArgs) -> Result<S3Kit, Error> {
     let transfer = infermux::s3::TransferConfig::default()
         .with_part_size(part_size.unwrap_or(8 << 20))
         .with_concurrency(a.concurrency.unwrap_or(8));
-    let url = a
-        .endpoint_url
+    let endpoint = flag_endpoint(a, |name| std::env::var(name).ok());
+    S3Kit::new(S3Config::new(vec![endpoint]).with_transfer(transfer)).map_err(s3_error)
+}
+
+/// The one endpoint the flags describe, reading the environment through `env`: the URL from
+/// `--endpoint-url`, else `INFERMUX_S3_URL`, else AWS S3; the region from `--region`, else
+/// `AWS_REGION`, else `us-east-1`. An empty variable is an unset one.
+fn flag_endpoint(a: &S3EndpointArgs, env: impl Fn(&str) -> Option<String>) -> S3EndpointConfig {
+    let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let region = a
+        .region
         .clone()
-        .or_else(|| std::env::var("INFERMUX_S3_URL").ok());
-    let endpoint = match url {
+        .or_else(|| var("AWS_REGION"))
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    let url = a.endpoint_url.clone().or_else(|| var("INFERMUX_S3_URL"));
+    match url {
         Some(u) => S3EndpointConfig::new("s3", u),
-        None => S3EndpointConfig::aws("s3", &a.region),
+        None => S3EndpointConfig::aws("s3", &region),
     }
-    .with_region(&a.region)
+    .with_region(&region)
     .with_credentials(match &a.profile {
         Some(p) => S3Credentials::profile(p),
         None => S3Credentials::aws_env(),
-    });
-    S3Kit::new(S3Config::new(vec![endpoint]).with_transfer(transfer)).map_err(s3_error)
+    })
 }
 
 fn bar(quiet: bool, total: u64, what: &str) -> (ProgressBar, Option<Progress>) {
@@ -308,7 +318,57 @@ pub(crate) async fn run(args: S3Args) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_url;
+    use super::{S3EndpointArgs, flag_endpoint, parse_url};
+
+    fn args(region: Option<&str>, url: Option<&str>) -> S3EndpointArgs {
+        S3EndpointArgs {
+            config: None,
+            endpoint_url: url.map(str::to_owned),
+            region: region.map(str::to_owned),
+            profile: None,
+            part_mib: None,
+            concurrency: None,
+            quiet: true,
+        }
+    }
+
+    #[test]
+    fn the_flag_endpoint_reads_aws_region_and_takes_an_empty_variable_as_unset() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        // INFERMUX_S3_URL="" is no URL: AWS S3 in $AWS_REGION
+        let e = flag_endpoint(
+            &args(None, None),
+            env(&[("INFERMUX_S3_URL", ""), ("AWS_REGION", "eu-west-3")]),
+        );
+        let dbg = format!("{e:?}");
+        assert!(
+            dbg.contains("eu-west-3") && dbg.contains("url: None"),
+            "{dbg}"
+        );
+        // --region wins over AWS_REGION; a set URL is used
+        let e = flag_endpoint(
+            &args(Some("ap-south-1"), None),
+            env(&[
+                ("INFERMUX_S3_URL", "http://127.0.0.1:9000"),
+                ("AWS_REGION", "eu-west-3"),
+            ]),
+        );
+        let dbg = format!("{e:?}");
+        assert!(
+            dbg.contains("ap-south-1") && dbg.contains("127.0.0.1:9000"),
+            "{dbg}"
+        );
+        // neither: us-east-1
+        let dbg = format!("{:?}", flag_endpoint(&args(None, None), env(&[])));
+        assert!(dbg.contains("us-east-1"), "{dbg}");
+    }
 
     #[test]
     fn s3_urls_split_into_bucket_and_key() {

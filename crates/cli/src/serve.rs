@@ -84,7 +84,10 @@ async fn fetch_model(args: &ServeArgs) -> Result<(), Error> {
         Ok(u) if !u.is_empty() => S3EndpointConfig::new("s3", u),
         _ => S3EndpointConfig::aws(
             "s3",
-            std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+            std::env::var("AWS_REGION")
+                .ok()
+                .filter(|r| !r.trim().is_empty())
+                .unwrap_or_else(|| "us-east-1".into()),
         ),
     }
     .with_credentials(S3Credentials::aws_env());
