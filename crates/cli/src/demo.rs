@@ -142,7 +142,10 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
         .map_err(config_error)?;
 
     // demo-sized settings: short pauses, a small breaker window, 8 requests in flight per endpoint
+    // four attempts: a call whose first attempt met the down endpoint and whose second met
+    // one of sim-a's few faults may draw the down endpoint again on its third
     let retry = StandardRetry::standard()
+        .with_max_attempts(4)
         .with_bases(
             Duration::from_millis(10),
             Duration::from_millis(25),

@@ -38,7 +38,8 @@
 //! # What attempts teach the pool
 //! - 429 (`RateLimited`): the key cools down for the error's `Retry-After`, else its
 //!   rate-limit reset, else 1 s; a new cooldown extends a running one, never shortens it.
-//! - 401/403 (`Auth`): the key is removed until the pool is reconfigured.
+//! - 401/403 (`Auth`): the key is removed until the pool is reconfigured (or, when the
+//!   error states a Retry-After, until then).
 //! - `QuotaExceeded`: the key is removed until the stated reset, or until reconfigured.
 //! - 5xx, connect errors and timeouts are left to the endpoint's breaker.
 //! - A success whose rate-limit headers say `remaining: 0` limits the key until the reset,

@@ -702,6 +702,39 @@ impl Inner {
     fn now_ns(&self) -> u64 {
         self.ns(self.clock.now())
     }
+    /// The members on the endpoints the members in `tried` (a mask) are on, when a member on
+    /// another endpoint is fit to take an attempt (its endpoint in service, its breaker
+    /// admitting, its key neither cooling nor removed; busy permits are only a wait): a retry
+    /// avoids them then, waiting for the fit one rather than going back at once to an endpoint
+    /// that just failed. `0` when there is no such member (or nothing was tried).
+    fn avoid_failed(&self, tried: u64, now: u64, tokens: u64) -> u64 {
+        if tried == 0 {
+            return 0;
+        }
+        let failed_endpoints = bits(tried)
+            .filter_map(|i| self.members.get(i))
+            .fold(0u64, |m, member| m | (1 << (member.endpoint % 64)));
+        let on_failed = |m: &Member| failed_endpoints & (1 << (m.endpoint % 64)) != 0;
+        let fit_elsewhere = self.members.iter().any(|m| {
+            let ep = &self.endpoints[m.endpoint];
+            let key = &self.keys[m.key];
+            !on_failed(m)
+                && !ep.is_out()
+                && self.breaker_may_admit(ep, now)
+                && key.held_until() <= now
+                && !matches!(key.removal(now), Some((_, NEVER)))
+                && key.limits_ready_at(tokens, now) != NEVER
+        });
+        if !fit_elsewhere {
+            return 0;
+        }
+        self.members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| on_failed(m))
+            .fold(0u64, |mask, (i, _)| mask | (1 << i))
+    }
+
     fn tried_mask(&self, tried: &[u32]) -> u64 {
         tried
             .iter()
@@ -912,10 +945,12 @@ impl Inner {
         // an open breaker the pool knows nothing of is asked when it lets a probe through,
         // even while other members serve: a recovered endpoint must be probed to rejoin
         self.learn_breakers(now);
-        let mut mask = self.eligible(now, tokens, false);
+        // a retry: not back to an endpoint that failed while another is fit (only a wait)
+        let avoid = self.avoid_failed(tried, now, tokens);
+        let mut mask = self.eligible(now, tokens, false) & !avoid;
         for round in 0..=self.members.len() {
             if round > 0 {
-                mask = self.eligible(now, tokens, false) & !failed;
+                mask = self.eligible(now, tokens, false) & !failed & !avoid;
             }
             if mask == 0 {
                 break;
@@ -1375,7 +1410,12 @@ impl MultiPool {
                         inner.cool(key, now.saturating_add(dur_ns(d)));
                     }
                     ErrorKind::Auth => {
-                        key.remove(RemovalReason::Auth, NEVER);
+                        // for good, unless the error itself says when to try again (its own
+                        // Retry-After, never a rate-limit reset header riding on a 401)
+                        let until = e
+                            .retry_after()
+                            .map_or(NEVER, |d| now.saturating_add(dur_ns(d)));
+                        key.remove(RemovalReason::Auth, until);
                         inner.counters.removals.fetch_add(1, Ordering::Relaxed);
                     }
                     ErrorKind::QuotaExceeded => {
@@ -1432,27 +1472,16 @@ impl Pool for MultiPool {
         }
     }
 
-    /// A member on an endpoint none of the failed attempts went to that can take an attempt
-    /// now (its endpoint in service, its breaker admitting, a permit free, its key neither
-    /// cooling nor removed): the next attempt can fail over there at once. Otherwise the
-    /// retry policy's pause (and the failed endpoint's Retry-After) applies, since the next
-    /// pick would go back to an endpoint that just failed.
+    /// A member on an endpoint none of the failed attempts went to that is fit to take an
+    /// attempt (its endpoint in service, its breaker admitting, its key neither cooling nor
+    /// removed; busy permits are only a wait): the next attempt can fail over there at once.
+    /// Otherwise the retry policy's pause (and the failed endpoint's Retry-After) applies,
+    /// since the next pick could only go back to an endpoint that just failed.
     fn can_fail_over(&self, tried: &[u32]) -> bool {
         let inner = &*self.inner;
-        let mut failed_endpoints = 0u64;
-        for &t in tried {
-            if let Some(m) = inner.members.get(t as usize) {
-                failed_endpoints |= 1 << (m.endpoint % 64);
-            }
-        }
         let now = inner.now_ns();
         inner.learn_breakers(now);
-        let ready = inner.eligible(now, 0, false);
-        inner.members.iter().enumerate().any(|(i, m)| {
-            ready & (1 << i) != 0
-                && failed_endpoints & (1 << (m.endpoint % 64)) == 0
-                && !matches!(inner.keys[m.key].removal(now), Some((_, NEVER)))
-        })
+        inner.avoid_failed(inner.tried_mask(tried), now, 0) != 0
     }
 
     fn wants_meta(&self) -> bool {

@@ -22,7 +22,8 @@ pub struct MemberInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RemovalReason {
-    /// The key was refused (401/403): out until the pool is reconfigured.
+    /// The key was refused (401/403): out until the pool is reconfigured (or the error's own
+    /// Retry-After).
     Auth,
     /// The key's quota is exhausted: out until the stated reset, or until reconfigured.
     Quota,

@@ -406,3 +406,52 @@ async fn waiters_woken_by_a_limit_returning_are_served_by_priority() {
     }
     assert_eq!(*order.lock().unwrap(), ["high", "normal", "low"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_waits_for_a_busy_healthy_endpoint_rather_than_go_back_to_the_failed_one() {
+    let down = Stub::new("down", |_req, _ctx| async {
+        Err(Error::new(ErrorKind::Server, "503").with_status(503))
+    });
+    let gate = Arc::new(Notify::new());
+    let busy = gated(gate.clone());
+    let pool = pool(
+        vec![
+            executor(down.clone(), 8, None),
+            executor(busy.clone(), 1, None),
+        ],
+        vec![keyed(0, "a"), keyed(0, "a2"), keyed(1, "b")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let p = Arc::new(policy(3, Duration::from_secs(60)));
+    // b's one permit is taken by a call waiting on the gate
+    let holder = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(async move {
+            let ctx = RequestContext::new();
+            loop {
+                let c = p.call(&pool, &chat(), &ctx).await;
+                if c.is_ok() {
+                    return;
+                }
+            }
+        })
+    };
+    while busy.seen().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let before = down.seen().len();
+    let call = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
+    };
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    // the call met the down endpoint once; its retry waits for b, not for a's other key
+    assert_eq!(down.seen().len() - before, 1, "{:?}", down.seen());
+    gate.notify_one();
+    gate.notify_one();
+    call.await.unwrap().unwrap();
+    holder.await.unwrap();
+    assert_eq!(down.seen().len() - before, 1);
+}

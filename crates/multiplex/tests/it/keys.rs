@@ -168,3 +168,56 @@ async fn a_retry_avoids_the_member_that_failed_while_another_is_eligible() {
         assert!(keys == &["a", "b"] || keys == &["b"], "{keys:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_that_states_a_retry_after_removes_its_key_until_then_only() {
+    let stub = Stub::new("keys", |_req, ctx| {
+        let alias = ctx.key().map(|k| k.alias().to_owned());
+        async move {
+            match alias.as_deref() {
+                Some("a") => Err(Error::new(ErrorKind::Auth, "signature refused")
+                    .with_status(403)
+                    .with_retry_after(Duration::from_secs(60))),
+                _ => ok(),
+            }
+        }
+    });
+    let pool = pool(
+        vec![executor(stub.clone(), 8, None)],
+        vec![keyed(0, "a"), keyed(0, "b")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let policy = policy(4, Duration::from_secs(30));
+    policy
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap();
+    assert_eq!(stub.seen_by("a").len(), 1);
+    assert!(
+        matches!(
+            pool.status()[0].state,
+            MemberState::Removed {
+                reason: RemovalReason::Auth,
+                until: Some(_)
+            }
+        ),
+        "{:?}",
+        pool.status()[0].state
+    );
+    // within the minute key a sits out; after it, it is tried again
+    for _ in 0..10 {
+        policy
+            .call(&pool, &chat(), &RequestContext::new())
+            .await
+            .unwrap();
+    }
+    assert_eq!(stub.seen_by("a").len(), 1);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    for _ in 0..4 {
+        policy
+            .call(&pool, &chat(), &RequestContext::new())
+            .await
+            .unwrap();
+    }
+    assert_eq!(stub.seen_by("a").len(), 2);
+}
