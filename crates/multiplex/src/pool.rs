@@ -148,7 +148,9 @@ enum Never {
 /// The outcome of one pick.
 enum Picked<'a> {
     Lease(Lease<'a>),
-    /// Nothing now; whether only the request's own token estimate held some member back.
+    /// Nothing now; whether some member this pick passed over could serve another waiter:
+    /// one held back only by the request's own token estimate, or one on an endpoint this
+    /// call's retry avoids.
     None {
         estimate_bound: bool,
     },
@@ -703,11 +705,12 @@ impl Inner {
         self.ns(self.clock.now())
     }
     /// The members on the endpoints the members in `tried` (a mask) are on, when a member on
-    /// another endpoint is fit to take an attempt (its endpoint in service, its breaker
-    /// admitting, its key neither cooling nor removed; busy permits are only a wait): a retry
-    /// avoids them then, waiting for the fit one rather than going back at once to an endpoint
-    /// that just failed. `0` when there is no such member (or nothing was tried).
-    fn avoid_failed(&self, tried: u64, now: u64, tokens: u64) -> u64 {
+    /// another endpoint is fit to take an attempt now (its endpoint in service, its breaker
+    /// admitting, its key neither cooling, removed nor at its RPM/TPM limit; busy permits are
+    /// only a wait): a retry avoids them then, waiting for the fit one rather than going back
+    /// at once to an endpoint that just failed. `0` when there is no such member (or nothing
+    /// was tried). Token estimates are left out, as [`Pool::can_fail_over`] has none.
+    fn avoid_failed(&self, tried: u64, now: u64) -> u64 {
         if tried == 0 {
             return 0;
         }
@@ -723,7 +726,7 @@ impl Inner {
                 && self.breaker_may_admit(ep, now)
                 && key.held_until() <= now
                 && !matches!(key.removal(now), Some((_, NEVER)))
-                && key.limits_ready_at(tokens, now) != NEVER
+                && key.limits_ready_at(0, now) <= now
         });
         if !fit_elsewhere {
             return 0;
@@ -946,7 +949,7 @@ impl Inner {
         // even while other members serve: a recovered endpoint must be probed to rejoin
         self.learn_breakers(now);
         // a retry: not back to an endpoint that failed while another is fit (only a wait)
-        let avoid = self.avoid_failed(tried, now, tokens);
+        let avoid = self.avoid_failed(tried, now);
         let mut mask = self.eligible(now, tokens, false) & !avoid;
         for round in 0..=self.members.len() {
             if round > 0 {
@@ -971,7 +974,11 @@ impl Inner {
                 let k = &self.keys[m.key];
                 k.limits_ready_at(0, now) <= now && k.limits_ready_at(tokens, now) > now
             });
-        Picked::None { estimate_bound }
+        // a member this retry avoids may be free for a waiter behind it: pass the baton on
+        let avoided = avoid != 0 && self.eligible(now, tokens, false) & avoid != 0;
+        Picked::None {
+            estimate_bound: estimate_bound || avoided,
+        }
     }
 
     /// Reserves member `i`'s limits and takes its executor's grant.
@@ -1166,7 +1173,7 @@ fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
 }
 
 /// How soon a waiter whose timer fired while another held the baton looks again.
-const DEFERRED_RECHECK: Duration = Duration::from_millis(1);
+const DEFERRED_RECHECK: Duration = Duration::from_millis(50);
 
 fn dur_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(NEVER - 1)
@@ -1285,6 +1292,11 @@ impl MultiPool {
                 .as_mut()
                 .as_pin_mut()
                 .is_some_and(|t| t.poll(cx).is_ready());
+            if timer_fired {
+                // a fired `Sleep` stays ready: polled again it would fire again
+                timer.set(None);
+                timer_at = None;
+            }
             if timer_fired && !baton {
                 // something returned (a cooldown, a limit): every waiter's timer fires at
                 // once, so the queue's order decides who tries first, not the timers' — a
@@ -1334,15 +1346,15 @@ impl MultiPool {
                 (a, true) => Some(a.unwrap_or(NEVER).min(now + dur_ns(UNHOOKED_RECHECK))),
                 (a, false) => a,
             };
-            // while a waiter ahead holds the baton, a member free now is its to take: look
-            // again a moment later (in case it never does), not in a loop
-            let at = at.map(|a| {
-                if deferred {
-                    a.max(now.saturating_add(dur_ns(DEFERRED_RECHECK)))
-                } else {
-                    a
-                }
-            });
+            // while a waiter ahead holds the baton, what is free now is its to take: it passes
+            // the baton on when it is done; look again a while later in case it never does
+            // (a waiter its owner stopped polling), never in a loop
+            let at = if deferred {
+                let recheck = now.saturating_add(dur_ns(DEFERRED_RECHECK));
+                Some(at.map_or(recheck, |a| a.max(recheck)))
+            } else {
+                at
+            };
             if let Some(at) = at
                 && timer_at != Some(at)
             {
@@ -1481,7 +1493,7 @@ impl Pool for MultiPool {
         let inner = &*self.inner;
         let now = inner.now_ns();
         inner.learn_breakers(now);
-        inner.avoid_failed(inner.tried_mask(tried), now, 0) != 0
+        inner.avoid_failed(inner.tried_mask(tried), now) != 0
     }
 
     fn wants_meta(&self) -> bool {

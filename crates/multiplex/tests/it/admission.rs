@@ -455,3 +455,134 @@ async fn a_retry_waits_for_a_busy_healthy_endpoint_rather_than_go_back_to_the_fa
     holder.await.unwrap();
     assert_eq!(down.seen().len() - before, 1);
 }
+
+/// A future that counts how often it is polled.
+struct Counted<F> {
+    inner: std::pin::Pin<Box<F>>,
+    polls: Arc<AtomicU32>,
+}
+
+impl<F: std::future::Future> std::future::Future for Counted<F> {
+    type Output = F::Output;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_whose_timer_fired_in_vain_sleeps_instead_of_spinning() {
+    // one permit, held; one key allowing one request a minute, spent by the holder
+    let gate = Arc::new(Notify::new());
+    let stub = gated(gate.clone());
+    let pool = pool(
+        vec![executor(stub.clone(), 1, None)],
+        vec![keyed(0, "a").with_rpm(1)],
+        PoolConfig::new(Strategy::RoundRobin).with_age_step(Duration::from_secs(3600)),
+    );
+    let p = Arc::new(policy(1, Duration::from_secs(600)));
+    let holder = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
+    };
+    while stub.seen().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let polls = Arc::new(AtomicU32::new(0));
+    let waiter = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(Counted {
+            inner: Box::pin(async move { p.call(&pool, &chat(), &RequestContext::new()).await }),
+            polls: polls.clone(),
+        })
+    };
+    // the minute passes: the waiter's timer fires, the permit is still held
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let before = polls.load(Ordering::SeqCst);
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
+    let spent = polls.load(Ordering::SeqCst) - before;
+    assert!(
+        spent <= 2,
+        "the waiter was polled {spent} times while nothing changed"
+    );
+    gate.notify_one();
+    holder.await.unwrap().unwrap();
+    gate.notify_one();
+    waiter.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_waiting_for_another_endpoint_passes_the_baton_to_a_waiter_behind_it() {
+    // x fails when told to; y has one permit and answers when the gate opens
+    let fail_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = fail_next.clone();
+    let x = Stub::new("x", move |_req, _ctx| {
+        let fail = f.swap(false, Ordering::SeqCst);
+        async move {
+            if fail {
+                Err(Error::new(ErrorKind::Server, "503").with_status(503))
+            } else {
+                ok()
+            }
+        }
+    });
+    let gate = Arc::new(Notify::new());
+    let y = gated(gate.clone());
+    let pool = pool(
+        vec![executor(x.clone(), 1, None), executor(y.clone(), 1, None)],
+        vec![keyed(0, "x"), keyed(1, "y")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let p = Arc::new(policy(3, Duration::from_secs(60)));
+    // the holder calls until a call lands on y, which holds y's permit until the gate opens
+    let holder = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(async move {
+            loop {
+                let c = p
+                    .call(&pool, &chat(), &RequestContext::new())
+                    .await
+                    .unwrap();
+                if c.member == 1 {
+                    return;
+                }
+            }
+        })
+    };
+    while y.seen().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    // a: its attempt on x fails, and its retry waits for y (fit, busy) rather than x
+    fail_next.store(true, Ordering::SeqCst);
+    let a = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
+    };
+    while fail_next.load(Ordering::SeqCst) {
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    // w comes after a; x is free: a passes the baton on and w is served by x at once
+    let w = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
+    };
+    let served = tokio::time::timeout(Duration::from_secs(5), w)
+        .await
+        .expect("w waited behind a retry that would not take x")
+        .unwrap()
+        .unwrap();
+    assert_eq!(served.member, 0);
+    gate.notify_one();
+    holder.await.unwrap();
+    gate.notify_one();
+    let a = a.await.unwrap().unwrap();
+    assert_eq!(a.member, 1, "a's retry went to y, not back to x");
+}
