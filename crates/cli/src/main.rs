@@ -9,8 +9,8 @@
 //! `infermux-containers`.
 
 /// `println!` that never panics on a closed stdout: `infermux s3 ls … | head -1` ends quietly
-/// when the reader is gone, as `ls | head -1` does (other write errors are ignored, as
-/// `println!`'s are not).
+/// when the reader is gone, with the status a shell gives a program SIGPIPE ended (141), as
+/// `ls | head -1` does (other write errors are ignored, as `println!`'s are not).
 macro_rules! outln {
     () => {
         $crate::write_out(format_args!("\n"))
@@ -443,13 +443,14 @@ fn list_groups(path: &std::path::Path) -> infermux::Result<()> {
 }
 
 /// Writes to stdout; a reader that went away (`BrokenPipe`) ends the program quietly with
-/// success, as a shell pipeline expects of `… | head`.
+/// status 141 (128 + SIGPIPE): what a shell reports for `ls | head`, so a pipeline with
+/// `pipefail` still sees that the program did not finish.
 pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(args)
         && e.kind() == std::io::ErrorKind::BrokenPipe
     {
-        std::process::exit(0);
+        std::process::exit(141);
     }
 }
 

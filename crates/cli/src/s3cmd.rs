@@ -111,7 +111,7 @@ fn kit(a: &S3EndpointArgs) -> Result<S3Kit, Error> {
             mib.checked_mul(1 << 20).ok_or_else(|| {
                 Error::new(
                     ErrorKind::Config,
-                    format!("--part-mib {mib} is more than 5 GiB"),
+                    format!("--part-mib {mib} is too large (parts are at most 5 GiB)"),
                 )
             })
         })

@@ -200,10 +200,11 @@ pub trait Pool: Send + Sync {
         let _ = report;
     }
 
-    /// A stream opened on `member` and is handed to the caller (its attempt already
-    /// [reported](Pool::report) at its first content): what the pool wants held while the
-    /// stream lives — say, the member counted in flight for load-based picks — released when
-    /// the stream ends or is dropped. `None` (the default): nothing.
+    /// A stream opened on `member` and is handed to the caller (asked just before its attempt
+    /// is [reported](Pool::report) at its first content, so the member never looks idle in
+    /// between): what the pool wants held while the stream lives — say, the member counted
+    /// in flight for load-based picks — released when the stream ends or is dropped. `None`
+    /// (the default): nothing.
     fn hold_stream(&self, member: u32) -> Option<StreamHold> {
         let _ = member;
         None

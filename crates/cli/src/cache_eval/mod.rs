@@ -197,7 +197,7 @@ pub(crate) fn run(args: EvalArgs) -> Result<()> {
                     })
                     .collect::<Vec<_>>()
             };
-            println!(
+            outln!(
                 "{}",
                 json!({
                     "file": name, "pairs": pairs.len(), "verifier": args.verifier,
@@ -209,14 +209,17 @@ pub(crate) fn run(args: EvalArgs) -> Result<()> {
                 })
             );
         } else {
-            println!("{}", line(name, t, &at));
-            println!(
+            outln!("{}", line(name, t, &at));
+            outln!(
                 "  {:<22} {:>10} {:>10} {:>10}",
-                "", "threshold", "precision", "recall"
+                "",
+                "threshold",
+                "precision",
+                "recall"
             );
             for th in [0.5f32, 0.7, 0.8, 0.9, 0.95, 0.98] {
                 let c = counts_at(&scored, tier, th);
-                println!(
+                outln!(
                     "  {:<22} {th:>10.3} {:>10.3} {:>10.3}",
                     "cosine + verifier",
                     c.precision(),
@@ -229,10 +232,10 @@ pub(crate) fn run(args: EvalArgs) -> Result<()> {
             ] {
                 for p in targets {
                     match recall_at_precision(c, p) {
-                        Some((r, th)) => println!(
+                        Some((r, th)) => outln!(
                             "  {label:<22} recall {r:.3} at precision ≥ {p:.2} (threshold {th:.3})"
                         ),
-                        None => println!("  {label:<22} never reaches precision {p:.2}"),
+                        None => outln!("  {label:<22} never reaches precision {p:.2}"),
                     }
                 }
             }

@@ -65,8 +65,20 @@ async fn a_member_generating_streams_counts_them_in_flight_until_they_end() {
     // the streams on one member end: it is the least loaded again
     drop(open.remove(0));
     drop(open.remove(1));
-    let in_flight: Vec<u32> = pool.status().iter().map(|m| m.in_flight).collect();
-    assert_eq!(in_flight.iter().sum::<u32>(), 2, "{in_flight:?}");
+    let mut in_flight: Vec<u32> = pool.status().iter().map(|m| m.in_flight).collect();
+    in_flight.sort_unstable();
+    assert_eq!(in_flight, [0, 2], "both streams of one member ended");
+    // it is the least loaded again: the next stream goes there
+    let mut s = p
+        .stream(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap()
+        .value;
+    assert!(s.next().await.is_some());
+    let mut in_flight: Vec<u32> = pool.status().iter().map(|m| m.in_flight).collect();
+    in_flight.sort_unstable();
+    assert_eq!(in_flight, [1, 2], "the new stream went to the idle member");
+    drop(s);
     drop(open);
     let in_flight: Vec<u32> = pool.status().iter().map(|m| m.in_flight).collect();
     assert_eq!(in_flight, [0, 0]);

@@ -360,6 +360,10 @@ impl Provider for HfTei {
                     v,
                 )))
             }
+            (Request::Rerank(req), _) if req.documents.is_empty() => Err(ctx_err(Error::new(
+                ErrorKind::InvalidRequest,
+                "no document to rerank",
+            ))),
             (Request::Rerank(req), Mode::Server | Mode::OpenAi) => {
                 // split by `max_client_batch_size` (TEI answers 413 past it); each document is
                 // scored against the query alone, so the parts' scores rank together

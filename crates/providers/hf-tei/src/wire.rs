@@ -362,10 +362,10 @@ pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Err
     let lower = base.message().to_ascii_lowercase();
     let kind = match status {
         429 if lower.contains("overloaded") => ErrorKind::Overloaded,
-        413 if lower.contains("must have less than") || lower.contains("too long") => {
-            ErrorKind::ContextLength
+        413 if lower.contains("must have less than") => ErrorKind::ContextLength,
+        424 if lower.contains("is not a ") || lower.contains("is not an ") => {
+            ErrorKind::Unsupported
         }
-        424 if lower.contains("is not a") || lower.contains("not an") => ErrorKind::Unsupported,
         424 => ErrorKind::Server,
         _ => return base,
     };

@@ -491,8 +491,9 @@ impl GenerateStreamState {
         }
     }
 
-    /// The end of the body: an error with the partial text (held-back text included) unless
-    /// the last event arrived.
+    /// The end of the body: an error with the partial text (what was sent on, as
+    /// [`GenerateStreamState::text`] and a transport error report it) unless the last event
+    /// arrived.
     pub fn on_end(&self) -> Result<()> {
         if self.done {
             return Ok(());
@@ -501,8 +502,8 @@ impl GenerateStreamState {
             ErrorKind::Decode,
             "TGI stream ended before the event carrying generated_text",
         );
-        if !self.text.is_empty() || !self.held.is_empty() {
-            e = e.with_partial_text(format!("{}{}", self.text, self.held));
+        if !self.text.is_empty() {
+            e = e.with_partial_text(self.text.clone());
         }
         Err(e)
     }

@@ -201,9 +201,14 @@ impl Ovms {
     /// docs write base URLs for one API, is removed); a key, if any, goes as Bearer.
     pub fn new(mut config: EndpointConfig) -> Result<Self> {
         let root = config.base_url.trim_end_matches('/');
+        // a path segment after the host only (`http://v1` is a host named v1)
         let root = ["/v1", "/v2", "/v3"]
             .iter()
             .find_map(|v| root.strip_suffix(v))
+            .filter(|r| {
+                r.split_once("://")
+                    .is_some_and(|(_, host)| !host.is_empty())
+            })
             .unwrap_or(root);
         config.base_url = root.to_owned();
         // one connection pool for the TF-Serving, KServe and OpenAI-compatible (`/v3`) routes

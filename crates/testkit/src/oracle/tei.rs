@@ -33,7 +33,7 @@ fn tei_status_kind(status: u16, body: &[u8]) -> Option<infermux_core::ErrorKind>
     let message = v.get("error")?.as_str()?.to_ascii_lowercase();
     match (status, kind.as_str()) {
         (429, "overloaded") => Some(ErrorKind::Overloaded),
-        (424, "backend") if message.contains("not an") || message.contains("is not a") => {
+        (424, "backend") if message.contains("is not an ") || message.contains("is not a ") => {
             Some(ErrorKind::Unsupported)
         }
         (424, "backend") => Some(ErrorKind::Server),

@@ -65,6 +65,12 @@ async fn error_pages_map_to_kinds() {
             ErrorKind::Server,
         ),
         (
+            424,
+            "application/json",
+            r#"{"error":"backend cannot annotate this input","error_type":"backend"}"#,
+            ErrorKind::Server,
+        ),
+        (
             413,
             "application/json",
             r#"{"error":"Input validation error: `inputs` must have less than 512 tokens. Given: 600","error_type":"validation"}"#,

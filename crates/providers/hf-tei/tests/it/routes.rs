@@ -194,3 +194,18 @@ async fn rerank_and_v1_embeddings_are_split_by_max_client_batch_size_too() {
     assert_eq!(e.usage.unwrap().input_tokens, 5);
     server.verify().unwrap();
 }
+
+#[tokio::test]
+async fn a_rerank_of_no_documents_is_refused_before_sending() {
+    let server =
+        ReplayServer::start(infermux_testkit::Cassette::from_yaml("interactions: []\n").unwrap())
+            .await
+            .unwrap();
+    let req = Request::Rerank(RerankRequest::new("bge-reranker", "q", Vec::new()));
+    let e = tei(&server.url())
+        .call(&req, &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), infermux_core::ErrorKind::InvalidRequest, "{e}");
+    server.verify().unwrap();
+}

@@ -224,3 +224,10 @@ async fn model_names_the_url_parser_would_rewrite_are_refused() {
         assert_eq!(e.kind(), infermux_core::ErrorKind::InvalidRequest, "{bad}");
     }
 }
+
+#[test]
+fn a_host_named_like_a_version_is_kept() {
+    // `http://v1:8000` is a host named v1; only a path segment after the host is stripped
+    let ovms = Ovms::new(EndpointConfig::new("ovms", "http://v1").unwrap()).unwrap();
+    assert!(format!("{ovms:?}").contains("http://v1"), "{ovms:?}");
+}
