@@ -15,9 +15,17 @@ pub struct LogBuffer {
 
 #[derive(Debug)]
 struct Inner {
-    lines: Mutex<VecDeque<String>>,
+    lines: Mutex<Lines>,
     capacity: usize,
     feed: broadcast::Sender<String>,
+}
+
+/// The kept lines and how many were ever pushed (so a reader can ask for the lines since a
+/// mark, even after older ones were dropped).
+#[derive(Debug, Default)]
+struct Lines {
+    kept: VecDeque<String>,
+    pushed: u64,
 }
 
 impl LogBuffer {
@@ -26,7 +34,10 @@ impl LogBuffer {
         let (feed, _) = broadcast::channel(256);
         LogBuffer {
             inner: Arc::new(Inner {
-                lines: Mutex::new(VecDeque::with_capacity(capacity.clamp(1, 1024))),
+                lines: Mutex::new(Lines {
+                    kept: VecDeque::with_capacity(capacity.clamp(1, 1024)),
+                    pushed: 0,
+                }),
                 capacity: capacity.max(1),
                 feed,
             }),
@@ -41,24 +52,26 @@ impl LogBuffer {
         }
         let _ = self.inner.feed.send(line.clone());
         let mut lines = self.inner.lines.lock().unwrap_or_else(|p| p.into_inner());
-        if lines.len() == self.inner.capacity {
-            lines.pop_front();
+        if lines.kept.len() == self.inner.capacity {
+            lines.kept.pop_front();
         }
-        lines.push_back(line);
+        lines.kept.push_back(line);
+        lines.pushed += 1;
     }
 
     /// The lines kept, oldest first.
     pub fn lines(&self) -> Vec<String> {
         let lines = self.inner.lines.lock().unwrap_or_else(|p| p.into_inner());
-        lines.iter().cloned().collect()
+        lines.kept.iter().cloned().collect()
     }
 
     /// The last `n` lines kept, oldest first.
     pub fn tail(&self, n: usize) -> Vec<String> {
         let lines = self.inner.lines.lock().unwrap_or_else(|p| p.into_inner());
         lines
+            .kept
             .iter()
-            .skip(lines.len().saturating_sub(n))
+            .skip(lines.kept.len().saturating_sub(n))
             .cloned()
             .collect()
     }
@@ -74,13 +87,28 @@ impl LogBuffer {
         self.inner.feed.subscribe()
     }
 
-    /// Whether any kept line contains `needle`, ignoring ASCII case.
-    pub(crate) fn contains_ignore_case(&self, needles: &[&str]) -> bool {
+    /// A mark of the lines pushed so far, for [`LogBuffer::contains_since`].
+    pub(crate) fn mark(&self) -> u64 {
+        self.inner
+            .lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pushed
+    }
+
+    /// Whether a line pushed after `mark` (and still kept) contains one of `needles`,
+    /// ignoring ASCII case.
+    pub(crate) fn contains_since(&self, mark: u64, needles: &[&str]) -> bool {
         let lines = self.inner.lines.lock().unwrap_or_else(|p| p.into_inner());
-        lines.iter().any(|l| {
-            let l = l.to_ascii_lowercase();
-            needles.iter().any(|n| l.contains(n))
-        })
+        let new = usize::try_from(lines.pushed.saturating_sub(mark)).unwrap_or(usize::MAX);
+        lines
+            .kept
+            .iter()
+            .skip(lines.kept.len().saturating_sub(new))
+            .any(|l| {
+                let l = l.to_ascii_lowercase();
+                needles.iter().any(|n| l.contains(n))
+            })
     }
 }
 

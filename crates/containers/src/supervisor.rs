@@ -360,9 +360,10 @@ impl Ctx {
         }
     }
 
-    /// Why a server that exited before being ready cannot be restarted usefully, if so.
-    fn fatal(&self, exit: Exit) -> Option<Error> {
-        if self.logs.contains_ignore_case(BIND_FAILURES) {
+    /// Why a server that exited before being ready cannot be restarted usefully, if so: read
+    /// from this run's lines only (pushed after `mark`), not an earlier run's.
+    fn fatal(&self, exit: Exit, mark: u64) -> Option<Error> {
+        if self.logs.contains_since(mark, BIND_FAILURES) {
             return Some(Error::PortInUse {
                 port: self.spec.port,
             });
@@ -379,6 +380,7 @@ impl Ctx {
     /// Starts the server and waits until it is ready, restarting it when it exits first.
     async fn bring_up(&self) -> Result<Box<dyn Server>> {
         loop {
+            let mark = self.logs.mark();
             let mut server = self.launcher.start(&self.spec, self.logs.clone()).await?;
             self.id.send_replace(Some(server.id()));
             // a ready timeout past what an `Instant` holds (`Duration::MAX`) is no limit
@@ -411,7 +413,7 @@ impl Ctx {
             };
             self.id.send_replace(None);
             drop(server);
-            if let Some(e) = self.fatal(exit) {
+            if let Some(e) = self.fatal(exit, mark) {
                 return Err(e);
             }
             self.restart_or_give_up(format!("exited before ready ({exit})"))

@@ -348,3 +348,51 @@ fn the_restart_backoff_doubles_is_capped_and_jittered_within_half() {
         Err(Error::Config(_))
     ));
 }
+
+#[tokio::test]
+async fn an_earlier_runs_bind_failure_line_does_not_stop_a_later_restart() {
+    let Some(py) = python() else { return };
+    // run 1 logs a (non-fatal) bind failure and serves; run 2 exits before it is ready for
+    // its own reason; run 3 serves again: the supervisor must restart after run 2, whose own
+    // lines say nothing of a port
+    let dir = std::env::temp_dir().join(format!("infermux-flaky-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let runs = dir.join("runs");
+    let _ = std::fs::remove_file(&runs);
+    let port = free_port();
+    let script = format!(
+        "n=$(cat {runs} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {runs}; \
+         if [ $n -eq 1 ]; then echo 'metrics exporter: Address already in use (os error 98)' >&2; fi; \
+         if [ $n -eq 2 ]; then echo 'cuda init failed' >&2; exit 1; fi; \
+         exec {py} -m http.server {port} --bind 127.0.0.1",
+        runs = runs.display()
+    );
+    let launcher = Recording::new(ProcessLauncher::new());
+    let sup = Supervisor::start(launcher.clone(), sh("flaky", port, &script), quick())
+        .await
+        .unwrap();
+    assert!(sup.state().is_ready());
+    let Some(ServerId::Pid(first)) = sup.server_id() else {
+        panic!("a pid")
+    };
+    let mut states = sup.subscribe();
+    std::process::Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status()
+        .unwrap();
+    let last = loop {
+        states.changed().await.unwrap();
+        let s = states.borrow_and_update().clone();
+        if s.is_ready() || s.is_final() {
+            break s;
+        }
+    };
+    assert!(last.is_ready(), "{last:?}");
+    assert_eq!(
+        launcher.started().len(),
+        3,
+        "run 2 was restarted, not taken for a port clash"
+    );
+    sup.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
