@@ -255,7 +255,10 @@ fn client_batching(
                 ),
             )
         })?,
-        None => cfg.with_optional_api_key_from_env(provider.api_key_envs()),
+        None => {
+            let envs = provider.api_key_envs_for(&cfg.base_url);
+            cfg.with_optional_api_key_from_env(envs)
+        }
     };
     let provider: Arc<dyn Provider> = provider.provider(cfg)?;
     let mut builder = Client::builder().shared_provider(provider);

@@ -298,6 +298,32 @@ pub fn url_without_userinfo(url: &str) -> Cow<'_, str> {
     Cow::Borrowed(url)
 }
 
+/// Whether `url` is on one of Hugging Face's own hosts (`huggingface.co` and its subdomains,
+/// Inference Endpoints' `*.huggingface.cloud`, Spaces' `*.hf.space`): where a Hugging Face
+/// account token (`HF_TOKEN`) may go.
+///
+/// ```
+/// use infermux_core::is_hugging_face_url;
+/// assert!(is_hugging_face_url("https://router.huggingface.co/hf-inference"));
+/// assert!(is_hugging_face_url("https://x1.us-east-1.aws.endpoints.huggingface.cloud"));
+/// assert!(!is_hugging_face_url("http://127.0.0.1:8080"));
+/// assert!(!is_hugging_face_url("https://huggingface.co.evil.example/"));
+/// assert!(!is_hugging_face_url("https://evil.example/?huggingface.co"));
+/// ```
+pub fn is_hugging_face_url(url: &str) -> bool {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return false;
+    };
+    let rest = &url[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    ["huggingface.co", "huggingface.cloud", "hf.space"]
+        .iter()
+        .any(|d| host == *d || host.ends_with(&format!(".{d}")))
+}
+
 impl fmt::Debug for EndpointConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EndpointConfig")

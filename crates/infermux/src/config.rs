@@ -584,9 +584,35 @@ impl ProviderKind {
         }
     }
 
+    /// The environment variables the provider's own `from_env` reads its key from for a
+    /// server at `base_url`, in order: [`ProviderKind::api_key_envs`], except that `hf-tgi`
+    /// and `hf-tei` read the Hugging Face token (`HF_TOKEN`, `HF_API_KEY`) on Hugging Face's
+    /// own hosts only.
+    ///
+    /// ```
+    /// use infermux::config::ProviderKind;
+    /// assert_eq!(ProviderKind::HfTgi.api_key_envs_for("http://127.0.0.1:8080"), ["TGI_API_KEY"]);
+    /// assert_eq!(
+    ///     ProviderKind::HfTei.api_key_envs_for("https://router.huggingface.co/hf-inference"),
+    ///     ["HF_TOKEN", "HF_API_KEY"]
+    /// );
+    /// ```
+    pub fn api_key_envs_for(self, base_url: &str) -> &'static [&'static str] {
+        match self {
+            ProviderKind::HfTgi | ProviderKind::HfTei
+                if infermux_core::is_hugging_face_url(base_url) =>
+            {
+                &["HF_TOKEN", "HF_API_KEY"]
+            }
+            other => other.api_key_envs(),
+        }
+    }
+
     /// The environment variables the provider's own `from_env` reads its key from, in order
     /// (for `openai-compat`, `INFERMUX_API_KEY`: an OpenAI key is never sent to an arbitrary
-    /// server by default). Empty for a provider without such a convention.
+    /// server by default; for `hf-tgi` and `hf-tei`, the server's own key, the Hugging Face
+    /// token being for Hugging Face's hosts: see [`ProviderKind::api_key_envs_for`]). Empty
+    /// for a provider without such a convention.
     pub fn api_key_envs(self) -> &'static [&'static str] {
         match self {
             ProviderKind::OpenAiCompat => &["INFERMUX_API_KEY"],
@@ -597,7 +623,10 @@ impl ProviderKind {
             ProviderKind::Anthropic => &["ANTHROPIC_API_KEY"],
             ProviderKind::Gemini => &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
             ProviderKind::Ollama => &["OLLAMA_API_KEY"],
-            ProviderKind::HfTgi | ProviderKind::HfTei => &["HF_TOKEN", "HF_API_KEY"],
+            // a server's own `--api-key`; the Hugging Face token only for Hugging Face's
+            // hosts (see `api_key_envs_for`)
+            ProviderKind::HfTgi => &["TGI_API_KEY"],
+            ProviderKind::HfTei => &["TEI_API_KEY"],
             ProviderKind::Ovms => &[],
             ProviderKind::Llvm => &["LLVM_API_KEY"],
         }

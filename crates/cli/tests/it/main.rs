@@ -660,3 +660,34 @@ fn chat_with_a_config_answers_in_one_piece_from_a_group_that_cannot_stream() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn a_hugging_face_token_goes_only_to_hugging_faces_hosts() {
+    let (_rt, sim) = simulator(infermux_testkit::FaultPlan::none());
+    let base = sim.url();
+    let env = [
+        ("HF_TOKEN", "hf-account-token"),
+        ("TGI_API_KEY", "tgi-server-key"),
+    ];
+    let out = infermux(
+        &[
+            "chat",
+            "--provider",
+            "hf-tgi",
+            "--base-url",
+            base.as_str(),
+            "--model",
+            "m",
+            "--no-stream",
+            "hi",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        sim.requests_by_key("hf-account-token"),
+        0,
+        "the HF token left"
+    );
+    assert_eq!(sim.requests_by_key("tgi-server-key"), 1);
+}

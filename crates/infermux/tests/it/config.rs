@@ -622,7 +622,7 @@ fn provider_defaults_match_the_provider_crates() {
         p(ProviderKind::HfTgi),
         (
             Some(hf_tgi::DEFAULT_BASE_URL),
-            hf_tgi::API_KEY_ENVS.to_vec(),
+            vec![hf_tgi::SERVER_API_KEY_ENV],
             Some(hf_tgi::BASE_URL_ENV)
         )
     );
@@ -630,7 +630,7 @@ fn provider_defaults_match_the_provider_crates() {
         p(ProviderKind::HfTei),
         (
             Some(hf_tei::DEFAULT_BASE_URL),
-            hf_tei::API_KEY_ENVS.to_vec(),
+            vec![hf_tei::SERVER_API_KEY_ENV],
             Some(hf_tei::BASE_URL_ENV)
         )
     );

@@ -16,8 +16,9 @@
 //!   becomes an `Overloaded` error with that `retry_after`; [`HfTei::with_wait_for_model`]
 //!   sends `x-wait-for-model: true` so the server waits instead.
 //!
-//! The key (`HF_TOKEN`, or `HF_API_KEY`) is sent as `Authorization: Bearer`; a local TEI server
-//! needs none. [`cosine_similarity`] and [`cosine_similarities`] compare vectors on ndarray.
+//! The key is sent as `Authorization: Bearer`; a local TEI server needs none. From the
+//! environment ([`HfTei::from_env`]) it is `HF_TOKEN` (or `HF_API_KEY`) only for Hugging
+//! Face's own hosts, and `TEI_API_KEY` (a server started with `--api-key`) for any other. [`cosine_similarity`] and [`cosine_similarities`] compare vectors on ndarray.
 //!
 //! Called directly, as below, a provider sends each request once, with no retry. Through the
 //! [`infermux`](https://docs.rs/infermux) facade (feature `hf-tei`), wrap it in `infermux::Client`
@@ -30,7 +31,7 @@
 //! use infermux_hf_tei::{HfTei, cosine_similarity};
 //! use ndarray::ArrayView1;
 //!
-//! let tei = HfTei::from_env()?; // TEI_URL (default http://127.0.0.1:8080), HF_TOKEN when set
+//! let tei = HfTei::from_env()?; // TEI_URL (default http://127.0.0.1:8080), TEI_API_KEY when set
 //! let req = Request::Embeddings(EmbeddingRequest::new("", ["cat", "kitten"]));
 //! if let Response::Embeddings(e) = tei.call(&req, &RequestContext::new()).await? {
 //!     let s = cosine_similarity(ArrayView1::from(&e.embeddings[0]), ArrayView1::from(&e.embeddings[1]));
@@ -70,6 +71,29 @@ pub const BASE_URL_ENV: &str = "TEI_URL";
 pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
 /// The environment variables holding the Hugging Face token, in order of preference.
 pub const API_KEY_ENVS: [&str; 2] = ["HF_TOKEN", "HF_API_KEY"];
+/// The environment variable holding the key of a TEI server started with `--api-key`.
+pub const SERVER_API_KEY_ENV: &str = "TEI_API_KEY";
+
+/// The environment variables a client of the server at `base_url` reads its key from:
+/// the Hugging Face token ([`API_KEY_ENVS`]) on Hugging Face's own hosts only, and
+/// [`SERVER_API_KEY_ENV`] anywhere else, so an account token never goes to a server of
+/// someone else's.
+///
+/// ```
+/// use infermux_hf_tei::api_key_envs_for;
+/// assert_eq!(api_key_envs_for("http://127.0.0.1:8080"), ["TEI_API_KEY"]);
+/// assert_eq!(
+///     api_key_envs_for("https://router.huggingface.co/hf-inference"),
+///     ["HF_TOKEN", "HF_API_KEY"]
+/// );
+/// ```
+pub fn api_key_envs_for(base_url: &str) -> &'static [&'static str] {
+    if infermux_core::is_hugging_face_url(base_url) {
+        &API_KEY_ENVS
+    } else {
+        &[SERVER_API_KEY_ENV]
+    }
+}
 /// The HF Inference API's base URL.
 pub const INFERENCE_API_URL: &str = "https://router.huggingface.co/hf-inference";
 /// The batch size assumed when `/info` is not offered (TEI's default `max_client_batch_size`).
@@ -127,12 +151,13 @@ impl HfTei {
         })
     }
 
-    /// A client from `TEI_URL` (default [`DEFAULT_BASE_URL`]) and `HF_TOKEN` / `HF_API_KEY`.
+    /// A client from `TEI_URL` (default [`DEFAULT_BASE_URL`]) and the key variables
+    /// [`api_key_envs_for`] names for it: `HF_TOKEN` / `HF_API_KEY` on Hugging Face's hosts,
+    /// `TEI_API_KEY` anywhere else.
     pub fn from_env() -> Result<Self> {
-        Self::new(
-            EndpointConfig::from_env(NAME, BASE_URL_ENV, Some(DEFAULT_BASE_URL))?
-                .with_optional_api_key_from_env(&API_KEY_ENVS),
-        )
+        let config = EndpointConfig::from_env(NAME, BASE_URL_ENV, Some(DEFAULT_BASE_URL))?;
+        let envs = api_key_envs_for(&config.base_url);
+        Self::new(config.with_optional_api_key_from_env(envs))
     }
 
     /// A client of the HF Inference API's feature extraction for `model` at `config.base_url`

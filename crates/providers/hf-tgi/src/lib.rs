@@ -23,7 +23,10 @@
 //!   `x-wait-for-model: true`, which [`HfTgi::with_wait_for_model`] does.
 //! - 422 validation errors, JSON or `text/plain`, are `InvalidRequest`.
 //!
-//! The key (`HF_TOKEN`, or `HF_API_KEY`) is sent as `Authorization: Bearer`.
+//! The key is sent as `Authorization: Bearer`. From the environment ([`HfTgi::from_env`]) it
+//! is `HF_TOKEN` (or `HF_API_KEY`) only for Hugging Face's own hosts, and `TGI_API_KEY` (a
+//! server started with `--api-key`) for any other: a Hugging Face account token never goes
+//! to someone else's server.
 //!
 //! Called directly, as below, a provider sends each request once, with no retry. Through the
 //! [`infermux`](https://docs.rs/infermux) facade (feature `hf-tgi`), wrap it in `infermux::Client`
@@ -35,7 +38,7 @@
 //! use infermux_core::{CompletionRequest, Provider, Request, RequestContext, Response};
 //! use infermux_hf_tgi::HfTgi;
 //!
-//! let tgi = HfTgi::from_env()?; // TGI_URL (default http://127.0.0.1:8080), HF_TOKEN when set
+//! let tgi = HfTgi::from_env()?; // TGI_URL (default http://127.0.0.1:8080), TGI_API_KEY when set
 //! let req = Request::Completion(CompletionRequest::new("tgi", "Deep learning is").with_max_tokens(20));
 //! if let Response::Completion(c) = tgi.call(&req, &RequestContext::new()).await? {
 //!     println!("{} ({:?})", c.text, c.finish_reason);
@@ -74,6 +77,29 @@ pub const BASE_URL_ENV: &str = "TGI_URL";
 pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8080";
 /// The environment variables holding the Hugging Face token, in order of preference.
 pub const API_KEY_ENVS: [&str; 2] = ["HF_TOKEN", "HF_API_KEY"];
+/// The environment variable holding the key of a TGI server started with `--api-key`.
+pub const SERVER_API_KEY_ENV: &str = "TGI_API_KEY";
+
+/// The environment variables a client of the server at `base_url` reads its key from:
+/// the Hugging Face token ([`API_KEY_ENVS`]) on Hugging Face's own hosts only, and
+/// [`SERVER_API_KEY_ENV`] anywhere else, so an account token never goes to a server of
+/// someone else's.
+///
+/// ```
+/// use infermux_hf_tgi::api_key_envs_for;
+/// assert_eq!(api_key_envs_for("http://127.0.0.1:8080"), ["TGI_API_KEY"]);
+/// assert_eq!(
+///     api_key_envs_for("https://router.huggingface.co/hf-inference"),
+///     ["HF_TOKEN", "HF_API_KEY"]
+/// );
+/// ```
+pub fn api_key_envs_for(base_url: &str) -> &'static [&'static str] {
+    if infermux_core::is_hugging_face_url(base_url) {
+        &API_KEY_ENVS
+    } else {
+        &[SERVER_API_KEY_ENV]
+    }
+}
 /// The HF Inference API's base URL.
 pub const INFERENCE_API_URL: &str = "https://router.huggingface.co/hf-inference";
 
@@ -114,12 +140,13 @@ impl HfTgi {
         })
     }
 
-    /// A client from `TGI_URL` (default [`DEFAULT_BASE_URL`]) and `HF_TOKEN` / `HF_API_KEY`.
+    /// A client from `TGI_URL` (default [`DEFAULT_BASE_URL`]) and the key variables
+    /// [`api_key_envs_for`] names for it: `HF_TOKEN` / `HF_API_KEY` on Hugging Face's hosts,
+    /// `TGI_API_KEY` anywhere else.
     pub fn from_env() -> Result<Self> {
-        Self::new(
-            EndpointConfig::from_env(NAME, BASE_URL_ENV, Some(DEFAULT_BASE_URL))?
-                .with_optional_api_key_from_env(&API_KEY_ENVS),
-        )
+        let config = EndpointConfig::from_env(NAME, BASE_URL_ENV, Some(DEFAULT_BASE_URL))?;
+        let envs = api_key_envs_for(&config.base_url);
+        Self::new(config.with_optional_api_key_from_env(envs))
     }
 
     /// A client of `model` on the HF Inference API at `config.base_url` (normally
