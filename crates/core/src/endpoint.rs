@@ -309,6 +309,7 @@ pub fn url_without_userinfo(url: &str) -> Cow<'_, str> {
 /// assert!(!is_hugging_face_url("http://127.0.0.1:8080"));
 /// assert!(!is_hugging_face_url("https://huggingface.co.evil.example/"));
 /// assert!(!is_hugging_face_url("https://evil.example/?huggingface.co"));
+/// assert!(!is_hugging_face_url("https://evil.example\\.huggingface.co"));
 /// ```
 pub fn is_hugging_face_url(url: &str) -> bool {
     let Some(start) = url.find("://").map(|i| i + 3) else {
@@ -319,6 +320,14 @@ pub fn is_hugging_face_url(url: &str) -> bool {
     let host = authority.rsplit('@').next().unwrap_or(authority);
     let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
     let host = host.trim_end_matches('.');
+    // anything but a plain host name (a `\\`, which URL parsers read as `/`, say) is not one
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        return false;
+    }
     ["huggingface.co", "huggingface.cloud", "hf.space"]
         .iter()
         .any(|d| host == *d || host.ends_with(&format!(".{d}")))

@@ -709,8 +709,9 @@ impl Inner {
     /// admitting, its key neither cooling, removed nor at its RPM/TPM limit; busy permits are
     /// only a wait): a retry avoids them then, waiting for the fit one rather than going back
     /// at once to an endpoint that just failed. `0` when there is no such member (or nothing
-    /// was tried). Token estimates are left out, as [`Pool::can_fail_over`] has none.
-    fn avoid_failed(&self, tried: u64, now: u64) -> u64 {
+    /// was tried). A member no request of `tokens` can ever fit (over its TPM burst) is not
+    /// fit; [`Pool::can_fail_over`] has no estimate and passes 0.
+    fn avoid_failed(&self, tried: u64, now: u64, tokens: u64) -> u64 {
         if tried == 0 {
             return 0;
         }
@@ -727,6 +728,7 @@ impl Inner {
                 && key.held_until() <= now
                 && !matches!(key.removal(now), Some((_, NEVER)))
                 && key.limits_ready_at(0, now) <= now
+                && key.limits_ready_at(tokens, now) != NEVER
         });
         if !fit_elsewhere {
             return 0;
@@ -949,7 +951,7 @@ impl Inner {
         // even while other members serve: a recovered endpoint must be probed to rejoin
         self.learn_breakers(now);
         // a retry: not back to an endpoint that failed while another is fit (only a wait)
-        let avoid = self.avoid_failed(tried, now);
+        let avoid = self.avoid_failed(tried, now, tokens);
         let mut mask = self.eligible(now, tokens, false) & !avoid;
         for round in 0..=self.members.len() {
             if round > 0 {
@@ -1493,7 +1495,7 @@ impl Pool for MultiPool {
         let inner = &*self.inner;
         let now = inner.now_ns();
         inner.learn_breakers(now);
-        inner.avoid_failed(inner.tried_mask(tried), now) != 0
+        inner.avoid_failed(inner.tried_mask(tried), now, 0) != 0
     }
 
     fn wants_meta(&self) -> bool {
