@@ -298,6 +298,39 @@ pub fn url_without_userinfo(url: &str) -> Cow<'_, str> {
     Cow::Borrowed(url)
 }
 
+/// A server's root from a base URL that may name one of its APIs: `url` without trailing
+/// slashes and without each of `suffixes` in turn, where it ends the URL's path (never part of
+/// the host: `http://v1` is a host named `v1`).
+///
+/// ```
+/// use infermux_core::server_root;
+/// assert_eq!(server_root("http://h:8080/v1/", &["/v1"]), "http://h:8080");
+/// assert_eq!(server_root("http://h/api/v1", &["/v1", "/api"]), "http://h");
+/// assert_eq!(server_root("http://v1", &["/v1"]), "http://v1");
+/// assert_eq!(server_root("http://h/x/v1", &["/v1"]), "http://h/x");
+/// assert_eq!(server_root("http://h/v1x", &["/v1"]), "http://h/v1x");
+/// ```
+pub fn server_root(url: &str, suffixes: &[&str]) -> String {
+    let path_start = url
+        .find("://")
+        .map(|i| i + 3)
+        .map(|start| start + url[start..].find('/').unwrap_or(url.len() - start))
+        .unwrap_or(0);
+    let mut root = url.trim_end_matches('/');
+    for suffix in suffixes {
+        if let Some(r) = root.strip_suffix(suffix)
+            && r.len() >= path_start
+        {
+            root = r.trim_end_matches('/');
+        }
+    }
+    // never below the authority (`http://h/` with the slash trimmed is still `http://h`)
+    if root.len() < path_start {
+        root = &url[..path_start];
+    }
+    root.to_owned()
+}
+
 /// Whether `url` is on one of Hugging Face's own hosts (`huggingface.co` and its subdomains,
 /// Inference Endpoints' `*.huggingface.cloud`, Spaces' `*.hf.space`): where a Hugging Face
 /// account token (`HF_TOKEN`) may go.

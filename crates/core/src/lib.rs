@@ -41,7 +41,9 @@ pub use counters::{
     BreakerState, CounterSnapshot, EndpointCounters, InFlightGuard, LATENCY_BOUNDS_MICROS,
     LatencyHistogram, LatencySnapshot, RejectReason,
 };
-pub use endpoint::{EndpointConfig, Limits, Timeouts, is_hugging_face_url, url_without_userinfo};
+pub use endpoint::{
+    EndpointConfig, Limits, Timeouts, is_hugging_face_url, server_root, url_without_userinfo,
+};
 pub use error::{Error, ErrorKind, Result, StopReason};
 pub use id::{EndpointId, RequestId};
 pub use provider::{Capabilities, EventStream, Operation, Provider};

@@ -130,11 +130,7 @@ pub struct HfTei {
 impl HfTei {
     /// A client of the TEI server at `config.base_url` (its root; a trailing `/v1` is removed).
     pub fn new(mut config: EndpointConfig) -> Result<Self> {
-        let root = config
-            .base_url
-            .trim_end_matches('/')
-            .trim_end_matches("/v1")
-            .to_owned();
+        let root = infermux_core::server_root(&config.base_url, &["/v1"]);
         config.base_url = root;
         // one connection pool for the native and the OpenAI-compatible (`/v1`) routes
         let http = HttpEndpoint::new(NAME, config, Auth::Bearer)?;

@@ -117,11 +117,7 @@ pub struct HfTgi {
 impl HfTgi {
     /// A client of the TGI server at `config.base_url` (its root; a trailing `/v1` is removed).
     pub fn new(config: EndpointConfig) -> Result<Self> {
-        let root = config
-            .base_url
-            .trim_end_matches('/')
-            .trim_end_matches("/v1")
-            .to_owned();
+        let root = infermux_core::server_root(&config.base_url, &["/v1"]);
         Self::at(config, root, None)
     }
 

@@ -119,12 +119,7 @@ impl Ollama {
     /// A client for the server at `config.base_url` (its root; a trailing `/v1` or `/api` is
     /// removed), in [`Mode::Native`].
     pub fn new(mut config: EndpointConfig) -> Result<Self> {
-        let root = config
-            .base_url
-            .trim_end_matches('/')
-            .trim_end_matches("/v1")
-            .trim_end_matches("/api")
-            .to_owned();
+        let root = infermux_core::server_root(&config.base_url, &["/v1", "/api"]);
         config.base_url = root;
         // one connection pool for the native (`/api`) and the OpenAI-compatible (`/v1`) routes
         let http = HttpEndpoint::new(NAME, config, Auth::Bearer)?;

@@ -200,17 +200,14 @@ impl Ovms {
     /// A client for `config` (the server's root; a trailing `/v1`, `/v2` or `/v3`, as OVMS's
     /// docs write base URLs for one API, is removed); a key, if any, goes as Bearer.
     pub fn new(mut config: EndpointConfig) -> Result<Self> {
-        let root = config.base_url.trim_end_matches('/');
-        // a path segment after the host only (`http://v1` is a host named v1)
+        // one of them at most (`…/v3/v3` is a path of the user's), and never the host
+        let root = infermux_core::server_root(&config.base_url, &[]);
         let root = ["/v1", "/v2", "/v3"]
             .iter()
-            .find_map(|v| root.strip_suffix(v))
-            .filter(|r| {
-                r.split_once("://")
-                    .is_some_and(|(_, host)| !host.is_empty())
-            })
+            .map(|v| infermux_core::server_root(&root, &[v]))
+            .find(|r| r.len() < root.len())
             .unwrap_or(root);
-        config.base_url = root.to_owned();
+        config.base_url = root;
         // one connection pool for the TF-Serving, KServe and OpenAI-compatible (`/v3`) routes
         let http = HttpEndpoint::new(NAME, config, Auth::Bearer)?;
         let v3 = http.rebased(format!("{}/v3", http.config().base_url))?;

@@ -64,11 +64,7 @@ pub struct Vllm {
 impl Vllm {
     /// A client for the server at `config.base_url` (its root; a trailing `/v1` is removed).
     pub fn new(mut config: EndpointConfig) -> Result<Self> {
-        let root = config
-            .base_url
-            .trim_end_matches('/')
-            .trim_end_matches("/v1")
-            .to_owned();
+        let root = infermux_core::server_root(&config.base_url, &["/v1"]);
         config.base_url = root;
         // one connection pool for `/v1` and the server's own routes (`/health`, `/metrics`)
         let root = HttpEndpoint::new(NAME, config, Auth::Bearer)?;

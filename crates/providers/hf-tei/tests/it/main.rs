@@ -25,3 +25,12 @@ fn tei(base: &str) -> HfTei {
 fn cassette(rows: &[(&str, &str, u16, &str, &str)]) -> Cassette {
     infermux_testkit::helpers::served("http://tei:8080", rows)
 }
+
+#[test]
+fn a_host_named_v1_is_a_host_not_a_version_suffix() {
+    // only a `/v1` path segment after the host is stripped from the base URL
+    let debug = format!("{:?}", tei("http://v1:8000"));
+    assert!(debug.contains("http://v1:8000"), "{debug}");
+    let debug = format!("{:?}", tei("http://v1"));
+    assert!(debug.contains("http://v1"), "{debug}");
+}

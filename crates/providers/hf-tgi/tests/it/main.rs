@@ -33,3 +33,12 @@ fn cassette(rows: &[(&str, &str, u16, &str, &str)]) -> Cassette {
 fn sse(chunks: &[serde_json::Value]) -> String {
     chunks.iter().map(|c| format!("data:{c}\n\n")).collect()
 }
+
+#[test]
+fn a_host_named_v1_is_a_host_not_a_version_suffix() {
+    // only a `/v1` path segment after the host is stripped from the base URL
+    let debug = format!("{:?}", tgi("http://v1:8000"));
+    assert!(debug.contains("http://v1:8000"), "{debug}");
+    let debug = format!("{:?}", tgi("http://v1"));
+    assert!(debug.contains("http://v1"), "{debug}");
+}

@@ -20,3 +20,12 @@ use infermux_ollama::Ollama;
 fn ollama(base: &str) -> Ollama {
     Ollama::new(EndpointConfig::new("test", base).unwrap()).unwrap()
 }
+
+#[test]
+fn a_host_named_v1_is_a_host_not_a_version_suffix() {
+    // only a `/v1` path segment after the host is stripped from the base URL
+    let debug = format!("{:?}", ollama("http://v1:8000"));
+    assert!(debug.contains("http://v1:8000"), "{debug}");
+    let debug = format!("{:?}", ollama("http://v1"));
+    assert!(debug.contains("http://v1"), "{debug}");
+}

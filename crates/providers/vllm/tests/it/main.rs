@@ -238,3 +238,12 @@ async fn live_health_and_conformance() {
     let report = conformance::run(Arc::new(p), &cfg).await;
     report.assert_ok();
 }
+
+#[test]
+fn a_host_named_v1_is_a_host_not_a_version_suffix() {
+    // only a `/v1` path segment after the host is stripped from the base URL
+    let debug = format!("{:?}", vllm("http://v1:8000"));
+    assert!(debug.contains("http://v1:8000"), "{debug}");
+    let debug = format!("{:?}", vllm("http://v1"));
+    assert!(debug.contains("http://v1"), "{debug}");
+}
