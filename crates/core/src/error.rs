@@ -260,6 +260,12 @@ impl Error {
         self
     }
 
+    /// The same error, of another kind: for a provider that knows better than a generic
+    /// mapping what its server's status means (TEI's 429 "overloaded" is no key's rate limit).
+    pub fn with_kind(self, kind: ErrorKind) -> Self {
+        self.edit(|e| e.kind = kind)
+    }
+
     /// Sets the HTTP status the error came with.
     pub fn with_status(self, status: u16) -> Self {
         self.edit(|i| i.status = Some(status))

@@ -340,15 +340,22 @@ impl Provider for HfTei {
             (Request::Embeddings(req), Mode::OpenAi) => {
                 let size = self.batch_size(req.inputs.len(), ctx).await?;
                 if req.inputs.len() <= size {
-                    return self.openai.call(request, ctx).await;
+                    return self
+                        .openai
+                        .call(request, ctx)
+                        .await
+                        .map_err(wire::refine_openai_error);
                 }
                 // TEI answers 413 past `max_client_batch_size` on `/v1/embeddings` too
                 let mut all = EmbeddingResponse::new(req.model.clone(), Vec::new());
                 for chunk in req.inputs.chunks(size) {
                     let mut part = req.clone();
                     part.inputs = chunk.to_vec();
-                    let Response::Embeddings(e) =
-                        self.openai.call(&Request::Embeddings(part), ctx).await?
+                    let Response::Embeddings(e) = self
+                        .openai
+                        .call(&Request::Embeddings(part), ctx)
+                        .await
+                        .map_err(wire::refine_openai_error)?
                     else {
                         return Err(ctx_err(Error::new(
                             ErrorKind::Decode,

@@ -359,15 +359,8 @@ pub fn parse_feature_extraction(body: &[u8], expected: usize) -> Result<Vec<Vec<
 ///   unless it says the model is of another kind ("not an embedding model"): `Unsupported`.
 pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
     let base = infermux_http::error_from_response(status, headers, body);
-    let lower = base.message().to_ascii_lowercase();
-    let kind = match status {
-        429 if lower.contains("overloaded") => ErrorKind::Overloaded,
-        413 if lower.contains("must have less than") => ErrorKind::ContextLength,
-        424 if lower.contains("is not a ") || lower.contains("is not an ") => {
-            ErrorKind::Unsupported
-        }
-        424 => ErrorKind::Server,
-        _ => return base,
+    let Some(kind) = tei_kind(status, base.message()) else {
+        return base;
     };
     let mut e = Error::new(kind, base.message().to_owned())
         .with_status(status)
@@ -376,4 +369,27 @@ pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Err
         e = e.with_retry_after(after);
     }
     e
+}
+
+/// An error of TEI's OpenAI-compatible routes (`/v1/embeddings`), mapped by the OpenAI rules,
+/// given the kind [`error_from_response`] gives TEI's own statuses.
+pub fn refine_openai_error(e: Error) -> Error {
+    match e.status().and_then(|s| tei_kind(s, e.message())) {
+        Some(kind) => e.with_kind(kind),
+        None => e,
+    }
+}
+
+/// The kind TEI's spec gives `status` with `message`, where it differs from the generic one.
+fn tei_kind(status: u16, message: &str) -> Option<ErrorKind> {
+    let lower = message.to_ascii_lowercase();
+    Some(match status {
+        429 if lower.contains("overloaded") => ErrorKind::Overloaded,
+        413 if lower.contains("must have less than") => ErrorKind::ContextLength,
+        424 if lower.contains("is not a ") || lower.contains("is not an ") => {
+            ErrorKind::Unsupported
+        }
+        424 => ErrorKind::Server,
+        _ => return None,
+    })
 }

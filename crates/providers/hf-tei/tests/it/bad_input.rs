@@ -142,3 +142,51 @@ async fn the_key_is_in_neither_debug_nor_errors() {
     assert_eq!(e.kind(), ErrorKind::Auth);
     assert!(!format!("{e} {e:?}").contains(key));
 }
+
+#[tokio::test]
+async fn tei_statuses_on_its_openai_route_keep_their_own_meaning() {
+    // TEI's `/v1/embeddings` writes its errors in OpenAI's shape, with its own statuses
+    let cases = [
+        (
+            429,
+            r#"{"message":"Model is overloaded","code":429,"type":"overloaded"}"#,
+            ErrorKind::Overloaded,
+        ),
+        (
+            413,
+            r#"{"message":"Input validation error: `inputs` must have less than 512 tokens. Given: 600","code":413,"type":"validation"}"#,
+            ErrorKind::ContextLength,
+        ),
+        (
+            424,
+            r#"{"message":"Inference failed","code":424,"type":"backend"}"#,
+            ErrorKind::Server,
+        ),
+        // a 429 that is a rate limit stays one
+        (
+            429,
+            r#"{"message":"Rate limit reached","code":429,"type":"rate_limit"}"#,
+            ErrorKind::RateLimited,
+        ),
+    ];
+    for (status, body, kind) in cases {
+        let server = ReplayServer::start(cassette(&[(
+            "POST",
+            "/v1/embeddings",
+            status,
+            "application/json",
+            body,
+        )]))
+        .await
+        .unwrap();
+        let e = tei(&server.url())
+            .with_mode(infermux_hf_tei::Mode::OpenAi)
+            .with_max_client_batch_size(8)
+            .call(&embed(), &RequestContext::new())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), kind, "{status}: {e}");
+        assert_eq!(e.status(), Some(status));
+        assert!(e.request_id().is_some(), "{e:?}");
+    }
+}
