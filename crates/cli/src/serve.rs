@@ -484,6 +484,9 @@ fn check_launcher_flags(args: &ServeArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// How long an interrupted start may take to remove what it left (a container).
+const LEFTOVERS_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// `infermux serve …`.
 pub(crate) async fn run(mut args: ServeArgs) -> Result<(), Error> {
     check_launcher_flags(&args)?;
@@ -515,14 +518,30 @@ pub(crate) async fn run(mut args: ServeArgs) -> Result<(), Error> {
     let name = spec.name.clone();
     let url = spec.base_url();
     let mut interrupt = Interrupt::new()?;
+    let (owner, started_spec) = (launcher.clone(), spec.clone());
     let started = tokio::select! {
         s = Supervisor::start_with_logs(launcher, spec, config, logs) => s,
         _ = interrupt.wait() => {
-            // dropping the start kills what it started
+            // dropping the start kills a process at once; a container's removal would run on
+            // this runtime, which ends with the program, so it is awaited here
             bar.finish_and_clear();
-            eprintln!("interrupted before {name} was ready; stopped");
             printer.abort();
-            return Ok(());
+            let removed = tokio::time::timeout(
+                LEFTOVERS_TIMEOUT,
+                owner.remove_leftovers(&started_spec),
+            )
+            .await;
+            return match removed {
+                Ok(Ok(_)) => {
+                    eprintln!("interrupted before {name} was ready; stopped");
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(launch_error(e)),
+                Err(_) => Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("interrupted before {name} was ready; removing it took over {}s", LEFTOVERS_TIMEOUT.as_secs()),
+                )),
+            };
         }
     };
     let sup = match started {

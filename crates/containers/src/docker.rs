@@ -201,6 +201,10 @@ fn gpu_request(count: Option<i64>, ids: Option<Vec<String>>) -> DeviceRequest {
 
 #[async_trait]
 impl Launcher for DockerLauncher {
+    async fn remove_leftovers(&self, spec: &ServerSpec) -> Result<usize> {
+        self.cleanup_labelled(Some(&spec.name)).await
+    }
+
     async fn start(&self, spec: &ServerSpec, logs: LogBuffer) -> Result<Box<dyn Server>> {
         let body = self.create_body(spec)?;
         let image = body.image.clone().unwrap_or_default();

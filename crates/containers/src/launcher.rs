@@ -39,6 +39,17 @@ pub trait Launcher: Send + Sync + fmt::Debug {
     /// spec (a stale process group, labelled containers) is removed first. The server is not
     /// ready yet: see [`Supervisor`](crate::Supervisor).
     async fn start(&self, spec: &ServerSpec, logs: LogBuffer) -> Result<Box<dyn Server>>;
+
+    /// Removes what a start of `spec` left behind, and waits until it is gone: for a start
+    /// cancelled before it handed over its server (a container created but not yet owned),
+    /// or a server dropped just before its runtime shuts down (a dropped container's removal
+    /// runs on the runtime, so a program that exits next should await this first). Returns
+    /// how many it removed. A process launcher has nothing to do: a dropped process group is
+    /// killed at once.
+    async fn remove_leftovers(&self, spec: &ServerSpec) -> Result<usize> {
+        let _ = spec;
+        Ok(0)
+    }
 }
 
 /// A launched server. Dropping it kills it (a process group) or removes it (a container),

@@ -376,6 +376,31 @@ async fn a_port_the_engine_cannot_publish_is_port_in_use_and_the_container_is_re
 }
 
 #[tokio::test]
+async fn a_start_cancelled_after_the_create_leaves_a_container_remove_leftovers_removes() {
+    // the engine is slow to start the container; the caller gives up (Ctrl-C) meanwhile
+    let replay = Replay::start(
+        &["list_empty", "create", "list_created", "remove"],
+        &["start_slow"],
+    );
+    let launcher = replay.launcher();
+    let spec = llama_spec(free_port());
+    let mut served = replay.state.served.subscribe();
+    tokio::select! {
+        r = launcher.start(&spec, LogBuffer::new(10)) => panic!("the start ended: {r:?}"),
+        _ = served.wait_for(|s| s.iter().any(|n| n == "create")) => {}
+    }
+    // the start is dropped with the container created and owned by nobody
+    assert!(replay.seen("DELETE", "/containers/e90e34656806").is_empty());
+    assert_eq!(launcher.remove_leftovers(&spec).await.unwrap(), 1);
+    replay.verify();
+    let listed = &replay.seen("GET", "/containers/json")[1];
+    let filters = url_param(&listed.query, "filters");
+    assert!(filters.contains("infermux.name=llama"), "{filters}");
+    let removed = &replay.seen("DELETE", "/containers/e90e34656806")[0];
+    assert_eq!(url_param(&removed.query, "force"), "true");
+}
+
+#[tokio::test]
 async fn a_port_taken_on_the_host_is_refused_before_anything_is_created() {
     let replay = Replay::start(&["list_empty"], &[]);
     let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
