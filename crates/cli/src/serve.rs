@@ -34,7 +34,7 @@ pub(crate) struct ServeArgs {
     /// A folder `HOST:CONTAINER[:ro]` (repeatable; containers).
     #[arg(long = "volume", value_name = "HOST:CONTAINER[:ro]")]
     volumes: Vec<String>,
-    /// GPUs: `all`, a count, or device ids separated by commas.
+    /// GPUs: `all`, a count (1 or more), or device ids (`0,3` or `device=0,3`).
     #[arg(long)]
     gpus: Option<String>,
     /// A memory limit in bytes (containers).
@@ -371,14 +371,36 @@ fn parse_volume(v: &str) -> Result<Volume, Error> {
     }
 }
 
-fn parse_gpus(g: &str) -> Gpus {
+fn parse_gpus(g: &str) -> Result<Gpus, Error> {
+    let bad = |why: &str| Error::new(ErrorKind::Config, format!("--gpus {g}: {why}"));
+    let g = g.trim();
     if g == "all" {
-        Gpus::All
-    } else if let Ok(n) = g.parse() {
-        Gpus::Count(n)
-    } else {
-        Gpus::Devices(g.split(',').map(str::to_owned).collect())
+        return Ok(Gpus::All);
     }
+    // Docker's own spelling of device ids (`--gpus device=0,1`), quoted or not
+    let devices = g
+        .trim_matches('"')
+        .strip_prefix("device=")
+        .map(|d| d.trim_matches('"'));
+    if devices.is_none()
+        && let Ok(n) = g.parse::<u32>()
+    {
+        return match n {
+            0 => Err(bad(
+                "a count of no GPU; leave the flag out, or name device 0 as device=0",
+            )),
+            n => Ok(Gpus::Count(n)),
+        };
+    }
+    let ids: Vec<String> = devices
+        .unwrap_or(g)
+        .split(',')
+        .map(|d| d.trim().to_owned())
+        .collect();
+    if ids.iter().any(String::is_empty) {
+        return Err(bad("an empty device id"));
+    }
+    Ok(Gpus::Devices(ids))
 }
 
 /// Builds the spec from the command line (everything but the launcher).
@@ -400,7 +422,7 @@ fn server_spec(args: &mut ServeArgs, backend: Backend) -> Result<ServerSpec, Err
         spec = spec.with_volume(parse_volume(v)?);
     }
     if let Some(g) = &args.gpus {
-        spec = spec.with_gpus(parse_gpus(g));
+        spec = spec.with_gpus(parse_gpus(g)?);
     }
     if let Some(m) = args.memory {
         spec = spec.with_memory_bytes(m);
@@ -631,11 +653,19 @@ mod tests {
         assert_eq!(parse_volume("/a:/b:ro").unwrap().bind(), "/a:/b:ro");
         assert_eq!(parse_volume("/a:/b").unwrap().bind(), "/a:/b");
         assert_eq!(parse_volume("/a").unwrap_err().kind(), ErrorKind::Config);
-        assert_eq!(parse_gpus("all"), Gpus::All);
-        assert_eq!(parse_gpus("2"), Gpus::Count(2));
+        assert_eq!(parse_gpus("all").unwrap(), Gpus::All);
+        assert_eq!(parse_gpus("2").unwrap(), Gpus::Count(2));
+        let zero_and_three = Gpus::Devices(vec!["0".into(), "3".into()]);
+        assert_eq!(parse_gpus("0,3").unwrap(), zero_and_three);
+        assert_eq!(parse_gpus("device=0,3").unwrap(), zero_and_three);
+        assert_eq!(parse_gpus("\"device=0,3\"").unwrap(), zero_and_three);
         assert_eq!(
-            parse_gpus("0,3"),
-            Gpus::Devices(vec!["0".into(), "3".into()])
+            parse_gpus("device=0").unwrap(),
+            Gpus::Devices(vec!["0".into()])
         );
+        // a count of zero asks for nothing, and an empty id names nothing
+        assert_eq!(parse_gpus("0").unwrap_err().kind(), ErrorKind::Config);
+        assert_eq!(parse_gpus("0,").unwrap_err().kind(), ErrorKind::Config);
+        assert_eq!(parse_gpus("device=").unwrap_err().kind(), ErrorKind::Config);
     }
 }
