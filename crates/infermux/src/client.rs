@@ -181,6 +181,9 @@ impl ModelGroup {
         self
     }
     /// The pool's configuration, strategy included (replaces [`ModelGroup::strategy`]).
+    /// Without one, the pool has the strategy's defaults and lets as many requests wait as
+    /// the client's resilience queue allows ([`QueueConfig::max_queued`](infermux_resilience::queue::QueueConfig::max_queued)):
+    /// a request waits in its group's pool, never in an endpoint's queue.
     pub fn pool_config(mut self, config: PoolConfig) -> Self {
         self.config = Some(config);
         self
@@ -593,7 +596,11 @@ fn build_router(
         let pool_config = g
             .config
             .clone()
-            .unwrap_or_else(|| PoolConfig::new(g.strategy));
+            // requests wait in the group's pool, not in an endpoint's queue: the pool takes
+            // the resilience queue's bound (`[defaults.queue] max_queued`)
+            .unwrap_or_else(|| {
+                PoolConfig::new(g.strategy).with_max_queued(config.queue.max_queued)
+            });
         let pool = MultiPool::new(all.clone(), members, pool_config)?;
         let pool = match &shared {
             #[cfg(feature = "redis")]

@@ -341,10 +341,18 @@ impl S3Kit {
             _ => Strategy::FirstHealthy,
         };
         let members = (0..endpoints.len()).map(MemberSpec::new).collect();
+        // requests wait in the pool, never in an endpoint's queue: the pool lets as many wait
+        // as the most any endpoint's queue allows
+        let max_queued = config
+            .endpoints
+            .iter()
+            .map(|c| c.queue.max_queued)
+            .max()
+            .unwrap_or(0);
         let pool = MultiPool::new(
             endpoints.iter().map(|e| e.exec.clone()).collect(),
             members,
-            PoolConfig::new(strategy),
+            PoolConfig::new(strategy).with_max_queued(max_queued),
         )
         .map_err(|e| S3Error::Config(e.to_string()))?;
         let standard = StandardRetry::standard()

@@ -320,3 +320,29 @@ async fn an_unbounded_timeout_is_no_deadline_not_a_panic() {
         .unwrap();
     assert!(single.chat(ask("m")).await.is_ok());
 }
+
+#[tokio::test]
+async fn the_resilience_queues_bound_is_the_groups_pools_bound() {
+    // `[defaults.queue] max_queued = 0`: nothing waits; a request finding every permit busy
+    // is queue_full at once, not left waiting in the group's pool (whose own default is 1024)
+    let s = sim(FaultPlan::none()).await;
+    let queue = infermux::resilience::queue::QueueConfig::standard()
+        .with_permits(1)
+        .with_max_queued(0);
+    let client = Client::builder()
+        .resilience(ResilienceConfig::standard().with_queue(queue))
+        .endpoint(provider("a", &s))
+        .build()
+        .unwrap();
+    s.push_fault(Fault::StallBeforeHeaders);
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.chat(ask("m")).await }
+    });
+    s.wait_stalled(1).await;
+    let ctx = RequestContext::new().with_timeout(std::time::Duration::from_secs(5));
+    let e = client.chat_with(ask("m"), ctx).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::QueueFull, "{e}");
+    s.release_stalls();
+    first.await.unwrap().unwrap();
+}
