@@ -258,7 +258,8 @@ pub struct RetrySpec {
     pub base: Duration,
     /// `cap`: the longest wait between two attempts (at least `base`). Default 30 s.
     pub cap: Duration,
-    /// `throttle_floor`: the shortest wait after a 429 without Retry-After. Default 500 ms.
+    /// `throttle_floor`: the shortest wait after a 429 or an overload. Default 500 ms; at most
+    /// `cap`.
     pub throttle_floor: Duration,
     /// `budget`: whether retries draw from a shared retry budget. Default true.
     pub budget: bool,
@@ -273,7 +274,8 @@ pub struct BreakerSpec {
     pub enabled: bool,
     /// `failure_rate`: the failure fraction (0 < rate ≤ 1) at which the breaker opens. Default 0.5.
     pub failure_rate: f64,
-    /// `minimum_calls`: calls the window must hold before the rate counts (at least 1).
+    /// `minimum_calls`: calls the window must hold before the rate counts (1 to 50, the calls
+    /// the window holds).
     pub minimum_calls: u32,
     /// `open_for`: how long the breaker stays open before probing. Default 30 s.
     pub open_for: Duration,
@@ -1526,6 +1528,13 @@ impl Loader<'_> {
                 Some(base) if path.is_relative() => base.join(path),
                 _ => path.to_path_buf(),
             };
+            // found now, not when the client is built
+            if !path.is_dir() {
+                return Err(self.err(
+                    dir.span(),
+                    format_args!("`model_dir` {} is not a folder", path.display()),
+                ));
+            }
             EmbedderSpec::Local(path)
         } else if groups.contains(name) {
             if let Some(dir) = &s.model_dir {
@@ -1636,6 +1645,16 @@ impl Loader<'_> {
                         self.err(span, "in [defaults.retry], `cap` must be at least `base`")
                     );
                 }
+                if spec.throttle_floor > spec.cap {
+                    return Err(self.err(
+                        span,
+                        format_args!(
+                            "in [defaults.retry], `throttle_floor` ({:?}) must be at most `cap` \
+                             ({:?}), the longest pause",
+                            spec.throttle_floor, spec.cap
+                        ),
+                    ));
+                }
                 Some(spec)
             }
         };
@@ -1661,6 +1680,22 @@ impl Loader<'_> {
                     Some(n) => Ok(n.into_inner()),
                     None => Ok(default),
                 };
+                // the breaker's window holds the last 50 calls: more could never trip it
+                let window = match std.window {
+                    crate::resilience::breaker::SlidingWindow::Count(n) => n,
+                    _ => u32::MAX,
+                };
+                if let Some(n) = &b.minimum_calls
+                    && *n.get_ref() > window
+                {
+                    return Err(self.err(
+                        n.span(),
+                        format_args!(
+                            "`minimum_calls` must be at most {window}, the calls the breaker's \
+                             window holds"
+                        ),
+                    ));
+                }
                 Some(BreakerSpec {
                     enabled: b.enabled.unwrap_or(true),
                     failure_rate,

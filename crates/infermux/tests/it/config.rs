@@ -306,6 +306,22 @@ fn bad_values_name_their_line() {
         fails("[defaults.retry]\nbase = \"2s\"\ncap = \"1s\"\n")
             .contains("`cap` must be at least `base`")
     );
+    // found at load, not when the client is built
+    let m = fails("[defaults.retry]\nthrottle_floor = \"1m\"\n");
+    assert!(
+        m.contains("`throttle_floor` (60s) must be at most `cap` (30s)"),
+        "{m}"
+    );
+    assert!(
+        fails("[defaults.breaker]\nminimum_calls = 51\n")
+            .contains("line 2, column 17: `minimum_calls` must be at most 50")
+    );
+    // and what loads builds
+    let cfg = load(&format!(
+        "{LOCAL}[defaults.retry]\nthrottle_floor = \"30s\"\n[defaults.breaker]\nminimum_calls = 50\n"
+    ))
+    .unwrap();
+    infermux::Client::from_config(&cfg).unwrap();
     assert!(
         fails(&format!("{LOCAL}rpm = 0\n"))
             .contains("line 6, column 7: endpoint `local`: `rpm` must be at least 1")
@@ -678,6 +694,14 @@ fn the_cache_and_batching_sections_parse_and_their_errors_name_the_line() {
     assert!(m.contains("line 11") && m.contains("`nope`"), "{m}");
     let m = fails(&format!("{base}\n[cache.semantic]\nembedder = \"local\"\n"));
     assert!(m.contains("model_dir"), "{m}");
+    // a model folder that is not there is found at load, with its line
+    let m = fails(&format!(
+        "{base}\n[cache.semantic]\nembedder = \"local\"\nmodel_dir = \"/no/such/minilm\"\n"
+    ));
+    assert!(
+        m.contains("line 12") && m.contains("/no/such/minilm"),
+        "{m}"
+    );
     let m = fails(&format!(
         "{base}\n[cache.semantic]\nembedder = \"embed\"\nthreshold = 1.5\n"
     ));
