@@ -91,11 +91,21 @@ struct Health {
 }
 
 /// A word with Redis that may be had now, or not (down: decide locally).
-pub(crate) enum Permit {
-    /// Redis is up.
-    Call,
-    /// Redis is down and this call probes it.
-    Probe,
+pub(crate) struct Permit<'a> {
+    health: &'a Health,
+    /// Redis is down and this call probes it (else it is up).
+    probe: bool,
+}
+
+impl Drop for Permit<'_> {
+    /// A probe ends with its call, settled or not: one cancelled mid-call (its caller gave
+    /// up during the round trip) lets the next call probe, instead of keeping Redis counted
+    /// down for good.
+    fn drop(&mut self) {
+        if self.probe {
+            self.health.probing.store(false, Ordering::Release);
+        }
+    }
 }
 
 impl Health {
@@ -103,22 +113,25 @@ impl Health {
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn permit(&self) -> Option<Permit> {
+    fn permit(&self) -> Option<Permit<'_>> {
         if self.up.load(Ordering::Acquire) {
-            return Some(Permit::Call);
+            return Some(Permit {
+                health: self,
+                probe: false,
+            });
         }
         if self.ms() >= self.retry_at.load(Ordering::Acquire)
             && !self.probing.swap(true, Ordering::AcqRel)
         {
-            return Some(Permit::Probe);
+            return Some(Permit {
+                health: self,
+                probe: true,
+            });
         }
         None
     }
 
-    fn success(&self, permit: &Permit) {
-        if matches!(permit, Permit::Probe) {
-            self.probing.store(false, Ordering::Release);
-        }
+    fn success(&self) {
         if !self.up.swap(true, Ordering::AcqRel) {
             tracing::warn!(
                 target: "infermux::multiplex",
@@ -127,13 +140,10 @@ impl Health {
         }
     }
 
-    fn failure(&self, permit: &Permit, retry_interval: Duration, what: &str) {
+    fn failure(&self, retry_interval: Duration, what: &str) {
         let retry = u64::try_from(retry_interval.as_millis()).unwrap_or(u64::MAX);
         self.retry_at
             .store(self.ms().saturating_add(retry), Ordering::Release);
-        if matches!(permit, Permit::Probe) {
-            self.probing.store(false, Ordering::Release);
-        }
         if self.up.swap(false, Ordering::AcqRel) {
             tracing::warn!(
                 target: "infermux::multiplex",
@@ -272,7 +282,10 @@ impl SharedState {
     /// Connects now (and loads the scripts) rather than at the first admission; whether
     /// Redis answered within the timeout (when not, it counts as down).
     pub async fn connect(&self) -> bool {
-        let permit = Permit::Probe;
+        let permit = Permit {
+            health: &self.conn.health,
+            probe: true,
+        };
         let conn = &self.conn;
         let r = tokio::time::timeout(self.timeout, async {
             let mut c = self.connection().await?;
@@ -282,7 +295,7 @@ impl SharedState {
             Ok::<_, ::redis::RedisError>(())
         })
         .await;
-        self.settle(&permit, r).is_some()
+        self.settle(permit, r).is_some()
     }
 
     /// One `PING` on the connection the decisions use (guarded like them): its round-trip
@@ -297,7 +310,7 @@ impl SharedState {
             Ok(start.elapsed())
         })
         .await;
-        self.settle(&permit, r)
+        self.settle(permit, r)
     }
 
     /// The open connection, or a new one.
@@ -324,12 +337,13 @@ impl SharedState {
     /// Records the outcome of a guarded call.
     fn settle<T>(
         &self,
-        permit: &Permit,
+        permit: Permit<'_>,
         r: std::result::Result<::redis::RedisResult<T>, tokio::time::error::Elapsed>,
     ) -> Option<T> {
         let what = match r {
             Ok(Ok(v)) => {
-                self.conn.health.success(permit);
+                self.conn.health.success();
+                drop(permit);
                 return Some(v);
             }
             Ok(Err(e)) => {
@@ -340,7 +354,8 @@ impl SharedState {
             }
             Err(_) => format!("no answer within {:?}", self.timeout),
         };
-        self.conn.health.failure(permit, self.retry_interval, &what);
+        self.conn.health.failure(self.retry_interval, &what);
+        drop(permit);
         None
     }
 
@@ -370,7 +385,7 @@ impl SharedState {
                 .await
         })
         .await;
-        let v = self.settle(&permit, r)?;
+        let v = self.settle(permit, r)?;
         let us = |i: usize| Duration::from_micros(v.get(i).copied().unwrap_or(0).max(0) as u64);
         Some(match v.first().copied() {
             Some(1) => Answer::Cooling(us(1)),
@@ -403,7 +418,7 @@ impl SharedState {
                     .await
             })
             .await;
-            s.settle(&permit, r);
+            s.settle(permit, r);
         });
     }
 
@@ -429,7 +444,7 @@ impl SharedState {
                     .await
             })
             .await;
-            s.settle(&permit, r);
+            s.settle(permit, r);
         });
     }
 

@@ -394,6 +394,35 @@ async fn a_call_cancelled_during_the_shared_round_trip_leaves_nothing_in_flight(
     assert!(stub.seen().is_empty(), "nothing was sent");
 }
 
+/// A probe of a Redis counted down, cancelled during its round trip, lets the next call
+/// probe: before, its flag stayed set, every later call was decided locally without asking,
+/// and the shared state never came back up.
+#[tokio::test]
+async fn a_probe_cancelled_mid_call_lets_the_next_call_probe() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let state = SharedState::redis(&url, "probed")
+        .unwrap()
+        .with_timeout(Duration::from_millis(50))
+        .with_retry_interval(Duration::ZERO);
+    // no answer in time: Redis counts as down
+    assert!(state.ping().await.is_none());
+    assert!(!state.is_up());
+    // the probe, given up during its round trip
+    let mut probe = Box::pin(state.ping());
+    assert!(once(probe.as_mut()).await.is_pending());
+    drop(probe);
+    // the next call asks Redis again (and waits on it), rather than answering "down" at once
+    let mut next = Box::pin(state.ping());
+    assert!(once(next.as_mut()).await.is_pending());
+}
+
 #[test]
 fn shared_state_names_are_checked_and_keys_never_shown() {
     assert!(SharedState::redis("redis://127.0.0.1:1", "").is_err());
