@@ -326,7 +326,9 @@ impl Supervisor {
     }
 
     /// Stops the server gracefully (SIGTERM, SIGKILL after the grace period) and the
-    /// supervision; resolves once nothing runs.
+    /// supervision; resolves once nothing runs (during a restart, once what the restart
+    /// started is removed: [`Launcher::remove_leftovers`]). Prefer it to dropping the
+    /// supervisor at the end of a program: a dropped container's removal runs on the runtime.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -345,6 +347,9 @@ impl Drop for Supervisor {
         }
     }
 }
+
+/// How long a stop during a restart may take to remove what the restart left (a container).
+const LEFTOVERS_TIMEOUT: Duration = Duration::from_secs(30);
 
 enum Probe {
     Ready,
@@ -478,6 +483,14 @@ impl Ctx {
             };
             tokio::select! {
                 _ = &mut stop => {
+                    // the restart is dropped: a process it started is killed at once, but a
+                    // container's removal would be spawned on a runtime that may end next
+                    // (and one created but not yet handed over is owned by nobody)
+                    let _ = tokio::time::timeout(
+                        LEFTOVERS_TIMEOUT,
+                        self.launcher.remove_leftovers(&self.spec),
+                    )
+                    .await;
                     self.state.send_replace(State::Stopped);
                     return;
                 }

@@ -1,6 +1,7 @@
 //! Shared helpers: a launcher that records what it started, free ports, whether a pid runs,
 //! and the short supervision timings the process tests use.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +15,12 @@ use infermux_containers::{
 pub(crate) struct Recording<L> {
     pub(crate) inner: L,
     pub(crate) started: Arc<Mutex<Vec<ServerId>>>,
+    /// `remove_leftovers` calls.
+    pub(crate) leftovers: AtomicUsize,
+    /// Every start after the first runs this instead (a restart that never gets ready).
+    pub(crate) restart_as: Option<ServerSpec>,
+    /// How many servers it started so far, to wait on.
+    pub(crate) starts: tokio::sync::watch::Sender<usize>,
 }
 
 impl<L> Recording<L> {
@@ -21,6 +28,19 @@ impl<L> Recording<L> {
         Arc::new(Recording {
             inner,
             started: Arc::default(),
+            leftovers: AtomicUsize::new(0),
+            restart_as: None,
+            starts: tokio::sync::watch::Sender::new(0),
+        })
+    }
+    /// Every start after the first runs `spec` instead.
+    pub(crate) fn restarting_as(inner: L, spec: ServerSpec) -> Arc<Self> {
+        Arc::new(Recording {
+            inner,
+            started: Arc::default(),
+            leftovers: AtomicUsize::new(0),
+            restart_as: Some(spec),
+            starts: tokio::sync::watch::Sender::new(0),
         })
     }
     pub(crate) fn started(&self) -> Vec<ServerId> {
@@ -40,9 +60,19 @@ impl<L> Recording<L> {
 #[async_trait]
 impl<L: Launcher> Launcher for Recording<L> {
     async fn start(&self, spec: &ServerSpec, logs: LogBuffer) -> Result<Box<dyn Server>> {
+        let spec = match &self.restart_as {
+            Some(r) if !self.started.lock().unwrap().is_empty() => r,
+            _ => spec,
+        };
         let s = self.inner.start(spec, logs).await?;
         self.started.lock().unwrap().push(s.id());
+        self.starts.send_modify(|n| *n += 1);
         Ok(s)
+    }
+
+    async fn remove_leftovers(&self, spec: &ServerSpec) -> Result<usize> {
+        self.leftovers.fetch_add(1, Ordering::SeqCst);
+        self.inner.remove_leftovers(spec).await
     }
 }
 

@@ -190,6 +190,41 @@ async fn a_ready_server_killed_from_outside_is_restarted_and_ready_again() {
     assert!(!running(second), "stopped gracefully");
 }
 
+/// A stop while a restart waits for readiness removes what the restart left before it
+/// resolves: a dropped container's removal would otherwise be spawned on a runtime that may
+/// end right after `stop()` (a process is killed at once either way).
+#[tokio::test]
+async fn a_stop_during_a_restart_removes_its_leftovers_before_it_resolves() {
+    let Some(py) = python() else { return };
+    let port = free_port();
+    // the restart starts a server that never listens
+    let launcher = Recording::restarting_as(ProcessLauncher::new(), sh("http", port, "sleep 30"));
+    let sup = Supervisor::start(launcher.clone(), http_server(py, port), quick())
+        .await
+        .unwrap();
+    let Some(ServerId::Pid(first)) = sup.server_id() else {
+        panic!("a pid")
+    };
+    let mut starts = launcher.starts.subscribe();
+    std::process::Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status()
+        .unwrap();
+    // until the restart's server runs (it never gets ready: 5 s to go)
+    starts.wait_for(|n| *n >= 2).await.unwrap();
+    assert!(!sup.state().is_ready());
+    assert_eq!(
+        launcher.leftovers.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    sup.stop().await;
+    assert_eq!(
+        launcher.leftovers.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    assert!(!running(launcher.pids()[1]));
+}
+
 #[tokio::test]
 async fn dropping_a_server_kills_its_whole_process_group() {
     let launcher = ProcessLauncher::new();
