@@ -203,9 +203,29 @@ fn dir_size(dir: &Path) -> u64 {
     total
 }
 
-/// Runs `infermux s3 …`.
+/// Runs `infermux s3 …`. On Ctrl-C the command stops, and a multipart upload it had started
+/// is aborted before the program ends (a download keeps its partial file and journal, so the
+/// next `get` resumes it).
 pub(crate) async fn run(args: S3Args) -> Result<(), Error> {
     let kit = kit(&args.endpoint)?;
+    tokio::select! {
+        r = command(&kit, args) => r,
+        _ = tokio::signal::ctrl_c() => {
+            let aborted =
+                tokio::time::timeout(Duration::from_secs(30), kit.wait_for_aborts()).await;
+            Err(Error::new(
+                ErrorKind::Cancelled,
+                if aborted.is_ok() {
+                    "interrupted"
+                } else {
+                    "interrupted; aborting the upload in progress took over 30 s"
+                },
+            ))
+        }
+    }
+}
+
+async fn command(kit: &S3Kit, args: S3Args) -> Result<(), Error> {
     let quiet = args.endpoint.quiet;
     match args.command {
         S3Command::Put { file, dest } => {

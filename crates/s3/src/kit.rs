@@ -145,6 +145,8 @@ pub(crate) struct Inner {
     pub(crate) policy: CallPolicy,
     pub(crate) transfer: TransferConfig,
     pub(crate) timeout: Option<Duration>,
+    /// Aborts of multipart uploads whose futures were dropped, still running.
+    pub(crate) aborts: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// Several S3-compatible endpoints behind one pool and one call policy: every operation is
@@ -369,6 +371,7 @@ impl S3Kit {
                 policy,
                 transfer,
                 timeout: config.timeout,
+                aborts: std::sync::Mutex::default(),
             }),
         })
     }

@@ -188,8 +188,11 @@ impl S3Kit {
             let mut last = None;
             for _ in 0..self.inner.endpoints.len() {
                 let (upload_id, ep) = Box::pin(self.create_upload(&ctx, bucket, key, &sha)).await?;
+                let guard = AbortOnDrop::new(self, ep, bucket, key, &upload_id);
                 // boxed: the parts' futures are large
-                match Box::pin(self.upload_parts(&ctx, &up, ep, &upload_id, &[])).await {
+                let result = Box::pin(self.upload_parts(&ctx, &up, ep, &upload_id, &[])).await;
+                guard.disarm();
+                match result {
                     Ok((etag, parts_reused)) => {
                         return Ok(Uploaded {
                             key: key.to_owned(),
@@ -437,7 +440,33 @@ impl S3Kit {
     /// Aborts an upload on endpoint `ep`; when that endpoint cannot be reached, through any
     /// endpoint the pool picks (nodes of one store share their uploads). `Ok(true)` when an
     /// upload was aborted, `Ok(false)` when none was found.
-    async fn abort_on(
+    /// Waits for the aborts of multipart uploads whose futures were dropped before they
+    /// completed or failed (a caller that gave up, a Ctrl-C): each such upload is aborted on
+    /// the runtime, so that its parts do not stay on the server under an id nobody knows.
+    /// A program about to end calls this first: the runtime's end would cut them short.
+    ///
+    /// ```no_run
+    /// # async fn f(kit: infermux_s3::S3Kit) {
+    /// tokio::select! {
+    ///     r = kit.upload_file("models", "m.gguf", "m.gguf".as_ref()) => { r.unwrap(); }
+    ///     _ = tokio::signal::ctrl_c() => kit.wait_for_aborts().await,
+    /// }
+    /// # }
+    /// ```
+    pub async fn wait_for_aborts(&self) {
+        loop {
+            let pending: Vec<_> =
+                std::mem::take(&mut *self.inner.aborts.lock().unwrap_or_else(|e| e.into_inner()));
+            if pending.is_empty() {
+                return;
+            }
+            for h in pending {
+                let _ = h.await;
+            }
+        }
+    }
+
+    pub(crate) async fn abort_on(
         &self,
         ep: usize,
         bucket: &str,
@@ -648,6 +677,7 @@ impl S3Kit {
                 return Box::pin(self.put_in(&ctx, bucket, key, Bytes::from(first), sha)).await;
             }
             let (upload_id, ep) = self.create_upload(&ctx, bucket, key, "").await?;
+            let guard = AbortOnDrop::new(self, ep, bucket, key, &upload_id);
             let (ctx_ref, upload_ref) = (&ctx, upload_id.as_str());
             let result: Result<(u64, u32, Option<String>), S3Error> = async {
                 let mut pending = Bytes::from(first);
@@ -712,6 +742,7 @@ impl S3Kit {
                 Ok((total, n, etag))
             }
             .await;
+            guard.disarm();
             match result {
                 Ok((size, parts, etag)) => Ok(Uploaded {
                     key: key.to_owned(),
@@ -1143,5 +1174,69 @@ mod tests {
             let total: u64 = sizes.iter().sum();
             assert!(total > 5 << 40, "{base}: {total}");
         }
+    }
+}
+
+/// A multipart upload in progress, aborted if the future that owns it is dropped before it
+/// completes or fails (its own failure path aborts it and reports the id instead).
+struct AbortOnDrop<'a> {
+    kit: &'a S3Kit,
+    ep: usize,
+    bucket: &'a str,
+    key: &'a str,
+    upload_id: &'a str,
+    armed: bool,
+}
+
+impl<'a> AbortOnDrop<'a> {
+    fn new(kit: &'a S3Kit, ep: usize, bucket: &'a str, key: &'a str, upload_id: &'a str) -> Self {
+        AbortOnDrop {
+            kit,
+            ep,
+            bucket,
+            key,
+            upload_id,
+            armed: true,
+        }
+    }
+
+    /// The upload ended (completed, or failed and handled): nothing to do on drop.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for AbortOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let kit = self.kit.clone();
+        let (ep, bucket, key, id) = (
+            self.ep,
+            self.bucket.to_owned(),
+            self.key.to_owned(),
+            self.upload_id.to_owned(),
+        );
+        let task = rt.spawn(async move {
+            let aborted = kit.abort_on(ep, &bucket, &key, &id).await;
+            tracing::info!(
+                target: "infermux::s3",
+                endpoint = kit.endpoint_name(ep),
+                aborted = aborted.is_ok(),
+                "a multipart upload given up by its caller was aborted"
+            );
+        });
+        let mut aborts = self
+            .kit
+            .inner
+            .aborts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        aborts.retain(|h| !h.is_finished());
+        aborts.push(task);
     }
 }

@@ -324,3 +324,38 @@ async fn a_file_that_changes_during_its_upload_is_refused_and_leaves_no_object()
         sha256_hex(&src)
     );
 }
+
+/// An upload given up by its caller (its future dropped after a part has gone: a timeout
+/// around it, a Ctrl-C) is aborted: its parts do not stay on the server under an upload id
+/// nobody knows. `wait_for_aborts` is what a program about to end awaits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_given_up_by_its_caller_is_aborted() {
+    let Some(bin) = binary() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let a = Server::start(&bin, data.path(), None).await;
+    let kit = S3Kit::new(S3Config::new(vec![endpoint("a", &a.url())]).with_transfer(small_parts()))
+        .unwrap();
+    let bucket = fresh_bucket("dropped");
+    kit.create_bucket(&bucket).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = random_file(dir.path(), "d.bin", 32 << 20, 5);
+    let part_sent = Arc::new(tokio::sync::Notify::new());
+    let sent = part_sent.clone();
+    let progress: Progress = Arc::new(move |_| sent.notify_one());
+    tokio::select! {
+        biased;
+        () = part_sent.notified() => {}
+        r = kit.upload_file_with(&bucket, "d.bin", &src, Some(&progress)) => {
+            panic!("the upload ended before it was given up: {r:?}")
+        }
+    }
+    // the upload was dropped mid-way
+    kit.wait_for_aborts().await;
+    let uploads: Vec<String> = uploads_left(data.path())
+        .into_iter()
+        .filter(|n| n.starts_with(".upload-"))
+        .collect();
+    assert_eq!(uploads, Vec::<String>::new(), "aborted");
+    let e = kit.head(&bucket, "d.bin").await.unwrap_err();
+    assert!(matches!(e, S3Error::NoSuchKey { .. }), "no object: {e:?}");
+}
