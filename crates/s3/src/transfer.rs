@@ -1151,32 +1151,6 @@ pub(crate) fn stream_part_size(base: u64, n: u32) -> u64 {
         .clamp(base, MAX_PART_SIZE.max(base))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::stream_part_size;
-    use crate::config::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE};
-
-    /// A stream's 10 000 parts carry more than S3's largest object (5 TiB), every part within
-    /// S3's sizes; the first 800 are the configured size.
-    #[test]
-    fn a_streams_parts_grow_to_carry_five_tib_in_ten_thousand() {
-        for base in [MIN_PART_SIZE, 8 << 20, 64 << 20] {
-            let sizes: Vec<u64> = (1..=MAX_PARTS as u32)
-                .map(|n| stream_part_size(base, n))
-                .collect();
-            assert!(sizes[..800].iter().all(|&s| s == base));
-            assert!(
-                sizes
-                    .iter()
-                    .all(|&s| (MIN_PART_SIZE..=MAX_PART_SIZE).contains(&s))
-            );
-            assert!(sizes.windows(2).all(|w| w[0] <= w[1]));
-            let total: u64 = sizes.iter().sum();
-            assert!(total > 5 << 40, "{base}: {total}");
-        }
-    }
-}
-
 /// A multipart upload in progress, aborted if the future that owns it is dropped before it
 /// completes or fails (its own failure path aborts it and reports the id instead).
 struct AbortOnDrop<'a> {
@@ -1238,5 +1212,31 @@ impl Drop for AbortOnDrop<'_> {
             .unwrap_or_else(|e| e.into_inner());
         aborts.retain(|h| !h.is_finished());
         aborts.push(task);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_part_size;
+    use crate::config::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE};
+
+    /// A stream's 10 000 parts carry more than S3's largest object (5 TiB), every part within
+    /// S3's sizes; the first 800 are the configured size.
+    #[test]
+    fn a_streams_parts_grow_to_carry_five_tib_in_ten_thousand() {
+        for base in [MIN_PART_SIZE, 8 << 20, 64 << 20] {
+            let sizes: Vec<u64> = (1..=MAX_PARTS as u32)
+                .map(|n| stream_part_size(base, n))
+                .collect();
+            assert!(sizes[..800].iter().all(|&s| s == base));
+            assert!(
+                sizes
+                    .iter()
+                    .all(|&s| (MIN_PART_SIZE..=MAX_PART_SIZE).contains(&s))
+            );
+            assert!(sizes.windows(2).all(|w| w[0] <= w[1]));
+            let total: u64 = sizes.iter().sum();
+            assert!(total > 5 << 40, "{base}: {total}");
+        }
     }
 }
