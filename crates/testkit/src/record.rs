@@ -9,7 +9,9 @@ use bytes::Bytes;
 use infermux_core::{EndpointConfig, RequestContext, Timeouts};
 use infermux_http::{AUTH_HEADERS, Auth, HttpEndpoint, Method};
 
-use crate::cassette::{Body, Cassette, Interaction, RecordedRequest, RecordedResponse};
+use crate::cassette::{
+    Body, Cassette, Interaction, RecordedRequest, RecordedResponse, query_without_keys,
+};
 use crate::server::{self, Handler, IncomingRequest, Reply, Running};
 
 const FORWARDED: [&str; 3] = ["content-type", "accept", "anthropic-version"];
@@ -110,7 +112,11 @@ async fn forward(
     let interaction = Interaction {
         request: RecordedRequest {
             method: req.method.clone(),
-            uri: format!("{upstream}{path_q}"),
+            // a key in the query (`?key=`, Gemini's) is forwarded, never recorded
+            uri: match query_without_keys(&req.query) {
+                q if q.is_empty() => format!("{upstream}{}", req.path),
+                q => format!("{upstream}{}?{q}", req.path),
+            },
             headers,
             body: (!req.body.is_empty()).then(|| Body::Raw(req.body.to_vec())),
         },

@@ -323,3 +323,34 @@ async fn scripted_usage_replaces_the_counted_one() {
     let counted = chat(&ep, &ctx).await.unwrap();
     assert_eq!(counted["usage"]["prompt_tokens"], 3);
 }
+
+#[tokio::test]
+async fn a_key_in_the_query_is_forwarded_but_never_recorded() {
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    let proxy = infermux_testkit::RecordingProxy::start(&sim.url())
+        .await
+        .unwrap();
+    let cfg = EndpointConfig::new("via-proxy", proxy.url()).unwrap();
+    let ep = HttpEndpoint::new("test", cfg, Auth::None).unwrap();
+    let secret = "sk-secret-in-query-123456";
+    let r = ep
+        .request(
+            infermux_http::Method::GET,
+            &format!("/v1/models?alt=json&key={secret}"),
+        )
+        .send_raw(&RequestContext::new())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // the upstream got it
+    assert!(
+        sim.requests_log()
+            .iter()
+            .any(|r| r.path.contains("/v1/models")),
+        "{:?}",
+        sim.requests_log()
+    );
+    let yaml = proxy.cassette().to_yaml();
+    assert!(!yaml.contains(secret), "{yaml}");
+    assert!(yaml.contains("/v1/models?alt=json"), "{yaml}");
+}
