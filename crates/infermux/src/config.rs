@@ -191,14 +191,19 @@ pub struct CacheSpec {
 
 impl fmt::Debug for CacheSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `redis://user:password@host` → `redis://***@host`
-        let redis = self
-            .redis_url
-            .as_deref()
-            .map(|u| match (u.find("://"), u.rfind('@')) {
-                (Some(s), Some(at)) if at > s => format!("{}://***{}", &u[..s], &u[at..]),
-                _ => u.to_owned(),
-            });
+        // `redis://user:password@host` → `redis://***@host`; a query (`?pass=` of a Unix
+        // socket URL) → `?***`
+        let redis = self.redis_url.as_deref().map(|u| {
+            let (base, query) = u.split_once('?').map_or((u, None), |(b, q)| (b, Some(q)));
+            let base = match (base.find("://"), base.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}://***{}", &base[..s], &base[at..]),
+                _ => base.to_owned(),
+            };
+            match query {
+                Some(_) => format!("{base}?***"),
+                None => base,
+            }
+        });
         f.debug_struct("CacheSpec")
             .field("config", &self.config)
             .field("redis_url", &redis)

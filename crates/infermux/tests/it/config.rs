@@ -723,6 +723,15 @@ fn debug_of_the_cache_section_hides_the_redis_password() {
     let debug = format!("{cfg:?}");
     assert!(!debug.contains("s3cret-pw"), "{debug}");
     assert!(debug.contains("redis://***@127.0.0.1:6379"), "{debug}");
+    // a Unix socket's password goes in the query
+    let cfg =
+        load("[cache]\nredis_url = \"redis+unix:///run/redis.sock?pass=hunter2&db=1\"\n").unwrap();
+    let debug = format!("{cfg:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(
+        debug.contains("redis+unix:///run/redis.sock?***"),
+        "{debug}"
+    );
 }
 
 #[test]
