@@ -28,8 +28,10 @@ pub(crate) struct ServeArgs {
     /// The program to run instead of the backend's own (a path, say).
     #[arg(long)]
     program: Option<String>,
-    /// An environment variable `KEY=VALUE` (repeatable).
-    #[arg(long = "env", value_name = "KEY=VALUE")]
+    /// An environment variable for the server: `KEY=VALUE`, or `KEY` alone to pass this
+    /// shell's value on (a token stays out of the command line, as with `docker -e KEY`)
+    /// (repeatable).
+    #[arg(long = "env", value_name = "KEY[=VALUE]")]
     env: Vec<String>,
     /// A folder `HOST:CONTAINER[:ro]` (repeatable; containers).
     #[arg(long = "volume", value_name = "HOST:CONTAINER[:ro]")]
@@ -403,6 +405,40 @@ fn parse_gpus(g: &str) -> Result<Gpus, Error> {
     Ok(Gpus::Devices(ids))
 }
 
+/// One `--env` flag: `KEY=VALUE`, or `KEY` with its value from `lookup` (this shell's
+/// environment). The value is never shown in an error.
+fn env_pair(kv: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<(String, String), Error> {
+    if let Some((k, v)) = kv.split_once('=') {
+        if k.is_empty() {
+            return Err(config_error(
+                "--env takes KEY=VALUE or KEY; the name is missing".to_owned(),
+            ));
+        }
+        return Ok((k.to_owned(), v.to_owned()));
+    }
+    let plain = !kv.is_empty()
+        && kv.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !kv.as_bytes()[0].is_ascii_digit();
+    if !plain {
+        // maybe a value given without its name: never echoed
+        return Err(config_error(
+            "--env takes KEY=VALUE or the name of a variable set in this shell".to_owned(),
+        ));
+    }
+    match lookup(kv) {
+        Some(v) => Ok((kv.to_owned(), v)),
+        // a name in capitals is shown; anything else may be a token (`hf_…`) typed alone
+        None if kv.bytes().all(|b| !b.is_ascii_lowercase()) => Err(config_error(format!(
+            "--env {kv}: the variable is not set in this shell"
+        ))),
+        None => Err(config_error(
+            "--env: a variable named there is not set in this shell (a value needs its name: \
+             KEY=VALUE)"
+                .to_owned(),
+        )),
+    }
+}
+
 /// Builds the spec from the command line (everything but the launcher).
 fn server_spec(args: &mut ServeArgs, backend: Backend) -> Result<ServerSpec, Error> {
     let mut spec = backend.spec(args.name.as_deref()).map_err(launch_error)?;
@@ -413,9 +449,7 @@ fn server_spec(args: &mut ServeArgs, backend: Backend) -> Result<ServerSpec, Err
         spec = spec.with_wrapper(w.split_whitespace());
     }
     for kv in &args.env {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| config_error(format!("--env takes KEY=VALUE, not `{kv}`")))?;
+        let (k, v) = env_pair(kv, |name| std::env::var(name).ok())?;
         spec = spec.with_env(k, v);
     }
     for v in &args.volumes {
@@ -647,6 +681,35 @@ impl Interrupt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_flags_take_a_pair_or_a_name_from_the_shell_and_never_echo_a_value() {
+        let shell = |name: &str| (name == "HF_TOKEN").then(|| "hf_from_the_shell".to_owned());
+        assert_eq!(
+            env_pair("A=b=c", shell).unwrap(),
+            ("A".to_owned(), "b=c".to_owned())
+        );
+        assert_eq!(
+            env_pair("HF_TOKEN", shell).unwrap(),
+            ("HF_TOKEN".to_owned(), "hf_from_the_shell".to_owned())
+        );
+        let e = env_pair("NOT_SET", shell).unwrap_err();
+        assert!(e.to_string().contains("NOT_SET"), "{e}");
+        // a value typed without its name is refused without being shown
+        for bad in [
+            "hf_secret-123456",
+            "hf_AbCdEf0123456789",
+            "sk-abc.def",
+            "=value",
+            "",
+        ] {
+            let e = env_pair(bad, shell).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config);
+            if !bad.is_empty() {
+                assert!(!e.to_string().contains(bad), "{e}");
+            }
+        }
+    }
 
     #[test]
     fn volumes_and_gpus_parse_and_bad_ones_are_config_errors() {
