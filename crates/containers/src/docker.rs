@@ -30,6 +30,11 @@ pub const NAME_LABEL: &str = "infermux.name";
 /// Launches a [`ServerSpec`]'s image as a container: its entrypoint arguments, environment,
 /// the port published on the same host port, binds, GPU device requests, a memory limit and
 /// the infermux labels. Images are not pulled: a missing image is [`Error::UnknownImage`].
+///
+/// The environment (a `HF_TOKEN`, say) goes to the engine in the create body, and bollard
+/// logs that body through the `log` crate at debug level (target `bollard::docker`): a program
+/// that logs at debug with secrets in a spec's environment filters that target out
+/// (`RUST_LOG=debug,bollard=info`). infermux's own logs and errors never show the values.
 #[derive(Debug, Clone)]
 pub struct DockerLauncher {
     docker: Docker,
@@ -127,7 +132,8 @@ impl DockerLauncher {
         Ok(removed)
     }
 
-    /// The create body for `spec` (exposed for tests and inspection).
+    /// The create body for `spec` (exposed for tests and inspection). It holds the spec's
+    /// environment values, and its `Debug` shows them: never log it.
     pub fn create_body(&self, spec: &ServerSpec) -> Result<ContainerCreateBody> {
         let image = spec
             .image
