@@ -584,10 +584,8 @@ impl ProviderKind {
             ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta"),
             ProviderKind::Ollama => Some("http://127.0.0.1:11434"),
             ProviderKind::HfTgi | ProviderKind::HfTei => Some("http://127.0.0.1:8080"),
-            ProviderKind::OpenAiCompat
-            | ProviderKind::Opea
-            | ProviderKind::Ovms
-            | ProviderKind::Llvm => None,
+            ProviderKind::Ovms => Some("http://127.0.0.1:8000"),
+            ProviderKind::OpenAiCompat | ProviderKind::Opea | ProviderKind::Llvm => None,
         }
     }
 
@@ -615,10 +613,13 @@ impl ProviderKind {
         }
     }
 
-    /// The environment variables the provider's own `from_env` reads its key from, in order
-    /// (for `openai-compat`, `INFERMUX_API_KEY`: an OpenAI key is never sent to an arbitrary
-    /// server by default; for `hf-tgi` and `hf-tei`, the server's own key, the Hugging Face
-    /// token being for Hugging Face's hosts: see [`ProviderKind::api_key_envs_for`]). Empty
+    /// The environment variables the CLI (`infermux chat --provider …`) reads an endpoint's
+    /// key from, in order: the provider crate's own `from_env` convention, except for
+    /// `openai-compat`, whose key the CLI reads from `INFERMUX_API_KEY`, so that an OpenAI key
+    /// is never sent to an arbitrary server it names (`OpenAiCompat::from_env` and
+    /// `Client::from_env` follow OpenAI's SDKs instead: `OPENAI_API_KEY` goes to
+    /// `OPENAI_BASE_URL`); for `hf-tgi` and `hf-tei`, the server's own key, the Hugging Face
+    /// token being for Hugging Face's hosts (see [`ProviderKind::api_key_envs_for`]). Empty
     /// for a provider without such a convention.
     pub fn api_key_envs(self) -> &'static [&'static str] {
         match self {
@@ -640,7 +641,8 @@ impl ProviderKind {
     }
 
     /// The environment variable the provider's own `from_env` reads its base URL from, if any
-    /// (`OLLAMA_HOST` may be a bare `host:port`).
+    /// (`OLLAMA_HOST` may be a bare `host:port`); `None` for `openai-compat`, whose base URL
+    /// the CLI takes from `--base-url` or `INFERMUX_BASE_URL` only.
     pub fn base_url_env(self) -> Option<&'static str> {
         match self {
             ProviderKind::OpenAi => Some("OPENAI_BASE_URL"),
@@ -653,7 +655,8 @@ impl ProviderKind {
             ProviderKind::HfTgi => Some("TGI_URL"),
             ProviderKind::HfTei => Some("TEI_URL"),
             ProviderKind::Llvm => Some("LLVM_API_URL"),
-            ProviderKind::OpenAiCompat | ProviderKind::Ovms => None,
+            ProviderKind::Ovms => Some("OVMS_BASE_URL"),
+            ProviderKind::OpenAiCompat => None,
         }
     }
 

@@ -658,6 +658,14 @@ fn provider_defaults_match_the_provider_crates() {
         p(ProviderKind::Llvm),
         (None, vec![llvm::API_KEY_ENV], Some(llvm::BASE_URL_ENV))
     );
+    assert_eq!(
+        p(ProviderKind::Ovms),
+        (
+            Some(ovms::DEFAULT_BASE_URL),
+            vec![],
+            Some(ovms::BASE_URL_ENV)
+        )
+    );
     // each kind builds its provider, named as the kind
     for k in ProviderKind::ALL {
         let cfg = EndpointConfig::new("e", "http://127.0.0.1:1/v1").unwrap();
