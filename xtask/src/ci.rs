@@ -7,7 +7,7 @@
 //! | `conformance` | the conformance runner (`infermux conformance`) over `../shared/fixtures/cassettes` (before the tests); fails when any interaction fails |
 //! | `test` | `cargo nextest run --workspace --all-features --locked`; `cargo test` (doctests included) where cargo-nextest is not installed |
 //! | `doctest` | `cargo test --doc --workspace --all-features --locked` |
-//! | `doc` | `RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked` |
+//! | `doc` | `RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked` |
 //! | `tidy` | [`crate::tidy`], in process |
 //! | `codegen` | `codegen --check`, in process |
 //! | `publish` | the publish-order rules, in process |

@@ -1,4 +1,5 @@
-//! `cargo xtask tidy`: the house rules of DESIGN.md §5 that a machine can check.
+//! `cargo xtask tidy`: the house rules that a machine can check (ARCHITECTURE.md,
+//! "Cross-cutting concerns").
 //!
 //! Sources (every `.rs` under `crates/`, `xtask/`, `benches/`, `fuzz/`, skipping `target`):
 //! - the first non-empty line is a `//!` doc;
@@ -170,7 +171,7 @@ pub(crate) fn check_source(file: &str, text: &str, out: &mut Vec<Violation>) {
             if compact.contains(attribute) {
                 push(
                     index + 1,
-                    format!("`{attribute}]` is not allowed (DESIGN.md §5)"),
+                    format!("`{attribute}]` is not allowed: a test runs and says what it checks"),
                 );
             }
         }
@@ -187,7 +188,9 @@ pub(crate) fn check_source(file: &str, text: &str, out: &mut Vec<Violation>) {
                 if found {
                     push(
                         index + 1,
-                        format!("`{word}` inside `cfg_attr` is not allowed (DESIGN.md §5)"),
+                        format!(
+                            "`{word}` inside `cfg_attr` is not allowed: a test runs and says what it checks"
+                        ),
                     );
                 }
             }

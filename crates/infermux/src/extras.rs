@@ -1,5 +1,5 @@
 //! What the client adds in front of the stack: the response cache (exact and semantic tiers)
-//! and the embedding batcher. DESIGN.md §1's order: cache → batching → call policy.
+//! and the embedding batcher. The order of the call: cache → batching → call policy.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};

@@ -1,7 +1,7 @@
 //! Operations outside the [`Request`](infermux_core::Request) enum — speech, transcription,
 //! file upload, token counting, model pulls, LoRA adapters, or any method of a concrete
 //! provider — run through the same pools, keys, breakers, counters and call policy as every
-//! call (DESIGN.md §1: the call policy is generic over the operation), with an explicit
+//! call (the call policy is generic over the operation), with an explicit
 //! idempotency: a non-idempotent operation is retried only when it provably never reached the
 //! server.
 

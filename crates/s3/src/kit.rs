@@ -274,8 +274,8 @@ fn client_for(c: &S3EndpointConfig) -> Result<Client, S3Error> {
                 .build(),
         )
         .stalled_stream_protection(StalledStreamProtectionConfig::enabled().build())
-        // integrity is ours (Content-MD5 per part, the object's SHA-256 end to end), so servers
-        // without the newer x-amz-checksum-* headers work the same
+        // integrity is ours (a CRC32C we compute per part and PUT, the object's SHA-256 end to
+        // end): the SDK adds no checksum of its own where the operation does not require one
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
     if let Some(url) = &c.url {

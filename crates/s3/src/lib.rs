@@ -14,8 +14,8 @@
 //!   (parallel ranges, resumable);
 //! - folders: [`S3Kit::sync_up`] and [`S3Kit::fetch`] (only what changed, by SHA-256).
 //!
-//! Integrity end to end: each part and each single `PUT` carries `Content-MD5` (the server
-//! checks it); the object carries the file's SHA-256 in its metadata ([`SHA256_META`]);
+//! Integrity end to end: each part and each single `PUT` carries its CRC32C
+//! (`x-amz-checksum-crc32c`, which the server checks); the object carries the file's SHA-256 in its metadata ([`SHA256_META`]);
 //! a download is checked against it before the file appears under its name.
 //!
 //! TLS: the AWS SDK's HTTPS client runs rustls on `ring`, the crypto provider reqwest's rustls
