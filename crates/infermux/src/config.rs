@@ -1808,6 +1808,22 @@ impl Loader<'_> {
             }
             keys.push(self.key(&name, alias, k, k_span)?);
         }
+        // limits are per key: on an endpoint without keys they would limit nothing
+        if keys.is_empty()
+            && let Some((what, at)) = e
+                .rpm
+                .as_ref()
+                .map(|n| ("rpm", n.span()))
+                .or_else(|| e.tpm.as_ref().map(|n| ("tpm", n.span())))
+        {
+            return Err(self.err(
+                at,
+                format_args!(
+                    "endpoint `{name}`: `{what}` limits each key, and it has no `keys` \
+                     (`max_concurrency` bounds an endpoint without keys)"
+                ),
+            ));
+        }
         if keys.is_empty() && e.provider.requires_key() {
             return Err(self.err(
                 span,

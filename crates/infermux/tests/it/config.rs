@@ -326,6 +326,11 @@ fn bad_values_name_their_line() {
         fails(&format!("{LOCAL}rpm = 0\n"))
             .contains("line 6, column 7: endpoint `local`: `rpm` must be at least 1")
     );
+    // a limit per key on an endpoint without keys would limit nothing
+    assert!(
+        fails(&format!("{LOCAL}tpm = 1000\n"))
+            .contains("line 6, column 7: endpoint `local`: `tpm` limits each key")
+    );
 }
 
 #[test]
@@ -792,5 +797,8 @@ fn keys_that_would_go_unused_are_refused_naming_their_line() {
         "access_key_env = \"TEST_KEY_A\"\nsecret_key_env = \"TEST_KEY_B\"\nsession_token_env = \"TEST_KEY_A\"",
     ))
     .unwrap();
-    load(&format!("{LOCAL}tpm = 4294967295\n")).unwrap();
+    load(&format!(
+        "{LOCAL}keys = [ {{ alias = \"k\", value = \"v\" }} ]\ntpm = 4294967295\n"
+    ))
+    .unwrap();
 }
