@@ -84,7 +84,10 @@
 //! wait, and with [`Unavailable`](infermux_core::ErrorKind::Unavailable) when the earliest
 //! member returns after the call deadline (its `retry_after` is the time until then and its
 //! message names the member) or never (every key removed: no `retry_after`). A waiter whose
-//! future is dropped leaves the queue at once.
+//! future is dropped leaves the queue at once. A waiter woken in its turn whose future is not
+//! polled (parked in a `select!`, on a blocked runtime) is passed over once it has held its
+//! turn for 50 ms, so the waiters behind it are served when something next frees; drop a call
+//! you stop polling rather than park it.
 //!
 //! # Ejection cap
 //! The pool never lets transient errors eject every member: when more than

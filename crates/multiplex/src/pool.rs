@@ -1350,7 +1350,8 @@ impl MultiPool {
             };
             // while a waiter ahead holds the baton, what is free now is its to take: it passes
             // the baton on when it is done; look again a while later in case it never does
-            // (a waiter its owner stopped polling), never in a loop
+            // (a waiter its owner stopped polling: a sweep then passes over it, see
+            // `queue::STALLED_AFTER`), never in a loop
             let at = if deferred {
                 let recheck = now.saturating_add(dur_ns(DEFERRED_RECHECK));
                 Some(at.map_or(recheck, |a| a.max(recheck)))

@@ -5,7 +5,8 @@
 //! best waiter not yet visited by the sweep is woken; when it has tried, it passes the baton
 //! on if what it found may serve the next one (it succeeded, or only its own token estimate
 //! held it back) and ends the sweep otherwise. So waiters are served in priority order and one
-//! event wakes about one waiter, not all.
+//! event wakes about one waiter, not all. A waiter that has held its baton untried for
+//! [`STALLED_AFTER`] (nobody polls it) is passed over, so it cannot hold up those behind it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -23,6 +24,8 @@ pub(crate) struct Slot {
     since: Instant,
     /// Set by a sweep; the waiter clears it when it has tried.
     pub(crate) woken: AtomicBool,
+    /// When it was last woken (ns after `since`).
+    woken_at: AtomicU64,
     /// The sweep that last visited it.
     visited: AtomicU64,
     waker: Mutex<Option<Waker>>,
@@ -36,7 +39,13 @@ impl Slot {
             _ => *slot = Some(w.clone()),
         }
     }
-    fn wake(&self) {
+    fn wake(&self, now: Instant) {
+        // a baton not tried yet keeps the time it was first given
+        if !self.woken.load(Ordering::Acquire) {
+            let at = now.saturating_duration_since(self.since).as_nanos();
+            self.woken_at
+                .store(u64::try_from(at).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
         self.woken.store(true, Ordering::Release);
         let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(w) = waker {
@@ -100,6 +109,7 @@ impl WaitQueue {
             level: lvl,
             since: now,
             woken: AtomicBool::new(false),
+            woken_at: AtomicU64::new(0),
             visited: AtomicU64::new(0),
             waker: Mutex::new(None),
         });
@@ -146,7 +156,7 @@ impl WaitQueue {
         let mut best: Option<(u128, u64, &Arc<Slot>)> = None;
         for (lvl, q) in st.levels.iter().enumerate() {
             for s in q {
-                if s.visited.load(Ordering::Relaxed) == sweep {
+                if s.visited.load(Ordering::Relaxed) == sweep || stalled(s, now) {
                     continue;
                 }
                 let aged = now.saturating_duration_since(s.since).as_nanos() / step;
@@ -164,7 +174,20 @@ impl WaitQueue {
         }
         if let Some((_, _, s)) = best {
             s.visited.store(sweep, Ordering::Relaxed);
-            s.wake();
+            s.wake(now);
         }
+    }
+}
+
+/// How long a woken waiter may leave its baton untried before sweeps pass over it: its owner
+/// stopped polling it (a future parked in a `select!`, a blocked runtime), and the waiters
+/// behind it must not wait for it.
+pub(crate) const STALLED_AFTER: Duration = Duration::from_millis(50);
+
+/// Whether `s` was woken over [`STALLED_AFTER`] ago and has not tried yet.
+fn stalled(s: &Slot, now: Instant) -> bool {
+    s.woken.load(Ordering::Acquire) && {
+        let woken = s.since + Duration::from_nanos(s.woken_at.load(Ordering::Relaxed));
+        now.saturating_duration_since(woken) >= STALLED_AFTER
     }
 }
