@@ -86,8 +86,8 @@
 //! message names the member) or never (every key removed: no `retry_after`). A waiter whose
 //! future is dropped leaves the queue at once. A waiter woken in its turn whose future is not
 //! polled (parked in a `select!`, on a blocked runtime) is passed over once it has held its
-//! turn for 50 ms, so the waiters behind it are served when something next frees; drop a call
-//! you stop polling rather than park it.
+//! turn for 50 ms: the waiter behind it looks again then and takes what freed. Drop a call you
+//! stop polling rather than park it.
 //!
 //! # Ejection cap
 //! The pool never lets transient errors eject every member: when more than

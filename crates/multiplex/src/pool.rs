@@ -1288,8 +1288,9 @@ impl MultiPool {
             slot.set_waker(cx.waker());
             let now = inner.now_ns();
             let mut baton = slot.woken.swap(false, Ordering::AcqRel);
-            // the baton went to a waiter ahead: it passes it on when it is done
-            let mut deferred = false;
+            // the baton went to a waiter ahead: it passes it on when it is done (and when it
+            // sat on an earlier one untried, this waiter looks again in a while)
+            let mut deferred = slot.recheck.swap(false, Ordering::AcqRel) && !baton;
             let timer_fired = timer
                 .as_mut()
                 .as_pin_mut()

@@ -28,6 +28,9 @@ pub(crate) struct Slot {
     woken_at: AtomicU64,
     /// The sweep that last visited it.
     visited: AtomicU64,
+    /// Set when a sweep found the waiter ahead still holding an untried baton: this one
+    /// looks again in [`STALLED_AFTER`], in case that waiter is never polled.
+    pub(crate) recheck: AtomicBool,
     waker: Mutex<Option<Waker>>,
 }
 
@@ -39,14 +42,23 @@ impl Slot {
             _ => *slot = Some(w.clone()),
         }
     }
-    fn wake(&self, now: Instant) {
-        // a baton not tried yet keeps the time it was first given
-        if !self.woken.load(Ordering::Acquire) {
+    /// Gives it the baton; whether it already held one it had not tried yet (that one keeps
+    /// the time it was given). Called under the queue's lock, where `woken_at` is read.
+    fn wake(&self, now: Instant) -> bool {
+        let untried = self
+            .woken
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err();
+        if !untried {
             let at = now.saturating_duration_since(self.since).as_nanos();
             self.woken_at
                 .store(u64::try_from(at).unwrap_or(u64::MAX), Ordering::Relaxed);
         }
-        self.woken.store(true, Ordering::Release);
+        self.notify();
+        untried
+    }
+
+    fn notify(&self) {
         let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(w) = waker {
             w.wake();
@@ -111,6 +123,7 @@ impl WaitQueue {
             woken: AtomicBool::new(false),
             woken_at: AtomicU64::new(0),
             visited: AtomicU64::new(0),
+            recheck: AtomicBool::new(false),
             waker: Mutex::new(None),
         });
         st.levels[lvl].push_back(slot.clone());
@@ -152,11 +165,38 @@ impl WaitQueue {
 
     fn pass_locked(&self, st: &mut State, now: Instant) {
         let sweep = st.sweep;
+        let Some(s) = self.best(st, now, |s| {
+            s.visited.load(Ordering::Relaxed) != sweep && !stalled(s, now)
+        }) else {
+            return;
+        };
+        s.visited.store(sweep, Ordering::Relaxed);
+        if s.wake(now) {
+            // it has not tried its earlier baton yet: it will, and see what freed — unless
+            // its owner never polls it again; the next waiter checks on that later
+            let next = self.best(st, now, |o| {
+                // `s` itself is woken, so not eligible
+                !o.woken.load(Ordering::Acquire)
+            });
+            if let Some(next) = next {
+                next.recheck.store(true, Ordering::Release);
+                next.notify();
+            }
+        }
+    }
+
+    /// The first waiter by priority (with ageing), then arrival, among those `eligible`.
+    fn best<'s>(
+        &self,
+        st: &'s State,
+        now: Instant,
+        eligible: impl Fn(&Slot) -> bool,
+    ) -> Option<&'s Arc<Slot>> {
         let step = self.age_step.as_nanos().max(1);
         let mut best: Option<(u128, u64, &Arc<Slot>)> = None;
         for (lvl, q) in st.levels.iter().enumerate() {
             for s in q {
-                if s.visited.load(Ordering::Relaxed) == sweep || stalled(s, now) {
+                if !eligible(s) {
                     continue;
                 }
                 let aged = now.saturating_duration_since(s.since).as_nanos() / step;
@@ -168,14 +208,11 @@ impl WaitQueue {
                 if better {
                     best = Some((effective, s.seq, s));
                 }
-                // within a level, later waiters are younger: the first unvisited one is its best
+                // within a level, later waiters are younger: the first eligible one is its best
                 break;
             }
         }
-        if let Some((_, _, s)) = best {
-            s.visited.store(sweep, Ordering::Relaxed);
-            s.wake(now);
-        }
+        best.map(|(_, _, s)| s)
     }
 }
 

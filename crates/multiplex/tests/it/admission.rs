@@ -627,3 +627,42 @@ async fn a_waiter_ahead_that_is_never_polled_again_does_not_hold_up_the_one_behi
     behind.await.unwrap().unwrap();
     drop(parked);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_parked_waiter_ahead_does_not_hold_up_a_permit_freed_for_the_one_behind() {
+    // one permit, no limits: nothing but the permit's release wakes the waiters
+    let gate = Arc::new(Notify::new());
+    let stub = gated(gate.clone());
+    let pool = pool(
+        vec![executor(stub.clone(), 1, None)],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin).with_age_step(Duration::from_secs(3600)),
+    );
+    let p = Arc::new(policy(1, Duration::from_secs(600)));
+    let holder = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
+    };
+    while stub.seen().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let request = chat();
+    let ctx = RequestContext::new();
+    let mut parked = Box::pin(p.call(&pool, &request, &ctx));
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(parked.as_mut().poll(cx))).await;
+    assert!(first.is_pending());
+    let behind = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(async move {
+            let ctx = RequestContext::new().with_timeout(Duration::from_secs(10));
+            p.call(&pool, &chat(), &ctx).await
+        })
+    };
+    tokio::task::yield_now().await;
+    // the permit frees at once: its turn goes to the parked waiter, which never takes it
+    gate.notify_one();
+    holder.await.unwrap().unwrap();
+    gate.notify_one();
+    behind.await.unwrap().unwrap();
+    drop(parked);
+}
