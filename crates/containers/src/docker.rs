@@ -126,6 +126,11 @@ impl DockerLauncher {
             match self.docker.remove_container(&id, Some(force())).await {
                 Ok(()) => removed += 1,
                 Err(e) if status_of(&e).is_some_and(|(s, _)| s == 404) => {}
+                // 409: a removal is already under way (a dropped server's own): wait for it
+                Err(e) if status_of(&e).is_some_and(|(s, _)| s == 409) => {
+                    self.wait_removed(&id).await;
+                    removed += 1;
+                }
                 Err(e) => return Err(docker_err(e)),
             }
         }
@@ -181,6 +186,18 @@ impl DockerLauncher {
             host_config: Some(host_config),
             ..Default::default()
         })
+    }
+
+    /// Until the container `id` is gone (the engine answers its wait when the removal under
+    /// way ends; an error means it is gone already or the engine cannot say).
+    async fn wait_removed(&self, id: &str) {
+        let mut wait = self.docker.wait_container(
+            id,
+            Some(WaitContainerOptions {
+                condition: "removed".to_owned(),
+            }),
+        );
+        let _ = wait.next().await;
     }
 
     async fn remove(&self, id: &str) {

@@ -401,6 +401,23 @@ async fn a_start_cancelled_after_the_create_leaves_a_container_remove_leftovers_
 }
 
 #[tokio::test]
+async fn leftovers_already_being_removed_are_waited_for_not_an_error() {
+    // a dropped server's own removal is under way: the engine answers 409
+    let replay = Replay::start(&["list_created", "remove_in_progress", "wait_removed"], &[]);
+    let launcher = replay.launcher();
+    assert_eq!(
+        launcher
+            .remove_leftovers(&llama_spec(free_port()))
+            .await
+            .unwrap(),
+        1
+    );
+    replay.verify();
+    let waited = &replay.seen("POST", "/containers/e90e34656806/wait")[0];
+    assert_eq!(url_param(&waited.query, "condition"), "removed");
+}
+
+#[tokio::test]
 async fn a_port_taken_on_the_host_is_refused_before_anything_is_created() {
     let replay = Replay::start(&["list_empty"], &[]);
     let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
