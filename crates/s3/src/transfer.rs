@@ -191,9 +191,9 @@ impl S3Kit {
                 let guard = AbortOnDrop::new(self, ep, bucket, key, &upload_id);
                 // boxed: the parts' futures are large
                 let result = Box::pin(self.upload_parts(&ctx, &up, ep, &upload_id, &[])).await;
-                guard.disarm();
                 match result {
                     Ok((etag, parts_reused)) => {
+                        guard.disarm();
                         return Ok(Uploaded {
                             key: key.to_owned(),
                             size: before.len,
@@ -206,6 +206,8 @@ impl S3Kit {
                     }
                     Err(e) => {
                         let aborted = self.abort_on(ep, bucket, key, &upload_id).await.is_ok();
+                        // aborted here, or its id reported: dropped before this, the guard aborts
+                        guard.disarm();
                         // the endpoint failed (not the request): start again where the pool sends us
                         let retry_elsewhere = match &e {
                             S3Error::Call(c) => {
@@ -437,13 +439,12 @@ impl S3Kit {
         .map_err(S3Error::Call)
     }
 
-    /// Aborts an upload on endpoint `ep`; when that endpoint cannot be reached, through any
-    /// endpoint the pool picks (nodes of one store share their uploads). `Ok(true)` when an
-    /// upload was aborted, `Ok(false)` when none was found.
     /// Waits for the aborts of multipart uploads whose futures were dropped before they
     /// completed or failed (a caller that gave up, a Ctrl-C): each such upload is aborted on
-    /// the runtime, so that its parts do not stay on the server under an id nobody knows.
-    /// A program about to end calls this first: the runtime's end would cut them short.
+    /// the runtime, so that its parts do not stay on the server under an id nobody knows (a
+    /// part the server was still receiving when the abort landed may outlive it on some
+    /// servers: a bucket lifecycle rule for incomplete uploads clears those). A program about
+    /// to end calls this first: the runtime's end would cut them short.
     ///
     /// ```no_run
     /// # async fn f(kit: infermux_s3::S3Kit) {
@@ -466,6 +467,9 @@ impl S3Kit {
         }
     }
 
+    /// Aborts an upload on endpoint `ep`; when that endpoint cannot be reached, through any
+    /// endpoint the pool picks (nodes of one store share their uploads). `Ok(true)` when an
+    /// upload was aborted, `Ok(false)` when none was found.
     pub(crate) async fn abort_on(
         &self,
         ep: usize,
@@ -742,19 +746,22 @@ impl S3Kit {
                 Ok((total, n, etag))
             }
             .await;
-            guard.disarm();
             match result {
-                Ok((size, parts, etag)) => Ok(Uploaded {
-                    key: key.to_owned(),
-                    size,
-                    sha256: hex::encode(hasher.finalize()),
-                    etag,
-                    parts,
-                    parts_reused: 0,
-                    endpoint: self.endpoint_name(ep).to_owned(),
-                }),
+                Ok((size, parts, etag)) => {
+                    guard.disarm();
+                    Ok(Uploaded {
+                        key: key.to_owned(),
+                        size,
+                        sha256: hex::encode(hasher.finalize()),
+                        etag,
+                        parts,
+                        parts_reused: 0,
+                        endpoint: self.endpoint_name(ep).to_owned(),
+                    })
+                }
                 Err(e) => {
                     let aborted = self.abort_on(ep, bucket, key, &upload_id).await.is_ok();
+                    guard.disarm();
                     Err(match e {
                         S3Error::Call(source) => S3Error::UploadFailed {
                             key: key.to_owned(),
@@ -1200,7 +1207,7 @@ impl Drop for AbortOnDrop<'_> {
             tracing::info!(
                 target: "infermux::s3",
                 endpoint = kit.endpoint_name(ep),
-                aborted = aborted.is_ok(),
+                aborted = matches!(aborted, Ok(true)),
                 "a multipart upload given up by its caller was aborted"
             );
         });

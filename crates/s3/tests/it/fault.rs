@@ -351,6 +351,8 @@ async fn an_upload_given_up_by_its_caller_is_aborted() {
     }
     // the upload was dropped mid-way
     kit.wait_for_aborts().await;
+    // the upload is gone (a part still arriving when the abort landed may outlive it, as
+    // the docs say; the upload's own record may not)
     let uploads: Vec<String> = uploads_left(data.path())
         .into_iter()
         .filter(|n| n.starts_with(".upload-"))
