@@ -93,16 +93,24 @@ struct Health {
 /// A word with Redis that may be had now, or not (down: decide locally).
 pub(crate) struct Permit<'a> {
     health: &'a Health,
-    /// Redis is down and this call probes it (else it is up).
+    /// Redis is down and this call probes it, holding the probe flag (else it is up, or
+    /// this is an explicit connect while another call probes).
     probe: bool,
+    /// How long to wait before the next probe when this one ends unanswered.
+    retry_interval: Duration,
+    /// Its outcome was recorded ([`SharedState::settle`]).
+    settled: bool,
 }
 
 impl Drop for Permit<'_> {
     /// A probe ends with its call, settled or not: one cancelled mid-call (its caller gave
-    /// up during the round trip) lets the next call probe, instead of keeping Redis counted
-    /// down for good.
+    /// up during the round trip) lets the next call probe after the retry interval, instead
+    /// of keeping Redis counted down for good.
     fn drop(&mut self) {
         if self.probe {
+            if !self.settled {
+                self.health.retry_later(self.retry_interval);
+            }
             self.health.probing.store(false, Ordering::Release);
         }
     }
@@ -113,22 +121,29 @@ impl Health {
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn permit(&self) -> Option<Permit<'_>> {
+    fn permit(&self, retry_interval: Duration) -> Option<Permit<'_>> {
+        let permit = |probe| Permit {
+            health: self,
+            probe,
+            retry_interval,
+            settled: false,
+        };
         if self.up.load(Ordering::Acquire) {
-            return Some(Permit {
-                health: self,
-                probe: false,
-            });
+            return Some(permit(false));
         }
         if self.ms() >= self.retry_at.load(Ordering::Acquire)
             && !self.probing.swap(true, Ordering::AcqRel)
         {
-            return Some(Permit {
-                health: self,
-                probe: true,
-            });
+            return Some(permit(true));
         }
         None
+    }
+
+    /// No call before `retry_interval` from now.
+    fn retry_later(&self, retry_interval: Duration) {
+        let retry = u64::try_from(retry_interval.as_millis()).unwrap_or(u64::MAX);
+        self.retry_at
+            .store(self.ms().saturating_add(retry), Ordering::Release);
     }
 
     fn success(&self) {
@@ -141,9 +156,7 @@ impl Health {
     }
 
     fn failure(&self, retry_interval: Duration, what: &str) {
-        let retry = u64::try_from(retry_interval.as_millis()).unwrap_or(u64::MAX);
-        self.retry_at
-            .store(self.ms().saturating_add(retry), Ordering::Release);
+        self.retry_later(retry_interval);
         if self.up.swap(false, Ordering::AcqRel) {
             tracing::warn!(
                 target: "infermux::multiplex",
@@ -282,9 +295,12 @@ impl SharedState {
     /// Connects now (and loads the scripts) rather than at the first admission; whether
     /// Redis answered within the timeout (when not, it counts as down).
     pub async fn connect(&self) -> bool {
+        // an explicit connect probes, unless another call is probing now (never clear its flag)
         let permit = Permit {
             health: &self.conn.health,
-            probe: true,
+            probe: !self.conn.health.probing.swap(true, Ordering::AcqRel),
+            retry_interval: self.retry_interval,
+            settled: false,
         };
         let conn = &self.conn;
         let r = tokio::time::timeout(self.timeout, async {
@@ -302,7 +318,7 @@ impl SharedState {
     /// time, `None` when Redis is down or did not answer in time. For health checks and the
     /// benchmark that compares a decision with one round trip.
     pub async fn ping(&self) -> Option<Duration> {
-        let permit = self.conn.health.permit()?;
+        let permit = self.conn.health.permit(self.retry_interval)?;
         let r = tokio::time::timeout(self.timeout, async {
             let mut c = self.connection().await?;
             let start = Instant::now();
@@ -337,12 +353,13 @@ impl SharedState {
     /// Records the outcome of a guarded call.
     fn settle<T>(
         &self,
-        permit: Permit<'_>,
+        mut permit: Permit<'_>,
         r: std::result::Result<::redis::RedisResult<T>, tokio::time::error::Elapsed>,
     ) -> Option<T> {
         let what = match r {
             Ok(Ok(v)) => {
                 self.conn.health.success();
+                permit.settled = true;
                 drop(permit);
                 return Some(v);
             }
@@ -355,6 +372,7 @@ impl SharedState {
             Err(_) => format!("no answer within {:?}", self.timeout),
         };
         self.conn.health.failure(self.retry_interval, &what);
+        permit.settled = true;
         drop(permit);
         None
     }
@@ -367,7 +385,7 @@ impl SharedState {
         tpm: (u64, u64),
         tokens: u64,
     ) -> Option<Answer> {
-        let permit = self.conn.health.permit()?;
+        let permit = self.conn.health.permit(self.retry_interval)?;
         let r = tokio::time::timeout(self.timeout, async {
             let mut c = self.connection().await?;
             self.conn
@@ -403,7 +421,7 @@ impl SharedState {
     /// `per_minute`; off the caller's path.
     pub(crate) fn adjust(&self, key: String, per_minute: u64, tokens: u64, charge: bool) {
         self.spawn(move |s| async move {
-            let Some(permit) = s.conn.health.permit() else {
+            let Some(permit) = s.conn.health.permit(s.retry_interval) else {
                 return;
             };
             let r = tokio::time::timeout(s.timeout, async {
@@ -426,7 +444,7 @@ impl SharedState {
     /// good) on `key`; off the caller's path.
     pub(crate) fn hold(&self, key: String, reason: u8, span: Option<Duration>) {
         self.spawn(move |s| async move {
-            let Some(permit) = s.conn.health.permit() else {
+            let Some(permit) = s.conn.health.permit(s.retry_interval) else {
                 return;
             };
             let span = span.map_or(-1, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
