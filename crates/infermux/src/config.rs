@@ -193,15 +193,15 @@ impl fmt::Debug for CacheSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // `redis://user:password@host` → `redis://***@host`; a query (`?pass=` of a Unix
         // socket URL) → `?***`
+        // (the userinfo first: a password may hold a `?`; an `@` in the query hides more)
         let redis = self.redis_url.as_deref().map(|u| {
-            let (base, query) = u.split_once('?').map_or((u, None), |(b, q)| (b, Some(q)));
-            let base = match (base.find("://"), base.rfind('@')) {
-                (Some(s), Some(at)) if at > s => format!("{}://***{}", &base[..s], &base[at..]),
-                _ => base.to_owned(),
+            let (head, rest) = match (u.find("://"), u.rfind('@')) {
+                (Some(s), Some(at)) if at > s => (format!("{}://***", &u[..s]), &u[at..]),
+                _ => (String::new(), u),
             };
-            match query {
-                Some(_) => format!("{base}?***"),
-                None => base,
+            match rest.split_once('?') {
+                Some((base, _)) => format!("{head}{base}?***"),
+                None => format!("{head}{rest}"),
             }
         });
         f.debug_struct("CacheSpec")

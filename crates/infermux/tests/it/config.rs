@@ -745,6 +745,11 @@ fn debug_of_the_cache_section_hides_the_redis_password() {
         debug.contains("redis+unix:///run/redis.sock?***"),
         "{debug}"
     );
+    // a password with a `?` in it
+    let cfg = load("[cache]\nredis_url = \"redis://:pa?ss-word@127.0.0.1:6379\"\n").unwrap();
+    let debug = format!("{cfg:?}");
+    assert!(!debug.contains("ss-word"), "{debug}");
+    assert!(debug.contains("redis://***@127.0.0.1:6379"), "{debug}");
 }
 
 #[test]
