@@ -211,8 +211,16 @@ pub(crate) async fn run(args: S3Args) -> Result<(), Error> {
     tokio::select! {
         r = command(&kit, args) => r,
         _ = tokio::signal::ctrl_c() => {
-            let aborted =
-                tokio::time::timeout(Duration::from_secs(30), kit.wait_for_aborts()).await;
+            let aborted = tokio::select! {
+                r = tokio::time::timeout(Duration::from_secs(30), kit.wait_for_aborts()) => r,
+                // a second Ctrl-C: leave now
+                _ = tokio::signal::ctrl_c() => {
+                    return Err(Error::new(
+                        ErrorKind::Cancelled,
+                        "interrupted again: an upload in progress may be left unaborted",
+                    ));
+                }
+            };
             Err(Error::new(
                 ErrorKind::Cancelled,
                 if aborted.is_ok() {

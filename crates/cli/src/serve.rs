@@ -582,11 +582,16 @@ pub(crate) async fn run(mut args: ServeArgs) -> Result<(), Error> {
             // this runtime, which ends with the program, so it is awaited here
             bar.finish_and_clear();
             printer.abort();
-            let removed = tokio::time::timeout(
-                LEFTOVERS_TIMEOUT,
-                owner.remove_leftovers(&started_spec),
-            )
-            .await;
+            let removed = tokio::select! {
+                r = tokio::time::timeout(LEFTOVERS_TIMEOUT, owner.remove_leftovers(&started_spec)) => r,
+                // a second Ctrl-C: leave now, saying what may be left
+                _ = interrupt.wait() => {
+                    return Err(Error::new(
+                        ErrorKind::Cancelled,
+                        format!("interrupted again while removing {name}: a container of it may be left (label infermux.name={name})"),
+                    ));
+                }
+            };
             return match removed {
                 Ok(Ok(_)) => {
                     eprintln!("interrupted before {name} was ready; stopped");

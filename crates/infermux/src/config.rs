@@ -1694,6 +1694,7 @@ impl Loader<'_> {
                     _ => u32::MAX,
                 };
                 if let Some(n) = &b.minimum_calls
+                    && b.enabled != Some(false)
                     && *n.get_ref() > window
                 {
                     return Err(self.err(
