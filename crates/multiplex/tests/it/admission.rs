@@ -587,14 +587,20 @@ async fn a_retry_waiting_for_another_endpoint_passes_the_baton_to_a_waiter_behin
     assert_eq!(a.member, 1, "a's retry went to y, not back to x");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_waiter_ahead_that_is_never_polled_again_does_not_hold_up_the_one_behind() {
-    // one permit; one key allowing one request a minute
+/// One permit, held by a call in flight, on a key limited to `rpm`; a first waiter polled
+/// once and then parked by its owner (neither polled nor dropped); a second behind it with
+/// `deadline`. The holder ends at once: the second must be served, not held up by the parked
+/// one (the parked call is dropped at the end).
+async fn parked_waiter_ahead(rpm: Option<u32>, deadline: Duration) {
     let gate = Arc::new(Notify::new());
     let stub = gated(gate.clone());
+    let member = match rpm {
+        Some(n) => keyed(0, "a").with_rpm(n),
+        None => keyed(0, "a"),
+    };
     let pool = pool(
         vec![executor(stub.clone(), 1, None)],
-        vec![keyed(0, "a").with_rpm(1)],
+        vec![member],
         PoolConfig::new(Strategy::RoundRobin).with_age_step(Duration::from_secs(3600)),
     );
     let p = Arc::new(policy(1, Duration::from_secs(600)));
@@ -605,64 +611,35 @@ async fn a_waiter_ahead_that_is_never_polled_again_does_not_hold_up_the_one_behi
     while stub.seen().is_empty() {
         tokio::task::yield_now().await;
     }
-    // the first waiter is polled once, then parked by its owner (neither polled nor dropped)
     let request = chat();
     let ctx = RequestContext::new();
     let mut parked = Box::pin(p.call(&pool, &request, &ctx));
     let first = std::future::poll_fn(|cx| std::task::Poll::Ready(parked.as_mut().poll(cx))).await;
     assert!(first.is_pending());
-    // the second waits behind it, within two minutes
     let behind = {
         let (pool, p) = (pool.clone(), p.clone());
         tokio::spawn(async move {
-            let ctx = RequestContext::new().with_timeout(Duration::from_secs(120));
+            let ctx = RequestContext::new().with_timeout(deadline);
             p.call(&pool, &chat(), &ctx).await
         })
     };
     tokio::task::yield_now().await;
     gate.notify_one();
     holder.await.unwrap().unwrap();
-    // the key's minute passes: the one behind is served, not held up by the parked one
     gate.notify_one();
     behind.await.unwrap().unwrap();
     drop(parked);
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_waiter_ahead_that_is_never_polled_again_does_not_hold_up_the_one_behind() {
+    // the key's minute passes (a timer wakes the one behind), within two minutes
+    parked_waiter_ahead(Some(1), Duration::from_secs(120)).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_parked_waiter_ahead_does_not_hold_up_a_permit_freed_for_the_one_behind() {
-    // one permit, no limits: nothing but the permit's release wakes the waiters
-    let gate = Arc::new(Notify::new());
-    let stub = gated(gate.clone());
-    let pool = pool(
-        vec![executor(stub.clone(), 1, None)],
-        vec![keyed(0, "a")],
-        PoolConfig::new(Strategy::RoundRobin).with_age_step(Duration::from_secs(3600)),
-    );
-    let p = Arc::new(policy(1, Duration::from_secs(600)));
-    let holder = {
-        let (pool, p) = (pool.clone(), p.clone());
-        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
-    };
-    while stub.seen().is_empty() {
-        tokio::task::yield_now().await;
-    }
-    let request = chat();
-    let ctx = RequestContext::new();
-    let mut parked = Box::pin(p.call(&pool, &request, &ctx));
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(parked.as_mut().poll(cx))).await;
-    assert!(first.is_pending());
-    let behind = {
-        let (pool, p) = (pool.clone(), p.clone());
-        tokio::spawn(async move {
-            let ctx = RequestContext::new().with_timeout(Duration::from_secs(10));
-            p.call(&pool, &chat(), &ctx).await
-        })
-    };
-    tokio::task::yield_now().await;
-    // the permit frees at once: its turn goes to the parked waiter, which never takes it
-    gate.notify_one();
-    holder.await.unwrap().unwrap();
-    gate.notify_one();
-    behind.await.unwrap().unwrap();
-    drop(parked);
+    // no limits: nothing but the permit's release wakes the waiters, and its turn goes to
+    // the parked waiter, which never takes it
+    parked_waiter_ahead(None, Duration::from_secs(10)).await;
 }

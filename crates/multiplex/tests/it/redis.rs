@@ -344,12 +344,8 @@ async fn once<F: std::future::Future>(mut f: std::pin::Pin<&mut F>) -> std::task
     std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx))).await
 }
 
-/// A call cancelled while the shared state decides (its round trip never answers here: a
-/// listener that accepts and stays silent) leaves nothing behind: before, the lease's pick
-/// and place in flight stayed counted for good, and the least-in-flight and lowest-latency
-/// strategies steered away from that member ever after.
-#[tokio::test]
-async fn a_call_cancelled_during_the_shared_round_trip_leaves_nothing_in_flight() {
+/// The URL of a "Redis" that accepts connections and never answers.
+async fn silent_redis() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("redis://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -358,6 +354,16 @@ async fn a_call_cancelled_during_the_shared_round_trip_leaves_nothing_in_flight(
             held.push(socket);
         }
     });
+    url
+}
+
+/// A call cancelled while the shared state decides (its round trip never answers here: a
+/// listener that accepts and stays silent) leaves nothing behind: before, the lease's pick
+/// and place in flight stayed counted for good, and the least-in-flight and lowest-latency
+/// strategies steered away from that member ever after.
+#[tokio::test]
+async fn a_call_cancelled_during_the_shared_round_trip_leaves_nothing_in_flight() {
+    let url = silent_redis().await;
     let state = SharedState::redis(&url, "stalled")
         .unwrap()
         .with_timeout(Duration::from_secs(3600));
@@ -399,14 +405,7 @@ async fn a_call_cancelled_during_the_shared_round_trip_leaves_nothing_in_flight(
 /// and the shared state never came back up.
 #[tokio::test]
 async fn a_probe_cancelled_mid_call_lets_the_next_call_probe() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("redis://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
+    let url = silent_redis().await;
     let state = SharedState::redis(&url, "probed")
         .unwrap()
         .with_timeout(Duration::from_millis(50))
