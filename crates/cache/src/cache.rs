@@ -853,7 +853,8 @@ impl Cache {
     }
 
     /// Stores a provider's answer to a call (never a model list, never an answer that itself
-    /// came from the cache).
+    /// came from the cache, never one a fallback group gave: that answers another group's
+    /// request, not this namespace's).
     async fn put_call(
         &self,
         request: &Request,
@@ -862,7 +863,10 @@ impl Cache {
         miss: Miss,
         response: &Response,
     ) {
-        if response.cache_hit().is_some() || matches!(response, Response::Models(_)) {
+        if response.cache_hit().is_some()
+            || matches!(response, Response::Models(_))
+            || response.served().is_some_and(|s| s.fallback.is_some())
+        {
             return;
         }
         // stored without who served it: a hit was served by the cache, not by the deployment
@@ -1136,6 +1140,25 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<EventStream>>,
     {
+        self.stream_storing(request, ctx, namespace, || async {
+            inner().await.map(|s| (s, true))
+        })
+        .await
+    }
+
+    /// [`Cache::stream`] whose `inner` also says whether its live stream may be stored: not
+    /// when another group served it (a fallback), whose answer is not this namespace's.
+    pub async fn stream_storing<F, Fut>(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+        namespace: &str,
+        inner: F,
+    ) -> Result<StreamAnswer>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(EventStream, bool)>>,
+    {
         let miss = match self.find(request, ctx, namespace, true).await {
             Found::Hit(entry, hit) => match &entry.answer {
                 Answer::Stream(events) => {
@@ -1151,9 +1174,13 @@ impl Cache {
             },
             Found::Miss(m) => m,
         };
-        let live = inner().await?;
+        let (live, store) = inner().await?;
         Ok(StreamAnswer {
-            events: self.tee_with(request, ctx, namespace, live, miss),
+            events: if store {
+                self.tee_with(request, ctx, namespace, live, miss)
+            } else {
+                live
+            },
             hit: None,
         })
     }

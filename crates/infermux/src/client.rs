@@ -991,10 +991,12 @@ impl Client {
             let mut served = None;
             let ctx2 = ctx.clone();
             let answer = cache
-                .stream(request, &ctx, ns, || async {
+                .stream_storing(request, &ctx, ns, || async {
                     let (events, who) = self.inner.stream(request, ctx2).await?;
+                    // a fallback group's answer is not this group's to cache
+                    let store = who.as_ref().is_none_or(|s| s.fallback.is_none());
                     served = who;
-                    Ok(events)
+                    Ok((events, store))
                 })
                 .await?;
             Ok(OpenedStream {

@@ -219,3 +219,56 @@ async fn a_semantic_tier_through_a_group_the_client_lacks_fails_at_build() {
         .build()
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_answer_a_fallback_group_gave_is_not_cached_for_the_group_asked() {
+    let (primary, backup) = (
+        Simulator::start(FaultPlan::none()).await.unwrap(),
+        Simulator::start(FaultPlan::none()).await.unwrap(),
+    );
+    let client = Client::builder()
+        .resilience(ResilienceConfig::disabled())
+        .endpoint(provider("primary", &primary))
+        .endpoint(provider("backup", &backup))
+        .group(ModelGroup::new("big").deployment(Deployment::new("primary", "big-model")))
+        .group(ModelGroup::new("small").deployment(Deployment::new("backup", "small-model")))
+        .fallback("big", ["small"], [infermux::ErrorKind::Server])
+        .cache(cache())
+        .build()
+        .unwrap();
+    let ask = || ChatRequest::new("big", vec![Message::user("hello")]).with_max_tokens(8);
+    // the primary fails once: the backup answers
+    primary.push_fault(Fault::Unavailable);
+    let r = client.chat(ask()).await.unwrap();
+    assert_eq!(&*r.served.unwrap().group, "small");
+    // the primary is back: the group asked answers, not the backup's cached answer
+    let r = client.chat(ask()).await.unwrap();
+    assert!(
+        r.cache.is_none(),
+        "a fallback's answer was cached for `big`"
+    );
+    assert_eq!(&*r.served.unwrap().group, "big");
+    assert_eq!((primary.requests(), backup.requests()), (2, 1));
+    // and that answer is cached
+    assert!(client.chat(ask()).await.unwrap().cache.is_some());
+
+    // a stream the same way
+    let req = Request::Chat(ChatRequest::new("big", vec![Message::user("stream me")]));
+    primary.push_fault(Fault::Unavailable);
+    let opened = client
+        .open_stream(&req, RequestContext::new())
+        .await
+        .unwrap();
+    assert_eq!(&*opened.served.unwrap().group, "small");
+    StreamAccumulator::collect(opened.events).await.unwrap();
+    let opened = client
+        .open_stream(&req, RequestContext::new())
+        .await
+        .unwrap();
+    assert!(
+        opened.cache.is_none(),
+        "a fallback's stream was cached for `big`"
+    );
+    assert_eq!(&*opened.served.unwrap().group, "big");
+    StreamAccumulator::collect(opened.events).await.unwrap();
+}
