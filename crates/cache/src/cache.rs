@@ -590,9 +590,15 @@ impl Cache {
             sem.embedder.model_id(),
             sem.config.allow_sampled,
             sem.config.allow_tools,
+            sem.config.max_chars,
         ) {
             Ok(p) => p,
-            Err(SemanticSkip::Shape | SemanticSkip::Sampled | SemanticSkip::Tools) => {
+            Err(
+                SemanticSkip::Shape
+                | SemanticSkip::Sampled
+                | SemanticSkip::Tools
+                | SemanticSkip::Long,
+            ) => {
                 self.count(|c| &c.semantic_skipped);
                 return Found::Miss(miss);
             }
@@ -734,8 +740,12 @@ impl Cache {
         vector: &[f32],
         entry: Arc<Entry>,
     ) {
+        // vectors of another length: the embedder changed (another model behind the same
+        // group); the newest rows win, rather than every new one being dropped for good
         if n.index.as_ref().is_some_and(|i| i.dim() != vector.len()) {
-            return;
+            n.index = None;
+            n.rows.clear();
+            n.live = 0;
         }
         if n.index.is_none() {
             match VectorIndex::new(vector.len(), sem.config.index.clone()) {
@@ -940,6 +950,7 @@ impl Cache {
                     sem.embedder.model_id(),
                     sem.config.allow_sampled,
                     sem.config.allow_tools,
+                    sem.config.max_chars,
                 ) else {
                     return;
                 };

@@ -91,7 +91,17 @@ pub struct SemanticConfig {
     pub allow_sampled: bool,
     /// Also requests that offer or used tools (default: skipped).
     pub allow_tools: bool,
+    /// The longest last turn (in characters) the tier compares (default
+    /// [`MAX_SEMANTIC_CHARS`]): past it a request goes to the exact tier only. An embedder
+    /// reads a bounded window (all-MiniLM-L6-v2: 256 word pieces) and the verifier's word
+    /// signals the first 512 words, so two long turns sharing their opening (a pasted
+    /// document, then different questions about it) would look the same to both.
+    pub max_chars: usize,
 }
+
+/// The default [`SemanticConfig::max_chars`]: about 250 word pieces of English, within
+/// all-MiniLM-L6-v2's window, and far within the verifier's 512 words.
+pub const MAX_SEMANTIC_CHARS: usize = 1000;
 
 impl Default for SemanticConfig {
     fn default() -> Self {
@@ -104,6 +114,7 @@ impl Default for SemanticConfig {
             index: IndexConfig::default(),
             allow_sampled: false,
             allow_tools: false,
+            max_chars: MAX_SEMANTIC_CHARS,
         }
     }
 }
@@ -160,5 +171,14 @@ impl SemanticConfig {
     pub fn allow_tools(mut self, yes: bool) -> Self {
         self.allow_tools = yes;
         self
+    }
+    /// Sets the longest last turn the tier compares (at least one character; see
+    /// [`SemanticConfig::max_chars`] before raising it past the embedder's window).
+    pub fn with_max_chars(mut self, n: usize) -> Result<Self> {
+        if n == 0 {
+            return Err(config_error("max_chars must be at least 1"));
+        }
+        self.max_chars = n;
+        Ok(self)
     }
 }

@@ -140,6 +140,8 @@ pub(crate) enum SemanticSkip {
     Sampled,
     /// Tools offered or used.
     Tools,
+    /// A last turn longer than the tier compares.
+    Long,
 }
 
 /// The semantic namespace and text of `request`, or why it has none.
@@ -150,6 +152,7 @@ pub(crate) fn semantic_probe(
     embedder_id: &str,
     allow_sampled: bool,
     allow_tools: bool,
+    max_chars: usize,
 ) -> Result<SemanticProbe, SemanticSkip> {
     let Request::Chat(chat) = request else {
         return Err(SemanticSkip::Shape);
@@ -181,6 +184,9 @@ pub(crate) fn semantic_probe(
     let text = last.text();
     if text.trim().is_empty() {
         return Err(SemanticSkip::Shape);
+    }
+    if text.chars().count() > max_chars {
+        return Err(SemanticSkip::Long);
     }
     let mut rest = chat.clone();
     rest.messages.pop();

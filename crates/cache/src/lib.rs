@@ -39,7 +39,7 @@ mod stream;
 pub mod verify;
 
 pub use cache::{Cache, CacheSnapshot, StreamAnswer};
-pub use config::{CacheConfig, SemanticConfig};
+pub use config::{CacheConfig, MAX_SEMANTIC_CHARS, SemanticConfig};
 #[cfg(feature = "local-embed")]
 pub use embed::LocalEmbedder;
 pub use embed::{Embedder, ProviderEmbedder};

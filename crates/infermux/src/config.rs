@@ -222,7 +222,8 @@ pub struct SemanticSpec {
     pub embedder: EmbedderSpec,
     /// `threshold`: the verifier's acceptance score, or `None` for its calibrated default.
     pub threshold: Option<f32>,
-    /// `min_similarity`, `top_k`, `ttl`, `max_entries`, `cache_sampled`, `cache_tools`.
+    /// `min_similarity`, `top_k`, `ttl`, `max_entries`, `max_chars`, `cache_sampled`,
+    /// `cache_tools`.
     pub config: infermux_cache::SemanticConfig,
 }
 
@@ -1084,6 +1085,7 @@ struct RawSemantic {
     top_k: Option<Spanned<usize>>,
     ttl: Option<Dur>,
     max_entries: Option<Spanned<usize>>,
+    max_chars: Option<Spanned<usize>>,
     cache_sampled: Option<bool>,
     cache_tools: Option<bool>,
 }
@@ -1579,6 +1581,11 @@ impl Loader<'_> {
             let namespaces = config.max_namespaces;
             config = config
                 .with_max_entries(*n.get_ref(), namespaces)
+                .map_err(|e| at(e, n.span()))?;
+        }
+        if let Some(n) = s.max_chars {
+            config = config
+                .with_max_chars(*n.get_ref())
                 .map_err(|e| at(e, n.span()))?;
         }
         config = config

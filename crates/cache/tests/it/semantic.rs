@@ -197,3 +197,99 @@ async fn semantic_entries_expire_after_their_ttl() {
         );
     }
 }
+
+#[tokio::test]
+async fn long_last_turns_sharing_their_opening_go_to_the_exact_tier_only() {
+    let (cache, _) = semantic_cache(Arc::new(CosineVerifier(0.8)));
+    let ctx = RequestContext::new();
+    // a pasted document, then a question about it: the same opening, another question
+    let doc: Vec<String> = (0..600).map(|i| format!("clause{i}")).collect();
+    let doc = doc.join(" ");
+    cache
+        .store(
+            &ask(&format!("{doc} who signed it")),
+            &ctx,
+            "g",
+            &answer("Alice"),
+        )
+        .await;
+    assert!(
+        cache
+            .lookup(&ask(&format!("{doc} when does it end")), &ctx, "g")
+            .await
+            .is_none(),
+        "another question about the same document"
+    );
+    assert_eq!(cache.snapshot().semantic_hits, 0);
+    assert!(cache.snapshot().semantic_skipped >= 1);
+    // the very same request is still an exact hit
+    assert!(
+        cache
+            .lookup(&ask(&format!("{doc} who signed it")), &ctx, "g")
+            .await
+            .is_some()
+    );
+}
+
+/// Word vectors of a length that can change (another model behind the same group).
+#[derive(Debug)]
+struct ResizableEmbedder(std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl infermux_cache::Embedder for ResizableEmbedder {
+    fn model_id(&self) -> &str {
+        "resizable"
+    }
+    async fn embed(
+        &self,
+        texts: &[String],
+        _ctx: &RequestContext,
+    ) -> infermux_core::Result<Vec<Vec<f32>>> {
+        let n = self.0.load(Ordering::SeqCst);
+        // the 64 word buckets folded into `n`
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0.0f32; n];
+                for (i, x) in crate::support::word_vector(t).into_iter().enumerate() {
+                    v[i % n] += x;
+                }
+                v
+            })
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn vectors_of_a_new_length_replace_a_namespaces_old_ones() {
+    let emb = Arc::new(ResizableEmbedder(std::sync::atomic::AtomicUsize::new(64)));
+    let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
+        emb.clone(),
+        Arc::new(CosineVerifier(0.8)),
+        SemanticConfig::default().with_min_similarity(0.7).unwrap(),
+    );
+    let ctx = RequestContext::new();
+    cache
+        .store(
+            &ask("what is the capital of france"),
+            &ctx,
+            "g",
+            &answer("Paris"),
+        )
+        .await;
+    // the embedder changes under the same id: its vectors are shorter
+    emb.0.store(32, Ordering::SeqCst);
+    cache
+        .store(
+            &ask("how tall is mount everest"),
+            &ctx,
+            "g",
+            &answer("8849 m"),
+        )
+        .await;
+    let hit = cache
+        .lookup(&ask("everest: how tall is mount"), &ctx, "g")
+        .await
+        .expect("the new embedder's rows are served");
+    assert_eq!(text_of(&hit), "8849 m");
+}

@@ -105,7 +105,9 @@ fn score_pairs(
     for p in pairs {
         let (ia, ib) = (index[p.a.as_str()], index[p.b.as_str()]);
         let cos = cosine(&sentence[ia], &sentence[ib]);
-        let score = if cos < floor {
+        // as the cache: a text past the tier's length bound is never a semantic hit
+        let long = |t: &str| t.chars().count() > infermux::cache::MAX_SEMANTIC_CHARS;
+        let score = if cos < floor || long(&p.a) || long(&p.b) {
             None
         } else {
             Some(match which {

@@ -683,7 +683,7 @@ fn provider_defaults_match_the_provider_crates() {
 fn the_cache_and_batching_sections_parse_and_their_errors_name_the_line() {
     let base = "[[endpoint]]\nname = \"e\"\nprovider = \"openai-compat\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\n[[group]]\nname = \"embed\"\ndeployments = [ { endpoint = \"e\", model = \"m\" } ]\n";
     let cfg = load(&format!(
-        "{base}\n[cache]\nttl = \"10m\"\nmax_entries = 5\n\n[cache.semantic]\nembedder = \"embed\"\nmin_similarity = 0.7\nthreshold = 0.9\n\n[batching]\nmax_items = 32\nmax_wait = \"2ms\"\n"
+        "{base}\n[cache]\nttl = \"10m\"\nmax_entries = 5\n\n[cache.semantic]\nembedder = \"embed\"\nmin_similarity = 0.7\nthreshold = 0.9\nmax_chars = 400\n\n[batching]\nmax_items = 32\nmax_wait = \"2ms\"\n"
     ))
     .unwrap();
     let cache = cfg.cache.as_ref().unwrap();
@@ -696,6 +696,7 @@ fn the_cache_and_batching_sections_parse_and_their_errors_name_the_line() {
     );
     assert_eq!(sem.threshold, Some(0.9));
     assert_eq!(sem.config.min_similarity, 0.7);
+    assert_eq!(sem.config.max_chars, 400);
     let batching = cfg.batching.as_ref().unwrap();
     assert_eq!(batching.max_items(), 32);
     assert_eq!(batching.max_wait(), Duration::from_millis(2));
