@@ -1012,8 +1012,15 @@ impl ChatStreamState {
                 continue;
             }
             let (_, mut block, input) = self.open.remove(i);
-            if !input.trim().is_empty() {
-                block["input"] = serde_json::from_str(&input).unwrap_or(Value::String(input));
+            // a block that is no JSON object (a malformed stream) takes no input: indexing a
+            // string or a number for assignment would panic
+            if !input.trim().is_empty()
+                && let Some(obj) = block.as_object_mut()
+            {
+                obj.insert(
+                    "input".to_owned(),
+                    serde_json::from_str(&input).unwrap_or(Value::String(input)),
+                );
             }
             out.push(StreamEvent::Part {
                 part: whole_block_part(&block),

@@ -169,3 +169,20 @@ async fn no_key_in_debug_or_errors() {
     // a provider without a key is still a valid client
     assert!(!format!("{:?}", provider("http://127.0.0.1:1/v1")).contains(KEY));
 }
+
+#[tokio::test]
+async fn a_content_block_that_is_no_object_is_never_a_panic() {
+    for block in ["\"x\"", "7", "true", "[1]"] {
+        let body = format!(
+            "{START}event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":1,\"content_block\":{block}}}\n\nevent: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{{\"type\":\"input_json_delta\",\"partial_json\":\"{{}}\"}}}}\n\nevent: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":1}}\n\nevent: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+        );
+        let (_server, p) = serve(answer(200, SSE, &body)).await;
+        let s = p
+            .stream(&Request::Chat(chat_request()), &RequestContext::new())
+            .await
+            .unwrap();
+        // tolerated like any block it does not know: the answer is the rest
+        let r = StreamAccumulator::collect(s).await.unwrap();
+        assert_eq!(r.text(), "Hello, wor", "{block}");
+    }
+}
