@@ -366,10 +366,12 @@ fn model_parts<'a>(m: &'a Message, parts: &mut Vec<Part<'a>>) {
     }
 }
 
-/// The name of the tool call `id` answers, found in the assistant turns before it.
+/// The name of the tool call `id` answers, found in the assistant turns before it, the
+/// latest first: ids this crate makes up (`gemini-call-0`, …) start again in every answer.
 fn call_name<'a>(messages: &'a [Message], id: &str) -> Option<&'a str> {
     messages
         .iter()
+        .rev()
         .flat_map(|m| m.tool_calls.iter())
         .find(|c| c.id == id)
         .map(|c| c.name.as_str())
@@ -483,10 +485,12 @@ impl Serialize for Declaration<'_> {
             m.serialize_entry("description", desc)?;
         }
         m.serialize_entry("name", &t.name)?;
-        let empty_object = t
-            .parameters
-            .get("properties")
-            .is_some_and(|p| p.as_object().is_some_and(Map::is_empty));
+        // an object of no properties (`{"type":"object"}`, `"properties": {}`): Gemini refuses
+        // an OBJECT with no properties, and a function without parameters means the same
+        let empty_object = match t.parameters.get("properties") {
+            Some(p) => p.as_object().is_some_and(Map::is_empty),
+            None => t.parameters.get("type").and_then(Value::as_str) == Some("object"),
+        };
         if !t.parameters.is_null() && !empty_object {
             m.serialize_entry("parameters", &cleaned(&t.parameters))?;
         }
@@ -969,14 +973,16 @@ pub fn usage_from(u: &Value) -> Usage {
         .usage()
 }
 
-/// Finish reasons that mean the answer was blocked.
-const BLOCKED: [&str; 6] = [
+/// Finish reasons that mean the answer was blocked (the v1beta proto's `FinishReason`).
+pub const BLOCKED: [&str; 8] = [
     "SAFETY",
     "RECITATION",
     "BLOCKLIST",
     "PROHIBITED_CONTENT",
     "SPII",
     "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+    "IMAGE_RECITATION",
 ];
 
 /// The retry delay of a Google error body (`error.details[]` of type `google.rpc.RetryInfo`,

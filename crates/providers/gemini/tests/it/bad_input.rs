@@ -144,15 +144,22 @@ async fn blocked_prompts_and_answers_are_content_filter_errors() {
     assert_eq!(e.provider_code(), Some("SAFETY"));
     server.verify().unwrap();
 
-    let body = format!(
-        "{TEXT}data: {{\"candidates\": [{{\"content\": {{}}, \"finishReason\": \"PROHIBITED_CONTENT\"}}]}}\n\n"
-    );
-    let (server, p) = serve(answer(STREAM, 200, "text/event-stream", &body)).await;
-    let s = p.stream(&chat(), &RequestContext::new()).await.unwrap();
-    let e = StreamAccumulator::collect(s).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::ContentFilter);
-    assert_eq!(e.partial_text(), Some("Once upon"));
-    server.verify().unwrap();
+    // every blocking finish reason of the proto, image ones included
+    for reason in [
+        "PROHIBITED_CONTENT",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+    ] {
+        let body = format!(
+            "{TEXT}data: {{\"candidates\": [{{\"content\": {{}}, \"finishReason\": \"{reason}\"}}]}}\n\n"
+        );
+        let (server, p) = serve(answer(STREAM, 200, "text/event-stream", &body)).await;
+        let s = p.stream(&chat(), &RequestContext::new()).await.unwrap();
+        let e = StreamAccumulator::collect(s).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ContentFilter, "{reason}");
+        assert_eq!(e.partial_text(), Some("Once upon"));
+        server.verify().unwrap();
+    }
 }
 
 #[tokio::test]

@@ -431,3 +431,44 @@ interactions:
     assert_eq!(ids, ["gemini-2.5-flash", "gemini-embedding-001"]);
     server.verify().unwrap();
 }
+
+#[test]
+fn a_second_tool_round_answers_the_latest_call_of_a_reused_id() {
+    // ids this crate makes up start again at gemini-call-0 in every answer
+    let weather = ToolCall::new("gemini-call-0", "get_weather", r#"{"city":"Paris"}"#);
+    let time = ToolCall::new("gemini-call-0", "get_time", r#"{"tz":"CET"}"#);
+    let req = ChatRequest::new(
+        "gemini-2.5-flash",
+        vec![
+            Message::user("weather, then time"),
+            Message::assistant_tool_calls(vec![weather]),
+            Message::tool_result("gemini-call-0", r#"{"temp_c": 18}"#),
+            Message::assistant_tool_calls(vec![time]),
+            Message::tool_result("gemini-call-0", r#"{"time": "12:00"}"#),
+        ],
+    );
+    let b = wire::generate_body(&req);
+    assert_eq!(
+        b["contents"][2]["parts"][0]["functionResponse"]["name"],
+        "get_weather"
+    );
+    assert_eq!(
+        b["contents"][4]["parts"][0]["functionResponse"]["name"],
+        "get_time"
+    );
+}
+
+#[test]
+fn a_tool_without_parameters_declares_none() {
+    for params in [
+        json!({"type": "object"}),
+        json!({"type": "object", "properties": {}}),
+    ] {
+        let req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("what time is it")])
+            .with_tools(vec![Tool::new("now", "the time", params.clone())]);
+        let b = wire::generate_body(&req);
+        let decl = &b["tools"][0]["functionDeclarations"][0];
+        assert_eq!(decl["name"], "now");
+        assert!(decl.get("parameters").is_none(), "{params}: {decl}");
+    }
+}
