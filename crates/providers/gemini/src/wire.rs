@@ -974,7 +974,7 @@ pub fn usage_from(u: &Value) -> Usage {
 }
 
 /// Finish reasons that mean the answer was blocked (the v1beta proto's `FinishReason`).
-pub const BLOCKED: [&str; 8] = [
+const BLOCKED: [&str; 8] = [
     "SAFETY",
     "RECITATION",
     "BLOCKLIST",
