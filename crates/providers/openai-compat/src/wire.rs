@@ -807,11 +807,15 @@ impl ChatStreamState {
             return Err(embedded_error(err).with_partial_text(self.text.clone()));
         }
         let mut out = Vec::new();
-        if !self.started {
+        let id = chunk.id.as_ref().map(|s| &s.0).filter(|s| !s.is_empty());
+        let model = chunk.model.as_ref().map(|s| &s.0).filter(|s| !s.is_empty());
+        // Azure opens with a chunk of no choices and an empty id and model (its prompt
+        // filter results): the start waits for a chunk that names them, or carries content
+        if !self.started && (id.is_some() || model.is_some() || !chunk.choices.is_empty()) {
             self.started = true;
             out.push(StreamEvent::Start {
-                id: chunk.id.as_ref().map(|s| s.0.clone().into_owned()),
-                model: chunk.model.as_ref().map(|s| s.0.clone().into_owned()),
+                id: id.map(|s| s.clone().into_owned()),
+                model: model.map(|s| s.clone().into_owned()),
             });
         }
         let usage = chunk.usage().map(UsageBody::to_usage);

@@ -221,3 +221,17 @@ async fn completion_choices_out_of_order_answer_the_first_prompt() {
     };
     assert_eq!(c.text, "first");
 }
+
+#[tokio::test]
+async fn azures_opening_chunk_of_empty_id_and_model_does_not_hide_the_real_ones() {
+    let body = concat!(
+        "data: {\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\",\"prompt_filter_results\":[{\"prompt_index\":0,\"content_filter_results\":{}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":null}],\"created\":1,\"id\":\"chatcmpl-9\",\"model\":\"gpt-4o-2024-08-06\",\"object\":\"chat.completion.chunk\"}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"created\":1,\"id\":\"chatcmpl-9\",\"model\":\"gpt-4o-2024-08-06\",\"object\":\"chat.completion.chunk\"}\n\n",
+        "data: [DONE]\n\n"
+    );
+    let r = stream(body).await.unwrap();
+    assert_eq!(r.text(), "Hi");
+    assert_eq!(r.model, "gpt-4o-2024-08-06");
+    assert_eq!(r.id.as_deref(), Some("chatcmpl-9"));
+}

@@ -612,12 +612,13 @@ impl ChatStreamState {
             return Err(embedded_error(err).with_partial_text(self.text.clone()));
         }
         let mut out = Vec::new();
-        if !self.started {
+        // (as the typed decoder since Azure's opening chunk: the start waits for a chunk that
+        // names the id or model, or carries choices)
+        let id = chunk.id.clone().filter(|s| !s.is_empty());
+        let model = chunk.model.clone().filter(|s| !s.is_empty());
+        if !self.started && (id.is_some() || model.is_some() || !chunk.choices.is_empty()) {
             self.started = true;
-            out.push(StreamEvent::Start {
-                id: chunk.id.clone(),
-                model: chunk.model.clone(),
-            });
+            out.push(StreamEvent::Start { id, model });
         }
         for choice in chunk.choices.iter().filter(|c| c.index.unwrap_or(0) == 0) {
             // a legacy-completions chunk carries `text` instead of a delta
