@@ -78,7 +78,13 @@ impl Serialize for ChatBody<'_> {
         w.opt(self.max_tokens_key, r.max_tokens.as_ref())?;
         w.field("messages", &Messages(&r.messages))?;
         w.field("model", r.model.as_str())?;
-        w.opt("parallel_tool_calls", r.parallel_tool_calls.as_ref())?;
+        // `parallel_tool_calls` and `tool_choice` only with tools: OpenAI refuses either
+        // without them ("only allowed when 'tools' are specified")
+        let tools = !r.tools.is_empty();
+        w.opt(
+            "parallel_tool_calls",
+            r.parallel_tool_calls.as_ref().filter(|_| tools),
+        )?;
         w.opt(
             "response_format",
             r.response_format.as_ref().map(FormatBody).as_ref(),
@@ -94,7 +100,11 @@ impl Serialize for ChatBody<'_> {
         w.opt("temperature", r.temperature.map(F32AsF64).as_ref())?;
         w.opt(
             "tool_choice",
-            r.tool_choice.as_ref().map(ToolChoiceBody).as_ref(),
+            r.tool_choice
+                .as_ref()
+                .filter(|_| tools)
+                .map(ToolChoiceBody)
+                .as_ref(),
         )?;
         if !r.tools.is_empty() {
             w.field("tools", &Tools(&r.tools))?;

@@ -129,7 +129,8 @@ pub(crate) fn chat_body(req: &ChatRequest, stream: bool) -> Value {
             .collect();
         b.insert("tools".into(), Value::Array(tools));
     }
-    if let Some(choice) = &req.tool_choice {
+    // (as the typed body: both only with tools, which OpenAI requires)
+    if let Some(choice) = req.tool_choice.as_ref().filter(|_| !req.tools.is_empty()) {
         let v = match choice {
             ToolChoice::Auto => json!("auto"),
             ToolChoice::None => json!("none"),
@@ -139,7 +140,7 @@ pub(crate) fn chat_body(req: &ChatRequest, stream: bool) -> Value {
         };
         b.insert("tool_choice".into(), v);
     }
-    if let Some(p) = req.parallel_tool_calls {
+    if let Some(p) = req.parallel_tool_calls.filter(|_| !req.tools.is_empty()) {
         b.insert("parallel_tool_calls".into(), json!(p));
     }
     if let Some(f) = &req.response_format {

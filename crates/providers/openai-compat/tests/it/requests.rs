@@ -122,3 +122,18 @@ async fn a_stream_ending_at_a_finish_reason_without_done() {
         }
     }
 }
+
+#[test]
+fn tool_choice_and_parallel_tool_calls_go_only_with_tools() {
+    // OpenAI refuses either without tools ("only allowed when 'tools' are specified")
+    let mut bare = chat_request().with_tool_choice(ToolChoice::None);
+    bare.parallel_tool_calls = Some(false);
+    let body = wire::chat_body(&bare, false);
+    assert!(body.get("tool_choice").is_none(), "{body}");
+    assert!(body.get("parallel_tool_calls").is_none(), "{body}");
+    let mut with_tools = tool_request().with_tool_choice(ToolChoice::Required);
+    with_tools.parallel_tool_calls = Some(false);
+    let body = wire::chat_body(&with_tools, false);
+    assert_eq!(body["tool_choice"], json!("required"));
+    assert_eq!(body["parallel_tool_calls"], json!(false));
+}
