@@ -95,7 +95,8 @@ pub fn kind_for_status(status: u16, message: &str, code: Option<&str>) -> ErrorK
             .iter()
             .any(|n| code.eq_ignore_ascii_case(n) || lower_msg.contains(n))
     };
-    if code == "overloaded_error" || status == 529 {
+    // 529: Anthropic's overload; 498: Groq's flex tier out of capacity ("retry later")
+    if code == "overloaded_error" || status == 529 || status == 498 {
         return ErrorKind::Overloaded;
     }
     if mentions(&["insufficient_quota", "billing_hard_limit_reached"]) {
@@ -116,6 +117,11 @@ pub fn kind_for_status(status: u16, message: &str, code: Option<&str>) -> ErrorK
         // increasing it" (typed `exceed_context_size_error` only since September 2025)
         "exceeds the available context size",
         "exceed_context_size_error",
+        // Anthropic: "input length and `max_tokens` exceed context limit: 197000 + 8192 >
+        // 200000"; Gemini: "The input token count (1196265) exceeds the maximum number of
+        // tokens allowed (1048575)"
+        "exceed context limit",
+        "exceeds the maximum number of tokens",
     ]) {
         return ErrorKind::ContextLength;
     }
@@ -353,6 +359,29 @@ mod tests {
             ErrorKind::Server
         );
         assert_eq!(kind(504, ""), ErrorKind::Timeout);
+        // Anthropic's and Gemini's ways of saying the context is too small
+        assert_eq!(
+            kind(
+                400,
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"input length and `max_tokens` exceed context limit: 197000 + 8192 > 200000, decrease input length or `max_tokens` and try again"}}"#
+            ),
+            ErrorKind::ContextLength
+        );
+        assert_eq!(
+            kind(
+                400,
+                r#"{"error":{"code":400,"message":"The input token count (1196265) exceeds the maximum number of tokens allowed (1048575).","status":"INVALID_ARGUMENT"}}"#
+            ),
+            ErrorKind::ContextLength
+        );
+        // Groq's flex tier out of capacity: retry later
+        assert_eq!(
+            kind(
+                498,
+                r#"{"error":{"message":"Flex tier capacity exceeded. This is a known issue and we are working on it.","type":"capacity_exceeded"}}"#
+            ),
+            ErrorKind::Overloaded
+        );
         assert_eq!(
             kind(404, r#"{"error":"model 'x' not found"}"#),
             ErrorKind::NotFound
