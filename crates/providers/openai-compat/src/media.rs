@@ -22,12 +22,23 @@ use crate::json::lenient::{self, Fields, Object};
 pub struct ModerationResult {
     /// Whether any category was flagged.
     pub flagged: bool,
-    /// Category → flagged.
-    #[serde(default)]
+    /// Category → flagged (a category the model does not judge, `null` on the wire —
+    /// `illicit` with the legacy text models — is left out).
+    #[serde(default, deserialize_with = "without_nulls")]
     pub categories: BTreeMap<String, bool>,
-    /// Category → score between 0 and 1.
-    #[serde(default)]
+    /// Category → score between 0 and 1 (`null` scores left out).
+    #[serde(default, deserialize_with = "without_nulls")]
     pub category_scores: BTreeMap<String, f64>,
+}
+
+/// A map whose `null` values are left out.
+fn without_nulls<'de, D, T>(d: D) -> std::result::Result<BTreeMap<String, T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let m: BTreeMap<String, Option<T>> = Deserialize::deserialize(d)?;
+    Ok(m.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
 }
 
 /// The answer of `POST /moderations`: one result per input, in input order.

@@ -56,3 +56,14 @@ interactions:
     assert_eq!(e.provider(), Some("openai-compat"));
     server.verify().unwrap();
 }
+
+#[test]
+fn a_category_the_model_does_not_judge_is_left_out_not_a_decode_error() {
+    // the legacy text models send `illicit` (and `illicit/violent`) as null
+    let body = br#"{"id":"modr-1","model":"text-moderation-007","results":[{"flagged":false,"categories":{"hate":false,"illicit":null,"illicit/violent":null},"category_scores":{"hate":0.01,"illicit":0}}]}"#;
+    let m = infermux_openai_compat::media::parse_moderation(body).unwrap();
+    let r = &m.results[0];
+    assert_eq!(r.categories.get("hate"), Some(&false));
+    assert!(!r.categories.contains_key("illicit"));
+    assert_eq!(r.category_scores.get("illicit"), Some(&0.0));
+}
