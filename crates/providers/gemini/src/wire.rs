@@ -1018,6 +1018,111 @@ struct WireFunctionCall<'a> {
     #[serde(borrow)]
     name: Str<'a>,
     args: Present<Value>,
+    /// Streamed arguments (`streamFunctionCallArguments`): pieces by JSON path.
+    #[serde(rename = "partialArgs")]
+    partial_args: Present<Vec<Value>>,
+    /// More of this call follows in the next parts.
+    #[serde(rename = "willContinue")]
+    will_continue: Bool,
+}
+
+/// A function call whose arguments arrive in pieces (`willContinue`).
+#[derive(Debug, Default)]
+struct OpenCall {
+    index: u32,
+    args: Value,
+    /// The path of a string value that continues in the next piece.
+    continuing: Option<String>,
+}
+
+impl OpenCall {
+    /// Folds one `partialArgs` item in: `{"jsonPath": "$.a.b[0]", "stringValue" | "numberValue"
+    /// | "boolValue" | "nullValue": …, "willContinue"}`. An item it cannot read is skipped.
+    fn fold(&mut self, item: &Value) {
+        let Some(path) = item.get("jsonPath").and_then(Value::as_str) else {
+            return;
+        };
+        let more = item.get("willContinue").and_then(Value::as_bool) == Some(true);
+        let value = if let Some(s) = item.get("stringValue").and_then(Value::as_str) {
+            let joined = match (self.continuing.as_deref(), slot(&mut self.args, path)) {
+                (Some(p), Some(Value::String(so_far))) if p == path => format!("{so_far}{s}"),
+                _ => s.to_owned(),
+            };
+            Value::String(joined)
+        } else if let Some(n) = item.get("numberValue") {
+            n.clone()
+        } else if let Some(b) = item.get("boolValue") {
+            b.clone()
+        } else if item.get("nullValue").is_some() {
+            Value::Null
+        } else {
+            return;
+        };
+        let string = value.is_string();
+        if let Some(at) = slot(&mut self.args, path) {
+            *at = value;
+        }
+        self.continuing = (string && more).then(|| path.to_owned());
+    }
+}
+
+/// The value at a JSON path `$.a.b[0]` of `root`, made (as objects and arrays) where missing;
+/// `None` for a path it cannot follow.
+fn slot<'v>(root: &'v mut Value, path: &str) -> Option<&'v mut Value> {
+    let mut at = root;
+    let rest = path.strip_prefix('$')?;
+    let mut chars = rest.char_indices().peekable();
+    let mut steps: Vec<Result<String, usize>> = Vec::new();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '.' => {
+                let start = i + 1;
+                let mut end = rest.len();
+                while let Some(&(j, d)) = chars.peek() {
+                    if d == '.' || d == '[' {
+                        end = j;
+                        break;
+                    }
+                    chars.next();
+                }
+                steps.push(Ok(rest[start..end].to_owned()));
+            }
+            '[' => {
+                let start = i + 1;
+                let end = rest[start..].find(']')? + start;
+                let n: usize = rest[start..end].parse().ok()?;
+                steps.push(Err(n));
+                while chars.peek().is_some_and(|&(j, _)| j <= end) {
+                    chars.next();
+                }
+            }
+            _ => return None,
+        }
+    }
+    for step in steps {
+        at = match step {
+            Ok(key) => {
+                if !at.is_object() {
+                    *at = Value::Object(Map::new());
+                }
+                at.as_object_mut()?.entry(key).or_insert(Value::Null)
+            }
+            Err(n) => {
+                if !at.is_array() {
+                    *at = Value::Array(Vec::new());
+                }
+                let a = at.as_array_mut()?;
+                if n > 1024 {
+                    return None;
+                }
+                while a.len() <= n {
+                    a.push(Value::Null);
+                }
+                &mut a[n]
+            }
+        };
+    }
+    Some(at)
 }
 
 /// One part of a candidate's content.
@@ -1088,6 +1193,8 @@ pub struct GenerateState {
     text: String,
     usage: Option<Usage>,
     finish: Option<String>,
+    /// A call whose arguments are still arriving.
+    open: Option<OpenCall>,
 }
 
 impl GenerateState {
@@ -1179,20 +1286,58 @@ impl GenerateState {
             let signature = p.thought_signature.owned().filter(|s| !s.is_empty());
             if let Some(fc) = p.function_call.0 {
                 let fc = fc.or_default();
+                let more = fc.will_continue.0 == Some(true);
+                // the pieces of a call streamed with `willContinue`: arguments by path, and
+                // a part without `willContinue` (`{}`) closing it
+                if fc.name.get().is_none_or(str::is_empty)
+                    && let Some(open) = self.open.as_mut()
+                {
+                    for item in fc.partial_args.0.iter().flatten() {
+                        open.fold(item);
+                    }
+                    if !more {
+                        self.close_call(&mut out);
+                    }
+                    continue;
+                }
+                // a part with nothing in it, no call open: nothing to say
+                if fc.name.get().is_none_or(str::is_empty)
+                    && fc.args.0.is_none()
+                    && fc.partial_args.0.is_none()
+                {
+                    continue;
+                }
+                self.close_call(&mut out);
                 let index = self.calls;
                 self.calls += 1;
                 let id = fc
                     .id
                     .owned()
                     .unwrap_or_else(|| format!("{GENERATED_ID}{index}"));
+                let streamed = more && fc.args.0.is_none();
                 out.push(StreamEvent::ToolCallDelta {
                     index,
                     id: Some(id),
                     name: fc.name.owned(),
-                    arguments: fc.args.0.map_or_else(|| "{}".to_owned(), |a| a.to_string()),
+                    arguments: if streamed {
+                        String::new()
+                    } else {
+                        fc.args.0.map_or_else(|| "{}".to_owned(), |a| a.to_string())
+                    },
                 });
                 if let Some(signature) = signature {
                     out.push(StreamEvent::ToolCallSignature { index, signature });
+                }
+                if streamed {
+                    let mut open = OpenCall {
+                        index,
+                        args: Value::Object(Map::new()),
+                        continuing: None,
+                    };
+                    for item in fc.partial_args.0.iter().flatten() {
+                        open.fold(item);
+                    }
+                    self.open = Some(open);
                 }
             } else if let Some(t) = p.text.0 {
                 if p.thought.0 == Some(true) {
@@ -1211,6 +1356,7 @@ impl GenerateState {
             }
         }
         if let Some(r) = cand.finish_reason.get() {
+            self.close_call(&mut out);
             if BLOCKED.contains(&r) {
                 return Err(self.with_text(
                     Error::new(
@@ -1223,6 +1369,18 @@ impl GenerateState {
             self.finish = Some(r.to_owned());
         }
         Ok(out)
+    }
+
+    /// Ends a call whose arguments were streamed: its arguments, whole.
+    fn close_call(&mut self, out: &mut Vec<StreamEvent>) {
+        if let Some(open) = self.open.take() {
+            out.push(StreamEvent::ToolCallDelta {
+                index: open.index,
+                id: None,
+                name: None,
+                arguments: open.args.to_string(),
+            });
+        }
     }
 
     /// The closing events when the body ends.
@@ -1240,6 +1398,7 @@ impl GenerateState {
             other => FinishReason::Other(other.to_owned()),
         };
         let mut out = Vec::new();
+        self.close_call(&mut out);
         if let Some(u) = self.usage.take() {
             out.push(StreamEvent::Usage(u));
         }

@@ -472,3 +472,89 @@ fn a_tool_without_parameters_declares_none() {
         assert!(decl.get("parameters").is_none(), "{params}: {decl}");
     }
 }
+
+#[test]
+fn function_call_arguments_streamed_in_pieces_are_assembled() {
+    // `streamFunctionCallArguments`: a call opens with its name and `willContinue`, its
+    // arguments follow by JSON path (strings in pieces), and a part without `willContinue`
+    // closes it; a second call the same way
+    let chunks = [
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"getWeather","willContinue":true},"thoughtSignature":"c2ln"}]}}]}"#,
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"partialArgs":[{"jsonPath":"$.location","stringValue":"Bos","willContinue":true}],"willContinue":true}}]}}]}"#,
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"partialArgs":[{"jsonPath":"$.location","stringValue":"ton"}],"willContinue":true}}]}}]}"#,
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"partialArgs":[{"jsonPath":"$.days","numberValue":3},{"jsonPath":"$.units.metric","boolValue":true},{"jsonPath":"$.tags[1]","stringValue":"b"}],"willContinue":true}}]}}]}"#,
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{}}]}}]}"#,
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"getWeather","willContinue":true}}]}}]}"#,
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"partialArgs":[{"jsonPath":"$.location","stringValue":"San Francisco","willContinue":true}],"willContinue":true}}]}}]}"#,
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"partialArgs":[{"jsonPath":"$.location","stringValue":""}],"willContinue":true}}]}}]}"#,
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{}}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":26,"candidatesTokenCount":23}}"#,
+    ];
+    let mut st = wire::GenerateState::new();
+    let mut events = Vec::new();
+    for c in chunks {
+        events.extend(st.on_chunk(c).unwrap());
+    }
+    events.extend(st.on_end().unwrap());
+    let stream = futures_util::stream::iter(events.into_iter().map(Ok));
+    let r = futures_executor_block_on(infermux_core::StreamAccumulator::collect(Box::pin(stream)))
+        .unwrap();
+    assert_eq!(r.tool_calls().len(), 2, "{:?}", r.tool_calls());
+    assert_eq!(r.tool_calls()[0].name, "getWeather");
+    assert_eq!(
+        r.tool_calls()[0].parsed_arguments().unwrap(),
+        json!({"location": "Boston", "days": 3, "units": {"metric": true}, "tags": [null, "b"]})
+    );
+    assert_eq!(r.tool_calls()[0].signature.as_deref(), Some("c2ln"));
+    assert_eq!(r.tool_calls()[1].name, "getWeather");
+    assert_eq!(
+        r.tool_calls()[1].parsed_arguments().unwrap(),
+        json!({"location": "San Francisco"})
+    );
+    assert_eq!(
+        r.finish_reason,
+        Some(infermux_core::FinishReason::ToolCalls)
+    );
+}
+
+/// Runs a future to its end on a throwaway current-thread runtime.
+fn futures_executor_block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn recorded_streamed_function_call_arguments_read_as_two_whole_calls() {
+    // recorded from Gemini 3.1 Pro with streamed function-call arguments (shared corpus)
+    let Some(dir) = infermux_testkit::shared_fixture("fixtures/recorded_payloads/gemini/vercel-ai")
+    else {
+        return;
+    };
+    let text =
+        std::fs::read_to_string(dir.join("google-stream-tool-call-arguments.chunks.txt")).unwrap();
+    let mut st = wire::GenerateState::new();
+    let mut events = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        events.extend(st.on_chunk(line).unwrap());
+    }
+    events.extend(st.on_end().unwrap());
+    let stream = futures_util::stream::iter(events.into_iter().map(Ok));
+    let r = futures_executor_block_on(infermux_core::StreamAccumulator::collect(Box::pin(stream)))
+        .unwrap();
+    let calls: Vec<(String, Value)> = r
+        .tool_calls()
+        .iter()
+        .map(|c| (c.name.clone(), c.parsed_arguments().unwrap()))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("getWeather".to_owned(), json!({"location": "Boston"})),
+            (
+                "getWeather".to_owned(),
+                json!({"location": "San Francisco"})
+            ),
+        ]
+    );
+}
