@@ -37,6 +37,14 @@ struct Entry {
     answer: Answer,
 }
 
+/// The most records one catch-up reply carries (about 5 KB each with a 384-dimension vector).
+#[cfg(feature = "redis")]
+const CATCH_UP_RECORDS: usize = 256;
+
+/// The most replies one lookup's catch-up reads.
+#[cfg(feature = "redis")]
+const CATCH_UP_BATCHES: usize = 8;
+
 /// One semantic record as Redis holds it.
 #[cfg(feature = "redis")]
 #[derive(Serialize, Deserialize)]
@@ -691,27 +699,42 @@ impl Cache {
         Some((entry, hit))
     }
 
-    /// Folds the Redis records of `ns` this process has not seen into its index.
+    /// Folds the Redis records of `ns` this process has not seen into its index: up to
+    /// [`CATCH_UP_BATCHES`] replies of [`CATCH_UP_RECORDS`] records each, so a process far
+    /// behind (a busy namespace, a fresh start) catches up over a few lookups, each call
+    /// within the store's timeout, instead of one reply too large for it.
     #[cfg(feature = "redis")]
     async fn catch_up(&self, sem: &Semantic, key: CacheKey, ns: &Arc<RwLock<Namespace>>) {
+        let key = key.to_string();
+        for _ in 0..CATCH_UP_BATCHES {
+            if self.catch_up_once(sem, &key, ns).await < CATCH_UP_RECORDS {
+                return;
+            }
+        }
+    }
+
+    /// One reply of [`Cache::catch_up`]; how many records it held.
+    #[cfg(feature = "redis")]
+    async fn catch_up_once(&self, sem: &Semantic, key: &str, ns: &Arc<RwLock<Namespace>>) -> usize {
         let Backend::Redis(r) = &self.inner.backend else {
-            return;
+            return 0;
         };
         let (after, generation) = {
             let n = ns.read().unwrap_or_else(|e| e.into_inner());
             (n.redis_seq, n.redis_gen.clone())
         };
         let Some((now, records)) = r
-            .records_after(r.semantic_key(&key.to_string()), after, &generation)
+            .records_after(r.semantic_key(key), after, &generation, CATCH_UP_RECORDS)
             .await
         else {
             self.count(|c| &c.store_errors);
-            return;
+            return 0;
         };
+        let read = records.len();
         let mut n = ns.write().unwrap_or_else(|e| e.into_inner());
         if n.redis_seq != after || n.redis_gen != generation {
             // another lookup folded records in meanwhile: these may be the same ones
-            return;
+            return 0;
         }
         if now != generation {
             // the namespace was made anew in Redis (or is read for the first time): its
@@ -724,10 +747,14 @@ impl Cache {
                 continue;
             }
             n.redis_seq = seq;
-            if let Ok(rec) = serde_json::from_slice::<Record>(&bytes) {
+            if let Ok(rec) = serde_json::from_slice::<Record>(&bytes)
+                // an expired record takes no room in the index
+                && self.fresh(&rec.entry, sem.config.ttl)
+            {
                 self.push_row(sem, &mut n, rec.text, &rec.vector, Arc::new(rec.entry));
             }
         }
+        read
     }
 
     /// Adds a row to a namespace, evicting its oldest past the bound and compacting the index

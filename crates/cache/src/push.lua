@@ -5,6 +5,10 @@
 -- ARGV[1]: the record; ARGV[2]: the stop rank that trims it to its newest records (negative);
 -- ARGV[3]: its time to live in milliseconds. Returns the record's sequence number.
 --
+-- A record is `<seq, 20 digits>:<stored, ms since the epoch>:<record>`; records older than
+-- the time to live are dropped from the oldest on, so a namespace written to all the time
+-- does not keep its old records for ever (the key's own expiry is renewed by every write).
+--
 -- Records are numbered within their namespace (its newest number + 1). A namespace made anew
 -- (after a flush, a restart without persistence, an expiry or an eviction) gets a generation
 -- no earlier one had (the server's time and a counter), so a reader that has read an older
@@ -20,8 +24,23 @@ local top = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if top[2] then
   seq = tonumber(top[2]) + 1
 end
-redis.call('ZADD', KEYS[2], seq, string.format('%020d:', seq) .. ARGV[1])
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[2], seq, string.format('%020d:%d:', seq, now_ms) .. ARGV[1])
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, ARGV[2])
+local cutoff = now_ms - tonumber(ARGV[3])
+while true do
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if not first then
+    break
+  end
+  local stored = tonumber(string.match(first, '^%d+:(%d+):') or '')
+  -- a record of the older form (no time) or a fresh one: stop
+  if not stored or stored >= cutoff then
+    break
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, 0)
+end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 return seq

@@ -225,6 +225,7 @@ impl RedisStore {
         ns_key: String,
         after: u64,
         generation: &str,
+        limit: usize,
     ) -> Option<(String, Vec<(u64, Vec<u8>)>)> {
         let script = &self.scripts.since;
         let gen_key = format!("{ns_key}:generation");
@@ -235,6 +236,7 @@ impl RedisStore {
                     .key(gen_key)
                     .arg(after)
                     .arg(generation)
+                    .arg(limit)
                     .invoke_async::<(String, Vec<Vec<u8>>)>(&mut c)
                     .await
             })
@@ -243,9 +245,16 @@ impl RedisStore {
             now,
             raw.into_iter()
                 .filter_map(|m| {
+                    // `<seq>:<stored ms>:<record>`, or `<seq>:<record>` as written before
                     let colon = m.iter().position(|&b| b == b':')?;
                     let seq = std::str::from_utf8(&m[..colon]).ok()?.parse().ok()?;
-                    Some((seq, m[colon + 1..].to_vec()))
+                    let mut rest = &m[colon + 1..];
+                    if rest.first().is_some_and(u8::is_ascii_digit)
+                        && let Some(c) = rest.iter().position(|&b| b == b':')
+                    {
+                        rest = &rest[c + 1..];
+                    }
+                    Some((seq, rest.to_vec()))
                 })
                 .collect(),
         ))

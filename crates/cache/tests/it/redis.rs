@@ -257,3 +257,25 @@ async fn semantic_records_after_redis_lost_its_keys_still_reach_other_processes(
     );
     assert_eq!(here.snapshot().store_errors, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_far_behind_catches_up_in_bounded_replies() {
+    let Some(url) = server_url("INFERMUX_REDIS_URL") else {
+        return;
+    };
+    let prefix = fresh_prefix("test-behind");
+    let (writer, reader) = (cache(&url, &prefix), cache(&url, &prefix));
+    let ctx = RequestContext::new();
+    // more records than one reply carries (256), in one namespace
+    for i in 0..700 {
+        let q = format!("question number w{i} about topic t{i}");
+        writer.store(&ask(&q), &ctx, "g", &answer(&q)).await;
+    }
+    // a fresh process finds the newest one: several bounded replies in one lookup
+    let hit = reader
+        .lookup(&ask("about topic t699: question number w699"), &ctx, "g")
+        .await
+        .expect("the newest record, past the first replies");
+    assert_eq!(text_of(&hit), "question number w699 about topic t699");
+    assert_eq!(reader.snapshot().store_errors, 0);
+}
