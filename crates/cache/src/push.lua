@@ -34,9 +34,9 @@ while true do
   if not first then
     break
   end
-  local stored = tonumber(string.match(first, '^%d+:(%d+):') or '')
-  -- a record of the older form (no time) or a fresh one: stop
-  if not stored or stored >= cutoff then
+  -- a record of the older form (no time) goes as an expired one would: its age is unknown
+  local stored = tonumber(string.match(first, '^%d+:(%d+):') or '') or 0
+  if stored >= cutoff then
     break
   end
   redis.call('ZREMRANGEBYRANK', KEYS[2], 0, 0)
