@@ -1354,8 +1354,13 @@ impl MultiPool {
             // (a waiter its owner stopped polling: a sweep then passes over it, see
             // `queue::STALLED_AFTER`), never in a loop
             let at = if deferred {
+                // within 50 ms, or sooner when a member returns sooner (never at once: a
+                // return already past would fire the timer in a loop)
                 let recheck = now.saturating_add(dur_ns(DEFERRED_RECHECK));
-                Some(at.map_or(recheck, |a| a.max(recheck)))
+                Some(match at {
+                    Some(a) if a > now => a.min(recheck),
+                    _ => recheck,
+                })
             } else {
                 at
             };

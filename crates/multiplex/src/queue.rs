@@ -142,6 +142,10 @@ impl WaitQueue {
         if pass || slot.woken.swap(false, Ordering::AcqRel) {
             self.pass_locked(&mut st, now);
         }
+        // it was to look again for a waiter ahead that may be parked: the next one does
+        if slot.recheck.swap(false, Ordering::AcqRel) {
+            self.recheck_next(&st, now);
+        }
     }
 
     /// Starts a sweep (something freed); nothing when nobody waits.
@@ -174,14 +178,15 @@ impl WaitQueue {
         if s.wake(now) {
             // it has not tried its earlier baton yet: it will, and see what freed — unless
             // its owner never polls it again; the next waiter checks on that later
-            let next = self.best(st, now, |o| {
-                // `s` itself is woken, so not eligible
-                !o.woken.load(Ordering::Acquire)
-            });
-            if let Some(next) = next {
-                next.recheck.store(true, Ordering::Release);
-                next.notify();
-            }
+            self.recheck_next(st, now);
+        }
+    }
+
+    /// Asks the best waiter not holding a baton to look again in a while.
+    fn recheck_next(&self, st: &State, now: Instant) {
+        if let Some(next) = self.best(st, now, |o| !o.woken.load(Ordering::Acquire)) {
+            next.recheck.store(true, Ordering::Release);
+            next.notify();
         }
     }
 

@@ -643,3 +643,52 @@ async fn a_parked_waiter_ahead_does_not_hold_up_a_permit_freed_for_the_one_behin
     // the parked waiter, which never takes it
     parked_waiter_ahead(None, Duration::from_secs(10)).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_parked_waiter_ahead_does_not_hold_up_a_freed_permit_while_another_member_cools() {
+    // `cooling` answers 429 for a minute; `gated` has one permit
+    let gate = Arc::new(Notify::new());
+    let (cooling, open) = (throttled(Duration::from_secs(60)), gated(gate.clone()));
+    let pool = pool(
+        vec![
+            executor(cooling.clone(), 4, None),
+            executor(open.clone(), 1, None),
+        ],
+        vec![keyed(0, "c"), keyed(1, "o")],
+        PoolConfig::new(Strategy::FirstHealthy).with_age_step(Duration::from_secs(3600)),
+    );
+    let p = Arc::new(policy(1, Duration::from_secs(600)));
+    // the first call meets the 429: `cooling` is out for a minute (a member's return time)
+    let e = p
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    let holder = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
+    };
+    while open.seen().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let request = chat();
+    let ctx = RequestContext::new();
+    let mut parked = Box::pin(p.call(&pool, &request, &ctx));
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(parked.as_mut().poll(cx))).await;
+    assert!(first.is_pending());
+    let behind = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(async move {
+            let ctx = RequestContext::new().with_timeout(Duration::from_secs(10));
+            p.call(&pool, &chat(), &ctx).await
+        })
+    };
+    tokio::task::yield_now().await;
+    // the permit frees; its turn goes to the parked waiter: the one behind looks again within
+    // 50 ms, not when `cooling` returns in a minute (past its deadline)
+    gate.notify_one();
+    holder.await.unwrap().unwrap();
+    gate.notify_one();
+    behind.await.unwrap().unwrap();
+    drop(parked);
+}
