@@ -28,18 +28,27 @@ local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('ZADD', KEYS[2], seq, string.format('%020d:%d:', seq, now_ms) .. ARGV[1])
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, ARGV[2])
+-- the records are in the order they were written, so their times rise with their rank: the
+-- first fresh one is found by bisection (a few reads, whatever the number of expired ones),
+-- and those before it go in one step
 local cutoff = now_ms - tonumber(ARGV[3])
-while true do
-  local first = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
-  if not first then
-    break
-  end
+local function stored(rank)
+  local m = redis.call('ZRANGE', KEYS[2], rank, rank)[1]
   -- a record of the older form (no time) goes as an expired one would: its age is unknown
-  local stored = tonumber(string.match(first, '^%d+:(%d+):') or '') or 0
-  if stored >= cutoff then
-    break
+  return tonumber(string.match(m or '', '^%d+:(%d+):') or '') or 0
+end
+local lo, hi = 0, redis.call('ZCARD', KEYS[2]) - 1
+-- the record just written is fresh: the answer is at most `hi`
+while lo < hi do
+  local mid = math.floor((lo + hi) / 2)
+  if stored(mid) < cutoff then
+    lo = mid + 1
+  else
+    hi = mid
   end
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, 0)
+end
+if lo > 0 then
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, lo - 1)
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
