@@ -623,6 +623,8 @@ impl Cache {
                 return Found::Miss(miss);
             }
         };
+        let mut probe = probe;
+        probe.namespace = probe.namespace.with_dimension(vector.len());
         let found = self
             .semantic_find(sem, request, &probe, &vector, stream)
             .await;
@@ -767,12 +769,9 @@ impl Cache {
         vector: &[f32],
         entry: Arc<Entry>,
     ) {
-        // vectors of another length: the embedder changed (another model behind the same
-        // group); the newest rows win, rather than every new one being dropped for good
+        // (namespaces are per vector length: another length cannot come here)
         if n.index.as_ref().is_some_and(|i| i.dim() != vector.len()) {
-            n.index = None;
-            n.rows.clear();
-            n.live = 0;
+            return;
         }
         if n.index.is_none() {
             match VectorIndex::new(vector.len(), sem.config.index.clone()) {
@@ -988,6 +987,8 @@ impl Cache {
                 {
                     Ok(mut v) if v.len() == 1 => {
                         let v = v.remove(0);
+                        let mut probe = probe;
+                        probe.namespace = probe.namespace.with_dimension(v.len());
                         (probe, v)
                     }
                     _ => {

@@ -65,6 +65,15 @@ impl CacheKey {
     pub fn as_u128(self) -> u128 {
         self.0
     }
+
+    /// This semantic namespace for vectors of `dimension`: an embedder behind a group that
+    /// falls back to a model of another size keeps each size's rows apart, rather than one
+    /// size's rows being dropped or replacing the other's.
+    pub(crate) fn with_dimension(self, dimension: usize) -> CacheKey {
+        // odd multiplier: a bijection for each dimension
+        const MIX: u128 = 0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835;
+        CacheKey(self.0 ^ (dimension as u128 + 1).wrapping_mul(MIX))
+    }
 }
 
 /// The hash of one canonical record, `None` when `request` has no canonical form.

@@ -261,7 +261,7 @@ impl infermux_cache::Embedder for ResizableEmbedder {
 }
 
 #[tokio::test]
-async fn vectors_of_a_new_length_replace_a_namespaces_old_ones() {
+async fn vectors_of_each_length_keep_their_own_rows() {
     let emb = Arc::new(ResizableEmbedder(std::sync::atomic::AtomicUsize::new(64)));
     let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
         emb.clone(),
@@ -292,4 +292,11 @@ async fn vectors_of_a_new_length_replace_a_namespaces_old_ones() {
         .await
         .expect("the new embedder's rows are served");
     assert_eq!(text_of(&hit), "8849 m");
+    // back to the first size (a fallback model gone): its rows are still there
+    emb.0.store(64, Ordering::SeqCst);
+    let hit = cache
+        .lookup(&ask("france: what is the capital of"), &ctx, "g")
+        .await
+        .expect("the first size's rows are kept");
+    assert_eq!(text_of(&hit), "Paris");
 }
