@@ -487,9 +487,23 @@ impl Serialize for Declaration<'_> {
         m.serialize_entry("name", &t.name)?;
         // an object of no properties (`{"type":"object"}`, `"properties": {}`): Gemini refuses
         // an OBJECT with no properties, and a function without parameters means the same
+        // (a schema of alternatives — `anyOf`, `oneOf`, `$ref`, … — is kept)
+        const PLAIN: [&str; 6] = [
+            "type",
+            "description",
+            "title",
+            "required",
+            "additionalProperties",
+            "$schema",
+        ];
         let empty_object = match t.parameters.get("properties") {
             Some(p) => p.as_object().is_some_and(Map::is_empty),
-            None => t.parameters.get("type").and_then(Value::as_str) == Some("object"),
+            None => {
+                t.parameters.get("type").and_then(Value::as_str) == Some("object")
+                    && t.parameters
+                        .as_object()
+                        .is_some_and(|o| o.keys().all(|k| PLAIN.contains(&k.as_str())))
+            }
         };
         if !t.parameters.is_null() && !empty_object {
             m.serialize_entry("parameters", &cleaned(&t.parameters))?;
@@ -1038,17 +1052,24 @@ struct OpenCall {
 impl OpenCall {
     /// Folds one `partialArgs` item in: `{"jsonPath": "$.a.b[0]", "stringValue" | "numberValue"
     /// | "boolValue" | "nullValue": …, "willContinue"}`. An item it cannot read is skipped.
-    fn fold(&mut self, item: &Value) {
+    fn fold(&mut self, item: &Value) -> Result<()> {
         let Some(path) = item.get("jsonPath").and_then(Value::as_str) else {
-            return;
+            return Ok(());
         };
         let more = item.get("willContinue").and_then(Value::as_bool) == Some(true);
+        let continues = self.continuing.as_deref() == Some(path);
+        // a path it cannot follow would leave an argument out: an error, not a guess
+        let Some(at) = slot(&mut self.args, path) else {
+            return Err(Error::new(
+                ErrorKind::Decode,
+                format!("a streamed function-call argument at a path it cannot read: {path}"),
+            ));
+        };
         let value = if let Some(s) = item.get("stringValue").and_then(Value::as_str) {
-            let joined = match (self.continuing.as_deref(), slot(&mut self.args, path)) {
-                (Some(p), Some(Value::String(so_far))) if p == path => format!("{so_far}{s}"),
-                _ => s.to_owned(),
-            };
-            Value::String(joined)
+            match at {
+                Value::String(so_far) if continues => Value::String(format!("{so_far}{s}")),
+                _ => Value::String(s.to_owned()),
+            }
         } else if let Some(n) = item.get("numberValue") {
             n.clone()
         } else if let Some(b) = item.get("boolValue") {
@@ -1056,65 +1077,38 @@ impl OpenCall {
         } else if item.get("nullValue").is_some() {
             Value::Null
         } else {
-            return;
+            return Ok(());
         };
         let string = value.is_string();
-        if let Some(at) = slot(&mut self.args, path) {
-            *at = value;
-        }
+        *at = value;
         self.continuing = (string && more).then(|| path.to_owned());
+        Ok(())
     }
 }
 
-/// The value at a JSON path `$.a.b[0]` of `root`, made (as objects and arrays) where missing;
-/// `None` for a path it cannot follow.
+/// The value at a JSON path (`$.a.b[0]`, `$['a-b']`, `$["x.y"][2]`) of `root`, made (as
+/// objects and arrays) where missing; `None` for a path it cannot follow: one that is not
+/// below the root object (`$`, `$[0]`), an empty name, an index past 1024.
 fn slot<'v>(root: &'v mut Value, path: &str) -> Option<&'v mut Value> {
-    let mut at = root;
-    let rest = path.strip_prefix('$')?;
-    let mut chars = rest.char_indices().peekable();
-    let mut steps: Vec<Result<String, usize>> = Vec::new();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '.' => {
-                let start = i + 1;
-                let mut end = rest.len();
-                while let Some(&(j, d)) = chars.peek() {
-                    if d == '.' || d == '[' {
-                        end = j;
-                        break;
-                    }
-                    chars.next();
-                }
-                steps.push(Ok(rest[start..end].to_owned()));
-            }
-            '[' => {
-                let start = i + 1;
-                let end = rest[start..].find(']')? + start;
-                let n: usize = rest[start..end].parse().ok()?;
-                steps.push(Err(n));
-                while chars.peek().is_some_and(|&(j, _)| j <= end) {
-                    chars.next();
-                }
-            }
-            _ => return None,
-        }
+    let steps = path_steps(path)?;
+    // the arguments stay an object: the first step is a name
+    if !matches!(steps.first(), Some(Step::Key(_))) {
+        return None;
     }
+    let mut at = root;
     for step in steps {
         at = match step {
-            Ok(key) => {
+            Step::Key(key) => {
                 if !at.is_object() {
                     *at = Value::Object(Map::new());
                 }
                 at.as_object_mut()?.entry(key).or_insert(Value::Null)
             }
-            Err(n) => {
+            Step::Index(n) => {
                 if !at.is_array() {
                     *at = Value::Array(Vec::new());
                 }
                 let a = at.as_array_mut()?;
-                if n > 1024 {
-                    return None;
-                }
                 while a.len() <= n {
                     a.push(Value::Null);
                 }
@@ -1123,6 +1117,62 @@ fn slot<'v>(root: &'v mut Value, path: &str) -> Option<&'v mut Value> {
         };
     }
     Some(at)
+}
+
+/// One step of a JSON path.
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// The steps of a normalized JSON path (RFC 9535): `.name`, `['name']` / `["name"]` with
+/// backslash escapes, `[n]`; `None` for anything else.
+fn path_steps(path: &str) -> Option<Vec<Step>> {
+    let mut rest = path.strip_prefix('$')?;
+    let mut steps = Vec::new();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            if end == 0 {
+                return None;
+            }
+            steps.push(Step::Key(r[..end].to_owned()));
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            if let Some(q) = r.chars().next().filter(|c| *c == '\'' || *c == '"') {
+                let mut name = String::new();
+                let mut chars = r[1..].char_indices();
+                let mut close = None;
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => name.push(chars.next()?.1),
+                        c if c == q => {
+                            close = Some(i);
+                            break;
+                        }
+                        c => name.push(c),
+                    }
+                }
+                let after = &r[1 + close? + 1..];
+                rest = after.strip_prefix(']')?;
+                if name.is_empty() {
+                    return None;
+                }
+                steps.push(Step::Key(name));
+            } else {
+                let end = r.find(']')?;
+                let n: usize = r[..end].parse().ok()?;
+                if n > 1024 {
+                    return None;
+                }
+                steps.push(Step::Index(n));
+                rest = &r[end + 1..];
+            }
+        } else {
+            return None;
+        }
+    }
+    Some(steps)
 }
 
 /// One part of a candidate's content.
@@ -1292,8 +1342,20 @@ impl GenerateState {
                 if fc.name.get().is_none_or(str::is_empty)
                     && let Some(open) = self.open.as_mut()
                 {
-                    for item in fc.partial_args.0.iter().flatten() {
-                        open.fold(item);
+                    if let Some(signature) = signature {
+                        out.push(StreamEvent::ToolCallSignature {
+                            index: open.index,
+                            signature,
+                        });
+                    }
+                    let folded = fc
+                        .partial_args
+                        .0
+                        .iter()
+                        .flatten()
+                        .try_for_each(|item| open.fold(item));
+                    if let Err(e) = folded {
+                        return Err(self.with_text(e));
                     }
                     if !more {
                         self.close_call(&mut out);
@@ -1314,15 +1376,17 @@ impl GenerateState {
                     .id
                     .owned()
                     .unwrap_or_else(|| format!("{GENERATED_ID}{index}"));
-                let streamed = more && fc.args.0.is_none();
+                // `willContinue`: its arguments (beyond any given here) follow in pieces
+                let streamed = more;
+                let args = fc.args.0;
                 out.push(StreamEvent::ToolCallDelta {
                     index,
                     id: Some(id),
                     name: fc.name.owned(),
-                    arguments: if streamed {
-                        String::new()
-                    } else {
-                        fc.args.0.map_or_else(|| "{}".to_owned(), |a| a.to_string())
+                    arguments: match (&args, streamed) {
+                        (_, true) => String::new(),
+                        (Some(a), false) => a.to_string(),
+                        (None, false) => "{}".to_owned(),
                     },
                 });
                 if let Some(signature) = signature {
@@ -1331,11 +1395,20 @@ impl GenerateState {
                 if streamed {
                     let mut open = OpenCall {
                         index,
-                        args: Value::Object(Map::new()),
+                        args: match args {
+                            Some(Value::Object(o)) => Value::Object(o),
+                            _ => Value::Object(Map::new()),
+                        },
                         continuing: None,
                     };
-                    for item in fc.partial_args.0.iter().flatten() {
-                        open.fold(item);
+                    let folded = fc
+                        .partial_args
+                        .0
+                        .iter()
+                        .flatten()
+                        .try_for_each(|item| open.fold(item));
+                    if let Err(e) = folded {
+                        return Err(self.with_text(e));
                     }
                     self.open = Some(open);
                 }

@@ -471,6 +471,16 @@ fn a_tool_without_parameters_declares_none() {
         assert_eq!(decl["name"], "now");
         assert!(decl.get("parameters").is_none(), "{params}: {decl}");
     }
+    // alternatives are parameters, kept
+    let any = json!({"type": "object", "anyOf": [{"properties": {"a": {"type": "string"}}}]});
+    let req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("x")])
+        .with_tools(vec![Tool::new("alt", "alternatives", any)]);
+    let b = wire::generate_body(&req);
+    assert!(
+        b["tools"][0]["functionDeclarations"][0]
+            .get("parameters")
+            .is_some()
+    );
 }
 
 #[test]
@@ -557,4 +567,42 @@ fn recorded_streamed_function_call_arguments_read_as_two_whole_calls() {
             ),
         ]
     );
+}
+
+#[test]
+fn streamed_arguments_take_quoted_names_keep_given_args_and_late_signatures() {
+    let chunks = [
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"f","args":{"a":1},"willContinue":true}}]}}]}"#,
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"partialArgs":[{"jsonPath":"$['first-name']","stringValue":"Ada"},{"jsonPath":"$[\"x.y\"][1]","numberValue":2},{"jsonPath":"$['it\\'s']","boolValue":false}],"willContinue":true},"thoughtSignature":"c2ln"}]}}]}"#,
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{}}]},"finishReason":"STOP"}]}"#,
+    ];
+    let mut st = wire::GenerateState::new();
+    let mut events = Vec::new();
+    for c in chunks {
+        events.extend(st.on_chunk(c).unwrap());
+    }
+    events.extend(st.on_end().unwrap());
+    let stream = futures_util::stream::iter(events.into_iter().map(Ok));
+    let r = futures_executor_block_on(infermux_core::StreamAccumulator::collect(Box::pin(stream)))
+        .unwrap();
+    let call = &r.tool_calls()[0];
+    assert_eq!(
+        call.parsed_arguments().unwrap(),
+        json!({"a": 1, "first-name": "Ada", "x.y": [null, 2], "it's": false})
+    );
+    assert_eq!(call.signature.as_deref(), Some("c2ln"));
+}
+
+#[test]
+fn a_streamed_argument_at_a_path_it_cannot_read_is_a_decode_error() {
+    for path in ["$", "$[0]", "$.", "$..a", "$.a[99999]", "a.b"] {
+        let mut st = wire::GenerateState::new();
+        st.on_chunk(r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"f","willContinue":true}}]}}]}"#)
+            .unwrap();
+        let chunk = format!(
+            r#"{{"candidates":[{{"content":{{"role":"model","parts":[{{"functionCall":{{"partialArgs":[{{"jsonPath":"{path}","stringValue":"x"}}],"willContinue":true}}}}]}}}}]}}"#
+        );
+        let e = st.on_chunk(&chunk).unwrap_err();
+        assert_eq!(e.kind(), infermux_core::ErrorKind::Decode, "{path}");
+    }
 }
