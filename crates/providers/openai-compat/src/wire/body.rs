@@ -80,7 +80,7 @@ impl Serialize for ChatBody<'_> {
         w.field("model", r.model.as_str())?;
         // `parallel_tool_calls` and `tool_choice` only with tools: OpenAI refuses either
         // without them ("only allowed when 'tools' are specified")
-        let tools = !r.tools.is_empty();
+        let tools = !r.tools.is_empty() || r.extra.contains_key("tools");
         w.opt(
             "parallel_tool_calls",
             r.parallel_tool_calls.as_ref().filter(|_| tools),

@@ -130,7 +130,8 @@ pub(crate) fn chat_body(req: &ChatRequest, stream: bool) -> Value {
         b.insert("tools".into(), Value::Array(tools));
     }
     // (as the typed body: both only with tools, which OpenAI requires)
-    if let Some(choice) = req.tool_choice.as_ref().filter(|_| !req.tools.is_empty()) {
+    let tools = !req.tools.is_empty() || req.extra.contains_key("tools");
+    if let Some(choice) = req.tool_choice.as_ref().filter(|_| tools) {
         let v = match choice {
             ToolChoice::Auto => json!("auto"),
             ToolChoice::None => json!("none"),
@@ -140,7 +141,7 @@ pub(crate) fn chat_body(req: &ChatRequest, stream: bool) -> Value {
         };
         b.insert("tool_choice".into(), v);
     }
-    if let Some(p) = req.parallel_tool_calls.filter(|_| !req.tools.is_empty()) {
+    if let Some(p) = req.parallel_tool_calls.filter(|_| tools) {
         b.insert("parallel_tool_calls".into(), json!(p));
     }
     if let Some(f) = &req.response_format {

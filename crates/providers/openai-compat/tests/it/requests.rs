@@ -136,4 +136,12 @@ fn tool_choice_and_parallel_tool_calls_go_only_with_tools() {
     let body = wire::chat_body(&with_tools, false);
     assert_eq!(body["tool_choice"], json!("required"));
     assert_eq!(body["parallel_tool_calls"], json!(false));
+    // tools given raw in `extra` count as tools
+    bare.extra.insert(
+        "tools".into(),
+        json!([{"type": "function", "function": {"name": "f"}}]),
+    );
+    let body = wire::chat_body(&bare, false);
+    assert_eq!(body["tool_choice"], json!("none"));
+    assert_eq!(body["parallel_tool_calls"], json!(false));
 }
