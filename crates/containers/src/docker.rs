@@ -126,10 +126,18 @@ impl DockerLauncher {
             match self.docker.remove_container(&id, Some(force())).await {
                 Ok(()) => removed += 1,
                 Err(e) if status_of(&e).is_some_and(|(s, _)| s == 404) => {}
-                // 409: a removal is already under way (a dropped server's own): wait for it
-                Err(e) if status_of(&e).is_some_and(|(s, _)| s == 409) => {
-                    self.wait_removed(&id).await;
-                    removed += 1;
+                // 409 "removal … already in progress" (a dropped server's own): wait for it,
+                // within a bound; any other conflict is an error
+                Err(e)
+                    if status_of(&e).is_some_and(|(s, m)| {
+                        s == 409 && m.to_ascii_lowercase().contains("already in progress")
+                    }) =>
+                {
+                    if self.wait_removed(&id).await {
+                        removed += 1;
+                    } else {
+                        return Err(docker_err(e));
+                    }
                 }
                 Err(e) => return Err(docker_err(e)),
             }
@@ -188,22 +196,31 @@ impl DockerLauncher {
         })
     }
 
-    /// Until the container `id` is gone (the engine answers its wait when the removal under
-    /// way ends; an error means it is gone already or the engine cannot say).
-    async fn wait_removed(&self, id: &str) {
+    /// Until the container `id` is gone, within [`REMOVAL_WAIT`]: whether it is (the engine
+    /// answers the wait when the removal under way ends, or 404: gone already).
+    async fn wait_removed(&self, id: &str) -> bool {
         let mut wait = self.docker.wait_container(
             id,
             Some(WaitContainerOptions {
                 condition: "removed".to_owned(),
             }),
         );
-        let _ = wait.next().await;
+        match tokio::time::timeout(REMOVAL_WAIT, wait.next()).await {
+            // the wait answered (bollard reports a nonzero exit code as an error)
+            Ok(Some(Ok(_)) | None) => true,
+            Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { .. }))) => true,
+            Ok(Some(Err(e))) => status_of(&e).is_some_and(|(s, _)| s == 404),
+            Err(_) => false,
+        }
     }
 
     async fn remove(&self, id: &str) {
         let _ = self.docker.remove_container(id, Some(force())).await;
     }
 }
+
+/// How long a removal already under way may take.
+const REMOVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn force() -> RemoveContainerOptions {
     RemoveContainerOptions {

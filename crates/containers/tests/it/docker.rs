@@ -415,6 +415,20 @@ async fn leftovers_already_being_removed_are_waited_for_not_an_error() {
     replay.verify();
     let waited = &replay.seen("POST", "/containers/e90e34656806/wait")[0];
     assert_eq!(url_param(&waited.query, "condition"), "removed");
+    // any other conflict is an error, and nothing is waited for
+    let replay = Replay::start(&["list_created", "remove_conflict"], &[]);
+    let e = replay
+        .launcher()
+        .remove_leftovers(&llama_spec(free_port()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("409"), "{e}");
+    replay.verify();
+    assert!(
+        replay
+            .seen("POST", "/containers/e90e34656806/wait")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
