@@ -1052,6 +1052,14 @@ struct OpenCall {
 impl OpenCall {
     /// Folds one `partialArgs` item in: `{"jsonPath": "$.a.b[0]", "stringValue" | "numberValue"
     /// | "boolValue" | "nullValue": …, "willContinue"}`. An item it cannot read is skipped.
+    /// Folds every item of a part's `partialArgs` in.
+    fn fold_all(&mut self, items: Option<&[Value]>) -> Result<()> {
+        items
+            .into_iter()
+            .flatten()
+            .try_for_each(|item| self.fold(item))
+    }
+
     fn fold(&mut self, item: &Value) -> Result<()> {
         let Some(path) = item.get("jsonPath").and_then(Value::as_str) else {
             return Ok(());
@@ -1348,13 +1356,7 @@ impl GenerateState {
                             signature,
                         });
                     }
-                    let folded = fc
-                        .partial_args
-                        .0
-                        .iter()
-                        .flatten()
-                        .try_for_each(|item| open.fold(item));
-                    if let Err(e) = folded {
+                    if let Err(e) = open.fold_all(fc.partial_args.0.as_deref()) {
                         return Err(self.with_text(e));
                     }
                     if !more {
@@ -1401,13 +1403,7 @@ impl GenerateState {
                         },
                         continuing: None,
                     };
-                    let folded = fc
-                        .partial_args
-                        .0
-                        .iter()
-                        .flatten()
-                        .try_for_each(|item| open.fold(item));
-                    if let Err(e) = folded {
+                    if let Err(e) = open.fold_all(fc.partial_args.0.as_deref()) {
                         return Err(self.with_text(e));
                     }
                     self.open = Some(open);

@@ -499,15 +499,7 @@ fn function_call_arguments_streamed_in_pieces_are_assembled() {
         r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"partialArgs":[{"jsonPath":"$.location","stringValue":""}],"willContinue":true}}]}}]}"#,
         r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{}}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":26,"candidatesTokenCount":23}}"#,
     ];
-    let mut st = wire::GenerateState::new();
-    let mut events = Vec::new();
-    for c in chunks {
-        events.extend(st.on_chunk(c).unwrap());
-    }
-    events.extend(st.on_end().unwrap());
-    let stream = futures_util::stream::iter(events.into_iter().map(Ok));
-    let r = futures_executor_block_on(infermux_core::StreamAccumulator::collect(Box::pin(stream)))
-        .unwrap();
+    let r = collect_chunks(&chunks);
     assert_eq!(r.tool_calls().len(), 2, "{:?}", r.tool_calls());
     assert_eq!(r.tool_calls()[0].name, "getWeather");
     assert_eq!(
@@ -526,12 +518,20 @@ fn function_call_arguments_streamed_in_pieces_are_assembled() {
     );
 }
 
-/// Runs a future to its end on a throwaway current-thread runtime.
-fn futures_executor_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// The answer a stream of `chunks` (one JSON object each) adds up to.
+fn collect_chunks(chunks: &[&str]) -> infermux_core::ChatResponse {
+    let mut st = wire::GenerateState::new();
+    let mut events = Vec::new();
+    for c in chunks {
+        events.extend(st.on_chunk(c).unwrap());
+    }
+    events.extend(st.on_end().unwrap());
+    let stream = futures_util::stream::iter(events.into_iter().map(Ok));
     tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
-        .block_on(f)
+        .block_on(infermux_core::StreamAccumulator::collect(Box::pin(stream)))
+        .unwrap()
 }
 
 #[test]
@@ -543,15 +543,8 @@ fn recorded_streamed_function_call_arguments_read_as_two_whole_calls() {
     };
     let text =
         std::fs::read_to_string(dir.join("google-stream-tool-call-arguments.chunks.txt")).unwrap();
-    let mut st = wire::GenerateState::new();
-    let mut events = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        events.extend(st.on_chunk(line).unwrap());
-    }
-    events.extend(st.on_end().unwrap());
-    let stream = futures_util::stream::iter(events.into_iter().map(Ok));
-    let r = futures_executor_block_on(infermux_core::StreamAccumulator::collect(Box::pin(stream)))
-        .unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let r = collect_chunks(&lines);
     let calls: Vec<(String, Value)> = r
         .tool_calls()
         .iter()
@@ -576,15 +569,7 @@ fn streamed_arguments_take_quoted_names_keep_given_args_and_late_signatures() {
         r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"partialArgs":[{"jsonPath":"$['first-name']","stringValue":"Ada"},{"jsonPath":"$[\"x.y\"][1]","numberValue":2},{"jsonPath":"$['it\\'s']","boolValue":false}],"willContinue":true},"thoughtSignature":"c2ln"}]}}]}"#,
         r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{}}]},"finishReason":"STOP"}]}"#,
     ];
-    let mut st = wire::GenerateState::new();
-    let mut events = Vec::new();
-    for c in chunks {
-        events.extend(st.on_chunk(c).unwrap());
-    }
-    events.extend(st.on_end().unwrap());
-    let stream = futures_util::stream::iter(events.into_iter().map(Ok));
-    let r = futures_executor_block_on(infermux_core::StreamAccumulator::collect(Box::pin(stream)))
-        .unwrap();
+    let r = collect_chunks(&chunks);
     let call = &r.tool_calls()[0];
     assert_eq!(
         call.parsed_arguments().unwrap(),
