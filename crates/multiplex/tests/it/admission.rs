@@ -604,16 +604,29 @@ async fn parked_waiter_ahead(rpm: Option<u32>, deadline: Duration) {
         PoolConfig::new(Strategy::RoundRobin).with_age_step(Duration::from_secs(3600)),
     );
     let p = Arc::new(policy(1, Duration::from_secs(600)));
+    held_parked_and_behind(&pool, &p, &stub, &gate, deadline).await;
+}
+
+/// A call holding `gated`'s one permit, a waiter parked behind it, and one more behind that
+/// with `deadline`; the holder ends, and the last must be served (the parked call is dropped
+/// at the end).
+async fn held_parked_and_behind(
+    pool: &infermux_multiplex::MultiPool,
+    p: &Arc<infermux_resilience::CallPolicy>,
+    gated: &Arc<crate::stub::Stub>,
+    gate: &Notify,
+    deadline: Duration,
+) {
     let holder = {
         let (pool, p) = (pool.clone(), p.clone());
         tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
     };
-    while stub.seen().is_empty() {
+    while gated.seen().is_empty() {
         tokio::task::yield_now().await;
     }
     let request = chat();
     let ctx = RequestContext::new();
-    let mut parked = Box::pin(p.call(&pool, &request, &ctx));
+    let mut parked = Box::pin(p.call(pool, &request, &ctx));
     let first = std::future::poll_fn(|cx| std::task::Poll::Ready(parked.as_mut().poll(cx))).await;
     assert!(first.is_pending());
     let behind = {
@@ -624,6 +637,7 @@ async fn parked_waiter_ahead(rpm: Option<u32>, deadline: Duration) {
         })
     };
     tokio::task::yield_now().await;
+    // the permit frees; its turn goes to the parked waiter, which never takes it
     gate.notify_one();
     holder.await.unwrap().unwrap();
     gate.notify_one();
@@ -664,31 +678,7 @@ async fn a_parked_waiter_ahead_does_not_hold_up_a_freed_permit_while_another_mem
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::RateLimited);
-    let holder = {
-        let (pool, p) = (pool.clone(), p.clone());
-        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
-    };
-    while open.seen().is_empty() {
-        tokio::task::yield_now().await;
-    }
-    let request = chat();
-    let ctx = RequestContext::new();
-    let mut parked = Box::pin(p.call(&pool, &request, &ctx));
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(parked.as_mut().poll(cx))).await;
-    assert!(first.is_pending());
-    let behind = {
-        let (pool, p) = (pool.clone(), p.clone());
-        tokio::spawn(async move {
-            let ctx = RequestContext::new().with_timeout(Duration::from_secs(10));
-            p.call(&pool, &chat(), &ctx).await
-        })
-    };
-    tokio::task::yield_now().await;
-    // the permit frees; its turn goes to the parked waiter: the one behind looks again within
-    // 50 ms, not when `cooling` returns in a minute (past its deadline)
-    gate.notify_one();
-    holder.await.unwrap().unwrap();
-    gate.notify_one();
-    behind.await.unwrap().unwrap();
-    drop(parked);
+    // the one behind looks again within 50 ms, not when `cooling` returns in a minute (past
+    // its deadline)
+    held_parked_and_behind(&pool, &p, &open, &gate, Duration::from_secs(10)).await;
 }
