@@ -263,11 +263,7 @@ impl infermux_cache::Embedder for ResizableEmbedder {
 #[tokio::test]
 async fn vectors_of_each_length_keep_their_own_rows() {
     let emb = Arc::new(ResizableEmbedder(std::sync::atomic::AtomicUsize::new(64)));
-    let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
-        emb.clone(),
-        Arc::new(CosineVerifier(0.8)),
-        SemanticConfig::default().with_min_similarity(0.7).unwrap(),
-    );
+    let cache = crate::support::semantic_cache_on(emb.clone(), Arc::new(CosineVerifier(0.8)));
     let ctx = RequestContext::new();
     cache
         .store(

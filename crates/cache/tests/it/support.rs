@@ -119,10 +119,14 @@ impl Verifier for NoVerifier {
 
 pub(crate) fn semantic_cache(verifier: Arc<dyn Verifier>) -> (Cache, Arc<WordsEmbedder>) {
     let emb = Arc::new(WordsEmbedder::default());
-    let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
-        emb.clone(),
+    (semantic_cache_on(emb.clone(), verifier), emb)
+}
+
+/// A cache with a semantic tier on `embedder` (similarity floor 0.7).
+pub(crate) fn semantic_cache_on(embedder: Arc<dyn Embedder>, verifier: Arc<dyn Verifier>) -> Cache {
+    Cache::new(CacheConfig::default()).unwrap().with_semantic(
+        embedder,
         verifier,
         SemanticConfig::default().with_min_similarity(0.7).unwrap(),
-    );
-    (cache, emb)
+    )
 }

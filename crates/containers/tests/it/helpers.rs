@@ -85,6 +85,14 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// SIGKILL to `pid`, from outside (as a crash would end it).
+pub(crate) fn sigkill(pid: u32) {
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
 /// Whether `pid` is a live process (not gone, not a zombie).
 pub(crate) fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -10,7 +10,7 @@ use infermux_containers::{
     Error, Launcher, LogBuffer, ProcessLauncher, ServerId, ServerSpec, State, Supervisor,
 };
 
-use crate::helpers::{Recording, free_port, gone_within, python, quick, running};
+use crate::helpers::{Recording, free_port, gone_within, python, quick, running, sigkill};
 
 fn sh(name: &str, port: u16, script: &str) -> ServerSpec {
     ServerSpec::new(name, "/bin/sh", port, "/")
@@ -161,10 +161,7 @@ async fn a_ready_server_killed_from_outside_is_restarted_and_ready_again() {
         panic!("a pid")
     };
     let mut states = sup.subscribe();
-    std::process::Command::new("kill")
-        .args(["-KILL", &first.to_string()])
-        .status()
-        .unwrap();
+    sigkill(first);
     let mut seen = Vec::new();
     loop {
         states.changed().await.unwrap();
@@ -206,10 +203,7 @@ async fn a_stop_during_a_restart_removes_its_leftovers_before_it_resolves() {
         panic!("a pid")
     };
     let mut starts = launcher.starts.subscribe();
-    std::process::Command::new("kill")
-        .args(["-KILL", &first.to_string()])
-        .status()
-        .unwrap();
+    sigkill(first);
     // until the restart's server runs (it never gets ready: 5 s to go)
     starts.wait_for(|n| *n >= 2).await.unwrap();
     assert!(!sup.state().is_ready());
@@ -412,10 +406,7 @@ async fn an_earlier_runs_bind_failure_line_does_not_stop_a_later_restart() {
         panic!("a pid")
     };
     let mut states = sup.subscribe();
-    std::process::Command::new("kill")
-        .args(["-KILL", &first.to_string()])
-        .status()
-        .unwrap();
+    sigkill(first);
     let last = loop {
         states.changed().await.unwrap();
         let s = states.borrow_and_update().clone();
