@@ -16,14 +16,15 @@
 //!   start (`since.lua`), so records written after Redis lost its keys reach every process.
 //!
 //! Every call is bounded by a timeout (default 50 ms); a failure or timeout is a miss (or a
-//! store not made) and is counted, never an error to the caller.
+//! store not made) and is counted, never an error to the caller. Connecting is bounded by the
+//! longer of 1 s and that timeout, and goes on when the call that started it gives up.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncCommands, Client, Script};
+use ::redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError, Script};
 use infermux_core::{Error, ErrorKind, Result};
 
 /// A Redis (or Valkey) server holding the cache's entries (feature `redis`).
@@ -42,7 +43,10 @@ use infermux_core::{Error, ErrorKind, Result};
 pub struct RedisStore {
     client: Client,
     current: Arc<Mutex<Option<MultiplexedConnection>>>,
+    /// Held by the one connection attempt running (in a task of its own).
     connecting: Arc<tokio::sync::Mutex<()>>,
+    /// Why the last connection attempt failed (for the calls that waited on it).
+    failed: Arc<Mutex<Option<RedisError>>>,
     prefix: Arc<str>,
     timeout: Duration,
     scripts: Arc<Scripts>,
@@ -87,6 +91,7 @@ impl RedisStore {
             client,
             current: Arc::new(Mutex::new(None)),
             connecting: Arc::new(tokio::sync::Mutex::new(())),
+            failed: Arc::new(Mutex::new(None)),
             prefix: Arc::from(prefix),
             timeout: Duration::from_millis(50),
             scripts: Arc::new(Scripts {
@@ -114,6 +119,11 @@ impl RedisStore {
         format!("infermux:cache:{{{}}}:seq", self.prefix)
     }
 
+    /// The open connection, or a new one. The attempt runs in a task of its own, bounded by
+    /// the longer of 1 s and the call timeout rather than by the call that started it: a
+    /// call that gives up waiting leaves it running, so a Redis further away than one call's
+    /// timeout still connects, and a later call finds the connection. One attempt at a time;
+    /// calls that find one running wait for it.
     async fn connection(&self) -> ::redis::RedisResult<MultiplexedConnection> {
         let current = || {
             self.current
@@ -124,13 +134,40 @@ impl RedisStore {
         if let Some(c) = current() {
             return Ok(c);
         }
-        let _one = self.connecting.lock().await;
-        if let Some(c) = current() {
-            return Ok(c);
+        if let Ok(one) = self.connecting.clone().try_lock_owned() {
+            if let Some(c) = current() {
+                return Ok(c);
+            }
+            let (client, slot, failed) = (
+                self.client.clone(),
+                self.current.clone(),
+                self.failed.clone(),
+            );
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.timeout.max(Duration::from_secs(1))));
+            tokio::spawn(async move {
+                let r = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await;
+                let (c, e) = match r {
+                    Ok(c) => (Some(c), None),
+                    Err(e) => (None, Some(e)),
+                };
+                *failed.lock().unwrap_or_else(|e| e.into_inner()) = e;
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = c;
+                drop(one);
+            });
         }
-        let c = self.client.get_multiplexed_async_connection().await?;
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
-        Ok(c)
+        drop(self.connecting.lock().await);
+        current().ok_or_else(|| {
+            self.failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_else(|| {
+                    RedisError::from((::redis::ErrorKind::Io, "the connection was dropped"))
+                })
+        })
     }
 
     /// Runs `op` on the connection within the timeout; `None` on any failure (the connection

@@ -282,3 +282,54 @@ mod tests {
         );
     }
 }
+
+/// A TCP relay on 127.0.0.1 to a server further away than it is: each connection it accepts
+/// is held for a delay before it is relayed to the target (a server whose connection takes
+/// that long to set up), and counted. Stops relaying when dropped.
+#[derive(Debug)]
+pub struct SlowRelay {
+    /// `host:port` it listens on.
+    pub addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlowRelay {
+    /// Relays to `target` (`host:port`), holding each connection `delay` first.
+    pub async fn start(target: &str, delay: std::time::Duration) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        let target = target.to_owned();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::AcqRel);
+                let target = target.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Ok(SlowRelay {
+            addr,
+            accepted,
+            task,
+        })
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Drop for SlowRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

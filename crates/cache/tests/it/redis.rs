@@ -178,6 +178,45 @@ async fn a_redis_that_does_not_answer_is_a_counted_miss() {
     assert_eq!(s.stores, 0);
 }
 
+/// A Redis whose connection takes longer to set up than one call's timeout still connects:
+/// the attempt is not cancelled with the call that started it. Before, each call's timeout
+/// cut its own attempt short and the next began again, so the cache never reached a Redis
+/// more than about half the timeout away (here a second connection was accepted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_slower_to_connect_than_the_call_timeout_still_connects() {
+    let Some(url) = server_url("INFERMUX_REDIS_URL") else {
+        return;
+    };
+    let addr = url.trim_start_matches("redis://");
+    let addr = addr.rsplit_once('@').map_or(addr, |(_, r)| r);
+    let addr = addr.split('/').next().unwrap_or(addr);
+    let relay =
+        infermux_testkit::helpers::SlowRelay::start(addr, std::time::Duration::from_millis(300))
+            .await
+            .unwrap();
+    let relayed = format!("redis://{}", relay.addr);
+    let prefix = fresh_prefix("far");
+    let store = RedisStore::new(&relayed, &prefix)
+        .unwrap()
+        .with_timeout(std::time::Duration::from_millis(50));
+    let c = Cache::new(CacheConfig::default())
+        .unwrap()
+        .with_redis(store.clone());
+    let ctx = RequestContext::new();
+    assert!(
+        c.lookup(&ask("q"), &ctx, "g").await.is_none(),
+        "not within 50 ms"
+    );
+    // a clone of the store shares its connection: with more patience it waits for the
+    // attempt under way
+    let patient = Cache::new(CacheConfig::default())
+        .unwrap()
+        .with_redis(store.with_timeout(std::time::Duration::from_secs(10)));
+    patient.store(&ask("q"), &ctx, "g", &answer("a")).await;
+    assert_eq!(relay.accepted(), 1, "one attempt, never cut short");
+    assert_eq!(patient.snapshot().stores, 1, "{:?}", patient.snapshot());
+}
+
 /// Deletes every key under `prefix` (what a `FLUSHDB`, a restart without persistence or an
 /// eviction does to them), or only its sequence counter.
 async fn lose(url: &str, prefix: &str, only_the_counter: bool) {

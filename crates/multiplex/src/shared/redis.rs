@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ::redis::aio::MultiplexedConnection;
-use ::redis::{Client, Script};
+use ::redis::{AsyncConnectionConfig, Client, RedisError, Script};
 use infermux_core::{Error, ErrorKind, Result};
 
 /// The script of one decision (see `reserve.lua`).
@@ -23,7 +23,8 @@ const HOLD: &str = include_str!("hold.lua");
 ///
 /// Each admission runs one script (one `EVALSHA`, one round trip) that checks the key's
 /// shared removal and cooldown and reserves on its shared limiters, on Redis's clock. Each
-/// Redis call is bounded by [`SharedState::with_timeout`] (default 50 ms); the first failure
+/// Redis call is bounded by [`SharedState::with_timeout`] (default 50 ms; connecting, by the
+/// longer of 1 s and that, and it goes on when the call that started it gives up); the first failure
 /// marks Redis down (one `warn` log), and until a probe every
 /// [`SharedState::with_retry_interval`] (default 1 s) succeeds again (one `warn` log), pools
 /// decide on their local state alone (which they keep up to date all along), counting
@@ -72,8 +73,10 @@ struct Conn {
     client: Client,
     /// The open connection (`None`: connect on the next call).
     current: Mutex<Option<MultiplexedConnection>>,
-    /// One connection attempt at a time.
-    connecting: tokio::sync::Mutex<()>,
+    /// Held by the one connection attempt running (in a task of its own).
+    connecting: Arc<tokio::sync::Mutex<()>>,
+    /// Why the last connection attempt failed (for the calls that waited on it).
+    failed: Mutex<Option<RedisError>>,
     reserve: Script,
     adjust: Script,
     hold: Script,
@@ -113,6 +116,15 @@ impl Drop for Permit<'_> {
             }
             self.health.probing.store(false, Ordering::Release);
         }
+    }
+}
+
+impl Conn {
+    fn current(&self) -> Option<MultiplexedConnection> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -211,7 +223,8 @@ impl SharedState {
             conn: Arc::new(Conn {
                 client,
                 current: Mutex::new(None),
-                connecting: tokio::sync::Mutex::new(()),
+                connecting: Arc::new(tokio::sync::Mutex::new(())),
+                failed: Mutex::new(None),
                 reserve: Script::new(RESERVE),
                 adjust: Script::new(ADJUST),
                 hold: Script::new(HOLD),
@@ -329,25 +342,47 @@ impl SharedState {
         self.settle(permit, r)
     }
 
-    /// The open connection, or a new one.
+    /// The open connection, or a new one. The attempt runs in a task of its own, bounded by
+    /// the longer of 1 s and the call timeout rather than by the call that started it: a call
+    /// that gives up waiting leaves it running, so a Redis further away than one call's
+    /// timeout still connects, and a later call finds the connection. One attempt at a time;
+    /// calls that find one running wait for it.
     async fn connection(&self) -> ::redis::RedisResult<MultiplexedConnection> {
-        let current = || {
-            self.conn
-                .current
+        let conn = &self.conn;
+        if let Some(c) = conn.current() {
+            return Ok(c);
+        }
+        if let Ok(one) = conn.connecting.clone().try_lock_owned() {
+            if let Some(c) = conn.current() {
+                return Ok(c);
+            }
+            let task = conn.clone();
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.timeout.max(Duration::from_secs(1))));
+            tokio::spawn(async move {
+                let r = task
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await;
+                let (current, failed) = match r {
+                    Ok(c) => (Some(c), None),
+                    Err(e) => (None, Some(e)),
+                };
+                *task.failed.lock().unwrap_or_else(|e| e.into_inner()) = failed;
+                *task.current.lock().unwrap_or_else(|e| e.into_inner()) = current;
+                drop(one);
+            });
+        }
+        drop(conn.connecting.lock().await);
+        conn.current().ok_or_else(|| {
+            conn.failed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
-        };
-        if let Some(c) = current() {
-            return Ok(c);
-        }
-        let _one = self.conn.connecting.lock().await;
-        if let Some(c) = current() {
-            return Ok(c);
-        }
-        let c = self.conn.client.get_multiplexed_async_connection().await?;
-        *self.conn.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
-        Ok(c)
+                .unwrap_or_else(|| {
+                    RedisError::from((::redis::ErrorKind::Io, "the connection was dropped"))
+                })
+        })
     }
 
     /// Records the outcome of a guarded call.

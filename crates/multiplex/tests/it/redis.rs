@@ -422,6 +422,43 @@ async fn a_probe_cancelled_mid_call_lets_the_next_call_probe() {
     assert!(once(next.as_mut()).await.is_pending());
 }
 
+/// `host:port` of a `redis://[user:password@]host:port[/db]` URL.
+fn redis_addr(url: &str) -> &str {
+    let rest = url.trim_start_matches("redis://");
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// A Redis whose connection takes longer to set up than one call's timeout still connects:
+/// the attempt is not cancelled with the call that started it. Before, each call's timeout
+/// cut its own attempt short, the next call began again, and a Redis more than about half
+/// the timeout away never connected (here a second, patient call had to connect anew: two
+/// connections accepted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_slower_to_connect_than_the_call_timeout_still_connects() {
+    let Some(url) = shared_redis() else {
+        return;
+    };
+    let relay =
+        infermux_testkit::helpers::SlowRelay::start(redis_addr(&url), Duration::from_millis(300))
+            .await
+            .unwrap();
+    let state = SharedState::redis(&format!("redis://{}", relay.addr), &fresh_namespace("far"))
+        .unwrap()
+        .with_timeout(Duration::from_millis(50));
+    assert!(!state.connect().await, "no connection within 50 ms");
+    assert!(!state.is_up());
+    // a clone shares the connection: with more patience it waits for the attempt under way
+    let patient = state.clone().with_timeout(Duration::from_secs(10));
+    assert!(patient.connect().await, "the first attempt went on");
+    assert_eq!(relay.accepted(), 1, "one attempt, never cut short");
+    assert!(state.is_up());
+    assert!(
+        state.ping().await.is_some(),
+        "a round trip on the connection is within 50 ms"
+    );
+}
+
 #[test]
 fn shared_state_names_are_checked_and_keys_never_shown() {
     assert!(SharedState::redis("redis://127.0.0.1:1", "").is_err());
