@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use infermux_core::{
-    ChatRequest, EmbeddingRequest, FinishReason, Message, Operation, Provider, Request,
-    RequestContext, Response, StreamAccumulator, StreamEvent, Tool, ToolChoice,
+    ChatRequest, EmbeddingRequest, ErrorKind, EventStream, FinishReason, Message, Operation,
+    Provider, Request, RequestContext, Response, StreamAccumulator, StreamEvent, Tool, ToolChoice,
 };
 use serde_json::json;
 
@@ -98,6 +98,30 @@ impl SuiteReport {
 
 type CheckResult = Result<(), String>;
 
+/// Whether `e` is a connection the server closed under the request (reached it, then no
+/// answer): a live server may close a kept-alive connection just as the client reuses it.
+/// The library's call policy retries that; a bare provider call, as the suite makes, does not.
+fn closed_under_us(e: &infermux_core::Error) -> bool {
+    e.kind() == ErrorKind::Connect && e.reached_server() == Some(true)
+}
+
+/// `p.call`, once more when the first try met a connection the server closed under it
+/// ([`closed_under_us`]). Any other error, or a second one, stands.
+async fn call(p: &dyn Provider, req: &Request) -> infermux_core::Result<Response> {
+    match p.call(req, &RequestContext::new()).await {
+        Err(e) if closed_under_us(&e) => p.call(req, &RequestContext::new()).await,
+        r => r,
+    }
+}
+
+/// `p.stream`, opened once more like [`call`].
+async fn stream(p: &dyn Provider, req: &Request) -> infermux_core::Result<EventStream> {
+    match p.stream(req, &RequestContext::new()).await {
+        Err(e) if closed_under_us(&e) => p.stream(req, &RequestContext::new()).await,
+        r => r,
+    }
+}
+
 fn chat_request(cfg: &SuiteConfig, prompt: &str) -> ChatRequest {
     ChatRequest::new(
         cfg.chat_model.clone(),
@@ -111,12 +135,16 @@ fn chat_request(cfg: &SuiteConfig, prompt: &str) -> ChatRequest {
     .with_seed(42)
 }
 
-async fn check_chat(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
-    let ctx = RequestContext::new();
-    let resp = p
-        .call(&Request::Chat(chat_request(cfg, "Say hello.")), &ctx)
-        .await
-        .map_err(|e| format!("chat failed: {e}"))?;
+/// A plain chat; `strict`: without a second try (after a dropped stream, a connection it
+/// left broken must show).
+async fn check_chat(p: &dyn Provider, cfg: &SuiteConfig, strict: bool) -> CheckResult {
+    let req = Request::Chat(chat_request(cfg, "Say hello."));
+    let resp = if strict {
+        p.call(&req, &RequestContext::new()).await
+    } else {
+        call(p, &req).await
+    }
+    .map_err(|e| format!("chat failed: {e}"))?;
     let Response::Chat(chat) = resp else {
         return Err(format!("chat answered with {:?}", resp.operation()));
     };
@@ -138,9 +166,7 @@ async fn collect_stream(
     p: &dyn Provider,
     req: &Request,
 ) -> Result<(Vec<StreamEvent>, infermux_core::ChatResponse), String> {
-    let ctx = RequestContext::new();
-    let mut stream = p
-        .stream(req, &ctx)
+    let mut stream = stream(p, req)
         .await
         .map_err(|e| format!("stream failed: {e}"))?;
     let mut events = Vec::new();
@@ -176,8 +202,7 @@ async fn check_stream(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
         ));
     }
     if cfg.deterministic {
-        let Response::Chat(plain) = p
-            .call(&req, &RequestContext::new())
+        let Response::Chat(plain) = call(p, &req)
             .await
             .map_err(|e| format!("chat failed: {e}"))?
         else {
@@ -196,8 +221,7 @@ async fn check_stream(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
 
 async fn check_stream_drop(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
     let req = Request::Chat(chat_request(cfg, "Tell a long story."));
-    let mut stream = p
-        .stream(&req, &RequestContext::new())
+    let mut stream = stream(p, &req)
         .await
         .map_err(|e| format!("stream failed: {e}"))?;
     match stream.next().await {
@@ -206,7 +230,7 @@ async fn check_stream_drop(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
     }
     drop(stream);
     // the provider is still usable after a dropped stream
-    check_chat(p, cfg).await
+    check_chat(p, cfg, true).await
 }
 
 async fn check_tools(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
@@ -224,8 +248,7 @@ async fn check_tools(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
         });
     req.max_tokens = Some(128);
     let req = Request::Chat(req);
-    let Response::Chat(plain) = p
-        .call(&req, &RequestContext::new())
+    let Response::Chat(plain) = call(p, &req)
         .await
         .map_err(|e| format!("tool chat failed: {e}"))?
     else {
@@ -267,8 +290,7 @@ async fn check_embeddings(p: &dyn Provider, model: &str) -> CheckResult {
         model,
         ["The cat sat on the mat.", "Quantum chromodynamics"],
     ));
-    let Response::Embeddings(e) = p
-        .call(&req, &RequestContext::new())
+    let Response::Embeddings(e) = call(p, &req)
         .await
         .map_err(|e| format!("embeddings failed: {e}"))?
     else {
@@ -288,7 +310,7 @@ async fn check_embeddings(p: &dyn Provider, model: &str) -> CheckResult {
 }
 
 async fn check_models(p: &dyn Provider) -> CheckResult {
-    match p.call(&Request::Models, &RequestContext::new()).await {
+    match call(p, &Request::Models).await {
         Ok(Response::Models(m)) if !m.models.is_empty() => Ok(()),
         Ok(Response::Models(_)) => Err("no model listed".into()),
         Ok(other) => Err(format!("models answered with {:?}", other.operation())),
@@ -318,7 +340,7 @@ pub async fn run(provider: Arc<dyn Provider>, cfg: &SuiteConfig) -> SuiteReport 
     record(
         "chat",
         if chat {
-            Some(timed(t, check_chat(p, cfg)).await)
+            Some(timed(t, check_chat(p, cfg, false)).await)
         } else {
             None
         },

@@ -72,3 +72,32 @@ async fn simulator_conformance() {
     report.assert_ok();
     assert_eq!(report.passed.len(), 6, "{report:?}");
 }
+
+/// The suite opens each request once more when a connection was closed under it (a live
+/// server closing a kept-alive connection just as it is reused: seen once from llama.cpp's
+/// server in CI), and only once: two closes in a row fail the check.
+#[tokio::test]
+async fn simulator_conformance_opens_once_more_after_one_closed_connection_not_twice() {
+    use infermux_testkit::Fault;
+    let cfg = |sim: &Simulator| {
+        SuiteConfig::new(sim.model())
+            .with_embed_model("sim-embed")
+            .deterministic(true)
+    };
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    sim.push_fault(Fault::Reset);
+    let report =
+        conformance::run(Arc::new(provider(&format!("{}/v1", sim.url()))), &cfg(&sim)).await;
+    report.assert_ok();
+    assert_eq!(report.passed.len(), 6, "{report:?}");
+    assert_eq!(sim.faults(), vec![("reset", 1)]);
+
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    sim.push_fault(Fault::Reset);
+    sim.push_fault(Fault::Reset);
+    let report =
+        conformance::run(Arc::new(provider(&format!("{}/v1", sim.url()))), &cfg(&sim)).await;
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(report.failed[0].0, "chat");
+    assert!(report.failed[0].1.contains("chat failed"), "{report:?}");
+}
