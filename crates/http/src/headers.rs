@@ -192,23 +192,6 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
-fn window(
-    headers: &HeaderMap,
-    limit: &str,
-    remaining: &str,
-    reset: &str,
-    now: SystemTime,
-) -> RateLimitWindow {
-    let mut w = RateLimitWindow::default();
-    w.limit = header_str(headers, limit).and_then(|v| v.parse().ok());
-    w.remaining = header_str(headers, remaining).and_then(|v| v.parse().ok());
-    w.reset_after = header_str(headers, reset).and_then(|v| {
-        parse_duration(v)
-            .or_else(|| parse_rfc3339(v).map(|t| t.duration_since(now).unwrap_or(Duration::ZERO)))
-    });
-    w
-}
-
 /// Parses the OpenAI (`x-ratelimit-{limit,remaining,reset}-{requests,tokens}`) and Anthropic
 /// (`anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`)
 /// rate-limit headers. Anthropic resets are RFC 3339 times, made relative to the `Date` header.
@@ -225,45 +208,173 @@ fn window(
 /// assert_eq!(info.exhausted_until(), Some(Duration::from_secs(90)));
 /// ```
 pub fn rate_limits(headers: &HeaderMap) -> RateLimitInfo {
-    let now = response_time(headers);
+    // One pass over the headers a response has (a dozen, not the eighteen names looked up
+    // one by one, each hashed, and twelve of them formatted first); the `Date` header only
+    // when a reset is a time. The first value of a name that parses is kept.
     let mut info = RateLimitInfo::default();
-    info.requests = window(
-        headers,
-        "x-ratelimit-limit-requests",
-        "x-ratelimit-remaining-requests",
-        "x-ratelimit-reset-requests",
-        now,
-    );
-    info.tokens = window(
-        headers,
-        "x-ratelimit-limit-tokens",
-        "x-ratelimit-remaining-tokens",
-        "x-ratelimit-reset-tokens",
-        now,
-    );
-    let anthropic = |kind: &str| {
-        window(
-            headers,
-            &format!("anthropic-ratelimit-{kind}-limit"),
-            &format!("anthropic-ratelimit-{kind}-remaining"),
-            &format!("anthropic-ratelimit-{kind}-reset"),
-            now,
-        )
-    };
+    let mut anthropic = [RateLimitWindow::default(); 4];
+    let mut now = None;
+    for (name, value) in headers {
+        let name = name.as_str();
+        let (w, field) = if let Some(rest) = name.strip_prefix("x-ratelimit-") {
+            let Some((field, kind)) = rest.split_once('-') else {
+                continue;
+            };
+            match kind {
+                "requests" => (&mut info.requests, field),
+                "tokens" => (&mut info.tokens, field),
+                _ => continue,
+            }
+        } else if let Some(rest) = name.strip_prefix("anthropic-ratelimit-") {
+            let Some((kind, field)) = rest.rsplit_once('-') else {
+                continue;
+            };
+            let i = match kind {
+                "requests" => 0,
+                "tokens" => 1,
+                "input-tokens" => 2,
+                "output-tokens" => 3,
+                _ => continue,
+            };
+            (&mut anthropic[i], field)
+        } else {
+            continue;
+        };
+        let Ok(v) = value.to_str().map(str::trim) else {
+            continue;
+        };
+        match field {
+            "limit" if w.limit.is_none() => w.limit = v.parse().ok(),
+            "remaining" if w.remaining.is_none() => w.remaining = v.parse().ok(),
+            "reset" if w.reset_after.is_none() => {
+                w.reset_after = parse_duration(v).or_else(|| {
+                    let at = parse_rfc3339(v)?;
+                    let now = *now.get_or_insert_with(|| response_time(headers));
+                    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+                });
+            }
+            _ => {}
+        }
+    }
+    let [requests, tokens, input, output] = anthropic;
     if info.requests.is_empty() {
-        info.requests = anthropic("requests");
+        info.requests = requests;
     }
     if info.tokens.is_empty() {
-        info.tokens = anthropic("tokens");
+        info.tokens = tokens;
     }
-    info.input_tokens = anthropic("input-tokens");
-    info.output_tokens = anthropic("output-tokens");
+    info.input_tokens = input;
+    info.output_tokens = output;
     info
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
+
+    /// The lookup-by-name parser this module had before the one-pass [`rate_limits`]: the
+    /// oracle it is checked against.
+    fn window(
+        headers: &HeaderMap,
+        limit: &str,
+        remaining: &str,
+        reset: &str,
+        now: SystemTime,
+    ) -> RateLimitWindow {
+        let mut w = RateLimitWindow::default();
+        w.limit = header_str(headers, limit).and_then(|v| v.parse().ok());
+        w.remaining = header_str(headers, remaining).and_then(|v| v.parse().ok());
+        w.reset_after = header_str(headers, reset).and_then(|v| {
+            parse_duration(v).or_else(|| {
+                parse_rfc3339(v).map(|t| t.duration_since(now).unwrap_or(Duration::ZERO))
+            })
+        });
+        w
+    }
+
+    fn rate_limits_by_name(headers: &HeaderMap) -> RateLimitInfo {
+        let now = response_time(headers);
+        let mut info = RateLimitInfo::default();
+        let openai = |kind: &str| {
+            window(
+                headers,
+                &format!("x-ratelimit-limit-{kind}"),
+                &format!("x-ratelimit-remaining-{kind}"),
+                &format!("x-ratelimit-reset-{kind}"),
+                now,
+            )
+        };
+        let anthropic = |kind: &str| {
+            window(
+                headers,
+                &format!("anthropic-ratelimit-{kind}-limit"),
+                &format!("anthropic-ratelimit-{kind}-remaining"),
+                &format!("anthropic-ratelimit-{kind}-reset"),
+                now,
+            )
+        };
+        info.requests = openai("requests");
+        info.tokens = openai("tokens");
+        if info.requests.is_empty() {
+            info.requests = anthropic("requests");
+        }
+        if info.tokens.is_empty() {
+            info.tokens = anthropic("tokens");
+        }
+        info.input_tokens = anthropic("input-tokens");
+        info.output_tokens = anthropic("output-tokens");
+        info
+    }
+
+    proptest::proptest! {
+        /// The one-pass parser reads what the lookup by name read, for any subset of the
+        /// rate-limit headers (once each) with good, bad and absurd values, among others.
+        #[test]
+        fn one_pass_reads_what_the_lookup_by_name_read(
+            picks in proptest::collection::vec((0usize..22, 0usize..9), 0..14),
+        ) {
+            const NAMES: [&str; 22] = [
+                "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
+                "anthropic-ratelimit-requests-limit", "anthropic-ratelimit-requests-remaining",
+                "anthropic-ratelimit-requests-reset", "anthropic-ratelimit-tokens-limit",
+                "anthropic-ratelimit-tokens-remaining", "anthropic-ratelimit-tokens-reset",
+                "anthropic-ratelimit-input-tokens-limit",
+                "anthropic-ratelimit-input-tokens-remaining",
+                "anthropic-ratelimit-input-tokens-reset",
+                "anthropic-ratelimit-output-tokens-limit",
+                "anthropic-ratelimit-output-tokens-remaining",
+                "anthropic-ratelimit-output-tokens-reset",
+                "x-ratelimit-limit-images", "anthropic-ratelimit-other-reset", "content-type",
+                "date",
+            ];
+            const VALUES: [&str; 9] = [
+                "0", " 42 ", "1m30s", "2024-05-01T12:00:30Z", "garbage", "-1", "1e400",
+                "6ms", "Wed, 01 May 2024 12:00:00 GMT",
+            ];
+            let mut m = HeaderMap::new();
+            // a response without a `Date` would read the clock in each parser: give one
+            m.insert("date", HeaderValue::from_static("Wed, 01 May 2024 12:00:00 GMT"));
+            for (n, v) in picks {
+                if NAMES[n] != "date" {
+                    m.insert(NAMES[n], HeaderValue::from_static(VALUES[v]));
+                }
+            }
+            proptest::prop_assert_eq!(rate_limits(&m), rate_limits_by_name(&m));
+        }
+    }
+
+    /// The oracle sees a difference: a parser that lost the Anthropic input-token window.
+    #[test]
+    fn the_oracle_tells_a_window_missing() {
+        let m = h(&[("anthropic-ratelimit-input-tokens-remaining", "0")]);
+        let mut wrong = rate_limits(&m);
+        wrong.input_tokens = RateLimitWindow::default();
+        assert_ne!(wrong, rate_limits_by_name(&m));
+        assert_eq!(rate_limits(&m), rate_limits_by_name(&m));
+    }
 
     fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
