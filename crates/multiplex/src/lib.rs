@@ -43,9 +43,8 @@
 //! - `QuotaExceeded`: the key is removed until the stated reset, or until reconfigured.
 //! - 5xx, connect errors and timeouts are left to the endpoint's breaker.
 //! - A success whose rate-limit headers say `remaining: 0` limits the key until the reset,
-//!   in a pool with an RPM or TPM limit on some key: only such a pool has its successes'
-//!   rate-limit headers parsed (a cost on every answer). Without limits, the key's next
-//!   request meets the 429 and the key cools as above.
+//!   whether or not the pool has limits of its own: the key's next request is not spent on a
+//!   sure 429.
 //!
 //! A call policy that waits out a 429's `Retry-After` before its next attempt holds the call
 //! back while other keys are idle: use [`KeyRetry`] around it, which retries key-scoped

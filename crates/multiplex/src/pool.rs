@@ -1453,8 +1453,10 @@ impl MultiPool {
         }
     }
 
+    /// Every pool reads a response's rate-limit headers: a success that says its window is
+    /// spent (`remaining: 0`) holds the key until the reset, limits configured or not.
     fn wants_meta_local(&self) -> bool {
-        self.inner.has_limits
+        true
     }
 }
 

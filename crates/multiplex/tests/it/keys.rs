@@ -221,3 +221,57 @@ async fn a_refusal_that_states_a_retry_after_removes_its_key_until_then_only() {
     }
     assert_eq!(stub.seen_by("a").len(), 2);
 }
+
+/// A success that says its key's request window is spent (`remaining: 0`, reset in 30 s)
+/// holds that key until the reset in a pool without limits of its own too: the next calls go
+/// to the other key instead of spending an attempt on a sure 429. Before, only pools with
+/// RPM/TPM limits read a response's rate-limit headers, and the first-healthy key was tried
+/// again at once.
+#[tokio::test(start_paused = true)]
+async fn a_success_that_spends_its_window_holds_the_key_in_a_pool_without_limits() {
+    use infermux_core::{RateLimitInfo, RateLimitWindow};
+    let stub = Stub::new("spent", |_req, ctx| {
+        if ctx.key().map(|k| k.alias()) == Some("a") {
+            let mut info = RateLimitInfo::default();
+            info.requests = RateLimitWindow::default()
+                .with_limit(3)
+                .with_remaining(0)
+                .with_reset_after(Duration::from_secs(30));
+            ctx.record_rate_limits(&info);
+        }
+        async { ok() }
+    });
+    let pool = pool(
+        vec![executor(stub.clone(), 8, None)],
+        vec![keyed(0, "a"), keyed(0, "b")],
+        PoolConfig::new(Strategy::FirstHealthy),
+    );
+    let policy = policy(1, Duration::from_secs(5));
+    let alias = |called: &infermux_resilience::Called<_>| {
+        pool.member(called.member)
+            .unwrap()
+            .key_alias
+            .as_deref()
+            .unwrap()
+            .to_owned()
+    };
+    let first = policy
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap();
+    assert_eq!(alias(&first), "a");
+    for _ in 0..4 {
+        let next = policy
+            .call(&pool, &chat(), &RequestContext::new())
+            .await
+            .unwrap();
+        assert_eq!(alias(&next), "b", "key a is spent until its reset");
+    }
+    assert_eq!(stub.seen_by("a").len(), 1);
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let after = policy
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap();
+    assert_eq!(alias(&after), "a", "back after the reset");
+}
