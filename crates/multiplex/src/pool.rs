@@ -1452,12 +1452,6 @@ impl MultiPool {
             inner.signal.queue.sweep(inner.clock.now());
         }
     }
-
-    /// Every pool reads a response's rate-limit headers: a success that says its window is
-    /// spent (`remaining: 0`) holds the key until the reset, limits configured or not.
-    fn wants_meta_local(&self) -> bool {
-        true
-    }
 }
 
 // ---- the `Pool` seam, and state shared across processes (feature `redis`, crate::shared) ----
@@ -1507,8 +1501,10 @@ impl Pool for MultiPool {
         inner.avoid_failed(inner.tried_mask(tried), now, 0) != 0
     }
 
+    /// Always: a success that says its key's window is spent (`remaining: 0`) holds the
+    /// key until the reset, limits configured or not.
     fn wants_meta(&self) -> bool {
-        self.wants_meta_local()
+        true
     }
 }
 

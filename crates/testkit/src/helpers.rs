@@ -308,6 +308,8 @@ impl SlowRelay {
                 count.fetch_add(1, Ordering::AcqRel);
                 let target = target.clone();
                 tokio::spawn(async move {
+                    // the distance the relay stands for (a fault it injects, not a wait for
+                    // another task)
                     tokio::time::sleep(delay).await;
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
