@@ -256,7 +256,7 @@ fn memory_store(config: &CacheConfig, counters: &Arc<Counters>) -> Backend {
     Backend::Memory(
         moka::sync::Cache::builder()
             .max_capacity(config.max_entries)
-            .time_to_live(config.ttl)
+            .time_to_live(crate::config::store_ttl(config.ttl))
             .eviction_listener(move |_k, _v, cause| match cause {
                 RemovalCause::Size => {
                     c.evictions.fetch_add(1, Ordering::Relaxed);
@@ -356,7 +356,7 @@ impl Cache {
         let per_ns = config.max_entries_per_namespace as u64;
         let namespaces = moka::sync::Cache::builder()
             .max_capacity(config.max_namespaces)
-            .time_to_idle(config.ttl)
+            .time_to_idle(crate::config::store_ttl(config.ttl))
             .eviction_listener(move |_k, v: Arc<RwLock<Namespace>>, cause| {
                 if cause == RemovalCause::Size {
                     let live = v.read().map_or(per_ns, |n| n.live as u64);

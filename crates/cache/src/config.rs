@@ -7,6 +7,16 @@ use infermux_core::{Error, ErrorKind, Result};
 
 use crate::index::IndexConfig;
 
+/// The longest a store is asked to keep an entry: 100 years. A longer TTL (`Duration::MAX`
+/// for "never expire") is served as given, but the stores are asked for this much: moka
+/// refuses (panics on) more than 1000 years, and Redis refuses an expiry past what it holds.
+const STORE_TTL_CAP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `ttl` as a store is asked to keep it (at most [`STORE_TTL_CAP`]).
+pub(crate) fn store_ttl(ttl: Duration) -> Duration {
+    ttl.min(STORE_TTL_CAP)
+}
+
 fn config_error(msg: &str) -> Error {
     Error::new(ErrorKind::Config, msg.to_owned())
 }

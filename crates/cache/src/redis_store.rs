@@ -212,7 +212,9 @@ impl RedisStore {
         ttl: Duration,
         only_new: bool,
     ) -> bool {
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = u64::try_from(crate::config::store_ttl(ttl).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         self.guarded(|mut c| async move {
             let mut cmd = ::redis::cmd("SET");
             cmd.arg(key).arg(value).arg("PX").arg(ms);
@@ -236,7 +238,9 @@ impl RedisStore {
     ) -> bool {
         let seq_key = self.seq_key();
         let gen_key = format!("{ns_key}:generation");
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = u64::try_from(crate::config::store_ttl(ttl).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let keep = i64::try_from(max).unwrap_or(i64::MAX);
         let script = &self.scripts.push;
         self.guarded(|mut c| async move {

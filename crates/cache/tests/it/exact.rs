@@ -229,3 +229,27 @@ fn metrics_render_as_prometheus_text() {
     assert!(out.contains("infermux_cache_stores_total{cache=\"a\\\"b\"} 0"));
     assert!(out.contains("# TYPE infermux_cache_evictions_total counter"));
 }
+
+/// A TTL of `Duration::MAX` ("never expire") builds and serves, exact and semantic: before,
+/// moka panicked building the cache (it refuses more than 1000 years).
+#[tokio::test]
+async fn a_ttl_of_duration_max_means_never_expire_not_a_panic() {
+    let cache = Cache::new(CacheConfig::new(Duration::MAX, 10).unwrap())
+        .unwrap()
+        .with_semantic(
+            Arc::new(crate::support::WordsEmbedder::default()),
+            Arc::new(crate::support::CosineVerifier(0.8)),
+            infermux_cache::SemanticConfig::default()
+                .with_ttl(Duration::MAX)
+                .unwrap(),
+        );
+    let ctx = RequestContext::new();
+    cache
+        .store(&ask("what is two plus two"), &ctx, "g", &answer("4"))
+        .await;
+    let hit = cache
+        .lookup(&ask("what is two plus two"), &ctx, "g")
+        .await
+        .unwrap();
+    assert_eq!(text_of(&hit), "4");
+}

@@ -178,6 +178,45 @@ async fn a_redis_that_does_not_answer_is_a_counted_miss() {
     assert_eq!(s.stores, 0);
 }
 
+/// A TTL of `Duration::MAX` is kept in Redis (as a century): before, `PX` of `u64::MAX` was
+/// refused and every store counted as an error.
+#[tokio::test]
+async fn a_ttl_of_duration_max_is_stored_in_redis() {
+    let Some(url) = server_url("INFERMUX_REDIS_URL") else {
+        return;
+    };
+    let prefix = fresh_prefix("ttl-max");
+    let c = Cache::new(CacheConfig::new(std::time::Duration::MAX, 10).unwrap())
+        .unwrap()
+        .with_semantic(
+            Arc::new(WordsEmbedder::default()),
+            Arc::new(CosineVerifier(0.8)),
+            SemanticConfig::default()
+                .with_ttl(std::time::Duration::MAX)
+                .unwrap(),
+        )
+        .with_redis(
+            RedisStore::new(&url, &prefix)
+                .unwrap()
+                .with_timeout(std::time::Duration::from_secs(2)),
+        );
+    let ctx = RequestContext::new();
+    c.store(
+        &ask("what is the capital of france"),
+        &ctx,
+        "g",
+        &answer("Paris"),
+    )
+    .await;
+    let s = c.snapshot();
+    assert_eq!((s.store_errors, s.stores), (0, 1), "{s:?}");
+    let hit = c
+        .lookup(&ask("what is the capital of france"), &ctx, "g")
+        .await
+        .unwrap();
+    assert_eq!(text_of(&hit), "Paris");
+}
+
 /// A Redis whose connection takes longer to set up than one call's timeout still connects:
 /// the attempt is not cancelled with the call that started it. Before, each call's timeout
 /// cut its own attempt short and the next began again, so the cache never reached a Redis
