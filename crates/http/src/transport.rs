@@ -813,7 +813,7 @@ impl Parts<'_> {
             if ctx.meta().is_some() {
                 ctx.record_rate_limits(&rate_limits(resp.headers()));
             }
-            return HttpResponse::new(resp, ep, ctx, deadline);
+            return HttpResponse::new(resp, ep, ctx, deadline, first_byte_at);
         }
         Err(ep.err(Error::new(ErrorKind::Server, "too many redirects"), ctx))
     }
@@ -958,6 +958,10 @@ pub struct HttpResponse {
     resp: reqwest::Response,
     idle: Duration,
     deadline: Option<Instant>,
+    /// Until the body's first data: the first-byte timeout's end (`Timeouts::first_byte`
+    /// counts to the first byte of the body, not of the headers). A wait for the first data
+    /// lasts until then or the idle timeout, whichever ends later.
+    first_data_by: Option<Instant>,
     /// The idle/deadline timer, created at the first wait for body data.
     timer: Option<Pin<Box<Sleep>>>,
     max_body: usize,
@@ -998,6 +1002,7 @@ impl HttpResponse {
         ep: &HttpEndpoint,
         ctx: &RequestContext,
         deadline: Option<Instant>,
+        first_data_by: Instant,
     ) -> Result<Self> {
         let max_body = ep.config.limits.max_body_bytes;
         if let Some(len) = resp.content_length()
@@ -1018,6 +1023,7 @@ impl HttpResponse {
             resp,
             idle: ep.config.timeouts.idle,
             deadline,
+            first_data_by: Some(first_data_by),
             timer: None,
             max_body,
             error_ctx: (ctx.request_id(), ep.provider, ep.config.id.clone()),
@@ -1118,6 +1124,7 @@ impl HttpResponse {
             resp,
             idle,
             deadline,
+            first_data_by,
             timer,
             ..
         } = self;
@@ -1131,7 +1138,10 @@ impl HttpResponse {
             let timer = match timer {
                 Some(timer) if idle_at.is_some() => timer,
                 _ => {
-                    let at = later(Instant::now(), *idle);
+                    let mut at = later(Instant::now(), *idle);
+                    if let Some(f) = *first_data_by {
+                        at = at.max(f);
+                    }
                     idle_at = Some(at);
                     let at = deadline.map_or(at, |d| d.min(at));
                     match timer {
@@ -1151,12 +1161,17 @@ impl HttpResponse {
                 ErrorKind::Timeout,
                 if deadline.is_some_and(|d| idle_at.is_some_and(|i| d <= i)) {
                     "the attempt's time ran out while reading the body"
+                } else if first_data_by.is_some() {
+                    "no body data within the first-byte timeout"
                 } else {
                     "no data within the idle timeout"
                 },
             )
             .with_reached_server(true)),
-            Some(Ok(chunk)) => Ok(chunk),
+            Some(Ok(chunk)) => {
+                *first_data_by = None;
+                Ok(chunk)
+            }
             Some(Err(e)) => {
                 let kind = if e.is_decode() {
                     ErrorKind::Decode

@@ -362,6 +362,57 @@ async fn first_byte_and_idle_timeouts() {
     server.release.notify_waiters();
 }
 
+/// The first-byte timeout counts to the first byte of the body (`Timeouts::first_byte`), not
+/// of the headers: a streaming server that sends its headers at once and its first event
+/// after a prefill longer than the idle timeout is waited for until the first-byte timeout
+/// ends. Before, the first body chunk was held to the idle timeout and such a stream failed.
+#[tokio::test(start_paused = true)]
+async fn the_first_body_data_waits_for_the_first_byte_timeout_not_the_idle_one() {
+    // first byte 500 ms, idle 300 ms
+    let server = RawServer::start(|req| {
+        let prefill = if req.path() == "/slow" { 400 } else { 700 };
+        vec![
+            Step::Send(chunked_head("200 OK", "text/event-stream")),
+            Step::Wait(Duration::from_millis(prefill)),
+            Step::Send(chunk(b"data: 1\n\n")),
+            Step::Wait(Duration::from_millis(350)),
+            Step::Send(chunk(b"data: 2\n\n")),
+            Step::Stall,
+        ]
+    })
+    .await;
+    let ep = endpoint(&server.url, Auth::Bearer);
+    let mut events = ep
+        .get("/slow")
+        .send(&RequestContext::new())
+        .await
+        .unwrap()
+        .sse();
+    assert_eq!(events.next().await.unwrap().unwrap().data, "1");
+    // after the first data, the idle timeout (300 ms) holds: 350 ms of silence ends it
+    let e = events.next().await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert_eq!(e.message(), "no data within the idle timeout");
+
+    // a prefill past the first-byte timeout still fails, when that timeout ends
+    let sent = tokio::time::Instant::now();
+    let mut events = ep
+        .get("/slower")
+        .send(&RequestContext::new())
+        .await
+        .unwrap()
+        .sse();
+    let e = events.next().await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert_eq!(e.message(), "no body data within the first-byte timeout");
+    let waited = sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_millis(510),
+        "{waited:?}"
+    );
+    server.release.notify_waiters();
+}
+
 #[tokio::test]
 async fn sse_split_into_tiny_network_chunks_decodes_the_same() {
     let body = "event: message_start\r\ndata: {\"a\": \"héllo 🌍\"}\r\n\r\n: ping\n\ndata:{\"b\":2}\n\ndata: [DONE]\n\n";
