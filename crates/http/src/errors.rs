@@ -128,6 +128,12 @@ pub fn kind_for_status(status: u16, message: &str, code: Option<&str>) -> ErrorK
     if mentions(&["content_filter", "content_policy_violation"]) {
         return ErrorKind::ContentFilter;
     }
+    // a 5xx saying the model is overloaded (Gemini's 503 "The model is overloaded. Please try
+    // again later.", status UNAVAILABLE) is a capacity answer: retried with the throttled
+    // backoff, not the transient one
+    if (500..=599).contains(&status) && status != 504 && lower_msg.contains("overloaded") {
+        return ErrorKind::Overloaded;
+    }
     match status {
         401 | 403 => ErrorKind::Auth,
         404 => ErrorKind::NotFound,
@@ -373,6 +379,25 @@ mod tests {
                 r#"{"error":{"code":400,"message":"The input token count (1196265) exceeds the maximum number of tokens allowed (1048575).","status":"INVALID_ARGUMENT"}}"#
             ),
             ErrorKind::ContextLength
+        );
+        // Gemini's overloaded model (and any 5xx saying so, as the conformance oracle reads it)
+        assert_eq!(
+            kind(
+                503,
+                r#"{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}"#
+            ),
+            ErrorKind::Overloaded
+        );
+        assert_eq!(
+            kind(
+                503,
+                r#"{"error":{"code":503,"message":"Service unavailable"}}"#
+            ),
+            ErrorKind::Server
+        );
+        assert_eq!(
+            kind(504, r#"{"error":"upstream overloaded"}"#),
+            ErrorKind::Timeout
         );
         // Groq's flex tier out of capacity: retry later
         assert_eq!(

@@ -68,10 +68,32 @@ async fn error_inside_a_200_stream_carries_the_partial_text() {
     let ctx = RequestContext::new();
     let s = p.stream(&chat(), &ctx).await.unwrap();
     let e = StreamAccumulator::collect(s).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Server);
+    // an overloaded model is a capacity answer (it was `Server`, retried as a transient fault)
+    assert_eq!(e.kind(), ErrorKind::Overloaded);
     assert_eq!(e.partial_text(), Some("Once upon"));
     assert_eq!(e.provider(), Some("gemini"));
     assert_eq!(e.request_id(), Some(ctx.request_id()));
+    server.verify().unwrap();
+}
+
+/// Gemini's 503 "The model is overloaded" is `Overloaded` (retried with the throttled backoff),
+/// as the conformance oracle reads it; a plain 503 stays `Server`.
+#[tokio::test]
+async fn an_overloaded_model_is_overloaded_not_a_server_error() {
+    let body = r#"{"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}}"#;
+    let (server, p) = serve(answer(GENERATE, 503, "application/json", body)).await;
+    let e = p.call(&chat(), &RequestContext::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Overloaded);
+    assert_eq!(e.status(), Some(503));
+    assert_eq!(
+        e.kind(),
+        infermux_testkit::oracle::http_error_kind(503, body.as_bytes())
+    );
+    server.verify().unwrap();
+    let body = r#"{"error": {"code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}}"#;
+    let (server, p) = serve(answer(GENERATE, 503, "application/json", body)).await;
+    let e = p.call(&chat(), &RequestContext::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Server);
     server.verify().unwrap();
 }
 
