@@ -2,7 +2,8 @@
 //!
 //! Chat through `generateContent`, streamed chat through `streamGenerateContent` decoded both
 //! as SSE (`alt=sse`, the default) and as a streamed JSON array (without `alt`, see
-//! [`Gemini::with_sse`]) into the same events; embeddings through `batchEmbedContents` (and
+//! [`Gemini::with_sse`]) into the same events; embeddings through `batchEmbedContents`, in
+//! requests of at most [`wire::MAX_BATCH_EMBED`] inputs (and
 //! `embedContent` with [`Gemini::embed_one`]); `countTokens` ([`Gemini::count_tokens`]); model
 //! listing; inline images (`inlineData`, `fileData` for URLs); function calling with schemas
 //! cleaned of what Gemini rejects ([`wire::clean_schema`]: `additionalProperties`, `$schema`,
@@ -44,9 +45,9 @@ pub mod wire;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use infermux_core::{
-    Capabilities, ChatRequest, EmbeddingRequest, EndpointConfig, EndpointId, Error, ErrorKind,
-    EventStream, Operation, Provider, Request, RequestContext, Response, Result, StreamEvent,
-    first_event,
+    Capabilities, ChatRequest, EmbeddingRequest, EmbeddingResponse, EndpointConfig, EndpointId,
+    Error, ErrorKind, EventStream, Operation, Provider, Request, RequestContext, Response, Result,
+    StreamEvent, first_event,
 };
 use infermux_http::EventDecoder;
 use infermux_http::{Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse};
@@ -233,15 +234,35 @@ impl Provider for Gemini {
                         "no input to embed",
                     )));
                 }
-                self.post(
-                    &req.model,
-                    "batchEmbedContents",
-                    &wire::BatchEmbedBody::new(req),
-                    ctx,
-                    |body| wire::parse_batch_embeddings(body, &req.model, req.inputs.len()),
-                )
-                .await
-                .map(Response::Embeddings)
+                if req.inputs.len() <= wire::MAX_BATCH_EMBED {
+                    return self
+                        .post(
+                            &req.model,
+                            "batchEmbedContents",
+                            &wire::BatchEmbedBody::new(req),
+                            ctx,
+                            |body| wire::parse_batch_embeddings(body, &req.model, req.inputs.len()),
+                        )
+                        .await
+                        .map(Response::Embeddings);
+                }
+                // the API takes at most 100 a request: the parts go one after another, their
+                // vectors joined in order
+                let mut all =
+                    EmbeddingResponse::new(&req.model, Vec::with_capacity(req.inputs.len()));
+                for part in req.inputs.chunks(wire::MAX_BATCH_EMBED) {
+                    let r = self
+                        .post(
+                            &req.model,
+                            "batchEmbedContents",
+                            &wire::BatchEmbedBody::part(req, part),
+                            ctx,
+                            |body| wire::parse_batch_embeddings(body, &req.model, part.len()),
+                        )
+                        .await?;
+                    all.embeddings.extend(r.embeddings);
+                }
+                Ok(Response::Embeddings(all))
             }
             Request::Models => {
                 // every page, following `nextPageToken` (at most MAX_PAGES)

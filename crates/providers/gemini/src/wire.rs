@@ -99,6 +99,16 @@ fn clean(v: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
                     continue;
                 }
                 // property names are data, not keywords: clean their schemas only
+                if k == "properties"
+                    && let Value::Object(props) = val
+                {
+                    let props = props
+                        .iter()
+                        .map(|(name, schema)| (name.clone(), clean(schema, defs, depth)))
+                        .collect();
+                    out.insert(k.clone(), Value::Object(props));
+                    continue;
+                }
                 out.insert(k.clone(), clean(val, defs, depth));
             }
             Value::Object(out)
@@ -124,11 +134,15 @@ fn guess_mime(url: &str) -> &'static str {
 /// Whether [`clean_schema`] would change `v`.
 fn needs_cleaning(v: &Value) -> bool {
     match v {
-        Value::Object(obj) => obj.iter().any(|(k, val)| {
-            matches!(
-                k.as_str(),
-                "$ref" | "$defs" | "definitions" | "$schema" | "$id" | "additionalProperties"
-            ) || needs_cleaning(val)
+        Value::Object(obj) => obj.iter().any(|(k, val)| match (k.as_str(), val) {
+            // property names are data: only their schemas may need cleaning
+            ("properties", Value::Object(props)) => props.values().any(needs_cleaning),
+            _ => {
+                matches!(
+                    k.as_str(),
+                    "$ref" | "$defs" | "definitions" | "$schema" | "$id" | "additionalProperties"
+                ) || needs_cleaning(val)
+            }
         }),
         Value::Array(items) => items.iter().any(needs_cleaning),
         _ => false,
@@ -775,14 +789,28 @@ impl Serialize for EmbedRequest<'_> {
 #[derive(Debug, Clone, Copy)]
 pub struct BatchEmbedBody<'a> {
     req: &'a EmbeddingRequest,
+    inputs: &'a [String],
 }
 
 impl<'a> BatchEmbedBody<'a> {
     /// The body of `req`.
     pub fn new(req: &'a EmbeddingRequest) -> Self {
-        BatchEmbedBody { req }
+        BatchEmbedBody {
+            req,
+            inputs: &req.inputs,
+        }
+    }
+
+    /// The body of `inputs` (a part of `req.inputs`) with `req`'s model and options: a
+    /// request of more than [`MAX_BATCH_EMBED`] inputs is sent in parts.
+    pub fn part(req: &'a EmbeddingRequest, inputs: &'a [String]) -> Self {
+        BatchEmbedBody { req, inputs }
     }
 }
+
+/// The most inputs one `batchEmbedContents` request may carry (the API refuses more: "at most
+/// 100 requests can be in one batch").
+pub const MAX_BATCH_EMBED: usize = 100;
 
 impl Serialize for BatchEmbedBody<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -790,7 +818,7 @@ impl Serialize for BatchEmbedBody<'_> {
         let mut m = s.serialize_map(Some(1))?;
         m.serialize_entry(
             "requests",
-            &Seq(req.inputs.iter().map(|text| EmbedRequest { req, text })),
+            &Seq(self.inputs.iter().map(|text| EmbedRequest { req, text })),
         )?;
         m.end()
     }

@@ -92,6 +92,44 @@ fn schemas_are_cleaned_and_refs_inlined() {
     assert!(!wire::clean_schema(&recursive).to_string().contains("$ref"));
 }
 
+/// Property names are data: a parameter named like a keyword the cleaning removes
+/// (`definitions`, `$id`, `additionalProperties`) is kept, its schema cleaned. Before, it was
+/// dropped while `required` still named it, and Gemini refused the declaration.
+#[test]
+fn properties_named_like_removed_keywords_are_kept() {
+    let s = json!({"type": "object", "properties": {
+        "definitions": {"type": "array", "items": {"type": "string"}, "additionalProperties": false},
+        "$id": {"type": "string"},
+        "additionalProperties": {"type": "boolean"},
+        "term": {"type": "string"}},
+        "required": ["term", "definitions"], "additionalProperties": false});
+    let cleaned = wire::clean_schema(&s);
+    assert_eq!(cleaned["properties"]["definitions"]["type"], "array");
+    assert!(
+        cleaned["properties"]["definitions"]
+            .get("additionalProperties")
+            .is_none()
+    );
+    assert_eq!(cleaned["properties"]["$id"]["type"], "string");
+    assert_eq!(
+        cleaned["properties"]["additionalProperties"]["type"],
+        "boolean"
+    );
+    assert!(cleaned.get("additionalProperties").is_none());
+    // and the body sent carries them, cleaned or not
+    let req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("define")])
+        .with_tools(vec![Tool::new("define", "Look a word up", s)]);
+    let b = wire::generate_body(&req);
+    let params = &b["tools"][0]["functionDeclarations"][0]["parameters"];
+    assert_eq!(
+        params["properties"]["definitions"]["type"], "array",
+        "{params}"
+    );
+    // a schema whose only keyword-like names are property names is sent as it is
+    let plain = json!({"type": "object", "properties": {"definitions": {"type": "string"}}});
+    assert_eq!(wire::clean_schema(&plain), plain);
+}
+
 #[test]
 fn generate_body_maps_every_field() {
     let b = wire::generate_body(&rich_request());
