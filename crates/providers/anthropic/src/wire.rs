@@ -222,6 +222,12 @@ fn part_block(part: &ContentPart) -> Option<Block<'_>> {
             citations: Vec::new(),
         },
         ContentPart::Image { source, .. } => image_block(source),
+        // reasoning without Anthropic's signature (another provider's, after a fallback) is
+        // refused ("thinking.signature: Field required"): it was the other model's private
+        // reasoning, not part of the conversation, so it is left out
+        ContentPart::Thinking {
+            signature: None, ..
+        } => return None,
         ContentPart::Thinking { text, signature } => Block::Thinking {
             text,
             signature: signature.as_deref(),
@@ -285,7 +291,13 @@ fn tool_result_block(m: &Message) -> Block<'_> {
         .iter()
         .any(|p| matches!(p, ContentPart::Image { .. }))
     {
-        ToolResultContent::Blocks(m.content.iter().filter_map(part_block).collect())
+        ToolResultContent::Blocks(
+            m.content
+                .iter()
+                .filter_map(part_block)
+                .filter(|b| !b.is_empty_text())
+                .collect(),
+        )
     } else {
         ToolResultContent::Text(m.text())
     };
@@ -298,7 +310,8 @@ fn tool_result_block(m: &Message) -> Block<'_> {
 /// The wire messages of a conversation. System and developer messages are left out (they are
 /// the top-level `system`); tool results become `tool_result` blocks of a user message;
 /// consecutive messages of the same role are merged (the API wants user and assistant turns to
-/// alternate).
+/// alternate). Empty text blocks are left out, and so is a message left with no block (the
+/// API refuses both: "text content blocks must be non-empty"), its neighbours then merged.
 struct Messages<'a>(&'a [Message]);
 
 /// One wire message: a role and its blocks.
@@ -321,12 +334,26 @@ impl Serialize for Messages<'_> {
         let mut seq = s.serialize_seq(None)?;
         let mut role: Option<&'static str> = None;
         let mut blocks: Vec<Block<'_>> = Vec::new();
+        let mut mine: Vec<Block<'_>> = Vec::new();
         for m in self.0 {
             let r = match &m.role {
                 Role::System | Role::Developer => continue,
                 Role::Assistant => "assistant",
                 _ => "user",
             };
+            match &m.role {
+                Role::Tool => mine.push(tool_result_block(m)),
+                Role::Assistant => assistant_blocks(m, &mut mine),
+                _ => mine.extend(
+                    m.content
+                        .iter()
+                        .filter_map(part_block)
+                        .filter(|b| !b.is_empty_text()),
+                ),
+            }
+            if mine.is_empty() {
+                continue;
+            }
             if let Some(open) = role
                 && open != r
             {
@@ -337,11 +364,7 @@ impl Serialize for Messages<'_> {
                 blocks.clear();
             }
             role = Some(r);
-            match &m.role {
-                Role::Tool => blocks.push(tool_result_block(m)),
-                Role::Assistant => assistant_blocks(m, &mut blocks),
-                _ => blocks.extend(m.content.iter().filter_map(part_block)),
-            }
+            blocks.append(&mut mine);
         }
         if let Some(open) = role {
             seq.serialize_element(&WireMessage {
@@ -456,10 +479,7 @@ impl Serialize for ChatBody<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let req = self.req;
         let mut o = Fields::new(s.serialize_map(None)?, &req.extra);
-        o.field(
-            "max_tokens",
-            &req.max_tokens.unwrap_or(self.default_max_tokens),
-        )?;
+        o.field("max_tokens", &max_tokens(req, self.default_max_tokens))?;
         o.field("messages", &Messages(&req.messages))?;
         if let Some(u) = &req.user {
             o.field("metadata", &Metadata { user_id: u })?;
@@ -521,6 +541,27 @@ pub fn count_tokens_body(req: &ChatRequest) -> Value {
         }
     }
     Value::Object(body)
+}
+
+/// The `max_tokens` sent: the request's, else `default` — raised, when thinking is enabled
+/// through `extra.thinking` with a `budget_tokens` of at least `default`, to the budget +
+/// `default` (the API wants `max_tokens` above the budget, so the default alone was always
+/// refused). A `max_tokens` the request states is sent as it is.
+fn max_tokens(req: &ChatRequest, default: u32) -> u32 {
+    if let Some(n) = req.max_tokens {
+        return n;
+    }
+    let budget = req
+        .extra
+        .get("thinking")
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("enabled"))
+        .and_then(|t| t.get("budget_tokens"))
+        .and_then(Value::as_u64)
+        .map(|b| u32::try_from(b).unwrap_or(u32::MAX));
+    match budget {
+        Some(b) if b >= default => b.saturating_add(default),
+        _ => default,
+    }
 }
 
 /// Enables extended thinking with `budget_tokens` (sets `extra.thinking`; the API wants

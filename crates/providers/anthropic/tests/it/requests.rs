@@ -120,6 +120,88 @@ fn tool_results_images_and_thinking_round_trip() {
     assert_eq!(wire::chat_body(&back, false)["messages"], b["messages"]);
 }
 
+/// What the API refuses is not sent: reasoning without a signature (another provider's, after
+/// a fallback: "thinking.signature: Field required"), empty text blocks and a turn left with
+/// no block ("text content blocks must be non-empty"), its neighbours merged so the turns
+/// still alternate.
+#[test]
+fn unsigned_thinking_empty_text_and_empty_turns_are_not_sent() {
+    let mut reasoned = Message::assistant("The answer is 4.");
+    reasoned.content.insert(
+        0,
+        ContentPart::Thinking {
+            text: "2+2 is 4".into(),
+            signature: None,
+        },
+    );
+    let mut only_unsigned = Message::assistant("");
+    only_unsigned.content = vec![ContentPart::Thinking {
+        text: "hmm".into(),
+        signature: None,
+    }];
+    let req = ChatRequest::new(
+        "claude",
+        vec![
+            Message::user("2+2?"),
+            reasoned,
+            Message::user_parts(vec![
+                ContentPart::text(""),
+                ContentPart::image_url("https://example.com/a.png"),
+            ]),
+            only_unsigned,
+            Message::user("and 3+3?"),
+            Message::assistant(""),
+            Message::user(""),
+        ],
+    );
+    let b = wire::chat_body(&req, false);
+    let msgs = b["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 3, "{b}");
+    assert_eq!(
+        msgs[0]["content"],
+        json!([{"type": "text", "text": "2+2?"}])
+    );
+    assert_eq!(
+        msgs[1],
+        json!({"role": "assistant", "content": [{"type": "text", "text": "The answer is 4."}]})
+    );
+    // the image turn and the next question merge: the turn between them had nothing to send
+    assert_eq!(msgs[2]["role"], "user");
+    assert_eq!(
+        msgs[2]["content"],
+        json!([{"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+               {"type": "text", "text": "and 3+3?"}])
+    );
+    for m in msgs {
+        for block in m["content"].as_array().unwrap() {
+            assert_ne!(block.get("text"), Some(&json!("")), "{b}");
+            if block["type"] == "thinking" {
+                assert!(block["signature"].is_string(), "{b}");
+            }
+        }
+    }
+}
+
+/// Thinking enabled through `extra.thinking` (what the crate docs show) without a
+/// `max_tokens`: the default (1024) is at most the budget, which the API always refuses, so
+/// the budget + the default is sent. A stated `max_tokens` is sent as it is.
+#[test]
+fn thinking_through_extra_raises_the_default_max_tokens_above_the_budget() {
+    let mut req = ChatRequest::new("claude", vec![Message::user("think")]);
+    req.extra.insert(
+        "thinking".into(),
+        json!({"type": "enabled", "budget_tokens": 2048}),
+    );
+    let b = wire::chat_body(&req, false);
+    assert_eq!(b["max_tokens"], 2048 + 1024);
+    assert_eq!(b["thinking"]["budget_tokens"], 2048);
+    let stated = req.clone().with_max_tokens(8000);
+    assert_eq!(wire::chat_body(&stated, false)["max_tokens"], 8000);
+    req.extra
+        .insert("thinking".into(), json!({"type": "disabled"}));
+    assert_eq!(wire::chat_body(&req, false)["max_tokens"], 1024);
+}
+
 #[test]
 fn answers_with_thinking_tools_and_cache_usage_parse() {
     let body = json!({
