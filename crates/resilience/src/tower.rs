@@ -236,7 +236,13 @@ where
                         return Ok(r);
                     }
                     Err(e) => match policy.decide(&Attempt::new(&e, attempt)) {
-                        Decision::Retry(after) => tokio::time::sleep(after).await,
+                        Decision::Retry(after) => {
+                            // the retry took a budget token: given back if the caller gives up
+                            // during the pause (its future dropped), as `CallPolicy` does
+                            let guard = GiveBack(&*policy);
+                            tokio::time::sleep(after).await;
+                            std::mem::forget(guard);
+                        }
                         Decision::Stop(reason) => {
                             return Err(e.with_attempts(attempt).with_stop_reason(reason));
                         }
@@ -245,5 +251,15 @@ where
                 attempt += 1;
             }
         })
+    }
+}
+
+/// Calls [`RetryPolicy::on_abandoned`] when dropped: armed over a retry's pause, forgotten
+/// once the pause is over.
+struct GiveBack<'a>(&'a dyn RetryPolicy);
+
+impl Drop for GiveBack<'_> {
+    fn drop(&mut self) {
+        self.0.on_abandoned();
     }
 }

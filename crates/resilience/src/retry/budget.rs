@@ -70,7 +70,7 @@ impl RetryBudget {
         let _ = self
             .tokens
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-                (t < self.max).then(|| (t + MILLI).min(self.max))
+                (t < self.max).then(|| t.saturating_add(MILLI).min(self.max))
             });
     }
 
@@ -85,7 +85,7 @@ impl RetryBudget {
         let _ = self
             .tokens
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-                (t < self.max).then(|| (t + self.refund).min(self.max))
+                (t < self.max).then(|| t.saturating_add(self.refund).min(self.max))
             });
     }
 

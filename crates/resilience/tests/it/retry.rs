@@ -122,3 +122,21 @@ fn the_budget_stops_retries_and_successes_refill_it() {
     assert!(matches!(p.decide(&Attempt::new(&e, 1)), Decision::Retry(_)));
     assert!(RetryBudget::new(0.0, 1.0).is_err());
 }
+
+/// A budget of any size it accepts ("unlimited", "always refill") stays full and usable: the
+/// refund and the give-back saturate. Before, they added past `i64::MAX`: a panic in debug
+/// builds, a budget wrapped negative (retries off) in release.
+#[test]
+fn a_huge_budget_or_refund_saturates_instead_of_overflowing() {
+    let always_refill = RetryBudget::new(10.0, f64::MAX).unwrap();
+    assert!(always_refill.try_withdraw());
+    always_refill.deposit();
+    assert_eq!(always_refill.available(), 10.0);
+    let unlimited = RetryBudget::new(1e18, 0.1).unwrap();
+    let full = unlimited.available();
+    assert!(unlimited.try_withdraw());
+    unlimited.deposit();
+    unlimited.give_back();
+    assert_eq!(unlimited.available(), full);
+    assert!(unlimited.try_withdraw());
+}

@@ -110,3 +110,40 @@ async fn layers_compose_retry_outside_admission_and_breaker() {
     );
     assert_eq!(admission.available(), 1);
 }
+
+/// A retry abandoned during its pause (the caller's future dropped, e.g. by a timeout layer
+/// outside) gives its budget token back, as `CallPolicy` does; a retry that ran keeps it spent.
+/// Before, the tower layer never gave it back, and abandoned pauses drained the budget.
+#[tokio::test(start_paused = true)]
+async fn a_retry_abandoned_during_its_pause_gives_its_budget_token_back() {
+    use infermux_resilience::retry::{Backoff, DelayClass, RetryBudget};
+    #[derive(Debug)]
+    struct Fixed(Duration);
+    impl Backoff for Fixed {
+        fn delay(&self, _: u32, _: DelayClass, _: Duration, _: Duration) -> Duration {
+            self.0
+        }
+    }
+    let budget = Arc::new(RetryBudget::new(1.0, 0.0).unwrap());
+    let retry = StandardRetry::standard()
+        .with_max_attempts(2)
+        .with_backoff(Arc::new(Fixed(Duration::from_secs(10))))
+        .with_budget(Some(budget.clone()));
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut svc = RetryLayer::new(Arc::new(retry)).layer(Flaky {
+        calls: calls.clone(),
+        fail_first: u32::MAX,
+    });
+    let gave_up = tokio::time::timeout(Duration::from_secs(5), call(&mut svc, "x")).await;
+    assert!(gave_up.is_err(), "the caller gave up during the 10 s pause");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the retry never ran");
+    assert_eq!(budget.available(), 1.0, "so its token is back");
+    let e = call(&mut svc, "x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Server);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        budget.available(),
+        0.0,
+        "a retry that ran keeps its token spent"
+    );
+}
