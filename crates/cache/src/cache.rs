@@ -237,6 +237,27 @@ impl fmt::Debug for StreamAnswer {
 struct Miss {
     exact: Option<CacheKey>,
     semantic: Option<(SemanticProbe, Vec<f32>)>,
+    /// The lookup asked the embedder and it failed (or took too long): the store does not ask
+    /// again on the caller's path.
+    embed_failed: bool,
+}
+
+/// The vector of `probe`'s text from `sem`'s embedder, within its `embed_timeout`; `None` on
+/// an error, a wrong count or the timeout.
+async fn embed_one(
+    sem: &Semantic,
+    probe: &SemanticProbe,
+    ctx: &RequestContext,
+) -> Option<Vec<f32>> {
+    let call = sem.embedder.embed(std::slice::from_ref(&probe.text), ctx);
+    let out = match sem.config.embed_timeout {
+        Some(t) => tokio::time::timeout(t, call).await.ok()?,
+        None => call.await,
+    };
+    match out {
+        Ok(mut v) if v.len() == 1 => Some(v.remove(0)),
+        _ => None,
+    }
 }
 
 /// What a lookup found.
@@ -611,17 +632,11 @@ impl Cache {
                 return Found::Miss(miss);
             }
         };
-        let vector = match sem
-            .embedder
-            .embed(std::slice::from_ref(&probe.text), ctx)
-            .await
-        {
-            Ok(mut v) if v.len() == 1 => v.remove(0),
-            _ => {
-                self.count(|c| &c.embed_errors);
-                self.count(|c| &c.semantic_misses);
-                return Found::Miss(miss);
-            }
+        let Some(vector) = embed_one(sem, &probe, ctx).await else {
+            self.count(|c| &c.embed_errors);
+            self.count(|c| &c.semantic_misses);
+            miss.embed_failed = true;
+            return Found::Miss(miss);
         };
         let mut probe = probe;
         probe.namespace = probe.namespace.with_dimension(vector.len());
@@ -884,6 +899,7 @@ impl Cache {
         let miss = Miss {
             exact: CacheKey::exact(request, ctx, namespace),
             semantic: None,
+            embed_failed: false,
         };
         self.put_call(request, ctx, namespace, miss, response).await;
     }
@@ -968,6 +984,8 @@ impl Cache {
         };
         let (probe, vector) = match miss.semantic {
             Some(pv) => pv,
+            // the lookup's embedding failed: not asked again on the caller's path
+            None if miss.embed_failed => return,
             None => {
                 let Ok(probe) = semantic_probe(
                     request,
@@ -980,18 +998,13 @@ impl Cache {
                 ) else {
                     return;
                 };
-                match sem
-                    .embedder
-                    .embed(std::slice::from_ref(&probe.text), ctx)
-                    .await
-                {
-                    Ok(mut v) if v.len() == 1 => {
-                        let v = v.remove(0);
+                match embed_one(sem, &probe, ctx).await {
+                    Some(v) => {
                         let mut probe = probe;
                         probe.namespace = probe.namespace.with_dimension(v.len());
                         (probe, v)
                     }
-                    _ => {
+                    None => {
                         self.count(|c| &c.embed_errors);
                         return;
                     }
@@ -1086,6 +1099,7 @@ impl Cache {
         let miss = Miss {
             exact: CacheKey::exact(request, ctx, namespace),
             semantic: None,
+            embed_failed: false,
         };
         self.tee_with(request, ctx, namespace, stream, miss)
     }
@@ -1135,6 +1149,7 @@ impl Cache {
                 Miss {
                     exact: CacheKey::exact(request, ctx, namespace),
                     semantic: None,
+                    embed_failed: false,
                 }
             }
             Found::Miss(m) => m,
@@ -1209,6 +1224,7 @@ impl Cache {
                 Answer::Call(_) => Miss {
                     exact: CacheKey::exact(request, ctx, namespace),
                     semantic: None,
+                    embed_failed: false,
                 },
             },
             Found::Miss(m) => m,

@@ -107,6 +107,12 @@ pub struct SemanticConfig {
     /// signals the first 512 words, so two long turns sharing their opening (a pasted
     /// document, then different questions about it) would look the same to both.
     pub max_chars: usize,
+    /// The longest the tier waits for the embedder on a call's path: past it the lookup is a
+    /// miss (counted as an embedder error) and the call goes on to the provider. Default
+    /// `None`: no bound of the tier's own (a provider embedder's call keeps its endpoint's
+    /// timeouts), so the cache runs on a tokio runtime without timers too; the `infermux`
+    /// client, whose runtime has them, sets 1 s when it is `None`.
+    pub embed_timeout: Option<Duration>,
 }
 
 /// The default [`SemanticConfig::max_chars`]: about 250 word pieces of English, within
@@ -125,6 +131,7 @@ impl Default for SemanticConfig {
             allow_sampled: false,
             allow_tools: false,
             max_chars: MAX_SEMANTIC_CHARS,
+            embed_timeout: None,
         }
     }
 }
@@ -189,6 +196,14 @@ impl SemanticConfig {
             return Err(config_error("max_chars must be at least 1"));
         }
         self.max_chars = n;
+        Ok(self)
+    }
+    /// Sets how long the tier waits for the embedder (more than zero).
+    pub fn with_embed_timeout(mut self, t: Duration) -> Result<Self> {
+        if t.is_zero() {
+            return Err(config_error("embed_timeout must be more than zero"));
+        }
+        self.embed_timeout = Some(t);
         Ok(self)
     }
 }

@@ -57,7 +57,7 @@ mod providers;
 mod router;
 
 pub use client::{Client, ClientBuilder, Deployment, ModelGroup, NamedKey, OpenedStream};
-pub use extras::SemanticCache;
+pub use extras::{SEMANTIC_EMBED_TIMEOUT, SemanticCache};
 pub use infermux_multiplex::{MultiPool, PoolConfig, Strategy};
 pub use infermux_resilience::Op;
 pub use ops::{OpTarget, Ran};

@@ -131,6 +131,74 @@ async fn an_embedder_failure_is_a_counted_miss() {
     assert!(cache.snapshot().embed_errors >= 2);
 }
 
+/// An embedder that fails is asked once per call, not again when the answer is stored: the
+/// store ran before the caller got its answer, so each call paid the failure twice.
+#[tokio::test]
+async fn a_failing_embedder_is_asked_once_per_call() {
+    let emb = Arc::new(WordsEmbedder {
+        fail: true,
+        ..Default::default()
+    });
+    let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
+        emb.clone(),
+        Arc::new(CosineVerifier(0.8)),
+        SemanticConfig::default(),
+    );
+    let ctx = RequestContext::new();
+    let r = cache
+        .call(&ask("a b"), &ctx, "g", || async { Ok(answer("x")) })
+        .await
+        .unwrap();
+    assert_eq!(text_of(&r), "x");
+    assert_eq!(emb.calls.load(Ordering::SeqCst), 1);
+    // a store with no lookup before it still embeds (and the exact tier kept the answer)
+    cache.store(&ask("c d"), &ctx, "g", &answer("y")).await;
+    assert_eq!(emb.calls.load(Ordering::SeqCst), 2);
+    assert!(cache.lookup(&ask("a b"), &ctx, "g").await.is_some());
+}
+
+/// An embedder that never answers holds a call up for the tier's `embed_timeout`, once: the
+/// lookup is a miss and the call goes on to the provider.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_embedder_holds_a_call_up_for_the_embed_timeout_once() {
+    #[derive(Debug)]
+    struct Hangs;
+    #[async_trait::async_trait]
+    impl infermux_cache::Embedder for Hangs {
+        fn model_id(&self) -> &str {
+            "hangs"
+        }
+        async fn embed(
+            &self,
+            _texts: &[String],
+            _ctx: &RequestContext,
+        ) -> infermux_core::Result<Vec<Vec<f32>>> {
+            std::future::pending().await
+        }
+    }
+    let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
+        Arc::new(Hangs),
+        Arc::new(CosineVerifier(0.8)),
+        SemanticConfig::default()
+            .with_embed_timeout(std::time::Duration::from_secs(1))
+            .unwrap(),
+    );
+    let ctx = RequestContext::new();
+    let start = tokio::time::Instant::now();
+    let r = cache
+        .call(&ask("a b"), &ctx, "g", || async { Ok(answer("x")) })
+        .await
+        .unwrap();
+    assert_eq!(text_of(&r), "x");
+    assert_eq!(start.elapsed(), std::time::Duration::from_secs(1));
+    assert_eq!(cache.snapshot().embed_errors, 1);
+    assert!(
+        SemanticConfig::default()
+            .with_embed_timeout(std::time::Duration::ZERO)
+            .is_err()
+    );
+}
+
 /// Brute force (the default below 4096 rows), and the HNSW graph from the first row: the
 /// graph's search must skip evicted and expired rows as brute force does.
 fn index_configs() -> [IndexConfig; 2] {
