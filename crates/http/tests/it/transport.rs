@@ -151,6 +151,43 @@ async fn every_hop_carries_one_host_header_its_own() {
     );
 }
 
+/// A request carries one `accept-encoding` (gzip, what the workspace's reqwest decodes) and one
+/// `content-length`, its body's own, and none without a body; an endpoint's own
+/// `accept-encoding` wins.
+#[tokio::test]
+async fn one_accept_encoding_and_one_content_length_the_bodys_own() {
+    let server = RawServer::start(|_| ok_json()).await;
+    let ep = endpoint(&format!("{}/v1", server.url), Auth::Bearer);
+    let ctx = RequestContext::new();
+    let body = serde_json::json!({"model": "m", "text": "héllo"});
+    let len = serde_json::to_vec(&body).unwrap().len().to_string();
+    ep.post("/with-body").json(&body).send(&ctx).await.unwrap();
+    ep.get("/no-body").send(&ctx).await.unwrap();
+    let with = server.seen_at("/v1/with-body");
+    assert_eq!(with.headers("accept-encoding"), ["gzip"], "{}", with.head);
+    assert_eq!(with.headers("content-length"), [len], "{}", with.head);
+    let without = server.seen_at("/v1/no-body");
+    assert_eq!(
+        without.headers("accept-encoding"),
+        ["gzip"],
+        "{}",
+        without.head
+    );
+    assert!(
+        without.headers("content-length").is_empty(),
+        "{}",
+        without.head
+    );
+
+    let cfg = EndpointConfig::new("test", format!("{}/v1", server.url))
+        .unwrap()
+        .with_header("Accept-Encoding", "identity");
+    let ep = HttpEndpoint::new("test", cfg, Auth::Bearer).unwrap();
+    ep.post("/own").json(&body).send(&ctx).await.unwrap();
+    let own = server.seen_at("/v1/own");
+    assert_eq!(own.headers("accept-encoding"), ["identity"], "{}", own.head);
+}
+
 #[tokio::test]
 async fn key_is_bound_to_its_origin_and_request_id_is_sent() {
     let server = RawServer::start(|_| ok_json()).await;
