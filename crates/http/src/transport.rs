@@ -565,12 +565,13 @@ impl fmt::Debug for HttpRequest<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpRequest")
             .field("method", &self.method)
+            // without the query, and without a `user:password@` (refused at send, never shown)
             .field(
                 "url",
-                &match &self.url {
+                &infermux_core::url_without_userinfo(match &self.url {
                     Ok(url) => &url[..url::Position::AfterPath],
                     Err(text) => text.split('?').next().unwrap_or(""),
-                },
+                }),
             )
             .finish_non_exhaustive()
     }
@@ -1204,12 +1205,14 @@ impl HttpResponse {
             let snippet: String =
                 String::from_utf8_lossy(body.get(..120).unwrap_or(&body)).into_owned();
             let (id, provider, ep) = &self.error_ctx;
-            Error::new(
-                ErrorKind::Decode,
-                format!("response is not the expected JSON ({e}); body starts: {snippet:?}"),
-            )
-            .with_status(self.status)
-            .in_context(*id, provider, ep)
+            // serde's message quotes the value it could not read: scrubbed too (a body that is
+            // not textual by its content type was not scrubbed before parsing)
+            let mut message =
+                format!("response is not the expected JSON ({e}); body starts: {snippet:?}");
+            self.scrubber.scrub_string(&mut message);
+            Error::new(ErrorKind::Decode, message)
+                .with_status(self.status)
+                .in_context(*id, provider, ep)
         })
     }
 

@@ -161,3 +161,45 @@ async fn a_cross_origin_redirect_drops_every_endpoint_header() {
     );
     assert!(!here.head.contains("proxy-secret-88") && !landed.head.contains("proxy-secret-88"));
 }
+
+/// A request's `Debug` never shows a password written into its URL (it is refused at send
+/// time; before, `{:?}` printed it).
+#[test]
+fn a_password_in_a_request_url_is_not_in_its_debug() {
+    let ep = endpoint("http://127.0.0.1:9/v1", Auth::Bearer);
+    for url in [
+        "http://u:pw-secret@127.0.0.1:9/v1/m",
+        "http://u:pw-secret@127.0.0.1:9/v1/m?x=1",
+        "http://u:pw-secret@[bad/v1/m",
+    ] {
+        let shown = format!("{:?}", ep.get(url));
+        assert!(!shown.contains("pw-secret"), "{shown}");
+        assert!(shown.contains("/v1/m"), "{shown}");
+    }
+}
+
+/// A JSON body served under a content type that is not textual (so not scrubbed before it is
+/// parsed) and echoing the key into a field of the wrong type: serde's message quotes the
+/// value, and the error still does not carry the key.
+#[tokio::test]
+async fn a_key_quoted_by_a_json_decode_error_is_scrubbed() {
+    let server = RawServer::start(|_| {
+        vec![Step::Send(response(
+            "200 OK",
+            &[("content-type", "application/octet-stream")],
+            format!(r#"["{KEY}"]"#).as_bytes(),
+        ))]
+    })
+    .await;
+    let ep = endpoint(&server.url, Auth::Bearer);
+    let err = ep
+        .get("/wrong-type")
+        .send(&RequestContext::new())
+        .await
+        .unwrap()
+        .json::<Vec<u64>>()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Decode);
+    assert!(!all_text(&err).contains(KEY), "{}", all_text(&err));
+}
