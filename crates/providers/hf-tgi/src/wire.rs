@@ -235,10 +235,19 @@ fn usage(d: &Details) -> Option<Usage> {
     Some(Usage::new(input, d.generated_tokens))
 }
 
+/// Whether a TGI validation message says the prompt is too long for the model: "`inputs`
+/// tokens + `max_new_tokens` must be <= 4096. Given: …" or "`inputs` must have less than 1024
+/// tokens. Given: …" (its router's `MaxTotalTokens` and `InputLength` errors).
+fn says_too_long(message: &str) -> bool {
+    message.contains("`inputs` tokens + `max_new_tokens` must be <=")
+        || message.contains("`inputs` must have less than")
+}
+
 fn embedded_error(v: &Value) -> Option<Error> {
     let msg = v.get("error")?;
     let msg = msg.as_str().map_or_else(|| msg.to_string(), str::to_owned);
     let kind = match v.get("error_type").and_then(Value::as_str) {
+        Some("validation") if says_too_long(&msg) => ErrorKind::ContextLength,
         Some("validation") => ErrorKind::InvalidRequest,
         Some("overloaded") => ErrorKind::Overloaded,
         _ => ErrorKind::Server,
@@ -595,9 +604,16 @@ impl PromptFormat {
 /// The error of a non-2xx answer: [`infermux_http::error_from_response`] (which also maps the
 /// HF Inference API's 503 "model is loading" to `Overloaded` with `estimated_time` as the
 /// retry-after; see `with_wait_for_model`), except that TGI's 422 validation errors, JSON or
-/// text/plain, are `InvalidRequest` and its 424 generation errors `Server`.
+/// text/plain, are `InvalidRequest` — `ContextLength` when they say the prompt is too long
+/// for the model — and its 424 generation errors `Server`.
 pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
     let base = infermux_http::error_from_response(status, headers, body);
+    if status == 422 && base.kind() != ErrorKind::ContextLength && says_too_long(base.message()) {
+        let message = base.message().to_owned();
+        return Error::new(ErrorKind::ContextLength, message)
+            .with_status(status)
+            .with_reached_server(true);
+    }
     if status == 422 && base.kind() != ErrorKind::ContextLength {
         let message = base.message().to_owned();
         return Error::new(ErrorKind::InvalidRequest, message)

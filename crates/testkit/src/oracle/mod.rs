@@ -539,6 +539,10 @@ fn body_kind(words: &str) -> Option<ErrorKind> {
         "context window",
         "prompt is too long",
         "exceed_context_size_error",
+        // TGI's and TEI's validation: "`inputs` tokens + `max_new_tokens` must be <= 4096",
+        // "`inputs` must have less than 512 tokens"
+        "`inputs` tokens + `max_new_tokens` must be <=",
+        "`inputs` must have less than",
     ]) {
         Some(ErrorKind::ContextLength)
     } else if has(&["content_filter", "content_policy_violation"]) {

@@ -83,6 +83,19 @@ async fn error_pages_map_to_kinds() {
             r#"{"error":"Input validation error: `temperature` must be strictly positive","error_type":"validation"}"#,
             ErrorKind::InvalidRequest,
         ),
+        // a prompt too long for the model (TGI's router: `MaxTotalTokens`, `InputLength`)
+        (
+            422,
+            "application/json",
+            r#"{"error":"Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens and 200 `max_new_tokens`","error_type":"validation"}"#,
+            ErrorKind::ContextLength,
+        ),
+        (
+            422,
+            "application/json",
+            r#"{"error":"Input validation error: `inputs` must have less than 1024 tokens. Given: 1500","error_type":"validation"}"#,
+            ErrorKind::ContextLength,
+        ),
         (
             424,
             "application/json",
@@ -106,7 +119,40 @@ async fn error_pages_map_to_kinds() {
             .unwrap_err();
         assert_eq!(e.kind(), kind, "{status} {ctype}: {e}");
         assert_eq!(e.status(), Some(status));
+        // the conformance oracle (generic: it knows no TGI 424) reads the 422s the same way
+        if status == 422 {
+            assert_eq!(
+                infermux_testkit::oracle::http_error_kind(status, body.as_bytes()),
+                kind,
+                "{status} {ctype}: the oracle"
+            );
+        }
     }
+}
+
+/// The same validation error as an event of a 200 stream: `ContextLength` too.
+#[tokio::test]
+async fn a_prompt_too_long_inside_a_200_stream_is_context_length() {
+    let body = sse(&[
+        json!({"error":"Input validation error: `inputs` must have less than 1024 tokens. Given: 1500","error_type":"validation"}),
+    ]);
+    let server = ReplayServer::start(cassette(&[(
+        "POST",
+        "/generate_stream",
+        200,
+        "text/event-stream",
+        &body,
+    )]))
+    .await
+    .unwrap();
+    let s = tgi(&server.url())
+        .stream(&generate(), &RequestContext::new())
+        .await;
+    let e = match s {
+        Ok(s) => StreamAccumulator::collect(s).await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert_eq!(e.kind(), ErrorKind::ContextLength, "{e}");
 }
 
 #[tokio::test]
