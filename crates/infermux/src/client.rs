@@ -14,7 +14,7 @@ use infermux_core::{
     EventStream, ModelList, Priority, Provider, Request, RequestContext, RerankRequest,
     RerankResponse, Response, Result, Served,
 };
-use infermux_multiplex::{MemberSpec, MultiPool, PoolConfig, Strategy};
+use infermux_multiplex::{KeyRegistry, MemberSpec, MultiPool, PoolConfig, Strategy};
 use infermux_resilience::retry::KeyRetry;
 use infermux_resilience::{
     AttemptExecutor, CallPolicy, ResilienceConfig, Resilient, render_prometheus,
@@ -308,8 +308,10 @@ impl ClientBuilder {
     }
     /// Holds every group's cooldowns, key removals and limits in Redis together with the
     /// other processes bound to the same state (feature `redis`; see
-    /// [`SharedState`](infermux_multiplex::SharedState)): each group's pool is bound under its
-    /// group name.
+    /// [`SharedState`](infermux_multiplex::SharedState)): every group's pool is bound under
+    /// the one name [`SHARED_KEYS`], so a key several groups send is held once there, as it is
+    /// in the process. Shared state names a key by its alias: an alias on keys of two
+    /// endpoints is then a `Config` error when the client is built.
     #[cfg(feature = "redis")]
     pub fn shared_state(mut self, state: infermux_multiplex::SharedState) -> Self {
         self.shared = Some(state);
@@ -500,6 +502,10 @@ impl ClientBuilder {
     }
 }
 
+/// The name every group's pool is bound under in shared state
+/// ([`ClientBuilder::shared_state`]): one name, so a key several groups send is held once.
+pub const SHARED_KEYS: &str = "keys";
+
 fn config_error(msg: String) -> Error {
     Error::new(ErrorKind::Config, msg)
 }
@@ -543,6 +549,26 @@ fn build_router(
         groups.push(g);
     }
     let all: Vec<Arc<AttemptExecutor>> = execs.iter().map(|(_, e)| e.clone()).collect();
+    // a key several groups send is one key: its cooldowns, removals and limits hold in all
+    let registry = KeyRegistry::new();
+    #[cfg(feature = "redis")]
+    if shared.is_some() {
+        let mut alias_endpoint: HashMap<&str, &str> = HashMap::new();
+        for e in &endpoints {
+            let id = e.provider.endpoint().as_str();
+            for k in &e.keys {
+                if let Some(other) = alias_endpoint.insert(&k.alias, id)
+                    && other != id
+                {
+                    return Err(config_error(format!(
+                        "key alias `{}` names keys of endpoints `{other}` and `{id}`: shared \
+                         state names a key by its alias, give them distinct aliases",
+                        k.alias
+                    )));
+                }
+            }
+        }
+    }
     let mut built = Vec::with_capacity(groups.len());
     let mut by_name = HashMap::new();
     for (gi, g) in groups.into_iter().enumerate() {
@@ -601,10 +627,10 @@ fn build_router(
             .unwrap_or_else(|| {
                 PoolConfig::new(g.strategy).with_max_queued(config.queue.max_queued)
             });
-        let pool = MultiPool::new(all.clone(), members, pool_config)?;
+        let pool = MultiPool::with_registry(all.clone(), members, pool_config, &registry)?;
         let pool = match &shared {
             #[cfg(feature = "redis")]
-            Some(state) => pool.with_shared(state.clone(), &g.name)?,
+            Some(state) => pool.with_shared(state.clone(), SHARED_KEYS)?,
             #[cfg(not(feature = "redis"))]
             Some(never) => match *never {},
             None => pool,

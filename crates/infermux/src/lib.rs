@@ -56,7 +56,9 @@ mod ops_typed;
 mod providers;
 mod router;
 
-pub use client::{Client, ClientBuilder, Deployment, ModelGroup, NamedKey, OpenedStream};
+pub use client::{
+    Client, ClientBuilder, Deployment, ModelGroup, NamedKey, OpenedStream, SHARED_KEYS,
+};
 pub use extras::{SEMANTIC_EMBED_TIMEOUT, SemanticCache};
 pub use infermux_multiplex::{MultiPool, PoolConfig, Strategy};
 pub use infermux_resilience::Op;

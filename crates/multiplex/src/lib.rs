@@ -74,6 +74,13 @@
 //! real usage, twelve seeded runs never held a minute over the limit by more than one
 //! request's estimate error (in fact none went over).
 //!
+//! # Pools sharing keys
+//! Pools built with one [`KeyRegistry`] ([`MultiPool::with_registry`]: the model groups of one
+//! client) hold each key — endpoint and alias — once: what one pool learns of a key (a 429's
+//! cooldown, a 401's removal, a spent window) holds in every pool sending it, and its RPM/TPM
+//! limits count the requests of all of them, as the provider counts them. Every pool must
+//! state a key's limits identically.
+//!
 //! # Admission
 //! When no member can take the call, it waits in the pool's priority queue (high, normal, low;
 //! FIFO within a level; a waiter rises a level every [`PoolConfig::age_step`]) — woken when a
@@ -106,6 +113,7 @@ pub mod gcra;
 mod member;
 mod pool;
 mod queue;
+mod registry;
 #[cfg(feature = "redis")]
 mod shared;
 mod status;
@@ -114,6 +122,7 @@ pub use config::{MemberSpec, PoolConfig, Strategy};
 /// The retry policy for pools of keys, from the resilience crate (where retry logic lives).
 pub use infermux_resilience::retry::KeyRetry;
 pub use pool::{MAX_MEMBERS, MultiPool};
+pub use registry::KeyRegistry;
 #[cfg(feature = "redis")]
 pub use shared::SharedState;
 pub use status::{MemberInfo, MemberState, MemberStatus, PoolSnapshot, RemovalReason};

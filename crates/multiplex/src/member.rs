@@ -1,8 +1,8 @@
 //! Per-key and per-member state: atomics only, read by the eligibility scan and written by
 //! reports.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use infermux_core::AttemptKey;
 
@@ -12,12 +12,62 @@ use crate::status::RemovalReason;
 /// Forever, as a time in ns since the epoch.
 pub(crate) const NEVER: u64 = u64::MAX;
 
-/// One key's state (shared by the members that send it).
+/// One key's state in a pool: the members of the pool that send it, and the key's holds and
+/// limits ([`KeyCore`]), shared with every other pool sending it through one
+/// [`KeyRegistry`](crate::KeyRegistry).
 #[derive(Debug)]
 pub(crate) struct KeyState {
     pub(crate) alias: Option<Arc<str>>,
     /// The members sending the key.
     pub(crate) members: u64,
+    pub(crate) core: Arc<KeyCore>,
+}
+
+impl std::ops::Deref for KeyState {
+    type Target = KeyCore;
+    #[inline]
+    fn deref(&self) -> &KeyCore {
+        &self.core
+    }
+}
+
+impl KeyState {
+    /// A key of one pool only.
+    pub(crate) fn new(
+        alias: Option<Arc<str>>,
+        rpm: Option<Gcra>,
+        tpm: Option<Gcra>,
+        pool_until: Arc<AtomicU64>,
+    ) -> Self {
+        KeyState {
+            alias,
+            members: 0,
+            core: Arc::new(KeyCore::new(rpm, tpm, pool_until)),
+        }
+    }
+
+    /// A key whose holds and limits are `core`'s (shared with other pools); this pool's
+    /// `pool_until` is raised by its holds from now on.
+    pub(crate) fn sharing(
+        alias: Option<Arc<str>>,
+        core: Arc<KeyCore>,
+        pool_until: Arc<AtomicU64>,
+    ) -> Self {
+        core.pools
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pool_until);
+        KeyState {
+            alias,
+            members: 0,
+            core,
+        }
+    }
+}
+
+/// A key's holds and limits (times in ns since the epoch of the pools sharing it).
+#[derive(Debug)]
+pub(crate) struct KeyCore {
     /// The latest end of its cooldown, removal and announced limit: one load for the scan.
     pub(crate) until: AtomicU64,
     /// Cooling (429) until, ns since the epoch; re-cooling only extends.
@@ -30,22 +80,16 @@ pub(crate) struct KeyState {
     pub(crate) limited_until: AtomicU64,
     pub(crate) rpm: Option<Gcra>,
     pub(crate) tpm: Option<Gcra>,
-    /// The pool's latest hold end over all its keys (shared by them): while it is past, no
-    /// key is held and the scan skips the per-key loads.
-    pub(crate) pool_until: Arc<AtomicU64>,
+    /// The latest hold end over all keys of each pool sending this key (a pool's is shared by
+    /// its keys): while it is past, no key of that pool is held and its scan skips the per-key
+    /// loads. A hold raises every one of them. Written only while pools are built.
+    pools: RwLock<Vec<Arc<AtomicU64>>>,
 }
 
-impl KeyState {
-    pub(crate) fn new(
-        alias: Option<Arc<str>>,
-        rpm: Option<Gcra>,
-        tpm: Option<Gcra>,
-        pool_until: Arc<AtomicU64>,
-    ) -> Self {
-        KeyState {
-            pool_until,
-            alias,
-            members: 0,
+impl KeyCore {
+    pub(crate) fn new(rpm: Option<Gcra>, tpm: Option<Gcra>, pool_until: Arc<AtomicU64>) -> Self {
+        KeyCore {
+            pools: RwLock::new(vec![pool_until]),
             until: AtomicU64::new(0),
             cool_until: AtomicU64::new(0),
             removed_until: AtomicU64::new(0),
@@ -66,21 +110,27 @@ impl KeyState {
         );
         self.removed_until.fetch_max(until, Ordering::AcqRel);
         self.until.fetch_max(until, Ordering::AcqRel);
-        self.pool_until.fetch_max(until, Ordering::AcqRel);
+        self.raise_pools(until);
     }
 
     /// Cools the key down until `until` (a later cooldown wins).
     pub(crate) fn cool(&self, until: u64) {
         self.cool_until.fetch_max(until, Ordering::AcqRel);
         self.until.fetch_max(until, Ordering::AcqRel);
-        self.pool_until.fetch_max(until, Ordering::AcqRel);
+        self.raise_pools(until);
     }
 
     /// Holds the key back until `until`, as its provider announced (a later end wins).
     pub(crate) fn limit(&self, until: u64) {
         self.limited_until.fetch_max(until, Ordering::AcqRel);
         self.until.fetch_max(until, Ordering::AcqRel);
-        self.pool_until.fetch_max(until, Ordering::AcqRel);
+        self.raise_pools(until);
+    }
+
+    fn raise_pools(&self, until: u64) {
+        for p in self.pools.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            p.fetch_max(until, Ordering::AcqRel);
+        }
     }
 
     pub(crate) fn removal(&self, now: u64) -> Option<(RemovalReason, u64)> {
@@ -131,7 +181,7 @@ impl KeyState {
         true
     }
 
-    /// Undoes [`KeyState::reserve`].
+    /// Undoes [`KeyCore::reserve`].
     pub(crate) fn unreserve(&self, tokens: u64) {
         if let Some(g) = &self.rpm {
             g.give_back(1);

@@ -22,6 +22,7 @@ use crate::config::{MemberSpec, PoolConfig, Strategy};
 use crate::gcra::per_minute_limit;
 use crate::member::{KeyState, Member, NEVER};
 use crate::queue::{Slot, WaitQueue};
+use crate::registry::KeyRegistry;
 use crate::status::{MemberInfo, MemberState, MemberStatus, PoolSnapshot, RemovalReason};
 
 /// The most members a pool holds (eligibility is a 64-bit mask).
@@ -242,6 +243,31 @@ impl MultiPool {
         config: PoolConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
+        Self::build(executors, members, config, clock, None)
+    }
+
+    /// [`MultiPool::new`] holding its keys in `keys`, with every other pool built with it: a
+    /// key (endpoint and alias) several pools send is cooled, removed and limited in all of
+    /// them by what any of them learns, and its RPM/TPM limits count all their requests (see
+    /// [`KeyRegistry`]). The pool reads the registry's clock. Besides `new`'s errors, a
+    /// [`ErrorKind::Config`] error when a key is stated with other limits (or another burst
+    /// share) than another pool of the registry stated.
+    pub fn with_registry(
+        executors: Vec<Arc<AttemptExecutor>>,
+        members: Vec<MemberSpec>,
+        config: PoolConfig,
+        keys: &KeyRegistry,
+    ) -> Result<Self> {
+        Self::build(executors, members, config, keys.clock(), Some(keys))
+    }
+
+    fn build(
+        executors: Vec<Arc<AttemptExecutor>>,
+        members: Vec<MemberSpec>,
+        config: PoolConfig,
+        clock: Arc<dyn Clock>,
+        registry: Option<&KeyRegistry>,
+    ) -> Result<Self> {
         let config = config.validate()?;
         if members.is_empty() {
             return Err(config_error("a pool needs at least one member"));
@@ -311,12 +337,35 @@ impl MultiPool {
                 }
                 None => {
                     let burst = config.limit_burst_percent;
-                    keys.push(KeyState::new(
-                        alias.as_deref().map(Arc::from),
-                        spec.rpm.and_then(|l| per_minute_limit(l, burst)),
-                        spec.tpm.and_then(|l| per_minute_limit(l, burst)),
-                        pool_until.clone(),
-                    ));
+                    keys.push(match registry {
+                        None => KeyState::new(
+                            alias.as_deref().map(Arc::from),
+                            spec.rpm.and_then(|l| per_minute_limit(l, burst)),
+                            spec.tpm.and_then(|l| per_minute_limit(l, burst)),
+                            pool_until.clone(),
+                        ),
+                        Some(r) => {
+                            let (core, held) = r.core(
+                                exec.provider().endpoint(),
+                                alias.as_deref(),
+                                (spec.rpm, spec.tpm, burst),
+                                &pool_until,
+                            )?;
+                            if held {
+                                KeyState::sharing(
+                                    alias.as_deref().map(Arc::from),
+                                    core,
+                                    pool_until.clone(),
+                                )
+                            } else {
+                                KeyState {
+                                    alias: alias.as_deref().map(Arc::from),
+                                    members: 0,
+                                    core,
+                                }
+                            }
+                        }
+                    });
                     by_key.insert(
                         (spec.endpoint, alias.clone()),
                         (keys.len() - 1, spec.rpm, spec.tpm),
@@ -343,7 +392,8 @@ impl MultiPool {
         let weights: Vec<u32> = built.iter().map(|m| m.weight).collect();
         let has_tpm = keys.iter().any(|k| k.tpm.is_some());
         let has_limits = has_tpm || keys.iter().any(|k| k.rpm.is_some());
-        let epoch = clock.now();
+        // pools sharing keys count time from one epoch
+        let epoch = registry.map_or_else(|| clock.now(), KeyRegistry::epoch);
         let signal = Arc::new(Signal {
             queue: WaitQueue::new(config.age_step),
             blocked: executors.iter().map(|_| AtomicU64::new(0)).collect(),

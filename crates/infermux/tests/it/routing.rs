@@ -346,3 +346,116 @@ async fn the_resilience_queues_bound_is_the_groups_pools_bound() {
     s.release_stalls();
     first.await.unwrap().unwrap();
 }
+
+/// Two groups sending the same keys share what either learns: after a 429 in group `a`, a call
+/// to group `b` does not send the throttled key again, nor the revoked one. Before, each
+/// group's pool held its own state of each key, and `b`'s round-robin began on the throttled
+/// key: a second 429 (and a second 401) let through.
+#[tokio::test]
+async fn groups_sending_the_same_keys_share_their_cooldowns_and_removals() {
+    use infermux_testkit::KeyBehaviour;
+    use std::time::Duration;
+    let s = sim(FaultPlan::none()).await;
+    s.set_key(
+        "sk-throttled",
+        KeyBehaviour::rate_limited_for(Duration::from_secs(30), 100),
+    );
+    s.set_key("sk-revoked", KeyBehaviour::Unauthorized);
+    let client = Client::builder()
+        .endpoint(provider("s", &s))
+        .key("s", NamedKey::new("throttled", ApiKey::new("sk-throttled")))
+        .key("s", NamedKey::new("revoked", ApiKey::new("sk-revoked")))
+        .key("s", NamedKey::new("ok", ApiKey::new("sk-ok")))
+        .group(ModelGroup::new("a").deployment(Deployment::new("s", "m1")))
+        .group(ModelGroup::new("b").deployment(Deployment::new("s", "m2")))
+        .build()
+        .unwrap();
+    let first = client.chat(ask("a")).await.unwrap();
+    assert_eq!(first.served.unwrap().key_alias.as_deref(), Some("ok"));
+    assert_eq!(
+        (
+            s.requests_by_key("sk-throttled"),
+            s.requests_by_key("sk-revoked")
+        ),
+        (1, 1)
+    );
+    for _ in 0..3 {
+        let r = client.chat(ask("b")).await.unwrap();
+        assert_eq!(r.served.unwrap().key_alias.as_deref(), Some("ok"));
+    }
+    assert_eq!(
+        (
+            s.requests_by_key("sk-throttled"),
+            s.requests_by_key("sk-revoked")
+        ),
+        (1, 1),
+        "group b learnt from group a"
+    );
+}
+
+/// Through shared state (Redis), every group's pool is bound under one name: a key throttled in
+/// group `a` of one client is held for group `b` of another client on the same state (another
+/// process, in production). Before, each group was bound under its own name, so group `b`
+/// never saw group `a`'s cooldown. And since shared state names a key by its alias, one alias
+/// on keys of two endpoints is refused when the client is built.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_shared_state_every_group_holds_a_key_under_one_name() {
+    use infermux::multiplex::SharedState;
+    use infermux_testkit::KeyBehaviour;
+    use std::time::Duration;
+    let Some(url) = infermux_testkit::server_url("INFERMUX_REDIS_URL") else {
+        return;
+    };
+    let ns = format!(
+        "facade-groups-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let state = SharedState::redis(&url, &ns).unwrap();
+    assert!(state.connect().await, "the shared redis answers");
+    let s = sim(FaultPlan::none()).await;
+    s.set_key(
+        "sk-throttled",
+        KeyBehaviour::rate_limited_for(Duration::from_secs(30), 100),
+    );
+    let client = |group: &str, model: &str| {
+        Client::builder()
+            .endpoint(provider("s", &s))
+            .key("s", NamedKey::new("throttled", ApiKey::new("sk-throttled")))
+            .key("s", NamedKey::new("ok", ApiKey::new("sk-ok")))
+            .group(ModelGroup::new(group).deployment(Deployment::new("s", model)))
+            .shared_state(state.clone())
+            .build()
+            .unwrap()
+    };
+    let (one, two) = (client("a", "m1"), client("b", "m2"));
+    one.chat(ask("a")).await.unwrap();
+    assert_eq!(s.requests_by_key("sk-throttled"), 1);
+    for _ in 0..6 {
+        let r = two.chat(ask("b")).await.unwrap();
+        assert_eq!(r.served.unwrap().key_alias.as_deref(), Some("ok"));
+    }
+    assert_eq!(
+        s.requests_by_key("sk-throttled"),
+        1,
+        "group b of the other client held the key group a cooled"
+    );
+
+    let other = sim(FaultPlan::none()).await;
+    let e = Client::builder()
+        .endpoint(provider("s", &s))
+        .endpoint(provider("t", &other))
+        .key("s", NamedKey::new("main", ApiKey::new("sk-s")))
+        .key("t", NamedKey::new("main", ApiKey::new("sk-t")))
+        .group(ModelGroup::new("a").deployment(Deployment::new("s", "m")))
+        .group(ModelGroup::new("b").deployment(Deployment::new("t", "m")))
+        .shared_state(state)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.to_string().contains("`main`"), "{e}");
+}

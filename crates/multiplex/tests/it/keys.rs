@@ -275,3 +275,81 @@ async fn a_success_that_spends_its_window_holds_the_key_in_a_pool_without_limits
         .unwrap();
     assert_eq!(alias(&after), "a", "back after the reset");
 }
+
+/// Two pools sharing their keys through one `KeyRegistry` (two model groups of one client
+/// sending the same keys): a 429 one pool meets cools the key in the other, a 401 removes it
+/// there too, and an RPM limit counts the requests of both. Before, each pool held its own
+/// state of the key: the other pool sent it again at once (a sure 429), and each allowed the
+/// key's whole RPM.
+#[tokio::test(start_paused = true)]
+async fn pools_sharing_a_registry_share_each_keys_cooldown_removal_and_limits() {
+    use infermux_multiplex::{KeyRegistry, MultiPool};
+    let stub = three_keys();
+    let exec = executor(stub.clone(), 8, None);
+    let registry = KeyRegistry::with_clock(std::sync::Arc::new(crate::stub::TokioClock));
+    let members = || vec![keyed(0, "a"), keyed(0, "b"), keyed(0, "c")];
+    let config = || PoolConfig::new(Strategy::FirstHealthy);
+    let one = MultiPool::with_registry(vec![exec.clone()], members(), config(), &registry).unwrap();
+    let two = MultiPool::with_registry(vec![exec.clone()], members(), config(), &registry).unwrap();
+    assert_eq!(registry.len(), 3);
+    let policy = policy(3, Duration::from_secs(5));
+    // pool one meets a's 429 and b's 401, and answers from c
+    policy
+        .call(&one, &chat(), &RequestContext::new())
+        .await
+        .unwrap();
+    assert_eq!((stub.seen_by("a").len(), stub.seen_by("b").len()), (1, 1));
+    // pool two learns from them: straight to c
+    for _ in 0..3 {
+        policy
+            .call(&two, &chat(), &RequestContext::new())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        (stub.seen_by("a").len(), stub.seen_by("b").len()),
+        (1, 1),
+        "no second 429 or 401 through the other pool"
+    );
+    let status = two.status();
+    assert!(
+        matches!(status[0].state, MemberState::Cooling { .. }),
+        "{status:?}"
+    );
+    assert!(
+        matches!(
+            status[1].state,
+            MemberState::Removed {
+                reason: RemovalReason::Auth,
+                ..
+            }
+        ),
+        "{status:?}"
+    );
+
+    // limits: what one pool takes of key r's requests a minute, the other cannot take again
+    let ok_stub = Stub::new("ok", |_req, _ctx| async { ok() });
+    let exec = executor(ok_stub.clone(), 64, None);
+    let r = || vec![keyed(0, "r").with_rpm(20)];
+    let one = MultiPool::with_registry(vec![exec.clone()], r(), config(), &registry).unwrap();
+    let two = MultiPool::with_registry(vec![exec.clone()], r(), config(), &registry).unwrap();
+    let mut leases = Vec::new();
+    while let Some(l) = one.try_lease(0, &[]) {
+        leases.push(l);
+        assert!(leases.len() <= 20);
+    }
+    assert!(!leases.is_empty());
+    assert!(
+        two.try_lease(0, &[]).is_none(),
+        "the burst pool one spent is spent for pool two ({} leases)",
+        leases.len()
+    );
+    // a key stated with other limits in another pool is a config error
+    let other = MultiPool::with_registry(
+        vec![exec],
+        vec![keyed(0, "r").with_rpm(30)],
+        config(),
+        &registry,
+    );
+    assert_eq!(other.unwrap_err().kind(), ErrorKind::Config);
+}
