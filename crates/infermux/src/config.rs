@@ -981,6 +981,24 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A duration in the file that must be more than zero: a timeout (zero would fail every call
+/// at once) or a TTL (zero would keep nothing). Deserialized as [`Dur`], with the same span.
+#[derive(Clone, Copy)]
+struct Positive(Duration);
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let Dur(t) = Dur::deserialize(d)?;
+        if t.is_zero() {
+            return Err(de::Error::custom(
+                "a duration of zero here would fail every call (or keep nothing): leave the \
+                 key out for the default",
+            ));
+        }
+        Ok(Positive(t))
+    }
+}
+
 /// An error kind named by [`ErrorKind::as_str`].
 struct Kind(ErrorKind);
 
@@ -1042,7 +1060,7 @@ struct RawS3 {
     concurrency: Option<Spanned<usize>>,
     multipart_threshold: Option<Spanned<u64>>,
     max_attempts: Option<Spanned<u32>>,
-    timeout: Option<Dur>,
+    timeout: Option<Positive>,
     #[serde(default)]
     endpoint: Vec<Spanned<RawS3Endpoint>>,
 }
@@ -1061,14 +1079,14 @@ struct RawS3Endpoint {
     credentials_file: Option<String>,
     anonymous: Option<bool>,
     max_concurrency: Option<Spanned<usize>>,
-    connect_timeout: Option<Dur>,
-    request_timeout: Option<Dur>,
+    connect_timeout: Option<Positive>,
+    request_timeout: Option<Positive>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCache {
-    ttl: Option<Dur>,
+    ttl: Option<Positive>,
     max_entries: Option<Spanned<u64>>,
     redis_url: Option<Spanned<String>>,
     redis_prefix: Option<String>,
@@ -1083,7 +1101,7 @@ struct RawSemantic {
     threshold: Option<Spanned<f32>>,
     min_similarity: Option<Spanned<f32>>,
     top_k: Option<Spanned<usize>>,
-    ttl: Option<Dur>,
+    ttl: Option<Positive>,
     max_entries: Option<Spanned<usize>>,
     max_chars: Option<Spanned<usize>>,
     cache_sampled: Option<bool>,
@@ -1102,7 +1120,7 @@ struct RawBatching {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
-    timeout: Option<Dur>,
+    timeout: Option<Positive>,
     priority: Option<Prio>,
     retry: Option<Spanned<RawRetry>>,
     breaker: Option<Spanned<RawBreaker>>,
@@ -1201,10 +1219,10 @@ struct RawKey {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTimeouts {
-    connect: Option<Dur>,
-    first_byte: Option<Dur>,
-    idle: Option<Dur>,
-    total: Option<Dur>,
+    connect: Option<Positive>,
+    first_byte: Option<Positive>,
+    idle: Option<Positive>,
+    total: Option<Positive>,
 }
 
 #[derive(Deserialize)]

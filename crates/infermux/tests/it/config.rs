@@ -271,6 +271,26 @@ tmeout = \"5s\"
     );
 }
 
+/// A timeout or TTL of zero is refused at load, naming its line: it would fail every call (or
+/// keep nothing). Before, it loaded and every call then timed out at once.
+#[test]
+fn zero_timeouts_and_ttls_name_their_line() {
+    let m = fails("[defaults]\ntimeout = \"0s\"\n");
+    assert!(
+        m.starts_with("infermux.toml line 2, column 11: a duration of zero"),
+        "{m}"
+    );
+    let m = fails(&format!("{LOCAL}timeouts = {{ first_byte = \"0ms\" }}\n"));
+    assert!(m.contains("a duration of zero"), "{m}");
+    let m = fails("[cache]\nttl = \"0h\"\n");
+    assert!(
+        m.contains("line 2") && m.contains("a duration of zero"),
+        "{m}"
+    );
+    // a sum that is not zero loads
+    assert!(load("[defaults]\ntimeout = \"0s500ms\"\n").is_ok());
+}
+
 #[test]
 fn bad_values_name_their_line() {
     let m = fails("[[endpoint]]\nname = \"x\"\nprovider = \"openia\"\n");
