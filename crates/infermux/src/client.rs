@@ -130,7 +130,8 @@ impl Deployment {
             name: None,
         }
     }
-    /// The weight (default 1).
+    /// The weight (default 1): the deployment's share of its group under
+    /// [`Strategy::Weighted`], whatever its number of keys (split among them).
     pub fn weight(mut self, weight: u32) -> Self {
         self.weight = weight;
         self
@@ -502,6 +503,48 @@ impl ClientBuilder {
     }
 }
 
+/// The weight of each key of each deployment of `g`: a deployment's `weight` is its share of
+/// the group, split among its keys (each key of a deployment with three keys weighs a third
+/// of it), so a deployment's share does not grow with its number of keys. Exact for up to 16
+/// keys a deployment (720720 = lcm(1..=16)), rounded past that.
+fn member_weights(
+    g: &ModelGroup,
+    index: &HashMap<String, usize>,
+    endpoints: &[EndpointEntry],
+) -> Vec<u32> {
+    const SPLIT: u64 = 720_720;
+    let raw: Vec<u64> = g
+        .deployments
+        .iter()
+        .map(|d| {
+            let keys = index
+                .get(&d.endpoint)
+                .map_or(1, |&ei| endpoints[ei].keys.len().max(1)) as u64;
+            // a weight of 0 stays 0: the pool refuses it
+            if d.weight == 0 {
+                0
+            } else {
+                (u64::from(d.weight) * SPLIT / keys).max(1)
+            }
+        })
+        .collect();
+    let gcd = raw.iter().fold(0u64, |a, &b| {
+        let (mut a, mut b) = (a, b);
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    });
+    let max = raw.iter().copied().max().unwrap_or(1) / gcd.max(1);
+    let scale = max.div_ceil(u64::from(u32::MAX)).max(1);
+    raw.iter()
+        .map(|&w| match w {
+            0 => 0,
+            w => u32::try_from((w / gcd.max(1) / scale).max(1)).unwrap_or(u32::MAX),
+        })
+        .collect()
+}
+
 /// The name every group's pool is bound under in shared state
 /// ([`ClientBuilder::shared_state`]): one name, so a key several groups send is held once.
 pub const SHARED_KEYS: &str = "keys";
@@ -585,7 +628,8 @@ fn build_router(
         let mut members = Vec::new();
         let mut deployments = Vec::new();
         let mut member_endpoints = Vec::new();
-        for d in &g.deployments {
+        let weights = member_weights(&g, &index, &endpoints);
+        for (d, &weight) in g.deployments.iter().zip(&weights) {
             let &ei = index.get(&d.endpoint).ok_or_else(|| {
                 config_error(format!(
                     "group `{}` names an unknown endpoint `{}`",
@@ -594,7 +638,7 @@ fn build_router(
             })?;
             let dname: Arc<str> = Arc::from(d.name.as_deref().unwrap_or(d.endpoint.as_str()));
             let base = || {
-                let m = MemberSpec::new(ei).with_weight(d.weight);
+                let m = MemberSpec::new(ei).with_weight(weight);
                 match &d.model {
                     Some(model) => m.with_model(model),
                     None => m,

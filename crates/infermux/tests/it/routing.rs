@@ -459,3 +459,50 @@ async fn through_shared_state_every_group_holds_a_key_under_one_name() {
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.to_string().contains("`main`"), "{e}");
 }
+
+/// A deployment's weight is its share of the group whatever its number of keys: at weights
+/// 1 and 1, an endpoint with three keys and one with one key each take half the calls.
+/// Before, every key weighed the deployment's whole weight, and the three-key endpoint took
+/// three quarters.
+#[tokio::test]
+async fn a_deployments_weight_is_its_share_whatever_its_number_of_keys() {
+    let (a, b) = (sim(FaultPlan::none()).await, sim(FaultPlan::none()).await);
+    let client = Client::builder()
+        .endpoint(provider("a", &a))
+        .endpoint(provider("b", &b))
+        .key("a", NamedKey::new("a1", ApiKey::new("sk-a1")))
+        .key("a", NamedKey::new("a2", ApiKey::new("sk-a2")))
+        .key("a", NamedKey::new("a3", ApiKey::new("sk-a3")))
+        .key("b", NamedKey::new("b1", ApiKey::new("sk-b1")))
+        .group(
+            ModelGroup::new("g")
+                .strategy(Strategy::Weighted)
+                .deployment(Deployment::new("a", "m"))
+                .deployment(Deployment::new("b", "m")),
+        )
+        .build()
+        .unwrap();
+    for _ in 0..40 {
+        client.chat(ask("g")).await.unwrap();
+    }
+    assert_eq!((a.requests(), b.requests()), (20, 20));
+    // and a weight of 3 against 1 is three quarters, still whatever the keys
+    let (c, d) = (sim(FaultPlan::none()).await, sim(FaultPlan::none()).await);
+    let client = Client::builder()
+        .endpoint(provider("c", &c))
+        .endpoint(provider("d", &d))
+        .key("c", NamedKey::new("c1", ApiKey::new("sk-c1")))
+        .key("c", NamedKey::new("c2", ApiKey::new("sk-c2")))
+        .group(
+            ModelGroup::new("g")
+                .strategy(Strategy::Weighted)
+                .deployment(Deployment::new("c", "m").weight(1))
+                .deployment(Deployment::new("d", "m").weight(3)),
+        )
+        .build()
+        .unwrap();
+    for _ in 0..40 {
+        client.chat(ask("g")).await.unwrap();
+    }
+    assert_eq!((c.requests(), d.requests()), (10, 30));
+}
