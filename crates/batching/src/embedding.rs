@@ -215,9 +215,30 @@ impl EmbeddingBatcher {
         }
         let key = EmbedKey::of(&req);
         let items = self.inner.submit_many(key, req.inputs, ctx).await?;
+        // a caller's inputs may have gone in several batches: answered by one model, the
+        // answer says a fallback took part if one did (so a cache does not keep it as the
+        // group's); answered by two models (a fallback of another model for one batch), the
+        // vectors are not of one space and the call fails
+        if let Some(other) = items.iter().find(|e| e.meta.model != items[0].meta.model) {
+            return Err(Error::new(
+                ErrorKind::Server,
+                format!(
+                    "the inputs went in several batches answered by two models (`{}` and `{}`, \
+                     a fallback for one of them): their vectors are not comparable",
+                    items[0].meta.model, other.meta.model
+                ),
+            )
+            .with_request_id(ctx.request_id()));
+        }
         let (model, served) = items.first().map_or_else(
             || (req.model.clone(), None),
-            |e| (e.meta.model.clone(), e.meta.served.clone()),
+            |first| {
+                let with_fallback = items
+                    .iter()
+                    .find(|e| e.meta.served.as_ref().is_some_and(|s| s.fallback.is_some()));
+                let e = with_fallback.unwrap_or(first);
+                (e.meta.model.clone(), e.meta.served.clone())
+            },
         );
         let mut resp = EmbeddingResponse::new(model, items.into_iter().map(|e| e.vector).collect());
         resp.served = served;

@@ -145,3 +145,47 @@ async fn no_input_is_an_invalid_request_and_a_big_caller_is_split_over_batches()
         .collect();
     assert_eq!(sizes, [2, 2, 1]);
 }
+
+/// A caller whose inputs went in two batches answered differently: by one model with a
+/// fallback in one of them, the answer says a fallback took part (so a cache does not keep it
+/// as the group's); by two models, the call fails (the vectors are of two spaces). Before,
+/// the answer carried the first batch's model and no fallback, whatever the others were.
+#[tokio::test]
+async fn a_caller_split_over_batches_answered_differently_is_told() {
+    use infermux_core::{EndpointId, FallbackTaken, Served};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let answer = |model_of_second: &'static str| {
+        let n = Arc::new(AtomicUsize::new(0));
+        EmbeddingBatcher::new(BatchConfig::tei(2), move |req: EmbeddingRequest, _| {
+            let second = n.fetch_add(1, Ordering::SeqCst) > 0;
+            async move {
+                let v = req.inputs.iter().map(|_| vec![1.0, 0.0]).collect();
+                if !second {
+                    return Ok(EmbeddingResponse::new("primary", v));
+                }
+                let mut r = EmbeddingResponse::new(model_of_second, v);
+                let mut s = Served::new("embed", "backup", EndpointId::new("b"), model_of_second);
+                s.fallback = Some(FallbackTaken::new("embed", ErrorKind::RateLimited, 1));
+                r.served = Some(Box::new(s));
+                Ok(r)
+            }
+        })
+        .unwrap()
+    };
+    let same_model = answer("primary");
+    let r = ok(same_model
+        .embed(EmbeddingRequest::new("embed", ["a", "b", "c"]), ctx())
+        .await);
+    assert_eq!(r.embeddings.len(), 3);
+    assert!(
+        r.served.as_ref().is_some_and(|s| s.fallback.is_some()),
+        "{:?}",
+        r.served
+    );
+    let two_models = answer("backup");
+    let e = two_models
+        .embed(EmbeddingRequest::new("embed", ["a", "b", "c"]), ctx())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("two models"), "{e}");
+}
