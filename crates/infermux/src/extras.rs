@@ -292,6 +292,18 @@ impl Embedder for GroupEmbedder {
                 }
             },
         };
+        // vectors a fallback group gave are of another model's space (of the same size, maybe):
+        // compared with the group's own rows they would make false candidates
+        if let Some(f) = resp.served.as_ref().and_then(|s| s.fallback.as_ref()) {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "group `{}` answered through a fallback (after `{}`): not its vectors",
+                    self.group,
+                    f.trigger.as_str()
+                ),
+            ));
+        }
         if resp.embeddings.len() != texts.len() {
             return Err(Error::new(
                 ErrorKind::Decode,

@@ -272,3 +272,36 @@ async fn an_answer_a_fallback_group_gave_is_not_cached_for_the_group_asked() {
     assert_eq!(&*opened.served.unwrap().group, "big");
     StreamAccumulator::collect(opened.events).await.unwrap();
 }
+
+/// A semantic tier embedding through a group that answered through its fallback (another
+/// model's vectors, of the same size maybe) stores nothing and answers nothing from them: a
+/// miss counted as an embedder error. Before, the fallback's vectors went into the group's
+/// index beside the group's own.
+#[tokio::test]
+async fn vectors_a_fallback_gave_are_not_used_by_the_semantic_tier() {
+    let (primary, backup) = (
+        Simulator::start(FaultPlan::none()).await.unwrap(),
+        Simulator::start(FaultPlan::none()).await.unwrap(),
+    );
+    let verifier = std::sync::Arc::new(infermux::cache::verify::LexicalVerifier::new());
+    let client = Client::builder()
+        .resilience(ResilienceConfig::disabled())
+        .endpoint(provider("primary", &primary))
+        .endpoint(provider("backup", &backup))
+        .group(ModelGroup::new("chat").deployment(Deployment::new("primary", "m")))
+        .group(ModelGroup::new("emb").deployment(Deployment::new("primary", "e")))
+        .group(ModelGroup::new("emb2").deployment(Deployment::new("backup", "e2")))
+        .fallback("emb", ["emb2"], [infermux::ErrorKind::Server])
+        .semantic_cache(infermux::SemanticCache::via_group("emb", verifier))
+        .build()
+        .unwrap();
+    let ask = || ChatRequest::new("chat", vec![Message::user("what is the capital of france")]);
+    // the lookup's embedding fails on the primary, the backup answers it
+    primary.push_fault(Fault::Unavailable);
+    let r = client.chat(ask()).await.unwrap();
+    assert!(r.cache.is_none());
+    assert_eq!(backup.requests(), 1, "the fallback group embedded");
+    let s = client.cache().unwrap().snapshot();
+    assert_eq!(s.semantic_stores, 0, "{s:?}");
+    assert!(s.embed_errors >= 1, "{s:?}");
+}
