@@ -64,7 +64,8 @@
 //! [`estimate_tokens`](infermux_core::Request::estimate_tokens) with
 //! [`PoolConfig::default_output_tokens`], or the operation's stated estimate) before it is
 //! sent; its report gives back what it did not use (all of it when it failed) and charges what
-//! it used beyond. A cancelled attempt keeps its reservation. A request whose estimate exceeds
+//! it used beyond — a stream's, when it ends with its final event and its usage is known. A
+//! cancelled attempt (or a stream dropped before its end) keeps its reservation. A request whose estimate exceeds
 //! every member's `B` fails at once with `InvalidRequest`.
 //!
 //! What is given back is reserved again, so the precise bound on a window's real usage is `L`

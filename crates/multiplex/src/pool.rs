@@ -1529,6 +1529,17 @@ impl Pool for MultiPool {
         }))
     }
 
+    /// The stream counted in flight, and its token reservation settled with its usage when it
+    /// ends (its opening was reported before any usage was known).
+    fn hold_stream_reserved(&self, member: u32, reserved: u64) -> Option<StreamHold> {
+        let hold = self.hold_stream(member)?;
+        if !self.inner.has_tpm {
+            return Some(hold);
+        }
+        let pool = self.clone();
+        Some(hold.with_settle(move |u| pool.settle_tokens(member as usize, reserved, u)))
+    }
+
     /// Learns cooldowns (429), removals (401/403, quota), provider-announced limits, latency
     /// and real token usage. Constant time (writes to shared state go off the caller's path).
     fn report(&self, r: &AttemptReport<'_>) {
@@ -1739,6 +1750,36 @@ impl MultiPool {
 
     /// Tells the shared state what [`MultiPool::report_local`] learnt: cooldowns, removals
     /// and token usage (off the caller's path).
+    /// Settles a stream's token reservation with what it used: gives back what it did not
+    /// use, charges what it used beyond (locally, and on the shared state when bound).
+    fn settle_tokens(&self, member: usize, reserved: u64, u: &infermux_core::Usage) {
+        let inner = &*self.inner;
+        let Some(m) = inner.members.get(member) else {
+            return;
+        };
+        let key = &inner.keys[m.key];
+        let Some(tpm) = &key.tpm else {
+            return;
+        };
+        let used = u.input_tokens.saturating_add(u.output_tokens);
+        if used < reserved {
+            tpm.give_back(reserved - used);
+            if inner.signal.queue.len() > 0 {
+                inner.signal.queue.sweep(inner.clock.now());
+            }
+        } else if used > reserved {
+            tpm.charge(used - reserved, inner.now_ns());
+        }
+        #[cfg(feature = "redis")]
+        if let Some(shared) = inner.shared.get() {
+            if used < reserved {
+                shared.adjust_tokens(m.key, reserved - used, false);
+            } else if used > reserved {
+                shared.adjust_tokens(m.key, used - reserved, true);
+            }
+        }
+    }
+
     fn report_shared(&self, shared: &crate::shared::SharedPool, r: &AttemptReport<'_>) {
         let inner = &*self.inner;
         let Some(m) = inner.members.get(r.member as usize) else {

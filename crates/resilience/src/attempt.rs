@@ -661,6 +661,12 @@ impl Guarded {
         }
         self.finished = true;
         self.in_flight = None;
+        // a stream that ended with its final event settles what its pool reserved for it
+        if end.is_ok()
+            && let (Some(hold), Some(usage)) = (self.hold.as_mut(), self.usage.as_ref())
+        {
+            hold.settle(usage);
+        }
         self.hold = None;
         let _entered = self.span.enter();
         match end {

@@ -530,7 +530,7 @@ impl CallPolicy {
             leased.disarm();
             // held before the report, so the member never looks idle while the stream lives
             let hold = match &opened {
-                Ok(_) => pool.hold_stream(member),
+                Ok(_) => pool.hold_stream_reserved(member, reserved),
                 Err(_) => None,
             };
             pool.report(&AttemptReport {

@@ -88,6 +88,7 @@ impl fmt::Debug for Grant<'_> {
 /// dropping it releases what it holds.
 pub struct StreamHold {
     _release: Box<dyn Send + Sync>,
+    settle: Option<Box<dyn FnOnce(&Usage) + Send + Sync>>,
 }
 
 impl StreamHold {
@@ -95,6 +96,22 @@ impl StreamHold {
     pub fn new(release: impl Send + Sync + 'static) -> Self {
         StreamHold {
             _release: Box::new(release),
+            settle: None,
+        }
+    }
+
+    /// Also runs `settle` with the stream's usage when it ends with its final event (not when
+    /// it fails or is dropped): what a pool reserved for the attempt is settled with what it
+    /// used, as a plain answer's report settles it.
+    pub fn with_settle(mut self, settle: impl FnOnce(&Usage) + Send + Sync + 'static) -> Self {
+        self.settle = Some(Box::new(settle));
+        self
+    }
+
+    /// Settles with `usage` (once; later calls do nothing).
+    pub fn settle(&mut self, usage: &Usage) {
+        if let Some(f) = self.settle.take() {
+            f(usage);
         }
     }
 }
@@ -208,6 +225,14 @@ pub trait Pool: Send + Sync {
     fn hold_stream(&self, member: u32) -> Option<StreamHold> {
         let _ = member;
         None
+    }
+
+    /// [`Pool::hold_stream`] for an attempt that reserved `reserved` tokens (what
+    /// [`Lease::reserved`] said): the hold may settle them with the stream's usage
+    /// ([`StreamHold::with_settle`]). The default: `hold_stream(member)`.
+    fn hold_stream_reserved(&self, member: u32, reserved: u64) -> Option<StreamHold> {
+        let _ = reserved;
+        self.hold_stream(member)
     }
 
     /// Whether attempts should record their responses' rate-limit headers for
