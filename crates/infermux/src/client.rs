@@ -717,6 +717,9 @@ fn build_router(
     // key (the pool cools or removes this one, and waits when no key is left)
     let members: usize = built.iter().map(|g| g.deployments.len()).sum();
     let tries = u32::try_from(members.clamp(1, 15)).unwrap_or(15) + 1;
+    // an operation run on every endpoint with one fixed key (`run_op_each`) cannot move to
+    // another key: its policy is the plain one (a 429 waits for its Retry-After, a 401 stops)
+    let fixed_key = CallPolicy::new(config.retry.clone(), config.timeout);
     let retry = Arc::new(KeyRetry::new(config.retry, tries));
     let router = Router {
         endpoints: execs,
@@ -725,6 +728,7 @@ fn build_router(
         default,
         chains,
         policy: CallPolicy::new(retry, config.timeout),
+        fixed_key,
     };
     Ok(Client {
         inner: Arc::new(Inner::Routed(router)),

@@ -382,7 +382,7 @@ impl Client {
                         Some(k) => ctx.clone().with_key(k.clone()),
                         None => ctx.clone(),
                     };
-                    let fut = one(exec, &router.policy, ctx);
+                    let fut = one(exec, &router.fixed_key, ctx);
                     async move { (id.clone(), fut.await) }
                 });
                 Ok(join_all(runs).instrument(span).await)

@@ -45,6 +45,9 @@ pub(crate) struct Router {
     pub(crate) default: Option<usize>,
     pub(crate) chains: Vec<Option<Chain>>,
     pub(crate) policy: CallPolicy,
+    /// The policy of attempts that keep one key (an operation on every endpoint): the
+    /// configured retry alone, without moving to another key.
+    pub(crate) fixed_key: CallPolicy,
 }
 
 impl fmt::Debug for Router {

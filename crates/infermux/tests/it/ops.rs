@@ -458,3 +458,45 @@ fn media_operations_futures_hold_their_attempt_once() {
         assert!(size <= 8 * 1024, "{op}'s future is {size} bytes");
     }
 }
+
+/// An operation on every endpoint keeps each endpoint's one key: a 401 on it is not repeated
+/// (there is no other key to move to), nor is a 429 before its Retry-After. Before, the
+/// key-moving policy retried both at once on the same key, up to once per member.
+#[tokio::test]
+async fn an_operation_on_every_endpoint_does_not_repeat_a_refused_key() {
+    let (a, b) = (sim().await, sim().await);
+    a.set_key("sk-only", KeyBehaviour::Unauthorized);
+    b.set_key(
+        "sk-slow",
+        KeyBehaviour::rate_limited_for(Duration::from_secs(30), 100),
+    );
+    let client = Client::builder()
+        .endpoint(vllm("a", &a.url()))
+        .endpoint(vllm("b", &b.url()))
+        .key("a", NamedKey::new("only", ApiKey::new("sk-only")))
+        .key("a", NamedKey::new("spare", ApiKey::new("sk-spare")))
+        .key("b", NamedKey::new("slow", ApiKey::new("sk-slow")))
+        .group(
+            ModelGroup::new("llama")
+                .deployment(Deployment::any_model("a"))
+                .deployment(Deployment::any_model("b")),
+        )
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let each = client
+        .load_lora_adapter(Some("llama"), "sql", "/adapters/sql", RequestContext::new())
+        .await
+        .unwrap();
+    assert_eq!(each[0].1.as_ref().unwrap_err().kind(), ErrorKind::Auth);
+    assert_eq!(
+        each[1].1.as_ref().unwrap_err().kind(),
+        ErrorKind::RateLimited
+    );
+    assert_eq!(a.requests_by_key("sk-only"), 1, "the 401 is not repeated");
+    assert_eq!(
+        b.requests_by_key("sk-slow"),
+        1,
+        "the 429 is not repeated at once"
+    );
+}
