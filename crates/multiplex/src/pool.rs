@@ -1602,6 +1602,38 @@ impl MultiPool {
     }
 }
 
+impl MultiPool {
+    /// Settles a stream's token reservation with what it used: gives back what it did not
+    /// use, charges what it used beyond (locally, and on the shared state when bound).
+    fn settle_tokens(&self, member: usize, reserved: u64, u: &infermux_core::Usage) {
+        let inner = &*self.inner;
+        let Some(m) = inner.members.get(member) else {
+            return;
+        };
+        let key = &inner.keys[m.key];
+        let Some(tpm) = &key.tpm else {
+            return;
+        };
+        let used = u.input_tokens.saturating_add(u.output_tokens);
+        if used < reserved {
+            tpm.give_back(reserved - used);
+            if inner.signal.queue.len() > 0 {
+                inner.signal.queue.sweep(inner.clock.now());
+            }
+        } else if used > reserved {
+            tpm.charge(used - reserved, inner.now_ns());
+        }
+        #[cfg(feature = "redis")]
+        if let Some(shared) = inner.shared.get() {
+            if used < reserved {
+                shared.adjust_tokens(m.key, reserved - used, false);
+            } else if used > reserved {
+                shared.adjust_tokens(m.key, used - reserved, true);
+            }
+        }
+    }
+}
+
 #[cfg(feature = "redis")]
 impl MultiPool {
     fn shared_up(&self) -> Option<bool> {
@@ -1750,36 +1782,6 @@ impl MultiPool {
 
     /// Tells the shared state what [`MultiPool::report_local`] learnt: cooldowns, removals
     /// and token usage (off the caller's path).
-    /// Settles a stream's token reservation with what it used: gives back what it did not
-    /// use, charges what it used beyond (locally, and on the shared state when bound).
-    fn settle_tokens(&self, member: usize, reserved: u64, u: &infermux_core::Usage) {
-        let inner = &*self.inner;
-        let Some(m) = inner.members.get(member) else {
-            return;
-        };
-        let key = &inner.keys[m.key];
-        let Some(tpm) = &key.tpm else {
-            return;
-        };
-        let used = u.input_tokens.saturating_add(u.output_tokens);
-        if used < reserved {
-            tpm.give_back(reserved - used);
-            if inner.signal.queue.len() > 0 {
-                inner.signal.queue.sweep(inner.clock.now());
-            }
-        } else if used > reserved {
-            tpm.charge(used - reserved, inner.now_ns());
-        }
-        #[cfg(feature = "redis")]
-        if let Some(shared) = inner.shared.get() {
-            if used < reserved {
-                shared.adjust_tokens(m.key, reserved - used, false);
-            } else if used > reserved {
-                shared.adjust_tokens(m.key, used - reserved, true);
-            }
-        }
-    }
-
     fn report_shared(&self, shared: &crate::shared::SharedPool, r: &AttemptReport<'_>) {
         let inner = &*self.inner;
         let Some(m) = inner.members.get(r.member as usize) else {
