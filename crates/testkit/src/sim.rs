@@ -1375,7 +1375,8 @@ fn llvm_route(sh: &Arc<Shared>, req: &IncomingRequest, body: &Value) -> Reply {
     }
 }
 
-/// Cohere-style rerank as OVMS's `/v3/rerank` serves it: scores by shared words.
+/// Cohere-style rerank as OVMS's `/v3/rerank` serves it: scores by shared words; more than
+/// 100 documents (the server's default limit) are refused.
 fn rerank(req: &IncomingRequest) -> Reply {
     let body = req.json().unwrap_or(Value::Null);
     let query: Vec<String> = body["query"]
@@ -1387,6 +1388,14 @@ fn rerank(req: &IncomingRequest) -> Reply {
     let Some(docs) = body["documents"].as_array() else {
         return Reply::json(400, &json!({"error": "documents must be an array"}));
     };
+    // OVMS's rerank API ("Error handling"): more documents than the configured limit, 100 by
+    // default, fail the request
+    if docs.len() > 100 {
+        return Reply::json(
+            400,
+            &json!({"error": "Amount of documents exceeds allowed configured value: 100"}),
+        );
+    }
     let mut results: Vec<(usize, f64)> = docs
         .iter()
         .enumerate()

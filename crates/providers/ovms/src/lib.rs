@@ -51,6 +51,10 @@ use serde_json::Value;
 use tensor::{ObjOnly, TensorJson, WireTensor};
 pub use tensor::{Tensor, TensorData};
 
+/// The most documents one `/v3/rerank` request carries: the server refuses more than its
+/// configured limit, 100 by default (its rerank API's "Error handling").
+pub const MAX_RERANK_DOCUMENTS: usize = 100;
+
 /// The provider name errors and counters carry.
 pub const NAME: &str = "ovms";
 /// The environment variable [`Ovms::from_env`] reads the server's URL from.
@@ -455,7 +459,38 @@ impl Ovms {
         })
     }
 
+    /// `/v3/rerank`, in requests of at most [`MAX_RERANK_DOCUMENTS`] documents (the server
+    /// refuses more by default): each part's results re-indexed into the whole request, then
+    /// ranked together (a cross-encoder scores each document on its own) and cut at `top_n`.
     async fn rerank(
+        &self,
+        r: &infermux_core::RerankRequest,
+        ctx: &RequestContext,
+    ) -> Result<RerankResponse> {
+        if r.documents.len() <= MAX_RERANK_DOCUMENTS {
+            return self.rerank_one(r, ctx).await;
+        }
+        let mut results = Vec::new();
+        for (i, part) in r.documents.chunks(MAX_RERANK_DOCUMENTS).enumerate() {
+            let mut sub = r.clone();
+            sub.documents = part.to_vec();
+            let start = i * MAX_RERANK_DOCUMENTS;
+            let answer = self.rerank_one(&sub, ctx).await?;
+            results.extend(
+                answer
+                    .results
+                    .into_iter()
+                    .map(|x| RerankResult::new(x.index + start, x.score)),
+            );
+        }
+        results.sort_by(|a, b| b.score.total_cmp(&a.score));
+        if let Some(n) = r.top_n {
+            results.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        Ok(RerankResponse::new(r.model.clone(), results))
+    }
+
+    async fn rerank_one(
         &self,
         r: &infermux_core::RerankRequest,
         ctx: &RequestContext,

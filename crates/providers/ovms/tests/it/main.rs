@@ -142,6 +142,41 @@ async fn v3_openai_routes_and_rerank() {
     conformance::run(Arc::new(ovms), &cfg).await.assert_ok();
 }
 
+/// More than 100 documents (OVMS's default limit, refused by the server) go in requests of at
+/// most 100: the results are indexed into the whole list, ranked together and cut at `top_n`.
+/// Before, one request carried them all and the server refused it.
+#[tokio::test]
+async fn a_rerank_of_more_than_a_hundred_documents_goes_in_parts() {
+    let (sim, ovms) = setup().await;
+    let ctx = RequestContext::new();
+    let mut docs: Vec<String> = (0..150)
+        .map(|i| format!("filler text number {i}"))
+        .collect();
+    docs[120] = "the cat and the physics".to_owned();
+    docs[30] = "a cat".to_owned();
+    let before = sim.requests();
+    let rerank = |top_n: Option<u32>| {
+        let mut r = RerankRequest::new("rr", "cat physics", docs.clone());
+        r.top_n = top_n;
+        Request::Rerank(r)
+    };
+    let Response::Rerank(r) = ovms.call(&rerank(None), &ctx).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(sim.requests() - before, 2);
+    assert_eq!(r.results.len(), 150);
+    assert_eq!((r.results[0].index, r.results[1].index), (120, 30));
+    assert!(r.results.windows(2).all(|w| w[0].score >= w[1].score));
+    let mut seen: Vec<usize> = r.results.iter().map(|x| x.index).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..150).collect::<Vec<_>>());
+    let Response::Rerank(top) = ovms.call(&rerank(Some(2)), &ctx).await.unwrap() else {
+        panic!()
+    };
+    let best: Vec<usize> = top.results.iter().map(|x| x.index).collect();
+    assert_eq!(best, [120, 30]);
+}
+
 #[test]
 fn infer_requests_match_the_kserve_v2_spec() {
     let Some(spec) =
