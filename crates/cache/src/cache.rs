@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use infermux_core::{
-    CacheHit, Clock, EventStream, Request, RequestContext, Response, Result, StreamAccumulator,
-    StreamEvent, SystemClock,
+    CacheHit, Clock, EventStream, FinishReason, Request, RequestContext, Response, Result,
+    StreamAccumulator, StreamEvent, SystemClock,
 };
 use moka::notification::RemovalCause;
 use serde::{Deserialize, Serialize};
@@ -264,6 +264,17 @@ async fn embed_one(
 enum Found {
     Hit(Arc<Entry>, CacheHit),
     Miss(Miss),
+}
+
+/// Whether the answer was cut by the provider's content filter: never stored (a filter's
+/// verdict may change, and it would answer every paraphrase of the request for the TTL).
+fn filtered(response: &Response) -> bool {
+    let filter = Some(FinishReason::ContentFilter);
+    match response {
+        Response::Chat(c) => c.finish_reason == filter,
+        Response::Completion(c) => c.finish_reason == filter,
+        _ => false,
+    }
 }
 
 fn wall_ms() -> u64 {
@@ -918,6 +929,7 @@ impl Cache {
         if response.cache_hit().is_some()
             || matches!(response, Response::Models(_))
             || response.served().is_some_and(|s| s.fallback.is_some())
+            || filtered(response)
         {
             return;
         }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use infermux_core::{EventStream, Result, StreamEvent};
+use infermux_core::{EventStream, FinishReason, Result, StreamEvent};
 
 /// What the tee does with a recorded stream that ended cleanly after `Done`.
 pub(crate) type OnComplete =
@@ -61,8 +61,9 @@ impl Stream for Tee {
         match this.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(ev))) => {
                 if this.on_complete.is_some() && !this.failed {
-                    if matches!(ev, StreamEvent::Done { .. }) {
-                        this.done = true;
+                    // a stream cut by the content filter is not stored (see `filtered`)
+                    if let StreamEvent::Done { finish_reason } = &ev {
+                        this.done = *finish_reason != Some(FinishReason::ContentFilter);
                     }
                     this.events.push(ev.clone());
                 }

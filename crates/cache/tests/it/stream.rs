@@ -125,3 +125,31 @@ async fn the_tee_never_polls_its_source_after_the_end() {
         "stored"
     );
 }
+
+/// An answer the provider's content filter cut is not stored, answered or streamed: the
+/// filter's verdict may change, and a stored refusal would answer the request (and, through
+/// the semantic tier, its paraphrases) for the whole TTL.
+#[tokio::test]
+async fn an_answer_cut_by_the_content_filter_is_not_stored() {
+    use infermux_core::{FinishReason, Response};
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = ask("something the filter stops");
+    let mut filtered = answer("");
+    if let Response::Chat(c) = &mut filtered {
+        c.finish_reason = Some(FinishReason::ContentFilter);
+    }
+    cache.store(&req, &ctx, "g", &filtered).await;
+    assert!(cache.lookup(&req, &ctx, "g").await.is_none());
+    let mut evs = events(&["partial"]);
+    evs.pop();
+    evs.push(StreamEvent::Done {
+        finish_reason: Some(FinishReason::ContentFilter),
+    });
+    let _: Vec<_> = cache.tee(&req, &ctx, "g", live(oks(&evs))).collect().await;
+    assert!(cache.lookup_stream(&req, &ctx, "g").await.is_none());
+    assert_eq!(cache.snapshot().stores, 0);
+    // an answer that stopped on its own is stored as before
+    cache.store(&req, &ctx, "g", &answer("fine")).await;
+    assert!(cache.lookup(&req, &ctx, "g").await.is_some());
+}
