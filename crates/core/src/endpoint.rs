@@ -65,7 +65,9 @@ impl Default for Timeouts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Largest response body accepted, after decompression. Default 32 MiB.
+    /// Largest response body accepted, after decompression; for a stream, the largest event
+    /// (a stream is bounded by its idle timeout and deadline, not by its whole length).
+    /// Default 32 MiB.
     pub max_body_bytes: usize,
 }
 

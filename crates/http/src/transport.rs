@@ -1247,7 +1247,6 @@ impl HttpResponse {
             pending: Vec::new(),
             next: 0,
             finished: false,
-            total: 0,
         });
         Box::pin(futures_util::stream::unfold(state, |mut st| async move {
             loop {
@@ -1263,16 +1262,10 @@ impl HttpResponse {
                 }
                 let chunk = st.resp.next_chunk().await;
                 match chunk {
+                    // a stream is bounded per event (the decoder's limit is the body limit)
+                    // and in time (idle timeout, deadline), not in its whole length: a long
+                    // answer with log-probabilities passes 32 MiB and must not be cut there
                     Ok(Some(bytes)) => {
-                        st.total += bytes.len();
-                        if st.total > st.resp.max_body {
-                            st.finished = true;
-                            let e = st.resp.err(Error::new(
-                                ErrorKind::Decode,
-                                "streamed body exceeds the size limit",
-                            ));
-                            return Some((Err(e), st));
-                        }
                         if let Err(e) = st.decoder.feed_into(&bytes, &mut st.pending) {
                             st.finished = true;
                             st.pending.clear();
@@ -1309,7 +1302,6 @@ struct DecodeState<D: Decoder> {
     pending: Vec<D::Item>,
     next: usize,
     finished: bool,
-    total: usize,
 }
 
 impl<D: Decoder> DecodeState<D> {

@@ -499,6 +499,52 @@ async fn truncated_body_is_an_error_not_a_hang() {
     );
 }
 
+/// A stream is bounded per event (the body limit), not in its whole length: 300 events of
+/// 4 KiB (1.2 MB) through an endpoint whose body limit is 1 MiB all arrive. Before, the
+/// stream was cut at 1 MiB with "streamed body exceeds the size limit" (a long answer with
+/// log-probabilities passes the 32 MiB default). One event over the limit still fails.
+#[tokio::test]
+async fn a_stream_longer_than_the_body_limit_is_not_cut_an_event_over_it_is() {
+    let event = format!("data: {}\n\n", "x".repeat(4090));
+    let big = format!("data: {}\n\n", "y".repeat(2 * 1024 * 1024));
+    let server = RawServer::start(move |req| {
+        let mut steps = vec![Step::Send(chunked_head("200 OK", "text/event-stream"))];
+        if req.path() == "/long" {
+            for _ in 0..300 {
+                steps.push(Step::Send(chunk(event.as_bytes())));
+            }
+        } else {
+            steps.push(Step::Send(chunk(big.as_bytes())));
+        }
+        steps.push(Step::Send(last_chunk()));
+        steps
+    })
+    .await;
+    let ep = endpoint(&server.url, Auth::Bearer);
+    let events: Vec<_> = ep
+        .get("/long")
+        .send(&RequestContext::new())
+        .await
+        .unwrap()
+        .sse()
+        .collect()
+        .await;
+    assert_eq!(events.len(), 300);
+    assert!(events.iter().all(Result::is_ok));
+    let events: Vec<_> = ep
+        .get("/one-too-big")
+        .send(&RequestContext::new())
+        .await
+        .unwrap()
+        .sse()
+        .collect()
+        .await;
+    assert!(
+        events.iter().any(Result::is_err),
+        "one event of 2 MiB is over the limit"
+    );
+}
+
 /// A stream of `n` SSE events `data: 0`, `data: 1`, … written `gap` apart, then silence.
 fn paced_events(n: usize, gap: Duration) -> Vec<Step> {
     let mut steps = vec![Step::Send(chunked_head("200 OK", "text/event-stream"))];
