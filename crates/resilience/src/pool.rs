@@ -88,8 +88,11 @@ impl fmt::Debug for Grant<'_> {
 /// dropping it releases what it holds.
 pub struct StreamHold {
     _release: Box<dyn Send + Sync>,
-    settle: Option<Box<dyn FnOnce(&Usage) + Send + Sync>>,
+    settle: Option<Settle>,
 }
+
+/// What settles a stream's reservation with its usage ([`StreamHold::with_settle`]).
+type Settle = Box<dyn FnOnce(&Usage) + Send + Sync>;
 
 impl StreamHold {
     /// A hold whose `release` runs (through its `Drop`) when the stream ends or is dropped.
