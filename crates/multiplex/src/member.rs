@@ -53,6 +53,9 @@ impl KeyState {
         core: Arc<KeyCore>,
         pool_until: Arc<AtomicU64>,
     ) -> Self {
+        // a hold already in place (another pool met a 429 or a 401 before this pool was
+        // built) holds here too: the scan reads the key only while its pool's end is ahead
+        pool_until.fetch_max(core.until.load(Ordering::Acquire), Ordering::AcqRel);
         core.pools
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -113,6 +113,11 @@ impl KeyRegistry {
         stated: Stated,
         pool_until: &Arc<AtomicU64>,
     ) -> Result<(Arc<KeyCore>, bool)> {
+        // the burst share shapes a limit only: a key without one states none
+        let stated = match stated {
+            (None, None, _) => (None, None, 0),
+            s => s,
+        };
         let mut keys = self.lock();
         let id = (endpoint.clone(), alias.map(str::to_owned));
         if let Some((core, had)) = keys.get(&id) {

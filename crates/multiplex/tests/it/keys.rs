@@ -344,6 +344,33 @@ async fn pools_sharing_a_registry_share_each_keys_cooldown_removal_and_limits() 
         "the burst pool one spent is spent for pool two ({} leases)",
         leases.len()
     );
+    // a pool built after a key was removed in another does not send it: the hold is there
+    let late = MultiPool::with_registry(
+        vec![executor(stub.clone(), 8, None)],
+        members(),
+        config(),
+        &registry,
+    )
+    .unwrap();
+    for _ in 0..3 {
+        policy
+            .call(&late, &chat(), &RequestContext::new())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        (stub.seen_by("a").len(), stub.seen_by("b").len()),
+        (1, 1),
+        "a pool built later sees the holds already in place"
+    );
+    // a burst share of its own is no conflict for a key without limits
+    MultiPool::with_registry(
+        vec![executor(stub.clone(), 8, None)],
+        members(),
+        config().with_limit_burst_percent(20),
+        &registry,
+    )
+    .unwrap();
     // a key stated with other limits in another pool is a config error
     let other = MultiPool::with_registry(
         vec![exec],
