@@ -215,17 +215,22 @@ impl EmbeddingBatcher {
         }
         let key = EmbedKey::of(&req);
         let items = self.inner.submit_many(key, req.inputs, ctx).await?;
-        // a caller's inputs may have gone in several batches: answered by one model, the
+        // a caller's inputs may have gone in several batches: answered by one group, the
         // answer says a fallback took part if one did (so a cache does not keep it as the
-        // group's); answered by two models (a fallback of another model for one batch), the
-        // vectors are not of one space and the call fails
-        if let Some(other) = items.iter().find(|e| e.meta.model != items[0].meta.model) {
+        // asked group's); answered by two groups (the one asked, and a fallback for one batch),
+        // the vectors may be of two models' spaces and the call fails. Deployments of one
+        // group may name their model differently: the group decides, not the model's name.
+        let group = |e: &Embedded| e.meta.served.as_ref().map(|s| s.group.clone());
+        if let Some(first) = items.first().map(group)
+            && let Some(other) = items.iter().map(group).find(|g| *g != first)
+        {
             return Err(Error::new(
                 ErrorKind::Server,
                 format!(
-                    "the inputs went in several batches answered by two models (`{}` and `{}`, \
+                    "the inputs went in several batches answered by two groups (`{}` and `{}`, \
                      a fallback for one of them): their vectors are not comparable",
-                    items[0].meta.model, other.meta.model
+                    first.as_deref().unwrap_or("-"),
+                    other.as_deref().unwrap_or("-")
                 ),
             )
             .with_request_id(ctx.request_id()));

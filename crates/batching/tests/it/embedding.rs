@@ -146,46 +146,55 @@ async fn no_input_is_an_invalid_request_and_a_big_caller_is_split_over_batches()
     assert_eq!(sizes, [2, 2, 1]);
 }
 
-/// A caller whose inputs went in two batches answered differently: by one model with a
-/// fallback in one of them, the answer says a fallback took part (so a cache does not keep it
-/// as the group's); by two models, the call fails (the vectors are of two spaces). Before,
-/// the answer carried the first batch's model and no fallback, whatever the others were.
+/// A caller whose inputs went in two batches answered differently: both through one fallback
+/// group, the answer says a fallback took part (so a cache does not keep it as the group's);
+/// by two groups (the one asked, and a fallback for one batch), the call fails (the vectors
+/// may be of two spaces); by two deployments of one group naming their model differently, it
+/// succeeds. Before, the answer carried the first batch's model and no fallback, whatever the
+/// others were.
 #[tokio::test]
 async fn a_caller_split_over_batches_answered_differently_is_told() {
     use infermux_core::{EndpointId, FallbackTaken, Served};
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let answer = |model_of_second: &'static str| {
+    // (group, model, through a fallback) of the first batch's answer, then of the others
+    type Who = (&'static str, &'static str, bool);
+    let answer = |first: Who, rest: Who| {
         let n = Arc::new(AtomicUsize::new(0));
         EmbeddingBatcher::new(BatchConfig::tei(2), move |req: EmbeddingRequest, _| {
-            let second = n.fetch_add(1, Ordering::SeqCst) > 0;
+            let (group, model, fell_back) = if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                first
+            } else {
+                rest
+            };
             async move {
                 let v = req.inputs.iter().map(|_| vec![1.0, 0.0]).collect();
-                if !second {
-                    return Ok(EmbeddingResponse::new("primary", v));
+                let mut r = EmbeddingResponse::new(model, v);
+                let mut s = Served::new(group, group, EndpointId::new(group), model);
+                if fell_back {
+                    s.fallback = Some(FallbackTaken::new("embed", ErrorKind::RateLimited, 1));
                 }
-                let mut r = EmbeddingResponse::new(model_of_second, v);
-                let mut s = Served::new("embed", "backup", EndpointId::new("b"), model_of_second);
-                s.fallback = Some(FallbackTaken::new("embed", ErrorKind::RateLimited, 1));
                 r.served = Some(Box::new(s));
                 Ok(r)
             }
         })
         .unwrap()
     };
-    let same_model = answer("primary");
-    let r = ok(same_model
-        .embed(EmbeddingRequest::new("embed", ["a", "b", "c"]), ctx())
-        .await);
+    let embed = |b: EmbeddingBatcher| async move {
+        b.embed(EmbeddingRequest::new("embed", ["a", "b", "c"]), ctx())
+            .await
+    };
+    let r = ok(embed(answer(("backup", "e2", true), ("backup", "e2", true))).await);
     assert_eq!(r.embeddings.len(), 3);
-    assert!(
-        r.served.as_ref().is_some_and(|s| s.fallback.is_some()),
-        "{:?}",
-        r.served
-    );
-    let two_models = answer("backup");
-    let e = two_models
-        .embed(EmbeddingRequest::new("embed", ["a", "b", "c"]), ctx())
+    assert!(r.served.as_ref().is_some_and(|s| s.fallback.is_some()));
+    let e = embed(answer(("embed", "e", false), ("backup", "e2", true)))
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("two models"), "{e}");
+    assert!(e.to_string().contains("two groups"), "{e}");
+    let r = ok(embed(answer(
+        ("embed", "e-east", false),
+        ("embed", "e-west", false),
+    ))
+    .await);
+    assert_eq!(r.embeddings.len(), 3);
+    assert!(r.served.as_ref().is_some_and(|s| s.fallback.is_none()));
 }
