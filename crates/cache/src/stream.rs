@@ -24,6 +24,26 @@ pub(crate) struct Tee {
     ended: bool,
     on_complete: Option<OnComplete>,
     storing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// About how many bytes the recorded events hold.
+    recorded: usize,
+}
+
+/// The most a stream may hold (about: its texts, plus 64 bytes an event) and still be stored:
+/// a longer one passes to the caller unrecorded (a stream is not bounded in length by the
+/// transport, and a recording is held in memory until it ends).
+pub(crate) const MAX_RECORDED_BYTES: usize = 8 * 1024 * 1024;
+
+/// About how many bytes `ev` holds.
+fn size_of_event(ev: &StreamEvent) -> usize {
+    64 + match ev {
+        StreamEvent::TextDelta { text }
+        | StreamEvent::ReasoningDelta { text }
+        | StreamEvent::RefusalDelta { text } => text.len(),
+        StreamEvent::ToolCallDelta { arguments, .. } => arguments.len(),
+        StreamEvent::ReasoningSignature { signature }
+        | StreamEvent::ToolCallSignature { signature, .. } => signature.len(),
+        _ => 0,
+    }
 }
 
 impl Tee {
@@ -36,6 +56,7 @@ impl Tee {
             ended: false,
             on_complete: Some(on_complete),
             storing: None,
+            recorded: 0,
         }
     }
 }
@@ -65,7 +86,14 @@ impl Stream for Tee {
                     if let StreamEvent::Done { finish_reason } = &ev {
                         this.done = *finish_reason != Some(FinishReason::ContentFilter);
                     }
-                    this.events.push(ev.clone());
+                    this.recorded = this.recorded.saturating_add(size_of_event(&ev));
+                    if this.recorded > MAX_RECORDED_BYTES {
+                        // too long to keep: passed on unrecorded, never stored
+                        this.on_complete = None;
+                        this.events = Vec::new();
+                    } else {
+                        this.events.push(ev.clone());
+                    }
                 }
                 Poll::Ready(Some(Ok(ev)))
             }

@@ -153,3 +153,27 @@ async fn an_answer_cut_by_the_content_filter_is_not_stored() {
     cache.store(&req, &ctx, "g", &answer("fine")).await;
     assert!(cache.lookup(&req, &ctx, "g").await.is_some());
 }
+
+/// A stream longer than a recording may hold (about 8 MiB) passes to the caller whole and is
+/// not stored: the transport no longer bounds a stream's length, and a recording is held in
+/// memory until the stream ends. A stream within it is stored as before.
+#[tokio::test]
+async fn a_stream_too_long_to_record_passes_whole_and_is_not_stored() {
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = ask("write a very long story");
+    let chunk = "x".repeat(1024 * 1024);
+    let parts: Vec<&str> = (0..9).map(|_| chunk.as_str()).collect();
+    let evs = events(&parts);
+    let passed: Vec<_> = cache
+        .tee(&req, &ctx, "g", live(oks(&evs)))
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(passed, evs, "every event passed");
+    assert!(cache.lookup_stream(&req, &ctx, "g").await.is_none());
+    assert_eq!(cache.snapshot().stores, 0);
+    let evs = events(&parts[..7]);
+    let _: Vec<_> = cache.tee(&req, &ctx, "g", live(oks(&evs))).collect().await;
+    assert!(cache.lookup_stream(&req, &ctx, "g").await.is_some());
+}
