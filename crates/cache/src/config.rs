@@ -109,9 +109,10 @@ pub struct SemanticConfig {
     pub max_chars: usize,
     /// The longest the tier waits for the embedder on a call's path: past it the lookup is a
     /// miss (counted as an embedder error) and the call goes on to the provider. Default
-    /// `None`: no bound of the tier's own (a provider embedder's call keeps its endpoint's
-    /// timeouts), so the cache runs on a tokio runtime without timers too; the `infermux`
-    /// client, whose runtime has them, sets 1 s when it is `None`.
+    /// `None`: no bound of the tier's own — a provider embedder's call keeps its endpoint's
+    /// timeouts, and a bound cuts short work already paid for (a remote call billed, a local
+    /// embedding that goes on in its blocking thread) — so the cache also runs on a tokio
+    /// runtime without timers. Set one (it needs timers) to cap what a slow embedder adds.
     pub embed_timeout: Option<Duration>,
 }
 

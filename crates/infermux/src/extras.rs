@@ -59,10 +59,6 @@ impl fmt::Debug for SemanticCache {
     }
 }
 
-/// How long the client's semantic tier waits for its embedder on a call's path, unless its
-/// [`SemanticConfig::embed_timeout`] says otherwise.
-pub const SEMANTIC_EMBED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
-
 impl SemanticCache {
     /// A semantic tier embedding with `embedder` and verifying with `verifier`.
     pub fn new(embedder: Arc<dyn Embedder>, verifier: Arc<dyn Verifier>) -> Self {
@@ -136,12 +132,7 @@ impl ExtrasSpec {
                         })
                     }
                 };
-                let mut config = s.config;
-                // this client's runtime has timers: the embedder gets a bound on a call's path
-                if config.embed_timeout.is_none() {
-                    config.embed_timeout = Some(SEMANTIC_EMBED_TIMEOUT);
-                }
-                cache = cache.with_semantic(embedder, s.verifier, config);
+                cache = cache.with_semantic(embedder, s.verifier, s.config);
             }
             Some(Arc::new(cache))
         } else {

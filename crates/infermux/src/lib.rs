@@ -59,7 +59,7 @@ mod router;
 pub use client::{
     Client, ClientBuilder, Deployment, ModelGroup, NamedKey, OpenedStream, SHARED_KEYS,
 };
-pub use extras::{SEMANTIC_EMBED_TIMEOUT, SemanticCache};
+pub use extras::SemanticCache;
 pub use infermux_multiplex::{MultiPool, PoolConfig, Strategy};
 pub use infermux_resilience::Op;
 pub use ops::{OpTarget, Ran};
