@@ -311,8 +311,11 @@ impl ClientBuilder {
     /// other processes bound to the same state (feature `redis`; see
     /// [`SharedState`](infermux_multiplex::SharedState)): every group's pool is bound under
     /// the one name [`SHARED_KEYS`], so a key several groups send is held once there, as it is
-    /// in the process. Shared state names a key by its alias: an alias on keys of two
-    /// endpoints is then a `Config` error when the client is built.
+    /// in the process. Shared state names a key by its alias (an endpoint's own key by `@` and
+    /// the endpoint's name): an alias on keys of two endpoints, or one starting with `@`, is
+    /// then a `Config` error when the client is built. (Until 2026-12-04 each group was bound
+    /// under its own name: processes of both versions on one Redis hold their keys apart
+    /// while they run side by side.)
     #[cfg(feature = "redis")]
     pub fn shared_state(mut self, state: infermux_multiplex::SharedState) -> Self {
         self.shared = Some(state);
@@ -600,6 +603,13 @@ fn build_router(
         for e in &endpoints {
             let id = e.provider.endpoint().as_str();
             for k in &e.keys {
+                if k.alias.starts_with('@') {
+                    return Err(config_error(format!(
+                        "key alias `{}` starts with `@`, which names an endpoint's own key in \
+                         shared state",
+                        k.alias
+                    )));
+                }
                 if let Some(other) = alias_endpoint.insert(&k.alias, id)
                     && other != id
                 {

@@ -453,11 +453,20 @@ async fn through_shared_state_every_group_holds_a_key_under_one_name() {
         .key("t", NamedKey::new("main", ApiKey::new("sk-t")))
         .group(ModelGroup::new("a").deployment(Deployment::new("s", "m")))
         .group(ModelGroup::new("b").deployment(Deployment::new("t", "m")))
-        .shared_state(state)
+        .shared_state(state.clone())
         .build()
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.to_string().contains("`main`"), "{e}");
+    // nor an alias that reads as an endpoint's own key there
+    let e = Client::builder()
+        .endpoint(provider("s", &s))
+        .key("s", NamedKey::new("@t", ApiKey::new("sk-s")))
+        .shared_state(state)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.to_string().contains("`@t`"), "{e}");
 }
 
 /// A deployment's weight is its share of the group whatever its number of keys: at weights
