@@ -1,7 +1,8 @@
 //! The one place that knows reqwest: request building, per-attempt timeouts (connect, first
 //! byte, idle between chunks), redirects that never carry credentials (nor any header the
 //! endpoint configures) to another origin, keys bound to their endpoint's origin and scrubbed
-//! from whatever a server sends back, a body size limit applied after decompression, stream
+//! from whatever a server sends back, a body size limit applied after decompression (to each
+//! event of a stream), stream
 //! decoders (SSE, NDJSON, streamed JSON arrays), and mapping of status, headers and body to
 //! [`infermux_core::ErrorKind`].
 //!

@@ -39,7 +39,8 @@
 //! - 429 (`RateLimited`): the key cools down for the error's `Retry-After`, else its
 //!   rate-limit reset, else 1 s; a new cooldown extends a running one, never shortens it.
 //! - 401/403 (`Auth`): the key is removed until the pool is reconfigured (or, when the
-//!   error states a Retry-After, until then).
+//!   error states a Retry-After, until then); a pool built on the same [`KeyRegistry`] is
+//!   not a reconfiguration: it keeps the removal.
 //! - `QuotaExceeded`: the key is removed until the stated reset, or until reconfigured.
 //! - 5xx, connect errors and timeouts are left to the endpoint's breaker.
 //! - A success whose rate-limit headers say `remaining: 0` limits the key until the reset,
@@ -65,8 +66,9 @@
 //! [`PoolConfig::default_output_tokens`], or the operation's stated estimate) before it is
 //! sent; its report gives back what it did not use (all of it when it failed) and charges what
 //! it used beyond — a stream's, when it ends with its final event and its usage is known. A
-//! cancelled attempt (or a stream dropped before its end) keeps its reservation. A request whose estimate exceeds
-//! every member's `B` fails at once with `InvalidRequest`.
+//! cancelled attempt, and a stream that fails or is dropped after it opened, keep their
+//! reservation. A request whose estimate exceeds every member's `B` fails at once with
+//! `InvalidRequest`.
 //!
 //! What is given back is reserved again, so the precise bound on a window's real usage is `L`
 //! plus what its requests used beyond their estimates plus the unused estimates given back in
@@ -79,8 +81,9 @@
 //! Pools built with one [`KeyRegistry`] ([`MultiPool::with_registry`]: the model groups of one
 //! client) hold each key — endpoint and alias — once: what one pool learns of a key (a 429's
 //! cooldown, a 401's removal, a spent window) holds in every pool sending it, and its RPM/TPM
-//! limits count the requests of all of them, as the provider counts them. Every pool must
-//! state a key's limits identically.
+//! limits count the requests of all of them, as the provider counts them; a pool built later
+//! sees the holds already in place. Every pool must state a key's limits (and, for a key with
+//! limits, the burst share) identically.
 //!
 //! # Admission
 //! When no member can take the call, it waits in the pool's priority queue (high, normal, low;
