@@ -1274,6 +1274,11 @@ impl Loader<'_> {
         let defaults = self.defaults(raw.defaults)?;
         let mut endpoints = Vec::with_capacity(raw.endpoint.len());
         let mut endpoint_names = HashSet::new();
+        // each endpoint's key aliases, where they are written: a group's keys need distinct
+        // aliases (its pool names a key by its alias)
+        let mut aliases: HashMap<String, Vec<(String, Range<usize>)>> = HashMap::new();
+        let implicit = raw.group.is_empty();
+        let mut implicit_aliases: HashMap<String, String> = HashMap::new();
         for e in raw.endpoint {
             let span = e.span();
             let e = e.into_inner();
@@ -1283,6 +1288,34 @@ impl Loader<'_> {
                     format_args!("duplicate endpoint name `{}`", e.name.get_ref()),
                 ));
             }
+            let name = e.name.get_ref().clone();
+            let mine: Vec<(String, Range<usize>)> = e
+                .keys
+                .iter()
+                .map(|k| {
+                    (
+                        k.get_ref().alias.get_ref().clone(),
+                        k.get_ref().alias.span(),
+                    )
+                })
+                .collect();
+            // without groups, one implicit group sends every endpoint
+            if implicit {
+                for (alias, at) in &mine {
+                    if let Some(other) = implicit_aliases.get(alias).filter(|o| **o != name) {
+                        return Err(self.err(
+                            at.clone(),
+                            format_args!(
+                                "endpoints `{other}` and `{name}` both have a key named \
+                                 `{alias}`: the implicit group sends both, and a group's keys \
+                                 need distinct aliases"
+                            ),
+                        ));
+                    }
+                    implicit_aliases.insert(alias.clone(), name.clone());
+                }
+            }
+            aliases.insert(name, mine);
             endpoints.push(self.endpoint(e, span)?);
         }
         let mut groups = Vec::with_capacity(raw.group.len());
@@ -1295,7 +1328,7 @@ impl Loader<'_> {
                     format_args!("duplicate group name `{}`", g.name.get_ref()),
                 ));
             }
-            groups.push(self.group(g, &endpoint_names)?);
+            groups.push(self.group(g, &endpoint_names, &aliases)?);
         }
         let fallbacks = self.fallbacks(raw.fallback, &group_names)?;
         let cache = match raw.cache {
@@ -1952,7 +1985,12 @@ impl Loader<'_> {
         Ok(KeySpec { alias, key, source })
     }
 
-    fn group(&self, g: RawGroup, endpoints: &HashSet<String>) -> Result<GroupSpec> {
+    fn group(
+        &self,
+        g: RawGroup,
+        endpoints: &HashSet<String>,
+        aliases: &HashMap<String, Vec<(String, Range<usize>)>>,
+    ) -> Result<GroupSpec> {
         let name = g.name.get_ref().clone();
         if name.trim().is_empty() {
             return Err(self.err(g.name.span(), "a group's `name` must not be empty"));
@@ -1963,10 +2001,29 @@ impl Loader<'_> {
             return Err(self.err(list_span, format_args!("group `{name}` has no deployments")));
         }
         let mut seen = HashSet::new();
+        let mut alias_of: HashMap<&str, &str> = HashMap::new();
         let mut deployments = Vec::with_capacity(list.len());
         for d in list {
             let d_span = d.span();
             let d = d.into_inner();
+            if let Some((endpoint, keys)) = aliases.get_key_value(d.endpoint.get_ref()) {
+                for (alias, _) in keys {
+                    match alias_of.get(alias.as_str()) {
+                        Some(other) if *other != endpoint.as_str() => {
+                            return Err(self.err(
+                            d.endpoint.span(),
+                            format_args!(
+                                "group `{name}` sends endpoints `{other}` and `{endpoint}`, both \
+                                 with a key named `{alias}`: a group's keys need distinct aliases"
+                            ),
+                        ));
+                        }
+                        _ => {
+                            alias_of.insert(alias, endpoint);
+                        }
+                    }
+                }
+            }
             if !endpoints.contains(d.endpoint.get_ref()) {
                 return Err(self.err(
                     d.endpoint.span(),

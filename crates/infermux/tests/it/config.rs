@@ -291,6 +291,30 @@ fn zero_timeouts_and_ttls_name_their_line() {
     assert!(load("[defaults]\ntimeout = \"0s500ms\"\n").is_ok());
 }
 
+/// Two endpoints with a key of one alias, sent by one group (a named one, or the implicit one
+/// without groups), are refused at load naming the line: the group's pool names a key by its
+/// alias. Before, the file loaded and the client then failed to build with the pool's message,
+/// which named no line. In two different groups the aliases may repeat.
+#[test]
+fn one_alias_on_two_endpoints_of_one_group_names_its_line() {
+    let two = |groups: &str| {
+        format!(
+            "[[endpoint]]\nname = \"a\"\nprovider = \"openai-compat\"\nbase_url = \"http://127.0.0.1:1/v1\"\nkeys = [ {{ alias = \"main\", value = \"sk-a\" }} ]\n\
+             [[endpoint]]\nname = \"b\"\nprovider = \"openai-compat\"\nbase_url = \"http://127.0.0.1:2/v1\"\nkeys = [ {{ alias = \"main\", value = \"sk-b\" }} ]\n{groups}"
+        )
+    };
+    let m = fails(&two(""));
+    assert!(m.contains("line 10") && m.contains("`main`"), "{m}");
+    let m = fails(&two(
+        "[[group]]\nname = \"g\"\ndeployments = [ { endpoint = \"a\", model = \"m\" }, { endpoint = \"b\", model = \"m\" } ]\n",
+    ));
+    assert!(m.contains("line 13") && m.contains("group `g`"), "{m}");
+    load(&two(
+        "[[group]]\nname = \"g\"\ndeployments = [ { endpoint = \"a\", model = \"m\" } ]\n[[group]]\nname = \"h\"\ndeployments = [ { endpoint = \"b\", model = \"m\" } ]\n",
+    ))
+    .unwrap();
+}
+
 #[test]
 fn bad_values_name_their_line() {
     let m = fails("[[endpoint]]\nname = \"x\"\nprovider = \"openia\"\n");
