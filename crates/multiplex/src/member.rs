@@ -196,6 +196,23 @@ impl KeyCore {
         }
     }
 
+    /// Settles a reservation of `reserved` tokens with the `used` ones: gives back what was
+    /// not used, charges what was used beyond (nothing without a TPM limit). Whether tokens
+    /// went back (a waiter may fit now).
+    pub(crate) fn settle_tokens(&self, reserved: u64, used: u64, now: u64) -> bool {
+        let Some(tpm) = &self.tpm else {
+            return false;
+        };
+        if used < reserved {
+            tpm.give_back(reserved - used);
+            return true;
+        }
+        if used > reserved {
+            tpm.charge(used - reserved, now);
+        }
+        false
+    }
+
     /// The share of the limits left (1.0 without limits).
     pub(crate) fn headroom(&self, now: u64) -> f64 {
         let r = self.rpm.as_ref().map_or(1.0, |g| g.headroom(now));

@@ -167,6 +167,11 @@ fn gcd(a: u64, b: u64) -> u64 {
 
 /// nginx's smooth weighted round-robin sequence over `weights` (reduced by their gcd, scaled
 /// down to at most [`MAX_SCHEDULE`] slots).
+/// The tokens an answer used, input and output.
+fn tokens_used(u: &infermux_core::Usage) -> u64 {
+    u.input_tokens.saturating_add(u.output_tokens)
+}
+
 fn schedule(weights: &[u32]) -> Box<[u8]> {
     let g = weights.iter().fold(0u64, |g, &w| gcd(g, u64::from(w)));
     let mut w: Vec<u64> = weights.iter().map(|&x| u64::from(x) / g.max(1)).collect();
@@ -1451,14 +1456,8 @@ impl MultiPool {
         let mut freed = false;
         match r.result {
             Ok(usage) => {
-                if let (Some(tpm), Some(u)) = (&key.tpm, usage) {
-                    let used = u.input_tokens.saturating_add(u.output_tokens);
-                    if used < r.reserved {
-                        tpm.give_back(r.reserved - used);
-                        freed = true;
-                    } else if used > r.reserved {
-                        tpm.charge(used - r.reserved, now);
-                    }
+                if let Some(u) = usage {
+                    freed = key.settle_tokens(r.reserved, tokens_used(u), now);
                 }
                 if let Some(d) = r.rate_limits.and_then(RateLimitInfo::exhausted_until) {
                     key.limit(now.saturating_add(dur_ns(d)));
@@ -1611,25 +1610,16 @@ impl MultiPool {
             return;
         };
         let key = &inner.keys[m.key];
-        let Some(tpm) = &key.tpm else {
+        if key.tpm.is_none() {
             return;
-        };
-        let used = u.input_tokens.saturating_add(u.output_tokens);
-        if used < reserved {
-            tpm.give_back(reserved - used);
-            if inner.signal.queue.len() > 0 {
-                inner.signal.queue.sweep(inner.clock.now());
-            }
-        } else if used > reserved {
-            tpm.charge(used - reserved, inner.now_ns());
+        }
+        let used = tokens_used(u);
+        if key.settle_tokens(reserved, used, inner.now_ns()) && inner.signal.queue.len() > 0 {
+            inner.signal.queue.sweep(inner.clock.now());
         }
         #[cfg(feature = "redis")]
         if let Some(shared) = inner.shared.get() {
-            if used < reserved {
-                shared.adjust_tokens(m.key, reserved - used, false);
-            } else if used > reserved {
-                shared.adjust_tokens(m.key, used - reserved, true);
-            }
+            shared.settle_tokens(m.key, reserved, used);
         }
     }
 }
@@ -1792,12 +1782,7 @@ impl MultiPool {
         match r.result {
             Ok(usage) => {
                 if let (Some(_), Some(u)) = (&key.tpm, usage) {
-                    let used = u.input_tokens.saturating_add(u.output_tokens);
-                    if used < r.reserved {
-                        shared.adjust_tokens(m.key, r.reserved - used, false);
-                    } else if used > r.reserved {
-                        shared.adjust_tokens(m.key, used - r.reserved, true);
-                    }
+                    shared.settle_tokens(m.key, r.reserved, tokens_used(u));
                 }
             }
             Err(e) => {

@@ -260,6 +260,15 @@ impl SharedPool {
         self.state.hold(self.keys[key].names[3].clone(), code, span);
     }
 
+    /// [`KeyCore::settle_tokens`](crate::member::KeyCore::settle_tokens) on the shared state.
+    pub(crate) fn settle_tokens(&self, key: usize, reserved: u64, used: u64) {
+        if used < reserved {
+            self.adjust_tokens(key, reserved - used, false);
+        } else if used > reserved {
+            self.adjust_tokens(key, used - reserved, true);
+        }
+    }
+
     /// Gives back (`charge` false) or charges `tokens` on key `key`'s shared TPM limiter.
     pub(crate) fn adjust_tokens(&self, key: usize, tokens: u64, charge: bool) {
         let k = &self.keys[key];
