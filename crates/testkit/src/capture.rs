@@ -88,3 +88,61 @@ pub async fn capture(body: &'static str) -> (String, JoinHandle<Seen>) {
     });
     (url, handle)
 }
+
+/// A loopback server that answers each request with what its handler returns for it, and
+/// keeps every request it saw (bodies as sent): for exchanges whose answer depends on what the
+/// client sent.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use infermux_core::{EndpointConfig, RequestContext};
+/// use infermux_http::{Auth, HttpEndpoint};
+/// use infermux_testkit::{Reply, Scripted};
+/// let server = Scripted::start(|req| {
+///     let status = if req.body.is_empty() { 400 } else { 200 };
+///     Reply::json(status, &serde_json::json!({"ok": status == 200}))
+/// })
+/// .await
+/// .unwrap();
+/// let ep = HttpEndpoint::new("t", EndpointConfig::new("t", server.url()).unwrap(), Auth::None).unwrap();
+/// let body = serde_json::json!({"a": 1});
+/// ep.post("/x").json(&body).send(&RequestContext::new()).await.unwrap();
+/// assert_eq!(server.requests()[0].json().unwrap()["a"], 1);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Scripted {
+    running: server::Running,
+    seen: Arc<Mutex<Vec<IncomingRequest>>>,
+}
+
+impl Scripted {
+    /// Starts the server on 127.0.0.1.
+    ///
+    /// # Errors
+    /// When it cannot listen.
+    pub async fn start<F>(handler: F) -> std::io::Result<Scripted>
+    where
+        F: Fn(&IncomingRequest) -> Reply + Send + Sync + 'static,
+    {
+        let seen: Arc<Mutex<Vec<IncomingRequest>>> = Arc::default();
+        let kept = seen.clone();
+        let handler: Handler = Arc::new(move |req: IncomingRequest| {
+            let reply = handler(&req);
+            kept.lock().unwrap_or_else(|p| p.into_inner()).push(req);
+            Box::pin(async move { reply })
+        });
+        let running = server::start(handler).await?;
+        Ok(Scripted { running, seen })
+    }
+
+    /// The base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        self.running.url()
+    }
+
+    /// The requests seen so far, in order.
+    pub fn requests(&self) -> Vec<IncomingRequest> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}

@@ -37,7 +37,7 @@ mod sim;
 pub mod skip;
 pub mod spec;
 
-pub use capture::{Seen, capture};
+pub use capture::{Scripted, Seen, capture};
 pub use cassette::{Body, Cassette, Interaction, RecordedRequest, RecordedResponse};
 pub use conformance::{SuiteConfig, SuiteReport};
 pub use record::RecordingProxy;
