@@ -14,7 +14,7 @@
 
 mod body;
 
-pub use body::{ChatBody, CompletionBody, EmbeddingBody};
+pub use body::{ChatBody, CompletionBody, EmbeddingBody, Omitted};
 
 use std::borrow::Cow;
 use std::fmt;

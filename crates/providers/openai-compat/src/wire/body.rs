@@ -45,6 +45,94 @@ pub struct ChatBody<'a> {
     req: &'a ChatRequest,
     stream: bool,
     max_tokens_key: &'static str,
+    omitted: Omitted,
+}
+
+/// Typed request fields a body leaves out: the sampling parameters some models refuse
+/// (OpenAI's reasoning models answer `400 unsupported_parameter` or `unsupported_value` for
+/// `temperature`, `top_p`, `stop`…). A set of flags, combined with `|`.
+///
+/// ```
+/// use infermux_openai_compat::wire::Omitted;
+/// let o = Omitted::TEMPERATURE | Omitted::STOP;
+/// assert!(o.contains(Omitted::STOP) && !o.contains(Omitted::TOP_P));
+/// assert_eq!(Omitted::for_param("top_p"), Some(Omitted::TOP_P));
+/// assert_eq!(Omitted::for_param("messages"), None);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Omitted(u8);
+
+impl Omitted {
+    /// Nothing left out.
+    pub const NONE: Omitted = Omitted(0);
+    /// `temperature`.
+    pub const TEMPERATURE: Omitted = Omitted(1);
+    /// `top_p`.
+    pub const TOP_P: Omitted = Omitted(1 << 1);
+    /// `stop`.
+    pub const STOP: Omitted = Omitted(1 << 2);
+    /// `seed`.
+    pub const SEED: Omitted = Omitted(1 << 3);
+    /// `parallel_tool_calls`.
+    pub const PARALLEL_TOOL_CALLS: Omitted = Omitted(1 << 4);
+
+    /// The flag of the field named `param` on the wire, if it is one a body can leave out.
+    pub fn for_param(param: &str) -> Option<Omitted> {
+        Some(match param {
+            "temperature" => Omitted::TEMPERATURE,
+            "top_p" => Omitted::TOP_P,
+            "stop" => Omitted::STOP,
+            "seed" => Omitted::SEED,
+            "parallel_tool_calls" => Omitted::PARALLEL_TOOL_CALLS,
+            _ => return None,
+        })
+    }
+
+    /// Whether every flag of `other` is set here.
+    pub fn contains(self, other: Omitted) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether no flag is set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The flags as bits (for storing in an atomic).
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set of these bits (unknown bits are dropped).
+    pub fn from_bits(bits: u8) -> Omitted {
+        Omitted(bits & 0b1_1111)
+    }
+
+    /// Whether `req` sets the field `self` (one flag) names: leaving out a field the request
+    /// does not send changes nothing.
+    pub fn is_set_in(self, req: &ChatRequest) -> bool {
+        match self {
+            Omitted::TEMPERATURE => req.temperature.is_some(),
+            Omitted::TOP_P => req.top_p.is_some(),
+            Omitted::STOP => !req.stop.is_empty(),
+            Omitted::SEED => req.seed.is_some(),
+            Omitted::PARALLEL_TOOL_CALLS => req.parallel_tool_calls.is_some(),
+            _ => false,
+        }
+    }
+}
+
+impl std::ops::BitOr for Omitted {
+    type Output = Omitted;
+    fn bitor(self, rhs: Omitted) -> Omitted {
+        Omitted(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitOrAssign for Omitted {
+    fn bitor_assign(&mut self, rhs: Omitted) {
+        self.0 |= rhs.0;
+    }
 }
 
 impl<'a> ChatBody<'a> {
@@ -54,7 +142,15 @@ impl<'a> ChatBody<'a> {
             req,
             stream,
             max_tokens_key: "max_tokens",
+            omitted: Omitted::NONE,
         }
+    }
+
+    /// Leaves the typed fields in `omitted` out of the body (a field of the same name in the
+    /// request's `extra` is still sent: the caller asked for it by name).
+    pub fn omitting(mut self, omitted: Omitted) -> Self {
+        self.omitted = omitted;
+        self
     }
 
     /// Sends the output token limit under `key` instead of `max_tokens` (OpenAI's
@@ -74,6 +170,7 @@ impl<'a> ChatBody<'a> {
 impl Serialize for ChatBody<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.req;
+        let keep = |o: Omitted| !self.omitted.contains(o);
         let mut w = ObjectWriter::new(s.serialize_map(None)?, &r.extra);
         w.opt(self.max_tokens_key, r.max_tokens.as_ref())?;
         w.field("messages", &Messages(&r.messages))?;
@@ -83,21 +180,29 @@ impl Serialize for ChatBody<'_> {
         let tools = !r.tools.is_empty() || r.extra.contains_key("tools");
         w.opt(
             "parallel_tool_calls",
-            r.parallel_tool_calls.as_ref().filter(|_| tools),
+            r.parallel_tool_calls
+                .as_ref()
+                .filter(|_| tools && keep(Omitted::PARALLEL_TOOL_CALLS)),
         )?;
         w.opt(
             "response_format",
             r.response_format.as_ref().map(FormatBody).as_ref(),
         )?;
-        w.opt("seed", r.seed.as_ref())?;
-        if !r.stop.is_empty() {
+        w.opt("seed", r.seed.as_ref().filter(|_| keep(Omitted::SEED)))?;
+        if !r.stop.is_empty() && keep(Omitted::STOP) {
             w.field("stop", &r.stop)?;
         }
         if self.stream {
             w.field("stream", &true)?;
             w.field("stream_options", &IncludeUsage)?;
         }
-        w.opt("temperature", r.temperature.map(F32AsF64).as_ref())?;
+        w.opt(
+            "temperature",
+            r.temperature
+                .filter(|_| keep(Omitted::TEMPERATURE))
+                .map(F32AsF64)
+                .as_ref(),
+        )?;
         w.opt(
             "tool_choice",
             r.tool_choice
@@ -109,7 +214,13 @@ impl Serialize for ChatBody<'_> {
         if !r.tools.is_empty() {
             w.field("tools", &Tools(&r.tools))?;
         }
-        w.opt("top_p", r.top_p.map(F32AsF64).as_ref())?;
+        w.opt(
+            "top_p",
+            r.top_p
+                .filter(|_| keep(Omitted::TOP_P))
+                .map(F32AsF64)
+                .as_ref(),
+        )?;
         w.opt("user", r.user.as_deref())?;
         w.end()
     }

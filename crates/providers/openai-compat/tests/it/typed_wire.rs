@@ -434,6 +434,30 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A body leaving fields out is the body of the request without them (a field `extra`
+    /// names is still sent, from `extra`, in both).
+    #[test]
+    fn a_body_leaving_fields_out_is_the_body_of_the_request_without_them(
+        req in chat(),
+        bits in 0u8..32,
+        stream in any::<bool>(),
+    ) {
+        let omitted = wire::Omitted::from_bits(bits);
+        let mut cleared = req.clone();
+        if omitted.contains(wire::Omitted::TEMPERATURE) { cleared.temperature = None; }
+        if omitted.contains(wire::Omitted::TOP_P) { cleared.top_p = None; }
+        if omitted.contains(wire::Omitted::STOP) { cleared.stop.clear(); }
+        if omitted.contains(wire::Omitted::SEED) { cleared.seed = None; }
+        if omitted.contains(wire::Omitted::PARALLEL_TOOL_CALLS) { cleared.parallel_tool_calls = None; }
+        let left_out = serde_json::to_string(&ChatBody::new(&req, stream).omitting(omitted)).unwrap();
+        let without = serde_json::to_string(&ChatBody::new(&cleared, stream)).unwrap();
+        prop_assert_eq!(left_out, without);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Answers
 
