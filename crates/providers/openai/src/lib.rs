@@ -42,9 +42,19 @@
 //! [`OpenAiBuilder::azure`] targets an Azure OpenAI deployment (`api-key` header,
 //! `api-version` query).
 //!
+//! A chat request that a model refuses for a sampling parameter it does not take
+//! (`temperature`, `top_p`, `stop`, `seed`, `parallel_tool_calls`: OpenAI's reasoning models
+//! answer `400 unsupported_parameter` or `unsupported_value`), or for the token limit's name
+//! (`max_tokens` where the model reads `max_completion_tokens`, or the other way round), is
+//! sent again without that parameter, or with the limit under the other name, once per
+//! parameter; the client then leaves it out of that model's later requests from the start, and
+//! logs a `tracing` warning each time it learns one. A parameter named in the request's
+//! `extra` is never left out. [`OpenAi::with_drop_refused_params`] turns this off.
+//!
 //! # Crate features
 //! This crate has no optional features.
 
+mod refused;
 pub mod responses;
 
 /// Moderation, images, audio and files: the OpenAI-protocol code of `infermux-openai-compat`.
@@ -55,9 +65,10 @@ use infermux_core::{
     ApiKey, Capabilities, ChatRequest, EndpointConfig, EndpointId, Error, ErrorKind, EventStream,
     Provider, Request, RequestContext, Response, Result, first_event,
 };
-use infermux_http::{Auth, HttpRequest};
+use infermux_http::{Auth, HttpRequest, HttpResponse};
 use infermux_openai_compat::{OpenAiCompat, chat_event_stream, wire};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// The provider name errors and counters carry.
 pub const NAME: &str = "openai";
@@ -93,6 +104,10 @@ pub struct OpenAi {
     responses_api: bool,
     /// `Some` for an Azure OpenAI deployment: the `api-version` query every request carries.
     api_version: Option<String>,
+    /// Whether a parameter a model refuses is left out (see the crate docs).
+    drop_refused: bool,
+    /// The refusals learned, per model (shared by clones).
+    learned: Arc<refused::Learned>,
 }
 
 /// How to build an [`OpenAi`] client: base URL, key, organization and project.
@@ -239,6 +254,8 @@ impl OpenAi {
             base64_embeddings: false,
             responses_api: false,
             api_version: None,
+            drop_refused: true,
+            learned: Arc::default(),
         })
     }
 
@@ -267,6 +284,24 @@ impl OpenAi {
         self
     }
 
+    /// Whether a chat request a model refuses for a sampling parameter (or for the token
+    /// limit's name) is sent again without it, and the parameter left out of that model's
+    /// later requests (default: yes; see the crate docs). With `false` the refusal is the
+    /// call's error.
+    ///
+    /// ```
+    /// use infermux_core::EndpointConfig;
+    /// use infermux_openai::OpenAi;
+    /// let strict = OpenAi::new(EndpointConfig::new("openai", "http://127.0.0.1:9/v1").unwrap())
+    ///     .unwrap()
+    ///     .with_drop_refused_params(false);
+    /// # let _ = strict;
+    /// ```
+    pub fn with_drop_refused_params(mut self, yes: bool) -> Self {
+        self.drop_refused = yes;
+        self
+    }
+
     /// A client of an Azure OpenAI deployment: `config.base_url` is
     /// `https://<resource>.openai.azure.com/openai/deployments/<deployment>`, the key goes in
     /// the `api-key` header and every request carries `api-version`. Chat keeps `max_tokens`
@@ -277,6 +312,8 @@ impl OpenAi {
             base64_embeddings: false,
             responses_api: false,
             api_version: Some(api_version.into()),
+            drop_refused: true,
+            learned: Arc::default(),
         })
     }
 
@@ -379,6 +416,62 @@ impl OpenAi {
         }
     }
 
+    /// The name the token limit goes under when no refusal chose one (`None` for the
+    /// Responses API, whose `max_output_tokens` has no other name).
+    fn limit_key(&self, req: &ChatRequest) -> Option<&'static str> {
+        if self.responses_api {
+            None
+        } else if self.is_azure() || req.extra.contains_key(refused::MAX_TOKENS) {
+            Some(refused::MAX_TOKENS)
+        } else {
+            Some(refused::MAX_COMPLETION_TOKENS)
+        }
+    }
+
+    /// Sends a chat request (chat completions or the Responses API), leaving out what the
+    /// model was learned to refuse; a new refusal is learned and the request sent again
+    /// without it (each parameter once, so this ends).
+    async fn send_chat(
+        &self,
+        req: &ChatRequest,
+        stream: bool,
+        ctx: &RequestContext,
+    ) -> Result<HttpResponse> {
+        let mut adapt = if self.drop_refused {
+            self.learned.get(&req.model)
+        } else {
+            refused::Adapt::default()
+        };
+        loop {
+            let sent = if self.responses_api {
+                let body = responses::ResponsesBody::new(req, stream).omitting(adapt.omitted);
+                self.post("/responses").json(&body).send(ctx).await
+            } else {
+                let mut body = self.chat_body(req, stream).omitting(adapt.omitted);
+                if let Some(key) = adapt.max_tokens_key {
+                    body = body.with_max_tokens_key(key);
+                }
+                self.post("/chat/completions").json(&body).send(ctx).await
+            };
+            let e = match sent {
+                Err(e) if self.drop_refused => e,
+                other => return other,
+            };
+            let Some((next, param)) = refused::next(&e, req, adapt, self.limit_key(req)) else {
+                return Err(e);
+            };
+            tracing::warn!(
+                provider = NAME,
+                endpoint = %self.inner.endpoint(),
+                model = %req.model,
+                param,
+                "the model refuses this parameter: sent again without it, and left out of its later requests"
+            );
+            self.learned.learn(&req.model, next);
+            adapt = next;
+        }
+    }
+
     fn ctx_err(&self, ctx: &RequestContext) -> impl Fn(Error) -> Error + '_ {
         let id = ctx.request_id();
         move |e| e.in_context(id, NAME, self.inner.endpoint())
@@ -422,25 +515,13 @@ impl Provider for OpenAi {
         let ctx_err = self.ctx_err(ctx);
         match request {
             Request::Chat(req) if self.responses_api => {
-                let body = self
-                    .post("/responses")
-                    .json(&responses::ResponsesBody::new(req, false))
-                    .send(ctx)
-                    .await?
-                    .bytes()
-                    .await?;
+                let body = self.send_chat(req, false, ctx).await?.bytes().await?;
                 responses::parse_response(&body)
                     .map(Response::Chat)
                     .map_err(ctx_err)
             }
             Request::Chat(req) => {
-                let body = self
-                    .post("/chat/completions")
-                    .json(&self.chat_body(req, false))
-                    .send(ctx)
-                    .await?
-                    .bytes()
-                    .await?;
+                let body = self.send_chat(req, false, ctx).await?.bytes().await?;
                 wire::parse_chat(&body).map(Response::Chat).map_err(ctx_err)
             }
             Request::Completion(req) => {
@@ -495,19 +576,11 @@ impl Provider for OpenAi {
         let with_context = move |e: Error| e.in_context(id, NAME, &ep);
         let stream = match request {
             Request::Chat(req) if self.responses_api => {
-                let resp = self
-                    .post("/responses")
-                    .json(&responses::ResponsesBody::new(req, true))
-                    .send(ctx)
-                    .await?;
+                let resp = self.send_chat(req, true, ctx).await?;
                 responses_event_stream(resp, with_context)
             }
             Request::Chat(req) => {
-                let resp = self
-                    .post("/chat/completions")
-                    .json(&self.chat_body(req, true))
-                    .send(ctx)
-                    .await?;
+                let resp = self.send_chat(req, true, ctx).await?;
                 chat_event_stream(resp, with_context)
             }
             Request::Completion(req) => {

@@ -18,6 +18,7 @@ use infermux_core::{
 };
 use infermux_openai_compat::json::lenient::{self, List, Object};
 use infermux_openai_compat::json::{F32AsF64, ObjectWriter};
+use infermux_openai_compat::wire::Omitted;
 use serde::de::Deserialize;
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::{Value, json};
@@ -36,12 +37,25 @@ pub fn responses_body(req: &ChatRequest, stream: bool) -> Value {
 pub struct ResponsesBody<'a> {
     req: &'a ChatRequest,
     stream: bool,
+    omitted: Omitted,
 }
 
 impl<'a> ResponsesBody<'a> {
     /// The body of `req`, streamed or not.
     pub fn new(req: &'a ChatRequest, stream: bool) -> Self {
-        ResponsesBody { req, stream }
+        ResponsesBody {
+            req,
+            stream,
+            omitted: Omitted::NONE,
+        }
+    }
+
+    /// Leaves the typed fields in `omitted` out (`temperature`, `top_p`,
+    /// `parallel_tool_calls`; the Responses API has no `stop` or `seed`). A field of the same
+    /// name in the request's `extra` is still sent.
+    pub fn omitting(mut self, omitted: Omitted) -> Self {
+        self.omitted = omitted;
+        self
     }
 }
 
@@ -52,6 +66,7 @@ fn is_instruction(m: &Message) -> bool {
 impl Serialize for ResponsesBody<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let r = self.req;
+        let keep = |o: Omitted| !self.omitted.contains(o);
         let mut w = ObjectWriter::new(s.serialize_map(None)?, &r.extra);
         w.field("input", &Input(&r.messages))?;
         if r.messages.iter().any(is_instruction) {
@@ -59,11 +74,22 @@ impl Serialize for ResponsesBody<'_> {
         }
         w.opt("max_output_tokens", r.max_tokens.as_ref())?;
         w.field("model", r.model.as_str())?;
-        w.opt("parallel_tool_calls", r.parallel_tool_calls.as_ref())?;
+        w.opt(
+            "parallel_tool_calls",
+            r.parallel_tool_calls
+                .as_ref()
+                .filter(|_| keep(Omitted::PARALLEL_TOOL_CALLS)),
+        )?;
         if self.stream {
             w.field("stream", &true)?;
         }
-        w.opt("temperature", r.temperature.map(F32AsF64).as_ref())?;
+        w.opt(
+            "temperature",
+            r.temperature
+                .filter(|_| keep(Omitted::TEMPERATURE))
+                .map(F32AsF64)
+                .as_ref(),
+        )?;
         if let Some(f) = &r.response_format {
             w.field("text", &TextFormat { format: Format(f) })?;
         }
@@ -71,7 +97,13 @@ impl Serialize for ResponsesBody<'_> {
         if !r.tools.is_empty() {
             w.field("tools", &Tools(&r.tools))?;
         }
-        w.opt("top_p", r.top_p.map(F32AsF64).as_ref())?;
+        w.opt(
+            "top_p",
+            r.top_p
+                .filter(|_| keep(Omitted::TOP_P))
+                .map(F32AsF64)
+                .as_ref(),
+        )?;
         w.opt("user", r.user.as_deref())?;
         w.end()
     }

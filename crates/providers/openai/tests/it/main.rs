@@ -7,6 +7,7 @@ mod legacy;
 mod media;
 mod quirks;
 mod record;
+mod refused;
 mod replay;
 mod responses;
 mod schema;

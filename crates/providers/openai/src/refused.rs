@@ -1,0 +1,237 @@
+//! Parameters a model refuses, learned from its answers.
+//!
+//! OpenAI's reasoning models (the o-series, gpt-5) answer `400` with code
+//! `unsupported_parameter` or `unsupported_value` to sampling parameters they do not take
+//! ("Unsupported value: 'temperature' does not support 0.2 with this model. Only the default
+//! (1) value is supported."; "Unsupported parameter: 'stop' is not supported with this
+//! model."), and to the token limit under the name they do not read ("Unsupported parameter:
+//! 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+//! which Azure deployments meet: they keep `max_tokens` for older API versions). A group that
+//! sends one request to a chat model and a reasoning model alike would fail on the latter
+//! every time. The provider sends such a request again without the refused parameter (or with
+//! the limit under the other name) and remembers the refusal per model, so later requests
+//! leave it out from the start.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dashmap::DashMap;
+use infermux_core::{ChatRequest, Error};
+use infermux_openai_compat::wire::Omitted;
+
+/// The token limit's two names.
+pub(crate) const MAX_TOKENS: &str = "max_tokens";
+pub(crate) const MAX_COMPLETION_TOKENS: &str = "max_completion_tokens";
+
+/// How a model's requests are sent: typed fields left out, and the token limit's name when
+/// a refusal chose it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Adapt {
+    pub(crate) omitted: Omitted,
+    pub(crate) max_tokens_key: Option<&'static str>,
+}
+
+/// Refusals learned per model, shared by a client's clones.
+#[derive(Debug, Default)]
+pub(crate) struct Learned {
+    /// Whether any refusal was learned: until then a request reads no map.
+    any: AtomicBool,
+    models: DashMap<String, Adapt>,
+}
+
+impl Learned {
+    /// What `model`'s requests leave out.
+    pub(crate) fn get(&self, model: &str) -> Adapt {
+        if !self.any.load(Ordering::Acquire) {
+            return Adapt::default();
+        }
+        self.models.get(model).map(|a| *a).unwrap_or_default()
+    }
+
+    /// Adds `adapt` to what `model`'s requests leave out.
+    pub(crate) fn learn(&self, model: &str, adapt: Adapt) {
+        let mut e = self.models.entry(model.to_owned()).or_default();
+        e.omitted |= adapt.omitted;
+        if adapt.max_tokens_key.is_some() {
+            e.max_tokens_key = adapt.max_tokens_key;
+        }
+        drop(e);
+        self.any.store(true, Ordering::Release);
+    }
+}
+
+/// The parameter a `400` says the model refuses, if `e` is such a refusal: its message starts
+/// `Unsupported parameter: '<name>'` or `Unsupported value: '<name>'`.
+pub(crate) fn refused_param(e: &Error) -> Option<&str> {
+    if e.status() != Some(400) {
+        return None;
+    }
+    let msg = e.message();
+    let rest = msg
+        .strip_prefix("Unsupported parameter: '")
+        .or_else(|| msg.strip_prefix("Unsupported value: '"))?;
+    rest.split_once('\'').map(|(name, _)| name)
+}
+
+/// After `e`, how to send `req` instead (sent as `current`, the token limit under
+/// `limit_key`), and the refused parameter's name: `None` when `e` is no refusal, names a
+/// parameter the request does not send or one that cannot be left out, or names one already
+/// handled (each change is tried once, so the re-sends end).
+pub(crate) fn next(
+    e: &Error,
+    req: &ChatRequest,
+    current: Adapt,
+    limit_key: Option<&'static str>,
+) -> Option<(Adapt, &'static str)> {
+    let param = refused_param(e)?;
+    if let Some(flag) = Omitted::for_param(param) {
+        if current.omitted.contains(flag) || !flag.is_set_in(req) || req.extra.contains_key(param) {
+            return None;
+        }
+        let name = match flag {
+            Omitted::TEMPERATURE => "temperature",
+            Omitted::TOP_P => "top_p",
+            Omitted::STOP => "stop",
+            Omitted::SEED => "seed",
+            _ => "parallel_tool_calls",
+        };
+        let mut next = current;
+        next.omitted |= flag;
+        return Some((next, name));
+    }
+    // the token limit under the other name, once, when it was sent under the refused one
+    let sent = current.max_tokens_key.or(limit_key)?;
+    if current.max_tokens_key.is_some()
+        || param != sent
+        || req.max_tokens.is_none()
+        || req.extra.contains_key(param)
+    {
+        return None;
+    }
+    let other = if sent == MAX_TOKENS {
+        MAX_COMPLETION_TOKENS
+    } else {
+        MAX_TOKENS
+    };
+    Some((
+        Adapt {
+            max_tokens_key: Some(other),
+            ..current
+        },
+        if sent == MAX_TOKENS {
+            MAX_TOKENS
+        } else {
+            MAX_COMPLETION_TOKENS
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infermux_core::{ErrorKind, Message};
+
+    fn refusal(msg: &str) -> Error {
+        Error::new(ErrorKind::InvalidRequest, msg.to_owned()).with_status(400)
+    }
+
+    fn req() -> ChatRequest {
+        let mut r = ChatRequest::new("o3", vec![Message::user("hi")]);
+        r.temperature = Some(0.2);
+        r.max_tokens = Some(50);
+        r
+    }
+
+    #[test]
+    fn reads_the_refused_name_and_nothing_else() {
+        let e = refusal(
+            "Unsupported value: 'temperature' does not support 0.2 with this model. Only the default (1) value is supported.",
+        );
+        assert_eq!(refused_param(&e), Some("temperature"));
+        let e = refusal("Unsupported parameter: 'stop' is not supported with this model.");
+        assert_eq!(refused_param(&e), Some("stop"));
+        // another 400, the same words in another status, an unterminated name
+        assert_eq!(refused_param(&refusal("Invalid 'messages': empty")), None);
+        let e = Error::new(ErrorKind::Server, "Unsupported parameter: 'stop' x").with_status(500);
+        assert_eq!(refused_param(&e), None);
+        assert_eq!(
+            refused_param(&refusal("Unsupported parameter: 'stop")),
+            None
+        );
+    }
+
+    #[test]
+    fn each_change_once_and_only_for_what_the_request_sends() {
+        let r = req();
+        let e = refusal("Unsupported value: 'temperature' does not support 0.2 with this model.");
+        let (a, name) = next(&e, &r, Adapt::default(), Some(MAX_COMPLETION_TOKENS)).unwrap();
+        assert_eq!((a.omitted, name), (Omitted::TEMPERATURE, "temperature"));
+        assert_eq!(
+            next(&e, &r, a, Some(MAX_COMPLETION_TOKENS)),
+            None,
+            "not twice"
+        );
+        // a refusal of a field the request does not set: nothing to leave out
+        let e = refusal("Unsupported parameter: 'top_p' is not supported with this model.");
+        assert_eq!(next(&e, &r, Adapt::default(), None), None);
+        // nor of a field named in `extra` (asked for by name)
+        let mut x = req();
+        x.extra.insert("temperature".into(), 0.5.into());
+        let e = refusal("Unsupported value: 'temperature' does not support 0.5 with this model.");
+        assert_eq!(next(&e, &x, Adapt::default(), None), None);
+        // nor of one no body leaves out
+        let e = refusal("Unsupported parameter: 'messages' is not supported with this model.");
+        assert_eq!(next(&e, &r, Adapt::default(), None), None);
+    }
+
+    #[test]
+    fn the_token_limit_moves_to_the_other_name_once() {
+        let r = req();
+        let e = refusal(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+        );
+        let (a, name) = next(&e, &r, Adapt::default(), Some(MAX_TOKENS)).unwrap();
+        assert_eq!(
+            (a.max_tokens_key, name),
+            (Some(MAX_COMPLETION_TOKENS), MAX_TOKENS)
+        );
+        // the other name refused in turn: no flip back
+        let e2 = refusal("Unsupported parameter: 'max_completion_tokens' is not supported.");
+        assert_eq!(next(&e2, &r, a, Some(MAX_TOKENS)), None);
+        // a refusal of the name not sent changes nothing
+        assert_eq!(
+            next(&e, &r, Adapt::default(), Some(MAX_COMPLETION_TOKENS)),
+            None
+        );
+        // no limit set: nothing to rename
+        let mut n = req();
+        n.max_tokens = None;
+        assert_eq!(next(&e, &n, Adapt::default(), Some(MAX_TOKENS)), None);
+        // the Responses API's `max_output_tokens` has no other name
+        let e3 = refusal("Unsupported parameter: 'max_output_tokens' is not supported.");
+        assert_eq!(next(&e3, &r, Adapt::default(), None), None);
+    }
+
+    #[test]
+    fn learned_refusals_add_up_per_model() {
+        let l = Learned::default();
+        assert_eq!(l.get("o3"), Adapt::default());
+        l.learn(
+            "o3",
+            Adapt {
+                omitted: Omitted::TEMPERATURE,
+                max_tokens_key: None,
+            },
+        );
+        l.learn(
+            "o3",
+            Adapt {
+                omitted: Omitted::STOP,
+                max_tokens_key: Some(MAX_COMPLETION_TOKENS),
+            },
+        );
+        let a = l.get("o3");
+        assert!(a.omitted.contains(Omitted::TEMPERATURE | Omitted::STOP));
+        assert_eq!(a.max_tokens_key, Some(MAX_COMPLETION_TOKENS));
+        assert_eq!(l.get("gpt-4o"), Adapt::default());
+    }
+}
