@@ -47,7 +47,8 @@
 //! answer `400 unsupported_parameter` or `unsupported_value`), or for the token limit's name
 //! (`max_tokens` where the model reads `max_completion_tokens`, or the other way round), is
 //! sent again without that parameter, or with the limit under the other name, once per
-//! parameter; the client then leaves it out of that model's later requests from the start, and
+//! parameter; the client then leaves it out of that model's later requests from the start (for
+//! up to 1 024 models), and
 //! logs a `tracing` warning each time it learns one. A parameter named in the request's
 //! `extra` is never left out. [`OpenAi::with_drop_refused_params`] turns this off.
 //!

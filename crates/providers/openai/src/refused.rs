@@ -22,6 +22,9 @@ use infermux_openai_compat::wire::Omitted;
 pub(crate) const MAX_TOKENS: &str = "max_tokens";
 pub(crate) const MAX_COMPLETION_TOKENS: &str = "max_completion_tokens";
 
+/// The most models whose refusals a client remembers.
+pub(crate) const MAX_MODELS: usize = 1024;
+
 /// How a model's requests are sent: typed fields left out, and the token limit's name when
 /// a refusal chose it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,8 +50,13 @@ impl Learned {
         self.models.get(model).map(|a| *a).unwrap_or_default()
     }
 
-    /// Adds `adapt` to what `model`'s requests leave out.
+    /// Adds `adapt` to what `model`'s requests leave out. Past [`MAX_MODELS`] models a new
+    /// one is not remembered (its requests are still sent again without the refused
+    /// parameter, each time), so model names a caller makes up cannot grow the map without end.
     pub(crate) fn learn(&self, model: &str, adapt: Adapt) {
+        if self.models.len() >= MAX_MODELS && !self.models.contains_key(model) {
+            return;
+        }
         let mut e = self.models.entry(model.to_owned()).or_default();
         e.omitted |= adapt.omitted;
         if adapt.max_tokens_key.is_some() {
@@ -233,5 +241,32 @@ mod tests {
         assert!(a.omitted.contains(Omitted::TEMPERATURE | Omitted::STOP));
         assert_eq!(a.max_tokens_key, Some(MAX_COMPLETION_TOKENS));
         assert_eq!(l.get("gpt-4o"), Adapt::default());
+    }
+
+    #[test]
+    fn no_more_than_max_models_are_remembered() {
+        let l = Learned::default();
+        let t = Adapt {
+            omitted: Omitted::TEMPERATURE,
+            max_tokens_key: None,
+        };
+        for i in 0..MAX_MODELS + 10 {
+            l.learn(&format!("m{i}"), t);
+        }
+        assert_eq!(l.models.len(), MAX_MODELS);
+        assert_eq!(l.get(&format!("m{}", MAX_MODELS + 5)), Adapt::default());
+        // a model already remembered still learns more
+        l.learn(
+            "m0",
+            Adapt {
+                omitted: Omitted::STOP,
+                max_tokens_key: None,
+            },
+        );
+        assert!(
+            l.get("m0")
+                .omitted
+                .contains(Omitted::TEMPERATURE | Omitted::STOP)
+        );
     }
 }
