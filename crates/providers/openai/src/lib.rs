@@ -48,9 +48,9 @@
 //! (`max_tokens` where the model reads `max_completion_tokens`, or the other way round), is
 //! sent again without that parameter, or with the limit under the other name, once per
 //! parameter; the client then leaves it out of that model's later requests from the start (for
-//! up to 1 024 models), and
-//! logs a `tracing` warning each time it learns one. A parameter named in the request's
-//! `extra` is never left out. [`OpenAi::with_drop_refused_params`] turns this off.
+//! up to 1 024 models), and logs a `tracing` warning each time it learns one. A parameter
+//! named in the request's `extra` is never left out. [`OpenAi::with_drop_refused_params`]
+//! turns this off.
 //!
 //! # Crate features
 //! This crate has no optional features.
