@@ -66,7 +66,7 @@ fn is_instruction(m: &Message) -> bool {
 impl Serialize for ResponsesBody<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let r = self.req;
-        let keep = |o: Omitted| !self.omitted.contains(o);
+        let o = self.omitted;
         let mut w = ObjectWriter::new(s.serialize_map(None)?, &r.extra);
         w.field("input", &Input(&r.messages))?;
         if r.messages.iter().any(is_instruction) {
@@ -74,22 +74,13 @@ impl Serialize for ResponsesBody<'_> {
         }
         w.opt("max_output_tokens", r.max_tokens.as_ref())?;
         w.field("model", r.model.as_str())?;
-        w.opt(
-            "parallel_tool_calls",
-            r.parallel_tool_calls
-                .as_ref()
-                .filter(|_| keep(Omitted::PARALLEL_TOOL_CALLS)),
-        )?;
+        let parallel = o.keep(Omitted::PARALLEL_TOOL_CALLS, r.parallel_tool_calls.as_ref());
+        w.opt("parallel_tool_calls", parallel)?;
         if self.stream {
             w.field("stream", &true)?;
         }
-        w.opt(
-            "temperature",
-            r.temperature
-                .filter(|_| keep(Omitted::TEMPERATURE))
-                .map(F32AsF64)
-                .as_ref(),
-        )?;
+        let temperature = o.keep(Omitted::TEMPERATURE, r.temperature).map(F32AsF64);
+        w.opt("temperature", temperature.as_ref())?;
         if let Some(f) = &r.response_format {
             w.field("text", &TextFormat { format: Format(f) })?;
         }
@@ -99,10 +90,7 @@ impl Serialize for ResponsesBody<'_> {
         }
         w.opt(
             "top_p",
-            r.top_p
-                .filter(|_| keep(Omitted::TOP_P))
-                .map(F32AsF64)
-                .as_ref(),
+            o.keep(Omitted::TOP_P, r.top_p).map(F32AsF64).as_ref(),
         )?;
         w.opt("user", r.user.as_deref())?;
         w.end()

@@ -93,6 +93,17 @@ impl Omitted {
         self.0 & other.0 == other.0
     }
 
+    /// `value`, unless `flag` is left out.
+    ///
+    /// ```
+    /// use infermux_openai_compat::wire::Omitted;
+    /// assert_eq!(Omitted::TOP_P.keep(Omitted::TEMPERATURE, Some(0.2)), Some(0.2));
+    /// assert_eq!(Omitted::TEMPERATURE.keep(Omitted::TEMPERATURE, Some(0.2)), None);
+    /// ```
+    pub fn keep<T>(self, flag: Omitted, value: Option<T>) -> Option<T> {
+        value.filter(|_| !self.contains(flag))
+    }
+
     /// Whether no flag is set.
     pub fn is_empty(self) -> bool {
         self.0 == 0
@@ -170,7 +181,7 @@ impl<'a> ChatBody<'a> {
 impl Serialize for ChatBody<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.req;
-        let keep = |o: Omitted| !self.omitted.contains(o);
+        let o = self.omitted;
         let mut w = ObjectWriter::new(s.serialize_map(None)?, &r.extra);
         w.opt(self.max_tokens_key, r.max_tokens.as_ref())?;
         w.field("messages", &Messages(&r.messages))?;
@@ -180,29 +191,23 @@ impl Serialize for ChatBody<'_> {
         let tools = !r.tools.is_empty() || r.extra.contains_key("tools");
         w.opt(
             "parallel_tool_calls",
-            r.parallel_tool_calls
-                .as_ref()
-                .filter(|_| tools && keep(Omitted::PARALLEL_TOOL_CALLS)),
+            o.keep(Omitted::PARALLEL_TOOL_CALLS, r.parallel_tool_calls.as_ref())
+                .filter(|_| tools),
         )?;
         w.opt(
             "response_format",
             r.response_format.as_ref().map(FormatBody).as_ref(),
         )?;
-        w.opt("seed", r.seed.as_ref().filter(|_| keep(Omitted::SEED)))?;
-        if !r.stop.is_empty() && keep(Omitted::STOP) {
+        w.opt("seed", o.keep(Omitted::SEED, r.seed.as_ref()))?;
+        if !r.stop.is_empty() && !o.contains(Omitted::STOP) {
             w.field("stop", &r.stop)?;
         }
         if self.stream {
             w.field("stream", &true)?;
             w.field("stream_options", &IncludeUsage)?;
         }
-        w.opt(
-            "temperature",
-            r.temperature
-                .filter(|_| keep(Omitted::TEMPERATURE))
-                .map(F32AsF64)
-                .as_ref(),
-        )?;
+        let temperature = o.keep(Omitted::TEMPERATURE, r.temperature).map(F32AsF64);
+        w.opt("temperature", temperature.as_ref())?;
         w.opt(
             "tool_choice",
             r.tool_choice
@@ -216,10 +221,7 @@ impl Serialize for ChatBody<'_> {
         }
         w.opt(
             "top_p",
-            r.top_p
-                .filter(|_| keep(Omitted::TOP_P))
-                .map(F32AsF64)
-                .as_ref(),
+            o.keep(Omitted::TOP_P, r.top_p).map(F32AsF64).as_ref(),
         )?;
         w.opt("user", r.user.as_deref())?;
         w.end()
