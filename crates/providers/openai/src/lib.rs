@@ -47,10 +47,12 @@
 //! answer `400 unsupported_parameter` or `unsupported_value`), or for the token limit's name
 //! (`max_tokens` where the model reads `max_completion_tokens`, or the other way round), is
 //! sent again without that parameter, or with the limit under the other name, once per
-//! parameter; the client then leaves it out of that model's later requests from the start (for
-//! up to 1 024 models), and logs a `tracing` warning each time it learns one. A parameter
-//! named in the request's `extra` is never left out. [`OpenAi::with_drop_refused_params`]
-//! turns this off.
+//! parameter and within the same attempt (the re-sends share its deadline when the call has
+//! one). The client then leaves the parameter out of that model's later requests from the
+//! start, learned per model and reasoning effort (`reasoning_effort` or `reasoning.effort` in
+//! `extra`) for up to 1 024 of them, and logs a `tracing` warning when it learns one. A
+//! parameter named in the request's `extra` is never left out or renamed.
+//! [`OpenAi::with_drop_refused_params`] turns this off.
 //!
 //! # Crate features
 //! This crate has no optional features.
@@ -439,17 +441,29 @@ impl OpenAi {
         ctx: &RequestContext,
     ) -> Result<HttpResponse> {
         let mut adapt = if self.drop_refused {
-            self.learned.get(&req.model)
+            self.learned.get(req)
         } else {
             refused::Adapt::default()
         };
+        if adapt != refused::Adapt::default() {
+            tracing::debug!(
+                provider = NAME,
+                model = %req.model,
+                omitted = ?adapt.omitted,
+                max_tokens_key = adapt.max_tokens_key,
+                "leaving out what the model refused before"
+            );
+        }
+        // a limit named in `extra` is sent as named: a learned name would add the other one
+        let named_limit = req.extra.contains_key(refused::MAX_TOKENS)
+            || req.extra.contains_key(refused::MAX_COMPLETION_TOKENS);
         loop {
             let sent = if self.responses_api {
                 let body = responses::ResponsesBody::new(req, stream).omitting(adapt.omitted);
                 self.post("/responses").json(&body).send(ctx).await
             } else {
                 let mut body = self.chat_body(req, stream).omitting(adapt.omitted);
-                if let Some(key) = adapt.max_tokens_key {
+                if let Some(key) = adapt.max_tokens_key.filter(|_| !named_limit) {
                     body = body.with_max_tokens_key(key);
                 }
                 self.post("/chat/completions").json(&body).send(ctx).await
@@ -461,14 +475,23 @@ impl OpenAi {
             let Some((next, param)) = refused::next(&e, req, adapt, self.limit_key(req)) else {
                 return Err(e);
             };
-            tracing::warn!(
-                provider = NAME,
-                endpoint = %self.inner.endpoint(),
-                model = %req.model,
-                param,
-                "the model refuses this parameter: sent again without it, and left out of its later requests"
-            );
-            self.learned.learn(&req.model, next);
+            if self.learned.learn(req, next) {
+                tracing::warn!(
+                    provider = NAME,
+                    endpoint = %self.inner.endpoint(),
+                    model = %req.model,
+                    param,
+                    "the model refuses this parameter: sent again without it, and left out of its later requests"
+                );
+            } else {
+                tracing::warn!(
+                    provider = NAME,
+                    endpoint = %self.inner.endpoint(),
+                    model = %req.model,
+                    param,
+                    "the model refuses this parameter: sent again without it (too many models to remember it for this one)"
+                );
+            }
             adapt = next;
         }
     }

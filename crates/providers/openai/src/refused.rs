@@ -12,6 +12,7 @@
 //! the limit under the other name) and remembers the refusal per model, so later requests
 //! leave it out from the start.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use dashmap::DashMap;
@@ -33,7 +34,7 @@ pub(crate) struct Adapt {
     pub(crate) max_tokens_key: Option<&'static str>,
 }
 
-/// Refusals learned per model, shared by a client's clones.
+/// Refusals learned per model (and reasoning effort), shared by a client's clones.
 #[derive(Debug, Default)]
 pub(crate) struct Learned {
     /// Whether any refusal was learned: until then a request reads no map.
@@ -41,36 +42,60 @@ pub(crate) struct Learned {
     models: DashMap<String, Adapt>,
 }
 
+/// What refusals are learned under: the model, and the reasoning effort the request asks for
+/// in `extra` (`reasoning_effort`, or the Responses API's `reasoning.effort`), since some
+/// models take sampling parameters at one effort and refuse them at another.
+pub(crate) fn learned_as(req: &ChatRequest) -> Cow<'_, str> {
+    let effort = req
+        .extra
+        .get("reasoning_effort")
+        .or_else(|| req.extra.get("reasoning").and_then(|r| r.get("effort")));
+    match effort {
+        None => Cow::Borrowed(req.model.as_str()),
+        Some(e) => Cow::Owned(format!("{}\u{1f}{e}", req.model)),
+    }
+}
+
 impl Learned {
-    /// What `model`'s requests leave out.
-    pub(crate) fn get(&self, model: &str) -> Adapt {
+    /// What `req`'s model (at its reasoning effort) was learned to refuse.
+    pub(crate) fn get(&self, req: &ChatRequest) -> Adapt {
         if !self.any.load(Ordering::Acquire) {
             return Adapt::default();
         }
-        self.models.get(model).map(|a| *a).unwrap_or_default()
+        self.models
+            .get(learned_as(req).as_ref())
+            .map(|a| *a)
+            .unwrap_or_default()
     }
 
-    /// Adds `adapt` to what `model`'s requests leave out. Past [`MAX_MODELS`] models a new
-    /// one is not remembered (its requests are still sent again without the refused
-    /// parameter, each time), so model names a caller makes up cannot grow the map without end.
-    pub(crate) fn learn(&self, model: &str, adapt: Adapt) {
-        if self.models.len() >= MAX_MODELS && !self.models.contains_key(model) {
-            return;
+    /// Adds `adapt` to what `req`'s model (at its reasoning effort) leaves out; whether it is
+    /// remembered. Past [`MAX_MODELS`] entries a new one is not (its requests are still sent
+    /// again without the refused parameter, each time), so model names a caller makes up
+    /// cannot grow the map without end (concurrent first refusals may pass the bound by a few).
+    pub(crate) fn learn(&self, req: &ChatRequest, adapt: Adapt) -> bool {
+        let key = learned_as(req);
+        if self.models.len() >= MAX_MODELS && !self.models.contains_key(key.as_ref()) {
+            return false;
         }
-        let mut e = self.models.entry(model.to_owned()).or_default();
+        let mut e = self.models.entry(key.into_owned()).or_default();
         e.omitted |= adapt.omitted;
         if adapt.max_tokens_key.is_some() {
             e.max_tokens_key = adapt.max_tokens_key;
         }
         drop(e);
         self.any.store(true, Ordering::Release);
+        true
     }
 }
 
 /// The parameter a `400` says the model refuses, if `e` is such a refusal: its message starts
-/// `Unsupported parameter: '<name>'` or `Unsupported value: '<name>'`.
+/// `Unsupported parameter: '<name>'` or `Unsupported value: '<name>'`, and its code, when it
+/// has one, is `unsupported_parameter` or `unsupported_value`.
 pub(crate) fn refused_param(e: &Error) -> Option<&str> {
-    if e.status() != Some(400) {
+    if e.status() != Some(400)
+        || e.provider_code()
+            .is_some_and(|c| c != "unsupported_parameter" && c != "unsupported_value")
+    {
         return None;
     }
     let msg = e.message();
@@ -125,11 +150,7 @@ pub(crate) fn next(
             max_tokens_key: Some(other),
             ..current
         },
-        if sent == MAX_TOKENS {
-            MAX_TOKENS
-        } else {
-            MAX_COMPLETION_TOKENS
-        },
+        sent,
     ))
 }
 
@@ -161,6 +182,12 @@ mod tests {
         assert_eq!(refused_param(&refusal("Invalid 'messages': empty")), None);
         let e = Error::new(ErrorKind::Server, "Unsupported parameter: 'stop' x").with_status(500);
         assert_eq!(refused_param(&e), None);
+        // the words with another code (a gateway's own error): not a refusal
+        let e = refusal("Unsupported parameter: 'stop' x").with_provider_code("invalid_value");
+        assert_eq!(refused_param(&e), None);
+        let e =
+            refusal("Unsupported parameter: 'stop' x").with_provider_code("unsupported_parameter");
+        assert_eq!(refused_param(&e), Some("stop"));
         assert_eq!(
             refused_param(&refusal("Unsupported parameter: 'stop")),
             None
@@ -219,28 +246,42 @@ mod tests {
         assert_eq!(next(&e3, &r, Adapt::default(), None), None);
     }
 
+    fn model(name: &str) -> ChatRequest {
+        ChatRequest::new(name, vec![Message::user("hi")])
+    }
+
     #[test]
-    fn learned_refusals_add_up_per_model() {
+    fn learned_refusals_add_up_per_model_and_reasoning_effort() {
         let l = Learned::default();
-        assert_eq!(l.get("o3"), Adapt::default());
-        l.learn(
-            "o3",
-            Adapt {
-                omitted: Omitted::TEMPERATURE,
-                max_tokens_key: None,
-            },
-        );
-        l.learn(
-            "o3",
-            Adapt {
-                omitted: Omitted::STOP,
-                max_tokens_key: Some(MAX_COMPLETION_TOKENS),
-            },
-        );
-        let a = l.get("o3");
+        let o3 = model("o3");
+        assert_eq!(l.get(&o3), Adapt::default());
+        let t = Adapt {
+            omitted: Omitted::TEMPERATURE,
+            max_tokens_key: None,
+        };
+        assert!(l.learn(&o3, t));
+        let s = Adapt {
+            omitted: Omitted::STOP,
+            max_tokens_key: Some(MAX_COMPLETION_TOKENS),
+        };
+        assert!(l.learn(&o3, s));
+        let a = l.get(&o3);
         assert!(a.omitted.contains(Omitted::TEMPERATURE | Omitted::STOP));
         assert_eq!(a.max_tokens_key, Some(MAX_COMPLETION_TOKENS));
-        assert_eq!(l.get("gpt-4o"), Adapt::default());
+        assert_eq!(l.get(&model("gpt-4o")), Adapt::default());
+        // the same model at another reasoning effort learns apart (chat completions' and the
+        // Responses API's ways of asking)
+        let mut none = model("o3");
+        none.extra.insert("reasoning_effort".into(), "none".into());
+        assert_eq!(l.get(&none), Adapt::default());
+        assert!(l.learn(&none, s));
+        assert_eq!(l.get(&none).omitted, Omitted::STOP);
+        let mut high = model("o3");
+        high.extra
+            .insert("reasoning".into(), serde_json::json!({"effort": "high"}));
+        assert_eq!(l.get(&high), Adapt::default());
+        assert_eq!(learned_as(&o3), "o3");
+        assert_ne!(learned_as(&high), learned_as(&none));
     }
 
     #[test]
@@ -250,21 +291,23 @@ mod tests {
             omitted: Omitted::TEMPERATURE,
             max_tokens_key: None,
         };
-        for i in 0..MAX_MODELS + 10 {
-            l.learn(&format!("m{i}"), t);
+        for i in 0..MAX_MODELS {
+            assert!(l.learn(&model(&format!("m{i}")), t));
         }
-        assert_eq!(l.models.len(), MAX_MODELS);
-        assert_eq!(l.get(&format!("m{}", MAX_MODELS + 5)), Adapt::default());
-        // a model already remembered still learns more
-        l.learn(
-            "m0",
-            Adapt {
-                omitted: Omitted::STOP,
-                max_tokens_key: None,
-            },
-        );
         assert!(
-            l.get("m0")
+            !l.learn(&model("one-more"), t),
+            "past the bound: not remembered"
+        );
+        assert_eq!(l.models.len(), MAX_MODELS);
+        assert_eq!(l.get(&model("one-more")), Adapt::default());
+        // a model already remembered still learns more
+        let s = Adapt {
+            omitted: Omitted::STOP,
+            max_tokens_key: None,
+        };
+        assert!(l.learn(&model("m0"), s));
+        assert!(
+            l.get(&model("m0"))
                 .omitted
                 .contains(Omitted::TEMPERATURE | Omitted::STOP)
         );

@@ -159,6 +159,8 @@ async fn a_parameter_named_in_extra_is_never_left_out() {
     let server = reasoning_server(&["top_p"]).await;
     let p = openai(&format!("{}/v1", server.url()));
     let mut req = sampled("o3");
+    // set as a typed field too: only `extra` naming it keeps it from being left out
+    req.top_p = Some(0.9);
     req.extra.insert("top_p".into(), json!(0.5));
     let e = chat(&p, req).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest);
@@ -204,6 +206,58 @@ async fn an_azure_deployment_moves_the_token_limit_to_the_name_the_model_reads()
 }
 
 #[tokio::test]
+async fn a_learned_limit_name_does_not_add_a_second_limit_to_one_named_in_extra() {
+    let server = reasoning_server(&["max_tokens"]).await;
+    let mut b = infermux_openai::OpenAiBuilder::azure(&server.url(), "o3", "2024-10-21");
+    b.api_key = Some(infermux_core::ApiKey::new("azure-key"));
+    let p = b.build().unwrap();
+    let mut req = sampled("o3");
+    req.temperature = None;
+    req.stop.clear();
+    assert_eq!(chat(&p, req.clone()).await.unwrap(), "ok");
+    assert_eq!(
+        bodies(&server).len(),
+        2,
+        "learned: the limit goes as max_completion_tokens"
+    );
+    // a request naming the limit itself in `extra`: sent as named, and only that one (the
+    // model refuses it, and a name the caller chose is not changed)
+    req.extra.insert("max_tokens".into(), json!(30));
+    let e = chat(&p, req).await.unwrap_err();
+    assert_eq!(e.provider_code(), Some("unsupported_parameter"));
+    let sent = bodies(&server);
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[2]["max_tokens"], 30);
+    assert!(
+        sent[2].get("max_completion_tokens").is_none(),
+        "{}",
+        sent[2]
+    );
+}
+
+#[tokio::test]
+async fn refusals_at_one_reasoning_effort_are_not_applied_at_another() {
+    let server = reasoning_server(&["temperature"]).await;
+    let p = openai(&format!("{}/v1", server.url()));
+    let mut medium = sampled("o3");
+    medium
+        .extra
+        .insert("reasoning_effort".into(), json!("medium"));
+    assert_eq!(chat(&p, medium.clone()).await.unwrap(), "ok");
+    assert_eq!(bodies(&server).len(), 2);
+    // learned for this effort: left out at once
+    assert_eq!(chat(&p, medium).await.unwrap(), "ok");
+    assert_eq!(bodies(&server).len(), 3);
+    // another effort is asked as it is: its own refusal, its own learning
+    let mut none = sampled("o3");
+    none.extra.insert("reasoning_effort".into(), json!("none"));
+    assert_eq!(chat(&p, none).await.unwrap(), "ok");
+    let sent = bodies(&server);
+    assert_eq!(sent.len(), 5);
+    assert_eq!(sent[3]["temperature"], 0.2f32 as f64);
+}
+
+#[tokio::test]
 async fn a_stream_is_opened_again_without_the_refused_parameter() {
     let server = reasoning_server(&["temperature"]).await;
     let p = openai(&format!("{}/v1", server.url()));
@@ -229,4 +283,31 @@ async fn the_responses_api_leaves_the_refused_parameter_out_too() {
     assert!(server.requests()[1].path.ends_with("/responses"));
     assert!(sent[1].get("temperature").is_none());
     assert_eq!(sent[1]["max_output_tokens"], 16);
+}
+
+#[test]
+fn a_responses_body_leaving_fields_out_is_the_body_of_the_request_without_them() {
+    use infermux_openai::responses::ResponsesBody;
+    use infermux_openai_compat::wire::Omitted;
+    let mut req = sampled("o3").with_tools(vec![crate::weather_tool()]);
+    req.top_p = Some(0.9);
+    req.parallel_tool_calls = Some(true);
+    for bits in 0..32 {
+        let o = Omitted::from_bits(bits);
+        let mut cleared = req.clone();
+        if o.contains(Omitted::TEMPERATURE) {
+            cleared.temperature = None;
+        }
+        if o.contains(Omitted::TOP_P) {
+            cleared.top_p = None;
+        }
+        if o.contains(Omitted::PARALLEL_TOOL_CALLS) {
+            cleared.parallel_tool_calls = None;
+        }
+        for stream in [false, true] {
+            let left_out = serde_json::to_string(&ResponsesBody::new(&req, stream).omitting(o));
+            let without = serde_json::to_string(&ResponsesBody::new(&cleared, stream));
+            assert_eq!(left_out.unwrap(), without.unwrap(), "{o:?}");
+        }
+    }
 }
