@@ -109,12 +109,8 @@ impl Omitted {
         self.0 == 0
     }
 
-    /// The flags as bits (for storing in an atomic).
-    pub fn bits(self) -> u8 {
-        self.0
-    }
-
-    /// The set of these bits (unknown bits are dropped).
+    /// The set of these bits, one per field in the order of the constants above (unknown
+    /// bits are dropped).
     pub fn from_bits(bits: u8) -> Omitted {
         Omitted(bits & 0b1_1111)
     }
