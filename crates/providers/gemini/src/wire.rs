@@ -1161,12 +1161,21 @@ enum Step {
     Index(usize),
 }
 
+/// The deepest argument path read: serde_json refuses documents nested deeper than 128, and a
+/// path builds one level per step (a path of 50 000 steps would build a value whose drop or
+/// printing overflows the stack).
+const MAX_PATH_STEPS: usize = 128;
+
 /// The steps of a normalized JSON path (RFC 9535): `.name`, `['name']` / `["name"]` with
-/// backslash escapes, `[n]`; `None` for anything else.
+/// backslash escapes, `[n]`; `None` for anything else, and for a path of more than
+/// [`MAX_PATH_STEPS`] steps.
 fn path_steps(path: &str) -> Option<Vec<Step>> {
     let mut rest = path.strip_prefix('$')?;
     let mut steps = Vec::new();
     while !rest.is_empty() {
+        if steps.len() == MAX_PATH_STEPS {
+            return None;
+        }
         if let Some(r) = rest.strip_prefix('.') {
             let end = r.find(['.', '[']).unwrap_or(r.len());
             if end == 0 {

@@ -556,6 +556,26 @@ fn function_call_arguments_streamed_in_pieces_are_assembled() {
     );
 }
 
+#[test]
+fn an_argument_path_too_deep_is_a_decode_error_not_a_stack_overflow() {
+    let open = r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"f","willContinue":true}}]}}]}"#;
+    let deep = |steps: usize| {
+        format!(
+            r#"{{"candidates":[{{"content":{{"role":"model","parts":[{{"functionCall":{{"partialArgs":[{{"jsonPath":"${}","stringValue":"x"}}],"willContinue":true}}}}]}}}}]}}"#,
+            ".a".repeat(steps)
+        )
+    };
+    // 128 levels read (as deep as serde_json reads a document)
+    let mut st = wire::GenerateState::new();
+    st.on_chunk(open).unwrap();
+    st.on_chunk(&deep(128)).unwrap();
+    // 50 000 would build a value whose drop overflows the stack
+    let mut st = wire::GenerateState::new();
+    st.on_chunk(open).unwrap();
+    let e = st.on_chunk(&deep(50_000)).unwrap_err();
+    assert_eq!(e.kind(), infermux_core::ErrorKind::Decode, "{e}");
+}
+
 /// The answer a stream of `chunks` (one JSON object each) adds up to.
 fn collect_chunks(chunks: &[&str]) -> infermux_core::ChatResponse {
     let mut st = wire::GenerateState::new();
