@@ -314,6 +314,11 @@ impl VectorIndex {
     }
 
     fn brute(&self, q: &[f32], k: usize, keep: &dyn Fn(usize) -> bool) -> Vec<Match> {
+        // never more than the rows (a huge `k` from a config would size the list by it)
+        let k = k.min(self.len());
+        if k == 0 {
+            return Vec::new();
+        }
         let sims = self.rows.dot(&ArrayView1::from(q));
         let mut best: Vec<Match> = Vec::with_capacity(k + 1);
         for (row, &similarity) in sims.iter().enumerate() {

@@ -117,3 +117,15 @@ fn brute_force_finds_the_nearest_and_rejects_bad_vectors() {
     assert!(VectorIndex::new(0, IndexConfig::default()).is_err());
     assert!(VectorIndex::new(2, IndexConfig::default().with_max_links(1000)).is_err());
 }
+
+#[test]
+fn a_brute_force_search_for_no_rows_or_for_more_rows_than_held_answers_what_there_is() {
+    let mut index = VectorIndex::new(2, IndexConfig::default()).unwrap();
+    index.push(&[1.0, 0.0]).unwrap();
+    index.push(&[0.0, 1.0]).unwrap();
+    assert!(index.search_brute(&[1.0, 0.0], 0).is_empty());
+    // a `top_k` of 2^60 (a config value) asks for more than the rows: all of them, no panic
+    let all = index.search_brute(&[1.0, 0.0], 1 << 60);
+    assert_eq!(all.iter().map(|m| m.row).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(index.search(&[1.0, 0.0], usize::MAX).len(), 2);
+}
