@@ -641,7 +641,9 @@ impl Bert {
         let token_type =
             candle_nn::embedding(c.type_vocab_size, h, emb.pp("token_type_embeddings"))?;
         let ln = candle_nn::layer_norm(h, eps, emb.pp("LayerNorm"))?;
-        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        // grown layer by layer: `num_hidden_layers` is the model folder's word, and a missing
+        // layer fails the load before a count that large could size anything
+        let mut layers = Vec::new();
         for i in 0..c.num_hidden_layers {
             let l = vb.pp(format!("encoder.layer.{i}"));
             let a = l.pp("attention");

@@ -297,7 +297,7 @@ fn a_corrupt_folder_is_a_config_error_never_a_panic() {
     let good = spoilt_copy("minilm-good", &model, |_| {});
     LocalEmbedder::open(&good).expect("an intact copy loads");
     type Spoil = fn(&Path);
-    let cases: [(&str, Spoil); 8] = [
+    let cases: [(&str, Spoil); 9] = [
         ("truncated weights", |d| {
             let w = std::fs::read(d.join("model.safetensors")).expect("read");
             std::fs::write(d.join("model.safetensors"), &w[..w.len() / 2]).expect("write");
@@ -317,6 +317,18 @@ fn a_corrupt_folder_is_a_config_error_never_a_panic() {
         ("config of another size", |d| {
             let c = std::fs::read_to_string(d.join("config.json")).expect("read");
             let c = c.replace("\"hidden_size\": 384", "\"hidden_size\": 768");
+            std::fs::write(d.join("config.json"), c).expect("write");
+        }),
+        ("a layer count no memory holds", |d| {
+            let c = std::fs::read_to_string(d.join("config.json")).expect("read");
+            let c = c.replace(
+                "\"num_hidden_layers\": 6",
+                "\"num_hidden_layers\": 100000000000000000",
+            );
+            assert!(
+                c.contains("100000000000000000"),
+                "the config names its layers"
+            );
             std::fs::write(d.join("config.json"), c).expect("write");
         }),
         ("max_seq_length past the positions", |d| {
