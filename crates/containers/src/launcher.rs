@@ -24,7 +24,12 @@ impl fmt::Display for ServerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServerId::Pid(p) => write!(f, "pid {p}"),
-            ServerId::Container(c) => write!(f, "container {}", &c[..c.len().min(12)]),
+            // the short id: the first 12 characters (an id is the daemon's word: cut on a
+            // character, not a byte)
+            ServerId::Container(c) => {
+                let end = c.char_indices().nth(12).map_or(c.len(), |(i, _)| i);
+                write!(f, "container {}", &c[..end])
+            }
         }
     }
 }
@@ -86,3 +91,21 @@ pub(crate) const BIND_FAILURES: &[&str] = &[
     "could not bind",
     "port is already allocated",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::ServerId;
+
+    #[test]
+    fn a_container_id_is_shown_by_its_first_twelve_characters() {
+        let id = ServerId::Container("e90e34656806aa11bb22".into());
+        assert_eq!(id.to_string(), "container e90e34656806");
+        assert_eq!(
+            ServerId::Container("abc".into()).to_string(),
+            "container abc"
+        );
+        // a character across byte 12 (the daemon's word, or a caller's) is not cut in two
+        let odd = ServerId::Container("abcdefghijkéxyz".into());
+        assert_eq!(odd.to_string(), "container abcdefghijké");
+    }
+}
