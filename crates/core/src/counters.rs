@@ -630,7 +630,7 @@ impl CounterSnapshot {
     }
     /// All failures.
     pub fn failures_total(&self) -> u64 {
-        self.failures.iter().sum()
+        self.failures.iter().fold(0, |a, &b| a.wrapping_add(b))
     }
     /// Calls refused for `reason`.
     pub fn rejected(&self, reason: RejectReason) -> u64 {
@@ -638,14 +638,21 @@ impl CounterSnapshot {
     }
     /// All refused calls.
     pub fn rejected_total(&self) -> u64 {
-        self.rejected.iter().sum()
+        self.rejected.iter().fold(0, |a, &b| a.wrapping_add(b))
     }
-    /// The sum of two endpoints' counters (a client over several): counts and latencies add,
-    /// the breaker state is the worse one (open over half-open over closed).
+    /// The sum of two endpoints' counters (a client over several): counts and latencies add
+    /// (counts wrap at 2^64 as each counter does, durations stop at `Duration::MAX`: a server's
+    /// absurd token count never panics), the breaker state is the worse one (open over
+    /// half-open over closed).
     pub fn merged(&self, other: &CounterSnapshot) -> CounterSnapshot {
         fn add(a: &[u64], b: &[u64]) -> Vec<u64> {
             (0..a.len().max(b.len()))
-                .map(|i| a.get(i).copied().unwrap_or(0) + b.get(i).copied().unwrap_or(0))
+                .map(|i| {
+                    a.get(i)
+                        .copied()
+                        .unwrap_or(0)
+                        .wrapping_add(b.get(i).copied().unwrap_or(0))
+                })
                 .collect()
         }
         let rank = |s: u8| match s {
@@ -654,27 +661,27 @@ impl CounterSnapshot {
             _ => 0,
         };
         CounterSnapshot {
-            requests: self.requests + other.requests,
-            successes: self.successes + other.successes,
+            requests: self.requests.wrapping_add(other.requests),
+            successes: self.successes.wrapping_add(other.successes),
             failures: add(&self.failures, &other.failures),
             rejected: add(&self.rejected, &other.rejected),
-            retries: self.retries + other.retries,
-            in_flight: self.in_flight + other.in_flight,
-            queued: self.queued + other.queued,
-            queue_wait: self.queue_wait + other.queue_wait,
-            tokens_in: self.tokens_in + other.tokens_in,
-            tokens_out: self.tokens_out + other.tokens_out,
+            retries: self.retries.wrapping_add(other.retries),
+            in_flight: self.in_flight.wrapping_add(other.in_flight),
+            queued: self.queued.wrapping_add(other.queued),
+            queue_wait: self.queue_wait.saturating_add(other.queue_wait),
+            tokens_in: self.tokens_in.wrapping_add(other.tokens_in),
+            tokens_out: self.tokens_out.wrapping_add(other.tokens_out),
             breaker_state: if rank(other.breaker_state) > rank(self.breaker_state) {
                 other.breaker_state
             } else {
                 self.breaker_state
             },
-            breaker_trips: self.breaker_trips + other.breaker_trips,
+            breaker_trips: self.breaker_trips.wrapping_add(other.breaker_trips),
             latency: LatencySnapshot {
                 buckets: add(&self.latency.buckets, &other.latency.buckets),
                 fixed: add(&self.latency.fixed, &other.latency.fixed),
-                count: self.latency.count + other.latency.count,
-                sum: self.latency.sum + other.latency.sum,
+                count: self.latency.count.wrapping_add(other.latency.count),
+                sum: self.latency.sum.saturating_add(other.latency.sum),
                 max: self.latency.max.max(other.latency.max),
             },
         }
@@ -722,6 +729,50 @@ mod tests {
             last = b;
             assert!(bucket_upper(b) >= v.min(bucket_upper(BUCKETS - 1)), "{v}");
         }
+    }
+
+    #[test]
+    fn merging_counters_near_their_limit_wraps_and_saturates_not_panics() {
+        let huge = CounterSnapshot {
+            requests: u64::MAX,
+            tokens_in: u64::MAX,
+            tokens_out: u64::MAX - 1,
+            failures: vec![u64::MAX; 3],
+            rejected: vec![u64::MAX, 2],
+            queue_wait: Duration::MAX,
+            latency: LatencySnapshot {
+                buckets: vec![u64::MAX],
+                count: u64::MAX,
+                sum: Duration::MAX,
+                ..LatencySnapshot::default()
+            },
+            ..CounterSnapshot::default()
+        };
+        let other = CounterSnapshot {
+            requests: 2,
+            tokens_in: 5,
+            tokens_out: 3,
+            failures: vec![1, 1],
+            rejected: vec![1],
+            queue_wait: Duration::from_secs(1),
+            latency: LatencySnapshot {
+                buckets: vec![1],
+                count: 1,
+                sum: Duration::from_secs(1),
+                ..LatencySnapshot::default()
+            },
+            ..CounterSnapshot::default()
+        };
+        let m = huge.merged(&other);
+        assert_eq!(m.requests, 1);
+        assert_eq!(m.tokens_in, 4);
+        assert_eq!(m.tokens_out, 1);
+        assert_eq!(m.failures, vec![0, 0, u64::MAX]);
+        assert_eq!(m.queue_wait, Duration::MAX);
+        assert_eq!(m.latency.sum, Duration::MAX);
+        assert_eq!(m.latency.count, 0);
+        assert_eq!(m.failures_total(), u64::MAX);
+        assert_eq!(m.rejected_total(), 2);
     }
 
     proptest! {
