@@ -42,6 +42,10 @@ pub(crate) use self::redis::valid_name;
 use crate::gcra::Gcra;
 use crate::status::RemovalReason;
 
+/// How long a reservation made ahead stays usable when its ttl is too long for the clock
+/// (`Duration::MAX`): a year, as good as "until taken".
+const FAR_AHEAD: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// One key's names in Redis and its limits.
 #[derive(Debug)]
 struct KeyRef {
@@ -226,10 +230,9 @@ impl SharedPool {
         let spawned = self.state.spawn(move |state| async move {
             let asked = Instant::now();
             if let Some(redis::Answer::Reserved) = state.reserve(&names, rpm, tpm, tokens).await {
-                *ahead.slot() = Some(Credit {
-                    tokens,
-                    until: asked + ttl,
-                });
+                // (a `Duration::MAX` ttl means "until taken", not an overflow)
+                let until = asked.checked_add(ttl).unwrap_or(asked + FAR_AHEAD);
+                *ahead.slot() = Some(Credit { tokens, until });
             }
             ahead.refilling.store(false, Ordering::Release);
         });

@@ -200,6 +200,25 @@ async fn reservations_made_ahead_answer_without_a_round_trip_and_keep_the_limit(
     assert_eq!(p3.counters().shared_state_ahead, 0);
 }
 
+/// A reservation made ahead that never expires (`Duration::MAX`) is made and taken, not an
+/// overflow that kills the task making it (and turns making them off for the key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_made_ahead_for_ever_are_made_and_taken() {
+    let Some(url) = shared_redis() else { return };
+    let ns = fresh_namespace("ahead-max");
+    let stub = Stub::new("ahead-max", |_, _| async { ok() });
+    let state = SharedState::redis(&url, &ns)
+        .unwrap()
+        .with_prefetch(Duration::MAX);
+    let p1 = stub_pool(stub, 60, Some(state), "chat");
+    let first = immediate_calls(&p1, 100).await;
+    assert!(first >= 56, "p1 got {first}");
+    assert!(
+        p1.counters().shared_state_ahead > 0,
+        "no decision took a reservation made ahead"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_in_one_pool_cools_the_key_in_another_pool() {
     let Some(url) = shared_redis() else { return };
