@@ -4,6 +4,11 @@ use std::time::Duration;
 
 use infermux_core::{Error, ErrorKind, Result};
 
+/// The most calls a count window holds (its ring is allocated whole).
+pub const MAX_WINDOW_CALLS: u32 = 100_000;
+/// The most buckets a time window is cut into (allocated whole).
+pub const MAX_WINDOW_BUCKETS: u32 = 10_000;
+
 /// What the breaker's rates are computed over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -28,6 +33,10 @@ pub enum SlidingWindow {
 /// assert!(BreakerConfig::standard().validate().is_ok());
 /// assert!(BreakerConfig::standard().with_failure_rate_threshold(0.0).validate().is_err());
 /// assert!(BreakerConfig::standard().with_window(SlidingWindow::Count(0)).validate().is_err());
+/// // a window too large to allocate is refused, not tried
+/// let huge = SlidingWindow::Time { window: std::time::Duration::from_secs(50 * 86_400), buckets: u32::MAX };
+/// assert!(BreakerConfig::standard().with_window(huge).validate().is_err());
+/// assert!(BreakerConfig::standard().with_window(SlidingWindow::Count(u32::MAX)).validate().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -107,8 +116,10 @@ impl BreakerConfig {
     }
 
     /// Checks the values, returning the config or a [`ErrorKind::Config`] error: a window
-    /// that holds at least one call (a time window: a length and at least one bucket, no more
-    /// buckets than milliseconds), rate thresholds in (0, 100], a non-zero slow-call duration,
+    /// that holds at least one call and at most [`MAX_WINDOW_CALLS`] (a time window: a length
+    /// and at least one bucket, no more buckets than milliseconds nor than
+    /// [`MAX_WINDOW_BUCKETS`]: the window is allocated whole), rate thresholds in (0, 100], a
+    /// non-zero slow-call duration,
     /// at least one minimum call (no more than a count window holds) and one half-open probe,
     /// an open-wait multiplier that is a finite number ≥ 1.
     pub fn validate(self) -> Result<Self> {
@@ -123,6 +134,12 @@ impl BreakerConfig {
                 return bad(
                     "a time window needs a length and at least one bucket of at least 1 ms",
                 );
+            }
+            SlidingWindow::Count(n) if n > MAX_WINDOW_CALLS => {
+                return bad("a count window holds at most 100 000 calls");
+            }
+            SlidingWindow::Time { buckets, .. } if buckets > MAX_WINDOW_BUCKETS => {
+                return bad("a time window has at most 10 000 buckets");
             }
             SlidingWindow::Count(n) if self.minimum_calls > n => {
                 return bad(

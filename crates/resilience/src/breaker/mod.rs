@@ -49,5 +49,5 @@ mod config;
 mod state;
 mod window;
 
-pub use config::{BreakerConfig, SlidingWindow};
+pub use config::{BreakerConfig, MAX_WINDOW_BUCKETS, MAX_WINDOW_CALLS, SlidingWindow};
 pub use state::{Breaker, BreakerGuard, BreakerState, CircuitBreaker, Outcome, Ticket, Transition};
