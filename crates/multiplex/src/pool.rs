@@ -31,6 +31,24 @@ pub const MAX_MEMBERS: usize = 64;
 const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
 /// How often a waiter re-checks an endpoint whose release hook another owner holds.
 const UNHOOKED_RECHECK: Duration = Duration::from_millis(50);
+/// When an endpoint whose breaker refused without saying until when (its half-open probes
+/// are out) is looked at again, if none of its permits is released before: a probe may come
+/// back with no permit released (the pool's own look at an open breaker gives its probe back
+/// unused), and nothing else would.
+const BREAKER_RECHECK: Duration = Duration::from_millis(50);
+
+/// The `blocked` value of a breaker refusal at `now` that said nothing of when: odd, so that a
+/// release of one of the endpoint's permits clears it (see [`Signal::on_release`]), and no
+/// later than [`BREAKER_RECHECK`] from now.
+fn blocked_until_release(now: u64) -> u64 {
+    now.saturating_add(dur_ns(BREAKER_RECHECK)) | 1
+}
+
+/// The `blocked` value of a breaker refusal until `until` (even: a release does not clear it),
+/// at least `now + 1`.
+fn blocked_until(now: u64, until: u64) -> u64 {
+    until.max(now.saturating_add(2)) & !1
+}
 /// The weighted schedule's longest length (longer weight sums are scaled down to it).
 const MAX_SCHEDULE: u64 = 4096;
 
@@ -57,8 +75,8 @@ impl Endpoint {
 /// What the endpoints' release hooks touch (they hold it, not the pool, so no cycle).
 struct Signal {
     queue: WaitQueue,
-    /// Per endpoint: its breaker refused until (ns; [`NEVER`]: until one of its permits is
-    /// released; 0: nothing known).
+    /// Per endpoint: its breaker refused until (ns; an odd value: until then or until one of
+    /// its permits is released, whichever comes first; 1: a probe is free; 0: nothing known).
     blocked: Box<[AtomicU64]>,
     clock: Arc<dyn Clock>,
 }
@@ -66,10 +84,11 @@ struct Signal {
 impl Signal {
     /// A permit of endpoint `e` went back to its free count.
     fn on_release(&self, e: usize) {
-        if let Some(b) = self.blocked.get(e)
-            && b.load(Ordering::Relaxed) == NEVER
-        {
-            let _ = b.compare_exchange(NEVER, 0, Ordering::AcqRel, Ordering::Relaxed);
+        if let Some(b) = self.blocked.get(e) {
+            let v = b.load(Ordering::Relaxed);
+            if v > 1 && v & 1 == 1 {
+                let _ = b.compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed);
+            }
         }
         if self.queue.len() > 0 {
             self.queue.sweep(self.clock.now());
@@ -837,9 +856,10 @@ impl Inner {
                     b.on_outcome(ticket, Outcome::Ignored, Duration::ZERO);
                     1
                 }
-                Err(e) => e
-                    .retry_after()
-                    .map_or(NEVER, |d| now.saturating_add(dur_ns(d)).max(1)),
+                Err(e) => e.retry_after().map_or_else(
+                    || blocked_until_release(now),
+                    |d| blocked_until(now, now.saturating_add(dur_ns(d))),
+                ),
             };
             let _ =
                 self.blocked(ep.index)
@@ -1063,11 +1083,11 @@ impl Inner {
                     key.unreserve(reserved);
                 }
                 if let Refusal::CircuitOpen { retry_after } = refusal {
-                    let until = retry_after.map_or(NEVER, |d| {
-                        now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(NEVER))
-                    });
-                    self.blocked(ep.index)
-                        .store(until.max(now + 1), Ordering::Release);
+                    let until = retry_after.map_or_else(
+                        || blocked_until_release(now),
+                        |d| blocked_until(now, now.saturating_add(dur_ns(d))),
+                    );
+                    self.blocked(ep.index).store(until, Ordering::Release);
                 }
                 None
             }

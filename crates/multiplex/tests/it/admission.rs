@@ -369,6 +369,51 @@ async fn no_fail_over_to_an_endpoint_whose_breaker_is_open_so_retry_after_is_kep
     }
 }
 
+/// A half-open breaker refuses an attempt while its one probe is out, and the probe then
+/// comes back unused (as the pool's own look at an open breaker gives its probe back) with no
+/// permit released: the endpoint is looked at again a while later, not held back for good.
+#[tokio::test(start_paused = true)]
+async fn a_breaker_refusal_while_its_probe_is_out_is_looked_at_again() {
+    use infermux_resilience::breaker::{BreakerConfig, Outcome, SlidingWindow};
+    let stub = Stub::new("probe", |_req, _ctx| async { ok() });
+    let exec = executor(
+        stub.clone(),
+        4,
+        Some(
+            BreakerConfig::standard()
+                .with_window(SlidingWindow::Count(1))
+                .with_minimum_calls(1)
+                .with_open_wait(Duration::from_secs(1))
+                .with_half_open_probes(1),
+        ),
+    );
+    let breaker = exec.breaker().unwrap().clone();
+    let t = breaker.try_acquire().unwrap();
+    breaker.on_outcome(t, Outcome::Failure, Duration::ZERO);
+    let pool = pool(
+        vec![exec],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    tokio::time::advance(Duration::from_secs(2)).await;
+    // someone else holds the half-open probe
+    let probe = breaker.try_acquire().unwrap();
+    let (p, req, ctx) = (
+        policy(1, Duration::from_secs(10)),
+        chat(),
+        RequestContext::new(),
+    );
+    let call = p.call(&pool, &req, &ctx);
+    let give_back = async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        breaker.on_outcome(probe, Outcome::Ignored, Duration::ZERO);
+    };
+    let (called, ()) = tokio::join!(call, give_back);
+    let called = called.expect("admitted once the probe is free again");
+    assert_eq!(called.attempts, 1);
+    assert_eq!(stub.seen().len(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn waiters_woken_by_a_limit_returning_are_served_by_priority() {
     // one key allowing one request a minute: the second and later calls wait for its timer
