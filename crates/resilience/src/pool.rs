@@ -26,8 +26,10 @@ use crate::queue::BorrowedPermit;
 /// has a breaker, the breaker's ticket. Dropping it unused gives both back (the ticket as an
 /// ignored outcome, so a half-open probe slot is never lost).
 pub struct Grant<'a> {
-    pub(crate) permit: BorrowedPermit<'a>,
+    // (fields drop in this order: the probe slot is free before the permit's release wakes
+    // a waiter, which would otherwise find the breaker's probes still out)
     pub(crate) ticket: Option<ArmedTicket<'a>>,
+    pub(crate) permit: BorrowedPermit<'a>,
 }
 
 /// A breaker ticket that reports [`Outcome::Ignored`](crate::breaker::Outcome::Ignored) when
