@@ -116,9 +116,19 @@ impl Gcra {
     }
 
     /// Charges `units` used beyond a reservation, at `now` (may push the bucket past empty:
-    /// the next takes wait longer).
+    /// the next takes wait longer). At most `burst + per_minute` units are charged at once:
+    /// more than any minute admits is a report to distrust (a server's absurd token count
+    /// would otherwise hold the limiter for centuries).
+    ///
+    /// ```
+    /// use infermux_multiplex::gcra::Gcra;
+    /// let g = Gcra::new(10, 10).unwrap();
+    /// g.charge(u64::MAX, 0);
+    /// // two minutes' worth at most (20 units at 6 s each), not 584 years
+    /// assert!(g.ready_at(1, 0) <= 120_000_000_000);
+    /// ```
     pub fn charge(&self, units: u64, now: u64) {
-        let cost = self.cost(units);
+        let cost = self.cost(units.min(self.burst.saturating_add(self.per_minute)));
         let _ = self
             .tat
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| {

@@ -268,7 +268,11 @@ impl SharedPool {
         if used < reserved {
             self.adjust_tokens(key, reserved - used, false);
         } else if used > reserved {
-            self.adjust_tokens(key, used - reserved, true);
+            // never more than a minute admits, at once (as the local limiter: an absurd
+            // token count would hold the key in every process)
+            let (burst, per_minute) = self.keys[key].tpm;
+            let most = burst.saturating_add(per_minute);
+            self.adjust_tokens(key, (used - reserved).min(most), true);
         }
     }
 

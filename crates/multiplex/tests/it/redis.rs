@@ -219,6 +219,57 @@ async fn reservations_made_ahead_for_ever_are_made_and_taken() {
     );
 }
 
+/// A server's absurd usage report charges the shared limiter at most what a minute admits:
+/// another pool on the same Redis finds the key limited for minutes, not centuries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_usage_report_charges_the_shared_limiter_a_minutes_worth_at_most() {
+    let Some(url) = shared_redis() else { return };
+    let ns = fresh_namespace("absurd");
+    let stub = Stub::new("absurd", |_, _| async {
+        let mut resp = infermux_core::ChatResponse::new(
+            "stub-model",
+            infermux_core::Message::assistant("fine"),
+        );
+        resp.usage = Some(infermux_core::Usage::new(1, u64::MAX - 1));
+        Ok(infermux_core::Response::Chat(resp))
+    });
+    let state = SharedState::redis(&url, &ns).unwrap();
+    assert!(state.connect().await, "the shared redis answers");
+    let tpm_pool = |stub: Arc<Stub>| {
+        crate::stub::pool(
+            vec![executor(stub, 8, None)],
+            vec![keyed(0, "a").with_tpm(6000)],
+            PoolConfig::new(Strategy::RoundRobin),
+        )
+        .with_shared(state.clone(), "chat")
+        .unwrap()
+    };
+    let p1 = tpm_pool(stub.clone());
+    policy(1, Duration::from_secs(5))
+        .call(&p1, &chat(), &RequestContext::new())
+        .await
+        .unwrap();
+    // the charge reaches Redis off the call's path: p2 learns it at a refused decision
+    let p2 = tpm_pool(stub);
+    let mut tries = 0;
+    let until = loop {
+        let _ = policy(1, Duration::from_millis(200))
+            .call(&p2, &chat(), &RequestContext::new())
+            .await;
+        if let MemberState::Limited { until } = p2.status()[0].state {
+            break until;
+        }
+        tries += 1;
+        assert!(
+            tries < 200,
+            "p2 never saw the key limited: {:?}",
+            p2.status()
+        );
+    };
+    let left = until.saturating_duration_since(Instant::now());
+    assert!(left <= Duration::from_secs(180), "limited for {left:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_in_one_pool_cools_the_key_in_another_pool() {
     let Some(url) = shared_redis() else { return };

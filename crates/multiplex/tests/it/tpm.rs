@@ -242,3 +242,44 @@ fn worst_excess_sees_a_window_over_the_limit() {
     assert_eq!(worst_excess(&[a(0, 60), a(59, 40), a(119, 60)], LIMIT), 0);
     assert_eq!(worst_excess(&[a(0, 60), a(59, 45)], LIMIT), 5);
 }
+
+/// A server's absurd usage report (2^64 − 1 output tokens) charges the key at most what a
+/// minute admits: the key serves again within a couple of minutes, not in 584 years.
+#[tokio::test(start_paused = true)]
+async fn an_absurd_usage_report_holds_the_key_for_minutes_not_centuries() {
+    let calls = Arc::new(Mutex::new(0u32));
+    let c = calls.clone();
+    let stub = Stub::new("absurd", move |_req: &Request, _ctx| {
+        let first = {
+            let mut n = c.lock().unwrap();
+            *n += 1;
+            *n == 1
+        };
+        async move {
+            let mut resp = ChatResponse::new("m", Message::assistant("ok"));
+            resp.usage = Some(if first {
+                Usage::new(1, u64::MAX - 1)
+            } else {
+                Usage::new(1, 1)
+            });
+            Ok(Response::Chat(resp))
+        }
+    });
+    let pool = pool(
+        vec![executor(stub, 4, None)],
+        vec![keyed(0, "a").with_tpm(LIMIT as u32)],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let mut req = ChatRequest::new("m", vec![Message::user("hi")]);
+    req.max_tokens = Some(5);
+    let req = Request::Chat(req);
+    let p = policy(1, Duration::from_secs(600));
+    p.call(&pool, &req, &RequestContext::new()).await.unwrap();
+    let start = tokio::time::Instant::now();
+    p.call(&pool, &req, &RequestContext::new())
+        .await
+        .expect("the key serves again within the deadline");
+    let waited = start.elapsed();
+    assert!(waited <= 3 * MINUTE, "waited {waited:?}");
+    assert_eq!(*calls.lock().unwrap(), 2);
+}
