@@ -27,7 +27,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use failsafe::failure_policy::FailurePolicy;
@@ -43,20 +43,65 @@ const HALF_OPEN: u8 = 2;
 /// Mirrors failsafe's state changes (it has no state getter) and counts state epochs.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    state: AtomicU8,
-    epoch: AtomicU64,
-    probes: AtomicU32,
+    /// The state (bits 0–1), the probes out (bits 2–33) and the state's epoch (the rest), in
+    /// one word changed only by compare-and-swap: a ticket's epoch is always that of the
+    /// state it was issued in, and a probe is counted in the epoch it was taken in. (Kept
+    /// apart, a probe could be taken under an old epoch just as a new half-open state reset
+    /// the count; its outcome, judged stale, never freed its slot, and with one probe the
+    /// breaker stayed half-open for good.)
+    word: AtomicU64,
     counters: std::sync::OnceLock<Arc<EndpointCounters>>,
 }
 
-impl Tracker {
-    fn enter(&self, to: u8) {
-        if to == HALF_OPEN {
-            self.probes.store(0, Ordering::SeqCst);
+/// One state of the tracker's word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Word {
+    epoch: u64,
+    probes: u32,
+    state: u8,
+}
+
+impl Word {
+    fn of(w: u64) -> Word {
+        Word {
+            epoch: w >> 34,
+            probes: ((w >> 2) & u64::from(u32::MAX)) as u32,
+            state: (w & 3) as u8,
         }
-        let from = self.state.swap(to, Ordering::SeqCst);
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        let (from, to) = (state_of(from), state_of(to));
+    }
+    fn bits(self) -> u64 {
+        ((self.epoch & ((1 << 30) - 1)) << 34)
+            | (u64::from(self.probes) << 2)
+            | u64::from(self.state)
+    }
+}
+
+impl Tracker {
+    fn load(&self) -> Word {
+        Word::of(self.word.load(Ordering::SeqCst))
+    }
+
+    /// Applies `f` to the word atomically; the word before.
+    fn update(&self, mut f: impl FnMut(Word) -> Option<Word>) -> std::result::Result<Word, Word> {
+        self.word
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                f(Word::of(w)).map(Word::bits)
+            })
+            .map(Word::of)
+            .map_err(Word::of)
+    }
+
+    fn enter(&self, to: u8) {
+        let old = self
+            .update(|w| {
+                Some(Word {
+                    epoch: (w.epoch + 1) & ((1 << 30) - 1),
+                    probes: 0,
+                    state: to,
+                })
+            })
+            .unwrap_or_else(|w| w);
+        let (from, to) = (state_of(old.state), state_of(to));
         tracing::info!(
             "infermux.breaker.from" = from.as_str(),
             "infermux.breaker.to" = to.as_str(),
@@ -106,7 +151,7 @@ pub struct FailsafeBreaker<P> {
 impl<P> fmt::Debug for FailsafeBreaker<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FailsafeBreaker")
-            .field("state", &self.tracker.state.load(Ordering::SeqCst))
+            .field("state", &self.tracker.load().state)
             .field("max_probes", &self.max_probes)
             .finish()
     }
@@ -126,7 +171,7 @@ impl<P: FailurePolicy> FailsafeBreaker<P> {
     /// Mirrors state changes and trips into the endpoint's counters (pass
     /// [`Resilient::counters`](crate::Resilient::counters) when plugging it into a stack).
     pub fn with_counters(self, counters: Arc<EndpointCounters>) -> Self {
-        counters.set_breaker_state(state_of(self.tracker.state.load(Ordering::SeqCst)).code());
+        counters.set_breaker_state(state_of(self.tracker.load().state).code());
         let _ = self.tracker.counters.set(counters);
         self
     }
@@ -149,47 +194,49 @@ impl<P: FailurePolicy + Send + Sync> Breaker for FailsafeBreaker<P> {
         if !self.machine.is_call_permitted() {
             return Err(open_error());
         }
-        let epoch = self.tracker.epoch.load(Ordering::SeqCst);
-        if self.tracker.state.load(Ordering::SeqCst) == HALF_OPEN {
-            let taken = self
-                .tracker
-                .probes
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                    (n < self.max_probes).then_some(n + 1)
-                });
-            if taken.is_err() {
-                return Err(Error::new(
-                    ErrorKind::CircuitOpen,
-                    "the endpoint's circuit breaker is half-open and all probes are out",
-                ));
-            }
-            return Ok(Ticket::new(epoch, true));
+        let taken = self.tracker.update(|w| {
+            (w.state == HALF_OPEN && w.probes < self.max_probes).then(|| Word {
+                probes: w.probes + 1,
+                ..w
+            })
+        });
+        match taken {
+            Ok(w) => Ok(Ticket::new(w.epoch, true)),
+            Err(w) if w.state == HALF_OPEN => Err(Error::new(
+                ErrorKind::CircuitOpen,
+                "the endpoint's circuit breaker is half-open and all probes are out",
+            )),
+            Err(w) => Ok(Ticket::new(w.epoch, false)),
         }
-        Ok(Ticket::new(epoch, false))
     }
 
     fn on_outcome(&self, ticket: Ticket, outcome: Outcome, _time_to_first_byte: Duration) {
-        if ticket.generation() != self.tracker.epoch.load(Ordering::SeqCst) {
+        if ticket.generation() != self.tracker.load().epoch {
             // issued in an earlier state: says nothing about this one (a stale success must
             // not close a half-open breaker, a stale failure not re-open it)
             return;
         }
+        // the probe is done, whatever it says: its slot is free in its epoch (a success or
+        // failure that changes failsafe's state starts a new count anyway; one that does not
+        // — failsafe calls its instrument outside its lock, so the state mirrored here can lag
+        // its own for a moment — would otherwise hold the slot for good)
+        if ticket.is_probe() {
+            let _ = self.tracker.update(|w| {
+                (w.epoch == ticket.generation() && w.probes > 0).then(|| Word {
+                    probes: w.probes - 1,
+                    ..w
+                })
+            });
+        }
         match outcome {
             Outcome::Success => self.machine.on_success(),
             Outcome::Failure => self.machine.on_error(),
-            _ => {
-                // ignored: tell failsafe nothing; free the probe slot
-                if ticket.is_probe() {
-                    let _ =
-                        self.tracker
-                            .probes
-                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-                }
-            }
+            // ignored: tell failsafe nothing
+            _ => {}
         }
     }
 
     fn state(&self) -> BreakerState {
-        state_of(self.tracker.state.load(Ordering::SeqCst))
+        state_of(self.tracker.load().state)
     }
 }

@@ -129,6 +129,46 @@ mod failsafe_adapter {
         assert_eq!(shared.state(), BreakerState::Closed);
     }
 
+    /// Two threads: one re-opens the breaker from every probe it gets (a failure) while the
+    /// other takes whatever it is given and ignores it, across many open → half-open turns.
+    /// However their steps interleave, a probe slot is never lost: at the end, a half-open
+    /// breaker still hands out its one probe.
+    #[test]
+    fn no_probe_slot_is_lost_across_state_changes_under_contention() {
+        let b = Arc::new(breaker(Duration::ZERO, 1));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spin = |fail: bool| {
+            let (b, stop) = (b.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(t) = b.try_acquire() {
+                        let o = if fail {
+                            Outcome::Failure
+                        } else {
+                            Outcome::Ignored
+                        };
+                        b.on_outcome(t, o, Duration::ZERO);
+                    }
+                }
+            })
+        };
+        let threads = [spin(true), spin(false)];
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in threads {
+            t.join().unwrap();
+        }
+        // drive it to half-open, then its probe must be free
+        for _ in 0..3 {
+            if let Ok(t) = b.try_acquire() {
+                b.on_outcome(t, Outcome::Failure, Duration::ZERO);
+            }
+        }
+        let probe = b.try_acquire();
+        assert!(probe.is_ok(), "{:?}: {probe:?}", b.state());
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+    }
+
     #[tokio::test]
     async fn plugs_into_the_stack() {
         let sim = Simulator::start(FaultPlan::seeded(3).with(Fault::Unavailable, 1.0))
