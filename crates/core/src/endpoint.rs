@@ -216,10 +216,16 @@ impl EndpointConfig {
             None => Err(Error::new(
                 ErrorKind::Config,
                 match vars {
-                    [one] => format!("environment variable {one} is not set"),
+                    [one] => format!(
+                        "environment variable {} is not set",
+                        crate::shown_var_name(one)
+                    ),
                     many => format!(
                         "none of the environment variables {} is set",
-                        many.join(", ")
+                        many.iter()
+                            .map(|v| crate::shown_var_name(v))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 },
             )
@@ -256,7 +262,10 @@ impl EndpointConfig {
             Some(url) => Self::new(id, url),
             None => Err(Error::new(
                 ErrorKind::Config,
-                format!("environment variable {url_var} is not set"),
+                format!(
+                    "environment variable {} is not set",
+                    crate::shown_var_name(url_var)
+                ),
             )
             .with_endpoint(EndpointId::new(id))),
         }
@@ -427,6 +436,12 @@ mod tests {
             err.message()
                 .contains("INFERMUX_TEST_UNSET_A, INFERMUX_TEST_UNSET_B")
         );
+        // a key pasted in place of the variable's name is not printed back
+        let pasted = "sk-proj-AbC123xyz789pasted";
+        let err = cfg.clone().with_api_key_from_env(pasted).unwrap_err();
+        assert!(!err.to_string().contains(pasted), "{err}");
+        let err = EndpointConfig::from_env("e", pasted, None).unwrap_err();
+        assert!(!err.to_string().contains(pasted), "{err}");
         // optional keys stay optional
         assert!(
             cfg.with_optional_api_key_from_env(&["INFERMUX_TEST_UNSET_A"])

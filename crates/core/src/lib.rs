@@ -49,7 +49,7 @@ pub use id::{EndpointId, RequestId};
 pub use provider::{Capabilities, EventStream, Operation, Provider};
 pub use ratelimit::{RateLimitInfo, RateLimitWindow};
 pub use route::{CacheHit, CacheTier, FallbackTaken, Served};
-pub use secret::ApiKey;
+pub use secret::{ApiKey, shown_var_name};
 pub use similarity::cosine_similarity;
 pub use stream::{StreamAccumulator, StreamEvent, first_event};
 pub use tokens::estimate_tokens;

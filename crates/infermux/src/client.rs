@@ -60,7 +60,10 @@ impl NamedKey {
         let key = ApiKey::from_env(var).ok_or_else(|| {
             Error::new(
                 ErrorKind::Config,
-                format!("key `{alias}`: environment variable {var} is not set"),
+                format!(
+                    "key `{alias}`: environment variable {} is not set",
+                    infermux_core::shown_var_name(var)
+                ),
             )
         })?;
         Ok(Self::new(alias, key))

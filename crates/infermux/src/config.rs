@@ -1472,7 +1472,10 @@ impl Loader<'_> {
                 Some(x) if !x.trim().is_empty() => Ok(x),
                 _ => Err(self.err(
                     espan.clone(),
-                    format_args!("{what}: environment variable {v} is not set"),
+                    format_args!(
+                        "{what}: environment variable {} is not set",
+                        infermux_core::shown_var_name(v)
+                    ),
                 )),
             };
             let credentials = match (
@@ -1940,13 +1943,19 @@ impl Loader<'_> {
                 Some(_) => {
                     return Err(self.err(
                         span,
-                        format_args!("{what}: environment variable {var} is empty"),
+                        format_args!(
+                            "{what}: environment variable {} is empty",
+                            infermux_core::shown_var_name(&var)
+                        ),
                     ));
                 }
                 None => {
                     return Err(self.err(
                         span,
-                        format_args!("{what}: environment variable {var} is not set"),
+                        format_args!(
+                            "{what}: environment variable {} is not set",
+                            infermux_core::shown_var_name(&var)
+                        ),
                     ));
                 }
             },

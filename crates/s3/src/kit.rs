@@ -192,7 +192,8 @@ fn resolve_credentials(name: &str, c: &S3Credentials) -> Result<Option<Credentia
     let env = |var: &str| {
         std::env::var(var).map_err(|_| {
             S3Error::Config(format!(
-                "endpoint `{name}`: environment variable {var} is not set"
+                "endpoint `{name}`: environment variable {} is not set",
+                infermux_core::shown_var_name(var)
             ))
         })
     };

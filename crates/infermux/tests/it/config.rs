@@ -479,6 +479,13 @@ fn an_unset_or_empty_key_variable_fails_at_load() {
         ))
         .ends_with("environment variable TEST_EMPTY is empty")
     );
+    // a key pasted where its variable's name goes is not printed back
+    let pasted = "sk-proj-AbC123xyz789pasted";
+    let m = fails(&format!(
+        "{LOCAL}keys = [ {{ alias = \"k1\", env = \"{pasted}\" }} ]\n"
+    ));
+    assert!(!m.contains(pasted), "{m}");
+    assert!(m.ends_with("is not set"), "{m}");
     // the process environment is what `from_toml_str` reads
     let err = Config::from_toml_str(
         &format!(
