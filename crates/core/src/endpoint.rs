@@ -147,7 +147,10 @@ impl EndpointConfig {
         let (scheme, rest) = self.base_url.split_once("://")?;
         let scheme_ok = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
         let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-        (scheme_ok && !host.is_empty() && !host.contains('@')).then_some((scheme, rest))
+        // no `@` before the query: not in the host (`user:password@`), nor after a `/` that a
+        // password may hold (`user:ab/cd@host`, which would read as host `user`)
+        let before_query = rest.split(['?', '#']).next().unwrap_or("");
+        (scheme_ok && !host.is_empty() && !before_query.contains('@')).then_some((scheme, rest))
     }
 
     /// `scheme://host[:port]` of the base URL, lower-cased: the origin the key is bound to.
@@ -297,12 +300,26 @@ impl EndpointConfig {
 /// use infermux_core::url_without_userinfo;
 /// assert_eq!(url_without_userinfo("http://me:pw@h:9000/x"), "http://h:9000/x");
 /// assert_eq!(url_without_userinfo("http://h/a@b"), "http://h/a@b");
+/// // a password holding a `/`
+/// assert_eq!(url_without_userinfo("https://me:ab/cd@h/v1?x=1"), "https://h/v1?x=1");
+/// assert_eq!(url_without_userinfo("http://[::1]/a@b"), "http://[::1]/a@b");
 /// ```
 pub fn url_without_userinfo(url: &str) -> Cow<'_, str> {
     if let Some(start) = url.find("://").map(|i| i + 3) {
         let rest = &url[start..];
         let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
         if let Some(at) = authority.rfind('@') {
+            return Cow::Owned(format!("{}{}", &url[..start], &rest[at + 1..]));
+        }
+        // a password holding a `/` (`user:ab/cd@host`): the authority ends early, at a
+        // `user:ab` that is no host (a port of letters); the userinfo runs to the last `@`
+        // before the query
+        let before_query = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+        let port_is_not_a_number = !authority.starts_with('[')
+            && authority
+                .rsplit_once(':')
+                .is_some_and(|(_, port)| !port.bytes().all(|b| b.is_ascii_digit()));
+        if port_is_not_a_number && let Some(at) = before_query.rfind('@') {
             return Cow::Owned(format!("{}{}", &url[..start], &rest[at + 1..]));
         }
     }
@@ -413,6 +430,21 @@ mod tests {
             let err = EndpointConfig::new("e", bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
         }
+    }
+
+    #[test]
+    fn credentials_in_a_base_url_are_refused_even_past_a_slash() {
+        for url in [
+            "https://me:pw@h/v1",
+            "https://me:ab/cd@h/v1",
+            "https://me:ab/cd@h/v1?x=1",
+        ] {
+            let err = EndpointConfig::new("e", url).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config, "{url}");
+            assert!(!err.to_string().contains("cd@"), "{err}");
+        }
+        // an `@` in the query is no credential
+        assert!(EndpointConfig::new("e", "https://h/v1?who=a@b").is_ok());
     }
 
     #[test]

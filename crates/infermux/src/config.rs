@@ -379,10 +379,10 @@ impl fmt::Debug for EndpointSpec {
             .field("provider", &self.provider)
             .field(
                 "base_url",
-                &self
-                    .base_url
-                    .as_deref()
-                    .map(|u| u.split_once('?').map_or(u, |(a, _)| a)),
+                &self.base_url.as_deref().map(|u| {
+                    let u = u.split_once('?').map_or(u, |(a, _)| a);
+                    infermux_core::url_without_userinfo(u).into_owned()
+                }),
             )
             .field("keys", &self.keys)
             .field("max_concurrency", &self.max_concurrency)
@@ -1438,8 +1438,9 @@ impl Loader<'_> {
                             format_args!("s3 endpoint `{name}`: `url` must be an http(s) URL"),
                         ));
                     }
-                    let authority = rest.and_then(|r| r.split(['/', '?', '#']).next());
-                    if authority.is_some_and(|a| a.contains('@')) {
+                    // (before the query, not only in the authority: a password may hold a `/`)
+                    let before_query = rest.and_then(|r| r.split(['?', '#']).next());
+                    if before_query.is_some_and(|a| a.contains('@')) {
                         return Err(self.err(
                             u.span(),
                             format_args!(

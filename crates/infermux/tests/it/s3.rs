@@ -86,6 +86,13 @@ fn bad_s3_sections_are_refused_with_their_line() {
             "carries credentials",
         ),
         (
+            // a password holding a `/`: the authority would end at `me:ab`
+            "[s3]\n[[s3.endpoint]]\nname = \"a\"\nurl = \"http://me:ab/cd@h:9000/\"\n\
+             anonymous = true\n",
+            "line 4",
+            "carries credentials",
+        ),
+        (
             "[s3]\n[[s3.endpoint]]\nname = \"a\"\nanonymous = true\n[[s3.endpoint]]\n\
              name = \"a\"\nanonymous = true\n",
             "line 6",
