@@ -125,7 +125,7 @@ pub struct OpenAi {
 ///     .unwrap();
 /// # let _ = openai;
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct OpenAiBuilder {
     /// The base URL (default [`DEFAULT_BASE_URL`]).
@@ -142,6 +142,25 @@ pub struct OpenAiBuilder {
     pub responses_api: bool,
     /// `Some(api_version)` for an Azure OpenAI deployment (see [`OpenAiBuilder::azure`]).
     pub azure_api_version: Option<String>,
+}
+
+impl std::fmt::Debug for OpenAiBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // the base URL without its query (a gateway's key may ride in it) or a userinfo
+        let base_url = self.base_url.as_deref().map(|u| {
+            let u = u.split(['?', '#']).next().unwrap_or(u);
+            infermux_core::url_without_userinfo(u).into_owned()
+        });
+        f.debug_struct("OpenAiBuilder")
+            .field("base_url", &base_url)
+            .field("api_key", &self.api_key)
+            .field("organization", &self.organization)
+            .field("project", &self.project)
+            .field("base64_embeddings", &self.base64_embeddings)
+            .field("responses_api", &self.responses_api)
+            .field("azure_api_version", &self.azure_api_version)
+            .finish()
+    }
 }
 
 impl OpenAiBuilder {

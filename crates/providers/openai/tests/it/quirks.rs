@@ -271,3 +271,14 @@ async fn azure_deployments_send_api_key_and_api_version() {
         "older Azure API versions want max_tokens"
     );
 }
+
+#[test]
+fn a_builders_debug_shows_no_key_from_its_base_url_or_its_key() {
+    let b = OpenAiBuilder::new()
+        .with_base_url("https://gw.example.com/v1?subscription-key=sk-gateway-secret-123")
+        .with_api_key(infermux_core::ApiKey::new("sk-the-real-key-456"));
+    let shown = format!("{b:?}");
+    assert!(!shown.contains("sk-gateway-secret-123"), "{shown}");
+    assert!(!shown.contains("sk-the-real-key-456"), "{shown}");
+    assert!(shown.contains("https://gw.example.com/v1"), "{shown}");
+}
