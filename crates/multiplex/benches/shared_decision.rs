@@ -49,8 +49,10 @@ fn main() {
     rt.block_on(async {
         let ns = format!("bench-{}", std::process::id());
         let state = SharedState::redis(&url, &ns).unwrap();
-        assert!(state.connect().await, "Redis answers at {url}");
-        println!("shared_decision: {SAMPLES} samples each, after 1000 warm-up, on {url}");
+        // (the URL without a password it may carry)
+        let shown = infermux_core::url_without_userinfo(&url);
+        assert!(state.connect().await, "Redis answers at {shown}");
+        println!("shared_decision: {SAMPLES} samples each, after 1000 warm-up, on {shown}");
         println!("-- every decision one round trip (the default)");
         measure(&state, "strict").await;
         println!("-- with_prefetch(100 ms): a reservation made ahead per key");
