@@ -494,23 +494,16 @@ impl OpenAi {
             let Some((next, param)) = refused::next(&e, req, adapt, self.limit_key(req)) else {
                 return Err(e);
             };
-            if self.learned.learn(req, next) {
-                tracing::warn!(
-                    provider = NAME,
-                    endpoint = %self.inner.endpoint(),
-                    model = %req.model,
-                    param,
-                    "the model refuses this parameter: sent again without it, and left out of its later requests"
-                );
-            } else {
-                tracing::warn!(
-                    provider = NAME,
-                    endpoint = %self.inner.endpoint(),
-                    model = %req.model,
-                    param,
-                    "the model refuses this parameter: sent again without it (too many models to remember it for this one)"
-                );
-            }
+            let remembered = self.learned.learn(req, next);
+            tracing::warn!(
+                provider = NAME,
+                endpoint = %self.inner.endpoint(),
+                model = %req.model,
+                param,
+                remembered,
+                "the model refuses this parameter: sent again without it (and, when remembered, \
+                 left out of its later requests)"
+            );
             adapt = next;
         }
     }

@@ -183,15 +183,20 @@ async fn another_bad_request_is_not_sent_again() {
     assert_eq!(server.requests().len(), 1);
 }
 
-#[tokio::test]
-async fn an_azure_deployment_moves_the_token_limit_to_the_name_the_model_reads() {
-    let server = reasoning_server(&["max_tokens"]).await;
+/// An Azure deployment of `o3` on `server`, and a request with only a token limit.
+fn azure_o3(server: &Scripted) -> (OpenAi, ChatRequest) {
     let mut b = infermux_openai::OpenAiBuilder::azure(&server.url(), "o3", "2024-10-21");
     b.api_key = Some(infermux_core::ApiKey::new("azure-key"));
-    let p = b.build().unwrap();
     let mut req = sampled("o3");
     req.temperature = None;
     req.stop.clear();
+    (b.build().unwrap(), req)
+}
+
+#[tokio::test]
+async fn an_azure_deployment_moves_the_token_limit_to_the_name_the_model_reads() {
+    let server = reasoning_server(&["max_tokens"]).await;
+    let (p, req) = azure_o3(&server);
     assert_eq!(chat(&p, req.clone()).await.unwrap(), "ok");
     let sent = bodies(&server);
     assert_eq!(sent.len(), 2, "{sent:?}");
@@ -208,12 +213,7 @@ async fn an_azure_deployment_moves_the_token_limit_to_the_name_the_model_reads()
 #[tokio::test]
 async fn a_learned_limit_name_does_not_add_a_second_limit_to_one_named_in_extra() {
     let server = reasoning_server(&["max_tokens"]).await;
-    let mut b = infermux_openai::OpenAiBuilder::azure(&server.url(), "o3", "2024-10-21");
-    b.api_key = Some(infermux_core::ApiKey::new("azure-key"));
-    let p = b.build().unwrap();
-    let mut req = sampled("o3");
-    req.temperature = None;
-    req.stop.clear();
+    let (p, mut req) = azure_o3(&server);
     assert_eq!(chat(&p, req.clone()).await.unwrap(), "ok");
     assert_eq!(
         bodies(&server).len(),
