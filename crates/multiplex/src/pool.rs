@@ -32,10 +32,17 @@ const DEFAULT_COOLDOWN: Duration = Duration::from_secs(1);
 /// How often a waiter re-checks an endpoint whose release hook another owner holds.
 const UNHOOKED_RECHECK: Duration = Duration::from_millis(50);
 /// When an endpoint whose breaker refused without saying until when (its half-open probes
-/// are out) is looked at again, if none of its permits is released before: a probe may come
-/// back with no permit released (the pool's own look at an open breaker gives its probe back
-/// unused), and nothing else would.
+/// are out; an adapter's open breaker) is looked at again, if none of its permits is released
+/// before: a probe may come back with no permit released (the pool's own look at an open
+/// breaker gives its probe back unused), and nothing else would.
 const BREAKER_RECHECK: Duration = Duration::from_millis(50);
+
+/// Whether a `blocked` value is a breaker refusal that said nothing of when, still in force
+/// at `now`: the endpoint returns when one of its permits is released or at the recheck,
+/// whichever comes first (so it is judged like a permit wait, not as a time).
+fn refused_until_release(blocked: u64, now: u64) -> bool {
+    blocked > now && blocked & 1 == 1
+}
 
 /// The `blocked` value of a breaker refusal at `now` that said nothing of when: odd, so that a
 /// release of one of the endpoint's permits clears it (see [`Signal::on_release`]), and no
@@ -925,7 +932,7 @@ impl Inner {
             blocked
         };
         let mut on_release = ep.exec.admission().available() == 0;
-        if blocked == NEVER {
+        if blocked == NEVER || refused_until_release(blocked, now) {
             on_release = true;
         } else {
             at = at.max(blocked);
@@ -1131,6 +1138,12 @@ impl Inner {
             let b = self
                 .blocked(self.members[i].endpoint)
                 .load(Ordering::Relaxed);
+            // one that said nothing of when it reopens sorts last (as `NEVER` did)
+            let b = if refused_until_release(b, now) {
+                NEVER
+            } else {
+                b
+            };
             (b, i)
         })?;
         let lease = self.lease(i, now, tokens, true)?;
@@ -1224,7 +1237,11 @@ impl Inner {
             if let Return::At(t) = self.returns(i, now, tokens) {
                 at = Some(at.map_or(t, |a| a.min(t)));
             }
-            if !self.endpoints[m.endpoint].hooked {
+            // an endpoint that may return with no release we hear of (its hook is another
+            // owner's, or its breaker refused without a time) is looked at again a while later
+            if !self.endpoints[m.endpoint].hooked
+                || refused_until_release(self.blocked(m.endpoint).load(Ordering::Relaxed), now)
+            {
                 unhooked = true;
             }
         }

@@ -414,6 +414,54 @@ async fn a_breaker_refusal_while_its_probe_is_out_is_looked_at_again() {
     assert_eq!(stub.seen().len(), 1);
 }
 
+/// While the one half-open probe is out on a call of its own, a second call with a deadline
+/// shorter than the pool's recheck waits for the probe's permit to come back (and is served
+/// when the probe closes the breaker), rather than failing at once as if the endpoint returned
+/// only at the recheck.
+#[tokio::test(start_paused = true)]
+async fn a_short_call_waits_for_the_probe_in_flight_rather_than_failing_at_once() {
+    use infermux_resilience::breaker::{BreakerConfig, Outcome, SlidingWindow};
+    let stub = Stub::new("slow-probe", |_req, _ctx| async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        ok()
+    });
+    let exec = executor(
+        stub.clone(),
+        4,
+        Some(
+            BreakerConfig::standard()
+                .with_window(SlidingWindow::Count(1))
+                .with_minimum_calls(1)
+                .with_open_wait(Duration::from_secs(1))
+                .with_half_open_probes(1),
+        ),
+    );
+    let breaker = exec.breaker().unwrap().clone();
+    let t = breaker.try_acquire().unwrap();
+    breaker.on_outcome(t, Outcome::Failure, Duration::ZERO);
+    let pool = pool(
+        vec![exec],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let (long, short) = (
+        policy(1, Duration::from_secs(10)),
+        policy(1, Duration::from_millis(30)),
+    );
+    let (req, ctx) = (chat(), RequestContext::new());
+    let probe = long.call(&pool, &req, &ctx);
+    let second = async {
+        // after the probe went out
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        short.call(&pool, &req, &ctx).await
+    };
+    let (probe, second) = tokio::join!(probe, second);
+    probe.expect("the probe");
+    second.expect("served once the probe's permit came back");
+    assert_eq!(stub.seen().len(), 2);
+}
+
 #[tokio::test(start_paused = true)]
 async fn waiters_woken_by_a_limit_returning_are_served_by_priority() {
     // one key allowing one request a minute: the second and later calls wait for its timer
