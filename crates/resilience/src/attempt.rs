@@ -98,8 +98,10 @@ pub(crate) struct Opened {
     pub(crate) ttfb: Duration,
     pub(crate) record: AttemptRecord,
     pub(crate) in_flight: InFlight,
-    pub(crate) permit: Permit,
+    // (fields drop in this order: the breaker's probe slot is free before the permit's
+    // release wakes a waiter, as in `Grant`)
     pub(crate) guard: Option<BreakerGuard>,
+    pub(crate) permit: Permit,
 }
 
 impl AttemptExecutor {
