@@ -134,11 +134,14 @@ impl EndpointConfig {
             headers: Vec::new(),
         };
         if cfg.scheme_and_rest().is_none() {
-            return Err(Error::new(
-                ErrorKind::Config,
-                "base URL must start with http:// or https:// and name a host",
-            )
-            .with_endpoint(cfg.id.clone()));
+            let before_query = cfg.base_url.split(['?', '#']).next().unwrap_or("");
+            let message = if before_query.contains('@') {
+                "base URL must not carry credentials (user:password@) or an `@` before its \
+                 query: the key goes in `api_key`"
+            } else {
+                "base URL must start with http:// or https:// and name a host"
+            };
+            return Err(Error::new(ErrorKind::Config, message).with_endpoint(cfg.id.clone()));
         }
         Ok(cfg)
     }
@@ -193,7 +196,8 @@ impl EndpointConfig {
         self
     }
     /// Sets the key from the environment variable `var`. Fails with [`ErrorKind::Config`]
-    /// (naming the variable, never a value) when it is unset or empty.
+    /// (naming the variable as [`crate::shown_var_name`] shows it, never a value) when it is
+    /// unset or empty.
     ///
     /// ```
     /// use infermux_core::{EndpointConfig, ErrorKind};
@@ -302,6 +306,7 @@ impl EndpointConfig {
 /// assert_eq!(url_without_userinfo("http://h/a@b"), "http://h/a@b");
 /// // a password holding a `/`
 /// assert_eq!(url_without_userinfo("https://me:ab/cd@h/v1?x=1"), "https://h/v1?x=1");
+/// assert_eq!(url_without_userinfo("https://me:/x@h/v1"), "https://h/v1");
 /// assert_eq!(url_without_userinfo("http://[::1]/a@b"), "http://[::1]/a@b");
 /// ```
 pub fn url_without_userinfo(url: &str) -> Cow<'_, str> {
@@ -316,9 +321,9 @@ pub fn url_without_userinfo(url: &str) -> Cow<'_, str> {
         // before the query
         let before_query = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
         let port_is_not_a_number = !authority.starts_with('[')
-            && authority
-                .rsplit_once(':')
-                .is_some_and(|(_, port)| !port.bytes().all(|b| b.is_ascii_digit()));
+            && authority.rsplit_once(':').is_some_and(|(_, port)| {
+                port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit())
+            });
         if port_is_not_a_number && let Some(at) = before_query.rfind('@') {
             return Cow::Owned(format!("{}{}", &url[..start], &rest[at + 1..]));
         }
@@ -442,6 +447,7 @@ mod tests {
             let err = EndpointConfig::new("e", url).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config, "{url}");
             assert!(!err.to_string().contains("cd@"), "{err}");
+            assert!(err.message().contains("credentials"), "{err}");
         }
         // an `@` in the query is no credential
         assert!(EndpointConfig::new("e", "https://h/v1?who=a@b").is_ok());

@@ -47,23 +47,31 @@ impl fmt::Debug for ApiKey {
 }
 
 /// An environment variable's name as an error may show it: the name itself when it looks like
-/// one (capitals, digits and `_`, not starting with a digit, at most 64 characters), else a
-/// placeholder. A key pasted where its variable's name goes (`--api-key-env sk-…`,
-/// `env = "sk-…"`) is not printed back in the error that says the variable is not set.
+/// one (digits and `_` with capitals only or small letters only, not starting with a digit,
+/// at most 64 characters), else a placeholder. A key pasted where its variable's name goes
+/// (`--api-key-env sk-…`, `env = "sk-…"`: keys mix cases or hold a `-`) is not printed back
+/// in the error that says the variable is not set.
 ///
 /// ```
 /// use infermux_core::shown_var_name;
 /// assert_eq!(shown_var_name("OPENAI_API_KEY"), "OPENAI_API_KEY");
+/// assert_eq!(shown_var_name("openai_key"), "openai_key");
 /// assert_eq!(shown_var_name("sk-proj-abc123"), "(a name that looks like a value, not shown)");
 /// assert_eq!(shown_var_name("hf_AbCdEf0123456789"), "(a name that looks like a value, not shown)");
 /// ```
 pub fn shown_var_name(name: &str) -> &str {
+    let one_case = |upper: bool| {
+        name.bytes().all(|b| {
+            b.is_ascii_digit()
+                || b == b'_'
+                || (upper && b.is_ascii_uppercase())
+                || (!upper && b.is_ascii_lowercase())
+        })
+    };
     let looks_like_a_name = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        && (one_case(true) || one_case(false));
     if looks_like_a_name {
         name
     } else {
