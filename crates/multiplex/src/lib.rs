@@ -67,9 +67,9 @@
 //! sent; its report gives back what it did not use (all of it when it failed) and charges what
 //! it used beyond — a stream's, when it ends with its final event and its usage is known
 //! (at most `B` plus a minute's refill at once, locally and in shared state: a server's absurd
-//! token count holds the key for a couple of minutes, not for good). A cancelled attempt, and a stream that fails or is dropped after it opened, keep their
-//! reservation. A request whose estimate exceeds every member's `B` fails at once with
-//! `InvalidRequest`.
+//! token count holds the key for a couple of minutes, not for good). A cancelled attempt, and
+//! a stream that fails or is dropped after it opened, keep their reservation. A request whose
+//! estimate exceeds every member's `B` fails at once with `InvalidRequest`.
 //!
 //! What is given back is reserved again, so the precise bound on a window's real usage is `L`
 //! plus what its requests used beyond their estimates plus the unused estimates given back in
@@ -91,8 +91,9 @@
 //! FIFO within a level; a waiter rises a level every [`PoolConfig::age_step`]) — woken when a
 //! member's endpoint releases a permit or tokens are given back, and by one timer at the
 //! earliest time a cooldown, limit or breaker ends (a breaker that refuses without saying
-//! until when, its half-open probes out, is looked at again within 50 ms if no permit of its
-//! endpoint is released before). The call fails at once with
+//! until when — its half-open probes out, or an adapter's open breaker — is waited for like a
+//! permit, and looked at again every 50 ms if none of its endpoint's permits is released
+//! before). The call fails at once with
 //! [`QueueFull`](infermux_core::ErrorKind::QueueFull) when [`PoolConfig::max_queued`] already
 //! wait, and with [`Unavailable`](infermux_core::ErrorKind::Unavailable) when the earliest
 //! member returns after the call deadline (its `retry_after` is the time until then and its
