@@ -988,13 +988,19 @@ struct WireUsage {
     candidates_token_count: U64,
     thoughts_token_count: U64,
     cached_content_token_count: U64,
+    /// The tool results' tokens (function responses, code execution): input, counted apart
+    /// from `promptTokenCount`.
+    tool_use_prompt_token_count: U64,
 }
 
 impl WireUsage {
     fn usage(&self) -> Usage {
         let thoughts = self.thoughts_token_count.0;
         let mut usage = Usage::new(
-            self.prompt_token_count.0.unwrap_or(0),
+            self.prompt_token_count
+                .0
+                .unwrap_or(0)
+                .saturating_add(self.tool_use_prompt_token_count.0.unwrap_or(0)),
             self.candidates_token_count
                 .0
                 .unwrap_or(0)
@@ -1006,8 +1012,16 @@ impl WireUsage {
     }
 }
 
-/// Usage from `usageMetadata`: output includes thinking tokens (`thoughtsTokenCount`, also in
+/// Usage from `usageMetadata`: input includes the tool results' tokens
+/// (`toolUsePromptTokenCount`), output includes thinking tokens (`thoughtsTokenCount`, also in
 /// `reasoning_tokens`); `cachedContentTokenCount` is `cached_input_tokens`.
+///
+/// ```
+/// use infermux_gemini::wire::usage_from;
+/// let u = usage_from(&serde_json::json!({"promptTokenCount": 10, "toolUsePromptTokenCount": 900,
+///     "candidatesTokenCount": 5, "thoughtsTokenCount": 7}));
+/// assert_eq!((u.input_tokens, u.output_tokens, u.reasoning_tokens), (910, 12, Some(7)));
+/// ```
 pub fn usage_from(u: &Value) -> Usage {
     Obj::<WireUsage>::deserialize(u)
         .map(Obj::or_default)
@@ -1260,7 +1274,8 @@ struct WireFeedback<'a> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct WireChunk<'a> {
-    error: Present<IgnoredAny>,
+    /// An error object: `"error": null` is no error (`Option` reads `null` as absent).
+    error: Option<IgnoredAny>,
     #[serde(borrow)]
     response_id: Str<'a>,
     #[serde(borrow)]
@@ -1336,7 +1351,7 @@ impl GenerateState {
         w: WireChunk<'_>,
         value: impl FnOnce() -> Result<Value>,
     ) -> Result<Vec<StreamEvent>> {
-        if w.error.0.is_some() {
+        if w.error.is_some() {
             let v = value()?;
             let err = v.get("error").unwrap_or(&Value::Null);
             let status = err.get("code").and_then(Value::as_u64).unwrap_or(500);

@@ -97,6 +97,19 @@ async fn an_overloaded_model_is_overloaded_not_a_server_error() {
     server.verify().unwrap();
 }
 
+/// `"error": null` beside an answer is no error (a proxy that always writes the field).
+#[tokio::test]
+async fn an_error_field_of_null_is_no_error() {
+    let body = r#"{"error": null, "candidates": [{"content": {"role": "model", "parts": [{"text": "Hi"}]}, "finishReason": "STOP"}]}"#;
+    let (server, p) = serve(answer(GENERATE, 200, "application/json", body)).await;
+    let r = p.call(&chat(), &RequestContext::new()).await.unwrap();
+    let infermux_core::Response::Chat(c) = r else {
+        panic!("a chat answer")
+    };
+    assert_eq!(c.text(), "Hi");
+    server.verify().unwrap();
+}
+
 #[tokio::test]
 async fn truncated_streams_are_decode_errors() {
     // SSE without a finish reason
