@@ -197,7 +197,16 @@ pub fn parse_embed_sparse(body: &[u8], expected: usize) -> Result<Vec<Vec<Sparse
     Ok(v)
 }
 
-/// Parses `/rerank` into results, best first, at most `top_n`.
+/// Parses `/rerank` into results, best first, at most `top_n`; a document ranked that does
+/// not exist, or ranked twice, is a `Decode` error.
+///
+/// ```
+/// use infermux_hf_tei::wire::parse_rerank;
+/// let r = parse_rerank(br#"[{"index":1,"score":0.9},{"index":0,"score":0.2}]"#, 2, None).unwrap();
+/// assert_eq!((r[0].index, r[1].index), (1, 0));
+/// assert!(parse_rerank(br#"[{"index":2,"score":0.9}]"#, 2, None).is_err());
+/// assert!(parse_rerank(br#"[{"index":0,"score":0.9},{"index":0,"score":0.8}]"#, 2, None).is_err());
+/// ```
 pub fn parse_rerank(
     body: &[u8],
     documents: usize,
@@ -215,6 +224,16 @@ pub fn parse_rerank(
             ErrorKind::Decode,
             format!("TEI ranked document {} of {documents}", bad.index),
         ));
+    }
+    // each document once: a repeated index would show one document twice and hide another
+    let mut seen = vec![false; documents];
+    for r in &ranks {
+        if std::mem::replace(&mut seen[r.index], true) {
+            return Err(Error::new(
+                ErrorKind::Decode,
+                format!("TEI ranked document {} twice", r.index),
+            ));
+        }
     }
     ranks.sort_by(|a, b| b.score.total_cmp(&a.score));
     if let Some(n) = top_n {
