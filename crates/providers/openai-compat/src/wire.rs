@@ -356,13 +356,24 @@ fn arguments(a: Option<ArgumentsText>) -> String {
     a.map(|a| a.0).unwrap_or_default()
 }
 
-/// A message's `content` as text: a string, the `text` of each part of a list, or nothing.
+/// A message's `content` as text: a string, the `text` of each text part of a list, or nothing.
 #[derive(Debug, Default)]
 struct ContentText(String);
 
-/// The `text` of a content part (absent unless a string).
+/// The `text` of a content part (absent unless a string), and its `type`.
 #[derive(Debug, Default)]
-struct PartText<'a>(lenient::Str<'a>);
+struct PartText<'a>(lenient::Str<'a>, lenient::Str<'a>);
+
+impl PartText<'_> {
+    /// The part's text when it is answer text: a part without a `type`, or of type `text` or
+    /// `output_text` (a `reasoning` or other part that carries a `text` is not the answer).
+    fn answer(&self) -> Option<&str> {
+        match self.1.as_deref() {
+            None | Some("text" | "output_text") => self.0.as_deref(),
+            Some(_) => None,
+        }
+    }
+}
 
 impl<'de> Fields<'de> for PartText<'de> {
     fn field<A: MapAccess<'de>>(
@@ -370,10 +381,10 @@ impl<'de> Fields<'de> for PartText<'de> {
         key: &str,
         map: &mut A,
     ) -> std::result::Result<(), A::Error> {
-        if key == "text" {
-            self.0 = map.next_value()?;
-        } else {
-            lenient::skip_value(map)?;
+        match key {
+            "text" => self.0 = map.next_value()?,
+            "type" => self.1 = map.next_value()?,
+            _ => lenient::skip_value(map)?,
         }
         Ok(())
     }
@@ -399,7 +410,7 @@ impl<'de> Deserialize<'de> for ContentText {
             ) -> std::result::Result<ContentText, A::Error> {
                 let mut text = String::new();
                 while let Some(part) = seq.next_element::<Object<PartText<'de>>>()? {
-                    if let Some(t) = part.0.as_ref().and_then(|p| p.0.as_deref()) {
+                    if let Some(t) = part.0.as_ref().and_then(PartText::answer) {
                         text.push_str(t);
                     }
                 }

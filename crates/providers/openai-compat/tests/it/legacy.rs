@@ -398,6 +398,10 @@ fn content_text(v: &Option<Value>) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => parts
             .iter()
+            .filter(|p| match p.get("type").and_then(Value::as_str) {
+                None => true,
+                Some(t) => t == "text" || t == "output_text",
+            })
             .filter_map(|p| p.get("text").and_then(Value::as_str))
             .collect(),
         _ => String::new(),

@@ -1,5 +1,5 @@
 //! Tool calls in the shapes compatible servers really send decode: numeric ids, arguments as a
-//! JSON object, and `tool_calls` as one object instead of a list.
+//! JSON object, and `tool_calls` as one object instead of a list; content given as parts.
 
 use infermux_core::{StreamAccumulator, StreamEvent};
 use infermux_openai_compat::wire;
@@ -52,4 +52,16 @@ fn a_single_object_tool_calls_delta_is_one_call() {
         .on_data(&bad.to_string())
         .unwrap_err();
     assert!(err.is_decode());
+}
+
+#[test]
+fn content_parts_other_than_text_are_not_the_answer() {
+    let body = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": [
+        {"type": "reasoning", "text": "let me think"},
+        {"type": "text", "text": "Hi"},
+        {"type": "output_text", "text": " there"},
+        {"text": "!"}
+    ]}, "finish_reason": "stop"}]});
+    let r = wire::parse_chat(body.to_string().as_bytes()).unwrap();
+    assert_eq!(r.text(), "Hi there!");
 }
