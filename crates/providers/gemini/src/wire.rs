@@ -1126,8 +1126,15 @@ impl OpenCall {
             b.clone()
         } else if item.get("nullValue").is_some() {
             Value::Null
+        } else if let Some(v) = item.get("structValue").or_else(|| item.get("listValue")) {
+            // (protobuf's Struct and ListValue read as JSON: an object, an array)
+            v.clone()
         } else {
-            return Ok(());
+            // a value of a kind it cannot read would leave an argument wrong: an error
+            return Err(Error::new(
+                ErrorKind::Decode,
+                format!("a streamed function-call argument of a kind it cannot read at {path}"),
+            ));
         };
         let string = value.is_string();
         *at = value;

@@ -576,6 +576,23 @@ fn an_argument_path_too_deep_is_a_decode_error_not_a_stack_overflow() {
     assert_eq!(e.kind(), infermux_core::ErrorKind::Decode, "{e}");
 }
 
+#[test]
+fn argument_values_of_every_protobuf_kind_are_read_and_an_unknown_kind_is_an_error() {
+    let open = r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"f","willContinue":true}}]}}]}"#;
+    let args = r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"partialArgs":[{"jsonPath":"$.o","structValue":{"k":1}},{"jsonPath":"$.l","listValue":[1,"a"]},{"jsonPath":"$.n","nullValue":null}],"willContinue":true}}]}}]}"#;
+    let close = r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{}}]},"finishReason":"STOP"}]}"#;
+    let r = collect_chunks(&[open, args, close]);
+    assert_eq!(
+        r.tool_calls()[0].parsed_arguments().unwrap(),
+        json!({"o": {"k": 1}, "l": [1, "a"], "n": null})
+    );
+    let odd = r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"partialArgs":[{"jsonPath":"$.x","decimalValue":"1.5"}],"willContinue":true}}]}}]}"#;
+    let mut st = wire::GenerateState::new();
+    st.on_chunk(open).unwrap();
+    let e = st.on_chunk(odd).unwrap_err();
+    assert_eq!(e.kind(), infermux_core::ErrorKind::Decode, "{e}");
+}
+
 /// The answer a stream of `chunks` (one JSON object each) adds up to.
 fn collect_chunks(chunks: &[&str]) -> infermux_core::ChatResponse {
     let mut st = wire::GenerateState::new();
