@@ -10,7 +10,9 @@
 //! `$ref`/`$defs` inlined), `functionResponse` tool results; system instructions; thought
 //! signatures (a `functionCall` part's as [`infermux_core::ToolCall::signature`], a thought or
 //! text part's on a signed thinking part) kept, streamed or not, and sent back where they came
-//! from on the next turn.
+//! from on the next turn. An image answer (`inlineData`) is an image part; a part this crate
+//! does not model (`executableCode`, `codeExecutionResult`, a newer kind) is kept whole as
+//! [`infermux_core::ContentPart::Other`] and sent back to Gemini as it came.
 //!
 //! Errors: a blocked prompt (`promptFeedback.blockReason`) or a safety finish reason is
 //! [`infermux_core::ErrorKind::ContentFilter`]; a 429 `RESOURCE_EXHAUSTED` is `RateLimited` with

@@ -193,6 +193,9 @@ enum Part<'a> {
         name: &'a str,
         response: Value,
     },
+    /// A part this version does not model (`executableCode`, `codeExecutionResult`, …), sent
+    /// back as Gemini sent it.
+    Raw(&'a Value),
 }
 
 impl Part<'_> {
@@ -254,6 +257,9 @@ struct FunctionResponse<'a> {
 
 impl Serialize for Part<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if let Part::Raw(raw) = self {
+            return raw.serialize(s);
+        }
         let mut m = s.serialize_map(None)?;
         match self {
             Part::Text { text, signature } => {
@@ -302,6 +308,7 @@ impl Serialize for Part<'_> {
                     response,
                 },
             )?,
+            Part::Raw(_) => {}
         }
         m.end()
     }
@@ -346,6 +353,11 @@ fn part_of(p: &ContentPart) -> Option<Part<'_>> {
             text,
             signature: signature.as_deref(),
         },
+        // a part Gemini sent that this version does not model goes back as it came; another
+        // provider's block (it has a `type`, which no Gemini part has) does not
+        ContentPart::Other { raw } if raw.is_object() && raw.get("type").is_none() => {
+            Part::Raw(raw)
+        }
         _ => return None,
     })
 }
@@ -1252,6 +1264,18 @@ struct WirePart<'a> {
     thought_signature: Str<'a>,
     #[serde(borrow)]
     function_call: Present<Obj<WireFunctionCall<'a>>>,
+    #[serde(borrow)]
+    inline_data: Obj<WireBlob<'a>>,
+}
+
+/// `inlineData`: an image (or other media) the model answered with.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WireBlob<'a> {
+    #[serde(borrow)]
+    mime_type: Str<'a>,
+    #[serde(borrow)]
+    data: Str<'a>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1398,7 +1422,10 @@ impl GenerateState {
         };
         let cand = cand.or_default();
         let parts = cand.content.or_default().parts.0.unwrap_or_default();
-        for p in parts {
+        // the chunk as a `Value`, read once and only for a part this version does not model
+        let mut value = Some(value);
+        let mut whole: Option<Value> = None;
+        for (i, p) in parts.into_iter().enumerate() {
             let p = p.or_default();
             let signature = p.thought_signature.owned().filter(|s| !s.is_empty());
             if let Some(fc) = p.function_call.0 {
@@ -1480,6 +1507,50 @@ impl GenerateState {
                 }
                 if let Some(signature) = signature {
                     out.push(StreamEvent::ReasoningSignature { signature });
+                }
+            } else if let Some(blob) = p.inline_data.0.filter(|b| {
+                b.mime_type.get().is_some_and(|m| m.starts_with("image/")) && b.data.get().is_some()
+            }) {
+                out.push(StreamEvent::Part {
+                    part: ContentPart::Image {
+                        source: ImageSource::Base64 {
+                            media_type: blob.mime_type.owned().unwrap_or_default(),
+                            data: blob.data.owned().unwrap_or_default(),
+                        },
+                        detail: None,
+                    },
+                });
+                if let Some(signature) = signature {
+                    out.push(StreamEvent::ReasoningSignature { signature });
+                }
+            } else {
+                // a kind of part this version does not model (`executableCode`,
+                // `codeExecutionResult`, `fileData`, audio, a newer kind): kept whole, never
+                // dropped (it may be the answer)
+                if whole.is_none()
+                    && let Some(read) = value.take()
+                {
+                    whole = Some(read()?);
+                }
+                // (a part with nothing but a signature is no part to keep: its signature goes
+                // with the reasoning, as a text part's does)
+                let raw = whole
+                    .as_ref()
+                    .and_then(|v| v.pointer(&format!("/candidates/0/content/parts/{i}")))
+                    .filter(|raw| {
+                        raw.as_object().is_some_and(|o| {
+                            o.keys().any(|k| k != "thought" && k != "thoughtSignature")
+                        })
+                    })
+                    .cloned();
+                match (raw, signature) {
+                    (Some(raw), _) => out.push(StreamEvent::Part {
+                        part: ContentPart::Other { raw },
+                    }),
+                    (None, Some(signature)) => {
+                        out.push(StreamEvent::ReasoningSignature { signature });
+                    }
+                    (None, None) => {}
                 }
             }
         }

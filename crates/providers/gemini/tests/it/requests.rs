@@ -593,6 +593,59 @@ fn argument_values_of_every_protobuf_kind_are_read_and_an_unknown_kind_is_an_err
     assert_eq!(e.kind(), infermux_core::ErrorKind::Decode, "{e}");
 }
 
+/// Parts the crate does not model are kept, never dropped: an image answer is an image part,
+/// code execution (and any newer kind) is kept raw and goes back to Gemini as it came; another
+/// provider's raw block does not go to Gemini.
+#[test]
+fn parts_it_does_not_model_are_kept_and_sent_back() {
+    let image = r#"{"candidates":[{"content":{"role":"model","parts":[{"inlineData":{"mimeType":"image/png","data":"iVBORw0KGgo="}}]},"finishReason":"STOP"}]}"#;
+    let r = collect_chunks(&[image]);
+    assert!(
+        matches!(
+            &r.message.content[..],
+            [ContentPart::Image { source: infermux_core::ImageSource::Base64 { media_type, data }, .. }]
+                if media_type == "image/png" && data == "iVBORw0KGgo="
+        ),
+        "{:?}",
+        r.message.content
+    );
+    let code = r#"{"candidates":[{"content":{"role":"model","parts":[{"executableCode":{"language":"PYTHON","code":"print(1+1)"}},{"codeExecutionResult":{"outcome":"OUTCOME_OK","output":"2\n"}},{"text":"It is 2."}]},"finishReason":"STOP"}]}"#;
+    let r = collect_chunks(&[code]);
+    assert_eq!(r.text(), "It is 2.");
+    let raws: Vec<&Value> = r
+        .message
+        .content
+        .iter()
+        .filter_map(|p| match p {
+            ContentPart::Other { raw } => Some(raw),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(raws.len(), 2, "{:?}", r.message.content);
+    assert_eq!(raws[1]["codeExecutionResult"]["output"], "2\n");
+    // back to Gemini as they came, beside an Anthropic block that is not sent
+    let mut turn = r.message.clone();
+    turn.content.push(ContentPart::Other {
+        raw: json!({"type": "container_upload", "file_id": "f"}),
+    });
+    let req = ChatRequest::new(
+        "gemini-2.5-flash",
+        vec![Message::user("1+1?"), turn, Message::user("thanks")],
+    );
+    let b = wire::generate_body(&req);
+    let parts = &b["contents"][1]["parts"];
+    assert_eq!(parts[0]["executableCode"]["code"], "print(1+1)");
+    assert_eq!(parts[1]["codeExecutionResult"]["outcome"], "OUTCOME_OK");
+    assert!(
+        parts
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p.get("type").is_none()),
+        "{parts}"
+    );
+}
+
 /// The answer a stream of `chunks` (one JSON object each) adds up to.
 fn collect_chunks(chunks: &[&str]) -> infermux_core::ChatResponse {
     let mut st = wire::GenerateState::new();
