@@ -640,6 +640,30 @@ lenient::fields!(Incomplete<'de> {
     "reason" => reason,
 });
 
+/// Output items that ask the caller to act (run a tool, approve a call) but that this crate
+/// does not model: an answer holding one did not simply stop.
+const CALLER_ACTS_ON: &[&str] = &[
+    "custom_tool_call",
+    "computer_call",
+    "local_shell_call",
+    "shell_call",
+    "apply_patch_call",
+    "mcp_approval_request",
+];
+
+/// Whether an output item of kind `kind` is one this crate reads (the others are kept raw).
+fn modelled(kind: Option<&str>) -> bool {
+    matches!(kind, Some("message" | "function_call" | "reasoning"))
+}
+
+/// `finish` with an item that asks the caller to act in place of a plain stop.
+fn with_caller_item(finish: Option<FinishReason>, acts: Option<&str>) -> Option<FinishReason> {
+    match (finish, acts) {
+        (Some(FinishReason::Stop), Some(kind)) => Some(FinishReason::Other(kind.to_owned())),
+        (f, _) => f,
+    }
+}
+
 fn finish_of(
     status: Option<&str>,
     incomplete: &Object<Incomplete<'_>>,
@@ -727,8 +751,13 @@ fn str_or_empty<'s>(s: &'s lenient::Str<'_>) -> &'s str {
     s.as_deref().unwrap_or_default()
 }
 
-/// The answer a response object read with [`ResponseFields`] holds (`None`: not an object).
-fn to_response(v: Option<ResponseFields<'_>>) -> Result<ChatResponse> {
+/// The answer a response object read with [`ResponseFields`] holds (`None`: not an object);
+/// `whole` reads the object as a `Value`, for output items this crate does not model (kept
+/// raw).
+fn to_response(
+    v: Option<ResponseFields<'_>>,
+    whole: impl FnOnce() -> Option<Value>,
+) -> Result<ChatResponse> {
     let v = v.unwrap_or_default();
     if let Some(err) = v.error.as_ref() {
         return Err(response_error(err));
@@ -741,7 +770,17 @@ fn to_response(v: Option<ResponseFields<'_>>) -> Result<ChatResponse> {
     let mut refusal = String::new();
     let mut reasoning = String::new();
     let mut calls = Vec::new();
-    for item in output.into_iter().filter_map(|i| i.0) {
+    let mut unmodelled = Vec::new();
+    let mut acts = None;
+    for (i, item) in output.into_iter().enumerate() {
+        let Some(item) = item.0 else { continue };
+        if !modelled(item.kind.as_deref()) {
+            unmodelled.push(i);
+            if let Some(k) = item.kind.as_deref().filter(|k| CALLER_ACTS_ON.contains(k)) {
+                acts.get_or_insert_with(|| k.to_owned());
+            }
+            continue;
+        }
         match item.kind.as_deref() {
             Some("message") => {
                 for part in item.content.iter().filter_map(|p| p.0.as_ref()) {
@@ -761,14 +800,23 @@ fn to_response(v: Option<ResponseFields<'_>>) -> Result<ChatResponse> {
                 for s in item.summary.iter().filter_map(|s| s.0.as_ref()) {
                     reasoning.push_str(str_or_empty(&s.text));
                 }
+                // the reasoning itself, where a server shows it (`reasoning_text` parts)
+                for part in item.content.iter().filter_map(|p| p.0.as_ref()) {
+                    if part.kind.as_deref() == Some("reasoning_text") {
+                        reasoning.push_str(str_or_empty(&part.text));
+                    }
+                }
             }
             _ => {}
         }
     }
-    let finish = finish_of(
-        v.status.as_deref(),
-        &v.incomplete_details,
-        !calls.is_empty(),
+    let finish = with_caller_item(
+        finish_of(
+            v.status.as_deref(),
+            &v.incomplete_details,
+            !calls.is_empty(),
+        ),
+        acts.as_deref(),
     );
     let mut message = Message::assistant_tool_calls(calls);
     if !reasoning.is_empty() {
@@ -783,6 +831,20 @@ fn to_response(v: Option<ResponseFields<'_>>) -> Result<ChatResponse> {
     if !refusal.is_empty() {
         message.content.push(ContentPart::Refusal { text: refusal });
     }
+    // output items this crate does not model (a custom tool call, a server tool's result, a
+    // newer kind): kept whole, never dropped
+    if !unmodelled.is_empty()
+        && let Some(whole) = whole()
+        && let Some(items) = whole.get("output").and_then(Value::as_array)
+    {
+        for i in unmodelled {
+            if let Some(raw) = items.get(i).filter(|r| r.is_object()) {
+                message
+                    .content
+                    .push(ContentPart::Other { raw: raw.clone() });
+            }
+        }
+    }
     let mut resp = ChatResponse::new(str_or_empty(&v.model), message);
     resp.id = v.id.into_owned();
     resp.finish_reason = finish;
@@ -795,7 +857,7 @@ fn to_response(v: Option<ResponseFields<'_>>) -> Result<ChatResponse> {
 pub fn parse_response_value(v: &Value) -> Result<ChatResponse> {
     let fields = Object::<ResponseFields<'_>>::deserialize(v)
         .map_err(|e| Error::new(ErrorKind::Decode, format!("response is not readable: {e}")))?;
-    to_response(fields.0)
+    to_response(fields.0, || Some(v.clone()))
 }
 
 /// Parses the body of `POST /responses`.
@@ -806,7 +868,7 @@ pub fn parse_response(body: &[u8]) -> Result<ChatResponse> {
             format!("response is not valid JSON: {e}"),
         )
     })?;
-    to_response(fields.0)
+    to_response(fields.0, || infermux_http::json::from_body(body).ok())
 }
 
 /// One stream event as read: its type, the response it carries (`response.created`,
@@ -859,6 +921,9 @@ pub struct ResponsesStreamState {
     text: String,
     /// output_index → tool-call index, in order of appearance
     calls: Vec<u64>,
+    /// The first output item seen that asks the caller to act and that this crate does not
+    /// model (the answer then did not simply stop).
+    acts: Option<String>,
 }
 
 impl ResponsesStreamState {
@@ -922,8 +987,26 @@ impl ResponsesStreamState {
                 out.push(StreamEvent::TextDelta { text });
             }
             "response.refusal.delta" => out.push(StreamEvent::RefusalDelta { text: delta() }),
-            "response.reasoning_summary_text.delta" => {
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
                 out.push(StreamEvent::ReasoningDelta { text: delta() });
+            }
+            "response.output_item.done"
+                if !modelled(v.item.0.as_ref().and_then(|i| i.kind.as_deref())) =>
+            {
+                // an item this crate does not model: kept whole, never dropped
+                let whole: Value = serde_json::from_str(data).unwrap_or_default();
+                if let Some(raw) = whole.get("item").filter(|r| r.is_object()) {
+                    if let Some(k) = raw
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .filter(|k| CALLER_ACTS_ON.contains(k))
+                    {
+                        self.acts.get_or_insert_with(|| k.to_owned());
+                    }
+                    out.push(StreamEvent::Part {
+                        part: ContentPart::Other { raw: raw.clone() },
+                    });
+                }
             }
             "response.output_item.added" => {
                 let item = v.item.0.as_ref();
@@ -954,10 +1037,13 @@ impl ResponsesStreamState {
                 }
                 self.done = true;
                 out.push(StreamEvent::Done {
-                    finish_reason: finish_of(
-                        resp.status.as_deref(),
-                        &resp.incomplete_details,
-                        !self.calls.is_empty(),
+                    finish_reason: with_caller_item(
+                        finish_of(
+                            resp.status.as_deref(),
+                            &resp.incomplete_details,
+                            !self.calls.is_empty(),
+                        ),
+                        self.acts.as_deref(),
                     ),
                 });
             }

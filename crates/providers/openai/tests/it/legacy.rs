@@ -205,8 +205,18 @@ pub(crate) fn parse_response_value(v: &Value) -> Result<ChatResponse> {
     let mut refusal = String::new();
     let mut reasoning = String::new();
     let mut calls = Vec::new();
+    let mut raws = Vec::new();
+    let mut acts: Option<String> = None;
     for item in output {
-        match item.get("type").and_then(Value::as_str) {
+        let kind = item.get("type").and_then(Value::as_str);
+        if item.is_object() && !matches!(kind, Some("message" | "function_call" | "reasoning")) {
+            raws.push(item.clone());
+            if let Some(k) = kind.filter(|k| CALLER_ACTS_ON.contains(k)) {
+                acts.get_or_insert_with(|| k.to_owned());
+            }
+            continue;
+        }
+        match kind {
             Some("message") => {
                 for part in item
                     .get("content")
@@ -242,15 +252,30 @@ pub(crate) fn parse_response_value(v: &Value) -> Result<ChatResponse> {
                 {
                     reasoning.push_str(s.get("text").and_then(Value::as_str).unwrap_or(""));
                 }
+                for c in item
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if c.get("type").and_then(Value::as_str) == Some("reasoning_text") {
+                        reasoning.push_str(c.get("text").and_then(Value::as_str).unwrap_or(""));
+                    }
+                }
             }
             _ => {}
         }
     }
-    let finish = finish_of(
+    let mut finish = finish_of(
         v.get("status").and_then(Value::as_str),
         v.get("incomplete_details"),
         !calls.is_empty(),
     );
+    if finish == Some(FinishReason::Stop)
+        && let Some(k) = acts
+    {
+        finish = Some(FinishReason::Other(k));
+    }
     let mut message = Message::assistant_tool_calls(calls);
     if !reasoning.is_empty() {
         message.content.push(ContentPart::Thinking {
@@ -263,6 +288,9 @@ pub(crate) fn parse_response_value(v: &Value) -> Result<ChatResponse> {
     }
     if !refusal.is_empty() {
         message.content.push(ContentPart::Refusal { text: refusal });
+    }
+    for raw in raws {
+        message.content.push(ContentPart::Other { raw });
     }
     let mut resp = ChatResponse::new(
         v.get("model").and_then(Value::as_str).unwrap_or_default(),
@@ -297,7 +325,19 @@ pub(crate) struct ResponsesStreamState {
     text: String,
     /// output_index → tool-call index, in order of appearance
     calls: Vec<u64>,
+    /// The first unmodelled output item that asks the caller to act.
+    acts: Option<String>,
 }
+
+/// Output items that ask the caller to act (as the crate lists them).
+const CALLER_ACTS_ON: &[&str] = &[
+    "custom_tool_call",
+    "computer_call",
+    "local_shell_call",
+    "shell_call",
+    "apply_patch_call",
+    "mcp_approval_request",
+];
 
 impl ResponsesStreamState {
     /// A fresh state.
@@ -369,8 +409,30 @@ impl ResponsesStreamState {
                 out.push(StreamEvent::TextDelta { text });
             }
             "response.refusal.delta" => out.push(StreamEvent::RefusalDelta { text: delta() }),
-            "response.reasoning_summary_text.delta" => {
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
                 out.push(StreamEvent::ReasoningDelta { text: delta() });
+            }
+            "response.output_item.done"
+                if !matches!(
+                    v.get("item")
+                        .filter(|i| i.is_object())
+                        .and_then(|i| i.get("type"))
+                        .and_then(Value::as_str),
+                    Some("message" | "function_call" | "reasoning")
+                ) =>
+            {
+                if let Some(raw) = v.get("item").filter(|r| r.is_object()) {
+                    if let Some(k) = raw
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .filter(|k| CALLER_ACTS_ON.contains(k))
+                    {
+                        self.acts.get_or_insert_with(|| k.to_owned());
+                    }
+                    out.push(StreamEvent::Part {
+                        part: ContentPart::Other { raw: raw.clone() },
+                    });
+                }
             }
             "response.output_item.added" => {
                 let item = v.get("item").cloned().unwrap_or_default();
@@ -406,12 +468,18 @@ impl ResponsesStreamState {
                     out.push(StreamEvent::Usage(usage_of(u)));
                 }
                 self.done = true;
+                let mut finish = finish_of(
+                    resp.get("status").and_then(Value::as_str),
+                    resp.get("incomplete_details"),
+                    !self.calls.is_empty(),
+                );
+                if finish == Some(FinishReason::Stop)
+                    && let Some(k) = self.acts.clone()
+                {
+                    finish = Some(FinishReason::Other(k));
+                }
                 out.push(StreamEvent::Done {
-                    finish_reason: finish_of(
-                        resp.get("status").and_then(Value::as_str),
-                        resp.get("incomplete_details"),
-                        !self.calls.is_empty(),
-                    ),
+                    finish_reason: finish,
                 });
             }
             "response.failed" => {

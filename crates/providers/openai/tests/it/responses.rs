@@ -189,3 +189,74 @@ fn bodies_read_back_to_the_same_request() {
     assert_eq!(req.messages[0].text(), "Tell me a joke");
     assert_eq!(req.extra["store"], json!(false));
 }
+
+/// Output items this crate does not model are kept raw, never dropped; one that asks the
+/// caller to act (a custom tool call) makes the finish reason say so instead of a plain stop;
+/// a server tool's finished call (a web search) does not. Reasoning text parts are reasoning.
+#[tokio::test]
+async fn output_items_it_does_not_model_are_kept_and_a_call_for_the_caller_is_no_plain_stop() {
+    let body = json!({"id":"r","status":"completed","model":"gpt-5","output":[
+        {"type":"reasoning","summary":[],"content":[{"type":"reasoning_text","text":"think"}]},
+        {"type":"web_search_call","id":"ws","status":"completed"},
+        {"type":"custom_tool_call","call_id":"c1","name":"grammar","input":"SELECT 1"},
+        {"type":"message","role":"assistant","content":[{"type":"output_text","text":"Ran it."}]}
+    ]});
+    let r = call(&body.to_string()).await.unwrap();
+    assert_eq!(r.text(), "Ran it.");
+    let raws: Vec<&serde_json::Value> = r
+        .message
+        .content
+        .iter()
+        .filter_map(|p| match p {
+            ContentPart::Other { raw } => Some(raw),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(raws.len(), 2, "{:?}", r.message.content);
+    assert_eq!(raws[1]["input"], "SELECT 1");
+    assert_eq!(
+        r.finish_reason,
+        Some(FinishReason::Other("custom_tool_call".into()))
+    );
+    assert!(
+        r.message
+            .content
+            .iter()
+            .any(|p| matches!(p, ContentPart::Thinking { text, .. } if text == "think"))
+    );
+    // a finished server tool alone is a plain stop
+    let body = json!({"id":"r","status":"completed","model":"gpt-5","output":[
+        {"type":"web_search_call","id":"ws","status":"completed"},
+        {"type":"message","role":"assistant","content":[{"type":"output_text","text":"Found."}]}
+    ]});
+    let r = call(&body.to_string()).await.unwrap();
+    assert_eq!(r.finish_reason, Some(FinishReason::Stop));
+    // streamed the same way
+    let item =
+        json!({"type":"custom_tool_call","call_id":"c1","name":"grammar","input":"SELECT 1"});
+    let events = vec![
+        created(),
+        json!({"type":"response.reasoning_text.delta","output_index":0,"delta":"think"}),
+        json!({"type":"response.output_item.added","output_index":1,"item":item}),
+        json!({"type":"response.custom_tool_call_input.delta","output_index":1,"delta":"SELECT 1"}),
+        json!({"type":"response.output_item.done","output_index":1,"item":item}),
+        json!({"type":"response.completed","response":{"id":"r","status":"completed","model":"gpt-5","output":[]}}),
+    ];
+    let r = stream(&events, 7).await.unwrap();
+    assert!(
+        r.message
+            .content
+            .iter()
+            .any(|p| matches!(p, ContentPart::Other { raw } if raw["input"] == "SELECT 1"))
+    );
+    assert!(
+        r.message
+            .content
+            .iter()
+            .any(|p| matches!(p, ContentPart::Thinking { text, .. } if text == "think"))
+    );
+    assert_eq!(
+        r.finish_reason,
+        Some(FinishReason::Other("custom_tool_call".into()))
+    );
+}
