@@ -335,3 +335,96 @@ impl Drop for SlowRelay {
         self.task.abort();
     }
 }
+
+/// A TCP relay on 127.0.0.1 whose connections can be black-holed: after [`freeze`], the
+/// connections it carries stay open but pass nothing either way (a failover behind the same
+/// name, a NAT flow dropped: no error ever closes them), while connections made afterwards
+/// are relayed as before. Counts the connections it accepts. Stops relaying when dropped.
+///
+/// [`freeze`]: FreezableRelay::freeze
+#[derive(Debug)]
+pub struct FreezableRelay {
+    /// `host:port` it listens on.
+    pub addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections accepted before this generation are frozen.
+    frozen_before: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FreezableRelay {
+    /// Relays to `target` (`host:port`).
+    pub async fn start(target: &str) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let frozen_before = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (count, frozen) = (accepted.clone(), frozen_before.clone());
+        let target = target.to_owned();
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let generation = count.fetch_add(1, Ordering::AcqRel);
+                let (target, frozen) = (target.clone(), frozen.clone());
+                tokio::spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let (mut ir, mut iw) = inbound.into_split();
+                    let (mut or, mut ow) = outbound.into_split();
+                    let pass = move |g: usize| g >= frozen.load(Ordering::Acquire);
+                    let pass2 = pass.clone();
+                    let up = async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n) = ir.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            // frozen: read and dropped, the sender never told
+                            if pass(generation) && ow.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let down = async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n) = or.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            if pass2(generation) && iw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        Ok(FreezableRelay {
+            addr,
+            accepted,
+            frozen_before,
+            task,
+        })
+    }
+
+    /// Black-holes every connection accepted so far; later ones are relayed.
+    pub fn freeze(&self) {
+        use std::sync::atomic::Ordering;
+        self.frozen_before
+            .store(self.accepted.load(Ordering::Acquire), Ordering::Release);
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Drop for FreezableRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
