@@ -404,7 +404,15 @@ impl SharedState {
                 }
                 e.category().to_owned()
             }
-            Err(_) => format!("no answer within {:?}", self.timeout),
+            Err(_) => {
+                // a probe unanswered too: the connection may be one the network no longer
+                // carries (a failover behind the same name, a dropped NAT flow), which no
+                // error will ever close: the next probe connects afresh
+                if permit.probe {
+                    *self.conn.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+                format!("no answer within {:?}", self.timeout)
+            }
         };
         self.conn.health.failure(self.retry_interval, &what);
         permit.settled = true;

@@ -270,6 +270,42 @@ async fn an_absurd_usage_report_charges_the_shared_limiter_a_minutes_worth_at_mo
     assert!(left <= Duration::from_secs(180), "limited for {left:?}");
 }
 
+/// A connection the network stopped carrying (no error ever closes it) is given up after an
+/// unanswered probe: the next probe connects afresh and shared state is up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_connection_is_made_again_after_an_unanswered_probe() {
+    let Some(url) = shared_redis() else { return };
+    let target = url
+        .trim_start_matches("redis://")
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let relay = infermux_testkit::helpers::FreezableRelay::start(&target)
+        .await
+        .unwrap();
+    let state = SharedState::redis(
+        &format!("redis://{}", relay.addr),
+        &fresh_namespace("blackhole"),
+    )
+    .unwrap();
+    assert!(state.connect().await, "up through the relay");
+    assert_eq!(relay.accepted(), 1);
+    relay.freeze();
+    let mut up = false;
+    for _ in 0..5 {
+        if state.connect().await {
+            up = true;
+            break;
+        }
+    }
+    assert!(up, "never up again after the freeze");
+    assert!(relay.accepted() >= 2, "a fresh connection was made");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_in_one_pool_cools_the_key_in_another_pool() {
     let Some(url) = shared_redis() else { return };
