@@ -20,6 +20,7 @@
 //! longer of 1 s and that timeout, and goes on when the call that started it gives up.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,7 +51,12 @@ pub struct RedisStore {
     prefix: Arc<str>,
     timeout: Duration,
     scripts: Arc<Scripts>,
+    /// Calls unanswered within the timeout since the last answer.
+    timeouts_in_a_row: Arc<AtomicU32>,
 }
+
+/// Unanswered calls in a row after which the connection is made again.
+const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
 
 /// The semantic namespaces' scripts (`push.lua`, `since.lua`).
 struct Scripts {
@@ -98,6 +104,7 @@ impl RedisStore {
                 push: Script::new(include_str!("push.lua")),
                 since: Script::new(include_str!("since.lua")),
             }),
+            timeouts_in_a_row: Arc::default(),
         })
     }
 
@@ -183,7 +190,10 @@ impl RedisStore {
         })
         .await;
         match r {
-            Ok(Ok(v)) => Some(v),
+            Ok(Ok(v)) => {
+                self.timeouts_in_a_row.store(0, Ordering::Release);
+                Some(v)
+            }
             Ok(Err(e)) => {
                 if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
                     *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -192,6 +202,14 @@ impl RedisStore {
                 None
             }
             Err(_) => {
+                // unanswered calls in a row: the connection may be one the network no longer
+                // carries (a failover behind the same name, a dropped NAT flow), which no
+                // error will ever close: the next call connects afresh
+                let in_a_row = self.timeouts_in_a_row.fetch_add(1, Ordering::AcqRel) + 1;
+                if in_a_row >= TIMEOUTS_BEFORE_RECONNECT {
+                    self.timeouts_in_a_row.store(0, Ordering::Release);
+                    *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
                 tracing::debug!(target: "infermux::cache", "redis call timed out");
                 None
             }

@@ -357,3 +357,53 @@ async fn a_process_far_behind_catches_up_in_bounded_replies() {
     assert_eq!(text_of(&hit), "question number w699 about topic t699");
     assert_eq!(reader.snapshot().store_errors, 0);
 }
+
+/// A connection the network stopped carrying (no error ever closes it) is given up after a
+/// few unanswered calls in a row: the next call connects afresh and finds what another
+/// process stored meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_connection_is_made_again_after_unanswered_calls() {
+    let Some(url) = server_url("INFERMUX_REDIS_URL") else {
+        return;
+    };
+    let target = url
+        .trim_start_matches("redis://")
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let relay = infermux_testkit::helpers::FreezableRelay::start(&target)
+        .await
+        .unwrap();
+    let via = format!("redis://{}", relay.addr);
+    let prefix = fresh_prefix("blackhole");
+    let exact = |url: &str| {
+        Cache::new(CacheConfig::default()).unwrap().with_redis(
+            RedisStore::new(url, &prefix)
+                .unwrap()
+                .with_timeout(std::time::Duration::from_millis(200)),
+        )
+    };
+    let ctx = RequestContext::new().with_tenant("t");
+    let question = ask("what is the capital of france");
+    let here = exact(&via);
+    assert!(here.lookup(&question, &ctx, "g").await.is_none());
+    assert_eq!(relay.accepted(), 1, "connected through the relay");
+    relay.freeze();
+    // another process stores the answer (its connection is a fresh one)
+    let there = exact(&url);
+    there.store(&question, &ctx, "g", &answer("Paris")).await;
+    let mut found = None;
+    for _ in 0..6 {
+        if let Some(r) = here.lookup(&question, &ctx, "g").await {
+            found = Some(r);
+            break;
+        }
+    }
+    let found = found.expect("never reached Redis again after the freeze");
+    assert_eq!(text_of(&found), "Paris");
+    assert!(relay.accepted() >= 2, "a fresh connection was made");
+}
