@@ -5,7 +5,7 @@
 use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, TryLockError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use infermux_core::{
@@ -84,6 +84,7 @@ struct Counters {
     semantic_hits: AtomicU64,
     semantic_misses: AtomicU64,
     semantic_skipped: AtomicU64,
+    semantic_busy: AtomicU64,
     verifier_rejects: AtomicU64,
     stores: AtomicU64,
     semantic_stores: AtomicU64,
@@ -108,6 +109,9 @@ pub struct CacheSnapshot {
     /// Lookups the semantic tier did not see (temperature > 0, tools, not a chat ending in a
     /// user turn of text).
     pub semantic_skipped: u64,
+    /// Semantic lookups that found their namespace being changed (a row going in, its index
+    /// rebuilt) and missed rather than wait.
+    pub semantic_busy: u64,
     /// Candidates the verifier turned down.
     pub verifier_rejects: u64,
     /// Answers stored in the exact tier.
@@ -455,6 +459,7 @@ impl Cache {
             semantic_hits: l(&c.semantic_hits),
             semantic_misses: l(&c.semantic_misses),
             semantic_skipped: l(&c.semantic_skipped),
+            semantic_busy: l(&c.semantic_busy),
             verifier_rejects: l(&c.verifier_rejects),
             stores: l(&c.stores),
             semantic_stores: l(&c.semantic_stores),
@@ -509,6 +514,12 @@ impl Cache {
                 "counter",
                 "Lookups the semantic tier did not see (sampling, tools, shape).",
                 s.semantic_skipped,
+            ),
+            (
+                "infermux_cache_semantic_busy_total",
+                "counter",
+                "Semantic lookups that missed because their namespace was being changed.",
+                s.semantic_busy,
             ),
             (
                 "infermux_cache_verifier_rejects_total",
@@ -679,11 +690,20 @@ impl Cache {
     ) -> Option<(Arc<Entry>, CacheHit)> {
         let ns = self.namespace(sem, probe.namespace);
         #[cfg(feature = "redis")]
-        self.catch_up(sem, probe.namespace, &ns).await;
+        self.catch_up(probe.namespace, &ns).await;
         let now = self.now_ms();
         let ttl_ms = u64::try_from(sem.config.ttl.as_millis()).unwrap_or(u64::MAX);
         let candidates: Vec<(String, Arc<Entry>, f32)> = {
-            let n = ns.read().unwrap_or_else(|e| e.into_inner());
+            // a namespace being changed (a row going in, its index rebuilt: seconds at 10⁵
+            // rows) is a miss, not a wait on the runtime's thread
+            let n = match ns.try_read() {
+                Ok(n) => n,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    self.count(|c| &c.semantic_busy);
+                    return None;
+                }
+            };
             let index = n.index.as_ref()?;
             let keep = |row: usize| {
                 n.rows.get(row).is_some_and(|r| {
@@ -732,10 +752,10 @@ impl Cache {
     /// behind (a busy namespace, a fresh start) catches up over a few lookups, each call
     /// within the store's timeout, instead of one reply too large for it.
     #[cfg(feature = "redis")]
-    async fn catch_up(&self, sem: &Semantic, key: CacheKey, ns: &Arc<RwLock<Namespace>>) {
+    async fn catch_up(&self, key: CacheKey, ns: &Arc<RwLock<Namespace>>) {
         let key = key.to_string();
         for _ in 0..CATCH_UP_BATCHES {
-            if self.catch_up_once(sem, &key, ns).await < CATCH_UP_RECORDS {
+            if self.catch_up_once(&key, ns).await < CATCH_UP_RECORDS {
                 return;
             }
         }
@@ -743,7 +763,7 @@ impl Cache {
 
     /// One reply of [`Cache::catch_up`]; how many records it held.
     #[cfg(feature = "redis")]
-    async fn catch_up_once(&self, sem: &Semantic, key: &str, ns: &Arc<RwLock<Namespace>>) -> usize {
+    async fn catch_up_once(&self, key: &str, ns: &Arc<RwLock<Namespace>>) -> usize {
         let Backend::Redis(r) = &self.inner.backend else {
             return 0;
         };
@@ -759,29 +779,39 @@ impl Cache {
             return 0;
         };
         let read = records.len();
-        let mut n = ns.write().unwrap_or_else(|e| e.into_inner());
-        if n.redis_seq != after || n.redis_gen != generation {
-            // another lookup folded records in meanwhile: these may be the same ones
-            return 0;
-        }
-        if now != generation {
-            // the namespace was made anew in Redis (or is read for the first time): its
-            // records are all new to this process (the rows it holds stay until they expire)
-            n.redis_seq = 0;
-            n.redis_gen = now;
-        }
-        for (seq, bytes) in records {
-            if seq <= n.redis_seq {
-                continue;
+        // parsing the records and folding them into the index (up to thousands of rows, an
+        // index build past its threshold) runs off the runtime's threads, under the lock
+        let (this, ns) = (self.clone(), Arc::clone(ns));
+        off_the_runtime(move || {
+            let Some(sem) = &this.inner.semantic else {
+                return;
+            };
+            let mut n = ns.write().unwrap_or_else(|e| e.into_inner());
+            if n.redis_seq != after || n.redis_gen != generation {
+                // another lookup folded records in meanwhile: these may be the same ones
+                return;
             }
-            n.redis_seq = seq;
-            if let Ok(rec) = serde_json::from_slice::<Record>(&bytes)
-                // an expired record takes no room in the index
-                && self.fresh(&rec.entry, sem.config.ttl)
-            {
-                self.push_row(sem, &mut n, rec.text, &rec.vector, Arc::new(rec.entry));
+            if now != generation {
+                // the namespace was made anew in Redis (or is read for the first time): its
+                // records are all new to this process (the rows it holds stay until they
+                // expire)
+                n.redis_seq = 0;
+                n.redis_gen = now;
             }
-        }
+            for (seq, bytes) in records {
+                if seq <= n.redis_seq {
+                    continue;
+                }
+                n.redis_seq = seq;
+                if let Ok(rec) = serde_json::from_slice::<Record>(&bytes)
+                    // an expired record takes no room in the index
+                    && this.fresh(&rec.entry, sem.config.ttl)
+                {
+                    this.push_row(sem, &mut n, rec.text, &rec.vector, Arc::new(rec.entry));
+                }
+            }
+        })
+        .await;
         read
     }
 
@@ -1051,8 +1081,16 @@ impl Cache {
             return;
         }
         let ns = self.namespace(sem, probe.namespace);
-        let mut n = ns.write().unwrap_or_else(|e| e.into_inner());
-        self.push_row(sem, &mut n, probe.text, &vector, entry);
+        // the row goes in off the runtime's threads: it may rebuild the namespace's index
+        // (seconds at 10⁵ rows), under the namespace's lock
+        let this = self.clone();
+        off_the_runtime(move || {
+            if let Some(sem) = &this.inner.semantic {
+                let mut n = ns.write().unwrap_or_else(|e| e.into_inner());
+                this.push_row(sem, &mut n, probe.text, &vector, entry);
+            }
+        })
+        .await;
         self.count(|c| &c.semantic_stores);
     }
 
@@ -1283,4 +1321,100 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Runs `f` on tokio's blocking threads when there is a runtime (it may hold a namespace's
+/// write lock for long: an index rebuilt), else here; returns when it is done (a caller that
+/// stops waiting leaves it to finish).
+async fn off_the_runtime(f: impl FnOnce() + Send + 'static) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        let _ = tokio::task::spawn_blocking(f).await;
+    } else {
+        f();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use infermux_core::{ChatRequest, ChatResponse, Message};
+
+    /// One vector for every text: every stored question is a candidate for every lookup.
+    #[derive(Debug)]
+    struct Flat;
+
+    #[async_trait]
+    impl Embedder for Flat {
+        fn model_id(&self) -> &str {
+            "flat"
+        }
+        async fn embed(&self, texts: &[String], _ctx: &RequestContext) -> Result<Vec<Vec<f32>>> {
+            Ok(texts.iter().map(|_| vec![1.0, 0.0, 0.0]).collect())
+        }
+    }
+
+    /// Takes every candidate.
+    #[derive(Debug)]
+    struct Yes;
+
+    #[async_trait]
+    impl crate::Verifier for Yes {
+        async fn score(&self, _query: &str, _candidate: &str, _cosine: f32) -> Result<f32> {
+            Ok(1.0)
+        }
+        fn threshold(&self) -> f32 {
+            0.5
+        }
+    }
+
+    fn ask(text: &str) -> Request {
+        Request::Chat(ChatRequest::new("m", vec![Message::user(text)]))
+    }
+
+    /// A semantic lookup that finds its namespace being changed (its write lock held, as
+    /// while a row goes in and its index is rebuilt) misses at once and says so, rather than
+    /// wait on the runtime's thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lookup_on_a_namespace_being_changed_misses_rather_than_waits() {
+        let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
+            Arc::new(Flat),
+            Arc::new(Yes),
+            SemanticConfig::default(),
+        );
+        let ctx = RequestContext::new();
+        let answer = Response::Chat(ChatResponse::new("m", Message::assistant("Paris")));
+        cache
+            .store(&ask("capital of france?"), &ctx, "g", &answer)
+            .await;
+        // found by meaning while nothing holds the namespace
+        assert!(
+            cache
+                .lookup(&ask("france, capital of?"), &ctx, "g")
+                .await
+                .is_some()
+        );
+        let sem = cache.inner.semantic.as_ref().unwrap();
+        sem.namespaces.run_pending_tasks();
+        let (_, ns) = sem.namespaces.iter().next().expect("one namespace");
+        // another thread holds the namespace's write lock until told to let go
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _held = ns.write().unwrap();
+            held_tx.send(()).unwrap();
+            let _ = go_rx.recv();
+        });
+        held_rx.recv().unwrap();
+        let (c, q) = (cache.clone(), ask("the capital of france?"));
+        let looked = tokio::spawn(async move { c.lookup(&q, &RequestContext::new(), "g").await });
+        let found = tokio::time::timeout(Duration::from_secs(5), looked).await;
+        go_tx.send(()).unwrap();
+        holder.join().unwrap();
+        let found = found
+            .expect("the lookup waited on the namespace's lock")
+            .unwrap();
+        assert!(found.is_none());
+        assert_eq!(cache.snapshot().semantic_busy, 1);
+    }
 }
