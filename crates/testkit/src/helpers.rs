@@ -356,7 +356,6 @@ impl FreezableRelay {
     /// Relays to `target` (`host:port`).
     pub async fn start(target: &str) -> std::io::Result<Self> {
         use std::sync::atomic::Ordering;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -371,33 +370,11 @@ impl FreezableRelay {
                     let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
                         return;
                     };
-                    let (mut ir, mut iw) = inbound.into_split();
-                    let (mut or, mut ow) = outbound.into_split();
-                    let pass = move |g: usize| g >= frozen.load(Ordering::Acquire);
-                    let pass2 = pass.clone();
-                    let up = async move {
-                        let mut buf = vec![0u8; 16 * 1024];
-                        while let Ok(n) = ir.read(&mut buf).await {
-                            if n == 0 {
-                                break;
-                            }
-                            // frozen: read and dropped, the sender never told
-                            if pass(generation) && ow.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    };
-                    let down = async move {
-                        let mut buf = vec![0u8; 16 * 1024];
-                        while let Ok(n) = or.read(&mut buf).await {
-                            if n == 0 {
-                                break;
-                            }
-                            if pass2(generation) && iw.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    };
+                    let (ir, iw) = inbound.into_split();
+                    let (or, ow) = outbound.into_split();
+                    let pass = move || generation >= frozen.load(Ordering::Acquire);
+                    let up = pump(ir, ow, pass.clone());
+                    let down = pump(or, iw, pass);
                     tokio::join!(up, down);
                 });
             }
@@ -421,6 +398,35 @@ impl FreezableRelay {
     pub fn accepted(&self) -> usize {
         self.accepted.load(std::sync::atomic::Ordering::Acquire)
     }
+}
+
+/// Copies `from` to `to` while `pass` says so; what arrives otherwise is read and dropped (the
+/// sender never told), until either side closes.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    pass: impl Fn() -> bool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 || (pass() && to.write_all(&buf[..n]).await.is_err()) {
+            break;
+        }
+    }
+}
+
+/// The `host:port` of a `redis://[user:password@]host:port[/db]` URL (what a relay relays to).
+///
+/// ```
+/// use infermux_testkit::helpers::redis_host_port;
+/// assert_eq!(redis_host_port("redis://127.0.0.1:6379"), "127.0.0.1:6379");
+/// assert_eq!(redis_host_port("redis://:pw@h:7000/2"), "h:7000");
+/// ```
+pub fn redis_host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority.rsplit('@').next().unwrap_or(authority).to_owned()
 }
 
 impl Drop for FreezableRelay {

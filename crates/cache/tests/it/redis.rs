@@ -366,15 +366,7 @@ async fn a_black_holed_connection_is_made_again_after_unanswered_calls() {
     let Some(url) = server_url("INFERMUX_REDIS_URL") else {
         return;
     };
-    let target = url
-        .trim_start_matches("redis://")
-        .rsplit('@')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let target = infermux_testkit::helpers::redis_host_port(&url);
     let relay = infermux_testkit::helpers::FreezableRelay::start(&target)
         .await
         .unwrap();

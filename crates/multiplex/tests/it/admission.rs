@@ -369,15 +369,17 @@ async fn no_fail_over_to_an_endpoint_whose_breaker_is_open_so_retry_after_is_kep
     }
 }
 
-/// A half-open breaker refuses an attempt while its one probe is out, and the probe then
-/// comes back unused (as the pool's own look at an open breaker gives its probe back) with no
-/// permit released: the endpoint is looked at again a while later, not held back for good.
-#[tokio::test(start_paused = true)]
-async fn a_breaker_refusal_while_its_probe_is_out_is_looked_at_again() {
+/// A pool of one endpoint around `stub` whose breaker (one half-open probe) opened and whose
+/// open wait has passed: its next attempt is the half-open probe.
+async fn half_open_pool(
+    stub: Arc<Stub>,
+) -> (
+    infermux_multiplex::MultiPool,
+    Arc<dyn infermux_resilience::breaker::Breaker>,
+) {
     use infermux_resilience::breaker::{BreakerConfig, Outcome, SlidingWindow};
-    let stub = Stub::new("probe", |_req, _ctx| async { ok() });
     let exec = executor(
-        stub.clone(),
+        stub,
         4,
         Some(
             BreakerConfig::standard()
@@ -396,6 +398,17 @@ async fn a_breaker_refusal_while_its_probe_is_out_is_looked_at_again() {
         PoolConfig::new(Strategy::RoundRobin),
     );
     tokio::time::advance(Duration::from_secs(2)).await;
+    (pool, breaker)
+}
+
+/// A half-open breaker refuses an attempt while its one probe is out, and the probe then
+/// comes back unused (as the pool's own look at an open breaker gives its probe back) with no
+/// permit released: the endpoint is looked at again a while later, not held back for good.
+#[tokio::test(start_paused = true)]
+async fn a_breaker_refusal_while_its_probe_is_out_is_looked_at_again() {
+    use infermux_resilience::breaker::Outcome;
+    let stub = Stub::new("probe", |_req, _ctx| async { ok() });
+    let (pool, breaker) = half_open_pool(stub.clone()).await;
     // someone else holds the half-open probe
     let probe = breaker.try_acquire().unwrap();
     let (p, req, ctx) = (
@@ -420,31 +433,11 @@ async fn a_breaker_refusal_while_its_probe_is_out_is_looked_at_again() {
 /// only at the recheck.
 #[tokio::test(start_paused = true)]
 async fn a_short_call_waits_for_the_probe_in_flight_rather_than_failing_at_once() {
-    use infermux_resilience::breaker::{BreakerConfig, Outcome, SlidingWindow};
     let stub = Stub::new("slow-probe", |_req, _ctx| async {
         tokio::time::sleep(Duration::from_millis(10)).await;
         ok()
     });
-    let exec = executor(
-        stub.clone(),
-        4,
-        Some(
-            BreakerConfig::standard()
-                .with_window(SlidingWindow::Count(1))
-                .with_minimum_calls(1)
-                .with_open_wait(Duration::from_secs(1))
-                .with_half_open_probes(1),
-        ),
-    );
-    let breaker = exec.breaker().unwrap().clone();
-    let t = breaker.try_acquire().unwrap();
-    breaker.on_outcome(t, Outcome::Failure, Duration::ZERO);
-    let pool = pool(
-        vec![exec],
-        vec![keyed(0, "a")],
-        PoolConfig::new(Strategy::RoundRobin),
-    );
-    tokio::time::advance(Duration::from_secs(2)).await;
+    let (pool, _breaker) = half_open_pool(stub.clone()).await;
     let (long, short) = (
         policy(1, Duration::from_secs(10)),
         policy(1, Duration::from_millis(30)),

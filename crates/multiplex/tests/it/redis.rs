@@ -275,15 +275,7 @@ async fn an_absurd_usage_report_charges_the_shared_limiter_a_minutes_worth_at_mo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_connection_is_made_again_after_an_unanswered_probe() {
     let Some(url) = shared_redis() else { return };
-    let target = url
-        .trim_start_matches("redis://")
-        .rsplit('@')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let target = infermux_testkit::helpers::redis_host_port(&url);
     let relay = infermux_testkit::helpers::FreezableRelay::start(&target)
         .await
         .unwrap();
