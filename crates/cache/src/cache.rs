@@ -395,7 +395,8 @@ impl Cache {
             .time_to_idle(crate::config::store_ttl(config.ttl))
             .eviction_listener(move |_k, v: Arc<RwLock<Namespace>>, cause| {
                 if cause == RemovalCause::Size {
-                    let live = v.read().map_or(per_ns, |n| n.live as u64);
+                    // (never a wait: a namespace being changed counts as full)
+                    let live = v.try_read().map_or(per_ns, |n| n.live as u64);
                     counters.evictions.fetch_add(live, Ordering::Relaxed);
                 }
             })
@@ -767,9 +768,14 @@ impl Cache {
         let Backend::Redis(r) = &self.inner.backend else {
             return 0;
         };
-        let (after, generation) = {
-            let n = ns.read().unwrap_or_else(|e| e.into_inner());
-            (n.redis_seq, n.redis_gen.clone())
+        // (a namespace being changed is caught up with at a later lookup: never a wait here)
+        let (after, generation) = match ns.try_read() {
+            Ok(n) => (n.redis_seq, n.redis_gen.clone()),
+            Err(TryLockError::Poisoned(p)) => {
+                let n = p.into_inner();
+                (n.redis_seq, n.redis_gen.clone())
+            }
+            Err(TryLockError::WouldBlock) => return 0,
         };
         let Some((now, records)) = r
             .records_after(r.semantic_key(key), after, &generation, CATCH_UP_RECORDS)
@@ -779,6 +785,10 @@ impl Cache {
             return 0;
         };
         let read = records.len();
+        if read == 0 && now == generation {
+            // nothing new: no lock to take (most lookups)
+            return 0;
+        }
         // parsing the records and folding them into the index (up to thousands of rows, an
         // index build past its threshold) runs off the runtime's threads, under the lock
         let (this, ns) = (self.clone(), Arc::clone(ns));
@@ -1084,6 +1094,8 @@ impl Cache {
         // the row goes in off the runtime's threads: it may rebuild the namespace's index
         // (seconds at 10⁵ rows), under the namespace's lock
         let this = self.clone();
+        // (counted now: the row goes in even when the caller stops waiting)
+        self.count(|c| &c.semantic_stores);
         off_the_runtime(move || {
             if let Some(sem) = &this.inner.semantic {
                 let mut n = ns.write().unwrap_or_else(|e| e.into_inner());
@@ -1091,7 +1103,6 @@ impl Cache {
             }
         })
         .await;
-        self.count(|c| &c.semantic_stores);
     }
 
     /// A stored stream answering `request`, replayed as its original events in order, with
