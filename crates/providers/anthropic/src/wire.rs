@@ -234,9 +234,13 @@ fn part_block(part: &ContentPart) -> Option<Block<'_>> {
         },
         ContentPart::RedactedThinking { data } => Block::RedactedThinking(data),
         ContentPart::ServerToolCall { id, name, input } => Block::ServerToolUse { id, name, input },
-        // blocks kept as sent go back as they came
+        // blocks kept as sent go back as they came (not another provider's items: OpenAI
+        // Responses items kept raw after a fallback, which Anthropic would refuse)
         ContentPart::ServerToolResult { raw, .. } | ContentPart::Other { raw }
-            if raw.get("type").is_some_and(Value::is_string) =>
+            if raw
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| !is_openai_item(t)) =>
         {
             Block::Raw {
                 raw,
@@ -246,6 +250,23 @@ fn part_block(part: &ContentPart) -> Option<Block<'_>> {
         // citations are attached to the text block before them, in `assistant_blocks`
         _ => return None,
     })
+}
+
+/// Whether a raw block's `type` is an OpenAI Responses output item's (`function_call`,
+/// `web_search_call`, `custom_tool_call`, `computer_call`, `mcp_call`, …, `*_call_output`,
+/// `mcp_list_tools`, `mcp_approval_request`, `message`, `reasoning`): no Anthropic block type
+/// ends in `_call` or `_call_output` or is one of the others.
+fn is_openai_item(t: &str) -> bool {
+    t.ends_with("_call")
+        || t.ends_with("_call_output")
+        || matches!(
+            t,
+            "message"
+                | "reasoning"
+                | "mcp_list_tools"
+                | "mcp_approval_request"
+                | "mcp_approval_response"
+        )
 }
 
 /// The blocks of an assistant turn: its parts in order (each citation put back on the text

@@ -120,6 +120,34 @@ fn tool_results_images_and_thinking_round_trip() {
     assert_eq!(wire::chat_body(&back, false)["messages"], b["messages"]);
 }
 
+/// Raw blocks go back as they came, but not another provider's items kept raw (OpenAI
+/// Responses items after a fallback, which Anthropic refuses; Gemini parts have no `type`).
+#[test]
+fn raw_blocks_go_back_but_not_another_providers_items() {
+    let mut turn = Message::assistant("Done.");
+    for raw in [
+        json!({"type": "container_upload", "file_id": "file_1"}),
+        json!({"type": "web_search_call", "id": "ws_1", "status": "completed"}),
+        json!({"type": "custom_tool_call", "call_id": "c1", "name": "g", "input": "x"}),
+        json!({"type": "mcp_list_tools", "tools": []}),
+        json!({"executableCode": {"language": "PYTHON", "code": "1"}}),
+    ] {
+        turn.content.push(ContentPart::Other { raw });
+    }
+    let req = ChatRequest::new(
+        "claude",
+        vec![Message::user("go"), turn, Message::user("thanks")],
+    );
+    let b = wire::chat_body(&req, false);
+    let types: Vec<&str> = b["messages"][1]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["type"].as_str())
+        .collect();
+    assert_eq!(types, ["text", "container_upload"], "{b}");
+}
+
 /// What the API refuses is not sent: reasoning without a signature (another provider's, after
 /// a fallback: "thinking.signature: Field required"), empty text blocks and a turn left with
 /// no block ("text content blocks must be non-empty"), its neighbours merged so the turns
