@@ -1000,8 +1000,8 @@ struct WireUsage {
     candidates_token_count: U64,
     thoughts_token_count: U64,
     cached_content_token_count: U64,
-    /// The tool results' tokens (function responses, code execution): input, counted apart
-    /// from `promptTokenCount`.
+    /// The prompt tokens of built-in tools' results (search, code execution): input, counted
+    /// apart from `promptTokenCount`.
     tool_use_prompt_token_count: U64,
 }
 
@@ -1509,7 +1509,12 @@ impl GenerateState {
                     out.push(StreamEvent::ReasoningSignature { signature });
                 }
             } else if let Some(blob) = p.inline_data.0.filter(|b| {
-                b.mime_type.get().is_some_and(|m| m.starts_with("image/")) && b.data.get().is_some()
+                // a plain image answer; a draft image (`thought`) or a signed one is kept raw
+                // below, so it goes back to Gemini as it came, signature and all
+                b.mime_type.get().is_some_and(|m| m.starts_with("image/"))
+                    && b.data.get().is_some()
+                    && p.thought.0 != Some(true)
+                    && signature.is_none()
             }) {
                 out.push(StreamEvent::Part {
                     part: ContentPart::Image {
@@ -1520,9 +1525,6 @@ impl GenerateState {
                         detail: None,
                     },
                 });
-                if let Some(signature) = signature {
-                    out.push(StreamEvent::ReasoningSignature { signature });
-                }
             } else {
                 // a kind of part this version does not model (`executableCode`,
                 // `codeExecutionResult`, `fileData`, audio, a newer kind): kept whole, never
@@ -1530,7 +1532,7 @@ impl GenerateState {
                 if whole.is_none()
                     && let Some(read) = value.take()
                 {
-                    whole = Some(read()?);
+                    whole = Some(read().map_err(|e| self.with_text(e))?);
                 }
                 // (a part with nothing but a signature is no part to keep: its signature goes
                 // with the reasoning, as a text part's does)

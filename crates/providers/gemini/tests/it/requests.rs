@@ -609,6 +609,28 @@ fn parts_it_does_not_model_are_kept_and_sent_back() {
         "{:?}",
         r.message.content
     );
+    // a draft image (`thought`) and a signed one are kept raw: back to Gemini as they came
+    let drafts = r#"{"candidates":[{"content":{"role":"model","parts":[{"inlineData":{"mimeType":"image/png","data":"AAAA"},"thought":true},{"inlineData":{"mimeType":"image/png","data":"BBBB"},"thoughtSignature":"c2ln"}]},"finishReason":"STOP"}]}"#;
+    let r = collect_chunks(&[drafts]);
+    assert!(
+        r.message
+            .content
+            .iter()
+            .all(|p| matches!(p, ContentPart::Other { .. })),
+        "{:?}",
+        r.message.content
+    );
+    let req = ChatRequest::new(
+        "gemini-2.5-flash",
+        vec![
+            Message::user("draw"),
+            r.message.clone(),
+            Message::user("more"),
+        ],
+    );
+    let b = wire::generate_body(&req);
+    assert_eq!(b["contents"][1]["parts"][1]["thoughtSignature"], "c2ln");
+    assert_eq!(b["contents"][1]["parts"][0]["thought"], true);
     let code = r#"{"candidates":[{"content":{"role":"model","parts":[{"executableCode":{"language":"PYTHON","code":"print(1+1)"}},{"codeExecutionResult":{"outcome":"OUTCOME_OK","output":"2\n"}},{"text":"It is 2."}]},"finishReason":"STOP"}]}"#;
     let r = collect_chunks(&[code]);
     assert_eq!(r.text(), "It is 2.");
