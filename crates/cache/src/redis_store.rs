@@ -20,9 +20,9 @@
 //! longer of 1 s and that timeout, and goes on when the call that started it gives up.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError, Script};
@@ -53,10 +53,16 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     /// Calls unanswered within the timeout since the last answer.
     timeouts_in_a_row: Arc<AtomicU32>,
+    /// When the first of them timed out (ms since `origin`; 0: none).
+    first_timeout_ms: Arc<AtomicU64>,
+    origin: Instant,
 }
 
-/// Unanswered calls in a row after which the connection is made again.
+/// Unanswered calls in a row, over at least [`SILENT_BEFORE_RECONNECT`], after which the
+/// connection is made again (a stall of a moment, several calls in flight, is not enough).
 const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
+/// How long Redis has left calls unanswered before the connection is made again.
+const SILENT_BEFORE_RECONNECT: Duration = Duration::from_secs(1);
 
 /// The semantic namespaces' scripts (`push.lua`, `since.lua`).
 struct Scripts {
@@ -105,6 +111,8 @@ impl RedisStore {
                 since: Script::new(include_str!("since.lua")),
             }),
             timeouts_in_a_row: Arc::default(),
+            first_timeout_ms: Arc::default(),
+            origin: Instant::now(),
         })
     }
 
@@ -192,6 +200,7 @@ impl RedisStore {
         match r {
             Ok(Ok(v)) => {
                 self.timeouts_in_a_row.store(0, Ordering::Release);
+                self.first_timeout_ms.store(0, Ordering::Release);
                 Some(v)
             }
             Ok(Err(e)) => {
@@ -205,9 +214,23 @@ impl RedisStore {
                 // unanswered calls in a row: the connection may be one the network no longer
                 // carries (a failover behind the same name, a dropped NAT flow), which no
                 // error will ever close: the next call connects afresh
+                // (ms since the origin, at least 1: 0 means no timeout in the row yet)
+                let now = u64::try_from(self.origin.elapsed().as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                let _ = self.first_timeout_ms.compare_exchange(
+                    0,
+                    now,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
                 let in_a_row = self.timeouts_in_a_row.fetch_add(1, Ordering::AcqRel) + 1;
-                if in_a_row >= TIMEOUTS_BEFORE_RECONNECT {
+                let since = now.saturating_sub(self.first_timeout_ms.load(Ordering::Acquire));
+                if in_a_row >= TIMEOUTS_BEFORE_RECONNECT
+                    && u128::from(since) >= SILENT_BEFORE_RECONNECT.as_millis()
+                {
                     self.timeouts_in_a_row.store(0, Ordering::Release);
+                    self.first_timeout_ms.store(0, Ordering::Release);
                     *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 }
                 tracing::debug!(target: "infermux::cache", "redis call timed out");
