@@ -438,18 +438,6 @@ impl OpenAi {
         }
     }
 
-    /// The name the token limit goes under when no refusal chose one (`None` for the
-    /// Responses API, whose `max_output_tokens` has no other name).
-    fn limit_key(&self, req: &ChatRequest) -> Option<&'static str> {
-        if self.responses_api {
-            None
-        } else if self.is_azure() || req.extra.contains_key(refused::MAX_TOKENS) {
-            Some(refused::MAX_TOKENS)
-        } else {
-            Some(refused::MAX_COMPLETION_TOKENS)
-        }
-    }
-
     /// Sends a chat request (chat completions or the Responses API), leaving out what the
     /// model was learned to refuse; a new refusal is learned and the request sent again
     /// without it (each parameter once, so this ends).
@@ -477,21 +465,27 @@ impl OpenAi {
         let named_limit = req.extra.contains_key(refused::MAX_TOKENS)
             || req.extra.contains_key(refused::MAX_COMPLETION_TOKENS);
         loop {
-            let sent = if self.responses_api {
+            // (the name the token limit went under: the Responses API's `max_output_tokens`
+            // has no other)
+            let (sent, limit_key) = if self.responses_api {
                 let body = responses::ResponsesBody::new(req, stream).omitting(adapt.omitted);
-                self.post("/responses").json(&body).send(ctx).await
+                (self.post("/responses").json(&body).send(ctx).await, None)
             } else {
                 let mut body = self.chat_body(req, stream).omitting(adapt.omitted);
                 if let Some(key) = adapt.max_tokens_key.filter(|_| !named_limit) {
                     body = body.with_max_tokens_key(key);
                 }
-                self.post("/chat/completions").json(&body).send(ctx).await
+                let key = body.max_tokens_key();
+                (
+                    self.post("/chat/completions").json(&body).send(ctx).await,
+                    Some(key),
+                )
             };
             let e = match sent {
                 Err(e) if self.drop_refused => e,
                 other => return other,
             };
-            let Some((next, param)) = refused::next(&e, req, adapt, self.limit_key(req)) else {
+            let Some((next, param)) = refused::next(&e, req, adapt, limit_key) else {
                 return Err(e);
             };
             let remembered = self.learned.learn(req, next);

@@ -120,16 +120,9 @@ pub(crate) fn next(
         if current.omitted.contains(flag) || !flag.is_set_in(req) || req.extra.contains_key(param) {
             return None;
         }
-        let name = match flag {
-            Omitted::TEMPERATURE => "temperature",
-            Omitted::TOP_P => "top_p",
-            Omitted::STOP => "stop",
-            Omitted::SEED => "seed",
-            _ => "parallel_tool_calls",
-        };
         let mut next = current;
         next.omitted |= flag;
-        return Some((next, name));
+        return Some((next, flag.param_name()));
     }
     // the token limit under the other name, once, when it was sent under the refused one
     let sent = current.max_tokens_key.or(limit_key)?;

@@ -58,6 +58,7 @@ pub struct ChatBody<'a> {
 /// assert!(o.contains(Omitted::STOP) && !o.contains(Omitted::TOP_P));
 /// assert_eq!(Omitted::for_param("top_p"), Some(Omitted::TOP_P));
 /// assert_eq!(Omitted::for_param("messages"), None);
+/// assert_eq!(Omitted::STOP.param_name(), "stop");
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Omitted(u8);
@@ -76,16 +77,29 @@ impl Omitted {
     /// `parallel_tool_calls`.
     pub const PARALLEL_TOOL_CALLS: Omitted = Omitted(1 << 4);
 
+    /// The flags and their fields' names on the wire.
+    const NAMED: [(Omitted, &'static str); 5] = [
+        (Omitted::TEMPERATURE, "temperature"),
+        (Omitted::TOP_P, "top_p"),
+        (Omitted::STOP, "stop"),
+        (Omitted::SEED, "seed"),
+        (Omitted::PARALLEL_TOOL_CALLS, "parallel_tool_calls"),
+    ];
+
     /// The flag of the field named `param` on the wire, if it is one a body can leave out.
     pub fn for_param(param: &str) -> Option<Omitted> {
-        Some(match param {
-            "temperature" => Omitted::TEMPERATURE,
-            "top_p" => Omitted::TOP_P,
-            "stop" => Omitted::STOP,
-            "seed" => Omitted::SEED,
-            "parallel_tool_calls" => Omitted::PARALLEL_TOOL_CALLS,
-            _ => return None,
-        })
+        Self::NAMED
+            .iter()
+            .find(|(_, name)| *name == param)
+            .map(|(flag, _)| *flag)
+    }
+
+    /// The name on the wire of the field one flag stands for (`""` for none or several).
+    pub fn param_name(self) -> &'static str {
+        Self::NAMED
+            .iter()
+            .find(|(flag, _)| *flag == self)
+            .map_or("", |(_, name)| name)
     }
 
     /// Whether every flag of `other` is set here.
@@ -171,6 +185,12 @@ impl<'a> ChatBody<'a> {
     /// The request the body is built from.
     pub fn request(&self) -> &'a ChatRequest {
         self.req
+    }
+
+    /// The name the token limit goes under (`max_tokens`, or the one set with
+    /// [`ChatBody::with_max_tokens_key`]).
+    pub fn max_tokens_key(&self) -> &'static str {
+        self.max_tokens_key
     }
 }
 
