@@ -136,11 +136,15 @@ mod failsafe_adapter {
     #[test]
     fn no_probe_slot_is_lost_across_state_changes_under_contention() {
         let b = Arc::new(breaker(Duration::ZERO, 1));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // a fixed amount of work shared by both (no clock), started together, so they run
+        // side by side until it is done
+        let turns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let start = Arc::new(std::sync::Barrier::new(2));
         let spin = |fail: bool| {
-            let (b, stop) = (b.clone(), stop.clone());
+            let (b, turns, start) = (b.clone(), turns.clone(), start.clone());
             std::thread::spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                start.wait();
+                while turns.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 4_000_000 {
                     if let Ok(t) = b.try_acquire() {
                         let o = if fail {
                             Outcome::Failure
@@ -153,8 +157,6 @@ mod failsafe_adapter {
             })
         };
         let threads = [spin(true), spin(false)];
-        std::thread::sleep(Duration::from_millis(300));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for t in threads {
             t.join().unwrap();
         }
