@@ -433,9 +433,16 @@ async fn a_breaker_refusal_while_its_probe_is_out_is_looked_at_again() {
 /// only at the recheck.
 #[tokio::test(start_paused = true)]
 async fn a_short_call_waits_for_the_probe_in_flight_rather_than_failing_at_once() {
-    let stub = Stub::new("slow-probe", |_req, _ctx| async {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        ok()
+    // the probe says when it is out; it answers 10 ms later (tokio's paused clock)
+    let out = Arc::new(Notify::new());
+    let told = out.clone();
+    let stub = Stub::new("slow-probe", move |_req, _ctx| {
+        let told = told.clone();
+        async move {
+            told.notify_one();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            ok()
+        }
     });
     let (pool, _breaker) = half_open_pool(stub.clone()).await;
     let (long, short) = (
@@ -445,8 +452,7 @@ async fn a_short_call_waits_for_the_probe_in_flight_rather_than_failing_at_once(
     let (req, ctx) = (chat(), RequestContext::new());
     let probe = long.call(&pool, &req, &ctx);
     let second = async {
-        // after the probe went out
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        out.notified().await;
         short.call(&pool, &req, &ctx).await
     };
     let (probe, second) = tokio::join!(probe, second);
