@@ -249,8 +249,11 @@ async fn an_absurd_usage_report_charges_the_shared_limiter_a_minutes_worth_at_mo
         .call(&p1, &chat(), &RequestContext::new())
         .await
         .unwrap();
-    // the charge reaches Redis off the call's path: p2 learns it at a refused decision
-    let p2 = tpm_pool(stub);
+    // the charge reaches Redis off the call's path: p2 learns it at a refused decision (p2's
+    // own answers report plain usage, so a call it makes before the charge lands charges
+    // nothing of its own)
+    drop(stub);
+    let p2 = tpm_pool(Stub::new("absurd", |_, _| async { ok() }));
     let mut tries = 0;
     let until = loop {
         let _ = policy(1, Duration::from_millis(200))
@@ -268,6 +271,17 @@ async fn an_absurd_usage_report_charges_the_shared_limiter_a_minutes_worth_at_mo
     };
     let left = until.saturating_duration_since(Instant::now());
     assert!(left <= Duration::from_secs(180), "limited for {left:?}");
+    // and in Redis itself: the key's TPM limiter runs at most a couple of minutes ahead
+    let client = ::redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let tat: String = ::redis::cmd("GET")
+        .arg(format!("infermux:{{{ns}:chat:a}}:tpm"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let (secs, micros): (u64, u64) = ::redis::cmd("TIME").query_async(&mut c).await.unwrap();
+    let ahead_us = tat.parse::<f64>().unwrap() - (secs * 1_000_000 + micros) as f64;
+    assert!(ahead_us <= 180e6, "Redis's limiter is {ahead_us} µs ahead");
 }
 
 /// A connection the network stopped carrying (no error ever closes it) is given up after an
