@@ -276,9 +276,9 @@ impl LatencySnapshot {
         }
         let q = q.clamp(0.0, 1.0);
         let rank = ((q * self.count as f64).ceil() as u64).max(1);
-        let mut seen = 0;
+        let mut seen: u64 = 0;
         for (i, c) in self.buckets.iter().enumerate() {
-            seen += c;
+            seen = seen.saturating_add(*c);
             if seen >= rank {
                 return Duration::from_micros(bucket_upper(i)).min(self.max);
             }
@@ -298,12 +298,12 @@ impl LatencySnapshot {
     /// Every fixed bound of [`LATENCY_BOUNDS_MICROS`] (µs) with the number of latencies at
     /// or below it: the same bounds in every snapshot, for Prometheus buckets.
     pub fn fixed_cumulative(&self) -> Vec<(u64, u64)> {
-        let mut acc = 0;
+        let mut acc: u64 = 0;
         LATENCY_BOUNDS_MICROS
             .iter()
             .enumerate()
             .map(|(i, upper)| {
-                acc += self.fixed.get(i).copied().unwrap_or(0);
+                acc = self.fixed.get(i).map_or(acc, |c| acc.saturating_add(*c));
                 (*upper, acc)
             })
             .collect()
@@ -312,13 +312,13 @@ impl LatencySnapshot {
     /// Upper bounds (µs) and cumulative counts of the non-empty log-linear buckets (which
     /// buckets appear depends on the data; exports use [`LatencySnapshot::fixed_cumulative`]).
     pub fn cumulative(&self) -> Vec<(u64, u64)> {
-        let mut acc = 0;
+        let mut acc: u64 = 0;
         self.buckets
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
             .map(|(i, c)| {
-                acc += c;
+                acc = acc.saturating_add(*c);
                 (bucket_upper(i), acc)
             })
             .collect()
@@ -773,6 +773,20 @@ mod tests {
         assert_eq!(m.latency.count, 0);
         assert_eq!(m.failures_total(), u64::MAX);
         assert_eq!(m.rejected_total(), 2);
+    }
+
+    #[test]
+    fn quantiles_and_cumulative_counts_of_absurd_snapshots_do_not_panic() {
+        let s = LatencySnapshot {
+            buckets: vec![u64::MAX - 1, 3, u64::MAX],
+            fixed: vec![u64::MAX, 2],
+            count: u64::MAX,
+            sum: Duration::MAX,
+            max: Duration::from_secs(1),
+        };
+        assert_eq!(s.quantile(1.0), Duration::from_micros(bucket_upper(1)));
+        assert_eq!(s.fixed_cumulative()[1].1, u64::MAX);
+        assert_eq!(s.cumulative().last().map(|c| c.1), Some(u64::MAX));
     }
 
     proptest! {
