@@ -715,7 +715,8 @@ impl MultiPool {
     /// A lease now, without waiting, when a member can take an attempt reserving `estimate`
     /// tokens (preferring members not in `tried`); `None` otherwise. Waiters in the queue are
     /// not served first: this is for callers that would rather not wait at all, and for
-    /// benchmarks. Report its attempt with [`Pool::report`] like an admitted one.
+    /// benchmarks. Report its attempt with [`Pool::report`] like an admitted one, or hand the
+    /// lease back unused with [`MultiPool::give_back`].
     pub fn try_lease(&self, estimate: u64, tried: &[u32]) -> Option<Lease<'_>> {
         let inner = &*self.inner;
         let tokens = if inner.has_tpm { estimate } else { 0 };
@@ -1772,9 +1773,31 @@ impl MultiPool {
         None
     }
 
-    /// A lease that never ran goes back: its grant's drop releases the permit, and its pick,
-    /// its place in flight and its reservation are undone.
-    fn give_back(&self, lease: Lease<'_>) {
+    /// Gives back a lease of this pool whose attempt never ran (from [`MultiPool::try_lease`],
+    /// [`MultiPool::try_lease_shared`] or [`Pool::admit`]): its grant's drop releases the
+    /// permit, and its pick, its place in flight and its local reservation are undone. A lease
+    /// dropped without this or a [`Pool::report`] leaves its member counted in flight, which
+    /// load-based picks then avoid.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use infermux_core::EndpointConfig;
+    /// use infermux_multiplex::{MemberSpec, MultiPool, PoolConfig, Strategy};
+    /// use infermux_openai_compat::OpenAiCompat;
+    /// use infermux_resilience::{AttemptExecutor, queue::QueueConfig};
+    /// use std::sync::Arc;
+    ///
+    /// let provider = OpenAiCompat::new(EndpointConfig::new("local", "http://127.0.0.1:9/v1").unwrap()).unwrap();
+    /// let endpoint = Arc::new(AttemptExecutor::new(Arc::new(provider), QueueConfig::standard(), None).unwrap());
+    /// let pool = MultiPool::new(vec![endpoint], vec![MemberSpec::new(0)], PoolConfig::new(Strategy::LeastInFlight)).unwrap();
+    /// let lease = pool.try_lease(0, &[]).expect("an idle member");
+    /// assert_eq!(pool.status()[0].in_flight, 1);
+    /// // … decided not to send after all
+    /// pool.give_back(lease);
+    /// assert_eq!(pool.status()[0].in_flight, 0);
+    /// # }
+    /// ```
+    pub fn give_back(&self, lease: Lease<'_>) {
         let inner = &*self.inner;
         let Some(m) = inner.members.get(lease.member as usize) else {
             return;

@@ -215,6 +215,10 @@ pub trait Pool: Send + Sync {
     /// Waits (within the deadline, at the context's priority) until a member can take the
     /// attempt, and leases it. A refusal — queue full, every member cooling or open past the
     /// deadline — is an error the call policy may retry like any other.
+    ///
+    /// The attempt of every lease is [reported](Pool::report) exactly once, including one the
+    /// caller gave up on ([`CallPolicy`](crate::CallPolicy) does both); a pool may count a
+    /// lease dropped unreported as still in flight.
     fn admit<'a>(&'a self, req: Admit<'_>) -> impl Future<Output = Result<Lease<'a>>> + Send;
 
     /// Learns how an attempt ended (cooldowns, removals, latency, usage). Synchronous.
