@@ -187,6 +187,7 @@ enum Part<'a> {
     FunctionCall {
         call: &'a ToolCall,
         args: Value,
+        signature: Option<&'a str>,
     },
     FunctionResponse {
         id: Option<&'a str>,
@@ -294,9 +295,13 @@ impl Serialize for Part<'_> {
                     mime_type,
                 },
             )?,
-            Part::FunctionCall { call, args } => {
+            Part::FunctionCall {
+                call,
+                args,
+                signature,
+            } => {
                 m.serialize_entry("functionCall", &FunctionCall { call, args })?;
-                if let Some(sig) = &call.signature {
+                if let Some(sig) = signature {
                     m.serialize_entry("thoughtSignature", sig)?;
                 }
             }
@@ -386,11 +391,30 @@ fn model_parts<'a>(m: &'a Message, parts: &mut Vec<Part<'a>>) {
     }
     let mine = parts.split_off(start);
     parts.extend(mine.into_iter().filter(|p| !p.is_empty_text()));
-    for c in &m.tool_calls {
+    // calls another model made (after a fallback, or a history written by hand) carry no
+    // signature, which Gemini 3 refuses in the current turn ("Function call is missing a
+    // thought_signature"): the first call of such a turn gets the value Google documents for
+    // histories from other models; Gemini's own parallel calls, signed on the first, are sent
+    // as they came
+    let unsigned = m.tool_calls.iter().all(|c| c.signature.is_none());
+    for (i, c) in m.tool_calls.iter().enumerate() {
         let args = c.parsed_arguments().unwrap_or_else(|_| json!({}));
-        parts.push(Part::FunctionCall { call: c, args });
+        let signature = match &c.signature {
+            Some(sig) => Some(sig.as_str()),
+            None if unsigned && i == 0 => Some(FOREIGN_CALL_SIGNATURE),
+            None => None,
+        };
+        parts.push(Part::FunctionCall {
+            call: c,
+            args,
+            signature,
+        });
     }
 }
+
+/// The `thoughtSignature` Google documents for function calls in a history that another model
+/// wrote: Gemini skips validating it.
+pub const FOREIGN_CALL_SIGNATURE: &str = "skip_thought_signature_validator";
 
 /// The name of the tool call `id` answers, found in the assistant turns before it, the
 /// latest first: ids this crate makes up (`gemini-call-0`, …) start again in every answer.

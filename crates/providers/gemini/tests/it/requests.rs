@@ -246,13 +246,35 @@ fn validate(v: &Value, schema_name: &str, spec: &Value) -> Vec<String> {
     out
 }
 
+/// `body` without its parts' `thoughtSignature`s.
+fn without_signatures(body: &mut Value) {
+    match body {
+        Value::Object(o) => {
+            o.remove("thoughtSignature");
+            o.values_mut().for_each(without_signatures);
+        }
+        Value::Array(a) => a.iter_mut().for_each(without_signatures),
+        _ => {}
+    }
+}
+
 #[test]
 fn request_bodies_validate_against_the_openapi_description() {
     let Some(spec) = spec() else { return };
     let mut req = rich_request();
     // `generationConfig.seed` (like `FunctionCall.id`) is newer than this 2024-10 description
     req.seed = None;
-    let problems = validate(&wire::generate_body(&req), "GenerateContentRequest", &spec);
+    let mut body = wire::generate_body(&req);
+    // so is `Part.thoughtSignature` (`thought_signature` in the proto files beside it), which a
+    // call without a signature now carries: checked against the proto instead
+    let proto =
+        infermux_testkit::shared_fixture("fixtures/specs/gemini/proto_v1beta/content.proto")
+            .map(|p| std::fs::read_to_string(p).unwrap());
+    if let Some(proto) = proto {
+        assert!(proto.contains("bytes thought_signature = "));
+    }
+    without_signatures(&mut body);
+    let problems = validate(&body, "GenerateContentRequest", &spec);
     assert!(problems.is_empty(), "{problems:#?}");
     let mut emb = EmbeddingRequest::new("gemini-embedding-001", ["a", "b"]);
     emb.dimensions = Some(768);
@@ -266,10 +288,11 @@ fn request_bodies_validate_against_the_openapi_description() {
     assert!(problems.is_empty(), "{problems:#?}");
     let problems = validate(&wire::embed_body(&emb, "a"), "EmbedContentRequest", &spec);
     assert!(problems.is_empty(), "{problems:#?}");
-    for body in [
+    for mut body in [
         wire::count_tokens_body(&req),
         wire::count_tokens_body(&ChatRequest::new("m", vec![Message::user("hi")])),
     ] {
+        without_signatures(&mut body);
         let problems = validate(&body, "CountTokensRequest", &spec);
         assert!(problems.is_empty(), "{problems:#?}");
     }
@@ -740,4 +763,50 @@ fn a_streamed_argument_at_a_path_it_cannot_read_is_a_decode_error() {
         let e = st.on_chunk(&chunk).unwrap_err();
         assert_eq!(e.kind(), infermux_core::ErrorKind::Decode, "{path}");
     }
+}
+
+#[test]
+fn calls_another_model_made_carry_the_documented_signature_and_gemini_calls_their_own() {
+    // a tool loop begun on another provider, then sent to Gemini (a fallback): Gemini 3 refuses
+    // a current-turn call without a signature, so the first call of the turn gets the value
+    // Google documents for histories from other models
+    let foreign = Message::assistant_tool_calls(vec![
+        ToolCall::new("call_1", "get_weather", r#"{"city":"Paris"}"#),
+        ToolCall::new("call_2", "get_time", "{}"),
+    ]);
+    // Gemini's own parallel calls: only the first is signed, the second goes as it came
+    let own = Message::assistant_tool_calls(vec![
+        ToolCall::new("gemini-call-0", "get_weather", "{}").with_signature("c2ln"),
+        ToolCall::new("gemini-call-1", "get_time", "{}"),
+    ]);
+    let req = ChatRequest::new(
+        "gemini-3-pro-preview",
+        vec![
+            Message::user("weather and time in Paris?"),
+            foreign,
+            Message::tool_result("call_1", "sunny"),
+            Message::tool_result("call_2", "noon"),
+            Message::user("and in Rome?"),
+            own,
+            Message::tool_result("gemini-call-0", "rainy"),
+            Message::tool_result("gemini-call-1", "one"),
+        ],
+    );
+    let b = wire::generate_body(&req);
+    let turns: Vec<&Value> = b["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["role"] == "model")
+        .collect();
+    assert_eq!(turns.len(), 2, "{b:#}");
+    let sig = |t: &Value, i: usize| t["parts"][i].get("thoughtSignature").cloned();
+    assert_eq!(sig(turns[0], 0), Some(json!(wire::FOREIGN_CALL_SIGNATURE)));
+    assert_eq!(sig(turns[0], 1), None, "only the first call of the turn");
+    assert_eq!(sig(turns[1], 0), Some(json!("c2ln")));
+    assert_eq!(sig(turns[1], 1), None);
+    assert_eq!(
+        wire::FOREIGN_CALL_SIGNATURE,
+        "skip_thought_signature_validator"
+    );
 }
