@@ -241,7 +241,8 @@ pub enum EmbedderSpec {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Defaults {
-    /// `timeout`: the call deadline (all attempts, fallbacks included), or `None` for none.
+    /// `timeout`: the call deadline (all attempts, fallbacks included); `None` (absent) keeps
+    /// the builder's, [`ResilienceConfig::standard`](infermux_resilience::ResilienceConfig::standard)'s 5 minutes.
     pub timeout: Option<Duration>,
     /// `priority`: the admission priority of a call that does not set one. Default normal.
     pub priority: Priority,

@@ -27,7 +27,12 @@ fn strategy(kind: StrategyKind) -> Strategy {
 /// The resilience settings of `[defaults]`.
 fn resilience(config: &Config) -> Result<ResilienceConfig> {
     let d = &config.defaults;
-    let mut r = ResilienceConfig::standard().with_timeout(d.timeout);
+    let mut r = ResilienceConfig::standard();
+    // an absent `timeout` keeps the builder's deadline: without one, a key cooling for an
+    // hour's Retry-After held every call waiting for it
+    if let Some(t) = d.timeout {
+        r = r.with_timeout(Some(t));
+    }
     if let Some(spec) = &d.retry {
         let standard = StandardRetry::standard();
         let mut retry = StandardRetry::standard()
@@ -288,5 +293,32 @@ impl Config {
         })?;
         infermux_s3::S3Kit::new(spec.kit_config(&self.defaults)?)
             .map_err(|e| Error::new(ErrorKind::Config, e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const LOCAL: &str = "[[endpoint]]\nname = \"local\"\nprovider = \"vllm\"\nbase_url = \"http://127.0.0.1:9/v1\"\n";
+
+    #[test]
+    fn a_file_without_a_timeout_keeps_the_builders_call_deadline() {
+        let config = Config::from_toml_str(LOCAL, "t").unwrap();
+        assert_eq!(
+            resilience(&config).unwrap().timeout,
+            ResilienceConfig::standard().timeout
+        );
+        assert_eq!(
+            ResilienceConfig::standard().timeout,
+            Some(Duration::from_secs(300))
+        );
+        let config =
+            Config::from_toml_str(&format!("[defaults]\ntimeout = \"7s\"\n{LOCAL}"), "t").unwrap();
+        assert_eq!(
+            resilience(&config).unwrap().timeout,
+            Some(Duration::from_secs(7))
+        );
     }
 }
