@@ -2,10 +2,11 @@
 //! call ([`Cache::call`], [`Cache::stream`]), or drives itself ([`Cache::lookup`],
 //! [`Cache::store`], [`Cache::lookup_stream`], [`Cache::tee`]).
 
+use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, TryLockError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, TryLockError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use infermux_core::{
@@ -74,6 +75,25 @@ struct Namespace {
     redis_seq: u64,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     redis_gen: String,
+}
+
+/// A row stored while another writer held the namespace: its text, vector and entry.
+type PendingRow = (String, Vec<f32>, Arc<Entry>);
+
+/// A namespace behind its lock, with the rows stored while a writer held it. One writer at a
+/// time (`writing`) changes it, and takes in the pending rows before it lets go: a store never
+/// waits for another store's index rebuild, and a tokio blocking thread never parks on it.
+#[derive(Debug, Default)]
+struct NsCell {
+    lock: RwLock<Namespace>,
+    pending: Mutex<VecDeque<PendingRow>>,
+    writing: AtomicBool,
+}
+
+impl NsCell {
+    fn pending(&self) -> std::sync::MutexGuard<'_, VecDeque<PendingRow>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The counters (see [`CacheSnapshot`]).
@@ -145,7 +165,7 @@ struct Semantic {
     embedder: Arc<dyn Embedder>,
     verifier: Arc<dyn Verifier>,
     config: SemanticConfig,
-    namespaces: moka::sync::Cache<CacheKey, Arc<RwLock<Namespace>>>,
+    namespaces: moka::sync::Cache<CacheKey, Arc<NsCell>>,
 }
 
 struct Inner {
@@ -393,10 +413,10 @@ impl Cache {
         let namespaces = moka::sync::Cache::builder()
             .max_capacity(config.max_namespaces)
             .time_to_idle(crate::config::store_ttl(config.ttl))
-            .eviction_listener(move |_k, v: Arc<RwLock<Namespace>>, cause| {
+            .eviction_listener(move |_k, v: Arc<NsCell>, cause| {
                 if cause == RemovalCause::Size {
                     // (never a wait: a namespace being changed counts as full)
-                    let live = v.try_read().map_or(per_ns, |n| n.live as u64);
+                    let live = v.lock.try_read().map_or(per_ns, |n| n.live as u64);
                     counters.evictions.fetch_add(live, Ordering::Relaxed);
                 }
             })
@@ -676,9 +696,47 @@ impl Cache {
         }
     }
 
-    fn namespace(&self, sem: &Semantic, ns: CacheKey) -> Arc<RwLock<Namespace>> {
-        sem.namespaces
-            .get_with(ns, || Arc::new(RwLock::new(Namespace::default())))
+    fn namespace(&self, sem: &Semantic, ns: CacheKey) -> Arc<NsCell> {
+        sem.namespaces.get_with(ns, Arc::default)
+    }
+
+    /// Changes a namespace as its only writer: `change`, then the rows other stores left
+    /// pending meanwhile, under the write lock (which waits only for lookups reading it).
+    /// `false`, at once, when another writer is at work: it takes in the pending rows before
+    /// it lets go.
+    fn write_namespace(
+        &self,
+        sem: &Semantic,
+        cell: &NsCell,
+        change: impl FnOnce(&mut Namespace),
+    ) -> bool {
+        if cell.writing.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let mut change = Some(change);
+        loop {
+            {
+                let mut n = cell.lock.write().unwrap_or_else(|e| e.into_inner());
+                if let Some(change) = change.take() {
+                    change(&mut n);
+                }
+                loop {
+                    let rows = std::mem::take(&mut *cell.pending());
+                    if rows.is_empty() {
+                        break;
+                    }
+                    for (text, vector, entry) in rows {
+                        self.push_row(sem, &mut n, text, &vector, entry);
+                    }
+                }
+            }
+            cell.writing.store(false, Ordering::Release);
+            // a row left pending after the last look, by a store that saw this writer at
+            // work, is taken in now (unless that store became the writer itself)
+            if cell.pending().is_empty() || cell.writing.swap(true, Ordering::AcqRel) {
+                return true;
+            }
+        }
     }
 
     async fn semantic_find(
@@ -697,7 +755,7 @@ impl Cache {
         let candidates: Vec<(String, Arc<Entry>, f32)> = {
             // a namespace being changed (a row going in, its index rebuilt: seconds at 10⁵
             // rows) is a miss, not a wait on the runtime's thread
-            let n = match ns.try_read() {
+            let n = match ns.lock.try_read() {
                 Ok(n) => n,
                 Err(TryLockError::Poisoned(p)) => p.into_inner(),
                 Err(TryLockError::WouldBlock) => {
@@ -753,7 +811,7 @@ impl Cache {
     /// behind (a busy namespace, a fresh start) catches up over a few lookups, each call
     /// within the store's timeout, instead of one reply too large for it.
     #[cfg(feature = "redis")]
-    async fn catch_up(&self, key: CacheKey, ns: &Arc<RwLock<Namespace>>) {
+    async fn catch_up(&self, key: CacheKey, ns: &Arc<NsCell>) {
         let key = key.to_string();
         for _ in 0..CATCH_UP_BATCHES {
             if self.catch_up_once(&key, ns).await < CATCH_UP_RECORDS {
@@ -764,12 +822,12 @@ impl Cache {
 
     /// One reply of [`Cache::catch_up`]; how many records it held.
     #[cfg(feature = "redis")]
-    async fn catch_up_once(&self, key: &str, ns: &Arc<RwLock<Namespace>>) -> usize {
+    async fn catch_up_once(&self, key: &str, ns: &Arc<NsCell>) -> usize {
         let Backend::Redis(r) = &self.inner.backend else {
             return 0;
         };
         // (a namespace being changed is caught up with at a later lookup: never a wait here)
-        let (after, generation) = match ns.try_read() {
+        let (after, generation) = match ns.lock.try_read() {
             Ok(n) => (n.redis_seq, n.redis_gen.clone()),
             Err(TryLockError::Poisoned(p)) => {
                 let n = p.into_inner();
@@ -796,7 +854,27 @@ impl Cache {
             let Some(sem) = &this.inner.semantic else {
                 return;
             };
-            let mut n = ns.write().unwrap_or_else(|e| e.into_inner());
+            // (another writer at work: a later lookup catches up)
+            this.write_namespace(sem, &ns, |n| {
+                this.fold_records(sem, n, after, &generation, now, records)
+            });
+        })
+        .await;
+        read
+    }
+
+    /// Folds records read from Redis into a namespace (see [`Cache::catch_up_once`]).
+    #[cfg(feature = "redis")]
+    fn fold_records(
+        &self,
+        sem: &Semantic,
+        n: &mut Namespace,
+        after: u64,
+        generation: &str,
+        now: String,
+        records: Vec<(u64, Vec<u8>)>,
+    ) {
+        {
             if n.redis_seq != after || n.redis_gen != generation {
                 // another lookup folded records in meanwhile: these may be the same ones
                 return;
@@ -815,14 +893,12 @@ impl Cache {
                 n.redis_seq = seq;
                 if let Ok(rec) = serde_json::from_slice::<Record>(&bytes)
                     // an expired record takes no room in the index
-                    && this.fresh(&rec.entry, sem.config.ttl)
+                    && self.fresh(&rec.entry, sem.config.ttl)
                 {
-                    this.push_row(sem, &mut n, rec.text, &rec.vector, Arc::new(rec.entry));
+                    self.push_row(sem, n, rec.text, &rec.vector, Arc::new(rec.entry));
                 }
             }
-        })
-        .await;
-        read
+        }
     }
 
     /// Adds a row to a namespace, evicting its oldest past the bound and compacting the index
@@ -1096,10 +1172,20 @@ impl Cache {
         let this = self.clone();
         // (counted now: the row goes in even when the caller stops waiting)
         self.count(|c| &c.semantic_stores);
+        let max_pending = sem.config.max_entries_per_namespace;
         off_the_runtime(move || {
             if let Some(sem) = &this.inner.semantic {
-                let mut n = ns.write().unwrap_or_else(|e| e.into_inner());
-                this.push_row(sem, &mut n, probe.text, &vector, entry);
+                {
+                    let mut pending = ns.pending();
+                    if pending.len() >= max_pending {
+                        // (rows past the bound would push each other out of the index)
+                        pending.pop_front();
+                        this.count(|c| &c.evictions);
+                    }
+                    pending.push_back((probe.text, vector, entry));
+                }
+                // the row goes in now, or with the writer at work
+                this.write_namespace(sem, &ns, |_| {});
             }
         })
         .await;
@@ -1412,7 +1498,7 @@ mod tests {
         let (held_tx, held_rx) = std::sync::mpsc::channel();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let holder = std::thread::spawn(move || {
-            let _held = ns.write().unwrap();
+            let _held = ns.lock.write().unwrap();
             held_tx.send(()).unwrap();
             let _ = go_rx.recv();
         });
@@ -1427,5 +1513,57 @@ mod tests {
             .unwrap();
         assert!(found.is_none());
         assert_eq!(cache.snapshot().semantic_busy, 1);
+    }
+
+    /// A store that finds another writer changing its namespace (an index rebuilt: seconds
+    /// at 10⁵ rows) leaves its row to that writer and returns, rather than park a blocking
+    /// thread on the lock; the writer takes the row in before it lets go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_leaves_its_row_to_the_writer_at_work_rather_than_waits() {
+        let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
+            Arc::new(Flat),
+            Arc::new(Yes),
+            SemanticConfig::default(),
+        );
+        let ctx = RequestContext::new();
+        let answer = |t: &str| Response::Chat(ChatResponse::new("m", Message::assistant(t)));
+        cache
+            .store(&ask("capital of france?"), &ctx, "g", &answer("Paris"))
+            .await;
+        let sem = cache.inner.semantic.as_ref().unwrap();
+        sem.namespaces.run_pending_tasks();
+        let (_, ns) = sem.namespaces.iter().next().expect("one namespace");
+        // another thread is the namespace's writer until told to finish
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let (c, cell) = (cache.clone(), Arc::clone(&ns));
+        let writer = std::thread::spawn(move || {
+            let sem = c.inner.semantic.as_ref().unwrap();
+            c.write_namespace(sem, &cell, |_| {
+                held_tx.send(()).unwrap();
+                let _ = go_rx.recv();
+            })
+        });
+        held_rx.recv().unwrap();
+        let c = cache.clone();
+        let stored = tokio::spawn(async move {
+            c.store(
+                &ask("capital of italy?"),
+                &RequestContext::new(),
+                "g",
+                &answer("Rome"),
+            )
+            .await;
+        });
+        let stored = tokio::time::timeout(Duration::from_secs(5), stored).await;
+        go_tx.send(()).unwrap();
+        assert!(writer.join().unwrap(), "the writer was the only one");
+        stored
+            .expect("the store waited for the writer at work")
+            .unwrap();
+        let n = ns.lock.read().unwrap();
+        assert_eq!((n.live, n.rows.len()), (2, 2), "the writer took the row in");
+        assert!(ns.pending().is_empty());
+        assert!(!ns.writing.load(Ordering::Acquire));
     }
 }
