@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, RwLock, TryLockError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use infermux_core::{
-    CacheHit, Clock, EventStream, FinishReason, Request, RequestContext, Response, Result,
-    StreamAccumulator, StreamEvent, SystemClock,
+    CacheHit, Clock, EventStream, Request, RequestContext, Response, Result, StreamAccumulator,
+    StreamEvent, SystemClock,
 };
 use moka::notification::RemovalCause;
 use serde::{Deserialize, Serialize};
@@ -290,13 +290,13 @@ enum Found {
     Miss(Miss),
 }
 
-/// Whether the answer was cut by the provider's content filter: never stored (a filter's
-/// verdict may change, and it would answer every paraphrase of the request for the TTL).
+/// Whether the answer ended for a reason not known to mean a complete answer (see
+/// `stream::storable`): never stored. A content filter's verdict may change, and a failure
+/// a provider names in its finish reason would answer every paraphrase for the TTL.
 fn filtered(response: &Response) -> bool {
-    let filter = Some(FinishReason::ContentFilter);
     match response {
-        Response::Chat(c) => c.finish_reason == filter,
-        Response::Completion(c) => c.finish_reason == filter,
+        Response::Chat(c) => !crate::stream::storable(c.finish_reason.as_ref()),
+        Response::Completion(c) => !crate::stream::storable(c.finish_reason.as_ref()),
         _ => false,
     }
 }

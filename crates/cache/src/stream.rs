@@ -14,7 +14,8 @@ pub(crate) type OnComplete =
 
 /// Passes every item of `inner` to the caller and records the events; when the stream ends
 /// (`None`) after a `Done` and without an error, it runs `on_complete` with the events before
-/// it yields the end. An error, an end without `Done`, or a drop stores nothing.
+/// it yields the end (dropped after `Done`, in a task of its own). An error, an end without
+/// `Done`, or a drop before it stores nothing.
 pub(crate) struct Tee {
     inner: EventStream,
     events: Vec<StreamEvent>,
@@ -42,7 +43,27 @@ fn size_of_event(ev: &StreamEvent) -> usize {
         StreamEvent::ToolCallDelta { arguments, .. } => arguments.len(),
         StreamEvent::ReasoningSignature { signature }
         | StreamEvent::ToolCallSignature { signature, .. } => signature.len(),
+        // a whole part (an image, a server tool's result, a raw block: megabytes, at times)
+        // counts as its JSON, measured without writing it anywhere
+        StreamEvent::Part { part } => {
+            let mut n = Counted(0);
+            let _ = serde_json::to_writer(&mut n, part);
+            n.0
+        }
         _ => 0,
+    }
+}
+
+/// Counts the bytes written to it.
+struct Counted(usize);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(buf.len());
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -82,9 +103,10 @@ impl Stream for Tee {
         match this.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(ev))) => {
                 if this.on_complete.is_some() && !this.failed {
-                    // a stream cut by the content filter is not stored (see `filtered`)
+                    // a stream cut by the content filter, or ended for a reason not known to
+                    // mean a complete answer, is not stored (see `storable`)
                     if let StreamEvent::Done { finish_reason } = &ev {
-                        this.done = *finish_reason != Some(FinishReason::ContentFilter);
+                        this.done = storable(finish_reason.as_ref());
                     }
                     this.recorded = this.recorded.saturating_add(size_of_event(&ev));
                     if this.recorded > MAX_RECORDED_BYTES {
@@ -120,6 +142,34 @@ impl Stream for Tee {
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// A consumer that stops at `Done` and drops the stream (without polling it to its end) has
+/// had the whole answer: it is stored all the same, in a task of its own.
+impl Drop for Tee {
+    fn drop(&mut self) {
+        if self.ended || self.failed || !self.done {
+            return;
+        }
+        let (Some(store), Ok(rt)) = (
+            self.on_complete.take(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        rt.spawn(store(std::mem::take(&mut self.events)));
+    }
+}
+
+/// Whether an answer that ended for `reason` may be stored: one known to be complete (it
+/// stopped, reached its token limit or calls tools; or its provider gives no reason). The
+/// content filter's cut, and reasons this version does not know (a provider's own
+/// `Other(..)`: a paused turn, a failure it names), are passed on and never stored.
+pub(crate) fn storable(reason: Option<&FinishReason>) -> bool {
+    matches!(
+        reason,
+        None | Some(FinishReason::Stop | FinishReason::Length | FinishReason::ToolCalls)
+    )
 }
 
 /// Replays recorded events in order.

@@ -177,3 +177,109 @@ async fn a_stream_too_long_to_record_passes_whole_and_is_not_stored() {
     let _: Vec<_> = cache.tee(&req, &ctx, "g", live(oks(&evs))).collect().await;
     assert!(cache.lookup_stream(&req, &ctx, "g").await.is_some());
 }
+
+/// An answer that ended for a reason not known to mean a complete one — a provider's own
+/// (`Other`: Anthropic's paused turn, a failure it names) — is passed on and not stored, plain
+/// or streamed; the reasons that are (stop, length, tool calls, none given) are.
+#[tokio::test]
+async fn an_answer_ended_for_a_reason_not_known_complete_is_not_stored() {
+    use infermux_core::{FinishReason, Response};
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = ask("call the tool");
+    let mut odd = answer("half");
+    if let Response::Chat(c) = &mut odd {
+        c.finish_reason = Some(FinishReason::Other("pause_turn".into()));
+    }
+    cache.store(&req, &ctx, "g", &odd).await;
+    assert!(cache.lookup(&req, &ctx, "g").await.is_none());
+    let mut evs = events(&["half"]);
+    evs.pop();
+    evs.push(StreamEvent::Done {
+        finish_reason: Some(FinishReason::Other("MALFORMED_FUNCTION_CALL".into())),
+    });
+    let passed: Vec<_> = cache.tee(&req, &ctx, "g", live(oks(&evs))).collect().await;
+    assert_eq!(passed.len(), evs.len(), "passed on whole");
+    assert!(cache.lookup_stream(&req, &ctx, "g").await.is_none());
+    assert_eq!(cache.snapshot().stores, 0);
+    for (i, reason) in [
+        None,
+        Some(FinishReason::Stop),
+        Some(FinishReason::Length),
+        Some(FinishReason::ToolCalls),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let req = ask(&format!("fine {i}"));
+        let mut fine = answer("fine");
+        if let Response::Chat(c) = &mut fine {
+            c.finish_reason = reason;
+        }
+        cache.store(&req, &ctx, "g", &fine).await;
+        assert!(cache.lookup(&req, &ctx, "g").await.is_some(), "{i}");
+    }
+}
+
+/// A consumer that stops at `Done` and drops the stream has had the whole answer: it is
+/// stored (in a task of its own) as if the stream had been read to its end.
+#[tokio::test]
+async fn a_stream_dropped_right_after_done_is_stored() {
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = ask("tell");
+    let evs = events(&["a", "b"]);
+    let mut s = cache.tee(&req, &ctx, "g", live(oks(&evs)));
+    while let Some(ev) = s.next().await {
+        if matches!(ev.unwrap(), StreamEvent::Done { .. }) {
+            break;
+        }
+    }
+    drop(s);
+    // the store runs in a task of its own: let it run
+    for _ in 0..100 {
+        if cache.snapshot().stores > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let (replay, _) = cache.lookup_stream(&req, &ctx, "g").await.expect("stored");
+    let replayed: Vec<_> = replay.map(Result::unwrap).collect().await;
+    assert_eq!(replayed, evs);
+}
+
+/// Whole parts count at their size toward the recording's bound: a stream of images (a
+/// Gemini image model's, megabytes each) too large to record passes unrecorded.
+#[tokio::test]
+async fn whole_parts_count_toward_the_recording_bound() {
+    use infermux_core::{ContentPart, ImageSource};
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = ask("draw five pictures");
+    let image = |n: usize| StreamEvent::Part {
+        part: ContentPart::Image {
+            source: ImageSource::Base64 {
+                media_type: "image/png".into(),
+                data: "A".repeat(n),
+            },
+            detail: None,
+        },
+    };
+    let mut evs: Vec<StreamEvent> = (0..5).map(|_| image(2 * 1024 * 1024)).collect();
+    evs.push(StreamEvent::Done {
+        finish_reason: None,
+    });
+    let passed: Vec<_> = cache.tee(&req, &ctx, "g", live(oks(&evs))).collect().await;
+    assert_eq!(passed.len(), 6);
+    assert!(cache.lookup_stream(&req, &ctx, "g").await.is_none());
+    assert_eq!(cache.snapshot().stores, 0);
+    // small ones are recorded as before
+    let evs = vec![
+        image(1024),
+        StreamEvent::Done {
+            finish_reason: None,
+        },
+    ];
+    let _: Vec<_> = cache.tee(&req, &ctx, "g", live(oks(&evs))).collect().await;
+    assert!(cache.lookup_stream(&req, &ctx, "g").await.is_some());
+}
