@@ -1617,6 +1617,18 @@ impl GenerateState {
             )));
         };
         let finish_reason = match reason.as_str() {
+            // the model's output failed (a call it could not form, a call of a tool it was
+            // not given, an answer Gemini could not parse): sampled again it usually succeeds,
+            // so an error a policy may retry, never an answer kept (or cached) as complete
+            "MALFORMED_FUNCTION_CALL" | "UNEXPECTED_TOOL_CALL" | "MALFORMED_RESPONSE" => {
+                return Err(self.with_text(
+                    Error::new(
+                        ErrorKind::Server,
+                        format!("Gemini ended the answer with finishReason {reason}"),
+                    )
+                    .with_provider_code(reason),
+                ));
+            }
             "STOP" if self.calls > 0 => FinishReason::ToolCalls,
             "STOP" => FinishReason::Stop,
             "MAX_TOKENS" => FinishReason::Length,

@@ -486,11 +486,21 @@ impl WireResponse<'_> {
     }
 }
 
-fn finish_reason(s: &Option<CowStr<'_>>) -> Option<FinishReason> {
-    s.as_ref()
-        .map(|s| &*s.0)
-        .filter(|s| !s.is_empty())
-        .map(FinishReason::from)
+/// The finish reason; an error for the reasons that say the server failed the generation
+/// (Mistral's `error`, vLLM's `abort`): an answer cut by a failure is one a policy may retry,
+/// never one to keep (or cache) as complete.
+fn finish_reason(s: &Option<CowStr<'_>>) -> Result<Option<FinishReason>> {
+    let Some(r) = s.as_ref().map(|s| &*s.0).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    if matches!(r, "error" | "abort") {
+        return Err(Error::new(
+            ErrorKind::Server,
+            format!("the server ended the answer with finish_reason `{r}`"),
+        )
+        .with_provider_code(r));
+    }
+    Ok(Some(FinishReason::from(r)))
 }
 
 fn content_text(v: Option<ContentText>) -> String {
@@ -578,7 +588,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
     message.content = content;
     let mut resp = ChatResponse::new(owned(w.model).unwrap_or_default(), message);
     resp.id = owned(w.id);
-    resp.finish_reason = finish_reason(&choice.finish_reason);
+    resp.finish_reason = finish_reason(&choice.finish_reason)?;
     resp.usage = usage;
     Ok(resp)
 }
@@ -608,7 +618,7 @@ pub fn parse_completion(body: &[u8]) -> Result<CompletionResponse> {
         choice.text.unwrap_or_default(),
     );
     resp.id = owned(w.id);
-    resp.finish_reason = finish_reason(&choice.finish_reason);
+    resp.finish_reason = finish_reason(&choice.finish_reason)?;
     resp.usage = w.usage.map(|u| u.to_usage());
     Ok(resp)
 }
@@ -865,7 +875,9 @@ impl ChatStreamState {
                     });
                 }
             }
-            if let Some(f) = finish_reason(&choice.finish_reason) {
+            if let Some(f) = finish_reason(&choice.finish_reason)
+                .map_err(|e| e.with_partial_text(self.text.clone()))?
+            {
                 self.finish = Some(f);
             }
         }

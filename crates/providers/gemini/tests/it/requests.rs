@@ -810,3 +810,35 @@ fn calls_another_model_made_carry_the_documented_signature_and_gemini_calls_thei
         "skip_thought_signature_validator"
     );
 }
+
+/// A finish reason saying the model's output failed (a call it could not form, a tool it was
+/// not given, an answer Gemini could not parse) is a server error a policy may retry, with
+/// the text so far — never an answer (which a cache would keep); others are kept as they are.
+#[test]
+fn finish_reasons_that_say_the_output_failed_are_errors() {
+    for reason in [
+        "MALFORMED_FUNCTION_CALL",
+        "UNEXPECTED_TOOL_CALL",
+        "MALFORMED_RESPONSE",
+    ] {
+        let mut st = wire::GenerateState::new();
+        let chunk = format!(
+            r#"{{"candidates":[{{"content":{{"role":"model","parts":[{{"text":"Let me"}}]}},"finishReason":"{reason}","finishMessage":"Malformed function call: print(x"}}]}}"#
+        );
+        st.on_chunk(&chunk).unwrap();
+        let e = st.on_end().unwrap_err();
+        assert_eq!(e.kind(), infermux_core::ErrorKind::Server, "{reason}");
+        assert_eq!(e.provider_code(), Some(reason));
+        assert_eq!(e.partial_text(), Some("Let me"));
+        let e = wire::parse_generate(chunk.as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), infermux_core::ErrorKind::Server, "{reason}");
+    }
+    let mut st = wire::GenerateState::new();
+    st.on_chunk(r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"x"}]},"finishReason":"SOME_NEWER_REASON"}]}"#)
+        .unwrap();
+    assert!(st.on_end().unwrap().contains(&StreamEvent::Done {
+        finish_reason: Some(infermux_core::FinishReason::Other(
+            "SOME_NEWER_REASON".into()
+        ))
+    }));
+}

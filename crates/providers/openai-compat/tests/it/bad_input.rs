@@ -243,3 +243,24 @@ async fn azures_opening_chunk_of_empty_id_and_model_does_not_hide_the_real_ones(
     assert_eq!(r.model, "gpt-4o-2024-08-06");
     assert_eq!(r.id.as_deref(), Some("chatcmpl-9"));
 }
+
+/// A finish reason that says the server failed the generation (Mistral's `error`, vLLM's
+/// `abort`) is a server error a policy may retry — with the text sent so far — never an
+/// answer (which a cache would keep), plain or streamed.
+#[tokio::test]
+async fn finish_reasons_that_say_the_generation_failed_are_errors() {
+    for reason in ["error", "abort"] {
+        let body = format!(
+            r#"{{"choices":[{{"message":{{"content":"hal"}},"finish_reason":"{reason}"}}]}}"#
+        );
+        let e = call(200, "application/json", &body).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Server, "{reason}");
+        assert_eq!(e.provider_code(), Some(reason));
+        let sse = format!(
+            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"hal\"}}}}]}}\n\ndata: {{\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"{reason}\"}}]}}\n\ndata: [DONE]\n\n"
+        );
+        let e = stream(&sse).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Server, "{reason}");
+        assert_eq!(e.partial_text(), Some("hal"));
+    }
+}
