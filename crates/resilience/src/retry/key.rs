@@ -8,10 +8,12 @@ use super::policy::{Attempt, Decision, RetryPolicy};
 use infermux_core::{ErrorKind, Idempotency, StopReason};
 
 /// Retries errors scoped to one key — `RateLimited` (429), `Auth` (401/403) and
-/// `QuotaExceeded` — at once, and an endpoint's failures (connection, 5xx, overload, timeout;
-/// of an idempotent call, or one that never reached the server) at once when the pool can fail
-/// over to another endpoint ([`Attempt::failover`]), up to `max_attempts` attempts; leaves
-/// every other error to `inner`.
+/// `QuotaExceeded` — at once, up to `max_attempts` attempts or `inner`'s
+/// [cap](RetryPolicy::max_attempts), whichever is more (another key is not a retry of the
+/// failure); and an endpoint's failures (connection, 5xx, overload, timeout; of an idempotent
+/// call, or one that never reached the server) at once when the pool can fail over to another
+/// endpoint ([`Attempt::failover`]), up to `max_attempts` attempts or `inner`'s cap, whichever
+/// is less; leaves every other error to `inner`.
 ///
 /// With a pool of keys (the multiplex crate's `MultiPool`) the next attempt avoids the key: the pool cools it
 /// down or removes it, and when no other key can serve, the pool's own admission waits for the
@@ -52,7 +54,10 @@ impl RetryPolicy for KeyRetry {
             ErrorKind::RateLimited | ErrorKind::Auth | ErrorKind::QuotaExceeded
                 if !a.stream_started =>
             {
-                if a.attempts >= self.max_attempts {
+                let cap = self
+                    .max_attempts
+                    .max(self.inner.max_attempts().unwrap_or(0));
+                if a.attempts >= cap {
                     Decision::Stop(StopReason::Exhausted)
                 } else if a.remaining.is_some_and(|left| left.is_zero()) {
                     Decision::Stop(StopReason::Deadline)
@@ -71,7 +76,11 @@ impl RetryPolicy for KeyRetry {
                     && (a.idempotency == Idempotency::Idempotent
                         || a.error.reached_server() == Some(false)) =>
             {
-                if a.attempts >= self.max_attempts {
+                // (the failure's own retries: no more than the inner policy allows)
+                let cap = self
+                    .max_attempts
+                    .min(self.inner.max_attempts().unwrap_or(u32::MAX));
+                if a.attempts >= cap {
                     Decision::Stop(StopReason::Exhausted)
                 } else if a.remaining.is_some_and(|left| left.is_zero()) {
                     Decision::Stop(StopReason::Deadline)
@@ -90,5 +99,60 @@ impl RetryPolicy for KeyRetry {
     // its own retries go at once (no pause to abandon): only `inner`'s can be abandoned
     fn on_abandoned(&self) {
         self.inner.on_abandoned();
+    }
+
+    fn max_attempts(&self) -> Option<u32> {
+        Some(
+            self.max_attempts
+                .max(self.inner.max_attempts().unwrap_or(0)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::StandardRetry;
+    use infermux_core::Error;
+
+    fn key_retry(inner_max: u32, keys_max: u32) -> KeyRetry {
+        let inner = StandardRetry::standard().with_max_attempts(inner_max);
+        KeyRetry::new(Arc::new(inner), keys_max)
+    }
+
+    /// A failing endpoint's call goes to another endpoint no more often than the policy's
+    /// own cap says (`max_attempts = 1`: never); a key's 429 goes to another key up to the
+    /// pool's count or the policy's cap, whichever is more.
+    #[test]
+    fn failovers_keep_to_the_inner_cap_and_other_keys_to_the_larger() {
+        let down = Error::new(ErrorKind::Server, "503");
+        let at = |n| Attempt::new(&down, n).with_failover(true);
+        assert_eq!(
+            key_retry(1, 4).decide(&at(1)),
+            Decision::Stop(StopReason::Exhausted)
+        );
+        assert_eq!(
+            key_retry(3, 4).decide(&at(2)),
+            Decision::Retry(Duration::ZERO)
+        );
+        assert_eq!(
+            key_retry(3, 4).decide(&at(3)),
+            Decision::Stop(StopReason::Exhausted)
+        );
+        let throttled = Error::new(ErrorKind::RateLimited, "429");
+        let at = |n| Attempt::new(&throttled, n);
+        assert_eq!(
+            key_retry(10, 2).decide(&at(5)),
+            Decision::Retry(Duration::ZERO)
+        );
+        assert_eq!(
+            key_retry(10, 2).decide(&at(10)),
+            Decision::Stop(StopReason::Exhausted)
+        );
+        assert_eq!(
+            key_retry(1, 3).decide(&at(2)),
+            Decision::Retry(Duration::ZERO)
+        );
+        assert_eq!(key_retry(10, 2).max_attempts(), Some(10));
     }
 }

@@ -81,6 +81,12 @@ pub trait RetryPolicy: Send + Sync + fmt::Debug {
     /// Called when a retry this policy allowed with a pause never ran: the caller gave up
     /// during the pause. Gives back what [`RetryPolicy::decide`] took (a budget's token).
     fn on_abandoned(&self) {}
+    /// The most attempts of one call this policy allows (the first included), when it has
+    /// such a cap: a policy wrapping it ([`KeyRetry`](super::KeyRetry)) keeps to it. `None`
+    /// (the default): no cap to tell.
+    fn max_attempts(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// The default retry policy. Build with [`StandardRetry::standard`] or
@@ -239,5 +245,9 @@ impl RetryPolicy for StandardRetry {
         if let Some(b) = &self.budget {
             b.give_back();
         }
+    }
+
+    fn max_attempts(&self) -> Option<u32> {
+        Some(self.max_attempts)
     }
 }
