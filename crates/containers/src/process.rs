@@ -110,12 +110,44 @@ fn find_program(program: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|d| executable(&d.join(program))))
 }
 
+/// The longest line kept whole in the logs: the rest of a longer one is dropped (a progress
+/// bar redrawn with `\r` for minutes, or output with no line end at all, would otherwise be
+/// held in memory until it ends).
+const MAX_LINE: usize = 64 * 1024;
+
+/// Reads a server's output into its logs until the pipe closes: lines end at `\n` or `\r`
+/// (empty ones are skipped), are cut at [`MAX_LINE`] bytes, and bytes that are not UTF-8 are
+/// shown replaced — the pipe is always drained, so the server never blocks writing to it.
 fn pipe_lines(r: impl AsyncRead + Unpin + Send + 'static, logs: LogBuffer) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut lines = BufReader::new(r).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            logs.push(line);
+        let mut r = BufReader::new(r);
+        let mut line: Vec<u8> = Vec::new();
+        let flush = |line: &mut Vec<u8>| {
+            if !line.is_empty() {
+                logs.push(String::from_utf8_lossy(line).into_owned());
+                line.clear();
+            }
+        };
+        loop {
+            let chunk = match r.fill_buf().await {
+                Ok([]) | Err(_) => break,
+                Ok(chunk) => chunk,
+            };
+            let n = chunk.len();
+            for piece in chunk.split_inclusive(|b| matches!(b, b'\n' | b'\r')) {
+                let (body, ends) = match piece.split_last() {
+                    Some((b'\n' | b'\r', body)) => (body, true),
+                    _ => (piece, false),
+                };
+                let room = MAX_LINE.saturating_sub(line.len());
+                line.extend_from_slice(&body[..body.len().min(room)]);
+                if ends {
+                    flush(&mut line);
+                }
+            }
+            r.consume(n);
         }
+        flush(&mut line);
     })
 }
 
@@ -296,6 +328,10 @@ impl Server for ProcessServer {
 
 impl Drop for ProcessServer {
     fn drop(&mut self) {
+        // a descendant that left the group may hold its pipes open: the readers end here
+        for r in &self.readers {
+            r.abort();
+        }
         if self.exit.is_none() {
             // the whole group, not only the child (kill_on_drop reaps the child)
             self.kill_group();
@@ -303,5 +339,45 @@ impl Drop for ProcessServer {
                 let _ = std::fs::remove_file(f);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// Output that is not UTF-8, a progress bar redrawn with `\r` and a line with no end
+    /// are all read, cut at the bound and shown; the pipe is drained to its end, so the
+    /// writer never blocks (a 64 KiB pipe buffer left full stalled the server).
+    #[tokio::test]
+    async fn every_byte_of_output_is_read_and_long_lines_are_cut() {
+        let (mut w, r) = tokio::io::duplex(1024);
+        let logs = LogBuffer::new(1024);
+        let reader = pipe_lines(r, logs.clone());
+        let written = async {
+            w.write_all(b"start\n\xff\xfe bad bytes\nnext\r\n").await?;
+            for i in 0..100 {
+                w.write_all(format!("{i}%\r").as_bytes()).await?;
+            }
+            // 1 MiB in one line, then more lines after it: all through a 1 KiB pipe
+            w.write_all(&vec![b'x'; 1024 * 1024]).await?;
+            w.write_all(b"\nafter\nlast without end").await?;
+            drop(w);
+            reader.await.map_err(std::io::Error::other)
+        };
+        tokio::time::timeout(Duration::from_secs(10), written)
+            .await
+            .expect("the writer never blocks and the reader ends with the pipe")
+            .unwrap();
+        let lines = logs.lines();
+        assert_eq!(lines[0], "start");
+        assert_eq!(lines[1], "\u{fffd}\u{fffd} bad bytes");
+        assert_eq!(lines[2], "next");
+        let n = lines.len();
+        assert_eq!(lines[n - 3].len(), MAX_LINE, "cut at the bound");
+        assert_eq!(lines[n - 2], "after");
+        assert_eq!(lines[n - 1], "last without end");
+        assert!(lines.contains(&"99%".to_owned()));
     }
 }
