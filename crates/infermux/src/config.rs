@@ -982,6 +982,20 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// Whether `name` is an HTTP header name (RFC 9110 `token`).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether `value` can be sent as an HTTP header value: no line break, NUL or other control
+/// character (tabs and UTF-8 allowed).
+fn is_header_value(value: &str) -> bool {
+    value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
 /// A duration in the file that must be more than zero: a timeout (zero would fail every call
 /// at once) or a TTL (zero would keep nothing). Deserialized as [`Dur`], with the same span.
 #[derive(Clone, Copy)]
@@ -1922,6 +1936,23 @@ impl Loader<'_> {
                     ),
                 ));
             }
+            if !is_header_name(&header) {
+                return Err(self.err(
+                    value.span(),
+                    format_args!(
+                        "endpoint `{name}`: `{}` is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)",
+                        header.escape_debug()
+                    ),
+                ));
+            }
+            if !is_header_value(value.get_ref()) {
+                return Err(self.err(
+                    value.span(),
+                    format_args!(
+                        "endpoint `{name}`: the value of header `{header}` holds a line break or a control character"
+                    ),
+                ));
+            }
             headers.push((header, value.into_inner()));
         }
         Ok(EndpointSpec {
@@ -1993,6 +2024,15 @@ impl Loader<'_> {
                 ));
             }
         };
+        if !is_header_value(key.expose()) {
+            // (the value is never shown: only where it came from)
+            return Err(self.err(
+                span,
+                format_args!(
+                    "{what}: the key holds a line break or a control character (two keys in one file?); it cannot be sent in a header"
+                ),
+            ));
+        }
         Ok(KeySpec { alias, key, source })
     }
 
@@ -2014,6 +2054,7 @@ impl Loader<'_> {
         let mut seen = HashSet::new();
         let mut alias_of: HashMap<&str, &str> = HashMap::new();
         let mut deployments = Vec::with_capacity(list.len());
+        let mut members = 0usize;
         for d in list {
             let d_span = d.span();
             let d = d.into_inner();
@@ -2054,11 +2095,28 @@ impl Loader<'_> {
                     ),
                 ));
             }
+            if d.model.trim().is_empty() {
+                return Err(self.err(
+                    d_span,
+                    format_args!("group `{name}`: a deployment's `model` must not be empty"),
+                ));
+            }
+            members += aliases
+                .get(d.endpoint.get_ref())
+                .map_or(1, |keys| keys.len().max(1));
             let weight = match d.weight {
                 Some(w) if *w.get_ref() == 0 => {
                     return Err(self.err(
                         w.span(),
                         format_args!("group `{name}`: a deployment's `weight` must be at least 1"),
+                    ));
+                }
+                Some(w) if g.strategy != StrategyKind::Weighted => {
+                    return Err(self.err(
+                        w.span(),
+                        format_args!(
+                            "group `{name}`: `weight` is read only with strategy = \"weighted\""
+                        ),
                     ));
                 }
                 Some(w) => w.into_inner(),
@@ -2069,6 +2127,15 @@ impl Loader<'_> {
                 model: d.model,
                 weight,
             });
+        }
+        if members > infermux_multiplex::MAX_MEMBERS {
+            return Err(self.err(
+                list_span,
+                format_args!(
+                    "group `{name}` has {members} members (deployments times their endpoints' keys): a group holds at most {}",
+                    infermux_multiplex::MAX_MEMBERS
+                ),
+            ));
         }
         Ok(GroupSpec {
             name,

@@ -859,3 +859,56 @@ fn keys_that_would_go_unused_are_refused_naming_their_line() {
     ))
     .unwrap();
 }
+
+/// A header name or value, or a key, that cannot go into an HTTP header is refused at load,
+/// naming the line (and never the key): before, the file loaded and every request to the
+/// endpoint (or with the key) failed.
+#[test]
+fn headers_and_keys_that_cannot_be_sent_are_refused_at_load() {
+    let m = fails(&format!("{LOCAL}headers = {{ \"X Tenant\" = \"a\" }}\n"));
+    assert!(m.contains("line 6") && m.contains("not an HTTP header name"), "{m}");
+    let m = fails(&format!("{LOCAL}headers = {{ \"X-Note\" = \"a\\nb\" }}\n"));
+    assert!(m.contains("line 6") && m.contains("line break"), "{m}");
+    let two = temp_file("two-keys.txt", "sk-secret-one\nsk-secret-two\n");
+    let m = fails(&format!(
+        "{LOCAL}keys = [{{ alias = \"k\", file = \"{}\" }}]\n",
+        two.display()
+    ));
+    assert!(m.contains("line 6") && m.contains("key `k`"), "{m}");
+    assert!(!m.contains("sk-secret"), "{m}");
+    let m = fails(&format!(
+        "{LOCAL}keys = [{{ alias = \"k\", value = \"sk-secret\\u0007\" }}]\n"
+    ));
+    assert!(m.contains("control character") && !m.contains("sk-secret"), "{m}");
+    // a key file ending in a newline, a header with a tab, UTF-8: all fine
+    let one = temp_file("one-key.txt", "sk-secret-one\n");
+    let ok = format!(
+        "{LOCAL}keys = [{{ alias = \"k\", file = \"{}\" }}]\nheaders = {{ \"X-Note\" = \"a\\tb é\" }}\n",
+        one.display()
+    );
+    assert!(load(&ok).is_ok());
+}
+
+/// A deployment with an empty model, a `weight` in a group that never reads it, and a group
+/// with more members than a pool holds are refused at load, naming the line.
+#[test]
+fn deployments_that_would_fail_or_be_ignored_are_refused_at_load() {
+    let group = |deployments: &str, strategy: &str| {
+        format!("{LOCAL}\n[[group]]\nname = \"g\"\n{strategy}deployments = [{deployments}]\n")
+    };
+    let m = fails(&group(r#"{ endpoint = "local", model = " " }"#, ""));
+    assert!(m.contains("line 9") && m.contains("`model` must not be empty"), "{m}");
+    let m = fails(&group(r#"{ endpoint = "local", model = "m", weight = 3 }"#, ""));
+    assert!(m.contains("line 9") && m.contains("strategy = \"weighted\""), "{m}");
+    let weighted = "strategy = \"weighted\"\n";
+    assert!(load(&group(r#"{ endpoint = "local", model = "m", weight = 3 }"#, weighted)).is_ok());
+    let keys: Vec<String> = (0..33)
+        .map(|i| format!("{{ alias = \"k{i}\", value = \"sk-{i}\" }}"))
+        .collect();
+    let many = format!(
+        "{LOCAL}keys = [{}]\n\n[[group]]\nname = \"g\"\ndeployments = [{{ endpoint = \"local\", model = \"a\" }}, {{ endpoint = \"local\", model = \"b\" }}]\n",
+        keys.join(", ")
+    );
+    let m = fails(&many);
+    assert!(m.contains("66 members") && m.contains("at most 64"), "{m}");
+}
