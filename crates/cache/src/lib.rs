@@ -16,7 +16,9 @@
   ([`RedisStore`], feature `redis`) shared by several processes.
 
 # Crate features
-- `redis`: [`RedisStore`] and [`Cache::with_redis`]."
+- `redis`: [`RedisStore`] and [`Cache::with_redis`].
+- `local-embed`: `LocalEmbedder` (all-MiniLM-L6-v2 in process with candle, from a model
+  folder) and `ContextualVerifier`, the verifier that reads its token vectors."
 )]
 #![cfg_attr(
     not(feature = "redis"),
@@ -24,7 +26,9 @@
   (`RedisStore`, feature `redis`) shared by several processes.
 
 # Crate features
-- `redis`: `RedisStore` and `Cache::with_redis`."
+- `redis`: `RedisStore` and `Cache::with_redis`.
+- `local-embed`: `LocalEmbedder` (all-MiniLM-L6-v2 in process with candle, from a model
+  folder) and `ContextualVerifier`, the verifier that reads its token vectors."
 )]
 
 mod cache;

@@ -37,6 +37,16 @@
 //! - `ovms`: OpenVINO Model Server (TF-Serving, KServe v2 tensors, `/v3`).
 //! - `llvm`: the LLVM inference REST protocol.
 //! - `full`: every provider.
+//!
+//! And three that no provider needs (`full` leaves them out):
+//!
+//! - `redis`: state several processes share in Redis: the pools' cooldowns, key removals and
+//!   limits (`ClientBuilder::shared_state`) and the response cache's Redis store
+//!   (`ClientBuilder::cache_redis`, `redis_url` in `[cache]`).
+//! - `local-embed`: the semantic cache's local embedder, all-MiniLM-L6-v2 in process
+//!   (`SemanticCache::local`, `embedder = "local"` in `[cache.semantic]`).
+//! - `s3`: S3-compatible model storage: the `s3` module (the `infermux-s3` crate) and
+//!   `Config::s3_kit`, which builds a kit from `[s3]` in `infermux.toml`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;

@@ -1,7 +1,7 @@
 //! The providers' own operations on [`Client`], each through [`Client::run_op`] or
-//! [`Client::run_op_each`]: speech, transcription and file upload (OpenAI and any
-//! OpenAI-compatible server), token counting (Anthropic, Gemini), model pulls (Ollama), LoRA
-//! adapters (vLLM).
+//! [`Client::run_op_each`]: speech, transcription and file upload (endpoints of the `openai`
+//! and `openai-compat` providers only), token counting (Anthropic, Gemini), model pulls
+//! (Ollama), LoRA adapters (vLLM).
 
 use infermux_core::{Idempotency, RequestContext, Result};
 use infermux_resilience::Op;

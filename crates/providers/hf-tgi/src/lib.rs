@@ -21,7 +21,8 @@
 //!   chat). A 503 "model is loading" with `estimated_time` becomes an `Overloaded` error with
 //!   that `retry_after` and a message saying to retry then or to send
 //!   `x-wait-for-model: true`, which [`HfTgi::with_wait_for_model`] does.
-//! - 422 validation errors, JSON or `text/plain`, are `InvalidRequest`.
+//! - 422 validation errors, JSON or `text/plain`, are `ContextLength` when they say the prompt
+//!   is too long for the model, `InvalidRequest` otherwise.
 //!
 //! The key is sent as `Authorization: Bearer`. From the environment ([`HfTgi::from_env`]) it
 //! is `HF_TOKEN` (or `HF_API_KEY`) only for Hugging Face's own hosts, and `TGI_API_KEY` (a
@@ -47,7 +48,9 @@
 //! ```
 //!
 //! # Crate features
-//! This crate has no optional features.
+//! - `unified`: `unified::launch` starts a TGI server (a process or a container, through
+//!   `infermux-containers`), waits until it is ready and returns this crate's client with the
+//!   server's supervisor.
 
 mod metrics;
 #[cfg(feature = "unified")]

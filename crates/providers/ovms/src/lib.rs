@@ -30,7 +30,9 @@
 //! ```
 //!
 //! # Crate features
-//! This crate has no optional features.
+//! - `unified`: `unified::launch` starts an OVMS server (a process or a container, through
+//!   `infermux-containers`), waits until it is ready and returns this crate's client with the
+//!   server's supervisor.
 
 mod tensor;
 #[cfg(feature = "unified")]

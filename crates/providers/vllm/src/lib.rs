@@ -29,7 +29,9 @@
 //! ```
 //!
 //! # Crate features
-//! This crate has no optional features.
+//! - `unified`: `unified::launch` starts a vLLM server (a process or a container, through
+//!   `infermux-containers`), waits until it is ready and returns this crate's client with the
+//!   server's supervisor.
 
 mod metrics;
 #[cfg(feature = "unified")]
