@@ -993,7 +993,9 @@ fn is_header_name(name: &str) -> bool {
 /// Whether `value` can be sent as an HTTP header value: no line break, NUL or other control
 /// character (tabs and UTF-8 allowed).
 fn is_header_value(value: &str) -> bool {
-    value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 /// A duration in the file that must be more than zero: a timeout (zero would fail every call

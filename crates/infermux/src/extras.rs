@@ -161,7 +161,57 @@ fn check_embedding_group(inner: &Inner, group: &str) -> Result<()> {
                 ),
             ))
         }
-        _ => Ok(()),
+        Inner::Routed(r) => {
+            // the group's endpoints must embed: a chat-only group failed every lookup's
+            // embedding (counted misses, and requests spent) for the client's whole life
+            let Some(&g) = r.by_name.get(group).or(r.default.as_ref()) else {
+                return Ok(());
+            };
+            let g = &r.groups[g];
+            let mut ends = g.member_endpoints.clone();
+            ends.sort_unstable();
+            ends.dedup();
+            let cannot: Vec<&str> = ends
+                .iter()
+                .map(|&e| &r.endpoints[e])
+                .filter(|(_, exec)| {
+                    !exec
+                        .provider()
+                        .capabilities()
+                        .supports(infermux_core::Operation::Embeddings)
+                })
+                .map(|(id, _)| id.as_str())
+                .collect();
+            if cannot.is_empty() {
+                return Ok(());
+            }
+            Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "the semantic cache embeds through group `{}`, whose endpoint(s) {} offer no embeddings",
+                    g.name,
+                    cannot.join(", ")
+                ),
+            ))
+        }
+        Inner::Single(one) => {
+            let exec = one.executor();
+            if exec
+                .provider()
+                .capabilities()
+                .supports(infermux_core::Operation::Embeddings)
+            {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "the semantic cache embeds through the client's endpoint `{}`, which offers no embeddings",
+                        exec.provider().endpoint().as_str()
+                    ),
+                ))
+            }
+        }
     }
 }
 

@@ -866,7 +866,10 @@ fn keys_that_would_go_unused_are_refused_naming_their_line() {
 #[test]
 fn headers_and_keys_that_cannot_be_sent_are_refused_at_load() {
     let m = fails(&format!("{LOCAL}headers = {{ \"X Tenant\" = \"a\" }}\n"));
-    assert!(m.contains("line 6") && m.contains("not an HTTP header name"), "{m}");
+    assert!(
+        m.contains("line 6") && m.contains("not an HTTP header name"),
+        "{m}"
+    );
     let m = fails(&format!("{LOCAL}headers = {{ \"X-Note\" = \"a\\nb\" }}\n"));
     assert!(m.contains("line 6") && m.contains("line break"), "{m}");
     let two = temp_file("two-keys.txt", "sk-secret-one\nsk-secret-two\n");
@@ -879,7 +882,10 @@ fn headers_and_keys_that_cannot_be_sent_are_refused_at_load() {
     let m = fails(&format!(
         "{LOCAL}keys = [{{ alias = \"k\", value = \"sk-secret\\u0007\" }}]\n"
     ));
-    assert!(m.contains("control character") && !m.contains("sk-secret"), "{m}");
+    assert!(
+        m.contains("control character") && !m.contains("sk-secret"),
+        "{m}"
+    );
     // a key file ending in a newline, a header with a tab, UTF-8: all fine
     let one = temp_file("one-key.txt", "sk-secret-one\n");
     let ok = format!(
@@ -897,11 +903,26 @@ fn deployments_that_would_fail_or_be_ignored_are_refused_at_load() {
         format!("{LOCAL}\n[[group]]\nname = \"g\"\n{strategy}deployments = [{deployments}]\n")
     };
     let m = fails(&group(r#"{ endpoint = "local", model = " " }"#, ""));
-    assert!(m.contains("line 9") && m.contains("`model` must not be empty"), "{m}");
-    let m = fails(&group(r#"{ endpoint = "local", model = "m", weight = 3 }"#, ""));
-    assert!(m.contains("line 9") && m.contains("strategy = \"weighted\""), "{m}");
+    assert!(
+        m.contains("line 9") && m.contains("`model` must not be empty"),
+        "{m}"
+    );
+    let m = fails(&group(
+        r#"{ endpoint = "local", model = "m", weight = 3 }"#,
+        "",
+    ));
+    assert!(
+        m.contains("line 9") && m.contains("strategy = \"weighted\""),
+        "{m}"
+    );
     let weighted = "strategy = \"weighted\"\n";
-    assert!(load(&group(r#"{ endpoint = "local", model = "m", weight = 3 }"#, weighted)).is_ok());
+    assert!(
+        load(&group(
+            r#"{ endpoint = "local", model = "m", weight = 3 }"#,
+            weighted
+        ))
+        .is_ok()
+    );
     let keys: Vec<String> = (0..33)
         .map(|i| format!("{{ alias = \"k{i}\", value = \"sk-{i}\" }}"))
         .collect();

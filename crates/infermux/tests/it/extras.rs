@@ -215,9 +215,42 @@ async fn a_semantic_tier_through_a_group_the_client_lacks_fails_at_build() {
     // a single endpoint takes any model name
     Client::builder()
         .provider(provider("sim", &sim))
-        .semantic_cache(infermux::SemanticCache::via_group("anything", verifier))
+        .semantic_cache(infermux::SemanticCache::via_group(
+            "anything",
+            verifier.clone(),
+        ))
         .build()
         .unwrap();
+    // a group (or a lone endpoint) that cannot embed: every lookup's embedding would fail
+    let claude = || {
+        infermux::anthropic::Anthropic::new(
+            EndpointConfig::new("claude", "http://127.0.0.1:9/v1").unwrap(),
+        )
+        .unwrap()
+    };
+    let err = Client::builder()
+        .endpoint(provider("sim", &sim))
+        .endpoint(claude())
+        .group(
+            ModelGroup::new("chat")
+                .deployment(Deployment::new("sim", "m"))
+                .deployment(Deployment::new("claude", "c")),
+        )
+        .semantic_cache(infermux::SemanticCache::via_group("chat", verifier.clone()))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), infermux::ErrorKind::Config);
+    assert!(
+        err.to_string().contains("claude") && err.to_string().contains("no embeddings"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("sim,"), "{err}");
+    let err = Client::builder()
+        .provider(claude())
+        .semantic_cache(infermux::SemanticCache::via_group("anything", verifier))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("no embeddings"), "{err}");
 }
 
 #[tokio::test]
