@@ -10,7 +10,8 @@
 
 /// `println!` that never panics on a closed stdout: `infermux s3 ls … | head -1` ends quietly
 /// when the reader is gone, with the status a shell gives a program SIGPIPE ended (141), as
-/// `ls | head -1` does (other write errors are ignored, as `println!`'s are not).
+/// `ls | head -1` does; any other write error ends it with the error and status 1 (see
+/// `checked_out`).
 macro_rules! outln {
     () => {
         $crate::write_out(format_args!("\n"))
@@ -205,6 +206,8 @@ fn base_url(provider: ProviderKind, flag: Option<String>) -> infermux::Result<St
         return Ok(match provider {
             // OLLAMA_HOST is a host[:port] as often as a URL
             ProviderKind::Ollama => infermux::ollama::normalize_host(&url),
+            // ANTHROPIC_BASE_URL follows the SDKs: without `/v1`
+            ProviderKind::Anthropic => infermux::anthropic::base_url_from_env_value(&url),
             _ => url,
         });
     }
@@ -320,9 +323,13 @@ async fn embed(
         let a = a?;
         let v = a.embeddings.into_iter().next().unwrap_or_default();
         dim = v.len();
-        let _ = writeln!(out, "{}", serde_json::to_string(&v).unwrap_or_default());
+        checked_out(writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&v).unwrap_or_default()
+        ));
     }
-    let _ = out.flush();
+    checked_out(out.flush());
     match client.batch_stats() {
         Some(s) => eprintln!(
             "[{} texts, dimension {dim}: {} requests, {} batched inputs, {} duplicates sent once]",
@@ -397,21 +404,21 @@ async fn chat(
     while let Some(ev) = stream.next().await {
         match ev? {
             StreamEvent::TextDelta { text } | StreamEvent::RefusalDelta { text } => {
-                let _ = write!(out, "{text}");
-                let _ = out.flush();
+                checked_out(write!(out, "{text}"));
+                checked_out(out.flush());
             }
             StreamEvent::ToolCallDelta {
                 name: Some(name), ..
             } => {
-                let _ = write!(out, "\n[tool call: {name}]");
+                checked_out(write!(out, "\n[tool call: {name}]"));
             }
             StreamEvent::Usage(u) => usage = Some(u),
             StreamEvent::Done { finish_reason } => reason = finish_reason,
             _ => {}
         }
     }
-    let _ = writeln!(out);
-    let _ = out.flush();
+    checked_out(writeln!(out));
+    checked_out(out.flush());
     eprintln!("{}", finish_line(reason.as_ref(), usage.as_ref()));
     if let Some(s) = &served {
         eprintln!("[served by {s}]");
@@ -450,10 +457,20 @@ fn list_groups(path: &std::path::Path) -> infermux::Result<()> {
 /// `pipefail` still sees that the program did not finish.
 pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args)
-        && e.kind() == std::io::ErrorKind::BrokenPipe
-    {
-        std::process::exit(141);
+    checked_out(out.write_fmt(args));
+}
+
+/// Ends the program when writing its output failed: quietly with status 141 when the reader
+/// went away (see [`write_out`]), with the error and status 1 otherwise (a full disk, a closed
+/// file): output lost is never a success.
+pub(crate) fn checked_out(r: std::io::Result<()>) {
+    match r {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+        Err(e) => {
+            eprintln!("error: cannot write the output: {e}");
+            std::process::exit(1);
+        }
     }
 }
 

@@ -120,8 +120,8 @@ enum Backend {
         #[arg(long, default_value_t = TgiSpec::DEFAULT_PORT)]
         port: u16,
         /// `--max-input-tokens` (formerly `--max-input-length`).
-        #[arg(long, alias = "max-input-tokens")]
-        max_input_length: Option<u32>,
+        #[arg(long, alias = "max-input-length")]
+        max_input_tokens: Option<u32>,
         /// `--max-total-tokens`.
         #[arg(long)]
         max_total_tokens: Option<u32>,
@@ -244,13 +244,13 @@ impl Backend {
             Backend::Tgi {
                 model_id,
                 port,
-                max_input_length,
+                max_input_tokens,
                 max_total_tokens,
                 quantize,
                 extra,
             } => {
                 let mut s = TgiSpec::new(model_id).port(port);
-                s.max_input_tokens = max_input_length;
+                s.max_input_tokens = max_input_tokens;
                 s.max_total_tokens = max_total_tokens;
                 s.quantize = quantize.map(|q| match q.as_str() {
                     "awq" => Quantize::Awq,
@@ -373,6 +373,9 @@ fn parse_volume(v: &str) -> Result<Volume, Error> {
     }
 }
 
+/// The largest GPU count `--gpus` takes (a count becomes a device list, `0,1,…,n-1`).
+const MAX_GPUS: u32 = 1024;
+
 fn parse_gpus(g: &str) -> Result<Gpus, Error> {
     let bad = |why: &str| Error::new(ErrorKind::Config, format!("--gpus {g}: {why}"));
     let g = g.trim();
@@ -391,6 +394,9 @@ fn parse_gpus(g: &str) -> Result<Gpus, Error> {
             0 => Err(bad(
                 "a count of no GPU; leave the flag out, or name device 0 as device=0",
             )),
+            n if n > MAX_GPUS => Err(bad(&format!(
+                "more GPUs than any machine has (at most {MAX_GPUS})"
+            ))),
             n => Ok(Gpus::Count(n)),
         };
     }
@@ -735,5 +741,11 @@ mod tests {
         assert_eq!(parse_gpus("0").unwrap_err().kind(), ErrorKind::Config);
         assert_eq!(parse_gpus("0,").unwrap_err().kind(), ErrorKind::Config);
         assert_eq!(parse_gpus("device=").unwrap_err().kind(), ErrorKind::Config);
+        // a count past any machine: refused (it became a device list of billions of ids)
+        assert_eq!(
+            parse_gpus("4000000000").unwrap_err().kind(),
+            ErrorKind::Config
+        );
+        assert_eq!(parse_gpus("1024").unwrap(), Gpus::Count(1024));
     }
 }

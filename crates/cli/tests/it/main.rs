@@ -277,6 +277,45 @@ fn the_base_url_and_key_come_from_the_environment() {
         &[("OPENAI_BASE_URL", &base), ("MY_KEY", "sk-from-env")],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // ANTHROPIC_BASE_URL follows the SDKs' convention, without `/v1` (as Anthropic::from_env
+    // reads it): the messages go to `/v1/messages`
+    for url in [sim.url(), format!("{}/", sim.url()), base.clone()] {
+        let out = infermux(
+            &["chat", "--provider", "anthropic", "--no-stream", "hi"],
+            &[
+                ("ANTHROPIC_BASE_URL", &url),
+                ("ANTHROPIC_API_KEY", "sk-from-env"),
+            ],
+        );
+        assert!(out.status.success(), "{url}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), "Echo: hi");
+    }
+}
+
+/// Output that cannot be written (a full disk: `/dev/full`) fails the command, naming the
+/// error, streamed or not: lost output is never a success.
+#[test]
+fn output_that_cannot_be_written_fails_the_command() {
+    let (_rt, sim) = simulator(infermux_testkit::FaultPlan::none());
+    let base = format!("{}/v1", sim.url());
+    for args in [
+        vec!["chat", "--base-url", &base, "hi"],
+        vec!["chat", "--base-url", &base, "--no-stream", "hi"],
+        vec!["models", "--base-url", &base],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_infermux"))
+            .env_clear()
+            .args(&args)
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("cannot write the output"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]

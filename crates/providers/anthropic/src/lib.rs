@@ -108,6 +108,25 @@ pub struct Anthropic {
     default_max_tokens: u32,
 }
 
+/// The base URL this crate wants (ending in `/v1`) from a value of `ANTHROPIC_BASE_URL`,
+/// which follows the SDKs' convention of a URL without `/v1`: `/v1` is appended unless it is
+/// there already (a trailing `/` is dropped first).
+///
+/// ```
+/// use infermux_anthropic::base_url_from_env_value;
+/// assert_eq!(base_url_from_env_value("https://api.anthropic.com"), "https://api.anthropic.com/v1");
+/// assert_eq!(base_url_from_env_value("http://127.0.0.1:8080/"), "http://127.0.0.1:8080/v1");
+/// assert_eq!(base_url_from_env_value("https://proxy/anthropic/v1"), "https://proxy/anthropic/v1");
+/// ```
+pub fn base_url_from_env_value(value: &str) -> String {
+    let url = value.trim().trim_end_matches('/');
+    if url.ends_with("/v1") {
+        url.to_owned()
+    } else {
+        format!("{url}/v1")
+    }
+}
+
 impl Anthropic {
     /// A client for `config` (base URL like `https://api.anthropic.com/v1`); its key, if any,
     /// is sent as `x-api-key`.
@@ -129,9 +148,7 @@ impl Anthropic {
     pub fn from_env() -> Result<Self> {
         let mut cfg = EndpointConfig::from_env(NAME, BASE_URL_ENV, Some(DEFAULT_BASE_URL))?
             .with_api_key_from_env(API_KEY_ENV)?;
-        if !cfg.base_url.ends_with("/v1") {
-            cfg.base_url.push_str("/v1");
-        }
+        cfg.base_url = base_url_from_env_value(&cfg.base_url);
         Self::new(cfg)
     }
 
