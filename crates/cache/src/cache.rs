@@ -55,13 +55,10 @@ struct Record {
     entry: Entry,
 }
 
-/// One row of a namespace's index.
+/// One row of a namespace's index: its text and entry, `None` once it is dead (evicted or
+/// expired: what it held is freed at once, its place in the index until a compaction).
 #[derive(Debug)]
-struct Row {
-    text: String,
-    entry: Arc<Entry>,
-    alive: bool,
-}
+struct Row(Option<(String, Arc<Entry>)>);
 
 /// One semantic namespace: its index and rows.
 #[derive(Debug, Default)]
@@ -69,6 +66,8 @@ struct Namespace {
     index: Option<VectorIndex>,
     rows: Vec<Row>,
     live: usize,
+    /// Rows before this one are dead (the oldest go first: past the bound or their TTL).
+    front: usize,
     /// The last Redis record folded in, and the generation of the namespace it was read
     /// from (see `redis_store`).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -765,19 +764,21 @@ impl Cache {
             };
             let index = n.index.as_ref()?;
             let keep = |row: usize| {
-                n.rows.get(row).is_some_and(|r| {
-                    r.alive
-                        && now.saturating_sub(r.entry.stored_ms) < ttl_ms
-                        && serves(request, &r.entry.answer, stream)
-                })
+                n.rows
+                    .get(row)
+                    .and_then(|r| r.0.as_ref())
+                    .is_some_and(|(_, e)| {
+                        now.saturating_sub(e.stored_ms) < ttl_ms
+                            && serves(request, &e.answer, stream)
+                    })
             };
             index
                 .search_filtered(vector, sem.config.top_k, &keep)
                 .into_iter()
                 .filter(|m| m.similarity >= sem.config.min_similarity)
                 .filter_map(|m| {
-                    let r = n.rows.get(m.row)?;
-                    Some((r.text.clone(), Arc::clone(&r.entry), m.similarity))
+                    let (text, entry) = n.rows.get(m.row)?.0.as_ref()?;
+                    Some((text.clone(), Arc::clone(entry), m.similarity))
                 })
                 .collect()
         };
@@ -927,21 +928,29 @@ impl Cache {
         if index.push(vector).is_err() {
             return;
         }
-        n.rows.push(Row {
-            text,
-            entry,
-            alive: true,
-        });
+        n.rows.push(Row(Some((text, entry))));
         n.live += 1;
-        // the oldest live rows go past the bound
-        let mut i = 0;
-        while n.live > sem.config.max_entries_per_namespace && i < n.rows.len() {
-            if n.rows[i].alive {
-                n.rows[i].alive = false;
-                n.live -= 1;
-                self.count(|c| &c.evictions);
+        // the oldest rows go when they expired (their memory freed, not only hidden from
+        // lookups: a namespace in use never goes idle), then past the bound
+        let ttl_ms = u64::try_from(sem.config.ttl.as_millis()).unwrap_or(u64::MAX);
+        let now = self.now_ms();
+        while let Some(row) = n.rows.get_mut(n.front) {
+            match &row.0 {
+                Some((_, e)) if now.saturating_sub(e.stored_ms) < ttl_ms => {
+                    if n.live <= sem.config.max_entries_per_namespace {
+                        break;
+                    }
+                    self.count(|c| &c.evictions);
+                }
+                Some(_) => self.count(|c| &c.expired),
+                None => {
+                    n.front += 1;
+                    continue;
+                }
             }
-            i += 1;
+            row.0 = None;
+            n.live -= 1;
+            n.front += 1;
         }
         let dead = n.rows.len() - n.live;
         if dead > 64 && dead > n.live {
@@ -960,7 +969,7 @@ impl Cache {
         let rows = std::mem::take(&mut n.rows);
         let mut kept = Vec::with_capacity(n.live);
         for (i, row) in rows.into_iter().enumerate() {
-            if row.alive
+            if row.0.is_some()
                 && let Some(v) = old.row(i)
                 && index.push(&v).is_ok()
             {
@@ -969,6 +978,7 @@ impl Cache {
         }
         n.live = kept.len();
         n.rows = kept;
+        n.front = 0;
         n.index = Some(index);
     }
 
@@ -1565,5 +1575,47 @@ mod tests {
         assert_eq!((n.live, n.rows.len()), (2, 2), "the writer took the row in");
         assert!(ns.pending().is_empty());
         assert!(!ns.writing.load(Ordering::Acquire));
+    }
+
+    /// Rows past their TTL go when a row comes in — their text and answer freed, not only
+    /// hidden from lookups — so a namespace in use (never idle) does not keep a TTL's worth of
+    /// answers for ever.
+    #[tokio::test]
+    async fn expired_rows_are_freed_when_a_row_comes_in() {
+        let clock = infermux_core::ManualClock::new();
+        let cache = Cache::new(CacheConfig::default())
+            .unwrap()
+            .with_clock(Arc::new(clock.clone()))
+            .with_semantic(
+                Arc::new(Flat),
+                Arc::new(Yes),
+                SemanticConfig::default()
+                    .with_ttl(Duration::from_secs(1))
+                    .unwrap(),
+            );
+        let ctx = RequestContext::new();
+        let answer = Response::Chat(ChatResponse::new("m", Message::assistant("a")));
+        for i in 0..100 {
+            cache
+                .store(&ask(&format!("question {i}")), &ctx, "g", &answer)
+                .await;
+        }
+        let sem = cache.inner.semantic.as_ref().unwrap();
+        sem.namespaces.run_pending_tasks();
+        let (_, ns) = sem.namespaces.iter().next().expect("one namespace");
+        let entry = Arc::clone(&ns.lock.read().unwrap().rows[0].0.as_ref().unwrap().1);
+        let held = Arc::strong_count(&entry);
+        clock.advance(Duration::from_secs(2));
+        cache.store(&ask("one more"), &ctx, "g", &answer).await;
+        let n = ns.lock.read().unwrap();
+        assert_eq!(n.live, 1, "the expired rows are dead");
+        assert_eq!(n.rows.iter().filter(|r| r.0.is_some()).count(), 1);
+        // (the exact tier still holds its own reference until it expires there)
+        assert_eq!(
+            Arc::strong_count(&entry),
+            held - 1,
+            "and the namespace's reference is dropped"
+        );
+        assert!(cache.snapshot().expired >= 100);
     }
 }
