@@ -169,23 +169,43 @@ impl Embedder for LocalEmbedder {
     }
 }
 
+/// Model runs at once in this process, one per core: more only queue on the same cores.
+static MODEL_RUNS: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Arc::new(tokio::sync::Semaphore::new(cores))
+    });
+
 /// Runs the model's CPU work `work` on tokio's blocking pool, never on an async worker thread
-/// (inline when called outside a tokio runtime); a task that panicked or was cancelled is a
-/// typed error naming `what`.
+/// (inline when called outside a tokio runtime), at most one run per core at once: a caller
+/// waits for its turn on the async side, so one that gives up meanwhile (a lookup's embed
+/// timeout, a dropped call) never starts its run, and a burst of lookups never fills the
+/// blocking pool with runs nobody waits for. A task that panicked or was cancelled is a typed
+/// error naming `what`.
 pub(crate) async fn off_runtime<T, F>(what: &str, work: F) -> Result<T>
 where
     F: FnOnce() -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
     match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle.spawn_blocking(work).await.map_err(|e| {
-            let kind = if e.is_cancelled() {
-                ErrorKind::Cancelled
-            } else {
-                ErrorKind::Server
+        Ok(handle) => {
+            let turn = Arc::clone(&MODEL_RUNS)
+                .acquire_owned()
+                .await
+                .map_err(|e| Error::new(ErrorKind::Cancelled, format!("{what}: {e}")))?;
+            let work = move || {
+                let _turn = turn;
+                work()
             };
-            Error::new(kind, format!("{what} task: {e}"))
-        })?,
+            handle.spawn_blocking(work).await.map_err(|e| {
+                let kind = if e.is_cancelled() {
+                    ErrorKind::Cancelled
+                } else {
+                    ErrorKind::Server
+                };
+                Error::new(kind, format!("{what} task: {e}"))
+            })?
+        }
         Err(_) => work(),
     }
 }
@@ -718,5 +738,46 @@ impl Bert {
             x = layer.out_ln.forward(&layer.out.forward(&i)?.add(&a)?)?;
         }
         Ok(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// Callers that give up while waiting for a turn never start their run: a burst of
+    /// lookups past their timeout runs at most one model run per core, not one each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_nobody_waits_for_any_more_never_start() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let started = Arc::new(AtomicUsize::new(0));
+        // every run that starts blocks until the test lets go
+        let gate = Arc::new(std::sync::Mutex::new(()));
+        let held = gate.lock().unwrap();
+        let mut callers = Vec::new();
+        for _ in 0..64 {
+            let (started, gate) = (Arc::clone(&started), Arc::clone(&gate));
+            let run = off_runtime("test", move || {
+                started.fetch_add(1, Ordering::SeqCst);
+                drop(gate.lock());
+                Ok(())
+            });
+            callers.push(tokio::spawn(tokio::time::timeout(
+                Duration::from_millis(20),
+                run,
+            )));
+        }
+        for c in callers {
+            // every caller gives up: the runs that started are held at the gate
+            assert!(c.await.unwrap().is_err());
+        }
+        drop(held);
+        assert!(
+            started.load(Ordering::SeqCst) <= cores,
+            "{} runs started for callers gone ({cores} cores)",
+            started.load(Ordering::SeqCst)
+        );
     }
 }
