@@ -181,8 +181,22 @@ impl OpenAiCompat {
 impl EventDecoder<SseEvent> for ChatStreamState {
     fn on_item(&mut self, ev: SseEvent) -> Result<Vec<StreamEvent>> {
         if ev.event.as_deref() == Some("error") {
-            let v: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or_default();
-            return Err(wire::embedded_error(v.get("error").unwrap_or(&v)));
+            let e = match serde_json::from_str::<serde_json::Value>(&ev.data) {
+                Ok(v) if v.is_object() => wire::embedded_error(v.get("error").unwrap_or(&v)),
+                // not JSON (`error: upstream connect error`): its text is the message
+                _ => {
+                    let text = ev.data.trim();
+                    let mut end = text.len().min(500);
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    Error::new(
+                        ErrorKind::Server,
+                        format!("the server sent an error event: {}", &text[..end]),
+                    )
+                }
+            };
+            return Err(e.with_partial_text(self.text().to_owned()));
         }
         self.on_data(&ev.data)
     }

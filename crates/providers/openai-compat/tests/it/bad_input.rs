@@ -264,3 +264,15 @@ async fn finish_reasons_that_say_the_generation_failed_are_errors() {
         assert_eq!(e.partial_text(), Some("hal"));
     }
 }
+
+/// An error event whose data is not JSON (`upstream connect error`) is a server error with
+/// that text as its message (it was the literal `{"error":null}`), and the text so far.
+#[tokio::test]
+async fn an_error_event_that_is_not_json_keeps_its_text() {
+    let body = "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n\
+                event: error\ndata: upstream connect error or disconnect/reset before headers\n\n";
+    let e = stream(body).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Server, "{e}");
+    assert!(e.message().contains("upstream connect error"), "{e}");
+    assert_eq!(e.partial_text(), Some("Hel"));
+}
