@@ -1312,6 +1312,8 @@ struct WireContent<'a> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct WireCandidate<'a> {
+    /// Which candidate (`candidateCount` > 1 asks for several): absent means the first.
+    index: U64,
     #[serde(borrow)]
     content: Obj<WireContent<'a>>,
     #[serde(borrow)]
@@ -1441,10 +1443,16 @@ impl GenerateState {
                 .with_provider_code(reason),
             ));
         }
-        let Some(cand) = w.candidates.0.and_then(|c| c.into_iter().next()) else {
+        // the first candidate only (a request for several, `candidateCount` in `extra`, gets
+        // the first, streamed or not, as with OpenAI's `n`): a chunk of another is skipped
+        let Some((at, cand)) = w.candidates.0.and_then(|c| {
+            c.into_iter()
+                .enumerate()
+                .map(|(at, c)| (at, c.or_default()))
+                .find(|(_, c)| c.index.0.unwrap_or(0) == 0)
+        }) else {
             return Ok(out);
         };
-        let cand = cand.or_default();
         let parts = cand.content.or_default().parts.0.unwrap_or_default();
         // the chunk as a `Value`, read once and only for a part this version does not model
         let mut value = Some(value);
@@ -1562,7 +1570,7 @@ impl GenerateState {
                 // with the reasoning, as a text part's does)
                 let raw = whole
                     .as_ref()
-                    .and_then(|v| v.pointer(&format!("/candidates/0/content/parts/{i}")))
+                    .and_then(|v| v.pointer(&format!("/candidates/{at}/content/parts/{i}")))
                     .filter(|raw| {
                         raw.as_object().is_some_and(|o| {
                             o.keys().any(|k| k != "thought" && k != "thoughtSignature")

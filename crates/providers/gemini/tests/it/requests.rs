@@ -842,3 +842,29 @@ fn finish_reasons_that_say_the_output_failed_are_errors() {
         ))
     }));
 }
+
+/// With several candidates (`candidateCount` in `extra`), the answer is the first's: another
+/// candidate's text, calls and finish reason are not mixed into it, streamed or not.
+#[test]
+fn only_the_first_candidate_makes_the_answer() {
+    let mut st = wire::GenerateState::new();
+    let mut events = Vec::new();
+    for chunk in [
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"A"}]},"index":0}]}"#,
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"B"}]},"finishReason":"SAFETY","index":1}]}"#,
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"B"},{"functionCall":{"name":"f","args":{}}}]},"index":1},{"content":{"role":"model","parts":[{"text":"a"}]},"finishReason":"STOP","index":0}]}"#,
+    ] {
+        events.extend(st.on_chunk(chunk).unwrap());
+    }
+    events.extend(st.on_end().unwrap());
+    let mut acc = infermux_core::StreamAccumulator::new();
+    for e in &events {
+        acc.push(e);
+    }
+    let r = acc.finish();
+    assert_eq!(r.text(), "Aa");
+    assert!(r.tool_calls().is_empty());
+    assert_eq!(r.finish_reason, Some(infermux_core::FinishReason::Stop));
+    let whole = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"B"}]},"finishReason":"STOP","index":1},{"content":{"role":"model","parts":[{"text":"A"}]},"finishReason":"STOP","index":0}]}"#;
+    assert_eq!(wire::parse_generate(whole.as_bytes()).unwrap().text(), "A");
+}
