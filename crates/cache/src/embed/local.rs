@@ -754,14 +754,14 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let started = Arc::new(AtomicUsize::new(0));
         // every run that starts blocks until the test lets go
-        let gate = Arc::new(std::sync::Mutex::new(()));
-        let held = gate.lock().unwrap();
+        let gate = Arc::new(tokio::sync::RwLock::new(()));
+        let held = Arc::clone(&gate).write_owned().await;
         let mut callers = Vec::new();
         for _ in 0..64 {
             let (started, gate) = (Arc::clone(&started), Arc::clone(&gate));
             let run = off_runtime("test", move || {
                 started.fetch_add(1, Ordering::SeqCst);
-                drop(gate.lock());
+                drop(gate.blocking_read());
                 Ok(())
             });
             callers.push(tokio::spawn(tokio::time::timeout(
