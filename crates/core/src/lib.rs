@@ -51,7 +51,7 @@ pub use ratelimit::{RateLimitInfo, RateLimitWindow};
 pub use route::{CacheHit, CacheTier, FallbackTaken, Served};
 pub use secret::{ApiKey, shown_var_name};
 pub use similarity::cosine_similarity;
-pub use stream::{StreamAccumulator, StreamEvent, first_event};
+pub use stream::{StreamAccumulator, StreamEvent, first_event, mark_signer};
 pub use tokens::estimate_tokens;
 pub use types::*;
 

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::provider::EventStream;
-use crate::types::{ChatResponse, ContentPart, FinishReason, Message, Role, ToolCall, Usage};
+use crate::types::{
+    ChatResponse, ContentPart, FinishReason, Message, Role, Signer, ToolCall, Usage,
+};
 
 /// One event of a streamed answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +80,12 @@ pub enum StreamEvent {
         /// The part, in answer order.
         part: ContentPart,
     },
+    /// The provider whose signed or opaque data the answer carries (sent before the first
+    /// signature or such part): the folded message's [`Message::signer`](crate::Message::signer).
+    SignedBy {
+        /// The provider.
+        signer: Signer,
+    },
     /// Token usage (may come before or after `Done`'s reason; the last one wins).
     Usage(Usage),
     /// The answer is complete.
@@ -86,6 +94,51 @@ pub enum StreamEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         finish_reason: Option<FinishReason>,
     },
+}
+
+impl StreamEvent {
+    /// Whether the event carries signed or opaque provider data (a signature, or a part
+    /// [`ContentPart::is_provider_data`] says is).
+    pub fn carries_provider_data(&self) -> bool {
+        match self {
+            StreamEvent::ReasoningSignature { .. } | StreamEvent::ToolCallSignature { .. } => true,
+            StreamEvent::Part { part } => part.is_provider_data(),
+            _ => false,
+        }
+    }
+}
+
+/// Puts [`StreamEvent::SignedBy`] `signer` before the first of `events` that carries provider
+/// data, unless `marked` says a stream's earlier events had it; sets `marked` when it does.
+/// A provider's stream decoder calls it on each batch of events it makes.
+///
+/// ```
+/// use infermux_core::{Signer, StreamEvent, mark_signer};
+/// let mut marked = false;
+/// let mut evs = vec![
+///     StreamEvent::TextDelta { text: "hi".into() },
+///     StreamEvent::ReasoningSignature { signature: "c2ln".into() },
+/// ];
+/// mark_signer(&mut evs, &Signer::Gemini, &mut marked);
+/// assert_eq!(evs[1], StreamEvent::SignedBy { signer: Signer::Gemini });
+/// assert!(marked);
+/// let mut more = vec![StreamEvent::ReasoningSignature { signature: "c2ln".into() }];
+/// mark_signer(&mut more, &Signer::Gemini, &mut marked);
+/// assert_eq!(more.len(), 1, "once a stream");
+/// ```
+pub fn mark_signer(events: &mut Vec<StreamEvent>, signer: &Signer, marked: &mut bool) {
+    if *marked {
+        return;
+    }
+    if let Some(at) = events.iter().position(StreamEvent::carries_provider_data) {
+        events.insert(
+            at,
+            StreamEvent::SignedBy {
+                signer: signer.clone(),
+            },
+        );
+        *marked = true;
+    }
 }
 
 /// Folds stream events into a [`ChatResponse`]: concatenates text, reasoning and refusals,
@@ -125,6 +178,7 @@ pub struct StreamAccumulator {
     usage: Option<Usage>,
     finish_reason: Option<FinishReason>,
     done: bool,
+    signer: Option<Signer>,
 }
 
 impl StreamAccumulator {
@@ -230,6 +284,7 @@ impl StreamAccumulator {
                 self.tool(*index).signature = Some(signature.clone());
             }
             StreamEvent::Part { part } => self.parts.push(part.clone()),
+            StreamEvent::SignedBy { signer } => self.signer = Some(signer.clone()),
             StreamEvent::Usage(u) => self.usage = Some(*u),
             StreamEvent::Done { finish_reason } => {
                 self.done = true;
@@ -258,6 +313,7 @@ impl StreamAccumulator {
             Message::assistant_tool_calls(tools.into_iter().map(|(_, c)| c).collect());
         message.role = Role::Assistant;
         message.content = self.parts;
+        message.signer = self.signer;
         let mut resp = ChatResponse::new(self.model.unwrap_or_default(), message);
         resp.id = self.id;
         resp.usage = self.usage;
@@ -335,6 +391,34 @@ mod tests {
     use super::*;
     use futures_executor::block_on;
     use futures_util::{StreamExt, stream};
+
+    /// The signer an answer names reaches the folded message, and the event round-trips
+    /// through JSON (a cache stores streams as events).
+    #[test]
+    fn the_signer_reaches_the_message_and_round_trips() {
+        let ev = StreamEvent::SignedBy {
+            signer: Signer::Gemini,
+        };
+        let json = serde_json::to_string(&ev).unwrap();
+        assert_eq!(json, r#"{"type":"signed_by","signer":"gemini"}"#);
+        assert_eq!(serde_json::from_str::<StreamEvent>(&json).unwrap(), ev);
+        let mut acc = StreamAccumulator::new();
+        acc.push(&ev);
+        acc.push(&StreamEvent::ReasoningSignature {
+            signature: "c2ln".into(),
+        });
+        acc.push(&StreamEvent::Done {
+            finish_reason: None,
+        });
+        let m = acc.finish().message;
+        assert_eq!(m.signer, Some(Signer::Gemini));
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["signer"], "gemini");
+        assert_eq!(serde_json::from_value::<Message>(json).unwrap(), m);
+        // not known: nothing in the JSON
+        let plain = serde_json::to_value(Message::assistant("hi")).unwrap();
+        assert!(plain.get("signer").is_none());
+    }
 
     #[test]
     fn parallel_tool_calls_reassemble_by_index() {

@@ -84,8 +84,8 @@ pub use infermux_core::{
     FinishReason, Idempotency, ImageSource, Limits, Message, ModelInfo, ModelList, Operation,
     Priority, Provider, RateLimitInfo, RateLimitWindow, RejectReason, Request, RequestContext,
     RequestId, RerankRequest, RerankResponse, RerankResult, Response, ResponseFormat, Result, Role,
-    Served, StopReason, StreamAccumulator, StreamEvent, SystemText, Timeouts, Tool, ToolCall,
-    ToolChoice, Usage, cosine_similarity, estimate_tokens,
+    Served, Signer, StopReason, StreamAccumulator, StreamEvent, SystemText, Timeouts, Tool,
+    ToolCall, ToolChoice, Usage, cosine_similarity, estimate_tokens,
 };
 pub mod prelude;
 pub use providers::*;

@@ -35,6 +35,20 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// The provider whose opaque data an assistant message carries — reasoning signatures
+    /// ([`ContentPart::Thinking`]), redacted reasoning, signed tool calls, blocks kept raw —
+    /// which only that provider accepts back ([`Message::signer`]).
+    pub enum Signer {
+        /// Anthropic's Messages API.
+        Anthropic => "anthropic",
+        /// Google's Gemini API.
+        Gemini => "gemini",
+        /// OpenAI.
+        OpenAi => "openai",
+    }
+}
+
 /// Where an image comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -125,6 +139,19 @@ pub enum ContentPart {
 }
 
 impl ContentPart {
+    /// Whether the part is signed or opaque data only its provider reads back.
+    pub fn is_provider_data(&self) -> bool {
+        matches!(
+            self,
+            ContentPart::Thinking {
+                signature: Some(_),
+                ..
+            } | ContentPart::RedactedThinking { .. }
+                | ContentPart::ServerToolCall { .. }
+                | ContentPart::ServerToolResult { .. }
+                | ContentPart::Other { .. }
+        )
+    }
     /// A text part.
     pub fn text(text: impl Into<String>) -> Self {
         ContentPart::Text { text: text.into() }
@@ -210,6 +237,12 @@ pub struct Message {
     /// The call this message answers (tool messages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// Whose signed or opaque data this assistant message carries, when a provider's answer
+    /// told (`None`: not known, sent as it is). Another provider leaves that data out when the
+    /// conversation goes to it (a fallback): Anthropic refuses Gemini's signatures, and a model's
+    /// private reasoning is not part of the conversation for another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<Signer>,
 }
 
 impl Message {
@@ -221,6 +254,7 @@ impl Message {
             name: None,
             tool_calls: Vec::new(),
             tool_call_id: None,
+            signer: None,
         }
     }
     /// A system message.
@@ -250,7 +284,33 @@ impl Message {
             name: None,
             tool_calls: calls,
             tool_call_id: None,
+            signer: None,
         }
+    }
+    /// Marks the message as carrying `signer`'s signed or opaque data ([`Message::signer`]).
+    pub fn signed_by(mut self, signer: Signer) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+    /// Whether the message carries signed or opaque provider data: a signed reasoning part,
+    /// redacted reasoning, a server tool's call or result, a block kept raw, or a signed tool
+    /// call (what [`Message::signer`] names the owner of).
+    pub fn carries_provider_data(&self) -> bool {
+        self.content.iter().any(ContentPart::is_provider_data)
+            || self.tool_calls.iter().any(|c| c.signature.is_some())
+    }
+    /// Whether the message's signed or opaque data is known to be another provider's than
+    /// `me`'s (and so is left out of a request to `me`).
+    ///
+    /// ```
+    /// use infermux_core::{Message, Signer};
+    /// let m = Message::assistant("hi").signed_by(Signer::Gemini);
+    /// assert!(m.signed_by_other_than(&Signer::Anthropic));
+    /// assert!(!m.signed_by_other_than(&Signer::Gemini));
+    /// assert!(!Message::assistant("hi").signed_by_other_than(&Signer::Anthropic), "not known");
+    /// ```
+    pub fn signed_by_other_than(&self, me: &Signer) -> bool {
+        self.signer.as_ref().is_some_and(|s| s != me)
     }
     /// A tool result answering `call_id`.
     pub fn tool_result(call_id: impl Into<String>, text: impl Into<String>) -> Self {

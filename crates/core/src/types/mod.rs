@@ -61,7 +61,7 @@ mod usage;
 
 pub use chat::{
     ChatRequest, ChatResponse, ContentPart, FinishReason, ImageSource, Message, ResponseFormat,
-    Role, SystemText, Tool, ToolCall, ToolChoice,
+    Role, Signer, SystemText, Tool, ToolCall, ToolChoice,
 };
 pub use ops::{
     CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo,

@@ -8,6 +8,8 @@ mod llama;
 mod ops;
 mod routing;
 mod s3;
+#[cfg(feature = "full")]
+mod signer;
 
 use std::time::Duration;
 

@@ -10,7 +10,8 @@ use std::fmt;
 
 use infermux_core::{
     ChatRequest, ChatResponse, ContentPart, Error, ErrorKind, FinishReason, ImageSource, Message,
-    ModelInfo, ModelList, Result, Role, StreamEvent, SystemText, Tool, ToolCall, ToolChoice, Usage,
+    ModelInfo, ModelList, Result, Role, Signer, StreamEvent, SystemText, Tool, ToolCall,
+    ToolChoice, Usage,
 };
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
@@ -273,7 +274,20 @@ fn is_openai_item(t: &str) -> bool {
 /// block it follows, empty text blocks left out), then its tool calls.
 fn assistant_blocks<'a>(m: &'a Message, blocks: &mut Vec<Block<'a>>) {
     let start = blocks.len();
+    // another provider's turn (a fallback): its reasoning was that model's own, and its
+    // signatures, raw blocks and citations are for it alone (Anthropic refuses a signature
+    // it did not make: "Invalid `signature` in `thinking` block")
+    let foreign = m.signed_by_other_than(&Signer::Anthropic);
     for part in &m.content {
+        if foreign
+            && (part.is_provider_data()
+                || matches!(
+                    part,
+                    ContentPart::Thinking { .. } | ContentPart::Citation { .. }
+                ))
+        {
+            continue;
+        }
         if let ContentPart::Citation { raw } = part {
             if blocks.len() > start
                 && let Some(last) = blocks.last_mut().filter(|b| b.is_text())
@@ -824,6 +838,9 @@ fn chat_from(w: Obj<WireMessageAnswer<'_>>, body: &[u8]) -> Result<ChatResponse>
     }
     let mut message = Message::assistant_tool_calls(calls);
     message.content = parts;
+    if message.carries_provider_data() {
+        message.signer = Some(Signer::Anthropic);
+    }
     let mut resp = ChatResponse::new(w.model.owned_or_empty(), message);
     resp.id = w.id.owned();
     resp.finish_reason = w.stop_reason.get().map(finish_reason);
@@ -1038,6 +1055,8 @@ pub struct ChatStreamState {
     finish: Option<FinishReason>,
     text: String,
     done: bool,
+    /// `SignedBy` was sent.
+    signed: bool,
 }
 
 impl ChatStreamState {
@@ -1109,7 +1128,19 @@ impl ChatStreamState {
         )
     }
 
+    /// Before the first signature or block only Anthropic reads back: `SignedBy` Anthropic.
     fn on_wire(
+        &mut self,
+        event: Option<&str>,
+        data: &str,
+        v: WireEvent<'_>,
+    ) -> Result<Vec<StreamEvent>> {
+        let mut out = self.events_of(event, data, v)?;
+        infermux_core::mark_signer(&mut out, &Signer::Anthropic, &mut self.signed);
+        Ok(out)
+    }
+
+    fn events_of(
         &mut self,
         event: Option<&str>,
         data: &str,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use infermux_core::{
     ChatRequest, ChatResponse, ContentPart, EmbeddingRequest, EmbeddingResponse, Error, ErrorKind,
-    FinishReason, ImageSource, Message, ModelInfo, ModelList, ResponseFormat, Result, Role,
+    FinishReason, ImageSource, Message, ModelInfo, ModelList, ResponseFormat, Result, Role, Signer,
     StreamAccumulator, StreamEvent, SystemText, Tool, ToolCall, ToolChoice, Usage,
 };
 use serde::de::IgnoredAny;
@@ -372,7 +372,13 @@ fn part_of(p: &ContentPart) -> Option<Part<'_>> {
 /// with their `thoughtSignature`s.
 fn model_parts<'a>(m: &'a Message, parts: &mut Vec<Part<'a>>) {
     let start = parts.len();
+    // another provider's turn (a fallback): its reasoning was that model's own, its
+    // signatures and raw blocks are for it alone
+    let foreign = m.signed_by_other_than(&Signer::Gemini);
     for p in &m.content {
+        if foreign && (p.is_provider_data() || matches!(p, ContentPart::Thinking { .. })) {
+            continue;
+        }
         if let ContentPart::Thinking {
             text,
             signature: Some(sig),
@@ -396,11 +402,11 @@ fn model_parts<'a>(m: &'a Message, parts: &mut Vec<Part<'a>>) {
     // thought_signature"): the first call of such a turn gets the value Google documents for
     // histories from other models; Gemini's own parallel calls, signed on the first, are sent
     // as they came
-    let unsigned = m.tool_calls.iter().all(|c| c.signature.is_none());
+    let unsigned = foreign || m.tool_calls.iter().all(|c| c.signature.is_none());
     for (i, c) in m.tool_calls.iter().enumerate() {
         let args = c.parsed_arguments().unwrap_or_else(|_| json!({}));
-        let signature = match &c.signature {
-            Some(sig) => Some(sig.as_str()),
+        let signature = match c.signature.as_deref().filter(|_| !foreign) {
+            Some(sig) => Some(sig),
             None if unsigned && i == 0 => Some(FOREIGN_CALL_SIGNATURE),
             None => None,
         };
@@ -1362,6 +1368,8 @@ pub struct GenerateState {
     finish: Option<String>,
     /// A call whose arguments are still arriving.
     open: Option<OpenCall>,
+    /// `SignedBy` was sent.
+    signed: bool,
 }
 
 impl GenerateState {
@@ -1403,7 +1411,18 @@ impl GenerateState {
     }
 
     /// The events of one chunk; `value` gives the chunk as a `Value` (for an `error` object).
+    /// Before the first signature or part only Gemini reads back: `SignedBy` Gemini.
     fn on_wire(
+        &mut self,
+        w: WireChunk<'_>,
+        value: impl FnOnce() -> Result<Value>,
+    ) -> Result<Vec<StreamEvent>> {
+        let mut out = self.events_of(w, value)?;
+        infermux_core::mark_signer(&mut out, &Signer::Gemini, &mut self.signed);
+        Ok(out)
+    }
+
+    fn events_of(
         &mut self,
         w: WireChunk<'_>,
         value: impl FnOnce() -> Result<Value>,
