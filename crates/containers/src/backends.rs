@@ -557,15 +557,16 @@ impl LlamaCppSpec {
         a.extend(self.extra_args.iter().cloned());
         a
     }
-    /// The server spec named `name` (its probes connect to `127.0.0.1` unless the host is
-    /// another address than `0.0.0.0`; in a container it listens on `0.0.0.0`).
+    /// The server spec named `name` (its probes connect to the host, or to `127.0.0.1` / `::1`
+    /// when it is `0.0.0.0` / `::`; in a container it listens on `0.0.0.0`).
     pub fn server_spec(&self, name: &str) -> Result<ServerSpec> {
         not_empty("the model", &self.model)?;
         not_empty("the host", &self.host)?;
-        let probe = if self.host == "0.0.0.0" {
-            "127.0.0.1"
-        } else {
-            &self.host
+        // every interface: probed on the loopback of its family
+        let probe = match self.host.as_str() {
+            "0.0.0.0" => "127.0.0.1",
+            "::" | "[::]" => "::1",
+            host => host,
         };
         // in a container the server must listen on every interface for its port to publish
         let in_container = LlamaCppSpec {

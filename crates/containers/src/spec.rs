@@ -249,9 +249,21 @@ impl ServerSpec {
         self
     }
 
-    /// The base URL the server answers on: `http://host:port`.
+    /// The base URL the server answers on: `http://host:port` (an IPv6 address in brackets:
+    /// `http://[::1]:port`).
+    ///
+    /// ```
+    /// use infermux_containers::ServerSpec;
+    /// let spec = ServerSpec::new("s", "server", 8080, "/health").unwrap();
+    /// assert_eq!(spec.clone().with_host("::1").base_url(), "http://[::1]:8080");
+    /// assert_eq!(spec.with_host("127.0.0.1").base_url(), "http://127.0.0.1:8080");
+    /// ```
     pub fn base_url(&self) -> String {
-        format!("http://{}:{}", self.host, self.port)
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("http://[{}]:{}", self.host, self.port)
+        } else {
+            format!("http://{}:{}", self.host, self.port)
+        }
     }
 
     /// The whole command line of the process: wrapper, program, args.

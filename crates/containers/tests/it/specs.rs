@@ -182,3 +182,33 @@ fn a_spec_refuses_a_bad_name_port_or_route_and_a_process_sees_its_gpus() {
     );
     assert_eq!(spec.volumes[0].bind(), "/cache:/data:ro");
 }
+
+/// A llama.cpp server on an IPv6 address is probed at a URL with the address in brackets, and
+/// one on every IPv6 interface at `::1` (it waited out its whole ready timeout, then was
+/// stopped: `http://::1:8080` is no URL).
+#[test]
+fn llama_on_ipv6_is_probed_at_a_bracketed_url() {
+    let url = |host: &str| {
+        LlamaCppSpec::new("/models/m.gguf")
+            .host(host)
+            .server_spec("llama")
+            .unwrap()
+            .base_url()
+    };
+    assert_eq!(
+        url("::1"),
+        format!("http://[::1]:{}", LlamaCppSpec::DEFAULT_PORT)
+    );
+    assert_eq!(
+        url("::"),
+        format!("http://[::1]:{}", LlamaCppSpec::DEFAULT_PORT)
+    );
+    assert_eq!(
+        url("0.0.0.0"),
+        format!("http://127.0.0.1:{}", LlamaCppSpec::DEFAULT_PORT)
+    );
+    assert_eq!(
+        url("10.0.0.2"),
+        format!("http://10.0.0.2:{}", LlamaCppSpec::DEFAULT_PORT)
+    );
+}
