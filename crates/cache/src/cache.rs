@@ -1059,6 +1059,12 @@ impl Cache {
         {
             return;
         }
+        // an answer larger than a stream's recording may hold (about 8 MiB as JSON: images,
+        // a batch of thousands of embeddings) is not kept: a cache bounded by its count of
+        // entries would otherwise hold gigabytes
+        if crate::stream::json_size(response) > crate::stream::MAX_RECORDED_BYTES {
+            return;
+        }
         // stored without who served it: a hit was served by the cache, not by the deployment
         // that answered first (as a Redis entry, which never carries `served`, reads back)
         let mut stored = response.clone();

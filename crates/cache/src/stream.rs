@@ -45,13 +45,16 @@ fn size_of_event(ev: &StreamEvent) -> usize {
         | StreamEvent::ToolCallSignature { signature, .. } => signature.len(),
         // a whole part (an image, a server tool's result, a raw block: megabytes, at times)
         // counts as its JSON, measured without writing it anywhere
-        StreamEvent::Part { part } => {
-            let mut n = Counted(0);
-            let _ = serde_json::to_writer(&mut n, part);
-            n.0
-        }
+        StreamEvent::Part { part } => json_size(part),
         _ => 0,
     }
+}
+
+/// The length of `value` as JSON, measured without writing it anywhere.
+pub(crate) fn json_size(value: &impl serde::Serialize) -> usize {
+    let mut n = Counted(0);
+    let _ = serde_json::to_writer(&mut n, value);
+    n.0
 }
 
 /// Counts the bytes written to it.

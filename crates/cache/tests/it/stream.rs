@@ -283,3 +283,22 @@ async fn whole_parts_count_toward_the_recording_bound() {
     let _: Vec<_> = cache.tee(&req, &ctx, "g", live(oks(&evs))).collect().await;
     assert!(cache.lookup_stream(&req, &ctx, "g").await.is_some());
 }
+
+/// A plain answer larger than a recording holds (about 8 MiB as JSON: an image model's answer,
+/// a batch of thousands of embeddings) is passed on and not stored, as a stream that long is
+/// not; the cache is bounded by its count of entries, so each must be bounded in size.
+#[tokio::test]
+async fn a_plain_answer_too_large_to_keep_is_not_stored() {
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = ask("write a very long story");
+    cache
+        .store(&req, &ctx, "g", &answer(&"x".repeat(9 * 1024 * 1024)))
+        .await;
+    assert!(cache.lookup(&req, &ctx, "g").await.is_none());
+    assert_eq!(cache.snapshot().stores, 0);
+    cache
+        .store(&req, &ctx, "g", &answer(&"x".repeat(7 * 1024 * 1024)))
+        .await;
+    assert!(cache.lookup(&req, &ctx, "g").await.is_some());
+}
