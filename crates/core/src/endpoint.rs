@@ -143,7 +143,56 @@ impl EndpointConfig {
             };
             return Err(Error::new(ErrorKind::Config, message).with_endpoint(cfg.id.clone()));
         }
+        if !cfg.authority_is_valid() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "base URL's host or port is not valid (a name, an IPv4 address or an IPv6 \
+                 address in brackets, and a port up to 65535)",
+            )
+            .with_endpoint(cfg.id.clone()));
+        }
         Ok(cfg)
+    }
+
+    /// Whether the base URL's `host[:port]` is one a URL parser takes: a host of letters,
+    /// digits, `-`, `.`, `_` and non-ASCII (an IDN) or an IPv6 address in brackets, and a port of 1 to 5 digits
+    /// up to 65535.
+    fn authority_is_valid(&self) -> bool {
+        let Some((_, rest)) = self.scheme_and_rest() else {
+            return false;
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let Some((addr, after)) = v6.split_once(']') else {
+                return false;
+            };
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return false;
+            }
+            match after {
+                "" => ("v6", None),
+                p => match p.strip_prefix(':') {
+                    Some(port) => ("v6", Some(port)),
+                    None => return false,
+                },
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') || b >= 0x80);
+        let port_ok = port.is_none_or(|p| {
+            !p.is_empty()
+                && p.len() <= 5
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u16>().is_ok()
+        });
+        host_ok && port_ok
     }
 
     fn scheme_and_rest(&self) -> Option<(&str, &str)> {
@@ -431,9 +480,28 @@ mod tests {
             "http://",
             "localhost:8080",
             "https://user:pw@host",
+            // a host or port no URL parser takes (they passed, and failed at build)
+            "http://localhost:80800/v1",
+            "http://:8080/v1",
+            "http://my host/v1",
+            "http://host:/v1",
+            "http://host:8a/v1",
+            "http://[::1/v1",
+            "http://[not-v6]:80/v1",
         ] {
             let err = EndpointConfig::new("e", bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
+        }
+        for good in [
+            "http://127.0.0.1:8080/v1",
+            "http://[::1]:8080/v1",
+            "http://[::1]",
+            "https://api.openai.com/v1",
+            "http://my_host.local:65535",
+            "https://bücher.example/v1",
+            "http://h?x=1",
+        ] {
+            assert!(EndpointConfig::new("e", good).is_ok(), "{good}");
         }
     }
 
