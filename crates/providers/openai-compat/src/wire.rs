@@ -719,16 +719,37 @@ pub fn parse_embeddings(body: &[u8], expected: usize) -> Result<EmbeddingRespons
         };
         items.push((item.index.unwrap_or(pos), v));
     }
-    items.sort_by_key(|(i, _)| *i);
     if items.len() != expected {
         return Err(Error::new(
             ErrorKind::Decode,
             format!("{} embeddings returned for {expected} inputs", items.len()),
         ));
     }
+    // each input's vector in its place: an index out of range, or given twice (a proxy
+    // numbering each chunk from 0), is an error — never a vector handed to another input
+    // (with batching, to another caller)
+    let mut slots: Vec<Option<Vec<f32>>> = vec![None; expected];
+    for (i, v) in items {
+        match slots.get_mut(i) {
+            Some(slot @ None) => *slot = Some(v),
+            Some(Some(_)) => {
+                return Err(Error::new(
+                    ErrorKind::Decode,
+                    format!("embedding index {i} is given twice"),
+                ));
+            }
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Decode,
+                    format!("embedding index {i} is past the {expected} inputs"),
+                ));
+            }
+        }
+    }
+    // (as many items as slots, none twice: every slot is filled)
     let mut resp = EmbeddingResponse::new(
         owned(w.model).unwrap_or_default(),
-        items.into_iter().map(|(_, v)| v).collect(),
+        slots.into_iter().flatten().collect(),
     );
     resp.usage = w.usage.map(|u| u.to_usage());
     Ok(resp)

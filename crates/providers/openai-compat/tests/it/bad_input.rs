@@ -276,3 +276,25 @@ async fn an_error_event_that_is_not_json_keeps_its_text() {
     assert!(e.message().contains("upstream connect error"), "{e}");
     assert_eq!(e.partial_text(), Some("Hel"));
 }
+
+/// Embeddings whose `index` repeats or runs past the inputs (a proxy numbering each chunk from
+/// 0) are a decode error, never a vector handed to another input; out of order, they are put
+/// back in order.
+#[test]
+fn embedding_indices_that_repeat_or_run_past_the_inputs_are_errors() {
+    use infermux_openai_compat::wire::parse_embeddings;
+    let body = |indices: &[usize]| {
+        let data: Vec<String> = indices
+            .iter()
+            .enumerate()
+            .map(|(pos, i)| format!(r#"{{"index":{i},"embedding":[{pos}.0]}}"#))
+            .collect();
+        format!(r#"{{"data":[{}]}}"#, data.join(","))
+    };
+    for bad in [&[0, 0, 2][..], &[0, 1, 0, 1], &[0, 3, 1]] {
+        let e = parse_embeddings(body(bad).as_bytes(), bad.len()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Decode, "{bad:?}");
+    }
+    let r = parse_embeddings(body(&[2, 0, 1]).as_bytes(), 3).unwrap();
+    assert_eq!(r.embeddings, vec![vec![1.0], vec![2.0], vec![0.0]]);
+}

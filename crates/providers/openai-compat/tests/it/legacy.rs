@@ -553,6 +553,13 @@ pub(crate) fn parse_embeddings(body: &[u8], expected: usize) -> Result<Embedding
             format!("{} embeddings returned for {expected} inputs", items.len()),
         ));
     }
+    // (the rule the typed code gained: indices 0..expected, each once)
+    if items.iter().enumerate().any(|(want, (i, _))| *i != want) {
+        return Err(Error::new(
+            ErrorKind::Decode,
+            "embedding indices are not each input's once",
+        ));
+    }
     let mut resp = EmbeddingResponse::new(
         w.model.unwrap_or_default(),
         items.into_iter().map(|(_, v)| v).collect(),
