@@ -589,8 +589,9 @@ async fn flush_batch<K, I, O>(
     batch: Open<I, O>,
     reason: FlushReason,
 ) where
-    I: Clone,
-    O: Clone,
+    K: Clone + Send,
+    I: Clone + Send,
+    O: Clone + Send,
 {
     let counters = &shared.counters;
     let Open { items, waiters, .. } = batch;
@@ -633,37 +634,76 @@ async fn flush_batch<K, I, O>(
         tracing::trace!(request_id = %w.request_id, batch_request_id = %ctx.request_id(), slot = remap[w.slot], "item in batch");
     }
     tracing::debug!(reason = reason.as_str(), size = live.len(), callers = waiters.len(), batch_request_id = %ctx.request_id(), "batch flushed");
-    let n = live.len();
-    match flush(key, live, ctx).await {
-        Ok(outs) if outs.len() == n => {
-            for w in waiters {
-                let _ = w.tx.send(Ok(outs[remap[w.slot]].clone()));
-            }
-        }
-        Ok(outs) => {
-            Counters::add(&counters.failed_batches, 1);
-            let e = Error::new(
-                ErrorKind::Decode,
-                format!(
-                    "the batch call answered {} results for {n} items",
-                    outs.len()
-                ),
-            );
-            tracing::warn!(
-                got = outs.len(),
-                expected = n,
-                "batch answered the wrong number of results"
-            );
-            for w in waiters {
-                let _ = w.tx.send(Err(e.clone()));
-            }
-        }
-        Err(e) => {
-            Counters::add(&counters.failed_batches, 1);
-            tracing::debug!(error = %e, "batch failed");
-            for w in waiters {
-                let _ = w.tx.send(Err(e.clone()));
-            }
-        }
+    let outs = send_split(&*flush, key, live, ctx, counters).await;
+    if outs.iter().any(Result::is_err) {
+        Counters::add(&counters.failed_batches, 1);
     }
+    for w in waiters {
+        let _ = w.tx.send(outs[remap[w.slot]].clone());
+    }
+}
+
+/// Whether a batch's error may be one item's rather than the batch's: the provider refused an
+/// input (too long, empty, malformed) — worth sending the items again apart.
+fn may_be_one_items(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::InvalidRequest | ErrorKind::ContextLength
+    )
+}
+
+/// Sends `items` with `flush`: one result per item, in order. A refusal that may be one item's
+/// ([`may_be_one_items`]) of several items is sent again in two halves (at once, each), down
+/// to the items that fail alone: one bad input fails its own callers, not the whole batch (at
+/// most `2n - 1` calls for `n` items).
+fn send_split<'a, K, I, O>(
+    flush: &'a FlushFn<K, I, O>,
+    key: K,
+    items: Vec<I>,
+    ctx: RequestContext,
+    counters: &'a Counters,
+) -> Pin<Box<dyn Future<Output = Vec<Result<O>>> + Send + 'a>>
+where
+    K: Clone + Send + 'a,
+    I: Clone + Send + 'a,
+    O: Clone + Send + 'a,
+{
+    Box::pin(async move {
+        let n = items.len();
+        // (the items again for the halves, should the batch be refused)
+        let again = (n > 1).then(|| items.clone());
+        match flush(key.clone(), items, ctx.clone()).await {
+            Ok(outs) if outs.len() == n => outs.into_iter().map(Ok).collect(),
+            Ok(outs) => {
+                let e = Error::new(
+                    ErrorKind::Decode,
+                    format!(
+                        "the batch call answered {} results for {n} items",
+                        outs.len()
+                    ),
+                );
+                tracing::warn!(
+                    got = outs.len(),
+                    expected = n,
+                    "batch answered the wrong number of results"
+                );
+                vec![Err(e); n]
+            }
+            Err(e) if may_be_one_items(&e) && again.is_some() => {
+                let mut right = again.unwrap_or_default();
+                let left: Vec<I> = right.drain(..n / 2).collect();
+                Counters::add(&counters.splits, 1);
+                tracing::debug!(error = %e, size = n, "batch refused: sent again in halves");
+                let (a, b) = tokio::join!(
+                    send_split(flush, key.clone(), left, ctx.clone(), counters),
+                    send_split(flush, key, right, ctx, counters)
+                );
+                a.into_iter().chain(b).collect()
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "batch failed");
+                vec![Err(e); n]
+            }
+        }
+    })
 }

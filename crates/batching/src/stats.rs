@@ -56,6 +56,7 @@ pub(crate) struct Counters {
     pub(crate) queue_full: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) failed_batches: AtomicU64,
+    pub(crate) splits: AtomicU64,
     flushes: [AtomicU64; 5],
 }
 
@@ -75,6 +76,7 @@ impl Counters {
             queue_full: self.queue_full.load(Relaxed),
             cancelled: self.cancelled.load(Relaxed),
             failed_batches: self.failed_batches.load(Relaxed),
+            splits: self.splits.load(Relaxed),
             flushes: std::array::from_fn(|i| self.flushes[i].load(Relaxed)),
         }
     }
@@ -113,8 +115,11 @@ pub struct BatchStats {
     /// Items whose caller went away before their batch was sent.
     pub cancelled: u64,
     /// Batches whose flush failed (its error went to every caller in it) or answered with
-    /// the wrong number of results.
+    /// the wrong number of results — after splitting, batches where some item failed.
     pub failed_batches: u64,
+    /// Refusals that may be one item's (`InvalidRequest`, `ContextLength`) of a batch of
+    /// several items, sent again in two halves so a bad input fails only its own callers.
+    pub splits: u64,
     flushes: [u64; 5],
 }
 

@@ -243,6 +243,67 @@ async fn a_whole_batch_error_goes_to_every_caller_of_that_batch_only() {
     assert_eq!(b.stats().failed_batches, 1);
 }
 
+/// A refusal that may be one input's (`InvalidRequest`: an empty or too-long input) of a batch
+/// of several is sent again in halves, down to the input refused alone: that caller gets the
+/// error, the others their results (one caller's bad input failed everyone in its batch).
+#[tokio::test(start_paused = true)]
+async fn a_refused_batch_is_split_until_the_bad_input_fails_alone() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let b = Batcher::new(
+        cfg(100, 1000, 5),
+        |_: &u32| 1,
+        move |(), xs: Vec<u32>, _| {
+            seen.lock().unwrap().push(xs.clone());
+            async move {
+                if xs.contains(&13) {
+                    Err(Error::new(ErrorKind::InvalidRequest, "input 13 is empty").with_status(400))
+                } else {
+                    Ok(xs)
+                }
+            }
+        },
+    )
+    .unwrap();
+    let (a, bad, c, d) = tokio::join!(
+        b.submit((), 1, ctx()),
+        b.submit((), 13, ctx()),
+        b.submit((), 3, ctx()),
+        b.submit((), 4, ctx())
+    );
+    assert_eq!((ok(a), ok(c), ok(d)), (1, 3, 4));
+    let e = bad.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls[0], vec![1, 13, 3, 4], "one batch first");
+    assert!(calls.len() <= 2 * 4 - 1, "{calls:?}");
+    assert!(
+        calls.contains(&vec![13]),
+        "the bad input alone at last: {calls:?}"
+    );
+    let stats = b.stats();
+    assert!(stats.splits >= 2, "{stats:?}");
+    assert_eq!(stats.failed_batches, 1);
+}
+
+/// An error that is the batch's (a server failure, a rate limit) goes to every caller as
+/// before: it is not split.
+#[tokio::test(start_paused = true)]
+async fn a_batch_failing_for_the_server_is_not_split() {
+    let calls = Arc::new(Mutex::new(0u32));
+    let seen = calls.clone();
+    let b = Batcher::new(cfg(100, 1000, 5), |_: &u32| 1, move |(), _xs: Vec<u32>, _| {
+        *seen.lock().unwrap() += 1;
+        async move { Err::<Vec<u32>, _>(Error::new(ErrorKind::Server, "boom").with_status(500)) }
+    })
+    .unwrap();
+    let (x, y) = tokio::join!(b.submit((), 1, ctx()), b.submit((), 2, ctx()));
+    assert_eq!(x.unwrap_err().kind(), ErrorKind::Server);
+    assert_eq!(y.unwrap_err().kind(), ErrorKind::Server);
+    assert_eq!(*calls.lock().unwrap(), 1);
+    assert_eq!(b.stats().splits, 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_flush_answering_the_wrong_count_is_a_decode_error_to_every_caller() {
     let b = Batcher::new(
