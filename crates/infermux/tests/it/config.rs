@@ -938,10 +938,17 @@ fn deployments_that_would_fail_or_be_ignored_are_refused_at_load() {
 /// loaded, and building the client failed without saying where).
 #[test]
 fn a_base_url_with_a_bad_host_or_port_names_its_line() {
-    for url in ["http://localhost:80800/v1", "http://my host/v1", "http://:8080/v1"] {
+    for url in [
+        "http://localhost:80800/v1",
+        "http://my host/v1",
+        "http://:8080/v1",
+    ] {
         let m = fails(&format!(
             "[[endpoint]]\nname = \"x\"\nprovider = \"vllm\"\nbase_url = \"{url}\"\n"
         ));
-        assert!(m.contains("line 4") && m.contains("host or port"), "{url}: {m}");
+        assert!(
+            m.contains("line 4") && m.contains("host or port"),
+            "{url}: {m}"
+        );
     }
 }

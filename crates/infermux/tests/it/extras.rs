@@ -192,6 +192,43 @@ async fn concurrent_embedding_calls_are_batched_and_each_caller_gets_its_own_vec
     assert_eq!(stats.submitted, 32, "{stats:?}");
 }
 
+/// A batch larger than the key's tokens-per-minute limit admits at once is refused by the
+/// pool (`InvalidRequest`) — and sent again in halves that fit, so every caller gets its
+/// vector (each caller alone would pass; together they all failed).
+#[tokio::test]
+async fn a_batch_too_large_for_the_keys_tpm_is_split_into_batches_that_fit() {
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    let client = Client::builder()
+        .endpoint(provider("sim", &sim))
+        .key(
+            "sim",
+            infermux::NamedKey::new("k", infermux::ApiKey::new("sk-test")).with_tpm(20_000),
+        )
+        .group(ModelGroup::new("e").deployment(Deployment::new("sim", "e")))
+        .batch_embeddings(
+            BatchConfig::default()
+                .with_max_wait(Duration::from_millis(20))
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    // four inputs just past the key's burst of 10 000 tokens together (each half fits, and
+    // the second waits a moment for the limiter to refill)
+    let text = |i: usize, words: usize| format!("{i} {}", "word ".repeat(words));
+    let words = (2_000..)
+        .find(|&w| 4 * infermux::estimate_tokens(&text(0, w)) > 10_050)
+        .unwrap();
+    let texts: Vec<String> = (0..4).map(|i| text(i, words)).collect();
+    let calls = texts
+        .iter()
+        .map(|t| client.embed(EmbeddingRequest::new("e", [t.clone()])));
+    for r in futures_util::future::join_all(calls).await {
+        assert_eq!(r.unwrap().embeddings.len(), 1);
+    }
+    let stats = client.batch_stats().unwrap();
+    assert!(stats.splits >= 1, "{stats:?}");
+}
+
 #[tokio::test]
 async fn a_semantic_tier_through_a_group_the_client_lacks_fails_at_build() {
     let sim = Simulator::start(FaultPlan::none()).await.unwrap();
