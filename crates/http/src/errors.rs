@@ -99,8 +99,24 @@ pub fn kind_for_status(status: u16, message: &str, code: Option<&str>) -> ErrorK
     if code == "overloaded_error" || status == 529 || status == 498 {
         return ErrorKind::Overloaded;
     }
-    if mentions(&["insufficient_quota", "billing_hard_limit_reached"]) {
+    // a key out of money: OpenAI's `insufficient_quota`, Anthropic's 402 `billing_error` and
+    // its 400s "Your credit balance is too low…" / "You have reached your specified API usage
+    // limits…" (the key is spent: removed, and the call goes to another key)
+    if status == 402
+        || mentions(&[
+            "insufficient_quota",
+            "billing_hard_limit_reached",
+            "billing_error",
+            "credit balance is too low",
+            "reached your specified api usage limits",
+        ])
+    {
         return ErrorKind::QuotaExceeded;
+    }
+    // OpenAI's 403 "Project … does not have access to model …": that model, not the key (an
+    // `Auth` would remove the key from every group)
+    if code.eq_ignore_ascii_case("model_not_found") {
+        return ErrorKind::NotFound;
     }
     // 501 Not Implemented, and llama.cpp's `not_supported_error` (e.g. embeddings on a server
     // started without them): asking again will not help
@@ -122,16 +138,35 @@ pub fn kind_for_status(status: u16, message: &str, code: Option<&str>) -> ErrorK
         // tokens allowed (1048575)"
         "exceed context limit",
         "exceeds the maximum number of tokens",
+        // vLLM's engine: "The decoder prompt (length 16476) is longer than the maximum model
+        // length of 16384", "Prompt length of 5016 is longer than the maximum model length"
+        "than the maximum model length",
     ]) {
         return ErrorKind::ContextLength;
     }
-    if mentions(&["content_filter", "content_policy_violation"]) {
+    // OpenAI's codes: `content_policy_violation`, `image_content_policy_violation`,
+    // `bio_policy`, and `invalid_prompt` when it says the prompt "was flagged as potentially
+    // violating our usage policy" (other invalid prompts stay invalid requests)
+    if mentions(&["content_filter", "content_policy_violation"])
+        || code.to_ascii_lowercase().contains("content_policy")
+        || code.eq_ignore_ascii_case("bio_policy")
+        || (code.eq_ignore_ascii_case("invalid_prompt")
+            && (lower_msg.contains("usage polic") || lower_msg.contains("flagged")))
+    {
         return ErrorKind::ContentFilter;
     }
     // a 5xx saying the model is overloaded (Gemini's 503 "The model is overloaded. Please try
     // again later.", status UNAVAILABLE) is a capacity answer: retried with the throttled
     // backoff, not the transient one
     if (500..=599).contains(&status) && status != 504 && lower_msg.contains("overloaded") {
+        return ErrorKind::Overloaded;
+    }
+    // so is a 429 saying so (TGI's `{"error":"Model is overloaded","error_type":"overloaded"}`):
+    // the server's capacity, not the key's limit — not retried at once on another key of the
+    // same saturated server
+    if status == 429
+        && (lower_msg.contains("overloaded") || code.eq_ignore_ascii_case("overloaded"))
+    {
         return ErrorKind::Overloaded;
     }
     match status {
@@ -318,6 +353,83 @@ mod tests {
 
     fn kind(status: u16, body: &str) -> ErrorKind {
         error_from_response(status, &HeaderMap::new(), body.as_bytes()).kind()
+    }
+
+    /// Real shapes read right: a key out of credit is spent (Anthropic's 402 `billing_error`
+    /// and its 400 "credit balance is too low"), a model the project may not use is not the
+    /// key's failure (OpenAI's 403 `model_not_found`), TGI's 429 "Model is overloaded" is the
+    /// server's capacity, vLLM's engine wording is a context length, OpenAI's policy codes are
+    /// the content filter.
+    #[test]
+    fn billing_model_access_overload_context_and_policy_errors() {
+        let cases = [
+            (
+                402,
+                r#"{"type":"error","error":{"type":"billing_error","message":"Your credit balance is too low to access the Anthropic API."}}"#,
+                ErrorKind::QuotaExceeded,
+            ),
+            (
+                400,
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}"#,
+                ErrorKind::QuotaExceeded,
+            ),
+            (
+                400,
+                r#"{"type":"error","error":{"type":"invalid_request_error","message":"You have reached your specified API usage limits. You will regain access on 2026-01-01 at 00:00 UTC."}}"#,
+                ErrorKind::QuotaExceeded,
+            ),
+            (
+                403,
+                r#"{"error":{"message":"Project `proj_abc` does not have access to model `gpt-4o-mini`","type":"invalid_request_error","param":null,"code":"model_not_found"}}"#,
+                ErrorKind::NotFound,
+            ),
+            (
+                429,
+                r#"{"error":"Model is overloaded","error_type":"overloaded"}"#,
+                ErrorKind::Overloaded,
+            ),
+            (
+                429,
+                r#"{"error":"Rate limit reached. You reached free usage limit (reset hourly)."}"#,
+                ErrorKind::RateLimited,
+            ),
+            (
+                400,
+                r#"{"object":"error","message":"The decoder prompt (length 16476) is longer than the maximum model length of 16384. Make sure that `max_model_len` is no smaller than the number of text tokens.","type":"BadRequestError","code":400}"#,
+                ErrorKind::ContextLength,
+            ),
+            (
+                400,
+                r#"{"error":{"message":"Your request was rejected by the safety system.","type":"invalid_request_error","code":"image_content_policy_violation"}}"#,
+                ErrorKind::ContentFilter,
+            ),
+            (
+                400,
+                r#"{"error":{"message":"Invalid prompt: your prompt was flagged as potentially violating our usage policy.","type":"invalid_request_error","code":"invalid_prompt"}}"#,
+                ErrorKind::ContentFilter,
+            ),
+            (
+                400,
+                r#"{"error":{"message":"Invalid prompt: the prompt is empty.","type":"invalid_request_error","code":"invalid_prompt"}}"#,
+                ErrorKind::InvalidRequest,
+            ),
+            // still: a plain 401, a 404 model_not_found
+            (
+                401,
+                r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#,
+                ErrorKind::Auth,
+            ),
+            (
+                404,
+                r#"{"error":{"message":"The model `x` does not exist","type":"invalid_request_error","code":"model_not_found"}}"#,
+                ErrorKind::NotFound,
+            ),
+        ];
+        for (status, body, want) in cases {
+            assert_eq!(kind(status, body), want, "{status} {body}");
+        }
+        let spent = error_from_response(402, &HeaderMap::new(), cases[0].1.as_bytes());
+        assert!(!spent.is_retryable(), "a spent key is not retried as it is");
     }
 
     #[test]

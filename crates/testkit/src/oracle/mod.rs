@@ -529,7 +529,13 @@ fn error_words(v: &Value) -> String {
 /// filter, an unsupported operation.
 fn body_kind(words: &str) -> Option<ErrorKind> {
     let has = |ns: &[&str]| ns.iter().any(|n| words.contains(n));
-    if has(&["insufficient_quota", "billing_hard_limit_reached"]) {
+    if has(&[
+        "insufficient_quota",
+        "billing_hard_limit_reached",
+        "billing_error",
+        "credit balance is too low",
+        "reached your specified api usage limits",
+    ]) {
         Some(ErrorKind::QuotaExceeded)
     } else if has(&["not_supported_error"]) {
         Some(ErrorKind::Unsupported)
@@ -543,18 +549,22 @@ fn body_kind(words: &str) -> Option<ErrorKind> {
         // "`inputs` must have less than 512 tokens"
         "`inputs` tokens + `max_new_tokens` must be <=",
         "`inputs` must have less than",
+        "than the maximum model length",
     ]) {
         Some(ErrorKind::ContextLength)
-    } else if has(&["content_filter", "content_policy_violation"]) {
+    } else if has(&["content_filter", "content_policy", "bio_policy"])
+        || (has(&["invalid_prompt"]) && has(&["usage polic", "flagged"]))
+    {
         Some(ErrorKind::ContentFilter)
     } else {
         None
     }
 }
 
-/// The error kind a recorded HTTP error means, from its status and its body: 401/403 `auth`,
-/// 404 `not_found`, 408 and 504 `timeout`, 429 `quota_exceeded` when the body says
-/// `insufficient_quota` else `rate_limited`, 501 or `not_supported_error` `unsupported`, 529
+/// The error kind a recorded HTTP error means, from its status and its body: 402, or a body
+/// saying the key is out of quota or credit, `quota_exceeded`; a body saying
+/// `model_not_found` `not_found`; 401/403 `auth`, 404 `not_found`, 408 and 504 `timeout`, 429
+/// `overloaded` when the body says so else `rate_limited`, 501 or `not_supported_error` `unsupported`, 529
 /// `overloaded`, another 5xx `server` unless the body says overloaded, another 4xx
 /// `context_length` / `content_filter` when the body says so, else `invalid_request`.
 pub fn http_error_kind(status: u16, body: &[u8]) -> ErrorKind {
@@ -565,7 +575,9 @@ pub fn http_error_kind(status: u16, body: &[u8]) -> ErrorKind {
     match (status, body_kind(&words)) {
         (501, _) | (_, Some(ErrorKind::Unsupported)) => ErrorKind::Unsupported,
         (529, _) => ErrorKind::Overloaded,
-        (429, Some(ErrorKind::QuotaExceeded)) => ErrorKind::QuotaExceeded,
+        (402, _) | (_, Some(ErrorKind::QuotaExceeded)) => ErrorKind::QuotaExceeded,
+        (_, _) if words.contains("model_not_found") => ErrorKind::NotFound,
+        (429, _) if overloaded => ErrorKind::Overloaded,
         (429, _) => ErrorKind::RateLimited,
         (401 | 403, _) => ErrorKind::Auth,
         (404, _) => ErrorKind::NotFound,
@@ -802,6 +814,19 @@ mod tests {
             ErrorKind::RateLimited
         );
         assert_eq!(http_error_kind(503, b"{}"), ErrorKind::Server);
+        // a key out of credit, a model the project may not use, a server overloaded, vLLM's
+        // engine wording, a flagged prompt
+        for (status, body, want) in [
+            (402, &br#"{"type":"error","error":{"type":"billing_error","message":"x"}}"#[..], ErrorKind::QuotaExceeded),
+            (400, br#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API."}}"#, ErrorKind::QuotaExceeded),
+            (403, br#"{"error":{"message":"Project does not have access to model","code":"model_not_found"}}"#, ErrorKind::NotFound),
+            (429, br#"{"error":"Model is overloaded","error_type":"overloaded"}"#, ErrorKind::Overloaded),
+            (400, br#"{"message":"Prompt length of 5016 is longer than the maximum model length of 4096."}"#, ErrorKind::ContextLength),
+            (400, br#"{"error":{"code":"invalid_prompt","message":"your prompt was flagged as potentially violating our usage policy"}}"#, ErrorKind::ContentFilter),
+            (400, br#"{"error":{"code":"invalid_prompt","message":"no"}}"#, ErrorKind::InvalidRequest),
+        ] {
+            assert_eq!(http_error_kind(status, body), want, "{status}");
+        }
         assert_eq!(
             http_error_kind(503, br#"{"error":{"message":"The model is overloaded"}}"#),
             ErrorKind::Overloaded
