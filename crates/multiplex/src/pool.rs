@@ -1527,7 +1527,12 @@ impl MultiPool {
                         inner.counters.removals.fetch_add(1, Ordering::Relaxed);
                     }
                     ErrorKind::QuotaExceeded => {
-                        let until = stated.map_or(NEVER, |d| now.saturating_add(dur_ns(d)));
+                        // as a 401: for good unless the error says when (a rate-limit reset
+                        // riding on it, often milliseconds, is the request window's, not the
+                        // quota's: the spent key was picked again at once)
+                        let until = e
+                            .retry_after()
+                            .map_or(NEVER, |d| now.saturating_add(dur_ns(d)));
                         key.remove(RemovalReason::Quota, until);
                         inner.counters.removals.fetch_add(1, Ordering::Relaxed);
                     }

@@ -222,6 +222,57 @@ async fn a_refusal_that_states_a_retry_after_removes_its_key_until_then_only() {
     assert_eq!(stub.seen_by("a").len(), 2);
 }
 
+/// A key out of quota is removed for good even when its error carries rate-limit headers
+/// with a reset (OpenAI's `x-ratelimit-reset-requests: 2ms` ride on every answer): before, it
+/// was removed for those milliseconds and picked again at once, an attempt wasted each time.
+#[tokio::test(start_paused = true)]
+async fn a_spent_key_stays_removed_whatever_reset_its_rate_limit_headers_say() {
+    use infermux_core::{RateLimitInfo, RateLimitWindow};
+    let stub = Stub::new("spent", |_req, ctx| {
+        let alias = ctx.key().map(|k| k.alias().to_owned());
+        async move {
+            match alias.as_deref() {
+                Some("a") => {
+                    let mut info = RateLimitInfo::default();
+                    info.requests = RateLimitWindow::default()
+                        .with_limit(5000)
+                        .with_remaining(4999)
+                        .with_reset_after(Duration::from_millis(2));
+                    Err(Error::new(ErrorKind::QuotaExceeded, "insufficient_quota")
+                        .with_status(429)
+                        .with_rate_limit(info))
+                }
+                _ => ok(),
+            }
+        }
+    });
+    let pool = pool(
+        vec![executor(stub.clone(), 8, None)],
+        vec![keyed(0, "a"), keyed(0, "b")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let policy = policy(4, Duration::from_secs(30));
+    for _ in 0..10 {
+        policy
+            .call(&pool, &chat(), &RequestContext::new())
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+    }
+    assert_eq!(stub.seen_by("a").len(), 1, "tried once, then removed");
+    assert!(
+        matches!(
+            pool.status()[0].state,
+            MemberState::Removed {
+                reason: RemovalReason::Quota,
+                until: None
+            }
+        ),
+        "{:?}",
+        pool.status()[0].state
+    );
+}
+
 /// A success that says its key's request window is spent (`remaining: 0`, reset in 30 s)
 /// holds that key until the reset in a pool without limits of its own too: the next calls go
 /// to the other key instead of spending an attempt on a sure 429. Before, only pools with
