@@ -380,6 +380,8 @@ impl CallPolicy {
         let (deadline, mut computed_at) = self.deadline(ctx);
         let (mut tries, mut attempts) = (0u32, 0u32);
         let mut tried: Vec<u32> = Vec::new();
+        // the last attempt's error: what a call ends with when the pool then has no member left
+        let mut last: Option<Error> = None;
         loop {
             tries += 1;
             let admit = Admit {
@@ -400,7 +402,13 @@ impl CallPolicy {
                         .await
                     {
                         Ok(()) => continue,
-                        Err(e) => return finish_span(&call_span, attempts, Err(e)),
+                        Err(e) => {
+                            return finish_span(
+                                &call_span,
+                                attempts,
+                                Err(ended_by_refusal(e, last.take())),
+                            );
+                        }
                     }
                 }
             };
@@ -451,6 +459,7 @@ impl CallPolicy {
                 }
                 Err(e) => {
                     tried.push(member);
+                    last = Some(e.clone());
                     let counters = Some(&*exec.counters);
                     let failover = pool.can_fail_over(&tried);
                     if let Err(e) = self
@@ -486,6 +495,8 @@ impl CallPolicy {
         let (deadline, _) = self.deadline(ctx);
         let (mut tries, mut attempts) = (0u32, 0u32);
         let mut tried: Vec<u32> = Vec::new();
+        // the last attempt's error: what a call ends with when the pool then has no member left
+        let mut last: Option<Error> = None;
         loop {
             tries += 1;
             let admit = Admit {
@@ -505,7 +516,13 @@ impl CallPolicy {
                         .await
                     {
                         Ok(()) => continue,
-                        Err(e) => return finish_span(&call_span, attempts, Err(e)),
+                        Err(e) => {
+                            return finish_span(
+                                &call_span,
+                                attempts,
+                                Err(ended_by_refusal(e, last.take())),
+                            );
+                        }
                     }
                 }
             };
@@ -573,6 +590,7 @@ impl CallPolicy {
                 }
                 Err(e) => {
                     tried.push(member);
+                    last = Some(e.clone());
                     let counters = Some(&*exec.counters);
                     let failover = pool.can_fail_over(&tried);
                     if let Err(e) = self
@@ -617,6 +635,8 @@ impl CallPolicy {
             let (deadline, _) = self.deadline(ctx);
             let (mut tries, mut attempts) = (0u32, 0u32);
             let mut tried: Vec<u32> = Vec::new();
+            // the last attempt's error: what a call ends with when the pool then has no member left
+            let mut last: Option<Error> = None;
             loop {
                 tries += 1;
                 let admit = Admit {
@@ -636,7 +656,13 @@ impl CallPolicy {
                             .await
                         {
                             Ok(()) => continue,
-                            Err(e) => return finish_span(&call_span, attempts, Err(e)),
+                            Err(e) => {
+                                return finish_span(
+                                    &call_span,
+                                    attempts,
+                                    Err(ended_by_refusal(e, last.take())),
+                                );
+                            }
                         }
                     }
                 };
@@ -679,6 +705,7 @@ impl CallPolicy {
                     }
                     Err(e) => {
                         tried.push(member);
+                        last = Some(e.clone());
                         let counters = Some(&*exec.counters);
                         let failover = pool.can_fail_over(&tried);
                         if let Err(e) = self
@@ -693,6 +720,26 @@ impl CallPolicy {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// The error a call ends with when admission refused it: after an attempt failed for its key
+/// (`Auth`, `QuotaExceeded`: the pool removed the key), a pool with no member left
+/// (`Unavailable`) ends the call with that attempt's error — a wrong key is its `Auth` 401
+/// with the provider's message, not "no pool member can take the call" — with the attempts
+/// made and why the call stopped. A refusal after other failures (keys cooling, breakers
+/// open) is kept: it says when a member returns.
+fn ended_by_refusal(refusal: Error, last: Option<Error>) -> Error {
+    match last {
+        Some(prev)
+            if refusal.kind() == ErrorKind::Unavailable
+                && matches!(prev.kind(), ErrorKind::Auth | ErrorKind::QuotaExceeded) =>
+        {
+            let attempts = refusal.attempts().max(prev.attempts());
+            let stopped = refusal.stop_reason().unwrap_or(StopReason::NotRetryable);
+            prev.with_attempts(attempts).with_stop_reason(stopped)
+        }
+        _ => refusal,
     }
 }
 

@@ -100,9 +100,12 @@ async fn a_key_removed_for_good_with_no_other_is_unavailable_without_retry_after
         .call(&pool, &chat(), &RequestContext::new())
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    // the call that met the refusal ends with it (the key's 401 and the provider's message,
+    // not "no pool member can take the call")
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert_eq!((e.status(), e.message()), (Some(401), "bad key"));
     assert_eq!(e.retry_after(), None);
-    // later calls never reach the provider
+    // later calls never reach the provider: the pool has no member left
     let e = p
         .call(&pool, &chat(), &RequestContext::new())
         .await
