@@ -476,12 +476,25 @@ impl Serialize for Contents<'_> {
         let mut seq = s.serialize_seq(None)?;
         let mut role: Option<&'static str> = None;
         let mut parts: Vec<Part<'_>> = Vec::new();
+        let mut mine: Vec<Part<'_>> = Vec::new();
         for (i, m) in self.0.iter().enumerate() {
             let r = match &m.role {
                 Role::System | Role::Developer => continue,
                 Role::Assistant => "model",
                 _ => "user",
             };
+            match &m.role {
+                Role::Assistant => model_parts(m, &mut mine),
+                Role::Tool => mine.push(function_response(self.0, i)),
+                _ => mine.extend(m.content.iter().filter_map(part_of)),
+            }
+            // Gemini refuses an empty text part and a turn without parts ("contents.parts
+            // must not be empty"): a message that brings nothing else is left out, and does
+            // not split the turns around it
+            mine.retain(|p| !p.is_empty_text());
+            if mine.is_empty() {
+                continue;
+            }
             if let Some(open) = role
                 && open != r
             {
@@ -492,11 +505,7 @@ impl Serialize for Contents<'_> {
                 parts.clear();
             }
             role = Some(r);
-            match &m.role {
-                Role::Assistant => model_parts(m, &mut parts),
-                Role::Tool => parts.push(function_response(self.0, i)),
-                _ => parts.extend(m.content.iter().filter_map(part_of)),
-            }
+            parts.append(&mut mine);
         }
         if let Some(open) = role {
             seq.serialize_element(&Content {
@@ -676,7 +685,9 @@ impl Serialize for GenerationConfig<'_> {
             o.field("responseSchema", &cleaned(schema))?;
         }
         if let Some(seed) = r.seed {
-            o.field("seed", &seed)?;
+            // Gemini's seed is an int32: a larger one (a random u32, half the time) was a
+            // 400; it is folded into range, the same seed always the same value
+            o.field("seed", &(seed as i32))?;
         }
         if !r.stop.is_empty() {
             o.field("stopSequences", &r.stop)?;
@@ -745,10 +756,21 @@ impl Serialize for GenerateBody<'_> {
             o.field("generationConfig", &cfg)?;
         }
         let system = SystemText(&req.messages);
-        if system.is_some() {
+        // (an empty system text is an empty part, which Gemini refuses)
+        if req.messages.iter().any(|m| {
+            matches!(m.role, Role::System | Role::Developer)
+                && m.content.iter().any(|p| match p {
+                    ContentPart::Text { text } => !text.trim().is_empty(),
+                    _ => false,
+                })
+        }) {
             o.field("systemInstruction", &SystemInstruction(system))?;
         }
-        if let Some(c) = &req.tool_choice {
+        // a tool choice without function declarations is refused ("Function calling config
+        // is set without function_declarations")
+        if let Some(c) = &req.tool_choice
+            && !req.tools.is_empty()
+        {
             o.field("toolConfig", &ToolConfig(c))?;
         }
         if !req.tools.is_empty() {

@@ -868,3 +868,39 @@ fn only_the_first_candidate_makes_the_answer() {
     let whole = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"B"}]},"finishReason":"STOP","index":1},{"content":{"role":"model","parts":[{"text":"A"}]},"finishReason":"STOP","index":0}]}"#;
     assert_eq!(wire::parse_generate(whole.as_bytes()).unwrap().text(), "A");
 }
+
+/// What Gemini refuses is not sent: an empty text part or a turn without parts (an empty
+/// assistant answer, an empty user message: "contents.parts must not be empty"), an empty
+/// system text, a tool choice without function declarations, a seed past int32.
+#[test]
+fn empty_parts_turns_and_system_text_and_a_lone_tool_choice_are_left_out() {
+    let mut req = ChatRequest::new(
+        "gemini-2.5-flash",
+        vec![
+            Message::system(""),
+            Message::user("hi"),
+            Message::assistant(""),
+            Message::user("more"),
+            Message::user(""),
+        ],
+    );
+    req.tool_choice = Some(ToolChoice::Auto);
+    req.seed = Some(3_000_000_000);
+    let b = wire::generate_body(&req);
+    let contents = b["contents"].as_array().unwrap();
+    assert_eq!(contents.len(), 1, "one user turn: {b:#}");
+    assert_eq!(
+        contents[0]["parts"],
+        json!([{"text": "hi"}, {"text": "more"}])
+    );
+    assert!(b.get("systemInstruction").is_none(), "{b:#}");
+    assert!(b.get("toolConfig").is_none(), "{b:#}");
+    let seed = b["generationConfig"]["seed"].as_i64().unwrap();
+    assert!(i32::try_from(seed).is_ok(), "{seed}");
+    // with tools, the choice goes; a real system text goes
+    req.tools = vec![Tool::new("f", "", json!({"type": "object"}))];
+    req.messages[0] = Message::system("be brief");
+    let b = wire::generate_body(&req);
+    assert!(b.get("toolConfig").is_some());
+    assert_eq!(b["systemInstruction"]["parts"][0]["text"], "be brief");
+}
