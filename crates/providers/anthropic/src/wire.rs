@@ -421,7 +421,20 @@ impl Serialize for WireTool<'_> {
         if let Some(d) = &t.description {
             m.serialize_entry("description", d)?;
         }
-        m.serialize_entry("input_schema", &t.parameters)?;
+        // Anthropic requires `"type": "object"`: a parameterless tool written `{}` (or read
+        // from an OpenAI request without parameters) gets it
+        match &t.parameters {
+            Value::Object(o) if o.contains_key("type") => {
+                m.serialize_entry("input_schema", &t.parameters)?;
+            }
+            Value::Object(o) => {
+                let mut with_type = o.clone();
+                with_type.insert("type".into(), Value::from("object"));
+                m.serialize_entry("input_schema", &with_type)?;
+            }
+            Value::Null => m.serialize_entry("input_schema", &json!({"type": "object"}))?,
+            other => m.serialize_entry("input_schema", other)?,
+        }
         m.serialize_entry("name", &t.name)?;
         m.end()
     }
@@ -520,8 +533,11 @@ impl Serialize for ChatBody<'_> {
             o.field("metadata", &Metadata { user_id: u })?;
         }
         o.field("model", &req.model)?;
-        if !req.stop.is_empty() {
-            o.field("stop_sequences", &req.stop)?;
+        // a stop sequence of whitespace only ("\n", common in OpenAI requests) is refused
+        // ("each stop sequence must contain non-whitespace"): left out
+        if req.stop.iter().any(|s| !s.trim().is_empty()) {
+            let stops: Vec<&String> = req.stop.iter().filter(|s| !s.trim().is_empty()).collect();
+            o.field("stop_sequences", &stops)?;
         }
         if self.stream {
             o.field("stream", &true)?;
@@ -531,8 +547,10 @@ impl Serialize for ChatBody<'_> {
             o.field("system", &system)?;
         }
         // an `f32` goes out as the `f64` it widens to, as a `Value` number printed it
+        // Anthropic takes 0 to 1 (OpenAI 0 to 2): a higher one, after a fallback from
+        // OpenAI, is sent as 1 rather than refused every time
         if let Some(t) = req.temperature {
-            o.field("temperature", &f64::from(t))?;
+            o.field("temperature", &f64::from(t.clamp(0.0, 1.0)))?;
         }
         if let Some(c) = tool_choice(req) {
             o.field("tool_choice", &c)?;

@@ -457,3 +457,31 @@ fn absurd_token_counts_saturate() {
     assert_eq!((u.input_tokens, u.output_tokens), (u64::MAX, u64::MAX));
     assert_eq!(u.total_tokens(), u64::MAX);
 }
+
+/// What OpenAI takes and Anthropic refuses, in a request that fell back from one to the
+/// other: a whitespace-only stop sequence is left out, a temperature above 1 is sent as 1, a
+/// parameterless tool's schema gets `"type": "object"`.
+#[test]
+fn values_openai_takes_and_anthropic_refuses_are_made_acceptable() {
+    let mut req = ChatRequest::new("claude-sonnet-4-5", vec![Message::user("hi")]);
+    req.stop = vec!["\n".into(), "END".into(), "  ".into()];
+    req.temperature = Some(1.3);
+    req.tools = vec![
+        infermux_core::Tool::new("now", "the time", json!({})),
+        infermux_core::Tool::new("f", "", json!({"type": "object", "properties": {}})),
+    ];
+    let b = wire::chat_body(&req, false);
+    assert_eq!(b["stop_sequences"], json!(["END"]));
+    assert_eq!(b["temperature"], 1.0);
+    assert_eq!(b["tools"][0]["input_schema"], json!({"type": "object"}));
+    assert_eq!(
+        b["tools"][1]["input_schema"],
+        json!({"type": "object", "properties": {}})
+    );
+    // only whitespace stops: none sent; a temperature in range as it is
+    req.stop = vec!["\n".into()];
+    req.temperature = Some(0.5);
+    let b = wire::chat_body(&req, false);
+    assert!(b.get("stop_sequences").is_none(), "{b:#}");
+    assert_eq!(b["temperature"], 0.5);
+}
