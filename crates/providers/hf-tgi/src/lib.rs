@@ -281,7 +281,7 @@ impl HfTgi {
     }
 
     async fn chat_messages(&self, req: &ChatRequest, ctx: &RequestContext) -> Result<Response> {
-        let body = infermux_openai_compat::wire::chat_body(req, false);
+        let body = messages_body(req, false);
         let resp = self
             .send(self.http.post("/v1/chat/completions").json(&body), ctx)
             .await?;
@@ -296,7 +296,7 @@ impl HfTgi {
         req: &ChatRequest,
         ctx: &RequestContext,
     ) -> Result<EventStream> {
-        let body = infermux_openai_compat::wire::chat_body(req, true);
+        let body = messages_body(req, true);
         let resp = self
             .send(self.http.post("/v1/chat/completions").json(&body), ctx)
             .await?;
@@ -421,4 +421,35 @@ impl Provider for HfTgi {
             ))),
         }
     }
+}
+
+/// The Messages API body of `req`: OpenAI's chat body, with its `response_format` in TGI's
+/// grammar shape (`{"type": "json", "value": schema}`; TGI refuses OpenAI's `json_schema`,
+/// `json_object` and `text` with a 422). A `response_format` in `extra` is sent as it is.
+pub fn messages_body(req: &ChatRequest, stream: bool) -> serde_json::Value {
+    use infermux_core::ResponseFormat;
+    let mut body = infermux_openai_compat::wire::chat_body(req, stream);
+    if req.extra.contains_key("response_format") {
+        return body;
+    }
+    if let (Some(format), Some(o)) = (&req.response_format, body.as_object_mut()) {
+        match format {
+            ResponseFormat::JsonSchema { schema, .. } => {
+                o.insert(
+                    "response_format".into(),
+                    serde_json::json!({"type": "json", "value": schema}),
+                );
+            }
+            ResponseFormat::JsonObject => {
+                o.insert(
+                    "response_format".into(),
+                    serde_json::json!({"type": "json", "value": {"type": "object"}}),
+                );
+            }
+            _ => {
+                o.remove("response_format");
+            }
+        }
+    }
+    body
 }

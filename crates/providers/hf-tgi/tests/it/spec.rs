@@ -54,8 +54,32 @@ fn request_bodies_validate_against_the_openapi_spec() {
         "Weather",
         json!({"type": "object", "properties": {"city": {"type": "string"}}}),
     )]);
+    let schema = json!({"type": "object", "properties": {"answer": {"type": "string"}}});
+    let chat = chat.with_response_format(infermux_core::ResponseFormat::JsonSchema {
+        name: "a".into(),
+        schema: schema.clone(),
+        strict: None,
+    });
+    // OpenAI's shape of a response format is not TGI's (the validator says so)
+    let openai = infermux_openai_compat::wire::chat_body(&chat, false);
+    let mut problems = Vec::new();
+    let chat_schema = root
+        .pointer("/paths/~1v1~1chat~1completions/post/requestBody/content/application~1json/schema")
+        .unwrap();
+    check(
+        &root,
+        chat_schema,
+        &json!({"messages": [], "model": "tgi", "response_format": openai["response_format"]}),
+        "$",
+        &mut problems,
+    );
+    assert!(!problems.is_empty(), "OpenAI's json_schema shape passed");
     for s in [false, true] {
-        let mut body = infermux_openai_compat::wire::chat_body(&chat, s);
+        let mut body = infermux_hf_tgi::messages_body(&chat, s);
+        assert_eq!(
+            body["response_format"],
+            json!({"type": "json", "value": schema})
+        );
         // TGI's schema names a function's JSON schema `arguments`; its router accepts the
         // OpenAI name `parameters` as a serde alias of that field, which the schema cannot say
         for t in body["tools"].as_array_mut().into_iter().flatten() {
