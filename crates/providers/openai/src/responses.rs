@@ -67,7 +67,17 @@ impl Serialize for ResponsesBody<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let r = self.req;
         let o = self.omitted;
-        let mut w = ObjectWriter::new(s.serialize_map(None)?, &r.extra);
+        // an object `extra.text` (GPT-5's `verbosity`) is merged with the typed format rather
+        // than put in its place (structured output was silently off)
+        let extra_text = match r.extra.get("text") {
+            Some(Value::Object(t)) if r.response_format.is_some() => Some(t),
+            _ => None,
+        };
+        let mut w = if extra_text.is_some() {
+            ObjectWriter::with_fixed(s.serialize_map(None)?, &r.extra, &["text"])
+        } else {
+            ObjectWriter::new(s.serialize_map(None)?, &r.extra)
+        };
         w.field("input", &Input(&r.messages))?;
         if r.messages.iter().any(is_instruction) {
             w.field("instructions", &Instructions(&r.messages))?;
@@ -82,7 +92,18 @@ impl Serialize for ResponsesBody<'_> {
         let temperature = o.keep(Omitted::TEMPERATURE, r.temperature).map(F32AsF64);
         w.opt("temperature", temperature.as_ref())?;
         if let Some(f) = &r.response_format {
-            w.field("text", &TextFormat { format: Format(f) })?;
+            match extra_text {
+                Some(t) => {
+                    let mut t = t.clone();
+                    if !t.contains_key("format") {
+                        let format = serde_json::to_value(Format(f))
+                            .map_err(<S::Error as serde::ser::Error>::custom)?;
+                        t.insert("format".into(), format);
+                    }
+                    w.field("text", &t)?;
+                }
+                None => w.field("text", &TextFormat { format: Format(f) })?,
+            }
         }
         w.opt("tool_choice", r.tool_choice.as_ref().map(Choice).as_ref())?;
         if !r.tools.is_empty() {

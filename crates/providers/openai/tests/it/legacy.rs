@@ -146,6 +146,16 @@ pub(crate) fn responses_body(req: &ChatRequest, stream: bool) -> Value {
         b.insert("stream".into(), json!(true));
     }
     for (k, v) in &req.extra {
+        // (the rule the typed code gained: an object `extra.text` is merged with the typed
+        // format, its own `format` winning)
+        if k == "text"
+            && let (Some(Value::Object(typed)), Value::Object(extra)) = (b.get_mut("text"), v)
+        {
+            for (ek, ev) in extra {
+                typed.insert(ek.clone(), ev.clone());
+            }
+            continue;
+        }
         b.insert(k.clone(), v.clone());
     }
     Value::Object(b)

@@ -260,3 +260,31 @@ async fn output_items_it_does_not_model_are_kept_and_a_call_for_the_caller_is_no
         Some(FinishReason::Other("custom_tool_call".into()))
     );
 }
+
+/// An object `extra.text` (GPT-5's `verbosity`) is merged with the typed response format, not
+/// put in its place: structured output stays on. A `format` in it wins, as `extra` does.
+#[test]
+fn extra_text_is_merged_with_the_typed_format() {
+    let mut req = chat_request().with_response_format(infermux_core::ResponseFormat::JsonSchema {
+        name: "a".into(),
+        schema: json!({"type": "object"}),
+        strict: Some(true),
+    });
+    req.extra.insert("text".into(), json!({"verbosity": "low"}));
+    let b = responses::responses_body(&req, false);
+    assert_eq!(b["text"]["verbosity"], "low", "{b:#}");
+    assert_eq!(b["text"]["format"]["type"], "json_schema", "{b:#}");
+    req.extra.insert(
+        "text".into(),
+        json!({"verbosity": "low", "format": {"type": "text"}}),
+    );
+    let b = responses::responses_body(&req, false);
+    assert_eq!(b["text"]["format"]["type"], "text");
+    // without a typed format, `extra.text` goes as it is
+    req.response_format = None;
+    let b = responses::responses_body(&req, false);
+    assert_eq!(
+        b["text"],
+        json!({"verbosity": "low", "format": {"type": "text"}})
+    );
+}
