@@ -238,7 +238,9 @@ where
     pub async fn submit(&self, key: K, item: I, ctx: &RequestContext) -> Result<O> {
         let mut rx = self.enqueue(key, vec![item], ctx)?;
         let rx = rx.pop().ok_or_else(lost)?;
-        within(ctx, async { rx.await.map_err(|_| lost())? }).await
+        within(ctx, async { rx.await.map_err(|_| lost())? })
+            .await
+            .map_err(|e| e.with_request_id(ctx.request_id()))
     }
 
     /// Submits several items under one key and waits for all their results, in order (the
@@ -273,6 +275,8 @@ where
             Ok(out)
         })
         .await
+        // (a batch's error carries the batch's request id: the caller's own is what it knows)
+        .map_err(|e| e.with_request_id(ctx.request_id()))
     }
 
     /// The counters so far.

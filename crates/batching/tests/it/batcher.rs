@@ -284,6 +284,10 @@ async fn a_refused_batch_is_split_until_the_bad_input_fails_alone() {
     let stats = b.stats();
     assert!(stats.splits >= 2, "{stats:?}");
     assert_eq!(stats.failed_batches, 1);
+    // the error carries the caller's own request id, not the batch's
+    let mine = RequestContext::new();
+    let e = b.submit((), 13, &mine).await.unwrap_err();
+    assert_eq!(e.request_id(), Some(mine.request_id()));
 }
 
 /// An error that is the batch's (a server failure, a rate limit) goes to every caller as
