@@ -48,6 +48,17 @@ impl KeyRetry {
     }
 }
 
+/// A retry at once, unless `cap` attempts were made or the deadline is spent.
+fn at_once(a: &Attempt<'_>, cap: u32) -> Decision {
+    if a.attempts >= cap {
+        Decision::Stop(StopReason::Exhausted)
+    } else if a.remaining.is_some_and(|left| left.is_zero()) {
+        Decision::Stop(StopReason::Deadline)
+    } else {
+        Decision::Retry(Duration::ZERO)
+    }
+}
+
 impl RetryPolicy for KeyRetry {
     fn decide(&self, a: &Attempt<'_>) -> Decision {
         match a.error.kind() {
@@ -57,13 +68,7 @@ impl RetryPolicy for KeyRetry {
                 let cap = self
                     .max_attempts
                     .max(self.inner.max_attempts().unwrap_or(0));
-                if a.attempts >= cap {
-                    Decision::Stop(StopReason::Exhausted)
-                } else if a.remaining.is_some_and(|left| left.is_zero()) {
-                    Decision::Stop(StopReason::Deadline)
-                } else {
-                    Decision::Retry(Duration::ZERO)
-                }
+                at_once(a, cap)
             }
             // an endpoint's failure (its connection, a 5xx, an overload, its own timeout)
             // while another endpoint can take the call: the next attempt goes there at once
@@ -80,13 +85,7 @@ impl RetryPolicy for KeyRetry {
                 let cap = self
                     .max_attempts
                     .min(self.inner.max_attempts().unwrap_or(u32::MAX));
-                if a.attempts >= cap {
-                    Decision::Stop(StopReason::Exhausted)
-                } else if a.remaining.is_some_and(|left| left.is_zero()) {
-                    Decision::Stop(StopReason::Deadline)
-                } else {
-                    Decision::Retry(Duration::ZERO)
-                }
+                at_once(a, cap)
             }
             _ => self.inner.decide(a),
         }
