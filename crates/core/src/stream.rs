@@ -131,12 +131,7 @@ pub fn mark_signer(events: &mut Vec<StreamEvent>, signer: &Signer, marked: &mut 
         return;
     }
     if let Some(at) = events.iter().position(StreamEvent::carries_provider_data) {
-        events.insert(
-            at,
-            StreamEvent::SignedBy {
-                signer: signer.clone(),
-            },
-        );
+        events.insert(at, StreamEvent::SignedBy { signer: *signer });
         *marked = true;
     }
 }
@@ -284,7 +279,7 @@ impl StreamAccumulator {
                 self.tool(*index).signature = Some(signature.clone());
             }
             StreamEvent::Part { part } => self.parts.push(part.clone()),
-            StreamEvent::SignedBy { signer } => self.signer = Some(signer.clone()),
+            StreamEvent::SignedBy { signer } => self.signer = Some(*signer),
             StreamEvent::Usage(u) => self.usage = Some(*u),
             StreamEvent::Done { finish_reason } => {
                 self.done = true;
@@ -415,9 +410,15 @@ mod tests {
         let json = serde_json::to_value(&m).unwrap();
         assert_eq!(json["signer"], "gemini");
         assert_eq!(serde_json::from_value::<Message>(json).unwrap(), m);
-        // not known: nothing in the JSON
+        // not known: nothing in the JSON; a newer version's provider is another's
         let plain = serde_json::to_value(Message::assistant("hi")).unwrap();
         assert!(plain.get("signer").is_none());
+        let newer: Message =
+            serde_json::from_str(r#"{"role":"assistant","content":[],"signer":"mistral"}"#)
+                .unwrap();
+        assert_eq!(newer.signer, Some(Signer::Other));
+        assert!(newer.signed_by_other_than(&Signer::Gemini));
+        assert_eq!(std::mem::size_of::<Option<Signer>>(), 1);
     }
 
     #[test]

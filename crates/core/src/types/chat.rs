@@ -35,18 +35,25 @@ string_enum! {
     }
 }
 
-string_enum! {
-    /// The provider whose opaque data an assistant message carries — reasoning signatures
-    /// ([`ContentPart::Thinking`]), redacted reasoning, signed tool calls, blocks kept raw —
-    /// which only that provider accepts back ([`Message::signer`]).
-    pub enum Signer {
-        /// Anthropic's Messages API.
-        Anthropic => "anthropic",
-        /// Google's Gemini API.
-        Gemini => "gemini",
-        /// OpenAI.
-        OpenAi => "openai",
-    }
+/// The provider whose opaque data an assistant message carries — reasoning signatures
+/// ([`ContentPart::Thinking`]), redacted reasoning, signed tool calls, blocks kept raw —
+/// which only that provider accepts back ([`Message::signer`]). One byte: it rides on every
+/// answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Signer {
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Google's Gemini API.
+    Gemini,
+    /// OpenAI.
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// A provider this version does not know (read from a newer version's JSON): another
+    /// provider's to every provider here.
+    #[serde(other)]
+    Other,
 }
 
 /// Where an image comes from.
