@@ -700,36 +700,41 @@ impl Cache {
     }
 
     /// Changes a namespace as its only writer: `change`, then the rows other stores left
-    /// pending meanwhile, under the write lock (which waits only for lookups reading it).
-    /// `false`, at once, when another writer is at work: it takes in the pending rows before
-    /// it lets go.
+    /// pending meanwhile, under the write lock (which waits only for lookups reading it; it is
+    /// let go between batches of pending rows). `false`, at once, when another writer is at
+    /// work: it takes in the pending rows before it lets go.
     fn write_namespace(
         &self,
         sem: &Semantic,
         cell: &NsCell,
         change: impl FnOnce(&mut Namespace),
     ) -> bool {
+        /// Clears `writing` however the writer ends (a panic in an index build included:
+        /// left set, every later row would stay pending for good).
+        struct Writing<'a>(&'a AtomicBool);
+        impl Drop for Writing<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
         if cell.writing.swap(true, Ordering::AcqRel) {
             return false;
         }
         let mut change = Some(change);
         loop {
             {
+                let _writing = Writing(&cell.writing);
                 let mut n = cell.lock.write().unwrap_or_else(|e| e.into_inner());
                 if let Some(change) = change.take() {
                     change(&mut n);
                 }
-                loop {
-                    let rows = std::mem::take(&mut *cell.pending());
-                    if rows.is_empty() {
-                        break;
-                    }
-                    for (text, vector, entry) in rows {
-                        self.push_row(sem, &mut n, text, &vector, entry);
-                    }
+                let rows = std::mem::take(&mut *cell.pending());
+                for (text, vector, entry) in rows {
+                    self.push_row(sem, &mut n, text, &vector, entry);
                 }
+                // (the lock goes, then `writing`)
+                drop(n);
             }
-            cell.writing.store(false, Ordering::Release);
             // a row left pending after the last look, by a store that saw this writer at
             // work, is taken in now (unless that store became the writer itself)
             if cell.pending().is_empty() || cell.writing.swap(true, Ordering::AcqRel) {
@@ -851,17 +856,19 @@ impl Cache {
         // parsing the records and folding them into the index (up to thousands of rows, an
         // index build past its threshold) runs off the runtime's threads, under the lock
         let (this, ns) = (self.clone(), Arc::clone(ns));
-        off_the_runtime(move || {
+        let folded = off_the_runtime(move || {
             let Some(sem) = &this.inner.semantic else {
-                return;
+                return false;
             };
             // (another writer at work: a later lookup catches up)
             this.write_namespace(sem, &ns, |n| {
                 this.fold_records(sem, n, after, &generation, now, records)
-            });
+            })
         })
         .await;
-        read
+        // records not folded in (another writer was at work) are read again by a later
+        // lookup: this one reads no more
+        if folded.unwrap_or(false) { read } else { 0 }
     }
 
     /// Folds records read from Redis into a namespace (see [`Cache::catch_up_once`]).
@@ -1189,7 +1196,8 @@ impl Cache {
         // (counted now: the row goes in even when the caller stops waiting)
         self.count(|c| &c.semantic_stores);
         let max_pending = sem.config.max_entries_per_namespace;
-        off_the_runtime(move || {
+        // (a writer that panicked is gone: its namespace is left as it was)
+        let _ = off_the_runtime(move || {
             if let Some(sem) = &this.inner.semantic {
                 {
                     let mut pending = ns.pending();
@@ -1437,13 +1445,15 @@ fn escape(s: &str) -> String {
 }
 
 /// Runs `f` on tokio's blocking threads when there is a runtime (it may hold a namespace's
-/// write lock for long: an index rebuilt), else here; returns when it is done (a caller that
-/// stops waiting leaves it to finish).
-async fn off_the_runtime(f: impl FnOnce() + Send + 'static) {
+/// write lock for long, or run a model), else here; returns its value when it is done (a
+/// caller that stops waiting leaves it to finish), or the task's error (it panicked).
+pub(crate) async fn off_the_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::result::Result<T, tokio::task::JoinError> {
     if tokio::runtime::Handle::try_current().is_ok() {
-        let _ = tokio::task::spawn_blocking(f).await;
+        tokio::task::spawn_blocking(f).await
     } else {
-        f();
+        Ok(f())
     }
 }
 
@@ -1623,5 +1633,34 @@ mod tests {
             "and the namespace's reference is dropped"
         );
         assert!(cache.snapshot().expired >= 100);
+    }
+
+    /// A writer that panics (an index build, say) lets the namespace go: the next store's row
+    /// goes in, rather than every later row staying pending for good.
+    #[tokio::test]
+    async fn a_writer_that_panicked_leaves_the_namespace_writable() {
+        let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
+            Arc::new(Flat),
+            Arc::new(Yes),
+            SemanticConfig::default(),
+        );
+        let ctx = RequestContext::new();
+        let answer = Response::Chat(ChatResponse::new("m", Message::assistant("a")));
+        cache.store(&ask("first"), &ctx, "g", &answer).await;
+        let sem = cache.inner.semantic.as_ref().unwrap();
+        sem.namespaces.run_pending_tasks();
+        let (_, ns) = sem.namespaces.iter().next().expect("one namespace");
+        let c = cache.clone();
+        let cell = Arc::clone(&ns);
+        let panicked = std::thread::spawn(move || {
+            let sem = c.inner.semantic.as_ref().unwrap();
+            c.write_namespace(sem, &cell, |_| panic!("an index build failed"));
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(!ns.writing.load(Ordering::Acquire));
+        cache.store(&ask("second"), &ctx, "g", &answer).await;
+        let n = ns.lock.read().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(n.live, 2, "the second row went in");
     }
 }

@@ -170,11 +170,10 @@ impl Embedder for LocalEmbedder {
 }
 
 /// Model runs at once in this process, one per core: more only queue on the same cores.
-static MODEL_RUNS: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
-    std::sync::LazyLock::new(|| {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Arc::new(tokio::sync::Semaphore::new(cores))
-    });
+static MODEL_RUNS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::sync::Semaphore::new(cores)
+});
 
 /// Runs the model's CPU work `work` on tokio's blocking pool, never on an async worker thread
 /// (inline when called outside a tokio runtime), at most one run per core at once: a caller
@@ -187,27 +186,26 @@ where
     F: FnOnce() -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => {
-            let turn = Arc::clone(&MODEL_RUNS)
-                .acquire_owned()
-                .await
-                .map_err(|e| Error::new(ErrorKind::Cancelled, format!("{what}: {e}")))?;
-            let work = move || {
-                let _turn = turn;
-                work()
-            };
-            handle.spawn_blocking(work).await.map_err(|e| {
-                let kind = if e.is_cancelled() {
-                    ErrorKind::Cancelled
-                } else {
-                    ErrorKind::Server
-                };
-                Error::new(kind, format!("{what} task: {e}"))
-            })?
-        }
-        Err(_) => work(),
+    if tokio::runtime::Handle::try_current().is_err() {
+        return work();
     }
+    let turn = MODEL_RUNS
+        .acquire()
+        .await
+        .map_err(|e| Error::new(ErrorKind::Cancelled, format!("{what}: {e}")))?;
+    crate::cache::off_the_runtime(move || {
+        let _turn = turn;
+        work()
+    })
+    .await
+    .map_err(|e| {
+        let kind = if e.is_cancelled() {
+            ErrorKind::Cancelled
+        } else {
+            ErrorKind::Server
+        };
+        Error::new(kind, format!("{what} task: {e}"))
+    })?
 }
 
 /// A config error about `dir`.
