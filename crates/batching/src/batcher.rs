@@ -238,9 +238,7 @@ where
     pub async fn submit(&self, key: K, item: I, ctx: &RequestContext) -> Result<O> {
         let mut rx = self.enqueue(key, vec![item], ctx)?;
         let rx = rx.pop().ok_or_else(lost)?;
-        within(ctx, async { rx.await.map_err(|_| lost())? })
-            .await
-            .map_err(|e| e.with_request_id(ctx.request_id()))
+        within(ctx, async { rx.await.map_err(|_| lost())? }).await
     }
 
     /// Submits several items under one key and waits for all their results, in order (the
@@ -275,8 +273,6 @@ where
             Ok(out)
         })
         .await
-        // (a batch's error carries the batch's request id: the caller's own is what it knows)
-        .map_err(|e| e.with_request_id(ctx.request_id()))
     }
 
     /// The counters so far.
@@ -394,6 +390,13 @@ where
 /// timer: off a tokio runtime the wait is not bounded here (the batch's own deadline still
 /// is).
 async fn within<T>(ctx: &RequestContext, wait: impl Future<Output = Result<T>>) -> Result<T> {
+    // a batch's error carries the batch's request id: the caller's own is what it knows
+    waited(ctx, wait)
+        .await
+        .map_err(|e| e.with_request_id(ctx.request_id()))
+}
+
+async fn waited<T>(ctx: &RequestContext, wait: impl Future<Output = Result<T>>) -> Result<T> {
     let Some(left) = ctx
         .remaining()
         .filter(|_| tokio::runtime::Handle::try_current().is_ok())
@@ -404,8 +407,7 @@ async fn within<T>(ctx: &RequestContext, wait: impl Future<Output = Result<T>>) 
         Err(Error::new(
             ErrorKind::Timeout,
             "the caller's deadline passed before its batch answered",
-        )
-        .with_request_id(ctx.request_id()))
+        ))
     })
 }
 
@@ -610,16 +612,20 @@ async fn flush_batch<K, I, O>(
         .map(|w| w.deadline)
         .reduce(|a, b| a.zip(b).map(|(a, b)| a.max(b)));
     Counters::add(&counters.cancelled, (before - waiters.len()) as u64);
-    // keep only the items someone still waits for; `remap[old slot]` is the new slot
+    // keep only the items someone still waits for, moved in slot order (`send_split` keeps
+    // the one copy a split needs); `remap[old slot]` is the new slot
+    let mut used = vec![false; items.len()];
+    for w in &waiters {
+        used[w.slot] = true;
+    }
     let mut remap = vec![usize::MAX; items.len()];
     let mut live = Vec::with_capacity(items.len());
-    for w in &waiters {
-        if remap[w.slot] == usize::MAX {
-            remap[w.slot] = live.len();
-            live.push(items[w.slot].clone());
+    for (slot, item) in items.into_iter().enumerate() {
+        if used[slot] {
+            remap[slot] = live.len();
+            live.push(item);
         }
     }
-    drop(items);
     let span = tracing::Span::current();
     span.record("size", live.len());
     span.record("callers", waiters.len());
