@@ -1508,32 +1508,29 @@ impl MultiPool {
                     tpm.give_back(r.reserved);
                     freed = true;
                 }
-                let stated = e
-                    .retry_after()
-                    .or_else(|| e.rate_limit().and_then(reset_of))
-                    .or_else(|| r.rate_limits.and_then(reset_of));
                 match e.kind() {
                     ErrorKind::RateLimited => {
-                        let d = stated.unwrap_or(DEFAULT_COOLDOWN);
+                        let d = e
+                            .retry_after()
+                            .or_else(|| e.rate_limit().and_then(reset_of))
+                            .or_else(|| r.rate_limits.and_then(reset_of))
+                            .unwrap_or(DEFAULT_COOLDOWN);
                         inner.cool(key, now.saturating_add(dur_ns(d)));
                     }
-                    ErrorKind::Auth => {
+                    kind @ (ErrorKind::Auth | ErrorKind::QuotaExceeded) => {
                         // for good, unless the error itself says when to try again (its own
-                        // Retry-After, never a rate-limit reset header riding on a 401)
+                        // Retry-After, never a rate-limit reset header riding on it: on a
+                        // spent quota that is the request window's, often milliseconds, and
+                        // the key was picked again at once)
                         let until = e
                             .retry_after()
                             .map_or(NEVER, |d| now.saturating_add(dur_ns(d)));
-                        key.remove(RemovalReason::Auth, until);
-                        inner.counters.removals.fetch_add(1, Ordering::Relaxed);
-                    }
-                    ErrorKind::QuotaExceeded => {
-                        // as a 401: for good unless the error says when (a rate-limit reset
-                        // riding on it, often milliseconds, is the request window's, not the
-                        // quota's: the spent key was picked again at once)
-                        let until = e
-                            .retry_after()
-                            .map_or(NEVER, |d| now.saturating_add(dur_ns(d)));
-                        key.remove(RemovalReason::Quota, until);
+                        let reason = if kind == ErrorKind::Auth {
+                            RemovalReason::Auth
+                        } else {
+                            RemovalReason::Quota
+                        };
+                        key.remove(reason, until);
                         inner.counters.removals.fetch_add(1, Ordering::Relaxed);
                     }
                     _ => {}

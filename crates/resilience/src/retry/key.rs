@@ -48,6 +48,15 @@ impl KeyRetry {
     }
 }
 
+impl KeyRetry {
+    /// How many attempts a call may make moving from key to key: `max_attempts`, or the
+    /// inner policy's cap when that is more.
+    fn keys_cap(&self) -> u32 {
+        self.max_attempts
+            .max(self.inner.max_attempts().unwrap_or(0))
+    }
+}
+
 /// A retry at once, unless `cap` attempts were made or the deadline is spent.
 fn at_once(a: &Attempt<'_>, cap: u32) -> Decision {
     if a.attempts >= cap {
@@ -65,10 +74,7 @@ impl RetryPolicy for KeyRetry {
             ErrorKind::RateLimited | ErrorKind::Auth | ErrorKind::QuotaExceeded
                 if !a.stream_started =>
             {
-                let cap = self
-                    .max_attempts
-                    .max(self.inner.max_attempts().unwrap_or(0));
-                at_once(a, cap)
+                at_once(a, self.keys_cap())
             }
             // an endpoint's failure (its connection, a 5xx, an overload, its own timeout)
             // while another endpoint can take the call: the next attempt goes there at once
@@ -101,10 +107,7 @@ impl RetryPolicy for KeyRetry {
     }
 
     fn max_attempts(&self) -> Option<u32> {
-        Some(
-            self.max_attempts
-                .max(self.inner.max_attempts().unwrap_or(0)),
-        )
+        Some(self.keys_cap())
     }
 }
 
