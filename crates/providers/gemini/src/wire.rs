@@ -200,7 +200,7 @@ enum Part<'a> {
 }
 
 impl Part<'_> {
-    /// Whether this part has empty text and no signature (left out of model turns).
+    /// Whether this part has empty text and no signature (left out of every turn).
     fn is_empty_text(&self) -> bool {
         match self {
             Part::Text { text, signature } | Part::Thought { text, signature } => {
@@ -367,11 +367,11 @@ fn part_of(p: &ContentPart) -> Option<Part<'_>> {
     })
 }
 
-/// The parts of a model turn: its content (a signature that came on a text part, kept as an
-/// empty signed thinking part after it, goes back on that text part), then its function calls
-/// with their `thoughtSignature`s.
+/// The parts of a model turn into `parts` (empty): its content (a signature that came on a
+/// text part, kept as an empty signed thinking part after it, goes back on that text part),
+/// then its function calls with their `thoughtSignature`s. (Empty text parts are left out by
+/// the caller, as for every turn.)
 fn model_parts<'a>(m: &'a Message, parts: &mut Vec<Part<'a>>) {
-    let start = parts.len();
     // another provider's turn (a fallback): its reasoning was that model's own, its
     // signatures and raw blocks are for it alone
     let foreign = m.signed_by_other_than(&Signer::Gemini);
@@ -384,7 +384,6 @@ fn model_parts<'a>(m: &'a Message, parts: &mut Vec<Part<'a>>) {
             signature: Some(sig),
         } = p
             && text.is_empty()
-            && parts.len() > start
             && let Some(Part::Text {
                 signature: prev @ None,
                 ..
@@ -395,8 +394,6 @@ fn model_parts<'a>(m: &'a Message, parts: &mut Vec<Part<'a>>) {
         }
         parts.extend(part_of(p));
     }
-    let mine = parts.split_off(start);
-    parts.extend(mine.into_iter().filter(|p| !p.is_empty_text()));
     // calls another model made (after a fallback, or a history written by hand) carry no
     // signature, which Gemini 3 refuses in the current turn ("Function call is missing a
     // thought_signature"): the first call of such a turn gets the value Google documents for

@@ -219,20 +219,24 @@ pub fn parse_rerank(
     }
     let mut ranks: Vec<Rank> =
         infermux_http::json::from_body(body).map_err(|e| decode_err("ranks", e))?;
-    if let Some(bad) = ranks.iter().find(|r| r.index >= documents) {
-        return Err(Error::new(
-            ErrorKind::Decode,
-            format!("TEI ranked document {} of {documents}", bad.index),
-        ));
-    }
-    // each document once: a repeated index would show one document twice and hide another
+    // each document of the request, once: a repeated index would show one document twice
+    // and hide another
     let mut seen = vec![false; documents];
     for r in &ranks {
-        if std::mem::replace(&mut seen[r.index], true) {
-            return Err(Error::new(
-                ErrorKind::Decode,
-                format!("TEI ranked document {} twice", r.index),
-            ));
+        match seen.get_mut(r.index) {
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Decode,
+                    format!("TEI ranked document {} of {documents}", r.index),
+                ));
+            }
+            Some(true) => {
+                return Err(Error::new(
+                    ErrorKind::Decode,
+                    format!("TEI ranked document {} twice", r.index),
+                ));
+            }
+            Some(once) => *once = true,
         }
     }
     ranks.sort_by(|a, b| b.score.total_cmp(&a.score));

@@ -185,14 +185,10 @@ impl EventDecoder<SseEvent> for ChatStreamState {
                 Ok(v) if v.is_object() => wire::embedded_error(v.get("error").unwrap_or(&v)),
                 // not JSON (`error: upstream connect error`): its text is the message
                 _ => {
-                    let text = ev.data.trim();
-                    let mut end = text.len().min(500);
-                    while !text.is_char_boundary(end) {
-                        end -= 1;
-                    }
+                    let (text, _) = infermux_http::error_body_message(ev.data.as_bytes());
                     Error::new(
                         ErrorKind::Server,
-                        format!("the server sent an error event: {}", &text[..end]),
+                        format!("the server sent an error event: {text}"),
                     )
                 }
             };

@@ -125,12 +125,11 @@ pub(crate) fn next(
         return Some((next, flag.param_name()));
     }
     // the token limit under the other name, once, when it was sent under the refused one
-    let sent = current.max_tokens_key.or(limit_key)?;
-    if current.max_tokens_key.is_some()
-        || param != sent
-        || req.max_tokens.is_none()
-        || req.extra.contains_key(param)
-    {
+    if current.max_tokens_key.is_some() {
+        return None;
+    }
+    let sent = limit_key?;
+    if param != sent || req.max_tokens.is_none() || req.extra.contains_key(param) {
         return None;
     }
     let other = if sent == MAX_TOKENS {

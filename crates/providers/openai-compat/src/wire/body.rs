@@ -118,11 +118,6 @@ impl Omitted {
         value.filter(|_| !self.contains(flag))
     }
 
-    /// Whether no flag is set.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
     /// The set of these bits, one per field in the order of the constants above (unknown
     /// bits are dropped).
     pub fn from_bits(bits: u8) -> Omitted {
