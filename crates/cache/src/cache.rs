@@ -1069,7 +1069,8 @@ impl Cache {
         // an answer larger than a stream's recording may hold (about 8 MiB as JSON: images,
         // a batch of thousands of embeddings) is not kept: a cache bounded by its count of
         // entries would otherwise hold gigabytes
-        if crate::stream::json_size(response) > crate::stream::MAX_RECORDED_BYTES {
+        let max = crate::stream::MAX_RECORDED_BYTES;
+        if crate::stream::json_size_upto(response, max) > max {
             return;
         }
         // stored without who served it: a hit was served by the cache, not by the deployment

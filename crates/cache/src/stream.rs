@@ -45,24 +45,32 @@ fn size_of_event(ev: &StreamEvent) -> usize {
         | StreamEvent::ToolCallSignature { signature, .. } => signature.len(),
         // a whole part (an image, a server tool's result, a raw block: megabytes, at times)
         // counts as its JSON, measured without writing it anywhere
-        StreamEvent::Part { part } => json_size(part),
+        StreamEvent::Part { part } => json_size_upto(part, MAX_RECORDED_BYTES),
         _ => 0,
     }
 }
 
-/// The length of `value` as JSON, measured without writing it anywhere.
-pub(crate) fn json_size(value: &impl serde::Serialize) -> usize {
-    let mut n = Counted(0);
+/// The length of `value` as JSON, measured without writing it anywhere and stopping once past
+/// `limit` (a large answer is not written out in full to learn that it is too large to keep):
+/// the length, or some length past `limit`.
+pub(crate) fn json_size_upto(value: &impl serde::Serialize, limit: usize) -> usize {
+    let mut n = Counted { n: 0, limit };
     let _ = serde_json::to_writer(&mut n, value);
-    n.0
+    n.n
 }
 
-/// Counts the bytes written to it.
-struct Counted(usize);
+/// Counts the bytes written to it, failing the write once past `limit`.
+struct Counted {
+    n: usize,
+    limit: usize,
+}
 
 impl std::io::Write for Counted {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 = self.0.saturating_add(buf.len());
+        self.n = self.n.saturating_add(buf.len());
+        if self.n > self.limit {
+            return Err(std::io::Error::other("past the limit"));
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
