@@ -122,7 +122,8 @@ pub struct EndpointConfig {
 
 impl EndpointConfig {
     /// An endpoint with default timeouts and limits. Fails with [`ErrorKind::Config`] when the URL
-    /// is not `http://` or `https://` with a host.
+    /// is not `http://` or `https://` with a host, carries an `@` before its query
+    /// (credentials), or has a host or port no URL parser takes.
     pub fn new(id: impl AsRef<str>, base_url: impl AsRef<str>) -> Result<Self> {
         let base_url = base_url.as_ref().trim().trim_end_matches('/').to_owned();
         let cfg = EndpointConfig {

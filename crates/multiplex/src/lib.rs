@@ -41,7 +41,8 @@
 //! - 401/403 (`Auth`): the key is removed until the pool is reconfigured (or, when the
 //!   error states a Retry-After, until then); a pool built on the same [`KeyRegistry`] is
 //!   not a reconfiguration: it keeps the removal.
-//! - `QuotaExceeded`: the key is removed until the stated reset, or until reconfigured.
+//! - `QuotaExceeded`: as a 401, the key is removed until reconfigured (or until the error's
+//!   own Retry-After; a rate-limit reset riding on it is the request window's, not the quota's).
 //! - 5xx, connect errors and timeouts are left to the endpoint's breaker.
 //! - A success whose rate-limit headers say `remaining: 0` limits the key until the reset,
 //!   whether or not the pool has limits of its own: the key's next request is not spent on a

@@ -285,7 +285,8 @@ mod tests {
 
 /// A TCP relay on 127.0.0.1 to a server further away than it is: each connection it accepts
 /// is held for a delay before it is relayed to the target (a server whose connection takes
-/// that long to set up), and counted. Stops relaying when dropped.
+/// that long to set up), and counted. Dropped, it accepts no more connections (those open
+/// relay on until either side closes).
 #[derive(Debug)]
 pub struct SlowRelay {
     /// `host:port` it listens on.
@@ -339,7 +340,8 @@ impl Drop for SlowRelay {
 /// A TCP relay on 127.0.0.1 whose connections can be black-holed: after [`freeze`], the
 /// connections it carries stay open but pass nothing either way (a failover behind the same
 /// name, a NAT flow dropped: no error ever closes them), while connections made afterwards
-/// are relayed as before. Counts the connections it accepts. Stops relaying when dropped.
+/// are relayed as before. Counts the connections it accepts. Dropped, it accepts no more
+/// connections (those open relay on until either side closes).
 ///
 /// [`freeze`]: FreezableRelay::freeze
 #[derive(Debug)]

@@ -47,7 +47,8 @@ pub enum Signer {
     Anthropic,
     /// Google's Gemini API.
     Gemini,
-    /// OpenAI.
+    /// OpenAI (its Responses API's raw items; that provider does not mark its answers yet:
+    /// Anthropic and Gemini tell its items by their shape).
     #[serde(rename = "openai")]
     OpenAi,
     /// A provider this version does not know (read from a newer version's JSON): another
@@ -245,7 +246,8 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
     /// Whose signed or opaque data this assistant message carries, when a provider's answer
-    /// told (`None`: not known, sent as it is). Another provider leaves that data out when the
+    /// told (Anthropic's and Gemini's do; `None`: not known — each provider then keeps only
+    /// the raw blocks shaped like its own, and sends signatures as they are). Another provider leaves that data out when the
     /// conversation goes to it (a fallback): Anthropic refuses Gemini's signatures, and a model's
     /// private reasoning is not part of the conversation for another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
