@@ -5,9 +5,9 @@
 //! [`Gemini::with_sse`]) into the same events; embeddings through `batchEmbedContents`, in
 //! requests of at most [`wire::MAX_BATCH_EMBED`] inputs (and
 //! `embedContent` with [`Gemini::embed_one`]); `countTokens` ([`Gemini::count_tokens`]); model
-//! listing; inline images (`inlineData`, `fileData` for URLs); function calling with schemas
-//! cleaned of what Gemini rejects ([`wire::clean_schema`]: `additionalProperties`, `$schema`,
-//! `$ref`/`$defs` inlined), `functionResponse` tool results; system instructions; thought
+//! listing; inline images (`inlineData`, `fileData` for URLs); function calling and JSON
+//! answers with schemas sent as JSON Schema, unchanged (`parametersJsonSchema`,
+//! `responseJsonSchema`), `functionResponse` tool results; system instructions; thought
 //! signatures (a `functionCall` part's as [`infermux_core::ToolCall::signature`], a thought or
 //! text part's on a signed thinking part) kept, streamed or not, and sent back where they came
 //! from on the next turn. An image answer (`inlineData`) is an image part; a part this crate

@@ -7,7 +7,6 @@
 //! Reading keeps the tolerance of a `Value`: a field of an unexpected type reads as absent and
 //! unknown fields are ignored.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -56,9 +55,14 @@ pub fn model_path(model: &str) -> String {
     }
 }
 
-/// A JSON schema as Gemini accepts it: `$ref`s inlined from `$defs`/`definitions` (recursive
+/// A JSON schema as Gemini's `Schema`-typed fields (`responseSchema`, a declaration's
+/// `parameters`) accept it: `$ref`s inlined from `$defs`/`definitions` (recursive
 /// references beyond a few levels become a plain object), and `$defs`, `definitions`,
 /// `$schema`, `$id` and `additionalProperties` removed everywhere.
+///
+/// The bodies this crate writes do not need it: they send schemas as JSON Schema, unchanged,
+/// in `responseJsonSchema` and `parametersJsonSchema`. It is for a caller that writes the
+/// `Schema`-typed fields itself (through `extra`).
 pub fn clean_schema(schema: &Value) -> Value {
     let mut defs = Map::new();
     for key in ["$defs", "definitions"] {
@@ -128,33 +132,6 @@ fn guess_mime(url: &str) -> &'static str {
         "heic" => "image/heic",
         "pdf" => "application/pdf",
         _ => "image/jpeg",
-    }
-}
-
-/// Whether [`clean_schema`] would change `v`.
-fn needs_cleaning(v: &Value) -> bool {
-    match v {
-        Value::Object(obj) => obj.iter().any(|(k, val)| match (k.as_str(), val) {
-            // property names are data: only their schemas may need cleaning
-            ("properties", Value::Object(props)) => props.values().any(needs_cleaning),
-            _ => {
-                matches!(
-                    k.as_str(),
-                    "$ref" | "$defs" | "definitions" | "$schema" | "$id" | "additionalProperties"
-                ) || needs_cleaning(val)
-            }
-        }),
-        Value::Array(items) => items.iter().any(needs_cleaning),
-        _ => false,
-    }
-}
-
-/// `schema` cleaned, borrowed when there is nothing to clean.
-fn cleaned(schema: &Value) -> Cow<'_, Value> {
-    if needs_cleaning(schema) {
-        Cow::Owned(clean_schema(schema))
-    } else {
-        Cow::Borrowed(schema)
     }
 }
 
@@ -567,8 +544,11 @@ impl Serialize for Declaration<'_> {
                         .is_some_and(|o| o.keys().all(|k| PLAIN.contains(&k.as_str())))
             }
         };
+        // JSON Schema, as given: `parametersJsonSchema` takes `$ref`/`$defs`, `anyOf`, type
+        // lists and `additionalProperties`, which the `Schema`-typed `parameters` refused (a
+        // Pydantic `Optional` field, a nested `"additionalProperties": false`)
         if !t.parameters.is_null() && !empty_object {
-            m.serialize_entry("parameters", &cleaned(&t.parameters))?;
+            m.serialize_entry("parametersJsonSchema", &t.parameters)?;
         }
         m.end()
     }
@@ -667,19 +647,19 @@ impl Serialize for GenerationConfig<'_> {
         if let Some(n) = r.max_tokens {
             o.field("maxOutputTokens", &n)?;
         }
-        let schema = match &r.response_format {
-            Some(ResponseFormat::JsonObject) => {
-                o.field("responseMimeType", "application/json")?;
-                None
-            }
-            Some(ResponseFormat::JsonSchema { schema, .. }) => {
-                o.field("responseMimeType", "application/json")?;
-                Some(schema)
-            }
-            _ => None,
-        };
-        if let Some(schema) = schema {
-            o.field("responseSchema", &cleaned(schema))?;
+        let json = matches!(
+            r.response_format,
+            Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
+        );
+        // JSON Schema, as given (see `Declaration`); not beside a `Schema`-typed
+        // `responseSchema` the caller wrote in `extra` (the two exclude each other)
+        if let Some(ResponseFormat::JsonSchema { schema, .. }) = &r.response_format
+            && !self.extra.is_some_and(|e| e.contains_key("responseSchema"))
+        {
+            o.field("responseJsonSchema", schema)?;
+        }
+        if json {
+            o.field("responseMimeType", "application/json")?;
         }
         if let Some(seed) = r.seed {
             // Gemini's seed is an int32: a larger one (a random u32, half the time) was a
@@ -705,7 +685,7 @@ impl Serialize for GenerationConfig<'_> {
 ///
 /// System messages become `systemInstruction`; tool results `functionResponse` parts (the name
 /// is looked up from the call they answer); sampling fields go to `generationConfig`;
-/// `response_format` JSON becomes `responseMimeType` (and a cleaned `responseSchema`). `extra`
+/// `response_format` JSON becomes `responseMimeType` (and the schema `responseJsonSchema`). `extra`
 /// is merged at the top level, winning over a field of the same name, except
 /// `extra.generationConfig`, merged into the generation config (e.g. `thinkingConfig`).
 ///
@@ -1841,7 +1821,8 @@ pub fn chat_request_from_json(model: &str, v: &Value) -> Result<ChatRequest> {
                 let mut tool = Tool::new(
                     name,
                     d.get("description").and_then(Value::as_str).unwrap_or(""),
-                    d.get("parameters")
+                    get(d, "parametersJsonSchema", "parameters_json_schema")
+                        .or_else(|| d.get("parameters"))
                         .cloned()
                         .unwrap_or_else(|| json!({"type": "object"})),
                 );
@@ -1878,6 +1859,31 @@ pub fn chat_request_from_json(model: &str, v: &Value) -> Result<ChatRequest> {
                 }
             }
         }
+    }
+    // JSON asked for: a response format, so that another provider the request falls back to
+    // is asked for it too; a `Schema`-typed `responseSchema` stays in `extra` with its MIME type
+    let mime = ["responseMimeType", "response_mime_type"];
+    let json_mime = mime
+        .iter()
+        .any(|k| extra_cfg.get(*k).and_then(Value::as_str) == Some("application/json"));
+    let typed_schema = ["responseSchema", "response_schema"]
+        .iter()
+        .any(|k| extra_cfg.contains_key(*k));
+    if json_mime && !typed_schema {
+        let schema = ["responseJsonSchema", "response_json_schema"]
+            .iter()
+            .find_map(|k| extra_cfg.remove(*k));
+        for k in mime {
+            extra_cfg.remove(k);
+        }
+        req.response_format = Some(match schema {
+            Some(schema) => ResponseFormat::JsonSchema {
+                name: "response".into(),
+                schema,
+                strict: None,
+            },
+            None => ResponseFormat::JsonObject,
+        });
     }
     if !extra_cfg.is_empty() {
         req.extra

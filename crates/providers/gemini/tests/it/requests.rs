@@ -1,4 +1,4 @@
-//! Request bodies: function schemas cleaned of what Gemini rejects, tool results, images, the
+//! Request bodies: schemas as JSON Schema, tool results, images, the
 //! generation config; validation of the bodies against Google's published OpenAPI description
 //! (`../shared/fixtures/specs/gemini`) with a small hand-rolled checker; and SSE versus
 //! JSON-array streaming of the same content giving the same events.
@@ -116,14 +116,13 @@ fn properties_named_like_removed_keywords_are_kept() {
         "boolean"
     );
     assert!(cleaned.get("additionalProperties").is_none());
-    // and the body sent carries them, cleaned or not
+    // and the body sent carries the schema as it was given
     let req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("define")])
-        .with_tools(vec![Tool::new("define", "Look a word up", s)]);
+        .with_tools(vec![Tool::new("define", "Look a word up", s.clone())]);
     let b = wire::generate_body(&req);
-    let params = &b["tools"][0]["functionDeclarations"][0]["parameters"];
     assert_eq!(
-        params["properties"]["definitions"]["type"], "array",
-        "{params}"
+        b["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"],
+        s
     );
     // a schema whose only keyword-like names are property names is sent as it is
     let plain = json!({"type": "object", "properties": {"definitions": {"type": "string"}}});
@@ -161,7 +160,11 @@ fn generate_body_maps_every_field() {
     assert_eq!(g["maxOutputTokens"], 128);
     assert_eq!(g["stopSequences"], json!(["END"]));
     assert_eq!(g["seed"], 7);
-    assert!(!b.to_string().contains("additionalProperties"));
+    // schemas go as JSON Schema, unchanged (`$ref`, `$defs`, `additionalProperties` and all):
+    // the `Schema`-typed `parameters` refused them
+    let decl = &b["tools"][0]["functionDeclarations"][0];
+    assert_eq!(decl["parametersJsonSchema"], weather_schema());
+    assert!(decl.get("parameters").is_none(), "{decl}");
     // the inverse reads it back
     let back = wire::chat_request_from_json("gemini-2.5-flash", &b).unwrap();
     assert_eq!(back.messages.len(), 4);
@@ -265,6 +268,22 @@ fn without_signatures(body: &mut Value) {
     }
 }
 
+/// `body` without the JSON Schema fields newer than the description (any value goes there);
+/// how many it had.
+fn without_json_schemas(body: &mut Value) -> usize {
+    match body {
+        Value::Object(o) => {
+            let mut n = 0;
+            for k in ["parametersJsonSchema", "responseJsonSchema"] {
+                n += usize::from(o.remove(k).is_some());
+            }
+            n + o.values_mut().map(without_json_schemas).sum::<usize>()
+        }
+        Value::Array(a) => a.iter_mut().map(without_json_schemas).sum(),
+        _ => 0,
+    }
+}
+
 #[test]
 fn request_bodies_validate_against_the_openapi_description() {
     let Some(spec) = spec() else { return };
@@ -277,10 +296,33 @@ fn request_bodies_validate_against_the_openapi_description() {
     let proto =
         infermux_testkit::shared_fixture("fixtures/specs/gemini/proto_v1beta/content.proto")
             .map(|p| std::fs::read_to_string(p).unwrap());
-    if let Some(proto) = proto {
+    if let Some(proto) = &proto {
         assert!(proto.contains("bytes thought_signature = "));
     }
     without_signatures(&mut body);
+    // and so are `parametersJsonSchema` and `responseJsonSchema` (JSON Schema, any value):
+    // checked to be in the proto files, then left out
+    let generative = infermux_testkit::shared_fixture(
+        "fixtures/specs/gemini/proto_v1beta/generative_service.proto",
+    )
+    .map(|p| std::fs::read_to_string(p).unwrap());
+    if let (Some(content), Some(generative)) = (&proto, &generative) {
+        assert!(content.contains("google.protobuf.Value parameters_json_schema = "));
+        assert!(generative.contains("json_name = \"responseJsonSchema\""));
+    }
+    assert_eq!(without_json_schemas(&mut body), 1);
+    let problems = validate(&body, "GenerateContentRequest", &spec);
+    assert!(problems.is_empty(), "{problems:#?}");
+    let mut json_req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("a dog")]);
+    json_req.response_format = Some(infermux_core::ResponseFormat::JsonSchema {
+        name: "dog".into(),
+        schema: weather_schema(),
+        strict: None,
+    });
+    let mut body = wire::generate_body(&json_req);
+    let cfg = body["generationConfig"].as_object_mut().unwrap();
+    assert_eq!(cfg.remove("responseJsonSchema"), Some(weather_schema()));
+    assert_eq!(cfg["responseMimeType"], "application/json");
     let problems = validate(&body, "GenerateContentRequest", &spec);
     assert!(problems.is_empty(), "{problems:#?}");
     let mut emb = EmbeddingRequest::new("gemini-embedding-001", ["a", "b"]);
@@ -300,6 +342,7 @@ fn request_bodies_validate_against_the_openapi_description() {
         wire::count_tokens_body(&ChatRequest::new("m", vec![Message::user("hi")])),
     ] {
         without_signatures(&mut body);
+        without_json_schemas(&mut body);
         let problems = validate(&body, "CountTokensRequest", &spec);
         assert!(problems.is_empty(), "{problems:#?}");
     }
@@ -526,6 +569,87 @@ fn a_second_tool_round_answers_the_latest_call_of_a_reused_id() {
     );
 }
 
+/// A schema Gemini's `Schema` type refused — a type list (Pydantic's `Optional`), `oneOf`, a
+/// nested `"additionalProperties": false` — goes as JSON Schema, unchanged, for the answer and
+/// for a tool; a `Schema`-typed `responseSchema` the caller wrote in `extra` is not joined by
+/// the JSON one (the two exclude each other); and a Gemini body read back asks any provider for
+/// the same JSON.
+#[test]
+fn schemas_go_as_json_schema_and_read_back_as_a_response_format() {
+    let schema = json!({"type": "object", "additionalProperties": false,
+        "properties": {"nick": {"type": ["string", "null"]},
+            "pet": {"oneOf": [{"const": "cat"}, {"type": "object", "additionalProperties": false,
+                "properties": {"legs": {"type": "integer"}}}]}},
+        "required": ["nick", "pet"]});
+    let mut req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("a pet")])
+        .with_tools(vec![Tool::new("adopt", "Adopt a pet", schema.clone())]);
+    req.response_format = Some(infermux_core::ResponseFormat::JsonSchema {
+        name: "pet".into(),
+        schema: schema.clone(),
+        strict: Some(true),
+    });
+    let b = wire::generate_body(&req);
+    assert_eq!(b["generationConfig"]["responseJsonSchema"], schema);
+    assert_eq!(
+        b["generationConfig"]["responseMimeType"],
+        "application/json"
+    );
+    assert!(b["generationConfig"].get("responseSchema").is_none());
+    assert_eq!(
+        b["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"],
+        schema
+    );
+    // the typed body and the `Value` one print the same bytes
+    assert_eq!(
+        serde_json::to_string(&wire::GenerateBody::new(&req)).unwrap(),
+        b.to_string()
+    );
+
+    // read back: the schema is the response format again, the tool's parameters the schema
+    let back = wire::chat_request_from_json("gemini-2.5-flash", &b).unwrap();
+    match &back.response_format {
+        Some(infermux_core::ResponseFormat::JsonSchema { schema: s, .. }) => assert_eq!(s, &schema),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        back.extra.get("generationConfig").is_none(),
+        "{:?}",
+        back.extra
+    );
+    assert_eq!(back.tools[0].parameters, schema);
+    // JSON without a schema is a JSON object
+    let plain = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+        "generationConfig": {"responseMimeType": "application/json", "topK": 3}});
+    let back = wire::chat_request_from_json("gemini-2.5-flash", &plain).unwrap();
+    assert_eq!(
+        back.response_format,
+        Some(infermux_core::ResponseFormat::JsonObject)
+    );
+    assert_eq!(back.extra["generationConfig"], json!({"topK": 3}));
+
+    // a `Schema`-typed one the caller wrote stays theirs, alone, and reads back as it came
+    let typed = json!({"type": "OBJECT", "properties": {"n": {"type": "INTEGER"}}});
+    let mut req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("n")]);
+    req.response_format = Some(infermux_core::ResponseFormat::JsonSchema {
+        name: "n".into(),
+        schema: schema.clone(),
+        strict: None,
+    });
+    req.extra.insert(
+        "generationConfig".into(),
+        json!({"responseSchema": typed.clone()}),
+    );
+    let b = wire::generate_body(&req);
+    assert_eq!(b["generationConfig"]["responseSchema"], typed);
+    assert!(
+        b["generationConfig"].get("responseJsonSchema").is_none(),
+        "{b}"
+    );
+    let back = wire::chat_request_from_json("gemini-2.5-flash", &b).unwrap();
+    assert!(back.response_format.is_none());
+    assert_eq!(back.extra["generationConfig"]["responseSchema"], typed);
+}
+
 #[test]
 fn a_tool_without_parameters_declares_none() {
     for params in [
@@ -537,7 +661,10 @@ fn a_tool_without_parameters_declares_none() {
         let b = wire::generate_body(&req);
         let decl = &b["tools"][0]["functionDeclarations"][0];
         assert_eq!(decl["name"], "now");
-        assert!(decl.get("parameters").is_none(), "{params}: {decl}");
+        assert!(
+            decl.get("parametersJsonSchema").is_none(),
+            "{params}: {decl}"
+        );
     }
     // alternatives are parameters, kept
     let any = json!({"type": "object", "anyOf": [{"properties": {"a": {"type": "string"}}}]});
@@ -546,7 +673,7 @@ fn a_tool_without_parameters_declares_none() {
     let b = wire::generate_body(&req);
     assert!(
         b["tools"][0]["functionDeclarations"][0]
-            .get("parameters")
+            .get("parametersJsonSchema")
             .is_some()
     );
 }
