@@ -6,12 +6,13 @@
 //! Reading keeps the tolerance of a `Value`: a field of an unexpected type reads as absent,
 //! unknown fields are ignored, unknown blocks are kept raw, unknown events and deltas skipped.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use infermux_core::{
     ChatRequest, ChatResponse, ContentPart, Error, ErrorKind, FinishReason, ImageSource, Message,
-    ModelInfo, ModelList, Result, Role, Signer, StreamEvent, SystemText, Tool, ToolCall,
-    ToolChoice, Usage,
+    ModelInfo, ModelList, ResponseFormat, Result, Role, Signer, StreamEvent, SystemText, Tool,
+    ToolCall, ToolChoice, Usage,
 };
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
@@ -482,11 +483,214 @@ struct Metadata<'a> {
     user_id: &'a str,
 }
 
+// ---- structured output --------------------------------------------------------------------
+
+/// The string formats structured output takes; another is left out (and named in the
+/// description).
+const FORMATS: [&str; 10] = [
+    "date-time",
+    "time",
+    "date",
+    "duration",
+    "email",
+    "hostname",
+    "uri",
+    "ipv4",
+    "ipv6",
+    "uuid",
+];
+
+/// Keywords structured output refuses (a 400), left out and named in the description: numeric
+/// and string bounds, array bounds (but `minItems` 0 or 1), object size bounds.
+const REFUSED: [&str; 11] = [
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "maxItems",
+    "uniqueItems",
+    "minProperties",
+    "maxProperties",
+];
+
+/// A JSON schema as Anthropic's structured output (`output_config.format`) takes it, the way
+/// Anthropic's SDKs transform one: every object gets `"additionalProperties": false` (required;
+/// another value is named in the description instead), `oneOf` becomes `anyOf`, the keywords
+/// it refuses (`minimum`, `maxLength`, `minItems` above 1, a string `format` outside its list,
+/// …) are left out and named at the end of the description, and a top-level `$schema` goes.
+/// A schema it takes as it is comes back borrowed.
+///
+/// ```
+/// use infermux_anthropic::wire::structured_schema;
+/// use serde_json::json;
+///
+/// let s = json!({"type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}});
+/// assert_eq!(
+///     structured_schema(&s).into_owned(),
+///     json!({"type": "object", "additionalProperties": false,
+///            "properties": {"age": {"type": "integer", "description": "minimum: 0"}}})
+/// );
+/// let ok = json!({"type": "object", "additionalProperties": false, "properties": {}});
+/// assert!(matches!(structured_schema(&ok), std::borrow::Cow::Borrowed(_)));
+/// ```
+pub fn structured_schema(schema: &Value) -> Cow<'_, Value> {
+    let mut out = schema.clone();
+    if let Value::Object(o) = &mut out {
+        o.remove("$schema");
+    }
+    structure(&mut out, 0);
+    if &out == schema {
+        Cow::Borrowed(schema)
+    } else {
+        Cow::Owned(out)
+    }
+}
+
+/// Transforms one schema in place ([`structured_schema`]); nesting past 64 levels is left as
+/// it is (the API refuses it anyway), so no input runs the stack out.
+fn structure(v: &mut Value, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    let Value::Object(o) = v else { return };
+    let mut notes: Vec<String> = Vec::new();
+    for k in REFUSED {
+        if let Some(val) = o.remove(k) {
+            notes.push(format!("{k}: {val}"));
+        }
+    }
+    if let Some(n) = o.get("minItems").and_then(Value::as_u64)
+        && n > 1
+    {
+        notes.push(format!("minItems: {n}"));
+        o.remove("minItems");
+    }
+    if let Some(f) = o.get("format").and_then(Value::as_str)
+        && !FORMATS.contains(&f)
+    {
+        notes.push(format!("format: {f}"));
+        o.remove("format");
+    }
+    if let Some(alts) = o.remove("oneOf") {
+        match o.get_mut("anyOf") {
+            // both: the alternatives must hold together, as `allOf` of the two lists
+            Some(any) => {
+                let any = any.take();
+                o.remove("anyOf");
+                let both = json!([{"anyOf": any}, {"anyOf": alts}]);
+                o.insert("allOf".into(), both);
+            }
+            None => {
+                o.insert("anyOf".into(), alts);
+            }
+        }
+    }
+    let is_object = o.get("type").and_then(Value::as_str) == Some("object")
+        || o.get("type")
+            .and_then(Value::as_array)
+            .is_some_and(|t| t.iter().any(|t| t == "object"))
+        || o.contains_key("properties");
+    if is_object {
+        match o.get("additionalProperties") {
+            Some(Value::Bool(false)) => {}
+            None | Some(Value::Bool(true)) => {
+                o.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            Some(other) => {
+                notes.push(format!("additionalProperties: {other}"));
+                o.insert("additionalProperties".into(), Value::Bool(false));
+            }
+        }
+    }
+    // the keywords whose values are schemas, or maps / lists of them
+    for (k, val) in o.iter_mut() {
+        match (k.as_str(), val) {
+            ("properties" | "$defs" | "definitions", Value::Object(map)) => {
+                for s in map.values_mut() {
+                    structure(s, depth + 1);
+                }
+            }
+            ("anyOf" | "allOf" | "prefixItems", Value::Array(list)) => {
+                for s in list {
+                    structure(s, depth + 1);
+                }
+            }
+            ("items" | "not", s @ Value::Object(_)) => structure(s, depth + 1),
+            ("items", Value::Array(list)) => {
+                for s in list {
+                    structure(s, depth + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    if !notes.is_empty() {
+        let said = notes.join(", ");
+        let desc = match o.get("description").and_then(Value::as_str) {
+            Some(d) if !d.is_empty() => format!("{d} ({said})"),
+            _ => said,
+        };
+        o.insert("description".into(), Value::String(desc));
+    }
+}
+
+/// `output_config`: the request's `extra.output_config` (e.g. `effort`) with the structured
+/// output format added.
+struct OutputConfig<'a> {
+    extra: Option<&'a Map<String, Value>>,
+    schema: Cow<'a, Value>,
+}
+
+/// `output_config.format`.
+#[derive(Serialize)]
+struct Format<'a> {
+    schema: &'a Value,
+    #[serde(rename = "type")]
+    ty: &'static str,
+}
+
+impl Serialize for OutputConfig<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let none = Map::new();
+        let mut o = Fields::new(s.serialize_map(None)?, self.extra.unwrap_or(&none));
+        o.field(
+            "format",
+            &Format {
+                schema: &self.schema,
+                ty: "json_schema",
+            },
+        )?;
+        o.end()
+    }
+}
+
+/// The structured output config `req` asks for: a `response_format` schema, unless
+/// `extra.output_config` names a format itself (the caller's wins) or is not an object.
+fn output_config(req: &ChatRequest) -> Option<OutputConfig<'_>> {
+    let Some(ResponseFormat::JsonSchema { schema, .. }) = &req.response_format else {
+        return None;
+    };
+    let extra = match req.extra.get("output_config") {
+        None => None,
+        Some(Value::Object(o)) if !o.contains_key("format") => Some(o),
+        Some(_) => return None,
+    };
+    Some(OutputConfig {
+        extra,
+        schema: structured_schema(schema),
+    })
+}
+
 /// The `/v1/messages` body of a [`ChatRequest`], serialised straight from the request (what
 /// [`chat_body`] returns as a `Value`). `max_tokens` defaults to [`DEFAULT_MAX_TOKENS`]; `user`
-/// becomes `metadata.user_id`; `seed` and `response_format` have no Anthropic equivalent and
-/// are not sent; `extra` (e.g. `thinking`, `top_k`, `metadata`) is merged in as it is, winning
-/// over a field of the same name.
+/// becomes `metadata.user_id`; a `response_format` schema becomes `output_config.format`
+/// (structured output, the schema passed through [`structured_schema`]); `seed` and a JSON
+/// object format without a schema have no Anthropic equivalent and are not sent; `extra` (e.g.
+/// `thinking`, `top_k`, `metadata`, `output_config.effort`) is merged in as it is, winning over
+/// a field of the same name (an `extra.output_config` object is merged with the format).
 ///
 /// ```
 /// use infermux_anthropic::wire::ChatBody;
@@ -526,13 +730,20 @@ impl<'a> ChatBody<'a> {
 impl Serialize for ChatBody<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let req = self.req;
+        let output = output_config(req);
         let mut o = Fields::new(s.serialize_map(None)?, &req.extra);
+        if output.is_some() {
+            o = o.except("output_config");
+        }
         o.field("max_tokens", &max_tokens(req, self.default_max_tokens))?;
         o.field("messages", &Messages(&req.messages))?;
         if let Some(u) = &req.user {
             o.field("metadata", &Metadata { user_id: u })?;
         }
         o.field("model", &req.model)?;
+        if let Some(c) = &output {
+            o.field("output_config", c)?;
+        }
         // a stop sequence of whitespace only ("\n", common in OpenAI requests) is refused
         // ("each stop sequence must contain non-whitespace"): left out
         if req.stop.iter().any(|s| !s.trim().is_empty()) {
@@ -1526,6 +1737,21 @@ pub fn chat_request_from_json(v: &Value) -> Result<ChatRequest> {
         .and_then(|m| m.get("user_id"))
         .and_then(Value::as_str)
         .map(str::to_owned);
+    // structured output: the response format, so that a provider the request falls back to is
+    // asked for the same JSON; the rest of `output_config` (e.g. `effort`) stays in `extra`
+    let mut output_rest = v.get("output_config").cloned();
+    if let Some(Value::Object(cfg)) = &mut output_rest
+        && let Some(format) = cfg.get("format")
+        && format.get("type").and_then(Value::as_str) == Some("json_schema")
+        && let Some(schema) = format.get("schema")
+    {
+        req.response_format = Some(ResponseFormat::JsonSchema {
+            name: "response".into(),
+            schema: schema.clone(),
+            strict: None,
+        });
+        cfg.remove("format");
+    }
     const KNOWN: [&str; 12] = [
         "model",
         "messages",
@@ -1542,7 +1768,15 @@ pub fn chat_request_from_json(v: &Value) -> Result<ChatRequest> {
     ];
     if let Some(obj) = v.as_object() {
         for (k, val) in obj {
-            if !KNOWN.contains(&k.as_str()) {
+            if k == "output_config" {
+                match &output_rest {
+                    Some(Value::Object(rest)) if rest.is_empty() => {}
+                    Some(rest) => {
+                        req.extra.insert(k.clone(), rest.clone());
+                    }
+                    None => {}
+                }
+            } else if !KNOWN.contains(&k.as_str()) {
                 req.extra.insert(k.clone(), val.clone());
             }
         }

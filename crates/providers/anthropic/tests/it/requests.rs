@@ -485,3 +485,123 @@ fn values_openai_takes_and_anthropic_refuses_are_made_acceptable() {
     assert!(b.get("stop_sequences").is_none(), "{b:#}");
     assert_eq!(b["temperature"], 0.5);
 }
+
+/// A `response_format` schema is structured output (`output_config.format`), transformed the
+/// way Anthropic's SDKs do: objects closed, refused keywords named in the description, `oneOf`
+/// as `anyOf`. Before, it was dropped and the answer came back as free text.
+#[test]
+fn a_response_format_schema_is_structured_output() {
+    let schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 20, "description": "Its name"},
+            "age": {"type": "integer", "minimum": 0, "maximum": 30},
+            "born": {"type": "string", "format": "date"},
+            "site": {"type": "string", "format": "hostname-ish"},
+            "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 3},
+            "owner": {"oneOf": [{"type": "null"}, {"$ref": "#/$defs/Person"}]},
+            "scores": {"type": "object", "additionalProperties": {"type": "number"}},
+            "properties": {"type": "string", "minLength": 2}
+        },
+        "required": ["name"],
+        "$defs": {"Person": {"type": "object", "properties": {"n": {"type": "string"}}}}
+    });
+    let mut req = ChatRequest::new("claude-sonnet-4-5", vec![Message::user("a dog")]);
+    req.response_format = Some(infermux_core::ResponseFormat::JsonSchema {
+        name: "dog".into(),
+        schema: schema.clone(),
+        strict: Some(true),
+    });
+    let b = wire::chat_body(&req, false);
+    assert_eq!(b["output_config"]["format"]["type"], "json_schema");
+    let sent = &b["output_config"]["format"]["schema"];
+    let want = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "name": {"type": "string", "description": "Its name (maxLength: 20)"},
+            "age": {"type": "integer", "description": "minimum: 0, maximum: 30"},
+            "born": {"type": "string", "format": "date"},
+            "site": {"type": "string", "description": "format: hostname-ish"},
+            "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                "description": "maxItems: 3"},
+            "owner": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/Person"}]},
+            "scores": {"type": "object", "additionalProperties": false,
+                "description": "additionalProperties: {\"type\":\"number\"}"},
+            "properties": {"type": "string", "description": "minLength: 2"}
+        },
+        "required": ["name"],
+        "$defs": {"Person": {"type": "object", "additionalProperties": false,
+            "properties": {"n": {"type": "string"}}}}
+    });
+    assert_eq!(sent, &want);
+    // the body as sent prints the same bytes as its `Value`
+    assert_eq!(
+        serde_json::to_string(&wire::ChatBody::new(&req, false)).unwrap(),
+        b.to_string()
+    );
+    // a schema already acceptable goes as it is, and the transform is idempotent
+    assert!(matches!(
+        wire::structured_schema(&want),
+        std::borrow::Cow::Borrowed(_)
+    ));
+    // `extra.output_config` (effort) is merged with the format; a format of its own wins
+    req.extra
+        .insert("output_config".into(), json!({"effort": "low"}));
+    let b = wire::chat_body(&req, false);
+    assert_eq!(b["output_config"]["effort"], "low");
+    assert_eq!(b["output_config"]["format"]["schema"], want);
+    assert_eq!(
+        serde_json::to_string(&wire::ChatBody::new(&req, false)).unwrap(),
+        b.to_string()
+    );
+    let own = json!({"format": {"type": "json_schema", "schema": {"type": "object"}}});
+    req.extra.insert("output_config".into(), own.clone());
+    assert_eq!(wire::chat_body(&req, false)["output_config"], own);
+    // a JSON object without a schema has no equivalent: nothing is sent
+    req.extra.clear();
+    req.response_format = Some(infermux_core::ResponseFormat::JsonObject);
+    assert!(wire::chat_body(&req, false).get("output_config").is_none());
+    // nesting past 64 levels (a parsed `Value` stops at 128) is left as it is below there
+    let mut deep = json!({"type": "string", "maxLength": 3});
+    for _ in 0..100 {
+        deep = json!({"type": "array", "items": deep});
+    }
+    let out = wire::structured_schema(&deep).into_owned();
+    let mut at = &out;
+    for _ in 0..100 {
+        at = &at["items"];
+    }
+    assert_eq!(at["maxLength"], 3);
+}
+
+/// The recorded requests that asked for structured output and for an effort read back as the
+/// response format (and `extra.output_config` for the effort), and are written again as they
+/// were recorded.
+#[test]
+fn recorded_structured_output_and_effort_requests_round_trip() {
+    let Some(dir) = infermux_testkit::shared_fixture("fixtures/cassettes/anthropic/llm-anthropic")
+    else {
+        return;
+    };
+    for (file, schema) in [
+        ("test_schema_prompt.yaml", true),
+        ("test_sonnet_46_effort_without_thinking.yaml", false),
+    ] {
+        let c = infermux_testkit::Cassette::load(dir.join(file)).unwrap();
+        let recorded = c.interactions[0].request.json().unwrap();
+        let req = wire::chat_request_from_json(&recorded).unwrap();
+        assert_eq!(
+            matches!(
+                req.response_format,
+                Some(infermux_core::ResponseFormat::JsonSchema { .. })
+            ),
+            schema,
+            "{file}"
+        );
+        assert_eq!(req.extra.contains_key("output_config"), !schema, "{file}");
+        let again = wire::chat_body(&req, wire::request_streams(&recorded));
+        assert_eq!(again, recorded, "{file}");
+    }
+}
