@@ -228,6 +228,7 @@ struct Inner {
     reached_server: Option<bool>,
     attempts: u32,
     stop_reason: Option<StopReason>,
+    model_scoped: bool,
     source: Option<Arc<dyn StdError + Send + Sync>>,
 }
 
@@ -250,6 +251,7 @@ impl Error {
                 reached_server: None,
                 attempts: 0,
                 stop_reason: None,
+                model_scoped: false,
                 source: None,
             }),
         }
@@ -314,6 +316,20 @@ impl Error {
     /// Records why the retry layer stopped retrying.
     pub fn with_stop_reason(self, reason: StopReason) -> Self {
         self.edit(|i| i.stop_reason = Some(reason))
+    }
+    /// Marks the limit this error reports (a 429's) as the model's on the key, not the whole
+    /// key's: the provider said so (Gemini's per-model quota ids, OpenAI's "Rate limit reached
+    /// for gpt-4o in organization …"). A pool then holds back only its members sending that
+    /// key for that model; the key's other models go on.
+    ///
+    /// ```
+    /// use infermux_core::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::RateLimited, "per model").with_model_scope(true);
+    /// assert!(e.is_model_scoped());
+    /// assert!(!Error::new(ErrorKind::RateLimited, "the key's").is_model_scoped());
+    /// ```
+    pub fn with_model_scope(self, scoped: bool) -> Self {
+        self.edit(|i| i.model_scoped = scoped)
     }
     /// Sets the underlying cause.
     pub fn with_source(self, source: impl StdError + Send + Sync + 'static) -> Self {
@@ -388,6 +404,11 @@ impl Error {
     pub fn stop_reason(&self) -> Option<StopReason> {
         self.inner.stop_reason
     }
+    /// Whether the limit this error reports is the model's on the key, not the whole key's
+    /// (see [`Error::with_model_scope`]).
+    pub fn is_model_scoped(&self) -> bool {
+        self.inner.model_scoped
+    }
 
     /// Whether a retry may succeed: the kind is transient and the server did not say
     /// `x-should-retry: false`; or the server said `x-should-retry: true`.
@@ -460,6 +481,9 @@ impl fmt::Debug for Error {
         }
         if let Some(r) = i.should_retry {
             d.field("should_retry", &r);
+        }
+        if i.model_scoped {
+            d.field("model_scoped", &true);
         }
         if let Some(id) = &i.request_id {
             d.field("request_id", &format_args!("{id}"));

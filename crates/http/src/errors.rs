@@ -169,6 +169,13 @@ pub fn kind_for_status(status: u16, message: &str, code: Option<&str>) -> ErrorK
     {
         return ErrorKind::Overloaded;
     }
+    // OpenAI's 429 "Request too large for gpt-4o in organization … on tokens per min (TPM):
+    // Limit 30000, Requested 36278. The input or output tokens must be reduced …": the request
+    // exceeds the key's whole limit, so no wait helps and the key is not spent (a batch of
+    // them is split)
+    if status == 429 && lower_msg.starts_with("request too large for") {
+        return ErrorKind::InvalidRequest;
+    }
     match status {
         401 | 403 => ErrorKind::Auth,
         404 => ErrorKind::NotFound,
@@ -226,7 +233,19 @@ pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Err
     if !info.is_empty() {
         err = err.with_rate_limit(info);
     }
+    if kind == ErrorKind::RateLimited && names_its_model(err.message()) {
+        err = err.with_model_scope(true);
+    }
     err
+}
+
+/// Whether a 429's message names the model whose limit it hit: OpenAI's "Rate limit reached
+/// for gpt-4o in organization org-… on tokens per min (TPM): …" and Groq's "Rate limit
+/// reached for model `llama-3.3-70b-versatile` in organization `org_…` …" (their limits are
+/// per model: the key's other models are not held back).
+fn names_its_model(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.starts_with("rate limit reached for ") && lower.contains(" in organization ")
 }
 
 /// The HF Inference API's "model is loading" 503, if that is what `body` says.
@@ -430,6 +449,43 @@ mod tests {
         }
         let spent = error_from_response(402, &HeaderMap::new(), cases[0].1.as_bytes());
         assert!(!spent.is_retryable(), "a spent key is not retried as it is");
+    }
+
+    /// OpenAI's and Groq's 429s name the model whose limit was hit: the error is model-scoped
+    /// (a pool holds back that model on the key, not the key); one that does not name it, or
+    /// another kind, is not. "Request too large" for the whole limit is no rate limit at all.
+    #[test]
+    fn a_429_naming_its_model_is_model_scoped_and_one_too_large_for_the_limit_is_invalid() {
+        let scoped = [
+            r#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-uOtiSEwvUnroadaOnJJquBEC on tokens per min (TPM): Limit 30000, Used 29937, Requested 385. Please try again in 644ms. Visit https://platform.openai.com/account/rate-limits to learn more.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#,
+            r#"{"error":{"message":"Rate limit reached for model `llama-3.3-70b-versatile` in organization `org_01abc` service tier `on_demand` on tokens per minute (TPM): Limit 12000, Used 11876, Requested 520. Please try again in 1.98s.","type":"tokens","code":"rate_limit_exceeded"}}"#,
+        ];
+        for body in scoped {
+            let e = error_from_response(429, &HeaderMap::new(), body.as_bytes());
+            assert_eq!(e.kind(), ErrorKind::RateLimited);
+            assert!(e.is_model_scoped(), "{body}");
+        }
+        for (status, body) in [
+            (
+                429,
+                r#"{"error":{"message":"Rate limit reached","type":"requests"}}"#,
+            ),
+            (
+                429,
+                r#"{"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed the rate limit for your organization of 50,000 input tokens per minute."}}"#,
+            ),
+            (
+                400,
+                r#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-x","type":"x"}}"#,
+            ),
+        ] {
+            let e = error_from_response(status, &HeaderMap::new(), body.as_bytes());
+            assert!(!e.is_model_scoped(), "{body}");
+        }
+        let too_large = r#"{"error":{"message":"Request too large for gpt-4o in organization org-2itOgSdqw0DhUYp0QyLhttLL on tokens per min (TPM): Limit 30000, Requested 36278. The input or output tokens must be reduced in order to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#;
+        let e = error_from_response(429, &HeaderMap::new(), too_large.as_bytes());
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+        assert!(!e.is_model_scoped());
     }
 
     #[test]

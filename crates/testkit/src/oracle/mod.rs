@@ -564,7 +564,8 @@ fn body_kind(words: &str) -> Option<ErrorKind> {
 /// The error kind a recorded HTTP error means, from its status and its body: 402, or a body
 /// saying the key is out of quota or credit, `quota_exceeded`; a body saying
 /// `model_not_found` `not_found`; 401/403 `auth`, 404 `not_found`, 408 and 504 `timeout`, 429
-/// `overloaded` when the body says so else `rate_limited`, 501 or `not_supported_error` `unsupported`, 529
+/// `overloaded` when the body says so, `invalid_request` when it says the request is too large
+/// for the limit, else `rate_limited`, 501 or `not_supported_error` `unsupported`, 529
 /// `overloaded`, another 5xx `server` unless the body says overloaded, another 4xx
 /// `context_length` / `content_filter` when the body says so, else `invalid_request`.
 pub fn http_error_kind(status: u16, body: &[u8]) -> ErrorKind {
@@ -578,6 +579,7 @@ pub fn http_error_kind(status: u16, body: &[u8]) -> ErrorKind {
         (402, _) | (_, Some(ErrorKind::QuotaExceeded)) => ErrorKind::QuotaExceeded,
         (_, _) if words.contains("model_not_found") => ErrorKind::NotFound,
         (429, _) if overloaded => ErrorKind::Overloaded,
+        (429, _) if words.contains("request too large for") => ErrorKind::InvalidRequest,
         (429, _) => ErrorKind::RateLimited,
         (401 | 403, _) => ErrorKind::Auth,
         (404, _) => ErrorKind::NotFound,
@@ -824,6 +826,8 @@ mod tests {
             (400, br#"{"message":"Prompt length of 5016 is longer than the maximum model length of 4096."}"#, ErrorKind::ContextLength),
             (400, br#"{"error":{"code":"invalid_prompt","message":"your prompt was flagged as potentially violating our usage policy"}}"#, ErrorKind::ContentFilter),
             (400, br#"{"error":{"code":"invalid_prompt","message":"no"}}"#, ErrorKind::InvalidRequest),
+            (429, br#"{"error":{"message":"Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Requested 36278. The input or output tokens must be reduced in order to run successfully.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#, ErrorKind::InvalidRequest),
+            (429, br#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Used 29937, Requested 385. Please try again in 644ms.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#, ErrorKind::RateLimited),
         ] {
             assert_eq!(http_error_kind(status, body), want, "{status}");
         }
