@@ -38,6 +38,12 @@
 //! # What attempts teach the pool
 //! - 429 (`RateLimited`): the key cools down for the error's `Retry-After`, else its
 //!   rate-limit reset, else 1 s; a new cooldown extends a running one, never shortens it.
+//!   A 429 the provider scoped to the model
+//!   ([`Error::is_model_scoped`](infermux_core::Error::is_model_scoped): Gemini's per-model
+//!   quotas, OpenAI's and Groq's "Rate limit reached for gpt-4o …") holds back only this
+//!   pool's members sending that key for that model, for as long; the key's other models go
+//!   on. (A member without a model of its own sends the request's: its key cools. The hold is
+//!   not shared through Redis.)
 //! - 401/403 (`Auth`): the key is removed until the pool is reconfigured (or, when the
 //!   error states a Retry-After, until then); a pool built on the same [`KeyRegistry`] is
 //!   not a reconfiguration: it keeps the removal.

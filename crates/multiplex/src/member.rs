@@ -234,6 +234,9 @@ pub(crate) struct Member {
     pub(crate) weight: u32,
     pub(crate) model: Option<Arc<str>>,
     pub(crate) attempt_key: Option<AttemptKey>,
+    /// Held back for its model until (ns since the epoch): a model-scoped 429 on its key
+    /// (the key's other models go on). Re-holding only extends.
+    pub(crate) held_until: AtomicU64,
     pub(crate) in_flight: AtomicU32,
     pub(crate) picks: AtomicU64,
     /// Peak-EWMA latency in ns as f64 bits (0: none yet).

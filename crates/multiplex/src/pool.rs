@@ -127,8 +127,11 @@ struct Inner {
     counters: Counters,
     has_tpm: bool,
     has_limits: bool,
-    /// The latest hold end over all keys (each key raises it with its own).
+    /// The latest hold end over all keys (each key raises it with its own) and members.
     pool_until: Arc<AtomicU64>,
+    /// The latest end of a member's hold for its model (model-scoped 429s): while it is past,
+    /// the scan reads no member's.
+    members_held_until: AtomicU64,
     /// The binding to state shared across processes (see [`MultiPool::with_shared`]).
     #[cfg(feature = "redis")]
     shared: std::sync::OnceLock<crate::shared::SharedPool>,
@@ -414,6 +417,7 @@ impl MultiPool {
                 weight: spec.weight,
                 model: spec.model.as_deref().map(Arc::from),
                 attempt_key,
+                held_until: Default::default(),
                 in_flight: Default::default(),
                 picks: Default::default(),
                 ewma: Default::default(),
@@ -472,6 +476,7 @@ impl MultiPool {
             has_tpm,
             has_limits,
             pool_until,
+            members_held_until: AtomicU64::new(0),
             #[cfg(feature = "redis")]
             shared: std::sync::OnceLock::new(),
         });
@@ -525,7 +530,10 @@ impl MultiPool {
                 let key = &inner.keys[m.key];
                 let ep = &inner.endpoints[m.endpoint];
                 let at = |ns: u64| inner.epoch + Duration::from_nanos(ns);
-                let cool = key.cool_until.load(Ordering::Acquire);
+                let cool = key
+                    .cool_until
+                    .load(Ordering::Acquire)
+                    .max(m.held_until.load(Ordering::Acquire));
                 let limited = key
                     .limited_until
                     .load(Ordering::Acquire)
@@ -808,6 +816,7 @@ impl Inner {
                 && !ep.is_out()
                 && self.breaker_may_admit(ep, now)
                 && key.held_until() <= now
+                && m.held_until.load(Ordering::Relaxed) <= now
                 && !matches!(key.removal(now), Some((_, NEVER)))
                 && key.limits_ready_at(0, now) <= now
                 && key.limits_ready_at(tokens, now) != NEVER
@@ -906,7 +915,38 @@ impl Inner {
                 by_key |= key.members;
             }
         }
-        by_endpoint & by_key
+        let mask = by_endpoint & by_key;
+        if mask != 0 && self.members_held_until.load(Ordering::Relaxed) > now {
+            return mask & !self.held_members(mask, now);
+        }
+        mask
+    }
+
+    /// The members of `mask` held back for their model now.
+    fn held_members(&self, mask: u64, now: u64) -> u64 {
+        bits(mask)
+            .filter(|&i| self.members[i].held_until.load(Ordering::Relaxed) > now)
+            .fold(0, |held, i| held | 1 << i)
+    }
+
+    /// Holds back the members sending `m`'s key for `m`'s model until `until` (a model-scoped
+    /// 429): the key's other models go on. A member without a model of its own sends the
+    /// request's, which the hold cannot tell apart: its whole key cools instead.
+    fn hold_model(&self, m: &Member, until: u64) {
+        let (Some(model), key) = (&m.model, &self.keys[m.key]) else {
+            self.cool(&self.keys[m.key], until);
+            return;
+        };
+        for other in &self.members {
+            if other.model.as_deref() == Some(&**model)
+                && Arc::ptr_eq(&self.keys[other.key].core, &key.core)
+            {
+                other.held_until.fetch_max(until, Ordering::AcqRel);
+            }
+        }
+        self.members_held_until.fetch_max(until, Ordering::AcqRel);
+        self.pool_until.fetch_max(until, Ordering::AcqRel);
+        self.counters.cooldowns.fetch_add(1, Ordering::Relaxed);
     }
 
     /// When member `i` could take an attempt of `tokens`.
@@ -925,7 +965,10 @@ impl Inner {
             // back when its owner puts it back (which wakes the queue), like a permit release
             return Return::OnRelease;
         }
-        let mut at = key.held_until().max(limits);
+        let mut at = key
+            .held_until()
+            .max(limits)
+            .max(m.held_until.load(Ordering::Relaxed));
         let blocked = self.blocked(ep.index).load(Ordering::Relaxed);
         let blocked = if blocked == 0 && ep.exec.breaker_state() == BreakerState::Open {
             NEVER
@@ -1110,6 +1153,7 @@ impl Inner {
             let ep = &self.endpoints[m.endpoint];
             if !ep.is_out()
                 && key.held_until() <= now
+                && m.held_until.load(Ordering::Relaxed) <= now
                 && key.limits_ready_at(tokens, now) <= now
                 && ep.exec.admission().available() > 0
                 && (ep.exec.breaker_state() == BreakerState::Open
@@ -1515,7 +1559,12 @@ impl MultiPool {
                             .or_else(|| e.rate_limit().and_then(reset_of))
                             .or_else(|| r.rate_limits.and_then(reset_of))
                             .unwrap_or(DEFAULT_COOLDOWN);
-                        inner.cool(key, now.saturating_add(dur_ns(d)));
+                        let until = now.saturating_add(dur_ns(d));
+                        if e.is_model_scoped() {
+                            inner.hold_model(m, until);
+                        } else {
+                            inner.cool(key, until);
+                        }
                     }
                     kind @ (ErrorKind::Auth | ErrorKind::QuotaExceeded) => {
                         // for good, unless the error itself says when to try again (its own
@@ -1852,7 +1901,8 @@ impl MultiPool {
                     shared.adjust_tokens(m.key, r.reserved, false);
                 }
                 match e.kind() {
-                    ErrorKind::RateLimited => {
+                    // a hold of one model stays in this process (the key is not cooling)
+                    ErrorKind::RateLimited if !(e.is_model_scoped() && m.model.is_some()) => {
                         let until = key.cool_until.load(Ordering::Acquire);
                         if until > now {
                             shared.cool(m.key, Duration::from_nanos(until - now));

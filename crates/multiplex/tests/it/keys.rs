@@ -431,3 +431,132 @@ async fn pools_sharing_a_registry_share_each_keys_cooldown_removal_and_limits() 
     );
     assert_eq!(other.unwrap_err().kind(), ErrorKind::Config);
 }
+
+/// A 429 the provider scoped to the model (Gemini's per-model quotas, OpenAI's "Rate limit
+/// reached for gpt-4o …") holds back that key for that model only: pool one's member sending
+/// key a for model `m1` is held for the Retry-After while its member sending key a for `m2`
+/// and pool two's member sending key a for `m2` go on at once; the retry of the 429'd call goes
+/// to key b. The same 429 without the scope cools key a for both models in both pools, as
+/// before.
+#[tokio::test(start_paused = true)]
+async fn a_model_scoped_429_holds_that_model_on_the_key_and_the_keys_other_models_go_on() {
+    use infermux_multiplex::{KeyRegistry, MultiPool};
+    for scoped in [true, false] {
+        let stub = Stub::new("models", move |req, ctx| {
+            let alias = ctx.key().map(|k| k.alias().to_owned());
+            let model = match req {
+                infermux_core::Request::Chat(c) => c.model.clone(),
+                _ => String::new(),
+            };
+            async move {
+                if alias.as_deref() == Some("a") && model == "m1" {
+                    Err(Error::new(ErrorKind::RateLimited, "per model")
+                        .with_status(429)
+                        .with_retry_after(RETRY_AFTER)
+                        .with_model_scope(scoped))
+                } else {
+                    ok()
+                }
+            }
+        });
+        let exec = executor(stub.clone(), 8, None);
+        let registry = KeyRegistry::with_clock(std::sync::Arc::new(crate::stub::TokioClock));
+        let one = MultiPool::with_registry(
+            vec![exec.clone()],
+            vec![
+                keyed(0, "a").with_model("m1"),
+                keyed(0, "a").with_model("m2"),
+                keyed(0, "b").with_model("m1"),
+            ],
+            PoolConfig::new(Strategy::FirstHealthy),
+            &registry,
+        )
+        .unwrap();
+        let two = MultiPool::with_registry(
+            vec![exec.clone()],
+            vec![keyed(0, "a").with_model("m2")],
+            PoolConfig::new(Strategy::FirstHealthy),
+            &registry,
+        )
+        .unwrap();
+        let policy = policy(3, Duration::from_secs(5));
+        // first healthy: key a for m1 first, its 429, then a retry elsewhere
+        let called = policy
+            .call(&one, &chat(), &RequestContext::new())
+            .await
+            .unwrap();
+        let status = one.status();
+        assert!(
+            matches!(status[0].state, MemberState::Cooling { .. }),
+            "{status:?}"
+        );
+        if scoped {
+            // the retry went to the key's other model, the first healthy one left
+            assert_eq!(called.member, 1, "{status:?}");
+            assert_eq!(status[1].state, MemberState::Eligible, "{status:?}");
+            assert_eq!(two.status()[0].state, MemberState::Eligible);
+            policy
+                .call(&two, &chat(), &RequestContext::new())
+                .await
+                .expect("key a serves m2 in the other pool at once");
+            assert_eq!(stub.seen_by("a").len(), 3);
+            assert_eq!(one.counters().cooldowns, 1);
+        } else {
+            assert_eq!(called.member, 2, "{status:?}");
+            assert!(
+                matches!(status[1].state, MemberState::Cooling { .. }),
+                "{status:?}"
+            );
+            assert!(matches!(two.status()[0].state, MemberState::Cooling { .. }));
+            assert_eq!(stub.seen_by("a").len(), 1);
+        }
+        // the held member returns when its Retry-After ends, not before
+        tokio::time::advance(RETRY_AFTER - Duration::from_millis(1)).await;
+        assert!(matches!(one.status()[0].state, MemberState::Cooling { .. }));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(one.status()[0].state, MemberState::Eligible);
+    }
+}
+
+/// A call that finds its only member held for its model waits for the hold's end when its
+/// deadline allows (the queue's timer knows the member's hold), and fails at once naming the
+/// return when it does not.
+#[tokio::test(start_paused = true)]
+async fn a_call_waits_out_a_model_hold_or_fails_at_once_past_its_deadline() {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let stub = Stub::new("held", move |_req, _ctx| {
+        let first = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                Err(Error::new(ErrorKind::RateLimited, "per model")
+                    .with_retry_after(RETRY_AFTER)
+                    .with_model_scope(true))
+            } else {
+                ok()
+            }
+        }
+    });
+    let pool = pool(
+        vec![executor(stub.clone(), 4, None)],
+        vec![keyed(0, "a").with_model("m1")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let err = policy(1, Duration::from_secs(30))
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RateLimited);
+    let short = policy(1, Duration::from_secs(2))
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(short.kind(), ErrorKind::Unavailable, "{short}");
+    assert!(short.retry_after().is_some_and(|d| d <= RETRY_AFTER));
+    let start = tokio::time::Instant::now();
+    policy(1, Duration::from_secs(30))
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .expect("the hold ends before the deadline");
+    assert_eq!(tokio::time::Instant::now() - start, RETRY_AFTER);
+    assert_eq!(stub.seen().len(), 2);
+}
