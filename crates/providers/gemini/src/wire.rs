@@ -1103,6 +1103,120 @@ pub fn retry_delay(body: &Value) -> Option<Duration> {
     })
 }
 
+/// What a 429's `QuotaFailure` details say about the quotas it violated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaScope {
+    /// Every violated quota is per model (`…PerModel…` ids): the key's other models are not
+    /// held back.
+    pub per_model: bool,
+    /// A violated quota is per day (`…PerDay…`), or zero (`quotaValue: "0"`, "limit: 0": the
+    /// tier has none of that model): no minute-long wait helps before the day's quota resets.
+    pub per_day: bool,
+}
+
+/// Reads the `google.rpc.QuotaFailure` violations of an error body (default: none found).
+///
+/// ```
+/// use infermux_gemini::wire::{QuotaScope, quota_scope};
+/// let body = serde_json::json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+///     "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
+///         {"quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]}]}});
+/// assert_eq!(quota_scope(&body), QuotaScope { per_model: true, per_day: true });
+/// ```
+pub fn quota_scope(body: &Value) -> QuotaScope {
+    let err = match body {
+        Value::Array(a) => a.first().and_then(|e| e.get("error")),
+        v => v.get("error"),
+    };
+    let Some(err) = err else {
+        return QuotaScope::default();
+    };
+    let zero_in_message = err
+        .get("message")
+        .and_then(Value::as_str)
+        .is_some_and(|m| m.contains("limit: 0,") || m.ends_with("limit: 0"));
+    let violations = err
+        .get("details")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|d| {
+            d.get("@type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.ends_with("google.rpc.QuotaFailure"))
+        })
+        .filter_map(|d| d.get("violations").and_then(Value::as_array))
+        .flatten();
+    let (mut any, mut per_model, mut per_day) = (false, true, zero_in_message);
+    for v in violations {
+        any = true;
+        let id = v.get("quotaId").and_then(Value::as_str).unwrap_or("");
+        per_model &= id.contains("PerModel");
+        per_day |=
+            id.contains("PerDay") || v.get("quotaValue").and_then(Value::as_str) == Some("0");
+    }
+    QuotaScope {
+        per_model: any && per_model,
+        per_day: any && per_day,
+    }
+}
+
+/// How long until the Gemini API's daily quotas reset, at midnight Pacific time, from
+/// `now_unix_secs` (US daylight saving time: from the second Sunday of March, 2:00, to the
+/// first Sunday of November, 2:00, local).
+///
+/// ```
+/// use infermux_gemini::wire::quota_day_ends_in;
+/// // 2026-01-15 12:00 UTC is 04:00 PST: 20 hours to midnight
+/// assert_eq!(quota_day_ends_in(1_768_478_400).as_secs(), 20 * 3600);
+/// ```
+pub fn quota_day_ends_in(now_unix_secs: u64) -> Duration {
+    let now = i64::try_from(now_unix_secs).unwrap_or(i64::MAX / 2);
+    let offset = pacific_offset(now);
+    let local_midnight = (now - offset).div_euclid(86_400) * 86_400 + 86_400;
+    // the offset of that midnight (the change is at 2:00, so it is the day before's at most
+    // one change away)
+    let end = local_midnight + pacific_offset(local_midnight + offset);
+    Duration::from_secs(u64::try_from(end - now).unwrap_or(0))
+}
+
+/// Seconds Pacific time is behind UTC at `t` (unix seconds): 7 under daylight saving time,
+/// else 8.
+fn pacific_offset(t: i64) -> i64 {
+    let year = civil_year(t.div_euclid(86_400));
+    let sunday_on_or_after = |days: i64| days + (7 - (days + 4).rem_euclid(7)) % 7;
+    let dst_start = (sunday_on_or_after(days_from_civil(year, 3, 1)) + 7) * 86_400 + 10 * 3600;
+    let dst_end = sunday_on_or_after(days_from_civil(year, 11, 1)) * 86_400 + 9 * 3600;
+    if (dst_start..dst_end).contains(&t) {
+        7 * 3600
+    } else {
+        8 * 3600
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The year of a day since 1970-01-01.
+fn civil_year(days: i64) -> i64 {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    yoe + era * 400 + i64::from(m <= 2)
+}
+
 /// Prefix of the ids given to function calls that came without one.
 pub const GENERATED_ID: &str = "gemini-call-";
 
@@ -1909,7 +2023,10 @@ pub fn chat_request_from_json(model: &str, v: &Value) -> Result<ChatRequest> {
 }
 
 /// The error of a non-2xx answer: [`infermux_http::error_from_response`], with the body's
-/// `RetryInfo` delay as retry-after and `API_KEY_INVALID` as `Auth`.
+/// `RetryInfo` delay as retry-after and `API_KEY_INVALID` as `Auth`. A 429 whose violated
+/// quotas are all per model is model-scoped ([`Error::is_model_scoped`]); one that spent a
+/// day's quota (or met a zero one) waits until that quota resets ([`quota_day_ends_in`]),
+/// whatever its `RetryInfo` says.
 pub fn error_from_response(status: u16, headers: &infermux_http::HeaderMap, body: &[u8]) -> Error {
     let mut e = infermux_http::error_from_response(status, headers, body);
     let v: Value = infermux_http::json::from_body(body).unwrap_or_default();
@@ -1917,6 +2034,24 @@ pub fn error_from_response(status: u16, headers: &infermux_http::HeaderMap, body
         && let Some(d) = retry_delay(&v)
     {
         e = e.with_retry_after(d);
+    }
+    if e.kind() == ErrorKind::RateLimited {
+        let scope = quota_scope(&v);
+        // Gemini's quotas are per project per model: the key's other models go on
+        if scope.per_model {
+            e = e.with_model_scope(true);
+        }
+        // a day's quota spent (or none at all) comes with a `RetryInfo` of seconds, as a
+        // minute's does: waiting that long only met the 429 again, every half minute
+        if scope.per_day {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let day = quota_day_ends_in(now);
+            if e.retry_after().is_none_or(|d| d < day) {
+                e = e.with_retry_after(day);
+            }
+        }
     }
     if String::from_utf8_lossy(body).contains("API_KEY_INVALID") {
         let mut auth = Error::new(ErrorKind::Auth, e.message().to_owned())

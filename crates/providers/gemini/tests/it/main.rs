@@ -6,6 +6,7 @@
 mod bad_input;
 mod conformance;
 mod one_call;
+mod quota;
 mod requests;
 mod secrets;
 mod shared;
