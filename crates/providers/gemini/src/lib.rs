@@ -16,7 +16,9 @@
 //!
 //! Errors: a blocked prompt (`promptFeedback.blockReason`) or a safety finish reason is
 //! [`infermux_core::ErrorKind::ContentFilter`]; a 429 `RESOURCE_EXHAUSTED` is `RateLimited` with
-//! the body's `RetryInfo.retryDelay` as its retry-after; `API_KEY_INVALID` is `Auth`.
+//! the body's `RetryInfo.retryDelay` as its retry-after (model-scoped when its quotas are per
+//! model; until midnight Pacific time when a day's quota is spent, see
+//! [`wire::error_from_response`]); `API_KEY_INVALID` is `Auth`.
 //!
 //! The key goes in `x-goog-api-key`, never in the URL.
 //!
