@@ -36,6 +36,55 @@ enum Answer {
 struct Entry {
     stored_ms: u64,
     answer: Answer,
+    /// About how many bytes the answer holds in memory (see [`Entry::new`]); what the byte
+    /// budgets weigh. Not stored: measured again when an entry is read back.
+    #[serde(skip)]
+    bytes: usize,
+}
+
+impl Entry {
+    /// An entry with its size measured: a call's answer as its JSON, a stream's as its events
+    /// (their texts, plus 64 bytes an event), either at most a little past what is recorded.
+    fn new(stored_ms: u64, answer: Answer) -> Self {
+        Entry {
+            stored_ms,
+            answer,
+            bytes: 0,
+        }
+        .weighed()
+    }
+
+    /// The entry with its size measured (one read back from Redis comes without it).
+    fn weighed(mut self) -> Self {
+        let limit = 2 * crate::stream::MAX_RECORDED_BYTES;
+        self.bytes = 128
+            + match &self.answer {
+                Answer::Call(r) => crate::stream::json_size_upto(&**r, limit),
+                Answer::Stream(events) => events
+                    .iter()
+                    .map(crate::stream::size_of_event)
+                    .fold(0usize, usize::saturating_add),
+            };
+        self
+    }
+}
+
+/// A byte count as the KiB a store weighs it (at least 1).
+fn kib(bytes: u64) -> u64 {
+    bytes.div_ceil(1024).max(1)
+}
+
+/// The weight of something of `bytes` in a store of `capacity` KiB that holds at most `count`
+/// things: its KiB, but at least the store's capacity over its count — so the store holds at
+/// most `count` things and at most `capacity` KiB, both bounds with one weigher.
+fn weight(bytes: u64, capacity_kib: u64, count: u64) -> u32 {
+    let share = capacity_kib.div_ceil(count.max(1));
+    u32::try_from(kib(bytes).max(share)).unwrap_or(u32::MAX)
+}
+
+/// About how many bytes a semantic row holds: its text, its vector, its answer.
+fn row_bytes(text: &str, dim: usize, entry: &Entry) -> usize {
+    96 + text.len() + 4 * dim + entry.bytes
 }
 
 /// The most records one catch-up reply carries (about 5 KB each with a 384-dimension vector).
@@ -66,6 +115,8 @@ struct Namespace {
     index: Option<VectorIndex>,
     rows: Vec<Row>,
     live: usize,
+    /// About how many bytes the live rows hold ([`row_bytes`]).
+    bytes: usize,
     /// Rows before this one are dead (the oldest go first: past the bound or their TTL).
     front: usize,
     /// The last Redis record folded in, and the generation of the namespace it was read
@@ -87,6 +138,9 @@ struct NsCell {
     lock: RwLock<Namespace>,
     pending: Mutex<VecDeque<PendingRow>>,
     writing: AtomicBool,
+    /// The namespace's bytes when its writer last let go: what the tier's byte budget weighs
+    /// it at (the namespace is put back in the tier after each write, weighed again).
+    bytes: AtomicU64,
 }
 
 impl NsCell {
@@ -147,6 +201,11 @@ pub struct CacheSnapshot {
     pub embed_errors: u64,
     /// Answers in the in-memory exact store.
     pub entries: u64,
+    /// The in-memory exact store's byte budget in use ([`CacheConfig::max_bytes`]; an answer
+    /// weighs at least its share of the budget).
+    pub bytes: u64,
+    /// The semantic tier's byte budget in use ([`SemanticConfig::max_bytes`]).
+    pub semantic_bytes: u64,
     /// The verifier's estimated false-hit rate at its threshold, when it knows it.
     pub estimated_false_hit_rate: Option<f64>,
 }
@@ -310,7 +369,11 @@ fn memory_store(config: &CacheConfig, counters: &Arc<Counters>) -> Backend {
     let c = Arc::clone(counters);
     Backend::Memory(
         moka::sync::Cache::builder()
-            .max_capacity(config.max_entries)
+            .max_capacity(kib(config.max_bytes))
+            .weigher({
+                let (capacity, count) = (kib(config.max_bytes), config.max_entries);
+                move |_k: &CacheKey, e: &Arc<Entry>| weight(e.bytes as u64, capacity, count)
+            })
             .time_to_live(crate::config::store_ttl(config.ttl))
             .eviction_listener(move |_k, _v, cause| match cause {
                 RemovalCause::Size => {
@@ -410,7 +473,13 @@ impl Cache {
         let counters = Arc::clone(&self.inner.counters);
         let per_ns = config.max_entries_per_namespace as u64;
         let namespaces = moka::sync::Cache::builder()
-            .max_capacity(config.max_namespaces)
+            .max_capacity(kib(config.max_bytes))
+            .weigher({
+                let (capacity, count) = (kib(config.max_bytes), config.max_namespaces);
+                move |_k: &CacheKey, ns: &Arc<NsCell>| {
+                    weight(ns.bytes.load(Ordering::Relaxed), capacity, count)
+                }
+            })
             .time_to_idle(crate::config::store_ttl(config.ttl))
             .eviction_listener(move |_k, v: Arc<NsCell>, cause| {
                 if cause == RemovalCause::Size {
@@ -460,17 +529,18 @@ impl Cache {
 
     /// The counters now (the in-memory store's pending evictions are settled first).
     pub fn snapshot(&self) -> CacheSnapshot {
-        let entries = match &self.inner.backend {
+        let (entries, bytes) = match &self.inner.backend {
             Backend::Memory(m) => {
                 m.run_pending_tasks();
-                m.entry_count()
+                (m.entry_count(), m.weighted_size().saturating_mul(1024))
             }
             #[cfg(feature = "redis")]
-            Backend::Redis(_) => 0,
+            Backend::Redis(_) => (0, 0),
         };
-        if let Some(s) = &self.inner.semantic {
+        let semantic_bytes = self.inner.semantic.as_ref().map_or(0, |s| {
             s.namespaces.run_pending_tasks();
-        }
+            s.namespaces.weighted_size().saturating_mul(1024)
+        });
         let c = &self.inner.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         CacheSnapshot {
@@ -488,6 +558,8 @@ impl Cache {
             store_errors: l(&c.store_errors),
             embed_errors: l(&c.embed_errors),
             entries,
+            bytes,
+            semantic_bytes,
             estimated_false_hit_rate: self
                 .inner
                 .semantic
@@ -588,6 +660,18 @@ impl Cache {
                 "gauge",
                 "Answers in the in-memory exact store.",
                 s.entries,
+            ),
+            (
+                "infermux_cache_bytes",
+                "gauge",
+                "The in-memory exact store's byte budget in use.",
+                s.bytes,
+            ),
+            (
+                "infermux_cache_semantic_bytes",
+                "gauge",
+                "The semantic tier's byte budget in use.",
+                s.semantic_bytes,
             ),
         ] {
             let _ = writeln!(
@@ -706,7 +790,8 @@ impl Cache {
     fn write_namespace(
         &self,
         sem: &Semantic,
-        cell: &NsCell,
+        key: CacheKey,
+        cell: &Arc<NsCell>,
         change: impl FnOnce(&mut Namespace),
     ) -> bool {
         /// Clears `writing` however the writer ends (a panic in an index build included:
@@ -732,8 +817,19 @@ impl Cache {
                 for (text, vector, entry) in rows {
                     self.push_row(sem, &mut n, text, &vector, entry);
                 }
+                let bytes = n.bytes as u64;
                 // (the lock goes, then `writing`)
                 drop(n);
+                // weighed again against the tier's byte budget (which may evict namespaces,
+                // this one too, least used first), unless it already left the tier
+                if cell.bytes.swap(bytes, Ordering::Relaxed) != bytes
+                    && sem
+                        .namespaces
+                        .get(&key)
+                        .is_some_and(|held| Arc::ptr_eq(&held, cell))
+                {
+                    sem.namespaces.insert(key, Arc::clone(cell));
+                }
             }
             // a row left pending after the last look, by a store that saw this writer at
             // work, is taken in now (unless that store became the writer itself)
@@ -817,10 +913,10 @@ impl Cache {
     /// behind (a busy namespace, a fresh start) catches up over a few lookups, each call
     /// within the store's timeout, instead of one reply too large for it.
     #[cfg(feature = "redis")]
-    async fn catch_up(&self, key: CacheKey, ns: &Arc<NsCell>) {
-        let key = key.to_string();
+    async fn catch_up(&self, ns_key: CacheKey, ns: &Arc<NsCell>) {
+        let key = ns_key.to_string();
         for _ in 0..CATCH_UP_BATCHES {
-            if self.catch_up_once(&key, ns).await < CATCH_UP_RECORDS {
+            if self.catch_up_once(ns_key, &key, ns).await < CATCH_UP_RECORDS {
                 return;
             }
         }
@@ -828,7 +924,7 @@ impl Cache {
 
     /// One reply of [`Cache::catch_up`]; how many records it held.
     #[cfg(feature = "redis")]
-    async fn catch_up_once(&self, key: &str, ns: &Arc<NsCell>) -> usize {
+    async fn catch_up_once(&self, ns_key: CacheKey, key: &str, ns: &Arc<NsCell>) -> usize {
         let Backend::Redis(r) = &self.inner.backend else {
             return 0;
         };
@@ -861,7 +957,7 @@ impl Cache {
                 return false;
             };
             // (another writer at work: a later lookup catches up)
-            this.write_namespace(sem, &ns, |n| {
+            this.write_namespace(sem, ns_key, &ns, |n| {
                 this.fold_records(sem, n, after, &generation, now, records)
             })
         })
@@ -903,7 +999,8 @@ impl Cache {
                     // an expired record takes no room in the index
                     && self.fresh(&rec.entry, sem.config.ttl)
                 {
-                    self.push_row(sem, n, rec.text, &rec.vector, Arc::new(rec.entry));
+                    let entry = Arc::new(rec.entry.weighed());
+                    self.push_row(sem, n, rec.text, &rec.vector, entry);
                 }
             }
         }
@@ -935,6 +1032,9 @@ impl Cache {
         if index.push(vector).is_err() {
             return;
         }
+        n.bytes = n
+            .bytes
+            .saturating_add(row_bytes(&text, vector.len(), &entry));
         n.rows.push(Row(Some((text, entry))));
         n.live += 1;
         // the oldest rows go when they expired (their memory freed, not only hidden from
@@ -955,7 +1055,9 @@ impl Cache {
                     continue;
                 }
             }
-            row.0 = None;
+            if let Some((text, e)) = row.0.take() {
+                n.bytes = n.bytes.saturating_sub(row_bytes(&text, vector.len(), &e));
+            }
             n.live -= 1;
             n.front += 1;
         }
@@ -984,6 +1086,11 @@ impl Cache {
             }
         }
         n.live = kept.len();
+        n.bytes = kept
+            .iter()
+            .filter_map(|r| r.0.as_ref())
+            .map(|(text, e)| row_bytes(text, index.dim(), e))
+            .fold(0, usize::saturating_add);
         n.rows = kept;
         n.front = 0;
         n.index = Some(index);
@@ -1098,12 +1205,12 @@ impl Cache {
         let Some(key) = miss.exact else {
             return;
         };
-        let entry = Arc::new(Entry {
-            stored_ms: self.now_ms(),
-            answer,
-        });
+        let entry = Arc::new(Entry::new(self.now_ms(), answer));
         let is_stream = matches!(entry.answer, Answer::Stream(_));
         match &self.inner.backend {
+            // an answer over the whole budget is not held (moka would take it in, then
+            // evict it and everything else at its next maintenance)
+            Backend::Memory(_) if entry.bytes as u64 > self.inner.config.max_bytes => {}
             Backend::Memory(m) => {
                 let keep_old = !is_stream
                     && m.get(&key).is_some_and(|old| {
@@ -1134,6 +1241,10 @@ impl Cache {
         let Some(sem) = &self.inner.semantic else {
             return;
         };
+        // (nor a row over the whole semantic budget)
+        if entry.bytes as u64 > sem.config.max_bytes {
+            return;
+        }
         let (probe, vector) = match miss.semantic {
             Some(pv) => pv,
             // the lookup's embedding failed: not asked again on the caller's path
@@ -1190,7 +1301,8 @@ impl Cache {
             // this process's index catches up from Redis at its next lookup
             return;
         }
-        let ns = self.namespace(sem, probe.namespace);
+        let ns_key = probe.namespace;
+        let ns = self.namespace(sem, ns_key);
         // the row goes in off the runtime's threads: it may rebuild the namespace's index
         // (seconds at 10⁵ rows), under the namespace's lock
         let this = self.clone();
@@ -1210,7 +1322,7 @@ impl Cache {
                     pending.push_back((probe.text, vector, entry));
                 }
                 // the row goes in now, or with the writer at work
-                this.write_namespace(sem, &ns, |_| {});
+                this.write_namespace(sem, ns_key, &ns, |_| {});
             }
         })
         .await;
@@ -1559,14 +1671,15 @@ mod tests {
             .await;
         let sem = cache.inner.semantic.as_ref().unwrap();
         sem.namespaces.run_pending_tasks();
-        let (_, ns) = sem.namespaces.iter().next().expect("one namespace");
+        let (key, ns) = sem.namespaces.iter().next().expect("one namespace");
+        let key = *key;
         // another thread is the namespace's writer until told to finish
         let (held_tx, held_rx) = std::sync::mpsc::channel();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let (c, cell) = (cache.clone(), Arc::clone(&ns));
         let writer = std::thread::spawn(move || {
             let sem = c.inner.semantic.as_ref().unwrap();
-            c.write_namespace(sem, &cell, |_| {
+            c.write_namespace(sem, key, &cell, |_| {
                 held_tx.send(()).unwrap();
                 let _ = go_rx.recv();
             })
@@ -1650,12 +1763,13 @@ mod tests {
         cache.store(&ask("first"), &ctx, "g", &answer).await;
         let sem = cache.inner.semantic.as_ref().unwrap();
         sem.namespaces.run_pending_tasks();
-        let (_, ns) = sem.namespaces.iter().next().expect("one namespace");
+        let (key, ns) = sem.namespaces.iter().next().expect("one namespace");
+        let key = *key;
         let c = cache.clone();
         let cell = Arc::clone(&ns);
         let panicked = std::thread::spawn(move || {
             let sem = c.inner.semantic.as_ref().unwrap();
-            c.write_namespace(sem, &cell, |_| panic!("an index build failed"));
+            c.write_namespace(sem, key, &cell, |_| panic!("an index build failed"));
         })
         .join();
         assert!(panicked.is_err());

@@ -39,24 +39,57 @@ pub struct CacheConfig {
     /// The most answers the in-memory store holds (TinyLFU admission, LRU eviction); Redis
     /// bounds its own memory (`maxmemory`), entries expire there after [`CacheConfig::ttl`].
     pub max_entries: u64,
+    /// The most bytes the in-memory store's answers hold, about (an answer weighs its JSON,
+    /// a stream its events; each at least `max_bytes / max_entries`, so both bounds hold);
+    /// default [`DEFAULT_MAX_BYTES`].
+    pub max_bytes: u64,
 }
 
+/// The default [`CacheConfig::max_bytes`]: 256 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
+
+/// The default [`SemanticConfig::max_bytes`]: 512 MiB.
+pub const DEFAULT_SEMANTIC_MAX_BYTES: u64 = 512 << 20;
+
+/// The smallest byte budget a store takes: 64 KiB.
+const MIN_BYTES: u64 = 64 << 10;
+
 impl Default for CacheConfig {
-    /// One hour, 10 000 answers.
+    /// One hour, 10 000 answers, 256 MiB.
     fn default() -> Self {
         CacheConfig {
             ttl: Duration::from_secs(3600),
             max_entries: 10_000,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
 
 impl CacheConfig {
-    /// Answers kept `ttl` (more than zero), at most `max_entries` (at least one) in memory.
+    /// Answers kept `ttl` (more than zero), at most `max_entries` (at least one) in memory,
+    /// within [`DEFAULT_MAX_BYTES`].
     pub fn new(ttl: Duration, max_entries: u64) -> Result<Self> {
-        let c = CacheConfig { ttl, max_entries };
+        let c = CacheConfig {
+            ttl,
+            max_entries,
+            max_bytes: DEFAULT_MAX_BYTES,
+        };
         c.validate()?;
         Ok(c)
+    }
+
+    /// Sets the byte budget of the in-memory store (at least 64 KiB).
+    ///
+    /// ```
+    /// use infermux_cache::CacheConfig;
+    /// let c = CacheConfig::default().with_max_bytes(64 << 20).unwrap();
+    /// assert_eq!(c.max_bytes, 64 << 20);
+    /// assert!(CacheConfig::default().with_max_bytes(1000).is_err());
+    /// ```
+    pub fn with_max_bytes(mut self, bytes: u64) -> Result<Self> {
+        self.max_bytes = bytes;
+        self.validate()?;
+        Ok(self)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
@@ -65,6 +98,11 @@ impl CacheConfig {
         }
         if self.max_entries == 0 {
             return Err(config_error("the cache's max_entries must be at least 1"));
+        }
+        if self.max_bytes < MIN_BYTES {
+            return Err(config_error(
+                "the cache's max_bytes must be at least 64 KiB",
+            ));
         }
         Ok(())
     }
@@ -89,6 +127,10 @@ pub struct SemanticConfig {
     /// The most namespaces held at once (TinyLFU/LRU over namespaces); the tier holds at most
     /// `max_namespaces × max_entries_per_namespace` answers.
     pub max_namespaces: u64,
+    /// The most bytes the tier's rows hold, about (texts, vectors and answers; an answer both
+    /// tiers hold counts in each): past it whole namespaces go, least used first (each weighs
+    /// at least `max_bytes / max_namespaces`). Default [`DEFAULT_SEMANTIC_MAX_BYTES`].
+    pub max_bytes: u64,
     /// The cosine similarity a candidate needs before the verifier sees it (default
     /// [`CANDIDATE_FLOOR`](crate::verify::CANDIDATE_FLOOR), 0.5: the floor the verifier was
     /// calibrated and measured with, so `infermux cache eval` measures what the cache does).
@@ -126,6 +168,7 @@ impl Default for SemanticConfig {
             ttl: Duration::from_secs(3600),
             max_entries_per_namespace: 100_000,
             max_namespaces: 10_000,
+            max_bytes: DEFAULT_SEMANTIC_MAX_BYTES,
             min_similarity: crate::verify::CANDIDATE_FLOOR,
             top_k: 4,
             index: IndexConfig::default(),
@@ -157,6 +200,23 @@ impl SemanticConfig {
         }
         self.max_entries_per_namespace = per_namespace;
         self.max_namespaces = namespaces;
+        Ok(self)
+    }
+    /// Sets the tier's byte budget (at least 64 KiB).
+    ///
+    /// ```
+    /// use infermux_cache::SemanticConfig;
+    /// let c = SemanticConfig::default().with_max_bytes(1 << 30).unwrap();
+    /// assert_eq!(c.max_bytes, 1 << 30);
+    /// assert!(SemanticConfig::default().with_max_bytes(0).is_err());
+    /// ```
+    pub fn with_max_bytes(mut self, bytes: u64) -> Result<Self> {
+        if bytes < MIN_BYTES {
+            return Err(config_error(
+                "the semantic tier's max_bytes must be at least 64 KiB",
+            ));
+        }
+        self.max_bytes = bytes;
         Ok(self)
     }
     /// Sets the similarity floor (−1 to 1).

@@ -43,7 +43,9 @@ mod stream;
 pub mod verify;
 
 pub use cache::{Cache, CacheSnapshot, StreamAnswer};
-pub use config::{CacheConfig, MAX_SEMANTIC_CHARS, SemanticConfig};
+pub use config::{
+    CacheConfig, DEFAULT_MAX_BYTES, DEFAULT_SEMANTIC_MAX_BYTES, MAX_SEMANTIC_CHARS, SemanticConfig,
+};
 #[cfg(feature = "local-embed")]
 pub use embed::LocalEmbedder;
 pub use embed::{Embedder, ProviderEmbedder};

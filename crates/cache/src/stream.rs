@@ -35,7 +35,7 @@ pub(crate) struct Tee {
 pub(crate) const MAX_RECORDED_BYTES: usize = 8 * 1024 * 1024;
 
 /// About how many bytes `ev` holds.
-fn size_of_event(ev: &StreamEvent) -> usize {
+pub(crate) fn size_of_event(ev: &StreamEvent) -> usize {
     64 + match ev {
         StreamEvent::TextDelta { text }
         | StreamEvent::ReasoningDelta { text }

@@ -178,7 +178,7 @@ pub enum S3CredentialSpec {
 #[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct CacheSpec {
-    /// `ttl` and `max_entries` (defaults 1 h and 10 000 answers).
+    /// `ttl`, `max_entries` and `max_bytes` (defaults 1 h, 10 000 answers and 256 MiB).
     pub config: infermux_cache::CacheConfig,
     /// `redis_url`: also store answers in this Redis (feature `redis`), shared by every process
     /// using it and surviving restarts.
@@ -222,7 +222,7 @@ pub struct SemanticSpec {
     pub embedder: EmbedderSpec,
     /// `threshold`: the verifier's acceptance score, or `None` for its calibrated default.
     pub threshold: Option<f32>,
-    /// `min_similarity`, `top_k`, `ttl`, `max_entries`, `max_chars`, `cache_sampled`,
+    /// `min_similarity`, `top_k`, `ttl`, `max_entries`, `max_bytes`, `max_chars`, `cache_sampled`,
     /// `cache_tools`.
     pub config: infermux_cache::SemanticConfig,
 }
@@ -1105,6 +1105,7 @@ struct RawS3Endpoint {
 struct RawCache {
     ttl: Option<Positive>,
     max_entries: Option<Spanned<u64>>,
+    max_bytes: Option<Spanned<u64>>,
     redis_url: Option<Spanned<String>>,
     redis_prefix: Option<String>,
     semantic: Option<Spanned<RawSemantic>>,
@@ -1120,6 +1121,7 @@ struct RawSemantic {
     top_k: Option<Spanned<usize>>,
     ttl: Option<Positive>,
     max_entries: Option<Spanned<usize>>,
+    max_bytes: Option<Spanned<u64>>,
     max_chars: Option<Spanned<usize>>,
     cache_sampled: Option<bool>,
     cache_tools: Option<bool>,
@@ -1566,8 +1568,13 @@ impl Loader<'_> {
         if let Some(n) = &c.max_entries {
             config.max_entries = *n.get_ref();
         }
-        let config = infermux_cache::CacheConfig::new(config.ttl, config.max_entries)
+        let mut config = infermux_cache::CacheConfig::new(config.ttl, config.max_entries)
             .map_err(|e| self.err(span.clone(), e.message()))?;
+        if let Some(n) = &c.max_bytes {
+            config = config
+                .with_max_bytes(*n.get_ref())
+                .map_err(|e| self.err(n.span(), e.message()))?;
+        }
         if c.redis_prefix.is_some() && c.redis_url.is_none() {
             return Err(self.err(
                 span,
@@ -1653,6 +1660,11 @@ impl Loader<'_> {
             let namespaces = config.max_namespaces;
             config = config
                 .with_max_entries(*n.get_ref(), namespaces)
+                .map_err(|e| at(e, n.span()))?;
+        }
+        if let Some(n) = s.max_bytes {
+            config = config
+                .with_max_bytes(*n.get_ref())
                 .map_err(|e| at(e, n.span()))?;
         }
         if let Some(n) = s.max_chars {

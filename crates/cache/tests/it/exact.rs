@@ -181,6 +181,51 @@ async fn evictions_past_the_size_bound_are_counted() {
     assert!(s.evictions >= 1, "{s:?}");
 }
 
+/// The in-memory store holds answers within its byte budget: 100 answers of about 20 KiB in
+/// a 256 KiB budget leave at most about a dozen, small answers are still bounded by the count,
+/// and an answer larger than the whole budget is not kept. Before, only the count bounded it:
+/// 10 000 answers of up to 8 MiB each.
+#[tokio::test]
+async fn the_store_keeps_within_its_byte_budget_and_its_count() {
+    let budget = 256 << 10;
+    let config = CacheConfig::new(Duration::from_secs(60), 1000)
+        .unwrap()
+        .with_max_bytes(budget)
+        .unwrap();
+    let cache = Cache::new(config).unwrap();
+    let ctx = RequestContext::new();
+    let big = "x".repeat(20 << 10);
+    for i in 0..100 {
+        cache
+            .store(&ask(&format!("big {i}")), &ctx, "g", &answer(&big))
+            .await;
+    }
+    let s = cache.snapshot();
+    assert!(s.bytes <= budget, "{s:?}");
+    assert!(s.entries >= 1 && s.entries <= 13, "{s:?}");
+    assert!(s.evictions >= 80, "{s:?}");
+    // an answer over the whole budget is not held
+    let huge = "y".repeat(300 << 10);
+    cache.store(&ask("huge"), &ctx, "g", &answer(&huge)).await;
+    assert!(cache.lookup(&ask("huge"), &ctx, "g").await.is_none());
+    assert!(cache.snapshot().bytes <= budget);
+
+    // small answers: the count bounds them (each weighs at least budget / count)
+    let config = CacheConfig::new(Duration::from_secs(60), 10)
+        .unwrap()
+        .with_max_bytes(1 << 30)
+        .unwrap();
+    let cache = Cache::new(config).unwrap();
+    for i in 0..50 {
+        cache
+            .store(&ask(&format!("q{i}")), &ctx, "g", &answer("a"))
+            .await;
+    }
+    let s = cache.snapshot();
+    assert!(s.entries <= 10, "{s:?}");
+    assert!(s.bytes <= 1 << 30, "{s:?}");
+}
+
 #[tokio::test]
 async fn errors_are_never_stored_and_calls_pass_them_through() {
     let cache = Cache::new(CacheConfig::default()).unwrap();
@@ -228,6 +273,11 @@ fn metrics_render_as_prometheus_text() {
     cache.render_prometheus("a\"b", &mut out);
     assert!(out.contains("infermux_cache_stores_total{cache=\"a\\\"b\"} 0"));
     assert!(out.contains("# TYPE infermux_cache_evictions_total counter"));
+    assert!(
+        out.contains("infermux_cache_bytes{cache=\"a\\\"b\"} 0"),
+        "{out}"
+    );
+    assert!(out.contains("# TYPE infermux_cache_semantic_bytes gauge"));
 }
 
 /// A TTL of `Duration::MAX` ("never expire") builds and serves, exact and semantic: before,

@@ -364,3 +364,69 @@ async fn vectors_of_each_length_keep_their_own_rows() {
         .expect("the first size's rows are kept");
     assert_eq!(text_of(&hit), "Paris");
 }
+
+/// The tier keeps within its byte budget: answers of about 20 KiB stored in 40 namespaces
+/// (40 models) and 30 rows of one namespace leave the tier's weight within 256 KiB, whole
+/// namespaces going least used first; a row over the whole budget is not kept. Before, only
+/// `max_namespaces × max_entries_per_namespace` (10⁹ rows by default) bounded it.
+#[tokio::test]
+async fn the_tier_keeps_within_its_byte_budget() {
+    let budget = 256 << 10;
+    let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
+        Arc::new(WordsEmbedder::default()),
+        Arc::new(CosineVerifier(0.8)),
+        SemanticConfig::default()
+            .with_min_similarity(0.7)
+            .unwrap()
+            .with_max_bytes(budget)
+            .unwrap(),
+    );
+    let ctx = RequestContext::new();
+    let big = "x".repeat(20 << 10);
+    let in_model =
+        |model: &str, q: &str| Request::Chat(ChatRequest::new(model, vec![Message::user(q)]));
+    for i in 0..40 {
+        let req = in_model(&format!("m{i}"), "what is the capital of france");
+        cache.store(&req, &ctx, "g", &answer(&big)).await;
+    }
+    let s = cache.snapshot();
+    assert!(s.semantic_bytes <= budget, "{s:?}");
+    assert!(s.semantic_bytes > 0, "{s:?}");
+    // the latest namespace answers (a paraphrase: the semantic tier), and no more namespaces
+    // than fit in the budget do
+    let hit = cache
+        .lookup(
+            &in_model("m39", "France: what is the capital of"),
+            &ctx,
+            "g",
+        )
+        .await
+        .expect("the latest namespace is held");
+    assert_eq!(hit.cache_hit().unwrap().tier, CacheTier::Semantic);
+    let mut held = 0;
+    for i in 0..40 {
+        let req = in_model(&format!("m{i}"), "France: what is the capital of");
+        held += usize::from(cache.lookup(&req, &ctx, "g").await.is_some());
+    }
+    assert!(
+        (1..=12).contains(&held),
+        "{held} namespaces of about 21 KiB in 256 KiB"
+    );
+    // rows of one namespace
+    for i in 0..30 {
+        let req = in_model("one", &format!("question number {i} about the capital"));
+        cache.store(&req, &ctx, "g", &answer(&big)).await;
+    }
+    assert!(cache.snapshot().semantic_bytes <= budget);
+    // a row over the whole budget is not kept
+    let huge = "y".repeat(300 << 10);
+    let req = in_model("huge", "how tall is mount everest");
+    cache.store(&req, &ctx, "g", &answer(&huge)).await;
+    assert!(
+        cache
+            .lookup(&in_model("huge", "mount everest: how tall is"), &ctx, "g")
+            .await
+            .is_none()
+    );
+    assert!(cache.snapshot().semantic_bytes <= budget);
+}
