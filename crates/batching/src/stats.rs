@@ -128,4 +128,85 @@ impl BatchStats {
     pub fn flushes(&self, reason: FlushReason) -> u64 {
         self.flushes[reason.index()]
     }
+
+    /// Appends the counters in the Prometheus text format, labelled `batcher="<name>"`: one
+    /// counter each (`infermux_batch_items_submitted_total`, `…_batches_total`,
+    /// `…_items_sent_total`, `…_dedup_hits_total`, `…_queue_full_total`, `…_cancelled_total`,
+    /// `…_failed_batches_total`, `…_splits_total`) and `infermux_batch_flushes_total` by
+    /// `reason` (every reason, every scrape).
+    ///
+    /// ```
+    /// use infermux_batching::BatchStats;
+    /// let mut out = String::new();
+    /// BatchStats::default().render_prometheus("embed", &mut out);
+    /// assert!(out.contains("infermux_batch_batches_total{batcher=\"embed\"} 0"));
+    /// assert!(out.contains("infermux_batch_flushes_total{batcher=\"embed\",reason=\"max_wait\"} 0"));
+    /// ```
+    pub fn render_prometheus(&self, name: &str, out: &mut String) {
+        use std::fmt::Write;
+        let name = name
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        for (metric, help, v) in [
+            (
+                "infermux_batch_items_submitted_total",
+                "Items submitted to the batcher.",
+                self.submitted,
+            ),
+            (
+                "infermux_batch_batches_total",
+                "Batches sent.",
+                self.batches,
+            ),
+            (
+                "infermux_batch_items_sent_total",
+                "Distinct items sent in batches.",
+                self.items,
+            ),
+            (
+                "infermux_batch_dedup_hits_total",
+                "Items that joined an identical item of their batch.",
+                self.dedup_hits,
+            ),
+            (
+                "infermux_batch_queue_full_total",
+                "Submits refused with a full queue.",
+                self.queue_full,
+            ),
+            (
+                "infermux_batch_cancelled_total",
+                "Items whose caller left before their batch was sent.",
+                self.cancelled,
+            ),
+            (
+                "infermux_batch_failed_batches_total",
+                "Batches that failed.",
+                self.failed_batches,
+            ),
+            (
+                "infermux_batch_splits_total",
+                "Refused batches sent again in halves.",
+                self.splits,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {metric} {help}\n# TYPE {metric} counter\n{metric}{{batcher=\"{name}\"}} {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP infermux_batch_flushes_total Batches sent, by why.\n\
+             # TYPE infermux_batch_flushes_total counter"
+        );
+        for reason in FlushReason::ALL {
+            let _ = writeln!(
+                out,
+                "infermux_batch_flushes_total{{batcher=\"{name}\",reason=\"{}\"}} {}",
+                reason.as_str(),
+                self.flushes(reason)
+            );
+        }
+    }
 }

@@ -954,7 +954,8 @@ impl Client {
     }
 
     /// Every endpoint's counters, and every pool's members, in the Prometheus text format
-    /// (a fixed layout: every scrape has the same series). Keys appear by alias only.
+    /// (a fixed layout: every scrape has the same series), with the cache's and the embedding
+    /// batcher's counters when they are on. Keys appear by alias only.
     pub fn prometheus(&self) -> String {
         let mut out = match &*self.inner {
             Inner::Single(_) => render_prometheus(&self.endpoint_counters()),
@@ -962,6 +963,9 @@ impl Client {
         };
         if let Some(c) = &self.extras.cache {
             c.render_prometheus("default", &mut out);
+        }
+        if let Some(b) = &self.extras.batcher {
+            b.stats().render_prometheus("embeddings", &mut out);
         }
         out
     }

@@ -190,6 +190,16 @@ async fn concurrent_embedding_calls_are_batched_and_each_caller_gets_its_own_vec
     }
     let stats = client.batch_stats().unwrap();
     assert_eq!(stats.submitted, 32, "{stats:?}");
+    // and in the Prometheus text, beside the endpoints' counters
+    let text = client.prometheus();
+    assert!(
+        text.contains("infermux_batch_items_submitted_total{batcher=\"embeddings\"} 32"),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "infermux_batch_batches_total{{batcher=\"embeddings\"}} {}",
+        stats.batches
+    )));
 }
 
 /// A batch larger than the key's tokens-per-minute limit admits at once is refused by the
