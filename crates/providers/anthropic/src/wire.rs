@@ -1348,6 +1348,18 @@ impl ChatStreamState {
     /// The events of one SSE event. `event` is the SSE event name (falls back to the data's
     /// `type`).
     pub fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<StreamEvent>> {
+        // an `error` event whose data is not JSON (a proxy's text, an HTML page) is still the
+        // server's error, with its words: not a decode failure of ours
+        if event == Some("error") && serde_json::from_str::<serde::de::IgnoredAny>(data).is_err() {
+            let (message, _) = infermux_http::error_body_message(data.as_bytes());
+            let e = Error::new(ErrorKind::Server, format!("error event: {message}"))
+                .with_reached_server(true);
+            return Err(if self.text.is_empty() {
+                e
+            } else {
+                e.with_partial_text(self.text.clone())
+            });
+        }
         read!(
             from_str,
             data,

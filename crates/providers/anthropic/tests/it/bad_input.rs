@@ -72,6 +72,32 @@ async fn error_event_inside_a_200_stream_carries_the_partial_text() {
     server.verify().unwrap();
 }
 
+/// An `error` event whose data is not JSON (a proxy's words) is the server's error with those
+/// words and the text so far, not a decode failure; another event that is not JSON still is.
+#[tokio::test]
+async fn a_non_json_error_event_is_a_server_error_with_its_words() {
+    let body = format!("{START}event: error\ndata: upstream connect error or disconnect\n\n");
+    let (server, p) = serve(answer(200, SSE, &body)).await;
+    let s = p
+        .stream(&Request::Chat(chat_request()), &RequestContext::new())
+        .await
+        .unwrap();
+    let e = StreamAccumulator::collect(s).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Server, "{e}");
+    assert!(e.message().contains("upstream connect error"), "{e}");
+    assert_eq!(e.partial_text(), Some("Hello, wor"));
+    server.verify().unwrap();
+    let body = format!("{START}event: content_block_delta\ndata: not json\n\n");
+    let (server, p) = serve(answer(200, SSE, &body)).await;
+    let s = p
+        .stream(&Request::Chat(chat_request()), &RequestContext::new())
+        .await
+        .unwrap();
+    let e = StreamAccumulator::collect(s).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    server.verify().unwrap();
+}
+
 #[tokio::test]
 async fn error_event_before_any_output_fails_the_stream_call() {
     let body = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"slow down\"}}\n\n";
