@@ -94,6 +94,14 @@ pub fn check(root: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<St
         }
         _ => {}
     }
+    // a number under the schema's `minimum` (TGI's seeds are u64: `"minimum": 0`)
+    if let (Some(min), Some(n)) = (
+        s.get("minimum").and_then(Value::as_f64),
+        v.as_f64().filter(|_| v.is_number()),
+    ) && n < min
+    {
+        out.push(format!("{at}: {v} is under the minimum {min}"));
+    }
     if let Some(obj) = v.as_object() {
         for r in s
             .get("required")

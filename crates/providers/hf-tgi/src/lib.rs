@@ -423,12 +423,19 @@ impl Provider for HfTgi {
     }
 }
 
-/// The Messages API body of `req`: OpenAI's chat body, with its `response_format` in TGI's
-/// grammar shape (`{"type": "json", "value": schema}`; TGI refuses OpenAI's `json_schema`,
+/// The Messages API body of `req`: OpenAI's chat body, a negative seed folded into TGI's u64,
+/// and its `response_format` in TGI's grammar shape (`{"type": "json", "value": schema}`; TGI refuses OpenAI's `json_schema`,
 /// `json_object` and `text` with a 422). A `response_format` in `extra` is sent as it is.
 pub fn messages_body(req: &ChatRequest, stream: bool) -> serde_json::Value {
     use infermux_core::ResponseFormat;
     let mut body = infermux_openai_compat::wire::chat_body(req, stream);
+    // TGI's seed is a u64: a negative one (OpenAI takes any integer) was a 422 every time; it
+    // is folded into range, the same seed always the same value
+    if let (Some(seed), Some(o)) = (req.seed.filter(|s| *s < 0), body.as_object_mut())
+        && !req.extra.contains_key("seed")
+    {
+        o.insert("seed".into(), serde_json::json!(seed as u64));
+    }
     if req.extra.contains_key("response_format") {
         return body;
     }

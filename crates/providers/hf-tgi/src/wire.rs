@@ -81,8 +81,9 @@ impl Serialize for Parameters<'_> {
         if self.inference_api {
             o.field("return_full_text", &false)?;
         }
-        if let Some(seed) = req.seed.and_then(|s| u64::try_from(s).ok()) {
-            o.field("seed", &seed)?;
+        // a u64: a negative seed is folded into range (the same seed, the same value)
+        if let Some(seed) = req.seed {
+            o.field("seed", &(seed as u64))?;
         }
         if !req.stop.is_empty() {
             o.field("stop", &req.stop)?;

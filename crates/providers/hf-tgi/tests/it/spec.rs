@@ -91,6 +91,30 @@ fn request_bodies_validate_against_the_openapi_spec() {
         }
         assert_valid(&root, "/v1/chat/completions", &body);
     }
+    // a negative seed (OpenAI takes any integer) is folded into TGI's u64, in both APIs; the
+    // validator refuses it as it was
+    let mut chat = ChatRequest::new("tgi", vec![Message::user("Hi")]);
+    chat.seed = Some(-7);
+    let body = infermux_hf_tgi::messages_body(&chat, false);
+    assert_eq!(body["seed"], json!((-7i64) as u64));
+    assert_valid(&root, "/v1/chat/completions", &body);
+    let mut problems = Vec::new();
+    check(
+        &root,
+        root.pointer(
+            "/paths/~1v1~1chat~1completions/post/requestBody/content/application~1json/schema",
+        )
+        .unwrap(),
+        &json!({"messages": [], "model": "tgi", "seed": -7}),
+        "$",
+        &mut problems,
+    );
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let mut req = CompletionRequest::new("tgi", "x");
+    req.seed = Some(-7);
+    let body = wire::generate_body(&req, None);
+    assert_eq!(body["parameters"]["seed"], json!((-7i64) as u64));
+    assert_valid(&root, "/generate", &body);
 }
 
 #[test]
