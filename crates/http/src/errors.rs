@@ -1,6 +1,8 @@
 //! Mapping a failed response (status, headers, body) or a transport failure to
 //! [`infermux_core::Error`].
 
+use std::time::Duration;
+
 use http::HeaderMap;
 use infermux_core::{EndpointId, Error, ErrorKind};
 use serde_json::Value;
@@ -222,6 +224,10 @@ pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Err
     }
     if let Some(after) = retry_after(headers) {
         err = err.with_retry_after(after);
+    } else if kind == ErrorKind::RateLimited
+        && let Some(after) = retry_hint(err.message())
+    {
+        err = err.with_retry_after(after);
     }
     if let Some(v) = should_retry(headers) {
         err = err.with_should_retry(v);
@@ -237,6 +243,46 @@ pub fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> Err
         err = err.with_model_scope(true);
     }
     err
+}
+
+/// The wait a 429's message names when no header does: OpenAI's and Groq's "Please try again
+/// in 644ms" / "in 18.642s" / "in 1m2.5s" (Go-style durations), Gemini's "Please retry in
+/// 25.46s". Read up to its first word that is not a duration; `None` when there is none.
+pub fn retry_hint(message: &str) -> Option<Duration> {
+    let lower = message.to_ascii_lowercase();
+    let at = ["try again in ", "retry in "]
+        .iter()
+        .find_map(|p| lower.find(p).map(|i| i + p.len()))?;
+    let mut rest = lower.get(at..)?;
+    let mut secs = 0.0f64;
+    let mut any = false;
+    loop {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if n == 0 {
+            break;
+        }
+        let Ok(value) = rest[..n].parse::<f64>() else {
+            break;
+        };
+        let after = &rest[n..];
+        let (unit, len) = if after.starts_with("ms") {
+            (0.001, 2)
+        } else if after.starts_with('s') {
+            (1.0, 1)
+        } else if after.starts_with('m') {
+            (60.0, 1)
+        } else if after.starts_with('h') {
+            (3600.0, 1)
+        } else {
+            break;
+        };
+        secs += value * unit;
+        any = true;
+        rest = &after[len..];
+    }
+    any.then(|| capped_secs(secs)).flatten()
 }
 
 /// Whether a 429's message names the model whose limit it hit: OpenAI's "Rate limit reached
@@ -482,10 +528,41 @@ mod tests {
             let e = error_from_response(status, &HeaderMap::new(), body.as_bytes());
             assert!(!e.is_model_scoped(), "{body}");
         }
+        // the wait the message names is the retry-after when no header says one
+        let e = error_from_response(429, &HeaderMap::new(), scoped[0].as_bytes());
+        assert_eq!(e.retry_after(), Some(Duration::from_millis(644)));
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", "3".parse().unwrap());
+        let e = error_from_response(429, &headers, scoped[0].as_bytes());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
         let too_large = r#"{"error":{"message":"Request too large for gpt-4o in organization org-2itOgSdqw0DhUYp0QyLhttLL on tokens per min (TPM): Limit 30000, Requested 36278. The input or output tokens must be reduced in order to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#;
         let e = error_from_response(429, &HeaderMap::new(), too_large.as_bytes());
         assert_eq!(e.kind(), ErrorKind::InvalidRequest);
         assert!(!e.is_model_scoped());
+    }
+
+    /// "Please try again in …" as OpenAI, Groq and Gemini write it; nothing from words that
+    /// are no duration.
+    #[test]
+    fn the_wait_a_message_names_is_read() {
+        for (msg, want) in [
+            (
+                "Please try again in 644ms. Visit https://platform.openai.com",
+                Some(644),
+            ),
+            ("Please try again in 18.642s. Visit", Some(18_642)),
+            ("Please try again in 1m2.5s.", Some(62_500)),
+            ("Please try again in 2h.", Some(7_200_000)),
+            ("Please retry in 25.465784708s.", Some(25_465)),
+            ("Please try again in 6ms", Some(6)),
+            ("Please retry in a few minutes.", None),
+            ("Rate limit reached", None),
+            ("try again in .s", None),
+        ] {
+            assert_eq!(retry_hint(msg).map(|d| d.as_millis() as u64), want, "{msg}");
+        }
+        // a huge one is capped, never a panic
+        assert!(retry_hint("try again in 99999999999999999999h").is_some());
     }
 
     #[test]

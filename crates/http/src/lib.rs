@@ -35,7 +35,7 @@ pub mod json;
 mod scrub;
 mod transport;
 
-pub use errors::{error_body_message, error_from_response, kind_for_status};
+pub use errors::{error_body_message, error_from_response, kind_for_status, retry_hint};
 pub use events::{EventDecoder, event_stream};
 pub use headers::{
     MAX_RETRY_AFTER, capped_secs, parse_duration, parse_rfc3339, rate_limits, retry_after,
