@@ -37,7 +37,8 @@
 //!
 //! # What attempts teach the pool
 //! - 429 (`RateLimited`): the key cools down for the error's `Retry-After`, else its
-//!   rate-limit reset, else 1 s; a new cooldown extends a running one, never shortens it.
+//!   rate-limit reset (the spent windows' latest, else any window's latest), else 1 s; a new
+//!   cooldown extends a running one, never shortens it.
 //!   A 429 the provider scoped to the model
 //!   ([`Error::is_model_scoped`](infermux_core::Error::is_model_scoped): Gemini's per-model
 //!   quotas, OpenAI's and Groq's "Rate limit reached for gpt-4o …") holds back only this

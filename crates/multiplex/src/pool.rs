@@ -1319,10 +1319,22 @@ fn dur_ns(d: Duration) -> u64 {
 }
 
 /// When a rate-limit snapshot says the throttled key comes back.
+/// When a 429's key may be tried again by its rate-limit headers: the exhausted windows'
+/// latest reset, else (no window says `remaining: 0` — a request larger than the tokens left,
+/// say) the latest reset of any window. Not the requests window's alone: when tokens were the
+/// limit, that reset (often milliseconds) only met the 429 again.
 fn reset_of(info: &RateLimitInfo) -> Option<Duration> {
-    info.exhausted_until()
-        .or(info.requests.reset_after)
-        .or(info.tokens.reset_after)
+    info.exhausted_until().or_else(|| {
+        [
+            info.requests,
+            info.tokens,
+            info.input_tokens,
+            info.output_tokens,
+        ]
+        .iter()
+        .filter_map(|w| w.reset_after)
+        .max()
+    })
 }
 
 /// A stream's member counted in flight until the stream ends ([`Pool::hold_stream`]).

@@ -560,3 +560,42 @@ async fn a_call_waits_out_a_model_hold_or_fails_at_once_past_its_deadline() {
     assert_eq!(tokio::time::Instant::now() - start, RETRY_AFTER);
     assert_eq!(stub.seen().len(), 2);
 }
+
+/// A 429 without Retry-After whose headers show no spent window (tokens were the limit: the
+/// request wanted more than the 63 left) cools its key until the latest window's reset, the
+/// tokens' 5 s, not the requests window's 100 ms: before, the key was tried again after
+/// 100 ms and met the 429 again.
+#[tokio::test(start_paused = true)]
+async fn a_429_without_retry_after_cools_until_the_latest_window_resets() {
+    use infermux_core::{RateLimitInfo, RateLimitWindow};
+    let stub = Stub::new("tokens", |_req, _ctx| async move {
+        let mut info = RateLimitInfo::default();
+        info.requests = RateLimitWindow::default()
+            .with_limit(500)
+            .with_remaining(499)
+            .with_reset_after(Duration::from_millis(100));
+        info.tokens = RateLimitWindow::default()
+            .with_limit(30_000)
+            .with_remaining(63)
+            .with_reset_after(Duration::from_secs(5));
+        Err::<infermux_core::Response, _>(
+            Error::new(ErrorKind::RateLimited, "on tokens per min")
+                .with_status(429)
+                .with_rate_limit(info),
+        )
+    });
+    let pool = pool(
+        vec![executor(stub.clone(), 8, None)],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let start = tokio::time::Instant::now();
+    let _ = policy(1, Duration::from_secs(30))
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    let MemberState::Cooling { until } = pool.status()[0].state else {
+        panic!("{:?}", pool.status()[0].state)
+    };
+    assert_eq!(until - start.into_std(), Duration::from_secs(5));
+}
