@@ -149,3 +149,51 @@ fn a_fallback_leaves_the_other_providers_reasoning_and_signatures_out() {
     let body = anthropic::chat_body(&next_turn(unknown), false);
     assert_eq!(body["messages"][1]["content"][0]["type"], "thinking");
 }
+
+/// An OpenAI Responses answer with an item only OpenAI reads back (a web search call, kept
+/// whole) names OpenAI as its signer, plain and streamed; a conversation going on with
+/// Anthropic leaves the item out (it went as a raw block, which Anthropic refuses).
+#[test]
+fn a_responses_answer_with_opaque_items_names_openai_and_anthropic_leaves_them_out() {
+    use infermux::openai::responses;
+    const ANSWER: &str = r#"{"id":"resp_1","object":"response","status":"completed","model":"gpt-4.1","output":[{"type":"web_search_call","id":"ws_1","status":"completed","action":{"type":"search","query":"capital of france"}},{"type":"message","id":"msg_1","role":"assistant","status":"completed","content":[{"type":"output_text","text":"Paris.","annotations":[]}]}],"usage":{"input_tokens":5,"output_tokens":2,"total_tokens":7}}"#;
+    let plain = responses::parse_response(ANSWER.as_bytes()).unwrap();
+    assert_eq!(plain.message.signer, Some(Signer::OpenAi));
+    assert!(
+        plain
+            .message
+            .content
+            .iter()
+            .any(|p| matches!(p, ContentPart::Other { .. }))
+    );
+    let mut st = responses::ResponsesStreamState::new();
+    let mut acc = StreamAccumulator::new();
+    for data in [
+        r#"{"type":"response.created","response":{"id":"resp_1","model":"gpt-4.1","status":"in_progress","output":[]}}"#,
+        r#"{"type":"response.output_item.done","output_index":0,"item":{"type":"web_search_call","id":"ws_1","status":"completed","action":{"type":"search","query":"capital of france"}}}"#,
+        r#"{"type":"response.output_text.delta","output_index":1,"content_index":0,"delta":"Paris."}"#,
+        &format!(r#"{{"type":"response.completed","response":{ANSWER}}}"#),
+    ] {
+        st.on_event(None, data)
+            .unwrap()
+            .iter()
+            .for_each(|e| acc.push(e));
+    }
+    let streamed = acc.finish().message;
+    assert_eq!(streamed.signer, Some(Signer::OpenAi));
+    // and Anthropic leaves the web search item out, the text goes
+    let body = anthropic::chat_body(&next_turn(plain.message), false);
+    let turn = &body["messages"][1];
+    assert_eq!(turn["role"], "assistant");
+    assert!(!turn.to_string().contains("web_search_call"), "{turn}");
+    assert!(turn.to_string().contains("Paris."), "{turn}");
+    // an answer with text only names no signer
+    let bare = r#"{"id":"r","object":"response","status":"completed","model":"m","output":[{"type":"message","role":"assistant","content":[{"type":"output_text","text":"Hi"}]}]}"#;
+    assert_eq!(
+        responses::parse_response(bare.as_bytes())
+            .unwrap()
+            .message
+            .signer,
+        None
+    );
+}

@@ -14,7 +14,7 @@ use std::fmt;
 
 use infermux_core::{
     ChatRequest, ChatResponse, ContentPart, Error, ErrorKind, FinishReason, ImageSource, Message,
-    ResponseFormat, Result, Role, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
+    ResponseFormat, Result, Role, Signer, StreamEvent, Tool, ToolCall, ToolChoice, Usage,
 };
 use infermux_openai_compat::json::lenient::{self, List, Object};
 use infermux_openai_compat::json::{F32AsF64, ObjectWriter};
@@ -866,6 +866,11 @@ fn to_response(
             }
         }
     }
+    // items only OpenAI reads back: the answer names its provider, so that another provider
+    // the conversation goes on with leaves them out (Anthropic refused them as blocks)
+    if message.carries_provider_data() {
+        message.signer = Some(Signer::OpenAi);
+    }
     let mut resp = ChatResponse::new(str_or_empty(&v.model), message);
     resp.id = v.id.into_owned();
     resp.finish_reason = finish;
@@ -945,6 +950,8 @@ pub struct ResponsesStreamState {
     /// The first output item seen that asks the caller to act and that this crate does not
     /// model (the answer then did not simply stop).
     acts: Option<String>,
+    /// Whether `SignedBy` OpenAI went out (before the first item only OpenAI reads back).
+    signed: bool,
 }
 
 impl ResponsesStreamState {
@@ -975,8 +982,15 @@ impl ResponsesStreamState {
     }
 
     /// Handles one event (`event` is the SSE event name, if any; the type is read from the
-    /// payload).
+    /// payload). Before the first item only OpenAI reads back (an output item kept whole):
+    /// `SignedBy` OpenAI, so another provider the conversation goes on with leaves it out.
     pub fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<StreamEvent>> {
+        let mut out = self.events_of(event, data)?;
+        infermux_core::mark_signer(&mut out, &Signer::OpenAi, &mut self.signed);
+        Ok(out)
+    }
+
+    fn events_of(&mut self, event: Option<&str>, data: &str) -> Result<Vec<StreamEvent>> {
         let data = data.trim();
         if data.is_empty() || data == "[DONE]" || self.done {
             return Ok(Vec::new());

@@ -302,6 +302,10 @@ pub(crate) fn parse_response_value(v: &Value) -> Result<ChatResponse> {
     for raw in raws {
         message.content.push(ContentPart::Other { raw });
     }
+    // (since: an answer with items only OpenAI reads back names OpenAI as its signer)
+    if message.carries_provider_data() {
+        message.signer = Some(infermux_core::Signer::OpenAi);
+    }
     let mut resp = ChatResponse::new(
         v.get("model").and_then(Value::as_str).unwrap_or_default(),
         message,
@@ -337,6 +341,7 @@ pub(crate) struct ResponsesStreamState {
     calls: Vec<u64>,
     /// The first unmodelled output item that asks the caller to act.
     acts: Option<String>,
+    signed: bool,
 }
 
 /// Output items that ask the caller to act (as the crate lists them).
@@ -374,6 +379,13 @@ impl ResponsesStreamState {
     /// Handles one event (`event` is the SSE event name, if any; the type is read from the
     /// payload).
     pub(crate) fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<StreamEvent>> {
+        // (since: `SignedBy` OpenAI before the first item only OpenAI reads back)
+        let mut out = self.events_of(event, data)?;
+        infermux_core::mark_signer(&mut out, &infermux_core::Signer::OpenAi, &mut self.signed);
+        Ok(out)
+    }
+
+    fn events_of(&mut self, event: Option<&str>, data: &str) -> Result<Vec<StreamEvent>> {
         let data = data.trim();
         if data.is_empty() || data == "[DONE]" || self.done {
             return Ok(Vec::new());
