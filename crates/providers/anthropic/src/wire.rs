@@ -500,9 +500,10 @@ const FORMATS: [&str; 10] = [
     "uuid",
 ];
 
-/// Keywords structured output refuses (a 400), left out and named in the description: numeric
-/// and string bounds, array bounds (but `minItems` 0 or 1), object size bounds.
-const REFUSED: [&str; 11] = [
+/// Keywords structured output does not take (refused with a 400, or outside the subset it
+/// documents), left out and named in the description: numeric and string bounds, array bounds
+/// (but `minItems` 0 or 1), object size bounds, and the conditional and negating keywords.
+const REFUSED: [&str; 24] = [
     "minimum",
     "maximum",
     "exclusiveMinimum",
@@ -514,6 +515,19 @@ const REFUSED: [&str; 11] = [
     "uniqueItems",
     "minProperties",
     "maxProperties",
+    "contains",
+    "minContains",
+    "maxContains",
+    "patternProperties",
+    "propertyNames",
+    "dependentRequired",
+    "dependentSchemas",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "not",
+    "if",
+    "then",
+    "else",
 ];
 
 /// A JSON schema as Anthropic's structured output (`output_config.format`) takes it, the way
@@ -575,13 +589,17 @@ fn structure(v: &mut Value, depth: usize) {
         o.remove("format");
     }
     if let Some(alts) = o.remove("oneOf") {
-        match o.get_mut("anyOf") {
-            // both: the alternatives must hold together, as `allOf` of the two lists
+        match o.remove("anyOf") {
+            // both: the alternatives must hold together, as `allOf` of the two lists (added to
+            // an `allOf` already there, never in its place)
             Some(any) => {
-                let any = any.take();
-                o.remove("anyOf");
-                let both = json!([{"anyOf": any}, {"anyOf": alts}]);
-                o.insert("allOf".into(), both);
+                let both = [json!({"anyOf": any}), json!({"anyOf": alts})];
+                match o.get_mut("allOf") {
+                    Some(Value::Array(all)) => all.extend(both),
+                    _ => {
+                        o.insert("allOf".into(), Value::Array(both.into()));
+                    }
+                }
             }
             None => {
                 o.insert("anyOf".into(), alts);
@@ -618,7 +636,7 @@ fn structure(v: &mut Value, depth: usize) {
                     structure(s, depth + 1);
                 }
             }
-            ("items" | "not", s @ Value::Object(_)) => structure(s, depth + 1),
+            ("items", s @ Value::Object(_)) => structure(s, depth + 1),
             ("items", Value::Array(list)) => {
                 for s in list {
                     structure(s, depth + 1);
@@ -667,12 +685,58 @@ impl Serialize for OutputConfig<'_> {
     }
 }
 
+/// Whether `model` takes structured output (`output_config.format`): Claude 4.5 and later
+/// (Opus, Sonnet, Haiku 4.5, 4.6, …) and names this crate cannot place (a newer scheme, an
+/// alias); not Claude 3.x, nor 4.0 and 4.1, which refuse the field ("Extra inputs are not
+/// permitted") — for them the format is left out, as before.
+///
+/// ```
+/// use infermux_anthropic::wire::takes_structured_output;
+/// assert!(takes_structured_output("claude-sonnet-4-5-20250929"));
+/// assert!(takes_structured_output("claude-opus-4-6"));
+/// assert!(takes_structured_output("claude-haiku-4-5"));
+/// assert!(!takes_structured_output("claude-sonnet-4-20250514"));
+/// assert!(!takes_structured_output("claude-opus-4-1"));
+/// assert!(!takes_structured_output("claude-3-5-haiku-latest"));
+/// assert!(!takes_structured_output("claude-3-7-sonnet-20250219"));
+/// ```
+pub fn takes_structured_output(model: &str) -> bool {
+    let m = model.to_ascii_lowercase();
+    let Some(rest) = m.strip_prefix("claude-") else {
+        return true;
+    };
+    if rest.starts_with("3-") || rest.starts_with("2") || rest.starts_with("instant") {
+        return false;
+    }
+    for family in ["opus-", "sonnet-", "haiku-"] {
+        if let Some(version) = rest.strip_prefix(family) {
+            let mut parts = version.split('-');
+            let major: u32 = match parts.next().and_then(|p| p.parse().ok()) {
+                Some(n) => n,
+                None => return true,
+            };
+            // a minor version is one or two digits; a date (8 digits) or nothing is `.0`
+            let minor: u32 = parts
+                .next()
+                .filter(|p| (1..=2).contains(&p.len()))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            return (major, minor) >= (4, 5);
+        }
+    }
+    true
+}
+
 /// The structured output config `req` asks for: a `response_format` schema, unless
-/// `extra.output_config` names a format itself (the caller's wins) or is not an object.
+/// `extra.output_config` names a format itself (the caller's wins) or is not an object, or the
+/// model does not take it ([`takes_structured_output`]).
 fn output_config(req: &ChatRequest) -> Option<OutputConfig<'_>> {
     let Some(ResponseFormat::JsonSchema { schema, .. }) = &req.response_format else {
         return None;
     };
+    if !takes_structured_output(&req.model) {
+        return None;
+    }
     let extra = match req.extra.get("output_config") {
         None => None,
         Some(Value::Object(o)) if !o.contains_key("format") => Some(o),
@@ -687,7 +751,8 @@ fn output_config(req: &ChatRequest) -> Option<OutputConfig<'_>> {
 /// The `/v1/messages` body of a [`ChatRequest`], serialised straight from the request (what
 /// [`chat_body`] returns as a `Value`). `max_tokens` defaults to [`DEFAULT_MAX_TOKENS`]; `user`
 /// becomes `metadata.user_id`; a `response_format` schema becomes `output_config.format`
-/// (structured output, the schema passed through [`structured_schema`]); `seed` and a JSON
+/// (structured output, the schema passed through [`structured_schema`]; for the models that
+/// take it, [`takes_structured_output`]); `seed` and a JSON
 /// object format without a schema have no Anthropic equivalent and are not sent; `extra` (e.g.
 /// `thinking`, `top_k`, `metadata`, `output_config.effort`) is merged in as it is, winning over
 /// a field of the same name (an `extra.output_config` object is merged with the format).
@@ -1276,6 +1341,10 @@ struct WireEvent<'a> {
 #[derive(Debug, Default)]
 pub struct ChatStreamState {
     tool_index: Vec<(u64, u32)>,
+    /// Tool calls whose arguments have not come yet (block, call, the input the block opened
+    /// with): at the block's end they are that input, `{}` for a call without parameters —
+    /// the non-streamed answer's arguments, not an empty string.
+    no_args: Vec<(u64, u32, Option<String>)>,
     /// Blocks that arrive whole at their `content_block_stop`: the block and its streamed input.
     open: Vec<(u64, Value, String)>,
     /// Citations of text blocks, sent after the block's text.
@@ -1315,6 +1384,18 @@ impl ChatStreamState {
     /// block, for `None`).
     fn close(&mut self, index: Option<u64>, out: &mut Vec<StreamEvent>) {
         let here = |i: u64| index.is_none_or(|x| x == i);
+        let (ended, open): (Vec<_>, Vec<_>) = std::mem::take(&mut self.no_args)
+            .into_iter()
+            .partition(|(b, _, _)| here(*b));
+        self.no_args = open;
+        for (_, ti, opened) in ended {
+            out.push(StreamEvent::ToolCallDelta {
+                index: ti,
+                id: None,
+                name: None,
+                arguments: opened.unwrap_or_else(|| "{}".to_owned()),
+            });
+        }
         let mut i = 0;
         while i < self.open.len() {
             if !here(self.open[i].0) {
@@ -1430,11 +1511,15 @@ impl ChatStreamState {
                             .find(|(b, _)| *b == index)
                             .map(|(_, t)| *t)
                         {
+                            let arguments = d.partial_json.owned_or_empty();
+                            if !arguments.is_empty() {
+                                self.no_args.retain(|(b, _, _)| *b != index);
+                            }
                             out.push(StreamEvent::ToolCallDelta {
                                 index: ti,
                                 id: None,
                                 name: None,
-                                arguments: d.partial_json.owned_or_empty(),
+                                arguments,
                             });
                         } else if let Some((_, _, input)) =
                             self.open.iter_mut().find(|(b, _, _)| *b == index)
@@ -1528,6 +1613,8 @@ impl ChatStreamState {
             "tool_use" => {
                 let ti = u32::try_from(self.tool_index.len()).unwrap_or(u32::MAX);
                 self.tool_index.push((index, ti));
+                let opened = b.input.0.as_ref().map(Value::to_string);
+                self.no_args.push((index, ti, opened));
                 // `input` is `{}` here; the arguments follow as input_json_delta
                 out.push(StreamEvent::ToolCallDelta {
                     index: ti,

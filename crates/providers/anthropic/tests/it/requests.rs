@@ -559,10 +559,48 @@ fn a_response_format_schema_is_structured_output() {
     let own = json!({"format": {"type": "json_schema", "schema": {"type": "object"}}});
     req.extra.insert("output_config".into(), own.clone());
     assert_eq!(wire::chat_body(&req, false)["output_config"], own);
+    // a model that does not take structured output (Claude 3.x, 4.0, 4.1) gets none: it
+    // refuses the field, and answered in free text before
+    for old in [
+        "claude-3-5-haiku-latest",
+        "claude-sonnet-4-20250514",
+        "claude-opus-4-1",
+    ] {
+        let mut r = req.clone();
+        r.model = old.into();
+        r.extra.clear();
+        assert!(
+            wire::chat_body(&r, false).get("output_config").is_none(),
+            "{old}"
+        );
+    }
     // a JSON object without a schema has no equivalent: nothing is sent
     req.extra.clear();
     req.response_format = Some(infermux_core::ResponseFormat::JsonObject);
     assert!(wire::chat_body(&req, false).get("output_config").is_none());
+    // an `allOf` already there keeps its constraints beside the merged alternatives; `not`
+    // and `contains` are named in the description, not sent (nor changed: a closed object
+    // inside a `not` would widen what the schema accepts)
+    let s = json!({"allOf": [{"required": ["a"]}], "anyOf": [{"type": "string"}],
+        "oneOf": [{"type": "number"}]});
+    let out = wire::structured_schema(&s).into_owned();
+    assert_eq!(
+        out["allOf"],
+        json!([{"required": ["a"]}, {"anyOf": [{"type": "string"}]},
+            {"anyOf": [{"type": "number"}]}])
+    );
+    let s = json!({"type": "array", "items": {"type": "string"}, "contains": {"const": "x"},
+        "not": {"type": "object", "properties": {}}});
+    let out = wire::structured_schema(&s).into_owned();
+    assert!(
+        out.get("contains").is_none() && out.get("not").is_none(),
+        "{out}"
+    );
+    let desc = out["description"].as_str().unwrap();
+    assert!(
+        desc.contains("contains") && desc.contains("not: {\"properties\":{},\"type\":\"object\"}"),
+        "{desc}"
+    );
     // nesting past 64 levels (a parsed `Value` stops at 128) is left as it is below there
     let mut deep = json!({"type": "string", "maxLength": 3});
     for _ in 0..100 {
@@ -604,4 +642,71 @@ fn recorded_structured_output_and_effort_requests_round_trip() {
         let again = wire::chat_body(&req, wire::request_streams(&recorded));
         assert_eq!(again, recorded, "{file}");
     }
+}
+
+/// A streamed call of a tool without parameters (`input: {}`, then an empty `partial_json`, as
+/// recorded in llm-anthropic's `test_tools.yaml`) has the arguments `{}`, as the same answer
+/// not streamed does; before, they were an empty string (a cache hit then differed from a live
+/// call, and an OpenAI-protocol provider was sent `"arguments": ""`).
+#[test]
+fn a_streamed_call_without_arguments_has_the_arguments_the_plain_answer_has() {
+    let mut st = wire::ChatStreamState::new();
+    let mut acc = infermux_core::StreamAccumulator::new();
+    for (event, data) in [
+        (
+            "message_start",
+            r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[],"usage":{"input_tokens":5,"output_tokens":1}}}"#,
+        ),
+        (
+            "content_block_start",
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"pelican_name_generator","input":{}}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}}"#,
+        ),
+        (
+            "content_block_stop",
+            r#"{"type":"content_block_stop","index":0}"#,
+        ),
+        (
+            "content_block_start",
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_2","name":"get_weather","input":{}}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\": "}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"\"Paris\"}"}}"#,
+        ),
+        (
+            "content_block_stop",
+            r#"{"type":"content_block_stop","index":1}"#,
+        ),
+        (
+            "message_delta",
+            r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}"#,
+        ),
+        ("message_stop", r#"{"type":"message_stop"}"#),
+    ] {
+        st.on_event(Some(event), data)
+            .unwrap()
+            .iter()
+            .for_each(|e| acc.push(e));
+    }
+    let streamed = acc.finish();
+    let plain = wire::parse_chat(
+        br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"tool_use","id":"toolu_1","name":"pelican_name_generator","input":{}},{"type":"tool_use","id":"toolu_2","name":"get_weather","input":{"city":"Paris"}}],"stop_reason":"tool_use","usage":{"input_tokens":5,"output_tokens":9}}"#,
+    )
+    .unwrap();
+    assert_eq!(streamed.message.tool_calls[0].arguments, "{}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&streamed.message.tool_calls[1].arguments)
+            .unwrap(),
+        json!({"city": "Paris"})
+    );
+    assert_eq!(streamed.message.tool_calls[0], plain.message.tool_calls[0]);
+    assert_eq!(streamed.finish_reason, plain.finish_reason);
 }
