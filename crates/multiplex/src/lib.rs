@@ -29,9 +29,10 @@
 //! # Members and eligibility
 //! A member is an endpoint's [`AttemptExecutor`](infermux_resilience::AttemptExecutor), the
 //! key it sends (or the endpoint's own), a weight, the model id it asks for and its key's
-//! limits. It is *eligible* when its key is not cooling, not removed and not limited, its
-//! endpoint's breaker admits and a permit of the endpoint is free. The scan over the members
-//! (at most [`MAX_MEMBERS`]) reads atomics only; the strategy ([`Strategy`]) picks among the
+//! limits. It is *eligible* when its key is not cooling, not removed and not limited, the
+//! model it would send (its own, else the request's) is not held on its key, its endpoint's
+//! breaker admits and a permit of the endpoint is free. The scan over the members (at most
+//! [`MAX_MEMBERS`]) reads atomics only (and a key's list of held models while one is held); the strategy ([`Strategy`]) picks among the
 //! eligible members, preferring those the call has not already failed on
 //! ([`Admit::tried`](infermux_resilience::Admit::tried)).
 //!
@@ -41,10 +42,10 @@
 //!   cooldown extends a running one, never shortens it.
 //!   A 429 the provider scoped to the model
 //!   ([`Error::is_model_scoped`](infermux_core::Error::is_model_scoped): Gemini's per-model
-//!   quotas, OpenAI's and Groq's "Rate limit reached for gpt-4o …") holds back only this
-//!   pool's members sending that key for that model, for as long; the key's other models go
-//!   on. (A member without a model of its own sends the request's: its key cools. The hold is
-//!   not shared through Redis.)
+//!   quotas, OpenAI's and Groq's "Rate limit reached for gpt-4o …") holds that model on the
+//!   key instead, for as long: every member of every pool on the key (one [`KeyRegistry`])
+//!   that would send that model — its own, or the request's when it has none — waits; the
+//!   key's other models go on. (The hold is not shared through Redis.)
 //! - 401/403 (`Auth`): the key is removed until the pool is reconfigured (or, when the
 //!   error states a Retry-After, until then); a pool built on the same [`KeyRegistry`] is
 //!   not a reconfiguration: it keeps the removal.

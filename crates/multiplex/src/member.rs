@@ -2,7 +2,7 @@
 //! reports.
 
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use infermux_core::AttemptKey;
 
@@ -55,7 +55,11 @@ impl KeyState {
     ) -> Self {
         // a hold already in place (another pool met a 429 or a 401 before this pool was
         // built) holds here too: the scan reads the key only while its pool's end is ahead
-        pool_until.fetch_max(core.until.load(Ordering::Acquire), Ordering::AcqRel);
+        let held = core
+            .until
+            .load(Ordering::Acquire)
+            .max(core.models_until.load(Ordering::Acquire));
+        pool_until.fetch_max(held, Ordering::AcqRel);
         core.pools
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -81,6 +85,11 @@ pub(crate) struct KeyCore {
     pub(crate) removed_reason: AtomicU8,
     /// Limited by the provider's announced `remaining: 0` until.
     pub(crate) limited_until: AtomicU64,
+    /// Models held on the key (a 429 the provider scoped to the model) and until when; the
+    /// key's other models go on.
+    model_holds: Mutex<Vec<(Arc<str>, u64)>>,
+    /// The latest end of those holds (0: none): one load for the scan.
+    models_until: AtomicU64,
     pub(crate) rpm: Option<Gcra>,
     pub(crate) tpm: Option<Gcra>,
     /// The latest hold end over all keys of each pool sending this key (a pool's is shared by
@@ -98,6 +107,8 @@ impl KeyCore {
             removed_until: AtomicU64::new(0),
             removed_reason: AtomicU8::new(0),
             limited_until: AtomicU64::new(0),
+            model_holds: Mutex::new(Vec::new()),
+            models_until: AtomicU64::new(0),
             rpm,
             tpm,
         }
@@ -121,6 +132,41 @@ impl KeyCore {
         self.cool_until.fetch_max(until, Ordering::AcqRel);
         self.until.fetch_max(until, Ordering::AcqRel);
         self.raise_pools(until);
+    }
+
+    /// Holds `model` on the key until `until` (a later end wins): the members sending the key
+    /// for that model wait, in every pool sharing the key. Holds ended by `now` are dropped
+    /// as holds come in (the list never outgrows the models held at once).
+    pub(crate) fn hold_model(&self, model: &str, until: u64, now: u64) {
+        {
+            let mut holds = self.model_holds.lock().unwrap_or_else(|p| p.into_inner());
+            holds.retain(|(_, u)| *u > now);
+            match holds.iter_mut().find(|(m, _)| &**m == model) {
+                Some((_, u)) => *u = (*u).max(until),
+                None => holds.push((Arc::from(model), until)),
+            }
+        }
+        self.models_until.fetch_max(until, Ordering::AcqRel);
+        self.raise_pools(until);
+    }
+
+    /// The latest end of the key's model holds (0: none).
+    #[inline]
+    pub(crate) fn models_held_until(&self) -> u64 {
+        self.models_until.load(Ordering::Relaxed)
+    }
+
+    /// Until when `model` is held on the key (0 when it is not, or no model is known).
+    pub(crate) fn model_hold(&self, model: Option<&str>, now: u64) -> u64 {
+        let Some(model) = model else { return 0 };
+        if self.models_held_until() <= now {
+            return 0;
+        }
+        let holds = self.model_holds.lock().unwrap_or_else(|p| p.into_inner());
+        holds
+            .iter()
+            .find(|(m, _)| &**m == model)
+            .map_or(0, |(_, u)| *u)
     }
 
     /// Holds the key back until `until`, as its provider announced (a later end wins).
@@ -234,9 +280,6 @@ pub(crate) struct Member {
     pub(crate) weight: u32,
     pub(crate) model: Option<Arc<str>>,
     pub(crate) attempt_key: Option<AttemptKey>,
-    /// Held back for its model until (ns since the epoch): a model-scoped 429 on its key
-    /// (the key's other models go on). Re-holding only extends.
-    pub(crate) held_until: AtomicU64,
     pub(crate) in_flight: AtomicU32,
     pub(crate) picks: AtomicU64,
     /// Peak-EWMA latency in ns as f64 bits (0: none yet).

@@ -11,7 +11,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use infermux_core::{
-    AttemptKey, Clock, EndpointId, Error, ErrorKind, RateLimitInfo, Result, SystemClock,
+    AttemptKey, Clock, EndpointId, Error, ErrorKind, RateLimitInfo, Request, Result, SystemClock,
 };
 use infermux_resilience::breaker::{BreakerState, Outcome};
 use infermux_resilience::{
@@ -127,11 +127,8 @@ struct Inner {
     counters: Counters,
     has_tpm: bool,
     has_limits: bool,
-    /// The latest hold end over all keys (each key raises it with its own) and members.
+    /// The latest hold end over all keys (each key raises it with its own, its models' too).
     pool_until: Arc<AtomicU64>,
-    /// The latest end of a member's hold for its model (model-scoped 429s): while it is past,
-    /// the scan reads no member's.
-    members_held_until: AtomicU64,
     /// The binding to state shared across processes (see [`MultiPool::with_shared`]).
     #[cfg(feature = "redis")]
     shared: std::sync::OnceLock<crate::shared::SharedPool>,
@@ -417,7 +414,6 @@ impl MultiPool {
                 weight: spec.weight,
                 model: spec.model.as_deref().map(Arc::from),
                 attempt_key,
-                held_until: Default::default(),
                 in_flight: Default::default(),
                 picks: Default::default(),
                 ewma: Default::default(),
@@ -476,7 +472,6 @@ impl MultiPool {
             has_tpm,
             has_limits,
             pool_until,
-            members_held_until: AtomicU64::new(0),
             #[cfg(feature = "redis")]
             shared: std::sync::OnceLock::new(),
         });
@@ -533,7 +528,7 @@ impl MultiPool {
                 let cool = key
                     .cool_until
                     .load(Ordering::Acquire)
-                    .max(m.held_until.load(Ordering::Acquire));
+                    .max(key.model_hold(m.model.as_deref(), now));
                 let limited = key
                     .limited_until
                     .load(Ordering::Acquire)
@@ -664,7 +659,7 @@ impl MultiPool {
             (
                 "infermux_pool_cooldowns_total",
                 "counter",
-                "Keys put to cool down after a 429.",
+                "Keys put to cool down, or models held on a key, after a 429.",
                 c.cooldowns as usize,
             ),
             (
@@ -728,7 +723,7 @@ impl MultiPool {
     pub fn try_lease(&self, estimate: u64, tried: &[u32]) -> Option<Lease<'_>> {
         let inner = &*self.inner;
         let tokens = if inner.has_tpm { estimate } else { 0 };
-        match inner.pick(inner.now_ns(), tokens, inner.tried_mask(tried)) {
+        match inner.pick(inner.now_ns(), tokens, None, inner.tried_mask(tried)) {
             Picked::Lease(lease) => Some(lease),
             Picked::None { .. } => None,
         }
@@ -774,7 +769,7 @@ impl MultiPool {
     pub fn select(&self, now: Instant) -> Option<u32> {
         let inner = &*self.inner;
         let now = inner.ns(now);
-        let mask = inner.eligible(now, 0, true);
+        let mask = inner.eligible(now, 0, None, true);
         (mask != 0).then(|| inner.choose(mask, now) as u32)
     }
 }
@@ -816,7 +811,7 @@ impl Inner {
                 && !ep.is_out()
                 && self.breaker_may_admit(ep, now)
                 && key.held_until() <= now
-                && m.held_until.load(Ordering::Relaxed) <= now
+                && key.model_hold(m.model.as_deref(), now) <= now
                 && !matches!(key.removal(now), Some((_, NEVER)))
                 && key.limits_ready_at(0, now) <= now
                 && key.limits_ready_at(tokens, now) != NEVER
@@ -888,7 +883,7 @@ impl Inner {
     /// With `limits` false the keys' RPM/TPM limits are left to the lease's reservation
     /// (which refuses a limited member), so a pick reads no limiter it does not reserve on.
     #[inline]
-    fn eligible(&self, now: u64, tokens: u64, limits: bool) -> u64 {
+    fn eligible(&self, now: u64, tokens: u64, model: Option<&str>, limits: bool) -> u64 {
         let mut by_endpoint = 0u64;
         for ep in &self.endpoints {
             if !ep.is_out()
@@ -915,42 +910,31 @@ impl Inner {
                 by_key |= key.members;
             }
         }
-        let mask = by_endpoint & by_key;
-        if mask != 0 && self.members_held_until.load(Ordering::Relaxed) > now {
-            return mask & !self.held_members(mask, now);
+        let mut mask = by_endpoint & by_key;
+        // the members whose key holds the model they would send (theirs, else the
+        // request's): read only while a key has such a hold
+        for key in &self.keys {
+            if key.members & mask != 0 && key.models_held_until() > now {
+                for i in bits(key.members & mask) {
+                    let m = self.members[i].model.as_deref().or(model);
+                    if key.model_hold(m, now) > now {
+                        mask &= !(1 << i);
+                    }
+                }
+            }
         }
         mask
     }
 
-    /// The members of `mask` held back for their model now.
-    fn held_members(&self, mask: u64, now: u64) -> u64 {
-        bits(mask)
-            .filter(|&i| self.members[i].held_until.load(Ordering::Relaxed) > now)
-            .fold(0, |held, i| held | 1 << i)
-    }
-
-    /// Holds back the members sending `m`'s key for `m`'s model until `until` (a model-scoped
-    /// 429): the key's other models go on. A member without a model of its own sends the
-    /// request's, which the hold cannot tell apart: its whole key cools instead.
-    fn hold_model(&self, m: &Member, until: u64) {
-        let (Some(model), key) = (&m.model, &self.keys[m.key]) else {
-            self.cool(&self.keys[m.key], until);
-            return;
-        };
-        for other in &self.members {
-            if other.model.as_deref() == Some(&**model)
-                && Arc::ptr_eq(&self.keys[other.key].core, &key.core)
-            {
-                other.held_until.fetch_max(until, Ordering::AcqRel);
-            }
-        }
-        self.members_held_until.fetch_max(until, Ordering::AcqRel);
-        self.pool_until.fetch_max(until, Ordering::AcqRel);
+    /// Holds `model` on `m`'s key until `until` (a model-scoped 429): every member of every
+    /// pool sending that key for that model waits, the key's other models go on.
+    fn hold_model(&self, m: &Member, model: &str, until: u64, now: u64) {
+        self.keys[m.key].hold_model(model, until, now);
         self.counters.cooldowns.fetch_add(1, Ordering::Relaxed);
     }
 
     /// When member `i` could take an attempt of `tokens`.
-    fn returns(&self, i: usize, now: u64, tokens: u64) -> Return {
+    fn returns(&self, i: usize, now: u64, tokens: u64, model: Option<&str>) -> Return {
         let m = &self.members[i];
         let key = &self.keys[m.key];
         if let Some((reason, NEVER)) = key.removal(now) {
@@ -968,7 +952,7 @@ impl Inner {
         let mut at = key
             .held_until()
             .max(limits)
-            .max(m.held_until.load(Ordering::Relaxed));
+            .max(key.model_hold(m.model.as_deref().or(model), now));
         let blocked = self.blocked(ep.index).load(Ordering::Relaxed);
         let blocked = if blocked == 0 && ep.exec.breaker_state() == BreakerState::Open {
             NEVER
@@ -1071,17 +1055,17 @@ impl Inner {
     }
 
     /// One pick: the scan, the strategy, then the member's limits and its executor's grant.
-    fn pick(&self, now: u64, tokens: u64, tried: u64) -> Picked<'_> {
+    fn pick(&self, now: u64, tokens: u64, model: Option<&str>, tried: u64) -> Picked<'_> {
         let mut failed = 0u64;
         // an open breaker the pool knows nothing of is asked when it lets a probe through,
         // even while other members serve: a recovered endpoint must be probed to rejoin
         self.learn_breakers(now);
         // a retry: not back to an endpoint that failed while another is fit (only a wait)
         let avoid = self.avoid_failed(tried, now, tokens);
-        let mut mask = self.eligible(now, tokens, false) & !avoid;
+        let mut mask = self.eligible(now, tokens, model, false) & !avoid;
         for round in 0..=self.members.len() {
             if round > 0 {
-                mask = self.eligible(now, tokens, false) & !failed & !avoid;
+                mask = self.eligible(now, tokens, model, false) & !failed & !avoid;
             }
             if mask == 0 {
                 break;
@@ -1093,7 +1077,7 @@ impl Inner {
             }
             failed |= 1 << i;
         }
-        if let Some(lease) = self.ejection_cap(now, tokens) {
+        if let Some(lease) = self.ejection_cap(now, tokens, model) {
             return Picked::Lease(lease);
         }
         let estimate_bound = self.has_tpm
@@ -1103,7 +1087,7 @@ impl Inner {
                 k.limits_ready_at(0, now) <= now && k.limits_ready_at(tokens, now) > now
             });
         // a member this retry avoids may be free for a waiter behind it: pass the baton on
-        let avoided = avoid != 0 && self.eligible(now, tokens, false) & avoid != 0;
+        let avoided = avoid != 0 && self.eligible(now, tokens, model, false) & avoid != 0;
         Picked::None {
             estimate_bound: estimate_bound || avoided,
         }
@@ -1146,14 +1130,14 @@ impl Inner {
     }
 
     /// Members whose only hold is an open breaker.
-    fn breaker_only(&self, now: u64, tokens: u64) -> u64 {
+    fn breaker_only(&self, now: u64, tokens: u64, model: Option<&str>) -> u64 {
         let mut mask = 0;
         for (i, m) in self.members.iter().enumerate() {
             let key = &self.keys[m.key];
             let ep = &self.endpoints[m.endpoint];
             if !ep.is_out()
                 && key.held_until() <= now
-                && m.held_until.load(Ordering::Relaxed) <= now
+                && key.model_hold(m.model.as_deref().or(model), now) <= now
                 && key.limits_ready_at(tokens, now) <= now
                 && ep.exec.admission().available() > 0
                 && (ep.exec.breaker_state() == BreakerState::Open
@@ -1168,7 +1152,7 @@ impl Inner {
     /// The ejection cap: when more than `max_ejection_percent` of the members have open
     /// breakers and nothing else can take the attempt, it goes through the open breaker that
     /// reopens soonest.
-    fn ejection_cap(&self, now: u64, tokens: u64) -> Option<Lease<'_>> {
+    fn ejection_cap(&self, now: u64, tokens: u64, model: Option<&str>) -> Option<Lease<'_>> {
         let n = self.members.len();
         let open = self
             .members
@@ -1178,7 +1162,7 @@ impl Inner {
         if open * 100 <= usize::from(self.config.max_ejection_percent) * n {
             return None;
         }
-        let candidates = self.breaker_only(now, tokens);
+        let candidates = self.breaker_only(now, tokens, model);
         let i = bits(candidates).min_by_key(|&i| {
             let b = self
                 .blocked(self.members[i].endpoint)
@@ -1197,11 +1181,17 @@ impl Inner {
     }
 
     /// The error when nothing returns before the deadline (`at`: ns), naming the earliest.
-    fn unavailable(&self, now: u64, tokens: u64, deadline_ns: Option<u64>) -> Option<Error> {
+    fn unavailable(
+        &self,
+        now: u64,
+        tokens: u64,
+        model: Option<&str>,
+        deadline_ns: Option<u64>,
+    ) -> Option<Error> {
         let mut earliest: Option<(u64, usize)> = None;
         let mut never: Option<Never> = None;
         for i in 0..self.members.len() {
-            match self.returns(i, now, tokens) {
+            match self.returns(i, now, tokens, model) {
                 Return::Now | Return::OnRelease => return None,
                 Return::At(at) => {
                     if earliest.is_none_or(|(e, _)| at < e) {
@@ -1275,11 +1265,11 @@ impl Inner {
     }
 
     /// When a waiter should look again (ns), if anything but a release can change its answer.
-    fn next_return(&self, now: u64, tokens: u64) -> (Option<u64>, bool) {
+    fn next_return(&self, now: u64, tokens: u64, model: Option<&str>) -> (Option<u64>, bool) {
         let mut at: Option<u64> = None;
         let mut unhooked = false;
         for (i, m) in self.members.iter().enumerate() {
-            if let Return::At(t) = self.returns(i, now, tokens) {
+            if let Return::At(t) = self.returns(i, now, tokens, model) {
                 at = Some(at.map_or(t, |a| a.min(t)));
             }
             // an endpoint that may return with no release we hear of (its hook is another
@@ -1390,10 +1380,11 @@ impl MultiPool {
     async fn admit_local<'a>(&'a self, req: Admit<'_>) -> Result<Lease<'a>> {
         let inner = &*self.inner;
         let tokens = inner.estimate(&req);
+        let model = req.request.and_then(Request::model);
         let tried = inner.tried_mask(req.tried);
         let now = inner.now_ns();
         if inner.signal.queue.len() == 0
-            && let Picked::Lease(lease) = inner.pick(now, tokens, tried)
+            && let Picked::Lease(lease) = inner.pick(now, tokens, model, tried)
         {
             return Ok(lease);
         }
@@ -1403,7 +1394,7 @@ impl MultiPool {
             let left = d.saturating_duration_since(tokio::time::Instant::now());
             now.saturating_add(dur_ns(left))
         });
-        if let Some(e) = inner.unavailable(now, tokens, deadline_ns) {
+        if let Some(e) = inner.unavailable(now, tokens, model, deadline_ns) {
             inner.counters.unavailable.fetch_add(1, Ordering::Relaxed);
             return Err(e);
         }
@@ -1459,7 +1450,7 @@ impl MultiPool {
             }
             if baton || timer_fired {
                 let picked = if baton {
-                    inner.pick(now, tokens, tried)
+                    inner.pick(now, tokens, model, tried)
                 } else {
                     Picked::None {
                         estimate_bound: false,
@@ -1477,7 +1468,7 @@ impl MultiPool {
                         }
                     }
                 }
-                if let Some(e) = inner.unavailable(now, tokens, deadline_ns) {
+                if let Some(e) = inner.unavailable(now, tokens, model, deadline_ns) {
                     inner.counters.unavailable.fetch_add(1, Ordering::Relaxed);
                     return Poll::Ready(Err(e));
                 }
@@ -1493,7 +1484,7 @@ impl MultiPool {
             }
             // one timer: until the earliest member returns (or a re-check of an endpoint
             // whose release hook is not ours)
-            let (at, unhooked) = inner.next_return(now, tokens);
+            let (at, unhooked) = inner.next_return(now, tokens, model);
             let at = match (at, unhooked) {
                 (a, true) => Some(a.unwrap_or(NEVER).min(now + dur_ns(UNHOOKED_RECHECK))),
                 (a, false) => a,
@@ -1572,10 +1563,10 @@ impl MultiPool {
                             .or_else(|| r.rate_limits.and_then(reset_of))
                             .unwrap_or(DEFAULT_COOLDOWN);
                         let until = now.saturating_add(dur_ns(d));
-                        if e.is_model_scoped() {
-                            inner.hold_model(m, until);
-                        } else {
-                            inner.cool(key, until);
+                        // the model the attempt sent (its member's, else the request's)
+                        match r.model.filter(|_| e.is_model_scoped()) {
+                            Some(model) => inner.hold_model(m, model, until, now),
+                            None => inner.cool(key, until),
                         }
                     }
                     kind @ (ErrorKind::Auth | ErrorKind::QuotaExceeded) => {
@@ -1914,7 +1905,7 @@ impl MultiPool {
                 }
                 match e.kind() {
                     // a hold of one model stays in this process (the key is not cooling)
-                    ErrorKind::RateLimited if !(e.is_model_scoped() && m.model.is_some()) => {
+                    ErrorKind::RateLimited if !(e.is_model_scoped() && r.model.is_some()) => {
                         let until = key.cool_until.load(Ordering::Acquire);
                         if until > now {
                             shared.cool(m.key, Duration::from_nanos(until - now));

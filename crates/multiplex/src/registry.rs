@@ -19,8 +19,8 @@ type KeyId = (EndpointId, Option<String>);
 type Stated = (Option<u32>, Option<u32>, u8);
 
 /// The keys of several [`MultiPool`](crate::MultiPool)s, held together: a key two model groups
-/// send (the same endpoint and alias) is cooled by a 429 either meets, removed by a 401 either
-/// meets, and its RPM/TPM limits count the requests of both — the provider's limits are the
+/// send (the same endpoint and alias) is cooled by a 429 either meets (or, when the provider
+/// scoped the 429 to the model, holds that model for both), removed by a 401 either meets, and its RPM/TPM limits count the requests of both — the provider's limits are the
 /// key's, not a group's. Pools built with one registry also share its clock and epoch.
 ///
 /// ```

@@ -45,7 +45,8 @@ impl RemovalReason {
 pub enum MemberState {
     /// It can take attempts (when a permit is free and its limits allow).
     Eligible,
-    /// Its key was throttled (429) and cools down until `until`.
+    /// Its key was throttled (429) and cools down until `until` — or the model it sends is
+    /// held on its key until then (a 429 the provider scoped to the model).
     Cooling {
         /// When the cooldown ends.
         until: Instant,
@@ -108,7 +109,7 @@ pub struct MemberStatus {
 pub struct PoolSnapshot {
     /// Picks per member, in member order.
     pub picks: Vec<u64>,
-    /// Keys put to cool down (429).
+    /// Keys put to cool down, or models held on a key (429).
     pub cooldowns: u64,
     /// Keys taken out (auth, quota).
     pub removals: u64,

@@ -89,6 +89,7 @@ impl<P: Pool> Drop for Leased<'_, P> {
                 latency: Duration::ZERO,
                 rate_limits: None,
                 reserved: 0,
+                model: None,
             });
         }
     }
@@ -445,6 +446,7 @@ impl CallPolicy {
                 latency,
                 rate_limits: meta.as_deref().and_then(ResponseMeta::rate_limits),
                 reserved,
+                model: req.model(),
             });
             match result {
                 Ok(resp) => {
@@ -556,6 +558,7 @@ impl CallPolicy {
                 latency: opened.as_ref().map_or(Duration::ZERO, |o| o.ttfb),
                 rate_limits: meta.as_deref().and_then(ResponseMeta::rate_limits),
                 reserved,
+                model: req.model(),
             });
             match opened {
                 Ok(o) => {
@@ -692,6 +695,7 @@ impl CallPolicy {
                     latency,
                     rate_limits: meta.as_deref().and_then(ResponseMeta::rate_limits),
                     reserved,
+                    model: None,
                 });
                 match result {
                     Ok(value) => {

@@ -207,6 +207,9 @@ pub struct AttemptReport<'a> {
     pub rate_limits: Option<&'a RateLimitInfo>,
     /// The tokens the lease reserved.
     pub reserved: u64,
+    /// The model the attempt asked for (its member's, else the request's), when its
+    /// operation names one: where a limit the provider scoped to the model applies.
+    pub model: Option<&'a str>,
 }
 
 /// Answers "who takes this attempt". Implemented by [`AttemptExecutor`] (a pool of one) and by

@@ -434,9 +434,9 @@ async fn pools_sharing_a_registry_share_each_keys_cooldown_removal_and_limits() 
 
 /// A 429 the provider scoped to the model (Gemini's per-model quotas, OpenAI's "Rate limit
 /// reached for gpt-4o …") holds back that key for that model only: pool one's member sending
-/// key a for model `m1` is held for the Retry-After while its member sending key a for `m2`
-/// and pool two's member sending key a for `m2` go on at once; the retry of the 429'd call goes
-/// to key b. The same 429 without the scope cools key a for both models in both pools, as
+/// key a for model `m1` is held for the Retry-After, and so is pool two's (the hold is the
+/// key's, shared through the registry), while the members sending key a for `m2` go on at
+/// once; the retry of the 429'd call goes to the key's other model. The same 429 without the scope cools key a for both models in both pools, as
 /// before.
 #[tokio::test(start_paused = true)]
 async fn a_model_scoped_429_holds_that_model_on_the_key_and_the_keys_other_models_go_on() {
@@ -474,7 +474,10 @@ async fn a_model_scoped_429_holds_that_model_on_the_key_and_the_keys_other_model
         .unwrap();
         let two = MultiPool::with_registry(
             vec![exec.clone()],
-            vec![keyed(0, "a").with_model("m2")],
+            vec![
+                keyed(0, "a").with_model("m2"),
+                keyed(0, "a").with_model("m1"),
+            ],
             PoolConfig::new(Strategy::FirstHealthy),
             &registry,
         )
@@ -495,6 +498,12 @@ async fn a_model_scoped_429_holds_that_model_on_the_key_and_the_keys_other_model
             assert_eq!(called.member, 1, "{status:?}");
             assert_eq!(status[1].state, MemberState::Eligible, "{status:?}");
             assert_eq!(two.status()[0].state, MemberState::Eligible);
+            // the hold is the key's: the other pool's member sending it for m1 waits too
+            assert!(
+                matches!(two.status()[1].state, MemberState::Cooling { .. }),
+                "{:?}",
+                two.status()
+            );
             policy
                 .call(&two, &chat(), &RequestContext::new())
                 .await
@@ -598,4 +607,59 @@ async fn a_429_without_retry_after_cools_until_the_latest_window_resets() {
         panic!("{:?}", pool.status()[0].state)
     };
     assert_eq!(until - start.into_std(), Duration::from_secs(5));
+}
+
+/// A member without a model of its own sends the request's: a model-scoped 429 for a request
+/// of `m1` holds key a for `m1` only, so a request of `m2` goes on through the same key at
+/// once while one of `m1` waits for the hold. Before, the whole key cooled (for a Gemini day's
+/// quota, until midnight Pacific time, every model).
+#[tokio::test(start_paused = true)]
+async fn a_model_scoped_429_on_a_member_without_a_model_holds_the_requests_model() {
+    let stub = Stub::new("modelless", |req, _ctx| {
+        let model = match req {
+            infermux_core::Request::Chat(c) => c.model.clone(),
+            _ => String::new(),
+        };
+        async move {
+            if model == "m1" {
+                Err(Error::new(ErrorKind::RateLimited, "per model")
+                    .with_status(429)
+                    .with_retry_after(RETRY_AFTER)
+                    .with_model_scope(true))
+            } else {
+                ok()
+            }
+        }
+    });
+    let pool = pool(
+        vec![executor(stub.clone(), 8, None)],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let of = |model: &str| {
+        infermux_core::Request::Chat(infermux_core::ChatRequest::new(
+            model,
+            vec![infermux_core::Message::user("hi")],
+        ))
+    };
+    let p = policy(1, Duration::from_secs(30));
+    let start = tokio::time::Instant::now();
+    assert!(
+        p.call(&pool, &of("m1"), &RequestContext::new())
+            .await
+            .is_err()
+    );
+    // m2 goes at once through the same key
+    p.call(&pool, &of("m2"), &RequestContext::new())
+        .await
+        .expect("the key's other model goes on");
+    assert_eq!(tokio::time::Instant::now(), start);
+    assert_eq!(pool.status()[0].state, MemberState::Eligible);
+    // m1 waits for the hold (and meets the 429 again: the stub always refuses it)
+    let short = policy(1, Duration::from_secs(2))
+        .call(&pool, &of("m1"), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(short.kind(), ErrorKind::Unavailable, "{short}");
+    assert_eq!(stub.seen().len(), 2);
 }
