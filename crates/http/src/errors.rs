@@ -291,7 +291,20 @@ pub fn retry_hint(message: &str) -> Option<Duration> {
 /// per model: the key's other models are not held back).
 fn names_its_model(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
-    lower.starts_with("rate limit reached for ") && lower.contains(" in organization ")
+    let Some(named) = lower
+        .strip_prefix("rate limit reached for ")
+        .and_then(|rest| rest.split_once(" in organization "))
+        .map(|(named, _)| named.trim_start_matches("model ").trim_matches('`'))
+    else {
+        return false;
+    };
+    // a limit shared by models is named as such ("default-global-with-image-limits",
+    // "10KTPM-200RPM"): the key's, not one model's
+    !named.is_empty()
+        && !named.starts_with("default")
+        && !named.contains("tpm")
+        && !named.contains("rpm")
+        && !named.contains(' ')
 }
 
 /// The HF Inference API's "model is loading" 503, if that is what `body` says.
@@ -512,6 +525,15 @@ mod tests {
             assert!(e.is_model_scoped(), "{body}");
         }
         for (status, body) in [
+            // limits shared by models, named as such (aider #236, knowledge_gpt #3)
+            (
+                429,
+                r#"{"error":{"message":"Rate limit reached for default-global-with-image-limits in organization org-x on requests per min. Limit: 3 / min.","type":"requests"}}"#,
+            ),
+            (
+                429,
+                r#"{"error":{"message":"Rate limit reached for 10KTPM-200RPM in organization org-x on tokens per min. Limit: 10000 / min.","type":"tokens"}}"#,
+            ),
             (
                 429,
                 r#"{"error":{"message":"Rate limit reached","type":"requests"}}"#,
