@@ -77,12 +77,22 @@ impl<L: Launcher> Launcher for Recording<L> {
 }
 
 /// A port nothing listens on now.
+/// A port free on every interface now, below Linux's ephemeral range (32768–60999): a port the
+/// kernel hands out for `bind(0)` is also one it gives the outgoing connections of tests running
+/// beside this one, and a launcher that checks the port (binding it on every interface) then
+/// found it taken now and then.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id().wrapping_mul(7919);
+    for _ in 0..4000 {
+        let n = base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+        let port = 20_000 + (n % 12_000) as u16;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000–32000")
 }
 
 /// SIGKILL to `pid`, from outside (as a crash would end it).
