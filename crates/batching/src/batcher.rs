@@ -12,7 +12,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant as StdInstant};
 
@@ -644,7 +644,8 @@ async fn flush_batch<K, I, O>(
         tracing::trace!(request_id = %w.request_id, batch_request_id = %ctx.request_id(), slot = remap[w.slot], "item in batch");
     }
     tracing::debug!(reason = reason.as_str(), size = live.len(), callers = waiters.len(), batch_request_id = %ctx.request_id(), "batch flushed");
-    let outs = send_split(&*flush, key, live, ctx, counters).await;
+    let budget = AtomicU32::new(split_budget(live.len()));
+    let outs = send_split(&*flush, key, live, ctx, counters, &budget).await;
     if outs.iter().any(Result::is_err) {
         Counters::add(&counters.failed_batches, 1);
     }
@@ -662,16 +663,27 @@ fn may_be_one_items(e: &Error) -> bool {
     )
 }
 
+/// The calls a batch of `n` items may add by splitting: enough to find one bad item (two a
+/// level, `⌈log₂ n⌉` levels) twice over. A refusal of the whole request (a parameter the model
+/// does not take) split down to single items would be `2n - 1` calls, thousands at once for
+/// a large batch, each refused.
+fn split_budget(n: usize) -> u32 {
+    let levels = usize::BITS - n.saturating_sub(1).leading_zeros();
+    4 * levels + 2
+}
+
 /// Sends `items` with `flush`: one result per item, in order. A refusal that may be one item's
 /// ([`may_be_one_items`]) of several items is sent again in two halves (at once, each), down
-/// to the items that fail alone: one bad input fails its own callers, not the whole batch (at
-/// most `2n - 1` calls for `n` items).
+/// to the items that fail alone: one bad input fails its own callers, not the whole batch.
+/// The halves spend `budget` (see [`split_budget`]): once it is spent, a refused part fails
+/// whole.
 fn send_split<'a, K, I, O>(
     flush: &'a FlushFn<K, I, O>,
     key: K,
     items: Vec<I>,
     ctx: RequestContext,
     counters: &'a Counters,
+    budget: &'a AtomicU32,
 ) -> Pin<Box<dyn Future<Output = Vec<Result<O>>> + Send + 'a>>
 where
     K: Clone + Send + 'a,
@@ -699,14 +711,20 @@ where
                 );
                 vec![Err(e); n]
             }
-            Err(e) if may_be_one_items(&e) && again.is_some() => {
+            Err(e)
+                if may_be_one_items(&e)
+                    && again.is_some()
+                    && budget
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(2))
+                        .is_ok() =>
+            {
                 let mut right = again.unwrap_or_default();
                 let left: Vec<I> = right.drain(..n / 2).collect();
                 Counters::add(&counters.splits, 1);
                 tracing::debug!(error = %e, size = n, "batch refused: sent again in halves");
                 let (a, b) = tokio::join!(
-                    send_split(flush, key.clone(), left, ctx.clone(), counters),
-                    send_split(flush, key, right, ctx, counters)
+                    send_split(flush, key.clone(), left, ctx.clone(), counters, budget),
+                    send_split(flush, key, right, ctx, counters, budget)
                 );
                 a.into_iter().chain(b).collect()
             }

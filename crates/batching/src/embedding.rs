@@ -152,9 +152,29 @@ struct Embedded {
 /// assert_eq!(batcher.stats().batches, 1);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EmbeddingBatcher {
     inner: Batcher<EmbedKey, String, Embedded>,
+    /// The flush closure, for a request that cannot be batched (inputs as token ids).
+    direct: Direct,
+}
+
+/// A request sent as it is, unbatched.
+type Direct = Arc<
+    dyn Fn(
+            EmbeddingRequest,
+            RequestContext,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<EmbeddingResponse>> + Send>>
+        + Send
+        + Sync,
+>;
+
+impl std::fmt::Debug for EmbeddingBatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddingBatcher")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EmbeddingBatcher {
@@ -167,6 +187,10 @@ impl EmbeddingBatcher {
         Fut: Future<Output = Result<EmbeddingResponse>> + Send + 'static,
     {
         let flush = Arc::new(flush);
+        let direct: Direct = {
+            let flush = Arc::clone(&flush);
+            Arc::new(move |req, ctx| Box::pin(flush(req, ctx)))
+        };
         let inner = Batcher::new(
             config,
             |s: &String| u64::from(estimate_tokens(s)),
@@ -196,7 +220,7 @@ impl EmbeddingBatcher {
                 }
             },
         )?;
-        Ok(EmbeddingBatcher { inner })
+        Ok(EmbeddingBatcher { inner, direct })
     }
 
     /// Embeds `req`'s inputs through the batches and answers its own vectors, in input order.
@@ -212,6 +236,11 @@ impl EmbeddingBatcher {
         if req.inputs.is_empty() {
             return Err(Error::new(ErrorKind::InvalidRequest, "no input to embed")
                 .with_request_id(ctx.request_id()));
+        }
+        // inputs as token ids (`extra.input`, the texts empty placeholders): neither split
+        // nor deduplicated by their placeholders — sent as they are
+        if req.extra.contains_key("input") {
+            return (self.direct)(req, ctx.clone()).await;
         }
         let key = EmbedKey::of(&req);
         let items = self.inner.submit_many(key, req.inputs, ctx).await?;

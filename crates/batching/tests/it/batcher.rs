@@ -290,6 +290,42 @@ async fn a_refused_batch_is_split_until_the_bad_input_fails_alone() {
     assert_eq!(e.request_id(), Some(mine.request_id()));
 }
 
+/// A refusal of the whole request (a parameter the model does not take: every part is
+/// refused alike) is split within its budget, not down to every item: 64 items take at most
+/// `1 + 4⌈log₂ 64⌉ + 2 = 27` calls, where splitting to single items took 127 (64 at once at
+/// the last level, each refused). Every caller still gets the refusal.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_of_the_whole_request_is_not_split_down_to_every_item() {
+    let calls = Arc::new(Mutex::new(0u32));
+    let seen = calls.clone();
+    let b = Batcher::new(
+        cfg(64, 100_000, 5),
+        |_: &u32| 1,
+        move |(), _xs: Vec<u32>, _| {
+            *seen.lock().unwrap() += 1;
+            async move {
+                Err::<Vec<u32>, _>(
+                    Error::new(
+                        ErrorKind::InvalidRequest,
+                        "This model does not support specifying dimensions.",
+                    )
+                    .with_status(400),
+                )
+            }
+        },
+    )
+    .unwrap();
+    let ctx = RequestContext::new();
+    let e = b
+        .submit_many((), (0..64).collect(), &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+    let n = *calls.lock().unwrap();
+    assert!(n <= 27, "{n} calls");
+    assert!(n >= 3, "it was split at all: {n} calls");
+}
+
 /// An error that is the batch's (a server failure, a rate limit) goes to every caller as
 /// before: it is not split.
 #[tokio::test(start_paused = true)]

@@ -198,3 +198,37 @@ async fn a_caller_split_over_batches_answered_differently_is_told() {
     assert_eq!(r.embeddings.len(), 3);
     assert!(r.served.as_ref().is_some_and(|s| s.fallback.is_none()));
 }
+
+/// Inputs given as token ids (`extra.input`, the texts empty placeholders, as
+/// `embedding_request_from_json` reads OpenAI's `[[1, 2], [3]]`) go as they are: before, the
+/// placeholders were deduplicated into one item and the batch, still carrying both arrays,
+/// was answered with two vectors for one input (a decode error for every caller).
+#[tokio::test(start_paused = true)]
+async fn token_id_inputs_go_unbatched_as_they_are() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let b = EmbeddingBatcher::new(
+        BatchConfig::openai_embeddings(),
+        move |req: EmbeddingRequest, _| {
+            log.lock().unwrap().push(req.clone());
+            async move {
+                let n = req.extra["input"]
+                    .as_array()
+                    .map_or(req.inputs.len(), Vec::len);
+                Ok(EmbeddingResponse::new(
+                    req.model,
+                    (0..n).map(|i| vec![i as f32]).collect(),
+                ))
+            }
+        },
+    )
+    .unwrap();
+    let mut req = EmbeddingRequest::new("text-embedding-3-small", ["", ""]);
+    req.extra.insert("input".into(), json!([[1, 2], [3]]));
+    let resp = b.embed(req.clone(), &ctx()).await.unwrap();
+    assert_eq!(resp.embeddings, [vec![0.0], vec![1.0]]);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].inputs, req.inputs);
+    assert_eq!(seen[0].extra["input"], json!([[1, 2], [3]]));
+}
