@@ -225,7 +225,7 @@ async fn token_id_inputs_go_unbatched_as_they_are() {
     .unwrap();
     let mut req = EmbeddingRequest::new("text-embedding-3-small", ["", ""]);
     req.extra.insert("input".into(), json!([[1, 2], [3]]));
-    let resp = b.embed(req.clone(), &ctx()).await.unwrap();
+    let resp = b.embed(req.clone(), ctx()).await.unwrap();
     assert_eq!(resp.embeddings, [vec![0.0], vec![1.0]]);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
