@@ -265,6 +265,19 @@ impl Provider for Gemini {
                         )
                         .await?;
                     all.embeddings.extend(r.embeddings);
+                    // the parts' usage summed (none when a part has none)
+                    all.usage = match (
+                        all.usage.take(),
+                        r.usage,
+                        all.embeddings.len() == part.len(),
+                    ) {
+                        (_, Some(u), true) => Some(u),
+                        (Some(mut sum), Some(u), false) => {
+                            sum.add(&u);
+                            Some(sum)
+                        }
+                        _ => None,
+                    };
                 }
                 Ok(Response::Embeddings(all))
             }

@@ -122,6 +122,93 @@ fn clean(v: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
     }
 }
 
+/// Keywords whose value is a map of names to schemas (the names are data, not keywords).
+const SCHEMA_MAPS: [&str; 4] = ["properties", "$defs", "definitions", "patternProperties"];
+
+/// Whether a JSON schema has a `$ref` beside keywords that do not start with `$` somewhere
+/// (Gemini's JSON Schema fields: "if `$ref` is set on a sub-schema, no other properties,
+/// except for those starting as a `$`, may be set").
+fn has_ref_siblings(v: &Value, depth: usize) -> bool {
+    if depth > 64 {
+        return false;
+    }
+    match v {
+        Value::Object(o) => {
+            (o.contains_key("$ref") && o.keys().any(|k| !k.starts_with('$')))
+                || o.iter()
+                    .any(|(k, val)| match (SCHEMA_MAPS.contains(&k.as_str()), val) {
+                        (true, Value::Object(m)) => {
+                            m.values().any(|s| has_ref_siblings(s, depth + 1))
+                        }
+                        _ => has_ref_siblings(val, depth + 1),
+                    })
+        }
+        Value::Array(items) => items.iter().any(|i| has_ref_siblings(i, depth + 1)),
+        _ => false,
+    }
+}
+
+/// `v` with every `$ref` that has siblings (Pydantic writes a described nested model as
+/// `{"$ref": …, "description": …}`) moved into a one-alternative `anyOf`, which means the
+/// same and Gemini takes.
+fn ref_siblings_moved(v: &Value, depth: usize) -> Value {
+    if depth > 64 {
+        return v.clone();
+    }
+    match v {
+        Value::Object(o) => {
+            let mut out = Map::new();
+            for (k, val) in o {
+                let val = match (SCHEMA_MAPS.contains(&k.as_str()), val) {
+                    (true, Value::Object(m)) => Value::Object(
+                        m.iter()
+                            .map(|(name, s)| (name.clone(), ref_siblings_moved(s, depth + 1)))
+                            .collect(),
+                    ),
+                    _ => ref_siblings_moved(val, depth + 1),
+                };
+                out.insert(k.clone(), val);
+            }
+            // (beside an `anyOf` of its own, a `$ref` is left where it is)
+            if out.keys().any(|k| !k.starts_with('$'))
+                && !out.contains_key("anyOf")
+                && let Some(r) = out.remove("$ref")
+            {
+                out.insert("anyOf".to_owned(), json!([{ "$ref": r }]));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| ref_siblings_moved(i, depth + 1))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A JSON schema as Gemini's JSON Schema fields (`responseJsonSchema`,
+/// `parametersJsonSchema`) take it: as given, but for a `$ref` with siblings, which goes in a
+/// one-alternative `anyOf` beside them. Borrowed when there is nothing to move.
+///
+/// ```
+/// use infermux_gemini::wire::json_schema_for_gemini;
+/// use serde_json::json;
+/// let s = json!({"type": "object", "properties": {"p": {"$ref": "#/$defs/P", "description": "d"}},
+///                "$defs": {"P": {"type": "object"}}});
+/// let out = json_schema_for_gemini(&s).into_owned();
+/// assert_eq!(out["properties"]["p"], json!({"anyOf": [{"$ref": "#/$defs/P"}], "description": "d"}));
+/// assert!(matches!(json_schema_for_gemini(&out), std::borrow::Cow::Borrowed(_)));
+/// ```
+pub fn json_schema_for_gemini(schema: &Value) -> std::borrow::Cow<'_, Value> {
+    if has_ref_siblings(schema, 0) {
+        std::borrow::Cow::Owned(ref_siblings_moved(schema, 0))
+    } else {
+        std::borrow::Cow::Borrowed(schema)
+    }
+}
+
 fn guess_mime(url: &str) -> &'static str {
     let lower = url.to_ascii_lowercase();
     let path = lower.split(['?', '#']).next().unwrap_or("");
@@ -548,7 +635,10 @@ impl Serialize for Declaration<'_> {
         // lists and `additionalProperties`, which the `Schema`-typed `parameters` refused (a
         // Pydantic `Optional` field, a nested `"additionalProperties": false`)
         if !t.parameters.is_null() && !empty_object {
-            m.serialize_entry("parametersJsonSchema", &t.parameters)?;
+            m.serialize_entry(
+                "parametersJsonSchema",
+                &json_schema_for_gemini(&t.parameters),
+            )?;
         }
         m.end()
     }
@@ -654,9 +744,11 @@ impl Serialize for GenerationConfig<'_> {
         // JSON Schema, as given (see `Declaration`); not beside a `Schema`-typed
         // `responseSchema` the caller wrote in `extra` (the two exclude each other)
         if let Some(ResponseFormat::JsonSchema { schema, .. }) = &r.response_format
-            && !self.extra.is_some_and(|e| e.contains_key("responseSchema"))
+            && !self.extra.is_some_and(|e| {
+                e.contains_key("responseSchema") || e.contains_key("response_schema")
+            })
         {
-            o.field("responseJsonSchema", schema)?;
+            o.field("responseJsonSchema", &json_schema_for_gemini(schema))?;
         }
         if json {
             o.field("responseMimeType", "application/json")?;
@@ -927,6 +1019,8 @@ fn values(v: Obj<WireValues>) -> Result<Vec<f32>> {
 #[serde(default)]
 struct WireBatchEmbeddings {
     embeddings: Arr<Obj<WireValues>>,
+    #[serde(rename = "usageMetadata")]
+    usage_metadata: Present<Obj<WireUsage>>,
 }
 
 /// A `batchEmbedContents` answer, checked to hold `expected` vectors.
@@ -951,7 +1045,10 @@ pub fn parse_batch_embeddings(
         ));
     }
     let vectors = embs.into_iter().map(values).collect::<Result<Vec<_>>>()?;
-    Ok(EmbeddingResponse::new(model, vectors))
+    let mut resp = EmbeddingResponse::new(model, vectors);
+    // the prompt tokens, when the answer says (`usageMetadata`)
+    resp.usage = w.usage_metadata.0.map(|u| u.or_default().usage());
+    Ok(resp)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1215,6 +1312,43 @@ fn civil_year(days: i64) -> i64 {
     let mp = (5 * doy + 2) / 153;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     yoe + era * 400 + i64::from(m <= 2)
+}
+
+/// A `Schema`-typed schema (a declaration's `parameters`, as an SDK writes it) as JSON Schema:
+/// its types in lower case (`OBJECT` → `object`) and `nullable: true` as a type list with
+/// `null`; the rest as it is.
+fn json_schema_of_typed(v: &Value, depth: usize) -> Value {
+    let Value::Object(o) = v else {
+        return v.clone();
+    };
+    if depth > 64 {
+        return v.clone();
+    }
+    let nullable = o.get("nullable").and_then(Value::as_bool) == Some(true);
+    let mut out = Map::new();
+    for (k, val) in o {
+        let val = match (k.as_str(), val) {
+            ("nullable", _) => continue,
+            ("type", Value::String(t)) => {
+                let t = Value::String(t.to_ascii_lowercase());
+                if nullable { json!([t, "null"]) } else { t }
+            }
+            ("properties", Value::Object(m)) => Value::Object(
+                m.iter()
+                    .map(|(name, s)| (name.clone(), json_schema_of_typed(s, depth + 1)))
+                    .collect(),
+            ),
+            ("items", s) => json_schema_of_typed(s, depth + 1),
+            ("anyOf", Value::Array(list)) => Value::Array(
+                list.iter()
+                    .map(|s| json_schema_of_typed(s, depth + 1))
+                    .collect(),
+            ),
+            (_, other) => other.clone(),
+        };
+        out.insert(k.clone(), val);
+    }
+    Value::Object(out)
 }
 
 /// Prefix of the ids given to function calls that came without one.
@@ -1545,14 +1679,12 @@ impl GenerateState {
             let err = v.get("error").unwrap_or(&Value::Null);
             let status = err.get("code").and_then(Value::as_u64).unwrap_or(500);
             let status = u16::try_from(status).unwrap_or(500);
-            let mut e = infermux_http::error_from_response(
+            // as a non-2xx answer reads (`RetryInfo`, per-model and per-day quotas)
+            let e = error_from_response(
                 status,
                 &infermux_http::HeaderMap::new(),
                 v.to_string().as_bytes(),
             );
-            if let Some(d) = retry_delay(&v) {
-                e = e.with_retry_after(d);
-            }
             return Err(self.with_text(e));
         }
         let mut out = Vec::new();
@@ -1935,9 +2067,11 @@ pub fn chat_request_from_json(model: &str, v: &Value) -> Result<ChatRequest> {
                 let mut tool = Tool::new(
                     name,
                     d.get("description").and_then(Value::as_str).unwrap_or(""),
+                    // JSON Schema as it is; the `Schema`-typed `parameters` turned into JSON
+                    // Schema (they go back out as `parametersJsonSchema`)
                     get(d, "parametersJsonSchema", "parameters_json_schema")
-                        .or_else(|| d.get("parameters"))
                         .cloned()
+                        .or_else(|| d.get("parameters").map(|p| json_schema_of_typed(p, 0)))
                         .unwrap_or_else(|| json!({"type": "object"})),
                 );
                 if tool.description.as_deref() == Some("") {

@@ -137,3 +137,23 @@ fn per_model_and_per_day_quotas_are_read_from_the_429() {
     let e = wire::error_from_response(400, &HeaderMap::new(), &per_day);
     assert!(!e.is_model_scoped());
 }
+
+/// A quota error inside a stream (an `error` chunk) is read as a non-2xx answer is: model
+/// scoped, waiting for the day's reset. Before, the stream's path read neither.
+#[test]
+fn a_quota_error_inside_a_stream_is_read_as_an_answer_is() {
+    let body = quota_error(
+        json!([{"quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]),
+        "You exceeded your current quota",
+        "40s",
+    );
+    let mut st = wire::GenerateState::new();
+    let e = st
+        .on_chunk(std::str::from_utf8(&body).unwrap())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    assert!(e.is_model_scoped());
+    assert!(
+        e.retry_after().unwrap() > Duration::from_secs(40).min(wire::quota_day_ends_in(unix_now()))
+    );
+}

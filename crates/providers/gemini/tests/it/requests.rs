@@ -650,6 +650,94 @@ fn schemas_go_as_json_schema_and_read_back_as_a_response_format() {
     assert_eq!(back.extra["generationConfig"]["responseSchema"], typed);
 }
 
+/// What the JSON Schema fields refuse is moved, what a `Schema`-typed body says is read as
+/// JSON Schema, and the recorded embeddings' usage is kept:
+/// - a `$ref` beside other keywords (Pydantic's described nested model) goes in a
+///   one-alternative `anyOf` ("if `$ref` is set on a sub-schema, no other properties … may be
+///   set"); a property named `$ref` is data, left alone;
+/// - a `response_schema` in `extra` (snake case) keeps the JSON one out, as `responseSchema` does;
+/// - a declaration's `Schema`-typed `parameters` read back are JSON Schema (`OBJECT` →
+///   `object`, `nullable` → a type list), since they go out as `parametersJsonSchema`.
+#[test]
+fn ref_siblings_typed_parameters_and_snake_case_schemas() {
+    let schema = json!({"type": "object",
+        "properties": {"p": {"$ref": "#/$defs/P", "description": "the pet"},
+                       "$ref": {"type": "string"}},
+        "$defs": {"P": {"type": "object", "properties": {"n": {"type": "string"}}}}});
+    let mut req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("a pet")])
+        .with_tools(vec![Tool::new("adopt", "Adopt", schema.clone())]);
+    req.response_format = Some(infermux_core::ResponseFormat::JsonSchema {
+        name: "pet".into(),
+        schema: schema.clone(),
+        strict: None,
+    });
+    let b = wire::generate_body(&req);
+    for sent in [
+        &b["generationConfig"]["responseJsonSchema"],
+        &b["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"],
+    ] {
+        assert_eq!(
+            sent["properties"]["p"],
+            json!({"anyOf": [{"$ref": "#/$defs/P"}], "description": "the pet"})
+        );
+        assert_eq!(sent["properties"]["$ref"], json!({"type": "string"}));
+        assert_eq!(sent["$defs"], schema["$defs"]);
+    }
+    assert_eq!(
+        serde_json::to_string(&wire::GenerateBody::new(&req)).unwrap(),
+        b.to_string()
+    );
+
+    req.extra.insert(
+        "generationConfig".into(),
+        json!({"response_schema": {"type": "OBJECT"}}),
+    );
+    let b = wire::generate_body(&req);
+    assert!(
+        b["generationConfig"].get("responseJsonSchema").is_none(),
+        "{b}"
+    );
+
+    let typed = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+        "tools": [{"functionDeclarations": [{"name": "f", "parameters": {"type": "OBJECT",
+            "properties": {"n": {"type": "STRING", "nullable": true},
+                           "xs": {"type": "ARRAY", "items": {"type": "INTEGER"}}},
+            "required": ["xs"]}}]}]});
+    let back = wire::chat_request_from_json("gemini-2.5-flash", &typed).unwrap();
+    assert_eq!(
+        back.tools[0].parameters,
+        json!({"type": "object", "properties": {"n": {"type": ["string", "null"]},
+            "xs": {"type": "array", "items": {"type": "integer"}}}, "required": ["xs"]})
+    );
+}
+
+/// The recorded batch embedding answer's `usageMetadata` is the response's usage.
+#[test]
+fn recorded_batch_embeddings_keep_their_usage() {
+    let Some(path) = infermux_testkit::shared_fixture(
+        "fixtures/cassettes/gemini/llm-gemini/test_embedding_batch.yaml",
+    ) else {
+        return;
+    };
+    let c = Cassette::load(&path).unwrap();
+    let it = c
+        .interactions
+        .iter()
+        .find(|i| i.request.path().ends_with(":batchEmbedContents"))
+        .expect("a batchEmbedContents interaction");
+    let body = crate::response_bytes(&it.response);
+    let n = it.request.json().unwrap()["requests"]
+        .as_array()
+        .unwrap()
+        .len();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let want = v["usageMetadata"]["promptTokenCount"]
+        .as_u64()
+        .expect("recorded usage");
+    let r = wire::parse_batch_embeddings(&body, "m", n).unwrap();
+    assert_eq!(r.usage.map(|u| u.input_tokens), Some(want));
+}
+
 #[test]
 fn a_tool_without_parameters_declares_none() {
     for params in [
