@@ -287,7 +287,11 @@ impl HfTgi {
             .await?;
         let bytes = resp.bytes().await?;
         infermux_openai_compat::wire::parse_chat(&bytes)
-            .map(Response::Chat)
+            .map(|mut c| {
+                c.finish_reason =
+                    messages_finish(c.finish_reason.take(), !c.message.tool_calls.is_empty());
+                Response::Chat(c)
+            })
             .map_err(self.in_ctx(ctx))
     }
 
@@ -302,12 +306,25 @@ impl HfTgi {
             .await?;
         let (id, ep) = (ctx.request_id(), self.http.id().clone());
         // TGI 1.x ends a chat stream after the finish reason without `[DONE]`
-        first_event(infermux_openai_compat::chat_event_stream_with(
+        let events = first_event(infermux_openai_compat::chat_event_stream_with(
             resp,
             ChatStreamState::ending_at_finish_reason(),
             move |e| e.in_context(id, NAME, &ep),
         ))
-        .await
+        .await?;
+        let mut calls = false;
+        Ok(Box::pin(futures_util::StreamExt::map(events, move |ev| {
+            ev.map(|mut ev| {
+                match &mut ev {
+                    StreamEvent::ToolCallDelta { .. } => calls = true,
+                    StreamEvent::Done { finish_reason } => {
+                        *finish_reason = messages_finish(finish_reason.take(), calls);
+                    }
+                    _ => {}
+                }
+                ev
+            })
+        })))
     }
 
     fn model_name<'a>(&'a self, requested: &'a str) -> &'a str {
@@ -420,6 +437,23 @@ impl Provider for HfTgi {
                 "hf-tgi streams chat and completions only",
             ))),
         }
+    }
+}
+
+/// The finish reason of a Messages API answer: TGI writes its own (`eos_token`,
+/// `stop_sequence`) there too, a stop — or, with tool calls, `ToolCalls` — not an unknown
+/// reason (which the cache does not store, and a caller checking for tool calls misses).
+fn messages_finish(
+    reason: Option<infermux_core::FinishReason>,
+    tool_calls: bool,
+) -> Option<infermux_core::FinishReason> {
+    use infermux_core::FinishReason;
+    match reason {
+        Some(FinishReason::Other(r)) => Some(match wire::finish_reason(&r) {
+            FinishReason::Stop if tool_calls => FinishReason::ToolCalls,
+            other => other,
+        }),
+        other => other,
     }
 }
 

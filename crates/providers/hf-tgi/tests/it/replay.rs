@@ -67,8 +67,7 @@ async fn replay_one(server: &str, it: &Interaction) -> Result<(), String> {
     let status = it.response.status;
     let recorded = oracle::plain_body(&it.response)?;
     let want = match (chat, streamed) {
-        (true, false) => oracle::openai::chat(status, &recorded)?,
-        (true, true) => oracle::openai::chat_stream(status, &recorded)?,
+        (true, stream) => oracle::tgi::messages(status, &recorded, stream)?,
         (false, false) => oracle::tgi::generate(status, &recorded)?,
         (false, true) => oracle::tgi::generate_stream(status, &recorded)?,
     };

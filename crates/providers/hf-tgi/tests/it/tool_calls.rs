@@ -43,6 +43,11 @@ async fn a_tool_call_with_a_numeric_id_decodes() {
         panic!("not chat")
     };
     server.verify().unwrap();
+    // TGI's own `eos_token` on a tool call's answer: tool calls (it was an unknown reason)
+    assert_eq!(
+        r.finish_reason,
+        Some(infermux_core::FinishReason::ToolCalls)
+    );
     let call = &r.tool_calls()[0];
     assert_eq!(call.id, "0");
     assert_eq!(call.name, "get_current_weather");
@@ -75,6 +80,11 @@ async fn a_streamed_tool_call_with_numeric_ids_decodes_in_any_chunking() {
             .unwrap();
         let r = StreamAccumulator::collect(stream).await.unwrap();
         server.verify().unwrap();
+        assert_eq!(
+            r.finish_reason,
+            Some(infermux_core::FinishReason::ToolCalls),
+            "{chunk:?}"
+        );
         let call = &r.tool_calls()[0];
         assert_eq!(call.id, "0", "{chunk:?}");
         assert_eq!(call.name, "get_current_weather");
