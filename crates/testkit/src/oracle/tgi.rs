@@ -177,6 +177,25 @@ pub fn snapshot(text: &str) -> Result<Snapshot, String> {
     }
 }
 
+/// TGI's Messages API answer (`/v1/chat/completions`), as [`super::openai::chat`] reads it,
+/// with TGI's own finish reasons there too: `eos_token` and `stop_sequence` are a stop — with
+/// tool calls, `tool_calls`.
+pub fn messages(status: u16, body: &[u8], stream: bool) -> Result<Expected, String> {
+    let mut e = if stream {
+        super::openai::chat_stream(status, body)?
+    } else {
+        super::openai::chat(status, body)?
+    };
+    if matches!(
+        e.finish_reason.as_deref(),
+        Some("eos_token" | "stop_sequence")
+    ) {
+        let calls = e.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
+        e.finish_reason = Some(if calls { "tool_calls" } else { "stop" }.to_owned());
+    }
+    Ok(e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,23 +293,4 @@ mod tests {
         assert_eq!((m.route, m.streamed), ("/v1/chat/completions", false));
         assert!(snapshot(r#"{"id":"x"}"#).is_err());
     }
-}
-
-/// TGI's Messages API answer (`/v1/chat/completions`), as [`super::openai::chat`] reads it,
-/// with TGI's own finish reasons there too: `eos_token` and `stop_sequence` are a stop — with
-/// tool calls, `tool_calls`.
-pub fn messages(status: u16, body: &[u8], stream: bool) -> Result<Expected, String> {
-    let mut e = if stream {
-        super::openai::chat_stream(status, body)?
-    } else {
-        super::openai::chat(status, body)?
-    };
-    if matches!(
-        e.finish_reason.as_deref(),
-        Some("eos_token" | "stop_sequence")
-    ) {
-        let calls = e.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
-        e.finish_reason = Some(if calls { "tool_calls" } else { "stop" }.to_owned());
-    }
-    Ok(e)
 }
