@@ -545,11 +545,19 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
         return Err(embedded_error(err));
     }
     let usage = w.usage().map(UsageBody::to_usage);
-    let choice = w
-        .choices
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::new(ErrorKind::Decode, "chat response has no choices"))?;
+    // the first choice (`index` 0, or without one), as a stream reads it: servers may list
+    // choices out of order
+    let mut choices = w.choices.into_iter();
+    let mut first = None;
+    for c in choices.by_ref() {
+        if c.index.unwrap_or(0) == 0 {
+            first = Some(c);
+            break;
+        }
+        first.get_or_insert(c);
+    }
+    let choice =
+        first.ok_or_else(|| Error::new(ErrorKind::Decode, "chat response has no choices"))?;
     let m = choice.message.map(|m| *m).unwrap_or_default();
     let mut content = Vec::new();
     if let Some(r) = m
@@ -587,7 +595,8 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
     }
     message.content = content;
     let mut resp = ChatResponse::new(owned(w.model).unwrap_or_default(), message);
-    resp.id = owned(w.id);
+    // an empty id (TGI writes `"id": ""`) is none, as a stream reads it
+    resp.id = owned(w.id).filter(|id| !id.is_empty());
     resp.finish_reason = finish_reason(&choice.finish_reason)?;
     resp.usage = usage;
     Ok(resp)

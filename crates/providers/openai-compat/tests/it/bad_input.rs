@@ -298,3 +298,15 @@ fn embedding_indices_that_repeat_or_run_past_the_inputs_are_errors() {
     let r = parse_embeddings(body(&[2, 0, 1]).as_bytes(), 3).unwrap();
     assert_eq!(r.embeddings, vec![vec![1.0], vec![2.0], vec![0.0]]);
 }
+
+/// A chat answer reads as its stream would: the choice of `index` 0 whatever its place, an
+/// empty id (TGI's `"id": ""`) as none.
+#[test]
+fn the_first_choice_is_index_zero_and_an_empty_id_is_none() {
+    use infermux_openai_compat::wire::parse_chat;
+    let r = parse_chat(br#"{"id":"","choices":[{"index":1,"message":{"content":"second"}},{"index":0,"message":{"content":"first"}}]}"#).unwrap();
+    assert_eq!(r.text(), "first");
+    assert_eq!(r.id, None);
+    let r = parse_chat(br#"{"id":"c1","choices":[{"message":{"content":"only"}}]}"#).unwrap();
+    assert_eq!((r.text(), r.id.as_deref()), ("only".to_owned(), Some("c1")));
+}

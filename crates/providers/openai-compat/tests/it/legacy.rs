@@ -420,10 +420,15 @@ pub(crate) fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
         return Err(embedded_error(err));
     }
     let usage = w.usage().map(WireUsage::to_usage);
-    let choice = w
-        .choices
+    // (since: the choice of `index` 0, else the first)
+    let choices = w.choices;
+    let at = choices
+        .iter()
+        .position(|c| c.index.unwrap_or(0) == 0)
+        .unwrap_or(0);
+    let choice = choices
         .into_iter()
-        .next()
+        .nth(at)
         .ok_or_else(|| Error::new(ErrorKind::Decode, "chat response has no choices"))?;
     let m = choice.message.unwrap_or_default();
     let mut content = Vec::new();
@@ -462,7 +467,8 @@ pub(crate) fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
     }
     message.content = content;
     let mut resp = ChatResponse::new(w.model.unwrap_or_default(), message);
-    resp.id = w.id;
+    // (since: an empty id is none)
+    resp.id = w.id.filter(|id| !id.is_empty());
     resp.finish_reason = finish_reason(&choice.finish_reason);
     resp.usage = usage;
     Ok(resp)
