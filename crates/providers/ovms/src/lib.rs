@@ -508,6 +508,7 @@ impl Ovms {
         // `Value`, as it always was, with the same errors
         if let Ok(ObjOnly(w)) = infermux_http::json::from_body::<ObjOnly<WireRerank>>(&bytes)
             && w.results.iter().all(|x| x.0.index < r.documents.len())
+            && distinct(w.results.iter().map(|x| x.0.index), r.documents.len())
         {
             let results = w
                 .results
@@ -538,8 +539,27 @@ impl Ovms {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
+        // a document ranked twice would show it twice and hide another
+        if !distinct(results.iter().map(|x| x.index), r.documents.len()) {
+            return Err(self.ctx_err(ctx)(Error::new(
+                ErrorKind::Decode,
+                "rerank answer ranks a document twice",
+            )));
+        }
         Ok(RerankResponse::new(r.model.clone(), results))
     }
+}
+
+/// Whether `indices` (each below `n`) name no document twice.
+fn distinct(indices: impl Iterator<Item = usize>, n: usize) -> bool {
+    let mut seen = vec![false; n];
+    indices.into_iter().all(|i| match seen.get_mut(i) {
+        Some(s) if !*s => {
+            *s = true;
+            true
+        }
+        _ => false,
+    })
 }
 
 #[async_trait]

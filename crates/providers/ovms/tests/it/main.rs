@@ -266,3 +266,39 @@ fn a_host_named_like_a_version_is_kept() {
     let ovms = Ovms::new(EndpointConfig::new("ovms", "http://v1").unwrap()).unwrap();
     assert!(format!("{ovms:?}").contains("http://v1"), "{ovms:?}");
 }
+
+/// A rerank answer that ranks a document twice (showing it twice, hiding another) is a decode
+/// error, as TEI's is; before it was taken.
+#[tokio::test]
+async fn a_rerank_answer_ranking_a_document_twice_is_refused() {
+    use infermux_testkit::{Body, Cassette, Interaction, RecordedRequest, RecordedResponse};
+    for body in [
+        r#"{"results":[{"index":0,"relevance_score":0.9},{"index":0,"relevance_score":0.8}]}"#,
+        // the lenient path too (a result with an extra field of an odd type)
+        r#"{"results":[{"index":1,"relevance_score":0.9,"x":[]},{"index":1,"relevance_score":0.8}],"usage":"?"}"#,
+    ] {
+        let cassette = Cassette {
+            interactions: vec![Interaction {
+                request: RecordedRequest {
+                    method: "POST".into(),
+                    uri: "http://ovms/v3/rerank".into(),
+                    headers: Vec::new(),
+                    body: None,
+                },
+                response: RecordedResponse {
+                    status: 200,
+                    message: "OK".into(),
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: Body::Raw(body.as_bytes().to_vec()),
+                },
+            }],
+        };
+        let server = infermux_testkit::ReplayServer::start(cassette)
+            .await
+            .unwrap();
+        let ovms = Ovms::new(EndpointConfig::new("ovms", server.url()).unwrap()).unwrap();
+        let req = Request::Rerank(RerankRequest::new("rr", "q", vec!["a".into(), "b".into()]));
+        let e = ovms.call(&req, &RequestContext::new()).await.unwrap_err();
+        assert_eq!(e.kind(), infermux_core::ErrorKind::Decode, "{body}: {e}");
+    }
+}
