@@ -259,9 +259,12 @@ impl SharedState {
 
     /// How long Redis keeps a removal "for good" (401/403; default 1 h), so processes started
     /// later learn of it too. A process that sees it treats the key as removed until it is
-    /// reconfigured; delete the key in Redis to readmit it sooner.
+    /// reconfigured; delete the key in Redis to readmit it sooner. At most 100 years (a longer
+    /// one, `Duration::MAX` for "forever", is that much: Redis refuses an expiry past what it
+    /// holds, and every removal then failed and took the shared state down).
     pub fn with_removal_ttl(mut self, ttl: Duration) -> Self {
-        self.removal_ttl = ttl.max(Duration::from_millis(1));
+        const MAX: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+        self.removal_ttl = ttl.clamp(Duration::from_millis(1), MAX);
         self
     }
 

@@ -368,6 +368,17 @@ async fn a_429_in_one_pool_cools_the_key_in_another_pool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_in_one_pool_removes_the_key_in_another_pool() {
+    a_401_shared(Duration::from_secs(3600)).await;
+}
+
+/// A removal kept "forever" (`Duration::MAX`) is kept 100 years: before, Redis refused the
+/// expiry, every removal failed and the shared state went down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_kept_forever_is_shared_and_redis_stays_up() {
+    a_401_shared(Duration::MAX).await;
+}
+
+async fn a_401_shared(removal_ttl: Duration) {
     let Some(url) = shared_redis() else { return };
     let ns = fresh_namespace("removal");
     let stub = Stub::new("removal", |_, ctx| {
@@ -379,10 +390,12 @@ async fn a_401_in_one_pool_removes_the_key_in_another_pool() {
             }
         }
     });
-    let state = SharedState::redis(&url, &ns).unwrap();
+    let state = SharedState::redis(&url, &ns)
+        .unwrap()
+        .with_removal_ttl(removal_ttl);
     assert!(state.connect().await);
     let p1 = stub_pool(stub.clone(), 6000, Some(state.clone()), "chat");
-    let p2 = stub_pool(stub.clone(), 6000, Some(state), "chat");
+    let p2 = stub_pool(stub.clone(), 6000, Some(state.clone()), "chat");
     policy(3, Duration::from_secs(5))
         .call(&p1, &chat(), &RequestContext::new())
         .await
@@ -405,6 +418,7 @@ async fn a_401_in_one_pool_removes_the_key_in_another_pool() {
         1,
         "the removed key saw no second attempt"
     );
+    assert!(state.is_up(), "the removal went through: Redis is up");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
