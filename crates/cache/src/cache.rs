@@ -849,7 +849,7 @@ impl Cache {
     ) -> Option<(Arc<Entry>, CacheHit)> {
         let ns = self.namespace(sem, probe.namespace);
         #[cfg(feature = "redis")]
-        self.catch_up(probe.namespace, &ns).await;
+        self.catch_up(probe.namespace, vector.len(), &ns).await;
         let now = self.now_ms();
         let ttl_ms = u64::try_from(sem.config.ttl.as_millis()).unwrap_or(u64::MAX);
         let candidates: Vec<(String, Arc<Entry>, f32)> = {
@@ -913,10 +913,10 @@ impl Cache {
     /// behind (a busy namespace, a fresh start) catches up over a few lookups, each call
     /// within the store's timeout, instead of one reply too large for it.
     #[cfg(feature = "redis")]
-    async fn catch_up(&self, ns_key: CacheKey, ns: &Arc<NsCell>) {
+    async fn catch_up(&self, ns_key: CacheKey, dim: usize, ns: &Arc<NsCell>) {
         let key = ns_key.to_string();
         for _ in 0..CATCH_UP_BATCHES {
-            if self.catch_up_once(ns_key, &key, ns).await < CATCH_UP_RECORDS {
+            if self.catch_up_once(ns_key, dim, &key, ns).await < CATCH_UP_RECORDS {
                 return;
             }
         }
@@ -924,7 +924,13 @@ impl Cache {
 
     /// One reply of [`Cache::catch_up`]; how many records it held.
     #[cfg(feature = "redis")]
-    async fn catch_up_once(&self, ns_key: CacheKey, key: &str, ns: &Arc<NsCell>) -> usize {
+    async fn catch_up_once(
+        &self,
+        ns_key: CacheKey,
+        dim: usize,
+        key: &str,
+        ns: &Arc<NsCell>,
+    ) -> usize {
         let Backend::Redis(r) = &self.inner.backend else {
             return 0;
         };
@@ -958,7 +964,7 @@ impl Cache {
             };
             // (another writer at work: a later lookup catches up)
             this.write_namespace(sem, ns_key, &ns, |n| {
-                this.fold_records(sem, n, after, &generation, now, records)
+                this.fold_records(sem, n, dim, after, &generation, now, records)
             })
         })
         .await;
@@ -969,10 +975,12 @@ impl Cache {
 
     /// Folds records read from Redis into a namespace (see [`Cache::catch_up_once`]).
     #[cfg(feature = "redis")]
+    #[allow(clippy::too_many_arguments)]
     fn fold_records(
         &self,
         sem: &Semantic,
         n: &mut Namespace,
+        dim: usize,
         after: u64,
         generation: &str,
         now: String,
@@ -998,6 +1006,10 @@ impl Cache {
                 if let Ok(rec) = serde_json::from_slice::<Record>(&bytes)
                     // an expired record takes no room in the index
                     && self.fresh(&rec.entry, sem.config.ttl)
+                    // nor one of another length than the namespace's (its key says it): the
+                    // first row sets the index's, and a foreign or corrupt one would have
+                    // made every good one go
+                    && rec.vector.len() == dim
                 {
                     let entry = Arc::new(rec.entry.weighed());
                     self.push_row(sem, n, rec.text, &rec.vector, entry);

@@ -400,3 +400,57 @@ async fn a_black_holed_connection_is_made_again_after_unanswered_calls() {
     assert_eq!(text_of(&found), "Paris");
     assert!(relay.accepted() >= 2, "a fresh connection was made");
 }
+
+/// A record of another vector length than its namespace's (corrupt, or written by something
+/// else) folded in first does not make this process drop the good ones: before, it set the
+/// index's dimension and every good record was refused, every lookup a miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_of_another_length_read_first_is_skipped() {
+    use redis::AsyncCommands;
+    let Some(url) = server_url("INFERMUX_REDIS_URL") else {
+        return;
+    };
+    let prefix = fresh_prefix("test-dim");
+    let writer = cache(&url, &prefix);
+    let ctx = RequestContext::new().with_tenant("t");
+    writer
+        .store(&ask("who wrote hamlet"), &ctx, "g", &answer("Shakespeare"))
+        .await;
+    // the namespace's record, moved to second place behind a copy with a 3-float vector
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = c
+        .keys(format!("infermux:cache:{{{prefix}}}:s:*"))
+        .await
+        .unwrap();
+    let ns = keys
+        .into_iter()
+        .find(|k| !k.ends_with(":generation"))
+        .expect("the namespace's key");
+    let members: Vec<String> = c.zrange(&ns, 0, -1).await.unwrap();
+    assert_eq!(members.len(), 1, "{members:?}");
+    let (_, rest) = members[0].split_once(':').unwrap();
+    let (stored, record) = rest.split_once(':').unwrap();
+    let mut bad: serde_json::Value = serde_json::from_str(record).unwrap();
+    bad["vector"] = serde_json::json!([1.0, 2.0, 3.0]);
+    let _: () = c.zrem(&ns, &members[0]).await.unwrap();
+    let _: () = c
+        .zadd(&ns, format!("{:020}:{stored}:{bad}", 1), 1)
+        .await
+        .unwrap();
+    let _: () = c
+        .zadd(&ns, format!("{:020}:{stored}:{record}", 2), 2)
+        .await
+        .unwrap();
+    // a fresh process reads both and answers from the good one
+    let reader = cache(&url, &prefix);
+    let hit = reader
+        .lookup(&ask("hamlet: who wrote"), &ctx, "g")
+        .await
+        .expect("a semantic hit from the good record");
+    assert_eq!(text_of(&hit), "Shakespeare");
+    assert_eq!(hit.cache_hit().unwrap().tier, CacheTier::Semantic);
+}
