@@ -698,7 +698,15 @@ impl Cache {
             Backend::Memory(m) => m.get(&key),
             #[cfg(feature = "redis")]
             Backend::Redis(r) => match r.get(r.exact_key(&key.to_string())).await {
-                Some(Some(bytes)) => serde_json::from_slice::<Entry>(&bytes).ok().map(Arc::new),
+                Some(Some(bytes)) => match serde_json::from_slice::<Entry>(&bytes) {
+                    Ok(e) => Some(Arc::new(e)),
+                    // a value that does not read (corrupt, another version's) goes: the
+                    // answer stored after this miss would not replace it (`SET NX`)
+                    Err(_) => {
+                        r.del(r.exact_key(&key.to_string())).await;
+                        None
+                    }
+                },
                 Some(None) => None,
                 None => {
                     self.count(|c| &c.store_errors);
@@ -725,8 +733,11 @@ impl Cache {
                 self.count(|c| &c.expired);
                 match &self.inner.backend {
                     Backend::Memory(m) => m.invalidate(&key),
+                    // (gone, so that the answer stored after this miss takes its place)
                     #[cfg(feature = "redis")]
-                    Backend::Redis(_) => {}
+                    Backend::Redis(r) => {
+                        r.del(r.exact_key(&key.to_string())).await;
+                    }
                 }
             } else if serves(request, &entry.answer, stream) {
                 self.count(|c| &c.exact_hits);

@@ -245,6 +245,14 @@ impl RedisStore {
             .await
     }
 
+    /// Deletes `key` (an entry past its TTL, or one that does not read). Whether Redis
+    /// answered.
+    pub(crate) async fn del(&self, key: String) -> bool {
+        self.guarded(|mut c| async move { c.del::<_, i64>(key).await })
+            .await
+            .is_some()
+    }
+
     /// Sets `key` for `ttl`; with `only_new`, only when it is absent. Whether Redis answered.
     pub(crate) async fn set(
         &self,

@@ -454,3 +454,51 @@ async fn a_record_of_another_length_read_first_is_skipped() {
     assert_eq!(text_of(&hit), "Shakespeare");
     assert_eq!(hit.cache_hit().unwrap().tier, CacheTier::Semantic);
 }
+
+/// An exact entry in Redis that does not read (corrupt, another version's) is replaced by the
+/// next answer: before, the answer was stored with `SET NX`, which did nothing while the bad
+/// value lived, and every call went to the provider until it expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exact_entry_that_does_not_read_is_replaced() {
+    use redis::AsyncCommands;
+    let Some(url) = server_url("INFERMUX_REDIS_URL") else {
+        return;
+    };
+    let prefix = fresh_prefix("test-garbage");
+    // the exact tier only (a semantic hit would answer past the bad entry)
+    let c = Cache::new(CacheConfig::default()).unwrap().with_redis(
+        RedisStore::new(&url, &prefix)
+            .unwrap()
+            .with_timeout(std::time::Duration::from_secs(2)),
+    );
+    let ctx = RequestContext::new().with_tenant("t");
+    let req = ask("what is two plus two");
+    c.store(&req, &ctx, "g", &answer("4")).await;
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = conn
+        .keys(format!("infermux:cache:{{{prefix}}}:x:*"))
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let _: () = conn.set(&keys[0], "garbage").await.unwrap();
+    let calls = std::sync::atomic::AtomicU32::new(0);
+    for _ in 0..2 {
+        let r = c
+            .call(&req, &ctx, "g", || async {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(answer("4"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(text_of(&r), "4");
+    }
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the second call was a hit"
+    );
+}
