@@ -32,10 +32,12 @@ if cool > now then
   return {1, cool - now}
 end
 
--- the GCRA of gcra.rs: cost rounded up, tolerance rounded down
+-- the GCRA of gcra.rs: a unit's time rounded up, a take `units` of them, the tolerance
+-- `burst` of them (so the burst-th take of an empty key fits, as it does locally)
 local function take(key, burst, per_min, units)
-  local cost = math.ceil(units * 60000000 / per_min)
-  local tolerance = math.floor(burst * 60000000 / per_min)
+  local unit = math.ceil(60000000 / per_min)
+  local cost = units * unit
+  local tolerance = burst * unit
   local tat = tonumber(redis.call('GET', key) or '0') or 0
   local nxt = math.max(tat, now) + cost
   if nxt - now > tolerance then
