@@ -27,6 +27,7 @@
 //! This crate has no optional features. TLS is rustls with the `ring` provider, the one crypto
 //! provider used across the workspace.
 
+pub mod civil;
 pub mod decode;
 mod errors;
 mod events;

@@ -1280,7 +1280,8 @@ pub fn quota_day_ends_in(now_unix_secs: u64) -> Duration {
 /// Seconds Pacific time is behind UTC at `t` (unix seconds): 7 under daylight saving time,
 /// else 8.
 fn pacific_offset(t: i64) -> i64 {
-    let year = civil_year(t.div_euclid(86_400));
+    use infermux_http::civil::{civil_from_days, days_from_civil};
+    let (year, _, _) = civil_from_days(t.div_euclid(86_400));
     let sunday_on_or_after = |days: i64| days + (7 - (days + 4).rem_euclid(7)) % 7;
     let dst_start = (sunday_on_or_after(days_from_civil(year, 3, 1)) + 7) * 86_400 + 10 * 3600;
     let dst_end = sunday_on_or_after(days_from_civil(year, 11, 1)) * 86_400 + 9 * 3600;
@@ -1289,29 +1290,6 @@ fn pacific_offset(t: i64) -> i64 {
     } else {
         8 * 3600
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The year of a day since 1970-01-01.
-fn civil_year(days: i64) -> i64 {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    yoe + era * 400 + i64::from(m <= 2)
 }
 
 /// A `Schema`-typed schema (a declaration's `parameters`, as an SDK writes it) as JSON Schema:
