@@ -498,7 +498,11 @@ fn call_name<'a>(messages: &'a [Message], id: &str) -> Option<&'a str> {
 fn function_response<'a>(messages: &'a [Message], i: usize) -> Part<'a> {
     let m = &messages[i];
     let id = m.tool_call_id.as_deref().unwrap_or_default();
-    let name = call_name(&messages[..i], id).unwrap_or(id);
+    // the call's name, from the call it answers, else the result's own name (a history that
+    // lost the call), else the id (Gemini then names the missing function)
+    let name = call_name(&messages[..i], id)
+        .or(m.name.as_deref())
+        .unwrap_or(id);
     let text = m.text();
     // Gemini wants an object: JSON objects as they are, anything else wrapped
     let response = match serde_json::from_str::<Value>(&text) {

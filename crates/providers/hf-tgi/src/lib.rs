@@ -269,7 +269,24 @@ impl HfTgi {
         Ok(TgiMetrics::parse(&String::from_utf8_lossy(&body)))
     }
 
-    fn chat_as_completion(&self, req: &ChatRequest, format: PromptFormat) -> CompletionRequest {
+    /// `req` rendered as a prompt; an image, which a prompt cannot carry, is refused
+    /// (`Unsupported`) rather than dropped.
+    fn chat_as_completion(
+        &self,
+        req: &ChatRequest,
+        format: PromptFormat,
+        ctx: &RequestContext,
+    ) -> Result<CompletionRequest> {
+        if req.messages.iter().any(|m| {
+            m.content
+                .iter()
+                .any(|p| matches!(p, infermux_core::ContentPart::Image { .. }))
+        }) {
+            return Err(self.in_ctx(ctx)(Error::new(
+                ErrorKind::Unsupported,
+                "a chat rendered as a prompt (`with_prompt_format`) cannot carry images",
+            )));
+        }
         let (prompt, stop) = format.render(req);
         let mut c = CompletionRequest::new(req.model.clone(), prompt);
         c.max_tokens = req.max_tokens;
@@ -277,7 +294,7 @@ impl HfTgi {
         c.seed = req.seed;
         c.stop = req.stop.clone();
         c.stop.push(stop.to_owned());
-        c
+        Ok(c)
     }
 
     async fn chat_messages(&self, req: &ChatRequest, ctx: &RequestContext) -> Result<Response> {
@@ -388,7 +405,7 @@ impl Provider for HfTgi {
             Request::Chat(req) => match self.prompt_format {
                 None => self.chat_messages(req, ctx).await,
                 Some(format) => {
-                    let c = self.chat_as_completion(req, format);
+                    let c = self.chat_as_completion(req, format, ctx)?;
                     let g = self.generate(&c, ctx).await?;
                     let done =
                         wire::to_completion_stopped_by(self.model_name(&req.model), g, &c.stop);
@@ -427,7 +444,7 @@ impl Provider for HfTgi {
             Request::Chat(req) => match self.prompt_format {
                 None => self.chat_messages_stream(req, ctx).await,
                 Some(format) => {
-                    self.generate_stream(&self.chat_as_completion(req, format), ctx)
+                    self.generate_stream(&self.chat_as_completion(req, format, ctx)?, ctx)
                         .await
                 }
             },

@@ -1126,3 +1126,24 @@ fn empty_parts_turns_and_system_text_and_a_lone_tool_choice_are_left_out() {
     assert!(b.get("toolConfig").is_some());
     assert_eq!(b["systemInstruction"]["parts"][0]["text"], "be brief");
 }
+
+/// A tool result whose call is not in the history (trimmed away) is named by its own name:
+/// before, the call id went as the function's name, naming no declared function.
+#[test]
+fn a_tool_result_without_its_call_in_the_history_goes_by_its_own_name() {
+    let mut result = Message::tool_result("call_9", r#"{"temp_c": 18}"#);
+    result.name = Some("get_weather".into());
+    let req = ChatRequest::new("gemini-2.5-flash", vec![Message::user("weather?"), result]);
+    let b = wire::generate_body(&req);
+    let parts = b["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["parts"].as_array().unwrap().iter())
+        .collect::<Vec<_>>();
+    let response = parts
+        .iter()
+        .find_map(|p| p.get("functionResponse"))
+        .expect("a function response");
+    assert_eq!(response["name"], "get_weather", "{b}");
+}

@@ -230,3 +230,25 @@ async fn text_held_back_as_a_possible_stop_sequence_is_sent_when_it_is_not_one()
     .await;
     assert_eq!(deltas, ["\n", "User:"]);
 }
+
+/// A chat rendered as a prompt cannot carry an image: it is refused (`Unsupported`) before
+/// anything is sent, plain and streamed; before, the image was dropped and the model answered
+/// without it.
+#[tokio::test]
+async fn an_image_in_a_chat_rendered_as_a_prompt_is_refused() {
+    use infermux_core::{
+        ChatRequest, ContentPart, ErrorKind, Message, Provider, Request, RequestContext,
+    };
+    let p = tgi("http://127.0.0.1:9").with_prompt_format(PromptFormat::ChatMl);
+    let req = Request::Chat(ChatRequest::new(
+        "tgi",
+        vec![Message::user_parts(vec![
+            ContentPart::text("What is in this picture?"),
+            ContentPart::image_base64("image/png", "iVBORw0KGgo="),
+        ])],
+    ));
+    let e = p.call(&req, &RequestContext::new()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    let e = p.stream(&req, &RequestContext::new()).await.err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+}
