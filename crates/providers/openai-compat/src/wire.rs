@@ -537,6 +537,22 @@ pub fn embedded_error(error: &Value) -> Error {
     e
 }
 
+/// The choice of `index` 0 (or without one), else the first listed: servers may list choices
+/// out of order. `empty` is the error's message when there is none.
+fn first_choice<'a>(
+    mut choices: Vec<WireChoice<'a>>,
+    empty: &'static str,
+) -> Result<WireChoice<'a>> {
+    let at = choices
+        .iter()
+        .position(|c| c.index.unwrap_or(0) == 0)
+        .unwrap_or(0);
+    if at >= choices.len() {
+        return Err(Error::new(ErrorKind::Decode, empty));
+    }
+    Ok(choices.swap_remove(at))
+}
+
 /// Parses a chat-completions response body.
 pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
     let w: WireResponse<'_> = infermux_http::json::from_body(body)
@@ -545,19 +561,8 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
         return Err(embedded_error(err));
     }
     let usage = w.usage().map(UsageBody::to_usage);
-    // the first choice (`index` 0, or without one), as a stream reads it: servers may list
-    // choices out of order
-    let mut choices = w.choices.into_iter();
-    let mut first = None;
-    for c in choices.by_ref() {
-        if c.index.unwrap_or(0) == 0 {
-            first = Some(c);
-            break;
-        }
-        first.get_or_insert(c);
-    }
-    let choice =
-        first.ok_or_else(|| Error::new(ErrorKind::Decode, "chat response has no choices"))?;
+    // the first choice, as a stream reads it
+    let choice = first_choice(w.choices, "chat response has no choices")?;
     let m = choice.message.map(|m| *m).unwrap_or_default();
     let mut content = Vec::new();
     if let Some(r) = m
@@ -609,19 +614,8 @@ pub fn parse_completion(body: &[u8]) -> Result<CompletionResponse> {
     if let Some(err) = &w.error {
         return Err(embedded_error(err));
     }
-    // the first prompt's answer (servers may list choices out of order)
-    let mut choices = w.choices;
-    let first = choices
-        .iter()
-        .position(|c| c.index.unwrap_or(0) == 0)
-        .unwrap_or(0);
-    if first >= choices.len() {
-        return Err(Error::new(
-            ErrorKind::Decode,
-            "completion response has no choices",
-        ));
-    }
-    let choice = choices.swap_remove(first);
+    // the first prompt's answer
+    let choice = first_choice(w.choices, "completion response has no choices")?;
     let mut resp = CompletionResponse::new(
         owned(w.model).unwrap_or_default(),
         choice.text.unwrap_or_default(),
