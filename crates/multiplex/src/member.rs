@@ -2,7 +2,7 @@
 //! reports.
 
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use infermux_core::AttemptKey;
 
@@ -87,7 +87,7 @@ pub(crate) struct KeyCore {
     pub(crate) limited_until: AtomicU64,
     /// Models held on the key (a 429 the provider scoped to the model) and until when; the
     /// key's other models go on.
-    model_holds: Mutex<Vec<(Arc<str>, u64)>>,
+    model_holds: RwLock<Vec<(Arc<str>, u64)>>,
     /// The latest end of those holds (0: none): one load for the scan.
     models_until: AtomicU64,
     pub(crate) rpm: Option<Gcra>,
@@ -107,7 +107,7 @@ impl KeyCore {
             removed_until: AtomicU64::new(0),
             removed_reason: AtomicU8::new(0),
             limited_until: AtomicU64::new(0),
-            model_holds: Mutex::new(Vec::new()),
+            model_holds: RwLock::new(Vec::new()),
             models_until: AtomicU64::new(0),
             rpm,
             tpm,
@@ -139,7 +139,7 @@ impl KeyCore {
     /// as holds come in (the list never outgrows the models held at once).
     pub(crate) fn hold_model(&self, model: &str, until: u64, now: u64) {
         {
-            let mut holds = self.model_holds.lock().unwrap_or_else(|p| p.into_inner());
+            let mut holds = self.model_holds.write().unwrap_or_else(|p| p.into_inner());
             holds.retain(|(_, u)| *u > now);
             match holds.iter_mut().find(|(m, _)| &**m == model) {
                 Some((_, u)) => *u = (*u).max(until),
@@ -162,7 +162,8 @@ impl KeyCore {
         if self.models_held_until() <= now {
             return 0;
         }
-        let holds = self.model_holds.lock().unwrap_or_else(|p| p.into_inner());
+        // (read by every scan while a hold lasts: a read lock, written only by a 429)
+        let holds = self.model_holds.read().unwrap_or_else(|p| p.into_inner());
         holds
             .iter()
             .find(|(m, _)| &**m == model)
