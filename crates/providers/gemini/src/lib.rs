@@ -254,7 +254,7 @@ impl Provider for Gemini {
                 // vectors joined in order
                 let mut all =
                     EmbeddingResponse::new(&req.model, Vec::with_capacity(req.inputs.len()));
-                for part in req.inputs.chunks(wire::MAX_BATCH_EMBED) {
+                for (n, part) in req.inputs.chunks(wire::MAX_BATCH_EMBED).enumerate() {
                     let r = self
                         .post(
                             &req.model,
@@ -266,13 +266,9 @@ impl Provider for Gemini {
                         .await?;
                     all.embeddings.extend(r.embeddings);
                     // the parts' usage summed (none when a part has none)
-                    all.usage = match (
-                        all.usage.take(),
-                        r.usage,
-                        all.embeddings.len() == part.len(),
-                    ) {
-                        (_, Some(u), true) => Some(u),
-                        (Some(mut sum), Some(u), false) => {
+                    all.usage = match (n, all.usage.take(), r.usage) {
+                        (0, _, u) => u,
+                        (_, Some(mut sum), Some(u)) => {
                             sum.add(&u);
                             Some(sum)
                         }
