@@ -105,6 +105,16 @@ impl Gcra {
         next.saturating_sub(self.tolerance)
     }
 
+    /// Moves the limiter ahead (never back) so that `units` are not ready before `ready_at`
+    /// (a smaller take may be): what another holder of the same limit knows and this one
+    /// does not (the shared state's refusal).
+    pub fn not_before(&self, units: u64, ready_at: u64) {
+        let tat = ready_at
+            .saturating_add(self.tolerance)
+            .saturating_sub(self.cost(units));
+        self.tat.fetch_max(tat, Ordering::AcqRel);
+    }
+
     /// Gives back `units` taken earlier and not used.
     pub fn give_back(&self, units: u64) {
         let cost = self.cost(units);
@@ -161,4 +171,26 @@ pub(crate) fn per_minute_limit(limit: u32, burst_percent: u8) -> Option<Gcra> {
     }
     let burst = (limit * u64::from(burst_percent) / 100).clamp(1, limit - 1);
     Gcra::new(burst, limit - burst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Learning a later holder's state moves the limiter ahead for the size refused, lets a
+    /// smaller take through sooner, and never moves it back.
+    #[test]
+    fn not_before_holds_the_size_refused_and_lets_smaller_ones_sooner() {
+        // 60 a minute, burst 10: a unit is 1 s, the tolerance 10 s
+        let g = Gcra::new(10, 60).unwrap();
+        let s = 1_000_000_000;
+        g.not_before(8, 5 * s);
+        assert_eq!(g.ready_at(8, 0), 5 * s);
+        assert_eq!(g.ready_at(2, 0), 0);
+        assert!(g.try_take(2, 0).is_ok());
+        assert!(g.try_take(8, 0).is_err());
+        // an earlier word changes nothing
+        g.not_before(8, s);
+        assert_eq!(g.ready_at(2, 0), s);
+    }
 }

@@ -529,10 +529,12 @@ impl MultiPool {
                     .cool_until
                     .load(Ordering::Acquire)
                     .max(key.model_hold(m.model.as_deref(), now));
+                // (a key whose limiter lets no request, or not one token, through now)
                 let limited = key
                     .limited_until
                     .load(Ordering::Acquire)
-                    .max(key.rpm.as_ref().map_or(0, |g| g.ready_at(1, now)));
+                    .max(key.rpm.as_ref().map_or(0, |g| g.ready_at(1, now)))
+                    .max(key.tpm.as_ref().map_or(0, |g| g.ready_at(1, now)));
                 let state = if ep.is_out() {
                     MemberState::OutOfService
                 } else if let Some((reason, until)) = key.removal(now) {
@@ -1820,7 +1822,14 @@ impl MultiPool {
         let until = |d: Duration| now.saturating_add(dur_ns(d)).max(now + 1);
         match hold {
             Decision::Cooling(d) => key.cool(until(d)),
-            Decision::Limited(d) => key.limit(until(d)),
+            // the tokens were the limit: the local limiter learns how far ahead the shared
+            // one is (a request of this size fits in `d`, a smaller one may sooner)
+            Decision::Limited(d, true) if reserved > 0 && key.tpm.is_some() => {
+                if let Some(tpm) = &key.tpm {
+                    tpm.not_before(reserved, until(d));
+                }
+            }
+            Decision::Limited(d, _) => key.limit(until(d)),
             Decision::Removed(reason, d) => key.remove(reason, d.map_or(NEVER, until)),
             Decision::Reserved | Decision::Fallback => {}
         }

@@ -341,9 +341,11 @@ impl Drop for SlowRelay {
 /// connections it carries stay open but pass nothing either way (a failover behind the same
 /// name, a NAT flow dropped: no error ever closes them), while connections made afterwards
 /// are relayed as before. Counts the connections it accepts. Dropped, it accepts no more
-/// connections (those open relay on until either side closes).
+/// connections (those open relay on until either side closes). [`delay_replies`] holds what
+/// the target sends back for a while (a server that does the work and answers late).
 ///
 /// [`freeze`]: FreezableRelay::freeze
+/// [`delay_replies`]: FreezableRelay::delay_replies
 #[derive(Debug)]
 pub struct FreezableRelay {
     /// `host:port` it listens on.
@@ -351,6 +353,8 @@ pub struct FreezableRelay {
     accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Connections accepted before this generation are frozen.
     frozen_before: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// How long each read from the target is held before it is relayed (ms; 0: not held).
+    reply_delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -362,12 +366,17 @@ impl FreezableRelay {
         let addr = listener.local_addr()?;
         let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let frozen_before = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (count, frozen) = (accepted.clone(), frozen_before.clone());
+        let reply_delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (count, frozen, delay) = (
+            accepted.clone(),
+            frozen_before.clone(),
+            reply_delay_ms.clone(),
+        );
         let target = target.to_owned();
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 let generation = count.fetch_add(1, Ordering::AcqRel);
-                let (target, frozen) = (target.clone(), frozen.clone());
+                let (target, frozen, delay) = (target.clone(), frozen.clone(), delay.clone());
                 tokio::spawn(async move {
                     let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
                         return;
@@ -375,8 +384,8 @@ impl FreezableRelay {
                     let (ir, iw) = inbound.into_split();
                     let (or, ow) = outbound.into_split();
                     let pass = move || generation >= frozen.load(Ordering::Acquire);
-                    let up = pump(ir, ow, pass.clone());
-                    let down = pump(or, iw, pass);
+                    let up = pump(ir, ow, pass.clone(), None);
+                    let down = pump(or, iw, pass, Some(delay));
                     tokio::join!(up, down);
                 });
             }
@@ -385,8 +394,18 @@ impl FreezableRelay {
             addr,
             accepted,
             frozen_before,
+            reply_delay_ms,
             task,
         })
+    }
+
+    /// Holds each read from the target for `delay` before relaying it (on every connection,
+    /// open or not; zero relays at once again): the target did what it was asked and its
+    /// answer comes late.
+    pub fn delay_replies(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.reply_delay_ms
+            .store(ms, std::sync::atomic::Ordering::Release);
     }
 
     /// Black-holes every connection accepted so far; later ones are relayed.
@@ -403,16 +422,27 @@ impl FreezableRelay {
 }
 
 /// Copies `from` to `to` while `pass` says so; what arrives otherwise is read and dropped (the
-/// sender never told), until either side closes.
+/// sender never told), until either side closes. Each read is held for `delay` ms first.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     pass: impl Fn() -> bool,
+    delay: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 16 * 1024];
     while let Ok(n) = from.read(&mut buf).await {
-        if n == 0 || (pass() && to.write_all(&buf[..n]).await.is_err()) {
+        if n == 0 {
+            break;
+        }
+        let ms = delay
+            .as_ref()
+            .map_or(0, |d| d.load(std::sync::atomic::Ordering::Acquire));
+        if ms > 0 {
+            // the lateness the relay stands for (a fault it injects, not a wait for a task)
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        if pass() && to.write_all(&buf[..n]).await.is_err() {
             break;
         }
     }

@@ -15,7 +15,15 @@
 //! key's next request (and the tokens this one asked for) in a spawned task; the next decision
 //! on the key takes that reservation without a round trip while it is younger than the TTL
 //! and holds enough tokens (the surplus is given back). Refusals, this process's 429s and
-//! removals discard it (given back); an expired one is given back when next seen.
+//! removals discard it (given back); an expired one is given back when next seen, less what
+//! the limiters refilled since it was made (an old one weighs nothing on them any more).
+//!
+//! A decision's round trip runs in a task of its own: a reservation Redis makes after its
+//! caller's future was dropped is given back when the answer comes, as is a late one made
+//! ahead; a late one of a decision that timed out stands (the caller went on, deciding
+//! locally, and spends it). A refusal by the TPM limiter moves the local one as far ahead as
+//! the shared one stands, so a smaller request that fits still goes; a refusal by the RPM
+//! limiter holds the key until it lets one through.
 //!
 //! Reports write to Redis off the caller's path (a spawned task): a 429's cooldown (extended,
 //! never shortened, in the script), a removal, and a TPM reservation's give-back or extra
@@ -36,6 +44,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use self::redis::Late;
 pub use self::redis::SharedState;
 pub(crate) use self::redis::valid_name;
 
@@ -63,7 +72,9 @@ struct KeyRef {
 #[derive(Debug, Clone, Copy)]
 struct Credit {
     tokens: u64,
-    /// Usable until (from when the reservation was asked for, so never late).
+    /// When the reservation was asked for.
+    asked: Instant,
+    /// Usable until (from when it was asked for, so never late).
     until: Instant,
 }
 
@@ -91,8 +102,9 @@ pub(crate) enum Decision {
     Cooling(Duration),
     /// The key is removed (`None`: for good).
     Removed(RemovalReason, Option<Duration>),
-    /// The key's shared limits let one more through in this long.
-    Limited(Duration),
+    /// The key's shared limits let one more through in this long; whether its tokens (not
+    /// its request count) were the limit (a smaller request may fit sooner).
+    Limited(Duration, bool),
 }
 
 /// A pool's binding to a [`SharedState`].
@@ -103,6 +115,23 @@ pub(crate) struct SharedPool {
     fallbacks: AtomicU64,
     /// Decisions that took a reservation made ahead (no round trip).
     ahead_hits: AtomicU64,
+}
+
+/// The time one unit of a limiter refilling `per_minute` takes (as the scripts round it).
+fn unit(per_minute: u64) -> Duration {
+    Duration::from_micros(60_000_000u64.div_ceil(per_minute.max(1)))
+}
+
+/// What of a reservation's tokens still weighs on a limiter refilling `per_minute`: its
+/// tokens less what refilled since it was asked for (a lower bound: on a busy key it weighs
+/// longer, so this never frees more than it took).
+fn decayed_tokens(c: Credit, per_minute: u64) -> u64 {
+    if per_minute == 0 {
+        return 0;
+    }
+    let refilled = c.asked.elapsed().as_micros() * u128::from(per_minute) / 60_000_000;
+    c.tokens
+        .saturating_sub(u64::try_from(refilled).unwrap_or(u64::MAX))
 }
 
 fn limits(g: Option<&Gcra>) -> (u64, u64) {
@@ -152,14 +181,18 @@ impl SharedPool {
             self.reserve_ahead(key, tokens);
             return Decision::Reserved;
         }
-        let decision = match self.state.reserve(&k.names, k.rpm, k.tpm, tokens).await {
+        let answer = self
+            .state
+            .reserve(&k.names, k.rpm, k.tpm, tokens, Late::Keep)
+            .await;
+        let decision = match answer {
             None => {
                 self.fallbacks.fetch_add(1, Ordering::Relaxed);
                 Decision::Fallback
             }
             Some(redis::Answer::Reserved) => Decision::Reserved,
             Some(redis::Answer::Cooling(d)) => Decision::Cooling(d),
-            Some(redis::Answer::Limited(d)) => Decision::Limited(d),
+            Some(redis::Answer::Limited(d, by_tokens)) => Decision::Limited(d, by_tokens),
             Some(redis::Answer::Removed(reason, d)) => Decision::Removed(
                 if reason == 2 {
                     RemovalReason::Quota
@@ -194,7 +227,11 @@ impl SharedPool {
             self.give_back(key, c);
             return false;
         }
-        self.adjust_tokens(key, c.tokens - tokens, false);
+        let surplus = Credit {
+            tokens: c.tokens - tokens,
+            ..c
+        };
+        self.adjust_tokens(key, decayed_tokens(surplus, self.keys[key].tpm.1), false);
         true
     }
 
@@ -207,13 +244,15 @@ impl SharedPool {
         }
     }
 
-    /// Gives back one unused reservation: its request and its tokens.
+    /// Gives back one unused reservation: its request and its tokens, less what the
+    /// limiters refilled since it was made (a reservation an hour old weighs nothing on them
+    /// now: given back whole, it would free what other processes took since).
     fn give_back(&self, key: usize, c: Credit) {
         let k = &self.keys[key];
-        if k.rpm.1 > 0 {
+        if k.rpm.1 > 0 && c.asked.elapsed() < unit(k.rpm.1) {
             self.state.adjust(k.names[0].clone(), k.rpm.1, 1, false);
         }
-        self.adjust_tokens(key, c.tokens, false);
+        self.adjust_tokens(key, decayed_tokens(c, k.tpm.1), false);
     }
 
     /// Reserves the key's next request and `tokens` ahead, off the caller's path (one at a
@@ -229,10 +268,17 @@ impl SharedPool {
         let (names, rpm, tpm, ahead) = (k.names.clone(), k.rpm, k.tpm, k.ahead.clone());
         let spawned = self.state.spawn(move |state| async move {
             let asked = Instant::now();
-            if let Some(redis::Answer::Reserved) = state.reserve(&names, rpm, tpm, tokens).await {
+            let answer = state
+                .reserve(&names, rpm, tpm, tokens, Late::GiveBack)
+                .await;
+            if let Some(redis::Answer::Reserved) = answer {
                 // (a `Duration::MAX` ttl means "until taken", not an overflow)
                 let until = asked.checked_add(ttl).unwrap_or(asked + FAR_AHEAD);
-                *ahead.slot() = Some(Credit { tokens, until });
+                *ahead.slot() = Some(Credit {
+                    tokens,
+                    asked,
+                    until,
+                });
             }
             ahead.refilling.store(false, Ordering::Release);
         });
@@ -293,5 +339,37 @@ impl SharedPool {
     /// Whether Redis answered the last call.
     pub(crate) fn up(&self) -> bool {
         self.state.is_up()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credit(tokens: u64, age: Duration) -> Credit {
+        let now = Instant::now();
+        let asked = now.checked_sub(age).unwrap_or(now);
+        Credit {
+            tokens,
+            asked,
+            until: asked,
+        }
+    }
+
+    /// An old reservation weighs what has not refilled since: nothing once a minute's refill
+    /// covers it (given back whole, it freed what other processes took since).
+    #[test]
+    fn a_reservations_give_back_shrinks_with_its_age() {
+        // 6000 a minute: 100 tokens a second
+        assert_eq!(decayed_tokens(credit(500, Duration::ZERO), 6000), 500);
+        let two_s = decayed_tokens(credit(500, Duration::from_secs(2)), 6000);
+        assert!((299..=300).contains(&two_s), "{two_s}");
+        assert_eq!(
+            decayed_tokens(credit(500, Duration::from_secs(3600)), 6000),
+            0
+        );
+        assert_eq!(decayed_tokens(credit(500, Duration::ZERO), 0), 0);
+        assert_eq!(unit(6), Duration::from_secs(10));
+        assert_eq!(unit(7), Duration::from_micros(8_571_429));
     }
 }

@@ -190,6 +190,82 @@ pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty() && !name.contains(['{', '}']) && !name.chars().any(char::is_whitespace)
 }
 
+/// How long a reservation's round trip may answer after its caller stopped waiting, at least
+/// and at most (ten times the call timeout between): a reservation answered later stays
+/// taken (the limiter's state forgets it within its window).
+const LATE_MIN: Duration = Duration::from_secs(5);
+const LATE_MAX: Duration = Duration::from_secs(60);
+
+/// What becomes of a reservation Redis makes after its call timed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Late {
+    /// It stands: the caller went on with its request (decided locally), which spends it.
+    Keep,
+    /// It is given back: nothing takes it (a reservation made ahead).
+    GiveBack,
+}
+
+/// One reservation's request and tokens, to give back.
+#[derive(Clone)]
+struct Reservation {
+    state: SharedState,
+    keys: Arc<[String; 4]>,
+    /// Refills a minute (0: no such limit).
+    rpm: u64,
+    tpm: u64,
+    tokens: u64,
+}
+
+impl Reservation {
+    fn give_back(&self) {
+        if self.rpm > 0 {
+            self.state.adjust(self.keys[0].clone(), self.rpm, 1, false);
+        }
+        if self.tpm > 0 && self.tokens > 0 {
+            self.state
+                .adjust(self.keys[1].clone(), self.tpm, self.tokens, false);
+        }
+    }
+}
+
+/// The caller's end of a reservation's round trip. Dropped before it took the answer (the
+/// caller's future dropped, or a timeout that gives back), it closes the channel and gives
+/// back a reservation already delivered; one delivered later is the task's to give back.
+struct Waiting {
+    rx: tokio::sync::oneshot::Receiver<::redis::RedisResult<Vec<i64>>>,
+    /// What to give back (`None`: the answer was taken, or a late one stands).
+    spend: Option<Reservation>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let Some(spend) = self.spend.take() else {
+            return;
+        };
+        self.rx.close();
+        if let Ok(Ok(v)) = self.rx.try_recv()
+            && matches!(answer(&v), Answer::Reserved)
+        {
+            spend.give_back();
+        }
+    }
+}
+
+/// The reserve script's answer (see `reserve.lua`).
+fn answer(v: &[i64]) -> Answer {
+    let us = |i: usize| Duration::from_micros(v.get(i).copied().unwrap_or(0).max(0) as u64);
+    match v.first().copied() {
+        Some(1) => Answer::Cooling(us(1)),
+        Some(2) => {
+            let reason = v.get(1).copied().unwrap_or(1).clamp(1, 2) as u8;
+            let forever = v.get(2).copied().unwrap_or(-1) < 0;
+            Answer::Removed(reason, (!forever).then(|| us(2)))
+        }
+        Some(3) => Answer::Limited(us(1), v.get(2).copied() == Some(2)),
+        _ => Answer::Reserved,
+    }
+}
+
 /// What one reserve script answered.
 pub(crate) enum Answer {
     /// Reserved.
@@ -198,8 +274,9 @@ pub(crate) enum Answer {
     Cooling(Duration),
     /// The key is removed (`None`: for good), with the reason's code (1 auth, 2 quota).
     Removed(u8, Option<Duration>),
-    /// The key's shared limits let the next request through in this long.
-    Limited(Duration),
+    /// The key's shared limits let the next request through in this long; whether its
+    /// tokens (not its request count) were the limit.
+    Limited(Duration, bool),
 }
 
 impl SharedState {
@@ -278,7 +355,8 @@ impl SharedState {
     /// The price is staleness: a cooldown or removal that another process records after the
     /// reservation was made is not seen by the one request that takes it (at most one a key
     /// a process, within `ttl`). This process's own 429s, 401s and the shared state's
-    /// refusals discard the reservation (given back). A reservation nobody takes within
+    /// refusals discard the reservation (given back), as does its own late answer (after the
+    /// timeout). A reservation nobody takes within
     /// `ttl` is given back at the next decision on its key. A `ttl` of zero turns it off.
     ///
     /// ```
@@ -360,8 +438,11 @@ impl SharedState {
                 return Ok(c);
             }
             let task = conn.clone();
+            // every call bounds its own wait; the client's own response timeout (500 ms by
+            // default) would drop a reservation's late answer, which is given back
             let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(self.timeout.max(Duration::from_secs(1))));
+                .set_connection_timeout(Some(self.timeout.max(Duration::from_secs(1))))
+                .set_response_timeout(None);
             tokio::spawn(async move {
                 let r = task
                     .client
@@ -424,43 +505,89 @@ impl SharedState {
     }
 
     /// One decision on one key: `None` when Redis is down or did not answer in time.
+    ///
+    /// The round trip runs in a task of its own, so a reservation Redis makes after this
+    /// call stopped waiting is not lost: when the caller's future is dropped, it is given
+    /// back; when the call times out, `late` says whether it stands (the caller goes on with
+    /// its request: it is spent) or is given back (nothing will take it).
     pub(crate) async fn reserve(
         &self,
-        keys: &[String; 4],
+        keys: &Arc<[String; 4]>,
         rpm: (u64, u64),
         tpm: (u64, u64),
         tokens: u64,
+        late: Late,
     ) -> Option<Answer> {
         let permit = self.conn.health.permit(self.retry_interval)?;
-        let r = tokio::time::timeout(self.timeout, async {
-            let mut c = self.connection().await?;
-            self.conn
-                .reserve
-                .key(&keys[0])
-                .key(&keys[1])
-                .key(&keys[2])
-                .key(&keys[3])
-                .arg(rpm.0)
-                .arg(rpm.1)
-                .arg(tpm.0)
-                .arg(tpm.1)
-                .arg(tokens)
-                .invoke_async::<Vec<i64>>(&mut c)
-                .await
-        })
-        .await;
-        let v = self.settle(permit, r)?;
-        let us = |i: usize| Duration::from_micros(v.get(i).copied().unwrap_or(0).max(0) as u64);
-        Some(match v.first().copied() {
-            Some(1) => Answer::Cooling(us(1)),
-            Some(2) => {
-                let reason = v.get(1).copied().unwrap_or(1).clamp(1, 2) as u8;
-                let forever = v.get(2).copied().unwrap_or(-1) < 0;
-                Answer::Removed(reason, (!forever).then(|| us(2)))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spend = Reservation {
+            state: self.clone(),
+            keys: keys.clone(),
+            rpm: rpm.1,
+            tpm: tpm.1,
+            tokens,
+        };
+        let fate = Arc::new(AtomicBool::new(false));
+        let (task, kept) = (spend.clone(), fate.clone());
+        // answered after the caller gave up: past this, nothing is known (nothing is given back)
+        let late_bound = self.timeout.saturating_mul(10).clamp(LATE_MIN, LATE_MAX);
+        tokio::spawn(async move {
+            let s = &task.state;
+            let r = tokio::time::timeout(late_bound, async {
+                let mut c = s.connection().await?;
+                s.conn
+                    .reserve
+                    .key(&task.keys[0])
+                    .key(&task.keys[1])
+                    .key(&task.keys[2])
+                    .key(&task.keys[3])
+                    .arg(rpm.0)
+                    .arg(rpm.1)
+                    .arg(tpm.0)
+                    .arg(tpm.1)
+                    .arg(tokens)
+                    .invoke_async::<Vec<i64>>(&mut c)
+                    .await
+            })
+            .await;
+            let Ok(r) = r else { return };
+            // the caller is gone (its future dropped, or it timed out): a reservation it
+            // did not keep goes back
+            if let Err(Ok(v)) = tx.send(r)
+                && matches!(answer(&v), Answer::Reserved)
+                && !kept.load(Ordering::Acquire)
+            {
+                task.give_back();
             }
-            Some(3) => Answer::Limited(us(1)),
-            _ => Answer::Reserved,
-        })
+        });
+        let mut waiting = Waiting {
+            rx,
+            spend: Some(spend),
+        };
+        let r = match tokio::time::timeout(self.timeout, &mut waiting.rx).await {
+            Ok(Ok(r)) => {
+                waiting.spend = None;
+                Ok(r)
+            }
+            Ok(Err(_)) => {
+                waiting.spend = None;
+                Ok(Err(RedisError::from((
+                    ::redis::ErrorKind::Io,
+                    "the reservation's task ended unanswered",
+                ))))
+            }
+            Err(elapsed) => {
+                if let Late::Keep = late {
+                    // before the receiver closes (the task reads it on a failed send)
+                    fate.store(true, Ordering::Release);
+                    waiting.spend = None;
+                }
+                Err(elapsed)
+            }
+        };
+        drop(waiting);
+        let v = self.settle(permit, r)?;
+        Some(answer(&v))
     }
 
     /// Gives back (`charge` false) or charges `tokens` (or requests) on a limiter refilling

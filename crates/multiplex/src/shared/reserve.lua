@@ -10,7 +10,7 @@
 -- ARGV[5] tokens to reserve
 --
 -- Returns {0} reserved, {1, wait} cooling, {2, reason, wait} removed (wait -1: for good),
--- {3, wait} limited; wait in microseconds from now.
+-- {3, wait, 1} limited by requests, {3, wait, 2} by tokens; wait in microseconds from now.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
@@ -55,14 +55,14 @@ if rpm_per_min > 0 then
   local wait
   rpm_next, wait = take(KEYS[1], rpm_burst, rpm_per_min, 1)
   if not rpm_next then
-    return {3, wait}
+    return {3, wait, 1}
   end
 end
 if tpm_per_min > 0 and tokens > 0 then
   local wait
   tpm_next, wait = take(KEYS[2], tpm_burst, tpm_per_min, tokens)
   if not tpm_next then
-    return {3, wait}
+    return {3, wait, 2}
   end
 end
 

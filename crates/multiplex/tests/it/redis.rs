@@ -602,6 +602,178 @@ async fn a_redis_slower_to_connect_than_the_call_timeout_still_connects() {
     );
 }
 
+/// How far ahead of Redis's clock a limiter's theoretical arrival time stands (`None`: the
+/// limiter's key is gone, an empty limiter).
+async fn ahead_of_redis(c: &mut ::redis::aio::MultiplexedConnection, key: &str) -> Option<f64> {
+    let tat: Option<String> = ::redis::cmd("GET").arg(key).query_async(c).await.unwrap();
+    let (secs, micros): (u64, u64) = ::redis::cmd("TIME").query_async(c).await.unwrap();
+    tat.map(|t| (t.parse::<f64>().unwrap() - (secs * 1_000_000 + micros) as f64) / 1e6)
+}
+
+/// Polls (every 20 ms, for at most `within`) until `ok` holds of the limiter's lead; the lead
+/// it saw last.
+async fn until_ahead(
+    c: &mut ::redis::aio::MultiplexedConnection,
+    key: &str,
+    within: Duration,
+    ok: impl Fn(Option<f64>) -> bool,
+) -> Result<Option<f64>, Option<f64>> {
+    let give_up = Instant::now() + within;
+    loop {
+        let ahead = ahead_of_redis(c, key).await;
+        if ok(ahead) {
+            return Ok(ahead);
+        }
+        if Instant::now() > give_up {
+            return Err(ahead);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A one-key pool limited to `rpm` a minute (burst 50 %) or `tpm`, bound to `state`.
+fn one_key_pool(stub: Arc<Stub>, rpm: u32, tpm: u32, state: SharedState) -> MultiPool {
+    let mut member = keyed(0, "a");
+    if rpm > 0 {
+        member = member.with_rpm(rpm);
+    }
+    if tpm > 0 {
+        member = member.with_tpm(tpm);
+    }
+    crate::stub::pool(
+        vec![executor(stub, 8, None)],
+        vec![member],
+        PoolConfig::new(Strategy::RoundRobin),
+    )
+    .with_shared(state, "chat")
+    .unwrap()
+}
+
+/// A call cancelled while Redis takes its reservation gives it back: Redis made it (the
+/// reply was on its way), but no request will spend it. Before, the script's reply went
+/// nowhere and the key's shared limiter kept the request counted for its whole window (here
+/// a minute: at 2 a minute a key's one request refills in 60 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_answered_after_its_call_was_cancelled_is_given_back() {
+    let Some(url) = shared_redis() else { return };
+    let relay = infermux_testkit::helpers::FreezableRelay::start(redis_addr(&url))
+        .await
+        .unwrap();
+    let ns = fresh_namespace("cancelled");
+    let state = SharedState::redis(&format!("redis://{}", relay.addr), &ns)
+        .unwrap()
+        .with_timeout(Duration::from_secs(30));
+    assert!(state.connect().await, "Redis answers through the relay");
+    relay.delay_replies(Duration::from_millis(1500));
+    let stub = Stub::new("cancelled", |_, _| async { ok() });
+    let pool = one_key_pool(stub.clone(), 2, 0, state);
+    let client = ::redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let rpm_key = format!("infermux:{{{ns}:chat:a}}:rpm");
+
+    let policy = policy(1, Duration::from_secs(30));
+    let (ctx, request) = (RequestContext::new(), chat());
+    let mut call = Box::pin(policy.call(&pool, &request, &ctx));
+    // the call waits on the shared state while Redis already took the request
+    let taken = until_ahead(&mut c, &rpm_key, Duration::from_secs(10), |a| a.is_some());
+    tokio::select! {
+        r = &mut call => panic!("the call ended before its reply came: {:?}", r.map(|_| ())),
+        taken = taken => assert!(taken.is_ok(), "Redis never took the reservation"),
+    }
+    drop(call);
+    // …and gives it back once the late reply arrives (the limiter's key goes: empty again)
+    let back = until_ahead(&mut c, &rpm_key, Duration::from_secs(10), |a| a.is_none()).await;
+    assert!(
+        back.is_ok(),
+        "still {back:?} s ahead: the reservation stayed taken"
+    );
+    assert!(stub.seen().is_empty(), "nothing was sent");
+}
+
+/// A reservation made ahead whose reply comes after the timeout is given back when it comes
+/// (nothing will take it). Before, it stayed taken on Redis for the limiter's window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_made_ahead_answered_late_is_given_back() {
+    let Some(url) = shared_redis() else { return };
+    let relay = infermux_testkit::helpers::FreezableRelay::start(redis_addr(&url))
+        .await
+        .unwrap();
+    let ns = fresh_namespace("ahead-late");
+    let state = SharedState::redis(&format!("redis://{}", relay.addr), &ns)
+        .unwrap()
+        .with_timeout(Duration::from_millis(200))
+        .with_prefetch(Duration::from_secs(60));
+    assert!(state.connect().await, "Redis answers through the relay");
+    let stub = Stub::new("ahead-late", |_, _| async { ok() });
+    // 6 a minute, burst 3: one request is 20 s of the limiter, 60 s of tolerance
+    let pool = one_key_pool(stub, 6, 0, state);
+    let client = ::redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let rpm_key = format!("infermux:{{{ns}:chat:a}}:rpm");
+    let policy = policy(1, Duration::from_secs(5));
+    let ctx = RequestContext::new();
+    // the first call reserves on Redis, and its key's next request ahead (40 s of the limiter)
+    policy.call(&pool, &chat(), &ctx).await.unwrap();
+    let ahead = until_ahead(&mut c, &rpm_key, Duration::from_secs(5), |a| {
+        a.is_some_and(|s| s > 30.0)
+    })
+    .await;
+    assert!(ahead.is_ok(), "the reservation ahead never came: {ahead:?}");
+    // the second takes it without a round trip; the reservation ahead it starts answers late
+    relay.delay_replies(Duration::from_millis(1500));
+    policy.call(&pool, &chat(), &ctx).await.unwrap();
+    assert_eq!(pool.counters().shared_state_ahead, 1);
+    let made = until_ahead(&mut c, &rpm_key, Duration::from_secs(5), |a| {
+        a.is_some_and(|s| s > 50.0)
+    })
+    .await;
+    assert!(
+        made.is_ok(),
+        "Redis never took the late reservation: {made:?}"
+    );
+    // once its reply comes, it goes back: two requests' worth again (time alone takes 15 s
+    // to bring the limiter that far)
+    let back = until_ahead(&mut c, &rpm_key, Duration::from_secs(10), |a| {
+        a.is_some_and(|s| s < 45.0)
+    })
+    .await;
+    assert!(
+        back.is_ok(),
+        "{back:?} s ahead: the late reservation stayed taken"
+    );
+}
+
+/// A refusal of the shared TPM limiter is about the request's size: the local limiter learns
+/// how far ahead the shared one is, so a smaller request that fits goes at once. Before, the
+/// key was held locally for the big request's wait, for requests of every size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_tpm_refusal_holds_back_big_requests_not_small_ones() {
+    let Some(url) = shared_redis() else { return };
+    let ns = fresh_namespace("tpm-size");
+    let state = SharedState::redis(&url, &ns).unwrap();
+    assert!(state.connect().await, "the shared redis answers");
+    let stub = Stub::new("tpm-size", |_, _| async { ok() });
+    // 6000 a minute, burst 3000: a token is 20 ms of the limiter, 60 s of tolerance
+    let p1 = one_key_pool(stub.clone(), 0, 6000, state.clone());
+    let p2 = one_key_pool(stub, 0, 6000, state);
+    // p1 spends 2500 tokens (50 s of the shared limiter)
+    let spent = p1.try_lease_shared(2500, &[]).await.expect("p1 fits");
+    // p2 asks for 2000 (40 s more: 30 s too many): Redis refuses, by tokens
+    assert!(p2.try_lease_shared(2000, &[]).await.is_none());
+    // 400 (8 s) fit under the shared limit now, and p2 sends them at once
+    let small = p2.try_lease_shared(400, &[]).await;
+    assert!(
+        small.is_some(),
+        "the key is held for every size: {:?}",
+        p2.status()
+    );
+    // and 2000 stay refused locally, without asking Redis again
+    assert!(p2.try_lease(2000, &[]).is_none());
+    assert_eq!(p2.counters().shared_state_fallbacks, 0);
+    p1.give_back(spent);
+    p2.give_back(small.unwrap());
+}
+
 #[test]
 fn shared_state_names_are_checked_and_keys_never_shown() {
     assert!(SharedState::redis("redis://127.0.0.1:1", "").is_err());
