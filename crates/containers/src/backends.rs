@@ -3,8 +3,12 @@
 //! [`ServerSpec`] (its program, flags, readiness route and default image) to which the
 //! environment, GPUs, memory and volumes are added.
 //!
-//! Only flags the caller set are written; the servers' own defaults apply otherwise (the
-//! `DEFAULT_*` constants state them, as documented by each project).
+//! Only flags the caller set are written, and the listening address: a server launched as a
+//! process listens on `127.0.0.1` (TGI's, TEI's, vLLM's and OVMS's defaults are every
+//! interface; an inference server has no authentication of its own), one in a container on
+//! every interface of the container (its port is published on the host's loopback). The
+//! servers' own defaults apply otherwise (the `DEFAULT_*` constants state them, as
+//! documented by each project).
 
 use std::path::PathBuf;
 
@@ -26,6 +30,12 @@ fn not_empty(what: &str, v: &str) -> Result<()> {
     }
 }
 
+/// Where a server launched as a process listens: this machine only (an inference server has
+/// no authentication of its own).
+const LOOPBACK: &str = "127.0.0.1";
+/// Where a server in a container listens: every interface of the container (its published
+/// port is bound to the host's loopback by the Docker launcher).
+const EVERY_INTERFACE: &str = "0.0.0.0";
 /// TGI's `--quantize` values (unknown ones kept as [`Quantize::Other`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -130,11 +140,21 @@ impl TgiSpec {
         self.quantize = Some(q);
         self
     }
-    /// The arguments after the program.
+    /// The arguments after the program (on the loopback interface: TGI's default,
+    /// `0.0.0.0` or `$HOSTNAME`, is every interface or the pod's address).
     pub fn args(&self) -> Vec<String> {
+        self.args_on(LOOPBACK)
+    }
+    /// The image's arguments: every interface of the container, so its port publishes.
+    pub fn image_args(&self) -> Vec<String> {
+        self.args_on(EVERY_INTERFACE)
+    }
+    fn args_on(&self, host: &str) -> Vec<String> {
         let mut a = vec![
             "--model-id".to_owned(),
             self.model_id.clone(),
+            "--hostname".to_owned(),
+            host.to_owned(),
             "--port".to_owned(),
             self.port.to_string(),
         ];
@@ -162,7 +182,8 @@ impl TgiSpec {
         Ok(
             ServerSpec::new(name, Self::PROGRAM, self.port, Self::READINESS)?
                 .with_args(self.args())
-                .with_image(Self::DEFAULT_IMAGE),
+                .with_image(Self::DEFAULT_IMAGE)
+                .with_image_args(self.image_args()),
         )
     }
 }
@@ -224,11 +245,21 @@ impl TeiSpec {
         self.max_batch_tokens = Some(n);
         self
     }
-    /// The arguments after the program.
+    /// The arguments after the program (on the loopback interface: TEI's default,
+    /// `0.0.0.0` or `$HOSTNAME`, is every interface or the pod's address).
     pub fn args(&self) -> Vec<String> {
+        self.args_on(LOOPBACK)
+    }
+    /// The image's arguments: every interface of the container, so its port publishes.
+    pub fn image_args(&self) -> Vec<String> {
+        self.args_on(EVERY_INTERFACE)
+    }
+    fn args_on(&self, host: &str) -> Vec<String> {
         let mut a = vec![
             "--model-id".to_owned(),
             self.model_id.clone(),
+            "--hostname".to_owned(),
+            host.to_owned(),
             "--port".to_owned(),
             self.port.to_string(),
         ];
@@ -250,7 +281,8 @@ impl TeiSpec {
         Ok(
             ServerSpec::new(name, Self::PROGRAM, self.port, Self::READINESS)?
                 .with_args(self.args())
-                .with_image(Self::DEFAULT_IMAGE),
+                .with_image(Self::DEFAULT_IMAGE)
+                .with_image_args(self.image_args()),
         )
     }
 }
@@ -309,8 +341,13 @@ impl VllmSpec {
         self.lora_modules.push((name.into(), path.into()));
         self
     }
-    fn flags(&self) -> Vec<String> {
-        let mut a = vec!["--port".to_owned(), self.port.to_string()];
+    fn flags(&self, host: &str) -> Vec<String> {
+        let mut a = vec![
+            "--host".to_owned(),
+            host.to_owned(),
+            "--port".to_owned(),
+            self.port.to_string(),
+        ];
         if self.enable_lora || !self.lora_modules.is_empty() {
             a.push("--enable-lora".to_owned());
         }
@@ -321,16 +358,18 @@ impl VllmSpec {
         a.extend(self.extra_args.iter().cloned());
         a
     }
-    /// The arguments after `vllm`: `serve MODEL --port P …`.
+    /// The arguments after `vllm`: `serve MODEL --host 127.0.0.1 --port P …` (vLLM's
+    /// default is every interface).
     pub fn args(&self) -> Vec<String> {
         let mut a = vec!["serve".to_owned(), self.model.clone()];
-        a.extend(self.flags());
+        a.extend(self.flags(LOOPBACK));
         a
     }
-    /// The image's arguments: `--model MODEL --port P …`.
+    /// The image's arguments: `--model MODEL --host 0.0.0.0 --port P …` (every interface of
+    /// the container, so its port publishes).
     pub fn image_args(&self) -> Vec<String> {
         let mut a = vec!["--model".to_owned(), self.model.clone()];
-        a.extend(self.flags());
+        a.extend(self.flags(EVERY_INTERFACE));
         a
     }
     /// The server spec named `name`.
@@ -421,9 +460,22 @@ impl OvmsSpec {
         self.grpc_port = Some(port);
         self
     }
-    /// The arguments after the program.
+    /// The arguments after the program (REST on the loopback interface: OVMS's default is
+    /// every interface).
     pub fn args(&self) -> Vec<String> {
-        let mut a = vec!["--rest_port".to_owned(), self.rest_port.to_string()];
+        self.args_on(LOOPBACK)
+    }
+    /// The image's arguments: every interface of the container, so its port publishes.
+    pub fn image_args(&self) -> Vec<String> {
+        self.args_on(EVERY_INTERFACE)
+    }
+    fn args_on(&self, host: &str) -> Vec<String> {
+        let mut a = vec![
+            "--rest_bind_address".to_owned(),
+            host.to_owned(),
+            "--rest_port".to_owned(),
+            self.rest_port.to_string(),
+        ];
         push_opt(&mut a, "--port", self.grpc_port);
         match &self.models {
             OvmsModels::Config(p) => {
@@ -457,7 +509,8 @@ impl OvmsSpec {
         Ok(
             ServerSpec::new(name, Self::PROGRAM, self.rest_port, Self::READINESS)?
                 .with_args(self.args())
-                .with_image(Self::DEFAULT_IMAGE),
+                .with_image(Self::DEFAULT_IMAGE)
+                .with_image_args(self.image_args()),
         )
     }
 }

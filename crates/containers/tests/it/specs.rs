@@ -20,11 +20,20 @@ fn tgi_writes_its_launcher_flags_and_is_ready_on_health() {
         .unwrap();
     assert_eq!(
         cmd(&spec),
-        "text-generation-launcher --model-id HuggingFaceTB/SmolLM2-135M-Instruct --port 3001 \
+        "text-generation-launcher --model-id HuggingFaceTB/SmolLM2-135M-Instruct --hostname 127.0.0.1 \
+         --port 3001 \
          --max-input-tokens 1024 --max-total-tokens 2048 --quantize bitsandbytes-nf4"
     );
     assert_eq!(spec.readiness, "/health");
     assert_eq!(spec.base_url(), "http://127.0.0.1:3001");
+    // in a container: every interface of the container (its port publishes on the loopback)
+    assert!(
+        spec.entrypoint_args()
+            .join(" ")
+            .contains("--hostname 0.0.0.0 --port 3001"),
+        "{:?}",
+        spec.entrypoint_args()
+    );
     assert!(
         spec.image
             .as_deref()
@@ -50,7 +59,7 @@ fn tei_writes_its_router_flags_only_when_set() {
         .unwrap();
     assert_eq!(
         cmd(&plain),
-        "text-embeddings-router --model-id BAAI/bge-small-en-v1.5 --port 3000"
+        "text-embeddings-router --model-id BAAI/bge-small-en-v1.5 --hostname 127.0.0.1 --port 3000"
     );
     let tuned = TeiSpec::new("BAAI/bge-small-en-v1.5")
         .port(3002)
@@ -60,10 +69,16 @@ fn tei_writes_its_router_flags_only_when_set() {
         .unwrap();
     assert_eq!(
         cmd(&tuned),
-        "text-embeddings-router --model-id BAAI/bge-small-en-v1.5 --port 3002 \
+        "text-embeddings-router --model-id BAAI/bge-small-en-v1.5 --hostname 127.0.0.1 --port 3002 \
          --max-client-batch-size 64 --max-batch-tokens 8192"
     );
     assert_eq!(tuned.readiness, "/health");
+    assert!(
+        tuned
+            .entrypoint_args()
+            .join(" ")
+            .contains("--hostname 0.0.0.0")
+    );
     assert!(matches!(
         TeiSpec::new("m").max_batch_tokens(0).server_spec("tei"),
         Err(Error::Config(_))
@@ -79,17 +94,20 @@ fn vllm_serves_the_model_positionally_and_in_a_container_by_flag_with_its_lora_m
         .unwrap();
     assert_eq!(
         cmd(&spec),
-        "vllm serve meta-llama/Llama-3.2-1B --port 8000 --enable-lora --lora-modules \
+        "vllm serve meta-llama/Llama-3.2-1B --host 127.0.0.1 --port 8000 --enable-lora --lora-modules \
          sql=/adapters/sql chat=/adapters/chat"
     );
     assert_eq!(
         spec.entrypoint_args().join(" "),
-        "--model meta-llama/Llama-3.2-1B --port 8000 --enable-lora --lora-modules \
+        "--model meta-llama/Llama-3.2-1B --host 0.0.0.0 --port 8000 --enable-lora --lora-modules \
          sql=/adapters/sql chat=/adapters/chat"
     );
     assert_eq!(spec.readiness, "/health");
     let plain = VllmSpec::new("m").enable_lora().server_spec("v").unwrap();
-    assert_eq!(cmd(&plain), "vllm serve m --port 8000 --enable-lora");
+    assert_eq!(
+        cmd(&plain),
+        "vllm serve m --host 127.0.0.1 --port 8000 --enable-lora"
+    );
     assert!(matches!(
         VllmSpec::new("m").lora_module("a=b", "/p").server_spec("v"),
         Err(Error::Config(_))
@@ -105,15 +123,20 @@ fn ovms_takes_a_config_file_or_one_model_and_is_ready_on_the_kserve_route() {
         .unwrap();
     assert_eq!(
         cmd(&one),
-        "ovms --rest_port 8001 --port 9001 --model_path /models/resnet --model_name resnet"
+        "ovms --rest_bind_address 127.0.0.1 --rest_port 8001 --port 9001 --model_path /models/resnet --model_name resnet"
     );
     assert_eq!(one.readiness, "/v2/health/ready");
+    assert!(
+        one.entrypoint_args()
+            .join(" ")
+            .contains("--rest_bind_address 0.0.0.0")
+    );
     let many = OvmsSpec::config("/models/config.json")
         .server_spec("ovms")
         .unwrap();
     assert_eq!(
         cmd(&many),
-        "ovms --rest_port 8000 --config_path /models/config.json"
+        "ovms --rest_bind_address 127.0.0.1 --rest_port 8000 --config_path /models/config.json"
     );
     assert!(matches!(
         OvmsSpec::model("/m", "m")
