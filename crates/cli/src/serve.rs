@@ -652,12 +652,15 @@ pub(crate) async fn run(mut args: ServeArgs) -> Result<(), Error> {
     outcome
 }
 
-/// Ctrl-C, listened for from before the server starts to its stop: one registration, so a
-/// signal that arrives between two waits (say, right after "ready on" is printed) is kept for
-/// the next wait instead of lost — a fresh `ctrl_c()` future per wait would miss it.
+/// Ctrl-C (SIGINT), SIGTERM (`kill`, `timeout`, a service manager) and SIGHUP (the terminal
+/// closed), listened for from before the server starts to its stop: the server leads a
+/// process group of its own, so no signal sent to the CLI reaches it, and any of these left
+/// to its default action would end the CLI without stopping the server. One registration
+/// each, so a signal that arrives between two waits (say, right after "ready on" is printed)
+/// is kept for the next wait instead of lost — a fresh future per wait would miss it.
 struct Interrupt {
     #[cfg(unix)]
-    signal: tokio::signal::unix::Signal,
+    signals: [tokio::signal::unix::Signal; 3],
 }
 
 impl Interrupt {
@@ -665,13 +668,21 @@ impl Interrupt {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let signal = signal(SignalKind::interrupt()).map_err(|e| {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!("cannot listen for Ctrl-C: {e}"),
-                )
-            })?;
-            Ok(Interrupt { signal })
+            let listen = |kind: SignalKind, what: &str| {
+                signal(kind).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Unavailable,
+                        format!("cannot listen for {what}: {e}"),
+                    )
+                })
+            };
+            Ok(Interrupt {
+                signals: [
+                    listen(SignalKind::interrupt(), "Ctrl-C")?,
+                    listen(SignalKind::terminate(), "SIGTERM")?,
+                    listen(SignalKind::hangup(), "SIGHUP")?,
+                ],
+            })
         }
         #[cfg(not(unix))]
         Ok(Interrupt {})
@@ -680,7 +691,12 @@ impl Interrupt {
     async fn wait(&mut self) {
         #[cfg(unix)]
         {
-            self.signal.recv().await;
+            let [int, term, hup] = &mut self.signals;
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+                _ = hup.recv() => {}
+            }
         }
         #[cfg(not(unix))]
         {

@@ -1,5 +1,5 @@
-//! `infermux serve`: a server started in the foreground, ready, then stopped by Ctrl-C (SIGINT)
-//! with nothing left running; a missing binary is a clear failure.
+//! `infermux serve`: a server started in the foreground, ready, then stopped by Ctrl-C (SIGINT),
+//! SIGTERM or SIGHUP with nothing left running; a missing binary is a clear failure.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -35,6 +35,19 @@ fn python() -> bool {
 
 #[test]
 fn serve_runs_a_command_until_ready_and_ctrl_c_stops_it_and_its_server() {
+    serve_until(&["-INT"]);
+}
+
+/// `kill`, `timeout` and service managers send SIGTERM; a closed terminal SIGHUP. Before, the
+/// CLI died of either and its server (a process group of its own) served on, unowned.
+#[test]
+fn sigterm_and_sighup_stop_the_server_too() {
+    serve_until(&["-TERM"]);
+    serve_until(&["-HUP"]);
+}
+
+/// Serves `python3 -m http.server` until `kill SIGNAL` reaches the CLI.
+fn serve_until(signal: &[&str]) {
     if !python() {
         return;
     }
@@ -74,7 +87,8 @@ fn serve_runs_a_command_until_ready_and_ctrl_c_stops_it_and_its_server() {
         .unwrap_or_else(|| panic!("a pid in `{ready}`"));
     assert!(running(pid));
     let sent = Command::new("kill")
-        .args(["-INT", &cli.id().to_string()])
+        .args(signal)
+        .arg(cli.id().to_string())
         .status()
         .unwrap();
     assert!(sent.success());
