@@ -271,9 +271,8 @@ impl Router {
             .map(|(id, e)| (id.clone(), e.counters().snapshot()))
             .collect();
         let mut out = infermux_resilience::render_prometheus(&snaps);
-        for g in &self.groups {
-            g.pool.render_prometheus(&g.name, &mut out);
-        }
+        let pools: Vec<_> = self.groups.iter().map(|g| (&*g.name, &g.pool)).collect();
+        infermux_multiplex::MultiPool::render_prometheus_all(&pools, &mut out);
         out
     }
 }

@@ -587,32 +587,65 @@ impl MultiPool {
     }
 
     /// Appends the pool's metrics in Prometheus text: per member (labelled `pool`, `endpoint`,
-    /// `key` — the alias, never the key) its picks, attempts in flight, state and latency; per
-    /// pool its cooldowns, removals, waits, refusals, ejection-cap overrides and queue.
+    /// `key` — the alias, never the key — and `model`, the member's own or empty) its picks,
+    /// attempts in flight, state and latency; per pool its cooldowns, removals, waits,
+    /// refusals, ejection-cap overrides and queue. Several pools in one scrape:
+    /// [`MultiPool::render_prometheus_all`].
     pub fn render_prometheus(&self, pool_name: &str, out: &mut String) {
-        let pool = escape(pool_name);
-        let status = self.status();
+        Self::render_prometheus_all(&[(pool_name, self)], out);
+    }
+
+    /// [`MultiPool::render_prometheus`] of several pools at once: each metric family once
+    /// (its `HELP` and `TYPE` lines, then every pool's samples), as the text format requires
+    /// of a scrape.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use infermux_core::EndpointConfig;
+    /// use infermux_multiplex::{MemberSpec, MultiPool, PoolConfig, Strategy};
+    /// use infermux_openai_compat::OpenAiCompat;
+    /// use infermux_resilience::{AttemptExecutor, queue::QueueConfig};
+    /// use std::sync::Arc;
+    ///
+    /// let provider = OpenAiCompat::new(EndpointConfig::new("local", "http://127.0.0.1:9/v1").unwrap()).unwrap();
+    /// let endpoint = Arc::new(AttemptExecutor::new(Arc::new(provider), QueueConfig::standard(), None).unwrap());
+    /// let pool = || MultiPool::new(vec![endpoint.clone()], vec![MemberSpec::new(0)], PoolConfig::new(Strategy::LeastInFlight)).unwrap();
+    /// let (chat, backup) = (pool(), pool());
+    /// let mut out = String::new();
+    /// MultiPool::render_prometheus_all(&[("chat", &chat), ("backup", &backup)], &mut out);
+    /// assert_eq!(out.matches("# TYPE infermux_pool_member_picks_total ").count(), 1);
+    /// assert_eq!(out.matches("infermux_pool_member_picks_total{").count(), 2);
+    /// # }
+    /// ```
+    pub fn render_prometheus_all(pools: &[(&str, &MultiPool)], out: &mut String) {
+        let pools: Vec<_> = pools
+            .iter()
+            .map(|(name, p)| (escape(name), *p, p.status(), p.counters()))
+            .collect();
         let member = |out: &mut String,
                       name: &str,
                       kind: &str,
                       help: &str,
                       v: &dyn Fn(&MemberStatus) -> String| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for s in &status {
-                let _ = writeln!(
-                    out,
-                    "{name}{{pool=\"{pool}\",endpoint=\"{}\",key=\"{}\"}} {}",
-                    escape(s.endpoint.as_str()),
-                    escape(s.key_alias.as_deref().unwrap_or("")),
-                    v(s)
-                );
+            for (pool, p, status, _) in &pools {
+                for (s, m) in status.iter().zip(p.inner.members.iter()) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{pool=\"{pool}\",endpoint=\"{}\",key=\"{}\",model=\"{}\"}} {}",
+                        escape(s.endpoint.as_str()),
+                        escape(s.key_alias.as_deref().unwrap_or("")),
+                        escape(m.model.as_deref().unwrap_or("")),
+                        v(s)
+                    );
+                }
             }
         };
         member(
             out,
             "infermux_pool_member_picks_total",
             "counter",
-            "Times the member was picked.",
+            "Times the member was picked (a lease given back unused counts too).",
             &|s| s.picks.to_string(),
         );
         member(
@@ -656,65 +689,71 @@ impl MultiPool {
                     .map_or_else(|| "NaN".to_owned(), |d| d.as_secs_f64().to_string())
             },
         );
-        let c = self.counters();
-        for (name, kind, help, v) in [
+        type Field = fn(&PoolSnapshot) -> u64;
+        let families: [(&str, &str, &str, Field); 7] = [
             (
                 "infermux_pool_cooldowns_total",
                 "counter",
                 "Keys put to cool down, or models held on a key, after a 429.",
-                c.cooldowns as usize,
+                |c| c.cooldowns,
             ),
             (
                 "infermux_pool_removals_total",
                 "counter",
                 "Keys taken out (auth, quota).",
-                c.removals as usize,
+                |c| c.removals,
             ),
             (
                 "infermux_pool_waits_total",
                 "counter",
                 "Admissions that waited in the pool's queue.",
-                c.waits as usize,
+                |c| c.waits,
             ),
             (
                 "infermux_pool_unavailable_total",
                 "counter",
                 "Admissions refused: no member before the deadline.",
-                c.unavailable as usize,
+                |c| c.unavailable,
             ),
             (
                 "infermux_pool_queue_full_total",
                 "counter",
                 "Admissions refused: the queue was full.",
-                c.queue_full as usize,
+                |c| c.queue_full,
             ),
             (
                 "infermux_pool_ejection_overrides_total",
                 "counter",
                 "Attempts sent through an open breaker by the ejection cap.",
-                c.ejection_overrides as usize,
+                |c| c.ejection_overrides,
             ),
             (
                 "infermux_pool_queued",
                 "gauge",
                 "Calls waiting for a member.",
-                c.queued,
+                |c| c.queued as u64,
             ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{pool=\"{pool}\"}} {v}"
-            );
+        ];
+        for (name, kind, help, v) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (pool, _, _, c) in &pools {
+                let _ = writeln!(out, "{name}{{pool=\"{pool}\"}} {}", v(c));
+            }
         }
-        if let Some(up) = c.shared_state_up {
-            render_shared(
-                out,
-                &pool,
-                up,
-                c.shared_state_fallbacks,
-                c.shared_state_ahead,
-            );
-        }
+        let shared: Vec<_> = pools
+            .iter()
+            .filter_map(|(pool, _, _, c)| {
+                c.shared_state_up.map(|up| {
+                    (
+                        pool.as_ref(),
+                        up,
+                        c.shared_state_fallbacks,
+                        c.shared_state_ahead,
+                    )
+                })
+            })
+            .collect();
+        render_shared(out, &shared);
     }
 
     /// A lease now, without waiting, when a member can take an attempt reserving `estimate`
@@ -1662,21 +1701,37 @@ impl Pool for MultiPool {
     }
 }
 
-fn render_shared(out: &mut String, pool: &str, up: bool, fallbacks: u64, ahead: u64) {
-    let _ = writeln!(
+fn render_shared(out: &mut String, pools: &[(&str, bool, u64, u64)]) {
+    if pools.is_empty() {
+        return;
+    }
+    let family =
+        |out: &mut String, name: &str, kind: &str, help: &str, v: &dyn Fn(usize) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (i, (pool, ..)) in pools.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{pool=\"{pool}\"}} {}", v(i));
+            }
+        };
+    family(
         out,
-        "# HELP infermux_pool_shared_state_up 1 when the shared state (Redis) answers.\n\
-         # TYPE infermux_pool_shared_state_up gauge\n\
-         infermux_pool_shared_state_up{{pool=\"{pool}\"}} {}\n\
-         # HELP infermux_pool_shared_state_fallbacks_total Decisions taken on local state: \
-         the shared state was down or slow.\n\
-         # TYPE infermux_pool_shared_state_fallbacks_total counter\n\
-         infermux_pool_shared_state_fallbacks_total{{pool=\"{pool}\"}} {fallbacks}\n\
-         # HELP infermux_pool_shared_state_ahead_total Decisions that took a reservation made \
-         ahead on the shared state (no round trip).\n\
-         # TYPE infermux_pool_shared_state_ahead_total counter\n\
-         infermux_pool_shared_state_ahead_total{{pool=\"{pool}\"}} {ahead}",
-        u8::from(up)
+        "infermux_pool_shared_state_up",
+        "gauge",
+        "1 when the shared state (Redis) answers.",
+        &|i| u64::from(pools[i].1),
+    );
+    family(
+        out,
+        "infermux_pool_shared_state_fallbacks_total",
+        "counter",
+        "Decisions taken on local state: the shared state was down or slow.",
+        &|i| pools[i].2,
+    );
+    family(
+        out,
+        "infermux_pool_shared_state_ahead_total",
+        "counter",
+        "Decisions that took a reservation made ahead on the shared state (no round trip).",
+        &|i| pools[i].3,
     );
 }
 
@@ -1838,7 +1893,8 @@ impl MultiPool {
 
     /// Gives back a lease of this pool whose attempt never ran (from [`MultiPool::try_lease`],
     /// [`MultiPool::try_lease_shared`] or [`Pool::admit`]): its grant's drop releases the
-    /// permit, and its pick, its place in flight and its local reservation are undone. A lease
+    /// permit, and its place in flight and its local reservation are undone (its pick stays
+    /// counted). A lease
     /// dropped without this or a [`Pool::report`] leaves its member counted in flight, which
     /// load-based picks then avoid.
     ///
@@ -1867,11 +1923,9 @@ impl MultiPool {
         };
         let reserved = lease.reserved;
         drop(lease);
+        // (its pick stays counted: the picks are a counter, which never goes down)
         let _ = m
             .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        let _ = m
-            .picks
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         if inner.has_limits {
             inner.keys[m.key].unreserve(reserved);

@@ -106,6 +106,79 @@ async fn a_refused_key_is_taken_out_after_one_request() {
     assert!(!text.contains("sk-good") && !text.contains("sk-revoked"));
 }
 
+/// What breaks a Prometheus scrape: a family's `TYPE` line twice, a family's samples split by
+/// another family, or one series (name and labels) twice.
+fn scrape_faults(text: &str) -> Vec<String> {
+    let mut faults = Vec::new();
+    let mut typed = std::collections::HashSet::new();
+    let mut series = std::collections::HashSet::new();
+    let mut families_seen = std::collections::HashSet::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().unwrap_or("").to_owned();
+            if !typed.insert(name.clone()) {
+                faults.push(format!("TYPE twice: {name}"));
+            }
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (id, _) = line.rsplit_once(' ').unwrap_or((line, ""));
+        let name = id.split('{').next().unwrap_or(id);
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+            .unwrap_or(name)
+            .to_owned();
+        if family != current {
+            if !families_seen.insert(family.clone()) {
+                faults.push(format!("samples of {family} split"));
+            }
+            current = family;
+        }
+        if !series.insert(id.to_owned()) {
+            faults.push(format!("series twice: {id}"));
+        }
+    }
+    faults
+}
+
+/// Two groups, and two deployments of one endpoint under one key: one scrape, each family's
+/// `TYPE` once and each series once. Before, every group wrote its own `HELP`/`TYPE` lines
+/// (strict parsers, `promtool` among them, refuse the whole scrape) and the two models'
+/// members had one label set (one of them dropped as a duplicate).
+#[tokio::test]
+async fn one_scrape_of_several_groups_and_models_is_valid_prometheus_text() {
+    let s = sim(FaultPlan::none()).await;
+    let client = Client::builder()
+        .endpoint(provider("a", &s))
+        .group(
+            ModelGroup::new("chat")
+                .deployment(Deployment::new("a", "small"))
+                .deployment(Deployment::new("a", "large")),
+        )
+        .group(ModelGroup::new("backup").deployment(Deployment::new("a", "small")))
+        .build()
+        .unwrap();
+    client.chat(ask("chat")).await.unwrap();
+    let text = client.prometheus();
+    assert_eq!(scrape_faults(&text), Vec::<String>::new(), "{text}");
+    assert!(text.contains(r#"pool="backup""#) && text.contains(r#"model="large""#));
+    // the checker can fail: the same scrape twice has every fault
+    let doubled = format!("{text}{text}");
+    let faults = scrape_faults(&doubled);
+    assert!(
+        faults.iter().any(|f| f.starts_with("TYPE twice")),
+        "{faults:?}"
+    );
+    assert!(
+        faults.iter().any(|f| f.starts_with("series twice")),
+        "{faults:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_fallback_is_taken_on_its_trigger_and_the_answer_says_so() {
     let down = sim(FaultPlan::seeded(3).with(Fault::Unavailable, 1.0)).await;

@@ -132,6 +132,6 @@ fn keys_appear_by_alias_only() {
     assert!(shown.contains("team-a"));
     assert!(!shown.contains("sk-very-secret"), "{shown}");
     assert!(metrics.contains(
-        "infermux_pool_member_picks_total{pool=\"chat\",endpoint=\"c0\",key=\"team-a\"} 0"
+        "infermux_pool_member_picks_total{pool=\"chat\",endpoint=\"c0\",key=\"team-a\",model=\"\"} 0"
     ));
 }

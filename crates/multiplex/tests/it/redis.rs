@@ -535,11 +535,8 @@ async fn a_call_cancelled_during_the_shared_round_trip_leaves_nothing_in_flight(
     }
     drop(call);
     assert_eq!(in_flight(&pool), 0, "{:?}", pool.status());
-    assert!(
-        pool.status().iter().all(|m| m.picks == 0),
-        "{:?}",
-        pool.status()
-    );
+    // (its pick stays counted: a counter never goes down)
+    assert_eq!(pool.status().iter().map(|m| m.picks).sum::<u64>(), 1);
     assert!(stub.seen().is_empty(), "nothing was sent");
 }
 
