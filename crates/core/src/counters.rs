@@ -398,6 +398,21 @@ impl std::fmt::Debug for EndpointCounters {
     }
 }
 
+/// The most tokens one response adds to the counters: an absurd count a server reports
+/// (`u64::MAX`) would wrap them, which a scraper reads as a reset; at this bound it takes
+/// sixteen million such answers to come near.
+const MAX_TOKENS_A_RESPONSE: u64 = 1 << 40;
+
+/// Adds a response's tokens to a shard's counters, each bounded.
+fn add_tokens(shard: &CounterShard, usage: &Usage) {
+    shard
+        .tokens_in
+        .fetch_add(usage.input_tokens.min(MAX_TOKENS_A_RESPONSE), Relaxed);
+    shard
+        .tokens_out
+        .fetch_add(usage.output_tokens.min(MAX_TOKENS_A_RESPONSE), Relaxed);
+}
+
 impl EndpointCounters {
     /// Zeroed counters.
     pub fn new() -> Self {
@@ -436,15 +451,13 @@ impl EndpointCounters {
         shard.successes.fetch_add(1, Relaxed);
         self.latency.record_in(i, latency);
         if let Some(u) = usage {
-            shard.tokens_in.fetch_add(u.input_tokens, Relaxed);
-            shard.tokens_out.fetch_add(u.output_tokens, Relaxed);
+            add_tokens(shard, u);
         }
     }
-    /// Adds token usage.
+    /// Adds token usage (an absurd count a server reports adds at most 2⁴⁰: a wrapped
+    /// counter reads as a reset to a scraper).
     pub fn record_tokens(&self, usage: &Usage) {
-        let shard = self.shard();
-        shard.tokens_in.fetch_add(usage.input_tokens, Relaxed);
-        shard.tokens_out.fetch_add(usage.output_tokens, Relaxed);
+        add_tokens(self.shard(), usage);
     }
     /// One attempt failed with `kind` after `latency`.
     pub fn record_failure(&self, kind: ErrorKind, latency: Duration) {
@@ -505,8 +518,8 @@ impl EndpointCounters {
         for s in self.shards.iter() {
             requests = requests.wrapping_add(s.requests.load(Relaxed));
             successes = successes.wrapping_add(s.successes.load(Relaxed));
-            tokens_in = tokens_in.wrapping_add(s.tokens_in.load(Relaxed));
-            tokens_out = tokens_out.wrapping_add(s.tokens_out.load(Relaxed));
+            tokens_in = tokens_in.saturating_add(s.tokens_in.load(Relaxed));
+            tokens_out = tokens_out.saturating_add(s.tokens_out.load(Relaxed));
             in_flight = in_flight.wrapping_add(s.in_flight.load(Relaxed));
             for (acc, c) in failures.iter_mut().zip(&s.failures) {
                 *acc = acc.wrapping_add(c.load(Relaxed));
@@ -669,8 +682,8 @@ impl CounterSnapshot {
             in_flight: self.in_flight.wrapping_add(other.in_flight),
             queued: self.queued.wrapping_add(other.queued),
             queue_wait: self.queue_wait.saturating_add(other.queue_wait),
-            tokens_in: self.tokens_in.wrapping_add(other.tokens_in),
-            tokens_out: self.tokens_out.wrapping_add(other.tokens_out),
+            tokens_in: self.tokens_in.saturating_add(other.tokens_in),
+            tokens_out: self.tokens_out.saturating_add(other.tokens_out),
             breaker_state: if rank(other.breaker_state) > rank(self.breaker_state) {
                 other.breaker_state
             } else {
@@ -765,14 +778,29 @@ mod tests {
         };
         let m = huge.merged(&other);
         assert_eq!(m.requests, 1);
-        assert_eq!(m.tokens_in, 4);
-        assert_eq!(m.tokens_out, 1);
+        // (tokens saturate: a provider's absurd count must not read as a reset)
+        assert_eq!(m.tokens_in, u64::MAX);
+        assert_eq!(m.tokens_out, u64::MAX);
         assert_eq!(m.failures, vec![0, 0, u64::MAX]);
         assert_eq!(m.queue_wait, Duration::MAX);
         assert_eq!(m.latency.sum, Duration::MAX);
         assert_eq!(m.latency.count, 0);
         assert_eq!(m.failures_total(), u64::MAX);
         assert_eq!(m.rejected_total(), 2);
+    }
+
+    /// A server's absurd token count (`u64::MAX`) does not wrap the counters: before, the
+    /// total went down by one, which a scraper reads as a counter reset.
+    #[test]
+    fn an_absurd_token_count_never_takes_the_counters_down() {
+        let c = EndpointCounters::new();
+        c.record_tokens(&Usage::new(10, 10));
+        let before = c.snapshot();
+        c.record_tokens(&Usage::new(u64::MAX, u64::MAX));
+        c.record_success(Duration::from_millis(1), Some(&Usage::new(u64::MAX, 3)));
+        let after = c.snapshot();
+        assert!(after.tokens_in > before.tokens_in, "{after:?}");
+        assert!(after.tokens_out > before.tokens_out, "{after:?}");
     }
 
     #[test]

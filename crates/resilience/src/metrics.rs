@@ -151,7 +151,11 @@ pub fn render_prometheus(snapshots: &[(EndpointId, CounterSnapshot)]) -> String 
     );
     let _ = writeln!(out, "# TYPE infermux_latency_seconds histogram");
     for (id, s) in snapshots {
+        // (the shards are read one bucket array after the other while attempts record: the
+        // total is taken no lower than the last finite bucket, so the buckets stay cumulative)
+        let mut total = s.latency.count;
         for (upper_us, cumulative) in s.latency.fixed_cumulative() {
+            total = total.max(cumulative);
             let _ = writeln!(
                 out,
                 "infermux_latency_seconds_bucket{{{},le=\"{:.6}\"}} {cumulative}",
@@ -161,9 +165,8 @@ pub fn render_prometheus(snapshots: &[(EndpointId, CounterSnapshot)]) -> String 
         }
         let _ = writeln!(
             out,
-            "infermux_latency_seconds_bucket{{{},le=\"+Inf\"}} {}",
+            "infermux_latency_seconds_bucket{{{},le=\"+Inf\"}} {total}",
             ep(id),
-            s.latency.count
         );
         let _ = writeln!(
             out,
@@ -171,12 +174,36 @@ pub fn render_prometheus(snapshots: &[(EndpointId, CounterSnapshot)]) -> String 
             ep(id),
             s.latency.sum.as_secs_f64()
         );
-        let _ = writeln!(
-            out,
-            "infermux_latency_seconds_count{{{}}} {}",
-            ep(id),
-            s.latency.count
-        );
+        let _ = writeln!(out, "infermux_latency_seconds_count{{{}}} {total}", ep(id),);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot read while attempts record may hold a latency in a finite bucket and not
+    /// yet in the total: `+Inf` and `_count` are never below the last finite bucket (a
+    /// histogram whose buckets go down is refused or misread by Prometheus).
+    #[test]
+    fn the_inf_bucket_is_never_below_a_finite_one() {
+        let mut s = CounterSnapshot::default();
+        s.latency.fixed = vec![1; infermux_core::LATENCY_BOUNDS_MICROS.len()];
+        s.latency.count = 1;
+        let text = render_prometheus(&[(EndpointId::new("e"), s)]);
+        let value = |prefix: &str| -> u64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("{prefix} in {text}"));
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        let n = infermux_core::LATENCY_BOUNDS_MICROS.len() as u64;
+        assert_eq!(
+            value("infermux_latency_seconds_bucket{endpoint=\"e\",le=\"+Inf\"}"),
+            n
+        );
+        assert_eq!(value("infermux_latency_seconds_count{endpoint=\"e\"}"), n);
+    }
 }

@@ -282,6 +282,11 @@ impl CircuitBreaker {
         }
         self.status
             .store(status_word(st.generation, to_state), Ordering::Release);
+        // the gauge too, under the lock: set after it (in `emit`), a transition descheduled
+        // there could overwrite a later one's state for good
+        if let Some(c) = &self.counters {
+            c.set_breaker_state(to_state.code());
+        }
         Transition {
             from,
             to: phase_state(&st.phase),
@@ -307,7 +312,6 @@ impl CircuitBreaker {
             "circuit breaker state changed"
         );
         if let Some(c) = &self.counters {
-            c.set_breaker_state(t.to.code());
             if t.from == BreakerState::Closed && t.to == BreakerState::Open {
                 c.record_breaker_trip();
             }
