@@ -1420,6 +1420,14 @@ impl MultiPool {
     /// attempt; refuses at once when none can before the deadline.
     async fn admit_local<'a>(&'a self, req: Admit<'_>) -> Result<Lease<'a>> {
         let inner = &*self.inner;
+        if req.deadline.is_spent() {
+            // no time at all: a member free now would send past the deadline
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                "the call deadline had passed before a pool member was picked",
+            )
+            .with_reached_server(false));
+        }
         let tokens = inner.estimate(&req);
         let model = req.request.and_then(Request::model);
         let tried = inner.tried_mask(req.tried);

@@ -835,6 +835,12 @@ impl CallDeadline {
         }
     }
 
+    /// Whether the call had no time at all: its deadline had passed when it began, or its
+    /// timeout is zero. Nothing may be sent then (no clock is read to say so).
+    pub fn is_spent(&self) -> bool {
+        self.left.is_some_and(|l| l.is_zero())
+    }
+
     /// Time left, `None` without a deadline.
     pub fn remaining(&self) -> Option<Duration> {
         self.at()
@@ -875,11 +881,16 @@ impl CallDeadline {
     }
 
     /// Runs `fut` until the deadline: `None` when the deadline came first (`fut` is polled
-    /// first, like tokio's `timeout_at`). The timer is created only once `fut` has to wait: a
+    /// first, like tokio's `timeout_at`, unless the call had no time at all). The timer is created only once `fut` has to wait: a
     /// permit free at once, or an answer ready at once, costs no timer.
     pub async fn run<T>(&self, fut: impl Future<Output = T>) -> Option<T> {
         if self.left.is_none() {
             return Some(fut.await);
+        }
+        // no time at all: not even a permit free at once is taken (what it admits would be
+        // sent past the deadline)
+        if self.is_spent() {
+            return None;
         }
         let mut fut = pin!(fut);
         let mut sleep = pin!(None::<tokio::time::Sleep>);

@@ -777,3 +777,27 @@ async fn a_parked_waiter_ahead_does_not_hold_up_a_freed_permit_while_another_mem
     // its deadline)
     held_parked_and_behind(&pool, &p, &open, &gate, Duration::from_secs(10)).await;
 }
+
+/// A call with no time at all sends nothing through the pool either: a member free at once
+/// is not picked (before, its attempt went out past the deadline).
+#[tokio::test]
+async fn a_call_with_no_time_left_picks_no_member() {
+    let stub = crate::stub::Stub::new("spent", |_, _| async { crate::stub::ok() });
+    let pool = crate::stub::pool(
+        vec![crate::stub::executor(stub.clone(), 4, None)],
+        vec![infermux_multiplex::MemberSpec::new(0)],
+        infermux_multiplex::PoolConfig::default(),
+    );
+    let e = crate::stub::policy(3, std::time::Duration::ZERO)
+        .call(
+            &pool,
+            &crate::stub::chat(),
+            &infermux_core::RequestContext::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), infermux_core::ErrorKind::Timeout, "{e}");
+    assert_eq!(e.reached_server(), Some(false), "{e}");
+    assert!(stub.seen().is_empty(), "nothing was sent");
+    assert_eq!(pool.status()[0].in_flight, 0);
+}

@@ -89,3 +89,32 @@ async fn an_endpoints_own_first_byte_timeout_is_a_breaker_failure() {
     sim.release_stalls();
     assert_eq!(stack.counters().snapshot().breaker_trips, 1);
 }
+
+/// A call with no time at all — a zero timeout, or a deadline already past when it begins —
+/// sends nothing: a `Timeout` that never reached the server, no attempt. Before, a free
+/// permit was taken at once and the provider polled: the request went out (and an answer
+/// ready at once was even returned).
+#[tokio::test]
+async fn a_call_with_no_time_left_sends_nothing() {
+    let stub = crate::stub::Stub::new(|_| async { crate::stub::ok() });
+    let stack = Resilient::new(
+        stub.clone(),
+        ResilienceConfig::standard().with_timeout(Some(Duration::ZERO)),
+    )
+    .unwrap();
+    let e = stack
+        .call(&chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert_eq!(e.reached_server(), Some(false), "{e}");
+    let past = RequestContext::new().with_deadline(std::time::Instant::now());
+    let open = Resilient::new(stub.clone(), ResilienceConfig::standard()).unwrap();
+    let e = open.call(&chat(), &past).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert_eq!(stub.calls(), 0, "nothing was sent");
+    assert_eq!(open.counters().snapshot().requests, 0);
+    // the same stack with time left answers
+    assert!(open.call(&chat(), &RequestContext::new()).await.is_ok());
+    assert_eq!(stub.calls(), 1);
+}
