@@ -650,6 +650,8 @@ pub(crate) struct Guarded {
     pub(crate) deadline: CallDeadline,
     pub(crate) sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     pub(crate) deadline_error: Option<Error>,
+    /// The call's request id (for the errors the guard makes itself).
+    pub(crate) request_id: infermux_core::RequestId,
     pub(crate) attempts: u32,
     pub(crate) span: Span,
     pub(crate) call_span: Span,
@@ -748,7 +750,8 @@ impl Stream for Guarded {
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(self.fail(e)))),
             Poll::Ready(None) => {
-                let e = Error::new(ErrorKind::Decode, "stream ended without a final event");
+                let e = Error::new(ErrorKind::Decode, "stream ended without a final event")
+                    .with_request_id(self.request_id);
                 Poll::Ready(Some(Err(self.fail(e))))
             }
             Poll::Pending => {

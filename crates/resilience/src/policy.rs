@@ -395,7 +395,7 @@ impl CallPolicy {
             let lease = match pool.admit(admit).await {
                 Ok(lease) => lease,
                 Err(e) => {
-                    let e = never_sent(e);
+                    let e = never_sent(e, ctx);
                     computed_at = None;
                     let counters = pool.retry_counters();
                     match self
@@ -511,7 +511,7 @@ impl CallPolicy {
             let lease = match pool.admit(admit).await {
                 Ok(lease) => lease,
                 Err(e) => {
-                    let e = never_sent(e);
+                    let e = never_sent(e, ctx);
                     let counters = pool.retry_counters();
                     match self
                         .retry_or_stop(e, tries, attempts, &deadline, ctx, counters, false)
@@ -581,6 +581,7 @@ impl CallPolicy {
                         deadline,
                         sleep: None,
                         deadline_error,
+                        request_id: ctx.request_id(),
                         attempts,
                         span,
                         call_span,
@@ -652,7 +653,7 @@ impl CallPolicy {
                 let lease = match pool.admit(admit).await {
                     Ok(lease) => lease,
                     Err(e) => {
-                        let e = never_sent(e);
+                        let e = never_sent(e, ctx);
                         let counters = pool.retry_counters();
                         match self
                             .retry_or_stop(e, tries, attempts, &deadline, ctx, counters, false)
@@ -749,9 +750,15 @@ fn ended_by_refusal(refusal: Error, last: Option<Error>) -> Error {
 
 /// An error of admission (queue, breaker, pool): no request left, so a non-idempotent call may
 /// try again.
-fn never_sent(e: Error) -> Error {
-    if e.reached_server().is_none() {
+/// It carries the call's request id (a pool's refusal is made without one).
+fn never_sent(e: Error, ctx: &RequestContext) -> Error {
+    let e = if e.reached_server().is_none() {
         e.with_reached_server(false)
+    } else {
+        e
+    };
+    if e.request_id().is_none() {
+        e.with_request_id(ctx.request_id())
     } else {
         e
     }

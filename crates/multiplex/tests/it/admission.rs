@@ -788,14 +788,13 @@ async fn a_call_with_no_time_left_picks_no_member() {
         vec![infermux_multiplex::MemberSpec::new(0)],
         infermux_multiplex::PoolConfig::default(),
     );
+    let ctx = infermux_core::RequestContext::new();
     let e = crate::stub::policy(3, std::time::Duration::ZERO)
-        .call(
-            &pool,
-            &crate::stub::chat(),
-            &infermux_core::RequestContext::new(),
-        )
+        .call(&pool, &crate::stub::chat(), &ctx)
         .await
         .unwrap_err();
+    // a pool's refusal carries the call's request id, as every error of the call does
+    assert_eq!(e.request_id(), Some(ctx.request_id()), "{e}");
     assert_eq!(e.kind(), infermux_core::ErrorKind::Timeout, "{e}");
     assert_eq!(e.reached_server(), Some(false), "{e}");
     assert!(stub.seen().is_empty(), "nothing was sent");
