@@ -1949,7 +1949,12 @@ impl MultiPool {
     ) -> Result<Lease<'a>> {
         loop {
             let lease = self.admit_local(req).await?;
-            if let Some(lease) = self.confirm(shared, lease).await {
+            if let Some(mut lease) = self.confirm(shared, lease).await {
+                // the round trip was a wait: the attempt starts after it, and its deadline is
+                // read then (the call's, fixed on first read, and the transport's agree; else
+                // the transport's timer fires the round trip's time before the caller's
+                // deadline, and the breaker counts it as the endpoint's timeout)
+                lease.grant.set_waited();
                 return Ok(lease);
             }
         }

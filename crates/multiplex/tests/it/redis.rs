@@ -771,6 +771,53 @@ async fn a_shared_tpm_refusal_holds_back_big_requests_not_small_ones() {
     p2.give_back(small.unwrap());
 }
 
+/// The shared state's round trip is a wait before the attempt: an endpoint that answers
+/// only at the caller's deadline (here, when the transport's deadline passes) is the caller's
+/// deadline, not the endpoint's failure. Before, the call's deadline was fixed on its first
+/// read, after the round trip, so it stood that much later than the attempt's: the endpoint's
+/// timeout came "early" by the round trip and the breaker counted it (one such call opens it
+/// here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_shared_round_trip_does_not_turn_the_callers_deadline_into_a_breaker_failure() {
+    use infermux_resilience::breaker::{BreakerConfig, BreakerState, SlidingWindow};
+    let Some(url) = shared_redis() else { return };
+    let relay = infermux_testkit::helpers::FreezableRelay::start(redis_addr(&url))
+        .await
+        .unwrap();
+    let ns = fresh_namespace("deadline");
+    let state = SharedState::redis(&format!("redis://{}", relay.addr), &ns)
+        .unwrap()
+        .with_timeout(Duration::from_secs(5));
+    assert!(state.connect().await, "Redis answers through the relay");
+    relay.delay_replies(Duration::from_millis(150));
+    // the endpoint answers at the deadline its attempt was given, with its own timeout
+    let stub = Stub::new("deadline", |_, ctx: RequestContext| async move {
+        if let Some(d) = ctx.deadline() {
+            tokio::time::sleep_until(d.into()).await;
+        }
+        Err(Error::new(ErrorKind::Timeout, "the endpoint's own timeout"))
+    });
+    let breaker = BreakerConfig::standard()
+        .with_window(SlidingWindow::Count(1))
+        .with_minimum_calls(1)
+        .with_failure_rate_threshold(100.0)
+        .with_open_wait(Duration::from_secs(3600));
+    let exec = executor(stub, 8, Some(breaker));
+    let pool = crate::stub::pool(
+        vec![exec.clone()],
+        vec![keyed(0, "a").with_rpm(6000)],
+        PoolConfig::new(Strategy::RoundRobin),
+    )
+    .with_shared(state, "chat")
+    .unwrap();
+    let e = policy(1, Duration::from_millis(600))
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert_eq!(exec.breaker_state(), BreakerState::Closed, "{e}");
+}
+
 #[test]
 fn shared_state_names_are_checked_and_keys_never_shown() {
     assert!(SharedState::redis("redis://127.0.0.1:1", "").is_err());
