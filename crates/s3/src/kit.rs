@@ -639,10 +639,24 @@ impl S3Kit {
                             })
                         })
                         .collect();
-                    let next = if out.is_truncated() == Some(true) {
-                        out.next_continuation_token().map(str::to_owned)
-                    } else {
-                        None
+                    // a listing said to go on has a new token (without one, or with the same
+                    // one again, ending or going on would return part of it, or loop)
+                    let next = match (out.is_truncated(), out.next_continuation_token()) {
+                        (Some(true), Some(t)) if token != Some(t) => Some(t.to_owned()),
+                        (Some(true), t) => {
+                            return Err(Error::new(
+                                ErrorKind::Decode,
+                                format!(
+                                    "ListObjectsV2 says the listing goes on but gives {}",
+                                    if t.is_some() {
+                                        "the same continuation token again"
+                                    } else {
+                                        "no continuation token"
+                                    }
+                                ),
+                            ));
+                        }
+                        _ => None,
                     };
                     Ok((page, next))
                 }

@@ -581,6 +581,7 @@ impl S3Kit {
                         if let Some(m) = &marker {
                             req = req.part_number_marker(m);
                         }
+                        let asked = marker.clone();
                         async move {
                             let out = req.send().await.map_err(|e| sdk_error("ListParts", e))?;
                             let parts: Vec<(CompletedPart, i64)> = out
@@ -599,10 +600,19 @@ impl S3Kit {
                                     )
                                 })
                                 .collect();
-                            let next = if out.is_truncated() == Some(true) {
-                                out.next_part_number_marker().map(str::to_owned)
-                            } else {
-                                None
+                            // (as a listing: going on needs a new marker)
+                            let next = match (out.is_truncated(), out.next_part_number_marker()) {
+                                (Some(true), Some(m)) if asked.as_deref() != Some(m) => {
+                                    Some(m.to_owned())
+                                }
+                                (Some(true), _) => {
+                                    return Err(Error::new(
+                                        ErrorKind::Decode,
+                                        "ListParts says the list goes on but gives no new \
+                                         part number marker",
+                                    ));
+                                }
+                                _ => None,
                             };
                             Ok((parts, next))
                         }

@@ -1,10 +1,12 @@
 //! infermux-s3 against real S3-compatible servers: the two s3s-fs endpoints `.ci/s3.sh`
 //! starts (`INFERMUX_S3_URL`, `INFERMUX_S3_URL2`, one data directory, signatures checked), and
 //! private s3s-fs processes (`INFERMUX_S3S_FS`) the fault tests kill. Without them the tests
-//! are skipped visibly, and fail under `INFERMUX_REQUIRE_SERVERS=1`.
+//! are skipped visibly, and fail under `INFERMUX_REQUIRE_SERVERS=1`. Answers no real server
+//! gives on demand come from a scripted one (`scripted`).
 
 mod fault;
 mod live;
+mod scripted;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

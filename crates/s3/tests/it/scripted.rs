@@ -1,0 +1,59 @@
+//! Answers no real server gives on demand, from a scripted one: S3's wire format, bent.
+
+use infermux_core::ErrorKind;
+use infermux_s3::{S3Config, S3Credentials, S3EndpointConfig, S3Kit};
+use infermux_testkit::{IncomingRequest, Reply, Scripted};
+
+/// A ListObjectsV2 page of one key, `truncated` or not, with `token` as the next one's.
+fn page(key: &str, truncated: bool, token: Option<&str>) -> Reply {
+    let token = token.map_or_else(String::new, |t| {
+        format!("<NextContinuationToken>{t}</NextContinuationToken>")
+    });
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+         <ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+         <Name>b</Name><Prefix>m/</Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys>\
+         <IsTruncated>{truncated}</IsTruncated>{token}\
+         <Contents><Key>{key}</Key><Size>3</Size><ETag>\"abc\"</ETag>\
+         <LastModified>2026-01-01T00:00:00.000Z</LastModified></Contents>\
+         </ListBucketResult>"
+    );
+    Reply::Full {
+        status: 200,
+        headers: vec![("content-type".into(), "application/xml".into())],
+        body: body.into(),
+    }
+}
+
+async fn kit_on(
+    answer: impl Fn(&IncomingRequest) -> Reply + Send + Sync + 'static,
+) -> (Scripted, S3Kit) {
+    let server = Scripted::start(answer).await.unwrap();
+    let endpoint = S3EndpointConfig::new("scripted", server.url())
+        .with_credentials(S3Credentials::new("access", "secret"))
+        .with_path_style(true);
+    (server, S3Kit::new(S3Config::new(vec![endpoint])).unwrap())
+}
+
+/// A listing said to go on without a continuation token, or with the same one again, is a
+/// decode error: before, the first ended the listing there (a `fetch` or `ls` silently
+/// short) and the second would have listed the same page for ever.
+#[tokio::test]
+async fn a_truncated_listing_without_a_new_token_is_an_error_not_its_end() {
+    // the control: a page that is the last lists
+    let (_s, kit) = kit_on(|_| page("m/a", false, None)).await;
+    let all = kit.list("b", "m/").await.unwrap();
+    assert_eq!(all.len(), 1);
+
+    let (_s, kit) = kit_on(|_| page("m/a", true, None)).await;
+    let e = kit.list("b", "m/").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    assert!(e.to_string().contains("no continuation token"), "{e}");
+
+    let (s, kit) = kit_on(|_| page("m/a", true, Some("same"))).await;
+    let e = kit.list("b", "m/").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+    assert!(e.to_string().contains("same continuation token"), "{e}");
+    // the first page, and the second (asked with the token): then it stops
+    assert_eq!(s.requests().len(), 2);
+}
