@@ -53,7 +53,8 @@ struct S3EndpointArgs {
 enum S3Command {
     /// Upload a file: `put FILE s3://bucket/key` (multipart past 16 MiB).
     Put { file: PathBuf, dest: String },
-    /// Download an object: `get s3://bucket/key FILE` (parallel ranges, resumable).
+    /// Download an object: `get s3://bucket/key FILE` (or into an existing directory, under
+    /// the object's name; parallel ranges, resumable).
     Get { src: String, file: PathBuf },
     /// List objects: `ls s3://bucket[/prefix]`.
     Ls { url: String },
@@ -259,6 +260,22 @@ async fn command(kit: &S3Kit, args: S3Args) -> Result<(), Error> {
         }
         S3Command::Get { src, file } => {
             let (bucket, key) = parse_url(&src)?;
+            // into a directory: under the object's own name, as `cp` does
+            let file = if file.is_dir() {
+                match key.rsplit('/').next().filter(|n| !n.is_empty()) {
+                    Some(name) => file.join(name),
+                    None => {
+                        return Err(Error::new(
+                            ErrorKind::Config,
+                            format!(
+                                "s3://{bucket}/{key} names no object to write into a directory"
+                            ),
+                        ));
+                    }
+                }
+            } else {
+                file
+            };
             let info = kit.head(&bucket, &key).await.map_err(s3_error)?;
             let (pb, progress) = bar(quiet, info.size, "get");
             let down = kit

@@ -829,6 +829,16 @@ impl S3Kit {
         progress: Option<&Progress>,
     ) -> Result<Downloaded, S3Error> {
         let key = info.key.as_str();
+        if tokio::fs::metadata(path).await.is_ok_and(|m| m.is_dir()) {
+            // refused before any byte moves (the rename at the end would fail)
+            return Err(S3Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::IsADirectory,
+                    "the destination is a directory: name the file to write",
+                ),
+            ));
+        }
         let transfer = self.transfer();
         let partial = sidecar(path, "infermux-partial");
         let journal = sidecar(path, "infermux-parts");

@@ -51,6 +51,11 @@ fn put_ls_get_presign_sync_fetch_and_rm_work_from_the_command_line() {
     assert_eq!(listed.trim(), format!("{}\tw.bin", 17 << 20));
     ok(&s3(&["get", &format!("s3://{bucket}/w.bin"), &dirs("back.bin")]).unwrap());
     assert_eq!(std::fs::read(dir.join("back.bin")).unwrap(), data);
+    // into a directory: under the object's name (before, the whole object was downloaded
+    // and then refused at the rename, its partial file left behind)
+    std::fs::create_dir_all(dir.join("into")).unwrap();
+    ok(&s3(&["get", &format!("s3://{bucket}/w.bin"), &dirs("into")]).unwrap());
+    assert_eq!(std::fs::read(dir.join("into/w.bin")).unwrap(), data);
     let url = ok(&s3(&[
         "presign",
         &format!("s3://{bucket}/w.bin"),

@@ -293,6 +293,21 @@ async fn a_zero_byte_file_uploads_and_downloads_as_an_empty_file() {
         .await
         .unwrap();
     assert_eq!(up.size, 0);
+    // a directory as the destination is refused before a byte moves, nothing left beside it
+    let into = dir.path().join("into");
+    std::fs::create_dir(&into).unwrap();
+    let e = kit
+        .download_file(&bucket, "empty", &into)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, infermux_s3::S3Error::Io { .. }), "{e}");
+    assert!(e.to_string().contains("into"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("infermux"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
