@@ -194,9 +194,12 @@ fn dir_size(dir: &Path) -> u64 {
             continue;
         };
         for e in rd.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map_or(0, |m| m.len()),
+            // (links followed, as the sync does; a link back up is not walked here: the bar
+            // is an estimate)
+            let linked = e.file_type().is_ok_and(|t| t.is_symlink());
+            match std::fs::metadata(e.path()) {
+                Ok(m) if m.is_dir() && !linked => stack.push(e.path()),
+                Ok(m) if m.is_file() => total += m.len(),
                 _ => {}
             }
         }
