@@ -228,7 +228,12 @@ impl S3Kit {
                                 sha256: sha.clone(),
                                 source,
                             },
-                            other => return Err(other),
+                            other => {
+                                if !aborted {
+                                    left_behind(self.endpoint_name(ep), bucket, key, &upload_id);
+                                }
+                                return Err(other);
+                            }
                         };
                         tracing::warn!(
                             target: "infermux::s3",
@@ -780,7 +785,12 @@ impl S3Kit {
                             sha256: String::new(),
                             source,
                         },
-                        other => other,
+                        other => {
+                            if !aborted {
+                                left_behind(self.endpoint_name(ep), bucket, key, &upload_id);
+                            }
+                            other
+                        }
                     })
                 }
             }
@@ -1240,6 +1250,21 @@ impl Drop for AbortOnDrop<'_> {
         aborts.retain(|h| !h.is_finished());
         aborts.push(task);
     }
+}
+
+/// A multipart upload that failed for a local reason (its file changed, could not be read)
+/// and could not be aborted either: its error has no place for the id, so the id is logged
+/// (its parts stay stored, and billed, until it is aborted or a lifecycle rule removes them).
+fn left_behind(endpoint: &str, bucket: &str, key: &str, upload_id: &str) {
+    tracing::warn!(
+        target: "infermux::s3",
+        endpoint,
+        bucket,
+        key,
+        upload_id,
+        "a failed multipart upload could not be aborted: its parts stay stored until it is \
+         aborted (`AbortMultipartUpload` with this id) or a lifecycle rule removes them"
+    );
 }
 
 #[cfg(test)]
