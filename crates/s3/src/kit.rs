@@ -137,6 +137,29 @@ pub(crate) struct Endpoint {
     pub(crate) name: String,
     pub(crate) client: Client,
     pub(crate) exec: Arc<AttemptExecutor>,
+    /// The longest one request may take, its body included (the SDK's own attempt timeout
+    /// stops at a streamed body's headers).
+    pub(crate) attempt_timeout: Duration,
+}
+
+impl Endpoint {
+    /// `fut`, one request to this endpoint, bounded by its attempt timeout.
+    fn bounded<T>(
+        &self,
+        fut: impl Future<Output = Result<T, Error>>,
+    ) -> impl Future<Output = Result<T, Error>> {
+        let limit = self.attempt_timeout;
+        async move {
+            match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("the S3 request took longer than its attempt timeout ({limit:?}), body included"),
+                )
+                .with_reached_server(true)),
+            }
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -336,6 +359,7 @@ impl S3Kit {
                 name: c.name.clone(),
                 client,
                 exec: Arc::new(exec),
+                attempt_timeout: c.attempt_timeout,
             });
         }
         let strategy = match config.selection {
@@ -444,7 +468,8 @@ impl S3Kit {
                 Op::new(name, idempotency),
                 ctx,
                 |member, _actx| {
-                    f(&inner.endpoints[member as usize]).inspect_err(|e| {
+                    let ep = &inner.endpoints[member as usize];
+                    ep.bounded(f(ep)).inspect_err(|e| {
                         if e.kind() == ErrorKind::Auth {
                             *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
                         }
@@ -489,7 +514,7 @@ impl S3Kit {
                 &*endpoint.exec,
                 Op::new(name, idempotency),
                 ctx,
-                |_member, _actx| f(endpoint),
+                |_member, _actx| endpoint.bounded(f(endpoint)),
             )
             .await?;
         Ok(called.value)

@@ -57,3 +57,45 @@ async fn a_truncated_listing_without_a_new_token_is_an_error_not_its_end() {
     // the first page, and the second (asked with the token): then it stops
     assert_eq!(s.requests().len(), 2);
 }
+
+/// A body that stops coming after its headers is bounded by the attempt timeout (the
+/// endpoint's promise: the longest one request takes, body included). Before, the SDK's own
+/// attempt timeout ended at the headers and only its stalled-stream check (a byte a second
+/// over 20 s) stood between a drip-fed body and a call that never ends.
+#[tokio::test]
+async fn a_body_that_stalls_after_its_headers_times_out_at_the_attempt_timeout() {
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    let server = Scripted::start(move |_| {
+        let (tx, chunks) = tokio::sync::mpsc::channel(1);
+        // the sender is kept: the body neither goes on nor ends
+        keep.lock().unwrap().push(tx);
+        Reply::Stream {
+            status: 200,
+            headers: vec![("content-type".into(), "application/octet-stream".into())],
+            chunks,
+        }
+    })
+    .await
+    .unwrap();
+    let endpoint = S3EndpointConfig::new("scripted", server.url())
+        .with_credentials(S3Credentials::new("access", "secret"))
+        .with_path_style(true)
+        .with_timeouts(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_millis(500),
+        );
+    let kit = S3Kit::new(S3Config::new(vec![endpoint]).with_max_attempts(1)).unwrap();
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(15), kit.get_bytes("b", "k"))
+        .await
+        .expect("the call ends (within 15 s) instead of waiting on the body for ever");
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!held.lock().unwrap().is_empty());
+}
