@@ -186,6 +186,23 @@ impl S3Error {
 
 /// Maps an AWS SDK error onto the error every layer of infermux reads: status and S3 error
 /// code decide the kind, the code is kept as the provider code, the SDK error as the source.
+/// The ids the server gave its answer (` (request id …, host id …)`, or nothing): what its
+/// operators ask for.
+fn server_ids(r: &aws_sdk_s3::config::http::HttpResponse) -> String {
+    let h = r.headers();
+    let printable = |v: &str| {
+        v.chars().all(|c| c.is_ascii_graphic() || c == ' ') && !v.is_empty() && v.len() <= 256
+    };
+    let id = h.get("x-amz-request-id").filter(|v| printable(v));
+    let host = h.get("x-amz-id-2").filter(|v| printable(v));
+    match (id, host) {
+        (Some(i), Some(h)) => format!(" (request id {i}, host id {h})"),
+        (Some(i), None) => format!(" (request id {i})"),
+        (None, Some(h)) => format!(" (host id {h})"),
+        (None, None) => String::new(),
+    }
+}
+
 pub(crate) fn sdk_error<E>(op: &'static str, e: SdkError<E>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -193,13 +210,14 @@ where
     match e {
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
+            let ids = server_ids(ctx.raw());
             let err = ctx.into_err();
             let code = err.code().map(str::to_owned);
             let kind = kind_of(status, code.as_deref());
             let message = match (&code, err.message()) {
-                (Some(c), Some(m)) => format!("S3 {op}: {status} {c}: {m}"),
-                (Some(c), None) => format!("S3 {op}: {status} {c}"),
-                _ => format!("S3 {op}: HTTP {status}"),
+                (Some(c), Some(m)) => format!("S3 {op}: {status} {c}: {m}{ids}"),
+                (Some(c), None) => format!("S3 {op}: {status} {c}{ids}"),
+                _ => format!("S3 {op}: HTTP {status}{ids}"),
             };
             let mut out = Error::new(kind, message)
                 .with_status(status)
@@ -224,9 +242,10 @@ where
         }
         SdkError::ResponseError(r) => {
             let status = r.raw().status().as_u16();
+            let ids = server_ids(r.raw());
             Error::new(
                 ErrorKind::Decode,
-                format!("S3 {op}: the response (HTTP {status}) could not be read"),
+                format!("S3 {op}: the response (HTTP {status}) could not be read{ids}"),
             )
             .with_status(status)
             .with_reached_server(true)

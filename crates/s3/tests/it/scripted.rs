@@ -99,3 +99,29 @@ async fn a_body_that_stalls_after_its_headers_times_out_at_the_attempt_timeout()
     );
     assert!(!held.lock().unwrap().is_empty());
 }
+
+/// A refusal names the ids the server gave it (`x-amz-request-id`, `x-amz-id-2`), which its
+/// operators ask for; before, they were read nowhere.
+#[tokio::test]
+async fn a_refusal_names_the_servers_request_and_host_ids() {
+    let (_s, kit) = kit_on(|_| Reply::Full {
+        status: 404,
+        headers: vec![
+            ("content-type".into(), "application/xml".into()),
+            ("x-amz-request-id".into(), "4442587FB7D0A2F9".into()),
+            (
+                "x-amz-id-2".into(),
+                "vlR7PnpV2Ce81l0PRw6jlUpck7Jo5ZsQjryTjKlc5aLWGVHPZLj5NeC6qMa0emYBDXOo6QBU0Wo="
+                    .into(),
+            ),
+        ],
+        body: "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NoSuchBucket</Code>\
+               <Message>The specified bucket does not exist</Message></Error>"
+            .into(),
+    })
+    .await;
+    let e = kit.head("b", "k").await.unwrap_err();
+    let text = format!("{e} {:?}", e.call_error());
+    assert!(text.contains("request id 4442587FB7D0A2F9"), "{text}");
+    assert!(text.contains("host id vlR7PnpV2Ce81l0"), "{text}");
+}
