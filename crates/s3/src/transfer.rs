@@ -121,6 +121,8 @@ fn read_part(path: &Path, offset: u64, len: usize) -> Result<Bytes, S3Error> {
 struct Upload<'a> {
     bucket: &'a str,
     key: &'a str,
+    /// The file's SHA-256, stored with the object.
+    sha256: &'a str,
     path: &'a Path,
     stamp: Stamp,
     part_size: u64,
@@ -179,6 +181,7 @@ impl S3Kit {
             let up = Upload {
                 bucket,
                 key,
+                sha256: &sha,
                 path,
                 stamp: before,
                 part_size,
@@ -197,7 +200,7 @@ impl S3Kit {
                         return Ok(Uploaded {
                             key: key.to_owned(),
                             size: before.len,
-                            sha256: sha,
+                            sha256: sha.clone(),
                             etag,
                             parts: up.parts,
                             parts_reused,
@@ -357,7 +360,13 @@ impl S3Kit {
             });
         }
         let etag = self
-            .complete(ctx, ep, (up.bucket, up.key, upload_id), completed)
+            .complete(
+                ctx,
+                ep,
+                (up.bucket, up.key, upload_id),
+                completed,
+                Some(up.sha256),
+            )
             .await?;
         Ok((etag, reused.load(std::sync::atomic::Ordering::Relaxed)))
     }
@@ -407,23 +416,32 @@ impl S3Kit {
     }
 
     /// Completes an upload on endpoint `ep` with its `parts` (in any order); the object's ETag.
+    ///
+    /// A retry answered `NoSuchUpload` may follow an attempt that completed the upload and
+    /// whose answer was lost (S3 says the upload "might have been aborted or completed"):
+    /// when the object now carries `sha256` (the file's, stored at the upload's creation),
+    /// the upload completed.
     async fn complete(
         &self,
         ctx: &RequestContext,
         ep: usize,
         (bucket, key, upload_id): (&str, &str, &str),
         mut parts: Vec<CompletedPart>,
+        sha256: Option<&str>,
     ) -> Result<Option<String>, S3Error> {
         parts.sort_by_key(|p| p.part_number());
         let body = CompletedMultipartUpload::builder()
             .set_parts(Some(parts))
             .build();
+        let mut attempts = 0u32;
         self.run_on(
             ep,
             "s3.complete_multipart_upload",
             Idempotency::Idempotent,
             ctx,
             |e| {
+                attempts += 1;
+                let retried = attempts > 1;
                 let req = e
                     .client
                     .complete_multipart_upload()
@@ -431,12 +449,24 @@ impl S3Kit {
                     .key(key)
                     .upload_id(upload_id)
                     .multipart_upload(body.clone());
+                let head = e.client.head_object().bucket(bucket).key(key);
                 async move {
-                    let out = req
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error("CompleteMultipartUpload", e))?;
-                    Ok(out.e_tag().map(unquote))
+                    let err = match req.send().await {
+                        Ok(out) => return Ok(out.e_tag().map(unquote)),
+                        Err(err) => sdk_error("CompleteMultipartUpload", err),
+                    };
+                    if let Some(sha) = sha256.filter(|_| retried)
+                        && err.provider_code() == Some("NoSuchUpload")
+                        && let Ok(h) = head.send().await
+                        && h.metadata()
+                            .and_then(|m| m.get(SHA256_META))
+                            .map(String::as_str)
+                            == Some(sha)
+                    {
+                        // completed by an earlier attempt whose answer was lost
+                        return Ok(h.e_tag().map(unquote));
+                    }
+                    Err(err)
                 }
             },
         )
@@ -640,6 +670,7 @@ impl S3Kit {
             let up = Upload {
                 bucket,
                 key,
+                sha256: &sha,
                 path,
                 stamp: before,
                 part_size,
@@ -651,7 +682,7 @@ impl S3Kit {
             Ok(Uploaded {
                 key: key.to_owned(),
                 size: before.len,
-                sha256: sha,
+                sha256: sha.clone(),
                 etag,
                 parts: up.parts,
                 parts_reused,
@@ -756,7 +787,7 @@ impl S3Kit {
                     parts.push(done?.0);
                 }
                 let etag = self
-                    .complete(ctx_ref, ep, (bucket, key, upload_ref), parts)
+                    .complete(ctx_ref, ep, (bucket, key, upload_ref), parts, None)
                     .await?;
                 Ok((total, n, etag))
             }

@@ -125,3 +125,105 @@ async fn a_refusal_names_the_servers_request_and_host_ids() {
     assert!(text.contains("request id 4442587FB7D0A2F9"), "{text}");
     assert!(text.contains("host id vlR7PnpV2Ce81l0"), "{text}");
 }
+
+/// A completion whose answer is lost (the connection drops after the server completed the
+/// upload) is retried, and the retry meets `NoSuchUpload`: the object carrying the file's
+/// SHA-256 says the upload completed. Before, that success was reported as a failed upload.
+#[tokio::test]
+async fn a_completion_whose_answer_was_lost_is_recognised_by_the_objects_sha256() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Default)]
+    struct State {
+        sha: Option<String>,
+        /// The object's metadata is another writer's (no SHA-256 of ours).
+        foreign: bool,
+        completions: u32,
+        seen: Vec<String>,
+    }
+    let state = Arc::new(Mutex::new(State::default()));
+    let st = state.clone();
+    let xml = |status: u16, body: &str| Reply::Full {
+        status,
+        headers: vec![("content-type".into(), "application/xml".into())],
+        body: body.to_owned().into(),
+    };
+    let server = Scripted::start(move |req| {
+        let mut s = st.lock().unwrap();
+        s.seen
+            .push(format!("{} {}?{}", req.method, req.path, req.query));
+        match (req.method.as_str(), req.query.as_str()) {
+            ("POST", q) if q.starts_with("uploads") => {
+                s.sha = req.header("x-amz-meta-infermux-sha256").map(str::to_owned);
+                xml(
+                    200,
+                    "<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key>\
+                     <UploadId>U1</UploadId></InitiateMultipartUploadResult>",
+                )
+            }
+            ("PUT", q) if q.contains("partNumber=") => Reply::Full {
+                status: 200,
+                headers: vec![("etag".into(), "\"0123456789abcdef0123456789abcdef\"".into())],
+                body: Vec::new().into(),
+            },
+            ("POST", q) if q.contains("uploadId=U1") => {
+                s.completions += 1;
+                if s.completions == 1 {
+                    // completed, and the answer lost on the way
+                    Reply::Reset
+                } else {
+                    xml(
+                        404,
+                        "<Error><Code>NoSuchUpload</Code><Message>The specified upload does \
+                         not exist.</Message></Error>",
+                    )
+                }
+            }
+            ("HEAD", _) if s.completions > 0 => {
+                let mut headers = vec![
+                    (
+                        "etag".into(),
+                        "\"feedfacefeedfacefeedfacefeedface-2\"".into(),
+                    ),
+                    ("content-length".into(), (7u64 << 20).to_string()),
+                ];
+                if let Some(sha) = s.sha.as_ref().filter(|_| !s.foreign) {
+                    headers.push(("x-amz-meta-infermux-sha256".into(), sha.clone()));
+                }
+                Reply::Full {
+                    status: 200,
+                    headers,
+                    body: Vec::new().into(),
+                }
+            }
+            _ => xml(
+                404,
+                "<Error><Code>NoSuchKey</Code><Message>no</Message></Error>",
+            ),
+        }
+    })
+    .await
+    .unwrap();
+    let endpoint = S3EndpointConfig::new("scripted", server.url())
+        .with_credentials(S3Credentials::new("access", "secret"))
+        .with_path_style(true);
+    let kit =
+        S3Kit::new(S3Config::new(vec![endpoint]).with_transfer(crate::small_parts())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.bin");
+    std::fs::write(&path, vec![7u8; 7 << 20]).unwrap();
+    let up = kit.upload_file("b", "k", &path).await;
+    let seen = state.lock().unwrap().seen.join("\n");
+    let up = up.unwrap_or_else(|e| panic!("{e}\n{seen}"));
+    assert_eq!(up.parts, 2);
+    assert_eq!(state.lock().unwrap().completions, 2, "{seen}");
+    // the control: an object without the file's SHA-256 is not taken for the upload
+    state.lock().unwrap().completions = 0;
+    state.lock().unwrap().foreign = true;
+    std::fs::write(&path, vec![8u8; 7 << 20]).unwrap();
+    let e = kit.upload_file("b", "k", &path).await.unwrap_err();
+    assert!(
+        matches!(&e, infermux_s3::S3Error::UploadFailed { source, .. }
+            if source.provider_code() == Some("NoSuchUpload")),
+        "{e:?}"
+    );
+}
