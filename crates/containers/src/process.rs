@@ -17,6 +17,8 @@ use crate::launcher::{Launcher, Server, ServerId, check_port_free};
 use crate::logs::LogBuffer;
 use crate::spec::ServerSpec;
 
+/// How long a stop waits for a process after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(10);
 /// Launches a [`ServerSpec`]'s command line (wrapper, program, args) as a child process
 /// leading its own process group, stdout and stderr read into the [`LogBuffer`].
 ///
@@ -317,7 +319,16 @@ impl Server for ProcessServer {
             Ok(Err(e)) => return Err(Error::Io(e)),
             Err(_) => {
                 self.kill_group();
-                exit_of(self.child.wait().await?)
+                // a process stuck in the kernel (a hung driver or file system read) outlives
+                // even SIGKILL: the stop ends, and says so
+                match tokio::time::timeout(KILL_WAIT, self.child.wait()).await {
+                    Ok(status) => exit_of(status?),
+                    Err(_) => {
+                        return Err(Error::Io(std::io::Error::other(format!(
+                            "the server did not exit within {KILL_WAIT:?} of SIGKILL"
+                        ))));
+                    }
+                }
             }
         };
         self.finished(exit);

@@ -471,8 +471,15 @@ impl Ctx {
                     if failures < self.config.health_failures {
                         continue;
                     }
+                    let reason = format!("failed {failures} health checks");
+                    // out of service before its stop (a grace period long): calls go
+                    // elsewhere, not to a server known to be failing
+                    self.state.send_replace(State::Restarting {
+                        restarts: self.restarts.load(Ordering::Relaxed) + 1,
+                        reason: reason.clone(),
+                    });
                     let _ = server.stop(self.config.stop_grace).await;
-                    format!("failed {failures} health checks")
+                    reason
                 }
             };
             self.id.send_replace(None);

@@ -355,6 +355,45 @@ async fn a_server_failing_its_health_checks_is_stopped_and_restarted() {
     sup.stop().await;
 }
 
+/// A server that failed its health checks is out of service (`Restarting`) as soon as it is
+/// given up on, while its stop takes its grace period: before, it stayed `Ready` for the
+/// whole grace (the pool kept sending it calls).
+#[tokio::test]
+async fn a_server_failing_its_health_checks_leaves_ready_before_its_stop() {
+    let Some(py) = python() else { return };
+    let config = quick()
+        .with_health(Duration::from_millis(100), 2)
+        .with_probe(Duration::from_millis(25), Duration::from_millis(200))
+        .with_stop_grace(Duration::from_secs(3));
+    let sup = Supervisor::start(
+        Recording::new(ProcessLauncher::new()),
+        http_server(py, free_port()),
+        config,
+    )
+    .await
+    .unwrap();
+    let Some(ServerId::Pid(first)) = sup.server_id() else {
+        panic!("a pid")
+    };
+    let mut states = sup.subscribe();
+    // frozen: SIGTERM waits until it runs again, so its stop takes the whole grace
+    std::process::Command::new("kill")
+        .args(["-STOP", &first.to_string()])
+        .status()
+        .unwrap();
+    loop {
+        states.changed().await.unwrap();
+        let s = states.borrow_and_update().clone();
+        if !s.is_ready() {
+            assert!(matches!(s, State::Restarting { .. }), "{s:?}");
+            assert!(running(first), "out of service only once it was killed");
+            break;
+        }
+    }
+    sup.stop().await;
+    assert!(!running(first));
+}
+
 #[test]
 fn the_restart_backoff_doubles_is_capped_and_jittered_within_half() {
     let c = quick().with_backoff(Duration::from_millis(100), Duration::from_millis(800));
