@@ -30,7 +30,8 @@ pub(crate) struct ServeArgs {
     program: Option<String>,
     /// An environment variable for the server: `KEY=VALUE`, or `KEY` alone to pass this
     /// shell's value on (a token stays out of the command line, as with `docker -e KEY`)
-    /// (repeatable).
+    /// (repeatable). A process inherits this shell's environment except the keys infermux
+    /// reads (`…_API_KEY`, AWS and S3 secrets, Redis URLs), passed on only when named here.
     #[arg(long = "env", value_name = "KEY[=VALUE]")]
     env: Vec<String>,
     /// A folder `HOST:CONTAINER[:ro]` (repeatable; containers).
@@ -411,6 +412,21 @@ fn parse_gpus(g: &str) -> Result<Gpus, Error> {
     Ok(Gpus::Devices(ids))
 }
 
+/// Whether the shell's variable `name` is a key infermux reads, kept from the server it
+/// launches: a provider's API key (`…_API_KEY`), a storage secret (`AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`, `…_SECRET_KEY`, `…_ACCESS_KEY`, `…_ACCESS_KEY_ID`), a Redis URL
+/// (which may carry a password). `HF_TOKEN` goes on: servers download gated models with it.
+fn own_secret(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    n.ends_with("_API_KEY")
+        || n.ends_with("_SECRET_KEY")
+        || n.ends_with("_SECRET_ACCESS_KEY")
+        || n.ends_with("_ACCESS_KEY")
+        || n.ends_with("_ACCESS_KEY_ID")
+        || n == "AWS_SESSION_TOKEN"
+        || n.ends_with("_REDIS_URL")
+}
+
 /// One `--env` flag: `KEY=VALUE`, or `KEY` with its value from `lookup` (this shell's
 /// environment). The value is never shown in an error.
 fn env_pair(kv: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<(String, String), Error> {
@@ -457,6 +473,16 @@ fn server_spec(args: &mut ServeArgs, backend: Backend) -> Result<ServerSpec, Err
     for kv in &args.env {
         let (k, v) = env_pair(kv, |name| std::env::var(name).ok())?;
         spec = spec.with_env(k, v);
+    }
+    // this shell's keys (a provider's, the storage's `--fetch` reads) are not the server's:
+    // passed on only when named with --env
+    for (k, _) in std::env::vars_os() {
+        if let Some(k) = k.to_str()
+            && own_secret(k)
+            && !spec.env.iter().any(|(e, _)| e == k)
+        {
+            spec = spec.without_env(k);
+        }
     }
     for v in &args.volumes {
         spec = spec.with_volume(parse_volume(v)?);

@@ -175,6 +175,9 @@ impl Launcher for ProcessLauncher {
         if spec.clear_env {
             c.env_clear();
         }
+        for k in &spec.env_removed {
+            c.env_remove(k);
+        }
         c.envs(spec.process_env());
         let mut child = c.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {

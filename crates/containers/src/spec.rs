@@ -94,6 +94,8 @@ pub struct ServerSpec {
     pub env: Vec<(String, String)>,
     /// Start the process with an empty environment (plus [`ServerSpec::env`]).
     pub clear_env: bool,
+    /// Variables of the launching process not passed on to the server (its own keys).
+    pub env_removed: Vec<String>,
     /// Host folders it sees (model caches).
     pub volumes: Vec<Volume>,
     /// GPUs.
@@ -121,6 +123,7 @@ impl std::fmt::Debug for ServerSpec {
             .field("readiness", &self.readiness)
             .field("env", &env)
             .field("clear_env", &self.clear_env)
+            .field("env_removed", &self.env_removed)
             .field("volumes", &self.volumes)
             .field("gpus", &self.gpus)
             .field("memory_bytes", &self.memory_bytes)
@@ -171,6 +174,7 @@ impl ServerSpec {
             readiness,
             env: Vec::new(),
             clear_env: false,
+            env_removed: Vec::new(),
             volumes: Vec::new(),
             gpus: Gpus::None,
             memory_bytes: None,
@@ -222,6 +226,13 @@ impl ServerSpec {
     /// Sets an environment variable.
     pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Does not pass the launching process's variable `key` on to the server (a key of its
+    /// own the server has no use for); a value set with [`ServerSpec::with_env`] still goes.
+    pub fn without_env(mut self, key: impl Into<String>) -> Self {
+        self.env_removed.push(key.into());
         self
     }
 

@@ -102,6 +102,62 @@ fn serve_until(signal: &[&str]) {
     assert!(!running(pid), "the server {pid} was stopped with the CLI");
 }
 
+/// The server does not inherit the keys infermux reads (a provider's API key, the AWS
+/// secrets `--fetch` uses) unless named with `--env`; other variables it does. Before, every
+/// key in the shell went to the third-party server and everything it spawns.
+#[test]
+fn serve_keeps_this_shells_keys_from_the_server_unless_named() {
+    if !python() {
+        return;
+    }
+    let port = free_port().to_string();
+    let script = format!(
+        "import os, http.server, socketserver\n\
+         ok = os.environ.get('OPENAI_API_KEY') is None \
+              and os.environ.get('AWS_SECRET_ACCESS_KEY') is None \
+              and os.environ.get('PLAIN_SETTING') == 'kept' \
+              and os.environ.get('GROQ_API_KEY') == 'named'\n\
+         class H(http.server.BaseHTTPRequestHandler):\n\
+         \x20   def do_GET(self):\n\
+         \x20       self.send_response(200 if ok else 500); self.end_headers()\n\
+         socketserver.TCPServer(('127.0.0.1', {port}), H).serve_forever()\n"
+    );
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .args(["serve", "--env", "GROQ_API_KEY", "--ready-timeout", "15"])
+        .args(["cmd", "--port", &port, "--ready", "/"])
+        .args(["--", "python3", "-c", &script])
+        .env("OPENAI_API_KEY", "sk-kept-from-the-server")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret")
+        .env("GROQ_API_KEY", "named")
+        .env("PLAIN_SETTING", "kept")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = cli.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // ready only when the server answers 200: when its environment is as it should be
+    let mut ready = false;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        if line.contains("ready on") {
+            ready = true;
+            break;
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &cli.id().to_string()])
+        .status();
+    let _ = cli.wait();
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(ready, "the server saw keys it should not have: {rest:?}");
+}
+
 #[test]
 fn serve_fails_clearly_when_the_server_binary_is_missing() {
     let out = Command::new(env!("CARGO_BIN_EXE_infermux"))
