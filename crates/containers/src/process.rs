@@ -22,9 +22,11 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 /// Launches a [`ServerSpec`]'s command line (wrapper, program, args) as a child process
 /// leading its own process group, stdout and stderr read into the [`LogBuffer`].
 ///
-/// With a pid directory, each start writes `<dir>/<name>.pid` (the pid and its start time);
-/// the next start of the same name kills the group it names when that process still runs
-/// (same pid *and* start time: never another program that reused the pid).
+/// With a pid directory, each start writes `<dir>/<name>.pid` (the pid and its start time,
+/// and its owner's: this process's); the next start of the same name kills the group it
+/// names when that process still runs (same pid *and* start time: never another program that
+/// reused the pid) and its owner is gone (a live owner's server is not a leftover: that start
+/// fails on its port instead).
 #[derive(Debug, Clone, Default)]
 pub struct ProcessLauncher {
     pid_dir: Option<PathBuf>,
@@ -63,6 +65,17 @@ impl ProcessLauncher {
             it.next().and_then(|p| p.parse::<i32>().ok()),
             it.next().and_then(|s| s.parse::<u64>().ok()),
         );
+        // the owner that wrote it (files of older versions name none)
+        let owner = (
+            it.next().and_then(|p| p.parse::<i32>().ok()),
+            it.next().and_then(|s| s.parse::<u64>().ok()),
+        );
+        if let (Some(o), Some(o_start)) = owner
+            && start_time(o) == Some(o_start)
+        {
+            // another live process's server: not a leftover, and not ours to remove
+            return Ok(false);
+        }
         let mut killed = false;
         if let (Some(pid), Some(start)) = parsed
             && let Some(p) = Pid::from_raw(pid)
@@ -80,6 +93,13 @@ impl ProcessLauncher {
         }
         let _ = std::fs::remove_file(&file);
         Ok(killed)
+    }
+}
+
+/// Removes pid file `f` if it still holds `record` (what its server wrote).
+fn remove_if_ours(f: &std::path::Path, record: &str) {
+    if std::fs::read_to_string(f).is_ok_and(|t| t == record) {
+        let _ = std::fs::remove_file(f);
     }
 }
 
@@ -214,8 +234,11 @@ impl Launcher for ProcessLauncher {
                 std::fs::create_dir_all(dir)?;
             }
             let start = start_time(pid as i32).unwrap_or(0);
-            std::fs::write(&file, format!("{pid} {start}\n"))?;
-            server.pid_file = Some(file);
+            let owner = std::process::id();
+            let owner_start = start_time(owner as i32).unwrap_or(0);
+            let record = format!("{pid} {start} {owner} {owner_start}\n");
+            std::fs::write(&file, &record)?;
+            server.pid_file = Some((file, record));
         }
         tracing::debug!(pid, program = %program, "server process started");
         Ok(Box::new(server))
@@ -228,7 +251,9 @@ struct ProcessServer {
     child: Child,
     pid: u32,
     logs: LogBuffer,
-    pid_file: Option<PathBuf>,
+    /// Its pid file and what this server wrote there (removed only while it still says so:
+    /// a later start of the same name may have written its own).
+    pid_file: Option<(PathBuf, String)>,
     exit: Option<Exit>,
     /// The tasks reading stdout and stderr into the logs.
     readers: Vec<JoinHandle<()>>,
@@ -258,8 +283,8 @@ impl ProcessServer {
     fn finished(&mut self, exit: Exit) -> Exit {
         self.exit = Some(exit);
         self.kill_group();
-        if let Some(f) = self.pid_file.take() {
-            let _ = std::fs::remove_file(f);
+        if let Some((f, record)) = self.pid_file.take() {
+            remove_if_ours(&f, &record);
         }
         exit
     }
@@ -349,8 +374,8 @@ impl Drop for ProcessServer {
         if self.exit.is_none() {
             // the whole group, not only the child (kill_on_drop reaps the child)
             self.kill_group();
-            if let Some(f) = self.pid_file.take() {
-                let _ = std::fs::remove_file(f);
+            if let Some((f, record)) = self.pid_file.take() {
+                remove_if_ours(&f, &record);
             }
         }
     }

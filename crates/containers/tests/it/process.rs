@@ -250,9 +250,21 @@ async fn the_next_start_kills_the_group_a_killed_run_left_in_its_pid_file() {
         panic!("a pid")
     };
     assert!(dir.join("stale.pid").exists());
-    // the owner dies without running any destructor (as under SIGKILL)
+    // the owner dies without running any destructor (as under SIGKILL): its server is
+    // forgotten, and the pid file names an owner that is gone (a reaped child's pid)
     std::mem::forget(server);
     assert!(running(orphan));
+    let gone = std::process::Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    let _ = { gone }.wait();
+    let record = std::fs::read_to_string(dir.join("stale.pid")).unwrap();
+    let fields: Vec<&str> = record.split_whitespace().collect();
+    assert_eq!(fields.len(), 4, "{record}");
+    std::fs::write(
+        dir.join("stale.pid"),
+        format!("{} {} {gone_pid} 1\n", fields[0], fields[1]),
+    )
+    .unwrap();
     let next = launcher.start(&spec, LogBuffer::new(10)).await.unwrap();
     assert!(!running(orphan), "the stale group {orphan} was killed");
     let ServerId::Pid(fresh) = next.id() else {
@@ -265,6 +277,37 @@ async fn the_next_start_kills_the_group_a_killed_run_left_in_its_pid_file() {
     // a pid file naming a pid that is now another process is left alone
     std::fs::write(dir.join("stale.pid"), format!("{} 1\n", std::process::id())).unwrap();
     assert!(!launcher.cleanup_stale(&spec).await.unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A pid file whose owner still runs names a live server, not a leftover: a second start of
+/// the same name (another port) leaves it running, and the first one's end does not remove
+/// the second one's pid file. Before, the second start killed the first server's group, and
+/// the first one's exit deleted the second one's record.
+#[tokio::test]
+async fn a_live_owners_server_of_the_same_name_is_not_a_leftover() {
+    let dir = std::env::temp_dir().join(format!("infermux-pids-live-{}", std::process::id()));
+    let launcher = ProcessLauncher::with_pid_dir(&dir);
+    let a = launcher
+        .start(&sh("same", free_port(), "sleep 30"), LogBuffer::new(10))
+        .await
+        .unwrap();
+    let ServerId::Pid(a_pid) = a.id() else {
+        panic!("a pid")
+    };
+    let b = launcher
+        .start(&sh("same", free_port(), "sleep 30"), LogBuffer::new(10))
+        .await
+        .unwrap();
+    let ServerId::Pid(b_pid) = b.id() else {
+        panic!("a pid")
+    };
+    assert!(running(a_pid), "the first server was killed as a leftover");
+    drop(a);
+    let recorded = std::fs::read_to_string(dir.join("same.pid")).unwrap();
+    assert!(recorded.starts_with(&format!("{b_pid} ")), "{recorded}");
+    drop(b);
+    assert!(!dir.join("same.pid").exists(), "removed with its server");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
