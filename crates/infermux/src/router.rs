@@ -178,8 +178,10 @@ impl Router {
             let result = if span.is_disabled() {
                 fut.await
             } else {
-                fut.instrument(span).await
+                fut.instrument(span.clone()).await
             };
+            // what the call ended with is told inside its span (its request id, its group)
+            let _in_call = span.enter();
             match result {
                 Ok(Called {
                     value,

@@ -588,3 +588,109 @@ async fn a_deployments_weight_is_its_share_whatever_its_number_of_keys() {
     }
     assert_eq!((c.requests(), d.requests()), (10, 30));
 }
+
+/// Records spans' fields and, for each event, its message and the fields of the span it was
+/// in (one thread: the tests' current-thread runtime).
+mod capture {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    #[derive(Default)]
+    pub(crate) struct Store {
+        spans: Mutex<HashMap<u64, HashMap<String, String>>>,
+        stack: Mutex<Vec<u64>>,
+        /// (message, the fields of the span it was in)
+        pub(crate) events: Mutex<Vec<(String, HashMap<String, String>)>>,
+        next: AtomicU64,
+    }
+
+    #[derive(Clone, Default)]
+    pub(crate) struct Capture(pub(crate) Arc<Store>);
+
+    struct Fields<'a>(&'a mut HashMap<String, String>);
+    impl Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.insert(field.name().to_owned(), format!("{value:?}"));
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.insert(field.name().to_owned(), value.to_owned());
+        }
+    }
+
+    impl Subscriber for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+            let id = self.0.next.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut fields = HashMap::new();
+            attrs.record(&mut Fields(&mut fields));
+            self.0.spans.lock().unwrap().insert(id, fields);
+            Id::from_u64(id)
+        }
+        fn record(&self, span: &Id, values: &Record<'_>) {
+            if let Some(f) = self.0.spans.lock().unwrap().get_mut(&span.into_u64()) {
+                values.record(&mut Fields(f));
+            }
+        }
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut fields = HashMap::new();
+            event.record(&mut Fields(&mut fields));
+            let message = fields.remove("message").unwrap_or_default();
+            let current = self.0.stack.lock().unwrap().last().copied();
+            let span = current
+                .and_then(|id| self.0.spans.lock().unwrap().get(&id).cloned())
+                .unwrap_or_default();
+            self.0.events.lock().unwrap().push((message, span));
+        }
+        fn enter(&self, span: &Id) {
+            self.0.stack.lock().unwrap().push(span.into_u64());
+        }
+        fn exit(&self, span: &Id) {
+            let mut stack = self.0.stack.lock().unwrap();
+            if let Some(i) = stack.iter().rposition(|s| *s == span.into_u64()) {
+                stack.remove(i);
+            }
+        }
+    }
+}
+
+/// The router's own events — "falling back", "served" — are told inside the call's span, so
+/// a log line carries its request id and group. Before, they came after the span was left:
+/// a `falling back` warning no log could tie to its request.
+#[tokio::test]
+async fn the_routers_events_carry_the_calls_request_id() {
+    let down = sim(FaultPlan::seeded(3).with(Fault::Unavailable, 1.0)).await;
+    let backup = sim(FaultPlan::none()).await;
+    let client = Client::builder()
+        .endpoint(provider("down", &down))
+        .endpoint(provider("backup", &backup))
+        .group(ModelGroup::new("primary").deployment(Deployment::new("down", "big")))
+        .group(ModelGroup::new("secondary").deployment(Deployment::new("backup", "small")))
+        .fallback("primary", ["secondary"], [ErrorKind::Server])
+        .build()
+        .unwrap();
+    let cap = capture::Capture::default();
+    let _g = tracing::subscriber::set_default(cap.clone());
+    let ctx = RequestContext::new();
+    let id = ctx.request_id().to_string();
+    let req = infermux::Request::Chat(ask("primary"));
+    client.call(&req, ctx).await.unwrap();
+    let events = cap.0.events.lock().unwrap().clone();
+    for message in ["falling back", "served"] {
+        let (_, span) = events
+            .iter()
+            .find(|(m, _)| m == message)
+            .unwrap_or_else(|| panic!("no `{message}` event in {events:?}"));
+        assert_eq!(
+            span.get("infermux.request_id").map(String::as_str),
+            Some(id.as_str()),
+            "`{message}` outside its call's span: {span:?}"
+        );
+    }
+}
