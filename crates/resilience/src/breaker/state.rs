@@ -311,10 +311,11 @@ impl CircuitBreaker {
             "infermux.breaker.to" = t.to.as_str(),
             "circuit breaker state changed"
         );
-        if let Some(c) = &self.counters {
-            if t.from == BreakerState::Closed && t.to == BreakerState::Open {
-                c.record_breaker_trip();
-            }
+        if let Some(c) = &self.counters
+            && t.from == BreakerState::Closed
+            && t.to == BreakerState::Open
+        {
+            c.record_breaker_trip();
         }
         if let Some(l) = &self.listener {
             l(&t);
