@@ -247,7 +247,8 @@ impl std::str::FromStr for Selection {
 
 /// Transfer sizes: when an upload goes multipart, the part (and download range) size, and how
 /// many parts or ranges are in flight at once. Memory in flight is bounded by
-/// `part_size × concurrency` per transfer; a stream of unknown length past 800 parts grows
+/// `part_size × concurrency` per transfer (a file whose parts grow past 10 000 of them sends
+/// fewer at once, [`TransferConfig::concurrency_for`]); a stream of unknown length past 800 parts grows
 /// its parts so that 10 000 reach 5 TiB, and then holds at most two of them once they are
 /// larger than half that bound (one sending while the next is read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,6 +342,25 @@ impl TransferConfig {
     pub fn part_size_for(&self, len: u64) -> u64 {
         let min = len.div_ceil(MAX_PARTS);
         self.part_size.max(min)
+    }
+    /// Parts of `part_size` in flight at once: the configured concurrency, fewer when grown
+    /// parts would pass the memory bound `part_size × concurrency` of the configured sizes
+    /// (at least one).
+    ///
+    /// ```
+    /// use infermux_s3::TransferConfig;
+    /// let t = TransferConfig::default(); // 8 MiB parts, 8 at once: 64 MiB
+    /// assert_eq!(t.concurrency_for(8 << 20), 8);
+    /// let grown = t.part_size_for(5 << 40); // a 5 TiB file: parts of 525 MiB
+    /// assert_eq!(t.concurrency_for(grown), 1);
+    /// assert_eq!(t.concurrency_for(16 << 20), 4);
+    /// ```
+    pub fn concurrency_for(&self, part_size: u64) -> usize {
+        let bound = self.part_size.saturating_mul(self.concurrency as u64);
+        let fits = bound / part_size.max(1);
+        usize::try_from(fits)
+            .unwrap_or(usize::MAX)
+            .clamp(1, self.concurrency.max(1))
     }
 }
 

@@ -303,7 +303,8 @@ impl S3Kit {
         upload_id: &str,
         done: &[(CompletedPart, i64)],
     ) -> Result<(Option<String>, u32), S3Error> {
-        let concurrency = self.transfer().concurrency;
+        // (grown parts go fewer at once: the memory in flight stays within its bound)
+        let concurrency = self.transfer().concurrency_for(up.part_size);
         let reused = std::sync::atomic::AtomicU32::new(0);
         let reused = &reused;
         let have: std::collections::HashMap<i32, &(CompletedPart, i64)> = done
@@ -482,10 +483,11 @@ impl S3Kit {
     /// to end calls this first: the runtime's end would cut them short.
     ///
     /// ```no_run
-    /// # async fn f(kit: infermux_s3::S3Kit) {
+    /// // `shutdown`: notified on Ctrl-C (`tokio::signal::ctrl_c`), say
+    /// # async fn f(kit: infermux_s3::S3Kit, shutdown: tokio::sync::Notify) {
     /// tokio::select! {
     ///     r = kit.upload_file("models", "m.gguf", "m.gguf".as_ref()) => { r.unwrap(); }
-    ///     _ = tokio::signal::ctrl_c() => kit.wait_for_aborts().await,
+    ///     _ = shutdown.notified() => kit.wait_for_aborts().await,
     /// }
     /// # }
     /// ```
