@@ -1,6 +1,7 @@
 //! A small validator of JSON values against OpenAPI 3.0 schemas (`$ref`, `type`, `required`,
-//! `properties`, `items`, `oneOf` / `anyOf` / `allOf`, `nullable`), so provider tests can check
-//! the request bodies they build against the providers' published specs.
+//! `properties`, `additionalProperties`, `items`, `enum`, `const`, `minimum`, `oneOf` /
+//! `anyOf` / `allOf`, `nullable`), so provider tests can check the request bodies they build
+//! against the providers' published specs. A reference that names nothing panics.
 //!
 //! ```
 //! use serde_json::json;
@@ -36,11 +37,18 @@ pub fn load_shared(rel: &str) -> Option<Value> {
 }
 
 /// Follows a local `$ref` (`#/components/schemas/...`).
+///
+/// # Panics
+/// When the reference names nothing in `root`: a schema that cannot be found would accept
+/// anything (a checker must be able to fail).
 pub fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
     match schema.get("$ref").and_then(Value::as_str) {
         Some(r) => {
             let ptr = r.trim_start_matches('#');
-            root.pointer(ptr).map_or(schema, |s| resolve(root, s))
+            let target = root
+                .pointer(ptr)
+                .unwrap_or_else(|| panic!("the schema reference `{r}` names nothing in the spec"));
+            resolve(root, target)
         }
         None => schema,
     }
@@ -94,6 +102,19 @@ pub fn check(root: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<St
         }
         _ => {}
     }
+    if let Some(allowed) = s.get("enum").and_then(Value::as_array)
+        && !allowed.contains(v)
+    {
+        out.push(format!(
+            "{at}: {v} is none of {}",
+            Value::Array(allowed.clone())
+        ));
+    }
+    if let Some(c) = s.get("const")
+        && c != v
+    {
+        out.push(format!("{at}: {v} is not the constant {c}"));
+    }
     // a number under the schema's `minimum` (TGI's seeds are u64: `"minimum": 0`)
     if let (Some(min), Some(n)) = (
         s.get("minimum").and_then(Value::as_f64),
@@ -115,11 +136,17 @@ pub fn check(root: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<St
                 out.push(format!("{at}: missing required `{name}`"));
             }
         }
-        if let Some(props) = s.get("properties").and_then(Value::as_object) {
-            for (k, val) in obj {
-                if let Some(ps) = props.get(k) {
-                    check(root, ps, val, &format!("{at}.{k}"), out);
+        let props = s.get("properties").and_then(Value::as_object);
+        for (k, val) in obj {
+            match (props.and_then(|p| p.get(k)), s.get("additionalProperties")) {
+                (Some(ps), _) => check(root, ps, val, &format!("{at}.{k}"), out),
+                (None, Some(Value::Bool(false))) => {
+                    out.push(format!("{at}: `{k}` is not a property the schema allows"));
                 }
+                (None, Some(extra @ Value::Object(_))) => {
+                    check(root, extra, val, &format!("{at}.{k}"), out);
+                }
+                _ => {}
             }
         }
     }
@@ -127,5 +154,83 @@ pub fn check(root: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<St
         for (i, x) in arr.iter().enumerate() {
             check(root, items, x, &format!("{at}[{i}]"), out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec() -> Value {
+        json!({"components": {"schemas": {
+            "Msg": {"type": "object", "required": ["role"], "additionalProperties": false,
+                "properties": {
+                    "role": {"type": "string", "enum": ["system", "user", "assistant", "tool"]},
+                    "kind": {"type": "string", "const": "text"},
+                    "meta": {"type": "object", "additionalProperties": {"type": "integer"}}
+                }},
+            "Broken": {"$ref": "#/components/schemas/Nope"}
+        }}})
+    }
+
+    fn problems(v: Value) -> Vec<String> {
+        let root = spec();
+        let mut out = Vec::new();
+        check(
+            &root,
+            &json!({"$ref": "#/components/schemas/Msg"}),
+            &v,
+            "$",
+            &mut out,
+        );
+        out
+    }
+
+    /// Each rule rejects what breaks it, and a good value passes.
+    #[test]
+    fn enums_constants_and_closed_objects_are_checked() {
+        assert_eq!(
+            problems(json!({"role": "user", "kind": "text", "meta": {"a": 1}})),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems(json!({"role": "developer"})),
+            [r#"$.role: "developer" is none of ["system","user","assistant","tool"]"#]
+        );
+        assert_eq!(
+            problems(json!({"role": "user", "kind": "image"})),
+            [r#"$.kind: "image" is not the constant "text""#]
+        );
+        assert_eq!(
+            problems(json!({"role": "user", "extra": 1})),
+            ["$: `extra` is not a property the schema allows"]
+        );
+        assert_eq!(
+            problems(json!({"role": "user", "meta": {"a": "x"}})),
+            [r#"$.meta.a: expected integer, got "x""#]
+        );
+    }
+
+    /// A reference to nothing fails loudly: it would have accepted anything.
+    #[test]
+    fn a_reference_to_nothing_panics() {
+        let root = spec();
+        let caught = std::panic::catch_unwind(|| {
+            let mut out = Vec::new();
+            check(
+                &root,
+                &json!({"$ref": "#/components/schemas/Broken"}),
+                &json!({"anything": true}),
+                "$",
+                &mut out,
+            );
+        });
+        let message = caught
+            .expect_err("an unresolved reference must not pass")
+            .downcast::<String>()
+            .map(|s| *s)
+            .unwrap_or_default();
+        assert!(message.contains("names nothing"), "{message}");
     }
 }

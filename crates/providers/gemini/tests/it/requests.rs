@@ -187,7 +187,7 @@ fn spec() -> Option<Value> {
 fn check(v: &Value, schema: &Value, spec: &Value, path: &str, out: &mut Vec<String>) {
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
         let name = r.rsplit('/').next().unwrap();
-        return check(v, &spec["components"]["schemas"][name], spec, path, out);
+        return check(v, named(spec, name), spec, path, out);
     }
     let ty = schema.get("type").and_then(Value::as_str).unwrap_or("");
     let ok = match ty {
@@ -237,15 +237,17 @@ fn check(v: &Value, schema: &Value, spec: &Value, path: &str, out: &mut Vec<Stri
     }
 }
 
+/// The schema `name` of the spec; a name it does not have panics (a missing schema would
+/// accept anything).
+fn named<'a>(spec: &'a Value, name: &str) -> &'a Value {
+    let s = &spec["components"]["schemas"][name];
+    assert!(s.is_object(), "the spec has no schema `{name}`");
+    s
+}
+
 fn validate(v: &Value, schema_name: &str, spec: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    check(
-        v,
-        &spec["components"]["schemas"][schema_name],
-        spec,
-        schema_name,
-        &mut out,
-    );
+    check(v, named(spec, schema_name), spec, schema_name, &mut out);
     out
 }
 
@@ -349,6 +351,18 @@ fn request_bodies_validate_against_the_openapi_description() {
     // the checker does catch what Gemini would reject
     let bad = json!({"contents": [{"parts": [{"txet": "hi"}]}], "generationConfig": {"maxOutputTokens": "many"}});
     assert_eq!(validate(&bad, "GenerateContentRequest", &spec).len(), 2);
+    // every request kind it checks against is one the spec has (else it accepts anything),
+    // and one it has not fails
+    for name in [
+        "EmbedContentRequest",
+        "CountTokensRequest",
+        "BatchEmbedContentsRequest",
+    ] {
+        let wrong = json!({"nonsense": [1, 2]});
+        assert!(!validate(&wrong, name, &spec).is_empty(), "{name}");
+    }
+    let missing = std::panic::catch_unwind(|| validate(&json!({}), "NoSuchRequest", &spec));
+    assert!(missing.is_err(), "a schema the spec lacks must not pass");
 }
 
 // ---- SSE and JSON-array streaming of the same content -----------------------------------
