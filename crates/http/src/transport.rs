@@ -63,6 +63,27 @@ pub enum Auth {
     Header(&'static str),
 }
 
+/// Whether an error's cause is the connection ending early (an unexpected end of file, a
+/// reset or aborted connection).
+fn cut_short(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            )
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// A stream of decoded items from a response body.
 pub type DecodedStream<T> = Pin<Box<dyn Stream<Item = Result<T>> + Send>>;
 
@@ -1174,7 +1195,10 @@ impl HttpResponse {
                 Ok(chunk)
             }
             Some(Err(e)) => {
-                let kind = if e.is_decode() {
+                // a body cut short (its connection closed or reset before the end) is the
+                // connection's failure, even where reqwest's decompression reports it as a
+                // decoding error; a body that arrived whole and does not decode is `Decode`
+                let kind = if e.is_decode() && !cut_short(&e) {
                     ErrorKind::Decode
                 } else {
                     ErrorKind::Connect
