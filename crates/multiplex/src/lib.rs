@@ -113,8 +113,8 @@
 //! stop polling rather than park it.
 //!
 //! # Ejection cap
-//! The pool never lets transient errors eject every member: when more than
-//! [`PoolConfig::max_ejection_percent`] of the members have open breakers and no other member
+//! Below a cap of 100 %, the pool never lets transient errors eject every member: when more
+//! than [`PoolConfig::max_ejection_percent`] of the members have open breakers and no other member
 //! can take the call, the attempt goes through the open breaker that reopens soonest (its
 //! outcome is not recorded on the breaker), counted in
 //! [`PoolSnapshot::ejection_overrides`].

@@ -43,6 +43,11 @@ pub struct Downloaded {
     pub ranges_fetched: u32,
     /// Ranges found on disk from an interrupted run.
     pub ranges_resumed: u32,
+    /// Whether the file was checked against the object: its stored SHA-256, or the MD5 a
+    /// plain ETag names. `false` when the object carries neither (a multipart object another
+    /// tool stored, an SSE-KMS or SSE-C one, a stream the kit uploaded in parts): the file
+    /// is then as the ranges arrived, each checked by its `If-Match` only.
+    pub verified: bool,
 }
 
 /// The identity of a local file while it is uploaded: a write to it changes one of these.
@@ -1008,6 +1013,16 @@ impl S3Kit {
             (None, Some(md5)) => Some((md5.to_ascii_lowercase(), md5_file(&partial).await?)),
             _ => None,
         };
+        let verified = check.is_some();
+        if !verified {
+            tracing::warn!(
+                target: "infermux::s3",
+                bucket,
+                key,
+                "the object carries neither a SHA-256 nor a plain MD5 ETag: the download is \
+                 not verified"
+            );
+        }
         if let Some((expected, actual)) = check
             && expected != actual
         {
@@ -1029,6 +1044,7 @@ impl S3Kit {
             sha256: sha,
             ranges_fetched: fetched,
             ranges_resumed: resumed,
+            verified,
         })
     }
 

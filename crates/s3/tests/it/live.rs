@@ -55,6 +55,7 @@ async fn a_200_mb_file_round_trips_through_multipart_upload_and_parallel_ranges(
         .unwrap();
     assert_eq!(down.ranges_fetched, 25, "parallel ranges of the part size");
     assert_eq!(down.sha256, local);
+    assert!(down.verified, "checked against the stored SHA-256");
     assert_eq!(sha256_hex(&dst), local, "byte-equal on disk");
     assert!(
         !dir.path().join("back.bin.infermux-partial").exists(),
@@ -349,6 +350,8 @@ async fn a_stream_uploads_in_parts_and_a_download_interrupted_midway_resumes() {
     assert!(down.ranges_resumed >= 2, "{down:?}");
     assert_eq!(down.ranges_resumed + down.ranges_fetched, 5);
     assert_eq!(sha256_hex(&dst), up.sha256);
+    // a stream uploaded in parts carries no SHA-256 and its ETag is no MD5: it says so
+    assert!(!down.verified, "{down:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
