@@ -960,3 +960,56 @@ fn a_base_url_with_a_bad_host_or_port_names_its_line() {
         );
     }
 }
+
+/// `[defaults.retry]` changes what a client built from a file does, and `Client::from_path`
+/// builds it: an endpoint that always answers 503 is tried `max_attempts` times (the
+/// breaker off and a short cap, so the retries go at once). Before, only the parsing was
+/// tested.
+#[tokio::test]
+async fn a_files_retry_defaults_set_the_attempts_of_a_client_from_its_path() {
+    use infermux_testkit::{Fault, FaultPlan, Simulator};
+    let sim = Simulator::start(FaultPlan::seeded(3).with(Fault::Unavailable, 1.0))
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("infermux-config-retry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut before = 0;
+    for attempts in [2u32, 4] {
+        let path = dir.join(format!("infermux-{attempts}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[defaults]
+timeout = "20s"
+[defaults.retry]
+max_attempts = {attempts}
+base = "1ms"
+cap = "2ms"
+throttle_floor = "1ms"
+budget = false
+[defaults.breaker]
+enabled = false
+
+[[endpoint]]
+name = "sim"
+provider = "openai-compat"
+base_url = "{}/v1"
+
+[[group]]
+name = "chat"
+deployments = [ {{ endpoint = "sim", model = "m" }} ]
+"#,
+                sim.url()
+            ),
+        )
+        .unwrap();
+        let client = infermux::Client::from_path(&path).unwrap();
+        let ask = infermux::ChatRequest::new("chat", vec![infermux::Message::user("hi")]);
+        let e = client.chat(ask).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Server, "{e}");
+        assert_eq!(sim.requests() - before, u64::from(attempts), "{e}");
+        before = sim.requests();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
