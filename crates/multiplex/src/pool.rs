@@ -1129,8 +1129,12 @@ impl Inner {
             });
         // a member this retry avoids may be free for a waiter behind it: pass the baton on
         let avoided = avoid != 0 && self.eligible(now, tokens, model, false) & avoid != 0;
+        // as may a member held only for this call's model (a model-scoped 429): a call for
+        // another model goes there now
+        let model_held =
+            model.is_some() && self.eligible(now, tokens, None, false) & !avoid & !failed != 0;
         Picked::None {
-            estimate_bound: estimate_bound || avoided,
+            estimate_bound: estimate_bound || avoided || model_held,
         }
     }
 

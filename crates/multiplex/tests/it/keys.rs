@@ -663,3 +663,65 @@ async fn a_model_scoped_429_on_a_member_without_a_model_holds_the_requests_model
     assert_eq!(short.kind(), ErrorKind::Unavailable, "{short}");
     assert_eq!(stub.seen().len(), 2);
 }
+
+/// A waiter held back by its model's hold does not hold back the waiters behind it: a call
+/// for another model, which the member can take now, goes at once. Before, the queue's baton
+/// went to the older waiter, which could not pick and did not pass it on: the call for the
+/// free model waited out its deadline beside an idle member.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_held_by_its_models_hold_passes_the_baton_to_a_call_for_another_model() {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let stub = Stub::new("held", move |_req, _ctx| {
+        let first = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                Err(Error::new(ErrorKind::RateLimited, "per model")
+                    .with_retry_after(Duration::from_secs(60))
+                    .with_model_scope(true))
+            } else {
+                ok()
+            }
+        }
+    });
+    let pool = pool(
+        vec![executor(stub.clone(), 4, None)],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let ask = |model: &str| {
+        infermux_core::Request::Chat(infermux_core::ChatRequest::new(
+            model,
+            vec![infermux_core::Message::user("hi")],
+        ))
+    };
+    let (m1, m2) = (ask("m1"), ask("m2"));
+    // m1 is held on the key for a minute
+    let e = policy(1, Duration::from_secs(30))
+        .call(&pool, &m1, &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    // a call for m1 waits out the hold in the queue
+    let waiting = {
+        let pool = pool.clone();
+        let m1 = m1.clone();
+        tokio::spawn(async move {
+            policy(1, Duration::from_secs(120))
+                .call(&pool, &m1, &RequestContext::new())
+                .await
+        })
+    };
+    while pool.counters().queued == 0 {
+        tokio::task::yield_now().await;
+    }
+    // a call for m2 goes now, not after its deadline
+    let start = tokio::time::Instant::now();
+    policy(1, Duration::from_secs(1))
+        .call(&pool, &m2, &RequestContext::new())
+        .await
+        .expect("the member is free for m2");
+    assert_eq!(tokio::time::Instant::now(), start, "m2 waited");
+    // and the m1 call goes once its hold ends
+    waiting.await.unwrap().expect("after the hold");
+    assert_eq!(stub.seen().len(), 3);
+}
