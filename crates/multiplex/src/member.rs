@@ -53,17 +53,20 @@ impl KeyState {
         core: Arc<KeyCore>,
         pool_until: Arc<AtomicU64>,
     ) -> Self {
+        // listed first, then the holds read: a hold stored before the read is read, one
+        // stored after it raises every listed pool, this one included (read first, a hold
+        // raised between the read and the listing was missed for good)
+        core.pools
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pool_until.clone());
         // a hold already in place (another pool met a 429 or a 401 before this pool was
         // built) holds here too: the scan reads the key only while its pool's end is ahead
         let held = core
             .until
-            .load(Ordering::Acquire)
-            .max(core.models_until.load(Ordering::Acquire));
+            .load(Ordering::SeqCst)
+            .max(core.models_until.load(Ordering::SeqCst));
         pool_until.fetch_max(held, Ordering::AcqRel);
-        core.pools
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(pool_until);
         KeyState {
             alias,
             members: 0,
