@@ -75,6 +75,17 @@ impl KeyState {
     }
 }
 
+impl KeyState {
+    /// Takes a pool that ends (its `pool_until`) off the key's list of pools to raise.
+    pub(crate) fn forget_pool(&self, pool_until: &Arc<AtomicU64>) {
+        self.core
+            .pools
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|p| !Arc::ptr_eq(p, pool_until));
+    }
+}
+
 /// A key's holds and limits (times in ns since the epoch of the pools sharing it).
 #[derive(Debug)]
 pub(crate) struct KeyCore {

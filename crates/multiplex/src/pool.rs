@@ -14,6 +14,7 @@ use infermux_core::{
     AttemptKey, Clock, EndpointId, Error, ErrorKind, RateLimitInfo, Request, Result, SystemClock,
 };
 use infermux_resilience::breaker::{BreakerState, Outcome};
+use infermux_resilience::queue::ReleaseHook;
 use infermux_resilience::{
     Admit, AttemptExecutor, AttemptReport, Lease, Pool, Refusal, StreamHold,
 };
@@ -68,6 +69,8 @@ struct Endpoint {
     members: u64,
     /// Whether its release hook wakes this pool.
     hooked: bool,
+    /// That hook (taken off the endpoint when the pool ends: the endpoint may outlive it).
+    hook: ReleaseHook,
     /// Taken out of service by its owner (see [`MultiPool::take_out`]).
     out_of_service: std::sync::atomic::AtomicBool,
 }
@@ -132,6 +135,22 @@ struct Inner {
     /// The binding to state shared across processes (see [`MultiPool::with_shared`]).
     #[cfg(feature = "redis")]
     shared: std::sync::OnceLock<crate::shared::SharedPool>,
+}
+
+impl Drop for Inner {
+    /// The pool ends: its hooks come off the endpoints and its hold end off the keys it
+    /// shares, which may outlive it (else each pool built over them stayed called and kept in
+    /// memory for as long as they live).
+    fn drop(&mut self) {
+        for ep in &self.endpoints {
+            if ep.hooked {
+                ep.exec.admission().remove_release_hook(&ep.hook);
+            }
+        }
+        for k in &self.keys {
+            k.forget_pool(&self.pool_until);
+        }
+    }
 }
 
 /// A pool of (endpoint, key) members behind one [`Pool`]: the call policy asks it who takes
@@ -435,9 +454,10 @@ impl MultiPool {
             .enumerate()
             .map(|(e, exec)| {
                 let s = signal.clone();
-                let hook: Arc<dyn Fn() + Send + Sync> = Arc::new(move || s.on_release(e));
+                let hook: ReleaseHook = Arc::new(move || s.on_release(e));
                 Endpoint {
-                    hooked: exec.admission().on_release(hook).is_ok(),
+                    hooked: exec.admission().on_release(hook.clone()).is_ok(),
+                    hook,
                     id: exec.provider().endpoint().clone(),
                     index: e,
                     members: built

@@ -800,3 +800,35 @@ async fn a_call_with_no_time_left_picks_no_member() {
     assert!(stub.seen().is_empty(), "nothing was sent");
     assert_eq!(pool.status()[0].in_flight, 0);
 }
+
+/// A pool that ends takes its release hook off the endpoint, which outlives it: before, each
+/// pool built over a long-lived endpoint stayed hooked (called on every release, kept in
+/// memory) for as long as the endpoint lived.
+#[tokio::test]
+async fn a_dropped_pool_unhooks_itself_from_the_endpoints_it_used() {
+    let stub = Stub::new("hooks", |_, _| async { ok() });
+    let exec = executor(stub, 4, None);
+    let keep = pool(
+        vec![exec.clone()],
+        vec![infermux_multiplex::MemberSpec::new(0)],
+        PoolConfig::default(),
+    );
+    assert_eq!(exec.admission().release_hooks(), 1);
+    for _ in 0..50 {
+        let p = pool(
+            vec![exec.clone()],
+            vec![infermux_multiplex::MemberSpec::new(0)],
+            PoolConfig::default(),
+        );
+        let clone = p.clone();
+        drop(p);
+        assert_eq!(exec.admission().release_hooks(), 2, "a clone keeps it");
+        drop(clone);
+    }
+    assert_eq!(exec.admission().release_hooks(), 1);
+    // the pool that stays still serves
+    policy(1, Duration::from_secs(5))
+        .call(&keep, &chat(), &RequestContext::new())
+        .await
+        .unwrap();
+}

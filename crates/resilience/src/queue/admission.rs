@@ -382,6 +382,25 @@ impl Admission {
         Ok(())
     }
 
+    /// How many hooks a release calls (one per live pool the endpoint belongs to).
+    pub fn release_hooks(&self) -> usize {
+        self.shared
+            .on_release
+            .get()
+            .map_or(0, |h| h.read().unwrap_or_else(|p| p.into_inner()).len())
+    }
+
+    /// Removes a hook [`on_release`](Self::on_release) added (the same `Arc`): a pool that
+    /// ends takes its hooks off the endpoints that outlive it.
+    pub fn remove_release_hook(&self, hook: &ReleaseHook) {
+        if let Some(hooks) = self.shared.on_release.get() {
+            hooks
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|h| !Arc::ptr_eq(h, hook));
+        }
+    }
+
     /// Waits until the caller holds a permit (which it must wrap at once, with no await in
     /// between, so that it is freed on drop); `true` when it waited in the queue for it.
     async fn take(&self, priority: Priority) -> Result<bool> {
