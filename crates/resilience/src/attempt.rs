@@ -303,16 +303,16 @@ impl AttemptExecutor {
     /// Runs one attempt of `fut` (the provider's call) under `grant`, counted from `started`;
     /// returns its result and its latency.
     #[allow(clippy::too_many_arguments)] // one attempt's whole state, passed once
-    pub(crate) async fn run_attempt<T>(
-        &self,
-        grant: Grant<'_>,
+    pub(crate) async fn run_attempt<'g, T>(
+        &'g self,
+        grant: Grant<'g>,
         actx: &RequestContext,
         deadline: &CallDeadline,
         started: Instant,
         n: u32,
         fut: impl Future<Output = Result<T>>,
         usage: fn(&T) -> Option<&Usage>,
-    ) -> (Result<T>, Duration) {
+    ) -> (Result<T>, Duration, Held<'g>) {
         let span = attempt_span(n);
         let fut = async {
             let mut attempt = CallAttempt::start(
@@ -329,9 +329,9 @@ impl AttemptExecutor {
                 Ok(_) => Outcome::Success,
                 Err(e) => deadline.outcome_of(e),
             };
-            let latency = attempt.finish(actx, result.as_ref().map(usage), outcome);
+            let (latency, held) = attempt.finish(actx, result.as_ref().map(usage), outcome);
             record_attempt(&span, result.as_ref().err(), outcome);
-            (result, latency)
+            (result, latency, held)
         };
         // a span no subscriber records is not entered on every poll (and the attempt's
         // future is not moved into a wrapper for it)
@@ -346,15 +346,15 @@ impl AttemptExecutor {
     /// over: from there up to the call's caller it moves as a pointer, not as the whole
     /// `Response` through every layer's future (each move writes it into memory the other
     /// requests in flight have evicted from the cache since the last poll).
-    pub(crate) async fn call(
-        &self,
-        grant: Grant<'_>,
+    pub(crate) async fn call<'g>(
+        &'g self,
+        grant: Grant<'g>,
         request: &Request,
         actx: &RequestContext,
         deadline: &CallDeadline,
         started: Instant,
         n: u32,
-    ) -> (Result<Box<Response>>, Duration) {
+    ) -> (Result<Box<Response>>, Duration, Held<'g>) {
         self.run_attempt(
             grant,
             actx,
@@ -368,6 +368,8 @@ impl AttemptExecutor {
     }
 
     /// Opens one streamed attempt: resolves at the first content event (metadata held back).
+    /// A failed opening's permit is handed back, to be released once the pool has learnt the
+    /// failure (see [`Held`]).
     pub(crate) async fn open_stream(
         &self,
         grant: Grant<'_>,
@@ -375,7 +377,7 @@ impl AttemptExecutor {
         actx: &RequestContext,
         deadline: &CallDeadline,
         span: &Span,
-    ) -> Result<Opened> {
+    ) -> (Result<Opened>, Option<Permit>) {
         let permit = grant.permit.into_owned();
         let guard = match (&self.breaker, grant.ticket.map(ArmedTicket::disarm)) {
             (Some(b), Some(t)) => Some(BreakerGuard::from_ticket(b.clone(), t)),
@@ -398,25 +400,27 @@ impl AttemptExecutor {
                 None => Err(self.deadline_error(actx, "the call deadline passed")),
             };
             match opened {
-                Ok(((held, stream), ttfb)) => Ok(Opened {
-                    held,
-                    stream,
-                    ttfb,
-                    record,
-                    in_flight,
-                    permit,
-                    guard,
-                }),
+                Ok(((held, stream), ttfb)) => (
+                    Ok(Opened {
+                        held,
+                        stream,
+                        ttfb,
+                        record,
+                        in_flight,
+                        permit,
+                        guard,
+                    }),
+                    None,
+                ),
                 Err(e) => {
                     drop(in_flight);
                     let outcome = deadline.outcome_of(&e);
                     if let Some(g) = guard {
                         g.record(outcome, self.clock.now().saturating_duration_since(t0));
                     }
-                    drop(permit);
                     record.failure(e.kind());
                     record_attempt(span, Some(&e), outcome);
-                    Err(e)
+                    (Err(e), Some(permit))
                 }
             }
         };
@@ -531,13 +535,14 @@ impl<'a> CallAttempt<'a> {
     }
 
     /// Records the attempt's end: one clock read serves its latency and, unless the transport
-    /// marked the first byte, its time to first byte.
+    /// marked the first byte, its time to first byte. A failed attempt's permit is handed
+    /// back, held until its pool has learnt the failure (see [`Held`]).
     fn finish(
         &mut self,
         actx: &RequestContext,
         result: std::result::Result<Option<&Usage>, &Error>,
         outcome: Outcome,
-    ) -> Duration {
+    ) -> (Duration, Held<'a>) {
         self.done = true;
         let counters = &self.stack.counters;
         counters.adjust_in_flight(-1);
@@ -547,14 +552,30 @@ impl<'a> CallAttempt<'a> {
             let first = actx.first_byte().and_then(FirstByte::at).unwrap_or(end);
             b.on_outcome(t, outcome, first.saturating_duration_since(self.started));
         }
-        self.permit = None;
         let elapsed = end.saturating_duration_since(self.started);
-        match result {
-            Ok(usage) => counters.record_success(elapsed, usage),
-            Err(e) => counters.record_failure(e.kind(), elapsed),
-        }
-        elapsed
+        let held = match result {
+            Ok(usage) => {
+                self.permit = None;
+                counters.record_success(elapsed, usage);
+                Held { _permit: None }
+            }
+            Err(e) => {
+                counters.record_failure(e.kind(), elapsed);
+                Held {
+                    _permit: self.permit.take(),
+                }
+            }
+        };
+        (elapsed, held)
     }
+}
+
+/// A failed attempt's permit, released when dropped: after the pool has learnt the failure.
+/// Released at the attempt's end, it woke a waiter that could pick the same key before the
+/// pool cooled or removed it (another 429, another 401).
+#[must_use = "dropped at once, it releases the permit before the pool learns the failure"]
+pub(crate) struct Held<'a> {
+    _permit: Option<BorrowedPermit<'a>>,
 }
 
 impl Drop for CallAttempt<'_> {

@@ -436,7 +436,7 @@ impl CallPolicy {
             let mut owned = None;
             let req = Self::for_model(request, model, &mut owned);
             let mut leased = Leased::new(pool, member);
-            let (result, latency) = exec
+            let (result, latency, held) = exec
                 .call(grant, req, &actx, &deadline, started, attempts)
                 .await;
             leased.disarm();
@@ -448,6 +448,9 @@ impl CallPolicy {
                 reserved,
                 model: req.model(),
             });
+            // a failed attempt's permit goes back once the pool knows why (the waiter it
+            // wakes picks with the key cooled or removed)
+            drop(held);
             match result {
                 Ok(resp) => {
                     self.retry.on_success();
@@ -545,7 +548,7 @@ impl CallPolicy {
             let req = Self::for_model(request, model, &mut owned);
             let span = attempt_span(attempts);
             let mut leased = Leased::new(pool, member);
-            let opened = exec.open_stream(grant, req, &actx, &deadline, &span).await;
+            let (opened, held) = exec.open_stream(grant, req, &actx, &deadline, &span).await;
             leased.disarm();
             // held before the report, so the member never looks idle while the stream lives
             let hold = match &opened {
@@ -560,6 +563,8 @@ impl CallPolicy {
                 reserved,
                 model: req.model(),
             });
+            // a failed opening's permit goes back once the pool knows why
+            drop(held);
             match opened {
                 Ok(o) => {
                     // the error is built only for a stream that has a deadline to miss
@@ -686,7 +691,7 @@ impl CallPolicy {
                 // heap, not again in each layer that awaits it (the attempt, its deadline)
                 let fut = Box::pin(f(member, &actx));
                 let mut leased = Leased::new(pool, member);
-                let (result, latency) = exec
+                let (result, latency, held) = exec
                     .run_attempt(grant, &actx, &deadline, started, attempts, fut, |_| None)
                     .await;
                 leased.disarm();
@@ -698,6 +703,7 @@ impl CallPolicy {
                     reserved,
                     model: None,
                 });
+                drop(held);
                 match result {
                     Ok(value) => {
                         self.retry.on_success();

@@ -725,3 +725,92 @@ async fn a_waiter_held_by_its_models_hold_passes_the_baton_to_a_call_for_another
     waiting.await.unwrap().expect("after the hold");
     assert_eq!(stub.seen().len(), 3);
 }
+
+/// A provider that answers every call and every stream with a 429.
+#[derive(Debug)]
+struct Throttled(infermux_core::EndpointId);
+
+impl Throttled {
+    fn refusal() -> Error {
+        Error::new(ErrorKind::RateLimited, "slow down")
+            .with_status(429)
+            .with_retry_after(Duration::from_secs(10))
+    }
+}
+
+#[async_trait::async_trait]
+impl infermux_core::Provider for Throttled {
+    fn name(&self) -> &'static str {
+        "throttled"
+    }
+    fn endpoint(&self) -> &infermux_core::EndpointId {
+        &self.0
+    }
+    fn capabilities(&self) -> infermux_core::Capabilities {
+        infermux_core::Capabilities::new()
+            .with(infermux_core::Operation::Chat)
+            .with(infermux_core::Operation::ChatStream)
+    }
+    async fn call(
+        &self,
+        _request: &infermux_core::Request,
+        _ctx: &RequestContext,
+    ) -> infermux_core::Result<infermux_core::Response> {
+        Err(Self::refusal())
+    }
+    async fn stream(
+        &self,
+        _request: &infermux_core::Request,
+        _ctx: &RequestContext,
+    ) -> infermux_core::Result<infermux_core::EventStream> {
+        Err(Self::refusal())
+    }
+}
+
+/// A failed attempt's permit goes back once the pool has learnt the failure: whoever the
+/// release wakes finds the key already cooling. Before, the permit went back at the attempt's
+/// end, and a waiter woken on another worker could pick the key before the 429 cooled it (one
+/// more 429). The release is observed by a hook of our own, called at the moment it happens.
+#[tokio::test]
+async fn a_failed_attempts_permit_goes_back_after_the_pool_learnt_the_failure() {
+    for streamed in [false, true] {
+        let exec = crate::stub::executor_of(
+            std::sync::Arc::new(Throttled(infermux_core::EndpointId::new("throttled"))),
+            1,
+        );
+        let pool = pool(
+            vec![exec.clone()],
+            vec![keyed(0, "a")],
+            PoolConfig::new(Strategy::FirstHealthy),
+        );
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let slot: std::sync::Arc<std::sync::OnceLock<infermux_multiplex::MultiPool>> =
+            Default::default();
+        let (s, p) = (seen.clone(), slot.clone());
+        let hooked = exec.admission().on_release(std::sync::Arc::new(move || {
+            if let Some(pool) = p.get() {
+                s.lock()
+                    .unwrap()
+                    .push(pool.status()[0].state.as_str().to_owned());
+            }
+        }));
+        assert!(hooked.is_ok());
+        let _ = slot.set(pool.clone());
+        let policy = policy(1, Duration::from_secs(5));
+        let kind = if streamed {
+            policy
+                .stream(&pool, &chat(), &RequestContext::new())
+                .await
+                .err()
+                .map(|e| e.kind())
+        } else {
+            policy
+                .call(&pool, &chat(), &RequestContext::new())
+                .await
+                .err()
+                .map(|e| e.kind())
+        };
+        assert_eq!(kind, Some(ErrorKind::RateLimited), "streamed {streamed}");
+        assert_eq!(*seen.lock().unwrap(), ["cooling"], "streamed {streamed}");
+    }
+}
