@@ -541,9 +541,14 @@ pub(crate) async fn run_one(runner: &Runner, file: &str, index: usize, it: &Inte
         Ok(w) => w,
         Err(why) => return rec.fail("error", format!("the recording could not be read: {why}")),
     };
-    let server = match ReplayServer::start(Cassette {
-        interactions: vec![it.clone()],
-    })
+    // the request must be the recorded one in what decides the answer (model, messages,
+    // inputs, tools, streaming), not only in its method and path
+    let server = match ReplayServer::start_with(
+        Cassette {
+            interactions: vec![it.clone()],
+        },
+        infermux_testkit::replay::ReplayOptions::default().with_body_check(),
+    )
     .await
     {
         Ok(s) => s,

@@ -10,7 +10,10 @@
 //!   reason, model ids, vector count and dimension, rerank scores, media length and hash, …),
 //!   or the recording is an error (an HTTP error status, an error object in a 2xx body, an
 //!   error inside a stream, a blocked answer) and infermux reported exactly the kind the
-//!   oracle derives from the recorded status and body;
+//!   oracle derives from the recorded status and body — and, either way, the request it
+//!   sent is the recorded one in what decides the answer (its model, the number of its
+//!   messages, inputs and tools, whether it streams: the testkit's
+//!   [`body_differences`](infermux_testkit::replay::body_differences));
 //! - **failed**, with the first difference named;
 //! - **unsupported**, with the reason: only operations no provider offers.
 //!

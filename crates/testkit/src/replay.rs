@@ -19,6 +19,9 @@ pub struct ReplayOptions {
     /// Serve bodies chunked in pieces of this many bytes (exercises stream decoders); `None`
     /// serves each body whole with its Content-Length.
     pub chunk_size: Option<usize>,
+    /// Check a matched request's JSON body against the recorded one ([`body_differences`]):
+    /// a difference fails [`ReplayServer::verify`].
+    pub check_bodies: bool,
 }
 
 impl ReplayOptions {
@@ -27,6 +30,63 @@ impl ReplayOptions {
         self.chunk_size = Some(n.max(1));
         self
     }
+    /// Checks each matched request's JSON body against the recorded one.
+    pub fn with_body_check(mut self) -> Self {
+        self.check_bodies = true;
+        self
+    }
+}
+
+/// Where a request's JSON body departs from the recorded one in what decides the answer:
+/// the `model`, the number of `messages` / `contents` / `input` / `inputs` / `texts` /
+/// `documents` / `tools` / `prompt` entries, and whether it asks for a stream — each
+/// compared only where both bodies have it (clients differ in the defaults they write).
+///
+/// ```
+/// use serde_json::json;
+/// use infermux_testkit::replay::body_differences;
+/// let recorded = json!({"model": "m", "messages": [{"role": "user"}, {"role": "user"}], "temperature": 0});
+/// assert!(body_differences(&json!({"model": "m", "messages": [1, 2]}), &recorded).is_empty());
+/// assert_eq!(body_differences(&json!({"model": "m", "messages": [1]}), &recorded),
+///     ["`messages` has 1 entries, the recording 2"]);
+/// ```
+pub fn body_differences(sent: &serde_json::Value, recorded: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (Some(a), Some(b)) = (sent.get("model"), recorded.get("model"))
+        && a != b
+    {
+        out.push(format!("`model` is {a}, the recording {b}"));
+    }
+    for key in [
+        "messages",
+        "contents",
+        "input",
+        "inputs",
+        "texts",
+        "documents",
+        "tools",
+        "prompt",
+    ] {
+        if let (Some(a), Some(b)) = (
+            sent.get(key).and_then(serde_json::Value::as_array),
+            recorded.get(key).and_then(serde_json::Value::as_array),
+        ) && a.len() != b.len()
+        {
+            out.push(format!(
+                "`{key}` has {} entries, the recording {}",
+                a.len(),
+                b.len()
+            ));
+        }
+    }
+    if let (Some(a), Some(b)) = (
+        sent.get("stream").and_then(serde_json::Value::as_bool),
+        recorded.get("stream").and_then(serde_json::Value::as_bool),
+    ) && a != b
+    {
+        out.push(format!("`stream` is {a}, the recording {b}"));
+    }
+    out
 }
 
 #[derive(Debug)]
@@ -34,6 +94,8 @@ struct State {
     interactions: Vec<Interaction>,
     used: Vec<bool>,
     unmatched: Vec<String>,
+    /// Matched requests whose bodies depart from the recording (with body checks on).
+    differing: Vec<String>,
 }
 
 /// A loopback server replaying a cassette.
@@ -77,6 +139,7 @@ impl ReplayServer {
             interactions: cassette.interactions,
             used: vec![false; n],
             unmatched: Vec::new(),
+            differing: Vec::new(),
         }));
         let st = state.clone();
         let handler: Handler = Arc::new(move |req: IncomingRequest| {
@@ -114,10 +177,17 @@ impl ReplayServer {
             .collect()
     }
 
-    /// Ok when every interaction was served and no request went unmatched.
+    /// Ok when every interaction was served, no request went unmatched and (with body checks
+    /// on) no matched request's body departed from the recording.
     pub fn verify(&self) -> Result<(), String> {
         let unmatched = self.unmatched();
         let unused = self.unused();
+        let differing = lock(&self.state).differing.clone();
+        if !differing.is_empty() {
+            return Err(format!(
+                "request bodies departed from the recording: {differing:?}"
+            ));
+        }
         if unmatched.is_empty() && unused.is_empty() {
             return Ok(());
         }
@@ -152,6 +222,19 @@ fn answer(state: &Mutex<State>, req: &IncomingRequest, options: ReplayOptions) -
     };
     if let Some(u) = st.used.get_mut(i) {
         *u = true;
+    }
+    if options.check_bodies
+        && let Some(recorded) = st.interactions[i]
+            .request
+            .body
+            .as_ref()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b.to_bytes()).ok())
+        && let Ok(sent) = serde_json::from_slice::<serde_json::Value>(&req.body)
+    {
+        for d in body_differences(&sent, &recorded) {
+            st.differing
+                .push(format!("{} {}: {d}", req.method, req.path));
+        }
     }
     let Some(resp) = st.interactions.get(i).map(|it| it.response.clone()) else {
         return Reply::Reset;

@@ -187,3 +187,75 @@ async fn every_decoder_fault_is_reported_as_failed_on_recorded_traffic() {
     };
     assert_every_fault_is_caught(&dir, false).await;
 }
+
+/// A provider that sends its chat requests with their last message twice: the answer
+/// replayed is the recorded one all the same, so only the check of the request body can
+/// tell.
+#[derive(Debug)]
+struct DropsAMessage {
+    inner: Arc<dyn Provider>,
+}
+
+impl DropsAMessage {
+    fn spoiled(request: &Request) -> Request {
+        let mut r = request.clone();
+        match &mut r {
+            Request::Chat(c) => {
+                if let Some(last) = c.messages.last().cloned() {
+                    c.messages.push(last);
+                }
+            }
+            _ => {}
+        }
+        r
+    }
+}
+
+#[async_trait]
+impl Provider for DropsAMessage {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn endpoint(&self) -> &EndpointId {
+        self.inner.endpoint()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
+        self.inner.call(&Self::spoiled(request), ctx).await
+    }
+    async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
+        self.inner.stream(&Self::spoiled(request), ctx).await
+    }
+}
+
+/// A provider that sends another conversation than the recorded request fails those
+/// interactions, though the answer it decodes is the recorded one. Before,
+/// a conformance pass never looked at the request body (method, path and query only).
+#[tokio::test]
+async fn a_request_that_departs_from_the_recording_fails() {
+    let dir = temp_corpus("request-body");
+    good_corpus(&dir);
+    let clean = run(&Runner::new(), &dir).await;
+    let spoiled = run(
+        &Runner::new().with_provider_wrapper(|inner| Arc::new(DropsAMessage { inner })),
+        &dir,
+    )
+    .await;
+    let caught: Vec<String> = clean
+        .records
+        .iter()
+        .zip(&spoiled.records)
+        .filter(|(c, s)| c.verdict == Verdict::Passed && s.verdict == Verdict::Failed)
+        .map(|(_, s)| s.reason.clone().unwrap_or_default())
+        .collect();
+    assert!(!caught.is_empty(), "no interaction failed");
+    assert!(
+        caught
+            .iter()
+            .all(|r| r.contains("departed from the recording") && r.contains("`messages`")),
+        "{caught:#?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
