@@ -592,7 +592,7 @@ pub(crate) async fn run_one(runner: &Runner, file: &str, index: usize, it: &Inte
         Ok(obs) => {
             rec.outcome = "ok";
             rec.decoded = obs.clone();
-            want.check_outcome(Ok(obs))
+            want.check_replay(status, Ok(obs))
         }
         Err(e) => {
             rec.outcome = "error";
@@ -600,7 +600,8 @@ pub(crate) async fn run_one(runner: &Runner, file: &str, index: usize, it: &Inte
             if let Some(partial) = e.partial_text() {
                 rec.decoded.text = Some(partial.to_owned());
             }
-            want.check_outcome(Err(e))
+            // the kind the recorded status and body mean, and that status itself
+            want.check_replay(status, Err(e))
         }
     };
     let verdict = match (verdict, served) {

@@ -65,7 +65,7 @@ pub(crate) fn good_corpus(dir: &Path) {
     .write(dir, "openai/models.yaml");
 }
 
-fn errors_and_unsupported(dir: &Path) {
+pub(crate) fn errors_and_unsupported(dir: &Path) {
     Exchange {
         uri: GROQ_STREAM.uri,
         status: 404,

@@ -259,3 +259,66 @@ async fn a_request_that_departs_from_the_recording_fails() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A provider whose errors lose their HTTP status (the right kind, no status).
+#[derive(Debug)]
+struct LosesStatus {
+    inner: Arc<dyn Provider>,
+}
+
+fn without_status(e: infermux::Error) -> infermux::Error {
+    infermux::Error::new(e.kind(), e.message().to_owned())
+}
+
+#[async_trait]
+impl Provider for LosesStatus {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn endpoint(&self) -> &EndpointId {
+        self.inner.endpoint()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
+        self.inner.call(request, ctx).await.map_err(without_status)
+    }
+    async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
+        self.inner
+            .stream(request, ctx)
+            .await
+            .map_err(without_status)
+    }
+}
+
+/// A recorded error status must be the error's status, not only its kind: a provider that
+/// reports the right kind without the status fails the recorded 4xx answers. Before, the
+/// runner judged recorded errors by kind alone.
+#[tokio::test]
+async fn an_error_without_the_recorded_status_fails() {
+    let dir = temp_corpus("error-status");
+    good_corpus(&dir);
+    crate::corpus::errors_and_unsupported(&dir);
+    let clean = run(&Runner::new(), &dir).await;
+    let spoiled = run(
+        &Runner::new().with_provider_wrapper(|inner| Arc::new(LosesStatus { inner })),
+        &dir,
+    )
+    .await;
+    let caught: Vec<String> = clean
+        .records
+        .iter()
+        .zip(&spoiled.records)
+        .filter(|(c, s)| c.verdict == Verdict::Passed && s.verdict == Verdict::Failed)
+        .map(|(_, s)| s.reason.clone().unwrap_or_default())
+        .collect();
+    assert!(!caught.is_empty(), "no interaction failed");
+    assert!(
+        caught
+            .iter()
+            .all(|r| r.contains("error status None for a recorded 4")),
+        "{caught:#?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
