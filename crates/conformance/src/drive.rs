@@ -493,6 +493,11 @@ async fn drive_inherent(t: &Target<'_>) -> infermux::Result<Expected> {
                 .embed_sparse(&strings(&body["inputs"]), &ctx)
                 .await?;
             got.vectors = Some((v.len(), v.first().map_or(0, Vec::len)));
+            got.sparse = Some(
+                v.iter()
+                    .map(|x| x.iter().map(|e| (e.index, e.value)).collect())
+                    .collect(),
+            );
         }
         other => {
             return Err(Error::new(

@@ -96,6 +96,9 @@ pub struct Expected {
     pub tokens: Option<Vec<String>>,
     /// Rerank results in the recorded order: document index and score.
     pub rerank: Option<Vec<(usize, f32)>>,
+    /// Sparse embeddings: every vector's entries in the recorded order, vocabulary index and
+    /// weight (as an `f32` decoder reads them).
+    pub sparse: Option<Vec<Vec<(u32, f32)>>>,
     /// Binary media (speech): byte length and FNV-1a hash of the bytes.
     pub media: Option<(usize, u64)>,
     /// Generated images: how many.
@@ -273,6 +276,16 @@ impl Expected {
                 });
             if !same {
                 return Err(format!("rerank: decoded {got:?}, recorded {want:?}"));
+            }
+        }
+        if let Some(want) = &self.sparse {
+            let got = got.sparse.as_ref().ok_or("sparse vectors: not decoded")?;
+            if let Some(i) = (0..want.len().max(got.len())).find(|&i| want.get(i) != got.get(i)) {
+                return Err(format!(
+                    "sparse vector {i}: decoded {:?}, recorded {:?}",
+                    got.get(i),
+                    want.get(i)
+                ));
             }
         }
         field("media (bytes, hash)", &self.media, &got.media)?;

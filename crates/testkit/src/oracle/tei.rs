@@ -110,12 +110,30 @@ pub fn snapshot(text: &str) -> Result<Snapshot, String> {
     })
 }
 
-/// An `/embed_sparse` answer: the number of vectors and the entries of the first.
+/// An `/embed_sparse` answer: the number of vectors and the entries of the first, and every
+/// vector's `(index, value)` entries.
 pub fn embed_sparse(status: u16, body: &[u8]) -> Result<Expected, String> {
     array_answer(status, body, |top| {
         let first = top.first().map_or(0, |x| x.as_array().map_or(0, Vec::len));
+        let sparse = top
+            .iter()
+            .map(|v| {
+                v.as_array()
+                    .ok_or("a sparse vector is not an array")?
+                    .iter()
+                    .map(|e| {
+                        let index = e["index"].as_u64().and_then(|i| u32::try_from(i).ok());
+                        let value = e["value"].as_f64().map(|x| x as f32);
+                        index
+                            .zip(value)
+                            .ok_or("a sparse entry is not {index, value}")
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Expected {
             vectors: Some((top.len(), first)),
+            sparse: Some(sparse),
             ..Expected::default()
         })
     })
@@ -173,6 +191,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.vectors, Some((1, 2)));
+        assert_eq!(s.sparse, Some(vec![vec![(1, 0.5), (9, 0.1)]]));
+        // right shape, wrong entries: refused (a shape alone let a decoder swap them)
+        refused(&s, |g| g.sparse = Some(vec![vec![(9, 0.1), (1, 0.5)]]));
+        refused(&s, |g| g.sparse = Some(vec![vec![(1, 0.5), (9, 0.2)]]));
         let err = br#"{"error":"Input validation error","error_type":"Validation"}"#;
         assert_eq!(
             embed(413, err).unwrap().error,
