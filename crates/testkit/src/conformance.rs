@@ -192,12 +192,18 @@ async fn check_stream(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
     if deltas == 0 || resp.text().trim().is_empty() {
         return Err(format!("stream carried no text ({} events)", events.len()));
     }
-    if !matches!(
-        events.last(),
-        Some(StreamEvent::Done { .. }) | Some(StreamEvent::Usage(_))
-    ) {
+    // it ends with Done, after which only its usage may come
+    let done = events
+        .iter()
+        .rposition(|e| matches!(e, StreamEvent::Done { .. }));
+    let tail_ok = done.is_some_and(|i| {
+        events[i + 1..]
+            .iter()
+            .all(|e| matches!(e, StreamEvent::Usage(_)))
+    });
+    if !tail_ok {
         return Err(format!(
-            "stream does not end with Done/Usage: {:?}",
+            "stream does not end with Done (then its usage only): {:?}",
             events.last()
         ));
     }
@@ -263,9 +269,14 @@ async fn check_tools(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
     }
     call.parsed_arguments()
         .map_err(|e| format!("arguments are not JSON ({e}): {:?}", call.arguments))?;
-    if plain.finish_reason != Some(FinishReason::ToolCalls)
-        && plain.finish_reason != Some(FinishReason::Stop)
-    {
+    // a call the model chose ends for its tool calls; a named tool is the caller's choice,
+    // which OpenAI's API reports as a plain stop
+    let finished = match plain.finish_reason {
+        Some(FinishReason::ToolCalls) => true,
+        Some(FinishReason::Stop) => cfg.named_tool,
+        _ => false,
+    };
+    if !finished {
         return Err(format!("finish reason {:?}", plain.finish_reason));
     }
     let (_, streamed) = collect_stream(p, &req).await?;

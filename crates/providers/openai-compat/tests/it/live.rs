@@ -101,3 +101,95 @@ async fn simulator_conformance_opens_once_more_after_one_closed_connection_not_t
     assert_eq!(report.failed[0].0, "chat");
     assert!(report.failed[0].1.contains("chat failed"), "{report:?}");
 }
+
+/// One defect the suite's checks must catch, put into a good provider's answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Defect {
+    /// A forced tool call reported as a plain stop.
+    ToolCallAsStop,
+    /// The tool called renamed.
+    OtherTool,
+    /// A stream without its `Done` event.
+    NoDone,
+    /// Every embedding the same vector.
+    SameVectors,
+}
+
+#[derive(Debug)]
+struct Defective {
+    inner: Arc<dyn Provider>,
+    defect: Defect,
+}
+
+#[async_trait::async_trait]
+impl Provider for Defective {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn endpoint(&self) -> &infermux_core::EndpointId {
+        self.inner.endpoint()
+    }
+    fn capabilities(&self) -> infermux_core::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn call(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+    ) -> infermux_core::Result<Response> {
+        let mut resp = self.inner.call(request, ctx).await?;
+        match (self.defect, &mut resp) {
+            (Defect::ToolCallAsStop, Response::Chat(c)) if !c.tool_calls().is_empty() => {
+                c.finish_reason = Some(infermux_core::FinishReason::Stop);
+            }
+            (Defect::OtherTool, Response::Chat(c)) => {
+                for call in &mut c.message.tool_calls {
+                    call.name = "get_time".into();
+                }
+            }
+            (Defect::SameVectors, Response::Embeddings(e)) => {
+                if let Some(first) = e.embeddings.first().cloned() {
+                    for v in &mut e.embeddings {
+                        *v = first.clone();
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(resp)
+    }
+    async fn stream(
+        &self,
+        request: &Request,
+        ctx: &RequestContext,
+    ) -> infermux_core::Result<infermux_core::EventStream> {
+        let s = self.inner.stream(request, ctx).await?;
+        if self.defect != Defect::NoDone {
+            return Ok(s);
+        }
+        Ok(Box::pin(s.filter(|e| {
+            std::future::ready(!matches!(e, Ok(StreamEvent::Done { .. })))
+        })))
+    }
+}
+
+/// Each defect fails the check that owns it: the suite's checks can fail (before, a forced
+/// tool call reported as a plain stop passed).
+#[tokio::test]
+async fn every_defect_fails_its_own_check() {
+    for (defect, check) in [
+        (Defect::ToolCallAsStop, "tools"),
+        (Defect::OtherTool, "tools"),
+        (Defect::NoDone, "chat_stream"),
+        (Defect::SameVectors, "embeddings"),
+    ] {
+        let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+        let cfg = SuiteConfig::new(sim.model())
+            .with_embed_model("sim-embed")
+            .deterministic(true);
+        let inner: Arc<dyn Provider> = Arc::new(provider(&format!("{}/v1", sim.url())));
+        let report = conformance::run(Arc::new(Defective { inner, defect }), &cfg).await;
+        let failed: Vec<&str> = report.failed.iter().map(|(n, _)| *n).collect();
+        assert!(failed.contains(&check), "{defect:?}: {report:?}");
+    }
+}
