@@ -199,13 +199,10 @@ struct DropsAMessage {
 impl DropsAMessage {
     fn spoiled(request: &Request) -> Request {
         let mut r = request.clone();
-        match &mut r {
-            Request::Chat(c) => {
-                if let Some(last) = c.messages.last().cloned() {
-                    c.messages.push(last);
-                }
-            }
-            _ => {}
+        if let Request::Chat(c) = &mut r
+            && let Some(last) = c.messages.last().cloned()
+        {
+            c.messages.push(last);
         }
         r
     }
