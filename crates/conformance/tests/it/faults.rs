@@ -188,28 +188,17 @@ async fn every_decoder_fault_is_reported_as_failed_on_recorded_traffic() {
     assert_every_fault_is_caught(&dir, false).await;
 }
 
-/// A provider that sends its chat requests with their last message twice: the answer
-/// replayed is the recorded one all the same, so only the check of the request body can
-/// tell.
+/// A provider whose requests or errors are spoiled on the way: `request` changes what it
+/// sends, `error` what it reports.
 #[derive(Debug)]
-struct DropsAMessage {
+struct Spoiled {
     inner: Arc<dyn Provider>,
-}
-
-impl DropsAMessage {
-    fn spoiled(request: &Request) -> Request {
-        let mut r = request.clone();
-        if let Request::Chat(c) = &mut r
-            && let Some(last) = c.messages.last().cloned()
-        {
-            c.messages.push(last);
-        }
-        r
-    }
+    request: fn(&Request) -> Request,
+    error: fn(infermux::Error) -> infermux::Error,
 }
 
 #[async_trait]
-impl Provider for DropsAMessage {
+impl Provider for Spoiled {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
@@ -220,33 +209,63 @@ impl Provider for DropsAMessage {
         self.inner.capabilities()
     }
     async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
-        self.inner.call(&Self::spoiled(request), ctx).await
+        let sent = (self.request)(request);
+        self.inner.call(&sent, ctx).await.map_err(self.error)
     }
     async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
-        self.inner.stream(&Self::spoiled(request), ctx).await
+        let sent = (self.request)(request);
+        self.inner.stream(&sent, ctx).await.map_err(self.error)
     }
 }
 
-/// A provider that sends another conversation than the recorded request fails those
-/// interactions, though the answer it decodes is the recorded one. Before,
-/// a conformance pass never looked at the request body (method, path and query only).
-#[tokio::test]
-async fn a_request_that_departs_from_the_recording_fails() {
-    let dir = temp_corpus("request-body");
-    good_corpus(&dir);
-    let clean = run(&Runner::new(), &dir).await;
+/// The reasons of the interactions that pass with the providers as they are and fail with
+/// them spoiled as `request` and `error` say.
+async fn newly_failed(
+    dir: &std::path::Path,
+    request: fn(&Request) -> Request,
+    error: fn(infermux::Error) -> infermux::Error,
+) -> Vec<String> {
+    let clean = run(&Runner::new(), dir).await;
     let spoiled = run(
-        &Runner::new().with_provider_wrapper(|inner| Arc::new(DropsAMessage { inner })),
-        &dir,
+        &Runner::new().with_provider_wrapper(move |inner| {
+            Arc::new(Spoiled {
+                inner,
+                request,
+                error,
+            })
+        }),
+        dir,
     )
     .await;
-    let caught: Vec<String> = clean
+    clean
         .records
         .iter()
         .zip(&spoiled.records)
         .filter(|(c, s)| c.verdict == Verdict::Passed && s.verdict == Verdict::Failed)
         .map(|(_, s)| s.reason.clone().unwrap_or_default())
-        .collect();
+        .collect()
+}
+
+/// A chat request with its last message twice: the answer replayed is the recorded one all
+/// the same, so only the check of the request body can tell.
+fn last_message_twice(request: &Request) -> Request {
+    let mut r = request.clone();
+    if let Request::Chat(c) = &mut r
+        && let Some(last) = c.messages.last().cloned()
+    {
+        c.messages.push(last);
+    }
+    r
+}
+
+/// A provider that sends another conversation than the recorded request fails those
+/// interactions, though the answer it decodes is the recorded one. Before, a conformance
+/// pass never looked at the request body (method, path and query only).
+#[tokio::test]
+async fn a_request_that_departs_from_the_recording_fails() {
+    let dir = temp_corpus("request-body");
+    good_corpus(&dir);
+    let caught = newly_failed(&dir, last_message_twice, |e| e).await;
     assert!(!caught.is_empty(), "no interaction failed");
     assert!(
         caught
@@ -257,36 +276,9 @@ async fn a_request_that_departs_from_the_recording_fails() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A provider whose errors lose their HTTP status (the right kind, no status).
-#[derive(Debug)]
-struct LosesStatus {
-    inner: Arc<dyn Provider>,
-}
-
+/// The right kind without the HTTP status.
 fn without_status(e: infermux::Error) -> infermux::Error {
     infermux::Error::new(e.kind(), e.message().to_owned())
-}
-
-#[async_trait]
-impl Provider for LosesStatus {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn endpoint(&self) -> &EndpointId {
-        self.inner.endpoint()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn call(&self, request: &Request, ctx: &RequestContext) -> Result<Response> {
-        self.inner.call(request, ctx).await.map_err(without_status)
-    }
-    async fn stream(&self, request: &Request, ctx: &RequestContext) -> Result<EventStream> {
-        self.inner
-            .stream(request, ctx)
-            .await
-            .map_err(without_status)
-    }
 }
 
 /// A recorded error status must be the error's status, not only its kind: a provider that
@@ -297,19 +289,7 @@ async fn an_error_without_the_recorded_status_fails() {
     let dir = temp_corpus("error-status");
     good_corpus(&dir);
     crate::corpus::errors_and_unsupported(&dir);
-    let clean = run(&Runner::new(), &dir).await;
-    let spoiled = run(
-        &Runner::new().with_provider_wrapper(|inner| Arc::new(LosesStatus { inner })),
-        &dir,
-    )
-    .await;
-    let caught: Vec<String> = clean
-        .records
-        .iter()
-        .zip(&spoiled.records)
-        .filter(|(c, s)| c.verdict == Verdict::Passed && s.verdict == Verdict::Failed)
-        .map(|(_, s)| s.reason.clone().unwrap_or_default())
-        .collect();
+    let caught = newly_failed(&dir, Request::clone, without_status).await;
     assert!(!caught.is_empty(), "no interaction failed");
     assert!(
         caught
