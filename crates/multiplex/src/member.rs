@@ -1,7 +1,7 @@
 //! Per-key and per-member state: atomics only, read by the eligibility scan and written by
 //! reports.
 
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use infermux_core::AttemptKey;
@@ -93,10 +93,11 @@ pub(crate) struct KeyCore {
     pub(crate) until: AtomicU64,
     /// Cooling (429) until, ns since the epoch; re-cooling only extends.
     pub(crate) cool_until: AtomicU64,
-    /// Removed until (0: not removed, [`NEVER`]: until reconfigured).
-    pub(crate) removed_until: AtomicU64,
-    /// 1 auth, 2 quota.
-    pub(crate) removed_reason: AtomicU8,
+    /// Removed until (0: not removed, [`NEVER`]: until reconfigured) and why, in one word so
+    /// the two never mix (two removals at once left one's reason with the other's end): the
+    /// end with its two low bits replaced by the reason (1 auth, 2 quota), read back with them
+    /// set (at most 3 ns later; `NEVER` stays `NEVER`).
+    removed: AtomicU64,
     /// Limited by the provider's announced `remaining: 0` until.
     pub(crate) limited_until: AtomicU64,
     /// Models held on the key (a 429 the provider scoped to the model) and until when; the
@@ -118,8 +119,7 @@ impl KeyCore {
             pools: RwLock::new(vec![pool_until]),
             until: AtomicU64::new(0),
             cool_until: AtomicU64::new(0),
-            removed_until: AtomicU64::new(0),
-            removed_reason: AtomicU8::new(0),
+            removed: AtomicU64::new(0),
             limited_until: AtomicU64::new(0),
             model_holds: RwLock::new(Vec::new()),
             models_until: AtomicU64::new(0),
@@ -129,16 +129,15 @@ impl KeyCore {
     }
 
     pub(crate) fn remove(&self, reason: RemovalReason, until: u64) {
-        self.removed_reason.store(
-            match reason {
-                RemovalReason::Auth => 1,
-                RemovalReason::Quota => 2,
-            },
-            Ordering::Release,
-        );
-        self.removed_until.fetch_max(until, Ordering::AcqRel);
-        self.until.fetch_max(until, Ordering::AcqRel);
-        self.raise_pools(until);
+        let code = match reason {
+            RemovalReason::Auth => 1,
+            RemovalReason::Quota => 2,
+        };
+        // the later end wins, with its own reason (at one end: quota)
+        self.removed
+            .fetch_max((until & !3) | code, Ordering::AcqRel);
+        self.until.fetch_max(until | 3, Ordering::AcqRel);
+        self.raise_pools(until | 3);
     }
 
     /// Cools the key down until `until` (a later cooldown wins).
@@ -198,9 +197,13 @@ impl KeyCore {
     }
 
     pub(crate) fn removal(&self, now: u64) -> Option<(RemovalReason, u64)> {
-        let until = self.removed_until.load(Ordering::Acquire);
+        let packed = self.removed.load(Ordering::Acquire);
+        if packed == 0 {
+            return None;
+        }
+        let until = packed | 3;
         (until > now).then(|| {
-            let reason = match self.removed_reason.load(Ordering::Acquire) {
+            let reason = match packed & 3 {
                 2 => RemovalReason::Quota,
                 _ => RemovalReason::Auth,
             };
@@ -332,5 +335,38 @@ impl Member {
     pub(crate) fn cost(&self) -> f64 {
         let rtt = self.ewma_ns().unwrap_or(DEFAULT_RTT_NS);
         rtt * (f64::from(self.in_flight.load(Ordering::Relaxed)) + 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two removals, in either order: the later end wins, with its own reason (they were two
+    /// words, and one removal's reason could stay with the other's end).
+    #[test]
+    fn a_removals_reason_goes_with_its_end() {
+        let hour = 3_600_000_000_000u64;
+        for auth_first in [true, false] {
+            let k = KeyCore::new(None, None, Arc::new(AtomicU64::new(0)));
+            let removals = [(RemovalReason::Auth, NEVER), (RemovalReason::Quota, hour)];
+            let order: Vec<_> = if auth_first {
+                removals.to_vec()
+            } else {
+                removals.iter().rev().copied().collect()
+            };
+            for (reason, until) in order {
+                k.remove(reason, until);
+            }
+            assert_eq!(k.removal(0), Some((RemovalReason::Auth, NEVER)));
+        }
+        let k = KeyCore::new(None, None, Arc::new(AtomicU64::new(0)));
+        k.remove(RemovalReason::Quota, hour);
+        k.remove(RemovalReason::Auth, hour / 2);
+        let (reason, until) = k.removal(0).unwrap();
+        assert_eq!(reason, RemovalReason::Quota);
+        assert!((hour..hour + 4).contains(&until), "{until}");
+        assert_eq!(k.removal(hour + 4), None);
+        assert!(k.held_until() >= until);
     }
 }
