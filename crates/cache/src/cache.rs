@@ -1235,14 +1235,19 @@ impl Cache {
             // evict it and everything else at its next maintenance)
             Backend::Memory(_) if entry.bytes as u64 > self.inner.config.max_bytes => {}
             Backend::Memory(m) => {
-                let keep_old = !is_stream
-                    && m.get(&key).is_some_and(|old| {
-                        matches!(old.answer, Answer::Stream(_))
-                            && self.fresh(&old, self.inner.config.ttl)
-                    });
-                if !keep_old {
-                    m.insert(key, Arc::clone(&entry));
-                }
+                // a fresh stream entry is kept (it answers streams and calls alike); decided
+                // under the key's lock, so a stream stored meanwhile is not replaced
+                let ttl = self.inner.config.ttl;
+                m.entry(key).and_compute_with(|old| match old {
+                    Some(old)
+                        if !is_stream
+                            && matches!(old.value().answer, Answer::Stream(_))
+                            && self.fresh(old.value(), ttl) =>
+                    {
+                        moka::ops::compute::Op::Nop
+                    }
+                    _ => moka::ops::compute::Op::Put(Arc::clone(&entry)),
+                });
                 self.count(|c| &c.stores);
             }
             #[cfg(feature = "redis")]
