@@ -28,6 +28,8 @@ use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError, Script};
 use infermux_core::{Error, ErrorKind, Result};
 
+/// Tags of the connections made (0 is none).
+static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
 /// A Redis (or Valkey) server holding the cache's entries (feature `redis`).
 ///
 /// Cheap to clone (clones share the connection). Its `Debug` shows the prefix, never the URL
@@ -43,7 +45,9 @@ use infermux_core::{Error, ErrorKind, Result};
 #[derive(Clone)]
 pub struct RedisStore {
     client: Client,
-    current: Arc<Mutex<Option<MultiplexedConnection>>>,
+    /// The open connection and its tag (each connection made gets a new one), so a call that
+    /// failed on an older connection does not drop a newer one.
+    current: Arc<Mutex<Option<(u64, MultiplexedConnection)>>>,
     /// Held by the one connection attempt running (in a task of its own).
     connecting: Arc<tokio::sync::Mutex<()>>,
     /// Why the last connection attempt failed (for the calls that waited on it).
@@ -139,7 +143,7 @@ impl RedisStore {
     /// call that gives up waiting leaves it running, so a Redis further away than one call's
     /// timeout still connects, and a later call finds the connection. One attempt at a time;
     /// calls that find one running wait for it.
-    async fn connection(&self) -> ::redis::RedisResult<MultiplexedConnection> {
+    async fn connection(&self) -> ::redis::RedisResult<(u64, MultiplexedConnection)> {
         let current = || {
             self.current
                 .lock()
@@ -165,7 +169,7 @@ impl RedisStore {
                     .get_multiplexed_async_connection_with_config(&config)
                     .await;
                 let (c, e) = match r {
-                    Ok(c) => (Some(c), None),
+                    Ok(c) => (Some((NEXT_TAG.fetch_add(1, Ordering::Relaxed), c)), None),
                     Err(e) => (None, Some(e)),
                 };
                 *failed.lock().unwrap_or_else(|e| e.into_inner()) = e;
@@ -192,11 +196,22 @@ impl RedisStore {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = ::redis::RedisResult<T>>,
     {
+        // the tag of the connection the call used (0: none yet)
+        let used = AtomicU64::new(0);
         let r = tokio::time::timeout(self.timeout, async {
-            let c = self.connection().await?;
+            let (tag, c) = self.connection().await?;
+            used.store(tag, Ordering::Relaxed);
             op(c).await
         })
         .await;
+        // drops the connection the call used, not one made since by another call
+        let drop_used = || {
+            let tag = used.load(Ordering::Relaxed);
+            let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            if tag != 0 && cur.as_ref().is_some_and(|(t, _)| *t == tag) {
+                *cur = None;
+            }
+        };
         match r {
             Ok(Ok(v)) => {
                 self.timeouts_in_a_row.store(0, Ordering::Release);
@@ -205,7 +220,7 @@ impl RedisStore {
             }
             Ok(Err(e)) => {
                 if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
-                    *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    drop_used();
                 }
                 tracing::debug!(target: "infermux::cache", error = e.category(), "redis call failed");
                 None
@@ -231,7 +246,7 @@ impl RedisStore {
                 {
                     self.timeouts_in_a_row.store(0, Ordering::Release);
                     self.first_timeout_ms.store(0, Ordering::Release);
-                    *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    drop_used();
                 }
                 tracing::debug!(target: "infermux::cache", "redis call timed out");
                 None
