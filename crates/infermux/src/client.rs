@@ -778,6 +778,22 @@ impl Inner {
         }
     }
 
+    /// `ctx` with the client's call deadline fixed now, when it has none of its own: a call
+    /// that also embeds (the semantic cache's lookup), waits for a batch or stores an answer
+    /// spends one deadline over all of it, not a fresh one in each part.
+    fn with_deadline(&self, ctx: RequestContext) -> RequestContext {
+        match self {
+            Inner::Single(r) => match (ctx.deadline(), r.policy().timeout()) {
+                (None, Some(t)) => match std::time::Instant::now().checked_add(t) {
+                    Some(d) => ctx.with_deadline(d),
+                    None => ctx,
+                },
+                _ => ctx,
+            },
+            Inner::Routed(r) => r.call_context(ctx),
+        }
+    }
+
     /// The cache namespace of a request: its model group (routed), or the endpoint.
     fn namespace(&self, request: &Request, ctx: &RequestContext) -> Option<&str> {
         match self {
@@ -1024,6 +1040,8 @@ impl Client {
             .cache
             .as_ref()
             .and_then(|c| Some((c, self.inner.namespace(request, &ctx)?)));
+        // one deadline for the lookup, the batch and the call
+        let ctx = self.inner.with_deadline(ctx);
         let Some((cache, ns)) = cached else {
             return self.extras.uncached(&self.inner, request, ctx).await;
         };
@@ -1080,6 +1098,8 @@ impl Client {
         };
         let fut: BoxFuture<'_, Result<OpenedStream>> = Box::pin(async move {
             let mut served = None;
+            // one deadline for the lookup and the call
+            let ctx = self.inner.with_deadline(ctx);
             let ctx2 = ctx.clone();
             let answer = cache
                 .stream_storing(request, &ctx, ns, || async {

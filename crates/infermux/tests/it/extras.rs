@@ -385,3 +385,35 @@ async fn vectors_a_fallback_gave_are_not_used_by_the_semantic_tier() {
     assert_eq!(s.semantic_stores, 0, "{s:?}");
     assert!(s.embed_errors >= 1, "{s:?}");
 }
+
+/// The client's timeout is one deadline over a call's batch wait and its call: a caller whose
+/// batch would flush after the deadline gets its `Timeout` at the deadline. Before, the
+/// caller's context had no deadline while it waited for the batch (the wait was bounded by
+/// the batch's own flush only), and the call then got a whole timeout of its own.
+#[tokio::test]
+async fn the_clients_timeout_bounds_a_calls_batch_wait_too() {
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    let client = Client::builder()
+        .provider(provider("sim", &sim))
+        .timeout(Duration::from_millis(300))
+        .batch_embeddings(
+            BatchConfig::default()
+                .with_max_items(64)
+                .unwrap()
+                .with_max_wait(Duration::from_secs(5))
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(3),
+        client.embed(EmbeddingRequest::new("e", ["alone in its batch"])),
+    )
+    .await
+    .expect("the call ends at its deadline, not at the batch's flush");
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), infermux::ErrorKind::Timeout, "{e}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(sim.requests(), 0, "nothing was sent");
+}
