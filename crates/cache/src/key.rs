@@ -179,11 +179,36 @@ pub(crate) fn semantic_probe(
     {
         return Err(SemanticSkip::Shape);
     }
-    if !allow_sampled && chat.temperature.is_some_and(|t| t > 0.0) {
+    // (a field of `extra` is written over the typed one: a temperature or tools given there
+    // are what the provider gets)
+    let extra_temperature = chat
+        .extra
+        .get("temperature")
+        .and_then(serde_json::Value::as_f64);
+    if !allow_sampled
+        && extra_temperature
+            .or(chat.temperature.map(f64::from))
+            .is_some_and(|t| t > 0.0)
+    {
         return Err(SemanticSkip::Sampled);
     }
+    let extra_tools = [
+        "tools",
+        "tool_choice",
+        "functions",
+        "function_call",
+        "toolConfig",
+        "tool_config",
+    ]
+    .iter()
+    .any(|k| {
+        chat.extra
+            .get(*k)
+            .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+    });
     let uses_tools = !chat.tools.is_empty()
         || chat.tool_choice.is_some()
+        || extra_tools
         || earlier
             .iter()
             .any(|m| !m.tool_calls.is_empty() || m.role == Role::Tool);

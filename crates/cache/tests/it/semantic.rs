@@ -94,6 +94,36 @@ async fn sampled_and_tool_requests_are_skipped_unless_allowed() {
     cache.store(&tools("a b c"), &ctx, "g", &answer("x")).await;
     assert!(cache.lookup(&tools("c b a"), &ctx, "g").await.is_none());
     assert!(cache.snapshot().semantic_skipped >= 2);
+    // the same given in `extra`, which providers write over the typed fields (before, a
+    // sampled or tool-calling request written there was cached and served as any other)
+    let via_extra = |t: &str, key: &str, value: serde_json::Value| {
+        let mut c = ChatRequest::new("m", vec![Message::user(t)]);
+        c.extra.insert(key.into(), value);
+        Request::Chat(c)
+    };
+    for (key, value) in [
+        ("temperature", json!(1.2)),
+        ("tools", json!([{"type": "web_search"}])),
+        ("tool_choice", json!("required")),
+    ] {
+        let before = cache.snapshot().semantic_skipped;
+        cache
+            .store(
+                &via_extra("a b c", key, value.clone()),
+                &ctx,
+                "g",
+                &answer("x"),
+            )
+            .await;
+        assert!(
+            cache
+                .lookup(&via_extra("c b a", key, value), &ctx, "g")
+                .await
+                .is_none(),
+            "{key}"
+        );
+        assert!(cache.snapshot().semantic_skipped > before, "{key}");
+    }
     // allowed
     let cache = Cache::new(CacheConfig::default()).unwrap().with_semantic(
         Arc::new(WordsEmbedder::default()),
