@@ -1229,7 +1229,11 @@ impl Cache {
             return;
         };
         let entry = Arc::new(Entry::new(self.now_ms(), answer));
-        let is_stream = matches!(entry.answer, Answer::Stream(_));
+        // a stored stream answers a chat call too (folded), so a chat call's answer leaves a
+        // fresh one in place; another call's answer (a completion) replaces it, else that
+        // call would never be cached while the stream lasts
+        let yields_to_stream =
+            matches!(&entry.answer, Answer::Call(r) if matches!(**r, Response::Chat(_)));
         match &self.inner.backend {
             // an answer over the whole budget is not held (moka would take it in, then
             // evict it and everything else at its next maintenance)
@@ -1240,7 +1244,7 @@ impl Cache {
                 let ttl = self.inner.config.ttl;
                 m.entry(key).and_compute_with(|old| match old {
                     Some(old)
-                        if !is_stream
+                        if yields_to_stream
                             && matches!(old.value().answer, Answer::Stream(_))
                             && self.fresh(old.value(), ttl) =>
                     {
@@ -1258,7 +1262,7 @@ impl Cache {
                             r.exact_key(&key.to_string()),
                             bytes,
                             self.inner.config.ttl,
-                            !is_stream,
+                            yields_to_stream,
                         )
                         .await;
                     self.count(|c| if ok { &c.stores } else { &c.store_errors });

@@ -1,5 +1,5 @@
 //! Streams through the cache: the tee stores only complete streams; replays keep the order; a
-//! stored stream answers a call, a stored call does not answer a stream.
+//! stored stream answers a chat call, a stored call does not answer a stream.
 
 use futures_util::StreamExt;
 use infermux_cache::{Cache, CacheConfig};
@@ -301,4 +301,38 @@ async fn a_plain_answer_too_large_to_keep_is_not_stored() {
         .store(&req, &ctx, "g", &answer(&"x".repeat(7 * 1024 * 1024)))
         .await;
     assert!(cache.lookup(&req, &ctx, "g").await.is_some());
+}
+
+/// A stored completion stream does not keep later completion calls from being cached: a
+/// stored stream answers chat calls only, so a completion call's answer replaces it. Before,
+/// it was kept, every completion call missed and went to the provider for the stream's whole
+/// lifetime, and the counters showed stores that kept nothing.
+#[tokio::test]
+async fn a_completion_call_is_cached_after_a_stream_of_the_same_completion() {
+    use infermux_core::{CompletionRequest, CompletionResponse, Request, Response};
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = Request::Completion(CompletionRequest::new("m", "Once upon a time"));
+    let streamed = cache
+        .stream(&req, &ctx, "g", || async {
+            Ok(live(oks(&events(&["there", " was"]))))
+        })
+        .await
+        .unwrap();
+    let _: Vec<_> = streamed.events.collect().await;
+    let calls = std::sync::atomic::AtomicU32::new(0);
+    for _ in 0..2 {
+        let r = cache
+            .call(&req, &ctx, "g", || async {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(Response::Completion(CompletionResponse::new(
+                    "m",
+                    "there was",
+                )))
+            })
+            .await
+            .unwrap();
+        assert!(matches!(r, Response::Completion(_)));
+    }
+    assert_eq!(calls.into_inner(), 1, "the second call was a hit");
 }
