@@ -1046,7 +1046,11 @@ impl Cache {
         if n.index.is_none() {
             match VectorIndex::new(vector.len(), sem.config.index.clone()) {
                 Ok(i) => n.index = Some(i),
-                Err(_) => return,
+                Err(e) => {
+                    // (the settings are checked when set: this is a field set by hand)
+                    tracing::warn!(target: "infermux::cache", error = %e, "the semantic index cannot be built: nothing is stored");
+                    return;
+                }
             }
         }
         let Some(index) = n.index.as_mut() else {

@@ -235,10 +235,20 @@ impl SemanticConfig {
         self.top_k = k;
         Ok(self)
     }
-    /// Sets the vector index's settings.
-    pub fn with_index(mut self, index: IndexConfig) -> Self {
+    /// Sets the vector index's settings; a [`ErrorKind::Config`](infermux_core::ErrorKind)
+    /// error when they are out of range (an index that cannot be built would turn the
+    /// semantic tier off without a word).
+    ///
+    /// ```
+    /// use infermux_cache::{IndexConfig, SemanticConfig};
+    /// assert!(SemanticConfig::default().with_index(IndexConfig::default().with_max_links(32)).is_ok());
+    /// assert!(SemanticConfig::default().with_index(IndexConfig::default().with_max_links(1)).is_err());
+    /// assert!(SemanticConfig::default().with_index(IndexConfig::default().with_ef_search(0)).is_err());
+    /// ```
+    pub fn with_index(mut self, index: IndexConfig) -> Result<Self> {
+        index.validate()?;
         self.index = index;
-        self
+        Ok(self)
     }
     /// Also caches requests with temperature > 0.
     pub fn allow_sampled(mut self, yes: bool) -> Self {

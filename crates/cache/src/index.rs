@@ -51,12 +51,12 @@ impl IndexConfig {
         self.ef_construction = ef;
         self
     }
-    /// Sets the HNSW graph's links per node (1 to 256).
+    /// Sets the HNSW graph's links per node (2 to 256).
     pub fn with_max_links(mut self, m: usize) -> Self {
         self.max_links = m;
         self
     }
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.ef_search == 0 || self.ef_construction == 0 {
             return Err(Error::new(ErrorKind::Config, "ef must be at least 1"));
         }

@@ -248,7 +248,8 @@ async fn the_semantic_tier_holds_its_size_bound() {
             SemanticConfig::default()
                 .with_max_entries(2, 10)
                 .unwrap()
-                .with_index(index.clone()),
+                .with_index(index.clone())
+                .unwrap(),
         );
         let ctx = RequestContext::new();
         for q in ["alpha beta", "gamma delta", "epsilon zeta"] {
@@ -282,7 +283,8 @@ async fn semantic_entries_expire_after_their_ttl() {
                 SemanticConfig::default()
                     .with_ttl(std::time::Duration::from_secs(10))
                     .unwrap()
-                    .with_index(index.clone()),
+                    .with_index(index.clone())
+                    .unwrap(),
             );
         let ctx = RequestContext::new();
         cache.store(&ask("a b c"), &ctx, "g", &answer("x")).await;
