@@ -324,19 +324,33 @@ struct Miss {
     embed_failed: bool,
 }
 
-/// The vector of `probe`'s text from `sem`'s embedder, within its `embed_timeout`; `None` on
-/// an error, a wrong count or the timeout.
+/// `fut` (an embedder's or a verifier's call) within `sem`'s `embed_timeout` and what is
+/// left of the caller's deadline, whichever ends first; `None` past it. Both are the
+/// caller's code, which may never answer.
+async fn within<T>(
+    sem: &Semantic,
+    ctx: &RequestContext,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let limit = match (sem.config.embed_timeout, ctx.remaining()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    match limit {
+        Some(t) => tokio::time::timeout(t, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+/// The vector of `probe`'s text from `sem`'s embedder, within its `embed_timeout` and the
+/// caller's deadline; `None` on an error, a wrong count or the timeout.
 async fn embed_one(
     sem: &Semantic,
     probe: &SemanticProbe,
     ctx: &RequestContext,
 ) -> Option<Vec<f32>> {
     let call = sem.embedder.embed(std::slice::from_ref(&probe.text), ctx);
-    let out = match sem.config.embed_timeout {
-        Some(t) => tokio::time::timeout(t, call).await.ok()?,
-        None => call.await,
-    };
-    match out {
+    match within(sem, ctx, call).await? {
         Ok(mut v) if v.len() == 1 => Some(v.remove(0)),
         _ => None,
     }
@@ -778,7 +792,7 @@ impl Cache {
         let mut probe = probe;
         probe.namespace = probe.namespace.with_dimension(vector.len());
         let found = self
-            .semantic_find(sem, request, &probe, &vector, stream)
+            .semantic_find(sem, request, ctx, &probe, &vector, stream)
             .await;
         miss.semantic = Some((probe, vector));
         match found {
@@ -854,6 +868,7 @@ impl Cache {
         &self,
         sem: &Semantic,
         request: &Request,
+        ctx: &RequestContext,
         probe: &SemanticProbe,
         vector: &[f32],
         stream: bool,
@@ -897,7 +912,14 @@ impl Cache {
         let threshold = sem.verifier.threshold();
         let mut best: Option<(Arc<Entry>, f32, f32)> = None;
         for (text, entry, similarity) in candidates {
-            match sem.verifier.score(&probe.text, &text, similarity).await {
+            // (bounded as the embedder is: a verifier that does not answer is a reject)
+            let scored = within(sem, ctx, sem.verifier.score(&probe.text, &text, similarity)).await;
+            match scored.unwrap_or_else(|| {
+                Err(infermux_core::Error::new(
+                    infermux_core::ErrorKind::Timeout,
+                    "the verifier did not answer in time",
+                ))
+            }) {
                 Ok(score) if score >= threshold => {
                     if best.as_ref().is_none_or(|b| score > b.2) {
                         best = Some((entry, similarity, score));

@@ -462,3 +462,35 @@ async fn the_tier_keeps_within_its_byte_budget() {
     );
     assert!(cache.snapshot().semantic_bytes <= budget);
 }
+
+/// A verifier that never answers.
+#[derive(Debug)]
+struct Silent;
+
+#[async_trait::async_trait]
+impl infermux_cache::Verifier for Silent {
+    async fn score(&self, _q: &str, _c: &str, _cosine: f32) -> infermux_core::Result<f32> {
+        std::future::pending().await
+    }
+    fn threshold(&self) -> f32 {
+        0.5
+    }
+}
+
+/// A lookup ends within the caller's deadline though the verifier never answers (a miss,
+/// counted as a reject). Before, only the embedder was bounded (by `embed_timeout`, off by
+/// default), and the lookup waited on the verifier for ever.
+#[tokio::test(start_paused = true)]
+async fn a_verifier_that_never_answers_is_a_reject_at_the_callers_deadline() {
+    let (cache, _) = semantic_cache(Arc::new(Silent));
+    let ctx = RequestContext::new().with_timeout(std::time::Duration::from_millis(100));
+    cache.store(&ask("a b c"), &ctx, "g", &answer("x")).await;
+    let found = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        cache.lookup(&ask("c b a"), &ctx, "g"),
+    )
+    .await
+    .expect("the lookup ends at the caller's deadline");
+    assert!(found.is_none());
+    assert_eq!(cache.snapshot().verifier_rejects, 1);
+}
