@@ -673,7 +673,12 @@ pub(crate) async fn run(mut args: ServeArgs) -> Result<(), Error> {
         }
     };
     eprintln!("stopping {name}");
-    sup.stop().await;
+    // a second signal while the stop waits out its grace period: leave now (the server's
+    // process group is killed as the runtime drops it)
+    tokio::select! {
+        () = sup.stop() => {}
+        () = interrupt.wait() => eprintln!("stopping {name} now"),
+    }
     printer.abort();
     outcome
 }

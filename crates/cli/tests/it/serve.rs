@@ -190,3 +190,71 @@ fn container_flags_without_docker_are_refused_not_ignored() {
         "{stderr}"
     );
 }
+
+/// A second Ctrl-C while the stop waits out its grace period (a server that ignores SIGTERM)
+/// ends the CLI at once, its server killed with it. Before, the signal handlers stayed
+/// installed and did nothing: the CLI sat through the whole grace period.
+#[test]
+fn a_second_ctrl_c_during_the_stop_leaves_at_once() {
+    if !python() {
+        return;
+    }
+    let port = free_port().to_string();
+    let script = format!("trap '' TERM; exec python3 -m http.server {port} --bind 127.0.0.1");
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .args(["serve", "cmd", "--port", &port, "--ready", "/", "--"])
+        .args(["sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = cli.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |what: &str| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("`{what}` within a minute"));
+        if line.contains(what) {
+            break line;
+        }
+    };
+    let ready = wait_for("ready on");
+    let pid: u32 = ready
+        .split("(pid ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a pid in `{ready}`"));
+    let int = || {
+        Command::new("kill")
+            .args(["-INT", &cli.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(int().success());
+    wait_for("stopping cmd");
+    let asked = std::time::Instant::now();
+    assert!(int().success());
+    let status = cli.wait().unwrap();
+    // the grace period is 10 s: well before it
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(status.success(), "{status}");
+    let gone = (0..250).any(|_| {
+        let out = !running(pid);
+        if !out {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        out
+    });
+    assert!(gone, "the server {pid} outlived the CLI");
+}
