@@ -933,6 +933,7 @@ impl Cache {
         let hit = CacheHit::semantic(similarity, score, self.age(&entry));
         tracing::info!(
             target: "infermux::cache",
+            request_id = %ctx.request_id(),
             similarity,
             verifier_score = score,
             age_ms = u64::try_from(hit.age.as_millis()).unwrap_or(u64::MAX),
