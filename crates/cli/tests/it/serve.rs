@@ -33,6 +33,48 @@ fn python() -> bool {
     found
 }
 
+/// `infermux ARGS` started with its stderr read line by line on a thread of its own.
+fn spawn_cli(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = cli.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (cli, rx)
+}
+
+/// The first line of `rx` that contains `what`, within a minute.
+fn wait_for(rx: &mpsc::Receiver<String>, what: &str) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("`{what}` within a minute"));
+        if line.contains(what) {
+            return line;
+        }
+    }
+}
+
+/// The server's pid in a `ready on … (pid N)` line.
+fn pid_in(ready: &str) -> u32 {
+    ready
+        .split("(pid ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a pid in `{ready}`"))
+}
+
 #[test]
 fn serve_runs_a_command_until_ready_and_ctrl_c_stops_it_and_its_server() {
     serve_until(&["-INT"]);
@@ -52,39 +94,30 @@ fn serve_until(signal: &[&str]) {
         return;
     }
     let port = free_port().to_string();
-    let mut cli = Command::new(env!("CARGO_BIN_EXE_infermux"))
-        .args(["serve", "cmd", "--port", &port, "--ready", "/", "--"])
-        .args(["python3", "-m", "http.server", &port, "--bind", "127.0.0.1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = cli.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let ready = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("`ready on` within a minute");
-        if line.contains("ready on") {
-            break line;
-        }
-    };
+    let (mut cli, rx) = spawn_cli(
+        &[
+            "serve",
+            "cmd",
+            "--port",
+            &port,
+            "--ready",
+            "/",
+            "--",
+            "python3",
+            "-m",
+            "http.server",
+            &port,
+            "--bind",
+            "127.0.0.1",
+        ],
+        &[],
+    );
+    let ready = wait_for(&rx, "ready on");
     assert!(
         ready.contains(&format!("http://127.0.0.1:{port}")),
         "{ready}"
     );
-    let pid: u32 = ready
-        .split("(pid ")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("a pid in `{ready}`"));
+    let pid = pid_in(&ready);
     assert!(running(pid));
     let sent = Command::new("kill")
         .args(signal)
@@ -122,26 +155,30 @@ fn serve_keeps_this_shells_keys_from_the_server_unless_named() {
          \x20       self.send_response(200 if ok else 500); self.end_headers()\n\
          socketserver.TCPServer(('127.0.0.1', {port}), H).serve_forever()\n"
     );
-    let mut cli = Command::new(env!("CARGO_BIN_EXE_infermux"))
-        .args(["serve", "--env", "GROQ_API_KEY", "--ready-timeout", "15"])
-        .args(["cmd", "--port", &port, "--ready", "/"])
-        .args(["--", "python3", "-c", &script])
-        .env("OPENAI_API_KEY", "sk-kept-from-the-server")
-        .env("AWS_SECRET_ACCESS_KEY", "aws-secret")
-        .env("GROQ_API_KEY", "named")
-        .env("PLAIN_SETTING", "kept")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = cli.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut cli, rx) = spawn_cli(
+        &[
+            "serve",
+            "--env",
+            "GROQ_API_KEY",
+            "--ready-timeout",
+            "15",
+            "cmd",
+            "--port",
+            &port,
+            "--ready",
+            "/",
+            "--",
+            "python3",
+            "-c",
+            &script,
+        ],
+        &[
+            ("OPENAI_API_KEY", "sk-kept-from-the-server"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+            ("GROQ_API_KEY", "named"),
+            ("PLAIN_SETTING", "kept"),
+        ],
+    );
     // ready only when the server answers 200: when its environment is as it should be
     let mut ready = false;
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
@@ -201,36 +238,13 @@ fn a_second_ctrl_c_during_the_stop_leaves_at_once() {
     }
     let port = free_port().to_string();
     let script = format!("trap '' TERM; exec python3 -m http.server {port} --bind 127.0.0.1");
-    let mut cli = Command::new(env!("CARGO_BIN_EXE_infermux"))
-        .args(["serve", "cmd", "--port", &port, "--ready", "/", "--"])
-        .args(["sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = cli.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let wait_for = |what: &str| loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("`{what}` within a minute"));
-        if line.contains(what) {
-            break line;
-        }
-    };
-    let ready = wait_for("ready on");
-    let pid: u32 = ready
-        .split("(pid ")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("a pid in `{ready}`"));
+    let (mut cli, rx) = spawn_cli(
+        &[
+            "serve", "cmd", "--port", &port, "--ready", "/", "--", "sh", "-c", &script,
+        ],
+        &[],
+    );
+    let pid = pid_in(&wait_for(&rx, "ready on"));
     let int = || {
         Command::new("kill")
             .args(["-INT", &cli.id().to_string()])
@@ -238,7 +252,7 @@ fn a_second_ctrl_c_during_the_stop_leaves_at_once() {
             .unwrap()
     };
     assert!(int().success());
-    wait_for("stopping cmd");
+    wait_for(&rx, "stopping cmd");
     let asked = std::time::Instant::now();
     assert!(int().success());
     let status = cli.wait().unwrap();
