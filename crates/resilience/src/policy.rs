@@ -236,7 +236,6 @@ impl CallPolicy {
         attempts: u32,
         deadline: &CallDeadline,
         ctx: &RequestContext,
-        counters: Option<&EndpointCounters>,
         failover: bool,
     ) -> std::result::Result<Duration, Error> {
         let a = Attempt::new(&e, tries)
@@ -245,9 +244,6 @@ impl CallPolicy {
             .with_failover(failover);
         let reason = match self.retry.decide(&a) {
             Decision::Retry(after) => {
-                if let Some(c) = counters {
-                    c.record_retry();
-                }
                 tracing::info!(
                     "infermux.attempt" = tries,
                     "infermux.retry.wait_ms" = u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
@@ -283,8 +279,12 @@ impl CallPolicy {
         counters: Option<&EndpointCounters>,
         failover: bool,
     ) -> Result<()> {
-        let after = self.after_failure(e, tries, attempts, deadline, ctx, counters, failover)?;
+        let after = self.after_failure(e, tries, attempts, deadline, ctx, failover)?;
         self.pause(after, deadline).await;
+        // counted once its pause is over: a retry abandoned in it never ran
+        if let Some(c) = counters {
+            c.record_retry();
+        }
         Ok(())
     }
 

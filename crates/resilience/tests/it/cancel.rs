@@ -41,6 +41,8 @@ async fn a_retry_abandoned_during_its_pause_gives_its_budget_token_back() {
     assert!(call.is_err(), "the caller gave up during the 10 s pause");
     assert_eq!(stub.calls(), 1, "the retry never ran");
     assert_eq!(budget.available(), 1.0, "so its token is back");
+    // and it is not counted as a retry
+    assert_eq!(stack.counters().snapshot().retries, 0);
     // a retry that ran keeps its token spent
     let e = stack
         .call(&chat(), &RequestContext::new())
