@@ -654,8 +654,8 @@ impl CounterSnapshot {
         self.rejected.iter().fold(0, |a, &b| a.wrapping_add(b))
     }
     /// The sum of two endpoints' counters (a client over several): counts and latencies add
-    /// (counts wrap at 2^64 as each counter does, durations stop at `Duration::MAX`: a server's
-    /// absurd token count never panics), the breaker state is the worse one (open over
+    /// (counts wrap at 2^64 as each counter does, token totals and durations stop at `u64::MAX`
+    /// and `Duration::MAX`: a server's absurd token count never panics), the breaker state is the worse one (open over
     /// half-open over closed).
     pub fn merged(&self, other: &CounterSnapshot) -> CounterSnapshot {
         fn add(a: &[u64], b: &[u64]) -> Vec<u64> {

@@ -143,9 +143,7 @@ impl Drop for Inner {
     /// memory for as long as they live).
     fn drop(&mut self) {
         for ep in &self.endpoints {
-            if ep.hooked {
-                ep.exec.admission().remove_release_hook(&ep.hook);
-            }
+            ep.exec.admission().remove_release_hook(&ep.hook);
         }
         for k in &self.keys {
             k.forget_pool(&self.pool_until);
@@ -553,8 +551,7 @@ impl MultiPool {
                 let limited = key
                     .limited_until
                     .load(Ordering::Acquire)
-                    .max(key.rpm.as_ref().map_or(0, |g| g.ready_at(1, now)))
-                    .max(key.tpm.as_ref().map_or(0, |g| g.ready_at(1, now)));
+                    .max(key.limits_ready_at(1, now));
                 let state = if ep.is_out() {
                     MemberState::OutOfService
                 } else if let Some((reason, until)) = key.removal(now) {
@@ -1907,18 +1904,14 @@ impl MultiPool {
         let key = &inner.keys[m.key];
         let now = inner.now_ns();
         let until = |d: Duration| now.saturating_add(dur_ns(d)).max(now + 1);
-        match hold {
-            Decision::Cooling(d) => key.cool(until(d)),
+        match (hold, &key.tpm) {
+            (Decision::Cooling(d), _) => key.cool(until(d)),
             // the tokens were the limit: the local limiter learns how far ahead the shared
             // one is (a request of this size fits in `d`, a smaller one may sooner)
-            Decision::Limited(d, true) if reserved > 0 && key.tpm.is_some() => {
-                if let Some(tpm) = &key.tpm {
-                    tpm.not_before(reserved, until(d));
-                }
-            }
-            Decision::Limited(d, _) => key.limit(until(d)),
-            Decision::Removed(reason, d) => key.remove(reason, d.map_or(NEVER, until)),
-            Decision::Reserved | Decision::Fallback => {}
+            (Decision::Limited(d, true), Some(tpm)) => tpm.not_before(reserved, until(d)),
+            (Decision::Limited(d, _), _) => key.limit(until(d)),
+            (Decision::Removed(reason, d), _) => key.remove(reason, d.map_or(NEVER, until)),
+            (Decision::Reserved | Decision::Fallback, _) => {}
         }
         None
     }

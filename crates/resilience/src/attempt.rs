@@ -535,8 +535,8 @@ impl<'a> CallAttempt<'a> {
     }
 
     /// Records the attempt's end: one clock read serves its latency and, unless the transport
-    /// marked the first byte, its time to first byte. A failed attempt's permit is handed
-    /// back, held until its pool has learnt the failure (see [`Held`]).
+    /// marked the first byte, its time to first byte. The attempt's permit is handed back,
+    /// held until its pool has learnt the outcome (see [`Held`]).
     fn finish(
         &mut self,
         actx: &RequestContext,
@@ -553,27 +553,22 @@ impl<'a> CallAttempt<'a> {
             b.on_outcome(t, outcome, first.saturating_duration_since(self.started));
         }
         let elapsed = end.saturating_duration_since(self.started);
-        let held = match result {
-            Ok(usage) => {
-                self.permit = None;
-                counters.record_success(elapsed, usage);
-                Held { _permit: None }
-            }
-            Err(e) => {
-                counters.record_failure(e.kind(), elapsed);
-                Held {
-                    _permit: self.permit.take(),
-                }
-            }
+        match result {
+            Ok(usage) => counters.record_success(elapsed, usage),
+            Err(e) => counters.record_failure(e.kind(), elapsed),
+        }
+        // (a success may spend the key's window too: its pool learns that first as well)
+        let held = Held {
+            _permit: self.permit.take(),
         };
         (elapsed, held)
     }
 }
 
-/// A failed attempt's permit, released when dropped: after the pool has learnt the failure.
+/// An attempt's permit, released when dropped: after the pool has learnt the outcome.
 /// Released at the attempt's end, it woke a waiter that could pick the same key before the
-/// pool cooled or removed it (another 429, another 401).
-#[must_use = "dropped at once, it releases the permit before the pool learns the failure"]
+/// pool cooled, removed or limited it (another 429, another 401).
+#[must_use = "dropped at once, it releases the permit before the pool learns the outcome"]
 pub(crate) struct Held<'a> {
     _permit: Option<BorrowedPermit<'a>>,
 }
@@ -671,8 +666,10 @@ pub(crate) struct Guarded {
     pub(crate) deadline: CallDeadline,
     pub(crate) sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     pub(crate) deadline_error: Option<Error>,
-    /// The call's request id (for the errors the guard makes itself).
+    /// The call's request id, provider and endpoint (for the errors the guard makes itself).
     pub(crate) request_id: infermux_core::RequestId,
+    pub(crate) provider: &'static str,
+    pub(crate) endpoint: infermux_core::EndpointId,
     pub(crate) attempts: u32,
     pub(crate) span: Span,
     pub(crate) call_span: Span,
@@ -772,7 +769,7 @@ impl Stream for Guarded {
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(self.fail(e)))),
             Poll::Ready(None) => {
                 let e = Error::new(ErrorKind::Decode, "stream ended without a final event")
-                    .with_request_id(self.request_id);
+                    .in_context(self.request_id, self.provider, &self.endpoint);
                 Poll::Ready(Some(Err(self.fail(e))))
             }
             Poll::Pending => {
@@ -781,9 +778,11 @@ impl Stream for Guarded {
                         .sleep
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(d)));
                     if sleep.as_mut().poll(cx).is_ready() {
-                        let e = self.deadline_error.take().unwrap_or_else(|| {
-                            Error::new(ErrorKind::Timeout, "the call deadline passed")
-                        });
+                        let e =
+                            self.deadline_error.take().unwrap_or_else(|| {
+                                Error::new(ErrorKind::Timeout, "the call deadline passed")
+                                    .in_context(self.request_id, self.provider, &self.endpoint)
+                            });
                         return Poll::Ready(Some(Err(self.fail(e))));
                     }
                 }

@@ -448,8 +448,8 @@ impl CallPolicy {
                 reserved,
                 model: req.model(),
             });
-            // a failed attempt's permit goes back once the pool knows why (the waiter it
-            // wakes picks with the key cooled or removed)
+            // the attempt's permit goes back once the pool knows how it went (the waiter it
+            // wakes picks with the key cooled, removed or limited)
             drop(held);
             match result {
                 Ok(resp) => {
@@ -587,6 +587,8 @@ impl CallPolicy {
                         sleep: None,
                         deadline_error,
                         request_id: ctx.request_id(),
+                        provider: exec.provider.name(),
+                        endpoint: exec.provider.endpoint().clone(),
                         attempts,
                         span,
                         call_span,

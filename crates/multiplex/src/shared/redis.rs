@@ -530,7 +530,12 @@ impl SharedState {
         let fate = Arc::new(AtomicBool::new(false));
         let (task, kept) = (spend.clone(), fate.clone());
         // answered after the caller gave up: past this, nothing is known (nothing is given back)
-        let late_bound = self.timeout.saturating_mul(10).clamp(LATE_MIN, LATE_MAX);
+        // (never shorter than the caller's own wait)
+        let late_bound = self
+            .timeout
+            .saturating_mul(10)
+            .clamp(LATE_MIN, LATE_MAX)
+            .max(self.timeout);
         tokio::spawn(async move {
             let s = &task.state;
             let r = tokio::time::timeout(late_bound, async {
