@@ -240,6 +240,15 @@ fn launch_error(e: infermux_containers::Error) -> Error {
 }
 
 impl Backend {
+    /// The keys of this shell the server reads itself (passed on: vLLM requires its
+    /// `VLLM_API_KEY` of callers).
+    fn env_it_reads(&self) -> &'static [&'static str] {
+        match self {
+            Backend::Vllm { .. } => &["VLLM_API_KEY"],
+            _ => &[],
+        }
+    }
+
     fn spec(self, name: Option<&str>) -> infermux_containers::Result<ServerSpec> {
         Ok(match self {
             Backend::Tgi {
@@ -420,7 +429,6 @@ fn own_secret(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
     n.ends_with("_API_KEY")
         || n.ends_with("_SECRET_KEY")
-        || n.ends_with("_SECRET_ACCESS_KEY")
         || n.ends_with("_ACCESS_KEY")
         || n.ends_with("_ACCESS_KEY_ID")
         || n == "AWS_SESSION_TOKEN"
@@ -463,6 +471,7 @@ fn env_pair(kv: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<(String
 
 /// Builds the spec from the command line (everything but the launcher).
 fn server_spec(args: &mut ServeArgs, backend: Backend) -> Result<ServerSpec, Error> {
+    let reads = backend.env_it_reads();
     let mut spec = backend.spec(args.name.as_deref()).map_err(launch_error)?;
     if let Some(p) = args.program.take() {
         spec.program = p;
@@ -475,10 +484,12 @@ fn server_spec(args: &mut ServeArgs, backend: Backend) -> Result<ServerSpec, Err
         spec = spec.with_env(k, v);
     }
     // this shell's keys (a provider's, the storage's `--fetch` reads) are not the server's:
-    // passed on only when named with --env
+    // passed on only when named with --env, or when the server reads it itself (vLLM's
+    // `VLLM_API_KEY`, the key it then requires)
     for (k, _) in std::env::vars_os() {
         if let Some(k) = k.to_str()
             && own_secret(k)
+            && !reads.contains(&k)
             && !spec.env.iter().any(|(e, _)| e == k)
         {
             spec = spec.without_env(k);
@@ -672,12 +683,33 @@ pub(crate) async fn run(mut args: ServeArgs) -> Result<(), Error> {
             }
         }
     };
-    eprintln!("stopping {name}");
-    // a second signal while the stop waits out its grace period: leave now (the server's
-    // process group is killed as the runtime drops it)
+    // (a closed terminal makes writes to it fail: `eprintln!` would panic before the stop)
+    let say = |line: String| {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{line}");
+    };
+    say(format!("stopping {name}"));
+    // a second signal while the stop waits out its grace period: leave now — a process's
+    // group is killed as the runtime drops it; a container's removal is awaited (it would
+    // run on this runtime, which ends with the program)
     tokio::select! {
         () = sup.stop() => {}
-        () = interrupt.wait() => eprintln!("stopping {name} now"),
+        () = interrupt.wait() => {
+            say(format!("stopping {name} now"));
+            let removed =
+                tokio::time::timeout(LEFTOVERS_TIMEOUT, owner.remove_leftovers(&started_spec))
+                    .await;
+            if !matches!(removed, Ok(Ok(_))) {
+                printer.abort();
+                return Err(Error::new(
+                    ErrorKind::Cancelled,
+                    format!(
+                        "interrupted again while stopping {name}: a container of it may be left \
+                         (label infermux.name={name})"
+                    ),
+                ));
+            }
+        }
     }
     printer.abort();
     outcome

@@ -437,9 +437,16 @@ impl Ctx {
             });
         }
         tracing::warn!(server = %self.spec.name, restarts = n, %reason, "restarting server");
-        self.state.send_replace(State::Restarting {
-            restarts: n,
-            reason,
+        // (told once: a server given up on after its health checks is already `Restarting`)
+        self.state.send_if_modified(|s| {
+            let told = matches!(s, State::Restarting { restarts, reason: r } if *restarts == n && *r == reason);
+            if !told {
+                *s = State::Restarting {
+                    restarts: n,
+                    reason,
+                };
+            }
+            !told
         });
         tokio::time::sleep(self.config.backoff(n)).await;
         self.state.send_replace(State::Starting);
