@@ -149,12 +149,13 @@ pub struct SemanticConfig {
     /// signals the first 512 words, so two long turns sharing their opening (a pasted
     /// document, then different questions about it) would look the same to both.
     pub max_chars: usize,
-    /// The longest the tier waits for the embedder on a call's path: past it the lookup is a
-    /// miss (counted as an embedder error) and the call goes on to the provider. Default
-    /// `None`: no bound of the tier's own — a provider embedder's call keeps its endpoint's
-    /// timeouts, and a bound cuts short work already paid for (a remote call billed, a local
-    /// embedding that goes on in its blocking thread) — so the cache also runs on a tokio
-    /// runtime without timers. Set one (it needs timers) to cap what a slow embedder adds.
+    /// The longest the tier waits for the embedder, and for the verifier on each candidate, on
+    /// a call's path: past it the lookup is a miss (an embedder error, or a verifier reject)
+    /// and the call goes on to the provider. The caller's deadline bounds both as well, when
+    /// the call has one (the facade's client gives every call its timeout). Default `None`: no
+    /// bound of the tier's own — a provider embedder's call keeps its endpoint's timeouts, and
+    /// a bound cuts short work already paid for (a remote call billed, a local embedding that
+    /// goes on in its blocking thread). Either bound needs a tokio runtime with timers.
     pub embed_timeout: Option<Duration>,
 }
 

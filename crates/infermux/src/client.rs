@@ -784,10 +784,7 @@ impl Inner {
     fn with_deadline(&self, ctx: RequestContext) -> RequestContext {
         match self {
             Inner::Single(r) => match (ctx.deadline(), r.policy().timeout()) {
-                (None, Some(t)) => match std::time::Instant::now().checked_add(t) {
-                    Some(d) => ctx.with_deadline(d),
-                    None => ctx,
-                },
+                (None, Some(t)) => ctx.with_timeout(t),
                 _ => ctx,
             },
             Inner::Routed(r) => r.call_context(ctx),

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
 
 use infermux_core::{
     EndpointId, Error, ErrorKind, EventStream, FallbackTaken, Request, RequestContext, Response,
@@ -145,10 +144,7 @@ impl Router {
     pub(crate) fn call_context(&self, ctx: RequestContext) -> RequestContext {
         // a timeout too long to add to now is no deadline at all (never a panic)
         match (ctx.deadline(), self.policy.timeout()) {
-            (None, Some(t)) => match Instant::now().checked_add(t) {
-                Some(d) => ctx.with_deadline(d),
-                None => ctx,
-            },
+            (None, Some(t)) => ctx.with_timeout(t),
             _ => ctx,
         }
     }

@@ -184,8 +184,6 @@ impl S3Error {
     }
 }
 
-/// Maps an AWS SDK error onto the error every layer of infermux reads: status and S3 error
-/// code decide the kind, the code is kept as the provider code, the SDK error as the source.
 /// The ids the server gave its answer (` (request id …, host id …)`, or nothing): what its
 /// operators ask for.
 fn server_ids(r: &aws_sdk_s3::config::http::HttpResponse) -> String {
@@ -203,6 +201,8 @@ fn server_ids(r: &aws_sdk_s3::config::http::HttpResponse) -> String {
     }
 }
 
+/// Maps an AWS SDK error onto the error every layer of infermux reads: status and S3 error
+/// code decide the kind, the code is kept as the provider code, the SDK error as the source.
 pub(crate) fn sdk_error<E>(op: &'static str, e: SdkError<E>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,

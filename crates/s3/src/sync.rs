@@ -82,14 +82,13 @@ fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>, S3Error> {
                 ft = std::fs::metadata(&path)
                     .map_err(|e| S3Error::io(&path, e))?
                     .file_type();
-                if ft.is_dir() {
-                    let real = std::fs::canonicalize(&path).map_err(|e| S3Error::io(&path, e))?;
-                    if !seen.insert(real) {
-                        continue;
-                    }
-                }
             }
             if ft.is_dir() {
+                // each folder once, however many links reach it
+                let real = std::fs::canonicalize(&path).map_err(|e| S3Error::io(&path, e))?;
+                if !seen.insert(real) {
+                    continue;
+                }
                 stack.push(path);
             } else if ft.is_file() {
                 let rel = path
@@ -276,6 +275,8 @@ mod tests {
         assert!(names.contains(&"linked/abc".to_owned()), "{names:?}");
         // the link back up walks the root once (its blobs and its snap's file), not for ever
         assert!(names.len() < 10, "{names:?}");
+        // and each folder once: the root's blobs and snap were walked already
+        assert_eq!(names, ["linked/abc", "model.bin"]);
         std::os::unix::fs::symlink(root.join("gone"), root.join("snap/dangling")).unwrap();
         assert!(matches!(walk(&root.join("snap")), Err(S3Error::Io { .. })));
     }
