@@ -271,12 +271,12 @@ async fn check_tools(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
         .map_err(|e| format!("arguments are not JSON ({e}): {:?}", call.arguments))?;
     // a call the model chose ends for its tool calls; a named tool is the caller's choice,
     // which OpenAI's API reports as a plain stop
-    let finished = match plain.finish_reason {
+    let finished = |reason: Option<&FinishReason>| match reason {
         Some(FinishReason::ToolCalls) => true,
         Some(FinishReason::Stop) => cfg.named_tool,
         _ => false,
     };
-    if !finished {
+    if !finished(plain.finish_reason.as_ref()) {
         return Err(format!("finish reason {:?}", plain.finish_reason));
     }
     let (_, streamed) = collect_stream(p, &req).await?;
@@ -293,6 +293,12 @@ async fn check_tools(p: &dyn Provider, cfg: &SuiteConfig) -> CheckResult {
             scall.arguments
         )
     })?;
+    if !finished(streamed.finish_reason.as_ref()) {
+        return Err(format!(
+            "streamed finish reason {:?}",
+            streamed.finish_reason
+        ));
+    }
     Ok(())
 }
 

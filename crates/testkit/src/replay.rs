@@ -38,17 +38,25 @@ impl ReplayOptions {
 }
 
 /// Where a request's JSON body departs from the recorded one in what decides the answer:
-/// the `model`, the number of `messages` / `contents` / `input` / `inputs` / `texts` /
-/// `documents` / `tools` / `prompt` entries, and whether it asks for a stream — each
-/// compared only where both bodies have it (clients differ in the defaults they write).
+/// the `model` (where both name one), the number of `messages` / `contents` / `input` /
+/// `inputs` / `texts` / `documents` / `tools` / `prompt` entries where the recording has
+/// them (a field left out counts none, a single string one), the roles of the messages in
+/// order, and whether it asks for a stream (left out: no).
 ///
 /// ```
 /// use serde_json::json;
 /// use infermux_testkit::replay::body_differences;
 /// let recorded = json!({"model": "m", "messages": [{"role": "user"}, {"role": "user"}], "temperature": 0});
-/// assert!(body_differences(&json!({"model": "m", "messages": [1, 2]}), &recorded).is_empty());
+/// assert!(body_differences(&json!({"model": "m", "messages": [{"role": "user"}, {"role": "user"}]}), &recorded).is_empty());
 /// assert_eq!(body_differences(&json!({"model": "m", "messages": [1]}), &recorded),
 ///     ["`messages` has 1 entries, the recording 2"]);
+/// // a field left out counts none, a stream left out is no stream, roles go in order
+/// let tools = json!({"tools": [{"name": "f"}], "stream": true});
+/// assert_eq!(body_differences(&json!({}), &tools),
+///     ["`tools` has 0 entries, the recording 1", "`stream` is false, the recording true"]);
+/// let roles = json!({"messages": [{"role": "system"}, {"role": "user"}]});
+/// let swapped = json!({"messages": [{"role": "user"}, {"role": "system"}]});
+/// assert_eq!(body_differences(&swapped, &roles).len(), 1);
 /// ```
 pub fn body_differences(sent: &serde_json::Value, recorded: &serde_json::Value) -> Vec<String> {
     let mut out = Vec::new();
@@ -57,6 +65,12 @@ pub fn body_differences(sent: &serde_json::Value, recorded: &serde_json::Value) 
     {
         out.push(format!("`model` is {a}, the recording {b}"));
     }
+    // entries of a field: an array's length, a single value one, none when left out
+    let entries = |v: &serde_json::Value, key: &str| match v.get(key) {
+        None | Some(serde_json::Value::Null) => 0,
+        Some(serde_json::Value::Array(a)) => a.len(),
+        Some(_) => 1,
+    };
     for key in [
         "messages",
         "contents",
@@ -67,23 +81,35 @@ pub fn body_differences(sent: &serde_json::Value, recorded: &serde_json::Value) 
         "tools",
         "prompt",
     ] {
-        if let (Some(a), Some(b)) = (
-            sent.get(key).and_then(serde_json::Value::as_array),
-            recorded.get(key).and_then(serde_json::Value::as_array),
-        ) && a.len() != b.len()
-        {
-            out.push(format!(
-                "`{key}` has {} entries, the recording {}",
-                a.len(),
-                b.len()
-            ));
+        if recorded.get(key).is_some_and(|v| !v.is_null()) {
+            let (a, b) = (entries(sent, key), entries(recorded, key));
+            if a != b {
+                out.push(format!("`{key}` has {a} entries, the recording {b}"));
+            }
         }
     }
-    if let (Some(a), Some(b)) = (
-        sent.get("stream").and_then(serde_json::Value::as_bool),
-        recorded.get("stream").and_then(serde_json::Value::as_bool),
-    ) && a != b
-    {
+    let roles = |v: &serde_json::Value| -> Vec<String> {
+        v.get("messages")
+            .and_then(serde_json::Value::as_array)
+            .map(|m| {
+                m.iter()
+                    .map(|x| x["role"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (a, b) = (roles(sent), roles(recorded));
+    if a.len() == b.len() && a != b {
+        out.push(format!(
+            "the messages' roles are {a:?}, the recording's {b:?}"
+        ));
+    }
+    let streams = |v: &serde_json::Value| v.get("stream").and_then(serde_json::Value::as_bool);
+    let (a, b) = (
+        streams(sent).unwrap_or(false),
+        streams(recorded).unwrap_or(false),
+    );
+    if a != b {
         out.push(format!("`stream` is {a}, the recording {b}"));
     }
     out
@@ -229,11 +255,18 @@ fn answer(state: &Mutex<State>, req: &IncomingRequest, options: ReplayOptions) -
             .body
             .as_ref()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b.to_bytes()).ok())
-        && let Ok(sent) = serde_json::from_slice::<serde_json::Value>(&req.body)
     {
-        for d in body_differences(&sent, &recorded) {
-            st.differing
-                .push(format!("{} {}: {d}", req.method, req.path));
+        match serde_json::from_slice::<serde_json::Value>(&req.body) {
+            Ok(sent) => {
+                for d in body_differences(&sent, &recorded) {
+                    st.differing
+                        .push(format!("{} {}: {d}", req.method, req.path));
+                }
+            }
+            Err(_) => st.differing.push(format!(
+                "{} {}: the body is not JSON, the recording's is",
+                req.method, req.path
+            )),
         }
     }
     let Some(resp) = st.interactions.get(i).map(|it| it.response.clone()) else {

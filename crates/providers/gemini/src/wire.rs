@@ -2036,7 +2036,13 @@ pub fn chat_request_from_json(model: &str, v: &Value) -> Result<ChatRequest> {
         }
     }
     let mut req = ChatRequest::new(model, messages);
-    if let Some(tools) = v.get("tools").and_then(Value::as_array) {
+    // (a single tool object, as some clients write it, reads as a list of one)
+    let tools = match v.get("tools") {
+        Some(Value::Array(a)) => Some(a.as_slice()),
+        Some(one @ Value::Object(_)) => Some(std::slice::from_ref(one)),
+        _ => None,
+    };
+    if let Some(tools) = tools {
         for t in tools {
             let decls = get(t, "functionDeclarations", "function_declarations")
                 .and_then(Value::as_array)

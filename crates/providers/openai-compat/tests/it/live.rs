@@ -111,6 +111,8 @@ enum Defect {
     OtherTool,
     /// A stream without its `Done` event.
     NoDone,
+    /// Text after the stream's `Done`.
+    TextAfterDone,
     /// Every embedding the same vector.
     SameVectors,
 }
@@ -164,12 +166,19 @@ impl Provider for Defective {
         ctx: &RequestContext,
     ) -> infermux_core::Result<infermux_core::EventStream> {
         let s = self.inner.stream(request, ctx).await?;
-        if self.defect != Defect::NoDone {
-            return Ok(s);
+        match self.defect {
+            Defect::NoDone => {
+                Ok(Box::pin(s.filter(|e| {
+                    std::future::ready(!matches!(e, Ok(StreamEvent::Done { .. })))
+                })))
+            }
+            Defect::TextAfterDone => Ok(Box::pin(s.chain(futures_util::stream::iter([Ok(
+                StreamEvent::TextDelta {
+                    text: "late".into(),
+                },
+            )])))),
+            _ => Ok(s),
         }
-        Ok(Box::pin(s.filter(|e| {
-            std::future::ready(!matches!(e, Ok(StreamEvent::Done { .. })))
-        })))
     }
 }
 
@@ -177,11 +186,16 @@ impl Provider for Defective {
 /// tool call reported as a plain stop passed).
 #[tokio::test]
 async fn every_defect_fails_its_own_check() {
-    for (defect, check) in [
-        (Defect::ToolCallAsStop, "tools"),
-        (Defect::OtherTool, "tools"),
-        (Defect::NoDone, "chat_stream"),
-        (Defect::SameVectors, "embeddings"),
+    for (defect, check, why) in [
+        (Defect::ToolCallAsStop, "tools", "finish reason"),
+        (Defect::OtherTool, "tools", "called"),
+        (Defect::NoDone, "chat_stream", "without a Done"),
+        (
+            Defect::TextAfterDone,
+            "chat_stream",
+            "does not end with Done",
+        ),
+        (Defect::SameVectors, "embeddings", ""),
     ] {
         let sim = Simulator::start(FaultPlan::none()).await.unwrap();
         let cfg = SuiteConfig::new(sim.model())
@@ -191,5 +205,12 @@ async fn every_defect_fails_its_own_check() {
         let report = conformance::run(Arc::new(Defective { inner, defect }), &cfg).await;
         let failed: Vec<&str> = report.failed.iter().map(|(n, _)| *n).collect();
         assert!(failed.contains(&check), "{defect:?}: {report:?}");
+        assert!(
+            report
+                .failed
+                .iter()
+                .any(|(n, reason)| *n == check && reason.contains(why)),
+            "{defect:?}: {report:?}"
+        );
     }
 }
