@@ -263,6 +263,8 @@ fn a_second_ctrl_c_during_the_stop_leaves_at_once() {
         asked.elapsed()
     );
     assert!(status.success(), "{status}");
+    // the SIGKILL went out as the CLI ended; the kernel ends the process (no longer our
+    // child: nothing to wait on) on its own schedule, looked at every 20 ms for 5 s at most
     let gone = (0..250).any(|_| {
         let out = !running(pid);
         if !out {

@@ -415,5 +415,11 @@ async fn the_clients_timeout_bounds_a_calls_batch_wait_too() {
     let e = r.unwrap_err();
     assert_eq!(e.kind(), infermux::ErrorKind::Timeout, "{e}");
     assert!(started.elapsed() < Duration::from_secs(3));
+    // (its 300 ms deadline ended it, not the batch's 5 s)
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(sim.requests(), 0, "nothing was sent");
 }

@@ -711,9 +711,14 @@ async fn a_waiter_held_by_its_models_hold_passes_the_baton_to_a_call_for_another
                 .await
         })
     };
-    while pool.counters().queued == 0 {
+    // (yields, a bounded number: on a paused clock time does not move while it spins)
+    for _ in 0..10_000 {
+        if pool.counters().queued > 0 || waiting.is_finished() {
+            break;
+        }
         tokio::task::yield_now().await;
     }
+    assert_eq!(pool.counters().queued, 1, "the m1 call waits in the queue");
     // a call for m2 goes now, not after its deadline
     let start = tokio::time::Instant::now();
     policy(1, Duration::from_secs(1))

@@ -608,7 +608,8 @@ async fn ahead_of_redis(c: &mut ::redis::aio::MultiplexedConnection, key: &str) 
 }
 
 /// Polls (every 20 ms, for at most `within`) until `ok` holds of the limiter's lead; the lead
-/// it saw last.
+/// it saw last. (Redis is written by the pool's own spawned tasks, which say nothing when they
+/// are done: its state is the only thing to watch.)
 async fn until_ahead(
     c: &mut ::redis::aio::MultiplexedConnection,
     key: &str,
