@@ -86,6 +86,9 @@ stop() {
       rm -f "$pidfile"
     fi
   done
+  # the store goes with its servers: a later run starts empty anyway, and a 200 MiB object
+  # left behind is disk another run may lack
+  rm -rf "$STATE/data"
 }
 
 case "${1:-}" in
