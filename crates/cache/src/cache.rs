@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, TryLockError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use dashmap::DashMap;
 use infermux_core::{
     CacheHit, Clock, EventStream, Request, RequestContext, Response, Result, StreamAccumulator,
     StreamEvent, SystemClock,
@@ -22,6 +23,7 @@ use crate::index::VectorIndex;
 use crate::key::{CacheKey, SemanticProbe, SemanticSkip, semantic_probe};
 use crate::stream::{Tee, replay};
 use crate::verify::Verifier;
+use tokio::sync::watch;
 
 /// A stored answer: a whole response, or the events of a stream in order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,6 +167,7 @@ struct Counters {
     expired: AtomicU64,
     store_errors: AtomicU64,
     embed_errors: AtomicU64,
+    coalesced: AtomicU64,
 }
 
 /// The cache's counters at one moment.
@@ -199,6 +202,10 @@ pub struct CacheSnapshot {
     pub store_errors: u64,
     /// Embedding calls that failed (each a semantic miss or a store not made).
     pub embed_errors: u64,
+    /// Calls that missed while an identical call was in flight, waited for it and were
+    /// answered by its stored answer (also counted in `exact_misses`; see
+    /// [`CacheConfig::coalesce`]).
+    pub coalesced: u64,
     /// Answers in the in-memory exact store.
     pub entries: u64,
     /// The in-memory exact store's byte budget in use ([`CacheConfig::max_bytes`]; an answer
@@ -234,6 +241,49 @@ struct Inner {
     base_instant: Instant,
     base_wall_ms: u64,
     counters: Arc<Counters>,
+    /// Calls in flight after a miss, by exact key: the one that went and the outcome it tells
+    /// the identical calls waiting for it ([`CacheConfig::coalesce`]).
+    flights: Arc<DashMap<CacheKey, watch::Receiver<Flight>>>,
+}
+
+/// What a call in flight tells the identical calls waiting for it. Its sender dropped with
+/// `Running` still set means the call was abandoned (its caller's future dropped).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Flight {
+    Running,
+    /// Answered, and the answer handed to the store (which may have refused it).
+    Answered,
+    /// Failed: each waiting call goes on its own (the failure may be the first caller's own
+    /// deadline; and waiting in turn on a failing provider would stack the waits).
+    Failed,
+}
+
+/// The call that went for its key: tells the waiting ones how it ended when dropped.
+struct Leading {
+    flights: Arc<DashMap<CacheKey, watch::Receiver<Flight>>>,
+    key: CacheKey,
+    tx: watch::Sender<Flight>,
+    rx: watch::Receiver<Flight>,
+}
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        // off the map first (only this flight: a later one may have the key by now), so a
+        // call told the outcome and missing again leads a new flight rather than join this one
+        self.flights
+            .remove_if(&self.key, |_, rx| rx.same_channel(&self.rx));
+        // (the sender goes with `self`: every waiting call wakes)
+    }
+}
+
+/// How a call that missed goes on.
+enum Joined {
+    /// It makes the call, for the identical ones that wait.
+    Lead(Leading),
+    /// Answered from the exact tier after an identical call stored its answer.
+    Answered(Box<Response>),
+    /// It makes the call on its own.
+    Alone,
 }
 
 /// An exact and (with [`Cache::with_semantic`]) semantic response cache.
@@ -418,6 +468,7 @@ impl Cache {
                 clock,
                 base_wall_ms: wall_ms(),
                 counters,
+                flights: Arc::default(),
             }),
         })
     }
@@ -437,6 +488,7 @@ impl Cache {
             base_instant: old.base_instant,
             base_wall_ms: old.base_wall_ms,
             counters: Arc::clone(&old.counters),
+            flights: Arc::clone(&old.flights),
         };
         f(&mut inner);
         Cache {
@@ -571,6 +623,7 @@ impl Cache {
             expired: l(&c.expired),
             store_errors: l(&c.store_errors),
             embed_errors: l(&c.embed_errors),
+            coalesced: l(&c.coalesced),
             entries,
             bytes,
             semantic_bytes,
@@ -668,6 +721,12 @@ impl Cache {
                 "counter",
                 "Embedding calls that failed.",
                 s.embed_errors,
+            ),
+            (
+                "infermux_cache_coalesced_total",
+                "counter",
+                "Calls answered by an identical call in flight when they missed.",
+                s.coalesced,
             ),
             (
                 "infermux_cache_entries",
@@ -1497,9 +1556,89 @@ impl Cache {
             }
             Found::Miss(m) => m,
         };
-        let resp = inner().await?;
+        let leading = match miss.exact {
+            Some(key) if self.inner.config.coalesce => match self.join(key, request, ctx).await {
+                Joined::Lead(l) => Some(l),
+                Joined::Answered(resp) => return Ok(*resp),
+                Joined::Alone => None,
+            },
+            _ => None,
+        };
+        let resp = match inner().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if let Some(l) = &leading {
+                    l.tx.send_replace(Flight::Failed);
+                }
+                return Err(e);
+            }
+        };
         self.put_call(request, ctx, namespace, miss, &resp).await;
+        if let Some(l) = leading {
+            l.tx.send_replace(Flight::Answered);
+        }
         Ok(resp)
+    }
+
+    /// After an exact miss on `key`: lead the call for it, or wait for the identical call in
+    /// flight (within the caller's deadline) and answer from what it stored. A flight
+    /// abandoned by its caller is taken over by one of the calls waiting for it; after a
+    /// failure, an answer the store refused (a fallback group's, a filtered one) or the
+    /// caller's deadline, each call goes on its own.
+    async fn join(&self, key: CacheKey, request: &Request, ctx: &RequestContext) -> Joined {
+        loop {
+            let mut rx = match self.inner.flights.entry(key) {
+                dashmap::Entry::Vacant(v) => {
+                    let (tx, rx) = watch::channel(Flight::Running);
+                    v.insert(rx.clone());
+                    return Joined::Lead(Leading {
+                        flights: Arc::clone(&self.inner.flights),
+                        key,
+                        tx,
+                        rx,
+                    });
+                }
+                // (the shard's lock goes with the entry, before any wait)
+                dashmap::Entry::Occupied(o) => o.get().clone(),
+            };
+            let ended = async {
+                // `Err` once the sender is gone: the flight is over, however it ended
+                while rx.changed().await.is_ok() {}
+            };
+            let in_time = match ctx.remaining() {
+                Some(left) => tokio::time::timeout(left, ended).await.is_ok(),
+                None => {
+                    ended.await;
+                    true
+                }
+            };
+            if !in_time {
+                return Joined::Alone;
+            }
+            let outcome = *rx.borrow();
+            match outcome {
+                Flight::Failed => return Joined::Alone,
+                Flight::Answered => {}
+                // abandoned: it may have stored nothing; look, then lead (or wait) again
+                Flight::Running => {}
+            }
+            if let Some(entry) = self.exact_get(key).await
+                && self.fresh(&entry, self.inner.config.ttl)
+                && serves(request, &entry.answer, false)
+                && let Some(resp) = answer_call(&entry.answer, CacheHit::exact(self.age(&entry)))
+            {
+                self.count(|c| &c.coalesced);
+                tracing::debug!(
+                    target: "infermux::cache",
+                    request_id = %ctx.request_id(),
+                    "answered by an identical call that was in flight"
+                );
+                return Joined::Answered(Box::new(resp));
+            }
+            if outcome == Flight::Answered {
+                return Joined::Alone;
+            }
+        }
     }
 
     /// Answers a streamed `request` by replaying a stored stream, or opens one with `inner`

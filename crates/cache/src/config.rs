@@ -43,6 +43,10 @@ pub struct CacheConfig {
     /// a stream its events; each at least `max_bytes / max_entries`, so both bounds hold);
     /// default [`DEFAULT_MAX_BYTES`].
     pub max_bytes: u64,
+    /// Whether identical calls missing at once in this process make one upstream call
+    /// (default `true`): the first goes, the others wait for its stored answer (each within
+    /// its own deadline) and are answered from the exact tier. See [`Cache::call`](crate::Cache::call).
+    pub coalesce: bool,
 }
 
 /// The default [`CacheConfig::max_bytes`]: 256 MiB.
@@ -61,6 +65,7 @@ impl Default for CacheConfig {
             ttl: Duration::from_secs(3600),
             max_entries: 10_000,
             max_bytes: DEFAULT_MAX_BYTES,
+            coalesce: true,
         }
     }
 }
@@ -73,6 +78,7 @@ impl CacheConfig {
             ttl,
             max_entries,
             max_bytes: DEFAULT_MAX_BYTES,
+            coalesce: true,
         };
         c.validate()?;
         Ok(c)
@@ -90,6 +96,19 @@ impl CacheConfig {
         self.max_bytes = bytes;
         self.validate()?;
         Ok(self)
+    }
+
+    /// Whether identical calls that miss at once make one upstream call (default `true`;
+    /// [`CacheConfig::coalesce`]).
+    ///
+    /// ```
+    /// use infermux_cache::CacheConfig;
+    /// assert!(CacheConfig::default().coalesce);
+    /// assert!(!CacheConfig::default().with_coalescing(false).coalesce);
+    /// ```
+    pub fn with_coalescing(mut self, on: bool) -> Self {
+        self.coalesce = on;
+        self
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

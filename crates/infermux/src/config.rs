@@ -178,7 +178,8 @@ pub enum S3CredentialSpec {
 #[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct CacheSpec {
-    /// `ttl`, `max_entries` and `max_bytes` (defaults 1 h, 10 000 answers and 256 MiB).
+    /// `ttl`, `max_entries`, `max_bytes` and `coalesce` (defaults 1 h, 10 000 answers, 256 MiB
+    /// and on).
     pub config: infermux_cache::CacheConfig,
     /// `redis_url`: also store answers in this Redis (feature `redis`), shared by every process
     /// using it and surviving restarts.
@@ -1106,6 +1107,7 @@ struct RawCache {
     ttl: Option<Positive>,
     max_entries: Option<Spanned<u64>>,
     max_bytes: Option<Spanned<u64>>,
+    coalesce: Option<bool>,
     redis_url: Option<Spanned<String>>,
     redis_prefix: Option<String>,
     semantic: Option<Spanned<RawSemantic>>,
@@ -1574,6 +1576,9 @@ impl Loader<'_> {
             config = config
                 .with_max_bytes(*n.get_ref())
                 .map_err(|e| self.err(n.span(), e.message()))?;
+        }
+        if let Some(on) = c.coalesce {
+            config = config.with_coalescing(on);
         }
         if c.redis_prefix.is_some() && c.redis_url.is_none() {
             return Err(self.err(

@@ -1,6 +1,7 @@
 //! Integration tests of infermux-cache: one binary, one module per area.
 
 mod canon;
+mod coalesce;
 mod exact;
 mod index;
 #[cfg(feature = "local-embed")]

@@ -734,13 +734,14 @@ fn provider_defaults_match_the_provider_crates() {
 fn the_cache_and_batching_sections_parse_and_their_errors_name_the_line() {
     let base = "[[endpoint]]\nname = \"e\"\nprovider = \"openai-compat\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\n[[group]]\nname = \"embed\"\ndeployments = [ { endpoint = \"e\", model = \"m\" } ]\n";
     let cfg = load(&format!(
-        "{base}\n[cache]\nttl = \"10m\"\nmax_entries = 5\nmax_bytes = 1048576\n\n[cache.semantic]\nembedder = \"embed\"\nmin_similarity = 0.7\nthreshold = 0.9\nmax_chars = 400\nmax_bytes = 2097152\n\n[batching]\nmax_items = 32\nmax_wait = \"2ms\"\n"
+        "{base}\n[cache]\nttl = \"10m\"\nmax_entries = 5\nmax_bytes = 1048576\ncoalesce = false\n\n[cache.semantic]\nembedder = \"embed\"\nmin_similarity = 0.7\nthreshold = 0.9\nmax_chars = 400\nmax_bytes = 2097152\n\n[batching]\nmax_items = 32\nmax_wait = \"2ms\"\n"
     ))
     .unwrap();
     let cache = cfg.cache.as_ref().unwrap();
     assert_eq!(cache.config.ttl, Duration::from_secs(600));
     assert_eq!(cache.config.max_entries, 5);
     assert_eq!(cache.config.max_bytes, 1 << 20);
+    assert!(!cache.config.coalesce);
     assert_eq!(cache.semantic.as_ref().unwrap().config.max_bytes, 2 << 20);
     let sem = cache.semantic.as_ref().unwrap();
     assert_eq!(

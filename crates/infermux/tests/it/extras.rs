@@ -70,6 +70,31 @@ async fn a_repeated_chat_is_answered_by_the_cache_and_never_reaches_the_server()
     );
 }
 
+/// Identical chats sent at once (a burst of retries, a page rendered by many users) reach the
+/// server once: the first goes, the others wait for its answer.
+#[tokio::test]
+async fn identical_chats_sent_at_once_reach_the_server_once() {
+    let sim = Simulator::start(FaultPlan::none()).await.unwrap();
+    // each request takes the server a while, so the calls overlap
+    sim.set_request_cost(Some(Duration::from_millis(300)));
+    let client = Client::builder()
+        .provider(provider("sim", &sim))
+        .cache(cache())
+        .build()
+        .unwrap();
+    let ask = || ChatRequest::new("m", vec![Message::user("What is 2 + 2?")]).with_max_tokens(8);
+    let answers = futures_util::future::join_all((0..16).map(|_| client.chat(ask()))).await;
+    let texts: Vec<_> = answers.iter().map(|a| a.as_ref().unwrap().text()).collect();
+    assert!(texts.iter().all(|t| *t == texts[0]), "{texts:?}");
+    let hits = answers
+        .iter()
+        .filter(|a| a.as_ref().unwrap().cache.is_some())
+        .count();
+    assert_eq!((sim.requests(), hits), (1, 15));
+    let snap = client.cache().unwrap().snapshot();
+    assert_eq!(snap.coalesced + snap.exact_hits, 15, "{snap:?}");
+}
+
 #[tokio::test]
 async fn a_failed_call_is_never_cached() {
     let sim = Simulator::start(FaultPlan::seeded(3).with(Fault::Unavailable, 1.0))
