@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use infermux_core::{
-    CacheHit, Clock, EventStream, Request, RequestContext, Response, Result, StreamAccumulator,
-    StreamEvent, SystemClock,
+    CacheHit, Clock, EventStream, Priority, Request, RequestContext, Response, Result,
+    StreamAccumulator, StreamEvent, SystemClock,
 };
 use moka::notification::RemovalCause;
 use serde::{Deserialize, Serialize};
@@ -243,8 +243,12 @@ struct Inner {
     counters: Arc<Counters>,
     /// Calls in flight after a miss, by exact key: the one that went and the outcome it tells
     /// the identical calls waiting for it ([`CacheConfig::coalesce`]).
-    flights: Arc<DashMap<CacheKey, watch::Receiver<Flight>>>,
+    flights: Flights,
 }
+
+/// Calls in flight by exact key: the leading call's priority and the channel it tells the
+/// outcome on.
+type Flights = Arc<DashMap<CacheKey, (Priority, watch::Receiver<Flight>)>>;
 
 /// What a call in flight tells the identical calls waiting for it. Its sender dropped with
 /// `Running` still set means the call was abandoned (its caller's future dropped).
@@ -260,7 +264,7 @@ enum Flight {
 
 /// The call that went for its key: tells the waiting ones how it ended when dropped.
 struct Leading {
-    flights: Arc<DashMap<CacheKey, watch::Receiver<Flight>>>,
+    flights: Flights,
     key: CacheKey,
     tx: watch::Sender<Flight>,
     rx: watch::Receiver<Flight>,
@@ -271,7 +275,7 @@ impl Drop for Leading {
         // off the map first (only this flight: a later one may have the key by now), so a
         // call told the outcome and missing again leads a new flight rather than join this one
         self.flights
-            .remove_if(&self.key, |_, rx| rx.same_channel(&self.rx));
+            .remove_if(&self.key, |_, (_, rx)| rx.same_channel(&self.rx));
         // (the sender goes with `self`: every waiting call wakes)
     }
 }
@@ -570,7 +574,11 @@ impl Cache {
     /// index catches up from it on lookup (feature `redis`).
     #[cfg(feature = "redis")]
     pub fn with_redis(self, store: crate::RedisStore) -> Self {
-        self.rebuild(|i| i.backend = Backend::Redis(store))
+        self.rebuild(|i| {
+            i.backend = Backend::Redis(store);
+            // (a call waiting for another reads the store that one wrote)
+            i.flights = Arc::default();
+        })
     }
 
     /// Cache time now, ms since the Unix epoch.
@@ -1261,7 +1269,8 @@ impl Cache {
             semantic: None,
             embed_failed: false,
         };
-        self.put_call(request, ctx, namespace, miss, response).await;
+        self.put_call(request, ctx, namespace, miss, response, None)
+            .await;
     }
 
     /// Stores a provider's answer to a call (never a model list, never an answer that itself
@@ -1274,6 +1283,7 @@ impl Cache {
         namespace: &str,
         miss: Miss,
         response: &Response,
+        told: Option<&watch::Sender<Flight>>,
     ) {
         if response.cache_hit().is_some()
             || matches!(response, Response::Models(_))
@@ -1299,6 +1309,7 @@ impl Cache {
             namespace,
             miss,
             Answer::Call(Box::new(stored)),
+            told,
         )
         .await;
     }
@@ -1310,6 +1321,7 @@ impl Cache {
         namespace: &str,
         miss: Miss,
         answer: Answer,
+        told: Option<&watch::Sender<Flight>>,
     ) {
         let Some(key) = miss.exact else {
             return;
@@ -1355,6 +1367,11 @@ impl Cache {
                 }
                 Err(_) => self.count(|c| &c.store_errors),
             },
+        }
+        // the calls waiting for this one read the exact tier now, not after the semantic
+        // tier's write
+        if let Some(tx) = told {
+            tx.send_replace(Flight::Answered);
         }
         let Some(sem) = &self.inner.semantic else {
             return;
@@ -1522,8 +1539,15 @@ impl Cache {
             stream,
             Box::new(move |events| {
                 Box::pin(async move {
-                    this.put(&request, &ctx, &namespace, miss, Answer::Stream(events))
-                        .await;
+                    this.put(
+                        &request,
+                        &ctx,
+                        &namespace,
+                        miss,
+                        Answer::Stream(events),
+                        None,
+                    )
+                    .await;
                 })
             }),
         ))
@@ -1532,6 +1556,11 @@ impl Cache {
     /// Answers `request` from the cache, or calls `inner` and stores its successful answer:
     /// the one wrapper a facade puts around a call. An error from `inner` is returned as it
     /// is and never stored. Example at [`Cache`].
+    ///
+    /// With [`CacheConfig::coalesce`] (the default), identical calls that miss while one is
+    /// in flight wait for it (within their deadlines, unless of a higher priority than it)
+    /// and are answered from the exact tier once it has stored its answer; after its failure,
+    /// or an answer not stored, each calls `inner` itself; a call given up is taken over.
     pub async fn call<F, Fut>(
         &self,
         request: &Request,
@@ -1573,8 +1602,11 @@ impl Cache {
                 return Err(e);
             }
         };
-        self.put_call(request, ctx, namespace, miss, &resp).await;
+        let told = leading.as_ref().map(|l| &l.tx);
+        self.put_call(request, ctx, namespace, miss, &resp, told)
+            .await;
         if let Some(l) = leading {
+            // (told already when the answer went into the exact tier)
             l.tx.send_replace(Flight::Answered);
         }
         Ok(resp)
@@ -1584,61 +1616,79 @@ impl Cache {
     /// flight (within the caller's deadline) and answer from what it stored. A flight
     /// abandoned by its caller is taken over by one of the calls waiting for it; after a
     /// failure, an answer the store refused (a fallback group's, a filtered one) or the
-    /// caller's deadline, each call goes on its own.
+    /// caller's deadline, each call goes on its own. A call of a higher priority than the
+    /// flight's does not wait for it (the flight may be queued behind calls it would pass).
     async fn join(&self, key: CacheKey, request: &Request, ctx: &RequestContext) -> Joined {
         loop {
-            let mut rx = match self.inner.flights.entry(key) {
+            let (priority, mut rx) = match self.inner.flights.entry(key) {
                 dashmap::Entry::Vacant(v) => {
                     let (tx, rx) = watch::channel(Flight::Running);
-                    v.insert(rx.clone());
-                    return Joined::Lead(Leading {
+                    v.insert((ctx.priority(), rx.clone()));
+                    let leading = Leading {
                         flights: Arc::clone(&self.inner.flights),
                         key,
                         tx,
                         rx,
-                    });
+                    };
+                    // the answer may have been stored since this call's lookup (an embedding
+                    // ago, with the semantic tier): one more look, where it costs no round trip
+                    if let Backend::Memory(m) = &self.inner.backend
+                        && let Some(resp) = self.answer_from(m.get(&key), request, ctx)
+                    {
+                        return Joined::Answered(Box::new(resp));
+                    }
+                    return Joined::Lead(leading);
                 }
                 // (the shard's lock goes with the entry, before any wait)
                 dashmap::Entry::Occupied(o) => o.get().clone(),
             };
-            let ended = async {
-                // `Err` once the sender is gone: the flight is over, however it ended
-                while rx.changed().await.is_ok() {}
-            };
-            let in_time = match ctx.remaining() {
-                Some(left) => tokio::time::timeout(left, ended).await.is_ok(),
-                None => {
-                    ended.await;
-                    true
-                }
-            };
-            if !in_time {
+            if priority < ctx.priority() {
                 return Joined::Alone;
             }
-            let outcome = *rx.borrow();
-            match outcome {
-                Flight::Failed => return Joined::Alone,
-                Flight::Answered => {}
-                // abandoned: it may have stored nothing; look, then lead (or wait) again
-                Flight::Running => {}
+            // until the flight says how it ended (an answer is told once it is in the exact
+            // tier), or its sender goes (then it was abandoned)
+            let ended = async {
+                rx.wait_for(|f| *f != Flight::Running)
+                    .await
+                    .map_or(Flight::Running, |f| *f)
+            };
+            let outcome = match ctx.remaining() {
+                Some(left) => tokio::time::timeout(left, ended).await.ok(),
+                None => Some(ended.await),
+            };
+            if outcome == Some(Flight::Failed) {
+                return Joined::Alone;
             }
-            if let Some(entry) = self.exact_get(key).await
-                && self.fresh(&entry, self.inner.config.ttl)
-                && serves(request, &entry.answer, false)
-                && let Some(resp) = answer_call(&entry.answer, CacheHit::exact(self.age(&entry)))
-            {
-                self.count(|c| &c.coalesced);
-                tracing::debug!(
-                    target: "infermux::cache",
-                    request_id = %ctx.request_id(),
-                    "answered by an identical call that was in flight"
-                );
+            // (past the deadline too: one look, the answer may have come in the meantime)
+            if let Some(resp) = self.answer_from(self.exact_get(key).await, request, ctx) {
                 return Joined::Answered(Box::new(resp));
             }
-            if outcome == Flight::Answered {
+            // abandoned: it stored nothing; lead (or wait) again
+            if outcome != Some(Flight::Running) {
                 return Joined::Alone;
             }
         }
+    }
+
+    /// `entry` as the answer to a call that waited for an identical call in flight.
+    fn answer_from(
+        &self,
+        entry: Option<Arc<Entry>>,
+        request: &Request,
+        ctx: &RequestContext,
+    ) -> Option<Response> {
+        let entry = entry?;
+        if !self.fresh(&entry, self.inner.config.ttl) || !serves(request, &entry.answer, false) {
+            return None;
+        }
+        let resp = answer_call(&entry.answer, CacheHit::exact(self.age(&entry)))?;
+        self.count(|c| &c.coalesced);
+        tracing::debug!(
+            target: "infermux::cache",
+            request_id = %ctx.request_id(),
+            "answered by an identical call that was in flight"
+        );
+        Some(resp)
     }
 
     /// Answers a streamed `request` by replaying a stored stream, or opens one with `inner`

@@ -137,7 +137,8 @@ async fn an_abandoned_call_is_taken_over_by_one_waiting_call() {
     assert_eq!((hits, cache.snapshot().coalesced), (6, 6));
 }
 
-/// A waiting call keeps to its own deadline: past it, it goes on its own (and is answered).
+/// A waiting call keeps to its own deadline: past it, it goes on its own (and its own call,
+/// with no time left, ends as it would have alone; here the test's upstream answers anyway).
 #[tokio::test(start_paused = true)]
 async fn a_waiting_call_keeps_to_its_own_deadline() {
     let cache = Cache::new(CacheConfig::default()).unwrap();
@@ -198,4 +199,66 @@ async fn an_answer_the_store_refuses_is_not_handed_to_the_waiting_calls() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     assert_eq!(cache.snapshot().stores, 0);
+}
+
+/// The same request from two tenants (or for two groups) is two calls, at once or not.
+#[tokio::test(start_paused = true)]
+async fn calls_of_two_tenants_or_groups_do_not_wait_for_each_other() {
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let one = |tenant: &'static str, group: &'static str| {
+        let (cache, calls) = (cache.clone(), Arc::clone(&calls));
+        tokio::spawn(async move {
+            let ctx = RequestContext::new().with_tenant(tenant);
+            cache
+                .call(&ask("2+2?"), &ctx, group, || {
+                    upstream(&calls, Duration::from_secs(1), false)
+                })
+                .await
+        })
+    };
+    let tasks = [one("a", "g"), one("b", "g"), one("a", "h"), one("a", "g")];
+    let mut texts = Vec::new();
+    for t in tasks {
+        texts.push(text_of(&t.await.unwrap().unwrap()));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "{texts:?}");
+    assert_eq!(texts[3], texts[0], "only the same tenant and group waited");
+    assert_eq!(cache.snapshot().coalesced, 1);
+}
+
+/// A call of a higher priority than the call in flight does not wait for it: that one may be
+/// queued behind calls the higher one would pass.
+#[tokio::test(start_paused = true)]
+async fn a_call_of_higher_priority_does_not_wait_for_a_lower_one() {
+    use infermux_core::Priority;
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let low = {
+        let (cache, calls) = (cache.clone(), Arc::clone(&calls));
+        tokio::spawn(async move {
+            let ctx = RequestContext::new().with_priority(Priority::Low);
+            cache
+                .call(&ask("2+2?"), &ctx, "g", || {
+                    upstream(&calls, Duration::from_secs(60), false)
+                })
+                .await
+        })
+    };
+    while calls.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let started = tokio::time::Instant::now();
+    let ctx = RequestContext::new().with_priority(Priority::High);
+    let r = cache
+        .call(&ask("2+2?"), &ctx, "g", || {
+            upstream(&calls, Duration::from_secs(1), false)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (text_of(&r), started.elapsed()),
+        ("answer 1".to_owned(), Duration::from_secs(1))
+    );
+    low.abort();
 }

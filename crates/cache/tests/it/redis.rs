@@ -502,3 +502,52 @@ async fn an_exact_entry_that_does_not_read_is_replaced() {
         "the second call was a hit"
     );
 }
+
+/// Identical calls that miss at once on a Redis-backed cache make one upstream call: the
+/// others are answered by what it stored in Redis. A current-thread runtime: the calls run
+/// only at their awaits, so once every one has counted its miss it is waiting for the first.
+#[tokio::test(flavor = "current_thread")]
+async fn identical_calls_that_miss_at_once_make_one_call_through_redis() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let Some(url) = server_url("INFERMUX_REDIS_URL") else {
+        return;
+    };
+    let c = Cache::new(CacheConfig::default()).unwrap().with_redis(
+        RedisStore::new(&url, &fresh_prefix("coalesce"))
+            .unwrap()
+            .with_timeout(std::time::Duration::from_secs(2)),
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    let n = 6;
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (c, calls) = (c.clone(), Arc::clone(&calls));
+            tokio::spawn(async move {
+                let inner = || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    // (answers once every call has missed: the others wait for this one)
+                    while c.snapshot().exact_misses < n {
+                        tokio::task::yield_now().await;
+                    }
+                    Ok(answer("Paris"))
+                };
+                c.call(
+                    &ask("capital of france?"),
+                    &RequestContext::new(),
+                    "g",
+                    inner,
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut hits = 0;
+    for t in tasks {
+        let r = t.await.unwrap().unwrap();
+        assert_eq!(text_of(&r), "Paris");
+        hits += usize::from(r.cache_hit().is_some());
+    }
+    let s = c.snapshot();
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "{s:?}");
+    assert_eq!((hits, s.coalesced, s.stores), (n as usize - 1, n - 1, 1));
+}
