@@ -12,6 +12,7 @@
 //! | `codegen` | `codegen --check`, in process |
 //! | `publish` | the publish-order rules, in process |
 //! | `fuzz` | `cargo check --manifest-path fuzz/Cargo.toml` (own target dir `<target>/fuzz`) |
+//! | `features` | `cargo check -p infermux --no-default-features` with no feature, then each of the facade's features alone (not `default`, `full`); a warning fails it |
 //! | `deny` | `cargo deny --offline check` with the offline advisory database |
 //!
 //! A step whose input or tool is missing (no `fuzz/`, no `cargo-deny` outside CI, no
@@ -46,6 +47,7 @@ pub(crate) const STEPS: &[&str] = &[
     "codegen",
     "publish",
     "fuzz",
+    "features",
     "deny",
 ];
 
@@ -248,6 +250,7 @@ fn run_step(root: &Path, step: &str, state: &mut State) -> Result<Outcome> {
         "codegen" => ran(codegen::run(root, true)),
         "publish" => ran(publish::run(root, false)),
         "fuzz" => fuzz(root),
+        "features" => features(root),
         "deny" => deny(root),
         "conformance" => conformance(root),
         other => Err(format!("unknown step `{other}`")),
@@ -272,6 +275,98 @@ fn fuzz(root: &Path) -> Result<Outcome> {
     cmd.args(["check", "--locked", "--manifest-path", "fuzz/Cargo.toml"]);
     cmd.env("CARGO_TARGET_DIR", target_dir(root).join("fuzz"));
     run_cmd(&mut cmd).map(|()| Outcome::ran())
+}
+
+/// The facade's features one at a time: `cargo check -p infermux --no-default-features` with
+/// none, then with each feature alone (every provider's, `redis`, `local-embed`, `s3`; not
+/// `default` nor `full`). Fails on an error or a warning in any of them (a user building with
+/// one provider sees what `--all-features` hides: an import left unused, a `cfg` missed).
+fn features(root: &Path) -> Result<Outcome> {
+    let manifest = root.join("crates/infermux/Cargo.toml");
+    let mut sets = vec![String::new()];
+    sets.extend(
+        facade_features(&read_to_string(&manifest)?)
+            .into_iter()
+            .filter(|f| f != "default" && f != "full"),
+    );
+    let mut failed = Vec::new();
+    for set in &sets {
+        let mut cmd = cargo(root);
+        cmd.args([
+            "check",
+            "-p",
+            "infermux",
+            "--no-default-features",
+            "--locked",
+            "--message-format",
+            "short",
+        ]);
+        if !set.is_empty() {
+            cmd.args(["--features", set]);
+        }
+        let shown = if set.is_empty() { "(none)" } else { set };
+        let out = cmd
+            .output()
+            .map_err(|e| format!("could not start cargo check: {e}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let said: Vec<&str> = stderr.lines().filter(|l| is_diagnostic(l)).collect();
+        if out.status.success() && said.is_empty() {
+            println!("  features {shown}: ok");
+        } else {
+            println!("  features {shown}: FAILED");
+            for line in &said {
+                println!("    {line}");
+            }
+            if said.is_empty() {
+                println!("{stderr}");
+            }
+            failed.push(shown.to_owned());
+        }
+    }
+    if failed.is_empty() {
+        Ok(Outcome::ran())
+    } else {
+        Err(format!(
+            "the facade does not check cleanly with: {}",
+            failed.join(", ")
+        ))
+    }
+}
+
+/// The feature names of a `[features]` table (one `name = …` per line, as the facade's
+/// manifest writes them).
+pub(crate) fn facade_features(manifest: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') && !line.starts_with("[ ") {
+            inside = line == "[features]";
+            continue;
+        }
+        if !inside || line.starts_with('#') {
+            continue;
+        }
+        if let Some((name, _)) = line.split_once('=') {
+            let name = name.trim();
+            if !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                out.push(name.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// A line of `cargo check --message-format short` that reports a warning or an error (not
+/// a progress line such as `Checking thiserror v2`).
+pub(crate) fn is_diagnostic(line: &str) -> bool {
+    line.starts_with("warning")
+        || line.starts_with("error")
+        || line.contains(": warning")
+        || line.contains(": error")
 }
 
 /// `cargo deny --offline check`: advisories against the offline snapshot when it exists,
@@ -475,7 +570,33 @@ fn conformance(root: &Path) -> Result<Outcome> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_skip_log;
+    use super::{facade_features, is_diagnostic, parse_skip_log};
+
+    #[test]
+    fn the_facades_features_are_read_and_diagnostics_told_from_progress() {
+        let manifest = "[package]\nname = \"infermux\"\n\n[features]\ndefault = [\"a\"]\n\
+                        # generated\nanthropic = [\"dep:x\"]\nfull = [\n    \"anthropic\",\n]\n\
+                        local-embed = []\n\n[lints]\nworkspace = true\n";
+        assert_eq!(
+            facade_features(manifest),
+            ["default", "anthropic", "full", "local-embed"]
+        );
+        let features = facade_features(include_str!("../../crates/infermux/Cargo.toml"));
+        for f in ["openai", "anthropic", "redis", "local-embed", "s3", "full"] {
+            assert!(features.iter().any(|x| x == f), "{f}: {features:?}");
+        }
+        assert!(is_diagnostic(
+            "crates/infermux/src/lib.rs:91:9: warning: unused import: `providers::*`"
+        ));
+        assert!(is_diagnostic(
+            "warning: `infermux` (lib) generated 2 warnings"
+        ));
+        assert!(is_diagnostic("error[E0432]: unresolved import `x`"));
+        assert!(!is_diagnostic("    Checking thiserror v2.0.17"));
+        assert!(!is_diagnostic(
+            "    Finished `dev` profile [unoptimized] target(s) in 3.1s"
+        ));
+    }
 
     #[test]
     fn skip_log_lines_are_parsed_and_deduplicated() {

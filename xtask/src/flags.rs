@@ -11,7 +11,7 @@ usage: cargo xtask <command>
 commands:
   ci [--skip STEP]...                  run every CI step in order (steps: fmt, clippy,
                                        conformance, test, doctest, doc, tidy, codegen,
-                                       publish, fuzz, deny); --skip is for local use
+                                       publish, fuzz, features, deny); --skip is for local use
   tidy                                 check the house rules on sources and manifests
   codegen [--check]                    regenerate the provider lists (or check they are fresh)
   publish-order [--dry-run]            print the publish order of the workspace crates;

@@ -88,6 +88,8 @@ pub use infermux_core::{
     ToolCall, ToolChoice, Usage, cosine_similarity, estimate_tokens,
 };
 pub mod prelude;
+// (nothing to re-export when no provider feature is on: a client of other crates' providers)
+#[allow(unused_imports, unreachable_pub)]
 pub use providers::*;
 
 /// Client-side batching: concurrent embedding calls coalesced into provider batches.
