@@ -25,7 +25,8 @@ fn response_time(headers: &HeaderMap) -> SystemTime {
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// `secs` (a server's delay) as a duration, capped at [`MAX_RETRY_AFTER`]; `None` when
-/// negative or not a number.
+/// negative, infinite or not a number (`inf`, `Infinity` and `1e400` parse as an infinite
+/// `f64`: no server means that, and it would cool a key for a century).
 ///
 /// ```
 /// use infermux_http::{MAX_RETRY_AFTER, capped_secs};
@@ -33,9 +34,10 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(100 * 365 * 86_400);
 /// assert_eq!(capped_secs(1.5), Some(Duration::from_millis(1500)));
 /// assert_eq!(capped_secs(1e20), Some(MAX_RETRY_AFTER));
 /// assert_eq!(capped_secs(-1.0), None);
+/// assert_eq!(capped_secs(f64::INFINITY), None);
 /// ```
 pub fn capped_secs(secs: f64) -> Option<Duration> {
-    if secs.is_nan() || secs < 0.0 {
+    if !secs.is_finite() || secs < 0.0 {
         return None;
     }
     Some(
@@ -413,12 +415,26 @@ mod tests {
         ]);
         assert_eq!(retry_after(&date), Some(Duration::from_secs(172_800)));
         // absurd values are capped, not dropped, and never panic
-        for absurd in ["999999999999", "1e300", "inf"] {
+        for absurd in ["999999999999", "1e300"] {
             assert_eq!(
                 retry_after(&h(&[("retry-after", absurd)])),
                 Some(MAX_RETRY_AFTER),
                 "{absurd}"
             );
+        }
+        // an infinity is no delay a server means (as `parse_duration` has it): ignored
+        for infinite in ["inf", "Infinity", "1e400", "-inf"] {
+            assert_eq!(
+                retry_after(&h(&[("retry-after", infinite)])),
+                None,
+                "{infinite}"
+            );
+            assert_eq!(
+                retry_after(&h(&[("retry-after-ms", infinite)])),
+                None,
+                "{infinite}"
+            );
+            assert_eq!(parse_duration(infinite), None, "{infinite}");
         }
     }
 
