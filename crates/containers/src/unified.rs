@@ -82,21 +82,31 @@ impl<P: Provider + ?Sized + 'static> Unified<P> {
 
     /// Keeps the provider's members in `pool` in service exactly while the server is ready:
     /// [`MultiPool::take_out`] when it exits, fails its health checks or restarts,
-    /// [`MultiPool::put_back`] (waking the calls waiting) once it is ready again. Follows
-    /// until the returned binding is dropped (or the supervisor ends, leaving the members out).
+    /// [`MultiPool::put_back`] (waking the calls waiting) once it is ready again, and
+    /// [`MultiPool::retire`] once it has failed for good or stopped (or its supervisor is
+    /// gone): the calls waiting for it, and later ones no other member can take, are refused
+    /// at once rather than waiting out their deadlines. Follows until the returned binding is
+    /// dropped. Needs a tokio runtime (the binding is a task on it).
     pub fn bind(&self, pool: &MultiPool) -> PoolBinding {
         let mut state = self.supervisor.subscribe();
         let (pool, endpoint) = (pool.clone(), self.endpoint().clone());
         let task = tokio::spawn(async move {
             loop {
-                let ready = state.borrow_and_update().is_ready();
+                let (ready, over) = {
+                    let s = state.borrow_and_update();
+                    (s.is_ready(), s.is_final())
+                };
+                if over {
+                    pool.retire(&endpoint);
+                    return;
+                }
                 if ready {
                     pool.put_back(&endpoint);
                 } else {
                     pool.take_out(&endpoint);
                 }
                 if state.changed().await.is_err() {
-                    pool.take_out(&endpoint);
+                    pool.retire(&endpoint);
                     return;
                 }
             }

@@ -71,14 +71,23 @@ struct Endpoint {
     hooked: bool,
     /// That hook (taken off the endpoint when the pool ends: the endpoint may outlive it).
     hook: ReleaseHook,
-    /// Taken out of service by its owner (see [`MultiPool::take_out`]).
-    out_of_service: std::sync::atomic::AtomicBool,
+    /// In service (`IN_SERVICE`), taken out by its owner until put back (`OUT`, see
+    /// [`MultiPool::take_out`]), or for good (`RETIRED`, [`MultiPool::retire`]).
+    service: std::sync::atomic::AtomicU8,
 }
+
+const IN_SERVICE: u8 = 0;
+const OUT: u8 = 1;
+const RETIRED: u8 = 2;
 
 impl Endpoint {
     #[inline]
+    fn service(&self) -> u8 {
+        self.service.load(Ordering::Acquire)
+    }
+    #[inline]
     fn is_out(&self) -> bool {
-        self.out_of_service.load(Ordering::Acquire)
+        self.service() != IN_SERVICE
     }
 }
 
@@ -187,6 +196,8 @@ enum Return {
 enum Never {
     Removed(RemovalReason),
     TooLarge,
+    /// Its endpoint was retired ([`MultiPool::retire`]).
+    Retired,
 }
 
 /// The outcome of one pick.
@@ -464,7 +475,7 @@ impl MultiPool {
                         .filter(|(_, m)| m.endpoint == e)
                         .fold(0, |mask, (i, _)| mask | 1 << i),
                     exec: exec.clone(),
-                    out_of_service: Default::default(),
+                    service: Default::default(),
                 }
             })
             .collect();
@@ -792,30 +803,65 @@ impl MultiPool {
     /// for them within the call's deadline instead of failing at once. Returns whether the
     /// pool has that endpoint (`false`: nothing changed).
     pub fn take_out(&self, endpoint: &EndpointId) -> bool {
-        self.set_out(endpoint, true)
+        self.set_service(endpoint, OUT)
     }
 
-    /// Puts the members on `endpoint` back in service and wakes the calls waiting for a
-    /// member. Returns whether the pool has that endpoint.
+    /// Takes every member on `endpoint` out of service for good (its server has stopped or
+    /// failed and will not come back by itself): a call no other member can take is refused
+    /// at once with [`ErrorKind::Unavailable`], the calls waiting for it included, instead of
+    /// waiting out its deadline. [`MultiPool::put_back`] undoes it. Returns whether the pool
+    /// has that endpoint.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use infermux_core::{ChatRequest, EndpointConfig, EndpointId, ErrorKind, Message, Request, RequestContext};
+    /// use infermux_multiplex::{MemberSpec, MultiPool, PoolConfig, Strategy};
+    /// use infermux_openai_compat::OpenAiCompat;
+    /// use infermux_resilience::{AttemptExecutor, CallPolicy, queue::QueueConfig, retry::StandardRetry};
+    /// use std::sync::Arc;
+    ///
+    /// let provider = OpenAiCompat::new(EndpointConfig::new("local", "http://127.0.0.1:9/v1").unwrap()).unwrap();
+    /// let endpoint = Arc::new(AttemptExecutor::new(Arc::new(provider), QueueConfig::standard(), None).unwrap());
+    /// let pool = MultiPool::new(vec![endpoint], vec![MemberSpec::new(0)], PoolConfig::new(Strategy::LeastInFlight)).unwrap();
+    /// pool.retire(&EndpointId::new("local"));
+    /// // no deadline: a call waiting for a member only taken out would wait for good
+    /// let policy = CallPolicy::new(Arc::new(StandardRetry::disabled()), None);
+    /// let request = Request::Chat(ChatRequest::new("m", vec![Message::user("hi")]));
+    /// let refused = policy.call(&pool, &request, &RequestContext::new()).await.unwrap_err();
+    /// assert_eq!(refused.kind(), ErrorKind::Unavailable);
+    /// # }
+    /// ```
+    pub fn retire(&self, endpoint: &EndpointId) -> bool {
+        let found = self.set_service(endpoint, RETIRED);
+        if found {
+            // the calls waiting for it look again, and are refused if nothing else serves
+            self.inner.signal.queue.sweep(self.inner.clock.now());
+        }
+        found
+    }
+
+    /// Puts the members on `endpoint` back in service (after [`MultiPool::take_out`] or
+    /// [`MultiPool::retire`]) and wakes the calls waiting for a member. Returns whether the
+    /// pool has that endpoint.
     pub fn put_back(&self, endpoint: &EndpointId) -> bool {
-        let found = self.set_out(endpoint, false);
+        let found = self.set_service(endpoint, IN_SERVICE);
         if found {
             self.inner.signal.queue.sweep(self.inner.clock.now());
         }
         found
     }
 
-    /// Whether the members on `endpoint` are out of service ([`MultiPool::take_out`]);
-    /// `None` when the pool has no such endpoint.
+    /// Whether the members on `endpoint` are out of service ([`MultiPool::take_out`],
+    /// [`MultiPool::retire`]); `None` when the pool has no such endpoint.
     pub fn is_out_of_service(&self, endpoint: &EndpointId) -> Option<bool> {
         let mut eps = self.inner.endpoints.iter().filter(|e| &e.id == endpoint);
         eps.next().map(Endpoint::is_out)
     }
 
-    fn set_out(&self, endpoint: &EndpointId, out: bool) -> bool {
+    fn set_service(&self, endpoint: &EndpointId, service: u8) -> bool {
         let mut found = false;
         for ep in self.inner.endpoints.iter().filter(|e| &e.id == endpoint) {
-            ep.out_of_service.store(out, Ordering::Release);
+            ep.service.store(service, Ordering::Release);
             found = true;
         }
         found
@@ -1003,9 +1049,11 @@ impl Inner {
             return Return::Never(Never::TooLarge);
         }
         let ep = &self.endpoints[m.endpoint];
-        if ep.is_out() {
+        match ep.service() {
+            IN_SERVICE => {}
+            RETIRED => return Return::Never(Never::Retired),
             // back when its owner puts it back (which wakes the queue), like a permit release
-            return Return::OnRelease;
+            _ => return Return::OnRelease,
         }
         let mut at = key
             .held_until()
@@ -1304,6 +1352,17 @@ impl Inner {
                             "the request's estimate of {tokens} tokens exceeds what any pool \
                              member's tokens-per-minute limit admits at once"
                         ),
+                    )
+                }
+                _ if self
+                    .members
+                    .iter()
+                    .any(|m| self.endpoints[m.endpoint].service() == RETIRED) =>
+                {
+                    Error::new(
+                        ErrorKind::Unavailable,
+                        "no pool member can ever take the call: every member's key was \
+                         removed or its endpoint retired (its server stopped or failed)",
                     )
                 }
                 _ => Error::new(

@@ -1,15 +1,19 @@
 //! `Unified::bind`: the member is in service while the server is ready, and taken out when the
-//! server dies (here for good: its restarts keep failing).
+//! server dies (here for good: its restarts keep failing, and the pool then refuses calls).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use infermux_containers::{ProcessLauncher, ServerId, ServerSpec, State, Supervisor, Unified};
-use infermux_core::{EndpointConfig, Provider};
+use infermux_core::{
+    ChatRequest, EndpointConfig, ErrorKind, Message, Provider, Request, RequestContext,
+};
 use infermux_multiplex::{MemberSpec, MemberState, MultiPool, PoolConfig};
 use infermux_openai_compat::OpenAiCompat;
 use infermux_resilience::AttemptExecutor;
+use infermux_resilience::CallPolicy;
 use infermux_resilience::queue::QueueConfig;
+use infermux_resilience::retry::StandardRetry;
 
 use crate::helpers::{free_port, python, quick};
 
@@ -89,6 +93,16 @@ async fn a_unified_member_serves_while_ready_and_leaves_the_pool_when_its_server
     .await;
     assert!(out.is_ok(), "taken out with its server");
     assert_eq!(pool.status()[0].state, MemberState::OutOfService);
+    // failed for good: a call (here without a deadline) is refused, not left waiting
+    let policy = CallPolicy::new(Arc::new(StandardRetry::disabled()), None);
+    let request = Request::Chat(ChatRequest::new("m", vec![Message::user("hi")]));
+    let ctx = RequestContext::new();
+    let call = policy.call(&pool, &request, &ctx);
+    let refused = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("refused, not left waiting for a server that is not coming back")
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Unavailable, "{refused}");
     drop(binding);
     unified.stop().await;
     let _ = std::fs::remove_file(&flag);

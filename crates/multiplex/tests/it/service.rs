@@ -84,3 +84,52 @@ async fn another_endpoint_serves_while_one_is_out_and_unknown_endpoints_are_refu
     assert!(a.seen().is_empty());
     assert_eq!(b.seen().len(), 4);
 }
+
+/// A retired endpoint (its server stopped or failed for good) refuses the calls waiting for
+/// it, and later ones, at once with `Unavailable`, even a call without a deadline (which
+/// waited forever for a member only taken out); another endpoint still serves.
+#[tokio::test(start_paused = true)]
+async fn a_retired_endpoint_refuses_its_waiting_calls_at_once_and_put_back_undoes_it() {
+    let stub = Stub::new("gone", |_req, _ctx| async { ok() });
+    let pool = pool(
+        vec![executor(stub.clone(), 4, None)],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::RoundRobin),
+    );
+    let ep = EndpointId::new("gone");
+    assert!(pool.take_out(&ep));
+    // no deadline at all: before, this call waited for good
+    let p = infermux_resilience::CallPolicy::new(
+        std::sync::Arc::new(infermux_resilience::retry::StandardRetry::disabled()),
+        None,
+    );
+    let start = tokio::time::Instant::now();
+    let waiting = {
+        let (pool, p) = (pool.clone(), p.clone());
+        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!waiting.is_finished(), "taken out, the call waits");
+    assert!(pool.retire(&ep));
+    assert_eq!(pool.is_out_of_service(&ep), Some(true));
+    let e = waiting.await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.to_string().contains("retired"), "{e}");
+    assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(3));
+    let e = p
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Unavailable,
+        "a later call is refused at once: {e}"
+    );
+    assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(3));
+    assert!(stub.seen().is_empty());
+    assert!(pool.put_back(&ep));
+    p.call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap();
+    assert_eq!(stub.seen().len(), 1);
+}
