@@ -91,6 +91,17 @@ impl Ahead {
     }
 }
 
+/// A key's reservation ahead being made: `refilling` is cleared when this goes, however the
+/// task ends — run to its end, dropped unpolled by a runtime shutting down, or never spawned
+/// (left set, the key would never reserve ahead again).
+struct Refilling(Arc<Ahead>);
+
+impl Drop for Refilling {
+    fn drop(&mut self) {
+        self.0.refilling.store(false, Ordering::Release);
+    }
+}
+
 /// What the shared state decided on one reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -265,8 +276,11 @@ impl SharedPool {
         if k.ahead.slot().is_some() || k.ahead.refilling.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (names, rpm, tpm, ahead) = (k.names.clone(), k.rpm, k.tpm, k.ahead.clone());
-        let spawned = self.state.spawn(move |state| async move {
+        let (names, rpm, tpm) = (k.names.clone(), k.rpm, k.tpm);
+        let refilling = Refilling(k.ahead.clone());
+        // (not spawned, the closure and the guard in it go at once)
+        self.state.spawn(move |state| async move {
+            let ahead = refilling;
             let asked = Instant::now();
             let answer = state
                 .reserve(&names, rpm, tpm, tokens, Late::GiveBack)
@@ -274,17 +288,13 @@ impl SharedPool {
             if let Some(redis::Answer::Reserved) = answer {
                 // (a `Duration::MAX` ttl means "until taken", not an overflow)
                 let until = asked.checked_add(ttl).unwrap_or(asked + FAR_AHEAD);
-                *ahead.slot() = Some(Credit {
+                *ahead.0.slot() = Some(Credit {
                     tokens,
                     asked,
                     until,
                 });
             }
-            ahead.refilling.store(false, Ordering::Release);
         });
-        if !spawned {
-            k.ahead.refilling.store(false, Ordering::Release);
-        }
     }
 
     /// Decisions that took a reservation made ahead.

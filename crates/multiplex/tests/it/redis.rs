@@ -1161,3 +1161,49 @@ async fn child_load() {
         c.shared_state_fallbacks
     );
 }
+
+/// A reservation ahead whose task a runtime dropped before it ran (that runtime shut down:
+/// a per-request runtime, a test's) does not stop the key reserving ahead for good: the mark
+/// that one is being made goes with the task. One key, so no other key's reservations ahead
+/// stand in; the connection lives on the test's own runtime throughout.
+#[test]
+fn a_reservation_ahead_dropped_with_its_runtime_leaves_the_key_reserving_ahead() {
+    let Some(url) = shared_redis() else { return };
+    let main = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ns = fresh_namespace("ahead-dropped");
+    let stub = Stub::new("ahead-dropped", |_, _| async { ok() });
+    let state = SharedState::redis(&url, &ns)
+        .unwrap()
+        .with_prefetch(Duration::from_secs(30));
+    assert!(main.block_on(state.connect()), "the shared redis answers");
+    let pool = main.block_on(async {
+        crate::stub::pool(
+            vec![executor(stub, 64, None)],
+            vec![keyed(0, "a").with_rpm(6000)],
+            PoolConfig::new(Strategy::RoundRobin),
+        )
+        .with_shared(state, "chat")
+        .unwrap()
+    });
+    // one call on a runtime of its own: the reservation ahead its decision spawns there is
+    // still queued when the call returns, and goes with the runtime
+    let short = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(short.block_on(immediate_calls(&pool, 1)), 1);
+    assert_eq!(pool.counters().shared_state_ahead, 0);
+    drop(short);
+    let granted = main.block_on(immediate_calls(&pool, 20));
+    assert_eq!(granted, 20);
+    let c = pool.counters();
+    assert_eq!(c.shared_state_fallbacks, 0);
+    assert!(
+        c.shared_state_ahead > 0,
+        "no reservation ahead was made after the dropped one"
+    );
+}
