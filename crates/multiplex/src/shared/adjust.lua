@@ -5,7 +5,8 @@
 -- ARGV[1] the TPM refill a minute, ARGV[2] tokens, ARGV[3] -1 give back, 1 charge
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local cost = math.ceil(tonumber(ARGV[2]) * 60000000 / tonumber(ARGV[1]))
+-- (the units' time exact, as reserve.lua charges it)
+local cost = tonumber(ARGV[2]) * 60000000 / tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 if tonumber(ARGV[3]) < 0 then
   tat = tat - cost
@@ -16,6 +17,6 @@ if tat <= now then
   redis.call('DEL', KEYS[1])
 else
   local ttl_ms = math.ceil((tat - now) / 1000) + 1000
-  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', string.format('%.0f', ttl_ms))
+  redis.call('SET', KEYS[1], string.format('%.17g', tat), 'PX', string.format('%.0f', ttl_ms))
 end
 return 0

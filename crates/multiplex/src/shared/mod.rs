@@ -128,9 +128,10 @@ pub(crate) struct SharedPool {
     ahead_hits: AtomicU64,
 }
 
-/// The time one unit of a limiter refilling `per_minute` takes (as the scripts round it).
+/// The time one unit of a limiter refilling `per_minute` takes (the scripts keep it exact,
+/// in fractions of a microsecond; here rounded up to the nanosecond).
 fn unit(per_minute: u64) -> Duration {
-    Duration::from_micros(60_000_000u64.div_ceil(per_minute.max(1)))
+    Duration::from_nanos(60_000_000_000u64.div_ceil(per_minute.max(1)))
 }
 
 /// What of a reservation's tokens still weighs on a limiter refilling `per_minute`: its
@@ -380,6 +381,8 @@ mod tests {
         );
         assert_eq!(decayed_tokens(credit(500, Duration::ZERO), 0), 0);
         assert_eq!(unit(6), Duration::from_secs(10));
-        assert_eq!(unit(7), Duration::from_micros(8_571_429));
+        assert_eq!(unit(7), Duration::from_nanos(8_571_428_572));
+        // above 60 million a minute, less than a microsecond
+        assert_eq!(unit(150_000_000), Duration::from_nanos(400));
     }
 }

@@ -10,7 +10,8 @@
 -- ARGV[5] tokens to reserve
 --
 -- Returns {0} reserved, {1, wait} cooling, {2, reason, wait} removed (wait -1: for good),
--- {3, wait, 1} limited by requests, {3, wait, 2} by tokens; wait in microseconds from now.
+-- {3, wait, 1} limited by requests, {3, wait, 2} by tokens; wait in microseconds from now
+-- (rounded up: never early).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
@@ -32,16 +33,20 @@ if cool > now then
   return {1, cool - now}
 end
 
--- the GCRA of gcra.rs: a unit's time rounded up, a take `units` of them, the tolerance
--- `burst` of them (so the burst-th take of an empty key fits, as it does locally)
+-- the GCRA of gcra.rs: a take of `units` costs their time, the tolerance is `burst` units'
+-- time (so the burst-th take of an empty key fits, as it does locally). A unit's time is kept
+-- exact, in fractions of a microsecond: rounded up to whole ones, more than 60 million a
+-- minute would refill at 60 million (a limit of 150 million at 40 % of it). A TAT near now
+-- (about 1.8e15 µs) keeps a quarter of a microsecond in a double.
 local function take(key, burst, per_min, units)
-  local unit = math.ceil(60000000 / per_min)
+  local unit = 60000000 / per_min
   local cost = units * unit
   local tolerance = burst * unit
   local tat = tonumber(redis.call('GET', key) or '0') or 0
   local nxt = math.max(tat, now) + cost
-  if nxt - now > tolerance then
-    return nil, nxt - tolerance - now
+  -- (a microsecond's slack: the sums' rounding must not refuse the burst-th take)
+  if nxt - now > tolerance + 1 then
+    return nil, math.ceil(nxt - tolerance - now)
   end
   return nxt, 0
 end
@@ -66,10 +71,10 @@ if tpm_per_min > 0 and tokens > 0 then
   end
 end
 
--- a TAT is kept as long as it is ahead of now (then it means an empty key)
+-- a TAT is kept as long as it is ahead of now (then it means an empty key), with its fraction
 local function store(key, tat)
   local ttl_ms = math.ceil((tat - now) / 1000) + 1000
-  redis.call('SET', key, string.format('%.0f', tat), 'PX', string.format('%.0f', ttl_ms))
+  redis.call('SET', key, string.format('%.17g', tat), 'PX', string.format('%.0f', ttl_ms))
 end
 if rpm_next then
   store(KEYS[1], rpm_next)

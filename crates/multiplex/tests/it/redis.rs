@@ -1207,3 +1207,49 @@ fn a_reservation_ahead_dropped_with_its_runtime_leaves_the_key_reserving_ahead()
         "no reservation ahead was made after the dropped one"
     );
 }
+
+/// A limit refilling more than 60 million tokens a minute is held at its rate on Redis, as
+/// locally: a unit's time is a fraction of a microsecond (rounded up to a whole one, 150
+/// million a minute refilled at 60 million), and a give-back frees what the take charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_above_sixty_million_tokens_a_minute_is_charged_at_its_rate() {
+    let Some(url) = shared_redis() else { return };
+    let ns = fresh_namespace("big-tpm");
+    let state = SharedState::redis(&url, &ns).unwrap();
+    assert!(state.connect().await, "the shared redis answers");
+    // 300 million a minute, half of it at once: 150 million refilling in a minute, 0.4 µs
+    // a token; a call reserves its estimate, about ten million tokens
+    let stub = Stub::new("big-tpm", |_, _| async { ok() });
+    let pool = crate::stub::pool(
+        vec![executor(stub, 8, None)],
+        vec![keyed(0, "a").with_tpm(300_000_000)],
+        PoolConfig::new(Strategy::RoundRobin).with_default_output_tokens(10_000_000),
+    )
+    .with_shared(state, "chat")
+    .unwrap();
+    policy(1, Duration::from_secs(5))
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap();
+    let client = ::redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("infermux:{{{ns}:chat:a}}:tpm");
+    let ahead = ahead_of_redis(&mut c, &key)
+        .await
+        .expect("a TPM reservation");
+    // ten million tokens at 0.4 µs: 4 s ahead of Redis's clock (at 1 µs: 10 s)
+    assert!((3.9..=4.01).contains(&ahead), "{ahead} s ahead");
+    // the answer reported no usage: nothing was settled, so the lead is the reservation's
+    // own; a give-back of it (adjust.lua, as a failed attempt's) takes the lead off again
+    let script = ::redis::Script::new(include_str!("../../src/shared/adjust.lua"));
+    let tokens = (ahead * 1e6 / 0.4).round() as u64;
+    let _: i64 = script
+        .key(&key)
+        .arg(150_000_000u64)
+        .arg(tokens)
+        .arg(-1)
+        .invoke_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(ahead_of_redis(&mut c, &key).await, None, "given back whole");
+}
