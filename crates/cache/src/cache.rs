@@ -814,11 +814,11 @@ impl Cache {
                 self.count(|c| &c.expired);
                 match &self.inner.backend {
                     Backend::Memory(m) => m.invalidate(&key),
-                    // (gone, so that the answer stored after this miss takes its place)
+                    // not deleted: Redis expires it at its writer's TTL, and the age read
+                    // here compares this process's clock with the writer's — one running
+                    // ahead would delete every other process's fresh answers, and they its
                     #[cfg(feature = "redis")]
-                    Backend::Redis(r) => {
-                        r.del(r.exact_key(&key.to_string())).await;
-                    }
+                    Backend::Redis(_) => {}
                 }
             } else if serves(request, &entry.answer, stream) {
                 self.count(|c| &c.exact_hits);

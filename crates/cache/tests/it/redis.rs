@@ -551,3 +551,45 @@ async fn identical_calls_that_miss_at_once_make_one_call_through_redis() {
     assert_eq!(calls.load(Ordering::SeqCst), 1, "{s:?}");
     assert_eq!((hits, s.coalesced, s.stores), (n as usize - 1, n - 1, 1));
 }
+
+/// A process whose clock runs ahead (by more than the TTL) finds another's fresh answer
+/// expired: it misses, and leaves the answer in Redis for the others (it deleted it: two
+/// such processes kept deleting each other's answers). Redis expires it at the writer's TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_whose_clock_runs_ahead_does_not_delete_the_others_answers() {
+    let Some(url) = server_url("INFERMUX_REDIS_URL") else {
+        return;
+    };
+    let prefix = fresh_prefix("skew");
+    let store = || {
+        RedisStore::new(&url, &prefix)
+            .unwrap()
+            .with_timeout(std::time::Duration::from_secs(2))
+    };
+    let config = || CacheConfig::new(std::time::Duration::from_secs(60), 100).unwrap();
+    let writer = Cache::new(config()).unwrap().with_redis(store());
+    let ahead = infermux_core::ManualClock::new();
+    let skewed = Cache::new(config())
+        .unwrap()
+        .with_clock(Arc::new(ahead.clone()))
+        .with_redis(store());
+    ahead.advance(std::time::Duration::from_secs(120));
+    let ctx = RequestContext::new();
+    writer
+        .store(&ask("capital of france?"), &ctx, "g", &answer("Paris"))
+        .await;
+    assert!(
+        skewed
+            .lookup(&ask("capital of france?"), &ctx, "g")
+            .await
+            .is_none(),
+        "two minutes ahead, the answer reads as expired"
+    );
+    assert_eq!(skewed.snapshot().expired, 1);
+    let hit = writer.lookup(&ask("capital of france?"), &ctx, "g").await;
+    assert_eq!(
+        hit.as_ref().map(text_of).as_deref(),
+        Some("Paris"),
+        "the writer's answer is still there"
+    );
+}
