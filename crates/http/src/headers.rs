@@ -13,8 +13,18 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// The time the response was produced: its `Date` header, or now.
-fn response_time(headers: &HeaderMap) -> SystemTime {
+/// The time the response was produced: its `Date` header, or now (a reset the server states
+/// as a time of day is counted from its clock, not this machine's).
+///
+/// ```
+/// use http::HeaderMap;
+/// use infermux_http::response_time;
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let mut h = HeaderMap::new();
+/// h.insert("date", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+/// assert_eq!(response_time(&h), UNIX_EPOCH + Duration::from_secs(1_445_412_480));
+/// ```
+pub fn response_time(headers: &HeaderMap) -> SystemTime {
     header_str(headers, "date")
         .and_then(|d| httpdate::parse_http_date(d).ok())
         .unwrap_or_else(SystemTime::now)

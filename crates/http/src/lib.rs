@@ -39,8 +39,8 @@ mod transport;
 pub use errors::{error_body_message, error_from_response, kind_for_status, retry_hint};
 pub use events::{EventDecoder, event_stream};
 pub use headers::{
-    MAX_RETRY_AFTER, capped_secs, parse_duration, parse_rfc3339, rate_limits, retry_after,
-    should_retry,
+    MAX_RETRY_AFTER, capped_secs, parse_duration, parse_rfc3339, rate_limits, response_time,
+    retry_after, should_retry,
 };
 pub use http::{HeaderMap, HeaderName, HeaderValue, Method};
 pub use transport::{

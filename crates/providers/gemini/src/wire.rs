@@ -2166,7 +2166,9 @@ pub fn error_from_response(status: u16, headers: &infermux_http::HeaderMap, body
         // a day's quota spent (or none at all) comes with a `RetryInfo` of seconds, as a
         // minute's does: waiting that long only met the 429 again, every half minute
         if scope.per_day {
-            let now = std::time::SystemTime::now()
+            // by the server's clock (its `Date`): this machine's, a minute fast, came back to
+            // the spent quota a minute before its reset, and waited a whole day more
+            let now = infermux_http::response_time(headers)
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             let day = quota_day_ends_in(now);

@@ -104,6 +104,13 @@ fn per_model_and_per_day_quotas_are_read_from_the_429() {
         "{wait:?}"
     );
 
+    // counted from the server's clock (its `Date`), not this machine's: 20:00 UTC on
+    // 2026-01-15 is noon Pacific time, twelve hours before the quota's day ends
+    let mut dated = HeaderMap::new();
+    dated.insert("date", "Thu, 15 Jan 2026 20:00:00 GMT".parse().unwrap());
+    let e = wire::error_from_response(429, &dated, &per_day);
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(12 * 3600)));
+
     // a zero quota ("limit: 0", the tier has none of the model), per minute only
     let zero = quota_error(
         json!([{"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_input_token_count",
