@@ -6,6 +6,10 @@
 //! vector its centre plus uniform noise of ±0.5 per coordinate (a splitmix64 generator, seed
 //! fixed); queries are fresh draws from the same clusters.
 //!
+//! Also a miss that calls through (`cache/miss_call/*`): the lookup, the upstream call (a ready
+//! answer the store refuses, so every call misses) and the refused store, with identical calls
+//! coalesced (the default) and without, side by side.
+//!
 //! `cargo bench -p infermux-cache --bench cache` (`CACHE_BENCH_N` sets the entry count).
 // `criterion_group!` generates an undocumented public function.
 #![allow(missing_docs)]
@@ -15,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use infermux_cache::{Cache, CacheConfig, CacheKey, IndexConfig, VectorIndex};
-use infermux_core::{ChatRequest, ChatResponse, Message, Request, RequestContext, Response};
+use infermux_core::{
+    ChatRequest, ChatResponse, FinishReason, Message, Request, RequestContext, Response,
+};
 
 struct Rng(u64);
 
@@ -86,6 +92,50 @@ fn exact_hit(c: &mut Criterion) {
     });
 }
 
+fn miss_call(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let req = Request::Chat(
+        ChatRequest::new(
+            "smollm2",
+            vec![
+                Message::system("You are a helpful assistant. Be brief."),
+                Message::user("What is the capital of France?"),
+            ],
+        )
+        .with_max_tokens(64)
+        .with_temperature(0.0),
+    );
+    let ctx = RequestContext::new().with_tenant("team-a");
+    // cut by the content filter: never stored, so every call misses
+    let mut answer = ChatResponse::new("smollm2", Message::assistant("Paris."));
+    answer.finish_reason = Some(FinishReason::ContentFilter);
+    let resp = Response::Chat(answer);
+    let mut g = c.benchmark_group("cache/miss_call");
+    for (name, coalesce) in [("coalesced", true), ("alone", false)] {
+        let cache = Cache::new(CacheConfig::default().with_coalescing(coalesce)).unwrap();
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let r = cache
+                            .call(black_box(&req), &ctx, "group-a", || async {
+                                Ok(resp.clone())
+                            })
+                            .await
+                            .unwrap();
+                        black_box(r);
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+    }
+    g.finish();
+}
+
 fn semantic_lookup(c: &mut Criterion) {
     let n: usize = std::env::var("CACHE_BENCH_N")
         .ok()
@@ -150,5 +200,5 @@ fn semantic_lookup(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, exact_hit, semantic_lookup);
+criterion_group!(benches, exact_hit, miss_call, semantic_lookup);
 criterion_main!(benches);

@@ -1586,7 +1586,15 @@ impl Cache {
             Found::Miss(m) => m,
         };
         let leading = match miss.exact {
-            Some(key) if self.inner.config.coalesce => match self.join(key, request, ctx).await {
+            Some(key) if self.inner.config.coalesce => match self
+                .join(
+                    key,
+                    request,
+                    ctx,
+                    miss.semantic.is_some() || miss.embed_failed,
+                )
+                .await
+            {
                 Joined::Lead(l) => Some(l),
                 Joined::Answered(resp) => return Ok(*resp),
                 Joined::Alone => None,
@@ -1618,7 +1626,13 @@ impl Cache {
     /// failure, an answer the store refused (a fallback group's, a filtered one) or the
     /// caller's deadline, each call goes on its own. A call of a higher priority than the
     /// flight's does not wait for it (the flight may be queued behind calls it would pass).
-    async fn join(&self, key: CacheKey, request: &Request, ctx: &RequestContext) -> Joined {
+    async fn join(
+        &self,
+        key: CacheKey,
+        request: &Request,
+        ctx: &RequestContext,
+        embedded: bool,
+    ) -> Joined {
         loop {
             let (priority, mut rx) = match self.inner.flights.entry(key) {
                 dashmap::Entry::Vacant(v) => {
@@ -1630,9 +1644,10 @@ impl Cache {
                         tx,
                         rx,
                     };
-                    // the answer may have been stored since this call's lookup (an embedding
-                    // ago, with the semantic tier): one more look, where it costs no round trip
-                    if let Backend::Memory(m) = &self.inner.backend
+                    // the answer may have been stored since this call's lookup when an
+                    // embedding came between: one more look, where it costs no round trip
+                    if embedded
+                        && let Backend::Memory(m) = &self.inner.backend
                         && let Some(resp) = self.answer_from(m.get(&key), request, ctx)
                     {
                         return Joined::Answered(Box::new(resp));
