@@ -52,10 +52,15 @@ impl ManualClock {
         }
     }
 
-    /// Moves time forward.
+    /// Moves time forward (saturating: advances past about 584 years of it stop there, they
+    /// never wrap round to the start).
     pub fn advance(&self, by: Duration) {
         let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
-        self.offset_nanos.fetch_add(nanos, Ordering::SeqCst);
+        let _ = self
+            .offset_nanos
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_add(nanos))
+            });
     }
 
     /// Time elapsed since creation.
@@ -72,6 +77,29 @@ impl Default for ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        self.base + self.elapsed()
+        // (an `Instant` that far ahead may not exist on this platform: the latest that does,
+        // searched by halves, rather than a panic)
+        let mut ahead = self.elapsed();
+        loop {
+            if let Some(t) = self.base.checked_add(ahead) {
+                return t;
+            }
+            ahead /= 2;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_clock_saturates_rather_than_wraps_or_panics() {
+        let clock = ManualClock::new();
+        let t0 = clock.now();
+        clock.advance(Duration::MAX);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(clock.elapsed(), Duration::from_nanos(u64::MAX));
+        assert!(clock.now() > t0, "never back to the start");
     }
 }
