@@ -52,12 +52,9 @@ fn clustered(n: usize, dim: usize, clusters: usize, spread: f32, seed: u64) -> V
         .collect()
 }
 
-fn exact_hit(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let cache = Cache::new(CacheConfig::default()).unwrap();
-    let req = Request::Chat(
+/// The request both the hit and the miss benchmarks ask.
+fn question() -> Request {
+    Request::Chat(
         ChatRequest::new(
             "smollm2",
             vec![
@@ -67,7 +64,15 @@ fn exact_hit(c: &mut Criterion) {
         )
         .with_max_tokens(64)
         .with_temperature(0.0),
-    );
+    )
+}
+
+fn exact_hit(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let req = question();
     let ctx = RequestContext::new().with_tenant("team-a");
     let resp = Response::Chat(ChatResponse::new("smollm2", Message::assistant("Paris.")));
     rt.block_on(cache.store(&req, &ctx, "group-a", &resp));
@@ -96,17 +101,7 @@ fn miss_call(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let req = Request::Chat(
-        ChatRequest::new(
-            "smollm2",
-            vec![
-                Message::system("You are a helpful assistant. Be brief."),
-                Message::user("What is the capital of France?"),
-            ],
-        )
-        .with_max_tokens(64)
-        .with_temperature(0.0),
-    );
+    let req = question();
     let ctx = RequestContext::new().with_tenant("team-a");
     // cut by the content filter: never stored, so every call misses
     let mut answer = ChatResponse::new("smollm2", Message::assistant("Paris."));
