@@ -376,6 +376,10 @@ struct Miss {
     /// The lookup asked the embedder and it failed (or took too long): the store does not ask
     /// again on the caller's path.
     embed_failed: bool,
+    /// The Redis value the lookup found and took for expired: the answer stored after this
+    /// miss replaces it if it is still there unchanged.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    stale: Option<Vec<u8>>,
 }
 
 /// `fut` (an embedder's or a verifier's call) within `sem`'s `embed_timeout` and what is
@@ -775,12 +779,17 @@ impl Cache {
     // ---- lookups --------------------------------------------------------------------------
 
     async fn exact_get(&self, key: CacheKey) -> Option<Arc<Entry>> {
+        self.exact_get_raw(key).await.map(|(e, _)| e)
+    }
+
+    /// [`Cache::exact_get`], and the bytes Redis held (the in-memory store has none).
+    async fn exact_get_raw(&self, key: CacheKey) -> Option<(Arc<Entry>, Option<Vec<u8>>)> {
         match &self.inner.backend {
-            Backend::Memory(m) => m.get(&key),
+            Backend::Memory(m) => m.get(&key).map(|e| (e, None)),
             #[cfg(feature = "redis")]
             Backend::Redis(r) => match r.get(r.exact_key(&key.to_string())).await {
                 Some(Some(bytes)) => match serde_json::from_slice::<Entry>(&bytes) {
-                    Ok(e) => Some(Arc::new(e)),
+                    Ok(e) => Some((Arc::new(e), Some(bytes))),
                     // a value that does not read (corrupt, another version's) goes: the
                     // answer stored after this miss would not replace it (`SET NX`)
                     Err(_) => {
@@ -809,16 +818,17 @@ impl Cache {
             return Found::Miss(miss);
         };
         miss.exact = Some(key);
-        if let Some(entry) = self.exact_get(key).await {
+        if let Some((entry, _raw)) = self.exact_get_raw(key).await {
             if !self.fresh(&entry, self.inner.config.ttl) {
                 self.count(|c| &c.expired);
                 match &self.inner.backend {
                     Backend::Memory(m) => m.invalidate(&key),
-                    // not deleted: Redis expires it at its writer's TTL, and the age read
-                    // here compares this process's clock with the writer's — one running
-                    // ahead would delete every other process's fresh answers, and they its
+                    // not deleted: the age read here compares this process's clock with the
+                    // writer's (one running ahead deleted every other process's fresh
+                    // answers, and they its); the answer stored after this miss takes its
+                    // place if it is still there, and Redis expires it at its writer's TTL
                     #[cfg(feature = "redis")]
-                    Backend::Redis(_) => {}
+                    Backend::Redis(_) => miss.stale = _raw,
                 }
             } else if serves(request, &entry.answer, stream) {
                 self.count(|c| &c.exact_hits);
@@ -1268,6 +1278,7 @@ impl Cache {
             exact: CacheKey::exact(request, ctx, namespace),
             semantic: None,
             embed_failed: false,
+            stale: None,
         };
         self.put_call(request, ctx, namespace, miss, response, None)
             .await;
@@ -1361,6 +1372,8 @@ impl Cache {
                             bytes,
                             self.inner.config.ttl,
                             yields_to_stream,
+                            // (a copy on this rare path: `miss` is read on below)
+                            miss.stale.clone(),
                         )
                         .await;
                     self.count(|c| if ok { &c.stores } else { &c.store_errors });
@@ -1519,6 +1532,7 @@ impl Cache {
             exact: CacheKey::exact(request, ctx, namespace),
             semantic: None,
             embed_failed: false,
+            stale: None,
         };
         self.tee_with(request, ctx, namespace, stream, miss)
     }
@@ -1581,6 +1595,7 @@ impl Cache {
                     exact: CacheKey::exact(request, ctx, namespace),
                     semantic: None,
                     embed_failed: false,
+                    stale: None,
                 }
             }
             Found::Miss(m) => m,
@@ -1772,6 +1787,7 @@ impl Cache {
                     exact: CacheKey::exact(request, ctx, namespace),
                     semantic: None,
                     embed_failed: false,
+                    stale: None,
                 },
             },
             Found::Miss(m) => m,

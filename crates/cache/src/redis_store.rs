@@ -72,6 +72,7 @@ const SILENT_BEFORE_RECONNECT: Duration = Duration::from_secs(1);
 struct Scripts {
     push: Script,
     since: Script,
+    replace: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -113,6 +114,7 @@ impl RedisStore {
             scripts: Arc::new(Scripts {
                 push: Script::new(include_str!("push.lua")),
                 since: Script::new(include_str!("since.lua")),
+                replace: Script::new(include_str!("replace.lua")),
             }),
             timeouts_in_a_row: Arc::default(),
             first_timeout_ms: Arc::default(),
@@ -268,17 +270,36 @@ impl RedisStore {
             .is_some()
     }
 
-    /// Sets `key` for `ttl`; with `only_new`, only when it is absent. Whether Redis answered.
+    /// Sets `key` for `ttl`; with `only_new`, only when it is absent — or, with `replacing`
+    /// (a value this process read there and took for expired), in its place if it is still
+    /// there unchanged (`replace.lua`). Whether Redis answered.
     pub(crate) async fn set(
         &self,
         key: String,
         value: Vec<u8>,
         ttl: Duration,
         only_new: bool,
+        replacing: Option<Vec<u8>>,
     ) -> bool {
         let ms = u64::try_from(crate::config::store_ttl(ttl).as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
+        if let Some(old) = replacing {
+            let script = &self.scripts.replace;
+            return self
+                .guarded(|mut c| async move {
+                    script
+                        .key(key)
+                        .arg(value)
+                        .arg(ms)
+                        .arg(old)
+                        .arg(if only_new { "1" } else { "0" })
+                        .invoke_async::<i64>(&mut c)
+                        .await
+                })
+                .await
+                .is_some();
+        }
         self.guarded(|mut c| async move {
             let mut cmd = ::redis::cmd("SET");
             cmd.arg(key).arg(value).arg("PX").arg(ms);

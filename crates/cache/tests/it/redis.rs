@@ -553,8 +553,9 @@ async fn identical_calls_that_miss_at_once_make_one_call_through_redis() {
 }
 
 /// A process whose clock runs ahead (by more than the TTL) finds another's fresh answer
-/// expired: it misses, and leaves the answer in Redis for the others (it deleted it: two
-/// such processes kept deleting each other's answers). Redis expires it at the writer's TTL.
+/// expired: it misses and does not delete it (it did: two such processes kept deleting each
+/// other's answers); the answer it then gets takes that one's place (kept in its way, it
+/// missed until Redis expired the other), and every process reads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_whose_clock_runs_ahead_does_not_delete_the_others_answers() {
     let Some(url) = server_url("INFERMUX_REDIS_URL") else {
@@ -575,21 +576,31 @@ async fn a_process_whose_clock_runs_ahead_does_not_delete_the_others_answers() {
         .with_redis(store());
     ahead.advance(std::time::Duration::from_secs(120));
     let ctx = RequestContext::new();
-    writer
-        .store(&ask("capital of france?"), &ctx, "g", &answer("Paris"))
-        .await;
+    let q = || ask("capital of france?");
+    writer.store(&q(), &ctx, "g", &answer("Paris")).await;
     assert!(
-        skewed
-            .lookup(&ask("capital of france?"), &ctx, "g")
-            .await
-            .is_none(),
+        skewed.lookup(&q(), &ctx, "g").await.is_none(),
         "two minutes ahead, the answer reads as expired"
     );
     assert_eq!(skewed.snapshot().expired, 1);
-    let hit = writer.lookup(&ask("capital of france?"), &ctx, "g").await;
+    let hit = writer.lookup(&q(), &ctx, "g").await;
     assert_eq!(
         hit.as_ref().map(text_of).as_deref(),
         Some("Paris"),
         "the writer's answer is still there"
     );
+    // the skewed process's own call: a miss, then its answer in the old one's place
+    let own = skewed
+        .call(&q(), &ctx, "g", || async { Ok(answer("Paris, France")) })
+        .await
+        .unwrap();
+    assert!(own.cache_hit().is_none());
+    for (who, cache) in [("skewed", &skewed), ("writer", &writer)] {
+        let hit = cache.lookup(&q(), &ctx, "g").await;
+        assert_eq!(
+            hit.as_ref().map(text_of).as_deref(),
+            Some("Paris, France"),
+            "{who} reads the answer that replaced it"
+        );
+    }
 }
