@@ -77,8 +77,8 @@ impl Default for ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        // (an `Instant` that far ahead may not exist on this platform: the latest that does,
-        // searched by halves, rather than a panic)
+        // (an `Instant` that far ahead may not exist on this platform: a later one that
+        // does, found by halving the lead, rather than a panic; never reached on Linux)
         let mut ahead = self.elapsed();
         loop {
             if let Some(t) = self.base.checked_add(ahead) {

@@ -1340,11 +1340,13 @@ impl Inner {
                 )
             }
             None => Some(match never {
+                // too large for every member still there (not one removed or retired, whose
+                // limit might have taken it)
                 Some(Never::TooLarge)
-                    if self
-                        .members
-                        .iter()
-                        .all(|m| self.keys[m.key].removal(now).is_none()) =>
+                    if self.members.iter().all(|m| {
+                        self.keys[m.key].removal(now).is_none()
+                            && self.endpoints[m.endpoint].service() != RETIRED
+                    }) =>
                 {
                     Error::new(
                         ErrorKind::InvalidRequest,
@@ -1599,6 +1601,9 @@ impl MultiPool {
                 }
                 if let Some(e) = inner.unavailable(now, tokens, model, deadline_ns) {
                     inner.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+                    // the baton goes on: the waiters behind may be refused too (a retired
+                    // endpoint wakes one), or served (their model, their estimate)
+                    waiting.pass |= baton;
                     return Poll::Ready(Err(e));
                 }
                 timer_at = None;
@@ -1606,6 +1611,7 @@ impl MultiPool {
             if let Some(d) = deadline_timer.as_mut().as_pin_mut()
                 && d.poll(cx).is_ready()
             {
+                waiting.pass |= baton;
                 return Poll::Ready(Err(Error::new(
                     ErrorKind::Timeout,
                     "the call deadline passed while waiting for a pool member",

@@ -66,8 +66,9 @@ pub enum MemberState {
     },
     /// Its endpoint's breaker is open.
     Ejected,
-    /// Its endpoint was taken out of service by its owner (a launched server starting or
-    /// restarting; see [`MultiPool::take_out`](crate::MultiPool::take_out)).
+    /// Its endpoint was taken out of service by its owner: until put back (a launched server
+    /// starting or restarting; see [`MultiPool::take_out`](crate::MultiPool::take_out)) or
+    /// for good (its server failed or stopped; [`MultiPool::retire`](crate::MultiPool::retire)).
     OutOfService,
 }
 

@@ -1,5 +1,6 @@
 -- infermux: one pool decision on one key, atomically, on the one clock of every process
--- (Redis TIME). Times are microseconds since the Unix epoch (exact in Lua's doubles).
+-- (Redis TIME). Times are microseconds since the Unix epoch: whole ones are exact in Lua's
+-- doubles, fractions near now (about 1.8e15) to a quarter of a microsecond.
 --
 -- KEYS[1] the RPM limiter's theoretical arrival time (TAT)
 -- KEYS[2] the TPM limiter's TAT
@@ -35,9 +36,9 @@ end
 
 -- the GCRA of gcra.rs: a take of `units` costs their time, the tolerance is `burst` units'
 -- time (so the burst-th take of an empty key fits, as it does locally). A unit's time is kept
--- exact, in fractions of a microsecond: rounded up to whole ones, more than 60 million a
--- minute would refill at 60 million (a limit of 150 million at 40 % of it). A TAT near now
--- (about 1.8e15 µs) keeps a quarter of a microsecond in a double.
+-- in fractions of a microsecond: rounded up to whole ones, more than 60 million a minute
+-- would refill at 60 million (a limit of 150 million at 40 % of it). A TAT near now keeps a
+-- quarter of a microsecond, so a take is charged to within that.
 local function take(key, burst, per_min, units)
   local unit = 60000000 / per_min
   local cost = units * unit
@@ -46,7 +47,7 @@ local function take(key, burst, per_min, units)
   local nxt = math.max(tat, now) + cost
   -- (a microsecond's slack: the sums' rounding must not refuse the burst-th take)
   if nxt - now > tolerance + 1 then
-    return nil, math.ceil(nxt - tolerance - now)
+    return nil, math.ceil((nxt - now) - tolerance)
   end
   return nxt, 0
 end

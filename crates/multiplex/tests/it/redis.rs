@@ -1240,7 +1240,9 @@ async fn a_limit_above_sixty_million_tokens_a_minute_is_charged_at_its_rate() {
     // ten million tokens at 0.4 µs: 4 s ahead of Redis's clock (at 1 µs: 10 s)
     assert!((3.9..=4.01).contains(&ahead), "{ahead} s ahead");
     // the answer reported no usage: nothing was settled, so the lead is the reservation's
-    // own; a give-back of it (adjust.lua, as a failed attempt's) takes the lead off again
+    // own; a give-back of its tokens (adjust.lua, as a failed attempt's) takes the whole lead
+    // off: the two scripts charge a token alike (they did not when a take rounded each
+    // token's time up to a microsecond; the reservation's check above is the one that fails)
     let script = ::redis::Script::new(include_str!("../../src/shared/adjust.lua"));
     let tokens = (ahead * 1e6 / 0.4).round() as u64;
     let _: i64 = script

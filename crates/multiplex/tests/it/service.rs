@@ -104,18 +104,28 @@ async fn a_retired_endpoint_refuses_its_waiting_calls_at_once_and_put_back_undoe
         None,
     );
     let start = tokio::time::Instant::now();
-    let waiting = {
-        let (pool, p) = (pool.clone(), p.clone());
-        tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
-    };
+    // three waiting: the one woken passes the wake-up on (before, the others slept on)
+    let waiting: Vec<_> = (0..3)
+        .map(|_| {
+            let (pool, p) = (pool.clone(), p.clone());
+            tokio::spawn(async move { p.call(&pool, &chat(), &RequestContext::new()).await })
+        })
+        .collect();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!waiting.is_finished(), "taken out, the call waits");
+    assert!(
+        waiting.iter().all(|w| !w.is_finished()),
+        "taken out, the calls wait"
+    );
+    assert_eq!(pool.counters().queued, 3);
     assert!(pool.retire(&ep));
     assert_eq!(pool.is_out_of_service(&ep), Some(true));
-    let e = waiting.await.unwrap().unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
-    assert!(e.to_string().contains("retired"), "{e}");
+    for w in waiting {
+        let e = w.await.unwrap().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        assert!(e.to_string().contains("retired"), "{e}");
+    }
     assert_eq!(tokio::time::Instant::now() - start, Duration::from_secs(3));
+    assert_eq!(pool.counters().queued, 0);
     let e = p
         .call(&pool, &chat(), &RequestContext::new())
         .await
@@ -132,4 +142,27 @@ async fn a_retired_endpoint_refuses_its_waiting_calls_at_once_and_put_back_undoe
         .await
         .unwrap();
     assert_eq!(stub.seen().len(), 1);
+}
+
+/// A request too large for the members left is refused as unavailable while a retired
+/// endpoint's member (whose limit would have taken it) is gone, not as an invalid request.
+#[tokio::test(start_paused = true)]
+async fn a_request_only_a_retired_member_could_take_is_unavailable_not_invalid() {
+    let small = Stub::new("small", |_req, _ctx| async { ok() });
+    let big = Stub::new("big", |_req, _ctx| async { ok() });
+    let pool = pool(
+        vec![executor(small, 4, None), executor(big, 4, None)],
+        vec![
+            keyed(0, "s").with_tpm(2_000),
+            keyed(1, "b").with_tpm(10_000_000),
+        ],
+        // an estimate of about 5 000 tokens: more than the small key ever admits at once
+        PoolConfig::new(Strategy::RoundRobin).with_default_output_tokens(5_000),
+    );
+    assert!(pool.retire(&EndpointId::new("big")));
+    let e = policy(1, Duration::from_secs(5))
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
 }
