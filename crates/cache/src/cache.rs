@@ -1572,9 +1572,10 @@ impl Cache {
     /// is and never stored. Example at [`Cache`].
     ///
     /// With [`CacheConfig::coalesce`] (the default), identical calls that miss while one is
-    /// in flight wait for it (within their deadlines, unless of a higher priority than it)
-    /// and are answered from the exact tier once it has stored its answer; after its failure,
-    /// or an answer not stored, each calls `inner` itself; a call given up is taken over.
+    /// in flight wait for it (within their deadlines; one of a higher priority than it makes
+    /// its own call, which later ones wait for) and are answered from the exact tier once it
+    /// has stored its answer; after its failure, or an answer not stored, each calls `inner`
+    /// itself; a call given up is taken over.
     pub async fn call<F, Fut>(
         &self,
         request: &Request,
@@ -1640,7 +1641,8 @@ impl Cache {
     /// abandoned by its caller is taken over by one of the calls waiting for it; after a
     /// failure, an answer the store refused (a fallback group's, a filtered one) or the
     /// caller's deadline, each call goes on its own. A call of a higher priority than the
-    /// flight's does not wait for it (the flight may be queued behind calls it would pass).
+    /// flight's does not wait for it (the flight may be queued behind calls it would pass):
+    /// it leads a flight of its own, which later identical calls join.
     async fn join(
         &self,
         key: CacheKey,
@@ -1649,7 +1651,7 @@ impl Cache {
         embedded: bool,
     ) -> Joined {
         loop {
-            let (priority, mut rx) = match self.inner.flights.entry(key) {
+            let mut rx = match self.inner.flights.entry(key) {
                 dashmap::Entry::Vacant(v) => {
                     let (tx, rx) = watch::channel(Flight::Running);
                     v.insert((ctx.priority(), rx.clone()));
@@ -1669,12 +1671,22 @@ impl Cache {
                     }
                     return Joined::Lead(leading);
                 }
+                // a flight of a lower priority may be queued behind calls this one would
+                // pass: this call leads a flight of its own in its place (the identical calls
+                // already waiting wait on for theirs; later ones join this one)
+                dashmap::Entry::Occupied(mut o) if o.get().0 < ctx.priority() => {
+                    let (tx, rx) = watch::channel(Flight::Running);
+                    o.insert((ctx.priority(), rx.clone()));
+                    return Joined::Lead(Leading {
+                        flights: Arc::clone(&self.inner.flights),
+                        key,
+                        tx,
+                        rx,
+                    });
+                }
                 // (the shard's lock goes with the entry, before any wait)
-                dashmap::Entry::Occupied(o) => o.get().clone(),
+                dashmap::Entry::Occupied(o) => o.get().1.clone(),
             };
-            if priority < ctx.priority() {
-                return Joined::Alone;
-            }
             // until the flight says how it ended (an answer is told once it is in the exact
             // tier), or its sender goes (then it was abandoned)
             let ended = async {

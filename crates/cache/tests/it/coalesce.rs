@@ -227,38 +227,49 @@ async fn calls_of_two_tenants_or_groups_do_not_wait_for_each_other() {
     assert_eq!(cache.snapshot().coalesced, 1);
 }
 
-/// A call of a higher priority than the call in flight does not wait for it: that one may be
-/// queued behind calls the higher one would pass.
+/// A call of a higher priority than the call in flight does not wait for it (that one may be
+/// queued behind calls the higher one would pass): it makes its own call, and later identical
+/// calls wait for that one.
 #[tokio::test(start_paused = true)]
 async fn a_call_of_higher_priority_does_not_wait_for_a_lower_one() {
     use infermux_core::Priority;
     let cache = Cache::new(CacheConfig::default()).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
-    let low = {
+    let spawn = |priority: Priority, took: Duration| {
         let (cache, calls) = (cache.clone(), Arc::clone(&calls));
         tokio::spawn(async move {
-            let ctx = RequestContext::new().with_priority(Priority::Low);
-            cache
-                .call(&ask("2+2?"), &ctx, "g", || {
-                    upstream(&calls, Duration::from_secs(60), false)
-                })
-                .await
+            let ctx = RequestContext::new().with_priority(priority);
+            let started = tokio::time::Instant::now();
+            let r = cache
+                .call(&ask("2+2?"), &ctx, "g", || upstream(&calls, took, false))
+                .await;
+            (r, started.elapsed())
         })
     };
+    let low = spawn(Priority::Low, Duration::from_secs(60));
     while calls.load(Ordering::SeqCst) == 0 {
         tokio::task::yield_now().await;
     }
-    let started = tokio::time::Instant::now();
-    let ctx = RequestContext::new().with_priority(Priority::High);
-    let r = cache
-        .call(&ask("2+2?"), &ctx, "g", || {
-            upstream(&calls, Duration::from_secs(1), false)
-        })
-        .await
-        .unwrap();
+    let high = spawn(Priority::High, Duration::from_secs(1));
+    while calls.load(Ordering::SeqCst) == 1 {
+        tokio::task::yield_now().await;
+    }
+    // a Normal call now waits for the High one, not the Low one
+    let normal = spawn(Priority::Normal, Duration::from_secs(30));
+    let (r, took) = high.await.unwrap();
     assert_eq!(
-        (text_of(&r), started.elapsed()),
+        (text_of(&r.unwrap()), took),
         ("answer 1".to_owned(), Duration::from_secs(1))
     );
+    let (r, took) = normal.await.unwrap();
+    let r = r.unwrap();
+    assert_eq!(
+        text_of(&r),
+        "answer 1",
+        "answered by the High call's flight"
+    );
+    assert!(r.cache_hit().is_some());
+    assert!(took <= Duration::from_secs(1), "{took:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
     low.abort();
 }
