@@ -103,6 +103,14 @@ pub(crate) fn sigkill(pid: u32) {
         .unwrap();
 }
 
+/// SIGSTOP to `pid`: frozen, not dead (it no longer answers; SIGTERM waits until it runs).
+pub(crate) fn sigstop(pid: u32) {
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
 /// Whether `pid` is a live process (not gone, not a zombie).
 pub(crate) fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

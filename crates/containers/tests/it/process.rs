@@ -10,7 +10,7 @@ use infermux_containers::{
     Error, Launcher, LogBuffer, ProcessLauncher, ServerId, ServerSpec, State, Supervisor,
 };
 
-use crate::helpers::{Recording, free_port, gone_within, python, quick, running, sigkill};
+use crate::helpers::{Recording, free_port, gone_within, python, quick, running, sigkill, sigstop};
 
 fn sh(name: &str, port: u16, script: &str) -> ServerSpec {
     ServerSpec::new(name, "/bin/sh", port, "/")
@@ -376,10 +376,7 @@ async fn a_server_failing_its_health_checks_is_stopped_and_restarted() {
     };
     let mut states = sup.subscribe();
     // frozen, not dead: it no longer answers, so only the health checks can tell
-    std::process::Command::new("kill")
-        .args(["-STOP", &first.to_string()])
-        .status()
-        .unwrap();
+    sigstop(first);
     let mut seen = Vec::new();
     loop {
         states.changed().await.unwrap();
@@ -420,10 +417,7 @@ async fn a_server_failing_its_health_checks_leaves_ready_before_its_stop() {
     };
     let mut states = sup.subscribe();
     // frozen: SIGTERM waits until it runs again, so its stop takes the whole grace
-    std::process::Command::new("kill")
-        .args(["-STOP", &first.to_string()])
-        .status()
-        .unwrap();
+    sigstop(first);
     loop {
         states.changed().await.unwrap();
         let s = states.borrow_and_update().clone();

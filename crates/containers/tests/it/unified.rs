@@ -15,7 +15,7 @@ use infermux_resilience::CallPolicy;
 use infermux_resilience::queue::QueueConfig;
 use infermux_resilience::retry::StandardRetry;
 
-use crate::helpers::{free_port, python, quick};
+use crate::helpers::{free_port, python, quick, sigkill};
 
 #[tokio::test]
 async fn a_unified_member_serves_while_ready_and_leaves_the_pool_when_its_server_dies() {
@@ -71,10 +71,7 @@ async fn a_unified_member_serves_while_ready_and_leaves_the_pool_when_its_server
     let Some(ServerId::Pid(pid)) = unified.supervisor().server_id() else {
         panic!("a pid")
     };
-    std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
+    sigkill(pid);
     let failed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             states.changed().await.unwrap();

@@ -478,21 +478,22 @@ async fn sse_split_into_tiny_network_chunks_decodes_the_same() {
     assert_eq!(events[2].data, "[DONE]");
 }
 
-#[tokio::test]
-async fn truncated_body_is_an_error_not_a_hang() {
-    let server = RawServer::start(|_| {
-        vec![Step::Send(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{\"partial\":".to_vec())]
-    })
-    .await;
+/// The error of reading a JSON body from a server that answers `raw` (headers and body).
+async fn json_body_error(raw: &'static [u8]) -> infermux_core::Error {
+    let server = RawServer::start(move |_| vec![Step::Send(raw.to_vec())]).await;
     let ep = endpoint(&server.url, Auth::Bearer);
-    let e = ep
-        .get("/t")
+    ep.get("/t")
         .send(&RequestContext::new())
         .await
         .unwrap()
         .json::<serde_json::Value>()
         .await
-        .unwrap_err();
+        .unwrap_err()
+}
+
+#[tokio::test]
+async fn truncated_body_is_an_error_not_a_hang() {
+    let e = json_body_error(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{\"partial\":").await;
     // a body cut short is the connection's failure (a retry may get it whole), after the
     // server answered; reqwest's decompression reports it as a decoding error
     assert_eq!(e.kind(), ErrorKind::Connect, "{e:?}");
@@ -503,19 +504,7 @@ async fn truncated_body_is_an_error_not_a_hang() {
 /// connection's (the control of the test above).
 #[tokio::test]
 async fn a_whole_body_that_does_not_decompress_is_a_decode_error() {
-    let server = RawServer::start(|_| {
-        vec![Step::Send(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: 12\r\nconnection: close\r\n\r\nnot gzip at!".to_vec())]
-    })
-    .await;
-    let ep = endpoint(&server.url, Auth::Bearer);
-    let e = ep
-        .get("/t")
-        .send(&RequestContext::new())
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap_err();
+    let e = json_body_error(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: 12\r\nconnection: close\r\n\r\nnot gzip at!").await;
     assert_eq!(e.kind(), ErrorKind::Decode, "{e:?}");
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use infermux_core::{Error, ErrorKind, RequestContext};
 use infermux_multiplex::{MemberState, PoolConfig, RemovalReason, Strategy};
 
-use crate::stub::{Stub, chat, executor, keyed, ok, policy, pool};
+use crate::stub::{Stub, chat, chat_for, executor, keyed, ok, policy, pool};
 
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 
@@ -636,28 +636,22 @@ async fn a_model_scoped_429_on_a_member_without_a_model_holds_the_requests_model
         vec![keyed(0, "a")],
         PoolConfig::new(Strategy::RoundRobin),
     );
-    let of = |model: &str| {
-        infermux_core::Request::Chat(infermux_core::ChatRequest::new(
-            model,
-            vec![infermux_core::Message::user("hi")],
-        ))
-    };
     let p = policy(1, Duration::from_secs(30));
     let start = tokio::time::Instant::now();
     assert!(
-        p.call(&pool, &of("m1"), &RequestContext::new())
+        p.call(&pool, &chat_for("m1"), &RequestContext::new())
             .await
             .is_err()
     );
     // m2 goes at once through the same key
-    p.call(&pool, &of("m2"), &RequestContext::new())
+    p.call(&pool, &chat_for("m2"), &RequestContext::new())
         .await
         .expect("the key's other model goes on");
     assert_eq!(tokio::time::Instant::now(), start);
     assert_eq!(pool.status()[0].state, MemberState::Eligible);
     // m1 waits for the hold (and meets the 429 again: the stub always refuses it)
     let short = policy(1, Duration::from_secs(2))
-        .call(&pool, &of("m1"), &RequestContext::new())
+        .call(&pool, &chat_for("m1"), &RequestContext::new())
         .await
         .unwrap_err();
     assert_eq!(short.kind(), ErrorKind::Unavailable, "{short}");
@@ -688,13 +682,7 @@ async fn a_waiter_held_by_its_models_hold_passes_the_baton_to_a_call_for_another
         vec![keyed(0, "a")],
         PoolConfig::new(Strategy::RoundRobin),
     );
-    let ask = |model: &str| {
-        infermux_core::Request::Chat(infermux_core::ChatRequest::new(
-            model,
-            vec![infermux_core::Message::user("hi")],
-        ))
-    };
-    let (m1, m2) = (ask("m1"), ask("m2"));
+    let (m1, m2) = (chat_for("m1"), chat_for("m2"));
     // m1 is held on the key for a minute
     let e = policy(1, Duration::from_secs(30))
         .call(&pool, &m1, &RequestContext::new())

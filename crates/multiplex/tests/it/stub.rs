@@ -112,7 +112,12 @@ pub(crate) fn ok() -> Result<Response> {
 
 /// A chat request.
 pub(crate) fn chat() -> Request {
-    Request::Chat(ChatRequest::new("stub-model", vec![Message::user("hi")]))
+    chat_for("stub-model")
+}
+
+/// A one-turn chat for `model`.
+pub(crate) fn chat_for(model: &str) -> Request {
+    Request::Chat(ChatRequest::new(model, vec![Message::user("hi")]))
 }
 
 /// An executor around `stub` on tokio's clock, with `permits` permits and maybe a breaker.
