@@ -1,20 +1,23 @@
 //! [`VectorIndex`]: nearest neighbours by cosine similarity — brute force over an ndarray
-//! matrix of normalised rows, and an HNSW graph (USearch, the `usearch` crate) once the index
-//! passes a size. The graph holds each row quantised to 8 bits (a quarter of the memory a
-//! search reads); its candidates are re-ranked by their exact rows.
+//! matrix of normalised rows, and an HNSW graph (USearch, the `usearch` crate; feature `hnsw`,
+//! on by default) once the index passes a size. The graph holds each row quantised to 8 bits
+//! (a quarter of the memory a search reads); its candidates are re-ranked by their exact rows.
+//! Built without `hnsw` (no C++ toolchain needed), every search is brute force.
 
 use std::fmt;
 
 use infermux_core::{Error, ErrorKind, Result};
 use ndarray::{Array2, ArrayView1};
-use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+use graph::Graph;
 
 /// How a [`VectorIndex`] searches.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct IndexConfig {
     /// From this many rows on, search goes through an HNSW graph (built then, and kept up to
-    /// date on every push); below it, brute force. Default 4096.
+    /// date on every push); below it, brute force. Default 4096. Without the crate's `hnsw`
+    /// feature no graph is built: brute force at any size.
     pub hnsw_from: usize,
     /// The HNSW search's candidate list (`ef`); recall grows with it. Default 64.
     pub ef_search: usize,
@@ -84,6 +87,7 @@ pub struct Match {
 /// 127, rounded to an `i8`. Cosine is blind to a row's scale, so the graph's cosine over these
 /// rows needs no per-row factor; at 384 dimensions it is within about 10⁻⁴ of the exact one —
 /// enough to find candidates, which [`VectorIndex`] re-ranks by the exact rows.
+#[cfg(feature = "hnsw")]
 fn quantised(v: &[f32]) -> Vec<i8> {
     let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
     let scale = if max > 0.0 { 127.0 / max } else { 1.0 };
@@ -124,7 +128,7 @@ pub struct VectorIndex {
     dim: usize,
     config: IndexConfig,
     rows: Array2<f32>,
-    graph: Option<Index>,
+    graph: Option<Graph>,
 }
 
 impl fmt::Debug for VectorIndex {
@@ -197,7 +201,7 @@ impl VectorIndex {
             .map_err(|e| Error::new(ErrorKind::InvalidRequest, e.to_string()))?;
         let added = match &self.graph {
             Some(g) => add(g, row, &v),
-            None if self.len() >= self.config.hnsw_from => self.build_graph(),
+            None if graph::BUILT && self.len() >= self.config.hnsw_from => self.build_graph(),
             None => Ok(()),
         };
         if let Err(e) = added {
@@ -213,7 +217,7 @@ impl VectorIndex {
     pub fn set_ef_search(&mut self, ef: usize) {
         self.config.ef_search = ef.max(1);
         if let Some(g) = &self.graph {
-            g.change_expansion_search(self.config.ef_search);
+            graph::set_ef_search(g, self.config.ef_search);
         }
     }
 
@@ -226,17 +230,8 @@ impl VectorIndex {
     /// the same graph, so its recall reproduces (built on two threads, the index test's recall
     /// varied from run to run, 0.96–0.99, and fell below its bound about one run in thirty).
     fn build_graph(&mut self) -> std::result::Result<(), String> {
-        let graph = Index::new(&IndexOptions {
-            dimensions: self.dim,
-            metric: MetricKind::Cos,
-            quantization: ScalarKind::I8,
-            connectivity: self.config.max_links,
-            expansion_add: self.config.ef_construction,
-            expansion_search: self.config.ef_search,
-            multi: false,
-        })
-        .map_err(|e| e.to_string())?;
-        reserve(&graph, self.len())?;
+        let graph = graph::new(self.dim, &self.config)?;
+        graph::reserve(&graph, self.len())?;
         for (i, row) in self.rows.outer_iter().enumerate() {
             match row.as_slice() {
                 Some(r) => add(&graph, i, r)?,
@@ -286,14 +281,13 @@ impl VectorIndex {
             // search that fails (every search slot busy) falls back to brute force
             let fetch = k.saturating_mul(2).saturating_add(8).min(self.len());
             let len = self.len();
-            let found = g.filtered_search(&quantised(&q), fetch, |key| {
+            let found = graph::search(g, &q, fetch, &|key| {
                 usize::try_from(key).is_ok_and(|row| row < len && keep(row))
             });
             match found {
-                Ok(found) => {
+                Ok(keys) => {
                     let qv = ArrayView1::from(&q[..]);
-                    let mut found: Vec<Match> = found
-                        .keys
+                    let mut found: Vec<Match> = keys
                         .iter()
                         .filter_map(|&key| usize::try_from(key).ok().filter(|&row| row < len))
                         .map(|row| Match {
@@ -337,20 +331,8 @@ impl VectorIndex {
 }
 
 /// Adds row `row` (normalised) to the graph, growing its capacity first when it is full.
-fn add(graph: &Index, row: usize, v: &[f32]) -> std::result::Result<(), String> {
-    if graph.size() >= graph.capacity() {
-        reserve(graph, graph.capacity().saturating_mul(2))?;
-    }
-    graph
-        .add(row as u64, &quantised(v))
-        .map_err(|e| e.to_string())
-}
-
-/// Makes room for `rows` rows (at least 1024) and for [`search_slots`] searches at once.
-fn reserve(graph: &Index, rows: usize) -> std::result::Result<(), String> {
-    graph
-        .reserve_capacity_and_threads(rows.max(1024), search_slots())
-        .map_err(|e| e.to_string())
+fn add(g: &Graph, row: usize, v: &[f32]) -> std::result::Result<(), String> {
+    graph::add(g, row as u64, v)
 }
 
 fn k_zero(len: usize) -> bool {
@@ -359,13 +341,107 @@ fn k_zero(len: usize) -> bool {
 
 /// How many searches the graph serves at once: four per core, at least 16. A search past
 /// that finds no free slot and falls back to brute force (correct, slower).
+#[cfg(feature = "hnsw")]
 fn search_slots() -> usize {
     std::thread::available_parallelism()
         .map_or(4, |t| t.get().saturating_mul(4))
         .max(16)
 }
 
-#[cfg(test)]
+/// The HNSW graph on USearch (feature `hnsw`).
+#[cfg(feature = "hnsw")]
+mod graph {
+    use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+    use super::{IndexConfig, quantised, search_slots};
+
+    pub(super) type Graph = Index;
+
+    /// Whether a graph can be built at all.
+    pub(super) const BUILT: bool = true;
+
+    pub(super) fn new(dim: usize, config: &IndexConfig) -> Result<Graph, String> {
+        Index::new(&IndexOptions {
+            dimensions: dim,
+            metric: MetricKind::Cos,
+            quantization: ScalarKind::I8,
+            connectivity: config.max_links,
+            expansion_add: config.ef_construction,
+            expansion_search: config.ef_search,
+            multi: false,
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    /// Makes room for `rows` rows (at least 1024) and for [`search_slots`] searches at once.
+    pub(super) fn reserve(g: &Graph, rows: usize) -> Result<(), String> {
+        g.reserve_capacity_and_threads(rows.max(1024), search_slots())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Adds `v` (normalised) under `key`, growing the capacity first when it is full.
+    pub(super) fn add(g: &Graph, key: u64, v: &[f32]) -> Result<(), String> {
+        if g.size() >= g.capacity() {
+            reserve(g, g.capacity().saturating_mul(2))?;
+        }
+        g.add(key, &quantised(v)).map_err(|e| e.to_string())
+    }
+
+    /// The keys of the `count` best candidates for `q` (normalised) among those `keep` takes.
+    pub(super) fn search(
+        g: &Graph,
+        q: &[f32],
+        count: usize,
+        keep: &(dyn Fn(u64) -> bool + Sync),
+    ) -> Result<Vec<u64>, String> {
+        g.filtered_search(&quantised(q), count, keep)
+            .map(|found| found.keys)
+            .map_err(|e| e.to_string())
+    }
+
+    pub(super) fn set_ef_search(g: &Graph, ef: usize) {
+        g.change_expansion_search(ef);
+    }
+}
+
+/// Built without the `hnsw` feature: no graph is ever made (an index with none searches by
+/// brute force at any size).
+#[cfg(not(feature = "hnsw"))]
+mod graph {
+    use super::IndexConfig;
+
+    /// No value of it exists.
+    pub(super) enum Graph {}
+
+    pub(super) const BUILT: bool = false;
+
+    pub(super) fn new(_: usize, _: &IndexConfig) -> Result<Graph, String> {
+        Err("built without the `hnsw` feature".to_owned())
+    }
+
+    pub(super) fn reserve(g: &Graph, _: usize) -> Result<(), String> {
+        match *g {}
+    }
+
+    pub(super) fn add(g: &Graph, _: u64, _: &[f32]) -> Result<(), String> {
+        match *g {}
+    }
+
+    pub(super) fn search(
+        g: &Graph,
+        _: &[f32],
+        _: usize,
+        _: &(dyn Fn(u64) -> bool + Sync),
+    ) -> Result<Vec<u64>, String> {
+        match *g {}
+    }
+
+    pub(super) fn set_ef_search(g: &Graph, _: usize) {
+        match *g {}
+    }
+}
+
+#[cfg(all(test, feature = "hnsw"))]
 mod tests {
     use super::{IndexConfig, VectorIndex, normalised, quantised, search_slots};
     use usearch::{Index, IndexOptions, MetricKind, ScalarKind};

@@ -38,8 +38,11 @@
 //! - `llvm`: the LLVM inference REST protocol.
 //! - `full`: every provider.
 //!
-//! And three that no provider needs (`full` leaves them out):
+//! And four that no provider needs (`full` leaves them out):
 //!
+//! - `hnsw` (default): the semantic cache's HNSW index past a few thousand entries (USearch,
+//!   whose C++ core needs a C++17 compiler). Without it (`default-features = false`) the cache
+//!   works the same, its semantic lookups by brute force, and nothing in the build is C++.
 //! - `redis`: state several processes share in Redis: the pools' cooldowns, key removals and
 //!   limits (`ClientBuilder::shared_state`) and the response cache's Redis store
 //!   (`ClientBuilder::cache_redis`, `redis_url` in `[cache]`).

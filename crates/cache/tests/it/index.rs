@@ -3,8 +3,10 @@
 use infermux_cache::{IndexConfig, VectorIndex};
 
 /// splitmix64: a small deterministic generator (no dependency).
+#[cfg(feature = "hnsw")]
 pub(crate) struct Rng(u64);
 
+#[cfg(feature = "hnsw")]
 impl Rng {
     pub(crate) fn new(seed: u64) -> Self {
         Rng(seed)
@@ -24,6 +26,7 @@ impl Rng {
 
 /// Clustered vectors, like sentence embeddings: `clusters` random centres, each point its
 /// centre plus noise of `spread` (the same generator the benchmark uses).
+#[cfg(feature = "hnsw")]
 pub(crate) fn clustered(
     n: usize,
     dim: usize,
@@ -43,6 +46,7 @@ pub(crate) fn clustered(
         .collect()
 }
 
+#[cfg(feature = "hnsw")]
 #[test]
 fn hnsw_recall_at_1_matches_brute_force() {
     let dim = 64;
@@ -71,6 +75,7 @@ fn hnsw_recall_at_1_matches_brute_force() {
     assert!(recall >= 0.98, "HNSW recall@1 {recall}");
 }
 
+#[cfg(feature = "hnsw")]
 #[test]
 fn a_checker_of_recall_can_fail() {
     // the same comparison on a graph searched with ef = 1 and 2 links misses some: the
