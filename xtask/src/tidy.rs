@@ -9,7 +9,9 @@
 //! - `version`, `edition`, `rust-version`, `license`, `repository` inherited from the
 //!   workspace, and `[lints] workspace = true`;
 //! - every dependency (normal, dev, build, target-specific) uses `workspace = true`;
-//! - publishable members have a `description`, a `readme` and a `README.md` beside the manifest;
+//! - publishable members have a `description`, a `readme` and a `README.md` beside the manifest,
+//!   and the licence texts `LICENSE-MIT` and `LICENSE-APACHE` (links to the root's) that
+//!   `license = "MIT OR Apache-2.0"` asks every copy to carry;
 //! - a publishable crate's README with a Rust code block is compiled as doctests: some source
 //!   file includes it with `#[doc = include_str!("…/README.md")]` (the crate's own `lib.rs`
 //!   under `#[cfg(doctest)]`, or, for a provider, the facade's generated `providers.rs`); no
@@ -45,6 +47,9 @@ const INHERITED: &[&str] = &[
     "license",
     "repository",
 ];
+
+/// The licence texts every published crate carries (`license = "MIT OR Apache-2.0"`).
+const LICENCE_FILES: &[&str] = &["LICENSE-MIT", "LICENSE-APACHE"];
 
 /// Test attributes the house rules forbid, built so this file does not contain them.
 const FORBIDDEN_ATTRIBUTES: &[&str] = &[concat!("#[", "ignore"), concat!("#[", "should_panic")];
@@ -465,6 +470,15 @@ pub(crate) fn check_member(root: &Path, member: &Member, out: &mut Vec<Violation
                 format!("publishable crate needs {}/{readme}", member.dir),
             );
         }
+        for licence in LICENCE_FILES {
+            // (a link to the root's copy: `cargo package` ships the file it points at)
+            if !root.join(&member.dir).join(licence).is_file() {
+                push(
+                    package_line,
+                    format!("publishable crate needs {}/{licence}", member.dir),
+                );
+            }
+        }
     }
 
     if let Some(expected) = expected_name(&member.dir)
@@ -569,6 +583,8 @@ tokio.workspace = true
             "crates/core/Cargo.toml:1: publishable crate needs a `description`",
             "crates/core/Cargo.toml:1: publishable crate needs `readme",
             "crates/core/Cargo.toml:1: publishable crate needs crates/core/README.md",
+            "crates/core/Cargo.toml:1: publishable crate needs crates/core/LICENSE-MIT",
+            "crates/core/Cargo.toml:1: publishable crate needs crates/core/LICENSE-APACHE",
             "crates/core/Cargo.toml:2: package for `crates/core` must be named `infermux-core`",
         ];
         assert_eq!(got.len(), expected_prefixes.len(), "{got:#?}");
