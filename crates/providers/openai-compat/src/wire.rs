@@ -436,6 +436,10 @@ struct WireMessage<'a> {
     refusal: Option<String>,
     #[serde(default, deserialize_with = "one_or_many")]
     tool_calls: Option<Vec<WireToolCall>>,
+    /// The legacy single call (`functions` in the request; `finish_reason: "function_call"`):
+    /// read as the one tool call when there is no `tool_calls`.
+    #[serde(default)]
+    function_call: Option<WireFunction>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -499,6 +503,10 @@ fn finish_reason(s: &Option<CowStr<'_>>) -> Result<Option<FinishReason>> {
             format!("the server ended the answer with finish_reason `{r}`"),
         )
         .with_provider_code(r));
+    }
+    if r == "function_call" {
+        // the legacy name of the same ending: the model called a function
+        return Ok(Some(FinishReason::ToolCalls));
     }
     Ok(Some(FinishReason::from(r)))
 }
@@ -582,7 +590,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
     if let Some(r) = m.refusal.filter(|r| !r.is_empty()) {
         content.push(ContentPart::Refusal { text: r });
     }
-    let calls: Vec<ToolCall> = m
+    let mut calls: Vec<ToolCall> = m
         .tool_calls
         .unwrap_or_default()
         .into_iter()
@@ -594,6 +602,14 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
             )
         })
         .collect();
+    if let (true, Some(f)) = (calls.is_empty(), m.function_call) {
+        // a legacy call has no id: the follow-up names the function
+        calls.push(ToolCall::new(
+            String::new(),
+            f.name.unwrap_or_default(),
+            arguments(f.arguments),
+        ));
+    }
     let mut message = Message::assistant_tool_calls(calls);
     if let Some(role) = m.role.as_ref() {
         message.role = Role::from(&*role.0);
@@ -890,12 +906,22 @@ impl ChatStreamState {
                 if let Some(r) = d.refusal.filter(|r| !r.is_empty()) {
                     out.push(StreamEvent::RefusalDelta { text: r });
                 }
+                let legacy = d.tool_calls.is_none();
                 for (pos, c) in d.tool_calls.into_iter().flatten().enumerate() {
                     out.push(StreamEvent::ToolCallDelta {
                         index: c.index.unwrap_or(pos as u32),
                         id: c.id.filter(|s| !s.is_empty()),
                         name: c.function.name.filter(|s| !s.is_empty()),
                         arguments: arguments(c.function.arguments),
+                    });
+                }
+                if let (true, Some(f)) = (legacy, d.function_call) {
+                    // the legacy single call, in pieces like a tool call's
+                    out.push(StreamEvent::ToolCallDelta {
+                        index: 0,
+                        id: None,
+                        name: f.name.filter(|s| !s.is_empty()),
+                        arguments: arguments(f.arguments),
                     });
                 }
             }

@@ -64,7 +64,7 @@ fn choice_answer(
     answer(status, body, |v| {
         let c = first_choice(v).ok_or_else(|| format!("the recorded {what} has no choices"))?;
         let mut e = read(c)?;
-        e.finish_reason = str_of(c, "finish_reason").map(str::to_owned);
+        e.finish_reason = str_of(c, "finish_reason").map(finish_name);
         set_usage(&mut e, v);
         Ok(e)
     })
@@ -93,7 +93,7 @@ fn choice_stream(
                 .filter(|c| u64_of(c, "index").unwrap_or(0) == 0)
             {
                 if let Some(f) = str_of(c, "finish_reason") {
-                    e.finish_reason = Some(f.to_owned());
+                    e.finish_reason = Some(finish_name(f));
                 }
                 read(c);
             }
@@ -105,6 +105,20 @@ fn choice_stream(
     })
 }
 
+/// A finish reason as the core names it: OpenAI's legacy `function_call` (the answer to a
+/// request with `functions`) is the model calling a tool, `tool_calls`.
+fn finish_name(f: &str) -> String {
+    match f {
+        "function_call" => "tool_calls".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// A legacy single call (`{"name", "arguments"}`) as a tool call.
+fn legacy_call(f: &Value) -> (String, Value) {
+    function_call(&serde_json::json!({ "function": f }))
+}
+
 /// A chat completion (`POST …/chat/completions` without `stream`).
 pub fn chat(status: u16, body: &[u8]) -> Result<Expected, String> {
     choice_answer(status, body, "chat answer", |c| {
@@ -112,11 +126,20 @@ pub fn chat(status: u16, body: &[u8]) -> Result<Expected, String> {
             .get("message")
             .ok_or("the recorded choice has no message")?;
         let (text, reasoning) = text_and_reasoning(m);
-        let calls = m.get("tool_calls").and_then(Value::as_array);
+        let mut calls: Vec<_> = m
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(function_call)
+            .collect();
+        if let (true, Some(f)) = (calls.is_empty(), m.get("function_call")) {
+            calls.push(legacy_call(f));
+        }
         Ok(Expected {
             text: Some(text.to_owned()),
             reasoning: Some(reasoning.to_owned()),
-            tool_calls: Some(calls.into_iter().flatten().map(function_call).collect()),
+            tool_calls: Some(calls),
             ..Expected::default()
         })
     })
@@ -133,8 +156,17 @@ pub fn chat_stream(status: u16, body: &[u8]) -> Result<Expected, String> {
         let (t, r) = text_and_reasoning(d);
         text.push_str(t);
         reasoning.push_str(r);
+        let legacy = d
+            .get("function_call")
+            .filter(|_| d.get("tool_calls").is_none_or(Value::is_null))
+            .map(|f| vec![serde_json::json!({ "index": 0, "function": f })]);
         let deltas = d.get("tool_calls").and_then(Value::as_array);
-        for (pos, t) in deltas.into_iter().flatten().enumerate() {
+        for (pos, t) in deltas
+            .into_iter()
+            .flatten()
+            .chain(legacy.iter().flatten())
+            .enumerate()
+        {
             let i = u64_of(t, "index").unwrap_or(pos as u64);
             let slot = match calls.iter().position(|c| c.0 == i) {
                 Some(p) => p,
@@ -473,6 +505,28 @@ mod tests {
             Some(ErrorKind::InvalidRequest)
         );
         assert!(chat_stream(200, b"data: {\"object\":\"x\"}\n\n").is_err());
+    }
+
+    /// The legacy single call (`function_call`, a request with `functions`) is the answer's
+    /// one tool call, finishing with `tool_calls`; an answer that lost it is refused.
+    #[test]
+    fn a_legacy_function_call_is_expected_as_a_tool_call() {
+        let body = br#"{"choices":[{"index":0,"message":{"role":"assistant","content":null,"function_call":{"name":"get_current_weather","arguments":"{\"location\": \"Boston\"}"}},"finish_reason":"function_call"}]}"#;
+        let e = chat(200, body).unwrap();
+        assert_eq!(
+            e.tool_calls,
+            Some(vec![(
+                "get_current_weather".into(),
+                json!({"location": "Boston"})
+            )])
+        );
+        assert_eq!(e.finish_reason.as_deref(), Some("tool_calls"));
+        refused(&e, |g| g.tool_calls = Some(Vec::new()));
+        refused(&e, |g| g.finish_reason = Some("function_call".into()));
+        let stream = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"function_call\":{\"name\":\"f\",\"arguments\":\"\"}}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"function_call\":{\"arguments\":\"{\\\"a\\\":1}\"}}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"function_call\"}]}\n\ndata: [DONE]\n\n";
+        let e = chat_stream(200, stream).unwrap();
+        assert_eq!(e.tool_calls, Some(vec![("f".into(), json!({"a": 1}))]));
+        assert_eq!(e.finish_reason.as_deref(), Some("tool_calls"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Tool calls in the shapes compatible servers really send decode: numeric ids, arguments as a
 //! JSON object, and `tool_calls` as one object instead of a list; content given as parts.
 
-use infermux_core::{StreamAccumulator, StreamEvent};
+use infermux_core::{FinishReason, StreamAccumulator, StreamEvent};
 use infermux_openai_compat::wire;
 use serde_json::json;
 
@@ -64,4 +64,56 @@ fn content_parts_other_than_text_are_not_the_answer() {
     ]}, "finish_reason": "stop"}]});
     let r = wire::parse_chat(body.to_string().as_bytes()).unwrap();
     assert_eq!(r.text(), "Hi there!");
+}
+
+/// The legacy single call (a request with `functions`): OpenAI's answer, as recorded
+/// (openllmetry's `test_open_ai_function_calls` cassette, gpt-4-0613), is a tool call that
+/// finished with `tool_calls` — before, an empty answer finishing with `Other("function_call")`.
+#[test]
+fn a_legacy_function_call_is_the_answers_tool_call() {
+    let body = br#"{"id":"chatcmpl-DPTDreURJooDVcZZ6Sbh6Fh0oCyz0","object":"chat.completion","created":1774962903,"model":"gpt-4-0613","choices":[{"index":0,"message":{"role":"assistant","content":null,"function_call":{"name":"get_current_weather","arguments":"{\n  \"location\": \"Boston, MA\"\n}"},"refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"function_call"}],"usage":{"prompt_tokens":82,"completion_tokens":18,"total_tokens":100}}"#;
+    let r = wire::parse_chat(body).unwrap();
+    assert_eq!(r.tool_calls().len(), 1);
+    assert_eq!(r.tool_calls()[0].name, "get_current_weather");
+    assert_eq!(
+        r.tool_calls()[0].parsed_arguments().unwrap(),
+        json!({"location": "Boston, MA"})
+    );
+    assert_eq!(r.finish_reason, Some(FinishReason::ToolCalls));
+    // `tool_calls` given as well wins: the legacy field is read only without it
+    let both = json!({"choices": [{"index": 0, "message": {"role": "assistant",
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        "function_call": {"name": "g", "arguments": "{}"}}, "finish_reason": "tool_calls"}]});
+    let r = wire::parse_chat(both.to_string().as_bytes()).unwrap();
+    assert_eq!(r.tool_calls().len(), 1);
+    assert_eq!(r.tool_calls()[0].name, "f");
+}
+
+/// Streamed, the legacy call comes in pieces of `delta.function_call` (its name first, then
+/// its arguments' text): one tool call at index 0.
+#[test]
+fn a_streamed_legacy_function_call_is_one_tool_call() {
+    let mut st = wire::ChatStreamState::new();
+    let mut acc = StreamAccumulator::new();
+    for chunk in [
+        json!({"id": "c", "model": "gpt-4-0613", "choices": [{"index": 0, "delta": {"role": "assistant", "content": null, "function_call": {"name": "get_current_weather", "arguments": ""}}, "finish_reason": null}]}),
+        json!({"id": "c", "choices": [{"index": 0, "delta": {"function_call": {"arguments": "{\n  \"location\""}}, "finish_reason": null}]}),
+        json!({"id": "c", "choices": [{"index": 0, "delta": {"function_call": {"arguments": ": \"Boston\"\n}"}}, "finish_reason": null}]}),
+        json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "function_call"}]}),
+    ] {
+        for ev in st.on_data(&chunk.to_string()).unwrap() {
+            acc.push(&ev);
+        }
+    }
+    for ev in st.on_data("[DONE]").unwrap() {
+        acc.push(&ev);
+    }
+    let r = acc.finish();
+    assert_eq!(r.tool_calls().len(), 1);
+    assert_eq!(r.tool_calls()[0].name, "get_current_weather");
+    assert_eq!(
+        r.tool_calls()[0].parsed_arguments().unwrap(),
+        json!({"location": "Boston"})
+    );
+    assert_eq!(r.finish_reason, Some(FinishReason::ToolCalls));
 }
