@@ -326,7 +326,7 @@ impl HfTgi {
         let events = first_event(infermux_openai_compat::chat_event_stream_with(
             resp,
             ChatStreamState::ending_at_finish_reason(),
-            move |e| e.in_context(id, NAME, &ep),
+            move |e| wire::messages_stream_error(e).in_context(id, NAME, &ep),
         ))
         .await?;
         let mut calls = false;
@@ -470,6 +470,8 @@ fn messages_finish(
             FinishReason::Stop if tool_calls => FinishReason::ToolCalls,
             other => other,
         }),
+        // TGI 3.x says `stop` with tool calls
+        Some(FinishReason::Stop) if tool_calls => Some(FinishReason::ToolCalls),
         other => other,
     }
 }

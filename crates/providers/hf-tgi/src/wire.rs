@@ -244,6 +244,24 @@ fn says_too_long(message: &str) -> bool {
         || message.contains("`inputs` must have less than")
 }
 
+/// An in-band error of a Messages API stream, as the OpenAI-compatible reader made it (TGI's
+/// `error_type` its provider code): TGI's validation errors are the request's —
+/// `ContextLength` when they say the prompt is too long — and `overloaded` is `Overloaded`,
+/// as the same errors are over HTTP (a 422) and on `/generate_stream`; not a server error to
+/// retry.
+pub fn messages_stream_error(e: Error) -> Error {
+    if e.kind() != ErrorKind::Server {
+        return e;
+    }
+    let kind = match e.provider_code() {
+        Some("validation") if says_too_long(e.message()) => ErrorKind::ContextLength,
+        Some("validation") => ErrorKind::InvalidRequest,
+        Some("overloaded") => ErrorKind::Overloaded,
+        _ => return e,
+    };
+    e.with_kind(kind)
+}
+
 fn embedded_error(v: &Value) -> Option<Error> {
     let msg = v.get("error")?;
     let msg = msg.as_str().map_or_else(|| msg.to_string(), str::to_owned);

@@ -473,6 +473,10 @@ struct WireResponse<'a> {
     x_groq: Option<Box<XGroq>>,
     #[serde(default)]
     error: Option<Value>,
+    /// TGI's kind of an in-band error (`validation`, `overloaded`, `generation`), beside an
+    /// `error` that is its message: kept as the error's provider code.
+    #[serde(default, borrow)]
+    error_type: Option<CowStr<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -865,7 +869,13 @@ impl ChatStreamState {
             decode_err("stream chunk is not valid JSON", e).with_partial_text(self.text.clone())
         })?;
         if let Some(err) = &chunk.error {
-            return Err(embedded_error(err).with_partial_text(self.text.clone()));
+            let mut e = embedded_error(err);
+            if let Some(t) = chunk.error_type.as_ref().filter(|t| !t.0.is_empty())
+                && e.provider_code().is_none()
+            {
+                e = e.with_provider_code(&*t.0);
+            }
+            return Err(e.with_partial_text(self.text.clone()));
         }
         let mut out = Vec::new();
         let id = chunk.id.as_ref().map(|s| &s.0).filter(|s| !s.is_empty());

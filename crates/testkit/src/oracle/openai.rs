@@ -133,7 +133,8 @@ pub fn chat(status: u16, body: &[u8]) -> Result<Expected, String> {
             .flatten()
             .map(function_call)
             .collect();
-        if let (true, Some(f)) = (calls.is_empty(), m.get("function_call")) {
+        let legacy = m.get("function_call").filter(|f| !f.is_null());
+        if let (true, Some(f)) = (calls.is_empty(), legacy) {
             calls.push(legacy_call(f));
         }
         Ok(Expected {
@@ -158,7 +159,7 @@ pub fn chat_stream(status: u16, body: &[u8]) -> Result<Expected, String> {
         reasoning.push_str(r);
         let legacy = d
             .get("function_call")
-            .filter(|_| d.get("tool_calls").is_none_or(Value::is_null))
+            .filter(|f| !f.is_null() && d.get("tool_calls").is_none_or(Value::is_null))
             .map(|f| vec![serde_json::json!({ "index": 0, "function": f })]);
         let deltas = d.get("tool_calls").and_then(Value::as_array);
         for (pos, t) in deltas

@@ -154,7 +154,7 @@ pub fn snapshot(text: &str) -> Result<Snapshot, String> {
     if let Some(chunks) = v.as_array() {
         let mut body: String = chunks.iter().map(|c| format!("data:{c}\n\n")).collect();
         body.push_str("data: [DONE]\n\n");
-        let expected = super::openai::chat_stream(200, body.as_bytes())?;
+        let expected = messages(200, body.as_bytes(), true)?;
         return Ok(Snapshot {
             route: "/v1/chat/completions",
             content_type: "text/event-stream",
@@ -173,13 +173,15 @@ pub fn snapshot(text: &str) -> Result<Snapshot, String> {
     if choices.iter().any(|c| c.get("text").is_some()) {
         json_answer("/v1/completions", super::openai::completion)
     } else {
-        json_answer("/v1/chat/completions", super::openai::chat)
+        json_answer("/v1/chat/completions", |status, body| {
+            messages(status, body, false)
+        })
     }
 }
 
 /// TGI's Messages API answer (`/v1/chat/completions`), as [`super::openai::chat`] reads it,
 /// with TGI's own finish reasons there too: `eos_token` and `stop_sequence` are a stop — with
-/// tool calls, `tool_calls`.
+/// tool calls, `tool_calls`, as is TGI 3.x's `stop` with tool calls.
 pub fn messages(status: u16, body: &[u8], stream: bool) -> Result<Expected, String> {
     let mut e = if stream {
         super::openai::chat_stream(status, body)?
@@ -188,7 +190,7 @@ pub fn messages(status: u16, body: &[u8], stream: bool) -> Result<Expected, Stri
     };
     if matches!(
         e.finish_reason.as_deref(),
-        Some("eos_token" | "stop_sequence")
+        Some("eos_token" | "stop_sequence" | "stop")
     ) {
         let calls = e.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
         e.finish_reason = Some(if calls { "tool_calls" } else { "stop" }.to_owned());

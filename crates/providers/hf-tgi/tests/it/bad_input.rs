@@ -229,3 +229,57 @@ async fn model_loading_on_the_messages_api_is_overloaded_too() {
     assert_eq!(e.retry_after(), Some(Duration::from_secs(12)));
     server.verify().unwrap();
 }
+
+fn chat() -> infermux_core::Request {
+    infermux_core::Request::Chat(infermux_core::ChatRequest::new(
+        "tgi",
+        vec![infermux_core::Message::user("Hi")],
+    ))
+}
+
+/// TGI writes its errors into a Messages API stream as it does on `/generate_stream` (HTTP
+/// 200, `{"error": message, "error_type": kind}`): a prompt too long for the model is
+/// `ContextLength` (not retried), another validation error `InvalidRequest`, `overloaded`
+/// `Overloaded` — as the same errors are over HTTP. They were a server error (retried, and
+/// counted against the endpoint's breaker).
+#[tokio::test]
+async fn an_error_event_in_a_chat_stream_keeps_its_kind() {
+    let too_long = "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens and 200 `max_new_tokens`";
+    for (error, error_type, kind) in [
+        (too_long, "validation", ErrorKind::ContextLength),
+        (
+            "Input validation error: `temperature` must be strictly positive",
+            "validation",
+            ErrorKind::InvalidRequest,
+        ),
+        ("Model is overloaded", "overloaded", ErrorKind::Overloaded),
+        (
+            "Request failed during generation: Server error: CUDA out of memory",
+            "generation",
+            ErrorKind::Server,
+        ),
+    ] {
+        let body = sse(&[json!({"error": error, "error_type": error_type})]);
+        let server = ReplayServer::start(cassette(&[(
+            "POST",
+            "/v1/chat/completions",
+            200,
+            "text/event-stream",
+            &body,
+        )]))
+        .await
+        .unwrap();
+        // an error as the stream's first event fails the opening
+        let e = match tgi(&server.url())
+            .stream(&chat(), &RequestContext::new())
+            .await
+        {
+            Ok(s) => StreamAccumulator::collect(s).await.unwrap_err(),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind(), kind, "{error_type}: {e}");
+        assert_eq!(e.provider_code(), Some(error_type));
+        assert_eq!(e.provider(), Some("hf-tgi"));
+        assert!(e.to_string().contains(&error[..15]), "{e}");
+    }
+}

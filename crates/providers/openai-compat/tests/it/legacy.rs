@@ -339,6 +339,9 @@ struct WireMessage {
     refusal: Option<String>,
     #[serde(default, deserialize_with = "one_or_many")]
     tool_calls: Option<Vec<WireToolCall>>,
+    /// (since: the legacy single call, read when there is no `tool_calls`)
+    #[serde(default)]
+    function_call: Option<WireFunction>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -388,9 +391,11 @@ impl WireResponse {
 }
 
 fn finish_reason(s: &Option<String>) -> Option<FinishReason> {
-    s.as_deref()
-        .filter(|s| !s.is_empty())
-        .map(FinishReason::from)
+    s.as_deref().filter(|s| !s.is_empty()).map(|s| match s {
+        // (since: the legacy name of a tool call's ending)
+        "function_call" => FinishReason::ToolCalls,
+        s => FinishReason::from(s),
+    })
 }
 
 fn content_text(v: &Option<Value>) -> String {
@@ -449,7 +454,7 @@ pub(crate) fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
     if let Some(r) = m.refusal.filter(|r| !r.is_empty()) {
         content.push(ContentPart::Refusal { text: r });
     }
-    let calls: Vec<ToolCall> = m
+    let mut calls: Vec<ToolCall> = m
         .tool_calls
         .unwrap_or_default()
         .into_iter()
@@ -461,6 +466,13 @@ pub(crate) fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
             )
         })
         .collect();
+    if let (true, Some(f)) = (calls.is_empty(), m.function_call) {
+        calls.push(ToolCall::new(
+            String::new(),
+            f.name.unwrap_or_default(),
+            arguments_text(&f.arguments),
+        ));
+    }
     let mut message = Message::assistant_tool_calls(calls);
     if let Some(role) = m.role.as_deref() {
         message.role = Role::from(role);
@@ -668,6 +680,14 @@ impl ChatStreamState {
                         id: c.id.clone().filter(|s| !s.is_empty()),
                         name: c.function.name.clone().filter(|s| !s.is_empty()),
                         arguments: arguments_text(&c.function.arguments),
+                    });
+                }
+                if let (None, Some(f)) = (&d.tool_calls, &d.function_call) {
+                    out.push(StreamEvent::ToolCallDelta {
+                        index: 0,
+                        id: None,
+                        name: f.name.clone().filter(|s| !s.is_empty()),
+                        arguments: arguments_text(&f.arguments),
                     });
                 }
             }
