@@ -191,7 +191,13 @@ fn core_request(op: Op, it: &Interaction) -> infermux::Result<(Request, bool)> {
 }
 
 /// The oracle's reading of the recorded answer for `op`.
-fn expected(op: Op, streamed: bool, status: u16, body: &[u8]) -> Result<Expected, String> {
+fn expected(
+    op: Op,
+    streamed: bool,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Expected, String> {
     use oracle::{anthropic, gemini, ollama, openai, tei, tgi};
     match (op, streamed) {
         (Op::Chat, false) => openai::chat(status, body),
@@ -222,7 +228,9 @@ fn expected(op: Op, streamed: bool, status: u16, body: &[u8]) -> Result<Expected
         (Op::OllamaEmbed, _) => ollama::embed(status, body),
         (Op::OllamaEmbeddingsLegacy, _) => ollama::embeddings_legacy(&[(status, body)]),
         (Op::OllamaTags, _) => ollama::tags(status, body),
-        (Op::TgiInferenceApi | Op::TgiGenerate, false) => tgi::generate(status, body),
+        (Op::TgiInferenceApi | Op::TgiGenerate, false) => {
+            tgi::generate_headed(status, headers, body)
+        }
         (Op::TgiInferenceApi | Op::TgiGenerate, true) => tgi::generate_stream(status, body),
         (Op::TgiInfo, _) => tgi::info(status, body),
         (Op::TgiHealth, _) => tgi::health(status, body),
@@ -542,7 +550,9 @@ pub(crate) async fn run_one(runner: &Runner, file: &str, index: usize, it: &Inte
     if streamed {
         rec.operation.push_str("_stream");
     }
-    let want = match plain.and_then(|body| expected(op, streamed, status, &body)) {
+    let want = match plain
+        .and_then(|body| expected(op, streamed, status, &it.response.headers, &body))
+    {
         Ok(w) => w,
         Err(why) => return rec.fail("error", format!("the recording could not be read: {why}")),
     };

@@ -215,13 +215,26 @@ impl HfTgi {
     }
 
     /// `/generate` (or the Inference API's generation): the typed answer with its details.
+    /// The prompt's length in tokens, which a plain answer's details leave out (they list the
+    /// prompt's tokens only with `decoder_input_details`; an encoder-decoder model's list is
+    /// its decoder's `<pad>`), is TGI's `x-prompt-tokens` header when it sent one.
     pub async fn generate(
         &self,
         req: &CompletionRequest,
         ctx: &RequestContext,
     ) -> Result<Generation> {
-        let body = self.post_generate(req, false, ctx).await?.bytes().await?;
-        wire::parse_generation(&body).map_err(self.in_ctx(ctx))
+        let resp = self.post_generate(req, false, ctx).await?;
+        let prompt_tokens = resp
+            .headers()
+            .get("x-prompt-tokens")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body = resp.bytes().await?;
+        let mut g = wire::parse_generation(&body).map_err(self.in_ctx(ctx))?;
+        if let (Some(d), Some(n)) = (g.details.as_mut(), prompt_tokens) {
+            d.input_length = Some(n);
+        }
+        Ok(g)
     }
 
     /// `/generate_stream`, as stream events (resolved at the first event).

@@ -189,7 +189,10 @@ pub struct Details {
     /// Generated tokens.
     #[serde(default)]
     pub tokens: Vec<Token>,
-    /// Prompt length in tokens (stream details only).
+    /// Prompt length in tokens (stream details; on `/generate`, [`HfTgi::generate`] fills
+    /// it from the `x-prompt-tokens` header).
+    ///
+    /// [`HfTgi::generate`]: crate::HfTgi::generate
     #[serde(default)]
     pub input_length: Option<u64>,
 }

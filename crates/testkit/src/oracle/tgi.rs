@@ -56,6 +56,36 @@ pub fn generate(status: u16, body: &[u8]) -> Result<Expected, String> {
     Ok(e)
 }
 
+/// A `/generate` answer with the headers it came with: [`generate`], and where TGI's
+/// `x-prompt-tokens` header counts the prompt, the usage is that many input tokens and the
+/// details' `generated_tokens` (the details count the prompt only with
+/// `decoder_input_details`, and an encoder-decoder model's `prefill` is its decoder's `<pad>`).
+pub fn generate_headed(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Expected, String> {
+    let mut e = generate(status, body)?;
+    if e.error.is_some() {
+        return Ok(e);
+    }
+    let prompt = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-prompt-tokens"))
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+    let v = json(body)?;
+    let one = if v.is_array() { &v[0] } else { &v };
+    let generated = one
+        .get("details")
+        .filter(|d| d.is_object())
+        .and_then(|d| u64_of(d, "generated_tokens"));
+    if let (Some(input), Some(output)) = (prompt, generated) {
+        e.input_tokens = Some(input);
+        e.output_tokens = Some(output);
+    }
+    Ok(e)
+}
+
 /// A `/generate` answer read with its `details`, for a caller that sees them (TGI's own
 /// `generate`, not a core completion): the text, the finish reason, every generated token's
 /// text and the generated token count (as `output_tokens`, also when the answer has no input
@@ -241,6 +271,23 @@ mod tests {
         assert!(info(200, b"{}").is_err());
         assert_eq!(health(200, b"").unwrap().healthy, Some(true));
         assert_eq!(health(503, b"").unwrap().error, Some(ErrorKind::Server));
+    }
+
+    #[test]
+    fn the_prompt_s_length_is_tgi_s_header_when_it_sent_one() {
+        let body = br#"[{"generated_text":"","details":{"finish_reason":"length","generated_tokens":1,"prefill":[{"id":0,"text":"<pad>"}],"tokens":[{"id":3,"text":" "}]}}]"#;
+        // the body alone: the prefill's one token
+        let e = generate(200, body).unwrap();
+        assert_eq!((e.input_tokens, e.output_tokens), (Some(1), Some(1)));
+        let headers = [("X-Prompt-Tokens".to_owned(), "2".to_owned())];
+        let e = generate_headed(200, &headers, body).unwrap();
+        assert_eq!((e.input_tokens, e.output_tokens), (Some(2), Some(1)));
+        refused(&e, |g| g.input_tokens = Some(1));
+        // no header: as the body says
+        assert_eq!(
+            generate_headed(200, &[], body).unwrap(),
+            generate(200, body).unwrap()
+        );
     }
 
     #[test]

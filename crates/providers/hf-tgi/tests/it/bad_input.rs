@@ -283,3 +283,44 @@ async fn an_error_event_in_a_chat_stream_keeps_its_kind() {
         assert!(e.to_string().contains(&error[..15]), "{e}");
     }
 }
+
+/// `/generate`'s details count the prompt only with `decoder_input_details` (which this crate
+/// does not ask for), and an encoder-decoder model's `prefill` is its decoder's `<pad>`: the
+/// prompt's length is TGI's `x-prompt-tokens` header. The HF Inference API's recorded answer
+/// for google/flan-t5-xxl (huggingface_hub's `test_generate_with_details` cassette) said 1
+/// input token where the server counted 2; TGI's own plain answer (no prefill) had no usage.
+#[tokio::test]
+async fn generate_reads_the_prompt_s_length_from_tgi_s_header() {
+    let cassette = infermux_testkit::Cassette::from_yaml(
+        r#"
+interactions:
+- request: {method: POST, uri: "http://tgi:8080/models/google/flan-t5-xxl", body: null, headers: {}}
+  response:
+    status: {code: 200, message: OK}
+    headers: {Content-Type: [application/json], x-generated-tokens: ['1'], x-prompt-tokens: ['2']}
+    body: {string: '[{"generated_text":"","details":{"finish_reason":"length","generated_tokens":1,"seed":null,"prefill":[{"id":0,"text":"<pad>","logprob":null}],"tokens":[{"id":3,"text":" ","logprob":-2.0078125,"special":false}]}}]'}
+- request: {method: POST, uri: "http://tgi:8080/models/google/flan-t5-xxl", body: null, headers: {}}
+  response:
+    status: {code: 200, message: OK}
+    headers: {Content-Type: [application/json], x-generated-tokens: ['10'], x-prompt-tokens: ['7']}
+    body: {string: '{"generated_text":" Deep","details":{"finish_reason":"length","generated_tokens":10,"seed":null,"prefill":[],"tokens":[]}}'}
+"#,
+    )
+    .unwrap();
+    let server = ReplayServer::start(cassette).await.unwrap();
+    let p = HfTgi::inference_api(
+        EndpointConfig::new("hf", server.url()).unwrap(),
+        "google/flan-t5-xxl",
+    )
+    .unwrap();
+    for (input, output) in [(2, 1), (7, 10)] {
+        let infermux_core::Response::Completion(c) =
+            p.call(&generate(), &RequestContext::new()).await.unwrap()
+        else {
+            panic!("not a completion")
+        };
+        let u = c.usage.expect("usage");
+        assert_eq!((u.input_tokens, u.output_tokens), (input, output));
+    }
+    server.verify().unwrap();
+}

@@ -68,7 +68,7 @@ async fn replay_one(server: &str, it: &Interaction) -> Result<(), String> {
     let recorded = oracle::plain_body(&it.response)?;
     let want = match (chat, streamed) {
         (true, stream) => oracle::tgi::messages(status, &recorded, stream)?,
-        (false, false) => oracle::tgi::generate(status, &recorded)?,
+        (false, false) => oracle::tgi::generate_headed(status, &it.response.headers, &recorded)?,
         (false, true) => oracle::tgi::generate_stream(status, &recorded)?,
     };
     want.check_replay(status, got.as_ref())
