@@ -1111,7 +1111,22 @@ struct WireMessageAnswer<'a> {
     content: Arr<&'a RawValue>,
     #[serde(borrow)]
     stop_reason: Str<'a>,
+    /// Why a refusal refused (`{"type": "refusal", "explanation": …}`).
+    stop_details: Present<Value>,
     usage: Present<Obj<WireUsage>>,
+}
+
+/// The explanation of a refusal's `stop_details`, when it gives one.
+fn refusal_explanation(details: Option<&Value>) -> Option<String> {
+    let d = details?;
+    let is_refusal = d
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(|t| t == "refusal");
+    d.get("explanation")
+        .and_then(Value::as_str)
+        .filter(|e| is_refusal && !e.is_empty())
+        .map(str::to_owned)
 }
 
 fn chat_from(w: Obj<WireMessageAnswer<'_>>, body: &[u8]) -> Result<ChatResponse> {
@@ -1129,6 +1144,10 @@ fn chat_from(w: Obj<WireMessageAnswer<'_>>, body: &[u8]) -> Result<ChatResponse>
     let mut calls = Vec::new();
     for b in blocks {
         push_raw_block(b.get(), &mut parts, &mut calls)?;
+    }
+    if let Some(text) = refusal_explanation(w.stop_details.0.as_ref()) {
+        // a refusal says why in its stop details, not in a block: kept as the refusal it is
+        parts.push(ContentPart::Refusal { text });
     }
     let mut message = Message::assistant_tool_calls(calls);
     message.content = parts;
@@ -1307,6 +1326,7 @@ struct WireDelta<'a> {
     citation: Present<Value>,
     #[serde(borrow)]
     stop_reason: Str<'a>,
+    stop_details: Present<Value>,
 }
 
 /// One streamed event's data.
@@ -1545,8 +1565,12 @@ impl ChatStreamState {
             }
             "content_block_stop" => self.close(Some(index), &mut out),
             "message_delta" => {
-                if let Some(r) = v.delta.or_default().stop_reason.get() {
+                let delta = v.delta.or_default();
+                if let Some(r) = delta.stop_reason.get() {
                     self.finish = Some(finish_reason(r));
+                }
+                if let Some(text) = refusal_explanation(delta.stop_details.0.as_ref()) {
+                    out.push(StreamEvent::RefusalDelta { text });
                 }
                 self.merge_usage(v.usage);
             }

@@ -710,3 +710,56 @@ fn a_streamed_call_without_arguments_has_the_arguments_the_plain_answer_has() {
     assert_eq!(streamed.message.tool_calls[0], plain.message.tool_calls[0]);
     assert_eq!(streamed.finish_reason, plain.finish_reason);
 }
+
+/// A refusal says why in its `stop_details` (no content block): the explanation is the
+/// answer's refusal part, plain and streamed (vercel-ai's recorded `anthropic-refusal`
+/// payloads). It was dropped: an empty answer that only its finish reason called a refusal.
+#[test]
+fn a_refusal_s_explanation_is_its_refusal_part() {
+    let explanation = "This request triggered restrictions on violative cyber content and was blocked under Anthropic's Usage Policy.";
+    let body = json!({
+        "model": "claude-fable-5", "id": "msg_01RefusalExampleAbcdefghijk", "type": "message",
+        "role": "assistant", "content": [], "stop_reason": "refusal",
+        "stop_details": {"type": "refusal", "category": "cyber", "explanation": explanation, "recommended_model": "claude-fable-5"},
+        "stop_sequence": null,
+        "usage": {"input_tokens": 18, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 5}
+    });
+    let r = wire::parse_chat(body.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        r.message.content,
+        vec![ContentPart::Refusal {
+            text: explanation.into()
+        }]
+    );
+    assert_eq!(
+        r.finish_reason,
+        Some(infermux_core::FinishReason::ContentFilter)
+    );
+    let mut st = wire::ChatStreamState::new();
+    let mut acc = infermux_core::StreamAccumulator::new();
+    let delta = json!({"type": "message_delta", "delta": {"stop_reason": "refusal", "stop_sequence": null,
+        "stop_details": {"type": "refusal", "category": "cyber", "explanation": explanation}},
+        "usage": {"input_tokens": 18, "output_tokens": 5}});
+    for (event, data) in [
+        (
+            "message_start",
+            r#"{"type":"message_start","message":{"model":"claude-fable-5","id":"msg_01RefusalStreamAbcdefghijk","type":"message","role":"assistant","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":18,"output_tokens":1}}}"#.to_owned(),
+        ),
+        ("ping", r#"{"type":"ping"}"#.to_owned()),
+        ("message_delta", delta.to_string()),
+        ("message_stop", r#"{"type":"message_stop"}"#.to_owned()),
+    ] {
+        st.on_event(Some(event), &data)
+            .unwrap()
+            .iter()
+            .for_each(|e| acc.push(e));
+    }
+    let streamed = acc.finish();
+    assert_eq!(streamed.message.content, r.message.content);
+    assert_eq!(streamed.finish_reason, r.finish_reason);
+    // details of another kind, or without an explanation, add nothing
+    let other = json!({"type": "message", "content": [{"type": "text", "text": "Hi"}],
+        "stop_reason": "end_turn", "stop_details": {"type": "other", "explanation": "x"}});
+    let r = wire::parse_chat(other.to_string().as_bytes()).unwrap();
+    assert_eq!(r.message.content, vec![ContentPart::text("Hi")]);
+}
