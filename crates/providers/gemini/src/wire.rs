@@ -1171,10 +1171,12 @@ pub fn usage_from(u: &Value) -> Usage {
         .usage()
 }
 
-/// Finish reasons that mean the answer was blocked (the v1beta proto's `FinishReason`).
-const BLOCKED: [&str; 8] = [
+/// Finish reasons that mean the answer was blocked (the v1beta proto's `FinishReason`;
+/// `LANGUAGE`: stopped for using an unsupported language).
+const BLOCKED: [&str; 9] = [
     "SAFETY",
     "RECITATION",
+    "LANGUAGE",
     "BLOCKLIST",
     "PROHIBITED_CONTENT",
     "SPII",

@@ -107,16 +107,18 @@ struct UsageBody {
     completion_tokens_details: Object<TokenDetails>,
 }
 
-/// `cached_tokens` and `reasoning_tokens` of a details object (each absent unless a
-/// non-negative integer).
+/// `cached_tokens`, `cache_write_tokens` (prompt tokens written to the cache) and
+/// `reasoning_tokens` of a details object (each absent unless a non-negative integer).
 #[derive(Debug, Default)]
 struct TokenDetails {
     cached_tokens: lenient::U64,
+    cache_write_tokens: lenient::U64,
     reasoning_tokens: lenient::U64,
 }
 
 crate::fields!(TokenDetails {
     "cached_tokens" => cached_tokens,
+    "cache_write_tokens" => cache_write_tokens,
     "reasoning_tokens" => reasoning_tokens,
 });
 
@@ -131,6 +133,11 @@ impl UsageBody {
             .0
             .as_ref()
             .and_then(|d| d.cached_tokens.0);
+        u.cache_creation_input_tokens = self
+            .prompt_tokens_details
+            .0
+            .as_ref()
+            .and_then(|d| d.cache_write_tokens.0);
         u.reasoning_tokens = self
             .completion_tokens_details
             .0

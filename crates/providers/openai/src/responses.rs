@@ -579,6 +579,8 @@ struct UsageFields {
 #[derive(Debug, Default)]
 struct TokenDetails {
     cached_tokens: lenient::U64,
+    /// Input tokens written to the prompt cache.
+    cache_write_tokens: lenient::U64,
     reasoning_tokens: lenient::U64,
 }
 
@@ -591,6 +593,7 @@ lenient::fields!(UsageFields {
 
 lenient::fields!(TokenDetails {
     "cached_tokens" => cached_tokens,
+    "cache_write_tokens" => cache_write_tokens,
     "reasoning_tokens" => reasoning_tokens,
 });
 
@@ -605,6 +608,11 @@ fn usage_of(u: &UsageFields) -> Usage {
         .0
         .as_ref()
         .and_then(|d| d.cached_tokens.0);
+    usage.cache_creation_input_tokens = u
+        .input_tokens_details
+        .0
+        .as_ref()
+        .and_then(|d| d.cache_write_tokens.0);
     usage.reasoning_tokens = u
         .output_tokens_details
         .0

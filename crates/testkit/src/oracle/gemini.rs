@@ -41,12 +41,16 @@ fn chunks(body: &[u8]) -> Result<Vec<Value>, String> {
     }
 }
 
-const BLOCKED: [&str; 5] = [
+const BLOCKED: [&str; 9] = [
     "SAFETY",
     "PROHIBITED_CONTENT",
     "BLOCKLIST",
     "SPII",
     "RECITATION",
+    "LANGUAGE",
+    "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+    "IMAGE_RECITATION",
 ];
 
 /// A `generateContent` answer, plain or streamed (either way of streaming).

@@ -184,6 +184,8 @@ async fn blocked_prompts_and_answers_are_content_filter_errors() {
         "PROHIBITED_CONTENT",
         "IMAGE_PROHIBITED_CONTENT",
         "IMAGE_RECITATION",
+        // (an unsupported language: it was a successful answer of an unknown finish reason)
+        "LANGUAGE",
     ] {
         let body = format!(
             "{TEXT}data: {{\"candidates\": [{{\"content\": {{}}, \"finishReason\": \"{reason}\"}}]}}\n\n"

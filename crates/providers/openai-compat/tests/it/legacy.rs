@@ -254,6 +254,12 @@ impl WireUsage {
             .as_ref()
             .and_then(|d| d.get("cached_tokens"))
             .and_then(Value::as_u64);
+        // (since: the prompt tokens written to the cache)
+        u.cache_creation_input_tokens = self
+            .prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.get("cache_write_tokens"))
+            .and_then(Value::as_u64);
         u.reasoning_tokens = self
             .completion_tokens_details
             .as_ref()

@@ -117,3 +117,30 @@ fn a_streamed_legacy_function_call_is_one_tool_call() {
     );
     assert_eq!(r.finish_reason, Some(FinishReason::ToolCalls));
 }
+
+/// The prompt tokens written to the cache (`prompt_tokens_details.cache_write_tokens`, OpenAI's
+/// `CompletionUsage`) are the usage's cache creation tokens, plain and streamed; they were
+/// dropped.
+#[test]
+fn cache_write_tokens_are_the_usage_s_cache_creation() {
+    let usage = json!({"prompt_tokens": 120, "completion_tokens": 5, "total_tokens": 125,
+        "prompt_tokens_details": {"cached_tokens": 20, "cache_write_tokens": 80}});
+    let body = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"},
+        "finish_reason": "stop"}], "usage": usage});
+    let u = wire::parse_chat(body.to_string().as_bytes())
+        .unwrap()
+        .usage
+        .unwrap();
+    assert_eq!(
+        (u.cached_input_tokens, u.cache_creation_input_tokens),
+        (Some(20), Some(80))
+    );
+    let mut st = wire::ChatStreamState::new();
+    let events = st
+        .on_data(&json!({"choices": [], "usage": usage}).to_string())
+        .unwrap();
+    let Some(StreamEvent::Usage(u)) = events.last() else {
+        panic!("no usage: {events:?}")
+    };
+    assert_eq!(u.cache_creation_input_tokens, Some(80));
+}

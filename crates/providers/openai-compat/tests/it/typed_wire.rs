@@ -664,6 +664,7 @@ fn wire_message() -> BoxedStrategy<Value> {
 fn usage() -> BoxedStrategy<Value> {
     let details = object(vec![
         ("cached_tokens", field(count())),
+        ("cache_write_tokens", field(count())),
         ("reasoning_tokens", field(count())),
     ]);
     object(vec![

@@ -171,6 +171,10 @@ fn usage_of(u: &Value) -> Usage {
     usage.cached_input_tokens = u
         .pointer("/input_tokens_details/cached_tokens")
         .and_then(Value::as_u64);
+    // (since: the input tokens written to the cache)
+    usage.cache_creation_input_tokens = u
+        .pointer("/input_tokens_details/cache_write_tokens")
+        .and_then(Value::as_u64);
     usage.reasoning_tokens = u
         .pointer("/output_tokens_details/reasoning_tokens")
         .and_then(Value::as_u64);

@@ -533,6 +533,7 @@ fn list(item: BoxedStrategy<Value>) -> BoxedStrategy<Value> {
 fn usage() -> BoxedStrategy<Value> {
     let details = object(vec![
         ("cached_tokens", field(count())),
+        ("cache_write_tokens", field(count())),
         ("reasoning_tokens", field(count())),
     ]);
     object(vec![
