@@ -1735,7 +1735,7 @@ impl MultiPool {
 impl Pool for MultiPool {
     /// Picks a member now, or waits in the pool's priority queue until one can take the
     /// attempt; refuses at once when none can before the deadline. With shared state, the
-    /// pick is confirmed on Redis too (see [`MultiPool::with_shared`]).
+    /// pick is confirmed on Redis too (see `MultiPool::with_shared`, feature `redis`).
     async fn admit<'a>(&'a self, req: Admit<'_>) -> Result<Lease<'a>> {
         #[cfg(feature = "redis")]
         if let Some(shared) = self.inner.shared.get() {
@@ -1867,6 +1867,49 @@ impl MultiPool {
     }
 }
 
+impl MultiPool {
+    /// Gives back a lease of this pool whose attempt never ran (from [`MultiPool::try_lease`],
+    /// `MultiPool::try_lease_shared` (feature `redis`) or [`Pool::admit`]): its grant's drop releases the
+    /// permit, and its place in flight and its local reservation are undone (its pick stays
+    /// counted). A lease
+    /// dropped without this or a [`Pool::report`] leaves its member counted in flight, which
+    /// load-based picks then avoid.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use infermux_core::EndpointConfig;
+    /// use infermux_multiplex::{MemberSpec, MultiPool, PoolConfig, Strategy};
+    /// use infermux_openai_compat::OpenAiCompat;
+    /// use infermux_resilience::{AttemptExecutor, queue::QueueConfig};
+    /// use std::sync::Arc;
+    ///
+    /// let provider = OpenAiCompat::new(EndpointConfig::new("local", "http://127.0.0.1:9/v1").unwrap()).unwrap();
+    /// let endpoint = Arc::new(AttemptExecutor::new(Arc::new(provider), QueueConfig::standard(), None).unwrap());
+    /// let pool = MultiPool::new(vec![endpoint], vec![MemberSpec::new(0)], PoolConfig::new(Strategy::LeastInFlight)).unwrap();
+    /// let lease = pool.try_lease(0, &[]).expect("an idle member");
+    /// assert_eq!(pool.status()[0].in_flight, 1);
+    /// // … decided not to send after all
+    /// pool.give_back(lease);
+    /// assert_eq!(pool.status()[0].in_flight, 0);
+    /// # }
+    /// ```
+    pub fn give_back(&self, lease: Lease<'_>) {
+        let inner = &*self.inner;
+        let Some(m) = inner.members.get(lease.member as usize) else {
+            return;
+        };
+        let reserved = lease.reserved;
+        drop(lease);
+        // (its pick stays counted: the picks are a counter, which never goes down)
+        let _ = m
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if inner.has_limits {
+            inner.keys[m.key].unreserve(reserved);
+        }
+    }
+}
+
 #[cfg(feature = "redis")]
 impl MultiPool {
     fn shared_up(&self) -> Option<bool> {
@@ -1979,47 +2022,6 @@ impl MultiPool {
             (Decision::Reserved | Decision::Fallback, _) => {}
         }
         None
-    }
-
-    /// Gives back a lease of this pool whose attempt never ran (from [`MultiPool::try_lease`],
-    /// [`MultiPool::try_lease_shared`] or [`Pool::admit`]): its grant's drop releases the
-    /// permit, and its place in flight and its local reservation are undone (its pick stays
-    /// counted). A lease
-    /// dropped without this or a [`Pool::report`] leaves its member counted in flight, which
-    /// load-based picks then avoid.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use infermux_core::EndpointConfig;
-    /// use infermux_multiplex::{MemberSpec, MultiPool, PoolConfig, Strategy};
-    /// use infermux_openai_compat::OpenAiCompat;
-    /// use infermux_resilience::{AttemptExecutor, queue::QueueConfig};
-    /// use std::sync::Arc;
-    ///
-    /// let provider = OpenAiCompat::new(EndpointConfig::new("local", "http://127.0.0.1:9/v1").unwrap()).unwrap();
-    /// let endpoint = Arc::new(AttemptExecutor::new(Arc::new(provider), QueueConfig::standard(), None).unwrap());
-    /// let pool = MultiPool::new(vec![endpoint], vec![MemberSpec::new(0)], PoolConfig::new(Strategy::LeastInFlight)).unwrap();
-    /// let lease = pool.try_lease(0, &[]).expect("an idle member");
-    /// assert_eq!(pool.status()[0].in_flight, 1);
-    /// // … decided not to send after all
-    /// pool.give_back(lease);
-    /// assert_eq!(pool.status()[0].in_flight, 0);
-    /// # }
-    /// ```
-    pub fn give_back(&self, lease: Lease<'_>) {
-        let inner = &*self.inner;
-        let Some(m) = inner.members.get(lease.member as usize) else {
-            return;
-        };
-        let reserved = lease.reserved;
-        drop(lease);
-        // (its pick stays counted: the picks are a counter, which never goes down)
-        let _ = m
-            .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        if inner.has_limits {
-            inner.keys[m.key].unreserve(reserved);
-        }
     }
 
     /// The local pick, confirmed on the shared state; a refusal there holds the key locally
