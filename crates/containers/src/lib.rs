@@ -6,7 +6,7 @@
 //!   or container id, liveness, exit, graceful stop, a [`LogBuffer`] of its output).
 //!   [`ProcessLauncher`] runs the command line (through a wrapper such as `chroot` if given)
 //!   in its own process group, killed as a group when dropped, with a pid file so the next
-//!   start kills what a SIGKILLed run left. [`DockerLauncher`] (feature `docker`) speaks the
+//!   start kills what a SIGKILLed run left. `DockerLauncher` (feature `docker`) speaks the
 //!   Docker Engine API with bollard: labelled containers, removed by the next start too.
 //! - Typed specs with the servers' real flags: [`TgiSpec`], [`TeiSpec`], [`VllmSpec`],
 //!   [`OvmsSpec`], [`LlamaCppSpec`]; each knows its readiness route and default image.
@@ -17,11 +17,12 @@
 //!   [`MultiPool`](infermux_multiplex::MultiPool): out of service while the server (re)starts,
 //!   back when ready; calls wait in the pool's queue within their deadline. The provider
 //!   crates' feature `unified` (TGI, TEI, vLLM, OVMS) and this crate's feature `llama`
-//!   (llama.cpp with the OpenAI-compatible client, [`llama::launch`]) build one in a call.
+//!   (llama.cpp with the OpenAI-compatible client, `llama::launch`) build one in a call.
 //!
 //! Every failure is a typed [`Error`] returned within its deadline with nothing left running:
 //! [`Error::BinaryMissing`], [`Error::PortInUse`], [`Error::UnknownImage`],
 //! [`Error::NeverReady`], [`Error::CrashLoop`].
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backends;
 #[cfg(feature = "docker")]
@@ -37,6 +38,10 @@ mod supervisor;
 mod unified;
 
 pub use backends::{LlamaCppSpec, OvmsModels, OvmsSpec, Quantize, TeiSpec, TgiSpec, VllmSpec};
+/// The `bollard` (Docker Engine API client) whose types [`DockerLauncher::with_client`] and
+/// [`DockerLauncher::create_body`] take and return: the same version through this path.
+#[cfg(feature = "docker")]
+pub use bollard;
 #[cfg(feature = "docker")]
 pub use docker::{DockerLauncher, MANAGED_LABEL, NAME_LABEL, OWNER_LABEL};
 pub use error::{Error, Exit, Result};

@@ -35,6 +35,9 @@ mod stream;
 mod tokens;
 mod types;
 
+/// The attribute [`Provider`] and the workspace's other async traits are written with:
+/// `#[infermux_core::async_trait]` on an implementation, with the version they need.
+pub use async_trait::async_trait;
 pub use clock::{Clock, FAR_FUTURE, ManualClock, SystemClock};
 pub use context::{AttemptKey, FirstByte, Idempotency, Priority, RequestContext, ResponseMeta};
 pub use counters::{

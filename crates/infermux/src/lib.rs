@@ -80,6 +80,9 @@ pub use ops::{OpTarget, Ran};
 // plumbing stay at `infermux::core::…`.
 /// Reading a stream (`next()`, `map`, …) needs no extra crate import.
 pub use futures_util::StreamExt;
+/// The attribute an implementation of [`Provider`] (or of the cache's `Embedder`,
+/// `Verifier`) is written with: `#[infermux::async_trait]`.
+pub use infermux_core::async_trait;
 pub use infermux_core::{
     ApiKey, BreakerState, CacheHit, CacheTier, Capabilities, ChatRequest, ChatResponse,
     CompletionRequest, CompletionResponse, ContentPart, CounterSnapshot, EmbeddingRequest,
@@ -101,6 +104,10 @@ pub use infermux_batching as batching;
 pub use infermux_cache as cache;
 /// The core crate, for paths such as `infermux::core::Provider`.
 pub use infermux_core as core;
+/// The HTTP transport providers are built on: `http::Auth` (a key in a header of the
+/// server's choosing, as Azure's `api-key`) and `http::HttpEndpoint` for
+/// `OpenAiCompat::with_auth` and `with_http`.
+pub use infermux_http as http;
 /// Pools of (endpoint, key) members: strategies, cooldowns, limits.
 pub use infermux_multiplex as multiplex;
 /// The resilience stack: admission queue, retry, circuit breaker, call deadline.

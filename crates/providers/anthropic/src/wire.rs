@@ -5,6 +5,12 @@
 //!
 //! Reading keeps the tolerance of a `Value`: a field of an unexpected type reads as absent,
 //! unknown fields are ignored, unknown blocks are kept raw, unknown events and deltas skipped.
+//!
+//! **Stability.** This module follows the provider's wire format, not this crate's version:
+//! its items may change in any release as the format does. Applications call the provider
+//! through [`Provider`](infermux_core::Provider) and the crate's client; the module is public
+//! for the workspace's other crates, the conformance runner, and code that needs the raw
+//! shapes.
 
 use std::borrow::Cow;
 use std::fmt;

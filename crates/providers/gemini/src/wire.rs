@@ -6,6 +6,12 @@
 //!
 //! Reading keeps the tolerance of a `Value`: a field of an unexpected type reads as absent and
 //! unknown fields are ignored.
+//!
+//! **Stability.** This module follows the provider's wire format, not this crate's version:
+//! its items may change in any release as the format does. Applications call the provider
+//! through [`Provider`](infermux_core::Provider) and the crate's client; the module is public
+//! for the workspace's other crates, the conformance runner, and code that needs the raw
+//! shapes.
 
 use std::fmt;
 use std::time::Duration;

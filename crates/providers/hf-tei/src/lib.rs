@@ -44,6 +44,7 @@
 //! - `unified`: `unified::launch` starts a TEI server (a process or a container, through
 //!   `infermux-containers`), waits until it is ready and returns this crate's client with the
 //!   server's supervisor.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod similarity;
 #[cfg(feature = "unified")]
@@ -62,6 +63,9 @@ use infermux_http::{Auth, HttpEndpoint, HttpRequest, HttpResponse};
 use infermux_openai_compat::OpenAiCompat;
 use serde_json::Value;
 
+/// The `ndarray` whose arrays [`to_matrix`] and [`cosine_similarities`] take and return:
+/// name its types through this path to get the same version.
+pub use ndarray;
 pub use similarity::{cosine_similarities, cosine_similarity, to_matrix};
 pub use wire::{EmbedOptions, SparseValue, TeiInfo};
 

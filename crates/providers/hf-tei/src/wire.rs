@@ -1,6 +1,12 @@
 //! TEI's wire format: `/embed`, `/embed_sparse`, `/rerank` and `/info` bodies (serialised from
 //! the borrowed inputs, no `serde_json::Value` tree) and answers (read into typed structs), and
 //! the HF Inference API feature-extraction answers (sentence vectors or token vectors).
+//!
+//! **Stability.** This module follows the provider's wire format, not this crate's version:
+//! its items may change in any release as the format does. Applications call the provider
+//! through [`Provider`](infermux_core::Provider) and the crate's client; the module is public
+//! for the workspace's other crates, the conformance runner, and code that needs the raw
+//! shapes.
 
 use infermux_core::{Error, ErrorKind, RerankResult, Result};
 use infermux_http::HeaderMap;

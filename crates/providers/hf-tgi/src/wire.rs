@@ -2,6 +2,12 @@
 //! `POST /models/{model}`, TGI's `/` route) bodies (serialised from the borrowed request, no
 //! `serde_json::Value` tree) and answers (read into typed structs), `/info`, the prompt formats
 //! used when a server has no messages API, and TGI's own error statuses.
+//!
+//! **Stability.** This module follows the provider's wire format, not this crate's version:
+//! its items may change in any release as the format does. Applications call the provider
+//! through [`Provider`](infermux_core::Provider) and the crate's client; the module is public
+//! for the workspace's other crates, the conformance runner, and code that needs the raw
+//! shapes.
 
 use infermux_core::{
     ChatRequest, CompletionRequest, CompletionResponse, Error, ErrorKind, FinishReason, Result,

@@ -2,6 +2,12 @@
 //! `/api/show`, `/api/pull`): request bodies serialised from core types (typed, borrowed: no
 //! `serde_json::Value` tree on the way), and answers (whole or one NDJSON line at a time) read
 //! into typed structs and back into core types.
+//!
+//! **Stability.** This module follows the provider's wire format, not this crate's version:
+//! its items may change in any release as the format does. Applications call the provider
+//! through [`Provider`](infermux_core::Provider) and the crate's client; the module is public
+//! for the workspace's other crates, the conformance runner, and code that needs the raw
+//! shapes.
 
 use infermux_core::{
     ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, ContentPart,

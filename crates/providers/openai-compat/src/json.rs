@@ -394,6 +394,7 @@ pub mod lenient {
     /// skipped with [`skip_value`]: `fields!(Usage<'de> { "input_tokens" => input, … })` (the
     /// lifetime only when the struct borrows).
     #[macro_export]
+    #[doc(hidden)]
     macro_rules! fields {
         ($ty:ident<$lt:lifetime> { $($key:literal => $field:ident),* $(,)? }) => {
             $crate::fields!(@impl $ty<$lt>, $lt { $($key => $field),* });

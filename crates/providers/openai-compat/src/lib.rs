@@ -30,6 +30,9 @@
 //! # Crate features
 //! This crate has no optional features.
 
+// plumbing of the workspace's typed wire formats (openai, opea), not an API: hidden from the
+// docs, and no stability promised
+#[doc(hidden)]
 pub mod json;
 pub mod media;
 pub mod wire;

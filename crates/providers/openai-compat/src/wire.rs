@@ -11,6 +11,12 @@
 //! ([`ChatBody`], [`CompletionBody`], [`EmbeddingBody`]) serialised straight to bytes, and
 //! answers and stream chunks are read into typed structs that borrow from the input.
 //! [`chat_body`] and friends return the same bodies as a `Value`, for callers that edit them.
+//!
+//! **Stability.** This module follows the provider's wire format, not this crate's version:
+//! its items may change in any release as the format does. Applications call the provider
+//! through [`Provider`](infermux_core::Provider) and the crate's client; the module is public
+//! for the workspace's other crates, the conformance runner, and code that needs the raw
+//! shapes.
 
 mod body;
 

@@ -33,6 +33,7 @@
 //! - `unified`: `unified::launch` starts an OVMS server (a process or a container, through
 //!   `infermux-containers`), waits until it is ready and returns this crate's client with the
 //!   server's supervisor.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod tensor;
 #[cfg(feature = "unified")]
@@ -50,6 +51,9 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
+/// The `ndarray` whose arrays [`Tensor`] converts from and to: name its types through this
+/// path to get the same version.
+pub use ndarray;
 use tensor::{ObjOnly, TensorJson, WireTensor};
 pub use tensor::{Tensor, TensorData};
 

@@ -7,6 +7,9 @@
 //! `backoff` crate's own retry loop would follow any Retry-After past its limits). The
 //! template's `max_elapsed_time` is ignored: the call deadline plays that part.
 //!
+//! The `backoff` crate itself is re-exported here as [`backoff`], so a template
+//! is built with the version this adapter takes.
+//!
 //! ```
 //! use infermux_core::{Error, ErrorKind};
 //! use infermux_resilience::adapters::backoff::ExponentialSchedule;
@@ -23,10 +26,13 @@
 //! assert!(matches!(policy.decide(&Attempt::new(&e, 1)), Decision::Retry(_)));
 //! ```
 
+/// The `backoff` crate this adapter takes its types from, at the same version.
+pub use ::backoff;
+
 use std::fmt;
 use std::time::Duration;
 
-use backoff::backoff::Backoff as _;
+use ::backoff::backoff::Backoff as _;
 
 use crate::retry::{Backoff, DelayClass};
 

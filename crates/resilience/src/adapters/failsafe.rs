@@ -8,7 +8,9 @@
 //! breaker); and an outcome whose ticket was issued in an earlier state (a stale success
 //! arriving after the breaker opened and went half-open) is not reported at all. With
 //! [`FailsafeBreaker::with_counters`] it fills the endpoint's breaker state and trips, and each
-//! state change is a `tracing` event, like our own breaker.
+//! state change is a `tracing` event, like our own breaker. The `failsafe` crate itself is
+//! re-exported here as [`failsafe`], so a state machine is built with the
+//! version this adapter takes.
 //!
 //! ```
 //! use infermux_resilience::adapters::failsafe::FailsafeBreaker;
@@ -25,13 +27,16 @@
 //! assert!(breaker.try_acquire().is_err());
 //! ```
 
+/// The `failsafe` crate this adapter takes its types from, at the same version.
+pub use ::failsafe;
+
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use failsafe::failure_policy::FailurePolicy;
-use failsafe::{Instrument, StateMachine};
+use ::failsafe::failure_policy::FailurePolicy;
+use ::failsafe::{Instrument, StateMachine};
 use infermux_core::{EndpointCounters, Error, ErrorKind, Result};
 
 use crate::breaker::{Breaker, BreakerState, Outcome, Ticket};
