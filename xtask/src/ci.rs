@@ -12,7 +12,7 @@
 //! | `codegen` | `codegen --check`, in process |
 //! | `publish` | the publish-order rules, in process |
 //! | `fuzz` | `cargo check --manifest-path fuzz/Cargo.toml` (own target dir `<target>/fuzz`) |
-//! | `features` | `cargo check -p infermux --no-default-features` with no feature, then each of the facade's features alone (not `default`, `full`); a warning fails it |
+//! | `features` | `cargo check -p infermux --no-default-features` with no feature, then each of the facade's features alone (not `default`, `full`); then `RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p <crate>` with default features for each published crate that has features; a warning fails it |
 //! | `deny` | `cargo deny --offline check` with the offline advisory database |
 //!
 //! A step whose input or tool is missing (no `fuzz/`, no `cargo-deny` outside CI, no
@@ -278,9 +278,11 @@ fn fuzz(root: &Path) -> Result<Outcome> {
 }
 
 /// The facade's features one at a time: `cargo check -p infermux --no-default-features` with
-/// none, then with each feature alone (every provider's, `redis`, `local-embed`, `s3`; not
-/// `default` nor `full`). Fails on an error or a warning in any of them (a user building with
-/// one provider sees what `--all-features` hides: an import left unused, a `cfg` missed).
+/// none, then with each feature alone (every provider's, `redis`, `local-embed`, `s3`,
+/// `hnsw`; not `default` nor `full`); then the docs of every published crate that has
+/// features, with its default ones. Fails on an error or a warning in any of them (a user
+/// building with one provider sees what `--all-features` hides: an import left unused, a
+/// `cfg` missed, a doc link to an item behind a feature).
 fn features(root: &Path) -> Result<Outcome> {
     let manifest = root.join("crates/infermux/Cargo.toml");
     let mut sets = vec![String::new()];
@@ -323,13 +325,41 @@ fn features(root: &Path) -> Result<Outcome> {
             failed.push(shown.to_owned());
         }
     }
+    // each published crate with features, documented with its default ones: an intra-doc
+    // link to an item behind a feature is broken there (the `doc` step, with every feature,
+    // cannot see it), and so is the page a user builds with `cargo doc`
+    for member in crate::manifest::Workspace::load(root)?.members {
+        let text = read_to_string(&root.join(&member.manifest.rel_path))?;
+        if !member.publishable || !facade_features(&text).iter().any(|f| f != "default") {
+            continue;
+        }
+        let mut cmd = cargo(root);
+        cmd.args(["doc", "--no-deps", "--locked", "-p", &member.name]);
+        cmd.args(["--message-format", "short"]);
+        cmd.env("RUSTDOCFLAGS", "-D warnings");
+        let out = cmd
+            .output()
+            .map_err(|e| format!("could not start cargo doc: {e}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let said: Vec<&str> = stderr.lines().filter(|l| is_diagnostic(l)).collect();
+        let shown = format!("docs of {} (default features)", member.name);
+        if out.status.success() && said.is_empty() {
+            println!("  {shown}: ok");
+        } else {
+            println!("  {shown}: FAILED");
+            for line in &said {
+                println!("    {line}");
+            }
+            if said.is_empty() {
+                println!("{stderr}");
+            }
+            failed.push(shown);
+        }
+    }
     if failed.is_empty() {
         Ok(Outcome::ran())
     } else {
-        Err(format!(
-            "the facade does not check cleanly with: {}",
-            failed.join(", ")
-        ))
+        Err(format!("these do not build cleanly: {}", failed.join(", ")))
     }
 }
 

@@ -20,6 +20,7 @@
 //!
 //! # Crate features
 //! This crate has no optional features.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod batcher;
 mod config;

@@ -10,6 +10,7 @@
 //!   ([`ProviderEmbedder`]) or a local model (feature `local-embed`).
 //! - [`Verifier`]: after the vector match, decides whether a cached prompt really means the same
 //!   as the new one.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     feature = "redis",
     doc = "- Stores: in memory (default, `moka`: TinyLFU admission, LRU eviction) or Redis

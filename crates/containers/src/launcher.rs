@@ -35,7 +35,7 @@ impl fmt::Display for ServerId {
 }
 
 /// Starts servers: a child process ([`ProcessLauncher`](crate::ProcessLauncher)) or a
-/// container ([`DockerLauncher`](crate::DockerLauncher), feature `docker`).
+/// container (`DockerLauncher`, feature `docker`).
 #[async_trait]
 pub trait Launcher: Send + Sync + fmt::Debug {
     /// Starts the server `spec` describes, its output going to `logs`. Fails at once with

@@ -64,7 +64,7 @@ pub enum Gpus {
 ///
 /// For [`ProcessLauncher`](crate::ProcessLauncher): `wrapper` (maybe empty, e.g. `chroot
 /// --userspec=65534:65534 ROOT /usr/bin/env -i PATH=/usr/bin`), then `program` and `args`. For
-/// [`DockerLauncher`](crate::DockerLauncher): `image` with `image_args` (default: `args`) given to
+/// `DockerLauncher` (feature `docker`): `image` with `image_args` (default: `args`) given to
 /// its entrypoint, the container port `port` published on the same host port.
 ///
 /// Its `Debug` shows the environment's names, never their values (tokens such as `HF_TOKEN`

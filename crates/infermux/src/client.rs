@@ -552,7 +552,7 @@ fn member_weights(
 }
 
 /// The name every group's pool is bound under in shared state
-/// ([`ClientBuilder::shared_state`]): one name, so a key several groups send is held once.
+/// (`ClientBuilder::shared_state`, feature `redis`): one name, so a key several groups send is held once.
 pub const SHARED_KEYS: &str = "keys";
 
 fn config_error(msg: String) -> Error {

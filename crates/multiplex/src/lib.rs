@@ -120,10 +120,11 @@
 //! [`PoolSnapshot::ejection_overrides`].
 //!
 //! # Crate features
-//! - `redis`: state shared across processes through Redis (or Valkey): [`SharedState`] and
+//! - `redis`: state shared across processes through Redis (or Valkey): `SharedState` and
 //!   `MultiPool::with_shared`, so several processes hold one key's limits, cooldowns and
 //!   removals together (one script, one round trip, per decision; a local fallback when
 //!   Redis is down, counted in [`PoolSnapshot::shared_state_fallbacks`]).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 pub mod gcra;

@@ -27,12 +27,13 @@
 //! ```
 //!
 //! # Crate features
-//! - `backoff`: [`adapters::backoff`], a `backoff::ExponentialBackoff` as the delay schedule
+//! - `backoff`: `adapters::backoff`, a `backoff::ExponentialBackoff` as the delay schedule
 //!   of [`retry::StandardRetry`] (our caps, floors and Retry-After stay in force). Off by
 //!   default: `backoff` 0.4 is unmaintained (RUSTSEC-2025-0012).
-//! - `failsafe`: [`adapters::failsafe`], a `failsafe` state machine as the breaker, with our
+//! - `failsafe`: `adapters::failsafe`, a `failsafe` state machine as the breaker, with our
 //!   half-open probe cap and ignored outcomes. Off by default.
-//! - `tower`: each middleware also as a `tower::Layer` ([`tower`] module).
+//! - `tower`: each middleware also as a `tower::Layer` (the `tower` module).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod adapters;
 mod attempt;

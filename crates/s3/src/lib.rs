@@ -20,6 +20,7 @@
 //!
 //! TLS: the AWS SDK's HTTPS client runs rustls on `ring`, the crypto provider reqwest's rustls
 //! already uses in infermux, so one provider is compiled (no aws-lc, no C toolchain).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod error;

@@ -51,6 +51,7 @@
 //! - `unified`: `unified::launch` starts a TGI server (a process or a container, through
 //!   `infermux-containers`), waits until it is ready and returns this crate's client with the
 //!   server's supervisor.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod metrics;
 #[cfg(feature = "unified")]
