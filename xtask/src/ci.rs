@@ -12,7 +12,7 @@
 //! | `codegen` | `codegen --check`, in process |
 //! | `publish` | the publish-order rules, in process |
 //! | `fuzz` | `cargo check --manifest-path fuzz/Cargo.toml` (own target dir `<target>/fuzz`) |
-//! | `features` | `cargo check -p infermux --no-default-features` with no feature, then each of the facade's features alone (not `default`, `full`); then `RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p <crate>` with default features for each published crate that has features; a warning fails it |
+//! | `features` | `cargo check -p infermux --no-default-features` with no feature, then each of the facade's features alone (not `default`, `full`); `cargo check -p infermux --all-targets` (its tests, default features); then `RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p <crate>` with default features for each published crate that has features; a warning fails it |
 //! | `deny` | `cargo deny --offline check` with the offline advisory database |
 //!
 //! A step whose input or tool is missing (no `fuzz/`, no `cargo-deny` outside CI, no
@@ -279,8 +279,8 @@ fn fuzz(root: &Path) -> Result<Outcome> {
 
 /// The facade's features one at a time: `cargo check -p infermux --no-default-features` with
 /// none, then with each feature alone (every provider's, `redis`, `local-embed`, `s3`,
-/// `hnsw`; not `default` nor `full`); then the docs of every published crate that has
-/// features, with its default ones. Fails on an error or a warning in any of them (a user
+/// `hnsw`; not `default` nor `full`); the facade's tests with its default features; then the
+/// docs of every published crate that has features, with its default ones. Fails on an error or a warning in any of them (a user
 /// building with one provider sees what `--all-features` hides: an import left unused, a
 /// `cfg` missed, a doc link to an item behind a feature).
 fn features(root: &Path) -> Result<Outcome> {
@@ -300,31 +300,17 @@ fn features(root: &Path) -> Result<Outcome> {
             "infermux",
             "--no-default-features",
             "--locked",
-            "--message-format",
-            "short",
         ]);
         if !set.is_empty() {
             cmd.args(["--features", set]);
         }
         let shown = if set.is_empty() { "(none)" } else { set };
-        let out = cmd
-            .output()
-            .map_err(|e| format!("could not start cargo check: {e}"))?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let said: Vec<&str> = stderr.lines().filter(|l| is_diagnostic(l)).collect();
-        if out.status.success() && said.is_empty() {
-            println!("  features {shown}: ok");
-        } else {
-            println!("  features {shown}: FAILED");
-            for line in &said {
-                println!("    {line}");
-            }
-            if said.is_empty() {
-                println!("{stderr}");
-            }
-            failed.push(shown.to_owned());
-        }
+        quiet(cmd, &format!("features {shown}"), &mut failed)?;
     }
+    // the facade's own tests with its default features (`cargo test -p infermux`)
+    let mut cmd = cargo(root);
+    cmd.args(["check", "-p", "infermux", "--all-targets", "--locked"]);
+    quiet(cmd, "the facade's tests with default features", &mut failed)?;
     // each published crate with features, documented with its default ones: an intra-doc
     // link to an item behind a feature is broken there (the `doc` step, with every feature,
     // cannot see it), and so is the page a user builds with `cargo doc`
@@ -335,32 +321,39 @@ fn features(root: &Path) -> Result<Outcome> {
         }
         let mut cmd = cargo(root);
         cmd.args(["doc", "--no-deps", "--locked", "-p", &member.name]);
-        cmd.args(["--message-format", "short"]);
         cmd.env("RUSTDOCFLAGS", "-D warnings");
-        let out = cmd
-            .output()
-            .map_err(|e| format!("could not start cargo doc: {e}"))?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let said: Vec<&str> = stderr.lines().filter(|l| is_diagnostic(l)).collect();
         let shown = format!("docs of {} (default features)", member.name);
-        if out.status.success() && said.is_empty() {
-            println!("  {shown}: ok");
-        } else {
-            println!("  {shown}: FAILED");
-            for line in &said {
-                println!("    {line}");
-            }
-            if said.is_empty() {
-                println!("{stderr}");
-            }
-            failed.push(shown);
-        }
+        quiet(cmd, &shown, &mut failed)?;
     }
     if failed.is_empty() {
         Ok(Outcome::ran())
     } else {
         Err(format!("these do not build cleanly: {}", failed.join(", ")))
     }
+}
+
+/// Runs `cmd` (a cargo build) with short messages: `shown` is ok when it succeeds and says
+/// nothing, else it is added to `failed` with what it said.
+fn quiet(mut cmd: Command, shown: &str, failed: &mut Vec<String>) -> Result<()> {
+    cmd.args(["--message-format", "short"]);
+    let out = cmd
+        .output()
+        .map_err(|e| format!("could not start cargo: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let said: Vec<&str> = stderr.lines().filter(|l| is_diagnostic(l)).collect();
+    if out.status.success() && said.is_empty() {
+        println!("  {shown}: ok");
+    } else {
+        println!("  {shown}: FAILED");
+        for line in &said {
+            println!("    {line}");
+        }
+        if said.is_empty() {
+            println!("{stderr}");
+        }
+        failed.push(shown.to_owned());
+    }
+    Ok(())
 }
 
 /// The feature names of a `[features]` table (one `name = …` per line, as the facade's

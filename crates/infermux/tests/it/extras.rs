@@ -264,6 +264,7 @@ async fn a_batch_too_large_for_the_keys_tpm_is_split_into_batches_that_fit() {
     assert!(stats.splits >= 1, "{stats:?}");
 }
 
+#[cfg(feature = "anthropic")]
 #[tokio::test]
 async fn a_semantic_tier_through_a_group_the_client_lacks_fails_at_build() {
     let sim = Simulator::start(FaultPlan::none()).await.unwrap();

@@ -8,6 +8,7 @@ mod llama;
 mod ops;
 mod routing;
 mod s3;
+mod send;
 #[cfg(feature = "full")]
 mod signer;
 
