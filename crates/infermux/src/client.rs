@@ -801,6 +801,24 @@ impl Inner {
 }
 
 /// The infermux client. Cheap to clone; clones share the stack, its counters and its cache.
+///
+/// One endpoint with the standard resilience stack ([`Client::new`]), or endpoints, keys and
+/// model groups with a cache and batching ([`Client::builder`], or `infermux.toml` through
+/// [`Client::from_path`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> infermux::Result<()> {
+/// # let sim = infermux_testkit::Simulator::start(infermux_testkit::FaultPlan::none()).await.unwrap();
+/// # let base = format!("{}/v1", sim.url()); // a local server: "http://127.0.0.1:8080/v1"
+/// use infermux::openai_compat::OpenAiCompat;
+/// use infermux::{ChatRequest, Client, EndpointConfig, Message};
+///
+/// let client = Client::new(OpenAiCompat::new(EndpointConfig::new("local", base)?)?);
+/// let answer = client.chat(ChatRequest::new("smollm2", vec![Message::user("Hi!")])).await?;
+/// assert!(!answer.text().is_empty());
+/// assert_eq!(client.counters().successes, 1);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
@@ -986,6 +1004,21 @@ impl Client {
     /// One call of any operation: from the cache when it holds the answer, through the
     /// embedding batcher for embeddings when batching is on, else through the stack.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> infermux::Result<()> {
+    /// # let sim = infermux_testkit::Simulator::start(infermux_testkit::FaultPlan::none()).await.unwrap();
+    /// # let base = format!("{}/v1", sim.url()); // a local server: "http://127.0.0.1:8080/v1"
+    /// use infermux::openai_compat::OpenAiCompat;
+    /// use infermux::{Client, EndpointConfig, ChatRequest, Message, Request, RequestContext, Response};
+    /// let client = Client::new(OpenAiCompat::new(EndpointConfig::new("local", base)?)?);
+    /// let request = Request::Chat(ChatRequest::new("smollm2", vec![Message::user("Hi!")]));
+    /// match client.call(&request, RequestContext::new()).await? {
+    ///     Response::Chat(answer) => assert!(!answer.text().is_empty()),
+    ///     other => panic!("{:?}", other.operation()),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
     /// A plain function returning one `async` block, not an `async fn`: the block owns `ctx`
     /// once (an `async fn` keeps a second copy of an argument it is given by value), and
     /// nothing runs before the first poll.
@@ -1051,6 +1084,20 @@ impl Client {
     }
 
     /// One streamed call; resolves at the first event.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> infermux::Result<()> {
+    /// # let sim = infermux_testkit::Simulator::start(infermux_testkit::FaultPlan::none()).await.unwrap();
+    /// # let base = format!("{}/v1", sim.url()); // a local server: "http://127.0.0.1:8080/v1"
+    /// use infermux::openai_compat::OpenAiCompat;
+    /// use infermux::{Client, EndpointConfig, ChatRequest, Message, Request, RequestContext, StreamAccumulator};
+    /// let client = Client::new(OpenAiCompat::new(EndpointConfig::new("local", base)?)?);
+    /// let request = Request::Chat(ChatRequest::new("smollm2", vec![Message::user("Hi!")]));
+    /// let events = client.stream(&request, RequestContext::new()).await?;
+    /// let answer = StreamAccumulator::collect(events).await?; // or read them one by one
+    /// assert!(!answer.text().is_empty());
+    /// # Ok(()) }
+    /// ```
     pub async fn stream(&self, request: &Request, ctx: RequestContext) -> Result<EventStream> {
         self.open_stream(request, ctx).await.map(|s| s.events)
     }
@@ -1069,6 +1116,21 @@ impl Client {
 
     /// One streamed call with everything known about it when it opens: the events, who serves
     /// them, and whether they replay a cached answer.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> infermux::Result<()> {
+    /// # let sim = infermux_testkit::Simulator::start(infermux_testkit::FaultPlan::none()).await.unwrap();
+    /// # let base = format!("{}/v1", sim.url()); // a local server: "http://127.0.0.1:8080/v1"
+    /// use infermux::openai_compat::OpenAiCompat;
+    /// use infermux::{Client, EndpointConfig, ChatRequest, Message, Request, RequestContext, StreamAccumulator};
+    /// let client = Client::new(OpenAiCompat::new(EndpointConfig::new("local", base)?)?);
+    /// let request = Request::Chat(ChatRequest::new("smollm2", vec![Message::user("Hi!")]));
+    /// let opened = client.open_stream(&request, RequestContext::new()).await?;
+    /// assert!(opened.served.is_none() && opened.cache.is_none()); // one endpoint, no cache
+    /// let answer = StreamAccumulator::collect(opened.events).await?;
+    /// assert!(!answer.text().is_empty());
+    /// # Ok(()) }
+    /// ```
     pub async fn open_stream(
         &self,
         request: &Request,
@@ -1132,11 +1194,44 @@ impl Client {
     ///
     /// Its context (a new request id, the client's priority) is made at the first poll, as
     /// for every typed call below.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> infermux::Result<()> {
+    /// # let sim = infermux_testkit::Simulator::start(infermux_testkit::FaultPlan::none()).await.unwrap();
+    /// # let base = format!("{}/v1", sim.url()); // a local server: "http://127.0.0.1:8080/v1"
+    /// use infermux::openai_compat::OpenAiCompat;
+    /// use infermux::{Client, EndpointConfig, ChatRequest, Message};
+    /// let client = Client::new(OpenAiCompat::new(EndpointConfig::new("local", base)?)?);
+    /// let answer = client
+    ///     .chat(ChatRequest::new("smollm2", vec![Message::user("Hi!")]))
+    ///     .await?;
+    /// println!("{} ({:?})", answer.text(), answer.usage);
+    /// # Ok(()) }
+    /// ```
     pub fn chat(&self, request: ChatRequest) -> impl Future<Output = Result<ChatResponse>> + '_ {
         self.typed(Request::Chat(request), None, chat_answer)
     }
 
     /// A chat answer with a given context (priority, deadline, tenant, request id).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> infermux::Result<()> {
+    /// # let sim = infermux_testkit::Simulator::start(infermux_testkit::FaultPlan::none()).await.unwrap();
+    /// # let base = format!("{}/v1", sim.url()); // a local server: "http://127.0.0.1:8080/v1"
+    /// use infermux::openai_compat::OpenAiCompat;
+    /// use infermux::{Client, EndpointConfig, ChatRequest, Message, Priority, RequestContext};
+    /// let client = Client::new(OpenAiCompat::new(EndpointConfig::new("local", base)?)?);
+    /// let ctx = RequestContext::new()
+    ///     .with_priority(Priority::High)
+    ///     .with_timeout(std::time::Duration::from_secs(30));
+    /// let id = ctx.request_id();
+    /// let answer = client
+    ///     .chat_with(ChatRequest::new("smollm2", vec![Message::user("Hi!")]), ctx)
+    ///     .await?;
+    /// assert!(!answer.text().is_empty());
+    /// println!("request {id}");
+    /// # Ok(()) }
+    /// ```
     pub fn chat_with(
         &self,
         request: ChatRequest,
@@ -1165,6 +1260,27 @@ impl Client {
     }
 
     /// A streamed chat answer, resolved at its first event.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> infermux::Result<()> {
+    /// # let sim = infermux_testkit::Simulator::start(infermux_testkit::FaultPlan::none()).await.unwrap();
+    /// # let base = format!("{}/v1", sim.url()); // a local server: "http://127.0.0.1:8080/v1"
+    /// use infermux::openai_compat::OpenAiCompat;
+    /// use infermux::{Client, EndpointConfig, ChatRequest, Message};
+    /// let client = Client::new(OpenAiCompat::new(EndpointConfig::new("local", base)?)?);
+    /// use infermux::{StreamEvent, StreamExt};
+    /// let mut events = client
+    ///     .stream_chat(ChatRequest::new("smollm2", vec![Message::user("Hi!")]))
+    ///     .await?;
+    /// let mut text = String::new();
+    /// while let Some(event) = events.next().await {
+    ///     if let StreamEvent::TextDelta { text: t } = event? {
+    ///         text.push_str(&t); // as it arrives
+    ///     }
+    /// }
+    /// assert!(!text.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn stream_chat(
         &self,
         request: ChatRequest,
@@ -1197,6 +1313,20 @@ impl Client {
     }
 
     /// Embeddings, one per input.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> infermux::Result<()> {
+    /// # let sim = infermux_testkit::Simulator::start(infermux_testkit::FaultPlan::none()).await.unwrap();
+    /// # let base = format!("{}/v1", sim.url()); // a local server: "http://127.0.0.1:8080/v1"
+    /// use infermux::openai_compat::OpenAiCompat;
+    /// use infermux::{Client, EndpointConfig, EmbeddingRequest};
+    /// let client = Client::new(OpenAiCompat::new(EndpointConfig::new("local", base)?)?);
+    /// let e = client
+    ///     .embed(EmbeddingRequest::new("all-minilm", vec!["a cat", "a dog"]))
+    ///     .await?;
+    /// assert_eq!(e.embeddings.len(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn embed(
         &self,
         request: EmbeddingRequest,
@@ -1214,6 +1344,20 @@ impl Client {
     }
 
     /// A legacy completion.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> infermux::Result<()> {
+    /// # let sim = infermux_testkit::Simulator::start(infermux_testkit::FaultPlan::none()).await.unwrap();
+    /// # let base = format!("{}/v1", sim.url()); // a local server: "http://127.0.0.1:8080/v1"
+    /// use infermux::openai_compat::OpenAiCompat;
+    /// use infermux::{Client, EndpointConfig, CompletionRequest};
+    /// let client = Client::new(OpenAiCompat::new(EndpointConfig::new("local", base)?)?);
+    /// let c = client
+    ///     .complete(CompletionRequest::new("smollm2", "The capital of France is"))
+    ///     .await?;
+    /// println!("{}", c.text);
+    /// # Ok(()) }
+    /// ```
     pub fn complete(
         &self,
         request: CompletionRequest,
@@ -1230,7 +1374,24 @@ impl Client {
         self.typed(Request::Completion(request), Some(ctx), completion_answer)
     }
 
-    /// Documents ranked by relevance to a query.
+    /// Documents ranked by relevance to a query (a provider that reranks: TEI, OVMS, …).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> infermux::Result<()> {
+    /// # #[cfg(feature = "ovms")] {
+    /// # let sim = infermux_testkit::Simulator::start(infermux_testkit::FaultPlan::none()).await.unwrap();
+    /// # let base = sim.url(); // a local OVMS: "http://127.0.0.1:8000"
+    /// use infermux::ovms::Ovms;
+    /// use infermux::{Client, EndpointConfig, RerankRequest};
+    /// let client = Client::new(Ovms::new(EndpointConfig::new("ovms", base)?)?);
+    /// let docs = vec!["cats purr".into(), "the stock market fell".into()];
+    /// let ranked = client
+    ///     .rerank(RerankRequest::new("bge-reranker", "what do cats do", docs))
+    ///     .await?;
+    /// assert_eq!(ranked.results[0].index, 0); // the best first
+    /// # }
+    /// # Ok(()) }
+    /// ```
     pub fn rerank(
         &self,
         request: RerankRequest,
@@ -1248,6 +1409,20 @@ impl Client {
     }
 
     /// The models the endpoint offers.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> infermux::Result<()> {
+    /// # let sim = infermux_testkit::Simulator::start(infermux_testkit::FaultPlan::none()).await.unwrap();
+    /// # let base = format!("{}/v1", sim.url()); // a local server: "http://127.0.0.1:8080/v1"
+    /// use infermux::openai_compat::OpenAiCompat;
+    /// use infermux::{Client, EndpointConfig};
+    /// let client = Client::new(OpenAiCompat::new(EndpointConfig::new("local", base)?)?);
+    /// let list = client.models().await?;
+    /// for m in &list.models {
+    ///     println!("{}", m.id);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn models(&self) -> impl Future<Output = Result<ModelList>> + '_ {
         self.typed(Request::Models, None, models_answer)
     }

@@ -190,6 +190,29 @@ impl Client {
     }
 
     /// [`Client::from_config`] of the file at `path`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> infermux::Result<()> {
+    /// # let sim = infermux_testkit::Simulator::start(infermux_testkit::FaultPlan::none()).await.unwrap();
+    /// # let base = format!("{}/v1", sim.url());
+    /// use infermux::{ChatRequest, Client, Message};
+    /// let path = std::env::temp_dir().join(format!("infermux-{}.toml", std::process::id()));
+    /// std::fs::write(&path, format!(r#"
+    ///     [[endpoint]]
+    ///     name = "local"
+    ///     provider = "openai-compat"
+    ///     base_url = "{base}"
+    ///
+    ///     [[group]]
+    ///     name = "chat"
+    ///     deployments = [ {{ endpoint = "local", model = "smollm2" }} ]
+    /// "#)).unwrap();
+    /// let client = Client::from_path(&path)?;
+    /// # std::fs::remove_file(&path).unwrap();
+    /// let answer = client.chat(ChatRequest::new("chat", vec![Message::user("Hi!")])).await?;
+    /// assert!(!answer.text().is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn from_path(path: impl AsRef<Path>) -> Result<Client> {
         Self::from_config(&Config::from_path(path.as_ref())?)
     }
@@ -198,6 +221,15 @@ impl Client {
     /// one OpenAI-compatible endpoint at `OPENAI_BASE_URL` with the optional key
     /// `OPENAI_API_KEY` (see [`OpenAiCompat::from_env`](crate::openai_compat::OpenAiCompat::from_env)).
     /// Fails with [`ErrorKind::Config`] naming what is missing.
+    ///
+    /// ```no_run
+    /// // (not run in the docs' tests: it reads this process's environment)
+    /// # async fn demo() -> infermux::Result<()> {
+    /// // INFERMUX_CONFIG=infermux.toml, or OPENAI_BASE_URL=http://127.0.0.1:8080/v1
+    /// let client = infermux::Client::from_env()?;
+    /// let models = client.models().await?;
+    /// # Ok(()) }
+    /// ```
     #[cfg(feature = "openai-compat")]
     pub fn from_env() -> Result<Client> {
         if let Some(path) = std::env::var_os("INFERMUX_CONFIG").filter(|p| !p.is_empty()) {

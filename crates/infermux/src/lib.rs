@@ -6,12 +6,15 @@
 //! [`resilience`] stack (priority admission queue, circuit breaker, retries with backoff and
 //! Retry-After, a call deadline), with per-endpoint counters and request ids.
 //!
-//! ```no_run
-//! # async fn demo() -> infermux::Result<()> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> infermux::Result<()> {
+//! # let sim = infermux_testkit::Simulator::start(infermux_testkit::FaultPlan::none()).await.unwrap();
+//! # let local = format!("{}/v1", sim.url()); // the docs' tests: the testkit's simulator
 //! use infermux::openai_compat::OpenAiCompat;
 //! use infermux::{ChatRequest, Client, EndpointConfig, Message};
 //!
-//! let provider = OpenAiCompat::new(EndpointConfig::new("local", "http://127.0.0.1:8080/v1")?)?;
+//! // a local OpenAI-compatible server (llama.cpp's: "http://127.0.0.1:8080/v1")
+//! let provider = OpenAiCompat::new(EndpointConfig::new("local", local)?)?;
 //! let client = Client::new(provider);
 //! let answer = client.chat(ChatRequest::new("smollm2", vec![Message::user("Hi!")])).await?;
 //! println!("{}", answer.text());
