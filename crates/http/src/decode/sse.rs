@@ -11,6 +11,7 @@ use super::{DEFAULT_MAX_EVENT_BYTES, DecodeError, UTF8_BOM};
 
 /// One dispatched Server-Sent Event.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SseEvent {
     /// The event type from the last `event:` line of the event, or `None` if
     /// there was none or it was empty (EventSource would call it `message`).

@@ -64,6 +64,7 @@ impl<'a> Attempt<'a> {
 
 /// A retry decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Decision {
     /// Retry after this pause.
     Retry(Duration),
