@@ -453,6 +453,19 @@ struct WireMessage<'a> {
     /// read as the one tool call when there is no `tool_calls`.
     #[serde(default)]
     function_call: Option<WireFunction>,
+    /// Sources the text cites (`url_citation`s of a web search): each a
+    /// [`ContentPart::Citation`] after the text. Read as values only when there are any.
+    #[serde(default, deserialize_with = "annotations")]
+    annotations: Vec<Value>,
+}
+
+/// A message's `annotations`: the objects of a list; anything else (`null`, another type) is
+/// none, as an unknown field would be.
+fn annotations<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<Value>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Array(items) => items.into_iter().filter(Value::is_object).collect(),
+        _ => Vec::new(),
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -607,6 +620,11 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
     if let Some(r) = m.refusal.filter(|r| !r.is_empty()) {
         content.push(ContentPart::Refusal { text: r });
     }
+    content.extend(
+        m.annotations
+            .into_iter()
+            .map(|raw| ContentPart::Citation { raw }),
+    );
     let mut calls: Vec<ToolCall> = m
         .tool_calls
         .unwrap_or_default()
@@ -929,6 +947,9 @@ impl ChatStreamState {
                 if let Some(r) = d.refusal.filter(|r| !r.is_empty()) {
                     out.push(StreamEvent::RefusalDelta { text: r });
                 }
+                out.extend(d.annotations.into_iter().map(|raw| StreamEvent::Part {
+                    part: ContentPart::Citation { raw },
+                }));
                 let legacy = d.tool_calls.is_none();
                 for (pos, c) in d.tool_calls.into_iter().flatten().enumerate() {
                     out.push(StreamEvent::ToolCallDelta {

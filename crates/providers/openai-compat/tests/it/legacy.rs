@@ -348,6 +348,17 @@ struct WireMessage {
     /// (since: the legacy single call, read when there is no `tool_calls`)
     #[serde(default)]
     function_call: Option<WireFunction>,
+    /// (since: cited sources, each a citation part after the text)
+    #[serde(default)]
+    annotations: Option<Value>,
+}
+
+/// (since) The objects of a message's `annotations` list.
+fn citations(v: &Option<Value>) -> Vec<Value> {
+    match v {
+        Some(Value::Array(items)) => items.iter().filter(|i| i.is_object()).cloned().collect(),
+        _ => Vec::new(),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -460,6 +471,11 @@ pub(crate) fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
     if let Some(r) = m.refusal.filter(|r| !r.is_empty()) {
         content.push(ContentPart::Refusal { text: r });
     }
+    content.extend(
+        citations(&m.annotations)
+            .into_iter()
+            .map(|raw| ContentPart::Citation { raw }),
+    );
     let mut calls: Vec<ToolCall> = m
         .tool_calls
         .unwrap_or_default()
@@ -680,6 +696,13 @@ impl ChatStreamState {
                 if let Some(r) = d.refusal.as_ref().filter(|r| !r.is_empty()) {
                     out.push(StreamEvent::RefusalDelta { text: r.clone() });
                 }
+                out.extend(
+                    citations(&d.annotations)
+                        .into_iter()
+                        .map(|raw| StreamEvent::Part {
+                            part: ContentPart::Citation { raw },
+                        }),
+                );
                 for (pos, c) in d.tool_calls.iter().flatten().enumerate() {
                     out.push(StreamEvent::ToolCallDelta {
                         index: c.index.unwrap_or(pos as u32),

@@ -144,3 +144,48 @@ fn cache_write_tokens_are_the_usage_s_cache_creation() {
     };
     assert_eq!(u.cache_creation_input_tokens, Some(80));
 }
+
+/// A web search's sources (`message.annotations`, `url_citation`s: OpenAI's
+/// `ChatCompletionResponseMessage.annotations`) are citation parts after the text, plain and
+/// streamed; they were dropped. Anything but a list of objects there is none.
+#[test]
+fn annotations_are_citations_after_the_text() {
+    let citation = json!({"type": "url_citation", "url_citation": {"start_index": 0, "end_index": 9,
+        "url": "https://example.com/paris", "title": "Paris"}});
+    let body = json!({"choices": [{"index": 0, "message": {"role": "assistant",
+        "content": "Paris it is.", "annotations": [citation, 7]}, "finish_reason": "stop"}]});
+    let r = wire::parse_chat(body.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        r.message.content,
+        vec![
+            infermux_core::ContentPart::text("Paris it is."),
+            infermux_core::ContentPart::Citation {
+                raw: citation.clone()
+            },
+        ]
+    );
+    assert_eq!(r.text(), "Paris it is.");
+    let mut st = wire::ChatStreamState::new();
+    let mut acc = StreamAccumulator::new();
+    for chunk in [
+        json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Paris it is."}}]}),
+        json!({"choices": [{"index": 0, "delta": {"annotations": [citation]}, "finish_reason": "stop"}]}),
+    ] {
+        for ev in st.on_data(&chunk.to_string()).unwrap() {
+            acc.push(&ev);
+        }
+    }
+    for ev in st.on_data("[DONE]").unwrap() {
+        acc.push(&ev);
+    }
+    assert_eq!(acc.finish().message.content, r.message.content);
+    for odd in [json!(null), json!("x"), json!({"a": 1})] {
+        let body = json!({"choices": [{"index": 0, "message": {"role": "assistant",
+            "content": "Hi", "annotations": odd}, "finish_reason": "stop"}]});
+        let r = wire::parse_chat(body.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            r.message.content,
+            vec![infermux_core::ContentPart::text("Hi")]
+        );
+    }
+}
