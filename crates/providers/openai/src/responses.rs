@@ -768,12 +768,15 @@ struct OutputPart<'a> {
     kind: lenient::Str<'a>,
     text: lenient::Str<'a>,
     refusal: lenient::Str<'a>,
+    /// An `output_text` part's cited sources (`url_citation`, `file_citation`, …).
+    annotations: List<Value>,
 }
 
 lenient::fields!(OutputPart<'de> {
     "type" => kind,
     "text" => text,
     "refusal" => refusal,
+    "annotations" => annotations,
 });
 
 fn str_or_empty<'s>(s: &'s lenient::Str<'_>) -> &'s str {
@@ -798,6 +801,7 @@ fn to_response(
     let mut text = String::new();
     let mut refusal = String::new();
     let mut reasoning = String::new();
+    let mut citations = Vec::new();
     let mut calls = Vec::new();
     let mut unmodelled = Vec::new();
     let mut acts = None;
@@ -814,7 +818,11 @@ fn to_response(
             Some("message") => {
                 for part in item.content.iter().filter_map(|p| p.0.as_ref()) {
                     match part.kind.as_deref() {
-                        Some("output_text") => text.push_str(str_or_empty(&part.text)),
+                        Some("output_text") => {
+                            text.push_str(str_or_empty(&part.text));
+                            citations
+                                .extend(part.annotations.iter().filter(|a| a.is_object()).cloned());
+                        }
                         Some("refusal") => refusal.push_str(str_or_empty(&part.refusal)),
                         _ => {}
                     }
@@ -857,6 +865,12 @@ fn to_response(
     if !text.is_empty() {
         message.content.push(ContentPart::text(text));
     }
+    // the sources the text cites, after it
+    message.content.extend(
+        citations
+            .into_iter()
+            .map(|raw| ContentPart::Citation { raw }),
+    );
     if !refusal.is_empty() {
         message.content.push(ContentPart::Refusal { text: refusal });
     }
@@ -915,6 +929,8 @@ struct EventFields<'a> {
     output_index: lenient::U64,
     delta: lenient::Str<'a>,
     item: Object<Box<OutputItem<'a>>>,
+    /// `response.output_text.annotation.added`'s source.
+    annotation: Option<Value>,
 }
 
 lenient::fields!(EventFields<'de> {
@@ -923,6 +939,7 @@ lenient::fields!(EventFields<'de> {
     "output_index" => output_index,
     "delta" => delta,
     "item" => item,
+    "annotation" => annotation,
 });
 
 /// The response object of an event: what `Start`, `Usage` and `Done` need.
@@ -1030,6 +1047,13 @@ impl ResponsesStreamState {
                 out.push(StreamEvent::TextDelta { text });
             }
             "response.refusal.delta" => out.push(StreamEvent::RefusalDelta { text: delta() }),
+            "response.output_text.annotation.added" => {
+                if let Some(raw) = v.annotation.filter(Value::is_object) {
+                    out.push(StreamEvent::Part {
+                        part: ContentPart::Citation { raw },
+                    });
+                }
+            }
             "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
                 out.push(StreamEvent::ReasoningDelta { text: delta() });
             }

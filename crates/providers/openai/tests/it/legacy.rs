@@ -217,6 +217,7 @@ pub(crate) fn parse_response_value(v: &Value) -> Result<ChatResponse> {
         .ok_or_else(|| Error::new(ErrorKind::Decode, "response has no output"))?;
     let mut text = String::new();
     let mut refusal = String::new();
+    let mut citations: Vec<Value> = Vec::new();
     let mut reasoning = String::new();
     let mut calls = Vec::new();
     let mut raws = Vec::new();
@@ -241,6 +242,15 @@ pub(crate) fn parse_response_value(v: &Value) -> Result<ChatResponse> {
                     match part.get("type").and_then(Value::as_str) {
                         Some("output_text") => {
                             text.push_str(part.get("text").and_then(Value::as_str).unwrap_or(""));
+                            // (since: the sources it cites)
+                            citations.extend(
+                                part.get("annotations")
+                                    .and_then(Value::as_array)
+                                    .into_iter()
+                                    .flatten()
+                                    .filter(|a| a.is_object())
+                                    .cloned(),
+                            );
                         }
                         Some("refusal") => refusal
                             .push_str(part.get("refusal").and_then(Value::as_str).unwrap_or("")),
@@ -300,6 +310,11 @@ pub(crate) fn parse_response_value(v: &Value) -> Result<ChatResponse> {
     if !text.is_empty() {
         message.content.push(ContentPart::text(text));
     }
+    message.content.extend(
+        citations
+            .into_iter()
+            .map(|raw| ContentPart::Citation { raw }),
+    );
     if !refusal.is_empty() {
         message.content.push(ContentPart::Refusal { text: refusal });
     }
@@ -435,6 +450,14 @@ impl ResponsesStreamState {
                 out.push(StreamEvent::TextDelta { text });
             }
             "response.refusal.delta" => out.push(StreamEvent::RefusalDelta { text: delta() }),
+            // (since: a cited source)
+            "response.output_text.annotation.added" => {
+                if let Some(raw) = v.get("annotation").filter(|a| a.is_object()) {
+                    out.push(StreamEvent::Part {
+                        part: ContentPart::Citation { raw: raw.clone() },
+                    });
+                }
+            }
             "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
                 out.push(StreamEvent::ReasoningDelta { text: delta() });
             }

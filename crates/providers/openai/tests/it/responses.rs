@@ -288,3 +288,37 @@ fn extra_text_is_merged_with_the_typed_format() {
         json!({"verbosity": "low", "format": {"type": "text"}})
     );
 }
+
+/// An `output_text` part's annotations (a web search's `url_citation`s) are citation parts
+/// after the text, plain and streamed (`response.output_text.annotation.added`); they were
+/// dropped.
+#[tokio::test]
+async fn annotations_are_citations_after_the_text() {
+    let citation = json!({"type": "url_citation", "start_index": 0, "end_index": 5,
+        "url": "https://example.com/paris", "title": "Paris"});
+    let body = json!({"id": "r", "object": "response", "status": "completed", "model": "gpt-4.1",
+        "output": [{"type": "message", "role": "assistant", "content": [
+            {"type": "output_text", "text": "Paris.", "annotations": [citation, "odd"]}]}]});
+    let r = call(&body.to_string()).await.unwrap();
+    assert_eq!(
+        r.message.content,
+        vec![
+            ContentPart::text("Paris."),
+            ContentPart::Citation {
+                raw: citation.clone()
+            }
+        ]
+    );
+    let streamed = stream(
+        &[
+            created(),
+            json!({"type": "response.output_text.delta", "sequence_number": 1, "output_index": 0, "content_index": 0, "delta": "Paris."}),
+            json!({"type": "response.output_text.annotation.added", "sequence_number": 2, "output_index": 0, "content_index": 0, "annotation_index": 0, "annotation": citation}),
+            json!({"type": "response.completed", "sequence_number": 3, "response": {"id": "r", "status": "completed", "model": "gpt-4.1", "output": []}}),
+        ],
+        usize::MAX,
+    )
+    .await
+    .unwrap();
+    assert_eq!(streamed.message.content, r.message.content);
+}
