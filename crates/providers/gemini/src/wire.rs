@@ -1561,6 +1561,23 @@ struct WireCandidate<'a> {
     content: Obj<WireContent<'a>>,
     #[serde(borrow)]
     finish_reason: Str<'a>,
+    /// Sources the answer recites (`citationSources`).
+    citation_metadata: Present<Value>,
+    /// What a grounded answer (Google Search, a retrieval tool) rests on (`groundingChunks`).
+    grounding_metadata: Present<Value>,
+}
+
+/// The sources a candidate cites: its `citationMetadata.citationSources` and its
+/// `groundingMetadata.groundingChunks`, each object as sent.
+fn cited_sources(citation: Option<Value>, grounding: Option<Value>) -> Vec<Value> {
+    let list =
+        |v: Option<Value>, key: &str| match v.and_then(|mut v| v.get_mut(key).map(Value::take)) {
+            Some(Value::Array(items)) => items.into_iter().filter(Value::is_object).collect(),
+            _ => Vec::new(),
+        };
+    let mut out = list(citation, "citationSources");
+    out.extend(list(grounding, "groundingChunks"));
+    out
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1607,6 +1624,8 @@ pub struct GenerateState {
     open: Option<OpenCall>,
     /// `SignedBy` was sent.
     signed: bool,
+    /// The sources already given as citations (a stream may repeat them chunk after chunk).
+    cited: Vec<Value>,
 }
 
 impl GenerateState {
@@ -1840,6 +1859,14 @@ impl GenerateState {
                     }
                     (None, None) => {}
                 }
+            }
+        }
+        for source in cited_sources(cand.citation_metadata.0, cand.grounding_metadata.0) {
+            if !self.cited.contains(&source) {
+                self.cited.push(source.clone());
+                out.push(StreamEvent::Part {
+                    part: ContentPart::Citation { raw: source },
+                });
             }
         }
         if let Some(r) = cand.finish_reason.get() {

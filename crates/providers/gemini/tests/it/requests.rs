@@ -1161,3 +1161,49 @@ fn a_tool_result_without_its_call_in_the_history_goes_by_its_own_name() {
         .expect("a function response");
     assert_eq!(response["name"], "get_weather", "{b}");
 }
+
+/// A candidate's sources — `citationMetadata.citationSources` (recitation) and
+/// `groundingMetadata.groundingChunks` (Google Search, retrieval) — are citation parts after
+/// its text, each once however many chunks repeat it; they were dropped.
+#[test]
+fn citations_and_grounding_sources_are_citation_parts() {
+    let cited = serde_json::json!({"startIndex": 0, "endIndex": 5, "uri": "https://example.com/a", "license": ""});
+    let web = serde_json::json!({"web": {"uri": "https://example.com/b", "title": "b"}});
+    let chunk = |text: &str, finish: Option<&str>| {
+        let mut c = serde_json::json!({"candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
+            "citationMetadata": {"citationSources": [cited]},
+            "groundingMetadata": {"groundingChunks": [web, "odd"], "webSearchQueries": ["q"]}}]});
+        if let Some(f) = finish {
+            c["candidates"][0]["finishReason"] = f.into();
+        }
+        c.to_string()
+    };
+    let whole = wire::parse_generate(chunk("Paris.", Some("STOP")).as_bytes()).unwrap();
+    assert_eq!(
+        whole.message.content,
+        vec![
+            ContentPart::text("Paris."),
+            ContentPart::Citation { raw: cited.clone() },
+            ContentPart::Citation { raw: web.clone() },
+        ]
+    );
+    let mut st = wire::GenerateState::new();
+    let mut acc = infermux_core::StreamAccumulator::new();
+    for c in [chunk("Par", None), chunk("is.", Some("STOP"))] {
+        for e in st.on_chunk(&c).unwrap() {
+            acc.push(&e);
+        }
+    }
+    for e in st.on_end().unwrap() {
+        acc.push(&e);
+    }
+    let streamed = acc.finish();
+    let citations = streamed
+        .message
+        .content
+        .iter()
+        .filter(|p| matches!(p, ContentPart::Citation { .. }))
+        .count();
+    assert_eq!(citations, 2, "{:?}", streamed.message.content);
+    assert_eq!(streamed.text(), "Paris.");
+}
