@@ -450,22 +450,57 @@ struct WireMessage<'a> {
     #[serde(default, deserialize_with = "one_or_many")]
     tool_calls: Option<Vec<WireToolCall>>,
     /// The legacy single call (`functions` in the request; `finish_reason: "function_call"`):
-    /// read as the one tool call when there is no `tool_calls`.
-    #[serde(default)]
-    function_call: Option<WireFunction>,
+    /// read as the one tool call when there is no `tool_calls`. Boxed, as `annotations`: both
+    /// are rare, and a stream chunk's delta is moved around.
+    #[serde(default, deserialize_with = "legacy_call")]
+    function_call: Option<Box<WireFunction>>,
     /// Sources the text cites (`url_citation`s of a web search): each a
     /// [`ContentPart::Citation`] after the text. Read as values only when there are any.
     #[serde(default, deserialize_with = "annotations")]
-    annotations: Vec<Value>,
+    annotations: Option<Box<Vec<Value>>>,
 }
 
-/// A message's `annotations`: the objects of a list; anything else (`null`, another type) is
-/// none, as an unknown field would be.
-fn annotations<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<Value>, D::Error> {
+/// A message's `function_call`: an object with a name or arguments; anything else (`null`,
+/// `"auto"`, `{}`) is none, as an unknown field would be.
+fn legacy_call<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Box<WireFunction>>, D::Error> {
+    // (a `Value`, built only for this rare field: a name of another type is no name)
+    let v = Value::deserialize(d)?;
+    let name = v
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty());
+    let args = v.get("arguments").filter(|a| !a.is_null());
+    Ok((name.is_some() || args.is_some()).then(|| {
+        Box::new(WireFunction {
+            name: name.map(str::to_owned),
+            arguments: args.map(|a| ArgumentsText(arguments_text(&Some(a.clone())))),
+        })
+    }))
+}
+
+/// A message's `annotations`: the objects of a list; anything else (`null`, another type, an
+/// empty list) is none, as an unknown field would be.
+fn annotations<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Box<Vec<Value>>>, D::Error> {
     Ok(match Value::deserialize(d)? {
-        Value::Array(items) => items.into_iter().filter(Value::is_object).collect(),
-        _ => Vec::new(),
+        Value::Array(items) => {
+            let objects: Vec<Value> = items.into_iter().filter(Value::is_object).collect();
+            (!objects.is_empty()).then(|| Box::new(objects))
+        }
+        _ => None,
     })
+}
+
+/// The id of a legacy call (which has none): the answer's id, made a call id, so a
+/// follow-up can name it as it names any tool call.
+fn legacy_call_id(answer_id: Option<&str>) -> String {
+    format!(
+        "call_{}",
+        answer_id.filter(|id| !id.is_empty()).unwrap_or("function")
+    )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -623,6 +658,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
     content.extend(
         m.annotations
             .into_iter()
+            .flat_map(|a| *a)
             .map(|raw| ContentPart::Citation { raw }),
     );
     let mut calls: Vec<ToolCall> = m
@@ -638,9 +674,9 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
         })
         .collect();
     if let (true, Some(f)) = (calls.is_empty(), m.function_call) {
-        // a legacy call has no id: the follow-up names the function
+        // a legacy call has no id: one made from the answer's, for the follow-up to name
         calls.push(ToolCall::new(
-            String::new(),
+            legacy_call_id(w.id.as_ref().map(|s| &*s.0)),
             f.name.unwrap_or_default(),
             arguments(f.arguments),
         ));
@@ -857,6 +893,15 @@ pub struct ChatStreamState {
     finish: Option<FinishReason>,
     done: bool,
     text: String,
+    /// The answer's id, for a legacy call's.
+    id: Option<String>,
+    /// `tool_calls` were seen: a `function_call` is not read beside them.
+    tool_calls: bool,
+    /// A legacy call's id was given (on its first piece).
+    legacy_started: bool,
+    /// Cited sources, held until the text ends (at the finish reason or the end), so that
+    /// a streamed answer's parts are those of the same answer read whole.
+    citations: Vec<Value>,
 }
 
 impl ChatStreamState {
@@ -892,9 +937,7 @@ impl ChatStreamState {
         }
         if data == "[DONE]" {
             self.done = true;
-            return Ok(vec![StreamEvent::Done {
-                finish_reason: self.finish.clone(),
-            }]);
+            return Ok(self.ending());
         }
         let chunk: WireResponse<'_> = serde_json::from_str(data).map_err(|e| {
             decode_err("stream chunk is not valid JSON", e).with_partial_text(self.text.clone())
@@ -913,6 +956,9 @@ impl ChatStreamState {
         let model = chunk.model.as_ref().map(|s| &s.0).filter(|s| !s.is_empty());
         // Azure opens with a chunk of no choices and an empty id and model (its prompt
         // filter results): the start waits for a chunk that names them, or carries content
+        if self.id.is_none() {
+            self.id = id.map(|s| s.clone().into_owned());
+        }
         if !self.started && (id.is_some() || model.is_some() || !chunk.choices.is_empty()) {
             self.started = true;
             out.push(StreamEvent::Start {
@@ -947,10 +993,11 @@ impl ChatStreamState {
                 if let Some(r) = d.refusal.filter(|r| !r.is_empty()) {
                     out.push(StreamEvent::RefusalDelta { text: r });
                 }
-                out.extend(d.annotations.into_iter().map(|raw| StreamEvent::Part {
-                    part: ContentPart::Citation { raw },
-                }));
-                let legacy = d.tool_calls.is_none();
+                // (given after the text, as a whole answer has them)
+                self.citations
+                    .extend(d.annotations.into_iter().flat_map(|a| *a));
+                self.tool_calls |= d.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
+                let legacy = !self.tool_calls;
                 for (pos, c) in d.tool_calls.into_iter().flatten().enumerate() {
                     out.push(StreamEvent::ToolCallDelta {
                         index: c.index.unwrap_or(pos as u32),
@@ -960,10 +1007,13 @@ impl ChatStreamState {
                     });
                 }
                 if let (true, Some(f)) = (legacy, d.function_call) {
-                    // the legacy single call, in pieces like a tool call's
+                    // the legacy single call, in pieces like a tool call's; its id, made
+                    // from the answer's, on the first
+                    let id = (!std::mem::replace(&mut self.legacy_started, true))
+                        .then(|| legacy_call_id(self.id.as_deref()));
                     out.push(StreamEvent::ToolCallDelta {
                         index: 0,
-                        id: None,
+                        id,
                         name: f.name.filter(|s| !s.is_empty()),
                         arguments: arguments(f.arguments),
                     });
@@ -981,15 +1031,27 @@ impl ChatStreamState {
         Ok(out)
     }
 
+    /// The last events: the cited sources held back, then `Done`.
+    fn ending(&mut self) -> Vec<StreamEvent> {
+        let mut out: Vec<StreamEvent> = std::mem::take(&mut self.citations)
+            .into_iter()
+            .map(|raw| StreamEvent::Part {
+                part: ContentPart::Citation { raw },
+            })
+            .collect();
+        out.push(StreamEvent::Done {
+            finish_reason: self.finish.clone(),
+        });
+        out
+    }
+
     /// Handles the end of the body.
     pub fn on_end(&mut self) -> Result<Vec<StreamEvent>> {
         if self.done {
             Ok(Vec::new())
         } else if self.end_at_finish && self.finish.is_some() {
             self.done = true;
-            Ok(vec![StreamEvent::Done {
-                finish_reason: self.finish.clone(),
-            }])
+            Ok(self.ending())
         } else {
             Err(Error::new(ErrorKind::Decode, "stream ended without [DONE]")
                 .with_partial_text(self.text.clone()))

@@ -119,6 +119,15 @@ fn legacy_call(f: &Value) -> (String, Value) {
     function_call(&serde_json::json!({ "function": f }))
 }
 
+/// Whether `f` is a legacy call at all: an object with a name or arguments.
+fn is_legacy_call(f: &&Value) -> bool {
+    let named = f
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    named || f.get("arguments").is_some_and(|a| !a.is_null())
+}
+
 /// A chat completion (`POST …/chat/completions` without `stream`).
 pub fn chat(status: u16, body: &[u8]) -> Result<Expected, String> {
     choice_answer(status, body, "chat answer", |c| {
@@ -133,7 +142,7 @@ pub fn chat(status: u16, body: &[u8]) -> Result<Expected, String> {
             .flatten()
             .map(function_call)
             .collect();
-        let legacy = m.get("function_call").filter(|f| !f.is_null());
+        let legacy = m.get("function_call").filter(is_legacy_call);
         if let (true, Some(f)) = (calls.is_empty(), legacy) {
             calls.push(legacy_call(f));
         }
@@ -159,7 +168,14 @@ pub fn chat_stream(status: u16, body: &[u8]) -> Result<Expected, String> {
         reasoning.push_str(r);
         let legacy = d
             .get("function_call")
-            .filter(|f| !f.is_null() && d.get("tool_calls").is_none_or(Value::is_null))
+            .filter(is_legacy_call)
+            .filter(|_| {
+                // not beside tool calls (an empty list is none)
+                d.get("tool_calls")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
+                    && !d.get("tool_calls").is_some_and(Value::is_object)
+            })
             .map(|f| vec![serde_json::json!({ "index": 0, "function": f })]);
         let deltas = d.get("tool_calls").and_then(Value::as_array);
         for (pos, t) in deltas

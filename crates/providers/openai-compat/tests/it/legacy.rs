@@ -345,12 +345,32 @@ struct WireMessage {
     refusal: Option<String>,
     #[serde(default, deserialize_with = "one_or_many")]
     tool_calls: Option<Vec<WireToolCall>>,
-    /// (since: the legacy single call, read when there is no `tool_calls`)
+    /// (since: the legacy single call, read when there is no `tool_calls`: an object with a
+    /// name or arguments)
     #[serde(default)]
-    function_call: Option<WireFunction>,
+    function_call: Option<Value>,
     /// (since: cited sources, each a citation part after the text)
     #[serde(default)]
     annotations: Option<Value>,
+}
+
+/// (since) A message's legacy call: its name and arguments, when it is an object with either.
+fn legacy_call(v: &Option<Value>) -> Option<(Option<String>, Option<Value>)> {
+    let f = v.as_ref().filter(|f| f.is_object())?;
+    let name = f
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty());
+    let args = f.get("arguments").filter(|a| !a.is_null());
+    (name.is_some() || args.is_some()).then(|| (name.map(str::to_owned), args.cloned()))
+}
+
+/// (since) The id made for a legacy call, from the answer's.
+fn legacy_call_id(answer_id: Option<&str>) -> String {
+    format!(
+        "call_{}",
+        answer_id.filter(|id| !id.is_empty()).unwrap_or("function")
+    )
 }
 
 /// (since) The objects of a message's `annotations` list.
@@ -488,11 +508,11 @@ pub(crate) fn parse_chat(body: &[u8]) -> Result<ChatResponse> {
             )
         })
         .collect();
-    if let (true, Some(f)) = (calls.is_empty(), m.function_call) {
+    if let (true, Some((name, args))) = (calls.is_empty(), legacy_call(&m.function_call)) {
         calls.push(ToolCall::new(
-            String::new(),
-            f.name.unwrap_or_default(),
-            arguments_text(&f.arguments),
+            legacy_call_id(w.id.as_deref()),
+            name.unwrap_or_default(),
+            arguments_text(&args),
         ));
     }
     let mut message = Message::assistant_tool_calls(calls);
@@ -624,6 +644,27 @@ pub(crate) struct ChatStreamState {
     finish: Option<FinishReason>,
     done: bool,
     text: String,
+    // (since: the answer's id, `tool_calls` seen, a legacy call begun, citations held back)
+    id: Option<String>,
+    tool_calls: bool,
+    legacy_started: bool,
+    citations: Vec<Value>,
+}
+
+impl ChatStreamState {
+    /// (since) The citations held back, then `Done`.
+    fn ending(&mut self) -> Vec<StreamEvent> {
+        let mut out: Vec<StreamEvent> = std::mem::take(&mut self.citations)
+            .into_iter()
+            .map(|raw| StreamEvent::Part {
+                part: ContentPart::Citation { raw },
+            })
+            .collect();
+        out.push(StreamEvent::Done {
+            finish_reason: self.finish.clone(),
+        });
+        out
+    }
 }
 
 impl ChatStreamState {
@@ -654,9 +695,7 @@ impl ChatStreamState {
         }
         if data == "[DONE]" {
             self.done = true;
-            return Ok(vec![StreamEvent::Done {
-                finish_reason: self.finish.clone(),
-            }]);
+            return Ok(self.ending());
         }
         let chunk: WireResponse = serde_json::from_str(data).map_err(|e| {
             decode_err("stream chunk is not valid JSON", e).with_partial_text(self.text.clone())
@@ -669,6 +708,9 @@ impl ChatStreamState {
         // names the id or model, or carries choices)
         let id = chunk.id.clone().filter(|s| !s.is_empty());
         let model = chunk.model.clone().filter(|s| !s.is_empty());
+        if self.id.is_none() {
+            self.id = id.clone();
+        }
         if !self.started && (id.is_some() || model.is_some() || !chunk.choices.is_empty()) {
             self.started = true;
             out.push(StreamEvent::Start { id, model });
@@ -696,13 +738,7 @@ impl ChatStreamState {
                 if let Some(r) = d.refusal.as_ref().filter(|r| !r.is_empty()) {
                     out.push(StreamEvent::RefusalDelta { text: r.clone() });
                 }
-                out.extend(
-                    citations(&d.annotations)
-                        .into_iter()
-                        .map(|raw| StreamEvent::Part {
-                            part: ContentPart::Citation { raw },
-                        }),
-                );
+                self.citations.extend(citations(&d.annotations));
                 for (pos, c) in d.tool_calls.iter().flatten().enumerate() {
                     out.push(StreamEvent::ToolCallDelta {
                         index: c.index.unwrap_or(pos as u32),
@@ -711,12 +747,17 @@ impl ChatStreamState {
                         arguments: arguments_text(&c.function.arguments),
                     });
                 }
-                if let (None, Some(f)) = (&d.tool_calls, &d.function_call) {
+                self.tool_calls |= d.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
+                if let (false, Some((name, args))) =
+                    (self.tool_calls, legacy_call(&d.function_call))
+                {
+                    let id = (!std::mem::replace(&mut self.legacy_started, true))
+                        .then(|| legacy_call_id(self.id.as_deref()));
                     out.push(StreamEvent::ToolCallDelta {
                         index: 0,
-                        id: None,
-                        name: f.name.clone().filter(|s| !s.is_empty()),
-                        arguments: arguments_text(&f.arguments),
+                        id,
+                        name,
+                        arguments: arguments_text(&args),
                     });
                 }
             }
@@ -736,9 +777,7 @@ impl ChatStreamState {
             Ok(Vec::new())
         } else if self.end_at_finish && self.finish.is_some() {
             self.done = true;
-            Ok(vec![StreamEvent::Done {
-                finish_reason: self.finish.clone(),
-            }])
+            Ok(self.ending())
         } else {
             Err(Error::new(ErrorKind::Decode, "stream ended without [DONE]")
                 .with_partial_text(self.text.clone()))

@@ -74,6 +74,11 @@ fn a_legacy_function_call_is_the_answers_tool_call() {
     let body = br#"{"id":"chatcmpl-DPTDreURJooDVcZZ6Sbh6Fh0oCyz0","object":"chat.completion","created":1774962903,"model":"gpt-4-0613","choices":[{"index":0,"message":{"role":"assistant","content":null,"function_call":{"name":"get_current_weather","arguments":"{\n  \"location\": \"Boston, MA\"\n}"},"refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"function_call"}],"usage":{"prompt_tokens":82,"completion_tokens":18,"total_tokens":100}}"#;
     let r = wire::parse_chat(body).unwrap();
     assert_eq!(r.tool_calls().len(), 1);
+    // it has no id: one is made from the answer's, for a follow-up (any provider's) to name
+    assert_eq!(
+        r.tool_calls()[0].id,
+        "call_chatcmpl-DPTDreURJooDVcZZ6Sbh6Fh0oCyz0"
+    );
     assert_eq!(r.tool_calls()[0].name, "get_current_weather");
     assert_eq!(
         r.tool_calls()[0].parsed_arguments().unwrap(),
@@ -87,6 +92,20 @@ fn a_legacy_function_call_is_the_answers_tool_call() {
     let r = wire::parse_chat(both.to_string().as_bytes()).unwrap();
     assert_eq!(r.tool_calls().len(), 1);
     assert_eq!(r.tool_calls()[0].name, "f");
+    // a `function_call` that is no call (not an object, or neither a name nor arguments) is
+    // none, not an error nor an empty call
+    for odd in [
+        json!("auto"),
+        json!([]),
+        json!({}),
+        json!({"name": null, "arguments": null}),
+        json!({"name": false}),
+    ] {
+        let body = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi",
+            "function_call": odd}, "finish_reason": "stop"}]});
+        let r = wire::parse_chat(body.to_string().as_bytes()).unwrap();
+        assert!(r.tool_calls().is_empty(), "{odd}");
+    }
 }
 
 /// Streamed, the legacy call comes in pieces of `delta.function_call` (its name first, then
@@ -110,12 +129,36 @@ fn a_streamed_legacy_function_call_is_one_tool_call() {
     }
     let r = acc.finish();
     assert_eq!(r.tool_calls().len(), 1);
+    assert_eq!(r.tool_calls()[0].id, "call_c");
     assert_eq!(r.tool_calls()[0].name, "get_current_weather");
     assert_eq!(
         r.tool_calls()[0].parsed_arguments().unwrap(),
         json!({"location": "Boston"})
     );
     assert_eq!(r.finish_reason, Some(FinishReason::ToolCalls));
+    // beside `"tool_calls": []` it is still read (as a whole answer reads it); after real
+    // tool calls, a `function_call` piece is not (it would run into call 0's arguments)
+    let mut st = wire::ChatStreamState::new();
+    let events = st
+        .on_data(&json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [], "function_call": {"name": "f", "arguments": "{}"}}}]}).to_string())
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, StreamEvent::ToolCallDelta { name: Some(n), .. } if n == "f"))
+    );
+    let mut st = wire::ChatStreamState::new();
+    st.on_data(&json!({"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "t", "function": {"name": "g", "arguments": "{"}}]}}]}).to_string())
+        .unwrap();
+    let events = st
+        .on_data(&json!({"id": "c", "choices": [{"index": 0, "delta": {"function_call": {"arguments": "oops"}}}]}).to_string())
+        .unwrap();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, StreamEvent::ToolCallDelta { .. })),
+        "{events:?}"
+    );
 }
 
 /// The prompt tokens written to the cache (`prompt_tokens_details.cache_write_tokens`, OpenAI's
@@ -167,9 +210,11 @@ fn annotations_are_citations_after_the_text() {
     assert_eq!(r.text(), "Paris it is.");
     let mut st = wire::ChatStreamState::new();
     let mut acc = StreamAccumulator::new();
+    // the source arrives between pieces of the text: it still comes after the whole text
     for chunk in [
-        json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Paris it is."}}]}),
-        json!({"choices": [{"index": 0, "delta": {"annotations": [citation]}, "finish_reason": "stop"}]}),
+        json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Paris"}}]}),
+        json!({"choices": [{"index": 0, "delta": {"annotations": [citation]}}]}),
+        json!({"choices": [{"index": 0, "delta": {"content": " it is."}, "finish_reason": "stop"}]}),
     ] {
         for ev in st.on_data(&chunk.to_string()).unwrap() {
             acc.push(&ev);

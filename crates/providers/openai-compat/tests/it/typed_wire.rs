@@ -658,6 +658,31 @@ fn wire_message() -> BoxedStrategy<Value> {
                 .boxed(),
             ),
         ),
+        // the legacy single call, and cited sources (any JSON too, as every field)
+        (
+            "function_call",
+            field(object(vec![
+                ("name", field(string())),
+                (
+                    "arguments",
+                    field(prop_oneof![string(), any_json()].boxed()),
+                ),
+            ])),
+        ),
+        (
+            "annotations",
+            field(
+                proptest::collection::vec(
+                    prop_oneof![
+                        object(vec![("type", field(string())), ("url", field(string()))]),
+                        any_json().boxed(),
+                    ],
+                    0..3,
+                )
+                .prop_map(Value::Array)
+                .boxed(),
+            ),
+        ),
     ])
 }
 
