@@ -277,8 +277,21 @@ fn is_openai_item(t: &str) -> bool {
         )
 }
 
-/// The blocks of an assistant turn: its parts in order (each citation put back on the text
-/// block it follows, empty text blocks left out), then its tool calls.
+/// Anthropic's citation types: a citation of another kind (an OpenAI `url_citation`, a
+/// Gemini grounding chunk) is refused in a request ("citations.0.type: Input tag … does not
+/// match any of the expected tags").
+const CITATION_TYPES: [&str; 5] = [
+    "char_location",
+    "page_location",
+    "content_block_location",
+    "web_search_result_location",
+    "search_result_location",
+];
+
+/// The blocks of an assistant turn: its parts in order (each of Anthropic's citations put
+/// back on the text block it follows, empty text blocks left out; a refusal is not sent:
+/// Anthropic has no refusal block, and its own refusal's explanation is the API's words, not
+/// the model's), then its tool calls.
 fn assistant_blocks<'a>(m: &'a Message, blocks: &mut Vec<Block<'a>>) {
     let start = blocks.len();
     // another provider's turn (a fallback): its reasoning was that model's own, and its
@@ -295,8 +308,16 @@ fn assistant_blocks<'a>(m: &'a Message, blocks: &mut Vec<Block<'a>>) {
         {
             continue;
         }
+        if matches!(part, ContentPart::Refusal { .. }) {
+            continue;
+        }
         if let ContentPart::Citation { raw } = part {
-            if blocks.len() > start
+            let ours = raw
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| CITATION_TYPES.contains(&t));
+            if ours
+                && blocks.len() > start
                 && let Some(last) = blocks.last_mut().filter(|b| b.is_text())
             {
                 match last {

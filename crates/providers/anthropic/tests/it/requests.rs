@@ -763,3 +763,46 @@ fn a_refusal_s_explanation_is_its_refusal_part() {
     let r = wire::parse_chat(other.to_string().as_bytes()).unwrap();
     assert_eq!(r.message.content, vec![ContentPart::text("Hi")]);
 }
+
+/// An assistant turn sent back keeps only Anthropic's own citation types on its text (an
+/// OpenAI `url_citation` or a Gemini grounding chunk, from a turn another provider answered,
+/// is refused by Anthropic's API: a 400 for the whole conversation), and no refusal part:
+/// Anthropic has no refusal block, and its own refusal's explanation is the API's words, not
+/// the model's (the refused turn drops out, as Anthropic asks after a refusal).
+#[test]
+fn only_anthropic_s_citations_and_no_refusal_go_back() {
+    let ours = json!({"type": "web_search_result_location", "cited_text": "x", "url": "https://example.com/a", "title": "a", "encrypted_index": "E"});
+    let theirs = json!({"type": "url_citation", "url_citation": {"url": "https://example.com/b", "start_index": 0, "end_index": 1}});
+    let grounding = json!({"web": {"uri": "https://example.com/c", "title": "c"}});
+    let mut cited = Message::assistant("Paris.");
+    cited.content.extend([
+        ContentPart::Citation { raw: ours.clone() },
+        ContentPart::Citation { raw: theirs },
+        ContentPart::Citation { raw: grounding },
+    ]);
+    let mut refused = Message::assistant("");
+    refused.content = vec![ContentPart::Refusal {
+        text: "This request triggered restrictions".into(),
+    }];
+    let req = ChatRequest::new(
+        "claude",
+        vec![
+            Message::user("Capital?"),
+            cited,
+            Message::user("Something else"),
+            refused,
+            Message::user("Then this"),
+        ],
+    );
+    let body = wire::chat_body(&req, false);
+    assert_eq!(
+        body["messages"][1]["content"],
+        json!([{"type": "text", "text": "Paris.", "citations": [ours]}])
+    );
+    let text = body.to_string();
+    assert!(!text.contains("restrictions"), "{text}");
+    assert!(
+        !text.contains("url_citation") && !text.contains("example.com/c"),
+        "{text}"
+    );
+}
