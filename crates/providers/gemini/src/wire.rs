@@ -1624,7 +1624,8 @@ pub struct GenerateState {
     open: Option<OpenCall>,
     /// `SignedBy` was sent.
     signed: bool,
-    /// The sources already given as citations (a stream may repeat them chunk after chunk).
+    /// The sources cited so far, each once (a stream may repeat them chunk after chunk),
+    /// given at the end: between pieces of the text, a part each would split it.
     cited: Vec<Value>,
 }
 
@@ -1863,10 +1864,7 @@ impl GenerateState {
         }
         for source in cited_sources(cand.citation_metadata.0, cand.grounding_metadata.0) {
             if !self.cited.contains(&source) {
-                self.cited.push(source.clone());
-                out.push(StreamEvent::Part {
-                    part: ContentPart::Citation { raw: source },
-                });
+                self.cited.push(source);
             }
         }
         if let Some(r) = cand.finish_reason.get() {
@@ -1925,6 +1923,13 @@ impl GenerateState {
         };
         let mut out = Vec::new();
         self.close_call(&mut out);
+        out.extend(
+            std::mem::take(&mut self.cited)
+                .into_iter()
+                .map(|raw| StreamEvent::Part {
+                    part: ContentPart::Citation { raw },
+                }),
+        );
         if let Some(u) = self.usage.take() {
             out.push(StreamEvent::Usage(u));
         }

@@ -277,8 +277,11 @@ impl Serialize for ImageUrl<'_> {
 impl Serialize for InputContent<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let m = self.0;
+        // only text among the parts `input` takes (a citation, reasoning, have no place
+        // there): one string, as a turn without them is sent
         if m.content
             .iter()
+            .filter(|p| is_input_part(p))
             .all(|p| matches!(p, ContentPart::Text { .. }))
         {
             return MessageText(m).serialize(s);
@@ -977,6 +980,9 @@ pub struct ResponsesStreamState {
     acts: Option<String>,
     /// Whether `SignedBy` OpenAI went out (before the first item only OpenAI reads back).
     signed: bool,
+    /// Cited sources, held until the answer ends (they arrive between pieces of the text: a
+    /// part each there would split it).
+    citations: Vec<Value>,
 }
 
 impl ResponsesStreamState {
@@ -1048,11 +1054,7 @@ impl ResponsesStreamState {
             }
             "response.refusal.delta" => out.push(StreamEvent::RefusalDelta { text: delta() }),
             "response.output_text.annotation.added" => {
-                if let Some(raw) = v.annotation.filter(Value::is_object) {
-                    out.push(StreamEvent::Part {
-                        part: ContentPart::Citation { raw },
-                    });
-                }
+                self.citations.extend(v.annotation.filter(Value::is_object));
             }
             "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
                 out.push(StreamEvent::ReasoningDelta { text: delta() });
@@ -1098,6 +1100,11 @@ impl ResponsesStreamState {
                 });
             }
             "response.completed" | "response.incomplete" => {
+                out.extend(std::mem::take(&mut self.citations).into_iter().map(|raw| {
+                    StreamEvent::Part {
+                        part: ContentPart::Citation { raw },
+                    }
+                }));
                 let resp = v.response.0.map(|r| *r).unwrap_or_default();
                 if let Some(u) = resp.usage.0.as_ref() {
                     out.push(StreamEvent::Usage(usage_of(u)));

@@ -57,9 +57,12 @@ pub(crate) fn responses_body(req: &ChatRequest, stream: bool) -> Value {
                     .filter(|v| !v.is_null())
                     .collect();
                 if !parts.is_empty() {
+                    // (since: only among the parts `input` takes — a citation or reasoning
+                    // beside the text no longer makes it a list of parts)
                     let only_text = m
                         .content
                         .iter()
+                        .filter(|p| !input_part(p, &m.role).is_null())
                         .all(|p| matches!(p, ContentPart::Text { .. }));
                     let content = if only_text {
                         json!(m.text())
@@ -361,6 +364,8 @@ pub(crate) struct ResponsesStreamState {
     /// The first unmodelled output item that asks the caller to act.
     acts: Option<String>,
     signed: bool,
+    /// (since: cited sources, given at the end)
+    citations: Vec<Value>,
 }
 
 /// Output items that ask the caller to act (as the crate lists them).
@@ -453,9 +458,7 @@ impl ResponsesStreamState {
             // (since: a cited source)
             "response.output_text.annotation.added" => {
                 if let Some(raw) = v.get("annotation").filter(|a| a.is_object()) {
-                    out.push(StreamEvent::Part {
-                        part: ContentPart::Citation { raw: raw.clone() },
-                    });
+                    self.citations.push(raw.clone());
                 }
             }
             "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
@@ -512,6 +515,11 @@ impl ResponsesStreamState {
                 });
             }
             "response.completed" | "response.incomplete" => {
+                out.extend(std::mem::take(&mut self.citations).into_iter().map(|raw| {
+                    StreamEvent::Part {
+                        part: ContentPart::Citation { raw },
+                    }
+                }));
                 let resp = v.get("response").cloned().unwrap_or_default();
                 if let Some(u) = resp.get("usage").filter(|u| u.is_object()) {
                     out.push(StreamEvent::Usage(usage_of(u)));

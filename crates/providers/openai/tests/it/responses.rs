@@ -312,13 +312,32 @@ async fn annotations_are_citations_after_the_text() {
     let streamed = stream(
         &[
             created(),
-            json!({"type": "response.output_text.delta", "sequence_number": 1, "output_index": 0, "content_index": 0, "delta": "Paris."}),
+            json!({"type": "response.output_text.delta", "sequence_number": 1, "output_index": 0, "content_index": 0, "delta": "Par"}),
+            // (between pieces of the text: the citation still comes after all of it)
             json!({"type": "response.output_text.annotation.added", "sequence_number": 2, "output_index": 0, "content_index": 0, "annotation_index": 0, "annotation": citation}),
-            json!({"type": "response.completed", "sequence_number": 3, "response": {"id": "r", "status": "completed", "model": "gpt-4.1", "output": []}}),
+            json!({"type": "response.output_text.delta", "sequence_number": 3, "output_index": 0, "content_index": 0, "delta": "is."}),
+            json!({"type": "response.completed", "sequence_number": 4, "response": {"id": "r", "status": "completed", "model": "gpt-4.1", "output": []}}),
         ],
         usize::MAX,
     )
     .await
     .unwrap();
     assert_eq!(streamed.message.content, r.message.content);
+}
+
+/// A cited (or reasoned) answer sent back as input is one string, as the same answer without
+/// its citations is: a citation switched it to a list of `output_text` parts without
+/// `annotations`, which stricter Responses servers (Azure's, vLLM's) refuse.
+#[test]
+fn a_cited_answer_goes_back_as_its_text() {
+    let mut cited = Message::assistant("Paris.");
+    cited.content.push(ContentPart::Citation {
+        raw: json!({"type": "url_citation", "url": "https://example.com"}),
+    });
+    let req = infermux_core::ChatRequest::new("gpt-4.1", vec![Message::user("Capital?"), cited]);
+    let body = infermux_openai::responses::responses_body(&req, false);
+    assert_eq!(
+        body["input"][1],
+        json!({"role": "assistant", "content": "Paris."})
+    );
 }
