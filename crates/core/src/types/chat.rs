@@ -132,8 +132,9 @@ pub enum ContentPart {
         /// The whole block as sent, `type` included.
         raw: Value,
     },
-    /// A source the text before it cites (Anthropic's `citations` on a text block), as the
-    /// provider sent it.
+    /// A source the text before it cites, as the provider sent it: Anthropic's `citations`
+    /// on a text block, OpenAI's `annotations` (chat and the Responses API), Gemini's citation
+    /// sources and grounding chunks. Sent back only to the provider whose kind it is.
     Citation {
         /// The citation object (`type`, `url`, `cited_text`, …).
         raw: Value,

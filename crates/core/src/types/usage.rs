@@ -18,7 +18,8 @@ pub struct Usage {
     /// Prompt tokens read from the provider's prompt cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_input_tokens: Option<u64>,
-    /// Prompt tokens written to the provider's prompt cache (Anthropic).
+    /// Prompt tokens written to the provider's prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`, OpenAI's `cache_write_tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_creation_input_tokens: Option<u64>,
     /// Generated tokens spent on reasoning.
