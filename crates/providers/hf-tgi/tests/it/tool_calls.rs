@@ -102,6 +102,24 @@ async fn a_streamed_tool_call_with_numeric_ids_decodes_in_any_chunking() {
 #[tokio::test]
 async fn tgi_3_s_stop_with_tool_calls_finishes_with_tool_calls() {
     let body = r#"{"choices":[{"finish_reason":"stop","index":0,"logprobs":null,"message":{"content":null,"role":"assistant","tool_calls":[{"function":{"arguments":"{\"location\":\"Brooklyn, NY\",\"format\":\"fahrenheit\"}","description":null,"name":"get_current_weather"},"id":"0","type":"function"}]}}],"created":1741372335,"id":"","model":"meta-llama/Llama-3.1-8B-Instruct","object":"chat.completion","system_fingerprint":"3.1.2-dev0-native","usage":{"completion_tokens":29,"prompt_tokens":501,"total_tokens":530}}"#;
+    let r = answer_to(body).await;
+    assert_eq!(
+        r.finish_reason,
+        Some(infermux_core::FinishReason::ToolCalls)
+    );
+    assert_eq!(r.tool_calls()[0].name, "get_current_weather");
+    // with no tool call, `stop` stays a stop
+    let plain = body.replace(
+        r#""content":null,"role":"assistant","tool_calls":[{"function":{"arguments":"{\"location\":\"Brooklyn, NY\",\"format\":\"fahrenheit\"}","description":null,"name":"get_current_weather"},"id":"0","type":"function"}]"#,
+        r#""content":"Hi","role":"assistant""#,
+    );
+    assert_ne!(plain, body);
+    let r = answer_to(&plain).await;
+    assert_eq!(r.finish_reason, Some(infermux_core::FinishReason::Stop));
+}
+
+/// The chat answer decoded from `body` served as a Messages API answer.
+async fn answer_to(body: &str) -> infermux_core::ChatResponse {
     let server = ReplayServer::start(crate::cassette(&[(
         "POST",
         "/v1/chat/completions",
@@ -118,32 +136,5 @@ async fn tgi_3_s_stop_with_tool_calls_finishes_with_tool_calls() {
     else {
         panic!("not chat")
     };
-    assert_eq!(
-        r.finish_reason,
-        Some(infermux_core::FinishReason::ToolCalls)
-    );
-    assert_eq!(r.tool_calls()[0].name, "get_current_weather");
-    // with no tool call, `stop` stays a stop
-    let plain = body.replace(
-        r#""content":null,"role":"assistant","tool_calls":[{"function":{"arguments":"{\"location\":\"Brooklyn, NY\",\"format\":\"fahrenheit\"}","description":null,"name":"get_current_weather"},"id":"0","type":"function"}]"#,
-        r#""content":"Hi","role":"assistant""#,
-    );
-    assert_ne!(plain, body);
-    let server = ReplayServer::start(crate::cassette(&[(
-        "POST",
-        "/v1/chat/completions",
-        200,
-        "application/json",
-        &plain,
-    )]))
-    .await
-    .unwrap();
-    let Response::Chat(r) = tgi(&server.url())
-        .call(&request(), &RequestContext::new())
-        .await
-        .unwrap()
-    else {
-        panic!("not chat")
-    };
-    assert_eq!(r.finish_reason, Some(infermux_core::FinishReason::Stop));
+    r
 }
