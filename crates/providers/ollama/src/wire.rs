@@ -239,8 +239,10 @@ impl Serialize for WireCall<'_> {
 /// One message of a conversation.
 struct OutMessage<'a> {
     message: &'a Message,
-    /// The conversation (a tool result's tool name is looked up in it).
-    all: &'a [Message],
+    /// The messages before it (a tool result's tool name is looked up in them: ids restart
+    /// in every answer — Ollama's own `call_0`, Gemini's, TGI's `0` —, so a later round's
+    /// call of the same id is another call).
+    before: &'a [Message],
 }
 
 impl Serialize for OutMessage<'_> {
@@ -275,10 +277,10 @@ impl Serialize for OutMessage<'_> {
         }
         if m.role == Role::Tool {
             // Ollama names the tool a result belongs to; core carries the call id (the last
-            // call with that id names it)
+            // earlier call with that id names it)
             let name = m.name.as_deref().or_else(|| {
                 let id = m.tool_call_id.as_deref()?;
-                self.all
+                self.before
                     .iter()
                     .flat_map(|m| &m.tool_calls)
                     .rev()
@@ -367,10 +369,14 @@ impl Serialize for ChatBody<'_> {
         }
         o.field(
             "messages",
-            &Seq(req.messages.iter().map(|message| OutMessage {
-                message,
-                all: &req.messages,
-            })),
+            &Seq(req
+                .messages
+                .iter()
+                .enumerate()
+                .map(|(i, message)| OutMessage {
+                    message,
+                    before: &req.messages[..i],
+                })),
         )?;
         o.field("model", &req.model)?;
         if opts.is_set() {
@@ -884,6 +890,26 @@ mod tests {
         let body = chat_body(&req, false);
         assert_eq!(body["messages"][1]["tool_name"], "get_weather");
         assert_eq!(body["messages"][1]["role"], "tool");
+    }
+
+    /// Ids restart in every answer (Ollama's own `call_0`, Gemini's, TGI's `0`): a result is
+    /// named by the last call of its id *before* it, not by a later round's call of the same
+    /// id (the first round's result was named `get_time`).
+    #[test]
+    fn a_tool_result_is_named_by_the_call_before_it() {
+        let req = ChatRequest::new(
+            "m",
+            vec![
+                Message::user("Weather, then time?"),
+                Message::assistant_tool_calls(vec![ToolCall::new("call_0", "get_weather", "{}")]),
+                Message::tool_result("call_0", "sunny"),
+                Message::assistant_tool_calls(vec![ToolCall::new("call_0", "get_time", "{}")]),
+                Message::tool_result("call_0", "noon"),
+            ],
+        );
+        let body = chat_body(&req, false);
+        assert_eq!(body["messages"][2]["tool_name"], "get_weather");
+        assert_eq!(body["messages"][4]["tool_name"], "get_time");
     }
 
     #[test]

@@ -278,10 +278,12 @@ impl Serialize for MessageBody<'_> {
         let empty_assistant = m.role == Role::Assistant
             && !m.tool_calls.is_empty()
             && text_parts(m).all(str::is_empty);
-        let only_text = m
-            .content
-            .iter()
-            .all(|p| !matches!(p, ContentPart::Image { .. }));
+        // assistant and tool messages take text only (OpenAI refuses an image part there: an
+        // image another provider answered with, a screenshot a tool returned)
+        let only_text = matches!(m.role, Role::Assistant | Role::Tool)
+            || m.content
+                .iter()
+                .all(|p| !matches!(p, ContentPart::Image { .. }));
         if empty_assistant {
             map.serialize_entry("content", &())?;
         } else if only_text {

@@ -32,7 +32,9 @@ fn message_json(m: &Message) -> Value {
         .iter()
         .filter(|p| matches!(p, ContentPart::Text { .. } | ContentPart::Image { .. }))
         .collect();
-    let only_text = texts.iter().all(|p| matches!(p, ContentPart::Text { .. }));
+    // (since: assistant and tool messages take text only)
+    let only_text = matches!(m.role, Role::Assistant | Role::Tool)
+        || texts.iter().all(|p| matches!(p, ContentPart::Text { .. }));
     let content = if only_text {
         Value::String(m.text())
     } else {

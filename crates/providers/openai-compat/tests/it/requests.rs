@@ -145,3 +145,31 @@ fn tool_choice_and_parallel_tool_calls_go_only_with_tools() {
     assert_eq!(body["tool_choice"], json!("none"));
     assert_eq!(body["parallel_tool_calls"], json!(false));
 }
+
+/// Assistant and tool messages take text only (OpenAI's `ChatCompletionRequestAssistantMessage`
+/// parts are text or a refusal; a tool message's are text): an image another provider
+/// answered with (Gemini's image output) or a tool's screenshot is left out of them, where it
+/// made the whole request a 400. A user's image is still sent as a part.
+#[test]
+fn assistant_and_tool_messages_are_sent_as_text() {
+    let image = ContentPart::Image {
+        source: infermux_core::ImageSource::Base64 {
+            media_type: "image/png".into(),
+            data: "iVBORw0KGgo=".into(),
+        },
+        detail: None,
+    };
+    let mut drew = Message::assistant("Here it is.");
+    drew.content.push(image.clone());
+    let mut shot = Message::tool_result("c1", "the screen:");
+    shot.content.push(image.clone());
+    let mut look = Message::user("And this?");
+    look.content.push(image);
+    let mut call = Message::assistant_tool_calls(vec![ToolCall::new("c1", "screenshot", "{}")]);
+    call.content.clear();
+    let req = infermux_core::ChatRequest::new("m", vec![drew, call, shot, look]);
+    let body = wire::chat_body(&req, false);
+    assert_eq!(body["messages"][0]["content"], "Here it is.");
+    assert_eq!(body["messages"][2]["content"], "the screen:");
+    assert_eq!(body["messages"][3]["content"][1]["type"], "image_url");
+}
