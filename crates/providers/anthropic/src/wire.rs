@@ -71,12 +71,13 @@ enum Block<'a> {
         citations: Vec<&'a Value>,
     },
     ToolUse {
-        id: &'a str,
+        /// As sent: another provider's id made one Anthropic takes ([`CallIds`]).
+        id: Cow<'a, str>,
         name: &'a str,
         input: Value,
     },
     ToolResult {
-        tool_use_id: &'a str,
+        tool_use_id: Cow<'a, str>,
         content: ToolResultContent<'a>,
     },
 }
@@ -288,11 +289,118 @@ const CITATION_TYPES: [&str; 5] = [
     "search_result_location",
 ];
 
+/// The tool-call ids of a conversation as Anthropic takes them: unique, and matching
+/// `^[a-zA-Z0-9_-]+$`. Other providers' ids are neither, once a conversation that began
+/// elsewhere falls back here: Gemini's and Ollama's made-up ids restart at every answer
+/// (`gemini-call-0`, `call_0`), TGI's are all `0`, some servers' carry `.` or `:` or are empty.
+/// Anthropic refused the whole request ("tool_use ids must be unique", "String should match
+/// pattern"). An id that is already fine and unique is sent as it is (Anthropic's own always
+/// are); each tool result names the id sent for the last call of its id before it.
+#[derive(Default)]
+struct CallIds {
+    /// Per message (by index), the id sent for each of its tool calls.
+    sent: Vec<Vec<String>>,
+}
+
+impl CallIds {
+    /// The ids of `messages`; none made (no allocation) when they are all fine and unique.
+    fn of(messages: &[Message]) -> Option<CallIds> {
+        let ids = || {
+            messages
+                .iter()
+                .flat_map(|m| &m.tool_calls)
+                .map(|c| c.id.as_str())
+        };
+        let fine = |id: &str| {
+            !id.is_empty()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        let mut seen = std::collections::HashSet::new();
+        if ids().all(|id| fine(id) && seen.insert(id)) {
+            return None;
+        }
+        let mut used = std::collections::HashSet::new();
+        let sent = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                m.tool_calls
+                    .iter()
+                    .enumerate()
+                    .map(|(k, c)| {
+                        let mut id = cleaned(&c.id);
+                        if id.is_empty() {
+                            id = format!("toolu_{i}_{k}");
+                        }
+                        let mut n = 0;
+                        let base = id.clone();
+                        while !used.insert(id.clone()) {
+                            n += 1;
+                            id = format!("{base}_{i}_{k}_{n}");
+                        }
+                        id
+                    })
+                    .collect()
+            })
+            .collect();
+        Some(CallIds { sent })
+    }
+
+    /// The id sent for call `k` of message `i`.
+    fn call<'a>(
+        this: Option<&'a CallIds>,
+        messages: &'a [Message],
+        i: usize,
+        k: usize,
+    ) -> Cow<'a, str> {
+        match this.and_then(|ids| ids.sent.get(i)?.get(k)) {
+            Some(id) => Cow::Borrowed(id),
+            None => Cow::Borrowed(&messages[i].tool_calls[k].id),
+        }
+    }
+
+    /// The id a tool result (message `i`) names: the one sent for the last call of its id
+    /// before it (its own id, cleaned, when no call before it has that id).
+    fn result<'a>(this: Option<&'a CallIds>, messages: &'a [Message], i: usize) -> Cow<'a, str> {
+        let id = messages[i].tool_call_id.as_deref().unwrap_or_default();
+        let Some(ids) = this else {
+            return Cow::Borrowed(id);
+        };
+        let found = messages[..i].iter().enumerate().rev().find_map(|(j, m)| {
+            let k = m.tool_calls.iter().rposition(|c| c.id == id)?;
+            ids.sent.get(j)?.get(k)
+        });
+        match found {
+            Some(sent) => Cow::Borrowed(sent),
+            None => Cow::Owned(cleaned(id)),
+        }
+    }
+}
+
+/// `id` with every character Anthropic refuses in an id (outside `[A-Za-z0-9_-]`) as `_`.
+fn cleaned(id: &str) -> String {
+    id.chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// The blocks of an assistant turn: its parts in order (each of Anthropic's citations put
 /// back on the text block it follows, empty text blocks left out; a refusal is not sent:
 /// Anthropic has no refusal block, and its own refusal's explanation is the API's words, not
-/// the model's), then its tool calls.
-fn assistant_blocks<'a>(m: &'a Message, blocks: &mut Vec<Block<'a>>) {
+/// the model's), then its tool calls, with `ids` as sent (`call(k)`: call `k`'s).
+fn assistant_blocks<'a>(
+    m: &'a Message,
+    blocks: &mut Vec<Block<'a>>,
+    call: impl Fn(usize) -> Cow<'a, str>,
+) {
     let start = blocks.len();
     // another provider's turn (a fallback): its reasoning was that model's own, and its
     // signatures, raw blocks and citations are for it alone (Anthropic refuses a signature
@@ -333,22 +441,28 @@ fn assistant_blocks<'a>(m: &'a Message, blocks: &mut Vec<Block<'a>>) {
     }
     let mine = blocks.split_off(start);
     blocks.extend(mine.into_iter().filter(|b| !b.is_empty_text()));
-    blocks.extend(m.tool_calls.iter().map(tool_call_block));
+    blocks.extend(
+        m.tool_calls
+            .iter()
+            .enumerate()
+            .map(|(k, c)| tool_call_block(c, call(k))),
+    );
 }
 
-fn tool_call_block(c: &ToolCall) -> Block<'_> {
+fn tool_call_block<'a>(c: &'a ToolCall, id: Cow<'a, str>) -> Block<'a> {
     let input = c
         .parsed_arguments()
         .unwrap_or_else(|_| Value::Object(Map::new()));
     Block::ToolUse {
-        id: &c.id,
+        id,
         name: &c.name,
         input,
     }
 }
 
-/// A tool message as a `tool_result` block: its text, or all its blocks when it has images.
-fn tool_result_block(m: &Message) -> Block<'_> {
+/// A tool message as a `tool_result` block naming `tool_use_id`: its text, or all its blocks
+/// when it has images.
+fn tool_result_block<'a>(m: &'a Message, tool_use_id: Cow<'a, str>) -> Block<'a> {
     let content = if m
         .content
         .iter()
@@ -365,7 +479,7 @@ fn tool_result_block(m: &Message) -> Block<'_> {
         ToolResultContent::Text(m.text())
     };
     Block::ToolResult {
-        tool_use_id: m.tool_call_id.as_deref().unwrap_or_default(),
+        tool_use_id,
         content,
     }
 }
@@ -398,15 +512,23 @@ impl Serialize for Messages<'_> {
         let mut role: Option<&'static str> = None;
         let mut blocks: Vec<Block<'_>> = Vec::new();
         let mut mine: Vec<Block<'_>> = Vec::new();
-        for m in self.0 {
+        let ids = CallIds::of(self.0);
+        for (i, m) in self.0.iter().enumerate() {
             let r = match &m.role {
                 Role::System | Role::Developer => continue,
                 Role::Assistant => "assistant",
                 _ => "user",
             };
             match &m.role {
-                Role::Tool => mine.push(tool_result_block(m)),
-                Role::Assistant => assistant_blocks(m, &mut mine),
+                Role::Tool => {
+                    mine.push(tool_result_block(
+                        m,
+                        CallIds::result(ids.as_ref(), self.0, i),
+                    ));
+                }
+                Role::Assistant => {
+                    assistant_blocks(m, &mut mine, |k| CallIds::call(ids.as_ref(), self.0, i, k))
+                }
                 _ => mine.extend(
                     m.content
                         .iter()

@@ -806,3 +806,63 @@ fn only_anthropic_s_citations_and_no_refusal_go_back() {
         "{text}"
     );
 }
+
+/// A tool loop that began on another provider and falls back here: Gemini's made-up ids
+/// restart at every answer (`gemini-call-0` twice), TGI's are `0`, some servers' carry `.` or
+/// `:` or are empty. Anthropic refuses ids that repeat or leave `[A-Za-z0-9_-]`: each call is
+/// sent with an id it takes, unique, and each result names the id sent for the call before it.
+/// Anthropic's own ids go as they are.
+#[test]
+fn other_providers_tool_call_ids_are_made_ones_anthropic_takes() {
+    let round = |id: &str, name: &str, result: &str| {
+        [
+            Message::assistant_tool_calls(vec![ToolCall::new(id, name, "{}")]),
+            Message::tool_result(id, result),
+        ]
+    };
+    let mut messages = vec![Message::user("Weather, then time, then news?")];
+    messages.extend(round("gemini-call-0", "get_weather", "sunny"));
+    messages.extend(round("gemini-call-0", "get_time", "noon"));
+    messages.extend(round("functions.get_news:0", "get_news", "none"));
+    messages.extend(round("", "get_nothing", "empty"));
+    let body = wire::chat_body(&ChatRequest::new("claude", messages), false);
+    let blocks: Vec<&serde_json::Value> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["content"].as_array().unwrap())
+        .collect();
+    let uses: Vec<&str> = blocks
+        .iter()
+        .filter(|b| b["type"] == "tool_use")
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    let results: Vec<&str> = blocks
+        .iter()
+        .filter(|b| b["type"] == "tool_result")
+        .map(|b| b["tool_use_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(uses.len(), 4);
+    assert_eq!(uses, results, "each result names its own call");
+    let unique: std::collections::HashSet<_> = uses.iter().collect();
+    assert_eq!(unique.len(), 4, "{uses:?}");
+    for id in &uses {
+        assert!(
+            !id.is_empty()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "{id}"
+        );
+    }
+    assert_eq!(uses[0], "gemini-call-0", "a fine, first id as it is");
+    // Anthropic's own ids, fine and unique: sent as they are
+    let mut own = vec![Message::user("Weather?")];
+    own.extend(round("toolu_01A", "get_weather", "sunny"));
+    let body = wire::chat_body(&ChatRequest::new("claude", own), false);
+    assert_eq!(body["messages"][1]["content"][0]["id"], "toolu_01A");
+    assert_eq!(
+        body["messages"][2]["content"][0]["tool_use_id"],
+        "toolu_01A"
+    );
+}
