@@ -283,8 +283,10 @@ impl HfTgi {
         Ok(TgiMetrics::parse(&String::from_utf8_lossy(&body)))
     }
 
-    /// `req` rendered as a prompt; an image, which a prompt cannot carry, is refused
-    /// (`Unsupported`) rather than dropped.
+    /// `req` rendered as a prompt; an image, tools, a tool call or a tool result, which a
+    /// prompt cannot carry, are refused (`Unsupported`) rather than dropped (a conversation
+    /// that fell back here from a tool-using provider rendered its calls as empty turns and
+    /// its results as text without a call).
     fn chat_as_completion(
         &self,
         req: &ChatRequest,
@@ -299,6 +301,17 @@ impl HfTgi {
             return Err(self.in_ctx(ctx)(Error::new(
                 ErrorKind::Unsupported,
                 "a chat rendered as a prompt (`with_prompt_format`) cannot carry images",
+            )));
+        }
+        if !req.tools.is_empty()
+            || req
+                .messages
+                .iter()
+                .any(|m| !m.tool_calls.is_empty() || m.role == infermux_core::Role::Tool)
+        {
+            return Err(self.in_ctx(ctx)(Error::new(
+                ErrorKind::Unsupported,
+                "a chat rendered as a prompt (`with_prompt_format`) cannot carry tools, tool calls or tool results",
             )));
         }
         let (prompt, stop) = format.render(req);

@@ -252,3 +252,33 @@ async fn an_image_in_a_chat_rendered_as_a_prompt_is_refused() {
     let e = p.stream(&req, &RequestContext::new()).await.err().unwrap();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
 }
+
+/// Nor tools, tool calls or tool results (a conversation that fell back here from a
+/// tool-using provider): refused (`Unsupported`) before anything is sent, plain and streamed;
+/// before, a call rendered as an empty assistant turn and its result as text after nothing.
+#[tokio::test]
+async fn tools_in_a_chat_rendered_as_a_prompt_are_refused() {
+    use infermux_core::{ErrorKind, Tool, ToolCall};
+    let p = tgi("http://127.0.0.1:9").with_prompt_format(PromptFormat::ChatMl);
+    let with_tools =
+        ChatRequest::new("tgi", vec![Message::user("Weather?")]).with_tools(vec![Tool::new(
+            "get_weather",
+            "Weather",
+            json!({"type": "object"}),
+        )]);
+    let with_history = ChatRequest::new(
+        "tgi",
+        vec![
+            Message::user("Weather?"),
+            Message::assistant_tool_calls(vec![ToolCall::new("c1", "get_weather", "{}")]),
+            Message::tool_result("c1", "sunny"),
+        ],
+    );
+    for req in [with_tools, with_history] {
+        let req = Request::Chat(req);
+        let e = p.call(&req, &RequestContext::new()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+        let e = p.stream(&req, &RequestContext::new()).await.err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    }
+}
