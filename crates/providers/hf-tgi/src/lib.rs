@@ -509,6 +509,20 @@ fn messages_finish(
 pub fn messages_body(req: &ChatRequest, stream: bool) -> serde_json::Value {
     use infermux_core::ResponseFormat;
     let mut body = infermux_openai_compat::wire::chat_body(req, stream);
+    // TGI's message is either content or tool calls (its `MessageBody`, an untagged `oneOf`
+    // read content first): an assistant turn with both (another provider's "Let me check."
+    // before its call) was read as text and its calls lost, leaving the results after no
+    // call. The calls are kept, the words before them left out (two assistant turns in a row
+    // would break the chat templates that want roles to alternate).
+    if let Some(messages) = body.get_mut("messages").and_then(|m| m.as_array_mut()) {
+        for m in messages {
+            if let Some(o) = m.as_object_mut()
+                && o.get("tool_calls").is_some_and(|c| !c.is_null())
+            {
+                o.remove("content");
+            }
+        }
+    }
     // TGI's seed is a u64: a negative one (OpenAI takes any integer) was a 422 every time; it
     // is folded into range, the same seed always the same value
     if let (Some(seed), Some(o)) = (req.seed.filter(|s| *s < 0), body.as_object_mut())

@@ -138,3 +138,34 @@ async fn answer_to(body: &str) -> infermux_core::ChatResponse {
     };
     r
 }
+
+/// TGI's message is either content or tool calls (`MessageBody` in its OpenAPI: `oneOf`, read
+/// content first): an assistant turn with both — another provider's "Let me check." before
+/// its call, after a fallback — was read as text and its call lost. The call is sent, its
+/// words left out; a turn of text alone is unchanged.
+#[test]
+fn an_assistant_turn_with_text_and_calls_is_sent_as_its_calls() {
+    let mut turn = Message::assistant_tool_calls(vec![infermux_core::ToolCall::new(
+        "toolu_1",
+        "get_current_weather",
+        r#"{"location":"Paris"}"#,
+    )]);
+    turn.content = vec![infermux_core::ContentPart::text("Let me check.")];
+    let req = ChatRequest::new(
+        "tgi",
+        vec![
+            Message::user("Weather in Paris?"),
+            turn,
+            Message::tool_result("toolu_1", "18C"),
+            Message::assistant("It is 18C."),
+        ],
+    );
+    let body = infermux_hf_tgi::messages_body(&req, false);
+    let m = &body["messages"][1];
+    assert_eq!(
+        m["tool_calls"][0]["function"]["name"],
+        "get_current_weather"
+    );
+    assert!(m.get("content").is_none(), "{m}");
+    assert_eq!(body["messages"][3]["content"], "It is 18C.");
+}
