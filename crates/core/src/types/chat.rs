@@ -226,6 +226,30 @@ impl ToolCall {
         }
         serde_json::from_str(&self.arguments)
     }
+
+    /// The arguments as the JSON object a provider that takes one (Anthropic's `input`,
+    /// Gemini's `args`) is sent: parsed, a string holding an object (arguments encoded twice,
+    /// as some servers answer) read once more; anything else — not JSON, or JSON of another
+    /// type — `{}` (sent as it is, it made the whole request a 400).
+    ///
+    /// ```
+    /// use infermux_core::ToolCall;
+    /// use serde_json::json;
+    /// let twice = ToolCall::new("c", "f", r#""{\"city\":\"Paris\"}""#);
+    /// assert_eq!(twice.arguments_object(), json!({"city": "Paris"}));
+    /// assert_eq!(ToolCall::new("c", "f", "[1, 2]").arguments_object(), json!({}));
+    /// assert_eq!(ToolCall::new("c", "f", "{").arguments_object(), json!({}));
+    /// ```
+    pub fn arguments_object(&self) -> Value {
+        match self.parsed_arguments() {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(Value::String(s)) => match serde_json::from_str(&s) {
+                Ok(v @ Value::Object(_)) => v,
+                _ => Value::Object(Map::new()),
+            },
+            _ => Value::Object(Map::new()),
+        }
+    }
 }
 
 /// One message of a conversation.

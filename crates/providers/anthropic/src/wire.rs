@@ -450,9 +450,8 @@ fn assistant_blocks<'a>(
 }
 
 fn tool_call_block<'a>(c: &'a ToolCall, id: Cow<'a, str>) -> Block<'a> {
-    let input = c
-        .parsed_arguments()
-        .unwrap_or_else(|_| Value::Object(Map::new()));
+    // (`input` must be an object: arguments encoded twice are read once more)
+    let input = c.arguments_object();
     Block::ToolUse {
         id,
         name: &c.name,

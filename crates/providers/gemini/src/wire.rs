@@ -471,7 +471,7 @@ fn model_parts<'a>(m: &'a Message, parts: &mut Vec<Part<'a>>) {
     // as they came
     let unsigned = foreign || m.tool_calls.iter().all(|c| c.signature.is_none());
     for (i, c) in m.tool_calls.iter().enumerate() {
-        let args = c.parsed_arguments().unwrap_or_else(|_| json!({}));
+        let args = c.arguments_object();
         let signature = match c.signature.as_deref().filter(|_| !foreign) {
             Some(sig) => Some(sig),
             None if unsigned && i == 0 => Some(FOREIGN_CALL_SIGNATURE),

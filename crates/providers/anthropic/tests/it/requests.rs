@@ -866,3 +866,25 @@ fn other_providers_tool_call_ids_are_made_ones_anthropic_takes() {
         "toolu_01A"
     );
 }
+
+/// Arguments that are JSON but not an object (encoded twice by a compatible server, or
+/// another type) went to Anthropic's `input` as they were, which must be an object: a 400
+/// for the whole conversation. Encoded twice, they are read once more; otherwise `{}`.
+#[test]
+fn tool_call_input_is_always_an_object() {
+    let calls = vec![
+        ToolCall::new("toolu_1", "get_weather", r#""{\"city\":\"Paris\"}""#),
+        ToolCall::new("toolu_2", "get_weather", "[1, 2]"),
+    ];
+    let req = ChatRequest::new(
+        "claude",
+        vec![
+            Message::user("Weather?"),
+            Message::assistant_tool_calls(calls),
+        ],
+    );
+    let body = wire::chat_body(&req, false);
+    let blocks = &body["messages"][1]["content"];
+    assert_eq!(blocks[0]["input"], json!({"city": "Paris"}));
+    assert_eq!(blocks[1]["input"], json!({}));
+}
