@@ -311,12 +311,7 @@ impl CallIds {
                 .flat_map(|m| &m.tool_calls)
                 .map(|c| c.id.as_str())
         };
-        let fine = |id: &str| {
-            !id.is_empty()
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        };
+        let fine = |id: &str| !id.is_empty() && id.chars().all(id_char);
         let mut seen = std::collections::HashSet::new();
         if ids().all(|id| fine(id) && seen.insert(id)) {
             return None;
@@ -379,16 +374,15 @@ impl CallIds {
     }
 }
 
-/// `id` with every character Anthropic refuses in an id (outside `[A-Za-z0-9_-]`) as `_`.
+/// Whether Anthropic takes `ch` in an id (`[A-Za-z0-9_-]`).
+fn id_char(ch: char) -> bool {
+    ch.is_ascii_alphanumeric() || ch == '_' || ch == '-'
+}
+
+/// `id` with every character Anthropic refuses in an id as `_`.
 fn cleaned(id: &str) -> String {
     id.chars()
-        .map(|ch| {
-            if ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' {
-                ch
-            } else {
-                '_'
-            }
-        })
+        .map(|ch| if id_char(ch) { ch } else { '_' })
         .collect()
 }
 

@@ -34,15 +34,7 @@ fn request() -> Request {
 
 #[tokio::test]
 async fn a_tool_call_with_a_numeric_id_decodes() {
-    let server = ReplayServer::start(interaction(0)).await.unwrap();
-    let Response::Chat(r) = tgi(&server.url())
-        .call(&request(), &RequestContext::new())
-        .await
-        .unwrap()
-    else {
-        panic!("not chat")
-    };
-    server.verify().unwrap();
+    let r = answer_of(interaction(0)).await;
     // TGI's own `eos_token` on a tool call's answer: tool calls (it was an unknown reason)
     assert_eq!(
         r.finish_reason,
@@ -120,7 +112,7 @@ async fn tgi_3_s_stop_with_tool_calls_finishes_with_tool_calls() {
 
 /// The chat answer decoded from `body` served as a Messages API answer.
 async fn answer_to(body: &str) -> infermux_core::ChatResponse {
-    let server = ReplayServer::start(crate::cassette(&[(
+    answer_of(crate::cassette(&[(
         "POST",
         "/v1/chat/completions",
         200,
@@ -128,7 +120,11 @@ async fn answer_to(body: &str) -> infermux_core::ChatResponse {
         body,
     )]))
     .await
-    .unwrap();
+}
+
+/// The chat answer to [`request`] replayed from `cassette` (every interaction of it used).
+async fn answer_of(cassette: Cassette) -> infermux_core::ChatResponse {
+    let server = ReplayServer::start(cassette).await.unwrap();
     let Response::Chat(r) = tgi(&server.url())
         .call(&request(), &RequestContext::new())
         .await
@@ -136,6 +132,7 @@ async fn answer_to(body: &str) -> infermux_core::ChatResponse {
     else {
         panic!("not chat")
     };
+    server.verify().unwrap();
     r
 }
 
