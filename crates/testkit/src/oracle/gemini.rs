@@ -182,6 +182,22 @@ mod tests {
             generate(200, blocked).unwrap().error,
             Some(ErrorKind::ContentFilter)
         );
+        // every blocking finish reason of the proto is the content filter's error (an answer
+        // decoded as a success is refused); a plain stop is not one
+        for reason in ["LANGUAGE", "IMAGE_SAFETY", "IMAGE_RECITATION"] {
+            let body = format!(
+                r#"{{"candidates":[{{"content":{{"parts":[{{"text":"Hi"}}]}},"finishReason":"{reason}"}}]}}"#
+            );
+            let e = generate(200, body.as_bytes()).unwrap();
+            assert_eq!(e.error, Some(ErrorKind::ContentFilter), "{reason}");
+            refused(&e, |g| {
+                g.error = None;
+                g.text = Some("Hi".into());
+            });
+        }
+        let stop =
+            br#"{"candidates":[{"content":{"parts":[{"text":"Hi"}]},"finishReason":"STOP"}]}"#;
+        assert_eq!(generate(200, stop).unwrap().error, None);
         assert!(generate(200, b"not json").is_err());
     }
 
