@@ -39,7 +39,7 @@ mod sse;
 
 pub use json_array::JsonArrayDecoder;
 pub use ndjson::NdjsonDecoder;
-pub use sse::{SseDecoder, SseEvent};
+pub use sse::{MAX_EVENT_ID_BYTES, SseDecoder, SseEvent};
 
 use std::fmt;
 

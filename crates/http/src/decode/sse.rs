@@ -9,6 +9,9 @@
 
 use super::{DEFAULT_MAX_EVENT_BYTES, DecodeError, UTF8_BOM};
 
+/// The longest `id` an [`SseDecoder`] keeps (1 KiB); a longer one is ignored.
+pub const MAX_EVENT_ID_BYTES: usize = 1024;
+
 /// One dispatched Server-Sent Event.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -62,6 +65,9 @@ pub struct SseEvent {
 /// - The bytes buffered for one event (its data, its event type and the
 ///   current line) are limited to the configured maximum; exceeding it is a
 ///   [`DecodeErrorKind::TooLarge`](super::DecodeErrorKind::TooLarge) error.
+/// - An `id` longer than [`MAX_EVENT_ID_BYTES`] is ignored, as one containing
+///   NUL is: the last event ID is copied into every later event, so one long
+///   `id:` line followed by many small events would be copied once per event.
 ///
 /// After an error the decoder is poisoned and returns the same error forever.
 /// After a successful `finish` it is reset for a new stream, keeping only the
@@ -318,8 +324,9 @@ impl SseDecoder {
                 self.data.push_str(value);
                 self.data.push('\n');
             }
-            // An id containing NUL is ignored.
-            "id" if !value.contains('\0') => {
+            // An id containing NUL is ignored (WHATWG), and one too long to copy into every
+            // later event (ours).
+            "id" if !value.contains('\0') && value.len() <= MAX_EVENT_ID_BYTES => {
                 self.last_event_id.clear();
                 self.last_event_id.push_str(value);
             }
@@ -556,6 +563,24 @@ mod tests {
         assert_eq!(dec.finish().unwrap(), None);
         // Kept after finish, like an EventSource reconnecting.
         assert_eq!(dec.last_event_id(), Some("7"));
+    }
+
+    /// The last event ID goes into every later event: a long one is ignored, so one `id:`
+    /// line of megabytes followed by thousands of tiny events cannot be copied thousands of
+    /// times (a few kilobytes of body asking for gigabytes).
+    #[test]
+    fn an_id_too_long_to_copy_into_every_event_is_ignored() {
+        let long = "x".repeat(MAX_EVENT_ID_BYTES + 1);
+        let longest = "y".repeat(MAX_EVENT_ID_BYTES);
+        let body = format!(
+            "id: 1\ndata: a\n\nid: {long}\ndata: b\n\ndata: c\n\nid: {longest}\ndata: d\n\n"
+        );
+        let events = decode(&body);
+        let ids: Vec<_> = events.iter().map(|e| e.id.as_deref()).collect();
+        assert_eq!(
+            ids,
+            vec![Some("1"), Some("1"), Some("1"), Some(longest.as_str())]
+        );
     }
 
     #[test]
