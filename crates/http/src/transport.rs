@@ -1271,6 +1271,7 @@ impl HttpResponse {
             pending: Vec::new(),
             next: 0,
             finished: false,
+            failed: None,
         });
         Box::pin(futures_util::stream::unfold(state, |mut st| async move {
             loop {
@@ -1281,6 +1282,9 @@ impl HttpResponse {
                 }
                 st.pending.clear();
                 st.next = 0;
+                if let Some(e) = st.failed.take() {
+                    return Some((Err(e), st));
+                }
                 if st.finished {
                     return None;
                 }
@@ -1290,22 +1294,23 @@ impl HttpResponse {
                     // and in time (idle timeout, deadline), not in its whole length: a long
                     // answer with log-probabilities passes 32 MiB and must not be cut there
                     Ok(Some(bytes)) => {
-                        if let Err(e) = st.decoder.feed_into(&bytes, &mut st.pending) {
-                            st.finished = true;
-                            st.pending.clear();
-                            let e = st.resp.err(decode_error(e));
-                            return Some((Err(e), st));
-                        }
+                        let fed = st.decoder.feed_into(&bytes, &mut st.pending);
                         st.scrub_pending();
+                        // the items the chunk completed before the bad bytes go out first,
+                        // then the error: what the caller sees does not depend on where
+                        // the network split the body
+                        if let Err(e) = fed {
+                            st.finished = true;
+                            st.failed = Some(st.resp.err(decode_error(e)));
+                        }
                     }
                     Ok(None) => {
                         st.finished = true;
-                        if let Err(e) = st.decoder.finish_into(&mut st.pending) {
-                            st.pending.clear();
-                            let e = st.resp.err(decode_error(e));
-                            return Some((Err(e), st));
-                        }
+                        let finished = st.decoder.finish_into(&mut st.pending);
                         st.scrub_pending();
+                        if let Err(e) = finished {
+                            st.failed = Some(st.resp.err(decode_error(e)));
+                        }
                     }
                     Err(e) => {
                         st.finished = true;
@@ -1326,6 +1331,8 @@ struct DecodeState<D: Decoder> {
     pending: Vec<D::Item>,
     next: usize,
     finished: bool,
+    /// The decoding error handed out once `pending` is: the body is read no further.
+    failed: Option<Error>,
 }
 
 impl<D: Decoder> DecodeState<D> {
@@ -1344,8 +1351,8 @@ fn decode_error(e: DecodeError) -> Error {
 /// The incremental decoders a response body can be read with.
 trait Decoder: Send + 'static {
     type Item: Send + Default + 'static;
-    /// Appends the items `chunk` completes to `out`; on an error, what it appended is
-    /// discarded by the caller.
+    /// Appends the items `chunk` completes to `out`; on an error, what it appended before
+    /// the error is still handed out, then the error.
     fn feed_into(&mut self, chunk: &[u8], out: &mut Vec<Self::Item>) -> Result<(), DecodeError>;
     fn finish_into(&mut self, out: &mut Vec<Self::Item>) -> Result<(), DecodeError>;
     /// Scrubs the endpoint's key from the item's text (items are whole events, so a key is

@@ -478,6 +478,46 @@ async fn sse_split_into_tiny_network_chunks_decodes_the_same() {
     assert_eq!(events[2].data, "[DONE]");
 }
 
+/// The events a body's bad bytes end the stream after, split by the network as `split`
+/// (sizes of the chunks sent, the rest in one).
+async fn sse_events_before_bad_bytes(split: &'static [usize]) -> Vec<Result<String, ErrorKind>> {
+    let body: &[u8] = b"data: {\"a\":1}\n\ndata: [DONE]\n\n: \xFF\n";
+    let server = RawServer::start(move |_| {
+        let mut steps = vec![Step::Send(chunked_head("200 OK", "text/event-stream"))];
+        let mut rest = body;
+        for n in split {
+            let (c, r) = rest.split_at(*n);
+            steps.push(Step::Send(chunk(c)));
+            rest = r;
+        }
+        steps.push(Step::Send(chunk(rest)));
+        steps.push(Step::Send(last_chunk()));
+        steps
+    })
+    .await;
+    let ep = endpoint(&server.url, Auth::Bearer);
+    let resp = ep.get("/s").send(&RequestContext::new()).await.unwrap();
+    resp.sse()
+        .map(|r| r.map(|e| e.data).map_err(|e| e.kind()))
+        .collect()
+        .await
+}
+
+/// The events a chunk completes before its bad bytes are handed out, then the error:
+/// the same whether the network sends the body in one chunk or splits it before them
+/// (the events of the failing chunk were dropped).
+#[tokio::test]
+async fn events_before_bad_bytes_in_the_same_chunk_are_not_lost() {
+    let want = vec![
+        Ok("{\"a\":1}".to_owned()),
+        Ok("[DONE]".to_owned()),
+        Err(ErrorKind::Decode),
+    ];
+    assert_eq!(sse_events_before_bad_bytes(&[]).await, want);
+    assert_eq!(sse_events_before_bad_bytes(&[12]).await, want);
+    assert_eq!(sse_events_before_bad_bytes(&[27]).await, want);
+}
+
 /// The error of reading a JSON body from a server that answers `raw` (headers and body).
 async fn json_body_error(raw: &'static [u8]) -> infermux_core::Error {
     let server = RawServer::start(move |_| vec![Step::Send(raw.to_vec())]).await;
