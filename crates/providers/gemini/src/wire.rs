@@ -13,6 +13,7 @@
 //! for the workspace's other crates, the conformance runner, and code that needs the raw
 //! shapes.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -1368,7 +1369,15 @@ struct OpenCall {
     args: Value,
     /// The path of a string value that continues in the next piece.
     continuing: Option<String>,
+    /// Values the paths have made so far (objects' new keys, arrays' new elements), bounded
+    /// by [`MAX_MADE_VALUES`].
+    made: usize,
 }
+
+/// The most values the paths of one call's streamed arguments may make: each path is bounded
+/// (128 steps, indexes to 1024), but a path of 127 `[1024]` steps makes 130 000 values from
+/// 800 bytes, and a thousand of them gigabytes.
+const MAX_MADE_VALUES: usize = 1 << 16;
 
 impl OpenCall {
     /// Folds one `partialArgs` item in: `{"jsonPath": "$.a.b[0]", "stringValue" | "numberValue"
@@ -1388,15 +1397,26 @@ impl OpenCall {
         let more = item.get("willContinue").and_then(Value::as_bool) == Some(true);
         let continues = self.continuing.as_deref() == Some(path);
         // a path it cannot follow would leave an argument out: an error, not a guess
-        let Some(at) = slot(&mut self.args, path) else {
-            return Err(Error::new(
-                ErrorKind::Decode,
-                format!("a streamed function-call argument at a path it cannot read: {path}"),
-            ));
+        let Some(at) = slot(&mut self.args, path, &mut self.made) else {
+            let why = if self.made > MAX_MADE_VALUES {
+                format!(
+                    "streamed function-call arguments whose paths make more than \
+                     {MAX_MADE_VALUES} values (at {path})"
+                )
+            } else {
+                format!("a streamed function-call argument at a path it cannot read: {path}")
+            };
+            return Err(Error::new(ErrorKind::Decode, why));
         };
         let value = if let Some(s) = item.get("stringValue").and_then(Value::as_str) {
             match at {
-                Value::String(so_far) if continues => Value::String(format!("{so_far}{s}")),
+                // a long argument streamed in many pieces grows in place (a copy of all of
+                // it per piece was quadratic)
+                Value::String(so_far) if continues => {
+                    so_far.push_str(s);
+                    self.continuing = more.then(|| path.to_owned());
+                    return Ok(());
+                }
                 _ => Value::String(s.to_owned()),
             }
         } else if let Some(n) = item.get("numberValue") {
@@ -1423,9 +1443,10 @@ impl OpenCall {
 }
 
 /// The value at a JSON path (`$.a.b[0]`, `$['a-b']`, `$["x.y"][2]`) of `root`, made (as
-/// objects and arrays) where missing; `None` for a path it cannot follow: one that is not
-/// below the root object (`$`, `$[0]`), an empty name, an index past 1024.
-fn slot<'v>(root: &'v mut Value, path: &str) -> Option<&'v mut Value> {
+/// objects and arrays) where missing, each value made counted in `made`; `None` for a path it
+/// cannot follow: one that is not below the root object (`$`, `$[0]`), an empty name, an index
+/// past 1024, or one that would take `made` past [`MAX_MADE_VALUES`].
+fn slot<'v>(root: &'v mut Value, path: &str, made: &mut usize) -> Option<&'v mut Value> {
     let steps = path_steps(path)?;
     // the arguments stay an object: the first step is a name
     if !matches!(steps.first(), Some(Step::Key(_))) {
@@ -1438,16 +1459,25 @@ fn slot<'v>(root: &'v mut Value, path: &str) -> Option<&'v mut Value> {
                 if !at.is_object() {
                     *at = Value::Object(Map::new());
                 }
-                at.as_object_mut()?.entry(key).or_insert(Value::Null)
+                let map = at.as_object_mut()?;
+                if !map.contains_key(&key) {
+                    *made += 1;
+                }
+                if *made > MAX_MADE_VALUES {
+                    return None;
+                }
+                map.entry(key).or_insert(Value::Null)
             }
             Step::Index(n) => {
                 if !at.is_array() {
                     *at = Value::Array(Vec::new());
                 }
                 let a = at.as_array_mut()?;
-                while a.len() <= n {
-                    a.push(Value::Null);
+                *made += (n + 1).saturating_sub(a.len());
+                if *made > MAX_MADE_VALUES {
+                    return None;
                 }
+                a.resize(a.len().max(n + 1), Value::Null);
                 &mut a[n]
             }
         };
@@ -1627,6 +1657,8 @@ pub struct GenerateState {
     /// The sources cited so far, each once (a stream may repeat them chunk after chunk),
     /// given at the end: between pieces of the text, a part each would split it.
     cited: Vec<Value>,
+    /// `cited` as JSON text, to find a repeat without comparing it with every source before.
+    cited_seen: HashSet<String>,
 }
 
 impl GenerateState {
@@ -1794,6 +1826,7 @@ impl GenerateState {
                             _ => Value::Object(Map::new()),
                         },
                         continuing: None,
+                        made: 0,
                     };
                     if let Err(e) = open.fold_all(fc.partial_args.0.as_deref()) {
                         return Err(self.with_text(e));
@@ -1863,7 +1896,7 @@ impl GenerateState {
             }
         }
         for source in cited_sources(cand.citation_metadata.0, cand.grounding_metadata.0) {
-            if !self.cited.contains(&source) {
+            if self.cited_seen.insert(source.to_string()) {
                 self.cited.push(source);
             }
         }

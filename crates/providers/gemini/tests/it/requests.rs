@@ -1001,6 +1001,42 @@ fn a_streamed_argument_at_a_path_it_cannot_read_is_a_decode_error() {
     }
 }
 
+/// Each argument path is bounded (128 steps, indexes to 1024), but every `[1024]` step makes
+/// 1025 values: the paths of one call together make at most 65 536, so a few hundred bytes of
+/// paths cannot ask for gigabytes. Within the budget, such a path is read.
+#[test]
+fn streamed_argument_paths_make_a_bounded_number_of_values() {
+    let open = r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"f","willContinue":true}}]}}]}"#;
+    let piece = |paths: &[String]| {
+        let items: Vec<String> = paths
+            .iter()
+            .map(|p| format!(r#"{{"jsonPath":"{p}","nullValue":null}}"#))
+            .collect();
+        format!(
+            r#"{{"candidates":[{{"content":{{"role":"model","parts":[{{"functionCall":{{"partialArgs":[{}],"willContinue":true}}}}]}}}}]}}"#,
+            items.join(",")
+        )
+    };
+    let deep = |key: &str, steps: usize| format!("$.{key}{}", "[1024]".repeat(steps));
+    // one path of 127 steps: 130 000 values
+    let mut st = wire::GenerateState::new();
+    st.on_chunk(open).unwrap();
+    let e = st.on_chunk(&piece(&[deep("k", 127)])).unwrap_err();
+    assert_eq!(e.kind(), infermux_core::ErrorKind::Decode);
+    assert!(e.message().contains("65536 values"), "{e}");
+    // two of 39 steps (40 000 values each), in two pieces: the second passes the budget
+    let mut st = wire::GenerateState::new();
+    st.on_chunk(open).unwrap();
+    st.on_chunk(&piece(&[deep("a", 39)])).unwrap();
+    let e = st.on_chunk(&piece(&[deep("b", 39)])).unwrap_err();
+    assert_eq!(e.kind(), infermux_core::ErrorKind::Decode);
+    // the same path twice makes its values once
+    let mut st = wire::GenerateState::new();
+    st.on_chunk(open).unwrap();
+    st.on_chunk(&piece(&[deep("a", 39), deep("a", 39)])).unwrap();
+    st.on_chunk(&piece(&[deep("a", 39)])).unwrap();
+}
+
 #[test]
 fn calls_another_model_made_carry_the_documented_signature_and_gemini_calls_their_own() {
     // a tool loop begun on another provider, then sent to Gemini (a fallback): Gemini 3 refuses
