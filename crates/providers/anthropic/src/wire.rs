@@ -1519,6 +1519,20 @@ pub struct ChatStreamState {
     signed: bool,
 }
 
+/// The SSE event names of the Messages API whose data it reads (and `message`, the name of an
+/// unnamed event): an event of another name (`ping`, a newer one) whose data is not JSON is
+/// passed over.
+const KNOWN_EVENTS: [&str; 8] = [
+    "message",
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+    "error",
+];
+
 impl ChatStreamState {
     /// A fresh state.
     pub fn new() -> Self {
@@ -1593,6 +1607,13 @@ impl ChatStreamState {
     pub fn on_event(&mut self, event: Option<&str>, data: &str) -> Result<Vec<StreamEvent>> {
         // an `error` event whose data is not JSON (a proxy's text, an HTML page) is still the
         // server's error, with its words: not a decode failure of ours
+        // an event of a type it does not know (a newer version's, a proxy's `ping`) whose data
+        // is not JSON carries nothing it reads: passed over, as one with JSON data is
+        if event.is_some_and(|e| !KNOWN_EVENTS.contains(&e))
+            && serde_json::from_str::<serde::de::IgnoredAny>(data).is_err()
+        {
+            return Ok(Vec::new());
+        }
         if event == Some("error") && serde_json::from_str::<serde::de::IgnoredAny>(data).is_err() {
             let (message, _) = infermux_http::error_body_message(data.as_bytes());
             let e = Error::new(ErrorKind::Server, format!("error event: {message}"))

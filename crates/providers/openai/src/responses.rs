@@ -1026,13 +1026,33 @@ impl ResponsesStreamState {
         if data.is_empty() || data == "[DONE]" || self.done {
             return Ok(Vec::new());
         }
-        let v: Object<EventFields<'_>> = serde_json::from_str(data).map_err(|e| {
-            Error::new(
-                ErrorKind::Decode,
-                format!("stream event is not valid JSON: {e}"),
-            )
-            .with_partial_text(self.text.clone())
-        })?;
+        let v: Object<EventFields<'_>> = match serde_json::from_str(data) {
+            Ok(v) => v,
+            // an `error` event whose data is not JSON (a proxy's text) is still the server's
+            // error, with its words: not a decode failure of ours
+            Err(_) if event == Some("error") => {
+                let (message, _) = infermux_http::error_body_message(data.as_bytes());
+                let e = Error::new(ErrorKind::Server, format!("error event: {message}"))
+                    .with_reached_server(true);
+                return Err(if self.text.is_empty() {
+                    e
+                } else {
+                    e.with_partial_text(self.text.clone())
+                });
+            }
+            // an event the API does not send (a proxy's `ping`) whose data is not JSON
+            // carries nothing it reads
+            Err(_) if event.is_some_and(|e| !e.starts_with("response.")) => {
+                return Ok(Vec::new());
+            }
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorKind::Decode,
+                    format!("stream event is not valid JSON: {e}"),
+                )
+                .with_partial_text(self.text.clone()));
+            }
+        };
         let v = v.into_inner();
         let typ = v.kind.as_deref().or(event).unwrap_or("");
         let mut out = Vec::new();

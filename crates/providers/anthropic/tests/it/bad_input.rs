@@ -98,6 +98,26 @@ async fn a_non_json_error_event_is_a_server_error_with_its_words() {
     server.verify().unwrap();
 }
 
+/// An event of a type the Messages API does not send (a proxy's keep-alive, a newer version's)
+/// whose data is not JSON, and a `ping` with no data, are passed over: the answer completes.
+#[tokio::test]
+async fn events_it_does_not_know_whose_data_is_not_json_are_passed_over() {
+    let body = format!(
+        "{START}event: ping\ndata:\n\nevent: proxy_keepalive\ndata: still here\n\n\
+         event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n\
+         event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\"}},\"usage\":{{\"output_tokens\":3}}}}\n\n\
+         event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+    );
+    let (server, p) = serve(answer(200, SSE, &body)).await;
+    let s = p
+        .stream(&Request::Chat(chat_request()), &RequestContext::new())
+        .await
+        .unwrap();
+    let r = StreamAccumulator::collect(s).await.unwrap();
+    assert_eq!(r.text(), "Hello, wor");
+    server.verify().unwrap();
+}
+
 #[tokio::test]
 async fn error_event_before_any_output_fails_the_stream_call() {
     let body = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"slow down\"}}\n\n";

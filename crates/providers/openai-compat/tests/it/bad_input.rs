@@ -277,6 +277,19 @@ async fn an_error_event_that_is_not_json_keeps_its_text() {
     assert_eq!(e.partial_text(), Some("Hel"));
 }
 
+/// A named event other than `error` whose data is not JSON (a proxy's keep-alive) is passed
+/// over; unnamed data that is not JSON is still a decode error.
+#[tokio::test]
+async fn a_named_event_whose_data_is_not_json_is_passed_over() {
+    let body = "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n\
+                event: ping\ndata: keep-alive\n\n\
+                data: {\"choices\":[{\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n\
+                data: [DONE]\n\n";
+    assert_eq!(stream(body).await.unwrap().text(), "Hello");
+    let body = "data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\ndata: keep-alive\n\n";
+    assert_eq!(stream(body).await.unwrap_err().kind(), ErrorKind::Decode);
+}
+
 /// Embeddings whose `index` repeats or runs past the inputs (a proxy numbering each chunk from
 /// 0) are a decode error, never a vector handed to another input; out of order, they are put
 /// back in order.

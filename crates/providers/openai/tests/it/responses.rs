@@ -163,6 +163,31 @@ async fn stream_errors_and_truncation() {
     assert_eq!(e.partial_text(), Some("Hi"));
 }
 
+/// An `error` event whose data is not JSON (a proxy's words) is the server's error with those
+/// words and the text so far; an event the API does not send (`ping`) whose data is not JSON
+/// is passed over; a Responses event whose data is not JSON is still a decode error.
+#[test]
+fn events_whose_data_is_not_json() {
+    let partial = json!({"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":"Hi"});
+    let mut st = responses::ResponsesStreamState::new();
+    st.on_event(Some("response.created"), &created().to_string())
+        .unwrap();
+    st.on_event(Some("response.output_text.delta"), &partial.to_string())
+        .unwrap();
+    assert_eq!(st.on_event(Some("ping"), "keep-alive").unwrap(), vec![]);
+    let e = st
+        .on_event(Some("error"), "upstream connect error or disconnect/reset before headers")
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Server, "{e}");
+    assert!(e.message().contains("upstream connect error"), "{e}");
+    assert_eq!(e.partial_text(), Some("Hi"));
+    let mut st = responses::ResponsesStreamState::new();
+    let e = st
+        .on_event(Some("response.output_text.delta"), "not json")
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode, "{e}");
+}
+
 #[test]
 fn bodies_read_back_to_the_same_request() {
     let mut conversation = tool_request();
