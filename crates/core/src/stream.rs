@@ -1,5 +1,6 @@
 //! Stream events, the accumulator that folds them into a [`ChatResponse`], and [`first_event`].
 
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -170,6 +171,9 @@ pub struct StreamAccumulator {
     text: String,
     parts: Vec<ContentPart>,
     tools: Vec<(u32, ToolCall)>,
+    /// Where in `tools` the latest call at each index is (a stream of many calls finds each
+    /// without scanning the calls before it).
+    latest: HashMap<u32, usize>,
     usage: Option<Usage>,
     finish_reason: Option<FinishReason>,
     done: bool,
@@ -185,15 +189,20 @@ impl StreamAccumulator {
     /// The call at `index`: the latest one there (an index reused by a new call, see
     /// [`StreamEvent::ToolCallDelta`] in [`StreamAccumulator::push`]).
     fn tool(&mut self, index: u32) -> &mut ToolCall {
-        let pos = match self.tools.iter().rposition(|(i, _)| *i == index) {
-            Some(p) => p,
-            None => {
-                self.tools
-                    .push((index, ToolCall::new(String::new(), String::new(), "")));
-                self.tools.len() - 1
-            }
+        let pos = match self.latest.get(&index) {
+            Some(p) => *p,
+            None => self.start_call(index),
         };
         &mut self.tools[pos].1
+    }
+
+    /// A new call at `index` (the latest there from now on); its place in `tools`.
+    fn start_call(&mut self, index: u32) -> usize {
+        self.tools
+            .push((index, ToolCall::new(String::new(), String::new(), "")));
+        let pos = self.tools.len() - 1;
+        self.latest.insert(index, pos);
+        pos
     }
 
     /// Adds one event.
@@ -253,14 +262,12 @@ impl StreamAccumulator {
                 if let Some(id) = id
                     && name.as_ref().is_some_and(|n| !n.is_empty())
                     && self
-                        .tools
-                        .iter()
-                        .rev()
-                        .find(|(i, _)| i == index)
-                        .is_some_and(|(_, c)| !c.id.is_empty() && c.id != *id)
+                        .latest
+                        .get(index)
+                        .map(|p| &self.tools[*p].1)
+                        .is_some_and(|c| !c.id.is_empty() && c.id != *id)
                 {
-                    self.tools
-                        .push((*index, ToolCall::new(String::new(), String::new(), "")));
+                    self.start_call(*index);
                 }
                 let call = self.tool(*index);
                 if let Some(id) = id {

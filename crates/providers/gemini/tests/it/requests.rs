@@ -1033,7 +1033,8 @@ fn streamed_argument_paths_make_a_bounded_number_of_values() {
     // the same path twice makes its values once
     let mut st = wire::GenerateState::new();
     st.on_chunk(open).unwrap();
-    st.on_chunk(&piece(&[deep("a", 39), deep("a", 39)])).unwrap();
+    st.on_chunk(&piece(&[deep("a", 39), deep("a", 39)]))
+        .unwrap();
     st.on_chunk(&piece(&[deep("a", 39)])).unwrap();
 }
 

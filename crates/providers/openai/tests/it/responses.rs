@@ -176,7 +176,10 @@ fn events_whose_data_is_not_json() {
         .unwrap();
     assert_eq!(st.on_event(Some("ping"), "keep-alive").unwrap(), vec![]);
     let e = st
-        .on_event(Some("error"), "upstream connect error or disconnect/reset before headers")
+        .on_event(
+            Some("error"),
+            "upstream connect error or disconnect/reset before headers",
+        )
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Server, "{e}");
     assert!(e.message().contains("upstream connect error"), "{e}");
