@@ -458,9 +458,13 @@ fn env_pair(kv: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<(String
     match lookup(kv) {
         Some(v) => Ok((kv.to_owned(), v)),
         // a name in capitals is shown; anything else may be a token (`hf_…`) typed alone
-        None if kv.bytes().all(|b| !b.is_ascii_lowercase()) => Err(config_error(format!(
-            "--env {kv}: the variable is not set in this shell"
-        ))),
+        None if kv.bytes().all(|b| !b.is_ascii_lowercase())
+            && infermux::shown_var_name(kv) == kv =>
+        {
+            Err(config_error(format!(
+                "--env {kv}: the variable is not set in this shell"
+            )))
+        }
         None => Err(config_error(
             "--env: a variable named there is not set in this shell (a value needs its name: \
              KEY=VALUE)"
@@ -792,6 +796,8 @@ mod tests {
             "sk-abc.def",
             "=value",
             "",
+            // a token in capitals (`openssl rand -hex 16 | tr a-f A-F`)
+            "A3F29C0B5E7D41C8B2A6F0E9D8C7B6A5",
         ] {
             let e = env_pair(bad, shell).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config);

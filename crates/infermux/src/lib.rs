@@ -94,7 +94,7 @@ pub use infermux_core::{
     Priority, Provider, RateLimitInfo, RateLimitWindow, RejectReason, Request, RequestContext,
     RequestId, RerankRequest, RerankResponse, RerankResult, Response, ResponseFormat, Result, Role,
     Served, Signer, StopReason, StreamAccumulator, StreamEvent, SystemText, Timeouts, Tool,
-    ToolCall, ToolChoice, Usage, cosine_similarity, estimate_tokens,
+    ToolCall, ToolChoice, Usage, cosine_similarity, estimate_tokens, shown_var_name,
 };
 pub mod prelude;
 // (nothing to re-export when no provider feature is on: a client of other crates' providers)
