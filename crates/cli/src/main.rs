@@ -138,9 +138,10 @@ struct EndpointArgs {
     /// `--model` naming a group. Replaces --base-url, --provider and --api-key-env.
     #[arg(long, conflicts_with_all = ["base_url", "provider", "api_key_env"])]
     config: Option<std::path::PathBuf>,
-    /// Base URL, e.g. http://127.0.0.1:8080/v1. Without it: $INFERMUX_BASE_URL, then the
-    /// provider's own variable (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, OLLAMA_HOST…), then the
-    /// provider's default URL when it has one.
+    /// Base URL, e.g. http://127.0.0.1:8080/v1. Without it: $INFERMUX_BASE_URL (whose server
+    /// gets $INFERMUX_API_KEY, never the provider's own key), then the provider's own
+    /// variable (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, OLLAMA_HOST…), then the provider's
+    /// default URL when it has one.
     #[arg(long)]
     base_url: Option<String>,
     /// The provider (the protocol the server speaks).
@@ -175,7 +176,9 @@ fn api_key_env_help() -> String {
     let mut help = String::from(
         "Environment variable holding the API key. Without this flag, the provider's own \
          variable is read: required for hosted APIs (openai, groq, anthropic, gemini), optional \
-         for local servers. The key is sent only to the base URL's origin.\n",
+         for local servers. A server named by INFERMUX_BASE_URL gets INFERMUX_API_KEY instead \
+         (required where the provider's own key is). The key is sent only to the base URL's \
+         origin.\n",
     );
     for p in ProviderKind::ALL {
         let vars = match p.api_key_envs() {
@@ -194,12 +197,24 @@ fn api_key_env_help() -> String {
 }
 
 /// The base URL: the flag, `INFERMUX_BASE_URL`, the provider's own variable, the provider's
-/// default; an error naming them when there is none.
-fn base_url(provider: ProviderKind, flag: Option<String>) -> infermux::Result<String> {
+/// default; an error naming them when there is none. Whether it came from
+/// `INFERMUX_BASE_URL`: a server that variable names gets `INFERMUX_API_KEY`, never the
+/// provider's own key (`ANTHROPIC_API_KEY` is for Anthropic, not for whatever server a
+/// variable left set in the shell names).
+fn base_url(provider: ProviderKind, flag: Option<String>) -> infermux::Result<(String, bool)> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    if let Some(url) = flag.or_else(|| var("INFERMUX_BASE_URL")) {
-        return Ok(url);
+    if let Some(url) = flag {
+        return Ok((url, false));
     }
+    if let Some(url) = var("INFERMUX_BASE_URL") {
+        return Ok((url, true));
+    }
+    base_url_of(provider).map(|url| (url, false))
+}
+
+/// [`base_url`] without the flag and `INFERMUX_BASE_URL`.
+fn base_url_of(provider: ProviderKind) -> infermux::Result<String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     if let Some(name) = provider.base_url_env()
         && let Some(url) = var(name)
     {
@@ -244,9 +259,23 @@ fn client_batching(
     }
     let batching = batching(None)?;
     let provider = args.provider.0;
-    let mut cfg = EndpointConfig::new("cli", base_url(provider, args.base_url)?)?;
+    let (url, generic) = base_url(provider, args.base_url)?;
+    let mut cfg = EndpointConfig::new("cli", url)?;
     cfg = match args.api_key_env.as_deref() {
         Some(var) => cfg.with_api_key_from_env(var)?,
+        None if provider.requires_key() && generic => {
+            cfg.with_api_key_from_env("INFERMUX_API_KEY").map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "provider {provider} at INFERMUX_BASE_URL needs a key: {} (its own \
+                         variables go only to its own URL); or pass --api-key-env VAR",
+                        e.message()
+                    ),
+                )
+            })?
+        }
+        None if generic => cfg.with_optional_api_key_from_env(&["INFERMUX_API_KEY"]),
         None if provider.requires_key() => cfg
             .with_api_key_from_any_env(provider.api_key_envs())
             .map_err(|e| {

@@ -292,6 +292,50 @@ fn the_base_url_and_key_come_from_the_environment() {
     }
 }
 
+/// A server `INFERMUX_BASE_URL` names gets `INFERMUX_API_KEY`, never a hosted provider's own
+/// key: `ANTHROPIC_API_KEY` left in the shell beside a local server's URL is not sent there.
+#[test]
+fn a_server_named_by_infermux_base_url_never_gets_a_providers_own_key() {
+    let (_rt, sim) = simulator(infermux_testkit::FaultPlan::none());
+    sim.require_api_key("sk-infermux");
+    let base = format!("{}/v1", sim.url());
+    let hosted = [
+        ("INFERMUX_BASE_URL", base.as_str()),
+        ("ANTHROPIC_API_KEY", "sk-ant-for-anthropic-only"),
+    ];
+    let out = infermux(
+        &["chat", "--provider", "anthropic", "--no-stream", "hi"],
+        &hosted,
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("INFERMUX_API_KEY") && err.contains("INFERMUX_BASE_URL"),
+        "{err}"
+    );
+    assert_eq!(sim.requests(), 0, "nothing is sent");
+    let mut with_key = hosted.to_vec();
+    with_key.push(("INFERMUX_API_KEY", "sk-infermux"));
+    let out = infermux(
+        &["chat", "--provider", "anthropic", "--no-stream", "hi"],
+        &with_key,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "Echo: hi");
+    // a provider whose key is optional sends none rather than its own variable's
+    let out = infermux(
+        &["models", "--provider", "vllm"],
+        &[
+            ("INFERMUX_BASE_URL", base.as_str()),
+            ("VLLM_API_KEY", "sk-infermux"),
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "the simulator wants a key: none was sent"
+    );
+}
+
 /// Output that cannot be written (a full disk: `/dev/full`) fails the command, naming the
 /// error, streamed or not: lost output is never a success.
 #[test]
