@@ -8,6 +8,12 @@
 //!
 //! No reqwest or hyper type appears in this crate's public API.
 //!
+//! **Proxies.** As any reqwest client, an endpoint goes through the proxy the environment names
+//! (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, lower-case too; hosts in `NO_PROXY` go direct).
+//! Through a proxy, an `https://` endpoint's key stays inside TLS to the endpoint; a plain
+//! `http://` endpoint's request, key included, is read by the proxy. Put such servers (a
+//! LAN vLLM, a local llama.cpp) in `NO_PROXY`, or unset the proxy for the process.
+//!
 //! ```no_run
 //! # async fn demo() -> infermux_core::Result<()> {
 //! use futures_util::StreamExt;
