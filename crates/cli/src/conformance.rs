@@ -15,9 +15,16 @@ pub(crate) struct ConformanceArgs {
     json: bool,
 }
 
-/// Runs the corpus; fails when any interaction failed.
+/// Runs the corpus; fails when any interaction failed. A report that cannot be written ends
+/// the program as every command's output does ([`crate::checked_out`]: quietly with 141 when
+/// the reader went away).
 pub(crate) async fn run(args: ConformanceArgs) -> infermux::Result<()> {
-    infermux_conformance::run(&args.corpus, args.json)
-        .await
-        .map(|_| ())
+    let ran = infermux_conformance::run(&args.corpus, args.json).await;
+    if let Err(e) = &ran
+        && let Some(io) =
+            std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>())
+    {
+        crate::checked_out(Err(std::io::Error::new(io.kind(), io.to_string())));
+    }
+    ran.map(|_| ())
 }

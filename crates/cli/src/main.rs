@@ -511,9 +511,16 @@ fn report(e: &(dyn std::error::Error + 'static), color: bool) -> String {
     } else {
         format!("error: {e}")
     };
+    let mut said = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(&format!("\n  caused by: {s}"));
+        let cause = s.to_string();
+        // a message that ends with its cause's words (`cannot read f: No such file…`) has
+        // said it: not printed twice
+        if !said.ends_with(&cause) {
+            text.push_str(&format!("\n  caused by: {cause}"));
+        }
+        said = cause;
         source = s.source();
     }
     text
@@ -590,6 +597,13 @@ mod tests {
         assert_eq!(
             report(&e, true),
             "\x1b[1;31merror\x1b[0m: connect: connect to x\n  caused by: refused by peer"
+        );
+        // a message that already ends with its cause's words is not followed by them again
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = Error::new(ErrorKind::Config, "cannot read f.toml: No such file").with_source(io);
+        assert_eq!(
+            report(&e, false),
+            "error: config: cannot read f.toml: No such file"
         );
     }
 

@@ -369,9 +369,9 @@ pub async fn run(corpus: &Path, json: bool) -> infermux::Result<Summary> {
     let report = Runner::new().run_corpus(corpus).await?;
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
-    report
-        .write(json, &mut out, &mut err)
-        .map_err(|e| Error::new(ErrorKind::Config, format!("cannot write the report: {e}")))?;
+    report.write(json, &mut out, &mut err).map_err(|e| {
+        Error::new(ErrorKind::Config, format!("cannot write the report: {e}")).with_source(e)
+    })?;
     let s = report.summary();
     if s.failed > 0 {
         return Err(Error::new(

@@ -615,6 +615,50 @@ fn flags_a_config_replaces_are_refused_with_it_not_ignored() {
     );
 }
 
+/// The conformance report ends as every command's output: a reader gone away is 141 and
+/// nothing on stderr but the summary, a full disk is a failure naming the error.
+#[test]
+fn a_conformance_report_that_cannot_be_written_ends_as_any_output() {
+    let dir = temp_corpus("cli-pipe");
+    Exchange {
+        method: "POST",
+        uri: "https://api.openai.com/v1/chat/completions",
+        request_body: r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        status: 200,
+        content_type: "application/json",
+        body: r#"{"id":"c1","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}]}"#,
+    }
+    .write(&dir, "openai/chat.yaml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .args(["conformance", "--json", "--corpus"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("error"),
+        "{}",
+        text(&out.stderr)
+    );
+    let full = std::fs::File::create("/dev/full").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .args(["conformance", "--json", "--corpus"])
+        .arg(&dir)
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("error: cannot write the output"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn a_closed_stdout_ends_the_program_quietly_not_with_a_panic() {
     let mut body = String::new();
