@@ -43,7 +43,7 @@ use std::sync::{Arc, LazyLock};
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
-use infermux::config::ProviderKind;
+use infermux::config::{Parts, ProviderKind};
 use infermux::{
     ChatRequest, Client, EndpointConfig, Error, ErrorKind, FinishReason, Message, Operation,
     Provider, StreamEvent, Usage,
@@ -253,7 +253,7 @@ fn client_batching(
     ) -> infermux::Result<Option<infermux::batching::BatchConfig>>,
 ) -> infermux::Result<Client> {
     if let Some(path) = &args.config {
-        let mut config = infermux::config::Config::from_path(path)?;
+        let mut config = infermux::config::Config::from_path_for(path, Parts::Inference)?;
         config.batching = batching(config.batching.take())?;
         return Client::from_config(&config);
     }
@@ -458,7 +458,8 @@ async fn chat(
 /// `models --config`: each group with its deployments (endpoint/model); without groups, the
 /// one implicit group that takes every model on every endpoint.
 fn list_groups(path: &std::path::Path) -> infermux::Result<()> {
-    let config = infermux::config::Config::from_path(path)?;
+    let config = infermux::config::Config::from_path_for(path, Parts::Inference)?;
+    config.check_has_endpoints()?;
     if config.groups.is_empty() {
         let endpoints: Vec<String> = config
             .endpoints

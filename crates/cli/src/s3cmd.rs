@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use infermux::config::Config;
+use infermux::config::{Config, Parts};
 use infermux::s3::{Progress, S3Config, S3Credentials, S3EndpointConfig, S3Error, S3Kit};
 use infermux::{Error, ErrorKind};
 
@@ -118,18 +118,8 @@ fn kit(a: &S3EndpointArgs) -> Result<S3Kit, Error> {
         })
         .transpose()?;
     if let Some(path) = &a.config {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::new(
-                ErrorKind::Config,
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
-        let mut config = Config::from_toml_str_with_env(
-            &text,
-            &path.display().to_string(),
-            path.parent(),
-            &|v| std::env::var(v).ok(),
-        )?;
+        // (the endpoints' keys of a file shared with `infermux chat` are not read)
+        let mut config = Config::from_path_for(path, Parts::S3)?;
         if let Some(s3) = config.s3.as_mut() {
             if let Some(p) = part_size {
                 s3.part_size = p;

@@ -74,6 +74,8 @@ pub struct Config {
     /// `[s3]` with its `[[s3.endpoint]]`s, or `None` when absent (model storage; built into a
     /// kit with the feature `s3`).
     pub s3: Option<S3Spec>,
+    /// The file's name as errors give it.
+    origin: String,
 }
 
 /// `[s3]`: S3-compatible model storage, several endpoints behind one pool.
@@ -736,11 +738,63 @@ fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
 // Loading
 // ---------------------------------------------------------------------------------------------
 
+/// The parts of a file a program uses: the whole file is read and checked, but the secrets
+/// (key `env`s and `file`s, S3 credentials) of a part left out are not read, and the part is
+/// left out of the [`Config`]. One file can then serve both `infermux chat` (without the S3
+/// keys in its environment) and `infermux s3` (without the providers' keys).
+///
+/// ```
+/// use infermux::config::{Config, Parts};
+/// let text = r#"
+///     [[endpoint]]
+///     name = "openai"
+///     provider = "openai"
+///     keys = [{ alias = "k1", env = "OPENAI_KEY_1" }]
+///     [s3]
+///     [[s3.endpoint]]
+///     name = "store"
+///     url = "http://127.0.0.1:9000"
+///     access_key_env = "S3_ACCESS"
+///     secret_key_env = "S3_SECRET"
+/// "#;
+/// let s3_only = |v: &str| v.starts_with("S3_").then(|| "s3-secret".to_owned());
+/// // all of it needs every secret
+/// assert!(Config::from_toml_str_with_env(text, "infermux.toml", None, &s3_only).is_err());
+/// let c = Config::from_toml_str_for(text, "infermux.toml", None, &s3_only, Parts::S3)?;
+/// assert!(c.endpoints.is_empty() && c.s3.is_some());
+/// # Ok::<(), infermux::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Parts {
+    /// Everything.
+    All,
+    /// The endpoints, groups, fallbacks, defaults, cache and batching: what a client is built
+    /// from; `[s3]` is checked but not kept.
+    Inference,
+    /// `[s3]` only; the rest is checked but not kept.
+    S3,
+}
+
+impl Parts {
+    fn inference(self) -> bool {
+        matches!(self, Parts::All | Parts::Inference)
+    }
+    fn s3(self) -> bool {
+        matches!(self, Parts::All | Parts::S3)
+    }
+}
+
 impl Config {
     /// Reads and validates the file at `path`. Errors name the path and the line; relative
     /// key `file`s are read relative to the file's folder; key `env`s from the process
     /// environment.
     pub fn from_path(path: &Path) -> Result<Config> {
+        Self::from_path_for(path, Parts::All)
+    }
+
+    /// As [`from_path`](Self::from_path), keeping only `parts` (see [`Parts`]).
+    pub fn from_path_for(path: &Path, parts: Parts) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::new(
                 ErrorKind::Config,
@@ -749,18 +803,26 @@ impl Config {
             .with_source(e)
         })?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-        Self::load(&text, &path.display().to_string(), dir, &|var: &str| {
-            std::env::var(var).ok()
-        })
+        Self::load(
+            &text,
+            &path.display().to_string(),
+            dir,
+            &|var: &str| std::env::var(var).ok(),
+            parts,
+        )
     }
 
     /// Parses and validates `text`; `origin_name` (e.g. `"infermux.toml"`) starts every error
     /// message. Key `env`s come from the process environment and relative key `file`s are
     /// relative to the working directory.
     pub fn from_toml_str(text: &str, origin_name: &str) -> Result<Config> {
-        Self::load(text, origin_name, None, &|var: &str| {
-            std::env::var(var).ok()
-        })
+        Self::load(
+            text,
+            origin_name,
+            None,
+            &|var: &str| std::env::var(var).ok(),
+            Parts::All,
+        )
     }
 
     /// As [`from_toml_str`](Self::from_toml_str), with key `env`s looked up by `env` instead
@@ -772,7 +834,46 @@ impl Config {
         base_dir: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config> {
-        Self::load(text, origin_name, base_dir, env)
+        Self::load(text, origin_name, base_dir, env, Parts::All)
+    }
+
+    /// As [`from_toml_str_with_env`](Self::from_toml_str_with_env), keeping only `parts` (see
+    /// [`Parts`]).
+    pub fn from_toml_str_for(
+        text: &str,
+        origin_name: &str,
+        base_dir: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        parts: Parts,
+    ) -> Result<Config> {
+        Self::load(text, origin_name, base_dir, env, parts)
+    }
+
+    /// Fails unless the file has an `[[endpoint]]`, naming the file: a client needs one
+    /// ([`Client::from_config`](crate::Client::from_config) checks it first). An empty file,
+    /// or one with only `[s3]`, loads (`infermux s3` reads such a file).
+    ///
+    /// ```
+    /// use infermux::config::Config;
+    /// let c = Config::from_toml_str("", "infermux.toml")?;
+    /// let e = c.check_has_endpoints().unwrap_err();
+    /// assert_eq!(
+    ///     e.message(),
+    ///     "infermux.toml: no [[endpoint]]: a client needs at least one"
+    /// );
+    /// # Ok::<(), infermux::Error>(())
+    /// ```
+    pub fn check_has_endpoints(&self) -> Result<()> {
+        if self.endpoints.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!(
+                    "{}: no [[endpoint]]: a client needs at least one",
+                    self.origin
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The endpoint named `name`.
@@ -795,10 +896,29 @@ impl Config {
         origin: &str,
         base_dir: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
+        parts: Parts,
     ) -> Result<Config> {
         let src = Source { text, origin };
         let raw: RawFile = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
-        Loader { src, base_dir, env }.build(raw)
+        let mut config = Loader {
+            src,
+            base_dir,
+            env,
+            parts,
+        }
+        .build(raw)?;
+        // (a part left out was read without its secrets: nothing of it is kept)
+        if !parts.inference() {
+            config.endpoints.clear();
+            config.groups.clear();
+            config.fallbacks.clear();
+            config.cache = None;
+            config.batching = None;
+        }
+        if !parts.s3() {
+            config.s3 = None;
+        }
+        Ok(config)
     }
 }
 
@@ -837,6 +957,10 @@ impl Source<'_> {
             let key = rest.split('`').next().unwrap_or(rest);
             return self.error(Some(span), format_args!("unknown key `{key}` in {context}"));
         }
+        if let Some(rest) = message.strip_prefix("missing field `") {
+            let key = rest.split('`').next().unwrap_or(rest);
+            return self.error(Some(span), format_args!("missing key `{key}` in {context}"));
+        }
         self.error(Some(span), format_args!("{message} (in {context})"))
     }
 
@@ -859,6 +983,12 @@ impl Source<'_> {
             pos += line.len();
         }
         let (table, scan_from) = match header {
+            // at the header's opening bracket: the table itself (a key missing from it)
+            Some((at, h))
+                if at == line_start && self.text[line_start..offset].trim_start().is_empty() =>
+            {
+                return h.to_owned();
+            }
             // the offending key is in the header itself: its parent is the context
             Some((at, h)) if at == line_start => {
                 let name = h.trim_matches(|c| c == '[' || c == ']');
@@ -1056,7 +1186,7 @@ impl<'de> Deserialize<'de> for Prio {
 // The file as written (private; every table denies unknown keys).
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the file's tables")]
 struct RawFile {
     defaults: Option<RawDefaults>,
     #[serde(default)]
@@ -1071,7 +1201,7 @@ struct RawFile {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the table [s3]")]
 struct RawS3 {
     selection: Option<Spanned<String>>,
     part_size: Option<Spanned<u64>>,
@@ -1084,7 +1214,7 @@ struct RawS3 {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "an [[s3.endpoint]] table")]
 struct RawS3Endpoint {
     name: Spanned<String>,
     url: Option<Spanned<String>>,
@@ -1102,7 +1232,7 @@ struct RawS3Endpoint {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the table [cache]")]
 struct RawCache {
     ttl: Option<Positive>,
     max_entries: Option<Spanned<u64>>,
@@ -1114,7 +1244,7 @@ struct RawCache {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the table [cache.semantic]")]
 struct RawSemantic {
     embedder: Spanned<String>,
     model_dir: Option<Spanned<String>>,
@@ -1130,7 +1260,7 @@ struct RawSemantic {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the table [batching]")]
 struct RawBatching {
     max_items: Option<Spanned<usize>>,
     max_tokens: Option<Spanned<u64>>,
@@ -1139,7 +1269,7 @@ struct RawBatching {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the table [defaults]")]
 struct RawDefaults {
     timeout: Option<Positive>,
     priority: Option<Prio>,
@@ -1149,7 +1279,7 @@ struct RawDefaults {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the table [defaults.retry]")]
 struct RawRetry {
     max_attempts: Option<Spanned<u32>>,
     base: Option<Dur>,
@@ -1159,7 +1289,7 @@ struct RawRetry {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the table [defaults.breaker]")]
 struct RawBreaker {
     enabled: Option<bool>,
     failure_rate: Option<Spanned<f64>>,
@@ -1169,13 +1299,13 @@ struct RawBreaker {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the table [defaults.queue]")]
 struct RawQueue {
     max_queued: Option<usize>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "an [[endpoint]] table")]
 struct RawEndpoint {
     name: Spanned<String>,
     provider: ProviderKind,
@@ -1238,7 +1368,10 @@ struct RawKey {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a timeouts table `{ connect, first_byte, idle, total = \"…\" }`"
+)]
 struct RawTimeouts {
     connect: Option<Positive>,
     first_byte: Option<Positive>,
@@ -1247,7 +1380,7 @@ struct RawTimeouts {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [[group]] table")]
 struct RawGroup {
     name: Spanned<String>,
     #[serde(default)]
@@ -1256,7 +1389,10 @@ struct RawGroup {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a deployment table `{ endpoint = \"…\", model = \"…\" }`"
+)]
 struct RawDeployment {
     endpoint: Spanned<String>,
     model: String,
@@ -1264,7 +1400,7 @@ struct RawDeployment {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [[fallback]] table")]
 struct RawFallback {
     from: Spanned<String>,
     to: Spanned<Vec<Spanned<String>>>,
@@ -1284,6 +1420,8 @@ struct Loader<'a> {
     src: Source<'a>,
     base_dir: Option<&'a Path>,
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// Whose secrets are read.
+    parts: Parts,
 }
 
 impl Loader<'_> {
@@ -1372,6 +1510,7 @@ impl Loader<'_> {
             cache,
             batching,
             s3,
+            origin: self.src.origin.to_owned(),
         })
     }
 
@@ -1491,6 +1630,8 @@ impl Loader<'_> {
                 ));
             }
             let var = |v: &str| match (self.env)(v) {
+                // `[s3]` left out: its secrets are not read (and the section not kept)
+                _ if !self.parts.s3() => Ok(String::new()),
                 Some(x) if !x.trim().is_empty() => Ok(x),
                 _ => Err(self.err(
                     espan.clone(),
@@ -1990,6 +2131,13 @@ impl Loader<'_> {
     fn key(&self, endpoint: &str, alias: String, k: RawKey, span: Range<usize>) -> Result<KeySpec> {
         let what = format!("key `{alias}` of endpoint `{endpoint}`");
         let (key, source) = match (k.env, k.file, k.value) {
+            // the endpoints left out: their secrets are not read (and the endpoint not kept)
+            (Some(var), None, None) if !self.parts.inference() => {
+                (ApiKey::new(""), KeySource::Env(var))
+            }
+            (None, Some(file), None) if !self.parts.inference() => {
+                (ApiKey::new(""), KeySource::File(PathBuf::from(file)))
+            }
             (Some(var), None, None) => match (self.env)(&var) {
                 Some(v) if !v.trim().is_empty() => (ApiKey::new(v), KeySource::Env(var)),
                 Some(_) => {

@@ -10,7 +10,7 @@ use infermux_resilience::breaker::BreakerConfig;
 use infermux_resilience::queue::QueueConfig;
 use infermux_resilience::retry::StandardRetry;
 
-use crate::config::{Config, EmbedderSpec, SemanticSpec, StrategyKind};
+use crate::config::{Config, EmbedderSpec, Parts, SemanticSpec, StrategyKind};
 use crate::{Client, ClientBuilder, Deployment, ModelGroup, NamedKey, SemanticCache};
 
 fn strategy(kind: StrategyKind) -> Strategy {
@@ -62,6 +62,7 @@ fn resilience(config: &Config) -> Result<ResilienceConfig> {
 /// The builder `config` describes (every endpoint, key, group and fallback, and the
 /// `[defaults]`), to adjust before [`ClientBuilder::build`].
 pub(crate) fn builder(config: &Config) -> Result<ClientBuilder> {
+    config.check_has_endpoints()?;
     let mut b = Client::builder().resilience(resilience(config)?);
     if let Some(t) = config.defaults.timeout {
         b = b.timeout(t);
@@ -214,7 +215,8 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn from_path(path: impl AsRef<Path>) -> Result<Client> {
-        Self::from_config(&Config::from_path(path.as_ref())?)
+        // (`[s3]`'s credentials are for `infermux s3`: not read here)
+        Self::from_config(&Config::from_path_for(path.as_ref(), Parts::Inference)?)
     }
 
     /// The client the environment describes: the file `INFERMUX_CONFIG` names when set, else

@@ -615,6 +615,35 @@ fn flags_a_config_replaces_are_refused_with_it_not_ignored() {
     );
 }
 
+/// A file without an `[[endpoint]]` (empty, or `[s3]` only) is an error naming the file for
+/// `chat` and `models` (models listed nothing and succeeded); a file shared with `infermux
+/// s3` does not need the S3 keys in `chat`'s environment.
+#[test]
+fn a_config_without_endpoints_is_an_error_naming_the_file() {
+    let empty = config_file("empty", "");
+    let p = empty.to_str().unwrap();
+    for args in [
+        vec!["models", "--config", p],
+        vec!["chat", "--config", p, "hi"],
+    ] {
+        let out = infermux(&args, &[]);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(
+            text(&out.stderr).trim(),
+            format!("error: config: {p}: no [[endpoint]]: a client needs at least one"),
+            "{args:?}"
+        );
+    }
+    let shared = config_file(
+        "shared",
+        "[[endpoint]]\nname = \"local\"\nprovider = \"openai-compat\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+         [s3]\n[[s3.endpoint]]\nname = \"store\"\nurl = \"http://127.0.0.1:9\"\n\
+         access_key_env = \"S3_ACCESS\"\nsecret_key_env = \"S3_SECRET\"\n",
+    );
+    let out = infermux(&["models", "--config", shared.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 /// The conformance report ends as every command's output: a reader gone away is 141 and
 /// nothing on stderr but the summary, a full disk is a failure naming the error.
 #[test]

@@ -271,6 +271,101 @@ tmeout = \"5s\"
     );
 }
 
+/// A key missing from a table is named in that table (toml gives the error the header's
+/// place: it read as the parent's); a whole table of the wrong type says what it should be,
+/// not a Rust struct's name.
+#[test]
+fn missing_keys_and_mistyped_tables_name_their_table() {
+    assert_eq!(
+        fails("[[endpoint]]\nname = \"a\"\n"),
+        "infermux.toml line 1, column 1: missing key `provider` in [[endpoint]]"
+    );
+    assert_eq!(
+        fails(&format!("{LOCAL}[[group]]\nname = \"g\"\n")),
+        "infermux.toml line 6, column 1: missing key `deployments` in [[group]]"
+    );
+    assert_eq!(
+        fails("[cache]\n[cache.semantic]\nthreshold = 0.9\n"),
+        "infermux.toml line 2, column 1: missing key `embedder` in [cache.semantic]"
+    );
+    for (text, want) in [
+        (
+            format!("{LOCAL}timeouts = \"30s\"\n"),
+            "expected a timeouts table",
+        ),
+        (
+            format!("{LOCAL}[[group]]\nname = \"g\"\ndeployments = [ \"local/m\" ]\n"),
+            "expected a deployment table",
+        ),
+        (
+            "[defaults]\nretry = 3\n".to_owned(),
+            "expected the table [defaults.retry]",
+        ),
+        (
+            "[batching]\nmax_items = 4\n[batching.x]\n".to_owned(),
+            "unknown key `x`",
+        ),
+        ("batching = 3\n".to_owned(), "expected the table [batching]"),
+    ] {
+        let m = fails(&text);
+        assert!(m.contains(want) && !m.contains("Raw"), "{m}");
+    }
+}
+
+/// One file for `infermux chat` and `infermux s3`: each reads the file whole but only its
+/// own part's secrets, and keeps only its part; all of it needs every secret.
+#[test]
+fn a_program_reads_only_its_own_parts_secrets() {
+    use infermux::config::Parts;
+    let text = format!(
+        "{LOCAL}keys = [{{ alias = \"k\", env = \"CHAT_KEY\" }}]\n\
+         [s3]\n[[s3.endpoint]]\nname = \"store\"\nurl = \"http://127.0.0.1:9000\"\n\
+         access_key_env = \"S3_ACCESS\"\nsecret_key_env = \"S3_SECRET\"\n"
+    );
+    let chat = |v: &str| (v == "CHAT_KEY").then(|| "sk-chat".to_owned());
+    let s3 = |v: &str| v.starts_with("S3_").then(|| "s3-secret".to_owned());
+    let both = |v: &str| chat(v).or_else(|| s3(v));
+    let read = |env: &dyn Fn(&str) -> Option<String>, parts| {
+        Config::from_toml_str_for(&text, "infermux.toml", None, env, parts)
+    };
+    let c = read(&chat, Parts::Inference).unwrap();
+    assert_eq!(c.endpoints.len(), 1);
+    assert_eq!(c.endpoints[0].keys[0].key.expose(), "sk-chat");
+    assert!(c.s3.is_none());
+    let c = read(&s3, Parts::S3).unwrap();
+    assert!(c.endpoints.is_empty() && c.groups.is_empty() && c.s3.is_some());
+    assert!(read(&both, Parts::All).is_ok());
+    for (env, parts) in [
+        (&chat as &dyn Fn(&str) -> Option<String>, Parts::All),
+        (&s3, Parts::All),
+        (&s3, Parts::Inference),
+        (&chat, Parts::S3),
+    ] {
+        let e = read(env, parts).unwrap_err();
+        assert!(e.message().contains("is not set"), "{parts:?}: {e}");
+    }
+    // the part left out is still checked
+    let bad = text.replace("name = \"store\"", "name = \"store\"\nregoin = \"x\"");
+    let e = Config::from_toml_str_for(&bad, "infermux.toml", None, &chat, Parts::Inference)
+        .unwrap_err();
+    assert!(e.message().contains("unknown key `regoin`"), "{e}");
+}
+
+/// A file without an `[[endpoint]]` loads (an `[s3]`-only file is `infermux s3`'s), but no
+/// client is built from it: the error names the file (it was "a client needs a provider").
+#[test]
+fn a_client_from_a_file_without_endpoints_names_the_file() {
+    for text in ["", "# nothing yet\n", "[defaults]\ntimeout = \"30s\"\n"] {
+        let c = load(text).unwrap();
+        let e = infermux::Client::from_config(&c).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(
+            e.message(),
+            "infermux.toml: no [[endpoint]]: a client needs at least one"
+        );
+    }
+}
+
 /// A timeout or TTL of zero is refused at load, naming its line: it would fail every call (or
 /// keep nothing). Before, it loaded and every call then timed out at once.
 #[test]
