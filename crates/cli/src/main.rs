@@ -406,7 +406,7 @@ async fn chat(
         None
     } else {
         match client
-            .stream_served(
+            .open_stream(
                 &infermux::Request::Chat(request.clone()),
                 infermux::RequestContext::new(),
             )
@@ -416,7 +416,7 @@ async fn chat(
             other => Some(other?),
         }
     };
-    let Some((mut stream, served)) = streamed else {
+    let Some(opened) = streamed else {
         let answer = client.chat(request).await?;
         outln!("{}", answer.text());
         eprintln!(
@@ -426,8 +426,12 @@ async fn chat(
         if let Some(s) = &answer.served {
             eprintln!("[served by {s}]");
         }
+        if let Some(hit) = &answer.cache {
+            eprintln!("[{hit}]");
+        }
         return Ok(());
     };
+    let (mut stream, served, cache) = (opened.events, opened.served, opened.cache);
     let mut out = std::io::stdout().lock();
     let (mut reason, mut usage) = (None, None);
     while let Some(ev) = stream.next().await {
@@ -451,6 +455,9 @@ async fn chat(
     eprintln!("{}", finish_line(reason.as_ref(), usage.as_ref()));
     if let Some(s) = &served {
         eprintln!("[served by {s}]");
+    }
+    if let Some(hit) = &cache {
+        eprintln!("[{hit}]");
     }
     Ok(())
 }

@@ -847,3 +847,54 @@ fn a_hugging_face_token_goes_only_to_hugging_faces_hosts() {
     );
     assert_eq!(sim.requests_by_key("tgi-server-key"), 1);
 }
+
+/// With the feature `redis`, a config's `[cache] redis_url` works from the command line: an
+/// answer one `infermux chat` stored is the next process's exact hit, said on stderr, and the
+/// server is asked once for each (plain and streamed answers are cached apart).
+#[cfg(feature = "redis")]
+#[test]
+fn two_chat_processes_share_one_redis_cache() {
+    let Some(redis) = infermux_testkit::server_url("INFERMUX_REDIS_URL") else {
+        return;
+    };
+    let (_rt, sim) = simulator(infermux_testkit::FaultPlan::none());
+    let prefix = format!(
+        "cli-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let path = config_file(
+        "redis",
+        &format!(
+            "[[endpoint]]\nname = \"local\"\nprovider = \"openai-compat\"\nbase_url = \"{}/v1\"\n\
+             [cache]\nredis_url = \"{redis}\"\nredis_prefix = \"{prefix}\"\n",
+            sim.url()
+        ),
+    );
+    let p = path.to_str().unwrap();
+    for (round, stream) in [false, true].into_iter().enumerate() {
+        let mut args = vec!["chat", "--config", p, "hello there"];
+        if !stream {
+            args.push("--no-stream");
+        }
+        let first = infermux(&args, &[]);
+        assert!(first.status.success(), "{}", text(&first.stderr));
+        assert!(
+            !text(&first.stderr).contains("cache hit"),
+            "{}",
+            text(&first.stderr)
+        );
+        let again = infermux(&args, &[]);
+        assert!(again.status.success(), "{}", text(&again.stderr));
+        assert_eq!(text(&again.stdout), text(&first.stdout));
+        assert!(
+            text(&again.stderr).contains("[exact cache hit"),
+            "stream {stream}: {}",
+            text(&again.stderr)
+        );
+        assert_eq!(sim.requests(), round as u64 + 1, "the server answered once");
+    }
+}
