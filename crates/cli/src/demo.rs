@@ -124,6 +124,8 @@ fn report_pool(client: &Client, group: &str) {
 
 pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
     let timeout = Duration::from_millis(args.timeout_ms);
+    // the embedder first: a wrong INFERMUX_MINILM_DIR fails before the 300 requests, not after
+    let semantic = crate::demo_cache::semantic_from_env()?;
     // sim-a: healthy but for a few 503s and resets; its key a2 is throttled
     let sim_a = Simulator::start(
         FaultPlan::seeded(args.seed)
@@ -284,10 +286,7 @@ pub(crate) async fn run(args: DemoArgs) -> infermux::Result<()> {
         adds_up &= report_endpoint(id.as_str(), sim, c);
     }
     // boxed: the demo's future is deep enough already
-    let cache = Box::pin(crate::demo_cache::run(
-        crate::demo_cache::semantic_from_env()?,
-    ))
-    .await?;
+    let cache = Box::pin(crate::demo_cache::run(semantic)).await?;
     if cache.semantic_on && cache.semantic_hits == 0 {
         return Err(infermux::Error::new(
             ErrorKind::Decode,

@@ -578,8 +578,13 @@ fn check_launcher_flags(args: &ServeArgs) -> Result<(), Error> {
             wrong.push("--image");
         }
         if !wrong.is_empty() {
+            let how = if cfg!(feature = "docker") {
+                "--docker"
+            } else {
+                "--docker, in a binary built with the feature `docker`"
+            };
             return Err(config_error(format!(
-                "{} apply to containers only (--docker); a local process would run without them",
+                "{} apply to containers only ({how}); a local process would run without them",
                 wrong.join(", ")
             )));
         }

@@ -143,7 +143,12 @@ pub(crate) fn run(args: EvalArgs) -> Result<()> {
     let dir = args
         .model_dir
         .clone()
-        .or_else(|| std::env::var_os("INFERMUX_MINILM_DIR").map(PathBuf::from))
+        // (set but empty is unset, as everywhere else)
+        .or_else(|| {
+            std::env::var_os("INFERMUX_MINILM_DIR")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+        })
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::Config,

@@ -140,4 +140,16 @@ fn cache_eval_rejects_a_bad_pairs_file_and_a_bad_threshold() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("threshold"));
     let out = eval(&model, &["--pairs", good.to_str().unwrap()]);
     assert!(!out.status.success(), "a missing model folder is an error");
+    // INFERMUX_MINILM_DIR set but empty is unset: the message says what to pass
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .args(["cache", "eval", "--pairs", good.to_str().unwrap()])
+        .env("INFERMUX_MINILM_DIR", "")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pass --model-dir or set INFERMUX_MINILM_DIR"),
+        "{err}"
+    );
 }
