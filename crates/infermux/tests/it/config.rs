@@ -19,6 +19,8 @@ fn env(var: &str) -> Option<String> {
         "OPENAI_KEY_1" => Some("sk-doc-openai-1".into()),
         "OPENAI_KEY_2" => Some("sk-doc-openai-2".into()),
         "ANTHROPIC_API_KEY" => Some("sk-doc-anthropic".into()),
+        "S3_ACCESS_KEY" => Some("doc-access".into()),
+        "S3_SECRET_KEY" => Some("doc-secret".into()),
         _ => None,
     }
 }
@@ -86,6 +88,8 @@ fn the_documented_example_parses_with_every_section() {
     assert!(cfg.endpoints.len() >= 3, "{cfg:?}");
     assert!(!cfg.groups.is_empty());
     assert!(!cfg.fallbacks.is_empty());
+    let s3 = cfg.s3.as_ref().expect("the example's [s3]");
+    assert_eq!(s3.endpoints.len(), 2);
     for e in &cfg.endpoints {
         let ec = e.endpoint_config().unwrap();
         assert_eq!(ec.id.to_string(), e.name);
