@@ -40,6 +40,7 @@ mod events;
 mod headers;
 pub mod json;
 mod scrub;
+mod segment;
 mod transport;
 
 pub use errors::{error_body_message, error_from_response, kind_for_status, retry_hint};
@@ -49,6 +50,7 @@ pub use headers::{
     retry_after, should_retry,
 };
 pub use http::{HeaderMap, HeaderName, HeaderValue, Method};
+pub use segment::PathName;
 pub use transport::{
     AUTH_HEADERS, Auth, DecodedStream, HttpEndpoint, HttpRequest, HttpResponse, Route,
 };

@@ -132,7 +132,8 @@ impl Gemini {
         ctx: &RequestContext,
         parse: impl FnOnce(&[u8]) -> Result<T>,
     ) -> Result<T> {
-        let path = format!("/{}:{method}", wire::model_path(model));
+        let route = wire::model_route(model).map_err(self.ctx_err(ctx))?;
+        let path = format!("/{route}:{method}");
         let resp = Self::send(self.http.post(&path).json(body), ctx).await?;
         let bytes = resp.bytes().await?;
         parse(&bytes).map_err(self.ctx_err(ctx))
@@ -310,7 +311,8 @@ impl Provider for Gemini {
                 "gemini streams chat only",
             )));
         };
-        let path = format!("/{}:streamGenerateContent", wire::model_path(&req.model));
+        let route = wire::model_route(&req.model).map_err(self.ctx_err(ctx))?;
+        let path = format!("/{route}:streamGenerateContent");
         let mut r = self.http.post(&path).json(&wire::GenerateBody::new(req));
         if self.sse {
             r = r.query("alt", "sse");

@@ -53,6 +53,18 @@ macro_rules! read {
     }};
 }
 
+/// `models/{model}` as a request path's part: [`model_path`], refused (`InvalidRequest`) when
+/// the name would not stay one resource name (`gemini-2.5-flash?x`, `../cachedContents#`
+/// steered the request, key and all, to another method of the API).
+pub fn model_route(model: &str) -> Result<String> {
+    let name = model
+        .strip_prefix("models/")
+        .or_else(|| model.strip_prefix("tunedModels/"))
+        .unwrap_or(model);
+    infermux_http::PathName::SEGMENT.check("Gemini model name", name)?;
+    Ok(model_path(model))
+}
+
 /// `models/{model}` unless the name already has a collection prefix.
 pub fn model_path(model: &str) -> String {
     if model.starts_with("models/") || model.starts_with("tunedModels/") {

@@ -312,6 +312,10 @@ impl HfTei {
         ctx: &RequestContext,
     ) -> Result<Vec<Vec<f32>>> {
         let body = wire::EmbedBody::new(inputs, self.options, None, extra);
+        // (a Hub id, `org/name`: one `/` at most)
+        let model = infermux_http::PathName::with_slashes(1)
+            .check("model", model)
+            .map_err(self.in_ctx(ctx))?;
         let path = format!("/pipeline/feature-extraction/{model}");
         let bytes = self.post_json(&path, &body, ctx).await?;
         wire::parse_feature_extraction(&bytes, inputs.len()).map_err(self.in_ctx(ctx))

@@ -321,14 +321,9 @@ impl<'de> Deserialize<'de> for Number {
 }
 
 fn segment(id: &str) -> Result<&str> {
-    // `%` and `\\` too: the URL parser reads `%2e%2e` as `..` and `\\` as `/`
-    if id.is_empty() || id == "." || id.contains(['/', '?', '#', '%', '\\']) || id.contains("..") {
-        return Err(Error::new(
-            ErrorKind::InvalidRequest,
-            "a model id may not be '.' or contain '/', '?', '#', '%', '\\' or '..'",
-        ));
-    }
-    Ok(id)
+    infermux_http::PathName::SEGMENT
+        .with_colon()
+        .check("model id", id)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {

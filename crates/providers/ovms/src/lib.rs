@@ -105,14 +105,7 @@ pub struct Ovms {
 }
 
 fn segment(s: &str) -> Result<&str> {
-    // `%` and `\\` too: the URL parser reads `%2e%2e` as `..` and `\\` as `/`
-    if s.is_empty() || s == "." || s.contains(['/', '?', '#', ':', '%', '\\']) || s.contains("..") {
-        return Err(Error::new(
-            ErrorKind::InvalidRequest,
-            "a model name or version may not be '.' or contain '/', '?', '#', ':', '%', '\\' or '..'",
-        ));
-    }
-    Ok(s)
+    infermux_http::PathName::SEGMENT.check("model name or version", s)
 }
 
 fn model_path(api: &str, model: &str, version: Option<&str>) -> Result<String> {

@@ -211,3 +211,45 @@ async fn no_key_in_debug_errors_or_url() {
     assert!(!e.to_string().contains(KEY));
     server.verify().unwrap();
 }
+
+/// A model name goes into the request's path: one that would not stay one resource name
+/// (`?`, `#`, `%`, `\`, `..`, another `/`) is refused before anything is sent (it steered the
+/// request, key and all, to another method of the API: `../cachedContents#`).
+#[tokio::test]
+async fn a_model_name_that_would_leave_its_path_is_refused_before_sending() {
+    // nothing listens there: a request sent would be a connection error
+    let cfg = EndpointConfig::new("bad", "http://127.0.0.1:9/v1beta")
+        .unwrap()
+        .with_api_key(ApiKey::new(KEY));
+    let p = Gemini::new(cfg).unwrap();
+    for model in [
+        "gemini-2.5-flash?x",
+        "../cachedContents#",
+        "models/../files",
+        "%2e%2e",
+        "a\\b",
+        "models/a/b",
+        "models/",
+        "gemini:streamGenerateContent",
+        "",
+    ] {
+        let chat = Request::Chat(ChatRequest::new(model, vec![Message::user("hi")]));
+        let e = p.call(&chat, &RequestContext::new()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{model}: {e}");
+        let e = p.stream(&chat, &RequestContext::new()).await.err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{model}: {e}");
+        let embed = Request::Embeddings(infermux_core::EmbeddingRequest::new(model, vec!["x"]));
+        let e = p.call(&embed, &RequestContext::new()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{model}: {e}");
+    }
+    // a plain name and the two collections are names, sent (and refused by nobody listening)
+    for model in [
+        "gemini-2.5-flash",
+        "models/gemini-2.5-flash",
+        "tunedModels/my-model-1",
+    ] {
+        let chat = Request::Chat(ChatRequest::new(model, vec![Message::user("hi")]));
+        let e = p.call(&chat, &RequestContext::new()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Connect, "{model}: {e}");
+    }
+}

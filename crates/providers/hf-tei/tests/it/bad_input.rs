@@ -190,3 +190,22 @@ async fn tei_statuses_on_its_openai_route_keep_their_own_meaning() {
         assert!(e.request_id().is_some(), "{e:?}");
     }
 }
+
+/// The Inference API's model goes into the path: a Hub id (`org/name`) is sent, one that would
+/// leave its path (`..`, `?`, `#`, `%`, a second `/`) is refused before anything is sent.
+#[tokio::test]
+async fn an_inference_api_model_that_would_leave_its_path_is_refused() {
+    for (model, kind) in [
+        ("../../v1/models?x", ErrorKind::InvalidRequest),
+        ("org/name#frag", ErrorKind::InvalidRequest),
+        ("a/b/c", ErrorKind::InvalidRequest),
+        ("%2e%2e", ErrorKind::InvalidRequest),
+        // nothing listens: a request sent is a connection error
+        ("sentence-transformers/all-MiniLM-L6-v2", ErrorKind::Connect),
+    ] {
+        let cfg = EndpointConfig::new("hf", "http://127.0.0.1:9").unwrap();
+        let p = HfTei::inference_api(cfg, model).unwrap();
+        let e = p.call(&embed(), &RequestContext::new()).await.unwrap_err();
+        assert_eq!(e.kind(), kind, "{model}: {e}");
+    }
+}
