@@ -603,6 +603,11 @@ struct WireToolChoice<'a> {
 }
 
 fn tool_choice(req: &ChatRequest) -> Option<WireToolChoice<'_>> {
+    // "tool_choice may only be specified while providing tools" (a 400): left out without
+    // tools (the request's own, or server tools in `extra`), as OpenAI's and Gemini's bodies do
+    if req.tools.is_empty() && !req.extra.contains_key("tools") {
+        return None;
+    }
     let (ty, name) = match &req.tool_choice {
         Some(ToolChoice::Auto) => ("auto", None),
         Some(ToolChoice::Required) => ("any", None),

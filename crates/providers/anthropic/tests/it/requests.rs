@@ -24,6 +24,22 @@ fn tools_choice_system_and_default_max_tokens() {
         let b = wire::chat_body(&tool_request().with_tool_choice(choice), false);
         assert_eq!(b["tool_choice"], wire_choice);
     }
+    // without tools there is no tool_choice ("tool_choice may only be specified while
+    // providing tools": a 400), unless server tools come in `extra`
+    for choice in [ToolChoice::Auto, ToolChoice::Required, ToolChoice::None] {
+        let bare = ChatRequest::new("claude", vec![Message::user("Hi")]).with_tool_choice(choice);
+        assert!(wire::chat_body(&bare, false).get("tool_choice").is_none());
+        let mut server_tools = bare.clone();
+        server_tools.extra.insert(
+            "tools".into(),
+            json!([{"type": "web_search_20250305", "name": "web_search"}]),
+        );
+        assert!(
+            wire::chat_body(&server_tools, false)
+                .get("tool_choice")
+                .is_some()
+        );
+    }
     let mut no_parallel = tool_request();
     no_parallel.parallel_tool_calls = Some(false);
     assert_eq!(

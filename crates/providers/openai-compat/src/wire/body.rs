@@ -193,7 +193,9 @@ impl Serialize for ChatBody<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.req;
         let o = self.omitted;
-        let mut w = ObjectWriter::new(s.serialize_map(None)?, &r.extra);
+        // streamed or not as the call is, whatever `extra` says about `stream` (a plain call
+        // answered as SSE, or a stream answered whole, fails to decode)
+        let mut w = ObjectWriter::with_fixed(s.serialize_map(None)?, &r.extra, &["stream"]);
         w.opt(self.max_tokens_key, r.max_tokens.as_ref())?;
         w.field("messages", &Messages(&r.messages))?;
         w.field("model", r.model.as_str())?;
@@ -539,8 +541,8 @@ impl Serialize for FormatBody<'_> {
 
 /// The body of a legacy completions request, borrowed from a [`CompletionRequest`]: what
 /// [`super::completion_body`] (or, streamed, [`super::completion_stream_body`]) returns as a
-/// `Value`, without building one. `extra` replaces the fields it names, except `stream` on a
-/// streamed body (always `true`).
+/// `Value`, without building one. `extra` replaces the fields it names, except `stream` (the
+/// call's own).
 #[derive(Debug, Clone, Copy)]
 pub struct CompletionBody<'a> {
     req: &'a CompletionRequest,
@@ -558,9 +560,8 @@ impl Serialize for CompletionBody<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.req;
         let map = s.serialize_map(None)?;
-        // a streamed body is always streamed, whatever `extra` says about `stream`
-        let fixed: &'static [&'static str] = if self.stream { &["stream"] } else { &[] };
-        let mut w = ObjectWriter::with_fixed(map, &r.extra, fixed);
+        // streamed or not as the call is, whatever `extra` says about `stream`
+        let mut w = ObjectWriter::with_fixed(map, &r.extra, &["stream"]);
         w.opt("max_tokens", r.max_tokens.as_ref())?;
         w.field("model", r.model.as_str())?;
         w.field("prompt", r.prompt.as_str())?;

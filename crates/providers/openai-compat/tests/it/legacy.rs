@@ -173,7 +173,10 @@ pub(crate) fn chat_body(req: &ChatRequest, stream: bool) -> Value {
         b.insert("stream_options".into(), json!({"include_usage": true}));
     }
     for (k, v) in &req.extra {
-        b.insert(k.clone(), v.clone());
+        // (the call's own `stream` wins, streamed or not)
+        if k != "stream" {
+            b.insert(k.clone(), v.clone());
+        }
     }
     Value::Object(b)
 }
@@ -195,7 +198,10 @@ pub(crate) fn completion_body(req: &CompletionRequest) -> Value {
     }
     if let (Value::Object(m), false) = (&mut b, req.extra.is_empty()) {
         for (k, v) in &req.extra {
-            m.insert(k.clone(), v.clone());
+            // (the call's own `stream` wins, streamed or not)
+            if k != "stream" {
+                m.insert(k.clone(), v.clone());
+            }
         }
     }
     b

@@ -968,3 +968,20 @@ async fn media_bodies_are_the_bytes_the_value_code_sent() {
         );
     }
 }
+
+/// A call is streamed or not as it was made: `extra.stream` changes neither (a plain call
+/// answered as SSE, or a stream answered whole, failed to decode).
+#[test]
+fn extra_never_changes_whether_a_call_streams() {
+    use infermux_openai_compat::wire::{chat_body, completion_body, completion_stream_body};
+    let mut chat = ChatRequest::new("m", vec![Message::user("hi")]);
+    chat.extra.insert("stream".into(), json!(true));
+    assert!(chat_body(&chat, false).get("stream").is_none());
+    chat.extra.insert("stream".into(), json!(false));
+    assert_eq!(chat_body(&chat, true)["stream"], true);
+    let mut completion = CompletionRequest::new("m", "hi");
+    completion.extra.insert("stream".into(), json!(true));
+    assert!(completion_body(&completion).get("stream").is_none());
+    completion.extra.insert("stream".into(), json!(false));
+    assert_eq!(completion_stream_body(&completion)["stream"], true);
+}
