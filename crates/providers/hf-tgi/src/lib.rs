@@ -320,7 +320,22 @@ impl HfTgi {
         c.temperature = req.temperature;
         c.seed = req.seed;
         c.stop = req.stop.clone();
-        c.stop.push(stop.to_owned());
+        // the template's end of turn too, where TGI takes one more (four by default): past
+        // that the caller's stops go as they are, and the turn ends at the model's own end
+        if c.stop.len() < MAX_STOP_SEQUENCES {
+            c.stop.push(stop.to_owned());
+        }
+        // what `/generate` takes of the rest (it was all dropped): `top_p`, the response
+        // format as a grammar, and `extra` (into `parameters`)
+        c.extra = req.extra.clone();
+        if let Some(p) = req.top_p {
+            c.extra
+                .entry("top_p")
+                .or_insert_with(|| serde_json::json!(f64::from(p)));
+        }
+        if let Some(g) = req.response_format.as_ref().and_then(grammar) {
+            c.extra.entry("grammar").or_insert(g);
+        }
         Ok(c)
     }
 
@@ -534,23 +549,28 @@ pub fn messages_body(req: &ChatRequest, stream: bool) -> serde_json::Value {
         return body;
     }
     if let (Some(format), Some(o)) = (&req.response_format, body.as_object_mut()) {
-        match format {
-            ResponseFormat::JsonSchema { schema, .. } => {
-                o.insert(
-                    "response_format".into(),
-                    serde_json::json!({"type": "json", "value": schema}),
-                );
-            }
-            ResponseFormat::JsonObject => {
-                o.insert(
-                    "response_format".into(),
-                    serde_json::json!({"type": "json", "value": {"type": "object"}}),
-                );
-            }
-            _ => {
-                o.remove("response_format");
-            }
-        }
+        match grammar(format) {
+            Some(g) => o.insert("response_format".into(), g),
+            None => o.remove("response_format"),
+        };
     }
     body
 }
+
+/// A response format as TGI's grammar (`{"type": "json", "value": schema}`), which the
+/// Messages API takes as `response_format` and `/generate` as `parameters.grammar`; `None`
+/// for plain text.
+fn grammar(format: &infermux_core::ResponseFormat) -> Option<serde_json::Value> {
+    match format {
+        infermux_core::ResponseFormat::JsonSchema { schema, .. } => {
+            Some(serde_json::json!({"type": "json", "value": schema}))
+        }
+        infermux_core::ResponseFormat::JsonObject => {
+            Some(serde_json::json!({"type": "json", "value": {"type": "object"}}))
+        }
+        _ => None,
+    }
+}
+
+/// The most stop sequences TGI takes by default (`--max-stop-sequences 4`; more is a 422).
+const MAX_STOP_SEQUENCES: usize = 4;

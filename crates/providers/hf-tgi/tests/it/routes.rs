@@ -282,3 +282,46 @@ async fn tools_in_a_chat_rendered_as_a_prompt_are_refused() {
         assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     }
 }
+
+/// A chat rendered as a prompt keeps what `/generate` takes: `top_p`, the response format as
+/// TGI's grammar and `extra`, in `parameters` (all were dropped); the template's end of turn
+/// joins the caller's stops only where TGI takes one more (four by default: five was a 422).
+#[tokio::test]
+async fn a_prompt_format_chat_keeps_top_p_its_json_format_and_extra() {
+    let server = infermux_testkit::Scripted::start(|_| {
+        infermux_testkit::Reply::json(
+            200,
+            &json!({"generated_text": "{}", "details": {"finish_reason": "eos_token", "generated_tokens": 1}}),
+        )
+    })
+    .await
+    .unwrap();
+    let p = tgi(&server.url()).with_prompt_format(PromptFormat::ChatMl);
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}});
+    let mut req = ChatRequest::new("tgi", vec![Message::user("Where?")]).with_response_format(
+        infermux_core::ResponseFormat::JsonSchema {
+            name: "place".into(),
+            schema: schema.clone(),
+            strict: None,
+        },
+    );
+    req.top_p = Some(0.5);
+    req.extra.insert("repetition_penalty".into(), json!(1.1));
+    p.call(&Request::Chat(req.clone()), &RequestContext::new())
+        .await
+        .unwrap();
+    let four = req
+        .clone()
+        .with_stop(vec!["a".into(), "b".into(), "c".into(), "d".into()]);
+    p.call(&Request::Chat(four), &RequestContext::new())
+        .await
+        .unwrap();
+    let sent = server.requests();
+    let params = sent[0].json().unwrap()["parameters"].clone();
+    assert_eq!(params["top_p"], 0.5);
+    assert_eq!(params["grammar"], json!({"type": "json", "value": schema}));
+    assert_eq!(params["repetition_penalty"], 1.1);
+    assert_eq!(params["stop"], json!(["<|im_end|>"]));
+    let params = sent[1].json().unwrap()["parameters"].clone();
+    assert_eq!(params["stop"], json!(["a", "b", "c", "d"]));
+}
