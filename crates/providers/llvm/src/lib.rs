@@ -164,6 +164,36 @@ pub fn render_prompt(messages: &[Message]) -> Result<String> {
     Ok(out)
 }
 
+/// What a chat rendered as a prompt cannot carry, refused (`Unsupported`) rather than dropped:
+/// tools, tool calls and tool results (a conversation that fell back here from a tool-using
+/// provider rendered its calls as empty turns), and a JSON response format (the protocol has
+/// no grammar: the caller would get free text).
+fn refuse_what_a_prompt_drops(r: &infermux_core::ChatRequest) -> Result<()> {
+    let tools = !r.tools.is_empty()
+        || r.messages
+            .iter()
+            .any(|m| !m.tool_calls.is_empty() || m.role == Role::Tool);
+    if tools {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "the LLVM protocol takes a prompt: no tools, tool calls or tool results",
+        ));
+    }
+    if matches!(
+        r.response_format,
+        Some(
+            infermux_core::ResponseFormat::JsonObject
+                | infermux_core::ResponseFormat::JsonSchema { .. }
+        )
+    ) {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "the LLVM protocol has no JSON response format",
+        ));
+    }
+    Ok(())
+}
+
 /// The `parameters` object of an `infer` body, serialised from the borrowed request: the
 /// known fields merged with `extra` in ascending key order (a key `extra` repeats takes
 /// `extra`'s value), the bytes the `Value` map built before printed.
@@ -541,6 +571,7 @@ impl Provider for Llvm {
         let ctx_err = self.ctx_err(ctx);
         match request {
             Request::Chat(r) => {
+                refuse_what_a_prompt_drops(r).map_err(&ctx_err)?;
                 let prompt = render_prompt(&r.messages).map_err(&ctx_err)?;
                 let body = InferBody {
                     input: &prompt,

@@ -196,3 +196,35 @@ async fn model_ids_the_url_parser_would_rewrite_are_refused() {
         assert_eq!(e.kind(), infermux_core::ErrorKind::InvalidRequest, "{bad}");
     }
 }
+
+/// What a prompt cannot carry is refused before anything is sent, not dropped: tools, a tool
+/// call or result in the history (another provider's tool loop falling back here), a JSON
+/// response format. A plain chat is answered.
+#[tokio::test]
+async fn tools_tool_turns_and_json_formats_are_refused_not_dropped() {
+    let (sim, llvm) = setup().await;
+    let ctx = RequestContext::new();
+    let plain = ChatRequest::new("llvm-gen-1", vec![Message::user("hi")]);
+    let with_tools = plain.clone().with_tools(vec![infermux_core::Tool::new(
+        "f",
+        "does f",
+        serde_json::json!({"type": "object"}),
+    )]);
+    let with_result = ChatRequest::new(
+        "llvm-gen-1",
+        vec![
+            Message::user("weather?"),
+            Message::assistant_tool_calls(vec![infermux_core::ToolCall::new("c1", "w", "{}")]),
+            Message::tool_result("c1", "sunny"),
+        ],
+    );
+    let json = plain
+        .clone()
+        .with_response_format(infermux_core::ResponseFormat::JsonObject);
+    for req in [with_tools, with_result, json] {
+        let e = llvm.call(&Request::Chat(req), &ctx).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    }
+    assert_eq!(sim.requests(), 0, "nothing was sent");
+    llvm.call(&Request::Chat(plain), &ctx).await.unwrap();
+}
