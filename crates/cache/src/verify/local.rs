@@ -54,6 +54,10 @@ impl Verifier for ContextualVerifier {
         let work = move || {
             let tq = tokens(&embedder, &q)?;
             let tc = tokens(&embedder, &c)?;
+            let window = embedder.max_seq_length().saturating_sub(2);
+            if unseen_difference(&q, &c, &tq, &tc, window) {
+                return Ok(0.0);
+            }
             model.score_tokens(&q, &c, cosine, &tq, &tc)
         };
         crate::embed::local::off_runtime("verifier", work).await
@@ -64,4 +68,48 @@ impl Verifier for ContextualVerifier {
     fn estimated_false_hit_rate(&self) -> Option<f64> {
         self.model.estimated_false_hit_rate()
     }
+}
+
+/// Whether the two texts may differ where the model cannot see: then the pair is refused
+/// (score 0), whatever the trees say, since every signal but the lexical ones reads the same
+/// for both.
+/// - Either text fills the model's window (`window` word pieces): it was read only in part,
+///   and two turns that share their opening look alike (a turn's length in characters does
+///   not bound its pieces: Chinese is about one a character).
+/// - Both give the same word pieces, but their words differ beyond case and spacing: what
+///   told them apart became `[UNK]` (🍕 and 🍣, ２＋２ and ２＋３) or was an accent the
+///   tokenizer strips (Vietnamese "cá" and "cà").
+/// - Either has an `[UNK]` piece and their symbols outside ASCII and letters differ.
+pub(crate) fn unseen_difference(
+    q: &str,
+    c: &str,
+    tq: &TokenVectors,
+    tc: &TokenVectors,
+    window: usize,
+) -> bool {
+    if tq.pieces().len() >= window || tc.pieces().len() >= window {
+        return true;
+    }
+    if tq.pieces() == tc.pieces() {
+        let surface = |t: &str| -> String {
+            t.chars()
+                .filter(|ch| !ch.is_whitespace())
+                .flat_map(char::to_lowercase)
+                .collect()
+        };
+        return surface(q) != surface(c);
+    }
+    let unknown = |t: &TokenVectors| t.pieces().iter().any(|p| p == "[UNK]");
+    if unknown(tq) || unknown(tc) {
+        let symbols = |t: &str| -> Vec<char> {
+            let mut v: Vec<char> = t
+                .chars()
+                .filter(|ch| !ch.is_ascii() && !ch.is_alphabetic())
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        return symbols(q) != symbols(c);
+    }
+    false
 }

@@ -184,3 +184,47 @@ async fn contextual_verifier_on_the_local_model_scores_as_the_pure_model_does() 
         ContextualModel::new().estimated_false_hit_rate()
     );
 }
+
+/// Where the model cannot see a difference, the pair is refused whatever the trees say: two
+/// texts whose word pieces are the same though their words differ (what told them apart
+/// became `[UNK]`, or an accent the tokenizer strips), symbols under an `[UNK]` that differ,
+/// and texts that fill the model's window (two long turns sharing their opening). The same
+/// words in another case or spacing still pass.
+#[cfg(feature = "local-embed")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_model_cannot_see_is_refused() {
+    use infermux_cache::{ContextualVerifier, LocalEmbedder};
+    use infermux_testkit::skip::{Need, skip};
+    let Some(dir) = std::env::var_os("INFERMUX_MINILM_DIR").filter(|v| !v.is_empty()) else {
+        skip(
+            Need::Fixtures,
+            "INFERMUX_MINILM_DIR is not set (the all-MiniLM-L6-v2 model folder)",
+        );
+        return;
+    };
+    let embedder = LocalEmbedder::open(&dir).unwrap();
+    let v = ContextualVerifier::new(embedder.clone());
+    let cos = |a: &str, b: &str| {
+        let e = embedder.embed_batch(&[a, b]).unwrap();
+        e[0].iter().zip(&e[1]).map(|(x, y)| x * y).sum::<f32>()
+    };
+    let opening = "数据库".repeat(100);
+    let long_a = format!("{opening}我应该用哪个数据库");
+    let long_b = format!("{opening}怎么删除数据并清空数据库");
+    for (a, b) in [
+        ("what does 🍕 mean", "what does 🍣 mean"),
+        ("what is ２＋２", "what is ２＋３"),
+        ("tôi muốn mua cá", "tôi muốn mua cà"),
+        ("what does 🍕 mean", "what does 🍣 mean here"),
+        (long_a.as_str(), long_b.as_str()),
+    ] {
+        let score = v.score(a, b, cos(a, b)).await.unwrap();
+        assert_eq!(score, 0.0, "{a} / {b}");
+    }
+    let (a, b) = (
+        "How do I learn Python quickly?",
+        "how do i learn python quickly ?",
+    );
+    let same = v.score(a, b, cos(a, b)).await.unwrap();
+    assert!(same >= v.threshold(), "case and spacing only: {same}");
+}
