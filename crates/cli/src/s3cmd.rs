@@ -282,6 +282,9 @@ async fn command(kit: &S3Kit, args: S3Args) -> Result<(), Error> {
                 down.size,
                 down.sha256
             );
+            if !down.verified {
+                eprintln!("{NOT_VERIFIED}");
+            }
         }
         S3Command::Ls { url } => {
             let (bucket, prefix) = parse_url(&url)?;
@@ -349,10 +352,18 @@ async fn command(kit: &S3Kit, args: S3Args) -> Result<(), Error> {
                 r.bytes,
                 r.unchanged.len()
             );
+            for f in &r.unverified {
+                eprintln!("{f}: {NOT_VERIFIED}");
+            }
         }
     }
     Ok(())
 }
+
+/// Said on stderr for a file whose object carries nothing to check it against (the checksum
+/// printed is the local file's).
+const NOT_VERIFIED: &str = "not verified: the object has neither a SHA-256 nor a plain MD5 \
+     (uploaded in parts by another tool); the sha256 is the local file's";
 
 #[cfg(test)]
 mod tests {

@@ -174,8 +174,10 @@ impl S3Error {
                 },
                 source: e,
             },
-            // a HEAD's 403 has no body to name the code
-            _ if forbidden => S3Error::AccessDenied {
+            // a HEAD's 403 has no body to name the code; another 403 that names one
+            // (`RequestTimeTooSkewed`, `InvalidObjectState`) is not the credentials: the call's
+            // own error, with its code
+            _ if forbidden && code.is_empty() => S3Error::AccessDenied {
                 code: "AccessDenied".to_owned(),
                 source: e,
             },
@@ -291,7 +293,40 @@ pub(crate) fn kind_of(status: u16, code: Option<&str>) -> ErrorKind {
             ErrorKind::RateLimited
         }
         (_, Some("RequestTimeout")) | (408, _) => ErrorKind::Timeout,
-        (500..=599, _) => ErrorKind::Server,
+        // by the code too: CompleteMultipartUpload and CopyObject can answer 200 with an
+        // error inside, which AWS says to retry
+        (_, Some("InternalError" | "ServiceUnavailable")) | (500..=599, _) => ErrorKind::Server,
         _ => ErrorKind::InvalidRequest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The code decides where the status cannot: an error inside a 200 (CompleteMultipartUpload,
+    /// CopyObject) is retried when S3 says to, and a 403 that names another code than a
+    /// refusal of the credentials keeps it.
+    #[test]
+    fn codes_name_the_kind_whatever_the_status() {
+        assert_eq!(kind_of(200, Some("InternalError")), ErrorKind::Server);
+        assert_eq!(kind_of(200, Some("ServiceUnavailable")), ErrorKind::Server);
+        assert_eq!(kind_of(200, Some("SlowDown")), ErrorKind::RateLimited);
+        assert_eq!(
+            kind_of(200, Some("MalformedXML")),
+            ErrorKind::InvalidRequest
+        );
+        let skewed = Error::new(ErrorKind::InvalidRequest, "skewed")
+            .with_status(403)
+            .with_provider_code("RequestTimeTooSkewed");
+        assert!(matches!(
+            S3Error::from_call(skewed, "b", Some("k")),
+            S3Error::Call(e) if e.provider_code() == Some("RequestTimeTooSkewed")
+        ));
+        let head = Error::new(ErrorKind::InvalidRequest, "head").with_status(403);
+        assert!(matches!(
+            S3Error::from_call(head, "b", Some("k")),
+            S3Error::AccessDenied { code, .. } if code == "AccessDenied"
+        ));
     }
 }

@@ -23,6 +23,10 @@ pub struct SyncReport {
     pub unchanged: Vec<String>,
     /// Bytes transferred.
     pub bytes: u64,
+    /// Files fetched that could not be checked against the object (it has neither a SHA-256
+    /// nor a plain MD5 ETag: an object uploaded in parts by another tool): also in
+    /// `transferred`.
+    pub unverified: Vec<String>,
 }
 
 /// The record `fetch` keeps in the folder (`.infermux-fetch.json`): what each file was when
@@ -228,6 +232,9 @@ impl S3Kit {
                     },
                 );
                 report.bytes += got.size;
+                if !got.verified {
+                    report.unverified.push(rel.clone());
+                }
                 report.transferred.push(rel);
                 write_manifest(&manifest_path, &manifest).await?;
             }

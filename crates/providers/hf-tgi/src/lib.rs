@@ -522,7 +522,6 @@ fn messages_finish(
 /// and its `response_format` in TGI's grammar shape (`{"type": "json", "value": schema}`; TGI refuses OpenAI's `json_schema`,
 /// `json_object` and `text` with a 422). A `response_format` in `extra` is sent as it is.
 pub fn messages_body(req: &ChatRequest, stream: bool) -> serde_json::Value {
-    use infermux_core::ResponseFormat;
     let mut body = infermux_openai_compat::wire::chat_body(req, stream);
     // TGI's message is either content or tool calls (its `MessageBody`, an untagged `oneOf`
     // read content first): an assistant turn with both (another provider's "Let me check."

@@ -359,6 +359,11 @@ async fn a_stream_uploads_in_parts_and_a_download_interrupted_midway_resumes() {
     assert_eq!(sha256_hex(&dst), up.sha256);
     // a stream uploaded in parts carries no SHA-256 and its ETag is no MD5: it says so
     assert!(!down.verified, "{down:?}");
+    // and a fetch of the folder names it
+    let into = tempfile::tempdir().unwrap();
+    let r = kit.fetch(&bucket, "", into.path(), None).await.unwrap();
+    assert_eq!(r.unverified, vec!["s.bin".to_owned()], "{r:?}");
+    assert_eq!(r.transferred, vec!["s.bin".to_owned()], "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
