@@ -166,6 +166,10 @@ pub(crate) struct Inner {
     pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) pool: MultiPool,
     pub(crate) policy: CallPolicy,
+    /// The policy of the operations bound to one endpoint (a multipart upload's steps): no
+    /// other endpoint to go to, so a throttled or failing one is waited for with backoff and
+    /// jitter (the pool's policy retries such errors at once, elsewhere).
+    pub(crate) policy_on_one: CallPolicy,
     pub(crate) transfer: TransferConfig,
     pub(crate) timeout: Option<Duration>,
     /// Aborts of multipart uploads whose futures were dropped, still running.
@@ -386,14 +390,17 @@ impl S3Kit {
             .with_max_attempts(config.max_attempts)
             .validate()
             .map_err(|e| S3Error::Config(e.to_string()))?;
+        let standard = Arc::new(standard);
         // an endpoint's failure while another can serve is retried at once on the other
-        let retry = Arc::new(KeyRetry::new(Arc::new(standard), config.max_attempts));
+        let retry = Arc::new(KeyRetry::new(standard.clone(), config.max_attempts));
         let policy = CallPolicy::new(retry, config.timeout);
+        let policy_on_one = CallPolicy::new(standard, config.timeout);
         Ok(S3Kit {
             inner: Arc::new(Inner {
                 endpoints,
                 pool,
                 policy,
+                policy_on_one,
                 transfer,
                 timeout: config.timeout,
                 aborts: std::sync::Mutex::default(),
@@ -493,7 +500,8 @@ impl S3Kit {
     }
 
     /// Runs one operation on endpoint `ep` only (a multipart upload's parts), with its permits,
-    /// breaker, counters and the call policy's retries.
+    /// breaker, counters and retries that back off (a `SlowDown` on the parts was retried at
+    /// once, four times, into the prefix S3 was throttling).
     pub(crate) async fn run_on<'a, T, F, Fut>(
         &'a self,
         ep: usize,
@@ -509,7 +517,7 @@ impl S3Kit {
         let inner = &*self.inner;
         let endpoint = &inner.endpoints[ep];
         let called = inner
-            .policy
+            .policy_on_one
             .run(
                 &*endpoint.exec,
                 Op::new(name, idempotency),
@@ -1071,7 +1079,55 @@ pub(crate) fn erase<'a, T>(
 
 #[cfg(test)]
 mod tests {
-    use super::etag_is_md5;
+    use super::*;
+
+    /// A throttled step bound to one endpoint (a part of a multipart upload) is retried after
+    /// a pause, not at once: the pool's policy sends such errors to another endpoint at once,
+    /// but there is none to go to.
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_step_on_one_endpoint_backs_off() {
+        let kit = S3Kit::new(S3Config::new(vec![
+            S3EndpointConfig::new("a", "http://127.0.0.1:9")
+                .with_credentials(crate::S3Credentials::Anonymous),
+        ]))
+        .unwrap();
+        let tries = std::sync::Mutex::new(Vec::new());
+        let start = tokio::time::Instant::now();
+        let out = kit
+            .run_on(
+                0,
+                "upload_part",
+                Idempotency::Idempotent,
+                &kit.ctx(),
+                |_| {
+                    let n = {
+                        let mut t = tries.lock().unwrap();
+                        t.push(start.elapsed());
+                        t.len()
+                    };
+                    async move {
+                        if n < 3 {
+                            Err(Error::new(ErrorKind::RateLimited, "SlowDown").with_status(503))
+                        } else {
+                            Ok(n)
+                        }
+                    }
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(out, 3);
+        let tries = tries.into_inner().unwrap();
+        // each retry waits at least the throttle floor (500 ms)
+        assert!(
+            tries[1] - tries[0] >= Duration::from_millis(500),
+            "{tries:?}"
+        );
+        assert!(
+            tries[2] - tries[1] >= Duration::from_millis(500),
+            "{tries:?}"
+        );
+    }
 
     #[test]
     fn only_a_plain_etag_of_an_object_without_kms_or_customer_keys_is_an_md5() {
