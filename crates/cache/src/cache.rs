@@ -950,7 +950,14 @@ impl Cache {
         vector: &[f32],
         stream: bool,
     ) -> Option<(Arc<Entry>, CacheHit)> {
-        let ns = self.namespace(sem, probe.namespace);
+        // a lookup makes no namespace of its own: only a store does, or Redis, which may hold
+        // rows another process stored (a cell per one-off conversation filled the tier's
+        // budget with empty namespaces, and pushed out real ones)
+        let ns = match &self.inner.backend {
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => self.namespace(sem, probe.namespace),
+            _ => sem.namespaces.get(&probe.namespace)?,
+        };
         #[cfg(feature = "redis")]
         self.catch_up(probe.namespace, vector.len(), &ns).await;
         let now = self.now_ms();

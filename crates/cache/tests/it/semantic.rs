@@ -494,3 +494,48 @@ async fn a_verifier_that_never_answers_is_a_reject_at_the_callers_deadline() {
     assert!(found.is_none());
     assert_eq!(cache.snapshot().verifier_rejects, 1);
 }
+
+/// A lookup makes no namespace: a hundred one-off conversations (each its own namespace, by
+/// their earlier turns) that only miss leave the tier empty, so its budget holds the
+/// namespaces answers were stored in (each lookup made an empty cell before, weighing a share
+/// of the budget and pushing real ones out). A store after them still lands and is found.
+#[tokio::test]
+async fn lookups_that_miss_leave_no_namespace_behind() {
+    let (cache, _) = semantic_cache(Arc::new(CosineVerifier(0.8)));
+    let ctx = RequestContext::new();
+    let conversation = |i: usize, last: &str| {
+        Request::Chat(ChatRequest::new(
+            "m",
+            vec![
+                Message::user(format!("earlier question number {i}")),
+                Message::assistant("an earlier answer"),
+                Message::user(last),
+            ],
+        ))
+    };
+    for i in 0..100 {
+        assert!(
+            cache
+                .lookup(&conversation(i, "and what about tomorrow"), &ctx, "g")
+                .await
+                .is_none()
+        );
+    }
+    let s = cache.snapshot();
+    assert_eq!(s.semantic_misses, 100);
+    assert_eq!(s.semantic_bytes, 0, "{s:?}");
+    cache
+        .store(
+            &conversation(7, "and what about tomorrow"),
+            &ctx,
+            "g",
+            &answer("rain"),
+        )
+        .await;
+    let hit = cache
+        .lookup(&conversation(7, "tomorrow: and what about"), &ctx, "g")
+        .await
+        .unwrap();
+    assert_eq!(text_of(&hit), "rain");
+    assert!(cache.snapshot().semantic_bytes > 0);
+}
