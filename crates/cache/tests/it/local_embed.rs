@@ -367,3 +367,45 @@ fn debug_shows_the_folder_and_nothing_huge() {
     );
     assert!(text.len() < 400, "{text}");
 }
+
+/// The model id names the files that make the vectors, not only the folder: the same files
+/// give the same id, another configuration (or weights, tokenizer, pooling) in a folder of the
+/// same name another, so their vectors never share a namespace (on a shared Redis above all).
+#[test]
+fn the_model_id_changes_with_the_model_not_with_the_folder_name() {
+    let Some(dir) = model_dir() else { return };
+    let copy = |tag: &str, config: Option<&str>| {
+        let to = std::env::temp_dir()
+            .join(format!("infermux-fp-{}-{tag}", std::process::id()))
+            .join("model");
+        let _ = std::fs::remove_dir_all(&to);
+        std::fs::create_dir_all(to.join("1_Pooling")).unwrap();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::os::unix::fs::symlink(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+        for e in std::fs::read_dir(dir.join("1_Pooling")).unwrap() {
+            let e = e.unwrap();
+            std::os::unix::fs::symlink(e.path(), to.join("1_Pooling").join(e.file_name())).unwrap();
+        }
+        if let Some(text) = config {
+            std::fs::remove_file(to.join("config.json")).unwrap();
+            std::fs::write(to.join("config.json"), text).unwrap();
+        }
+        to
+    };
+    let a = LocalEmbedder::open_named(copy("a", None), "m").unwrap();
+    let b = LocalEmbedder::open_named(copy("b", None), "m").unwrap();
+    assert_eq!(a.model_id(), b.model_id());
+    assert!(a.model_id().starts_with("local:m#"), "{}", a.model_id());
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let other = LocalEmbedder::open_named(copy("c", Some(&format!("{config}\n"))), "m").unwrap();
+    assert_ne!(a.model_id(), other.model_id());
+    for tag in ["a", "b", "c"] {
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("infermux-fp-{}-{tag}", std::process::id())),
+        );
+    }
+}
