@@ -964,6 +964,7 @@ impl S3Kit {
                             file: file.clone(),
                             path: partial.clone(),
                             start,
+                            whole: ranges == 1,
                         };
                         self.range_to_file(ctx, bucket, key, start..end, etag.as_deref(), &sink)
                             .await?
@@ -1068,12 +1069,40 @@ impl S3Kit {
                     Error::new(ErrorKind::Connect, format!("S3 GetObject: body: {e}"))
                         .with_reached_server(true)
                 };
+                // the range asked for, or nothing written: a server (or a proxy) that ignores
+                // `Range` answers the whole object, which written at this range's offset
+                // overwrote the ranges after it, already counted as done
+                let want = format!("bytes {}-{}/", range.start, range.end - 1);
+                let answered = match out.content_range() {
+                    Some(r) => r.starts_with(&want),
+                    None => sink.whole,
+                };
+                if !answered {
+                    return Err(Error::new(
+                        ErrorKind::Decode,
+                        format!(
+                            "S3 GetObject: asked for {}, answered {}",
+                            want.trim_end_matches('/'),
+                            out.content_range()
+                                .unwrap_or("without a Content-Range (the whole object?)")
+                        ),
+                    )
+                    .with_reached_server(true));
+                }
+                let end = sink.start + (range.end - range.start);
                 let mut at = sink.start;
                 let mut buf: Vec<u8> = Vec::with_capacity(WRITE_CHUNK);
                 loop {
                     let chunk = out.body.try_next().await.map_err(|e| body_error(&e))?;
                     let done = chunk.is_none();
                     if let Some(c) = &chunk {
+                        if at + (buf.len() + c.len()) as u64 > end {
+                            return Err(Error::new(
+                                ErrorKind::Decode,
+                                "S3 GetObject: more bytes than the range asked for",
+                            )
+                            .with_reached_server(true));
+                        }
                         buf.extend_from_slice(c);
                     }
                     if buf.len() >= WRITE_CHUNK || (done && !buf.is_empty()) {
@@ -1142,6 +1171,8 @@ struct RangeSink {
     file: Arc<StdFile>,
     path: PathBuf,
     start: u64,
+    /// The range is the whole object: a plain 200 (a server that ignores `Range`) is its body.
+    whole: bool,
 }
 
 /// SHA-256 of a file being written range by range: `ready` holds the ranges already on disk,

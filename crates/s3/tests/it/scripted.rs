@@ -227,3 +227,45 @@ async fn a_completion_whose_answer_was_lost_is_recognised_by_the_objects_sha256(
         "{e:?}"
     );
 }
+
+/// A server that ignores `Range` (answers 200 with the whole object) fails a download of
+/// several ranges instead of corrupting it (each range was written whole at its offset, over
+/// the ranges after it, already counted as done); an object of one range may come whole, as
+/// that is the range.
+#[tokio::test]
+async fn a_server_that_ignores_ranges_fails_the_download_not_the_file() {
+    let object = |size: usize| -> std::sync::Arc<Vec<u8>> {
+        std::sync::Arc::new((0..size).map(|i| (i % 251) as u8).collect())
+    };
+    let whole = |body: std::sync::Arc<Vec<u8>>| {
+        move |_: &IncomingRequest| {
+            // HEAD and GET alike: 200 and every byte, whatever the Range
+            let headers = vec![
+                ("etag".to_owned(), "\"abc\"".to_owned()),
+                (
+                    "last-modified".to_owned(),
+                    "Thu, 01 Jan 2026 00:00:00 GMT".to_owned(),
+                ),
+            ];
+            Reply::Full {
+                status: 200,
+                headers,
+                body: body.as_ref().clone().into(),
+            }
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // 11 MiB in 8 MiB ranges: two ranges
+    let (_s, kit) = kit_on(whole(object(11 << 20))).await;
+    let dst = dir.path().join("big.bin");
+    let e = kit.download_file("b", "big.bin", &dst).await.unwrap_err();
+    assert!(e.to_string().contains("asked for bytes 0-8388607"), "{e}");
+    assert!(!dst.exists(), "nothing under the final name");
+    // one range: the whole object is the range
+    let small = object(1000);
+    let (_s, kit) = kit_on(whole(small.clone())).await;
+    let dst = dir.path().join("small.bin");
+    let down = kit.download_file("b", "small.bin", &dst).await.unwrap();
+    assert_eq!(down.size, 1000);
+    assert_eq!(std::fs::read(&dst).unwrap(), *small);
+}
