@@ -383,9 +383,20 @@ impl Serialize for ChatBody<'_> {
             o.field("options", &opts)?;
         }
         o.field("stream", &self.stream)?;
-        let tools_off = matches!(req.tool_choice, Some(ToolChoice::None));
-        if !req.tools.is_empty() && !tools_off {
-            o.field("tools", &Seq(req.tools.iter().map(WireTool)))?;
+        // Ollama has no tool choice: `none` sends no tools, and a named tool is the only one
+        // sent (the model could otherwise call another, or none); `required` cannot be said
+        match &req.tool_choice {
+            Some(ToolChoice::None) => {}
+            Some(ToolChoice::Tool(name)) if req.tools.iter().any(|t| t.name == *name) => {
+                o.field(
+                    "tools",
+                    &Seq(req.tools.iter().filter(|t| t.name == *name).map(WireTool)),
+                )?;
+            }
+            _ if !req.tools.is_empty() => {
+                o.field("tools", &Seq(req.tools.iter().map(WireTool)))?;
+            }
+            _ => {}
         }
         o.end()
     }

@@ -102,3 +102,44 @@ fn the_validator_catches_a_wrong_body() {
     );
     assert!(problems.len() >= 2, "{problems:?}");
 }
+
+/// Ollama has no tool choice: `none` sends no tools and a named tool is sent alone (the model
+/// could call another, or none, when all were sent); `auto` and `required` send them all.
+#[test]
+fn a_tool_choice_is_said_with_the_tools_sent() {
+    use infermux_core::ToolChoice;
+    let tools = vec![
+        Tool::new("get_weather", "weather", json!({"type": "object"})),
+        Tool::new("get_time", "time", json!({"type": "object"})),
+    ];
+    let names = |choice: Option<ToolChoice>| -> Vec<String> {
+        let mut req =
+            ChatRequest::new("llama3.2", vec![Message::user("hi")]).with_tools(tools.clone());
+        req.tool_choice = choice;
+        wire::chat_body(&req, false)
+            .get("tools")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(names(None), ["get_weather", "get_time"]);
+    assert_eq!(names(Some(ToolChoice::Auto)), ["get_weather", "get_time"]);
+    assert_eq!(
+        names(Some(ToolChoice::Required)),
+        ["get_weather", "get_time"]
+    );
+    assert!(names(Some(ToolChoice::None)).is_empty());
+    assert_eq!(
+        names(Some(ToolChoice::Tool("get_time".into()))),
+        ["get_time"]
+    );
+    // a name that is no tool of the request: all of them, as before
+    assert_eq!(
+        names(Some(ToolChoice::Tool("nope".into()))),
+        ["get_weather", "get_time"]
+    );
+}
