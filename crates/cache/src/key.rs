@@ -216,7 +216,12 @@ pub(crate) fn semantic_probe(
         return Err(SemanticSkip::Tools);
     }
     let text = last.text();
-    if text.trim().is_empty() {
+    // nothing an embedder reads: whitespace, control and format characters (a zero-width
+    // space) only — skipped, not sent to fail as an embedder error
+    if !text
+        .chars()
+        .any(|c| !c.is_whitespace() && !c.is_control() && !is_format(c))
+    {
         return Err(SemanticSkip::Shape);
     }
     if text.chars().count() > max_chars {
@@ -230,4 +235,14 @@ pub(crate) fn semantic_probe(
             .ok_or(SemanticSkip::Shape)?,
         text,
     })
+}
+
+/// A Unicode format character (general category Cf) of the kinds a text carries unseen:
+/// zero-width space, joiners and marks, the byte order mark, soft hyphen, bidi controls.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}' | '\u{FEFF}'
+    )
 }

@@ -539,3 +539,31 @@ async fn lookups_that_miss_leave_no_namespace_behind() {
     assert_eq!(text_of(&hit), "rain");
     assert!(cache.snapshot().semantic_bytes > 0);
 }
+
+/// A last turn of nothing an embedder reads (a zero-width space, a control character, a byte
+/// order mark) is skipped by the semantic tier, not sent to the embedder to fail as an
+/// embedder error; the exact tier still answers it.
+#[tokio::test]
+async fn a_turn_of_invisible_characters_is_skipped_not_an_embedder_error() {
+    let (cache, emb) = semantic_cache(Arc::new(CosineVerifier(0.8)));
+    let ctx = RequestContext::new();
+    for text in ["\u{200B}", "\u{1}\u{2}", " \u{FEFF} \u{200D} "] {
+        assert!(
+            cache.lookup(&ask(text), &ctx, "g").await.is_none(),
+            "{text:?}"
+        );
+        cache.store(&ask(text), &ctx, "g", &answer("x")).await;
+        assert!(
+            cache.lookup(&ask(text), &ctx, "g").await.is_some(),
+            "{text:?}"
+        );
+    }
+    let s = cache.snapshot();
+    assert_eq!(s.embed_errors, 0);
+    assert!(s.semantic_skipped >= 3, "{s:?}");
+    assert_eq!(
+        emb.calls.load(Ordering::SeqCst),
+        0,
+        "the embedder was not asked"
+    );
+}
