@@ -249,6 +249,11 @@ impl S3Kit {
                             aborted,
                             "multipart upload failed: {e}"
                         );
+                        // its id goes with the error, but a retry elsewhere that succeeds drops
+                        // the error: the id is logged now, while it is known
+                        if !aborted && retry_elsewhere {
+                            left_behind(self.endpoint_name(ep), bucket, key, &upload_id);
+                        }
                         if !retry_elsewhere {
                             return Err(e);
                         }
