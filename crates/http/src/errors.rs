@@ -23,6 +23,28 @@ fn truncate(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
+/// The error an `error` event of a stream carries when its data is not JSON (a proxy's text,
+/// an HTML page): the server's error with its words ([`ErrorKind::Server`], retryable before
+/// any output), with `partial_text` when the answer had begun — not a decode failure of ours.
+///
+/// ```
+/// use infermux_core::ErrorKind;
+/// let e = infermux_http::error_event("upstream connect error or disconnect/reset", "Hel");
+/// assert_eq!(e.kind(), ErrorKind::Server);
+/// assert!(e.message().contains("upstream connect error"));
+/// assert_eq!(e.partial_text(), Some("Hel"));
+/// ```
+pub fn error_event(data: &str, partial_text: &str) -> Error {
+    let (message, _) = error_body_message(data.as_bytes());
+    let e =
+        Error::new(ErrorKind::Server, format!("error event: {message}")).with_reached_server(true);
+    if partial_text.is_empty() {
+        e
+    } else {
+        e.with_partial_text(partial_text.to_owned())
+    }
+}
+
 /// The message and the provider's error code/type found in an error body.
 ///
 /// Understands the shapes real providers send: `{"error": {"message", "type", "code"}}`

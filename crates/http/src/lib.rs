@@ -43,7 +43,9 @@ mod scrub;
 mod segment;
 mod transport;
 
-pub use errors::{error_body_message, error_from_response, kind_for_status, retry_hint};
+pub use errors::{
+    error_body_message, error_event, error_from_response, kind_for_status, retry_hint,
+};
 pub use events::{EventDecoder, event_stream};
 pub use headers::{
     MAX_RETRY_AFTER, capped_secs, parse_duration, parse_rfc3339, rate_limits, response_time,

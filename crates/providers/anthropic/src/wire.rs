@@ -1620,14 +1620,7 @@ impl ChatStreamState {
             return Ok(Vec::new());
         }
         if event == Some("error") && serde_json::from_str::<serde::de::IgnoredAny>(data).is_err() {
-            let (message, _) = infermux_http::error_body_message(data.as_bytes());
-            let e = Error::new(ErrorKind::Server, format!("error event: {message}"))
-                .with_reached_server(true);
-            return Err(if self.text.is_empty() {
-                e
-            } else {
-                e.with_partial_text(self.text.clone())
-            });
+            return Err(infermux_http::error_event(data, &self.text));
         }
         read!(
             from_str,

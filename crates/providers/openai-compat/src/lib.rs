@@ -187,13 +187,7 @@ impl EventDecoder<SseEvent> for ChatStreamState {
             let e = match serde_json::from_str::<serde_json::Value>(&ev.data) {
                 Ok(v) if v.is_object() => wire::embedded_error(v.get("error").unwrap_or(&v)),
                 // not JSON (`error: upstream connect error`): its text is the message
-                _ => {
-                    let (text, _) = infermux_http::error_body_message(ev.data.as_bytes());
-                    Error::new(
-                        ErrorKind::Server,
-                        format!("the server sent an error event: {text}"),
-                    )
-                }
+                _ => infermux_http::error_event(&ev.data, ""),
             };
             return Err(e.with_partial_text(self.text().to_owned()));
         }

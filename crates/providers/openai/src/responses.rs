@@ -1031,14 +1031,7 @@ impl ResponsesStreamState {
             // an `error` event whose data is not JSON (a proxy's text) is still the server's
             // error, with its words: not a decode failure of ours
             Err(_) if event == Some("error") => {
-                let (message, _) = infermux_http::error_body_message(data.as_bytes());
-                let e = Error::new(ErrorKind::Server, format!("error event: {message}"))
-                    .with_reached_server(true);
-                return Err(if self.text.is_empty() {
-                    e
-                } else {
-                    e.with_partial_text(self.text.clone())
-                });
+                return Err(infermux_http::error_event(data, &self.text));
             }
             // an event the API does not send (a proxy's `ping`) whose data is not JSON
             // carries nothing it reads
