@@ -137,27 +137,42 @@ fn bad_thresholds_cosines_and_token_vectors_are_typed_errors() {
         .unwrap();
 }
 
-/// With the local model: the [`ContextualVerifier`](infermux_cache::ContextualVerifier) scores
-/// what the pure model scores on the embedder's token vectors, and tells a swapped subject and
-/// object from a paraphrase.
+/// The local model and the contextual verifier on it, or a visible skip without the model.
 #[cfg(feature = "local-embed")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn contextual_verifier_on_the_local_model_scores_as_the_pure_model_does() {
-    use infermux_cache::{ContextualVerifier, LocalEmbedder};
+fn local_verifier() -> Option<(
+    infermux_cache::LocalEmbedder,
+    infermux_cache::ContextualVerifier,
+)> {
     use infermux_testkit::skip::{Need, skip};
     let Some(dir) = std::env::var_os("INFERMUX_MINILM_DIR").filter(|v| !v.is_empty()) else {
         skip(
             Need::Fixtures,
             "INFERMUX_MINILM_DIR is not set (the all-MiniLM-L6-v2 model folder)",
         );
+        return None;
+    };
+    let embedder = infermux_cache::LocalEmbedder::open(&dir).unwrap();
+    let v = infermux_cache::ContextualVerifier::new(embedder.clone());
+    Some((embedder, v))
+}
+
+/// The cosine of the model's vectors of `a` and `b`.
+#[cfg(feature = "local-embed")]
+fn cosine(embedder: &infermux_cache::LocalEmbedder, a: &str, b: &str) -> f32 {
+    let e = embedder.embed_batch(&[a, b]).unwrap();
+    e[0].iter().zip(&e[1]).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// With the local model: the [`ContextualVerifier`](infermux_cache::ContextualVerifier) scores
+/// what the pure model scores on the embedder's token vectors, and tells a swapped subject and
+/// object from a paraphrase.
+#[cfg(feature = "local-embed")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contextual_verifier_on_the_local_model_scores_as_the_pure_model_does() {
+    let Some((embedder, v)) = local_verifier() else {
         return;
     };
-    let embedder = LocalEmbedder::open(&dir).unwrap();
-    let v = ContextualVerifier::new(embedder.clone());
-    let cos = |a: &str, b: &str| {
-        let e = embedder.embed_batch(&[a, b]).unwrap();
-        e[0].iter().zip(&e[1]).map(|(x, y)| x * y).sum::<f32>()
-    };
+    let cos = |a: &str, b: &str| cosine(&embedder, a, b);
     let tokens = |t: &str| {
         let (p, v) = embedder.token_embeddings(t).unwrap();
         TokenVectors::new(p, v).unwrap()
@@ -193,21 +208,10 @@ async fn contextual_verifier_on_the_local_model_scores_as_the_pure_model_does() 
 #[cfg(feature = "local-embed")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_model_cannot_see_is_refused() {
-    use infermux_cache::{ContextualVerifier, LocalEmbedder};
-    use infermux_testkit::skip::{Need, skip};
-    let Some(dir) = std::env::var_os("INFERMUX_MINILM_DIR").filter(|v| !v.is_empty()) else {
-        skip(
-            Need::Fixtures,
-            "INFERMUX_MINILM_DIR is not set (the all-MiniLM-L6-v2 model folder)",
-        );
+    let Some((embedder, v)) = local_verifier() else {
         return;
     };
-    let embedder = LocalEmbedder::open(&dir).unwrap();
-    let v = ContextualVerifier::new(embedder.clone());
-    let cos = |a: &str, b: &str| {
-        let e = embedder.embed_batch(&[a, b]).unwrap();
-        e[0].iter().zip(&e[1]).map(|(x, y)| x * y).sum::<f32>()
-    };
+    let cos = |a: &str, b: &str| cosine(&embedder, a, b);
     let opening = "数据库".repeat(100);
     let long_a = format!("{opening}我应该用哪个数据库");
     let long_b = format!("{opening}怎么删除数据并清空数据库");

@@ -644,6 +644,20 @@ fn a_config_without_endpoints_is_an_error_naming_the_file() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// The binary run with `args` (and an empty environment) whose reader goes away before the
+/// first line is written.
+fn with_stdout_closed(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_infermux"))
+        .env_clear()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
 /// The conformance report ends as every command's output: a reader gone away is 141 and
 /// nothing on stderr but the summary, a full disk is a failure naming the error.
 #[test]
@@ -658,15 +672,8 @@ fn a_conformance_report_that_cannot_be_written_ends_as_any_output() {
         body: r#"{"id":"c1","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}]}"#,
     }
     .write(&dir, "openai/chat.yaml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_infermux"))
-        .args(["conformance", "--json", "--corpus"])
-        .arg(&dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
+    let corpus = dir.to_str().unwrap();
+    let out = with_stdout_closed(&["conformance", "--json", "--corpus", corpus]);
     assert_eq!(out.status.code(), Some(141), "{}", text(&out.stderr));
     assert!(
         !text(&out.stderr).contains("error"),
@@ -697,16 +704,7 @@ fn a_closed_stdout_ends_the_program_quietly_not_with_a_panic() {
         ));
     }
     let path = config_file("pipe", &body);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_infermux"))
-        .env_clear()
-        .args(["models", "--config", path.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // the reader goes away before the first line is written
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
+    let out = with_stdout_closed(&["models", "--config", path.to_str().unwrap()]);
     // as a program SIGPIPE ended: 128 + 13
     assert_eq!(out.status.code(), Some(141), "{}", text(&out.stderr));
     assert!(
