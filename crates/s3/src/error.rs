@@ -174,17 +174,30 @@ impl S3Error {
                 },
                 source: e,
             },
-            // a HEAD's 403 has no body to name the code; another 403 that names one
-            // (`RequestTimeTooSkewed`, `InvalidObjectState`) is not the credentials: the call's
-            // own error, with its code
-            _ if forbidden && code.is_empty() => S3Error::AccessDenied {
-                code: "AccessDenied".to_owned(),
+            // a 403 whose code says it is not the credentials (the clock, an archived object,
+            // a request too fast) is the call's own error, with its code; any other 403 — a
+            // HEAD's has no body to name one, and `InvalidSecurity`, `AccountProblem`,
+            // `AllAccessDisabled` are the account's — is a refusal
+            _ if forbidden && !NOT_A_REFUSAL.contains(&code.as_str()) => S3Error::AccessDenied {
+                code: if code.is_empty() {
+                    "AccessDenied".to_owned()
+                } else {
+                    code
+                },
                 source: e,
             },
             _ => S3Error::Call(e),
         }
     }
 }
+
+/// The codes S3 sends with a 403 that are not a refusal of the credentials or of access.
+const NOT_A_REFUSAL: [&str; 4] = [
+    "RequestTimeTooSkewed",
+    "InvalidObjectState",
+    "RequestExpired",
+    "ObjectLockConfigurationNotFoundError",
+];
 
 /// The ids the server gave its answer (` (request id …, host id …)`, or nothing): what its
 /// operators ask for.
@@ -327,6 +340,13 @@ mod tests {
         assert!(matches!(
             S3Error::from_call(head, "b", Some("k")),
             S3Error::AccessDenied { code, .. } if code == "AccessDenied"
+        ));
+        let account = Error::new(ErrorKind::InvalidRequest, "account")
+            .with_status(403)
+            .with_provider_code("AllAccessDisabled");
+        assert!(matches!(
+            S3Error::from_call(account, "b", Some("k")),
+            S3Error::AccessDenied { code, .. } if code == "AllAccessDisabled"
         ));
     }
 }

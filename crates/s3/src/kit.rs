@@ -831,13 +831,23 @@ impl S3Kit {
             let ctx = self.ctx();
             self.run("s3.get_range", Idempotency::Idempotent, &ctx, |ep| {
                 let req = ranged_get(&ep.client, bucket, key, &range, etag);
+                let range = range.clone();
                 async move {
                     let out = req.send().await.map_err(|e| sdk_error("GetObject", e))?;
+                    // the range asked for (a server ignoring `Range` sends the whole object;
+                    // when the range starts at 0 and the object is no longer, that is it)
+                    let whole = range.start == 0
+                        && out.content_length().is_some_and(|n| n as u64 <= range.end);
+                    check_range(out.content_range(), &range, whole)?;
                     let body = out.body.collect().await.map_err(|e| {
                         Error::new(ErrorKind::Connect, format!("S3 GetObject: body: {e}"))
                             .with_reached_server(true)
                     })?;
-                    Ok(body.into_bytes())
+                    let body = body.into_bytes();
+                    if body.len() as u64 > range.end - range.start {
+                        return Err(too_many_bytes());
+                    }
+                    Ok(body)
                 }
             })
             .await
@@ -1007,6 +1017,43 @@ impl S3Kit {
 
 /// `GetObject` of `range` (`If-Match` on `etag` when given), the one ranged read every caller
 /// builds.
+/// `Ok` when an answer's `Content-Range` is the range asked for, or when there is none and
+/// `whole` says the whole object is that range (a server that ignores `Range` answers a plain
+/// 200 with every byte); else a `Decode` error: bytes of another range, written or returned as
+/// this one's, would be silently wrong.
+pub(crate) fn check_range(
+    content_range: Option<&str>,
+    range: &std::ops::Range<u64>,
+    whole: bool,
+) -> Result<(), Error> {
+    let want = format!("bytes {}-{}/", range.start, range.end - 1);
+    let answered = match content_range {
+        Some(r) => r.starts_with(&want),
+        None => whole,
+    };
+    if answered {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Decode,
+        format!(
+            "S3 GetObject: asked for {}, answered {}",
+            want.trim_end_matches('/'),
+            content_range.unwrap_or("without a Content-Range (the whole object?)")
+        ),
+    )
+    .with_reached_server(true))
+}
+
+/// The error of a ranged answer longer than its range.
+pub(crate) fn too_many_bytes() -> Error {
+    Error::new(
+        ErrorKind::Decode,
+        "S3 GetObject: more bytes than the range asked for",
+    )
+    .with_reached_server(true)
+}
+
 pub(crate) fn ranged_get(
     client: &Client,
     bucket: &str,

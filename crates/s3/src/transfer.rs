@@ -1068,6 +1068,7 @@ impl S3Kit {
     ) -> Result<u64, S3Error> {
         self.run("s3.get_range", Idempotency::Idempotent, ctx, |ep| {
             let req = crate::kit::ranged_get(&ep.client, bucket, key, &range, etag);
+            let range = range.clone();
             async move {
                 let mut out = req.send().await.map_err(|e| sdk_error("GetObject", e))?;
                 let body_error = |e: &dyn std::fmt::Display| {
@@ -1077,23 +1078,7 @@ impl S3Kit {
                 // the range asked for, or nothing written: a server (or a proxy) that ignores
                 // `Range` answers the whole object, which written at this range's offset
                 // overwrote the ranges after it, already counted as done
-                let want = format!("bytes {}-{}/", range.start, range.end - 1);
-                let answered = match out.content_range() {
-                    Some(r) => r.starts_with(&want),
-                    None => sink.whole,
-                };
-                if !answered {
-                    return Err(Error::new(
-                        ErrorKind::Decode,
-                        format!(
-                            "S3 GetObject: asked for {}, answered {}",
-                            want.trim_end_matches('/'),
-                            out.content_range()
-                                .unwrap_or("without a Content-Range (the whole object?)")
-                        ),
-                    )
-                    .with_reached_server(true));
-                }
+                crate::kit::check_range(out.content_range(), &range, sink.whole)?;
                 let end = sink.start + (range.end - range.start);
                 let mut at = sink.start;
                 let mut buf: Vec<u8> = Vec::with_capacity(WRITE_CHUNK);
@@ -1102,11 +1087,7 @@ impl S3Kit {
                     let done = chunk.is_none();
                     if let Some(c) = &chunk {
                         if at + (buf.len() + c.len()) as u64 > end {
-                            return Err(Error::new(
-                                ErrorKind::Decode,
-                                "S3 GetObject: more bytes than the range asked for",
-                            )
-                            .with_reached_server(true));
+                            return Err(crate::kit::too_many_bytes());
                         }
                         buf.extend_from_slice(c);
                     }

@@ -261,6 +261,12 @@ async fn a_server_that_ignores_ranges_fails_the_download_not_the_file() {
     let e = kit.download_file("b", "big.bin", &dst).await.unwrap_err();
     assert!(e.to_string().contains("asked for bytes 0-8388607"), "{e}");
     assert!(!dst.exists(), "nothing under the final name");
+    // and `get_range` returns no other bytes than asked for
+    let e = kit
+        .get_range("b", "big.bin", 10..20, None)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("asked for bytes 10-19"), "{e}");
     // one range: the whole object is the range
     let small = object(1000);
     let (_s, kit) = kit_on(whole(small.clone())).await;
@@ -268,4 +274,9 @@ async fn a_server_that_ignores_ranges_fails_the_download_not_the_file() {
     let down = kit.download_file("b", "small.bin", &dst).await.unwrap();
     assert_eq!(down.size, 1000);
     assert_eq!(std::fs::read(&dst).unwrap(), *small);
+    let got = kit
+        .get_range("b", "small.bin", 0..4096, None)
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), small.as_slice());
 }
