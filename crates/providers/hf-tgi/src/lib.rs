@@ -328,10 +328,14 @@ impl HfTgi {
         // what `/generate` takes of the rest (it was all dropped): `top_p`, the response
         // format as a grammar, and `extra` (into `parameters`)
         c.extra = req.extra.clone();
-        if let Some(p) = req.top_p {
+        // TGI takes a top_p strictly between 0 and 1 (1.0, many callers' default, is a 422
+        // and changes nothing): only such a one goes, written as the caller wrote it
+        if let Some(p) = req.top_p.filter(|p| *p > 0.0 && *p < 1.0)
+            && let Ok(n) = p.to_string().parse::<serde_json::Number>()
+        {
             c.extra
                 .entry("top_p")
-                .or_insert_with(|| serde_json::json!(f64::from(p)));
+                .or_insert(serde_json::Value::Number(n));
         }
         if let Some(g) = req.response_format.as_ref().and_then(grammar) {
             c.extra.entry("grammar").or_insert(g);

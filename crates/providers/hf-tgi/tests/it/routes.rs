@@ -318,10 +318,20 @@ async fn a_prompt_format_chat_keeps_top_p_its_json_format_and_extra() {
         .unwrap();
     let sent = server.requests();
     let params = sent[0].json().unwrap()["parameters"].clone();
-    assert_eq!(params["top_p"], 0.5);
+    assert_eq!(params["top_p"], json!(0.5));
     assert_eq!(params["grammar"], json!({"type": "json", "value": schema}));
     assert_eq!(params["repetition_penalty"], 1.1);
     assert_eq!(params["stop"], json!(["<|im_end|>"]));
     let params = sent[1].json().unwrap()["parameters"].clone();
     assert_eq!(params["stop"], json!(["a", "b", "c", "d"]));
+    // a top_p of 1 (TGI refuses it, and it changes nothing) is left out; 0.9 goes as written
+    for (top, want) in [(1.0, serde_json::Value::Null), (0.9, json!(0.9))] {
+        let mut r = req.clone();
+        r.top_p = Some(top);
+        p.call(&Request::Chat(r), &RequestContext::new())
+            .await
+            .unwrap();
+        let last = server.requests().last().unwrap().json().unwrap();
+        assert_eq!(last["parameters"]["top_p"], want, "{top}");
+    }
 }
