@@ -254,8 +254,8 @@ fn candle_message(e: &candle_core::Error) -> String {
     text
 }
 
-/// Reads and parses `dir/rel`; `Ok(None)` when the file does not exist.
-/// The files whose bytes make the vectors, hashed into the model id.
+/// The files whose bytes make the vectors, hashed into the model id (the pooling folder by
+/// its usual name: one `modules.json` names elsewhere is in the hash through `modules.json`).
 const FINGERPRINTED: [&str; 7] = [
     "config.json",
     "modules.json",
@@ -271,11 +271,8 @@ fn fingerprint(dir: &Path) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for rel in FINGERPRINTED {
         h.update(rel.as_bytes());
-        match std::fs::read(dir.join(rel)) {
-            Ok(bytes) => {
-                h.update(&(bytes.len() as u64).to_le_bytes());
-                h.update(&bytes);
-            }
+        match hash_file(&mut h, &dir.join(rel)) {
+            Ok(len) => h.update(&len.to_le_bytes()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => h.update(b"-"),
             // (not a folder, or unreadable: the load says which)
             Err(_) => h.update(b"?"),
@@ -284,6 +281,24 @@ fn fingerprint(dir: &Path) -> u64 {
     h.digest()
 }
 
+/// Feeds the file at `path` to `h` a block at a time (the weights are not read whole once
+/// more); its length.
+fn hash_file(h: &mut xxhash_rust::xxh3::Xxh3, path: &Path) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(len);
+        }
+        h.update(&buf[..n]);
+        len += n as u64;
+    }
+}
+
+/// Reads and parses `dir/rel`; `Ok(None)` when the file does not exist.
 fn read_json<T: for<'de> Deserialize<'de>>(dir: &Path, rel: &str) -> Result<Option<T>> {
     let path = dir.join(rel);
     let text = match std::fs::read_to_string(&path) {

@@ -91,8 +91,11 @@ pub(crate) fn unseen_difference(
         return true;
     }
     if tq.pieces() == tc.pieces() {
+        // (composed first: "café" typed and "café" pasted from a decomposing system are
+        // the same words)
         let surface = |t: &str| -> String {
-            t.chars()
+            nfc(t)
+                .chars()
                 .filter(|ch| !ch.is_whitespace())
                 .flat_map(char::to_lowercase)
                 .collect()
@@ -112,4 +115,14 @@ pub(crate) fn unseen_difference(
         return symbols(q) != symbols(c);
     }
     false
+}
+
+/// `t` in Unicode's composed form (NFC), by the tokenizer crate's own normalizer.
+fn nfc(t: &str) -> String {
+    use tokenizers::{NormalizedString, Normalizer};
+    let mut n = NormalizedString::from(t);
+    match tokenizers::normalizers::unicode::NFC.normalize(&mut n) {
+        Ok(()) => n.get().to_owned(),
+        Err(_) => t.to_owned(),
+    }
 }

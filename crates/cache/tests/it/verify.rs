@@ -231,4 +231,11 @@ async fn what_the_model_cannot_see_is_refused() {
     );
     let same = v.score(a, b, cos(a, b)).await.unwrap();
     assert!(same >= v.threshold(), "case and spacing only: {same}");
+    // the same words composed and decomposed (NFC and NFD) are the same words
+    let (a, b) = (
+        "where is the caf\u{e9} open",
+        "where is the cafe\u{301} open",
+    );
+    let same = v.score(a, b, cos(a, b)).await.unwrap();
+    assert!(same > 0.0, "NFC and NFD: {same}");
 }
