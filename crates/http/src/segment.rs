@@ -66,12 +66,15 @@ impl PathName {
             return Ok(name);
         }
         let colon = if self.colon { "" } else { " ':'," };
+        let slashes = match self.slashes {
+            0 => "a '/'".to_owned(),
+            n => format!("more than {n} '/'"),
+        };
         Err(Error::new(
             ErrorKind::InvalidRequest,
             format!(
                 "a {what} that goes into the request's path may not be empty, '.' or '..', or \
-                 hold{colon} '?', '#', '%', '\\', whitespace or more than {} '/'",
-                self.slashes
+                 hold{colon} '?', '#', '%', '\\', whitespace or {slashes}"
             ),
         ))
     }

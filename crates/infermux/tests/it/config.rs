@@ -307,7 +307,7 @@ fn missing_keys_and_mistyped_tables_name_their_table() {
         ),
         (
             "[batching]\nmax_items = 4\n[batching.x]\n".to_owned(),
-            "unknown key `x`",
+            "line 3, column 11: unknown key `x` in [batching]",
         ),
         ("batching = 3\n".to_owned(), "expected the table [batching]"),
     ] {

@@ -192,14 +192,18 @@ impl EventDecoder<SseEvent> for ChatStreamState {
             return Err(e.with_partial_text(self.text().to_owned()));
         }
         // chat completions name no event but `error`: a named one (a proxy's `ping`) whose
-        // data is not JSON carries nothing it reads
-        if ev.event.is_some()
-            && ev.data.trim() != "[DONE]"
-            && serde_json::from_str::<serde::de::IgnoredAny>(&ev.data).is_err()
-        {
-            return Ok(Vec::new());
+        // data is not JSON carries nothing it reads (checked only when the data did not read:
+        // nothing more for the chunks that do)
+        match self.on_data(&ev.data) {
+            Err(e)
+                if e.kind() == ErrorKind::Decode
+                    && ev.event.is_some()
+                    && serde_json::from_str::<serde::de::IgnoredAny>(&ev.data).is_err() =>
+            {
+                Ok(Vec::new())
+            }
+            other => other,
         }
-        self.on_data(&ev.data)
     }
     fn on_end(&mut self) -> Result<Vec<StreamEvent>> {
         ChatStreamState::on_end(self)
