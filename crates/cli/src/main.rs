@@ -209,25 +209,20 @@ fn base_url(provider: ProviderKind, flag: Option<String>) -> infermux::Result<(S
     if let Some(url) = var("INFERMUX_BASE_URL") {
         return Ok((url, true));
     }
-    base_url_of(provider).map(|url| (url, false))
-}
-
-/// [`base_url`] without the flag and `INFERMUX_BASE_URL`.
-fn base_url_of(provider: ProviderKind) -> infermux::Result<String> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     if let Some(name) = provider.base_url_env()
         && let Some(url) = var(name)
     {
-        return Ok(match provider {
+        let url = match provider {
             // OLLAMA_HOST is a host[:port] as often as a URL
             ProviderKind::Ollama => infermux::ollama::normalize_host(&url),
             // ANTHROPIC_BASE_URL follows the SDKs: without `/v1`
             ProviderKind::Anthropic => infermux::anthropic::base_url_from_env_value(&url),
             _ => url,
-        });
+        };
+        return Ok((url, false));
     }
     if let Some(url) = provider.default_base_url() {
-        return Ok(url.to_owned());
+        return Ok((url.to_owned(), false));
     }
     let mut vars = vec!["INFERMUX_BASE_URL"];
     vars.extend(provider.base_url_env());

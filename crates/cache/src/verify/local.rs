@@ -80,7 +80,7 @@ impl Verifier for ContextualVerifier {
 ///   told them apart became `[UNK]` (🍕 and 🍣, ２＋２ and ２＋３) or was an accent the
 ///   tokenizer strips (Vietnamese "cá" and "cà").
 /// - Either has an `[UNK]` piece and their symbols outside ASCII and letters differ.
-pub(crate) fn unseen_difference(
+fn unseen_difference(
     q: &str,
     c: &str,
     tq: &TokenVectors,
