@@ -893,25 +893,40 @@ impl Inner {
     fn now_ns(&self) -> u64 {
         self.ns(self.clock.now())
     }
-    /// The members on the endpoints the members in `tried` (a mask) are on, when a member on
-    /// another endpoint is fit to take an attempt now (its endpoint in service, its breaker
-    /// admitting, its key neither cooling, removed nor at its RPM/TPM limit; busy permits are
-    /// only a wait): a retry avoids them then, waiting for the fit one rather than going back
-    /// at once to an endpoint that just failed. `0` when there is no such member (or nothing
-    /// was tried). A member no request of `tokens` can ever fit (over its TPM burst) is not
-    /// fit; [`Pool::can_fail_over`] has no estimate and passes 0.
-    fn avoid_failed(&self, tried: u64, now: u64, tokens: u64) -> u64 {
-        if tried == 0 {
-            return 0;
-        }
-        let failed_endpoints = bits(tried)
+    /// The members on the endpoints the members in `tried` (a mask) failed on.
+    ///
+    /// A tried member whose key the pool is holding back now (cooling after a 429, its model
+    /// held, removed after a 401/403 or a spent quota) failed by its *key*, not its endpoint:
+    /// its endpoint is not counted for it, and another key there may take the retry at once
+    /// (the held key itself is not eligible until its hold ends).
+    fn failed_endpoints(&self, tried: u64, now: u64) -> u64 {
+        let by_key = |m: &Member| {
+            let key = &self.keys[m.key];
+            key.held_until() > now
+                || key.model_hold(m.model.as_deref(), now) > now
+                || key.removal(now).is_some()
+        };
+        // (endpoints are the client's indices, any number of them: compared, not masked)
+        bits(tried)
             .filter_map(|i| self.members.get(i))
-            .fold(0u64, |m, member| m | (1 << (member.endpoint % 64)));
-        let on_failed = |m: &Member| failed_endpoints & (1 << (m.endpoint % 64)) != 0;
-        let fit_elsewhere = self.members.iter().any(|m| {
+            .filter(|m| !by_key(m))
+            .fold(0u64, |mask, failed| {
+                let on_it = self.members.iter().enumerate();
+                on_it
+                    .filter(|(_, m)| m.endpoint == failed.endpoint)
+                    .fold(mask, |mask, (i, _)| mask | (1 << i))
+            })
+    }
+
+    /// Whether a member outside `skip` (a mask) is fit to take an attempt now: its endpoint
+    /// in service, its breaker admitting, its key neither cooling, removed nor at its RPM/TPM
+    /// limit (busy permits are only a wait), and a request of `tokens` able to fit its TPM
+    /// burst.
+    fn fit_outside(&self, skip: u64, now: u64, tokens: u64) -> bool {
+        self.members.iter().enumerate().any(|(i, m)| {
             let ep = &self.endpoints[m.endpoint];
             let key = &self.keys[m.key];
-            !on_failed(m)
+            skip & (1 << i) == 0
                 && !ep.is_out()
                 && self.breaker_may_admit(ep, now)
                 && key.held_until() <= now
@@ -919,15 +934,25 @@ impl Inner {
                 && !matches!(key.removal(now), Some((_, NEVER)))
                 && key.limits_ready_at(0, now) <= now
                 && key.limits_ready_at(tokens, now) != NEVER
-        });
-        if !fit_elsewhere {
+        })
+    }
+
+    /// The members on the endpoints the members in `tried` (a mask) failed on (see
+    /// [`Inner::failed_endpoints`]), when a member on another endpoint is
+    /// [fit](Inner::fit_outside): a retry avoids them then, waiting for the fit one rather
+    /// than going back at once to an endpoint that just failed. `0` when there is no such
+    /// member (or nothing failed by its endpoint). A member no request of `tokens` can ever fit
+    /// (over its TPM burst) is not fit.
+    fn avoid_failed(&self, tried: u64, now: u64, tokens: u64) -> u64 {
+        if tried == 0 {
             return 0;
         }
-        self.members
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| on_failed(m))
-            .fold(0u64, |mask, (i, _)| mask | (1 << i))
+        let failed = self.failed_endpoints(tried, now);
+        if failed != 0 && self.fit_outside(failed, now, tokens) {
+            failed
+        } else {
+            0
+        }
     }
 
     fn tried_mask(&self, tried: &[u32]) -> u64 {
@@ -1776,16 +1801,19 @@ impl Pool for MultiPool {
         }
     }
 
-    /// A member on an endpoint none of the failed attempts went to that is fit to take an
-    /// attempt (its endpoint in service, its breaker admitting, its key neither cooling nor
-    /// removed; busy permits are only a wait): the next attempt can fail over there at once.
-    /// Otherwise the retry policy's pause (and the failed endpoint's Retry-After) applies,
-    /// since the next pick could only go back to an endpoint that just failed.
+    /// A member that did not fail in this call, on an endpoint none of the failed attempts
+    /// failed on (a 429, 401/403 or spent quota fails its key, not its endpoint: another key
+    /// there counts), fit to take an attempt (its endpoint in service, its breaker admitting,
+    /// its key neither cooling nor removed; busy permits are only a wait): the next attempt
+    /// can fail over there at once. Otherwise the retry policy's pause (and the failed
+    /// endpoint's Retry-After) applies, since the next pick could only go back to an endpoint
+    /// that just failed.
     fn can_fail_over(&self, tried: &[u32]) -> bool {
         let inner = &*self.inner;
         let now = inner.now_ns();
         inner.learn_breakers(now);
-        inner.avoid_failed(inner.tried_mask(tried), now, 0) != 0
+        let tried = inner.tried_mask(tried);
+        tried != 0 && inner.fit_outside(tried | inner.failed_endpoints(tried, now), now, 0)
     }
 
     /// Always: a success that says its key's window is spent (`remaining: 0`) holds the

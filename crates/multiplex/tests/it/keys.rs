@@ -807,3 +807,107 @@ async fn a_failed_attempts_permit_goes_back_after_the_pool_learnt_the_failure() 
         assert_eq!(*seen.lock().unwrap(), ["cooling"], "streamed {streamed}");
     }
 }
+
+/// A 429 on one key fails that key, not its endpoint: the retry goes at once to the other key
+/// on the same endpoint, though a member on another endpoint is fit (busy, its one permit
+/// held). Before, every key on the throttled key's endpoint was avoided, and the retry waited
+/// for the busy endpoint's permit until the deadline while key `b` sat idle.
+#[tokio::test(start_paused = true)]
+async fn a_429_on_one_key_retries_on_another_key_of_the_same_endpoint_at_once() {
+    let throttled = Stub::new("one", |_req, ctx| {
+        let alias = ctx.key().map(|k| k.alias().to_owned());
+        async move {
+            match alias.as_deref() {
+                Some("a") => Err(Error::new(ErrorKind::RateLimited, "slow down")
+                    .with_status(429)
+                    .with_retry_after(Duration::from_secs(60))),
+                _ => ok(),
+            }
+        }
+    });
+    let busy = Stub::new("two", |_req, _ctx| async { ok() });
+    let pool = pool(
+        vec![
+            executor(throttled.clone(), 8, None),
+            executor(busy.clone(), 1, None),
+        ],
+        vec![keyed(0, "a"), keyed(0, "b"), keyed(1, "c")],
+        PoolConfig::new(Strategy::FirstHealthy),
+    );
+    // the other endpoint's one permit, held for the whole call
+    let held = pool.try_lease(0, &[0, 1]).expect("key c is free");
+    assert_eq!(held.member, 2);
+    let start = tokio::time::Instant::now();
+    let called = policy(3, Duration::from_secs(10))
+        .call(&pool, &chat(), &RequestContext::new())
+        .await
+        .expect("key b takes the retry");
+    assert_eq!(called.attempts, 2);
+    assert_eq!(
+        pool.member(called.member).unwrap().key_alias.as_deref(),
+        Some("b")
+    );
+    assert_eq!(start.elapsed(), Duration::ZERO, "no wait");
+    assert_eq!(throttled.seen_by("a").len(), 1);
+    assert!(busy.seen().is_empty());
+    drop(held);
+}
+
+/// A 429 that says not to retry it (`x-should-retry: false`) ends the call with it, though the
+/// key would be back before the deadline; and a Retry-After longer than the policy's
+/// `max_delay` (30 s) on the only key ends the call at once with it, not a wait of 120 s.
+#[tokio::test(start_paused = true)]
+async fn a_429_on_the_only_key_is_not_waited_out_when_it_says_no_or_is_past_the_cap() {
+    use infermux_core::StopReason;
+    for (should_retry, after, stop) in [
+        (Some(false), 2, StopReason::NotRetryable),
+        (None, 120, StopReason::RetryAfterTooLong),
+    ] {
+        let stub = Stub::new("only", move |_req, _ctx| async move {
+            let mut e = Error::new(ErrorKind::RateLimited, "slow down")
+                .with_status(429)
+                .with_retry_after(Duration::from_secs(after));
+            if let Some(s) = should_retry {
+                e = e.with_should_retry(s);
+            }
+            Err(e)
+        });
+        let pool = pool(
+            vec![executor(stub.clone(), 8, None)],
+            vec![keyed(0, "a")],
+            PoolConfig::new(Strategy::FirstHealthy),
+        );
+        let start = tokio::time::Instant::now();
+        let err = policy(3, Duration::from_secs(300))
+            .call(&pool, &chat(), &RequestContext::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::RateLimited, "{err}");
+        assert_eq!(err.stop_reason(), Some(stop), "{err}");
+        assert_eq!(stub.seen().len(), 1);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+}
+
+/// A client's endpoints are numbered across all its groups: a pool's members on endpoints 0
+/// and 64 are on two endpoints, and a failure on 0 does not make the pool avoid 64 (it did:
+/// endpoints were told apart by their index modulo 64).
+#[tokio::test(start_paused = true)]
+async fn endpoints_64_apart_are_not_one_endpoint() {
+    let execs: Vec<_> = (0..65)
+        .map(|i| {
+            let stub = Stub::new(&format!("e{i}"), |_req, _ctx| async { ok() });
+            executor(stub, 8, None)
+        })
+        .collect();
+    let pool = pool(
+        execs,
+        vec![
+            infermux_multiplex::MemberSpec::new(0),
+            infermux_multiplex::MemberSpec::new(64),
+        ],
+        PoolConfig::new(Strategy::FirstHealthy),
+    );
+    use infermux_resilience::Pool as _;
+    assert!(pool.can_fail_over(&[0]), "endpoint 64 can take the retry");
+}
