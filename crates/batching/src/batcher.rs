@@ -655,12 +655,14 @@ async fn flush_batch<K, I, O>(
 }
 
 /// Whether a batch's error may be one item's rather than the batch's: the provider refused an
-/// input (too long, empty, malformed) — worth sending the items again apart.
+/// input (too long, empty, malformed) — worth sending the items again apart; or the answer
+/// was longer than the client takes (the vectors of 2 048 inputs are tens of MiB), which
+/// halves answer within.
 fn may_be_one_items(e: &Error) -> bool {
     matches!(
         e.kind(),
         ErrorKind::InvalidRequest | ErrorKind::ContextLength
-    )
+    ) || e.is_over_body_limit()
 }
 
 /// The calls a batch of `n` items may add by splitting: enough to find one bad item (two a

@@ -229,6 +229,7 @@ struct Inner {
     attempts: u32,
     stop_reason: Option<StopReason>,
     model_scoped: bool,
+    over_body_limit: bool,
     source: Option<Arc<dyn StdError + Send + Sync>>,
 }
 
@@ -252,6 +253,7 @@ impl Error {
                 attempts: 0,
                 stop_reason: None,
                 model_scoped: false,
+                over_body_limit: false,
                 source: None,
             }),
         }
@@ -331,6 +333,19 @@ impl Error {
     pub fn with_model_scope(self, scoped: bool) -> Self {
         self.edit(|i| i.model_scoped = scoped)
     }
+    /// Marks a [`Decode`](ErrorKind::Decode) error as an answer longer than the client's
+    /// body limit ([`EndpointLimits::max_body_bytes`](crate::EndpointLimits)): a smaller
+    /// request (a batch sent in parts) may be answered within it.
+    ///
+    /// ```
+    /// use infermux_core::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::Decode, "too long").with_over_body_limit(true);
+    /// assert!(e.is_over_body_limit());
+    /// assert!(!Error::new(ErrorKind::Decode, "not JSON").is_over_body_limit());
+    /// ```
+    pub fn with_over_body_limit(self, over: bool) -> Self {
+        self.edit(|i| i.over_body_limit = over)
+    }
     /// Sets the underlying cause.
     pub fn with_source(self, source: impl StdError + Send + Sync + 'static) -> Self {
         self.edit(|i| i.source = Some(Arc::new(source)))
@@ -409,6 +424,11 @@ impl Error {
     pub fn is_model_scoped(&self) -> bool {
         self.inner.model_scoped
     }
+    /// Whether the answer was longer than the client's body limit (see
+    /// [`Error::with_over_body_limit`]).
+    pub fn is_over_body_limit(&self) -> bool {
+        self.inner.over_body_limit
+    }
 
     /// Whether a retry may succeed: the kind is transient and the server did not say
     /// `x-should-retry: false`; or the server said `x-should-retry: true`.
@@ -481,6 +501,9 @@ impl fmt::Debug for Error {
         }
         if let Some(r) = i.should_retry {
             d.field("should_retry", &r);
+        }
+        if i.over_body_limit {
+            d.field("over_body_limit", &true);
         }
         if i.model_scoped {
             d.field("model_scoped", &true);

@@ -157,6 +157,12 @@ pub fn kind_for_status(status: u16, message: &str, code: Option<&str>) -> ErrorK
         // increasing it" (typed `exceed_context_size_error` only since September 2025)
         "exceeds the available context size",
         "exceed_context_size_error",
+        // llama.cpp's server, for one input longer than its physical batch (`--ubatch-size`,
+        // 512 by default: an embedding input that cannot be split), a 500 `server_error`:
+        // "input (596 tokens) is too large to process. increase the physical batch size";
+        // and "input is larger than the max context size. skipping"
+        "is too large to process. increase the physical batch size",
+        "is larger than the max context size",
         // Anthropic: "input length and `max_tokens` exceed context limit: 197000 + 8192 >
         // 200000"; Gemini: "The input token count (1196265) exceeds the maximum number of
         // tokens allowed (1048575)"
@@ -666,6 +672,15 @@ mod tests {
             kind(
                 400,
                 r#"{"error":{"code":400,"message":"The input token count (1196265) exceeds the maximum number of tokens allowed (1048575).","status":"INVALID_ARGUMENT"}}"#
+            ),
+            ErrorKind::ContextLength
+        );
+        // llama.cpp's one input longer than its physical batch: a 500, but that input's
+        // (a batch of embeddings is split to find it), not the server's
+        assert_eq!(
+            kind(
+                500,
+                r#"{"error":{"code":500,"message":"input (596 tokens) is too large to process. increase the physical batch size (current batch size: 512)","type":"server_error"}}"#
             ),
             ErrorKind::ContextLength
         );

@@ -1036,7 +1036,8 @@ impl HttpResponse {
                     ErrorKind::Decode,
                     format!("response body of {len} bytes exceeds the limit of {max_body} bytes"),
                 )
-                .with_status(resp.status().as_u16()),
+                .with_status(resp.status().as_u16())
+                .with_over_body_limit(true),
                 ctx,
             ));
         }
@@ -1113,10 +1114,13 @@ impl HttpResponse {
                     let full = have + chunk.len() > max;
                     if full {
                         if !truncate {
-                            return Err(self.err(Error::new(
-                                ErrorKind::Decode,
-                                format!("response body exceeds the limit of {max} bytes"),
-                            )));
+                            return Err(self.err(
+                                Error::new(
+                                    ErrorKind::Decode,
+                                    format!("response body exceeds the limit of {max} bytes"),
+                                )
+                                .with_over_body_limit(true),
+                            ));
                         }
                         chunk.truncate(max - have);
                     }

@@ -569,3 +569,37 @@ fn a_batcher_outlives_the_runtime_that_built_it() {
         9
     );
 }
+
+/// An answer longer than the client's body limit (the vectors of a full batch: 2 048 × 1 536
+/// floats are 40–70 MB of JSON, over the 32 MiB default) is asked again in halves, which fit:
+/// every caller gets its result. It failed every caller of every full batch.
+#[tokio::test(start_paused = true)]
+async fn a_batch_answered_past_the_body_limit_is_split_into_parts_that_fit() {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let b = Batcher::new(
+        cfg(100, 1000, 5),
+        |_: &u32| 1,
+        move |(), xs: Vec<u32>, _| {
+            seen.lock().unwrap().push(xs.len());
+            async move {
+                if xs.len() > 2 {
+                    Err(
+                        Error::new(ErrorKind::Decode, "response body exceeds the limit")
+                            .with_status(200)
+                            .with_over_body_limit(true),
+                    )
+                } else {
+                    Ok(xs)
+                }
+            }
+        },
+    )
+    .unwrap();
+    let outs = ok(b.submit_many((), (0..8).collect(), ctx()).await);
+    assert_eq!(outs, (0..8).collect::<Vec<_>>());
+    let mut calls = calls.lock().unwrap().clone();
+    calls.sort_unstable();
+    assert_eq!(calls, vec![2, 2, 2, 2, 4, 4, 8], "halves until they fit");
+    assert_eq!(b.stats().failed_batches, 0);
+}

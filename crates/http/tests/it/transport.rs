@@ -326,6 +326,7 @@ async fn huge_content_length_fails_at_once() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Decode);
     assert!(e.message().contains("exceeds the limit"), "{}", e.message());
+    assert!(e.is_over_body_limit(), "a smaller request may fit: {e:?}");
     server.release.notify_waiters();
 }
 
@@ -363,6 +364,7 @@ async fn gzip_bomb_is_cut_at_the_decompressed_limit() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Decode);
+    assert!(e.is_over_body_limit(), "{e:?}");
 }
 
 #[tokio::test]
