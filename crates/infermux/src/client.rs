@@ -766,6 +766,19 @@ impl Inner {
         }
     }
 
+    /// One batch of several callers' items through the stack: routed, an error that may be
+    /// one item's falls back no further (the batcher splits the batch instead).
+    pub(crate) async fn call_batch(
+        &self,
+        request: &Request,
+        ctx: RequestContext,
+    ) -> Result<Response> {
+        match self {
+            Inner::Single(r) => r.execute(request, &ctx).await,
+            Inner::Routed(r) => r.call_batch(request, ctx).await,
+        }
+    }
+
     /// One streamed call through the stack, with who serves it.
     async fn stream(
         &self,

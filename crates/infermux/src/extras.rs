@@ -240,7 +240,15 @@ impl LazyBatcher {
         let b = EmbeddingBatcher::new(self.config.clone(), move |req, ctx| {
             let inner = Arc::clone(&inner);
             async move {
-                crate::client::embeddings_answer(inner.call(&Request::Embeddings(req), ctx).await?)
+                let request = Request::Embeddings(req);
+                // several callers' inputs: one bad input splits the batch, not a fallback of
+                // everyone's to another group's model (one input alone falls back as a call)
+                let answer = if embeddings_of(&request) > 1 {
+                    inner.call_batch(&request, ctx).await?
+                } else {
+                    inner.call(&request, ctx).await?
+                };
+                crate::client::embeddings_answer(answer)
             }
         })?;
         // two first calls at once: one batcher wins, the other is dropped unused
@@ -387,5 +395,13 @@ impl SemanticCache {
             None => infermux_cache::ContextualVerifier::new(embedder.clone()),
         };
         Ok(SemanticCache::new(Arc::new(embedder), Arc::new(verifier)))
+    }
+}
+
+/// How many inputs an embedding request carries.
+fn embeddings_of(request: &Request) -> usize {
+    match request {
+        Request::Embeddings(r) => r.inputs.len(),
+        _ => 0,
     }
 }

@@ -35,6 +35,14 @@ pub(crate) struct Chain {
     pub(crate) on: Vec<ErrorKind>,
 }
 
+/// What a routed call carries: one call, one stream, or a batch of several callers' items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    Call,
+    Stream,
+    Batch,
+}
+
 /// The routed side of a client: endpoints, groups, fallback chains and the call policy.
 pub(crate) struct Router {
     pub(crate) endpoints: Vec<(EndpointId, Arc<AttemptExecutor>)>,
@@ -131,9 +139,13 @@ impl Router {
     }
 
     /// The next group after a failure in `chain_of` at hop `hops`, if `e` triggers a fallback.
-    fn next(&self, first: usize, hops: u32, e: &Error) -> Option<usize> {
+    /// A batch of several items ([`Route::Batch`]) failing with an error that may be one
+    /// item's does not fall back: the batcher splits it, and the item failing alone may.
+    fn next(&self, first: usize, hops: u32, e: &Error, route: Route) -> Option<usize> {
         let chain = self.chains.get(first)?.as_ref()?;
-        if !chain.on.contains(&e.kind()) {
+        if !chain.on.contains(&e.kind())
+            || (route == Route::Batch && infermux_batching::may_be_one_items(e))
+        {
             return None;
         }
         chain.to.get(hops as usize).copied()
@@ -155,7 +167,7 @@ impl Router {
         &self,
         request: &Request,
         ctx: RequestContext,
-        stream: bool,
+        route: Route,
         attempt: F,
     ) -> Result<(T, Served)>
     where
@@ -164,6 +176,7 @@ impl Router {
     {
         let first = self.resolve(request, &ctx)?;
         let ctx = self.call_context(ctx);
+        let stream = route == Route::Stream;
         let (mut g, mut hops, mut attempts) = (first, 0u32, 0u32);
         let mut trigger = None;
         loop {
@@ -202,7 +215,7 @@ impl Router {
                 }
                 Err(e) => {
                     attempts += e.attempts();
-                    match self.next(first, hops, &e) {
+                    match self.next(first, hops, &e, route) {
                         Some(next) => {
                             tracing::warn!(
                                 "infermux.group" = &*group.name,
@@ -232,8 +245,29 @@ impl Router {
         request: &Request,
         ctx: RequestContext,
     ) -> Result<Box<Response>> {
+        self.call_routed(request, ctx, Route::Call).await
+    }
+
+    /// One batch of several callers' items ([`Route::Batch`]), routed: an error that may be
+    /// one item's falls back no further (the batcher splits the batch).
+    pub(crate) async fn call_batch(
+        &self,
+        request: &Request,
+        ctx: RequestContext,
+    ) -> Result<Response> {
+        self.call_routed(request, ctx, Route::Batch)
+            .await
+            .map(|r| *r)
+    }
+
+    async fn call_routed(
+        &self,
+        request: &Request,
+        ctx: RequestContext,
+        route: Route,
+    ) -> Result<Box<Response>> {
         let (mut value, served) = self
-            .route(request, ctx, false, |g, ctx, span| async move {
+            .route(request, ctx, route, |g, ctx, span| async move {
                 let pool = &self.groups[g].pool;
                 self.policy.call_boxed(pool, request, &ctx, span).await
             })
@@ -253,12 +287,15 @@ impl Router {
         request: &'a Request,
         ctx: RequestContext,
     ) -> BoxFuture<'a, Result<(EventStream, Served)>> {
-        Box::pin(
-            self.route(request, ctx, true, move |g, ctx, span| async move {
+        Box::pin(self.route(
+            request,
+            ctx,
+            Route::Stream,
+            move |g, ctx, span| async move {
                 let pool = &self.groups[g].pool;
                 self.policy.stream_traced(pool, request, &ctx, span).await
-            }),
-        )
+            },
+        ))
     }
 
     /// Prometheus text of every endpoint's counters and every pool's members.

@@ -449,3 +449,85 @@ async fn the_clients_timeout_bounds_a_calls_batch_wait_too() {
     );
     assert_eq!(sim.requests(), 0, "nothing was sent");
 }
+
+/// A batch of several callers' inputs refused for one too-long input does not fall back
+/// whole to another group: the batch is split, the short input gets the asked group's vector
+/// (no fallback), and only the long input falls back, alone. Before, the whole batch fell back
+/// and every caller got the other model's vectors (another vector space).
+#[tokio::test]
+async fn one_too_long_input_falls_back_alone_not_with_its_batch() {
+    use infermux_testkit::{Reply, Scripted};
+    let vectors = |req: &infermux_testkit::IncomingRequest, long_refused: bool, value: f64| {
+        let body = req.json().unwrap_or_default();
+        let inputs: Vec<String> = match &body["input"] {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            serde_json::Value::String(s) => vec![s.clone()],
+            _ => Vec::new(),
+        };
+        if long_refused && inputs.iter().any(|s| s.len() > 100) {
+            return Reply::json(
+                400,
+                &serde_json::json!({"error": {"message": "This model's maximum context length is 8192 tokens", "code": "context_length_exceeded"}}),
+            );
+        }
+        let data: Vec<_> = (0..inputs.len())
+            .map(|i| serde_json::json!({"object": "embedding", "index": i, "embedding": [value]}))
+            .collect();
+        Reply::json(
+            200,
+            &serde_json::json!({"object": "list", "model": "m", "data": data}),
+        )
+    };
+    let primary = Scripted::start(move |req| vectors(req, true, 1.0))
+        .await
+        .unwrap();
+    let backup = Scripted::start(move |req| vectors(req, false, 2.0))
+        .await
+        .unwrap();
+    let compat = |name: &str, url: String| {
+        OpenAiCompat::new(EndpointConfig::new(name, format!("{url}/v1")).unwrap()).unwrap()
+    };
+    let client = Client::builder()
+        .resilience(ResilienceConfig::disabled())
+        .endpoint(compat("primary", primary.url()))
+        .endpoint(compat("backup", backup.url()))
+        .group(ModelGroup::new("emb").deployment(Deployment::new("primary", "small")))
+        .group(ModelGroup::new("emb-large").deployment(Deployment::new("backup", "large")))
+        .fallback("emb", ["emb-large"], [infermux::ErrorKind::ContextLength])
+        .batch_embeddings(
+            BatchConfig::default()
+                .with_max_wait(Duration::from_millis(50))
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let long = "word ".repeat(100);
+    let (short, long) = tokio::join!(
+        client.embed(EmbeddingRequest::new("emb", ["short"])),
+        client.embed(EmbeddingRequest::new("emb", [long.as_str()])),
+    );
+    let (short, long) = (short.unwrap(), long.unwrap());
+    assert_eq!(
+        short.embeddings,
+        vec![vec![1.0f32]],
+        "the asked group's vector"
+    );
+    let served = short.served.expect("routed");
+    assert_eq!(&*served.group, "emb");
+    assert!(served.fallback.is_none(), "{served:?}");
+    assert_eq!(
+        long.embeddings,
+        vec![vec![2.0f32]],
+        "the long input fell back alone"
+    );
+    assert!(long.served.unwrap().fallback.is_some());
+    let first = primary.requests()[0].json().unwrap();
+    assert_eq!(
+        first["input"].as_array().map(Vec::len),
+        Some(2),
+        "one batch first: {first}"
+    );
+}
