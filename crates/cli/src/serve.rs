@@ -421,20 +421,6 @@ fn parse_gpus(g: &str) -> Result<Gpus, Error> {
     Ok(Gpus::Devices(ids))
 }
 
-/// Whether the shell's variable `name` is a key infermux reads, kept from the server it
-/// launches: a provider's API key (`…_API_KEY`), a storage secret (`AWS_SECRET_ACCESS_KEY`,
-/// `AWS_SESSION_TOKEN`, `…_SECRET_KEY`, `…_ACCESS_KEY`, `…_ACCESS_KEY_ID`), a Redis URL
-/// (which may carry a password). `HF_TOKEN` goes on: servers download gated models with it.
-fn own_secret(name: &str) -> bool {
-    let n = name.to_ascii_uppercase();
-    n.ends_with("_API_KEY")
-        || n.ends_with("_SECRET_KEY")
-        || n.ends_with("_ACCESS_KEY")
-        || n.ends_with("_ACCESS_KEY_ID")
-        || n == "AWS_SESSION_TOKEN"
-        || n.ends_with("_REDIS_URL")
-}
-
 /// One `--env` flag: `KEY=VALUE`, or `KEY` with its value from `lookup` (this shell's
 /// environment). The value is never shown in an error.
 fn env_pair(kv: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<(String, String), Error> {
@@ -489,14 +475,10 @@ fn server_spec(args: &mut ServeArgs, backend: Backend) -> Result<ServerSpec, Err
     }
     // this shell's keys (a provider's, the storage's `--fetch` reads) are not the server's:
     // passed on only when named with --env, or when the server reads it itself (vLLM's
-    // `VLLM_API_KEY`, the key it then requires)
-    for (k, _) in std::env::vars_os() {
-        if let Some(k) = k.to_str()
-            && own_secret(k)
-            && !reads.contains(&k)
-            && !spec.env.iter().any(|(e, _)| e == k)
-        {
-            spec = spec.without_env(k);
+    // `VLLM_API_KEY`, the key it then requires; the launcher withholds the others)
+    for k in reads {
+        if !spec.env_kept.iter().any(|e| e == k) {
+            spec = spec.with_env_kept(*k);
         }
     }
     for v in &args.volumes {

@@ -308,6 +308,8 @@ pub struct VllmSpec {
 impl VllmSpec {
     /// The program (`vllm serve`).
     pub const PROGRAM: &'static str = "vllm";
+    /// The variable vLLM reads its API key from (then required of every `/v1` call).
+    pub const API_KEY_ENV: &'static str = "VLLM_API_KEY";
     /// vLLM's default port.
     pub const DEFAULT_PORT: u16 = 8000;
     /// Ready when this answers 200.
@@ -386,7 +388,9 @@ impl VllmSpec {
             ServerSpec::new(name, Self::PROGRAM, self.port, Self::READINESS)?
                 .with_args(self.args())
                 .with_image(Self::DEFAULT_IMAGE)
-                .with_image_args(self.image_args()),
+                .with_image_args(self.image_args())
+                // the key vLLM then requires of callers (the client bound to it sends it)
+                .with_env_kept(Self::API_KEY_ENV),
         )
     }
 }

@@ -48,7 +48,7 @@ pub use error::{Error, Exit, Result};
 pub use launcher::{Launcher, Server, ServerId, check_port_free};
 pub use logs::LogBuffer;
 pub use process::ProcessLauncher;
-pub use spec::{Gpus, ServerSpec, Volume};
+pub use spec::{Gpus, ServerSpec, Volume, is_secret_name};
 pub use supervisor::{State, Supervisor, SupervisorConfig};
 pub use unified::{PoolBinding, Unified};
 

@@ -194,9 +194,14 @@ impl Launcher for ProcessLauncher {
             .process_group(0);
         if spec.clear_env {
             c.env_clear();
-        }
-        for k in &spec.env_removed {
-            c.env_remove(k);
+        } else {
+            // this process's keys are not the server's (nor its children's)
+            let names: Vec<String> = std::env::vars_os()
+                .filter_map(|(k, _)| k.into_string().ok())
+                .collect();
+            for k in spec.env_withheld(names.iter().map(String::as_str)) {
+                c.env_remove(k);
+            }
         }
         c.envs(spec.process_env());
         let mut child = c.spawn().map_err(|e| match e.kind() {

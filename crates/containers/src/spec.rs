@@ -96,6 +96,10 @@ pub struct ServerSpec {
     pub clear_env: bool,
     /// Variables of the launching process not passed on to the server (its own keys).
     pub env_removed: Vec<String>,
+    /// Variables of the launching process named like secrets ([`is_secret_name`]) that the
+    /// server reads itself and are passed on (vLLM's `VLLM_API_KEY`, which it then requires
+    /// of callers). Every other one is kept from a launched process.
+    pub env_kept: Vec<String>,
     /// Host folders it sees (model caches).
     pub volumes: Vec<Volume>,
     /// GPUs.
@@ -124,6 +128,7 @@ impl std::fmt::Debug for ServerSpec {
             .field("env", &env)
             .field("clear_env", &self.clear_env)
             .field("env_removed", &self.env_removed)
+            .field("env_kept", &self.env_kept)
             .field("volumes", &self.volumes)
             .field("gpus", &self.gpus)
             .field("memory_bytes", &self.memory_bytes)
@@ -175,6 +180,7 @@ impl ServerSpec {
             env: Vec::new(),
             clear_env: false,
             env_removed: Vec::new(),
+            env_kept: Vec::new(),
             volumes: Vec::new(),
             gpus: Gpus::None,
             memory_bytes: None,
@@ -234,6 +240,39 @@ impl ServerSpec {
     pub fn without_env(mut self, key: impl Into<String>) -> Self {
         self.env_removed.push(key.into());
         self
+    }
+
+    /// Passes the launching process's variable `key` on to the server though it is named
+    /// like a secret ([`is_secret_name`]): the server reads it itself.
+    pub fn with_env_kept(mut self, key: impl Into<String>) -> Self {
+        self.env_kept.push(key.into());
+        self
+    }
+
+    /// The variables of `environment` (the launching process's names) a launched process
+    /// does not get: those removed with [`ServerSpec::without_env`], and those named like
+    /// secrets ([`is_secret_name`]: a provider's API key, AWS and S3 secrets, a Redis URL)
+    /// unless kept ([`ServerSpec::with_env_kept`]) or set on the spec ([`ServerSpec::with_env`]).
+    ///
+    /// ```
+    /// use infermux_containers::ServerSpec;
+    /// let spec = ServerSpec::new("s", "server", 8080, "/health").unwrap()
+    ///     .with_env_kept("VLLM_API_KEY");
+    /// let env = ["PATH", "OPENAI_API_KEY", "VLLM_API_KEY", "HOME"];
+    /// assert_eq!(spec.env_withheld(env), ["OPENAI_API_KEY"]);
+    /// ```
+    pub fn env_withheld<'a>(&self, environment: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut out: Vec<String> = self.env_removed.clone();
+        for k in environment {
+            if is_secret_name(k)
+                && !self.env_kept.iter().any(|e| e == k)
+                && !self.env.iter().any(|(e, _)| e == k)
+                && !out.iter().any(|e| e == k)
+            {
+                out.push(k.to_owned());
+            }
+        }
+        out
     }
 
     /// Starts the process with an empty environment (plus [`ServerSpec::env`]).
@@ -305,5 +344,70 @@ impl ServerSpec {
             env.push(("CUDA_VISIBLE_DEVICES".into(), v));
         }
         env
+    }
+}
+
+/// Whether an environment variable's name is that of a secret a launched server is not given
+/// unless asked ([`ServerSpec::env_withheld`]): `…_API_KEY`, `…_SECRET_KEY`, `…_ACCESS_KEY`,
+/// `…_ACCESS_KEY_ID`, `AWS_SESSION_TOKEN`, `…_REDIS_URL` (which may carry a password; any
+/// case). `HF_TOKEN` goes on: servers download gated models with it.
+///
+/// ```
+/// use infermux_containers::is_secret_name;
+/// assert!(is_secret_name("ANTHROPIC_API_KEY"));
+/// assert!(is_secret_name("AWS_SECRET_ACCESS_KEY"));
+/// assert!(!is_secret_name("PATH"));
+/// ```
+pub fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    n.ends_with("_API_KEY")
+        || n.ends_with("_SECRET_KEY")
+        || n.ends_with("_ACCESS_KEY")
+        || n.ends_with("_ACCESS_KEY_ID")
+        || n == "AWS_SESSION_TOKEN"
+        || n.ends_with("_REDIS_URL")
+}
+
+#[cfg(test)]
+mod env_tests {
+    use super::*;
+
+    /// A launched process gets none of the launching process's secrets (a provider's key, AWS
+    /// and S3 secrets, a Redis URL) unless the spec sets or keeps it; other variables go on.
+    #[test]
+    fn secrets_are_withheld_unless_set_or_kept() {
+        let spec = ServerSpec::new("s", "server", 8080, "/health")
+            .unwrap()
+            .with_env("ANTHROPIC_API_KEY", "given")
+            .with_env_kept("VLLM_API_KEY")
+            .without_env("SOME_FLAG");
+        let env = [
+            "PATH",
+            "HF_TOKEN",
+            "OPENAI_API_KEY",
+            "openai_api_key",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SESSION_TOKEN",
+            "S3_SECRET_KEY",
+            "INFERMUX_REDIS_URL",
+            "ANTHROPIC_API_KEY",
+            "VLLM_API_KEY",
+        ];
+        assert_eq!(
+            spec.env_withheld(env),
+            [
+                "SOME_FLAG",
+                "OPENAI_API_KEY",
+                "openai_api_key",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SESSION_TOKEN",
+                "S3_SECRET_KEY",
+                "INFERMUX_REDIS_URL",
+            ]
+        );
+        let vllm = crate::VllmSpec::new("m").server_spec("v").unwrap();
+        assert!(vllm.env_withheld(["VLLM_API_KEY"]).is_empty());
     }
 }

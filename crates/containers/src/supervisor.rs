@@ -491,9 +491,25 @@ impl Ctx {
             };
             self.id.send_replace(None);
             failures = 0;
+            // a restart that fails for a passing reason (not ready in time once, the engine
+            // or the system failing a request, the port still held) is one more restart, up
+            // to the limit; only one that cannot succeed (a missing binary or image, a spec
+            // refused) gives up at once
             let up = async {
-                self.restart_or_give_up(reason).await?;
-                self.bring_up().await
+                let mut reason = reason;
+                loop {
+                    self.restart_or_give_up(reason).await?;
+                    match self.bring_up().await {
+                        Ok(server) => break Ok(server),
+                        Err(
+                            e @ (Error::NeverReady { .. }
+                            | Error::Docker(_)
+                            | Error::Io(_)
+                            | Error::PortInUse { .. }),
+                        ) => reason = e.to_string(),
+                        Err(e) => break Err(e),
+                    }
+                }
             };
             tokio::select! {
                 _ = &mut stop => {

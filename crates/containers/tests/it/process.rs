@@ -499,3 +499,47 @@ async fn an_earlier_runs_bind_failure_line_does_not_stop_a_later_restart() {
     sup.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A restart that is not ready in time once (a reload slowed by a cold page cache) is one
+/// more restart, not the end: the next one serves and the server is ready again. Before, any
+/// failure of a restart's start was final (`Failed(NeverReady)` after one restart, four of the
+/// five allowed unused).
+#[tokio::test]
+async fn a_restart_not_ready_in_time_is_restarted_again_within_the_limit() {
+    let Some(py) = python() else { return };
+    let port = free_port();
+    let count =
+        std::env::temp_dir().join(format!("infermux-restarts-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_file(&count);
+    // the first start serves, the first restart never listens, the later ones serve
+    let script = format!(
+        "n=$(cat '{f}' 2>/dev/null || echo 0); echo $((n+1)) > '{f}'; \
+         if [ \"$n\" = 1 ]; then exec sleep 30; fi; \
+         exec {py} -m http.server {port} --bind 127.0.0.1",
+        f = count.display()
+    );
+    let config = quick().with_ready_timeout(Duration::from_secs(3));
+    let sup = Supervisor::start(
+        Recording::new(ProcessLauncher::new()),
+        sh("flaky", port, &script),
+        config,
+    )
+    .await
+    .unwrap();
+    let Some(ServerId::Pid(first)) = sup.server_id() else {
+        panic!("a pid")
+    };
+    let mut states = sup.subscribe();
+    sigkill(first);
+    let end = loop {
+        states.changed().await.unwrap();
+        let s = states.borrow_and_update().clone();
+        if s.is_ready() || s.is_final() {
+            break s;
+        }
+    };
+    assert!(end.is_ready(), "{end:?}");
+    assert_eq!(sup.restarts(), 2, "the slow restart, then one that served");
+    sup.stop().await;
+    let _ = std::fs::remove_file(&count);
+}

@@ -35,5 +35,10 @@ pub async fn launch(
     launcher: Arc<dyn Launcher>,
     config: SupervisorConfig,
 ) -> Result<Unified<Vllm>> {
-    Unified::launch_with(spec.server_spec(name)?, "", launcher, config, Vllm::new).await
+    // the server requires the key it reads (`VLLM_API_KEY`, passed on to it) of every call:
+    // the client bound to it sends it too
+    Unified::launch_with(spec.server_spec(name)?, "", launcher, config, |c| {
+        Vllm::new(c.with_optional_api_key_from_env(&[crate::API_KEY_ENV]))
+    })
+    .await
 }
