@@ -174,7 +174,8 @@ impl DockerLauncher {
             port_bindings: Some(HashMap::from([(
                 port.clone(),
                 Some(vec![PortBinding {
-                    host_ip: Some("127.0.0.1".to_owned()),
+                    // where the probes look: the spec's host (127.0.0.1 unless asked)
+                    host_ip: Some(spec.host.trim_matches(['[', ']']).to_owned()),
                     host_port: Some(spec.port.to_string()),
                 }]),
             )])),

@@ -331,6 +331,26 @@ async fn the_launcher_removes_stale_containers_creates_labelled_starts_follows_l
     check_against_spec(b);
 }
 
+/// The port is published on the host the readiness and health probes connect to: a spec's
+/// `host` other than the default (`::`, a LAN address) is where the container listens too.
+/// Before, it was published on 127.0.0.1 whatever the host, and a probe of `[::]` or a LAN
+/// address waited out the whole ready timeout (`--host 0.0.0.0` was narrowed silently).
+#[tokio::test]
+async fn the_port_is_published_on_the_specs_host() {
+    let replay = Replay::start(&[], &[]);
+    let launcher = replay.launcher();
+    for host in ["::", "0.0.0.0", "192.168.1.20", "127.0.0.1"] {
+        let mut spec = ServerSpec::new("l", "llama-server", 8080, "/health")
+            .unwrap()
+            .with_image("img");
+        spec.host = host.to_owned();
+        let body = launcher.create_body(&spec).unwrap();
+        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        let ip = bindings["8080/tcp"].as_ref().unwrap()[0].host_ip.clone();
+        assert_eq!(ip.as_deref(), Some(host), "{}", spec.base_url());
+    }
+}
+
 #[tokio::test]
 async fn an_unknown_image_is_unknown_image_and_nothing_is_left() {
     let replay = Replay::start(&["list_empty", "create_no_image"], &[]);
