@@ -368,6 +368,16 @@ impl fmt::Debug for StreamAnswer {
     }
 }
 
+/// What the exact tier held for a key.
+enum Read {
+    /// An entry, and the bytes Redis held (the in-memory store has none).
+    Entry(Arc<Entry>, Option<Vec<u8>>),
+    /// Redis held a value that does not read (corrupt, another version's).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Unreadable(Vec<u8>),
+    Nothing,
+}
+
 /// What a miss learnt that the store after it can reuse.
 #[derive(Debug, Default)]
 struct Miss {
@@ -779,28 +789,30 @@ impl Cache {
     // ---- lookups --------------------------------------------------------------------------
 
     async fn exact_get(&self, key: CacheKey) -> Option<Arc<Entry>> {
-        self.exact_get_raw(key).await.map(|(e, _)| e)
+        match self.exact_get_raw(key).await {
+            Read::Entry(e, _) => Some(e),
+            Read::Unreadable(_) | Read::Nothing => None,
+        }
     }
 
     /// [`Cache::exact_get`], and the bytes Redis held (the in-memory store has none).
-    async fn exact_get_raw(&self, key: CacheKey) -> Option<(Arc<Entry>, Option<Vec<u8>>)> {
+    async fn exact_get_raw(&self, key: CacheKey) -> Read {
         match &self.inner.backend {
-            Backend::Memory(m) => m.get(&key).map(|e| (e, None)),
+            Backend::Memory(m) => m.get(&key).map_or(Read::Nothing, |e| Read::Entry(e, None)),
             #[cfg(feature = "redis")]
             Backend::Redis(r) => match r.get(r.exact_key(&key.to_string())).await {
                 Some(Some(bytes)) => match serde_json::from_slice::<Entry>(&bytes) {
-                    Ok(e) => Some((Arc::new(e), Some(bytes))),
-                    // a value that does not read (corrupt, another version's) goes: the
-                    // answer stored after this miss would not replace it (`SET NX`)
-                    Err(_) => {
-                        r.del(r.exact_key(&key.to_string())).await;
-                        None
-                    }
+                    Ok(e) => Read::Entry(Arc::new(e), Some(bytes)),
+                    // a value that does not read (corrupt, or a newer version's, which that
+                    // version reads) is not deleted: the answer stored after this miss takes
+                    // its place if it is still there unchanged (a delete raced a fresh write,
+                    // and two versions sharing a Redis deleted each other's answers)
+                    Err(_) => Read::Unreadable(bytes),
                 },
-                Some(None) => None,
+                Some(None) => Read::Nothing,
                 None => {
                     self.count(|c| &c.store_errors);
-                    None
+                    Read::Nothing
                 }
             },
         }
@@ -818,7 +830,16 @@ impl Cache {
             return Found::Miss(miss);
         };
         miss.exact = Some(key);
-        if let Some((entry, _raw)) = self.exact_get_raw(key).await {
+        let (entry, _raw) = match self.exact_get_raw(key).await {
+            Read::Entry(entry, raw) => (Some(entry), raw),
+            Read::Unreadable(raw) => (None, Some(raw)),
+            Read::Nothing => (None, None),
+        };
+        #[cfg(feature = "redis")]
+        if entry.is_none() {
+            miss.stale = _raw.clone();
+        }
+        if let Some(entry) = entry {
             if !self.fresh(&entry, self.inner.config.ttl) {
                 self.count(|c| &c.expired);
                 match &self.inner.backend {

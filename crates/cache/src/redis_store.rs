@@ -221,7 +221,7 @@ impl RedisStore {
                 Some(v)
             }
             Ok(Err(e)) => {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                if drops_connection(&e) {
                     drop_used();
                 }
                 tracing::debug!(target: "infermux::cache", error = e.category(), "redis call failed");
@@ -260,14 +260,6 @@ impl RedisStore {
     pub(crate) async fn get(&self, key: String) -> Option<Option<Vec<u8>>> {
         self.guarded(|mut c| async move { c.get::<_, Option<Vec<u8>>>(key).await })
             .await
-    }
-
-    /// Deletes `key` (an entry past its TTL, or one that does not read). Whether Redis
-    /// answered.
-    pub(crate) async fn del(&self, key: String) -> bool {
-        self.guarded(|mut c| async move { c.del::<_, i64>(key).await })
-            .await
-            .is_some()
     }
 
     /// Sets `key` for `ttl`; with `only_new`, only when it is absent — or, with `replacing`
@@ -384,5 +376,38 @@ impl RedisStore {
                 })
                 .collect(),
         ))
+    }
+}
+
+/// Whether a failed call's connection is made again: an I/O error, a dropped or unrecoverable
+/// connection, or a `READONLY` answer — after a failover the name now leads to the new primary,
+/// but this connection still goes to the old one, now a replica: reads work on it, every
+/// write fails, and nothing would ever close it.
+fn drops_connection(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_unrecoverable_error()
+        || e.code() == Some("READONLY")
+}
+
+#[cfg(test)]
+mod connection_tests {
+    use super::*;
+
+    /// A `READONLY` answer (a demoted primary) makes the connection again; another server
+    /// error (a script's, a wrong type) does not.
+    #[test]
+    fn a_readonly_answer_drops_the_connection() {
+        let answer = |wire: &[u8]| {
+            ::redis::parse_redis_value(wire)
+                .and_then(::redis::Value::extract_error)
+                .unwrap_err()
+        };
+        assert!(drops_connection(&answer(
+            b"-READONLY You can't write against a read only replica.\r\n"
+        )));
+        assert!(!drops_connection(&answer(
+            b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+        )));
     }
 }

@@ -457,7 +457,9 @@ async fn a_record_of_another_length_read_first_is_skipped() {
 
 /// An exact entry in Redis that does not read (corrupt, another version's) is replaced by the
 /// next answer: before, the answer was stored with `SET NX`, which did nothing while the bad
-/// value lived, and every call went to the provider until it expired.
+/// value lived, and every call went to the provider until it expired. It is replaced, not
+/// deleted on sight: a lookup that deleted it raced another process's fresh write, and two
+/// versions sharing a Redis deleted each other's answers (see the next test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exact_entry_that_does_not_read_is_replaced() {
     use redis::AsyncCommands;
@@ -501,6 +503,43 @@ async fn an_exact_entry_that_does_not_read_is_replaced() {
         1,
         "the second call was a hit"
     );
+}
+
+/// A lookup that finds a value it does not read (a newer version's entry) leaves it where it
+/// is: the other version keeps its answer. Before, the lookup deleted it on sight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_does_not_delete_an_entry_it_does_not_read() {
+    use redis::AsyncCommands;
+    let Some(url) = server_url("INFERMUX_REDIS_URL") else {
+        return;
+    };
+    let prefix = fresh_prefix("test-newer");
+    let c = Cache::new(CacheConfig::default()).unwrap().with_redis(
+        RedisStore::new(&url, &prefix)
+            .unwrap()
+            .with_timeout(std::time::Duration::from_secs(2)),
+    );
+    let ctx = RequestContext::new().with_tenant("t");
+    let req = ask("what is three plus three");
+    c.store(&req, &ctx, "g", &answer("6")).await;
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = conn
+        .keys(format!("infermux:cache:{{{prefix}}}:x:*"))
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let newer = r#"{"from":"a newer version","answer":{"type":"future_event"}}"#;
+    let _: () = conn.set(&keys[0], newer).await.unwrap();
+    assert!(
+        c.lookup(&req, &ctx, "g").await.is_none(),
+        "not read: a miss"
+    );
+    let still: Option<String> = conn.get(&keys[0]).await.unwrap();
+    assert_eq!(still.as_deref(), Some(newer), "left in place");
 }
 
 /// Identical calls that miss at once on a Redis-backed cache make one upstream call: the
