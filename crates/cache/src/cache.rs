@@ -252,11 +252,13 @@ type Flights = Arc<DashMap<CacheKey, (Priority, watch::Receiver<Flight>)>>;
 
 /// What a call in flight tells the identical calls waiting for it. Its sender dropped with
 /// `Running` still set means the call was abandoned (its caller's future dropped).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone)]
 enum Flight {
     Running,
-    /// Answered, and the answer handed to the store (which may have refused it).
-    Answered,
+    /// Answered, and the answer handed to the store: with the entry the store took (the
+    /// waiting calls answer from it, whether or not Redis kept it: a Redis down or slow sent
+    /// each of them on its own call after the wait), or none when the store refused it.
+    Answered(Option<Arc<Entry>>),
     /// Failed: each waiting call goes on its own (the failure may be the first caller's own
     /// deadline; and waiting in turn on a failing provider would stack the waits).
     Failed,
@@ -1412,7 +1414,7 @@ impl Cache {
         // the calls waiting for this one read the exact tier now, not after the semantic
         // tier's write
         if let Some(tx) = told {
-            tx.send_replace(Flight::Answered);
+            tx.send_replace(Flight::Answered(Some(Arc::clone(&entry))));
         }
         let Some(sem) = &self.inner.semantic else {
             return;
@@ -1658,8 +1660,14 @@ impl Cache {
         self.put_call(request, ctx, namespace, miss, &resp, told)
             .await;
         if let Some(l) = leading {
-            // (told already when the answer went into the exact tier)
-            l.tx.send_replace(Flight::Answered);
+            // (told already, with the entry, when the answer went into the exact tier)
+            l.tx.send_if_modified(|f| {
+                let running = matches!(f, Flight::Running);
+                if running {
+                    *f = Flight::Answered(None);
+                }
+                running
+            });
         }
         Ok(resp)
     }
@@ -1718,23 +1726,28 @@ impl Cache {
             // until the flight says how it ended (an answer is told once it is in the exact
             // tier), or its sender goes (then it was abandoned)
             let ended = async {
-                rx.wait_for(|f| *f != Flight::Running)
+                rx.wait_for(|f| !matches!(f, Flight::Running))
                     .await
-                    .map_or(Flight::Running, |f| *f)
+                    .map_or(Flight::Running, |f| f.clone())
             };
             let outcome = match ctx.remaining() {
                 Some(left) => tokio::time::timeout(left, ended).await.ok(),
                 None => Some(ended.await),
             };
-            if outcome == Some(Flight::Failed) {
-                return Joined::Alone;
-            }
-            // (past the deadline too: one look, the answer may have come in the meantime)
-            if let Some(resp) = self.answer_from(self.exact_get(key).await, request, ctx) {
+            let abandoned = matches!(outcome, Some(Flight::Running));
+            let entry = match outcome {
+                Some(Flight::Failed) => return Joined::Alone,
+                // the entry the flight stored, in hand (no round trip to Redis, nor a miss
+                // when Redis failed to keep it)
+                Some(Flight::Answered(Some(entry))) => Some(entry),
+                // (past the deadline too: one look, the answer may have come in the meantime)
+                _ => self.exact_get(key).await,
+            };
+            if let Some(resp) = self.answer_from(entry, request, ctx) {
                 return Joined::Answered(Box::new(resp));
             }
             // abandoned: it stored nothing; lead (or wait) again
-            if outcome != Some(Flight::Running) {
+            if !abandoned {
                 return Joined::Alone;
             }
         }

@@ -591,6 +591,56 @@ async fn identical_calls_that_miss_at_once_make_one_call_through_redis() {
     assert_eq!((hits, s.coalesced, s.stores), (n as usize - 1, n - 1, 1));
 }
 
+/// With Redis down, identical calls that miss at once still make one upstream call: the
+/// waiting calls are answered with the entry the first one stored, in hand. Before, they
+/// read Redis again after the wait, missed, and each made its own call after the first's
+/// (twice the latency, and as many calls as callers).
+#[tokio::test(flavor = "current_thread")]
+async fn with_redis_down_identical_calls_still_make_one_upstream_call() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // a port nothing listens on: every Redis call fails at once
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = Cache::new(CacheConfig::default()).unwrap().with_redis(
+        RedisStore::new(&format!("redis://127.0.0.1:{port}"), "down")
+            .unwrap()
+            .with_timeout(std::time::Duration::from_secs(2)),
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    let n = 5;
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (c, calls) = (c.clone(), Arc::clone(&calls));
+            tokio::spawn(async move {
+                let inner = || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    while c.snapshot().exact_misses < n {
+                        tokio::task::yield_now().await;
+                    }
+                    Ok(answer("Paris"))
+                };
+                c.call(
+                    &ask("capital of france?"),
+                    &RequestContext::new(),
+                    "g",
+                    inner,
+                )
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(text_of(&t.await.unwrap().unwrap()), "Paris");
+    }
+    let s = c.snapshot();
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "{s:?}");
+    assert_eq!(s.coalesced, n - 1, "{s:?}");
+    assert!(s.store_errors >= 1, "Redis was down: {s:?}");
+}
+
 /// A process whose clock runs ahead (by more than the TTL) finds another's fresh answer
 /// expired: it misses and does not delete it (it did: two such processes kept deleting each
 /// other's answers); the answer it then gets takes that one's place (kept in its way, it
