@@ -1,7 +1,8 @@
 //! [`DockerLauncher`] (feature `docker`): a server as a container, through the Docker Engine
 //! API on its Unix socket with bollard's typed client — never a shell string. Containers carry
-//! the labels `infermux.managed=true` and `infermux.owner=<owner>`, so what a killed run left
-//! is found and removed by the next start.
+//! the labels `infermux.managed=true`, `infermux.owner=<owner>` and `infermux.process` (the
+//! process that created it), so what a killed run left is found and removed by the next start,
+//! and what another running process started is left alone.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,6 +27,11 @@ pub const MANAGED_LABEL: &str = "infermux.managed";
 pub const OWNER_LABEL: &str = "infermux.owner";
 /// The label naming the spec.
 pub const NAME_LABEL: &str = "infermux.name";
+/// The label naming the process that created the container:
+/// `<boot id>:<pid>:<start time>` ([`DockerLauncher::process_label`]). A start removes a
+/// container of its owner id and spec name left behind (its creator gone, or of another boot),
+/// never one whose creator still runs on this machine.
+pub const PROCESS_LABEL: &str = "infermux.process";
 
 /// Launches a [`ServerSpec`]'s image as a container: its entrypoint arguments, environment,
 /// the port published on the same host port, binds, GPU device requests, a memory limit and
@@ -90,6 +96,24 @@ impl DockerLauncher {
         &self.owner
     }
 
+    /// The [`PROCESS_LABEL`] of the process `pid` of this machine: `<boot id>:<pid>:<start
+    /// time>` (the kernel's boot id; the start in clock ticks after boot, as `/proc` says),
+    /// `None` when `/proc` does not tell.
+    pub fn process_label(pid: u32) -> Option<String> {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let start = crate::process::start_time(i32::try_from(pid).ok()?)?;
+        Some(format!("{}:{pid}:{start}", boot.trim()))
+    }
+
+    /// Whether a container labelled `label` ([`PROCESS_LABEL`]) was made by another process
+    /// still running on this machine (not this one, nor one gone or of another boot).
+    fn made_by_another_live_process(label: &str, ours: Option<&str>) -> bool {
+        // the label the process of that pid would have now: equal when that very process
+        // (this boot, that start) still runs
+        let pid = label.split(':').nth(1).and_then(|p| p.parse::<u32>().ok());
+        Some(label) != ours && pid.and_then(Self::process_label).as_deref() == Some(label)
+    }
+
     /// The container name of `spec`: `infermux-<owner>-<name>`.
     pub fn container_name(&self, spec: &ServerSpec) -> String {
         format!("infermux-{}-{}", self.owner, spec.name)
@@ -121,8 +145,18 @@ impl DockerLauncher {
             .await
             .map_err(docker_err)?;
         let mut removed = 0;
+        let ours = Self::process_label(std::process::id());
         for c in list {
             let Some(id) = c.id else { continue };
+            // another live process's server of this owner id and name: not a leftover (a
+            // second `infermux serve` of one name removed the first one's container, and the
+            // first's supervisor then the second's)
+            if let Some(label) = c.labels.as_ref().and_then(|l| l.get(PROCESS_LABEL))
+                && Self::made_by_another_live_process(label, ours.as_deref())
+            {
+                tracing::debug!(container = %id, owner = %label, "a live process's container: left");
+                continue;
+            }
             match self.docker.remove_container(&id, Some(force())).await {
                 Ok(()) => removed += 1,
                 Err(e) if status_of(&e).is_some_and(|(s, _)| s == 404) => {}
@@ -153,11 +187,14 @@ impl DockerLauncher {
             .clone()
             .ok_or_else(|| Error::Config(format!("the spec `{}` names no image", spec.name)))?;
         let port = format!("{}/tcp", spec.port);
-        let labels = HashMap::from([
+        let mut labels = HashMap::from([
             (MANAGED_LABEL.to_owned(), "true".to_owned()),
             (OWNER_LABEL.to_owned(), self.owner.clone()),
             (NAME_LABEL.to_owned(), spec.name.clone()),
         ]);
+        if let Some(me) = Self::process_label(std::process::id()) {
+            labels.insert(PROCESS_LABEL.to_owned(), me);
+        }
         let device_requests = match &spec.gpus {
             Gpus::None => None,
             Gpus::All => Some(vec![gpu_request(Some(-1), None)]),
@@ -266,6 +303,12 @@ impl Launcher for DockerLauncher {
                 Some((404, _)) => Error::UnknownImage {
                     image: image.clone(),
                 },
+                // the name is another live process's server's (left running above)
+                Some((409, _)) => Error::Config(format!(
+                    "the container name `{}` is taken by a server another running process \
+                     started: give this one another name",
+                    self.container_name(spec)
+                )),
                 _ => docker_err(e),
             })?;
         let id = created.id;

@@ -43,7 +43,7 @@ pub use backends::{LlamaCppSpec, OvmsModels, OvmsSpec, Quantize, TeiSpec, TgiSpe
 #[cfg(feature = "docker")]
 pub use bollard;
 #[cfg(feature = "docker")]
-pub use docker::{DockerLauncher, MANAGED_LABEL, NAME_LABEL, OWNER_LABEL};
+pub use docker::{DockerLauncher, MANAGED_LABEL, NAME_LABEL, OWNER_LABEL, PROCESS_LABEL};
 pub use error::{Error, Exit, Result};
 pub use launcher::{Launcher, Server, ServerId, check_port_free};
 pub use logs::LogBuffer;

@@ -104,7 +104,7 @@ fn remove_if_ours(f: &std::path::Path, record: &str) {
 }
 
 /// A process's start time (clock ticks after boot, field 22 of `/proc/<pid>/stat`).
-fn start_time(pid: i32) -> Option<u64> {
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // the command name (field 2) may hold spaces and parentheses: count after the last `)`
     let rest = &stat[stat.rfind(')')? + 2..];

@@ -154,6 +154,14 @@ impl Replay {
             ex["name"] = json!(n.split('_').next().unwrap());
             ex
         };
+        Self::start_with(
+            script.iter().map(pick).collect(),
+            background.iter().map(pick).collect(),
+        )
+    }
+
+    /// Serves `script` (exchanges with a `name`) in order, and `background` at any time.
+    fn start_with(script: Vec<Value>, background: Vec<Value>) -> Replay {
         let dir = std::env::temp_dir().join(format!(
             "infermux-docker-{}-{}",
             std::process::id(),
@@ -163,8 +171,8 @@ impl Replay {
         let socket = dir.join("docker.sock");
         let listener = UnixListener::bind(&socket).unwrap();
         let state = Arc::new(State {
-            script: Mutex::new(script.iter().map(pick).collect()),
-            background: background.iter().map(pick).collect(),
+            script: Mutex::new(script.into_iter().collect()),
+            background,
             seen: Mutex::default(),
             unmatched: Mutex::default(),
             served: watch::channel(Vec::new()).0,
@@ -329,6 +337,51 @@ async fn the_launcher_removes_stale_containers_creates_labelled_starts_follows_l
 
     // and the body is what the published spec describes
     check_against_spec(b);
+}
+
+/// A container of this owner id and spec name that another process still running on this
+/// machine created is not a leftover: a start leaves it running, and its name being taken is
+/// a configuration error naming the way out. Before, the second `infermux serve --docker` of
+/// one name removed the first one's serving container (and the first's supervisor then the
+/// second's).
+#[tokio::test]
+async fn a_live_processs_container_of_the_same_name_is_not_removed() {
+    use infermux_containers::PROCESS_LABEL;
+    let mut other = tokio::process::Command::new("sleep")
+        .arg("30")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let label = DockerLauncher::process_label(other.id().unwrap()).expect("/proc tells");
+    let list = json!({"name": "list", "method": "GET", "path": "/containers/json", "status": 200,
+        "body": [{"Id": "0the1other", "Names": ["/infermux-ci-llama"], "State": "running",
+            "Labels": {"infermux.managed": "true", "infermux.owner": "ci",
+                "infermux.name": "llama", PROCESS_LABEL: label}}]});
+    let conflict = json!({"name": "create", "method": "POST", "path": "/containers/create",
+        "status": 409, "body": {"message": "Conflict. The container name \"/infermux-ci-llama\" is already in use by container \"0the1other\". You have to remove (or rename) that container to be able to reuse that name."}});
+    let replay = Replay::start_with(vec![list, conflict], Vec::new());
+    let spec = ServerSpec::new("llama", "llama-server", free_port(), "/health")
+        .unwrap()
+        .with_image("ghcr.io/ggml-org/llama.cpp:server");
+    let e = replay
+        .launcher()
+        .start(&spec, LogBuffer::new(10))
+        .await
+        .err()
+        .expect("the name is taken");
+    assert!(matches!(e, infermux_containers::Error::Config(_)), "{e}");
+    assert!(e.to_string().contains("another name"), "{e}");
+    assert!(
+        replay.seen("DELETE", "/containers/0the1other").is_empty(),
+        "the live server's container was removed"
+    );
+    // what this process creates says so
+    let body = replay.launcher().create_body(&spec).unwrap();
+    assert_eq!(
+        body.labels.unwrap().get(PROCESS_LABEL),
+        DockerLauncher::process_label(std::process::id()).as_ref()
+    );
+    let _ = other.kill().await;
 }
 
 /// The port is published on the host the readiness and health probes connect to: a spec's
