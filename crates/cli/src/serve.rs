@@ -49,7 +49,8 @@ pub(crate) struct ServeArgs {
     /// Restarts before giving up.
     #[arg(long, default_value_t = 5)]
     max_restarts: u32,
-    /// Keep a pid file here, so the next start kills what a killed run left.
+    /// Keep a pid file here, so the next start kills what a killed run left (default
+    /// `$XDG_RUNTIME_DIR/infermux` when that is set).
     #[arg(long)]
     pid_dir: Option<PathBuf>,
     /// Run the backend's image with the Docker engine (`DOCKER_HOST` or the default socket).
@@ -503,10 +504,27 @@ fn launcher(args: &ServeArgs) -> Result<Arc<dyn Launcher>, Error> {
         let d = infermux_containers::DockerLauncher::from_env("cli").map_err(launch_error)?;
         return Ok(Arc::new(d));
     }
-    Ok(Arc::new(match &args.pid_dir {
-        Some(d) => ProcessLauncher::with_pid_dir(d),
-        None => ProcessLauncher::new(),
-    }))
+    Ok(Arc::new(
+        match pid_dir(args.pid_dir.as_deref(), |k| std::env::var_os(k)) {
+            Some(d) => ProcessLauncher::with_pid_dir(d),
+            None => ProcessLauncher::new(),
+        },
+    ))
+}
+
+/// Where the pid files go: `--pid-dir`, else `$XDG_RUNTIME_DIR/infermux` (the user's own
+/// runtime folder, mode 0700), so the next start kills what a SIGKILLed or OOM-killed run
+/// left running; without either, none (a shared temporary folder would let another user plant
+/// a pid file naming any process).
+fn pid_dir(
+    flag: Option<&std::path::Path>,
+    var: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    flag.map(PathBuf::from).or_else(|| {
+        var("XDG_RUNTIME_DIR")
+            .filter(|d| !d.is_empty() && std::path::Path::new(d).is_absolute())
+            .map(|d| PathBuf::from(d).join("infermux"))
+    })
 }
 
 /// Prints every log line on stderr (above the spinner).
@@ -762,6 +780,25 @@ impl Interrupt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--pid-dir` first, then `$XDG_RUNTIME_DIR/infermux` when set to an absolute path,
+    /// else none.
+    #[test]
+    fn the_pid_dir_is_the_flag_or_the_users_runtime_folder() {
+        let xdg = |v: &'static str| move |k: &str| (k == "XDG_RUNTIME_DIR").then(|| v.into());
+        let flag = std::path::Path::new("/srv/pids");
+        assert_eq!(
+            pid_dir(Some(flag), xdg("/run/user/1000")),
+            Some(flag.into())
+        );
+        assert_eq!(
+            pid_dir(None, xdg("/run/user/1000")),
+            Some(PathBuf::from("/run/user/1000/infermux"))
+        );
+        assert_eq!(pid_dir(None, xdg("")), None);
+        assert_eq!(pid_dir(None, xdg("relative")), None);
+        assert_eq!(pid_dir(None, |_: &str| None), None);
+    }
 
     #[test]
     fn env_flags_take_a_pair_or_a_name_from_the_shell_and_never_echo_a_value() {

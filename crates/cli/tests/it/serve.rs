@@ -274,3 +274,55 @@ fn a_second_ctrl_c_during_the_stop_leaves_at_once() {
     });
     assert!(gone, "the server {pid} outlived the CLI");
 }
+
+/// A CLI killed with SIGKILL (or by the OOM killer) leaves its server running, a process
+/// group of its own; with `$XDG_RUNTIME_DIR` set, its pid file there lets the next `serve` of
+/// that name kill it and serve on the same port. Before, without `--pid-dir`, nothing was
+/// recorded: the orphan kept the port and every later start failed with "port in use".
+#[test]
+fn a_sigkilled_clis_server_is_killed_by_the_next_serve() {
+    if !python() {
+        return;
+    }
+    let runtime = std::env::temp_dir().join(format!("infermux-xdg-{}", std::process::id()));
+    std::fs::create_dir_all(&runtime).unwrap();
+    let port = free_port().to_string();
+    let args = [
+        "serve",
+        "cmd",
+        "--port",
+        &port,
+        "--ready",
+        "/",
+        "--",
+        "python3",
+        "-m",
+        "http.server",
+        &port,
+        "--bind",
+        "127.0.0.1",
+    ];
+    let xdg = [("XDG_RUNTIME_DIR", runtime.to_str().unwrap())];
+    let (mut first, rx) = spawn_cli(&args, &xdg);
+    let orphan = pid_in(&wait_for(&rx, "ready on"));
+    first.kill().unwrap(); // SIGKILL: no cleanup runs
+    first.wait().unwrap();
+    assert!(running(orphan), "the server outlived its CLI");
+    let (mut second, rx) = spawn_cli(&args, &xdg);
+    let ready = wait_for(&rx, "ready on");
+    let server = pid_in(&ready);
+    assert_ne!(server, orphan);
+    assert!(
+        !running(orphan),
+        "the orphan {orphan} was killed by the next start"
+    );
+    let sent = Command::new("kill")
+        .arg("-INT")
+        .arg(second.id().to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert!(second.wait().unwrap().success());
+    assert!(!running(server));
+    let _ = std::fs::remove_dir_all(&runtime);
+}
