@@ -171,6 +171,31 @@ impl EmbeddingResponse {
     pub fn dimension(&self) -> usize {
         self.embeddings.first().map_or(0, Vec::len)
     }
+
+    /// The answer, when its vectors are all of one length; else a
+    /// [`Decode`](crate::ErrorKind::Decode) error (a proxy that cut one vector short would
+    /// hand it to its caller as a vector of another space).
+    ///
+    /// ```
+    /// use infermux_core::{EmbeddingResponse, ErrorKind};
+    /// let ok = EmbeddingResponse::new("m", vec![vec![0.1, 0.2], vec![0.3, 0.4]]);
+    /// assert!(ok.same_dimension().is_ok());
+    /// let cut = EmbeddingResponse::new("m", vec![vec![0.1, 0.2], vec![0.3]]);
+    /// assert_eq!(cut.same_dimension().unwrap_err().kind(), ErrorKind::Decode);
+    /// ```
+    pub fn same_dimension(self) -> crate::Result<Self> {
+        let d = self.dimension();
+        match self.embeddings.iter().position(|v| v.len() != d) {
+            None => Ok(self),
+            Some(i) => Err(crate::Error::new(
+                crate::ErrorKind::Decode,
+                format!(
+                    "the vectors of one answer differ in length: {d} for input 0, {} for input {i}",
+                    self.embeddings[i].len()
+                ),
+            )),
+        }
+    }
 }
 
 /// A rerank request: score `documents` against `query`.

@@ -276,7 +276,7 @@ impl Provider for Gemini {
                         _ => None,
                     };
                 }
-                Ok(Response::Embeddings(all))
+                Ok(Response::Embeddings(all.same_dimension().map_err(ctx_err)?))
             }
             Request::Models => {
                 // every page, following `nextPageToken` (at most MAX_PAGES)

@@ -378,25 +378,27 @@ impl Provider for HfTei {
                         all.usage.get_or_insert_with(Default::default).add(&u);
                     }
                 }
-                Ok(Response::Embeddings(all))
+                Ok(Response::Embeddings(all.same_dimension().map_err(ctx_err)?))
             }
             (Request::Embeddings(req), Mode::InferenceApi { model }) => {
                 let v = self
                     .feature_extraction(model, &req.inputs, &req.extra, ctx)
                     .await?;
-                Ok(Response::Embeddings(EmbeddingResponse::new(
-                    model.clone(),
-                    v,
-                )))
+                Ok(Response::Embeddings(
+                    EmbeddingResponse::new(model.clone(), v)
+                        .same_dimension()
+                        .map_err(ctx_err)?,
+                ))
             }
             (Request::Embeddings(req), Mode::Server) => {
                 let v = self
                     .embed(&req.inputs, req.dimensions, &req.extra, ctx)
                     .await?;
-                Ok(Response::Embeddings(EmbeddingResponse::new(
-                    req.model.clone(),
-                    v,
-                )))
+                Ok(Response::Embeddings(
+                    EmbeddingResponse::new(req.model.clone(), v)
+                        .same_dimension()
+                        .map_err(ctx_err)?,
+                ))
             }
             (Request::Rerank(req), _) if req.documents.is_empty() => Err(ctx_err(Error::new(
                 ErrorKind::InvalidRequest,

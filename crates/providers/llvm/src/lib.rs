@@ -610,7 +610,9 @@ impl Provider for Llvm {
                 let (model, vectors, used) = self.embed(r, ctx).await?;
                 let mut resp = EmbeddingResponse::new(model, vectors);
                 resp.usage = usage(used);
-                Ok(Response::Embeddings(resp))
+                Ok(Response::Embeddings(
+                    resp.same_dimension().map_err(ctx_err)?,
+                ))
             }
             Request::Models => {
                 #[derive(Deserialize)]

@@ -59,7 +59,9 @@ impl Ollama {
                 .await?;
             vectors.push(parse(&bytes).map_err(&in_ctx)?);
         }
-        Ok(EmbeddingResponse::new(request.model.clone(), vectors))
+        EmbeddingResponse::new(request.model.clone(), vectors)
+            .same_dimension()
+            .map_err(in_ctx)
     }
 }
 

@@ -667,7 +667,7 @@ pub fn parse_embed(body: &[u8], expected: usize) -> Result<EmbeddingResponse> {
     }
     let mut resp = EmbeddingResponse::new(w.model, w.embeddings);
     resp.usage = w.prompt_eval_count.map(|n| Usage::new(n, 0));
-    Ok(resp)
+    resp.same_dimension()
 }
 
 /// One model of `/api/tags`.

@@ -850,7 +850,7 @@ pub fn parse_embeddings(body: &[u8], expected: usize) -> Result<EmbeddingRespons
         slots.into_iter().flatten().collect(),
     );
     resp.usage = w.usage.map(|u| u.to_usage());
-    Ok(resp)
+    resp.same_dimension()
 }
 
 /// Parses a `/models` response body.

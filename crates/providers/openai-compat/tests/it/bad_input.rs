@@ -312,6 +312,20 @@ fn embedding_indices_that_repeat_or_run_past_the_inputs_are_errors() {
     assert_eq!(r.embeddings, vec![vec![1.0], vec![2.0], vec![0.0]]);
 }
 
+/// Vectors of one answer of different lengths (a proxy that cut one short) are a decode
+/// error, not a short vector handed to its caller as if it were of the same space.
+#[test]
+fn embeddings_of_different_lengths_in_one_answer_are_an_error() {
+    use infermux_openai_compat::wire::parse_embeddings;
+    let cut = br#"{"data":[{"index":0,"embedding":[0.1,0.2]},{"index":1,"embedding":[0.3]}]}"#;
+    let e = parse_embeddings(cut, 2).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Decode);
+    assert!(e.message().contains("differ in length"), "{e}");
+    let whole =
+        br#"{"data":[{"index":0,"embedding":[0.1,0.2]},{"index":1,"embedding":[0.3,0.4]}]}"#;
+    assert_eq!(parse_embeddings(whole, 2).unwrap().dimension(), 2);
+}
+
 /// A chat answer reads as its stream would: the choice of `index` 0 whatever its place, an
 /// empty id (TGI's `"id": ""`) as none.
 #[test]

@@ -633,7 +633,8 @@ pub(crate) fn parse_embeddings(body: &[u8], expected: usize) -> Result<Embedding
         items.into_iter().map(|(_, v)| v).collect(),
     );
     resp.usage = w.usage.map(|u| u.to_usage());
-    Ok(resp)
+    // (and the rule it gained after: the vectors of one answer are of one length)
+    resp.same_dimension()
 }
 
 /// Turns the `data:` payloads of a chat-completions (or legacy completions) SSE stream into
