@@ -265,6 +265,44 @@ impl HfTei {
         }
     }
 
+    /// Sends `inputs` with `send` in parts of `max_client_batch_size`, their results joined in
+    /// order. A part refused because the server's limit is smaller than this client knew
+    /// (`batch size 64 > maximum allowed batch size 16`: the server restarted with a smaller
+    /// `--max-client-batch-size`, or a replica behind the same address has another) is sent
+    /// again in parts of that size, which is remembered.
+    async fn in_parts<'a, T, F, Fut>(
+        &self,
+        inputs: &'a [String],
+        ctx: &RequestContext,
+        mut send: F,
+    ) -> Result<Vec<T>>
+    where
+        F: FnMut(&'a [String]) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<T>>>,
+    {
+        let mut size = self.batch_size(inputs.len(), ctx).await?;
+        let mut out = Vec::with_capacity(inputs.len());
+        let mut rest = inputs;
+        while !rest.is_empty() {
+            let n = size.min(rest.len());
+            match send(&rest[..n]).await {
+                Ok(part) => {
+                    out.extend(part);
+                    rest = &rest[n..];
+                }
+                Err(e) => match wire::announced_batch_limit(e.message()) {
+                    // (smaller each time: this ends)
+                    Some(limit) if limit < n => {
+                        self.batch.store(limit, Ordering::Relaxed);
+                        size = limit;
+                    }
+                    _ => return Err(e),
+                },
+            }
+        }
+        Ok(out)
+    }
+
     /// `/embed` for `inputs`, split by `max_client_batch_size` and reassembled in order.
     pub async fn embed(
         &self,
@@ -273,14 +311,12 @@ impl HfTei {
         extra: &serde_json::Map<String, Value>,
         ctx: &RequestContext,
     ) -> Result<Vec<Vec<f32>>> {
-        let size = self.batch_size(inputs.len(), ctx).await?;
-        let mut out = Vec::with_capacity(inputs.len());
-        for chunk in inputs.chunks(size) {
+        self.in_parts(inputs, ctx, |chunk| async move {
             let body = wire::EmbedBody::new(chunk, self.options, dimensions, extra);
             let bytes = self.post_json("/embed", &body, ctx).await?;
-            out.extend(wire::parse_embed(&bytes, chunk.len()).map_err(self.in_ctx(ctx))?);
-        }
-        Ok(out)
+            wire::parse_embed(&bytes, chunk.len()).map_err(self.in_ctx(ctx))
+        })
+        .await
     }
 
     /// `/embed_sparse` (SPLADE models) for `inputs`, split like [`HfTei::embed`].
@@ -289,19 +325,18 @@ impl HfTei {
         inputs: &[String],
         ctx: &RequestContext,
     ) -> Result<Vec<Vec<SparseValue>>> {
-        let size = self.batch_size(inputs.len(), ctx).await?;
-        let mut out = Vec::with_capacity(inputs.len());
         let opts = EmbedOptions {
             normalize: None,
             truncate: self.options.truncate,
         };
         let no_extra = serde_json::Map::new();
-        for chunk in inputs.chunks(size) {
-            let body = wire::EmbedBody::new(chunk, opts, None, &no_extra);
+        let no_extra = &no_extra;
+        self.in_parts(inputs, ctx, |chunk| async move {
+            let body = wire::EmbedBody::new(chunk, opts, None, no_extra);
             let bytes = self.post_json("/embed_sparse", &body, ctx).await?;
-            out.extend(wire::parse_embed_sparse(&bytes, chunk.len()).map_err(self.in_ctx(ctx))?);
-        }
-        Ok(out)
+            wire::parse_embed_sparse(&bytes, chunk.len()).map_err(self.in_ctx(ctx))
+        })
+        .await
     }
 
     async fn feature_extraction(
@@ -348,36 +383,38 @@ impl Provider for HfTei {
                 "no input to embed",
             ))),
             (Request::Embeddings(req), Mode::OpenAi) => {
-                let size = self.batch_size(req.inputs.len(), ctx).await?;
-                if req.inputs.len() <= size {
-                    return self
-                        .openai
-                        .call(request, ctx)
-                        .await
-                        .map_err(wire::refine_openai_error);
-                }
                 // TEI answers 413 past `max_client_batch_size` on `/v1/embeddings` too
-                let mut all = EmbeddingResponse::new(req.model.clone(), Vec::new());
-                for chunk in req.inputs.chunks(size) {
-                    let mut part = req.clone();
-                    part.inputs = chunk.to_vec();
-                    let Response::Embeddings(e) = self
-                        .openai
-                        .call(&Request::Embeddings(part), ctx)
-                        .await
-                        .map_err(wire::refine_openai_error)?
-                    else {
-                        return Err(ctx_err(Error::new(
-                            ErrorKind::Decode,
-                            "embeddings were answered with another operation",
-                        )));
-                    };
-                    all.model = e.model;
-                    all.embeddings.extend(e.embeddings);
-                    if let Some(u) = e.usage {
-                        all.usage.get_or_insert_with(Default::default).add(&u);
-                    }
-                }
+                let all =
+                    std::sync::Mutex::new(EmbeddingResponse::new(req.model.clone(), Vec::new()));
+                let vectors = self
+                    .in_parts(&req.inputs, ctx, |chunk| {
+                        let mut part = req.clone();
+                        part.inputs = chunk.to_vec();
+                        let all = &all;
+                        async move {
+                            let answer = self
+                                .openai
+                                .call(&Request::Embeddings(part), ctx)
+                                .await
+                                .map_err(wire::refine_openai_error)?;
+                            let Response::Embeddings(e) = answer else {
+                                return Err(Error::new(
+                                    ErrorKind::Decode,
+                                    "embeddings were answered with another operation",
+                                ));
+                            };
+                            let mut all = all.lock().unwrap_or_else(|p| p.into_inner());
+                            all.model = e.model;
+                            if let Some(u) = e.usage {
+                                all.usage.get_or_insert_with(Default::default).add(&u);
+                            }
+                            Ok(e.embeddings)
+                        }
+                    })
+                    .await
+                    .map_err(&ctx_err)?;
+                let mut all = all.into_inner().unwrap_or_else(|p| p.into_inner());
+                all.embeddings = vectors;
                 Ok(Response::Embeddings(all.same_dimension().map_err(ctx_err)?))
             }
             (Request::Embeddings(req), Mode::InferenceApi { model }) => {

@@ -409,6 +409,22 @@ pub fn refine_openai_error(e: Error) -> Error {
     }
 }
 
+/// The limit a refusal of a batch announces: TEI's `batch size 64 > maximum allowed batch
+/// size 16` (413 on `/embed`, 422 in some versions and on `/rerank`).
+///
+/// ```
+/// use infermux_hf_tei::wire::announced_batch_limit;
+/// assert_eq!(announced_batch_limit("batch size 64 > maximum allowed batch size 16"), Some(16));
+/// assert_eq!(announced_batch_limit("`inputs` must have less than 512 tokens"), None);
+/// ```
+pub fn announced_batch_limit(message: &str) -> Option<usize> {
+    let (_, after) = message.split_once("maximum allowed batch size ")?;
+    let digits: &str = &after[..after
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(after.len())];
+    digits.parse().ok().filter(|&n| n >= 1)
+}
+
 /// The kind TEI's spec gives `status` with `message`, where it differs from the generic one.
 fn tei_kind(status: u16, message: &str) -> Option<ErrorKind> {
     let lower = message.to_ascii_lowercase();
