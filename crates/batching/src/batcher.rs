@@ -303,7 +303,8 @@ where
             return Err(Error::new(
                 ErrorKind::InvalidRequest,
                 format!("{n} items in one submit, more than the batch queue holds ({cap})"),
-            ));
+            )
+            .with_request_id(ctx.request_id()));
         }
         let reserved = self
             .shared
