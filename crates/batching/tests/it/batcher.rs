@@ -168,7 +168,11 @@ async fn a_full_queue_refuses_at_once_and_frees_up_after_the_flush() {
     // more items than the queue can ever hold is the caller's mistake, not a full queue
     let too_many = b.submit_many(0, vec![1, 2, 3], ctx()).await.unwrap_err();
     assert_eq!(too_many.kind(), ErrorKind::InvalidRequest);
-    assert_eq!(too_many.request_id(), Some(ctx().request_id()), "{too_many:?}");
+    assert_eq!(
+        too_many.request_id(),
+        Some(ctx().request_id()),
+        "{too_many:?}"
+    );
     assert_eq!(refused.request_id(), Some(ctx().request_id()));
 }
 

@@ -363,12 +363,9 @@ async fn a_live_processs_container_of_the_same_name_is_not_removed() {
     let spec = ServerSpec::new("llama", "llama-server", free_port(), "/health")
         .unwrap()
         .with_image("ghcr.io/ggml-org/llama.cpp:server");
-    let e = replay
-        .launcher()
-        .start(&spec, LogBuffer::new(10))
-        .await
-        .err()
-        .expect("the name is taken");
+    let Err(e) = replay.launcher().start(&spec, LogBuffer::new(10)).await else {
+        panic!("the name is taken")
+    };
     assert!(matches!(e, infermux_containers::Error::Config(_)), "{e}");
     assert!(e.to_string().contains("another name"), "{e}");
     assert!(
