@@ -547,7 +547,6 @@ async fn a_lookup_does_not_delete_an_entry_it_does_not_read() {
 /// only at their awaits, so once every one has counted its miss it is waiting for the first.
 #[tokio::test(flavor = "current_thread")]
 async fn identical_calls_that_miss_at_once_make_one_call_through_redis() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     let Some(url) = server_url("INFERMUX_REDIS_URL") else {
         return;
     };
@@ -556,15 +555,49 @@ async fn identical_calls_that_miss_at_once_make_one_call_through_redis() {
             .unwrap()
             .with_timeout(std::time::Duration::from_secs(2)),
     );
-    let calls = Arc::new(AtomicUsize::new(0));
     let n = 6;
+    let (calls, hits) = identical_calls_at_once(&c, n).await;
+    let s = c.snapshot();
+    assert_eq!(calls, 1, "{s:?}");
+    assert_eq!((hits, s.coalesced, s.stores), (n as usize - 1, n - 1, 1));
+}
+
+/// With Redis down, identical calls that miss at once still make one upstream call: the
+/// waiting calls are answered with the entry the first one stored, in hand. Before, they
+/// read Redis again after the wait, missed, and each made its own call after the first's
+/// (twice the latency, and as many calls as callers).
+#[tokio::test(flavor = "current_thread")]
+async fn with_redis_down_identical_calls_still_make_one_upstream_call() {
+    // a port nothing listens on: every Redis call fails at once
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = Cache::new(CacheConfig::default()).unwrap().with_redis(
+        RedisStore::new(&format!("redis://127.0.0.1:{port}"), "down")
+            .unwrap()
+            .with_timeout(std::time::Duration::from_secs(2)),
+    );
+    let n = 5;
+    let (calls, hits) = identical_calls_at_once(&c, n).await;
+    let s = c.snapshot();
+    assert_eq!(calls, 1, "{s:?}");
+    assert_eq!((hits, s.coalesced), (n as usize - 1, n - 1), "{s:?}");
+    assert!(s.store_errors >= 1, "Redis was down: {s:?}");
+}
+
+/// `n` identical calls at once, the upstream answering once every one has missed (the others
+/// wait for the first): how many upstream calls were made, and how many answers were hits.
+async fn identical_calls_at_once(c: &Cache, n: u64) -> (usize, usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..n)
         .map(|_| {
             let (c, calls) = (c.clone(), Arc::clone(&calls));
             tokio::spawn(async move {
                 let inner = || async {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    // (answers once every call has missed: the others wait for this one)
                     while c.snapshot().exact_misses < n {
                         tokio::task::yield_now().await;
                     }
@@ -586,59 +619,7 @@ async fn identical_calls_that_miss_at_once_make_one_call_through_redis() {
         assert_eq!(text_of(&r), "Paris");
         hits += usize::from(r.cache_hit().is_some());
     }
-    let s = c.snapshot();
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "{s:?}");
-    assert_eq!((hits, s.coalesced, s.stores), (n as usize - 1, n - 1, 1));
-}
-
-/// With Redis down, identical calls that miss at once still make one upstream call: the
-/// waiting calls are answered with the entry the first one stored, in hand. Before, they
-/// read Redis again after the wait, missed, and each made its own call after the first's
-/// (twice the latency, and as many calls as callers).
-#[tokio::test(flavor = "current_thread")]
-async fn with_redis_down_identical_calls_still_make_one_upstream_call() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    // a port nothing listens on: every Redis call fails at once
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let c = Cache::new(CacheConfig::default()).unwrap().with_redis(
-        RedisStore::new(&format!("redis://127.0.0.1:{port}"), "down")
-            .unwrap()
-            .with_timeout(std::time::Duration::from_secs(2)),
-    );
-    let calls = Arc::new(AtomicUsize::new(0));
-    let n = 5;
-    let tasks: Vec<_> = (0..n)
-        .map(|_| {
-            let (c, calls) = (c.clone(), Arc::clone(&calls));
-            tokio::spawn(async move {
-                let inner = || async {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    while c.snapshot().exact_misses < n {
-                        tokio::task::yield_now().await;
-                    }
-                    Ok(answer("Paris"))
-                };
-                c.call(
-                    &ask("capital of france?"),
-                    &RequestContext::new(),
-                    "g",
-                    inner,
-                )
-                .await
-            })
-        })
-        .collect();
-    for t in tasks {
-        assert_eq!(text_of(&t.await.unwrap().unwrap()), "Paris");
-    }
-    let s = c.snapshot();
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "{s:?}");
-    assert_eq!(s.coalesced, n - 1, "{s:?}");
-    assert!(s.store_errors >= 1, "Redis was down: {s:?}");
+    (calls.load(Ordering::SeqCst), hits)
 }
 
 /// A process whose clock runs ahead (by more than the TTL) finds another's fresh answer
