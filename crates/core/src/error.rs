@@ -334,7 +334,7 @@ impl Error {
         self.edit(|i| i.model_scoped = scoped)
     }
     /// Marks a [`Decode`](ErrorKind::Decode) error as an answer longer than the client's
-    /// body limit ([`EndpointLimits::max_body_bytes`](crate::EndpointLimits)): a smaller
+    /// body limit ([`Limits::max_body_bytes`](crate::Limits::max_body_bytes)): a smaller
     /// request (a batch sent in parts) may be answered within it.
     ///
     /// ```
