@@ -948,7 +948,8 @@ impl Inner {
             return 0;
         }
         let failed = self.failed_endpoints(tried, now);
-        if failed != 0 && self.fit_outside(failed, now, tokens) {
+        // (a member that failed in this call is no fit one elsewhere, whatever its key says)
+        if failed != 0 && self.fit_outside(failed | tried, now, tokens) {
             failed
         } else {
             0

@@ -853,40 +853,57 @@ async fn a_429_on_one_key_retries_on_another_key_of_the_same_endpoint_at_once() 
     drop(held);
 }
 
-/// A 429 that says not to retry it (`x-should-retry: false`) ends the call with it, though the
-/// key would be back before the deadline; and a Retry-After longer than the policy's
-/// `max_delay` (30 s) on the only key ends the call at once with it, not a wait of 120 s.
+/// A 429 that says not to retry it (`x-should-retry: false`) on the only key ends the call
+/// with it, though the key would be back before the deadline (it was resent after the
+/// cooldown); a spent quota, which the transport marks so, on one of two keys goes to the
+/// other at once (the mark says not to retry *this key*).
 #[tokio::test(start_paused = true)]
-async fn a_429_on_the_only_key_is_not_waited_out_when_it_says_no_or_is_past_the_cap() {
+async fn a_key_error_that_says_no_ends_the_call_only_when_no_other_key_can_take_it() {
     use infermux_core::StopReason;
-    for (should_retry, after, stop) in [
-        (Some(false), 2, StopReason::NotRetryable),
-        (None, 120, StopReason::RetryAfterTooLong),
-    ] {
-        let stub = Stub::new("only", move |_req, _ctx| async move {
-            let mut e = Error::new(ErrorKind::RateLimited, "slow down")
-                .with_status(429)
-                .with_retry_after(Duration::from_secs(after));
-            if let Some(s) = should_retry {
-                e = e.with_should_retry(s);
+    let stub = Stub::new("only", |_req, _ctx| async {
+        Err(Error::new(ErrorKind::RateLimited, "slow down")
+            .with_status(429)
+            .with_retry_after(Duration::from_secs(2))
+            .with_should_retry(false))
+    });
+    let one = pool(
+        vec![executor(stub.clone(), 8, None)],
+        vec![keyed(0, "a")],
+        PoolConfig::new(Strategy::FirstHealthy),
+    );
+    let err = policy(3, Duration::from_secs(300))
+        .call(&one, &chat(), &RequestContext::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RateLimited, "{err}");
+    assert_eq!(err.stop_reason(), Some(StopReason::NotRetryable), "{err}");
+    assert_eq!(stub.seen().len(), 1);
+
+    let spent = Stub::new("quota", |_req, ctx| {
+        let alias = ctx.key().map(|k| k.alias().to_owned());
+        async move {
+            match alias.as_deref() {
+                // (as the transport maps OpenAI's `insufficient_quota`)
+                Some("a") => Err(Error::new(ErrorKind::QuotaExceeded, "quota")
+                    .with_status(429)
+                    .with_should_retry(false)),
+                _ => ok(),
             }
-            Err(e)
-        });
-        let pool = pool(
-            vec![executor(stub.clone(), 8, None)],
-            vec![keyed(0, "a")],
-            PoolConfig::new(Strategy::FirstHealthy),
-        );
-        let start = tokio::time::Instant::now();
-        let err = policy(3, Duration::from_secs(300))
-            .call(&pool, &chat(), &RequestContext::new())
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::RateLimited, "{err}");
-        assert_eq!(err.stop_reason(), Some(stop), "{err}");
-        assert_eq!(stub.seen().len(), 1);
-        assert_eq!(start.elapsed(), Duration::ZERO);
-    }
+        }
+    });
+    let two = pool(
+        vec![executor(spent.clone(), 8, None)],
+        vec![keyed(0, "a"), keyed(0, "b")],
+        PoolConfig::new(Strategy::FirstHealthy),
+    );
+    let called = policy(3, Duration::from_secs(10))
+        .call(&two, &chat(), &RequestContext::new())
+        .await
+        .expect("key b serves");
+    assert_eq!(
+        two.member(called.member).unwrap().key_alias.as_deref(),
+        Some("b")
+    );
 }
 
 /// A client's endpoints are numbered across all its groups: a pool's members on endpoints 0

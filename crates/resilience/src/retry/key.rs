@@ -20,11 +20,9 @@ use infermux_core::{ErrorKind, Idempotency, StopReason};
 /// earliest one (or refuses with `Unavailable` when that is past the deadline). Waiting the
 /// `Retry-After` in the retry loop instead, as a single-endpoint policy does, would hold the
 /// call back while other keys are idle. These errors never ran the request, so a
-/// non-idempotent call is retried too. A key-scoped error is not retried when it says so
-/// (`x-should-retry: false`: [`StopReason::NotRetryable`]), nor when no other key can take the
-/// next attempt now ([`Attempt::failover`] false) and its `Retry-After` is longer than `inner`'s
-/// [cap](RetryPolicy::max_delay) ([`StopReason::RetryAfterTooLong`], as `inner` decides for one
-/// endpoint; one past the deadline is the pool's to refuse, with the earliest key's return).
+/// non-idempotent call is retried too. A key-scoped error that says not to retry it
+/// (`x-should-retry: false`) stops the call ([`StopReason::NotRetryable`]) when no other key
+/// can take the next attempt now ([`Attempt::failover`] false).
 ///
 /// ```
 /// use infermux_core::{Error, ErrorKind};
@@ -78,19 +76,11 @@ impl RetryPolicy for KeyRetry {
             ErrorKind::RateLimited | ErrorKind::Auth | ErrorKind::QuotaExceeded
                 if !a.stream_started =>
             {
-                // the provider said not to retry (`x-should-retry: false`)
-                if a.error.should_retry() == Some(false) {
+                // the provider said not to retry (`x-should-retry: false`; a spent quota is
+                // marked so) and no other key can take the call now: the next attempt could
+                // only wait for this key again (another key is not a retry of the failure)
+                if !a.failover && a.error.should_retry() == Some(false) {
                     return Decision::Stop(StopReason::NotRetryable);
-                }
-                // no other key can take it now: the next admission would wait out this key's
-                // Retry-After, which the inner policy refuses past its cap (a wait past the
-                // deadline the pool refuses itself, at once, naming the earliest key back)
-                if !a.failover
-                    && let Some(after) = a.error.retry_after()
-                    && self.inner.max_delay().is_some_and(|cap| after > cap)
-                    && a.remaining.is_none_or(|left| after < left)
-                {
-                    return Decision::Stop(StopReason::RetryAfterTooLong);
                 }
                 at_once(a, self.keys_cap())
             }
@@ -126,10 +116,6 @@ impl RetryPolicy for KeyRetry {
 
     fn max_attempts(&self) -> Option<u32> {
         Some(self.keys_cap())
-    }
-
-    fn max_delay(&self) -> Option<Duration> {
-        self.inner.max_delay()
     }
 }
 
@@ -180,43 +166,29 @@ mod tests {
         assert_eq!(key_retry(10, 2).max_attempts(), Some(10));
     }
 
-    /// A key's 429 that says not to retry, or whose Retry-After is past the inner policy's
-    /// cap (within the time left), stops when no other key can take the call now; with another key
-    /// fit (`failover`), it goes there at once whatever its Retry-After.
+    /// A key's error that says not to retry it (a spent quota is marked so) stops the call
+    /// when no other key can take it now; with another key fit (`failover`) it goes there at
+    /// once, whatever its Retry-After.
     #[test]
-    fn a_key_error_stops_when_it_says_so_or_its_wait_is_too_long_with_no_other_key() {
-        let policy = key_retry(3, 3); // inner max_delay: 30 s
-        let no = Error::new(ErrorKind::RateLimited, "429").with_should_retry(false);
-        assert_eq!(
-            policy.decide(&Attempt::new(&no, 1).with_failover(true)),
-            Decision::Stop(StopReason::NotRetryable)
-        );
+    fn a_key_error_that_says_no_stops_only_with_no_other_key() {
+        let policy = key_retry(3, 3);
+        for kind in [ErrorKind::RateLimited, ErrorKind::QuotaExceeded] {
+            let no = Error::new(kind, "no").with_should_retry(false);
+            assert_eq!(
+                policy.decide(&Attempt::new(&no, 1)),
+                Decision::Stop(StopReason::NotRetryable)
+            );
+            assert_eq!(
+                policy.decide(&Attempt::new(&no, 1).with_failover(true)),
+                Decision::Retry(Duration::ZERO)
+            );
+        }
         let long =
             Error::new(ErrorKind::RateLimited, "429").with_retry_after(Duration::from_secs(120));
         assert_eq!(
             policy.decide(&Attempt::new(&long, 1)),
-            Decision::Stop(StopReason::RetryAfterTooLong)
+            Decision::Retry(Duration::ZERO),
+            "the pool's admission waits for the earliest key, or refuses past the deadline"
         );
-        assert_eq!(
-            policy.decide(&Attempt::new(&long, 1).with_failover(true)),
-            Decision::Retry(Duration::ZERO)
-        );
-        let short =
-            Error::new(ErrorKind::RateLimited, "429").with_retry_after(Duration::from_secs(5));
-        assert_eq!(
-            policy.decide(&Attempt::new(&short, 1)),
-            Decision::Retry(Duration::ZERO)
-        );
-        // past the deadline: the pool's admission refuses it, naming the earliest key back
-        let left = |s| Some(Duration::from_secs(s));
-        assert_eq!(
-            policy.decide(&Attempt::new(&long, 1).with_remaining(left(60))),
-            Decision::Retry(Duration::ZERO)
-        );
-        assert_eq!(
-            policy.decide(&Attempt::new(&long, 1).with_remaining(left(300))),
-            Decision::Stop(StopReason::RetryAfterTooLong)
-        );
-        assert_eq!(policy.max_delay(), Some(Duration::from_secs(30)));
     }
 }

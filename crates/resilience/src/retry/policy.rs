@@ -88,13 +88,6 @@ pub trait RetryPolicy: Send + Sync + fmt::Debug {
     fn max_attempts(&self) -> Option<u32> {
         None
     }
-    /// The longest pause this policy waits between attempts, `Retry-After` included, when it
-    /// has such a cap: a policy wrapping it ([`KeyRetry`](super::KeyRetry)) refuses a longer
-    /// wait for a throttled key no other key can stand in for. `None` (the default): no cap to
-    /// tell.
-    fn max_delay(&self) -> Option<Duration> {
-        None
-    }
 }
 
 /// The default retry policy. Build with [`StandardRetry::standard`] or
@@ -257,9 +250,5 @@ impl RetryPolicy for StandardRetry {
 
     fn max_attempts(&self) -> Option<u32> {
         Some(self.max_attempts)
-    }
-
-    fn max_delay(&self) -> Option<Duration> {
-        Some(self.max_delay)
     }
 }
