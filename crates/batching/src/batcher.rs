@@ -658,16 +658,8 @@ async fn flush_batch<K, I, O>(
 /// Whether a batch's error may be one item's rather than the batch's: the provider refused an
 /// input (too long, empty, malformed) — worth sending the items again apart; or the answer
 /// was longer than the client takes (the vectors of 2 048 inputs are tens of MiB), which
-/// halves answer within. A batcher splits a batch failing so; a router does not fall back
-/// with a batch of several items failing so (the items that fail alone may).
-///
-/// ```
-/// use infermux_core::{Error, ErrorKind};
-/// use infermux_batching::may_be_one_items;
-/// assert!(may_be_one_items(&Error::new(ErrorKind::ContextLength, "input 3 is too long")));
-/// assert!(!may_be_one_items(&Error::new(ErrorKind::Server, "500")));
-/// ```
-pub fn may_be_one_items(e: &Error) -> bool {
+/// halves answer within.
+fn may_be_one_items(e: &Error) -> bool {
     matches!(
         e.kind(),
         ErrorKind::InvalidRequest | ErrorKind::ContextLength

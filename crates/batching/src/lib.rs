@@ -27,7 +27,7 @@ mod config;
 mod embedding;
 mod stats;
 
-pub use batcher::{Batcher, may_be_one_items};
+pub use batcher::Batcher;
 pub use config::{BatchConfig, MAX_WAIT_LIMIT};
 pub use embedding::EmbeddingBatcher;
 pub use stats::{BatchStats, FlushReason};

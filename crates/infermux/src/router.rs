@@ -139,13 +139,15 @@ impl Router {
     }
 
     /// The next group after a failure in `chain_of` at hop `hops`, if `e` triggers a fallback.
-    /// A batch of several items ([`Route::Batch`]) failing with an error that may be one
-    /// item's does not fall back: the batcher splits it, and the item failing alone may.
+    /// A batch of several items ([`Route::Batch`]) refused for the size of what it holds (an
+    /// input too long for the context, an answer past the body limit) does not fall back: the
+    /// batcher splits it, and the item failing alone may. (Another refusal, which may be the
+    /// whole request's, falls back whole as before: split, its parts past the batcher's split
+    /// budget would fail without a fallback.)
     fn next(&self, first: usize, hops: u32, e: &Error, route: Route) -> Option<usize> {
         let chain = self.chains.get(first)?.as_ref()?;
-        if !chain.on.contains(&e.kind())
-            || (route == Route::Batch && infermux_batching::may_be_one_items(e))
-        {
+        let sized = e.kind() == ErrorKind::ContextLength || e.is_over_body_limit();
+        if !chain.on.contains(&e.kind()) || (route == Route::Batch && sized) {
             return None;
         }
         chain.to.get(hops as usize).copied()

@@ -498,8 +498,11 @@ async fn one_too_long_input_falls_back_alone_not_with_its_batch() {
         .group(ModelGroup::new("emb-large").deployment(Deployment::new("backup", "large")))
         .fallback("emb", ["emb-large"], [infermux::ErrorKind::ContextLength])
         .batch_embeddings(
+            // (flushed when both are in: one batch, whatever the machine's pace)
             BatchConfig::default()
-                .with_max_wait(Duration::from_millis(50))
+                .with_max_items(2)
+                .unwrap()
+                .with_max_wait(Duration::from_secs(5))
                 .unwrap(),
         )
         .build()
@@ -530,4 +533,60 @@ async fn one_too_long_input_falls_back_alone_not_with_its_batch() {
         Some(2),
         "one batch first: {first}"
     );
+}
+
+/// A batch refused whole for what it asks (a parameter the model does not take), with a
+/// fallback on that refusal, still falls back whole: one request to the fallback group for
+/// both callers, not a split whose parts would fail once the split budget was spent.
+#[tokio::test]
+async fn a_batch_refused_whole_falls_back_whole() {
+    use infermux_testkit::{Reply, Scripted};
+    let primary = Scripted::start(|_| {
+        Reply::json(
+            400,
+            &serde_json::json!({"error": {"message": "dimensions is not supported by this model"}}),
+        )
+    })
+    .await
+    .unwrap();
+    let backup = Scripted::start(|req| {
+        let n = req.json().unwrap_or_default()["input"]
+            .as_array()
+            .map_or(1, Vec::len);
+        let data: Vec<_> = (0..n)
+            .map(|i| serde_json::json!({"index": i, "embedding": [2.0]}))
+            .collect();
+        Reply::json(200, &serde_json::json!({"model": "m", "data": data}))
+    })
+    .await
+    .unwrap();
+    let compat = |name: &str, url: String| {
+        OpenAiCompat::new(EndpointConfig::new(name, format!("{url}/v1")).unwrap()).unwrap()
+    };
+    let client = Client::builder()
+        .resilience(ResilienceConfig::disabled())
+        .endpoint(compat("primary", primary.url()))
+        .endpoint(compat("backup", backup.url()))
+        .group(ModelGroup::new("emb").deployment(Deployment::new("primary", "small")))
+        .group(ModelGroup::new("emb2").deployment(Deployment::new("backup", "other")))
+        .fallback("emb", ["emb2"], [infermux::ErrorKind::InvalidRequest])
+        .batch_embeddings(
+            BatchConfig::default()
+                .with_max_items(2)
+                .unwrap()
+                .with_max_wait(Duration::from_secs(5))
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let (a, b) = tokio::join!(
+        client.embed(EmbeddingRequest::new("emb", ["one"])),
+        client.embed(EmbeddingRequest::new("emb", ["two"])),
+    );
+    for r in [a.unwrap(), b.unwrap()] {
+        assert_eq!(r.embeddings, vec![vec![2.0f32]]);
+        assert!(r.served.unwrap().fallback.is_some());
+    }
+    assert_eq!(primary.requests().len(), 1, "refused once, not split");
+    assert_eq!(backup.requests().len(), 1, "one fallback request for both");
 }
