@@ -50,7 +50,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 5)]
     max_restarts: u32,
     /// Keep a pid file here, so the next start kills what a killed run left (default
-    /// `$XDG_RUNTIME_DIR/infermux` when that is set).
+    /// `$XDG_RUNTIME_DIR/infermux` when that folder is this user's alone).
     #[arg(long)]
     pid_dir: Option<PathBuf>,
     /// Run the backend's image with the Docker engine (`DOCKER_HOST` or the default socket).
@@ -512,19 +512,31 @@ fn launcher(args: &ServeArgs) -> Result<Arc<dyn Launcher>, Error> {
     ))
 }
 
-/// Where the pid files go: `--pid-dir`, else `$XDG_RUNTIME_DIR/infermux` (the user's own
-/// runtime folder, mode 0700), so the next start kills what a SIGKILLed or OOM-killed run
-/// left running; without either, none (a shared temporary folder would let another user plant
-/// a pid file naming any process).
+/// Where the pid files go: `--pid-dir`, else `$XDG_RUNTIME_DIR/infermux` when that folder is
+/// this process's own and no one else's (owned by its effective user, mode 0700: under `su`
+/// or `sudo -E` it is another user's, who could plant a pid file naming any process), so the
+/// next start kills what a SIGKILLed or OOM-killed run left running; else none (nor a shared
+/// temporary folder, for the same reason).
 fn pid_dir(
     flag: Option<&std::path::Path>,
     var: impl Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Option<PathBuf> {
     flag.map(PathBuf::from).or_else(|| {
         var("XDG_RUNTIME_DIR")
-            .filter(|d| !d.is_empty() && std::path::Path::new(d).is_absolute())
-            .map(|d| PathBuf::from(d).join("infermux"))
+            .map(PathBuf::from)
+            .filter(|d| d.is_absolute() && only_ours(d))
+            .map(|d| d.join("infermux"))
     })
+}
+
+/// Whether the folder `d` belongs to this process's effective user (the owner of
+/// `/proc/self`) and no one else may write to or read it (mode 0700).
+fn only_ours(d: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(dir), Ok(me)) = (std::fs::metadata(d), std::fs::metadata("/proc/self")) else {
+        return false;
+    };
+    dir.is_dir() && dir.uid() == me.uid() && dir.mode() & 0o077 == 0
 }
 
 /// Prints every log line on stderr (above the spinner).
@@ -781,23 +793,35 @@ impl Interrupt {
 mod tests {
     use super::*;
 
-    /// `--pid-dir` first, then `$XDG_RUNTIME_DIR/infermux` when set to an absolute path,
-    /// else none.
+    /// `--pid-dir` first, then `$XDG_RUNTIME_DIR/infermux` when that folder is absolute,
+    /// this user's and mode 0700, else none.
     #[test]
-    fn the_pid_dir_is_the_flag_or_the_users_runtime_folder() {
-        let xdg = |v: &'static str| move |k: &str| (k == "XDG_RUNTIME_DIR").then(|| v.into());
+    fn the_pid_dir_is_the_flag_or_the_users_own_runtime_folder() {
+        use std::os::unix::fs::PermissionsExt;
+        let ours = std::env::temp_dir().join(format!("infermux-xdg-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&ours).unwrap();
+        let set = |mode| std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(mode));
+        set(0o700).unwrap();
+        let xdg =
+            |v: std::ffi::OsString| move |k: &str| (k == "XDG_RUNTIME_DIR").then(|| v.clone());
         let flag = std::path::Path::new("/srv/pids");
         assert_eq!(
-            pid_dir(Some(flag), xdg("/run/user/1000")),
+            pid_dir(Some(flag), xdg(ours.clone().into())),
             Some(flag.into())
         );
         assert_eq!(
-            pid_dir(None, xdg("/run/user/1000")),
-            Some(PathBuf::from("/run/user/1000/infermux"))
+            pid_dir(None, xdg(ours.clone().into())),
+            Some(ours.join("infermux"))
         );
-        assert_eq!(pid_dir(None, xdg("")), None);
-        assert_eq!(pid_dir(None, xdg("relative")), None);
+        // others may write there (or read it): not ours alone
+        set(0o777).unwrap();
+        assert_eq!(pid_dir(None, xdg(ours.clone().into())), None);
+        set(0o700).unwrap();
+        assert_eq!(pid_dir(None, xdg("".into())), None);
+        assert_eq!(pid_dir(None, xdg("relative".into())), None);
+        assert_eq!(pid_dir(None, xdg("/nonexistent/run".into())), None);
         assert_eq!(pid_dir(None, |_: &str| None), None);
+        let _ = std::fs::remove_dir_all(&ours);
     }
 
     #[test]

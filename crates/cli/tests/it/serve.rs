@@ -37,6 +37,8 @@ fn python() -> bool {
 fn spawn_cli(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, mpsc::Receiver<String>) {
     let mut cli = Command::new(env!("CARGO_BIN_EXE_infermux"))
         .args(args)
+        // (pid files only where a test puts them, never the developer's runtime folder)
+        .env_remove("XDG_RUNTIME_DIR")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -286,6 +288,11 @@ fn a_sigkilled_clis_server_is_killed_by_the_next_serve() {
     }
     let runtime = std::env::temp_dir().join(format!("infermux-xdg-{}", std::process::id()));
     std::fs::create_dir_all(&runtime).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let owner_only = std::fs::Permissions::from_mode(0o700);
+        std::fs::set_permissions(&runtime, owner_only).unwrap();
+    }
     let port = free_port().to_string();
     let args = [
         "serve",
