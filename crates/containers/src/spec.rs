@@ -97,8 +97,9 @@ pub struct ServerSpec {
     /// Variables of the launching process not passed on to the server (its own keys).
     pub env_removed: Vec<String>,
     /// Variables of the launching process named like secrets ([`is_secret_name`]) that the
-    /// server reads itself and are passed on (vLLM's `VLLM_API_KEY`, which it then requires
-    /// of callers). Every other one is kept from a launched process.
+    /// server reads itself and a launched process gets (vLLM's `VLLM_API_KEY`, which it then
+    /// requires of callers). Every other one is kept from it. (A container inherits nothing
+    /// of the launching process: it gets [`ServerSpec::env`] only.)
     pub env_kept: Vec<String>,
     /// Host folders it sees (model caches).
     pub volumes: Vec<Volume>,
@@ -348,23 +349,33 @@ impl ServerSpec {
 }
 
 /// Whether an environment variable's name is that of a secret a launched server is not given
-/// unless asked ([`ServerSpec::env_withheld`]): `…_API_KEY`, `…_SECRET_KEY`, `…_ACCESS_KEY`,
-/// `…_ACCESS_KEY_ID`, `AWS_SESSION_TOKEN`, `…_REDIS_URL` (which may carry a password; any
-/// case). `HF_TOKEN` goes on: servers download gated models with it.
+/// unless asked ([`ServerSpec::env_withheld`]): one of its `_`-separated words (any case) is
+/// `KEY`, `SECRET`, `TOKEN`, `PASSWORD`, `PASSWD` or `CREDENTIALS` (`OPENAI_API_KEY`,
+/// `OPENAI_KEY_1`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `S3_SECRET`), or it ends in
+/// `_ACCESS` (`S3_ACCESS`) or `_REDIS_URL` (which may carry a password). `HF_TOKEN` and
+/// `HUGGING_FACE_HUB_TOKEN` go on: servers download gated models with them.
 ///
 /// ```
 /// use infermux_containers::is_secret_name;
-/// assert!(is_secret_name("ANTHROPIC_API_KEY"));
-/// assert!(is_secret_name("AWS_SECRET_ACCESS_KEY"));
-/// assert!(!is_secret_name("PATH"));
+/// for name in ["ANTHROPIC_API_KEY", "OPENAI_KEY_1", "AWS_SECRET_ACCESS_KEY", "S3_ACCESS",
+///              "github_token", "DB_PASSWORD", "INFERMUX_REDIS_URL"] {
+///     assert!(is_secret_name(name), "{name}");
+/// }
+/// for name in ["PATH", "HF_TOKEN", "KEYBOARD_LAYOUT", "CUDA_VISIBLE_DEVICES"] {
+///     assert!(!is_secret_name(name), "{name}");
+/// }
 /// ```
 pub fn is_secret_name(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
-    n.ends_with("_API_KEY")
-        || n.ends_with("_SECRET_KEY")
-        || n.ends_with("_ACCESS_KEY")
-        || n.ends_with("_ACCESS_KEY_ID")
-        || n == "AWS_SESSION_TOKEN"
+    if n == "HF_TOKEN" || n == "HUGGING_FACE_HUB_TOKEN" {
+        return false;
+    }
+    n.split('_').any(|w| {
+        matches!(
+            w,
+            "KEY" | "SECRET" | "TOKEN" | "PASSWORD" | "PASSWD" | "CREDENTIALS"
+        )
+    }) || n.ends_with("_ACCESS")
         || n.ends_with("_REDIS_URL")
 }
 
