@@ -6,7 +6,8 @@
 //! Only flags the caller set are written, and the listening address: a server launched as a
 //! process listens on `127.0.0.1` (TGI's, TEI's, vLLM's and OVMS's defaults are every
 //! interface; an inference server has no authentication of its own), one in a container on
-//! every interface of the container (its port is published on the host's loopback). The
+//! every interface of the container (its port is published where the probes look: the host's
+//! loopback unless another address is asked). The
 //! servers' own defaults apply otherwise (the `DEFAULT_*` constants state them, as
 //! documented by each project).
 
@@ -33,8 +34,8 @@ fn not_empty(what: &str, v: &str) -> Result<()> {
 /// Where a server launched as a process listens: this machine only (an inference server has
 /// no authentication of its own).
 const LOOPBACK: &str = "127.0.0.1";
-/// Where a server in a container listens: every interface of the container (its published
-/// port is bound to the host's loopback by the Docker launcher).
+/// Where a server in a container listens: every interface of the container (the Docker
+/// launcher publishes its port on the spec's host: the host's loopback unless asked).
 const EVERY_INTERFACE: &str = "0.0.0.0";
 /// TGI's `--quantize` values (unknown ones kept as [`Quantize::Other`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

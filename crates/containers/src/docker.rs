@@ -28,9 +28,12 @@ pub const OWNER_LABEL: &str = "infermux.owner";
 /// The label naming the spec.
 pub const NAME_LABEL: &str = "infermux.name";
 /// The label naming the process that created the container:
-/// `<boot id>:<pid>:<start time>` ([`DockerLauncher::process_label`]). A start removes a
-/// container of its owner id and spec name left behind (its creator gone, or of another boot),
-/// never one whose creator still runs on this machine.
+/// `<boot id>:<pid namespace>:<pid>:<start time>` ([`DockerLauncher::process_label`]). A start
+/// removes a container of its owner id and spec name left behind (its creator gone, or of
+/// another boot), never one whose creator still runs on this machine, nor one made from
+/// another pid namespace of this boot (a launcher in another container with the engine's
+/// socket: its pids are not this one's to judge). Launchers on other machines sharing one
+/// engine are not told apart (another boot: taken for a leftover).
 pub const PROCESS_LABEL: &str = "infermux.process";
 
 /// Launches a [`ServerSpec`]'s image as a container: its entrypoint arguments, environment,
@@ -96,22 +99,38 @@ impl DockerLauncher {
         &self.owner
     }
 
-    /// The [`PROCESS_LABEL`] of the process `pid` of this machine: `<boot id>:<pid>:<start
-    /// time>` (the kernel's boot id; the start in clock ticks after boot, as `/proc` says),
-    /// `None` when `/proc` does not tell.
+    /// The [`PROCESS_LABEL`] of the process `pid` as this process sees it: `<boot id>:<pid
+    /// namespace>:<pid>:<start time>` (the kernel's boot id, the inode of this process's pid
+    /// namespace, the start in clock ticks after boot, as `/proc` says), `None` when `/proc`
+    /// does not tell.
     pub fn process_label(pid: u32) -> Option<String> {
         let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let ns = pid_namespace()?;
         let start = crate::process::start_time(i32::try_from(pid).ok()?)?;
-        Some(format!("{}:{pid}:{start}", boot.trim()))
+        Some(format!("{}:{ns}:{pid}:{start}", boot.trim()))
     }
 
-    /// Whether a container labelled `label` ([`PROCESS_LABEL`]) was made by another process
-    /// still running on this machine (not this one, nor one gone or of another boot).
-    fn made_by_another_live_process(label: &str, ours: Option<&str>) -> bool {
-        // the label the process of that pid would have now: equal when that very process
-        // (this boot, that start) still runs
-        let pid = label.split(':').nth(1).and_then(|p| p.parse::<u32>().ok());
-        Some(label) != ours && pid.and_then(Self::process_label).as_deref() == Some(label)
+    /// Whether a container labelled `label` ([`PROCESS_LABEL`]) is left alone by a start: made
+    /// by another process that still runs (this boot, this pid namespace, that pid with that
+    /// start), or from another pid namespace of this boot (not ours to judge). One of this
+    /// process, of a process gone, of another boot, or of an older version is a leftover.
+    fn not_a_leftover(label: &str, ours: Option<&str>) -> bool {
+        let Some(ours) = ours else { return false };
+        if label == ours {
+            return false;
+        }
+        let mut parts = label.splitn(4, ':');
+        let (boot, ns, pid) = (parts.next(), parts.next(), parts.next());
+        let mut mine = ours.splitn(4, ':');
+        if boot != mine.next() {
+            return false;
+        }
+        if ns != mine.next() {
+            return true;
+        }
+        // the label the process of that pid has now: equal when that very process still runs
+        let pid = pid.and_then(|p| p.parse::<u32>().ok());
+        pid.and_then(Self::process_label).as_deref() == Some(label)
     }
 
     /// The container name of `spec`: `infermux-<owner>-<name>`.
@@ -152,7 +171,7 @@ impl DockerLauncher {
             // second `infermux serve` of one name removed the first one's container, and the
             // first's supervisor then the second's)
             if let Some(label) = c.labels.as_ref().and_then(|l| l.get(PROCESS_LABEL))
-                && Self::made_by_another_live_process(label, ours.as_deref())
+                && Self::not_a_leftover(label, ours.as_deref())
             {
                 tracing::debug!(container = %id, owner = %label, "a live process's container: left");
                 continue;
@@ -212,7 +231,7 @@ impl DockerLauncher {
                 port.clone(),
                 Some(vec![PortBinding {
                     // where the probes look: the spec's host (127.0.0.1 unless asked)
-                    host_ip: Some(spec.host.trim_matches(['[', ']']).to_owned()),
+                    host_ip: Some(publish_ip(&spec.host)?),
                     host_port: Some(spec.port.to_string()),
                 }]),
             )])),
@@ -255,6 +274,29 @@ impl DockerLauncher {
     async fn remove(&self, id: &str) {
         let _ = self.docker.remove_container(id, Some(force())).await;
     }
+}
+
+/// The address a container's port is published on: the spec's host, where the probes look
+/// (an IP address; `localhost` is 127.0.0.1: the engine takes no host names).
+fn publish_ip(host: &str) -> Result<String> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.eq_ignore_ascii_case("localhost") {
+        return Ok("127.0.0.1".to_owned());
+    }
+    bare.parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_string())
+        .map_err(|_| {
+            Error::Config(format!(
+                "a container's port is published on an IP address, not on the host `{host}`"
+            ))
+        })
+}
+
+/// The inode of this process's pid namespace (`/proc/self/ns/pid` reads `pid:[4026531836]`).
+fn pid_namespace() -> Option<String> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let inode = link.to_str()?.strip_prefix("pid:[")?.strip_suffix(']')?;
+    Some(inode.to_owned())
 }
 
 /// How long a removal already under way may take.

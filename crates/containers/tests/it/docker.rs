@@ -353,13 +353,27 @@ async fn a_live_processs_container_of_the_same_name_is_not_removed() {
         .spawn()
         .unwrap();
     let label = DockerLauncher::process_label(other.id().unwrap()).expect("/proc tells");
-    let list = json!({"name": "list", "method": "GET", "path": "/containers/json", "status": 200,
-        "body": [{"Id": "0the1other", "Names": ["/infermux-ci-llama"], "State": "running",
+    let [boot, ns, pid, start] = label.splitn(4, ':').collect::<Vec<_>>()[..] else {
+        panic!("boot:ns:pid:start, not {label}")
+    };
+    let start: u64 = start.parse().unwrap();
+    // made from another pid namespace of this boot: not this process's to judge, left
+    let other_ns = format!("{boot}:1:{pid}:{start}");
+    // that pid, but another start: its creator is gone, a leftover
+    let gone = format!("{boot}:{ns}:{pid}:{}", start + 1);
+    let container = |id: &str, label: &str| {
+        json!({"Id": id, "Names": [format!("/{id}")], "State": "running",
             "Labels": {"infermux.managed": "true", "infermux.owner": "ci",
-                "infermux.name": "llama", PROCESS_LABEL: label}}]});
+                "infermux.name": "llama", PROCESS_LABEL: label}})
+    };
+    let list = json!({"name": "list", "method": "GET", "path": "/containers/json", "status": 200,
+        "body": [container("0the1other", &label), container("0other2ns", &other_ns),
+                 container("0gone3", &gone)]});
+    let remove_gone = json!({"name": "remove", "method": "DELETE", "path": "/containers/0gone3",
+        "status": 204});
     let conflict = json!({"name": "create", "method": "POST", "path": "/containers/create",
         "status": 409, "body": {"message": "Conflict. The container name \"/infermux-ci-llama\" is already in use by container \"0the1other\". You have to remove (or rename) that container to be able to reuse that name."}});
-    let replay = Replay::start_with(vec![list, conflict], Vec::new());
+    let replay = Replay::start_with(vec![list, remove_gone, conflict], Vec::new());
     let spec = ServerSpec::new("llama", "llama-server", free_port(), "/health")
         .unwrap()
         .with_image("ghcr.io/ggml-org/llama.cpp:server");
@@ -371,6 +385,12 @@ async fn a_live_processs_container_of_the_same_name_is_not_removed() {
     assert!(
         replay.seen("DELETE", "/containers/0the1other").is_empty(),
         "the live server's container was removed"
+    );
+    assert!(replay.seen("DELETE", "/containers/0other2ns").is_empty());
+    assert_eq!(
+        replay.seen("DELETE", "/containers/0gone3").len(),
+        1,
+        "a leftover"
     );
     // what this process creates says so
     let body = replay.launcher().create_body(&spec).unwrap();
@@ -399,6 +419,18 @@ async fn the_port_is_published_on_the_specs_host() {
         let ip = bindings["8080/tcp"].as_ref().unwrap()[0].host_ip.clone();
         assert_eq!(ip.as_deref(), Some(host), "{}", spec.base_url());
     }
+    // the engine takes addresses, not host names
+    let mut spec = ServerSpec::new("l", "llama-server", 8080, "/health")
+        .unwrap()
+        .with_image("img");
+    spec.host = "localhost".to_owned();
+    let body = launcher.create_body(&spec).unwrap();
+    let bindings = body.host_config.unwrap().port_bindings.unwrap();
+    let ip = bindings["8080/tcp"].as_ref().unwrap()[0].host_ip.clone();
+    assert_eq!(ip.as_deref(), Some("127.0.0.1"));
+    spec.host = "gpu-box.lan".to_owned();
+    let e = launcher.create_body(&spec).unwrap_err();
+    assert!(matches!(e, infermux_containers::Error::Config(_)), "{e}");
 }
 
 #[tokio::test]
