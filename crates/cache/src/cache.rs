@@ -255,9 +255,11 @@ type Flights = Arc<DashMap<CacheKey, (Priority, watch::Receiver<Flight>)>>;
 #[derive(Debug, Clone)]
 enum Flight {
     Running,
-    /// Answered, and the answer handed to the store: with the entry the store took (the
-    /// waiting calls answer from it, whether or not Redis kept it: a Redis down or slow sent
-    /// each of them on its own call after the wait), or none when the store refused it.
+    /// Answered, and the answer handed to the store: with its entry once the store took it as
+    /// an exact answer (the waiting calls answer from it, whether or not the backend kept it —
+    /// a Redis down or slow sent each of them on its own call after the wait — or the memory
+    /// tier kept a fresh stream in its place), or none when the store would not take it (a
+    /// fallback group's answer, one it filters, one too large to keep).
     Answered(Option<Arc<Entry>>),
     /// Failed: each waiting call goes on its own (the failure may be the first caller's own
     /// deadline; and waiting in turn on a failing provider would stack the waits).

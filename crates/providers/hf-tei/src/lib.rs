@@ -383,6 +383,21 @@ impl Provider for HfTei {
                 "no input to embed",
             ))),
             (Request::Embeddings(req), Mode::OpenAi) => {
+                // within the limit this client knows: the request as it is (no copy of its
+                // inputs), unless the answer announces a smaller limit
+                let size = self.batch_size(req.inputs.len(), ctx).await?;
+                if req.inputs.len() <= size {
+                    let answer = self.openai.call(request, ctx).await;
+                    let smaller = answer.as_ref().err().and_then(|e| {
+                        wire::announced_batch_limit(e.message())
+                            .filter(|&limit| limit < req.inputs.len())
+                    });
+                    let Some(limit) = smaller else {
+                        return answer.map_err(wire::refine_openai_error);
+                    };
+                    // (the parts below are of the limit the refusal announced)
+                    self.batch.store(limit, Ordering::Relaxed);
+                }
                 // TEI answers 413 past `max_client_batch_size` on `/v1/embeddings` too
                 let all =
                     std::sync::Mutex::new(EmbeddingResponse::new(req.model.clone(), Vec::new()));

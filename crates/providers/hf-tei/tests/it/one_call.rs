@@ -65,3 +65,41 @@ async fn a_smaller_batch_limit_announced_by_a_refusal_is_learnt() {
         "refused once, then parts of 3"
     );
 }
+
+/// The same through TEI's OpenAI route (`/v1/embeddings`): a request within the limit the
+/// client knows goes as it is, and one refused for a smaller limit is sent again in parts of
+/// it.
+#[tokio::test]
+async fn the_openai_route_learns_a_smaller_batch_limit_too() {
+    use infermux_testkit::{Reply, Scripted};
+    let server = Scripted::start(|req| {
+        let inputs = req.json().and_then(|b| b["input"].as_array().map(Vec::len)).unwrap_or(1);
+        if inputs > 3 {
+            return Reply::json(
+                413,
+                &serde_json::json!({"error": format!("batch size {inputs} > maximum allowed batch size 3"), "error_type": "Validation"}),
+            );
+        }
+        let data: Vec<_> = (0..inputs)
+            .map(|i| serde_json::json!({"index": i, "embedding": [1.0]}))
+            .collect();
+        Reply::json(200, &serde_json::json!({"model": "bge", "data": data}))
+    })
+    .await
+    .unwrap();
+    let tei = crate::tei(&server.url())
+        .with_mode(infermux_hf_tei::Mode::OpenAi)
+        .with_max_client_batch_size(8);
+    let texts: Vec<String> = (0..8).map(|i| format!("text {i}")).collect();
+    let req = Request::Embeddings(EmbeddingRequest::new("bge", texts));
+    let Response::Embeddings(r) = tei.call(&req, &RequestContext::new()).await.unwrap() else {
+        panic!("not embeddings")
+    };
+    assert_eq!(r.embeddings.len(), 8);
+    let sizes: Vec<usize> = server
+        .requests()
+        .iter()
+        .map(|r| r.json().unwrap()["input"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [8, 3, 3, 2]);
+}
