@@ -438,9 +438,14 @@ enum Found {
 /// `stream::storable`): never stored. A content filter's verdict may change, and a failure
 /// a provider names in its finish reason would answer every paraphrase for the TTL.
 fn filtered(response: &Response) -> bool {
+    use crate::stream::storable_answer;
     match response {
-        Response::Chat(c) => !crate::stream::storable(c.finish_reason.as_ref()),
-        Response::Completion(c) => !crate::stream::storable(c.finish_reason.as_ref()),
+        Response::Chat(c) => {
+            let m = &c.message;
+            let shown = !m.tool_calls.is_empty() || m.content.iter().any(crate::stream::shows);
+            !storable_answer(c.finish_reason.as_ref(), shown)
+        }
+        Response::Completion(c) => !storable_answer(c.finish_reason.as_ref(), !c.text.is_empty()),
         _ => false,
     }
 }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use infermux_core::{EventStream, FinishReason, Result, StreamEvent};
+use infermux_core::{ContentPart, EventStream, FinishReason, Result, StreamEvent};
 
 /// What the tee does with a recorded stream that ended cleanly after `Done`.
 pub(crate) type OnComplete =
@@ -27,6 +27,8 @@ pub(crate) struct Tee {
     storing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// About how many bytes the recorded events hold.
     recorded: usize,
+    /// Whether the answer showed anything so far (text, a refusal, a tool call, a part).
+    shown: bool,
 }
 
 /// The most a stream may hold (about: its texts, plus 64 bytes an event) and still be stored:
@@ -89,6 +91,7 @@ impl Tee {
             on_complete: Some(on_complete),
             storing: None,
             recorded: 0,
+            shown: false,
         }
     }
 }
@@ -116,8 +119,18 @@ impl Stream for Tee {
                 if this.on_complete.is_some() && !this.failed {
                     // a stream cut by the content filter, or ended for a reason not known to
                     // mean a complete answer, is not stored (see `storable`)
-                    if let StreamEvent::Done { finish_reason } = &ev {
-                        this.done = storable(finish_reason.as_ref());
+                    match &ev {
+                        StreamEvent::Done { finish_reason } => {
+                            this.done = storable_answer(finish_reason.as_ref(), this.shown);
+                        }
+                        StreamEvent::TextDelta { text } | StreamEvent::RefusalDelta { text }
+                            if !text.is_empty() =>
+                        {
+                            this.shown = true;
+                        }
+                        StreamEvent::ToolCallDelta { .. } => this.shown = true,
+                        StreamEvent::Part { part } if shows(part) => this.shown = true,
+                        _ => {}
                     }
                     this.recorded = this.recorded.saturating_add(size_of_event(&ev));
                     if this.recorded > MAX_RECORDED_BYTES {
@@ -181,6 +194,23 @@ pub(crate) fn storable(reason: Option<&FinishReason>) -> bool {
         reason,
         None | Some(FinishReason::Stop | FinishReason::Length | FinishReason::ToolCalls)
     )
+}
+
+/// [`storable`], and not an answer cut at its token limit before it showed anything (`shown`:
+/// text, a refusal, a tool call, a part): a reasoning model that spent `max_tokens` thinking
+/// answers `Length` with nothing, which a retry may well answer, and which would be served for
+/// the whole TTL (to paraphrases too, through the semantic tier).
+pub(crate) fn storable_answer(reason: Option<&FinishReason>, shown: bool) -> bool {
+    storable(reason) && (shown || reason != Some(&FinishReason::Length))
+}
+
+/// Whether a part of an answer is something shown (not reasoning, nor empty text).
+pub(crate) fn shows(part: &ContentPart) -> bool {
+    match part {
+        ContentPart::Text { text } => !text.is_empty(),
+        ContentPart::Thinking { .. } | ContentPart::RedactedThinking { .. } => false,
+        _ => true,
+    }
 }
 
 /// Replays recorded events in order.

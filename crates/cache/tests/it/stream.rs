@@ -221,6 +221,58 @@ async fn an_answer_ended_for_a_reason_not_known_complete_is_not_stored() {
     }
 }
 
+/// An answer cut at its token limit before it showed anything (a reasoning model that spent
+/// `max_tokens` thinking: `Length` and no text) is not stored, as a call or as a stream: it
+/// would be served for the whole TTL, to paraphrases too. One with text, cut or not, is.
+#[tokio::test]
+async fn an_answer_cut_at_its_limit_before_showing_anything_is_not_stored() {
+    use infermux_core::{FinishReason, Response};
+    let cache = Cache::new(CacheConfig::default()).unwrap();
+    let ctx = RequestContext::new();
+    let req = ask("think hard");
+    let mut empty = answer("");
+    if let Response::Chat(c) = &mut empty {
+        c.finish_reason = Some(FinishReason::Length);
+        c.message
+            .content
+            .push(infermux_core::ContentPart::Thinking {
+                text: "a long thought".into(),
+                signature: None,
+            });
+    }
+    cache.store(&req, &ctx, "g", &empty).await;
+    assert!(
+        cache.lookup(&req, &ctx, "g").await.is_none(),
+        "stored as a call"
+    );
+    let evs = vec![
+        StreamEvent::ReasoningDelta {
+            text: "thinking…".into(),
+        },
+        StreamEvent::TextDelta { text: "".into() },
+        StreamEvent::Done {
+            finish_reason: Some(FinishReason::Length),
+        },
+    ];
+    let passed: Vec<_> = cache.tee(&req, &ctx, "g", live(oks(&evs))).collect().await;
+    assert_eq!(passed.len(), evs.len(), "passed on whole");
+    assert!(
+        cache.lookup_stream(&req, &ctx, "g").await.is_none(),
+        "stored as a stream"
+    );
+    assert_eq!(cache.snapshot().stores, 0);
+    // cut, with something shown: stored
+    let mut cut = evs;
+    cut.insert(
+        1,
+        StreamEvent::TextDelta {
+            text: "half an".into(),
+        },
+    );
+    let _: Vec<_> = cache.tee(&req, &ctx, "g", live(oks(&cut))).collect().await;
+    assert!(cache.lookup_stream(&req, &ctx, "g").await.is_some());
+}
+
 /// A consumer that stops at `Done` and drops the stream has had the whole answer: it is
 /// stored (in a task of its own) as if the stream had been read to its end.
 #[tokio::test]
