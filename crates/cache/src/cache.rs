@@ -435,7 +435,8 @@ enum Found {
 }
 
 /// Whether the answer ended for a reason not known to mean a complete answer (see
-/// `stream::storable`): never stored. A content filter's verdict may change, and a failure
+/// `stream::storable`), or was cut at its token limit before it showed anything
+/// (`stream::storable_answer`): never stored. A content filter's verdict may change, and a failure
 /// a provider names in its finish reason would answer every paraphrase for the TTL.
 fn filtered(response: &Response) -> bool {
     use crate::stream::storable_answer;

@@ -204,12 +204,14 @@ pub(crate) fn storable_answer(reason: Option<&FinishReason>, shown: bool) -> boo
     storable(reason) && (shown || reason != Some(&FinishReason::Length))
 }
 
-/// Whether a part of an answer is something shown (not reasoning, nor empty text).
+/// Whether a part of an answer is something the answer shows: text or a refusal that is not
+/// empty, an image (not reasoning, a citation, a server tool's call or result, nor a part this
+/// version does not model).
 pub(crate) fn shows(part: &ContentPart) -> bool {
     match part {
-        ContentPart::Text { text } => !text.is_empty(),
-        ContentPart::Thinking { .. } | ContentPart::RedactedThinking { .. } => false,
-        _ => true,
+        ContentPart::Text { text } | ContentPart::Refusal { text } => !text.is_empty(),
+        ContentPart::Image { .. } => true,
+        _ => false,
     }
 }
 

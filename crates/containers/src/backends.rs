@@ -184,7 +184,9 @@ impl TgiSpec {
             ServerSpec::new(name, Self::PROGRAM, self.port, Self::READINESS)?
                 .with_args(self.args())
                 .with_image(Self::DEFAULT_IMAGE)
-                .with_image_args(self.image_args()),
+                .with_image_args(self.image_args())
+                // (`--api-key`'s variable: the key the server then requires, as the user set it)
+                .with_env_kept("API_KEY"),
         )
     }
 }
@@ -283,7 +285,9 @@ impl TeiSpec {
             ServerSpec::new(name, Self::PROGRAM, self.port, Self::READINESS)?
                 .with_args(self.args())
                 .with_image(Self::DEFAULT_IMAGE)
-                .with_image_args(self.image_args()),
+                .with_image_args(self.image_args())
+                // (`--api-key`'s variable: the key the server then requires, as the user set it)
+                .with_env_kept("API_KEY"),
         )
     }
 }

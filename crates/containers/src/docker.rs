@@ -113,14 +113,21 @@ impl DockerLauncher {
     /// Whether a container labelled `label` ([`PROCESS_LABEL`]) is left alone by a start: made
     /// by another process that still runs (this boot, this pid namespace, that pid with that
     /// start), or from another pid namespace of this boot (not ours to judge). One of this
-    /// process, of a process gone, of another boot, or of an older version is a leftover.
+    /// process, of a process gone, of another boot, or in another form (not four fields, a
+    /// namespace or pid not a number) is a leftover.
     fn not_a_leftover(label: &str, ours: Option<&str>) -> bool {
         let Some(ours) = ours else { return false };
         if label == ours {
             return false;
         }
-        let mut parts = label.splitn(4, ':');
-        let (boot, ns, pid) = (parts.next(), parts.next(), parts.next());
+        let fields: Vec<&str> = label.split(':').collect();
+        let [boot, ns, pid, _start] = fields[..] else {
+            return false;
+        };
+        if ns.parse::<u64>().is_err() {
+            return false;
+        }
+        let (boot, ns, pid) = (Some(boot), Some(ns), Some(pid));
         let mut mine = ours.splitn(4, ':');
         if boot != mine.next() {
             return false;
@@ -138,7 +145,8 @@ impl DockerLauncher {
         format!("infermux-{}-{}", self.owner, spec.name)
     }
 
-    /// Removes (forcibly) every container labelled as this owner's; returns how many.
+    /// Removes (forcibly) every container labelled as this owner's but those another running
+    /// process made (see [`PROCESS_LABEL`]); returns how many.
     pub async fn cleanup(&self) -> Result<usize> {
         self.cleanup_labelled(None).await
     }

@@ -350,33 +350,43 @@ impl ServerSpec {
 
 /// Whether an environment variable's name is that of a secret a launched server is not given
 /// unless asked ([`ServerSpec::env_withheld`]): one of its `_`-separated words (any case) is
-/// `KEY`, `SECRET`, `TOKEN`, `PASSWORD`, `PASSWD` or `CREDENTIALS` (`OPENAI_API_KEY`,
-/// `OPENAI_KEY_1`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `S3_SECRET`), or it ends in
-/// `_ACCESS` (`S3_ACCESS`) or `_REDIS_URL` (which may carry a password). `HF_TOKEN` and
-/// `HUGGING_FACE_HUB_TOKEN` go on: servers download gated models with them.
+/// `KEY`, `SECRET`, `TOKEN`, `PASSWORD` or `PASSWD` (`OPENAI_API_KEY`, `OPENAI_KEY_1`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `S3_SECRET`), or it ends in `_ACCESS`
+/// (`S3_ACCESS`), `_REDIS_URL` (which may carry a password) or `_CONNECTION_STRING`. The
+/// Hugging Face Hub's go on — `HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`, `HF_API_TOKEN`,
+/// `HF_TOKEN_PATH`, `HF_HUB_DISABLE_IMPLICIT_TOKEN` —: servers download gated models with them.
+/// (Paths to credential files, `GOOGLE_APPLICATION_CREDENTIALS`, go on too: a server loading
+/// from a bucket reads them.)
 ///
 /// ```
 /// use infermux_containers::is_secret_name;
 /// for name in ["ANTHROPIC_API_KEY", "OPENAI_KEY_1", "AWS_SECRET_ACCESS_KEY", "S3_ACCESS",
-///              "github_token", "DB_PASSWORD", "INFERMUX_REDIS_URL"] {
+///              "github_token", "DB_PASSWORD", "INFERMUX_REDIS_URL",
+///              "AZURE_STORAGE_CONNECTION_STRING"] {
 ///     assert!(is_secret_name(name), "{name}");
 /// }
-/// for name in ["PATH", "HF_TOKEN", "KEYBOARD_LAYOUT", "CUDA_VISIBLE_DEVICES"] {
+/// for name in ["PATH", "HF_TOKEN", "HF_API_TOKEN", "MAX_BATCH_TOKENS", "TOKENIZERS_PARALLELISM",
+///              "GOOGLE_APPLICATION_CREDENTIALS", "CUDA_VISIBLE_DEVICES"] {
 ///     assert!(!is_secret_name(name), "{name}");
 /// }
 /// ```
 pub fn is_secret_name(name: &str) -> bool {
+    const HUB: [&str; 5] = [
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_API_TOKEN",
+        "HF_TOKEN_PATH",
+        "HF_HUB_DISABLE_IMPLICIT_TOKEN",
+    ];
     let n = name.to_ascii_uppercase();
-    if n == "HF_TOKEN" || n == "HUGGING_FACE_HUB_TOKEN" {
+    if HUB.contains(&n.as_str()) {
         return false;
     }
-    n.split('_').any(|w| {
-        matches!(
-            w,
-            "KEY" | "SECRET" | "TOKEN" | "PASSWORD" | "PASSWD" | "CREDENTIALS"
-        )
-    }) || n.ends_with("_ACCESS")
+    n.split('_')
+        .any(|w| matches!(w, "KEY" | "SECRET" | "TOKEN" | "PASSWORD" | "PASSWD"))
+        || n.ends_with("_ACCESS")
         || n.ends_with("_REDIS_URL")
+        || n.ends_with("_CONNECTION_STRING")
 }
 
 #[cfg(test)]

@@ -250,6 +250,12 @@ async fn an_answer_cut_at_its_limit_before_showing_anything_is_not_stored() {
             text: "thinking…".into(),
         },
         StreamEvent::TextDelta { text: "".into() },
+        // (a citation, or a server tool's call, is not an answer shown)
+        StreamEvent::Part {
+            part: infermux_core::ContentPart::Citation {
+                raw: serde_json::json!({"type": "url_citation", "url": "https://example.org"}),
+            },
+        },
         StreamEvent::Done {
             finish_reason: Some(FinishReason::Length),
         },

@@ -366,14 +366,18 @@ async fn a_live_processs_container_of_the_same_name_is_not_removed() {
             "Labels": {"infermux.managed": "true", "infermux.owner": "ci",
                 "infermux.name": "llama", PROCESS_LABEL: label}})
     };
+    // in another form (three fields, as no released version wrote): a leftover
+    let odd = format!("{boot}:{pid}:{start}");
     let list = json!({"name": "list", "method": "GET", "path": "/containers/json", "status": 200,
         "body": [container("0the1other", &label), container("0other2ns", &other_ns),
-                 container("0gone3", &gone)]});
+                 container("0gone3", &gone), container("0odd4", &odd)]});
     let remove_gone = json!({"name": "remove", "method": "DELETE", "path": "/containers/0gone3",
+        "status": 204});
+    let remove_odd = json!({"name": "remove", "method": "DELETE", "path": "/containers/0odd4",
         "status": 204});
     let conflict = json!({"name": "create", "method": "POST", "path": "/containers/create",
         "status": 409, "body": {"message": "Conflict. The container name \"/infermux-ci-llama\" is already in use by container \"0the1other\". You have to remove (or rename) that container to be able to reuse that name."}});
-    let replay = Replay::start_with(vec![list, remove_gone, conflict], Vec::new());
+    let replay = Replay::start_with(vec![list, remove_gone, remove_odd, conflict], Vec::new());
     let spec = ServerSpec::new("llama", "llama-server", free_port(), "/health")
         .unwrap()
         .with_image("ghcr.io/ggml-org/llama.cpp:server");
@@ -389,6 +393,11 @@ async fn a_live_processs_container_of_the_same_name_is_not_removed() {
     assert!(replay.seen("DELETE", "/containers/0other2ns").is_empty());
     assert_eq!(
         replay.seen("DELETE", "/containers/0gone3").len(),
+        1,
+        "a leftover"
+    );
+    assert_eq!(
+        replay.seen("DELETE", "/containers/0odd4").len(),
         1,
         "a leftover"
     );
