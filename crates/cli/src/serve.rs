@@ -30,8 +30,9 @@ pub(crate) struct ServeArgs {
     program: Option<String>,
     /// An environment variable for the server: `KEY=VALUE`, or `KEY` alone to pass this
     /// shell's value on (a token stays out of the command line, as with `docker -e KEY`)
-    /// (repeatable). A process inherits this shell's environment except the keys infermux
-    /// reads (`…_API_KEY`, AWS and S3 secrets, Redis URLs), passed on only when named here.
+    /// (repeatable). A process inherits this shell's environment except its secrets (names
+    /// with the word KEY, SECRET, TOKEN or PASSWORD, AWS and S3 secrets, Redis URLs; the Hub's
+    /// tokens go on), passed on only when named here.
     #[arg(long = "env", value_name = "KEY[=VALUE]")]
     env: Vec<String>,
     /// A folder `HOST:CONTAINER[:ro]` (repeatable; containers).
@@ -241,15 +242,6 @@ fn launch_error(e: infermux_containers::Error) -> Error {
 }
 
 impl Backend {
-    /// The keys of this shell the server reads itself (passed on: vLLM requires its
-    /// `VLLM_API_KEY` of callers).
-    fn env_it_reads(&self) -> &'static [&'static str] {
-        match self {
-            Backend::Vllm { .. } => &["VLLM_API_KEY"],
-            _ => &[],
-        }
-    }
-
     fn spec(self, name: Option<&str>) -> infermux_containers::Result<ServerSpec> {
         Ok(match self {
             Backend::Tgi {
@@ -462,7 +454,6 @@ fn env_pair(kv: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<(String
 
 /// Builds the spec from the command line (everything but the launcher).
 fn server_spec(args: &mut ServeArgs, backend: Backend) -> Result<ServerSpec, Error> {
-    let reads = backend.env_it_reads();
     let mut spec = backend.spec(args.name.as_deref()).map_err(launch_error)?;
     if let Some(p) = args.program.take() {
         spec.program = p;
@@ -474,14 +465,8 @@ fn server_spec(args: &mut ServeArgs, backend: Backend) -> Result<ServerSpec, Err
         let (k, v) = env_pair(kv, |name| std::env::var(name).ok())?;
         spec = spec.with_env(k, v);
     }
-    // this shell's keys (a provider's, the storage's `--fetch` reads) are not the server's:
-    // passed on only when named with --env, or when the server reads it itself (vLLM's
-    // `VLLM_API_KEY`, the key it then requires; the launcher withholds the others)
-    for k in reads {
-        if !spec.env_kept.iter().any(|e| e == k) {
-            spec = spec.with_env_kept(*k);
-        }
-    }
+    // (this shell's secrets are not the server's: the launcher withholds them unless named
+    // with --env or kept by the backend's spec, as vLLM's keeps `VLLM_API_KEY`)
     for v in &args.volumes {
         spec = spec.with_volume(parse_volume(v)?);
     }

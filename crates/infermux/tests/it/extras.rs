@@ -473,13 +473,7 @@ async fn one_too_long_input_falls_back_alone_not_with_its_batch() {
                 &serde_json::json!({"error": {"message": "This model's maximum context length is 8192 tokens", "code": "context_length_exceeded"}}),
             );
         }
-        let data: Vec<_> = (0..inputs.len())
-            .map(|i| serde_json::json!({"object": "embedding", "index": i, "embedding": [value]}))
-            .collect();
-        Reply::json(
-            200,
-            &serde_json::json!({"object": "list", "model": "m", "data": data}),
-        )
+        vectors_reply(inputs.len(), value)
     };
     let primary = Scripted::start(move |req| vectors(req, true, 1.0))
         .await
@@ -487,26 +481,7 @@ async fn one_too_long_input_falls_back_alone_not_with_its_batch() {
     let backup = Scripted::start(move |req| vectors(req, false, 2.0))
         .await
         .unwrap();
-    let compat = |name: &str, url: String| {
-        OpenAiCompat::new(EndpointConfig::new(name, format!("{url}/v1")).unwrap()).unwrap()
-    };
-    let client = Client::builder()
-        .resilience(ResilienceConfig::disabled())
-        .endpoint(compat("primary", primary.url()))
-        .endpoint(compat("backup", backup.url()))
-        .group(ModelGroup::new("emb").deployment(Deployment::new("primary", "small")))
-        .group(ModelGroup::new("emb-large").deployment(Deployment::new("backup", "large")))
-        .fallback("emb", ["emb-large"], [infermux::ErrorKind::ContextLength])
-        .batch_embeddings(
-            // (flushed when both are in: one batch, whatever the machine's pace)
-            BatchConfig::default()
-                .with_max_items(2)
-                .unwrap()
-                .with_max_wait(Duration::from_secs(5))
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
+    let client = batching_with_fallback(&primary, &backup, infermux::ErrorKind::ContextLength);
     let long = "word ".repeat(100);
     let (short, long) = tokio::join!(
         client.embed(EmbeddingRequest::new("emb", ["short"])),
@@ -553,32 +528,11 @@ async fn a_batch_refused_whole_falls_back_whole() {
         let n = req.json().unwrap_or_default()["input"]
             .as_array()
             .map_or(1, Vec::len);
-        let data: Vec<_> = (0..n)
-            .map(|i| serde_json::json!({"index": i, "embedding": [2.0]}))
-            .collect();
-        Reply::json(200, &serde_json::json!({"model": "m", "data": data}))
+        vectors_reply(n, 2.0)
     })
     .await
     .unwrap();
-    let compat = |name: &str, url: String| {
-        OpenAiCompat::new(EndpointConfig::new(name, format!("{url}/v1")).unwrap()).unwrap()
-    };
-    let client = Client::builder()
-        .resilience(ResilienceConfig::disabled())
-        .endpoint(compat("primary", primary.url()))
-        .endpoint(compat("backup", backup.url()))
-        .group(ModelGroup::new("emb").deployment(Deployment::new("primary", "small")))
-        .group(ModelGroup::new("emb2").deployment(Deployment::new("backup", "other")))
-        .fallback("emb", ["emb2"], [infermux::ErrorKind::InvalidRequest])
-        .batch_embeddings(
-            BatchConfig::default()
-                .with_max_items(2)
-                .unwrap()
-                .with_max_wait(Duration::from_secs(5))
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
+    let client = batching_with_fallback(&primary, &backup, infermux::ErrorKind::InvalidRequest);
     let (a, b) = tokio::join!(
         client.embed(EmbeddingRequest::new("emb", ["one"])),
         client.embed(EmbeddingRequest::new("emb", ["two"])),
@@ -589,4 +543,44 @@ async fn a_batch_refused_whole_falls_back_whole() {
     }
     assert_eq!(primary.requests().len(), 1, "refused once, not split");
     assert_eq!(backup.requests().len(), 1, "one fallback request for both");
+}
+
+/// An OpenAI embeddings answer of `n` one-dimension vectors, each `[value]`.
+fn vectors_reply(n: usize, value: f64) -> infermux_testkit::Reply {
+    let data: Vec<_> = (0..n)
+        .map(|i| serde_json::json!({"object": "embedding", "index": i, "embedding": [value]}))
+        .collect();
+    infermux_testkit::Reply::json(
+        200,
+        &serde_json::json!({"object": "list", "model": "m", "data": data}),
+    )
+}
+
+/// A client batching embeddings two at a time (flushed when both are in: one batch, whatever
+/// the machine's pace) for group `emb` on `primary`, falling back on `on` to group
+/// `emb-large` on `backup`.
+fn batching_with_fallback(
+    primary: &infermux_testkit::Scripted,
+    backup: &infermux_testkit::Scripted,
+    on: infermux::ErrorKind,
+) -> Client {
+    let compat = |name: &str, url: String| {
+        OpenAiCompat::new(EndpointConfig::new(name, format!("{url}/v1")).unwrap()).unwrap()
+    };
+    Client::builder()
+        .resilience(ResilienceConfig::disabled())
+        .endpoint(compat("primary", primary.url()))
+        .endpoint(compat("backup", backup.url()))
+        .group(ModelGroup::new("emb").deployment(Deployment::new("primary", "small")))
+        .group(ModelGroup::new("emb-large").deployment(Deployment::new("backup", "large")))
+        .fallback("emb", ["emb-large"], [on])
+        .batch_embeddings(
+            BatchConfig::default()
+                .with_max_items(2)
+                .unwrap()
+                .with_max_wait(Duration::from_secs(5))
+                .unwrap(),
+        )
+        .build()
+        .unwrap()
 }
